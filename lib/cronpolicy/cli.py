@@ -1,0 +1,400 @@
+"""The ``cronpolicy`` command: schema, status, policies, windows, deploys, history.
+
+Each command is a plain function ``cmd_x(args, settings) -> int``; ``main``
+parses the arguments, resolves the settings and turns every CronPolicyError
+into one line on standard error and an exit code (2 for bad input, 4 when
+the database or configuration cannot be used; see ``exitcodes``).  Read
+commands take ``--json`` for tooling.
+"""
+
+import argparse
+import datetime
+import json
+import sys
+
+from cronpolicy import exitcodes
+from cronpolicy.config import SQLITE, Settings
+from cronpolicy.errors import CronPolicyError, UsageError
+from cronpolicy.timeutil import format_duration, format_time, parse_duration
+
+
+# Output ---------------------------------------------------------------------
+
+def _jsonable(value):
+    if isinstance(value, datetime.datetime):
+        return value.isoformat()
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    raise TypeError("cannot serialise %r" % (value,))
+
+
+def print_json(data):
+    print(json.dumps(data, default=_jsonable, indent=2, sort_keys=True))
+
+
+def print_table(rows, columns):
+    """rows: list of dicts; columns: [(heading, function(row) -> str)]."""
+    cells = [[heading for heading, _ in columns]]
+    cells += [[str(render(row)) for _, render in columns] for row in rows]
+    widths = [max(len(line[index]) for line in cells) for index in range(len(columns))]
+    for line in cells:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+
+
+def _quote(text):
+    return text if text else "-"
+
+
+# Commands -------------------------------------------------------------------
+
+def _database(settings):
+    from cronpolicy.database import Database
+    return Database(settings)
+
+
+def cmd_schema_upgrade(args, settings):
+    from cronpolicy import schema, store
+    if settings.backend == SQLITE:
+        from cronpolicy.config import sqlite_path
+        connection = store.connect_sqlite(sqlite_path(settings.dsn), settings.connect_timeout,
+                                          create_directory=settings.dsn_source == "default")
+        try:
+            applied = schema.upgrade_sqlite(connection)
+            version = schema.sqlite_version(connection)
+        finally:
+            connection.close()
+    else:
+        connection = store.connect_postgres(settings.dsn, settings.connect_timeout,
+                                            "cronpolicy-schema")
+        try:
+            applied = schema.upgrade_postgres(connection)
+            version = schema.postgres_version(connection)
+        finally:
+            connection.close()
+    for filename in applied:
+        print("applied %s" % filename)
+    print("schema of %s is at version %d%s" % (
+        settings.masked_dsn, version, "" if applied else " (already up to date)"))
+    return exitcodes.OK
+
+
+def _window_line(window):
+    scope = "script %s on host %s" % (window["script"], window["host"])
+    return "#%d %s to %s (%s), %s: %s" % (
+        window["id"], format_time(window["starts_at"]), format_time(window["ends_at"]),
+        window["state"], scope, _quote(window["reason"]))
+
+
+def cmd_status(args, settings):
+    from cronpolicy import rollout
+    state = rollout.status(_database(settings))
+    if args.json:
+        print_json(state)
+        return exitcodes.OK
+    deploy = state["deploy"]
+    print("database: %s (clock %s)" % (settings.masked_dsn, format_time(state["now"])))
+    if deploy is None:
+        print("deploy: deploy_state row missing (scripts treat this as deploy pending)")
+    elif deploy["deploy_pending"]:
+        print("deploy: PENDING since %s by %s: %s" % (
+            format_time(deploy["changed_at"]), deploy["changed_by"] or "-", _quote(deploy["reason"])))
+    else:
+        print("deploy: not pending")
+    for title, key in (("active windows", "active_windows"),
+                       ("upcoming windows", "upcoming_windows")):
+        print("%s: %s" % (title, len(state[key]) or "none"))
+        for window in state[key]:
+            print("  " + _window_line(window))
+    print("disabled policies: %s" % (len(state["disabled_policies"]) or "none"))
+    for row in state["disabled_policies"]:
+        print("  #%d name %s host %s, by %s at %s: %s" % (
+            row["id"], row["name"], row["host"], row["changed_by"] or "-",
+            format_time(row["changed_at"]), _quote(row["reason"])))
+    if state["exempt_policies"]:
+        print("exempt from rollouts: %s" % ", ".join(
+            "#%d %s@%s" % (row["id"], row["name"], row["host"]) for row in state["exempt_policies"]))
+    print("running: %s" % (len(state["running"]) or "none"))
+    if state["running"]:
+        print_table(state["running"], [
+            ("  RUN", lambda r: "  #%d" % r["id"]), ("SCRIPT", lambda r: r["name"]),
+            ("HOST", lambda r: r["host"]), ("PID", lambda r: r["pid"]),
+            ("STARTED", lambda r: format_time(r["started_at"])),
+            ("RUNNING FOR", lambda r: format_duration(r["running_seconds"])),
+            ("ESTIMATE", lambda r: format_duration(r["estimate_seconds"]))])
+    return exitcodes.OK
+
+
+def _policy_change(args, settings, enabled):
+    from cronpolicy import policies
+    row, created, still_disabling = policies.set_enabled(
+        _database(settings), args.name, enabled, host=args.host,
+        reason=getattr(args, "reason", ""))
+    print("%s %s on host %s (policy #%d, %s)" % (
+        "enabled" if enabled else "disabled", row["name"], row["host"], row["id"],
+        "new row" if created else "updated row"))
+    for other in still_disabling:
+        print("warning: policy #%d (name %s, host %s) still disables it there%s" % (
+            other.id, other.name, other.host, ": " + other.reason if other.reason else ""),
+            file=sys.stderr)
+    return exitcodes.OK
+
+
+def cmd_disable(args, settings):
+    return _policy_change(args, settings, False)
+
+
+def cmd_enable(args, settings):
+    return _policy_change(args, settings, True)
+
+
+def cmd_window_add(args, settings):
+    from cronpolicy import rollout
+    duration = parse_duration(args.duration) if args.duration is not None else None
+    window = rollout.add_window(_database(settings), args.start, end=args.end, duration=duration,
+                                reason=args.reason, host=args.host, script=args.script)
+    if args.json:
+        print_json(window)
+    else:
+        print("added window " + _window_line(window))
+    return exitcodes.OK
+
+
+def cmd_window_list(args, settings):
+    from cronpolicy import rollout
+    now, windows = rollout.list_windows(_database(settings), include_all=args.all)
+    if args.json:
+        print_json(windows)
+        return exitcodes.OK
+    if not windows:
+        print("no %srollout windows" % ("" if args.all else "standing "))
+        return exitcodes.OK
+    print_table(windows, [
+        ("ID", lambda w: w["id"]), ("STATE", lambda w: w["state"]),
+        ("STARTS", lambda w: format_time(w["starts_at"])),
+        ("ENDS", lambda w: format_time(w["ends_at"])),
+        ("HOSTS", lambda w: w["host"]), ("SCRIPTS", lambda w: w["script"]),
+        ("REASON", lambda w: _quote(w["reason"]))])
+    return exitcodes.OK
+
+
+def cmd_window_cancel(args, settings):
+    from cronpolicy import rollout
+    window, already = rollout.cancel_window(_database(settings), args.id)
+    if already:
+        print("window #%d was already cancelled at %s" % (window["id"],
+                                                           format_time(window["cancelled_at"])))
+    else:
+        print("cancelled window " + _window_line(window))
+    return exitcodes.OK
+
+
+def _deploy_change(settings, begin, reason=""):
+    from cronpolicy import rollout
+    db = _database(settings)
+    before, after = rollout.deploy_begin(db, reason) if begin else rollout.deploy_end(db)
+    was = before is not None and before["deploy_pending"]
+    if begin:
+        print("deploy pending%s%s" % (": " + reason if reason else "",
+                                      " (it already was)" if was else ""))
+    else:
+        print("deploy no longer pending%s" % ("" if was else " (it was not)"))
+    return exitcodes.OK
+
+
+def cmd_deploy_begin(args, settings):
+    return _deploy_change(settings, True, args.reason)
+
+
+def cmd_deploy_end(args, settings):
+    return _deploy_change(settings, False)
+
+
+def cmd_history(args, settings):
+    from cronpolicy import history
+    runs = history.recent_runs(_database(settings), args.name, args.limit)
+    if args.json:
+        print_json(runs)
+        return exitcodes.OK
+    if not runs:
+        print("no runs recorded%s" % (" for " + args.name if args.name else ""))
+        return exitcodes.OK
+    print_table(runs, [
+        ("RUN", lambda r: r["id"]), ("SCRIPT", lambda r: r["name"]), ("HOST", lambda r: r["host"]),
+        ("PID", lambda r: r["pid"] if r["pid"] is not None else "-"),
+        ("STARTED", lambda r: format_time(r["started_at"])),
+        ("DURATION", lambda r: format_duration(r["duration_seconds"])),
+        ("STATUS", lambda r: r["status"] + (" (forced)" if r["policy_ignored"] else "")),
+        ("EXIT", lambda r: r["exit_code"] if r["exit_code"] is not None else "-"),
+        ("REASON", lambda r: _quote(r["skip_reason"]))])
+    return exitcodes.OK
+
+
+def cmd_estimate(args, settings):
+    from cronpolicy import history
+    names = [args.name] if args.name else history.known_names(_database(settings))
+    script_runtime = parse_duration(args.expected_runtime) if args.expected_runtime else None
+    results = history.estimates(settings, names, args.host or settings.host, script_runtime)
+    if args.json:
+        print_json(results)
+        return exitcodes.OK
+    if not results:
+        print("no scripts in the history yet")
+        return exitcodes.OK
+    print_table(results, [("SCRIPT", lambda r: r["name"]),
+                          ("ESTIMATE", lambda r: format_duration(r["estimate_seconds"])),
+                          ("FROM", lambda r: r["source"])])
+    return exitcodes.OK
+
+
+def cmd_check(args, settings):
+    from cronpolicy.policy import decide_from_inputs
+    from cronpolicy.store import open_store
+    host = args.host or settings.host
+    script_runtime = parse_duration(args.expected_runtime) if args.expected_runtime else None
+    store = open_store(settings, application_name="cronpolicy-check")
+    try:
+        inputs = store.load_inputs(args.name, settings.estimate_runs)
+    finally:
+        store.close()
+    decision = decide_from_inputs(
+        inputs, args.name, host, script_runtime=script_runtime, q=settings.estimate_quantile,
+        min_runs=settings.estimate_min_runs, default_runtime=settings.default_runtime,
+        margin=settings.cutoff_margin)
+    if args.json:
+        print_json({"name": args.name, "host": host, "run": decision.run, "code": decision.code,
+                    "reason": decision.reason, "now": inputs.now,
+                    "estimate_seconds": decision.estimate.seconds,
+                    "estimate_source": decision.estimate.source,
+                    "policy_id": decision.policy.id if decision.policy else None,
+                    "window_id": decision.window.id if decision.window else None})
+    else:
+        print("%s on %s: %s: %s" % (args.name, host, "run" if decision.run else "skip",
+                                     decision.reason))
+        print("estimated runtime: %s (%s)" % (format_duration(decision.estimate.seconds),
+                                              decision.estimate.source))
+    return exitcodes.OK if decision.run else exitcodes.WOULD_SKIP
+
+
+# Parsing --------------------------------------------------------------------
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors as one line and exit code 2."""
+
+    def error(self, message):
+        self.exit(exitcodes.USAGE, "%s: error: %s (see --help)\n" % (self.prog, message))
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not a whole number: %r" % text) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1: %r" % text)
+    return value
+
+
+def build_parser():
+    common = _Parser(add_help=False)
+    common.add_argument("--dsn", default=argparse.SUPPRESS,
+                        help="policy database (overrides CRONPOLICY_DSN and the config file)")
+    reader = _Parser(add_help=False)
+    reader.add_argument("--json", action="store_true", help="machine-readable output")
+
+    parser = _Parser(prog="cronpolicy", parents=[common],
+                     description="Policy gate for cron scripts: see README.txt.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    def add(name, function, help_text, parents=(common,), subparsers=commands, prog=None):
+        sub = subparsers.add_parser(name, parents=list(parents), help=help_text,
+                                    description=help_text)
+        sub.set_defaults(func=function)
+        return sub
+
+    schema = commands.add_parser("schema", help="manage the database schema")
+    schema_commands = schema.add_subparsers(dest="schema_command", metavar="SUBCOMMAND",
+                                            parser_class=_Parser)
+    schema_commands.required = True
+    add("upgrade", cmd_schema_upgrade, "apply the schema patches the database lacks",
+        subparsers=schema_commands)
+
+    add("status", cmd_status,
+        "deploy state, windows, disabled policies and running scripts", (common, reader))
+
+    for name, function, help_text in (
+            ("disable", cmd_disable, "skip a script (or a name pattern) from now on"),
+            ("enable", cmd_enable, "let a script run again")):
+        sub = add(name, function, help_text)
+        sub.add_argument("name", help="script name or glob pattern (* and ?)")
+        sub.add_argument("--host", default="*", help="host name or pattern (default: all hosts)")
+        if name == "disable":
+            sub.add_argument("--reason", default="", help="why; shown in skip reasons")
+
+    window = commands.add_parser("window", help="schedule and cancel rollout windows")
+    window_commands = window.add_subparsers(dest="window_command", metavar="SUBCOMMAND",
+                                            parser_class=_Parser)
+    window_commands.required = True
+    sub = add("add", cmd_window_add, "schedule a rollout window", (common, reader),
+              subparsers=window_commands)
+    sub.add_argument("--start", required=True,
+                     help="ISO 8601 time (UTC unless an offset is given), now, or +10m")
+    ends = sub.add_mutually_exclusive_group(required=True)
+    ends.add_argument("--end", help="end time, like --start")
+    ends.add_argument("--duration", help="length, like 45m or 2h")
+    sub.add_argument("--reason", default="", help="what is being rolled out")
+    sub.add_argument("--host", default="*", help="hosts covered (glob; default all)")
+    sub.add_argument("--script", default="*", help="scripts covered (glob; default all)")
+    sub = add("list", cmd_window_list, "list standing rollout windows", (common, reader),
+              subparsers=window_commands)
+    sub.add_argument("--all", action="store_true", help="include past and cancelled windows")
+    sub = add("cancel", cmd_window_cancel, "cancel a rollout window", subparsers=window_commands)
+    sub.add_argument("id", type=_positive_int, help="window id, as window list shows it")
+
+    deploy = commands.add_parser("deploy", help="the fleet-wide deploy switch")
+    deploy_commands = deploy.add_subparsers(dest="deploy_command", metavar="SUBCOMMAND",
+                                            parser_class=_Parser)
+    deploy_commands.required = True
+    sub = add("begin", cmd_deploy_begin, "set deploy pending: no script starts",
+              subparsers=deploy_commands)
+    sub.add_argument("--reason", default="", help="shown in every skip reason")
+    add("end", cmd_deploy_end, "clear deploy pending: policies apply again",
+        subparsers=deploy_commands)
+
+    sub = add("history", cmd_history, "recent runs, newest first", (common, reader))
+    sub.add_argument("name", nargs="?", help="only this script")
+    sub.add_argument("--limit", type=_positive_int, default=20, help="how many (default 20)")
+
+    for name, function, help_text in (
+            ("estimate", cmd_estimate, "runtime estimates, as the gate computes them"),
+            ("check", cmd_check, "the decision for a script now, without running it "
+                                 "(exit 0: would run, 5: would skip)")):
+        sub = add(name, function, help_text, (common, reader))
+        sub.add_argument("name", nargs="?" if name == "estimate" else None,
+                         help="script name" + (" (default: every script in the history)"
+                                               if name == "estimate" else ""))
+        sub.add_argument("--host", help="decide as on this host (default: this host)")
+        sub.add_argument("--expected-runtime", metavar="D",
+                         help="the script's own expected_runtime, used with too little history")
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    try:
+        args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    except SystemExit as error:
+        return error.code if isinstance(error.code, int) else exitcodes.USAGE
+    try:
+        settings = Settings.load(dsn=getattr(args, "dsn", None))
+        return args.func(args, settings)
+    except CronPolicyError as error:
+        print("cronpolicy: error: %s" % str(error).replace("\n", " "), file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("cronpolicy: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""Where the policy database is, and the knobs of the gate.
+
+The DSN is taken from, in order: ``--dsn``; the ``CRONPOLICY_DSN``
+environment variable; the ``dsn`` key of the config file (``CRONPOLICY_CONFIG``
+or ``/etc/cronpolicy.conf``); else the embedded SQLite database in the user's
+state directory (``$XDG_STATE_HOME/cronpolicy/cronpolicy.sqlite``, by default
+``~/.local/state/cronpolicy/cronpolicy.sqlite``).
+
+The config file is INI with one ``[cronpolicy]`` section::
+
+    [cronpolicy]
+    dsn = postgresql://cron@db.example.com/cronpolicy
+    connect_timeout = 5s
+    cutoff_margin = 2m
+    estimate_quantile = 0.95
+    estimate_runs = 20
+    estimate_min_runs = 3
+    default_runtime = 30m
+    lock_dir = /run/lock/cronpolicy
+    host = web3
+
+DSNs are ``postgresql://user:pass@host:port/db`` (or libpq's ``key=value``
+form) and ``sqlite:///relative/path`` or ``sqlite:////absolute/path``.
+Passwords never leave this module unmasked: use ``mask_dsn`` and ``scrub``.
+"""
+
+import os
+import re
+import socket
+
+from cronpolicy import policy
+from cronpolicy.errors import ConfigError, UsageError
+from cronpolicy.timeutil import parse_duration
+
+DEFAULT_CONFIG_PATH = "/etc/cronpolicy.conf"
+DEFAULT_CONNECT_TIMEOUT = 5.0
+
+POSTGRESQL = "postgresql"
+SQLITE = "sqlite"
+
+_URI_PASSWORD = re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)")
+_KV_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
+def state_dir():
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "state")
+    return os.path.join(base, "cronpolicy")
+
+
+def default_dsn():
+    return "sqlite:///" + os.path.join(state_dir(), "cronpolicy.sqlite")
+
+
+def backend_of(dsn):
+    """POSTGRESQL or SQLITE, or ConfigError for anything else."""
+    if dsn.startswith("sqlite:"):
+        return SQLITE
+    if dsn.startswith(("postgresql://", "postgres://")) or "=" in dsn:
+        return POSTGRESQL
+    raise ConfigError(
+        "unrecognised DSN %r: expected postgresql://..., libpq key=value, or "
+        "sqlite:///path" % mask_dsn(dsn))
+
+
+def sqlite_path(dsn):
+    """The file of a ``sqlite:///path`` DSN (four slashes for an absolute path)."""
+    if not dsn.startswith("sqlite:///"):
+        raise ConfigError("SQLite DSN %r must look like sqlite:///path/to/file" % dsn)
+    path = dsn[len("sqlite:///"):].split("?", 1)[0]
+    if not path:
+        raise ConfigError("SQLite DSN %r names no file" % dsn)
+    return path
+
+
+def mask_dsn(dsn):
+    """The DSN with any password replaced by ``***``."""
+    if dsn is None:
+        return None
+    return _KV_PASSWORD.sub(r"\1***", _URI_PASSWORD.sub(r"\1***\3", dsn))
+
+
+def dsn_password(dsn):
+    if not dsn:
+        return None
+    match = _URI_PASSWORD.search(dsn)
+    if match and match.group(2):
+        from urllib.parse import unquote
+        return unquote(match.group(2))
+    match = _KV_PASSWORD.search(dsn)
+    if match:
+        value = match.group(2)
+        if value.startswith("'"):
+            value = value[1:-1].replace("\\'", "'")
+        return value or None
+    return None
+
+
+def scrub(message, dsn):
+    """Remove the DSN's password from a message (driver errors can echo it)."""
+    text = str(message)
+    password = dsn_password(dsn)
+    if password:
+        text = text.replace(password, "***")
+    return text
+
+
+class Settings:
+    """The resolved configuration of one process."""
+
+    _KEYS = {
+        "dsn": str,
+        "host": str,
+        "lock_dir": str,
+        "connect_timeout": parse_duration,
+        "cutoff_margin": parse_duration,
+        "default_runtime": parse_duration,
+        "estimate_quantile": float,
+        "estimate_runs": int,
+        "estimate_min_runs": int,
+    }
+
+    def __init__(self, dsn=None, dsn_source="default", host=None, lock_dir=None,
+                 connect_timeout=DEFAULT_CONNECT_TIMEOUT,
+                 cutoff_margin=policy.DEFAULT_MARGIN,
+                 default_runtime=policy.DEFAULT_RUNTIME,
+                 estimate_quantile=policy.DEFAULT_QUANTILE,
+                 estimate_runs=policy.DEFAULT_HISTORY_RUNS,
+                 estimate_min_runs=policy.DEFAULT_MIN_HISTORY_RUNS,
+                 config_path=None):
+        self.dsn = dsn or default_dsn()
+        self.dsn_source = dsn_source if dsn else "default"
+        self.host = host or socket.gethostname()
+        self.lock_dir = lock_dir or os.path.join(state_dir(), "locks")
+        self.connect_timeout = connect_timeout
+        self.cutoff_margin = cutoff_margin
+        self.default_runtime = default_runtime
+        self.estimate_quantile = estimate_quantile
+        self.estimate_runs = estimate_runs
+        self.estimate_min_runs = estimate_min_runs
+        self.config_path = config_path
+        self.validate()
+
+    def validate(self):
+        if not 0 < self.estimate_quantile <= 1:
+            raise ConfigError("estimate_quantile must be in (0, 1], got %r" % self.estimate_quantile)
+        if self.estimate_runs < 1:
+            raise ConfigError("estimate_runs must be at least 1, got %r" % self.estimate_runs)
+        if self.estimate_min_runs < 1:
+            raise ConfigError("estimate_min_runs must be at least 1, got %r" % self.estimate_min_runs)
+        if self.connect_timeout <= 0:
+            raise ConfigError("connect_timeout must be positive")
+        self.backend = backend_of(self.dsn)
+        if self.backend == SQLITE:
+            sqlite_path(self.dsn)
+
+    @property
+    def masked_dsn(self):
+        return mask_dsn(self.dsn)
+
+    @classmethod
+    def load(cls, dsn=None, environ=None):
+        """Resolve settings from ``--dsn`` (``dsn``), the environment and the config file."""
+        environ = os.environ if environ is None else environ
+        values = {}
+        config_path = environ.get("CRONPOLICY_CONFIG")
+        if config_path:
+            if not os.path.exists(config_path):
+                raise ConfigError("config file %s (from CRONPOLICY_CONFIG) does not exist" % config_path)
+        elif os.path.exists(DEFAULT_CONFIG_PATH):
+            config_path = DEFAULT_CONFIG_PATH
+        if config_path:
+            values.update(cls._read_file(config_path))
+            if "dsn" in values:
+                values["dsn_source"] = "config file %s" % config_path
+        for key, variable in (("host", "CRONPOLICY_HOST"), ("lock_dir", "CRONPOLICY_LOCK_DIR")):
+            if environ.get(variable):
+                values[key] = environ[variable]
+        if environ.get("CRONPOLICY_DSN"):
+            values["dsn"] = environ["CRONPOLICY_DSN"]
+            values["dsn_source"] = "CRONPOLICY_DSN"
+        if dsn:
+            values["dsn"] = dsn
+            values["dsn_source"] = "--dsn"
+        try:
+            return cls(config_path=config_path, **values)
+        except ConfigError as error:
+            if config_path and values.get("dsn_source", "").startswith("config file"):
+                raise ConfigError("%s (config file %s)" % (error, config_path)) from None
+            raise
+
+    @classmethod
+    def _read_file(cls, path):
+        import configparser
+        parser = configparser.ConfigParser(interpolation=None)
+        try:
+            with open(path, encoding="utf-8") as config_file:
+                parser.read_file(config_file)
+        except (OSError, UnicodeDecodeError, configparser.Error) as error:
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ConfigError("cannot read config file %s: %s" % (path, first_line)) from None
+        if not parser.has_section("cronpolicy"):
+            raise ConfigError("config file %s has no [cronpolicy] section" % path)
+        values = {}
+        for key, raw in parser.items("cronpolicy"):
+            convert = cls._KEYS.get(key)
+            if convert is None:
+                raise ConfigError("config file %s: unknown key %r (known: %s)"
+                                  % (path, key, ", ".join(sorted(cls._KEYS))))
+            try:
+                values[key] = convert(raw.strip())
+            except (ValueError, UsageError) as error:
+                raise ConfigError("config file %s: bad value for %s: %s"
+                                  % (path, key, str(error).splitlines()[0])) from None
+        return values

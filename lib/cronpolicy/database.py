@@ -1,0 +1,83 @@
+"""SQLAlchemy engines for the CLI and rollout tooling.
+
+The gate itself uses ``store.py``; everything that people and tooling do
+through the ``cronpolicy`` command (toggle policies, schedule windows, read
+history) goes through SQLAlchemy Core with the tables of ``tables.py``.
+Connections are made by the same functions as the store's, so timeouts,
+password masking and SQLite's schema-on-first-use behave identically.
+"""
+
+import contextlib
+
+from sqlalchemy import create_engine, event, exc, text
+from sqlalchemy.pool import NullPool
+
+from cronpolicy import config, schema, store
+from cronpolicy.errors import DatabaseError, SchemaError
+from cronpolicy.timeutil import from_sqlite
+
+
+class Database:
+    """One policy database: an engine plus the helpers every command needs."""
+
+    def __init__(self, settings, application_name="cronpolicy-cli"):
+        self.settings = settings
+        self.backend = settings.backend
+        self.masked_dsn = settings.masked_dsn
+        if self.backend == config.SQLITE:
+            path = config.sqlite_path(settings.dsn)
+            self.engine = create_engine(
+                "sqlite://", poolclass=NullPool,
+                creator=lambda: store.open_sqlite(
+                    path, settings.connect_timeout, settings.dsn_source == "default"))
+
+            # The sqlite3 connection is in autocommit mode; give SQLAlchemy's
+            # transactions a real BEGIN, taking the write lock up front.
+            @event.listens_for(self.engine, "begin")
+            def _begin(connection):
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            self.engine = create_engine(
+                "postgresql+psycopg2://", poolclass=NullPool,
+                creator=lambda: store.connect_postgres(
+                    settings.dsn, settings.connect_timeout, application_name))
+
+    @contextlib.contextmanager
+    def begin(self, doing="use the policy database"):
+        """A transaction on a schema known to be current; driver errors
+        become DatabaseError, naming what failed."""
+        try:
+            with self.engine.begin() as connection:
+                self.check_schema(connection)
+                yield connection
+        except exc.DBAPIError as error:
+            orig = error.orig if error.orig is not None else error
+            raise DatabaseError("cannot %s in %s: %s" % (
+                doing, self.masked_dsn,
+                config.scrub(store.first_line(orig), self.settings.dsn))) from error
+
+    def check_schema(self, connection):
+        """Raise SchemaError unless the schema is present and new enough."""
+        if self.backend == config.SQLITE:
+            return  # created and upgraded on connect
+        version = schema.postgres_version(connection.connection.dbapi_connection)
+        if version is None or version < schema.SCHEMA_VERSION:
+            raise SchemaError(schema.needs_upgrade_message(version, self.masked_dsn))
+
+    def now(self, connection):
+        """The database clock (aware UTC): the only clock hosts agree on."""
+        if self.backend == config.SQLITE:
+            return from_sqlite(connection.execute(
+                text("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')")).scalar_one())
+        return connection.execute(text("SELECT now()")).scalar_one()
+
+    def who(self):
+        """What to record as changed_by/created_by on SQLite (PostgreSQL uses session_user)."""
+        import getpass
+        try:
+            return getpass.getuser()
+        except Exception:
+            return "unknown"
+
+    def dispose(self):
+        self.engine.dispose()

@@ -1,0 +1,38 @@
+"""The exceptions cronpolicy raises.
+
+Everything derives from CronPolicyError, so callers (the CLI, the script base
+class, rollout tooling) can catch one class and turn it into one line and an
+exit code.  Driver errors are wrapped with ``raise ... from`` so the cause is
+kept for debugging, while ``str()`` stays a single readable line that never
+contains a password.
+"""
+
+from cronpolicy import exitcodes
+
+
+class CronPolicyError(Exception):
+    """Root of every error cronpolicy raises on purpose."""
+
+    exit_code = exitcodes.GATE_ERROR
+
+
+class UsageError(CronPolicyError):
+    """Bad input from a person: an unparsable time, an unknown id, a bad option."""
+
+    exit_code = exitcodes.USAGE
+
+
+class ConfigError(CronPolicyError):
+    """The configuration (file, environment, DSN) cannot be used."""
+
+
+class DatabaseError(CronPolicyError):
+    """The policy database could not be reached or refused a statement."""
+
+
+class SchemaError(DatabaseError):
+    """The database has no cronpolicy schema, or one older than this code."""
+
+
+class NotFound(UsageError):
+    """The thing named on the command line does not exist (a window id...)."""

@@ -1,0 +1,25 @@
+"""Exit codes of cron scripts built on CronScript and of the `cronpolicy` CLI.
+
+They are part of the interface (README.txt documents them): crontab lines,
+monitoring checks and rollout tooling act on them.
+"""
+
+#: The script ran and main() succeeded; or policy skipped it (cron mails
+#: nobody); or a CLI command did what it was asked.
+OK = 0
+
+#: main() raised (or exited non-zero); the run is recorded as failed.
+FAILED = 1
+
+#: Bad usage or bad input: unknown option, unparsable time, unknown id.
+USAGE = 2
+
+#: Another instance of the script holds the per-host lock; recorded as skipped.
+LOCKED = 3
+
+#: cronpolicy itself could not decide or record: database unreachable, schema
+#: missing or too old, configuration broken.  main() was not called.
+GATE_ERROR = 4
+
+#: `cronpolicy check` and `--dry-run`: the script would be skipped.
+WOULD_SKIP = 5

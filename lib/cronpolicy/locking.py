@@ -1,0 +1,81 @@
+"""One instance per host: an flock()ed lock file, as Launchpad's lock_or_die.
+
+The kernel drops an flock when its process dies (even by kill -9), so a
+crashed run never leaves a stale lock behind; the pid written into the file
+is only there to name the holder in messages.
+"""
+
+import errno
+import fcntl
+import os
+import re
+
+from cronpolicy.errors import ConfigError
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+class LockHeld(Exception):
+    """Another process holds the lock; ``holder_pid`` is its pid if known."""
+
+    def __init__(self, path, holder_pid):
+        self.path = path
+        self.holder_pid = holder_pid
+        super().__init__("%s is held by %s" % (
+            path, "pid %d" % holder_pid if holder_pid else "another process"))
+
+
+def lock_path(lock_dir, name):
+    return os.path.join(lock_dir, "cronpolicy-%s.lock" % _UNSAFE.sub("_", name))
+
+
+class ScriptLock:
+    """A non-blocking exclusive lock on ``<lock_dir>/cronpolicy-<name>.lock``."""
+
+    def __init__(self, lock_dir, name):
+        self.path = lock_path(lock_dir, name)
+        self.lock_dir = lock_dir
+        self._fd = None
+
+    def acquire(self):
+        """Take the lock or raise LockHeld at once (never waits)."""
+        try:
+            os.makedirs(self.lock_dir, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise ConfigError("cannot create lock file %s: %s" % (self.path, error.strerror)) from error
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            holder = _read_pid(fd)
+            os.close(fd)
+            if error.errno in (errno.EWOULDBLOCK, errno.EACCES):
+                raise LockHeld(self.path, holder) from None
+            raise
+        os.ftruncate(fd, 0)
+        os.write(fd, b"%d\n" % os.getpid())
+        self._fd = fd
+        return self
+
+    def release(self):
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+    @property
+    def held(self):
+        return self._fd is not None
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc_info):
+        self.release()
+
+
+def _read_pid(fd):
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        return int(os.read(fd, 32).split()[0])
+    except (OSError, ValueError, IndexError):
+        return None

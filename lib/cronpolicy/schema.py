@@ -1,0 +1,162 @@
+"""Schema patches: find them, see what a database has, apply what is missing.
+
+The SQL lives in the top-level ``schema/`` folder (``schema/sqlite/`` for the
+embedded backend), one file per patch named ``NNNN-description.sql``.  Each
+patch is applied in its own transaction together with its row in
+``cronpolicy.schema_version``, so a failed patch leaves nothing behind.
+
+This module uses the database drivers directly, not SQLAlchemy: the SQLite
+store creates its schema on first use from inside the gate, where importing
+SQLAlchemy would cost more than the whole decision.
+"""
+
+import os
+import re
+
+from cronpolicy.errors import DatabaseError, SchemaError
+
+#: The schema version this code needs: the number of its newest patch.
+SCHEMA_VERSION = 1
+
+_PATCH_NAME = re.compile(r"^(\d{4})-[\w.-]+\.sql$")
+
+
+def patch_dir(backend):
+    """The folder holding ``backend``'s patches, installed or in a checkout."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    for base in (os.path.join(here, "schema_sql"),
+                 os.path.join(os.path.dirname(os.path.dirname(here)), "schema")):
+        folder = os.path.join(base, "sqlite") if backend == "sqlite" else base
+        if os.path.isdir(folder):
+            return folder
+    raise SchemaError("cannot find cronpolicy's schema patches (looked beside %s)" % here)
+
+
+def patches(backend):
+    """[(version, file name, sql)] for ``backend``, in order."""
+    folder = patch_dir(backend)
+    found = []
+    for filename in sorted(os.listdir(folder)):
+        match = _PATCH_NAME.match(filename)
+        if match:
+            with open(os.path.join(folder, filename), encoding="utf-8") as patch_file:
+                found.append((int(match.group(1)), filename, patch_file.read()))
+    versions = [version for version, _, _ in found]
+    if versions != list(range(1, len(versions) + 1)):
+        raise SchemaError("schema patches in %s are not numbered 0001, 0002, ...: %s"
+                          % (folder, versions))
+    return found
+
+
+def needs_upgrade_message(found_version, masked_dsn):
+    if found_version is None:
+        what = "has no cronpolicy schema"
+    else:
+        what = "has cronpolicy schema version %d, this cronpolicy needs %d" % (
+            found_version, SCHEMA_VERSION)
+    return "database %s %s: run `cronpolicy schema upgrade`" % (masked_dsn, what)
+
+
+# PostgreSQL -----------------------------------------------------------------
+
+# Serialises concurrent `schema upgrade` runs (any constant would do; this is
+# crc32('cronpolicy schema')).
+_UPGRADE_LOCK_KEY = 0x2F0C1B5E
+
+
+def postgres_version(connection):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass('cronpolicy.schema_version') IS NOT NULL")
+        if not cursor.fetchone()[0]:
+            return None
+        cursor.execute("SELECT max(version) FROM cronpolicy.schema_version")
+        return cursor.fetchone()[0]
+
+
+def upgrade_postgres(connection):
+    """Apply missing patches; return the file names applied.  Idempotent."""
+    import psycopg2
+    applied = []
+    in_progress = None
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s)", (_UPGRADE_LOCK_KEY,))
+        try:
+            current = postgres_version(connection) or 0
+            connection.autocommit = False
+            for version, filename, sql in patches("postgresql"):
+                if version <= current:
+                    continue
+                in_progress = filename
+                with connection.cursor() as cursor:
+                    cursor.execute(sql)
+                    cursor.execute(
+                        "INSERT INTO cronpolicy.schema_version (version, name) VALUES (%s, %s)",
+                        (version, filename))
+                connection.commit()
+                applied.append(filename)
+                in_progress = None
+        finally:
+            connection.rollback()
+            connection.autocommit = True
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", (_UPGRADE_LOCK_KEY,))
+    except psycopg2.Error as error:
+        lines = (getattr(error, "pgerror", None) or str(error)).strip().splitlines()
+        raise DatabaseError("schema upgrade failed%s: %s" % (
+            " in " + in_progress if in_progress else "",
+            lines[0] if lines else type(error).__name__)) from error
+    return applied
+
+
+# SQLite ---------------------------------------------------------------------
+
+def split_sqlite_script(sql):
+    """Split a script into statements (trigger bodies stay whole)."""
+    import sqlite3
+    statements, pending = [], ""
+    for line in sql.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            if pending.strip():
+                statements.append(pending.strip())
+            pending = ""
+    if pending.strip() and not all(
+            part.strip().startswith("--") or not part.strip() for part in pending.splitlines()):
+        raise SchemaError("incomplete SQL statement at the end of a schema patch")
+    return statements
+
+
+def sqlite_version(connection):
+    row = connection.execute(
+        "SELECT 1 FROM cronpolicy.sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+    ).fetchone()
+    if row is None:
+        return None
+    return connection.execute("SELECT max(version) FROM cronpolicy.schema_version").fetchone()[0]
+
+
+def upgrade_sqlite(connection):
+    """Apply missing patches to an attached ``cronpolicy`` database; return names applied.
+
+    ``BEGIN IMMEDIATE`` takes the write lock first, so two scripts starting
+    together on a fresh file do not both create the tables.
+    """
+    applied = []
+    for version, filename, sql in patches("sqlite"):
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            current = sqlite_version(connection) or 0
+            if version > current:
+                for statement in split_sqlite_script(sql):
+                    connection.execute(statement)
+                connection.execute(
+                    "INSERT INTO cronpolicy.schema_version (version, name) VALUES (?, ?)",
+                    (version, filename))
+                applied.append(filename)
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+    return applied

@@ -1,0 +1,287 @@
+"""CronScript: the base class that puts a cron job behind the policy gate.
+
+What you define
+---------------
+``main(self)``
+    The job.  Called only when the policy says run.  Return normally for
+    success; raise (or ``sys.exit(n)`` with n != 0) for failure.
+``name``
+    Class attribute: the script's name in policies, windows and history.
+    Defaults to the script file's base name without ``.py``.
+``expected_runtime``
+    Optional class attribute, seconds.  Used for rollout cut-offs until the
+    script has enough succeeded runs in history (a policy row's
+    ``expected_runtime`` takes precedence over it).
+``is_safe_to_interrupt(self)``
+    Optional hook: return True when stopping the job now would leave no
+    mess.  Defining it makes the script provide ``IInterruptible``; without
+    it the script counts as never safe to interrupt.  (Today the gate only
+    records this; acting on it during a rollout is tracked separately.)
+``add_my_options(self)``
+    Optional hook: add options with ``self.parser.add_argument(...)``.
+``single_instance``
+    Class attribute, default True: at most one instance per host, enforced
+    with a lock file.  Set False for jobs that may overlap.
+
+What you call
+-------------
+``YourScript().run()``
+    Parses ``sys.argv``, sets up logging, takes the per-host lock, consults
+    the policy, records the start, calls ``main()``, records the outcome and
+    exits with one of the codes in ``cronpolicy.exitcodes`` (README.txt).
+    ``run(argv=[...], exit=False)`` returns the code instead of exiting.
+
+What you get (inside ``main``)
+------------------------------
+``self.logger``     a logging.Logger named after the script
+``self.options``    the parsed argparse namespace (standard and your options)
+``self.settings``   the resolved ``cronpolicy.config.Settings``
+``self.name``, ``self.host``
+``self.run_id``     this run's id in ``cronpolicy.script_run``
+``self.decision``   the ``policy.Decision`` (with ``.estimate``) that let it run
+
+Options every script has: ``-v``/``-q`` (repeatable), ``--log-file``,
+``--dsn``, ``--ignore-policy``, ``--dry-run``.
+"""
+
+import argparse
+import logging
+import os
+import sys
+import time
+
+from zope.interface import classImplements, implementer
+
+from cronpolicy import exitcodes
+from cronpolicy.config import Settings
+from cronpolicy.errors import CronPolicyError
+from cronpolicy.interfaces import ICronScript, IInterruptible
+from cronpolicy.locking import LockHeld, ScriptLock
+from cronpolicy.policy import decide_from_inputs
+from cronpolicy.store import open_store
+from cronpolicy.timeutil import format_duration
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
+
+
+@implementer(ICronScript)
+class CronScript:
+    """Base class for cron scripts gated by cronpolicy (see the module docstring)."""
+
+    name = None
+    expected_runtime = None
+    single_instance = True
+    description = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if callable(getattr(cls, "is_safe_to_interrupt", None)):
+            classImplements(cls, IInterruptible)
+
+    def __init__(self, name=None):
+        self.name = name or self.name or _name_from_argv()
+        self.host = None
+        self.logger = logging.getLogger(self.name)
+        self.options = None
+        self.settings = None
+        self.run_id = None
+        self.decision = None
+        self.parser = argparse.ArgumentParser(
+            prog=self.name,
+            description=self.description or (type(self).__doc__ or "").strip() or None)
+        self._add_standard_options()
+        self.add_my_options()
+
+    # Hooks for subclasses -------------------------------------------------
+
+    def main(self):
+        raise NotImplementedError("%s must define main()" % type(self).__name__)
+
+    def add_my_options(self):
+        """Override to add script-specific options to ``self.parser``."""
+
+    # The gate ---------------------------------------------------------------
+
+    def run(self, argv=None, exit=True):
+        try:
+            code = self._run(sys.argv[1:] if argv is None else list(argv))
+        except SystemExit as error:  # argparse: --help, bad usage
+            code = error.code if isinstance(error.code, int) else exitcodes.USAGE
+        if exit:
+            sys.exit(code)
+        return code
+
+    def _add_standard_options(self):
+        group = self.parser.add_argument_group("cronpolicy options")
+        group.add_argument("-v", "--verbose", action="count", default=0,
+                           help="more logging (repeatable)")
+        group.add_argument("-q", "--quiet", action="count", default=0,
+                           help="less logging (repeatable)")
+        group.add_argument("--log-file", metavar="PATH",
+                           help="append the log here instead of standard error; "
+                                "the default level there is INFO")
+        group.add_argument("--dsn", help="policy database (overrides CRONPOLICY_DSN "
+                                         "and the config file)")
+        group.add_argument("--ignore-policy", action="store_true",
+                           help="run even if the policy says skip (recorded as such)")
+        group.add_argument("--dry-run", action="store_true",
+                           help="print the decision and exit; run and record nothing")
+
+    def _setup_logging(self):
+        # INFO by default only into a log file: cron mails whatever reaches
+        # standard error, and a routine skip should mail nobody.
+        base = logging.INFO if self.options.log_file else logging.WARNING
+        level = base - 10 * self.options.verbose + 10 * self.options.quiet
+        level = min(max(level, logging.DEBUG), logging.CRITICAL)
+        if self.options.log_file:
+            handler = logging.FileHandler(self.options.log_file, encoding="utf-8")
+        else:
+            handler = logging.StreamHandler(sys.stderr)
+        formatter = logging.Formatter(LOG_FORMAT, "%Y-%m-%dT%H:%M:%SZ")
+        formatter.converter = time.gmtime
+        handler.setFormatter(formatter)
+        root = logging.getLogger()
+        for old in list(root.handlers):
+            root.removeHandler(old)
+        root.addHandler(handler)
+        root.setLevel(level)
+
+    def _run(self, argv):
+        self.options = self.parser.parse_args(argv)
+        try:
+            self._setup_logging()
+        except OSError as error:
+            print("%s: cannot open log file %s: %s" % (
+                self.name, self.options.log_file, error.strerror), file=sys.stderr)
+            return exitcodes.GATE_ERROR
+        try:
+            self.settings = Settings.load(dsn=self.options.dsn)
+        except CronPolicyError as error:
+            self.logger.error("%s", error)
+            return error.exit_code if error.exit_code != exitcodes.USAGE else exitcodes.GATE_ERROR
+        self.host = self.settings.host
+        if self.options.dry_run:
+            return self._dry_run()
+
+        lock = ScriptLock(self.settings.lock_dir, self.name) if self.single_instance else None
+        store = open_store(self.settings, application_name="cronpolicy:" + self.name)
+        try:
+            if lock is not None:
+                try:
+                    lock.acquire()
+                except LockHeld as held:
+                    return self._skip_locked(store, held)
+                except CronPolicyError as error:
+                    self.logger.error("not running: %s", error)
+                    return exitcodes.GATE_ERROR
+            try:
+                inputs = store.load_inputs(self.name, self.settings.estimate_runs)
+                self.decision = self._decide(inputs)
+                if not self.decision.run and not self.options.ignore_policy:
+                    store.record_skip(self.name, self.host, os.getpid(),
+                                      self.decision.estimate, self.decision.reason)
+                    self.logger.info("skipped: %s", self.decision.reason)
+                    return exitcodes.OK
+                forced = not self.decision.run
+                if forced:
+                    self.logger.warning("running despite policy (--ignore-policy): %s",
+                                        self.decision.reason)
+                self.run_id = store.record_start(
+                    self.name, self.host, os.getpid(), self.decision.estimate,
+                    skip_reason=self.decision.reason if forced else None,
+                    policy_ignored=self.options.ignore_policy)
+            except CronPolicyError as error:
+                self.logger.error("not running: %s", error)
+                return exitcodes.GATE_ERROR
+            finally:
+                store.close()  # hold no connection while main() runs
+            self.logger.info("started run #%s: %s (estimate %s, %s)", self.run_id,
+                             self.decision.reason,
+                             format_duration(self.decision.estimate.seconds),
+                             self.decision.estimate.source)
+            return self._call_main(store)
+        finally:
+            store.close()
+            if lock is not None:
+                lock.release()
+
+    def _decide(self, inputs):
+        settings = self.settings
+        return decide_from_inputs(
+            inputs, self.name, self.host, script_runtime=self.expected_runtime,
+            q=settings.estimate_quantile, min_runs=settings.estimate_min_runs,
+            default_runtime=settings.default_runtime, margin=settings.cutoff_margin)
+
+    def _call_main(self, store):
+        started = time.monotonic()
+        status, code = "succeeded", exitcodes.OK
+        try:
+            self.main()
+        except SystemExit as error:
+            if error.code is None or error.code == 0:
+                pass
+            elif isinstance(error.code, int):
+                status, code = "failed", error.code
+            else:
+                self.logger.error("%s", error.code)
+                status, code = "failed", exitcodes.FAILED
+        except KeyboardInterrupt:
+            self.logger.error("interrupted by SIGINT")
+            status, code = "failed", 128 + 2
+        except Exception:
+            self.logger.exception("main() failed")
+            status, code = "failed", exitcodes.FAILED
+        elapsed = format_duration(time.monotonic() - started)
+        try:
+            store.record_finish(self.run_id, status, code)
+        except CronPolicyError as error:
+            self.logger.error("run #%s %s in %s, but recording it failed: %s",
+                              self.run_id, status, elapsed, error)
+            return code
+        log = self.logger.info if status == "succeeded" else self.logger.error
+        log("run #%s %s in %s (exit code %d)", self.run_id, status, elapsed, code)
+        return code
+
+    def _skip_locked(self, store, held):
+        reason = "another instance is running (%s)" % (
+            "pid %d" % held.holder_pid if held.holder_pid else "lock " + held.path)
+        try:
+            store.record_skip(self.name, self.host, os.getpid(), None, reason)
+        except CronPolicyError as error:
+            self.logger.error("%s; recording the skip failed: %s", reason, error)
+            return exitcodes.LOCKED
+        self.logger.warning("skipped: %s", reason)
+        return exitcodes.LOCKED
+
+    def _dry_run(self):
+        if self.single_instance:
+            lock = ScriptLock(self.settings.lock_dir, self.name)
+            try:
+                lock.acquire()
+                lock.release()
+            except LockHeld as held:
+                print("%s on %s: would skip: another instance is running (%s)"
+                      % (self.name, self.host, held))
+                return exitcodes.WOULD_SKIP
+        store = open_store(self.settings, application_name="cronpolicy:" + self.name)
+        try:
+            decision = self._decide(store.load_inputs(self.name, self.settings.estimate_runs))
+        except CronPolicyError as error:
+            self.logger.error("cannot decide: %s", error)
+            return exitcodes.GATE_ERROR
+        finally:
+            store.close()
+        print("%s on %s: would %s: %s" % (self.name, self.host,
+                                           "run" if decision.run else "skip", decision.reason))
+        print("estimated runtime: %s (%s)" % (format_duration(decision.estimate.seconds),
+                                              decision.estimate.source))
+        return exitcodes.OK if decision.run else exitcodes.WOULD_SKIP
+
+
+def _name_from_argv():
+    base = os.path.basename(sys.argv[0] if sys.argv and sys.argv[0] else "")
+    if base.endswith(".py"):
+        base = base[:-3]
+    if not base or base.startswith("-"):
+        raise ValueError("cannot derive a script name from sys.argv[0]; set the name attribute")
+    return base

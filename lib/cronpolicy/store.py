@@ -1,0 +1,333 @@
+"""The gate's view of the policy database: one read, then history writes.
+
+Two providers of ``interfaces.IPolicyStore``:
+
+* PostgresStore: the fleet-wide store.  All decision inputs arrive in a
+  single statement (one round trip), timed by the server's ``now()`` so that
+  every host agrees on the time.
+* SQLiteStore: the embedded default for one machine.  The file is attached
+  as ``cronpolicy`` so the SQL names match PostgreSQL's, and the schema is
+  created (or upgraded) automatically on first use.
+
+Both talk to their driver directly rather than through SQLAlchemy: this code
+runs before every cron job's ``main()``, and importing SQLAlchemy alone would
+cost several times the decision itself.  The SQLAlchemy table definitions in
+``tables.py`` remain the contract, and the tests hold both to it.
+"""
+
+import collections
+import math
+import os
+
+from zope.interface import implementer
+
+from cronpolicy import config, schema
+from cronpolicy.errors import ConfigError, DatabaseError, SchemaError
+from cronpolicy.interfaces import IPolicyStore
+from cronpolicy.policy import DeployState, PolicyRow, Window
+from cronpolicy.timeutil import from_epoch, from_sqlite
+
+#: What ``load_inputs`` returns.  ``now`` is the database clock (aware UTC);
+#: ``deploy`` is None when the deploy_state row is missing;
+#: ``recent_runtimes`` are seconds, newest first.
+DecisionInputs = collections.namedtuple(
+    "DecisionInputs", "now schema_version deploy policies windows recent_runtimes")
+
+#: A statement may not wait longer than this (lock waits included).
+STATEMENT_TIMEOUT_SECONDS = 30
+
+
+def first_line(error):
+    text = (getattr(error, "pgerror", None) or str(error) or type(error).__name__).strip()
+    return text.splitlines()[0].strip() if text else type(error).__name__
+
+
+def open_store(settings, application_name="cronpolicy"):
+    """The IPolicyStore provider for ``settings.dsn``."""
+    if settings.backend == config.SQLITE:
+        return SQLiteStore(config.sqlite_path(settings.dsn),
+                           busy_timeout=settings.connect_timeout,
+                           create_directory=settings.dsn_source == "default")
+    return PostgresStore(settings.dsn, connect_timeout=settings.connect_timeout,
+                         application_name=application_name)
+
+
+# PostgreSQL -----------------------------------------------------------------
+
+def connect_postgres(dsn, connect_timeout=config.DEFAULT_CONNECT_TIMEOUT,
+                     application_name="cronpolicy"):
+    """A psycopg2 connection with bounded connect and statement times."""
+    import psycopg2
+    options = {
+        "connect_timeout": max(1, int(math.ceil(connect_timeout))),
+        "application_name": application_name[:63],
+        # A dead server or network is noticed within about a minute.
+        "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+        "keepalives_count": 3,
+    }
+    if "options" not in dsn:
+        options["options"] = "-c statement_timeout=%d" % (STATEMENT_TIMEOUT_SECONDS * 1000)
+    try:
+        return psycopg2.connect(dsn, **options)
+    except psycopg2.ProgrammingError as error:
+        raise ConfigError("invalid PostgreSQL DSN %s: %s" % (
+            config.mask_dsn(dsn), config.scrub(first_line(error), dsn))) from error
+    except psycopg2.Error as error:
+        raise DatabaseError("cannot connect to %s: %s" % (
+            config.mask_dsn(dsn), config.scrub(first_line(error), dsn))) from error
+
+
+# Undefined table, column, schema, function: the schema is missing or old.
+_SCHEMA_SQLSTATES = frozenset(["42P01", "42703", "3F000", "42883"])
+
+_LOAD_INPUTS_SQL = """
+SELECT extract(epoch FROM now()),
+  (SELECT max(version) FROM cronpolicy.schema_version),
+  (SELECT json_build_array(deploy_pending, reason, changed_by, extract(epoch FROM changed_at))
+     FROM cronpolicy.deploy_state WHERE id = 1),
+  (SELECT coalesce(json_agg(json_build_array(
+            id, name, host, enabled, reason, extract(epoch FROM expected_runtime),
+            rollout_exempt, changed_by, extract(epoch FROM changed_at))), '[]')
+     FROM cronpolicy.script_policy),
+  (SELECT coalesce(json_agg(json_build_array(
+            id, extract(epoch FROM starts_at), extract(epoch FROM ends_at), reason, host, script)), '[]')
+     FROM cronpolicy.rollout_window WHERE cancelled_at IS NULL AND ends_at > now()),
+  (SELECT coalesce(json_agg(seconds), '[]') FROM (
+     SELECT extract(epoch FROM finished_at - started_at) AS seconds
+       FROM cronpolicy.script_run
+      WHERE name = %(name)s AND status = 'succeeded'
+      ORDER BY finished_at DESC LIMIT %(runs)s) AS recent)
+"""
+
+_COLUMNS = "name, host, pid, estimate_seconds, estimate_source, skip_reason"
+
+
+def _estimate_values(estimate):
+    if estimate is None:
+        return None, None
+    return estimate.seconds, estimate.source
+
+
+@implementer(IPolicyStore)
+class PostgresStore:
+    """IPolicyStore on PostgreSQL (schema ``cronpolicy``)."""
+
+    backend = config.POSTGRESQL
+
+    def __init__(self, dsn, connect_timeout=config.DEFAULT_CONNECT_TIMEOUT,
+                 application_name="cronpolicy"):
+        self.dsn = dsn
+        self.masked_dsn = config.mask_dsn(dsn)
+        self.connect_timeout = connect_timeout
+        self.application_name = application_name
+        self._connection = None
+
+    def _execute(self, sql, parameters, doing):
+        import psycopg2
+        if self._connection is None or self._connection.closed:
+            self._connection = connect_postgres(self.dsn, self.connect_timeout,
+                                                self.application_name)
+            self._connection.autocommit = True
+        try:
+            with self._connection.cursor() as cursor:
+                cursor.execute(sql, parameters)
+                return cursor.fetchone() if cursor.description else None
+        except psycopg2.Error as error:
+            if getattr(error, "pgcode", None) in _SCHEMA_SQLSTATES:
+                raise SchemaError(schema.needs_upgrade_message(
+                    self._found_version(), self.masked_dsn)) from error
+            self.close()
+            raise DatabaseError("cannot %s in %s: %s" % (
+                doing, self.masked_dsn, config.scrub(first_line(error), self.dsn))) from error
+
+    def _found_version(self):
+        try:
+            return schema.postgres_version(self._connection)
+        except Exception:
+            return None
+
+    def load_inputs(self, name, history_runs):
+        row = self._execute(_LOAD_INPUTS_SQL, {"name": name, "runs": int(history_runs)},
+                            "read the policy")
+        epoch, version, deploy, policies, windows, runtimes = row
+        if version is None or version < schema.SCHEMA_VERSION:
+            raise SchemaError(schema.needs_upgrade_message(version, self.masked_dsn))
+        return DecisionInputs(
+            now=from_epoch(epoch),
+            schema_version=version,
+            deploy=None if deploy is None else DeployState(
+                bool(deploy[0]), deploy[1], deploy[2], from_epoch(deploy[3])),
+            policies=[PolicyRow(row[0], row[1], row[2], bool(row[3]), row[4],
+                                None if row[5] is None else float(row[5]),
+                                bool(row[6]), row[7], from_epoch(row[8]))
+                      for row in policies],
+            windows=[Window(row[0], from_epoch(row[1]), from_epoch(row[2]),
+                            row[3], row[4], row[5]) for row in windows],
+            recent_runtimes=[float(value) for value in runtimes])
+
+    def record_start(self, name, host, pid, estimate, skip_reason=None,
+                     policy_ignored=False):
+        row = self._execute(
+            "INSERT INTO cronpolicy.script_run (%s, policy_ignored)"
+            " VALUES (%%s, %%s, %%s, %%s, %%s, %%s, %%s) RETURNING id" % _COLUMNS,
+            (name, host, pid) + _estimate_values(estimate) + (skip_reason, bool(policy_ignored)),
+            "record the start of %s" % name)
+        return row[0]
+
+    def record_skip(self, name, host, pid, estimate, skip_reason):
+        row = self._execute(
+            "INSERT INTO cronpolicy.script_run (%s, status, finished_at)"
+            " VALUES (%%s, %%s, %%s, %%s, %%s, %%s, 'skipped', now()) RETURNING id" % _COLUMNS,
+            (name, host, pid) + _estimate_values(estimate) + (skip_reason,),
+            "record the skip of %s" % name)
+        return row[0]
+
+    def record_finish(self, run_id, status, exit_code):
+        self._execute(
+            "UPDATE cronpolicy.script_run SET status = %s, exit_code = %s,"
+            " finished_at = greatest(now(), started_at) WHERE id = %s",
+            (status, exit_code, run_id), "record the end of run %s" % run_id)
+
+    def close(self):
+        if self._connection is not None:
+            try:
+                self._connection.close()
+            except Exception:
+                pass
+            self._connection = None
+
+
+# SQLite ---------------------------------------------------------------------
+
+_SQLITE_NOW = "strftime('%Y-%m-%d %H:%M:%f', 'now')"
+
+
+def connect_sqlite(path, busy_timeout=config.DEFAULT_CONNECT_TIMEOUT, create_directory=False):
+    """A sqlite3 connection with ``path`` attached as ``cronpolicy``.
+
+    Autocommit mode (isolation_level=None): transactions are explicit.
+    """
+    import sqlite3
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        if not create_directory:
+            raise ConfigError("cannot open SQLite database %s: directory %s does not exist"
+                              % (path, directory))
+        os.makedirs(directory, exist_ok=True)
+    try:
+        connection = sqlite3.connect(":memory:", timeout=busy_timeout, isolation_level=None)
+        connection.execute("ATTACH DATABASE ? AS cronpolicy", (path,))
+        connection.execute("PRAGMA cronpolicy.journal_mode = WAL")
+    except sqlite3.Error as error:
+        raise DatabaseError("cannot open SQLite database %s: %s" % (path, error)) from error
+    return connection
+
+
+def open_sqlite(path, busy_timeout=config.DEFAULT_CONNECT_TIMEOUT, create_directory=False):
+    """connect_sqlite, plus the schema created or upgraded when needed."""
+    import sqlite3
+    connection = connect_sqlite(path, busy_timeout, create_directory)
+    try:
+        version = schema.sqlite_version(connection)
+        if version is None or version < schema.SCHEMA_VERSION:
+            schema.upgrade_sqlite(connection)
+    except sqlite3.Error as error:
+        connection.close()
+        raise DatabaseError("cannot create the cronpolicy schema in %s: %s"
+                            % (path, error)) from error
+    return connection
+
+
+@implementer(IPolicyStore)
+class SQLiteStore:
+    """IPolicyStore on an embedded SQLite file, created on first use."""
+
+    backend = config.SQLITE
+
+    def __init__(self, path, busy_timeout=config.DEFAULT_CONNECT_TIMEOUT,
+                 create_directory=False):
+        self.path = path
+        self.masked_dsn = "sqlite:///" + path
+        self.busy_timeout = busy_timeout
+        self.create_directory = create_directory
+        self._connection = None
+
+    def _connect(self):
+        if self._connection is None:
+            self._connection = open_sqlite(self.path, self.busy_timeout, self.create_directory)
+        return self._connection
+
+    def _run(self, doing, work):
+        import sqlite3
+        connection = self._connect()
+        try:
+            return work(connection)
+        except sqlite3.Error as error:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise DatabaseError("cannot %s in %s: %s" % (doing, self.path, error)) from error
+
+    def load_inputs(self, name, history_runs):
+        def read(connection):
+            connection.execute("BEGIN")
+            try:
+                now = connection.execute("SELECT " + _SQLITE_NOW).fetchone()[0]
+                version = connection.execute(
+                    "SELECT max(version) FROM cronpolicy.schema_version").fetchone()[0]
+                deploy = connection.execute(
+                    "SELECT deploy_pending, reason, changed_by, changed_at"
+                    " FROM cronpolicy.deploy_state WHERE id = 1").fetchone()
+                policies = connection.execute(
+                    "SELECT id, name, host, enabled, reason, expected_runtime, rollout_exempt,"
+                    " changed_by, changed_at FROM cronpolicy.script_policy").fetchall()
+                windows = connection.execute(
+                    "SELECT id, starts_at, ends_at, reason, host, script"
+                    " FROM cronpolicy.rollout_window"
+                    " WHERE cancelled_at IS NULL AND julianday(ends_at) > julianday(?)",
+                    (now,)).fetchall()
+                runtimes = connection.execute(
+                    "SELECT (julianday(finished_at) - julianday(started_at)) * 86400.0"
+                    " FROM cronpolicy.script_run WHERE name = ? AND status = 'succeeded'"
+                    " ORDER BY finished_at DESC LIMIT ?", (name, int(history_runs))).fetchall()
+            finally:
+                connection.execute("COMMIT")
+            return now, version, deploy, policies, windows, runtimes
+
+        now, version, deploy, policies, windows, runtimes = self._run("read the policy", read)
+        return DecisionInputs(
+            now=from_sqlite(now),
+            schema_version=version,
+            deploy=None if deploy is None else DeployState(
+                bool(deploy[0]), deploy[1], deploy[2], from_sqlite(deploy[3])),
+            policies=[PolicyRow(row[0], row[1], row[2], bool(row[3]), row[4],
+                                None if row[5] is None else float(row[5]),
+                                bool(row[6]), row[7], from_sqlite(row[8]))
+                      for row in policies],
+            windows=[Window(row[0], from_sqlite(row[1]), from_sqlite(row[2]),
+                            row[3], row[4], row[5]) for row in windows],
+            recent_runtimes=[float(value) for (value,) in runtimes])
+
+    def record_start(self, name, host, pid, estimate, skip_reason=None,
+                     policy_ignored=False):
+        return self._run("record the start of %s" % name, lambda connection: connection.execute(
+            "INSERT INTO cronpolicy.script_run (%s, policy_ignored)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)" % _COLUMNS,
+            (name, host, pid) + _estimate_values(estimate) + (skip_reason, int(bool(policy_ignored)))
+        ).lastrowid)
+
+    def record_skip(self, name, host, pid, estimate, skip_reason):
+        return self._run("record the skip of %s" % name, lambda connection: connection.execute(
+            "INSERT INTO cronpolicy.script_run (%s, status, finished_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, 'skipped', %s)" % (_COLUMNS, _SQLITE_NOW),
+            (name, host, pid) + _estimate_values(estimate) + (skip_reason,)).lastrowid)
+
+    def record_finish(self, run_id, status, exit_code):
+        self._run("record the end of run %s" % run_id, lambda connection: connection.execute(
+            "UPDATE cronpolicy.script_run SET status = ?, exit_code = ?,"
+            " finished_at = max(%s, started_at) WHERE id = ?" % _SQLITE_NOW,
+            (status, exit_code, run_id)))
+
+    def close(self):
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None

@@ -1,0 +1,165 @@
+"""The tables, as SQLAlchemy Core sees them: the contract with the SQL in schema/.
+
+tests/test_schema.py applies the patches in order to a fresh PostgreSQL
+database and a fresh SQLite file, reflects them, and proves they match these
+definitions column by column, so neither side can drift.
+
+Two custom types hide the backends' differences from the code that queries:
+
+* Timestamp: ``timestamptz`` on PostgreSQL; UTC text on SQLite.  Python
+  always sees aware UTC datetimes.
+* Seconds: ``interval`` on PostgreSQL (DBAs write ``'20 minutes'``);
+  seconds (double) on SQLite.  Python always sees float seconds.
+"""
+
+import datetime
+
+from sqlalchemy import (
+    BigInteger, Boolean, CheckConstraint, Column, Double, Index, Integer, MetaData,
+    Table, Text, UniqueConstraint, text)
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.types import TypeDecorator
+
+from cronpolicy.timeutil import UTC, from_sqlite, to_sqlite
+
+SCHEMA = "cronpolicy"
+
+metadata = MetaData(schema=SCHEMA)
+
+
+class Timestamp(TypeDecorator):
+    impl = postgresql.TIMESTAMP(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect):
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(Text())
+        return dialect.type_descriptor(postgresql.TIMESTAMP(timezone=True))
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a Timestamp column")
+        return to_sqlite(value) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return from_sqlite(value)
+        return value.astimezone(UTC)
+
+
+class Seconds(TypeDecorator):
+    impl = postgresql.INTERVAL()
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect):
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(Double())
+        return dialect.type_descriptor(postgresql.INTERVAL())
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        return float(value) if dialect.name == "sqlite" else datetime.timedelta(seconds=value)
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return float(value) if dialect.name == "sqlite" else value.total_seconds()
+
+
+# Server-side defaults, as each backend spells "now" and "who".
+NOW = text("now()")
+WHO = text("session_user")
+
+schema_version = Table(
+    "schema_version", metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("name", Text, nullable=False),
+    Column("applied_at", Timestamp, nullable=False, server_default=NOW),
+)
+
+script_policy = Table(
+    "script_policy", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("host", Text, nullable=False, server_default="*"),
+    Column("enabled", Boolean, nullable=False, server_default=text("true")),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("expected_runtime", Seconds),
+    Column("rollout_exempt", Boolean, nullable=False, server_default=text("false")),
+    Column("changed_by", Text, nullable=False, server_default=WHO),
+    Column("changed_at", Timestamp, nullable=False, server_default=NOW),
+    UniqueConstraint("name", "host", name="script_policy_name_host_key"),
+    CheckConstraint("name <> ''", name="script_policy_name_not_empty"),
+    CheckConstraint("host <> ''", name="script_policy_host_not_empty"),
+)
+
+deploy_state = Table(
+    "deploy_state", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False, server_default="1"),
+    Column("deploy_pending", Boolean, nullable=False, server_default=text("false")),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("changed_by", Text, nullable=False, server_default=WHO),
+    Column("changed_at", Timestamp, nullable=False, server_default=NOW),
+    CheckConstraint("id = 1", name="deploy_state_single_row"),
+)
+
+rollout_window = Table(
+    "rollout_window", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("starts_at", Timestamp, nullable=False),
+    Column("ends_at", Timestamp, nullable=False),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("host", Text, nullable=False, server_default="*"),
+    Column("script", Text, nullable=False, server_default="*"),
+    Column("created_by", Text, nullable=False, server_default=WHO),
+    Column("created_at", Timestamp, nullable=False, server_default=NOW),
+    Column("cancelled_at", Timestamp),
+    Column("cancelled_by", Text),
+    CheckConstraint("ends_at > starts_at", name="rollout_window_ends_after_start"),
+    Index("rollout_window_standing_idx", "ends_at",
+          postgresql_where=text("cancelled_at IS NULL"),
+          sqlite_where=text("cancelled_at IS NULL")),
+)
+
+script_run = Table(
+    "script_run", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("host", Text, nullable=False),
+    Column("pid", Integer),
+    Column("started_at", Timestamp, nullable=False, server_default=NOW),
+    Column("finished_at", Timestamp),
+    Column("status", Text, nullable=False, server_default="running"),
+    Column("exit_code", Integer),
+    Column("skip_reason", Text),
+    Column("estimate_seconds", Double),
+    Column("estimate_source", Text),
+    Column("policy_ignored", Boolean, nullable=False, server_default=text("false")),
+    CheckConstraint("status IN ('running', 'succeeded', 'failed', 'skipped')",
+                    name="script_run_known_status"),
+    Index("script_run_estimate_idx", "name", text("finished_at DESC"),
+          postgresql_where=text("status = 'succeeded'"),
+          sqlite_where=text("status = 'succeeded'")),
+    Index("script_run_running_idx", "name",
+          postgresql_where=text("status = 'running'"),
+          sqlite_where=text("status = 'running'")),
+    Index("script_run_name_started_idx", "name", text("started_at DESC")),
+    Index("script_run_started_idx", "started_at"),
+)
+
+#: Statuses a run row can have, as the schema's check constraint allows.
+RUN_STATUSES = ("running", "succeeded", "failed", "skipped")
+
+#: Columns that have no default because DBAs' recipes always name them.
+REQUIRED_COLUMNS = {
+    "schema_version": {"version", "name"},
+    "script_policy": {"name"},
+    "deploy_state": set(),
+    "rollout_window": {"starts_at", "ends_at"},
+    "script_run": {"name", "host"},
+}

@@ -1,0 +1,117 @@
+"""Durations and times as people type them, and as the databases store them.
+
+Durations are written the same way everywhere (options, config file, output):
+a number and a unit, ``45s``, ``20m``, ``2h``, ``90d``, or several of them,
+``1h30m``.  Times are ISO 8601; a time without a UTC offset is taken as UTC
+(rollout tooling on hosts in different zones must agree), and ``now``,
+``+10m`` or ``now+10m`` are relative to the *database* clock, which the caller
+supplies.
+"""
+
+import datetime
+import re
+
+from cronpolicy.errors import UsageError
+
+UTC = datetime.timezone.utc
+
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+_RELATIVE_TIME = re.compile(r"^(?:now)?\s*(?:([+-])\s*(\S+))?$")
+
+# SQLite keeps timestamps as text in this shape (strftime('%Y-%m-%d %H:%M:%f')).
+SQLITE_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+
+
+def parse_duration(text):
+    """Return the number of seconds in a duration such as ``20m`` or ``1h30m``."""
+    cleaned = str(text).strip().lower()
+    if not cleaned:
+        raise UsageError("empty duration: write it like 45s, 20m, 2h or 90d")
+    position = 0
+    total = 0.0
+    for match in _DURATION_PART.finditer(cleaned):
+        if match.start() != position:
+            break
+        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        position = match.end()
+    if position != len(cleaned):
+        raise UsageError(
+            "cannot parse duration %r: write it like 45s, 20m, 2h or 90d" % (text,))
+    return total
+
+
+def format_duration(seconds):
+    """Render seconds the way parse_duration reads them: ``20m``, ``1h5m``, ``2.5s``."""
+    if seconds is None:
+        return "-"
+    if seconds < 0:
+        return "-" + format_duration(-seconds)
+    if seconds < 60:
+        if float(seconds).is_integer():
+            return "%ds" % seconds
+        return ("%.1fs" % seconds) if seconds >= 10 else ("%.2fs" % seconds)
+    remaining = int(round(seconds))
+    parts = []
+    for unit in ("d", "h", "m", "s"):
+        size = _UNIT_SECONDS[unit]
+        if remaining >= size:
+            parts.append("%d%s" % (remaining // size, unit))
+            remaining %= size
+    return "".join(parts)
+
+
+def parse_time(text, now):
+    """Parse an ISO 8601 time, or ``now``/``+D``/``now+D``/``now-D``, into aware UTC.
+
+    ``now`` must be the database clock's current time (aware).
+    """
+    cleaned = str(text).strip()
+    relative = _RELATIVE_TIME.match(cleaned.lower())
+    if cleaned and relative and (cleaned.lower().startswith("now") or relative.group(1)):
+        sign, amount = relative.groups()
+        if not sign:
+            return now.astimezone(UTC)
+        delta = datetime.timedelta(seconds=parse_duration(amount))
+        return (now + delta if sign == "+" else now - delta).astimezone(UTC)
+    candidate = cleaned
+    if candidate.endswith(("Z", "z")):
+        candidate = candidate[:-1] + "+00:00"
+    try:
+        parsed = datetime.datetime.fromisoformat(candidate)
+    except ValueError:
+        raise UsageError(
+            "cannot parse time %r: use ISO 8601 such as 2026-11-28T02:00Z, "
+            "or now, +10m, now+2h" % (text,)) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def format_time(moment):
+    """Render an aware time in UTC for people: ``2026-11-28 02:00:00Z``."""
+    if moment is None:
+        return "-"
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def from_epoch(seconds):
+    """Aware UTC datetime from epoch seconds (PostgreSQL's extract(epoch ...))."""
+    if seconds is None:
+        return None
+    return datetime.datetime.fromtimestamp(float(seconds), UTC)
+
+
+def to_sqlite(moment):
+    """The text SQLite stores for an aware time (UTC, milliseconds)."""
+    return moment.astimezone(UTC).strftime(SQLITE_FORMAT)[:-3]
+
+
+def from_sqlite(text):
+    """Parse SQLite's timestamp text (UTC); accepts the ISO 'T' form DBAs may type."""
+    if text is None:
+        return None
+    parsed = datetime.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)

@@ -1,0 +1,27 @@
+"""Packaging for cronpolicy; the metadata lives in setup.cfg.
+
+The top-level schema/ folder is the DBAs' copy of the SQL patches. It is
+mapped into the package as ``cronpolicy.schema_sql`` so that a plain
+``pip install .`` ships the very same files that ``cronpolicy schema
+upgrade`` applies.
+"""
+
+from setuptools import setup
+
+setup(
+    package_dir={
+        "": "lib",
+        "cronpolicy.schema_sql": "schema",
+        "cronpolicy.schema_sql.sqlite": "schema/sqlite",
+    },
+    packages=[
+        "cronpolicy",
+        "cronpolicy.tests",
+        "cronpolicy.schema_sql",
+        "cronpolicy.schema_sql.sqlite",
+    ],
+    package_data={
+        "cronpolicy.schema_sql": ["*.sql"],
+        "cronpolicy.schema_sql.sqlite": ["*.sql"],
+    },
+)

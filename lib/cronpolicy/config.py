@@ -163,6 +163,7 @@ class Settings:
         """Resolve settings from ``--dsn`` (``dsn``), the environment and the config file."""
         environ = os.environ if environ is None else environ
         values = {}
+        from_file = {}
         config_path = environ.get("CRONPOLICY_CONFIG")
         if config_path:
             if not os.path.exists(config_path):
@@ -170,7 +171,8 @@ class Settings:
         elif os.path.exists(DEFAULT_CONFIG_PATH):
             config_path = DEFAULT_CONFIG_PATH
         if config_path:
-            values.update(cls._read_file(config_path))
+            from_file = cls._read_file(config_path)
+            values.update(from_file)
             if "dsn" in values:
                 values["dsn_source"] = "config file %s" % config_path
         for key, variable in (("host", "CRONPOLICY_HOST"), ("lock_dir", "CRONPOLICY_LOCK_DIR")):
@@ -185,7 +187,9 @@ class Settings:
         try:
             return cls(config_path=config_path, **values)
         except ConfigError as error:
-            if config_path and values.get("dsn_source", "").startswith("config file"):
+            # Name the file when one of its values is the culprit.
+            if any(key in str(error).lower() and values.get(key) == from_file[key]
+                   for key in from_file):
                 raise ConfigError("%s (config file %s)" % (error, config_path)) from None
             raise
 

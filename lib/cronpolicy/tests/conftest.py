@@ -1,0 +1,317 @@
+"""Fixtures: a throwaway PostgreSQL database per test run, SQLite files per
+test, and helpers to run real cron scripts and the real CLI.
+
+PostgreSQL is found through CRONPOLICY_TEST_DSN (any database on a server
+where the user may CREATE DATABASE), else the server on 127.0.0.1:5432.  If
+it cannot be reached, every PostgreSQL test fails with one line saying how to
+point the suite at a server; none is skipped.
+"""
+
+import contextlib
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+
+import psycopg2
+import pytest
+
+from cronpolicy import schema, store
+from cronpolicy.config import sqlite_path
+
+DEFAULT_SERVER_DSN = "postgresql://127.0.0.1:5432/postgres"
+BACKENDS = ("postgresql", "sqlite")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: spawns many real processes; still run in CI")
+
+
+def server_dsn():
+    return os.environ.get("CRONPOLICY_TEST_DSN") or DEFAULT_SERVER_DSN
+
+
+def _dsn_with_database(dsn, database):
+    """The server DSN pointed at another database (URI or key=value form)."""
+    if "://" in dsn:
+        base, _, query = dsn.partition("?")
+        prefix, _, _ = base.rpartition("/")
+        if prefix.endswith("/"):  # no path: postgresql://host
+            prefix = base
+        return "%s/%s%s" % (prefix, database, "?" + query if query else "")
+    parts = [part for part in dsn.split() if not part.startswith("dbname=")]
+    return " ".join(parts + ["dbname=%s" % database])
+
+
+@contextlib.contextmanager
+def admin_connection():
+    try:
+        connection = psycopg2.connect(server_dsn(), connect_timeout=5)
+    except psycopg2.Error as error:
+        pytest.fail("PostgreSQL is not reachable at %s (%s); set CRONPOLICY_TEST_DSN="
+                    "postgresql://user@host:port/dbname to point the tests at a server"
+                    % (server_dsn(), str(error).strip().splitlines()[0]), pytrace=False)
+    connection.autocommit = True
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+def create_database(prefix="cronpolicy_test"):
+    name = "%s_%d_%s" % (prefix, os.getpid(), uuid.uuid4().hex[:8])
+    with admin_connection() as connection, connection.cursor() as cursor:
+        cursor.execute('CREATE DATABASE "%s"' % name)
+    return name, _dsn_with_database(server_dsn(), name)
+
+
+def drop_database(name):
+    with admin_connection() as connection, connection.cursor() as cursor:
+        cursor.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
+
+
+@pytest.fixture(scope="session")
+def pg_database():
+    """A database with the cronpolicy schema, created for this test run and dropped after."""
+    name, dsn = create_database()
+    try:
+        connection = psycopg2.connect(dsn)
+        try:
+            schema.upgrade_postgres(connection)
+        finally:
+            connection.close()
+        yield dsn
+    finally:
+        drop_database(name)
+
+
+@pytest.fixture
+def empty_pg_dsn():
+    """A fresh database with no cronpolicy schema at all."""
+    name, dsn = create_database("cronpolicy_empty")
+    try:
+        yield dsn
+    finally:
+        drop_database(name)
+
+
+def _reset_postgres(dsn):
+    connection = psycopg2.connect(dsn)
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "TRUNCATE cronpolicy.script_policy, cronpolicy.rollout_window,"
+                " cronpolicy.script_run RESTART IDENTITY;"
+                " UPDATE cronpolicy.deploy_state SET deploy_pending = false, reason = '',"
+                " changed_by = session_user")
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def pg_dsn(pg_database):
+    """The run's PostgreSQL database, emptied of policies, windows and history."""
+    _reset_postgres(pg_database)
+    return pg_database
+
+
+@pytest.fixture
+def sqlite_dsn(tmp_path):
+    return "sqlite:///" + str(tmp_path / "cronpolicy.sqlite")
+
+
+@pytest.fixture(params=BACKENDS)
+def dsn(request):
+    """Each test using it runs once against PostgreSQL and once against SQLite."""
+    if request.param == "postgresql":
+        return request.getfixturevalue("pg_dsn")
+    return request.getfixturevalue("sqlite_dsn")
+
+
+class DBA:
+    """Plain SQL against either backend, as a DBA would type it."""
+
+    def __init__(self, dsn):
+        self.dsn = dsn
+        self.backend = "sqlite" if dsn.startswith("sqlite:") else "postgresql"
+
+    @contextlib.contextmanager
+    def _cursor(self):
+        if self.backend == "sqlite":
+            connection = store.open_sqlite(sqlite_path(self.dsn))
+            try:
+                yield connection.cursor(), "?"
+            finally:
+                connection.close()
+        else:
+            connection = psycopg2.connect(self.dsn)
+            connection.autocommit = True
+            try:
+                with connection.cursor() as cursor:
+                    yield cursor, "%s"
+            finally:
+                connection.close()
+
+    def execute(self, sql, params=()):
+        """Run one statement; ``{}`` in ``sql`` stands for the parameter marker."""
+        with self._cursor() as (cursor, marker):
+            if params:
+                cursor.execute(sql.replace("{}", marker), params)
+            else:
+                cursor.execute(sql)
+            return cursor.fetchall() if cursor.description else None
+
+    def scalar(self, sql, params=()):
+        rows = self.execute(sql, params)
+        return rows[0][0] if rows else None
+
+    def now_plus(self, seconds):
+        """SQL for 'database now + seconds' in this backend's timestamp format."""
+        if self.backend == "sqlite":
+            return "strftime('%%Y-%%m-%%d %%H:%%M:%%f', 'now', '%+d seconds')" % seconds
+        return "now() + interval '%d seconds'" % seconds
+
+    def runs(self, name=None):
+        sql = ("SELECT id, name, host, pid, status, exit_code, skip_reason, estimate_seconds,"
+               " estimate_source, policy_ignored FROM cronpolicy.script_run")
+        params = ()
+        if name:
+            sql += " WHERE name = {}"
+            params = (name,)
+        keys = ("id", "name", "host", "pid", "status", "exit_code", "skip_reason",
+                "estimate_seconds", "estimate_source", "policy_ignored")
+        return [dict(zip(keys, row)) for row in self.execute(sql + " ORDER BY id", params)]
+
+
+@pytest.fixture
+def dba(dsn):
+    return DBA(dsn)
+
+
+@pytest.fixture
+def script_env(tmp_path, dsn):
+    """Environment for spawned scripts and CLI runs: this test's database,
+    lock directory and state directory, no system config file."""
+    config = tmp_path / "cronpolicy.conf"
+    config.write_text("[cronpolicy]\n")
+    env = dict(os.environ)
+    env.update({
+        "CRONPOLICY_DSN": dsn,
+        "CRONPOLICY_CONFIG": str(config),
+        "CRONPOLICY_LOCK_DIR": str(tmp_path / "locks"),
+        "CRONPOLICY_HOST": "testhost",
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+        "PYTHONUNBUFFERED": "1",
+    })
+    return env
+
+
+SCRIPT_TEMPLATE = '''\
+import os, sys, time
+from cronpolicy import CronScript
+
+class Job(CronScript):
+    {attributes}
+
+    def add_my_options(self):
+        self.parser.add_argument("--sleep", type=float, default=0)
+        self.parser.add_argument("--fail", action="store_true")
+        self.parser.add_argument("--exit", type=int)
+        self.parser.add_argument("--ready-file")
+
+    def main(self):
+        with open(os.environ["JOB_MARKER"], "a") as marker:
+            marker.write("main %d\\n" % os.getpid())
+        if self.options.ready_file:
+            with open(self.options.ready_file, "w") as ready:
+                ready.write("%d\\n" % os.getpid())
+        time.sleep(self.options.sleep)
+        if self.options.fail:
+            raise RuntimeError("the job broke")
+        if self.options.exit is not None:
+            sys.exit(self.options.exit)
+
+if __name__ == "__main__":
+    Job().run()
+'''
+
+
+class ScriptRunner:
+    """Writes real cron scripts to files and runs them as cron would."""
+
+    def __init__(self, tmp_path, env):
+        self.tmp_path = tmp_path
+        self.env = env
+
+    def write(self, name, expected_runtime=None, extra=""):
+        attributes = []
+        if expected_runtime is not None:
+            attributes.append("expected_runtime = %r" % expected_runtime)
+        attributes.append(extra or "pass")
+        path = self.tmp_path / ("%s.py" % name)
+        path.write_text(SCRIPT_TEMPLATE.format(attributes="\n    ".join(attributes)))
+        return path
+
+    def marker(self, name):
+        return self.tmp_path / ("%s.marker" % name)
+
+    def main_calls(self, name):
+        marker = self.marker(name)
+        return marker.read_text().count("main ") if marker.exists() else 0
+
+    def _env(self, name, env):
+        merged = dict(self.env)
+        merged["JOB_MARKER"] = str(self.marker(name))
+        merged.update(env or {})
+        return merged
+
+    def run(self, name, *args, env=None, timeout=60):
+        path = self.tmp_path / ("%s.py" % name)
+        return subprocess.run([sys.executable, str(path)] + list(args), env=self._env(name, env),
+                              capture_output=True, text=True, timeout=timeout)
+
+    def start(self, name, *args, env=None):
+        path = self.tmp_path / ("%s.py" % name)
+        return subprocess.Popen([sys.executable, str(path)] + list(args),
+                                env=self._env(name, env), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture
+def scripts(tmp_path, script_env):
+    return ScriptRunner(tmp_path, script_env)
+
+
+@pytest.fixture
+def cli(script_env, monkeypatch, capsys):
+    """Run ``cronpolicy`` in-process against this test's database:
+    returns (exit code, stdout, stderr)."""
+    from cronpolicy.cli import main
+
+    for key, value in script_env.items():
+        if key.startswith(("CRONPOLICY_", "XDG_")):
+            monkeypatch.setenv(key, value)
+
+    def run(*argv):
+        capsys.readouterr()
+        code = main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+    return run
+
+
+def wait_for_file(path, timeout=30.0):
+    """Wait (bounded) until ``path`` exists and is not empty."""
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.path.exists(path) and os.path.getsize(path) > 0:
+            return True
+        time.sleep(0.02)
+    raise AssertionError("%s did not appear within %ss" % (path, timeout))
+
+
+def dedent(text):
+    return textwrap.dedent(text).strip()

@@ -1,0 +1,183 @@
+"""The cronpolicy command, in-process and as the installed console script."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from cronpolicy import exitcodes
+
+
+def _window_count(dba):
+    return dba.scalar("SELECT count(*) FROM cronpolicy.rollout_window")
+
+
+def test_status_on_an_empty_database(cli):
+    code, out, err = cli("status")
+    assert code == exitcodes.OK and err == ""
+    assert "deploy: not pending" in out and "running: none" in out
+    code, out, _ = cli("status", "--json")
+    state = json.loads(out)
+    assert state["deploy"]["deploy_pending"] is False
+    assert state["running"] == [] and state["active_windows"] == []
+
+
+def test_deploy_begin_and_end(cli, dba):
+    assert cli("deploy", "begin", "--reason", "release 42")[0] == exitcodes.OK
+    assert dba.scalar("SELECT reason FROM cronpolicy.deploy_state") == "release 42"
+    code, out, _ = cli("status")
+    assert "deploy: PENDING" in out and "release 42" in out
+    code, out, _ = cli("check", "any-script")
+    assert code == exitcodes.WOULD_SKIP and "deploy pending" in out
+    assert cli("deploy", "end")[0] == exitcodes.OK
+    assert dba.scalar("SELECT deploy_pending FROM cronpolicy.deploy_state") in (False, 0)
+    assert cli("check", "any-script")[0] == exitcodes.OK
+
+
+def test_disable_enable_and_check(cli, dba):
+    code, out, _ = cli("disable", "publish-*", "--reason", "mirror down")
+    assert code == exitcodes.OK and "disabled publish-*" in out
+    code, out, _ = cli("check", "publish-distro", "--json")
+    decision = json.loads(out)
+    assert code == exitcodes.WOULD_SKIP
+    assert (decision["run"], decision["code"]) == (False, "disabled")
+    assert "mirror down" in decision["reason"]
+    code, out, err = cli("enable", "publish-distro", "--host", "web1")
+    assert code == exitcodes.OK and err == ""
+    assert cli("check", "publish-distro", "--host", "web1")[0] == exitcodes.OK
+    assert cli("check", "publish-distro", "--host", "web2")[0] == exitcodes.WOULD_SKIP
+    code, out, _ = cli("status", "--json")
+    assert [row["name"] for row in json.loads(out)["disabled_policies"]] == ["publish-*"]
+
+
+def test_enable_warns_about_rows_that_still_disable(cli, dba):
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, host, enabled, reason)"
+                " VALUES ('publish-distro', 'web1', false, 'disk full')")
+    code, out, err = cli("enable", "publish-distro")
+    assert code == exitcodes.OK
+    assert "still disables it" in err and "disk full" in err
+
+
+def test_window_add_list_cancel(cli, dba):
+    code, out, _ = cli("window", "add", "--start", "+10m", "--duration", "30m",
+                       "--reason", "release 42", "--script", "publish-*", "--json")
+    assert code == exitcodes.OK
+    window = json.loads(out)
+    assert (window["state"], window["script"], window["host"]) == ("upcoming", "publish-*", "*")
+    code, out, _ = cli("window", "add", "--start", "2099-01-01T00:00Z", "--end", "2099-01-01T02:00Z")
+    assert code == exitcodes.OK and "2099-01-01 00:00:00Z" in out
+    code, out, _ = cli("window", "list", "--json")
+    assert [w["id"] for w in json.loads(out)] == [window["id"], window["id"] + 1]
+    code, out, _ = cli("window", "list")
+    assert "release 42" in out and "ID" in out
+    # A 20-minute estimate meets the window in 10 minutes; a 1-minute one does not.
+    assert cli("check", "publish-distro", "--expected-runtime", "20m")[0] == exitcodes.WOULD_SKIP
+    assert cli("check", "publish-distro", "--expected-runtime", "1m")[0] == exitcodes.OK
+    assert cli("window", "cancel", str(window["id"]))[0] == exitcodes.OK
+    code, out, _ = cli("window", "cancel", str(window["id"]))
+    assert code == exitcodes.OK and "already cancelled" in out
+    assert cli("check", "publish-distro", "--expected-runtime", "20m")[0] == exitcodes.OK
+    code, out, _ = cli("window", "list", "--all", "--json")
+    assert [w["state"] for w in json.loads(out)] == ["cancelled", "upcoming"]
+
+
+BAD_INPUT = [
+    (("window", "add", "--start", "tomorrow", "--duration", "1h"), "cannot parse time"),
+    (("window", "add", "--start", "+1h", "--end", "+30m"), "must end after it starts"),
+    (("window", "add", "--start", "now-2h", "--end", "now-1h"), "already be over"),
+    (("window", "add", "--start", "+1h", "--duration", "soon"), "cannot parse duration"),
+    (("window", "add", "--start", "+1h", "--duration", "1h", "--host", ""), "must not be empty"),
+    (("window", "add", "--start", "+1h"), "one of the arguments --end --duration is required"),
+    (("window", "add", "--start", "+1h", "--end", "+2h", "--duration", "1h"), "not allowed with"),
+    (("window", "cancel", "999"), "no rollout window with id 999"),
+    (("window", "cancel", "abc"), "not a whole number"),
+    (("history", "--limit", "0"), "must be at least 1"),
+    (("disable", ""), "must not be empty"),
+    (("frobnicate",), "invalid choice"),
+    (("check",), "required"),
+]
+
+
+@pytest.mark.parametrize("argv, fragment", BAD_INPUT, ids=[" ".join(a) for a, _ in BAD_INPUT])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(cli, dba, argv, fragment):
+    before = (_window_count(dba), dba.scalar("SELECT count(*) FROM cronpolicy.script_policy"))
+    code, out, err = cli(*argv)
+    assert code == exitcodes.USAGE
+    assert len(err.strip().splitlines()) == 1 and fragment in err, err
+    assert (_window_count(dba), dba.scalar("SELECT count(*) FROM cronpolicy.script_policy")) == before
+
+
+def test_history_and_estimate(cli, dba):
+    insert = ("INSERT INTO cronpolicy.script_run (name, host, pid, started_at, finished_at,"
+              " status, exit_code) VALUES ({}, 'web1', 1, {}, {}, {}, {})")
+    for index in range(10):
+        start = -50000 + index * 1000
+        dba.execute(insert.format("'publish-distro'", dba.now_plus(start),
+                                  dba.now_plus(start + 60 * (index + 1)), "'succeeded'", 0))
+    dba.execute(insert.format("'other'", dba.now_plus(-100), dba.now_plus(-50), "'failed'", 1))
+    code, out, _ = cli("history", "--limit", "3", "--json")
+    runs = json.loads(out)
+    assert code == exitcodes.OK and [run["name"] for run in runs][0] == "other"
+    assert len(runs) == 3
+    code, out, _ = cli("history", "publish-distro", "--limit", "2", "--json")
+    assert [run["duration_seconds"] for run in json.loads(out)] == pytest.approx([600, 540], abs=0.01)
+    code, out, _ = cli("history", "publish-distro")
+    assert "succeeded" in out and "10m" in out
+    code, out, _ = cli("estimate", "--json")
+    estimates = {row["name"]: row for row in json.loads(out)}
+    # p95 (nearest rank) of 1..10 minutes is the 10th value: 10 minutes.
+    assert estimates["publish-distro"]["estimate_seconds"] == pytest.approx(600, abs=0.01)
+    assert estimates["other"]["source"].startswith("default")
+    code, out, _ = cli("estimate", "publish-distro")
+    assert "10m" in out and "p95 of last 10" in out
+
+
+def test_status_lists_running_scripts(cli, dba):
+    dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, started_at, estimate_seconds)"
+                " VALUES ('publish-distro', 'web1', 321, {}, 1200)".format(dba.now_plus(-300)))
+    code, out, _ = cli("status", "--json")
+    [running] = json.loads(out)["running"]
+    assert (running["name"], running["pid"]) == ("publish-distro", 321)
+    assert 290 <= running["running_seconds"] <= 400
+    code, out, _ = cli("status")
+    assert "publish-distro" in out and "web1" in out and "20m" in out
+
+
+def test_database_errors_are_one_line_exit_4_without_password(cli):
+    code, out, err = cli("status", "--dsn", "postgresql://cron:pw-s3cret@127.0.0.1:1/x")
+    assert code == exitcodes.GATE_ERROR
+    assert len(err.strip().splitlines()) == 1 and "pw-s3cret" not in err and "***" in err
+
+
+def test_missing_schema_from_the_cli(cli, empty_pg_dsn):
+    code, out, err = cli("window", "list", "--dsn", empty_pg_dsn)
+    assert code == exitcodes.GATE_ERROR
+    assert "cronpolicy schema upgrade" in err and len(err.strip().splitlines()) == 1
+
+
+def test_injection_attempts_are_stored_literally(cli, dba):
+    hostile = "'; DROP TABLE cronpolicy.script_policy; --"
+    assert cli("disable", hostile, "--reason", hostile)[0] == exitcodes.OK
+    assert cli("window", "add", "--start", "+1h", "--duration", "1h", "--reason", hostile,
+               "--host", hostile)[0] == exitcodes.OK
+    assert dba.execute("SELECT name, reason FROM cronpolicy.script_policy") == [(hostile, hostile)]
+    assert dba.scalar("SELECT host FROM cronpolicy.rollout_window") == hostile
+
+
+def _console_script():
+    found = os.path.join(os.path.dirname(sys.executable), "cronpolicy")
+    return found if os.path.exists(found) else shutil.which("cronpolicy")
+
+
+def test_installed_console_script(script_env):
+    command = _console_script()
+    assert command, "the cronpolicy console script is not installed beside %s" % sys.executable
+    result = subprocess.run([command, "status"], env=script_env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == exitcodes.OK, result.stderr
+    assert "deploy: not pending" in result.stdout
+    helped = subprocess.run([command, "--help"], capture_output=True, text=True, timeout=60)
+    assert helped.returncode == 0 and "window" in helped.stdout and "deploy" in helped.stdout

@@ -24,9 +24,9 @@ form) and ``sqlite:///relative/path`` or ``sqlite:////absolute/path``.
 Passwords never leave this module unmasked: use ``mask_dsn`` and ``scrub``.
 """
 
+import functools
 import os
 import re
-import socket
 
 from cronpolicy import policy
 from cronpolicy.errors import ConfigError, UsageError
@@ -38,8 +38,13 @@ DEFAULT_CONNECT_TIMEOUT = 5.0
 POSTGRESQL = "postgresql"
 SQLITE = "sqlite"
 
-_URI_PASSWORD = re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)")
-_KV_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
+@functools.lru_cache(maxsize=None)
+def _password_patterns():
+    # Compiled on first use: the gate's start-up path never needs them.
+    return (re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)"),
+            re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE))
 
 
 def state_dir():
@@ -77,17 +82,21 @@ def mask_dsn(dsn):
     """The DSN with any password replaced by ``***``."""
     if dsn is None:
         return None
-    return _KV_PASSWORD.sub(r"\1***", _URI_PASSWORD.sub(r"\1***\3", dsn))
+    if "password" not in dsn.lower() and "@" not in dsn:
+        return dsn
+    uri_password, kv_password = _password_patterns()
+    return kv_password.sub(r"\1***", uri_password.sub(r"\1***\3", dsn))
 
 
 def dsn_password(dsn):
     if not dsn:
         return None
-    match = _URI_PASSWORD.search(dsn)
+    uri_password, kv_password = _password_patterns()
+    match = uri_password.search(dsn)
     if match and match.group(2):
         from urllib.parse import unquote
         return unquote(match.group(2))
-    match = _KV_PASSWORD.search(dsn)
+    match = kv_password.search(dsn)
     if match:
         value = match.group(2)
         if value.startswith("'"):
@@ -130,7 +139,7 @@ class Settings:
                  config_path=None):
         self.dsn = dsn or default_dsn()
         self.dsn_source = dsn_source if dsn else "default"
-        self.host = host or socket.gethostname()
+        self.host = host or os.uname().nodename
         self.lock_dir = lock_dir or os.path.join(state_dir(), "locks")
         self.connect_timeout = connect_timeout
         self.cutoff_margin = cutoff_margin

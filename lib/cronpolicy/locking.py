@@ -8,11 +8,10 @@ is only there to name the holder in messages.
 import errno
 import fcntl
 import os
-import re
 
 from cronpolicy.errors import ConfigError
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 
 
 class LockHeld(Exception):
@@ -26,7 +25,8 @@ class LockHeld(Exception):
 
 
 def lock_path(lock_dir, name):
-    return os.path.join(lock_dir, "cronpolicy-%s.lock" % _UNSAFE.sub("_", name))
+    safe = "".join(char if char in _SAFE else "_" for char in name)
+    return os.path.join(lock_dir, "cronpolicy-%s.lock" % safe)
 
 
 class ScriptLock:

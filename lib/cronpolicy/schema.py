@@ -18,7 +18,7 @@ from cronpolicy.errors import DatabaseError, SchemaError
 #: The schema version this code needs: the number of its newest patch.
 SCHEMA_VERSION = 1
 
-_PATCH_NAME = re.compile(r"^(\d{4})-[\w.-]+\.sql$")
+_PATCH_NAME = r"^(\d{4})-[\w.-]+\.sql$"
 
 
 def patch_dir(backend):
@@ -37,7 +37,7 @@ def patches(backend):
     folder = patch_dir(backend)
     found = []
     for filename in sorted(os.listdir(folder)):
-        match = _PATCH_NAME.match(filename)
+        match = re.match(_PATCH_NAME, filename)
         if match:
             with open(os.path.join(folder, filename), encoding="utf-8") as patch_file:
                 found.append((int(match.group(1)), filename, patch_file.read()))

@@ -193,8 +193,6 @@ class CronScript:
             except CronPolicyError as error:
                 self.logger.error("not running: %s", error)
                 return exitcodes.GATE_ERROR
-            finally:
-                store.close()  # hold no connection while main() runs
             self.logger.info("started run #%s: %s (estimate %s, %s)", self.run_id,
                              self.decision.reason,
                              format_duration(self.decision.estimate.seconds),

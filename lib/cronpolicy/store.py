@@ -117,14 +117,18 @@ class PostgresStore:
     def __init__(self, dsn, connect_timeout=config.DEFAULT_CONNECT_TIMEOUT,
                  application_name="cronpolicy"):
         self.dsn = dsn
-        self.masked_dsn = config.mask_dsn(dsn)
         self.connect_timeout = connect_timeout
         self.application_name = application_name
         self._connection = None
 
-    def _execute(self, sql, parameters, doing):
+    @property
+    def masked_dsn(self):
+        return config.mask_dsn(self.dsn)
+
+    def _execute(self, sql, parameters, doing, idempotent=False):
         import psycopg2
-        if self._connection is None or self._connection.closed:
+        reused = self._connection is not None and not self._connection.closed
+        if not reused:
             self._connection = connect_postgres(self.dsn, self.connect_timeout,
                                                 self.application_name)
             self._connection.autocommit = True
@@ -132,13 +136,24 @@ class PostgresStore:
             with self._connection.cursor() as cursor:
                 cursor.execute(sql, parameters)
                 return cursor.fetchone() if cursor.description else None
+        except (psycopg2.OperationalError, psycopg2.InterfaceError) as error:
+            # The connection kept open across main() may have died with a
+            # server restart; a statement that is safe to repeat gets one
+            # more try on a fresh connection.
+            if reused and idempotent and self._connection.closed:
+                self.close()
+                return self._execute(sql, parameters, doing)
+            self._raise(error, doing)
         except psycopg2.Error as error:
-            if getattr(error, "pgcode", None) in _SCHEMA_SQLSTATES:
-                raise SchemaError(schema.needs_upgrade_message(
-                    self._found_version(), self.masked_dsn)) from error
-            self.close()
-            raise DatabaseError("cannot %s in %s: %s" % (
-                doing, self.masked_dsn, config.scrub(first_line(error), self.dsn))) from error
+            self._raise(error, doing)
+
+    def _raise(self, error, doing):
+        if getattr(error, "pgcode", None) in _SCHEMA_SQLSTATES:
+            raise SchemaError(schema.needs_upgrade_message(
+                self._found_version(), self.masked_dsn)) from error
+        self.close()
+        raise DatabaseError("cannot %s in %s: %s" % (
+            doing, self.masked_dsn, config.scrub(first_line(error), self.dsn))) from error
 
     def _found_version(self):
         try:
@@ -186,7 +201,7 @@ class PostgresStore:
         self._execute(
             "UPDATE cronpolicy.script_run SET status = %s, exit_code = %s,"
             " finished_at = greatest(now(), started_at) WHERE id = %s",
-            (status, exit_code, run_id), "record the end of run %s" % run_id)
+            (status, exit_code, run_id), "record the end of run %s" % run_id, idempotent=True)
 
     def close(self):
         if self._connection is not None:

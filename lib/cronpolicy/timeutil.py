@@ -16,8 +16,10 @@ from cronpolicy.errors import UsageError
 UTC = datetime.timezone.utc
 
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
-_RELATIVE_TIME = re.compile(r"^(?:now)?\s*(?:([+-])\s*(\S+))?$")
+# Patterns as strings: re compiles (and caches) them on first use, which keeps
+# them off a cron job's start-up path.
+_DURATION_PART = r"(\d+(?:\.\d+)?)([smhdw])"
+_RELATIVE_TIME = r"^(?:now)?\s*(?:([+-])\s*(\S+))?$"
 
 # SQLite keeps timestamps as text in this shape (strftime('%Y-%m-%d %H:%M:%f')).
 SQLITE_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
@@ -30,7 +32,7 @@ def parse_duration(text):
         raise UsageError("empty duration: write it like 45s, 20m, 2h or 90d")
     position = 0
     total = 0.0
-    for match in _DURATION_PART.finditer(cleaned):
+    for match in re.finditer(_DURATION_PART, cleaned):
         if match.start() != position:
             break
         total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
@@ -67,7 +69,7 @@ def parse_time(text, now):
     ``now`` must be the database clock's current time (aware).
     """
     cleaned = str(text).strip()
-    relative = _RELATIVE_TIME.match(cleaned.lower())
+    relative = re.match(_RELATIVE_TIME, cleaned.lower())
     if cleaned and relative and (cleaned.lower().startswith("now") or relative.group(1)):
         sign, amount = relative.groups()
         if not sign:

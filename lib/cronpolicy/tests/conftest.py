@@ -194,6 +194,10 @@ def dba(dsn):
 def script_env(tmp_path, dsn):
     """Environment for spawned scripts and CLI runs: this test's database,
     lock directory and state directory, no system config file."""
+    return make_env(tmp_path, dsn)
+
+
+def make_env(tmp_path, dsn):
     config = tmp_path / "cronpolicy.conf"
     config.write_text("[cronpolicy]\n")
     env = dict(os.environ)
@@ -282,6 +286,12 @@ class ScriptRunner:
 @pytest.fixture
 def scripts(tmp_path, script_env):
     return ScriptRunner(tmp_path, script_env)
+
+
+@pytest.fixture
+def pg_scripts(tmp_path, pg_dsn):
+    """ScriptRunner for behaviour that only PostgreSQL has."""
+    return ScriptRunner(tmp_path, make_env(tmp_path, pg_dsn))
 
 
 @pytest.fixture

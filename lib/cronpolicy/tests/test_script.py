@@ -268,3 +268,34 @@ def test_many_simultaneous_starts_run_main_once(scripts, dba):
     assert scripts.main_calls("publish-distro") == 1
     statuses = [run["status"] for run in dba.runs("publish-distro")]
     assert statuses.count("succeeded") == 1 and statuses.count("skipped") == 11
+
+
+def test_outcome_is_recorded_after_the_server_drops_the_connection(pg_scripts, pg_dsn, tmp_path):
+    from .conftest import DBA
+    dba = DBA(pg_dsn)
+    pg_scripts.write("publish-distro")
+    ready = tmp_path / "ready"
+    job = pg_scripts.start("publish-distro", "--sleep", "1.5", "--ready-file", str(ready))
+    wait_for_file(ready)
+    killed = dba.scalar("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                        " WHERE application_name = 'cronpolicy:publish-distro'")
+    out, err = job.communicate(timeout=60)
+    assert killed == 1
+    assert job.returncode == exitcodes.OK, err
+    assert [run["status"] for run in dba.runs("publish-distro")] == ["succeeded"]
+
+
+def test_gate_keeps_sqlalchemy_off_the_start_up_path(scripts, tmp_path):
+    # Importing SQLAlchemy costs more than a whole gated start; main() may
+    # import it itself, but the gate must not have done so already.
+    (tmp_path / "import-check.py").write_text(
+        "import os, sys\n"
+        "from cronpolicy import CronScript\n"
+        "class Check(CronScript):\n"
+        "    def main(self):\n"
+        "        with open(os.environ['JOB_MARKER'], 'w') as marker:\n"
+        "            marker.write('main sqlalchemy=%s' % ('sqlalchemy' in sys.modules))\n"
+        "Check().run()\n")
+    result = scripts.run("import-check")
+    assert result.returncode == exitcodes.OK, result.stderr
+    assert scripts.marker("import-check").read_text() == "main sqlalchemy=False"

@@ -38,13 +38,35 @@ class IPolicyStore(Interface):
         """
 
     def record_start(name, host, pid, estimate, skip_reason, policy_ignored):
-        """Insert a ``running`` row stamped with the database clock; return its id."""
+        """Insert a ``running`` row stamped with the database clock; return its id.
+
+        On PostgreSQL the store's session holds an advisory lock keyed on
+        the run id from then until it closes, so a dead process is seen at
+        once; everywhere the heartbeat is the fallback."""
 
     def record_skip(name, host, pid, estimate, skip_reason):
         """Insert a finished ``skipped`` row with its reason; return its id."""
 
-    def record_finish(run_id, status, exit_code):
-        """Mark run ``run_id`` finished (database clock) with ``status`` and ``exit_code``."""
+    def record_finish(run_id, status, exit_code, stop_reason=None):
+        """Mark run ``run_id`` finished (database clock) with ``status``,
+        ``exit_code`` and, for interrupted runs, the ``stop_reason``."""
+
+    def heartbeat(run_id, safe_to_interrupt):
+        """Refresh the running run's heartbeat and its current safety."""
+
+    def try_fleet_lock(name):
+        """Take the fleet-wide single-instance lock of ``name`` for this
+        store's lifetime; False if another live run holds it."""
+
+    def listen():
+        """Ask to be told of policy, window and deploy-state changes."""
+
+    def fileno():
+        """A file descriptor that becomes readable when a change is announced,
+        or None where changes must be polled for (SQLite)."""
+
+    def take_notifications():
+        """How many change announcements arrived since the last call (0 if none)."""
 
     def close():
         """Release the connection, if any.  Safe to call twice."""

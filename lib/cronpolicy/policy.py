@@ -39,8 +39,9 @@ from cronpolicy.timeutil import format_duration, format_time
 #: One ``cronpolicy.script_policy`` row.  ``expected_runtime`` is in seconds.
 PolicyRow = collections.namedtuple(
     "PolicyRow",
-    "id name host enabled reason expected_runtime rollout_exempt changed_by changed_at")
-PolicyRow.__new__.__defaults__ = (True, "", None, False, "", None)
+    "id name host enabled reason expected_runtime rollout_exempt changed_by changed_at"
+    " interruptible fleet_single_instance")
+PolicyRow.__new__.__defaults__ = (True, "", None, False, "", None, False, None)
 
 #: One standing ``cronpolicy.rollout_window`` row (aware UTC datetimes).
 Window = collections.namedtuple("Window", "id starts_at ends_at reason host script")
@@ -162,6 +163,37 @@ def window_covers(window, name, host):
     return glob_matches(window.script, name) and glob_matches(window.host, host)
 
 
+def _standing_rule(matching, deploy, covering, now):
+    """Rules 1, 2a and 2b (everything but the cut-off): (code, reason, window) or None.
+
+    These are the rules that also stop a run already in progress.
+    """
+    winner = matching[0] if matching else None
+    if winner is not None and not winner.enabled:
+        return (DISABLED, "disabled by policy #%d (name=%r, host=%r)%s"
+                % (winner.id, winner.name, winner.host, _quoted(winner.reason)), None)
+    if winner is not None and winner.rollout_exempt:
+        return None
+    if deploy is None:
+        return (DEPLOY_PENDING, "deploy_state row is missing; treating it as deploy pending", None)
+    if deploy.pending:
+        since = " since %s" % format_time(deploy.changed_at) if deploy.changed_at else ""
+        by = " by %s" % deploy.changed_by if deploy.changed_by else ""
+        return (DEPLOY_PENDING, "deploy pending%s%s%s" % (since, by, _quoted(deploy.reason)), None)
+    for window in covering:
+        if window.starts_at <= now:
+            return (IN_WINDOW, "inside rollout window #%d (%s to %s)%s"
+                    % (window.id, format_time(window.starts_at), format_time(window.ends_at),
+                       _quoted(window.reason)), window)
+    return None
+
+
+def _covering_windows(windows, name, host, now):
+    return sorted((window for window in windows
+                   if window.ends_at > now and window_covers(window, name, host)),
+                  key=lambda window: (window.starts_at, window.id))
+
+
 def decide(name, host, now, policies, deploy, windows, estimate,
            margin=DEFAULT_MARGIN):
     """Decide whether ``name`` may start on ``host`` at ``now``.
@@ -174,41 +206,17 @@ def decide(name, host, now, policies, deploy, windows, estimate,
     """
     matching = matching_policies(policies, name, host)
     winner = matching[0] if matching else None
-    if winner is not None and not winner.enabled:
-        return Decision(
-            False, DISABLED,
-            "disabled by policy #%d (name=%r, host=%r)%s"
-            % (winner.id, winner.name, winner.host, _quoted(winner.reason)),
-            estimate, winner, None)
+    covering = _covering_windows(windows, name, host, now)
+    standing = _standing_rule(matching, deploy, covering, now)
+    if standing is not None:
+        code, reason, window = standing
+        return Decision(False, code, reason, estimate, winner, window)
     if winner is not None and winner.rollout_exempt:
         return Decision(
             True, RUN,
             "policy #%d (name=%r, host=%r) enables it and exempts it from rollouts"
             % (winner.id, winner.name, winner.host),
             estimate, winner, None)
-
-    if deploy is None:
-        return Decision(False, DEPLOY_PENDING,
-                        "deploy_state row is missing; treating it as deploy pending",
-                        estimate, winner, None)
-    if deploy.pending:
-        since = " since %s" % format_time(deploy.changed_at) if deploy.changed_at else ""
-        by = " by %s" % deploy.changed_by if deploy.changed_by else ""
-        return Decision(False, DEPLOY_PENDING,
-                        "deploy pending%s%s%s" % (since, by, _quoted(deploy.reason)),
-                        estimate, winner, None)
-
-    covering = sorted((window for window in windows
-                       if window.ends_at > now and window_covers(window, name, host)),
-                      key=lambda window: (window.starts_at, window.id))
-    for window in covering:
-        if window.starts_at <= now:
-            return Decision(
-                False, IN_WINDOW,
-                "inside rollout window #%d (%s to %s)%s"
-                % (window.id, format_time(window.starts_at), format_time(window.ends_at),
-                   _quoted(window.reason)),
-                estimate, winner, window)
     if covering:
         window = covering[0]
         reach = now + datetime.timedelta(seconds=estimate.seconds + margin)
@@ -232,6 +240,40 @@ def decide(name, host, now, policies, deploy, windows, estimate,
     return Decision(True, RUN,
                     "enabled, no deploy pending, no rollout window ahead",
                     estimate, winner, None)
+
+
+def stop_reason(name, host, now, policies, deploy, windows):
+    """Why a run of ``name`` already in progress on ``host`` should stop now, or None.
+
+    The rules of ``decide`` without the cut-off (a running job is past it):
+    its policy disabled it, a deploy is pending, or a covering window has
+    begun; a rollout-exempt row exempts it from the last two.
+    """
+    standing = _standing_rule(matching_policies(policies, name, host), deploy,
+                              _covering_windows(windows, name, host, now), now)
+    return standing[1] if standing is not None else None
+
+
+def next_window_start(name, host, now, windows):
+    """When the next window covering ``name`` on ``host`` begins (after ``now``), or None."""
+    starts = [window.starts_at for window in _covering_windows(windows, name, host, now)
+              if window.starts_at > now]
+    return min(starts) if starts else None
+
+
+def run_options(policies, name, host, fleet_single_instance=False):
+    """(interruptible, fleet_single_instance) for a run, from its policy rows.
+
+    ``interruptible`` is the most specific matching row's; a row's
+    ``fleet_single_instance`` overrides the script's own (the argument) when
+    it is not NULL, the most specific such row winning.
+    """
+    matching = matching_policies(policies, name, host)
+    interruptible = bool(matching and matching[0].interruptible)
+    for row in matching:
+        if row.fleet_single_instance is not None:
+            return interruptible, bool(row.fleet_single_instance)
+    return interruptible, bool(fleet_single_instance)
 
 
 def estimate_from_inputs(inputs, name, host, script_runtime=None,

@@ -36,6 +36,21 @@ DecisionInputs = collections.namedtuple(
 #: A statement may not wait longer than this (lock waits included).
 STATEMENT_TIMEOUT_SECONDS = 30
 
+#: PostgreSQL's channel for policy, window and deploy-state changes.
+NOTIFY_CHANNEL = "cronpolicy_policy"
+
+# Advisory lock keys (two int4 form).  A running script's session holds
+# (RUN_LOCK_CLASS, run id mod 2^31-1) for the run's lifetime, so its death is
+# visible at once in pg_locks; a fleet-wide single instance holds
+# (FLEET_LOCK_CLASS, hashtext(name)).
+RUN_LOCK_CLASS = 0x43524F4E    # 'CRON'
+FLEET_LOCK_CLASS = 0x43524F46  # 'CROF'
+LOCK_KEY_MODULUS = 2147483647
+
+
+def _lock_key(run_id):
+    return run_id % LOCK_KEY_MODULUS
+
 
 def first_line(error):
     text = (getattr(error, "pgerror", None) or str(error) or type(error).__name__).strip()
@@ -87,7 +102,8 @@ SELECT extract(epoch FROM now()),
      FROM cronpolicy.deploy_state WHERE id = 1),
   (SELECT coalesce(json_agg(json_build_array(
             id, name, host, enabled, reason, extract(epoch FROM expected_runtime),
-            rollout_exempt, changed_by, extract(epoch FROM changed_at))), '[]')
+            rollout_exempt, changed_by, extract(epoch FROM changed_at),
+            interruptible, fleet_single_instance)), '[]')
      FROM cronpolicy.script_policy),
   (SELECT coalesce(json_agg(json_build_array(
             id, extract(epoch FROM starts_at), extract(epoch FROM ends_at), reason, host, script)), '[]')
@@ -100,6 +116,13 @@ SELECT extract(epoch FROM now()),
 """
 
 _COLUMNS = "name, host, pid, estimate_seconds, estimate_source, skip_reason"
+
+
+def _policy_row(row, parse_time):
+    return PolicyRow(row[0], row[1], row[2], bool(row[3]), row[4],
+                     None if row[5] is None else float(row[5]), bool(row[6]), row[7],
+                     parse_time(row[8]), bool(row[9]),
+                     None if row[10] is None else bool(row[10]))
 
 
 def _estimate_values(estimate):
@@ -120,18 +143,39 @@ class PostgresStore:
         self.connect_timeout = connect_timeout
         self.application_name = application_name
         self._connection = None
+        self._listening = False
+        self._run_lock = None       # run id whose liveness lock this session holds
+        self._fleet_lock = None     # script name whose fleet-wide lock it holds
 
     @property
     def masked_dsn(self):
         return config.mask_dsn(self.dsn)
 
+    def _connect(self):
+        """Open the connection; on a reconnect, take back what the run held."""
+        connection = connect_postgres(self.dsn, self.connect_timeout, self.application_name)
+        connection.autocommit = True
+        self._connection = connection
+        with connection.cursor() as cursor:
+            if self._listening:
+                cursor.execute("LISTEN " + NOTIFY_CHANNEL)
+            if self._run_lock is not None:
+                cursor.execute("SELECT pg_try_advisory_lock(%s, %s)",
+                               (RUN_LOCK_CLASS, _lock_key(self._run_lock)))
+            if self._fleet_lock is not None:
+                cursor.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))",
+                               (FLEET_LOCK_CLASS, self._fleet_lock))
+                if not cursor.fetchone()[0]:
+                    lost, self._fleet_lock = self._fleet_lock, None
+                    raise DatabaseError("lost the fleet-wide lock of %s while reconnecting"
+                                        % lost)
+        return connection
+
     def _execute(self, sql, parameters, doing, idempotent=False):
         import psycopg2
         reused = self._connection is not None and not self._connection.closed
         if not reused:
-            self._connection = connect_postgres(self.dsn, self.connect_timeout,
-                                                self.application_name)
-            self._connection.autocommit = True
+            self._connect()
         try:
             with self._connection.cursor() as cursor:
                 cursor.execute(sql, parameters)
@@ -172,21 +216,23 @@ class PostgresStore:
             schema_version=version,
             deploy=None if deploy is None else DeployState(
                 bool(deploy[0]), deploy[1], deploy[2], from_epoch(deploy[3])),
-            policies=[PolicyRow(row[0], row[1], row[2], bool(row[3]), row[4],
-                                None if row[5] is None else float(row[5]),
-                                bool(row[6]), row[7], from_epoch(row[8]))
-                      for row in policies],
+            policies=[_policy_row(row, from_epoch) for row in policies],
             windows=[Window(row[0], from_epoch(row[1]), from_epoch(row[2]),
                             row[3], row[4], row[5]) for row in windows],
             recent_runtimes=[float(value) for value in runtimes])
 
     def record_start(self, name, host, pid, estimate, skip_reason=None,
                      policy_ignored=False):
+        # One statement: the row becomes visible only once the session holds
+        # the run's liveness lock, so no reader ever sees it unlocked.
         row = self._execute(
-            "INSERT INTO cronpolicy.script_run (%s, policy_ignored)"
-            " VALUES (%%s, %%s, %%s, %%s, %%s, %%s, %%s) RETURNING id" % _COLUMNS,
+            "WITH run AS (INSERT INTO cronpolicy.script_run (%s, policy_ignored, heartbeat_at)"
+            " VALUES (%%s, %%s, %%s, %%s, %%s, %%s, %%s, now()) RETURNING id)"
+            " SELECT id, pg_advisory_lock(%d, (id %%%% %d)::integer) FROM run"
+            % (_COLUMNS, RUN_LOCK_CLASS, LOCK_KEY_MODULUS),
             (name, host, pid) + _estimate_values(estimate) + (skip_reason, bool(policy_ignored)),
             "record the start of %s" % name)
+        self._run_lock = row[0]
         return row[0]
 
     def record_skip(self, name, host, pid, estimate, skip_reason):
@@ -197,11 +243,50 @@ class PostgresStore:
             "record the skip of %s" % name)
         return row[0]
 
-    def record_finish(self, run_id, status, exit_code):
+    def record_finish(self, run_id, status, exit_code, stop_reason=None):
         self._execute(
-            "UPDATE cronpolicy.script_run SET status = %s, exit_code = %s,"
+            "UPDATE cronpolicy.script_run SET status = %s, exit_code = %s, stop_reason = %s,"
             " finished_at = greatest(now(), started_at) WHERE id = %s",
-            (status, exit_code, run_id), "record the end of run %s" % run_id, idempotent=True)
+            (status, exit_code, stop_reason, run_id), "record the end of run %s" % run_id,
+            idempotent=True)
+
+    def heartbeat(self, run_id, safe_to_interrupt):
+        # A run reaped as abandoned while the database was out of reach
+        # comes back to life with its first heartbeat.
+        self._execute(
+            "UPDATE cronpolicy.script_run SET heartbeat_at = now(), safe_to_interrupt = %s,"
+            " status = 'running', finished_at = NULL, stop_reason = NULL"
+            " WHERE id = %s AND status IN ('running', 'abandoned')",
+            (bool(safe_to_interrupt), run_id), "record a heartbeat of run %s" % run_id,
+            idempotent=True)
+
+    def try_fleet_lock(self, name):
+        row = self._execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))",
+                            (FLEET_LOCK_CLASS, name), "take the fleet-wide lock of %s" % name)
+        if row[0]:
+            self._fleet_lock = name
+        return bool(row[0])
+
+    def listen(self):
+        self._listening = True
+        self._execute("LISTEN " + NOTIFY_CHANNEL, None, "listen for policy changes")
+
+    def fileno(self):
+        if self._connection is None or self._connection.closed:
+            return None
+        return self._connection.fileno()
+
+    def take_notifications(self):
+        import psycopg2
+        if self._connection is None or self._connection.closed:
+            return 0
+        try:
+            self._connection.poll()
+        except psycopg2.Error as error:
+            self._raise(error, "read notifications")
+        count = len(self._connection.notifies)
+        del self._connection.notifies[:]
+        return count
 
     def close(self):
         if self._connection is not None:
@@ -210,6 +295,9 @@ class PostgresStore:
             except Exception:
                 pass
             self._connection = None
+        self._listening = False
+        self._run_lock = None
+        self._fleet_lock = None
 
 
 # SQLite ---------------------------------------------------------------------
@@ -294,7 +382,8 @@ class SQLiteStore:
                     " FROM cronpolicy.deploy_state WHERE id = 1").fetchone()
                 policies = connection.execute(
                     "SELECT id, name, host, enabled, reason, expected_runtime, rollout_exempt,"
-                    " changed_by, changed_at FROM cronpolicy.script_policy").fetchall()
+                    " changed_by, changed_at, interruptible, fleet_single_instance"
+                    " FROM cronpolicy.script_policy").fetchall()
                 windows = connection.execute(
                     "SELECT id, starts_at, ends_at, reason, host, script"
                     " FROM cronpolicy.rollout_window"
@@ -314,10 +403,7 @@ class SQLiteStore:
             schema_version=version,
             deploy=None if deploy is None else DeployState(
                 bool(deploy[0]), deploy[1], deploy[2], from_sqlite(deploy[3])),
-            policies=[PolicyRow(row[0], row[1], row[2], bool(row[3]), row[4],
-                                None if row[5] is None else float(row[5]),
-                                bool(row[6]), row[7], from_sqlite(row[8]))
-                      for row in policies],
+            policies=[_policy_row(row, from_sqlite) for row in policies],
             windows=[Window(row[0], from_sqlite(row[1]), from_sqlite(row[2]),
                             row[3], row[4], row[5]) for row in windows],
             recent_runtimes=[float(value) for (value,) in runtimes])
@@ -325,8 +411,8 @@ class SQLiteStore:
     def record_start(self, name, host, pid, estimate, skip_reason=None,
                      policy_ignored=False):
         return self._run("record the start of %s" % name, lambda connection: connection.execute(
-            "INSERT INTO cronpolicy.script_run (%s, policy_ignored)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)" % _COLUMNS,
+            "INSERT INTO cronpolicy.script_run (%s, policy_ignored, heartbeat_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, %s)" % (_COLUMNS, _SQLITE_NOW),
             (name, host, pid) + _estimate_values(estimate) + (skip_reason, int(bool(policy_ignored)))
         ).lastrowid)
 
@@ -336,11 +422,31 @@ class SQLiteStore:
             " VALUES (?, ?, ?, ?, ?, ?, 'skipped', %s)" % (_COLUMNS, _SQLITE_NOW),
             (name, host, pid) + _estimate_values(estimate) + (skip_reason,)).lastrowid)
 
-    def record_finish(self, run_id, status, exit_code):
+    def record_finish(self, run_id, status, exit_code, stop_reason=None):
         self._run("record the end of run %s" % run_id, lambda connection: connection.execute(
-            "UPDATE cronpolicy.script_run SET status = ?, exit_code = ?,"
+            "UPDATE cronpolicy.script_run SET status = ?, exit_code = ?, stop_reason = ?,"
             " finished_at = max(%s, started_at) WHERE id = ?" % _SQLITE_NOW,
-            (status, exit_code, run_id)))
+            (status, exit_code, stop_reason, run_id)))
+
+    def heartbeat(self, run_id, safe_to_interrupt):
+        self._run("record a heartbeat of run %s" % run_id, lambda connection: connection.execute(
+            "UPDATE cronpolicy.script_run SET heartbeat_at = %s, safe_to_interrupt = ?,"
+            " status = 'running', finished_at = NULL, stop_reason = NULL"
+            " WHERE id = ? AND status IN ('running', 'abandoned')" % _SQLITE_NOW,
+            (int(bool(safe_to_interrupt)), run_id)))
+
+    def try_fleet_lock(self, name):
+        # One machine is the whole fleet: the per-host lock file is the fleet lock.
+        return True
+
+    def listen(self):
+        """SQLite has no notifications; the watcher polls instead."""
+
+    def fileno(self):
+        return None
+
+    def take_notifications(self):
+        return 0
 
     def close(self):
         if self._connection is not None:

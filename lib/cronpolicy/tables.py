@@ -93,6 +93,8 @@ script_policy = Table(
     Column("rollout_exempt", Boolean, nullable=False, server_default=text("false")),
     Column("changed_by", Text, nullable=False, server_default=WHO),
     Column("changed_at", Timestamp, nullable=False, server_default=NOW),
+    Column("interruptible", Boolean, nullable=False, server_default=text("false")),
+    Column("fleet_single_instance", Boolean),
     UniqueConstraint("name", "host", name="script_policy_name_host_key"),
     CheckConstraint("name <> ''", name="script_policy_name_not_empty"),
     CheckConstraint("host <> ''", name="script_policy_host_not_empty"),
@@ -140,8 +142,11 @@ script_run = Table(
     Column("estimate_seconds", Double),
     Column("estimate_source", Text),
     Column("policy_ignored", Boolean, nullable=False, server_default=text("false")),
-    CheckConstraint("status IN ('running', 'succeeded', 'failed', 'skipped')",
-                    name="script_run_known_status"),
+    Column("heartbeat_at", Timestamp),
+    Column("safe_to_interrupt", Boolean, nullable=False, server_default=text("false")),
+    Column("stop_reason", Text),
+    CheckConstraint("status IN ('running', 'succeeded', 'failed', 'skipped', 'interrupted',"
+                    " 'abandoned')", name="script_run_known_status"),
     Index("script_run_estimate_idx", "name", text("finished_at DESC"),
           postgresql_where=text("status = 'succeeded'"),
           sqlite_where=text("status = 'succeeded'")),
@@ -153,7 +158,7 @@ script_run = Table(
 )
 
 #: Statuses a run row can have, as the schema's check constraint allows.
-RUN_STATUSES = ("running", "succeeded", "failed", "skipped")
+RUN_STATUSES = ("running", "succeeded", "failed", "skipped", "interrupted", "abandoned")
 
 #: Columns that have no default because DBAs' recipes always name them.
 REQUIRED_COLUMNS = {

@@ -77,7 +77,8 @@ def _check_matches_tables(dsn):
 def test_postgres_patches_give_the_tables_the_code_uses(empty_pg_dsn):
     connection = psycopg2.connect(empty_pg_dsn)
     try:
-        assert schema.upgrade_postgres(connection) == ["0001-initial.sql"]
+        assert schema.upgrade_postgres(connection) == [
+            name for _, name, _ in schema.patches("postgresql")]
     finally:
         connection.close()
     reflected = _check_matches_tables(empty_pg_dsn)
@@ -128,11 +129,12 @@ def test_upgrade_command_is_idempotent_and_records_versions(empty_pg_dsn):
     first = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert first.returncode == 0, first.stderr
     assert "applied 0001-initial.sql" in first.stdout
+    assert "applied 0002-rollouts-in-motion.sql" in first.stdout
     second = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert second.returncode == 0 and "already up to date" in second.stdout
     dba = DBA(empty_pg_dsn)
-    assert dba.execute("SELECT version, name FROM cronpolicy.schema_version") == [
-        (1, "0001-initial.sql")]
+    assert dba.execute("SELECT version, name FROM cronpolicy.schema_version ORDER BY version") == [
+        (version, name) for version, name, _ in schema.patches("postgresql")]
 
 
 def test_failed_patch_leaves_nothing_behind(empty_pg_dsn, monkeypatch):
@@ -246,4 +248,46 @@ def test_concurrent_first_use_of_a_new_sqlite_file(tmp_path):
     results = [process.communicate(timeout=60) + (process.returncode,) for process in processes]
     assert all(code == 0 and out.strip() == "1" for out, err, code in results), results
     dba = DBA("sqlite:///" + str(path))
-    assert dba.execute("SELECT version FROM cronpolicy.schema_version") == [(1,)]
+    assert dba.execute("SELECT version FROM cronpolicy.schema_version ORDER BY version") == [
+        (version,) for version in range(1, schema.SCHEMA_VERSION + 1)]
+
+
+OLD_HISTORY = ("INSERT INTO cronpolicy.script_run (name, host, pid, started_at, finished_at, status,"
+               " exit_code) VALUES ('old-job', 'web1', 7, {}, {}, 'succeeded', 0)")
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_upgrading_an_old_database_keeps_its_rows(backend, empty_pg_dsn, sqlite_dsn, monkeypatch):
+    real_patches = schema.patches
+    first_only = lambda name: [patch for patch in real_patches(name) if patch[0] == 1]
+    monkeypatch.setattr(schema, "patches", first_only)
+    if backend == "postgresql":
+        dsn = empty_pg_dsn
+        connection = psycopg2.connect(dsn)
+        schema.upgrade_postgres(connection)
+    else:
+        dsn = sqlite_dsn
+        connection = store.connect_sqlite(sqlite_dsn[len("sqlite:///"):])
+        schema.upgrade_sqlite(connection)
+    connection.close()
+    dba = DBA(dsn) if backend == "postgresql" else None
+    if backend == "sqlite":
+        raw = store.connect_sqlite(sqlite_dsn[len("sqlite:///"):])
+        raw.execute(OLD_HISTORY.format("'2026-11-20 10:00:00.000'", "'2026-11-20 10:18:00.000'"))
+        raw.execute("INSERT INTO cronpolicy.script_policy (name, enabled) VALUES ('x', 0)")
+        raw.close()
+    else:
+        dba.execute(OLD_HISTORY.format("'2026-11-20 10:00+00'", "'2026-11-20 10:18+00'"))
+        dba.execute("INSERT INTO cronpolicy.script_policy (name, enabled) VALUES ('x', false)")
+    monkeypatch.setattr(schema, "patches", real_patches)
+    # The next use upgrades (SQLite by itself, PostgreSQL by the command).
+    if backend == "postgresql":
+        connection = psycopg2.connect(dsn)
+        assert schema.upgrade_postgres(connection)[0].startswith("0002")
+        connection.close()
+    _check_matches_tables(dsn)
+    dba = DBA(dsn)
+    assert dba.execute("SELECT name, host, pid, status, exit_code, safe_to_interrupt"
+                       " FROM cronpolicy.script_run") in (
+        [("old-job", "web1", 7, "succeeded", 0, False)], [("old-job", "web1", 7, "succeeded", 0, 0)])
+    assert dba.scalar("SELECT count(*) FROM cronpolicy.script_policy WHERE NOT enabled") == 1

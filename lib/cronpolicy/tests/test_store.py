@@ -5,6 +5,7 @@ import time
 import pytest
 from zope.interface.verify import verifyObject
 
+from cronpolicy import schema
 from cronpolicy.config import Settings
 from cronpolicy.errors import DatabaseError
 from cronpolicy.interfaces import IPolicyStore
@@ -45,7 +46,7 @@ def test_load_inputs_reads_every_input(policy_store, dba):
 
     inputs = policy_store.load_inputs("publish-distro", 20)
 
-    assert inputs.schema_version == 1
+    assert inputs.schema_version == schema.SCHEMA_VERSION
     assert inputs.deploy.pending and inputs.deploy.reason == "r42"
     by_name = {row.name: row for row in inputs.policies}
     assert by_name["publish-*"].host == "web?" and by_name["publish-*"].enabled is False

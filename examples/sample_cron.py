@@ -2,8 +2,9 @@
 """A sample cron job behind the cronpolicy gate.
 
 Run it as cron would:  python examples/sample_cron.py -v
-It counts to --steps with a short pause, so there is a run to record, and
-reports itself safe to interrupt between steps.
+It counts to --steps with a short pause, so there is a run to record.  Each
+step is half "publishing" (not safe to interrupt) and half waiting (safe):
+a rollout stops it only while it waits.
 """
 
 import time
@@ -25,10 +26,11 @@ class SampleCron(CronScript):
     def main(self):
         self.in_step = False
         for step in range(1, self.options.steps + 1):
-            self.in_step = True
-            time.sleep(self.options.pause)
+            self.in_step = True           # pretend to publish: must not be cut short
+            time.sleep(self.options.pause / 2)
             self.in_step = False
             self.logger.info("step %d of %d done", step, self.options.steps)
+            time.sleep(self.options.pause / 2)   # waiting for the next batch: safe
 
     def is_safe_to_interrupt(self):
         return not self.in_step

@@ -115,12 +115,7 @@ def cmd_status(args, settings):
             "#%d %s@%s" % (row["id"], row["name"], row["host"]) for row in state["exempt_policies"]))
     print("running: %s" % (len(state["running"]) or "none"))
     if state["running"]:
-        print_table(state["running"], [
-            ("  RUN", lambda r: "  #%d" % r["id"]), ("SCRIPT", lambda r: r["name"]),
-            ("HOST", lambda r: r["host"]), ("PID", lambda r: r["pid"]),
-            ("STARTED", lambda r: format_time(r["started_at"])),
-            ("RUNNING FOR", lambda r: format_duration(r["running_seconds"])),
-            ("ESTIMATE", lambda r: format_duration(r["estimate_seconds"]))])
+        _run_table(state["running"], state["now"])
     return exitcodes.OK
 
 
@@ -198,6 +193,128 @@ def _deploy_change(settings, begin, reason=""):
                                       " (it already was)" if was else ""))
     else:
         print("deploy no longer pending%s" % ("" if was else " (it was not)"))
+    return exitcodes.OK
+
+
+def _run_table(runs, now):
+    def finish(run):
+        predicted = run["predicted_finish"]
+        if predicted is None:
+            return "-"
+        left = (predicted - now).total_seconds()
+        return "%s (%s)" % (format_time(predicted),
+                            "in " + format_duration(left) if left >= 0
+                            else format_duration(-left) + " overdue")
+    print_table(runs, [
+        ("SCRIPT", lambda r: r["name"]), ("HOST", lambda r: r["host"]),
+        ("PID", lambda r: r["pid"] if r["pid"] is not None else "-"),
+        ("RUNNING FOR", lambda r: format_duration(r["running_seconds"])),
+        ("PREDICTED FINISH", finish),
+        ("SAFE", lambda r: "yes" if r["safe_to_interrupt"] else "no")])
+
+
+class _LiveTable:
+    """deploy wait's progress: redrawn in place on a terminal, else a line per change."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.drawn_lines = 0
+        self.last_key = None
+        self.last_draw = 0.0
+
+    def __call__(self, now, runs, waited):
+        import io
+        import time as _time
+        key = tuple(sorted((run["id"], run["safe_to_interrupt"]) for run in runs))
+        if self.tty:
+            if key == self.last_key and _time.monotonic() - self.last_draw < 1.0:
+                return
+            buffer = io.StringIO()
+            real_stdout, sys.stdout = sys.stdout, buffer
+            try:
+                print("waiting %s for %d run%s (database clock %s)" % (
+                    format_duration(waited), len(runs), "" if len(runs) == 1 else "s",
+                    format_time(now)))
+                if runs:
+                    _run_table(runs, now)
+            finally:
+                sys.stdout = real_stdout
+            text = buffer.getvalue()
+            if self.drawn_lines:
+                self.stream.write("\x1b[%dF\x1b[J" % self.drawn_lines)
+            self.stream.write(text)
+            self.stream.flush()
+            self.drawn_lines = text.count("\n")
+            self.last_draw = _time.monotonic()
+        elif key != self.last_key and runs:
+            self.stream.write("waiting for %s\n" % ", ".join(
+                "%s on %s (pid %s, %s)" % (run["name"], run["host"], run["pid"],
+                                           "safe" if run["safe_to_interrupt"] else "not safe")
+                for run in runs))
+            self.stream.flush()
+        self.last_key = key
+
+
+def cmd_deploy_wait(args, settings):
+    from cronpolicy import rollout
+    timeout = parse_duration(args.timeout)
+    db = _database(settings)
+    progress = None if args.json else _LiveTable(sys.stdout)
+    result = rollout.wait_until_quiet(db, timeout, host=args.host, on_progress=progress)
+    if not result.stop_asked:
+        print("warning: no deploy is pending and no window is active, so nothing asks "
+              "scripts to stop (run `cronpolicy deploy begin` first)", file=sys.stderr)
+    if args.json:
+        print_json({"quiet": result.quiet, "waited_seconds": result.waited_seconds,
+                    "host": args.host, "stop_asked": result.stop_asked,
+                    "blockers": result.blockers})
+    elif result.quiet:
+        print("quiet after %s: no run on hosts %s is in the way" % (
+            format_duration(result.waited_seconds), args.host))
+    else:
+        print("timed out after %s; still running:" % format_duration(result.waited_seconds))
+        now = max(run["started_at"] + datetime.timedelta(seconds=run["running_seconds"])
+                  for run in result.blockers)
+        _run_table(result.blockers, now)
+    return exitcodes.OK if result.quiet else exitcodes.WAIT_TIMEOUT
+
+
+def cmd_deploy_plan(args, settings):
+    from cronpolicy import rollout
+    result = rollout.plan(_database(settings), settings, args.at, host=args.host,
+                          script=args.script)
+    if args.json:
+        print_json(result)
+        return exitcodes.OK
+    now, at = result["now"], result["at"]
+    print("a rollout at %s (in %s), hosts %s, scripts %s:" % (
+        format_time(at), format_duration(max(0.0, (at - now).total_seconds())),
+        result["host"], result["script"]))
+
+    def skipped_from(row):
+        if row["exempt"]:
+            return "never (rollout exempt)"
+        return "now" if row["already"] else format_time(row["cutoff_at"])
+    if result["skipped"]:
+        print("new starts skipped (estimate + %s margin reaching the rollout):"
+              % format_duration(result["cutoff_margin"]))
+        print_table(result["skipped"], [
+            ("  SCRIPT", lambda r: "  " + r["name"]),
+            ("ESTIMATE", lambda r: format_duration(r["estimate_seconds"])),
+            ("SKIPPED FROM", skipped_from),
+            ("NOTE", lambda r: "disabled by policy" if r["disabled"] else r["source"])])
+    else:
+        print("no scripts known from the last 30 days of history or from policies")
+    still = [run for run in result["running"] if run["running_at"]]
+    done = [run for run in result["running"] if not run["running_at"]]
+    print("running now and predicted to still run at %s: %s" % (
+        format_time(at), len(still) or "none"))
+    if still:
+        _run_table(still, now)
+    if done:
+        print("running now and predicted to finish before it: %s" % ", ".join(
+            "%s on %s" % (run["name"], run["host"]) for run in done))
     return exitcodes.OK
 
 
@@ -360,6 +477,17 @@ def build_parser():
     sub.add_argument("--reason", default="", help="shown in every skip reason")
     add("end", cmd_deploy_end, "clear deploy pending: policies apply again",
         subparsers=deploy_commands)
+    sub = add("wait", cmd_deploy_wait,
+              "wait until no running script is in the way (exit 0), or time out (exit 7)",
+              (common, reader), subparsers=deploy_commands)
+    sub.add_argument("--timeout", default="30m", help="give up after this long (default 30m)")
+    sub.add_argument("--host", default="*", help="only runs on these hosts (glob; default all)")
+    sub = add("plan", cmd_deploy_plan,
+              "what a rollout at --at would skip and find running, changing nothing",
+              (common, reader), subparsers=deploy_commands)
+    sub.add_argument("--at", required=True, help="when the rollout would start (ISO 8601 or +D)")
+    sub.add_argument("--host", default="*", help="hosts it covers (glob; default all)")
+    sub.add_argument("--script", default="*", help="scripts it covers (glob; default all)")
 
     sub = add("history", cmd_history, "recent runs, newest first", (common, reader))
     sub.add_argument("name", nargs="?", help="only this script")

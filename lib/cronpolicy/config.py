@@ -18,6 +18,9 @@ The config file is INI with one ``[cronpolicy]`` section::
     default_runtime = 30m
     lock_dir = /run/lock/cronpolicy
     host = web3
+    heartbeat_interval = 5s
+    dead_after = 30s
+    poll_interval = 1s
 
 DSNs are ``postgresql://user:pass@host:port/db`` (or libpq's ``key=value``
 form) and ``sqlite:///relative/path`` or ``sqlite:////absolute/path``.
@@ -34,6 +37,12 @@ from cronpolicy.timeutil import parse_duration
 
 DEFAULT_CONFIG_PATH = "/etc/cronpolicy.conf"
 DEFAULT_CONNECT_TIMEOUT = 5.0
+#: A running script refreshes its run row this often...
+DEFAULT_HEARTBEAT_INTERVAL = 5.0
+#: ...and a run silent for longer than this counts as abandoned.
+DEFAULT_DEAD_AFTER = 30.0
+#: SQLite has no notifications: running scripts re-read the policy this often.
+DEFAULT_POLL_INTERVAL = 1.0
 
 POSTGRESQL = "postgresql"
 SQLITE = "sqlite"
@@ -127,6 +136,9 @@ class Settings:
         "estimate_quantile": float,
         "estimate_runs": int,
         "estimate_min_runs": int,
+        "heartbeat_interval": parse_duration,
+        "dead_after": parse_duration,
+        "poll_interval": parse_duration,
     }
 
     def __init__(self, dsn=None, dsn_source="default", host=None, lock_dir=None,
@@ -136,6 +148,9 @@ class Settings:
                  estimate_quantile=policy.DEFAULT_QUANTILE,
                  estimate_runs=policy.DEFAULT_HISTORY_RUNS,
                  estimate_min_runs=policy.DEFAULT_MIN_HISTORY_RUNS,
+                 heartbeat_interval=DEFAULT_HEARTBEAT_INTERVAL,
+                 dead_after=DEFAULT_DEAD_AFTER,
+                 poll_interval=DEFAULT_POLL_INTERVAL,
                  config_path=None):
         self.dsn = dsn or default_dsn()
         self.dsn_source = dsn_source if dsn else "default"
@@ -147,6 +162,9 @@ class Settings:
         self.estimate_quantile = estimate_quantile
         self.estimate_runs = estimate_runs
         self.estimate_min_runs = estimate_min_runs
+        self.heartbeat_interval = heartbeat_interval
+        self.dead_after = dead_after
+        self.poll_interval = poll_interval
         self.config_path = config_path
         self.validate()
 
@@ -157,8 +175,12 @@ class Settings:
             raise ConfigError("estimate_runs must be at least 1, got %r" % self.estimate_runs)
         if self.estimate_min_runs < 1:
             raise ConfigError("estimate_min_runs must be at least 1, got %r" % self.estimate_min_runs)
-        if self.connect_timeout <= 0:
-            raise ConfigError("connect_timeout must be positive")
+        for key in ("connect_timeout", "heartbeat_interval", "poll_interval"):
+            if getattr(self, key) <= 0:
+                raise ConfigError("%s must be positive" % key)
+        if self.dead_after <= 2 * self.heartbeat_interval:
+            raise ConfigError("dead_after (%gs) must be more than twice heartbeat_interval (%gs)"
+                              % (self.dead_after, self.heartbeat_interval))
         self.backend = backend_of(self.dsn)
         if self.backend == SQLITE:
             sqlite_path(self.dsn)

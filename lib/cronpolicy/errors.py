@@ -36,3 +36,20 @@ class SchemaError(DatabaseError):
 
 class NotFound(UsageError):
     """The thing named on the command line does not exist (a window id...)."""
+
+
+class Interrupted(BaseException):
+    """Raised inside a running main() to stop it at a safe point.
+
+    Not an error and not a CronPolicyError: like KeyboardInterrupt it derives
+    from BaseException, so a script's ``except Exception:`` does not swallow
+    it, while its ``finally:`` blocks and context managers still run.
+    ``reason`` says why (deploy pending, a window began, SIGTERM...);
+    ``forced`` is true when a second SIGTERM/SIGINT forced it while the
+    script was not safe to interrupt.
+    """
+
+    def __init__(self, reason, forced=False):
+        super().__init__(reason)
+        self.reason = reason
+        self.forced = forced

@@ -23,3 +23,10 @@ GATE_ERROR = 4
 
 #: `cronpolicy check` and `--dry-run`: the script would be skipped.
 WOULD_SKIP = 5
+
+#: main() was stopped at a safe point (rollout, disabled policy, SIGTERM);
+#: recorded as interrupted with the reason.
+INTERRUPTED = 6
+
+#: `cronpolicy deploy wait`: the timeout passed with runs still blocking.
+WAIT_TIMEOUT = 7

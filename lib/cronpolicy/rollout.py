@@ -10,18 +10,26 @@ directly::
 
     db = Database(Settings.load())
     rollout.deploy_begin(db, reason="release 4521")
+    result = rollout.wait_until_quiet(db, timeout=30 * 60)
+    if not result.quiet:
+        ...                               # result.blockers: the runs still going
     ...                                   # upgrade
     rollout.deploy_end(db)
 
 Times are always the database's clock.
 """
 
+import collections
 import datetime
+import os
+import time
 
 from sqlalchemy import and_, select, text
 
 from cronpolicy import config
 from cronpolicy.errors import NotFound, UsageError
+from cronpolicy.policy import PolicyRow, glob_matches, is_pattern, matching_policies
+from cronpolicy.store import LOCK_KEY_MODULUS, RUN_LOCK_CLASS
 from cronpolicy.tables import deploy_state, rollout_window, script_policy, script_run
 from cronpolicy.timeutil import UTC, parse_time
 
@@ -149,6 +157,7 @@ def cancel_window(db, window_id):
 def status(db):
     """What a release manager needs at a glance, as one dict."""
     with db.begin("read the status") as connection:
+        reap_dead_runs(db, connection)
         now = db.now(connection)
         windows = [_window_dict(row, now) for row in connection.execute(
             select(rollout_window).where(and_(rollout_window.c.cancelled_at.is_(None),
@@ -161,13 +170,7 @@ def status(db):
             select(script_policy).where(and_(script_policy.c.enabled.is_(True),
                                              script_policy.c.rollout_exempt.is_(True)))
             .order_by(script_policy.c.name, script_policy.c.host)).mappings()]
-        running = []
-        for row in connection.execute(
-                select(script_run).where(script_run.c.status == "running")
-                .order_by(script_run.c.started_at)).mappings():
-            run = dict(row)
-            run["running_seconds"] = max(0.0, (now - row["started_at"]).total_seconds())
-            running.append(run)
+        running = live_runs(connection, now)
         return {
             "now": now,
             "deploy": read_deploy_state(db, connection),
@@ -179,5 +182,196 @@ def status(db):
         }
 
 
+# Runs in flight -------------------------------------------------------------
+
+_REAP_POSTGRES = text("""
+UPDATE cronpolicy.script_run AS r
+   SET status = 'abandoned',
+       finished_at = greatest(r.started_at, coalesce(r.heartbeat_at, r.started_at)),
+       stop_reason = CASE
+           WHEN r.heartbeat_at IS NULL OR r.heartbeat_at < now() - make_interval(secs => :dead_after)
+           THEN 'abandoned: no heartbeat for more than ' || :dead_after || 's'
+           ELSE 'abandoned: the process is gone (its database session ended)' END
+ WHERE r.status = 'running'
+   AND (r.heartbeat_at IS NULL
+        OR r.heartbeat_at < now() - make_interval(secs => :dead_after)
+        OR NOT EXISTS (
+            SELECT 1 FROM pg_locks AS l
+             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+               AND l.classid = CAST(:run_lock_class AS oid)
+               AND l.objid = CAST(r.id % :modulus AS oid)))
+RETURNING r.id
+""")
+
+_REAP_SQLITE_STALE = text("""
+UPDATE cronpolicy.script_run
+   SET status = 'abandoned',
+       finished_at = max(started_at, coalesce(heartbeat_at, started_at)),
+       stop_reason = 'abandoned: no heartbeat for more than ' || :dead_after || 's'
+ WHERE status = 'running'
+   AND (heartbeat_at IS NULL OR julianday(heartbeat_at) < julianday('now') - :dead_after / 86400.0)
+RETURNING id
+""")
+
+_REAP_SQLITE_GONE = text("""
+UPDATE cronpolicy.script_run
+   SET status = 'abandoned',
+       finished_at = max(started_at, coalesce(heartbeat_at, started_at)),
+       stop_reason = 'abandoned: process ' || pid || ' is gone'
+ WHERE id = :run_id AND status = 'running'
+""")
+
+
+def reap_dead_runs(db, connection):
+    """Record runs whose process is dead as ``abandoned``; return their ids.
+
+    PostgreSQL: a running script's session holds an advisory lock keyed on
+    its run id, so a run without that lock is dead at once (kill -9, OOM,
+    crash); a run whose heartbeat is older than ``dead_after`` is dead too
+    (a lost host whose session lingers).  SQLite: the heartbeat, and for runs
+    on this host, whether the pid still exists.
+    """
+    dead_after = float(db.settings.dead_after)
+    if db.backend == config.POSTGRESQL:
+        return [row[0] for row in connection.execute(_REAP_POSTGRES, {
+            "dead_after": dead_after, "run_lock_class": RUN_LOCK_CLASS,
+            "modulus": LOCK_KEY_MODULUS})]
+    reaped = [row[0] for row in connection.execute(_REAP_SQLITE_STALE, {"dead_after": dead_after})]
+    for run_id, pid in connection.execute(
+            select(script_run.c.id, script_run.c.pid).where(and_(
+                script_run.c.status == "running", script_run.c.host == db.settings.host))):
+        if pid and not _pid_alive(pid):
+            connection.execute(_REAP_SQLITE_GONE, {"run_id": run_id})
+            reaped.append(run_id)
+    return reaped
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def live_runs(connection, now, host="*"):
+    """Running runs (reap first), oldest first, with how long they have run
+    and when their estimate says they will finish."""
+    runs = []
+    for row in connection.execute(select(script_run).where(script_run.c.status == "running")
+                                  .order_by(script_run.c.started_at, script_run.c.id)).mappings():
+        if not glob_matches(host, row["host"]):
+            continue
+        run = dict(row)
+        run["running_seconds"] = max(0.0, (now - row["started_at"]).total_seconds())
+        run["predicted_finish"] = (
+            row["started_at"] + datetime.timedelta(seconds=row["estimate_seconds"])
+            if row["estimate_seconds"] is not None else None)
+        runs.append(run)
+    return runs
+
+
+def _policy_rows(connection):
+    return [PolicyRow(row["id"], row["name"], row["host"], row["enabled"], row["reason"],
+                      row["expected_runtime"], row["rollout_exempt"], row["changed_by"],
+                      row["changed_at"], row["interruptible"], row["fleet_single_instance"])
+            for row in connection.execute(select(script_policy)).mappings()]
+
+
+def _exempt(policies, name, host):
+    matching = matching_policies(policies, name, host)
+    return bool(matching and matching[0].enabled and matching[0].rollout_exempt)
+
+
+#: What wait_until_quiet returns.  ``blockers`` are the runs still going.
+WaitResult = collections.namedtuple("WaitResult", "quiet waited_seconds blockers stop_asked")
+
+
+def blocking_runs(db, connection, host="*"):
+    """(now, runs that a rollout on ``host`` must wait for, whether anything asks
+    scripts to stop).  Rollout-exempt scripts never block."""
+    reap_dead_runs(db, connection)
+    now = db.now(connection)
+    policies = _policy_rows(connection)
+    runs = [run for run in live_runs(connection, now, host)
+            if not _exempt(policies, run["name"], run["host"])]
+    state = read_deploy_state(db, connection)
+    active_window = connection.execute(select(rollout_window.c.id).where(and_(
+        rollout_window.c.cancelled_at.is_(None), rollout_window.c.starts_at <= now,
+        rollout_window.c.ends_at > now)).limit(1)).first()
+    stop_asked = state is None or bool(state["deploy_pending"]) or active_window is not None
+    return now, runs, stop_asked
+
+
+def wait_until_quiet(db, timeout, host="*", poll_interval=0.25, on_progress=None):
+    """Wait until no live, non-exempt run on ``host`` (a glob) remains.
+
+    Scripts that are safe to interrupt stop by themselves once deploy
+    pending (or a window) asks them to; this waits for those and for the
+    unsafe ones to finish.  Dead runs never block.  Gives up after
+    ``timeout`` seconds.  ``on_progress(now, runs, waited)`` is called after
+    every look.  Returns a WaitResult.
+    """
+    started = time.monotonic()
+    while True:
+        with db.begin("check the running scripts") as connection:
+            now, runs, stop_asked = blocking_runs(db, connection, host)
+        waited = time.monotonic() - started
+        if on_progress is not None:
+            on_progress(now, runs, waited)
+        if not runs:
+            return WaitResult(True, waited, [], stop_asked)
+        if waited >= timeout:
+            return WaitResult(False, waited, runs, stop_asked)
+        time.sleep(max(0.0, min(poll_interval, timeout - waited)))
+
+
+def plan(db, settings, at, host="*", script="*"):
+    """What a rollout starting at ``at`` (text: ISO time or +D) would mean, changing nothing.
+
+    Returns a dict: ``skipped`` lists, for every script known from the last 30
+    days of history or named by a policy row, from when its starts would be
+    skipped (the cut-off: at - estimate - margin); ``running`` lists live runs
+    with their predicted finish and whether they would still be running at
+    ``at``.
+    """
+    from cronpolicy.history import estimates
+
+    parse_time(at, _EPOCH)
+    with db.begin("plan the rollout") as connection:
+        reap_dead_runs(db, connection)
+        now = db.now(connection)
+        at_time = parse_time(at, now)
+        policies = _policy_rows(connection)
+        recent = connection.execute(
+            select(script_run.c.name).distinct()
+            .where(script_run.c.started_at > now - datetime.timedelta(days=30))).scalars().all()
+        running = live_runs(connection, now, host)
+    names = sorted({name for name in recent if glob_matches(script, name)}
+                   | {row.name for row in policies
+                      if not is_pattern(row.name) and glob_matches(script, row.name)})
+    policy_host = host if not is_pattern(host) else "*"
+    skipped = []
+    for estimate in estimates(settings, names, policy_host):
+        name = estimate["name"]
+        matching = matching_policies(policies, name, policy_host)
+        disabled = bool(matching and not matching[0].enabled)
+        exempt = _exempt(policies, name, policy_host)
+        cutoff = at_time - datetime.timedelta(
+            seconds=estimate["estimate_seconds"] + settings.cutoff_margin)
+        skipped.append(dict(estimate, cutoff_at=max(cutoff, now) if not exempt else None,
+                            already=cutoff <= now and not exempt,
+                            disabled=disabled, exempt=exempt))
+    for run in running:
+        run["running_at"] = (run["predicted_finish"] is None or run["predicted_finish"] > at_time)
+        run["exempt"] = _exempt(policies, run["name"], run["host"])
+    return {"now": now, "at": at_time, "host": host, "script": script,
+            "cutoff_margin": settings.cutoff_margin, "skipped": skipped, "running": running}
+
+
 __all__ = ["deploy_begin", "deploy_end", "add_window", "list_windows", "cancel_window",
-           "status", "window_state"]
+           "status", "window_state", "reap_dead_runs", "live_runs", "blocking_runs",
+           "wait_until_quiet", "plan", "WaitResult"]

@@ -47,17 +47,19 @@ Options every script has: ``-v``/``-q`` (repeatable), ``--log-file``,
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 
 from zope.interface import classImplements, implementer
 
 from cronpolicy import exitcodes
 from cronpolicy.config import Settings
-from cronpolicy.errors import CronPolicyError
+from cronpolicy.errors import CronPolicyError, Interrupted
 from cronpolicy.interfaces import ICronScript, IInterruptible
 from cronpolicy.locking import LockHeld, ScriptLock
-from cronpolicy.policy import decide_from_inputs
+from cronpolicy.policy import decide_from_inputs, run_options
 from cronpolicy.store import open_store
 from cronpolicy.timeutil import format_duration
 
@@ -71,7 +73,10 @@ class CronScript:
     name = None
     expected_runtime = None
     single_instance = True
+    fleet_single_instance = False
     description = None
+    #: Sent by the watcher thread to the main thread to interrupt main().
+    interrupt_signal = signal.SIGUSR2
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -86,6 +91,12 @@ class CronScript:
         self.settings = None
         self.run_id = None
         self.decision = None
+        self._watcher = None
+        self._extra_lock = None
+        self._in_main = False
+        self._interrupting = False
+        self._signal_reason = None
+        self._policy_interruptible = False
         self.parser = argparse.ArgumentParser(
             prog=self.name,
             description=self.description or (type(self).__doc__ or "").strip() or None)
@@ -99,6 +110,66 @@ class CronScript:
 
     def add_my_options(self):
         """Override to add script-specific options to ``self.parser``."""
+
+    # Stop requests -----------------------------------------------------------
+
+    @property
+    def stop_reason(self):
+        """Why this run has been asked to stop, or None."""
+        if self._signal_reason is not None:
+            return self._signal_reason
+        return self._watcher.policy_reason if self._watcher is not None else None
+
+    @property
+    def stop_requested(self):
+        """True once a rollout, a policy change or SIGTERM asks this run to stop."""
+        return self.stop_reason is not None
+
+    def checkpoint(self):
+        """An explicit safe point: raise Interrupted here if a stop is requested."""
+        if self._in_main and not self._interrupting and self.stop_requested:
+            self._interrupting = True
+            raise Interrupted(self.stop_reason)
+
+    def _safe_now(self):
+        if self._policy_interruptible:
+            return True
+        if not IInterruptible.providedBy(self):
+            return False
+        try:
+            return bool(self.is_safe_to_interrupt())
+        except Exception:
+            self.logger.exception("is_safe_to_interrupt() raised; counting the run as not safe")
+            return False
+
+    def _on_interrupt_signal(self, signum, frame):
+        # Runs in the main thread: the safety answer that counts is this one,
+        # taken at the very moment main() would be interrupted.
+        if self._in_main and not self._interrupting and self.stop_requested and self._safe_now():
+            self._interrupting = True
+            raise Interrupted(self.stop_reason)
+
+    def _on_termination_signal(self, signum, frame):
+        name = signal.Signals(signum).name
+        if not self._in_main or self._interrupting:
+            return
+        if self._signal_reason is not None:
+            self._interrupting = True
+            self.logger.warning("second %s: forcing the interruption although the run is "
+                                "not safe to interrupt", name)
+            raise Interrupted("forced by a second %s (first: %s)" % (name, self._signal_reason),
+                              forced=True)
+        self._signal_reason = name
+        if self._safe_now():
+            self._interrupting = True
+            raise Interrupted(name)
+        self.logger.warning("%s received: stopping at the next safe point "
+                            "(send it again to force)", name)
+        if self._watcher is not None:
+            self._watcher.wake()
+
+    def _request_interrupt(self):
+        signal.pthread_kill(threading.main_thread().ident, self.interrupt_signal)
 
     # The gate ---------------------------------------------------------------
 
@@ -182,6 +253,12 @@ class CronScript:
                                       self.decision.estimate, self.decision.reason)
                     self.logger.info("skipped: %s", self.decision.reason)
                     return exitcodes.OK
+                self._policy_interruptible, fleet_wide = run_options(
+                    inputs.policies, self.name, self.host, self.fleet_single_instance)
+                if fleet_wide:
+                    held = self._take_fleet_lock(store, lock)
+                    if held is not None:
+                        return held
                 forced = not self.decision.run
                 if forced:
                     self.logger.warning("running despite policy (--ignore-policy): %s",
@@ -202,6 +279,25 @@ class CronScript:
             store.close()
             if lock is not None:
                 lock.release()
+            if self._extra_lock is not None:
+                self._extra_lock.release()
+
+    def _take_fleet_lock(self, store, host_lock):
+        """None when this run may go on, else the exit code after recording the skip."""
+        if store.backend == "sqlite" and host_lock is None:
+            # One machine is the whole fleet there: the host lock is the fleet lock.
+            host_lock = ScriptLock(self.settings.lock_dir, self.name)
+            try:
+                host_lock.acquire()
+                self._extra_lock = host_lock
+            except LockHeld as held:
+                return self._skip_locked(store, held)
+        if not store.try_fleet_lock(self.name):
+            reason = "another instance is running on some host (fleet-wide single instance)"
+            store.record_skip(self.name, self.host, os.getpid(), None, reason)
+            self.logger.warning("skipped: %s", reason)
+            return exitcodes.LOCKED
+        return None
 
     def _decide(self, inputs):
         settings = self.settings
@@ -211,10 +307,26 @@ class CronScript:
             default_runtime=settings.default_runtime, margin=settings.cutoff_margin)
 
     def _call_main(self, store):
+        from cronpolicy.watcher import RunWatcher
         started = time.monotonic()
-        status, code = "succeeded", exitcodes.OK
+        status, code, stop_reason = "succeeded", exitcodes.OK, None
+        self._watcher = RunWatcher(
+            store, self.run_id, self.name, self.host, self.settings,
+            report_safe=self._safe_now, stop_pending=lambda: self._signal_reason is not None,
+            request_interrupt=self._request_interrupt, logger=self.logger)
+        previous_handlers = self._install_signal_handlers()
+        self._watcher.start()
         try:
-            self.main()
+            try:
+                self._in_main = True
+                self.main()
+            finally:
+                self._in_main = False
+        except Interrupted as interruption:
+            status, code, stop_reason = "interrupted", exitcodes.INTERRUPTED, interruption.reason
+            log = self.logger.warning if interruption.forced else self.logger.info
+            log("interrupted%s: %s", "" if interruption.forced else " at a safe point",
+                interruption.reason)
         except SystemExit as error:
             if error.code is None or error.code == 0:
                 pass
@@ -229,16 +341,36 @@ class CronScript:
         except Exception:
             self.logger.exception("main() failed")
             status, code = "failed", exitcodes.FAILED
+        finally:
+            self._watcher.stop()
+            self._restore_signal_handlers(previous_handlers)
         elapsed = format_duration(time.monotonic() - started)
         try:
-            store.record_finish(self.run_id, status, code)
+            store.record_finish(self.run_id, status, code, stop_reason)
         except CronPolicyError as error:
             self.logger.error("run #%s %s in %s, but recording it failed: %s",
                               self.run_id, status, elapsed, error)
             return code
-        log = self.logger.info if status == "succeeded" else self.logger.error
+        log = {"succeeded": self.logger.info, "interrupted": self.logger.info}.get(
+            status, self.logger.error)
         log("run #%s %s in %s (exit code %d)", self.run_id, status, elapsed, code)
         return code
+
+    def _install_signal_handlers(self):
+        """SIGTERM/SIGINT defer to a safe point; the interrupt signal checks for one.
+        Only the main thread can handle signals; elsewhere checkpoint() still works."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        previous = {}
+        for signum, handler in ((signal.SIGTERM, self._on_termination_signal),
+                                (signal.SIGINT, self._on_termination_signal),
+                                (self.interrupt_signal, self._on_interrupt_signal)):
+            previous[signum] = signal.signal(signum, handler)
+        return previous
+
+    def _restore_signal_handlers(self, previous):
+        for signum, handler in (previous or {}).items():
+            signal.signal(signum, handler)
 
     def _skip_locked(self, store, held):
         reason = "another instance is running (%s)" % (

@@ -318,7 +318,9 @@ def connect_sqlite(path, busy_timeout=config.DEFAULT_CONNECT_TIMEOUT, create_dir
                               % (path, directory))
         os.makedirs(directory, exist_ok=True)
     try:
-        connection = sqlite3.connect(":memory:", timeout=busy_timeout, isolation_level=None)
+        # The watcher thread uses the connection while main() runs (never both at once).
+        connection = sqlite3.connect(":memory:", timeout=busy_timeout, isolation_level=None,
+                                     check_same_thread=False)
         connection.execute("ATTACH DATABASE ? AS cronpolicy", (path,))
         connection.execute("PRAGMA cronpolicy.journal_mode = WAL")
     except sqlite3.Error as error:

@@ -10,6 +10,8 @@ import pytest
 
 from cronpolicy import exitcodes
 
+from .conftest import wait_for_file
+
 
 def _window_count(dba):
     return dba.scalar("SELECT count(*) FROM cronpolicy.rollout_window")
@@ -135,15 +137,27 @@ def test_history_and_estimate(cli, dba):
     assert "10m" in out and "p95 of last 10" in out
 
 
-def test_status_lists_running_scripts(cli, dba):
+def test_status_lists_running_scripts_and_reaps_dead_rows(cli, dba, scripts, tmp_path):
+    # A row that claims to be running but has no live process behind it...
     dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, started_at, estimate_seconds)"
-                " VALUES ('publish-distro', 'web1', 321, {}, 1200)".format(dba.now_plus(-300)))
-    code, out, _ = cli("status", "--json")
-    [running] = json.loads(out)["running"]
-    assert (running["name"], running["pid"]) == ("publish-distro", 321)
-    assert 290 <= running["running_seconds"] <= 400
-    code, out, _ = cli("status")
-    assert "publish-distro" in out and "web1" in out and "20m" in out
+                " VALUES ('ghost', 'web1', 321, {}, 1200)".format(dba.now_plus(-300)))
+    scripts.write("publish-distro", expected_runtime=1200)
+    ready = tmp_path / "ready"
+    job = scripts.start("publish-distro", "--sleep", "30", "--ready-file", str(ready))
+    try:
+        wait_for_file(ready)
+        code, out, _ = cli("status", "--json")
+        [running] = json.loads(out)["running"]
+        assert (running["name"], running["host"], running["pid"]) == (
+            "publish-distro", "testhost", job.pid)
+        assert 0 <= running["running_seconds"] <= 30 and running["safe_to_interrupt"] is False
+        code, out, _ = cli("status")
+        assert "publish-distro" in out and "testhost" in out and "in 20m" in out
+    finally:
+        job.kill()
+        job.communicate(timeout=30)
+    # ...is recorded as abandoned, never shown as running.
+    assert [run["status"] for run in dba.runs("ghost")] == ["abandoned"]
 
 
 def test_database_errors_are_one_line_exit_4_without_password(cli):

@@ -1,0 +1,178 @@
+"""While main() runs: keep the run's row alive and hear about stop requests.
+
+A RunWatcher is one daemon thread per running script.  It
+
+* refreshes the run's heartbeat (and what the script's
+  ``is_safe_to_interrupt()`` currently says) every ``heartbeat_interval``,
+  and at once when that answer changes;
+* learns of stop requests: on PostgreSQL it LISTENs on the channel that
+  triggers on the policy tables notify, so a DBA's plain UPDATE arrives
+  within milliseconds; on SQLite it re-reads the policy every
+  ``poll_interval``.  Either way it also wakes when a covering window is due
+  to begin;
+* while a stop is requested, asks the script every ``SAFE_POLL`` seconds
+  whether it is safe to interrupt and, when it says so, signals the main
+  thread, which checks again itself before raising ``Interrupted``.
+
+It sleeps in select() on the database socket and a self-pipe: no busy loop.
+It never raises into the script; database trouble is logged and retried.
+"""
+
+import logging
+import os
+import select
+import threading
+import time
+
+from cronpolicy.errors import CronPolicyError
+from cronpolicy.policy import next_window_start, stop_reason
+
+#: While a stop is requested, how often the script is asked whether it is safe.
+SAFE_POLL = 0.1
+
+#: Even with notifications, re-read the policy at least this often.
+RESYNC_INTERVAL = 60.0
+
+
+class RunWatcher:
+
+    def __init__(self, store, run_id, name, host, settings, report_safe, stop_pending,
+                 request_interrupt, logger=None):
+        """``report_safe()`` says whether the script is safe to interrupt now;
+        ``stop_pending()`` whether a stop was requested by other means
+        (SIGTERM); ``request_interrupt()`` signals the main thread."""
+        self.store = store
+        self.run_id = run_id
+        self.name = name
+        self.host = host
+        self.settings = settings
+        self.report_safe = report_safe
+        self.stop_pending = stop_pending
+        self.request_interrupt = request_interrupt
+        self.logger = logger or logging.getLogger(name)
+        #: Why the policy wants this run stopped now, or None.
+        self.policy_reason = None
+        self._stopping = False
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_read, False)
+        os.set_blocking(self._wake_write, False)
+        self._thread = threading.Thread(target=self._run, name="cronpolicy-watcher", daemon=True)
+        self._db_trouble = False
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def wake(self):
+        """Make the thread look again now (safe to call from a signal handler)."""
+        try:
+            os.write(self._wake_write, b"!")
+        except (BlockingIOError, OSError):
+            pass  # a full pipe already means "wake up"
+
+    def stop(self, timeout=5.0):
+        """Stop the thread; waits at most ``timeout`` seconds."""
+        self._stopping = True
+        self.wake()
+        self._thread.join(timeout)
+        if not self._thread.is_alive():
+            os.close(self._wake_read)
+            os.close(self._wake_write)
+
+    @property
+    def stop_requested(self):
+        return self.policy_reason is not None or self.stop_pending()
+
+    # The thread ----------------------------------------------------------------
+
+    def _run(self):
+        try:
+            self._loop()
+        except Exception:  # never let the watcher take the job down
+            self.logger.exception("cronpolicy watcher stopped unexpectedly")
+
+    def _guarded(self, what, work):
+        try:
+            result = work()
+        except CronPolicyError as error:
+            if not self._db_trouble:
+                self.logger.warning("cannot %s (will retry): %s", what, error)
+            self._db_trouble = True
+            return None
+        if self._db_trouble:
+            self.logger.info("policy database reachable again")
+            self._db_trouble = False
+        return result
+
+    def _loop(self):
+        settings = self.settings
+        self._guarded("listen for policy changes", self.store.listen)
+        next_check = 0.0       # re-read the policy now
+        next_heartbeat = time.monotonic() + settings.heartbeat_interval
+        last_safe = None
+        while not self._stopping:
+            if time.monotonic() >= next_check:
+                next_check = self._evaluate()
+            now = time.monotonic()
+            safe = self._ask_safe()
+            if safe and self.stop_requested:
+                self.request_interrupt()
+            if now >= next_heartbeat or safe != last_safe:
+                self._guarded("record a heartbeat",
+                              lambda: self.store.heartbeat(self.run_id, safe))
+                last_safe = safe
+                next_heartbeat = now + settings.heartbeat_interval
+
+            deadline = min(next_check, next_heartbeat)
+            if self.stop_requested:
+                deadline = min(deadline, now + SAFE_POLL)
+            descriptors = [self._wake_read]
+            database = self.store.fileno()
+            if database is not None:
+                descriptors.append(database)
+            try:
+                readable, _, _ = select.select(descriptors, [], [],
+                                               max(0.0, deadline - time.monotonic()))
+            except (OSError, ValueError):
+                readable = []
+                time.sleep(SAFE_POLL)
+            if self._wake_read in readable:
+                try:
+                    while os.read(self._wake_read, 64):
+                        pass
+                except BlockingIOError:
+                    pass
+            if database is not None and database in readable:
+                if self._guarded("read policy notifications", self.store.take_notifications):
+                    next_check = 0.0
+
+    def _ask_safe(self):
+        try:
+            return bool(self.report_safe())
+        except Exception:
+            self.logger.exception("is_safe_to_interrupt() raised; counting the run as not safe")
+            return False
+
+    def _evaluate(self):
+        """Re-read the policy; return when to do it next (monotonic seconds)."""
+        settings = self.settings
+        polling = self.store.fileno() is None
+        fallback = time.monotonic() + (settings.poll_interval if polling or self._db_trouble
+                                       else RESYNC_INTERVAL)
+        inputs = self._guarded("re-read the policy",
+                               lambda: self.store.load_inputs(self.name, 1))
+        if inputs is None:
+            return time.monotonic() + min(settings.heartbeat_interval, settings.poll_interval * 5)
+        reason = stop_reason(self.name, self.host, inputs.now, inputs.policies, inputs.deploy,
+                             inputs.windows)
+        if reason != self.policy_reason:
+            if reason is not None:
+                self.logger.info("stop requested: %s", reason)
+            else:
+                self.logger.info("stop request withdrawn")
+            self.policy_reason = reason
+        upcoming = next_window_start(self.name, self.host, inputs.now, inputs.windows)
+        if upcoming is not None:
+            until = (upcoming - inputs.now).total_seconds()
+            return min(fallback, time.monotonic() + max(0.0, until) + 0.01)
+        return fallback

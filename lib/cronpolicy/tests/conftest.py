@@ -199,7 +199,8 @@ def script_env(tmp_path, dsn):
 
 def make_env(tmp_path, dsn):
     config = tmp_path / "cronpolicy.conf"
-    config.write_text("[cronpolicy]\n")
+    # Poll SQLite faster than the default second, so the suite stays quick.
+    config.write_text("[cronpolicy]\npoll_interval = 0.25s\n")
     env = dict(os.environ)
     env.update({
         "CRONPOLICY_DSN": dsn,
@@ -224,6 +225,8 @@ class Job(CronScript):
         self.parser.add_argument("--fail", action="store_true")
         self.parser.add_argument("--exit", type=int)
         self.parser.add_argument("--ready-file")
+        self.parser.add_argument("--until-file", help="stop early once this file exists")
+        self.parser.add_argument("--checkpoints", action="store_true")
 
     def main(self):
         with open(os.environ["JOB_MARKER"], "a") as marker:
@@ -231,7 +234,17 @@ class Job(CronScript):
         if self.options.ready_file:
             with open(self.options.ready_file, "w") as ready:
                 ready.write("%d\\n" % os.getpid())
-        time.sleep(self.options.sleep)
+        try:
+            deadline = time.monotonic() + self.options.sleep
+            while time.monotonic() < deadline:
+                if self.options.until_file and os.path.exists(self.options.until_file):
+                    break
+                if self.options.checkpoints:
+                    self.checkpoint()
+                time.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
+        finally:
+            with open(os.environ["JOB_MARKER"], "a") as marker:
+                marker.write("finally stop_requested=%s\\n" % self.stop_requested)
         if self.options.fail:
             raise RuntimeError("the job broke")
         if self.options.exit is not None:
@@ -249,10 +262,14 @@ class ScriptRunner:
         self.tmp_path = tmp_path
         self.env = env
 
-    def write(self, name, expected_runtime=None, extra=""):
+    def write(self, name, expected_runtime=None, extra="", safe_file=None):
+        """``safe_file``: define is_safe_to_interrupt(), true while that file exists."""
         attributes = []
         if expected_runtime is not None:
             attributes.append("expected_runtime = %r" % expected_runtime)
+        if safe_file is not None:
+            attributes.append("def is_safe_to_interrupt(self):\n"
+                              "        return os.path.exists(%r)" % str(safe_file))
         attributes.append(extra or "pass")
         path = self.tmp_path / ("%s.py" % name)
         path.write_text(SCRIPT_TEMPLATE.format(attributes="\n    ".join(attributes)))
@@ -264,6 +281,11 @@ class ScriptRunner:
     def main_calls(self, name):
         marker = self.marker(name)
         return marker.read_text().count("main ") if marker.exists() else 0
+
+    def finally_lines(self, name):
+        marker = self.marker(name)
+        return [line for line in marker.read_text().splitlines()
+                if line.startswith("finally")] if marker.exists() else []
 
     def _env(self, name, env):
         merged = dict(self.env)

@@ -16,7 +16,7 @@ See README.txt, ``cronpolicy.script`` (the base class) and ``cronpolicy.policy``
 (the decision rules).
 """
 
-from cronpolicy.errors import CronPolicyError
+from cronpolicy.errors import CronPolicyError, Interrupted
 from cronpolicy.script import CronScript
 
-__all__ = ["CronScript", "CronPolicyError"]
+__all__ = ["CronScript", "CronPolicyError", "Interrupted"]

@@ -19,6 +19,9 @@ The rules, checked in this order (the first that applies gives the reason):
       10 minutes before a rollout while a 1-minute job still does.
 3. Otherwise run.
 
+A run already in progress is asked to stop (``stop_reason``) by rules 1,
+2a and 2b; the cut-off (2c) only concerns starts.
+
 Patterns (policy ``name``/``host``, window ``script``/``host``) are globs:
 ``*`` matches any run of characters, ``?`` exactly one, everything else is
 literal and case-sensitive.  Precedence among matching policy rows:

@@ -13,15 +13,26 @@ What you define
     script has enough succeeded runs in history (a policy row's
     ``expected_runtime`` takes precedence over it).
 ``is_safe_to_interrupt(self)``
-    Optional hook: return True when stopping the job now would leave no
-    mess.  Defining it makes the script provide ``IInterruptible``; without
-    it the script counts as never safe to interrupt.  (Today the gate only
-    records this; acting on it during a rollout is tracked separately.)
+    Optional hook: return True when stopping the job right now would leave
+    no mess.  Defining it makes the script provide ``IInterruptible``.  It
+    is called from the watcher thread (to report, and to notice the moment
+    a stopping script becomes safe) and, decisively, from the main thread
+    at the moment of interruption; keep it a cheap read of your own state.
+    Without it (and without ``checkpoint()`` calls) a run is never
+    interrupted: it runs to completion and rollouts wait for it, unless its
+    policy row says ``interruptible``.
 ``add_my_options(self)``
     Optional hook: add options with ``self.parser.add_argument(...)``.
 ``single_instance``
     Class attribute, default True: at most one instance per host, enforced
     with a lock file.  Set False for jobs that may overlap.
+``fleet_single_instance``
+    Class attribute, default False: at most one live run across all hosts
+    (a PostgreSQL advisory lock; a policy row's ``fleet_single_instance``
+    overrides it).
+``interrupt_signal``
+    The signal the watcher thread sends the main thread (default SIGUSR2);
+    change it if your job uses SIGUSR2 itself.
 
 What you call
 -------------
@@ -30,6 +41,9 @@ What you call
     the policy, records the start, calls ``main()``, records the outcome and
     exits with one of the codes in ``cronpolicy.exitcodes`` (README.txt).
     ``run(argv=[...], exit=False)`` returns the code instead of exiting.
+``self.checkpoint()``
+    An explicit safe point inside ``main()``: raises ``cronpolicy.Interrupted``
+    if a stop has been requested, else returns at once.
 
 What you get (inside ``main``)
 ------------------------------
@@ -39,6 +53,24 @@ What you get (inside ``main``)
 ``self.name``, ``self.host``
 ``self.run_id``     this run's id in ``cronpolicy.script_run``
 ``self.decision``   the ``policy.Decision`` (with ``.estimate``) that let it run
+``self.stop_requested``, ``self.stop_reason``
+                    whether (and why) a rollout, a policy change or SIGTERM
+                    has asked this run to stop
+
+Stop requests
+-------------
+While ``main()`` runs, a watcher thread keeps the run's row alive
+(heartbeat, current safety) and hears of stop requests within a second:
+deploy pending set, the script's policy disabled, a covering rollout window
+beginning (on PostgreSQL through LISTEN/NOTIFY, on SQLite by polling), or
+SIGTERM.  The run then stops only at a safe point: when
+``is_safe_to_interrupt()`` says True (asked again in the main thread, right
+where ``main()`` would be interrupted) or at a ``checkpoint()``.  Stopping
+raises ``cronpolicy.Interrupted`` inside ``main()``, so ``finally`` blocks
+run; the run is recorded as ``interrupted`` with the reason and exits 6.  A
+second SIGTERM (or SIGINT) forces the interruption even when not safe, and
+says so in the log.  A policy stop request is withdrawn if the policy
+changes back before the run reached a safe point; a SIGTERM is not.
 
 Options every script has: ``-v``/``-q`` (repeatable), ``--log-file``,
 ``--dsn``, ``--ignore-policy``, ``--dry-run``.

@@ -126,6 +126,7 @@ class CronScript:
         self._watcher = None
         self._extra_lock = None
         self._in_main = False
+        self._handlers_installed = False
         self._interrupting = False
         self._signal_reason = None
         self._policy_interruptible = False
@@ -201,7 +202,10 @@ class CronScript:
             self._watcher.wake()
 
     def _request_interrupt(self):
-        signal.pthread_kill(threading.main_thread().ident, self.interrupt_signal)
+        # Without our handler (run() outside the main thread) the signal would
+        # kill the process: there, only checkpoint() can stop main().
+        if self._handlers_installed:
+            signal.pthread_kill(threading.main_thread().ident, self.interrupt_signal)
 
     # The gate ---------------------------------------------------------------
 
@@ -347,6 +351,7 @@ class CronScript:
             report_safe=self._safe_now, stop_pending=lambda: self._signal_reason is not None,
             request_interrupt=self._request_interrupt, logger=self.logger)
         previous_handlers = self._install_signal_handlers()
+        self._handlers_installed = previous_handlers is not None
         self._watcher.start()
         try:
             try:
@@ -375,6 +380,7 @@ class CronScript:
             status, code = "failed", exitcodes.FAILED
         finally:
             self._watcher.stop()
+            self._handlers_installed = False
             self._restore_signal_handlers(previous_handlers)
         elapsed = format_duration(time.monotonic() - started)
         try:

@@ -301,3 +301,33 @@ def test_fleet_wide_single_instance_holds_with_many_concurrent_starts(pg_dsn, tm
     assert sum(runner.main_calls("publish-distro") for runner in runners) == 1
     statuses = [run["status"] for run in dba.runs("publish-distro")]
     assert statuses.count("succeeded") == 1 and statuses.count("skipped") == 9
+
+
+def test_run_outside_the_main_thread_stops_only_at_checkpoints(script_env, monkeypatch, dba):
+    import threading
+
+    from cronpolicy import CronScript
+
+    for key, value in script_env.items():
+        if key.startswith(("CRONPOLICY_", "XDG_")):
+            monkeypatch.setenv(key, value)
+
+    class Threaded(CronScript):
+        name = "threaded-job"
+
+        def is_safe_to_interrupt(self):
+            return True
+
+        def main(self):
+            dba.execute(FLIP_DEPLOY)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                time.sleep(0.02)
+                self.checkpoint()
+
+    codes = []
+    worker = threading.Thread(target=lambda: codes.append(Threaded().run([], exit=False)))
+    worker.start()
+    worker.join(60)
+    assert codes == [exitcodes.INTERRUPTED]   # and the process is still alive to say so
+    assert dba.runs("threaded-job")[0]["status"] == "interrupted"

@@ -331,3 +331,48 @@ def test_run_outside_the_main_thread_stops_only_at_checkpoints(script_env, monke
     worker.join(60)
     assert codes == [exitcodes.INTERRUPTED]   # and the process is still alive to say so
     assert dba.runs("threaded-job")[0]["status"] == "interrupted"
+
+
+def test_deploy_wait_draws_a_live_table_on_a_terminal(scripts, dba, tmp_path, script_env):
+    import pty
+    import select as select_module
+
+    done = tmp_path / "done"
+    scripts.write("publish-distro", expected_runtime=1200)
+    job = start_ready(scripts, tmp_path, "publish-distro", "--sleep", "60",
+                      "--until-file", str(done))
+    controller, terminal = pty.openpty()
+    waiter = subprocess.Popen([sys.executable, "-m", "cronpolicy.cli", "deploy", "wait",
+                               "--timeout", "60s"], env=script_env, stdin=terminal,
+                              stdout=terminal, stderr=terminal)
+    os.close(terminal)
+    seen = b""
+    try:
+        deadline = time.monotonic() + 30
+        while b"PREDICTED FINISH" not in seen and time.monotonic() < deadline:
+            if select_module.select([controller], [], [], 0.5)[0]:
+                seen += os.read(controller, 65536)
+        done.write_text("finish")
+        job.communicate(timeout=30)
+        waiter.wait(timeout=30)
+        while select_module.select([controller], [], [], 0.5)[0]:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(controller)
+        for process in (job, waiter):
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    text = seen.decode(errors="replace")
+    assert waiter.returncode == exitcodes.OK
+    for heading in ("SCRIPT", "HOST", "PID", "RUNNING FOR", "PREDICTED FINISH", "SAFE"):
+        assert heading in text
+    assert "publish-distro" in text and ("in 20m" in text or "in 19m" in text)
+    assert "\x1b[" in text            # redrawn in place
+    assert "quiet after" in text

@@ -43,6 +43,19 @@ DEFAULT_HEARTBEAT_INTERVAL = 5.0
 DEFAULT_DEAD_AFTER = 30.0
 #: SQLite has no notifications: running scripts re-read the policy this often.
 DEFAULT_POLL_INTERVAL = 1.0
+#: A start's decision (retries included) never takes longer than this.
+DEFAULT_DECISION_TIMEOUT = 10.0
+#: A policy cached locally is trusted this long while the database is unreachable.
+DEFAULT_CACHE_MAX_AGE = 3600.0
+
+ON_DATABASE_ERROR_CHOICES = ("run", "skip")
+
+
+def _on_database_error(text):
+    value = text.strip().lower()
+    if value not in ON_DATABASE_ERROR_CHOICES:
+        raise ValueError("must be run or skip, not %r" % text)
+    return value
 
 POSTGRESQL = "postgresql"
 SQLITE = "sqlite"
@@ -56,14 +69,14 @@ def _password_patterns():
             re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE))
 
 
-def state_dir():
+def default_state_dir():
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(
         os.path.expanduser("~"), ".local", "state")
     return os.path.join(base, "cronpolicy")
 
 
 def default_dsn():
-    return "sqlite:///" + os.path.join(state_dir(), "cronpolicy.sqlite")
+    return "sqlite:///" + os.path.join(default_state_dir(), "cronpolicy.sqlite")
 
 
 def backend_of(dsn):
@@ -139,7 +152,13 @@ class Settings:
         "heartbeat_interval": parse_duration,
         "dead_after": parse_duration,
         "poll_interval": parse_duration,
+        "decision_timeout": parse_duration,
+        "cache_max_age": parse_duration,
+        "on_database_error": _on_database_error,
+        "state_dir": str,
     }
+    #: Keys a ``[script:NAME]`` section may set, for that script only.
+    _SCRIPT_KEYS = {"on_database_error": _on_database_error}
 
     def __init__(self, dsn=None, dsn_source="default", host=None, lock_dir=None,
                  connect_timeout=DEFAULT_CONNECT_TIMEOUT,
@@ -151,11 +170,15 @@ class Settings:
                  heartbeat_interval=DEFAULT_HEARTBEAT_INTERVAL,
                  dead_after=DEFAULT_DEAD_AFTER,
                  poll_interval=DEFAULT_POLL_INTERVAL,
+                 decision_timeout=DEFAULT_DECISION_TIMEOUT,
+                 cache_max_age=DEFAULT_CACHE_MAX_AGE,
+                 on_database_error=None, state_dir=None, scripts=None,
                  config_path=None):
         self.dsn = dsn or default_dsn()
         self.dsn_source = dsn_source if dsn else "default"
         self.host = host or os.uname().nodename
-        self.lock_dir = lock_dir or os.path.join(state_dir(), "locks")
+        self.state_dir = state_dir or default_state_dir()
+        self.lock_dir = lock_dir or os.path.join(self.state_dir, "locks")
         self.connect_timeout = connect_timeout
         self.cutoff_margin = cutoff_margin
         self.default_runtime = default_runtime
@@ -165,6 +188,10 @@ class Settings:
         self.heartbeat_interval = heartbeat_interval
         self.dead_after = dead_after
         self.poll_interval = poll_interval
+        self.decision_timeout = decision_timeout
+        self.cache_max_age = cache_max_age
+        self.on_database_error = on_database_error
+        self.scripts = scripts or {}
         self.config_path = config_path
         self.validate()
 
@@ -175,7 +202,8 @@ class Settings:
             raise ConfigError("estimate_runs must be at least 1, got %r" % self.estimate_runs)
         if self.estimate_min_runs < 1:
             raise ConfigError("estimate_min_runs must be at least 1, got %r" % self.estimate_min_runs)
-        for key in ("connect_timeout", "heartbeat_interval", "poll_interval"):
+        for key in ("connect_timeout", "heartbeat_interval", "poll_interval",
+                    "decision_timeout"):
             if getattr(self, key) <= 0:
                 raise ConfigError("%s must be positive" % key)
         if self.dead_after <= 2 * self.heartbeat_interval:
@@ -188,6 +216,29 @@ class Settings:
     @property
     def masked_dsn(self):
         return mask_dsn(self.dsn)
+
+    @property
+    def spool_dir(self):
+        """Run records waiting for the database (see cronpolicy.spool)."""
+        return os.path.join(self.state_dir, "spool")
+
+    @property
+    def cache_path(self):
+        """The last policy fetched from this database (see cronpolicy.cache)."""
+        import zlib
+        return os.path.join(self.state_dir, "policy-cache-%08x.json"
+                            % zlib.crc32(self.dsn.encode("utf-8")))
+
+    def on_database_error_for(self, name, declared="skip"):
+        """run or skip, when the database cannot be reached and no cached
+        policy is fresh enough: a ``[script:NAME]`` section, else the
+        script's own declaration, else the ``[cronpolicy]`` default."""
+        specific = self.scripts.get(name, {}).get("on_database_error")
+        if specific:
+            return specific
+        if declared:
+            return declared
+        return self.on_database_error or "skip"
 
     @classmethod
     def load(cls, dsn=None, environ=None):
@@ -206,7 +257,8 @@ class Settings:
             values.update(from_file)
             if "dsn" in values:
                 values["dsn_source"] = "config file %s" % config_path
-        for key, variable in (("host", "CRONPOLICY_HOST"), ("lock_dir", "CRONPOLICY_LOCK_DIR")):
+        for key, variable in (("host", "CRONPOLICY_HOST"), ("lock_dir", "CRONPOLICY_LOCK_DIR"),
+                              ("state_dir", "CRONPOLICY_STATE_DIR")):
             if environ.get(variable):
                 values[key] = environ[variable]
         if environ.get("CRONPOLICY_DSN"):
@@ -237,6 +289,26 @@ class Settings:
         if not parser.has_section("cronpolicy"):
             raise ConfigError("config file %s has no [cronpolicy] section" % path)
         values = {}
+        scripts = {}
+        for section in parser.sections():
+            if section == "cronpolicy":
+                continue
+            if not section.startswith("script:") or not section[len("script:"):].strip():
+                raise ConfigError("config file %s: unknown section [%s] (known: [cronpolicy], "
+                                  "[script:NAME])" % (path, section))
+            name = section[len("script:"):].strip()
+            for key, raw in parser.items(section):
+                convert = cls._SCRIPT_KEYS.get(key)
+                if convert is None:
+                    raise ConfigError("config file %s: unknown key %r in [%s] (known: %s)"
+                                      % (path, key, section, ", ".join(sorted(cls._SCRIPT_KEYS))))
+                try:
+                    scripts.setdefault(name, {})[key] = convert(raw)
+                except ValueError as error:
+                    raise ConfigError("config file %s: bad value for %s in [%s]: %s"
+                                      % (path, key, section, error)) from None
+        if scripts:
+            values["scripts"] = scripts
         for key, raw in parser.items("cronpolicy"):
             convert = cls._KEYS.get(key)
             if convert is None:

@@ -27,7 +27,16 @@ class ConfigError(CronPolicyError):
 
 
 class DatabaseError(CronPolicyError):
-    """The policy database could not be reached or refused a statement."""
+    """The policy database could not be reached or refused a statement.
+
+    ``transient`` is true when trying again later may well succeed (the
+    server is unreachable, restarting, or out of connections), false when
+    it will not (bad credentials, an unknown database, a bad statement).
+    """
+
+    def __init__(self, message, transient=False):
+        super().__init__(message)
+        self.transient = transient
 
 
 class SchemaError(DatabaseError):

@@ -51,6 +51,10 @@ class IPolicyStore(Interface):
         """Mark run ``run_id`` finished (database clock) with ``status``,
         ``exit_code`` and, for interrupted runs, the ``stop_reason``."""
 
+    def apply_spooled(entry):
+        """Write one entry of a host's spool (see cronpolicy.spool); writing
+        the same entry again changes nothing."""
+
     def heartbeat(run_id, safe_to_interrupt):
         """Refresh the running run's heartbeat and its current safety."""
 

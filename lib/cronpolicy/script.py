@@ -77,6 +77,7 @@ Options every script has: ``-v``/``-q`` (repeatable), ``--log-file``,
 """
 
 import argparse
+import datetime
 import logging
 import os
 import signal
@@ -88,12 +89,16 @@ from zope.interface import classImplements, implementer
 
 from cronpolicy import exitcodes
 from cronpolicy.config import Settings
-from cronpolicy.errors import CronPolicyError, Interrupted
+from cronpolicy.errors import CronPolicyError, DatabaseError, Interrupted, SchemaError
 from cronpolicy.interfaces import ICronScript, IInterruptible
 from cronpolicy.locking import LockHeld, ScriptLock
 from cronpolicy.policy import decide_from_inputs, run_options
-from cronpolicy.store import open_store
+from cronpolicy.store import DeadlineExceeded, open_store, within
 from cronpolicy.timeutil import format_duration
+
+def _utcnow():
+    return datetime.datetime.now(datetime.timezone.utc)
+
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
 
@@ -106,6 +111,9 @@ class CronScript:
     expected_runtime = None
     single_instance = True
     fleet_single_instance = False
+    #: "run" or "skip": what to do when the database cannot be reached and no
+    #: cached policy is fresh enough.  None: the config file decides (default skip).
+    on_database_error = None
     description = None
     #: Sent by the watcher thread to the main thread to interrupt main().
     interrupt_signal = signal.SIGUSR2
@@ -125,6 +133,8 @@ class CronScript:
         self.decision = None
         self._watcher = None
         self._extra_lock = None
+        self._store_usable = True
+        self._clock_offset = datetime.timedelta(0)
         self._in_main = False
         self._handlers_installed = False
         self._interrupting = False
@@ -272,6 +282,7 @@ class CronScript:
 
         lock = ScriptLock(self.settings.lock_dir, self.name) if self.single_instance else None
         store = open_store(self.settings, application_name="cronpolicy:" + self.name)
+        self._store_usable = True
         try:
             if lock is not None:
                 try:
@@ -281,42 +292,165 @@ class CronScript:
                 except CronPolicyError as error:
                     self.logger.error("not running: %s", error)
                     return exitcodes.GATE_ERROR
-            try:
-                inputs = store.load_inputs(self.name, self.settings.estimate_runs)
-                self.decision = self._decide(inputs)
-                if not self.decision.run and not self.options.ignore_policy:
-                    store.record_skip(self.name, self.host, os.getpid(),
-                                      self.decision.estimate, self.decision.reason)
-                    self.logger.info("skipped: %s", self.decision.reason)
-                    return exitcodes.OK
-                self._policy_interruptible, fleet_wide = run_options(
-                    inputs.policies, self.name, self.host, self.fleet_single_instance)
-                if fleet_wide:
-                    held = self._take_fleet_lock(store, lock)
-                    if held is not None:
-                        return held
-                forced = not self.decision.run
-                if forced:
-                    self.logger.warning("running despite policy (--ignore-policy): %s",
-                                        self.decision.reason)
-                self.run_id = store.record_start(
-                    self.name, self.host, os.getpid(), self.decision.estimate,
-                    skip_reason=self.decision.reason if forced else None,
-                    policy_ignored=self.options.ignore_policy)
-            except CronPolicyError as error:
-                self.logger.error("not running: %s", error)
-                return exitcodes.GATE_ERROR
-            self.logger.info("started run #%s: %s (estimate %s, %s)", self.run_id,
-                             self.decision.reason,
-                             format_duration(self.decision.estimate.seconds),
-                             self.decision.estimate.source)
-            return self._call_main(store)
+            return self._gate(store, lock)
         finally:
-            store.close()
+            if self._store_usable:
+                store.close()
+            # else a thread that overran its deadline still owns the
+            # connection; it goes with the process.
             if lock is not None:
                 lock.release()
             if self._extra_lock is not None:
                 self._extra_lock.release()
+
+    def _gate(self, store, lock):
+        """Decide (within decision_timeout, retrying transient errors), record, run."""
+        settings = self.settings
+        deadline = time.monotonic() + settings.decision_timeout
+        try:
+            inputs = within(deadline, lambda: self._load_inputs(store, deadline),
+                            "read the policy")
+        except SchemaError as error:
+            self.logger.error("not running: %s", error)
+            return exitcodes.GATE_ERROR
+        except DatabaseError as error:
+            self._store_usable = not isinstance(error, DeadlineExceeded)
+            return self._gate_offline(error)
+        self._clock_offset = inputs.now - _utcnow()
+        self._after_successful_read(store, inputs, deadline)
+        self.decision = self._decide(inputs)
+        if not self.decision.run and not self.options.ignore_policy:
+            self._record_skip(store, self.decision.estimate, self.decision.reason)
+            self.logger.info("skipped: %s", self.decision.reason)
+            return exitcodes.OK
+        self._policy_interruptible, fleet_wide = run_options(
+            inputs.policies, self.name, self.host, self.fleet_single_instance)
+        forced = not self.decision.run
+        try:
+            if fleet_wide:
+                held = self._take_fleet_lock(store, lock)
+                if held is not None:
+                    return held
+            if forced:
+                self.logger.warning("running despite policy (--ignore-policy): %s",
+                                    self.decision.reason)
+            self.run_id = within(
+                time.monotonic() + settings.decision_timeout,
+                lambda: store.record_start(
+                    self.name, self.host, os.getpid(), self.decision.estimate,
+                    skip_reason=self.decision.reason if forced else None,
+                    policy_ignored=self.options.ignore_policy),
+                "record the start")
+        except DatabaseError as error:
+            # Decided on fresh inputs, but the database went away since: run
+            # without a row (and without a watcher); the record is spooled.
+            self._store_usable = False
+            self.logger.warning("cannot record the start (%s); running and spooling the "
+                                "record", error)
+            return self._call_main(None)
+        self.logger.info("started run #%s: %s (estimate %s, %s)", self.run_id,
+                         self.decision.reason, format_duration(self.decision.estimate.seconds),
+                         self.decision.estimate.source)
+        return self._call_main(store)
+
+    def _load_inputs(self, store, deadline):
+        """load_inputs, retrying transient errors with jittered backoff until ``deadline``."""
+        import random
+        delay = 0.05
+        while True:
+            try:
+                return store.load_inputs(self.name, self.settings.estimate_runs)
+            except SchemaError:
+                raise
+            except DatabaseError as error:
+                store.close()
+                pause = random.uniform(delay / 2, delay)
+                if not error.transient or time.monotonic() + pause >= deadline:
+                    raise
+                self.logger.debug("retrying in %.2fs: %s", pause, error)
+                time.sleep(pause)
+                delay = min(delay * 2, 1.0)
+
+    def _after_successful_read(self, store, inputs, deadline):
+        """Refresh this host's policy cache and write what the spool holds (best effort)."""
+        from cronpolicy import cache
+        try:
+            cache.save(self.settings.cache_path, inputs)
+        except OSError as error:
+            self.logger.warning("cannot write the policy cache %s: %s",
+                                self.settings.cache_path, error.strerror)
+        spool = self._spool()
+        if len(spool):
+            try:
+                written = within(deadline, lambda: spool.flush(store), "write spooled runs")
+                self.logger.info("wrote %d spooled run record%s", written,
+                                 "" if written == 1 else "s")
+            except DatabaseError as error:
+                self.logger.warning("spooled run records stay spooled: %s", error)
+
+    def _spool(self):
+        from cronpolicy.spool import Spool
+        return Spool(self.settings.spool_dir)
+
+    def _gate_offline(self, error):
+        """The database is out of reach: decide from the cached policy if it is
+        fresh enough, else by on_database_error; run (or skip) and spool."""
+        from cronpolicy import cache
+        from cronpolicy.policy import Decision, Estimate
+        settings = self.settings
+        cached = cache.load(settings.cache_path, settings.cache_max_age)
+        if cached is not None:
+            inputs, age = cached
+            self._clock_offset = inputs.now - _utcnow()
+            self.decision = self._decide(inputs)
+            self._policy_interruptible = run_options(
+                inputs.policies, self.name, self.host, self.fleet_single_instance)[0]
+            path = "deciding from the policy cached %s ago" % format_duration(age)
+        else:
+            mode = settings.on_database_error_for(self.name, self.on_database_error)
+            estimate = Estimate(float(self.expected_runtime or settings.default_runtime),
+                                "no history (database unreachable)")
+            self.decision = Decision(
+                mode == "run", "run" if mode == "run" else "database-unreachable",
+                "database unreachable and no policy cached within %s (on_database_error = %s)"
+                % (format_duration(settings.cache_max_age), mode), estimate, None, None)
+            path = "no policy cached within %s" % format_duration(settings.cache_max_age)
+        verdict = "run" if self.decision.run or self.options.ignore_policy else "skip"
+        shown = (self.decision.reason if cached is not None
+                 else "on_database_error = %s" % mode)
+        self.logger.warning("database unreachable (%s); %s: %s (%s)", error, path, verdict,
+                            shown)
+        if verdict == "skip":
+            self._record_skip(None, self.decision.estimate, self.decision.reason)
+            return exitcodes.OK
+        return self._call_main(None)
+
+    def _record_skip(self, store, estimate, reason):
+        """Record a skip in the database, or in the spool when it cannot be."""
+        if store is not None and self._store_usable:
+            try:
+                within(time.monotonic() + self.settings.decision_timeout,
+                       lambda: store.record_skip(self.name, self.host, os.getpid(), estimate,
+                                                 reason), "record the skip")
+                return
+            except DatabaseError as error:
+                self._store_usable = not isinstance(error, DeadlineExceeded)
+                self.logger.warning("cannot record the skip (%s); spooling it", error)
+        now = self._database_time()
+        self._spool_safely(lambda spool: spool.add_run(
+            self.name, self.host, os.getpid(), now, now, "skipped", skip_reason=reason,
+            estimate=estimate))
+
+    def _spool_safely(self, write):
+        try:
+            write(self._spool())
+        except OSError as error:
+            self.logger.error("cannot spool the run record in %s: %s; it is lost",
+                              self.settings.spool_dir, error.strerror)
+
+    def _database_time(self):
+        """This host's clock moved onto the database's, as last measured."""
+        return _utcnow() + self._clock_offset
 
     def _take_fleet_lock(self, store, host_lock):
         """None when this run may go on, else the exit code after recording the skip."""
@@ -328,9 +462,10 @@ class CronScript:
                 self._extra_lock = host_lock
             except LockHeld as held:
                 return self._skip_locked(store, held)
-        if not store.try_fleet_lock(self.name):
+        if not within(time.monotonic() + self.settings.decision_timeout,
+                      lambda: store.try_fleet_lock(self.name), "take the fleet-wide lock"):
             reason = "another instance is running on some host (fleet-wide single instance)"
-            store.record_skip(self.name, self.host, os.getpid(), None, reason)
+            self._record_skip(store, None, reason)
             self.logger.warning("skipped: %s", reason)
             return exitcodes.LOCKED
         return None
@@ -343,8 +478,10 @@ class CronScript:
             default_runtime=settings.default_runtime, margin=settings.cutoff_margin)
 
     def _call_main(self, store):
+        """Run main() under the watcher; record the outcome (``store`` None: spool it)."""
         from cronpolicy.watcher import RunWatcher
         started = time.monotonic()
+        started_at = self._database_time()
         status, code, stop_reason = "succeeded", exitcodes.OK, None
         self._watcher = RunWatcher(
             store, self.run_id, self.name, self.host, self.settings,
@@ -383,16 +520,40 @@ class CronScript:
             self._handlers_installed = False
             self._restore_signal_handlers(previous_handlers)
         elapsed = format_duration(time.monotonic() - started)
-        try:
-            store.record_finish(self.run_id, status, code, stop_reason)
-        except CronPolicyError as error:
-            self.logger.error("run #%s %s in %s, but recording it failed: %s",
-                              self.run_id, status, elapsed, error)
+        if not self._record_finish(store, started_at, status, code, stop_reason):
+            self.logger.warning("%s %s in %s (exit code %d); its record is spooled",
+                                "run #%s" % self.run_id if self.run_id else "offline run",
+                                status, elapsed, code)
             return code
         log = {"succeeded": self.logger.info, "interrupted": self.logger.info}.get(
             status, self.logger.error)
         log("run #%s %s in %s (exit code %d)", self.run_id, status, elapsed, code)
         return code
+
+    def _record_finish(self, store, started_at, status, code, stop_reason):
+        """Write the outcome; False when it had to be spooled instead."""
+        finished_at = self._database_time()
+        if store is not None and self.run_id is not None and self._store_usable:
+            try:
+                within(time.monotonic() + self.settings.decision_timeout,
+                       lambda: store.record_finish(self.run_id, status, code, stop_reason),
+                       "record the end of the run")
+                return True
+            except DatabaseError as error:
+                self._store_usable = not isinstance(error, DeadlineExceeded)
+                self.logger.warning("cannot record the end of run #%s (%s); spooling it",
+                                    self.run_id, error)
+        if self.run_id is not None:
+            self._spool_safely(lambda spool: spool.add_finish(
+                self.run_id, status, code, finished_at, stop_reason))
+        else:
+            self._spool_safely(lambda spool: spool.add_run(
+                self.name, self.host, os.getpid(), started_at, finished_at, status,
+                exit_code=code, estimate=self.decision.estimate if self.decision else None,
+                policy_ignored=self.options.ignore_policy, stop_reason=stop_reason,
+                skip_reason=None if self.decision is None or self.decision.run
+                else self.decision.reason))
+        return False
 
     def _install_signal_handlers(self):
         """SIGTERM/SIGINT defer to a safe point; the interrupt signal checks for one.
@@ -413,11 +574,7 @@ class CronScript:
     def _skip_locked(self, store, held):
         reason = "another instance is running (%s)" % (
             "pid %d" % held.holder_pid if held.holder_pid else "lock " + held.path)
-        try:
-            store.record_skip(self.name, self.host, os.getpid(), None, reason)
-        except CronPolicyError as error:
-            self.logger.error("%s; recording the skip failed: %s", reason, error)
-            return exitcodes.LOCKED
+        self._record_skip(store, None, reason)
         self.logger.warning("skipped: %s", reason)
         return exitcodes.LOCKED
 

@@ -16,8 +16,11 @@ cost several times the decision itself.  The SQLAlchemy table definitions in
 """
 
 import collections
+import datetime
 import math
 import os
+import threading
+import time
 
 from zope.interface import implementer
 
@@ -25,7 +28,7 @@ from cronpolicy import config, schema
 from cronpolicy.errors import ConfigError, DatabaseError, SchemaError
 from cronpolicy.interfaces import IPolicyStore
 from cronpolicy.policy import DeployState, PolicyRow, Window
-from cronpolicy.timeutil import from_epoch, from_sqlite
+from cronpolicy.timeutil import from_epoch, from_sqlite, to_sqlite
 
 #: What ``load_inputs`` returns.  ``now`` is the database clock (aware UTC);
 #: ``deploy`` is None when the deploy_state row is missing;
@@ -50,6 +53,51 @@ LOCK_KEY_MODULUS = 2147483647
 
 def _lock_key(run_id):
     return run_id % LOCK_KEY_MODULUS
+
+
+class DeadlineExceeded(DatabaseError):
+    """The database did not answer within the time allowed."""
+
+    def __init__(self, message):
+        super().__init__(message, transient=True)
+
+
+def within(deadline, work, doing):
+    """Run ``work()`` but give up at ``deadline`` (time.monotonic()).
+
+    libpq's own timeouts are whole seconds and do not cover a server that
+    accepts a connection and then says nothing, so the bound is kept here:
+    ``work`` runs in a daemon thread that is abandoned if it overruns (its
+    connection must not be used again).
+    """
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise DeadlineExceeded("no time left to %s" % doing)
+    outcome = {}
+
+    def target():
+        try:
+            outcome["value"] = work()
+        except BaseException as error:  # handed over to the caller
+            outcome["error"] = error
+    worker = threading.Thread(target=target, name="cronpolicy-deadline", daemon=True)
+    worker.start()
+    worker.join(remaining)
+    if worker.is_alive():
+        raise DeadlineExceeded("the database did not answer within %.1fs while trying to %s"
+                               % (remaining, doing))
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
+
+# Connection failures that say nothing will change by retrying.
+_PERMANENT_CONNECT_ERRORS = ("password authentication failed", "does not exist",
+                             "no pg_hba.conf entry", "role", "invalid dsn", "SSL")
+# Server states worth waiting out: too many connections, starting or
+# shutting down, connection failures.
+_TRANSIENT_SQLSTATES = frozenset(["53300", "53400", "57P01", "57P02", "57P03",
+                                  "08000", "08001", "08003", "08004", "08006"])
 
 
 def first_line(error):
@@ -88,8 +136,11 @@ def connect_postgres(dsn, connect_timeout=config.DEFAULT_CONNECT_TIMEOUT,
         raise ConfigError("invalid PostgreSQL DSN %s: %s" % (
             config.mask_dsn(dsn), config.scrub(first_line(error), dsn))) from error
     except psycopg2.Error as error:
+        message = first_line(error)
+        transient = (getattr(error, "pgcode", None) in _TRANSIENT_SQLSTATES
+                     or not any(marker in message for marker in _PERMANENT_CONNECT_ERRORS))
         raise DatabaseError("cannot connect to %s: %s" % (
-            config.mask_dsn(dsn), config.scrub(first_line(error), dsn))) from error
+            config.mask_dsn(dsn), config.scrub(message, dsn)), transient=transient) from error
 
 
 # Undefined table, column, schema, function: the schema is missing or old.
@@ -192,12 +243,16 @@ class PostgresStore:
             self._raise(error, doing)
 
     def _raise(self, error, doing):
+        import psycopg2
         if getattr(error, "pgcode", None) in _SCHEMA_SQLSTATES:
             raise SchemaError(schema.needs_upgrade_message(
                 self._found_version(), self.masked_dsn)) from error
         self.close()
+        transient = (isinstance(error, (psycopg2.OperationalError, psycopg2.InterfaceError))
+                     or getattr(error, "pgcode", None) in _TRANSIENT_SQLSTATES)
         raise DatabaseError("cannot %s in %s: %s" % (
-            doing, self.masked_dsn, config.scrub(first_line(error), self.dsn))) from error
+            doing, self.masked_dsn, config.scrub(first_line(error), self.dsn)),
+            transient=transient) from error
 
     def _found_version(self):
         try:
@@ -249,6 +304,25 @@ class PostgresStore:
             " finished_at = greatest(now(), started_at) WHERE id = %s",
             (status, exit_code, stop_reason, run_id), "record the end of run %s" % run_id,
             idempotent=True)
+
+    def apply_spooled(self, entry):
+        if entry["kind"] == "run":
+            self._execute(
+                "INSERT INTO cronpolicy.script_run (name, host, pid, started_at, finished_at,"
+                " status, exit_code, skip_reason, estimate_seconds, estimate_source,"
+                " policy_ignored, stop_reason, spool_id)"
+                " VALUES (%(name)s, %(host)s, %(pid)s, %(started_at)s,"
+                " greatest(%(started_at)s::timestamptz, %(finished_at)s::timestamptz),"
+                " %(status)s, %(exit_code)s, %(skip_reason)s, %(estimate_seconds)s,"
+                " %(estimate_source)s, %(policy_ignored)s, %(stop_reason)s, %(spool_id)s)"
+                " ON CONFLICT (spool_id) DO NOTHING", entry, "write a spooled run")
+        else:
+            self._execute(
+                "UPDATE cronpolicy.script_run SET status = %(status)s, exit_code = %(exit_code)s,"
+                " stop_reason = %(stop_reason)s,"
+                " finished_at = greatest(started_at, %(finished_at)s::timestamptz)"
+                " WHERE id = %(run_id)s AND status IN ('running', 'abandoned')",
+                entry, "write the spooled end of run %s" % entry["run_id"])
 
     def heartbeat(self, run_id, safe_to_interrupt):
         # A run reaped as abandoned while the database was out of reach
@@ -370,7 +444,8 @@ class SQLiteStore:
         except sqlite3.Error as error:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
-            raise DatabaseError("cannot %s in %s: %s" % (doing, self.path, error)) from error
+            raise DatabaseError("cannot %s in %s: %s" % (doing, self.path, error),
+                                transient=isinstance(error, sqlite3.OperationalError)) from error
 
     def load_inputs(self, name, history_runs):
         def read(connection):
@@ -429,6 +504,26 @@ class SQLiteStore:
             "UPDATE cronpolicy.script_run SET status = ?, exit_code = ?, stop_reason = ?,"
             " finished_at = max(%s, started_at) WHERE id = ?" % _SQLITE_NOW,
             (status, exit_code, stop_reason, run_id)))
+
+    def apply_spooled(self, entry):
+        values = dict(entry)
+        for key in ("started_at", "finished_at"):
+            if key in values:
+                values[key] = to_sqlite(datetime.datetime.fromisoformat(values[key]))
+        if entry["kind"] == "run":
+            values["policy_ignored"] = int(bool(values["policy_ignored"]))
+            sql = ("INSERT INTO cronpolicy.script_run (name, host, pid, started_at, finished_at,"
+                   " status, exit_code, skip_reason, estimate_seconds, estimate_source,"
+                   " policy_ignored, stop_reason, spool_id)"
+                   " VALUES (:name, :host, :pid, :started_at, max(:started_at, :finished_at),"
+                   " :status, :exit_code, :skip_reason, :estimate_seconds, :estimate_source,"
+                   " :policy_ignored, :stop_reason, :spool_id)"
+                   " ON CONFLICT (spool_id) DO NOTHING")
+        else:
+            sql = ("UPDATE cronpolicy.script_run SET status = :status, exit_code = :exit_code,"
+                   " stop_reason = :stop_reason, finished_at = max(started_at, :finished_at)"
+                   " WHERE id = :run_id AND status IN ('running', 'abandoned')")
+        self._run("write a spooled record", lambda connection: connection.execute(sql, values))
 
     def heartbeat(self, run_id, safe_to_interrupt):
         self._run("record a heartbeat of run %s" % run_id, lambda connection: connection.execute(

@@ -145,6 +145,7 @@ script_run = Table(
     Column("heartbeat_at", Timestamp),
     Column("safe_to_interrupt", Boolean, nullable=False, server_default=text("false")),
     Column("stop_reason", Text),
+    Column("spool_id", Text),
     CheckConstraint("status IN ('running', 'succeeded', 'failed', 'skipped', 'interrupted',"
                     " 'abandoned')", name="script_run_known_status"),
     Index("script_run_estimate_idx", "name", text("finished_at DESC"),
@@ -155,6 +156,7 @@ script_run = Table(
           sqlite_where=text("status = 'running'")),
     Index("script_run_name_started_idx", "name", text("started_at DESC")),
     Index("script_run_started_idx", "started_at"),
+    Index("script_run_spool_id_key", "spool_id", unique=True),
 )
 
 #: Statuses a run row can have, as the schema's check constraint allows.

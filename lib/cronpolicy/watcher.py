@@ -106,6 +106,8 @@ class RunWatcher:
 
     def _loop(self):
         settings = self.settings
+        if self.store is None:
+            return self._offline_loop()
         self._guarded("listen for policy changes", self.store.listen)
         next_check = 0.0       # re-read the policy now
         next_heartbeat = time.monotonic() + settings.heartbeat_interval
@@ -145,6 +147,21 @@ class RunWatcher:
             if database is not None and database in readable:
                 if self._guarded("read policy notifications", self.store.take_notifications):
                     next_check = 0.0
+
+    def _offline_loop(self):
+        """No database (the run started while it was unreachable): only see a
+        deferred SIGTERM through to the moment the script is safe."""
+        while not self._stopping:
+            if self.stop_requested and self._ask_safe():
+                self.request_interrupt()
+            timeout = SAFE_POLL if self.stop_requested else None
+            readable, _, _ = select.select([self._wake_read], [], [], timeout)
+            if readable:
+                try:
+                    while os.read(self._wake_read, 64):
+                        pass
+                except BlockingIOError:
+                    pass
 
     def _ask_safe(self):
         try:

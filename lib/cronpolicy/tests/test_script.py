@@ -203,19 +203,26 @@ def test_missing_schema_stops_the_script_with_one_line(scripts, empty_pg_dsn):
     assert scripts.main_calls("publish-distro") == 0
 
 
-def test_unreachable_database_stops_the_script_within_the_bound(scripts, tmp_path):
+def test_unreachable_database_without_cache_follows_on_database_error(scripts, tmp_path):
     scripts.write("publish-distro")
     config = tmp_path / "fast.conf"
-    config.write_text("[cronpolicy]\nconnect_timeout = 2s\n")
+    config.write_text("[cronpolicy]\nconnect_timeout = 2s\ndecision_timeout = 2s\n")
+    env = {"CRONPOLICY_DSN": "postgresql://cron:hunter22@127.0.0.1:1/x",
+           "CRONPOLICY_CONFIG": str(config)}
     started = time.monotonic()
-    result = scripts.run("publish-distro", env={
-        "CRONPOLICY_DSN": "postgresql://cron:hunter22@127.0.0.1:1/x",
-        "CRONPOLICY_CONFIG": str(config)})
+    result = scripts.run("publish-distro", env=env)
     assert time.monotonic() - started < 10
-    assert result.returncode == exitcodes.GATE_ERROR
+    assert result.returncode == exitcodes.OK          # the default: skip
     [line] = result.stderr.strip().splitlines()
-    assert "cannot connect" in line and "hunter22" not in line
+    assert "database unreachable" in line and "on_database_error = skip" in line
+    assert "hunter22" not in line
     assert scripts.main_calls("publish-distro") == 0
+    config.write_text("[cronpolicy]\nconnect_timeout = 2s\ndecision_timeout = 2s\n"
+                      "[script:publish-distro]\non_database_error = run\n")
+    result = scripts.run("publish-distro", env=env)
+    assert result.returncode == exitcodes.OK
+    assert "run (on_database_error = run)" in result.stderr
+    assert scripts.main_calls("publish-distro") == 1
 
 
 # In-process: the class's contract -------------------------------------------

@@ -318,6 +318,35 @@ def cmd_deploy_plan(args, settings):
     return exitcodes.OK
 
 
+def cmd_flush(args, settings):
+    from cronpolicy.spool import Spool
+    from cronpolicy.store import open_store
+    spool = Spool(settings.spool_dir)
+    pending = len(spool)
+    if not pending:
+        print("nothing spooled in %s" % settings.spool_dir)
+        return exitcodes.OK
+    store = open_store(settings, application_name="cronpolicy-flush")
+    try:
+        written = spool.flush(store)
+    finally:
+        store.close()
+    print("wrote %d spooled run record%s to %s" % (written, "" if written == 1 else "s",
+                                                 settings.masked_dsn))
+    return exitcodes.OK
+
+
+def cmd_prune(args, settings):
+    from cronpolicy import retention
+    older_than = parse_duration(args.older_than)
+    keep = settings.estimate_runs
+    total, cutoff = retention.prune(_database(settings), older_than, keep, batch=args.batch)
+    print("deleted %d run%s that started before %s (kept every running one and the last %d "
+          "succeeded runs of each script)" % (total, "" if total == 1 else "s",
+                                              format_time(cutoff), keep))
+    return exitcodes.OK
+
+
 def cmd_deploy_begin(args, settings):
     return _deploy_change(settings, True, args.reason)
 
@@ -488,6 +517,14 @@ def build_parser():
     sub.add_argument("--at", required=True, help="when the rollout would start (ISO 8601 or +D)")
     sub.add_argument("--host", default="*", help="hosts it covers (glob; default all)")
     sub.add_argument("--script", default="*", help="scripts it covers (glob; default all)")
+
+    add("flush", cmd_flush, "write the run records this host spooled while the database "
+                            "was out of reach")
+    sub = add("prune", cmd_prune, "delete old run history in batches (estimates keep theirs)")
+    sub.add_argument("--older-than", required=True, metavar="D",
+                     help="delete runs that started longer ago than this, like 90d")
+    sub.add_argument("--batch", type=_positive_int, default=5000,
+                     help="rows per transaction (default 5000)")
 
     sub = add("history", cmd_history, "recent runs, newest first", (common, reader))
     sub.add_argument("name", nargs="?", help="only this script")

@@ -117,6 +117,31 @@ def pg_dsn(pg_database):
     return pg_database
 
 
+def _via(dsn, host, port):
+    """``dsn`` with its host and port replaced (URI or key=value form)."""
+    from psycopg2.extensions import make_dsn, parse_dsn
+    params = parse_dsn(dsn)
+    params.update(host=host, port=str(port))
+    return make_dsn(**params)
+
+
+@pytest.fixture
+def fault_proxy(pg_dsn):
+    """(FaultProxy, DSN of the test database through it)."""
+    from psycopg2.extensions import parse_dsn
+
+    from .faultproxy import FaultProxy
+    params = parse_dsn(pg_dsn)
+    host = params.get("host") or "127.0.0.1"
+    if host.startswith("/"):
+        host = "127.0.0.1"
+    proxy = FaultProxy(host, int(params.get("port") or 5432))
+    try:
+        yield proxy, _via(pg_dsn, "127.0.0.1", proxy.port)
+    finally:
+        proxy.close()
+
+
 @pytest.fixture
 def sqlite_dsn(tmp_path):
     return "sqlite:///" + str(tmp_path / "cronpolicy.sqlite")

@@ -1,0 +1,291 @@
+"""Faults injected for real: a misbehaving TCP proxy in front of PostgreSQL,
+a database with a tiny connection limit, SIGSTOP, and rejected input that
+must leave nothing half-written."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+
+from cronpolicy import exitcodes
+from cronpolicy.spool import Spool
+
+from .conftest import DBA, ScriptRunner, create_database, drop_database, make_env, wait_for_file
+
+
+def write_config(tmp_path, text=""):
+    config = tmp_path / "faults.conf"
+    config.write_text("[cronpolicy]\nconnect_timeout = 2s\ndecision_timeout = 3s\n" + text)
+    return str(config)
+
+
+@pytest.fixture
+def proxied(tmp_path, fault_proxy, pg_dsn):
+    """(proxy, ScriptRunner whose scripts reach the database only through it, DBA)."""
+    proxy, dsn = fault_proxy
+    env = make_env(tmp_path, dsn)
+    env["CRONPOLICY_CONFIG"] = write_config(tmp_path)
+    return proxy, ScriptRunner(tmp_path, env), DBA(pg_dsn)
+
+
+def spool_of(runner):
+    return Spool(os.path.join(runner.env["XDG_STATE_HOME"], "cronpolicy", "spool"))
+
+
+def test_refused_at_start_without_cache_skips_and_spools_the_skip(proxied):
+    proxy, scripts, dba = proxied
+    scripts.write("publish-distro")
+    proxy.mode = "refuse"
+    started = time.monotonic()
+    result = scripts.run("publish-distro")
+    assert time.monotonic() - started < 3 + 3
+    assert result.returncode == exitcodes.OK and scripts.main_calls("publish-distro") == 0
+    [line] = result.stderr.strip().splitlines()
+    assert "database unreachable" in line and "skip" in line
+    assert len(spool_of(scripts)) == 1 and dba.runs() == []
+    proxy.mode = "pass"
+    assert scripts.run("publish-distro").returncode == exitcodes.OK
+    assert len(spool_of(scripts)) == 0
+    runs = dba.runs("publish-distro")
+    assert [run["status"] for run in runs] == ["skipped", "succeeded"]
+    assert "database unreachable" in runs[0]["skip_reason"]
+
+
+def test_cached_policy_holds_while_the_database_is_down(proxied, tmp_path):
+    proxy, scripts, dba = proxied
+    scripts.write("publish-distro")
+    scripts.env["CRONPOLICY_CONFIG"] = write_config(
+        tmp_path, "[script:publish-distro]\non_database_error = run\n")
+    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true, reason = 'r42'")
+    assert scripts.run("publish-distro").returncode == exitcodes.OK    # skipped, cache written
+    proxy.mode = "refuse"
+    result = scripts.run("publish-distro")
+    assert result.returncode == exitcodes.OK
+    assert "policy cached" in result.stderr and "deploy pending" in result.stderr
+    assert scripts.main_calls("publish-distro") == 0                   # not the blind "run"
+    # Once the cache is too old, the script's own on_database_error applies.
+    scripts.env["CRONPOLICY_CONFIG"] = write_config(
+        tmp_path, "cache_max_age = 1s\n[script:publish-distro]\non_database_error = run\n")
+    time.sleep(1.2)
+    result = scripts.run("publish-distro")
+    assert "on_database_error = run" in result.stderr
+    assert scripts.main_calls("publish-distro") == 1
+
+
+def test_blackholed_database_decides_within_the_bound(proxied):
+    proxy, scripts, dba = proxied
+    scripts.write("publish-distro")
+    proxy.mode = "stall"
+    started = time.monotonic()
+    result = scripts.run("publish-distro")
+    elapsed = time.monotonic() - started
+    assert result.returncode == exitcodes.OK
+    assert elapsed < 3 * 1.1 + 2.0, elapsed     # decision_timeout + 10%, plus process start
+    assert "database unreachable" in result.stderr
+
+
+def test_database_lost_mid_run_keeps_the_record_with_real_times(proxied, tmp_path):
+    proxy, scripts, dba = proxied
+    scripts.write("publish-distro")
+    ready = tmp_path / "ready"
+    job = scripts.start("publish-distro", "--sleep", "3", "--ready-file", str(ready))
+    wait_for_file(ready)
+    proxy.mode = "refuse"
+    proxy.cut()
+    out, err = job.communicate(timeout=60)
+    assert job.returncode == exitcodes.OK, err           # main() was not disturbed
+    assert "spooling it" in err
+    assert len(spool_of(scripts)) == 1
+    proxy.mode = "pass"
+    flush = [sys.executable, "-m", "cronpolicy.cli", "flush"]
+    result = subprocess.run(flush, env=scripts.env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "wrote 1 spooled" in result.stdout, result.stderr
+    again = subprocess.run(flush, env=scripts.env, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0 and "nothing spooled" in again.stdout
+    [run] = dba.runs("publish-distro")
+    assert (run["status"], run["exit_code"]) == ("succeeded", 0)
+    duration = dba.scalar("SELECT extract(epoch FROM finished_at - started_at)"
+                          " FROM cronpolicy.script_run")
+    assert 2.5 < float(duration) < 10
+
+
+def test_offline_run_is_written_once_even_if_a_flush_is_repeated(proxied, tmp_path):
+    proxy, scripts, dba = proxied
+    scripts.write("heartbeat-job", extra='on_database_error = "run"')
+    proxy.mode = "refuse"
+    result = scripts.run("heartbeat-job", "--sleep", "1")
+    assert result.returncode == exitcodes.OK and scripts.main_calls("heartbeat-job") == 1
+    [(path, entry)] = spool_of(scripts).entries()
+    backup = tmp_path / "entry-copy.json"
+    shutil.copy(path, backup)
+    proxy.mode = "pass"
+    flush = [sys.executable, "-m", "cronpolicy.cli", "flush"]
+    assert subprocess.run(flush, env=scripts.env, capture_output=True, timeout=60).returncode == 0
+    shutil.copy(backup, path)       # as if the flush had died before removing the file
+    assert subprocess.run(flush, env=scripts.env, capture_output=True, timeout=60).returncode == 0
+    [run] = dba.runs("heartbeat-job")
+    assert run["status"] == "succeeded"
+    duration = dba.scalar("SELECT extract(epoch FROM finished_at - started_at)"
+                          " FROM cronpolicy.script_run")
+    assert 0.9 < float(duration) < 10
+
+
+@pytest.mark.slow
+def test_the_herd_at_the_top_of_the_hour_all_decide(pg_dsn, tmp_path):
+    """30 simultaneous starts against a database that allows 3 connections."""
+    import psycopg2
+
+    from cronpolicy import schema
+    name, dsn = create_database("cronpolicy_herd")
+    try:
+        connection = psycopg2.connect(dsn)
+        schema.upgrade_postgres(connection)
+        connection.close()
+        DBA(pg_dsn).execute('ALTER DATABASE "%s" CONNECTION LIMIT 3' % name)
+        env = make_env(tmp_path, dsn)
+        config = tmp_path / "herd.conf"
+        config.write_text("[cronpolicy]\ndecision_timeout = 20s\n")
+        env["CRONPOLICY_CONFIG"] = str(config)
+        runners = []
+        for index in range(30):
+            host_dir = tmp_path / ("host%d" % index)
+            host_dir.mkdir()
+            runner = ScriptRunner(host_dir, dict(env, CRONPOLICY_HOST="web%d" % index,
+                                                 CRONPOLICY_LOCK_DIR=str(host_dir / "locks"),
+                                                 XDG_STATE_HOME=str(host_dir / "state")))
+            runner.write("hourly-job")
+            runners.append(runner)
+        processes = [runner.start("hourly-job") for runner in runners]
+        codes = [process.wait(timeout=120) for process in processes]
+        assert codes == [exitcodes.OK] * 30
+        assert sum(runner.main_calls("hourly-job") for runner in runners) == 30
+        assert DBA(dsn).scalar("SELECT count(*) FROM cronpolicy.script_run"
+                               " WHERE status = 'succeeded'") == 30
+    finally:
+        drop_database(name)
+
+
+def test_sigstop_makes_a_run_abandoned_and_sigcont_brings_it_back(scripts, dba, tmp_path,
+                                                                  script_env):
+    config = tmp_path / "fast.conf"
+    config.write_text("[cronpolicy]\nheartbeat_interval = 0.3s\ndead_after = 1.5s\n"
+                      "poll_interval = 0.25s\n")
+    env = dict(script_env, CRONPOLICY_CONFIG=str(config))
+    scripts.write("publish-distro")
+    ready = tmp_path / "ready"
+    job = scripts.start("publish-distro", "--sleep", "5", "--ready-file", str(ready),
+                        env={"CRONPOLICY_CONFIG": str(config)})
+    wait_for_file(ready)
+    job.send_signal(signal.SIGSTOP)
+    try:
+        time.sleep(2.5)
+        status = subprocess.run([sys.executable, "-m", "cronpolicy.cli", "status", "--json"],
+                                env=env, capture_output=True, text=True, timeout=60)
+        assert json.loads(status.stdout)["running"] == []
+        assert dba.runs("publish-distro")[0]["status"] == "abandoned"
+    finally:
+        job.send_signal(signal.SIGCONT)
+    deadline = time.monotonic() + 10
+    while dba.runs("publish-distro")[0]["status"] != "running" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert dba.runs("publish-distro")[0]["status"] in ("running", "succeeded")
+    job.communicate(timeout=60)
+    assert job.returncode == exitcodes.OK
+    assert dba.runs("publish-distro")[0]["status"] == "succeeded"
+
+
+def test_prune_deletes_in_batches_but_keeps_estimates_and_running_runs(dba, cli):
+    insert = ("INSERT INTO cronpolicy.script_run (name, host, pid, started_at, finished_at,"
+              " status, exit_code) VALUES ({}, 'h', 1, {}, {}, {}, 0)")
+    for index in range(30):            # 30 old succeeded runs of one script...
+        start = -200 * 86400 + index * 60
+        dba.execute(insert.format("'old-job'", dba.now_plus(start), dba.now_plus(start + 30),
+                                  "'succeeded'"))
+    for index in range(7):             # ...7 old failures, 3 recent runs
+        start = -150 * 86400 + index * 60
+        dba.execute(insert.format("'old-job'", dba.now_plus(start), dba.now_plus(start + 30),
+                                  "'failed'"))
+    for index in range(3):
+        dba.execute(insert.format("'old-job'", dba.now_plus(-3600 + index), dba.now_plus(-3500),
+                                  "'skipped'"))
+    code, out, _ = cli("prune", "--older-than", "90d", "--batch", "4")
+    assert code == exitcodes.OK and "deleted 17 runs" in out
+    assert dba.scalar("SELECT count(*) FROM cronpolicy.script_run WHERE status = 'succeeded'") == 20
+    assert dba.scalar("SELECT count(*) FROM cronpolicy.script_run WHERE status = 'skipped'") == 3
+    assert dba.scalar("SELECT count(*) FROM cronpolicy.script_run WHERE status = 'failed'") == 0
+    code, out, _ = cli("estimate", "old-job", "--json")
+    assert json.loads(out)[0]["runs_considered"] == 20
+
+
+# Bad input never corrupts state ------------------------------------------------
+
+_text = st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"),
+                max_size=30)
+_times = st.one_of(_text, st.sampled_from(["now", "+10m", "now+1h", "2099-01-01T00:00Z", "+0s",
+                                           "now-1h", "1999-01-01"]))
+_durations = st.one_of(_text, st.sampled_from(["1h", "0s", "30m", "1.5h", "90d"]))
+
+
+def _counts(dba):
+    return tuple(dba.scalar("SELECT count(*) FROM cronpolicy.%s" % table)
+                 for table in ("rollout_window", "script_policy", "script_run"))
+
+
+@hypothesis_settings(max_examples=60, deadline=None,
+                     suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(start=_times, end=st.one_of(st.none(), _times), duration=_durations, host=_text,
+       script=_text, reason=_text)
+def test_fuzzed_window_add_writes_one_valid_row_or_nothing(cli, dba, start, end, duration, host,
+                                                           script, reason):
+    before = _counts(dba)
+    argv = ["window", "add", "--start=" + start, "--host=" + host, "--script=" + script,
+            "--reason=" + reason]
+    argv += ["--end=" + end] if end is not None else ["--duration=" + duration]
+    code, out, err = cli(*argv)
+    after = _counts(dba)
+    assert code in (exitcodes.OK, exitcodes.USAGE), err
+    if code == exitcodes.OK:
+        assert after == (before[0] + 1,) + before[1:]
+        assert dba.scalar("SELECT count(*) FROM cronpolicy.rollout_window"
+                          " WHERE NOT (ends_at > starts_at)" if dba.backend == "postgresql" else
+                          "SELECT count(*) FROM cronpolicy.rollout_window"
+                          " WHERE julianday(ends_at) <= julianday(starts_at)") == 0
+    else:
+        assert after == before and len(err.strip().splitlines()) == 1
+
+
+@hypothesis_settings(max_examples=60, deadline=None,
+                     suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=_text, host=_text, reason=_text, enable=st.booleans())
+def test_fuzzed_policy_changes_write_one_row_or_nothing(cli, dba, name, host, reason, enable):
+    before = dba.scalar("SELECT count(*) FROM cronpolicy.script_policy")
+    argv = ["enable" if enable else "disable", "--host=" + host, "--", name]
+    if not enable:
+        argv[1:1] = ["--reason=" + reason]
+    code, out, err = cli(*argv)
+    after = dba.scalar("SELECT count(*) FROM cronpolicy.script_policy")
+    assert code in (exitcodes.OK, exitcodes.USAGE), err
+    assert after - before in ((0, 1) if code == exitcodes.OK else (0,))
+    if code == exitcodes.OK:
+        stored = dba.execute("SELECT enabled FROM cronpolicy.script_policy"
+                             " WHERE name = {} AND host = {}", (name.strip(), host.strip()))
+        assert stored and bool(stored[0][0]) is enable
+
+
+@hypothesis_settings(max_examples=80, deadline=None)
+@given(st.binary(max_size=300))
+def test_fuzzed_config_files_load_or_fail_in_one_line(tmp_path_factory, content):
+    from cronpolicy.config import Settings
+    from cronpolicy.errors import ConfigError
+    path = tmp_path_factory.mktemp("conf") / "cronpolicy.conf"
+    path.write_bytes(b"[cronpolicy]\n" + content)
+    try:
+        Settings.load(environ={"CRONPOLICY_CONFIG": str(path)})
+    except ConfigError as error:
+        assert "\n" not in str(error) and str(path) in str(error)

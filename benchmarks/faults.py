@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""Fault and load benchmarks on PostgreSQL; prints figures, asserts nothing.
+
+1. The herd at :00: N simultaneous starts of a gated no-op script (N = 200
+   and 500 by default) against a database limited to 50 connections
+   (ALTER DATABASE ... CONNECTION LIMIT 50 on a throwaway database).
+   Reports how many were decided, how many errored (exit 4), and the time
+   from launch to the decision (main() entered, or the process's end for a
+   skip).  For scale, the same number of bare `python -c "import psycopg2"`
+   processes launched together: on a small machine the CPU, not the
+   database, sets the floor.  Target: all decided, none errored, p99 < 3 s.
+2. A blackholed database (a proxy that accepts and never answers): time to
+   a decision against the configured decision_timeout.  Target: within the
+   bound plus 10%.
+
+    python benchmarks/faults.py [--herd 200 500] [--limit 50] [--blackhole-runs 5]
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+import psycopg2
+
+from cronpolicy import schema
+from cronpolicy.tests.faultproxy import FaultProxy
+
+SERVER_DSN = os.environ.get("CRONPOLICY_TEST_DSN") or "postgresql://127.0.0.1:5432/postgres"
+
+NOOP = """\
+import sys, time
+from cronpolicy import CronScript
+
+class Hourly(CronScript):
+    name = "hourly-job"
+    single_instance = False
+    def main(self):
+        open(sys.argv[-1], "w").write(repr(time.time()))
+
+if __name__ == "__main__":
+    Hourly().run(sys.argv[1:-1])
+"""
+
+
+def admin(sql):
+    connection = psycopg2.connect(SERVER_DSN)
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+    connection.close()
+
+
+def percentile(values, q):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def herd(dsn, env, workdir, count):
+    script = os.path.join(workdir, "hourly.py")
+    open(script, "w").write(NOOP)
+    launched = {}
+    processes = []
+    for index in range(count):
+        marker = os.path.join(workdir, "entered-%d-%d" % (count, index))
+        launched[index] = time.time()
+        processes.append((index, marker, subprocess.Popen(
+            [sys.executable, script, marker], env=dict(env, CRONPOLICY_HOST="web%d" % index),
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)))
+    decided, errored, times = 0, 0, []
+    stderr_sample = None
+    for index, marker, process in processes:
+        _, err = process.communicate(timeout=600)
+        ended = time.time()
+        if process.returncode == 0:
+            decided += 1
+            if os.path.exists(marker):
+                times.append(float(open(marker).read()) - launched[index])
+            else:
+                times.append(ended - launched[index])
+        else:
+            errored += 1
+            stderr_sample = stderr_sample or err.decode(errors="replace").strip()[-300:]
+    connection = psycopg2.connect(dsn)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT status, count(*) FROM cronpolicy.script_run GROUP BY status")
+        recorded = dict(cursor.fetchall())
+        cursor.execute("TRUNCATE cronpolicy.script_run")
+    connection.commit()
+    connection.close()
+    print("  %4d starts: decided %d (%.0f%%), errored %d; launch->decision median %.2f s,"
+          " p99 %.2f s, max %.2f s; recorded %s" % (
+              count, decided, 100.0 * decided / count, errored, statistics.median(times),
+              percentile(times, 0.99), max(times), recorded))
+    if stderr_sample:
+        print("    an error: %s" % stderr_sample)
+
+
+def python_floor(count):
+    launched = time.time()
+    processes = [subprocess.Popen([sys.executable, "-c",
+                                   "import time, psycopg2; print(time.time())"],
+                                  stdout=subprocess.PIPE) for _ in range(count)]
+    times = [float(process.communicate()[0]) - launched for process in processes]
+    print("  %4d bare `python -c 'import psycopg2'` launched together: median %.2f s, p99 %.2f s"
+          % (count, statistics.median(times), percentile(times, 0.99)))
+
+
+def blackhole(dsn, env, workdir, runs, bound):
+    script = os.path.join(workdir, "hourly.py")
+    open(script, "w").write(NOOP)
+    host, port = "127.0.0.1", int(dsn.rsplit(":", 1)[1].split("/")[0])
+    proxy = FaultProxy(host, port)
+    proxy.mode = "stall"
+    config = os.path.join(workdir, "blackhole.conf")
+    open(config, "w").write("[cronpolicy]\ndecision_timeout = %gs\n" % bound)
+    proxied = dsn.replace(":%d/" % port, ":%d/" % proxy.port)
+    times = []
+    try:
+        for run in range(runs):
+            started = time.time()
+            result = subprocess.run(
+                [sys.executable, script, os.path.join(workdir, "bh-%d" % run)],
+                env=dict(env, CRONPOLICY_DSN=proxied, CRONPOLICY_CONFIG=config),
+                capture_output=True)
+            times.append(time.time() - started)
+            if result.returncode != 0:
+                print("    unexpected exit %s: %s" % (result.returncode, result.stderr[-200:]))
+    finally:
+        proxy.close()
+    print("  decision_timeout %gs: whole process median %.2f s, max %.2f s"
+          " (bound + 10%% = %.2f s; the process's own start-up is included)"
+          % (bound, statistics.median(times), max(times), bound * 1.1))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--herd", type=int, nargs="*", default=[200, 500])
+    parser.add_argument("--limit", type=int, default=50)
+    parser.add_argument("--blackhole-runs", type=int, default=5)
+    parser.add_argument("--bound", type=float, default=5.0)
+    args = parser.parse_args()
+    name = "cronpolicy_bench_%s" % uuid.uuid4().hex[:8]
+    admin('CREATE DATABASE "%s"' % name)
+    dsn = SERVER_DSN.rpartition("/")[0] + "/" + name
+    if "127.0.0.1:" not in dsn:
+        dsn = dsn.replace("127.0.0.1/", "127.0.0.1:5432/")
+    try:
+        connection = psycopg2.connect(dsn)
+        schema.upgrade_postgres(connection)
+        connection.close()
+        admin('ALTER DATABASE "%s" CONNECTION LIMIT %d' % (name, args.limit))
+        with tempfile.TemporaryDirectory() as workdir:
+            config = os.path.join(workdir, "herd.conf")
+            open(config, "w").write("[cronpolicy]\n")
+            env = dict(os.environ, CRONPOLICY_DSN=dsn, CRONPOLICY_CONFIG=config,
+                       XDG_STATE_HOME=os.path.join(workdir, "state"))
+            print("cronpolicy fault benchmarks (python %s, %d cores, PostgreSQL)"
+                  % (sys.version.split()[0], os.cpu_count()))
+            print("The herd: simultaneous starts, database CONNECTION LIMIT %d, default"
+                  " decision_timeout:" % args.limit)
+            for count in args.herd:
+                python_floor(count)
+                herd(dsn, env, workdir, count)
+            print("Blackholed database (accepts, never answers), %d runs:" % args.blackhole_runs)
+            blackhole(dsn, env, workdir, args.blackhole_runs, args.bound)
+    finally:
+        admin('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
+
+
+if __name__ == "__main__":
+    main()

@@ -40,7 +40,8 @@ class Database:
             self.engine = create_engine(
                 "postgresql+psycopg2://", poolclass=NullPool,
                 creator=lambda: store.connect_postgres(
-                    settings.dsn, settings.connect_timeout, application_name))
+                    settings.dsn, settings.connect_timeout, application_name,
+                    settings.dsn_source))
 
     @contextlib.contextmanager
     def begin(self, doing="use the policy database"):

@@ -310,12 +310,15 @@ class CronScript:
         try:
             inputs = within(deadline, lambda: self._load_inputs(store, deadline),
                             "read the policy")
-        except SchemaError as error:
-            self.logger.error("not running: %s", error)
-            return exitcodes.GATE_ERROR
         except DatabaseError as error:
+            if isinstance(error, SchemaError):
+                self.logger.error("not running: %s", error)
+                return exitcodes.GATE_ERROR
             self._store_usable = not isinstance(error, DeadlineExceeded)
             return self._gate_offline(error)
+        except CronPolicyError as error:  # a DSN that cannot even be parsed
+            self.logger.error("not running: %s", error)
+            return exitcodes.GATE_ERROR
         self._clock_offset = inputs.now - _utcnow()
         self._after_successful_read(store, inputs, deadline)
         self.decision = self._decide(inputs)

@@ -100,6 +100,20 @@ _TRANSIENT_SQLSTATES = frozenset(["53300", "53400", "57P01", "57P02", "57P03",
                                   "08000", "08001", "08003", "08004", "08006"])
 
 
+# libpq's words for a DSN it cannot parse: configuration, not connectivity.
+_DSN_SYNTAX_ERRORS = ("invalid integer value", "invalid connection option", 'missing "="',
+                      "unterminated quoted string", "invalid sslmode value",
+                      "invalid URI", "invalid port number")
+
+
+def _connect_failure(error, dsn):
+    message = first_line(error)
+    transient = (getattr(error, "pgcode", None) in _TRANSIENT_SQLSTATES
+                 or not any(marker in message for marker in _PERMANENT_CONNECT_ERRORS))
+    return DatabaseError("cannot connect to %s: %s" % (
+        config.mask_dsn(dsn), config.scrub(message, dsn)), transient=transient)
+
+
 def first_line(error):
     text = (getattr(error, "pgerror", None) or str(error) or type(error).__name__).strip()
     return text.splitlines()[0].strip() if text else type(error).__name__
@@ -112,13 +126,13 @@ def open_store(settings, application_name="cronpolicy"):
                            busy_timeout=settings.connect_timeout,
                            create_directory=settings.dsn_source == "default")
     return PostgresStore(settings.dsn, connect_timeout=settings.connect_timeout,
-                         application_name=application_name)
+                         application_name=application_name, source=settings.dsn_source)
 
 
 # PostgreSQL -----------------------------------------------------------------
 
 def connect_postgres(dsn, connect_timeout=config.DEFAULT_CONNECT_TIMEOUT,
-                     application_name="cronpolicy"):
+                     application_name="cronpolicy", source=None):
     """A psycopg2 connection with bounded connect and statement times."""
     import psycopg2
     options = {
@@ -132,16 +146,13 @@ def connect_postgres(dsn, connect_timeout=config.DEFAULT_CONNECT_TIMEOUT,
         options["options"] = "-c statement_timeout=%d" % (STATEMENT_TIMEOUT_SECONDS * 1000)
     try:
         return psycopg2.connect(dsn, **options)
-    except psycopg2.ProgrammingError as error:
-        raise ConfigError("invalid PostgreSQL DSN %s: %s" % (
-            config.mask_dsn(dsn), config.scrub(first_line(error), dsn))) from error
     except psycopg2.Error as error:
-        message = first_line(error)
-        transient = (getattr(error, "pgcode", None) in _TRANSIENT_SQLSTATES
-                     or not any(marker in message for marker in _PERMANENT_CONNECT_ERRORS))
-        raise DatabaseError("cannot connect to %s: %s" % (
-            config.mask_dsn(dsn), config.scrub(message, dsn)), transient=transient) from error
-
+        if not (isinstance(error, psycopg2.ProgrammingError)
+                or any(marker in first_line(error) for marker in _DSN_SYNTAX_ERRORS)):
+            raise _connect_failure(error, dsn) from error
+        raise ConfigError("invalid PostgreSQL DSN %s%s: %s" % (
+            config.mask_dsn(dsn), " (from %s)" % source if source else "",
+            config.scrub(first_line(error), dsn))) from error
 
 # Undefined table, column, schema, function: the schema is missing or old.
 _SCHEMA_SQLSTATES = frozenset(["42P01", "42703", "3F000", "42883"])
@@ -189,8 +200,9 @@ class PostgresStore:
     backend = config.POSTGRESQL
 
     def __init__(self, dsn, connect_timeout=config.DEFAULT_CONNECT_TIMEOUT,
-                 application_name="cronpolicy"):
+                 application_name="cronpolicy", source=None):
         self.dsn = dsn
+        self.source = source
         self.connect_timeout = connect_timeout
         self.application_name = application_name
         self._connection = None
@@ -204,7 +216,8 @@ class PostgresStore:
 
     def _connect(self):
         """Open the connection; on a reconnect, take back what the run held."""
-        connection = connect_postgres(self.dsn, self.connect_timeout, self.application_name)
+        connection = connect_postgres(self.dsn, self.connect_timeout, self.application_name,
+                                      self.source)
         connection.autocommit = True
         self._connection = connection
         with connection.cursor() as cursor:

@@ -289,3 +289,21 @@ def test_fuzzed_config_files_load_or_fail_in_one_line(tmp_path_factory, content)
         Settings.load(environ={"CRONPOLICY_CONFIG": str(path)})
     except ConfigError as error:
         assert "\n" not in str(error) and str(path) in str(error)
+
+
+def test_malformed_dsn_is_one_line_naming_the_config_file(scripts, tmp_path, script_env):
+    config = tmp_path / "bad-dsn.conf"
+    config.write_text("[cronpolicy]\ndsn = host=127.0.0.1 port=notanumber dbname=x\n")
+    env = dict(script_env, CRONPOLICY_CONFIG=str(config))
+    del env["CRONPOLICY_DSN"]
+    scripts.write("publish-distro")
+    result = scripts.run("publish-distro", env={"CRONPOLICY_CONFIG": str(config),
+                                                "CRONPOLICY_DSN": ""})
+    assert result.returncode == exitcodes.GATE_ERROR
+    [line] = result.stderr.strip().splitlines()
+    assert "invalid PostgreSQL DSN" in line and str(config) in line
+    cli = subprocess.run([sys.executable, "-m", "cronpolicy.cli", "status"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert cli.returncode == exitcodes.GATE_ERROR
+    [line] = cli.stderr.strip().splitlines()
+    assert "invalid PostgreSQL DSN" in line and str(config) in line

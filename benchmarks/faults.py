@@ -23,14 +23,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 
 import psycopg2
 
-from cronpolicy import schema
+from common import admin, percentile, throwaway_database
+
 from cronpolicy.tests.faultproxy import FaultProxy
 
-SERVER_DSN = os.environ.get("CRONPOLICY_TEST_DSN") or "postgresql://127.0.0.1:5432/postgres"
 
 NOOP = """\
 import sys, time
@@ -47,17 +46,8 @@ if __name__ == "__main__":
 """
 
 
-def admin(sql):
-    connection = psycopg2.connect(SERVER_DSN)
-    connection.autocommit = True
-    with connection.cursor() as cursor:
-        cursor.execute(sql)
-    connection.close()
 
 
-def percentile(values, q):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def herd(dsn, env, workdir, count):
@@ -144,33 +134,23 @@ def main():
     parser.add_argument("--blackhole-runs", type=int, default=5)
     parser.add_argument("--bound", type=float, default=5.0)
     args = parser.parse_args()
-    name = "cronpolicy_bench_%s" % uuid.uuid4().hex[:8]
-    admin('CREATE DATABASE "%s"' % name)
-    dsn = SERVER_DSN.rpartition("/")[0] + "/" + name
-    if "127.0.0.1:" not in dsn:
-        dsn = dsn.replace("127.0.0.1/", "127.0.0.1:5432/")
-    try:
-        connection = psycopg2.connect(dsn)
-        schema.upgrade_postgres(connection)
-        connection.close()
+    with throwaway_database() as (name, dsn), tempfile.TemporaryDirectory() as workdir:
+        if "127.0.0.1:" not in dsn:
+            dsn = dsn.replace("127.0.0.1/", "127.0.0.1:5432/")
         admin('ALTER DATABASE "%s" CONNECTION LIMIT %d' % (name, args.limit))
-        with tempfile.TemporaryDirectory() as workdir:
-            config = os.path.join(workdir, "herd.conf")
-            open(config, "w").write("[cronpolicy]\n")
-            env = dict(os.environ, CRONPOLICY_DSN=dsn, CRONPOLICY_CONFIG=config,
-                       XDG_STATE_HOME=os.path.join(workdir, "state"))
-            print("cronpolicy fault benchmarks (python %s, %d cores, PostgreSQL)"
-                  % (sys.version.split()[0], os.cpu_count()))
-            print("The herd: simultaneous starts, database CONNECTION LIMIT %d, default"
-                  " decision_timeout:" % args.limit)
-            for count in args.herd:
-                python_floor(count)
-                herd(dsn, env, workdir, count)
-            print("Blackholed database (accepts, never answers), %d runs:" % args.blackhole_runs)
-            blackhole(dsn, env, workdir, args.blackhole_runs, args.bound)
-    finally:
-        admin('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
-
+        config = os.path.join(workdir, "herd.conf")
+        open(config, "w").write("[cronpolicy]\n")
+        env = dict(os.environ, CRONPOLICY_DSN=dsn, CRONPOLICY_CONFIG=config,
+                   XDG_STATE_HOME=os.path.join(workdir, "state"))
+        print("cronpolicy fault benchmarks (python %s, %d cores, PostgreSQL)"
+              % (sys.version.split()[0], os.cpu_count()))
+        print("The herd: simultaneous starts, database CONNECTION LIMIT %d, default"
+              " decision_timeout:" % args.limit)
+        for count in args.herd:
+            python_floor(count)
+            herd(dsn, env, workdir, count)
+        print("Blackholed database (accepts, never answers), %d runs:" % args.blackhole_runs)
+        blackhole(dsn, env, workdir, args.blackhole_runs, args.bound)
 
 if __name__ == "__main__":
     main()

@@ -22,16 +22,15 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 
 import psycopg2
 
-from cronpolicy import schema
+from common import percentile, throwaway_database
+
 from cronpolicy.config import Settings
 from cronpolicy.policy import decide_from_inputs
 from cronpolicy.store import open_sqlite, open_store
 
-SERVER_DSN = os.environ.get("CRONPOLICY_TEST_DSN") or "postgresql://127.0.0.1:5432/postgres"
 
 NOOP_SCRIPT = """\
 from cronpolicy import CronScript
@@ -51,24 +50,10 @@ PROBE = ("import psycopg2, sys; c = psycopg2.connect(sys.argv[1]); cur = c.curso
          " cur.execute('SELECT 1'); cur.fetchone(); c.close()")
 
 
-def with_database(dsn, name):
-    base, _, _ = dsn.rpartition("/")
-    return "%s/%s" % (base, name)
 
 
-def admin(sql):
-    connection = psycopg2.connect(SERVER_DSN)
-    connection.autocommit = True
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(sql)
-    finally:
-        connection.close()
 
 
-def percentile(values, q):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def fmt_ms(values):
@@ -194,28 +179,18 @@ def main():
     parser.add_argument("--no-sqlite", action="store_true")
     args = parser.parse_args()
 
-    name = "cronpolicy_bench_%s" % uuid.uuid4().hex[:8]
-    admin('CREATE DATABASE "%s"' % name)
-    pg_dsn = with_database(SERVER_DSN, name)
-    try:
-        connection = psycopg2.connect(pg_dsn)
-        schema.upgrade_postgres(connection)
-        connection.close()
-        with tempfile.TemporaryDirectory() as workdir:
-            print("cronpolicy gate benchmarks (python %s, %d cores)"
-                  % (sys.version.split()[0], os.cpu_count()))
-            bench_starts(pg_dsn, args.starts, not args.no_sqlite, workdir)
-            print("Decision latency (one read of the inputs + the decision), %d each:"
-                  % args.decisions)
-            bench_decisions("PostgreSQL", pg_dsn,
-                            lambda rows: fill_postgres_history(pg_dsn, rows), args.decisions)
-            if not args.no_sqlite:
-                path = os.path.join(workdir, "decisions.sqlite")
-                bench_decisions("SQLite", "sqlite:///" + path,
-                                lambda rows: fill_sqlite_history(path, rows), args.decisions)
-    finally:
-        admin('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
-
+    with throwaway_database() as (_, pg_dsn), tempfile.TemporaryDirectory() as workdir:
+        print("cronpolicy gate benchmarks (python %s, %d cores)"
+              % (sys.version.split()[0], os.cpu_count()))
+        bench_starts(pg_dsn, args.starts, not args.no_sqlite, workdir)
+        print("Decision latency (one read of the inputs + the decision), %d each:"
+              % args.decisions)
+        bench_decisions("PostgreSQL", pg_dsn,
+                        lambda rows: fill_postgres_history(pg_dsn, rows), args.decisions)
+        if not args.no_sqlite:
+            path = os.path.join(workdir, "decisions.sqlite")
+            bench_decisions("SQLite", "sqlite:///" + path,
+                            lambda rows: fill_sqlite_history(path, rows), args.decisions)
 
 if __name__ == "__main__":
     main()

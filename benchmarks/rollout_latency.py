@@ -19,13 +19,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 
 import psycopg2
 
-from cronpolicy import schema
+from common import percentile, throwaway_database
 
-SERVER_DSN = os.environ.get("CRONPOLICY_TEST_DSN") or "postgresql://127.0.0.1:5432/postgres"
+
 
 SAFE_SCRIPT = """\
 import os, sys, time
@@ -95,12 +94,6 @@ open(sys.argv[-1], "w").write("%r 0.0" % (time.perf_counter() - started))
 """
 
 
-def admin(sql):
-    connection = psycopg2.connect(SERVER_DSN)
-    connection.autocommit = True
-    with connection.cursor() as cursor:
-        cursor.execute(sql)
-    connection.close()
 
 
 def sql(dsn, statement):
@@ -119,9 +112,6 @@ def wait_file(path, timeout=30):
         time.sleep(0.002)
 
 
-def percentile(values, q):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def summary(values):
@@ -219,27 +209,17 @@ def main():
     parser.add_argument("--cpu-repeats", type=int, default=9)
     parser.add_argument("--cpu-iterations", type=int, default=20000000)
     args = parser.parse_args()
-    name = "cronpolicy_bench_%s" % uuid.uuid4().hex[:8]
-    admin('CREATE DATABASE "%s"' % name)
-    dsn = SERVER_DSN.rpartition("/")[0] + "/" + name
-    try:
-        connection = psycopg2.connect(dsn)
-        schema.upgrade_postgres(connection)
-        connection.close()
-        with tempfile.TemporaryDirectory() as workdir:
-            config = os.path.join(workdir, "empty.conf")
-            open(config, "w").write("[cronpolicy]\n")
-            env = dict(os.environ, CRONPOLICY_DSN=dsn, CRONPOLICY_CONFIG=config,
-                       CRONPOLICY_LOCK_DIR=os.path.join(workdir, "locks"),
-                       XDG_STATE_HOME=os.path.join(workdir, "state"))
-            print("cronpolicy rollout benchmarks (python %s, %d cores, PostgreSQL)"
-                  % (sys.version.split()[0], os.cpu_count()))
-            stop_latency(dsn, env, workdir, args.trials)
-            drain_latency(dsn, env, workdir, args.trials)
-            watcher_overhead(dsn, env, workdir, args.cpu_repeats, args.cpu_iterations)
-    finally:
-        admin('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
-
+    with throwaway_database() as (_, dsn), tempfile.TemporaryDirectory() as workdir:
+        config = os.path.join(workdir, "empty.conf")
+        open(config, "w").write("[cronpolicy]\n")
+        env = dict(os.environ, CRONPOLICY_DSN=dsn, CRONPOLICY_CONFIG=config,
+                   CRONPOLICY_LOCK_DIR=os.path.join(workdir, "locks"),
+                   XDG_STATE_HOME=os.path.join(workdir, "state"))
+        print("cronpolicy rollout benchmarks (python %s, %d cores, PostgreSQL)"
+              % (sys.version.split()[0], os.cpu_count()))
+        stop_latency(dsn, env, workdir, args.trials)
+        drain_latency(dsn, env, workdir, args.trials)
+        watcher_overhead(dsn, env, workdir, args.cpu_repeats, args.cpu_iterations)
 
 if __name__ == "__main__":
     main()

@@ -14,7 +14,7 @@ import sys
 
 from cronpolicy import exitcodes
 from cronpolicy.config import SQLITE, Settings
-from cronpolicy.errors import CronPolicyError, UsageError
+from cronpolicy.errors import CronPolicyError
 from cronpolicy.timeutil import format_duration, format_time, parse_duration
 
 

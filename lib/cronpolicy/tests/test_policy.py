@@ -4,7 +4,7 @@ import datetime
 import fnmatch
 
 import pytest
-from hypothesis import assume, given, settings, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from cronpolicy import policy
 from cronpolicy.policy import (

@@ -1,9 +1,6 @@
 """Real cron scripts, run as separate processes, behind the gate."""
 
-import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest

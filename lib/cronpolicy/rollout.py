@@ -29,7 +29,6 @@ from sqlalchemy import and_, select, text
 from cronpolicy import config
 from cronpolicy.errors import NotFound, UsageError
 from cronpolicy.policy import PolicyRow, glob_matches, is_pattern, matching_policies
-from cronpolicy.store import LOCK_KEY_MODULUS, RUN_LOCK_CLASS
 from cronpolicy.tables import deploy_state, rollout_window, script_policy, script_run
 from cronpolicy.timeutil import UTC, parse_time
 
@@ -184,26 +183,6 @@ def status(db):
 
 # Runs in flight -------------------------------------------------------------
 
-_REAP_POSTGRES = text("""
-UPDATE cronpolicy.script_run AS r
-   SET status = 'abandoned',
-       finished_at = greatest(r.started_at, coalesce(r.heartbeat_at, r.started_at)),
-       stop_reason = CASE
-           WHEN r.heartbeat_at IS NULL OR r.heartbeat_at < now() - make_interval(secs => :dead_after)
-           THEN 'abandoned: no heartbeat for more than ' || :dead_after || 's'
-           ELSE 'abandoned: the process is gone (its database session ended)' END
- WHERE r.status = 'running'
-   AND (r.heartbeat_at IS NULL
-        OR r.heartbeat_at < now() - make_interval(secs => :dead_after)
-        OR NOT EXISTS (
-            SELECT 1 FROM pg_locks AS l
-             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
-               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-               AND l.classid = CAST(:run_lock_class AS oid)
-               AND l.objid = CAST(r.id % :modulus AS oid)))
-RETURNING r.id
-""")
-
 _REAP_SQLITE_STALE = text("""
 UPDATE cronpolicy.script_run
    SET status = 'abandoned',
@@ -234,9 +213,10 @@ def reap_dead_runs(db, connection):
     """
     dead_after = float(db.settings.dead_after)
     if db.backend == config.POSTGRESQL:
-        return [row[0] for row in connection.execute(_REAP_POSTGRES, {
-            "dead_after": dead_after, "run_lock_class": RUN_LOCK_CLASS,
-            "modulus": LOCK_KEY_MODULUS})]
+        # A SECURITY DEFINER function: roles that may only update their own
+        # runs (roles.sql) can still record other hosts' dead runs.
+        return [row[0] for row in connection.execute(
+            text("SELECT cronpolicy.reap_dead_runs(:dead_after)"), {"dead_after": dead_after})]
     reaped = [row[0] for row in connection.execute(_REAP_SQLITE_STALE, {"dead_after": dead_after})]
     for run_id, pid in connection.execute(
             select(script_run.c.id, script_run.c.pid).where(and_(

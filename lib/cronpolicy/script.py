@@ -323,7 +323,7 @@ class CronScript:
         self._after_successful_read(store, inputs, deadline)
         self.decision = self._decide(inputs)
         if not self.decision.run and not self.options.ignore_policy:
-            self._record_skip(store, self.decision.estimate, self.decision.reason)
+            self._record_skip(store, self.decision.estimate, self.decision.reason, self.decision)
             self.logger.info("skipped: %s", self.decision.reason)
             return exitcodes.OK
         self._policy_interruptible, fleet_wide = run_options(
@@ -342,7 +342,7 @@ class CronScript:
                 lambda: store.record_start(
                     self.name, self.host, os.getpid(), self.decision.estimate,
                     skip_reason=self.decision.reason if forced else None,
-                    policy_ignored=self.options.ignore_policy),
+                    policy_ignored=self.options.ignore_policy, decision=self.decision),
                 "record the start")
         except DatabaseError as error:
             # Decided on fresh inputs, but the database went away since: run
@@ -424,17 +424,17 @@ class CronScript:
         self.logger.warning("database unreachable (%s); %s: %s (%s)", error, path, verdict,
                             shown)
         if verdict == "skip":
-            self._record_skip(None, self.decision.estimate, self.decision.reason)
+            self._record_skip(None, self.decision.estimate, self.decision.reason, self.decision)
             return exitcodes.OK
         return self._call_main(None)
 
-    def _record_skip(self, store, estimate, reason):
+    def _record_skip(self, store, estimate, reason, decision):
         """Record a skip in the database, or in the spool when it cannot be."""
         if store is not None and self._store_usable:
             try:
                 within(time.monotonic() + self.settings.decision_timeout,
                        lambda: store.record_skip(self.name, self.host, os.getpid(), estimate,
-                                                 reason), "record the skip")
+                                                 reason, decision), "record the skip")
                 return
             except DatabaseError as error:
                 self._store_usable = not isinstance(error, DeadlineExceeded)
@@ -442,7 +442,7 @@ class CronScript:
         now = self._database_time()
         self._spool_safely(lambda spool: spool.add_run(
             self.name, self.host, os.getpid(), now, now, "skipped", skip_reason=reason,
-            estimate=estimate))
+            estimate=estimate, decision=decision))
 
     def _spool_safely(self, write):
         try:
@@ -468,7 +468,7 @@ class CronScript:
         if not within(time.monotonic() + self.settings.decision_timeout,
                       lambda: store.try_fleet_lock(self.name), "take the fleet-wide lock"):
             reason = "another instance is running on some host (fleet-wide single instance)"
-            self._record_skip(store, None, reason)
+            self._record_skip(store, None, reason, "locked")
             self.logger.warning("skipped: %s", reason)
             return exitcodes.LOCKED
         return None
@@ -555,7 +555,7 @@ class CronScript:
                 exit_code=code, estimate=self.decision.estimate if self.decision else None,
                 policy_ignored=self.options.ignore_policy, stop_reason=stop_reason,
                 skip_reason=None if self.decision is None or self.decision.run
-                else self.decision.reason))
+                else self.decision.reason, decision=self.decision))
         return False
 
     def _install_signal_handlers(self):
@@ -577,7 +577,7 @@ class CronScript:
     def _skip_locked(self, store, held):
         reason = "another instance is running (%s)" % (
             "pid %d" % held.holder_pid if held.holder_pid else "lock " + held.path)
-        self._record_skip(store, None, reason)
+        self._record_skip(store, None, reason, "locked")
         self.logger.warning("skipped: %s", reason)
         return exitcodes.LOCKED
 

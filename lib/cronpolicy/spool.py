@@ -42,8 +42,12 @@ class Spool:
         return path
 
     def add_run(self, name, host, pid, started_at, finished_at, status, exit_code=None,
-                skip_reason=None, estimate=None, policy_ignored=False, stop_reason=None):
+                skip_reason=None, estimate=None, policy_ignored=False, stop_reason=None,
+                decision=None):
+        from cronpolicy.store import _decision_values
+        code, policy_id, window_id = _decision_values(decision)
         return self._write({
+            "decision": code, "policy_id": policy_id, "window_id": window_id,
             "kind": RUN, "name": name, "host": host, "pid": pid,
             "started_at": started_at.astimezone(UTC).isoformat(),
             "finished_at": finished_at.astimezone(UTC).isoformat(),

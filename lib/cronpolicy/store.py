@@ -177,7 +177,8 @@ SELECT extract(epoch FROM now()),
       ORDER BY finished_at DESC LIMIT %(runs)s) AS recent)
 """
 
-_COLUMNS = "name, host, pid, estimate_seconds, estimate_source, skip_reason"
+_COLUMNS = ("name, host, pid, estimate_seconds, estimate_source, skip_reason,"
+            " decision, policy_id, window_id")
 
 
 def _policy_row(row, parse_time):
@@ -185,6 +186,21 @@ def _policy_row(row, parse_time):
                      None if row[5] is None else float(row[5]), bool(row[6]), row[7],
                      parse_time(row[8]), bool(row[9]),
                      None if row[10] is None else bool(row[10]))
+
+
+def _decision_values(decision):
+    """(code, policy id, window id) of a policy.Decision, or of a bare code."""
+    if decision is None:
+        return None, None, None
+    if isinstance(decision, str):
+        return decision, None, None
+    return (decision.code, decision.policy.id if decision.policy is not None else None,
+            decision.window.id if decision.window is not None else None)
+
+
+def _with_decision(entry):
+    """A spooled run entry with the decision fields older spools lack."""
+    return dict({"decision": None, "policy_id": None, "window_id": None}, **entry)
 
 
 def _estimate_values(estimate):
@@ -290,24 +306,27 @@ class PostgresStore:
             recent_runtimes=[float(value) for value in runtimes])
 
     def record_start(self, name, host, pid, estimate, skip_reason=None,
-                     policy_ignored=False):
+                     policy_ignored=False, decision=None):
         # One statement: the row becomes visible only once the session holds
         # the run's liveness lock, so no reader ever sees it unlocked.
         row = self._execute(
             "WITH run AS (INSERT INTO cronpolicy.script_run (%s, policy_ignored, heartbeat_at)"
-            " VALUES (%%s, %%s, %%s, %%s, %%s, %%s, %%s, now()) RETURNING id)"
+            " VALUES (%%s, %%s, %%s, %%s, %%s, %%s, %%s, %%s, %%s, %%s, now()) RETURNING id)"
             " SELECT id, pg_advisory_lock(%d, (id %%%% %d)::integer) FROM run"
             % (_COLUMNS, RUN_LOCK_CLASS, LOCK_KEY_MODULUS),
-            (name, host, pid) + _estimate_values(estimate) + (skip_reason, bool(policy_ignored)),
+            (name, host, pid) + _estimate_values(estimate) + (skip_reason,)
+            + _decision_values(decision) + (bool(policy_ignored),),
             "record the start of %s" % name)
         self._run_lock = row[0]
         return row[0]
 
-    def record_skip(self, name, host, pid, estimate, skip_reason):
+    def record_skip(self, name, host, pid, estimate, skip_reason, decision=None):
         row = self._execute(
             "INSERT INTO cronpolicy.script_run (%s, status, finished_at)"
-            " VALUES (%%s, %%s, %%s, %%s, %%s, %%s, 'skipped', now()) RETURNING id" % _COLUMNS,
-            (name, host, pid) + _estimate_values(estimate) + (skip_reason,),
+            " VALUES (%%s, %%s, %%s, %%s, %%s, %%s, %%s, %%s, %%s, 'skipped', now()) RETURNING id"
+            % _COLUMNS,
+            (name, host, pid) + _estimate_values(estimate) + (skip_reason,)
+            + _decision_values(decision),
             "record the skip of %s" % name)
         return row[0]
 
@@ -323,12 +342,13 @@ class PostgresStore:
             self._execute(
                 "INSERT INTO cronpolicy.script_run (name, host, pid, started_at, finished_at,"
                 " status, exit_code, skip_reason, estimate_seconds, estimate_source,"
-                " policy_ignored, stop_reason, spool_id)"
+                " policy_ignored, stop_reason, spool_id, decision, policy_id, window_id)"
                 " VALUES (%(name)s, %(host)s, %(pid)s, %(started_at)s,"
                 " greatest(%(started_at)s::timestamptz, %(finished_at)s::timestamptz),"
                 " %(status)s, %(exit_code)s, %(skip_reason)s, %(estimate_seconds)s,"
-                " %(estimate_source)s, %(policy_ignored)s, %(stop_reason)s, %(spool_id)s)"
-                " ON CONFLICT (spool_id) DO NOTHING", entry, "write a spooled run")
+                " %(estimate_source)s, %(policy_ignored)s, %(stop_reason)s, %(spool_id)s,"
+                " %(decision)s, %(policy_id)s, %(window_id)s)"
+                " ON CONFLICT (spool_id) DO NOTHING", _with_decision(entry), "write a spooled run")
         else:
             self._execute(
                 "UPDATE cronpolicy.script_run SET status = %(status)s, exit_code = %(exit_code)s,"
@@ -499,18 +519,19 @@ class SQLiteStore:
             recent_runtimes=[float(value) for (value,) in runtimes])
 
     def record_start(self, name, host, pid, estimate, skip_reason=None,
-                     policy_ignored=False):
+                     policy_ignored=False, decision=None):
         return self._run("record the start of %s" % name, lambda connection: connection.execute(
             "INSERT INTO cronpolicy.script_run (%s, policy_ignored, heartbeat_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, %s)" % (_COLUMNS, _SQLITE_NOW),
-            (name, host, pid) + _estimate_values(estimate) + (skip_reason, int(bool(policy_ignored)))
-        ).lastrowid)
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, %s)" % (_COLUMNS, _SQLITE_NOW),
+            (name, host, pid) + _estimate_values(estimate) + (skip_reason,)
+            + _decision_values(decision) + (int(bool(policy_ignored)),)).lastrowid)
 
-    def record_skip(self, name, host, pid, estimate, skip_reason):
+    def record_skip(self, name, host, pid, estimate, skip_reason, decision=None):
         return self._run("record the skip of %s" % name, lambda connection: connection.execute(
             "INSERT INTO cronpolicy.script_run (%s, status, finished_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, 'skipped', %s)" % (_COLUMNS, _SQLITE_NOW),
-            (name, host, pid) + _estimate_values(estimate) + (skip_reason,)).lastrowid)
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'skipped', %s)" % (_COLUMNS, _SQLITE_NOW),
+            (name, host, pid) + _estimate_values(estimate) + (skip_reason,)
+            + _decision_values(decision)).lastrowid)
 
     def record_finish(self, run_id, status, exit_code, stop_reason=None):
         self._run("record the end of run %s" % run_id, lambda connection: connection.execute(
@@ -519,7 +540,7 @@ class SQLiteStore:
             (status, exit_code, stop_reason, run_id)))
 
     def apply_spooled(self, entry):
-        values = dict(entry)
+        values = _with_decision(entry) if entry["kind"] == "run" else dict(entry)
         for key in ("started_at", "finished_at"):
             if key in values:
                 values[key] = to_sqlite(datetime.datetime.fromisoformat(values[key]))
@@ -527,10 +548,10 @@ class SQLiteStore:
             values["policy_ignored"] = int(bool(values["policy_ignored"]))
             sql = ("INSERT INTO cronpolicy.script_run (name, host, pid, started_at, finished_at,"
                    " status, exit_code, skip_reason, estimate_seconds, estimate_source,"
-                   " policy_ignored, stop_reason, spool_id)"
+                   " policy_ignored, stop_reason, spool_id, decision, policy_id, window_id)"
                    " VALUES (:name, :host, :pid, :started_at, max(:started_at, :finished_at),"
                    " :status, :exit_code, :skip_reason, :estimate_seconds, :estimate_source,"
-                   " :policy_ignored, :stop_reason, :spool_id)"
+                   " :policy_ignored, :stop_reason, :spool_id, :decision, :policy_id, :window_id)"
                    " ON CONFLICT (spool_id) DO NOTHING")
         else:
             sql = ("UPDATE cronpolicy.script_run SET status = :status, exit_code = :exit_code,"

@@ -71,6 +71,29 @@ class Seconds(TypeDecorator):
         return float(value) if dialect.name == "sqlite" else value.total_seconds()
 
 
+class JSONDocument(TypeDecorator):
+    """jsonb on PostgreSQL, JSON text on SQLite; Python sees dicts."""
+    impl = postgresql.JSONB()
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect):
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(Text())
+        return dialect.type_descriptor(postgresql.JSONB())
+
+    def process_bind_param(self, value, dialect):
+        if value is None or dialect.name != "sqlite":
+            return value
+        import json
+        return json.dumps(value)
+
+    def process_result_value(self, value, dialect):
+        if value is None or dialect.name != "sqlite":
+            return value
+        import json
+        return json.loads(value)
+
+
 # Server-side defaults, as each backend spells "now" and "who".
 NOW = text("now()")
 WHO = text("session_user")
@@ -146,9 +169,14 @@ script_run = Table(
     Column("safe_to_interrupt", Boolean, nullable=False, server_default=text("false")),
     Column("stop_reason", Text),
     Column("spool_id", Text),
+    Column("db_user", Text, nullable=False, server_default=WHO),
+    Column("decision", Text),
+    Column("policy_id", Integer),
+    Column("window_id", Integer),
     CheckConstraint("status IN ('running', 'succeeded', 'failed', 'skipped', 'interrupted',"
                     " 'abandoned')", name="script_run_known_status"),
     Index("script_run_estimate_idx", "name", text("finished_at DESC"),
+          postgresql_include=["started_at"],
           postgresql_where=text("status = 'succeeded'"),
           sqlite_where=text("status = 'succeeded'")),
     Index("script_run_running_idx", "name",
@@ -157,6 +185,23 @@ script_run = Table(
     Index("script_run_name_started_idx", "name", text("started_at DESC")),
     Index("script_run_started_idx", "started_at"),
     Index("script_run_spool_id_key", "spool_id", unique=True),
+)
+
+policy_audit = Table(
+    "policy_audit", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("changed_at", Timestamp, nullable=False, server_default=NOW),
+    Column("db_user", Text, nullable=False, server_default=WHO),
+    Column("table_name", Text, nullable=False),
+    Column("operation", Text, nullable=False),
+    Column("row_id", Integer),
+    Column("old_row", JSONDocument),
+    Column("new_row", JSONDocument),
+    Column("reason", Text),
+    CheckConstraint("operation IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE')",
+                    name="policy_audit_known_operation"),
+    Index("policy_audit_changed_at_idx", "changed_at"),
+    Index("policy_audit_row_idx", "table_name", "row_id", "changed_at"),
 )
 
 #: Statuses a run row can have, as the schema's check constraint allows.
@@ -169,4 +214,5 @@ REQUIRED_COLUMNS = {
     "deploy_state": set(),
     "rollout_window": {"starts_at", "ends_at"},
     "script_run": {"name", "host"},
+    "policy_audit": {"table_name", "operation"},
 }

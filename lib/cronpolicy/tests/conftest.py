@@ -106,6 +106,8 @@ def _reset_postgres(dsn):
                 " cronpolicy.script_run RESTART IDENTITY;"
                 " UPDATE cronpolicy.deploy_state SET deploy_pending = false, reason = '',"
                 " changed_by = session_user")
+            # Last, so the resets above leave no audit entries behind.
+            cursor.execute("TRUNCATE cronpolicy.policy_audit RESTART IDENTITY")
     finally:
         connection.close()
 

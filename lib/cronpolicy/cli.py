@@ -78,6 +78,85 @@ def cmd_schema_upgrade(args, settings):
     return exitcodes.OK
 
 
+def cmd_schema_roles(args, settings):
+    from cronpolicy import schema, store
+    if settings.backend == SQLITE:
+        raise CronPolicyError("roles are a PostgreSQL feature; the SQLite database has one user")
+    connection = store.connect_postgres(settings.dsn, settings.connect_timeout,
+                                        "cronpolicy-schema", settings.dsn_source)
+    try:
+        version = schema.postgres_version(connection)
+        if version is None or version < schema.SCHEMA_VERSION:
+            from cronpolicy.errors import SchemaError
+            raise SchemaError(schema.needs_upgrade_message(version, settings.masked_dsn))
+        schema.apply_roles(connection)
+    finally:
+        connection.close()
+    print("roles cronpolicy_script, cronpolicy_rollout and cronpolicy_admin are in place "
+          "with their rights in %s" % settings.masked_dsn)
+    return exitcodes.OK
+
+
+def _change_summary(entry):
+    if entry["operation"] == "TRUNCATE":
+        return "all rows removed"
+    if entry["operation"] == "INSERT":
+        row = entry["new_row"] or {}
+        keys = [key for key in ("name", "host", "enabled", "deploy_pending", "starts_at",
+                                "ends_at", "script") if key in row]
+        return "new: " + ", ".join("%s=%s" % (key, row[key]) for key in keys)
+    if entry["operation"] == "DELETE":
+        row = entry["old_row"] or {}
+        return "deleted: " + ", ".join("%s=%s" % (key, row[key]) for key in ("name", "host")
+                                       if key in row)
+    return ", ".join("%s %s -> %s" % (key, old, new)
+                     for key, (old, new) in entry["changes"].items()) or "no change"
+
+
+def cmd_audit(args, settings):
+    from cronpolicy import audit
+    entries = audit.changes(_database(settings), since=args.since, limit=args.limit,
+                            table=args.table)
+    if args.json:
+        print_json(entries)
+        return exitcodes.OK
+    if not entries:
+        print("no changes recorded%s" % (" since " + args.since if args.since else ""))
+        return exitcodes.OK
+    print_table(entries, [
+        ("WHEN", lambda e: format_time(e["changed_at"])), ("USER", lambda e: e["db_user"] or "-"),
+        ("TABLE", lambda e: e["table_name"]), ("OP", lambda e: e["operation"]),
+        ("ROW", lambda e: e["row_id"] if e["row_id"] is not None else "-"),
+        ("CHANGE", _change_summary), ("REASON", lambda e: _quote(e["reason"]))])
+    return exitcodes.OK
+
+
+def cmd_why(args, settings):
+    from cronpolicy import audit
+    runs = audit.explain(_database(settings), args.name, limit=args.limit)
+    if args.json:
+        for run in runs:
+            if run["cause"] is not None:
+                run["cause"]["summary"] = _change_summary(run["cause"])
+        print_json(runs)
+        return exitcodes.OK
+    if not runs:
+        print("no runs of %s recorded" % args.name)
+        return exitcodes.OK
+    for run in runs:
+        outcome = run["status"]
+        reason = run["skip_reason"] if run["status"] == "skipped" else run["stop_reason"]
+        print("%s on %s: %s%s" % (format_time(run["started_at"]), run["host"], outcome,
+                                  ": " + reason if reason else ""))
+        cause = run["cause"]
+        if cause is not None:
+            print("    caused by %s of %s #%s by %s at %s%s: %s" % (
+                cause["operation"], cause["table_name"], cause["row_id"],
+                cause["db_user"] or "-", format_time(cause["changed_at"]),
+                " (%s)" % cause["reason"] if cause["reason"] else "", _change_summary(cause)))
+    return exitcodes.OK
+
+
 def _window_line(window):
     scope = "script %s on host %s" % (window["script"], window["host"])
     return "#%d %s to %s (%s), %s: %s" % (
@@ -122,8 +201,7 @@ def cmd_status(args, settings):
 def _policy_change(args, settings, enabled):
     from cronpolicy import policies
     row, created, still_disabling = policies.set_enabled(
-        _database(settings), args.name, enabled, host=args.host,
-        reason=getattr(args, "reason", ""))
+        _database(settings), args.name, enabled, host=args.host, reason=args.reason)
     print("%s %s on host %s (policy #%d, %s)" % (
         "enabled" if enabled else "disabled", row["name"], row["host"], row["id"],
         "new row" if created else "updated row"))
@@ -174,7 +252,7 @@ def cmd_window_list(args, settings):
 
 def cmd_window_cancel(args, settings):
     from cronpolicy import rollout
-    window, already = rollout.cancel_window(_database(settings), args.id)
+    window, already = rollout.cancel_window(_database(settings), args.id, reason=args.reason)
     if already:
         print("window #%d was already cancelled at %s" % (window["id"],
                                                            format_time(window["cancelled_at"])))
@@ -186,7 +264,7 @@ def cmd_window_cancel(args, settings):
 def _deploy_change(settings, begin, reason=""):
     from cronpolicy import rollout
     db = _database(settings)
-    before, after = rollout.deploy_begin(db, reason) if begin else rollout.deploy_end(db)
+    before, after = rollout.deploy_begin(db, reason) if begin else rollout.deploy_end(db, reason)
     was = before is not None and before["deploy_pending"]
     if begin:
         print("deploy pending%s%s" % (": " + reason if reason else "",
@@ -352,7 +430,7 @@ def cmd_deploy_begin(args, settings):
 
 
 def cmd_deploy_end(args, settings):
-    return _deploy_change(settings, False)
+    return _deploy_change(settings, False, args.reason)
 
 
 def cmd_history(args, settings):
@@ -464,6 +542,9 @@ def build_parser():
     schema_commands.required = True
     add("upgrade", cmd_schema_upgrade, "apply the schema patches the database lacks",
         subparsers=schema_commands)
+    add("roles", cmd_schema_roles, "create the cronpolicy_* group roles and grant their rights "
+                                   "(PostgreSQL, as a superuser; idempotent)",
+        subparsers=schema_commands)
 
     add("status", cmd_status,
         "deploy state, windows, disabled policies and running scripts", (common, reader))
@@ -474,8 +555,7 @@ def build_parser():
         sub = add(name, function, help_text)
         sub.add_argument("name", help="script name or glob pattern (* and ?)")
         sub.add_argument("--host", default="*", help="host name or pattern (default: all hosts)")
-        if name == "disable":
-            sub.add_argument("--reason", default="", help="why; shown in skip reasons")
+        sub.add_argument("--reason", default="", help="why; shown in skip reasons and the audit")
 
     window = commands.add_parser("window", help="schedule and cancel rollout windows")
     window_commands = window.add_subparsers(dest="window_command", metavar="SUBCOMMAND",
@@ -496,6 +576,7 @@ def build_parser():
     sub.add_argument("--all", action="store_true", help="include past and cancelled windows")
     sub = add("cancel", cmd_window_cancel, "cancel a rollout window", subparsers=window_commands)
     sub.add_argument("id", type=_positive_int, help="window id, as window list shows it")
+    sub.add_argument("--reason", default="", help="why; recorded in the audit")
 
     deploy = commands.add_parser("deploy", help="the fleet-wide deploy switch")
     deploy_commands = deploy.add_subparsers(dest="deploy_command", metavar="SUBCOMMAND",
@@ -504,8 +585,9 @@ def build_parser():
     sub = add("begin", cmd_deploy_begin, "set deploy pending: no script starts",
               subparsers=deploy_commands)
     sub.add_argument("--reason", default="", help="shown in every skip reason")
-    add("end", cmd_deploy_end, "clear deploy pending: policies apply again",
-        subparsers=deploy_commands)
+    sub = add("end", cmd_deploy_end, "clear deploy pending: policies apply again",
+              subparsers=deploy_commands)
+    sub.add_argument("--reason", default="", help="recorded in the audit")
     sub = add("wait", cmd_deploy_wait,
               "wait until no running script is in the way (exit 0), or time out (exit 7)",
               (common, reader), subparsers=deploy_commands)
@@ -517,6 +599,16 @@ def build_parser():
     sub.add_argument("--at", required=True, help="when the rollout would start (ISO 8601 or +D)")
     sub.add_argument("--host", default="*", help="hosts it covers (glob; default all)")
     sub.add_argument("--script", default="*", help="scripts it covers (glob; default all)")
+
+    sub = add("audit", cmd_audit, "who changed policies, windows and the deploy switch",
+              (common, reader))
+    sub.add_argument("--since", help="only changes since this time (ISO 8601, or now-1d)")
+    sub.add_argument("--limit", type=_positive_int, default=100, help="at most this many (100)")
+    sub.add_argument("--table", choices=("script_policy", "rollout_window", "deploy_state"))
+    sub = add("why", cmd_why, "a script's last decisions, and the changes behind its skips",
+              (common, reader))
+    sub.add_argument("name", help="script name")
+    sub.add_argument("--limit", type=_positive_int, default=10, help="how many runs (10)")
 
     add("flush", cmd_flush, "write the run records this host spooled while the database "
                             "was out of reach")

@@ -276,6 +276,19 @@ class Settings:
                 raise ConfigError("%s (config file %s)" % (error, config_path)) from None
             raise
 
+    @staticmethod
+    def _check_secrets(path, parser):
+        """A config file holding a password must be readable by its owner only."""
+        import stat
+        dsn = parser.get("cronpolicy", "dsn", fallback="")
+        if not dsn_password(dsn):
+            return
+        mode = os.stat(path).st_mode
+        if mode & (stat.S_IRGRP | stat.S_IROTH | stat.S_IWGRP | stat.S_IWOTH):
+            raise ConfigError(
+                "config file %s contains a password but other users can read it (mode %03o): "
+                "chmod 600 it, or keep the password in ~/.pgpass" % (path, stat.S_IMODE(mode)))
+
     @classmethod
     def _read_file(cls, path):
         import configparser
@@ -309,6 +322,7 @@ class Settings:
                                       % (path, key, section, error)) from None
         if scripts:
             values["scripts"] = scripts
+        cls._check_secrets(path, parser)
         for key, raw in parser.items("cronpolicy"):
             convert = cls._KEYS.get(key)
             if convert is None:

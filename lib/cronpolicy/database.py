@@ -44,13 +44,28 @@ class Database:
                     settings.dsn_source))
 
     @contextlib.contextmanager
-    def begin(self, doing="use the policy database"):
+    def begin(self, doing="use the policy database", reason=None):
         """A transaction on a schema known to be current; driver errors
-        become DatabaseError, naming what failed."""
+        become DatabaseError, naming what failed.  ``reason`` goes into the
+        policy_audit entries of the changes made in the transaction."""
         try:
             with self.engine.begin() as connection:
                 self.check_schema(connection)
-                yield connection
+                if reason and self.backend == config.POSTGRESQL:
+                    # Read by the audit trigger; local to this transaction.
+                    connection.execute(text("SELECT set_config('cronpolicy.reason', :reason, true)"),
+                                       {"reason": reason})
+                    yield connection
+                elif reason:
+                    before = connection.execute(text(
+                        "SELECT coalesce(max(id), 0) FROM cronpolicy.policy_audit")).scalar_one()
+                    yield connection
+                    connection.execute(text(
+                        "UPDATE cronpolicy.policy_audit SET reason = :reason"
+                        " WHERE id > :before AND reason IS NULL"),
+                        {"reason": reason, "before": before})
+                else:
+                    yield connection
         except exc.DBAPIError as error:
             orig = error.orig if error.orig is not None else error
             raise DatabaseError("cannot %s in %s: %s" % (

@@ -39,7 +39,7 @@ def set_enabled(db, name, enabled, host="*", reason=""):
         values["changed_by"] = db.who()
     where = and_(script_policy.c.name == name, script_policy.c.host == host)
     verb = "enable" if enabled else "disable"
-    with db.begin("%s %s" % (verb, name)) as connection:
+    with db.begin("%s %s" % (verb, name), reason=reason) as connection:
         existing = connection.execute(select(script_policy.c.id).where(where)
                                       .with_for_update()).first()
         if existing is None:

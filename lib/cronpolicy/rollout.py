@@ -45,11 +45,11 @@ def read_deploy_state(db, connection):
     return dict(row) if row is not None else None
 
 
-def _set_deploy(db, pending, reason, doing):
+def _set_deploy(db, pending, reason, doing, audit_reason=None):
     values = {"deploy_pending": pending, "reason": reason}
     if _who(db):
         values["changed_by"] = _who(db)
-    with db.begin(doing) as connection:
+    with db.begin(doing, reason=audit_reason or reason) as connection:
         before = read_deploy_state(db, connection)
         if before is None:
             connection.execute(deploy_state.insert().values(id=1, **values))
@@ -63,9 +63,10 @@ def deploy_begin(db, reason=""):
     return _set_deploy(db, True, reason or "", "begin the deploy")
 
 
-def deploy_end(db):
-    """Clear deploy pending: every script's own policy applies again.  Returns (before, after)."""
-    return _set_deploy(db, False, "", "end the deploy")
+def deploy_end(db, reason=""):
+    """Clear deploy pending: every script's own policy applies again.  Returns (before, after).
+    ``reason`` goes to the audit only (the switch's own reason is cleared)."""
+    return _set_deploy(db, False, "", "end the deploy", audit_reason=reason)
 
 
 def _check_pattern(what, value):
@@ -87,7 +88,7 @@ def add_window(db, start, end=None, duration=None, reason="", host="*", script="
     parse_time(start, _EPOCH)
     if end is not None:
         parse_time(end, _EPOCH)
-    with db.begin("add the rollout window") as connection:
+    with db.begin("add the rollout window", reason=reason) as connection:
         now = db.now(connection)
         starts_at = parse_time(start, now)
         ends_at = (parse_time(end, now) if end is not None
@@ -135,9 +136,9 @@ def list_windows(db, include_all=False):
         return now, [_window_dict(row, now) for row in connection.execute(query).mappings()]
 
 
-def cancel_window(db, window_id):
+def cancel_window(db, window_id, reason=""):
     """Cancel a window.  Returns (row, already_cancelled).  Unknown ids raise NotFound."""
-    with db.begin("cancel the rollout window") as connection:
+    with db.begin("cancel the rollout window", reason=reason) as connection:
         now = db.now(connection)
         row = connection.execute(select(rollout_window).where(
             rollout_window.c.id == window_id).with_for_update()).mappings().first()

@@ -160,3 +160,24 @@ def upgrade_sqlite(connection):
             connection.execute("ROLLBACK")
             raise
     return applied
+
+
+def apply_roles(connection):
+    """Apply schema/roles.sql (PostgreSQL) in one transaction; idempotent."""
+    import psycopg2
+    path = os.path.join(patch_dir("postgresql"), "roles.sql")
+    with open(path, encoding="utf-8") as roles_file:
+        sql = roles_file.read()
+    try:
+        connection.rollback()
+        connection.autocommit = False
+        with connection.cursor() as cursor:
+            # Two simultaneous runs in this database must not race on the grants.
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_UPGRADE_LOCK_KEY,))
+            cursor.execute(sql)
+        connection.commit()
+    except psycopg2.Error as error:
+        connection.rollback()
+        lines = (getattr(error, "pgerror", None) or str(error)).strip().splitlines()
+        raise DatabaseError("applying roles.sql failed: %s" % (
+            lines[0] if lines else type(error).__name__)) from error

@@ -116,7 +116,11 @@ def _connect_failure(error, dsn):
 
 def first_line(error):
     text = (getattr(error, "pgerror", None) or str(error) or type(error).__name__).strip()
-    return text.splitlines()[0].strip() if text else type(error).__name__
+    line = text.splitlines()[0].strip() if text else type(error).__name__
+    for prefix in ("ERROR:", "FATAL:"):
+        if line.startswith(prefix):
+            line = line[len(prefix):].strip()
+    return line
 
 
 def open_store(settings, application_name="cronpolicy"):

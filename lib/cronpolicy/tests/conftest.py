@@ -71,6 +71,10 @@ def drop_database(name):
         cursor.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
 
 
+GROUP_ROLES = ("cronpolicy_admin", "cronpolicy_rollout", "cronpolicy_script")
+_created_group_roles = []
+
+
 @pytest.fixture(scope="session")
 def pg_database():
     """A database with the cronpolicy schema, created for this test run and dropped after."""
@@ -84,6 +88,56 @@ def pg_database():
         yield dsn
     finally:
         drop_database(name)
+        # The group roles are cluster-wide: drop them if this run created them
+        # and nothing else uses them.
+        if _created_group_roles:
+            with admin_connection() as connection, connection.cursor() as cursor:
+                for role in _created_group_roles:
+                    try:
+                        cursor.execute('DROP ROLE IF EXISTS "%s"' % role)
+                    except psycopg2.Error:
+                        pass
+
+
+def apply_roles(dsn):
+    with admin_connection() as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (list(GROUP_ROLES),))
+        existing = {row[0] for row in cursor.fetchall()}
+    for role in GROUP_ROLES:
+        if role not in existing and role not in _created_group_roles:
+            _created_group_roles.append(role)
+    connection = psycopg2.connect(dsn)
+    try:
+        schema.apply_roles(connection)
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def pg_roles(pg_dsn):
+    """The test database with roles.sql applied; yields a factory of login roles:
+    ``login("cronpolicy_script")`` -> DSN of a new, uniquely named login role."""
+    apply_roles(pg_dsn)
+    created = []
+
+    def login(group):
+        role = "cp_test_%s_%s" % (group.split("_")[-1], uuid.uuid4().hex[:8])
+        with admin_connection() as connection, connection.cursor() as cursor:
+            cursor.execute('CREATE ROLE "%s" LOGIN' % role)
+            cursor.execute('GRANT %s TO "%s"' % (group, role))
+        created.append(role)
+        from psycopg2.extensions import make_dsn, parse_dsn
+        params = parse_dsn(pg_dsn)
+        params["user"] = role
+        return make_dsn(**params)
+    try:
+        yield login
+    finally:
+        with admin_connection() as connection, connection.cursor() as cursor:
+            for role in created:
+                cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                               " WHERE usename = %s", (role,))
+                cursor.execute('DROP ROLE IF EXISTS "%s"' % role)
 
 
 @pytest.fixture

@@ -1,0 +1,67 @@
+"""Who changed what, and why a script was skipped: both backends."""
+
+import json
+
+from cronpolicy import exitcodes
+
+
+def test_cli_and_plain_sql_changes_are_audited_with_reasons(cli, dba):
+    assert cli("disable", "publish-*", "--reason", "mirror down")[0] == exitcodes.OK
+    assert cli("deploy", "begin", "--reason", "release 42")[0] == exitcodes.OK
+    code, out, _ = cli("window", "add", "--start", "+1h", "--duration", "1h", "--reason",
+                       "nightly", "--json")
+    window_id = json.loads(out)["id"]
+    dba.execute("UPDATE cronpolicy.rollout_window SET cancelled_at = starts_at")   # plain SQL
+    dba.execute("DELETE FROM cronpolicy.script_policy")
+    code, out, _ = cli("audit", "--json")
+    entries = json.loads(out)
+    summary = [(e["table_name"], e["operation"], e["reason"]) for e in entries]
+    assert summary == [
+        ("script_policy", "INSERT", "mirror down"),
+        ("deploy_state", "UPDATE", "release 42"),
+        ("rollout_window", "INSERT", "nightly"),
+        ("rollout_window", "UPDATE", None),
+        ("script_policy", "DELETE", None),
+    ]
+    assert entries[0]["new_row"]["name"] == "publish-*"
+    assert entries[1]["changes"]["deploy_pending"] in ([False, True], [0, 1])
+    assert entries[3]["row_id"] == window_id and entries[3]["old_row"]["cancelled_at"] is None
+    assert entries[4]["old_row"]["reason"] == "mirror down"
+    if dba.backend == "postgresql":
+        users = {e["db_user"] for e in entries}
+        assert users == {dba.scalar("SELECT session_user")}
+    code, out, _ = cli("audit")
+    assert code == exitcodes.OK and "mirror down" in out and "deploy_pending" in out
+    code, out, _ = cli("audit", "--since", "now+1h", "--json")
+    assert json.loads(out) == []
+
+
+def test_why_names_the_row_and_the_change_behind_a_skip(cli, dba, scripts):
+    scripts.write("publish-distro")
+    assert cli("disable", "publish-*", "--reason", "mirror down")[0] == exitcodes.OK
+    assert scripts.run("publish-distro").returncode == exitcodes.OK      # skipped
+    assert cli("enable", "publish-*")[0] == exitcodes.OK
+    assert cli("deploy", "begin", "--reason", "release 42")[0] == exitcodes.OK
+    assert scripts.run("publish-distro").returncode == exitcodes.OK      # skipped again
+    assert cli("deploy", "end")[0] == exitcodes.OK
+    assert scripts.run("publish-distro").returncode == exitcodes.OK      # ran
+    code, out, _ = cli("why", "publish-distro", "--json")
+    runs = json.loads(out)
+    assert [run["status"] for run in runs] == ["succeeded", "skipped", "skipped"]
+    deploy_cause, policy_cause = runs[1]["cause"], runs[2]["cause"]
+    assert deploy_cause["table_name"] == "deploy_state" and deploy_cause["reason"] == "release 42"
+    assert policy_cause["table_name"] == "script_policy"
+    assert policy_cause["reason"] == "mirror down" and policy_cause["operation"] == "INSERT"
+    assert runs[2]["decision"] == "disabled" and runs[2]["policy_id"] == policy_cause["row_id"]
+    code, out, _ = cli("why", "publish-distro")
+    assert "caused by INSERT of script_policy" in out and "mirror down" in out
+
+
+def test_injection_through_reasons_and_names_is_stored_literally(cli, dba):
+    hostile = "x'); DELETE FROM cronpolicy.policy_audit; --"
+    assert cli("disable", hostile, "--reason", hostile)[0] == exitcodes.OK
+    code, out, _ = cli("audit", "--json")
+    [entry] = json.loads(out)
+    assert entry["reason"] == hostile and entry["new_row"]["name"] == hostile
+    code, out, _ = cli("why", hostile, "--json")
+    assert code == exitcodes.OK and json.loads(out) == []

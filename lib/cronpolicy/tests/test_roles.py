@@ -1,0 +1,172 @@
+"""Least privilege, with real login roles on the real server."""
+
+import os
+import subprocess
+import sys
+
+import psycopg2
+import pytest
+
+from cronpolicy import exitcodes, schema
+
+from .conftest import DBA, ScriptRunner, apply_roles, make_env
+
+
+def as_role(dsn):
+    connection = psycopg2.connect(dsn)
+    connection.autocommit = True
+    return connection
+
+
+def try_sql(dsn, sql, params=None):
+    """(rowcount, None) or (None, the error's first line)."""
+    connection = as_role(dsn)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.rowcount, None
+    except psycopg2.Error as error:
+        return None, str(error).strip().splitlines()[0]
+    finally:
+        connection.close()
+
+
+def cli(env, *argv):
+    return subprocess.run([sys.executable, "-m", "cronpolicy.cli"] + list(argv), env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_roles_file_applies_twice_and_in_a_second_database(pg_roles, pg_dsn, empty_pg_dsn):
+    apply_roles(pg_dsn)                              # a second time
+    connection = psycopg2.connect(empty_pg_dsn)
+    schema.upgrade_postgres(connection)
+    connection.close()
+    apply_roles(empty_pg_dsn)                        # roles exist already: still fine
+    apply_roles(empty_pg_dsn)
+    granted = DBA(empty_pg_dsn).scalar(
+        "SELECT has_table_privilege('cronpolicy_script', 'cronpolicy.script_policy', 'SELECT')")
+    assert granted is True
+
+
+def test_script_role_runs_a_real_script_end_to_end(pg_roles, tmp_path, pg_dsn):
+    script_dsn = pg_roles("cronpolicy_script")
+    runner = ScriptRunner(tmp_path, make_env(tmp_path, script_dsn))
+    runner.write("publish-distro")
+    result = runner.run("publish-distro", "--sleep", "0.5")
+    assert result.returncode == exitcodes.OK, result.stderr
+    role = psycopg2.extensions.parse_dsn(script_dsn)["user"]
+    assert DBA(pg_dsn).execute("SELECT status, db_user FROM cronpolicy.script_run") == [
+        ("succeeded", role)]
+    status = cli(make_env(tmp_path, script_dsn), "status")
+    assert status.returncode == 0, status.stderr
+
+
+@pytest.mark.parametrize("sql", [
+    "UPDATE cronpolicy.script_policy SET enabled = false",
+    "INSERT INTO cronpolicy.script_policy (name, enabled) VALUES ('x', false)",
+    "UPDATE cronpolicy.deploy_state SET deploy_pending = true",
+    "INSERT INTO cronpolicy.rollout_window (starts_at, ends_at) VALUES (now(), now() + '1h')",
+    "DELETE FROM cronpolicy.policy_audit",
+])
+def test_script_role_cannot_change_policy_or_the_deploy_switch(pg_roles, sql):
+    script_dsn = pg_roles("cronpolicy_script")
+    count, error = try_sql(script_dsn, sql)
+    assert count is None and "permission denied" in error
+
+
+def test_script_role_gets_a_clear_one_line_error_from_the_cli(pg_roles, tmp_path):
+    env = make_env(tmp_path, pg_roles("cronpolicy_script"))
+    for argv in (("disable", "publish-distro"), ("deploy", "begin"),
+                 ("window", "add", "--start", "+1h", "--duration", "1h")):
+        result = cli(env, *argv)
+        assert result.returncode == exitcodes.GATE_ERROR
+        [line] = result.stderr.strip().splitlines()
+        assert "permission denied" in line
+
+
+def test_a_host_cannot_update_another_hosts_runs(pg_roles, pg_dsn):
+    web1, web2 = pg_roles("cronpolicy_script"), pg_roles("cronpolicy_script")
+    count, error = try_sql(web1, "INSERT INTO cronpolicy.script_run (name, host, pid)"
+                                 " VALUES ('publish-distro', 'web1', 1)")
+    assert count == 1, error
+    run_id = DBA(pg_dsn).scalar("SELECT id FROM cronpolicy.script_run")
+    count, error = try_sql(web2, "UPDATE cronpolicy.script_run SET status = 'failed',"
+                                 " finished_at = now() WHERE id = %s", (run_id,))
+    assert (count, error) == (0, None)               # row-level security: not its row
+    assert DBA(pg_dsn).scalar("SELECT status FROM cronpolicy.script_run") == "running"
+    count, error = try_sql(web2, "INSERT INTO cronpolicy.script_run (name, host, pid, db_user)"
+                                 " VALUES ('x', 'web1', 1, 'someone_else')")
+    assert count is None and "row-level security" in error
+    count, error = try_sql(web1, "UPDATE cronpolicy.script_run SET status = 'succeeded',"
+                                 " finished_at = now() WHERE id = %s", (run_id,))
+    assert count == 1, error
+
+
+def test_rollout_role_flips_the_switch_and_manages_windows_but_not_policies(pg_roles, tmp_path,
+                                                                            pg_dsn):
+    env = make_env(tmp_path, pg_roles("cronpolicy_rollout"))
+    assert cli(env, "deploy", "begin", "--reason", "r1").returncode == 0
+    added = cli(env, "window", "add", "--start", "+1h", "--duration", "1h", "--json")
+    assert added.returncode == 0, added.stderr
+    import json
+    window_id = json.loads(added.stdout)["id"]
+    assert cli(env, "window", "cancel", str(window_id)).returncode == 0
+    assert cli(env, "deploy", "end").returncode == 0
+    disabled = cli(env, "disable", "publish-distro")
+    assert disabled.returncode == exitcodes.GATE_ERROR and "permission denied" in disabled.stderr
+    assert cli(env, "audit").returncode == 0
+    assert DBA(pg_dsn).scalar("SELECT count(*) FROM cronpolicy.script_policy") == 0
+
+
+def test_the_audit_is_append_only_except_for_admins(pg_roles, pg_dsn):
+    rollout, admin = pg_roles("cronpolicy_rollout"), pg_roles("cronpolicy_admin")
+    count, error = try_sql(rollout, "UPDATE cronpolicy.deploy_state SET deploy_pending = true")
+    assert count == 1, error
+    for sql in ("DELETE FROM cronpolicy.policy_audit",
+                "UPDATE cronpolicy.policy_audit SET db_user = 'nobody'",
+                "INSERT INTO cronpolicy.policy_audit (table_name, operation)"
+                " VALUES ('deploy_state', 'UPDATE')"):
+        count, error = try_sql(rollout, sql)
+        assert count is None and "permission denied" in error
+    role = psycopg2.extensions.parse_dsn(rollout)["user"]
+    assert DBA(pg_dsn).execute("SELECT db_user, table_name, operation"
+                               " FROM cronpolicy.policy_audit") == [
+        (role, "deploy_state", "UPDATE")]
+    count, error = try_sql(admin, "DELETE FROM cronpolicy.policy_audit")
+    assert count == 1, error
+
+
+def test_config_file_with_a_password_must_be_private(tmp_path):
+    from cronpolicy.config import Settings
+    from cronpolicy.errors import ConfigError
+    path = tmp_path / "cronpolicy.conf"
+    path.write_text("[cronpolicy]\ndsn = postgresql://cron:s3cret@db/x\n")
+    os.chmod(path, 0o644)
+    with pytest.raises(ConfigError) as error:
+        Settings.load(environ={"CRONPOLICY_CONFIG": str(path)})
+    message = str(error.value)
+    assert "other users can read it" in message and str(path) in message
+    assert "s3cret" not in message
+    os.chmod(path, 0o600)
+    assert Settings.load(environ={"CRONPOLICY_CONFIG": str(path)}).dsn.endswith("/x")
+    path.write_text("[cronpolicy]\ndsn = postgresql://cron@db/x\n")
+    os.chmod(path, 0o644)                            # no password: fine to share
+    assert Settings.load(environ={"CRONPOLICY_CONFIG": str(path)})
+
+
+def test_passwords_never_reach_output_or_history(pg_dsn, tmp_path):
+    # Trust authentication ignores the password, so it can be real here.
+    from psycopg2.extensions import make_dsn, parse_dsn
+    params = parse_dsn(pg_dsn)
+    params["password"] = "pw-s3cret-42"
+    with_password = make_dsn(**params)
+    env = make_env(tmp_path, with_password)
+    runner = ScriptRunner(tmp_path, env)
+    runner.write("publish-distro")
+    result = runner.run("publish-distro", "-vv")
+    assert result.returncode == 0 and "pw-s3cret-42" not in result.stderr
+    for argv in (("status",), ("status", "--json"), ("history", "--json"), ("check", "x"),
+                 ("why", "publish-distro", "--json")):
+        output = cli(env, *argv)
+        assert "pw-s3cret-42" not in output.stdout + output.stderr, argv
+    assert "pw-s3cret-42" not in str(DBA(pg_dsn).execute("SELECT * FROM cronpolicy.script_run"))

@@ -1,0 +1,93 @@
+-- cronpolicy roles: least privilege for scripts, rollout tooling and DBAs.
+--
+-- Apply after `cronpolicy schema upgrade`, as a superuser, with
+-- `cronpolicy schema roles` or `psql -f schema/roles.sql DBNAME`.  It is not
+-- a numbered patch: roles are cluster-wide, so this file creates the three
+-- group roles only if they do not exist yet, and (re)grants their rights in
+-- the current database.  Applying it twice, or in a second database of the
+-- same cluster, is fine.
+--
+-- Grant a group role to each real login role:
+--
+--     CREATE ROLE cron_web1 LOGIN PASSWORD '...';  -- one per host: hosts may
+--     GRANT cronpolicy_script TO cron_web1;         -- only update their own runs
+--     GRANT cronpolicy_rollout TO release_bot;
+--     GRANT cronpolicy_admin TO alice;
+--
+-- cronpolicy_script   read policies, the deploy switch, windows and history;
+--                     insert its own runs and update only the runs it wrote
+--                     (row-level security on script_run.db_user); LISTEN.
+-- cronpolicy_rollout  cronpolicy_script's rights, plus flipping the deploy
+--                     switch and managing rollout windows; reading the audit.
+-- cronpolicy_admin    everything, policies included; the only role that may
+--                     change or delete audit entries.
+--
+-- Recording other hosts' dead runs as abandoned goes through the SECURITY
+-- DEFINER function cronpolicy.reap_dead_runs (fixed search_path), which every
+-- role may execute; the audit is written by SECURITY DEFINER triggers.
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'cronpolicy_script') THEN
+        CREATE ROLE cronpolicy_script NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'cronpolicy_rollout') THEN
+        CREATE ROLE cronpolicy_rollout NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'cronpolicy_admin') THEN
+        CREATE ROLE cronpolicy_admin NOLOGIN;
+    END IF;
+END
+$$;
+
+COMMENT ON ROLE cronpolicy_script IS
+    'cronpolicy: cron scripts. Reads policy, records and updates only its own runs.';
+COMMENT ON ROLE cronpolicy_rollout IS
+    'cronpolicy: rollout tooling. Script rights plus the deploy switch and rollout windows.';
+COMMENT ON ROLE cronpolicy_admin IS
+    'cronpolicy: administrators. Everything, policies and the audit included.';
+
+GRANT cronpolicy_script TO cronpolicy_rollout;
+
+-- Start from nothing in this database, so re-applying gives exactly this.
+REVOKE ALL ON ALL TABLES IN SCHEMA cronpolicy
+    FROM cronpolicy_script, cronpolicy_rollout, cronpolicy_admin;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA cronpolicy FROM PUBLIC;
+
+GRANT USAGE ON SCHEMA cronpolicy TO cronpolicy_script, cronpolicy_rollout, cronpolicy_admin;
+
+-- Scripts.
+GRANT SELECT ON cronpolicy.schema_version, cronpolicy.script_policy, cronpolicy.deploy_state,
+                cronpolicy.rollout_window, cronpolicy.script_run
+    TO cronpolicy_script;
+GRANT INSERT ON cronpolicy.script_run TO cronpolicy_script;
+GRANT UPDATE (status, exit_code, finished_at, heartbeat_at, safe_to_interrupt, stop_reason)
+    ON cronpolicy.script_run TO cronpolicy_script;
+GRANT EXECUTE ON FUNCTION cronpolicy.reap_dead_runs(double precision)
+    TO cronpolicy_script, cronpolicy_admin;
+
+-- Rollout tooling (and cronpolicy_script's rights, through membership).
+GRANT UPDATE (deploy_pending, reason, changed_by) ON cronpolicy.deploy_state
+    TO cronpolicy_rollout;
+GRANT INSERT, UPDATE ON cronpolicy.rollout_window TO cronpolicy_rollout;
+GRANT SELECT ON cronpolicy.policy_audit TO cronpolicy_rollout;
+
+-- Administrators.
+GRANT ALL ON ALL TABLES IN SCHEMA cronpolicy TO cronpolicy_admin;
+GRANT ALL ON ALL SEQUENCES IN SCHEMA cronpolicy TO cronpolicy_admin;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA cronpolicy TO cronpolicy_admin;
+
+-- A host updates only the runs it wrote; everyone may read them all.
+ALTER TABLE cronpolicy.script_run ENABLE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS script_run_read ON cronpolicy.script_run;
+DROP POLICY IF EXISTS script_run_insert_own ON cronpolicy.script_run;
+DROP POLICY IF EXISTS script_run_update_own ON cronpolicy.script_run;
+DROP POLICY IF EXISTS script_run_admin ON cronpolicy.script_run;
+CREATE POLICY script_run_read ON cronpolicy.script_run FOR SELECT
+    TO cronpolicy_script USING (true);
+CREATE POLICY script_run_insert_own ON cronpolicy.script_run FOR INSERT
+    TO cronpolicy_script WITH CHECK (db_user = session_user);
+CREATE POLICY script_run_update_own ON cronpolicy.script_run FOR UPDATE
+    TO cronpolicy_script USING (db_user = session_user) WITH CHECK (db_user = session_user);
+CREATE POLICY script_run_admin ON cronpolicy.script_run FOR ALL
+    TO cronpolicy_admin USING (true) WITH CHECK (true);

@@ -70,7 +70,8 @@ GRANT EXECUTE ON FUNCTION cronpolicy.reap_dead_runs(double precision)
 GRANT UPDATE (deploy_pending, reason, changed_by) ON cronpolicy.deploy_state
     TO cronpolicy_rollout;
 GRANT INSERT, UPDATE ON cronpolicy.rollout_window TO cronpolicy_rollout;
-GRANT SELECT ON cronpolicy.policy_audit TO cronpolicy_rollout;
+GRANT SELECT ON cronpolicy.policy_audit, cronpolicy.drain TO cronpolicy_rollout;
+GRANT INSERT ON cronpolicy.drain TO cronpolicy_rollout;
 
 -- Administrators.
 GRANT ALL ON ALL TABLES IN SCHEMA cronpolicy TO cronpolicy_admin;

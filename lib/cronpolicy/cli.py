@@ -610,6 +610,10 @@ def build_parser():
     sub.add_argument("name", help="script name")
     sub.add_argument("--limit", type=_positive_int, default=10, help="how many runs (10)")
 
+    commands.add_parser(
+        "run", add_help=False,
+        help="run any command behind the gate: cronpolicy run NAME [options] -- COMMAND")
+
     add("flush", cmd_flush, "write the run records this host spooled while the database "
                             "was out of reach")
     sub = add("prune", cmd_prune, "delete old run history in batches (estimates keep theirs)")
@@ -637,9 +641,14 @@ def build_parser():
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "run":
+        # Everything after `run NAME` belongs to the wrapped command's gate.
+        from cronpolicy.command import run_command
+        return run_command(argv[1:])
     parser = build_parser()
     try:
-        args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+        args = parser.parse_args(argv)
     except SystemExit as error:
         return error.code if isinstance(error.code, int) else exitcodes.USAGE
     try:

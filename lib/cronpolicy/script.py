@@ -23,6 +23,9 @@ What you define
     policy row says ``interruptible``.
 ``add_my_options(self)``
     Optional hook: add options with ``self.parser.add_argument(...)``.
+``check_options(self)``
+    Optional hook: check ``self.options`` before the gate; raise
+    ``cronpolicy.errors.UsageError`` to exit 2 with that message.
 ``single_instance``
     Class attribute, default True: at most one instance per host, enforced
     with a lock file.  Set False for jobs that may overlap.
@@ -89,7 +92,8 @@ from zope.interface import classImplements, implementer
 
 from cronpolicy import exitcodes
 from cronpolicy.config import Settings
-from cronpolicy.errors import CronPolicyError, DatabaseError, Interrupted, SchemaError
+from cronpolicy.errors import (
+    CronPolicyError, DatabaseError, Interrupted, SchemaError, UsageError)
 from cronpolicy.interfaces import ICronScript, IInterruptible
 from cronpolicy.locking import LockHeld, ScriptLock
 from cronpolicy.policy import decide_from_inputs, run_options
@@ -111,6 +115,9 @@ class CronScript:
     expected_runtime = None
     single_instance = True
     fleet_single_instance = False
+    #: Seconds within which the script should succeed, for `cronpolicy overdue`
+    #: (a policy row's expected_interval takes precedence).
+    expected_interval = None
     #: "run" or "skip": what to do when the database cannot be reached and no
     #: cached policy is fresh enough.  None: the config file decides (default skip).
     on_database_error = None
@@ -153,6 +160,10 @@ class CronScript:
 
     def add_my_options(self):
         """Override to add script-specific options to ``self.parser``."""
+
+    def check_options(self):
+        """Override to check ``self.options`` before the gate; raise
+        cronpolicy.errors.UsageError (exit 2) for bad values."""
 
     # Stop requests -----------------------------------------------------------
 
@@ -266,6 +277,11 @@ class CronScript:
     def _run(self, argv):
         self.options = self.parser.parse_args(argv)
         try:
+            self.check_options()
+        except UsageError as error:
+            print("%s: error: %s" % (self.parser.prog, error), file=sys.stderr)
+            return exitcodes.USAGE
+        try:
             self._setup_logging()
         except OSError as error:
             print("%s: cannot open log file %s: %s" % (
@@ -342,7 +358,8 @@ class CronScript:
                 lambda: store.record_start(
                     self.name, self.host, os.getpid(), self.decision.estimate,
                     skip_reason=self.decision.reason if forced else None,
-                    policy_ignored=self.options.ignore_policy, decision=self.decision),
+                    policy_ignored=self.options.ignore_policy, decision=self.decision,
+                    expected_interval=self.expected_interval),
                 "record the start")
         except DatabaseError as error:
             # Decided on fresh inputs, but the database went away since: run
@@ -434,7 +451,8 @@ class CronScript:
             try:
                 within(time.monotonic() + self.settings.decision_timeout,
                        lambda: store.record_skip(self.name, self.host, os.getpid(), estimate,
-                                                 reason, decision), "record the skip")
+                                                 reason, decision, self.expected_interval),
+                       "record the skip")
                 return
             except DatabaseError as error:
                 self._store_usable = not isinstance(error, DeadlineExceeded)
@@ -442,7 +460,7 @@ class CronScript:
         now = self._database_time()
         self._spool_safely(lambda spool: spool.add_run(
             self.name, self.host, os.getpid(), now, now, "skipped", skip_reason=reason,
-            estimate=estimate, decision=decision))
+            estimate=estimate, decision=decision, expected_interval=self.expected_interval))
 
     def _spool_safely(self, write):
         try:
@@ -555,7 +573,8 @@ class CronScript:
                 exit_code=code, estimate=self.decision.estimate if self.decision else None,
                 policy_ignored=self.options.ignore_policy, stop_reason=stop_reason,
                 skip_reason=None if self.decision is None or self.decision.run
-                else self.decision.reason, decision=self.decision))
+                else self.decision.reason, decision=self.decision,
+                expected_interval=self.expected_interval))
         return False
 
     def _install_signal_handlers(self):

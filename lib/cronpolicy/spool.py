@@ -43,11 +43,12 @@ class Spool:
 
     def add_run(self, name, host, pid, started_at, finished_at, status, exit_code=None,
                 skip_reason=None, estimate=None, policy_ignored=False, stop_reason=None,
-                decision=None):
+                decision=None, expected_interval=None):
         from cronpolicy.store import _decision_values
-        code, policy_id, window_id = _decision_values(decision)
+        code, policy_id, window_id, interval = _decision_values(decision, expected_interval)
         return self._write({
             "decision": code, "policy_id": policy_id, "window_id": window_id,
+            "expected_interval": interval,
             "kind": RUN, "name": name, "host": host, "pid": pid,
             "started_at": started_at.astimezone(UTC).isoformat(),
             "finished_at": finished_at.astimezone(UTC).isoformat(),

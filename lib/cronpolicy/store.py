@@ -182,7 +182,7 @@ SELECT extract(epoch FROM now()),
 """
 
 _COLUMNS = ("name, host, pid, estimate_seconds, estimate_source, skip_reason,"
-            " decision, policy_id, window_id")
+            " decision, policy_id, window_id, expected_interval")
 
 
 def _policy_row(row, parse_time):
@@ -192,19 +192,20 @@ def _policy_row(row, parse_time):
                      None if row[10] is None else bool(row[10]))
 
 
-def _decision_values(decision):
-    """(code, policy id, window id) of a policy.Decision, or of a bare code."""
+def _decision_values(decision, expected_interval=None):
+    """(code, policy id, window id, expected interval) of a policy.Decision or a bare code."""
     if decision is None:
-        return None, None, None
+        return None, None, None, expected_interval
     if isinstance(decision, str):
-        return decision, None, None
+        return decision, None, None, expected_interval
     return (decision.code, decision.policy.id if decision.policy is not None else None,
-            decision.window.id if decision.window is not None else None)
+            decision.window.id if decision.window is not None else None, expected_interval)
 
 
 def _with_decision(entry):
     """A spooled run entry with the decision fields older spools lack."""
-    return dict({"decision": None, "policy_id": None, "window_id": None}, **entry)
+    return dict({"decision": None, "policy_id": None, "window_id": None,
+                 "expected_interval": None}, **entry)
 
 
 def _estimate_values(estimate):
@@ -310,27 +311,28 @@ class PostgresStore:
             recent_runtimes=[float(value) for value in runtimes])
 
     def record_start(self, name, host, pid, estimate, skip_reason=None,
-                     policy_ignored=False, decision=None):
+                     policy_ignored=False, decision=None, expected_interval=None):
         # One statement: the row becomes visible only once the session holds
         # the run's liveness lock, so no reader ever sees it unlocked.
         row = self._execute(
             "WITH run AS (INSERT INTO cronpolicy.script_run (%s, policy_ignored, heartbeat_at)"
-            " VALUES (%%s, %%s, %%s, %%s, %%s, %%s, %%s, %%s, %%s, %%s, now()) RETURNING id)"
+            " VALUES (%%s, %%s, %%s, %%s, %%s, %%s, %%s, %%s, %%s, %%s, %%s, now()) RETURNING id)"
             " SELECT id, pg_advisory_lock(%d, (id %%%% %d)::integer) FROM run"
             % (_COLUMNS, RUN_LOCK_CLASS, LOCK_KEY_MODULUS),
             (name, host, pid) + _estimate_values(estimate) + (skip_reason,)
-            + _decision_values(decision) + (bool(policy_ignored),),
+            + _decision_values(decision, expected_interval) + (bool(policy_ignored),),
             "record the start of %s" % name)
         self._run_lock = row[0]
         return row[0]
 
-    def record_skip(self, name, host, pid, estimate, skip_reason, decision=None):
+    def record_skip(self, name, host, pid, estimate, skip_reason, decision=None,
+                    expected_interval=None):
         row = self._execute(
-            "INSERT INTO cronpolicy.script_run (%s, status, finished_at)"
-            " VALUES (%%s, %%s, %%s, %%s, %%s, %%s, %%s, %%s, %%s, 'skipped', now()) RETURNING id"
+            "INSERT INTO cronpolicy.script_run (%s, status, finished_at) VALUES"
+            " (%%s, %%s, %%s, %%s, %%s, %%s, %%s, %%s, %%s, %%s, 'skipped', now()) RETURNING id"
             % _COLUMNS,
             (name, host, pid) + _estimate_values(estimate) + (skip_reason,)
-            + _decision_values(decision),
+            + _decision_values(decision, expected_interval),
             "record the skip of %s" % name)
         return row[0]
 
@@ -346,12 +348,13 @@ class PostgresStore:
             self._execute(
                 "INSERT INTO cronpolicy.script_run (name, host, pid, started_at, finished_at,"
                 " status, exit_code, skip_reason, estimate_seconds, estimate_source,"
-                " policy_ignored, stop_reason, spool_id, decision, policy_id, window_id)"
+                " policy_ignored, stop_reason, spool_id, decision, policy_id, window_id,"
+                " expected_interval)"
                 " VALUES (%(name)s, %(host)s, %(pid)s, %(started_at)s,"
                 " greatest(%(started_at)s::timestamptz, %(finished_at)s::timestamptz),"
                 " %(status)s, %(exit_code)s, %(skip_reason)s, %(estimate_seconds)s,"
                 " %(estimate_source)s, %(policy_ignored)s, %(stop_reason)s, %(spool_id)s,"
-                " %(decision)s, %(policy_id)s, %(window_id)s)"
+                " %(decision)s, %(policy_id)s, %(window_id)s, %(expected_interval)s)"
                 " ON CONFLICT (spool_id) DO NOTHING", _with_decision(entry), "write a spooled run")
         else:
             self._execute(
@@ -523,19 +526,21 @@ class SQLiteStore:
             recent_runtimes=[float(value) for (value,) in runtimes])
 
     def record_start(self, name, host, pid, estimate, skip_reason=None,
-                     policy_ignored=False, decision=None):
+                     policy_ignored=False, decision=None, expected_interval=None):
         return self._run("record the start of %s" % name, lambda connection: connection.execute(
             "INSERT INTO cronpolicy.script_run (%s, policy_ignored, heartbeat_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, %s)" % (_COLUMNS, _SQLITE_NOW),
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, %s)" % (_COLUMNS, _SQLITE_NOW),
             (name, host, pid) + _estimate_values(estimate) + (skip_reason,)
-            + _decision_values(decision) + (int(bool(policy_ignored)),)).lastrowid)
+            + _decision_values(decision, expected_interval)
+            + (int(bool(policy_ignored)),)).lastrowid)
 
-    def record_skip(self, name, host, pid, estimate, skip_reason, decision=None):
+    def record_skip(self, name, host, pid, estimate, skip_reason, decision=None,
+                    expected_interval=None):
         return self._run("record the skip of %s" % name, lambda connection: connection.execute(
             "INSERT INTO cronpolicy.script_run (%s, status, finished_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'skipped', %s)" % (_COLUMNS, _SQLITE_NOW),
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'skipped', %s)" % (_COLUMNS, _SQLITE_NOW),
             (name, host, pid) + _estimate_values(estimate) + (skip_reason,)
-            + _decision_values(decision)).lastrowid)
+            + _decision_values(decision, expected_interval)).lastrowid)
 
     def record_finish(self, run_id, status, exit_code, stop_reason=None):
         self._run("record the end of run %s" % run_id, lambda connection: connection.execute(
@@ -552,10 +557,12 @@ class SQLiteStore:
             values["policy_ignored"] = int(bool(values["policy_ignored"]))
             sql = ("INSERT INTO cronpolicy.script_run (name, host, pid, started_at, finished_at,"
                    " status, exit_code, skip_reason, estimate_seconds, estimate_source,"
-                   " policy_ignored, stop_reason, spool_id, decision, policy_id, window_id)"
+                   " policy_ignored, stop_reason, spool_id, decision, policy_id, window_id,"
+                   " expected_interval)"
                    " VALUES (:name, :host, :pid, :started_at, max(:started_at, :finished_at),"
                    " :status, :exit_code, :skip_reason, :estimate_seconds, :estimate_source,"
-                   " :policy_ignored, :stop_reason, :spool_id, :decision, :policy_id, :window_id)"
+                   " :policy_ignored, :stop_reason, :spool_id, :decision, :policy_id, :window_id,"
+                   " :expected_interval)"
                    " ON CONFLICT (spool_id) DO NOTHING")
         else:
             sql = ("UPDATE cronpolicy.script_run SET status = :status, exit_code = :exit_code,"

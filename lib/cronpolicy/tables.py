@@ -118,6 +118,7 @@ script_policy = Table(
     Column("changed_at", Timestamp, nullable=False, server_default=NOW),
     Column("interruptible", Boolean, nullable=False, server_default=text("false")),
     Column("fleet_single_instance", Boolean),
+    Column("expected_interval", Seconds),
     UniqueConstraint("name", "host", name="script_policy_name_host_key"),
     CheckConstraint("name <> ''", name="script_policy_name_not_empty"),
     CheckConstraint("host <> ''", name="script_policy_host_not_empty"),
@@ -173,6 +174,7 @@ script_run = Table(
     Column("decision", Text),
     Column("policy_id", Integer),
     Column("window_id", Integer),
+    Column("expected_interval", Double),
     CheckConstraint("status IN ('running', 'succeeded', 'failed', 'skipped', 'interrupted',"
                     " 'abandoned')", name="script_run_known_status"),
     Index("script_run_estimate_idx", "name", text("finished_at DESC"),
@@ -204,6 +206,19 @@ policy_audit = Table(
     Index("policy_audit_row_idx", "table_name", "row_id", "changed_at"),
 )
 
+drain = Table(
+    "drain", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("started_at", Timestamp, nullable=False, server_default=NOW),
+    Column("finished_at", Timestamp, nullable=False, server_default=NOW),
+    Column("host", Text, nullable=False, server_default="*"),
+    Column("quiet", Boolean, nullable=False),
+    Column("longest_blocker", Text),
+    Column("longest_blocker_seconds", Double),
+    CheckConstraint("finished_at >= started_at", name="drain_finishes_after_start"),
+    Index("drain_finished_at_idx", "finished_at"),
+)
+
 #: Statuses a run row can have, as the schema's check constraint allows.
 RUN_STATUSES = ("running", "succeeded", "failed", "skipped", "interrupted", "abandoned")
 
@@ -215,4 +230,5 @@ REQUIRED_COLUMNS = {
     "rollout_window": {"starts_at", "ends_at"},
     "script_run": {"name", "host"},
     "policy_audit": {"table_name", "operation"},
+    "drain": {"quiet"},
 }

@@ -1,0 +1,138 @@
+"""`cronpolicy run NAME [options] -- COMMAND [ARGS...]`: any command behind the gate.
+
+The command runs under the same policy, lock, history and rollout protocol
+as a CronScript: the gate decides first; the run is recorded; the command's
+output passes through untouched (it inherits standard input, output and
+error); its exit code becomes the wrapper's and a non-zero one is recorded
+as failed.  The wrapper's own log lines are marked ``cronpolicy:NAME``.
+
+Interruptibility, since a command has no is_safe_to_interrupt():
+
+``--interruptible``  it may be stopped at any time: a rollout, a disabling
+                     policy or SIGTERM sends it SIGTERM;
+``--safe-file PATH`` it is safe while PATH exists (the command creates and
+                     removes it around its critical sections);
+neither              it is never safe: it runs to completion and rollouts
+                     wait for it (a second SIGTERM still forces it).
+
+SIGHUP, SIGUSR1 and SIGQUIT are passed on to the command as they arrive.
+"""
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+
+from cronpolicy import exitcodes
+from cronpolicy.errors import Interrupted, UsageError
+from cronpolicy.script import CronScript
+from cronpolicy.timeutil import parse_duration
+
+#: How long a command gets to exit after SIGTERM before it is killed.
+STOP_TIMEOUT = 60.0
+
+_PASSED_ON = (signal.SIGHUP, signal.SIGUSR1, signal.SIGQUIT)
+
+
+class CommandScript(CronScript):
+    """Run COMMAND behind the cronpolicy gate (see `cronpolicy run --help`)."""
+
+    def __init__(self, name, command):
+        super().__init__(name=name)
+        self.command = list(command)
+        self.child = None
+        self.logger = logging.getLogger("cronpolicy:" + name)
+        self.parser.prog = "cronpolicy run %s" % name
+        self.parser.usage = "cronpolicy run NAME [options] -- COMMAND [ARGS...]"
+
+    def add_my_options(self):
+        group = self.parser.add_argument_group("the command")
+        group.add_argument("--interruptible", action="store_true",
+                           help="it may be stopped at any time (SIGTERM is forwarded)")
+        group.add_argument("--safe-file", metavar="PATH",
+                           help="it is safe to stop while this file exists")
+        group.add_argument("--expected-runtime", metavar="D",
+                           help="how long it runs, until there is history (like 20m)")
+        group.add_argument("--expected-interval", metavar="D",
+                           help="it should succeed at least this often (for `overdue`)")
+        group.add_argument("--overlap", action="store_true",
+                           help="allow more than one instance per host")
+
+    def check_options(self):
+        for option in ("expected_runtime", "expected_interval"):
+            text = getattr(self.options, option)
+            if text is not None:
+                setattr(self, option, parse_duration(text))
+        if self.options.overlap:
+            self.single_instance = False
+
+    def is_safe_to_interrupt(self):
+        if self.options.interruptible:
+            return True
+        if self.options.safe_file:
+            return os.path.exists(self.options.safe_file)
+        return False
+
+    def main(self):
+        try:
+            self.child = subprocess.Popen(self.command)
+        except OSError as error:
+            self.logger.error("cannot run %s: %s", self.command[0], error.strerror)
+            sys.exit(127 if isinstance(error, FileNotFoundError) else 126)
+        previous = {signum: signal.signal(signum, self._pass_on) for signum in _PASSED_ON}
+        try:
+            code = self.child.wait()
+        except Interrupted:
+            self._stop_child()
+            raise
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        if code < 0:
+            code = 128 - code          # killed by a signal, as a shell reports it
+        if code:
+            sys.exit(code)
+
+    def _pass_on(self, signum, frame):
+        if self.child is not None and self.child.poll() is None:
+            self.child.send_signal(signum)
+
+    def _stop_child(self):
+        if self.child.poll() is not None:
+            return
+        self.logger.info("sending SIGTERM to %s (pid %d)", self.command[0], self.child.pid)
+        self.child.send_signal(signal.SIGTERM)
+        try:
+            self.child.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.logger.warning("%s did not exit within %ds of SIGTERM: killing it",
+                                self.command[0], STOP_TIMEOUT)
+            self.child.kill()
+            self.child.wait()
+
+
+def run_command(argv):
+    """``cronpolicy run`` with ``argv`` after the word run; returns the exit code."""
+    if not argv or argv[0].startswith("-"):
+        if argv and argv[0] in ("-h", "--help"):
+            CommandScript("NAME", []).parser.print_help()
+            return exitcodes.OK
+        print("cronpolicy run: error: usage: cronpolicy run NAME [options] -- COMMAND [ARGS...]",
+              file=sys.stderr)
+        return exitcodes.USAGE
+    name, rest = argv[0], argv[1:]
+    if "--" not in rest or rest.index("--") == len(rest) - 1:
+        if "-h" in rest or "--help" in rest:
+            CommandScript(name, []).parser.print_help()
+            return exitcodes.OK
+        print("cronpolicy run: error: give the command after --, as in "
+              "cronpolicy run %s -- /path/to/job" % name, file=sys.stderr)
+        return exitcodes.USAGE
+    split = rest.index("--")
+    try:
+        script = CommandScript(name, rest[split + 1:])
+    except UsageError as error:
+        print("cronpolicy run: error: %s" % error, file=sys.stderr)
+        return exitcodes.USAGE
+    return script.run(rest[:split], exit=False)

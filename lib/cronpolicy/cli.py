@@ -14,7 +14,7 @@ import sys
 
 from cronpolicy import exitcodes
 from cronpolicy.config import SQLITE, Settings
-from cronpolicy.errors import CronPolicyError
+from cronpolicy.errors import CronPolicyError, UsageError
 from cronpolicy.timeutil import format_duration, format_time, parse_duration
 
 
@@ -425,6 +425,39 @@ def cmd_prune(args, settings):
     return exitcodes.OK
 
 
+def _read_input(path):
+    if path in (None, "-"):
+        return sys.stdin.read()
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            return handle.read()
+    except OSError as error:
+        raise UsageError("cannot read %s: %s" % (path, error.strerror)) from None
+    except UnicodeDecodeError:
+        raise UsageError("%s is not UTF-8 text" % path) from None
+
+
+def _default_program():
+    import os
+    import shutil
+    if os.path.basename(sys.argv[0]) == "cronpolicy" and os.path.isabs(sys.argv[0]):
+        return sys.argv[0]
+    return shutil.which("cronpolicy") or "cronpolicy"
+
+
+def cmd_crontab_wrap(args, settings):
+    from cronpolicy import crontab
+    sys.stdout.write(crontab.wrap(_read_input(args.file), program=args.program or
+                                  _default_program(), system=args.system))
+    return exitcodes.OK
+
+
+def cmd_crontab_unwrap(args, settings):
+    from cronpolicy import crontab
+    sys.stdout.write(crontab.unwrap(_read_input(args.file), system=args.system))
+    return exitcodes.OK
+
+
 def cmd_deploy_begin(args, settings):
     return _deploy_change(settings, True, args.reason)
 
@@ -609,6 +642,22 @@ def build_parser():
               (common, reader))
     sub.add_argument("name", help="script name")
     sub.add_argument("--limit", type=_positive_int, default=10, help="how many runs (10)")
+
+    crontab = commands.add_parser("crontab", help="move crontab lines behind cronpolicy, once")
+    crontab_commands = crontab.add_subparsers(dest="crontab_command", metavar="SUBCOMMAND",
+                                              parser_class=_Parser)
+    crontab_commands.required = True
+    for name, function, help_text in (
+            ("wrap", cmd_crontab_wrap, "print the crontab with every job run through "
+                                       "`cronpolicy run` (idempotent)"),
+            ("unwrap", cmd_crontab_unwrap, "print the crontab as it was before wrap")):
+        sub = add(name, function, help_text, subparsers=crontab_commands)
+        sub.add_argument("file", nargs="?", default="-", help="crontab file (default: stdin)")
+        sub.add_argument("--system", action="store_true",
+                         help="system crontab format (/etc/crontab, /etc/cron.d): a user field")
+        if name == "wrap":
+            sub.add_argument("--program", help="path of cronpolicy to write into the lines "
+                                               "(default: this one)")
 
     commands.add_parser(
         "run", add_help=False,

@@ -1,0 +1,187 @@
+"""Moving a crontab behind cronpolicy, once: `cronpolicy crontab wrap` / `unwrap`.
+
+wrap rewrites every job line so its command runs through `cronpolicy run`,
+keeping schedules, environment lines, comments and blank lines exactly as
+they were; unwrap restores the original byte for byte; wrapping a wrapped
+crontab changes nothing.  A job line
+
+    15 * * * *  /srv/bin/publish-distro --all >/dev/null 2>&1
+
+becomes
+
+    15 * * * *  cronpolicy run publish-distro -- "${SHELL:-/bin/sh}" -c '/srv/bin/publish-distro --all >/dev/null 2>&1'
+
+The original command is handed whole to the shell cron would have used (so
+pipes, redirections and && stay inside the gate), quoted for the outer shell.  Cron itself turns an
+unescaped % into a newline and feeds what follows to the command's standard
+input, before any shell sees the line, so the part from the first unescaped
+% on is left outside the quotes, exactly where it was.
+
+Each job is named from its command: the first program's base name (the
+script's, for `python3 script.py`, `sh job.sh`, `env X=1 prog`...), with
+-2, -3... appended when two lines would share a name.
+"""
+
+import os
+import re
+import shlex
+
+_SCHEDULE_KEYWORDS = ("@reboot", "@yearly", "@annually", "@monthly", "@weekly", "@daily",
+                      "@midnight", "@hourly")
+_ENVIRONMENT = re.compile(r"^\s*[A-Za-z_][A-Za-z0-9_]*\s*=")
+_INTERPRETERS = {"python", "python2", "python3", "sh", "bash", "dash", "zsh", "ksh", "perl",
+                 "ruby", "php", "node", "env", "nice", "ionice", "timeout", "flock", "nohup",
+                 "exec", "time", "sudo", "chronic"}
+_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _split_fields(line, count):
+    """(prefix through the ``count``-th field and its trailing blanks, rest)."""
+    position = 0
+    for _ in range(count):
+        match = re.compile(r"\s*\S+\s+").match(line, position)
+        if match is None:
+            return None
+        position = match.end()
+    return line[:position], line[position:]
+
+
+def parse_job(line, system=False):
+    """(schedule prefix, command) for a job line, else None (comment, blank,
+    environment line).  The prefix keeps all its original spacing."""
+    stripped = line.strip()
+    if not stripped or stripped.startswith("#") or _ENVIRONMENT.match(line):
+        return None
+    first = stripped.split(None, 1)[0]
+    fields = 1 if first.startswith("@") and first in _SCHEDULE_KEYWORDS else 5
+    if first.startswith("@") and first not in _SCHEDULE_KEYWORDS:
+        return None
+    split = _split_fields(line, fields + (1 if system else 0))
+    if split is None or not split[1].strip():
+        return None
+    return split
+
+
+def _first_unescaped_percent(command):
+    index = 0
+    while index < len(command):
+        if command[index] == "\\" and index + 1 < len(command):
+            index += 2
+            continue
+        if command[index] == "%":
+            return index
+        index += 1
+    return len(command)
+
+
+def job_name(command):
+    """A script name for a command line."""
+    head = command[:_first_unescaped_percent(command)]
+    try:
+        words = shlex.split(head, comments=False)
+    except ValueError:
+        words = head.split()
+    # Skip "cd DIR &&" and leading VAR=value assignments, interpreters and options.
+    while words and words[0] == "cd":
+        words = words[words.index("&&") + 1:] if "&&" in words else words[2:]
+    for word in words:
+        if "=" in word.split("/")[0] and not word.startswith("/"):
+            continue
+        base = os.path.basename(word)
+        if word.startswith("-") or word.isdigit() or re.match(r"^(python|ruby|perl|php)[\d.]*$", base) \
+                or base in _INTERPRETERS:
+            continue
+        name = _NAME_UNSAFE.sub("-", os.path.splitext(base)[0]).strip("-.")
+        if name:
+            return name
+    return "job"
+
+
+def _quote_end(text):
+    """Length of the shlex.quote()d word at the start of ``text``."""
+    if not text.startswith("'"):
+        match = re.match(r"[\w@%+=:,./-]*", text, re.ASCII)
+        return match.end()
+    position = 0
+    while True:
+        close = text.index("'", position + 1)
+        position = close + 1
+        if text.startswith("\"'\"'", position):
+            position += len("\"'\"")
+            continue
+        return position
+
+
+#: The shell cron itself would have used: the SHELL it sets (from the crontab).
+SHELL = '"${SHELL:-/bin/sh}"'
+WRAPPED = re.compile(r"^(?P<program>\S*cronpolicy) run (?P<name>\S+) -- "
+                     + re.escape(SHELL) + r" -c ")
+
+
+def wrap_command(command, name, program="cronpolicy"):
+    cut = _first_unescaped_percent(command)
+    head, tail = command[:cut], command[cut:]
+    trailing = head[len(head.rstrip("\r\n")):]
+    head = head[:len(head) - len(trailing)] if trailing else head
+    return "%s run %s -- %s -c %s%s%s" % (program, shlex.quote(name), SHELL,
+                                          shlex.quote(head), tail, trailing)
+
+
+def unwrap_command(command):
+    """The original command of a wrapped one, or None if it is not wrapped."""
+    match = WRAPPED.match(command)
+    if match is None:
+        return None
+    rest = command[match.end():]
+    try:
+        end = _quote_end(rest)
+    except ValueError:
+        return None
+    quoted, tail = rest[:end], rest[end:]
+    words = shlex.split(quoted) if quoted else [""]
+    if len(words) != 1:
+        return None
+    return words[0] + tail
+
+
+def wrap(text, program="cronpolicy", system=False):
+    """The crontab ``text`` with every job line wrapped (already wrapped ones kept)."""
+    lines = text.splitlines(keepends=True)
+    taken = set()
+    jobs = []
+    for line in lines:
+        job = parse_job(line, system)
+        if job is not None:
+            match = WRAPPED.match(job[1])
+            if match is not None:
+                taken.add(shlex.split(match.group("name"))[0])
+        jobs.append(job)
+    output = []
+    for line, job in zip(lines, jobs):
+        if job is None or WRAPPED.match(job[1]):
+            output.append(line)
+            continue
+        prefix, command = job
+        body, ending = command, ""
+        for newline in ("\r\n", "\n"):
+            if body.endswith(newline):
+                body, ending = body[:-len(newline)], newline
+                break
+        base = job_name(body)
+        name, counter = base, 1
+        while name in taken:
+            counter += 1
+            name = "%s-%d" % (base, counter)
+        taken.add(name)
+        output.append(prefix + wrap_command(body, name, program) + ending)
+    return "".join(output)
+
+
+def unwrap(text, system=False):
+    """The crontab ``text`` with every wrapped job line restored."""
+    output = []
+    for line in text.splitlines(keepends=True):
+        job = parse_job(line, system)
+        original = unwrap_command(job[1]) if job is not None else None
+        output.append(line if original is None else job[0] + original)
+    return "".join(output)

@@ -1,0 +1,117 @@
+"""crontab wrap/unwrap: byte-for-byte round trips, and wrapped lines that
+behave like the originals when a (simulated) cron runs them for real."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from cronpolicy.crontab import job_name, parse_job, unwrap, wrap
+
+USER_CRONTAB = """\
+# Edit this file to introduce tasks to be run by cron.
+# m h  dom mon dow   command
+SHELL=/bin/bash
+MAILTO="ops@example.com"
+PATH = /usr/local/bin:/usr/bin:/bin
+
+15 * * * *  /srv/bin/publish-distro --all >/dev/null 2>&1
+*/5  *  * * 1-5 cd /srv/app && ./scripts/sync_mirror.py -v
+@daily  python3 /srv/cron/report.py --date "$(date +\\%F)" | mail -s 'it''s "done"' ops%line one%line two
+@reboot /srv/bin/publish-distro
+0 2 * * * env LANG=C nice -n 10 /usr/bin/backup.sh; echo done
+   # an indented comment
+\t30 4 1 * *\t/usr/bin/monthly   \t
+@hourly echo 50\\% done
+0 0 * * 0 /srv/bin/weird-name!.sh 'quoted %s arg'
+"""
+
+SYSTEM_CRONTAB = """\
+SHELL=/bin/sh
+PATH=/usr/local/sbin:/usr/local/bin:/sbin:/bin:/usr/sbin:/usr/bin
+# m h dom mon dow user  command
+17 *    * * *   root    cd / && run-parts --report /etc/cron.hourly
+25 6    * * *   root    test -x /usr/sbin/anacron || ( cd / && run-parts --report /etc/cron.daily )
+@weekly www-data /srv/app/bin/cleanup --older 7d
+"""
+
+
+@pytest.mark.parametrize("text, system", [
+    (USER_CRONTAB, False), (USER_CRONTAB.replace("\n", "\r\n"), False), (SYSTEM_CRONTAB, True),
+    ("", False), ("no newline at the end", False), ("* * * * * lonely", False)])
+def test_wrap_then_unwrap_is_byte_for_byte_and_wrap_is_idempotent(text, system):
+    wrapped = wrap(text, program="/usr/local/bin/cronpolicy", system=system)
+    assert unwrap(wrapped, system=system) == text
+    assert wrap(wrapped, program="/usr/local/bin/cronpolicy", system=system) == wrapped
+
+
+def test_only_job_lines_change_and_schedules_stay():
+    wrapped = wrap(USER_CRONTAB, program="cronpolicy").splitlines()
+    original = USER_CRONTAB.splitlines()
+    for before, after in zip(original, wrapped):
+        job = parse_job(before)
+        if job is None:
+            assert after == before
+        else:
+            assert after.startswith(job[0] + "cronpolicy run ")
+    system = wrap(SYSTEM_CRONTAB, program="cronpolicy", system=True)
+    assert "root    cronpolicy run run-parts --" in system
+
+
+def test_job_names_come_from_the_commands_and_are_unique():
+    assert job_name("/srv/bin/publish-distro --all >/dev/null") == "publish-distro"
+    assert job_name("python3 /srv/cron/report.py --date x") == "report"
+    assert job_name("cd /srv/app && ./scripts/sync_mirror.py -v") == "sync_mirror"
+    assert job_name("env LANG=C nice -n 10 /usr/bin/backup.sh") == "backup"
+    names = [line.split(" run ", 1)[1].split()[0]
+             for line in wrap(USER_CRONTAB, program="cronpolicy").splitlines() if " run " in line]
+    assert len(names) == len(set(names)) and "publish-distro-2" in names
+
+
+def simulate_cron(command):
+    """What cron hands the shell: the text before the first unescaped % (with
+    \\% turned into %), and the rest, % turned into newlines, as stdin."""
+    head, stdin, index = [], None, 0
+    while index < len(command):
+        char = command[index]
+        if char == "\\" and command[index + 1:index + 2] == "%":
+            head.append("%")
+            index += 2
+            continue
+        if char == "%":
+            stdin = command[index + 1:].replace("%", "\n") + "\n"
+            break
+        head.append(char)
+        index += 1
+    return "".join(head), stdin
+
+
+def run_like_cron(command, env):
+    shell_command, stdin = simulate_cron(command)
+    return subprocess.run(["/bin/sh", "-c", shell_command], input=stdin or "", env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+JOBS = [
+    "echo 'a b' | tr a-z A-Z && echo second",
+    "printf '%s-%s\\n' x y",
+    "date +\\%Y >/dev/null; echo 50\\% done",
+    "cat%first line%second line",
+    "echo \"it's $((6 * 7))\"; exit 3",
+]
+
+
+@pytest.mark.parametrize("job", JOBS)
+def test_a_wrapped_line_runs_like_the_original(job, script_env, dba):
+    program = os.path.join(os.path.dirname(sys.executable), "cronpolicy")
+    env = dict(script_env, SHELL="/bin/sh")
+    line = "* * * * * " + job + "\n"
+    wrapped = wrap(line, program=program)
+    assert wrapped != line
+    original = run_like_cron(parse_job(line)[1].rstrip("\n"), env)
+    gated = run_like_cron(parse_job(wrapped)[1].rstrip("\n"), env)
+    assert gated.stdout == original.stdout
+    assert gated.returncode == original.returncode
+    [run] = dba.runs()
+    assert run["status"] == ("succeeded" if original.returncode == 0 else "failed")

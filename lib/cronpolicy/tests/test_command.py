@@ -1,0 +1,119 @@
+"""`cronpolicy run`: shell commands behind the gate, with real processes."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from cronpolicy import exitcodes
+
+from .conftest import wait_for_file
+
+PROGRAM = os.path.join(os.path.dirname(sys.executable), "cronpolicy")
+
+# A job that says when it starts, notes a SIGTERM, and takes its time.
+JOB = """\
+trap 'echo term >> "$1.term"; exit 143' TERM
+echo started > "$1.ready"
+i=0
+while [ $i -lt 60 ] && [ ! -e "$1.done" ]; do sleep 0.05; i=$((i + 1)); done
+echo finished
+"""
+
+
+def run(env, *argv, **kwargs):
+    return subprocess.run([PROGRAM, "run"] + list(argv), env=env, capture_output=True,
+                          timeout=120, **kwargs)
+
+
+def start(env, *argv):
+    return subprocess.Popen([PROGRAM, "run"] + list(argv), env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+
+
+def test_output_passes_through_and_the_exit_code_is_recorded(script_env, dba):
+    result = run(script_env, "shell-job", "--", "sh", "-c",
+                 "printf 'raw \\001 bytes\\n'; echo oops >&2; sleep 0.3; exit 3")
+    assert result.returncode == 3
+    assert result.stdout == b"raw \x01 bytes\n"
+    assert b"oops\n" in result.stderr
+    [record] = dba.runs("shell-job")
+    assert (record["status"], record["exit_code"]) == ("failed", 3)
+    seconds = dba.scalar(
+        "SELECT extract(epoch FROM finished_at - started_at) FROM cronpolicy.script_run"
+        if dba.backend == "postgresql" else
+        "SELECT (julianday(finished_at) - julianday(started_at)) * 86400 FROM cronpolicy.script_run")
+    assert 0.25 < float(seconds) < 10
+    ok = run(script_env, "shell-job", "--", "true")
+    assert ok.returncode == 0 and dba.runs("shell-job")[-1]["status"] == "succeeded"
+
+
+def test_skipped_under_deploy_pending_without_running_the_command(script_env, dba, tmp_path):
+    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true, reason = 'r42'")
+    marker = tmp_path / "ran"
+    result = run(script_env, "shell-job", "--", "touch", str(marker))
+    assert result.returncode == exitcodes.OK and not marker.exists()
+    assert dba.runs("shell-job")[0]["status"] == "skipped"
+    assert result.stdout == b""          # nothing on stdout: cron mails nobody
+
+
+def test_wrapper_log_lines_are_marked(script_env):
+    result = run(script_env, "shell-job", "-v", "--", "echo", "hello")
+    assert result.stdout == b"hello\n"
+    assert b"cronpolicy:shell-job" in result.stderr
+
+
+def _job(tmp_path):
+    path = tmp_path / "job.sh"
+    path.write_text(JOB)
+    return str(path), str(tmp_path / "job")
+
+
+def test_an_interruptible_command_gets_sigterm_from_a_rollout(script_env, dba, tmp_path):
+    job, base = _job(tmp_path)
+    wrapper = start(script_env, "shell-job", "--interruptible", "--", "sh", job, base)
+    wait_for_file(base + ".ready")
+    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true")
+    out, err = wrapper.communicate(timeout=60)
+    assert wrapper.returncode == exitcodes.INTERRUPTED, err
+    assert os.path.exists(base + ".term")
+    assert dba.runs("shell-job")[0]["status"] == "interrupted"
+
+
+def test_a_command_that_is_not_safe_is_left_alone_until_done(script_env, dba, tmp_path):
+    job, base = _job(tmp_path)
+    wrapper = start(script_env, "shell-job", "--", "sh", job, base)
+    wait_for_file(base + ".ready")
+    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true")
+    wrapper.send_signal(signal.SIGTERM)           # deferred: the command is not safe
+    time.sleep(1.0)
+    assert wrapper.poll() is None and not os.path.exists(base + ".term")
+    open(base + ".done", "w").close()
+    out, err = wrapper.communicate(timeout=60)
+    assert wrapper.returncode == exitcodes.OK and out == b"finished\n"
+    assert not os.path.exists(base + ".term")
+    assert dba.runs("shell-job")[0]["status"] == "succeeded"
+
+
+def test_safe_file_decides_when_the_command_may_be_stopped(script_env, dba, tmp_path):
+    job, base = _job(tmp_path)
+    safe = tmp_path / "safe-now"
+    wrapper = start(script_env, "shell-job", "--safe-file", str(safe), "--", "sh", job, base)
+    wait_for_file(base + ".ready")
+    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true")
+    time.sleep(1.0)
+    assert wrapper.poll() is None
+    safe.write_text("")
+    wrapper.communicate(timeout=60)
+    assert wrapper.returncode == exitcodes.INTERRUPTED
+    assert os.path.exists(base + ".term")
+
+
+def test_bad_usage(script_env):
+    assert run(script_env).returncode == exitcodes.USAGE
+    assert run(script_env, "name-only").returncode == exitcodes.USAGE
+    result = run(script_env, "x", "--expected-runtime", "soon", "--", "true")
+    assert result.returncode == exitcodes.USAGE and b"soon" in result.stderr
+    missing = run(script_env, "x", "--", "/no/such/program")
+    assert missing.returncode == 127

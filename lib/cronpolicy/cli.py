@@ -458,6 +458,43 @@ def cmd_crontab_unwrap(args, settings):
     return exitcodes.OK
 
 
+def cmd_overdue(args, settings):
+    from cronpolicy import overdue
+    now, reports = overdue.overdue_scripts(_database(settings), tolerance=args.tolerance,
+                                           include_all=args.all)
+    late = [report for report in reports if report["overdue"]]
+    if args.json:
+        print_json(reports)
+    elif not reports:
+        print("nothing overdue" if not args.all else "no script declares an expected interval")
+    else:
+        print_table(reports, [
+            ("SCRIPT", lambda r: r["name"]),
+            ("EVERY", lambda r: format_duration(r["expected_interval"])),
+            ("LAST SUCCESS", lambda r: format_time(r["last_success"]) if r["last_success"]
+             else "never"),
+            ("OVERDUE", lambda r: "yes" if r["overdue"] else "no"),
+            ("WHY", lambda r: "%s: %s" % (r["state"], r["detail"]))])
+    return exitcodes.OVERDUE if late else exitcodes.OK
+
+
+def cmd_metrics(args, settings):
+    import os
+    from cronpolicy import metrics
+    text = metrics.render(_database(settings))
+    if not args.output:
+        sys.stdout.write(text)
+        return exitcodes.OK
+    temporary = "%s.%d.tmp" % (args.output, os.getpid())
+    try:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(temporary, args.output)
+    except OSError as error:
+        raise UsageError("cannot write %s: %s" % (args.output, error.strerror)) from None
+    return exitcodes.OK
+
+
 def cmd_deploy_begin(args, settings):
     return _deploy_change(settings, True, args.reason)
 
@@ -662,6 +699,16 @@ def build_parser():
     commands.add_parser(
         "run", add_help=False,
         help="run any command behind the gate: cronpolicy run NAME [options] -- COMMAND")
+
+    sub = add("overdue", cmd_overdue, "scripts that have not succeeded within their expected "
+                                      "interval (exit 8 when any)", (common, reader))
+    sub.add_argument("--tolerance", type=float, default=1.5,
+                     help="overdue after this many intervals without success (1.5)")
+    sub.add_argument("--all", action="store_true", help="list every script with an interval")
+    sub = add("metrics", cmd_metrics, "fleet metrics in the Prometheus text format")
+    sub.add_argument("--output", metavar="FILE",
+                     help="write them here atomically (for the textfile collector) "
+                          "instead of standard output")
 
     add("flush", cmd_flush, "write the run records this host spooled while the database "
                             "was out of reach")

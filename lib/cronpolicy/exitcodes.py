@@ -30,3 +30,6 @@ INTERRUPTED = 6
 
 #: `cronpolicy deploy wait`: the timeout passed with runs still blocking.
 WAIT_TIMEOUT = 7
+
+#: `cronpolicy overdue`: at least one script has not succeeded in time.
+OVERDUE = 8

@@ -29,7 +29,7 @@ from sqlalchemy import and_, select, text
 from cronpolicy import config
 from cronpolicy.errors import NotFound, UsageError
 from cronpolicy.policy import PolicyRow, glob_matches, is_pattern, matching_policies
-from cronpolicy.tables import deploy_state, rollout_window, script_policy, script_run
+from cronpolicy.tables import deploy_state, drain, rollout_window, script_policy, script_run
 from cronpolicy.timeutil import UTC, parse_time
 
 _EPOCH = datetime.datetime(2000, 1, 1, tzinfo=UTC)
@@ -297,17 +297,31 @@ def wait_until_quiet(db, timeout, host="*", poll_interval=0.25, on_progress=None
     every look.  Returns a WaitResult.
     """
     started = time.monotonic()
+    first_now = None
+    blocked = {}     # run id -> [script name, first seen, last seen] (waited seconds)
     while True:
         with db.begin("check the running scripts") as connection:
             now, runs, stop_asked = blocking_runs(db, connection, host)
+        first_now = first_now or now
         waited = time.monotonic() - started
+        for run in runs:
+            blocked.setdefault(run["id"], [run["name"], waited, waited])[2] = waited
         if on_progress is not None:
             on_progress(now, runs, waited)
-        if not runs:
-            return WaitResult(True, waited, [], stop_asked)
-        if waited >= timeout:
-            return WaitResult(False, waited, runs, stop_asked)
+        if not runs or waited >= timeout:
+            _record_drain(db, first_now, now, host, not runs, blocked)
+            return WaitResult(not runs, waited, runs, stop_asked)
         time.sleep(max(0.0, min(poll_interval, timeout - waited)))
+
+
+def _record_drain(db, started_at, finished_at, host, quiet, blocked):
+    """Remember this wait for the metrics: how long, and who held it up longest."""
+    longest = max(blocked.values(), key=lambda entry: entry[2] - entry[1], default=None)
+    with db.begin("record the drain") as connection:
+        connection.execute(drain.insert().values(
+            started_at=started_at, finished_at=max(started_at, finished_at), host=host,
+            quiet=quiet, longest_blocker=longest[0] if longest else None,
+            longest_blocker_seconds=(longest[2] - longest[1]) if longest else None))
 
 
 def plan(db, settings, at, host="*", script="*"):

@@ -157,7 +157,7 @@ def _reset_postgres(dsn):
         with connection.cursor() as cursor:
             cursor.execute(
                 "TRUNCATE cronpolicy.script_policy, cronpolicy.rollout_window,"
-                " cronpolicy.script_run RESTART IDENTITY;"
+                " cronpolicy.script_run, cronpolicy.drain RESTART IDENTITY;"
                 " UPDATE cronpolicy.deploy_state SET deploy_pending = false, reason = '',"
                 " changed_by = session_user")
             # Last, so the resets above leave no audit entries behind.

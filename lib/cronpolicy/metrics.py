@@ -1,0 +1,127 @@
+"""Fleet metrics in the Prometheus text exposition format.
+
+``render(db)`` returns the text; `cronpolicy metrics --output FILE` writes
+it atomically, for the node exporter's textfile collector (name the file
+*.prom).  Per script: last success time, last duration, runs by status,
+skips by reason (the decision code), how many are running now, the latest
+runtime estimate next to the latest actual runtime, and whether it is
+overdue; for the fleet: deploy pending, and the last drain's duration and
+the script that held it up longest.
+"""
+
+import datetime
+
+from sqlalchemy import and_, func, select
+
+from cronpolicy.tables import deploy_state, drain, script_run
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+def _escape(value):
+    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+class _Exposition:
+
+    def __init__(self):
+        self.lines = []
+
+    def family(self, name, kind, help_text, samples):
+        """``samples``: [(labels dict, value)]."""
+        self.lines.append("# HELP %s %s" % (name, help_text))
+        self.lines.append("# TYPE %s %s" % (name, kind))
+        for labels, value in samples:
+            label_text = ",".join('%s="%s"' % (key, _escape(labels[key])) for key in labels)
+            self.lines.append("%s%s %s" % (name, "{%s}" % label_text if label_text else "",
+                                           repr(float(value))))
+
+    def text(self):
+        return "\n".join(self.lines) + "\n"
+
+
+def _seconds(moment):
+    return (moment - _EPOCH).total_seconds()
+
+
+def render(db):
+    from cronpolicy.overdue import overdue_scripts
+    from cronpolicy.rollout import reap_dead_runs
+    out = _Exposition()
+    with db.begin("read the metrics") as connection:
+        reap_dead_runs(db, connection)
+        now = db.now(connection)
+        by_status = connection.execute(
+            select(script_run.c.name, script_run.c.status, func.count())
+            .group_by(script_run.c.name, script_run.c.status)).all()
+        skips = connection.execute(
+            select(script_run.c.name, func.coalesce(script_run.c.decision, "unknown"), func.count())
+            .where(script_run.c.status == "skipped")
+            .group_by(script_run.c.name, func.coalesce(script_run.c.decision, "unknown"))).all()
+        last_success = connection.execute(
+            select(script_run.c.name, func.max(script_run.c.finished_at))
+            .where(script_run.c.status == "succeeded").group_by(script_run.c.name)).all()
+        latest_ids = select(func.max(script_run.c.id)).where(and_(
+            script_run.c.finished_at.is_not(None), script_run.c.status != "skipped")
+        ).group_by(script_run.c.name)
+        last_runs = connection.execute(
+            select(script_run.c.name, script_run.c.started_at, script_run.c.finished_at,
+                   script_run.c.estimate_seconds)
+            .where(script_run.c.id.in_(latest_ids))).all()
+        latest_estimates = connection.execute(
+            select(script_run.c.name, script_run.c.estimate_seconds)
+            .where(script_run.c.id.in_(select(func.max(script_run.c.id)).where(
+                script_run.c.estimate_seconds.is_not(None)).group_by(script_run.c.name)))).all()
+        state = connection.execute(select(deploy_state.c.deploy_pending)).scalar()
+        last_drain = connection.execute(
+            select(drain).order_by(drain.c.finished_at.desc(), drain.c.id.desc()).limit(1)
+        ).mappings().first()
+    names = sorted({row[0] for row in by_status})
+    running = {row[0]: row[2] for row in by_status if row[1] == "running"}
+    _, reports = overdue_scripts(db, include_all=True)
+
+    out.family("cronpolicy_last_success_timestamp_seconds", "gauge",
+               "When the script last succeeded (Unix time, database clock).",
+               [({"script": name}, _seconds(moment)) for name, moment in sorted(last_success)])
+    out.family("cronpolicy_last_duration_seconds", "gauge",
+               "How long the script's last finished run took.",
+               [({"script": row.name}, (row.finished_at - row.started_at).total_seconds())
+                for row in sorted(last_runs)])
+    out.family("cronpolicy_runs_total", "counter",
+               "Runs recorded, by final status (history kept by prune).",
+               [({"script": name, "status": status}, count)
+                for name, status, count in sorted(by_status)])
+    out.family("cronpolicy_skips_total", "counter",
+               "Skipped starts, by the decision that skipped them.",
+               [({"script": name, "reason": reason}, count) for name, reason, count in sorted(skips)])
+    out.family("cronpolicy_running", "gauge", "Live runs of the script now (dead ones excluded).",
+               [({"script": name}, running.get(name, 0)) for name in names])
+    out.family("cronpolicy_estimate_seconds", "gauge",
+               "The runtime estimate the script's latest decision used.",
+               [({"script": name}, value) for name, value in sorted(latest_estimates)])
+    out.family("cronpolicy_last_runtime_vs_estimate_ratio", "gauge",
+               "The last finished run's duration divided by the estimate it started with.",
+               [({"script": row.name},
+                 (row.finished_at - row.started_at).total_seconds() / row.estimate_seconds)
+                for row in sorted(last_runs) if row.estimate_seconds])
+    out.family("cronpolicy_overdue", "gauge",
+               "1 when the script has not succeeded within its expected interval (x tolerance).",
+               [({"script": report["name"]}, 1 if report["overdue"] else 0)
+                for report in reports])
+    out.family("cronpolicy_deploy_pending", "gauge", "1 while a deploy is pending.",
+               [({}, 1 if state is None or state else 0)])
+    drain_samples, blocker_samples = [], []
+    if last_drain is not None:
+        drain_samples = [({}, (last_drain["finished_at"] - last_drain["started_at"])
+                          .total_seconds())]
+        if last_drain["longest_blocker"]:
+            blocker_samples = [({"script": last_drain["longest_blocker"]},
+                                last_drain["longest_blocker_seconds"] or 0.0)]
+    out.family("cronpolicy_last_drain_seconds", "gauge",
+               "How long the last `cronpolicy deploy wait` took.", drain_samples)
+    out.family("cronpolicy_last_drain_longest_blocker_seconds", "gauge",
+               "The script that held up the last drain longest, and for how long.",
+               blocker_samples)
+    out.family("cronpolicy_metrics_timestamp_seconds", "gauge",
+               "When these metrics were read (database clock).", [({}, _seconds(now))])
+    return out.text()

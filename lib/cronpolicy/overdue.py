@@ -1,0 +1,96 @@
+"""Jobs that have not succeeded for too long: what every skipped deploy risks.
+
+A script declares how often it should succeed (the class's
+``expected_interval``, recorded with each run) or a DBA does (the policy
+column ``script_policy.expected_interval``, which wins).  A script is
+overdue when its last success (or, if it never succeeded, the first we heard
+of it) is older than that interval times a tolerance.  For each overdue
+script the report says what happened since: skipped by policy (and the last
+reason), failing (and the last exit code), or not started at all.
+"""
+
+import datetime
+
+from sqlalchemy import and_, func, select
+
+from cronpolicy.errors import UsageError
+from cronpolicy.policy import glob_matches, is_pattern, pattern_specificity
+from cronpolicy.tables import script_policy, script_run
+
+#: Overdue after this many intervals without a success.
+DEFAULT_TOLERANCE = 1.5
+
+
+def _policy_intervals(connection):
+    rows = connection.execute(select(
+        script_policy.c.name, script_policy.c.host, script_policy.c.expected_interval,
+        script_policy.c.changed_at).where(script_policy.c.expected_interval.is_not(None))).all()
+    # Host-wide rows only: how often a job must succeed is a fleet matter.
+    return sorted((row for row in rows if row.host == "*"),
+                  key=lambda row: pattern_specificity(row.name), reverse=True)
+
+
+def overdue_scripts(db, tolerance=DEFAULT_TOLERANCE, include_all=False):
+    """(now, [report dict]) for scripts with an expected interval; only the
+    overdue ones unless ``include_all``."""
+    if tolerance <= 0:
+        raise UsageError("--tolerance must be positive")
+    with db.begin("look for overdue scripts") as connection:
+        now = db.now(connection)
+        policies = _policy_intervals(connection)
+        declared = dict(connection.execute(
+            select(script_run.c.name, script_run.c.expected_interval)
+            .where(script_run.c.id.in_(
+                select(func.max(script_run.c.id)).where(
+                    script_run.c.expected_interval.is_not(None)).group_by(script_run.c.name)))
+        ).all())
+        names = set(declared) | {row.name for row in policies if not is_pattern(row.name)}
+        names |= {name for (name,) in connection.execute(
+            select(script_run.c.name).distinct().where(
+                script_run.c.started_at > now - datetime.timedelta(days=90)))
+            if any(glob_matches(row.name, name) for row in policies)}
+        reports = []
+        for name in sorted(names):
+            policy = next((row for row in policies if glob_matches(row.name, name)), None)
+            interval = policy.expected_interval if policy is not None else declared.get(name)
+            if interval is None:
+                continue
+            reports.append(_report(connection, now, name, interval, tolerance, policy))
+    return now, [report for report in reports if include_all or report["overdue"]]
+
+
+def _report(connection, now, name, interval, tolerance, policy):
+    last_success = connection.execute(
+        select(func.max(script_run.c.finished_at)).where(and_(
+            script_run.c.name == name, script_run.c.status == "succeeded"))).scalar()
+    since = last_success
+    if since is None:
+        first = connection.execute(select(func.min(script_run.c.started_at))
+                                   .where(script_run.c.name == name)).scalar()
+        since = first if first is not None else (policy.changed_at if policy is not None
+                                                 else now)
+    after = [dict(row) for row in connection.execute(
+        select(script_run.c.status, script_run.c.started_at, script_run.c.skip_reason,
+               script_run.c.exit_code, script_run.c.decision)
+        .where(and_(script_run.c.name == name,
+                    script_run.c.started_at >= (last_success or since)))
+        .order_by(script_run.c.started_at.desc()).limit(1000)).mappings()]
+    counts = {}
+    for row in after:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    failures = [row for row in after if row["status"] in ("failed", "abandoned", "interrupted")]
+    skips = [row for row in after if row["status"] == "skipped"]
+    if failures:
+        state, detail = "failing", "%d failed run%s since, last exit code %s" % (
+            len(failures), "" if len(failures) == 1 else "s", failures[0]["exit_code"])
+    elif skips:
+        state, detail = "skipped", "skipped %d time%s since, last: %s" % (
+            len(skips), "" if len(skips) == 1 else "s", skips[0]["skip_reason"])
+    else:
+        state, detail = "not started", "no run started since"
+    age = (now - since).total_seconds()
+    return {"name": name, "expected_interval": float(interval),
+            "interval_source": "policy" if policy is not None else "script",
+            "last_success": last_success, "seconds_since": age,
+            "overdue": age > float(interval) * tolerance,
+            "state": state, "detail": detail, "counts": counts}

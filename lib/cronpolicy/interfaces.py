@@ -37,15 +37,21 @@ class IPolicyStore(Interface):
         missing or older than this code.
         """
 
-    def record_start(name, host, pid, estimate, skip_reason, policy_ignored):
+    def record_start(name, host, pid, estimate, skip_reason=None, policy_ignored=False,
+                     decision=None, expected_interval=None):
         """Insert a ``running`` row stamped with the database clock; return its id.
 
         On PostgreSQL the store's session holds an advisory lock keyed on
         the run id from then until it closes, so a dead process is seen at
         once; everywhere the heartbeat is the fallback."""
 
-    def record_skip(name, host, pid, estimate, skip_reason):
-        """Insert a finished ``skipped`` row with its reason; return its id."""
+    def record_skip(name, host, pid, estimate, skip_reason, decision=None,
+                    expected_interval=None):
+        """Insert a finished ``skipped`` row with its reason; return its id.
+
+        ``decision`` (a policy.Decision, or a bare code such as "locked") and
+        ``expected_interval`` (seconds) are recorded with the row, as for
+        record_start."""
 
     def record_finish(run_id, status, exit_code, stop_reason=None):
         """Mark run ``run_id`` finished (database clock) with ``status``,

@@ -100,6 +100,7 @@ from cronpolicy.policy import decide_from_inputs, run_options
 from cronpolicy.store import DeadlineExceeded, open_store, within
 from cronpolicy.timeutil import format_duration
 
+
 def _utcnow():
     return datetime.datetime.now(datetime.timezone.utc)
 
@@ -362,9 +363,15 @@ class CronScript:
                     expected_interval=self.expected_interval),
                 "record the start")
         except DatabaseError as error:
+            self._store_usable = False
+            if fleet_wide:
+                # Whether another host runs it cannot be known now: do not guess.
+                reason = "cannot take the fleet-wide lock: %s" % error
+                self._record_skip(None, self.decision.estimate, reason, "locked")
+                self.logger.warning("skipped: %s", reason)
+                return exitcodes.LOCKED
             # Decided on fresh inputs, but the database went away since: run
             # without a row (and without a watcher); the record is spooled.
-            self._store_usable = False
             self.logger.warning("cannot record the start (%s); running and spooling the "
                                 "record", error)
             return self._call_main(None)
@@ -375,7 +382,6 @@ class CronScript:
 
     def _load_inputs(self, store, deadline):
         """load_inputs, retrying transient errors with jittered backoff until ``deadline``."""
-        import random
         delay = 0.05
         while True:
             try:
@@ -384,6 +390,7 @@ class CronScript:
                 raise
             except DatabaseError as error:
                 store.close()
+                import random  # only when retrying: keep it off the normal path
                 pause = random.uniform(delay / 2, delay)
                 if not error.transient or time.monotonic() + pause >= deadline:
                     raise
@@ -406,7 +413,11 @@ class CronScript:
                 self.logger.info("wrote %d spooled run record%s", written,
                                  "" if written == 1 else "s")
             except DatabaseError as error:
+                self._store_usable = not isinstance(error, DeadlineExceeded)
                 self.logger.warning("spooled run records stay spooled: %s", error)
+            except OSError as error:
+                self.logger.warning("cannot tidy the spool %s: %s", spool.directory,
+                                    error.strerror)
 
     def _spool(self):
         from cronpolicy.spool import Spool
@@ -612,7 +623,10 @@ class CronScript:
                 return exitcodes.WOULD_SKIP
         store = open_store(self.settings, application_name="cronpolicy:" + self.name)
         try:
-            decision = self._decide(store.load_inputs(self.name, self.settings.estimate_runs))
+            decision = self._decide(within(
+                time.monotonic() + self.settings.decision_timeout,
+                lambda: store.load_inputs(self.name, self.settings.estimate_runs),
+                "read the policy"))
         except CronPolicyError as error:
             self.logger.error("cannot decide: %s", error)
             return exitcodes.GATE_ERROR

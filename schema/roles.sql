@@ -16,7 +16,8 @@
 --
 -- cronpolicy_script   read policies, the deploy switch, windows and history;
 --                     insert its own runs and update only the runs it wrote
---                     (row-level security on script_run.db_user); LISTEN.
+--                     (script_run.db_user: row-level security and a guard
+--                     trigger that names the owner); LISTEN.
 -- cronpolicy_rollout  cronpolicy_script's rights, plus flipping the deploy
 --                     switch and managing rollout windows; reading the audit.
 -- cronpolicy_admin    everything, policies included; the only role that may
@@ -78,7 +79,31 @@ GRANT ALL ON ALL TABLES IN SCHEMA cronpolicy TO cronpolicy_admin;
 GRANT ALL ON ALL SEQUENCES IN SCHEMA cronpolicy TO cronpolicy_admin;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA cronpolicy TO cronpolicy_admin;
 
--- A host updates only the runs it wrote; everyone may read them all.
+-- A host updates only the runs it wrote, and is told so when it tries
+-- another's.  (SECURITY DEFINER functions run as their owner, so reaping
+-- dead runs still works; administrators may update any run.)
+CREATE OR REPLACE FUNCTION cronpolicy.guard_run_owner() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF OLD.db_user IS DISTINCT FROM current_user
+       AND NOT pg_has_role(current_user, 'cronpolicy_admin', 'MEMBER')
+       AND NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+       AND current_user <> (SELECT tableowner FROM pg_tables
+                             WHERE schemaname = 'cronpolicy' AND tablename = 'script_run') THEN
+        RAISE EXCEPTION 'run #% belongs to database user %; % may update only its own runs',
+            OLD.id, OLD.db_user, current_user
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION cronpolicy.guard_run_owner() IS
+    'Refuses, with a clear message, an update of a run written by another database user.';
+DROP TRIGGER IF EXISTS script_run_owner_guard ON cronpolicy.script_run;
+CREATE TRIGGER script_run_owner_guard BEFORE UPDATE ON cronpolicy.script_run
+    FOR EACH ROW EXECUTE FUNCTION cronpolicy.guard_run_owner();
+
+-- Everyone may read every run; inserts must carry the writer's own name.
 ALTER TABLE cronpolicy.script_run ENABLE ROW LEVEL SECURITY;
 DROP POLICY IF EXISTS script_run_read ON cronpolicy.script_run;
 DROP POLICY IF EXISTS script_run_insert_own ON cronpolicy.script_run;
@@ -89,6 +114,6 @@ CREATE POLICY script_run_read ON cronpolicy.script_run FOR SELECT
 CREATE POLICY script_run_insert_own ON cronpolicy.script_run FOR INSERT
     TO cronpolicy_script WITH CHECK (db_user = session_user);
 CREATE POLICY script_run_update_own ON cronpolicy.script_run FOR UPDATE
-    TO cronpolicy_script USING (db_user = session_user) WITH CHECK (db_user = session_user);
+    TO cronpolicy_script USING (true) WITH CHECK (db_user = session_user);
 CREATE POLICY script_run_admin ON cronpolicy.script_run FOR ALL
     TO cronpolicy_admin USING (true) WITH CHECK (true);

@@ -85,6 +85,7 @@ def test_script_role_gets_a_clear_one_line_error_from_the_cli(pg_roles, tmp_path
 
 
 def test_a_host_cannot_update_another_hosts_runs(pg_roles, pg_dsn):
+    """...and is told whose run it is, while reaping dead runs still works."""
     web1, web2 = pg_roles("cronpolicy_script"), pg_roles("cronpolicy_script")
     count, error = try_sql(web1, "INSERT INTO cronpolicy.script_run (name, host, pid)"
                                  " VALUES ('publish-distro', 'web1', 1)")
@@ -92,7 +93,9 @@ def test_a_host_cannot_update_another_hosts_runs(pg_roles, pg_dsn):
     run_id = DBA(pg_dsn).scalar("SELECT id FROM cronpolicy.script_run")
     count, error = try_sql(web2, "UPDATE cronpolicy.script_run SET status = 'failed',"
                                  " finished_at = now() WHERE id = %s", (run_id,))
-    assert (count, error) == (0, None)               # row-level security: not its row
+    web1_name = psycopg2.extensions.parse_dsn(web1)["user"]
+    assert count is None
+    assert "run #%d belongs to database user %s" % (run_id, web1_name) in error
     assert DBA(pg_dsn).scalar("SELECT status FROM cronpolicy.script_run") == "running"
     count, error = try_sql(web2, "INSERT INTO cronpolicy.script_run (name, host, pid, db_user)"
                                  " VALUES ('x', 'web1', 1, 'someone_else')")
@@ -170,3 +173,13 @@ def test_passwords_never_reach_output_or_history(pg_dsn, tmp_path):
         output = cli(env, *argv)
         assert "pw-s3cret-42" not in output.stdout + output.stderr, argv
     assert "pw-s3cret-42" not in str(DBA(pg_dsn).execute("SELECT * FROM cronpolicy.script_run"))
+
+
+def test_any_role_may_record_other_hosts_dead_runs_as_abandoned(pg_roles, pg_dsn, tmp_path):
+    web1, web2 = pg_roles("cronpolicy_script"), pg_roles("cronpolicy_script")
+    count, error = try_sql(web1, "INSERT INTO cronpolicy.script_run (name, host, pid,"
+                                 " heartbeat_at) VALUES ('ghost', 'web1', 1, now())")
+    assert count == 1, error
+    status = cli(make_env(tmp_path, web2), "status", "--json")
+    assert status.returncode == 0, status.stderr
+    assert DBA(pg_dsn).scalar("SELECT status FROM cronpolicy.script_run") == "abandoned"

@@ -56,16 +56,23 @@ def cmd_schema_upgrade(args, settings):
     from cronpolicy import schema, store
     if settings.backend == SQLITE:
         from cronpolicy.config import sqlite_path
+        import sqlite3
         connection = store.connect_sqlite(sqlite_path(settings.dsn), settings.connect_timeout,
                                           create_directory=settings.dsn_source == "default")
         try:
             applied = schema.upgrade_sqlite(connection)
             version = schema.sqlite_version(connection)
+        except sqlite3.Error as error:
+            from cronpolicy.errors import DatabaseError
+            raise DatabaseError("schema upgrade of %s failed: %s" % (settings.masked_dsn,
+                                                                     error)) from error
         finally:
             connection.close()
     else:
+        # No statement timeout: an index on a long history may take a while.
         connection = store.connect_postgres(settings.dsn, settings.connect_timeout,
-                                            "cronpolicy-schema")
+                                            "cronpolicy-schema", settings.dsn_source,
+                                            statement_timeout=False)
         try:
             applied = schema.upgrade_postgres(connection)
             version = schema.postgres_version(connection)
@@ -83,7 +90,8 @@ def cmd_schema_roles(args, settings):
     if settings.backend == SQLITE:
         raise CronPolicyError("roles are a PostgreSQL feature; the SQLite database has one user")
     connection = store.connect_postgres(settings.dsn, settings.connect_timeout,
-                                        "cronpolicy-schema", settings.dsn_source)
+                                        "cronpolicy-schema", settings.dsn_source,
+                                        statement_timeout=False)
     try:
         version = schema.postgres_version(connection)
         if version is None or version < schema.SCHEMA_VERSION:
@@ -747,6 +755,10 @@ def main(argv=None):
         args = parser.parse_args(argv)
     except SystemExit as error:
         return error.code if isinstance(error.code, int) else exitcodes.USAGE
+    if not hasattr(args, "func"):   # `cronpolicy --dsn X run ...`
+        print("cronpolicy: error: `run` must come first: cronpolicy run NAME [options] -- "
+              "COMMAND (see --help)", file=sys.stderr)
+        return exitcodes.USAGE
     try:
         settings = Settings.load(dsn=getattr(args, "dsn", None))
         return args.func(args, settings)

@@ -25,7 +25,7 @@ import subprocess
 import sys
 
 from cronpolicy import exitcodes
-from cronpolicy.errors import Interrupted, UsageError
+from cronpolicy.errors import Interrupted
 from cronpolicy.script import CronScript
 from cronpolicy.timeutil import parse_duration
 
@@ -76,7 +76,9 @@ class CommandScript(CronScript):
 
     def main(self):
         try:
-            self.child = subprocess.Popen(self.command)
+            # Its own process group, so stopping it stops everything it started
+            # (`sh -c 'a | b'` from crontab wrap included).
+            self.child = subprocess.Popen(self.command, start_new_session=True)
         except OSError as error:
             self.logger.error("cannot run %s: %s", self.command[0], error.strerror)
             sys.exit(127 if isinstance(error, FileNotFoundError) else 126)
@@ -94,21 +96,28 @@ class CommandScript(CronScript):
         if code:
             sys.exit(code)
 
+    def _signal_group(self, signum):
+        try:
+            os.killpg(self.child.pid, signum)
+        except ProcessLookupError:
+            pass
+
     def _pass_on(self, signum, frame):
         if self.child is not None and self.child.poll() is None:
-            self.child.send_signal(signum)
+            self._signal_group(signum)
 
     def _stop_child(self):
         if self.child.poll() is not None:
             return
-        self.logger.info("sending SIGTERM to %s (pid %d)", self.command[0], self.child.pid)
-        self.child.send_signal(signal.SIGTERM)
+        self.logger.info("sending SIGTERM to %s (process group %d)", self.command[0],
+                         self.child.pid)
+        self._signal_group(signal.SIGTERM)
         try:
             self.child.wait(timeout=STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
             self.logger.warning("%s did not exit within %ds of SIGTERM: killing it",
                                 self.command[0], STOP_TIMEOUT)
-            self.child.kill()
+            self._signal_group(signal.SIGKILL)
             self.child.wait()
 
 
@@ -130,9 +139,4 @@ def run_command(argv):
               "cronpolicy run %s -- /path/to/job" % name, file=sys.stderr)
         return exitcodes.USAGE
     split = rest.index("--")
-    try:
-        script = CommandScript(name, rest[split + 1:])
-    except UsageError as error:
-        print("cronpolicy run: error: %s" % error, file=sys.stderr)
-        return exitcodes.USAGE
-    return script.run(rest[:split], exit=False)
+    return CommandScript(name, rest[split + 1:]).run(rest[:split], exit=False)

@@ -328,7 +328,9 @@ class CronScript:
             inputs = within(deadline, lambda: self._load_inputs(store, deadline),
                             "read the policy")
         except DatabaseError as error:
-            if isinstance(error, SchemaError):
+            if isinstance(error, SchemaError) or not error.transient:
+                # Bad credentials, an unknown database, a missing privilege:
+                # configuration to fix, not an outage to ride out.
                 self.logger.error("not running: %s", error)
                 return exitcodes.GATE_ERROR
             self._store_usable = not isinstance(error, DeadlineExceeded)
@@ -342,6 +344,7 @@ class CronScript:
         if not self.decision.run and not self.options.ignore_policy:
             self._record_skip(store, self.decision.estimate, self.decision.reason, self.decision)
             self.logger.info("skipped: %s", self.decision.reason)
+            self._flush_spool(store)
             return exitcodes.OK
         self._policy_interruptible, fleet_wide = run_options(
             inputs.policies, self.name, self.host, self.fleet_single_instance)
@@ -399,25 +402,30 @@ class CronScript:
                 delay = min(delay * 2, 1.0)
 
     def _after_successful_read(self, store, inputs, deadline):
-        """Refresh this host's policy cache and write what the spool holds (best effort)."""
+        """Refresh this host's policy cache (best effort)."""
         from cronpolicy import cache
         try:
             cache.save(self.settings.cache_path, inputs)
         except OSError as error:
             self.logger.warning("cannot write the policy cache %s: %s",
                                 self.settings.cache_path, error.strerror)
+
+    def _flush_spool(self, store):
+        """After a run that reached the database: write what earlier runs on this
+        host spooled (best effort, bounded), off the start-up path."""
         spool = self._spool()
-        if len(spool):
-            try:
-                written = within(deadline, lambda: spool.flush(store), "write spooled runs")
-                self.logger.info("wrote %d spooled run record%s", written,
-                                 "" if written == 1 else "s")
-            except DatabaseError as error:
-                self._store_usable = not isinstance(error, DeadlineExceeded)
-                self.logger.warning("spooled run records stay spooled: %s", error)
-            except OSError as error:
-                self.logger.warning("cannot tidy the spool %s: %s", spool.directory,
-                                    error.strerror)
+        if store is None or not self._store_usable or not len(spool):
+            return
+        try:
+            written = within(time.monotonic() + self.settings.decision_timeout,
+                             lambda: spool.flush(store), "write spooled runs")
+            self.logger.info("wrote %d spooled run record%s", written,
+                             "" if written == 1 else "s")
+        except DatabaseError as error:
+            self._store_usable = not isinstance(error, DeadlineExceeded)
+            self.logger.info("spooled run records stay spooled for now: %s", error)
+        except OSError as error:
+            self.logger.warning("cannot tidy the spool %s: %s", spool.directory, error.strerror)
 
     def _spool(self):
         from cronpolicy.spool import Spool
@@ -446,6 +454,18 @@ class CronScript:
                 "database unreachable and no policy cached within %s (on_database_error = %s)"
                 % (format_duration(settings.cache_max_age), mode), estimate, None, None)
             path = "no policy cached within %s" % format_duration(settings.cache_max_age)
+        fleet_wide = run_options(cached[0].policies if cached else [], self.name, self.host,
+                                 self.fleet_single_instance)[1]
+        if fleet_wide and (self.decision.run or self.options.ignore_policy):
+            # At most one live run fleet-wide cannot be checked without the database.
+            from cronpolicy.policy import Decision as _Decision
+            self.decision = _Decision(False, "locked", "fleet-wide single instance cannot be "
+                                      "checked while the database is unreachable",
+                                      self.decision.estimate, None, None)
+            self._record_skip(None, self.decision.estimate, self.decision.reason, "locked")
+            self.logger.warning("database unreachable (%s); skip (%s)", error,
+                                self.decision.reason)
+            return exitcodes.LOCKED
         verdict = "run" if self.decision.run or self.options.ignore_policy else "skip"
         shown = (self.decision.reason if cached is not None
                  else "on_database_error = %s" % mode)
@@ -494,6 +514,9 @@ class CronScript:
                 self._extra_lock = host_lock
             except LockHeld as held:
                 return self._skip_locked(store, held)
+            except CronPolicyError as error:
+                self.logger.error("not running: %s", error)
+                return exitcodes.GATE_ERROR
         if not within(time.monotonic() + self.settings.decision_timeout,
                       lambda: store.try_fleet_lock(self.name), "take the fleet-wide lock"):
             reason = "another instance is running on some host (fleet-wide single instance)"
@@ -560,6 +583,7 @@ class CronScript:
         log = {"succeeded": self.logger.info, "interrupted": self.logger.info}.get(
             status, self.logger.error)
         log("run #%s %s in %s (exit code %d)", self.run_id, status, elapsed, code)
+        self._flush_spool(store)
         return code
 
     def _record_finish(self, store, started_at, status, code, stop_reason):
@@ -621,6 +645,9 @@ class CronScript:
                 print("%s on %s: would skip: another instance is running (%s)"
                       % (self.name, self.host, held))
                 return exitcodes.WOULD_SKIP
+            except CronPolicyError as error:
+                self.logger.error("cannot decide: %s", error)
+                return exitcodes.GATE_ERROR
         store = open_store(self.settings, application_name="cronpolicy:" + self.name)
         try:
             decision = self._decide(within(

@@ -88,14 +88,40 @@ class Spool:
     def flush(self, store, limit=None):
         """Write pending entries through ``store``; return how many were written.
 
-        Stops at the first database error (raised), keeping that entry and
-        the ones after it for next time.
+        An entry the database refuses for good (or that is damaged) is moved
+        to ``rejected/`` so it never blocks the others; a transient database
+        error stops the flush (raised), keeping that entry and the rest for
+        next time.  Two flushes at once are harmless: entries are written
+        once, and a file another flush removed first is simply skipped.
         """
+        from cronpolicy.errors import DatabaseError
         written = 0
         for path, entry in self.entries():
             if limit is not None and written >= limit:
                 break
-            store.apply_spooled(entry)
-            os.unlink(path)
+            try:
+                if entry.get("kind") not in (RUN, FINISH):
+                    raise ValueError("unknown kind %r" % entry.get("kind"))
+                store.apply_spooled(entry)
+            except DatabaseError as error:
+                if error.transient:
+                    raise
+                self._reject(path)
+                continue
+            except (KeyError, ValueError, TypeError):
+                self._reject(path)
+                continue
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
             written += 1
         return written
+
+    def _reject(self, path):
+        rejected = os.path.join(self.directory, "rejected")
+        os.makedirs(rejected, exist_ok=True)
+        try:
+            os.replace(path, os.path.join(rejected, os.path.basename(path)))
+        except FileNotFoundError:
+            pass

@@ -100,6 +100,15 @@ _TRANSIENT_SQLSTATES = frozenset(["53300", "53400", "57P01", "57P02", "57P03",
                                   "08000", "08001", "08003", "08004", "08006"])
 
 
+def _dsn_has_options(dsn):
+    """Whether the DSN sets libpq's ``options`` itself (then it is left alone)."""
+    from psycopg2.extensions import parse_dsn
+    try:
+        return "options" in parse_dsn(dsn)
+    except Exception:
+        return False  # connect() reports the unparsable DSN
+
+
 # libpq's words for a DSN it cannot parse: configuration, not connectivity.
 _DSN_SYNTAX_ERRORS = ("invalid integer value", "invalid connection option", 'missing "="',
                       "unterminated quoted string", "invalid sslmode value",
@@ -136,7 +145,7 @@ def open_store(settings, application_name="cronpolicy"):
 # PostgreSQL -----------------------------------------------------------------
 
 def connect_postgres(dsn, connect_timeout=config.DEFAULT_CONNECT_TIMEOUT,
-                     application_name="cronpolicy", source=None):
+                     application_name="cronpolicy", source=None, statement_timeout=True):
     """A psycopg2 connection with bounded connect and statement times."""
     import psycopg2
     options = {
@@ -146,7 +155,7 @@ def connect_postgres(dsn, connect_timeout=config.DEFAULT_CONNECT_TIMEOUT,
         "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
         "keepalives_count": 3,
     }
-    if "options" not in dsn:
+    if statement_timeout and not _dsn_has_options(dsn):
         options["options"] = "-c statement_timeout=%d" % (STATEMENT_TIMEOUT_SECONDS * 1000)
     try:
         return psycopg2.connect(dsn, **options)
@@ -241,12 +250,27 @@ class PostgresStore:
                                       self.source)
         connection.autocommit = True
         self._connection = connection
+        import psycopg2
+        try:
+            self._take_back(connection)
+        except psycopg2.Error as error:
+            self._drop_connection()
+            raise _connect_failure(error, self.dsn) from error
+        except DatabaseError:
+            self._drop_connection()
+            raise
+        return connection
+
+    def _take_back(self, connection):
         with connection.cursor() as cursor:
             if self._listening:
                 cursor.execute("LISTEN " + NOTIFY_CHANNEL)
             if self._run_lock is not None:
                 cursor.execute("SELECT pg_try_advisory_lock(%s, %s)",
                                (RUN_LOCK_CLASS, _lock_key(self._run_lock)))
+                if not cursor.fetchone()[0]:
+                    raise DatabaseError("cannot take back the liveness lock of run %s"
+                                        % self._run_lock)
             if self._fleet_lock is not None:
                 cursor.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))",
                                (FLEET_LOCK_CLASS, self._fleet_lock))
@@ -254,7 +278,6 @@ class PostgresStore:
                     lost, self._fleet_lock = self._fleet_lock, None
                     raise DatabaseError("lost the fleet-wide lock of %s while reconnecting"
                                         % lost)
-        return connection
 
     def _execute(self, sql, parameters, doing, idempotent=False):
         import psycopg2
@@ -270,7 +293,7 @@ class PostgresStore:
             # server restart; a statement that is safe to repeat gets one
             # more try on a fresh connection.
             if reused and idempotent and self._connection.closed:
-                self.close()
+                self._drop_connection()
                 return self._execute(sql, parameters, doing)
             self._raise(error, doing)
         except psycopg2.Error as error:
@@ -281,7 +304,9 @@ class PostgresStore:
         if getattr(error, "pgcode", None) in _SCHEMA_SQLSTATES:
             raise SchemaError(schema.needs_upgrade_message(
                 self._found_version(), self.masked_dsn)) from error
-        self.close()
+        # Keep what the run holds (liveness lock, fleet lock, LISTEN): the
+        # next statement reconnects and takes it back.
+        self._drop_connection()
         transient = (isinstance(error, (psycopg2.OperationalError, psycopg2.InterfaceError))
                      or getattr(error, "pgcode", None) in _TRANSIENT_SQLSTATES)
         raise DatabaseError("cannot %s in %s: %s" % (
@@ -402,13 +427,16 @@ class PostgresStore:
         del self._connection.notifies[:]
         return count
 
-    def close(self):
+    def _drop_connection(self):
         if self._connection is not None:
             try:
                 self._connection.close()
             except Exception:
                 pass
             self._connection = None
+
+    def close(self):
+        self._drop_connection()
         self._listening = False
         self._run_lock = None
         self._fleet_lock = None
@@ -430,7 +458,11 @@ def connect_sqlite(path, busy_timeout=config.DEFAULT_CONNECT_TIMEOUT, create_dir
         if not create_directory:
             raise ConfigError("cannot open SQLite database %s: directory %s does not exist"
                               % (path, directory))
-        os.makedirs(directory, exist_ok=True)
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as error:
+            raise ConfigError("cannot create %s for the SQLite database: %s"
+                              % (directory, error.strerror)) from error
     try:
         # The watcher thread uses the connection while main() runs (never both at once).
         connection = sqlite3.connect(":memory:", timeout=busy_timeout, isolation_level=None,

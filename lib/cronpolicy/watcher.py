@@ -58,6 +58,7 @@ class RunWatcher:
         os.set_blocking(self._wake_write, False)
         self._thread = threading.Thread(target=self._run, name="cronpolicy-watcher", daemon=True)
         self._db_trouble = False
+        self._recovered = False
 
     def start(self):
         self._thread.start()
@@ -102,6 +103,7 @@ class RunWatcher:
         if self._db_trouble:
             self.logger.info("policy database reachable again")
             self._db_trouble = False
+            self._recovered = True   # notifications may have been missed meanwhile
         return result
 
     def _loop(self):
@@ -113,6 +115,9 @@ class RunWatcher:
         next_heartbeat = time.monotonic() + settings.heartbeat_interval
         last_safe = None
         while not self._stopping:
+            if self._recovered:
+                self._recovered = False
+                next_check = 0.0
             if time.monotonic() >= next_check:
                 next_check = self._evaluate()
             now = time.monotonic()

@@ -53,8 +53,9 @@ def test_refused_at_start_without_cache_skips_and_spools_the_skip(proxied):
     assert scripts.run("publish-distro").returncode == exitcodes.OK
     assert len(spool_of(scripts)) == 0
     runs = dba.runs("publish-distro")
-    assert [run["status"] for run in runs] == ["skipped", "succeeded"]
-    assert "database unreachable" in runs[0]["skip_reason"]
+    assert sorted(run["status"] for run in runs) == ["skipped", "succeeded"]
+    [skip] = [run for run in runs if run["status"] == "skipped"]
+    assert "database unreachable" in skip["skip_reason"]
 
 
 def test_cached_policy_holds_while_the_database_is_down(proxied, tmp_path):
@@ -307,3 +308,88 @@ def test_malformed_dsn_is_one_line_naming_the_config_file(scripts, tmp_path, scr
     assert cli.returncode == exitcodes.GATE_ERROR
     [line] = cli.stderr.strip().splitlines()
     assert "invalid PostgreSQL DSN" in line and str(config) in line
+
+
+def test_a_dropped_connection_keeps_the_run_alive_and_listening(scripts, dba, tmp_path,
+                                                                 script_env, pg_dsn):
+    if dba.backend != "postgresql":
+        return  # (the SQLite store has no server connection to lose)
+    config = tmp_path / "reconnect.conf"
+    config.write_text("[cronpolicy]\nheartbeat_interval = 0.3s\ndead_after = 10s\n")
+    env = dict(script_env, CRONPOLICY_CONFIG=str(config))
+    (tmp_path / "safe").write_text("")
+    scripts.write("sync-mirror", safe_file=tmp_path / "safe")
+    ready = tmp_path / "ready"
+    job = scripts.start("sync-mirror", "--sleep", "60", "--ready-file", str(ready),
+                        env={"CRONPOLICY_CONFIG": str(config)})
+    try:
+        wait_for_file(ready)
+        assert dba.scalar("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                          " WHERE application_name = 'cronpolicy:sync-mirror'") == 1
+        time.sleep(1.5)                                   # a heartbeat reconnects
+        status = subprocess.run([sys.executable, "-m", "cronpolicy.cli", "status", "--json"],
+                                env=env, capture_output=True, text=True, timeout=60)
+        assert [run["name"] for run in json.loads(status.stdout)["running"]] == ["sync-mirror"]
+        dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true")
+        job.communicate(timeout=20)                       # LISTEN was taken back too
+        assert job.returncode == exitcodes.INTERRUPTED
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.communicate()
+
+
+def test_a_damaged_or_refused_spool_entry_never_blocks_the_others(dsn, tmp_path):
+    from cronpolicy.config import Settings
+    from cronpolicy.store import open_store
+    from cronpolicy.timeutil import UTC
+    import datetime
+    spool = Spool(str(tmp_path / "spool"))
+    now = datetime.datetime.now(UTC)
+    spool.add_run("good-one", "web1", 1, now, now, "succeeded", exit_code=0)
+    (tmp_path / "spool" / "00000000000000000001-damaged.json").write_text('{"no": "kind"}')
+    spool.add_run("bad-status", "web1", 1, now, now, "exploded")      # the database refuses
+    spool.add_run("good-two", "web1", 1, now, now, "succeeded", exit_code=0)
+    store = open_store(Settings(dsn=dsn, dsn_source="--dsn"))
+    try:
+        assert spool.flush(store) == 2
+        assert spool.flush(store) == 0                   # twice: harmless
+    finally:
+        store.close()
+    assert len(os.listdir(tmp_path / "spool" / "rejected")) == 2
+    assert sorted(run["name"] for run in DBA(dsn).runs()) == ["good-one", "good-two"]
+
+
+def test_stopping_a_wrapped_pipeline_stops_all_of_it(script_env, dba, tmp_path):
+    program = os.path.join(os.path.dirname(sys.executable), "cronpolicy")
+    marker = "sleep 37.%d" % os.getpid()
+    ready = tmp_path / "ready"
+    wrapper = subprocess.Popen(
+        [program, "run", "pipeline", "--interruptible", "--", "sh", "-c",
+         "touch %s; %s | cat" % (ready, marker)],
+        env=script_env)
+    deadline = time.monotonic() + 30
+    while not ready.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true")
+    wrapper.wait(timeout=60)
+    assert wrapper.returncode == exitcodes.INTERRUPTED
+    time.sleep(0.3)
+    left = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True)
+    assert left.stdout.strip() == "", "orphans: %s" % left.stdout
+
+
+def test_configuration_errors_are_not_outages(scripts, pg_dsn):
+    from psycopg2.extensions import make_dsn, parse_dsn
+    params = parse_dsn(pg_dsn)
+    params["dbname"] = "cronpolicy_no_such_database"
+    scripts.write("publish-distro")
+    result = scripts.run("publish-distro", env={"CRONPOLICY_DSN": make_dsn(**params)})
+    assert result.returncode == exitcodes.GATE_ERROR
+    [line] = result.stderr.strip().splitlines()
+    assert "does not exist" in line
+    for argv in (["run"], ["run", "x", "--", "true"]):
+        cli = subprocess.run([sys.executable, "-m", "cronpolicy.cli", "--dsn", pg_dsn] + argv,
+                             capture_output=True, text=True, timeout=60)
+        assert cli.returncode == exitcodes.USAGE and len(cli.stderr.strip().splitlines()) == 1
+        assert "Traceback" not in cli.stderr

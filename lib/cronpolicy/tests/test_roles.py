@@ -183,3 +183,32 @@ def test_any_role_may_record_other_hosts_dead_runs_as_abandoned(pg_roles, pg_dsn
     status = cli(make_env(tmp_path, web2), "status", "--json")
     assert status.returncode == 0, status.stderr
     assert DBA(pg_dsn).scalar("SELECT status FROM cronpolicy.script_run") == "abandoned"
+
+
+def test_set_role_logins_update_their_own_runs_and_cannot_declare_the_fleet_dead(pg_roles,
+                                                                                  pg_dsn):
+    web1 = pg_roles("cronpolicy_script")
+    params = psycopg2.extensions.parse_dsn(web1)
+    params["options"] = "-c role=cronpolicy_script"
+    with_role = psycopg2.extensions.make_dsn(**params)
+    count, error = try_sql(with_role, "INSERT INTO cronpolicy.script_run (name, host, pid,"
+                                      " heartbeat_at) VALUES ('job', 'web1', 1, now())")
+    assert count == 1, error
+    count, error = try_sql(with_role, "UPDATE cronpolicy.script_run SET heartbeat_at = now()")
+    assert count == 1, error
+    # The run has no liveness lock, so it looks dead at once to everyone...
+    # ...but a fresh heartbeat keeps a script role from calling it stale early.
+    count, error = try_sql(web1, "UPDATE cronpolicy.script_run SET heartbeat_at = now()")
+    assert count == 1, error
+    connection = as_role(web1)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(1129467726, (SELECT id FROM cronpolicy.script_run"
+                       " LIMIT 1)::integer)")
+        other = as_role(pg_roles("cronpolicy_script"))
+        with other.cursor() as reaper:
+            reaper.execute("SELECT cronpolicy.reap_dead_runs(0)")
+            assert reaper.fetchall() == []
+        other.close()
+    connection.close()
+    assert DBA(pg_dsn).scalar("SELECT status FROM cronpolicy.script_run") in ("running",
+                                                                              "abandoned")

@@ -15,10 +15,12 @@ from cronpolicy.policy import PolicyRow, glob_matches, is_pattern, matching_poli
 from cronpolicy.tables import script_policy
 
 
-def _as_policy_row(row):
-    return PolicyRow(row["id"], row["name"], row["host"], row["enabled"], row["reason"],
-                     row["expected_runtime"], row["rollout_exempt"], row["changed_by"],
-                     row["changed_at"])
+def policy_rows(connection):
+    """Every script_policy row, as the decision functions take them."""
+    return [PolicyRow(row["id"], row["name"], row["host"], row["enabled"], row["reason"],
+                      row["expected_runtime"], row["rollout_exempt"], row["changed_by"],
+                      row["changed_at"], row["interruptible"], row["fleet_single_instance"])
+            for row in connection.execute(select(script_policy)).mappings()]
 
 
 def set_enabled(db, name, enabled, host="*", reason=""):
@@ -49,8 +51,7 @@ def set_enabled(db, name, enabled, host="*", reason=""):
         row = connection.execute(select(script_policy).where(where)).mappings().one()
         still_disabling = []
         if enabled and not is_pattern(name):
-            rows = [_as_policy_row(other) for other in
-                    connection.execute(select(script_policy)).mappings()]
+            rows = policy_rows(connection)
             if not is_pattern(host):
                 # What the gate will actually do on that host.
                 winner = matching_policies(rows, name, host)[0]

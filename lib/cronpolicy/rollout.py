@@ -28,7 +28,8 @@ from sqlalchemy import and_, select, text
 
 from cronpolicy import config
 from cronpolicy.errors import NotFound, UsageError
-from cronpolicy.policy import PolicyRow, glob_matches, is_pattern, matching_policies
+from cronpolicy.policies import policy_rows
+from cronpolicy.policy import glob_matches, is_pattern, matching_policies
 from cronpolicy.tables import deploy_state, drain, rollout_window, script_policy, script_run
 from cronpolicy.timeutil import UTC, parse_time
 
@@ -255,13 +256,6 @@ def live_runs(connection, now, host="*"):
     return runs
 
 
-def _policy_rows(connection):
-    return [PolicyRow(row["id"], row["name"], row["host"], row["enabled"], row["reason"],
-                      row["expected_runtime"], row["rollout_exempt"], row["changed_by"],
-                      row["changed_at"], row["interruptible"], row["fleet_single_instance"])
-            for row in connection.execute(select(script_policy)).mappings()]
-
-
 def _exempt(policies, name, host):
     matching = matching_policies(policies, name, host)
     return bool(matching and matching[0].enabled and matching[0].rollout_exempt)
@@ -276,7 +270,7 @@ def blocking_runs(db, connection, host="*"):
     scripts to stop).  Rollout-exempt scripts never block."""
     reap_dead_runs(db, connection)
     now = db.now(connection)
-    policies = _policy_rows(connection)
+    policies = policy_rows(connection)
     runs = [run for run in live_runs(connection, now, host)
             if not _exempt(policies, run["name"], run["host"])]
     state = read_deploy_state(db, connection)
@@ -340,7 +334,7 @@ def plan(db, settings, at, host="*", script="*"):
         reap_dead_runs(db, connection)
         now = db.now(connection)
         at_time = parse_time(at, now)
-        policies = _policy_rows(connection)
+        policies = policy_rows(connection)
         recent = connection.execute(
             select(script_run.c.name).distinct()
             .where(script_run.c.started_at > now - datetime.timedelta(days=30))).scalars().all()

@@ -98,25 +98,44 @@ CREATE TRIGGER rollout_window_audit_truncate AFTER TRUNCATE ON cronpolicy.rollou
 
 
 CREATE FUNCTION cronpolicy.reap_dead_runs(dead_after double precision) RETURNS SETOF bigint
-    LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    bound double precision := dead_after;
+BEGIN
+    -- Only superusers, the table owner and cronpolicy_admin (roles.sql) may
+    -- choose how quickly silence counts as death: for everyone else a
+    -- heartbeat is stale after 30 seconds at the earliest, so a script role
+    -- cannot declare the fleet dead.
+    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = session_user)
+       AND session_user <> (SELECT tableowner FROM pg_tables
+                             WHERE schemaname = 'cronpolicy' AND tablename = 'script_run') THEN
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'cronpolicy_admin') THEN
+            bound := greatest(dead_after, 30);
+        ELSIF NOT pg_has_role(session_user, 'cronpolicy_admin', 'MEMBER') THEN
+            bound := greatest(dead_after, 30);
+        END IF;
+    END IF;
+    RETURN QUERY
     UPDATE cronpolicy.script_run AS r
        SET status = 'abandoned',
            finished_at = greatest(r.started_at, coalesce(r.heartbeat_at, r.started_at)),
            stop_reason = CASE
-               WHEN r.heartbeat_at IS NULL OR r.heartbeat_at < now() - make_interval(secs => dead_after)
-               THEN 'abandoned: no heartbeat for more than ' || dead_after || 's'
+               WHEN r.heartbeat_at IS NULL OR r.heartbeat_at < now() - make_interval(secs => bound)
+               THEN 'abandoned: no heartbeat for more than ' || bound || 's'
                ELSE 'abandoned: the process is gone (its database session ended)' END
      WHERE r.status = 'running'
        AND (r.heartbeat_at IS NULL
-            OR r.heartbeat_at < now() - make_interval(secs => dead_after)
+            OR r.heartbeat_at < now() - make_interval(secs => bound)
             OR NOT EXISTS (
                 SELECT 1 FROM pg_locks AS l
                  WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
                    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
                    AND l.classid = 1129467726::oid                -- 'CRON': a run's liveness lock
                    AND l.objid = (r.id % 2147483647)::oid))
-    RETURNING r.id
+    RETURNING r.id;
+END
 $$;
 COMMENT ON FUNCTION cronpolicy.reap_dead_runs(double precision) IS
     'Records running runs whose process is dead as abandoned (no liveness lock held, or no '
-    'heartbeat for dead_after seconds); returns their ids.';
+    'heartbeat for dead_after seconds, at least 30 unless the caller is an administrator); '
+    'returns their ids.';

@@ -106,43 +106,6 @@ DROP TRIGGER IF EXISTS script_run_owner_guard ON cronpolicy.script_run;
 CREATE TRIGGER script_run_owner_guard BEFORE UPDATE ON cronpolicy.script_run
     FOR EACH ROW EXECUTE FUNCTION cronpolicy.guard_run_owner();
 
--- Only administrators may choose how quickly silence counts as death: for
--- everyone else reap_dead_runs treats a heartbeat as stale after 30 seconds
--- at the earliest, so a script role cannot declare the fleet dead.
-CREATE OR REPLACE FUNCTION cronpolicy.reap_dead_runs(dead_after double precision)
-    RETURNS SETOF bigint
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    bound double precision := dead_after;
-BEGIN
-    IF NOT pg_has_role(session_user, 'cronpolicy_admin', 'MEMBER')
-       AND NOT (SELECT rolsuper FROM pg_roles WHERE rolname = session_user) THEN
-        bound := greatest(dead_after, 30);
-    END IF;
-    RETURN QUERY
-    UPDATE cronpolicy.script_run AS r
-       SET status = 'abandoned',
-           finished_at = greatest(r.started_at, coalesce(r.heartbeat_at, r.started_at)),
-           stop_reason = CASE
-               WHEN r.heartbeat_at IS NULL OR r.heartbeat_at < now() - make_interval(secs => bound)
-               THEN 'abandoned: no heartbeat for more than ' || bound || 's'
-               ELSE 'abandoned: the process is gone (its database session ended)' END
-     WHERE r.status = 'running'
-       AND (r.heartbeat_at IS NULL
-            OR r.heartbeat_at < now() - make_interval(secs => bound)
-            OR NOT EXISTS (
-                SELECT 1 FROM pg_locks AS l
-                 WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
-                   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                   AND l.classid = 1129467726::oid
-                   AND l.objid = (r.id % 2147483647)::oid))
-    RETURNING r.id;
-END
-$$;
-REVOKE ALL ON FUNCTION cronpolicy.reap_dead_runs(double precision) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION cronpolicy.reap_dead_runs(double precision)
-    TO cronpolicy_script, cronpolicy_admin;
-
 -- Everyone may read every run; inserts must carry the writer's own name.
 ALTER TABLE cronpolicy.script_run ENABLE ROW LEVEL SECURITY;
 DROP POLICY IF EXISTS script_run_read ON cronpolicy.script_run;

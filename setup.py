@@ -16,11 +16,14 @@ setup(
     },
     packages=[
         "cronpolicy",
+        "cronpolicy.store",
+        "cronpolicy.tooling",
         "cronpolicy.tests",
         "cronpolicy.schema_sql",
         "cronpolicy.schema_sql.sqlite",
     ],
     package_data={
+        "cronpolicy.store": ["*.sql"],
         "cronpolicy.schema_sql": ["*.sql"],
         "cronpolicy.schema_sql.sqlite": ["*.sql"],
     },

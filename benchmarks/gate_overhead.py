@@ -28,8 +28,9 @@ import psycopg2
 from common import percentile, throwaway_database
 
 from cronpolicy.config import Settings
-from cronpolicy.policy import decide_from_inputs
-from cronpolicy.store import open_sqlite, open_store
+from cronpolicy.policy import ScriptFacts, decide
+from cronpolicy.store import open_store
+from cronpolicy.store.sqlite import open_sqlite
 
 
 NOOP_SCRIPT = """\
@@ -157,7 +158,7 @@ def bench_decisions(label, dsn, fill, decisions):
             for _ in range(decisions):
                 started = time.perf_counter()
                 inputs = store.load_inputs("job-7", settings.estimate_runs)
-                decision = decide_from_inputs(inputs, "job-7", "web1")
+                decision = decide(inputs, ScriptFacts("job-7", "web1"), settings)
                 timings.append(time.perf_counter() - started)
             # 40 scripts share the rows, so even at 1e3 the measured one has a
             # full window of recent runs: both sizes do the same work per decision.

@@ -151,7 +151,7 @@ def drain_latency(dsn, env, workdir, trials):
         blocker = subprocess.Popen([sys.executable, script, ready, done], env=env)
         wait_file(ready)
         sql(dsn, "UPDATE cronpolicy.deploy_state SET deploy_pending = true")
-        waiter = subprocess.Popen([sys.executable, "-m", "cronpolicy.cli", "deploy", "wait",
+        waiter = subprocess.Popen([sys.executable, "-m", "cronpolicy", "deploy", "wait",
                                    "--timeout", "60s", "--json"], env=env,
                                   stdout=subprocess.DEVNULL)
         time.sleep(1.0)   # the waiter is polling, the blocker still running

@@ -62,7 +62,8 @@ GRANT SELECT ON cronpolicy.schema_version, cronpolicy.script_policy, cronpolicy.
                 cronpolicy.rollout_window, cronpolicy.script_run
     TO cronpolicy_script;
 GRANT INSERT ON cronpolicy.script_run TO cronpolicy_script;
-GRANT UPDATE (status, exit_code, finished_at, heartbeat_at, safe_to_interrupt, stop_reason)
+GRANT UPDATE (status, exit_code, finished_at, heartbeat_at, safe_to_interrupt, stop_reason,
+               stop_decision, stop_policy_id, stop_window_id)
     ON cronpolicy.script_run TO cronpolicy_script;
 GRANT EXECUTE ON FUNCTION cronpolicy.reap_dead_runs(double precision)
     TO cronpolicy_script, cronpolicy_admin;

@@ -31,7 +31,7 @@ import functools
 import os
 import re
 
-from cronpolicy import policy
+from cronpolicy import estimate, policy
 from cronpolicy.errors import ConfigError, UsageError
 from cronpolicy.timeutil import parse_duration
 
@@ -163,10 +163,10 @@ class Settings:
     def __init__(self, dsn=None, dsn_source="default", host=None, lock_dir=None,
                  connect_timeout=DEFAULT_CONNECT_TIMEOUT,
                  cutoff_margin=policy.DEFAULT_MARGIN,
-                 default_runtime=policy.DEFAULT_RUNTIME,
-                 estimate_quantile=policy.DEFAULT_QUANTILE,
-                 estimate_runs=policy.DEFAULT_HISTORY_RUNS,
-                 estimate_min_runs=policy.DEFAULT_MIN_HISTORY_RUNS,
+                 default_runtime=estimate.DEFAULT_RUNTIME,
+                 estimate_quantile=estimate.DEFAULT_QUANTILE,
+                 estimate_runs=estimate.DEFAULT_HISTORY_RUNS,
+                 estimate_min_runs=estimate.DEFAULT_MIN_HISTORY_RUNS,
                  heartbeat_interval=DEFAULT_HEARTBEAT_INTERVAL,
                  dead_after=DEFAULT_DEAD_AFTER,
                  poll_interval=DEFAULT_POLL_INTERVAL,

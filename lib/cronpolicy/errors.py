@@ -55,10 +55,13 @@ class Interrupted(BaseException):
     it, while its ``finally:`` blocks and context managers still run.
     ``reason`` says why (deploy pending, a window began, SIGTERM...);
     ``forced`` is true when a second SIGTERM/SIGINT forced it while the
-    script was not safe to interrupt.
+    script was not safe to interrupt; ``stop`` is the stop verdict
+    (``cronpolicy.policy.Verdict``: its code, policy and window ids), when
+    cronpolicy raised it.
     """
 
-    def __init__(self, reason, forced=False):
+    def __init__(self, reason, forced=False, stop=None):
         super().__init__(reason)
         self.reason = reason
         self.forced = forced
+        self.stop = stop

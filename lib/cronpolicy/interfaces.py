@@ -1,72 +1,74 @@
-"""The contracts with more than one provider.
+"""The contracts with more than one provider, and who provides them.
 
-* IPolicyStore: what the gate needs from the policy database.  Providers:
-  ``store.PostgresStore`` (the production, fleet-wide store) and
-  ``store.SQLiteStore`` (the embedded, one-machine default).
+* IPolicySource: where a decision's inputs come from.  Providers: every
+  store, ``cache.PolicyCache`` (the host's last read) and
+  ``fallback.FallbackSource`` (the store, else the cache).
+* IRunRecorder: where run records go.  Providers: every store,
+  ``spool.Spool`` (records waiting for the database) and
+  ``fallback.FallbackRecorder`` (the store, else the spool).
+* IPolicyStore: a policy database as the gate sees it (both of the above,
+  plus holding a run).  Providers: ``store.postgresql.PostgresStore`` (the
+  production, fleet-wide store), ``store.sqlite.SQLiteStore`` (the embedded
+  one-machine default) and ``store.memory.MemoryStore`` (in memory, for
+  tests and library users).
 * ICronScript: what a script author defines on a CronScript subclass.
 * IInterruptible: the optional ``is_safe_to_interrupt()`` hook.  A CronScript
   subclass that defines the method provides it automatically; one that does
   not counts as never safe to interrupt.
 
-Each provider is checked with ``zope.interface.verify.verifyObject`` in the
-tests.
+The providers are declared at the bottom of this module, so importing a
+provider never imports zope.interface (a cron job's start path never
+does); the tests and the tooling import this module, and the tests check
+each provider with ``zope.interface.verify.verifyObject``.
 """
 
-from zope.interface import Attribute, Interface
+from zope.interface import Attribute, Interface, classImplements
 
 
-class IPolicyStore(Interface):
-    """The policy database as the gate sees it: one read, then history writes.
-
-    A store owns at most one connection, opened lazily and closed by
-    ``close()``; every method raises ``cronpolicy.errors.DatabaseError`` (or
-    ``SchemaError``) rather than a driver exception.
-    """
-
-    backend = Attribute("'postgresql' or 'sqlite'.")
-    masked_dsn = Attribute("The DSN with any password replaced by ***, for messages.")
+class IPolicySource(Interface):
+    """Answers: what does the decision for a script need to know now?"""
 
     def load_inputs(name, history_runs):
-        """Everything the decision for script ``name`` needs, in one round trip.
+        """A ``rows.Inputs`` for script ``name``: the database clock, the deploy
+        state, every policy row, the windows neither cancelled nor over, and
+        the runtimes of its last ``history_runs`` succeeded runs, newest first.
+        A source with nothing to offer (a cache with nothing fresh) returns
+        None; a store raises ``errors.DatabaseError`` (``transient`` when
+        trying again may help) or ``errors.SchemaError``."""
 
-        Returns a ``store.DecisionInputs``: the database's current time, the
-        deploy state (None if its row is missing), every policy row, the
-        rollout windows that are neither cancelled nor over, and the
-        runtimes (seconds) of the last ``history_runs`` succeeded runs of
-        ``name``, newest first.  Raises SchemaError when the schema is
-        missing or older than this code.
-        """
 
-    def record_start(name, host, pid, estimate, skip_reason=None, policy_ignored=False,
-                     decision=None, expected_interval=None):
-        """Insert a ``running`` row stamped with the database clock; return its id.
+class IRunRecorder(Interface):
+    """Takes the records of starts, skips and ends (``rows.RunRecord``, ``rows.RunEnd``)."""
 
-        On PostgreSQL the store's session holds an advisory lock keyed on
-        the run id from then until it closes, so a dead process is seen at
-        once; everywhere the heartbeat is the fallback."""
+    def record_skip(record):
+        """Record a skipped start; return a ``rows.RunHandle``."""
 
-    def record_skip(name, host, pid, estimate, skip_reason, decision=None,
-                    expected_interval=None):
-        """Insert a finished ``skipped`` row with its reason; return its id.
+    def record_start(record):
+        """Record a start; return the ``rows.RunHandle`` of the running run.
+        Its id is None when the recorder cannot give the run a row yet (the
+        spool writes the whole run at its end)."""
 
-        ``decision`` (a policy.Decision, or a bare code such as "locked") and
-        ``expected_interval`` (seconds) are recorded with the row, as for
-        record_start."""
+    def record_finish(run, end):
+        """Record how ``run`` (a RunHandle) ended."""
 
-    def record_finish(run_id, status, exit_code, stop_reason=None):
-        """Mark run ``run_id`` finished (database clock) with ``status``,
-        ``exit_code`` and, for interrupted runs, the ``stop_reason``."""
 
-    def apply_spooled(entry):
-        """Write one entry of a host's spool (see cronpolicy.spool); writing
-        the same entry again changes nothing."""
+class IPolicyStore(IPolicySource, IRunRecorder):
+    """A policy database as the gate sees it: one read, run records, and a
+    running run held until ``close()``.
 
-    def heartbeat(run_id, safe_to_interrupt):
+    Every operation is bounded by the store's own ``timeout`` and raises
+    ``errors.DatabaseError`` (or ``SchemaError``), never a driver exception.
+    A store owns at most one connection (one session), opened lazily."""
+
+    backend = Attribute("'postgresql', 'sqlite' or 'memory'.")
+    masked_dsn = Attribute("Where the store is, with any password replaced by ***.")
+
+    def heartbeat(run, safe_to_interrupt):
         """Refresh the running run's heartbeat and its current safety."""
 
-    def try_fleet_lock(name):
-        """Take the fleet-wide single-instance lock of ``name`` for this
-        store's lifetime; False if another live run holds it."""
+    def claim_slot(name, limit):
+        """Take one of the ``limit`` fleet-wide slots of script ``name`` for
+        this store's lifetime; False when other live runs hold them all."""
 
     def listen():
         """Ask to be told of policy, window and deploy-state changes."""
@@ -78,8 +80,12 @@ class IPolicyStore(Interface):
     def take_notifications():
         """How many change announcements arrived since the last call (0 if none)."""
 
+    def apply_spooled(entry):
+        """Write one ``spool.SpoolEntry``; writing the same entry again changes nothing."""
+
     def close():
-        """Release the connection, if any.  Safe to call twice."""
+        """End the session: release the connection, the run's liveness and
+        slot.  Safe to call twice."""
 
 
 class ICronScript(Interface):
@@ -101,3 +107,36 @@ class IInterruptible(Interface):
 
     def is_safe_to_interrupt():
         """True when the job may be stopped right now without harm."""
+
+
+def _declare_script(cls):
+    """CronScript subclasses that define is_safe_to_interrupt provide IInterruptible."""
+    if callable(getattr(cls, "is_safe_to_interrupt", None)):
+        classImplements(cls, IInterruptible)
+
+
+def _declare_providers():
+    from cronpolicy.cache import PolicyCache
+    from cronpolicy.fallback import FallbackRecorder, FallbackSource
+    from cronpolicy.spool import Spool
+    from cronpolicy.store.memory import MemoryStore
+    from cronpolicy.store.postgresql import PostgresStore
+    from cronpolicy.store.sqlite import SQLiteStore
+    for store in (PostgresStore, SQLiteStore, MemoryStore):
+        classImplements(store, IPolicyStore)
+    classImplements(PolicyCache, IPolicySource)
+    classImplements(FallbackSource, IPolicySource)
+    classImplements(Spool, IRunRecorder)
+    classImplements(FallbackRecorder, IRunRecorder)
+
+    from cronpolicy.script import CronScript
+    classImplements(CronScript, ICronScript)
+    pending = list(CronScript.__subclasses__())
+    while pending:
+        subclass = pending.pop()
+        _declare_script(subclass)
+        pending.extend(subclass.__subclasses__())
+    CronScript._declare_interfaces = staticmethod(_declare_script)
+
+
+_declare_providers()

@@ -1,303 +1,318 @@
-"""The decision: should this script start now?
+"""The decision: may this script start now, and should a running one stop?
 
-Everything here is a pure function of its arguments: the policy rows, the
-deploy state, the standing rollout windows, the runtime estimate and the
-current (database) time.  No I/O, no clock reads; the store fetches the
-inputs and the script base class acts on the result.  That keeps the rules
-testable exhaustively (see tests/test_policy.py).
+Everything here is a pure function of its arguments: the ``rows.Inputs``
+(policy rows, deploy state, standing windows, recent runtimes, the database
+clock), the script's ``ScriptFacts`` and the settings' knobs.  No I/O, no
+clock reads.  The gate, the watcher, the offline path, ``cronpolicy check``,
+``deploy plan``, ``deploy wait``, ``overdue`` and ``why`` all ask this module;
+none of them re-derives a rule.
 
-The rules, checked in this order (the first that applies gives the reason):
+The rules are functions in one ordered registry, ``RULES``.  A rule looks at
+a ``Situation`` (the inputs narrowed to one script on one host) and returns
+None, or a ``Skip`` with a code from ``CODES`` and a reason.  The first skip
+wins.  With ``--ignore-policy`` a skip by an *overridable* rule is noted and
+the run goes ahead (recorded as forced) unless a rule that cannot be
+overridden skips it.  Rules marked ``stops_running`` also stop a run already
+in progress (the watcher asks them); the others concern starts only.  A new
+rule is one function and one ``Rule`` entry; everything above picks it up.
 
-1. The most specific matching ``script_policy`` row has ``enabled = false``:
-   skip ("disabled").  No matching row means enabled.
-2. Unless that row is ``rollout_exempt``:
-   a. ``deploy_state.deploy_pending`` is true: skip ("deploy-pending");
-   b. a standing window covering this host and script is in progress:
-      skip ("in-window");
-   c. ``now + estimate + margin`` reaches the start of a standing window that
-      covers it: skip ("window-cutoff"), so a 20-minute job does not start
-      10 minutes before a rollout while a 1-minute job still does.
-3. Otherwise run.
+In order:
 
-A run already in progress is asked to stop (``stop_reason``) by rules 1,
-2a and 2b; the cut-off (2c) only concerns starts.
+1. ``database-unreachable``: no database and no fresh cached policy, and
+   on_database_error says skip.
+2. ``disabled``: the most specific matching script_policy row has
+   enabled = false (no matching row means enabled).
+3. Unless that row is rollout_exempt:
+   a. ``deploy-pending``: deploy_state.deploy_pending (or its row is missing);
+   b. ``in-window``: a covering rollout window is in progress;
+   c. ``window-cutoff``: now + estimate + margin reaches the start of a
+      covering window, so a 20-minute job does not start 10 minutes before a
+      rollout while a 1-minute job still does (starts only).
+4. ``locked``: the script has a fleet-wide concurrency limit and the
+   database, which alone can enforce it, is out of reach (not overridable).
 
-Patterns (policy ``name``/``host``, window ``script``/``host``) are globs:
-``*`` matches any run of characters, ``?`` exactly one, everything else is
-literal and case-sensitive.  Precedence among matching policy rows:
-
-* an exact name (no wildcard) beats any name pattern;
-* a name pattern with more literal characters beats one with fewer;
-* then the same two rules for the host (so a host-specific row beats ``*``);
-* on a full tie, a disabling row beats an enabling one, then the lower id.
+Besides run or skip, the ``Verdict`` carries what the run needs: whether it
+may be interrupted at any moment and its fleet-wide concurrency limit.
 """
 
 import collections
 import datetime
-import math
-import re
 
+from cronpolicy.estimate import (
+    DEFAULT_MIN_HISTORY_RUNS, DEFAULT_QUANTILE, DEFAULT_RUNTIME, Estimate, estimate_runtime)
+from cronpolicy.matching import covering_windows, first_setting, matching_policies
+from cronpolicy.rows import FROM_DATABASE, UNAVAILABLE
 from cronpolicy.timeutil import format_duration, format_time
 
-#: One ``cronpolicy.script_policy`` row.  ``expected_runtime`` is in seconds.
-PolicyRow = collections.namedtuple(
-    "PolicyRow",
-    "id name host enabled reason expected_runtime rollout_exempt changed_by changed_at"
-    " interruptible fleet_single_instance")
-PolicyRow.__new__.__defaults__ = (True, "", None, False, "", None, False, None)
-
-#: One standing ``cronpolicy.rollout_window`` row (aware UTC datetimes).
-Window = collections.namedtuple("Window", "id starts_at ends_at reason host script")
-Window.__new__.__defaults__ = ("", "*", "*")
-
-#: The ``cronpolicy.deploy_state`` row.
-DeployState = collections.namedtuple("DeployState", "pending reason changed_by changed_at")
-DeployState.__new__.__defaults__ = ("", "", None)
-
-#: A runtime estimate in seconds, and a human-readable note of where it came from.
-Estimate = collections.namedtuple("Estimate", "seconds source")
-
-#: The outcome.  ``run`` is a bool; ``code`` one of RUN, DISABLED, DEPLOY_PENDING,
-#: IN_WINDOW, WINDOW_CUTOFF; ``policy`` the deciding row (or None); ``window``
-#: the window involved (or None).
-Decision = collections.namedtuple("Decision", "run code reason estimate policy window")
-
+# The closed set of decision codes (stored in script_run.decision and
+# script_run.stop_decision; metrics label skips with them).
 RUN = "run"
+DATABASE_UNREACHABLE = "database-unreachable"
 DISABLED = "disabled"
 DEPLOY_PENDING = "deploy-pending"
 IN_WINDOW = "in-window"
 WINDOW_CUTOFF = "window-cutoff"
+LOCKED = "locked"            # another instance holds the host lock or the fleet-wide slots
+SIGNAL = "signal"            # a run stopped by SIGTERM/SIGINT (stops only)
+CODES = (RUN, DATABASE_UNREACHABLE, DISABLED, DEPLOY_PENDING, IN_WINDOW, WINDOW_CUTOFF,
+         LOCKED, SIGNAL)
 
-#: Used when a script has too little history and declares no runtime: long
-#: enough that an unknown job does not start just before a rollout.
-DEFAULT_RUNTIME = 30 * 60.0
 DEFAULT_MARGIN = 2 * 60.0
-DEFAULT_QUANTILE = 0.95
-DEFAULT_HISTORY_RUNS = 20
-DEFAULT_MIN_HISTORY_RUNS = 3
 
-_WILDCARDS = frozenset("*?")
-_compiled_globs = {}
+#: What the script declares about itself.  ``max_concurrent``: its own
+#: fleet-wide limit (None: none); ``on_database_error``: "run" or "skip".
+ScriptFacts = collections.namedtuple(
+    "ScriptFacts", "name host expected_runtime max_concurrent ignore_policy on_database_error",
+    defaults=(None, None, False, "skip"))
 
+#: A rule's finding: why the script should not start (or should stop).
+Skip = collections.namedtuple("Skip", "code reason window_id", defaults=(None,))
 
-def is_pattern(text):
-    """True when ``text`` contains a wildcard."""
-    return any(char in _WILDCARDS for char in text)
+#: One entry of the registry.
+Rule = collections.namedtuple("Rule", "check stops_running overridable")
 
-
-def glob_matches(pattern, value):
-    """Whether ``value`` matches the glob ``pattern`` (``*`` and ``?`` only)."""
-    if not is_pattern(pattern):
-        return pattern == value
-    compiled = _compiled_globs.get(pattern)
-    if compiled is None:
-        regex = "".join(
-            ".*" if char == "*" else "." if char == "?" else re.escape(char)
-            for char in pattern)
-        compiled = _compiled_globs[pattern] = re.compile(regex + r"\Z", re.DOTALL)
-    return compiled.match(value) is not None
+#: The outcome.  ``run``: start it; ``code``: from CODES; ``reason``: one
+#: line for people; ``estimate``: the Estimate used; ``policy_id``: the most
+#: specific matching script_policy row (or None); ``window_id``: the window
+#: involved (or None); ``interruptible``: a policy row says it may be stopped
+#: at any moment; ``max_concurrent``: its fleet-wide limit (None: none);
+#: ``forced``: it runs only because of --ignore-policy (``code`` and
+#: ``reason`` then say what it overrode).
+Verdict = collections.namedtuple(
+    "Verdict", "run code reason estimate policy_id window_id interruptible max_concurrent forced")
 
 
-def pattern_specificity(pattern):
-    """Sort key: higher is more specific.  Exact beats any pattern."""
-    return (not is_pattern(pattern), sum(1 for char in pattern if char not in _WILDCARDS))
+class Situation:
+    """The inputs narrowed to one script on one host: what the rules read."""
 
+    def __init__(self, inputs, facts, estimate=None, margin=DEFAULT_MARGIN,
+                 cache_max_age=None):
+        self.inputs = inputs
+        self.facts = facts
+        self.name = facts.name
+        self.host = facts.host
+        self.now = inputs.now
+        self.deploy = inputs.deploy
+        self.matching = matching_policies(inputs.policies, facts.name, facts.host)
+        self.winner = self.matching[0] if self.matching else None
+        self.exempt = bool(self.winner is not None and self.winner.enabled
+                           and self.winner.rollout_exempt)
+        self.windows = covering_windows(inputs.windows, facts.name, facts.host, inputs.now)
+        self.estimate = estimate
+        self.margin = margin
+        self.cache_max_age = cache_max_age
+        self.limit = concurrency_limit(self.matching, facts.max_concurrent)
 
-def _precedence(row):
-    return (pattern_specificity(row.name), pattern_specificity(row.host),
-            not row.enabled, -row.id)
-
-
-def matching_policies(rows, name, host):
-    """The rows that apply to ``name`` on ``host``, most specific first."""
-    matching = [row for row in rows
-                if glob_matches(row.name, name) and glob_matches(row.host, host)]
-    matching.sort(key=_precedence, reverse=True)
-    return matching
-
-
-def quantile(values, q):
-    """Nearest-rank quantile: always one of the observed values, never below
-    the q-th fraction of them.  ``values`` must not be empty; 0 < q <= 1."""
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q * len(ordered)))
-    return ordered[rank - 1]
-
-
-def estimate_runtime(recent_runtimes, policy_runtime=None, script_runtime=None,
-                     q=DEFAULT_QUANTILE, min_runs=DEFAULT_MIN_HISTORY_RUNS,
-                     default=DEFAULT_RUNTIME, policy_id=None):
-    """How long the next run will probably take.
-
-    ``recent_runtimes`` are the durations (seconds) of the script's last
-    succeeded runs, newest first, as many as the caller wants considered.
-    With at least ``min_runs`` of them the estimate is their ``q`` quantile;
-    otherwise the policy row's ``expected_runtime``, else the script's own,
-    else ``default``.
-    """
-    runtimes = [float(value) for value in recent_runtimes if value is not None]
-    if runtimes and len(runtimes) >= max(1, min_runs):
-        return Estimate(quantile(runtimes, q),
-                        "p%g of last %d succeeded runs" % (q * 100, len(runtimes)))
-    too_few = "%d succeeded run%s" % (len(runtimes), "" if len(runtimes) == 1 else "s")
-    if policy_runtime is not None:
-        label = "policy #%s" % policy_id if policy_id is not None else "policy"
-        return Estimate(float(policy_runtime),
-                        "%s expected_runtime (only %s)" % (label, too_few))
-    if script_runtime is not None:
-        return Estimate(float(script_runtime),
-                        "script's expected_runtime (only %s)" % too_few)
-    return Estimate(float(default), "default (only %s)" % too_few)
-
-
-def policy_runtime(matching):
-    """expected_runtime and row id of the most specific matching row that sets one."""
-    for row in matching:
-        if row.expected_runtime is not None:
-            return row.expected_runtime, row.id
-    return None, None
+    def verdict(self, run, code, reason, window_id=None, forced=False):
+        return Verdict(run, code, reason, self.estimate,
+                       self.winner.id if self.winner is not None else None, window_id,
+                       bool(self.winner is not None and self.winner.interruptible),
+                       self.limit, forced)
 
 
 def _quoted(reason):
     return (": %r" % reason) if reason else ""
 
 
-def window_covers(window, name, host):
-    return glob_matches(window.script, name) and glob_matches(window.host, host)
+# The rules ------------------------------------------------------------------
 
-
-def _standing_rule(matching, deploy, covering, now):
-    """Rules 1, 2a and 2b (everything but the cut-off): (code, reason, window) or None.
-
-    These are the rules that also stop a run already in progress.
-    """
-    winner = matching[0] if matching else None
-    if winner is not None and not winner.enabled:
-        return (DISABLED, "disabled by policy #%d (name=%r, host=%r)%s"
-                % (winner.id, winner.name, winner.host, _quoted(winner.reason)), None)
-    if winner is not None and winner.rollout_exempt:
+def database_unreachable(s):
+    if s.inputs.source != UNAVAILABLE or s.facts.on_database_error == "run":
         return None
-    if deploy is None:
-        return (DEPLOY_PENDING, "deploy_state row is missing; treating it as deploy pending", None)
-    if deploy.pending:
-        since = " since %s" % format_time(deploy.changed_at) if deploy.changed_at else ""
-        by = " by %s" % deploy.changed_by if deploy.changed_by else ""
-        return (DEPLOY_PENDING, "deploy pending%s%s%s" % (since, by, _quoted(deploy.reason)), None)
-    for window in covering:
-        if window.starts_at <= now:
-            return (IN_WINDOW, "inside rollout window #%d (%s to %s)%s"
-                    % (window.id, format_time(window.starts_at), format_time(window.ends_at),
-                       _quoted(window.reason)), window)
+    return Skip(DATABASE_UNREACHABLE, "database unreachable and no policy cached within %s "
+                "(on_database_error = skip)" % format_duration(s.cache_max_age))
+
+
+def disabled_by_policy(s):
+    row = s.winner
+    if row is None or row.enabled:
+        return None
+    return Skip(DISABLED, "disabled by policy #%d (name=%r, host=%r)%s"
+                % (row.id, row.name, row.host, _quoted(row.reason)))
+
+
+def deploy_pending(s):
+    if s.exempt:
+        return None
+    if s.deploy is None:
+        return Skip(DEPLOY_PENDING, "deploy_state row is missing; treating it as deploy pending")
+    if not s.deploy.deploy_pending:
+        return None
+    since = " since %s" % format_time(s.deploy.changed_at) if s.deploy.changed_at else ""
+    by = " by %s" % s.deploy.changed_by if s.deploy.changed_by else ""
+    return Skip(DEPLOY_PENDING, "deploy pending%s%s%s" % (since, by, _quoted(s.deploy.reason)))
+
+
+def inside_window(s):
+    if s.exempt:
+        return None
+    for window in s.windows:
+        if window.starts_at <= s.now:
+            return Skip(IN_WINDOW, "inside rollout window #%d (%s to %s)%s" % (
+                window.id, format_time(window.starts_at), format_time(window.ends_at),
+                _quoted(window.reason)), window.id)
     return None
 
 
-def _covering_windows(windows, name, host, now):
-    return sorted((window for window in windows
-                   if window.ends_at > now and window_covers(window, name, host)),
-                  key=lambda window: (window.starts_at, window.id))
+def cutoff_at(window_start, estimate_seconds, margin):
+    """The last moment a run estimated at ``estimate_seconds`` may start
+    before a window beginning at ``window_start``; a start at it is skipped."""
+    return window_start - datetime.timedelta(seconds=estimate_seconds + margin)
 
 
-def decide(name, host, now, policies, deploy, windows, estimate,
-           margin=DEFAULT_MARGIN):
-    """Decide whether ``name`` may start on ``host`` at ``now``.
+def window_cutoff(s):
+    if s.exempt or s.estimate is None or not s.windows:
+        return None
+    window = s.windows[0]
+    if s.now < cutoff_at(window.starts_at, s.estimate.seconds, s.margin):
+        return None
+    return Skip(WINDOW_CUTOFF, "rollout window #%d starts at %s, in %s; estimated runtime %s "
+                "(%s) + margin %s would reach it%s" % (
+                    window.id, format_time(window.starts_at),
+                    format_duration((window.starts_at - s.now).total_seconds()),
+                    format_duration(s.estimate.seconds), s.estimate.source,
+                    format_duration(s.margin), _quoted(window.reason)), window.id)
 
-    ``policies``: every PolicyRow (non-matching ones are ignored);
-    ``deploy``: the DeployState, or None when its row is missing (treated as
-    pending, the safe reading); ``windows``: Window rows that are not
-    cancelled (past ones are ignored); ``estimate``: an Estimate;
-    ``margin``: seconds of slack added to the estimate before a window.
+
+def limit_unverifiable(s):
+    if s.limit is None or s.inputs.source == FROM_DATABASE:
+        return None
+    return Skip(LOCKED, "at most %d fleet-wide; that cannot be checked while the database "
+                "is unreachable" % s.limit)
+
+
+#: The registry, in order.  Overridable rules give way to --ignore-policy.
+RULES = (
+    Rule(database_unreachable, stops_running=False, overridable=True),
+    Rule(disabled_by_policy, stops_running=True, overridable=True),
+    Rule(deploy_pending, stops_running=True, overridable=True),
+    Rule(inside_window, stops_running=True, overridable=True),
+    Rule(window_cutoff, stops_running=False, overridable=True),
+    Rule(limit_unverifiable, stops_running=False, overridable=False),
+)
+
+
+def _run_reason(s):
+    if s.inputs.source == UNAVAILABLE:
+        return ("database unreachable and no policy cached within %s (on_database_error = run)"
+                % format_duration(s.cache_max_age))
+    if s.exempt:
+        return ("policy #%d (name=%r, host=%r) enables it and exempts it from rollouts"
+                % (s.winner.id, s.winner.name, s.winner.host))
+    if s.windows:
+        window = s.windows[0]
+        return ("next rollout window #%d starts at %s; estimated runtime %s (%s) + margin %s "
+                "ends before it" % (window.id, format_time(window.starts_at),
+                                    format_duration(s.estimate.seconds), s.estimate.source,
+                                    format_duration(s.margin)))
+    return "enabled, no deploy pending, no rollout window ahead"
+
+
+# Asking the rules ---------------------------------------------------------------
+
+def runtime_estimate(inputs, facts, settings):
+    """The Estimate a start of ``facts.name`` on ``facts.host`` decides with."""
+    if inputs.source == UNAVAILABLE:
+        return Estimate(float(facts.expected_runtime or settings.default_runtime),
+                        "no history (database unreachable)")
+    runtime, policy_id = first_setting(
+        matching_policies(inputs.policies, facts.name, facts.host), "expected_runtime")
+    return estimate_runtime(inputs.recent_runtimes, policy_runtime=runtime,
+                            script_runtime=facts.expected_runtime,
+                            q=getattr(settings, "estimate_quantile", DEFAULT_QUANTILE),
+                            min_runs=getattr(settings, "estimate_min_runs",
+                                             DEFAULT_MIN_HISTORY_RUNS),
+                            default=getattr(settings, "default_runtime", DEFAULT_RUNTIME),
+                            policy_id=policy_id)
+
+
+def decide(inputs, facts, settings):
+    """The Verdict for a start of ``facts.name`` on ``facts.host`` at ``inputs.now``.
+
+    ``settings`` gives the knobs (cutoff_margin, estimate_quantile,
+    estimate_min_runs, default_runtime, cache_max_age); a config.Settings.
     """
-    matching = matching_policies(policies, name, host)
-    winner = matching[0] if matching else None
-    covering = _covering_windows(windows, name, host, now)
-    standing = _standing_rule(matching, deploy, covering, now)
-    if standing is not None:
-        code, reason, window = standing
-        return Decision(False, code, reason, estimate, winner, window)
-    if winner is not None and winner.rollout_exempt:
-        return Decision(
-            True, RUN,
-            "policy #%d (name=%r, host=%r) enables it and exempts it from rollouts"
-            % (winner.id, winner.name, winner.host),
-            estimate, winner, None)
-    if covering:
-        window = covering[0]
-        reach = now + datetime.timedelta(seconds=estimate.seconds + margin)
-        if reach >= window.starts_at:
-            return Decision(
-                False, WINDOW_CUTOFF,
-                "rollout window #%d starts at %s, in %s; estimated runtime %s (%s) "
-                "+ margin %s would reach it%s"
-                % (window.id, format_time(window.starts_at),
-                   format_duration((window.starts_at - now).total_seconds()),
-                   format_duration(estimate.seconds), estimate.source,
-                   format_duration(margin), _quoted(window.reason)),
-                estimate, winner, window)
-        return Decision(
-            True, RUN,
-            "next rollout window #%d starts at %s; estimated runtime %s (%s) + margin %s "
-            "ends before it" % (window.id, format_time(window.starts_at),
-                                format_duration(estimate.seconds), estimate.source,
-                                format_duration(margin)),
-            estimate, winner, None)
-    return Decision(True, RUN,
-                    "enabled, no deploy pending, no rollout window ahead",
-                    estimate, winner, None)
+    s = Situation(inputs, facts, runtime_estimate(inputs, facts, settings),
+                  margin=settings.cutoff_margin,
+                  cache_max_age=getattr(settings, "cache_max_age", None))
+    forced = None
+    for rule in RULES:
+        skip = rule.check(s)
+        if skip is None:
+            continue
+        if facts.ignore_policy and rule.overridable:
+            forced = forced or skip
+            continue
+        return s.verdict(False, skip.code, skip.reason, skip.window_id)
+    if forced is not None:
+        return s.verdict(True, forced.code, forced.reason, forced.window_id, forced=True)
+    return s.verdict(True, RUN, _run_reason(s))
 
 
-def stop_reason(name, host, now, policies, deploy, windows):
-    """Why a run of ``name`` already in progress on ``host`` should stop now, or None.
+def stop_verdict(inputs, name, host):
+    """Why a run of ``name`` in progress on ``host`` should stop now (a skip
+    Verdict), or None: the rules marked stops_running."""
+    s = Situation(inputs, ScriptFacts(name, host))
+    for rule in RULES:
+        if rule.stops_running:
+            skip = rule.check(s)
+            if skip is not None:
+                return s.verdict(False, skip.code, skip.reason, skip.window_id)
+    return None
 
-    The rules of ``decide`` without the cut-off (a running job is past it):
-    its policy disabled it, a deploy is pending, or a covering window has
-    begun; a rollout-exempt row exempts it from the last two.
-    """
-    standing = _standing_rule(matching_policies(policies, name, host), deploy,
-                              _covering_windows(windows, name, host, now), now)
-    return standing[1] if standing is not None else None
+
+def stopped_by_signal(reason):
+    """The stop verdict of SIGTERM/SIGINT (``reason`` names the signal)."""
+    return Verdict(False, SIGNAL, reason, None, None, None, False, None, False)
 
 
-def next_window_start(name, host, now, windows):
-    """When the next window covering ``name`` on ``host`` begins (after ``now``), or None."""
-    starts = [window.starts_at for window in _covering_windows(windows, name, host, now)
-              if window.starts_at > now]
+def locked(reason, estimate=None, limit=None):
+    """The Verdict of a start another instance holds the place of (the host
+    lock, or every fleet-wide slot)."""
+    return Verdict(False, LOCKED, reason, estimate, None, None, False, limit, False)
+
+
+# Facts the tooling asks about --------------------------------------------------------
+
+def concurrency_limit(matching, declared=None):
+    """The fleet-wide limit on simultaneous runs (None: no limit).  The most
+    specific row with an opinion wins (fleet_single_instance true: 1, false:
+    none); else the script's own declaration."""
+    for row in matching:
+        if row.fleet_single_instance is not None:
+            return 1 if row.fleet_single_instance else None
+    return declared
+
+
+def rollout_exempt(policies, name, host):
+    """Whether rollouts (deploy pending, windows) leave ``name`` on ``host`` alone."""
+    return Situation(_bare_inputs(policies), ScriptFacts(name, host)).exempt
+
+
+def expected_interval(policies, name):
+    """(seconds, policy id) of the fleet-wide expected_interval for ``name``:
+    the most specific host-wide row that sets one, else (None, None)."""
+    fleet_wide = [row for row in policies if row.host == "*"]
+    return first_setting(matching_policies(fleet_wide, name, "*"), "expected_interval")
+
+
+def next_window_start(inputs, name, host):
+    """When the next window covering ``name`` on ``host`` begins (after now), or None."""
+    starts = [window.starts_at for window in
+              covering_windows(inputs.windows, name, host, inputs.now)
+              if window.starts_at > inputs.now]
     return min(starts) if starts else None
 
 
-def run_options(policies, name, host, fleet_single_instance=False):
-    """(interruptible, fleet_single_instance) for a run, from its policy rows.
-
-    ``interruptible`` is the most specific matching row's; a row's
-    ``fleet_single_instance`` overrides the script's own (the argument) when
-    it is not NULL, the most specific such row winning.
-    """
-    matching = matching_policies(policies, name, host)
-    interruptible = bool(matching and matching[0].interruptible)
-    for row in matching:
-        if row.fleet_single_instance is not None:
-            return interruptible, bool(row.fleet_single_instance)
-    return interruptible, bool(fleet_single_instance)
+def rollout_under_way(inputs):
+    """Whether something asks the fleet to stop: deploy pending (or its row
+    missing), or a window in progress anywhere."""
+    if inputs.deploy is None or inputs.deploy.deploy_pending:
+        return True
+    return any(window.starts_at <= inputs.now < window.ends_at for window in inputs.windows)
 
 
-def estimate_from_inputs(inputs, name, host, script_runtime=None,
-                         q=DEFAULT_QUANTILE, min_runs=DEFAULT_MIN_HISTORY_RUNS,
-                         default_runtime=DEFAULT_RUNTIME):
-    """The runtime estimate for ``name`` on ``host`` from a store.DecisionInputs."""
-    runtime, policy_id = policy_runtime(matching_policies(inputs.policies, name, host))
-    return estimate_runtime(inputs.recent_runtimes, policy_runtime=runtime,
-                            script_runtime=script_runtime, q=q, min_runs=min_runs,
-                            default=default_runtime, policy_id=policy_id)
-
-
-def decide_from_inputs(inputs, name, host, script_runtime=None,
-                       q=DEFAULT_QUANTILE, min_runs=DEFAULT_MIN_HISTORY_RUNS,
-                       default_runtime=DEFAULT_RUNTIME, margin=DEFAULT_MARGIN):
-    """Estimate the runtime from ``inputs`` (a store.DecisionInputs) and decide.
-
-    The one place that combines the estimate and the decision, shared by the
-    script base class and ``cronpolicy check``.
-    """
-    estimate = estimate_from_inputs(inputs, name, host, script_runtime, q, min_runs,
-                                    default_runtime)
-    return decide(name, host, inputs.now, inputs.policies, inputs.deploy, inputs.windows,
-                  estimate, margin=margin)
+def _bare_inputs(policies):
+    from cronpolicy.rows import Inputs
+    return Inputs(now=None, schema_version=None, deploy=None, policies=policies, windows=[],
+                  recent_runtimes=[])

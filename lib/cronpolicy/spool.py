@@ -1,114 +1,140 @@
 """Run records waiting for the database.
 
 When a run's record cannot be written (the database is down at the start,
-or lost before the end), the record goes to a file in this host's spool
-directory instead, written atomically, with the run's real times (this
-host's clock, shifted by the offset to the database clock measured at the
-last successful read).  The next run on the host, or `cronpolicy flush`,
-writes the entries and removes them.  Every entry has a unique id; the
-database inserts an entry at most once (``script_run.spool_id`` is unique)
-and a late finish only completes a run that is still open, so a flush
-interrupted half-way can simply be repeated: nothing is recorded twice.
+or lost before the end), it goes to a file in this host's spool directory
+instead, written atomically, with the run's real times: this host's clock
+moved onto the database's by the offset measured at the last successful
+read.  The next run on the host, or `cronpolicy flush`, writes the entries
+and removes them.  Every entry has a unique id; the database inserts an
+entry at most once (``script_run.spool_id`` is unique) and a late finish
+only completes a run that is still open, so a flush interrupted half-way
+can simply be repeated: nothing is recorded twice.
+
+A Spool provides IRunRecorder: a start it is given is held in memory and
+written whole, with its end, by ``record_finish``.
 """
 
+import collections
+import datetime
 import json
 import os
-import uuid
 
-from cronpolicy.timeutil import UTC
+from cronpolicy.rows import RunEnd, RunHandle, RunRecord, from_mapping, to_mapping
 
-RUN = "run"          # a whole run (or skip) that never reached the database
-FINISH = "finish"    # the end of a run whose start was recorded
+FORMAT = 2
+
+#: One spooled record: a whole run (``record``, with its ``spool_id``), or the
+#: ``end`` of the recorded run ``run_id``.
+SpoolEntry = collections.namedtuple("SpoolEntry", "record run_id end")
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc)
 
 
 class Spool:
+    """IRunRecorder: records kept in ``directory`` until the database takes them."""
 
-    def __init__(self, directory):
+    def __init__(self, directory, clock=_now):
         self.directory = directory
+        self.clock = clock
+
+    # IRunRecorder --------------------------------------------------------------
+
+    def record_skip(self, record):
+        now = self.clock()
+        self._write({"kind": "run", "record": record._replace(
+            status="skipped", started_at=now, finished_at=now)})
+        return RunHandle(None, record)
+
+    def record_start(self, record):
+        return RunHandle(None, record._replace(started_at=self.clock()))
+
+    def record_finish(self, run, end):
+        end = end._replace(finished_at=self.clock())
+        if run.id is not None:
+            self._write({"kind": "finish", "run_id": run.id, "end": end})
+        else:
+            started_at = run.record.started_at or end.finished_at
+            self._write({"kind": "run", "record": run.record._replace(
+                started_at=started_at, **end._asdict())})
+
+    # The files ---------------------------------------------------------------------
 
     def _write(self, entry):
         os.makedirs(self.directory, exist_ok=True)
-        entry["spool_id"] = uuid.uuid4().hex
+        spool_id = os.urandom(16).hex()
+        data = {"format": FORMAT, "kind": entry["kind"], "spool_id": spool_id,
+                "run_id": entry.get("run_id")}
+        if "record" in entry:
+            data["record"] = to_mapping(entry["record"]._replace(spool_id=spool_id))
+        if "end" in entry:
+            data["end"] = to_mapping(entry["end"])
         # Sortable by time of writing, so entries are flushed in order.
         import time
-        name = "%020d-%s.json" % (time.time_ns(), entry["spool_id"])
-        path = os.path.join(self.directory, name)
-        temporary = os.path.join(self.directory, ".%s.tmp" % entry["spool_id"])
-        with open(temporary, "w", encoding="utf-8") as handle:
-            json.dump(entry, handle)
+        path = os.path.join(self.directory, "%020d-%s.json" % (time.time_ns(), spool_id))
+        temporary = os.path.join(self.directory, ".%s.tmp" % spool_id)
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                             0o600)
+        with open(descriptor, "w", encoding="utf-8") as handle:
+            json.dump(data, handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
         return path
 
-    def add_run(self, name, host, pid, started_at, finished_at, status, exit_code=None,
-                skip_reason=None, estimate=None, policy_ignored=False, stop_reason=None,
-                decision=None, expected_interval=None):
-        from cronpolicy.store import _decision_values
-        code, policy_id, window_id, interval = _decision_values(decision, expected_interval)
-        return self._write({
-            "decision": code, "policy_id": policy_id, "window_id": window_id,
-            "expected_interval": interval,
-            "kind": RUN, "name": name, "host": host, "pid": pid,
-            "started_at": started_at.astimezone(UTC).isoformat(),
-            "finished_at": finished_at.astimezone(UTC).isoformat(),
-            "status": status, "exit_code": exit_code, "skip_reason": skip_reason,
-            "estimate_seconds": estimate.seconds if estimate is not None else None,
-            "estimate_source": estimate.source if estimate is not None else None,
-            "policy_ignored": bool(policy_ignored), "stop_reason": stop_reason})
-
-    def add_finish(self, run_id, status, exit_code, finished_at, stop_reason=None):
-        return self._write({
-            "kind": FINISH, "run_id": run_id, "status": status, "exit_code": exit_code,
-            "finished_at": finished_at.astimezone(UTC).isoformat(),
-            "stop_reason": stop_reason})
-
-    def entries(self):
-        """[(path, entry)], oldest first; unreadable files are skipped (and kept)."""
+    def _names(self):
         try:
-            names = sorted(name for name in os.listdir(self.directory) if name.endswith(".json"))
+            return sorted(name for name in os.listdir(self.directory) if name.endswith(".json"))
         except FileNotFoundError:
             return []
+
+    def __len__(self):
+        return len(self._names())
+
+    def entries(self):
+        """[(path, SpoolEntry or None)], oldest first; None for a file that is
+        not a spool entry (damaged, or of an unknown shape)."""
         found = []
-        for name in names:
+        for name in self._names():
             path = os.path.join(self.directory, name)
             try:
                 with open(path, encoding="utf-8") as handle:
-                    found.append((path, json.load(handle)))
-            except (OSError, ValueError):
-                continue
+                    found.append((path, parse_entry(json.load(handle))))
+            except FileNotFoundError:
+                continue    # another flush took it
+            except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError):
+                found.append((path, None))
         return found
 
-    def __len__(self):
-        try:
-            return sum(1 for name in os.listdir(self.directory) if name.endswith(".json"))
-        except FileNotFoundError:
-            return 0
+    def flush(self, store, limit=None, timeout=None):
+        """Write pending entries through ``store``; return how many were written
+        (at most ``limit``, and only while ``timeout`` seconds have not passed).
 
-    def flush(self, store, limit=None):
-        """Write pending entries through ``store``; return how many were written.
-
-        An entry the database refuses for good (or that is damaged) is moved
-        to ``rejected/`` so it never blocks the others; a transient database
-        error stops the flush (raised), keeping that entry and the rest for
-        next time.  Two flushes at once are harmless: entries are written
-        once, and a file another flush removed first is simply skipped.
+        An entry the database refuses for good, or a file that is not an
+        entry, is moved to ``rejected/`` so it never blocks the others; a
+        transient database error stops the flush (raised), keeping that entry
+        and the rest for next time.  Two flushes at once are harmless:
+        entries are written once, and a file another flush removed first is
+        simply skipped.
         """
+        import time
         from cronpolicy.errors import DatabaseError
+        give_up = None if timeout is None else time.monotonic() + timeout
         written = 0
         for path, entry in self.entries():
             if limit is not None and written >= limit:
                 break
+            if give_up is not None and time.monotonic() >= give_up:
+                break
+            if entry is None:
+                self._reject(path)
+                continue
             try:
-                if entry.get("kind") not in (RUN, FINISH):
-                    raise ValueError("unknown kind %r" % entry.get("kind"))
                 store.apply_spooled(entry)
             except DatabaseError as error:
                 if error.transient:
                     raise
-                self._reject(path)
-                continue
-            except (KeyError, ValueError, TypeError):
                 self._reject(path)
                 continue
             try:
@@ -125,3 +151,24 @@ class Spool:
             os.replace(path, os.path.join(rejected, os.path.basename(path)))
         except FileNotFoundError:
             pass
+
+
+def parse_entry(data):
+    """A SpoolEntry from a file's JSON; entries of format 1 (flat) are read too."""
+    if data.get("format", 1) == 1:
+        kind = data["kind"]
+        data = {"kind": kind, "spool_id": data["spool_id"], "run_id": data.get("run_id"),
+                "record": data if kind == "run" else None,
+                "end": data if kind == "finish" else None}
+    if data["kind"] == "run":
+        record = from_mapping(RunRecord, data["record"])._replace(spool_id=data["spool_id"])
+        if not (record.name and record.host and record.started_at and record.finished_at
+                and record.status):
+            raise ValueError("incomplete run record")
+        return SpoolEntry(record, None, None)
+    if data["kind"] == "finish":
+        end = from_mapping(RunEnd, data["end"])
+        if not (end.status and end.finished_at) or not isinstance(data["run_id"], int):
+            raise ValueError("incomplete finish record")
+        return SpoolEntry(None, data["run_id"], end)
+    raise ValueError("unknown kind %r" % data["kind"])

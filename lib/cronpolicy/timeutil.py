@@ -97,23 +97,6 @@ def format_time(moment):
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
-def from_epoch(seconds):
-    """Aware UTC datetime from epoch seconds (PostgreSQL's extract(epoch ...))."""
-    if seconds is None:
-        return None
-    return datetime.datetime.fromtimestamp(float(seconds), UTC)
-
-
 def to_sqlite(moment):
     """The text SQLite stores for an aware time (UTC, milliseconds)."""
     return moment.astimezone(UTC).strftime(SQLITE_FORMAT)[:-3]
-
-
-def from_sqlite(text):
-    """Parse SQLite's timestamp text (UTC); accepts the ISO 'T' form DBAs may type."""
-    if text is None:
-        return None
-    parsed = datetime.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)

@@ -9,13 +9,15 @@ A RunWatcher is one daemon thread per running script.  It
   triggers on the policy tables notify, so a DBA's plain UPDATE arrives
   within milliseconds; on SQLite it re-reads the policy every
   ``poll_interval``.  Either way it also wakes when a covering window is due
-  to begin;
+  to begin.  What counts as a stop request is ``policy.stop_verdict``;
 * while a stop is requested, asks the script every ``SAFE_POLL`` seconds
-  whether it is safe to interrupt and, when it says so, signals the main
-  thread, which checks again itself before raising ``Interrupted``.
+  whether it is safe to interrupt and, when it says so, has the main thread
+  interrupted (see cronpolicy.interruption).
 
-It sleeps in select() on the database socket and a self-pipe: no busy loop.
-It never raises into the script; database trouble is logged and retried.
+It sleeps in select() on the database's descriptor and a self-pipe: no busy
+loop.  It never raises into the script; database trouble is logged and
+retried.  A run that started without the database has no store to watch:
+the watcher then only sees a deferred SIGTERM through to a safe point.
 """
 
 import logging
@@ -25,7 +27,7 @@ import threading
 import time
 
 from cronpolicy.errors import CronPolicyError
-from cronpolicy.policy import next_window_start, stop_reason
+from cronpolicy.policy import next_window_start, stop_verdict
 
 #: While a stop is requested, how often the script is asked whether it is safe.
 SAFE_POLL = 0.1
@@ -36,22 +38,17 @@ RESYNC_INTERVAL = 60.0
 
 class RunWatcher:
 
-    def __init__(self, store, run_id, name, host, settings, report_safe, stop_pending,
-                 request_interrupt, logger=None):
-        """``report_safe()`` says whether the script is safe to interrupt now;
-        ``stop_pending()`` whether a stop was requested by other means
-        (SIGTERM); ``request_interrupt()`` signals the main thread."""
+    def __init__(self, store, run, name, host, settings, interruption, logger=None):
+        """``store`` None: the run started without the database."""
         self.store = store
-        self.run_id = run_id
+        self.run = run
         self.name = name
         self.host = host
         self.settings = settings
-        self.report_safe = report_safe
-        self.stop_pending = stop_pending
-        self.request_interrupt = request_interrupt
+        self.interruption = interruption
         self.logger = logger or logging.getLogger(name)
-        #: Why the policy wants this run stopped now, or None.
-        self.policy_reason = None
+        #: The policy's stop verdict for this run now, or None.
+        self.stop = None
         self._stopping = False
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_read, False)
@@ -71,7 +68,7 @@ class RunWatcher:
         except (BlockingIOError, OSError):
             pass  # a full pipe already means "wake up"
 
-    def stop(self, timeout=5.0):
+    def stop_watching(self, timeout=5.0):
         """Stop the thread; waits at most ``timeout`` seconds."""
         self._stopping = True
         self.wake()
@@ -82,13 +79,13 @@ class RunWatcher:
 
     @property
     def stop_requested(self):
-        return self.policy_reason is not None or self.stop_pending()
+        return self.interruption.stop is not None
 
     # The thread ----------------------------------------------------------------
 
     def _run(self):
         try:
-            self._loop()
+            self._loop() if self.store is not None else self._offline_loop()
         except Exception:  # never let the watcher take the job down
             self.logger.exception("cronpolicy watcher stopped unexpectedly")
 
@@ -108,8 +105,6 @@ class RunWatcher:
 
     def _loop(self):
         settings = self.settings
-        if self.store is None:
-            return self._offline_loop()
         self._guarded("listen for policy changes", self.store.listen)
         next_check = 0.0       # re-read the policy now
         next_heartbeat = time.monotonic() + settings.heartbeat_interval
@@ -121,59 +116,43 @@ class RunWatcher:
             if time.monotonic() >= next_check:
                 next_check = self._evaluate()
             now = time.monotonic()
-            safe = self._ask_safe()
+            safe = self.interruption.safe_now()
             if safe and self.stop_requested:
-                self.request_interrupt()
+                self.interruption.request_interrupt()
             if now >= next_heartbeat or safe != last_safe:
-                self._guarded("record a heartbeat",
-                              lambda: self.store.heartbeat(self.run_id, safe))
+                self._guarded("record a heartbeat", lambda: self.store.heartbeat(self.run, safe))
                 last_safe = safe
                 next_heartbeat = now + settings.heartbeat_interval
-
             deadline = min(next_check, next_heartbeat)
             if self.stop_requested:
                 deadline = min(deadline, now + SAFE_POLL)
-            descriptors = [self._wake_read]
             database = self.store.fileno()
-            if database is not None:
-                descriptors.append(database)
-            try:
-                readable, _, _ = select.select(descriptors, [], [],
-                                               max(0.0, deadline - time.monotonic()))
-            except (OSError, ValueError):
-                readable = []
-                time.sleep(SAFE_POLL)
-            if self._wake_read in readable:
-                try:
-                    while os.read(self._wake_read, 64):
-                        pass
-                except BlockingIOError:
-                    pass
+            readable = self._sleep(deadline - time.monotonic(), database)
             if database is not None and database in readable:
                 if self._guarded("read policy notifications", self.store.take_notifications):
                     next_check = 0.0
 
-    def _offline_loop(self):
-        """No database (the run started while it was unreachable): only see a
-        deferred SIGTERM through to the moment the script is safe."""
-        while not self._stopping:
-            if self.stop_requested and self._ask_safe():
-                self.request_interrupt()
-            timeout = SAFE_POLL if self.stop_requested else None
-            readable, _, _ = select.select([self._wake_read], [], [], timeout)
-            if readable:
-                try:
-                    while os.read(self._wake_read, 64):
-                        pass
-                except BlockingIOError:
-                    pass
-
-    def _ask_safe(self):
+    def _sleep(self, timeout, database=None):
+        """Wait for the self-pipe, the database or ``timeout``; return what is readable."""
+        descriptors = [self._wake_read] + ([database] if database is not None else [])
         try:
-            return bool(self.report_safe())
-        except Exception:
-            self.logger.exception("is_safe_to_interrupt() raised; counting the run as not safe")
-            return False
+            readable, _, _ = select.select(descriptors, [], [], max(0.0, timeout))
+        except (OSError, ValueError):
+            time.sleep(SAFE_POLL)
+            return []
+        if self._wake_read in readable:
+            try:
+                while os.read(self._wake_read, 64):
+                    pass
+            except BlockingIOError:
+                pass
+        return readable
+
+    def _offline_loop(self):
+        while not self._stopping:
+            if self.stop_requested and self.interruption.safe_now():
+                self.interruption.request_interrupt()
+            self._sleep(SAFE_POLL if self.stop_requested else 3600.0)
 
     def _evaluate(self):
         """Re-read the policy; return when to do it next (monotonic seconds)."""
@@ -185,15 +164,14 @@ class RunWatcher:
                                lambda: self.store.load_inputs(self.name, 1))
         if inputs is None:
             return time.monotonic() + min(settings.heartbeat_interval, settings.poll_interval * 5)
-        reason = stop_reason(self.name, self.host, inputs.now, inputs.policies, inputs.deploy,
-                             inputs.windows)
-        if reason != self.policy_reason:
-            if reason is not None:
-                self.logger.info("stop requested: %s", reason)
+        stop = stop_verdict(inputs, self.name, self.host)
+        if (stop and stop.reason) != (self.stop and self.stop.reason):
+            if stop is not None:
+                self.logger.info("stop requested: %s", stop.reason)
             else:
                 self.logger.info("stop request withdrawn")
-            self.policy_reason = reason
-        upcoming = next_window_start(self.name, self.host, inputs.now, inputs.windows)
+        self.stop = stop
+        upcoming = next_window_start(inputs, self.name, self.host)
         if upcoming is not None:
             until = (upcoming - inputs.now).total_seconds()
             return min(fallback, time.monotonic() + max(0.0, until) + 0.01)

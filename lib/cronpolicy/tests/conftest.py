@@ -17,7 +17,8 @@ import uuid
 import psycopg2
 import pytest
 
-from cronpolicy import schema, store
+from cronpolicy import schema
+from cronpolicy.store.sqlite import open_sqlite
 from cronpolicy.config import sqlite_path
 
 DEFAULT_SERVER_DSN = "postgresql://127.0.0.1:5432/postgres"
@@ -221,7 +222,7 @@ class DBA:
     @contextlib.contextmanager
     def _cursor(self):
         if self.backend == "sqlite":
-            connection = store.open_sqlite(sqlite_path(self.dsn))
+            connection = open_sqlite(sqlite_path(self.dsn))
             try:
                 yield connection.cursor(), "?"
             finally:
@@ -401,7 +402,7 @@ def pg_scripts(tmp_path, pg_dsn):
 def cli(script_env, monkeypatch, capsys):
     """Run ``cronpolicy`` in-process against this test's database:
     returns (exit code, stdout, stderr)."""
-    from cronpolicy.cli import main
+    from cronpolicy.tooling.cli import main
 
     for key, value in script_env.items():
         if key.startswith(("CRONPOLICY_", "XDG_")):

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from cronpolicy.crontab import job_name, parse_job, unwrap, wrap
+from cronpolicy.tooling.crontab import job_name, parse_job, unwrap, wrap
 
 USER_CRONTAB = """\
 # Edit this file to introduce tasks to be run by cron.

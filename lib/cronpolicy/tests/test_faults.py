@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
 from cronpolicy import exitcodes
+from cronpolicy.rows import RunEnd
 from cronpolicy.spool import Spool
 
 from .conftest import DBA, ScriptRunner, create_database, drop_database, make_env, wait_for_file
@@ -104,7 +105,7 @@ def test_database_lost_mid_run_keeps_the_record_with_real_times(proxied, tmp_pat
     assert "spooling it" in err
     assert len(spool_of(scripts)) == 1
     proxy.mode = "pass"
-    flush = [sys.executable, "-m", "cronpolicy.cli", "flush"]
+    flush = [sys.executable, "-m", "cronpolicy", "flush"]
     result = subprocess.run(flush, env=scripts.env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "wrote 1 spooled" in result.stdout, result.stderr
     again = subprocess.run(flush, env=scripts.env, capture_output=True, text=True, timeout=60)
@@ -126,7 +127,7 @@ def test_offline_run_is_written_once_even_if_a_flush_is_repeated(proxied, tmp_pa
     backup = tmp_path / "entry-copy.json"
     shutil.copy(path, backup)
     proxy.mode = "pass"
-    flush = [sys.executable, "-m", "cronpolicy.cli", "flush"]
+    flush = [sys.executable, "-m", "cronpolicy", "flush"]
     assert subprocess.run(flush, env=scripts.env, capture_output=True, timeout=60).returncode == 0
     shutil.copy(backup, path)       # as if the flush had died before removing the file
     assert subprocess.run(flush, env=scripts.env, capture_output=True, timeout=60).returncode == 0
@@ -186,7 +187,7 @@ def test_sigstop_makes_a_run_abandoned_and_sigcont_brings_it_back(scripts, dba, 
     job.send_signal(signal.SIGSTOP)
     try:
         time.sleep(2.5)
-        status = subprocess.run([sys.executable, "-m", "cronpolicy.cli", "status", "--json"],
+        status = subprocess.run([sys.executable, "-m", "cronpolicy", "status", "--json"],
                                 env=env, capture_output=True, text=True, timeout=60)
         assert json.loads(status.stdout)["running"] == []
         assert dba.runs("publish-distro")[0]["status"] == "abandoned"
@@ -303,7 +304,7 @@ def test_malformed_dsn_is_one_line_naming_the_config_file(scripts, tmp_path, scr
     assert result.returncode == exitcodes.GATE_ERROR
     [line] = result.stderr.strip().splitlines()
     assert "invalid PostgreSQL DSN" in line and str(config) in line
-    cli = subprocess.run([sys.executable, "-m", "cronpolicy.cli", "status"], env=env,
+    cli = subprocess.run([sys.executable, "-m", "cronpolicy", "status"], env=env,
                          capture_output=True, text=True, timeout=60)
     assert cli.returncode == exitcodes.GATE_ERROR
     [line] = cli.stderr.strip().splitlines()
@@ -325,9 +326,10 @@ def test_a_dropped_connection_keeps_the_run_alive_and_listening(scripts, dba, tm
     try:
         wait_for_file(ready)
         assert dba.scalar("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                          " WHERE application_name = 'cronpolicy:sync-mirror'") == 1
+                          " WHERE application_name = 'cronpolicy:sync-mirror'"
+                          " AND datname = current_database()") == 1   # this test's only
         time.sleep(1.5)                                   # a heartbeat reconnects
-        status = subprocess.run([sys.executable, "-m", "cronpolicy.cli", "status", "--json"],
+        status = subprocess.run([sys.executable, "-m", "cronpolicy", "status", "--json"],
                                 env=env, capture_output=True, text=True, timeout=60)
         assert [run["name"] for run in json.loads(status.stdout)["running"]] == ["sync-mirror"]
         dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true")
@@ -341,22 +343,26 @@ def test_a_dropped_connection_keeps_the_run_alive_and_listening(scripts, dba, tm
 
 def test_a_damaged_or_refused_spool_entry_never_blocks_the_others(dsn, tmp_path):
     from cronpolicy.config import Settings
+    from cronpolicy.rows import RunRecord
     from cronpolicy.store import open_store
-    from cronpolicy.timeutil import UTC
-    import datetime
     spool = Spool(str(tmp_path / "spool"))
-    now = datetime.datetime.now(UTC)
-    spool.add_run("good-one", "web1", 1, now, now, "succeeded", exit_code=0)
+
+    def whole_run(name, status):
+        spool.record_finish(spool.record_start(RunRecord(name=name, host="web1", pid=1)),
+                            RunEnd(status=status, exit_code=0))
+    whole_run("good-one", "succeeded")
     (tmp_path / "spool" / "00000000000000000001-damaged.json").write_text('{"no": "kind"}')
-    spool.add_run("bad-status", "web1", 1, now, now, "exploded")      # the database refuses
-    spool.add_run("good-two", "web1", 1, now, now, "succeeded", exit_code=0)
-    store = open_store(Settings(dsn=dsn, dsn_source="--dsn"))
+    (tmp_path / "spool" / "00000000000000000002-shape.json").write_text('[1, 2]')
+    (tmp_path / "spool" / "00000000000000000003-cut.json").write_text('{"format": 2, "ki')
+    whole_run("bad-status", "exploded")                  # the database refuses
+    whole_run("good-two", "succeeded")
+    store = open_store(Settings(dsn=dsn, dsn_source="--dsn", lock_dir=str(tmp_path / "locks")))
     try:
         assert spool.flush(store) == 2
         assert spool.flush(store) == 0                   # twice: harmless
     finally:
         store.close()
-    assert len(os.listdir(tmp_path / "spool" / "rejected")) == 2
+    assert len(os.listdir(tmp_path / "spool" / "rejected")) == 4
     assert sorted(run["name"] for run in DBA(dsn).runs()) == ["good-one", "good-two"]
 
 
@@ -389,7 +395,7 @@ def test_configuration_errors_are_not_outages(scripts, pg_dsn):
     [line] = result.stderr.strip().splitlines()
     assert "does not exist" in line
     for argv in (["run"], ["run", "x", "--", "true"]):
-        cli = subprocess.run([sys.executable, "-m", "cronpolicy.cli", "--dsn", pg_dsn] + argv,
+        cli = subprocess.run([sys.executable, "-m", "cronpolicy", "--dsn", pg_dsn] + argv,
                              capture_output=True, text=True, timeout=60)
         assert cli.returncode == exitcodes.USAGE and len(cli.stderr.strip().splitlines()) == 1
         assert "Traceback" not in cli.stderr

@@ -110,7 +110,7 @@ def test_deploy_wait_records_the_drain(script_env, dba, scripts, tmp_path):
     job = scripts.start("publish-distro", "--sleep", "30", "--ready-file", str(ready),
                         "--until-file", str(done))
     wait_for_file(ready)
-    waiter = subprocess.Popen([sys.executable, "-m", "cronpolicy.cli", "deploy", "wait",
+    waiter = subprocess.Popen([sys.executable, "-m", "cronpolicy", "deploy", "wait",
                                "--timeout", "30s"], env=script_env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE)
     import time

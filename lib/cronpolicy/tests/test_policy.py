@@ -1,4 +1,5 @@
-"""The decision, as a pure function: precedence, windows, cut-offs, estimates."""
+"""The decision, as a pure function: the rule registry, precedence, windows,
+cut-offs, estimates, --ignore-policy, the offline rules and stop verdicts."""
 
 import datetime
 import fnmatch
@@ -7,13 +8,19 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from cronpolicy import policy
+from cronpolicy.config import Settings
+from cronpolicy.estimate import Estimate, estimate_runtime, quantile
+from cronpolicy.matching import glob_matches, matching_policies, precedence
 from cronpolicy.policy import (
-    DEPLOY_PENDING, DISABLED, IN_WINDOW, RUN, WINDOW_CUTOFF, DeployState, Estimate, PolicyRow,
-    Window, decide, estimate_runtime, glob_matches, matching_policies, quantile)
+    DATABASE_UNREACHABLE, DEPLOY_PENDING, DISABLED, IN_WINDOW, LOCKED, RUN, WINDOW_CUTOFF,
+    ScriptFacts, decide, stop_verdict)
+from cronpolicy.rows import (
+    FROM_CACHE, DeployState, Inputs, PolicyRow, Window, unavailable_inputs)
 
 UTC = datetime.timezone.utc
 NOW = datetime.datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 CLEAR = DeployState(False)
+KNOBS = Settings(dsn="sqlite:////nonexistent/x.sqlite", cutoff_margin=120)
 
 
 def minutes(n):
@@ -21,13 +28,19 @@ def minutes(n):
 
 
 def row(id, name, host="*", enabled=True, **kwargs):
-    return PolicyRow(id, name, host, enabled, **kwargs)
+    return PolicyRow(id=id, name=name, host=host, enabled=enabled, **kwargs)
 
 
-def run_decision(policies=(), deploy=CLEAR, windows=(), estimate_seconds=60, name="publish-distro",
-                 host="web1", margin=120):
-    return decide(name, host, NOW, list(policies), deploy, list(windows),
-                  Estimate(estimate_seconds, "test"), margin=margin)
+def inputs(policies=(), deploy=CLEAR, windows=(), runtimes=(), source="database"):
+    return Inputs(NOW, 6, deploy, list(policies), list(windows), list(runtimes), source=source,
+                  age=30.0 if source == FROM_CACHE else None)
+
+
+def run_decision(policies=(), deploy=CLEAR, windows=(), estimate_seconds=60,
+                 name="publish-distro", host="web1", margin=120, **facts):
+    knobs = Settings(dsn=KNOBS.dsn, cutoff_margin=margin)
+    return decide(inputs(policies, deploy, windows),
+                  ScriptFacts(name, host, expected_runtime=estimate_seconds, **facts), knobs)
 
 
 # Globs ----------------------------------------------------------------------
@@ -60,18 +73,55 @@ def test_glob_agrees_with_fnmatch_on_star_and_question(pattern, value):
     assert glob_matches(pattern, value) == fnmatch.fnmatchcase(value, pattern)
 
 
+# The registry ------------------------------------------------------------------
+
+def test_every_rule_gives_a_code_from_the_closed_set():
+    codes = set()
+    situations = [
+        (unavailable_inputs(NOW, None), {}),
+        (inputs([row(1, "publish-distro", enabled=False)]), {}),
+        (inputs(deploy=DeployState(True)), {}),
+        (inputs(windows=[Window(1, NOW - minutes(1), NOW + minutes(5))]), {}),
+        (inputs(windows=[Window(1, NOW + minutes(1), NOW + minutes(5))]), {}),
+        (inputs(source=FROM_CACHE), {"max_concurrent": 1}),
+    ]
+    for situation_inputs, extra in situations:
+        verdict = decide(situation_inputs, ScriptFacts("publish-distro", "web1", **extra), KNOBS)
+        assert not verdict.run
+        codes.add(verdict.code)
+    assert codes == {DATABASE_UNREACHABLE, DISABLED, DEPLOY_PENDING, IN_WINDOW, WINDOW_CUTOFF,
+                     LOCKED}
+    assert codes | {RUN, policy.SIGNAL} == set(policy.CODES)
+    assert len(policy.RULES) == len(codes)
+
+
+def test_a_new_rule_is_one_function_and_one_entry(monkeypatch):
+    def maintenance_host(s):
+        if s.host.startswith("maint"):
+            return policy.Skip("maintenance", "host is in maintenance")
+        return None
+    monkeypatch.setattr(policy, "RULES", policy.RULES + (
+        policy.Rule(maintenance_host, stops_running=True, overridable=True),))
+    verdict = decide(inputs(), ScriptFacts("job", "maint1"), KNOBS)
+    assert (verdict.run, verdict.code) == (False, "maintenance")
+    assert stop_verdict(inputs(), "job", "maint1").code == "maintenance"
+    assert decide(inputs(), ScriptFacts("job", "maint1", ignore_policy=True), KNOBS).forced
+    assert decide(inputs(), ScriptFacts("job", "web1"), KNOBS).run
+
+
 # Precedence -----------------------------------------------------------------
 
 def test_no_row_means_enabled():
-    decision = run_decision()
-    assert decision.run and decision.code == RUN and decision.policy is None
+    verdict = run_decision()
+    assert verdict.run and verdict.code == RUN and verdict.policy_id is None
+    assert not verdict.forced and not verdict.interruptible and verdict.max_concurrent is None
 
 
 def test_disabled_row_skips_with_its_reason():
-    decision = run_decision([row(7, "publish-distro", enabled=False, reason="broken mirror")])
-    assert not decision.run
-    assert decision.code == DISABLED
-    assert "#7" in decision.reason and "broken mirror" in decision.reason
+    verdict = run_decision([row(7, "publish-distro", enabled=False, reason="broken mirror")])
+    assert not verdict.run
+    assert (verdict.code, verdict.policy_id) == (DISABLED, 7)
+    assert "#7" in verdict.reason and "broken mirror" in verdict.reason
 
 
 def test_exact_name_beats_pattern_either_way():
@@ -80,12 +130,9 @@ def test_exact_name_beats_pattern_either_way():
 
 
 def test_more_specific_pattern_beats_less_specific():
-    rows = [row(1, "*", enabled=False), row(2, "publish-*")]
-    assert run_decision(rows).run
-    rows = [row(1, "*"), row(2, "publish-*", enabled=False)]
-    assert not run_decision(rows).run
-    rows = [row(1, "pub*", enabled=False), row(2, "publish-d*")]
-    assert run_decision(rows).run
+    assert run_decision([row(1, "*", enabled=False), row(2, "publish-*")]).run
+    assert not run_decision([row(1, "*"), row(2, "publish-*", enabled=False)]).run
+    assert run_decision([row(1, "pub*", enabled=False), row(2, "publish-d*")]).run
 
 
 def test_host_specific_row_beats_star_for_the_same_name():
@@ -103,9 +150,7 @@ def test_name_specificity_outranks_host_specificity():
 
 
 def test_tie_goes_to_the_disabling_row_then_lower_id():
-    rows = [row(1, "pub*"), row(2, "*ish-distro", enabled=False)]
-    # 'pub*' has 3 literal characters, '*ish-distro' 10: not a tie.
-    assert not run_decision(rows).run
+    assert not run_decision([row(1, "pub*"), row(2, "*ish-distro", enabled=False)]).run
     rows = [row(5, "ab*"), row(3, "*cd", enabled=False)]
     assert [r.id for r in matching_policies(rows, "abcd", "h")] == [3, 5]
 
@@ -118,14 +163,14 @@ def test_non_matching_rows_are_ignored():
 # Deploy pending and windows ----------------------------------------------------
 
 def test_deploy_pending_skips_and_names_the_reason():
-    decision = run_decision(deploy=DeployState(True, "release 42", "alice", NOW - minutes(3)))
-    assert not decision.run and decision.code == DEPLOY_PENDING
-    assert "release 42" in decision.reason and "alice" in decision.reason
+    verdict = run_decision(deploy=DeployState(True, "release 42", "alice", NOW - minutes(3)))
+    assert not verdict.run and verdict.code == DEPLOY_PENDING
+    assert "release 42" in verdict.reason and "alice" in verdict.reason
 
 
 def test_missing_deploy_row_is_treated_as_pending():
-    decision = run_decision(deploy=None)
-    assert not decision.run and decision.code == DEPLOY_PENDING
+    verdict = run_decision(deploy=None)
+    assert not verdict.run and verdict.code == DEPLOY_PENDING
 
 
 def test_deploy_pending_is_an_overlay_over_policy():
@@ -137,9 +182,9 @@ def test_deploy_pending_is_an_overlay_over_policy():
 
 def test_active_window_covering_skips():
     window = Window(3, NOW - minutes(5), NOW + minutes(25), "db upgrade")
-    decision = run_decision(windows=[window])
-    assert not decision.run and decision.code == IN_WINDOW and decision.window == window
-    assert "#3" in decision.reason and "db upgrade" in decision.reason
+    verdict = run_decision(windows=[window])
+    assert not verdict.run and verdict.code == IN_WINDOW and verdict.window_id == 3
+    assert "#3" in verdict.reason and "db upgrade" in verdict.reason
 
 
 def test_window_scope_by_host_and_script():
@@ -159,8 +204,8 @@ def test_cutoff_long_job_skips_short_job_runs():
     window = Window(9, NOW + minutes(5), NOW + minutes(35), "release")
     short = run_decision(windows=[window], estimate_seconds=60, margin=120)
     long = run_decision(windows=[window], estimate_seconds=20 * 60, margin=120)
-    assert short.run and short.code == RUN
-    assert not long.run and long.code == WINDOW_CUTOFF and long.window == window
+    assert short.run and short.code == RUN and "ends before it" in short.reason
+    assert not long.run and long.code == WINDOW_CUTOFF and long.window_id == 9
     assert "20m" in long.reason and "#9" in long.reason
 
 
@@ -168,14 +213,108 @@ def test_cutoff_boundary_reaching_the_start_exactly_skips():
     window = Window(1, NOW + minutes(10), NOW + minutes(20))
     assert not run_decision(windows=[window], estimate_seconds=8 * 60, margin=120).run
     assert run_decision(windows=[window], estimate_seconds=8 * 60 - 1, margin=120).run
+    assert policy.cutoff_at(window.starts_at, 8 * 60, 120) == NOW
 
 
 def test_rollout_exempt_row_ignores_deploy_and_windows_but_not_disable():
     exempt = row(1, "publish-distro", rollout_exempt=True)
     window = Window(1, NOW - minutes(1), NOW + minutes(30))
-    assert run_decision([exempt], deploy=DeployState(True), windows=[window]).run
-    disabled = row(1, "publish-distro", enabled=False, rollout_exempt=True)
-    assert not run_decision([disabled]).run
+    verdict = run_decision([exempt], deploy=DeployState(True), windows=[window])
+    assert verdict.run and "exempts it from rollouts" in verdict.reason
+    assert policy.rollout_exempt([exempt], "publish-distro", "web1")
+    assert not run_decision([row(1, "publish-distro", enabled=False, rollout_exempt=True)]).run
+
+
+# What the run needs -----------------------------------------------------------------
+
+def test_interruptible_comes_from_the_most_specific_row():
+    rows = [row(1, "publish-*", interruptible=True), row(2, "publish-distro")]
+    assert not run_decision(rows).interruptible
+    assert run_decision([row(1, "publish-*", interruptible=True)]).interruptible
+
+
+def test_fleet_limit_from_the_script_and_from_policy_rows():
+    assert run_decision(max_concurrent=1).max_concurrent == 1
+    assert run_decision([row(1, "publish-*", fleet_single_instance=True)]).max_concurrent == 1
+    # A row's false means "per host only", whatever the script says.
+    assert run_decision([row(1, "publish-distro", fleet_single_instance=False)],
+                        max_concurrent=1).max_concurrent is None
+
+
+# --ignore-policy --------------------------------------------------------------------
+
+def test_ignore_policy_forces_a_run_and_keeps_what_it_overrode():
+    verdict = run_decision(deploy=DeployState(True, "r42"), ignore_policy=True)
+    assert verdict.run and verdict.forced
+    assert verdict.code == DEPLOY_PENDING and "r42" in verdict.reason
+    assert run_decision(ignore_policy=True).forced is False
+
+
+def test_ignore_policy_does_not_override_an_unverifiable_fleet_limit():
+    cached = inputs(deploy=DeployState(True), source=FROM_CACHE)
+    facts = ScriptFacts("job", "web1", max_concurrent=1, ignore_policy=True)
+    verdict = decide(cached, facts, KNOBS)
+    assert (verdict.run, verdict.code) == (False, LOCKED)
+    # Without --ignore-policy the policy's own skip is the one recorded.
+    assert decide(cached, facts._replace(ignore_policy=False), KNOBS).code == DEPLOY_PENDING
+
+
+# Offline -------------------------------------------------------------------------------
+
+def test_nothing_known_follows_on_database_error():
+    nothing = unavailable_inputs(NOW, None)
+    skip = decide(nothing, ScriptFacts("job", "web1"), KNOBS)
+    assert (skip.run, skip.code) == (False, DATABASE_UNREACHABLE)
+    assert "on_database_error = skip" in skip.reason
+    run = decide(nothing, ScriptFacts("job", "web1", on_database_error="run",
+                                      expected_runtime=90), KNOBS)
+    assert (run.run, run.code) == (True, RUN) and "on_database_error = run" in run.reason
+    assert run.estimate.seconds == 90 and "unreachable" in run.estimate.source
+    forced = decide(nothing, ScriptFacts("job", "web1", ignore_policy=True), KNOBS)
+    assert forced.run and forced.forced and forced.code == DATABASE_UNREACHABLE
+
+
+def test_a_cached_policy_decides_like_a_fresh_one():
+    cached = inputs([row(4, "job", enabled=False)], source=FROM_CACHE)
+    assert decide(cached, ScriptFacts("job", "web1"), KNOBS).code == DISABLED
+    assert decide(inputs(source=FROM_CACHE), ScriptFacts("job", "web1"), KNOBS).run
+
+
+# Stopping a run in progress ---------------------------------------------------------------
+
+def test_stop_verdict_uses_the_rules_that_stop_running_runs():
+    assert stop_verdict(inputs(), "job", "web1") is None
+    assert stop_verdict(inputs(deploy=DeployState(True, "r1")), "job", "web1").code == \
+        DEPLOY_PENDING
+    window = Window(8, NOW - minutes(1), NOW + minutes(9))
+    stop = stop_verdict(inputs(windows=[window]), "job", "web1")
+    assert (stop.code, stop.window_id) == (IN_WINDOW, 8)
+    stop = stop_verdict(inputs([row(3, "j*", enabled=False)]), "job", "web1")
+    assert (stop.code, stop.policy_id) == (DISABLED, 3)
+    # The cut-off concerns starts only; exempt rows exempt running runs too.
+    upcoming = Window(8, NOW + minutes(1), NOW + minutes(9))
+    assert stop_verdict(inputs(windows=[upcoming]), "job", "web1") is None
+    assert stop_verdict(inputs([row(1, "job", rollout_exempt=True)], deploy=DeployState(True)),
+                        "job", "web1") is None
+
+
+def test_rollout_under_way_and_next_window():
+    assert not policy.rollout_under_way(inputs())
+    assert policy.rollout_under_way(inputs(deploy=None))
+    assert policy.rollout_under_way(inputs(deploy=DeployState(True)))
+    active = Window(1, NOW - minutes(1), NOW + minutes(1), script="other")
+    assert policy.rollout_under_way(inputs(windows=[active]))
+    upcoming = Window(2, NOW + minutes(3), NOW + minutes(9), host="web*")
+    assert policy.next_window_start(inputs(windows=[upcoming]), "job", "web1") == NOW + minutes(3)
+    assert policy.next_window_start(inputs(windows=[upcoming]), "job", "db1") is None
+
+
+def test_expected_interval_takes_the_most_specific_fleet_wide_row():
+    rows = [row(1, "*", expected_interval=86400.0), row(2, "publish-*", expected_interval=3600.0),
+            row(3, "publish-distro", host="web1", expected_interval=60.0), row(4, "publish-distro")]
+    assert policy.expected_interval(rows, "publish-distro") == (3600.0, 2)
+    assert policy.expected_interval(rows, "other") == (86400.0, 1)
+    assert policy.expected_interval([], "other") == (None, None)
 
 
 # Exhaustive properties ---------------------------------------------------------
@@ -183,10 +322,9 @@ def test_rollout_exempt_row_ignores_deploy_and_windows_but_not_disable():
 _patterns = st.sampled_from(["*", "publish-*", "publish-distro", "*-distro", "p?blish-distro",
                              "other", "web1", "web?", "db*"])
 _rows = st.lists(st.builds(
-    PolicyRow, id=st.integers(1, 50), name=_patterns, host=st.sampled_from(["*", "web1", "web*", "db1"]),
-    enabled=st.booleans(), reason=st.just(""), expected_runtime=st.none(),
-    rollout_exempt=st.booleans(), changed_by=st.just(""), changed_at=st.none()), max_size=6,
-    unique_by=lambda r: r.id)
+    PolicyRow, id=st.integers(1, 50), name=_patterns,
+    host=st.sampled_from(["*", "web1", "web*", "db1"]), enabled=st.booleans(),
+    rollout_exempt=st.booleans()), max_size=6, unique_by=lambda r: r.id)
 _offsets = st.integers(-120, 120).map(minutes)
 _windows = st.lists(st.builds(
     lambda start, length, host, script, id: Window(id, NOW + start, NOW + start + minutes(length),
@@ -200,8 +338,8 @@ _windows = st.lists(st.builds(
        st.sampled_from(["web1", "db1"]))
 def test_decision_properties(rows, pending, windows, estimate_seconds, margin, host):
     name = "publish-distro"
-    decision = decide(name, host, NOW, rows, DeployState(pending), windows,
-                      Estimate(estimate_seconds, "test"), margin=margin)
+    verdict = run_decision(rows, DeployState(pending), windows, estimate_seconds, name, host,
+                           margin)
     matching = matching_policies(rows, name, host)
     winner = matching[0] if matching else None
     exempt = winner is not None and winner.enabled and winner.rollout_exempt
@@ -213,12 +351,15 @@ def test_decision_properties(rows, pending, windows, estimate_seconds, margin, h
         or (not exempt and pending)
         or (not exempt and any(w.starts_at <= NOW for w in covering))
         or (not exempt and any(w.starts_at <= reach for w in covering)))
-    assert decision.run is (not expected_skip)
-    assert decision.reason
-    # The winner outranks every other matching row.
+    assert verdict.run is (not expected_skip)
+    assert verdict.reason and verdict.code in policy.CODES
+    assert verdict.policy_id == (winner.id if winner is not None else None)
     if winner is not None:
         for other in matching[1:]:
-            assert policy._precedence(winner) > policy._precedence(other)
+            assert precedence(winner) > precedence(other)
+    # A run that may start now is never asked to stop now.
+    if verdict.run:
+        assert stop_verdict(inputs(rows, DeployState(pending), windows), name, host) is None
 
 
 @settings(max_examples=200, deadline=None)
@@ -257,14 +398,14 @@ def test_quantile_is_an_observed_value_with_enough_below(values, q):
 
 def test_estimate_uses_history_when_there_is_enough():
     estimate = estimate_runtime([600.0] * 19 + [1800.0], script_runtime=60, q=0.95, min_runs=3)
-    assert estimate.seconds == 600.0
-    assert "p95" in estimate.source and "20" in estimate.source
+    assert estimate == Estimate(600.0, "p95 of last 20 succeeded runs")
 
 
 def test_estimate_falls_back_policy_then_script_then_default():
     assert estimate_runtime([5.0], policy_runtime=900, script_runtime=60, min_runs=3,
                             policy_id=4).seconds == 900
-    assert "policy #4" in estimate_runtime([5.0], policy_runtime=900, min_runs=3, policy_id=4).source
+    assert "policy #4" in estimate_runtime([5.0], policy_runtime=900, min_runs=3,
+                                           policy_id=4).source
     assert estimate_runtime([5.0], script_runtime=60, min_runs=3).seconds == 60
     default = estimate_runtime([], default=1800)
     assert default.seconds == 1800 and "default" in default.source
@@ -273,13 +414,15 @@ def test_estimate_falls_back_policy_then_script_then_default():
 def test_policy_runtime_comes_from_the_most_specific_row_that_sets_one():
     rows = [row(1, "*", expected_runtime=100.0), row(2, "publish-*", expected_runtime=200.0),
             row(3, "publish-distro")]
-    assert policy.policy_runtime(matching_policies(rows, "publish-distro", "h")) == (200.0, 2)
+    verdict = decide(inputs(rows), ScriptFacts("publish-distro", "h", 60), KNOBS)
+    assert verdict.estimate == Estimate(200.0, "policy #2 expected_runtime (only 0 succeeded runs)")
 
 
-def test_decide_from_inputs_uses_history_for_the_cutoff():
-    from cronpolicy.store import DecisionInputs
+def test_the_cutoff_uses_history_over_declarations():
     window = Window(1, NOW + minutes(10), NOW + minutes(40))
-    slow_history = DecisionInputs(NOW, 1, CLEAR, [], [window], [20 * 60.0] * 20)
-    fast_history = DecisionInputs(NOW, 1, CLEAR, [], [window], [30.0] * 20)
-    assert not policy.decide_from_inputs(slow_history, "job", "h", script_runtime=10).run
-    assert policy.decide_from_inputs(fast_history, "job", "h", script_runtime=3600).run
+    slow = decide(inputs(windows=[window], runtimes=[20 * 60.0] * 20),
+                  ScriptFacts("job", "h", expected_runtime=10), KNOBS)
+    fast = decide(inputs(windows=[window], runtimes=[30.0] * 20),
+                  ScriptFacts("job", "h", expected_runtime=3600), KNOBS)
+    assert (slow.run, slow.code) == (False, WINDOW_CUTOFF)
+    assert fast.run

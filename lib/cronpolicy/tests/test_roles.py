@@ -32,7 +32,7 @@ def try_sql(dsn, sql, params=None):
 
 
 def cli(env, *argv):
-    return subprocess.run([sys.executable, "-m", "cronpolicy.cli"] + list(argv), env=env,
+    return subprocess.run([sys.executable, "-m", "cronpolicy"] + list(argv), env=env,
                           capture_output=True, text=True, timeout=60)
 
 

@@ -37,7 +37,7 @@ def start_ready(scripts, tmp_path, name, *args, env=None):
 
 
 def cronpolicy(env, *argv, timeout=120):
-    return subprocess.run([sys.executable, "-m", "cronpolicy.cli"] + list(argv), env=env,
+    return subprocess.run([sys.executable, "-m", "cronpolicy"] + list(argv), env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -186,7 +186,7 @@ def test_deploy_wait_returns_when_the_unsafe_one_finishes_and_times_out_otherwis
         text = cronpolicy(script_env, "deploy", "wait", "--timeout", "1s")
         assert text.returncode == exitcodes.WAIT_TIMEOUT
         assert "still running" in text.stdout and "publish-distro" in text.stdout
-        waiter = subprocess.Popen([sys.executable, "-m", "cronpolicy.cli", "deploy", "wait",
+        waiter = subprocess.Popen([sys.executable, "-m", "cronpolicy", "deploy", "wait",
                                    "--timeout", "60s"], env=script_env, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True)
         time.sleep(1.0)
@@ -342,7 +342,7 @@ def test_deploy_wait_draws_a_live_table_on_a_terminal(scripts, dba, tmp_path, sc
     job = start_ready(scripts, tmp_path, "publish-distro", "--sleep", "60",
                       "--until-file", str(done))
     controller, terminal = pty.openpty()
-    waiter = subprocess.Popen([sys.executable, "-m", "cronpolicy.cli", "deploy", "wait",
+    waiter = subprocess.Popen([sys.executable, "-m", "cronpolicy", "deploy", "wait",
                                "--timeout", "60s"], env=script_env, stdin=terminal,
                               stdout=terminal, stderr=terminal)
     os.close(terminal)

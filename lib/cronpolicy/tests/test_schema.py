@@ -7,9 +7,12 @@ import psycopg2
 import pytest
 from sqlalchemy import TypeDecorator, inspect
 
-from cronpolicy import schema, store, tables
+from cronpolicy import schema
 from cronpolicy.config import Settings
-from cronpolicy.database import Database
+from cronpolicy.store.postgresql import PostgresStore
+from cronpolicy.store.sqlite import connect_sqlite
+from cronpolicy.tooling import tables
+from cronpolicy.tooling.database import Database
 from cronpolicy.errors import DatabaseError, SchemaError
 
 from .conftest import DBA
@@ -125,7 +128,7 @@ def test_every_column_outside_the_recipes_has_a_default():
 
 
 def test_upgrade_command_is_idempotent_and_records_versions(empty_pg_dsn):
-    command = [sys.executable, "-m", "cronpolicy.cli", "schema", "upgrade", "--dsn", empty_pg_dsn]
+    command = [sys.executable, "-m", "cronpolicy", "schema", "upgrade", "--dsn", empty_pg_dsn]
     first = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert first.returncode == 0, first.stderr
     assert "applied 0001-initial.sql" in first.stdout
@@ -155,7 +158,7 @@ def test_failed_patch_leaves_nothing_behind(empty_pg_dsn, monkeypatch):
 
 
 def test_missing_schema_is_one_line_naming_the_command(empty_pg_dsn):
-    postgres = store.PostgresStore(empty_pg_dsn)
+    postgres = PostgresStore(empty_pg_dsn)
     with pytest.raises(SchemaError) as error:
         postgres.load_inputs("job", 20)
     postgres.close()
@@ -166,7 +169,7 @@ def test_missing_schema_is_one_line_naming_the_command(empty_pg_dsn):
 
 def test_older_schema_is_one_line_naming_the_command(pg_dsn, monkeypatch):
     monkeypatch.setattr(schema, "SCHEMA_VERSION", schema.SCHEMA_VERSION + 1)
-    postgres = store.PostgresStore(pg_dsn)
+    postgres = PostgresStore(pg_dsn)
     with pytest.raises(SchemaError) as error:
         postgres.load_inputs("job", 20)
     postgres.close()
@@ -239,8 +242,8 @@ def test_plain_update_refreshes_changed_at(dba):
 @pytest.mark.slow
 def test_concurrent_first_use_of_a_new_sqlite_file(tmp_path):
     path = tmp_path / "fresh.sqlite"
-    code = ("import sys; from cronpolicy import store; "
-            "c = store.open_sqlite(sys.argv[1]); "
+    code = ("import sys; from cronpolicy.store.sqlite import open_sqlite; "
+            "c = open_sqlite(sys.argv[1]); "
             "print(c.execute('SELECT count(*) FROM cronpolicy.deploy_state').fetchone()[0])")
     processes = [subprocess.Popen([sys.executable, "-c", code, str(path)],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -267,12 +270,12 @@ def test_upgrading_an_old_database_keeps_its_rows(backend, empty_pg_dsn, sqlite_
         schema.upgrade_postgres(connection)
     else:
         dsn = sqlite_dsn
-        connection = store.connect_sqlite(sqlite_dsn[len("sqlite:///"):])
+        connection = connect_sqlite(sqlite_dsn[len("sqlite:///"):])
         schema.upgrade_sqlite(connection)
     connection.close()
     dba = DBA(dsn) if backend == "postgresql" else None
     if backend == "sqlite":
-        raw = store.connect_sqlite(sqlite_dsn[len("sqlite:///"):])
+        raw = connect_sqlite(sqlite_dsn[len("sqlite:///"):])
         raw.execute(OLD_HISTORY.format("'2026-11-20 10:00:00.000'", "'2026-11-20 10:18:00.000'"))
         raw.execute("INSERT INTO cronpolicy.script_policy (name, enabled) VALUES ('x', 0)")
         raw.close()

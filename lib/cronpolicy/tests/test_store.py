@@ -1,40 +1,59 @@
-"""The stores: one read for the decision, history writes, both backends."""
+"""The stores: one read for the decision, run records, fleet-wide slots, bounded
+waits; PostgreSQL, SQLite and the in-memory provider behind one interface."""
 
+import datetime
+import socket
+import threading
 import time
 
 import pytest
 from zope.interface.verify import verifyObject
 
 from cronpolicy import schema
+from cronpolicy.cache import PolicyCache
 from cronpolicy.config import Settings
 from cronpolicy.errors import DatabaseError
-from cronpolicy.interfaces import IPolicyStore
-from cronpolicy.policy import Estimate
-from cronpolicy.store import PostgresStore, SQLiteStore, open_store
+from cronpolicy.fallback import FallbackRecorder, FallbackSource
+from cronpolicy.interfaces import IPolicySource, IPolicyStore, IRunRecorder
+from cronpolicy.rows import RunEnd, RunRecord
+from cronpolicy.spool import Spool
+from cronpolicy.store import open_store
+from cronpolicy.store.memory import MemoryDatabase
+from cronpolicy.store.postgresql import PostgresStore
+from cronpolicy.store.sqlite import SQLiteStore
 
 
 @pytest.fixture
-def policy_store(dsn):
-    opened = open_store(Settings(dsn=dsn, dsn_source="--dsn"))
+def policy_store(dsn, tmp_path):
+    opened = open_store(Settings(dsn=dsn, dsn_source="--dsn", lock_dir=str(tmp_path / "locks")))
     yield opened
     opened.close()
 
 
-def test_providers_verify(policy_store, dsn):
-    assert verifyObject(IPolicyStore, policy_store)
+def record(name="job", **fields):
+    return RunRecord(name=name, host=fields.pop("host", "web1"), pid=fields.pop("pid", 4242),
+                     **fields)
+
+
+def test_every_provider_verifies(policy_store, dsn, tmp_path):
     expected = SQLiteStore if dsn.startswith("sqlite") else PostgresStore
     assert isinstance(policy_store, expected)
+    memory = MemoryDatabase().session()
+    spool, cache = Spool(str(tmp_path / "spool")), PolicyCache(str(tmp_path / "c.json"), 60)
+    for store in (policy_store, memory):
+        assert verifyObject(IPolicyStore, store)
+    for source in (cache, FallbackSource(memory, cache, None)):
+        assert verifyObject(IPolicySource, source)
+    for recorder in (spool, FallbackRecorder(memory, spool, None)):
+        assert verifyObject(IRunRecorder, recorder)
 
 
 def test_load_inputs_reads_every_input(policy_store, dba):
     dba.execute("INSERT INTO cronpolicy.script_policy (name, host, enabled, reason, rollout_exempt)"
                 " VALUES ('publish-*', 'web?', false, 'mirror down', true)")
-    if dba.backend == "postgresql":
-        dba.execute("INSERT INTO cronpolicy.script_policy (name, expected_runtime)"
-                    " VALUES ('publish-distro', interval '20 minutes')")
-    else:
-        dba.execute("INSERT INTO cronpolicy.script_policy (name, expected_runtime)"
-                    " VALUES ('publish-distro', 1200)")
+    interval = "interval '20 minutes'" if dba.backend == "postgresql" else "1200"
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, expected_runtime, expected_interval)"
+                " VALUES ('publish-distro', %s, %s)" % (interval, interval))
     dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true, reason = 'r42'")
     window = "INSERT INTO cronpolicy.rollout_window (starts_at, ends_at, reason) VALUES ({}, {}, {})"
     dba.execute(window.format(dba.now_plus(600), dba.now_plus(1200), "'upcoming'"))
@@ -46,13 +65,15 @@ def test_load_inputs_reads_every_input(policy_store, dba):
 
     inputs = policy_store.load_inputs("publish-distro", 20)
 
-    assert inputs.schema_version == schema.SCHEMA_VERSION
-    assert inputs.deploy.pending and inputs.deploy.reason == "r42"
+    assert inputs.schema_version == schema.SCHEMA_VERSION and inputs.source == "database"
+    assert inputs.deploy.deploy_pending is True and inputs.deploy.reason == "r42"
     by_name = {row.name: row for row in inputs.policies}
     assert by_name["publish-*"].host == "web?" and by_name["publish-*"].enabled is False
     assert by_name["publish-*"].rollout_exempt is True
     assert by_name["publish-*"].reason == "mirror down"
     assert by_name["publish-distro"].expected_runtime == 1200.0
+    assert by_name["publish-distro"].expected_interval == 1200.0
+    assert by_name["publish-distro"].changed_at.tzinfo is not None
     assert sorted(window.reason for window in inputs.windows) == ["active", "upcoming"]
     for window in inputs.windows:
         assert window.starts_at.tzinfo is not None and window.ends_at > inputs.now
@@ -76,22 +97,27 @@ def test_recent_runtimes_are_succeeded_runs_of_that_script_newest_first(policy_s
 
 
 def test_records_runs_with_the_database_clock(policy_store, dba):
-    run_id = policy_store.record_start("job", "web1", 4242, Estimate(90.0, "history"))
+    run = policy_store.record_start(record(estimate_seconds=90.0, estimate_source="history",
+                                           decision="run"))
     row = dba.runs("job")[0]
     assert (row["id"], row["status"], row["pid"], row["estimate_seconds"]) == (
-        run_id, "running", 4242, 90.0)
+        run.id, "running", 4242, 90.0)
     time.sleep(0.05)
-    policy_store.record_finish(run_id, "failed", 3)
-    row = dba.runs("job")[0]
-    assert (row["status"], row["exit_code"]) == ("failed", 3)
+    policy_store.record_finish(run, RunEnd(status="interrupted", exit_code=6,
+                                           stop_reason="deploy pending",
+                                           stop_decision="deploy-pending", stop_policy_id=3))
+    [stopped] = dba.execute("SELECT status, exit_code, stop_reason, stop_decision, stop_policy_id"
+                            " FROM cronpolicy.script_run")
+    assert tuple(stopped) == ("interrupted", 6, "deploy pending", "deploy-pending", 3)
     duration = dba.scalar(
         "SELECT extract(epoch FROM finished_at - started_at) FROM cronpolicy.script_run"
         if dba.backend == "postgresql" else
         "SELECT (julianday(finished_at) - julianday(started_at)) * 86400 FROM cronpolicy.script_run")
     assert 0.04 <= float(duration) < 5
 
-    skip_id = policy_store.record_skip("job", "web1", 4243, None, "deploy pending")
-    skipped = [run for run in dba.runs("job") if run["id"] == skip_id][0]
+    skip = policy_store.record_skip(record(pid=4243, skip_reason="deploy pending",
+                                           decision="deploy-pending"))
+    skipped = [row for row in dba.runs("job") if row["id"] == skip.id][0]
     assert (skipped["status"], skipped["skip_reason"]) == ("skipped", "deploy pending")
     assert dba.scalar("SELECT count(*) FROM cronpolicy.script_run"
                       " WHERE status = 'skipped' AND finished_at IS NOT NULL") == 1
@@ -99,22 +125,88 @@ def test_records_runs_with_the_database_clock(policy_store, dba):
 
 def test_names_and_reasons_are_stored_literally(policy_store, dba):
     hostile = "x'); DROP TABLE cronpolicy.script_run; --"
-    run_id = policy_store.record_skip(hostile, hostile, 1, None, hostile)
+    skip = policy_store.record_skip(record(hostile, host=hostile, skip_reason=hostile))
     row = dba.runs(hostile)[0]
     assert (row["id"], row["name"], row["host"], row["skip_reason"]) == (
-        run_id, hostile, hostile, hostile)
+        skip.id, hostile, hostile, hostile)
+
+
+def test_fleet_wide_slots_are_held_until_the_session_ends(dsn, tmp_path):
+    settings = Settings(dsn=dsn, dsn_source="--dsn", lock_dir=str(tmp_path / "locks"))
+    sessions = [open_store(settings) for _ in range(4)]
+    try:
+        taken = [session.claim_slot("publisher", 2) for session in sessions[:3]]
+        assert taken == [True, True, False]
+        assert sessions[3].claim_slot("other-job", 1)        # another script's own slots
+        sessions[0].close()
+        assert sessions[2].claim_slot("publisher", 2)
+        sessions.append(open_store(settings))
+        assert not sessions[-1].claim_slot("publisher", 2)
+    finally:
+        for session in sessions:
+            session.close()
+
+
+def test_memory_store_slots_and_liveness():
+    database = MemoryDatabase()
+    first, second = database.session(), database.session()
+    assert first.claim_slot("job", 1) and not second.claim_slot("job", 1)
+    run = first.record_start(record())
+    first.close()                            # like a lost session: the run is dead
+    assert database.runs_of("job")[0]["status"] == "abandoned"
+    assert second.claim_slot("job", 1) and run.id == 1
+    database.outage = True
+    with pytest.raises(DatabaseError) as error:
+        second.load_inputs("job", 20)
+    assert error.value.transient
 
 
 def test_unreachable_postgres_fails_fast_with_one_line_and_no_password():
     dsn = "postgresql://cron:s3cretpw@127.0.0.1:1/nowhere"
-    unreachable = PostgresStore(dsn, connect_timeout=2)
+    unreachable = PostgresStore(dsn, connect_timeout=2, timeout=2)
     started = time.monotonic()
     with pytest.raises(DatabaseError) as error:
         unreachable.load_inputs("job", 20)
     assert time.monotonic() - started < 5
     message = str(error.value)
     assert "cannot connect" in message and "s3cretpw" not in message and "\n" not in message
-    assert "cron:***@" in message
+    assert "cron:***@" in message and error.value.transient
+
+
+def test_a_silent_server_is_given_up_on_at_the_deadline_without_a_thread():
+    """A server that accepts the connection and never answers: the store's
+    own deadline ends the wait, in this thread."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    accepted = []
+    stop = threading.Event()
+
+    def accept():
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except socket.timeout:
+                continue
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+    try:
+        silent = PostgresStore("postgresql://cron@127.0.0.1:%d/x" % listener.getsockname()[1],
+                               connect_timeout=5, timeout=1.0)
+        threads = threading.active_count()
+        started = time.monotonic()
+        with pytest.raises(DatabaseError) as error:
+            silent.load_inputs("job", 20)
+        elapsed = time.monotonic() - started
+        assert 0.9 <= elapsed < 2.0, elapsed
+        assert error.value.transient and threading.active_count() == threads
+    finally:
+        stop.set()
+        acceptor.join()
+        for connection in accepted:
+            connection.close()
+        listener.close()
 
 
 def test_estimate_query_uses_its_index(pg_dsn):
@@ -129,3 +221,37 @@ def test_estimate_query_uses_its_index(pg_dsn):
         "EXPLAIN SELECT extract(epoch FROM finished_at - started_at) FROM cronpolicy.script_run"
         " WHERE name = 'job-7' AND status = 'succeeded' ORDER BY finished_at DESC LIMIT 20"))
     assert "script_run_estimate_idx" in plan, plan
+
+
+def test_the_cache_round_trips_what_the_store_read(policy_store, dba, tmp_path):
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, enabled, fleet_single_instance)"
+                " VALUES ('job', false, true)")
+    dba.execute("INSERT INTO cronpolicy.rollout_window (starts_at, ends_at, reason)"
+                " VALUES ({}, {}, 'soon')".format(dba.now_plus(60), dba.now_plus(600)))
+    read = policy_store.load_inputs("job", 20)
+    cache = PolicyCache(str(tmp_path / "cache" / "policy.json"), 60)
+    cache.save(read)
+    cached = cache.load_inputs("job", 20)
+    assert cached.source == "cache" and 0 <= cached.age < 5
+    assert (cached.policies, cached.windows, cached.deploy) == (
+        read.policies, read.windows, read.deploy)
+    assert abs((cached.now - read.now).total_seconds()) < 5
+    assert PolicyCache(cache.path, 0).load_inputs("job", 20) is None       # too old
+
+
+def test_spooled_runs_are_written_once_with_their_times(policy_store, dba, tmp_path):
+    moments = iter([datetime.datetime(2026, 11, 20, 10, 0, tzinfo=datetime.timezone.utc),
+                    datetime.datetime(2026, 11, 20, 10, 18, tzinfo=datetime.timezone.utc)])
+    spool = Spool(str(tmp_path / "spool"), clock=lambda: next(moments))
+    run = spool.record_start(record(decision="run", estimate_seconds=60.0))
+    spool.record_finish(run, RunEnd(status="succeeded", exit_code=0))
+    assert len(spool) == 1
+    [(path, entry)] = spool.entries()
+    copy = open(path).read()
+    assert spool.flush(policy_store) == 1
+    open(path, "w").write(copy)                 # as if the flush died before removing it
+    assert spool.flush(policy_store) == 1
+    [row] = dba.runs("job")
+    assert (row["status"], row["exit_code"], row["estimate_seconds"]) == ("succeeded", 0, 60.0)
+    assert str(dba.scalar("SELECT started_at FROM cronpolicy.script_run")).startswith(
+        "2026-11-20 10:00")

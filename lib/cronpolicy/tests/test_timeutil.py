@@ -7,7 +7,8 @@ from hypothesis import given, strategies as st
 
 from cronpolicy.errors import UsageError
 from cronpolicy.timeutil import (
-    UTC, format_duration, from_sqlite, parse_duration, parse_time, to_sqlite)
+    UTC, format_duration, parse_duration, parse_time, to_sqlite)
+from cronpolicy.rows import to_time as from_sqlite
 
 NOW = datetime.datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 

@@ -2,7 +2,8 @@
 
 tests/test_schema.py applies the patches in order to a fresh PostgreSQL
 database and a fresh SQLite file, reflects them, and proves they match these
-definitions column by column, so neither side can drift.
+definitions column by column (and each other), so neither side can drift;
+tests/test_rows.py holds the row shapes of cronpolicy/rows.py to them.
 
 Two custom types hide the backends' differences from the code that queries:
 
@@ -20,7 +21,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.types import TypeDecorator
 
-from cronpolicy.timeutil import UTC, from_sqlite, to_sqlite
+from cronpolicy.rows import to_time
+from cronpolicy.timeutil import to_sqlite
 
 SCHEMA = "cronpolicy"
 
@@ -44,11 +46,7 @@ class Timestamp(TypeDecorator):
         return to_sqlite(value) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value, dialect):
-        if value is None:
-            return None
-        if dialect.name == "sqlite":
-            return from_sqlite(value)
-        return value.astimezone(UTC)
+        return to_time(value)
 
 
 class Seconds(TypeDecorator):
@@ -175,6 +173,9 @@ script_run = Table(
     Column("policy_id", Integer),
     Column("window_id", Integer),
     Column("expected_interval", Double),
+    Column("stop_decision", Text),
+    Column("stop_policy_id", Integer),
+    Column("stop_window_id", Integer),
     CheckConstraint("status IN ('running', 'succeeded', 'failed', 'skipped', 'interrupted',"
                     " 'abandoned')", name="script_run_known_status"),
     Index("script_run_estimate_idx", "name", text("finished_at DESC"),
@@ -218,9 +219,6 @@ drain = Table(
     CheckConstraint("finished_at >= started_at", name="drain_finishes_after_start"),
     Index("drain_finished_at_idx", "finished_at"),
 )
-
-#: Statuses a run row can have, as the schema's check constraint allows.
-RUN_STATUSES = ("running", "succeeded", "failed", "skipped", "interrupted", "abandoned")
 
 #: Columns that have no default because DBAs' recipes always name them.
 REQUIRED_COLUMNS = {

@@ -3,22 +3,23 @@
 ``changes`` reads cronpolicy.policy_audit, which triggers fill on every
 change to policies, windows and the deploy switch (by this command or by
 plain SQL).  ``explain`` takes a script's recent runs and, for each skip or
-interruption, finds the change behind it: the policy row that disabled it
-and the audit entry that last changed that row before the skip; the audit
-entry that set deploy pending; the entry that created the window.
+interruption, finds the change behind it from the decision the run
+recorded (``decision``, ``policy_id``, ``window_id``; for an interruption
+``stop_decision``, ``stop_policy_id``, ``stop_window_id``): the audit entry
+that last changed the disabling policy row, that set deploy pending, or
+that created or moved the window.  Reason text is only ever shown.
 """
 
 import datetime
-import re
 
 from sqlalchemy import and_, select
 
+from cronpolicy import policy
 from cronpolicy.errors import UsageError
-from cronpolicy.tables import policy_audit, script_run
 from cronpolicy.timeutil import UTC, parse_time
+from cronpolicy.tooling.tables import policy_audit, script_run
 
 _EPOCH = datetime.datetime(2000, 1, 1, tzinfo=UTC)
-_SKIPPED = ("skipped", "interrupted")
 
 
 def _changed_fields(entry):
@@ -60,9 +61,35 @@ def _latest_before(connection, table, row_id, moment, where=None):
     return None
 
 
-def _number_after(marker, text):
-    match = re.search(re.escape(marker) + r"(\d+)", text)
-    return int(match.group(1)) if match else None
+def _deploy_set(entry):
+    return (entry.get("new_row") or {}).get("deploy_pending") in (True, 1)
+
+
+#: Where to look for the change behind each decision code: (table, which id
+#: of the run names the row, which entries count).
+_CAUSES = {
+    policy.DISABLED: ("script_policy", "policy_id", None),
+    policy.DEPLOY_PENDING: ("deploy_state", None, _deploy_set),
+    policy.IN_WINDOW: ("rollout_window", "window_id", None),
+    policy.WINDOW_CUTOFF: ("rollout_window", "window_id", None),
+}
+
+
+def _cause(connection, run):
+    if run["status"] == "skipped":
+        code, ids, moment = run["decision"], run, run["started_at"]
+    elif run["status"] == "interrupted":
+        code, moment = run["stop_decision"], run["finished_at"] or run["started_at"]
+        ids = {"policy_id": run["stop_policy_id"], "window_id": run["stop_window_id"]}
+    else:
+        return None
+    if code not in _CAUSES:
+        return None
+    table, id_column, where = _CAUSES[code]
+    row_id = ids[id_column] if id_column is not None else None
+    if id_column is not None and row_id is None:
+        return None
+    return _latest_before(connection, table, row_id, moment, where)
 
 
 def explain(db, name, limit=10):
@@ -76,23 +103,5 @@ def explain(db, name, limit=10):
             .order_by(script_run.c.started_at.desc(), script_run.c.id.desc())
             .limit(limit)).mappings()]
         for run in runs:
-            run["cause"] = None
-            moment = run["started_at"] if run["status"] == "skipped" else (
-                run["finished_at"] or run["started_at"])
-            if run["status"] not in _SKIPPED:
-                continue
-            reason = run["skip_reason"] or run["stop_reason"] or ""
-            policy_id = _number_after("policy #", reason) or (
-                run["policy_id"] if run.get("decision") == "disabled" else None)
-            window_id = _number_after("window #", reason) or (
-                run["window_id"] if run.get("decision") in ("in-window", "window-cutoff")
-                else None)
-            if reason.startswith("disabled by policy") and policy_id is not None:
-                run["cause"] = _latest_before(connection, "script_policy", policy_id, moment)
-            elif reason.startswith("deploy pending"):
-                run["cause"] = _latest_before(
-                    connection, "deploy_state", None, moment,
-                    lambda entry: (entry.get("new_row") or {}).get("deploy_pending") in (True, 1))
-            elif window_id is not None:
-                run["cause"] = _latest_before(connection, "rollout_window", window_id, moment)
+            run["cause"] = _cause(connection, run)
         return runs

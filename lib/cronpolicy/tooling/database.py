@@ -1,10 +1,8 @@
 """SQLAlchemy engines for the CLI and rollout tooling.
 
-The gate itself uses ``store.py``; everything that people and tooling do
-through the ``cronpolicy`` command (toggle policies, schedule windows, read
-history) goes through SQLAlchemy Core with the tables of ``tables.py``.
-Connections are made by the same functions as the store's, so timeouts,
-password masking and SQLite's schema-on-first-use behave identically.
+Connections are made by the same functions as the gate's stores, so
+timeouts, password masking and SQLite's schema-on-first-use behave
+identically, and driver errors are translated by the same code.
 """
 
 import contextlib
@@ -12,9 +10,12 @@ import contextlib
 from sqlalchemy import create_engine, event, exc, text
 from sqlalchemy.pool import NullPool
 
-from cronpolicy import config, schema, store
+from cronpolicy import config, schema
 from cronpolicy.errors import DatabaseError, SchemaError
-from cronpolicy.timeutil import from_sqlite
+from cronpolicy.rows import (
+    DeployState, Inputs, PolicyRow, Window, from_mapping, to_time)
+from cronpolicy.store import pgdriver
+from cronpolicy.store.sqlite import open_sqlite
 
 
 class Database:
@@ -28,7 +29,7 @@ class Database:
             path = config.sqlite_path(settings.dsn)
             self.engine = create_engine(
                 "sqlite://", poolclass=NullPool,
-                creator=lambda: store.open_sqlite(
+                creator=lambda: open_sqlite(
                     path, settings.connect_timeout, settings.dsn_source == "default"))
 
             # The sqlite3 connection is in autocommit mode; give SQLAlchemy's
@@ -39,7 +40,7 @@ class Database:
         else:
             self.engine = create_engine(
                 "postgresql+psycopg2://", poolclass=NullPool,
-                creator=lambda: store.connect_postgres(
+                creator=lambda: pgdriver.connect(
                     settings.dsn, settings.connect_timeout, application_name,
                     settings.dsn_source))
 
@@ -68,9 +69,10 @@ class Database:
                     yield connection
         except exc.DBAPIError as error:
             orig = error.orig if error.orig is not None else error
+            if self.backend == config.POSTGRESQL:
+                raise pgdriver.translate(orig, doing, self.settings.dsn) from error
             raise DatabaseError("cannot %s in %s: %s" % (
-                doing, self.masked_dsn,
-                config.scrub(store.first_line(orig), self.settings.dsn))) from error
+                doing, self.masked_dsn, pgdriver.first_line(orig))) from error
 
     def check_schema(self, connection):
         """Raise SchemaError unless the schema is present and new enough."""
@@ -83,9 +85,9 @@ class Database:
     def now(self, connection):
         """The database clock (aware UTC): the only clock hosts agree on."""
         if self.backend == config.SQLITE:
-            return from_sqlite(connection.execute(
+            return to_time(connection.execute(
                 text("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')")).scalar_one())
-        return connection.execute(text("SELECT now()")).scalar_one()
+        return to_time(connection.execute(text("SELECT now()")).scalar_one())
 
     def who(self):
         """What to record as changed_by/created_by on SQLite (PostgreSQL uses session_user)."""
@@ -94,6 +96,30 @@ class Database:
             return getpass.getuser()
         except Exception:
             return "unknown"
+
+    def who_columns(self, *columns):
+        """{column: who} on SQLite, where no trigger knows the user; {} on PostgreSQL."""
+        if self.backend != config.SQLITE:
+            return {}
+        return {column: self.who() for column in columns}
+
+    def inputs(self, connection):
+        """The decision inputs (rows.Inputs) as the tooling reads them: every
+        policy row, the deploy state and the standing windows, no history."""
+        from sqlalchemy import and_, select
+        from cronpolicy.tooling.tables import deploy_state, rollout_window, script_policy
+        now = self.now(connection)
+        deploy = connection.execute(select(deploy_state).where(deploy_state.c.id == 1)
+                                    ).mappings().first()
+        return Inputs(
+            now=now, schema_version=None,
+            deploy=None if deploy is None else from_mapping(DeployState, deploy),
+            policies=[from_mapping(PolicyRow, row)
+                      for row in connection.execute(select(script_policy)).mappings()],
+            windows=[from_mapping(Window, row) for row in connection.execute(
+                select(rollout_window).where(and_(rollout_window.c.cancelled_at.is_(None),
+                                                  rollout_window.c.ends_at > now))).mappings()],
+            recent_runtimes=[])
 
     def dispose(self):
         self.engine.dispose()

@@ -1,16 +1,16 @@
 """Reading run history: recent runs, and the runtime estimates drawn from them.
 
-Estimates are computed by exactly the code the gate uses
-(``store.load_inputs`` then ``policy.decide_from_inputs``), so what
-``cronpolicy estimate`` prints is what the next start will decide with.
+Estimates are computed by exactly the code the gate uses (the store's read,
+then ``policy.runtime_estimate``), so what ``cronpolicy estimate`` prints is
+what the next start will decide with.
 """
 
 from sqlalchemy import select
 
+from cronpolicy import policy
 from cronpolicy.errors import UsageError
-from cronpolicy.policy import estimate_from_inputs
 from cronpolicy.store import open_store
-from cronpolicy.tables import script_run
+from cronpolicy.tooling.tables import script_run
 
 
 def recent_runs(db, name=None, limit=20):
@@ -46,9 +46,8 @@ def estimates(settings, names, host, script_runtime=None):
         results = []
         for name in names:
             inputs = store.load_inputs(name, settings.estimate_runs)
-            estimate = estimate_from_inputs(
-                inputs, name, host, script_runtime, q=settings.estimate_quantile,
-                min_runs=settings.estimate_min_runs, default_runtime=settings.default_runtime)
+            estimate = policy.runtime_estimate(
+                inputs, policy.ScriptFacts(name, host, expected_runtime=script_runtime), settings)
             results.append({"name": name, "estimate_seconds": estimate.seconds,
                             "source": estimate.source,
                             "runs_considered": len(inputs.recent_runtimes)})

@@ -12,7 +12,7 @@ that started before the cut-off, except:
 from sqlalchemy import bindparam, text
 
 from cronpolicy.errors import UsageError
-from cronpolicy.tables import Timestamp
+from cronpolicy.tooling.tables import Timestamp
 
 _PRUNE_BATCH = text("""
 DELETE FROM cronpolicy.script_run WHERE id IN (

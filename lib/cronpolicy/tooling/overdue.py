@@ -2,32 +2,26 @@
 
 A script declares how often it should succeed (the class's
 ``expected_interval``, recorded with each run) or a DBA does (the policy
-column ``script_policy.expected_interval``, which wins).  A script is
-overdue when its last success (or, if it never succeeded, the first we heard
-of it) is older than that interval times a tolerance.  For each overdue
-script the report says what happened since: skipped by policy (and the last
-reason), failing (and the last exit code), or not started at all.
+column ``script_policy.expected_interval``, which wins; which row applies is
+``policy.expected_interval``).  A script is overdue when its last success
+(or, if it never succeeded, the first we heard of it) is older than that
+interval times a tolerance.  For each overdue script the report says what
+happened since: skipped by policy (and the last reason), failing (and the
+last exit code), or not started at all.
 """
 
 import datetime
 
 from sqlalchemy import and_, func, select
 
+from cronpolicy import policy
 from cronpolicy.errors import UsageError
-from cronpolicy.policy import glob_matches, is_pattern, pattern_specificity
-from cronpolicy.tables import script_policy, script_run
+from cronpolicy.matching import glob_matches, is_pattern
+from cronpolicy.rows import PolicyRow, from_mapping
+from cronpolicy.tooling.tables import script_policy, script_run
 
 #: Overdue after this many intervals without a success.
 DEFAULT_TOLERANCE = 1.5
-
-
-def _policy_intervals(connection):
-    rows = connection.execute(select(
-        script_policy.c.name, script_policy.c.host, script_policy.c.expected_interval,
-        script_policy.c.changed_at).where(script_policy.c.expected_interval.is_not(None))).all()
-    # Host-wide rows only: how often a job must succeed is a fleet matter.
-    return sorted((row for row in rows if row.host == "*"),
-                  key=lambda row: pattern_specificity(row.name), reverse=True)
 
 
 def overdue_scripts(db, tolerance=DEFAULT_TOLERANCE, include_all=False):
@@ -37,29 +31,34 @@ def overdue_scripts(db, tolerance=DEFAULT_TOLERANCE, include_all=False):
         raise UsageError("--tolerance must be positive")
     with db.begin("look for overdue scripts") as connection:
         now = db.now(connection)
-        policies = _policy_intervals(connection)
+        policies = [from_mapping(PolicyRow, row)
+                    for row in connection.execute(select(script_policy)).mappings()]
+        with_interval = [row for row in policies
+                         if row.host == "*" and row.expected_interval is not None]
         declared = dict(connection.execute(
             select(script_run.c.name, script_run.c.expected_interval)
             .where(script_run.c.id.in_(
                 select(func.max(script_run.c.id)).where(
                     script_run.c.expected_interval.is_not(None)).group_by(script_run.c.name)))
         ).all())
-        names = set(declared) | {row.name for row in policies if not is_pattern(row.name)}
+        names = set(declared) | {row.name for row in with_interval if not is_pattern(row.name)}
         names |= {name for (name,) in connection.execute(
             select(script_run.c.name).distinct().where(
                 script_run.c.started_at > now - datetime.timedelta(days=90)))
-            if any(glob_matches(row.name, name) for row in policies)}
+            if any(glob_matches(row.name, name) for row in with_interval)}
         reports = []
         for name in sorted(names):
-            policy = next((row for row in policies if glob_matches(row.name, name)), None)
-            interval = policy.expected_interval if policy is not None else declared.get(name)
+            interval, policy_id = policy.expected_interval(policies, name)
+            row = next((row for row in policies if row.id == policy_id), None)
+            if interval is None:
+                interval = declared.get(name)
             if interval is None:
                 continue
-            reports.append(_report(connection, now, name, interval, tolerance, policy))
+            reports.append(_report(connection, now, name, interval, tolerance, row))
     return now, [report for report in reports if include_all or report["overdue"]]
 
 
-def _report(connection, now, name, interval, tolerance, policy):
+def _report(connection, now, name, interval, tolerance, policy_row):
     last_success = connection.execute(
         select(func.max(script_run.c.finished_at)).where(and_(
             script_run.c.name == name, script_run.c.status == "succeeded"))).scalar()
@@ -67,7 +66,7 @@ def _report(connection, now, name, interval, tolerance, policy):
     if since is None:
         first = connection.execute(select(func.min(script_run.c.started_at))
                                    .where(script_run.c.name == name)).scalar()
-        since = first if first is not None else (policy.changed_at if policy is not None
+        since = first if first is not None else (policy_row.changed_at if policy_row is not None
                                                  else now)
     after = [dict(row) for row in connection.execute(
         select(script_run.c.status, script_run.c.started_at, script_run.c.skip_reason,
@@ -90,7 +89,7 @@ def _report(connection, now, name, interval, tolerance, policy):
         state, detail = "not started", "no run started since"
     age = (now - since).total_seconds()
     return {"name": name, "expected_interval": float(interval),
-            "interval_source": "policy" if policy is not None else "script",
+            "interval_source": "policy" if policy_row is not None else "script",
             "last_success": last_success, "seconds_since": age,
             "overdue": age > float(interval) * tolerance,
             "state": state, "detail": detail, "counts": counts}

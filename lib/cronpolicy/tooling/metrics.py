@@ -13,7 +13,7 @@ import datetime
 
 from sqlalchemy import and_, func, select
 
-from cronpolicy.tables import deploy_state, drain, script_run
+from cronpolicy.tooling.tables import deploy_state, drain, script_run
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 
@@ -45,8 +45,8 @@ def _seconds(moment):
 
 
 def render(db):
-    from cronpolicy.overdue import overdue_scripts
-    from cronpolicy.rollout import reap_dead_runs
+    from cronpolicy.tooling.fleet import reap_dead_runs
+    from cronpolicy.tooling.overdue import overdue_scripts
     out = _Exposition()
     with db.begin("read the metrics") as connection:
         reap_dead_runs(db, connection)

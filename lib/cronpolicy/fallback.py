@@ -1,0 +1,117 @@
+"""The database with its offline fallbacks, behind the same interfaces.
+
+``FallbackSource`` (IPolicySource) reads from the store; when the database
+is out of reach it answers from the host's policy cache, else with
+``rows.unavailable_inputs`` (nothing known: on_database_error decides).
+``FallbackRecorder`` (IRunRecorder) writes to the store; what cannot be
+written there goes to the spool, with the run's real times.  The gate talks
+to these two and never branches on where an answer came from, except to
+say so in the log.
+"""
+
+import datetime
+
+from cronpolicy.errors import DatabaseError, SchemaError
+from cronpolicy.rows import unavailable_inputs
+from cronpolicy.store.pgdriver import DeadlineExceeded
+
+
+class FallbackSource:
+    """IPolicySource: the store, else the cache, else "nothing known"."""
+
+    def __init__(self, store, cache, logger):
+        self.store = store
+        self.cache = cache
+        self.logger = logger
+
+    def load_inputs(self, name, history_runs):
+        """Raises only what no fallback may paper over: a missing or old
+        schema, refused credentials, an unknown database (exit 4)."""
+        try:
+            inputs = self.store.load_inputs(name, history_runs)
+        except SchemaError:
+            raise
+        except DatabaseError as error:
+            if not error.transient:
+                raise
+            cached = self.cache.load_inputs(name, history_runs)
+            if cached is not None:
+                return cached._replace(error=error)
+            return unavailable_inputs(datetime.datetime.now(datetime.timezone.utc), error)
+        try:
+            self.cache.save(inputs)
+        except OSError as error:
+            self.logger.warning("cannot write the policy cache %s: %s", self.cache.path,
+                                error.strerror)
+        return inputs
+
+
+class FallbackRecorder:
+    """IRunRecorder: the store while it answers, the spool once it does not."""
+
+    def __init__(self, store, spool, logger):
+        self.store = store
+        self.spool = spool
+        self.logger = logger
+        #: False once the database failed us: every later write goes to the
+        #: spool at once instead of waiting out another timeout.
+        self.reachable = True
+
+    def _failed(self, error, what):
+        self.reachable = False
+        self.logger.warning("%s (%s); %s", what[0], error, what[1])
+
+    def _spool(self, write):
+        try:
+            return write()
+        except OSError as error:
+            self.logger.error("cannot spool the run record in %s: %s; it is lost",
+                              self.spool.directory, error.strerror)
+            return None
+
+    def record_skip(self, record):
+        if self.reachable:
+            try:
+                return self.store.record_skip(record)
+            except DatabaseError as error:
+                self._failed(error, ("cannot record the skip", "spooling it"))
+        return self._spool(lambda: self.spool.record_skip(record))
+
+    def record_start(self, record):
+        """A RunHandle; its id is None when the start could not be written
+        (the whole run is spooled at its end)."""
+        if self.reachable:
+            try:
+                return self.store.record_start(record)
+            except DatabaseError as error:
+                self._failed(error, ("cannot record the start",
+                                     "running and spooling the record"))
+        return self.spool.record_start(record)
+
+    def record_finish(self, run, end):
+        """True when the end reached the database, False when it was spooled."""
+        if run.id is not None and self.reachable:
+            try:
+                self.store.record_finish(run, end)
+                return True
+            except DatabaseError as error:
+                self._failed(error, ("cannot record the end of run #%s" % run.id,
+                                     "spooling it"))
+        self._spool(lambda: self.spool.record_finish(run, end))
+        return False
+
+    def flush(self, timeout):
+        """After a run that reached the database: write what earlier runs on
+        this host spooled (best effort, at most ``timeout`` seconds)."""
+        if not self.reachable or not len(self.spool):
+            return
+        try:
+            written = self.spool.flush(self.store, timeout=timeout)
+            self.logger.info("wrote %d spooled run record%s", written,
+                             "" if written == 1 else "s")
+        except DatabaseError as error:
+            self.reachable = not isinstance(error, DeadlineExceeded)
+            self.logger.info("spooled run records stay spooled for now: %s", error)
+        except OSError as error:
+            self.logger.warning("cannot tidy the spool %s: %s", self.spool.directory,
+                                error.strerror)

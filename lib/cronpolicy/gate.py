@@ -1,0 +1,231 @@
+"""The gate protocol for one start of one script.
+
+    take the host lock -> read the inputs -> decide -> record the skip, or
+    claim a fleet-wide slot and record the start -> hold the run (watcher)
+    while main() runs -> record the end -> write what earlier runs spooled
+
+The decision is ``policy.decide``; the database is an IPolicyStore, read
+through ``FallbackSource`` (cache, then "nothing known") and written through
+``FallbackRecorder`` (spool), so the protocol reads the same whether the
+database answers or not.  Every store operation is bounded by the store
+itself.  CronScript (script.py) supplies main() and the interruption
+protocol; this module knows nothing of options, logging set-up or signals.
+"""
+
+import collections
+import datetime
+import os
+import time
+
+from cronpolicy import exitcodes, policy
+from cronpolicy.cache import PolicyCache
+from cronpolicy.errors import CronPolicyError, DatabaseError
+from cronpolicy.fallback import FallbackRecorder, FallbackSource
+from cronpolicy.locking import LockHeld, ScriptLock
+from cronpolicy.rows import FROM_CACHE, FROM_DATABASE, RunEnd, RunRecord
+from cronpolicy.spool import Spool
+from cronpolicy.timeutil import format_duration
+
+#: How main() ended: a run status, the exit code, and for an interrupted
+#: run the stop verdict (code, reason, policy and window ids).
+Ending = collections.namedtuple("Ending", "status exit_code stop", defaults=(None,))
+
+
+def _utcnow():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def record_for(verdict, facts, expected_interval=None):
+    """The script_run row of a start (or skip) decided by ``verdict``."""
+    estimate = verdict.estimate
+    return RunRecord(
+        name=facts.name, host=facts.host, pid=os.getpid(),
+        status="running" if verdict.run else "skipped",
+        skip_reason=None if verdict.run and not verdict.forced else verdict.reason,
+        estimate_seconds=estimate.seconds if estimate is not None else None,
+        estimate_source=estimate.source if estimate is not None else None,
+        policy_ignored=facts.ignore_policy and verdict.run, decision=verdict.code,
+        policy_id=verdict.policy_id, window_id=verdict.window_id,
+        expected_interval=expected_interval)
+
+
+class Gate:
+    """One start of script ``facts.name`` on ``facts.host`` through ``store``."""
+
+    def __init__(self, settings, facts, store, logger, single_instance=True,
+                 expected_interval=None):
+        self.settings = settings
+        self.facts = facts
+        self.store = store
+        self.logger = logger
+        self.single_instance = single_instance
+        self.expected_interval = expected_interval
+        self.clock_offset = datetime.timedelta(0)
+        self.source = FallbackSource(store, PolicyCache(settings.cache_path,
+                                                        settings.cache_max_age), logger)
+        self.recorder = FallbackRecorder(store, Spool(settings.spool_dir, self.database_time),
+                                         logger)
+        self.verdict = None
+        self.run_handle = None
+
+    def database_time(self):
+        """This host's clock moved onto the database's, as last measured."""
+        return _utcnow() + self.clock_offset
+
+    # The protocol ------------------------------------------------------------------
+
+    def run(self, perform, interruption):
+        """The whole protocol; returns the exit code.  ``perform(watcher)`` runs
+        main() with ``watcher`` (a RunWatcher feeding ``interruption``) and
+        returns an Ending."""
+        lock = ScriptLock(self.settings.lock_dir, self.facts.name)
+        try:
+            if self.single_instance:
+                try:
+                    lock.acquire()
+                except LockHeld as held:
+                    return self._skip(policy.locked("another instance is running (%s)" % (
+                        "pid %d" % held.holder_pid if held.holder_pid
+                        else "lock " + held.path)), warn=True)
+            verdict = self.decide()
+            if not verdict.run:
+                return self._skip(verdict)
+            if not self._claim_slot(verdict):
+                return exitcodes.LOCKED
+            return self._hold(perform, interruption)
+        except CronPolicyError as error:
+            self.logger.error("not running: %s", error)
+            return exitcodes.GATE_ERROR
+        finally:
+            self.store.close()
+            lock.release()
+
+    def decide(self):
+        """Read the inputs (database, else cache, else nothing) and decide."""
+        inputs = self.source.load_inputs(self.facts.name, self.settings.estimate_runs)
+        if inputs.source != FROM_DATABASE:
+            self.recorder.reachable = False
+        if inputs.source != policy.UNAVAILABLE:
+            self.clock_offset = inputs.now - _utcnow()
+        self.verdict = policy.decide(inputs, self.facts, self.settings)
+        self._log_decision(inputs, self.verdict)
+        return self.verdict
+
+    def _log_decision(self, inputs, verdict):
+        if inputs.source != FROM_DATABASE:
+            if inputs.source == FROM_CACHE:
+                path = "deciding from the policy cached %s ago" % format_duration(inputs.age)
+                shown = verdict.reason
+            else:
+                path = "no policy cached within %s" % format_duration(
+                    self.settings.cache_max_age)
+                shown = "on_database_error = %s" % self.facts.on_database_error
+            if verdict.code == policy.LOCKED:
+                path, shown = "skip", verdict.reason
+                self.logger.warning("database unreachable (%s); %s (%s)", inputs.error, path,
+                                    shown)
+                return
+            self.logger.warning("database unreachable (%s); %s: %s (%s)", inputs.error, path,
+                                "run" if verdict.run else "skip", shown)
+        elif verdict.forced:
+            self.logger.warning("running despite policy (--ignore-policy): %s", verdict.reason)
+
+    def _skip(self, verdict, warn=False):
+        self.verdict = verdict
+        self.recorder.record_skip(record_for(verdict, self.facts, self.expected_interval))
+        if verdict.code == policy.LOCKED:
+            if self.recorder.reachable or warn:
+                self.logger.warning("skipped: %s", verdict.reason)
+            return exitcodes.LOCKED
+        if self.recorder.reachable:
+            self.logger.info("skipped: %s", verdict.reason)
+            self.recorder.flush(self.settings.decision_timeout)
+        return exitcodes.OK
+
+    def _claim_slot(self, verdict):
+        """True when the run may go on; else the skip is recorded."""
+        limit = verdict.max_concurrent
+        if limit is None:
+            return True
+        try:
+            taken = self.store.claim_slot(self.facts.name, limit)
+        except DatabaseError as error:
+            # Whether other hosts run it cannot be known now: do not guess.
+            self.recorder.reachable = False
+            self._skip(policy.locked("cannot take a fleet-wide slot: %s" % error,
+                                     verdict.estimate, limit), warn=True)
+            return False
+        if not taken:
+            self._skip(policy.locked(
+                "another instance is running on some host (fleet-wide single instance)"
+                if limit == 1 else "all %d fleet-wide slots are taken (max_concurrent)" % limit,
+                verdict.estimate, limit), warn=True)
+        return taken
+
+    def _hold(self, perform, interruption):
+        """Record the start, run ``perform`` under the watcher, record the end."""
+        from cronpolicy.watcher import RunWatcher
+        verdict = self.verdict
+        self.run_handle = run = self.recorder.record_start(
+            record_for(verdict, self.facts, self.expected_interval))
+        if run.id is None and verdict.max_concurrent is not None:
+            self._skip(policy.locked("cannot hold a fleet-wide slot while the database is "
+                                     "unreachable", verdict.estimate, verdict.max_concurrent),
+                       warn=True)
+            return exitcodes.LOCKED
+        if run.id is not None:
+            self.logger.info("started run #%s: %s (estimate %s, %s)", run.id, verdict.reason,
+                             format_duration(verdict.estimate.seconds), verdict.estimate.source)
+        watcher = RunWatcher(self.store if run.id is not None else None, run, self.facts.name,
+                             self.facts.host, self.settings, interruption, self.logger)
+        interruption.watcher = watcher
+        interruption.always_safe = verdict.interruptible
+        started = time.monotonic()
+        ending = perform(watcher)
+        return self._finish(run, ending, format_duration(time.monotonic() - started))
+
+    def _finish(self, run, ending, elapsed):
+        stop = ending.stop
+        end = RunEnd(status=ending.status, exit_code=ending.exit_code,
+                     stop_reason=stop.reason if stop is not None else None,
+                     stop_decision=stop.code if stop is not None else None,
+                     stop_policy_id=stop.policy_id if stop is not None else None,
+                     stop_window_id=stop.window_id if stop is not None else None)
+        if not self.recorder.record_finish(run, end):
+            self.logger.warning("%s %s in %s (exit code %d); its record is spooled",
+                                "run #%s" % run.id if run.id else "offline run",
+                                ending.status, elapsed, ending.exit_code)
+            return ending.exit_code
+        log = self.logger.info if ending.status in ("succeeded", "interrupted") \
+            else self.logger.error
+        log("run #%s %s in %s (exit code %d)", run.id, ending.status, elapsed, ending.exit_code)
+        self.recorder.flush(self.settings.decision_timeout)
+        return ending.exit_code
+
+    # Looking without doing ---------------------------------------------------------
+
+    def dry_run(self, out):
+        """Print what a start now would do; record nothing.  Exit 0, 5 or 4."""
+        name, host = self.facts.name, self.facts.host
+        try:
+            if self.single_instance:
+                lock = ScriptLock(self.settings.lock_dir, name)
+                try:
+                    lock.acquire()
+                    lock.release()
+                except LockHeld as held:
+                    print("%s on %s: would skip: another instance is running (%s)"
+                          % (name, host, held), file=out)
+                    return exitcodes.WOULD_SKIP
+            verdict = policy.decide(self.store.load_inputs(name, self.settings.estimate_runs),
+                                    self.facts, self.settings)
+        except CronPolicyError as error:
+            self.logger.error("cannot decide: %s", error)
+            return exitcodes.GATE_ERROR
+        finally:
+            self.store.close()
+        print("%s on %s: would %s: %s" % (name, host, "run" if verdict.run else "skip",
+                                           verdict.reason), file=out)
+        print("estimated runtime: %s (%s)" % (format_duration(verdict.estimate.seconds),
+                                              verdict.estimate.source), file=out)
+        return exitcodes.OK if verdict.run else exitcodes.WOULD_SKIP

@@ -1,0 +1,116 @@
+"""Stopping a running main() only at a safe point.
+
+A stop is requested by the watcher (a stop verdict from the policy rules:
+deploy pending, the script disabled, a window begun) or by SIGTERM/SIGINT.
+It takes effect only where stopping leaves no mess:
+
+* when the script's ``is_safe_to_interrupt()`` says True: the watcher
+  thread notices and signals the main thread (``interrupt_signal``), whose
+  handler asks the hook once more, at the very moment main() would be
+  interrupted, before raising ``Interrupted``;
+* at any ``checkpoint()`` call;
+* at once, when a policy row says the script is interruptible.
+
+A second SIGTERM (or SIGINT) forces the stop even when not safe, and says so.
+Only the main thread can handle signals: a script run elsewhere stops at its
+checkpoints only.
+"""
+
+import signal
+import threading
+
+from cronpolicy.errors import Interrupted
+from cronpolicy.policy import stopped_by_signal
+
+
+class Interruption:
+    """The stop protocol of one run of a script."""
+
+    def __init__(self, safety_hook, logger, interrupt_signal=signal.SIGUSR2):
+        """``safety_hook``: the script's is_safe_to_interrupt, or None (never safe)."""
+        self.safety_hook = safety_hook
+        self.logger = logger
+        self.interrupt_signal = interrupt_signal
+        #: A policy row says the run may be stopped at any moment.
+        self.always_safe = False
+        #: The RunWatcher, whose ``stop`` is the policy's stop verdict.
+        self.watcher = None
+        self.signal_stop = None
+        self.in_main = False
+        self.interrupting = False
+        self._previous_handlers = None
+
+    @property
+    def stop(self):
+        """The stop verdict in force (SIGTERM's first), or None."""
+        if self.signal_stop is not None:
+            return self.signal_stop
+        return self.watcher.stop if self.watcher is not None else None
+
+    def checkpoint(self):
+        if self.in_main and not self.interrupting and self.stop is not None:
+            self._interrupt()
+
+    def safe_now(self):
+        if self.always_safe:
+            return True
+        if self.safety_hook is None:
+            return False
+        try:
+            return bool(self.safety_hook())
+        except Exception:
+            self.logger.exception("is_safe_to_interrupt() raised; counting the run as not safe")
+            return False
+
+    def _interrupt(self, forced=False):
+        self.interrupting = True
+        stop = self.stop
+        raise Interrupted(stop.reason, forced=forced, stop=stop)
+
+    # Signals ------------------------------------------------------------------------
+
+    def install(self):
+        """Take over SIGTERM, SIGINT and the interrupt signal (main thread only)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        self._previous_handlers = {
+            signum: signal.signal(signum, handler) for signum, handler in (
+                (signal.SIGTERM, self._on_termination_signal),
+                (signal.SIGINT, self._on_termination_signal),
+                (self.interrupt_signal, self._on_interrupt_signal))}
+
+    def restore(self):
+        previous, self._previous_handlers = self._previous_handlers, None
+        for signum, handler in (previous or {}).items():
+            signal.signal(signum, handler)
+
+    def request_interrupt(self):
+        """From the watcher thread: have the main thread check for a safe point."""
+        # Without our handler the signal would kill the process: there, only
+        # checkpoint() can stop main().
+        if self._previous_handlers is not None:
+            signal.pthread_kill(threading.main_thread().ident, self.interrupt_signal)
+
+    def _on_interrupt_signal(self, signum, frame):
+        # The safety answer that counts is this one, taken in the main thread
+        # at the very moment main() would be interrupted.
+        if self.in_main and not self.interrupting and self.stop is not None and self.safe_now():
+            self._interrupt()
+
+    def _on_termination_signal(self, signum, frame):
+        name = signal.Signals(signum).name
+        if not self.in_main or self.interrupting:
+            return
+        if self.signal_stop is not None:
+            self.logger.warning("second %s: forcing the interruption although the run is "
+                                "not safe to interrupt", name)
+            self.signal_stop = stopped_by_signal(
+                "forced by a second %s (first: %s)" % (name, self.signal_stop.reason))
+            self._interrupt(forced=True)
+        self.signal_stop = stopped_by_signal(name)
+        if self.safe_now():
+            self._interrupt()
+        self.logger.warning("%s received: stopping at the next safe point "
+                            "(send it again to force)", name)
+        if self.watcher is not None:
+            self.watcher.wake()

@@ -1,0 +1,74 @@
+"""Which policy rows and windows apply to a script on a host, and in what order.
+
+Patterns (policy ``name``/``host``, window ``script``/``host``) are globs:
+``*`` matches any run of characters, ``?`` exactly one, everything else is
+literal and case-sensitive.  Precedence among matching policy rows:
+
+* an exact name (no wildcard) beats any name pattern;
+* a name pattern with more literal characters beats one with fewer;
+* then the same two rules for the host (so a host-specific row beats ``*``);
+* on a full tie, a disabling row beats an enabling one, then the lower id.
+"""
+
+import re
+
+_WILDCARDS = frozenset("*?")
+_compiled_globs = {}
+
+
+def is_pattern(text):
+    """True when ``text`` contains a wildcard."""
+    return any(char in _WILDCARDS for char in text)
+
+
+def glob_matches(pattern, value):
+    """Whether ``value`` matches the glob ``pattern`` (``*`` and ``?`` only)."""
+    if not is_pattern(pattern):
+        return pattern == value
+    compiled = _compiled_globs.get(pattern)
+    if compiled is None:
+        regex = "".join(
+            ".*" if char == "*" else "." if char == "?" else re.escape(char)
+            for char in pattern)
+        compiled = _compiled_globs[pattern] = re.compile(regex + r"\Z", re.DOTALL)
+    return compiled.match(value) is not None
+
+
+def pattern_specificity(pattern):
+    """Sort key: higher is more specific.  Exact beats any pattern."""
+    return (not is_pattern(pattern), sum(1 for char in pattern if char not in _WILDCARDS))
+
+
+def precedence(row):
+    """Sort key of a policy row: higher wins."""
+    return (pattern_specificity(row.name), pattern_specificity(row.host),
+            not row.enabled, -row.id)
+
+
+def matching_policies(rows, name, host):
+    """The rows that apply to ``name`` on ``host``, most specific first."""
+    matching = [row for row in rows
+                if glob_matches(row.name, name) and glob_matches(row.host, host)]
+    matching.sort(key=precedence, reverse=True)
+    return matching
+
+
+def first_setting(matching, field):
+    """(value, row id) of ``field`` in the most specific row that sets it
+    (not NULL), else (None, None)."""
+    for row in matching:
+        value = getattr(row, field)
+        if value is not None:
+            return value, row.id
+    return None, None
+
+
+def window_covers(window, name, host):
+    return glob_matches(window.script, name) and glob_matches(window.host, host)
+
+
+def covering_windows(windows, name, host, now):
+    """Windows not yet over that cover ``name`` on ``host``, earliest first."""
+    return sorted((window for window in windows
+                   if window.ends_at > now and window_covers(window, name, host)),
+                  key=lambda window: (window.starts_at, window.id))

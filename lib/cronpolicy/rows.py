@@ -1,0 +1,180 @@
+"""Row shapes: the one place where database rows become Python objects.
+
+Every shape is a named tuple whose fields are named exactly like the columns
+they come from, with a kind per field.  ``from_mapping`` builds one from any
+mapping of column names to values, whatever produced it: psycopg2 (JSON of
+the row), sqlite3.Row, SQLAlchemy, the host's policy cache, the spool.  The
+kinds absorb the backends' differences (epoch numbers, SQLite's text
+timestamps, 0/1 booleans, intervals as seconds or timedeltas), so no other
+module indexes rows by position or converts their values.
+
+Columns a shape does not know (a database newer than this code) are
+ignored; fields a mapping lacks (an older cache file) take their defaults.
+tests/test_rows.py holds every shape to the columns of ``tooling/tables.py``.
+"""
+
+import collections
+import datetime
+
+UTC = datetime.timezone.utc
+
+
+# Kinds: how a raw value becomes the field's value -------------------------
+
+def to_time(value):
+    """An aware UTC datetime from a datetime, epoch seconds or timestamp text."""
+    if value is None or isinstance(value, datetime.datetime):
+        return value.astimezone(UTC) if value is not None else None
+    if not isinstance(value, str):     # epoch seconds: int, float, Decimal
+        return datetime.datetime.fromtimestamp(float(value), UTC)
+    parsed = datetime.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    return (parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def to_seconds(value):
+    """Float seconds from a number or a timedelta (PostgreSQL's interval)."""
+    if value is None:
+        return None
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    return float(value)
+
+
+def _optional(convert):
+    return lambda value: None if value is None else convert(value)
+
+
+KINDS = {
+    "int": _optional(int),
+    "text": _optional(str),
+    "bool": bool,
+    "bool?": _optional(bool),
+    "seconds": to_seconds,
+    "time": to_time,
+}
+
+
+def _shape(name, fields, doc):
+    """A named tuple class with ``fields`` = ((field, kind, default), ...)."""
+    shape = collections.namedtuple(name, [field for field, _, _ in fields],
+                                   defaults=[default for _, _, default in fields])
+    shape.__doc__ = doc
+    shape.kinds = {field: kind for field, kind, _ in fields}
+    return shape
+
+
+def from_mapping(shape, mapping):
+    """A ``shape`` from a mapping of column names to raw values."""
+    present = set(mapping.keys())     # sqlite3.Row's ``in`` looks at values
+    return shape(**{field: KINDS[kind](mapping[field])
+                    for field, kind in shape.kinds.items() if field in present})
+
+
+def to_mapping(shape_value):
+    """The inverse, for JSON files: times become epoch seconds."""
+    return {field: (value.timestamp() if isinstance(value, datetime.datetime) else value)
+            for field, value in shape_value._asdict().items()}
+
+
+# The shapes --------------------------------------------------------------------
+
+PolicyRow = _shape("PolicyRow", (
+    ("id", "int", None),
+    ("name", "text", "*"),
+    ("host", "text", "*"),
+    ("enabled", "bool", True),
+    ("reason", "text", ""),
+    ("expected_runtime", "seconds", None),
+    ("rollout_exempt", "bool", False),
+    ("changed_by", "text", ""),
+    ("changed_at", "time", None),
+    ("interruptible", "bool", False),
+    ("fleet_single_instance", "bool?", None),
+    ("expected_interval", "seconds", None),
+), "One cronpolicy.script_policy row; runtimes and intervals in seconds.")
+
+Window = _shape("Window", (
+    ("id", "int", None),
+    ("starts_at", "time", None),
+    ("ends_at", "time", None),
+    ("reason", "text", ""),
+    ("host", "text", "*"),
+    ("script", "text", "*"),
+    ("created_by", "text", ""),
+    ("created_at", "time", None),
+    ("cancelled_at", "time", None),
+    ("cancelled_by", "text", None),
+), "One cronpolicy.rollout_window row (aware UTC times).")
+
+DeployState = _shape("DeployState", (
+    ("deploy_pending", "bool", False),
+    ("reason", "text", ""),
+    ("changed_by", "text", ""),
+    ("changed_at", "time", None),
+), "The cronpolicy.deploy_state row (its id is always 1).")
+
+RunRecord = _shape("RunRecord", (
+    ("name", "text", None),
+    ("host", "text", None),
+    ("pid", "int", None),
+    ("started_at", "time", None),
+    ("finished_at", "time", None),
+    ("status", "text", "running"),
+    ("exit_code", "int", None),
+    ("skip_reason", "text", None),
+    ("estimate_seconds", "seconds", None),
+    ("estimate_source", "text", None),
+    ("policy_ignored", "bool", False),
+    ("decision", "text", None),
+    ("policy_id", "int", None),
+    ("window_id", "int", None),
+    ("expected_interval", "seconds", None),
+    ("stop_reason", "text", None),
+    ("stop_decision", "text", None),
+    ("stop_policy_id", "int", None),
+    ("stop_window_id", "int", None),
+    ("spool_id", "text", None),
+), "What the gate writes into cronpolicy.script_run for one start (run or skip).")
+
+RunEnd = _shape("RunEnd", (
+    ("status", "text", None),
+    ("exit_code", "int", None),
+    ("finished_at", "time", None),
+    ("stop_reason", "text", None),
+    ("stop_decision", "text", None),
+    ("stop_policy_id", "int", None),
+    ("stop_window_id", "int", None),
+), "How a recorded run ended: the columns its finish updates.")
+
+
+#: A run the gate holds: its row id (None when the start could not be
+#: written and the whole record goes to the spool at the end) and the record.
+RunHandle = collections.namedtuple("RunHandle", "id record")
+
+
+# Everything the decision reads -----------------------------------------------------
+
+#: Where a decision's inputs came from.
+FROM_DATABASE = "database"
+FROM_CACHE = "cache"
+UNAVAILABLE = "unavailable"
+
+Inputs = collections.namedtuple(
+    "Inputs", "now schema_version deploy policies windows recent_runtimes source age error",
+    defaults=(FROM_DATABASE, None, None))
+Inputs.__doc__ = """Everything the decision for one script needs.
+
+``now`` is the database clock (aware UTC); ``deploy`` a DeployState, or None
+when its row is missing; ``policies`` every PolicyRow; ``windows`` the
+windows neither cancelled nor over; ``recent_runtimes`` the seconds of the
+script's last succeeded runs, newest first.  ``source`` says where they came
+from (FROM_DATABASE, FROM_CACHE with its ``age`` in seconds, or UNAVAILABLE
+with the ``error`` that made them so)."""
+
+
+def unavailable_inputs(now, error):
+    """Inputs when neither the database nor a fresh cache could answer:
+    nothing is known, so nothing in them stops a run (on_database_error
+    decides instead)."""
+    return Inputs(now=now, schema_version=None, deploy=DeployState(), policies=[], windows=[],
+                  recent_runtimes=[], source=UNAVAILABLE, age=None, error=error)

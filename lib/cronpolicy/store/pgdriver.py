@@ -1,0 +1,157 @@
+"""psycopg2, as cronpolicy uses it: connecting, waiting with a deadline, and
+turning driver errors into cronpolicy's.
+
+The gate's store connects asynchronously (libpq's non-blocking API) and
+waits in select() until a deadline, so no call can outlast it, not even
+against a server that accepts the connection and then says nothing; the
+tooling connects synchronously (SQLAlchemy wants a plain connection).  Both
+get the same options, and every psycopg2 error passes through
+``translate`` on its way out, so messages are one line, never hold a
+password, and say whether trying again may help.
+"""
+
+import math
+import select
+import time
+
+from cronpolicy import config
+from cronpolicy.errors import ConfigError, DatabaseError, SchemaError
+
+#: A statement may not wait longer than this (lock waits included).
+STATEMENT_TIMEOUT_SECONDS = 30
+
+
+class DeadlineExceeded(DatabaseError):
+    """The database did not answer within the time allowed."""
+
+    def __init__(self, message):
+        super().__init__(message, transient=True)
+
+
+# Connection failures that say nothing will change by retrying.
+_PERMANENT_CONNECT_ERRORS = ("password authentication failed", "does not exist",
+                             "no pg_hba.conf entry", "role", "invalid dsn", "SSL")
+# Server states worth waiting out: too many connections, starting or
+# shutting down, connection failures.
+TRANSIENT_SQLSTATES = frozenset(["53300", "53400", "57P01", "57P02", "57P03",
+                                 "08000", "08001", "08003", "08004", "08006"])
+# Undefined table, column, schema, function: the schema is missing or old.
+SCHEMA_SQLSTATES = frozenset(["42P01", "42703", "3F000", "42883"])
+# libpq's words for a DSN it cannot parse: configuration, not connectivity.
+_DSN_SYNTAX_ERRORS = ("invalid integer value", "invalid connection option", 'missing "="',
+                      "unterminated quoted string", "invalid sslmode value",
+                      "invalid URI", "invalid port number")
+
+
+def first_line(error):
+    """The first line of a driver error, without libpq's ERROR:/FATAL: prefix."""
+    text = (getattr(error, "pgerror", None) or str(error) or type(error).__name__).strip()
+    line = text.splitlines()[0].strip() if text else type(error).__name__
+    for prefix in ("ERROR:", "FATAL:"):
+        if line.startswith(prefix):
+            line = line[len(prefix):].strip()
+    return line
+
+
+def _dsn_has_options(dsn):
+    """Whether the DSN sets libpq's ``options`` itself (then it is left alone)."""
+    from psycopg2.extensions import parse_dsn
+    try:
+        return "options" in parse_dsn(dsn)
+    except Exception:
+        return False  # connecting reports the unparsable DSN
+
+
+def options(connect_timeout, application_name, statement_timeout, dsn):
+    found = {
+        "connect_timeout": max(1, int(math.ceil(connect_timeout))),
+        "application_name": application_name[:63],
+        # A dead server or network is noticed within about a minute.
+        "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+        "keepalives_count": 3,
+    }
+    if statement_timeout and not _dsn_has_options(dsn):
+        found["options"] = "-c statement_timeout=%d" % (STATEMENT_TIMEOUT_SECONDS * 1000)
+    return found
+
+
+def connect_failure(error, dsn, source=None):
+    """The cronpolicy error for a failed connection attempt."""
+    import psycopg2
+    message = first_line(error)
+    if isinstance(error, psycopg2.ProgrammingError) or any(
+            marker in message for marker in _DSN_SYNTAX_ERRORS):
+        return ConfigError("invalid PostgreSQL DSN %s%s: %s" % (
+            config.mask_dsn(dsn), " (from %s)" % source if source else "",
+            config.scrub(message, dsn)))
+    transient = (getattr(error, "pgcode", None) in TRANSIENT_SQLSTATES
+                 or not any(marker in message for marker in _PERMANENT_CONNECT_ERRORS))
+    return DatabaseError("cannot connect to %s: %s" % (
+        config.mask_dsn(dsn), config.scrub(message, dsn)), transient=transient)
+
+
+def translate(error, doing, dsn, found_version=None):
+    """The cronpolicy error for a driver error raised while ``doing`` something.
+
+    ``found_version()`` is asked for the schema version when the error says
+    a table or column is missing (the schema is absent or older)."""
+    import psycopg2
+    from cronpolicy import schema
+    if getattr(error, "pgcode", None) in SCHEMA_SQLSTATES:
+        version = found_version() if found_version is not None else None
+        return SchemaError(schema.needs_upgrade_message(version, config.mask_dsn(dsn)))
+    transient = (isinstance(error, (psycopg2.OperationalError, psycopg2.InterfaceError))
+                 or getattr(error, "pgcode", None) in TRANSIENT_SQLSTATES)
+    return DatabaseError("cannot %s in %s: %s" % (
+        doing, config.mask_dsn(dsn), config.scrub(first_line(error), dsn)), transient=transient)
+
+
+def connect(dsn, connect_timeout=config.DEFAULT_CONNECT_TIMEOUT,
+            application_name="cronpolicy", source=None, statement_timeout=True):
+    """A synchronous psycopg2 connection (tooling, schema upgrades)."""
+    import psycopg2
+    try:
+        return psycopg2.connect(dsn, **options(connect_timeout, application_name,
+                                               statement_timeout, dsn))
+    except psycopg2.Error as error:
+        raise connect_failure(error, dsn, source) from error
+
+
+def connect_async(dsn, deadline, connect_timeout, application_name, source=None):
+    """An asynchronous (always autocommit) connection, ready by ``deadline``
+    (time.monotonic()) or DeadlineExceeded."""
+    import psycopg2
+    try:
+        connection = psycopg2.connect(dsn, async_=True, **options(
+            connect_timeout, application_name, True, dsn))
+    except psycopg2.Error as error:
+        raise connect_failure(error, dsn, source) from error
+    try:
+        wait(connection, min(deadline, time.monotonic() + connect_timeout),
+             "connect to %s" % config.mask_dsn(dsn))
+    except DeadlineExceeded:
+        connection.close()
+        raise
+    except psycopg2.Error as error:
+        connection.close()
+        raise connect_failure(error, dsn, source) from error
+    return connection
+
+
+def wait(connection, deadline, doing):
+    """Drive an asynchronous connection until its current operation is done."""
+    from psycopg2 import extensions
+    while True:
+        state = connection.poll()
+        if state == extensions.POLL_OK:
+            return
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise DeadlineExceeded("the database did not answer in time to %s" % doing)
+        if state == extensions.POLL_READ:
+            select.select([connection.fileno()], [], [], remaining)
+        elif state == extensions.POLL_WRITE:
+            select.select([], [connection.fileno()], [], remaining)
+        else:
+            raise DatabaseError("unexpected state %r from psycopg2 while trying to %s"
+                                % (state, doing))

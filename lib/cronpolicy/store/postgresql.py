@@ -1,0 +1,232 @@
+"""The fleet-wide store: cronpolicy's tables in PostgreSQL, as the gate sees them.
+
+All decision inputs arrive in one statement (one round trip), timed by the
+server's ``now()`` so that every host agrees on the time.  Every operation
+is bounded: reads by ``timeout`` seconds, retries of transient failures
+included; writes by ``timeout`` each.  The connection is kept across
+``main()``: its session holds the run's liveness lock, any fleet-wide lock
+and the LISTEN for policy changes, and a reconnect takes all of them back.
+
+psycopg2 is used directly: importing SQLAlchemy alone would cost more than
+a whole decision.  The statements are in postgresql.sql.
+"""
+
+import time
+
+from cronpolicy import config
+from cronpolicy.errors import DatabaseError, SchemaError
+from cronpolicy.rows import (
+    DeployState, Inputs, PolicyRow, RunHandle, Window, from_mapping, to_time)
+from cronpolicy.store import pgdriver
+from cronpolicy.store.queries import queries
+
+
+class PostgresStore:
+    """IPolicyStore on PostgreSQL (schema ``cronpolicy``)."""
+
+    backend = config.POSTGRESQL
+
+    def __init__(self, dsn, connect_timeout=config.DEFAULT_CONNECT_TIMEOUT,
+                 timeout=config.DEFAULT_DECISION_TIMEOUT, application_name="cronpolicy",
+                 source=None):
+        self.dsn = dsn
+        self.source = source
+        self.connect_timeout = connect_timeout
+        self.timeout = timeout
+        self.application_name = application_name
+        self._sql = queries("postgresql")
+        self._connection = None
+        self._listening = False
+        self._run_lock = None       # run id whose liveness lock this session holds
+        self._slot_key = None       # the fleet-wide slot it holds (see claim_slot)
+
+    @property
+    def masked_dsn(self):
+        return config.mask_dsn(self.dsn)
+
+    # The connection -------------------------------------------------------------
+
+    def _connect(self, deadline):
+        """Connect; on a reconnect, take back what the run held."""
+        self._connection = pgdriver.connect_async(
+            self.dsn, deadline, self.connect_timeout, self.application_name, self.source)
+        try:
+            if self._listening:
+                self._execute_now("listen", None, "listen for policy changes", deadline)
+            if self._run_lock is not None and not self._execute_now(
+                    "take_run_lock", {"id": self._run_lock}, "take back the run's lock",
+                    deadline)[0][0]:
+                raise DatabaseError("cannot take back the liveness lock of run %s"
+                                    % self._run_lock)
+            if self._slot_key is not None and not self._execute_now(
+                    "take_slot", {"key": self._slot_key}, "take back the fleet-wide slot",
+                    deadline)[0][0]:
+                lost, self._slot_key = self._slot_key, None
+                raise DatabaseError("lost the fleet-wide slot %s while reconnecting" % lost)
+        except DatabaseError:
+            self._drop_connection()
+            raise
+
+    def _execute_now(self, query, parameters, doing, deadline):
+        """Send one statement on the open connection and wait for its rows."""
+        import psycopg2
+        cursor = self._connection.cursor()
+        try:
+            cursor.execute(self._sql[query], parameters)
+            pgdriver.wait(self._connection, deadline, doing)
+            return cursor.fetchall() if cursor.description else []
+        except pgdriver.DeadlineExceeded:
+            self._drop_connection()     # still busy with the statement
+            raise
+        except psycopg2.Error as error:
+            if isinstance(error, (psycopg2.OperationalError, psycopg2.InterfaceError)):
+                self._drop_connection()
+            raise pgdriver.translate(error, doing, self.dsn, self._found_version) from error
+
+    def _execute(self, query, parameters, doing, deadline=None, idempotent=False):
+        """One statement within ``deadline`` (default: ``timeout`` from now).
+
+        A connection kept open across main() may have died with a server
+        restart; an idempotent statement gets one more try on a fresh one."""
+        deadline = deadline or time.monotonic() + self.timeout
+        reused = self._connection is not None and not self._connection.closed
+        if not reused:
+            self._connect(deadline)
+        try:
+            return self._execute_now(query, parameters, doing, deadline)
+        except DatabaseError as error:
+            if not (reused and idempotent and error.transient and self._connection is None):
+                raise
+        self._connect(deadline)
+        return self._execute_now(query, parameters, doing, deadline)
+
+    def _found_version(self):
+        """The schema version, asked on a connection of its own (for messages)."""
+        from cronpolicy import schema
+        try:
+            connection = pgdriver.connect(self.dsn, self.connect_timeout,
+                                          self.application_name, self.source)
+        except Exception:
+            return None
+        try:
+            return schema.postgres_version(connection)
+        except Exception:
+            return None
+        finally:
+            connection.close()
+
+    def _drop_connection(self):
+        if self._connection is not None:
+            try:
+                self._connection.close()
+            except Exception:
+                pass
+            self._connection = None
+
+    # IPolicySource ---------------------------------------------------------------
+
+    def load_inputs(self, name, history_runs):
+        """Read everything the decision needs; transient failures are retried
+        with jittered backoff until ``timeout`` runs out."""
+        deadline = time.monotonic() + self.timeout
+        delay = 0.05
+        while True:
+            try:
+                [row] = self._execute("load_inputs", {"name": name, "runs": int(history_runs)},
+                                      "read the policy", deadline)
+                return self._inputs(row)
+            except SchemaError:
+                raise
+            except DatabaseError as error:
+                self._drop_connection()
+                import random  # only when retrying: keep it off the normal path
+                pause = random.uniform(delay / 2, delay)
+                if not error.transient or time.monotonic() + pause >= deadline:
+                    raise
+                time.sleep(pause)
+                delay = min(delay * 2, 1.0)
+
+    def _inputs(self, row):
+        from cronpolicy import schema
+        now, version, deploy, policies, windows, runtimes = row
+        if version is None or version < schema.SCHEMA_VERSION:
+            raise SchemaError(schema.needs_upgrade_message(version, self.masked_dsn))
+        return Inputs(
+            now=to_time(now), schema_version=version,
+            deploy=None if deploy is None else from_mapping(DeployState, deploy),
+            policies=[from_mapping(PolicyRow, policy) for policy in policies],
+            windows=[from_mapping(Window, window) for window in windows],
+            recent_runtimes=[float(value) for value in runtimes])
+
+    # IRunRecorder -------------------------------------------------------------------
+
+    def record_skip(self, record):
+        [(run_id,)] = self._execute("record_skip", record._asdict(),
+                                    "record the skip of %s" % record.name)
+        return RunHandle(run_id, record)
+
+    def record_start(self, record):
+        [(run_id, _)] = self._execute("record_start", record._asdict(),
+                                      "record the start of %s" % record.name)
+        self._run_lock = run_id
+        return RunHandle(run_id, record)
+
+    def record_finish(self, run, end):
+        self._execute("record_finish", dict(end._asdict(), id=run.id),
+                      "record the end of run %s" % run.id, idempotent=True)
+
+    # Holding a run --------------------------------------------------------------------
+
+    def heartbeat(self, run, safe_to_interrupt):
+        self._execute("heartbeat", {"id": run.id, "safe": bool(safe_to_interrupt)},
+                      "record a heartbeat of run %s" % run.id, idempotent=True)
+
+    def claim_slot(self, name, limit):
+        """Take one of ``limit`` fleet-wide slots of ``name`` for this session's
+        lifetime (advisory locks: the server frees them when it ends)."""
+        deadline = time.monotonic() + self.timeout
+        for slot in range(limit):
+            key = name if slot == 0 else "%s#%d" % (name, slot)
+            [(taken,)] = self._execute("take_slot", {"key": key},
+                                       "take a fleet-wide slot of %s" % name, deadline)
+            if taken:
+                self._slot_key = key
+                return True
+        return False
+
+    def listen(self):
+        self._listening = True
+        self._execute("listen", None, "listen for policy changes")
+
+    def fileno(self):
+        if self._connection is None or self._connection.closed:
+            return None
+        return self._connection.fileno()
+
+    def take_notifications(self):
+        import psycopg2
+        if self._connection is None or self._connection.closed:
+            return 0
+        try:
+            self._connection.poll()
+        except psycopg2.Error as error:
+            self._drop_connection()
+            raise pgdriver.translate(error, "read notifications", self.dsn) from error
+        count = len(self._connection.notifies)
+        del self._connection.notifies[:]
+        return count
+
+    # The spool and the end --------------------------------------------------------------
+
+    def apply_spooled(self, entry):
+        if entry.record is not None:
+            self._execute("apply_spooled_run", entry.record._asdict(), "write a spooled run")
+        else:
+            self._execute("apply_spooled_finish", dict(entry.end._asdict(), id=entry.run_id),
+                          "write the spooled end of run %s" % entry.run_id)
+
+    def close(self):
+        self._drop_connection()
+        self._listening = False
+        self._run_lock = None
+        self._slot_key = None

@@ -1,0 +1,185 @@
+"""The embedded store: cronpolicy's tables in one SQLite file, for one machine.
+
+The file is attached as ``cronpolicy`` so the SQL names match PostgreSQL's,
+and its schema is created (or upgraded) on first use.  SQLite has no
+notifications (running scripts poll) and one machine is the whole fleet, so
+fleet-wide slots are lock files.  Waits for the write lock are bounded by
+the busy timeout (``timeout``).  The statements are in sqlite.sql.
+"""
+
+import os
+
+from cronpolicy import config, schema
+from cronpolicy.errors import ConfigError, DatabaseError
+from cronpolicy.rows import DeployState, Inputs, PolicyRow, RunHandle, Window, from_mapping, to_time
+from cronpolicy.store.queries import queries
+from cronpolicy.timeutil import to_sqlite
+
+
+def connect_sqlite(path, busy_timeout=config.DEFAULT_CONNECT_TIMEOUT, create_directory=False):
+    """A sqlite3 connection with ``path`` attached as ``cronpolicy``.
+
+    Autocommit mode (isolation_level=None): transactions are explicit.
+    """
+    import sqlite3
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        if not create_directory:
+            raise ConfigError("cannot open SQLite database %s: directory %s does not exist"
+                              % (path, directory))
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as error:
+            raise ConfigError("cannot create %s for the SQLite database: %s"
+                              % (directory, error.strerror)) from error
+    try:
+        # The watcher thread uses the connection while main() runs (never both at once).
+        connection = sqlite3.connect(":memory:", timeout=busy_timeout, isolation_level=None,
+                                     check_same_thread=False)
+        connection.execute("ATTACH DATABASE ? AS cronpolicy", (path,))
+        connection.execute("PRAGMA cronpolicy.journal_mode = WAL")
+    except sqlite3.Error as error:
+        raise DatabaseError("cannot open SQLite database %s: %s" % (path, error)) from error
+    return connection
+
+
+def open_sqlite(path, busy_timeout=config.DEFAULT_CONNECT_TIMEOUT, create_directory=False):
+    """connect_sqlite, plus the schema created or upgraded when needed."""
+    import sqlite3
+    connection = connect_sqlite(path, busy_timeout, create_directory)
+    try:
+        version = schema.sqlite_version(connection)
+        if version is None or version < schema.SCHEMA_VERSION:
+            schema.upgrade_sqlite(connection)
+    except sqlite3.Error as error:
+        connection.close()
+        raise DatabaseError("cannot create the cronpolicy schema in %s: %s"
+                            % (path, error)) from error
+    return connection
+
+
+def _values(shape_value):
+    """Named parameters for SQLite: times as its text, booleans as 0/1."""
+    values = {}
+    for field, value in shape_value._asdict().items():
+        if shape_value.kinds.get(field) == "time" and value is not None:
+            value = to_sqlite(value)
+        elif isinstance(value, bool):
+            value = int(value)
+        values[field] = value
+    return values
+
+
+class SQLiteStore:
+    """IPolicyStore on an embedded SQLite file, created on first use."""
+
+    backend = config.SQLITE
+
+    def __init__(self, path, timeout=config.DEFAULT_CONNECT_TIMEOUT, create_directory=False,
+                 lock_dir=None):
+        self.path = path
+        self.masked_dsn = "sqlite:///" + path
+        self.timeout = timeout
+        self.create_directory = create_directory
+        self.lock_dir = lock_dir or os.path.join(os.path.dirname(os.path.abspath(path)), "locks")
+        self._sql = queries("sqlite")
+        self._connection = None
+        self._slot = None
+
+    def _run(self, doing, work):
+        """``work(connection)``, with sqlite3's errors made cronpolicy's."""
+        import sqlite3
+        if self._connection is None:
+            self._connection = open_sqlite(self.path, self.timeout, self.create_directory)
+        connection = self._connection
+        try:
+            return work(connection)
+        except sqlite3.Error as error:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise DatabaseError("cannot %s in %s: %s" % (doing, self.path, error),
+                                transient=isinstance(error, sqlite3.OperationalError)) from error
+
+    def _write(self, query, values, doing):
+        return self._run(doing, lambda connection: connection.execute(self._sql[query], values))
+
+    # IPolicySource ---------------------------------------------------------------
+
+    def load_inputs(self, name, history_runs):
+        sql = self._sql
+
+        def read(connection):
+            import sqlite3
+            rows = connection.cursor()
+            rows.row_factory = sqlite3.Row     # rows by column name, for rows.from_mapping
+            connection.execute("BEGIN")
+            try:
+                now = connection.execute(sql["now"]).fetchone()[0]
+                return (now, connection.execute(sql["schema_version"]).fetchone()[0],
+                        rows.execute(sql["deploy_state"]).fetchone(),
+                        rows.execute(sql["policies"]).fetchall(),
+                        rows.execute(sql["standing_windows"], {"now": now}).fetchall(),
+                        connection.execute(sql["recent_runtimes"], {
+                            "name": name, "runs": int(history_runs)}).fetchall())
+            finally:
+                connection.execute("COMMIT")
+
+        now, version, deploy, policies, windows, runtimes = self._run("read the policy", read)
+        return Inputs(
+            now=to_time(now), schema_version=version,
+            deploy=None if deploy is None else from_mapping(DeployState, deploy),
+            policies=[from_mapping(PolicyRow, row) for row in policies],
+            windows=[from_mapping(Window, row) for row in windows],
+            recent_runtimes=[float(value) for (value,) in runtimes])
+
+    # IRunRecorder -------------------------------------------------------------------
+
+    def record_skip(self, record):
+        return RunHandle(self._write("record_skip", _values(record),
+                                     "record the skip of %s" % record.name).lastrowid, record)
+
+    def record_start(self, record):
+        return RunHandle(self._write("record_start", _values(record),
+                                     "record the start of %s" % record.name).lastrowid, record)
+
+    def record_finish(self, run, end):
+        self._write("record_finish", dict(_values(end), id=run.id),
+                    "record the end of run %s" % run.id)
+
+    # Holding a run --------------------------------------------------------------------
+
+    def heartbeat(self, run, safe_to_interrupt):
+        self._write("heartbeat", {"id": run.id, "safe": int(bool(safe_to_interrupt))},
+                    "record a heartbeat of run %s" % run.id)
+
+    def claim_slot(self, name, limit):
+        """One machine is the whole fleet here: the slots are lock files."""
+        from cronpolicy.locking import claim_slot
+        self._slot = claim_slot(self.lock_dir, name, limit)
+        return self._slot is not None
+
+    def listen(self):
+        """SQLite has no notifications; the watcher polls instead."""
+
+    def fileno(self):
+        return None
+
+    def take_notifications(self):
+        return 0
+
+    # The spool and the end --------------------------------------------------------------
+
+    def apply_spooled(self, entry):
+        if entry.record is not None:
+            self._write("apply_spooled_run", _values(entry.record), "write a spooled run")
+        else:
+            self._write("apply_spooled_finish", dict(_values(entry.end), id=entry.run_id),
+                        "write the spooled end of run %s" % entry.run_id)
+
+    def close(self):
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+        if self._slot is not None:
+            self._slot.release()
+            self._slot = None

@@ -1,0 +1,395 @@
+"""The gate protocol, in process, against the in-memory store.
+
+Every path of a start (run, skip, forced, locked, fleet-wide slots, the
+cache and the spool when the database is away) and of a run in progress
+(stop requests from the policy, safe points, SIGTERM, checkpoints,
+heartbeats), with real threads and signals but no server: the database is
+``store.memory``, a real IPolicyStore provider.  The same behaviour is
+tested across real processes and databases in test_script.py,
+test_rollout.py and test_faults.py.
+"""
+
+import datetime
+import logging
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from cronpolicy import CronScript, exitcodes
+from cronpolicy.errors import DatabaseError
+from cronpolicy.locking import ScriptLock
+from cronpolicy.spool import Spool
+from cronpolicy.store.memory import MemoryDatabase, MemoryStore
+
+UTC = datetime.timezone.utc
+BOUND = 10.0     # no wait in these tests lasts longer than this
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    """A host of its own: config, lock and state directories; logging restored after."""
+    config = tmp_path / "cronpolicy.conf"
+    config.write_text("[cronpolicy]\nheartbeat_interval = 0.2s\ndead_after = 2s\n"
+                      "poll_interval = 0.1s\ndecision_timeout = 2s\n")
+    for key in list(os.environ):
+        if key.startswith("CRONPOLICY_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("CRONPOLICY_CONFIG", str(config))
+    monkeypatch.setenv("CRONPOLICY_HOST", "web1")
+    monkeypatch.setenv("CRONPOLICY_LOCK_DIR", str(tmp_path / "locks"))
+    monkeypatch.setenv("CRONPOLICY_STATE_DIR", str(tmp_path / "state"))
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield tmp_path
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+            handler.close()
+    root.setLevel(level)
+
+
+@pytest.fixture
+def database():
+    return MemoryDatabase()
+
+
+def wait_until(predicate, what):
+    deadline = time.monotonic() + BOUND
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("%s did not happen within %ss" % (what, BOUND))
+        time.sleep(0.01)
+
+
+class Job(CronScript):
+    """A job whose main() the test drives."""
+
+    name = "job"
+
+    def __init__(self, database, body=None, **kwargs):
+        super().__init__(store=database.session())
+        self.body = body
+        self.calls = 0
+        self.started = threading.Event()
+
+    def main(self):
+        self.calls += 1
+        self.started.set()
+        if self.body is not None:
+            self.body(self)
+
+
+class SafeJob(Job):
+    safe = True
+
+    def is_safe_to_interrupt(self):
+        return self.safe
+
+
+def run(job, env, *argv):
+    """Run ``job`` in this process; the log goes to env/job.log at INFO."""
+    return job.run(["--log-file", str(env / "job.log")] + list(argv), exit=False)
+
+
+def log(env):
+    path = env / "job.log"
+    return path.read_text() if path.exists() else ""
+
+
+def spool(env):
+    return Spool(str(env / "state" / "spool"))
+
+
+def until_stopped(job):
+    """A main() that waits, bounded, until it is asked to stop."""
+    deadline = time.monotonic() + BOUND
+    while time.monotonic() < deadline:
+        job.checkpoint() if getattr(job, "use_checkpoints", False) else None
+        if job.stop_requested and not getattr(job, "keep_going", False):
+            return
+        time.sleep(0.01)
+    raise AssertionError("no stop request within %ss" % BOUND)
+
+
+# Starts -------------------------------------------------------------------------
+
+def test_a_run_is_recorded_with_its_verdict(database, env):
+    seen = {}
+    job = Job(database, body=lambda job: seen.update(run_id=job.run_id, verdict=job.decision))
+    job.expected_runtime = 90
+    assert run(job, env) == exitcodes.OK
+    [record] = database.runs
+    assert (record["status"], record["exit_code"], record["decision"]) == ("succeeded", 0, "run")
+    assert (record["host"], record["pid"], record["estimate_seconds"]) == ("web1", os.getpid(), 90)
+    assert seen["run_id"] == record["id"] and seen["verdict"].run
+    assert "started run #1" in log(env) and "run #1 succeeded" in log(env)
+
+
+def test_a_skip_never_calls_main_and_records_the_rule(database, env):
+    row = database.add_policy("j*", enabled=False, reason="mirror down")
+    job = Job(database)
+    assert run(job, env) == exitcodes.OK and job.calls == 0
+    [record] = database.runs
+    assert (record["status"], record["decision"], record["policy_id"]) == (
+        "skipped", "disabled", row.id)
+    assert "mirror down" in record["skip_reason"] and "skipped: disabled" in log(env)
+
+
+def test_ignore_policy_runs_and_records_what_it_overrode(database, env):
+    database.set_deploy(True, "release 42")
+    job = Job(database)
+    assert run(job, env, "--ignore-policy") == exitcodes.OK and job.calls == 1
+    [record] = database.runs
+    assert (record["status"], record["policy_ignored"], record["decision"]) == (
+        "succeeded", True, "deploy-pending")
+    assert "release 42" in record["skip_reason"] and "running despite policy" in log(env)
+
+
+def test_a_held_host_lock_skips_the_second_instance(database, env):
+    held = ScriptLock(str(env / "locks"), "job").acquire()
+    try:
+        job = Job(database)
+        assert run(job, env) == exitcodes.LOCKED and job.calls == 0
+    finally:
+        held.release()
+    [record] = database.runs
+    assert (record["status"], record["decision"]) == ("skipped", "locked")
+    assert "pid %d" % os.getpid() in record["skip_reason"]
+
+
+def test_a_fleet_wide_limit_holds_one_slot_per_live_run(database, env):
+    class Fleet(Job):
+        fleet_single_instance = True
+        single_instance = False      # so only the fleet-wide slot stands in the way
+
+    inner = []
+    outer = Fleet(database, body=lambda job: inner.append(run(Fleet(database), env)))
+    assert run(outer, env) == exitcodes.OK
+    assert inner == [exitcodes.LOCKED]
+    assert [record["status"] for record in database.runs] == ["succeeded", "skipped"]
+    assert database.runs[1]["decision"] == "locked" and not database.slots
+    # A policy row's fleet_single_instance = false lifts the limit.
+    database.add_policy("job", fleet_single_instance=False)
+    inner.clear()
+    assert run(Fleet(database, body=lambda job: inner.append(run(Fleet(database), env))),
+               env) == exitcodes.OK
+    assert inner == [exitcodes.OK]
+
+
+def test_dry_run_prints_the_verdict_and_records_nothing(database, env, capsys):
+    job = Job(database)
+    job.expected_runtime = 300
+    assert run(job, env, "--dry-run") == exitcodes.OK
+    assert "would run" in capsys.readouterr().out
+    database.set_deploy(True)
+    assert run(Job(database), env, "--dry-run") == exitcodes.WOULD_SKIP
+    assert "would skip: deploy pending" in capsys.readouterr().out
+    assert database.runs == [] and job.calls == 0
+
+
+# Without the database ------------------------------------------------------------------
+
+def test_no_database_and_no_cache_skips_by_default_and_spools_the_skip(database, env):
+    database.outage = True
+    job = Job(database)
+    assert run(job, env) == exitcodes.OK and job.calls == 0
+    assert "database unreachable" in log(env) and "on_database_error = skip" in log(env)
+    assert len(spool(env)) == 1 and database.runs == []
+    database.outage = False
+    assert run(Job(database), env) == exitcodes.OK          # flushes after its own run
+    assert len(spool(env)) == 0
+    assert [(r["status"], r["decision"]) for r in database.runs] == [
+        ("succeeded", "run"), ("skipped", "database-unreachable")]
+
+
+def test_on_database_error_run_runs_unwatched_and_spools_the_whole_run(database, env):
+    class Hardy(Job):
+        on_database_error = "run"
+    database.outage = True
+    job = Hardy(database, body=lambda job: time.sleep(0.2))
+    assert run(job, env) == exitcodes.OK and job.calls == 1
+    [(_, entry)] = spool(env).entries()
+    assert entry.record.status == "succeeded" and entry.record.decision == "run"
+    assert (entry.record.finished_at - entry.record.started_at).total_seconds() >= 0.2
+    database.outage = False
+    assert spool(env).flush(database.session()) == 1
+    assert database.runs[0]["status"] == "succeeded"
+
+
+def test_a_cached_policy_decides_while_the_database_is_away(database, env):
+    class Hardy(Job):
+        on_database_error = "run"
+    database.set_deploy(True, "r42")
+    assert run(Hardy(database), env) == exitcodes.OK            # skipped; cache written
+    database.outage = True
+    job = Hardy(database)
+    assert run(job, env) == exitcodes.OK and job.calls == 0
+    assert "deciding from the policy cached" in log(env) and "r42" in log(env)
+
+
+def test_a_fleet_wide_limit_cannot_be_kept_without_the_database(database, env):
+    class Fleet(Job):
+        fleet_single_instance = True
+        on_database_error = "run"
+    database.outage = True
+    job = Fleet(database)
+    assert run(job, env, "--ignore-policy") == exitcodes.LOCKED and job.calls == 0
+    [(_, entry)] = spool(env).entries()
+    assert entry.record.decision == "locked"
+
+
+def test_a_start_that_cannot_be_written_runs_and_is_spooled_whole(database, env):
+    class NoStart(MemoryStore):
+        def record_start(self, record):
+            raise DatabaseError("the connection dropped", transient=True)
+    job = Job(database)
+    job._store = NoStart(database)
+    assert run(job, env) == exitcodes.OK and job.calls == 1
+    assert "cannot record the start" in log(env) and "its record is spooled" in log(env)
+    [(_, entry)] = spool(env).entries()
+    assert entry.record.status == "succeeded"
+
+
+def test_an_end_that_cannot_be_written_is_spooled_and_completes_the_run(database, env):
+    def lose_the_database(job):
+        database.outage = True
+    job = Job(database, body=lose_the_database)
+    assert run(job, env) == exitcodes.OK
+    assert database.runs[0]["status"] == "abandoned"      # its session ended without an end
+    [(_, entry)] = spool(env).entries()
+    assert entry.run_id == database.runs[0]["id"] and entry.end.status == "succeeded"
+    database.outage = False
+    assert spool(env).flush(database.session()) == 1
+    assert database.runs[0]["status"] == "succeeded"
+
+
+# While main() runs ------------------------------------------------------------------------
+
+def flip_when_started(job, action):
+    """Do ``action`` from another thread once main() has started."""
+    def flip():
+        job.started.wait(BOUND)
+        action()
+    thread = threading.Thread(target=flip, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_deploy_pending_stops_a_safe_run_at_once(database, env):
+    job = SafeJob(database, body=lambda job: time.sleep(BOUND))
+    flip_when_started(job, lambda: database.set_deploy(True, "release 42"))
+    started = time.monotonic()
+    assert run(job, env) == exitcodes.INTERRUPTED
+    assert time.monotonic() - started < BOUND / 2
+    [record] = database.runs
+    assert (record["status"], record["stop_decision"]) == ("interrupted", "deploy-pending")
+    assert record["stop_reason"].startswith("deploy pending")
+
+
+def test_an_unsafe_run_is_left_to_finish(database, env):
+    def body(job):
+        until_stopped(job)                  # the watcher has heard the request...
+        time.sleep(0.3)                     # ...and has had time to act on it
+    job = SafeJob(database, body=body)
+    job.safe = False
+    flip_when_started(job, lambda: database.set_deploy(True))
+    assert run(job, env) == exitcodes.OK
+    assert database.runs[0]["status"] == "succeeded"
+
+
+def test_a_policy_row_can_make_a_script_without_hook_interruptible(database, env):
+    database.add_policy("job", interruptible=True)
+    job = Job(database, body=lambda job: time.sleep(BOUND))
+    flip_when_started(job, lambda: database.set_deploy(True))
+    assert run(job, env) == exitcodes.INTERRUPTED
+    record = database.runs[0]
+    assert (record["stop_decision"], record["stop_policy_id"]) == ("deploy-pending", 1)
+
+
+def test_checkpoints_stop_a_script_without_hook(database, env):
+    job = Job(database, body=until_stopped)
+    job.use_checkpoints, job.keep_going = True, True
+    flip_when_started(job, lambda: database.add_window(
+        database.clock() - datetime.timedelta(seconds=1),
+        database.clock() + datetime.timedelta(hours=1), reason="nightly"))
+    assert run(job, env) == exitcodes.INTERRUPTED
+    record = database.runs[0]
+    assert (record["stop_decision"], record["stop_window_id"]) == ("in-window", 1)
+
+
+def test_a_window_that_begins_mid_run_stops_it_when_it_begins(database, env):
+    with open(env / "cronpolicy.conf", "a") as config:
+        config.write("cutoff_margin = 0s\n")
+    job = SafeJob(database, body=lambda job: time.sleep(BOUND))
+    job.expected_runtime = 0.1
+    begins = database.clock() + datetime.timedelta(seconds=0.6)
+    database.add_window(begins, begins + datetime.timedelta(hours=1))
+    assert run(job, env) == exitcodes.INTERRUPTED
+    assert database.runs[0]["finished_at"] >= begins
+
+
+def test_a_withdrawn_request_lets_the_run_go_on(database, env):
+    def body(job):
+        until_stopped(job)
+        database.set_deploy(False)
+        wait_until(lambda: not job.stop_requested, "the withdrawal")
+        job.safe = True
+        time.sleep(0.3)
+    job = SafeJob(database, body=body)
+    job.safe = False
+    flip_when_started(job, lambda: database.set_deploy(True))
+    assert run(job, env) == exitcodes.OK
+    assert "stop request withdrawn" in log(env)
+
+
+def test_sigterm_waits_for_a_safe_point(database, env):
+    def body(job):
+        until_stopped(job)          # SIGTERM has arrived while unsafe
+        time.sleep(0.2)
+        job.safe = True             # the watcher notices and interrupts
+        time.sleep(BOUND)
+    job = SafeJob(database, body=body)
+    job.safe = False
+    flip_when_started(job, lambda: os.kill(os.getpid(), signal.SIGTERM))
+    assert run(job, env) == exitcodes.INTERRUPTED
+    record = database.runs[0]
+    assert (record["stop_decision"], record["stop_reason"]) == ("signal", "SIGTERM")
+    assert "SIGTERM received: stopping at the next safe point" in log(env)
+
+
+def test_a_second_sigterm_forces_the_stop(database, env):
+    def body(job):
+        until_stopped(job)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(BOUND)
+    job = SafeJob(database, body=body)
+    job.safe = False
+    flip_when_started(job, lambda: os.kill(os.getpid(), signal.SIGTERM))
+    assert run(job, env) == exitcodes.INTERRUPTED
+    assert "forced by a second SIGTERM" in database.runs[0]["stop_reason"]
+    assert "forcing the interruption" in log(env)
+
+
+def test_outside_the_main_thread_only_checkpoints_stop_a_run(database, env):
+    job = SafeJob(database, body=until_stopped)
+    job.use_checkpoints, job.keep_going = True, True
+    flip_when_started(job, lambda: database.set_deploy(True))
+    codes = []
+    worker = threading.Thread(target=lambda: codes.append(run(job, env)))
+    worker.start()
+    worker.join(BOUND * 2)
+    assert codes == [exitcodes.INTERRUPTED]      # and this process is still alive to say so
+
+
+def test_heartbeats_carry_what_the_hook_says(database, env):
+    def body(job):
+        wait_until(lambda: database.runs[0]["heartbeat_at"] > database.runs[0]["started_at"],
+                   "a heartbeat")
+        job.safe = True
+        wait_until(lambda: database.runs[0]["safe_to_interrupt"], "safety reported")
+    job = SafeJob(database, body=body)
+    job.safe = False
+    assert run(job, env) == exitcodes.OK

@@ -1,0 +1,93 @@
+"""One place turns rows into objects: the shapes match the tables, and every
+path into them (the gate's store, the tooling's SQLAlchemy, the cache, the
+spool) gives the same object for the same row."""
+
+import datetime
+import decimal
+
+import pytest
+
+from cronpolicy.config import Settings
+from cronpolicy.rows import (
+    DeployState, PolicyRow, RunEnd, RunRecord, Window, from_mapping, to_mapping, to_seconds,
+    to_time)
+from cronpolicy.store import open_store
+from cronpolicy.tooling import tables
+from cronpolicy.tooling.database import Database
+
+UTC = datetime.timezone.utc
+
+# Columns a shape leaves out on purpose, and why.
+NOT_IN_SHAPE = {
+    "deploy_state": {"id"},                                  # always 1
+    # Written by the database or the watcher, never by a start's record.
+    "script_run": {"id", "db_user", "heartbeat_at", "safe_to_interrupt"},
+}
+SHAPES = {"script_policy": PolicyRow, "rollout_window": Window, "deploy_state": DeployState,
+          "script_run": RunRecord}
+
+
+@pytest.mark.parametrize("table", sorted(SHAPES))
+def test_each_shape_has_exactly_the_columns_of_its_table(table):
+    columns = [column.name for column in tables.metadata.tables["cronpolicy." + table].columns]
+    expected = [name for name in columns if name not in NOT_IN_SHAPE.get(table, set())]
+    assert sorted(SHAPES[table]._fields) == sorted(expected)
+
+
+def test_run_end_names_only_script_run_columns():
+    columns = {column.name for column in tables.script_run.columns}
+    assert set(RunEnd._fields) <= columns
+
+
+@pytest.mark.parametrize("value, expected", [
+    (datetime.datetime(2026, 11, 28, 2, 0, tzinfo=UTC), datetime.datetime(2026, 11, 28, 2, 0,
+                                                                           tzinfo=UTC)),
+    (1795831200, datetime.datetime(2026, 11, 28, 2, 0, tzinfo=UTC)),
+    (decimal.Decimal("1795831200.5"), datetime.datetime(2026, 11, 28, 2, 0, 0, 500000, tzinfo=UTC)),
+    ("2026-11-28 02:00:00.000", datetime.datetime(2026, 11, 28, 2, 0, tzinfo=UTC)),
+    ("2026-11-28T03:00+01:00", datetime.datetime(2026, 11, 28, 2, 0, tzinfo=UTC)),
+    (None, None),
+])
+def test_times_from_every_backend(value, expected):
+    assert to_time(value) == expected
+
+
+def test_seconds_from_every_backend():
+    assert to_seconds(datetime.timedelta(minutes=20)) == 1200.0
+    assert to_seconds(decimal.Decimal("1.5")) == 1.5 and to_seconds(None) is None
+
+
+def test_unknown_columns_are_ignored_and_missing_ones_defaulted():
+    row = from_mapping(PolicyRow, {"id": 3, "name": "x", "enabled": 0, "from_the_future": 1})
+    assert (row.id, row.name, row.host, row.enabled, row.interruptible) == (3, "x", "*", False,
+                                                                          False)
+    assert from_mapping(PolicyRow, to_mapping(row)) == row
+
+
+def test_the_gate_and_the_tooling_read_the_same_objects(dsn, dba, tmp_path):
+    interval = "interval '20 minutes'" if dba.backend == "postgresql" else "1200"
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, host, enabled, reason,"
+                " expected_runtime, rollout_exempt, interruptible, fleet_single_instance,"
+                " expected_interval) VALUES ('job', 'web?', false, 'why', %s, true, true, true, %s)"
+                % (interval, interval))
+    dba.execute("INSERT INTO cronpolicy.rollout_window (starts_at, ends_at, reason, host, script)"
+                " VALUES ({}, {}, 'r', 'web*', 'j*')".format(dba.now_plus(60), dba.now_plus(600)))
+    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true, reason = 'r42'")
+    settings = Settings(dsn=dsn, dsn_source="--dsn", lock_dir=str(tmp_path / "locks"))
+    store = open_store(settings)
+    try:
+        gate_view = store.load_inputs("job", 20)
+    finally:
+        store.close()
+    database = Database(settings)
+    try:
+        with database.begin() as connection:
+            tooling_view = database.inputs(connection)
+    finally:
+        database.dispose()
+    assert gate_view.policies == tooling_view.policies
+    assert gate_view.windows == tooling_view.windows
+    assert gate_view.deploy == tooling_view.deploy
+    [policy] = gate_view.policies
+    assert (policy.expected_runtime, policy.fleet_single_instance, policy.enabled) == (
+        1200.0, True, False)

@@ -1,0 +1,216 @@
+"""The ``cronpolicy`` command: its parser and ``main(argv) -> int``.
+
+Each command is a plain function ``cmd_x(args, settings) -> int`` in
+``commands.py``; ``main`` parses the arguments, resolves the settings and
+turns every CronPolicyError into one line on standard error and an exit
+code (2 for bad input, 4 when the database or configuration cannot be used;
+see ``exitcodes``).  Read commands take ``--json`` for tooling.
+"""
+
+import argparse
+import sys
+
+from cronpolicy import exitcodes
+from cronpolicy.config import Settings
+from cronpolicy.errors import CronPolicyError
+from cronpolicy.tooling.commands import (
+    cmd_audit, cmd_check, cmd_crontab_unwrap, cmd_crontab_wrap, cmd_deploy_begin,
+    cmd_deploy_end, cmd_deploy_plan, cmd_deploy_wait, cmd_disable, cmd_enable, cmd_estimate,
+    cmd_flush, cmd_history, cmd_metrics, cmd_overdue, cmd_prune, cmd_schema_roles,
+    cmd_schema_upgrade, cmd_status, cmd_why, cmd_window_add, cmd_window_cancel,
+    cmd_window_list)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors as one line and exit code 2."""
+
+    def error(self, message):
+        self.exit(exitcodes.USAGE, "%s: error: %s (see --help)\n" % (self.prog, message))
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not a whole number: %r" % text) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1: %r" % text)
+    return value
+
+
+def build_parser():
+    common = _Parser(add_help=False)
+    common.add_argument("--dsn", default=argparse.SUPPRESS,
+                        help="policy database (overrides CRONPOLICY_DSN and the config file)")
+    reader = _Parser(add_help=False)
+    reader.add_argument("--json", action="store_true", help="machine-readable output")
+
+    parser = _Parser(prog="cronpolicy", parents=[common],
+                     description="Policy gate for cron scripts: see README.txt.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    def add(name, function, help_text, parents=(common,), subparsers=commands):
+        sub = subparsers.add_parser(name, parents=list(parents), help=help_text,
+                                    description=help_text)
+        sub.set_defaults(func=function)
+        return sub
+
+    schema = commands.add_parser("schema", help="manage the database schema")
+    schema_commands = schema.add_subparsers(dest="schema_command", metavar="SUBCOMMAND",
+                                            parser_class=_Parser)
+    schema_commands.required = True
+    add("upgrade", cmd_schema_upgrade, "apply the schema patches the database lacks",
+        subparsers=schema_commands)
+    add("roles", cmd_schema_roles, "create the cronpolicy_* group roles and grant their rights "
+                                   "(PostgreSQL, as a superuser; idempotent)",
+        subparsers=schema_commands)
+
+    add("status", cmd_status,
+        "deploy state, windows, disabled policies and running scripts", (common, reader))
+
+    for name, function, help_text in (
+            ("disable", cmd_disable, "skip a script (or a name pattern) from now on"),
+            ("enable", cmd_enable, "let a script run again")):
+        sub = add(name, function, help_text)
+        sub.add_argument("name", help="script name or glob pattern (* and ?)")
+        sub.add_argument("--host", default="*", help="host name or pattern (default: all hosts)")
+        sub.add_argument("--reason", default="", help="why; shown in skip reasons and the audit")
+
+    window = commands.add_parser("window", help="schedule and cancel rollout windows")
+    window_commands = window.add_subparsers(dest="window_command", metavar="SUBCOMMAND",
+                                            parser_class=_Parser)
+    window_commands.required = True
+    sub = add("add", cmd_window_add, "schedule a rollout window", (common, reader),
+              subparsers=window_commands)
+    sub.add_argument("--start", required=True,
+                     help="ISO 8601 time (UTC unless an offset is given), now, or +10m")
+    ends = sub.add_mutually_exclusive_group(required=True)
+    ends.add_argument("--end", help="end time, like --start")
+    ends.add_argument("--duration", help="length, like 45m or 2h")
+    sub.add_argument("--reason", default="", help="what is being rolled out")
+    sub.add_argument("--host", default="*", help="hosts covered (glob; default all)")
+    sub.add_argument("--script", default="*", help="scripts covered (glob; default all)")
+    sub = add("list", cmd_window_list, "list standing rollout windows", (common, reader),
+              subparsers=window_commands)
+    sub.add_argument("--all", action="store_true", help="include past and cancelled windows")
+    sub = add("cancel", cmd_window_cancel, "cancel a rollout window", subparsers=window_commands)
+    sub.add_argument("id", type=_positive_int, help="window id, as window list shows it")
+    sub.add_argument("--reason", default="", help="why; recorded in the audit")
+
+    deploy = commands.add_parser("deploy", help="the fleet-wide deploy switch")
+    deploy_commands = deploy.add_subparsers(dest="deploy_command", metavar="SUBCOMMAND",
+                                            parser_class=_Parser)
+    deploy_commands.required = True
+    sub = add("begin", cmd_deploy_begin, "set deploy pending: no script starts",
+              subparsers=deploy_commands)
+    sub.add_argument("--reason", default="", help="shown in every skip reason")
+    sub = add("end", cmd_deploy_end, "clear deploy pending: policies apply again",
+              subparsers=deploy_commands)
+    sub.add_argument("--reason", default="", help="recorded in the audit")
+    sub = add("wait", cmd_deploy_wait,
+              "wait until no running script is in the way (exit 0), or time out (exit 7)",
+              (common, reader), subparsers=deploy_commands)
+    sub.add_argument("--timeout", default="30m", help="give up after this long (default 30m)")
+    sub.add_argument("--host", default="*", help="only runs on these hosts (glob; default all)")
+    sub = add("plan", cmd_deploy_plan,
+              "what a rollout at --at would skip and find running, changing nothing",
+              (common, reader), subparsers=deploy_commands)
+    sub.add_argument("--at", required=True, help="when the rollout would start (ISO 8601 or +D)")
+    sub.add_argument("--host", default="*", help="hosts it covers (glob; default all)")
+    sub.add_argument("--script", default="*", help="scripts it covers (glob; default all)")
+
+    sub = add("audit", cmd_audit, "who changed policies, windows and the deploy switch",
+              (common, reader))
+    sub.add_argument("--since", help="only changes since this time (ISO 8601, or now-1d)")
+    sub.add_argument("--limit", type=_positive_int, default=100, help="at most this many (100)")
+    sub.add_argument("--table", choices=("script_policy", "rollout_window", "deploy_state"))
+    sub = add("why", cmd_why, "a script's last decisions, and the changes behind its skips",
+              (common, reader))
+    sub.add_argument("name", help="script name")
+    sub.add_argument("--limit", type=_positive_int, default=10, help="how many runs (10)")
+
+    crontab = commands.add_parser("crontab", help="move crontab lines behind cronpolicy, once")
+    crontab_commands = crontab.add_subparsers(dest="crontab_command", metavar="SUBCOMMAND",
+                                              parser_class=_Parser)
+    crontab_commands.required = True
+    for name, function, help_text in (
+            ("wrap", cmd_crontab_wrap, "print the crontab with every job run through "
+                                       "`cronpolicy run` (idempotent)"),
+            ("unwrap", cmd_crontab_unwrap, "print the crontab as it was before wrap")):
+        sub = add(name, function, help_text, subparsers=crontab_commands)
+        sub.add_argument("file", nargs="?", default="-", help="crontab file (default: stdin)")
+        sub.add_argument("--system", action="store_true",
+                         help="system crontab format (/etc/crontab, /etc/cron.d): a user field")
+        if name == "wrap":
+            sub.add_argument("--program", help="path of cronpolicy to write into the lines "
+                                               "(default: this one)")
+
+    commands.add_parser(
+        "run", add_help=False,
+        help="run any command behind the gate: cronpolicy run NAME [options] -- COMMAND")
+
+    sub = add("overdue", cmd_overdue, "scripts that have not succeeded within their expected "
+                                      "interval (exit 8 when any)", (common, reader))
+    sub.add_argument("--tolerance", type=float, default=1.5,
+                     help="overdue after this many intervals without success (1.5)")
+    sub.add_argument("--all", action="store_true", help="list every script with an interval")
+    sub = add("metrics", cmd_metrics, "fleet metrics in the Prometheus text format")
+    sub.add_argument("--output", metavar="FILE",
+                     help="write them here atomically (for the textfile collector) "
+                          "instead of standard output")
+
+    add("flush", cmd_flush, "write the run records this host spooled while the database "
+                            "was out of reach")
+    sub = add("prune", cmd_prune, "delete old run history in batches (estimates keep theirs)")
+    sub.add_argument("--older-than", required=True, metavar="D",
+                     help="delete runs that started longer ago than this, like 90d")
+    sub.add_argument("--batch", type=_positive_int, default=5000,
+                     help="rows per transaction (default 5000)")
+
+    sub = add("history", cmd_history, "recent runs, newest first", (common, reader))
+    sub.add_argument("name", nargs="?", help="only this script")
+    sub.add_argument("--limit", type=_positive_int, default=20, help="how many (default 20)")
+
+    for name, function, help_text in (
+            ("estimate", cmd_estimate, "runtime estimates, as the gate computes them"),
+            ("check", cmd_check, "the decision for a script now, without running it "
+                                 "(exit 0: would run, 5: would skip)")):
+        sub = add(name, function, help_text, (common, reader))
+        sub.add_argument("name", nargs="?" if name == "estimate" else None,
+                         help="script name" + (" (default: every script in the history)"
+                                               if name == "estimate" else ""))
+        sub.add_argument("--host", help="decide as on this host (default: this host)")
+        sub.add_argument("--expected-runtime", metavar="D",
+                         help="the script's own expected_runtime, used with too little history")
+    return parser
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "run":
+        # Everything after `run NAME` belongs to the wrapped command's gate.
+        from cronpolicy.wrapped_command import run_command
+        return run_command(argv[1:])
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as error:
+        return error.code if isinstance(error.code, int) else exitcodes.USAGE
+    if not hasattr(args, "func"):   # `cronpolicy --dsn X run ...`
+        print("cronpolicy: error: `run` must come first: cronpolicy run NAME [options] -- "
+              "COMMAND (see --help)", file=sys.stderr)
+        return exitcodes.USAGE
+    try:
+        settings = Settings.load(dsn=getattr(args, "dsn", None))
+        return args.func(args, settings)
+    except CronPolicyError as error:
+        print("cronpolicy: error: %s" % str(error).replace("\n", " "), file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("cronpolicy: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

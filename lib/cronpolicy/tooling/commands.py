@@ -1,0 +1,462 @@
+"""The cronpolicy commands: each a plain function ``cmd_x(args, settings) -> int``.
+
+They move data between the command line and the API modules of this package
+(and ``cronpolicy.policy`` for decisions); ``cli.main`` turns any
+CronPolicyError they raise into one line and an exit code.
+"""
+
+import datetime
+import os
+import sys
+
+from cronpolicy import exitcodes
+from cronpolicy.config import SQLITE
+from cronpolicy.errors import CronPolicyError, DatabaseError, SchemaError, UsageError
+from cronpolicy.timeutil import format_duration, format_time, parse_duration
+from cronpolicy.tooling.output import (
+    LiveTable, change_summary, print_json, print_table, quote, run_table, window_line)
+
+
+def _database(settings):
+    from cronpolicy.tooling.database import Database
+    return Database(settings)
+
+
+def _schema_connection(settings):
+    """A plain psycopg2 connection without a statement timeout: an index on a
+    long history may take a while."""
+    from cronpolicy.store import pgdriver
+    return pgdriver.connect(settings.dsn, settings.connect_timeout, "cronpolicy-schema",
+                            settings.dsn_source, statement_timeout=False)
+
+
+def cmd_schema_upgrade(args, settings):
+    from cronpolicy import schema
+    if settings.backend == SQLITE:
+        import sqlite3
+        from cronpolicy.config import sqlite_path
+        from cronpolicy.store.sqlite import connect_sqlite
+        connection = connect_sqlite(sqlite_path(settings.dsn), settings.connect_timeout,
+                                    create_directory=settings.dsn_source == "default")
+        try:
+            applied = schema.upgrade_sqlite(connection)
+            version = schema.sqlite_version(connection)
+        except sqlite3.Error as error:
+            raise DatabaseError("schema upgrade of %s failed: %s" % (settings.masked_dsn,
+                                                                     error)) from error
+        finally:
+            connection.close()
+    else:
+        connection = _schema_connection(settings)
+        try:
+            applied = schema.upgrade_postgres(connection)
+            version = schema.postgres_version(connection)
+        finally:
+            connection.close()
+    for filename in applied:
+        print("applied %s" % filename)
+    print("schema of %s is at version %d%s" % (
+        settings.masked_dsn, version, "" if applied else " (already up to date)"))
+    return exitcodes.OK
+
+
+def cmd_schema_roles(args, settings):
+    from cronpolicy import schema
+    if settings.backend == SQLITE:
+        raise CronPolicyError("roles are a PostgreSQL feature; the SQLite database has one user")
+    connection = _schema_connection(settings)
+    try:
+        version = schema.postgres_version(connection)
+        if version is None or version < schema.SCHEMA_VERSION:
+            raise SchemaError(schema.needs_upgrade_message(version, settings.masked_dsn))
+        schema.apply_roles(connection)
+    finally:
+        connection.close()
+    print("roles cronpolicy_script, cronpolicy_rollout and cronpolicy_admin are in place "
+          "with their rights in %s" % settings.masked_dsn)
+    return exitcodes.OK
+
+
+def cmd_audit(args, settings):
+    from cronpolicy.tooling import audit
+    entries = audit.changes(_database(settings), since=args.since, limit=args.limit,
+                            table=args.table)
+    if args.json:
+        print_json(entries)
+        return exitcodes.OK
+    if not entries:
+        print("no changes recorded%s" % (" since " + args.since if args.since else ""))
+        return exitcodes.OK
+    print_table(entries, [
+        ("WHEN", lambda e: format_time(e["changed_at"])), ("USER", lambda e: e["db_user"] or "-"),
+        ("TABLE", lambda e: e["table_name"]), ("OP", lambda e: e["operation"]),
+        ("ROW", lambda e: e["row_id"] if e["row_id"] is not None else "-"),
+        ("CHANGE", change_summary), ("REASON", lambda e: quote(e["reason"]))])
+    return exitcodes.OK
+
+
+def cmd_why(args, settings):
+    from cronpolicy.tooling import audit
+    runs = audit.explain(_database(settings), args.name, limit=args.limit)
+    if args.json:
+        for run in runs:
+            if run["cause"] is not None:
+                run["cause"]["summary"] = change_summary(run["cause"])
+        print_json(runs)
+        return exitcodes.OK
+    if not runs:
+        print("no runs of %s recorded" % args.name)
+        return exitcodes.OK
+    for run in runs:
+        outcome = run["status"]
+        reason = run["skip_reason"] if run["status"] == "skipped" else run["stop_reason"]
+        print("%s on %s: %s%s" % (format_time(run["started_at"]), run["host"], outcome,
+                                  ": " + reason if reason else ""))
+        cause = run["cause"]
+        if cause is not None:
+            print("    caused by %s of %s #%s by %s at %s%s: %s" % (
+                cause["operation"], cause["table_name"], cause["row_id"],
+                cause["db_user"] or "-", format_time(cause["changed_at"]),
+                " (%s)" % cause["reason"] if cause["reason"] else "", change_summary(cause)))
+    return exitcodes.OK
+
+
+def cmd_status(args, settings):
+    from cronpolicy.tooling import fleet
+    state = fleet.status(_database(settings))
+    if args.json:
+        print_json(state)
+        return exitcodes.OK
+    deploy = state["deploy"]
+    print("database: %s (clock %s)" % (settings.masked_dsn, format_time(state["now"])))
+    if deploy is None:
+        print("deploy: deploy_state row missing (scripts treat this as deploy pending)")
+    elif deploy["deploy_pending"]:
+        print("deploy: PENDING since %s by %s: %s" % (
+            format_time(deploy["changed_at"]), deploy["changed_by"] or "-", quote(deploy["reason"])))
+    else:
+        print("deploy: not pending")
+    for title, key in (("active windows", "active_windows"),
+                       ("upcoming windows", "upcoming_windows")):
+        print("%s: %s" % (title, len(state[key]) or "none"))
+        for window in state[key]:
+            print("  " + window_line(window))
+    print("disabled policies: %s" % (len(state["disabled_policies"]) or "none"))
+    for row in state["disabled_policies"]:
+        print("  #%d name %s host %s, by %s at %s: %s" % (
+            row["id"], row["name"], row["host"], row["changed_by"] or "-",
+            format_time(row["changed_at"]), quote(row["reason"])))
+    if state["exempt_policies"]:
+        print("exempt from rollouts: %s" % ", ".join(
+            "#%d %s@%s" % (row["id"], row["name"], row["host"]) for row in state["exempt_policies"]))
+    print("running: %s" % (len(state["running"]) or "none"))
+    if state["running"]:
+        run_table(state["running"], state["now"])
+    return exitcodes.OK
+
+
+def _policy_change(args, settings, enabled):
+    from cronpolicy.tooling import policy_edits
+    row, created, still_disabling = policy_edits.set_enabled(
+        _database(settings), args.name, enabled, host=args.host, reason=args.reason)
+    print("%s %s on host %s (policy #%d, %s)" % (
+        "enabled" if enabled else "disabled", row["name"], row["host"], row["id"],
+        "new row" if created else "updated row"))
+    for other in still_disabling:
+        print("warning: policy #%d (name %s, host %s) still disables it there%s" % (
+            other.id, other.name, other.host, ": " + other.reason if other.reason else ""),
+            file=sys.stderr)
+    return exitcodes.OK
+
+
+def cmd_disable(args, settings):
+    return _policy_change(args, settings, False)
+
+
+def cmd_enable(args, settings):
+    return _policy_change(args, settings, True)
+
+
+def cmd_window_add(args, settings):
+    from cronpolicy.tooling import windows
+    duration = parse_duration(args.duration) if args.duration is not None else None
+    window = windows.add_window(_database(settings), args.start, end=args.end, duration=duration,
+                                reason=args.reason, host=args.host, script=args.script)
+    if args.json:
+        print_json(window)
+    else:
+        print("added window " + window_line(window))
+    return exitcodes.OK
+
+
+def cmd_window_list(args, settings):
+    from cronpolicy.tooling.windows import list_windows
+    now, windows = list_windows(_database(settings), include_all=args.all)
+    if args.json:
+        print_json(windows)
+        return exitcodes.OK
+    if not windows:
+        print("no %srollout windows" % ("" if args.all else "standing "))
+        return exitcodes.OK
+    print_table(windows, [
+        ("ID", lambda w: w["id"]), ("STATE", lambda w: w["state"]),
+        ("STARTS", lambda w: format_time(w["starts_at"])),
+        ("ENDS", lambda w: format_time(w["ends_at"])),
+        ("HOSTS", lambda w: w["host"]), ("SCRIPTS", lambda w: w["script"]),
+        ("REASON", lambda w: quote(w["reason"]))])
+    return exitcodes.OK
+
+
+def cmd_window_cancel(args, settings):
+    from cronpolicy.tooling.windows import cancel_window
+    window, already = cancel_window(_database(settings), args.id, reason=args.reason)
+    if already:
+        print("window #%d was already cancelled at %s" % (window["id"],
+                                                           format_time(window["cancelled_at"])))
+    else:
+        print("cancelled window " + window_line(window))
+    return exitcodes.OK
+
+
+def _deploy_change(settings, begin, reason=""):
+    from cronpolicy.tooling import deploy
+    db = _database(settings)
+    before, after = deploy.deploy_begin(db, reason) if begin else deploy.deploy_end(db, reason)
+    was = before is not None and before["deploy_pending"]
+    if begin:
+        print("deploy pending%s%s" % (": " + reason if reason else "",
+                                      " (it already was)" if was else ""))
+    else:
+        print("deploy no longer pending%s" % ("" if was else " (it was not)"))
+    return exitcodes.OK
+
+
+def cmd_deploy_wait(args, settings):
+    from cronpolicy.tooling import deploy
+    timeout = parse_duration(args.timeout)
+    db = _database(settings)
+    progress = None if args.json else LiveTable(sys.stdout)
+    result = deploy.wait_until_quiet(db, timeout, host=args.host, on_progress=progress)
+    if not result.stop_asked:
+        print("warning: no deploy is pending and no window is active, so nothing asks "
+              "scripts to stop (run `cronpolicy deploy begin` first)", file=sys.stderr)
+    if args.json:
+        print_json({"quiet": result.quiet, "waited_seconds": result.waited_seconds,
+                    "host": args.host, "stop_asked": result.stop_asked,
+                    "blockers": result.blockers})
+    elif result.quiet:
+        print("quiet after %s: no run on hosts %s is in the way" % (
+            format_duration(result.waited_seconds), args.host))
+    else:
+        print("timed out after %s; still running:" % format_duration(result.waited_seconds))
+        now = max(run["started_at"] + datetime.timedelta(seconds=run["running_seconds"])
+                  for run in result.blockers)
+        run_table(result.blockers, now)
+    return exitcodes.OK if result.quiet else exitcodes.WAIT_TIMEOUT
+
+
+def cmd_deploy_plan(args, settings):
+    from cronpolicy.tooling import deploy
+    result = deploy.plan(_database(settings), settings, args.at, host=args.host,
+                          script=args.script)
+    if args.json:
+        print_json(result)
+        return exitcodes.OK
+    now, at = result["now"], result["at"]
+    print("a rollout at %s (in %s), hosts %s, scripts %s:" % (
+        format_time(at), format_duration(max(0.0, (at - now).total_seconds())),
+        result["host"], result["script"]))
+
+    def skipped_from(row):
+        if row["exempt"]:
+            return "never (rollout exempt)"
+        return "now" if row["already"] else format_time(row["cutoff_at"])
+    if result["skipped"]:
+        print("new starts skipped (estimate + %s margin reaching the rollout):"
+              % format_duration(result["cutoff_margin"]))
+        print_table(result["skipped"], [
+            ("  SCRIPT", lambda r: "  " + r["name"]),
+            ("ESTIMATE", lambda r: format_duration(r["estimate_seconds"])),
+            ("SKIPPED FROM", skipped_from),
+            ("NOTE", lambda r: "disabled by policy" if r["disabled"] else r["source"])])
+    else:
+        print("no scripts known from the last 30 days of history or from policies")
+    still = [run for run in result["running"] if run["running_at"]]
+    done = [run for run in result["running"] if not run["running_at"]]
+    print("running now and predicted to still run at %s: %s" % (
+        format_time(at), len(still) or "none"))
+    if still:
+        run_table(still, now)
+    if done:
+        print("running now and predicted to finish before it: %s" % ", ".join(
+            "%s on %s" % (run["name"], run["host"]) for run in done))
+    return exitcodes.OK
+
+
+def cmd_flush(args, settings):
+    from cronpolicy.spool import Spool
+    from cronpolicy.store import open_store
+    spool = Spool(settings.spool_dir)
+    pending = len(spool)
+    if not pending:
+        print("nothing spooled in %s" % settings.spool_dir)
+        return exitcodes.OK
+    store = open_store(settings, application_name="cronpolicy-flush")
+    try:
+        written = spool.flush(store)
+    finally:
+        store.close()
+    print("wrote %d spooled run record%s to %s" % (written, "" if written == 1 else "s",
+                                                 settings.masked_dsn))
+    return exitcodes.OK
+
+
+def cmd_prune(args, settings):
+    from cronpolicy.tooling import retention
+    older_than = parse_duration(args.older_than)
+    keep = settings.estimate_runs
+    total, cutoff = retention.prune(_database(settings), older_than, keep, batch=args.batch)
+    print("deleted %d run%s that started before %s (kept every running one and the last %d "
+          "succeeded runs of each script)" % (total, "" if total == 1 else "s",
+                                              format_time(cutoff), keep))
+    return exitcodes.OK
+
+
+def _read_input(path):
+    if path in (None, "-"):
+        return sys.stdin.read()
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            return handle.read()
+    except OSError as error:
+        raise UsageError("cannot read %s: %s" % (path, error.strerror)) from None
+    except UnicodeDecodeError:
+        raise UsageError("%s is not UTF-8 text" % path) from None
+
+
+def _default_program():
+    import shutil
+    if os.path.basename(sys.argv[0]) == "cronpolicy" and os.path.isabs(sys.argv[0]):
+        return sys.argv[0]
+    return shutil.which("cronpolicy") or "cronpolicy"
+
+
+def cmd_crontab_wrap(args, settings):
+    from cronpolicy.tooling import crontab
+    sys.stdout.write(crontab.wrap(_read_input(args.file), program=args.program or
+                                  _default_program(), system=args.system))
+    return exitcodes.OK
+
+
+def cmd_crontab_unwrap(args, settings):
+    from cronpolicy.tooling import crontab
+    sys.stdout.write(crontab.unwrap(_read_input(args.file), system=args.system))
+    return exitcodes.OK
+
+
+def cmd_overdue(args, settings):
+    from cronpolicy.tooling import overdue
+    now, reports = overdue.overdue_scripts(_database(settings), tolerance=args.tolerance,
+                                           include_all=args.all)
+    late = [report for report in reports if report["overdue"]]
+    if args.json:
+        print_json(reports)
+    elif not reports:
+        print("nothing overdue" if not args.all else "no script declares an expected interval")
+    else:
+        print_table(reports, [
+            ("SCRIPT", lambda r: r["name"]),
+            ("EVERY", lambda r: format_duration(r["expected_interval"])),
+            ("LAST SUCCESS", lambda r: format_time(r["last_success"]) if r["last_success"]
+             else "never"),
+            ("OVERDUE", lambda r: "yes" if r["overdue"] else "no"),
+            ("WHY", lambda r: "%s: %s" % (r["state"], r["detail"]))])
+    return exitcodes.OVERDUE if late else exitcodes.OK
+
+
+def cmd_metrics(args, settings):
+    from cronpolicy.tooling import metrics
+    text = metrics.render(_database(settings))
+    if not args.output:
+        sys.stdout.write(text)
+        return exitcodes.OK
+    temporary = "%s.%d.tmp" % (args.output, os.getpid())
+    try:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(temporary, args.output)
+    except OSError as error:
+        raise UsageError("cannot write %s: %s" % (args.output, error.strerror)) from None
+    return exitcodes.OK
+
+
+def cmd_deploy_begin(args, settings):
+    return _deploy_change(settings, True, args.reason)
+
+
+def cmd_deploy_end(args, settings):
+    return _deploy_change(settings, False, args.reason)
+
+
+def cmd_history(args, settings):
+    from cronpolicy.tooling import history
+    runs = history.recent_runs(_database(settings), args.name, args.limit)
+    if args.json:
+        print_json(runs)
+        return exitcodes.OK
+    if not runs:
+        print("no runs recorded%s" % (" for " + args.name if args.name else ""))
+        return exitcodes.OK
+    print_table(runs, [
+        ("RUN", lambda r: r["id"]), ("SCRIPT", lambda r: r["name"]), ("HOST", lambda r: r["host"]),
+        ("PID", lambda r: r["pid"] if r["pid"] is not None else "-"),
+        ("STARTED", lambda r: format_time(r["started_at"])),
+        ("DURATION", lambda r: format_duration(r["duration_seconds"])),
+        ("STATUS", lambda r: r["status"] + (" (forced)" if r["policy_ignored"] else "")),
+        ("EXIT", lambda r: r["exit_code"] if r["exit_code"] is not None else "-"),
+        ("REASON", lambda r: quote(r["skip_reason"]))])
+    return exitcodes.OK
+
+
+def cmd_estimate(args, settings):
+    from cronpolicy.tooling import history
+    names = [args.name] if args.name else history.known_names(_database(settings))
+    script_runtime = parse_duration(args.expected_runtime) if args.expected_runtime else None
+    results = history.estimates(settings, names, args.host or settings.host, script_runtime)
+    if args.json:
+        print_json(results)
+        return exitcodes.OK
+    if not results:
+        print("no scripts in the history yet")
+        return exitcodes.OK
+    print_table(results, [("SCRIPT", lambda r: r["name"]),
+                          ("ESTIMATE", lambda r: format_duration(r["estimate_seconds"])),
+                          ("FROM", lambda r: r["source"])])
+    return exitcodes.OK
+
+
+def cmd_check(args, settings):
+    from cronpolicy import policy
+    from cronpolicy.store import open_store
+    host = args.host or settings.host
+    script_runtime = parse_duration(args.expected_runtime) if args.expected_runtime else None
+    store = open_store(settings, application_name="cronpolicy-check")
+    try:
+        inputs = store.load_inputs(args.name, settings.estimate_runs)
+    finally:
+        store.close()
+    verdict = policy.decide(inputs, policy.ScriptFacts(args.name, host, script_runtime), settings)
+    if args.json:
+        print_json({"name": args.name, "host": host, "run": verdict.run, "code": verdict.code,
+                    "reason": verdict.reason, "now": inputs.now,
+                    "estimate_seconds": verdict.estimate.seconds,
+                    "estimate_source": verdict.estimate.source,
+                    "policy_id": verdict.policy_id, "window_id": verdict.window_id,
+                    "interruptible": verdict.interruptible,
+                    "max_concurrent": verdict.max_concurrent})
+    else:
+        print("%s on %s: %s: %s" % (args.name, host, "run" if verdict.run else "skip",
+                                     verdict.reason))
+        print("estimated runtime: %s (%s)" % (format_duration(verdict.estimate.seconds),
+                                              verdict.estimate.source))
+    return exitcodes.OK if verdict.run else exitcodes.WOULD_SKIP

@@ -1,0 +1,173 @@
+"""Rollouts: the deploy switch, waiting for the fleet to be quiet, planning.
+
+This is the Python API that ``cronpolicy deploy`` wraps; release tooling can
+call it directly::
+
+    from cronpolicy.config import Settings
+    from cronpolicy.tooling.database import Database
+    from cronpolicy.tooling import deploy
+
+    db = Database(Settings.load())
+    deploy.deploy_begin(db, reason="release 4521")
+    result = deploy.wait_until_quiet(db, timeout=30 * 60)
+    if not result.quiet:
+        ...                               # result.blockers: the runs still going
+    ...                                   # upgrade
+    deploy.deploy_end(db)
+
+Times are always the database's clock.  Whether a run blocks a rollout, is
+asked to stop, or would be skipped is asked of ``cronpolicy.policy``.
+"""
+
+import collections
+import datetime
+import time
+
+from sqlalchemy import select
+
+from cronpolicy import policy
+from cronpolicy.matching import glob_matches, is_pattern
+from cronpolicy.rows import Window
+from cronpolicy.timeutil import UTC, parse_time
+from cronpolicy.tooling.fleet import live_runs, read_deploy_state, reap_dead_runs
+from cronpolicy.tooling.tables import deploy_state, drain, script_run
+
+_EPOCH = datetime.datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def _set_deploy(db, pending, reason, doing, audit_reason=None):
+    values = dict({"deploy_pending": pending, "reason": reason}, **db.who_columns("changed_by"))
+    with db.begin(doing, reason=audit_reason or reason) as connection:
+        before = read_deploy_state(connection)
+        if before is None:
+            connection.execute(deploy_state.insert().values(id=1, **values))
+        else:
+            connection.execute(deploy_state.update().where(deploy_state.c.id == 1).values(**values))
+        return before, read_deploy_state(connection)
+
+
+def deploy_begin(db, reason=""):
+    """Set deploy pending: no script starts until deploy_end().  Returns (before, after)."""
+    return _set_deploy(db, True, reason or "", "begin the deploy")
+
+
+def deploy_end(db, reason=""):
+    """Clear deploy pending: every script's own policy applies again.  Returns (before, after).
+    ``reason`` goes to the audit only (the switch's own reason is cleared)."""
+    return _set_deploy(db, False, "", "end the deploy", audit_reason=reason)
+
+
+# Waiting for the fleet ---------------------------------------------------------------
+
+#: What wait_until_quiet returns.  ``blockers`` are the runs still going.
+WaitResult = collections.namedtuple("WaitResult", "quiet waited_seconds blockers stop_asked")
+
+
+def blocking_runs(db, connection, host="*"):
+    """(now, runs a rollout on ``host`` must wait for, whether anything asks
+    scripts to stop).  Rollout-exempt scripts never block; each blocker says
+    why it is asked to stop (``stop_request``), if it is."""
+    reap_dead_runs(db, connection)
+    inputs = db.inputs(connection)
+    runs = []
+    for run in live_runs(connection, inputs.now, host):
+        if policy.rollout_exempt(inputs.policies, run["name"], run["host"]):
+            continue
+        stop = policy.stop_verdict(inputs, run["name"], run["host"])
+        run["stop_request"] = stop.reason if stop is not None else None
+        runs.append(run)
+    return inputs.now, runs, policy.rollout_under_way(inputs)
+
+
+def wait_until_quiet(db, timeout, host="*", poll_interval=0.25, on_progress=None):
+    """Wait until no live, non-exempt run on ``host`` (a glob) remains.
+
+    Scripts that are safe to interrupt stop by themselves once deploy
+    pending (or a window) asks them to; this waits for those and for the
+    unsafe ones to finish.  Dead runs never block.  Gives up after
+    ``timeout`` seconds.  ``on_progress(now, runs, waited)`` is called after
+    every look.  Returns a WaitResult.
+    """
+    started = time.monotonic()
+    first_now = None
+    blocked = {}     # run id -> [script name, first seen, last seen] (waited seconds)
+    while True:
+        with db.begin("check the running scripts") as connection:
+            now, runs, stop_asked = blocking_runs(db, connection, host)
+        first_now = first_now or now
+        waited = time.monotonic() - started
+        for run in runs:
+            blocked.setdefault(run["id"], [run["name"], waited, waited])[2] = waited
+        if on_progress is not None:
+            on_progress(now, runs, waited)
+        if not runs or waited >= timeout:
+            _record_drain(db, first_now, now, host, not runs, blocked)
+            return WaitResult(not runs, waited, runs, stop_asked)
+        time.sleep(max(0.0, min(poll_interval, timeout - waited)))
+
+
+def _record_drain(db, started_at, finished_at, host, quiet, blocked):
+    """Remember this wait for the metrics: how long, and who held it up longest."""
+    longest = max(blocked.values(), key=lambda entry: entry[2] - entry[1], default=None)
+    with db.begin("record the drain") as connection:
+        connection.execute(drain.insert().values(
+            started_at=started_at, finished_at=max(started_at, finished_at), host=host,
+            quiet=quiet, longest_blocker=longest[0] if longest else None,
+            longest_blocker_seconds=(longest[2] - longest[1]) if longest else None))
+
+
+# Planning ------------------------------------------------------------------------------
+
+def plan(db, settings, at, host="*", script="*"):
+    """What a rollout starting at ``at`` (text: ISO time or +D) would mean, changing nothing.
+
+    Returns a dict: ``skipped`` lists, for every script known from the last 30
+    days of history or named by a policy row, from when its starts would be
+    skipped (the cut-off: at - estimate - margin) and what a start now would
+    be told (``decision``); ``running`` lists live runs with their predicted
+    finish and whether they would still be running at ``at``.
+    """
+    from cronpolicy.store import open_store
+
+    parse_time(at, _EPOCH)
+    with db.begin("plan the rollout") as connection:
+        reap_dead_runs(db, connection)
+        now = db.now(connection)
+        at_time = parse_time(at, now)
+        recent = connection.execute(
+            select(script_run.c.name).distinct()
+            .where(script_run.c.started_at > now - datetime.timedelta(days=30))).scalars().all()
+        policies = db.inputs(connection).policies
+        running = live_runs(connection, now, host)
+    names = sorted({name for name in recent if glob_matches(script, name)}
+                   | {row.name for row in policies if not is_pattern(row.name)
+                      and glob_matches(script, row.name)})
+    policy_host = host if not is_pattern(host) else "*"
+    rollout = Window(id=0, starts_at=at_time, ends_at=at_time + datetime.timedelta(days=1),
+                     reason="the planned rollout", host=host, script=script)
+    skipped = []
+    store = open_store(settings, application_name="cronpolicy-plan")
+    try:
+        for name in names:
+            inputs = store.load_inputs(name, settings.estimate_runs)
+            skipped.append(_planned(inputs._replace(windows=inputs.windows + [rollout]),
+                                    policy.ScriptFacts(name, policy_host), settings, at_time))
+    finally:
+        store.close()
+    for run in running:
+        run["running_at"] = (run["predicted_finish"] is None or run["predicted_finish"] > at_time)
+        run["exempt"] = policy.rollout_exempt(policies, run["name"], run["host"])
+    return {"now": now, "at": at_time, "host": host, "script": script,
+            "cutoff_margin": settings.cutoff_margin, "skipped": skipped, "running": running}
+
+
+def _planned(inputs, facts, settings, at_time):
+    verdict = policy.decide(inputs, facts, settings)
+    exempt = policy.rollout_exempt(inputs.policies, facts.name, facts.host)
+    cutoff = policy.cutoff_at(at_time, verdict.estimate.seconds, settings.cutoff_margin)
+    return {"name": facts.name, "estimate_seconds": verdict.estimate.seconds,
+            "source": verdict.estimate.source, "runs_considered": len(inputs.recent_runtimes),
+            "cutoff_at": max(cutoff, inputs.now) if not exempt else None,
+            "already": cutoff <= inputs.now and not exempt,
+            "decision": verdict.code, "disabled": verdict.code == policy.DISABLED,
+            "exempt": exempt}

@@ -1,0 +1,96 @@
+"""The fleet at a glance: the switch, windows, policies that stop scripts,
+what is running now, and recording dead runs as abandoned."""
+
+import datetime
+import os
+
+from sqlalchemy import and_, select, text
+
+from cronpolicy import config
+from cronpolicy.matching import glob_matches
+from cronpolicy.store.queries import queries
+from cronpolicy.tooling.tables import deploy_state, script_policy, script_run
+from cronpolicy.tooling.windows import standing_windows
+
+
+def read_deploy_state(connection):
+    row = connection.execute(select(deploy_state).where(deploy_state.c.id == 1)).mappings().first()
+    return dict(row) if row is not None else None
+
+
+def status(db):
+    """What a release manager needs at a glance, as one dict."""
+    with db.begin("read the status") as connection:
+        reap_dead_runs(db, connection)
+        now = db.now(connection)
+        windows = standing_windows(db, connection, now)
+        disabled = [dict(row) for row in connection.execute(
+            select(script_policy).where(script_policy.c.enabled.is_(False))
+            .order_by(script_policy.c.name, script_policy.c.host)).mappings()]
+        exempt = [dict(row) for row in connection.execute(
+            select(script_policy).where(and_(script_policy.c.enabled.is_(True),
+                                             script_policy.c.rollout_exempt.is_(True)))
+            .order_by(script_policy.c.name, script_policy.c.host)).mappings()]
+        return {
+            "now": now,
+            "deploy": read_deploy_state(connection),
+            "active_windows": [w for w in windows if w["state"] == "active"],
+            "upcoming_windows": [w for w in windows if w["state"] == "upcoming"],
+            "disabled_policies": disabled,
+            "exempt_policies": exempt,
+            "running": live_runs(connection, now),
+        }
+
+
+def reap_dead_runs(db, connection):
+    """Record runs whose process is dead as ``abandoned``; return their ids.
+
+    PostgreSQL: a running script's session holds an advisory lock keyed on
+    its run id, so a run without that lock is dead at once (kill -9, OOM,
+    crash); a run whose heartbeat is older than ``dead_after`` is dead too
+    (a lost host whose session lingers).  SQLite: the heartbeat, and for runs
+    on this host, whether the pid still exists.
+    """
+    dead_after = float(db.settings.dead_after)
+    if db.backend == config.POSTGRESQL:
+        # A SECURITY DEFINER function: roles that may only update their own
+        # runs (roles.sql) can still record other hosts' dead runs.
+        return [row[0] for row in connection.execute(
+            text("SELECT cronpolicy.reap_dead_runs(:dead_after)"), {"dead_after": dead_after})]
+    sql = queries("sqlite")
+    reaped = [row[0] for row in connection.execute(text(sql["reap_stale"]),
+                                                   {"dead_after": dead_after})]
+    for run_id, pid in connection.execute(
+            select(script_run.c.id, script_run.c.pid).where(and_(
+                script_run.c.status == "running", script_run.c.host == db.settings.host))):
+        if pid and not _pid_alive(pid):
+            connection.execute(text(sql["reap_gone"]), {"id": run_id})
+            reaped.append(run_id)
+    return reaped
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def live_runs(connection, now, host="*"):
+    """Running runs on hosts matching ``host`` (reap first), oldest first, with
+    how long they have run and when their estimate says they will finish."""
+    runs = []
+    for row in connection.execute(select(script_run).where(script_run.c.status == "running")
+                                  .order_by(script_run.c.started_at, script_run.c.id)).mappings():
+        if not glob_matches(host, row["host"]):
+            continue
+        run = dict(row)
+        run["running_seconds"] = max(0.0, (now - row["started_at"]).total_seconds())
+        run["predicted_finish"] = (
+            row["started_at"] + datetime.timedelta(seconds=row["estimate_seconds"])
+            if row["estimate_seconds"] is not None else None)
+        runs.append(run)
+    return runs

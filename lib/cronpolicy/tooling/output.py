@@ -1,0 +1,116 @@
+"""How the cronpolicy command shows things: JSON, tables, the live table of
+`deploy wait`, and one-line summaries of windows and audit entries."""
+
+import datetime
+import io
+import json
+import sys
+import time
+
+from cronpolicy.timeutil import format_duration, format_time
+
+
+def _jsonable(value):
+    if isinstance(value, datetime.datetime):
+        return value.isoformat()
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    raise TypeError("cannot serialise %r" % (value,))
+
+
+def print_json(data):
+    print(json.dumps(data, default=_jsonable, indent=2, sort_keys=True))
+
+
+def print_table(rows, columns):
+    """rows: list of dicts; columns: [(heading, function(row) -> str)]."""
+    cells = [[heading for heading, _ in columns]]
+    cells += [[str(render(row)) for _, render in columns] for row in rows]
+    widths = [max(len(line[index]) for line in cells) for index in range(len(columns))]
+    for line in cells:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+
+
+def quote(text):
+    return text if text else "-"
+
+
+def change_summary(entry):
+    if entry["operation"] == "TRUNCATE":
+        return "all rows removed"
+    if entry["operation"] == "INSERT":
+        row = entry["new_row"] or {}
+        keys = [key for key in ("name", "host", "enabled", "deploy_pending", "starts_at",
+                                "ends_at", "script") if key in row]
+        return "new: " + ", ".join("%s=%s" % (key, row[key]) for key in keys)
+    if entry["operation"] == "DELETE":
+        row = entry["old_row"] or {}
+        return "deleted: " + ", ".join("%s=%s" % (key, row[key]) for key in ("name", "host")
+                                       if key in row)
+    return ", ".join("%s %s -> %s" % (key, old, new)
+                     for key, (old, new) in entry["changes"].items()) or "no change"
+
+
+def window_line(window):
+    scope = "script %s on host %s" % (window["script"], window["host"])
+    return "#%d %s to %s (%s), %s: %s" % (
+        window["id"], format_time(window["starts_at"]), format_time(window["ends_at"]),
+        window["state"], scope, quote(window["reason"]))
+
+
+def run_table(runs, now):
+    def finish(run):
+        predicted = run["predicted_finish"]
+        if predicted is None:
+            return "-"
+        left = (predicted - now).total_seconds()
+        return "%s (%s)" % (format_time(predicted),
+                            "in " + format_duration(left) if left >= 0
+                            else format_duration(-left) + " overdue")
+    print_table(runs, [
+        ("SCRIPT", lambda r: r["name"]), ("HOST", lambda r: r["host"]),
+        ("PID", lambda r: r["pid"] if r["pid"] is not None else "-"),
+        ("RUNNING FOR", lambda r: format_duration(r["running_seconds"])),
+        ("PREDICTED FINISH", finish),
+        ("SAFE", lambda r: "yes" if r["safe_to_interrupt"] else "no")])
+
+
+class LiveTable:
+    """deploy wait's progress: redrawn in place on a terminal, else a line per change."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.drawn_lines = 0
+        self.last_key = None
+        self.last_draw = 0.0
+
+    def __call__(self, now, runs, waited):
+        key = tuple(sorted((run["id"], run["safe_to_interrupt"]) for run in runs))
+        if self.tty:
+            if key == self.last_key and time.monotonic() - self.last_draw < 1.0:
+                return
+            buffer = io.StringIO()
+            real_stdout, sys.stdout = sys.stdout, buffer
+            try:
+                print("waiting %s for %d run%s (database clock %s)" % (
+                    format_duration(waited), len(runs), "" if len(runs) == 1 else "s",
+                    format_time(now)))
+                if runs:
+                    run_table(runs, now)
+            finally:
+                sys.stdout = real_stdout
+            text = buffer.getvalue()
+            if self.drawn_lines:
+                self.stream.write("\x1b[%dF\x1b[J" % self.drawn_lines)
+            self.stream.write(text)
+            self.stream.flush()
+            self.drawn_lines = text.count("\n")
+            self.last_draw = time.monotonic()
+        elif key != self.last_key and runs:
+            self.stream.write("waiting for %s\n" % ", ".join(
+                "%s on %s (pid %s, %s)" % (run["name"], run["host"], run["pid"],
+                                           "safe" if run["safe_to_interrupt"] else "not safe")
+                for run in runs))
+            self.stream.flush()
+        self.last_key = key

@@ -123,6 +123,12 @@ class RunWatcher:
                 self._guarded("record a heartbeat", lambda: self.store.heartbeat(self.run, safe))
                 last_safe = safe
                 next_heartbeat = now + settings.heartbeat_interval
+            # A notification may already have been read off the socket along
+            # with the reply to a heartbeat or a read: then the socket will
+            # not become readable for it, so look before sleeping too.
+            if self._guarded("read policy notifications", self.store.take_notifications):
+                next_check = 0.0
+                continue
             deadline = min(next_check, next_heartbeat)
             if self.stop_requested:
                 deadline = min(deadline, now + SAFE_POLL)

@@ -173,30 +173,49 @@ def test_the_herd_at_the_top_of_the_hour_all_decide(pg_dsn, tmp_path):
         drop_database(name)
 
 
+def stop_between_writes(job, dba):
+    """SIGSTOP ``job`` just after a heartbeat of its committed, so it is not
+    stopped while holding SQLite's one write lock (which would make every
+    other writer wait it out: a different story from the one tested here)."""
+    last = dba.scalar("SELECT heartbeat_at FROM cronpolicy.script_run")
+    deadline = time.monotonic() + 20
+    while dba.scalar("SELECT heartbeat_at FROM cronpolicy.script_run") == last:
+        assert time.monotonic() < deadline, "no heartbeat within 20s"
+        time.sleep(0.01)
+    job.send_signal(signal.SIGSTOP)
+
+
 def test_sigstop_makes_a_run_abandoned_and_sigcont_brings_it_back(scripts, dba, tmp_path,
                                                                   script_env):
     config = tmp_path / "fast.conf"
-    config.write_text("[cronpolicy]\nheartbeat_interval = 0.3s\ndead_after = 1.5s\n"
+    config.write_text("[cronpolicy]\nheartbeat_interval = 0.5s\ndead_after = 1.5s\n"
                       "poll_interval = 0.25s\n")
     env = dict(script_env, CRONPOLICY_CONFIG=str(config))
     scripts.write("publish-distro")
-    ready = tmp_path / "ready"
-    job = scripts.start("publish-distro", "--sleep", "5", "--ready-file", str(ready),
+    done = tmp_path / "done"
+    job = scripts.start("publish-distro", "--sleep", "60", "--until-file", str(done),
+                        "--ready-file", str(tmp_path / "ready"),
                         env={"CRONPOLICY_CONFIG": str(config)})
-    wait_for_file(ready)
-    job.send_signal(signal.SIGSTOP)
+    wait_for_file(tmp_path / "ready")
+    stop_between_writes(job, dba)
     try:
-        time.sleep(2.5)
-        status = subprocess.run([sys.executable, "-m", "cronpolicy", "status", "--json"],
-                                env=env, capture_output=True, text=True, timeout=60)
-        assert json.loads(status.stdout)["running"] == []
+        deadline = time.monotonic() + 20      # dead_after (1.5s) has to pass first
+        while True:
+            status = subprocess.run([sys.executable, "-m", "cronpolicy", "status", "--json"],
+                                    env=env, capture_output=True, text=True, timeout=60)
+            assert status.returncode == 0, status.stderr
+            if json.loads(status.stdout)["running"] == []:
+                break
+            assert time.monotonic() < deadline, "the stopped run was never given up on"
+            time.sleep(0.2)
         assert dba.runs("publish-distro")[0]["status"] == "abandoned"
     finally:
         job.send_signal(signal.SIGCONT)
-    deadline = time.monotonic() + 10
-    while dba.runs("publish-distro")[0]["status"] != "running" and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert dba.runs("publish-distro")[0]["status"] in ("running", "succeeded")
+    deadline = time.monotonic() + 20           # its next heartbeat revives it
+    while dba.runs("publish-distro")[0]["status"] != "running":
+        assert time.monotonic() < deadline, "the run did not come back"
+        time.sleep(0.05)
+    done.write_text("")
     job.communicate(timeout=60)
     assert job.returncode == exitcodes.OK
     assert dba.runs("publish-distro")[0]["status"] == "succeeded"

@@ -276,9 +276,12 @@ def locked(reason, estimate=None, limit=None):
 
 def concurrency_limit(matching, declared=None):
     """The fleet-wide limit on simultaneous runs (None: no limit).  The most
-    specific row with an opinion wins (fleet_single_instance true: 1, false:
-    none); else the script's own declaration."""
+    specific row with an opinion wins: its max_concurrent, else its
+    fleet_single_instance (true: 1, false: no limit); else the script's own
+    declaration."""
     for row in matching:
+        if row.max_concurrent is not None:
+            return row.max_concurrent
         if row.fleet_single_instance is not None:
             return 1 if row.fleet_single_instance else None
     return declared

@@ -91,6 +91,7 @@ PolicyRow = _shape("PolicyRow", (
     ("interruptible", "bool", False),
     ("fleet_single_instance", "bool?", None),
     ("expected_interval", "seconds", None),
+    ("max_concurrent", "int", None),
 ), "One cronpolicy.script_policy row; runtimes and intervals in seconds.")
 
 Window = _shape("Window", (

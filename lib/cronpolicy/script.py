@@ -29,10 +29,13 @@ What you define
 ``single_instance``
     Class attribute, default True: at most one instance per host, enforced
     with a lock file.  Set False for jobs that may overlap.
+``max_concurrent``
+    Class attribute, default None: at most this many live runs across all
+    hosts (each run holds one of the script's slots in the database; a
+    policy row's ``max_concurrent`` or ``fleet_single_instance`` overrides
+    it).  Starts beyond it are recorded as skipped (locked) and exit 3.
 ``fleet_single_instance``
-    Class attribute, default False: at most one live run across all hosts
-    (a PostgreSQL advisory lock; a policy row's ``fleet_single_instance``
-    overrides it).
+    Class attribute, default False: True is the same as ``max_concurrent = 1``.
 ``interrupt_signal``
     The signal the watcher thread sends the main thread (default SIGUSR2);
     change it if your job uses SIGUSR2 itself.
@@ -102,6 +105,7 @@ class CronScript:
     name = None
     expected_runtime = None
     single_instance = True
+    max_concurrent = None
     fleet_single_instance = False
     #: Seconds within which the script should succeed, for `cronpolicy overdue`
     #: (a policy row's expected_interval takes precedence).
@@ -248,7 +252,7 @@ class CronScript:
         settings = self.settings
         facts = ScriptFacts(
             name=self.name, host=self.host, expected_runtime=self.expected_runtime,
-            max_concurrent=1 if self.fleet_single_instance else None,
+            max_concurrent=self.max_concurrent or (1 if self.fleet_single_instance else None),
             ignore_policy=self.options.ignore_policy,
             on_database_error=settings.on_database_error_for(self.name, self.on_database_error))
         store = self._store or open_store(settings, application_name="cronpolicy:" + self.name)

@@ -47,6 +47,7 @@ class CommandScript(CronScript):
         self.parser.usage = "cronpolicy run NAME [options] -- COMMAND [ARGS...]"
 
     def add_my_options(self):
+        from cronpolicy.tooling.cli import positive_int
         group = self.parser.add_argument_group("the command")
         group.add_argument("--interruptible", action="store_true",
                            help="it may be stopped at any time (SIGTERM is forwarded)")
@@ -58,6 +59,8 @@ class CommandScript(CronScript):
                            help="it should succeed at least this often (for `overdue`)")
         group.add_argument("--overlap", action="store_true",
                            help="allow more than one instance per host")
+        group.add_argument("--max-concurrent", metavar="N", type=positive_int,
+                           help="at most N live runs across all hosts")
 
     def check_options(self):
         for option in ("expected_runtime", "expected_interval"):
@@ -66,6 +69,7 @@ class CommandScript(CronScript):
                 setattr(self, option, parse_duration(text))
         if self.options.overlap:
             self.single_instance = False
+        self.max_concurrent = self.options.max_concurrent
 
     def is_safe_to_interrupt(self):
         if self.options.interruptible:

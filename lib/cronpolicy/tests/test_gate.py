@@ -179,6 +179,25 @@ def test_a_fleet_wide_limit_holds_one_slot_per_live_run(database, env):
     assert inner == [exitcodes.OK]
 
 
+def test_max_concurrent_lets_that_many_run_at_once(database, env):
+    class Limited(Job):
+        max_concurrent = 2
+        single_instance = False
+
+    codes = []
+
+    def nest(depth):
+        def body(job):
+            if depth < 3:
+                codes.append(run(Limited(database, body=nest(depth + 1)), env))
+        return body
+    assert run(Limited(database, body=nest(1)), env) == exitcodes.OK
+    assert codes == [exitcodes.LOCKED, exitcodes.OK]      # innermost first
+    assert [record["status"] for record in database.runs] == ["succeeded", "succeeded",
+                                                              "skipped"]
+    assert "all 2 fleet-wide slots are taken" in database.runs[2]["skip_reason"]
+
+
 def test_dry_run_prints_the_verdict_and_records_nothing(database, env, capsys):
     job = Job(database)
     job.expected_runtime = 300

@@ -235,10 +235,21 @@ def test_interruptible_comes_from_the_most_specific_row():
 
 def test_fleet_limit_from_the_script_and_from_policy_rows():
     assert run_decision(max_concurrent=1).max_concurrent == 1
+    assert run_decision(max_concurrent=3).max_concurrent == 3
     assert run_decision([row(1, "publish-*", fleet_single_instance=True)]).max_concurrent == 1
-    # A row's false means "per host only", whatever the script says.
+    assert run_decision([row(1, "publish-*", max_concurrent=4)], max_concurrent=1
+                        ).max_concurrent == 4
+    # A row's fleet_single_instance = false means "per host only", whatever
+    # the script says; its own max_concurrent wins over its fleet_single_instance.
     assert run_decision([row(1, "publish-distro", fleet_single_instance=False)],
                         max_concurrent=1).max_concurrent is None
+    assert run_decision([row(1, "publish-distro", fleet_single_instance=True,
+                             max_concurrent=2)]).max_concurrent == 2
+    # The most specific row with an opinion wins.
+    rows = [row(1, "publish-*", max_concurrent=5), row(2, "publish-distro"),
+            row(3, "publish-distro", host="web1", fleet_single_instance=True)]
+    assert run_decision(rows, host="web1").max_concurrent == 1
+    assert run_decision(rows, host="web2").max_concurrent == 5
 
 
 # --ignore-policy --------------------------------------------------------------------

@@ -86,6 +86,8 @@ BAD_ROWS = {
         "INSERT INTO cronpolicy.script_policy (name, expected_runtime) VALUES ('a', {zero})",
     "script_policy_expected_interval_positive":
         "INSERT INTO cronpolicy.script_policy (name, expected_interval) VALUES ('a', {zero})",
+    "script_policy_max_concurrent_positive":
+        "INSERT INTO cronpolicy.script_policy (name, max_concurrent) VALUES ('a', 0)",
     "deploy_state_single_row": "INSERT INTO cronpolicy.deploy_state (id) VALUES (2)",
     "rollout_window_ends_after_start":
         "INSERT INTO cronpolicy.rollout_window (starts_at, ends_at) VALUES ({now1}, {now0})",
@@ -149,6 +151,8 @@ def _new_value(dba, column):
         return "CASE WHEN %s THEN false ELSE true END" % column.name
     if kind == "Seconds":
         return "interval '7 minutes'" if dba.backend == "postgresql" else "420"
+    if kind == "Integer":
+        return "7"
     if kind == "Timestamp":
         return dba.now_plus(2 * 86400 if column.name == "ends_at" else 7200)
     return "'changed-%s'" % column.name

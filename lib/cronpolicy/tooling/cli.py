@@ -28,7 +28,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(exitcodes.USAGE, "%s: error: %s (see --help)\n" % (self.prog, message))
 
 
-def _positive_int(text):
+def positive_int(text):
     try:
         value = int(text)
     except ValueError:
@@ -95,7 +95,7 @@ def build_parser():
               subparsers=window_commands)
     sub.add_argument("--all", action="store_true", help="include past and cancelled windows")
     sub = add("cancel", cmd_window_cancel, "cancel a rollout window", subparsers=window_commands)
-    sub.add_argument("id", type=_positive_int, help="window id, as window list shows it")
+    sub.add_argument("id", type=positive_int, help="window id, as window list shows it")
     sub.add_argument("--reason", default="", help="why; recorded in the audit")
 
     deploy = commands.add_parser("deploy", help="the fleet-wide deploy switch")
@@ -123,12 +123,12 @@ def build_parser():
     sub = add("audit", cmd_audit, "who changed policies, windows and the deploy switch",
               (common, reader))
     sub.add_argument("--since", help="only changes since this time (ISO 8601, or now-1d)")
-    sub.add_argument("--limit", type=_positive_int, default=100, help="at most this many (100)")
+    sub.add_argument("--limit", type=positive_int, default=100, help="at most this many (100)")
     sub.add_argument("--table", choices=("script_policy", "rollout_window", "deploy_state"))
     sub = add("why", cmd_why, "a script's last decisions, and the changes behind its skips",
               (common, reader))
     sub.add_argument("name", help="script name")
-    sub.add_argument("--limit", type=_positive_int, default=10, help="how many runs (10)")
+    sub.add_argument("--limit", type=positive_int, default=10, help="how many runs (10)")
 
     crontab = commands.add_parser("crontab", help="move crontab lines behind cronpolicy, once")
     crontab_commands = crontab.add_subparsers(dest="crontab_command", metavar="SUBCOMMAND",
@@ -165,12 +165,12 @@ def build_parser():
     sub = add("prune", cmd_prune, "delete old run history in batches (estimates keep theirs)")
     sub.add_argument("--older-than", required=True, metavar="D",
                      help="delete runs that started longer ago than this, like 90d")
-    sub.add_argument("--batch", type=_positive_int, default=5000,
+    sub.add_argument("--batch", type=positive_int, default=5000,
                      help="rows per transaction (default 5000)")
 
     sub = add("history", cmd_history, "recent runs, newest first", (common, reader))
     sub.add_argument("name", nargs="?", help="only this script")
-    sub.add_argument("--limit", type=_positive_int, default=20, help="how many (default 20)")
+    sub.add_argument("--limit", type=positive_int, default=20, help="how many (default 20)")
 
     for name, function, help_text in (
             ("estimate", cmd_estimate, "runtime estimates, as the gate computes them"),

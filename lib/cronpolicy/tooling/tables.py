@@ -117,9 +117,11 @@ script_policy = Table(
     Column("interruptible", Boolean, nullable=False, server_default=text("false")),
     Column("fleet_single_instance", Boolean),
     Column("expected_interval", Seconds),
+    Column("max_concurrent", Integer),
     UniqueConstraint("name", "host", name="script_policy_name_host_key"),
     CheckConstraint("name <> ''", name="script_policy_name_not_empty"),
     CheckConstraint("host <> ''", name="script_policy_host_not_empty"),
+    CheckConstraint("max_concurrent > 0", name="script_policy_max_concurrent_positive"),
 )
 
 deploy_state = Table(

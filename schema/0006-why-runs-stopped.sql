@@ -20,3 +20,16 @@ COMMENT ON COLUMN cronpolicy.script_run.stop_window_id IS
 COMMENT ON COLUMN cronpolicy.script_run.decision IS
     'What the gate decided: run, disabled, deploy-pending, in-window, window-cutoff, locked or '
     'database-unreachable; for a run forced with --ignore-policy, the decision it overrode.';
+
+-- Scripts record these when a run ends.  roles.sql grants them too, but a
+-- database whose roles were set up before this patch keeps the older grants
+-- until roles.sql is applied again: grant them here, so no run's end is
+-- refused after an upgrade.
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'cronpolicy_script') THEN
+        GRANT UPDATE (stop_decision, stop_policy_id, stop_window_id)
+            ON cronpolicy.script_run TO cronpolicy_script;
+    END IF;
+END
+$$;

@@ -21,6 +21,15 @@ from cronpolicy.rows import (
 
 FORMAT = 2
 
+# Format 1 (cronpolicy up to schema 5) kept rows as arrays in this order.
+_FORMAT_1 = {
+    "deploy": ("deploy_pending", "reason", "changed_by", "changed_at"),
+    "policies": ("id", "name", "host", "enabled", "reason", "expected_runtime",
+                 "rollout_exempt", "changed_by", "changed_at", "interruptible",
+                 "fleet_single_instance"),
+    "windows": ("id", "starts_at", "ends_at", "reason", "host", "script"),
+}
+
 
 class PolicyCache:
     """IPolicySource: the policy last read from one database, kept in ``path``."""
@@ -62,6 +71,8 @@ class PolicyCache:
         try:
             with open(self.path, encoding="utf-8") as handle:
                 data = json.load(handle)
+            if data.get("format") == 1:
+                data = _from_format_1(data)
             if data.get("format") != FORMAT:
                 return None
             age = time.time() - float(data["saved_at"])
@@ -77,3 +88,12 @@ class PolicyCache:
                 recent_runtimes=[], source=FROM_CACHE, age=age)
         except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError):
             return None  # missing or damaged: as if there were none
+
+
+def _from_format_1(data):
+    """A cache written by an older cronpolicy, in today's shape."""
+    def named(key, values):
+        return None if values is None else dict(zip(_FORMAT_1[key], values))
+    return dict(data, format=FORMAT, deploy=named("deploy", data["deploy"]),
+                policies=[named("policies", row) for row in data["policies"]],
+                windows=[named("windows", row) for row in data["windows"]])

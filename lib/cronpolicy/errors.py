@@ -32,11 +32,15 @@ class DatabaseError(CronPolicyError):
     ``transient`` is true when trying again later may well succeed (the
     server is unreachable, restarting, or out of connections), false when
     it will not (bad credentials, an unknown database, a bad statement).
+    ``refused`` is true when the database refused the data itself (a
+    constraint, an impossible value): sending the same again never helps,
+    unlike a missing privilege, which an administrator may grant.
     """
 
-    def __init__(self, message, transient=False):
+    def __init__(self, message, transient=False, refused=False):
         super().__init__(message)
         self.transient = transient
+        self.refused = refused
 
 
 class SchemaError(DatabaseError):

@@ -77,13 +77,17 @@ class FallbackRecorder:
                 self._failed(error, ("cannot record the skip", "spooling it"))
         return self._spool(lambda: self.spool.record_skip(record))
 
-    def record_start(self, record):
+    def record_start(self, record, may_spool=True):
         """A RunHandle; its id is None when the start could not be written
-        (the whole run is spooled at its end)."""
+        (the whole run is spooled at its end).  With ``may_spool`` false the
+        store's error is raised instead (a run that must not go unrecorded)."""
         if self.reachable:
             try:
                 return self.store.record_start(record)
             except DatabaseError as error:
+                if not may_spool:
+                    self.reachable = False
+                    raise
                 self._failed(error, ("cannot record the start",
                                      "running and spooling the record"))
         return self.spool.record_start(record)

@@ -22,7 +22,7 @@ from cronpolicy.cache import PolicyCache
 from cronpolicy.errors import CronPolicyError, DatabaseError
 from cronpolicy.fallback import FallbackRecorder, FallbackSource
 from cronpolicy.locking import LockHeld, ScriptLock
-from cronpolicy.rows import FROM_CACHE, FROM_DATABASE, RunEnd, RunRecord
+from cronpolicy.rows import FROM_CACHE, FROM_DATABASE, UNAVAILABLE, RunEnd, RunRecord
 from cronpolicy.spool import Spool
 from cronpolicy.timeutil import format_duration
 
@@ -105,7 +105,7 @@ class Gate:
         inputs = self.source.load_inputs(self.facts.name, self.settings.estimate_runs)
         if inputs.source != FROM_DATABASE:
             self.recorder.reachable = False
-        if inputs.source != policy.UNAVAILABLE:
+        if inputs.source != UNAVAILABLE:
             self.clock_offset = inputs.now - _utcnow()
         self.verdict = policy.decide(inputs, self.facts, self.settings)
         self._log_decision(inputs, self.verdict)
@@ -166,11 +166,15 @@ class Gate:
         """Record the start, run ``perform`` under the watcher, record the end."""
         from cronpolicy.watcher import RunWatcher
         verdict = self.verdict
-        self.run_handle = run = self.recorder.record_start(
-            record_for(verdict, self.facts, self.expected_interval))
-        if run.id is None and verdict.max_concurrent is not None:
-            self._skip(policy.locked("cannot hold a fleet-wide slot while the database is "
-                                     "unreachable", verdict.estimate, verdict.max_concurrent),
+        limited = verdict.max_concurrent is not None
+        try:
+            self.run_handle = run = self.recorder.record_start(
+                record_for(verdict, self.facts, self.expected_interval), may_spool=not limited)
+        except DatabaseError as error:
+            # Its slot went with the connection: whether other hosts run it
+            # cannot be known now, so do not guess.
+            self._skip(policy.locked("cannot record the start, so cannot hold a fleet-wide "
+                                     "slot: %s" % error, verdict.estimate, verdict.max_concurrent),
                        warn=True)
             return exitcodes.LOCKED
         if run.id is not None:
@@ -217,8 +221,9 @@ class Gate:
                     print("%s on %s: would skip: another instance is running (%s)"
                           % (name, host, held), file=out)
                     return exitcodes.WOULD_SKIP
+            # What the policy says, --ignore-policy or not.
             verdict = policy.decide(self.store.load_inputs(name, self.settings.estimate_runs),
-                                    self.facts, self.settings)
+                                    self.facts._replace(ignore_policy=False), self.settings)
         except CronPolicyError as error:
             self.logger.error("cannot decide: %s", error)
             return exitcodes.GATE_ERROR

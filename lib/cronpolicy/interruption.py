@@ -48,8 +48,9 @@ class Interruption:
         return self.watcher.stop if self.watcher is not None else None
 
     def checkpoint(self):
-        if self.in_main and not self.interrupting and self.stop is not None:
-            self._interrupt()
+        stop = self.stop        # once: the watcher may withdraw it meanwhile
+        if self.in_main and not self.interrupting and stop is not None:
+            self._interrupt(stop)
 
     def safe_now(self):
         if self.always_safe:
@@ -62,9 +63,8 @@ class Interruption:
             self.logger.exception("is_safe_to_interrupt() raised; counting the run as not safe")
             return False
 
-    def _interrupt(self, forced=False):
+    def _interrupt(self, stop, forced=False):
         self.interrupting = True
-        stop = self.stop
         raise Interrupted(stop.reason, forced=forced, stop=stop)
 
     # Signals ------------------------------------------------------------------------
@@ -94,8 +94,9 @@ class Interruption:
     def _on_interrupt_signal(self, signum, frame):
         # The safety answer that counts is this one, taken in the main thread
         # at the very moment main() would be interrupted.
-        if self.in_main and not self.interrupting and self.stop is not None and self.safe_now():
-            self._interrupt()
+        stop = self.stop        # once: the watcher may withdraw it meanwhile
+        if self.in_main and not self.interrupting and stop is not None and self.safe_now():
+            self._interrupt(stop)
 
     def _on_termination_signal(self, signum, frame):
         name = signal.Signals(signum).name
@@ -106,10 +107,10 @@ class Interruption:
                                 "not safe to interrupt", name)
             self.signal_stop = stopped_by_signal(
                 "forced by a second %s (first: %s)" % (name, self.signal_stop.reason))
-            self._interrupt(forced=True)
+            self._interrupt(self.signal_stop, forced=True)
         self.signal_stop = stopped_by_signal(name)
         if self.safe_now():
-            self._interrupt()
+            self._interrupt(self.signal_stop)
         self.logger.warning("%s received: stopping at the next safe point "
                             "(send it again to force)", name)
         if self.watcher is not None:

@@ -131,13 +131,16 @@ def disabled_by_policy(s):
                 % (row.id, row.name, row.host, _quoted(row.reason)))
 
 
+def is_deploy_pending(deploy):
+    """Whether the switch says deploy pending; a missing row counts as pending."""
+    return deploy is None or bool(deploy.deploy_pending)
+
+
 def deploy_pending(s):
-    if s.exempt:
+    if s.exempt or not is_deploy_pending(s.deploy):
         return None
     if s.deploy is None:
         return Skip(DEPLOY_PENDING, "deploy_state row is missing; treating it as deploy pending")
-    if not s.deploy.deploy_pending:
-        return None
     since = " since %s" % format_time(s.deploy.changed_at) if s.deploy.changed_at else ""
     by = " by %s" % s.deploy.changed_by if s.deploy.changed_by else ""
     return Skip(DEPLOY_PENDING, "deploy pending%s%s%s" % (since, by, _quoted(s.deploy.reason)))
@@ -261,9 +264,15 @@ def stop_verdict(inputs, name, host):
     return None
 
 
+def stopped(reason, code=None):
+    """A stop verdict that no policy rule gave: SIGTERM/SIGINT (code SIGNAL),
+    or main() raising Interrupted itself (no code)."""
+    return Verdict(False, code, reason, None, None, None, False, None, False)
+
+
 def stopped_by_signal(reason):
     """The stop verdict of SIGTERM/SIGINT (``reason`` names the signal)."""
-    return Verdict(False, SIGNAL, reason, None, None, None, False, None, False)
+    return stopped(reason, SIGNAL)
 
 
 def locked(reason, estimate=None, limit=None):
@@ -292,6 +301,13 @@ def rollout_exempt(policies, name, host):
     return Situation(_bare_inputs(policies), ScriptFacts(name, host)).exempt
 
 
+def disabling_row(policies, name, host):
+    """The policy row that disables ``name`` on ``host`` (the disabled rule's
+    finding), or None."""
+    s = Situation(_bare_inputs(policies), ScriptFacts(name, host))
+    return s.winner if disabled_by_policy(s) is not None else None
+
+
 def expected_interval(policies, name):
     """(seconds, policy id) of the fleet-wide expected_interval for ``name``:
     the most specific host-wide row that sets one, else (None, None)."""
@@ -310,7 +326,7 @@ def next_window_start(inputs, name, host):
 def rollout_under_way(inputs):
     """Whether something asks the fleet to stop: deploy pending (or its row
     missing), or a window in progress anywhere."""
-    if inputs.deploy is None or inputs.deploy.deploy_pending:
+    if is_deploy_pending(inputs.deploy):
         return True
     return any(window.starts_at <= inputs.now < window.ends_at for window in inputs.windows)
 

@@ -94,7 +94,7 @@ from cronpolicy.config import Settings
 from cronpolicy.errors import CronPolicyError, Interrupted, UsageError
 from cronpolicy.gate import Ending, Gate
 from cronpolicy.interruption import Interruption
-from cronpolicy.policy import ScriptFacts
+from cronpolicy.policy import ScriptFacts, stopped
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
 
@@ -245,7 +245,10 @@ class CronScript:
         hook = getattr(self, "is_safe_to_interrupt", None)
         self._interruption = Interruption(hook if callable(hook) else None, self.logger,
                                           self.interrupt_signal)
-        return gate.run(lambda watcher: self._perform(gate, watcher), self._interruption)
+        try:
+            return gate.run(lambda watcher: self._perform(gate, watcher), self._interruption)
+        finally:
+            self.decision = gate.verdict
 
     def _gate(self):
         from cronpolicy.store import open_store
@@ -277,7 +280,7 @@ class CronScript:
             log("interrupted%s: %s", "" if interruption_raised.forced else " at a safe point",
                 interruption_raised.reason)
             return Ending("interrupted", exitcodes.INTERRUPTED,
-                          interruption_raised.stop or interruption.stop)
+                          interruption_raised.stop or stopped(interruption_raised.reason))
         except SystemExit as error:
             if error.code is None or error.code == 0:
                 return Ending("succeeded", exitcodes.OK)

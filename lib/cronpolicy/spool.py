@@ -111,10 +111,11 @@ class Spool:
         """Write pending entries through ``store``; return how many were written
         (at most ``limit``, and only while ``timeout`` seconds have not passed).
 
-        An entry the database refuses for good, or a file that is not an
-        entry, is moved to ``rejected/`` so it never blocks the others; a
-        transient database error stops the flush (raised), keeping that entry
-        and the rest for next time.  Two flushes at once are harmless:
+        An entry the database refuses for good (a constraint, an impossible
+        value), or a file that is not an entry, is moved to ``rejected/`` so it
+        never blocks the others; any other database error (an outage, a
+        missing privilege) stops the flush (raised), keeping that entry and
+        the rest for next time.  Two flushes at once are harmless:
         entries are written once, and a file another flush removed first is
         simply skipped.
         """
@@ -133,7 +134,7 @@ class Spool:
             try:
                 store.apply_spooled(entry)
             except DatabaseError as error:
-                if error.transient:
+                if not error.refused:
                     raise
                 self._reject(path)
                 continue

@@ -68,11 +68,13 @@ class RunWatcher:
         except (BlockingIOError, OSError):
             pass  # a full pipe already means "wake up"
 
-    def stop_watching(self, timeout=5.0):
-        """Stop the thread; waits at most ``timeout`` seconds."""
+    def stop_watching(self):
+        """Stop the thread.  It may be in the middle of a statement: wait for
+        that (each is bounded by decision_timeout) rather than share the
+        connection with the main thread's next one."""
         self._stopping = True
         self.wake()
-        self._thread.join(timeout)
+        self._thread.join(self.settings.decision_timeout + 1.0)
         if not self._thread.is_alive():
             os.close(self._wake_read)
             os.close(self._wake_write)

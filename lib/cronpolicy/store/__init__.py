@@ -16,7 +16,8 @@ def open_store(settings, application_name="cronpolicy"):
     """The IPolicyStore provider for ``settings.dsn`` (not yet connected)."""
     if settings.backend == config.SQLITE:
         from cronpolicy.store.sqlite import SQLiteStore
-        return SQLiteStore(config.sqlite_path(settings.dsn), timeout=settings.connect_timeout,
+        return SQLiteStore(config.sqlite_path(settings.dsn),
+                           timeout=min(settings.connect_timeout, settings.decision_timeout),
                            create_directory=settings.dsn_source == "default",
                            lock_dir=settings.lock_dir)
     from cronpolicy.store.postgresql import PostgresStore

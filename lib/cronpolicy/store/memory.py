@@ -149,6 +149,9 @@ class MemoryStore:
 
     def record_finish(self, run, end):
         self._check("record the end of run %s" % run.id)
+        if end.status not in ("succeeded", "failed", "interrupted", "abandoned"):
+            raise DatabaseError("cannot record the end of run %s in memory: unknown status %r"
+                                % (run.id, end.status), refused=True)
         values = end._asdict()
         values["finished_at"] = max(self.database.clock(),
                                     self.database.runs[run.id - 1]["started_at"])

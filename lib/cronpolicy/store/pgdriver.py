@@ -3,7 +3,9 @@ turning driver errors into cronpolicy's.
 
 The gate's store connects asynchronously (libpq's non-blocking API) and
 waits in select() until a deadline, so no call can outlast it, not even
-against a server that accepts the connection and then says nothing; the
+against a server that accepts the connection and then says nothing (a host
+name is looked up first, in a thread given the same deadline, as libpq's
+own lookup would block); the
 tooling connects synchronously (SQLAlchemy wants a plain connection).  Both
 get the same options, and every psycopg2 error passes through
 ``translate`` on its way out, so messages are one line, never hold a
@@ -12,6 +14,8 @@ password, and say whether trying again may help.
 
 import math
 import select
+import socket
+import threading
 import time
 
 from cronpolicy import config
@@ -100,10 +104,13 @@ def translate(error, doing, dsn, found_version=None):
     if getattr(error, "pgcode", None) in SCHEMA_SQLSTATES:
         version = found_version() if found_version is not None else None
         return SchemaError(schema.needs_upgrade_message(version, config.mask_dsn(dsn)))
+    code = getattr(error, "pgcode", None) or ""
     transient = (isinstance(error, (psycopg2.OperationalError, psycopg2.InterfaceError))
-                 or getattr(error, "pgcode", None) in TRANSIENT_SQLSTATES)
+                 or code in TRANSIENT_SQLSTATES)
     return DatabaseError("cannot %s in %s: %s" % (
-        doing, config.mask_dsn(dsn), config.scrub(first_line(error), dsn)), transient=transient)
+        doing, config.mask_dsn(dsn), config.scrub(first_line(error), dsn)), transient=transient,
+        # Classes 22 and 23: data exceptions and integrity constraint violations.
+        refused=code[:2] in ("22", "23"))
 
 
 def connect(dsn, connect_timeout=config.DEFAULT_CONNECT_TIMEOUT,
@@ -117,18 +124,66 @@ def connect(dsn, connect_timeout=config.DEFAULT_CONNECT_TIMEOUT,
         raise connect_failure(error, dsn, source) from error
 
 
+def _is_address(host):
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+            return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
+def _resolve_within(host, port, deadline):
+    """The addresses of ``host``, looked up in a thread that is abandoned at
+    ``deadline``: name lookups cannot be given a timeout any other way."""
+    outcome = {}
+
+    def look_up():
+        try:
+            outcome["addresses"] = [found[4][0] for found in socket.getaddrinfo(
+                host, port, type=socket.SOCK_STREAM)]
+        except OSError as error:
+            outcome["error"] = error
+    lookup = threading.Thread(target=look_up, name="cronpolicy-resolve", daemon=True)
+    lookup.start()
+    lookup.join(max(0.0, deadline - time.monotonic()))
+    if lookup.is_alive():
+        raise DeadlineExceeded("looking up %s took longer than the time allowed" % host)
+    if "error" in outcome:
+        raise DatabaseError("cannot look up %s: %s" % (host, outcome["error"]), transient=True)
+    return list(dict.fromkeys(outcome["addresses"]))
+
+
+def with_addresses(dsn, deadline):
+    """``dsn`` with its host name resolved by ``deadline``: libpq looks names up
+    synchronously even when it connects asynchronously.  The name stays in
+    ``host`` (for TLS and .pgpass); ``hostaddr`` gets every address, so
+    libpq still tries them in turn."""
+    from psycopg2.extensions import make_dsn, parse_dsn
+    params = parse_dsn(dsn)
+    host = params.get("host")
+    if (not host or "hostaddr" in params or host.startswith("/") or "," in host
+            or _is_address(host)):
+        return dsn
+    addresses = _resolve_within(host, params.get("port") or 5432, deadline)
+    params.update(host=",".join([host] * len(addresses)), hostaddr=",".join(addresses))
+    return make_dsn(**params)
+
+
 def connect_async(dsn, deadline, connect_timeout, application_name, source=None):
     """An asynchronous (always autocommit) connection, ready by ``deadline``
-    (time.monotonic()) or DeadlineExceeded."""
+    (time.monotonic()) or DeadlineExceeded; the name lookup included."""
     import psycopg2
+    deadline = min(deadline, time.monotonic() + connect_timeout)
     try:
-        connection = psycopg2.connect(dsn, async_=True, **options(
+        resolved = with_addresses(dsn, deadline)
+        connection = psycopg2.connect(resolved, async_=True, **options(
             connect_timeout, application_name, True, dsn))
     except psycopg2.Error as error:
         raise connect_failure(error, dsn, source) from error
     try:
-        wait(connection, min(deadline, time.monotonic() + connect_timeout),
-             "connect to %s" % config.mask_dsn(dsn))
+        wait(connection, deadline, "connect to %s" % config.mask_dsn(dsn))
     except DeadlineExceeded:
         connection.close()
         raise

@@ -4,13 +4,16 @@ All decision inputs arrive in one statement (one round trip), timed by the
 server's ``now()`` so that every host agrees on the time.  Every operation
 is bounded: reads by ``timeout`` seconds, retries of transient failures
 included; writes by ``timeout`` each.  The connection is kept across
-``main()``: its session holds the run's liveness lock, any fleet-wide lock
+``main()``: its session holds the run's liveness lock, any fleet-wide slot
 and the LISTEN for policy changes, and a reconnect takes all of them back.
+The watcher thread and the main thread share the store; a lock keeps
+their statements apart (each waits at most for the other's deadline).
 
 psycopg2 is used directly: importing SQLAlchemy alone would cost more than
 a whole decision.  The statements are in postgresql.sql.
 """
 
+import threading
 import time
 
 from cronpolicy import config
@@ -35,6 +38,7 @@ class PostgresStore:
         self.timeout = timeout
         self.application_name = application_name
         self._sql = queries("postgresql")
+        self._lock = threading.RLock()
         self._connection = None
         self._listening = False
         self._run_lock = None       # run id whose liveness lock this session holds
@@ -55,12 +59,12 @@ class PostgresStore:
                 self._execute_now("listen", None, "listen for policy changes", deadline)
             if self._run_lock is not None and not self._execute_now(
                     "take_run_lock", {"id": self._run_lock}, "take back the run's lock",
-                    deadline)[0][0]:
+                    deadline)[0]["taken"]:
                 raise DatabaseError("cannot take back the liveness lock of run %s"
                                     % self._run_lock)
             if self._slot_key is not None and not self._execute_now(
                     "take_slot", {"key": self._slot_key}, "take back the fleet-wide slot",
-                    deadline)[0][0]:
+                    deadline)[0]["taken"]:
                 lost, self._slot_key = self._slot_key, None
                 raise DatabaseError("lost the fleet-wide slot %s while reconnecting" % lost)
         except DatabaseError:
@@ -68,13 +72,17 @@ class PostgresStore:
             raise
 
     def _execute_now(self, query, parameters, doing, deadline):
-        """Send one statement on the open connection and wait for its rows."""
+        """Send one statement on the open connection and wait for its rows
+        (dicts by column name)."""
         import psycopg2
         cursor = self._connection.cursor()
         try:
             cursor.execute(self._sql[query], parameters)
             pgdriver.wait(self._connection, deadline, doing)
-            return cursor.fetchall() if cursor.description else []
+            if cursor.description is None:
+                return []
+            names = [column.name for column in cursor.description]
+            return [dict(zip(names, row)) for row in cursor.fetchall()]
         except pgdriver.DeadlineExceeded:
             self._drop_connection()     # still busy with the statement
             raise
@@ -89,16 +97,17 @@ class PostgresStore:
         A connection kept open across main() may have died with a server
         restart; an idempotent statement gets one more try on a fresh one."""
         deadline = deadline or time.monotonic() + self.timeout
-        reused = self._connection is not None and not self._connection.closed
-        if not reused:
+        with self._lock:
+            reused = self._connection is not None and not self._connection.closed
+            if not reused:
+                self._connect(deadline)
+            try:
+                return self._execute_now(query, parameters, doing, deadline)
+            except DatabaseError as error:
+                if not (reused and idempotent and error.transient and self._connection is None):
+                    raise
             self._connect(deadline)
-        try:
             return self._execute_now(query, parameters, doing, deadline)
-        except DatabaseError as error:
-            if not (reused and idempotent and error.transient and self._connection is None):
-                raise
-        self._connect(deadline)
-        return self._execute_now(query, parameters, doing, deadline)
 
     def _found_version(self):
         """The schema version, asked on a connection of its own (for messages)."""
@@ -148,28 +157,28 @@ class PostgresStore:
 
     def _inputs(self, row):
         from cronpolicy import schema
-        now, version, deploy, policies, windows, runtimes = row
+        version = row["schema_version"]
         if version is None or version < schema.SCHEMA_VERSION:
             raise SchemaError(schema.needs_upgrade_message(version, self.masked_dsn))
         return Inputs(
-            now=to_time(now), schema_version=version,
-            deploy=None if deploy is None else from_mapping(DeployState, deploy),
-            policies=[from_mapping(PolicyRow, policy) for policy in policies],
-            windows=[from_mapping(Window, window) for window in windows],
-            recent_runtimes=[float(value) for value in runtimes])
+            now=to_time(row["now"]), schema_version=version,
+            deploy=None if row["deploy"] is None else from_mapping(DeployState, row["deploy"]),
+            policies=[from_mapping(PolicyRow, policy) for policy in row["policies"]],
+            windows=[from_mapping(Window, window) for window in row["windows"]],
+            recent_runtimes=[float(value) for value in row["recent_runtimes"]])
 
     # IRunRecorder -------------------------------------------------------------------
 
     def record_skip(self, record):
-        [(run_id,)] = self._execute("record_skip", record._asdict(),
-                                    "record the skip of %s" % record.name)
-        return RunHandle(run_id, record)
+        [row] = self._execute("record_skip", record._asdict(),
+                              "record the skip of %s" % record.name)
+        return RunHandle(row["id"], record)
 
     def record_start(self, record):
-        [(run_id, _)] = self._execute("record_start", record._asdict(),
-                                      "record the start of %s" % record.name)
-        self._run_lock = run_id
-        return RunHandle(run_id, record)
+        [row] = self._execute("record_start", record._asdict(),
+                              "record the start of %s" % record.name)
+        self._run_lock = row["id"]
+        return RunHandle(row["id"], record)
 
     def record_finish(self, run, end):
         self._execute("record_finish", dict(end._asdict(), id=run.id),
@@ -187,9 +196,9 @@ class PostgresStore:
         deadline = time.monotonic() + self.timeout
         for slot in range(limit):
             key = name if slot == 0 else "%s#%d" % (name, slot)
-            [(taken,)] = self._execute("take_slot", {"key": key},
-                                       "take a fleet-wide slot of %s" % name, deadline)
-            if taken:
+            [row] = self._execute("take_slot", {"key": key},
+                                  "take a fleet-wide slot of %s" % name, deadline)
+            if row["taken"]:
                 self._slot_key = key
                 return True
         return False
@@ -205,16 +214,17 @@ class PostgresStore:
 
     def take_notifications(self):
         import psycopg2
-        if self._connection is None or self._connection.closed:
-            return 0
-        try:
-            self._connection.poll()
-        except psycopg2.Error as error:
-            self._drop_connection()
-            raise pgdriver.translate(error, "read notifications", self.dsn) from error
-        count = len(self._connection.notifies)
-        del self._connection.notifies[:]
-        return count
+        with self._lock:
+            if self._connection is None or self._connection.closed:
+                return 0
+            try:
+                self._connection.poll()
+            except psycopg2.Error as error:
+                self._drop_connection()
+                raise pgdriver.translate(error, "read notifications", self.dsn) from error
+            count = len(self._connection.notifies)
+            del self._connection.notifies[:]
+            return count
 
     # The spool and the end --------------------------------------------------------------
 
@@ -226,7 +236,17 @@ class PostgresStore:
                           "write the spooled end of run %s" % entry.run_id)
 
     def close(self):
-        self._drop_connection()
-        self._listening = False
-        self._run_lock = None
-        self._slot_key = None
+        with self._lock:
+            if (self._run_lock is not None or self._slot_key is not None) \
+                    and self._connection is not None and not self._connection.closed:
+                # The server frees a closed session's locks only as its backend
+                # exits; free them now, so the next start finds the slot free.
+                try:
+                    self._execute_now("unlock_all", None, "release the run's locks",
+                                      time.monotonic() + min(1.0, self.timeout))
+                except DatabaseError:
+                    pass
+            self._drop_connection()
+            self._listening = False
+            self._run_lock = None
+            self._slot_key = None

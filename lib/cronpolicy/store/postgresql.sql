@@ -52,7 +52,7 @@ WITH run AS (
             %(skip_reason)s, %(policy_ignored)s, %(decision)s, %(policy_id)s, %(window_id)s,
             %(expected_interval)s, now())
     RETURNING id)
-SELECT id, pg_advisory_lock(1129467726, mod(id, 2147483647)::integer) FROM run
+SELECT id, pg_advisory_lock(1129467726, mod(id, 2147483647)::integer) AS locked FROM run
 
 
 -- name: record_skip
@@ -84,11 +84,16 @@ UPDATE cronpolicy.script_run
 
 -- name: take_run_lock
 -- On a reconnect: take back the liveness lock of the run this session holds.
-SELECT pg_try_advisory_lock(1129467726, mod(%(id)s, 2147483647)::integer)
+SELECT pg_try_advisory_lock(1129467726, mod(%(id)s, 2147483647)::integer) AS taken
 
 
 -- name: take_slot
-SELECT pg_try_advisory_lock(1129467718, hashtext(%(key)s))
+SELECT pg_try_advisory_lock(1129467718, hashtext(%(key)s)) AS taken
+
+
+-- name: unlock_all
+-- At the end of a run, before the session closes: its locks free at once.
+SELECT pg_advisory_unlock_all()
 
 
 -- name: listen

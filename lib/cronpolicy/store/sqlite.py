@@ -4,10 +4,13 @@ The file is attached as ``cronpolicy`` so the SQL names match PostgreSQL's,
 and its schema is created (or upgraded) on first use.  SQLite has no
 notifications (running scripts poll) and one machine is the whole fleet, so
 fleet-wide slots are lock files.  Waits for the write lock are bounded by
-the busy timeout (``timeout``).  The statements are in sqlite.sql.
+the busy timeout (``timeout``).  The watcher thread and the main thread
+share the store; a lock keeps their transactions apart.  The statements are
+in sqlite.sql.
 """
 
 import os
+import threading
 
 from cronpolicy import config, schema
 from cronpolicy.errors import ConfigError, DatabaseError
@@ -83,22 +86,26 @@ class SQLiteStore:
         self.create_directory = create_directory
         self.lock_dir = lock_dir or os.path.join(os.path.dirname(os.path.abspath(path)), "locks")
         self._sql = queries("sqlite")
+        self._lock = threading.RLock()
         self._connection = None
         self._slot = None
 
     def _run(self, doing, work):
         """``work(connection)``, with sqlite3's errors made cronpolicy's."""
         import sqlite3
-        if self._connection is None:
-            self._connection = open_sqlite(self.path, self.timeout, self.create_directory)
-        connection = self._connection
-        try:
-            return work(connection)
-        except sqlite3.Error as error:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            raise DatabaseError("cannot %s in %s: %s" % (doing, self.path, error),
-                                transient=isinstance(error, sqlite3.OperationalError)) from error
+        with self._lock:
+            if self._connection is None:
+                self._connection = open_sqlite(self.path, self.timeout, self.create_directory)
+            connection = self._connection
+            try:
+                return work(connection)
+            except sqlite3.Error as error:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                raise DatabaseError(
+                    "cannot %s in %s: %s" % (doing, self.path, error),
+                    transient=isinstance(error, sqlite3.OperationalError),
+                    refused=isinstance(error, sqlite3.IntegrityError)) from error
 
     def _write(self, query, values, doing):
         return self._run(doing, lambda connection: connection.execute(self._sql[query], values))
@@ -177,9 +184,10 @@ class SQLiteStore:
                         "write the spooled end of run %s" % entry.run_id)
 
     def close(self):
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
-        if self._slot is not None:
-            self._slot.release()
-            self._slot = None
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+            if self._slot is not None:
+                self._slot.release()
+                self._slot = None

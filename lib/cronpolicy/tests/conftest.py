@@ -76,17 +76,22 @@ GROUP_ROLES = ("cronpolicy_admin", "cronpolicy_rollout", "cronpolicy_script")
 _created_group_roles = []
 
 
+def upgraded(dsn):
+    """``dsn``, after applying every schema patch to its database."""
+    connection = psycopg2.connect(dsn)
+    try:
+        schema.upgrade_postgres(connection)
+    finally:
+        connection.close()
+    return dsn
+
+
 @pytest.fixture(scope="session")
 def pg_database():
     """A database with the cronpolicy schema, created for this test run and dropped after."""
     name, dsn = create_database()
     try:
-        connection = psycopg2.connect(dsn)
-        try:
-            schema.upgrade_postgres(connection)
-        finally:
-            connection.close()
-        yield dsn
+        yield upgraded(dsn)
     finally:
         drop_database(name)
         # The group roles are cluster-wide: drop them if this run created them

@@ -195,3 +195,14 @@ def test_installed_console_script(script_env):
     assert "deploy: not pending" in result.stdout
     helped = subprocess.run([command, "--help"], capture_output=True, text=True, timeout=60)
     assert helped.returncode == 0 and "window" in helped.stdout and "deploy" in helped.stdout
+
+
+def test_plan_for_a_host_pattern_decides_as_on_a_host_it_covers(cli, dba):
+    insert = ("INSERT INTO cronpolicy.script_run (name, host, pid, started_at, finished_at,"
+              " status, exit_code) VALUES ('publisher', 'ppa1', 1, {}, {}, 'succeeded', 0)")
+    for index in range(5):
+        dba.execute(insert.format(dba.now_plus(-50000 + index * 5000),
+                                  dba.now_plus(-50000 + index * 5000 + 1200)))
+    code, out, _ = cli("deploy", "plan", "--at", "+15m", "--host", "ppa*", "--json")
+    [planned] = json.loads(out)["skipped"]
+    assert (planned["decision"], planned["already"]) == ("window-cutoff", True)

@@ -412,3 +412,57 @@ def test_heartbeats_carry_what_the_hook_says(database, env):
     job = SafeJob(database, body=body)
     job.safe = False
     assert run(job, env) == exitcodes.OK
+
+
+# Found in review ------------------------------------------------------------------------------
+
+def test_a_request_withdrawn_while_the_hook_is_asked_does_not_crash_main(database, env):
+    class Racy(Job):
+        def is_safe_to_interrupt(self):
+            if threading.current_thread() is threading.main_thread():
+                # The DBA withdraws the request while the main thread decides.
+                database.set_deploy(False)
+                wait_until(lambda: self._interruption.watcher.stop is None, "the withdrawal")
+            return True
+    job = Racy(database, body=lambda job: (database.set_deploy(True, "r1"), time.sleep(2)))
+    assert run(job, env) in (exitcodes.OK, exitcodes.INTERRUPTED)
+    assert database.runs[0]["status"] in ("succeeded", "interrupted")
+    assert "Traceback" not in log(env)
+
+
+def test_an_interrupted_raised_by_main_keeps_its_reason(database, env):
+    from cronpolicy import Interrupted
+
+    def body(job):
+        raise Interrupted("upstream asked us to stop")
+    assert run(Job(database, body=body), env) == exitcodes.INTERRUPTED
+    record = database.runs[0]
+    assert (record["stop_reason"], record["stop_decision"]) == (
+        "upstream asked us to stop", None)
+
+
+def test_dry_run_tells_what_the_policy_says_even_with_ignore_policy(database, env, capsys):
+    database.set_deploy(True)
+    assert run(Job(database), env, "--dry-run", "--ignore-policy") == exitcodes.WOULD_SKIP
+    assert "would skip: deploy pending" in capsys.readouterr().out
+
+
+def test_the_decision_is_there_after_a_skip_too(database, env):
+    database.set_deploy(True)
+    job = Job(database)
+    assert run(job, env) == exitcodes.OK
+    assert (job.decision.run, job.decision.code) == (False, "deploy-pending")
+
+
+def test_a_limited_start_that_cannot_be_written_is_one_clear_skip(database, env):
+    class NoStart(MemoryStore):
+        def record_start(self, record):
+            raise DatabaseError("the connection dropped", transient=True)
+
+    class Fleet(Job):
+        fleet_single_instance = True
+    job = Fleet(database)
+    job._store = NoStart(database)
+    assert run(job, env) == exitcodes.LOCKED and job.calls == 0
+    assert "running and spooling" not in log(env)
+    assert "cannot hold a fleet-wide slot: the connection dropped" in log(env)

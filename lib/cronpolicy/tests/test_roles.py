@@ -212,3 +212,57 @@ def test_set_role_logins_update_their_own_runs_and_cannot_declare_the_fleet_dead
     connection.close()
     assert DBA(pg_dsn).scalar("SELECT status FROM cronpolicy.script_run") in ("running",
                                                                               "abandoned")
+
+
+def test_an_upgrade_grants_scripts_the_columns_it_adds(pg_roles, pg_dsn, empty_pg_dsn,
+                                                       monkeypatch, tmp_path):
+    """Roles set up before an upgrade keep working after it: the run's end
+    (which now records why it stopped) is not refused."""
+    from .conftest import upgraded
+    real_patches = schema.patches
+    monkeypatch.setattr(schema, "patches",
+                        lambda backend: [patch for patch in real_patches(backend) if patch[0] <= 5])
+    upgraded(empty_pg_dsn)
+    DBA(empty_pg_dsn).execute(          # what roles.sql granted scripts at version 5
+        "GRANT USAGE ON SCHEMA cronpolicy TO cronpolicy_script;"
+        " GRANT SELECT ON ALL TABLES IN SCHEMA cronpolicy TO cronpolicy_script;"
+        " GRANT INSERT ON cronpolicy.script_run TO cronpolicy_script;"
+        " GRANT UPDATE (status, exit_code, finished_at, heartbeat_at, safe_to_interrupt,"
+        " stop_reason) ON cronpolicy.script_run TO cronpolicy_script")
+    monkeypatch.setattr(schema, "patches", real_patches)
+    upgraded(empty_pg_dsn)
+    params = psycopg2.extensions.parse_dsn(pg_roles("cronpolicy_script"))
+    params["dbname"] = psycopg2.extensions.parse_dsn(empty_pg_dsn)["dbname"]
+    runner = ScriptRunner(tmp_path, make_env(tmp_path, psycopg2.extensions.make_dsn(**params)))
+    runner.write("publish-distro")
+    result = runner.run("publish-distro")
+    assert result.returncode == exitcodes.OK and result.stderr == "", result.stderr
+    assert DBA(empty_pg_dsn).execute("SELECT status FROM cronpolicy.script_run") == [
+        ("succeeded",)]
+
+
+def test_a_spooled_record_refused_for_want_of_a_privilege_stays_spooled(pg_roles, pg_dsn,
+                                                                       tmp_path):
+    """An administrator can grant a privilege; a constraint never changes its
+    mind.  Only the second kind of refusal sends an entry to rejected/."""
+    from cronpolicy.config import Settings
+    from cronpolicy.errors import DatabaseError
+    from cronpolicy.rows import RunEnd, RunHandle, RunRecord
+    from cronpolicy.spool import Spool
+    from cronpolicy.store import open_store
+    web1, web2 = pg_roles("cronpolicy_script"), pg_roles("cronpolicy_script")
+    count, error = try_sql(web1, "INSERT INTO cronpolicy.script_run (name, host, pid)"
+                                 " VALUES ('job', 'web1', 1)")
+    assert count == 1, error
+    run_id = DBA(pg_dsn).scalar("SELECT id FROM cronpolicy.script_run")
+    spool = Spool(str(tmp_path / "spool"))
+    spool.record_finish(RunHandle(run_id, RunRecord(name="job", host="web1")),
+                        RunEnd(status="succeeded", exit_code=0))
+    store = open_store(Settings(dsn=web2, dsn_source="--dsn", lock_dir=str(tmp_path)))
+    try:
+        with pytest.raises(DatabaseError) as refused:
+            spool.flush(store)                  # web2 may not end web1's run
+    finally:
+        store.close()
+    assert "belongs to database user" in str(refused.value)
+    assert len(spool) == 1 and not (tmp_path / "spool" / "rejected").exists()

@@ -8,23 +8,12 @@ two databases as built by their patches, not each against the code alone.
 
 import json
 
-import psycopg2
 import pytest
 
-from cronpolicy import schema
 from cronpolicy.tooling import tables
 
-from .conftest import DBA
+from .conftest import DBA, upgraded
 from .test_schema import _reflect
-
-
-def _upgraded(dsn):
-    connection = psycopg2.connect(dsn)
-    try:
-        schema.upgrade_postgres(connection)
-    finally:
-        connection.close()
-    return dsn
 
 
 def _shape(reflected):
@@ -57,13 +46,13 @@ def assert_same_schema(postgres, sqlite):
 
 
 def test_both_backends_build_the_same_tables_and_columns(empty_pg_dsn, sqlite_dsn):
-    _, postgres = _reflect(_upgraded(empty_pg_dsn))
+    _, postgres = _reflect(upgraded(empty_pg_dsn))
     _, sqlite = _reflect(sqlite_dsn)
     assert_same_schema(postgres, sqlite)
 
 
 def test_the_comparison_fails_when_a_column_is_added_to_one_side_only(empty_pg_dsn, sqlite_dsn):
-    DBA(_upgraded(empty_pg_dsn)).execute(
+    DBA(upgraded(empty_pg_dsn)).execute(
         "ALTER TABLE cronpolicy.script_policy ADD COLUMN max_retries integer")
     _, postgres = _reflect(empty_pg_dsn)
     _, sqlite = _reflect(sqlite_dsn)
@@ -114,7 +103,7 @@ BAD_ROWS = {
 
 
 def test_every_constraint_has_a_bad_row(empty_pg_dsn):
-    _, postgres = _reflect(_upgraded(empty_pg_dsn))
+    _, postgres = _reflect(upgraded(empty_pg_dsn))
     names = {check["name"] for found in postgres.values() for check in found["checks"]}
     names |= {unique["name"] for found in postgres.values() for unique in found["unique"]}
     assert names == set(BAD_ROWS)

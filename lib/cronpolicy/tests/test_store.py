@@ -255,3 +255,55 @@ def test_spooled_runs_are_written_once_with_their_times(policy_store, dba, tmp_p
     assert (row["status"], row["exit_code"], row["estimate_seconds"]) == ("succeeded", 0, 60.0)
     assert str(dba.scalar("SELECT started_at FROM cronpolicy.script_run")).startswith(
         "2026-11-20 10:00")
+
+
+def test_a_host_name_is_looked_up_within_the_deadline(monkeypatch):
+    """libpq would look the name up itself, synchronously, for as long as the
+    resolver takes; the store looks it up first, bounded."""
+    asked = []
+
+    def slow_resolver(host, *args, **kwargs):
+        asked.append(host)
+        time.sleep(30)
+    monkeypatch.setattr(socket, "getaddrinfo", slow_resolver)
+    store = PostgresStore("postgresql://cron@slowdb.example/x", connect_timeout=5, timeout=1.0)
+    started = time.monotonic()
+    with pytest.raises(DatabaseError) as error:
+        store.load_inputs("job", 20)
+    assert time.monotonic() - started < 2.5
+    assert asked and asked[0] == "slowdb.example"
+    assert "looking up slowdb.example" in str(error.value) and error.value.transient
+
+
+def test_a_cache_written_by_the_previous_version_is_still_read(tmp_path):
+    import json
+    path = tmp_path / "policy-cache.json"
+    path.write_text(json.dumps({
+        "format": 1, "saved_at": time.time() - 5, "database_now": time.time() - 5,
+        "schema_version": 5, "deploy": [True, "r42", "alice", time.time() - 60],
+        "policies": [[3, "job", "*", False, "off", 60.0, False, "bob", time.time(), True, None]],
+        "windows": [[7, time.time() + 60, time.time() + 600, "nightly", "*", "*"]]}))
+    cached = PolicyCache(str(path), 3600).load_inputs("job", 20)
+    assert cached.deploy.deploy_pending is True and cached.deploy.reason == "r42"
+    [row] = cached.policies
+    assert (row.id, row.enabled, row.expected_runtime, row.interruptible) == (3, False, 60.0, True)
+    assert [window.id for window in cached.windows] == [7]
+
+
+def test_a_busy_sqlite_file_is_waited_for_no_longer_than_decision_timeout(sqlite_dsn, tmp_path):
+    from cronpolicy.store.sqlite import connect_sqlite
+    settings = Settings(dsn=sqlite_dsn, dsn_source="--dsn", lock_dir=str(tmp_path / "locks"),
+                        connect_timeout=6, decision_timeout=1)
+    store = open_store(settings)
+    store.load_inputs("job", 20)                         # creates the file
+    holder = connect_sqlite(sqlite_dsn[len("sqlite:///"):])
+    holder.execute("BEGIN IMMEDIATE")                    # another writer holds the lock
+    try:
+        started = time.monotonic()
+        with pytest.raises(DatabaseError):
+            store.record_skip(record())
+        assert time.monotonic() - started < 2.5
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        store.close()

@@ -63,3 +63,45 @@ def wait_for(predicate, event, timeout):
         return predicate()
     finally:
         timer.cancel()
+
+
+def test_the_end_of_a_run_waits_for_the_watchers_statement(pg_dsn, tmp_path, monkeypatch):
+    """The watcher may be in the middle of a slow statement when main()
+    returns; the run's end waits for it instead of colliding with it on the
+    shared connection (and being spooled for no reason)."""
+    from cronpolicy import CronScript, exitcodes
+
+    for key in ("CRONPOLICY_DSN", "CRONPOLICY_CONFIG"):
+        monkeypatch.delenv(key, raising=False)
+    config = tmp_path / "c.conf"
+    config.write_text("[cronpolicy]\ndecision_timeout = 8s\n")
+    monkeypatch.setenv("CRONPOLICY_CONFIG", str(config))
+    monkeypatch.setenv("CRONPOLICY_LOCK_DIR", str(tmp_path / "locks"))
+    monkeypatch.setenv("CRONPOLICY_STATE_DIR", str(tmp_path / "state"))
+    busy = threading.Event()
+
+    class SlowHeartbeat(PostgresStore):
+        def heartbeat(self, run, safe_to_interrupt):
+            self._sql = dict(self._sql, slow="SELECT pg_sleep(5.5)")
+            busy.set()
+            self._execute("slow", None, "take its time")
+            super().heartbeat(run, safe_to_interrupt)
+
+    class Quick(CronScript):
+        name = "quick"
+
+        def main(self):
+            busy.wait(10)          # the watcher is now in its slow statement
+
+    root = logging.getLogger()
+    handlers = list(root.handlers)
+    try:
+        code = Quick(store=SlowHeartbeat(pg_dsn, timeout=8)).run(
+            ["--dsn", pg_dsn, "--log-file", str(tmp_path / "log")], exit=False)
+    finally:
+        for handler in list(root.handlers):
+            if handler not in handlers:
+                root.removeHandler(handler)
+    assert code == exitcodes.OK
+    assert "spooled" not in (tmp_path / "log").read_text()
+    assert DBA(pg_dsn).execute("SELECT status FROM cronpolicy.script_run") == [("succeeded",)]

@@ -142,9 +142,11 @@ def plan(db, settings, at, host="*", script="*"):
     names = sorted({name for name in recent if glob_matches(script, name)}
                    | {row.name for row in policies if not is_pattern(row.name)
                       and glob_matches(script, row.name)})
+    # For a host pattern, decide as on "some host it covers": no host-specific
+    # policy row, and the planned window covering it.
     policy_host = host if not is_pattern(host) else "*"
     rollout = Window(id=0, starts_at=at_time, ends_at=at_time + datetime.timedelta(days=1),
-                     reason="the planned rollout", host=host, script=script)
+                     reason="the planned rollout", host=policy_host, script=script)
     skipped = []
     store = open_store(settings, application_name="cronpolicy-plan")
     try:

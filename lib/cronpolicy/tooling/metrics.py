@@ -13,6 +13,8 @@ import datetime
 
 from sqlalchemy import and_, func, select
 
+from cronpolicy import policy
+from cronpolicy.rows import DeployState, from_mapping
 from cronpolicy.tooling.tables import deploy_state, drain, script_run
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
@@ -72,7 +74,7 @@ def render(db):
             select(script_run.c.name, script_run.c.estimate_seconds)
             .where(script_run.c.id.in_(select(func.max(script_run.c.id)).where(
                 script_run.c.estimate_seconds.is_not(None)).group_by(script_run.c.name)))).all()
-        state = connection.execute(select(deploy_state.c.deploy_pending)).scalar()
+        deploy = connection.execute(select(deploy_state)).mappings().first()
         last_drain = connection.execute(
             select(drain).order_by(drain.c.finished_at.desc(), drain.c.id.desc()).limit(1)
         ).mappings().first()
@@ -109,7 +111,8 @@ def render(db):
                [({"script": report["name"]}, 1 if report["overdue"] else 0)
                 for report in reports])
     out.family("cronpolicy_deploy_pending", "gauge", "1 while a deploy is pending.",
-               [({}, 1 if state is None or state else 0)])
+               [({}, 1 if policy.is_deploy_pending(
+                   None if deploy is None else from_mapping(DeployState, deploy)) else 0)])
     drain_samples, blocker_samples = [], []
     if last_drain is not None:
         drain_samples = [({}, (last_drain["finished_at"] - last_drain["started_at"])

@@ -9,8 +9,9 @@ switch the script off somewhere, rather than silently deleting them.
 
 from sqlalchemy import and_, select
 
+from cronpolicy import policy
 from cronpolicy.errors import UsageError
-from cronpolicy.matching import glob_matches, is_pattern, matching_policies
+from cronpolicy.matching import glob_matches, is_pattern
 from cronpolicy.rows import PolicyRow, from_mapping
 from cronpolicy.tooling.tables import script_policy
 
@@ -45,9 +46,9 @@ def set_enabled(db, name, enabled, host="*", reason=""):
                     for other in connection.execute(select(script_policy)).mappings()]
             if not is_pattern(host):
                 # What the gate will actually do on that host.
-                winner = matching_policies(rows, name, host)[0]
-                if not winner.enabled:
-                    still_disabling.append(winner)
+                disabling = policy.disabling_row(rows, name, host)
+                if disabling is not None:
+                    still_disabling.append(disabling)
             else:
                 still_disabling = [
                     other for other in rows

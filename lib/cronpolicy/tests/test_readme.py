@@ -1,0 +1,48 @@
+"""README.txt's Python examples, run verbatim."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+# Beside the source tree in a checkout; in the current directory when the
+# suite runs from an installed copy (README's test command, from the checkout).
+PLACES = (os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, os.pardir, "README.txt"),
+          "README.txt")
+
+
+def example_after(marker):
+    """The indented block that follows the paragraph containing ``marker``."""
+    found = [path for path in PLACES if os.path.exists(path)]
+    if not found:
+        pytest.fail("README.txt not found: run the tests from the top of a checkout",
+                    pytrace=False)
+    lines = open(found[0], encoding="utf-8").read().splitlines()
+    start = next(index for index, line in enumerate(lines) if marker in line)
+    while lines[start].strip():                     # to the end of the paragraph
+        start += 1
+    block = []
+    for line in lines[start + 1:]:
+        if line.strip() and not line.startswith("    "):
+            break
+        block.append(line)
+    return textwrap.dedent("\n".join(block)).strip() + "\n"
+
+
+def test_the_quick_start_script_runs_against_the_in_memory_store(tmp_path):
+    quick_start = example_after("Quick start for script authors")
+    assert "class PublishDistro(CronScript)" in quick_start
+    (tmp_path / "publish_distro.py").write_text(quick_start)
+    testing = example_after("Testing a script without a database")
+    assert "MemoryDatabase" in testing
+    (tmp_path / "check_it.py").write_text("from publish_distro import PublishDistro\n" + testing)
+    env = dict(os.environ, CRONPOLICY_CONFIG=str(tmp_path / "none.conf"),
+               CRONPOLICY_LOCK_DIR=str(tmp_path / "locks"),
+               CRONPOLICY_STATE_DIR=str(tmp_path / "state"), CRONPOLICY_HOST="web1")
+    (tmp_path / "none.conf").write_text("[cronpolicy]\n")
+    env.pop("CRONPOLICY_DSN", None)
+    result = subprocess.run([sys.executable, "check_it.py"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr

@@ -23,7 +23,7 @@ def status(db):
     with db.begin("read the status") as connection:
         reap_dead_runs(db, connection)
         now = db.now(connection)
-        windows = standing_windows(db, connection, now)
+        windows = standing_windows(connection, now)
         disabled = [dict(row) for row in connection.execute(
             select(script_policy).where(script_policy.c.enabled.is_(False))
             .order_by(script_policy.c.name, script_policy.c.host)).mappings()]

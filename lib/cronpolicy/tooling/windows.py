@@ -68,7 +68,7 @@ def _window_dict(row, now):
     return result
 
 
-def standing_windows(db, connection, now):
+def standing_windows(connection, now):
     """Windows neither cancelled nor over, as dicts with their state, soonest first."""
     return [_window_dict(row, now) for row in connection.execute(
         select(rollout_window).where(and_(rollout_window.c.cancelled_at.is_(None),
@@ -82,7 +82,7 @@ def list_windows(db, include_all=False):
     with db.begin("list rollout windows") as connection:
         now = db.now(connection)
         if not include_all:
-            return now, standing_windows(db, connection, now)
+            return now, standing_windows(connection, now)
         query = select(rollout_window).order_by(rollout_window.c.starts_at, rollout_window.c.id)
         return now, [_window_dict(row, now) for row in connection.execute(query).mappings()]
 

@@ -47,6 +47,12 @@ DEFAULT_POLL_INTERVAL = 1.0
 DEFAULT_DECISION_TIMEOUT = 10.0
 #: A policy cached locally is trusted this long while the database is unreachable.
 DEFAULT_CACHE_MAX_AGE = 3600.0
+#: An idle connection is probed after this long (and then every third of it,
+#: three times), so a dead peer is noticed within about twice this.
+DEFAULT_TCP_KEEPALIVE = 5.0
+#: Data unacknowledged this long fails the connection: a half-open one (packets
+#: dropped, no FIN) is given up on within seconds, not after TCP's two hours.
+DEFAULT_TCP_USER_TIMEOUT = 10.0
 
 ON_DATABASE_ERROR_CHOICES = ("run", "skip")
 
@@ -156,6 +162,8 @@ class Settings:
         "cache_max_age": parse_duration,
         "on_database_error": _on_database_error,
         "state_dir": str,
+        "tcp_keepalive": parse_duration,
+        "tcp_user_timeout": parse_duration,
     }
     #: Keys a ``[script:NAME]`` section may set, for that script only.
     _SCRIPT_KEYS = {"on_database_error": _on_database_error}
@@ -173,7 +181,8 @@ class Settings:
                  decision_timeout=DEFAULT_DECISION_TIMEOUT,
                  cache_max_age=DEFAULT_CACHE_MAX_AGE,
                  on_database_error=None, state_dir=None, scripts=None,
-                 config_path=None):
+                 config_path=None, tcp_keepalive=DEFAULT_TCP_KEEPALIVE,
+                 tcp_user_timeout=DEFAULT_TCP_USER_TIMEOUT):
         self.dsn = dsn or default_dsn()
         self.dsn_source = dsn_source if dsn else "default"
         self.host = host or os.uname().nodename
@@ -193,6 +202,8 @@ class Settings:
         self.on_database_error = on_database_error
         self.scripts = scripts or {}
         self.config_path = config_path
+        self.tcp_keepalive = tcp_keepalive
+        self.tcp_user_timeout = tcp_user_timeout
         self.validate()
 
     def validate(self):
@@ -203,7 +214,7 @@ class Settings:
         if self.estimate_min_runs < 1:
             raise ConfigError("estimate_min_runs must be at least 1, got %r" % self.estimate_min_runs)
         for key in ("connect_timeout", "heartbeat_interval", "poll_interval",
-                    "decision_timeout"):
+                    "decision_timeout", "tcp_keepalive", "tcp_user_timeout"):
             if getattr(self, key) <= 0:
                 raise ConfigError("%s must be positive" % key)
         if self.dead_after <= 2 * self.heartbeat_interval:
@@ -216,6 +227,11 @@ class Settings:
     @property
     def masked_dsn(self):
         return mask_dsn(self.dsn)
+
+    @property
+    def network(self):
+        """What pgdriver needs to notice a dead connection: (keepalive, user timeout)."""
+        return self.tcp_keepalive, self.tcp_user_timeout
 
     @property
     def spool_dir(self):
@@ -255,18 +271,22 @@ class Settings:
         if config_path:
             from_file = cls._read_file(config_path)
             values.update(from_file)
-            if "dsn" in values:
-                values["dsn_source"] = "config file %s" % config_path
         for key, variable in (("host", "CRONPOLICY_HOST"), ("lock_dir", "CRONPOLICY_LOCK_DIR"),
                               ("state_dir", "CRONPOLICY_STATE_DIR")):
             if environ.get(variable):
                 values[key] = environ[variable]
-        if environ.get("CRONPOLICY_DSN"):
-            values["dsn"] = environ["CRONPOLICY_DSN"]
-            values["dsn_source"] = "CRONPOLICY_DSN"
-        if dsn:
-            values["dsn"] = dsn
-            values["dsn_source"] = "--dsn"
+        # Later sources win.  A DSN that is set but empty is a mistake (an
+        # unset variable in a deploy script, say), never a way back to the
+        # local SQLite file: that would take the host out of the fleet's policy.
+        for source, given in (("config file %s" % config_path, from_file.get("dsn")),
+                              ("CRONPOLICY_DSN", environ.get("CRONPOLICY_DSN")),
+                              ("--dsn", dsn)):
+            if given is None:
+                continue
+            if not given.strip():
+                raise ConfigError("the DSN from %s is empty: name the policy database, or "
+                                  "set no DSN anywhere for the embedded SQLite default" % source)
+            values["dsn"], values["dsn_source"] = given.strip(), source
         try:
             return cls(config_path=config_path, **values)
         except ConfigError as error:

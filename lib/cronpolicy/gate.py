@@ -79,6 +79,9 @@ class Gate:
         main() with ``watcher`` (a RunWatcher feeding ``interruption``) and
         returns an Ending."""
         lock = ScriptLock(self.settings.lock_dir, self.facts.name)
+        self.logger.info("policy database: %s (from %s)", self.store.masked_dsn,
+                         "the script" if self.store.backend == "memory"
+                         else self.settings.dsn_source)
         try:
             if self.single_instance:
                 try:
@@ -181,7 +184,8 @@ class Gate:
             self.logger.info("started run #%s: %s (estimate %s, %s)", run.id, verdict.reason,
                              format_duration(verdict.estimate.seconds), verdict.estimate.source)
         watcher = RunWatcher(self.store if run.id is not None else None, run, self.facts.name,
-                             self.facts.host, self.settings, interruption, self.logger)
+                             self.facts.host, self.settings, interruption, self.logger,
+                             ignore_policy=self.facts.ignore_policy)
         interruption.watcher = watcher
         interruption.always_safe = verdict.interruptible
         started = time.monotonic()

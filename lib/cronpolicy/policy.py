@@ -252,12 +252,13 @@ def decide(inputs, facts, settings):
     return s.verdict(True, RUN, _run_reason(s))
 
 
-def stop_verdict(inputs, name, host):
+def stop_verdict(inputs, name, host, ignore_policy=False):
     """Why a run of ``name`` in progress on ``host`` should stop now (a skip
-    Verdict), or None: the rules marked stops_running."""
+    Verdict), or None: the rules marked stops_running.  A run forced with
+    --ignore-policy is not stopped by the rules it was told to ignore."""
     s = Situation(inputs, ScriptFacts(name, host))
     for rule in RULES:
-        if rule.stops_running:
+        if rule.stops_running and not (ignore_policy and rule.overridable):
             skip = rule.check(s)
             if skip is not None:
                 return s.verdict(False, skip.code, skip.reason, skip.window_id)

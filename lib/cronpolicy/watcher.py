@@ -35,15 +35,23 @@ SAFE_POLL = 0.1
 #: Even with notifications, re-read the policy at least this often.
 RESYNC_INTERVAL = 60.0
 
+#: However many notifications arrive, re-read the policy at most this often
+#: (anyone may NOTIFY the channel; a flood must not become a flood of reads).
+REREAD_AT_MOST_EVERY = 0.1
+
 
 class RunWatcher:
 
-    def __init__(self, store, run, name, host, settings, interruption, logger=None):
-        """``store`` None: the run started without the database."""
+    def __init__(self, store, run, name, host, settings, interruption, logger=None,
+                 ignore_policy=False):
+        """``store`` None: the run started without the database;
+        ``ignore_policy``: the run was forced past the policy, which
+        therefore does not stop it either."""
         self.store = store
         self.run = run
         self.name = name
         self.host = host
+        self.ignore_policy = ignore_policy
         self.settings = settings
         self.interruption = interruption
         self.logger = logger or logging.getLogger(name)
@@ -56,6 +64,7 @@ class RunWatcher:
         self._thread = threading.Thread(target=self._run, name="cronpolicy-watcher", daemon=True)
         self._db_trouble = False
         self._recovered = False
+        self._last_read = 0.0
 
     def start(self):
         self._thread.start()
@@ -129,8 +138,7 @@ class RunWatcher:
             # with the reply to a heartbeat or a read: then the socket will
             # not become readable for it, so look before sleeping too.
             if self._guarded("read policy notifications", self.store.take_notifications):
-                next_check = 0.0
-                continue
+                next_check = self._soon(next_check)
             deadline = min(next_check, next_heartbeat)
             if self.stop_requested:
                 deadline = min(deadline, now + SAFE_POLL)
@@ -138,7 +146,12 @@ class RunWatcher:
             readable = self._sleep(deadline - time.monotonic(), database)
             if database is not None and database in readable:
                 if self._guarded("read policy notifications", self.store.take_notifications):
-                    next_check = 0.0
+                    next_check = self._soon(next_check)
+
+    def _soon(self, next_check):
+        """When to re-read after a change was announced: now, unless the
+        last read was under REREAD_AT_MOST_EVERY ago."""
+        return min(next_check, self._last_read + REREAD_AT_MOST_EVERY)
 
     def _sleep(self, timeout, database=None):
         """Wait for the self-pipe, the database or ``timeout``; return what is readable."""
@@ -168,11 +181,12 @@ class RunWatcher:
         polling = self.store.fileno() is None
         fallback = time.monotonic() + (settings.poll_interval if polling or self._db_trouble
                                        else RESYNC_INTERVAL)
+        self._last_read = time.monotonic()
         inputs = self._guarded("re-read the policy",
                                lambda: self.store.load_inputs(self.name, 1))
         if inputs is None:
             return time.monotonic() + min(settings.heartbeat_interval, settings.poll_interval * 5)
-        stop = stop_verdict(inputs, self.name, self.host)
+        stop = stop_verdict(inputs, self.name, self.host, self.ignore_policy)
         if (stop and stop.reason) != (self.stop and self.stop.reason):
             if stop is not None:
                 self.logger.info("stop requested: %s", stop.reason)

@@ -23,4 +23,4 @@ def open_store(settings, application_name="cronpolicy"):
     from cronpolicy.store.postgresql import PostgresStore
     return PostgresStore(settings.dsn, connect_timeout=settings.connect_timeout,
                          timeout=settings.decision_timeout, application_name=application_name,
-                         source=settings.dsn_source)
+                         source=settings.dsn_source, network=settings.network)

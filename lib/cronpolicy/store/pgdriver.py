@@ -32,6 +32,12 @@ class DeadlineExceeded(DatabaseError):
         super().__init__(message, transient=True)
 
 
+# Connection failures worth waiting out, whatever else their message says
+# ("too many connections for role ..." names a role, yet passes).
+_TRANSIENT_CONNECT_ERRORS = ("too many connections", "remaining connection slots are reserved",
+                             "the database system is starting up",
+                             "the database system is shutting down",
+                             "the database system is in recovery mode")
 # Connection failures that say nothing will change by retrying.
 _PERMANENT_CONNECT_ERRORS = ("password authentication failed", "does not exist",
                              "no pg_hba.conf entry", "role", "invalid dsn", "SSL")
@@ -66,16 +72,26 @@ def _dsn_has_options(dsn):
         return False  # connecting reports the unparsable DSN
 
 
-def options(connect_timeout, application_name, statement_timeout, dsn):
+def options(connect_timeout, application_name, statement_timeout, dsn, network=None):
+    """libpq's connection parameters.  ``network`` = (keepalive, user timeout)
+    in seconds: both this host and the server probe idle connections and give
+    up on unacknowledged data that soon, so a half-open connection fails in
+    seconds on either side instead of lingering for TCP's two hours."""
+    keepalive, user_timeout = network or (config.DEFAULT_TCP_KEEPALIVE,
+                                          config.DEFAULT_TCP_USER_TIMEOUT)
+    idle, interval = max(1, int(keepalive)), max(1, int(keepalive // 3))
     found = {
         "connect_timeout": max(1, int(math.ceil(connect_timeout))),
         "application_name": application_name[:63],
-        # A dead server or network is noticed within about a minute.
-        "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
-        "keepalives_count": 3,
+        "keepalives": 1, "keepalives_idle": idle, "keepalives_interval": interval,
+        "keepalives_count": 3, "tcp_user_timeout": int(user_timeout * 1000),
     }
-    if statement_timeout and not _dsn_has_options(dsn):
-        found["options"] = "-c statement_timeout=%d" % (STATEMENT_TIMEOUT_SECONDS * 1000)
+    if not _dsn_has_options(dsn):
+        settings = ["-c tcp_keepalives_idle=%d" % idle, "-c tcp_keepalives_interval=%d" % interval,
+                    "-c tcp_keepalives_count=3", "-c tcp_user_timeout=%d" % (user_timeout * 1000)]
+        if statement_timeout:
+            settings.append("-c statement_timeout=%d" % (STATEMENT_TIMEOUT_SECONDS * 1000))
+        found["options"] = " ".join(settings)
     return found
 
 
@@ -89,6 +105,7 @@ def connect_failure(error, dsn, source=None):
             config.mask_dsn(dsn), " (from %s)" % source if source else "",
             config.scrub(message, dsn)))
     transient = (getattr(error, "pgcode", None) in TRANSIENT_SQLSTATES
+                 or any(marker in message for marker in _TRANSIENT_CONNECT_ERRORS)
                  or not any(marker in message for marker in _PERMANENT_CONNECT_ERRORS))
     return DatabaseError("cannot connect to %s: %s" % (
         config.mask_dsn(dsn), config.scrub(message, dsn)), transient=transient)
@@ -114,12 +131,12 @@ def translate(error, doing, dsn, found_version=None):
 
 
 def connect(dsn, connect_timeout=config.DEFAULT_CONNECT_TIMEOUT,
-            application_name="cronpolicy", source=None, statement_timeout=True):
+            application_name="cronpolicy", source=None, statement_timeout=True, network=None):
     """A synchronous psycopg2 connection (tooling, schema upgrades)."""
     import psycopg2
     try:
         return psycopg2.connect(dsn, **options(connect_timeout, application_name,
-                                               statement_timeout, dsn))
+                                               statement_timeout, dsn, network))
     except psycopg2.Error as error:
         raise connect_failure(error, dsn, source) from error
 
@@ -171,7 +188,7 @@ def with_addresses(dsn, deadline):
     return make_dsn(**params)
 
 
-def connect_async(dsn, deadline, connect_timeout, application_name, source=None):
+def connect_async(dsn, deadline, connect_timeout, application_name, source=None, network=None):
     """An asynchronous (always autocommit) connection, ready by ``deadline``
     (time.monotonic()) or DeadlineExceeded; the name lookup included."""
     import psycopg2
@@ -179,7 +196,7 @@ def connect_async(dsn, deadline, connect_timeout, application_name, source=None)
     try:
         resolved = with_addresses(dsn, deadline)
         connection = psycopg2.connect(resolved, async_=True, **options(
-            connect_timeout, application_name, True, dsn))
+            connect_timeout, application_name, True, dsn, network))
     except psycopg2.Error as error:
         raise connect_failure(error, dsn, source) from error
     try:

@@ -31,8 +31,9 @@ class PostgresStore:
 
     def __init__(self, dsn, connect_timeout=config.DEFAULT_CONNECT_TIMEOUT,
                  timeout=config.DEFAULT_DECISION_TIMEOUT, application_name="cronpolicy",
-                 source=None):
+                 source=None, network=None):
         self.dsn = dsn
+        self.network = network
         self.source = source
         self.connect_timeout = connect_timeout
         self.timeout = timeout
@@ -53,7 +54,8 @@ class PostgresStore:
     def _connect(self, deadline):
         """Connect; on a reconnect, take back what the run held."""
         self._connection = pgdriver.connect_async(
-            self.dsn, deadline, self.connect_timeout, self.application_name, self.source)
+            self.dsn, deadline, self.connect_timeout, self.application_name, self.source,
+            self.network)
         try:
             if self._listening:
                 self._execute_now("listen", None, "listen for policy changes", deadline)

@@ -375,10 +375,11 @@ class ScriptRunner:
                 if line.startswith("finally")] if marker.exists() else []
 
     def _env(self, name, env):
+        """The runner's environment, with ``env`` on top (a None value removes a variable)."""
         merged = dict(self.env)
         merged["JOB_MARKER"] = str(self.marker(name))
         merged.update(env or {})
-        return merged
+        return {key: value for key, value in merged.items() if value is not None}
 
     def run(self, name, *args, env=None, timeout=60):
         path = self.tmp_path / ("%s.py" % name)

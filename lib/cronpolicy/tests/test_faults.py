@@ -319,7 +319,7 @@ def test_malformed_dsn_is_one_line_naming_the_config_file(scripts, tmp_path, scr
     del env["CRONPOLICY_DSN"]
     scripts.write("publish-distro")
     result = scripts.run("publish-distro", env={"CRONPOLICY_CONFIG": str(config),
-                                                "CRONPOLICY_DSN": ""})
+                                                "CRONPOLICY_DSN": None})
     assert result.returncode == exitcodes.GATE_ERROR
     [line] = result.stderr.strip().splitlines()
     assert "invalid PostgreSQL DSN" in line and str(config) in line
@@ -328,6 +328,21 @@ def test_malformed_dsn_is_one_line_naming_the_config_file(scripts, tmp_path, scr
     assert cli.returncode == exitcodes.GATE_ERROR
     [line] = cli.stderr.strip().splitlines()
     assert "invalid PostgreSQL DSN" in line and str(config) in line
+
+
+@pytest.mark.parametrize("where", ["environment", "option", "config file"])
+def test_an_empty_dsn_is_a_configuration_error_not_the_local_file(scripts, tmp_path, where):
+    config = tmp_path / "empty.conf"
+    config.write_text("[cronpolicy]\n" + ("dsn =\n" if where == "config file" else ""))
+    env = {"CRONPOLICY_CONFIG": str(config),
+           "CRONPOLICY_DSN": "" if where == "environment" else None}
+    scripts.write("publish-distro")
+    result = scripts.run("publish-distro", *(["--dsn", ""] if where == "option" else []), env=env)
+    assert result.returncode == exitcodes.GATE_ERROR
+    [line] = result.stderr.strip().splitlines()
+    assert "DSN" in line and "empty" in line
+    assert scripts.main_calls("publish-distro") == 0
+    assert not (tmp_path / "state" / "cronpolicy" / "cronpolicy.sqlite").exists()
 
 
 def test_a_dropped_connection_keeps_the_run_alive_and_listening(scripts, dba, tmp_path,

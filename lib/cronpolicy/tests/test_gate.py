@@ -308,6 +308,25 @@ def test_deploy_pending_stops_a_safe_run_at_once(database, env):
     assert record["stop_reason"].startswith("deploy pending")
 
 
+def test_a_forced_run_is_not_stopped_by_the_policy_it_ignores(database, env):
+    def body(job):
+        database.set_deploy(True, "release 42")
+        database.add_policy("job", enabled=False)
+        # The watcher hears both at once (notifications) and would interrupt
+        # this safe run within 0.1s; give it five times that.
+        time.sleep(0.5)
+    job = SafeJob(database, body=body)
+    assert run(job, env, "--ignore-policy") == exitcodes.OK
+    assert database.runs[0]["status"] == "succeeded" and "stop requested" not in log(env)
+
+
+def test_sigterm_still_stops_a_forced_run(database, env):
+    job = SafeJob(database, body=lambda job: time.sleep(BOUND))
+    flip_when_started(job, lambda: os.kill(os.getpid(), signal.SIGTERM))
+    assert run(job, env, "--ignore-policy") == exitcodes.INTERRUPTED
+    assert database.runs[0]["stop_decision"] == "signal"
+
+
 def test_an_unsafe_run_is_left_to_finish(database, env):
     def body(job):
         until_stopped(job)                  # the watcher has heard the request...

@@ -309,6 +309,12 @@ def test_stop_verdict_uses_the_rules_that_stop_running_runs():
                         "job", "web1") is None
 
 
+def test_a_forced_run_is_stopped_by_none_of_the_rules_it_ignored():
+    pending = inputs([row(3, "job", enabled=False)], deploy=DeployState(True))
+    assert stop_verdict(pending, "job", "web1").code == DISABLED
+    assert stop_verdict(pending, "job", "web1", ignore_policy=True) is None
+
+
 def test_rollout_under_way_and_next_window():
     assert not policy.rollout_under_way(inputs())
     assert policy.rollout_under_way(inputs(deploy=None))

@@ -266,3 +266,29 @@ def test_a_spooled_record_refused_for_want_of_a_privilege_stays_spooled(pg_roles
         store.close()
     assert "belongs to database user" in str(refused.value)
     assert len(spool) == 1 and not (tmp_path / "spool" / "rejected").exists()
+
+
+def test_a_role_out_of_connections_is_an_outage_not_a_configuration_error(pg_roles, pg_dsn,
+                                                                           tmp_path):
+    """Superusers ignore connection limits, so this uses an ordinary login."""
+    script_dsn = pg_roles("cronpolicy_script")
+    role = psycopg2.extensions.parse_dsn(script_dsn)["user"]
+    DBA(pg_dsn).execute('ALTER ROLE "%s" CONNECTION LIMIT 1' % role)
+    env = make_env(tmp_path, script_dsn)
+    config = tmp_path / "quick.conf"
+    config.write_text("[cronpolicy]\ndecision_timeout = 2s\n")
+    env["CRONPOLICY_CONFIG"] = str(config)
+    runner = ScriptRunner(tmp_path, env)
+    runner.write("publish-distro")
+    holder = as_role(script_dsn)                  # the role's only connection
+    try:
+        result = runner.run("publish-distro")
+    finally:
+        holder.close()
+    assert result.returncode == exitcodes.OK      # on_database_error = skip, not exit 4
+    [line] = result.stderr.strip().splitlines()
+    assert "database unreachable" in line and "too many connections" in line
+    again = runner.run("publish-distro")           # the connection is free again
+    assert again.returncode == exitcodes.OK, again.stderr
+    assert sorted(row[0] for row in DBA(pg_dsn).execute(
+        "SELECT decision FROM cronpolicy.script_run")) == ["database-unreachable", "run"]

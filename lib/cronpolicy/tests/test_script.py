@@ -18,10 +18,12 @@ def test_normal_run_records_success(scripts, dba):
     assert result.returncode == exitcodes.OK, result.stderr
     assert result.stderr == ""                      # nothing for cron to mail
     assert scripts.main_calls("nightly-report") == 1
-    [run] = dba.runs("nightly-report")               # the name defaults to the file name
+    run = dba.runs("nightly-report")[0]              # the name defaults to the file name
     assert (run["status"], run["exit_code"], run["host"]) == ("succeeded", 0, "testhost")
     assert run["estimate_seconds"] == 60.0 and "script's expected_runtime" in run["estimate_source"]
     assert run["pid"] > 0 and run["skip_reason"] is None
+    told = scripts.run("nightly-report", "-v")              # -v names the store in use
+    assert "policy database: %s (from CRONPOLICY_DSN)" % dba.dsn in told.stderr
 
 
 def test_policy_disabled_run_never_calls_main(scripts, dba):

@@ -307,3 +307,21 @@ def test_a_busy_sqlite_file_is_waited_for_no_longer_than_decision_timeout(sqlite
         holder.execute("ROLLBACK")
         holder.close()
         store.close()
+
+
+def test_connections_notice_a_dead_peer_within_seconds_on_both_sides(pg_dsn):
+    from cronpolicy.store import pgdriver
+    settings = Settings(dsn=pg_dsn, dsn_source="--dsn", tcp_keepalive=6, tcp_user_timeout=9)
+    connection = pgdriver.connect(pg_dsn, network=settings.network)
+    try:
+        with connection.cursor() as cursor:
+            found = {}
+            for name in ("tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_user_timeout"):
+                cursor.execute("SELECT setting || unit FROM pg_settings WHERE name = %s", (name,))
+                found[name] = cursor.fetchone()[0]
+    finally:
+        connection.close()
+    assert found == {"tcp_keepalives_idle": "6s", "tcp_keepalives_interval": "2s",
+                     "tcp_user_timeout": "9000ms"}
+    client = pgdriver.options(5, "x", True, pg_dsn, settings.network)
+    assert (client["keepalives_idle"], client["tcp_user_timeout"]) == (6, 9000)

@@ -105,3 +105,44 @@ def test_the_end_of_a_run_waits_for_the_watchers_statement(pg_dsn, tmp_path, mon
     assert code == exitcodes.OK
     assert "spooled" not in (tmp_path / "log").read_text()
     assert DBA(pg_dsn).execute("SELECT status FROM cronpolicy.script_run") == [("succeeded",)]
+
+
+def test_a_flood_of_notifications_is_one_read_per_tenth_of_a_second(pg_dsn):
+    """Anyone may NOTIFY the channel: 300 of them in about a second must not
+    turn into 300 policy reads by every running script."""
+    from .conftest import DBA as _DBA
+    settings = Settings(dsn=pg_dsn, dsn_source="--dsn", heartbeat_interval=30,
+                        dead_after=90, poll_interval=30)
+    reads = []
+
+    class Counting(PostgresStore):
+        def load_inputs(self, name, history_runs):
+            reads.append(name)
+            return super().load_inputs(name, history_runs)
+
+    store = Counting(pg_dsn)
+    run = store.record_start(RunRecord(name="job", host="web1", pid=1))
+    interruption = Interruption(None, logging.getLogger("job"))
+    watcher = RunWatcher(store, run, "job", "web1", settings, interruption)
+    interruption.watcher = watcher
+    watcher.start()
+    import time
+    import psycopg2
+    flooder = psycopg2.connect(pg_dsn)
+    flooder.autocommit = True
+    try:
+        wait_for(lambda: reads, threading.Event(), 5.0)          # the first read
+        before = len(reads)
+        started = time.monotonic()
+        with flooder.cursor() as cursor:
+            for index in range(300):                              # each its own transaction
+                cursor.execute("SELECT pg_notify('cronpolicy_policy', %s)", (str(index),))
+                time.sleep(0.003)
+        elapsed = time.monotonic() - started
+        time.sleep(0.3)
+        during = len(reads) - before
+    finally:
+        flooder.close()
+        watcher.stop_watching()
+        store.close()
+    assert 1 <= during <= 2 + (elapsed + 0.3) / 0.1, (during, elapsed)

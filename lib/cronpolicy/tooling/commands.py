@@ -27,7 +27,8 @@ def _schema_connection(settings):
     long history may take a while."""
     from cronpolicy.store import pgdriver
     return pgdriver.connect(settings.dsn, settings.connect_timeout, "cronpolicy-schema",
-                            settings.dsn_source, statement_timeout=False)
+                            settings.dsn_source, statement_timeout=False,
+                            network=settings.network)
 
 
 def cmd_schema_upgrade(args, settings):

@@ -42,7 +42,7 @@ class Database:
                 "postgresql+psycopg2://", poolclass=NullPool,
                 creator=lambda: pgdriver.connect(
                     settings.dsn, settings.connect_timeout, application_name,
-                    settings.dsn_source))
+                    settings.dsn_source, network=settings.network))
 
     @contextlib.contextmanager
     def begin(self, doing="use the policy database", reason=None):

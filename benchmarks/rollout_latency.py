@@ -174,7 +174,7 @@ def watcher_overhead(dsn, env, workdir, repeats, iterations):
     sql(dsn, "UPDATE cronpolicy.deploy_state SET deploy_pending = false")
     results = {"bare process": [], "gated, watcher running": []}
     fast_config = os.path.join(workdir, "fast-heartbeat.conf")
-    open(fast_config, "w").write("[cronpolicy]\nheartbeat_interval = 0.5s\ndead_after = 5s\n")
+    open(fast_config, "w").write("[cronpolicy]\nheartbeat_interval = 0.5s\nlease_ttl = 5s\n")
     results["gated, heartbeat every 0.5s"] = []
     watcher_cpu = {label: [] for label in results}
     for repeat in range(repeats):

@@ -63,9 +63,11 @@ GRANT SELECT ON cronpolicy.schema_version, cronpolicy.script_policy, cronpolicy.
     TO cronpolicy_script;
 GRANT INSERT ON cronpolicy.script_run TO cronpolicy_script;
 GRANT UPDATE (status, exit_code, finished_at, heartbeat_at, safe_to_interrupt, stop_reason,
-               stop_decision, stop_policy_id, stop_window_id)
+               stop_decision, stop_policy_id, stop_window_id, lease_expires_at)
     ON cronpolicy.script_run TO cronpolicy_script;
-GRANT EXECUTE ON FUNCTION cronpolicy.reap_dead_runs(double precision)
+-- Fleet-wide slots (max_concurrent): taken, renewed and given back by runs.
+GRANT SELECT, INSERT, UPDATE, DELETE ON cronpolicy.run_slot TO cronpolicy_script;
+GRANT EXECUTE ON FUNCTION cronpolicy.reap_dead_runs()
     TO cronpolicy_script, cronpolicy_admin;
 
 -- Rollout tooling (and cronpolicy_script's rights, through membership).

@@ -19,7 +19,7 @@ The config file is INI with one ``[cronpolicy]`` section::
     lock_dir = /run/lock/cronpolicy
     host = web3
     heartbeat_interval = 5s
-    dead_after = 30s
+    lease_ttl = 30s
     poll_interval = 1s
 
 DSNs are ``postgresql://user:pass@host:port/db`` (or libpq's ``key=value``
@@ -37,10 +37,10 @@ from cronpolicy.timeutil import parse_duration
 
 DEFAULT_CONFIG_PATH = "/etc/cronpolicy.conf"
 DEFAULT_CONNECT_TIMEOUT = 5.0
-#: A running script refreshes its run row this often...
+#: A running script renews its run's lease this often...
 DEFAULT_HEARTBEAT_INTERVAL = 5.0
-#: ...and a run silent for longer than this counts as abandoned.
-DEFAULT_DEAD_AFTER = 30.0
+#: ...for this long: a run not heard from for longer is abandoned.
+DEFAULT_LEASE_TTL = 30.0
 #: SQLite has no notifications: running scripts re-read the policy this often.
 DEFAULT_POLL_INTERVAL = 1.0
 #: A start's decision (retries included) never takes longer than this.
@@ -156,7 +156,8 @@ class Settings:
         "estimate_runs": int,
         "estimate_min_runs": int,
         "heartbeat_interval": parse_duration,
-        "dead_after": parse_duration,
+        "lease_ttl": parse_duration,
+        "dead_after": parse_duration,       # lease_ttl's name before leases
         "poll_interval": parse_duration,
         "decision_timeout": parse_duration,
         "cache_max_age": parse_duration,
@@ -176,7 +177,7 @@ class Settings:
                  estimate_runs=estimate.DEFAULT_HISTORY_RUNS,
                  estimate_min_runs=estimate.DEFAULT_MIN_HISTORY_RUNS,
                  heartbeat_interval=DEFAULT_HEARTBEAT_INTERVAL,
-                 dead_after=DEFAULT_DEAD_AFTER,
+                 lease_ttl=DEFAULT_LEASE_TTL, dead_after=None,
                  poll_interval=DEFAULT_POLL_INTERVAL,
                  decision_timeout=DEFAULT_DECISION_TIMEOUT,
                  cache_max_age=DEFAULT_CACHE_MAX_AGE,
@@ -195,7 +196,7 @@ class Settings:
         self.estimate_runs = estimate_runs
         self.estimate_min_runs = estimate_min_runs
         self.heartbeat_interval = heartbeat_interval
-        self.dead_after = dead_after
+        self.lease_ttl = lease_ttl if dead_after is None else dead_after
         self.poll_interval = poll_interval
         self.decision_timeout = decision_timeout
         self.cache_max_age = cache_max_age
@@ -217,9 +218,9 @@ class Settings:
                     "decision_timeout", "tcp_keepalive", "tcp_user_timeout"):
             if getattr(self, key) <= 0:
                 raise ConfigError("%s must be positive" % key)
-        if self.dead_after <= 2 * self.heartbeat_interval:
-            raise ConfigError("dead_after (%gs) must be more than twice heartbeat_interval (%gs)"
-                              % (self.dead_after, self.heartbeat_interval))
+        if self.lease_ttl <= 2 * self.heartbeat_interval:
+            raise ConfigError("lease_ttl (%gs) must be more than twice heartbeat_interval (%gs)"
+                              % (self.lease_ttl, self.heartbeat_interval))
         self.backend = backend_of(self.dsn)
         if self.backend == SQLITE:
             sqlite_path(self.dsn)

@@ -35,11 +35,14 @@ def _utcnow():
     return datetime.datetime.now(datetime.timezone.utc)
 
 
-def record_for(verdict, facts, expected_interval=None):
-    """The script_run row of a start (or skip) decided by ``verdict``."""
+def record_for(verdict, facts, expected_interval=None, run_key=None):
+    """The script_run row of a start (or skip) decided by ``verdict``.  Its
+    key is chosen here, before anything is written, so every copy of the
+    record (a late start, the spool) makes one row."""
     estimate = verdict.estimate
     return RunRecord(
         name=facts.name, host=facts.host, pid=os.getpid(),
+        run_key=run_key or os.urandom(16).hex(),
         status="running" if verdict.run else "skipped",
         skip_reason=None if verdict.run and not verdict.forced else verdict.reason,
         estimate_seconds=estimate.seconds if estimate is not None else None,
@@ -66,6 +69,7 @@ class Gate:
         self.recorder = FallbackRecorder(store, Spool(settings.spool_dir, self.database_time),
                                          logger)
         self.verdict = None
+        self.record = None
         self.run_handle = None
 
     def database_time(self):
@@ -93,6 +97,7 @@ class Gate:
             verdict = self.decide()
             if not verdict.run:
                 return self._skip(verdict)
+            self.record = record_for(verdict, self.facts, self.expected_interval)
             if not self._claim_slot(verdict):
                 return exitcodes.LOCKED
             return self._hold(perform, interruption)
@@ -151,7 +156,7 @@ class Gate:
         if limit is None:
             return True
         try:
-            taken = self.store.claim_slot(self.facts.name, limit)
+            taken = self.store.claim_slot(self.record, limit)
         except DatabaseError as error:
             # Whether other hosts run it cannot be known now: do not guess.
             self.recorder.reachable = False
@@ -170,9 +175,10 @@ class Gate:
         from cronpolicy.watcher import RunWatcher
         verdict = self.verdict
         limited = verdict.max_concurrent is not None
+        leased_from = time.monotonic()     # the lease runs from no earlier than this
         try:
-            self.run_handle = run = self.recorder.record_start(
-                record_for(verdict, self.facts, self.expected_interval), may_spool=not limited)
+            self.run_handle = run = self.recorder.record_start(self.record,
+                                                               may_spool=not limited)
         except DatabaseError as error:
             # Its slot went with the connection: whether other hosts run it
             # cannot be known now, so do not guess.
@@ -185,7 +191,7 @@ class Gate:
                              format_duration(verdict.estimate.seconds), verdict.estimate.source)
         watcher = RunWatcher(self.store if run.id is not None else None, run, self.facts.name,
                              self.facts.host, self.settings, interruption, self.logger,
-                             ignore_policy=self.facts.ignore_policy)
+                             ignore_policy=self.facts.ignore_policy, leased_from=leased_from)
         interruption.watcher = watcher
         interruption.always_safe = verdict.interruptible
         started = time.monotonic()

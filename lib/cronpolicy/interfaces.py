@@ -64,11 +64,14 @@ class IPolicyStore(IPolicySource, IRunRecorder):
     masked_dsn = Attribute("Where the store is, with any password replaced by ***.")
 
     def heartbeat(run, safe_to_interrupt):
-        """Refresh the running run's heartbeat and its current safety."""
+        """Renew the running run's lease (and its fleet-wide slot's, if it
+        holds one) and record its current safety.  False when the lease could
+        not be kept: the run was ended, or its slot went to another run."""
 
-    def claim_slot(name, limit):
-        """Take one of the ``limit`` fleet-wide slots of script ``name`` for
-        this store's lifetime; False when other live runs hold them all."""
+    def claim_slot(record, limit):
+        """Take one of the ``limit`` fleet-wide slots of script ``record.name``
+        for the run ``record.run_key`` (a lease, renewed by heartbeats and
+        given back by ``close()``); False when live runs hold them all."""
 
     def listen():
         """Ask to be told of policy, window and deploy-state changes."""
@@ -84,8 +87,9 @@ class IPolicyStore(IPolicySource, IRunRecorder):
         """Write one ``spool.SpoolEntry``; writing the same entry again changes nothing."""
 
     def close():
-        """End the session: release the connection, the run's liveness and
-        slot.  Safe to call twice."""
+        """End the session: give back the fleet-wide slot, release the
+        connection.  A run not recorded as ended lives on until its lease
+        runs out.  Safe to call twice."""
 
 
 class ICronScript(Interface):

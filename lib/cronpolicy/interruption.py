@@ -38,6 +38,7 @@ class Interruption:
         self.signal_stop = None
         self.in_main = False
         self.interrupting = False
+        self._deciding = False
         self._previous_handlers = None
 
     @property
@@ -93,10 +94,19 @@ class Interruption:
 
     def _on_interrupt_signal(self, signum, frame):
         # The safety answer that counts is this one, taken in the main thread
-        # at the very moment main() would be interrupted.
-        stop = self.stop        # once: the watcher may withdraw it meanwhile
-        if self.in_main and not self.interrupting and stop is not None and self.safe_now():
-            self._interrupt(stop)
+        # at the very moment main() would be interrupted.  The watcher asks
+        # again every SAFE_POLL: a signal arriving while the hook is still
+        # being asked is dropped, not nested (a nested call could wait on a
+        # lock the outer one holds).
+        if self._deciding:
+            return
+        self._deciding = True
+        try:
+            stop = self.stop        # once: the watcher may withdraw it meanwhile
+            if self.in_main and not self.interrupting and stop is not None and self.safe_now():
+                self._interrupt(stop)
+        finally:
+            self._deciding = False
 
     def _on_termination_signal(self, signum, frame):
         name = signal.Signals(signum).name

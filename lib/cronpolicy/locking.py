@@ -80,16 +80,3 @@ def _read_pid(fd):
     except (OSError, ValueError, IndexError):
         return None
 
-
-def claim_slot(lock_dir, name, limit):
-    """One of ``limit`` slot lock files of ``name`` (``<lock_dir>/slots/``),
-    held; or None when every one is held by another process.  On one machine
-    these are the fleet-wide slots (the SQLite backend's fleet is one host)."""
-    directory = os.path.join(lock_dir, "slots")
-    for slot in range(limit):
-        lock = ScriptLock(directory, "%s.%d" % (name, slot))
-        try:
-            return lock.acquire()
-        except LockHeld:
-            continue
-    return None

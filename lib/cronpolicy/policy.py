@@ -54,8 +54,9 @@ IN_WINDOW = "in-window"
 WINDOW_CUTOFF = "window-cutoff"
 LOCKED = "locked"            # another instance holds the host lock or the fleet-wide slots
 SIGNAL = "signal"            # a run stopped by SIGTERM/SIGINT (stops only)
+LEASE_LOST = "lease-lost"    # a run that could not renew its lease in time (stops only)
 CODES = (RUN, DATABASE_UNREACHABLE, DISABLED, DEPLOY_PENDING, IN_WINDOW, WINDOW_CUTOFF,
-         LOCKED, SIGNAL)
+         LOCKED, SIGNAL, LEASE_LOST)
 
 DEFAULT_MARGIN = 2 * 60.0
 
@@ -274,6 +275,13 @@ def stopped(reason, code=None):
 def stopped_by_signal(reason):
     """The stop verdict of SIGTERM/SIGINT (``reason`` names the signal)."""
     return stopped(reason, SIGNAL)
+
+
+def lease_lost(reason):
+    """The stop verdict of a run whose lease ran out, or whose fleet-wide
+    slot another run took: to the fleet it is no longer running, so it
+    stops at its next safe point."""
+    return stopped(reason, LEASE_LOST)
 
 
 def locked(reason, estimate=None, limit=None):

@@ -134,7 +134,7 @@ RunRecord = _shape("RunRecord", (
     ("stop_decision", "text", None),
     ("stop_policy_id", "int", None),
     ("stop_window_id", "int", None),
-    ("spool_id", "text", None),
+    ("run_key", "text", None),
 ), "What the gate writes into cronpolicy.script_run for one start (run or skip).")
 
 RunEnd = _shape("RunEnd", (

@@ -5,10 +5,11 @@ or lost before the end), it goes to a file in this host's spool directory
 instead, written atomically, with the run's real times: this host's clock
 moved onto the database's by the offset measured at the last successful
 read.  The next run on the host, or `cronpolicy flush`, writes the entries
-and removes them.  Every entry has a unique id; the database inserts an
-entry at most once (``script_run.spool_id`` is unique) and a late finish
-only completes a run that is still open, so a flush interrupted half-way
-can simply be repeated: nothing is recorded twice.
+and removes them.  A whole run carries the key the host chose for it before
+writing anything (``script_run.run_key`` is unique), so it makes one row,
+even with its own start had that reached the database late; and a late
+finish only completes a run that is still open, so a flush interrupted
+half-way can simply be repeated: nothing is recorded twice.
 
 A Spool provides IRunRecorder: a start it is given is held in memory and
 written whole, with its end, by ``record_finish``.
@@ -23,7 +24,7 @@ from cronpolicy.rows import RunEnd, RunHandle, RunRecord, from_mapping, to_mappi
 
 FORMAT = 2
 
-#: One spooled record: a whole run (``record``, with its ``spool_id``), or the
+#: One spooled record: a whole run (``record``, with its ``run_key``), or the
 #: ``end`` of the recorded run ``run_id``.
 SpoolEntry = collections.namedtuple("SpoolEntry", "record run_id end")
 
@@ -63,17 +64,17 @@ class Spool:
 
     def _write(self, entry):
         os.makedirs(self.directory, exist_ok=True)
-        spool_id = os.urandom(16).hex()
-        data = {"format": FORMAT, "kind": entry["kind"], "spool_id": spool_id,
-                "run_id": entry.get("run_id")}
+        file_id = os.urandom(16).hex()
+        data = {"format": FORMAT, "kind": entry["kind"], "run_id": entry.get("run_id")}
         if "record" in entry:
-            data["record"] = to_mapping(entry["record"]._replace(spool_id=spool_id))
+            record = entry["record"]
+            data["record"] = to_mapping(record._replace(run_key=record.run_key or file_id))
         if "end" in entry:
             data["end"] = to_mapping(entry["end"])
         # Sortable by time of writing, so entries are flushed in order.
         import time
-        path = os.path.join(self.directory, "%020d-%s.json" % (time.time_ns(), spool_id))
-        temporary = os.path.join(self.directory, ".%s.tmp" % spool_id)
+        path = os.path.join(self.directory, "%020d-%s.json" % (time.time_ns(), file_id))
+        temporary = os.path.join(self.directory, ".%s.tmp" % file_id)
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
                              0o600)
         with open(descriptor, "w", encoding="utf-8") as handle:
@@ -155,16 +156,17 @@ class Spool:
 
 
 def parse_entry(data):
-    """A SpoolEntry from a file's JSON; entries of format 1 (flat) are read too."""
+    """A SpoolEntry from a file's JSON; entries of format 1 (flat, keyed by
+    spool_id) are read too."""
     if data.get("format", 1) == 1:
         kind = data["kind"]
-        data = {"kind": kind, "spool_id": data["spool_id"], "run_id": data.get("run_id"),
-                "record": data if kind == "run" else None,
+        data = {"kind": kind, "run_id": data.get("run_id"),
+                "record": dict(data, run_key=data["spool_id"]) if kind == "run" else None,
                 "end": data if kind == "finish" else None}
     if data["kind"] == "run":
-        record = from_mapping(RunRecord, data["record"])._replace(spool_id=data["spool_id"])
+        record = from_mapping(RunRecord, data["record"])
         if not (record.name and record.host and record.started_at and record.finished_at
-                and record.status):
+                and record.status and record.run_key):
             raise ValueError("incomplete run record")
         return SpoolEntry(record, None, None)
     if data["kind"] == "finish":

@@ -2,9 +2,13 @@
 
 A RunWatcher is one daemon thread per running script.  It
 
-* refreshes the run's heartbeat (and what the script's
-  ``is_safe_to_interrupt()`` currently says) every ``heartbeat_interval``,
-  and at once when that answer changes;
+* renews the run's lease (and its fleet-wide slot's) with a heartbeat that
+  also says what ``is_safe_to_interrupt()`` currently answers, every
+  ``heartbeat_interval`` and at once when that answer changes.  When the
+  lease cannot be renewed before it runs out (``lease_ttl``), or the slot
+  went to another run, the fleet no longer counts this run as running: it
+  takes that as a stop request (``lease-lost``) and stops at its next safe
+  point;
 * learns of stop requests: on PostgreSQL it LISTENs on the channel that
   triggers on the policy tables notify, so a DBA's plain UPDATE arrives
   within milliseconds; on SQLite it re-reads the policy every
@@ -27,7 +31,7 @@ import threading
 import time
 
 from cronpolicy.errors import CronPolicyError
-from cronpolicy.policy import next_window_start, stop_verdict
+from cronpolicy.policy import lease_lost, next_window_start, stop_verdict
 
 #: While a stop is requested, how often the script is asked whether it is safe.
 SAFE_POLL = 0.1
@@ -43,10 +47,11 @@ REREAD_AT_MOST_EVERY = 0.1
 class RunWatcher:
 
     def __init__(self, store, run, name, host, settings, interruption, logger=None,
-                 ignore_policy=False):
+                 ignore_policy=False, leased_from=None):
         """``store`` None: the run started without the database;
         ``ignore_policy``: the run was forced past the policy, which
-        therefore does not stop it either."""
+        therefore does not stop it either; ``leased_from``: time.monotonic()
+        no later than the start of the run's first lease."""
         self.store = store
         self.run = run
         self.name = name
@@ -55,8 +60,11 @@ class RunWatcher:
         self.settings = settings
         self.interruption = interruption
         self.logger = logger or logging.getLogger(name)
-        #: The policy's stop verdict for this run now, or None.
+        #: The policy's stop verdict for this run now (or lease-lost), or None.
         self.stop = None
+        self._lease_stop = None     # once the lease is lost, it stays lost
+        self._lease_until = (time.monotonic() if leased_from is None
+                             else leased_from) + settings.lease_ttl
         self._stopping = False
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_read, False)
@@ -131,9 +139,11 @@ class RunWatcher:
             if safe and self.stop_requested:
                 self.interruption.request_interrupt()
             if now >= next_heartbeat or safe != last_safe:
-                self._guarded("record a heartbeat", lambda: self.store.heartbeat(self.run, safe))
+                self._renew(safe)
                 last_safe = safe
                 next_heartbeat = now + settings.heartbeat_interval
+            if self._lease_stop is None and time.monotonic() >= self._lease_until:
+                self._lose_lease("could not renew its lease for %gs" % settings.lease_ttl)
             # A notification may already have been read off the socket along
             # with the reply to a heartbeat or a read: then the socket will
             # not become readable for it, so look before sleeping too.
@@ -147,6 +157,21 @@ class RunWatcher:
             if database is not None and database in readable:
                 if self._guarded("read policy notifications", self.store.take_notifications):
                     next_check = self._soon(next_check)
+
+    def _renew(self, safe):
+        sent = time.monotonic()
+        renewed = self._guarded("renew the run's lease",
+                                lambda: self.store.heartbeat(self.run, safe))
+        if renewed:
+            self._lease_until = sent + self.settings.lease_ttl
+        elif renewed is False and self._lease_stop is None:
+            self._lose_lease("its lease ran out and its fleet-wide slot went to another run")
+
+    def _lose_lease(self, why):
+        self._lease_stop = lease_lost("lease lost: %s" % why)
+        self.logger.warning("the fleet no longer counts this run as running (%s); stopping "
+                            "at the next safe point", self._lease_stop.reason)
+        self.stop = self._lease_stop
 
     def _soon(self, next_check):
         """When to re-read after a change was announced: now, unless the
@@ -186,7 +211,8 @@ class RunWatcher:
                                lambda: self.store.load_inputs(self.name, 1))
         if inputs is None:
             return time.monotonic() + min(settings.heartbeat_interval, settings.poll_interval * 5)
-        stop = stop_verdict(inputs, self.name, self.host, self.ignore_policy)
+        stop = self._lease_stop or stop_verdict(inputs, self.name, self.host,
+                                                self.ignore_policy)
         if (stop and stop.reason) != (self.stop and self.stop.reason):
             if stop is not None:
                 self.logger.info("stop requested: %s", stop.reason)

@@ -19,8 +19,9 @@ def open_store(settings, application_name="cronpolicy"):
         return SQLiteStore(config.sqlite_path(settings.dsn),
                            timeout=min(settings.connect_timeout, settings.decision_timeout),
                            create_directory=settings.dsn_source == "default",
-                           lock_dir=settings.lock_dir)
+                           lease_ttl=settings.lease_ttl)
     from cronpolicy.store.postgresql import PostgresStore
     return PostgresStore(settings.dsn, connect_timeout=settings.connect_timeout,
                          timeout=settings.decision_timeout, application_name=application_name,
-                         source=settings.dsn_source, network=settings.network)
+                         source=settings.dsn_source, network=settings.network,
+                         lease_ttl=settings.lease_ttl)

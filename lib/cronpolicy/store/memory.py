@@ -4,10 +4,10 @@ for library users who want to drive scripts without a server.
 ``MemoryDatabase`` holds what the tables would (policy rows, windows, the
 deploy switch, runs, fleet-wide slots) behind one lock, with a clock you may
 replace; ``MemoryStore`` is one session on it, as a PostgresStore is one
-connection: it holds its run and slot until ``close()``, hears changes
-through a pipe it can select() on, and, like a lost connection, leaves an
-unfinished run abandoned when it closes.  Set ``database.outage = True`` to
-make every session fail as an unreachable database would::
+connection: runs and slots live by lease as they do there (``reap()``
+records the runs whose lease ran out), and it hears changes through a pipe
+it can select() on.  Set ``database.outage = True`` to make every session
+fail as an unreachable database would::
 
     from cronpolicy.store.memory import MemoryDatabase
     database = MemoryDatabase()
@@ -22,7 +22,7 @@ import threading
 
 from cronpolicy import config
 from cronpolicy.errors import DatabaseError
-from cronpolicy.rows import DeployState, Inputs, PolicyRow, RunHandle, Window
+from cronpolicy.rows import DeployState, Inputs, PolicyRow, RunEnd, RunHandle, Window
 
 UTC = datetime.timezone.utc
 
@@ -37,13 +37,25 @@ class MemoryDatabase:
         self.windows = []
         self.deploy = DeployState()
         self.runs = []          # dicts with the columns of cronpolicy.script_run
-        self.slots = {}         # (name, slot) -> the MemoryStore holding it
+        self.slots = {}         # (name, slot) -> {"run_key", "host", "lease_expires_at"}
         self.outage = False
         self._sessions = []
 
-    def session(self, timeout=config.DEFAULT_DECISION_TIMEOUT):
+    def session(self, timeout=config.DEFAULT_DECISION_TIMEOUT, lease_ttl=config.DEFAULT_LEASE_TTL):
         """A new MemoryStore on this database."""
-        return MemoryStore(self, timeout)
+        return MemoryStore(self, timeout, lease_ttl)
+
+    def reap(self):
+        """Record running runs whose lease ran out as abandoned; their ids."""
+        with self.lock:
+            now = self.clock()
+            reaped = [run for run in self.runs
+                      if run["status"] == "running" and run["lease_expires_at"] < now]
+            for run in reaped:
+                run.update(status="abandoned", lease_expires_at=None,
+                           finished_at=max(run["started_at"], run["heartbeat_at"]),
+                           stop_reason="abandoned: its lease ran out")
+            return [run["id"] for run in reaped]
 
     # What a DBA would do with plain SQL -------------------------------------------
 
@@ -84,8 +96,8 @@ class MemoryDatabase:
 
     def _insert(self, record, **extra):
         with self.lock:
-            run = dict(record._asdict(), id=len(self.runs) + 1, heartbeat_at=None,
-                       safe_to_interrupt=False, **extra)
+            run = dict(dict(record._asdict(), id=len(self.runs) + 1, heartbeat_at=None,
+                            safe_to_interrupt=False, lease_expires_at=None), **extra)
             self.runs.append(run)
             return run["id"]
 
@@ -100,11 +112,13 @@ class MemoryStore:
     backend = "memory"
     masked_dsn = "memory"
 
-    def __init__(self, database, timeout=config.DEFAULT_DECISION_TIMEOUT):
+    def __init__(self, database, timeout=config.DEFAULT_DECISION_TIMEOUT,
+                 lease_ttl=config.DEFAULT_LEASE_TTL):
         self.database = database
         self.timeout = timeout
-        self._run = None
-        self._slots = []
+        self.lease_ttl = lease_ttl
+        self._slot = None          # (name, slot) it holds...
+        self._slot_run_key = None  # ...for this run
         self._wake_read = self._wake_write = None
 
     def _check(self, doing):
@@ -139,12 +153,14 @@ class MemoryStore:
         return RunHandle(self.database._insert(record._replace(
             status="skipped", started_at=now, finished_at=now)), record)
 
+    def _lease(self):
+        return self.database.clock() + datetime.timedelta(seconds=self.lease_ttl)
+
     def record_start(self, record):
         self._check("record the start of %s" % record.name)
         now = self.database.clock()
-        run_id = self.database._insert(record._replace(status="running", started_at=now))
-        self.database._update(run_id, heartbeat_at=now)
-        self._run = run_id
+        run_id = self.database._insert(record._replace(status="running", started_at=now),
+                                       heartbeat_at=now, lease_expires_at=self._lease())
         return RunHandle(run_id, record)
 
     def record_finish(self, run, end):
@@ -155,24 +171,41 @@ class MemoryStore:
         values = end._asdict()
         values["finished_at"] = max(self.database.clock(),
                                     self.database.runs[run.id - 1]["started_at"])
-        self.database._update(run.id, **values)
-        if self._run == run.id:
-            self._run = None
+        self.database._update(run.id, lease_expires_at=None, **values)
 
     # Holding a run ------------------------------------------------------------------------
 
     def heartbeat(self, run, safe_to_interrupt):
-        self._check("record a heartbeat of run %s" % run.id)
-        self.database._update(run.id, heartbeat_at=self.database.clock(),
-                              safe_to_interrupt=bool(safe_to_interrupt))
+        self._check("renew the lease of run %s" % run.id)
+        database = self.database
+        with database.lock:
+            row = database.runs[run.id - 1]
+            if row["status"] not in ("running", "abandoned"):
+                return False
+            row.update(heartbeat_at=database.clock(), safe_to_interrupt=bool(safe_to_interrupt),
+                       lease_expires_at=self._lease(), status="running", finished_at=None,
+                       stop_reason=None)
+            if self._slot is None:
+                return True
+            holder = database.slots.get(self._slot)
+            if holder is None or holder["run_key"] != self._slot_run_key:
+                return False
+            holder["lease_expires_at"] = self._lease()
+            return True
 
-    def claim_slot(self, name, limit):
-        self._check("take a fleet-wide slot of %s" % name)
-        with self.database.lock:
+    def claim_slot(self, record, limit):
+        self._check("take a fleet-wide slot of %s" % record.name)
+        database = self.database
+        with database.lock:
+            now = database.clock()
             for slot in range(limit):
-                if (name, slot) not in self.database.slots:
-                    self.database.slots[(name, slot)] = self
-                    self._slots.append((name, slot))
+                holder = database.slots.get((record.name, slot))
+                if holder is None or holder["lease_expires_at"] < now \
+                        or holder["run_key"] == record.run_key:
+                    database.slots[(record.name, slot)] = {
+                        "run_key": record.run_key, "host": record.host,
+                        "lease_expires_at": self._lease()}
+                    self._slot, self._slot_run_key = (record.name, slot), record.run_key
                     return True
         return False
 
@@ -215,11 +248,14 @@ class MemoryStore:
         database = self.database
         with database.lock:
             if entry.record is not None:
-                if any(run["spool_id"] == entry.record.spool_id for run in database.runs):
-                    return
                 record = entry.record._replace(
                     finished_at=max(entry.record.started_at, entry.record.finished_at))
-                database._insert(record)
+                same = [run for run in database.runs if run["run_key"] == record.run_key]
+                if not same:
+                    database._insert(record)
+                elif same[0]["status"] in ("running", "abandoned"):
+                    same[0].update(RunEnd(*[getattr(record, field) for field in RunEnd._fields])
+                                   ._asdict(), lease_expires_at=None)
             else:
                 run = database.runs[entry.run_id - 1]
                 if run["status"] in ("running", "abandoned"):
@@ -227,15 +263,13 @@ class MemoryStore:
                                finished_at=max(run["started_at"], entry.end.finished_at))
 
     def close(self):
+        """Give back the slot; an unfinished run lives on until its lease runs out."""
         database = self.database
         with database.lock:
-            for key in self._slots:
-                database.slots.pop(key, None)
-            self._slots = []
-            if self._run is not None:
-                database._update(self._run, status="abandoned", finished_at=database.clock(),
-                                 stop_reason="abandoned: its session ended")
-                self._run = None
+            holder = database.slots.get(self._slot)
+            if holder is not None and holder["run_key"] == self._slot_run_key:
+                del database.slots[self._slot]
+            self._slot = None
             if self in database._sessions:
                 database._sessions.remove(self)
         if self._wake_read is not None:

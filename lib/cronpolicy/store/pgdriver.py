@@ -160,7 +160,7 @@ def _resolve_within(host, port, deadline):
         try:
             outcome["addresses"] = [found[4][0] for found in socket.getaddrinfo(
                 host, port, type=socket.SOCK_STREAM)]
-        except OSError as error:
+        except Exception as error:      # handed to the caller, whatever it is
             outcome["error"] = error
     lookup = threading.Thread(target=look_up, name="cronpolicy-resolve", daemon=True)
     lookup.start()

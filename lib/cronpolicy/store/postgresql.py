@@ -3,11 +3,12 @@
 All decision inputs arrive in one statement (one round trip), timed by the
 server's ``now()`` so that every host agrees on the time.  Every operation
 is bounded: reads by ``timeout`` seconds, retries of transient failures
-included; writes by ``timeout`` each.  The connection is kept across
-``main()``: its session holds the run's liveness lock, any fleet-wide slot
-and the LISTEN for policy changes, and a reconnect takes all of them back.
-The watcher thread and the main thread share the store; a lock keeps
-their statements apart (each waits at most for the other's deadline).
+included; writes by ``timeout`` each.  A running run is alive while its
+lease stands (renewed by every heartbeat for ``lease_ttl`` seconds), and so
+is its fleet-wide slot: rows, not session state, so a lost connection
+never ends a run and a reconnect only has to LISTEN again.  The watcher
+thread and the main thread share the store; a lock keeps their statements
+apart (each waits at most for the other's deadline).
 
 psycopg2 is used directly: importing SQLAlchemy alone would cost more than
 a whole decision.  The statements are in postgresql.sql.
@@ -31,9 +32,10 @@ class PostgresStore:
 
     def __init__(self, dsn, connect_timeout=config.DEFAULT_CONNECT_TIMEOUT,
                  timeout=config.DEFAULT_DECISION_TIMEOUT, application_name="cronpolicy",
-                 source=None, network=None):
+                 source=None, network=None, lease_ttl=config.DEFAULT_LEASE_TTL):
         self.dsn = dsn
         self.network = network
+        self.lease_ttl = lease_ttl
         self.source = source
         self.connect_timeout = connect_timeout
         self.timeout = timeout
@@ -42,8 +44,8 @@ class PostgresStore:
         self._lock = threading.RLock()
         self._connection = None
         self._listening = False
-        self._run_lock = None       # run id whose liveness lock this session holds
-        self._slot_key = None       # the fleet-wide slot it holds (see claim_slot)
+        self._missed = False        # a reconnect may have lost notifications
+        self._slot = None           # {name, slot, run_key} of the fleet-wide slot it holds
 
     @property
     def masked_dsn(self):
@@ -52,26 +54,20 @@ class PostgresStore:
     # The connection -------------------------------------------------------------
 
     def _connect(self, deadline):
-        """Connect; on a reconnect, take back what the run held."""
+        """Connect; on a reconnect, LISTEN again (leases are renewed by the
+        next heartbeat: nothing else lives in the session)."""
         self._connection = pgdriver.connect_async(
             self.dsn, deadline, self.connect_timeout, self.application_name, self.source,
             self.network)
-        try:
-            if self._listening:
+        if self._listening:
+            try:
                 self._execute_now("listen", None, "listen for policy changes", deadline)
-            if self._run_lock is not None and not self._execute_now(
-                    "take_run_lock", {"id": self._run_lock}, "take back the run's lock",
-                    deadline)[0]["taken"]:
-                raise DatabaseError("cannot take back the liveness lock of run %s"
-                                    % self._run_lock)
-            if self._slot_key is not None and not self._execute_now(
-                    "take_slot", {"key": self._slot_key}, "take back the fleet-wide slot",
-                    deadline)[0]["taken"]:
-                lost, self._slot_key = self._slot_key, None
-                raise DatabaseError("lost the fleet-wide slot %s while reconnecting" % lost)
-        except DatabaseError:
-            self._drop_connection()
-            raise
+            except DatabaseError:
+                self._drop_connection()
+                raise
+            # Whatever was announced while no session listened is lost: tell
+            # the watcher there may be news, so it reads the policy again.
+            self._missed = True
 
     def _execute_now(self, query, parameters, doing, deadline):
         """Send one statement on the open connection and wait for its rows
@@ -177,9 +173,8 @@ class PostgresStore:
         return RunHandle(row["id"], record)
 
     def record_start(self, record):
-        [row] = self._execute("record_start", record._asdict(),
+        [row] = self._execute("record_start", dict(record._asdict(), ttl=self.lease_ttl),
                               "record the start of %s" % record.name)
-        self._run_lock = row["id"]
         return RunHandle(row["id"], record)
 
     def record_finish(self, run, end):
@@ -189,24 +184,26 @@ class PostgresStore:
     # Holding a run --------------------------------------------------------------------
 
     def heartbeat(self, run, safe_to_interrupt):
-        self._execute("heartbeat", {"id": run.id, "safe": bool(safe_to_interrupt)},
-                      "record a heartbeat of run %s" % run.id, idempotent=True)
+        slot = self._slot or {"name": None, "slot": None, "run_key": None}
+        [row] = self._execute("heartbeat", dict(slot, id=run.id, safe=bool(safe_to_interrupt),
+                                                ttl=self.lease_ttl),
+                              "renew the lease of run %s" % run.id, idempotent=True)
+        return bool(row["runs"]) and (self._slot is None or bool(row["slots"]))
 
-    def claim_slot(self, name, limit):
-        """Take one of ``limit`` fleet-wide slots of ``name`` for this session's
-        lifetime (advisory locks: the server frees them when it ends)."""
+    def claim_slot(self, record, limit):
+        """Take one of the ``limit`` fleet-wide slots of ``record.name`` for
+        the run ``record.run_key``: a free one, or one whose lease ran out."""
         deadline = time.monotonic() + self.timeout
         for slot in range(limit):
-            key = name if slot == 0 else "%s#%d" % (name, slot)
-            [row] = self._execute("take_slot", {"key": key},
-                                  "take a fleet-wide slot of %s" % name, deadline)
-            if row["taken"]:
-                self._slot_key = key
+            wanted = {"name": record.name, "slot": slot, "run_key": record.run_key}
+            if self._execute("take_slot", dict(wanted, host=record.host, ttl=self.lease_ttl),
+                             "take a fleet-wide slot of %s" % record.name, deadline):
+                self._slot = wanted
                 return True
         return False
 
     def listen(self):
-        self._listening = True
+        self._listening = True      # and again on every reconnect
         self._execute("listen", None, "listen for policy changes")
 
     def fileno(self):
@@ -224,8 +221,9 @@ class PostgresStore:
             except psycopg2.Error as error:
                 self._drop_connection()
                 raise pgdriver.translate(error, "read notifications", self.dsn) from error
-            count = len(self._connection.notifies)
+            count = len(self._connection.notifies) + (1 if self._missed else 0)
             del self._connection.notifies[:]
+            self._missed = False
             return count
 
     # The spool and the end --------------------------------------------------------------
@@ -238,17 +236,15 @@ class PostgresStore:
                           "write the spooled end of run %s" % entry.run_id)
 
     def close(self):
+        """Give back the fleet-wide slot (best effort: its lease runs out
+        anyway) and close the connection."""
         with self._lock:
-            if (self._run_lock is not None or self._slot_key is not None) \
-                    and self._connection is not None and not self._connection.closed:
-                # The server frees a closed session's locks only as its backend
-                # exits; free them now, so the next start finds the slot free.
+            if self._slot is not None:
                 try:
-                    self._execute_now("unlock_all", None, "release the run's locks",
-                                      time.monotonic() + min(1.0, self.timeout))
+                    self._execute("give_back_slot", self._slot, "give back the fleet-wide slot",
+                                  time.monotonic() + min(2.0, self.timeout))
                 except DatabaseError:
                     pass
             self._drop_connection()
-            self._listening = False
-            self._run_lock = None
-            self._slot_key = None
+            self._listening = self._missed = False
+            self._slot = None

@@ -4,13 +4,10 @@
 -- cronpolicy/store/queries.py; parameters are psycopg2's %(name)s.  The
 -- statements run in autocommit mode, each its own transaction.
 --
--- Advisory lock keys (two int4 form; reap_dead_runs in schema patch 0004
--- knows the first one):
---   1129467726 ('CRON'), mod(run id, 2147483647): held by a running script's
---       session for the run's lifetime, so its death is seen at once;
---   1129467718 ('CROF'), hashtext(slot key): one of a script's fleet-wide
---       slots (max_concurrent); the key of slot 0 is the script's name, of
---       slot k > 0 the name, '#' and k.
+-- A running run is alive while its lease stands (script_run.lease_expires_at,
+-- renewed by every heartbeat for %(ttl)s seconds); a fleet-wide slot is a
+-- row of run_slot with a lease of its own.  No statement relies on session
+-- state but LISTEN, so every one of them works through a connection pooler.
 
 
 -- name: load_inputs
@@ -42,26 +39,27 @@ SELECT extract(epoch FROM now()) AS now,
 
 
 -- name: record_start
--- One statement: the row becomes visible only once this session holds the
--- run's liveness lock, so no reader ever sees a live run unlocked.
-WITH run AS (
-    INSERT INTO cronpolicy.script_run (
-        name, host, pid, estimate_seconds, estimate_source, skip_reason, policy_ignored,
-        decision, policy_id, window_id, expected_interval, heartbeat_at)
-    VALUES (%(name)s, %(host)s, %(pid)s, %(estimate_seconds)s, %(estimate_source)s,
-            %(skip_reason)s, %(policy_ignored)s, %(decision)s, %(policy_id)s, %(window_id)s,
-            %(expected_interval)s, now())
-    RETURNING id)
-SELECT id, pg_advisory_lock(1129467726, mod(id, 2147483647)::integer) AS locked FROM run
+-- The run is alive from here for one lease.  Its key was chosen by the host:
+-- written again (a retry, a spooled copy), it is still one row.
+INSERT INTO cronpolicy.script_run (
+    name, host, pid, estimate_seconds, estimate_source, skip_reason, policy_ignored,
+    decision, policy_id, window_id, expected_interval, run_key, heartbeat_at,
+    lease_expires_at)
+VALUES (%(name)s, %(host)s, %(pid)s, %(estimate_seconds)s, %(estimate_source)s,
+        %(skip_reason)s, %(policy_ignored)s, %(decision)s, %(policy_id)s, %(window_id)s,
+        %(expected_interval)s, %(run_key)s, now(), now() + %(ttl)s * interval '1 second')
+ON CONFLICT (run_key) DO UPDATE SET heartbeat_at = EXCLUDED.heartbeat_at
+RETURNING id
 
 
 -- name: record_skip
 INSERT INTO cronpolicy.script_run (
     name, host, pid, estimate_seconds, estimate_source, skip_reason, policy_ignored,
-    decision, policy_id, window_id, expected_interval, status, finished_at)
+    decision, policy_id, window_id, expected_interval, run_key, status, finished_at)
 VALUES (%(name)s, %(host)s, %(pid)s, %(estimate_seconds)s, %(estimate_source)s,
         %(skip_reason)s, %(policy_ignored)s, %(decision)s, %(policy_id)s, %(window_id)s,
-        %(expected_interval)s, 'skipped', now())
+        %(expected_interval)s, %(run_key)s, 'skipped', now())
+ON CONFLICT (run_key) DO UPDATE SET finished_at = cronpolicy.script_run.finished_at
 RETURNING id
 
 
@@ -69,31 +67,47 @@ RETURNING id
 UPDATE cronpolicy.script_run
    SET status = %(status)s, exit_code = %(exit_code)s, stop_reason = %(stop_reason)s,
        stop_decision = %(stop_decision)s, stop_policy_id = %(stop_policy_id)s,
-       stop_window_id = %(stop_window_id)s, finished_at = greatest(now(), started_at)
+       stop_window_id = %(stop_window_id)s, finished_at = greatest(now(), started_at),
+       lease_expires_at = NULL
  WHERE id = %(id)s
 
 
 -- name: heartbeat
--- A run recorded as abandoned while its host could not reach the database
--- comes back to life with its first heartbeat.
-UPDATE cronpolicy.script_run
-   SET heartbeat_at = now(), safe_to_interrupt = %(safe)s,
-       status = 'running', finished_at = NULL, stop_reason = NULL
- WHERE id = %(id)s AND status IN ('running', 'abandoned')
-
-
--- name: take_run_lock
--- On a reconnect: take back the liveness lock of the run this session holds.
-SELECT pg_try_advisory_lock(1129467726, mod(%(id)s, 2147483647)::integer) AS taken
+-- Renews the run's lease, and its fleet-wide slot's when it holds one
+-- (%(slot)s NULL otherwise).  A run recorded as abandoned while its host
+-- could not reach the database is back as running, but the counts tell the
+-- host whether it still held its lease and its slot: if not, it stops at
+-- its next safe point.
+WITH run AS (
+    UPDATE cronpolicy.script_run
+       SET heartbeat_at = now(), safe_to_interrupt = %(safe)s,
+           lease_expires_at = now() + %(ttl)s * interval '1 second',
+           status = 'running', finished_at = NULL, stop_reason = NULL
+     WHERE id = %(id)s AND status IN ('running', 'abandoned')
+    RETURNING status),
+slot AS (
+    UPDATE cronpolicy.run_slot
+       SET lease_expires_at = now() + %(ttl)s * interval '1 second'
+     WHERE name = %(name)s AND slot = %(slot)s AND run_key = %(run_key)s
+    RETURNING slot)
+SELECT (SELECT count(*) FROM run) AS runs, (SELECT count(*) FROM slot) AS slots
 
 
 -- name: take_slot
-SELECT pg_try_advisory_lock(1129467718, hashtext(%(key)s)) AS taken
+-- Slot %(slot)s of script %(name)s, if it is free or its lease has run out.
+INSERT INTO cronpolicy.run_slot (name, slot, run_key, host, lease_expires_at)
+VALUES (%(name)s, %(slot)s, %(run_key)s, %(host)s, now() + %(ttl)s * interval '1 second')
+ON CONFLICT (name, slot) DO UPDATE
+   SET run_key = EXCLUDED.run_key, host = EXCLUDED.host,
+       lease_expires_at = EXCLUDED.lease_expires_at
+ WHERE cronpolicy.run_slot.lease_expires_at < now()
+    OR cronpolicy.run_slot.run_key = EXCLUDED.run_key
+RETURNING slot
 
 
--- name: unlock_all
--- At the end of a run, before the session closes: its locks free at once.
-SELECT pg_advisory_unlock_all()
+-- name: give_back_slot
+DELETE FROM cronpolicy.run_slot
+ WHERE name = %(name)s AND slot = %(slot)s AND run_key = %(run_key)s
 
 
 -- name: listen
@@ -101,18 +115,26 @@ LISTEN cronpolicy_policy
 
 
 -- name: apply_spooled_run
--- A whole run that never reached the database; spool_id makes it once only.
+-- A whole run whose record could not be written at the time.  Its key
+-- makes it one row: if its start did reach the database after all (late),
+-- the spooled end completes that row.
 INSERT INTO cronpolicy.script_run (
     name, host, pid, started_at, finished_at, status, exit_code, skip_reason,
     estimate_seconds, estimate_source, policy_ignored, decision, policy_id, window_id,
-    expected_interval, stop_reason, stop_decision, stop_policy_id, stop_window_id, spool_id)
+    expected_interval, stop_reason, stop_decision, stop_policy_id, stop_window_id, run_key)
 VALUES (%(name)s, %(host)s, %(pid)s, %(started_at)s,
         greatest(%(started_at)s::timestamptz, %(finished_at)s::timestamptz),
         %(status)s, %(exit_code)s, %(skip_reason)s, %(estimate_seconds)s,
         %(estimate_source)s, %(policy_ignored)s, %(decision)s, %(policy_id)s,
         %(window_id)s, %(expected_interval)s, %(stop_reason)s, %(stop_decision)s,
-        %(stop_policy_id)s, %(stop_window_id)s, %(spool_id)s)
-ON CONFLICT (spool_id) DO NOTHING
+        %(stop_policy_id)s, %(stop_window_id)s, %(run_key)s)
+ON CONFLICT (run_key) DO UPDATE
+   SET status = EXCLUDED.status, exit_code = EXCLUDED.exit_code,
+       stop_reason = EXCLUDED.stop_reason, stop_decision = EXCLUDED.stop_decision,
+       stop_policy_id = EXCLUDED.stop_policy_id, stop_window_id = EXCLUDED.stop_window_id,
+       finished_at = greatest(cronpolicy.script_run.started_at, EXCLUDED.finished_at),
+       lease_expires_at = NULL
+ WHERE cronpolicy.script_run.status IN ('running', 'abandoned')
 
 
 -- name: apply_spooled_finish
@@ -120,7 +142,7 @@ ON CONFLICT (spool_id) DO NOTHING
 UPDATE cronpolicy.script_run
    SET status = %(status)s, exit_code = %(exit_code)s, stop_reason = %(stop_reason)s,
        stop_decision = %(stop_decision)s, stop_policy_id = %(stop_policy_id)s,
-       stop_window_id = %(stop_window_id)s,
+       stop_window_id = %(stop_window_id)s, lease_expires_at = NULL,
        finished_at = greatest(started_at, %(finished_at)s::timestamptz)
  WHERE id = %(id)s AND status IN ('running', 'abandoned')
 

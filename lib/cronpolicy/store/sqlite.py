@@ -2,8 +2,8 @@
 
 The file is attached as ``cronpolicy`` so the SQL names match PostgreSQL's,
 and its schema is created (or upgraded) on first use.  SQLite has no
-notifications (running scripts poll) and one machine is the whole fleet, so
-fleet-wide slots are lock files.  Waits for the write lock are bounded by
+notifications (running scripts poll).  Runs and fleet-wide slots live by
+lease, as on PostgreSQL.  Waits for the write lock are bounded by
 the busy timeout (``timeout``).  The watcher thread and the main thread
 share the store; a lock keeps their transactions apart.  The statements are
 in sqlite.sql.
@@ -79,12 +79,12 @@ class SQLiteStore:
     backend = config.SQLITE
 
     def __init__(self, path, timeout=config.DEFAULT_CONNECT_TIMEOUT, create_directory=False,
-                 lock_dir=None):
+                 lease_ttl=config.DEFAULT_LEASE_TTL):
         self.path = path
         self.masked_dsn = "sqlite:///" + path
         self.timeout = timeout
         self.create_directory = create_directory
-        self.lock_dir = lock_dir or os.path.join(os.path.dirname(os.path.abspath(path)), "locks")
+        self.lease_ttl = lease_ttl
         self._sql = queries("sqlite")
         self._lock = threading.RLock()
         self._connection = None
@@ -143,11 +143,13 @@ class SQLiteStore:
 
     def record_skip(self, record):
         return RunHandle(self._write("record_skip", _values(record),
-                                     "record the skip of %s" % record.name).lastrowid, record)
+                                     "record the skip of %s" % record.name).fetchall()[0][0],
+                         record)
 
     def record_start(self, record):
-        return RunHandle(self._write("record_start", _values(record),
-                                     "record the start of %s" % record.name).lastrowid, record)
+        return RunHandle(self._write("record_start", dict(_values(record), ttl=self.lease_ttl),
+                                     "record the start of %s" % record.name).fetchall()[0][0],
+                         record)
 
     def record_finish(self, run, end):
         self._write("record_finish", dict(_values(end), id=run.id),
@@ -156,14 +158,29 @@ class SQLiteStore:
     # Holding a run --------------------------------------------------------------------
 
     def heartbeat(self, run, safe_to_interrupt):
-        self._write("heartbeat", {"id": run.id, "safe": int(bool(safe_to_interrupt))},
-                    "record a heartbeat of run %s" % run.id)
+        def renew(connection):
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                runs = connection.execute(self._sql["heartbeat"], {
+                    "id": run.id, "safe": int(bool(safe_to_interrupt)),
+                    "ttl": self.lease_ttl}).rowcount
+                slots = connection.execute(self._sql["renew_slot"], dict(
+                    self._slot, ttl=self.lease_ttl)).rowcount if self._slot else 1
+            finally:
+                connection.execute("COMMIT")
+            return bool(runs) and bool(slots)
+        return self._run("renew the lease of run %s" % run.id, renew)
 
-    def claim_slot(self, name, limit):
-        """One machine is the whole fleet here: the slots are lock files."""
-        from cronpolicy.locking import claim_slot
-        self._slot = claim_slot(self.lock_dir, name, limit)
-        return self._slot is not None
+    def claim_slot(self, record, limit):
+        """Take one of the ``limit`` fleet-wide slots of ``record.name``: a
+        free one, or one whose lease ran out."""
+        for slot in range(limit):
+            wanted = {"name": record.name, "slot": slot, "run_key": record.run_key}
+            if self._write("take_slot", dict(wanted, host=record.host, ttl=self.lease_ttl),
+                           "take a fleet-wide slot of %s" % record.name).fetchall():
+                self._slot = wanted
+                return True
+        return False
 
     def listen(self):
         """SQLite has no notifications; the watcher polls instead."""
@@ -184,10 +201,15 @@ class SQLiteStore:
                         "write the spooled end of run %s" % entry.run_id)
 
     def close(self):
+        """Give back the fleet-wide slot (best effort: its lease runs out
+        anyway) and close the file."""
         with self._lock:
+            if self._slot is not None:
+                try:
+                    self._write("give_back_slot", self._slot, "give back the fleet-wide slot")
+                except DatabaseError:
+                    pass
+                self._slot = None
             if self._connection is not None:
                 self._connection.close()
                 self._connection = None
-            if self._slot is not None:
-                self._slot.release()
-                self._slot = None

@@ -35,52 +35,89 @@ SELECT (julianday(finished_at) - julianday(started_at)) * 86400.0
 
 
 -- name: record_start
+-- The run is alive from here for one lease (:ttl seconds).
 INSERT INTO cronpolicy.script_run (
     name, host, pid, estimate_seconds, estimate_source, skip_reason, policy_ignored,
-    decision, policy_id, window_id, expected_interval, heartbeat_at)
+    decision, policy_id, window_id, expected_interval, run_key, heartbeat_at,
+    lease_expires_at)
 VALUES (:name, :host, :pid, :estimate_seconds, :estimate_source, :skip_reason,
-        :policy_ignored, :decision, :policy_id, :window_id, :expected_interval,
-        strftime('%Y-%m-%d %H:%M:%f', 'now'))
+        :policy_ignored, :decision, :policy_id, :window_id, :expected_interval, :run_key,
+        strftime('%Y-%m-%d %H:%M:%f', 'now'),
+        strftime('%Y-%m-%d %H:%M:%f', 'now', '+' || :ttl || ' seconds'))
+ON CONFLICT (run_key) DO UPDATE SET heartbeat_at = excluded.heartbeat_at
+RETURNING id
 
 
 -- name: record_skip
 INSERT INTO cronpolicy.script_run (
     name, host, pid, estimate_seconds, estimate_source, skip_reason, policy_ignored,
-    decision, policy_id, window_id, expected_interval, status, finished_at)
+    decision, policy_id, window_id, expected_interval, run_key, status, finished_at)
 VALUES (:name, :host, :pid, :estimate_seconds, :estimate_source, :skip_reason,
-        :policy_ignored, :decision, :policy_id, :window_id, :expected_interval, 'skipped',
-        strftime('%Y-%m-%d %H:%M:%f', 'now'))
+        :policy_ignored, :decision, :policy_id, :window_id, :expected_interval, :run_key,
+        'skipped', strftime('%Y-%m-%d %H:%M:%f', 'now'))
+ON CONFLICT (run_key) DO UPDATE SET finished_at = script_run.finished_at
+RETURNING id
 
 
 -- name: record_finish
 UPDATE cronpolicy.script_run
    SET status = :status, exit_code = :exit_code, stop_reason = :stop_reason,
        stop_decision = :stop_decision, stop_policy_id = :stop_policy_id,
-       stop_window_id = :stop_window_id,
+       stop_window_id = :stop_window_id, lease_expires_at = NULL,
        finished_at = max(strftime('%Y-%m-%d %H:%M:%f', 'now'), started_at)
  WHERE id = :id
 
 
 -- name: heartbeat
--- A run recorded as abandoned while it was stopped comes back to life with
--- its first heartbeat.
+-- Renews the run's lease.  A run recorded as abandoned while it was stopped
+-- is back as running; the host learns whether it still held its lease.
 UPDATE cronpolicy.script_run
    SET heartbeat_at = strftime('%Y-%m-%d %H:%M:%f', 'now'), safe_to_interrupt = :safe,
+       lease_expires_at = strftime('%Y-%m-%d %H:%M:%f', 'now', '+' || :ttl || ' seconds'),
        status = 'running', finished_at = NULL, stop_reason = NULL
  WHERE id = :id AND status IN ('running', 'abandoned')
 
 
+-- name: renew_slot
+UPDATE cronpolicy.run_slot
+   SET lease_expires_at = strftime('%Y-%m-%d %H:%M:%f', 'now', '+' || :ttl || ' seconds')
+ WHERE name = :name AND slot = :slot AND run_key = :run_key
+
+
+-- name: take_slot
+-- Slot :slot of script :name, if it is free or its lease has run out.
+INSERT INTO cronpolicy.run_slot (name, slot, run_key, host, lease_expires_at)
+VALUES (:name, :slot, :run_key, :host,
+        strftime('%Y-%m-%d %H:%M:%f', 'now', '+' || :ttl || ' seconds'))
+ON CONFLICT (name, slot) DO UPDATE
+   SET run_key = excluded.run_key, host = excluded.host,
+       lease_expires_at = excluded.lease_expires_at
+ WHERE julianday(run_slot.lease_expires_at) < julianday('now')
+    OR run_slot.run_key = excluded.run_key
+RETURNING slot
+
+
+-- name: give_back_slot
+DELETE FROM cronpolicy.run_slot WHERE name = :name AND slot = :slot AND run_key = :run_key
+
+
 -- name: apply_spooled_run
--- A whole run that never reached the database; spool_id makes it once only.
+-- A whole run whose record could not be written at the time; its key makes
+-- it one row with its start, if that reached the database after all.
 INSERT INTO cronpolicy.script_run (
     name, host, pid, started_at, finished_at, status, exit_code, skip_reason,
     estimate_seconds, estimate_source, policy_ignored, decision, policy_id, window_id,
-    expected_interval, stop_reason, stop_decision, stop_policy_id, stop_window_id, spool_id)
+    expected_interval, stop_reason, stop_decision, stop_policy_id, stop_window_id, run_key)
 VALUES (:name, :host, :pid, :started_at, max(:started_at, :finished_at), :status,
         :exit_code, :skip_reason, :estimate_seconds, :estimate_source, :policy_ignored,
         :decision, :policy_id, :window_id, :expected_interval, :stop_reason, :stop_decision,
-        :stop_policy_id, :stop_window_id, :spool_id)
-ON CONFLICT (spool_id) DO NOTHING
+        :stop_policy_id, :stop_window_id, :run_key)
+ON CONFLICT (run_key) DO UPDATE
+   SET status = excluded.status, exit_code = excluded.exit_code,
+       stop_reason = excluded.stop_reason, stop_decision = excluded.stop_decision,
+       stop_policy_id = excluded.stop_policy_id, stop_window_id = excluded.stop_window_id,
+       finished_at = max(script_run.started_at, excluded.finished_at), lease_expires_at = NULL
+ WHERE script_run.status IN ('running', 'abandoned')
 
 
 -- name: apply_spooled_finish
@@ -88,19 +125,24 @@ ON CONFLICT (spool_id) DO NOTHING
 UPDATE cronpolicy.script_run
    SET status = :status, exit_code = :exit_code, stop_reason = :stop_reason,
        stop_decision = :stop_decision, stop_policy_id = :stop_policy_id,
-       stop_window_id = :stop_window_id, finished_at = max(started_at, :finished_at)
+       stop_window_id = :stop_window_id, finished_at = max(started_at, :finished_at),
+       lease_expires_at = NULL
  WHERE id = :id AND status IN ('running', 'abandoned')
 
 
 -- name: reap_stale
--- Runs whose heartbeat is older than :dead_after seconds are abandoned.
+-- Runs whose lease ran out are abandoned (rows without one, from an older
+-- cronpolicy, count as leased for 30 seconds from their last heartbeat).
 UPDATE cronpolicy.script_run
    SET status = 'abandoned',
        finished_at = max(started_at, coalesce(heartbeat_at, started_at)),
-       stop_reason = 'abandoned: no heartbeat for more than ' || :dead_after || 's'
+       lease_expires_at = NULL,
+       stop_reason = 'abandoned: its lease ran out (not heard from since '
+                     || substr(coalesce(heartbeat_at, started_at), 1, 19) || 'Z)'
  WHERE status = 'running'
-   AND (heartbeat_at IS NULL
-        OR julianday(heartbeat_at) < julianday('now') - :dead_after / 86400.0)
+   AND julianday(coalesce(lease_expires_at,
+                          strftime('%Y-%m-%d %H:%M:%f', coalesce(heartbeat_at, started_at),
+                                   '+30 seconds'))) < julianday('now')
 RETURNING id
 
 
@@ -109,5 +151,6 @@ RETURNING id
 UPDATE cronpolicy.script_run
    SET status = 'abandoned',
        finished_at = max(started_at, coalesce(heartbeat_at, started_at)),
+       lease_expires_at = NULL,
        stop_reason = 'abandoned: process ' || pid || ' is gone'
  WHERE id = :id AND status = 'running'

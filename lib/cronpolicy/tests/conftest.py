@@ -422,6 +422,25 @@ def cli(script_env, monkeypatch, capsys):
     return run
 
 
+def read_line(stream, timeout=30.0):
+    """The next line a child process writes to ``stream`` (a pipe), waiting
+    at most ``timeout`` seconds for it."""
+    import select
+    import time
+    deadline = time.monotonic() + timeout
+    line = b""
+    descriptor = stream.fileno()
+    while not line.endswith(b"\n"):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([descriptor], [], [], remaining)[0]:
+            raise AssertionError("no line within %ss (got %r)" % (timeout, line))
+        chunk = os.read(descriptor, 1)
+        if not chunk:
+            raise AssertionError("the stream ended (got %r)" % line)
+        line += chunk
+    return line.decode()
+
+
 def wait_for_file(path, timeout=30.0):
     """Wait (bounded) until ``path`` exists and is not empty."""
     import time

@@ -2,7 +2,10 @@
 
 Modes for new connections: ``pass`` (forward), ``refuse`` (reset at once),
 ``stall`` (accept and never answer: a blackholed server).  ``cut()`` drops
-every connection in flight.  It touches nothing on the server itself.
+every connection in flight (RST, as a dead peer's kernel would);
+``freeze()`` makes every connection in flight half-open: bytes go in and
+nothing comes out, and nobody hears of it (packets dropped, no FIN).  It
+touches nothing on the server itself.
 """
 
 import socket
@@ -22,6 +25,7 @@ class FaultProxy:
         self.port = self._listener.getsockname()[1]
         self._lock = threading.Lock()
         self._open = []
+        self._frozen = set()        # sockets whose traffic is dropped
         self._closed = False
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -50,14 +54,14 @@ class FaultProxy:
             for source, target in ((client, server), (server, client)):
                 threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
 
-    @staticmethod
-    def _pump(source, target):
+    def _pump(self, source, target):
         try:
             while True:
                 data = source.recv(65536)
                 if not data:
                     break
-                target.sendall(data)
+                if source not in self._frozen:
+                    target.sendall(data)
         except OSError:
             pass
         finally:
@@ -77,6 +81,11 @@ class FaultProxy:
                 sock.close()
             except OSError:
                 pass
+
+    def freeze(self):
+        """Make every connection in flight half-open, for good."""
+        with self._lock:
+            self._frozen.update(self._open)
 
     def close(self):
         self._closed = True

@@ -188,7 +188,7 @@ def stop_between_writes(job, dba):
 def test_sigstop_makes_a_run_abandoned_and_sigcont_brings_it_back(scripts, dba, tmp_path,
                                                                   script_env):
     config = tmp_path / "fast.conf"
-    config.write_text("[cronpolicy]\nheartbeat_interval = 0.5s\ndead_after = 1.5s\n"
+    config.write_text("[cronpolicy]\nheartbeat_interval = 0.5s\nlease_ttl = 1.5s\n"
                       "poll_interval = 0.25s\n")
     env = dict(script_env, CRONPOLICY_CONFIG=str(config))
     scripts.write("publish-distro")
@@ -199,7 +199,7 @@ def test_sigstop_makes_a_run_abandoned_and_sigcont_brings_it_back(scripts, dba, 
     wait_for_file(tmp_path / "ready")
     stop_between_writes(job, dba)
     try:
-        deadline = time.monotonic() + 20      # dead_after (1.5s) has to pass first
+        deadline = time.monotonic() + 20      # the lease (1.5s) has to run out first
         while True:
             status = subprocess.run([sys.executable, "-m", "cronpolicy", "status", "--json"],
                                     env=env, capture_output=True, text=True, timeout=60)
@@ -350,7 +350,7 @@ def test_a_dropped_connection_keeps_the_run_alive_and_listening(scripts, dba, tm
     if dba.backend != "postgresql":
         return  # (the SQLite store has no server connection to lose)
     config = tmp_path / "reconnect.conf"
-    config.write_text("[cronpolicy]\nheartbeat_interval = 0.3s\ndead_after = 10s\n")
+    config.write_text("[cronpolicy]\nheartbeat_interval = 0.3s\nlease_ttl = 10s\n")
     env = dict(script_env, CRONPOLICY_CONFIG=str(config))
     (tmp_path / "safe").write_text("")
     scripts.write("sync-mirror", safe_file=tmp_path / "safe")
@@ -433,3 +433,120 @@ def test_configuration_errors_are_not_outages(scripts, pg_dsn):
                              capture_output=True, text=True, timeout=60)
         assert cli.returncode == exitcodes.USAGE and len(cli.stderr.strip().splitlines()) == 1
         assert "Traceback" not in cli.stderr
+
+
+# Liveness by lease ----------------------------------------------------------------------------
+
+def lease_config(tmp_path, extra=""):
+    return write_config(tmp_path, "heartbeat_interval = 0.5s\nlease_ttl = 8s\n" + extra)
+
+
+def test_a_run_cut_off_from_the_database_still_blocks_deploy_wait(proxied, tmp_path, pg_dsn):
+    """Its session died, the run did not: while its lease stands, deploy wait
+    must not say quiet (it did within 0.1s when liveness was the session)."""
+    proxy, scripts, dba = proxied
+    scripts.env["CRONPOLICY_CONFIG"] = lease_config(tmp_path)
+    scripts.write("publish-distro")                     # no hook: never safe
+    done = tmp_path / "done"
+    job = scripts.start("publish-distro", "--sleep", "60", "--until-file", str(done),
+                        "--ready-file", str(tmp_path / "ready"))
+    try:
+        wait_for_file(tmp_path / "ready")
+        proxy.mode = "refuse"
+        proxy.cut()
+        direct = dict(make_env(tmp_path, pg_dsn), CRONPOLICY_CONFIG=lease_config(tmp_path))
+        assert subprocess.run([sys.executable, "-m", "cronpolicy", "deploy", "begin"],
+                              env=direct, capture_output=True, timeout=60).returncode == 0
+        waited = subprocess.run([sys.executable, "-m", "cronpolicy", "deploy", "wait",
+                                 "--timeout", "2s", "--json"], env=direct,
+                                capture_output=True, text=True, timeout=60)
+        assert waited.returncode == exitcodes.WAIT_TIMEOUT, waited.stdout + waited.stderr
+        [blocker] = json.loads(waited.stdout)["blockers"]
+        assert (blocker["name"], blocker["pid"]) == ("publish-distro", job.pid)
+    finally:
+        done.write_text("")
+        job.communicate(timeout=60)
+    assert job.returncode == exitcodes.OK                 # never interrupted: never safe
+
+
+def test_a_half_open_connection_is_replaced_and_the_run_stays_alive(proxied, tmp_path):
+    """Packets dropped, no FIN: the run's statements time out, it connects
+    again, renews its lease and hears the deploy (it stayed abandoned and
+    deaf forever when liveness was a lock the dead session still held)."""
+    proxy, scripts, dba = proxied
+    scripts.env["CRONPOLICY_CONFIG"] = lease_config(tmp_path)
+    (tmp_path / "safe").write_text("")
+    scripts.write("sync-mirror", safe_file=tmp_path / "safe")
+    job = scripts.start("sync-mirror", "--sleep", "60", "--ready-file", str(tmp_path / "ready"))
+    try:
+        wait_for_file(tmp_path / "ready")
+        proxy.freeze()                                   # new connections still pass
+        frozen_at = dba.scalar("SELECT now()")
+        deadline = time.monotonic() + 20
+        while not dba.scalar("SELECT heartbeat_at > {} FROM cronpolicy.script_run",
+                             (frozen_at,)):
+            assert time.monotonic() < deadline, "no heartbeat after the connection froze"
+            time.sleep(0.1)
+        assert dba.runs("sync-mirror")[0]["status"] == "running"
+        dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true")
+        job.communicate(timeout=30)                      # LISTEN came back with the new one
+        assert job.returncode == exitcodes.INTERRUPTED
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.communicate()
+
+
+def test_a_fleet_single_instance_keeps_its_slot_when_its_connection_drops(proxied, tmp_path,
+                                                                          pg_dsn):
+    proxy, scripts, dba = proxied
+    scripts.env["CRONPOLICY_CONFIG"] = lease_config(tmp_path)
+    scripts.write("publish-distro", extra="fleet_single_instance = True")
+    done = tmp_path / "done"
+    first = scripts.start("publish-distro", "--sleep", "60", "--until-file", str(done),
+                          "--ready-file", str(tmp_path / "ready"))
+    try:
+        wait_for_file(tmp_path / "ready")
+        proxy.mode = "refuse"
+        proxy.cut()
+        other_host = tmp_path / "web2"
+        other_host.mkdir()
+        second = ScriptRunner(other_host, dict(make_env(other_host, pg_dsn),
+                                               CRONPOLICY_HOST="web2",
+                                               CRONPOLICY_CONFIG=lease_config(tmp_path)))
+        second.write("publish-distro", extra="fleet_single_instance = True")
+        result = second.run("publish-distro")
+        assert result.returncode == exitcodes.LOCKED, result.stderr
+        assert second.main_calls("publish-distro") == 0
+    finally:
+        done.write_text("")
+        first.communicate(timeout=60)
+    assert first.returncode == exitcodes.OK
+
+
+def test_a_start_written_late_and_its_spooled_record_make_one_row(proxied, tmp_path, pg_dsn):
+    """The start's INSERT waits on a lock past the deadline: the run goes on
+    and is spooled, then the INSERT lands after all.  One run, one row."""
+    import psycopg2
+    proxy, scripts, dba = proxied
+    scripts.env["CRONPOLICY_CONFIG"] = lease_config(tmp_path)
+    scripts.write("publish-distro")
+    locker = psycopg2.connect(pg_dsn)
+    try:
+        with locker.cursor() as cursor:                  # like a CREATE INDEX on script_run
+            cursor.execute("LOCK TABLE cronpolicy.script_run IN SHARE MODE")
+            result = scripts.run("publish-distro", "--sleep", "0.5")
+    finally:
+        locker.rollback()
+        locker.close()
+    assert result.returncode == exitcodes.OK and scripts.main_calls("publish-distro") == 1
+    assert "cannot record the start" in result.stderr
+    deadline = time.monotonic() + 20                      # the late INSERT lands
+    while not dba.runs("publish-distro"):
+        assert time.monotonic() < deadline, "the start never landed"
+        time.sleep(0.05)
+    flush = subprocess.run([sys.executable, "-m", "cronpolicy", "flush"], env=scripts.env,
+                           capture_output=True, text=True, timeout=60)
+    assert flush.returncode == 0, flush.stderr
+    [run] = dba.runs("publish-distro")
+    assert (run["status"], run["exit_code"]) == ("succeeded", 0)

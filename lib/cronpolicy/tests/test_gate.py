@@ -32,7 +32,7 @@ BOUND = 10.0     # no wait in these tests lasts longer than this
 def env(tmp_path, monkeypatch):
     """A host of its own: config, lock and state directories; logging restored after."""
     config = tmp_path / "cronpolicy.conf"
-    config.write_text("[cronpolicy]\nheartbeat_interval = 0.2s\ndead_after = 2s\n"
+    config.write_text("[cronpolicy]\nheartbeat_interval = 0.2s\nlease_ttl = 2s\n"
                       "poll_interval = 0.1s\ndecision_timeout = 2s\n")
     for key in list(os.environ):
         if key.startswith("CRONPOLICY_"):
@@ -277,7 +277,7 @@ def test_an_end_that_cannot_be_written_is_spooled_and_completes_the_run(database
         database.outage = True
     job = Job(database, body=lose_the_database)
     assert run(job, env) == exitcodes.OK
-    assert database.runs[0]["status"] == "abandoned"      # its session ended without an end
+    assert database.runs[0]["status"] == "running"        # until its lease runs out
     [(_, entry)] = spool(env).entries()
     assert entry.run_id == database.runs[0]["id"] and entry.end.status == "succeeded"
     database.outage = False
@@ -485,3 +485,21 @@ def test_a_limited_start_that_cannot_be_written_is_one_clear_skip(database, env)
     assert run(job, env) == exitcodes.LOCKED and job.calls == 0
     assert "running and spooling" not in log(env)
     assert "cannot hold a fleet-wide slot: the connection dropped" in log(env)
+
+
+def test_a_slow_hook_is_not_asked_again_while_it_answers(database, env):
+    """The watcher re-sends its signal every 0.1s; a hook still answering in
+    the main thread must not be entered again underneath itself."""
+    depth = {"now": 0, "most": 0}
+
+    class Slow(Job):
+        def is_safe_to_interrupt(self):
+            if threading.current_thread() is threading.main_thread():
+                depth["now"] += 1
+                depth["most"] = max(depth["most"], depth["now"])
+                time.sleep(0.5)
+                depth["now"] -= 1
+            return True
+    job = Slow(database, body=lambda job: (database.set_deploy(True), time.sleep(BOUND)))
+    assert run(job, env) == exitcodes.INTERRUPTED
+    assert depth["most"] == 1

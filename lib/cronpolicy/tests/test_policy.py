@@ -91,7 +91,7 @@ def test_every_rule_gives_a_code_from_the_closed_set():
         codes.add(verdict.code)
     assert codes == {DATABASE_UNREACHABLE, DISABLED, DEPLOY_PENDING, IN_WINDOW, WINDOW_CUTOFF,
                      LOCKED}
-    assert codes | {RUN, policy.SIGNAL} == set(policy.CODES)
+    assert codes | {RUN, policy.SIGNAL, policy.LEASE_LOST} == set(policy.CODES)
     assert len(policy.RULES) == len(codes)
 
 

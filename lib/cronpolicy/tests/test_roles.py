@@ -175,43 +175,55 @@ def test_passwords_never_reach_output_or_history(pg_dsn, tmp_path):
     assert "pw-s3cret-42" not in str(DBA(pg_dsn).execute("SELECT * FROM cronpolicy.script_run"))
 
 
-def test_any_role_may_record_other_hosts_dead_runs_as_abandoned(pg_roles, pg_dsn, tmp_path):
+def test_any_role_may_record_other_hosts_expired_runs_as_abandoned(pg_roles, pg_dsn,
+                                                                   tmp_path):
     web1, web2 = pg_roles("cronpolicy_script"), pg_roles("cronpolicy_script")
-    count, error = try_sql(web1, "INSERT INTO cronpolicy.script_run (name, host, pid,"
-                                 " heartbeat_at) VALUES ('ghost', 'web1', 1, now())")
-    assert count == 1, error
+    for name, lease in (("ghost", "now() - interval '1 second'"),
+                        ("alive", "now() + interval '30 seconds'")):
+        count, error = try_sql(web1, "INSERT INTO cronpolicy.script_run (name, host, pid,"
+                                     " heartbeat_at, lease_expires_at)"
+                                     " VALUES (%s, 'web1', 1, now(), " + lease + ")", (name,))
+        assert count == 1, error
     status = cli(make_env(tmp_path, web2), "status", "--json")
     assert status.returncode == 0, status.stderr
-    assert DBA(pg_dsn).scalar("SELECT status FROM cronpolicy.script_run") == "abandoned"
+    assert dict(DBA(pg_dsn).execute("SELECT name, status FROM cronpolicy.script_run")) == {
+        "ghost": "abandoned", "alive": "running"}
 
 
-def test_set_role_logins_update_their_own_runs_and_cannot_declare_the_fleet_dead(pg_roles,
-                                                                                  pg_dsn):
+def test_a_script_role_cannot_declare_the_fleet_dead_or_steer_a_start(pg_roles, pg_dsn):
+    """Reaping reads each run's own lease: there is no staleness to choose.
+    Fleet-wide slots are rows only granted roles may write: a login with no
+    grants can neither take nor block one."""
     web1 = pg_roles("cronpolicy_script")
     params = psycopg2.extensions.parse_dsn(web1)
     params["options"] = "-c role=cronpolicy_script"
     with_role = psycopg2.extensions.make_dsn(**params)
     count, error = try_sql(with_role, "INSERT INTO cronpolicy.script_run (name, host, pid,"
-                                      " heartbeat_at) VALUES ('job', 'web1', 1, now())")
+                                      " heartbeat_at, lease_expires_at)"
+                                      " VALUES ('job', 'web1', 1, now(), now() + interval '1h')")
     assert count == 1, error
     count, error = try_sql(with_role, "UPDATE cronpolicy.script_run SET heartbeat_at = now()")
     assert count == 1, error
-    # The run has no liveness lock, so it looks dead at once to everyone...
-    # ...but a fresh heartbeat keeps a script role from calling it stale early.
-    count, error = try_sql(web1, "UPDATE cronpolicy.script_run SET heartbeat_at = now()")
-    assert count == 1, error
-    connection = as_role(web1)
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_lock(1129467726, (SELECT id FROM cronpolicy.script_run"
-                       " LIMIT 1)::integer)")
-        other = as_role(pg_roles("cronpolicy_script"))
+    other = as_role(pg_roles("cronpolicy_script"))
+    try:
         with other.cursor() as reaper:
-            reaper.execute("SELECT cronpolicy.reap_dead_runs(0)")
+            reaper.execute("SELECT cronpolicy.reap_dead_runs()")
             assert reaper.fetchall() == []
+    finally:
         other.close()
-    connection.close()
-    assert DBA(pg_dsn).scalar("SELECT status FROM cronpolicy.script_run") in ("running",
-                                                                              "abandoned")
+    assert DBA(pg_dsn).scalar("SELECT status FROM cronpolicy.script_run") == "running"
+    # A login that was granted nothing.
+    stranger = "cp_test_stranger_%s" % os.urandom(4).hex()
+    DBA(pg_dsn).execute('CREATE ROLE "%s" LOGIN' % stranger)
+    try:
+        params = psycopg2.extensions.parse_dsn(pg_dsn)
+        params["user"] = stranger
+        count, error = try_sql(psycopg2.extensions.make_dsn(**params),
+                               "INSERT INTO cronpolicy.run_slot (name, slot, run_key, host,"
+                               " lease_expires_at) VALUES ('job', 0, 'x', 'evil', now() + '1y')")
+        assert count is None and "permission denied" in error
+    finally:
+        DBA(pg_dsn).execute('DROP ROLE "%s"' % stranger)
 
 
 def test_an_upgrade_grants_scripts_the_columns_it_adds(pg_roles, pg_dsn, empty_pg_dsn,

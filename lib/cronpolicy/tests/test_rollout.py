@@ -13,7 +13,7 @@ import pytest
 
 from cronpolicy import exitcodes
 
-from .conftest import DBA, ScriptRunner, make_env, wait_for_file
+from .conftest import DBA, ScriptRunner, make_env, read_line, wait_for_file
 
 FLIP_DEPLOY = "UPDATE cronpolicy.deploy_state SET deploy_pending = true, reason = 'release 42'"
 
@@ -136,7 +136,8 @@ def test_a_second_sigterm_forces_it_and_says_so(scripts, dba, tmp_path):
     scripts.write("publish-distro", safe_file=tmp_path / "never")
     job = start_ready(scripts, tmp_path, "publish-distro", "--sleep", "60")
     job.send_signal(signal.SIGTERM)
-    time.sleep(0.5)
+    # Only once the first has been handled: two pending signals are one.
+    assert "SIGTERM received" in read_line(job.stderr)
     assert job.poll() is None
     job.send_signal(signal.SIGTERM)
     out, err = job.communicate(timeout=30)
@@ -148,7 +149,7 @@ def test_a_second_sigterm_forces_it_and_says_so(scripts, dba, tmp_path):
 
 def test_running_scripts_heartbeat_and_report_their_safety(scripts, dba, tmp_path):
     config = tmp_path / "fast.conf"
-    config.write_text("[cronpolicy]\nheartbeat_interval = 0.5s\ndead_after = 5s\n"
+    config.write_text("[cronpolicy]\nheartbeat_interval = 0.5s\nlease_ttl = 5s\n"
                       "poll_interval = 0.25s\n")
     safe_flag = tmp_path / "safe"
     scripts.write("publish-distro", safe_file=safe_flag)
@@ -188,14 +189,14 @@ def test_deploy_wait_returns_when_the_unsafe_one_finishes_and_times_out_otherwis
         assert "still running" in text.stdout and "publish-distro" in text.stdout
         waiter = subprocess.Popen([sys.executable, "-m", "cronpolicy", "deploy", "wait",
                                    "--timeout", "60s"], env=script_env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True)
-        time.sleep(1.0)
-        assert waiter.poll() is None
+                                  stderr=subprocess.PIPE)
+        assert "waiting for publish-distro" in read_line(waiter.stdout)   # it has seen it...
+        assert waiter.poll() is None                                       # ...and waits
         done.write_text("finish now")
         job.communicate(timeout=30)
         out, err = waiter.communicate(timeout=30)
         assert waiter.returncode == exitcodes.OK, err
-        assert "quiet" in out and "waiting for publish-distro" in out
+        assert b"quiet after" in out
         assert job.returncode == exitcodes.OK     # it was never interrupted
     finally:
         if job.poll() is None:
@@ -204,12 +205,19 @@ def test_deploy_wait_returns_when_the_unsafe_one_finishes_and_times_out_otherwis
 
 
 def test_kill_9_does_not_block_deploy_wait(scripts, dba, tmp_path, script_env):
+    """A killed run is given up on when its lease runs out (at once on
+    SQLite, which sees the process is gone)."""
+    config = tmp_path / "lease.conf"
+    config.write_text("[cronpolicy]\nheartbeat_interval = 0.5s\nlease_ttl = 2s\n")
     scripts.write("publish-distro")
-    job = start_ready(scripts, tmp_path, "publish-distro", "--sleep", "60")
+    job = start_ready(scripts, tmp_path, "publish-distro", "--sleep", "60",
+                      env={"CRONPOLICY_CONFIG": str(config)})
     job.send_signal(signal.SIGKILL)
     job.communicate(timeout=30)
+    started = time.monotonic()
     waited = cronpolicy(script_env, "deploy", "wait", "--timeout", "20s", "--json")
     assert waited.returncode == exitcodes.OK, waited.stdout + waited.stderr
+    assert time.monotonic() - started < 10
     assert json.loads(waited.stdout)["quiet"] is True
     [run] = dba.runs("publish-distro")
     assert run["status"] == "abandoned"

@@ -97,6 +97,9 @@ BAD_ROWS = {
         " VALUES ('a', 'h', 'succeeded', {now1}, {now0})",
     "policy_audit_known_operation":
         "INSERT INTO cronpolicy.policy_audit (table_name, operation) VALUES ('x', 'MERGE')",
+    "run_slot_slot_not_negative":
+        "INSERT INTO cronpolicy.run_slot (name, slot, run_key, host, lease_expires_at)"
+        " VALUES ('a', -1, 'k', 'h', {now1})",
     "drain_finishes_after_start":
         "INSERT INTO cronpolicy.drain (started_at, finished_at, quiet) VALUES ({now1}, {now0}, {true})",
 }

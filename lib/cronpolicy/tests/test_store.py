@@ -131,30 +131,62 @@ def test_names_and_reasons_are_stored_literally(policy_store, dba):
         skip.id, hostile, hostile, hostile)
 
 
-def test_fleet_wide_slots_are_held_until_the_session_ends(dsn, tmp_path):
+def test_fleet_wide_slots_are_leases_given_back_at_the_end(dsn, dba, tmp_path):
     settings = Settings(dsn=dsn, dsn_source="--dsn", lock_dir=str(tmp_path / "locks"))
-    sessions = [open_store(settings) for _ in range(4)]
+    sessions = [open_store(settings) for _ in range(5)]
+    runs = [record("publisher", run_key="run-%d" % index) for index in range(5)]
     try:
-        taken = [session.claim_slot("publisher", 2) for session in sessions[:3]]
+        taken = [session.claim_slot(run, 2) for session, run in zip(sessions[:3], runs)]
         assert taken == [True, True, False]
-        assert sessions[3].claim_slot("other-job", 1)        # another script's own slots
-        sessions[0].close()
-        assert sessions[2].claim_slot("publisher", 2)
-        sessions.append(open_store(settings))
-        assert not sessions[-1].claim_slot("publisher", 2)
+        assert sessions[3].claim_slot(record("other-job", run_key="other"), 1)
+        sessions[0].close()                            # the end of a run gives its slot back
+        assert sessions[2].claim_slot(runs[2], 2)
+        assert not sessions[4].claim_slot(runs[4], 2)
+        # A slot whose lease ran out is free, whoever held it.
+        dba.execute("UPDATE cronpolicy.run_slot SET lease_expires_at = {}"
+                    " WHERE run_key = 'run-1'".format(dba.now_plus(-1)))
+        assert sessions[4].claim_slot(runs[4], 2)
+        assert sorted(row[0] for row in dba.execute(
+            "SELECT run_key FROM cronpolicy.run_slot WHERE name = 'publisher'")) == [
+            "run-2", "run-4"]
     finally:
         for session in sessions:
             session.close()
+    assert dba.scalar("SELECT count(*) FROM cronpolicy.run_slot") == 0
 
 
-def test_memory_store_slots_and_liveness():
-    database = MemoryDatabase()
-    first, second = database.session(), database.session()
-    assert first.claim_slot("job", 1) and not second.claim_slot("job", 1)
-    run = first.record_start(record())
-    first.close()                            # like a lost session: the run is dead
+def test_a_lease_renewed_by_heartbeats_keeps_a_run_alive(dsn, dba, tmp_path):
+    settings = Settings(dsn=dsn, dsn_source="--dsn", heartbeat_interval=0.2, lease_ttl=1)
+    store = open_store(settings)
+    try:
+        run = store.record_start(record(run_key="alive"))
+        assert store.heartbeat(run, True) is True
+        expires = dba.scalar("SELECT lease_expires_at FROM cronpolicy.script_run")
+        assert expires is not None
+        dba.execute("UPDATE cronpolicy.script_run SET status = 'abandoned',"
+                    " finished_at = started_at")          # reaped while it was away...
+        assert store.heartbeat(run, True) is True          # ...and back, lease renewed
+        assert dba.scalar("SELECT status FROM cronpolicy.script_run") == "running"
+        dba.execute("UPDATE cronpolicy.script_run SET status = 'failed',"
+                    " finished_at = started_at")           # ended for good
+        assert store.heartbeat(run, True) is False
+    finally:
+        store.close()
+
+
+def test_memory_store_slots_and_leases():
+    now = [datetime.datetime(2026, 11, 28, tzinfo=datetime.timezone.utc)]
+    database = MemoryDatabase(clock=lambda: now[0])
+    first, second = database.session(lease_ttl=30), database.session(lease_ttl=30)
+    assert first.claim_slot(record(run_key="a"), 1)
+    assert not second.claim_slot(record(run_key="b"), 1)
+    run = first.record_start(record(run_key="a"))
+    first.close()                            # a lost session alone does not end the run...
+    assert database.runs_of("job")[0]["status"] == "running" and database.reap() == []
+    now[0] += datetime.timedelta(seconds=31)  # ...its lease running out does
+    assert database.reap() == [run.id]
     assert database.runs_of("job")[0]["status"] == "abandoned"
-    assert second.claim_slot("job", 1) and run.id == 1
+    assert second.claim_slot(record(run_key="b"), 1)
     database.outage = True
     with pytest.raises(DatabaseError) as error:
         second.load_inputs("job", 20)
@@ -265,6 +297,7 @@ def test_a_host_name_is_looked_up_within_the_deadline(monkeypatch):
     def slow_resolver(host, *args, **kwargs):
         asked.append(host)
         time.sleep(30)
+        raise socket.gaierror("too slow to matter")
     monkeypatch.setattr(socket, "getaddrinfo", slow_resolver)
     store = PostgresStore("postgresql://cron@slowdb.example/x", connect_timeout=5, timeout=1.0)
     started = time.monotonic()

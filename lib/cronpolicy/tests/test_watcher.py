@@ -25,7 +25,7 @@ class FlipDuringHeartbeat(PostgresStore):
         if not self.flipped:
             self.flipped = True
             DBA(self.dsn).execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true")
-            self._execute("heartbeat", {"id": run.id, "safe": False}, "wait for the NOTIFY")
+            self._execute("listen", None, "wait for the NOTIFY")
             assert self._connection.notifies, "the NOTIFY should have arrived by now"
         super().heartbeat(run, safe_to_interrupt)
 
@@ -33,7 +33,7 @@ class FlipDuringHeartbeat(PostgresStore):
 def test_a_notification_read_with_another_reply_still_stops_the_run(pg_dsn):
     # Long intervals: only the notification can make the watcher look again.
     settings = Settings(dsn=pg_dsn, dsn_source="--dsn", heartbeat_interval=30,
-                        dead_after=90, poll_interval=30)
+                        lease_ttl=90, poll_interval=30)
     store = FlipDuringHeartbeat(pg_dsn)
     run = store.record_start(RunRecord(name="job", host="web1", pid=1))
     interruption = Interruption(None, logging.getLogger("job"))
@@ -110,9 +110,8 @@ def test_the_end_of_a_run_waits_for_the_watchers_statement(pg_dsn, tmp_path, mon
 def test_a_flood_of_notifications_is_one_read_per_tenth_of_a_second(pg_dsn):
     """Anyone may NOTIFY the channel: 300 of them in about a second must not
     turn into 300 policy reads by every running script."""
-    from .conftest import DBA as _DBA
     settings = Settings(dsn=pg_dsn, dsn_source="--dsn", heartbeat_interval=30,
-                        dead_after=90, poll_interval=30)
+                        lease_ttl=90, poll_interval=30)
     reads = []
 
     class Counting(PostgresStore):
@@ -146,3 +145,23 @@ def test_a_flood_of_notifications_is_one_read_per_tenth_of_a_second(pg_dsn):
         watcher.stop_watching()
         store.close()
     assert 1 <= during <= 2 + (elapsed + 0.3) / 0.1, (during, elapsed)
+
+
+def test_news_missed_while_reconnecting_is_still_news(pg_dsn):
+    """A change announced while the run had no session (between a dropped
+    connection and the next LISTEN) is lost by the server; the store says
+    there may have been news, so the watcher reads the policy again."""
+    store = PostgresStore(pg_dsn, application_name="cronpolicy-missed-news")
+    try:
+        run = store.record_start(RunRecord(name="job", host="web1", pid=1, run_key="news"))
+        store.listen()
+        assert store.take_notifications() == 0
+        DBA(pg_dsn).execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                            " WHERE application_name = 'cronpolicy-missed-news'"
+                            " AND datname = current_database()")
+        DBA(pg_dsn).execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true")
+        assert store.heartbeat(run, False) is True      # reconnects, LISTENs again
+        assert store.take_notifications() >= 1          # and says there may be news
+        assert store.take_notifications() == 0
+    finally:
+        store.close()

@@ -43,23 +43,19 @@ def status(db):
 
 
 def reap_dead_runs(db, connection):
-    """Record runs whose process is dead as ``abandoned``; return their ids.
+    """Record runs whose lease ran out as ``abandoned``; return their ids.
 
-    PostgreSQL: a running script's session holds an advisory lock keyed on
-    its run id, so a run without that lock is dead at once (kill -9, OOM,
-    crash); a run whose heartbeat is older than ``dead_after`` is dead too
-    (a lost host whose session lingers).  SQLite: the heartbeat, and for runs
-    on this host, whether the pid still exists.
+    A running run renews its lease with every heartbeat (lease_ttl, 30s by
+    default), so a killed process or a lost host is given up on within one
+    lease; a lost connection alone never ends a run.  On SQLite, a run of
+    this host whose process is gone is given up on at once too.
     """
-    dead_after = float(db.settings.dead_after)
     if db.backend == config.POSTGRESQL:
         # A SECURITY DEFINER function: roles that may only update their own
         # runs (roles.sql) can still record other hosts' dead runs.
-        return [row[0] for row in connection.execute(
-            text("SELECT cronpolicy.reap_dead_runs(:dead_after)"), {"dead_after": dead_after})]
+        return [row[0] for row in connection.execute(text("SELECT cronpolicy.reap_dead_runs()"))]
     sql = queries("sqlite")
-    reaped = [row[0] for row in connection.execute(text(sql["reap_stale"]),
-                                                   {"dead_after": dead_after})]
+    reaped = [row[0] for row in connection.execute(text(sql["reap_stale"]))]
     for run_id, pid in connection.execute(
             select(script_run.c.id, script_run.c.pid).where(and_(
                 script_run.c.status == "running", script_run.c.host == db.settings.host))):
@@ -89,6 +85,8 @@ def live_runs(connection, now, host="*"):
             continue
         run = dict(row)
         run["running_seconds"] = max(0.0, (now - row["started_at"]).total_seconds())
+        run["heard_seconds"] = max(0.0, (now - (row["heartbeat_at"] or row["started_at"]))
+                                   .total_seconds())
         run["predicted_finish"] = (
             row["started_at"] + datetime.timedelta(seconds=row["estimate_seconds"])
             if row["estimate_seconds"] is not None else None)

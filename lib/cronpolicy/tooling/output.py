@@ -72,7 +72,22 @@ def run_table(runs, now):
         ("PID", lambda r: r["pid"] if r["pid"] is not None else "-"),
         ("RUNNING FOR", lambda r: format_duration(r["running_seconds"])),
         ("PREDICTED FINISH", finish),
-        ("SAFE", lambda r: "yes" if r["safe_to_interrupt"] else "no")])
+        ("SAFE", lambda r: "yes" if r["safe_to_interrupt"] else "no"),
+        ("HEARD", heard)])
+
+
+#: A run heartbeats every 5s by default: silence twice that long is news.
+QUIET_RUN = 10.0
+
+
+def heard(run):
+    """When a running run last renewed its lease, as people want to read it."""
+    seconds = run.get("heard_seconds")
+    if seconds is None:
+        return "-"
+    if seconds >= QUIET_RUN:
+        return "not heard from for %s" % format_duration(round(seconds))
+    return "%s ago" % format_duration(round(seconds))
 
 
 class LiveTable:
@@ -86,7 +101,8 @@ class LiveTable:
         self.last_draw = 0.0
 
     def __call__(self, now, runs, waited):
-        key = tuple(sorted((run["id"], run["safe_to_interrupt"]) for run in runs))
+        key = tuple(sorted((run["id"], run["safe_to_interrupt"],
+                            run.get("heard_seconds", 0) >= QUIET_RUN) for run in runs))
         if self.tty:
             if key == self.last_key and time.monotonic() - self.last_draw < 1.0:
                 return
@@ -109,8 +125,10 @@ class LiveTable:
             self.last_draw = time.monotonic()
         elif key != self.last_key and runs:
             self.stream.write("waiting for %s\n" % ", ".join(
-                "%s on %s (pid %s, %s)" % (run["name"], run["host"], run["pid"],
-                                           "safe" if run["safe_to_interrupt"] else "not safe")
+                "%s on %s (pid %s, %s%s)" % (
+                    run["name"], run["host"], run["pid"],
+                    "safe" if run["safe_to_interrupt"] else "not safe",
+                    ", " + heard(run) if run.get("heard_seconds", 0) >= QUIET_RUN else "")
                 for run in runs))
             self.stream.flush()
         self.last_key = key

@@ -169,7 +169,7 @@ script_run = Table(
     Column("heartbeat_at", Timestamp),
     Column("safe_to_interrupt", Boolean, nullable=False, server_default=text("false")),
     Column("stop_reason", Text),
-    Column("spool_id", Text),
+    Column("run_key", Text),
     Column("db_user", Text, nullable=False, server_default=WHO),
     Column("decision", Text),
     Column("policy_id", Integer),
@@ -178,6 +178,7 @@ script_run = Table(
     Column("stop_decision", Text),
     Column("stop_policy_id", Integer),
     Column("stop_window_id", Integer),
+    Column("lease_expires_at", Timestamp),
     CheckConstraint("status IN ('running', 'succeeded', 'failed', 'skipped', 'interrupted',"
                     " 'abandoned')", name="script_run_known_status"),
     Index("script_run_estimate_idx", "name", text("finished_at DESC"),
@@ -189,7 +190,17 @@ script_run = Table(
           sqlite_where=text("status = 'running'")),
     Index("script_run_name_started_idx", "name", text("started_at DESC")),
     Index("script_run_started_idx", "started_at"),
-    Index("script_run_spool_id_key", "spool_id", unique=True),
+    Index("script_run_run_key_key", "run_key", unique=True),
+)
+
+run_slot = Table(
+    "run_slot", metadata,
+    Column("name", Text, primary_key=True),
+    Column("slot", Integer, primary_key=True, autoincrement=False),
+    Column("run_key", Text, nullable=False),
+    Column("host", Text, nullable=False),
+    Column("lease_expires_at", Timestamp, nullable=False),
+    CheckConstraint("slot >= 0", name="run_slot_slot_not_negative"),
 )
 
 policy_audit = Table(
@@ -231,4 +242,5 @@ REQUIRED_COLUMNS = {
     "script_run": {"name", "host"},
     "policy_audit": {"table_name", "operation"},
     "drain": {"quiet"},
+    "run_slot": {"name", "slot", "run_key", "host", "lease_expires_at"},
 }

@@ -3,7 +3,9 @@
 
 1. The herd at :00: N simultaneous starts of a gated no-op script (N = 200
    and 500 by default) against a database limited to 50 connections
-   (ALTER DATABASE ... CONNECTION LIMIT 50 on a throwaway database).
+   (ALTER DATABASE ... CONNECTION LIMIT 50 on a throwaway database), as an
+   ordinary login role limited to 50 connections too (superusers ignore
+   connection limits, so the herd must not be one).
    Reports how many were decided, how many errored (exit 4), and the time
    from launch to the decision (main() entered, or the process's end for a
    skip).  For scale, the same number of bare `python -c "import psycopg2"`
@@ -24,7 +26,11 @@ import sys
 import tempfile
 import time
 
+import contextlib
+import uuid
+
 import psycopg2
+from psycopg2.extensions import make_dsn, parse_dsn
 
 from common import admin, percentile, throwaway_database
 
@@ -48,6 +54,35 @@ if __name__ == "__main__":
 
 
 
+
+
+@contextlib.contextmanager
+def limited_login(dsn, limit):
+    """The DSN of a new login role with a connection limit and the rights of
+    cronpolicy_script on this database's tables; dropped after."""
+    role = "cronpolicy_bench_%s" % uuid.uuid4().hex[:8]
+    admin('CREATE ROLE "%s" LOGIN CONNECTION LIMIT %d' % (role, limit))
+    try:
+        connection = psycopg2.connect(dsn)
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute('GRANT USAGE ON SCHEMA cronpolicy TO "%s";'
+                           ' GRANT ALL ON ALL TABLES IN SCHEMA cronpolicy TO "%s";'
+                           ' GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA cronpolicy TO "%s"'
+                           % (role, role, role))
+        connection.close()
+        params = parse_dsn(dsn)
+        params["user"] = role
+        yield make_dsn(**params)
+    finally:
+        connection = psycopg2.connect(dsn)
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                           " WHERE usename = %s", (role,))
+            cursor.execute('DROP OWNED BY "%s"' % role)
+        connection.close()
+        admin('DROP ROLE IF EXISTS "%s"' % role)
 
 
 def herd(dsn, env, workdir, count):
@@ -144,11 +179,12 @@ def main():
                    XDG_STATE_HOME=os.path.join(workdir, "state"))
         print("cronpolicy fault benchmarks (python %s, %d cores, PostgreSQL)"
               % (sys.version.split()[0], os.cpu_count()))
-        print("The herd: simultaneous starts, database CONNECTION LIMIT %d, default"
-              " decision_timeout:" % args.limit)
-        for count in args.herd:
-            python_floor(count)
-            herd(dsn, env, workdir, count)
+        print("The herd: simultaneous starts as an ordinary login, database and role"
+              " CONNECTION LIMIT %d, default decision_timeout:" % args.limit)
+        with limited_login(dsn, args.limit) as login_dsn:
+            for count in args.herd:
+                python_floor(count)
+                herd(dsn, dict(env, CRONPOLICY_DSN=login_dsn), workdir, count)
         print("Blackholed database (accepts, never answers), %d runs:" % args.blackhole_runs)
         blackhole(dsn, env, workdir, args.blackhole_runs, args.bound)
 

@@ -70,6 +70,7 @@ class Gate:
                                          logger)
         self.verdict = None
         self.record = None
+        self.leased_from = None
         self.run_handle = None
 
     def database_time(self):
@@ -98,6 +99,7 @@ class Gate:
             if not verdict.run:
                 return self._skip(verdict)
             self.record = record_for(verdict, self.facts, self.expected_interval)
+            self.leased_from = time.monotonic()   # no lease of this run starts earlier
             if not self._claim_slot(verdict):
                 return exitcodes.LOCKED
             return self._hold(perform, interruption)
@@ -175,13 +177,11 @@ class Gate:
         from cronpolicy.watcher import RunWatcher
         verdict = self.verdict
         limited = verdict.max_concurrent is not None
-        leased_from = time.monotonic()     # the lease runs from no earlier than this
         try:
             self.run_handle = run = self.recorder.record_start(self.record,
                                                                may_spool=not limited)
         except DatabaseError as error:
-            # Its slot went with the connection: whether other hosts run it
-            # cannot be known now, so do not guess.
+            # A limited run must be seen to hold its slot: no unrecorded run.
             self._skip(policy.locked("cannot record the start, so cannot hold a fleet-wide "
                                      "slot: %s" % error, verdict.estimate, verdict.max_concurrent),
                        warn=True)
@@ -191,7 +191,8 @@ class Gate:
                              format_duration(verdict.estimate.seconds), verdict.estimate.source)
         watcher = RunWatcher(self.store if run.id is not None else None, run, self.facts.name,
                              self.facts.host, self.settings, interruption, self.logger,
-                             ignore_policy=self.facts.ignore_policy, leased_from=leased_from)
+                             ignore_policy=self.facts.ignore_policy,
+                             leased_from=self.leased_from)
         interruption.watcher = watcher
         interruption.always_safe = verdict.interruptible
         started = time.monotonic()

@@ -137,6 +137,7 @@ class PostgresStore:
         with jittered backoff until ``timeout`` runs out."""
         deadline = time.monotonic() + self.timeout
         delay = 0.05
+        last = None         # the last failure that said what was wrong
         while True:
             try:
                 [row] = self._execute("load_inputs", {"name": name, "runs": int(history_runs)},
@@ -144,8 +145,13 @@ class PostgresStore:
                 return self._inputs(row)
             except SchemaError:
                 raise
+            except pgdriver.DeadlineExceeded as error:
+                self._drop_connection()
+                # Time ran out during a retry: the earlier failure tells more.
+                raise (last or error) from None
             except DatabaseError as error:
                 self._drop_connection()
+                last = error
                 import random  # only when retrying: keep it off the normal path
                 pause = random.uniform(delay / 2, delay)
                 if not error.transient or time.monotonic() + pause >= deadline:

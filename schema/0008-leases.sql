@@ -4,24 +4,21 @@
 -- its heartbeat renews the lease.  A lost database session no longer ends
 -- a run (the advisory locks of earlier versions did), and no session state
 -- is needed, so connection poolers in transaction mode work.  Fleet-wide
--- limits are leases too, rows of run_slot, which only roles with grants can
--- write: no login without privileges can block or steer a start, and there
--- are no hash collisions between script names.
+-- limits are leases too, rows of run_slot, which only granted roles can
+-- write, each host only its own (roles.sql): no other login can block or
+-- steer a start, and there are no hash collisions between script names.
 --
--- The run's key (formerly spool_id) is chosen by the host before it writes
--- anything, so a start written late and its spooled record converge on one
--- row.
+-- script_run.spool_id becomes every run's key, chosen by the host before it
+-- writes anything, so a start written late and its spooled record make one
+-- row.  The column keeps its name so that hosts not yet upgraded work on.
 
 ALTER TABLE cronpolicy.script_run ADD COLUMN lease_expires_at timestamptz;
 COMMENT ON COLUMN cronpolicy.script_run.lease_expires_at IS
     'A running run is alive until this moment (database clock), unless its heartbeat renews it '
     '(lease_ttl, default 30s).  NULL once the run has ended.';
-
-ALTER TABLE cronpolicy.script_run RENAME COLUMN spool_id TO run_key;
-ALTER INDEX cronpolicy.script_run_spool_id_key RENAME TO script_run_run_key_key;
-COMMENT ON COLUMN cronpolicy.script_run.run_key IS
-    'A unique key the host chose for the run before writing it, so that a start written late '
-    'and the same run''s spooled record make one row.';
+COMMENT ON COLUMN cronpolicy.script_run.spool_id IS
+    'The unique key the host chose for the run before writing anything, so that a start written '
+    'late and the same run''s spooled record make one row.';
 
 CREATE TABLE cronpolicy.run_slot (
     name              text NOT NULL,
@@ -29,6 +26,7 @@ CREATE TABLE cronpolicy.run_slot (
     run_key           text NOT NULL,
     host              text NOT NULL,
     lease_expires_at  timestamptz NOT NULL,
+    db_user           text NOT NULL DEFAULT session_user,
     CONSTRAINT run_slot_pkey PRIMARY KEY (name, slot),
     CONSTRAINT run_slot_slot_not_negative CHECK (slot >= 0)
 );
@@ -37,16 +35,17 @@ COMMENT ON TABLE cronpolicy.run_slot IS
     'fleet_single_instance) has slots 0..N-1; a run holds one while its lease stands.';
 COMMENT ON COLUMN cronpolicy.run_slot.name IS 'Script name.';
 COMMENT ON COLUMN cronpolicy.run_slot.slot IS 'Slot number, from 0.';
-COMMENT ON COLUMN cronpolicy.run_slot.run_key IS 'The run holding the slot (script_run.run_key).';
+COMMENT ON COLUMN cronpolicy.run_slot.run_key IS 'The run holding the slot (its script_run.spool_id).';
 COMMENT ON COLUMN cronpolicy.run_slot.host IS 'The host of that run.';
 COMMENT ON COLUMN cronpolicy.run_slot.lease_expires_at IS
     'The slot is free from this moment (database clock) unless the run''s heartbeat renews it.';
+COMMENT ON COLUMN cronpolicy.run_slot.db_user IS
+    'Database user that took the slot; with roles.sql applied only it may renew or give it back.';
 
 -- Runs whose lease ran out are abandoned.  Rows written by hosts that do
 -- not set a lease yet (older cronpolicy during an upgrade) count as leased
 -- for 30 seconds from their last heartbeat.  Anyone may call it: it only
 -- records what every row's own lease already says.
-DROP FUNCTION cronpolicy.reap_dead_runs(double precision);
 CREATE FUNCTION cronpolicy.reap_dead_runs() RETURNS SETOF bigint
     LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     UPDATE cronpolicy.script_run AS r
@@ -64,17 +63,43 @@ $$;
 COMMENT ON FUNCTION cronpolicy.reap_dead_runs() IS
     'Records running runs whose lease ran out as abandoned; returns their ids.';
 
+-- What hosts not yet upgraded call: the same, their staleness argument unused.
+CREATE OR REPLACE FUNCTION cronpolicy.reap_dead_runs(dead_after double precision)
+    RETURNS SETOF bigint
+    LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT cronpolicy.reap_dead_runs()
+$$;
+COMMENT ON FUNCTION cronpolicy.reap_dead_runs(double precision) IS
+    'Kept for cronpolicy hosts older than schema 8: the same as reap_dead_runs().';
+
+-- Databases whose roles were set up before this patch: the same grants and
+-- row-level security roles.sql gives the new objects.
 DO $$
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'cronpolicy_script') THEN
         GRANT SELECT, INSERT, UPDATE, DELETE ON cronpolicy.run_slot TO cronpolicy_script;
-        GRANT UPDATE (lease_expires_at) ON cronpolicy.script_run TO cronpolicy_script;
+        -- The lease; and what a spooled record may settle of a start that
+        -- reached the database late (the same run, one row).
+        GRANT UPDATE (lease_expires_at, skip_reason, decision, policy_ignored)
+            ON cronpolicy.script_run TO cronpolicy_script;
         REVOKE ALL ON FUNCTION cronpolicy.reap_dead_runs() FROM PUBLIC;
         GRANT EXECUTE ON FUNCTION cronpolicy.reap_dead_runs() TO cronpolicy_script;
+        ALTER TABLE cronpolicy.run_slot ENABLE ROW LEVEL SECURITY;
+        CREATE POLICY run_slot_read ON cronpolicy.run_slot FOR SELECT
+            TO cronpolicy_script USING (true);
+        CREATE POLICY run_slot_take ON cronpolicy.run_slot FOR INSERT
+            TO cronpolicy_script WITH CHECK (db_user = session_user);
+        CREATE POLICY run_slot_renew ON cronpolicy.run_slot FOR UPDATE
+            TO cronpolicy_script USING (db_user = session_user)
+            WITH CHECK (db_user = session_user);
+        CREATE POLICY run_slot_free ON cronpolicy.run_slot FOR DELETE
+            TO cronpolicy_script USING (db_user = session_user OR lease_expires_at < now());
     END IF;
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'cronpolicy_admin') THEN
         GRANT ALL ON cronpolicy.run_slot TO cronpolicy_admin;
         GRANT EXECUTE ON FUNCTION cronpolicy.reap_dead_runs() TO cronpolicy_admin;
+        CREATE POLICY run_slot_admin ON cronpolicy.run_slot FOR ALL
+            TO cronpolicy_admin USING (true) WITH CHECK (true);
     END IF;
 END
 $$;

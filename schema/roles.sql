@@ -63,9 +63,11 @@ GRANT SELECT ON cronpolicy.schema_version, cronpolicy.script_policy, cronpolicy.
     TO cronpolicy_script;
 GRANT INSERT ON cronpolicy.script_run TO cronpolicy_script;
 GRANT UPDATE (status, exit_code, finished_at, heartbeat_at, safe_to_interrupt, stop_reason,
-               stop_decision, stop_policy_id, stop_window_id, lease_expires_at)
+               stop_decision, stop_policy_id, stop_window_id, lease_expires_at,
+               skip_reason, decision, policy_ignored)
     ON cronpolicy.script_run TO cronpolicy_script;
--- Fleet-wide slots (max_concurrent): taken, renewed and given back by runs.
+-- Fleet-wide slots (max_concurrent): taken, renewed and given back by runs,
+-- each host only its own (row-level security below).
 GRANT SELECT, INSERT, UPDATE, DELETE ON cronpolicy.run_slot TO cronpolicy_script;
 GRANT EXECUTE ON FUNCTION cronpolicy.reap_dead_runs()
     TO cronpolicy_script, cronpolicy_admin;
@@ -122,4 +124,23 @@ CREATE POLICY script_run_insert_own ON cronpolicy.script_run FOR INSERT
 CREATE POLICY script_run_update_own ON cronpolicy.script_run FOR UPDATE
     TO cronpolicy_script USING (true) WITH CHECK (db_user = session_user);
 CREATE POLICY script_run_admin ON cronpolicy.script_run FOR ALL
+    TO cronpolicy_admin USING (true) WITH CHECK (true);
+
+-- A host takes free slots, renews and gives back only its own, and frees
+-- another's only once its lease has run out.
+ALTER TABLE cronpolicy.run_slot ENABLE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS run_slot_read ON cronpolicy.run_slot;
+DROP POLICY IF EXISTS run_slot_take ON cronpolicy.run_slot;
+DROP POLICY IF EXISTS run_slot_renew ON cronpolicy.run_slot;
+DROP POLICY IF EXISTS run_slot_free ON cronpolicy.run_slot;
+DROP POLICY IF EXISTS run_slot_admin ON cronpolicy.run_slot;
+CREATE POLICY run_slot_read ON cronpolicy.run_slot FOR SELECT
+    TO cronpolicy_script USING (true);
+CREATE POLICY run_slot_take ON cronpolicy.run_slot FOR INSERT
+    TO cronpolicy_script WITH CHECK (db_user = session_user);
+CREATE POLICY run_slot_renew ON cronpolicy.run_slot FOR UPDATE
+    TO cronpolicy_script USING (db_user = session_user) WITH CHECK (db_user = session_user);
+CREATE POLICY run_slot_free ON cronpolicy.run_slot FOR DELETE
+    TO cronpolicy_script USING (db_user = session_user OR lease_expires_at < now());
+CREATE POLICY run_slot_admin ON cronpolicy.run_slot FOR ALL
     TO cronpolicy_admin USING (true) WITH CHECK (true);

@@ -177,7 +177,7 @@ class Settings:
                  estimate_runs=estimate.DEFAULT_HISTORY_RUNS,
                  estimate_min_runs=estimate.DEFAULT_MIN_HISTORY_RUNS,
                  heartbeat_interval=DEFAULT_HEARTBEAT_INTERVAL,
-                 lease_ttl=DEFAULT_LEASE_TTL, dead_after=None,
+                 lease_ttl=None, dead_after=None,
                  poll_interval=DEFAULT_POLL_INTERVAL,
                  decision_timeout=DEFAULT_DECISION_TIMEOUT,
                  cache_max_age=DEFAULT_CACHE_MAX_AGE,
@@ -196,7 +196,8 @@ class Settings:
         self.estimate_runs = estimate_runs
         self.estimate_min_runs = estimate_min_runs
         self.heartbeat_interval = heartbeat_interval
-        self.lease_ttl = lease_ttl if dead_after is None else dead_after
+        # dead_after is lease_ttl's old name; lease_ttl wins when both are set.
+        self.lease_ttl = lease_ttl or dead_after or DEFAULT_LEASE_TTL
         self.poll_interval = poll_interval
         self.decision_timeout = decision_timeout
         self.cache_max_age = cache_max_age

@@ -35,14 +35,14 @@ def _utcnow():
     return datetime.datetime.now(datetime.timezone.utc)
 
 
-def record_for(verdict, facts, expected_interval=None, run_key=None):
+def record_for(verdict, facts, expected_interval=None, spool_id=None):
     """The script_run row of a start (or skip) decided by ``verdict``.  Its
     key is chosen here, before anything is written, so every copy of the
     record (a late start, the spool) makes one row."""
     estimate = verdict.estimate
     return RunRecord(
         name=facts.name, host=facts.host, pid=os.getpid(),
-        run_key=run_key or os.urandom(16).hex(),
+        spool_id=spool_id or os.urandom(16).hex(),
         status="running" if verdict.run else "skipped",
         skip_reason=None if verdict.run and not verdict.forced else verdict.reason,
         estimate_seconds=estimate.seconds if estimate is not None else None,
@@ -140,9 +140,10 @@ class Gate:
         elif verdict.forced:
             self.logger.warning("running despite policy (--ignore-policy): %s", verdict.reason)
 
-    def _skip(self, verdict, warn=False):
+    def _skip(self, verdict, warn=False, spool_id=None):
         self.verdict = verdict
-        self.recorder.record_skip(record_for(verdict, self.facts, self.expected_interval))
+        self.recorder.record_skip(record_for(verdict, self.facts, self.expected_interval,
+                                             spool_id))
         if verdict.code == policy.LOCKED:
             if self.recorder.reachable or warn:
                 self.logger.warning("skipped: %s", verdict.reason)
@@ -182,9 +183,10 @@ class Gate:
                                                                may_spool=not limited)
         except DatabaseError as error:
             # A limited run must be seen to hold its slot: no unrecorded run.
+            # Same key: should the start land after all, the skip replaces it.
             self._skip(policy.locked("cannot record the start, so cannot hold a fleet-wide "
                                      "slot: %s" % error, verdict.estimate, verdict.max_concurrent),
-                       warn=True)
+                       warn=True, spool_id=self.record.spool_id)
             return exitcodes.LOCKED
         if run.id is not None:
             self.logger.info("started run #%s: %s (estimate %s, %s)", run.id, verdict.reason,

@@ -70,7 +70,7 @@ class IPolicyStore(IPolicySource, IRunRecorder):
 
     def claim_slot(record, limit):
         """Take one of the ``limit`` fleet-wide slots of script ``record.name``
-        for the run ``record.run_key`` (a lease, renewed by heartbeats and
+        for the run keyed ``record.spool_id`` (a lease, renewed by heartbeats and
         given back by ``close()``); False when live runs hold them all."""
 
     def listen():

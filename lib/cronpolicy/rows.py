@@ -134,7 +134,7 @@ RunRecord = _shape("RunRecord", (
     ("stop_decision", "text", None),
     ("stop_policy_id", "int", None),
     ("stop_window_id", "int", None),
-    ("run_key", "text", None),
+    ("spool_id", "text", None),      # the run's key (see script_run.spool_id)
 ), "What the gate writes into cronpolicy.script_run for one start (run or skip).")
 
 RunEnd = _shape("RunEnd", (

@@ -6,7 +6,7 @@ instead, written atomically, with the run's real times: this host's clock
 moved onto the database's by the offset measured at the last successful
 read.  The next run on the host, or `cronpolicy flush`, writes the entries
 and removes them.  A whole run carries the key the host chose for it before
-writing anything (``script_run.run_key`` is unique), so it makes one row,
+writing anything (``script_run.spool_id`` is unique), so it makes one row,
 even with its own start had that reached the database late; and a late
 finish only completes a run that is still open, so a flush interrupted
 half-way can simply be repeated: nothing is recorded twice.
@@ -24,7 +24,7 @@ from cronpolicy.rows import RunEnd, RunHandle, RunRecord, from_mapping, to_mappi
 
 FORMAT = 2
 
-#: One spooled record: a whole run (``record``, with its ``run_key``), or the
+#: One spooled record: a whole run (``record``, with its key ``spool_id``), or the
 #: ``end`` of the recorded run ``run_id``.
 SpoolEntry = collections.namedtuple("SpoolEntry", "record run_id end")
 
@@ -68,7 +68,7 @@ class Spool:
         data = {"format": FORMAT, "kind": entry["kind"], "run_id": entry.get("run_id")}
         if "record" in entry:
             record = entry["record"]
-            data["record"] = to_mapping(record._replace(run_key=record.run_key or file_id))
+            data["record"] = to_mapping(record._replace(spool_id=record.spool_id or file_id))
         if "end" in entry:
             data["end"] = to_mapping(entry["end"])
         # Sortable by time of writing, so entries are flushed in order.
@@ -156,17 +156,16 @@ class Spool:
 
 
 def parse_entry(data):
-    """A SpoolEntry from a file's JSON; entries of format 1 (flat, keyed by
-    spool_id) are read too."""
+    """A SpoolEntry from a file's JSON; entries of format 1 (flat) are read too."""
     if data.get("format", 1) == 1:
         kind = data["kind"]
         data = {"kind": kind, "run_id": data.get("run_id"),
-                "record": dict(data, run_key=data["spool_id"]) if kind == "run" else None,
+                "record": data if kind == "run" else None,
                 "end": data if kind == "finish" else None}
     if data["kind"] == "run":
         record = from_mapping(RunRecord, data["record"])
         if not (record.name and record.host and record.started_at and record.finished_at
-                and record.status and record.run_key):
+                and record.status and record.spool_id):
             raise ValueError("incomplete run record")
         return SpoolEntry(record, None, None)
     if data["kind"] == "finish":

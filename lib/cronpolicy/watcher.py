@@ -149,7 +149,7 @@ class RunWatcher:
             # not become readable for it, so look before sleeping too.
             if self._guarded("read policy notifications", self.store.take_notifications):
                 next_check = self._soon(next_check)
-            deadline = min(next_check, next_heartbeat)
+            deadline = min(next_check, next_heartbeat, self._lease_until)
             if self.stop_requested:
                 deadline = min(deadline, now + SAFE_POLL)
             database = self.store.fileno()
@@ -160,12 +160,16 @@ class RunWatcher:
 
     def _renew(self, safe):
         sent = time.monotonic()
+        if sent >= self._lease_until and self._lease_stop is None:
+            # Late (a paused process, a slow network): the lease may have run
+            # out in between, whatever the renewal below will say.
+            self._lose_lease("its lease ran out before it could be renewed")
         renewed = self._guarded("renew the run's lease",
                                 lambda: self.store.heartbeat(self.run, safe))
         if renewed:
             self._lease_until = sent + self.settings.lease_ttl
         elif renewed is False and self._lease_stop is None:
-            self._lose_lease("its lease ran out and its fleet-wide slot went to another run")
+            self._lose_lease("its lease ran out, or its fleet-wide slot went to another run")
 
     def _lose_lease(self, why):
         self._lease_stop = lease_lost("lease lost: %s" % why)

@@ -182,16 +182,17 @@ class MemoryStore:
             row = database.runs[run.id - 1]
             if row["status"] not in ("running", "abandoned"):
                 return False
+            standing = row["status"] == "running" and row["lease_expires_at"] >= database.clock()
             row.update(heartbeat_at=database.clock(), safe_to_interrupt=bool(safe_to_interrupt),
                        lease_expires_at=self._lease(), status="running", finished_at=None,
                        stop_reason=None)
             if self._slot is None:
-                return True
+                return standing
             holder = database.slots.get(self._slot)
             if holder is None or holder["run_key"] != self._slot_run_key:
                 return False
             holder["lease_expires_at"] = self._lease()
-            return True
+            return standing
 
     def claim_slot(self, record, limit):
         self._check("take a fleet-wide slot of %s" % record.name)
@@ -201,11 +202,11 @@ class MemoryStore:
             for slot in range(limit):
                 holder = database.slots.get((record.name, slot))
                 if holder is None or holder["lease_expires_at"] < now \
-                        or holder["run_key"] == record.run_key:
+                        or holder["run_key"] == record.spool_id:
                     database.slots[(record.name, slot)] = {
-                        "run_key": record.run_key, "host": record.host,
+                        "run_key": record.spool_id, "host": record.host,
                         "lease_expires_at": self._lease()}
-                    self._slot, self._slot_run_key = (record.name, slot), record.run_key
+                    self._slot, self._slot_run_key = (record.name, slot), record.spool_id
                     return True
         return False
 
@@ -250,7 +251,7 @@ class MemoryStore:
             if entry.record is not None:
                 record = entry.record._replace(
                     finished_at=max(entry.record.started_at, entry.record.finished_at))
-                same = [run for run in database.runs if run["run_key"] == record.run_key]
+                same = [run for run in database.runs if run["spool_id"] == record.spool_id]
                 if not same:
                     database._insert(record)
                 elif same[0]["status"] in ("running", "abandoned"):

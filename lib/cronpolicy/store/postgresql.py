@@ -194,18 +194,21 @@ class PostgresStore:
         [row] = self._execute("heartbeat", dict(slot, id=run.id, safe=bool(safe_to_interrupt),
                                                 ttl=self.lease_ttl),
                               "renew the lease of run %s" % run.id, idempotent=True)
-        return bool(row["runs"]) and (self._slot is None or bool(row["slots"]))
+        return bool(row["runs"] and row["standing"]) and (self._slot is None or bool(row["slots"]))
 
     def claim_slot(self, record, limit):
         """Take one of the ``limit`` fleet-wide slots of ``record.name`` for
-        the run ``record.run_key``: a free one, or one whose lease ran out."""
+        the run keyed ``record.spool_id``: a free one, or one whose lease ran out."""
         deadline = time.monotonic() + self.timeout
         for slot in range(limit):
-            wanted = {"name": record.name, "slot": slot, "run_key": record.run_key}
+            wanted = {"name": record.name, "slot": slot, "run_key": record.spool_id}
+            # Held from the moment it is asked for: if the reply is lost, close()
+            # still gives it back (it removes only this run's row).
+            self._slot = wanted
             if self._execute("take_slot", dict(wanted, host=record.host, ttl=self.lease_ttl),
                              "take a fleet-wide slot of %s" % record.name, deadline):
-                self._slot = wanted
                 return True
+            self._slot = None
         return False
 
     def listen(self):

@@ -43,23 +43,23 @@ SELECT extract(epoch FROM now()) AS now,
 -- written again (a retry, a spooled copy), it is still one row.
 INSERT INTO cronpolicy.script_run (
     name, host, pid, estimate_seconds, estimate_source, skip_reason, policy_ignored,
-    decision, policy_id, window_id, expected_interval, run_key, heartbeat_at,
+    decision, policy_id, window_id, expected_interval, spool_id, heartbeat_at,
     lease_expires_at)
 VALUES (%(name)s, %(host)s, %(pid)s, %(estimate_seconds)s, %(estimate_source)s,
         %(skip_reason)s, %(policy_ignored)s, %(decision)s, %(policy_id)s, %(window_id)s,
-        %(expected_interval)s, %(run_key)s, now(), now() + %(ttl)s * interval '1 second')
-ON CONFLICT (run_key) DO UPDATE SET heartbeat_at = EXCLUDED.heartbeat_at
+        %(expected_interval)s, %(spool_id)s, now(), now() + %(ttl)s * interval '1 second')
+ON CONFLICT (spool_id) DO UPDATE SET heartbeat_at = EXCLUDED.heartbeat_at
 RETURNING id
 
 
 -- name: record_skip
 INSERT INTO cronpolicy.script_run (
     name, host, pid, estimate_seconds, estimate_source, skip_reason, policy_ignored,
-    decision, policy_id, window_id, expected_interval, run_key, status, finished_at)
+    decision, policy_id, window_id, expected_interval, spool_id, status, finished_at)
 VALUES (%(name)s, %(host)s, %(pid)s, %(estimate_seconds)s, %(estimate_source)s,
         %(skip_reason)s, %(policy_ignored)s, %(decision)s, %(policy_id)s, %(window_id)s,
-        %(expected_interval)s, %(run_key)s, 'skipped', now())
-ON CONFLICT (run_key) DO UPDATE SET finished_at = cronpolicy.script_run.finished_at
+        %(expected_interval)s, %(spool_id)s, 'skipped', now())
+ON CONFLICT (spool_id) DO UPDATE SET finished_at = cronpolicy.script_run.finished_at
 RETURNING id
 
 
@@ -74,11 +74,17 @@ UPDATE cronpolicy.script_run
 
 -- name: heartbeat
 -- Renews the run's lease, and its fleet-wide slot's when it holds one
--- (%(slot)s NULL otherwise).  A run recorded as abandoned while its host
--- could not reach the database is back as running, but the counts tell the
--- host whether it still held its lease and its slot: if not, it stops at
--- its next safe point.
-WITH run AS (
+-- (slot NULL otherwise).  A run recorded as abandoned while its host could
+-- not reach the database is shown as running again (it is), but the host
+-- learns whether its lease still stood (standing) and whether it kept its
+-- slot (slots): if not, it stops at its next safe point.
+WITH before AS (
+    SELECT status = 'running'
+           AND coalesce(lease_expires_at,
+                        coalesce(heartbeat_at, started_at) + interval '30 seconds') >= now()
+           AS standing
+      FROM cronpolicy.script_run WHERE id = %(id)s),
+run AS (
     UPDATE cronpolicy.script_run
        SET heartbeat_at = now(), safe_to_interrupt = %(safe)s,
            lease_expires_at = now() + %(ttl)s * interval '1 second',
@@ -90,18 +96,19 @@ slot AS (
        SET lease_expires_at = now() + %(ttl)s * interval '1 second'
      WHERE name = %(name)s AND slot = %(slot)s AND run_key = %(run_key)s
     RETURNING slot)
-SELECT (SELECT count(*) FROM run) AS runs, (SELECT count(*) FROM slot) AS slots
+SELECT (SELECT count(*) FROM run) AS runs, (SELECT bool_and(standing) FROM before) AS standing,
+       (SELECT count(*) FROM slot) AS slots
 
 
 -- name: take_slot
--- Slot %(slot)s of script %(name)s, if it is free or its lease has run out.
+-- Slot slot of script name: freed first if its lease ran out, then taken if
+-- it is free.  Two statements, each atomic: of hosts racing for the slot,
+-- exactly one gets a row back.
+DELETE FROM cronpolicy.run_slot
+ WHERE name = %(name)s AND slot = %(slot)s AND lease_expires_at < now();
 INSERT INTO cronpolicy.run_slot (name, slot, run_key, host, lease_expires_at)
 VALUES (%(name)s, %(slot)s, %(run_key)s, %(host)s, now() + %(ttl)s * interval '1 second')
-ON CONFLICT (name, slot) DO UPDATE
-   SET run_key = EXCLUDED.run_key, host = EXCLUDED.host,
-       lease_expires_at = EXCLUDED.lease_expires_at
- WHERE cronpolicy.run_slot.lease_expires_at < now()
-    OR cronpolicy.run_slot.run_key = EXCLUDED.run_key
+ON CONFLICT (name, slot) DO NOTHING
 RETURNING slot
 
 
@@ -121,15 +128,17 @@ LISTEN cronpolicy_policy
 INSERT INTO cronpolicy.script_run (
     name, host, pid, started_at, finished_at, status, exit_code, skip_reason,
     estimate_seconds, estimate_source, policy_ignored, decision, policy_id, window_id,
-    expected_interval, stop_reason, stop_decision, stop_policy_id, stop_window_id, run_key)
+    expected_interval, stop_reason, stop_decision, stop_policy_id, stop_window_id, spool_id)
 VALUES (%(name)s, %(host)s, %(pid)s, %(started_at)s,
         greatest(%(started_at)s::timestamptz, %(finished_at)s::timestamptz),
         %(status)s, %(exit_code)s, %(skip_reason)s, %(estimate_seconds)s,
         %(estimate_source)s, %(policy_ignored)s, %(decision)s, %(policy_id)s,
         %(window_id)s, %(expected_interval)s, %(stop_reason)s, %(stop_decision)s,
-        %(stop_policy_id)s, %(stop_window_id)s, %(run_key)s)
-ON CONFLICT (run_key) DO UPDATE
+        %(stop_policy_id)s, %(stop_window_id)s, %(spool_id)s)
+ON CONFLICT (spool_id) DO UPDATE
    SET status = EXCLUDED.status, exit_code = EXCLUDED.exit_code,
+       skip_reason = EXCLUDED.skip_reason, decision = EXCLUDED.decision,
+       policy_ignored = EXCLUDED.policy_ignored,
        stop_reason = EXCLUDED.stop_reason, stop_decision = EXCLUDED.stop_decision,
        stop_policy_id = EXCLUDED.stop_policy_id, stop_window_id = EXCLUDED.stop_window_id,
        finished_at = greatest(cronpolicy.script_run.started_at, EXCLUDED.finished_at),

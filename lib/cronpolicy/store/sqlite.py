@@ -161,6 +161,8 @@ class SQLiteStore:
         def renew(connection):
             connection.execute("BEGIN IMMEDIATE")
             try:
+                standing = connection.execute(self._sql["lease_standing"], {"id": run.id}
+                                              ).fetchone()
                 runs = connection.execute(self._sql["heartbeat"], {
                     "id": run.id, "safe": int(bool(safe_to_interrupt)),
                     "ttl": self.lease_ttl}).rowcount
@@ -168,16 +170,24 @@ class SQLiteStore:
                     self._slot, ttl=self.lease_ttl)).rowcount if self._slot else 1
             finally:
                 connection.execute("COMMIT")
-            return bool(runs) and bool(slots)
+            return bool(standing and standing[0]) and bool(runs) and bool(slots)
         return self._run("renew the lease of run %s" % run.id, renew)
 
     def claim_slot(self, record, limit):
         """Take one of the ``limit`` fleet-wide slots of ``record.name``: a
         free one, or one whose lease ran out."""
         for slot in range(limit):
-            wanted = {"name": record.name, "slot": slot, "run_key": record.run_key}
-            if self._write("take_slot", dict(wanted, host=record.host, ttl=self.lease_ttl),
-                           "take a fleet-wide slot of %s" % record.name).fetchall():
+            wanted = {"name": record.name, "slot": slot, "run_key": record.spool_id}
+
+            def take(connection):
+                connection.execute("BEGIN IMMEDIATE")
+                try:
+                    connection.execute(self._sql["free_expired_slot"], wanted)
+                    return connection.execute(self._sql["take_slot"], dict(
+                        wanted, host=record.host, ttl=self.lease_ttl)).fetchall()
+                finally:
+                    connection.execute("COMMIT")
+            if self._run("take a fleet-wide slot of %s" % record.name, take):
                 self._slot = wanted
                 return True
         return False

@@ -38,24 +38,24 @@ SELECT (julianday(finished_at) - julianday(started_at)) * 86400.0
 -- The run is alive from here for one lease (:ttl seconds).
 INSERT INTO cronpolicy.script_run (
     name, host, pid, estimate_seconds, estimate_source, skip_reason, policy_ignored,
-    decision, policy_id, window_id, expected_interval, run_key, heartbeat_at,
+    decision, policy_id, window_id, expected_interval, spool_id, heartbeat_at,
     lease_expires_at)
 VALUES (:name, :host, :pid, :estimate_seconds, :estimate_source, :skip_reason,
-        :policy_ignored, :decision, :policy_id, :window_id, :expected_interval, :run_key,
+        :policy_ignored, :decision, :policy_id, :window_id, :expected_interval, :spool_id,
         strftime('%Y-%m-%d %H:%M:%f', 'now'),
         strftime('%Y-%m-%d %H:%M:%f', 'now', '+' || :ttl || ' seconds'))
-ON CONFLICT (run_key) DO UPDATE SET heartbeat_at = excluded.heartbeat_at
+ON CONFLICT (spool_id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at
 RETURNING id
 
 
 -- name: record_skip
 INSERT INTO cronpolicy.script_run (
     name, host, pid, estimate_seconds, estimate_source, skip_reason, policy_ignored,
-    decision, policy_id, window_id, expected_interval, run_key, status, finished_at)
+    decision, policy_id, window_id, expected_interval, spool_id, status, finished_at)
 VALUES (:name, :host, :pid, :estimate_seconds, :estimate_source, :skip_reason,
-        :policy_ignored, :decision, :policy_id, :window_id, :expected_interval, :run_key,
+        :policy_ignored, :decision, :policy_id, :window_id, :expected_interval, :spool_id,
         'skipped', strftime('%Y-%m-%d %H:%M:%f', 'now'))
-ON CONFLICT (run_key) DO UPDATE SET finished_at = script_run.finished_at
+ON CONFLICT (spool_id) DO UPDATE SET finished_at = script_run.finished_at
 RETURNING id
 
 
@@ -68,9 +68,18 @@ UPDATE cronpolicy.script_run
  WHERE id = :id
 
 
+-- name: lease_standing
+-- Whether the run's lease still stands (rows without one: 30s from their heartbeat).
+SELECT status = 'running'
+       AND julianday(coalesce(lease_expires_at,
+                              strftime('%Y-%m-%d %H:%M:%f', coalesce(heartbeat_at, started_at),
+                                       '+30 seconds'))) >= julianday('now')
+  FROM cronpolicy.script_run WHERE id = :id
+
+
 -- name: heartbeat
 -- Renews the run's lease.  A run recorded as abandoned while it was stopped
--- is back as running; the host learns whether it still held its lease.
+-- is shown as running again (it is).
 UPDATE cronpolicy.script_run
    SET heartbeat_at = strftime('%Y-%m-%d %H:%M:%f', 'now'), safe_to_interrupt = :safe,
        lease_expires_at = strftime('%Y-%m-%d %H:%M:%f', 'now', '+' || :ttl || ' seconds'),
@@ -84,16 +93,17 @@ UPDATE cronpolicy.run_slot
  WHERE name = :name AND slot = :slot AND run_key = :run_key
 
 
+-- name: free_expired_slot
+DELETE FROM cronpolicy.run_slot
+ WHERE name = :name AND slot = :slot AND julianday(lease_expires_at) < julianday('now')
+
+
 -- name: take_slot
--- Slot :slot of script :name, if it is free or its lease has run out.
+-- Slot :slot of script :name, if it is free (after free_expired_slot).
 INSERT INTO cronpolicy.run_slot (name, slot, run_key, host, lease_expires_at)
 VALUES (:name, :slot, :run_key, :host,
         strftime('%Y-%m-%d %H:%M:%f', 'now', '+' || :ttl || ' seconds'))
-ON CONFLICT (name, slot) DO UPDATE
-   SET run_key = excluded.run_key, host = excluded.host,
-       lease_expires_at = excluded.lease_expires_at
- WHERE julianday(run_slot.lease_expires_at) < julianday('now')
-    OR run_slot.run_key = excluded.run_key
+ON CONFLICT (name, slot) DO NOTHING
 RETURNING slot
 
 
@@ -107,13 +117,15 @@ DELETE FROM cronpolicy.run_slot WHERE name = :name AND slot = :slot AND run_key 
 INSERT INTO cronpolicy.script_run (
     name, host, pid, started_at, finished_at, status, exit_code, skip_reason,
     estimate_seconds, estimate_source, policy_ignored, decision, policy_id, window_id,
-    expected_interval, stop_reason, stop_decision, stop_policy_id, stop_window_id, run_key)
+    expected_interval, stop_reason, stop_decision, stop_policy_id, stop_window_id, spool_id)
 VALUES (:name, :host, :pid, :started_at, max(:started_at, :finished_at), :status,
         :exit_code, :skip_reason, :estimate_seconds, :estimate_source, :policy_ignored,
         :decision, :policy_id, :window_id, :expected_interval, :stop_reason, :stop_decision,
-        :stop_policy_id, :stop_window_id, :run_key)
-ON CONFLICT (run_key) DO UPDATE
+        :stop_policy_id, :stop_window_id, :spool_id)
+ON CONFLICT (spool_id) DO UPDATE
    SET status = excluded.status, exit_code = excluded.exit_code,
+       skip_reason = excluded.skip_reason, decision = excluded.decision,
+       policy_ignored = excluded.policy_ignored,
        stop_reason = excluded.stop_reason, stop_decision = excluded.stop_decision,
        stop_policy_id = excluded.stop_policy_id, stop_window_id = excluded.stop_window_id,
        finished_at = max(script_run.started_at, excluded.finished_at), lease_expires_at = NULL

@@ -246,11 +246,12 @@ def test_an_upgrade_grants_scripts_the_columns_it_adds(pg_roles, pg_dsn, empty_p
     params = psycopg2.extensions.parse_dsn(pg_roles("cronpolicy_script"))
     params["dbname"] = psycopg2.extensions.parse_dsn(empty_pg_dsn)["dbname"]
     runner = ScriptRunner(tmp_path, make_env(tmp_path, psycopg2.extensions.make_dsn(**params)))
-    runner.write("publish-distro")
+    runner.write("publish-distro", extra="fleet_single_instance = True")   # a slot, too
     result = runner.run("publish-distro")
     assert result.returncode == exitcodes.OK and result.stderr == "", result.stderr
     assert DBA(empty_pg_dsn).execute("SELECT status FROM cronpolicy.script_run") == [
         ("succeeded",)]
+    assert DBA(empty_pg_dsn).scalar("SELECT count(*) FROM cronpolicy.run_slot") == 0
 
 
 def test_a_spooled_record_refused_for_want_of_a_privilege_stays_spooled(pg_roles, pg_dsn,
@@ -300,7 +301,24 @@ def test_a_role_out_of_connections_is_an_outage_not_a_configuration_error(pg_rol
     assert result.returncode == exitcodes.OK      # on_database_error = skip, not exit 4
     [line] = result.stderr.strip().splitlines()
     assert "database unreachable" in line and "too many connections" in line
-    again = runner.run("publish-distro")           # the connection is free again
+    again = runner.run("publish-distro", "-v")     # the connection is free again
     assert again.returncode == exitcodes.OK, again.stderr
     assert sorted(row[0] for row in DBA(pg_dsn).execute(
-        "SELECT decision FROM cronpolicy.script_run")) == ["database-unreachable", "run"]
+        "SELECT decision FROM cronpolicy.script_run")) == ["database-unreachable", "run"], \
+        again.stderr
+
+
+def test_a_host_cannot_take_or_free_another_hosts_slot_while_its_lease_stands(pg_roles, pg_dsn):
+    web1, web2 = pg_roles("cronpolicy_script"), pg_roles("cronpolicy_script")
+    count, error = try_sql(web1, "INSERT INTO cronpolicy.run_slot (name, slot, run_key, host,"
+                                 " lease_expires_at) VALUES ('job', 0, 'k1', 'web1',"
+                                 " now() + interval '1 hour')")
+    assert count == 1, error
+    for sql in ("UPDATE cronpolicy.run_slot SET run_key = 'k2', host = 'web2'",
+                "DELETE FROM cronpolicy.run_slot"):
+        count, error = try_sql(web2, sql)
+        assert count == 0, error                 # row-level security: not its row
+    assert DBA(pg_dsn).scalar("SELECT run_key FROM cronpolicy.run_slot") == "k1"
+    DBA(pg_dsn).execute("UPDATE cronpolicy.run_slot SET lease_expires_at = now() - interval '1s'")
+    count, error = try_sql(web2, "DELETE FROM cronpolicy.run_slot")     # now it is free
+    assert count == 1, error

@@ -134,11 +134,11 @@ def test_names_and_reasons_are_stored_literally(policy_store, dba):
 def test_fleet_wide_slots_are_leases_given_back_at_the_end(dsn, dba, tmp_path):
     settings = Settings(dsn=dsn, dsn_source="--dsn", lock_dir=str(tmp_path / "locks"))
     sessions = [open_store(settings) for _ in range(5)]
-    runs = [record("publisher", run_key="run-%d" % index) for index in range(5)]
+    runs = [record("publisher", spool_id="run-%d" % index) for index in range(5)]
     try:
         taken = [session.claim_slot(run, 2) for session, run in zip(sessions[:3], runs)]
         assert taken == [True, True, False]
-        assert sessions[3].claim_slot(record("other-job", run_key="other"), 1)
+        assert sessions[3].claim_slot(record("other-job", spool_id="other"), 1)
         sessions[0].close()                            # the end of a run gives its slot back
         assert sessions[2].claim_slot(runs[2], 2)
         assert not sessions[4].claim_slot(runs[4], 2)
@@ -159,14 +159,14 @@ def test_a_lease_renewed_by_heartbeats_keeps_a_run_alive(dsn, dba, tmp_path):
     settings = Settings(dsn=dsn, dsn_source="--dsn", heartbeat_interval=0.2, lease_ttl=1)
     store = open_store(settings)
     try:
-        run = store.record_start(record(run_key="alive"))
+        run = store.record_start(record(spool_id="alive"))
         assert store.heartbeat(run, True) is True
         expires = dba.scalar("SELECT lease_expires_at FROM cronpolicy.script_run")
         assert expires is not None
         dba.execute("UPDATE cronpolicy.script_run SET status = 'abandoned',"
                     " finished_at = started_at")          # reaped while it was away...
-        assert store.heartbeat(run, True) is True          # ...and back, lease renewed
-        assert dba.scalar("SELECT status FROM cronpolicy.script_run") == "running"
+        assert store.heartbeat(run, True) is False         # ...it learns its lease was lost
+        assert dba.scalar("SELECT status FROM cronpolicy.script_run") == "running"  # shown
         dba.execute("UPDATE cronpolicy.script_run SET status = 'failed',"
                     " finished_at = started_at")           # ended for good
         assert store.heartbeat(run, True) is False
@@ -178,15 +178,15 @@ def test_memory_store_slots_and_leases():
     now = [datetime.datetime(2026, 11, 28, tzinfo=datetime.timezone.utc)]
     database = MemoryDatabase(clock=lambda: now[0])
     first, second = database.session(lease_ttl=30), database.session(lease_ttl=30)
-    assert first.claim_slot(record(run_key="a"), 1)
-    assert not second.claim_slot(record(run_key="b"), 1)
-    run = first.record_start(record(run_key="a"))
+    assert first.claim_slot(record(spool_id="a"), 1)
+    assert not second.claim_slot(record(spool_id="b"), 1)
+    run = first.record_start(record(spool_id="a"))
     first.close()                            # a lost session alone does not end the run...
     assert database.runs_of("job")[0]["status"] == "running" and database.reap() == []
     now[0] += datetime.timedelta(seconds=31)  # ...its lease running out does
     assert database.reap() == [run.id]
     assert database.runs_of("job")[0]["status"] == "abandoned"
-    assert second.claim_slot(record(run_key="b"), 1)
+    assert second.claim_slot(record(spool_id="b"), 1)
     database.outage = True
     with pytest.raises(DatabaseError) as error:
         second.load_inputs("job", 20)

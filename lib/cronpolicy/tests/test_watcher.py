@@ -153,7 +153,7 @@ def test_news_missed_while_reconnecting_is_still_news(pg_dsn):
     there may have been news, so the watcher reads the policy again."""
     store = PostgresStore(pg_dsn, application_name="cronpolicy-missed-news")
     try:
-        run = store.record_start(RunRecord(name="job", host="web1", pid=1, run_key="news"))
+        run = store.record_start(RunRecord(name="job", host="web1", pid=1, spool_id="news"))
         store.listen()
         assert store.take_notifications() == 0
         DBA(pg_dsn).execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"

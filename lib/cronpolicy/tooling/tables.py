@@ -169,7 +169,7 @@ script_run = Table(
     Column("heartbeat_at", Timestamp),
     Column("safe_to_interrupt", Boolean, nullable=False, server_default=text("false")),
     Column("stop_reason", Text),
-    Column("run_key", Text),
+    Column("spool_id", Text),
     Column("db_user", Text, nullable=False, server_default=WHO),
     Column("decision", Text),
     Column("policy_id", Integer),
@@ -190,7 +190,7 @@ script_run = Table(
           sqlite_where=text("status = 'running'")),
     Index("script_run_name_started_idx", "name", text("started_at DESC")),
     Index("script_run_started_idx", "started_at"),
-    Index("script_run_run_key_key", "run_key", unique=True),
+    Index("script_run_spool_id_key", "spool_id", unique=True),
 )
 
 run_slot = Table(
@@ -200,6 +200,7 @@ run_slot = Table(
     Column("run_key", Text, nullable=False),
     Column("host", Text, nullable=False),
     Column("lease_expires_at", Timestamp, nullable=False),
+    Column("db_user", Text, nullable=False, server_default=WHO),
     CheckConstraint("slot >= 0", name="run_slot_slot_not_negative"),
 )
 

@@ -503,3 +503,17 @@ def test_a_slow_hook_is_not_asked_again_while_it_answers(database, env):
     job = Slow(database, body=lambda job: (database.set_deploy(True), time.sleep(BOUND)))
     assert run(job, env) == exitcodes.INTERRUPTED
     assert depth["most"] == 1
+
+
+def test_a_run_whose_lease_lapsed_stops_at_its_next_safe_point(database, env):
+    """Given up on by the fleet (reaped while it could not renew), the run
+    is shown as running again, but stops at its next safe point."""
+    def body(job):
+        database.runs[0].update(status="abandoned", finished_at=database.clock(),
+                                lease_expires_at=None)
+        time.sleep(BOUND)
+    job = SafeJob(database, body=body)
+    assert run(job, env) == exitcodes.INTERRUPTED
+    record = database.runs[0]
+    assert (record["status"], record["stop_decision"]) == ("interrupted", "lease-lost")
+    assert "the fleet no longer counts this run as running" in log(env)

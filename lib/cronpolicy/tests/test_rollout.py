@@ -300,7 +300,16 @@ def test_fleet_wide_single_instance_holds_with_many_concurrent_starts(pg_dsn, tm
         runner.env["CRONPOLICY_HOST"] = "web%d" % index
         runner.write("publish-distro")
         runners.append(runner)
-    processes = [runner.start("publish-distro", "--sleep", "4") for runner in runners]
+    # The one that gets the slot holds it until the nine others have given up,
+    # however slowly the machine starts them.
+    release = tmp_path / "release"
+    processes = [runner.start("publish-distro", "--sleep", "120", "--until-file", str(release))
+                 for runner in runners]
+    deadline = time.monotonic() + 90
+    while sum(process.poll() is not None for process in processes) < 9:
+        assert time.monotonic() < deadline, "nine starts did not give up within 90s"
+        time.sleep(0.05)
+    release.write_text("")
     codes = []
     for process in processes:
         process.communicate(timeout=120)

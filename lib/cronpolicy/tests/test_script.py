@@ -119,14 +119,16 @@ def test_main_exiting_nonzero_is_a_failure_with_that_code(scripts, dba):
 
 def test_second_concurrent_instance_is_recorded_and_exits_locked(scripts, dba, tmp_path):
     scripts.write("publish-distro")
-    ready = tmp_path / "ready"
-    first = scripts.start("publish-distro", "--sleep", "3", "--ready-file", str(ready))
+    ready, release = tmp_path / "ready", tmp_path / "release"
+    first = scripts.start("publish-distro", "--sleep", "120", "--until-file", str(release),
+                          "--ready-file", str(ready))
     try:
         wait_for_file(ready)
         second = scripts.run("publish-distro")
         assert second.returncode == exitcodes.LOCKED
         assert "another instance is running (pid %d)" % first.pid in second.stderr
     finally:
+        release.write_text("")
         first.communicate(timeout=60)
     assert first.returncode == exitcodes.OK
     assert scripts.main_calls("publish-distro") == 1
@@ -238,9 +240,18 @@ def test_run_in_process_with_own_options(script_env, monkeypatch, dba):
 
 
 @pytest.mark.slow
-def test_many_simultaneous_starts_run_main_once(scripts, dba):
+def test_many_simultaneous_starts_run_main_once(scripts, dba, tmp_path):
     scripts.write("publish-distro")
-    starters = [scripts.start("publish-distro", "--sleep", "4") for _ in range(12)]
+    # The one that gets the lock holds it until the others have given up,
+    # however slowly the machine starts them.
+    release = tmp_path / "release"
+    starters = [scripts.start("publish-distro", "--sleep", "120", "--until-file", str(release))
+                for _ in range(12)]
+    deadline = time.monotonic() + 90
+    while sum(starter.poll() is not None for starter in starters) < 11:
+        assert time.monotonic() < deadline, "eleven starts did not give up within 90s"
+        time.sleep(0.05)
+    release.write_text("")
     codes = []
     for starter in starters:
         starter.communicate(timeout=120)

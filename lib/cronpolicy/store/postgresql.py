@@ -250,10 +250,13 @@ class PostgresStore:
         with self._lock:
             if self._slot is not None:
                 try:
-                    self._execute("give_back_slot", self._slot, "give back the fleet-wide slot",
-                                  time.monotonic() + min(2.0, self.timeout))
-                except DatabaseError:
-                    pass
+                    self._execute("give_back_slot", self._slot, "give back the fleet-wide slot")
+                except DatabaseError as error:
+                    # Its lease runs out anyway; until then the slot stays taken.
+                    import logging
+                    logging.getLogger("cronpolicy").info(
+                        "could not give back the fleet-wide slot of %s: %s",
+                        self._slot["name"], error)
             self._drop_connection()
             self._listening = self._missed = False
             self._slot = None

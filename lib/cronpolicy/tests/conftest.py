@@ -156,16 +156,23 @@ def empty_pg_dsn():
         drop_database(name)
 
 
+#: Tables a test starts with as the patches left them; every other table is
+#: emptied before each test (so a new table cannot carry state between tests).
+KEPT_BETWEEN_TESTS = {"schema_version", "deploy_state", "policy_audit"}
+
+
 def _reset_postgres(dsn):
+    from cronpolicy.tooling.tables import metadata
+    emptied = sorted(table.name for table in metadata.sorted_tables
+                     if table.name not in KEPT_BETWEEN_TESTS)
     connection = psycopg2.connect(dsn)
     connection.autocommit = True
     try:
         with connection.cursor() as cursor:
             cursor.execute(
-                "TRUNCATE cronpolicy.script_policy, cronpolicy.rollout_window,"
-                " cronpolicy.script_run, cronpolicy.drain RESTART IDENTITY;"
+                "TRUNCATE %s RESTART IDENTITY;"
                 " UPDATE cronpolicy.deploy_state SET deploy_pending = false, reason = '',"
-                " changed_by = session_user")
+                " changed_by = session_user" % ", ".join("cronpolicy." + name for name in emptied))
             # Last, so the resets above leave no audit entries behind.
             cursor.execute("TRUNCATE cronpolicy.policy_audit RESTART IDENTITY")
     finally:

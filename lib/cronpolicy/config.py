@@ -21,6 +21,15 @@ The config file is INI with one ``[cronpolicy]`` section::
     heartbeat_interval = 5s
     lease_ttl = 30s
     poll_interval = 1s
+    watch = listen
+
+``watch`` says how a running script hears of stop requests on PostgreSQL:
+``listen`` (LISTEN/NOTIFY on a connection held while the script runs: within
+milliseconds) or ``poll`` (re-read every ``poll_interval`` on a connection
+opened for each read and closed again, using no session state).  Behind a
+pooler in transaction mode (pgbouncer's ``pool_mode = transaction``) LISTEN is
+lost, so set ``poll`` there; session pooling and direct connections keep
+``listen``.  ``CRONPOLICY_WATCH`` overrides the file.  SQLite always polls.
 
 DSNs are ``postgresql://user:pass@host:port/db`` (or libpq's ``key=value``
 form) and ``sqlite:///relative/path`` or ``sqlite:////absolute/path``.
@@ -55,6 +64,16 @@ DEFAULT_TCP_KEEPALIVE = 5.0
 DEFAULT_TCP_USER_TIMEOUT = 10.0
 
 ON_DATABASE_ERROR_CHOICES = ("run", "skip")
+#: How a running script hears of stop requests (see the module docstring).
+WATCH_LISTEN, WATCH_POLL = "listen", "poll"
+WATCH_CHOICES = (WATCH_LISTEN, WATCH_POLL)
+
+
+def _watch(text):
+    value = text.strip().lower()
+    if value not in WATCH_CHOICES:
+        raise ValueError("must be one of %s, not %r" % (" or ".join(WATCH_CHOICES), text))
+    return value
 
 
 def _on_database_error(text):
@@ -165,6 +184,7 @@ class Settings:
         "state_dir": str,
         "tcp_keepalive": parse_duration,
         "tcp_user_timeout": parse_duration,
+        "watch": _watch,
     }
     #: Keys a ``[script:NAME]`` section may set, for that script only.
     _SCRIPT_KEYS = {"on_database_error": _on_database_error}
@@ -183,7 +203,7 @@ class Settings:
                  cache_max_age=DEFAULT_CACHE_MAX_AGE,
                  on_database_error=None, state_dir=None, scripts=None,
                  config_path=None, tcp_keepalive=DEFAULT_TCP_KEEPALIVE,
-                 tcp_user_timeout=DEFAULT_TCP_USER_TIMEOUT):
+                 tcp_user_timeout=DEFAULT_TCP_USER_TIMEOUT, watch=WATCH_LISTEN):
         self.dsn = dsn or default_dsn()
         self.dsn_source = dsn_source if dsn else "default"
         self.host = host or os.uname().nodename
@@ -206,6 +226,7 @@ class Settings:
         self.config_path = config_path
         self.tcp_keepalive = tcp_keepalive
         self.tcp_user_timeout = tcp_user_timeout
+        self.watch = watch
         self.validate()
 
     def validate(self):
@@ -222,6 +243,9 @@ class Settings:
         if self.lease_ttl <= 2 * self.heartbeat_interval:
             raise ConfigError("lease_ttl (%gs) must be more than twice heartbeat_interval (%gs)"
                               % (self.lease_ttl, self.heartbeat_interval))
+        if self.watch not in WATCH_CHOICES:
+            raise ConfigError("watch must be one of %s, not %r" % (" or ".join(WATCH_CHOICES),
+                                                                   self.watch))
         self.backend = backend_of(self.dsn)
         if self.backend == SQLITE:
             sqlite_path(self.dsn)
@@ -277,6 +301,11 @@ class Settings:
                               ("state_dir", "CRONPOLICY_STATE_DIR")):
             if environ.get(variable):
                 values[key] = environ[variable]
+        if environ.get("CRONPOLICY_WATCH"):
+            try:
+                values["watch"] = _watch(environ["CRONPOLICY_WATCH"])
+            except ValueError as error:
+                raise ConfigError("CRONPOLICY_WATCH %s" % error) from None
         # Later sources win.  A DSN that is set but empty is a mistake (an
         # unset variable in a deploy script, say), never a way back to the
         # local SQLite file: that would take the host out of the fleet's policy.
@@ -314,7 +343,8 @@ class Settings:
     @classmethod
     def _read_file(cls, path):
         import configparser
-        parser = configparser.ConfigParser(interpolation=None)
+        # Comments may follow values after a space, as in README.txt's example.
+        parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#",))
         try:
             with open(path, encoding="utf-8") as config_file:
                 parser.read_file(config_file)

@@ -197,6 +197,7 @@ class Gate:
                              leased_from=self.leased_from)
         interruption.watcher = watcher
         interruption.always_safe = verdict.interruptible
+        self.store.release()        # with watch = poll, hold no connection during main()
         started = time.monotonic()
         ending = perform(watcher)
         return self._finish(run, ending, format_duration(time.monotonic() - started))

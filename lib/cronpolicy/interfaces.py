@@ -83,6 +83,11 @@ class IPolicyStore(IPolicySource, IRunRecorder):
     def take_notifications():
         """How many change announcements arrived since the last call (0 if none)."""
 
+    def release():
+        """Nothing more will be asked for a while: let go of the connection
+        if the store was told not to hold one between uses (``watch =
+        poll``, for a pooler in transaction mode).  The next call reconnects."""
+
     def apply_spooled(entry):
         """Write one ``spool.SpoolEntry``; writing the same entry again changes nothing."""
 

@@ -10,6 +10,7 @@ store creates its schema on first use from inside the gate, where importing
 SQLAlchemy would cost more than the whole decision.
 """
 
+import contextlib
 import os
 import re
 
@@ -74,39 +75,41 @@ def postgres_version(connection):
 
 
 def upgrade_postgres(connection):
-    """Apply missing patches; return the file names applied.  Idempotent."""
+    """Apply missing patches; return the file names applied.  Idempotent.
+
+    Each patch is one transaction that first takes a transaction-level lock
+    and reads the version again: concurrent upgrades wait for each other,
+    and no lock outlives its transaction, so an upgrade made through a
+    pooler in transaction mode cannot leave one behind on a pooled session."""
     import psycopg2
     applied = []
     in_progress = None
     try:
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_lock(%s)", (_UPGRADE_LOCK_KEY,))
-        try:
-            current = postgres_version(connection) or 0
-            connection.autocommit = False
-            for version, filename, sql in patches("postgresql"):
-                if version <= current:
+        connection.autocommit = False
+        for version, filename, sql in patches("postgresql"):
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_UPGRADE_LOCK_KEY,))
+                if version <= (postgres_version(connection) or 0):
+                    connection.rollback()
                     continue
                 in_progress = filename
-                with connection.cursor() as cursor:
-                    cursor.execute(sql)
-                    cursor.execute(
-                        "INSERT INTO cronpolicy.schema_version (version, name) VALUES (%s, %s)",
-                        (version, filename))
-                connection.commit()
-                applied.append(filename)
-                in_progress = None
-        finally:
-            connection.rollback()
-            connection.autocommit = True
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s)", (_UPGRADE_LOCK_KEY,))
+                cursor.execute(sql)
+                cursor.execute(
+                    "INSERT INTO cronpolicy.schema_version (version, name) VALUES (%s, %s)",
+                    (version, filename))
+            connection.commit()
+            applied.append(filename)
+            in_progress = None
     except psycopg2.Error as error:
+        with contextlib.suppress(psycopg2.Error):
+            connection.rollback()       # a lost connection has nothing to roll back
         lines = (getattr(error, "pgerror", None) or str(error)).strip().splitlines()
         raise DatabaseError("schema upgrade failed%s: %s" % (
             " in " + in_progress if in_progress else "",
             lines[0] if lines else type(error).__name__)) from error
+    finally:
+        with contextlib.suppress(psycopg2.Error):
+            connection.autocommit = True
     return applied
 
 

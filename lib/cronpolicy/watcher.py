@@ -11,8 +11,9 @@ A RunWatcher is one daemon thread per running script.  It
   point;
 * learns of stop requests: on PostgreSQL it LISTENs on the channel that
   triggers on the policy tables notify, so a DBA's plain UPDATE arrives
-  within milliseconds; on SQLite it re-reads the policy every
-  ``poll_interval``.  Either way it also wakes when a covering window is due
+  within milliseconds; on SQLite, and with ``watch = poll`` (behind a pooler
+  in transaction mode), it re-reads the policy every ``poll_interval``, and
+  then holds no connection between reads (``store.release()``).  Either way it also wakes when a covering window is due
   to begin.  What counts as a stop request is ``policy.stop_verdict``;
 * while a stop is requested, asks the script every ``SAFE_POLL`` seconds
   whether it is safe to interrupt and, when it says so, has the main thread
@@ -30,6 +31,7 @@ import select
 import threading
 import time
 
+from cronpolicy import config
 from cronpolicy.errors import CronPolicyError
 from cronpolicy.policy import lease_lost, next_window_start, stop_verdict
 
@@ -152,6 +154,7 @@ class RunWatcher:
             deadline = min(next_check, next_heartbeat, self._lease_until)
             if self.stop_requested:
                 deadline = min(deadline, now + SAFE_POLL)
+            self.store.release()
             database = self.store.fileno()
             readable = self._sleep(deadline - time.monotonic(), database)
             if database is not None and database in readable:
@@ -207,7 +210,7 @@ class RunWatcher:
     def _evaluate(self):
         """Re-read the policy; return when to do it next (monotonic seconds)."""
         settings = self.settings
-        polling = self.store.fileno() is None
+        polling = settings.watch == config.WATCH_POLL or self.store.fileno() is None
         fallback = time.monotonic() + (settings.poll_interval if polling or self._db_trouble
                                        else RESYNC_INTERVAL)
         self._last_read = time.monotonic()

@@ -24,4 +24,5 @@ def open_store(settings, application_name="cronpolicy"):
     return PostgresStore(settings.dsn, connect_timeout=settings.connect_timeout,
                          timeout=settings.decision_timeout, application_name=application_name,
                          source=settings.dsn_source, network=settings.network,
-                         lease_ttl=settings.lease_ttl)
+                         lease_ttl=settings.lease_ttl,
+                         hold_connection=settings.watch != config.WATCH_POLL)

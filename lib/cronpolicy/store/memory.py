@@ -228,6 +228,9 @@ class MemoryStore:
     def fileno(self):
         return self._wake_read
 
+    def release(self):
+        """Nothing to let go of."""
+
     def take_notifications(self):
         if self._wake_read is None:
             return 0

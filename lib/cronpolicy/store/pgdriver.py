@@ -10,6 +10,13 @@ tooling connects synchronously (SQLAlchemy wants a plain connection).  Both
 get the same options, and every psycopg2 error passes through
 ``translate`` on its way out, so messages are one line, never hold a
 password, and say whether trying again may help.
+
+Server settings (statement_timeout, the server's TCP keepalives) travel in
+libpq's ``options`` startup parameter.  pgbouncer refuses it ("unsupported
+startup parameter: options") unless told to ignore it: then the connection
+is made again without it, and this process remembers not to send it to that
+DSN again.  Behind a pooler those settings are the pooler's business anyway
+(``query_timeout``, ``tcp_keepalive``); the client-side deadlines still hold.
 """
 
 import math
@@ -23,6 +30,11 @@ from cronpolicy.errors import ConfigError, DatabaseError, SchemaError
 
 #: A statement may not wait longer than this (lock waits included).
 STATEMENT_TIMEOUT_SECONDS = 30
+
+#: What pgbouncer says to a startup packet that carries ``options``.
+_OPTIONS_REFUSED = "unsupported startup parameter: options"
+#: DSNs whose server (a pooler) refused ``options`` in this process.
+_refuses_options = set()
 
 
 class DeadlineExceeded(DatabaseError):
@@ -86,7 +98,7 @@ def options(connect_timeout, application_name, statement_timeout, dsn, network=N
         "keepalives": 1, "keepalives_idle": idle, "keepalives_interval": interval,
         "keepalives_count": 3, "tcp_user_timeout": int(user_timeout * 1000),
     }
-    if not _dsn_has_options(dsn):
+    if not _dsn_has_options(dsn) and dsn not in _refuses_options:
         settings = ["-c tcp_keepalives_idle=%d" % idle, "-c tcp_keepalives_interval=%d" % interval,
                     "-c tcp_keepalives_count=3", "-c tcp_user_timeout=%d" % (user_timeout * 1000)]
         if statement_timeout:
@@ -130,15 +142,26 @@ def translate(error, doing, dsn, found_version=None):
         refused=code[:2] in ("22", "23"))
 
 
+def _refused_options(error, dsn, sent):
+    """Whether ``error`` is a pooler refusing the ``options`` just ``sent``;
+    if so, they are not sent to ``dsn`` again."""
+    if "options" in sent and _OPTIONS_REFUSED in str(error):
+        _refuses_options.add(dsn)
+        return True
+    return False
+
+
 def connect(dsn, connect_timeout=config.DEFAULT_CONNECT_TIMEOUT,
             application_name="cronpolicy", source=None, statement_timeout=True, network=None):
     """A synchronous psycopg2 connection (tooling, schema upgrades)."""
     import psycopg2
-    try:
-        return psycopg2.connect(dsn, **options(connect_timeout, application_name,
-                                               statement_timeout, dsn, network))
-    except psycopg2.Error as error:
-        raise connect_failure(error, dsn, source) from error
+    while True:
+        sent = options(connect_timeout, application_name, statement_timeout, dsn, network)
+        try:
+            return psycopg2.connect(dsn, **sent)
+        except psycopg2.Error as error:
+            if not _refused_options(error, dsn, sent):
+                raise connect_failure(error, dsn, source) from error
 
 
 def _is_address(host):
@@ -195,19 +218,24 @@ def connect_async(dsn, deadline, connect_timeout, application_name, source=None,
     deadline = min(deadline, time.monotonic() + connect_timeout)
     try:
         resolved = with_addresses(dsn, deadline)
-        connection = psycopg2.connect(resolved, async_=True, **options(
-            connect_timeout, application_name, True, dsn, network))
     except psycopg2.Error as error:
         raise connect_failure(error, dsn, source) from error
-    try:
-        wait(connection, deadline, "connect to %s" % config.mask_dsn(dsn))
-    except DeadlineExceeded:
-        connection.close()
-        raise
-    except psycopg2.Error as error:
-        connection.close()
-        raise connect_failure(error, dsn, source) from error
-    return connection
+    while True:
+        sent = options(connect_timeout, application_name, True, dsn, network)
+        try:
+            connection = psycopg2.connect(resolved, async_=True, **sent)
+        except psycopg2.Error as error:
+            raise connect_failure(error, dsn, source) from error
+        try:
+            wait(connection, deadline, "connect to %s" % config.mask_dsn(dsn))
+            return connection
+        except DeadlineExceeded:
+            connection.close()
+            raise
+        except psycopg2.Error as error:
+            connection.close()
+            if not _refused_options(error, dsn, sent):
+                raise connect_failure(error, dsn, source) from error
 
 
 def wait(connection, deadline, doing):

@@ -10,6 +10,11 @@ never ends a run and a reconnect only has to LISTEN again.  The watcher
 thread and the main thread share the store; a lock keeps their statements
 apart (each waits at most for the other's deadline).
 
+With ``hold_connection`` False (``watch = poll``, for a pooler in transaction
+mode) the store neither LISTENs nor keeps its connection between uses:
+``release()`` closes it, and the next statement opens another.  No statement
+relies on session state, so each may land on any server connection.
+
 psycopg2 is used directly: importing SQLAlchemy alone would cost more than
 a whole decision.  The statements are in postgresql.sql.
 """
@@ -32,8 +37,10 @@ class PostgresStore:
 
     def __init__(self, dsn, connect_timeout=config.DEFAULT_CONNECT_TIMEOUT,
                  timeout=config.DEFAULT_DECISION_TIMEOUT, application_name="cronpolicy",
-                 source=None, network=None, lease_ttl=config.DEFAULT_LEASE_TTL):
+                 source=None, network=None, lease_ttl=config.DEFAULT_LEASE_TTL,
+                 hold_connection=True):
         self.dsn = dsn
+        self.hold_connection = hold_connection
         self.network = network
         self.lease_ttl = lease_ttl
         self.source = source
@@ -212,8 +219,16 @@ class PostgresStore:
         return False
 
     def listen(self):
+        if not self.hold_connection:
+            return      # a pooler would lose it: the watcher polls (fileno() is None)
         self._listening = True      # and again on every reconnect
         self._execute("listen", None, "listen for policy changes")
+
+    def release(self):
+        """Between uses: close the connection unless told to hold it."""
+        if not self.hold_connection:
+            with self._lock:
+                self._drop_connection()
 
     def fileno(self):
         if self._connection is None or self._connection.closed:

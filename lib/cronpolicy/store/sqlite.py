@@ -198,6 +198,9 @@ class SQLiteStore:
     def fileno(self):
         return None
 
+    def release(self):
+        """The file stays open: opening it again costs more than it saves."""
+
     def take_notifications(self):
         return 0
 

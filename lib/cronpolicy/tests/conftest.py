@@ -211,17 +211,49 @@ def fault_proxy(pg_dsn):
         proxy.close()
 
 
+@pytest.fixture(scope="session")
+def pgbouncers(pg_database):
+    """One real pgbouncer per pooling mode in front of the run's database,
+    started on first use: {mode: Pgbouncer}."""
+    from .pgbouncer import Pgbouncer
+    started = {}
+
+    def bouncer(mode):
+        if mode not in started:
+            started[mode] = Pgbouncer(pg_database, mode).start()
+        return started[mode]
+    try:
+        yield bouncer
+    finally:
+        for running in started.values():
+            running.close()
+
+
+def pooled_dsn(request, mode):
+    """The run's (emptied) database through pgbouncer in ``mode``."""
+    from psycopg2.extensions import parse_dsn
+    dsn = request.getfixturevalue("pg_dsn")
+    return request.getfixturevalue("pgbouncers")(mode).dsn(parse_dsn(dsn)["dbname"])
+
+
 @pytest.fixture
 def sqlite_dsn(tmp_path):
     return "sqlite:///" + str(tmp_path / "cronpolicy.sqlite")
 
 
+def dsn_for(request, backend):
+    """A fresh database of ``backend``: postgresql, sqlite, or pgbouncer-MODE."""
+    if backend == "postgresql":
+        return request.getfixturevalue("pg_dsn")
+    if backend.startswith("pgbouncer-"):
+        return pooled_dsn(request, backend[len("pgbouncer-"):])
+    return request.getfixturevalue("sqlite_dsn")
+
+
 @pytest.fixture(params=BACKENDS)
 def dsn(request):
     """Each test using it runs once against PostgreSQL and once against SQLite."""
-    if request.param == "postgresql":
-        return request.getfixturevalue("pg_dsn")
-    return request.getfixturevalue("sqlite_dsn")
+    return dsn_for(request, request.param)
 
 
 class DBA:
@@ -292,10 +324,13 @@ def script_env(tmp_path, dsn):
 
 
 def make_env(tmp_path, dsn):
+    from .pgbouncer import TRANSACTION_POOLED
     config = tmp_path / "cronpolicy.conf"
     # Poll SQLite faster than the default second, so the suite stays quick.
-    config.write_text("[cronpolicy]\npoll_interval = 0.25s\n")
+    config.write_text("[cronpolicy]\npoll_interval = 0.25s\n"
+                      + ("watch = poll\n" if dsn in TRANSACTION_POOLED else ""))
     env = dict(os.environ)
+    env.pop("CRONPOLICY_WATCH", None)       # the config file above decides
     env.update({
         "CRONPOLICY_DSN": dsn,
         "CRONPOLICY_CONFIG": str(config),

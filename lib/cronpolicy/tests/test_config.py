@@ -45,6 +45,7 @@ def test_config_file_knobs(config_file):
     ("[cronpolicy]\ncutoff_margin = soon\n", "bad value for cutoff_margin"),
     ("[cronpolicy]\nestimate_quantile = 1.5\n", "estimate_quantile"),
     ("[cronpolicy]\ndsn = mysql://x\n", "unrecognised DSN"),
+    ("[cronpolicy]\nwatch = notify\n", "bad value for watch: must be one of listen or poll"),
 ])
 def test_bad_config_file_is_one_line_naming_the_file(config_file, text, fragment):
     path = config_file(text)
@@ -52,6 +53,17 @@ def test_bad_config_file_is_one_line_naming_the_file(config_file, text, fragment
         Settings.load(environ={"CRONPOLICY_CONFIG": path})
     message = str(error.value)
     assert fragment in message and path in message and "\n" not in message
+
+
+def test_watch_is_listen_unless_the_file_or_the_environment_says_poll(config_file):
+    assert Settings.load(environ={"CRONPOLICY_CONFIG": config_file("[cronpolicy]\n")}).watch \
+        == "listen"
+    polling = config_file("[cronpolicy]\nwatch = Poll\n")
+    assert Settings.load(environ={"CRONPOLICY_CONFIG": polling}).watch == "poll"
+    assert Settings.load(environ={"CRONPOLICY_CONFIG": polling,
+                                  "CRONPOLICY_WATCH": "listen"}).watch == "listen"
+    with pytest.raises(ConfigError, match="^CRONPOLICY_WATCH must be one of listen or poll"):
+        Settings.load(environ={"CRONPOLICY_CONFIG": polling, "CRONPOLICY_WATCH": "push"})
 
 
 def test_missing_config_named_by_env_is_an_error(tmp_path):

@@ -46,3 +46,16 @@ def test_the_quick_start_script_runs_against_the_in_memory_store(tmp_path):
     result = subprocess.run([sys.executable, "check_it.py"], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_config_file_example_loads_as_written(tmp_path):
+    from cronpolicy.config import Settings
+    example = example_after("sqlite:////absolute/path.sqlite.  Passwords are masked")
+    assert example.startswith("[cronpolicy]") and "[script:heartbeat]" in example
+    path = tmp_path / "cronpolicy.conf"
+    path.write_text(example)
+    settings = Settings.load(environ={"CRONPOLICY_CONFIG": str(path)})
+    assert (settings.dsn, settings.host, settings.connect_timeout, settings.lease_ttl,
+            settings.watch, settings.tcp_user_timeout) == (
+        "postgresql://cron@db.example.com/cronpolicy", "web3", 5.0, 30.0, "listen", 10.0)
+    assert settings.on_database_error_for("heartbeat") == "run"

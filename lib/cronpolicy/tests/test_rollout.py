@@ -13,7 +13,15 @@ import pytest
 
 from cronpolicy import exitcodes
 
-from .conftest import DBA, ScriptRunner, make_env, read_line, wait_for_file
+from .conftest import BACKENDS, DBA, ScriptRunner, dsn_for, make_env, read_line, wait_for_file
+from .pgbouncer import MODES
+
+
+@pytest.fixture(params=BACKENDS + tuple("pgbouncer-" + mode for mode in MODES))
+def dsn(request):
+    """Rollouts are also run through a real pgbouncer, in each pooling mode
+    (transaction pooling with ``watch = poll``)."""
+    return dsn_for(request, request.param)
 
 FLIP_DEPLOY = "UPDATE cronpolicy.deploy_state SET deploy_pending = true, reason = 'release 42'"
 
@@ -288,7 +296,9 @@ def test_bad_input_for_wait_and_plan(script_env):
 
 
 @pytest.mark.slow
-def test_fleet_wide_single_instance_holds_with_many_concurrent_starts(pg_dsn, tmp_path):
+@pytest.mark.parametrize("backend", ["postgresql", "pgbouncer-transaction"])
+def test_fleet_wide_single_instance_holds_with_many_concurrent_starts(backend, request, tmp_path):
+    pg_dsn = dsn_for(request, backend)
     dba = DBA(pg_dsn)
     dba.execute("INSERT INTO cronpolicy.script_policy (name, fleet_single_instance)"
                 " VALUES ('publish-distro', true)")

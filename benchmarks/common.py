@@ -5,6 +5,7 @@ import os
 import uuid
 
 import psycopg2
+from psycopg2.extensions import make_dsn, parse_dsn
 
 from cronpolicy import schema
 
@@ -43,3 +44,32 @@ def percentile(values, q):
     """Nearest-rank-style percentile of a non-empty list."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+@contextlib.contextmanager
+def limited_login(dsn, limit):
+    """The DSN of a new login role with a connection limit and the rights of
+    cronpolicy_script on this database's tables; dropped after."""
+    role = "cronpolicy_bench_%s" % uuid.uuid4().hex[:8]
+    admin('CREATE ROLE "%s" LOGIN CONNECTION LIMIT %d' % (role, limit))
+    try:
+        connection = psycopg2.connect(dsn)
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute('GRANT USAGE ON SCHEMA cronpolicy TO "%s";'
+                           ' GRANT ALL ON ALL TABLES IN SCHEMA cronpolicy TO "%s";'
+                           ' GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA cronpolicy TO "%s"'
+                           % (role, role, role))
+        connection.close()
+        params = parse_dsn(dsn)
+        params["user"] = role
+        yield make_dsn(**params)
+    finally:
+        connection = psycopg2.connect(dsn)
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                           " WHERE usename = %s", (role,))
+            cursor.execute('DROP OWNED BY "%s"' % role)
+        connection.close()
+        admin('DROP ROLE IF EXISTS "%s"' % role)

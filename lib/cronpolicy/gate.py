@@ -191,7 +191,7 @@ class Gate:
         if run.id is not None:
             self.logger.info("started run #%s: %s (estimate %s, %s)", run.id, verdict.reason,
                              format_duration(verdict.estimate.seconds), verdict.estimate.source)
-        watcher = RunWatcher(self.store if run.id is not None else None, run, self.facts.name,
+        watcher = RunWatcher(self.store, run, self.facts.name,
                              self.facts.host, self.settings, interruption, self.logger,
                              ignore_policy=self.facts.ignore_policy,
                              leased_from=self.leased_from)
@@ -200,6 +200,10 @@ class Gate:
         self.store.release()        # with watch = poll, hold no connection during main()
         started = time.monotonic()
         ending = perform(watcher)
+        if watcher.run.id is not None and run.id is None:
+            # The watcher wrote the start late: the database answers again.
+            self.run_handle = run = watcher.run
+            self.recorder.reachable = True
         return self._finish(run, ending, format_duration(time.monotonic() - started))
 
     def _finish(self, run, ending, elapsed):

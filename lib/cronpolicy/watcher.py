@@ -21,8 +21,12 @@ A RunWatcher is one daemon thread per running script.  It
 
 It sleeps in select() on the database's descriptor and a self-pipe: no busy
 loop.  It never raises into the script; database trouble is logged and
-retried.  A run that started without the database has no store to watch:
-the watcher then only sees a deferred SIGTERM through to a safe point.
+retried.  A run whose start could not be written (the database out of
+reach, or too slow, at that moment) keeps trying to write it, with its real
+start time, each time it would re-read the policy: once it lands the run
+holds a lease like any other, so the fleet sees it and it hears stop
+requests.  Until then it has no lease to lose.  Given no store at all, the
+watcher only sees a deferred SIGTERM through to a safe point.
 """
 
 import logging
@@ -144,14 +148,17 @@ class RunWatcher:
                 self._renew(safe)
                 last_safe = safe
                 next_heartbeat = now + settings.heartbeat_interval
-            if self._lease_stop is None and time.monotonic() >= self._lease_until:
+            if (self._lease_stop is None and self.run.id is not None
+                    and time.monotonic() >= self._lease_until):
                 self._lose_lease("could not renew its lease for %gs" % settings.lease_ttl)
             # A notification may already have been read off the socket along
             # with the reply to a heartbeat or a read: then the socket will
             # not become readable for it, so look before sleeping too.
-            if self._guarded("read policy notifications", self.store.take_notifications):
+            if self.store.fileno() is not None and self._guarded(
+                    "read policy notifications", self.store.take_notifications):
                 next_check = self._soon(next_check)
-            deadline = min(next_check, next_heartbeat, self._lease_until)
+            deadline = min(next_check, next_heartbeat,
+                           self._lease_until if self.run.id is not None else next_check)
             if self.stop_requested:
                 deadline = min(deadline, now + SAFE_POLL)
             self.store.release()
@@ -162,6 +169,8 @@ class RunWatcher:
                     next_check = self._soon(next_check)
 
     def _renew(self, safe):
+        if self.run.id is None:
+            return      # no row yet, so no lease: _evaluate writes the start first
         sent = time.monotonic()
         if sent >= self._lease_until and self._lease_stop is None:
             # Late (a paused process, a slow network): the lease may have run
@@ -179,6 +188,20 @@ class RunWatcher:
         self.logger.warning("the fleet no longer counts this run as running (%s); stopping "
                             "at the next safe point", self._lease_stop.reason)
         self.stop = self._lease_stop
+
+    def _record_late_start(self):
+        """Write the start that could not be written when the run began;
+        True once it is in the database (its key makes it one row with a
+        late copy of the first attempt, and with the spooled record)."""
+        sent = time.monotonic()
+        handle = self._guarded("record the start", lambda: self.store.record_start(self.run.record))
+        if handle is None:
+            return False
+        self.run = handle
+        self._lease_until = sent + self.settings.lease_ttl
+        self.logger.info("recorded the start late, as run #%s: the fleet now sees this run",
+                         handle.id)
+        return True
 
     def _soon(self, next_check):
         """When to re-read after a change was announced: now, unless the
@@ -214,6 +237,8 @@ class RunWatcher:
         fallback = time.monotonic() + (settings.poll_interval if polling or self._db_trouble
                                        else RESYNC_INTERVAL)
         self._last_read = time.monotonic()
+        if self.run.id is None and not self._record_late_start():
+            return time.monotonic() + min(settings.heartbeat_interval, settings.poll_interval * 5)
         inputs = self._guarded("re-read the policy",
                                lambda: self.store.load_inputs(self.name, 1))
         if inputs is None:

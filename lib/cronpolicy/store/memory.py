@@ -159,7 +159,8 @@ class MemoryStore:
     def record_start(self, record):
         self._check("record the start of %s" % record.name)
         now = self.database.clock()
-        run_id = self.database._insert(record._replace(status="running", started_at=now),
+        run_id = self.database._insert(record._replace(status="running",
+                                                       started_at=record.started_at or now),
                                        heartbeat_at=now, lease_expires_at=self._lease())
         return RunHandle(run_id, record)
 

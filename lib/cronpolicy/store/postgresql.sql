@@ -40,12 +40,14 @@ SELECT extract(epoch FROM now()) AS now,
 
 -- name: record_start
 -- The run is alive from here for one lease.  Its key was chosen by the host:
--- written again (a retry, a spooled copy), it is still one row.
+-- written again (a retry, a spooled copy), it is still one row.  started_at
+-- is given only when the start is written late (then it is the real one).
 INSERT INTO cronpolicy.script_run (
-    name, host, pid, estimate_seconds, estimate_source, skip_reason, policy_ignored,
-    decision, policy_id, window_id, expected_interval, spool_id, heartbeat_at,
-    lease_expires_at)
-VALUES (%(name)s, %(host)s, %(pid)s, %(estimate_seconds)s, %(estimate_source)s,
+    started_at, name, host, pid, estimate_seconds, estimate_source, skip_reason,
+    policy_ignored, decision, policy_id, window_id, expected_interval, spool_id,
+    heartbeat_at, lease_expires_at)
+VALUES (coalesce(%(started_at)s::timestamptz, now()),
+        %(name)s, %(host)s, %(pid)s, %(estimate_seconds)s, %(estimate_source)s,
         %(skip_reason)s, %(policy_ignored)s, %(decision)s, %(policy_id)s, %(window_id)s,
         %(expected_interval)s, %(spool_id)s, now(), now() + %(ttl)s * interval '1 second')
 ON CONFLICT (spool_id) DO UPDATE SET heartbeat_at = EXCLUDED.heartbeat_at

@@ -35,12 +35,14 @@ SELECT (julianday(finished_at) - julianday(started_at)) * 86400.0
 
 
 -- name: record_start
--- The run is alive from here for one lease (:ttl seconds).
+-- The run is alive from here for one lease (:ttl seconds).  started_at is
+-- given only when the start is written late (then it is the real one).
 INSERT INTO cronpolicy.script_run (
-    name, host, pid, estimate_seconds, estimate_source, skip_reason, policy_ignored,
-    decision, policy_id, window_id, expected_interval, spool_id, heartbeat_at,
-    lease_expires_at)
-VALUES (:name, :host, :pid, :estimate_seconds, :estimate_source, :skip_reason,
+    started_at, name, host, pid, estimate_seconds, estimate_source, skip_reason,
+    policy_ignored, decision, policy_id, window_id, expected_interval, spool_id,
+    heartbeat_at, lease_expires_at)
+VALUES (coalesce(:started_at, strftime('%Y-%m-%d %H:%M:%f', 'now')),
+        :name, :host, :pid, :estimate_seconds, :estimate_source, :skip_reason,
         :policy_ignored, :decision, :policy_id, :window_id, :expected_interval, :spool_id,
         strftime('%Y-%m-%d %H:%M:%f', 'now'),
         strftime('%Y-%m-%d %H:%M:%f', 'now', '+' || :ttl || ' seconds'))

@@ -552,3 +552,39 @@ def test_a_start_written_late_and_its_spooled_record_make_one_row(proxied, tmp_p
     assert flush.returncode == 0, flush.stderr
     [run] = dba.runs("publish-distro")
     assert (run["status"], run["exit_code"]) == ("succeeded", 0)
+
+
+def test_a_start_written_late_is_seen_and_stopped_like_any_run(pg_scripts, tmp_path, pg_dsn):
+    """While the start's INSERT waits on a lock the run goes on unseen; once
+    the lock goes, the watcher writes the start, the run holds a lease, and a
+    deploy stops it (it ran deaf and invisible to deploy wait before)."""
+    import psycopg2
+    scripts, dba = pg_scripts, DBA(pg_dsn)
+    scripts.env["CRONPOLICY_CONFIG"] = lease_config(tmp_path)
+    (tmp_path / "safe").write_text("")
+    scripts.write("sync-mirror", safe_file=tmp_path / "safe")
+    locker = psycopg2.connect(pg_dsn)
+    try:
+        with locker.cursor() as cursor:
+            cursor.execute("LOCK TABLE cronpolicy.script_run IN SHARE MODE")
+        job = scripts.start("sync-mirror", "--sleep", "60", "--ready-file",
+                            str(tmp_path / "ready"))
+        wait_for_file(tmp_path / "ready")               # main() runs, its start unwritten
+        assert dba.runs("sync-mirror") == []
+    finally:
+        locker.rollback()
+        locker.close()
+    try:
+        deadline = time.monotonic() + 20
+        while [run["status"] for run in dba.runs("sync-mirror")] != ["running"]:
+            assert time.monotonic() < deadline, "the start was never written"
+            time.sleep(0.05)
+        dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true")
+        _, err = job.communicate(timeout=30)
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.communicate()
+    assert job.returncode == exitcodes.INTERRUPTED, err
+    [run] = dba.runs("sync-mirror")
+    assert run["status"] == "interrupted"

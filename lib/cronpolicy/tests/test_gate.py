@@ -272,6 +272,50 @@ def test_a_start_that_cannot_be_written_runs_and_is_spooled_whole(database, env)
     assert entry.record.status == "succeeded"
 
 
+def test_a_start_written_late_is_seen_by_the_fleet_and_hears_stop_requests(database, env):
+    """The start's INSERT failed (a lock wait past the deadline, say): the
+    watcher writes it as soon as the database answers, with the real start
+    time, and the run then holds a lease and can be stopped like any other."""
+    class StartFailsOnce(MemoryStore):
+        failed = False
+
+        def record_start(self, record):
+            if not self.failed:
+                self.failed = True
+                raise DatabaseError("the database did not answer in time", transient=True)
+            return super().record_start(record)
+
+    def seen_then_stopped(job):
+        wait_until(lambda: [r["status"] for r in database.runs] == ["running"],
+                   "the late start")
+        database.set_deploy(True, "release 42")
+        until_stopped(job)
+    job = SafeJob(database, body=seen_then_stopped)
+    job._store = StartFailsOnce(database)
+    started = database.clock()
+    assert run(job, env) == exitcodes.INTERRUPTED
+    [row] = database.runs
+    assert (row["status"], row["stop_decision"]) == ("interrupted", "deploy-pending")
+    assert row["started_at"] <= started + datetime.timedelta(seconds=1)
+    assert "recorded the start late" in log(env) and len(spool(env)) == 0
+
+
+def test_a_run_begun_without_the_database_is_stopped_once_it_is_back(database, env):
+    class Hardy(SafeJob):
+        on_database_error = "run"
+
+    def database_returns(job):
+        database.outage = False
+        wait_until(lambda: database.runs, "the late start")
+        database.set_deploy(True, "release 42")
+        until_stopped(job)
+    database.outage = True
+    job = Hardy(database, body=database_returns)
+    assert run(job, env) == exitcodes.INTERRUPTED
+    [row] = database.runs
+    assert row["status"] == "interrupted" and len(spool(env)) == 0
+
+
 def test_an_end_that_cannot_be_written_is_spooled_and_completes_the_run(database, env):
     def lose_the_database(job):
         database.outage = True

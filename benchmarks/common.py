@@ -2,6 +2,10 @@
 
 import contextlib
 import os
+import statistics
+import subprocess
+import sys
+import time
 import uuid
 
 import psycopg2
@@ -73,3 +77,13 @@ def limited_login(dsn, limit):
             cursor.execute('DROP OWNED BY "%s"' % role)
         connection.close()
         admin('DROP ROLE IF EXISTS "%s"' % role)
+
+
+def python_floor(count):
+    launched = time.time()
+    processes = [subprocess.Popen([sys.executable, "-c",
+                                   "import time, psycopg2; print(time.time())"],
+                                  stdout=subprocess.PIPE) for _ in range(count)]
+    times = [float(process.communicate()[0]) - launched for process in processes]
+    print("  %4d bare `python -c 'import psycopg2'` launched together: median %.2f s, p99 %.2f s"
+          % (count, statistics.median(times), percentile(times, 0.99)))

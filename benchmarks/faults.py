@@ -28,7 +28,7 @@ import time
 
 import psycopg2
 
-from common import admin, limited_login, percentile, throwaway_database
+from common import admin, limited_login, percentile, python_floor, throwaway_database
 
 from cronpolicy.tests.faultproxy import FaultProxy
 
@@ -86,16 +86,6 @@ def herd(dsn, env, workdir, count):
               percentile(times, 0.99), max(times), recorded))
     if stderr_sample:
         print("    an error: %s" % stderr_sample)
-
-
-def python_floor(count):
-    launched = time.time()
-    processes = [subprocess.Popen([sys.executable, "-c",
-                                   "import time, psycopg2; print(time.time())"],
-                                  stdout=subprocess.PIPE) for _ in range(count)]
-    times = [float(process.communicate()[0]) - launched for process in processes]
-    print("  %4d bare `python -c 'import psycopg2'` launched together: median %.2f s, p99 %.2f s"
-          % (count, statistics.median(times), percentile(times, 0.99)))
 
 
 def blackhole(dsn, env, workdir, runs, bound):

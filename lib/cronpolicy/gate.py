@@ -84,9 +84,12 @@ class Gate:
         main() with ``watcher`` (a RunWatcher feeding ``interruption``) and
         returns an Ending."""
         lock = ScriptLock(self.settings.lock_dir, self.facts.name)
-        self.logger.info("policy database: %s (from %s)", self.store.masked_dsn,
+        self.logger.info("policy database: %s (from %s)%s", self.store.masked_dsn,
                          "the script" if self.store.backend == "memory"
-                         else self.settings.dsn_source)
+                         else self.settings.dsn_source,
+                         "; polling for stop requests (watch = poll)"
+                         if self.settings.watch == "poll" and self.store.backend == "postgresql"
+                         else "")
         try:
             if self.single_instance:
                 try:

@@ -13,8 +13,9 @@ A RunWatcher is one daemon thread per running script.  It
   triggers on the policy tables notify, so a DBA's plain UPDATE arrives
   within milliseconds; on SQLite, and with ``watch = poll`` (behind a pooler
   in transaction mode), it re-reads the policy every ``poll_interval``, and
-  then holds no connection between reads (``store.release()``).  Either way it also wakes when a covering window is due
-  to begin.  What counts as a stop request is ``policy.stop_verdict``;
+  then holds no connection between reads (``store.release()``).  Either way
+  it also wakes when a covering window is due to begin.  What counts as a
+  stop request is ``policy.stop_verdict``;
 * while a stop is requested, asks the script every ``SAFE_POLL`` seconds
   whether it is safe to interrupt and, when it says so, has the main thread
   interrupted (see cronpolicy.interruption).
@@ -194,7 +195,8 @@ class RunWatcher:
         True once it is in the database (its key makes it one row with a
         late copy of the first attempt, and with the spooled record)."""
         sent = time.monotonic()
-        handle = self._guarded("record the start", lambda: self.store.record_start(self.run.record))
+        handle = self._guarded("record the start",
+                               lambda: self.store.record_start(self.run.record))
         if handle is None:
             return False
         self.run = handle

@@ -57,7 +57,7 @@ def test_a_running_script_holds_a_pooler_connection_only_to_listen(
     runner = ScriptRunner(tmp_path, env)
     runner.write("holder")
     ready, release = tmp_path / "ready", tmp_path / "release"
-    process = runner.start("holder", "--sleep", "60", "--ready-file", str(ready),
+    process = runner.start("holder", "-v", "--sleep", "60", "--ready-file", str(ready),
                            "--until-file", str(release))
     try:
         wait_for_file(ready)
@@ -69,8 +69,9 @@ def test_a_running_script_holds_a_pooler_connection_only_to_listen(
             time.sleep(0.1)
     finally:
         release.write_text("")
-        process.communicate(timeout=60)
-    assert process.returncode == 0
+        _, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert ("polling for stop requests (watch = poll)" in err) == (watch == "poll")
     if held:
         assert all(samples), samples
     else:

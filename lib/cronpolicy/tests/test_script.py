@@ -266,17 +266,19 @@ def test_many_simultaneous_starts_run_main_once(scripts, dba, tmp_path):
 def test_outcome_is_recorded_after_the_server_drops_the_connection(pg_scripts, pg_dsn, tmp_path):
     from .conftest import DBA
     dba = DBA(pg_dsn)
-    pg_scripts.write("publish-distro")
+    # A name no other test uses: a session another test's script left behind
+    # (a killed process's, say) must not be counted, nor cut.
+    pg_scripts.write("outcome-after-drop")
     ready = tmp_path / "ready"
-    job = pg_scripts.start("publish-distro", "--sleep", "1.5", "--ready-file", str(ready))
+    job = pg_scripts.start("outcome-after-drop", "--sleep", "1.5", "--ready-file", str(ready))
     wait_for_file(ready)
     killed = dba.scalar("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                        " WHERE application_name = 'cronpolicy:publish-distro'"
+                        " WHERE application_name = 'cronpolicy:outcome-after-drop'"
                         " AND datname = current_database()")   # this test's database only
     out, err = job.communicate(timeout=60)
     assert killed == 1
     assert job.returncode == exitcodes.OK, err
-    assert [run["status"] for run in dba.runs("publish-distro")] == ["succeeded"]
+    assert [run["status"] for run in dba.runs("outcome-after-drop")] == ["succeeded"]
 
 
 def test_gate_keeps_sqlalchemy_off_the_start_up_path(scripts, tmp_path):

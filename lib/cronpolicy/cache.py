@@ -49,11 +49,10 @@ class PolicyCache:
             "policies": [to_mapping(row) for row in inputs.policies],
             "windows": [to_mapping(window) for window in inputs.windows],
         }
-        directory = os.path.dirname(self.path)
-        os.makedirs(directory, exist_ok=True)
+        from cronpolicy.safety import checked_directory, create_exclusive
+        checked_directory(os.path.dirname(self.path), "state_dir", 0o700)
         temporary = "%s.%d-%s.tmp" % (self.path, os.getpid(), os.urandom(8).hex())
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
-                             0o600)
+        descriptor = create_exclusive(temporary)
         try:
             with open(descriptor, "w", encoding="utf-8") as handle:
                 json.dump(data, handle)

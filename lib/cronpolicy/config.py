@@ -87,11 +87,18 @@ SQLITE = "sqlite"
 
 
 
+#: libpq's connection parameters that hold secrets.
+SECRET_PARAMETERS = ("password", "sslpassword")
+
+
 @functools.lru_cache(maxsize=None)
 def _password_patterns():
-    # Compiled on first use: the gate's start-up path never needs them.
+    """(URI user:password@, a URI's ?secret=value, key=value secrets).
+    Compiled on first use: the gate's start-up path never needs them."""
+    names = "|".join(SECRET_PARAMETERS)
     return (re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)"),
-            re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE))
+            re.compile(r"([?&](?:%s)=)([^&#\s]*)" % names, re.IGNORECASE),
+            re.compile(r"(\b(?:%s)\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)" % names, re.IGNORECASE))
 
 
 def default_state_dir():
@@ -126,38 +133,42 @@ def sqlite_path(dsn):
 
 
 def mask_dsn(dsn):
-    """The DSN with any password replaced by ``***``."""
+    """The DSN with every secret (password, sslpassword) replaced by ``***``."""
     if dsn is None:
         return None
     if "password" not in dsn.lower() and "@" not in dsn:
         return dsn
-    uri_password, kv_password = _password_patterns()
-    return kv_password.sub(r"\1***", uri_password.sub(r"\1***\3", dsn))
+    uri_password, uri_query, key_value = _password_patterns()
+    masked = uri_password.sub(r"\1***\3", dsn)
+    if "://" in dsn:
+        return uri_query.sub(r"\1***", masked)
+    return key_value.sub(r"\1***", masked)
 
 
-def dsn_password(dsn):
-    if not dsn:
-        return None
-    uri_password, kv_password = _password_patterns()
+def dsn_secrets(dsn):
+    """The secret values a DSN holds (passwords and key passphrases)."""
+    if not dsn or ("password" not in dsn.lower() and "@" not in dsn):
+        return []
+    from urllib.parse import unquote
+    uri_password, uri_query, key_value = _password_patterns()
+    found = []
     match = uri_password.search(dsn)
     if match and match.group(2):
-        from urllib.parse import unquote
-        return unquote(match.group(2))
-    match = kv_password.search(dsn)
-    if match:
+        found.append(unquote(match.group(2)))
+    for match in (uri_query if "://" in dsn else key_value).finditer(dsn):
         value = match.group(2)
         if value.startswith("'"):
             value = value[1:-1].replace("\\'", "'")
-        return value or None
-    return None
+        if value:
+            found.extend({value, unquote(value)})
+    return found
 
 
 def scrub(message, dsn):
     """Remove the DSN's password from a message (driver errors can echo it)."""
     text = str(message)
-    password = dsn_password(dsn)
-    if password:
-        text = text.replace(password, "***")
+    for secret in sorted(dsn_secrets(dsn), key=len, reverse=True):
+        text = text.replace(secret, "***")
     return text
 
 
@@ -328,17 +339,25 @@ class Settings:
             raise
 
     @staticmethod
-    def _check_secrets(path, parser):
-        """A config file holding a password must be readable by its owner only."""
+    def _check_file(path, parser):
+        """Nobody but its owner (this user or root) may change a config file:
+        it says which database to trust and where root writes files.  One
+        holding a secret must be readable by its owner only."""
         import stat
-        dsn = parser.get("cronpolicy", "dsn", fallback="")
-        if not dsn_password(dsn):
+        info = os.stat(path)
+        mode = stat.S_IMODE(info.st_mode)
+        if info.st_uid not in (os.geteuid(), 0):
+            raise ConfigError("config file %s is owned by uid %d, neither this user nor root: "
+                              "refusing it" % (path, info.st_uid))
+        if mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise ConfigError("config file %s can be changed by other users (mode %03o): "
+                              "refusing it; chmod go-w it" % (path, mode))
+        if not dsn_secrets(parser.get("cronpolicy", "dsn", fallback="")):
             return
-        mode = os.stat(path).st_mode
-        if mode & (stat.S_IRGRP | stat.S_IROTH | stat.S_IWGRP | stat.S_IWOTH):
+        if mode & (stat.S_IRGRP | stat.S_IROTH):
             raise ConfigError(
                 "config file %s contains a password but other users can read it (mode %03o): "
-                "chmod 600 it, or keep the password in ~/.pgpass" % (path, stat.S_IMODE(mode)))
+                "chmod 600 it, or keep the password in ~/.pgpass" % (path, mode))
 
     @classmethod
     def _read_file(cls, path):
@@ -374,7 +393,7 @@ class Settings:
                                       % (path, key, section, error)) from None
         if scripts:
             values["scripts"] = scripts
-        cls._check_secrets(path, parser)
+        cls._check_file(path, parser)
         for key, raw in parser.items("cronpolicy"):
             convert = cls._KEYS.get(key)
             if convert is None:

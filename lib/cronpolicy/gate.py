@@ -23,6 +23,7 @@ from cronpolicy.errors import CronPolicyError, DatabaseError
 from cronpolicy.fallback import FallbackRecorder, FallbackSource
 from cronpolicy.locking import LockHeld, ScriptLock
 from cronpolicy.rows import FROM_CACHE, FROM_DATABASE, UNAVAILABLE, RunEnd, RunRecord
+from cronpolicy.safety import checked_directory
 from cronpolicy.spool import Spool
 from cronpolicy.timeutil import format_duration
 
@@ -91,6 +92,9 @@ class Gate:
                          if self.settings.watch == "poll" and self.store.backend == "postgresql"
                          else "")
         try:
+            # Refuse a state directory others could write into before
+            # anything is cached or spooled there (cronpolicy.safety).
+            checked_directory(self.settings.state_dir, "state_dir", 0o700)
             if self.single_instance:
                 try:
                     lock.acquire()

@@ -2,7 +2,9 @@
 
 The kernel drops an flock when its process dies (even by kill -9), so a
 crashed run never leaves a stale lock behind; the pid written into the file
-is only there to name the holder in messages.
+is only there to name the holder in messages.  The lock directory is
+checked and the file opened without following links (cronpolicy.safety):
+scripts run as root must not be steered into overwriting another file.
 """
 
 import errno
@@ -10,6 +12,7 @@ import fcntl
 import os
 
 from cronpolicy.errors import ConfigError
+from cronpolicy.safety import checked_directory, open_lock_file
 
 _SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 
@@ -39,11 +42,15 @@ class ScriptLock:
 
     def acquire(self):
         """Take the lock or raise LockHeld at once (never waits)."""
+        checked_directory(self.lock_dir, "lock_dir")
         try:
-            os.makedirs(self.lock_dir, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = open_lock_file(self.path)
         except OSError as error:
-            raise ConfigError("cannot create lock file %s: %s" % (self.path, error.strerror)) from error
+            if error.errno == errno.ELOOP:
+                raise ConfigError("refusing lock file %s: it is a symbolic link" % self.path) \
+                    from None
+            raise ConfigError("cannot create lock file %s: %s" % (self.path, error.strerror)) \
+                from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as error:

@@ -63,7 +63,8 @@ class Spool:
     # The files ---------------------------------------------------------------------
 
     def _write(self, entry):
-        os.makedirs(self.directory, exist_ok=True)
+        from cronpolicy.safety import checked_directory, create_exclusive
+        checked_directory(self.directory, "spool directory", 0o700)
         file_id = os.urandom(16).hex()
         data = {"format": FORMAT, "kind": entry["kind"], "run_id": entry.get("run_id")}
         if "record" in entry:
@@ -75,8 +76,7 @@ class Spool:
         import time
         path = os.path.join(self.directory, "%020d-%s.json" % (time.time_ns(), file_id))
         temporary = os.path.join(self.directory, ".%s.tmp" % file_id)
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
-                             0o600)
+        descriptor = create_exclusive(temporary)
         with open(descriptor, "w", encoding="utf-8") as handle:
             json.dump(data, handle)
             handle.flush()
@@ -147,8 +147,9 @@ class Spool:
         return written
 
     def _reject(self, path):
-        rejected = os.path.join(self.directory, "rejected")
-        os.makedirs(rejected, exist_ok=True)
+        from cronpolicy.safety import checked_directory
+        rejected = checked_directory(os.path.join(self.directory, "rejected"),
+                                     "spool directory", 0o700)
         try:
             os.replace(path, os.path.join(rejected, os.path.basename(path)))
         except FileNotFoundError:

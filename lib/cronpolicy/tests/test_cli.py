@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -152,7 +153,9 @@ def test_status_lists_running_scripts_and_reaps_dead_rows(cli, dba, scripts, tmp
             "publish-distro", "testhost", job.pid)
         assert 0 <= running["running_seconds"] <= 30 and running["safe_to_interrupt"] is False
         code, out, _ = cli("status")
-        assert "publish-distro" in out and "testhost" in out and "in 20m" in out
+        # Ends 20m after its start, less however long the machine took to get here.
+        assert "publish-distro" in out and "testhost" in out
+        assert re.search(r"in (20m|19m)", out), out
     finally:
         job.kill()
         job.communicate(timeout=30)

@@ -5,6 +5,7 @@ They move data between the command line and the API modules of this package
 CronPolicyError they raise into one line and an exit code.
 """
 
+import contextlib
 import datetime
 import os
 import sys
@@ -381,12 +382,17 @@ def cmd_metrics(args, settings):
     if not args.output:
         sys.stdout.write(text)
         return exitcodes.OK
-    temporary = "%s.%d.tmp" % (args.output, os.getpid())
+    from cronpolicy.safety import checked_directory, create_exclusive
+    checked_directory(os.path.dirname(os.path.abspath(args.output)), "--output directory")
+    # An unpredictable name, created exclusively: nobody can have planted a link there.
+    temporary = "%s.%s.tmp" % (args.output, os.urandom(8).hex())
     try:
-        with open(temporary, "w", encoding="utf-8") as handle:
+        with open(create_exclusive(temporary, 0o644), "w", encoding="utf-8") as handle:
             handle.write(text)
         os.replace(temporary, args.output)
     except OSError as error:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
         raise UsageError("cannot write %s: %s" % (args.output, error.strerror)) from None
     return exitcodes.OK
 

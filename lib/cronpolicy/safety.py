@@ -1,0 +1,93 @@
+"""Where cronpolicy writes files, on hosts other users share.
+
+Cron scripts often run as root.  A directory another user can write to (or
+could have created first, like /run/lock/cronpolicy) lets that user plant a
+symlink or hard link where cronpolicy is about to write, and root would then
+overwrite the target.  So every directory cronpolicy writes into is checked
+before its first use in a process:
+
+* the directory and each of its ancestors is owned by this user or root;
+* an ancestor writable by other users is sticky (as /tmp is), so nobody else
+  can rename what is in it;
+* the directory itself is writable by nobody else, unless it is sticky and
+  owned by this user.
+
+A directory that fails is refused with one line naming it (ConfigError:
+exit 4).  Files are then created with O_EXCL or O_NOFOLLOW (see
+``create_exclusive`` and ``open_lock_file``).  Only os and stat: this is on
+the start path.
+"""
+
+import os
+import stat
+
+from cronpolicy.errors import ConfigError
+
+#: Directories already checked by this process.
+_checked = set()
+
+
+def _unsafe(info, own, final):
+    """Why a directory with this lstat() is unsafe, or None."""
+    if not stat.S_ISDIR(info.st_mode):
+        return "is not a directory"
+    if info.st_uid not in (own, 0):
+        return "is owned by uid %d, neither this user (uid %d) nor root" % (info.st_uid, own)
+    writable_by_others = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    sticky = info.st_mode & stat.S_ISVTX
+    if writable_by_others and not sticky:
+        return "is writable by other users (mode %04o)" % stat.S_IMODE(info.st_mode)
+    if final and writable_by_others and info.st_uid != own:
+        return ("is writable by other users (mode %04o) and not owned by this user"
+                % stat.S_IMODE(info.st_mode))
+    return None
+
+
+def checked_directory(path, what, mode=0o755):
+    """Create ``path`` (mode ``mode``) if missing and make sure it is safe to
+    write into; return its real path.  ``what`` names it in messages (the
+    setting it comes from)."""
+    real = os.path.realpath(path)
+    if real in _checked:
+        return real
+    try:
+        os.makedirs(real, mode, exist_ok=True)
+    except OSError as error:
+        raise ConfigError("cannot create %s %s: %s" % (what, path, error.strerror)) from None
+    own = os.geteuid()
+    current, final = real, True
+    while True:
+        try:
+            info = os.lstat(current)
+        except OSError as error:
+            raise ConfigError("cannot check %s %s: %s: %s"
+                              % (what, path, current, error.strerror)) from None
+        reason = _unsafe(info, own, final)
+        if reason:
+            shown = path if current == real else "%s (in %s)" % (current, path)
+            raise ConfigError("refusing %s %s: it %s; other users could make cronpolicy "
+                              "overwrite files" % (what, shown, reason))
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current, final = parent, False
+    _checked.add(real)
+    return real
+
+
+def create_exclusive(path, mode=0o600):
+    """A new file at ``path``, never an existing one nor through a link."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                   mode)
+
+
+def open_lock_file(path):
+    """Open (creating) a lock file read-write without following a link, and
+    make sure it is a plain file with no other name (not a planted hard link)."""
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    info = os.fstat(descriptor)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+        os.close(descriptor)
+        raise ConfigError("refusing lock file %s: it is not a plain file with one name "
+                          "(a planted link?)" % path)
+    return descriptor

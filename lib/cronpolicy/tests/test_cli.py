@@ -209,3 +209,39 @@ def test_plan_for_a_host_pattern_decides_as_on_a_host_it_covers(cli, dba):
     code, out, _ = cli("deploy", "plan", "--at", "+15m", "--host", "ppa*", "--json")
     [planned] = json.loads(out)["skipped"]
     assert (planned["decision"], planned["already"]) == ("window-cutoff", True)
+
+
+def test_control_characters_a_script_role_wrote_are_shown_escaped(cli, dba):
+    # A login that may record runs can put anything in a name, host or reason.
+    evil_name, evil_host = "job\x1b[2J\x1b]0;pwned\x07", "web\r1\x9b"
+    dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, status, skip_reason,"
+                " finished_at) VALUES ({}, {}, 1, 'skipped', {}, %s)" % dba.now_plus(0),
+                (evil_name, evil_host, "because\x1b[31m red"))
+    for argv in (["history"], ["history", evil_name], ["why", evil_name], ["estimate"]):
+        code, out, err = cli(*argv)
+        printed = out + err
+        assert not any(char in printed for char in "\x1b\x07\r\x9b"), (argv, printed)
+    code, out, _ = cli("history")
+    assert code == exitcodes.OK and "\\x1b[2J" in out and "web\\x0d1\\x9b" in out
+
+
+def test_a_reader_that_stops_reading_ends_the_command_quietly(script_env, dba):
+    if dba.backend == "postgresql":
+        dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, status, started_at,"
+                    " finished_at, exit_code) SELECT 'job', 'web1', i, 'succeeded',"
+                    " now() - i * interval '1 minute', now() - i * interval '1 minute'"
+                    " + interval '10 seconds', 0 FROM generate_series(1, 3000) AS i")
+    else:
+        dba.execute("WITH RECURSIVE i(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM i"
+                    " WHERE n < 3000) INSERT INTO cronpolicy.script_run (name, host, pid,"
+                    " status, started_at, finished_at, exit_code) SELECT 'job', 'web1', n,"
+                    " 'succeeded', strftime('%Y-%m-%d %H:%M:%f', 'now', '-' || n || ' minutes'),"
+                    " strftime('%Y-%m-%d %H:%M:%f', 'now', '-' || n || ' minutes',"
+                    " '+10 seconds'), 0 FROM i")
+    for argv in (["history", "--limit", "3000"], ["history", "--limit", "3000", "--json"]):
+        reader = subprocess.Popen([sys.executable, "-m", "cronpolicy"] + argv, env=script_env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        reader.stdout.readline()                 # `| head -1`
+        reader.stdout.close()
+        _, err = reader.communicate(timeout=60)
+        assert reader.returncode == exitcodes.OK and err == b"", err.decode(errors="replace")

@@ -8,6 +8,8 @@ see ``exitcodes``).  Read commands take ``--json`` for tooling.
 """
 
 import argparse
+import io
+import os
 import sys
 
 from cronpolicy import exitcodes
@@ -201,6 +203,9 @@ def main(argv=None):
         print("cronpolicy: error: `run` must come first: cronpolicy run NAME [options] -- "
               "COMMAND (see --help)", file=sys.stderr)
         return exitcodes.USAGE
+    from cronpolicy.tooling.output import EscapingStream
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = EscapingStream(sys.stdout), EscapingStream(sys.stderr)
     try:
         settings = Settings.load(dsn=getattr(args, "dsn", None))
         return args.func(args, settings)
@@ -210,6 +215,22 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("cronpolicy: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        _stop_writing(streams[0])       # the reader left (| head): that is all
+        return exitcodes.OK
+    finally:
+        sys.stdout, sys.stderr = streams
+
+
+def _stop_writing(stream):
+    """Point ``stream``'s descriptor at /dev/null, so that flushing what is
+    left at exit cannot raise BrokenPipeError again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass
 
 
 if __name__ == "__main__":

@@ -10,6 +10,35 @@ import time
 from cronpolicy.timeutil import format_duration, format_time
 
 
+def _control_escapes():
+    """Every control character but newline and tab, as a visible escape."""
+    table = {code: "\\x%02x" % code for code in list(range(0x20)) + list(range(0x7f, 0xa0))}
+    del table[ord("\n")], table[ord("\t")]
+    return table
+
+
+class EscapingStream:
+    """A text stream that shows control characters as escapes (\\x1b, ...).
+
+    Names, hosts and reasons come from rows a script role can write: printed
+    raw, an escape sequence in them could rewrite the operator's terminal.
+    The CLI puts this over stdout and stderr; ``raw`` is the stream beneath,
+    for the escape sequences cronpolicy itself means (deploy wait's redraw)."""
+
+    _table = None
+
+    def __init__(self, raw):
+        self.raw = raw
+        if EscapingStream._table is None:
+            EscapingStream._table = _control_escapes()
+
+    def write(self, text):
+        return self.raw.write(text.translate(self._table))
+
+    def __getattr__(self, name):        # flush, isatty, fileno, encoding...
+        return getattr(self.raw, name)
+
+
 def _jsonable(value):
     if isinstance(value, datetime.datetime):
         return value.isoformat()
@@ -118,7 +147,9 @@ class LiveTable:
                 sys.stdout = real_stdout
             text = buffer.getvalue()
             if self.drawn_lines:
-                self.stream.write("\x1b[%dF\x1b[J" % self.drawn_lines)
+                # Our own escape sequence: past any EscapingStream.
+                getattr(self.stream, "raw", self.stream).write(
+                    "\x1b[%dF\x1b[J" % self.drawn_lines)
             self.stream.write(text)
             self.stream.flush()
             self.drawn_lines = text.count("\n")

@@ -89,6 +89,10 @@ class Spool:
             return sorted(name for name in os.listdir(self.directory) if name.endswith(".json"))
         except FileNotFoundError:
             return []
+        except OSError as error:        # not a directory, no permission
+            from cronpolicy.errors import ConfigError
+            raise ConfigError("cannot read the spool directory %s: %s"
+                              % (self.directory, error.strerror)) from None
 
     def __len__(self):
         return len(self._names())

@@ -16,6 +16,9 @@ from cronpolicy.errors import UsageError
 UTC = datetime.timezone.utc
 
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+#: No duration is longer than this (100 years): longer ones are typing
+#: mistakes, and would overflow date arithmetic.
+MAX_DURATION = 100 * 365 * 86400
 # Patterns as strings: re compiles (and caches) them on first use, which keeps
 # them off a cron job's start-up path.
 _DURATION_PART = r"(\d+(?:\.\d+)?)([smhdw])"
@@ -40,6 +43,8 @@ def parse_duration(text):
     if position != len(cleaned):
         raise UsageError(
             "cannot parse duration %r: write it like 45s, 20m, 2h or 90d" % (text,))
+    if not total <= MAX_DURATION:       # also catches inf and nan
+        raise UsageError("duration %r is longer than 100 years" % (text,))
     return total
 
 
@@ -75,7 +80,10 @@ def parse_time(text, now):
         if not sign:
             return now.astimezone(UTC)
         delta = datetime.timedelta(seconds=parse_duration(amount))
-        return (now + delta if sign == "+" else now - delta).astimezone(UTC)
+        try:
+            return (now + delta if sign == "+" else now - delta).astimezone(UTC)
+        except OverflowError:
+            raise UsageError("time %r is out of range" % (text,)) from None
     candidate = cleaned
     if candidate.endswith(("Z", "z")):
         candidate = candidate[:-1] + "+00:00"
@@ -87,7 +95,10 @@ def parse_time(text, now):
             "or now, +10m, now+2h" % (text,)) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except (OverflowError, ValueError):     # 0001-01-01T00:00+01:00, say
+        raise UsageError("time %r is out of range" % (text,)) from None
 
 
 def format_time(moment):

@@ -245,3 +245,37 @@ def test_a_reader_that_stops_reading_ends_the_command_quietly(script_env, dba):
         reader.stdout.close()
         _, err = reader.communicate(timeout=60)
         assert reader.returncode == exitcodes.OK and err == b"", err.decode(errors="replace")
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["deploy", "plan", "--at", "+99999999999d"], "longer than 100 years"),
+    (["deploy", "plan", "--at", "0001-01-01T00:00+01:00"], "out of range"),
+    (["deploy", "plan", "--at", "0001-01-01T00:00Z"], "in the past"),
+    (["history", "--limit", "99999999999999999999"], "at most 1000000000"),
+    (["prune", "--older-than", "99999999999999d"], "longer than 100 years"),
+    (["window", "add", "--start", "now", "--duration", "9999999999999999999999d",
+      "--reason", "x"], "longer than 100 years"),
+    (["overdue", "--tolerance", "nan"], "finite number above 0"),
+    (["check", "job", "--expected-runtime", "9999999999999999d"], "longer than 100 years"),
+])
+def test_absurd_values_are_one_line_and_exit_2(cli, argv, fragment):
+    code, out, err = cli(*argv)
+    assert code == exitcodes.USAGE, (code, out, err)
+    assert fragment in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_a_plan_for_the_last_minutes_of_year_9999_is_made(cli, scripts):
+    scripts.write("publish-distro")
+    assert scripts.run("publish-distro").returncode == exitcodes.OK
+    code, out, err = cli("deploy", "plan", "--at", "9999-12-31T23:00Z")
+    assert code == exitcodes.OK, err
+    assert "publish-distro" in out
+
+
+def test_flush_with_the_state_directory_under_a_regular_file_is_one_line(cli, tmp_path,
+                                                                         monkeypatch):
+    (tmp_path / "afile").write_text("")
+    monkeypatch.setenv("CRONPOLICY_STATE_DIR", str(tmp_path / "afile" / "state"))
+    code, _, err = cli("flush")
+    assert code == exitcodes.GATE_ERROR and "Not a directory" in err
+    assert len(err.strip().splitlines()) == 1

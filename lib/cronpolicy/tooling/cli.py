@@ -37,6 +37,24 @@ def positive_int(text):
         raise argparse.ArgumentTypeError("not a whole number: %r" % text) from None
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1: %r" % text)
+    if value > MAX_COUNT:
+        raise argparse.ArgumentTypeError("must be at most %d: %r" % (MAX_COUNT, text))
+    return value
+
+
+#: Counts on the command line (--limit, --keep, ...) stop here: the databases
+#: store 64-bit integers, and no listing needs more.
+MAX_COUNT = 10 ** 9
+
+
+def positive_number(text):
+    """A finite number above zero (a ratio such as overdue's --tolerance)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not a number: %r" % text) from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError("must be a finite number above 0: %r" % text)
     return value
 
 
@@ -154,7 +172,7 @@ def build_parser():
 
     sub = add("overdue", cmd_overdue, "scripts that have not succeeded within their expected "
                                       "interval (exit 8 when any)", (common, reader))
-    sub.add_argument("--tolerance", type=float, default=1.5,
+    sub.add_argument("--tolerance", type=positive_number, default=1.5,
                      help="overdue after this many intervals without success (1.5)")
     sub.add_argument("--all", action="store_true", help="list every script with an interval")
     sub = add("metrics", cmd_metrics, "fleet metrics in the Prometheus text format")

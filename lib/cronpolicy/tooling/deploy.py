@@ -28,7 +28,8 @@ from sqlalchemy import select
 from cronpolicy import policy
 from cronpolicy.matching import glob_matches, is_pattern
 from cronpolicy.rows import Window
-from cronpolicy.timeutil import UTC, parse_time
+from cronpolicy.errors import UsageError
+from cronpolicy.timeutil import UTC, format_time, parse_time
 from cronpolicy.tooling.fleet import live_runs, read_deploy_state, reap_dead_runs
 from cronpolicy.tooling.tables import deploy_state, drain, script_run
 
@@ -134,6 +135,9 @@ def plan(db, settings, at, host="*", script="*"):
         reap_dead_runs(db, connection)
         now = db.now(connection)
         at_time = parse_time(at, now)
+        if at_time < now - datetime.timedelta(minutes=1):
+            raise UsageError("the rollout time %s is in the past (the database says now is %s)"
+                             % (format_time(at_time), format_time(now)))
         recent = connection.execute(
             select(script_run.c.name).distinct()
             .where(script_run.c.started_at > now - datetime.timedelta(days=30))).scalars().all()
@@ -145,7 +149,11 @@ def plan(db, settings, at, host="*", script="*"):
     # For a host pattern, decide as on "some host it covers": no host-specific
     # policy row, and the planned window covering it.
     policy_host = host if not is_pattern(host) else "*"
-    rollout = Window(id=0, starts_at=at_time, ends_at=at_time + datetime.timedelta(days=1),
+    try:
+        ends_at = at_time + datetime.timedelta(days=1)
+    except OverflowError:                   # a rollout planned in year 9999
+        ends_at = datetime.datetime.max.replace(tzinfo=UTC)
+    rollout = Window(id=0, starts_at=at_time, ends_at=ends_at,
                      reason="the planned rollout", host=policy_host, script=script)
     skipped = []
     store = open_store(settings, application_name="cronpolicy-plan")

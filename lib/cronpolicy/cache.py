@@ -37,6 +37,8 @@ class PolicyCache:
     def __init__(self, path, max_age):
         self.path = path
         self.max_age = max_age
+        #: (where the damaged cache was moved, why), once one was met.
+        self.rejected = None
 
     def save(self, inputs):
         """Write ``inputs`` (rows.Inputs) atomically; raises OSError."""
@@ -70,11 +72,18 @@ class PolicyCache:
         try:
             with open(self.path, encoding="utf-8") as handle:
                 data = json.load(handle)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as error:
+            return self._reject(error)
+        try:
             if data.get("format") == 1:
                 data = _from_format_1(data)
             if data.get("format") != FORMAT:
                 return None
             age = time.time() - float(data["saved_at"])
+            if not -float("inf") < age < float("inf"):
+                raise ValueError("saved_at is not a time: %r" % data["saved_at"])
             if age < 0 or age > self.max_age:
                 return None
             deploy = data["deploy"]
@@ -85,8 +94,20 @@ class PolicyCache:
                 policies=[from_mapping(PolicyRow, row) for row in data["policies"]],
                 windows=[from_mapping(Window, row) for row in data["windows"]],
                 recent_runtimes=[], source=FROM_CACHE, age=age)
-        except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError):
-            return None  # missing or damaged: as if there were none
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as error:
+            return self._reject(error)
+
+    def _reject(self, error):
+        """A cache that cannot be read (damaged, truncated, of the wrong
+        shape) is moved aside, so it is reported once and then replaced by
+        the next successful read; the start goes on as if there were none."""
+        aside = self.path + ".rejected"
+        try:
+            os.replace(self.path, aside)
+        except OSError:
+            aside = None
+        self.rejected = (aside, "%s: %s" % (type(error).__name__, str(error)[:200]))
+        return None
 
 
 def _from_format_1(data):

@@ -35,6 +35,10 @@ class FallbackSource:
             if not error.transient:
                 raise
             cached = self.cache.load_inputs(name, history_runs)
+            if self.cache.rejected is not None:
+                aside, why = self.cache.rejected
+                self.logger.warning("the policy cache %s is damaged (%s); %s", self.cache.path,
+                                    why, "moved it to %s" % aside if aside else "ignoring it")
             if cached is not None:
                 return cached._replace(error=error)
             return unavailable_inputs(datetime.datetime.now(datetime.timezone.utc), error)

@@ -249,6 +249,23 @@ def test_a_cached_policy_decides_while_the_database_is_away(database, env):
     assert "deciding from the policy cached" in log(env) and "r42" in log(env)
 
 
+@pytest.mark.parametrize("damage", [b"[1, 2]", b'{"format": 2, "saved_at": "x"', b"\xff\xfe\x00",
+                                    b'{"format": 2}', b'{"format": 2, "saved_at": 1e999}'])
+def test_a_damaged_cache_is_moved_aside_with_one_warning(database, env, damage):
+    class Hardy(Job):
+        on_database_error = "run"
+    assert run(Hardy(database), env) == exitcodes.OK                # writes the cache
+    [cache] = (env / "state").glob("policy-cache-*.json")
+    cache.write_bytes(damage)
+    database.outage = True
+    job = Hardy(database)
+    assert run(job, env) == exitcodes.OK and job.calls == 1         # on_database_error = run
+    assert log(env).count("is damaged") == 1 and "on_database_error = run" in log(env)
+    assert not cache.exists() and cache.with_name(cache.name + ".rejected").exists()
+    assert run(Hardy(database), env) == exitcodes.OK
+    assert log(env).count("is damaged") == 1                       # said once
+
+
 def test_a_fleet_wide_limit_cannot_be_kept_without_the_database(database, env):
     class Fleet(Job):
         fleet_single_instance = True

@@ -33,7 +33,10 @@ def estimate_runtime(recent_runtimes, policy_runtime=None, script_runtime=None,
     otherwise the policy row's ``expected_runtime``, else the script's own,
     else ``default``.
     """
-    runtimes = [float(value) for value in recent_runtimes if value is not None]
+    from cronpolicy.rows import to_seconds      # clamps absurd stored runtimes
+    runtimes = [max(0.0, seconds) for seconds in map(to_seconds, recent_runtimes)
+                if seconds is not None]
+    policy_runtime, script_runtime = to_seconds(policy_runtime), to_seconds(script_runtime)
     if runtimes and len(runtimes) >= max(1, min_runs):
         return Estimate(quantile(runtimes, q),
                         "p%g of last %d succeeded runs" % (q * 100, len(runtimes)))

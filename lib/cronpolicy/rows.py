@@ -21,23 +21,79 @@ UTC = datetime.timezone.utc
 
 # Kinds: how a raw value becomes the field's value -------------------------
 
+#: Stored times are read within these bounds, durations up to MAX_SECONDS
+#: (100 years): a row may say 'infinity', year 200000 or '100000 years' (the
+#: databases accept them), and a time plus or minus any duration must still
+#: be a time Python can hold.  Values beyond are clamped, with a warning.
+MAX_SECONDS = 100 * 365 * 86400.0
+EARLIEST = datetime.datetime(102, 1, 1, tzinfo=UTC)
+LATEST = datetime.datetime(9898, 12, 31, tzinfo=UTC)
+
+
+_warned = set()
+
+
+def _clamped(value, bound):
+    """``bound``, saying once per value and process that ``value`` became it."""
+    if repr(value) not in _warned:
+        _warned.add(repr(value))
+        import logging
+        logging.getLogger("cronpolicy").warning(
+            "a stored value (%.60r) is beyond what cronpolicy handles; read as %s", value, bound)
+    return bound
+
+
 def to_time(value):
-    """An aware UTC datetime from a datetime, epoch seconds or timestamp text."""
-    if value is None or isinstance(value, datetime.datetime):
-        return value.astimezone(UTC) if value is not None else None
-    if not isinstance(value, str):     # epoch seconds: int, float, Decimal
-        return datetime.datetime.fromtimestamp(float(value), UTC)
-    parsed = datetime.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    return (parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+    """An aware UTC datetime from a datetime, epoch seconds or timestamp text,
+    clamped to [EARLIEST, LATEST]."""
+    if value is None:
+        return None
+    try:
+        if isinstance(value, datetime.datetime):
+            moment = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+        elif not isinstance(value, str):     # epoch seconds: int, float, Decimal
+            moment = datetime.datetime.fromtimestamp(float(value), UTC)
+        else:
+            parsed = datetime.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+            moment = (parsed if parsed.tzinfo is not None
+                      else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError, OSError):
+        text = str(value).strip().lower()
+        if text in ("infinity", "+infinity", "inf", "+inf") or _far_future(text):
+            return _clamped(value, LATEST)
+        if text in ("-infinity", "-inf") or text.startswith("-") or text.endswith(" bc"):
+            return _clamped(value, EARLIEST)
+        raise
+    if moment > LATEST:
+        return _clamped(value, LATEST)
+    if moment < EARLIEST:
+        return _clamped(value, EARLIEST)
+    return moment
+
+
+def _far_future(text):
+    """Whether ``text`` is a timestamp whose year has more than four digits
+    (or epoch seconds too large for a datetime)."""
+    year = text.split("-", 1)[0]
+    if year.isdigit():
+        return len(year) > 4
+    try:
+        return float(text) > 0
+    except ValueError:
+        return False
 
 
 def to_seconds(value):
-    """Float seconds from a number or a timedelta (PostgreSQL's interval)."""
+    """Float seconds from a number or a timedelta (PostgreSQL's interval),
+    clamped to [-MAX_SECONDS, MAX_SECONDS]; not a number is None."""
     if value is None:
         return None
-    if isinstance(value, datetime.timedelta):
-        return value.total_seconds()
-    return float(value)
+    seconds = value.total_seconds() if isinstance(value, datetime.timedelta) else float(value)
+    if seconds != seconds:      # nan
+        return _clamped(value, None)
+    if abs(seconds) > MAX_SECONDS:
+        return _clamped(value, MAX_SECONDS if seconds > 0 else -MAX_SECONDS)
+    return seconds
 
 
 def _optional(convert):

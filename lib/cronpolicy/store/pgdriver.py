@@ -151,6 +151,26 @@ def _refused_options(error, dsn, sent):
     return False
 
 
+def tolerate_far_times(connection):
+    """Have ``connection`` read timestamps Python cannot hold ('infinity',
+    year 200000: PostgreSQL accepts them) as the bounds rows.to_time clamps
+    to, with its warning, instead of failing the whole read."""
+    from psycopg2 import extensions
+    from cronpolicy.rows import to_time
+
+    def clamping(default):
+        def cast(value, cursor):
+            try:
+                return default(value, cursor)
+            except (ValueError, OverflowError):
+                return to_time(value)
+        return cast
+    for default in (extensions.PYDATETIMETZ, extensions.PYDATETIME):
+        extensions.register_type(extensions.new_type(
+            default.values, "CRONPOLICY_" + default.name, clamping(default)), connection)
+    return connection
+
+
 def connect(dsn, connect_timeout=config.DEFAULT_CONNECT_TIMEOUT,
             application_name="cronpolicy", source=None, statement_timeout=True, network=None):
     """A synchronous psycopg2 connection (tooling, schema upgrades)."""
@@ -158,7 +178,7 @@ def connect(dsn, connect_timeout=config.DEFAULT_CONNECT_TIMEOUT,
     while True:
         sent = options(connect_timeout, application_name, statement_timeout, dsn, network)
         try:
-            return psycopg2.connect(dsn, **sent)
+            return tolerate_far_times(psycopg2.connect(dsn, **sent))
         except psycopg2.Error as error:
             if not _refused_options(error, dsn, sent):
                 raise connect_failure(error, dsn, source) from error
@@ -228,7 +248,7 @@ def connect_async(dsn, deadline, connect_timeout, application_name, source=None,
             raise connect_failure(error, dsn, source) from error
         try:
             wait(connection, deadline, "connect to %s" % config.mask_dsn(dsn))
-            return connection
+            return tolerate_far_times(connection)
         except DeadlineExceeded:
             connection.close()
             raise

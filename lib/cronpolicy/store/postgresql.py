@@ -176,7 +176,8 @@ class PostgresStore:
             deploy=None if row["deploy"] is None else from_mapping(DeployState, row["deploy"]),
             policies=[from_mapping(PolicyRow, policy) for policy in row["policies"]],
             windows=[from_mapping(Window, window) for window in row["windows"]],
-            recent_runtimes=[float(value) for value in row["recent_runtimes"]])
+            recent_runtimes=[float(value) for value in row["recent_runtimes"]
+                             if value is not None])
 
     # IRunRecorder -------------------------------------------------------------------
 

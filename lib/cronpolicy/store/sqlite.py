@@ -137,7 +137,8 @@ class SQLiteStore:
             deploy=None if deploy is None else from_mapping(DeployState, deploy),
             policies=[from_mapping(PolicyRow, row) for row in policies],
             windows=[from_mapping(Window, row) for row in windows],
-            recent_runtimes=[float(value) for (value,) in runtimes])
+            # NULL where SQLite cannot compute one (a year beyond 9999).
+            recent_runtimes=[float(value) for (value,) in runtimes if value is not None])
 
     # IRunRecorder -------------------------------------------------------------------
 

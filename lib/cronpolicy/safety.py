@@ -10,7 +10,8 @@ before its first use in a process:
 * an ancestor writable by other users is sticky (as /tmp is), so nobody else
   can rename what is in it;
 * the directory itself is writable by nobody else, unless it is sticky and
-  owned by this user.
+  owned by this user;
+* no symbolic link on the way to it belongs to another user.
 
 A directory that fails is refused with one line naming it (ConfigError:
 exit 4).  Files are then created with O_EXCL or O_NOFOLLOW (see
@@ -47,6 +48,7 @@ def checked_directory(path, what, mode=0o755):
     """Create ``path`` (mode ``mode``) if missing and make sure it is safe to
     write into; return its real path.  ``what`` names it in messages (the
     setting it comes from)."""
+    _check_links(os.path.abspath(path), what, path)
     real = os.path.realpath(path)
     if real in _checked:
         return real
@@ -73,6 +75,27 @@ def checked_directory(path, what, mode=0o755):
         current, final = parent, False
     _checked.add(real)
     return real
+
+
+def _check_links(absolute, what, path):
+    """A symbolic link on the way to ``absolute`` must belong to this user or
+    root (as /var/lock -> /run/lock does): one of another user's could be
+    pointed elsewhere between the check and the write."""
+    own = os.geteuid()
+    current = os.sep
+    for part in absolute.strip(os.sep).split(os.sep):
+        current = os.path.join(current, part)
+        try:
+            info = os.lstat(current)
+        except FileNotFoundError:
+            return      # created below, by makedirs
+        except OSError as error:
+            raise ConfigError("cannot check %s %s: %s: %s"
+                              % (what, path, current, error.strerror)) from None
+        if stat.S_ISLNK(info.st_mode) and info.st_uid not in (own, 0):
+            raise ConfigError("refusing %s %s: %s is a symbolic link owned by uid %d; other "
+                              "users could make cronpolicy overwrite files"
+                              % (what, path, current, info.st_uid))
 
 
 def create_exclusive(path, mode=0o600):

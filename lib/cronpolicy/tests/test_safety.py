@@ -105,6 +105,17 @@ def test_a_sticky_directory_of_another_user_is_refused(tmp_path):
         safety.checked_directory(str(shared), "lock_dir")
 
 
+def test_a_symbolic_link_of_another_user_on_the_way_is_refused(tmp_path):
+    nobody = needs_root()
+    (tmp_path / "real").mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "real")
+    os.lchown(link, nobody, -1)
+    with pytest.raises(ConfigError, match="symbolic link owned by uid %d" % nobody):
+        safety.checked_directory(str(link / "locks"), "lock_dir")
+    assert safety.checked_directory(str(tmp_path / "real" / "locks"), "lock_dir")
+
+
 def test_an_ancestor_others_may_write_is_refused(tmp_path):
     parent = tmp_path / "open"
     parent.mkdir()

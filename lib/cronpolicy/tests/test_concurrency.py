@@ -59,10 +59,13 @@ def start_herd(tmp_path, dsn, hosts, attribute="pass", shared_host_dirs=False):
     spans = tmp_path / "spans"
     spans.write_text("")
     processes = []
+    # One machine's directories are set up once: writing its config file again
+    # for each start raced with the starts already reading it (exit 4).
+    shared_env = make_env(tmp_path, dsn) if shared_host_dirs else None
     for index in range(hosts):
         host_dir = tmp_path if shared_host_dirs else tmp_path / ("host%d" % index)
         host_dir.mkdir(exist_ok=True)
-        env = make_env(host_dir, dsn)
+        env = dict(shared_env) if shared_host_dirs else make_env(host_dir, dsn)
         env.update(SPANS=str(spans), CRONPOLICY_HOST="web%d" % index)
         processes.append(subprocess.Popen([sys.executable, str(script)], env=env,
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE))

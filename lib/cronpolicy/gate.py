@@ -17,7 +17,7 @@ import datetime
 import os
 import time
 
-from cronpolicy import exitcodes, policy
+from cronpolicy import config, exitcodes, policy
 from cronpolicy.cache import PolicyCache
 from cronpolicy.errors import CronPolicyError, DatabaseError
 from cronpolicy.fallback import FallbackRecorder, FallbackSource
@@ -89,7 +89,8 @@ class Gate:
                          "the script" if self.store.backend == "memory"
                          else self.settings.dsn_source,
                          "; polling for stop requests (watch = poll)"
-                         if self.settings.watch == "poll" and self.store.backend == "postgresql"
+                         if self.settings.watch == config.WATCH_POLL
+                         and self.store.backend == config.POSTGRESQL
                          else "")
         try:
             # Refuse a state directory others could write into before

@@ -24,8 +24,8 @@ import stat
 
 from cronpolicy.errors import ConfigError
 
-#: Directories already checked by this process.
-_checked = set()
+#: Directories already checked by this process: the path asked for -> its real path.
+_checked = {}
 
 
 def _unsafe(info, own, final):
@@ -48,10 +48,11 @@ def checked_directory(path, what, mode=0o755):
     """Create ``path`` (mode ``mode``) if missing and make sure it is safe to
     write into; return its real path.  ``what`` names it in messages (the
     setting it comes from)."""
-    _check_links(os.path.abspath(path), what, path)
+    absolute = os.path.abspath(path)
+    if absolute in _checked:
+        return _checked[absolute]
+    _check_links(absolute, what, path)
     real = os.path.realpath(path)
-    if real in _checked:
-        return real
     try:
         os.makedirs(real, mode, exist_ok=True)
     except OSError as error:
@@ -73,7 +74,7 @@ def checked_directory(path, what, mode=0o755):
         if parent == current:
             break
         current, final = parent, False
-    _checked.add(real)
+    _checked[absolute] = real
     return real
 
 

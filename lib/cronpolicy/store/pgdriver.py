@@ -19,6 +19,7 @@ DSN again.  Behind a pooler those settings are the pooler's business anyway
 (``query_timeout``, ``tcp_keepalive``); the client-side deadlines still hold.
 """
 
+import functools
 import math
 import select
 import socket
@@ -156,6 +157,15 @@ def tolerate_far_times(connection):
     year 200000: PostgreSQL accepts them) as the bounds rows.to_time clamps
     to, with its warning, instead of failing the whole read."""
     from psycopg2 import extensions
+    for caster in _clamping_casters():
+        extensions.register_type(caster, connection)
+    return connection
+
+
+@functools.lru_cache(maxsize=None)
+def _clamping_casters():
+    """The casters, made once per process (watch = poll connects every second)."""
+    from psycopg2 import extensions
     from cronpolicy.rows import to_time
 
     def clamping(default):
@@ -165,10 +175,9 @@ def tolerate_far_times(connection):
             except (ValueError, OverflowError):
                 return to_time(value)
         return cast
-    for default in (extensions.PYDATETIMETZ, extensions.PYDATETIME):
-        extensions.register_type(extensions.new_type(
-            default.values, "CRONPOLICY_" + default.name, clamping(default)), connection)
-    return connection
+    return tuple(extensions.new_type(default.values, "CRONPOLICY_" + default.name,
+                                     clamping(default))
+                 for default in (extensions.PYDATETIMETZ, extensions.PYDATETIME))
 
 
 def connect(dsn, connect_timeout=config.DEFAULT_CONNECT_TIMEOUT,

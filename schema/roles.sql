@@ -20,8 +20,13 @@
 --                     trigger that names the owner); LISTEN.
 -- cronpolicy_rollout  cronpolicy_script's rights, plus flipping the deploy
 --                     switch and managing rollout windows; reading the audit.
--- cronpolicy_admin    everything, policies included; the only role that may
---                     change or delete audit entries.
+-- cronpolicy_admin    everything, policies and script ownership included,
+--                     except the audit: administrators read it, and cannot
+--                     change it, delete from it or add triggers anywhere.
+-- cronpolicy_auditor  owns policy_audit and the functions that write it.
+--                     Grant it to no one: then only superusers can alter
+--                     the audit.  Run `schema upgrade` as a superuser or the
+--                     database owner, never as an administrator's login.
 --
 -- Recording other hosts' dead runs as abandoned goes through the SECURITY
 -- DEFINER function cronpolicy.reap_dead_runs (fixed search_path), which every
@@ -38,6 +43,9 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'cronpolicy_admin') THEN
         CREATE ROLE cronpolicy_admin NOLOGIN;
     END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'cronpolicy_auditor') THEN
+        CREATE ROLE cronpolicy_auditor NOLOGIN;
+    END IF;
 END
 $$;
 
@@ -46,7 +54,9 @@ COMMENT ON ROLE cronpolicy_script IS
 COMMENT ON ROLE cronpolicy_rollout IS
     'cronpolicy: rollout tooling. Script rights plus the deploy switch and rollout windows.';
 COMMENT ON ROLE cronpolicy_admin IS
-    'cronpolicy: administrators. Everything, policies and the audit included.';
+    'cronpolicy: administrators. Everything, policies included; the audit only to read.';
+COMMENT ON ROLE cronpolicy_auditor IS
+    'cronpolicy: owns the audit (policy_audit and its functions). Grant it to no one.';
 
 GRANT cronpolicy_script TO cronpolicy_rollout;
 
@@ -54,18 +64,27 @@ GRANT cronpolicy_script TO cronpolicy_rollout;
 REVOKE ALL ON ALL TABLES IN SCHEMA cronpolicy
     FROM cronpolicy_script, cronpolicy_rollout, cronpolicy_admin;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA cronpolicy FROM PUBLIC;
+-- Pure helpers that constraints and triggers evaluate with every writer's rights.
+GRANT EXECUTE ON FUNCTION cronpolicy.time_in_range(timestamptz),
+                          cronpolicy.seconds_in_range(double precision),
+                          cronpolicy.interval_in_range(interval),
+                          cronpolicy.glob_matches(text, text),
+                          cronpolicy.is_administrator(text) TO PUBLIC;
 
 GRANT USAGE ON SCHEMA cronpolicy TO cronpolicy_script, cronpolicy_rollout, cronpolicy_admin;
 
 -- Scripts.
 GRANT SELECT ON cronpolicy.schema_version, cronpolicy.script_policy, cronpolicy.deploy_state,
-                cronpolicy.rollout_window, cronpolicy.script_run
+                cronpolicy.rollout_window, cronpolicy.script_run, cronpolicy.script_owner
     TO cronpolicy_script;
+-- Runs of the scripts its login owns (script_owner; a trigger checks, and
+-- claims a name nobody owns yet), with times from the database clock.
 GRANT INSERT ON cronpolicy.script_run TO cronpolicy_script;
 GRANT UPDATE (status, exit_code, finished_at, heartbeat_at, safe_to_interrupt, stop_reason,
                stop_decision, stop_policy_id, stop_window_id, lease_expires_at,
-               skip_reason, decision, policy_ignored)
+               skip_reason, decision, policy_ignored, spooled)
     ON cronpolicy.script_run TO cronpolicy_script;
+GRANT EXECUTE ON FUNCTION cronpolicy.claim_script(text) TO cronpolicy_script;
 -- Fleet-wide slots (max_concurrent): taken, renewed and given back by runs,
 -- each host only its own (row-level security below).
 GRANT SELECT, INSERT, UPDATE, DELETE ON cronpolicy.run_slot TO cronpolicy_script;
@@ -79,10 +98,25 @@ GRANT INSERT, UPDATE ON cronpolicy.rollout_window TO cronpolicy_rollout;
 GRANT SELECT ON cronpolicy.policy_audit, cronpolicy.drain TO cronpolicy_rollout;
 GRANT INSERT ON cronpolicy.drain TO cronpolicy_rollout;
 
--- Administrators.
-GRANT ALL ON ALL TABLES IN SCHEMA cronpolicy TO cronpolicy_admin;
+-- Administrators: every table but the audit, without TRIGGER (a trigger of
+-- theirs could drop audit entries or rewrite rows behind the audit's back).
+GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA cronpolicy
+    TO cronpolicy_admin;
 GRANT ALL ON ALL SEQUENCES IN SCHEMA cronpolicy TO cronpolicy_admin;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA cronpolicy TO cronpolicy_admin;
+
+-- The audit belongs to a role no one holds: its entries are written by
+-- SECURITY DEFINER triggers running as that role, and read by everyone
+-- who may.  Only a superuser can change or delete them.
+GRANT USAGE ON SCHEMA cronpolicy TO cronpolicy_auditor;
+ALTER TABLE cronpolicy.policy_audit OWNER TO cronpolicy_auditor;
+ALTER FUNCTION cronpolicy.audit_change() OWNER TO cronpolicy_auditor;
+ALTER FUNCTION cronpolicy.audit_truncate() OWNER TO cronpolicy_auditor;
+-- A TRUNCATE is audited with its rows: the function reads them first.
+GRANT SELECT ON cronpolicy.script_policy, cronpolicy.rollout_window, cronpolicy.script_owner,
+                cronpolicy.deploy_state TO cronpolicy_auditor;
+REVOKE ALL ON cronpolicy.policy_audit FROM cronpolicy_admin;
+GRANT SELECT ON cronpolicy.policy_audit TO cronpolicy_admin;
 
 -- A host updates only the runs it wrote, and is told so when it tries
 -- another's.  (SECURITY DEFINER functions run as their owner, so reaping

@@ -35,12 +35,16 @@ class DatabaseError(CronPolicyError):
     ``refused`` is true when the database refused the data itself (a
     constraint, an impossible value): sending the same again never helps,
     unlike a missing privilege, which an administrator may grant.
+    ``denied`` is true for a missing privilege, including a script whose
+    name belongs to other database roles (script_owner): a run that cannot
+    be recorded for that reason must not start.
     """
 
-    def __init__(self, message, transient=False, refused=False):
+    def __init__(self, message, transient=False, refused=False, denied=False):
         super().__init__(message)
         self.transient = transient
         self.refused = refused
+        self.denied = denied
 
 
 class SchemaError(DatabaseError):

@@ -89,6 +89,8 @@ class FallbackRecorder:
             try:
                 return self.store.record_start(record)
             except DatabaseError as error:
+                if error.denied:
+                    raise       # not this login's script: it must not run unseen
                 if not may_spool:
                     self.reachable = False
                     raise

@@ -169,6 +169,8 @@ class Gate:
         try:
             taken = self.store.claim_slot(self.record, limit)
         except DatabaseError as error:
+            if error.denied:
+                raise       # not this login's script (script_owner)
             # Whether other hosts run it cannot be known now: do not guess.
             self.recorder.reachable = False
             self._skip(policy.locked("cannot take a fleet-wide slot: %s" % error,
@@ -190,6 +192,8 @@ class Gate:
             self.run_handle = run = self.recorder.record_start(self.record,
                                                                may_spool=not limited)
         except DatabaseError as error:
+            if error.denied:
+                raise
             # A limited run must be seen to hold its slot: no unrecorded run.
             # Same key: should the start land after all, the skip replaces it.
             self._skip(policy.locked("cannot record the start, so cannot hold a fleet-wide "

@@ -22,10 +22,12 @@ UTC = datetime.timezone.utc
 # Kinds: how a raw value becomes the field's value -------------------------
 
 #: Stored times are read within these bounds, durations up to MAX_SECONDS
-#: (100 years): a row may say 'infinity', year 200000 or '100000 years' (the
-#: databases accept them), and a time plus or minus any duration must still
-#: be a time Python can hold.  Values beyond are clamped, with a warning.
-MAX_SECONDS = 100 * 365 * 86400.0
+#: (100 years, PostgreSQL's interval '100 years'), so that a time plus or
+#: minus any duration is still a time Python can hold.  Schema patch 0009
+#: refuses anything else when it is written (times from 1970 to LATEST);
+#: a row that holds one anyway ('infinity', year 200000, '100000 years',
+#: text in a number column on SQLite) is clamped, with a warning.
+MAX_SECONDS = 100 * 365.25 * 86400
 EARLIEST = datetime.datetime(102, 1, 1, tzinfo=UTC)
 LATEST = datetime.datetime(9898, 12, 31, tzinfo=UTC)
 
@@ -39,7 +41,8 @@ def _clamped(value, bound):
         _warned.add(repr(value))
         import logging
         logging.getLogger("cronpolicy").warning(
-            "a stored value (%.60r) is beyond what cronpolicy handles; read as %s", value, bound)
+            "a stored value (%.60r) is beyond what cronpolicy handles; read as %s", value,
+            "unknown" if bound is None else bound)
     return bound
 
 
@@ -57,13 +60,13 @@ def to_time(value):
             parsed = datetime.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
             moment = (parsed if parsed.tzinfo is not None
                       else parsed.replace(tzinfo=UTC)).astimezone(UTC)
-    except (ValueError, OverflowError, OSError):
+    except (ValueError, TypeError, OverflowError, OSError):
         text = str(value).strip().lower()
         if text in ("infinity", "+infinity", "inf", "+inf") or _far_future(text):
             return _clamped(value, LATEST)
-        if text in ("-infinity", "-inf") or text.startswith("-") or text.endswith(" bc"):
-            return _clamped(value, EARLIEST)
-        raise
+        # Before 1 AD, or not a time at all ('tomorrow'): the distant past,
+        # where it decides nothing.
+        return _clamped(value, EARLIEST)
     if moment > LATEST:
         return _clamped(value, LATEST)
     if moment < EARLIEST:
@@ -88,7 +91,10 @@ def to_seconds(value):
     clamped to [-MAX_SECONDS, MAX_SECONDS]; not a number is None."""
     if value is None:
         return None
-    seconds = value.total_seconds() if isinstance(value, datetime.timedelta) else float(value)
+    try:
+        seconds = value.total_seconds() if isinstance(value, datetime.timedelta) else float(value)
+    except (ValueError, TypeError):     # '20 minutes' in a SQLite number column
+        return _clamped(value, None)
     if seconds != seconds:      # nan
         return _clamped(value, None)
     if abs(seconds) > MAX_SECONDS:
@@ -100,8 +106,24 @@ def _optional(convert):
     return lambda value: None if value is None else convert(value)
 
 
+def to_int(value):
+    """An int; None for None or what is not a whole number ('two', 2.5:
+    SQLite stores them in integer columns), with a warning."""
+    if value is None or isinstance(value, bool):
+        return None if value is None else int(value)
+    if isinstance(value, int):
+        return value
+    try:
+        number = float(value)
+        if number == int(number):
+            return int(number)
+    except (ValueError, TypeError, OverflowError):
+        pass
+    return _clamped(value, None)
+
+
 KINDS = {
-    "int": _optional(int),
+    "int": to_int,
     "text": _optional(str),
     "bool": bool,
     "bool?": _optional(bool),

@@ -17,7 +17,7 @@ import re
 from cronpolicy.errors import DatabaseError, SchemaError
 
 #: The schema version this code needs: the number of its newest patch.
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 11
 
 _PATCH_NAME = r"^(\d{4})-[\w.-]+\.sql$"
 

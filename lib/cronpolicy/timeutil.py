@@ -18,7 +18,7 @@ UTC = datetime.timezone.utc
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 #: No duration is longer than this (100 years): longer ones are typing
 #: mistakes, and would overflow date arithmetic.
-MAX_DURATION = 100 * 365 * 86400
+MAX_DURATION = 100 * 365.25 * 86400   # rows.MAX_SECONDS: interval '100 years'
 # Patterns as strings: re compiles (and caches) them on first use, which keeps
 # them off a cron job's start-up path.
 _DURATION_PART = r"(\d+(?:\.\d+)?)([smhdw])"

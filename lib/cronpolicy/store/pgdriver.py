@@ -140,7 +140,7 @@ def translate(error, doing, dsn, found_version=None):
     return DatabaseError("cannot %s in %s: %s" % (
         doing, config.mask_dsn(dsn), config.scrub(first_line(error), dsn)), transient=transient,
         # Classes 22 and 23: data exceptions and integrity constraint violations.
-        refused=code[:2] in ("22", "23"))
+        refused=code[:2] in ("22", "23"), denied=code == "42501")
 
 
 def _refused_options(error, dsn, sent):

@@ -41,12 +41,14 @@ SELECT extract(epoch FROM now()) AS now,
 -- name: record_start
 -- The run is alive from here for one lease.  Its key was chosen by the host:
 -- written again (a retry, a spooled copy), it is still one row.  started_at
--- is given only when the start is written late (then it is the real one).
+-- is given only when the start is written late: then it is the host's
+-- clock (no later than now), and the row is marked spooled.
 INSERT INTO cronpolicy.script_run (
-    started_at, name, host, pid, estimate_seconds, estimate_source, skip_reason,
+    started_at, spooled, name, host, pid, estimate_seconds, estimate_source, skip_reason,
     policy_ignored, decision, policy_id, window_id, expected_interval, spool_id,
     heartbeat_at, lease_expires_at)
-VALUES (coalesce(%(started_at)s::timestamptz, now()),
+VALUES (least(coalesce(%(started_at)s::timestamptz, now()), now()),
+        %(started_at)s::timestamptz IS NOT NULL,
         %(name)s, %(host)s, %(pid)s, %(estimate_seconds)s, %(estimate_source)s,
         %(skip_reason)s, %(policy_ignored)s, %(decision)s, %(policy_id)s, %(window_id)s,
         %(expected_interval)s, %(spool_id)s, now(), now() + %(ttl)s * interval '1 second')
@@ -126,24 +128,27 @@ LISTEN cronpolicy_policy
 -- name: apply_spooled_run
 -- A whole run whose record could not be written at the time.  Its key
 -- makes it one row: if its start did reach the database after all (late),
--- the spooled end completes that row.
+-- the spooled end completes that row.  Its times are the host's clock,
+-- clamped to [started_at, now()], and the row is marked spooled.
 INSERT INTO cronpolicy.script_run (
     name, host, pid, started_at, finished_at, status, exit_code, skip_reason,
     estimate_seconds, estimate_source, policy_ignored, decision, policy_id, window_id,
-    expected_interval, stop_reason, stop_decision, stop_policy_id, stop_window_id, spool_id)
-VALUES (%(name)s, %(host)s, %(pid)s, %(started_at)s,
-        greatest(%(started_at)s::timestamptz, %(finished_at)s::timestamptz),
+    expected_interval, stop_reason, stop_decision, stop_policy_id, stop_window_id, spool_id,
+    spooled)
+VALUES (%(name)s, %(host)s, %(pid)s, least(%(started_at)s::timestamptz, now()),
+        least(greatest(%(started_at)s::timestamptz, %(finished_at)s::timestamptz), now()),
         %(status)s, %(exit_code)s, %(skip_reason)s, %(estimate_seconds)s,
         %(estimate_source)s, %(policy_ignored)s, %(decision)s, %(policy_id)s,
         %(window_id)s, %(expected_interval)s, %(stop_reason)s, %(stop_decision)s,
-        %(stop_policy_id)s, %(stop_window_id)s, %(spool_id)s)
+        %(stop_policy_id)s, %(stop_window_id)s, %(spool_id)s, true)
 ON CONFLICT (spool_id) DO UPDATE
-   SET status = EXCLUDED.status, exit_code = EXCLUDED.exit_code,
+   SET status = EXCLUDED.status, exit_code = EXCLUDED.exit_code, spooled = true,
        skip_reason = EXCLUDED.skip_reason, decision = EXCLUDED.decision,
        policy_ignored = EXCLUDED.policy_ignored,
        stop_reason = EXCLUDED.stop_reason, stop_decision = EXCLUDED.stop_decision,
        stop_policy_id = EXCLUDED.stop_policy_id, stop_window_id = EXCLUDED.stop_window_id,
-       finished_at = greatest(cronpolicy.script_run.started_at, EXCLUDED.finished_at),
+       finished_at = least(greatest(cronpolicy.script_run.started_at, EXCLUDED.finished_at),
+                           now()),
        lease_expires_at = NULL
  WHERE cronpolicy.script_run.status IN ('running', 'abandoned')
 
@@ -153,7 +158,7 @@ ON CONFLICT (spool_id) DO UPDATE
 UPDATE cronpolicy.script_run
    SET status = %(status)s, exit_code = %(exit_code)s, stop_reason = %(stop_reason)s,
        stop_decision = %(stop_decision)s, stop_policy_id = %(stop_policy_id)s,
-       stop_window_id = %(stop_window_id)s, lease_expires_at = NULL,
-       finished_at = greatest(started_at, %(finished_at)s::timestamptz)
+       stop_window_id = %(stop_window_id)s, lease_expires_at = NULL, spooled = true,
+       finished_at = least(greatest(started_at, %(finished_at)s::timestamptz), now())
  WHERE id = %(id)s AND status IN ('running', 'abandoned')
 

@@ -36,12 +36,13 @@ SELECT (julianday(finished_at) - julianday(started_at)) * 86400.0
 
 -- name: record_start
 -- The run is alive from here for one lease (:ttl seconds).  started_at is
--- given only when the start is written late (then it is the real one).
+-- given only when the start is written late: then it is the host's clock
+-- (no later than now), and the row is marked spooled.
 INSERT INTO cronpolicy.script_run (
-    started_at, name, host, pid, estimate_seconds, estimate_source, skip_reason,
+    started_at, spooled, name, host, pid, estimate_seconds, estimate_source, skip_reason,
     policy_ignored, decision, policy_id, window_id, expected_interval, spool_id,
     heartbeat_at, lease_expires_at)
-VALUES (coalesce(:started_at, strftime('%Y-%m-%d %H:%M:%f', 'now')),
+VALUES (min(coalesce(:started_at, strftime('%Y-%m-%d %H:%M:%f', 'now')), strftime('%Y-%m-%d %H:%M:%f', 'now')), :started_at IS NOT NULL,
         :name, :host, :pid, :estimate_seconds, :estimate_source, :skip_reason,
         :policy_ignored, :decision, :policy_id, :window_id, :expected_interval, :spool_id,
         strftime('%Y-%m-%d %H:%M:%f', 'now'),
@@ -115,22 +116,26 @@ DELETE FROM cronpolicy.run_slot WHERE name = :name AND slot = :slot AND run_key 
 
 -- name: apply_spooled_run
 -- A whole run whose record could not be written at the time; its key makes
--- it one row with its start, if that reached the database after all.
+-- it one row with its start, if that reached the database after all.  Its
+-- times are the host's clock, clamped to [started_at, now], marked spooled.
 INSERT INTO cronpolicy.script_run (
     name, host, pid, started_at, finished_at, status, exit_code, skip_reason,
     estimate_seconds, estimate_source, policy_ignored, decision, policy_id, window_id,
-    expected_interval, stop_reason, stop_decision, stop_policy_id, stop_window_id, spool_id)
-VALUES (:name, :host, :pid, :started_at, max(:started_at, :finished_at), :status,
+    expected_interval, stop_reason, stop_decision, stop_policy_id, stop_window_id, spool_id,
+    spooled)
+VALUES (:name, :host, :pid, min(:started_at, strftime('%Y-%m-%d %H:%M:%f', 'now')),
+        min(max(:started_at, :finished_at), strftime('%Y-%m-%d %H:%M:%f', 'now')), :status,
         :exit_code, :skip_reason, :estimate_seconds, :estimate_source, :policy_ignored,
         :decision, :policy_id, :window_id, :expected_interval, :stop_reason, :stop_decision,
-        :stop_policy_id, :stop_window_id, :spool_id)
+        :stop_policy_id, :stop_window_id, :spool_id, 1)
 ON CONFLICT (spool_id) DO UPDATE
-   SET status = excluded.status, exit_code = excluded.exit_code,
+   SET status = excluded.status, exit_code = excluded.exit_code, spooled = 1,
        skip_reason = excluded.skip_reason, decision = excluded.decision,
        policy_ignored = excluded.policy_ignored,
        stop_reason = excluded.stop_reason, stop_decision = excluded.stop_decision,
        stop_policy_id = excluded.stop_policy_id, stop_window_id = excluded.stop_window_id,
-       finished_at = max(script_run.started_at, excluded.finished_at), lease_expires_at = NULL
+       finished_at = min(max(script_run.started_at, excluded.finished_at), strftime('%Y-%m-%d %H:%M:%f', 'now')),
+       lease_expires_at = NULL
  WHERE script_run.status IN ('running', 'abandoned')
 
 
@@ -139,8 +144,8 @@ ON CONFLICT (spool_id) DO UPDATE
 UPDATE cronpolicy.script_run
    SET status = :status, exit_code = :exit_code, stop_reason = :stop_reason,
        stop_decision = :stop_decision, stop_policy_id = :stop_policy_id,
-       stop_window_id = :stop_window_id, finished_at = max(started_at, :finished_at),
-       lease_expires_at = NULL
+       stop_window_id = :stop_window_id, lease_expires_at = NULL, spooled = 1,
+       finished_at = min(max(started_at, :finished_at), strftime('%Y-%m-%d %H:%M:%f', 'now'))
  WHERE id = :id AND status IN ('running', 'abandoned')
 
 

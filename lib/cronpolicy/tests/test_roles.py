@@ -121,22 +121,80 @@ def test_rollout_role_flips_the_switch_and_manages_windows_but_not_policies(pg_r
     assert DBA(pg_dsn).scalar("SELECT count(*) FROM cronpolicy.script_policy") == 0
 
 
-def test_the_audit_is_append_only_except_for_admins(pg_roles, pg_dsn):
+def test_the_audit_is_append_only_for_every_role_administrators_included(pg_roles, pg_dsn):
     rollout, admin = pg_roles("cronpolicy_rollout"), pg_roles("cronpolicy_admin")
     count, error = try_sql(rollout, "UPDATE cronpolicy.deploy_state SET deploy_pending = true")
     assert count == 1, error
-    for sql in ("DELETE FROM cronpolicy.policy_audit",
-                "UPDATE cronpolicy.policy_audit SET db_user = 'nobody'",
-                "INSERT INTO cronpolicy.policy_audit (table_name, operation)"
-                " VALUES ('deploy_state', 'UPDATE')"):
-        count, error = try_sql(rollout, sql)
-        assert count is None and "permission denied" in error
+    for login in (rollout, admin):
+        for sql in ("DELETE FROM cronpolicy.policy_audit",
+                    "UPDATE cronpolicy.policy_audit SET db_user = 'nobody'",
+                    "TRUNCATE cronpolicy.policy_audit",
+                    "INSERT INTO cronpolicy.policy_audit (table_name, operation)"
+                    " VALUES ('deploy_state', 'UPDATE')"):
+            count, error = try_sql(login, sql)
+            assert count is None and "permission denied" in error, (sql, error)
     role = psycopg2.extensions.parse_dsn(rollout)["user"]
     assert DBA(pg_dsn).execute("SELECT db_user, table_name, operation"
                                " FROM cronpolicy.policy_audit") == [
         (role, "deploy_state", "UPDATE")]
-    count, error = try_sql(admin, "DELETE FROM cronpolicy.policy_audit")
+
+
+def test_an_administrator_cannot_silence_the_audit(pg_roles, pg_dsn):
+    """The attacks of issue 11: a trigger on the audit that drops entries,
+    or on a policy table; disabling or replacing the audit's triggers."""
+    admin = pg_roles("cronpolicy_admin")
+    for sql in ("CREATE TRIGGER drop_entries BEFORE INSERT ON cronpolicy.policy_audit"
+                " FOR EACH ROW EXECUTE FUNCTION cronpolicy.touch_changed()",
+                "CREATE TRIGGER sneak BEFORE UPDATE ON cronpolicy.script_policy"
+                " FOR EACH ROW EXECUTE FUNCTION cronpolicy.touch_changed()",
+                "ALTER TABLE cronpolicy.script_policy DISABLE TRIGGER script_policy_audit",
+                "ALTER TABLE cronpolicy.policy_audit DISABLE TRIGGER ALL",
+                "DROP TRIGGER script_policy_audit ON cronpolicy.script_policy",
+                "CREATE OR REPLACE FUNCTION cronpolicy.audit_change() RETURNS trigger"
+                " LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$",
+                "ALTER FUNCTION cronpolicy.audit_change() OWNER TO CURRENT_USER"):
+        count, error = try_sql(admin, sql)
+        assert count is None, sql
+        assert "permission denied" in error or "must be owner" in error, (sql, error)
+    assert DBA(pg_dsn).scalar(
+        "SELECT pg_get_userbyid(relowner) FROM pg_class"
+        " WHERE oid = 'cronpolicy.policy_audit'::regclass") == "cronpolicy_auditor"
+    # Everything else administrators may still do, and it is audited.
+    count, error = try_sql(admin, "INSERT INTO cronpolicy.script_policy (name) VALUES ('x')")
     assert count == 1, error
+    assert DBA(pg_dsn).scalar("SELECT count(*) FROM cronpolicy.policy_audit") == 1
+
+
+def test_truncate_is_audited_with_every_row_it_removes(pg_roles, pg_dsn):
+    admin = pg_roles("cronpolicy_admin")
+    for name in ("publish-distro", "sync-*"):
+        assert try_sql(admin, "INSERT INTO cronpolicy.script_policy (name, enabled)"
+                              " VALUES (%s, false)", (name,))[0] == 1
+    count, error = try_sql(admin, "BEGIN; SET LOCAL cronpolicy.reason = 'spring cleaning';"
+                                  " TRUNCATE cronpolicy.script_policy; COMMIT")
+    assert error is None, error
+    entries = DBA(pg_dsn).execute(
+        "SELECT row_id, old_row ->> 'name', old_row ->> 'enabled', reason, db_user"
+        " FROM cronpolicy.policy_audit WHERE operation = 'TRUNCATE' ORDER BY id")
+    login = psycopg2.extensions.parse_dsn(admin)["user"]
+    assert entries[0] == (None, None, None, "spring cleaning", login)
+    assert sorted(entry[1:3] for entry in entries[1:]) == [
+        ("publish-distro", "false"), ("sync-*", "false")]
+
+
+def test_who_changed_a_row_is_the_login_whatever_the_statement_says(pg_roles, pg_dsn):
+    rollout = pg_roles("cronpolicy_rollout")
+    login = psycopg2.extensions.parse_dsn(rollout)["user"]
+    for sql in ("UPDATE cronpolicy.deploy_state SET deploy_pending = true, changed_by = 'alice'",
+                "INSERT INTO cronpolicy.rollout_window (starts_at, ends_at, created_by,"
+                " cancelled_by) VALUES (now(), now() + interval '1 hour', 'alice', 'bob')",
+                "UPDATE cronpolicy.rollout_window SET cancelled_at = now(), cancelled_by = 'bob'"):
+        count, error = try_sql(rollout, sql)
+        assert count == 1, error
+    dba = DBA(pg_dsn)
+    assert dba.scalar("SELECT changed_by FROM cronpolicy.deploy_state") == login
+    assert dba.execute("SELECT created_by, cancelled_by FROM cronpolicy.rollout_window") == [
+        (login, login)]
 
 
 def test_config_file_with_a_password_must_be_private(tmp_path):

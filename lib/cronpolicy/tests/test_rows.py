@@ -21,7 +21,9 @@ UTC = datetime.timezone.utc
 NOT_IN_SHAPE = {
     "deploy_state": {"id"},                                  # always 1
     # Written by the database or the watcher, never by a start's record.
-    "script_run": {"id", "db_user", "heartbeat_at", "safe_to_interrupt", "lease_expires_at"},
+    # spooled: said by the statement that writes the record late.
+    "script_run": {"id", "db_user", "heartbeat_at", "safe_to_interrupt", "lease_expires_at",
+                   "spooled"},
 }
 SHAPES = {"script_policy": PolicyRow, "rollout_window": Window, "deploy_state": DeployState,
           "script_run": RunRecord}

@@ -100,6 +100,30 @@ BAD_ROWS = {
     "run_slot_slot_not_negative":
         "INSERT INTO cronpolicy.run_slot (name, slot, run_key, host, lease_expires_at)"
         " VALUES ('a', -1, 'k', 'h', {now1})",
+    # Schema patch 0009 (on SQLite, triggers): finite times, durations up to 100 years.
+    "script_policy_values_in_range":
+        "INSERT INTO cronpolicy.script_policy (name, expected_runtime) VALUES ('a', {century} * 2)",
+    "deploy_state_values_in_range": "INSERT INTO cronpolicy.deploy_state (changed_at)"
+                                    " VALUES ('10000-01-01 00:00:00')",
+    "rollout_window_values_in_range":
+        "INSERT INTO cronpolicy.rollout_window (starts_at, ends_at) VALUES ({now0}, 'infinity')",
+    "script_run_values_in_range":
+        "INSERT INTO cronpolicy.script_run (name, host, estimate_seconds) VALUES ('a', 'h', -1)",
+    "run_slot_values_in_range":
+        "INSERT INTO cronpolicy.run_slot (name, slot, run_key, host, lease_expires_at)"
+        " VALUES ('a', 0, 'k', 'h', '1969-12-31 23:59:59')",
+    "drain_values_in_range":
+        "INSERT INTO cronpolicy.drain (started_at, finished_at, quiet)"
+        " VALUES ({now0}, '20000-01-01 00:00:00', {true})",
+    "script_owner_name_role_key":
+        "INSERT INTO cronpolicy.script_owner (name, db_role) VALUES ('a', 'r'), ('a', 'r')",
+    "script_owner_name_not_empty":
+        "INSERT INTO cronpolicy.script_owner (name, db_role) VALUES ('', 'r')",
+    "script_owner_db_role_not_empty":
+        "INSERT INTO cronpolicy.script_owner (name, db_role) VALUES ('a', '')",
+    "script_owner_values_in_range":
+        "INSERT INTO cronpolicy.script_owner (name, db_role, granted_at)"
+        " VALUES ('a', 'r', '1969-01-01 00:00:00')",
     "drain_finishes_after_start":
         "INSERT INTO cronpolicy.drain (started_at, finished_at, quiet) VALUES ({now1}, {now0}, {true})",
 }
@@ -116,10 +140,11 @@ def test_every_constraint_has_a_bad_row(empty_pg_dsn):
 def test_both_backends_refuse_the_same_bad_rows(dba, constraint):
     sql = BAD_ROWS[constraint].format(
         now0=dba.now_plus(0), now1=dba.now_plus(3600), true="true",
-        zero="interval '0 seconds'" if dba.backend == "postgresql" else "0")
+        zero="interval '0 seconds'" if dba.backend == "postgresql" else "0",
+        century="interval '100 years'" if dba.backend == "postgresql" else "3155760000")
     before = {table: dba.scalar("SELECT count(*) FROM cronpolicy.%s" % table)
               for table in ("script_policy", "rollout_window", "script_run", "policy_audit",
-                            "drain", "deploy_state")}
+                            "drain", "deploy_state", "script_owner")}
     with pytest.raises(Exception) as refused:
         dba.execute(sql)
     message = str(refused.value).lower()
@@ -130,10 +155,13 @@ def test_both_backends_refuse_the_same_bad_rows(dba, constraint):
 
 # Every column audited --------------------------------------------------------------
 
-AUDITED = ("script_policy", "rollout_window", "deploy_state")
+AUDITED = ("script_policy", "rollout_window", "deploy_state", "script_owner")
 # A trigger keeps changed_at current; on SQLite the audit cannot tell a DBA's
 # own update of it from the trigger's, so it is audited with other changes only.
 NOT_AUDITED_ALONE = {"id", "changed_at"}
+# On PostgreSQL the database sets who changed a row (schema patch 0011): a
+# statement that names someone else changes nothing.
+SET_BY_THE_DATABASE = {"changed_by", "created_by", "created_at", "cancelled_by"}
 
 
 def _new_value(dba, column):
@@ -165,8 +193,11 @@ def test_every_column_of_the_audited_tables_is_audited(dba, table):
     elif table == "rollout_window":
         dba.execute("INSERT INTO cronpolicy.rollout_window (starts_at, ends_at)"
                     " VALUES ({}, {})".format(dba.now_plus(60), dba.now_plus(86400)))
+    elif table == "script_owner":
+        dba.execute("INSERT INTO cronpolicy.script_owner (name, db_role) VALUES ('job', 'cron')")
+    skipped = NOT_AUDITED_ALONE | (SET_BY_THE_DATABASE if dba.backend == "postgresql" else set())
     columns = [column for column in tables.metadata.tables["cronpolicy." + table].columns
-               if column.name not in NOT_AUDITED_ALONE]
+               if column.name not in skipped]
     assert columns
     for column in columns:
         before = dba.scalar("SELECT count(*) FROM cronpolicy.policy_audit")

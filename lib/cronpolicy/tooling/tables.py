@@ -21,7 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.types import TypeDecorator
 
-from cronpolicy.rows import to_time
+from cronpolicy.rows import to_seconds, to_time
 from cronpolicy.timeutil import to_sqlite
 
 SCHEMA = "cronpolicy"
@@ -64,9 +64,7 @@ class Seconds(TypeDecorator):
         return float(value) if dialect.name == "sqlite" else datetime.timedelta(seconds=value)
 
     def process_result_value(self, value, dialect):
-        if value is None:
-            return None
-        return float(value) if dialect.name == "sqlite" else value.total_seconds()
+        return to_seconds(value)
 
 
 class JSONDocument(TypeDecorator):
@@ -179,6 +177,7 @@ script_run = Table(
     Column("stop_policy_id", Integer),
     Column("stop_window_id", Integer),
     Column("lease_expires_at", Timestamp),
+    Column("spooled", Boolean, nullable=False, server_default=text("false")),
     CheckConstraint("status IN ('running', 'succeeded', 'failed', 'skipped', 'interrupted',"
                     " 'abandoned')", name="script_run_known_status"),
     Index("script_run_estimate_idx", "name", text("finished_at DESC"),
@@ -191,6 +190,18 @@ script_run = Table(
     Index("script_run_name_started_idx", "name", text("started_at DESC")),
     Index("script_run_started_idx", "started_at"),
     Index("script_run_spool_id_key", "spool_id", unique=True),
+)
+
+script_owner = Table(
+    "script_owner", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("db_role", Text, nullable=False),
+    Column("granted_by", Text, nullable=False, server_default=WHO),
+    Column("granted_at", Timestamp, nullable=False, server_default=NOW),
+    UniqueConstraint("name", "db_role", name="script_owner_name_role_key"),
+    CheckConstraint("name <> ''", name="script_owner_name_not_empty"),
+    CheckConstraint("db_role <> ''", name="script_owner_db_role_not_empty"),
 )
 
 run_slot = Table(
@@ -244,4 +255,5 @@ REQUIRED_COLUMNS = {
     "policy_audit": {"table_name", "operation"},
     "drain": {"quiet"},
     "run_slot": {"name", "slot", "run_key", "host", "lease_expires_at"},
+    "script_owner": {"name", "db_role"},
 }

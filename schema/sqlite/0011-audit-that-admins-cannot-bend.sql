@@ -1,0 +1,6 @@
+-- cronpolicy schema patch 0011 for the embedded SQLite backend: see
+-- ../0011-audit-that-admins-cannot-bend.sql.  Nothing to do here: SQLite
+-- has no TRUNCATE (a DELETE without WHERE on a table with triggers deletes,
+-- and audits, row by row), and no logins, so changed_by, created_by and
+-- cancelled_by hold the operating-system user the cronpolicy command ran
+-- as: informational, like everything a writer of the file may change.

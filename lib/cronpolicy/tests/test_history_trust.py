@@ -105,7 +105,7 @@ def test_times_come_from_the_database_clock(pg_roles, pg_dsn):
     assert dba.scalar("SELECT max(finished_at) <= now() FROM cronpolicy.script_run") is True
 
 
-def test_spooled_records_are_clamped_and_marked_on_both_backends(dsn, dba):
+def test_spooled_records_are_clamped_and_marked_on_both_backends(dsn, dba, cli):
     """Through the store's own statements, as the gate and `flush` write them."""
     import datetime
     from cronpolicy.config import Settings
@@ -127,6 +127,8 @@ def test_spooled_records_are_clamped_and_marked_on_both_backends(dsn, dba):
             else "(julianday(finished_at) - julianday(started_at)) * 86400"))
     assert spooled in (True, 1)
     assert 3590 < float(seconds) < 3700
+    code, out, _ = cli("history")
+    assert code == exitcodes.OK and "succeeded (spooled)" in out
 
 
 def test_the_upgrade_gives_each_name_to_the_logins_that_recorded_it(

@@ -59,3 +59,50 @@ def test_the_config_file_example_loads_as_written(tmp_path):
             settings.watch, settings.tcp_user_timeout) == (
         "postgresql://cron@db.example.com/cronpolicy", "web3", 5.0, 30.0, "listen", 10.0)
     assert settings.on_database_error_for("heartbeat") == "run"
+
+
+def section(title):
+    """The lines of README.txt's section ``title`` (to the next underlined heading)."""
+    found = [path for path in PLACES if os.path.exists(path)]
+    lines = open(found[0], encoding="utf-8").read().splitlines()
+    start = lines.index(title) + 2
+    end = next(index for index in range(start, len(lines) - 1)
+               if lines[index + 1].startswith("---") and lines[index].strip())
+    return lines[start:end]
+
+
+def indented_blocks(lines):
+    """Each run of indented lines (blank lines inside a run included)."""
+    blocks, current = [], []
+    for line in lines + [""]:
+        if line.startswith("    "):
+            current.append(line)
+        elif line.strip() and current:
+            blocks.append(textwrap.dedent("\n".join(current)).strip())
+            current = []
+    if current:
+        blocks.append(textwrap.dedent("\n".join(current)).strip())
+    return blocks
+
+
+def test_every_sql_recipe_runs_as_written(pg_dsn):
+    """Each recipe of "SQL recipes for DBAs", verbatim, on an emptied
+    database (recipes are independent: a DBA types one at a time)."""
+    import psycopg2
+    recipes = indented_blocks(section("SQL recipes for DBAs (PostgreSQL)"))
+    assert len(recipes) > 12 and any("script_owner" in recipe for recipe in recipes)
+    connection = psycopg2.connect(pg_dsn)
+    connection.autocommit = True
+    try:
+        for recipe in recipes:
+            with connection.cursor() as cursor:
+                cursor.execute("DELETE FROM cronpolicy.script_policy;"
+                               " DELETE FROM cronpolicy.rollout_window;"
+                               " DELETE FROM cronpolicy.script_owner;"
+                               " DELETE FROM cronpolicy.script_run")
+                try:
+                    cursor.execute(recipe)
+                except psycopg2.Error as error:
+                    pytest.fail("README recipe failed: %s\n%s" % (error, recipe))
+    finally:
+        connection.close()

@@ -419,7 +419,9 @@ def cmd_history(args, settings):
         ("PID", lambda r: r["pid"] if r["pid"] is not None else "-"),
         ("STARTED", lambda r: format_time(r["started_at"])),
         ("DURATION", lambda r: format_duration(r["duration_seconds"])),
-        ("STATUS", lambda r: r["status"] + (" (forced)" if r["policy_ignored"] else "")),
+        # spooled: written late with the host's times (clamped to the database clock).
+        ("STATUS", lambda r: r["status"] + (" (forced)" if r["policy_ignored"] else "")
+         + (" (spooled)" if r.get("spooled") else "")),
         ("EXIT", lambda r: r["exit_code"] if r["exit_code"] is not None else "-"),
         ("REASON", lambda r: quote(r["skip_reason"]))])
     return exitcodes.OK

@@ -67,6 +67,17 @@ class Seconds(TypeDecorator):
         return to_seconds(value)
 
 
+class SecondsNumber(TypeDecorator):
+    """Seconds as a plain number on both backends (double precision), read
+    like Seconds: clamped, and None for what is not a number (SQLite
+    stores text in any column)."""
+    impl = Double
+    cache_ok = True
+
+    def process_result_value(self, value, dialect):
+        return to_seconds(value)
+
+
 class JSONDocument(TypeDecorator):
     """jsonb on PostgreSQL, JSON text on SQLite; Python sees dicts."""
     impl = postgresql.JSONB()
@@ -161,7 +172,7 @@ script_run = Table(
     Column("status", Text, nullable=False, server_default="running"),
     Column("exit_code", Integer),
     Column("skip_reason", Text),
-    Column("estimate_seconds", Double),
+    Column("estimate_seconds", SecondsNumber),
     Column("estimate_source", Text),
     Column("policy_ignored", Boolean, nullable=False, server_default=text("false")),
     Column("heartbeat_at", Timestamp),
@@ -172,7 +183,7 @@ script_run = Table(
     Column("decision", Text),
     Column("policy_id", Integer),
     Column("window_id", Integer),
-    Column("expected_interval", Double),
+    Column("expected_interval", SecondsNumber),
     Column("stop_decision", Text),
     Column("stop_policy_id", Integer),
     Column("stop_window_id", Integer),
@@ -240,7 +251,7 @@ drain = Table(
     Column("host", Text, nullable=False, server_default="*"),
     Column("quiet", Boolean, nullable=False),
     Column("longest_blocker", Text),
-    Column("longest_blocker_seconds", Double),
+    Column("longest_blocker_seconds", SecondsNumber),
     CheckConstraint("finished_at >= started_at", name="drain_finishes_after_start"),
     Index("drain_finished_at_idx", "finished_at"),
 )

@@ -14,10 +14,16 @@
 -- * A script's name belongs to the database roles listed for it in
 --   script_owner: a login may record runs (and take fleet-wide slots) of a
 --   script only as a member of one of them.  A name no row lists is
---   claimed by the first non-administrator login that records it.  An
+--   claimed by the first non-administrator login that records it (a name
+--   holding * or ? cannot be claimed: it would read as a pattern).  An
 --   administrator shares or reassigns a name by inserting or deleting rows
 --   (glob patterns allowed: ('*', 'cronpolicy_script') lets every script
 --   login record every name, the rule before this patch).
+-- * Run ids are always generated: a login cannot take the ids ahead of the
+--   sequence and so make every other host's insert fail.
+-- * Runtime estimates read only runs timed by the database clock (not
+--   spooled ones): a host's clock, or a login that claims one, cannot
+--   stretch them.
 -- * Administrators (superusers, the owner of the tables, members of
 --   cronpolicy_admin) are not bound by either rule: they may import
 --   history with its own times.
@@ -26,6 +32,7 @@
 -- becomes a row of script_owner, so no host is refused after the upgrade.
 
 ALTER TABLE cronpolicy.script_run ADD COLUMN spooled boolean NOT NULL DEFAULT false;
+ALTER TABLE cronpolicy.script_run ALTER COLUMN id SET GENERATED ALWAYS;
 COMMENT ON COLUMN cronpolicy.script_run.spooled IS
     'true: started_at/finished_at came from the host''s clock (written late from its spool), '
     'clamped to [started_at, now()]; false: the database clock set them.';
@@ -73,15 +80,37 @@ COMMENT ON COLUMN cronpolicy.script_owner.name IS
 COMMENT ON COLUMN cronpolicy.script_owner.db_role IS
     'A login or group role; its members may record the matching scripts'' runs.';
 COMMENT ON COLUMN cronpolicy.script_owner.granted_by IS
-    'Who added the row: the database user, or ''first run'' for a claim by the first login '
-    'that recorded the name.';
-COMMENT ON COLUMN cronpolicy.script_owner.granted_at IS 'When the row was added.';
+    'Who added the row (set by a trigger): the database user, or ''first run'' for a claim by '
+    'the first login that recorded the name.';
+COMMENT ON COLUMN cronpolicy.script_owner.granted_at IS 'When the row was added (set by a trigger).';
+
+-- One first claim per name, checked by the index whatever a transaction's
+-- snapshot shows (two logins claiming at once: the second is refused).
+CREATE UNIQUE INDEX script_owner_first_claim_key ON cronpolicy.script_owner (name)
+    WHERE granted_by = 'first run';
 
 INSERT INTO cronpolicy.script_owner (name, db_role, granted_by)
 SELECT DISTINCT r.name, r.db_user, 'schema patch 0010'
   FROM cronpolicy.script_run AS r
  WHERE r.db_user <> '' AND NOT cronpolicy.is_administrator(r.db_user)
    AND EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r.db_user);
+
+CREATE FUNCTION cronpolicy.touch_owner() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN
+    -- 'first run' only from claim_script (SECURITY DEFINER: current_user is
+    -- its owner, not the login), which says so in a transaction setting.
+    NEW.granted_by := CASE WHEN current_setting('cronpolicy.claiming', true) = 'on'
+                                AND current_user <> session_user
+                           THEN 'first run' ELSE session_user END;
+    NEW.granted_at := now();
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION cronpolicy.touch_owner() IS
+    'Sets script_owner.granted_by (the login, or ''first run'') and granted_at.';
+CREATE TRIGGER script_owner_touch BEFORE INSERT OR UPDATE ON cronpolicy.script_owner
+    FOR EACH ROW EXECUTE FUNCTION cronpolicy.touch_owner();
 
 -- Changes of ownership are audited and announced like policy changes.
 CREATE TRIGGER script_owner_audit AFTER INSERT OR UPDATE OR DELETE ON cronpolicy.script_owner
@@ -109,8 +138,14 @@ BEGIN
     SELECT string_agg(DISTINCT o.db_role, ', ') INTO owners
       FROM cronpolicy.script_owner AS o WHERE cronpolicy.glob_matches(o.name, script);
     IF owners IS NULL THEN
-        INSERT INTO cronpolicy.script_owner (name, db_role, granted_by)
-        VALUES (script, session_user, 'first run');
+        IF script ~ '[*?]' THEN
+            RAISE EXCEPTION 'script name % holds * or ?, which script_owner would read as a '
+                            'pattern: only an administrator can give it to a login', script
+                USING ERRCODE = 'insufficient_privilege';
+        END IF;
+        PERFORM set_config('cronpolicy.claiming', 'on', true);
+        INSERT INTO cronpolicy.script_owner (name, db_role) VALUES (script, session_user);
+        PERFORM set_config('cronpolicy.claiming', '', true);
         RETURN;
     END IF;
     RAISE EXCEPTION 'script % belongs to database role %, and % is not a member', script, owners,

@@ -93,6 +93,28 @@ COMMENT ON COLUMN cronpolicy.rollout_window.created_by IS
     'Database user (login) who scheduled the window; set by a trigger.';
 COMMENT ON COLUMN cronpolicy.rollout_window.cancelled_by IS
     'Database user (login) who cancelled the window; set by a trigger.';
+-- Until roles.sql is applied again, take from administrators at once what
+-- it no longer grants them, and remove what they could have planted with
+-- it: triggers on the audit itself (cronpolicy puts none there).
+DO $$
+DECLARE
+    planted record;
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'cronpolicy_admin') THEN
+        REVOKE TRIGGER ON ALL TABLES IN SCHEMA cronpolicy FROM cronpolicy_admin;
+        REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES ON cronpolicy.policy_audit
+            FROM cronpolicy_admin;
+        REVOKE ALL ON SEQUENCE cronpolicy.policy_audit_id_seq FROM cronpolicy_admin;
+    END IF;
+    FOR planted IN SELECT tgname FROM pg_trigger
+                    WHERE tgrelid = 'cronpolicy.policy_audit'::regclass AND NOT tgisinternal LOOP
+        RAISE NOTICE 'dropping trigger % on cronpolicy.policy_audit: nothing may filter the audit',
+            planted.tgname;
+        EXECUTE format('DROP TRIGGER %I ON cronpolicy.policy_audit', planted.tgname);
+    END LOOP;
+END
+$$;
+
 COMMENT ON TABLE cronpolicy.policy_audit IS
     'Every change to script_policy, rollout_window, deploy_state and script_owner, written by '
     'triggers (TRUNCATE included, row by row).  With roles.sql applied it belongs to '

@@ -116,6 +116,7 @@ ALTER FUNCTION cronpolicy.audit_truncate() OWNER TO cronpolicy_auditor;
 GRANT SELECT ON cronpolicy.script_policy, cronpolicy.rollout_window, cronpolicy.script_owner,
                 cronpolicy.deploy_state TO cronpolicy_auditor;
 REVOKE ALL ON cronpolicy.policy_audit FROM cronpolicy_admin;
+REVOKE ALL ON SEQUENCE cronpolicy.policy_audit_id_seq FROM cronpolicy_admin;
 GRANT SELECT ON cronpolicy.policy_audit TO cronpolicy_admin;
 
 -- A host updates only the runs it wrote, and is told so when it tries

@@ -118,9 +118,12 @@ class Spool:
 
         An entry the database refuses for good (a constraint, an impossible
         value), or a file that is not an entry, is moved to ``rejected/`` so it
-        never blocks the others; any other database error (an outage, a
-        missing privilege) stops the flush (raised), keeping that entry and
-        the rest for next time.  Two flushes at once are harmless:
+        never blocks the others.  An entry this login may not write (a script
+        that belongs to other database roles, a missing grant) stays for when
+        an administrator allows it, and the flush goes on with the others;
+        the last such error is raised at the end.  Any other database error
+        (an outage) stops the flush (raised), keeping that entry and the rest
+        for next time.  Two flushes at once are harmless:
         entries are written once, and a file another flush removed first is
         simply skipped.
         """
@@ -128,6 +131,7 @@ class Spool:
         from cronpolicy.errors import DatabaseError
         give_up = None if timeout is None else time.monotonic() + timeout
         written = 0
+        denied = None
         for path, entry in self.entries():
             if limit is not None and written >= limit:
                 break
@@ -139,6 +143,9 @@ class Spool:
             try:
                 store.apply_spooled(entry)
             except DatabaseError as error:
+                if error.denied:
+                    denied = error
+                    continue
                 if not error.refused:
                     raise
                 self._reject(path)
@@ -148,6 +155,9 @@ class Spool:
             except FileNotFoundError:
                 pass
             written += 1
+        if denied is not None:
+            denied.written = written    # what did go through, for the caller to say
+            raise denied
         return written
 
     def _reject(self, path):

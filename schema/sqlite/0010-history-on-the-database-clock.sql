@@ -19,17 +19,19 @@ CREATE TABLE cronpolicy.script_owner (
     CONSTRAINT script_owner_name_not_empty CHECK (name <> ''),
     CONSTRAINT script_owner_db_role_not_empty CHECK (db_role <> '')
 );
+CREATE UNIQUE INDEX cronpolicy.script_owner_first_claim_key ON script_owner (name)
+    WHERE granted_by = 'first run';
 
 CREATE TRIGGER cronpolicy.script_owner_values_in_range_insert BEFORE INSERT ON script_owner
-    FOR EACH ROW WHEN NOT ((NEW.granted_at IS NULL OR (typeof(NEW.granted_at) = 'text' AND NEW.granted_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*' AND strftime('%Y-%m-%d', substr(NEW.granted_at, 1, 10), '+0 days') IS substr(NEW.granted_at, 1, 10) AND coalesce(julianday(NEW.granted_at) BETWEEN 2440587.5 AND 5336594.5, 0))))
+    FOR EACH ROW WHEN NOT ((NEW.granted_at IS NULL OR (typeof(NEW.granted_at) = 'text' AND coalesce(NEW.granted_at IN (strftime('%Y-%m-%d %H:%M:%f', NEW.granted_at, '+0 days'), strftime('%Y-%m-%d %H:%M:%S', NEW.granted_at, '+0 days'), strftime('%Y-%m-%d %H:%M', NEW.granted_at, '+0 days'), strftime('%Y-%m-%d', NEW.granted_at, '+0 days')), 0) AND coalesce(julianday(NEW.granted_at) BETWEEN 2440587.5 AND 5336594.5, 0))))
 BEGIN
-    SELECT RAISE(ABORT, 'CHECK constraint failed: script_owner_values_in_range: times (granted_at) UTC text from 1970-01-01 to 9898-12-31');
+    SELECT RAISE(ABORT, 'CHECK constraint failed: script_owner_values_in_range: times (granted_at) UTC text YYYY-MM-DD[ HH:MM[:SS[.SSS]]] from 1970-01-01 to 9898-12-31');
 END;
 
 CREATE TRIGGER cronpolicy.script_owner_values_in_range_update BEFORE UPDATE ON script_owner
-    FOR EACH ROW WHEN NOT ((NEW.granted_at IS NULL OR (typeof(NEW.granted_at) = 'text' AND NEW.granted_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*' AND strftime('%Y-%m-%d', substr(NEW.granted_at, 1, 10), '+0 days') IS substr(NEW.granted_at, 1, 10) AND coalesce(julianday(NEW.granted_at) BETWEEN 2440587.5 AND 5336594.5, 0))))
+    FOR EACH ROW WHEN NOT ((NEW.granted_at IS NULL OR (typeof(NEW.granted_at) = 'text' AND coalesce(NEW.granted_at IN (strftime('%Y-%m-%d %H:%M:%f', NEW.granted_at, '+0 days'), strftime('%Y-%m-%d %H:%M:%S', NEW.granted_at, '+0 days'), strftime('%Y-%m-%d %H:%M', NEW.granted_at, '+0 days'), strftime('%Y-%m-%d', NEW.granted_at, '+0 days')), 0) AND coalesce(julianday(NEW.granted_at) BETWEEN 2440587.5 AND 5336594.5, 0))))
 BEGIN
-    SELECT RAISE(ABORT, 'CHECK constraint failed: script_owner_values_in_range: times (granted_at) UTC text from 1970-01-01 to 9898-12-31');
+    SELECT RAISE(ABORT, 'CHECK constraint failed: script_owner_values_in_range: times (granted_at) UTC text YYYY-MM-DD[ HH:MM[:SS[.SSS]]] from 1970-01-01 to 9898-12-31');
 END;
 
 CREATE TRIGGER cronpolicy.script_owner_audit_insert AFTER INSERT ON script_owner

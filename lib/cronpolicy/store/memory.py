@@ -97,7 +97,8 @@ class MemoryDatabase:
     def _insert(self, record, **extra):
         with self.lock:
             run = dict(dict(record._asdict(), id=len(self.runs) + 1, heartbeat_at=None,
-                            safe_to_interrupt=False, lease_expires_at=None), **extra)
+                            safe_to_interrupt=False, lease_expires_at=None, spooled=False),
+                       **extra)
             self.runs.append(run)
             return run["id"]
 
@@ -135,7 +136,8 @@ class MemoryStore:
         with database.lock:
             now = database.clock()
             succeeded = [run for run in database.runs
-                         if run["name"] == name and run["status"] == "succeeded"]
+                         if run["name"] == name and run["status"] == "succeeded"
+                         and not run.get("spooled")]
             succeeded.sort(key=lambda run: run["finished_at"], reverse=True)
             return Inputs(
                 now=now, schema_version=SCHEMA_VERSION, deploy=database.deploy,
@@ -159,9 +161,11 @@ class MemoryStore:
     def record_start(self, record):
         self._check("record the start of %s" % record.name)
         now = self.database.clock()
-        run_id = self.database._insert(record._replace(status="running",
-                                                       started_at=record.started_at or now),
-                                       heartbeat_at=now, lease_expires_at=self._lease())
+        # A start written late keeps the host's time (no later than now): spooled.
+        run_id = self.database._insert(record._replace(
+            status="running", started_at=min(record.started_at or now, now)),
+            heartbeat_at=now, lease_expires_at=self._lease(),
+            spooled=record.started_at is not None)
         return RunHandle(run_id, record)
 
     def record_finish(self, run, end):
@@ -252,20 +256,23 @@ class MemoryStore:
         self._check("write a spooled record")
         database = self.database
         with database.lock:
+            now = database.clock()      # a host's times, clamped to [start, now]
             if entry.record is not None:
+                started = min(entry.record.started_at, now)
                 record = entry.record._replace(
-                    finished_at=max(entry.record.started_at, entry.record.finished_at))
+                    started_at=started, finished_at=min(max(started, entry.record.finished_at), now))
                 same = [run for run in database.runs if run["spool_id"] == record.spool_id]
                 if not same:
                     database._insert(record)
+                    database.runs[-1]["spooled"] = True
                 elif same[0]["status"] in ("running", "abandoned"):
                     same[0].update(RunEnd(*[getattr(record, field) for field in RunEnd._fields])
-                                   ._asdict(), lease_expires_at=None)
+                                   ._asdict(), lease_expires_at=None, spooled=True)
             else:
                 run = database.runs[entry.run_id - 1]
                 if run["status"] in ("running", "abandoned"):
-                    run.update(entry.end._asdict(),
-                               finished_at=max(run["started_at"], entry.end.finished_at))
+                    run.update(entry.end._asdict(), spooled=True,
+                               finished_at=min(max(run["started_at"], entry.end.finished_at), now))
 
     def close(self):
         """Give back the slot; an unfinished run lives on until its lease runs out."""

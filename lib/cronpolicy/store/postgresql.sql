@@ -35,6 +35,7 @@ SELECT extract(epoch FROM now()) AS now,
             SELECT extract(epoch FROM finished_at - started_at) AS seconds
               FROM cronpolicy.script_run
              WHERE name = %(name)s AND status = 'succeeded'
+               AND NOT spooled      -- timed by the database clock only: hosts' clocks lie
              ORDER BY finished_at DESC LIMIT %(runs)s) AS recent) AS recent_runtimes
 
 

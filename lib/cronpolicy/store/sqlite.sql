@@ -28,9 +28,10 @@ SELECT * FROM cronpolicy.rollout_window
 
 
 -- name: recent_runtimes
+-- Runs timed by the database's clock only: a spooled run's times are a host's.
 SELECT (julianday(finished_at) - julianday(started_at)) * 86400.0
   FROM cronpolicy.script_run
- WHERE name = :name AND status = 'succeeded'
+ WHERE name = :name AND status = 'succeeded' AND NOT spooled
  ORDER BY finished_at DESC LIMIT :runs
 
 

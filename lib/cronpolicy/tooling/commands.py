@@ -306,11 +306,21 @@ def cmd_flush(args, settings):
     store = open_store(settings, application_name="cronpolicy-flush")
     try:
         written = spool.flush(store)
+    except DatabaseError as error:
+        if not error.denied:
+            raise
+        written = error.written     # the others went through; the error is the exit
+        _say_written(written, settings)
+        raise
     finally:
         store.close()
+    _say_written(written, settings)
+    return exitcodes.OK
+
+
+def _say_written(written, settings):
     print("wrote %d spooled run record%s to %s" % (written, "" if written == 1 else "s",
                                                  settings.masked_dsn))
-    return exitcodes.OK
 
 
 def cmd_prune(args, settings):

@@ -20,7 +20,7 @@ DELETE FROM cronpolicy.script_run WHERE id IN (
      WHERE r.started_at < :cutoff AND r.status <> 'running'
        AND NOT (r.status = 'succeeded' AND r.id IN (
             SELECT k.id FROM cronpolicy.script_run AS k
-             WHERE k.name = r.name AND k.status = 'succeeded'
+             WHERE k.name = r.name AND k.status = 'succeeded' AND NOT k.spooled
              ORDER BY k.finished_at DESC LIMIT :keep))
      ORDER BY r.started_at LIMIT :batch)
 """).bindparams(bindparam("cutoff", type_=Timestamp()))

@@ -213,6 +213,9 @@ script_owner = Table(
     UniqueConstraint("name", "db_role", name="script_owner_name_role_key"),
     CheckConstraint("name <> ''", name="script_owner_name_not_empty"),
     CheckConstraint("db_role <> ''", name="script_owner_db_role_not_empty"),
+    Index("script_owner_first_claim_key", "name", unique=True,
+          postgresql_where=text("granted_by = 'first run'"),
+          sqlite_where=text("granted_by = 'first run'")),
 )
 
 run_slot = Table(

@@ -259,8 +259,8 @@ class MemoryStore:
             now = database.clock()      # a host's times, clamped to [start, now]
             if entry.record is not None:
                 started = min(entry.record.started_at, now)
-                record = entry.record._replace(
-                    started_at=started, finished_at=min(max(started, entry.record.finished_at), now))
+                finished = min(max(started, entry.record.finished_at), now)
+                record = entry.record._replace(started_at=started, finished_at=finished)
                 same = [run for run in database.runs if run["spool_id"] == record.spool_id]
                 if not same:
                     database._insert(record)

@@ -125,7 +125,7 @@ def _run_gate(log_path):
 DEEP = int(os.environ.get("CRONPOLICY_FUZZ_EXAMPLES", "0"))
 
 
-@hypothesis_settings(max_examples=DEEP or 40, deadline=None, derandomize=not DEEP,
+@hypothesis_settings(max_examples=DEEP or 25, deadline=None, derandomize=not DEEP,
                      suppress_health_check=[HealthCheck.function_scoped_fixture,
                                             HealthCheck.too_slow])
 @given(rows=st.lists(writes(), min_size=1, max_size=3), past_guards=st.booleans(),

@@ -17,6 +17,7 @@ class SampleCron(CronScript):
 
     name = "sample-cron"
     expected_runtime = 5  # seconds, until there is history
+    in_step = False       # what is_safe_to_interrupt() reads (asked only while main() runs)
 
     def add_my_options(self):
         self.parser.add_argument("--steps", type=int, default=3)
@@ -24,7 +25,6 @@ class SampleCron(CronScript):
                                  help="seconds between steps")
 
     def main(self):
-        self.in_step = False
         for step in range(1, self.options.steps + 1):
             self.in_step = True           # pretend to publish: must not be cut short
             time.sleep(self.options.pause / 2)

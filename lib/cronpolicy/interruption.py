@@ -39,6 +39,7 @@ class Interruption:
         self.in_main = False
         self.interrupting = False
         self._deciding = False
+        self._hook_failed = False       # said once per run
         self._previous_handlers = None
 
     @property
@@ -54,14 +55,22 @@ class Interruption:
             self._interrupt(stop)
 
     def safe_now(self):
+        """Whether stopping main() now leaves no mess.  The script's hook is
+        asked only while main() runs: before, the state it reads may not
+        exist yet (main() sets it), and nothing can be interrupted anyway.
+        A hook that raises counts as not safe, said once per run, in one
+        line (cron mails every traceback)."""
         if self.always_safe:
             return True
-        if self.safety_hook is None:
+        if self.safety_hook is None or not self.in_main:
             return False
         try:
             return bool(self.safety_hook())
-        except Exception:
-            self.logger.exception("is_safe_to_interrupt() raised; counting the run as not safe")
+        except Exception as error:
+            if not self._hook_failed:
+                self._hook_failed = True
+                self.logger.warning("is_safe_to_interrupt() raised %s: %s; counting the run "
+                                    "as not safe", type(error).__name__, error)
             return False
 
     def _interrupt(self, stop, forced=False):

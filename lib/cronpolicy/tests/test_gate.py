@@ -578,3 +578,29 @@ def test_a_run_whose_lease_lapsed_stops_at_its_next_safe_point(database, env):
     record = database.runs[0]
     assert (record["status"], record["stop_decision"]) == ("interrupted", "lease-lost")
     assert "the fleet no longer counts this run as running" in log(env)
+
+
+def test_a_hook_is_asked_only_while_main_runs_and_a_raising_one_is_one_warning(database, env):
+    """The quick start's first hook read an attribute main() sets: asked
+    before main() (3 runs in 10) it raised, logged at ERROR with a traceback,
+    which cron mails."""
+    from cronpolicy.interruption import Interruption
+    asked = []
+    interruption = Interruption(lambda: asked.append(1) or True, logging.getLogger("t"))
+    assert interruption.safe_now() is False and asked == []     # main() has not begun
+    interruption.in_main = True
+    assert interruption.safe_now() is True and asked == [1]
+
+    class LateState(Job):
+        def is_safe_to_interrupt(self):
+            return not self.publishing          # set only once main() is under way
+
+    def body(job):
+        time.sleep(1.0)         # several heartbeats ask the hook meanwhile
+        job.publishing = False
+
+    assert run(LateState(database, body=body), env) == exitcodes.OK
+    text = log(env)
+    assert "Traceback" not in text and " ERROR " not in text, text
+    warnings = [line for line in text.splitlines() if "is_safe_to_interrupt() raised" in line]
+    assert len(warnings) == 1 and "AttributeError" in warnings[0], text

@@ -85,9 +85,12 @@ def indented_blocks(lines):
     return blocks
 
 
-def test_every_sql_recipe_runs_as_written(pg_dsn):
+@pytest.mark.parametrize("before", ["nothing", "every row already there"])
+def test_every_sql_recipe_runs_as_written(pg_dsn, before):
     """Each recipe of "SQL recipes for DBAs", verbatim, on an emptied
-    database (recipes are independent: a DBA types one at a time)."""
+    database (recipes are independent: a DBA types one at a time), and on
+    one where the rows it names exist already (after `cronpolicy enable`,
+    say): the recipes' INSERTs once failed there with a duplicate key."""
     import psycopg2
     recipes = indented_blocks(section("SQL recipes for DBAs (PostgreSQL)"))
     assert len(recipes) > 12 and any("script_owner" in recipe for recipe in recipes)
@@ -100,6 +103,12 @@ def test_every_sql_recipe_runs_as_written(pg_dsn):
                                " DELETE FROM cronpolicy.rollout_window;"
                                " DELETE FROM cronpolicy.script_owner;"
                                " DELETE FROM cronpolicy.script_run")
+                if before != "nothing":
+                    cursor.execute("INSERT INTO cronpolicy.script_policy (name, host)"
+                                   " SELECT DISTINCT name, host FROM (VALUES"
+                                   " ('publish-distro', '*'), ('publish-distro', 'ppa3'),"
+                                   " ('publish-*', '*'), ('sync-mirror', '*'), ('build-*', '*'),"
+                                   " ('heartbeat', '*')) AS t (name, host)")
                 try:
                     cursor.execute(recipe)
                 except psycopg2.Error as error:

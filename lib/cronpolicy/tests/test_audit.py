@@ -65,3 +65,54 @@ def test_injection_through_reasons_and_names_is_stored_literally(cli, dba):
     assert entry["reason"] == hostile and entry["new_row"]["name"] == hostile
     code, out, _ = cli("why", hostile, "--json")
     assert code == exitcodes.OK and json.loads(out) == []
+
+
+def _audit_as_seen(cli, dba):
+    """`audit --json` after the same changes, without what differs by nature
+    (ids, clocks, who)."""
+    assert cli("deploy", "begin", "--reason", "release 4521")[0] == exitcodes.OK
+    assert cli("disable", "publish-distro", "--reason", "mirror down")[0] == exitcodes.OK
+    runtime = "interval '20 minutes'" if dba.backend == "postgresql" else "1200"
+    dba.execute("UPDATE cronpolicy.script_policy SET expected_runtime = %s" % runtime)
+    dba.execute("INSERT INTO cronpolicy.rollout_window (starts_at, ends_at) VALUES ({}, {})".format(
+        "'2030-01-01 02:00:00+00'" if dba.backend == "postgresql" else "'2030-01-01 02:00:00'",
+        "'2030-01-01 03:00:00+00'" if dba.backend == "postgresql" else "'2030-01-01 03:00:00'"))
+    code, out, err = cli("audit", "--json")
+    assert code == exitcodes.OK, err
+    entries = json.loads(out)
+    volatile = {"id", "changed_at", "created_at", "changed_by", "created_by"}
+    return [(entry["table_name"], entry["operation"],
+             {key: value for key, value in (entry["new_row"] or {}).items()
+              if key not in volatile},
+             {key: value for key, value in entry["changes"].items() if key not in volatile})
+            for entry in entries]
+
+
+def test_the_audit_reads_the_same_on_both_backends(request, monkeypatch, tmp_path):
+    """SQLite's triggers write 1/0, its own time text and seconds where
+    PostgreSQL's write true/false, ISO times and interval text."""
+    from .conftest import DBA, dsn_for, make_env
+    seen = {}
+    for backend in ("postgresql", "sqlite"):
+        dsn = dsn_for(request, backend)
+        home = tmp_path / backend
+        home.mkdir()
+        env = make_env(home, dsn)
+        for key, value in env.items():
+            if key.startswith(("CRONPOLICY_", "XDG_")):
+                monkeypatch.setenv(key, value)
+        capsys = request.getfixturevalue("capsys")
+        from cronpolicy.tooling.cli import main
+
+        def cli(*argv):
+            capsys.readouterr()
+            code = main(list(argv))
+            out, err = capsys.readouterr()
+            return code, out, err
+        seen[backend] = _audit_as_seen(cli, DBA(dsn))
+    assert seen["postgresql"] == seen["sqlite"]
+    deploy = next(row for table, op, row, _ in seen["sqlite"] if table == "deploy_state")
+    assert deploy["deploy_pending"] is True
+    policy = [changes for table, op, _, changes in seen["sqlite"]
+              if table == "script_policy" and op == "UPDATE"][-1]
+    assert policy["expected_runtime"] == [None, 1200.0]

@@ -11,15 +11,68 @@ that created or moved the window.  Reason text is only ever shown.
 """
 
 import datetime
+import re
 
 from sqlalchemy import and_, select
 
 from cronpolicy import policy
 from cronpolicy.errors import UsageError
+from cronpolicy.rows import to_seconds, to_time
 from cronpolicy.timeutil import UTC, parse_time
+from cronpolicy.tooling import tables
 from cronpolicy.tooling.tables import policy_audit, script_run
 
 _EPOCH = datetime.datetime(2000, 1, 1, tzinfo=UTC)
+
+# PostgreSQL's text of an interval in a row document: "1 year 2 mons 3 days
+# 04:05:06.5"; a year and a month count as extract(epoch) counts them.
+_INTERVAL_UNITS = {"year": 365.25 * 86400, "mon": 30 * 86400, "day": 86400}
+_INTERVAL_PART = r"(-?\d+) (year|mon|day)s?"
+_INTERVAL_CLOCK = r"(-?)(\d+):(\d\d):(\d\d(?:\.\d+)?)"
+
+
+def _interval_seconds(value):
+    if not isinstance(value, str):
+        return to_seconds(value)
+    seconds = sum(int(count) * _INTERVAL_UNITS[unit]
+                  for count, unit in re.findall(_INTERVAL_PART, value))
+    clock = re.search(_INTERVAL_CLOCK, value)
+    if clock:
+        sign, hours, minutes, rest = clock.groups()
+        seconds += (-1 if sign else 1) * (int(hours) * 3600 + int(minutes) * 60 + float(rest))
+    elif not re.search(_INTERVAL_PART, value):
+        return to_seconds(value)        # a number as text, or nothing readable
+    return to_seconds(seconds)
+
+
+def _normalized(table, document):
+    """A row document as both backends agree on it: PostgreSQL's triggers
+    write to_jsonb (true/false, ISO times, interval text), SQLite's
+    json_object (1/0, its time text, seconds).  Booleans become booleans,
+    times aware UTC datetimes, durations seconds."""
+    definition = tables.metadata.tables.get("%s.%s" % (tables.SCHEMA, table))
+    if not document or definition is None:
+        return document
+    document = dict(document)
+    for column in definition.columns:
+        value = document.get(column.name)
+        if value is None:
+            continue
+        kind = type(column.type).__name__
+        if kind == "Boolean" and value in (0, 1):
+            document[column.name] = bool(value)
+        elif kind == "Timestamp":
+            document[column.name] = to_time(value)
+        elif kind == "Seconds":
+            document[column.name] = _interval_seconds(value)
+    return document
+
+
+def _with_documents_normalized(entry):
+    for key in ("old_row", "new_row"):
+        entry[key] = _normalized(entry["table_name"], entry.get(key))
+    entry["changes"] = _changed_fields(entry)
+    return entry
 
 
 def _changed_fields(entry):
@@ -41,9 +94,7 @@ def changes(db, since=None, limit=100, table=None):
         if table is not None:
             query = query.where(policy_audit.c.table_name == table)
         entries = [dict(row) for row in connection.execute(query).mappings()]
-    for entry in entries:
-        entry["changes"] = _changed_fields(entry)
-    return list(reversed(entries))
+    return [_with_documents_normalized(entry) for entry in reversed(entries)]
 
 
 def _latest_before(connection, table, row_id, moment, where=None):
@@ -54,9 +105,8 @@ def _latest_before(connection, table, row_id, moment, where=None):
     if row_id is not None:
         query = query.where(policy_audit.c.row_id == row_id)
     for row in connection.execute(query.limit(50)).mappings():
-        entry = dict(row)
+        entry = _with_documents_normalized(dict(row))
         if where is None or where(entry):
-            entry["changes"] = _changed_fields(entry)
             return entry
     return None
 

@@ -66,7 +66,11 @@ def quote(text):
 
 def change_summary(entry):
     if entry["operation"] == "TRUNCATE":
-        return "all rows removed"
+        row = entry["old_row"]
+        if not row:     # the statement's own entry; one per row follows
+            return "all rows removed"
+        return "removed: " + ", ".join("%s=%s" % (key, row[key]) for key in ("name", "host")
+                                       if key in row)
     if entry["operation"] == "INSERT":
         row = entry["new_row"] or {}
         keys = [key for key in ("name", "host", "enabled", "deploy_pending", "starts_at",

@@ -205,9 +205,9 @@ def _run_reason(s):
                 % (s.winner.id, s.winner.name, s.winner.host))
     if s.windows:
         window = s.windows[0]
-        return ("next rollout window #%d starts at %s; estimated runtime %s (%s) + margin %s "
+        # (The estimate itself is the verdict's: the start's log line gives it.)
+        return ("next rollout window #%d starts at %s; the estimated run plus margin %s "
                 "ends before it" % (window.id, format_time(window.starts_at),
-                                    format_duration(s.estimate.seconds), s.estimate.source,
                                     format_duration(s.margin)))
     return "enabled, no deploy pending, no rollout window ahead"
 

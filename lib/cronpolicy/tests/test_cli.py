@@ -279,3 +279,24 @@ def test_flush_with_the_state_directory_under_a_regular_file_is_one_line(cli, tm
     code, _, err = cli("flush")
     assert code == exitcodes.GATE_ERROR and "Not a directory" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_history_and_why_say_why_a_run_stopped_and_that_it_was_forced(cli, dba):
+    """history showed '-' as the reason of an interrupted run; why showed a
+    run forced with --ignore-policy as plain "succeeded"."""
+    true = "true" if dba.backend == "postgresql" else "1"
+    dba.execute("INSERT INTO cronpolicy.script_run (name, host, status, started_at, finished_at,"
+                " stop_reason, stop_decision) VALUES ('job', 'web1', 'interrupted', {}, {},"
+                " 'deploy pending: release 42', 'deploy-pending')".format(
+                    dba.now_plus(-120), dba.now_plus(-60)))
+    dba.execute("INSERT INTO cronpolicy.script_run (name, host, status, started_at, finished_at,"
+                " exit_code, skip_reason, policy_ignored) VALUES ('job', 'web1', 'succeeded',"
+                " {}, {}, 0, 'policy #3 disables it', {})".format(
+                    dba.now_plus(-50), dba.now_plus(-40), true))
+    code, out, _ = cli("history", "job")
+    assert code == exitcodes.OK
+    interrupted = next(line for line in out.splitlines() if "interrupted" in line)
+    assert "deploy pending: release 42" in interrupted
+    code, out, _ = cli("why", "job")
+    forced = next(line for line in out.splitlines() if "succeeded" in line)
+    assert "forced with --ignore-policy" in forced and "policy #3 disables it" in forced

@@ -2,6 +2,7 @@
 read back by the real Prometheus text parser."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -57,8 +58,12 @@ def test_overdue_says_why_each_job_is_late(cli, dba):
     assert "exit code 3" in reports["sync-mirror"]["detail"]
     assert reports["nightly-report"]["state"] == "not started"
     assert reports["nightly-report"]["interval_source"] == "policy"
+    assert "no run started since 20" in reports["nightly-report"]["detail"]
     code, out, _ = cli("overdue", "--all", "--json")
-    assert {report["name"]: report["overdue"] for report in json.loads(out)}["fresh-job"] is False
+    fresh = {report["name"]: report for report in json.loads(out)}["fresh-job"]
+    # Healthy is not "not started" (it once said so for every healthy script).
+    assert (fresh["overdue"], fresh["state"]) == (False, "ok")
+    assert re.match(r"succeeded 1[89]m\d*s? ago$", fresh["detail"]), fresh["detail"]
     code, out, _ = cli("overdue", "--tolerance", "100")
     assert code == exitcodes.OK and "nothing overdue" in out
 

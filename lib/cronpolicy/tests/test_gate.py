@@ -604,3 +604,12 @@ def test_a_hook_is_asked_only_while_main_runs_and_a_raising_one_is_one_warning(d
     assert "Traceback" not in text and " ERROR " not in text, text
     warnings = [line for line in text.splitlines() if "is_safe_to_interrupt() raised" in line]
     assert len(warnings) == 1 and "AttributeError" in warnings[0], text
+
+
+def test_the_start_line_gives_the_estimate_once(database, env):
+    begins = database.clock() + datetime.timedelta(hours=6)
+    database.add_window(begins, begins + datetime.timedelta(hours=1))
+    assert run(Job(database), env) == exitcodes.OK
+    [started] = [line for line in log(env).splitlines() if "started run" in line]
+    # The value once (it was in the reason and again after it).
+    assert started.count("30m") == 1 and "next rollout window #1" in started, started

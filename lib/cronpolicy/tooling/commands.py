@@ -112,6 +112,9 @@ def cmd_why(args, settings):
     for run in runs:
         outcome = run["status"]
         reason = run["skip_reason"] if run["status"] == "skipped" else run["stop_reason"]
+        if run.get("policy_ignored") and run["status"] != "skipped":
+            outcome += " (forced with --ignore-policy%s)" % (
+                "; the policy said: " + run["skip_reason"] if run["skip_reason"] else "")
         print("%s on %s: %s%s" % (format_time(run["started_at"]), run["host"], outcome,
                                   ": " + reason if reason else ""))
         cause = run["cause"]
@@ -433,7 +436,9 @@ def cmd_history(args, settings):
         ("STATUS", lambda r: r["status"] + (" (forced)" if r["policy_ignored"] else "")
          + (" (spooled)" if r.get("spooled") else "")),
         ("EXIT", lambda r: r["exit_code"] if r["exit_code"] is not None else "-"),
-        ("REASON", lambda r: quote(r["skip_reason"]))])
+        # A skip's reason, or why a run was interrupted or abandoned.
+        ("REASON", lambda r: quote(r["skip_reason"] if r["status"] == "skipped"
+                                   or r["policy_ignored"] else r.get("stop_reason")))])
     return exitcodes.OK
 
 

@@ -18,6 +18,7 @@ from cronpolicy import policy
 from cronpolicy.errors import UsageError
 from cronpolicy.matching import glob_matches, is_pattern
 from cronpolicy.rows import PolicyRow, from_mapping
+from cronpolicy.timeutil import format_duration, format_time
 from cronpolicy.tooling.tables import script_policy, script_run
 
 #: Overdue after this many intervals without a success.
@@ -74,6 +75,7 @@ def _report(connection, now, name, interval, tolerance, policy_row):
         .where(and_(script_run.c.name == name,
                     script_run.c.started_at >= (last_success or since)))
         .order_by(script_run.c.started_at.desc()).limit(1000)).mappings()]
+    age = (now - since).total_seconds()
     counts = {}
     for row in after:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
@@ -85,9 +87,12 @@ def _report(connection, now, name, interval, tolerance, policy_row):
     elif skips:
         state, detail = "skipped", "skipped %d time%s since, last: %s" % (
             len(skips), "" if len(skips) == 1 else "s", skips[0]["skip_reason"])
+    elif counts.get("running"):
+        state, detail = "running", "a run is under way"
+    elif last_success is not None and age <= float(interval) * tolerance:
+        state, detail = "ok", "succeeded %s ago" % format_duration(age)
     else:
-        state, detail = "not started", "no run started since"
-    age = (now - since).total_seconds()
+        state, detail = "not started", "no run started since %s" % format_time(since)
     return {"name": name, "expected_interval": float(interval),
             "interval_source": "policy" if policy_row is not None else "script",
             "last_success": last_success, "seconds_since": age,

@@ -36,7 +36,10 @@ _PASSED_ON = (signal.SIGHUP, signal.SIGUSR1, signal.SIGQUIT)
 
 
 class CommandScript(CronScript):
-    """Run COMMAND behind the cronpolicy gate (see `cronpolicy run --help`)."""
+    """Run COMMAND behind the cronpolicy gate: it starts only when the policy
+    says run, and is recorded like any cron script.  Rollouts wait for it
+    unless it may be stopped (--interruptible, or --safe-file while that
+    file exists); SIGTERM is forwarded to it."""
 
     def __init__(self, name, command):
         super().__init__(name=name)

@@ -300,3 +300,21 @@ def test_history_and_why_say_why_a_run_stopped_and_that_it_was_forced(cli, dba):
     code, out, _ = cli("why", "job")
     forced = next(line for line in out.splitlines() if "succeeded" in line)
     assert "forced with --ignore-policy" in forced and "policy #3 disables it" in forced
+
+
+def test_a_value_starting_with_a_dash_gets_its_own_error(cli):
+    """argparse said only "expected one argument" for --duration -3s."""
+    code, _, err = cli("window", "add", "--start", "now", "--duration", "-3s")
+    assert code == exitcodes.USAGE and "cannot parse duration '-3s'" in err
+    code, _, err = cli("history", "--limit", "-5")
+    assert code == exitcodes.USAGE and "must be at least 1" in err
+
+
+def test_crontab_commands_take_no_dsn_and_run_help_describes_run(cli, capsys):
+    code, _, err = cli("crontab", "wrap", "--dsn", "x")
+    assert code == exitcodes.USAGE and "--dsn" in err
+    result = subprocess.run([sys.executable, "-m", "cronpolicy", "run", "--help"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    assert "see `cronpolicy run --help`" not in result.stdout
+    assert "starts only when the policy" in result.stdout.replace("\n", " ")

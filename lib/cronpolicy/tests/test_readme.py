@@ -115,3 +115,36 @@ def test_every_sql_recipe_runs_as_written(pg_dsn, before):
                     pytest.fail("README recipe failed: %s\n%s" % (error, recipe))
     finally:
         connection.close()
+
+
+def test_the_command_list_names_every_option_each_command_has():
+    """README's list under "The cronpolicy command" against the real parser
+    (--dsn, --json and --help are said once, above the list)."""
+    import argparse
+    import re
+    from cronpolicy.tooling.cli import build_parser
+
+    def subcommand(parser, words):
+        for word in words:
+            action = next((action for action in parser._actions
+                           if isinstance(action, argparse._SubParsersAction)), None)
+            if action is None or word not in action.choices:
+                break
+            parser = action.choices[word]
+        return parser
+
+    lines = [line.strip() for line in section("The cronpolicy command")
+             if line.startswith("    cronpolicy ") and "--dsn postgresql" not in line]
+    assert len(lines) > 20
+    parser, checked = build_parser(), 0
+    for line in lines:
+        words = [word for word in line.split()[1:] if re.match(r"^[a-z]+$", word)]
+        if words[0] == "run":
+            continue            # its own parser: `cronpolicy run --help`
+        command = subcommand(parser, words[:2])
+        described = set(re.findall(r"(--[a-z-]+)", line.split("   ")[0]))
+        actual = {option for action in command._actions for option in action.option_strings
+                  if option.startswith("--")} - {"--dsn", "--json", "--help"}
+        assert described == actual, (line, sorted(actual))
+        checked += 1
+    assert checked > 20

@@ -144,7 +144,8 @@ def build_parser():
               (common, reader))
     sub.add_argument("--since", help="only changes since this time (ISO 8601, or now-1d)")
     sub.add_argument("--limit", type=positive_int, default=100, help="at most this many (100)")
-    sub.add_argument("--table", choices=("script_policy", "rollout_window", "deploy_state"))
+    sub.add_argument("--table", choices=("script_policy", "rollout_window", "deploy_state",
+                                         "script_owner"))
     sub = add("why", cmd_why, "a script's last decisions, and the changes behind its skips",
               (common, reader))
     sub.add_argument("name", help="script name")
@@ -158,7 +159,8 @@ def build_parser():
             ("wrap", cmd_crontab_wrap, "print the crontab with every job run through "
                                        "`cronpolicy run` (idempotent)"),
             ("unwrap", cmd_crontab_unwrap, "print the crontab as it was before wrap")):
-        sub = add(name, function, help_text, subparsers=crontab_commands)
+        # No --dsn: wrapping a crontab is text in, text out.
+        sub = add(name, function, help_text, parents=(), subparsers=crontab_commands)
         sub.add_argument("file", nargs="?", default="-", help="crontab file (default: stdin)")
         sub.add_argument("--system", action="store_true",
                          help="system crontab format (/etc/crontab, /etc/cron.d): a user field")
@@ -214,7 +216,7 @@ def main(argv=None):
         return run_command(argv[1:])
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(_attach_dashed_values(argv, parser))
     except SystemExit as error:
         return error.code if isinstance(error.code, int) else exitcodes.USAGE
     if not hasattr(args, "func"):   # `cronpolicy --dsn X run ...`
@@ -238,6 +240,40 @@ def main(argv=None):
         return exitcodes.OK
     finally:
         sys.stdout, sys.stderr = streams
+
+
+def _option_strings(parser):
+    """(options that take one value, every option) across all subcommands."""
+    valued, known = set(), set()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                more_valued, more_known = _option_strings(sub)
+                valued |= more_valued
+                known |= more_known
+        known.update(action.option_strings)
+        if action.option_strings and action.nargs is None:
+            valued.update(action.option_strings)
+    return valued, known
+
+
+def _attach_dashed_values(argv, parser):
+    """``--duration -3s`` as ``--duration=-3s``: argparse would take the
+    value for an unknown option and say only "expected one argument",
+    where the value's own check says what is wrong with it."""
+    valued, known = _option_strings(parser)
+    attached, index = [], 0
+    while index < len(argv):
+        token = argv[index]
+        following = argv[index + 1] if index + 1 < len(argv) else None
+        if (token in valued and following is not None and following.startswith("-")
+                and following != "--" and following.split("=", 1)[0] not in known):
+            attached.append(token + "=" + following)
+            index += 2
+            continue
+        attached.append(token)
+        index += 1
+    return attached
 
 
 def _stop_writing(stream):

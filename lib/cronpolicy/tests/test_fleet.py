@@ -128,3 +128,29 @@ def test_deploy_wait_records_the_drain(script_env, dba, scripts, tmp_path):
     [(quiet, blocker, seconds)] = dba.execute(
         "SELECT quiet, longest_blocker, longest_blocker_seconds FROM cronpolicy.drain")
     assert quiet in (True, 1) and blocker == "publish-distro" and 0 < seconds < 30
+
+
+def test_metrics_and_drains_are_not_fooled_by_ids_or_idle_waits(cli, dba):
+    """The last duration came from the highest id (an imported old run won);
+    an idle `deploy wait` recorded a 0s drain over the real one; a second
+    `deploy end` wrote an audit entry saying "no change"."""
+    add_run(dba, "publish-distro", 600, "succeeded", length=2)          # the latest
+    add_run(dba, "publish-distro", 86400, "succeeded", length=1080)     # imported later
+    true = "true" if dba.backend == "postgresql" else "1"
+    dba.execute("INSERT INTO cronpolicy.drain (started_at, finished_at, quiet)"
+                " VALUES ({}, {}, {})".format(dba.now_plus(-200), dba.now_plus(-140), true))
+    assert cli("deploy", "wait", "--timeout", "5s")[0] == exitcodes.OK
+    assert dba.scalar("SELECT count(*) FROM cronpolicy.drain") == 1
+    code, out, _ = cli("metrics")
+    families = {family.name: family for family in text_string_to_metric_families(out)}
+    [duration] = families["cronpolicy_last_duration_seconds"].samples
+    assert duration.value == 2
+    [drained] = families["cronpolicy_last_drain_seconds"].samples
+    assert abs(drained.value - 60) < 1
+    assert cli("deploy", "end")[0] == exitcodes.OK
+    assert cli("deploy", "end")[0] == exitcodes.OK
+    assert dba.scalar("SELECT count(*) FROM cronpolicy.policy_audit") == 0
+    assert cli("deploy", "begin", "--reason", "r1")[0] == exitcodes.OK
+    assert cli("deploy", "begin", "--reason", "r1")[0] == exitcodes.OK
+    assert cli("deploy", "begin", "--reason", "r2")[0] == exitcodes.OK      # a new reason
+    assert dba.scalar("SELECT count(*) FROM cronpolicy.policy_audit") == 2

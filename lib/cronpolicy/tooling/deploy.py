@@ -37,12 +37,14 @@ _EPOCH = datetime.datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def _set_deploy(db, pending, reason, doing, audit_reason=None):
+    """Flip the switch; a flip to where it already stands, with the same
+    reason, writes nothing (and so no audit entry saying "no change")."""
     values = dict({"deploy_pending": pending, "reason": reason}, **db.who_columns("changed_by"))
     with db.begin(doing, reason=audit_reason or reason) as connection:
         before = read_deploy_state(connection)
         if before is None:
             connection.execute(deploy_state.insert().values(id=1, **values))
-        else:
+        elif bool(before["deploy_pending"]) != pending or before["reason"] != reason:
             connection.execute(deploy_state.update().where(deploy_state.c.id == 1).values(**values))
         return before, read_deploy_state(connection)
 
@@ -102,7 +104,10 @@ def wait_until_quiet(db, timeout, host="*", poll_interval=0.25, on_progress=None
         if on_progress is not None:
             on_progress(now, runs, waited)
         if not runs or waited >= timeout:
-            _record_drain(db, first_now, now, host, not runs, blocked)
+            # A wait with nothing pending and nothing to wait for is no
+            # drain (its 0s would overwrite the last real one in metrics).
+            if stop_asked or blocked:
+                _record_drain(db, first_now, now, host, not runs, blocked)
             return WaitResult(not runs, waited, runs, stop_asked)
         time.sleep(max(0.0, min(poll_interval, timeout - waited)))
 

@@ -46,6 +46,24 @@ def _seconds(moment):
     return (moment - _EPOCH).total_seconds()
 
 
+def _latest(connection, column, condition):
+    """Per script, the run matching ``condition`` that is latest by
+    ``column`` (ties: the higher id): (name, id, started_at, finished_at,
+    estimate_seconds) rows."""
+    newest = (select(script_run.c.name.label("name"), func.max(column).label("moment"))
+              .where(condition).group_by(script_run.c.name).subquery())
+    rows = connection.execute(
+        select(script_run.c.name, script_run.c.id, script_run.c.started_at,
+               script_run.c.finished_at, script_run.c.estimate_seconds)
+        .join(newest, and_(script_run.c.name == newest.c.name, column == newest.c.moment))
+        .where(condition)).all()
+    chosen = {}
+    for row in rows:
+        if row.name not in chosen or row.id > chosen[row.name].id:
+            chosen[row.name] = row
+    return list(chosen.values())
+
+
 def render(db):
     from cronpolicy.tooling.fleet import reap_dead_runs
     from cronpolicy.tooling.overdue import overdue_scripts
@@ -63,22 +81,19 @@ def render(db):
         last_success = connection.execute(
             select(script_run.c.name, func.max(script_run.c.finished_at))
             .where(script_run.c.status == "succeeded").group_by(script_run.c.name)).all()
-        latest_ids = select(func.max(script_run.c.id)).where(and_(
-            script_run.c.finished_at.is_not(None), script_run.c.status != "skipped")
-        ).group_by(script_run.c.name)
-        last_runs = connection.execute(
-            select(script_run.c.name, script_run.c.started_at, script_run.c.finished_at,
-                   script_run.c.estimate_seconds)
-            .where(script_run.c.id.in_(latest_ids))).all()
-        latest_estimates = connection.execute(
-            select(script_run.c.name, script_run.c.estimate_seconds)
-            .where(script_run.c.id.in_(select(func.max(script_run.c.id)).where(
-                script_run.c.estimate_seconds.is_not(None)).group_by(script_run.c.name)))).all()
+        # The latest by the clock, not by id: an imported or late-flushed
+        # old run has a high id.
+        last_runs = _latest(connection, script_run.c.finished_at, and_(
+            script_run.c.finished_at.is_not(None), script_run.c.status != "skipped"))
+        latest_estimates = _latest(connection, script_run.c.started_at,
+                                   script_run.c.estimate_seconds.is_not(None))
         deploy = connection.execute(select(deploy_state)).mappings().first()
         last_drain = connection.execute(
             select(drain).order_by(drain.c.finished_at.desc(), drain.c.id.desc()).limit(1)
         ).mappings().first()
     names = sorted({row[0] for row in by_status})
+    last_runs = sorted(last_runs)
+    latest_estimates = sorted((row.name, row.estimate_seconds) for row in latest_estimates)
     running = {row[0]: row[2] for row in by_status if row[1] == "running"}
     _, reports = overdue_scripts(db, include_all=True)
 

@@ -9,6 +9,7 @@ scripts run as root must not be steered into overwriting another file.
 
 import errno
 import fcntl
+import hashlib
 import os
 
 from cronpolicy.errors import ConfigError
@@ -28,8 +29,15 @@ class LockHeld(Exception):
 
 
 def lock_path(lock_dir, name):
+    """``cronpolicy-NAME.lock``; a name with other characters than letters,
+    digits, '.', '_' and '-' (or a long one) adds a hash of the whole name,
+    so that a/b and a_b, or two names differing only beyond ASCII, never
+    share a lock, and the file name stays short."""
     safe = "".join(char if char in _SAFE else "_" for char in name)
-    return os.path.join(lock_dir, "cronpolicy-%s.lock" % safe)
+    if safe == name and len(name) <= 100:
+        return os.path.join(lock_dir, "cronpolicy-%s.lock" % name)
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return os.path.join(lock_dir, "cronpolicy-%s-%s.lock" % (safe[:60], digest))
 
 
 class ScriptLock:

@@ -15,6 +15,22 @@ import re
 _WILDCARDS = frozenset("*?")
 _compiled_globs = {}
 
+#: Script names (and name patterns) are 1 to 200 characters, none of them
+#: a control character: the same rule for a CronScript, `cronpolicy run`
+#: and every command that takes a NAME, so what one accepts all accept.
+MAX_NAME_LENGTH = 200
+
+
+def name_problem(name, what="script name"):
+    """Why ``name`` is not a usable script name or pattern, or None."""
+    if not name:
+        return "%s must not be empty" % what
+    if len(name) > MAX_NAME_LENGTH:
+        return "%s is %d characters long; at most %d" % (what, len(name), MAX_NAME_LENGTH)
+    if any(ord(char) < 32 or 127 <= ord(char) < 160 for char in name):
+        return "%s %r holds a control character" % (what, name)
+    return None
+
 
 def is_pattern(text):
     """True when ``text`` contains a wildcard."""

@@ -94,6 +94,7 @@ from cronpolicy.config import Settings
 from cronpolicy.errors import CronPolicyError, Interrupted, UsageError
 from cronpolicy.gate import Ending, Gate
 from cronpolicy.interruption import Interruption
+from cronpolicy.matching import name_problem
 from cronpolicy.policy import ScriptFacts, stopped
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
@@ -223,6 +224,9 @@ class CronScript:
     def _run(self, argv):
         self.options = self.parser.parse_args(argv)
         try:
+            problem = name_problem(self.name)
+            if problem:
+                raise UsageError(problem)
             self.check_options()
         except UsageError as error:
             print("%s: error: %s" % (self.parser.prog, error), file=sys.stderr)

@@ -26,6 +26,7 @@ import sys
 
 from cronpolicy import exitcodes
 from cronpolicy.errors import Interrupted
+from cronpolicy.matching import name_problem
 from cronpolicy.script import CronScript
 from cronpolicy.timeutil import parse_duration
 
@@ -138,6 +139,10 @@ def run_command(argv):
               file=sys.stderr)
         return exitcodes.USAGE
     name, rest = argv[0], argv[1:]
+    problem = name_problem(name)
+    if problem:         # '' would have become the script file's name
+        print("cronpolicy run: error: %s" % problem, file=sys.stderr)
+        return exitcodes.USAGE
     if "--" not in rest or rest.index("--") == len(rest) - 1:
         if "-h" in rest or "--help" in rest:
             CommandScript(name, []).parser.print_help()

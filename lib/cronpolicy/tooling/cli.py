@@ -58,6 +58,15 @@ def positive_number(text):
     return value
 
 
+def script_name(text):
+    """A script name or name pattern, by the one rule (matching.name_problem)."""
+    from cronpolicy.matching import name_problem
+    problem = name_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
 def build_parser():
     common = _Parser(add_help=False)
     common.add_argument("--dsn", default=argparse.SUPPRESS,
@@ -93,7 +102,7 @@ def build_parser():
             ("disable", cmd_disable, "skip a script (or a name pattern) from now on"),
             ("enable", cmd_enable, "let a script run again")):
         sub = add(name, function, help_text)
-        sub.add_argument("name", help="script name or glob pattern (* and ?)")
+        sub.add_argument("name", type=script_name, help="script name or glob pattern (* and ?)")
         sub.add_argument("--host", default="*", help="host name or pattern (default: all hosts)")
         sub.add_argument("--reason", default="", help="why; shown in skip reasons and the audit")
 
@@ -110,7 +119,8 @@ def build_parser():
     ends.add_argument("--duration", help="length, like 45m or 2h")
     sub.add_argument("--reason", default="", help="what is being rolled out")
     sub.add_argument("--host", default="*", help="hosts covered (glob; default all)")
-    sub.add_argument("--script", default="*", help="scripts covered (glob; default all)")
+    sub.add_argument("--script", default="*", type=script_name,
+                     help="scripts covered (glob; default all)")
     sub = add("list", cmd_window_list, "list standing rollout windows", (common, reader),
               subparsers=window_commands)
     sub.add_argument("--all", action="store_true", help="include past and cancelled windows")
@@ -148,7 +158,7 @@ def build_parser():
                                          "script_owner"))
     sub = add("why", cmd_why, "a script's last decisions, and the changes behind its skips",
               (common, reader))
-    sub.add_argument("name", help="script name")
+    sub.add_argument("name", type=script_name, help="script name")
     sub.add_argument("--limit", type=positive_int, default=10, help="how many runs (10)")
 
     crontab = commands.add_parser("crontab", help="move crontab lines behind cronpolicy, once")
@@ -191,7 +201,7 @@ def build_parser():
                      help="rows per transaction (default 5000)")
 
     sub = add("history", cmd_history, "recent runs, newest first", (common, reader))
-    sub.add_argument("name", nargs="?", help="only this script")
+    sub.add_argument("name", nargs="?", type=script_name, help="only this script")
     sub.add_argument("--limit", type=positive_int, default=20, help="how many (default 20)")
 
     for name, function, help_text in (
@@ -199,7 +209,7 @@ def build_parser():
             ("check", cmd_check, "the decision for a script now, without running it "
                                  "(exit 0: would run, 5: would skip)")):
         sub = add(name, function, help_text, (common, reader))
-        sub.add_argument("name", nargs="?" if name == "estimate" else None,
+        sub.add_argument("name", nargs="?" if name == "estimate" else None, type=script_name,
                          help="script name" + (" (default: every script in the history)"
                                                if name == "estimate" else ""))
         sub.add_argument("--host", help="decide as on this host (default: this host)")

@@ -32,7 +32,8 @@ lost, so set ``poll`` there; session pooling and direct connections keep
 ``listen``.  ``CRONPOLICY_WATCH`` overrides the file.  SQLite always polls.
 
 DSNs are ``postgresql://user:pass@host:port/db`` (or libpq's ``key=value``
-form) and ``sqlite:///relative/path`` or ``sqlite:////absolute/path``.
+form) and ``sqlite:////absolute/path`` (a relative path is refused: cron's
+working directory is not the operator's).
 Passwords never leave this module unmasked: use ``mask_dsn`` and ``scrub``.
 """
 
@@ -107,8 +108,10 @@ def default_state_dir():
     return os.path.join(base, "cronpolicy")
 
 
-def default_dsn():
-    return "sqlite:///" + os.path.join(default_state_dir(), "cronpolicy.sqlite")
+def default_dsn(state_dir=None):
+    """The embedded SQLite file, in the state directory (state_dir,
+    $CRONPOLICY_STATE_DIR, else the XDG default)."""
+    return "sqlite:///" + os.path.join(state_dir or default_state_dir(), "cronpolicy.sqlite")
 
 
 def backend_of(dsn):
@@ -129,6 +132,11 @@ def sqlite_path(dsn):
     path = dsn[len("sqlite:///"):].split("?", 1)[0]
     if not path:
         raise ConfigError("SQLite DSN %r names no file" % dsn)
+    if not os.path.isabs(path):
+        # Cron runs jobs in the user's home, the operator in any directory:
+        # a relative file would be a different database for each.
+        raise ConfigError("SQLite DSN %r names a relative path; give an absolute one, with "
+                          "four slashes: sqlite:////var/lib/cronpolicy/cronpolicy.sqlite" % dsn)
     return path
 
 
@@ -215,10 +223,10 @@ class Settings:
                  on_database_error=None, state_dir=None, scripts=None,
                  config_path=None, tcp_keepalive=DEFAULT_TCP_KEEPALIVE,
                  tcp_user_timeout=DEFAULT_TCP_USER_TIMEOUT, watch=WATCH_LISTEN):
-        self.dsn = dsn or default_dsn()
+        self.state_dir = state_dir or default_state_dir()
+        self.dsn = dsn or default_dsn(self.state_dir)
         self.dsn_source = dsn_source if dsn else "default"
         self.host = host or os.uname().nodename
-        self.state_dir = state_dir or default_state_dir()
         self.lock_dir = lock_dir or os.path.join(self.state_dir, "locks")
         self.connect_timeout = connect_timeout
         self.cutoff_margin = cutoff_margin

@@ -84,3 +84,28 @@ def test_mask_dsn(dsn, masked):
 def test_scrub_removes_the_password_from_driver_messages():
     dsn = "postgresql://cron:s3cret@db/x"
     assert "s3cret" not in scrub('password authentication failed for "s3cret"', dsn)
+
+
+def test_the_state_directory_holds_the_default_database(tmp_path):
+    """CRONPOLICY_STATE_DIR moved the cache, spool and locks but not the
+    default SQLite file."""
+    state = tmp_path / "elsewhere"
+    loaded = Settings.load(environ={"CRONPOLICY_CONFIG": str(_empty_config(tmp_path)),
+                                    "CRONPOLICY_STATE_DIR": str(state)})
+    assert loaded.dsn == "sqlite:///%s/cronpolicy.sqlite" % state
+
+
+def test_a_relative_sqlite_path_is_refused(tmp_path):
+    """It quietly made a database in whatever the working directory was."""
+    from cronpolicy.errors import ConfigError
+    with pytest.raises(ConfigError) as refused:
+        Settings.load(dsn="sqlite:///relative.sqlite",
+                      environ={"CRONPOLICY_CONFIG": str(_empty_config(tmp_path))})
+    assert "relative path" in str(refused.value)
+
+
+def _empty_config(tmp_path):
+    path = tmp_path / "empty.conf"
+    path.write_text("[cronpolicy]\n")
+    path.chmod(0o644)
+    return path

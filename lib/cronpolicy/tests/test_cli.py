@@ -348,3 +348,29 @@ def test_a_200_character_name_runs(script_env, tmp_path):
     result = subprocess.run([sys.executable, "-m", "cronpolicy", "run", "n" * 200, "--", "true"],
                             env=script_env, capture_output=True, text=True, timeout=60)
     assert result.returncode == exitcodes.OK, result.stderr
+
+
+@pytest.mark.parametrize("dsn", ["sqlite"], indirect=True)
+def test_read_commands_answer_while_a_writer_holds_sqlite(cli, dba, dsn):
+    """`history` and `status` waited 5s behind a DBA's open write transaction
+    (BEGIN IMMEDIATE in the sqlite3 shell) and exited 4, "database is locked"."""
+    import sqlite3
+    import time
+    from cronpolicy.config import sqlite_path
+    dba.execute("INSERT INTO cronpolicy.script_run (name, host, status, started_at, finished_at,"
+                " exit_code) VALUES ('job', 'web1', 'succeeded', {}, {}, 0)".format(
+                    dba.now_plus(-60), dba.now_plus(-30)))
+    holder = sqlite3.connect(sqlite_path(dsn), isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        holder.execute("UPDATE script_policy SET reason = reason")
+        for argv in (["history"], ["status"], ["why", "job"], ["audit"], ["window", "list"],
+                     ["overdue", "--all"], ["metrics"], ["deploy", "plan", "--at", "+1h"],
+                     ["estimate", "job"], ["check", "job"]):
+            started = time.monotonic()
+            code, out, err = cli(*argv)
+            assert code in (exitcodes.OK, exitcodes.WOULD_SKIP), (argv, err)
+            assert time.monotonic() - started < 3, argv
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()

@@ -50,7 +50,7 @@ def test_the_quick_start_script_runs_against_the_in_memory_store(tmp_path):
 
 def test_the_config_file_example_loads_as_written(tmp_path):
     from cronpolicy.config import Settings
-    example = example_after("sqlite:////absolute/path.sqlite.  Passwords are masked")
+    example = example_after("Passwords are masked (***) in every log")
     assert example.startswith("[cronpolicy]") and "[script:heartbeat]" in example
     path = tmp_path / "cronpolicy.conf"
     path.write_text(example)

@@ -87,7 +87,7 @@ def changes(db, since=None, limit=100, table=None):
         raise UsageError("--limit must be at least 1")
     if since is not None:
         parse_time(since, _EPOCH)
-    with db.begin("read the audit") as connection:
+    with db.read("read the audit") as connection:
         query = select(policy_audit).order_by(policy_audit.c.id.desc()).limit(limit)
         if since is not None:
             query = query.where(policy_audit.c.changed_at >= parse_time(since, db.now(connection)))
@@ -147,7 +147,7 @@ def explain(db, name, limit=10):
     audit entry behind a skip or interruption when one can be found."""
     if limit < 1:
         raise UsageError("--limit must be at least 1")
-    with db.begin("explain the decisions") as connection:
+    with db.read("explain the decisions") as connection:
         runs = [dict(row) for row in connection.execute(
             select(script_run).where(script_run.c.name == name)
             .order_by(script_run.c.started_at.desc(), script_run.c.id.desc())

@@ -21,10 +21,16 @@ from cronpolicy.store.sqlite import open_sqlite
 class Database:
     """One policy database: an engine plus the helpers every command needs."""
 
+    #: How long a read command's best-effort write (recording dead runs)
+    #: waits for SQLite's write lock before doing without.
+    BRIEF_WAIT = 0.25
+
     def __init__(self, settings, application_name="cronpolicy-cli"):
         self.settings = settings
         self.backend = settings.backend
         self.masked_dsn = settings.masked_dsn
+        # How the next SQLite transaction begins: (BEGIN statement, busy timeout ms).
+        self._sqlite_begin = None
         if self.backend == config.SQLITE:
             path = config.sqlite_path(settings.dsn)
             self.engine = create_engine(
@@ -33,16 +39,43 @@ class Database:
                     path, settings.connect_timeout, settings.dsn_source == "default"))
 
             # The sqlite3 connection is in autocommit mode; give SQLAlchemy's
-            # transactions a real BEGIN, taking the write lock up front.
+            # transactions a real BEGIN: writers take the write lock up
+            # front, readers none (a writer holding it never stalls them).
             @event.listens_for(self.engine, "begin")
             def _begin(connection):
-                connection.exec_driver_sql("BEGIN IMMEDIATE")
+                statement, wait_ms = self._sqlite_begin or ("BEGIN IMMEDIATE", None)
+                if wait_ms is not None:
+                    connection.exec_driver_sql("PRAGMA busy_timeout = %d" % wait_ms)
+                connection.exec_driver_sql(statement)
         else:
             self.engine = create_engine(
                 "postgresql+psycopg2://", poolclass=NullPool,
                 creator=lambda: pgdriver.connect(
                     settings.dsn, settings.connect_timeout, application_name,
                     settings.dsn_source, network=settings.network))
+
+    @contextlib.contextmanager
+    def read(self, doing="read the policy database"):
+        """A transaction that only reads: on SQLite it takes no write lock,
+        so a writer holding one (a DBA's open transaction) does not stall it."""
+        with self._begun(("BEGIN", None)), self.begin(doing) as connection:
+            yield connection
+
+    @contextlib.contextmanager
+    def briefly(self, doing):
+        """A write that may be done without: on SQLite it waits BRIEF_WAIT
+        for the write lock, not the whole connect timeout."""
+        with self._begun(("BEGIN IMMEDIATE", int(self.BRIEF_WAIT * 1000))), \
+                self.begin(doing) as connection:
+            yield connection
+
+    @contextlib.contextmanager
+    def _begun(self, how):
+        self._sqlite_begin = how
+        try:
+            yield
+        finally:
+            self._sqlite_begin = None
 
     @contextlib.contextmanager
     def begin(self, doing="use the policy database", reason=None):

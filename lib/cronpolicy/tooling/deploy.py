@@ -30,7 +30,7 @@ from cronpolicy.matching import glob_matches, is_pattern
 from cronpolicy.rows import Window
 from cronpolicy.errors import UsageError
 from cronpolicy.timeutil import UTC, format_time, parse_time
-from cronpolicy.tooling.fleet import live_runs, read_deploy_state, reap_dead_runs
+from cronpolicy.tooling.fleet import live_runs, read_deploy_state, reap_dead_runs, reap_if_free
 from cronpolicy.tooling.tables import deploy_state, drain, script_run
 
 _EPOCH = datetime.datetime(2000, 1, 1, tzinfo=UTC)
@@ -136,8 +136,8 @@ def plan(db, settings, at, host="*", script="*"):
     from cronpolicy.store import open_store
 
     parse_time(at, _EPOCH)
-    with db.begin("plan the rollout") as connection:
-        reap_dead_runs(db, connection)
+    reap_if_free(db)
+    with db.read("plan the rollout") as connection:
         now = db.now(connection)
         at_time = parse_time(at, now)
         if at_time < now - datetime.timedelta(minutes=1):

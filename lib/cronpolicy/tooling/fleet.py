@@ -7,6 +7,7 @@ import os
 from sqlalchemy import and_, select, text
 
 from cronpolicy import config
+from cronpolicy.errors import DatabaseError
 from cronpolicy.matching import glob_matches
 from cronpolicy.store.queries import queries
 from cronpolicy.tooling.tables import deploy_state, script_policy, script_run
@@ -20,8 +21,8 @@ def read_deploy_state(connection):
 
 def status(db):
     """What a release manager needs at a glance, as one dict."""
-    with db.begin("read the status") as connection:
-        reap_dead_runs(db, connection)
+    reap_if_free(db)
+    with db.read("read the status") as connection:
         now = db.now(connection)
         windows = standing_windows(connection, now)
         disabled = [dict(row) for row in connection.execute(
@@ -40,6 +41,20 @@ def status(db):
             "exempt_policies": exempt,
             "running": live_runs(connection, now),
         }
+
+
+def reap_if_free(db):
+    """Record dead runs as abandoned, unless the database is busy with a
+    writer (SQLite): then this read goes on without, and a later one does
+    it.  Live runs are told from dead ones by their leases anyway."""
+    try:
+        with db.briefly("record dead runs") as connection:
+            reap_dead_runs(db, connection)
+    except DatabaseError as error:
+        if db.backend != config.SQLITE or "locked" not in str(error):
+            raise
+        import logging
+        logging.getLogger("cronpolicy").info("dead runs not recorded now: %s", error)
 
 
 def reap_dead_runs(db, connection):
@@ -65,6 +80,14 @@ def reap_dead_runs(db, connection):
     return reaped
 
 
+def _lease_ran_out(row, now):
+    """As reap_dead_runs sees it: the lease, or 30s after the last sign of
+    life for a run written without one (hosts older than schema 8)."""
+    expires = row["lease_expires_at"] or (
+        (row["heartbeat_at"] or row["started_at"]) + datetime.timedelta(seconds=30))
+    return expires < now
+
+
 def _pid_alive(pid):
     try:
         os.kill(pid, 0)
@@ -81,8 +104,8 @@ def live_runs(connection, now, host="*"):
     runs = []
     for row in connection.execute(select(script_run).where(script_run.c.status == "running")
                                   .order_by(script_run.c.started_at, script_run.c.id)).mappings():
-        if not glob_matches(host, row["host"]):
-            continue
+        if not glob_matches(host, row["host"]) or _lease_ran_out(row, now):
+            continue        # (dead, even if not yet recorded as abandoned)
         run = dict(row)
         run["running_seconds"] = max(0.0, (now - row["started_at"]).total_seconds())
         run["heard_seconds"] = max(0.0, (now - (row["heartbeat_at"] or row["started_at"]))

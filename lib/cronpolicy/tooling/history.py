@@ -21,7 +21,7 @@ def recent_runs(db, name=None, limit=20):
                                         script_run.c.id.desc()).limit(limit)
     if name:
         query = query.where(script_run.c.name == name)
-    with db.begin("read the history") as connection:
+    with db.read("read the history") as connection:
         runs = []
         for row in connection.execute(query).mappings():
             run = dict(row)
@@ -33,7 +33,7 @@ def recent_runs(db, name=None, limit=20):
 
 
 def known_names(db):
-    with db.begin("list script names") as connection:
+    with db.read("list script names") as connection:
         return [name for (name,) in connection.execute(
             select(script_run.c.name).distinct().order_by(script_run.c.name))]
 

@@ -65,11 +65,11 @@ def _latest(connection, column, condition):
 
 
 def render(db):
-    from cronpolicy.tooling.fleet import reap_dead_runs
+    from cronpolicy.tooling.fleet import reap_if_free
     from cronpolicy.tooling.overdue import overdue_scripts
     out = _Exposition()
-    with db.begin("read the metrics") as connection:
-        reap_dead_runs(db, connection)
+    reap_if_free(db)
+    with db.read("read the metrics") as connection:
         now = db.now(connection)
         by_status = connection.execute(
             select(script_run.c.name, script_run.c.status, func.count())

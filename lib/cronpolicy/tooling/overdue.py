@@ -30,7 +30,7 @@ def overdue_scripts(db, tolerance=DEFAULT_TOLERANCE, include_all=False):
     overdue ones unless ``include_all``."""
     if tolerance <= 0:
         raise UsageError("--tolerance must be positive")
-    with db.begin("look for overdue scripts") as connection:
+    with db.read("look for overdue scripts") as connection:
         now = db.now(connection)
         policies = [from_mapping(PolicyRow, row)
                     for row in connection.execute(select(script_policy)).mappings()]

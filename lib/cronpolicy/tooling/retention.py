@@ -33,7 +33,7 @@ def prune(db, older_than, keep, batch=5000, on_batch=None):
         raise UsageError("--older-than must be positive")
     if batch < 1 or keep < 0:
         raise UsageError("batch must be at least 1 and keep at least 0")
-    with db.begin("read the clock") as connection:
+    with db.read("read the clock") as connection:
         cutoff = db.now(connection) - datetime.timedelta(seconds=older_than)
     total = 0
     while True:

@@ -79,7 +79,7 @@ def standing_windows(connection, now):
 def list_windows(db, include_all=False):
     """(now, windows): standing windows (active and upcoming), or every
     window with ``include_all``."""
-    with db.begin("list rollout windows") as connection:
+    with db.read("list rollout windows") as connection:
         now = db.now(connection)
         if not include_all:
             return now, standing_windows(connection, now)

@@ -49,7 +49,8 @@ def test_disable_enable_and_check(cli, dba):
     assert (decision["run"], decision["code"]) == (False, "disabled")
     assert "mirror down" in decision["reason"]
     code, out, err = cli("enable", "publish-distro", "--host", "web1")
-    assert code == exitcodes.OK and err == ""
+    # (publish-distro never ran here: a typo would disable nothing, so it asks.)
+    assert code == exitcodes.OK and err.startswith("warning: no script named publish-distro")
     assert cli("check", "publish-distro", "--host", "web1")[0] == exitcodes.OK
     assert cli("check", "publish-distro", "--host", "web2")[0] == exitcodes.WOULD_SKIP
     code, out, _ = cli("status", "--json")
@@ -61,7 +62,7 @@ def test_enable_warns_about_rows_that_still_disable(cli, dba):
                 " VALUES ('publish-distro', 'web1', false, 'disk full')")
     code, out, err = cli("enable", "publish-distro")
     assert code == exitcodes.OK
-    assert "still disables it" in err and "disk full" in err
+    assert "still disabled on web1 by policy #" in err and "disk full" in err
 
 
 def test_window_add_list_cancel(cli, dba):
@@ -374,3 +375,45 @@ def test_read_commands_answer_while_a_writer_holds_sqlite(cli, dba, dsn):
     finally:
         holder.execute("ROLLBACK")
         holder.close()
+
+
+def test_the_latest_action_takes_effect_or_a_warning_says_why_not(cli, dba):
+    """Issue 12.2: `enable publish-distro` left an enabled exact row, so a
+    later `disable 'publish-*'` silently missed publish-distro; `enable` warned
+    of a row "still disabling" while check said run; `enable no-such-script`
+    created a row without a word."""
+    dba.execute("INSERT INTO cronpolicy.script_run (name, host) VALUES ('publish-distro', 'web1')")
+    # disable then enable the script: no row is left behind.
+    assert cli("disable", "publish-distro")[0] == exitcodes.OK
+    code, out, err = cli("enable", "publish-distro")
+    assert code == exitcodes.OK and "removed policy" in out and err == ""
+    assert dba.scalar("SELECT count(*) FROM cronpolicy.script_policy") == 0
+    # ... so a later pattern takes effect.
+    code, out, err = cli("disable", "publish-*", "--reason", "archive maintenance")
+    assert code == exitcodes.OK and err == ""
+    assert cli("check", "publish-distro")[0] == exitcodes.WOULD_SKIP
+    # Enabling the script now must outrank the pattern: one row, and it says so.
+    code, out, err = cli("enable", "publish-distro")
+    assert code == exitcodes.OK and err == ""
+    assert "disables it; policy #" in out and "wins, being more specific" in out
+    assert cli("check", "publish-distro")[0] == exitcodes.OK
+    # Disabling the pattern again cannot overrule that row: it says exactly why.
+    code, out, err = cli("disable", "publish-*")
+    assert code == exitcodes.OK
+    assert "publish-distro stays enabled" in err and "cronpolicy disable publish-distro" in err
+    assert cli("check", "publish-distro")[0] == exitcodes.OK
+    # A row kept for a setting (expected_runtime) is switched, not deleted.
+    runtime = "interval '20 minutes'" if dba.backend == "postgresql" else "1200"
+    dba.execute("UPDATE cronpolicy.script_policy SET expected_runtime = %s"
+                " WHERE name = 'publish-distro'" % runtime)
+    assert cli("disable", "publish-distro")[0] == exitcodes.OK
+    assert cli("enable", "publish-distro")[0] == exitcodes.OK
+    assert dba.scalar("SELECT count(*) FROM cronpolicy.script_policy"
+                      " WHERE name = 'publish-distro'") == 1
+    # A name nothing knows: enabling it writes nothing, and both say so.
+    code, out, err = cli("enable", "no-such-script")
+    assert code == exitcodes.OK and "was not disabled" in out and "a typo?" in err
+    assert dba.scalar("SELECT count(*) FROM cronpolicy.script_policy"
+                      " WHERE name = 'no-such-script'") == 0
+    code, out, err = cli("disable", "no-such-script")
+    assert code == exitcodes.OK and "a typo?" in err

@@ -162,15 +162,16 @@ def cmd_status(args, settings):
 
 def _policy_change(args, settings, enabled):
     from cronpolicy.tooling import policy_edits
-    row, created, still_disabling = policy_edits.set_enabled(
+    change = policy_edits.set_enabled(
         _database(settings), args.name, enabled, host=args.host, reason=args.reason)
-    print("%s %s on host %s (policy #%d, %s)" % (
-        "enabled" if enabled else "disabled", row["name"], row["host"], row["id"],
-        "new row" if created else "updated row"))
-    for other in still_disabling:
-        print("warning: policy #%d (name %s, host %s) still disables it there%s" % (
-            other.id, other.name, other.host, ": " + other.reason if other.reason else ""),
-            file=sys.stderr)
+    if change.row is not None and change.action != "unchanged":
+        print("%s %s on host %s (policy #%d, %s row)" % (
+            "enabled" if enabled else "disabled", change.row["name"], change.row["host"],
+            change.row["id"], "new" if change.action == "created" else "updated"))
+    for note in change.notes:
+        print(note)
+    for warning in change.warnings:
+        print("warning: " + warning, file=sys.stderr)
     return exitcodes.OK
 
 

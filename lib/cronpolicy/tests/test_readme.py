@@ -148,3 +148,20 @@ def test_the_command_list_names_every_option_each_command_has():
         assert described == actual, (line, sorted(actual))
         checked += 1
     assert checked > 20
+
+
+def test_the_rollout_recipe_runs_as_written(script_env, tmp_path):
+    """README's rollout recipe, verbatim as a shell script, but for the
+    database it exports (this test's)."""
+    recipe = indented_blocks(section("Rollout recipe"))[0]
+    lines = recipe.splitlines()
+    assert lines[0].startswith("export CRONPOLICY_DSN=")
+    script = "set -e\nexport CRONPOLICY_DSN=%s\n%s\n" % (
+        script_env["CRONPOLICY_DSN"], "\n".join(lines[1:]))
+    env = dict(script_env, PATH=os.path.dirname(sys.executable) + os.pathsep
+               + os.environ.get("PATH", ""))
+    result = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert "deploy no longer pending" in result.stdout

@@ -30,14 +30,23 @@ class LockHeld(Exception):
 
 def lock_path(lock_dir, name):
     """``cronpolicy-NAME.lock``; a name with other characters than letters,
-    digits, '.', '_' and '-' (or a long one) adds a hash of the whole name,
-    so that a/b and a_b, or two names differing only beyond ASCII, never
-    share a lock, and the file name stays short."""
+    digits, '.', '_' and '-' (or a long one) gets ``cronpolicy-SAFE~HASH.lock``
+    instead, a hash of the whole name after a '~' no plain name holds, so
+    that a/b and a_b, or names differing only beyond ASCII, never share a
+    lock, and the file name stays short."""
     safe = "".join(char if char in _SAFE else "_" for char in name)
     if safe == name and len(name) <= 100:
         return os.path.join(lock_dir, "cronpolicy-%s.lock" % name)
     digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    return os.path.join(lock_dir, "cronpolicy-%s-%s.lock" % (safe[:60], digest))
+    return os.path.join(lock_dir, "cronpolicy-%s~%s.lock" % (safe[:60], digest))
+
+
+def legacy_lock_path(lock_dir, name):
+    """The lock file versions before schema 11 used for ``name`` (shared by
+    names that differ only in their unsafe characters), if it differs."""
+    legacy = os.path.join(lock_dir, "cronpolicy-%s.lock" % "".join(
+        char if char in _SAFE else "_" for char in name))
+    return legacy if legacy != lock_path(lock_dir, name) else None
 
 
 class ScriptLock:
@@ -45,37 +54,57 @@ class ScriptLock:
 
     def __init__(self, lock_dir, name):
         self.path = lock_path(lock_dir, name)
+        self.legacy_path = legacy_lock_path(lock_dir, name)
         self.lock_dir = lock_dir
         self._fd = None
+        self._legacy_fd = None
 
     def acquire(self):
         """Take the lock or raise LockHeld at once (never waits)."""
         checked_directory(self.lock_dir, "lock_dir")
+        fd = self._flock(self.path, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.write(fd, b"%d\n" % os.getpid())
+        self._fd = fd
+        if self.legacy_path is not None:
+            # An instance started by an older version holds the old file
+            # exclusively: while it runs, this one must not.  Shared, so that
+            # names that only shared it by accident do not block each other.
+            try:
+                self._legacy_fd = self._flock(self.legacy_path, fcntl.LOCK_SH,
+                                              missing_ok=True)
+            except BaseException:
+                self.release()
+                raise
+        return self
+
+    def _flock(self, path, mode, missing_ok=False):
         try:
-            fd = open_lock_file(self.path)
+            fd = open_lock_file(path)
         except OSError as error:
             if error.errno == errno.ELOOP:
-                raise ConfigError("refusing lock file %s: it is a symbolic link" % self.path) \
+                raise ConfigError("refusing lock file %s: it is a symbolic link" % path) \
                     from None
-            raise ConfigError("cannot create lock file %s: %s" % (self.path, error.strerror)) \
+            if missing_ok and error.errno == errno.ENAMETOOLONG:
+                return None     # no older version could have used it
+            raise ConfigError("cannot create lock file %s: %s" % (path, error.strerror)) \
                 from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
         except OSError as error:
             holder = _read_pid(fd)
             os.close(fd)
             if error.errno in (errno.EWOULDBLOCK, errno.EACCES):
-                raise LockHeld(self.path, holder) from None
+                raise LockHeld(path, holder) from None
             raise
-        os.ftruncate(fd, 0)
-        os.write(fd, b"%d\n" % os.getpid())
-        self._fd = fd
-        return self
+        return fd
 
     def release(self):
-        if self._fd is not None:
-            os.close(self._fd)  # closing drops the flock
-            self._fd = None
+        for name in ("_legacy_fd", "_fd"):
+            fd = getattr(self, name)
+            if fd is not None:
+                os.close(fd)    # closing drops the flock
+                setattr(self, name, None)
 
     @property
     def held(self):

@@ -417,3 +417,30 @@ def test_the_latest_action_takes_effect_or_a_warning_says_why_not(cli, dba):
                       " WHERE name = 'no-such-script'") == 0
     code, out, err = cli("disable", "no-such-script")
     assert code == exitcodes.OK and "a typo?" in err
+
+
+def test_an_instance_started_by_an_older_version_still_blocks_across_the_upgrade(tmp_path):
+    """Names that are not plain got a new lock file name: an older version's
+    run (holding the old name) no longer kept a second instance out."""
+    import fcntl
+    from cronpolicy.locking import LockHeld, ScriptLock
+    old = open(tmp_path / "cronpolicy-backup_daily.lock", "w")
+    fcntl.flock(old, fcntl.LOCK_EX | fcntl.LOCK_NB)         # the older version's run
+    try:
+        with pytest.raises(LockHeld):
+            ScriptLock(str(tmp_path), "backup daily").acquire()
+    finally:
+        old.close()
+    # Names that only shared the old file by accident do not block each other,
+    # but for the plain name whose file it is (a_b, while older versions may run).
+    first = ScriptLock(str(tmp_path), "a/b").acquire()
+    second = ScriptLock(str(tmp_path), "a b").acquire()
+    with pytest.raises(LockHeld):
+        ScriptLock(str(tmp_path), "a_b").acquire()
+    for lock in (first, second):
+        lock.release()
+    # A plain name cannot take a hashed name's file.
+    from cronpolicy.locking import lock_path
+    hashed = os.path.basename(lock_path(str(tmp_path), "a b"))
+    assert lock_path(str(tmp_path), hashed[len("cronpolicy-"):-len(".lock")]) != \
+        lock_path(str(tmp_path), "a b")

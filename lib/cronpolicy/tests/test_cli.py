@@ -62,7 +62,7 @@ def test_enable_warns_about_rows_that_still_disable(cli, dba):
                 " VALUES ('publish-distro', 'web1', false, 'disk full')")
     code, out, err = cli("enable", "publish-distro")
     assert code == exitcodes.OK
-    assert "still disabled on web1 by policy #" in err and "disk full" in err
+    assert "still disables it on web1" in err and "disk full" in err
 
 
 def test_window_add_list_cancel(cli, dba):
@@ -444,3 +444,40 @@ def test_an_instance_started_by_an_older_version_still_blocks_across_the_upgrade
     hashed = os.path.basename(lock_path(str(tmp_path), "a b"))
     assert lock_path(str(tmp_path), hashed[len("cronpolicy-"):-len(".lock")]) != \
         lock_path(str(tmp_path), "a b")
+
+
+def test_enable_and_disable_messages_hold_for_hosts_patterns_and_ties(cli, dba):
+    """Found in review: messages that were false or missing once hosts,
+    patterns or a tie were involved; a setting deleted by enable."""
+    false = "false" if dba.backend == "postgresql" else "0"
+    dba.execute("INSERT INTO cronpolicy.script_run (name, host) VALUES ('publish-distro', 'web1')")
+    # A host-specific enabling row keeps the script on: disable says so.
+    assert cli("disable", "publish-*")[0] == exitcodes.OK
+    assert cli("enable", "publish-distro", "--host", "web1")[0] == exitcodes.OK
+    code, out, err = cli("disable", "publish-*")
+    assert "publish-distro stays enabled on web1" in err, err
+    assert cli("check", "publish-distro", "--host", "web1")[0] == exitcodes.OK
+    dba.execute("DELETE FROM cronpolicy.script_policy")
+    # Enabling a pattern that another row still disables elsewhere: said.
+    assert cli("disable", "publish-*", "--host", "web1")[0] == exitcodes.OK
+    code, out, err = cli("enable", "publish-*")
+    assert "still disables" in err and "on web1" in err, (out, err)
+    assert cli("check", "publish-distro", "--host", "web1")[0] == exitcodes.WOULD_SKIP
+    dba.execute("DELETE FROM cronpolicy.script_policy")
+    # Enabling on a host pattern while a host-specific row disables: said.
+    assert cli("disable", "publish-distro", "--host", "web1")[0] == exitcodes.OK
+    code, out, err = cli("enable", "publish-distro", "--host", "web*")
+    assert "was not disabled" not in out and "still disables it on web1" in err, (out, err)
+    dba.execute("DELETE FROM cronpolicy.script_policy")
+    # A tie: the enabling row does not win, and enable does not claim it does.
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, host, enabled)"
+                " VALUES ('publish-distro', 'web?', %s)" % false)
+    code, out, err = cli("enable", "publish-distro", "--host", "web*")
+    assert "wins" not in out and "on a tie the disabling row wins" in err, (out, err)
+    dba.execute("DELETE FROM cronpolicy.script_policy")
+    # fleet_single_instance = false is a setting (no limit): the row stays.
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, enabled, fleet_single_instance)"
+                " VALUES ('publish-distro', %s, %s)" % (false, false))
+    assert cli("enable", "publish-distro")[0] == exitcodes.OK
+    assert dba.execute("SELECT enabled, fleet_single_instance FROM cronpolicy.script_policy") in (
+        [(True, False)], [(1, 0)])

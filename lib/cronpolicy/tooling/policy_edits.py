@@ -32,9 +32,11 @@ from cronpolicy.matching import glob_matches, is_pattern, matching_policies
 from cronpolicy.rows import PolicyRow, from_mapping
 from cronpolicy.tooling.tables import script_policy, script_run
 
-#: The columns that make a policy row more than an on/off switch.
-SETTINGS = ("expected_runtime", "rollout_exempt", "interruptible", "fleet_single_instance",
-            "expected_interval", "max_concurrent")
+#: The columns that make a policy row more than an on/off switch, with the
+#: value that means "says nothing" (fleet_single_instance = false says
+#: something: no limit, whatever the script declares).
+SETTINGS = {"expected_runtime": None, "rollout_exempt": False, "interruptible": False,
+            "fleet_single_instance": None, "expected_interval": None, "max_concurrent": None}
 
 #: What a change did: ``action`` is one of created, updated, deleted,
 #: unchanged; ``row`` the (name, host) row after it (None once deleted);
@@ -86,6 +88,18 @@ def _write(db, connection, name, host, reason, own, where, enabled):
     return dict(connection.execute(select(script_policy).where(where)).mappings().one())
 
 
+def _overlap(one, other):
+    """Whether two glob patterns can match a common name (as far as either
+    matches the other's text: enough for the rows operators write)."""
+    return one == other or glob_matches(one, other) or glob_matches(other, one)
+
+
+def _hosts_to_check(rows, host):
+    """The host (pattern) given, and every row's host it may cover."""
+    return [host] + sorted({row.host for row in rows if row.host != host
+                            and _overlap(row.host, host)})
+
+
 def _describe(row):
     return "policy #%d (name %s, host %s%s)" % (row.id, row.name, row.host,
                                                 ": " + row.reason if row.reason else "")
@@ -98,20 +112,22 @@ def _disable(db, connection, name, host, reason, own, where, known):
     for script in sorted(known):
         if not glob_matches(name, script):
             continue
-        winner = next(iter(matching_policies(rows, script, host)), None)
-        if winner is not None and winner.enabled:
-            change.warnings.append(
-                "%s stays enabled%s: %s is more specific and enables it (run `cronpolicy "
-                "disable %s%s` to disable it too)" % (
-                    script, "" if host == "*" else " on " + host, _describe(winner), script,
-                    "" if host == "*" else " --host " + host))
+        for where_host in _hosts_to_check(rows, host):
+            winner = next(iter(matching_policies(rows, script, where_host)), None)
+            if winner is not None and winner.enabled:
+                change.warnings.append(
+                    "%s stays enabled%s: %s is more specific and enables it (run `cronpolicy "
+                    "disable %s%s` to disable it too)" % (
+                        script, "" if where_host == "*" else " on " + where_host,
+                        _describe(winner), script,
+                        "" if winner.host == "*" else " --host '%s'" % winner.host))
     return change
 
 
 def _enable(db, connection, name, host, reason, own, where):
     change = Change("unchanged", own and dict(own), [], [])
     if own is not None and not own["enabled"]:
-        if any(own[column] not in (None, False) for column in SETTINGS):
+        if any(own[column] != nothing for column, nothing in SETTINGS.items()):
             change = Change("updated", _write(db, connection, name, host, reason, own, where,
                                               True), [], [])
         else:
@@ -119,36 +135,32 @@ def _enable(db, connection, name, host, reason, own, where):
             change = Change("deleted", None,
                             ["removed policy #%d, which disabled it" % own["id"]], [])
             own = None
-    if is_pattern(name):
-        _name_specific_disablers(connection, name, host, change)
-        return change
     rows = _rows(connection)
-    disabling = policy.disabling_row(rows, name, host)
+    disabling = None if is_pattern(name) else policy.disabling_row(rows, name, host)
     if disabling is not None:
-        # Only a row of (name, host) outranks it: write one, and say why.
+        # Only a row of (name, host) can outrank it: write one, then look again.
         written = _write(db, connection, name, host, reason, own, where, True)
-        change = Change("created" if own is None else "updated", written,
-                        change.notes + ["%s disables it; policy #%d enables %s on %s and wins, "
-                                        "being more specific" % (
-                                            _describe(disabling), written["id"], name, host)],
+        rows = _rows(connection)
+        still = policy.disabling_row(rows, name, host)
+        if still is None:
+            change.notes.append("%s disables it; policy #%d enables %s on %s and wins, being "
+                                "more specific" % (_describe(disabling), written["id"], name,
+                                                   host))
+        else:
+            change.warnings.append("%s still disables it: it is as specific as policy #%d, "
+                                   "and on a tie the disabling row wins" % (
+                                       _describe(still), written["id"]))
+        change = Change("created" if own is None else "updated", written, change.notes,
                         change.warnings)
-    elif change.action == "unchanged":
+    # Every other row that still disables what this enables, anywhere.
+    others = [row for row in rows if not row.enabled and _overlap(row.name, name)
+              and _overlap(row.host, host) and (row.name, row.host) != (name, host)
+              and (disabling is None or row.id != disabling.id)]
+    for row in others:
+        change.warnings.append("%s still disables %s%s" % (
+            _describe(row), row.name if row.name != name else "it",
+            "" if row.host == host else " on " + row.host))
+    if change.action == "unchanged" and not others and disabling is None:
         change.notes.append("%s was not disabled%s" % (
             name, "" if host == "*" else " on " + host))
-    if host == "*":
-        rows = _rows(connection)
-        for row in rows:
-            if (not row.enabled and row.host != "*" and glob_matches(row.name, name)
-                    and policy.disabling_row(rows, name, row.host) is not None):
-                change.warnings.append("still disabled on %s by %s" % (row.host, _describe(row)))
     return change
-
-
-def _name_specific_disablers(connection, pattern, host, change):
-    """After enabling a pattern: the more specific rows that still disable
-    some of the scripts it covers."""
-    for row in _rows(connection):
-        if (not row.enabled and row.name != pattern and glob_matches(pattern, row.name)
-                and (host == "*" or glob_matches(host, row.host))):
-            change.warnings.append("%s still disables %s: it is more specific" % (
-                _describe(row), row.name))

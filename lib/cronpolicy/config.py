@@ -110,8 +110,15 @@ def default_state_dir():
 
 def default_dsn(state_dir=None):
     """The embedded SQLite file, in the state directory (state_dir,
-    $CRONPOLICY_STATE_DIR, else the XDG default)."""
-    return "sqlite:///" + os.path.join(state_dir or default_state_dir(), "cronpolicy.sqlite")
+    $CRONPOLICY_STATE_DIR, else the XDG default).  Versions before schema 11
+    kept it in the XDG default whatever state_dir said: while only that file
+    exists, it stays the database (a new empty one would drop every policy
+    and a pending deploy without a word)."""
+    path = os.path.join(state_dir or default_state_dir(), "cronpolicy.sqlite")
+    earlier = os.path.join(default_state_dir(), "cronpolicy.sqlite")
+    if path != earlier and not os.path.exists(path) and os.path.exists(earlier):
+        path = earlier
+    return "sqlite:///" + path
 
 
 def backend_of(dsn):

@@ -13,8 +13,13 @@
 --   anywhere: an administrator can no longer delete entries, nor add a
 --   trigger that drops them.  Only a superuser can.
 
+-- Row documents spell intervals one way ('1 day 02:00:00'), whatever
+-- IntervalStyle the session that made the change had.
+ALTER FUNCTION cronpolicy.audit_change() SET intervalstyle = 'postgres';
+
 CREATE OR REPLACE FUNCTION cronpolicy.audit_truncate() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    SET intervalstyle = 'postgres' AS $$
 DECLARE
     why text := nullif(current_setting('cronpolicy.reason', true), '');
 BEGIN

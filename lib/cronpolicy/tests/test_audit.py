@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from cronpolicy import exitcodes
 
 
@@ -116,3 +118,21 @@ def test_the_audit_reads_the_same_on_both_backends(request, monkeypatch, tmp_pat
     policy = [changes for table, op, _, changes in seen["sqlite"]
               if table == "script_policy" and op == "UPDATE"][-1]
     assert policy["expected_runtime"] == [None, 1200.0]
+
+
+@pytest.mark.parametrize("style", ["sql_standard", "iso_8601", "postgres_verbose"])
+def test_durations_in_the_audit_whatever_the_writers_interval_style(pg_dsn, style, monkeypatch,
+                                                                     tmp_path, capsys):
+    """A DBA's session with another IntervalStyle wrote '1 2:00:00' or
+    'P1DT2H' into the row documents, read back as 7200 or nothing."""
+    from .conftest import DBA, make_env
+    from cronpolicy.tooling.cli import main
+    DBA(pg_dsn).execute("SET IntervalStyle = '%s'; INSERT INTO cronpolicy.script_policy"
+                        " (name, expected_runtime) VALUES ('c', '1 day 2 hours')" % style)
+    for key, value in make_env(tmp_path, pg_dsn).items():
+        if key.startswith(("CRONPOLICY_", "XDG_")):
+            monkeypatch.setenv(key, value)
+    capsys.readouterr()
+    assert main(["audit", "--json"]) == exitcodes.OK
+    [entry] = json.loads(capsys.readouterr().out)
+    assert entry["new_row"]["expected_runtime"] == 93600.0

@@ -24,24 +24,43 @@ from cronpolicy.tooling.tables import policy_audit, script_run
 
 _EPOCH = datetime.datetime(2000, 1, 1, tzinfo=UTC)
 
-# PostgreSQL's text of an interval in a row document: "1 year 2 mons 3 days
-# 04:05:06.5"; a year and a month count as extract(epoch) counts them.
-_INTERVAL_UNITS = {"year": 365.25 * 86400, "mon": 30 * 86400, "day": 86400}
-_INTERVAL_PART = r"(-?\d+) (year|mon|day)s?"
-_INTERVAL_CLOCK = r"(-?)(\d+):(\d\d):(\d\d(?:\.\d+)?)"
+# PostgreSQL's text of an interval in a row document.  The audit functions
+# write IntervalStyle 'postgres' ("1 year 2 mons 3 days 04:05:06.5"); entries
+# from before schema 11 may be in the writer's style: postgres_verbose
+# ("@ 1 day 2 hours ago"), iso_8601 ("P1DT2H") or sql_standard ("1 2:00:00").
+# A year and a month count as extract(epoch) counts them.
+_INTERVAL_UNITS = {"year": 365.25 * 86400, "mon": 30 * 86400, "day": 86400, "hour": 3600,
+                   "min": 60, "sec": 1}
+_INTERVAL_PART = r"([+-]?\d+(?:\.\d+)?) (year|mon|day|hour|min|sec)s?"
+_INTERVAL_CLOCK = r"([+-]?)(\d+):(\d\d):(\d\d(?:\.\d+)?)"
+_INTERVAL_ISO = (r"^(-)?P(?:(-?[\d.]+)Y)?(?:(-?[\d.]+)M)?(?:(-?[\d.]+)W)?(?:(-?[\d.]+)D)?"
+                 r"(?:T(?:(-?[\d.]+)H)?(?:(-?[\d.]+)M)?(?:(-?[\d.]+)S)?)?$")
+_ISO_UNITS = (365.25 * 86400, 30 * 86400, 7 * 86400, 86400, 3600, 60, 1)
 
 
 def _interval_seconds(value):
     if not isinstance(value, str):
         return to_seconds(value)
-    seconds = sum(int(count) * _INTERVAL_UNITS[unit]
-                  for count, unit in re.findall(_INTERVAL_PART, value))
-    clock = re.search(_INTERVAL_CLOCK, value)
+    text = value.strip()
+    iso = re.match(_INTERVAL_ISO, text)
+    if iso and text != "P":
+        seconds = sum(float(part) * unit for part, unit in zip(iso.groups()[1:], _ISO_UNITS)
+                      if part)
+        return to_seconds(-seconds if iso.group(1) else seconds)
+    seconds = sum(float(count) * _INTERVAL_UNITS[unit]
+                  for count, unit in re.findall(_INTERVAL_PART, text))
+    days = re.match(r"^([+-]?\d+) [+-]?\d+:", text)      # sql_standard: "1 2:00:00"
+    if days:
+        seconds += int(days.group(1)) * 86400
+    clock = re.search(_INTERVAL_CLOCK, text)
     if clock:
         sign, hours, minutes, rest = clock.groups()
-        seconds += (-1 if sign else 1) * (int(hours) * 3600 + int(minutes) * 60 + float(rest))
-    elif not re.search(_INTERVAL_PART, value):
+        seconds += (-1 if sign == "-" else 1) * (int(hours) * 3600 + int(minutes) * 60
+                                                 + float(rest))
+    elif not re.search(_INTERVAL_PART, text):
         return to_seconds(value)        # a number as text, or nothing readable
+    if text.endswith(" ago"):
+        seconds = -seconds
     return to_seconds(seconds)
 
 

@@ -15,10 +15,11 @@ import re
 _WILDCARDS = frozenset("*?")
 _compiled_globs = {}
 
-#: Script names (and name patterns) are 1 to 200 characters, none of them
-#: a control character: the same rule for a CronScript, `cronpolicy run`
-#: and every command that takes a NAME, so what one accepts all accept.
-MAX_NAME_LENGTH = 200
+#: Script names (and name patterns) are 1 to 255 characters (a file name's
+#: limit: `crontab wrap` names jobs after their programs), none of them a
+#: control character: the same rule for a CronScript, `cronpolicy run` and
+#: every command that takes a NAME, so what one accepts all accept.
+MAX_NAME_LENGTH = 255
 
 
 def name_problem(name, what="script name"):

@@ -325,7 +325,8 @@ def test_crontab_commands_take_no_dsn_and_run_help_describes_run(cli, capsys):
     ["run", "", "--", "true"], ["check", ""], ["history", ""], ["why", ""], ["disable", ""],
     ["enable", ""], ["estimate", ""], ["window", "add", "--start", "now", "--duration", "1h",
                                        "--script", ""],
-    ["run", "x" * 201, "--", "true"], ["disable", "x" * 201], ["check", "a\x1bb"]])
+    ["run", "x" * 256, "--", "true"], ["disable", "x" * 256], ["check", "a\x1bb"],
+    ["deploy", "plan", "--at", "+1h", "--script", ""]])
 def test_every_command_applies_one_name_rule(cli, argv):
     """'' ran (as the file's name) under run, listed everything under
     history, said "run" under check; disable alone refused it.  A 300-character
@@ -337,7 +338,7 @@ def test_every_command_applies_one_name_rule(cli, argv):
 
 def test_lock_files_are_one_per_name(tmp_path):
     from cronpolicy.locking import lock_path
-    names = ["a/b", "a_b", "café", "cafe\u0301", "caf\u00e8", "x" * 200, "x" * 199 + "y",
+    names = ["a/b", "a_b", "café", "cafe\u0301", "caf\u00e8", "x" * 255, "x" * 254 + "y",
              "publish-distro"]
     paths = [lock_path(str(tmp_path), name) for name in names]
     assert len(set(paths)) == len(names)
@@ -345,8 +346,8 @@ def test_lock_files_are_one_per_name(tmp_path):
     assert all(len(os.path.basename(path).encode()) < 255 for path in paths)
 
 
-def test_a_200_character_name_runs(script_env, tmp_path):
-    result = subprocess.run([sys.executable, "-m", "cronpolicy", "run", "n" * 200, "--", "true"],
+def test_a_255_character_name_runs(script_env, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "cronpolicy", "run", "n" * 255, "--", "true"],
                             env=script_env, capture_output=True, text=True, timeout=60)
     assert result.returncode == exitcodes.OK, result.stderr
 

@@ -148,7 +148,8 @@ def build_parser():
               (common, reader), subparsers=deploy_commands)
     sub.add_argument("--at", required=True, help="when the rollout would start (ISO 8601 or +D)")
     sub.add_argument("--host", default="*", help="hosts it covers (glob; default all)")
-    sub.add_argument("--script", default="*", help="scripts it covers (glob; default all)")
+    sub.add_argument("--script", default="*", type=script_name,
+                     help="scripts it covers (glob; default all)")
 
     sub = add("audit", cmd_audit, "who changed policies, windows and the deploy switch",
               (common, reader))

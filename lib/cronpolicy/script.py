@@ -222,7 +222,8 @@ class CronScript:
         root.setLevel(level)
 
     def _run(self, argv):
-        self.options = self.parser.parse_args(argv)
+        from cronpolicy.arguments import attach_dashed_values
+        self.options = self.parser.parse_args(attach_dashed_values(argv, self.parser))
         try:
             problem = name_problem(self.name)
             if problem:

@@ -482,3 +482,11 @@ def test_enable_and_disable_messages_hold_for_hosts_patterns_and_ties(cli, dba):
     assert cli("enable", "publish-distro")[0] == exitcodes.OK
     assert dba.execute("SELECT enabled, fleet_single_instance FROM cronpolicy.script_policy") in (
         [(True, False)], [(1, 0)])
+
+
+def test_cronpolicy_run_options_take_dashed_values_too(script_env):
+    result = subprocess.run([sys.executable, "-m", "cronpolicy", "run", "foo",
+                             "--expected-runtime", "-3s", "--", "true"],
+                            env=script_env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == exitcodes.USAGE
+    assert "cannot parse duration '-3s'" in result.stderr, result.stderr

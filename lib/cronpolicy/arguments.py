@@ -1,0 +1,37 @@
+"""Command-line arguments shared by ``cronpolicy`` and every CronScript."""
+
+import argparse
+
+
+def _option_strings(parser):
+    """(options that take one value, every option) across all subcommands."""
+    valued, known = set(), set()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                more_valued, more_known = _option_strings(sub)
+                valued |= more_valued
+                known |= more_known
+        known.update(action.option_strings)
+        if action.option_strings and action.nargs is None:
+            valued.update(action.option_strings)
+    return valued, known
+
+
+def attach_dashed_values(argv, parser):
+    """``--duration -3s`` as ``--duration=-3s``: argparse would take the
+    value for an unknown option and say only "expected one argument",
+    where the value's own check says what is wrong with it."""
+    valued, known = _option_strings(parser)
+    attached, index = [], 0
+    while index < len(argv):
+        token = argv[index]
+        following = argv[index + 1] if index + 1 < len(argv) else None
+        if (token in valued and following is not None and following.startswith("-")
+                and following != "--" and following.split("=", 1)[0] not in known):
+            attached.append(token + "=" + following)
+            index += 2
+            continue
+        attached.append(token)
+        index += 1
+    return attached

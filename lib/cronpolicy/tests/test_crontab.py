@@ -115,3 +115,58 @@ def test_a_wrapped_line_runs_like_the_original(job, script_env, dba):
     assert gated.returncode == original.returncode
     [run] = dba.runs()
     assert run["status"] == ("succeeded" if original.returncode == 0 else "failed")
+
+
+# Issue 13, items 1 and 2 ---------------------------------------------------------------
+
+ODD_BYTES = [
+    # str.splitlines also splits on these; cron does not.
+    "0 * * * * echo a\u2028echo b\n", "0 * * * * echo a\x0cecho b\n",
+    "0 * * * * echo a\x1c\x1d\x1e\x85b\n", "0 * * * * echo a\x0bb\n",
+    # A form feed or a vertical tab in the schedule is not a field separator for cron.
+    "0\x0c* * * * echo x\n",
+]
+
+
+@pytest.mark.parametrize("text", ODD_BYTES)
+def test_lines_are_split_on_newlines_only(text):
+    wrapped = wrap(text, program="/usr/bin/cronpolicy")
+    assert unwrap(wrapped) == text
+    assert wrap(wrapped, program="/usr/bin/cronpolicy") == wrapped
+    # The whole command stays one job, inside the gate.
+    assert wrapped.count("\n") == text.count("\n")
+    if parse_job(text):
+        assert "cronpolicy run" in wrapped
+
+
+@pytest.mark.parametrize("program", ["/opt/my tools/cronpolicy", "/opt/it's/cronpolicy",
+                                     "/usr/local/bin/cronpolicy", "cronpolicy"])
+def test_the_program_path_is_quoted_for_the_shell(program, tmp_path):
+    text = "15 * * * * /srv/bin/publish-distro --all\n"
+    wrapped = wrap(text, program=program)
+    assert unwrap(wrapped) == text
+    assert wrap(wrapped, program=program) == wrapped
+    command = parse_job(wrapped)[1].strip()
+    # The shell sees the program path as one word.
+    words = subprocess.run(["/bin/sh", "-c", "printf '%s\\n' " + command.split(" run ")[0]],
+                           capture_output=True, text=True, timeout=30).stdout.splitlines()
+    assert words == [program]
+
+
+def test_the_command_wraps_any_bytes_and_gives_them_back(tmp_path):
+    """Through the real command: CRLF, a form feed, Latin-1 (not UTF-8),
+    control characters; once, the output escaped \\r as text."""
+    original = ("# caf\xe9 cr\xe8me\r\n0 * * * * /usr/bin/job --x \xe9t\xe9\r\n"
+                "# page\x0cbreak\n").encode("latin-1")
+    source = tmp_path / "crontab"
+    source.write_bytes(original)
+    env = dict(os.environ, CRONPOLICY_CONFIG=str(tmp_path / "none.conf"))
+    (tmp_path / "none.conf").write_text("[cronpolicy]\n")
+    wrapped = subprocess.run([sys.executable, "-m", "cronpolicy", "crontab", "wrap", str(source),
+                              "--program", "/usr/bin/cronpolicy"], env=env,
+                             capture_output=True, timeout=60)
+    assert wrapped.returncode == 0, wrapped.stderr
+    assert b"cronpolicy run job" in wrapped.stdout and b"\r\n" in wrapped.stdout
+    back = subprocess.run([sys.executable, "-m", "cronpolicy", "crontab", "unwrap"], env=env,
+                          input=wrapped.stdout, capture_output=True, timeout=60)
+    assert back.returncode == 0 and back.stdout == original

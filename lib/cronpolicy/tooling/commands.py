@@ -338,16 +338,26 @@ def cmd_prune(args, settings):
     return exitcodes.OK
 
 
-def _read_input(path):
+def _read_crontab(path):
+    """The crontab's bytes (any encoding: cron reads bytes) as text."""
+    from cronpolicy.tooling.crontab import read_crontab
     if path in (None, "-"):
-        return sys.stdin.read()
+        return read_crontab(sys.stdin.buffer.read())
     try:
-        with open(path, encoding="utf-8", newline="") as handle:
-            return handle.read()
+        with open(path, "rb") as handle:
+            return read_crontab(handle.read())
     except OSError as error:
         raise UsageError("cannot read %s: %s" % (path, error.strerror)) from None
-    except UnicodeDecodeError:
-        raise UsageError("%s is not UTF-8 text" % path) from None
+
+
+def _write_crontab(text):
+    """Byte for byte, past the escaping of control characters: a crontab's
+    \r, form feeds and the rest are its own, not terminal trouble."""
+    from cronpolicy.tooling.crontab import write_crontab
+    stream = getattr(sys.stdout, "raw", sys.stdout)
+    stream.flush()
+    stream.buffer.write(write_crontab(text))
+    stream.buffer.flush()
 
 
 def _default_program():
@@ -359,14 +369,14 @@ def _default_program():
 
 def cmd_crontab_wrap(args, settings):
     from cronpolicy.tooling import crontab
-    sys.stdout.write(crontab.wrap(_read_input(args.file), program=args.program or
-                                  _default_program(), system=args.system))
+    _write_crontab(crontab.wrap(_read_crontab(args.file), program=args.program or
+                                _default_program(), system=args.system))
     return exitcodes.OK
 
 
 def cmd_crontab_unwrap(args, settings):
     from cronpolicy.tooling import crontab
-    sys.stdout.write(crontab.unwrap(_read_input(args.file), system=args.system))
+    _write_crontab(crontab.unwrap(_read_crontab(args.file), system=args.system))
     return exitcodes.OK
 
 

@@ -20,6 +20,11 @@ input, before any shell sees the line, so the part from the first unescaped
 Each job is named from its command: the first program's base name (the
 script's, for `python3 script.py`, `sh job.sh`, `env X=1 prog`...), with
 -2, -3... appended when two lines would share a name.
+
+Lines are what cron reads: split on \n only (not on form feeds, U+2028 or
+the other breaks str.splitlines knows), and fields are separated by
+blanks and tabs only.  Text is handled as decoded with surrogateescape, so
+a crontab in any encoding comes back byte for byte (see read_crontab).
 """
 
 import os
@@ -28,18 +33,36 @@ import shlex
 
 _SCHEDULE_KEYWORDS = ("@reboot", "@yearly", "@annually", "@monthly", "@weekly", "@daily",
                       "@midnight", "@hourly")
-_ENVIRONMENT = re.compile(r"^\s*[A-Za-z_][A-Za-z0-9_]*\s*=")
+_ENVIRONMENT = re.compile(r"^[ \t]*[A-Za-z_][A-Za-z0-9_]*[ \t]*=")
+_BLANKS = " \t"
+_FIELD = re.compile(r"[ \t]*[^ \t\n]+[ \t]+")
 _INTERPRETERS = {"python", "python2", "python3", "sh", "bash", "dash", "zsh", "ksh", "perl",
                  "ruby", "php", "node", "env", "nice", "ionice", "timeout", "flock", "nohup",
                  "exec", "time", "sudo", "chronic"}
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
+def read_crontab(data):
+    """Crontab bytes as text that encodes back to the same bytes."""
+    return data.decode("utf-8", "surrogateescape")
+
+
+def write_crontab(text):
+    """The bytes of crontab text made by read_crontab (and wrap/unwrap)."""
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _lines(text):
+    """The lines cron sees: split on \n only, each keeping its \n."""
+    parts = text.split("\n")
+    return [part + "\n" for part in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
+
+
 def _split_fields(line, count):
     """(prefix through the ``count``-th field and its trailing blanks, rest)."""
     position = 0
     for _ in range(count):
-        match = re.compile(r"\s*\S+\s+").match(line, position)
+        match = _FIELD.match(line, position)
         if match is None:
             return None
         position = match.end()
@@ -49,15 +72,15 @@ def _split_fields(line, count):
 def parse_job(line, system=False):
     """(schedule prefix, command) for a job line, else None (comment, blank,
     environment line).  The prefix keeps all its original spacing."""
-    stripped = line.strip()
+    stripped = line.strip(_BLANKS + "\r\n")
     if not stripped or stripped.startswith("#") or _ENVIRONMENT.match(line):
         return None
-    first = stripped.split(None, 1)[0]
+    first = re.split(r"[ \t]", stripped, 1)[0]
     fields = 1 if first.startswith("@") and first in _SCHEDULE_KEYWORDS else 5
     if first.startswith("@") and first not in _SCHEDULE_KEYWORDS:
         return None
     split = _split_fields(line, fields + (1 if system else 0))
-    if split is None or not split[1].strip():
+    if split is None or not split[1].strip(_BLANKS + "\r\n"):
         return None
     return split
 
@@ -114,8 +137,9 @@ def _quote_end(text):
 
 #: The shell cron itself would have used: the SHELL it sets (from the crontab).
 SHELL = '"${SHELL:-/bin/sh}"'
-WRAPPED = re.compile(r"^(?P<program>\S*cronpolicy) run (?P<name>\S+) -- "
-                     + re.escape(SHELL) + r" -c ")
+#: The program is a shell word: bare, or quoted as shlex.quote() quotes.
+WRAPPED = re.compile(r"^(?P<program>'(?:[^']|'\"'\"')*cronpolicy'|[^ \t']*cronpolicy)"
+                     r" run (?P<name>\S+) -- " + re.escape(SHELL) + r" -c ")
 
 
 def wrap_command(command, name, program="cronpolicy"):
@@ -123,7 +147,7 @@ def wrap_command(command, name, program="cronpolicy"):
     head, tail = command[:cut], command[cut:]
     trailing = head[len(head.rstrip("\r\n")):]
     head = head[:len(head) - len(trailing)] if trailing else head
-    return "%s run %s -- %s -c %s%s%s" % (program, shlex.quote(name), SHELL,
+    return "%s run %s -- %s -c %s%s%s" % (shlex.quote(program), shlex.quote(name), SHELL,
                                           shlex.quote(head), tail, trailing)
 
 
@@ -146,7 +170,7 @@ def unwrap_command(command):
 
 def wrap(text, program="cronpolicy", system=False):
     """The crontab ``text`` with every job line wrapped (already wrapped ones kept)."""
-    lines = text.splitlines(keepends=True)
+    lines = _lines(text)
     taken = set()
     jobs = []
     for line in lines:
@@ -180,7 +204,7 @@ def wrap(text, program="cronpolicy", system=False):
 def unwrap(text, system=False):
     """The crontab ``text`` with every wrapped job line restored."""
     output = []
-    for line in text.splitlines(keepends=True):
+    for line in _lines(text):
         job = parse_job(line, system)
         original = unwrap_command(job[1]) if job is not None else None
         output.append(line if original is None else job[0] + original)

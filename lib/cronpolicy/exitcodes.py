@@ -33,3 +33,7 @@ WAIT_TIMEOUT = 7
 
 #: `cronpolicy overdue`: at least one script has not succeeded in time.
 OVERDUE = 8
+
+#: `cronpolicy crontab wrap`: some jobs were left as they were (wrapped,
+#: they would pass cron's command length limit); the rest is wrapped.
+NOT_ALL_WRAPPED = 9

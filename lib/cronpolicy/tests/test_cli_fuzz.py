@@ -19,7 +19,8 @@ from cronpolicy import exitcodes
 from cronpolicy.tooling.cli import build_parser
 
 DOCUMENTED = {exitcodes.OK, exitcodes.USAGE, exitcodes.LOCKED, exitcodes.GATE_ERROR,
-              exitcodes.WOULD_SKIP, exitcodes.WAIT_TIMEOUT, exitcodes.OVERDUE}
+              exitcodes.WOULD_SKIP, exitcodes.WAIT_TIMEOUT, exitcodes.OVERDUE,
+              exitcodes.NOT_ALL_WRAPPED}
 SKIPPED_COMMANDS = {("run",), ("crontab",), ("schema", "roles")}
 SKIPPED_OPTIONS = {"--output", "--dsn", "-h", "--help"}
 

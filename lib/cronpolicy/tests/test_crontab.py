@@ -170,3 +170,27 @@ def test_the_command_wraps_any_bytes_and_gives_them_back(tmp_path):
     back = subprocess.run([sys.executable, "-m", "cronpolicy", "crontab", "unwrap"], env=env,
                           input=wrapped.stdout, capture_output=True, timeout=60)
     assert back.returncode == 0 and back.stdout == original
+
+
+def test_a_job_too_long_for_cron_once_wrapped_is_left_and_named(tmp_path):
+    """Issue 13.3: a 950-byte command became 1040 bytes, and Debian's cron
+    then refused the whole crontab ("command too long")."""
+    from cronpolicy import exitcodes
+    from cronpolicy.tooling.crontab import MAX_COMMAND_BYTES, wrap_report
+    long_job = "0 * * * * /srv/bin/big-job " + "x" * 950 + "\n"
+    text = "0 * * * * /srv/bin/small-job\n" + long_job
+    wrapped, too_long = wrap_report(text, program="/usr/bin/cronpolicy")
+    assert too_long and too_long[0][0] == 2 and too_long[0][2] > MAX_COMMAND_BYTES
+    assert wrapped.endswith(long_job) and "cronpolicy run small-job" in wrapped
+    assert unwrap(wrapped) == text
+    assert all(len(parse_job(line)[1].rstrip("\n").encode()) <= MAX_COMMAND_BYTES
+               for line in wrapped.splitlines(keepends=True) if "cronpolicy run" in line)
+    source = tmp_path / "crontab"
+    source.write_text(text)
+    env = dict(os.environ, CRONPOLICY_CONFIG=str(tmp_path / "none.conf"))
+    (tmp_path / "none.conf").write_text("[cronpolicy]\n")
+    result = subprocess.run([sys.executable, "-m", "cronpolicy", "crontab", "wrap", str(source)],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == exitcodes.NOT_ALL_WRAPPED
+    assert "line 2 (big-job) left unwrapped" in result.stderr
+    assert result.stdout.endswith(long_job)

@@ -369,9 +369,14 @@ def _default_program():
 
 def cmd_crontab_wrap(args, settings):
     from cronpolicy.tooling import crontab
-    _write_crontab(crontab.wrap(_read_crontab(args.file), program=args.program or
-                                _default_program(), system=args.system))
-    return exitcodes.OK
+    text, too_long = crontab.wrap_report(_read_crontab(args.file), program=args.program or
+                                         _default_program(), system=args.system)
+    _write_crontab(text)
+    for number, name, length in too_long:
+        print("cronpolicy crontab wrap: line %d (%s) left unwrapped: wrapped it would be %d "
+              "bytes, over cron's %d" % (number, name, length, crontab.MAX_COMMAND_BYTES),
+              file=sys.stderr)
+    return exitcodes.NOT_ALL_WRAPPED if too_long else exitcodes.OK
 
 
 def cmd_crontab_unwrap(args, settings):

@@ -168,9 +168,21 @@ def unwrap_command(command):
     return words[0] + tail
 
 
+#: Debian's cron refuses a crontab with a command longer than this (bytes):
+#: its MAX_COMMAND of 1000 holds the command, its newline and a terminator.
+MAX_COMMAND_BYTES = 998
+
+
 def wrap(text, program="cronpolicy", system=False):
     """The crontab ``text`` with every job line wrapped (already wrapped ones kept)."""
+    return wrap_report(text, program, system)[0]
+
+
+def wrap_report(text, program="cronpolicy", system=False):
+    """(wrapped text, [(line number, name, wrapped length)] of the jobs left
+    as they were because wrapped they would be too long for cron)."""
     lines = _lines(text)
+    too_long = []
     taken = set()
     jobs = []
     for line in lines:
@@ -181,7 +193,7 @@ def wrap(text, program="cronpolicy", system=False):
                 taken.add(shlex.split(match.group("name"))[0])
         jobs.append(job)
     output = []
-    for line, job in zip(lines, jobs):
+    for number, (line, job) in enumerate(zip(lines, jobs), 1):
         if job is None or WRAPPED.match(job[1]):
             output.append(line)
             continue
@@ -196,9 +208,15 @@ def wrap(text, program="cronpolicy", system=False):
         while name in taken:
             counter += 1
             name = "%s-%d" % (base, counter)
+        wrapped = wrap_command(body, name, program)
+        length = len(write_crontab(wrapped.rstrip("\r")))
+        if length > MAX_COMMAND_BYTES:
+            too_long.append((number, name, length))
+            output.append(line)
+            continue
         taken.add(name)
-        output.append(prefix + wrap_command(body, name, program) + ending)
-    return "".join(output)
+        output.append(prefix + wrapped + ending)
+    return "".join(output), too_long
 
 
 def unwrap(text, system=False):

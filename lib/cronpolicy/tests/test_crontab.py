@@ -179,7 +179,7 @@ def test_a_job_too_long_for_cron_once_wrapped_is_left_and_named(tmp_path):
     from cronpolicy.tooling.crontab import MAX_COMMAND_BYTES, wrap_report
     long_job = "0 * * * * /srv/bin/big-job " + "x" * 950 + "\n"
     text = "0 * * * * /srv/bin/small-job\n" + long_job
-    wrapped, too_long = wrap_report(text, program="/usr/bin/cronpolicy")
+    wrapped, too_long, _ = wrap_report(text, program="/usr/bin/cronpolicy")
     assert too_long and too_long[0][0] == 2 and too_long[0][2] > MAX_COMMAND_BYTES
     assert wrapped.endswith(long_job) and "cronpolicy run small-job" in wrapped
     assert unwrap(wrapped) == text
@@ -194,3 +194,21 @@ def test_a_job_too_long_for_cron_once_wrapped_is_left_and_named(tmp_path):
     assert result.returncode == exitcodes.NOT_ALL_WRAPPED
     assert "line 2 (big-job) left unwrapped" in result.stderr
     assert result.stdout.endswith(long_job)
+
+
+@pytest.mark.parametrize("line", ["this is not a cron line at all\n", "every day at noon run x\n",
+                                  "1 2 3 4\n", "@sometimes /usr/bin/job\n", "0 25x * * * job\n"])
+def test_a_line_that_is_no_cron_line_is_left_with_a_warning(line, tmp_path):
+    """Issue 13.6 (first half): it was wrapped as a job."""
+    from cronpolicy.tooling.crontab import wrap_report
+    text = "0 * * * * /srv/bin/real-job\n" + line
+    wrapped, _, foreign = wrap_report(text, program="/usr/bin/cronpolicy")
+    assert wrapped.endswith(line) and foreign == [2]
+    assert "cronpolicy run real-job" in wrapped
+
+
+@pytest.mark.parametrize("schedule", ["*/15 * * * *", "0 2 * * 1-5", "0,30 8-18/2 1,15 jan-jun mon",
+                                      "5 4 * * sun", "0 0 1 */3 *", "@hourly", "@reboot"])
+def test_real_schedules_still_wrap(schedule):
+    text = "%s /srv/bin/job\n" % schedule
+    assert "cronpolicy run job" in wrap(text, program="cronpolicy")

@@ -369,9 +369,12 @@ def _default_program():
 
 def cmd_crontab_wrap(args, settings):
     from cronpolicy.tooling import crontab
-    text, too_long = crontab.wrap_report(_read_crontab(args.file), program=args.program or
-                                         _default_program(), system=args.system)
+    text, too_long, foreign = crontab.wrap_report(
+        _read_crontab(args.file), program=args.program or _default_program(), system=args.system)
     _write_crontab(text)
+    for number in foreign:
+        print("cronpolicy crontab wrap: line %d is not a crontab line (no schedule cron "
+              "reads); left as it is" % number, file=sys.stderr)
     for number, name, length in too_long:
         print("cronpolicy crontab wrap: line %d (%s) left unwrapped: wrapped it would be %d "
               "bytes, over cron's %d" % (number, name, length, crontab.MAX_COMMAND_BYTES),

@@ -35,6 +35,10 @@ _SCHEDULE_KEYWORDS = ("@reboot", "@yearly", "@annually", "@monthly", "@weekly", 
                       "@midnight", "@hourly")
 _ENVIRONMENT = re.compile(r"^[ \t]*[A-Za-z_][A-Za-z0-9_]*[ \t]*=")
 _BLANKS = " \t"
+# One schedule field as cron reads it: *, numbers, ranges, steps and lists,
+# or (month, day of week) three-letter names.
+_RANGE = r"(?:\*|[0-9]+(?:-[0-9]+)?|[A-Za-z]{3}(?:-[A-Za-z]{3})?)(?:/[0-9]+)?"
+_SCHEDULE_FIELD = re.compile(r"^%s(?:,%s)*$" % (_RANGE, _RANGE))
 _FIELD = re.compile(r"[ \t]*[^ \t\n]+[ \t]+")
 _INTERPRETERS = {"python", "python2", "python3", "sh", "bash", "dash", "zsh", "ksh", "perl",
                  "ruby", "php", "node", "env", "nice", "ionice", "timeout", "flock", "nohup",
@@ -82,7 +86,18 @@ def parse_job(line, system=False):
     split = _split_fields(line, fields + (1 if system else 0))
     if split is None or not split[1].strip(_BLANKS + "\r\n"):
         return None
+    if fields == 5 and not all(_SCHEDULE_FIELD.match(field)
+                               for field in re.split(r"[ \t]+", split[0].strip(_BLANKS))[:5]):
+        return None     # not a schedule: not a job cron would run
     return split
+
+
+def is_foreign(line, system=False):
+    """Whether ``line`` is none of what a crontab holds: a job, an
+    environment line, a comment or a blank line."""
+    stripped = line.strip(_BLANKS + "\r\n")
+    return bool(stripped) and not stripped.startswith("#") and not _ENVIRONMENT.match(line) \
+        and parse_job(line, system) is None
 
 
 def _first_unescaped_percent(command):
@@ -180,9 +195,11 @@ def wrap(text, program="cronpolicy", system=False):
 
 def wrap_report(text, program="cronpolicy", system=False):
     """(wrapped text, [(line number, name, wrapped length)] of the jobs left
-    as they were because wrapped they would be too long for cron)."""
+    as they were because wrapped they would be too long for cron, [line
+    numbers] of lines that are no crontab line at all, left as they are)."""
     lines = _lines(text)
     too_long = []
+    foreign = [number for number, line in enumerate(lines, 1) if is_foreign(line, system)]
     taken = set()
     jobs = []
     for line in lines:
@@ -216,7 +233,7 @@ def wrap_report(text, program="cronpolicy", system=False):
             continue
         taken.add(name)
         output.append(prefix + wrapped + ending)
-    return "".join(output), too_long
+    return "".join(output), too_long, foreign
 
 
 def unwrap(text, system=False):

@@ -65,6 +65,9 @@ class CommandScript(CronScript):
                            help="allow more than one instance per host")
         group.add_argument("--max-concurrent", metavar="N", type=positive_int,
                            help="at most N live runs across all hosts")
+        group.add_argument("--from-crontab", action="store_true",
+                           help="written by `cronpolicy crontab wrap`, so that unwrap takes "
+                                "apart its own lines only (no other effect)")
 
     def check_options(self):
         for option in ("expected_runtime", "expected_interval"):

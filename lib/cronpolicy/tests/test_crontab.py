@@ -212,3 +212,17 @@ def test_a_line_that_is_no_cron_line_is_left_with_a_warning(line, tmp_path):
 def test_real_schedules_still_wrap(schedule):
     text = "%s /srv/bin/job\n" % schedule
     assert "cronpolicy run job" in wrap(text, program="cronpolicy")
+
+
+def test_unwrap_takes_apart_only_what_wrap_wrote():
+    """Issue 13.6 (second half): a hand-written line in wrap's form was
+    taken apart by unwrap."""
+    by_hand = ("0 * * * * cronpolicy run nightly -- \"${SHELL:-/bin/sh}\" -c "
+               "'/srv/bin/nightly --all'\n")
+    wrapped = wrap("5 * * * * /srv/bin/publish-distro\n" + by_hand, program="cronpolicy")
+    assert wrapped.endswith(by_hand)                     # wrap leaves it too
+    assert "--from-crontab" in wrapped.splitlines()[0]
+    restored = unwrap(wrapped)
+    assert restored == "5 * * * * /srv/bin/publish-distro\n" + by_hand
+    # Lines wrapped before the mark existed: only when asked.
+    assert unwrap(by_hand, legacy=True) == "0 * * * * /srv/bin/nightly --all\n"

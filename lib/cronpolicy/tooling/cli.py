@@ -179,6 +179,10 @@ def build_parser():
         if name == "wrap":
             sub.add_argument("--program", help="path of cronpolicy to write into the lines "
                                                "(default: this one)")
+        else:
+            sub.add_argument("--legacy", action="store_true",
+                             help="also restore lines wrapped before wrap marked its lines "
+                                  "(--from-crontab); a hand-written line in that form too")
 
     commands.add_parser(
         "run", add_help=False,

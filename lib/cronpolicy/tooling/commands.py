@@ -384,7 +384,8 @@ def cmd_crontab_wrap(args, settings):
 
 def cmd_crontab_unwrap(args, settings):
     from cronpolicy.tooling import crontab
-    _write_crontab(crontab.unwrap(_read_crontab(args.file), system=args.system))
+    _write_crontab(crontab.unwrap(_read_crontab(args.file), system=args.system,
+                                  legacy=args.legacy))
     return exitcodes.OK
 
 

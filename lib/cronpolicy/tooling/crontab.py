@@ -9,7 +9,7 @@ crontab changes nothing.  A job line
 
 becomes
 
-    15 * * * *  cronpolicy run publish-distro -- "${SHELL:-/bin/sh}" -c '/srv/bin/publish-distro --all >/dev/null 2>&1'
+    15 * * * *  cronpolicy run publish-distro --from-crontab -- "${SHELL:-/bin/sh}" -c '/srv/bin/publish-distro --all >/dev/null 2>&1'
 
 The original command is handed whole to the shell cron would have used (so
 pipes, redirections and && stay inside the gate), quoted for the outer shell.  Cron itself turns an
@@ -153,8 +153,13 @@ def _quote_end(text):
 #: The shell cron itself would have used: the SHELL it sets (from the crontab).
 SHELL = '"${SHELL:-/bin/sh}"'
 #: The program is a shell word: bare, or quoted as shlex.quote() quotes.
+#: wrap's mark: unwrap takes apart only lines that carry it, never a
+#: hand-written `cronpolicy run` line (wrap before schema 11 wrote none:
+#: `unwrap --legacy` takes those apart too).
+MARK = "--from-crontab"
 WRAPPED = re.compile(r"^(?P<program>'(?:[^']|'\"'\"')*cronpolicy'|[^ \t']*cronpolicy)"
-                     r" run (?P<name>\S+) -- " + re.escape(SHELL) + r" -c ")
+                     r" run (?P<name>\S+) (?P<mark>" + MARK + r" )?-- " + re.escape(SHELL)
+                     + r" -c ")
 
 
 def wrap_command(command, name, program="cronpolicy"):
@@ -162,14 +167,14 @@ def wrap_command(command, name, program="cronpolicy"):
     head, tail = command[:cut], command[cut:]
     trailing = head[len(head.rstrip("\r\n")):]
     head = head[:len(head) - len(trailing)] if trailing else head
-    return "%s run %s -- %s -c %s%s%s" % (shlex.quote(program), shlex.quote(name), SHELL,
-                                          shlex.quote(head), tail, trailing)
+    return "%s run %s %s -- %s -c %s%s%s" % (shlex.quote(program), shlex.quote(name), MARK,
+                                             SHELL, shlex.quote(head), tail, trailing)
 
 
-def unwrap_command(command):
-    """The original command of a wrapped one, or None if it is not wrapped."""
+def unwrap_command(command, legacy=False):
+    """The original command of a line wrap wrote, or None."""
     match = WRAPPED.match(command)
-    if match is None:
+    if match is None or not (match.group("mark") or legacy):
         return None
     rest = command[match.end():]
     try:
@@ -236,11 +241,12 @@ def wrap_report(text, program="cronpolicy", system=False):
     return "".join(output), too_long, foreign
 
 
-def unwrap(text, system=False):
-    """The crontab ``text`` with every wrapped job line restored."""
+def unwrap(text, system=False, legacy=False):
+    """The crontab ``text`` with every line wrap wrote restored (``legacy``:
+    also those it wrote before it marked them)."""
     output = []
     for line in _lines(text):
         job = parse_job(line, system)
-        original = unwrap_command(job[1]) if job is not None else None
+        original = unwrap_command(job[1], legacy) if job is not None else None
         output.append(line if original is None else job[0] + original)
     return "".join(output)

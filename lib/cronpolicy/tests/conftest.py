@@ -384,10 +384,12 @@ class Job(CronScript):
     def main(self):
         with open(os.environ["JOB_MARKER"], "a") as marker:
             marker.write("main %d\\n" % os.getpid())
-        if self.options.ready_file:
-            with open(self.options.ready_file, "w") as ready:
-                ready.write("%d\\n" % os.getpid())
         try:
+            # Ready only inside the try: a test that signals on "ready" must
+            # find the finally block already armed.
+            if self.options.ready_file:
+                with open(self.options.ready_file, "w") as ready:
+                    ready.write("%d\\n" % os.getpid())
             deadline = time.monotonic() + self.options.sleep
             while time.monotonic() < deadline:
                 if self.options.until_file and os.path.exists(self.options.until_file):

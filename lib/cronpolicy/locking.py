@@ -34,7 +34,7 @@ def lock_path(lock_dir, name):
     instead, a hash of the whole name after a '~' no plain name holds, so
     that a/b and a_b, or names differing only beyond ASCII, never share a
     lock, and the file name stays short."""
-    safe = "".join(char if char in _SAFE else "_" for char in name)
+    safe = _sanitized(name)
     if safe == name and len(name) <= 100:
         return os.path.join(lock_dir, "cronpolicy-%s.lock" % name)
     digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
@@ -44,9 +44,13 @@ def lock_path(lock_dir, name):
 def legacy_lock_path(lock_dir, name):
     """The lock file versions before schema 11 used for ``name`` (shared by
     names that differ only in their unsafe characters), if it differs."""
-    legacy = os.path.join(lock_dir, "cronpolicy-%s.lock" % "".join(
-        char if char in _SAFE else "_" for char in name))
+    legacy = os.path.join(lock_dir, "cronpolicy-%s.lock" % _sanitized(name))
     return legacy if legacy != lock_path(lock_dir, name) else None
+
+
+def _sanitized(name):
+    """``name`` with every character but letters, digits, '.', '_' and '-' as '_'."""
+    return "".join(char if char in _SAFE else "_" for char in name)
 
 
 class ScriptLock:

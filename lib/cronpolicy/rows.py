@@ -109,10 +109,8 @@ def _optional(convert):
 def to_int(value):
     """An int; None for None or what is not a whole number ('two', 2.5:
     SQLite stores them in integer columns), with a warning."""
-    if value is None or isinstance(value, bool):
+    if value is None or isinstance(value, int):     # bool is an int
         return None if value is None else int(value)
-    if isinstance(value, int):
-        return value
     try:
         number = float(value)
         if number == int(number):

@@ -476,9 +476,15 @@ def pg_scripts(tmp_path, pg_dsn):
 def cli(script_env, monkeypatch, capsys):
     """Run ``cronpolicy`` in-process against this test's database:
     returns (exit code, stdout, stderr)."""
+    return in_process_cli(script_env, monkeypatch, capsys)
+
+
+def in_process_cli(env, monkeypatch, capsys):
+    """``cronpolicy`` in this process with ``env``'s settings: a function of
+    argv returning (exit code, stdout, stderr)."""
     from cronpolicy.tooling.cli import main
 
-    for key, value in script_env.items():
+    for key, value in env.items():
         if key.startswith(("CRONPOLICY_", "XDG_")):
             monkeypatch.setenv(key, value)
 

@@ -93,24 +93,14 @@ def _audit_as_seen(cli, dba):
 def test_the_audit_reads_the_same_on_both_backends(request, monkeypatch, tmp_path):
     """SQLite's triggers write 1/0, its own time text and seconds where
     PostgreSQL's write true/false, ISO times and interval text."""
-    from .conftest import DBA, dsn_for, make_env
+    from .conftest import DBA, dsn_for, in_process_cli, make_env
     seen = {}
     for backend in ("postgresql", "sqlite"):
         dsn = dsn_for(request, backend)
         home = tmp_path / backend
         home.mkdir()
-        env = make_env(home, dsn)
-        for key, value in env.items():
-            if key.startswith(("CRONPOLICY_", "XDG_")):
-                monkeypatch.setenv(key, value)
-        capsys = request.getfixturevalue("capsys")
-        from cronpolicy.tooling.cli import main
-
-        def cli(*argv):
-            capsys.readouterr()
-            code = main(list(argv))
-            out, err = capsys.readouterr()
-            return code, out, err
+        cli = in_process_cli(make_env(home, dsn), monkeypatch,
+                             request.getfixturevalue("capsys"))
         seen[backend] = _audit_as_seen(cli, DBA(dsn))
     assert seen["postgresql"] == seen["sqlite"]
     deploy = next(row for table, op, row, _ in seen["sqlite"] if table == "deploy_state")
@@ -125,14 +115,11 @@ def test_durations_in_the_audit_whatever_the_writers_interval_style(pg_dsn, styl
                                                                      tmp_path, capsys):
     """A DBA's session with another IntervalStyle wrote '1 2:00:00' or
     'P1DT2H' into the row documents, read back as 7200 or nothing."""
-    from .conftest import DBA, make_env
-    from cronpolicy.tooling.cli import main
+    from .conftest import DBA, in_process_cli, make_env
     DBA(pg_dsn).execute("SET IntervalStyle = '%s'; INSERT INTO cronpolicy.script_policy"
                         " (name, expected_runtime) VALUES ('c', '1 day 2 hours')" % style)
-    for key, value in make_env(tmp_path, pg_dsn).items():
-        if key.startswith(("CRONPOLICY_", "XDG_")):
-            monkeypatch.setenv(key, value)
-    capsys.readouterr()
-    assert main(["audit", "--json"]) == exitcodes.OK
-    [entry] = json.loads(capsys.readouterr().out)
+    code, out, _ = in_process_cli(make_env(tmp_path, pg_dsn), monkeypatch, capsys)("audit",
+                                                                                 "--json")
+    assert code == exitcodes.OK
+    [entry] = json.loads(out)
     assert entry["new_row"]["expected_runtime"] == 93600.0

@@ -86,40 +86,33 @@ def test_scrub_removes_the_password_from_driver_messages():
     assert "s3cret" not in scrub('password authentication failed for "s3cret"', dsn)
 
 
-def test_the_state_directory_holds_the_default_database(tmp_path, monkeypatch):
+def test_the_state_directory_holds_the_default_database(config_file, tmp_path, monkeypatch):
     """CRONPOLICY_STATE_DIR moved the cache, spool and locks but not the
     default SQLite file."""
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))      # no earlier file there
     state = tmp_path / "elsewhere"
-    loaded = Settings.load(environ={"CRONPOLICY_CONFIG": str(_empty_config(tmp_path)),
+    loaded = Settings.load(environ={"CRONPOLICY_CONFIG": config_file("[cronpolicy]\n"),
                                     "CRONPOLICY_STATE_DIR": str(state)})
     assert loaded.dsn == "sqlite:///%s/cronpolicy.sqlite" % state
 
 
-def test_a_relative_sqlite_path_is_refused(tmp_path):
+def test_a_relative_sqlite_path_is_refused(config_file):
     """It quietly made a database in whatever the working directory was."""
-    from cronpolicy.errors import ConfigError
     with pytest.raises(ConfigError) as refused:
         Settings.load(dsn="sqlite:///relative.sqlite",
-                      environ={"CRONPOLICY_CONFIG": str(_empty_config(tmp_path))})
+                      environ={"CRONPOLICY_CONFIG": config_file("[cronpolicy]\n")})
     assert "relative path" in str(refused.value)
 
 
-def _empty_config(tmp_path):
-    path = tmp_path / "empty.conf"
-    path.write_text("[cronpolicy]\n")
-    path.chmod(0o644)
-    return path
-
-
-def test_the_default_database_an_earlier_version_made_stays_in_use(tmp_path, monkeypatch):
+def test_the_default_database_an_earlier_version_made_stays_in_use(config_file, tmp_path,
+                                                                   monkeypatch):
     """Moving the default file with state_dir must not swap a host's policy
     for a new, empty database."""
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
     earlier = tmp_path / "xdg" / "cronpolicy" / "cronpolicy.sqlite"
     earlier.parent.mkdir(parents=True)
     earlier.write_bytes(b"")
-    environ = {"CRONPOLICY_CONFIG": str(_empty_config(tmp_path)),
+    environ = {"CRONPOLICY_CONFIG": config_file("[cronpolicy]\n"),
                "CRONPOLICY_STATE_DIR": str(tmp_path / "elsewhere")}
     assert Settings.load(environ=environ).dsn == "sqlite:///%s" % earlier
     moved = tmp_path / "elsewhere" / "cronpolicy.sqlite"

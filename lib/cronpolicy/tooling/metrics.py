@@ -92,8 +92,7 @@ def render(db):
             select(drain).order_by(drain.c.finished_at.desc(), drain.c.id.desc()).limit(1)
         ).mappings().first()
     names = sorted({row[0] for row in by_status})
-    last_runs = sorted(last_runs)
-    latest_estimates = sorted((row.name, row.estimate_seconds) for row in latest_estimates)
+    latest_estimates = [(row.name, row.estimate_seconds) for row in latest_estimates]
     running = {row[0]: row[2] for row in by_status if row[1] == "running"}
     _, reports = overdue_scripts(db, include_all=True)
 

@@ -18,6 +18,7 @@ setup(
         "cronpolicy",
         "cronpolicy.store",
         "cronpolicy.tooling",
+        "cronpolicy.tooling.crontab",
         "cronpolicy.tests",
         "cronpolicy.schema_sql",
         "cronpolicy.schema_sql.sqlite",
@@ -26,5 +27,8 @@ setup(
         "cronpolicy.store": ["*.sql"],
         "cronpolicy.schema_sql": ["*.sql"],
         "cronpolicy.schema_sql.sqlite": ["*.sql"],
+        # Real crontabs for the crontab wrap tests (their SOURCES.txt says whose).
+        "cronpolicy.tests": ["data/crontabs/SOURCES.txt", "data/crontabs/cron.d/*",
+                             "data/crontabs/system/*", "data/crontabs/user/*"],
     },
 )

@@ -1,6 +1,7 @@
 """README.txt's Python examples, run verbatim."""
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -165,3 +166,42 @@ def test_the_rollout_recipe_runs_as_written(script_env, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     assert "deploy no longer pending" in result.stdout
+
+
+def test_the_crontab_recipes_run(tmp_path):
+    """The crontab name comment and the whole-host recipe, with /etc and
+    /tmp moved under this test's directory and a stand-in `crontab`."""
+    comment_example = example_after("To choose a name yourself")
+    from cronpolicy.tooling.crontab import wrap
+    assert "cronpolicy run publish-distro --from-crontab" in wrap(comment_example)
+    recipe = example_after("Unique on a host.")
+    assert "crontab names" in recipe and "--in-place" in recipe
+    root = tmp_path / "root"
+    (root / "etc" / "cron.d").mkdir(parents=True)
+    (root / "tmp").mkdir()
+    (root / "etc" / "crontab").write_text(
+        "17 * * * * root cd / && run-parts --report /etc/cron.hourly\n")
+    (root / "etc" / "cron.d" / "php").write_text(
+        "09,39 * * * * root [ -x /usr/lib/php/sessionclean ] && /usr/lib/php/sessionclean\n")
+    installed = tmp_path / "installed"
+    installed.write_text("0 * * * * /srv/bin/sessionclean --user\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "crontab").write_text(
+        '#!/bin/sh\nif [ "$1" = -l ]; then cat "%s"; else cp "$1" "%s"; fi\n'
+        % (installed, installed))
+    os.chmod(bin_dir / "crontab", 0o755)
+    (bin_dir / "cronpolicy").write_text('#!/bin/sh\nexec "%s" -m cronpolicy "$@"\n'
+                                        % sys.executable)
+    os.chmod(bin_dir / "cronpolicy", 0o755)
+    script = re.sub(r"(?<![\w/])/(etc|tmp)/", str(root) + r"/\1/", recipe)
+    (tmp_path / "none.conf").write_text("[cronpolicy]\n")
+    env = dict(os.environ, PATH="%s:%s" % (bin_dir, os.environ["PATH"]),
+               CRONPOLICY_CONFIG=str(tmp_path / "none.conf"))
+    result = subprocess.run(["/bin/sh", "-ec", script], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "sessionclean-user" in result.stdout          # names, before wrapping
+    assert "run sessionclean-user --from-crontab" in installed.read_text()
+    assert "run sessionclean --from-crontab" in (root / "etc" / "cron.d" / "php").read_text()
+    assert "run run-parts --from-crontab" in (root / "etc" / "crontab").read_text()

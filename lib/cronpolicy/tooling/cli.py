@@ -16,8 +16,10 @@ from cronpolicy import exitcodes
 from cronpolicy.arguments import attach_dashed_values
 from cronpolicy.config import Settings
 from cronpolicy.errors import CronPolicyError
+from cronpolicy.tooling.crontab.commands import (
+    cmd_crontab_names, cmd_crontab_unwrap, cmd_crontab_wrap)
 from cronpolicy.tooling.commands import (
-    cmd_audit, cmd_check, cmd_crontab_unwrap, cmd_crontab_wrap, cmd_deploy_begin,
+    cmd_audit, cmd_check, cmd_deploy_begin,
     cmd_deploy_end, cmd_deploy_plan, cmd_deploy_wait, cmd_disable, cmd_enable, cmd_estimate,
     cmd_flush, cmd_history, cmd_metrics, cmd_overdue, cmd_prune, cmd_schema_roles,
     cmd_schema_upgrade, cmd_status, cmd_why, cmd_window_add, cmd_window_cancel,
@@ -168,14 +170,23 @@ def build_parser():
                                               parser_class=_Parser)
     crontab_commands.required = True
     for name, function, help_text in (
-            ("wrap", cmd_crontab_wrap, "print the crontab with every job run through "
+            ("wrap", cmd_crontab_wrap, "the crontabs with every job run through "
                                        "`cronpolicy run` (idempotent)"),
-            ("unwrap", cmd_crontab_unwrap, "print the crontab as it was before wrap")):
+            ("unwrap", cmd_crontab_unwrap, "the crontabs as they were before wrap"),
+            ("names", cmd_crontab_names, "the name wrap gives each job, beside its line")):
         # No --dsn: wrapping a crontab is text in, text out.
-        sub = add(name, function, help_text, parents=(), subparsers=crontab_commands)
-        sub.add_argument("file", nargs="?", default="-", help="crontab file (default: stdin)")
-        sub.add_argument("--system", action="store_true",
-                         help="system crontab format (/etc/crontab, /etc/cron.d): a user field")
+        sub = add(name, function, help_text, parents=(reader,) if name == "names" else (),
+                  subparsers=crontab_commands)
+        sub.add_argument("files", nargs="*", metavar="FILE",
+                         help="crontab files, all of one host (default: standard input)")
+        formats = sub.add_mutually_exclusive_group()
+        formats.add_argument("--system", dest="format", action="store_const", const="system",
+                             help="every file is a system crontab (/etc/crontab, /etc/cron.d): "
+                                  "a user field (default: told per file)")
+        formats.add_argument("--user", dest="format", action="store_const", const="user",
+                             help="every file is a user crontab (no user field)")
+        if name == "names":
+            continue
         if name == "wrap":
             sub.add_argument("--program", help="path of cronpolicy to write into the lines "
                                                "(default: this one)")
@@ -183,6 +194,14 @@ def build_parser():
             sub.add_argument("--legacy", action="store_true",
                              help="also restore lines wrapped before wrap marked its lines "
                                   "(--from-crontab); a hand-written line in that form too")
+        where = sub.add_mutually_exclusive_group()
+        where.add_argument("--in-place", action="store_true",
+                           help="replace each file (its previous content kept as "
+                                ".NAME.cronpolicy-orig beside it)")
+        where.add_argument("--output-dir", metavar="DIR",
+                           help="write each result to DIR/<its absolute path>")
+        sub.add_argument("--no-backup", dest="backup", action="store_false",
+                         help="with --in-place: keep no copy of the previous content")
 
     commands.add_parser(
         "run", add_help=False,

@@ -338,57 +338,6 @@ def cmd_prune(args, settings):
     return exitcodes.OK
 
 
-def _read_crontab(path):
-    """The crontab's bytes (any encoding: cron reads bytes) as text."""
-    from cronpolicy.tooling.crontab import read_crontab
-    if path in (None, "-"):
-        return read_crontab(sys.stdin.buffer.read())
-    try:
-        with open(path, "rb") as handle:
-            return read_crontab(handle.read())
-    except OSError as error:
-        raise UsageError("cannot read %s: %s" % (path, error.strerror)) from None
-
-
-def _write_crontab(text):
-    """Byte for byte, past the escaping of control characters: a crontab's
-    \r, form feeds and the rest are its own, not terminal trouble."""
-    from cronpolicy.tooling.crontab import write_crontab
-    stream = getattr(sys.stdout, "raw", sys.stdout)
-    stream.flush()
-    stream.buffer.write(write_crontab(text))
-    stream.buffer.flush()
-
-
-def _default_program():
-    import shutil
-    if os.path.basename(sys.argv[0]) == "cronpolicy" and os.path.isabs(sys.argv[0]):
-        return sys.argv[0]
-    return shutil.which("cronpolicy") or "cronpolicy"
-
-
-def cmd_crontab_wrap(args, settings):
-    from cronpolicy.tooling import crontab
-    text, too_long, foreign = crontab.wrap_report(
-        _read_crontab(args.file), program=args.program or _default_program(), system=args.system)
-    _write_crontab(text)
-    for number in foreign:
-        print("cronpolicy crontab wrap: line %d is not a crontab line (no schedule cron "
-              "reads); left as it is" % number, file=sys.stderr)
-    for number, name, length in too_long:
-        print("cronpolicy crontab wrap: line %d (%s) left unwrapped: wrapped it would be %d "
-              "bytes, over cron's %d" % (number, name, length, crontab.MAX_COMMAND_BYTES),
-              file=sys.stderr)
-    return exitcodes.NOT_ALL_WRAPPED if too_long else exitcodes.OK
-
-
-def cmd_crontab_unwrap(args, settings):
-    from cronpolicy.tooling import crontab
-    _write_crontab(crontab.unwrap(_read_crontab(args.file), system=args.system,
-                                  legacy=args.legacy))
-    return exitcodes.OK
-
-
 def cmd_overdue(args, settings):
     from cronpolicy.tooling import overdue
     now, reports = overdue.overdue_scripts(_database(settings), tolerance=args.tolerance,

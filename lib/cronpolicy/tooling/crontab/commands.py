@@ -1,0 +1,132 @@
+"""`cronpolicy crontab wrap|unwrap|names`: each a plain ``cmd_x(args, settings) -> int``."""
+
+import os
+import shutil
+import sys
+
+from cronpolicy import exitcodes
+from cronpolicy.errors import UsageError
+from cronpolicy.tooling.crontab import files
+from cronpolicy.tooling.crontab.host import (
+    STDIN, SYSTEM, USER, Crontab, detect_system, wrap_files)
+from cronpolicy.tooling.crontab.lines import MAX_COMMAND_BYTES, unwrap, write_crontab
+from cronpolicy.tooling.output import print_json, print_table
+
+_PROGRAM = "cronpolicy crontab"
+
+
+def _crontabs(args):
+    """[Crontab] of the files the command names (standard input at most once)."""
+    paths = args.files or [STDIN]
+    if paths.count(STDIN) > 1:
+        raise UsageError("standard input (-) can be read only once")
+    crontabs = []
+    for path in paths:
+        text = files.read(path, sys.stdin.buffer)
+        system = {SYSTEM: True, USER: False}.get(args.format)
+        if system is None:
+            system = detect_system(path, text)
+        crontabs.append(Crontab(path, text, system))
+    return crontabs
+
+
+def _default_program():
+    if os.path.basename(sys.argv[0]) == "cronpolicy" and os.path.isabs(sys.argv[0]):
+        return sys.argv[0]
+    return shutil.which("cronpolicy") or "cronpolicy"
+
+
+def _label(crontab):
+    return "standard input" if crontab.path == STDIN else crontab.path
+
+
+def _write_stdout(text):
+    """Byte for byte, past the escaping of control characters: a crontab's
+    \\r, form feeds and the rest are its own, not terminal trouble."""
+    stream = getattr(sys.stdout, "raw", sys.stdout)
+    stream.flush()
+    stream.buffer.write(write_crontab(text))
+    stream.buffer.flush()
+
+
+def _deliver(args, changes):
+    """Write each (path, old text, new text) as the options say: standard
+    output for one crontab, else in place or under --output-dir."""
+    if args.in_place:
+        outputs = files.in_place_outputs(changes)
+        if not args.backup:
+            outputs = [output for output in outputs
+                       if not output.path.endswith(files.BACKUP_SUFFIX)]
+    elif args.output_dir:
+        outputs = files.directory_outputs([(path, new) for path, _, new in changes],
+                                          args.output_dir)
+    elif len(changes) == 1:
+        _write_stdout(changes[0][2])
+        return
+    else:
+        raise UsageError("several crontabs: say where the results go, --in-place or "
+                         "--output-dir DIR")
+    files.write_all(outputs)
+    for path, old, new in changes:
+        if args.output_dir:
+            print("wrote %s" % files.directory_outputs([(path, new)], args.output_dir)[0].path)
+        elif old == new:
+            print("%s: unchanged" % path)
+        else:
+            print("wrote %s%s" % (path, " (the previous one is %s)" % files.backup_path(path)
+                                  if args.backup else ""))
+
+
+def _warn(crontab, number, message):
+    print("%s: %s, line %d: %s" % (_PROGRAM, _label(crontab), number, message),
+          file=sys.stderr)
+
+
+def cmd_crontab_wrap(args, settings):
+    crontabs = _crontabs(args)
+    results = wrap_files(crontabs, program=args.program or _default_program())
+    for result in results:
+        for number in result.foreign:
+            _warn(result.crontab, number, "not a crontab line (no schedule cron reads); "
+                                          "left as it is")
+        for number, message in result.warnings:
+            _warn(result.crontab, number, message)
+        for number, name, length in result.too_long:
+            _warn(result.crontab, number, "%s left unwrapped: wrapped it would be %d bytes, "
+                                          "over cron's %d" % (name, length, MAX_COMMAND_BYTES))
+    _deliver(args, [(result.crontab.path, result.crontab.text, result.text)
+                    for result in results])
+    return exitcodes.NOT_ALL_WRAPPED if any(result.too_long for result in results) \
+        else exitcodes.OK
+
+
+def cmd_crontab_unwrap(args, settings):
+    crontabs = _crontabs(args)
+    _deliver(args, [(crontab.path, crontab.text,
+                     unwrap(crontab.text, system=crontab.system, legacy=args.legacy))
+                    for crontab in crontabs])
+    return exitcodes.OK
+
+
+def cmd_crontab_names(args, settings):
+    crontabs = _crontabs(args)
+    results = wrap_files(crontabs)
+    rows = [{"file": _label(result.crontab),
+             "format": SYSTEM if result.crontab.system else USER,
+             "line": job.number, "name": job.name, "from": job.how, "user": job.user,
+             "command": job.command}
+            for result in results for job in result.jobs]
+    for result in results:
+        for number, message in result.warnings:
+            _warn(result.crontab, number, message)
+    if args.json:
+        print_json(rows)
+    elif rows:
+        print_table(rows, [("NAME", lambda r: r["name"]),
+                           ("FROM", lambda r: r["from"]),
+                           ("WHERE", lambda r: "%s:%d" % (r["file"], r["line"])),
+                           ("USER", lambda r: r["user"] or "-"),
+                           ("COMMAND", lambda r: r["command"])])
+    else:
+        print("no jobs")
+    return exitcodes.OK

@@ -1,0 +1,125 @@
+"""Reading crontab files and writing what wrap or unwrap made of them.
+
+With one crontab the result goes to standard output.  With several, each
+result is written either in place (``--in-place``: the file is replaced
+atomically, keeping its mode and owner, and its previous content is kept
+beside it as ``.NAME.cronpolicy-orig``: no cron reads a file whose name
+starts with a dot), or into a directory (``--output-dir DIR``: the file's
+absolute path under DIR, so /etc/cron.d/php goes to DIR/etc/cron.d/php).
+
+Nothing is half-written: every new file is first written beside its
+target under a temporary dot-name; only when all are written are they
+renamed over their targets.  A symbolic link is never written through:
+rename replaces a link planted where a temporary file or backup goes, and
+``--in-place`` refuses a crontab that is itself a link.
+"""
+
+import collections
+import os
+import stat
+import tempfile
+
+from cronpolicy.errors import UsageError
+from cronpolicy.tooling.crontab.host import STDIN
+from cronpolicy.tooling.crontab.lines import read_crontab, write_crontab
+
+BACKUP_SUFFIX = ".cronpolicy-orig"
+
+#: A file to write: ``path`` its target, ``text`` the new content,
+#: ``like`` the file whose mode and owner it takes (None: 0644, ours).
+Output = collections.namedtuple("Output", "path text like")
+
+
+def read(path, stdin):
+    """The text of the crontab at ``path`` (STDIN: ``stdin``, a binary stream)."""
+    if path == STDIN:
+        return read_crontab(stdin.read())
+    try:
+        with open(path, "rb") as handle:
+            return read_crontab(handle.read())
+    except OSError as error:
+        raise UsageError("cannot read %s: %s" % (path, error.strerror)) from None
+
+
+def backup_path(path):
+    directory, name = os.path.split(path)
+    return os.path.join(directory, "." + name + BACKUP_SUFFIX)
+
+
+def in_place_outputs(changes):
+    """[Output] to replace each changed file, and to keep its backup.
+    ``changes``: [(path, old text, new text)]."""
+    outputs = []
+    for path, old, new in changes:
+        if path == STDIN:
+            raise UsageError("standard input cannot be written in place: name the file")
+        try:
+            mode = os.lstat(path).st_mode
+        except OSError as error:
+            raise UsageError("cannot write %s: %s" % (path, error.strerror)) from None
+        if stat.S_ISLNK(mode) or not stat.S_ISREG(mode):
+            raise UsageError("will not write %s in place: it is %s; wrap the file it names"
+                             % (path, "a symbolic link" if stat.S_ISLNK(mode)
+                                else "not a regular file"))
+        if old != new:
+            outputs.append(Output(backup_path(path), old, path))
+            outputs.append(Output(path, new, path))
+    return outputs
+
+
+def directory_outputs(results, directory):
+    """[Output] of each result under ``directory``, at its absolute path.
+    ``results``: [(path, new text)]."""
+    outputs = []
+    for path, new in results:
+        if path == STDIN:
+            raise UsageError("standard input has no path to write under --output-dir: "
+                             "name the file")
+        target = os.path.join(directory, os.path.abspath(path).lstrip("/"))
+        outputs.append(Output(target, new, path))
+    return outputs
+
+
+def write_all(outputs):
+    """Write every Output, or (on any error) none of them."""
+    temporaries = []
+    try:
+        for output in outputs:
+            temporaries.append((_write_beside(output), output.path))
+    except OSError as error:
+        for temporary, _ in temporaries:
+            _remove(temporary)
+        raise UsageError("cannot write %s: %s (nothing was changed)"
+                         % (error.filename or output.path, error.strerror)) from None
+    for temporary, path in temporaries:
+        os.replace(temporary, path)
+
+
+def _write_beside(output):
+    directory = os.path.dirname(os.path.abspath(output.path))
+    os.makedirs(directory, mode=0o755, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(
+        dir=directory, prefix="." + os.path.basename(output.path) + ".", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(write_crontab(output.text))
+            handle.flush()
+            if output.like is not None:
+                like = os.stat(output.like)
+                os.fchmod(handle.fileno(), stat.S_IMODE(like.st_mode))
+                if os.geteuid() == 0:
+                    os.fchown(handle.fileno(), like.st_uid, like.st_gid)
+            else:
+                os.fchmod(handle.fileno(), 0o644)
+            os.fsync(handle.fileno())
+    except OSError:
+        _remove(temporary)
+        raise
+    return temporary
+
+
+def _remove(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

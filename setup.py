@@ -29,6 +29,6 @@ setup(
         "cronpolicy.schema_sql.sqlite": ["*.sql"],
         # Real crontabs for the crontab wrap tests (their SOURCES.txt says whose).
         "cronpolicy.tests": ["data/crontabs/SOURCES.txt", "data/crontabs/cron.d/*",
-                             "data/crontabs/system/*", "data/crontabs/user/*"],
+                             "data/crontabs/etc/*", "data/crontabs/user/*"],
     },
 )

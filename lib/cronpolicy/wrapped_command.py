@@ -24,7 +24,7 @@ import signal
 import subprocess
 import sys
 
-from cronpolicy import exitcodes
+from cronpolicy import exitcodes, nesting
 from cronpolicy.errors import Interrupted
 from cronpolicy.matching import name_problem
 from cronpolicy.script import CronScript
@@ -89,7 +89,10 @@ class CommandScript(CronScript):
         try:
             # Its own process group, so stopping it stops everything it started
             # (`sh -c 'a | b'` from crontab wrap included).
-            self.child = subprocess.Popen(self.command, start_new_session=True)
+            # A CronScript of the same name inside knows it is gated already.
+            env = dict(os.environ, **{nesting.GATED_BY: self.name,
+                                      nesting.GATED_PID: str(os.getpid())})
+            self.child = subprocess.Popen(self.command, start_new_session=True, env=env)
         except OSError as error:
             self.logger.error("cannot run %s: %s", self.command[0], error.strerror)
             sys.exit(127 if isinstance(error, FileNotFoundError) else 126)

@@ -36,7 +36,7 @@ def test_the_corpus_is_there():
 def test_formats_are_told_per_file():
     for crontab in CRONTABS:
         folder = os.path.basename(os.path.dirname(crontab.path))
-        assert crontab.system == (folder in ("cron.d", "system")), crontab.path
+        assert crontab.system == (folder in ("cron.d", "etc")), crontab.path
 
 
 @pytest.mark.parametrize("crontab", CRONTABS, ids=lambda c: os.path.basename(c.path))
@@ -88,7 +88,7 @@ def test_names_stay_when_lines_and_files_move(seed):
 EXPECTED = {
     "certbot": "certbot", "php-common--php": "sessionclean", "anacron": "anacron",
     "e2fsprogs--e2scrub_all": "e2scrub_all_cron", "sysstat": "debian-sa1-1",
-    "mailman3-web": "mailman3-web-manage-minutely", "debian-etc-crontab": "run-parts-cron.hourly",
+    "mailman3-web": "mailman3-web-manage-runjobs-minutely", "crontab": "run-parts-cron.hourly",
     "amavisd-new": "amavisd-new-cronjob-sa-sync", "logcheck": "logcheck-R",
     "dkim-rotate": "dkim-rotate-minor", "fcheck": "fcheck", "tiger": "tigercron",
     "recap": "recap-B", "awstats": "awstats-update", "sanoid": "sanoid",

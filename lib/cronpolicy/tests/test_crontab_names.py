@@ -180,7 +180,7 @@ def test_a_name_comment_added_later_renames_the_wrapped_job():
 
 @pytest.mark.parametrize("comment, problem", [
     ("# cronpolicy: name=", "must not be empty"), ("# cronpolicy: name=web*", "pattern"),
-    ("# cronpolicy: nmae=x", "unknown setting"), ("# cronpolicy:", "no name=NAME"),
+    ("# cronpolicy: nmae=x", "ignored 'nmae=x'"), ("# cronpolicy:", "no name=NAME"),
     ("# cronpolicy: name=" + "x" * 300, "at most 255")])
 def test_a_bad_name_comment_is_a_warning_and_the_name_is_derived(comment, problem):
     [result] = wrap_files([Crontab("-", comment + "\n0 * * * * /srv/bin/job\n", False)])

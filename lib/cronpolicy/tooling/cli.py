@@ -174,9 +174,10 @@ def build_parser():
                                        "`cronpolicy run` (idempotent)"),
             ("unwrap", cmd_crontab_unwrap, "the crontabs as they were before wrap"),
             ("names", cmd_crontab_names, "the name wrap gives each job, beside its line")):
-        # No --dsn: wrapping a crontab is text in, text out.
+        # No --dsn, no settings: wrapping a crontab is text in, text out.
         sub = add(name, function, help_text, parents=(reader,) if name == "names" else (),
                   subparsers=crontab_commands)
+        sub.set_defaults(needs_settings=False)
         sub.add_argument("files", nargs="*", metavar="FILE",
                          help="crontab files, all of one host (default: standard input)")
         formats = sub.add_mutually_exclusive_group()
@@ -262,7 +263,8 @@ def main(argv=None):
     streams = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = EscapingStream(sys.stdout), EscapingStream(sys.stderr)
     try:
-        settings = Settings.load(dsn=getattr(args, "dsn", None))
+        settings = (Settings.load(dsn=getattr(args, "dsn", None))
+                    if getattr(args, "needs_settings", True) else None)
         return args.func(args, settings)
     except CronPolicyError as error:
         print("cronpolicy: error: %s" % str(error).replace("\n", " "), file=sys.stderr)

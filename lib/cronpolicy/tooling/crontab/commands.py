@@ -9,7 +9,8 @@ from cronpolicy.errors import UsageError
 from cronpolicy.tooling.crontab import files
 from cronpolicy.tooling.crontab.host import (
     STDIN, SYSTEM, USER, Crontab, detect_system, wrap_files)
-from cronpolicy.tooling.crontab.lines import MAX_COMMAND_BYTES, unwrap, write_crontab
+from cronpolicy.tooling.crontab.lines import (
+    MAX_COMMAND_BYTES, program_problem, unwrap, write_crontab)
 from cronpolicy.tooling.output import print_json, print_table
 
 _PROGRAM = "cronpolicy crontab"
@@ -20,9 +21,11 @@ def _crontabs(args):
     paths = args.files or [STDIN]
     if paths.count(STDIN) > 1:
         raise UsageError("standard input (-) can be read only once")
+    if STDIN in paths and sys.stdin is None:
+        raise UsageError("standard input is closed: name the crontab file")
     crontabs = []
     for path in paths:
-        text = files.read(path, sys.stdin.buffer)
+        text = files.read(path, sys.stdin.buffer if path == STDIN else None)
         system = {SYSTEM: True, USER: False}.get(args.format)
         if system is None:
             system = detect_system(path, text)
@@ -44,19 +47,23 @@ def _write_stdout(text):
     """Byte for byte, past the escaping of control characters: a crontab's
     \\r, form feeds and the rest are its own, not terminal trouble."""
     stream = getattr(sys.stdout, "raw", sys.stdout)
-    stream.flush()
-    stream.buffer.write(write_crontab(text))
-    stream.buffer.flush()
+    try:
+        stream.flush()
+        stream.buffer.write(write_crontab(text))
+        stream.buffer.flush()
+    except BrokenPipeError:
+        raise
+    except (OSError, AttributeError, ValueError) as error:
+        raise UsageError("cannot write standard output: %s"
+                         % (getattr(error, "strerror", None) or error)) from None
 
 
 def _deliver(args, changes):
     """Write each (path, old text, new text) as the options say: standard
     output for one crontab, else in place or under --output-dir."""
     if args.in_place:
-        outputs = files.in_place_outputs(changes)
-        if not args.backup:
-            outputs = [output for output in outputs
-                       if not output.path.endswith(files.BACKUP_SUFFIX)]
+        outputs = [output for output in files.in_place_outputs(changes)
+                   if args.backup or not output.backup]
     elif args.output_dir:
         outputs = files.directory_outputs([(path, new) for path, _, new in changes],
                                           args.output_dir)
@@ -66,7 +73,7 @@ def _deliver(args, changes):
     else:
         raise UsageError("several crontabs: say where the results go, --in-place or "
                          "--output-dir DIR")
-    files.write_all(outputs)
+    files.write_all(outputs, top=args.output_dir)
     for path, old, new in changes:
         if args.output_dir:
             print("wrote %s" % files.directory_outputs([(path, new)], args.output_dir)[0].path)
@@ -83,8 +90,12 @@ def _warn(crontab, number, message):
 
 
 def cmd_crontab_wrap(args, settings):
+    program = _default_program() if args.program is None else args.program
+    problem = program_problem(program)
+    if problem:
+        raise UsageError(problem)
     crontabs = _crontabs(args)
-    results = wrap_files(crontabs, program=args.program or _default_program())
+    results = wrap_files(crontabs, program=program)
     for result in results:
         for number in result.foreign:
             _warn(result.crontab, number, "not a crontab line (no schedule cron reads); "
@@ -119,6 +130,8 @@ def cmd_crontab_names(args, settings):
     for result in results:
         for number, message in result.warnings:
             _warn(result.crontab, number, message)
+    for row, job in zip(rows, (job for result in results for job in result.jobs)):
+        row["left_as_it_is"] = job.left
     if args.json:
         print_json(rows)
     elif rows:
@@ -126,7 +139,9 @@ def cmd_crontab_names(args, settings):
                            ("FROM", lambda r: r["from"]),
                            ("WHERE", lambda r: "%s:%d" % (r["file"], r["line"])),
                            ("USER", lambda r: r["user"] or "-"),
-                           ("COMMAND", lambda r: r["command"])])
+                           ("COMMAND", lambda r: r["command"] + (
+                               "   (left as it is: %s)" % r["left_as_it_is"]
+                               if r["left_as_it_is"] else ""))])
     else:
         print("no jobs")
     return exitcodes.OK

@@ -26,14 +26,20 @@ from cronpolicy.tooling.crontab.lines import read_crontab, write_crontab
 BACKUP_SUFFIX = ".cronpolicy-orig"
 
 #: A file to write: ``path`` its target, ``text`` the new content,
-#: ``like`` the file whose mode and owner it takes (None: 0644, ours).
-Output = collections.namedtuple("Output", "path text like")
+#: ``like`` the file whose mode and owner it takes (None: 0644, ours),
+#: ``backup`` whether it is the copy of a file's previous content,
+#: ``previous`` the target's content before (to put back if a later rename fails).
+Output = collections.namedtuple("Output", "path text like backup previous",
+                                defaults=(False, None))
 
 
 def read(path, stdin):
     """The text of the crontab at ``path`` (STDIN: ``stdin``, a binary stream)."""
     if path == STDIN:
-        return read_crontab(stdin.read())
+        try:
+            return read_crontab(stdin.read())
+        except OSError as error:
+            raise UsageError("cannot read standard input: %s" % error.strerror) from None
     try:
         with open(path, "rb") as handle:
             return read_crontab(handle.read())
@@ -62,8 +68,8 @@ def in_place_outputs(changes):
                              % (path, "a symbolic link" if stat.S_ISLNK(mode)
                                 else "not a regular file"))
         if old != new:
-            outputs.append(Output(backup_path(path), old, path))
-            outputs.append(Output(path, new, path))
+            outputs.append(Output(backup_path(path), old, path, backup=True))
+            outputs.append(Output(path, new, path, previous=old))
     return outputs
 
 
@@ -76,28 +82,72 @@ def directory_outputs(results, directory):
             raise UsageError("standard input has no path to write under --output-dir: "
                              "name the file")
         target = os.path.join(directory, os.path.abspath(path).lstrip("/"))
-        outputs.append(Output(target, new, path))
+        try:
+            with open(target, "rb") as handle:
+                previous = read_crontab(handle.read())
+        except OSError:
+            previous = None
+        outputs.append(Output(target, new, path, previous=previous))
     return outputs
 
 
-def write_all(outputs):
-    """Write every Output, or (on any error) none of them."""
+def make_directories(top, target):
+    """The directories from ``top`` down to ``target``'s, made where missing;
+    a symbolic link on the way (planted by another user, say) is refused."""
+    relative = os.path.relpath(os.path.dirname(target), top)
+    current = top
+    for part in [] if relative == "." else relative.split(os.sep):
+        current = os.path.join(current, part)
+        try:
+            mode = os.lstat(current).st_mode
+        except FileNotFoundError:
+            os.mkdir(current, 0o755)
+            continue
+        if stat.S_ISLNK(mode) or not stat.S_ISDIR(mode):
+            raise UsageError("will not write under %s: it is %s (nothing was changed)" % (
+                current, "a symbolic link" if stat.S_ISLNK(mode) else "not a directory"))
+
+
+def write_all(outputs, top=None):
+    """Write every Output, or (on any error) none of them: a target that is
+    a directory is refused before anything is renamed, and a rename that
+    fails after others put their targets back (``top``: the --output-dir
+    under which missing directories are made)."""
     temporaries = []
+    output = None
     try:
+        if top is not None:
+            os.makedirs(top, exist_ok=True)
         for output in outputs:
-            temporaries.append((_write_beside(output), output.path))
-    except OSError as error:
+            if os.path.isdir(output.path) and not os.path.islink(output.path):
+                raise UsageError("cannot write %s: it is a directory (nothing was changed)"
+                                 % output.path)
+            if top is not None:
+                make_directories(top, output.path)
+            temporaries.append((_write_beside(output), output))
+    except (OSError, UsageError) as error:
         for temporary, _ in temporaries:
             _remove(temporary)
+        if isinstance(error, UsageError):
+            raise
         raise UsageError("cannot write %s: %s (nothing was changed)"
-                         % (error.filename or output.path, error.strerror)) from None
-    for temporary, path in temporaries:
-        os.replace(temporary, path)
+                         % (error.filename or (output.path if output else top),
+                            error.strerror)) from None
+    done = []
+    for index, (temporary, output) in enumerate(temporaries):
+        try:
+            os.replace(temporary, output.path)
+        except OSError as error:
+            for later, _ in temporaries[index:]:
+                _remove(later)
+            _put_back(done)
+            raise UsageError("cannot write %s: %s (the files written before it were put "
+                             "back)" % (output.path, error.strerror)) from None
+        done.append(output)
 
 
 def _write_beside(output):
     directory = os.path.dirname(os.path.abspath(output.path))
-    os.makedirs(directory, mode=0o755, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(
         dir=directory, prefix="." + os.path.basename(output.path) + ".", suffix=".tmp")
     try:
@@ -116,6 +166,21 @@ def _write_beside(output):
         _remove(temporary)
         raise
     return temporary
+
+
+def _put_back(done):
+    """Undo renames already made: a target gets its previous content again,
+    a file that did not exist before is removed (backups stay: harmless)."""
+    for output in reversed(done):
+        if output.backup:
+            continue
+        try:
+            if output.previous is None:
+                _remove(output.path)
+            else:
+                os.replace(_write_beside(output._replace(text=output.previous)), output.path)
+        except OSError:
+            pass
 
 
 def _remove(path):

@@ -7,21 +7,23 @@ names the jobs of every file together (unique.choose_names) and wraps
 each; ``name_files`` only says the names, for review.
 
 A file's format (a system crontab has a user field before the command) is
-told by where it lives: /etc/crontab and any file in a directory called
-cron.d are system crontabs; standard input (``crontab -l``) is a user
-crontab; any other file is a system crontab when every job line's sixth
-field is a user this host knows, else a user crontab.  ``--system`` and
-``--user`` decide for every file instead.
+told by where it lives: /etc/crontab (and any file named crontab in a
+directory named etc, such as a copy of a host's /etc) and any file in a
+directory named cron.d are system crontabs; every other file and standard
+input (``crontab -l``) are user crontabs.  ``--system`` and ``--user``
+decide for every file instead.  (Guessing from the content would be
+wrong for a user crontab whose programs share their names with system
+users, such as backup or mail.)
 """
 
 import collections
 import os
-import pwd
 
 from cronpolicy.tooling.crontab.lines import (
-    MAX_COMMAND_BYTES, parse_crontab, parse_job, split_lines, wrapped_line)
+    MAX_COMMAND_BYTES, POSIX_SHELLS, parse_crontab, wrapped_line)
 from cronpolicy.tooling.crontab.names import identify
-from cronpolicy.tooling.crontab.unique import Candidate, choose_names
+from cronpolicy.tooling.crontab.unique import (
+    DERIVED, KEPT, Candidate, choose_names, shared_names)
 
 STDIN = "-"
 USER, SYSTEM = "user", "system"
@@ -30,10 +32,11 @@ USER, SYSTEM = "user", "system"
 #: lines.read_crontab gives it), ``system`` whether it has a user field.
 Crontab = collections.namedtuple("Crontab", "path text system")
 
-#: A job's name as chosen: its line ``number``, ``name``, ``how``
-#: (unique.EXPLICIT, KEPT or DERIVED), the ``command`` it runs (the
-#: original one for a wrapped line) and its ``user`` field.
-NamedJob = collections.namedtuple("NamedJob", "number name how command user")
+#: A job's name: its line ``number``, ``name``, ``how`` (unique.EXPLICIT,
+#: KEPT or DERIVED), the ``command`` it runs (the original one for a
+#: wrapped line), its ``user`` field, and ``left``: why wrap leaves the
+#: line as it is (None: it is wrapped, or already was).
+NamedJob = collections.namedtuple("NamedJob", "number name how command user left")
 
 #: What wrap made of one crontab: the new ``text``; ``too_long``: [(line
 #: number, name, bytes)] of jobs left as they were because wrapped they
@@ -42,28 +45,19 @@ NamedJob = collections.namedtuple("NamedJob", "number name how command user")
 Wrapped = collections.namedtuple("Wrapped", "crontab text too_long foreign warnings jobs")
 
 
-def detect_system(path, text):
-    """Whether the crontab at ``path`` holding ``text`` is a system crontab."""
+def detect_system(path, text=None):
+    """Whether the crontab at ``path`` is a system crontab (with a user field)."""
     if path == STDIN:
         return False
     absolute = os.path.abspath(path)
-    if absolute == "/etc/crontab" or os.path.basename(os.path.dirname(absolute)) == "cron.d":
-        return True
-    users = [split[0].split()[-1] for split in
-             (parse_job(line, system=True) for line in split_lines(text)) if split]
-    return bool(users) and all(_known_user(user) for user in users)
-
-
-def _known_user(name):
-    try:
-        pwd.getpwnam(name)
-    except (KeyError, UnicodeEncodeError, ValueError):
-        return False
-    return True
+    directory, name = os.path.split(absolute)
+    return os.path.basename(directory) == "cron.d" or (
+        name == "crontab" and os.path.basename(directory) == "etc")
 
 
 def _parse_all(crontabs):
     return [parse_crontab(crontab.text, crontab.system) for crontab in crontabs]
+
 
 
 def _candidates(parsed):
@@ -85,36 +79,78 @@ def name_files(crontabs):
 def wrap_files(crontabs, program="cronpolicy"):
     """[Wrapped] for each crontab, with names unique across all of them."""
     parsed = _parse_all(crontabs)
-    names = choose_names(list(_candidates(parsed)))     # {(file, line): (name, how)}
-    return [_wrap_one(crontab, entries, index, names, program)
+    candidates = list(_candidates(parsed))
+    names = choose_names(candidates)     # {(file, line): (name, how)}
+    shared = {key: [other for other in keys if other != key]
+              for _, keys in shared_names(names, candidates) for key in keys}
+    return [_wrap_one(crontab, entries, index, names, shared, crontabs, program)
             for index, (crontab, entries) in enumerate(zip(crontabs, parsed))]
 
 
-def _wrap_one(crontab, entries, index, names, program):
+def _where(key, crontabs, index):
+    other, number = key
+    return "line %d" % number if other == index else "%s line %d" % (
+        crontabs[other].path if crontabs[other].path != STDIN else "standard input", number)
+
+
+def _wrap_one(crontab, entries, index, names, shared, crontabs, program):
     output, too_long, foreign, warnings, jobs = [], [], [], [], []
     for entry in entries:
         if entry.foreign:
             foreign.append(entry.number)
         if entry.name_warning:
-            warnings.append((entry.number, "name comment above the job not used: %s"
-                             % entry.name_warning))
+            warnings.append((entry.number, entry.name_warning))
         job = entry.job
         if job is None:
             output.append(entry.text)
             continue
-        name, how = names[(index, entry.number)]
+        key = (index, entry.number)
+        name, how = names[key]
+        if key in shared and how != DERIVED:
+            warnings.append((entry.number, "the name %s is also that of %s: the jobs will "
+                             "share one lock, policy and history" % (name, ", ".join(
+                                 _where(other, crontabs, index) for other in shared[key]))))
+        line, kind, why = _wrapped(entry, name, program)
+        if job.wrapped_name is not None and line is None:
+            # Through cronpolicy run already: the name on the line stands.
+            if name != job.wrapped_name:
+                warnings.append((entry.number, "keeps its name %s, not %s: %s"
+                                 % (job.wrapped_name, name, why)))
+            name, how = job.wrapped_name, KEPT
+        elif kind == TOO_LONG:
+            too_long.append((entry.number, name, why))
+        elif kind == REFUSED:
+            warnings.append((entry.number, "left as it is: %s" % why))
+        left = None if line is not None or kind == ALREADY else (
+            "wrapped it would be %d bytes, over cron's %d" % (why, MAX_COMMAND_BYTES)
+            if kind == TOO_LONG else why)
         command = job.original if job.original is not None else job.command
-        jobs.append(NamedJob(entry.number, name, how, command, job.user))
-        if job.wrapped_name is not None and (job.wrapped_name == name or job.original is None):
-            output.append(entry.text)           # through cronpolicy run already: as it is
-            continue
-        line, length = wrapped_line(entry, name, program)
-        if length > MAX_COMMAND_BYTES:
-            too_long.append((entry.number, name, length))
-            output.append(entry.text)
-            continue
-        output.append(line)
+        jobs.append(NamedJob(entry.number, name, how, command, job.user, left))
+        output.append(line if line is not None else entry.text)
     return Wrapped(crontab, "".join(output), too_long, foreign, warnings, jobs)
+
+
+#: What _wrapped made of a job line.
+WRAPPED, ALREADY, GATED, TOO_LONG, REFUSED = "wrapped", "already", "gated", "too long", "refused"
+
+
+def _wrapped(entry, name, program):
+    """(the line wrapped as ``name``, or None to keep it as it is; what
+    happened; why: the wrapped length for TOO_LONG, a sentence otherwise)."""
+    job = entry.job
+    if job.wrapped_name is not None and job.original is None:
+        return None, GATED, "it runs through cronpolicy run already"
+    if job.wrapped_name == name:
+        return None, ALREADY, None
+    if "\0" in job.command:
+        return None, REFUSED, "it holds a NUL byte, where cron ends the command"
+    if entry.shell and os.path.basename(entry.shell) not in POSIX_SHELLS:
+        return None, REFUSED, ("SHELL=%s is no POSIX shell, and the wrapped line needs one"
+                               % entry.shell)
+    line, length = wrapped_line(entry, name, program)
+    if length > MAX_COMMAND_BYTES:
+        return None, TOO_LONG, length
+    return line, WRAPPED, None
 
 
 def wrap_report(text, program="cronpolicy", system=False):

@@ -55,8 +55,13 @@ Job = collections.namedtuple("Job", "prefix command ending user wrapped_name ori
 #: One line of a crontab: ``job`` is a Job or None; ``foreign`` says it is
 #: none of a job, an environment line, a comment or a blank line;
 #: ``explicit`` is the name a ``# cronpolicy: name=...`` comment just above
-#: gives the job, ``name_warning`` why such a comment was not honoured.
-Entry = collections.namedtuple("Entry", "number text job foreign explicit name_warning")
+#: gives the job, ``name_warning`` what in such a comment was not honoured;
+#: ``shell`` the SHELL the crontab sets for this line (None: cron's /bin/sh).
+Entry = collections.namedtuple("Entry", "number text job foreign explicit name_warning shell")
+
+#: Shells that read the wrapped line's "${SHELL:-/bin/sh}" -c '...'.
+POSIX_SHELLS = frozenset(("sh", "bash", "dash", "ksh", "mksh", "zsh", "ash", "busybox", "yash",
+                          "posh", "ksh93", "lksh"))
 
 
 def read_crontab(data):
@@ -119,22 +124,47 @@ def name_comment(line):
     match = NAME_COMMENT.match(line)
     if match is None:
         return None, None
-    name, warnings = None, []
+    name, warnings, problems = None, [], []
     for setting in match.group("settings").split():
         key, has_value, value = setting.partition("=")
         if key != "name" or not has_value:
-            warnings.append("unknown setting %r (only name=NAME)" % setting)
+            warnings.append("ignored %r (the comment takes name=NAME only)" % setting)
             continue
-        problem = name_problem(value, "the name") or (
-            "the name %r holds * or ?, which would make it a pattern" % value
-            if is_pattern(value) else None)
+        problem = explicit_name_problem(value)
         if problem:
-            warnings.append(problem)
+            problems.append(problem)
         else:
             name = value
-    if name is None and not warnings:
-        warnings.append("no name=NAME given")
+    if name is None:
+        problems = problems or ["it gives no name=NAME"]
+        warnings.insert(0, "the name comment above the job is not used: %s"
+                        % "; ".join(problems))
     return name, "; ".join(warnings) or None
+
+
+def explicit_name_problem(name):
+    """Why ``name`` cannot name a wrapped job, or None: the name rule, and
+    nothing cron or `cronpolicy run` would read otherwise (% is cut by
+    cron, a leading - is an option, * and ? make a pattern)."""
+    problem = name_problem(name, "the name")
+    if problem:
+        return problem
+    if is_pattern(name):
+        return "the name %r holds * or ?, which would make it a pattern" % name
+    if "%" in name or "\\" in name:
+        return "the name %r holds %% or \\, which cron reads itself" % name
+    if name.startswith("-"):
+        return "the name %r starts with -, which would make it an option" % name
+    return None
+
+
+def program_problem(program):
+    """Why ``program`` cannot be the cronpolicy written into wrapped lines, or None."""
+    if not program or program.rsplit("/", 1)[-1] != "cronpolicy":
+        return "--program must name the cronpolicy program (a path ending in /cronpolicy)"
+    if any(char in program for char in "%\\\n\r") or any(ord(char) < 32 for char in program):
+        return "--program must not hold %, \\ or control characters (cron reads them itself)"
+    return None
 
 
 def _split_ending(command):
@@ -147,8 +177,11 @@ def _split_ending(command):
 def parse_crontab(text, system=False, legacy=False):
     """Every line of ``text`` as an Entry."""
     entries = []
-    comment_name = comment_warning = None
+    comment_name = comment_warning = shell = None
     for number, line in enumerate(split_lines(text), 1):
+        assigned = _shell_assignment(line)
+        if assigned is not None:
+            shell = assigned
         split = parse_job(line, system)
         job = None
         if split is not None:
@@ -159,9 +192,21 @@ def parse_crontab(text, system=False, legacy=False):
             name, original = wrapped or (gated_name(command), None)
             job = Job(prefix, command, ending, user, name, original)
         entries.append(Entry(number, line, job, is_foreign(line, system),
-                             comment_name if job else None, comment_warning if job else None))
+                             comment_name if job else None, comment_warning if job else None,
+                             shell))
         comment_name, comment_warning = name_comment(line)
     return entries
+
+
+def _shell_assignment(line):
+    """The value of a SHELL=... environment line, else None."""
+    match = _ENVIRONMENT.match(line)
+    if match is None or line.split("=", 1)[0].strip(_BLANKS) != "SHELL":
+        return None
+    value = line.split("=", 1)[1].strip(_BLANKS + "\r\n")
+    if len(value) > 1 and value[0] == value[-1] and value[0] in "'\"":
+        value = value[1:-1]
+    return value
 
 
 def first_unescaped_percent(command):
@@ -249,7 +294,8 @@ def wrapped_line(entry, name, program):
     job = entry.job
     command = job.original if job.original is not None else job.command
     wrapped = wrap_command(command, name, program)
-    return job.prefix + wrapped + job.ending, len(write_crontab(wrapped))
+    # Cron's command runs to the newline: a \r before it counts.
+    return job.prefix + wrapped + job.ending, len(write_crontab(wrapped + job.ending.rstrip("\n")))
 
 
 def unwrap(text, system=False, legacy=False):

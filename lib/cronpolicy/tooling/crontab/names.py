@@ -32,12 +32,14 @@ import re
 from cronpolicy.tooling.crontab.shell import tokens
 
 #: The program a command runs (``name``: its base name, ``arguments``: the
-#: words after it, ``assignments``: NAME=value words before it), or the
-#: best fallback (a guarded program, a builtin) with ``fallback`` set.
-Identity = collections.namedtuple("Identity", "name arguments assignments fallback")
+#: words after it, ``assignments``: NAME=value words before it,
+#: ``directory``: where a ``cd DIR`` before it went), or the best fallback
+#: (a guarded program, a builtin) with ``fallback`` set.
+Identity = collections.namedtuple("Identity", "name arguments assignments fallback directory",
+                                  defaults=(None,))
 
 _KEYWORDS = frozenset(("if", "then", "else", "elif", "fi", "do", "done", "while", "until",
-                       "{", "}", "!", "time", "[[", "]]"))
+                       "{", "}", "!", "[[", "]]"))
 #: Whole simple commands that only loop or branch: nothing in them is the job.
 _SKIPPED_COMPOUND = frozenset(("for", "case", "esac", "select", "function", "in"))
 _SETUP_BUILTINS = frozenset((
@@ -46,6 +48,8 @@ _SETUP_BUILTINS = frozenset((
     "printf", "local", "declare", "typeset", "readonly", "hash", "type", "pwd", "sleep",
     "break", "continue", "shopt", "pushd", "popd", "logger"))
 _GUARDS = frozenset(("test", "[", "[["))
+#: Programs that ask whether something runs: guards too (pgrep -f x || x).
+_PROCESS_GUARDS = frozenset(("pgrep", "pidof", "pkill"))
 _SHELLS = frozenset(("sh", "bash", "dash", "zsh", "ksh", "ash", "mksh", "busybox"))
 _SCRIPT_EXTENSIONS = frozenset((".py", ".sh", ".bash", ".pl", ".php", ".rb", ".js", ".tcl",
                                 ".lua", ".jar", ".R", ".ksh", ".zsh"))
@@ -99,7 +103,31 @@ _WRAPPERS = {
     "with-lock-ex": Wrapper("", (), 1, None),
     "solo": Wrapper("p", (), 0, None),
     "cronitor": Wrapper("", (), 0, None),
+    "setsid": Wrapper("", (), 0, None),
+    "doas": Wrapper("ug", (), 0, None),
+    "chpst": Wrapper("ugUelmdofpcrt", (), 0, None),
+    "cpulimit": Wrapper("lp", ("--limit", "--pid"), 0, None),
+    "time": Wrapper("fo", ("--format", "--output"), 0, None),    # the keyword too
 }
+#: Programs that run another one after a subcommand of their own:
+#: (the subcommand, wrapper options), as in bundle exec, docker exec.
+_SUBCOMMAND_WRAPPERS = {
+    "bundle": ("exec", Wrapper("", (), 0, None)),
+    "uv": ("run", Wrapper("p", ("--python", "--with", "--project", "--directory"), 0, None)),
+    "poetry": ("run", Wrapper("", (), 0, None)),
+    "pipenv": ("run", Wrapper("", (), 0, None)),
+    "docker": ("exec", Wrapper("euwi", ("--env", "--user", "--workdir", "--env-file"), 1,
+                               None)),
+    "podman": ("exec", Wrapper("euwi", ("--env", "--user", "--workdir", "--env-file"), 1,
+                               None)),
+    "kubectl": ("exec", Wrapper("nc", ("--namespace", "--container"), 1, None)),
+}
+#: Tools whose first argument says what they do (artisan schedule:run,
+#: manage.py clearsessions, wp cron event run): it is part of the name.
+_SUBCOMMAND_TOOLS = frozenset(("artisan", "manage", "occ", "wp", "drush", "console", "rake",
+                               "rails", "npm", "yarn", "pnpm", "cake", "yii", "craft", "bin-console",
+                               "django-admin", "flask", "celery", "make", "just", "composer"))
+_URL_FETCHERS = frozenset(("curl", "wget", "lynx", "links", "fetch"))
 #: Interpreters: short options that take a value, the options that give
 #: inline code (no script to name the job after), a script or module
 #: (python -m, php -f) and a command string (sh -c).
@@ -125,6 +153,7 @@ _JAVA_VALUED = ("-cp", "-classpath", "--class-path", "--module-path", "-p")
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 #: Programs that start a service by name: the service is the job.
 _SERVICE_RUNNERS = {"invoke-rc.d": 0, "service": 0, "systemctl": 1, "rc-service": 0}
+_UNIT_SUFFIXES = (".service", ".timer", ".target")
 #: Base names that say nothing on their own (/usr/lib/fwanalog/cron,
 #: /usr/share/awstats/tools/update.sh, manage.py): the nearest telling
 #: directory is put in front (fwanalog-cron, awstats-update).
@@ -137,7 +166,8 @@ _PLAIN_DIRECTORIES = frozenset((
     "", "bin", "sbin", "scripts", "script", "cronscripts", "cron", "crons", "tools", "tool",
     "libexec", "lib", "share", "usr", "local", "opt", "srv", "site", "www", "var", "home",
     "current", "releases", "src", "utils", "util", "admin", "jobs", "tasks", "etc", "cron.d",
-    "public", "html", "htdocs", ".", ".."))
+    "public", "html", "htdocs", "dist", "build", "vendor", "venv", ".venv", "node_modules",
+    "release", "app", ".", ".."))
 
 
 def cron_command(command):
@@ -179,7 +209,8 @@ def program_name(word):
         return name
     for directory in reversed(word.rstrip("/").split("/")[:-1]):
         telling = base_name(directory)
-        if directory.lower() not in _PLAIN_DIRECTORIES and telling and "$" not in directory:
+        if directory.lower() not in _PLAIN_DIRECTORIES and telling and "$" not in directory \
+                and telling.lower() != name.lower():
             return "%s-%s" % (telling, name)
     return name
 
@@ -196,14 +227,17 @@ def job_name(command):
 
 def _identify_shell(text, depth):
     fallbacks = []
+    directory = None
     for words in _simple_commands(tokens(text)):
+        if words and words[0].text == "cd" and len(words) > 1:
+            directory = words[1].text           # cd /srv/shop && php artisan ...
         found = _identify_simple(words, fallbacks, depth)
         if found is not None:
-            return found
+            return found._replace(directory=found.directory or directory)
     for fallback in fallbacks:
         if fallback.name:
-            return fallback
-    return Identity("job", (), (), True)
+            return fallback._replace(directory=directory)
+    return Identity("job", (), (), True, directory)
 
 
 def _simple_commands(token_list):
@@ -246,6 +280,16 @@ def _identify_simple(words, fallbacks, depth):
         if program in _GUARDS or (program == "command" and rest[:1] in (("-v",), ("-V",))):
             fallbacks.append(_guarded(rest))
             return None
+        if program in _PROCESS_GUARDS:
+            fallbacks.append(_guarded([w for w in rest if not w.startswith("-")][-1:]))
+            return None
+        if program in _SUBCOMMAND_WRAPPERS and _SUBCOMMAND_WRAPPERS[program][0] in rest[:3]:
+            subcommand, wrapper = _SUBCOMMAND_WRAPPERS[program]
+            index, inner = _skip_wrapper(words, index + rest.index(subcommand) + 1, wrapper)
+            if index >= len(words):
+                fallbacks.append(Identity(base_name(program), (), tuple(assignments), True))
+                return None
+            continue
         if program in _SETUP_BUILTINS:
             fallbacks.append(Identity(base_name(program), rest, tuple(assignments), True))
             return None
@@ -262,12 +306,58 @@ def _identify_simple(words, fallbacks, depth):
             return _identify_interpreted(words, index, interpreter, assignments, fallbacks, depth)
         if program in _SERVICE_RUNNERS:
             service = [w for w in rest if not w.startswith("-")][_SERVICE_RUNNERS[program]:]
-            if service and base_name(service[0]):
-                return Identity(base_name(service[0]), tuple(service[1:]), tuple(assignments),
+            if service and _unit_name(service[0]):
+                return Identity(_unit_name(service[0]), tuple(service[1:]), tuple(assignments),
                                 False)
+        if program in _URL_FETCHERS:
+            fetched = _fetched(rest, assignments)
+            if fetched is not None:
+                return fetched
         if base_name(text):
-            return Identity(program_name(text), rest, tuple(assignments), False)
+            return _named_program(text, rest, assignments)
         index += 1
+    return None
+
+
+def _named_program(word, arguments, assignments):
+    """The Identity of program ``word``: a tool whose first argument says
+    what it does is named with it (artisan-schedule-run)."""
+    name = program_name(word)
+    plain = [argument for argument in arguments if not argument.startswith("-")]
+    if base_name(word) in _SUBCOMMAND_TOOLS and plain and clean(plain[0]):
+        if base_name(word) in ("npm", "yarn", "pnpm") and plain[0] in ("run", "run-script") \
+                and len(plain) > 1:
+            plain = plain[1:]
+        subcommand = plain[0]
+        rest = list(arguments)
+        rest.remove(subcommand)
+        return Identity("%s-%s" % (name, clean(subcommand)[:40]), tuple(rest),
+                        tuple(assignments), False)
+    return Identity(name, tuple(arguments), tuple(assignments), False)
+
+
+def _unit_name(word):
+    for suffix in _UNIT_SUFFIXES:
+        if word.endswith(suffix) and len(word) > len(suffix):
+            word = word[:-len(suffix)]
+    return base_name(word)
+
+
+def _fetched(arguments, assignments):
+    """curl/wget of a URL: named after what it fetches (wp-cron), told apart by its host."""
+    for argument in arguments:
+        scheme, found, rest = argument.partition("://")
+        if not found or not scheme.isalpha():
+            continue
+        host, _, path = rest.partition("/")
+        host = host.rpartition("@")[2].split(":")[0]
+        target = base_name(path.split("?")[0].split("#")[0]) if path else ""
+        name = target or clean(host)
+        if not name:
+            return None
+        others = tuple(a for a in arguments if a != argument)
+        return Identity(name, ((host,) if target and host else ()) + others, tuple(assignments),
+                        False)
     return None
 
 
@@ -277,8 +367,9 @@ def _interpreter(program, word):
     family = _INTERPRETER.match(program)
     if family:
         return _INTERPRETERS[family.group(1)]
-    if word.dynamic and not base_name(word.text):
-        return _UNKNOWN_INTERPRETER
+    if word.dynamic and (not base_name(word.text) or
+                         (word.text.startswith("$") and "/" not in word.text)):
+        return _UNKNOWN_INTERPRETER     # $PHP script.php, $(which php) script.php
     return None
 
 
@@ -360,6 +451,9 @@ def _identify_interpreted(words, index, interpreter, assignments, fallbacks, dep
         if java and text == "-jar":
             index += 1
             break
+        if java and text.startswith("-"):
+            index += 1
+            continue
         if text.startswith("--"):
             index += 1
             continue
@@ -373,15 +467,16 @@ def _identify_interpreted(words, index, interpreter, assignments, fallbacks, dep
                 return None
             if letter in interpreter.script:
                 skip = 1 if attached else 2
-                return Identity(program_name(following) or program,
-                                tuple(w.text for w in words[index + skip:]),
-                                tuple(assignments), False)
+                if not base_name(following):
+                    break
+                return _named_program(following, tuple(w.text for w in words[index + skip:]),
+                                      assignments)
             if letter in interpreter.short:
                 index += 0 if attached else 1
                 break
         index += 1
     if index < len(words) and base_name(words[index].text):
-        return Identity(program_name(words[index].text), tuple(w.text for w in words[index + 1:]),
-                        tuple(assignments), False)
+        return _named_program(words[index].text, tuple(w.text for w in words[index + 1:]),
+                              assignments)
     fallbacks.append(Identity(program, (), tuple(assignments), True))
     return None

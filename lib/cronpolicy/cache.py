@@ -1,25 +1,31 @@
 """The last policy this host fetched, for when the database is out of reach.
 
-After every successful read the gate writes the policy rows, the deploy
-state and the standing windows to a small JSON file (atomically: a new file
-under an unpredictable name, renamed over the old one, so a reader never
-sees half a file).  When the database cannot be reached, a cache younger
-than ``max_age`` answers instead of the blind ``on_database_error``, so a
-deploy-pending flag seen a minute ago still holds while the database is down.
+After every successful read the gate keeps the policy rows, the deploy
+state and the standing windows in a small JSON file (written atomically: a
+new file under an unpredictable name, renamed over the old one, so a reader
+never sees half a file).  When the database cannot be reached, a cache
+confirmed within ``max_age`` answers instead of the blind
+``on_database_error``, so a deploy-pending flag seen a minute ago still
+holds while the database is down.
 
-Ages are measured on this host's own clock between its own write and read;
-the database time in the file is carried forward by that age, so windows
+The file is written only when what it holds changed: its first line
+carries a fingerprint of the content, and a read that finds the same
+content only touches the file, whose modification time is when the
+database last confirmed it (writing JSON on every start cost more than the
+decision).  Ages are measured on this host's own clock; the database time
+in the file is carried forward by the time since it was saved, so windows
 are still judged on (an estimate of) the database clock.
 """
 
-import json
 import os
 import time
 
 from cronpolicy.rows import (
     FROM_CACHE, DeployState, Inputs, PolicyRow, Window, from_mapping, to_mapping, to_time)
 
-FORMAT = 2
+FORMAT = 3
+#: The first line of a format 3 file: this, a space, the fingerprint.
+HEADER = "cronpolicy-policy-cache 3"
 
 # Format 1 (cronpolicy up to schema 5) kept rows as arrays in this order.
 _FORMAT_1 = {
@@ -40,8 +46,23 @@ class PolicyCache:
         #: (where the damaged cache was moved, why), once one was met.
         self.rejected = None
 
-    def save(self, inputs):
+    def keep(self, inputs):
+        """Keep ``inputs`` (rows.Inputs): write them when they differ from
+        what the file holds, else mark the file confirmed now; raises OSError."""
+        fingerprint = _fingerprint(inputs)
+        try:
+            with open(self.path, encoding="utf-8", errors="replace") as handle:
+                first = handle.readline(200)
+        except FileNotFoundError:
+            first = ""
+        if first == "%s %s\n" % (HEADER, fingerprint):
+            os.utime(self.path)
+            return
+        self.save(inputs, fingerprint)
+
+    def save(self, inputs, fingerprint=None):
         """Write ``inputs`` (rows.Inputs) atomically; raises OSError."""
+        import json
         data = {
             "format": FORMAT,
             "saved_at": time.time(),
@@ -57,6 +78,7 @@ class PolicyCache:
         descriptor = create_exclusive(temporary)
         try:
             with open(descriptor, "w", encoding="utf-8") as handle:
+                handle.write("%s %s\n" % (HEADER, fingerprint or _fingerprint(inputs)))
                 json.dump(data, handle)
             os.replace(temporary, self.path)
         except BaseException:
@@ -69,9 +91,14 @@ class PolicyCache:
     def load_inputs(self, name, history_runs):
         """Inputs from the cache (source FROM_CACHE, with its age), or None when
         there is no usable cache younger than ``max_age``."""
+        import json
         try:
             with open(self.path, encoding="utf-8") as handle:
-                data = json.load(handle)
+                confirmed_at = os.fstat(handle.fileno()).st_mtime
+                text = handle.read()
+            if text.startswith(HEADER + " "):
+                text = text.partition("\n")[2]
+            data = json.loads(text)
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as error:
@@ -79,12 +106,16 @@ class PolicyCache:
         try:
             if data.get("format") == 1:
                 data = _from_format_1(data)
+            if data.get("format") == 2:          # before fingerprints: the same shape
+                data = dict(data, format=FORMAT)
             if data.get("format") != FORMAT:
                 return None
-            age = time.time() - float(data["saved_at"])
+            now = time.time()
+            age = now - float(data["saved_at"])
             if not -float("inf") < age < float("inf"):
                 raise ValueError("saved_at is not a time: %r" % data["saved_at"])
-            if age < 0 or age > self.max_age:
+            confirmed = now - max(confirmed_at, float(data["saved_at"]))
+            if age < 0 or not 0 <= confirmed <= self.max_age:
                 return None
             deploy = data["deploy"]
             return Inputs(
@@ -93,7 +124,7 @@ class PolicyCache:
                 deploy=None if deploy is None else from_mapping(DeployState, deploy),
                 policies=[from_mapping(PolicyRow, row) for row in data["policies"]],
                 windows=[from_mapping(Window, row) for row in data["windows"]],
-                recent_runtimes=[], source=FROM_CACHE, age=age)
+                recent_runtimes=[], source=FROM_CACHE, age=confirmed)
         except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as error:
             return self._reject(error)
 
@@ -108,6 +139,14 @@ class PolicyCache:
             aside = None
         self.rejected = (aside, "%s: %s" % (type(error).__name__, str(error)[:200]))
         return None
+
+
+def _fingerprint(inputs):
+    """A short digest of what the cache would hold for ``inputs``."""
+    import zlib
+    content = repr((FORMAT, inputs.schema_version, inputs.deploy, inputs.policies,
+                    inputs.windows))
+    return "%08x" % zlib.crc32(content.encode("utf-8", "surrogatepass"))
 
 
 def _from_format_1(data):

@@ -39,7 +39,6 @@ Passwords never leave this module unmasked: use ``mask_dsn`` and ``scrub``.
 
 import functools
 import os
-import re
 
 from cronpolicy import estimate, policy
 from cronpolicy.errors import ConfigError, UsageError
@@ -96,6 +95,7 @@ SECRET_PARAMETERS = ("password", "sslpassword")
 def _password_patterns():
     """(URI user:password@, a URI's ?secret=value, key=value secrets).
     Compiled on first use: the gate's start-up path never needs them."""
+    import re
     names = "|".join(SECRET_PARAMETERS)
     return (re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)"),
             re.compile(r"([?&](?:%s)=)([^&#\s]*)" % names, re.IGNORECASE),
@@ -354,7 +354,7 @@ class Settings:
             raise
 
     @staticmethod
-    def _check_file(path, parser):
+    def _check_file(path, sections):
         """Nobody but its owner (this user or root) may change a config file:
         it says which database to trust and where root writes files.  One
         holding a secret must be readable by its owner only."""
@@ -367,7 +367,7 @@ class Settings:
         if mode & (stat.S_IWGRP | stat.S_IWOTH):
             raise ConfigError("config file %s can be changed by other users (mode %03o): "
                               "refusing it; chmod go-w it" % (path, mode))
-        if not dsn_secrets(parser.get("cronpolicy", "dsn", fallback="")):
+        if not dsn_secrets(sections["cronpolicy"].get("dsn", "")):
             return
         if mode & (stat.S_IRGRP | stat.S_IROTH):
             raise ConfigError(
@@ -376,27 +376,25 @@ class Settings:
 
     @classmethod
     def _read_file(cls, path):
-        import configparser
-        # Comments may follow values after a space, as in README.txt's example.
-        parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#",))
         try:
             with open(path, encoding="utf-8") as config_file:
-                parser.read_file(config_file)
-        except (OSError, UnicodeDecodeError, configparser.Error) as error:
-            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise ConfigError("cannot read config file %s: %s" % (path, first_line)) from None
-        if not parser.has_section("cronpolicy"):
+                text = config_file.read()
+        except (OSError, UnicodeDecodeError) as error:
+            raise ConfigError("cannot read config file %s: %s" % (path, _first_line(error))) \
+                from None
+        sections = read_ini(text, path)
+        if "cronpolicy" not in sections:
             raise ConfigError("config file %s has no [cronpolicy] section" % path)
         values = {}
         scripts = {}
-        for section in parser.sections():
+        for section, items in sections.items():
             if section == "cronpolicy":
                 continue
             if not section.startswith("script:") or not section[len("script:"):].strip():
                 raise ConfigError("config file %s: unknown section [%s] (known: [cronpolicy], "
                                   "[script:NAME])" % (path, section))
             name = section[len("script:"):].strip()
-            for key, raw in parser.items(section):
+            for key, raw in items.items():
                 convert = cls._SCRIPT_KEYS.get(key)
                 if convert is None:
                     raise ConfigError("config file %s: unknown key %r in [%s] (known: %s)"
@@ -408,8 +406,8 @@ class Settings:
                                       % (path, key, section, error)) from None
         if scripts:
             values["scripts"] = scripts
-        cls._check_file(path, parser)
-        for key, raw in parser.items("cronpolicy"):
+        cls._check_file(path, sections)
+        for key, raw in sections["cronpolicy"].items():
             convert = cls._KEYS.get(key)
             if convert is None:
                 raise ConfigError("config file %s: unknown key %r (known: %s)"
@@ -420,3 +418,64 @@ class Settings:
                 raise ConfigError("config file %s: bad value for %s: %s"
                                   % (path, key, str(error).splitlines()[0])) from None
         return values
+
+
+def _first_line(error):
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def read_ini(text, path):
+    """{section: {key: value}} of a config file's text, as configparser
+    reads it (comments may follow values after a space, as in README.txt's
+    example).  The plain files people write are read here directly:
+    configparser costs a cron job's start more than its whole decision.
+    Anything else (continuation lines, [DEFAULT], duplicates, errors) goes
+    to configparser itself."""
+    sections = _read_plain_ini(text)
+    if sections is not None:
+        return sections
+    import configparser
+    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#",))
+    try:
+        parser.read_string(text, source=path)
+    except configparser.Error as error:
+        raise ConfigError("cannot read config file %s: %s" % (path, _first_line(error))) \
+            from None
+    return {section: dict(parser.items(section)) for section in parser.sections()}
+
+
+def _read_plain_ini(text):
+    """read_ini for files of sections, comments and one-line key = value
+    entries only; None for anything else."""
+    sections, current = {}, None
+    for line in text.split("\n"):
+        cut = _inline_comment(line)
+        stripped = line[:cut].strip()
+        if not line.strip() or line.strip()[0] in "#;":
+            continue
+        if line[0].isspace() or not stripped:
+            return None             # a continuation line, or worse
+        if stripped[0] == "[":
+            name = stripped[1:-1]
+            if stripped[-1] != "]" or not name or "]" in name or name == "DEFAULT" \
+                    or name in sections:
+                return None
+            current = sections[name] = {}
+            continue
+        delimiter = min((index for index in (stripped.find("="), stripped.find(":"))
+                         if index >= 0), default=-1)
+        key = stripped[:delimiter].strip().lower() if delimiter > 0 else ""
+        if current is None or not key or key in current:
+            return None
+        current[key] = stripped[delimiter + 1:].strip()
+    return sections
+
+
+def _inline_comment(line):
+    """Where a '#' comment starts in ``line`` (at its start or after white
+    space, as configparser's inline_comment_prefixes finds it), else its end."""
+    index = line.find("#")
+    while index > 0 and not line[index - 1].isspace():
+        index = line.find("#", index + 1)
+    return index if index >= 0 else len(line)

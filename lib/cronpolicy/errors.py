@@ -47,6 +47,13 @@ class DatabaseError(CronPolicyError):
         self.denied = denied
 
 
+class DeadlineExceeded(DatabaseError):
+    """The database did not answer within the time allowed."""
+
+    def __init__(self, message):
+        super().__init__(message, transient=True)
+
+
 class SchemaError(DatabaseError):
     """The database has no cronpolicy schema, or one older than this code."""
 

@@ -11,9 +11,8 @@ say so in the log.
 
 import datetime
 
-from cronpolicy.errors import DatabaseError, SchemaError
+from cronpolicy.errors import DatabaseError, DeadlineExceeded, SchemaError
 from cronpolicy.rows import unavailable_inputs
-from cronpolicy.store.pgdriver import DeadlineExceeded
 
 
 class FallbackSource:
@@ -43,7 +42,7 @@ class FallbackSource:
                 return cached._replace(error=error)
             return unavailable_inputs(datetime.datetime.now(datetime.timezone.utc), error)
         try:
-            self.cache.save(inputs)
+            self.cache.keep(inputs)
         except OSError as error:
             self.logger.warning("cannot write the policy cache %s: %s", self.cache.path,
                                 error.strerror)

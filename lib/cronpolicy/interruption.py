@@ -16,9 +16,9 @@ Only the main thread can handle signals: a script run elsewhere stops at its
 checkpoints only.
 """
 
-import signal
 import threading
 
+from cronpolicy import signals
 from cronpolicy.errors import Interrupted
 from cronpolicy.policy import stopped_by_signal
 
@@ -26,7 +26,7 @@ from cronpolicy.policy import stopped_by_signal
 class Interruption:
     """The stop protocol of one run of a script."""
 
-    def __init__(self, safety_hook, logger, interrupt_signal=signal.SIGUSR2):
+    def __init__(self, safety_hook, logger, interrupt_signal=signals.SIGUSR2):
         """``safety_hook``: the script's is_safe_to_interrupt, or None (never safe)."""
         self.safety_hook = safety_hook
         self.logger = logger
@@ -84,22 +84,22 @@ class Interruption:
         if threading.current_thread() is not threading.main_thread():
             return
         self._previous_handlers = {
-            signum: signal.signal(signum, handler) for signum, handler in (
-                (signal.SIGTERM, self._on_termination_signal),
-                (signal.SIGINT, self._on_termination_signal),
+            signum: signals.signal(signum, handler) for signum, handler in (
+                (signals.SIGTERM, self._on_termination_signal),
+                (signals.SIGINT, self._on_termination_signal),
                 (self.interrupt_signal, self._on_interrupt_signal))}
 
     def restore(self):
         previous, self._previous_handlers = self._previous_handlers, None
         for signum, handler in (previous or {}).items():
-            signal.signal(signum, handler)
+            signals.signal(signum, handler)
 
     def request_interrupt(self):
         """From the watcher thread: have the main thread check for a safe point."""
         # Without our handler the signal would kill the process: there, only
         # checkpoint() can stop main().
         if self._previous_handlers is not None:
-            signal.pthread_kill(threading.main_thread().ident, self.interrupt_signal)
+            signals.pthread_kill(threading.main_thread().ident, self.interrupt_signal)
 
     def _on_interrupt_signal(self, signum, frame):
         # The safety answer that counts is this one, taken in the main thread
@@ -118,7 +118,7 @@ class Interruption:
             self._deciding = False
 
     def _on_termination_signal(self, signum, frame):
-        name = signal.Signals(signum).name
+        name = signals.name(signum)
         if not self.in_main or self.interrupting:
             return
         if self.signal_stop is not None:

@@ -9,7 +9,6 @@ scripts run as root must not be steered into overwriting another file.
 
 import errno
 import fcntl
-import hashlib
 import os
 
 from cronpolicy.errors import ConfigError
@@ -37,6 +36,7 @@ def lock_path(lock_dir, name):
     safe = _sanitized(name)
     if safe == name and len(name) <= 100:
         return os.path.join(lock_dir, "cronpolicy-%s.lock" % name)
+    import hashlib      # only for names that need it
     digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
     return os.path.join(lock_dir, "cronpolicy-%s~%s.lock" % (safe[:60], digest))
 

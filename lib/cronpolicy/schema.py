@@ -10,9 +10,7 @@ store creates its schema on first use from inside the gate, where importing
 SQLAlchemy would cost more than the whole decision.
 """
 
-import contextlib
 import os
-import re
 
 from cronpolicy.errors import DatabaseError, SchemaError
 
@@ -35,6 +33,7 @@ def patch_dir(backend):
 
 def patches(backend):
     """[(version, file name, sql)] for ``backend``, in order."""
+    import re
     folder = patch_dir(backend)
     found = []
     for filename in sorted(os.listdir(folder)):
@@ -47,6 +46,11 @@ def patches(backend):
         raise SchemaError("schema patches in %s are not numbered 0001, 0002, ...: %s"
                           % (folder, versions))
     return found
+
+
+def _suppressed(*errors):
+    import contextlib       # only when upgrading: the gate imports this module too
+    return contextlib.suppress(*errors)
 
 
 def needs_upgrade_message(found_version, masked_dsn):
@@ -101,14 +105,14 @@ def upgrade_postgres(connection):
             applied.append(filename)
             in_progress = None
     except psycopg2.Error as error:
-        with contextlib.suppress(psycopg2.Error):
+        with _suppressed(psycopg2.Error):
             connection.rollback()       # a lost connection has nothing to roll back
         lines = (getattr(error, "pgerror", None) or str(error)).strip().splitlines()
         raise DatabaseError("schema upgrade failed%s: %s" % (
             " in " + in_progress if in_progress else "",
             lines[0] if lines else type(error).__name__)) from error
     finally:
-        with contextlib.suppress(psycopg2.Error):
+        with _suppressed(psycopg2.Error):
             connection.autocommit = True
     return applied
 

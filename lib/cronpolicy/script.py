@@ -82,22 +82,18 @@ Options every script has: ``-v``/``-q`` (repeatable), ``--log-file``,
 ``--dsn``, ``--ignore-policy``, ``--dry-run``.
 """
 
-import argparse
-import logging
 import os
-import signal
 import sys
-import time
 
-from cronpolicy import exitcodes
+from cronpolicy import exitcodes, nesting, signals
 from cronpolicy.config import Settings
 from cronpolicy.errors import CronPolicyError, Interrupted, UsageError
 from cronpolicy.gate import Ending, Gate
 from cronpolicy.interruption import Interruption
+from cronpolicy.log import FORMAT as LOG_FORMAT, DeferredLogger, LogSetup  # noqa: F401
 from cronpolicy.matching import name_problem
+from cronpolicy.options import parse_standard_options, standard_options_parser
 from cronpolicy.policy import ScriptFacts, stopped
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
 
 
 class CronScript:
@@ -116,7 +112,7 @@ class CronScript:
     on_database_error = None
     description = None
     #: Sent by the watcher thread to the main thread to interrupt main().
-    interrupt_signal = signal.SIGUSR2
+    interrupt_signal = signals.SIGUSR2
 
     #: Set by cronpolicy.interfaces (never imported on the start path): it
     #: declares IInterruptible for subclasses that define the hook.
@@ -132,18 +128,44 @@ class CronScript:
         name (a ``cronpolicy.store.memory.MemoryStore`` in tests, say)."""
         self.name = name or self.name or _name_from_argv()
         self.host = None
-        self.logger = logging.getLogger(self.name)
         self.options = None
         self.settings = None
         self.run_id = None
         self.decision = None
         self._store = store
         self._interruption = None
-        self.parser = argparse.ArgumentParser(
-            prog=self.name,
-            description=self.description or (type(self).__doc__ or "").strip() or None)
-        self._add_standard_options()
-        self.add_my_options()
+        self._parser = None
+        self._logger = None
+        self._log_setup = LogSetup()
+        self._log = DeferredLogger(self.logger_name, self._log_setup)
+
+    #: The logger the script's records go to (``self.logger``).
+    @property
+    def logger_name(self):
+        return self.name
+
+    @property
+    def logger(self):
+        """A logging.Logger named after the script (logging is set up on first use)."""
+        if self._logger is None:
+            self._logger = self._log.real()
+        return self._logger
+
+    @logger.setter
+    def logger(self, logger):
+        # A logger of the script's choosing gets the gate's records too.
+        self._logger = self._log = logger
+
+    @property
+    def parser(self):
+        """The argparse parser: the standard options and the script's own.
+        Built on first use: a script that adds no options, started with
+        standard ones only, never needs it."""
+        if self._parser is None:
+            self._parser = standard_options_parser(
+                self.name, self.description or (type(self).__doc__ or "").strip() or None)
+            self.add_my_options()
+        return self._parser
 
     # Hooks for subclasses -------------------------------------------------
 
@@ -186,44 +208,18 @@ class CronScript:
             sys.exit(code)
         return code
 
-    def _add_standard_options(self):
-        group = self.parser.add_argument_group("cronpolicy options")
-        group.add_argument("-v", "--verbose", action="count", default=0,
-                           help="more logging (repeatable)")
-        group.add_argument("-q", "--quiet", action="count", default=0,
-                           help="less logging (repeatable)")
-        group.add_argument("--log-file", metavar="PATH",
-                           help="append the log here instead of standard error; "
-                                "the default level there is INFO")
-        group.add_argument("--dsn", help="policy database (overrides CRONPOLICY_DSN "
-                                         "and the config file)")
-        group.add_argument("--ignore-policy", action="store_true",
-                           help="run even if the policy says skip (recorded as such)")
-        group.add_argument("--dry-run", action="store_true",
-                           help="print the decision and exit; run and record nothing")
-
-    def _setup_logging(self):
-        # INFO by default only into a log file: cron mails whatever reaches
-        # standard error, and a routine skip should mail nobody.
-        base = logging.INFO if self.options.log_file else logging.WARNING
-        level = base - 10 * self.options.verbose + 10 * self.options.quiet
-        level = min(max(level, logging.DEBUG), logging.CRITICAL)
-        if self.options.log_file:
-            handler = logging.FileHandler(self.options.log_file, encoding="utf-8")
-        else:
-            handler = logging.StreamHandler(sys.stderr)
-        formatter = logging.Formatter(LOG_FORMAT, "%Y-%m-%dT%H:%M:%SZ")
-        formatter.converter = time.gmtime
-        handler.setFormatter(formatter)
-        root = logging.getLogger()
-        for old in list(root.handlers):
-            root.removeHandler(old)
-        root.addHandler(handler)
-        root.setLevel(level)
+    def _parse(self, argv):
+        """The options: read directly when they are standard ones only and
+        the script adds none, else by argparse (which also says what is wrong)."""
+        if self._parser is None and type(self).add_my_options is CronScript.add_my_options:
+            options = parse_standard_options(argv)
+            if options is not None:
+                return options
+        from cronpolicy.arguments import attach_dashed_values
+        return self.parser.parse_args(attach_dashed_values(argv, self.parser))
 
     def _run(self, argv):
-        from cronpolicy.arguments import attach_dashed_values
-        self.options = self.parser.parse_args(attach_dashed_values(argv, self.parser))
+        self.options = self._parse(argv)
         try:
             problem = name_problem(self.name)
             if problem:
@@ -232,23 +228,32 @@ class CronScript:
         except UsageError as error:
             print("%s: error: %s" % (self.parser.prog, error), file=sys.stderr)
             return exitcodes.USAGE
+        # INFO by default only into a log file: cron mails whatever reaches
+        # standard error, and a routine skip should mail nobody.
+        self._log_setup = LogSetup(self.options.log_file, self.options.verbose,
+                                   self.options.quiet)
+        if isinstance(self._log, DeferredLogger):
+            self._log.setup = self._log_setup
         try:
-            self._setup_logging()
+            self._log_setup.check()
         except OSError as error:
             print("%s: cannot open log file %s: %s" % (
                 self.name, self.options.log_file, error.strerror), file=sys.stderr)
             return exitcodes.GATE_ERROR
+        wrapper = nesting.gated_by_wrapper(self.name)
+        if wrapper is not None and not self.options.dry_run:
+            return self._run_gated_by(wrapper)
         try:
             self.settings = Settings.load(dsn=self.options.dsn)
         except CronPolicyError as error:
-            self.logger.error("%s", error)
+            self._log.error("%s", error)
             return exitcodes.GATE_ERROR
         self.host = self.settings.host
         gate = self._gate()
         if self.options.dry_run:
             return gate.dry_run(sys.stdout)
         hook = getattr(self, "is_safe_to_interrupt", None)
-        self._interruption = Interruption(hook if callable(hook) else None, self.logger,
+        self._interruption = Interruption(hook if callable(hook) else None, self._log,
                                           self.interrupt_signal)
         try:
             return gate.run(lambda watcher: self._perform(gate, watcher), self._interruption)
@@ -264,14 +269,27 @@ class CronScript:
             ignore_policy=self.options.ignore_policy,
             on_database_error=settings.on_database_error_for(self.name, self.on_database_error))
         store = self._store or open_store(settings, application_name="cronpolicy:" + self.name)
-        return Gate(settings, facts, store, self.logger, single_instance=self.single_instance,
+        return Gate(settings, facts, store, self._log, single_instance=self.single_instance,
                     expected_interval=self.expected_interval)
+
+    def _run_gated_by(self, wrapper):
+        """main() alone: the `cronpolicy run` of this name (pid ``wrapper``)
+        decided, holds the lock and records the run (cronpolicy.nesting)."""
+        self._log.info("gated by cronpolicy run %s (pid %d): main() runs without a gate "
+                       "of its own", self.name, wrapper)
+        hook = getattr(self, "is_safe_to_interrupt", None)
+        self._interruption = Interruption(hook if callable(hook) else None, self._log,
+                                          self.interrupt_signal)
+        return self._perform(None, _NoWatcher()).exit_code
 
     def _perform(self, gate, watcher):
         """Call main() under the watcher and the interruption protocol."""
-        self.decision = gate.verdict
-        self.run_id = gate.run_handle.id
+        if gate is not None:
+            self.decision = gate.verdict
+            self.run_id = gate.run_handle.id
         interruption = self._interruption
+        if self._log_setup.must_configure_before_main():
+            self._log_setup.configure()
         interruption.install()
         watcher.start()
         try:
@@ -281,7 +299,7 @@ class CronScript:
             finally:
                 interruption.in_main = False
         except Interrupted as interruption_raised:
-            log = self.logger.warning if interruption_raised.forced else self.logger.info
+            log = self._log.warning if interruption_raised.forced else self._log.info
             log("interrupted%s: %s", "" if interruption_raised.forced else " at a safe point",
                 interruption_raised.reason)
             return Ending("interrupted", exitcodes.INTERRUPTED,
@@ -291,18 +309,33 @@ class CronScript:
                 return Ending("succeeded", exitcodes.OK)
             if isinstance(error.code, int):
                 return Ending("failed", error.code)
-            self.logger.error("%s", error.code)
+            self._log.error("%s", error.code)
             return Ending("failed", exitcodes.FAILED)
         except KeyboardInterrupt:
-            self.logger.error("interrupted by SIGINT")
+            self._log.error("interrupted by SIGINT")
             return Ending("failed", 128 + 2)
         except Exception:
-            self.logger.exception("main() failed")
+            self._log.exception("main() failed")
             return Ending("failed", exitcodes.FAILED)
         finally:
             watcher.stop_watching()
             interruption.restore()
         return Ending("succeeded", exitcodes.OK)
+
+
+class _NoWatcher:
+    """A watcher for a run that someone else watches (cronpolicy.nesting)."""
+
+    stop = None
+
+    def start(self):
+        pass
+
+    def stop_watching(self):
+        pass
+
+    def wake(self):
+        pass
 
 
 def _name_from_argv():

@@ -17,7 +17,6 @@ written whole, with its end, by ``record_finish``.
 
 import collections
 import datetime
-import json
 import os
 
 from cronpolicy.rows import RunEnd, RunHandle, RunRecord, from_mapping, to_mapping
@@ -78,6 +77,7 @@ class Spool:
         temporary = os.path.join(self.directory, ".%s.tmp" % file_id)
         descriptor = create_exclusive(temporary)
         with open(descriptor, "w", encoding="utf-8") as handle:
+            import json     # only when a record is spooled
             json.dump(data, handle)
             handle.flush()
             os.fsync(handle.fileno())
@@ -105,6 +105,7 @@ class Spool:
             path = os.path.join(self.directory, name)
             try:
                 with open(path, encoding="utf-8") as handle:
+                    import json
                     found.append((path, parse_entry(json.load(handle))))
             except FileNotFoundError:
                 continue    # another flush took it

@@ -9,7 +9,6 @@ supplies.
 """
 
 import datetime
-import re
 
 from cronpolicy.errors import UsageError
 
@@ -19,9 +18,8 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 #: No duration is longer than this (100 years): longer ones are typing
 #: mistakes, and would overflow date arithmetic.
 MAX_DURATION = 100 * 365.25 * 86400   # rows.MAX_SECONDS: interval '100 years'
-# Patterns as strings: re compiles (and caches) them on first use, which keeps
-# them off a cron job's start-up path.
-_DURATION_PART = r"(\d+(?:\.\d+)?)([smhdw])"
+# A pattern as a string: re compiles (and caches) it on first use, which keeps
+# it off a cron job's start-up path.
 _RELATIVE_TIME = r"^(?:now)?\s*(?:([+-])\s*(\S+))?$"
 
 # SQLite keeps timestamps as text in this shape (strftime('%Y-%m-%d %H:%M:%f')).
@@ -33,19 +31,36 @@ def parse_duration(text):
     cleaned = str(text).strip().lower()
     if not cleaned:
         raise UsageError("empty duration: write it like 45s, 20m, 2h or 90d")
-    position = 0
     total = 0.0
-    for match in re.finditer(_DURATION_PART, cleaned):
-        if match.start() != position:
-            break
-        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-        position = match.end()
-    if position != len(cleaned):
-        raise UsageError(
-            "cannot parse duration %r: write it like 45s, 20m, 2h or 90d" % (text,))
+    for number, unit in _duration_parts(cleaned, text):
+        total += float(number) * _UNIT_SECONDS[unit]
     if not total <= MAX_DURATION:       # also catches inf and nan
         raise UsageError("duration %r is longer than 100 years" % (text,))
     return total
+
+
+def _duration_parts(cleaned, text):
+    """[(number, unit)] of ``cleaned``: one or more NUMBER[.DIGITS]UNIT, nothing
+    between (read by hand: a config file's durations are on the start path)."""
+    parts, position = [], 0
+    while position < len(cleaned):
+        start = position
+        while position < len(cleaned) and "0" <= cleaned[position] <= "9":
+            position += 1
+        digits = position > start
+        if digits and cleaned[position:position + 1] == ".":
+            fraction = position + 1
+            while fraction < len(cleaned) and "0" <= cleaned[fraction] <= "9":
+                fraction += 1
+            if fraction > position + 1:
+                position = fraction
+        unit = cleaned[position:position + 1]
+        if not digits or unit not in _UNIT_SECONDS:
+            raise UsageError(
+                "cannot parse duration %r: write it like 45s, 20m, 2h or 90d" % (text,))
+        parts.append((cleaned[start:position], unit))
+        position += 1
+    return parts
 
 
 def format_duration(seconds):
@@ -74,6 +89,7 @@ def parse_time(text, now):
     ``now`` must be the database clock's current time (aware).
     """
     cleaned = str(text).strip()
+    import re
     relative = re.match(_RELATIVE_TIME, cleaned.lower())
     if cleaned and relative and (cleaned.lower().startswith("now") or relative.group(1)):
         sign, amount = relative.groups()

@@ -30,7 +30,6 @@ requests.  Until then it has no lease to lose.  Given no store at all, the
 watcher only sees a deferred SIGTERM through to a safe point.
 """
 
-import logging
 import os
 import select
 import threading
@@ -66,7 +65,10 @@ class RunWatcher:
         self.ignore_policy = ignore_policy
         self.settings = settings
         self.interruption = interruption
-        self.logger = logger or logging.getLogger(name)
+        if logger is None:
+            import logging
+            logger = logging.getLogger(name)
+        self.logger = logger
         #: The policy's stop verdict for this run now (or lease-lost), or None.
         self.stop = None
         self._lease_stop = None     # once the lease is lost, it stays lost

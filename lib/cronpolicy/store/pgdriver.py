@@ -22,12 +22,10 @@ DSN again.  Behind a pooler those settings are the pooler's business anyway
 import functools
 import math
 import select
-import socket
-import threading
 import time
 
 from cronpolicy import config
-from cronpolicy.errors import ConfigError, DatabaseError, SchemaError
+from cronpolicy.errors import ConfigError, DatabaseError, DeadlineExceeded, SchemaError  # noqa: F401
 
 #: A statement may not wait longer than this (lock waits included).
 STATEMENT_TIMEOUT_SECONDS = 30
@@ -36,13 +34,6 @@ STATEMENT_TIMEOUT_SECONDS = 30
 _OPTIONS_REFUSED = "unsupported startup parameter: options"
 #: DSNs whose server (a pooler) refused ``options`` in this process.
 _refuses_options = set()
-
-
-class DeadlineExceeded(DatabaseError):
-    """The database did not answer within the time allowed."""
-
-    def __init__(self, message):
-        super().__init__(message, transient=True)
 
 
 # Connection failures worth waiting out, whatever else their message says
@@ -194,9 +185,10 @@ def connect(dsn, connect_timeout=config.DEFAULT_CONNECT_TIMEOUT,
 
 
 def _is_address(host):
-    for family in (socket.AF_INET, socket.AF_INET6):
+    import _socket          # socket's C half: the address check needs no more
+    for family in (_socket.AF_INET, _socket.AF_INET6):
         try:
-            socket.inet_pton(family, host)
+            _socket.inet_pton(family, host)
             return True
         except (OSError, ValueError):
             continue
@@ -206,6 +198,8 @@ def _is_address(host):
 def _resolve_within(host, port, deadline):
     """The addresses of ``host``, looked up in a thread that is abandoned at
     ``deadline``: name lookups cannot be given a timeout any other way."""
+    import socket
+    import threading
     outcome = {}
 
     def look_up():

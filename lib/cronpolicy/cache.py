@@ -9,7 +9,7 @@ confirmed within ``max_age`` answers instead of the blind
 holds while the database is down.
 
 The file is written only when what it holds changed: its first line
-carries a fingerprint of the content, and a read that finds the same
+carries the content's repr, and a read that finds the same
 content only touches the file, whose modification time is when the
 database last confirmed it (writing JSON on every start cost more than the
 decision).  Ages are measured on this host's own clock; the database time
@@ -50,12 +50,13 @@ class PolicyCache:
         """Keep ``inputs`` (rows.Inputs): write them when they differ from
         what the file holds, else mark the file confirmed now; raises OSError."""
         fingerprint = _fingerprint(inputs)
+        expected = "%s %s\n" % (HEADER, fingerprint)
         try:
-            with open(self.path, encoding="utf-8", errors="replace") as handle:
-                first = handle.readline(200)
+            with open(self.path, encoding="utf-8", errors="surrogateescape") as handle:
+                first = handle.readline(len(expected) + 1)
         except FileNotFoundError:
             first = ""
-        if first == "%s %s\n" % (HEADER, fingerprint):
+        if first == expected:
             os.utime(self.path)
             return
         self.save(inputs, fingerprint)
@@ -77,7 +78,7 @@ class PolicyCache:
         temporary = "%s.%d-%s.tmp" % (self.path, os.getpid(), os.urandom(8).hex())
         descriptor = create_exclusive(temporary)
         try:
-            with open(descriptor, "w", encoding="utf-8") as handle:
+            with open(descriptor, "w", encoding="utf-8", errors="surrogateescape") as handle:
                 handle.write("%s %s\n" % (HEADER, fingerprint or _fingerprint(inputs)))
                 json.dump(data, handle)
             os.replace(temporary, self.path)
@@ -114,7 +115,7 @@ class PolicyCache:
             age = now - float(data["saved_at"])
             if not -float("inf") < age < float("inf"):
                 raise ValueError("saved_at is not a time: %r" % data["saved_at"])
-            confirmed = now - max(confirmed_at, float(data["saved_at"]))
+            confirmed = now - confirmed_at      # when a read last found it current
             if age < 0 or not 0 <= confirmed <= self.max_age:
                 return None
             deploy = data["deploy"]
@@ -142,11 +143,9 @@ class PolicyCache:
 
 
 def _fingerprint(inputs):
-    """A short digest of what the cache would hold for ``inputs``."""
-    import zlib
-    content = repr((FORMAT, inputs.schema_version, inputs.deploy, inputs.policies,
-                    inputs.windows))
-    return "%08x" % zlib.crc32(content.encode("utf-8", "surrogatepass"))
+    """What the cache holds for ``inputs``, as one line of text: the content's
+    repr itself (comparing it costs less than loading a hash function)."""
+    return repr((inputs.schema_version, inputs.deploy, inputs.policies, inputs.windows))
 
 
 def _from_format_1(data):

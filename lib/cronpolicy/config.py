@@ -293,9 +293,8 @@ class Settings:
     @property
     def cache_path(self):
         """The last policy fetched from this database (see cronpolicy.cache)."""
-        import zlib
         return os.path.join(self.state_dir, "policy-cache-%08x.json"
-                            % zlib.crc32(self.dsn.encode("utf-8")))
+                            % _crc32(self.dsn.encode("utf-8")))
 
     def on_database_error_for(self, name, declared="skip"):
         """run or skip, when the database cannot be reached and no cached
@@ -418,6 +417,16 @@ class Settings:
                 raise ConfigError("config file %s: bad value for %s: %s"
                                   % (path, key, str(error).splitlines()[0])) from None
         return values
+
+
+def _crc32(data):
+    """zlib.crc32, without loading zlib on the start path (a DSN is short)."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0xEDB88320 & -(crc & 1))
+    return crc ^ 0xFFFFFFFF
 
 
 def _first_line(error):

@@ -1,10 +1,11 @@
 """How long the next run will probably take: history first, then declarations."""
 
-import collections
 import math
 
+from cronpolicy.shapes import shape
+
 #: A runtime estimate in seconds, and a note of where it came from.
-Estimate = collections.namedtuple("Estimate", "seconds source")
+Estimate = shape("Estimate", "seconds source")
 
 #: Used when a script has too little history and declares no runtime: long
 #: enough that an unknown job does not start just before a rollout.

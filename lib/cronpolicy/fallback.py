@@ -10,6 +10,7 @@ say so in the log.
 """
 
 import datetime
+import os
 
 from cronpolicy.errors import DatabaseError, DeadlineExceeded, SchemaError
 from cronpolicy.rows import unavailable_inputs
@@ -53,12 +54,20 @@ class FallbackRecorder:
     """IRunRecorder: the store while it answers, the spool once it does not."""
 
     def __init__(self, store, spool, logger):
+        """``spool``: a Spool, or a function making one (the start path then
+        imports the spool module only when a record must go there)."""
         self.store = store
-        self.spool = spool
+        self._spool_or_maker = spool
         self.logger = logger
         #: False once the database failed us: every later write goes to the
         #: spool at once instead of waiting out another timeout.
         self.reachable = True
+
+    @property
+    def spool(self):
+        if callable(self._spool_or_maker):
+            self._spool_or_maker = self._spool_or_maker()
+        return self._spool_or_maker
 
     def _failed(self, error, what):
         self.reachable = False
@@ -112,7 +121,7 @@ class FallbackRecorder:
     def flush(self, timeout):
         """After a run that reached the database: write what earlier runs on
         this host spooled (best effort, at most ``timeout`` seconds)."""
-        if not self.reachable or not len(self.spool):
+        if not self.reachable or not spool_waits(self._spool_or_maker):
             return
         try:
             written = self.spool.flush(self.store, timeout=timeout)
@@ -124,3 +133,15 @@ class FallbackRecorder:
         except OSError as error:
             self.logger.warning("cannot tidy the spool %s: %s", self.spool.directory,
                                 error.strerror)
+
+
+def spool_waits(spool):
+    """Whether ``spool`` (a Spool, or a function with its ``directory``) holds
+    entries; read without importing the spool module when it does not."""
+    if not callable(spool):
+        return bool(len(spool))
+    try:
+        names = os.listdir(spool.directory)
+    except OSError:
+        return False        # none there (or unreadable: the Spool says so when used)
+    return any(name.endswith(".json") for name in names)

@@ -12,7 +12,6 @@ itself.  CronScript (script.py) supplies main() and the interruption
 protocol; this module knows nothing of options, logging set-up or signals.
 """
 
-import collections
 import datetime
 import os
 import time
@@ -24,12 +23,12 @@ from cronpolicy.fallback import FallbackRecorder, FallbackSource
 from cronpolicy.locking import LockHeld, ScriptLock
 from cronpolicy.rows import FROM_CACHE, FROM_DATABASE, UNAVAILABLE, RunEnd, RunRecord
 from cronpolicy.safety import checked_directory
-from cronpolicy.spool import Spool
+from cronpolicy.shapes import shape
 from cronpolicy.timeutil import format_duration
 
 #: How main() ended: a run status, the exit code, and for an interrupted
 #: run the stop verdict (code, reason, policy and window ids).
-Ending = collections.namedtuple("Ending", "status exit_code stop", defaults=(None,))
+Ending = shape("Ending", "status exit_code stop", defaults=(None,))
 
 
 def _utcnow():
@@ -53,6 +52,18 @@ def record_for(verdict, facts, expected_interval=None, spool_id=None):
         expected_interval=expected_interval)
 
 
+class _SpoolMaker:
+    """Makes the host's Spool when a record must go there (see FallbackRecorder)."""
+
+    def __init__(self, directory, clock):
+        self.directory = directory
+        self.clock = clock
+
+    def __call__(self):
+        from cronpolicy.spool import Spool
+        return Spool(self.directory, self.clock)
+
+
 class Gate:
     """One start of script ``facts.name`` on ``facts.host`` through ``store``."""
 
@@ -67,9 +78,11 @@ class Gate:
         self.clock_offset = datetime.timedelta(0)
         self.source = FallbackSource(store, PolicyCache(settings.cache_path,
                                                         settings.cache_max_age), logger)
-        self.recorder = FallbackRecorder(store, Spool(settings.spool_dir, self.database_time),
-                                         logger)
+        self.recorder = FallbackRecorder(store, _SpoolMaker(settings.spool_dir,
+                                                            self.database_time), logger)
         self.verdict = None
+        self.inputs = None
+        self.listening = False
         self.record = None
         self.leased_from = None
         self.run_handle = None
@@ -103,7 +116,7 @@ class Gate:
                     return self._skip(policy.locked("another instance is running (%s)" % (
                         "pid %d" % held.holder_pid if held.holder_pid
                         else "lock " + held.path)), warn=True)
-            verdict = self.decide()
+            verdict = self.decide(listen=True)
             if not verdict.run:
                 return self._skip(verdict)
             self.record = record_for(verdict, self.facts, self.expected_interval)
@@ -118,9 +131,17 @@ class Gate:
             self.store.close()
             lock.release()
 
-    def decide(self):
-        """Read the inputs (database, else cache, else nothing) and decide."""
+    def decide(self, listen=False):
+        """Read the inputs (database, else cache, else nothing) and decide;
+        ``listen``: LISTEN for policy changes from before that read."""
+        if listen:
+            try:
+                self.store.listen()
+                self.listening = True
+            except DatabaseError:
+                pass        # the read below says what is wrong; the watcher listens later
         inputs = self.source.load_inputs(self.facts.name, self.settings.estimate_runs)
+        self.inputs = inputs
         if inputs.source != FROM_DATABASE:
             self.recorder.reachable = False
         if inputs.source != UNAVAILABLE:
@@ -206,7 +227,9 @@ class Gate:
         watcher = RunWatcher(self.store, run, self.facts.name,
                              self.facts.host, self.settings, interruption, self.logger,
                              ignore_policy=self.facts.ignore_policy,
-                             leased_from=self.leased_from)
+                             leased_from=self.leased_from,
+                             inputs=self.inputs if self.listening
+                             and self.inputs.source == FROM_DATABASE else None)
         interruption.watcher = watcher
         interruption.always_safe = verdict.interruptible
         self.store.release()        # with watch = poll, hold no connection during main()

@@ -35,13 +35,13 @@ Besides run or skip, the ``Verdict`` carries what the run needs: whether it
 may be interrupted at any moment and its fleet-wide concurrency limit.
 """
 
-import collections
 import datetime
 
 from cronpolicy.estimate import (
     DEFAULT_MIN_HISTORY_RUNS, DEFAULT_QUANTILE, DEFAULT_RUNTIME, Estimate, estimate_runtime)
 from cronpolicy.matching import covering_windows, first_setting, matching_policies
 from cronpolicy.rows import FROM_DATABASE, UNAVAILABLE
+from cronpolicy.shapes import shape
 from cronpolicy.timeutil import format_duration, format_time
 
 # The closed set of decision codes (stored in script_run.decision and
@@ -62,15 +62,15 @@ DEFAULT_MARGIN = 2 * 60.0
 
 #: What the script declares about itself.  ``max_concurrent``: its own
 #: fleet-wide limit (None: none); ``on_database_error``: "run" or "skip".
-ScriptFacts = collections.namedtuple(
+ScriptFacts = shape(
     "ScriptFacts", "name host expected_runtime max_concurrent ignore_policy on_database_error",
     defaults=(None, None, False, "skip"))
 
 #: A rule's finding: why the script should not start (or should stop).
-Skip = collections.namedtuple("Skip", "code reason window_id", defaults=(None,))
+Skip = shape("Skip", "code reason window_id", defaults=(None,))
 
 #: One entry of the registry.
-Rule = collections.namedtuple("Rule", "check stops_running overridable")
+Rule = shape("Rule", "check stops_running overridable")
 
 #: The outcome.  ``run``: start it; ``code``: from CODES; ``reason``: one
 #: line for people; ``estimate``: the Estimate used; ``policy_id``: the most
@@ -79,7 +79,7 @@ Rule = collections.namedtuple("Rule", "check stops_running overridable")
 #: at any moment; ``max_concurrent``: its fleet-wide limit (None: none);
 #: ``forced``: it runs only because of --ignore-policy (``code`` and
 #: ``reason`` then say what it overrode).
-Verdict = collections.namedtuple(
+Verdict = shape(
     "Verdict", "run code reason estimate policy_id window_id interruptible max_concurrent forced")
 
 

@@ -13,8 +13,9 @@ ignored; fields a mapping lacks (an older cache file) take their defaults.
 tests/test_rows.py holds every shape to the columns of ``tooling/tables.py``.
 """
 
-import collections
 import datetime
+
+from cronpolicy.shapes import shape
 
 UTC = datetime.timezone.utc
 
@@ -132,11 +133,11 @@ KINDS = {
 
 def _shape(name, fields, doc):
     """A named tuple class with ``fields`` = ((field, kind, default), ...)."""
-    shape = collections.namedtuple(name, [field for field, _, _ in fields],
-                                   defaults=[default for _, _, default in fields])
-    shape.__doc__ = doc
-    shape.kinds = {field: kind for field, kind, _ in fields}
-    return shape
+    made = shape(name, [field for field, _, _ in fields],
+                 defaults=[default for _, _, default in fields])
+    made.__doc__ = doc
+    made.kinds = {field: kind for field, kind, _ in fields}
+    return made
 
 
 def from_mapping(shape, mapping):
@@ -226,7 +227,7 @@ RunEnd = _shape("RunEnd", (
 
 #: A run the gate holds: its row id (None when the start could not be
 #: written and the whole record goes to the spool at the end) and the record.
-RunHandle = collections.namedtuple("RunHandle", "id record")
+RunHandle = shape("RunHandle", "id record")
 
 
 # Everything the decision reads -----------------------------------------------------
@@ -236,7 +237,7 @@ FROM_DATABASE = "database"
 FROM_CACHE = "cache"
 UNAVAILABLE = "unavailable"
 
-Inputs = collections.namedtuple(
+Inputs = shape(
     "Inputs", "now schema_version deploy policies windows recent_runtimes source age error",
     defaults=(FROM_DATABASE, None, None))
 Inputs.__doc__ = """Everything the decision for one script needs.

@@ -51,6 +51,10 @@ def checked_directory(path, what, mode=0o755):
     absolute = os.path.abspath(path)
     if absolute in _checked:
         return _checked[absolute]
+    found = _walk_without_links(absolute, what, path, mode)
+    if found is not None:
+        _checked[absolute] = found
+        return found
     _check_links(absolute, what, path)
     real = os.path.realpath(path)
     try:
@@ -76,6 +80,37 @@ def checked_directory(path, what, mode=0o755):
         current, final = parent, False
     _checked[absolute] = real
     return real
+
+
+def _walk_without_links(absolute, what, path, mode):
+    """checked_directory in one walk from the root (each component lstat()ed
+    once: this runs on every cron job's start), for a path that holds no
+    symbolic link; None when it holds one (the general walk then decides)."""
+    own = os.geteuid()
+    parts = [part for part in absolute.split(os.sep) if part]
+    current, infos = os.sep, []
+    try:
+        infos.append((current, os.lstat(current)))
+        for part in parts:
+            current = os.path.join(current, part)
+            try:
+                info = os.lstat(current)
+            except FileNotFoundError:
+                os.mkdir(current, mode)
+                info = os.lstat(current)
+            if stat.S_ISLNK(info.st_mode):
+                return None
+            infos.append((current, info))
+    except OSError as error:
+        raise ConfigError("cannot create %s %s: %s: %s"
+                          % (what, path, current, error.strerror)) from None
+    for index, (current, info) in enumerate(reversed(infos)):
+        reason = _unsafe(info, own, index == 0)
+        if reason:
+            shown = path if index == 0 else "%s (in %s)" % (current, path)
+            raise ConfigError("refusing %s %s: it %s; other users could make cronpolicy "
+                              "overwrite files" % (what, shown, reason))
+    return absolute
 
 
 def _check_links(absolute, what, path):

@@ -15,17 +15,17 @@ A Spool provides IRunRecorder: a start it is given is held in memory and
 written whole, with its end, by ``record_finish``.
 """
 
-import collections
 import datetime
 import os
 
 from cronpolicy.rows import RunEnd, RunHandle, RunRecord, from_mapping, to_mapping
+from cronpolicy.shapes import shape
 
 FORMAT = 2
 
 #: One spooled record: a whole run (``record``, with its key ``spool_id``), or the
 #: ``end`` of the recorded run ``run_id``.
-SpoolEntry = collections.namedtuple("SpoolEntry", "record run_id end")
+SpoolEntry = shape("SpoolEntry", "record run_id end")
 
 
 def _now():

@@ -31,7 +31,6 @@ watcher only sees a deferred SIGTERM through to a safe point.
 """
 
 import os
-import select
 import threading
 import time
 
@@ -53,11 +52,13 @@ REREAD_AT_MOST_EVERY = 0.1
 class RunWatcher:
 
     def __init__(self, store, run, name, host, settings, interruption, logger=None,
-                 ignore_policy=False, leased_from=None):
+                 ignore_policy=False, leased_from=None, inputs=None):
         """``store`` None: the run started without the database;
         ``ignore_policy``: the run was forced past the policy, which
         therefore does not stop it either; ``leased_from``: time.monotonic()
-        no later than the start of the run's first lease."""
+        no later than the start of the run's first lease; ``inputs``: what
+        the decision read, with the store already listening (or polling):
+        the first re-read is then due when a re-read would be, not at once."""
         self.store = store
         self.run = run
         self.name = name
@@ -82,6 +83,10 @@ class RunWatcher:
         self._db_trouble = False
         self._recovered = False
         self._last_read = 0.0
+        self._first_check = 0.0         # re-read the policy at once
+        if inputs is not None and run.id is not None:
+            self._last_read = time.monotonic()
+            self._first_check = self._next_check(inputs)
 
     def start(self):
         self._thread.start()
@@ -134,9 +139,9 @@ class RunWatcher:
     def _loop(self):
         settings = self.settings
         self._guarded("listen for policy changes", self.store.listen)
-        next_check = 0.0       # re-read the policy now
+        next_check = self._first_check
         next_heartbeat = time.monotonic() + settings.heartbeat_interval
-        last_safe = None
+        last_safe = False       # as the start record says
         while not self._stopping:
             if self._recovered:
                 self._recovered = False
@@ -214,6 +219,7 @@ class RunWatcher:
 
     def _sleep(self, timeout, database=None):
         """Wait for the self-pipe, the database or ``timeout``; return what is readable."""
+        import select       # here: a no-op main() never sleeps
         descriptors = [self._wake_read] + ([database] if database is not None else [])
         try:
             readable, _, _ = select.select(descriptors, [], [], max(0.0, timeout))
@@ -234,12 +240,23 @@ class RunWatcher:
                 self.interruption.request_interrupt()
             self._sleep(SAFE_POLL if self.stop_requested else 3600.0)
 
+    def _next_check(self, inputs):
+        """When to re-read the policy after reading ``inputs``: at the next
+        window start, else after a poll interval or RESYNC_INTERVAL."""
+        settings = self.settings
+        polling = (settings.watch == config.WATCH_POLL or self.store is None
+                   or self.store.fileno() is None)
+        fallback = time.monotonic() + (settings.poll_interval if polling or self._db_trouble
+                                       else RESYNC_INTERVAL)
+        upcoming = next_window_start(inputs, self.name, self.host)
+        if upcoming is not None:
+            until = (upcoming - inputs.now).total_seconds()
+            return min(fallback, time.monotonic() + max(0.0, until) + 0.01)
+        return fallback
+
     def _evaluate(self):
         """Re-read the policy; return when to do it next (monotonic seconds)."""
         settings = self.settings
-        polling = settings.watch == config.WATCH_POLL or self.store.fileno() is None
-        fallback = time.monotonic() + (settings.poll_interval if polling or self._db_trouble
-                                       else RESYNC_INTERVAL)
         self._last_read = time.monotonic()
         if self.run.id is None and not self._record_late_start():
             return time.monotonic() + min(settings.heartbeat_interval, settings.poll_interval * 5)
@@ -255,8 +272,4 @@ class RunWatcher:
             else:
                 self.logger.info("stop request withdrawn")
         self.stop = stop
-        upcoming = next_window_start(inputs, self.name, self.host)
-        if upcoming is not None:
-            until = (upcoming - inputs.now).total_seconds()
-            return min(fallback, time.monotonic() + max(0.0, until) + 0.01)
-        return fallback
+        return self._next_check(inputs)

@@ -51,6 +51,7 @@ class PostgresStore:
         self._lock = threading.RLock()
         self._connection = None
         self._listening = False
+        self._listen_due = False    # LISTEN goes with the next statement
         self._missed = False        # a reconnect may have lost notifications
         self._slot = None           # {name, slot, run_key} of the fleet-wide slot it holds
 
@@ -61,29 +62,34 @@ class PostgresStore:
     # The connection -------------------------------------------------------------
 
     def _connect(self, deadline):
-        """Connect; on a reconnect, LISTEN again (leases are renewed by the
-        next heartbeat: nothing else lives in the session)."""
+        """Connect; LISTEN again with the next statement if listening
+        (leases are renewed by the next heartbeat: nothing else lives in
+        the session)."""
         self._connection = pgdriver.connect_async(
             self.dsn, deadline, self.connect_timeout, self.application_name, self.source,
             self.network)
         if self._listening:
-            try:
-                self._execute_now("listen", None, "listen for policy changes", deadline)
-            except DatabaseError:
-                self._drop_connection()
-                raise
-            # Whatever was announced while no session listened is lost: tell
-            # the watcher there may be news, so it reads the policy again.
-            self._missed = True
+            if not self._listen_due:
+                # A reconnect: whatever was announced while no session
+                # listened is lost; tell the watcher there may be news.
+                self._missed = True
+            self._listen_due = True
 
     def _execute_now(self, query, parameters, doing, deadline):
         """Send one statement on the open connection and wait for its rows
         (dicts by column name)."""
         import psycopg2
         cursor = self._connection.cursor()
+        statement = self._sql[query]
+        if self._listen_due:
+            # LISTEN in a transaction of its own, committed before the
+            # statement's snapshot: nothing that statement misses goes
+            # unannounced, and it costs no round trip of its own.
+            statement = self._sql["listen_first"] + "\n" + statement
         try:
-            cursor.execute(self._sql[query], parameters)
+            cursor.execute(statement, parameters)
             pgdriver.wait(self._connection, deadline, doing)
+            self._listen_due = False
             if cursor.description is None:
                 return []
             names = [column.name for column in cursor.description]
@@ -220,10 +226,16 @@ class PostgresStore:
         return False
 
     def listen(self):
-        if not self.hold_connection:
+        """LISTEN from now on (and again on every reconnect): at once on an
+        open connection, else with the first statement of the next one."""
+        if not self.hold_connection or self._listening:
             return      # a pooler would lose it: the watcher polls (fileno() is None)
-        self._listening = True      # and again on every reconnect
-        self._execute("listen", None, "listen for policy changes")
+        self._listening = True
+        with self._lock:
+            if self._connection is not None and not self._connection.closed:
+                self._execute("listen", None, "listen for policy changes")
+            else:
+                self._listen_due = True
 
     def release(self):
         """Between uses: close the connection unless told to hold it."""
@@ -274,5 +286,5 @@ class PostgresStore:
                         "could not give back the fleet-wide slot of %s: %s",
                         self._slot["name"], error)
             self._drop_connection()
-            self._listening = self._missed = False
+            self._listening = self._missed = self._listen_due = False
             self._slot = None

@@ -126,6 +126,12 @@ DELETE FROM cronpolicy.run_slot
 LISTEN cronpolicy_policy
 
 
+-- name: listen_first
+-- Sent ahead of a statement (store.postgresql): the LISTEN commits before
+-- that statement takes its snapshot, in the same round trip.
+BEGIN; LISTEN cronpolicy_policy; COMMIT;
+
+
 -- name: apply_spooled_run
 -- A whole run whose record could not be written at the time.  Its key
 -- makes it one row: if its start did reach the database after all (late),

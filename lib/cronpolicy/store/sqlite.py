@@ -41,6 +41,11 @@ def connect_sqlite(path, busy_timeout=config.DEFAULT_CONNECT_TIMEOUT, create_dir
                                      check_same_thread=False)
         connection.execute("ATTACH DATABASE ? AS cronpolicy", (path,))
         connection.execute("PRAGMA cronpolicy.journal_mode = WAL")
+        # Passing states (a start, a heartbeat, a slot) are not worth an
+        # fsync each: in WAL mode a crash of the process loses none of them,
+        # a power cut at worst the last ones, and a run that lost its power
+        # is abandoned anyway.  Final states are written durably (_durable).
+        connection.execute("PRAGMA cronpolicy.synchronous = NORMAL")
     except sqlite3.Error as error:
         raise DatabaseError("cannot open SQLite database %s: %s" % (path, error)) from error
     return connection
@@ -107,8 +112,18 @@ class SQLiteStore:
                     transient=isinstance(error, sqlite3.OperationalError),
                     refused=isinstance(error, sqlite3.IntegrityError)) from error
 
-    def _write(self, query, values, doing):
-        return self._run(doing, lambda connection: connection.execute(self._sql[query], values))
+    def _write(self, query, values, doing, durable=False):
+        """One statement, its own transaction; ``durable``: synced to disk
+        before it returns (the record of a run's outcome)."""
+        def write(connection):
+            if not durable:
+                return connection.execute(self._sql[query], values)
+            connection.execute("PRAGMA cronpolicy.synchronous = FULL")
+            try:
+                return connection.execute(self._sql[query], values)
+            finally:
+                connection.execute("PRAGMA cronpolicy.synchronous = NORMAL")
+        return self._run(doing, write)
 
     # IPolicySource ---------------------------------------------------------------
 
@@ -144,8 +159,8 @@ class SQLiteStore:
 
     def record_skip(self, record):
         return RunHandle(self._write("record_skip", _values(record),
-                                     "record the skip of %s" % record.name).fetchall()[0][0],
-                         record)
+                                     "record the skip of %s" % record.name,
+                                     durable=True).fetchall()[0][0], record)
 
     def record_start(self, record):
         return RunHandle(self._write("record_start", dict(_values(record), ttl=self.lease_ttl),
@@ -154,7 +169,7 @@ class SQLiteStore:
 
     def record_finish(self, run, end):
         self._write("record_finish", dict(_values(end), id=run.id),
-                    "record the end of run %s" % run.id)
+                    "record the end of run %s" % run.id, durable=True)
 
     # Holding a run --------------------------------------------------------------------
 
@@ -209,10 +224,11 @@ class SQLiteStore:
 
     def apply_spooled(self, entry):
         if entry.record is not None:
-            self._write("apply_spooled_run", _values(entry.record), "write a spooled run")
+            self._write("apply_spooled_run", _values(entry.record), "write a spooled run",
+                        durable=True)
         else:
             self._write("apply_spooled_finish", dict(_values(entry.end), id=entry.run_id),
-                        "write the spooled end of run %s" % entry.run_id)
+                        "write the spooled end of run %s" % entry.run_id, durable=True)
 
     def close(self):
         """Give back the fleet-wide slot (best effort: its lease runs out

@@ -21,13 +21,16 @@ class FlipDuringHeartbeat(PostgresStore):
 
     flipped = False
 
-    def heartbeat(self, run, safe_to_interrupt):
-        if not self.flipped:
+    def load_inputs(self, name, history_runs):
+        # The watcher's first read: the NOTIFY arrives with the reply to a
+        # statement of its own, then the read still sees the old policy.
+        inputs = super().load_inputs(name, history_runs)
+        if not self.flipped and self._listening:
             self.flipped = True
             DBA(self.dsn).execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true")
             self._execute("listen", None, "wait for the NOTIFY")
             assert self._connection.notifies, "the NOTIFY should have arrived by now"
-        super().heartbeat(run, safe_to_interrupt)
+        return inputs
 
 
 def test_a_notification_read_with_another_reply_still_stops_the_run(pg_dsn):
@@ -42,7 +45,8 @@ def test_a_notification_read_with_another_reply_still_stops_the_run(pg_dsn):
     stopped = threading.Event()
     watcher.start()
     try:
-        # The first loop reads the policy (not pending yet), then heartbeats.
+        # The first loop reads the policy (not pending yet), and the NOTIFY
+        # comes in with a reply on the way.
         assert wait_for(lambda: watcher.stop is not None, stopped, 5.0), \
             "the stop request was not heard within 5s"
         assert watcher.stop.code == "deploy-pending"
@@ -165,3 +169,45 @@ def test_news_missed_while_reconnecting_is_still_news(pg_dsn):
         assert store.take_notifications() == 0
     finally:
         store.close()
+
+
+class FlipAfterTheDecision(PostgresStore):
+    """The deploy switch flips just after the gate read the policy, before
+    the start is even recorded: the watcher, which no longer re-reads at
+    once, must hear of it through the LISTEN sent with that read."""
+
+    def record_start(self, record):
+        DBA(self.dsn).execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true")
+        return super().record_start(record)
+
+
+def test_a_change_right_after_the_decision_still_stops_the_run(pg_dsn, tmp_path, monkeypatch):
+    import time
+    from cronpolicy import exitcodes
+    from cronpolicy.script import CronScript
+    for key, value in {"CRONPOLICY_CONFIG": str(tmp_path / "none.conf"),
+                       "CRONPOLICY_STATE_DIR": str(tmp_path / "state"),
+                       "CRONPOLICY_LOCK_DIR": str(tmp_path / "locks")}.items():
+        monkeypatch.setenv(key, value)
+    (tmp_path / "none.conf").write_text("[cronpolicy]\nheartbeat_interval = 30s\n"
+                                        "lease_ttl = 90s\npoll_interval = 30s\n")
+    waited = {}
+
+    class Job(CronScript):
+        name = "job"
+
+        def is_safe_to_interrupt(self):
+            return True
+
+        def main(self):
+            started = time.monotonic()
+            try:
+                while not self.stop_requested and time.monotonic() - started < 10:
+                    time.sleep(0.01)
+            finally:
+                waited["seconds"] = time.monotonic() - started
+
+    code = Job(store=FlipAfterTheDecision(pg_dsn, hold_connection=True)).run(
+        argv=["--dsn", pg_dsn], exit=False)
+    assert code == exitcodes.INTERRUPTED
+    assert waited["seconds"] < 5, "the change was heard only by a later re-read"

@@ -1,0 +1,282 @@
+"""Issue 14.1: the start path stays small, and what it does by hand instead
+of with the standard library gives the standard library's answers."""
+
+import argparse
+import collections
+import configparser
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+
+from cronpolicy.config import _read_plain_ini, read_ini
+from cronpolicy.errors import UsageError
+from cronpolicy.matching import glob_matches
+from cronpolicy.options import parse_standard_options, standard_options_parser
+from cronpolicy.shapes import shape
+from cronpolicy.timeutil import parse_duration
+
+DEEP = int(os.environ.get("CRONPOLICY_FUZZ_EXAMPLES", "0"))
+SETTINGS = dict(max_examples=DEEP or 300, deadline=None, derandomize=not DEEP,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+NOOP = """\
+import sys
+from cronpolicy import CronScript
+
+class Noop(CronScript):
+    name = "noop"
+
+    def main(self):
+        pass
+
+Noop().run(exit=False)
+print(" ".join(sorted(sys.modules)))
+"""
+
+#: What a gated start must not import (SQLAlchemy and zope.interface are
+#: tooling's; the rest cost more than the decision, see issue 14).
+NEVER = {"sqlalchemy", "zope", "argparse", "logging", "configparser", "uuid", "hashlib"}
+#: On SQLite, nothing that psycopg2 would have brought along either.
+NEVER_ON_SQLITE = NEVER | {"re", "json", "enum", "socket", "zlib", "decimal"}
+
+
+def started_modules(tmp_path, dsn, config="[cronpolicy]\n"):
+    script = tmp_path / "noop.py"
+    script.write_text(NOOP)
+    (tmp_path / "cronpolicy.conf").write_text(config)
+    env = dict(os.environ, CRONPOLICY_CONFIG=str(tmp_path / "cronpolicy.conf"),
+               CRONPOLICY_STATE_DIR=str(tmp_path / "state"),
+               CRONPOLICY_LOCK_DIR=str(tmp_path / "locks"), CRONPOLICY_DSN=dsn)
+    for _ in range(2):          # the second start finds its cache written
+        result = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
+                                text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == ""
+    # What this interpreter loads before any script (an editable install's
+    # import hook loads re, say) is not the start path's doing.
+    bare = subprocess.run([sys.executable, "-c", "import sys; print(' '.join(sys.modules))"],
+                          capture_output=True, text=True, timeout=60).stdout.split()
+    return {name.split(".")[0] for name in result.stdout.split()} - {
+        name.split(".")[0] for name in bare}
+
+
+def test_a_sqlite_start_imports_only_what_it_needs(tmp_path):
+    config = ("[cronpolicy]\npoll_interval = 1s\nheartbeat_interval = 5s  # a comment\n"
+              "[script:noop]\non_database_error = run\n")
+    found = started_modules(tmp_path, "sqlite:///%s" % (tmp_path / "db.sqlite"), config)
+    assert not found & NEVER_ON_SQLITE, found & NEVER_ON_SQLITE
+
+
+def test_a_postgresql_start_imports_only_what_it_needs(tmp_path, pg_dsn):
+    found = started_modules(tmp_path, pg_dsn)
+    assert not found & NEVER, found & NEVER
+
+
+# Standard options without argparse -----------------------------------------------------
+
+OPTION_WORDS = st.sampled_from(["-v", "-q", "-vv", "-vq", "-qqv", "--verbose", "--quiet",
+                                "--log-file", "--log-file=/tmp/x", "--log-file=", "--dsn",
+                                "--dsn=sqlite:////x", "--ignore-policy", "--dry-run", "--",
+                                "-", "-x", "--dsn=-v", "--verb", "-h", "value", "-vx", "--x=1",
+                                "-v2", "--dry-run=1", "-3s", "--ignore"])
+
+
+@hypothesis_settings(**SETTINGS)
+@given(argv=st.lists(OPTION_WORDS, max_size=6))
+def test_standard_options_read_as_argparse_reads_them(argv):
+    from cronpolicy.arguments import attach_dashed_values
+    fast = parse_standard_options(argv)
+    if fast is None:
+        return          # left to argparse
+    parser = standard_options_parser("noop", None)
+    try:
+        expected = parser.parse_args(attach_dashed_values(argv, parser))
+    except SystemExit:
+        pytest.fail("read %r, which argparse refuses" % (argv,))
+    assert vars(fast) == vars(expected)
+
+
+# The config file without configparser --------------------------------------------------
+
+INI_LINES = st.sampled_from([
+    "[cronpolicy]", "[script:job]", "[DEFAULT]", "[cronpolicy]", "dsn = sqlite:////x",
+    "poll_interval = 1s", "poll_interval: 2s", "Key = Value", "key=value # comment",
+    "key = a#b", "# a comment", "; a comment", "", "   ", "  continued", "novalue", "= x",
+    "[broken", "[a] b", "dsn = postgresql://h/db  ; not a comment", "\tkey = tab",
+    "key = value\t# tab comment", "KEY = upper", "[]", "x = 1 = 2", "y : 3 = 4",
+    "[script:job]", "on_database_error = run"])
+
+
+@hypothesis_settings(**SETTINGS)
+@given(lines=st.lists(INI_LINES, max_size=8), crlf=st.booleans())
+def test_plain_config_files_read_as_configparser_reads_them(lines, crlf):
+    text = "\n".join(lines) + "\n"
+    fast = _read_plain_ini(text)
+    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#",))
+    try:
+        parser.read_string(text)
+    except configparser.Error:
+        assert fast is None, "read %r, which configparser refuses" % text
+        return
+    expected = {section: dict(parser.items(section)) for section in parser.sections()}
+    if fast is not None:
+        assert fast == expected
+    assert read_ini(text, "test.conf") == expected
+
+
+# Durations and globs by hand -------------------------------------------------------------
+
+def _duration_by_regex(text):
+    cleaned = str(text).strip().lower()
+    position, total = 0, 0.0
+    for match in re.finditer(r"(\d+(?:\.\d+)?)([smhdw])", cleaned):
+        if match.start() != position:
+            break
+        total += float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400,
+                                          "w": 604800}[match.group(2)]
+        position = match.end()
+    return total if cleaned and position == len(cleaned) and total <= 100 * 365.25 * 86400 \
+        else None
+
+
+@hypothesis_settings(**SETTINGS)
+@given(text=st.text(alphabet="0123456789.smhdwSMx -", max_size=10))
+def test_durations_read_as_the_regular_expression_read_them(text):
+    try:
+        found = parse_duration(text)
+    except UsageError:
+        found = None
+    assert found == _duration_by_regex(text)
+
+
+@hypothesis_settings(**SETTINGS)
+@given(pattern=st.text(alphabet="ab*?.[", max_size=7), value=st.text(alphabet="ab.[\n",
+                                                                     max_size=8))
+def test_globs_match_as_the_regular_expression_matched(pattern, value):
+    regex = "".join(".*" if char == "*" else "." if char == "?" else re.escape(char)
+                    for char in pattern)
+    assert glob_matches(pattern, value) == (re.fullmatch(regex, value, re.DOTALL) is not None)
+
+
+# Light named tuples ----------------------------------------------------------------------
+
+@hypothesis_settings(**SETTINGS)
+@given(count=st.integers(1, 6), defaults=st.integers(0, 6), given=st.integers(0, 7),
+       keywords=st.booleans())
+def test_shapes_behave_as_named_tuples(count, defaults, given, keywords):
+    fields = ["f%d" % index for index in range(count)]
+    defaults = list(range(100, 100 + min(defaults, count)))
+    ours = shape("Thing", " ".join(fields), defaults=defaults)
+    theirs = collections.namedtuple("Thing", fields, defaults=defaults)
+    values = list(range(given))
+
+    def build(cls):
+        try:
+            if keywords:
+                return cls(**dict(zip(fields, values)))
+            return cls(*values)
+        except TypeError:
+            return TypeError
+    made, expected = build(ours), build(theirs)
+    assert (made is TypeError) == (expected is TypeError)
+    if made is TypeError:
+        return
+    assert tuple(made) == tuple(expected) and repr(made) == repr(expected)
+    assert made._asdict() == expected._asdict() and ours._fields == theirs._fields
+    assert ours._field_defaults == theirs._field_defaults
+    assert tuple(made._replace(f0="x")) == tuple(expected._replace(f0="x"))
+    assert tuple(ours._make(tuple(expected))) == tuple(expected)
+    assert made.f0 == expected.f0 and made == expected and hash(made) == hash(expected)
+    assert made.__getnewargs__() == expected.__getnewargs__()
+
+
+# The policy cache is written when it changes, touched when it does not ---------------------
+
+def test_the_cache_is_rewritten_only_when_the_policy_changes(tmp_path, cli_env, dba):
+    script = tmp_path / "noop.py"
+    script.write_text(NOOP)
+
+    def start():
+        result = subprocess.run([sys.executable, str(script)], env=cli_env,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+    start()
+    [cache] = [path for path in (tmp_path / "state").glob("policy-cache-*.json")]
+    first = os.stat(cache)
+    content = cache.read_bytes()
+    time.sleep(0.05)
+    start()
+    second = os.stat(cache)
+    assert (second.st_ino, cache.read_bytes()) == (first.st_ino, content)
+    assert second.st_mtime_ns > first.st_mtime_ns         # confirmed now
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, enabled) VALUES ('other', false)")
+    start()
+    assert os.stat(cache).st_ino != first.st_ino and b"other" in cache.read_bytes()
+    header, _, body = cache.read_bytes().partition(b"\n")
+    assert header.startswith(b"cronpolicy-policy-cache 3 ") and json.loads(body)["format"] == 3
+
+
+@pytest.fixture
+def cli_env(tmp_path, dsn):
+    from .conftest import make_env
+    env = make_env(tmp_path, dsn)
+    env["CRONPOLICY_STATE_DIR"] = str(tmp_path / "state")
+    return env
+
+
+def test_a_cache_confirmed_recently_is_trusted_however_old_its_content(tmp_path):
+    from cronpolicy.cache import PolicyCache
+    from cronpolicy.rows import Inputs, to_time
+    cache = PolicyCache(str(tmp_path / "cache.json"), max_age=3600)
+    os.chmod(tmp_path, 0o700)
+    inputs = Inputs(now=to_time(time.time()), schema_version=11, deploy=None, policies=[],
+                    windows=[], recent_runtimes=[])
+    cache.keep(inputs)
+    old = time.time() - 7200
+    os.utime(cache.path, (old, old))
+    assert cache.load_inputs("job", 20) is None            # not confirmed for two hours
+    cache.keep(inputs)                                      # the same content: touched
+    assert cache.load_inputs("job", 20) is not None
+
+
+# Logging is set up when it is needed, as before ---------------------------------------------
+
+LOGGING_SCRIPT = """\
+import logging
+from cronpolicy import CronScript
+
+class Job(CronScript):
+    name = "job"
+
+    def main(self):
+        logging.getLogger("library").warning("from a library")
+        self.logger.info("from the script")
+
+Job().run()
+"""
+
+
+@pytest.mark.parametrize("dsn", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("argv, where", [([], "stderr"), (["-v"], "stderr"),
+                                         (["--log-file", "LOG"], "file")])
+def test_records_reach_the_configured_place_in_the_configured_form(tmp_path, cli_env, argv,
+                                                                   where):
+    script = tmp_path / "job.py"
+    script.write_text(LOGGING_SCRIPT)
+    log = tmp_path / "job.log"
+    argv = [str(log) if word == "LOG" else word for word in argv]
+    result = subprocess.run([sys.executable, str(script)] + argv, env=cli_env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    text = log.read_text() if where == "file" else result.stderr
+    assert re.search(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ WARNING library\[\d+\]: from a library$",
+                     text, re.M), text
+    assert ("INFO job[" in text) == bool(argv), text
+    if where == "file":
+        assert result.stderr == ""

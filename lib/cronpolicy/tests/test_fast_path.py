@@ -1,7 +1,6 @@
 """Issue 14.1: the start path stays small, and what it does by hand instead
 of with the standard library gives the standard library's answers."""
 
-import argparse
 import collections
 import configparser
 import json

@@ -249,7 +249,7 @@ def test_the_upgrade_takes_back_what_administrators_could_bend_the_audit_with(
     """Rights roles.sql granted before schema 11, and a trigger planted with them."""
     admin = pg_roles("cronpolicy_admin")
     dba = DBA(pg_dsn)
-    dba.execute("DELETE FROM cronpolicy.schema_version WHERE version = 11")
+    dba.execute("DELETE FROM cronpolicy.schema_version WHERE version >= 11")
     dba.execute("GRANT ALL ON ALL TABLES IN SCHEMA cronpolicy TO cronpolicy_admin;"
                 " GRANT ALL ON ALL SEQUENCES IN SCHEMA cronpolicy TO cronpolicy_admin;"
                 " CREATE FUNCTION cronpolicy.drop_it() RETURNS trigger LANGUAGE plpgsql"
@@ -278,7 +278,8 @@ def test_the_upgrade_takes_back_what_administrators_could_bend_the_audit_with(
                            " DROP TRIGGER rollout_window_touch ON cronpolicy.rollout_window;"
                            " DROP FUNCTION cronpolicy.touch_window()")
         connection.commit()
-        assert schema.upgrade_postgres(connection) == ["0011-audit-that-admins-cannot-bend.sql"]
+        assert schema.upgrade_postgres(connection)[:1] == [
+            "0011-audit-that-admins-cannot-bend.sql"]
     finally:
         connection.close()
     for sql in ("DELETE FROM cronpolicy.policy_audit",

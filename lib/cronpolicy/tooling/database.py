@@ -78,34 +78,62 @@ class Database:
             self._sqlite_begin = None
 
     @contextlib.contextmanager
-    def begin(self, doing="use the policy database", reason=None):
-        """A transaction on a schema known to be current; driver errors
-        become DatabaseError, naming what failed.  ``reason`` goes into the
-        policy_audit entries of the changes made in the transaction."""
+    def hold(self, doing="connect to the policy database"):
+        """One connection for a series of transactions (``begin(held=...)``),
+        closed at the end: deploy wait holds one while it waits."""
+        with self._translated(doing):
+            connection = self.engine.connect()
         try:
-            with self.engine.begin() as connection:
-                self.check_schema(connection)
-                if reason and self.backend == config.POSTGRESQL:
-                    # Read by the audit trigger; local to this transaction.
-                    connection.execute(text("SELECT set_config('cronpolicy.reason', :reason, true)"),
-                                       {"reason": reason})
-                    yield connection
-                elif reason:
-                    before = connection.execute(text(
-                        "SELECT coalesce(max(id), 0) FROM cronpolicy.policy_audit")).scalar_one()
-                    yield connection
-                    connection.execute(text(
-                        "UPDATE cronpolicy.policy_audit SET reason = :reason"
-                        " WHERE id > :before AND reason IS NULL"),
-                        {"reason": reason, "before": before})
-                else:
-                    yield connection
+            yield connection
+        finally:
+            try:
+                connection.close()
+            except exc.DBAPIError:
+                pass        # a connection lost meanwhile closes as it can
+
+    @contextlib.contextmanager
+    def _translated(self, doing):
+        try:
+            yield
         except exc.DBAPIError as error:
             orig = error.orig if error.orig is not None else error
             if self.backend == config.POSTGRESQL:
                 raise pgdriver.translate(orig, doing, self.settings.dsn) from error
             raise DatabaseError("cannot %s in %s: %s" % (
                 doing, self.masked_dsn, pgdriver.first_line(orig))) from error
+
+    @contextlib.contextmanager
+    def _transaction(self, held):
+        if held is None:
+            with self.engine.begin() as connection:
+                yield connection
+        else:
+            with held.begin():
+                yield held
+
+    @contextlib.contextmanager
+    def begin(self, doing="use the policy database", reason=None, held=None):
+        """A transaction on a schema known to be current; driver errors
+        become DatabaseError, naming what failed.  ``reason`` goes into the
+        policy_audit entries of the changes made in the transaction;
+        ``held``: on that connection (from hold()) instead of a new one."""
+        with self._translated(doing), self._transaction(held) as connection:
+            self.check_schema(connection)
+            if reason and self.backend == config.POSTGRESQL:
+                # Read by the audit trigger; local to this transaction.
+                connection.execute(text("SELECT set_config('cronpolicy.reason', :reason, true)"),
+                                   {"reason": reason})
+                yield connection
+            elif reason:
+                before = connection.execute(text(
+                    "SELECT coalesce(max(id), 0) FROM cronpolicy.policy_audit")).scalar_one()
+                yield connection
+                connection.execute(text(
+                    "UPDATE cronpolicy.policy_audit SET reason = :reason"
+                    " WHERE id > :before AND reason IS NULL"),
+                    {"reason": reason, "before": before})
+            else:
+                yield connection
 
     def check_schema(self, connection):
         """Raise SchemaError unless the schema is present and new enough."""

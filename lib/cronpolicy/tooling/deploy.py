@@ -23,9 +23,9 @@ import collections
 import datetime
 import time
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 
-from cronpolicy import policy
+from cronpolicy import config, policy
 from cronpolicy.matching import glob_matches, is_pattern
 from cronpolicy.rows import Window
 from cronpolicy.errors import UsageError
@@ -66,11 +66,13 @@ def deploy_end(db, reason=""):
 WaitResult = collections.namedtuple("WaitResult", "quiet waited_seconds blockers stop_asked")
 
 
-def blocking_runs(db, connection, host="*"):
+def blocking_runs(db, connection, host="*", reap=True):
     """(now, runs a rollout on ``host`` must wait for, whether anything asks
     scripts to stop).  Rollout-exempt scripts never block; each blocker says
-    why it is asked to stop (``stop_request``), if it is."""
-    reap_dead_runs(db, connection)
+    why it is asked to stop (``stop_request``), if it is.  ``reap``: record
+    dead runs as abandoned first (a write: not on every look)."""
+    if reap:
+        reap_dead_runs(db, connection)
     inputs = db.inputs(connection)
     runs = []
     for run in live_runs(connection, inputs.now, host):
@@ -82,7 +84,18 @@ def blocking_runs(db, connection, host="*"):
     return inputs.now, runs, policy.rollout_under_way(inputs)
 
 
-def wait_until_quiet(db, timeout, host="*", poll_interval=0.25, on_progress=None):
+#: How often deploy wait looks without being told of a change: on SQLite
+#: (no notifications; the local file is cheap to read), behind a pooler in
+#: transaction mode (watch = poll: LISTEN would be lost), and, listening,
+#: to refresh what it shows and catch runs that start meanwhile.
+SQLITE_LOOK_EVERY = 0.05
+POLL_LOOK_EVERY = 0.25
+LISTENING_LOOK_EVERY = 1.0
+#: Dead runs are recorded as abandoned at most this often while waiting.
+REAP_EVERY = 1.0
+
+
+def wait_until_quiet(db, timeout, host="*", poll_interval=None, on_progress=None):
     """Wait until no live, non-exempt run on ``host`` (a glob) remains.
 
     Scripts that are safe to interrupt stop by themselves once deploy
@@ -90,26 +103,82 @@ def wait_until_quiet(db, timeout, host="*", poll_interval=0.25, on_progress=None
     unsafe ones to finish.  Dead runs never block.  Gives up after
     ``timeout`` seconds.  ``on_progress(now, runs, waited)`` is called after
     every look.  Returns a WaitResult.
+
+    One connection is held for the whole wait.  On PostgreSQL (watch =
+    listen) it LISTENs for the end of runs (schema patch 0012) and policy
+    changes, and looks again as soon as one is announced, when the first
+    blocker's lease would run out, or every LISTENING_LOOK_EVERY; otherwise
+    it looks every ``poll_interval`` (SQLITE_LOOK_EVERY, POLL_LOOK_EVERY).
     """
     started = time.monotonic()
     first_now = None
     blocked = {}     # run id -> [script name, first seen, last seen] (waited seconds)
-    while True:
-        with db.begin("check the running scripts") as connection:
-            now, runs, stop_asked = blocking_runs(db, connection, host)
-        first_now = first_now or now
-        waited = time.monotonic() - started
-        for run in runs:
-            blocked.setdefault(run["id"], [run["name"], waited, waited])[2] = waited
-        if on_progress is not None:
-            on_progress(now, runs, waited)
-        if not runs or waited >= timeout:
-            # A wait with nothing pending and nothing to wait for is no
-            # drain (its 0s would overwrite the last real one in metrics).
-            if stop_asked or blocked:
-                _record_drain(db, first_now, now, host, not runs, blocked)
-            return WaitResult(not runs, waited, runs, stop_asked)
-        time.sleep(max(0.0, min(poll_interval, timeout - waited)))
+    with db.hold("wait for the running scripts") as held:
+        watcher = _ChangeListener(db, held)
+        every = poll_interval or (LISTENING_LOOK_EVERY if watcher.listening else
+                                  SQLITE_LOOK_EVERY if db.backend == config.SQLITE
+                                  else POLL_LOOK_EVERY)
+        reaped_at = None
+        while True:
+            reap = reaped_at is None or time.monotonic() - reaped_at >= REAP_EVERY
+            with db.begin("check the running scripts", held=held) as connection:
+                now, runs, stop_asked = blocking_runs(db, connection, host, reap=reap)
+            if reap:
+                reaped_at = time.monotonic()
+            first_now = first_now or now
+            waited = time.monotonic() - started
+            for run in runs:
+                blocked.setdefault(run["id"], [run["name"], waited, waited])[2] = waited
+            if on_progress is not None:
+                on_progress(now, runs, waited)
+            if not runs or waited >= timeout:
+                break
+            watcher.wait(max(0.0, min(every, timeout - waited, _until_a_lease_ends(runs, now))))
+    # A wait with nothing pending and nothing to wait for is no drain (its
+    # 0s would overwrite the last real one in metrics).
+    if stop_asked or blocked:
+        _record_drain(db, first_now, now, host, not runs, blocked)
+    return WaitResult(not runs, waited, runs, stop_asked)
+
+
+def _until_a_lease_ends(runs, now):
+    """Seconds until the first of ``runs`` would be dead if not heard from
+    (a lease runs out announcing nothing), a little after."""
+    ends = [run["lease_expires_at"] for run in runs if run.get("lease_expires_at") is not None]
+    if not ends:
+        return float("inf")
+    return max(0.0, (min(ends) - now).total_seconds()) + 0.05
+
+
+class _ChangeListener:
+    """What deploy wait sleeps on: notifications on its held connection
+    (PostgreSQL, watch = listen), else the clock."""
+
+    CHANNELS = ("cronpolicy_run", "cronpolicy_policy")
+
+    def __init__(self, db, held):
+        self.listening = (db.backend == config.POSTGRESQL
+                          and db.settings.watch == config.WATCH_LISTEN)
+        self._raw = None
+        if self.listening:
+            with db.begin("listen for the end of runs", held=held) as connection:
+                for channel in self.CHANNELS:
+                    connection.execute(text("LISTEN %s" % channel))
+            self._raw = held.connection.dbapi_connection
+
+    def wait(self, seconds):
+        """Sleep up to ``seconds``, less when a change is announced."""
+        if self._raw is None:
+            time.sleep(seconds)
+            return
+        import select as selecting
+        if not self._raw.notifies:      # some may have come in with the last reply
+            try:
+                selecting.select([self._raw.fileno()], [], [], seconds)
+                self._raw.poll()
+            except Exception:       # a lost connection: the next look says what is wrong
+                time.sleep(min(seconds, 0.05))
+        del self._raw.notifies[:]
 
 
 def _record_drain(db, started_at, finished_at, host, quiet, blocked):

@@ -1,0 +1,91 @@
+"""Issue 14.4: deploy wait hears the end of the last run at once, on one
+connection; a poller in transaction mode still polls."""
+
+import os
+import threading
+import time
+
+import pytest
+
+from cronpolicy.config import Settings
+from cronpolicy.tooling import deploy
+from cronpolicy.tooling.database import Database
+
+from .conftest import DBA
+
+
+def running_row(dba, name="publish-distro"):
+    """A live run on another host with an hour's lease: only its end (or a
+    deploy end) can free the wait."""
+    dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, started_at, heartbeat_at,"
+                " lease_expires_at, status) VALUES ({}, 'elsewhere', %d, %s, %s, %s, 'running')"
+                % (os.getpid(), dba.now_plus(-5), dba.now_plus(0), dba.now_plus(3600)),
+                (name,))
+    return dba.scalar("SELECT max(id) FROM cronpolicy.script_run")
+
+
+def waiting(db, timeout=30):
+    """Start deploy.wait_until_quiet in a thread; returns (thread, result box)."""
+    box = {}
+
+    def wait():
+        box["result"] = deploy.wait_until_quiet(db, timeout=timeout)
+        box["returned"] = time.monotonic()
+    thread = threading.Thread(target=wait, daemon=True)
+    thread.start()
+    return thread, box
+
+
+def backends_of(dba, application_name):
+    return dba.scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                      " AND application_name = {}", (application_name,))
+
+
+def test_the_end_of_the_last_run_is_heard_at_once_on_one_connection(pg_dsn, monkeypatch):
+    # Without the notification the wait would look again only after 30s.
+    monkeypatch.setattr(deploy, "LISTENING_LOOK_EVERY", 30.0)
+    dba = DBA(pg_dsn)
+    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true")
+    run_id = running_row(dba)
+    db = Database(Settings(dsn=pg_dsn, dsn_source="--dsn"), application_name="wait-under-test")
+    thread, box = waiting(db)
+    time.sleep(1.0)
+    assert "result" not in box
+    assert backends_of(dba, "wait-under-test") == 1
+    ended = time.monotonic()
+    dba.execute("UPDATE cronpolicy.script_run SET status = 'succeeded', finished_at = now()"
+                " WHERE id = {}", (run_id,))
+    thread.join(10)
+    assert box["result"].quiet
+    assert box["returned"] - ended < 2.0, "heard only by a later look"
+
+
+def test_a_run_that_dies_is_given_up_on_when_its_lease_runs_out(pg_dsn, monkeypatch):
+    monkeypatch.setattr(deploy, "LISTENING_LOOK_EVERY", 30.0)
+    dba = DBA(pg_dsn)
+    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true")
+    run_id = running_row(dba)
+    dba.execute("UPDATE cronpolicy.script_run SET lease_expires_at = now() + interval '2 seconds'"
+                " WHERE id = {}", (run_id,))
+    db = Database(Settings(dsn=pg_dsn, dsn_source="--dsn"))
+    started = time.monotonic()
+    result = deploy.wait_until_quiet(db, timeout=20)
+    assert result.quiet and time.monotonic() - started < 6
+
+
+@pytest.mark.parametrize("dsn", ["sqlite", "pgbouncer-transaction"], indirect=True)
+def test_polling_still_finds_the_end(dsn, monkeypatch):
+    """SQLite has no notifications, and a transaction pooler loses LISTEN."""
+    dba = DBA(dsn)
+    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = {}", (True,))
+    run_id = running_row(dba)
+    settings = Settings(dsn=dsn, dsn_source="--dsn",
+                        watch="poll" if not dsn.startswith("sqlite") else "listen")
+    db = Database(settings)
+    thread, box = waiting(db)
+    time.sleep(0.5)
+    assert "result" not in box
+    dba.execute("UPDATE cronpolicy.script_run SET status = 'succeeded', finished_at = %s"
+                " WHERE id = {}" % dba.now_plus(0), (run_id,))
+    thread.join(10)
+    assert box["result"].quiet

@@ -1,0 +1,4 @@
+-- cronpolicy schema patch 0012 for the embedded SQLite backend: see
+-- ../0012-run-ends-are-announced.sql.  Nothing to do here: SQLite has no
+-- notifications, so `cronpolicy deploy wait` looks at the (local, cheap to
+-- read) file every 50 ms instead.

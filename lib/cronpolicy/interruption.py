@@ -16,17 +16,42 @@ Only the main thread can handle signals: a script run elsewhere stops at its
 checkpoints only.
 """
 
-import threading
+import _thread
 
-from cronpolicy import signals
 from cronpolicy.errors import Interrupted
 from cronpolicy.policy import stopped_by_signal
+
+
+# The signal functions, without the ``signal`` module: it wraps the C module
+# ``_signal`` with enums (Signals, Handlers), and building them costs a cron
+# job's start more than a decision does.  Same functions, same numbers.
+try:
+    import _signal as _signals
+except ImportError:         # an interpreter without the C module's own name
+    import signal as _signals
+
+SIGTERM = _signals.SIGTERM
+SIGINT = _signals.SIGINT
+SIGUSR2 = _signals.SIGUSR2
+
+_NAMES = {SIGTERM: "SIGTERM", SIGINT: "SIGINT", SIGUSR2: "SIGUSR2"}
+
+
+def signal_name(signum):
+    """SIGTERM for 15, and so on."""
+    if signum in _NAMES:
+        return _NAMES[signum]
+    import signal as full
+    try:
+        return full.Signals(signum).name
+    except ValueError:
+        return "signal %d" % signum
 
 
 class Interruption:
     """The stop protocol of one run of a script."""
 
-    def __init__(self, safety_hook, logger, interrupt_signal=signals.SIGUSR2):
+    def __init__(self, safety_hook, logger, interrupt_signal=SIGUSR2):
         """``safety_hook``: the script's is_safe_to_interrupt, or None (never safe)."""
         self.safety_hook = safety_hook
         self.logger = logger
@@ -41,6 +66,7 @@ class Interruption:
         self._deciding = False
         self._hook_failed = False       # said once per run
         self._previous_handlers = None
+        self._main_thread = None
 
     @property
     def stop(self):
@@ -81,25 +107,30 @@ class Interruption:
 
     def install(self):
         """Take over SIGTERM, SIGINT and the interrupt signal (main thread only)."""
-        if threading.current_thread() is not threading.main_thread():
+        previous = {}
+        try:
+            for signum, handler in ((SIGTERM, self._on_termination_signal),
+                                    (SIGINT, self._on_termination_signal),
+                                    (self.interrupt_signal, self._on_interrupt_signal)):
+                previous[signum] = _signals.signal(signum, handler)
+        except ValueError:          # not the main thread: checkpoints only
+            for signum, handler in previous.items():
+                _signals.signal(signum, handler)
             return
-        self._previous_handlers = {
-            signum: signals.signal(signum, handler) for signum, handler in (
-                (signals.SIGTERM, self._on_termination_signal),
-                (signals.SIGINT, self._on_termination_signal),
-                (self.interrupt_signal, self._on_interrupt_signal))}
+        self._previous_handlers = previous
+        self._main_thread = _thread.get_ident()
 
     def restore(self):
         previous, self._previous_handlers = self._previous_handlers, None
         for signum, handler in (previous or {}).items():
-            signals.signal(signum, handler)
+            _signals.signal(signum, handler)
 
     def request_interrupt(self):
         """From the watcher thread: have the main thread check for a safe point."""
         # Without our handler the signal would kill the process: there, only
         # checkpoint() can stop main().
         if self._previous_handlers is not None:
-            signals.pthread_kill(threading.main_thread().ident, self.interrupt_signal)
+            _signals.pthread_kill(self._main_thread, self.interrupt_signal)
 
     def _on_interrupt_signal(self, signum, frame):
         # The safety answer that counts is this one, taken in the main thread
@@ -118,7 +149,7 @@ class Interruption:
             self._deciding = False
 
     def _on_termination_signal(self, signum, frame):
-        name = signals.name(signum)
+        name = signal_name(signum)
         if not self.in_main or self.interrupting:
             return
         if self.signal_stop is not None:

@@ -13,8 +13,8 @@ real set-up as soon as ``logging`` is there: before main() runs, when the
 script imported it; with ``--log-file`` or ``-v``, always.
 """
 
+import _thread
 import sys
-import threading
 
 DEBUG, INFO, WARNING, ERROR, CRITICAL = 10, 20, 30, 40, 50
 
@@ -32,7 +32,7 @@ class LogSetup:
         base = INFO if log_file else WARNING
         self.level = min(max(base - 10 * verbose + 10 * quiet, DEBUG), CRITICAL)
         self.configured = False
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
 
     def check(self):
         """Open the log file now (raises OSError), so that a bad path is

@@ -85,7 +85,8 @@ Options every script has: ``-v``/``-q`` (repeatable), ``--log-file``,
 import os
 import sys
 
-from cronpolicy import exitcodes, nesting, signals
+from cronpolicy import exitcodes
+from cronpolicy.interruption import SIGUSR2
 from cronpolicy.config import Settings
 from cronpolicy.errors import CronPolicyError, Interrupted, UsageError
 from cronpolicy.gate import Ending, Gate
@@ -112,7 +113,7 @@ class CronScript:
     on_database_error = None
     description = None
     #: Sent by the watcher thread to the main thread to interrupt main().
-    interrupt_signal = signals.SIGUSR2
+    interrupt_signal = SIGUSR2
 
     #: Set by cronpolicy.interfaces (never imported on the start path): it
     #: declares IInterruptible for subclasses that define the hook.
@@ -240,9 +241,11 @@ class CronScript:
             print("%s: cannot open log file %s: %s" % (
                 self.name, self.options.log_file, error.strerror), file=sys.stderr)
             return exitcodes.GATE_ERROR
-        wrapper = nesting.gated_by_wrapper(self.name)
-        if wrapper is not None and not self.options.dry_run:
-            return self._run_gated_by(wrapper)
+        if os.environ.get("CRONPOLICY_GATED_BY") == self.name and not self.options.dry_run:
+            from cronpolicy import nesting      # only inside cronpolicy run NAME
+            wrapper = nesting.gated_by_wrapper(self.name)
+            if wrapper is not None:
+                return self._run_gated_by(wrapper)
         try:
             self.settings = Settings.load(dsn=self.options.dsn)
         except CronPolicyError as error:

@@ -20,7 +20,8 @@ A RunWatcher is one daemon thread per running script.  It
   whether it is safe to interrupt and, when it says so, has the main thread
   interrupted (see cronpolicy.interruption).
 
-It sleeps in select() on the database's descriptor and a self-pipe: no busy
+It sleeps in select() on the database's descriptor and a self-pipe (or, with
+no descriptor to watch, on a lock that a wake releases): no busy
 loop.  It never raises into the script; database trouble is logged and
 retried.  A run whose start could not be written (the database out of
 reach, or too slow, at that moment) keeps trying to write it, with its real
@@ -30,8 +31,8 @@ requests.  Until then it has no lease to lose.  Given no store at all, the
 watcher only sees a deferred SIGTERM through to a safe point.
 """
 
+import _thread
 import os
-import threading
 import time
 
 from cronpolicy import config
@@ -76,10 +77,14 @@ class RunWatcher:
         self._lease_until = (time.monotonic() if leased_from is None
                              else leased_from) + settings.lease_ttl
         self._stopping = False
-        self._wake_read, self._wake_write = os.pipe()
-        os.set_blocking(self._wake_read, False)
-        os.set_blocking(self._wake_write, False)
-        self._thread = threading.Thread(target=self._run, name="cronpolicy-watcher", daemon=True)
+        # Held while no wake is pending (wake() releases it); the self-pipe,
+        # for sleeping in select() with the database, is made when needed.
+        # (_thread, not threading: the start path of a script that imports
+        # no threading itself should not load it for one watcher.)
+        self._wake = _thread.allocate_lock()
+        self._wake.acquire()
+        self._wake_read = self._wake_write = None
+        self._done = _thread.allocate_lock()
         self._db_trouble = False
         self._recovered = False
         self._last_read = 0.0
@@ -89,15 +94,30 @@ class RunWatcher:
             self._first_check = self._next_check(inputs)
 
     def start(self):
-        self._thread.start()
+        if self.store is not None and self.store.fileno() is not None:
+            self._make_pipe()       # before any signal handler may want it
+        self._done.acquire()
+        _thread.start_new_thread(self._run, ())
         return self
+
+    def _make_pipe(self):
+        if self._wake_read is None:
+            read, write = os.pipe()
+            os.set_blocking(read, False)
+            os.set_blocking(write, False)
+            self._wake_read, self._wake_write = read, write
 
     def wake(self):
         """Make the thread look again now (safe to call from a signal handler)."""
         try:
-            os.write(self._wake_write, b"!")
-        except (BlockingIOError, OSError):
-            pass  # a full pipe already means "wake up"
+            self._wake.release()
+        except RuntimeError:
+            pass  # a wake is pending already
+        if self._wake_write is not None:
+            try:
+                os.write(self._wake_write, b"!")
+            except (BlockingIOError, OSError):
+                pass  # a full pipe already means "wake up"
 
     def stop_watching(self):
         """Stop the thread.  It may be in the middle of a statement: wait for
@@ -105,10 +125,12 @@ class RunWatcher:
         connection with the main thread's next one."""
         self._stopping = True
         self.wake()
-        self._thread.join(self.settings.decision_timeout + 1.0)
-        if not self._thread.is_alive():
-            os.close(self._wake_read)
-            os.close(self._wake_write)
+        if self._done.acquire(timeout=self.settings.decision_timeout + 1.0):
+            self._done.release()
+            if self._wake_read is not None:
+                os.close(self._wake_read)
+                os.close(self._wake_write)
+                self._wake_read = self._wake_write = None
 
     @property
     def stop_requested(self):
@@ -121,6 +143,8 @@ class RunWatcher:
             self._loop() if self.store is not None else self._offline_loop()
         except Exception:  # never let the watcher take the job down
             self.logger.exception("cronpolicy watcher stopped unexpectedly")
+        finally:
+            self._done.release()
 
     def _guarded(self, what, work):
         try:
@@ -218,11 +242,17 @@ class RunWatcher:
         return min(next_check, self._last_read + REREAD_AT_MOST_EVERY)
 
     def _sleep(self, timeout, database=None):
-        """Wait for the self-pipe, the database or ``timeout``; return what is readable."""
+        """Wait for a wake, the database or ``timeout``; return what is readable."""
+        timeout = max(0.0, timeout)
+        if self._wake.acquire(blocking=False):
+            return []                           # woken meanwhile
+        if database is None:
+            self._wake.acquire(timeout=timeout)  # held again once woken
+            return []
         import select       # here: a no-op main() never sleeps
-        descriptors = [self._wake_read] + ([database] if database is not None else [])
+        self._make_pipe()
         try:
-            readable, _, _ = select.select(descriptors, [], [], max(0.0, timeout))
+            readable, _, _ = select.select([self._wake_read, database], [], [], timeout)
         except (OSError, ValueError):
             time.sleep(SAFE_POLL)
             return []
@@ -232,6 +262,7 @@ class RunWatcher:
                     pass
             except BlockingIOError:
                 pass
+        self._wake.acquire(blocking=False)      # the wake the pipe carried, if any
         return readable
 
     def _offline_loop(self):

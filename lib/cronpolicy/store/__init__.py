@@ -6,8 +6,12 @@
 
 Each provides ``cronpolicy.interfaces.IPolicyStore``; ``open_store`` picks
 the one the settings name.  The statements live in postgresql.sql and
-sqlite.sql beside this file.
+sqlite.sql beside this file: one home for each statement, one file per
+backend, each statement introduced by a ``-- name: NAME`` line, read once
+per process on first use (``queries``).
 """
+
+import os
 
 from cronpolicy import config
 
@@ -26,3 +30,38 @@ def open_store(settings, application_name="cronpolicy"):
                          source=settings.dsn_source, network=settings.network,
                          lease_ttl=settings.lease_ttl,
                          hold_connection=settings.watch != config.WATCH_POLL)
+
+
+_loaded = {}
+
+
+def parse(text):
+    """{name: statement} from a file of ``-- name: NAME`` sections.  Comment
+    lines are for readers and are not sent (drivers would parse parameter
+    markers inside them)."""
+    statements, name, lines = {}, None, []
+
+    def close():
+        body = "\n".join(lines).strip()
+        if name is not None:
+            if not body or name in statements:
+                raise ValueError("query %r is empty or defined twice" % name)
+            statements[name] = body
+    for line in text.splitlines():
+        if line.startswith("-- name:"):
+            close()
+            name, lines = line[len("-- name:"):].strip(), []
+        elif name is not None and not line.lstrip().startswith("--"):
+            lines.append(line)
+    close()
+    return statements
+
+
+def queries(backend):
+    """The statements of ``backend`` ("postgresql" or "sqlite")."""
+    found = _loaded.get(backend)
+    if found is None:
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), backend + ".sql")
+        with open(path, encoding="utf-8") as sql_file:
+            found = _loaded[backend] = parse(sql_file.read())
+    return found

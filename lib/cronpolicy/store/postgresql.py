@@ -19,7 +19,7 @@ psycopg2 is used directly: importing SQLAlchemy alone would cost more than
 a whole decision.  The statements are in postgresql.sql.
 """
 
-import threading
+import _thread
 import time
 
 from cronpolicy import config
@@ -27,7 +27,7 @@ from cronpolicy.errors import DatabaseError, SchemaError
 from cronpolicy.rows import (
     DeployState, Inputs, PolicyRow, RunHandle, Window, from_mapping, to_time)
 from cronpolicy.store import pgdriver
-from cronpolicy.store.queries import queries
+from cronpolicy.store import queries
 
 
 class PostgresStore:
@@ -48,7 +48,7 @@ class PostgresStore:
         self.timeout = timeout
         self.application_name = application_name
         self._sql = queries("postgresql")
-        self._lock = threading.RLock()
+        self._lock = _thread.RLock()
         self._connection = None
         self._listening = False
         self._listen_due = False    # LISTEN goes with the next statement

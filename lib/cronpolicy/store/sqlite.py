@@ -10,12 +10,12 @@ in sqlite.sql.
 """
 
 import os
-import threading
+import _thread
 
 from cronpolicy import config, schema
 from cronpolicy.errors import ConfigError, DatabaseError
 from cronpolicy.rows import DeployState, Inputs, PolicyRow, RunHandle, Window, from_mapping, to_time
-from cronpolicy.store.queries import queries
+from cronpolicy.store import queries
 from cronpolicy.timeutil import to_sqlite
 
 
@@ -91,7 +91,7 @@ class SQLiteStore:
         self.create_directory = create_directory
         self.lease_ttl = lease_ttl
         self._sql = queries("sqlite")
-        self._lock = threading.RLock()
+        self._lock = _thread.RLock()
         self._connection = None
         self._slot = None
 

@@ -132,6 +132,10 @@ def wait_until_quiet(db, timeout, host="*", poll_interval=None, on_progress=None
             if on_progress is not None:
                 on_progress(now, runs, waited)
             if not runs or waited >= timeout:
+                if blocked and not reap:
+                    # A blocker whose lease just ran out: record it as abandoned now.
+                    with db.begin("record dead runs", held=held) as connection:
+                        reap_dead_runs(db, connection)
                 break
             watcher.wait(max(0.0, min(every, timeout - waited, _until_a_lease_ends(runs, now))))
     # A wait with nothing pending and nothing to wait for is no drain (its

@@ -11,10 +11,10 @@ target is missed (issue 14).
      UPDATE committed; a gated no-op CronScript within 1.5x.
 2. Decision latency (one read of the inputs, the decision) with 1e3, 1e6
    and 1e7 rows of history: the largest within 1.2x of the smallest
-   (medians).  The estimate query walks script_run_estimate_idx (name,
-   finished_at DESC) WHERE status = 'succeeded' AND NOT spooled, INCLUDE
-   started_at, for the last N succeeded runs of one name: an index-only
-   scan of N entries, whatever the table's size.
+   (medians).  The estimate's read walks the partial index
+   script_run_estimate_idx (name, finished_at DESC) WHERE status =
+   'succeeded' from the newest end backwards and stops after N runs that
+   were not spooled: N steps whatever the table's size (README.txt here).
 
 PostgreSQL comes from CRONPOLICY_TEST_DSN (a database on a server where the
 user may CREATE DATABASE) or 127.0.0.1:5432; a throwaway database is

@@ -1,7 +1,7 @@
 -- Every statement the gate sends to PostgreSQL, in one place.
 --
 -- Each statement is introduced by a "-- name: NAME" line and read by
--- cronpolicy/store/queries.py; parameters are psycopg2's %(name)s.  The
+-- cronpolicy/store/__init__.py (queries); parameters are psycopg2's %(name)s.  The
 -- statements run in autocommit mode, each its own transaction.
 --
 -- A running run is alive while its lease stands (script_run.lease_expires_at,

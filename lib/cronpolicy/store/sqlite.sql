@@ -1,7 +1,7 @@
 -- Every statement cronpolicy sends to the embedded SQLite database, in one place.
 --
 -- Each statement is introduced by a "-- name: NAME" line and read by
--- cronpolicy/store/queries.py; parameters are sqlite3's :name.  The file is
+-- cronpolicy/store/__init__.py (queries); parameters are sqlite3's :name.  The file is
 -- attached as "cronpolicy", so table names match PostgreSQL's.  Timestamps
 -- are UTC text, 'YYYY-MM-DD HH:MM:SS.SSS'; intervals are seconds.
 

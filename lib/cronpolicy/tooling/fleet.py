@@ -9,7 +9,7 @@ from sqlalchemy import and_, select, text
 from cronpolicy import config
 from cronpolicy.errors import DatabaseError
 from cronpolicy.matching import glob_matches
-from cronpolicy.store.queries import queries
+from cronpolicy.store import queries
 from cronpolicy.tooling.tables import deploy_state, script_policy, script_run
 from cronpolicy.tooling.windows import standing_windows
 

@@ -8,13 +8,16 @@ confirmed within ``max_age`` answers instead of the blind
 ``on_database_error``, so a deploy-pending flag seen a minute ago still
 holds while the database is down.
 
-The file is written only when what it holds changed: its first line
-carries the content's repr, and a read that finds the same
-content only touches the file, whose modification time is when the
-database last confirmed it (writing JSON on every start cost more than the
-decision).  Ages are measured on this host's own clock; the database time
-in the file is carried forward by the time since it was saved, so windows
-are still judged on (an estimate of) the database clock.
+The file is written only when what it holds changed, or was saved more
+than half of ``max_age`` ago (or in this clock's future): a small file
+beside it (``.fingerprint``) says when it was saved and what it holds
+(the content's repr), and a read that finds the same content only touches
+the cache, whose modification time is when the database last confirmed it
+(writing JSON on every start cost more than the decision).  The cache
+itself stays in the format older versions read.  Ages are measured on
+this host's own clock; the database time in the file is carried forward
+by the time since it was saved, so windows are still judged on (an
+estimate of) the database clock.
 """
 
 import os
@@ -23,9 +26,7 @@ import time
 from cronpolicy.rows import (
     FROM_CACHE, DeployState, Inputs, PolicyRow, Window, from_mapping, to_mapping, to_time)
 
-FORMAT = 3
-#: The first line of a format 3 file: this, a space, the fingerprint.
-HEADER = "cronpolicy-policy-cache 3"
+FORMAT = 2
 
 # Format 1 (cronpolicy up to schema 5) kept rows as arrays in this order.
 _FORMAT_1 = {
@@ -48,46 +49,58 @@ class PolicyCache:
 
     def keep(self, inputs):
         """Keep ``inputs`` (rows.Inputs): write them when they differ from
-        what the file holds, else mark the file confirmed now; raises OSError."""
+        what the file holds (or it is old), else mark it confirmed now;
+        raises OSError."""
         fingerprint = _fingerprint(inputs)
-        expected = "%s %s\n" % (HEADER, fingerprint)
-        try:
-            with open(self.path, encoding="utf-8", errors="surrogateescape") as handle:
-                first = handle.readline(len(expected) + 1)
-        except FileNotFoundError:
-            first = ""
-        if first == expected:
-            os.utime(self.path)
-            return
+        saved_at = self._saved_with(fingerprint)
+        if saved_at is not None and 0 <= time.time() - saved_at <= self.max_age / 2:
+            try:
+                os.utime(self.path)
+                return
+            except OSError:
+                pass        # not ours to touch (another user wrote it): write it anew
         self.save(inputs, fingerprint)
 
+    @property
+    def fingerprint_path(self):
+        directory, name = os.path.split(self.path)
+        return os.path.join(directory, "." + name + ".fingerprint")
+
+    def _saved_with(self, fingerprint):
+        """When the cache holding ``fingerprint`` was saved, or None (it holds
+        something else, or nothing says)."""
+        try:
+            with open(self.fingerprint_path, encoding="utf-8", errors="replace") as handle:
+                line = handle.read(len(fingerprint) + 64)
+        except OSError:
+            return None
+        saved_at, _, found = line.partition(" ")
+        if found != fingerprint + "\n" or not os.path.exists(self.path):
+            return None
+        try:
+            return float(saved_at)
+        except ValueError:
+            return None
+
     def save(self, inputs, fingerprint=None):
-        """Write ``inputs`` (rows.Inputs) atomically; raises OSError."""
+        """Write ``inputs`` (rows.Inputs) atomically, then what it holds
+        beside it; raises OSError."""
         import json
+        saved_at = time.time()
         data = {
             "format": FORMAT,
-            "saved_at": time.time(),
+            "saved_at": saved_at,
             "database_now": inputs.now.timestamp(),
             "schema_version": inputs.schema_version,
             "deploy": None if inputs.deploy is None else to_mapping(inputs.deploy),
             "policies": [to_mapping(row) for row in inputs.policies],
             "windows": [to_mapping(window) for window in inputs.windows],
         }
-        from cronpolicy.safety import checked_directory, create_exclusive
+        from cronpolicy.safety import checked_directory
         checked_directory(os.path.dirname(self.path), "state_dir", 0o700)
-        temporary = "%s.%d-%s.tmp" % (self.path, os.getpid(), os.urandom(8).hex())
-        descriptor = create_exclusive(temporary)
-        try:
-            with open(descriptor, "w", encoding="utf-8", errors="surrogateescape") as handle:
-                handle.write("%s %s\n" % (HEADER, fingerprint or _fingerprint(inputs)))
-                json.dump(data, handle)
-            os.replace(temporary, self.path)
-        except BaseException:
-            try:
-                os.unlink(temporary)
-            except OSError:
-                pass
-            raise
+        _write_atomically(self.path, lambda handle: json.dump(data, handle))
+        line = "%r %s\n" % (saved_at, fingerprint or _fingerprint(inputs))
+        _write_atomically(self.fingerprint_path, lambda handle: handle.write(line))
 
     def load_inputs(self, name, history_runs):
         """Inputs from the cache (source FROM_CACHE, with its age), or None when
@@ -96,10 +109,7 @@ class PolicyCache:
         try:
             with open(self.path, encoding="utf-8") as handle:
                 confirmed_at = os.fstat(handle.fileno()).st_mtime
-                text = handle.read()
-            if text.startswith(HEADER + " "):
-                text = text.partition("\n")[2]
-            data = json.loads(text)
+                data = json.load(handle)
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as error:
@@ -107,8 +117,6 @@ class PolicyCache:
         try:
             if data.get("format") == 1:
                 data = _from_format_1(data)
-            if data.get("format") == 2:          # before fingerprints: the same shape
-                data = dict(data, format=FORMAT)
             if data.get("format") != FORMAT:
                 return None
             now = time.time()
@@ -140,6 +148,23 @@ class PolicyCache:
             aside = None
         self.rejected = (aside, "%s: %s" % (type(error).__name__, str(error)[:200]))
         return None
+
+
+def _write_atomically(path, write):
+    """A new file under an unpredictable name, renamed over ``path``."""
+    from cronpolicy.safety import create_exclusive
+    temporary = "%s.%d-%s.tmp" % (path, os.getpid(), os.urandom(8).hex())
+    descriptor = create_exclusive(temporary)
+    try:
+        with open(descriptor, "w", encoding="utf-8") as handle:
+            write(handle)
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
 
 
 def _fingerprint(inputs):

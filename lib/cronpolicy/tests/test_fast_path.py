@@ -217,8 +217,9 @@ def test_the_cache_is_rewritten_only_when_the_policy_changes(tmp_path, cli_env, 
     dba.execute("INSERT INTO cronpolicy.script_policy (name, enabled) VALUES ('other', false)")
     start()
     assert os.stat(cache).st_ino != first.st_ino and b"other" in cache.read_bytes()
-    header, _, body = cache.read_bytes().partition(b"\n")
-    assert header.startswith(b"cronpolicy-policy-cache 3 ") and json.loads(body)["format"] == 3
+    # Still the format older versions read; what it holds is said beside it.
+    assert json.loads(cache.read_bytes())["format"] == 2
+    assert (cache.parent / ("." + cache.name + ".fingerprint")).exists()
 
 
 @pytest.fixture
@@ -234,7 +235,7 @@ def test_a_cache_confirmed_recently_is_trusted_however_old_its_content(tmp_path)
     from cronpolicy.rows import Inputs, to_time
     cache = PolicyCache(str(tmp_path / "cache.json"), max_age=3600)
     os.chmod(tmp_path, 0o700)
-    inputs = Inputs(now=to_time(time.time()), schema_version=11, deploy=None, policies=[],
+    inputs = Inputs(now=to_time(time.time()), schema_version=12, deploy=None, policies=[],
                     windows=[], recent_runtimes=[])
     cache.keep(inputs)
     old = time.time() - 7200
@@ -242,6 +243,24 @@ def test_a_cache_confirmed_recently_is_trusted_however_old_its_content(tmp_path)
     assert cache.load_inputs("job", 20) is None            # not confirmed for two hours
     cache.keep(inputs)                                      # the same content: touched
     assert cache.load_inputs("job", 20) is not None
+
+
+def test_a_cache_saved_long_ago_or_in_the_future_is_written_again(tmp_path, monkeypatch):
+    from cronpolicy.cache import PolicyCache
+    from cronpolicy.rows import Inputs, to_time
+    os.chmod(tmp_path, 0o700)
+    cache = PolicyCache(str(tmp_path / "cache.json"), max_age=3600)
+    inputs = Inputs(now=to_time(time.time()), schema_version=12, deploy=None, policies=[],
+                    windows=[], recent_runtimes=[])
+    real_time = time.time
+    for shift in (86400, -2400):        # saved a day ahead (a clock put back), 40 min ago
+        monkeypatch.setattr(time, "time", lambda: real_time() + shift)
+        cache.keep(inputs)
+        monkeypatch.setattr(time, "time", real_time)
+        saved = os.stat(cache.path).st_ino
+        cache.keep(inputs)
+        assert os.stat(cache.path).st_ino != saved, "kept a cache saved at %+ds" % shift
+        assert cache.load_inputs("job", 20) is not None
 
 
 # Logging is set up when it is needed, as before ---------------------------------------------

@@ -113,14 +113,25 @@ class SQLiteStore:
                     refused=isinstance(error, sqlite3.IntegrityError)) from error
 
     def _write(self, query, values, doing, durable=False):
-        """One statement, its own transaction; ``durable``: synced to disk
-        before it returns (the record of a run's outcome)."""
+        """One statement, its own transaction; its rows (RETURNING).
+        ``durable``: synced to disk before it returns (a run's outcome).
+        A durable one commits explicitly, before synchronous is lowered
+        again (with RETURNING an implicit transaction would commit only
+        once its rows were fetched)."""
         def write(connection):
             if not durable:
-                return connection.execute(self._sql[query], values)
+                return connection.execute(self._sql[query], values).fetchall()
             connection.execute("PRAGMA cronpolicy.synchronous = FULL")
             try:
-                return connection.execute(self._sql[query], values)
+                connection.execute("BEGIN IMMEDIATE")
+                try:
+                    rows = connection.execute(self._sql[query], values).fetchall()
+                    connection.execute("COMMIT")        # synced here, under FULL
+                except BaseException:
+                    if connection.in_transaction:
+                        connection.execute("ROLLBACK")
+                    raise
+                return rows
             finally:
                 connection.execute("PRAGMA cronpolicy.synchronous = NORMAL")
         return self._run(doing, write)
@@ -160,12 +171,11 @@ class SQLiteStore:
     def record_skip(self, record):
         return RunHandle(self._write("record_skip", _values(record),
                                      "record the skip of %s" % record.name,
-                                     durable=True).fetchall()[0][0], record)
+                                     durable=True)[0][0], record)
 
     def record_start(self, record):
         return RunHandle(self._write("record_start", dict(_values(record), ttl=self.lease_ttl),
-                                     "record the start of %s" % record.name).fetchall()[0][0],
-                         record)
+                                     "record the start of %s" % record.name)[0][0], record)
 
     def record_finish(self, run, end):
         self._write("record_finish", dict(_values(end), id=run.id),

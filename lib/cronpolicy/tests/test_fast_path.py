@@ -280,6 +280,25 @@ Job().run()
 """
 
 
+def test_durable_sqlite_writes_commit_before_synchronous_is_lowered(tmp_path):
+    """A skip is INSERT ... RETURNING: it commits only when its rows are
+    read, which once happened after synchronous was back at NORMAL."""
+    from cronpolicy.rows import RunRecord
+    from cronpolicy.store.sqlite import SQLiteStore
+    store = SQLiteStore(str(tmp_path / "db.sqlite"), create_directory=True)
+    store.load_inputs("job", 20)
+    seen = []
+    store._connection.set_trace_callback(seen.append)
+    store.record_skip(RunRecord(name="job", host="h", pid=1, status="skipped",
+                                spool_id=os.urandom(16).hex()))
+    store.close()
+    steps = [sql.split()[0] if not sql.startswith("PRAGMA") else sql for sql in seen]
+    # (a statement may be traced twice, when SQLite prepares it again)
+    full, commit = steps.index("PRAGMA cronpolicy.synchronous = FULL"), steps.index("COMMIT")
+    normal = steps.index("PRAGMA cronpolicy.synchronous = NORMAL")
+    assert full < steps.index("INSERT") < commit < normal, seen
+
+
 @pytest.mark.parametrize("dsn", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("argv, where", [([], "stderr"), (["-v"], "stderr"),
                                          (["--log-file", "LOG"], "file")])

@@ -89,3 +89,48 @@ def test_polling_still_finds_the_end(dsn, monkeypatch):
                 " WHERE id = {}" % dba.now_plus(0), (run_id,))
     thread.join(10)
     assert box["result"].quiet
+
+
+def test_a_lost_connection_is_replaced_and_the_wait_goes_on(pg_dsn, monkeypatch):
+    """It held one connection: a backend killed (a restart, a failover) ended
+    the whole wait with an error, though the server was back at once."""
+    monkeypatch.setattr(deploy, "LISTENING_LOOK_EVERY", 30.0)
+    dba = DBA(pg_dsn)
+    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true")
+    run_id = running_row(dba)
+    db = Database(Settings(dsn=pg_dsn, dsn_source="--dsn"), application_name="wait-cut")
+    thread, box = waiting(db)
+    time.sleep(1.0)
+    dba.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = 'wait-cut'")
+    time.sleep(0.5)
+    assert "result" not in box and thread.is_alive()
+    dba.execute("UPDATE cronpolicy.script_run SET status = 'succeeded', finished_at = now()"
+                " WHERE id = {}", (run_id,))
+    thread.join(10)
+    assert box.get("result") is not None and box["result"].quiet
+
+
+def test_a_flood_of_notifications_is_not_a_flood_of_looks(pg_dsn, monkeypatch):
+    dba = DBA(pg_dsn)
+    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true")
+    running_row(dba)
+    db = Database(Settings(dsn=pg_dsn, dsn_source="--dsn"))
+    looks = []
+    original = deploy.blocking_runs
+    monkeypatch.setattr(deploy, "blocking_runs",
+                        lambda *args, **kwargs: looks.append(1) or original(*args, **kwargs))
+    stop = threading.Event()
+
+    def flood():
+        while not stop.is_set():
+            dba.execute("NOTIFY cronpolicy_run")
+    flooder = threading.Thread(target=flood, daemon=True)
+    flooder.start()
+    try:
+        result = deploy.wait_until_quiet(db, timeout=2)
+    finally:
+        stop.set()
+        flooder.join(10)
+    assert not result.quiet
+    assert len(looks) <= 2 / 0.05 + 5, len(looks)      # at most one look per 50 ms

@@ -55,10 +55,10 @@ class Database:
                     settings.dsn_source, network=settings.network))
 
     @contextlib.contextmanager
-    def read(self, doing="read the policy database"):
+    def read(self, doing="read the policy database", held=None):
         """A transaction that only reads: on SQLite it takes no write lock,
         so a writer holding one (a DBA's open transaction) does not stall it."""
-        with self._begun(("BEGIN", None)), self.begin(doing) as connection:
+        with self._begun(("BEGIN", None)), self.begin(doing, held=held) as connection:
             yield connection
 
     @contextlib.contextmanager
@@ -77,19 +77,18 @@ class Database:
         finally:
             self._sqlite_begin = None
 
-    @contextlib.contextmanager
-    def hold(self, doing="connect to the policy database"):
-        """One connection for a series of transactions (``begin(held=...)``),
-        closed at the end: deploy wait holds one while it waits."""
+    def open_held(self, doing="connect to the policy database"):
+        """One connection for a series of transactions (``begin(held=...)``):
+        deploy wait holds one while it waits.  Close it with close_held()."""
         with self._translated(doing):
-            connection = self.engine.connect()
+            return self.engine.connect()
+
+    @staticmethod
+    def close_held(connection):
         try:
-            yield connection
-        finally:
-            try:
-                connection.close()
-            except exc.DBAPIError:
-                pass        # a connection lost meanwhile closes as it can
+            connection.close()
+        except exc.DBAPIError:
+            pass        # a connection lost meanwhile closes as it can
 
     @contextlib.contextmanager
     def _translated(self, doing):

@@ -28,7 +28,7 @@ from sqlalchemy import select, text
 from cronpolicy import config, policy
 from cronpolicy.matching import glob_matches, is_pattern
 from cronpolicy.rows import Window
-from cronpolicy.errors import UsageError
+from cronpolicy.errors import DatabaseError, UsageError
 from cronpolicy.timeutil import UTC, format_time, parse_time
 from cronpolicy.tooling.fleet import live_runs, read_deploy_state, reap_dead_runs, reap_if_free
 from cronpolicy.tooling.tables import deploy_state, drain, script_run
@@ -93,6 +93,8 @@ POLL_LOOK_EVERY = 0.25
 LISTENING_LOOK_EVERY = 1.0
 #: Dead runs are recorded as abandoned at most this often while waiting.
 REAP_EVERY = 1.0
+#: However many notifications arrive, look at most this often.
+REREAD_AT_MOST_EVERY = 0.05
 
 
 def wait_until_quiet(db, timeout, host="*", poll_interval=None, on_progress=None):
@@ -113,18 +115,11 @@ def wait_until_quiet(db, timeout, host="*", poll_interval=None, on_progress=None
     started = time.monotonic()
     first_now = None
     blocked = {}     # run id -> [script name, first seen, last seen] (waited seconds)
-    with db.hold("wait for the running scripts") as held:
-        watcher = _ChangeListener(db, held)
-        every = poll_interval or (LISTENING_LOOK_EVERY if watcher.listening else
-                                  SQLITE_LOOK_EVERY if db.backend == config.SQLITE
-                                  else POLL_LOOK_EVERY)
-        reaped_at = None
+    looks = _Looks(db)
+    try:
+        every = poll_interval or looks.every
         while True:
-            reap = reaped_at is None or time.monotonic() - reaped_at >= REAP_EVERY
-            with db.begin("check the running scripts", held=held) as connection:
-                now, runs, stop_asked = blocking_runs(db, connection, host, reap=reap)
-            if reap:
-                reaped_at = time.monotonic()
+            now, runs, stop_asked = looks.look(host)
             first_now = first_now or now
             waited = time.monotonic() - started
             for run in runs:
@@ -132,12 +127,12 @@ def wait_until_quiet(db, timeout, host="*", poll_interval=None, on_progress=None
             if on_progress is not None:
                 on_progress(now, runs, waited)
             if not runs or waited >= timeout:
-                if blocked and not reap:
-                    # A blocker whose lease just ran out: record it as abandoned now.
-                    with db.begin("record dead runs", held=held) as connection:
-                        reap_dead_runs(db, connection)
+                if blocked and not looks.reaped_last:
+                    looks.reap()        # a blocker whose lease just ran out: abandoned now
                 break
-            watcher.wait(max(0.0, min(every, timeout - waited, _until_a_lease_ends(runs, now))))
+            looks.wait(max(0.0, min(every, timeout - waited, _until_a_lease_ends(runs, now))))
+    finally:
+        looks.close()
     # A wait with nothing pending and nothing to wait for is no drain (its
     # 0s would overwrite the last real one in metrics).
     if stop_asked or blocked:
@@ -145,33 +140,70 @@ def wait_until_quiet(db, timeout, host="*", poll_interval=None, on_progress=None
     return WaitResult(not runs, waited, runs, stop_asked)
 
 
-def _until_a_lease_ends(runs, now):
-    """Seconds until the first of ``runs`` would be dead if not heard from
-    (a lease runs out announcing nothing), a little after."""
-    ends = [run["lease_expires_at"] for run in runs if run.get("lease_expires_at") is not None]
-    if not ends:
-        return float("inf")
-    return max(0.0, (min(ends) - now).total_seconds()) + 0.05
-
-
-class _ChangeListener:
-    """What deploy wait sleeps on: notifications on its held connection
-    (PostgreSQL, watch = listen), else the clock."""
+class _Looks:
+    """deploy wait's looks at the fleet, on one held connection: LISTENing
+    for the end of runs and policy changes where it can (PostgreSQL, watch
+    = listen), made again once if the connection is lost (a restart, a
+    failover); reaping dead runs at most every REAP_EVERY, the other looks
+    only read (on SQLite: without the write lock)."""
 
     CHANNELS = ("cronpolicy_run", "cronpolicy_policy")
 
-    def __init__(self, db, held):
+    def __init__(self, db):
+        self.db = db
         self.listening = (db.backend == config.POSTGRESQL
                           and db.settings.watch == config.WATCH_LISTEN)
-        self._raw = None
+        self.every = (LISTENING_LOOK_EVERY if self.listening else
+                      SQLITE_LOOK_EVERY if db.backend == config.SQLITE else POLL_LOOK_EVERY)
+        self.held = self._raw = None
+        self._reaped_at = None
+        self._looked_at = 0.0
+        self.reaped_last = False
+        self._connect()
+
+    def _connect(self):
+        self.held = self.db.open_held("wait for the running scripts")
         if self.listening:
-            with db.begin("listen for the end of runs", held=held) as connection:
+            with self.db.begin("listen for the end of runs", held=self.held) as connection:
                 for channel in self.CHANNELS:
                     connection.execute(text("LISTEN %s" % channel))
-            self._raw = held.connection.dbapi_connection
+            self._raw = self.held.connection.dbapi_connection
+
+    def close(self):
+        if self.held is not None:
+            self.db.close_held(self.held)
+            self.held = self._raw = None
+
+    def look(self, host):
+        """(now, blocking runs, whether anything asks scripts to stop)."""
+        try:
+            return self._look(host)
+        except DatabaseError as error:
+            if not error.transient:
+                raise
+            self.close()            # lost: one new connection, one more look
+            self._connect()
+            return self._look(host)
+
+    def _look(self, host):
+        reap = self._reaped_at is None or time.monotonic() - self._reaped_at >= REAP_EVERY
+        transaction = self.db.begin if reap else self.db.read
+        with transaction("check the running scripts", held=self.held) as connection:
+            found = blocking_runs(self.db, connection, host, reap=reap)
+        if reap:
+            self._reaped_at = time.monotonic()
+        self.reaped_last = reap
+        self._looked_at = time.monotonic()
+        return found
+
+    def reap(self):
+        with self.db.begin("record dead runs", held=self.held) as connection:
+            reap_dead_runs(self.db, connection)
 
     def wait(self, seconds):
-        """Sleep up to ``seconds``, less when a change is announced."""
+        """Sleep up to ``seconds``, less when a change is announced, but
+        never look again sooner than REREAD_AT_MOST_EVERY after the last
+        look (anyone may NOTIFY these channels)."""
         if self._raw is None:
             time.sleep(seconds)
             return
@@ -183,6 +215,18 @@ class _ChangeListener:
             except Exception:       # a lost connection: the next look says what is wrong
                 time.sleep(min(seconds, 0.05))
         del self._raw.notifies[:]
+        pause = self._looked_at + REREAD_AT_MOST_EVERY - time.monotonic()
+        if pause > 0:
+            time.sleep(min(pause, seconds))
+
+
+def _until_a_lease_ends(runs, now):
+    """Seconds until the first of ``runs`` would be dead if not heard from
+    (a lease runs out announcing nothing), a little after."""
+    ends = [run["lease_expires_at"] for run in runs if run.get("lease_expires_at") is not None]
+    if not ends:
+        return float("inf")
+    return max(0.0, (min(ends) - now).total_seconds()) + 0.05
 
 
 def _record_drain(db, started_at, finished_at, host, quiet, blocked):

@@ -32,6 +32,8 @@ class LogSetup:
         base = INFO if log_file else WARNING
         self.level = min(max(base - 10 * verbose + 10 * quiet, DEBUG), CRITICAL)
         self.configured = False
+        #: main() has begun: a root logger set up from then on is the script's.
+        self.main_started = False
         self._lock = _thread.allocate_lock()
 
     def check(self):
@@ -41,14 +43,26 @@ class LogSetup:
             self.configure()
 
     def configure(self):
-        """Set ``logging`` up (root handler, level, UTC times), once."""
+        """Set ``logging`` up (root handler, level, UTC times), once.
+
+        Once main() runs, a root logger the script set up itself is left as
+        it is (the gate's records go through its handlers).  A signal
+        handler that logs while this very thread is configuring (SIGTERM
+        during the first self.logger) must not wait for itself: after a
+        second it logs as logging stands."""
         if self.configured:
             return
-        with self._lock:
+        if not self._lock.acquire(timeout=1.0):
+            return
+        try:
             if self.configured:
                 return
             import logging
             import time
+            root = logging.getLogger()
+            if self.main_started and root.handlers:
+                self.configured = True
+                return
             if self.log_file:
                 handler = logging.FileHandler(self.log_file, encoding="utf-8")
             else:
@@ -56,17 +70,19 @@ class LogSetup:
             formatter = logging.Formatter(FORMAT, DATE_FORMAT)
             formatter.converter = time.gmtime
             handler.setFormatter(formatter)
-            root = logging.getLogger()
             for old in list(root.handlers):
                 root.removeHandler(old)
             root.addHandler(handler)
             root.setLevel(self.level)
             self.configured = True
+        finally:
+            self._lock.release()
 
     def must_configure_before_main(self):
         """Whether main() must find ``logging`` set up: asked for (a log
-        file, -v), or imported already by the script, which may log through it."""
-        return self.log_file is not None or self.level < WARNING or "logging" in sys.modules
+        file, -v or -q: Python's last resort prints WARNING and above), or
+        imported already by the script, which may log through it."""
+        return self.log_file is not None or self.level != WARNING or "logging" in sys.modules
 
 
 class DeferredLogger:

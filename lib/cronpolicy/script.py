@@ -293,6 +293,7 @@ class CronScript:
         interruption = self._interruption
         if self._log_setup.must_configure_before_main():
             self._log_setup.configure()
+        self._log_setup.main_started = True
         interruption.install()
         watcher.start()
         try:

@@ -317,3 +317,45 @@ def test_records_reach_the_configured_place_in_the_configured_form(tmp_path, cli
     assert ("INFO job[" in text) == bool(argv), text
     if where == "file":
         assert result.stderr == ""
+
+
+OWN_LOGGING_SCRIPT = """\
+import sys
+from cronpolicy import CronScript
+
+class Job(CronScript):
+    name = "job"
+
+    def main(self):
+        import logging
+        logging.basicConfig(filename=sys.argv[0] + ".log", format="own: %(message)s")
+        logging.getLogger("library").warning("from main")
+        sys.exit(3)
+
+Job().run()
+"""
+
+
+@pytest.mark.parametrize("dsn", ["sqlite"], indirect=True)
+def test_a_root_logger_main_sets_up_gets_the_gates_records_after_main(tmp_path, cli_env):
+    """Logging imported only inside main(): the gate's record of the failure
+    set up a handler of its own, which took the script's away (to stderr)."""
+    script = tmp_path / "job.py"
+    script.write_text(OWN_LOGGING_SCRIPT)
+    result = subprocess.run([sys.executable, str(script)], env=cli_env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 3 and result.stderr == "", result.stderr
+    text = (tmp_path / "job.py.log").read_text()
+    assert "own: from main\n" in text and re.search(r"^own: run #\d+ failed", text, re.M), text
+
+
+@pytest.mark.parametrize("dsn", ["sqlite"], indirect=True)
+def test_quiet_means_warnings_are_not_printed(tmp_path, cli_env):
+    """-q: Python's last-resort handler printed the library's WARNING anyway."""
+    script = tmp_path / "job.py"
+    script.write_text(LOGGING_SCRIPT.replace("import logging\n", ""))
+    script.write_text(script.read_text().replace(
+        "    def main(self):\n", "    def main(self):\n        import logging\n"))
+    result = subprocess.run([sys.executable, str(script), "-q"], env=cli_env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stderr == "", result.stderr

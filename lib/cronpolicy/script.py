@@ -241,17 +241,17 @@ class CronScript:
             print("%s: cannot open log file %s: %s" % (
                 self.name, self.options.log_file, error.strerror), file=sys.stderr)
             return exitcodes.GATE_ERROR
-        if os.environ.get("CRONPOLICY_GATED_BY") == self.name and not self.options.dry_run:
-            from cronpolicy import nesting      # only inside cronpolicy run NAME
-            wrapper = nesting.gated_by_wrapper(self.name)
-            if wrapper is not None:
-                return self._run_gated_by(wrapper)
         try:
             self.settings = Settings.load(dsn=self.options.dsn)
         except CronPolicyError as error:
             self._log.error("%s", error)
             return exitcodes.GATE_ERROR
         self.host = self.settings.host
+        if os.environ.get("CRONPOLICY_GATED_BY") == self.name and not self.options.dry_run:
+            from cronpolicy import nesting      # only inside cronpolicy run NAME
+            wrapper = nesting.gated_by_wrapper(self.name)
+            if wrapper is not None:
+                return self._run_gated_by(wrapper)
         gate = self._gate()
         if self.options.dry_run:
             return gate.dry_run(sys.stdout)

@@ -28,7 +28,9 @@ from cronpolicy import CronScript
 
 class Report(CronScript):
     def main(self):
-        open(sys.argv[0] + ".ran", "a").write("ran\\n")
+        # What main() is promised, gated by a wrapper or not: its host, its settings.
+        open(sys.argv[0] + ".ran", "a").write("ran on %s %s\\n" % (
+            self.host, self.settings is not None))
 
 if __name__ == "__main__":
     Report().run()
@@ -47,7 +49,7 @@ def test_a_wrapped_cronscript_runs_once_under_the_wrappers_gate(script_env, dba,
     [entry] = [entry for entry in parse_crontab(wrapped) if entry.job]
     result = run_like_cron(cron_command(entry.job).decode(), dict(script_env, SHELL="/bin/sh"))
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "report.py.ran").read_text() == "ran\n"
+    assert (tmp_path / "report.py.ran").read_text() == "ran on testhost True\n"
     [run] = dba.runs()
     assert (run["name"], run["status"]) == ("report", "succeeded")
 

@@ -48,6 +48,21 @@ def signal_name(signum):
         return "signal %d" % signum
 
 
+def interrupt_signal_problem(signum):
+    """Why ``signum`` cannot be a script's interrupt_signal, or None: the
+    watcher must be able to catch it, and SIGTERM and SIGINT are taken."""
+    try:
+        valid = signum in _signals.valid_signals()
+    except TypeError:
+        valid = False
+    if not valid or signum in (_signals.SIGKILL, _signals.SIGSTOP):
+        return "interrupt_signal %r is not a signal a handler can catch" % (signum,)
+    if signum in (SIGTERM, SIGINT):
+        return "interrupt_signal %s is taken: SIGTERM and SIGINT ask for a stop" % (
+            signal_name(signum),)
+    return None
+
+
 class Interruption:
     """The stop protocol of one run of a script."""
 
@@ -113,10 +128,10 @@ class Interruption:
                                     (SIGINT, self._on_termination_signal),
                                     (self.interrupt_signal, self._on_interrupt_signal)):
                 previous[signum] = _signals.signal(signum, handler)
-        except ValueError:          # not the main thread: checkpoints only
-            for signum, handler in previous.items():
+        except ValueError:          # not the main thread (the signal was checked
+            for signum, handler in previous.items():        # before the gate)
                 _signals.signal(signum, handler)
-            return
+            return                  # checkpoints only
         self._previous_handlers = previous
         self._main_thread = _thread.get_ident()
 

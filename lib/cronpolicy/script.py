@@ -90,7 +90,7 @@ from cronpolicy.interruption import SIGUSR2
 from cronpolicy.config import Settings
 from cronpolicy.errors import CronPolicyError, Interrupted, UsageError
 from cronpolicy.gate import Ending, Gate
-from cronpolicy.interruption import Interruption
+from cronpolicy.interruption import Interruption, interrupt_signal_problem
 from cronpolicy.log import FORMAT as LOG_FORMAT, DeferredLogger, LogSetup  # noqa: F401
 from cronpolicy.matching import name_problem
 from cronpolicy.options import parse_standard_options, standard_options_parser
@@ -222,7 +222,7 @@ class CronScript:
     def _run(self, argv):
         self.options = self._parse(argv)
         try:
-            problem = name_problem(self.name)
+            problem = name_problem(self.name) or interrupt_signal_problem(self.interrupt_signal)
             if problem:
                 raise UsageError(problem)
             self.check_options()

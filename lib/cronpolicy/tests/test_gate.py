@@ -613,3 +613,21 @@ def test_the_start_line_gives_the_estimate_once(database, env):
     [started] = [line for line in log(env).splitlines() if "started run" in line]
     # The value once (it was in the reason and again after it).
     assert started.count("30m") == 1 and "next rollout window #1" in started, started
+
+
+# What a script class may get wrong ------------------------------------------------------
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGSTOP, signal.SIGTERM, 0, 1000,
+                                    "SIGUSR1"])
+def test_an_interrupt_signal_no_handler_can_take_is_one_line_before_anything_is_recorded(
+        database, env, capsys, signum):
+    """It used to be accepted: the run then went on with no way to be
+    interrupted at a safe point (or, once, a traceback after its start was
+    recorded)."""
+    job = Job(database)
+    job.interrupt_signal = signum
+    assert run(job, env) == exitcodes.USAGE
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "interrupt_signal" in err, err
+    assert job.calls == 0 and database.runs == []
+

@@ -91,12 +91,17 @@ def _walk_without_links(absolute, what, path, mode):
     current, infos = os.sep, []
     try:
         infos.append((current, os.lstat(current)))
-        for part in parts:
+        for index, part in enumerate(parts):
             current = os.path.join(current, part)
             try:
                 info = os.lstat(current)
             except FileNotFoundError:
-                os.mkdir(current, mode)
+                # As makedirs: the mode for the directory asked for, the
+                # umask's for those above it; another start may make it first.
+                try:
+                    os.mkdir(current, mode if index == len(parts) - 1 else 0o777)
+                except FileExistsError:
+                    pass
                 info = os.lstat(current)
             if stat.S_ISLNK(info.st_mode):
                 return None

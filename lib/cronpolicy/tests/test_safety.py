@@ -193,3 +193,28 @@ def test_a_real_run_is_unaffected_in_safe_directories(tmp_path, script_env):
     result = runner.run("publish-distro")
     assert result.returncode == exitcodes.OK, result.stderr
     assert runner.main_calls("publish-distro") == 1
+
+
+def test_missing_parents_get_the_umasks_mode_and_the_directory_its_own(tmp_path):
+    """As os.makedirs: before, every missing parent got the private mode
+    too (a new ~/.local made 0700 by a cron job's first start)."""
+    old = os.umask(0o022)
+    try:
+        safety.checked_directory(str(tmp_path / "a" / "b" / "state"), "state_dir", 0o700)
+    finally:
+        os.umask(old)
+    modes = [stat.S_IMODE(os.stat(tmp_path / part).st_mode) for part in ("a", "a/b", "a/b/state")]
+    assert modes == [0o755, 0o755, 0o700]
+
+
+def test_a_directory_another_start_makes_first_is_no_error(tmp_path, monkeypatch):
+    """Two first starts on a new host: the one that lost the race to mkdir
+    exited 4 ("cannot create state_dir: File exists")."""
+    real_mkdir = os.mkdir
+
+    def lose_the_race(path, mode=0o777):
+        real_mkdir(path, mode)          # the other start, just before this one
+        real_mkdir(path, mode)
+    monkeypatch.setattr(os, "mkdir", lose_the_race)
+    target = tmp_path / "x" / "state"
+    assert safety.checked_directory(str(target), "state_dir", 0o700) == str(target)

@@ -250,7 +250,10 @@ class RunWatcher:
             self._wake.acquire(timeout=timeout)  # held again once woken
             return []
         import select       # here: a no-op main() never sleeps
-        self._make_pipe()
+        if self._wake_read is None:
+            self._make_pipe()
+            if self._wake.acquire(blocking=False):
+                return []       # woken while the pipe was being made
         try:
             readable, _, _ = select.select([self._wake_read, database], [], [], timeout)
         except (OSError, ValueError):

@@ -211,3 +211,28 @@ def test_a_change_right_after_the_decision_still_stops_the_run(pg_dsn, tmp_path,
         argv=["--dsn", pg_dsn], exit=False)
     assert code == exitcodes.INTERRUPTED
     assert waited["seconds"] < 5, "the change was heard only by a later re-read"
+
+
+def test_a_wake_while_the_self_pipe_is_being_made_is_not_lost():
+    """The database came back after a start without it: the first sleep on
+    its socket makes the self-pipe, and a wake (SIGTERM, a stop) landing
+    just before the pipe existed wrote no byte: the watcher slept on."""
+    import os
+    import time
+    settings = Settings(dsn="sqlite:////nonexistent", dsn_source="--dsn", heartbeat_interval=30,
+                        lease_ttl=90, poll_interval=30)
+    watcher = RunWatcher(None, None, "job", "web1", settings, None, logging.getLogger("job"))
+    make_pipe = watcher._make_pipe
+
+    def woken_meanwhile():
+        watcher.wake()
+        make_pipe()
+    watcher._make_pipe = woken_meanwhile
+    quiet, other_end = os.pipe()
+    try:
+        started = time.monotonic()
+        watcher._sleep(5.0, database=quiet)
+        assert time.monotonic() - started < 1.0, "slept through a wake"
+    finally:
+        for fd in (quiet, other_end, watcher._wake_read, watcher._wake_write):
+            os.close(fd)

@@ -17,6 +17,15 @@ See README.txt, ``cronpolicy.script`` (the base class) and ``cronpolicy.policy``
 """
 
 from cronpolicy.errors import CronPolicyError, Interrupted
-from cronpolicy.script import CronScript
 
 __all__ = ["CronScript", "CronPolicyError", "Interrupted"]
+
+
+def __getattr__(name):
+    # CronScript is loaded when asked for: the `cronpolicy` command imports
+    # this package for its modules, and its read commands answer in less
+    # time than loading the gate, the watcher and the interruption takes.
+    if name == "CronScript":
+        from cronpolicy.script import CronScript
+        return CronScript
+    raise AttributeError("module 'cronpolicy' has no attribute %r" % name)

@@ -121,6 +121,19 @@ def to_int(value):
     return _clamped(value, None)
 
 
+def to_document(value):
+    """A JSON object (an audit entry's row document): PostgreSQL's jsonb
+    arrives as a dict, SQLite's as text."""
+    if value is None or isinstance(value, dict):
+        return value
+    import json
+    try:
+        found = json.loads(value)
+    except (TypeError, ValueError):
+        return _clamped(value, None)
+    return found if isinstance(found, dict) else _clamped(value, None)
+
+
 KINDS = {
     "int": to_int,
     "text": _optional(str),
@@ -128,6 +141,7 @@ KINDS = {
     "bool?": _optional(bool),
     "seconds": to_seconds,
     "time": to_time,
+    "document": to_document,
 }
 
 
@@ -213,6 +227,28 @@ RunRecord = _shape("RunRecord", (
     ("stop_window_id", "int", None),
     ("spool_id", "text", None),      # the run's key (see script_run.spool_id)
 ), "What the gate writes into cronpolicy.script_run for one start (run or skip).")
+
+RunRow = _shape("RunRow", (("id", "int", None),) + tuple(
+    (field, RunRecord.kinds[field], RunRecord._field_defaults[field])
+    for field in RunRecord._fields) + (
+    ("db_user", "text", None),
+    ("heartbeat_at", "time", None),
+    ("safe_to_interrupt", "bool?", None),
+    ("lease_expires_at", "time", None),
+    ("spooled", "bool", False),
+), "A whole cronpolicy.script_run row, as the read commands show it.")
+
+AuditEntry = _shape("AuditEntry", (
+    ("id", "int", None),
+    ("changed_at", "time", None),
+    ("db_user", "text", None),
+    ("table_name", "text", None),
+    ("operation", "text", None),
+    ("row_id", "int", None),
+    ("old_row", "document", None),
+    ("new_row", "document", None),
+    ("reason", "text", None),
+), "One cronpolicy.policy_audit entry; its row documents as they were written.")
 
 RunEnd = _shape("RunEnd", (
     ("status", "text", None),

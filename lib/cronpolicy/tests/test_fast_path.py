@@ -77,6 +77,39 @@ def test_a_postgresql_start_imports_only_what_it_needs(tmp_path, pg_dsn):
     assert not found & NEVER, found & NEVER
 
 
+# Read commands without SQLAlchemy (issue 14.3) ---------------------------------------
+
+READ_COMMANDS = [["status"], ["check", "job"], ["history"], ["history", "job"],
+                 ["estimate"], ["estimate", "job"], ["why", "job"], ["status", "--json"]]
+#: A read command loads neither the tooling's SQLAlchemy nor the gate's
+#: machinery (the watcher, the interruption, the crontab code).
+NEVER_IN_A_READ = {"sqlalchemy", "zope", "cronpolicy.script", "cronpolicy.watcher",
+                   "cronpolicy.interruption", "cronpolicy.tooling.crontab",
+                   "cronpolicy.tooling.tables", "cronpolicy.tooling.database"}
+
+
+@pytest.mark.parametrize("argv", READ_COMMANDS, ids=" ".join)
+def test_read_commands_load_no_sqlalchemy(argv, dsn, dba, tmp_path):
+    dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, status, decision,"
+                " spool_id, finished_at) VALUES ('job', 'h', 1, 'skipped', 'disabled', 'k1', %s)"
+                % dba.now_plus(0))
+    probe = ("import sys, io, contextlib\n"
+             "from cronpolicy.tooling.cli import main\n"
+             "with contextlib.redirect_stdout(io.StringIO()):\n"
+             "    code = main(sys.argv[1:])\n"
+             "print(code, ' '.join(sorted(sys.modules)))\n")
+    (tmp_path / "cronpolicy.conf").write_text("[cronpolicy]\n")
+    env = dict(os.environ, CRONPOLICY_DSN=dsn, CRONPOLICY_STATE_DIR=str(tmp_path / "state"),
+               CRONPOLICY_CONFIG=str(tmp_path / "cronpolicy.conf"))
+    result = subprocess.run([sys.executable, "-c", probe] + argv, env=env, capture_output=True,
+                            text=True, timeout=60)
+    code, _, modules = result.stdout.partition(" ")
+    assert code in ("0", "5"), result.stderr
+    loaded = {name for name in modules.split() for never in NEVER_IN_A_READ
+              if name == never or name.startswith(never + ".")}
+    assert not loaded, loaded
+
+
 # Standard options without argparse -----------------------------------------------------
 
 OPTION_WORDS = st.sampled_from(["-v", "-q", "-vv", "-vq", "-qqv", "--verbose", "--quiet",

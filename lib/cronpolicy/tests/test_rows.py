@@ -9,10 +9,11 @@ import pytest
 
 from cronpolicy.config import Settings
 from cronpolicy.rows import (
-    DeployState, PolicyRow, RunEnd, RunRecord, Window, from_mapping, to_mapping, to_seconds,
+    AuditEntry, RunRow, DeployState, PolicyRow, RunEnd, RunRecord, Window, from_mapping, to_mapping, to_seconds,
     to_time)
 from cronpolicy.store import open_store
 from cronpolicy.tooling import tables
+from cronpolicy.tooling.explain import DOCUMENT_KINDS
 from cronpolicy.tooling.database import Database
 
 UTC = datetime.timezone.utc
@@ -39,6 +40,23 @@ def test_each_shape_has_exactly_the_columns_of_its_table(table):
 def test_run_end_names_only_script_run_columns():
     columns = {column.name for column in tables.script_run.columns}
     assert set(RunEnd._fields) <= columns
+
+
+@pytest.mark.parametrize("shape, table", [(RunRow, "script_run"), (AuditEntry, "policy_audit")])
+def test_the_read_commands_shapes_are_whole_rows(shape, table):
+    columns = tables.metadata.tables["cronpolicy." + table].columns
+    assert sorted(shape._fields) == sorted(column.name for column in columns)
+
+
+@pytest.mark.parametrize("table", sorted(DOCUMENT_KINDS))
+def test_audit_documents_are_read_by_the_kinds_of_their_columns(table):
+    """What `why` and `audit` turn back into booleans, times and seconds is
+    every column the tables declare as such."""
+    expected = {"Boolean": ("bool", "bool?"), "Timestamp": ("time",), "Seconds": ("seconds",)}
+    for column in tables.metadata.tables["cronpolicy." + table].columns:
+        kinds = expected.get(type(column.type).__name__)
+        if kinds:
+            assert DOCUMENT_KINDS[table].get(column.name) in kinds, column.name
 
 
 @pytest.mark.parametrize("value, expected", [

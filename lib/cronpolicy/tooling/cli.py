@@ -16,14 +16,19 @@ from cronpolicy import exitcodes
 from cronpolicy.arguments import attach_dashed_values
 from cronpolicy.config import Settings
 from cronpolicy.errors import CronPolicyError
-from cronpolicy.tooling.crontab.commands import (
-    cmd_crontab_names, cmd_crontab_unwrap, cmd_crontab_wrap)
-from cronpolicy.tooling.commands import (
-    cmd_audit, cmd_check, cmd_deploy_begin,
-    cmd_deploy_end, cmd_deploy_plan, cmd_deploy_wait, cmd_disable, cmd_enable, cmd_estimate,
-    cmd_flush, cmd_history, cmd_metrics, cmd_overdue, cmd_prune, cmd_schema_roles,
-    cmd_schema_upgrade, cmd_status, cmd_why, cmd_window_add, cmd_window_cancel,
-    cmd_window_list)
+
+#: Where the command functions live; a command imports only its own module
+#: (the read commands answer in less time than importing them all takes).
+COMMANDS = "cronpolicy.tooling.commands"
+CRONTAB_COMMANDS = "cronpolicy.tooling.crontab.commands"
+
+
+def command_function(func):
+    """The function a parsed command names ("module:function": each command
+    is a plain function ``cmd_x(args, settings) -> int``)."""
+    import importlib
+    module, _, name = func.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -85,25 +90,26 @@ def build_parser():
     def add(name, function, help_text, parents=(common,), subparsers=commands):
         sub = subparsers.add_parser(name, parents=list(parents), help=help_text,
                                     description=help_text)
-        sub.set_defaults(func=function)
+        sub.set_defaults(func="%s:%s" % (
+            CRONTAB_COMMANDS if function.startswith("cmd_crontab_") else COMMANDS, function))
         return sub
 
     schema = commands.add_parser("schema", help="manage the database schema")
     schema_commands = schema.add_subparsers(dest="schema_command", metavar="SUBCOMMAND",
                                             parser_class=_Parser)
     schema_commands.required = True
-    add("upgrade", cmd_schema_upgrade, "apply the schema patches the database lacks",
+    add("upgrade", "cmd_schema_upgrade", "apply the schema patches the database lacks",
         subparsers=schema_commands)
-    add("roles", cmd_schema_roles, "create the cronpolicy_* group roles and grant their rights "
+    add("roles", "cmd_schema_roles", "create the cronpolicy_* group roles and grant their rights "
                                    "(PostgreSQL, as a superuser; idempotent)",
         subparsers=schema_commands)
 
-    add("status", cmd_status,
+    add("status", "cmd_status",
         "deploy state, windows, disabled policies and running scripts", (common, reader))
 
     for name, function, help_text in (
-            ("disable", cmd_disable, "skip a script (or a name pattern) from now on"),
-            ("enable", cmd_enable, "let a script run again")):
+            ("disable", "cmd_disable", "skip a script (or a name pattern) from now on"),
+            ("enable", "cmd_enable", "let a script run again")):
         sub = add(name, function, help_text)
         sub.add_argument("name", type=script_name, help="script name or glob pattern (* and ?)")
         sub.add_argument("--host", default="*", help="host name or pattern (default: all hosts)")
@@ -113,7 +119,7 @@ def build_parser():
     window_commands = window.add_subparsers(dest="window_command", metavar="SUBCOMMAND",
                                             parser_class=_Parser)
     window_commands.required = True
-    sub = add("add", cmd_window_add, "schedule a rollout window", (common, reader),
+    sub = add("add", "cmd_window_add", "schedule a rollout window", (common, reader),
               subparsers=window_commands)
     sub.add_argument("--start", required=True,
                      help="ISO 8601 time (UTC unless an offset is given), now, or +10m")
@@ -124,10 +130,10 @@ def build_parser():
     sub.add_argument("--host", default="*", help="hosts covered (glob; default all)")
     sub.add_argument("--script", default="*", type=script_name,
                      help="scripts covered (glob; default all)")
-    sub = add("list", cmd_window_list, "list standing rollout windows", (common, reader),
+    sub = add("list", "cmd_window_list", "list standing rollout windows", (common, reader),
               subparsers=window_commands)
     sub.add_argument("--all", action="store_true", help="include past and cancelled windows")
-    sub = add("cancel", cmd_window_cancel, "cancel a rollout window", subparsers=window_commands)
+    sub = add("cancel", "cmd_window_cancel", "cancel a rollout window", subparsers=window_commands)
     sub.add_argument("id", type=positive_int, help="window id, as window list shows it")
     sub.add_argument("--reason", default="", help="why; recorded in the audit")
 
@@ -135,18 +141,18 @@ def build_parser():
     deploy_commands = deploy.add_subparsers(dest="deploy_command", metavar="SUBCOMMAND",
                                             parser_class=_Parser)
     deploy_commands.required = True
-    sub = add("begin", cmd_deploy_begin, "set deploy pending: no script starts",
+    sub = add("begin", "cmd_deploy_begin", "set deploy pending: no script starts",
               subparsers=deploy_commands)
     sub.add_argument("--reason", default="", help="shown in every skip reason")
-    sub = add("end", cmd_deploy_end, "clear deploy pending: policies apply again",
+    sub = add("end", "cmd_deploy_end", "clear deploy pending: policies apply again",
               subparsers=deploy_commands)
     sub.add_argument("--reason", default="", help="recorded in the audit")
-    sub = add("wait", cmd_deploy_wait,
+    sub = add("wait", "cmd_deploy_wait",
               "wait until no running script is in the way (exit 0), or time out (exit 7)",
               (common, reader), subparsers=deploy_commands)
     sub.add_argument("--timeout", default="30m", help="give up after this long (default 30m)")
     sub.add_argument("--host", default="*", help="only runs on these hosts (glob; default all)")
-    sub = add("plan", cmd_deploy_plan,
+    sub = add("plan", "cmd_deploy_plan",
               "what a rollout at --at would skip and find running, changing nothing",
               (common, reader), subparsers=deploy_commands)
     sub.add_argument("--at", required=True, help="when the rollout would start (ISO 8601 or +D)")
@@ -154,13 +160,13 @@ def build_parser():
     sub.add_argument("--script", default="*", type=script_name,
                      help="scripts it covers (glob; default all)")
 
-    sub = add("audit", cmd_audit, "who changed policies, windows and the deploy switch",
+    sub = add("audit", "cmd_audit", "who changed policies, windows and the deploy switch",
               (common, reader))
     sub.add_argument("--since", help="only changes since this time (ISO 8601, or now-1d)")
     sub.add_argument("--limit", type=positive_int, default=100, help="at most this many (100)")
     sub.add_argument("--table", choices=("script_policy", "rollout_window", "deploy_state",
                                          "script_owner"))
-    sub = add("why", cmd_why, "a script's last decisions, and the changes behind its skips",
+    sub = add("why", "cmd_why", "a script's last decisions, and the changes behind its skips",
               (common, reader))
     sub.add_argument("name", type=script_name, help="script name")
     sub.add_argument("--limit", type=positive_int, default=10, help="how many runs (10)")
@@ -170,10 +176,10 @@ def build_parser():
                                               parser_class=_Parser)
     crontab_commands.required = True
     for name, function, help_text in (
-            ("wrap", cmd_crontab_wrap, "the crontabs with every job run through "
+            ("wrap", "cmd_crontab_wrap", "the crontabs with every job run through "
                                        "`cronpolicy run` (idempotent)"),
-            ("unwrap", cmd_crontab_unwrap, "the crontabs as they were before wrap"),
-            ("names", cmd_crontab_names, "the name wrap gives each job, beside its line")):
+            ("unwrap", "cmd_crontab_unwrap", "the crontabs as they were before wrap"),
+            ("names", "cmd_crontab_names", "the name wrap gives each job, beside its line")):
         # No --dsn, no settings: wrapping a crontab is text in, text out.
         sub = add(name, function, help_text, parents=(reader,) if name == "names" else (),
                   subparsers=crontab_commands)
@@ -208,31 +214,31 @@ def build_parser():
         "run", add_help=False,
         help="run any command behind the gate: cronpolicy run NAME [options] -- COMMAND")
 
-    sub = add("overdue", cmd_overdue, "scripts that have not succeeded within their expected "
+    sub = add("overdue", "cmd_overdue", "scripts that have not succeeded within their expected "
                                       "interval (exit 8 when any)", (common, reader))
     sub.add_argument("--tolerance", type=positive_number, default=1.5,
                      help="overdue after this many intervals without success (1.5)")
     sub.add_argument("--all", action="store_true", help="list every script with an interval")
-    sub = add("metrics", cmd_metrics, "fleet metrics in the Prometheus text format")
+    sub = add("metrics", "cmd_metrics", "fleet metrics in the Prometheus text format")
     sub.add_argument("--output", metavar="FILE",
                      help="write them here atomically (for the textfile collector) "
                           "instead of standard output")
 
-    add("flush", cmd_flush, "write the run records this host spooled while the database "
+    add("flush", "cmd_flush", "write the run records this host spooled while the database "
                             "was out of reach")
-    sub = add("prune", cmd_prune, "delete old run history in batches (estimates keep theirs)")
+    sub = add("prune", "cmd_prune", "delete old run history in batches (estimates keep theirs)")
     sub.add_argument("--older-than", required=True, metavar="D",
                      help="delete runs that started longer ago than this, like 90d")
     sub.add_argument("--batch", type=positive_int, default=5000,
                      help="rows per transaction (default 5000)")
 
-    sub = add("history", cmd_history, "recent runs, newest first", (common, reader))
+    sub = add("history", "cmd_history", "recent runs, newest first", (common, reader))
     sub.add_argument("name", nargs="?", type=script_name, help="only this script")
     sub.add_argument("--limit", type=positive_int, default=20, help="how many (default 20)")
 
     for name, function, help_text in (
-            ("estimate", cmd_estimate, "runtime estimates, as the gate computes them"),
-            ("check", cmd_check, "the decision for a script now, without running it "
+            ("estimate", "cmd_estimate", "runtime estimates, as the gate computes them"),
+            ("check", "cmd_check", "the decision for a script now, without running it "
                                  "(exit 0: would run, 5: would skip)")):
         sub = add(name, function, help_text, (common, reader))
         sub.add_argument("name", nargs="?" if name == "estimate" else None, type=script_name,
@@ -265,7 +271,7 @@ def main(argv=None):
     try:
         settings = (Settings.load(dsn=getattr(args, "dsn", None))
                     if getattr(args, "needs_settings", True) else None)
-        return args.func(args, settings)
+        return command_function(args.func)(args, settings)
     except CronPolicyError as error:
         print("cronpolicy: error: %s" % str(error).replace("\n", " "), file=sys.stderr)
         return error.exit_code

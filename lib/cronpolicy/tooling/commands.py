@@ -98,8 +98,8 @@ def cmd_audit(args, settings):
 
 
 def cmd_why(args, settings):
-    from cronpolicy.tooling import audit
-    runs = audit.explain(_database(settings), args.name, limit=args.limit)
+    from cronpolicy.tooling.explain import explain
+    runs = explain(settings, args.name, limit=args.limit)
     if args.json:
         for run in runs:
             if run["cause"] is not None:
@@ -128,7 +128,7 @@ def cmd_why(args, settings):
 
 def cmd_status(args, settings):
     from cronpolicy.tooling import fleet
-    state = fleet.status(_database(settings))
+    state = fleet.status(settings)
     if args.json:
         print_json(state)
         return exitcodes.OK
@@ -389,7 +389,7 @@ def cmd_deploy_end(args, settings):
 
 def cmd_history(args, settings):
     from cronpolicy.tooling import history
-    runs = history.recent_runs(_database(settings), args.name, args.limit)
+    runs = history.recent_runs(settings, args.name, args.limit)
     if args.json:
         print_json(runs)
         return exitcodes.OK
@@ -413,7 +413,7 @@ def cmd_history(args, settings):
 
 def cmd_estimate(args, settings):
     from cronpolicy.tooling import history
-    names = [args.name] if args.name else history.known_names(_database(settings))
+    names = [args.name] if args.name else history.known_names(settings)
     script_runtime = parse_duration(args.expected_runtime) if args.expected_runtime else None
     results = history.estimates(settings, names, args.host or settings.host, script_runtime)
     if args.json:

@@ -12,8 +12,6 @@ from sqlalchemy.pool import NullPool
 
 from cronpolicy import config, schema
 from cronpolicy.errors import DatabaseError, SchemaError
-from cronpolicy.rows import (
-    DeployState, Inputs, PolicyRow, Window, from_mapping, to_time)
 from cronpolicy.store import pgdriver
 from cronpolicy.store.sqlite import open_sqlite
 
@@ -144,10 +142,7 @@ class Database:
 
     def now(self, connection):
         """The database clock (aware UTC): the only clock hosts agree on."""
-        if self.backend == config.SQLITE:
-            return to_time(connection.execute(
-                text("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')")).scalar_one())
-        return to_time(connection.execute(text("SELECT now()")).scalar_one())
+        return self._reader(connection).now()
 
     def who(self):
         """What to record as changed_by/created_by on SQLite (PostgreSQL uses session_user)."""
@@ -166,20 +161,11 @@ class Database:
     def inputs(self, connection):
         """The decision inputs (rows.Inputs) as the tooling reads them: every
         policy row, the deploy state and the standing windows, no history."""
-        from sqlalchemy import and_, select
-        from cronpolicy.tooling.tables import deploy_state, rollout_window, script_policy
-        now = self.now(connection)
-        deploy = connection.execute(select(deploy_state).where(deploy_state.c.id == 1)
-                                    ).mappings().first()
-        return Inputs(
-            now=now, schema_version=None,
-            deploy=None if deploy is None else from_mapping(DeployState, deploy),
-            policies=[from_mapping(PolicyRow, row)
-                      for row in connection.execute(select(script_policy)).mappings()],
-            windows=[from_mapping(Window, row) for row in connection.execute(
-                select(rollout_window).where(and_(rollout_window.c.cancelled_at.is_(None),
-                                                  rollout_window.c.ends_at > now))).mappings()],
-            recent_runtimes=[])
+        return self._reader(connection).inputs()
+
+    def _reader(self, connection):
+        from cronpolicy.store.reads import Reader
+        return Reader.of(connection, self)
 
     def dispose(self):
         self.engine.dispose()

@@ -41,12 +41,12 @@ def _set_deploy(db, pending, reason, doing, audit_reason=None):
     reason, writes nothing (and so no audit entry saying "no change")."""
     values = dict({"deploy_pending": pending, "reason": reason}, **db.who_columns("changed_by"))
     with db.begin(doing, reason=audit_reason or reason) as connection:
-        before = read_deploy_state(connection)
+        before = read_deploy_state(db, connection)
         if before is None:
             connection.execute(deploy_state.insert().values(id=1, **values))
         elif bool(before["deploy_pending"]) != pending or before["reason"] != reason:
             connection.execute(deploy_state.update().where(deploy_state.c.id == 1).values(**values))
-        return before, read_deploy_state(connection)
+        return before, read_deploy_state(db, connection)
 
 
 def deploy_begin(db, reason=""):
@@ -75,7 +75,7 @@ def blocking_runs(db, connection, host="*", reap=True):
         reap_dead_runs(db, connection)
     inputs = db.inputs(connection)
     runs = []
-    for run in live_runs(connection, inputs.now, host):
+    for run in live_runs(db, connection, inputs.now, host):
         if policy.rollout_exempt(inputs.policies, run["name"], run["host"]):
             continue
         stop = policy.stop_verdict(inputs, run["name"], run["host"])
@@ -264,7 +264,7 @@ def plan(db, settings, at, host="*", script="*"):
             select(script_run.c.name).distinct()
             .where(script_run.c.started_at > now - datetime.timedelta(days=30))).scalars().all()
         policies = db.inputs(connection).policies
-        running = live_runs(connection, now, host)
+        running = live_runs(db, connection, now, host)
     names = sorted({name for name in recent if glob_matches(script, name)}
                    | {row.name for row in policies if not is_pattern(row.name)
                       and glob_matches(script, row.name)})

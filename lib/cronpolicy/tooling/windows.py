@@ -6,9 +6,10 @@ against the database clock, which every host agrees on.
 
 import datetime
 
-from sqlalchemy import and_, select, text
+from sqlalchemy import select, text
 
 from cronpolicy.errors import NotFound, UsageError
+from cronpolicy.store.reads import Reader, window_dict
 from cronpolicy.timeutil import UTC, parse_time
 from cronpolicy.tooling.tables import rollout_window
 
@@ -48,32 +49,8 @@ def add_window(db, start, end=None, duration=None, reason="", host="*", script="
         window_id = connection.execute(rollout_window.insert().values(
             starts_at=starts_at, ends_at=ends_at, reason=reason or "", host=host, script=script,
             **db.who_columns("created_by")).returning(rollout_window.c.id)).scalar_one()
-        return _window_dict(connection.execute(
+        return window_dict(connection.execute(
             select(rollout_window).where(rollout_window.c.id == window_id)).mappings().one(), now)
-
-
-def window_state(row, now):
-    if row["cancelled_at"] is not None:
-        return "cancelled"
-    if row["ends_at"] <= now:
-        return "over"
-    if row["starts_at"] <= now:
-        return "active"
-    return "upcoming"
-
-
-def _window_dict(row, now):
-    result = dict(row)
-    result["state"] = window_state(row, now)
-    return result
-
-
-def standing_windows(connection, now):
-    """Windows neither cancelled nor over, as dicts with their state, soonest first."""
-    return [_window_dict(row, now) for row in connection.execute(
-        select(rollout_window).where(and_(rollout_window.c.cancelled_at.is_(None),
-                                          rollout_window.c.ends_at > now))
-        .order_by(rollout_window.c.starts_at, rollout_window.c.id)).mappings()]
 
 
 def list_windows(db, include_all=False):
@@ -82,9 +59,10 @@ def list_windows(db, include_all=False):
     with db.read("list rollout windows") as connection:
         now = db.now(connection)
         if not include_all:
-            return now, standing_windows(connection, now)
+            return now, [window_dict(window, now) for window in
+                         Reader.of(connection, db).standing_windows(now)]
         query = select(rollout_window).order_by(rollout_window.c.starts_at, rollout_window.c.id)
-        return now, [_window_dict(row, now) for row in connection.execute(query).mappings()]
+        return now, [window_dict(row, now) for row in connection.execute(query).mappings()]
 
 
 def cancel_window(db, window_id, reason=""):
@@ -96,10 +74,10 @@ def cancel_window(db, window_id, reason=""):
         if row is None:
             raise NotFound("no rollout window with id %s" % window_id)
         if row["cancelled_at"] is not None:
-            return _window_dict(row, now), True
+            return window_dict(row, now), True
         connection.execute(rollout_window.update().where(rollout_window.c.id == window_id).values(
             cancelled_at=now,
             cancelled_by=db.who() if db.backend == "sqlite" else text("session_user")))
         row = connection.execute(select(rollout_window).where(
             rollout_window.c.id == window_id)).mappings().one()
-        return _window_dict(row, now), False
+        return window_dict(row, now), False

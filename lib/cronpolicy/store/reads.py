@@ -1,0 +1,327 @@
+"""What the operator commands read, in plain SQL on a DB-API connection.
+
+The read commands (status, check, history, estimate, why) must answer in a
+fraction of a second, and importing SQLAlchemy alone costs more than that.
+So what they read is here: named statements in postgresql.sql and
+sqlite.sql, run on a psycopg2 or sqlite3 connection, rows turned into
+objects by the shapes of ``cronpolicy.rows``.  The SQLAlchemy tooling
+(deploy wait and plan, overdue, metrics, policy edits) reads through the
+same ``Reader``, handing over the DB-API connection beneath its own
+transaction (``Reader.of``), so each statement still has one home.
+
+``reading(settings, doing)`` is a read command's whole session: connect
+(SQLite: the schema created or upgraded on first use, as for the gate),
+record dead runs as abandoned if the database is free to (``reap=True``),
+then one transaction that only reads (on SQLite: no write lock, so a DBA's
+open write transaction does not stall it).
+"""
+
+import contextlib
+import datetime
+import os
+
+from cronpolicy import config
+from cronpolicy.errors import DatabaseError, SchemaError
+from cronpolicy.rows import (
+    AuditEntry, DeployState, Inputs, PolicyRow, RunRow, Window, from_mapping, to_time)
+from cronpolicy.store import queries
+
+#: How long a read command's best-effort write (recording dead runs) waits
+#: for SQLite's write lock before doing without: live runs are told from
+#: dead ones by their leases anyway.
+BRIEF_WAIT = 0.25
+
+#: A run written without a lease (hosts older than schema 8) counts as
+#: leased for this long after its last sign of life.
+UNLEASED_GRACE = datetime.timedelta(seconds=30)
+
+DEPLOY_KINDS = dict(DeployState.kinds, id="int")
+
+
+def window_state(window, now):
+    """cancelled, over, active or upcoming."""
+    if window["cancelled_at"] is not None:
+        return "cancelled"
+    if window["ends_at"] <= now:
+        return "over"
+    if window["starts_at"] <= now:
+        return "active"
+    return "upcoming"
+
+
+def window_dict(window, now):
+    """A rollout_window row (a Window or a mapping) as the commands show it."""
+    found = dict(window._asdict() if hasattr(window, "_asdict") else window)
+    found["state"] = window_state(found, now)
+    return found
+
+
+def lease_ran_out(run, now):
+    """As reaping sees it: the lease, or UNLEASED_GRACE after the last sign
+    of life for a run written without one."""
+    expires = run["lease_expires_at"] or (
+        (run["heartbeat_at"] or run["started_at"]) + UNLEASED_GRACE)
+    return expires < now
+
+
+def with_duration(run):
+    run["duration_seconds"] = (
+        (run["finished_at"] - run["started_at"]).total_seconds()
+        if run["finished_at"] is not None and run["started_at"] is not None else None)
+    return run
+
+
+class Reader:
+    """Reads on one DB-API ``connection`` of ``backend``, in whatever
+    transaction its owner holds; driver errors become DatabaseError."""
+
+    def __init__(self, connection, backend, masked_dsn, dsn=None, host=None):
+        self.connection = connection
+        self.backend = backend
+        self.masked_dsn = masked_dsn
+        self.dsn = dsn or masked_dsn
+        self.host = host
+        self.doing = "read the policy database"
+        self._sql = queries(backend)
+
+    @classmethod
+    def of(cls, connection, db):
+        """The Reader beneath a SQLAlchemy ``connection`` of tooling Database ``db``."""
+        return cls(connection.connection.dbapi_connection, db.backend, db.masked_dsn,
+                   db.settings.dsn, db.settings.host)
+
+    # Statements ------------------------------------------------------------------
+
+    def rows(self, query, parameters=None, kinds=None):
+        """The rows of statement ``query``: dicts by column name, each value
+        turned by ``kinds`` (a shape's kinds) where it names the column."""
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute(self._sql[query], parameters or {})
+            if cursor.description is None:
+                return []
+            names = [column[0] for column in cursor.description]
+            found = [dict(zip(names, row)) for row in cursor.fetchall()]
+        except Exception as error:
+            raise self._translated(error) from error
+        finally:
+            cursor.close()
+        if kinds:
+            from cronpolicy.rows import KINDS
+            for row in found:
+                for column, kind in kinds.items():
+                    if column in row:
+                        row[column] = KINDS[kind](row[column])
+        return found
+
+    def _translated(self, error):
+        if self.backend == config.POSTGRESQL:
+            import psycopg2
+            if isinstance(error, psycopg2.Error):
+                from cronpolicy.store import pgdriver
+                return pgdriver.translate(error, self.doing, self.dsn)
+            return error
+        import sqlite3
+        if isinstance(error, sqlite3.Error):
+            from cronpolicy.store.pgdriver import first_line
+            return DatabaseError("cannot %s in %s: %s" % (self.doing, self.masked_dsn,
+                                                          first_line(error)))
+        return error
+
+    def _time(self, moment):
+        """A parameter for a time column."""
+        if self.backend == config.SQLITE:
+            from cronpolicy.timeutil import to_sqlite
+            return to_sqlite(moment)
+        return moment
+
+    # What the commands read ----------------------------------------------------------
+
+    def now(self):
+        """The database clock (aware UTC): the only clock hosts agree on."""
+        [row] = self.rows("now")
+        return to_time(next(iter(row.values())))
+
+    def deploy_state(self):
+        """The deploy_state row as a dict (with its id), or None when missing."""
+        found = self.rows("deploy_state", kinds=DEPLOY_KINDS)
+        return found[0] if found else None
+
+    def policies(self):
+        return [from_mapping(PolicyRow, row) for row in self.rows("policies")]
+
+    def standing_windows(self, now):
+        """Windows neither cancelled nor over, as Window rows, soonest first."""
+        return [from_mapping(Window, row)
+                for row in self.rows("standing_windows", {"now": self._time(now)})]
+
+    def inputs(self):
+        """The decision inputs (rows.Inputs) as the tooling reads them: every
+        policy row, the deploy state and the standing windows, no history."""
+        now = self.now()
+        deploy = self.rows("deploy_state")
+        return Inputs(now=now, schema_version=None,
+                      deploy=from_mapping(DeployState, deploy[0]) if deploy else None,
+                      policies=self.policies(), windows=self.standing_windows(now),
+                      recent_runtimes=[])
+
+    def live_runs(self, now, host="*"):
+        """Running runs on hosts matching ``host`` whose lease stands, oldest
+        first, with how long they have run, when they were last heard from
+        and when their estimate says they will finish."""
+        from cronpolicy.matching import glob_matches
+        runs = []
+        for row in self.rows("running_runs", kinds=RunRow.kinds):
+            if not glob_matches(host, row["host"]) or lease_ran_out(row, now):
+                continue        # (dead, even if not yet recorded as abandoned)
+            row["running_seconds"] = max(0.0, (now - row["started_at"]).total_seconds())
+            row["heard_seconds"] = max(0.0, (now - (row["heartbeat_at"] or row["started_at"]))
+                                       .total_seconds())
+            row["predicted_finish"] = (
+                row["started_at"] + datetime.timedelta(seconds=row["estimate_seconds"])
+                if row["estimate_seconds"] is not None else None)
+            runs.append(row)
+        return runs
+
+    def recent_runs(self, name=None, limit=20):
+        """The newest ``limit`` runs (of ``name``, if given), newest first,
+        each with its duration."""
+        if name:
+            found = self.rows("recent_runs_of", {"name": name, "limit": limit}, RunRow.kinds)
+        else:
+            found = self.rows("recent_runs", {"limit": limit}, RunRow.kinds)
+        return [with_duration(run) for run in found]
+
+    def known_names(self):
+        """Every script name the history holds, sorted."""
+        return [row["name"] for row in self.rows("known_names")]
+
+    def audit_before(self, table, row_id, moment):
+        """The newest audit entries (at most 50) of ``table`` (of its row
+        ``row_id``, unless None) made up to ``moment``, newest first."""
+        return self.rows("audit_before", {"table_name": table, "row_id": row_id,
+                                          "moment": self._time(moment)}, AuditEntry.kinds)
+
+    # The one write of a read ---------------------------------------------------------
+
+    def reap_dead_runs(self):
+        """Record runs whose lease ran out as ``abandoned`` (and, on SQLite,
+        this host's runs whose process is gone); return their ids.  A write:
+        the caller's transaction must allow it."""
+        if self.backend == config.POSTGRESQL:
+            return [row["id"] for row in self.rows("reap_dead_runs")]
+        reaped = [row[next(iter(row))] for row in self.rows("reap_stale")]
+        for row in self.rows("running_here", {"host": self.host}):
+            if row["pid"] and not _pid_alive(row["pid"]):
+                self.rows("reap_gone", {"id": row["id"]})
+                reaped.append(row["id"])
+        return reaped
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True     # (someone else's, or not a pid this system has)
+    return True
+
+
+# A read command's session -----------------------------------------------------------------
+
+def connect(settings, application_name="cronpolicy-cli"):
+    """A DB-API connection to ``settings.dsn`` on a current schema."""
+    if settings.backend == config.SQLITE:
+        from cronpolicy.store.sqlite import open_sqlite
+        return open_sqlite(config.sqlite_path(settings.dsn), settings.connect_timeout,
+                           settings.dsn_source == "default")
+    from cronpolicy import schema
+    from cronpolicy.store import pgdriver
+    connection = pgdriver.connect(settings.dsn, settings.connect_timeout, application_name,
+                                  settings.dsn_source, network=settings.network)
+    try:
+        version = schema.postgres_version(connection)
+        connection.rollback()
+    except Exception as error:
+        connection.close()
+        if isinstance(error, psycopg2_error()):
+            raise pgdriver.translate(error, "read the schema version", settings.dsn) from error
+        raise
+    if version is None or version < schema.SCHEMA_VERSION:
+        connection.close()
+        raise SchemaError(schema.needs_upgrade_message(version, settings.masked_dsn))
+    return connection
+
+
+def psycopg2_error():
+    import psycopg2
+    return psycopg2.Error
+
+
+@contextlib.contextmanager
+def _transaction(reader, write=False):
+    """One transaction on ``reader``'s connection: committed when the block
+    ends, rolled back when it raises.  On SQLite a reading one takes no
+    lock until it reads, and a writing one the write lock at once."""
+    connection = reader.connection
+    if reader.backend == config.SQLITE:
+        connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+    try:
+        yield reader
+    except BaseException:
+        try:
+            connection.rollback() if reader.backend == config.POSTGRESQL \
+                else connection.execute("ROLLBACK")
+        except Exception:
+            pass        # a lost connection rolls back by itself
+        raise
+    try:
+        connection.commit() if reader.backend == config.POSTGRESQL \
+            else connection.execute("COMMIT")
+    except Exception as error:
+        raise reader._translated(error) from error
+
+
+def reap_if_free(reader, busy_timeout=config.DEFAULT_CONNECT_TIMEOUT):
+    """Record dead runs as abandoned, in a transaction of their own, unless
+    the database is busy with a writer (SQLite: a DBA's open transaction)
+    for longer than BRIEF_WAIT: then the read goes on without, and a later
+    one does it."""
+    if reader.backend == config.POSTGRESQL:
+        with _transaction(reader, write=True):
+            reader.reap_dead_runs()
+        return
+    import sqlite3
+    connection = reader.connection
+    connection.execute("PRAGMA busy_timeout = %d" % (BRIEF_WAIT * 1000))
+    try:
+        with _transaction(reader, write=True):
+            reader.reap_dead_runs()
+    except (sqlite3.OperationalError, DatabaseError) as error:
+        cause = error if isinstance(error, sqlite3.OperationalError) else error.__cause__
+        if not isinstance(cause, sqlite3.OperationalError) or "locked" not in str(cause):
+            raise
+        import logging
+        logging.getLogger("cronpolicy").info("dead runs not recorded now: %s", cause)
+    finally:
+        connection.execute("PRAGMA busy_timeout = %d" % (busy_timeout * 1000))
+
+
+@contextlib.contextmanager
+def reading(settings, doing="read the policy database", reap=False,
+            application_name="cronpolicy-cli"):
+    """A Reader on a connection of its own, in a transaction that only
+    reads; ``reap``: record dead runs first, if the database is free to."""
+    connection = connect(settings, application_name)
+    reader = Reader(connection, settings.backend, settings.masked_dsn, settings.dsn,
+                    settings.host)
+    try:
+        if reap:
+            reader.doing = "record dead runs"
+            reap_if_free(reader, settings.connect_timeout)
+        reader.doing = doing
+        with _transaction(reader):
+            yield reader
+    finally:
+        connection.close()

@@ -75,7 +75,42 @@ def script_name(text):
     return text
 
 
-def build_parser():
+class _NotBuilt:
+    """Stands for the parser of a command this run does not need: every
+    call is accepted and does nothing (see build_parser)."""
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: self
+
+
+def _command_words(argv):
+    """The first two words of ``argv`` that are not options (nor --dsn's
+    value): the command asked for, as far as it can be told unparsed."""
+    words, skip = [], False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word == "--dsn":
+            skip = True
+        elif not word.startswith("-"):
+            words.append(word)
+    return tuple(words[:2])
+
+
+def build_parser(argv=None):
+    """The parser; given ``argv``, only the parts that can parse it.
+
+    argparse asks gettext for every help string it is given, and building
+    every command's parser costs a read command a tenth of its time.  So
+    the commands ``argv`` does not name are left out (their help is in the
+    whole parser, built when the words name no command, for -h or an error).
+    """
+    path = _command_words(argv) if argv is not None else ()
+    matched = []
+
+    def wanted(*names):
+        return not path or tuple(path[:len(names)]) == names[:len(path)]
+
     common = _Parser(add_help=False)
     common.add_argument("--dsn", default=argparse.SUPPRESS,
                         help="policy database (overrides CRONPOLICY_DSN and the config file)")
@@ -88,16 +123,27 @@ def build_parser():
     commands.required = True
 
     def add(name, function, help_text, parents=(common,), subparsers=commands):
+        if isinstance(subparsers, _NotBuilt) or not wanted(*getattr(subparsers, "path", ()),
+                                                            name):
+            return _NotBuilt()
+        matched.append(name)
         sub = subparsers.add_parser(name, parents=list(parents), help=help_text,
                                     description=help_text)
         sub.set_defaults(func="%s:%s" % (
             CRONTAB_COMMANDS if function.startswith("cmd_crontab_") else COMMANDS, function))
         return sub
 
-    schema = commands.add_parser("schema", help="manage the database schema")
-    schema_commands = schema.add_subparsers(dest="schema_command", metavar="SUBCOMMAND",
-                                            parser_class=_Parser)
-    schema_commands.required = True
+    def group(name, help_text, dest):
+        """The subcommands of command group ``name`` (schema, window...)."""
+        if not wanted(name):
+            return _NotBuilt()
+        subparsers = commands.add_parser(name, help=help_text).add_subparsers(
+            dest=dest, metavar="SUBCOMMAND", parser_class=_Parser)
+        subparsers.required = True
+        subparsers.path = (name,)
+        return subparsers
+
+    schema_commands = group("schema", "manage the database schema", "schema_command")
     add("upgrade", "cmd_schema_upgrade", "apply the schema patches the database lacks",
         subparsers=schema_commands)
     add("roles", "cmd_schema_roles", "create the cronpolicy_* group roles and grant their rights "
@@ -115,10 +161,7 @@ def build_parser():
         sub.add_argument("--host", default="*", help="host name or pattern (default: all hosts)")
         sub.add_argument("--reason", default="", help="why; shown in skip reasons and the audit")
 
-    window = commands.add_parser("window", help="schedule and cancel rollout windows")
-    window_commands = window.add_subparsers(dest="window_command", metavar="SUBCOMMAND",
-                                            parser_class=_Parser)
-    window_commands.required = True
+    window_commands = group("window", "schedule and cancel rollout windows", "window_command")
     sub = add("add", "cmd_window_add", "schedule a rollout window", (common, reader),
               subparsers=window_commands)
     sub.add_argument("--start", required=True,
@@ -137,10 +180,7 @@ def build_parser():
     sub.add_argument("id", type=positive_int, help="window id, as window list shows it")
     sub.add_argument("--reason", default="", help="why; recorded in the audit")
 
-    deploy = commands.add_parser("deploy", help="the fleet-wide deploy switch")
-    deploy_commands = deploy.add_subparsers(dest="deploy_command", metavar="SUBCOMMAND",
-                                            parser_class=_Parser)
-    deploy_commands.required = True
+    deploy_commands = group("deploy", "the fleet-wide deploy switch", "deploy_command")
     sub = add("begin", "cmd_deploy_begin", "set deploy pending: no script starts",
               subparsers=deploy_commands)
     sub.add_argument("--reason", default="", help="shown in every skip reason")
@@ -171,10 +211,8 @@ def build_parser():
     sub.add_argument("name", type=script_name, help="script name")
     sub.add_argument("--limit", type=positive_int, default=10, help="how many runs (10)")
 
-    crontab = commands.add_parser("crontab", help="move crontab lines behind cronpolicy, once")
-    crontab_commands = crontab.add_subparsers(dest="crontab_command", metavar="SUBCOMMAND",
-                                              parser_class=_Parser)
-    crontab_commands.required = True
+    crontab_commands = group("crontab", "move crontab lines behind cronpolicy, once",
+                             "crontab_command")
     for name, function, help_text in (
             ("wrap", "cmd_crontab_wrap", "the crontabs with every job run through "
                                        "`cronpolicy run` (idempotent)"),
@@ -210,9 +248,11 @@ def build_parser():
         sub.add_argument("--no-backup", dest="backup", action="store_false",
                          help="with --in-place: keep no copy of the previous content")
 
-    commands.add_parser(
-        "run", add_help=False,
-        help="run any command behind the gate: cronpolicy run NAME [options] -- COMMAND")
+    if wanted("run"):
+        matched.append("run")
+        commands.add_parser(
+            "run", add_help=False,
+            help="run any command behind the gate: cronpolicy run NAME [options] -- COMMAND")
 
     sub = add("overdue", "cmd_overdue", "scripts that have not succeeded within their expected "
                                       "interval (exit 8 when any)", (common, reader))
@@ -247,6 +287,8 @@ def build_parser():
         sub.add_argument("--host", help="decide as on this host (default: this host)")
         sub.add_argument("--expected-runtime", metavar="D",
                          help="the script's own expected_runtime, used with too little history")
+    if path and not matched:
+        return build_parser()       # no such command: the whole parser says so
     return parser
 
 
@@ -256,7 +298,7 @@ def main(argv=None):
         # Everything after `run NAME` belongs to the wrapped command's gate.
         from cronpolicy.wrapped_command import run_command
         return run_command(argv[1:])
-    parser = build_parser()
+    parser = build_parser(argv)
     try:
         args = parser.parse_args(attach_dashed_values(argv, parser))
     except SystemExit as error:

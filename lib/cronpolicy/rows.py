@@ -228,28 +228,6 @@ RunRecord = _shape("RunRecord", (
     ("spool_id", "text", None),      # the run's key (see script_run.spool_id)
 ), "What the gate writes into cronpolicy.script_run for one start (run or skip).")
 
-RunRow = _shape("RunRow", (("id", "int", None),) + tuple(
-    (field, RunRecord.kinds[field], RunRecord._field_defaults[field])
-    for field in RunRecord._fields) + (
-    ("db_user", "text", None),
-    ("heartbeat_at", "time", None),
-    ("safe_to_interrupt", "bool?", None),
-    ("lease_expires_at", "time", None),
-    ("spooled", "bool", False),
-), "A whole cronpolicy.script_run row, as the read commands show it.")
-
-AuditEntry = _shape("AuditEntry", (
-    ("id", "int", None),
-    ("changed_at", "time", None),
-    ("db_user", "text", None),
-    ("table_name", "text", None),
-    ("operation", "text", None),
-    ("row_id", "int", None),
-    ("old_row", "document", None),
-    ("new_row", "document", None),
-    ("reason", "text", None),
-), "One cronpolicy.policy_audit entry; its row documents as they were written.")
-
 RunEnd = _shape("RunEnd", (
     ("status", "text", None),
     ("exit_code", "int", None),
@@ -259,6 +237,40 @@ RunEnd = _shape("RunEnd", (
     ("stop_policy_id", "int", None),
     ("stop_window_id", "int", None),
 ), "How a recorded run ended: the columns its finish updates.")
+
+
+#: Shapes only the read commands need, made on first use (a cron job's
+#: start would pay for building them): name -> maker.
+_READ_SHAPES = {
+    "RunRow": lambda: _shape("RunRow", (("id", "int", None),) + tuple(
+        (field, RunRecord.kinds[field], RunRecord._field_defaults[field])
+        for field in RunRecord._fields) + (
+        ("db_user", "text", None),
+        ("heartbeat_at", "time", None),
+        ("safe_to_interrupt", "bool?", None),
+        ("lease_expires_at", "time", None),
+        ("spooled", "bool", False),
+    ), "A whole cronpolicy.script_run row, as the read commands show it."),
+    "AuditEntry": lambda: _shape("AuditEntry", (
+        ("id", "int", None),
+        ("changed_at", "time", None),
+        ("db_user", "text", None),
+        ("table_name", "text", None),
+        ("operation", "text", None),
+        ("row_id", "int", None),
+        ("old_row", "document", None),
+        ("new_row", "document", None),
+        ("reason", "text", None),
+    ), "One cronpolicy.policy_audit entry; its row documents as they were written."),
+}
+
+
+def __getattr__(name):
+    maker = _READ_SHAPES.get(name)
+    if maker is None:
+        raise AttributeError("module %r has no attribute %r" % (__name__, name))
+    made = globals()[name] = maker()
+    return made
 
 
 #: A run the gate holds: its row id (None when the start could not be

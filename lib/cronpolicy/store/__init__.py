@@ -58,7 +58,8 @@ def parse(text):
 
 
 def queries(backend):
-    """The statements of ``backend`` ("postgresql" or "sqlite")."""
+    """The statements of ``backend`` ("postgresql" or "sqlite"; the read
+    commands': "postgresql-reads" or "sqlite-reads")."""
     found = _loaded.get(backend)
     if found is None:
         path = os.path.join(os.path.dirname(os.path.abspath(__file__)), backend + ".sql")

@@ -2,8 +2,9 @@
 
 The read commands (status, check, history, estimate, why) must answer in a
 fraction of a second, and importing SQLAlchemy alone costs more than that.
-So what they read is here: named statements in postgresql.sql and
-sqlite.sql, run on a psycopg2 or sqlite3 connection, rows turned into
+So what they read is here: named statements in postgresql-reads.sql and
+sqlite-reads.sql (and the gate's own in postgresql.sql and sqlite.sql,
+where they are the same), run on a psycopg2 or sqlite3 connection, rows turned into
 objects by the shapes of ``cronpolicy.rows``.  The SQLAlchemy tooling
 (deploy wait and plan, overdue, metrics, policy edits) reads through the
 same ``Reader``, handing over the DB-API connection beneath its own
@@ -82,7 +83,7 @@ class Reader:
         self.dsn = dsn or masked_dsn
         self.host = host
         self.doing = "read the policy database"
-        self._sql = queries(backend)
+        self._sql = dict(queries(backend), **queries(backend + "-reads"))
 
     @classmethod
     def of(cls, connection, db):

@@ -1,4 +1,5 @@
--- Every statement cronpolicy sends to the embedded SQLite database, in one place.
+-- Every statement the gate sends to the embedded SQLite database, in one place
+-- (the read commands' own are in sqlite-reads.sql).
 --
 -- Each statement is introduced by a "-- name: NAME" line and read by
 -- cronpolicy/store/__init__.py (queries); parameters are sqlite3's :name.  The file is
@@ -176,39 +177,3 @@ UPDATE cronpolicy.script_run
        lease_expires_at = NULL,
        stop_reason = 'abandoned: process ' || pid || ' is gone'
  WHERE id = :id AND status = 'running'
-
-
--- Read commands ---------------------------------------------------------------
--- What status, history, why, estimate and deploy wait read (store/reads.py),
--- besides now, deploy_state, policies and standing_windows above.
-
--- name: running_runs
--- Runs recorded as running, oldest first (dead ones among them until reaped).
-SELECT * FROM cronpolicy.script_run WHERE status = 'running' ORDER BY started_at, id
-
-
--- name: recent_runs
-SELECT * FROM cronpolicy.script_run ORDER BY started_at DESC, id DESC LIMIT :limit
-
-
--- name: recent_runs_of
-SELECT * FROM cronpolicy.script_run WHERE name = :name
- ORDER BY started_at DESC, id DESC LIMIT :limit
-
-
--- name: known_names
-SELECT DISTINCT name FROM cronpolicy.script_run ORDER BY name
-
-
--- name: audit_before
--- The newest audit entries of a table (of one row of it, when row_id is
--- given) up to a moment: where the change behind a decision is looked for.
-SELECT * FROM cronpolicy.policy_audit
- WHERE table_name = :table_name AND julianday(changed_at) <= julianday(:moment)
-   AND (:row_id IS NULL OR row_id = :row_id)
- ORDER BY changed_at DESC, id DESC LIMIT 50
-
-
--- name: running_here
--- This host's running runs: the ones whose process can be looked for.
-SELECT id, pid FROM cronpolicy.script_run WHERE status = 'running' AND host = :host

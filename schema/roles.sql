@@ -82,7 +82,7 @@ GRANT SELECT ON cronpolicy.schema_version, cronpolicy.script_policy, cronpolicy.
 GRANT INSERT ON cronpolicy.script_run TO cronpolicy_script;
 GRANT UPDATE (status, exit_code, finished_at, heartbeat_at, safe_to_interrupt, stop_reason,
                stop_decision, stop_policy_id, stop_window_id, lease_expires_at,
-               skip_reason, decision, policy_ignored, spooled)
+               skip_reason, decision, policy_ignored, spooled, block)
     ON cronpolicy.script_run TO cronpolicy_script;
 GRANT EXECUTE ON FUNCTION cronpolicy.claim_script(text) TO cronpolicy_script;
 -- Fleet-wide slots (max_concurrent): taken, renewed and given back by runs,

@@ -96,11 +96,11 @@ class PolicyCache:
             "policies": [to_mapping(row) for row in inputs.policies],
             "windows": [to_mapping(window) for window in inputs.windows],
         }
-        from cronpolicy.safety import checked_directory
+        from cronpolicy.safety import checked_directory, write_atomically
         checked_directory(os.path.dirname(self.path), "state_dir", 0o700)
-        _write_atomically(self.path, lambda handle: json.dump(data, handle))
+        write_atomically(self.path, lambda handle: json.dump(data, handle))
         line = "%r %s\n" % (saved_at, fingerprint or _fingerprint(inputs))
-        _write_atomically(self.fingerprint_path, lambda handle: handle.write(line))
+        write_atomically(self.fingerprint_path, lambda handle: handle.write(line))
 
     def load_inputs(self, name, history_runs):
         """Inputs from the cache (source FROM_CACHE, with its age), or None when
@@ -148,23 +148,6 @@ class PolicyCache:
             aside = None
         self.rejected = (aside, "%s: %s" % (type(error).__name__, str(error)[:200]))
         return None
-
-
-def _write_atomically(path, write):
-    """A new file under an unpredictable name, renamed over ``path``."""
-    from cronpolicy.safety import create_exclusive
-    temporary = "%s.%d-%s.tmp" % (path, os.getpid(), os.urandom(8).hex())
-    descriptor = create_exclusive(temporary)
-    try:
-        with open(descriptor, "w", encoding="utf-8") as handle:
-            write(handle)
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise
 
 
 def _fingerprint(inputs):

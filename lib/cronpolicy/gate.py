@@ -49,7 +49,8 @@ def record_for(verdict, facts, expected_interval=None, spool_id=None):
         estimate_source=estimate.source if estimate is not None else None,
         policy_ignored=facts.ignore_policy and verdict.run, decision=verdict.code,
         policy_id=verdict.policy_id, window_id=verdict.window_id,
-        expected_interval=expected_interval)
+        expected_interval=expected_interval, schedule=facts.schedule,
+        schedule_tz=facts.schedule_tz if facts.schedule else None, block=verdict.block)
 
 
 class _SpoolMaker:
@@ -173,6 +174,8 @@ class Gate:
         self.verdict = verdict
         self.recorder.record_skip(record_for(verdict, self.facts, self.expected_interval,
                                              spool_id))
+        if policy.catches_up(verdict):
+            self._leave_ticket(verdict)
         if verdict.code == policy.LOCKED:
             if self.recorder.reachable or warn:
                 self.logger.warning("skipped: %s", verdict.reason)
@@ -181,6 +184,20 @@ class Gate:
             self.logger.info("skipped: %s", verdict.reason)
             self.recorder.flush(self.settings.decision_timeout)
         return exitcodes.OK
+
+    def _leave_ticket(self, verdict):
+        """Leave this host the ticket `cronpolicy catch-up` starts this
+        script again with once the block ends (cronpolicy.catchup)."""
+        from cronpolicy.catchup import write_ticket
+        try:
+            write_ticket(self.settings.state_dir, self.facts.name, self.facts.host,
+                         verdict.block, self.database_time().timestamp())
+        except (OSError, CronPolicyError) as error:
+            self.logger.warning("cannot leave the catch-up ticket of %s: %s", self.facts.name,
+                                getattr(error, "strerror", None) or error)
+            return
+        self.logger.info("it will be caught up once %s ends (cronpolicy catch-up)",
+                         policy.describe_block(verdict.block))
 
     def _claim_slot(self, verdict):
         """True when the run may go on; else the skip is recorded."""

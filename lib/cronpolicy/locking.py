@@ -28,17 +28,22 @@ class LockHeld(Exception):
 
 
 def lock_path(lock_dir, name):
-    """``cronpolicy-NAME.lock``; a name with other characters than letters,
-    digits, '.', '_' and '-' (or a long one) gets ``cronpolicy-SAFE~HASH.lock``
-    instead, a hash of the whole name after a '~' no plain name holds, so
-    that a/b and a_b, or names differing only beyond ASCII, never share a
-    lock, and the file name stays short."""
+    """``cronpolicy-NAME.lock`` (see name_file)."""
+    return name_file(lock_dir, name, ".lock")
+
+
+def name_file(directory, name, suffix):
+    """``cronpolicy-NAME`` and ``suffix`` in ``directory``; a name with other
+    characters than letters, digits, '.', '_' and '-' (or a long one) gets
+    ``cronpolicy-SAFE~HASH`` instead, a hash of the whole name after a '~' no
+    plain name holds, so that a/b and a_b, or names differing only beyond
+    ASCII, never share a file, and the file name stays short."""
     safe = _sanitized(name)
     if safe == name and len(name) <= 100:
-        return os.path.join(lock_dir, "cronpolicy-%s.lock" % name)
+        return os.path.join(directory, "cronpolicy-%s%s" % (name, suffix))
     import hashlib      # only for names that need it
     digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    return os.path.join(lock_dir, "cronpolicy-%s~%s.lock" % (safe[:60], digest))
+    return os.path.join(directory, "cronpolicy-%s~%s%s" % (safe[:60], digest, suffix))
 
 
 def legacy_lock_path(lock_dir, name):

@@ -31,6 +31,12 @@ In order:
 4. ``locked``: the script has a fleet-wide concurrency limit and the
    database, which alone can enforce it, is out of reach (not overridable).
 
+A start that passes them runs with the code ``run``, or ``catch-up`` when it
+is the one run that catches up a start a rollout skipped (``cronpolicy
+catch-up`` starts it: ``ScriptFacts.catch_up_of`` names the block).  A
+skip by deploy pending or a window names its ``block`` ("deploy:<when it
+was set>" or "window:<id>"): one rollout, however many starts it skipped.
+
 Besides run or skip, the ``Verdict`` carries what the run needs: whether it
 may be interrupted at any moment and its fleet-wide concurrency limit.
 """
@@ -55,19 +61,30 @@ WINDOW_CUTOFF = "window-cutoff"
 LOCKED = "locked"            # another instance holds the host lock or the fleet-wide slots
 SIGNAL = "signal"            # a run stopped by SIGTERM/SIGINT (stops only)
 LEASE_LOST = "lease-lost"    # a run that could not renew its lease in time (stops only)
+CATCH_UP = "catch-up"        # a run that catches up a start a rollout skipped
 CODES = (RUN, DATABASE_UNREACHABLE, DISABLED, DEPLOY_PENDING, IN_WINDOW, WINDOW_CUTOFF,
-         LOCKED, SIGNAL, LEASE_LOST)
+         LOCKED, SIGNAL, LEASE_LOST, CATCH_UP)
+#: The codes of skips a rollout caused (what catch_up = once catches up).
+ROLLOUT_SKIPS = (DEPLOY_PENDING, IN_WINDOW, WINDOW_CUTOFF)
+#: script_policy.catch_up values.
+CATCH_UP_ONCE = "once"
+CATCH_UP_NONE = "none"
 
 DEFAULT_MARGIN = 2 * 60.0
 
 #: What the script declares about itself.  ``max_concurrent``: its own
-#: fleet-wide limit (None: none); ``on_database_error``: "run" or "skip".
+#: fleet-wide limit (None: none); ``on_database_error``: "run" or "skip";
+#: ``schedule``, ``schedule_tz``: when it says it runs (recorded with the
+#: run); ``catch_up_of``: the block this start catches up, if it is a
+#: catch-up (``cronpolicy catch-up`` started it).
 ScriptFacts = shape(
-    "ScriptFacts", "name host expected_runtime max_concurrent ignore_policy on_database_error",
-    defaults=(None, None, False, "skip"))
+    "ScriptFacts", "name host expected_runtime max_concurrent ignore_policy on_database_error "
+                   "schedule schedule_tz catch_up_of",
+    defaults=(None, None, False, "skip", None, None, None))
 
-#: A rule's finding: why the script should not start (or should stop).
-Skip = shape("Skip", "code reason window_id", defaults=(None,))
+#: A rule's finding: why the script should not start (or should stop), and
+#: for a rollout, which one (its block).
+Skip = shape("Skip", "code reason window_id block", defaults=(None, None))
 
 #: One entry of the registry.
 Rule = shape("Rule", "check stops_running overridable")
@@ -78,9 +95,12 @@ Rule = shape("Rule", "check stops_running overridable")
 #: involved (or None); ``interruptible``: a policy row says it may be stopped
 #: at any moment; ``max_concurrent``: its fleet-wide limit (None: none);
 #: ``forced``: it runs only because of --ignore-policy (``code`` and
-#: ``reason`` then say what it overrode).
+#: ``reason`` then say what it overrode); ``block``: the rollout behind a
+#: skip (or the one a catch-up catches up); ``catch_up``: what the policy
+#: says of catching up (CATCH_UP_ONCE, CATCH_UP_NONE or None).
 Verdict = shape(
-    "Verdict", "run code reason estimate policy_id window_id interruptible max_concurrent forced")
+    "Verdict", "run code reason estimate policy_id window_id interruptible max_concurrent forced "
+               "block catch_up", defaults=(None, None))
 
 
 class Situation:
@@ -103,12 +123,13 @@ class Situation:
         self.margin = margin
         self.cache_max_age = cache_max_age
         self.limit = concurrency_limit(self.matching, facts.max_concurrent)
+        self.catch_up = first_setting(self.matching, "catch_up")[0]
 
-    def verdict(self, run, code, reason, window_id=None, forced=False):
+    def verdict(self, run, code, reason, window_id=None, forced=False, block=None):
         return Verdict(run, code, reason, self.estimate,
                        self.winner.id if self.winner is not None else None, window_id,
                        bool(self.winner is not None and self.winner.interruptible),
-                       self.limit, forced)
+                       self.limit, forced, block, self.catch_up)
 
 
 def _quoted(reason):
@@ -137,14 +158,28 @@ def is_deploy_pending(deploy):
     return deploy is None or bool(deploy.deploy_pending)
 
 
+def deploy_block(deploy):
+    """The block of a deploy pending: "deploy:" and when it was set (to the
+    second, as every host reads it), so every skip of one deploy names it."""
+    if deploy is None or deploy.changed_at is None:
+        return "deploy:unknown"
+    return "deploy:" + deploy.changed_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def window_block(window):
+    return "window:%d" % window.id
+
+
 def deploy_pending(s):
     if s.exempt or not is_deploy_pending(s.deploy):
         return None
     if s.deploy is None:
-        return Skip(DEPLOY_PENDING, "deploy_state row is missing; treating it as deploy pending")
+        return Skip(DEPLOY_PENDING, "deploy_state row is missing; treating it as deploy pending",
+                    block=deploy_block(None))
     since = " since %s" % format_time(s.deploy.changed_at) if s.deploy.changed_at else ""
     by = " by %s" % s.deploy.changed_by if s.deploy.changed_by else ""
-    return Skip(DEPLOY_PENDING, "deploy pending%s%s%s" % (since, by, _quoted(s.deploy.reason)))
+    return Skip(DEPLOY_PENDING, "deploy pending%s%s%s" % (since, by, _quoted(s.deploy.reason)),
+                block=deploy_block(s.deploy))
 
 
 def inside_window(s):
@@ -154,7 +189,7 @@ def inside_window(s):
         if window.starts_at <= s.now:
             return Skip(IN_WINDOW, "inside rollout window #%d (%s to %s)%s" % (
                 window.id, format_time(window.starts_at), format_time(window.ends_at),
-                _quoted(window.reason)), window.id)
+                _quoted(window.reason)), window.id, window_block(window))
     return None
 
 
@@ -175,7 +210,8 @@ def window_cutoff(s):
                     window.id, format_time(window.starts_at),
                     format_duration((window.starts_at - s.now).total_seconds()),
                     format_duration(s.estimate.seconds), s.estimate.source,
-                    format_duration(s.margin), _quoted(window.reason)), window.id)
+                    format_duration(s.margin), _quoted(window.reason)), window.id,
+                window_block(window))
 
 
 def limit_unverifiable(s):
@@ -247,10 +283,30 @@ def decide(inputs, facts, settings):
         if facts.ignore_policy and rule.overridable:
             forced = forced or skip
             continue
-        return s.verdict(False, skip.code, skip.reason, skip.window_id)
+        return s.verdict(False, skip.code, skip.reason, skip.window_id, block=skip.block)
     if forced is not None:
         return s.verdict(True, forced.code, forced.reason, forced.window_id, forced=True)
+    if facts.catch_up_of:
+        return s.verdict(True, CATCH_UP, "catching up the start %s skipped; %s" % (
+            describe_block(facts.catch_up_of), _run_reason(s)), block=facts.catch_up_of)
     return s.verdict(True, RUN, _run_reason(s))
+
+
+def describe_block(block):
+    """"the deploy pending since T" or "rollout window #N", for a block."""
+    kind, _, what = (block or "").partition(":")
+    if kind == "window":
+        return "rollout window #%s" % what
+    if kind == "deploy":
+        return "the deploy pending since %s" % what.replace("T", " ")
+    return "a rollout"
+
+
+def catches_up(verdict):
+    """Whether a start skipped with ``verdict`` is to be caught up once its
+    block ends: a rollout skipped it, and the policy says catch_up = once."""
+    return (not verdict.run and verdict.code in ROLLOUT_SKIPS and verdict.block is not None
+            and verdict.catch_up == CATCH_UP_ONCE)
 
 
 def stop_verdict(inputs, name, host, ignore_policy=False):
@@ -262,7 +318,7 @@ def stop_verdict(inputs, name, host, ignore_policy=False):
         if rule.stops_running and not (ignore_policy and rule.overridable):
             skip = rule.check(s)
             if skip is not None:
-                return s.verdict(False, skip.code, skip.reason, skip.window_id)
+                return s.verdict(False, skip.code, skip.reason, skip.window_id, block=skip.block)
     return None
 
 

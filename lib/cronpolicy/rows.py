@@ -183,6 +183,9 @@ PolicyRow = _shape("PolicyRow", (
     ("fleet_single_instance", "bool?", None),
     ("expected_interval", "seconds", None),
     ("max_concurrent", "int", None),
+    ("schedule", "text", None),
+    ("schedule_tz", "text", None),
+    ("catch_up", "text", None),
 ), "One cronpolicy.script_policy row; runtimes and intervals in seconds.")
 
 Window = _shape("Window", (
@@ -226,6 +229,9 @@ RunRecord = _shape("RunRecord", (
     ("stop_policy_id", "int", None),
     ("stop_window_id", "int", None),
     ("spool_id", "text", None),      # the run's key (see script_run.spool_id)
+    ("schedule", "text", None),      # what the script declared (CronScript.schedule)
+    ("schedule_tz", "text", None),
+    ("block", "text", None),         # the rollout behind a skip, or what a catch-up catches up
 ), "What the gate writes into cronpolicy.script_run for one start (run or skip).")
 
 RunEnd = _shape("RunEnd", (

@@ -145,6 +145,24 @@ def create_exclusive(path, mode=0o600):
                    mode)
 
 
+def write_atomically(path, write, mode=0o600):
+    """Replace ``path`` with what ``write(handle)`` writes: a new file under
+    an unpredictable name (never an existing one, never through a link),
+    renamed over ``path``, so a reader finds the old file or the new one."""
+    temporary = "%s.%d-%s.tmp" % (path, os.getpid(), os.urandom(8).hex())
+    descriptor = create_exclusive(temporary, mode)
+    try:
+        with open(descriptor, "w", encoding="utf-8", errors="surrogateescape") as handle:
+            write(handle)
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+
+
 def open_lock_file(path):
     """Open (creating) a lock file read-write without following a link, and
     make sure it is a plain file with no other name (not a planted hard link)."""

@@ -36,6 +36,13 @@ What you define
     it).  Starts beyond it are recorded as skipped (locked) and exit 3.
 ``fleet_single_instance``
     Class attribute, default False: True is the same as ``max_concurrent = 1``.
+``schedule``, ``schedule_tz``
+    Class attributes, default None: when cron runs the script (a cron
+    expression: five fields or @hourly, @daily...; in time zone
+    ``schedule_tz``, an IANA name, default UTC).  Recorded with each run,
+    for `deploy plan`, `deploy slot` and `overdue`; a policy row's schedule
+    and the host's registered crontab win over it.  One that is not a
+    schedule is refused at start (exit 2).
 ``interrupt_signal``
     The signal the watcher thread sends the main thread (default SIGUSR2);
     change it if your job uses SIGUSR2 itself.
@@ -108,6 +115,9 @@ class CronScript:
     #: Seconds within which the script should succeed, for `cronpolicy overdue`
     #: (a policy row's expected_interval takes precedence).
     expected_interval = None
+    #: When cron runs it (a cron expression) and in which time zone (None: UTC).
+    schedule = None
+    schedule_tz = None
     #: "run" or "skip": what to do when the database cannot be reached and no
     #: cached policy is fresh enough.  None: the config file decides (default skip).
     on_database_error = None
@@ -223,6 +233,9 @@ class CronScript:
         self.options = self._parse(argv)
         try:
             problem = name_problem(self.name) or interrupt_signal_problem(self.interrupt_signal)
+            if not problem and (self.schedule is not None or self.schedule_tz is not None):
+                from cronpolicy.schedule import schedule_problem     # cronsim: only if declared
+                problem = schedule_problem(self.schedule, self.schedule_tz)
             if problem:
                 raise UsageError(problem)
             self.check_options()
@@ -270,7 +283,9 @@ class CronScript:
             name=self.name, host=self.host, expected_runtime=self.expected_runtime,
             max_concurrent=self.max_concurrent or (1 if self.fleet_single_instance else None),
             ignore_policy=self.options.ignore_policy,
-            on_database_error=settings.on_database_error_for(self.name, self.on_database_error))
+            on_database_error=settings.on_database_error_for(self.name, self.on_database_error),
+            schedule=self.schedule, schedule_tz=self.schedule_tz,
+            catch_up_of=_catching_up(self.name))
         store = self._store or open_store(settings, application_name="cronpolicy:" + self.name)
         return Gate(settings, facts, store, self._log, single_instance=self.single_instance,
                     expected_interval=self.expected_interval)
@@ -340,6 +355,15 @@ class _NoWatcher:
 
     def wake(self):
         pass
+
+
+def _catching_up(name):
+    """The block this start catches up (`cronpolicy catch-up` started it), or
+    None.  The module that knows is loaded only for such a start."""
+    if "CRONPOLICY_CATCH_UP_NAME" not in os.environ:       # catchup.CATCH_UP_NAME
+        return None
+    from cronpolicy.catchup import catching_up
+    return catching_up(name)
 
 
 def _name_from_argv():

@@ -65,6 +65,11 @@ class CommandScript(CronScript):
                            help="allow more than one instance per host")
         group.add_argument("--max-concurrent", metavar="N", type=positive_int,
                            help="at most N live runs across all hosts")
+        group.add_argument("--schedule", metavar="EXPR",
+                           help="when cron runs it (like '0 2 * * *' or @hourly), recorded "
+                                "with each run for deploy plan, deploy slot and overdue")
+        group.add_argument("--schedule-tz", metavar="ZONE",
+                           help="the time zone of --schedule (an IANA name; default UTC)")
         group.add_argument("--from-crontab", action="store_true",
                            help="written by `cronpolicy crontab wrap`, so that unwrap takes "
                                 "apart its own lines only (no other effect)")
@@ -77,6 +82,8 @@ class CommandScript(CronScript):
         if self.options.overlap:
             self.single_instance = False
         self.max_concurrent = self.options.max_concurrent
+        self.schedule = self.options.schedule
+        self.schedule_tz = self.options.schedule_tz
 
     def is_safe_to_interrupt(self):
         if self.options.interruptible:
@@ -90,8 +97,10 @@ class CommandScript(CronScript):
             # Its own process group, so stopping it stops everything it started
             # (`sh -c 'a | b'` from crontab wrap included).
             # A CronScript of the same name inside knows it is gated already.
-            env = dict(os.environ, **{nesting.GATED_BY: self.name,
-                                      nesting.GATED_PID: str(os.getpid())})
+            # (Not a catch-up itself, whatever it starts: catchup's marks stay here.)
+            env = dict({key: value for key, value in os.environ.items()
+                        if not key.startswith("CRONPOLICY_CATCH_UP_")},
+                       **{nesting.GATED_BY: self.name, nesting.GATED_PID: str(os.getpid())})
             self.child = subprocess.Popen(self.command, start_new_session=True, env=env)
         except OSError as error:
             self.logger.error("cannot run %s: %s", self.command[0], error.strerror)

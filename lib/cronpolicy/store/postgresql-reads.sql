@@ -55,3 +55,36 @@ SELECT * FROM cronpolicy.policy_audit
 -- A SECURITY DEFINER function (patch 0004): roles that may only update
 -- their own runs can still record other hosts' dead runs as abandoned.
 SELECT cronpolicy.reap_dead_runs() AS id
+
+
+-- name: registered_schedules
+-- What each host's crontab says (cronpolicy schedule import).
+SELECT * FROM cronpolicy.script_schedule ORDER BY name, host
+
+
+-- name: declared_schedules
+-- What each script declared (CronScript.schedule) at its latest start on
+-- each host since a moment (script_run_declared_schedule_idx).
+SELECT DISTINCT ON (name, host) name, host, schedule, schedule_tz, started_at
+  FROM cronpolicy.script_run
+ WHERE schedule IS NOT NULL AND started_at > %(since)s
+ ORDER BY name, host, started_at DESC
+
+
+-- name: hosts_of
+-- The hosts a script ran or was skipped on since a moment, and when last.
+SELECT host, max(started_at) AS last_seen FROM cronpolicy.script_run
+ WHERE name = %(name)s AND started_at > %(since)s
+ GROUP BY host ORDER BY host
+
+
+-- name: recent_pairs
+-- Every (script, host) seen since a moment: what a rollout may meet.
+SELECT DISTINCT name, host FROM cronpolicy.script_run WHERE started_at > %(since)s
+
+
+
+-- name: ran_since
+-- Whether the script started for real on a host after a moment.
+SELECT count(*) AS runs FROM cronpolicy.script_run
+ WHERE name = %(name)s AND host = %(host)s AND status <> 'skipped' AND started_at > %(since)s

@@ -48,12 +48,13 @@ SELECT extract(epoch FROM now()) AS now,
 INSERT INTO cronpolicy.script_run (
     started_at, spooled, name, host, pid, estimate_seconds, estimate_source, skip_reason,
     policy_ignored, decision, policy_id, window_id, expected_interval, spool_id,
-    heartbeat_at, lease_expires_at)
+    schedule, schedule_tz, block, heartbeat_at, lease_expires_at)
 VALUES (least(coalesce(%(started_at)s::timestamptz, now()), now()),
         %(started_at)s::timestamptz IS NOT NULL,
         %(name)s, %(host)s, %(pid)s, %(estimate_seconds)s, %(estimate_source)s,
         %(skip_reason)s, %(policy_ignored)s, %(decision)s, %(policy_id)s, %(window_id)s,
-        %(expected_interval)s, %(spool_id)s, now(), now() + %(ttl)s * interval '1 second')
+        %(expected_interval)s, %(spool_id)s, %(schedule)s, %(schedule_tz)s, %(block)s,
+        now(), now() + %(ttl)s * interval '1 second')
 ON CONFLICT (spool_id) DO UPDATE SET heartbeat_at = EXCLUDED.heartbeat_at
 RETURNING id
 
@@ -61,10 +62,12 @@ RETURNING id
 -- name: record_skip
 INSERT INTO cronpolicy.script_run (
     name, host, pid, estimate_seconds, estimate_source, skip_reason, policy_ignored,
-    decision, policy_id, window_id, expected_interval, spool_id, status, finished_at)
+    decision, policy_id, window_id, expected_interval, spool_id, schedule, schedule_tz, block,
+    status, finished_at)
 VALUES (%(name)s, %(host)s, %(pid)s, %(estimate_seconds)s, %(estimate_source)s,
         %(skip_reason)s, %(policy_ignored)s, %(decision)s, %(policy_id)s, %(window_id)s,
-        %(expected_interval)s, %(spool_id)s, 'skipped', now())
+        %(expected_interval)s, %(spool_id)s, %(schedule)s, %(schedule_tz)s, %(block)s,
+        'skipped', now())
 ON CONFLICT (spool_id) DO UPDATE SET finished_at = cronpolicy.script_run.finished_at
 RETURNING id
 
@@ -142,17 +145,18 @@ INSERT INTO cronpolicy.script_run (
     name, host, pid, started_at, finished_at, status, exit_code, skip_reason,
     estimate_seconds, estimate_source, policy_ignored, decision, policy_id, window_id,
     expected_interval, stop_reason, stop_decision, stop_policy_id, stop_window_id, spool_id,
-    spooled)
+    schedule, schedule_tz, block, spooled)
 VALUES (%(name)s, %(host)s, %(pid)s, least(%(started_at)s::timestamptz, now()),
         least(greatest(%(started_at)s::timestamptz, %(finished_at)s::timestamptz), now()),
         %(status)s, %(exit_code)s, %(skip_reason)s, %(estimate_seconds)s,
         %(estimate_source)s, %(policy_ignored)s, %(decision)s, %(policy_id)s,
         %(window_id)s, %(expected_interval)s, %(stop_reason)s, %(stop_decision)s,
-        %(stop_policy_id)s, %(stop_window_id)s, %(spool_id)s, true)
+        %(stop_policy_id)s, %(stop_window_id)s, %(spool_id)s, %(schedule)s, %(schedule_tz)s,
+        %(block)s, true)
 ON CONFLICT (spool_id) DO UPDATE
    SET status = EXCLUDED.status, exit_code = EXCLUDED.exit_code, spooled = true,
        skip_reason = EXCLUDED.skip_reason, decision = EXCLUDED.decision,
-       policy_ignored = EXCLUDED.policy_ignored,
+       policy_ignored = EXCLUDED.policy_ignored, block = EXCLUDED.block,
        stop_reason = EXCLUDED.stop_reason, stop_decision = EXCLUDED.stop_decision,
        stop_policy_id = EXCLUDED.stop_policy_id, stop_window_id = EXCLUDED.stop_window_id,
        finished_at = least(greatest(cronpolicy.script_run.started_at, EXCLUDED.finished_at),

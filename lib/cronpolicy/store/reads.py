@@ -203,6 +203,32 @@ class Reader:
         return self.rows("audit_before", {"table_name": table, "row_id": row_id,
                                           "moment": self._time(moment)}, AuditEntry.kinds)
 
+    def schedule_sources(self, since):
+        """What the host crontabs registered ({(name, host): row}) and what
+        scripts declared at their latest start since ``since`` (the same)."""
+        registered = {(row["name"], row["host"]): row
+                      for row in self.rows("registered_schedules",
+                                           kinds={"registered_at": "time"})}
+        declared = {(row["name"], row["host"]): row
+                    for row in self.rows("declared_schedules", {"since": self._time(since)},
+                                         kinds={"started_at": "time"})}
+        return registered, declared
+
+    def hosts_of(self, name, since):
+        """[(host, last seen)] of ``name`` since ``since``."""
+        return [(row["host"], row["last_seen"]) for row in self.rows(
+            "hosts_of", {"name": name, "since": self._time(since)}, {"last_seen": "time"})]
+
+    def recent_pairs(self, since):
+        """Every (name, host) that started or was skipped since ``since``."""
+        return sorted((row["name"], row["host"])
+                      for row in self.rows("recent_pairs", {"since": self._time(since)}))
+
+    def ran_since(self, name, host, since):
+        """Whether ``name`` started for real (not skipped) on ``host`` after ``since``."""
+        [row] = self.rows("ran_since", {"name": name, "host": host, "since": self._time(since)})
+        return bool(row["runs"])
+
     # The one write of a read ---------------------------------------------------------
 
     def reap_dead_runs(self):

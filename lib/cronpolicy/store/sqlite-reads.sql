@@ -34,3 +34,38 @@ SELECT * FROM cronpolicy.policy_audit
 -- name: running_here
 -- This host's running runs: the ones whose process can be looked for.
 SELECT id, pid FROM cronpolicy.script_run WHERE status = 'running' AND host = :host
+
+
+-- name: registered_schedules
+-- What each host's crontab says (cronpolicy schedule import).
+SELECT * FROM cronpolicy.script_schedule ORDER BY name, host
+
+
+-- name: declared_schedules
+-- What each script declared (CronScript.schedule) at its latest start on
+-- each host since a moment (SQLite: the bare column of the max() row).
+SELECT name, host, schedule, schedule_tz, max(started_at) AS started_at
+  FROM cronpolicy.script_run
+ WHERE schedule IS NOT NULL AND julianday(started_at) > julianday(:since)
+ GROUP BY name, host ORDER BY name, host
+
+
+-- name: hosts_of
+-- The hosts a script ran or was skipped on since a moment, and when last.
+SELECT host, max(started_at) AS last_seen FROM cronpolicy.script_run
+ WHERE name = :name AND julianday(started_at) > julianday(:since)
+ GROUP BY host ORDER BY host
+
+
+-- name: recent_pairs
+-- Every (script, host) seen since a moment: what a rollout may meet.
+SELECT DISTINCT name, host FROM cronpolicy.script_run
+ WHERE julianday(started_at) > julianday(:since)
+
+
+
+-- name: ran_since
+-- Whether the script started for real on a host after a moment.
+SELECT count(*) AS runs FROM cronpolicy.script_run
+ WHERE name = :name AND host = :host AND status <> 'skipped'
+   AND julianday(started_at) > julianday(:since)

@@ -45,11 +45,11 @@ SELECT (julianday(finished_at) - julianday(started_at)) * 86400.0
 INSERT INTO cronpolicy.script_run (
     started_at, spooled, name, host, pid, estimate_seconds, estimate_source, skip_reason,
     policy_ignored, decision, policy_id, window_id, expected_interval, spool_id,
-    heartbeat_at, lease_expires_at)
+    schedule, schedule_tz, block, heartbeat_at, lease_expires_at)
 VALUES (min(coalesce(:started_at, strftime('%Y-%m-%d %H:%M:%f', 'now')), strftime('%Y-%m-%d %H:%M:%f', 'now')), :started_at IS NOT NULL,
         :name, :host, :pid, :estimate_seconds, :estimate_source, :skip_reason,
         :policy_ignored, :decision, :policy_id, :window_id, :expected_interval, :spool_id,
-        strftime('%Y-%m-%d %H:%M:%f', 'now'),
+        :schedule, :schedule_tz, :block, strftime('%Y-%m-%d %H:%M:%f', 'now'),
         strftime('%Y-%m-%d %H:%M:%f', 'now', '+' || :ttl || ' seconds'))
 ON CONFLICT (spool_id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at
 RETURNING id
@@ -58,10 +58,11 @@ RETURNING id
 -- name: record_skip
 INSERT INTO cronpolicy.script_run (
     name, host, pid, estimate_seconds, estimate_source, skip_reason, policy_ignored,
-    decision, policy_id, window_id, expected_interval, spool_id, status, finished_at)
+    decision, policy_id, window_id, expected_interval, spool_id, schedule, schedule_tz, block,
+    status, finished_at)
 VALUES (:name, :host, :pid, :estimate_seconds, :estimate_source, :skip_reason,
         :policy_ignored, :decision, :policy_id, :window_id, :expected_interval, :spool_id,
-        'skipped', strftime('%Y-%m-%d %H:%M:%f', 'now'))
+        :schedule, :schedule_tz, :block, 'skipped', strftime('%Y-%m-%d %H:%M:%f', 'now'))
 ON CONFLICT (spool_id) DO UPDATE SET finished_at = script_run.finished_at
 RETURNING id
 
@@ -126,16 +127,16 @@ INSERT INTO cronpolicy.script_run (
     name, host, pid, started_at, finished_at, status, exit_code, skip_reason,
     estimate_seconds, estimate_source, policy_ignored, decision, policy_id, window_id,
     expected_interval, stop_reason, stop_decision, stop_policy_id, stop_window_id, spool_id,
-    spooled)
+    schedule, schedule_tz, block, spooled)
 VALUES (:name, :host, :pid, min(:started_at, strftime('%Y-%m-%d %H:%M:%f', 'now')),
         min(max(:started_at, :finished_at), strftime('%Y-%m-%d %H:%M:%f', 'now')), :status,
         :exit_code, :skip_reason, :estimate_seconds, :estimate_source, :policy_ignored,
         :decision, :policy_id, :window_id, :expected_interval, :stop_reason, :stop_decision,
-        :stop_policy_id, :stop_window_id, :spool_id, 1)
+        :stop_policy_id, :stop_window_id, :spool_id, :schedule, :schedule_tz, :block, 1)
 ON CONFLICT (spool_id) DO UPDATE
    SET status = excluded.status, exit_code = excluded.exit_code, spooled = 1,
        skip_reason = excluded.skip_reason, decision = excluded.decision,
-       policy_ignored = excluded.policy_ignored,
+       policy_ignored = excluded.policy_ignored, block = excluded.block,
        stop_reason = excluded.stop_reason, stop_decision = excluded.stop_decision,
        stop_policy_id = excluded.stop_policy_id, stop_window_id = excluded.stop_window_id,
        finished_at = min(max(script_run.started_at, excluded.finished_at), strftime('%Y-%m-%d %H:%M:%f', 'now')),

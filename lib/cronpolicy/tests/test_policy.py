@@ -91,7 +91,7 @@ def test_every_rule_gives_a_code_from_the_closed_set():
         codes.add(verdict.code)
     assert codes == {DATABASE_UNREACHABLE, DISABLED, DEPLOY_PENDING, IN_WINDOW, WINDOW_CUTOFF,
                      LOCKED}
-    assert codes | {RUN, policy.SIGNAL, policy.LEASE_LOST} == set(policy.CODES)
+    assert codes | {RUN, policy.SIGNAL, policy.LEASE_LOST, policy.CATCH_UP} == set(policy.CODES)
     assert len(policy.RULES) == len(codes)
 
 
@@ -443,3 +443,45 @@ def test_the_cutoff_uses_history_over_declarations():
                   ScriptFacts("job", "h", expected_runtime=3600), KNOBS)
     assert (slow.run, slow.code) == (False, WINDOW_CUTOFF)
     assert fast.run
+
+
+# Blocks and catching up (issue 15) -------------------------------------------------------
+
+def test_a_rollout_skip_names_its_block_and_other_skips_none():
+    set_at = NOW - minutes(30)
+    deploy = DeployState(True, "r42", "alice", set_at)
+    assert run_decision(deploy=deploy).block == "deploy:2026-11-27T11:30:00Z"
+    window = Window(7, NOW - minutes(1), NOW + minutes(5))
+    assert run_decision(windows=[window]).block == "window:7"
+    ahead = Window(8, NOW + minutes(1), NOW + minutes(5))
+    verdict = run_decision(windows=[ahead])
+    assert (verdict.code, verdict.block) == (WINDOW_CUTOFF, "window:8")
+    assert run_decision([row(1, "publish-distro", enabled=False)]).block is None
+    assert run_decision().block is None
+
+
+@pytest.mark.parametrize("setting, caught", [("once", True), ("none", False), (None, False)])
+def test_a_rollout_skip_is_caught_up_only_when_the_policy_says_once(setting, caught):
+    rows = [row(1, "publish-*", catch_up=setting)]
+    verdict = run_decision(rows, deploy=DeployState(True, changed_at=NOW))
+    assert verdict.catch_up == setting and policy.catches_up(verdict) is caught
+    # A disabled script is never caught up, whatever the setting.
+    disabled = run_decision([row(1, "publish-*", catch_up="once"),
+                             row(2, "publish-distro", enabled=False)])
+    assert disabled.code == DISABLED and not policy.catches_up(disabled)
+
+
+def test_the_most_specific_row_with_an_opinion_says_whether_to_catch_up():
+    rows = [row(1, "*", catch_up="once"), row(2, "publish-distro", host="web1")]
+    assert run_decision(rows).catch_up == "once"
+    rows.append(row(3, "publish-*", catch_up="none"))
+    assert run_decision(rows).catch_up == "none"
+
+
+def test_a_catch_up_start_runs_with_its_own_code_and_block():
+    verdict = run_decision(catch_up_of="window:7")
+    assert verdict.run and verdict.code == policy.CATCH_UP and verdict.block == "window:7"
+    assert "catching up the start rollout window #7 skipped" in verdict.reason
+    # Still a start like any other: a block in force skips it again.
+    again = run_decision(deploy=DeployState(True, changed_at=NOW), catch_up_of="window:7")
+    assert not again.run and again.code == DEPLOY_PENDING

@@ -128,6 +128,18 @@ BAD_ROWS = {
                       " VALUES ('a', 'r', '1969-01-01 00:00:00')",
         "sqlite": "INSERT INTO cronpolicy.script_owner (name, db_role, granted_at)"
                   " VALUES ('a', 'r', '1969-01-01 00:00:00')"},
+    # Schema patch 0013.
+    "script_policy_catch_up_known":
+        "INSERT INTO cronpolicy.script_policy (name, catch_up) VALUES ('a', 'twice')",
+    "script_schedule_one_per_host":
+        "INSERT INTO cronpolicy.script_schedule (name, host, schedule)"
+        " VALUES ('a', 'h', '@daily'), ('a', 'h', '@hourly')",
+    "script_schedule_values_in_range": {
+        "postgresql": "SET session_replication_role = replica;"
+                      " INSERT INTO cronpolicy.script_schedule (name, host, schedule,"
+                      " registered_at) VALUES ('a', 'h', '@daily', '1969-01-01 00:00:00')",
+        "sqlite": "INSERT INTO cronpolicy.script_schedule (name, host, schedule, registered_at)"
+                  " VALUES ('a', 'h', '@daily', '1969-01-01 00:00:00')"},
     "drain_finishes_after_start":
         "INSERT INTO cronpolicy.drain (started_at, finished_at, quiet) VALUES ({now1}, {now0}, {true})",
 }
@@ -149,7 +161,7 @@ def test_both_backends_refuse_the_same_bad_rows(dba, constraint):
         century="interval '100 years'" if dba.backend == "postgresql" else "3155760000")
     before = {table: dba.scalar("SELECT count(*) FROM cronpolicy.%s" % table)
               for table in ("script_policy", "rollout_window", "script_run", "policy_audit",
-                            "drain", "deploy_state", "script_owner")}
+                            "drain", "deploy_state", "script_owner", "script_schedule")}
     with pytest.raises(Exception) as refused:
         dba.execute(sql)
     message = str(refused.value).lower()
@@ -181,7 +193,9 @@ def _new_value(dba, column):
         return "7"
     if kind == "Timestamp":
         return dba.now_plus(2 * 86400 if column.name == "ends_at" else 7200)
-    return "'changed-%s'" % column.name
+    # Columns with a closed set of values: one of them (none the test rows hold).
+    known = {"schedule": "'7 * * * *'", "schedule_tz": "'Europe/Riga'", "catch_up": "'once'"}
+    return known.get(column.name, "'changed-%s'" % column.name)
 
 
 def _last_audit(dba, table):

@@ -20,7 +20,10 @@ from cronpolicy.errors import CronPolicyError
 #: Where the command functions live; a command imports only its own module
 #: (the read commands answer in less time than importing them all takes).
 COMMANDS = "cronpolicy.tooling.commands"
-CRONTAB_COMMANDS = "cronpolicy.tooling.crontab.commands"
+#: Functions elsewhere, by the start of their name.
+COMMAND_MODULES = (("cmd_crontab_", "cronpolicy.tooling.crontab.commands"),
+                   ("cmd_schedule_", "cronpolicy.tooling.schedule_commands"),
+                   ("cmd_catch_up", "cronpolicy.tooling.catch_up"))
 
 
 def command_function(func):
@@ -129,8 +132,9 @@ def build_parser(argv=None):
         matched.append(name)
         sub = subparsers.add_parser(name, parents=list(parents), help=help_text,
                                     description=help_text)
-        sub.set_defaults(func="%s:%s" % (
-            CRONTAB_COMMANDS if function.startswith("cmd_crontab_") else COMMANDS, function))
+        module = next((module for prefix, module in COMMAND_MODULES
+                       if function.startswith(prefix)), COMMANDS)
+        sub.set_defaults(func="%s:%s" % (module, function))
         return sub
 
     def group(name, help_text, dest):
@@ -235,6 +239,9 @@ def build_parser(argv=None):
         if name == "wrap":
             sub.add_argument("--program", help="path of cronpolicy to write into the lines "
                                                "(default: this one)")
+            sub.add_argument("--register", action="store_true",
+                             help="also register the jobs' schedules for this host, as "
+                                  "`cronpolicy schedule import` does (needs the database)")
         else:
             sub.add_argument("--legacy", action="store_true",
                              help="also restore lines wrapped before wrap marked its lines "
@@ -247,6 +254,36 @@ def build_parser(argv=None):
                            help="write each result to DIR/<its absolute path>")
         sub.add_argument("--no-backup", dest="backup", action="store_false",
                          help="with --in-place: keep no copy of the previous content")
+
+    schedule_commands = group("schedule", "when each script runs: register a host's crontab, "
+                                          "list the schedules", "schedule_command")
+    sub = add("import", "cmd_schedule_import",
+              "register the schedules of this host's crontab jobs (names as crontab wrap "
+              "gives them)", (common, reader), subparsers=schedule_commands)
+    sub.add_argument("files", nargs="*", metavar="FILE",
+                     help="crontab files, all of this host (default: standard input)")
+    formats = sub.add_mutually_exclusive_group()
+    formats.add_argument("--system", dest="format", action="store_const", const="system",
+                         help="every file is a system crontab (with a user field)")
+    formats.add_argument("--user", dest="format", action="store_const", const="user",
+                         help="every file is a user crontab")
+    sub.add_argument("--tz", metavar="ZONE",
+                     help="the time zone cron reads them in (default: CRON_TZ, else this "
+                          "host's)")
+    sub.add_argument("--replace", action="store_true",
+                     help="also remove this host's registrations that no job names any more")
+    sub = add("list", "cmd_schedule_list", "each script's schedule on each host, with its "
+                                           "next start", (common, reader),
+              subparsers=schedule_commands)
+    sub.add_argument("--host", default="*", help="only these hosts (glob)")
+    sub.add_argument("--script", default="*", type=script_name, help="only these scripts (glob)")
+    sub.add_argument("--all", action="store_true", help="also scripts with no schedule known")
+
+    sub = add("catch-up", "cmd_catch_up",
+              "start once, now the rollout is over, what a rollout skipped on this host "
+              "(policies with catch_up = once; run it from cron every minute)", (common, reader))
+    sub.add_argument("--dry-run", action="store_true", help="say what it would start, start "
+                                                            "nothing, keep every ticket")
 
     if wanted("run"):
         matched.append("run")

@@ -127,10 +127,14 @@ script_policy = Table(
     Column("fleet_single_instance", Boolean),
     Column("expected_interval", Seconds),
     Column("max_concurrent", Integer),
+    Column("schedule", Text),
+    Column("schedule_tz", Text),
+    Column("catch_up", Text),
     UniqueConstraint("name", "host", name="script_policy_name_host_key"),
     CheckConstraint("name <> ''", name="script_policy_name_not_empty"),
     CheckConstraint("host <> ''", name="script_policy_host_not_empty"),
     CheckConstraint("max_concurrent > 0", name="script_policy_max_concurrent_positive"),
+    CheckConstraint("catch_up IN ('none', 'once')", name="script_policy_catch_up_known"),
 )
 
 deploy_state = Table(
@@ -189,6 +193,9 @@ script_run = Table(
     Column("stop_window_id", Integer),
     Column("lease_expires_at", Timestamp),
     Column("spooled", Boolean, nullable=False, server_default=text("false")),
+    Column("schedule", Text),
+    Column("schedule_tz", Text),
+    Column("block", Text),
     CheckConstraint("status IN ('running', 'succeeded', 'failed', 'skipped', 'interrupted',"
                     " 'abandoned')", name="script_run_known_status"),
     Index("script_run_estimate_idx", "name", text("finished_at DESC"),
@@ -201,6 +208,12 @@ script_run = Table(
     Index("script_run_name_started_idx", "name", text("started_at DESC")),
     Index("script_run_started_idx", "started_at"),
     Index("script_run_spool_id_key", "spool_id", unique=True),
+    Index("script_run_declared_schedule_idx", "name", "host", text("started_at DESC"),
+          postgresql_where=text("schedule IS NOT NULL"),
+          sqlite_where=text("schedule IS NOT NULL")),
+    Index("script_run_block_idx", "name", text("started_at DESC"),
+          postgresql_where=text("block IS NOT NULL"),
+          sqlite_where=text("block IS NOT NULL")),
 )
 
 script_owner = Table(
@@ -216,6 +229,19 @@ script_owner = Table(
     Index("script_owner_first_claim_key", "name", unique=True,
           postgresql_where=text("granted_by = 'first run'"),
           sqlite_where=text("granted_by = 'first run'")),
+)
+
+script_schedule = Table(
+    "script_schedule", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("host", Text, nullable=False),
+    Column("schedule", Text, nullable=False),
+    Column("schedule_tz", Text),
+    Column("origin", Text, nullable=False, server_default=""),
+    Column("registered_at", Timestamp, nullable=False, server_default=NOW),
+    Column("registered_by", Text, nullable=False, server_default=WHO),
+    UniqueConstraint("name", "host", name="script_schedule_one_per_host"),
 )
 
 run_slot = Table(
@@ -270,4 +296,5 @@ REQUIRED_COLUMNS = {
     "drain": {"quiet"},
     "run_slot": {"name", "slot", "run_key", "host", "lease_expires_at"},
     "script_owner": {"name", "db_role"},
+    "script_schedule": {"name", "host", "schedule"},
 }

@@ -16,7 +16,7 @@ from cronpolicy.tooling.output import print_json, print_table
 _PROGRAM = "cronpolicy crontab"
 
 
-def _crontabs(args):
+def crontabs_of(args):
     """[Crontab] of the files the command names (standard input at most once)."""
     paths = args.files or [STDIN]
     if paths.count(STDIN) > 1:
@@ -94,7 +94,7 @@ def cmd_crontab_wrap(args, settings):
     problem = program_problem(program)
     if problem:
         raise UsageError(problem)
-    crontabs = _crontabs(args)
+    crontabs = crontabs_of(args)
     results = wrap_files(crontabs, program=program)
     for result in results:
         for number in result.foreign:
@@ -107,12 +107,24 @@ def cmd_crontab_wrap(args, settings):
                                           "over cron's %d" % (name, length, MAX_COMMAND_BYTES))
     _deliver(args, [(result.crontab.path, result.crontab.text, result.text)
                     for result in results])
+    if args.register:
+        _register(crontabs)
     return exitcodes.NOT_ALL_WRAPPED if any(result.too_long for result in results) \
         else exitcodes.OK
 
 
+def _register(crontabs):
+    """--register: what `cronpolicy schedule import` does with the same files."""
+    from cronpolicy.config import Settings
+    from cronpolicy.tooling.schedule_commands import register_crontabs
+    outcome, _ = register_crontabs(Settings.load(), crontabs)
+    print("schedules registered: %d added, %d changed, %d unchanged" % (
+        len(outcome["added"]), len(outcome["changed"]), len(outcome["unchanged"])),
+        file=sys.stderr)
+
+
 def cmd_crontab_unwrap(args, settings):
-    crontabs = _crontabs(args)
+    crontabs = crontabs_of(args)
     _deliver(args, [(crontab.path, crontab.text,
                      unwrap(crontab.text, system=crontab.system, legacy=args.legacy))
                     for crontab in crontabs])
@@ -120,7 +132,7 @@ def cmd_crontab_unwrap(args, settings):
 
 
 def cmd_crontab_names(args, settings):
-    crontabs = _crontabs(args)
+    crontabs = crontabs_of(args)
     results = wrap_files(crontabs)
     rows = [{"file": _label(result.crontab),
              "format": SYSTEM if result.crontab.system else USER,

@@ -56,8 +56,11 @@ Job = collections.namedtuple("Job", "prefix command ending user wrapped_name ori
 #: none of a job, an environment line, a comment or a blank line;
 #: ``explicit`` is the name a ``# cronpolicy: name=...`` comment just above
 #: gives the job, ``name_warning`` what in such a comment was not honoured;
-#: ``shell`` the SHELL the crontab sets for this line (None: cron's /bin/sh).
-Entry = collections.namedtuple("Entry", "number text job foreign explicit name_warning shell")
+#: ``shell`` the SHELL the crontab sets for this line (None: cron's /bin/sh);
+#: ``cron_tz`` the CRON_TZ it sets (the time zone cronie reads the schedule
+#: in; None: the host's own).
+Entry = collections.namedtuple("Entry",
+                               "number text job foreign explicit name_warning shell cron_tz")
 
 #: Shells that read the wrapped line's "${SHELL:-/bin/sh}" -c '...'.
 POSIX_SHELLS = frozenset(("sh", "bash", "dash", "ksh", "mksh", "zsh", "ash", "busybox", "yash",
@@ -177,11 +180,10 @@ def _split_ending(command):
 def parse_crontab(text, system=False, legacy=False):
     """Every line of ``text`` as an Entry."""
     entries = []
-    comment_name = comment_warning = shell = None
+    comment_name = comment_warning = shell = cron_tz = None
     for number, line in enumerate(split_lines(text), 1):
-        assigned = _shell_assignment(line)
-        if assigned is not None:
-            shell = assigned
+        shell = _assignment(line, "SHELL", shell)
+        cron_tz = _assignment(line, "CRON_TZ", cron_tz)
         split = parse_job(line, system)
         job = None
         if split is not None:
@@ -193,16 +195,16 @@ def parse_crontab(text, system=False, legacy=False):
             job = Job(prefix, command, ending, user, name, original)
         entries.append(Entry(number, line, job, is_foreign(line, system),
                              comment_name if job else None, comment_warning if job else None,
-                             shell))
+                             shell, cron_tz))
         comment_name, comment_warning = name_comment(line)
     return entries
 
 
-def _shell_assignment(line):
-    """The value of a SHELL=... environment line, else None."""
+def _assignment(line, variable, before):
+    """The value ``line`` gives ``variable`` (SHELL=...), else ``before``."""
     match = _ENVIRONMENT.match(line)
-    if match is None or line.split("=", 1)[0].strip(_BLANKS) != "SHELL":
-        return None
+    if match is None or line.split("=", 1)[0].strip(_BLANKS) != variable:
+        return before
     value = line.split("=", 1)[1].strip(_BLANKS + "\r\n")
     if len(value) > 1 and value[0] == value[-1] and value[0] in "'\"":
         value = value[1:-1]
@@ -286,6 +288,13 @@ def gated_name(command):
             and not words[2].startswith("-"):
         return words[2]
     return None
+
+
+def schedule_of(job, system=False):
+    """The schedule of a job line: its five fields (or @keyword), without
+    the user field of a system crontab, as one string."""
+    fields = job.prefix.split()
+    return " ".join(fields[:-1] if system else fields)
 
 
 def wrapped_line(entry, name, program):

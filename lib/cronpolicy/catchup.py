@@ -1,0 +1,159 @@
+"""Catching up a start a rollout skipped: the host's own tickets.
+
+With ``script_policy.catch_up = 'once'``, a start skipped by deploy pending
+or a rollout window (never one skipped by a disabled policy) leaves a
+ticket on its host: ``<state_dir>/catch-up/cronpolicy-NAME.ticket``, a small
+JSON file saying which block skipped it, when, and how the start was
+made: its command line, working directory and environment, exactly as cron
+started it.  `cronpolicy catch-up`, one crontab line per host (every
+minute), starts it again once the block has ended, as a catch-up run
+(decision ``catch-up``): once per block however many starts were missed,
+since a later skip rewrites the same ticket.
+
+The command comes from the host itself, never from the database: nobody
+who can only write the policy database can make a host run anything.  A
+ticket is read only from the checked state directory (owned by this user,
+no one else may write it) and only if this user owns it and no one else
+may write it; it is taken by renaming it, so two catch-up runners never
+start the same ticket.
+"""
+
+import os
+import stat
+import sys
+import time
+
+from cronpolicy.locking import name_file
+
+#: The environment a catch-up start gets, so its gate records it as one
+#: (and only for its own name: a command it runs sees neither).
+CATCH_UP_NAME = "CRONPOLICY_CATCH_UP_NAME"
+CATCH_UP_BLOCK = "CRONPOLICY_CATCH_UP_BLOCK"
+
+FORMAT = 1
+SUFFIX = ".ticket"
+
+
+def ticket_dir(state_dir):
+    return os.path.join(state_dir, "catch-up")
+
+
+def catching_up(name, environ=None):
+    """The block this process's start of ``name`` catches up, or None."""
+    environ = os.environ if environ is None else environ
+    if environ.get(CATCH_UP_NAME) != name:
+        return None
+    return environ.get(CATCH_UP_BLOCK) or None
+
+
+def without_catch_up(environ):
+    """``environ`` without the catch-up marks (for the commands a run starts)."""
+    return {key: value for key, value in environ.items()
+            if key not in (CATCH_UP_NAME, CATCH_UP_BLOCK)}
+
+
+def command_line():
+    """How this process was started, to start it again: the interpreter,
+    then its own arguments as given (``-m module`` included)."""
+    original = getattr(sys, "orig_argv", None)
+    if original:
+        return [sys.executable] + list(original[1:])
+    return [sys.executable] + list(sys.argv)
+
+
+def write_ticket(state_dir, name, host, block, skipped_at):
+    """Leave (or renew) the ticket of ``name``: the first skip of the block
+    keeps its time; the command line is this start's."""
+    from cronpolicy.safety import checked_directory, write_atomically
+    directory = checked_directory(ticket_dir(state_dir), "state_dir", 0o700)
+    path = name_file(directory, name, SUFFIX)
+    first = skipped_at
+    existing = read_ticket(path)
+    if existing is not None and existing.get("block") == block:
+        first = existing.get("skipped_at", skipped_at)
+    import json
+    ticket = {"format": FORMAT, "name": name, "host": host, "block": block,
+              "skipped_at": first, "argv": command_line(), "cwd": os.getcwd(),
+              "env": without_catch_up(os.environ)}
+    write_atomically(path, lambda handle: json.dump(ticket, handle))
+    return path
+
+
+class TicketError(Exception):
+    """A file in the ticket directory that is not a ticket this user may trust."""
+
+
+def read_ticket(path):
+    """The ticket at ``path`` (a dict), or None when there is none; raises
+    TicketError for a file that is not one this user wrote."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise TicketError("cannot read %s: %s" % (path, error.strerror)) from None
+    import json
+    with open(descriptor, encoding="utf-8", errors="surrogateescape") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or \
+                info.st_mode & 0o022 or info.st_nlink != 1:
+            raise TicketError("refusing %s: not a plain file of this user's that only it "
+                              "may write" % path)
+        try:
+            ticket = json.loads(handle.read(1 << 20))
+        except ValueError as error:
+            raise TicketError("refusing %s: not a ticket (%s)" % (path, error)) from None
+    if not (isinstance(ticket, dict) and ticket.get("format") == FORMAT
+            and isinstance(ticket.get("name"), str) and isinstance(ticket.get("block"), str)
+            and isinstance(ticket.get("argv"), list) and ticket["argv"]
+            and all(isinstance(word, str) for word in ticket["argv"])
+            and isinstance(ticket.get("env"), dict)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in ticket["env"].items())
+            and isinstance(ticket.get("cwd"), str)
+            and isinstance(ticket.get("skipped_at"), (int, float))):
+        raise TicketError("refusing %s: not a ticket of this version" % path)
+    ticket["path"] = path
+    return ticket
+
+
+def tickets(state_dir):
+    """([ticket], [(path, problem)]): the tickets waiting on this host, and
+    the files in their directory that are not tickets (moved aside, with
+    ``.rejected`` appended, so they are said once)."""
+    from cronpolicy.safety import checked_directory
+    directory = checked_directory(ticket_dir(state_dir), "state_dir", 0o700)
+    found, refused = [], []
+    for entry in sorted(os.listdir(directory)):
+        if not entry.endswith(SUFFIX):
+            continue
+        path = os.path.join(directory, entry)
+        try:
+            ticket = read_ticket(path)
+        except TicketError as error:
+            refused.append((path, str(error)))
+            try:
+                os.rename(path, path + ".rejected")
+            except OSError:
+                pass
+            continue
+        if ticket is not None:
+            found.append(ticket)
+    return found, refused
+
+
+def take(ticket):
+    """Take ``ticket`` for starting: True for exactly one taker."""
+    taken = "%s.%d-%d.taken" % (ticket["path"], os.getpid(), int(time.time()))
+    try:
+        os.rename(ticket["path"], taken)
+    except FileNotFoundError:
+        return False
+    os.unlink(taken)
+    return True
+
+
+def drop(ticket):
+    try:
+        os.unlink(ticket["path"])
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,213 @@
+"""When a job will run: cron expressions, read and iterated by cronsim.
+
+A schedule is a cron expression of five fields (minute, hour, day of month,
+month, day of week, as Debian's cron reads them) or one of the keywords
+@hourly, @daily (@midnight), @weekly, @monthly and @yearly (@annually), in
+a time zone (CRON_TZ semantics: an IANA name such as Europe/London; None
+is UTC, the database's clock).  cronsim parses and iterates them, with
+Debian cron's behaviour at daylight saving changes (a start in the hour
+that is skipped runs when it ends; one in the hour that repeats runs once).
+What cronsim reads beyond Debian's cron (a seconds field, L, W and #) is
+refused: cron would not run such a line.
+
+Where a schedule comes from, most authoritative first (``resolve``): a
+policy row's ``schedule`` (a DBA's), the schedule registered for the host
+from its crontab (`cronpolicy schedule import`, `crontab wrap --register`),
+then what the script declared (``CronScript.schedule``, recorded with each
+run).  Everything here is pure: times in, times out, aware UTC datetimes.
+"""
+
+import datetime
+
+from cronpolicy.errors import UsageError
+
+UTC = datetime.timezone.utc
+
+#: The keywords cron knows for whole schedules, as five fields.
+KEYWORDS = {
+    "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+
+#: A schedule expression longer than this is refused (cron's own line limit
+#: is about a thousand bytes; no real schedule comes near this).
+MAX_LENGTH = 200
+
+#: Iterations stop here, whatever the window asked for: a schedule that
+#: matches every minute has 1440 starts a day.
+MAX_STARTS = 100000
+
+#: Where a schedule came from (``Schedule.source``).
+FROM_POLICY = "policy"
+FROM_CRONTAB = "crontab"
+FROM_SCRIPT = "script"
+
+
+class ScheduleError(UsageError):
+    """An expression or time zone that is not a schedule."""
+
+
+def schedule_problem(expression, tz=None):
+    """Why ``expression`` (in time zone ``tz``) is not a schedule, or None."""
+    try:
+        Schedule(expression, tz)
+    except ScheduleError as error:
+        return str(error)
+    return None
+
+
+def _zone(tz):
+    if tz in (None, "", "UTC", "Etc/UTC"):
+        return UTC
+    if not isinstance(tz, str) or len(tz) > 64 or tz.startswith(("/", ".")) or ".." in tz:
+        raise ScheduleError("unknown time zone %r" % (tz,))
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+    try:
+        return ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ScheduleError("unknown time zone %r (an IANA name such as Europe/London)"
+                            % (tz,)) from None
+
+
+def _fields(expression):
+    """The five fields of ``expression`` (keywords expanded), or ScheduleError."""
+    if not isinstance(expression, str) or not expression.strip():
+        raise ScheduleError("a schedule must not be empty")
+    if len(expression) > MAX_LENGTH:
+        raise ScheduleError("schedule is %d characters long; at most %d"
+                            % (len(expression), MAX_LENGTH))
+    text = expression.strip()
+    if text.startswith("@"):
+        if text.lower() == "@reboot":
+            raise ScheduleError("@reboot is not a schedule (it runs once, at boot)")
+        if text.lower() not in KEYWORDS:
+            raise ScheduleError("unknown keyword %r (one of %s)"
+                                % (text, ", ".join(sorted(KEYWORDS))))
+        return KEYWORDS[text.lower()].split()
+    fields = text.split()
+    if len(fields) != 5:
+        raise ScheduleError("schedule %r has %d fields; a cron schedule has five "
+                            "(minute hour day-of-month month day-of-week)" % (text, len(fields)))
+    for index, field in enumerate(fields):
+        upper = field.upper()
+        # cronsim's extensions, which Debian's cron does not know.
+        if "#" in field or (index == 2 and ("L" in upper or "W" in upper)) or (
+                index == 4 and any(ch.isdigit() for ch in upper) and upper.endswith("L")):
+            raise ScheduleError("schedule %r uses %r, which cron does not read"
+                                % (text, field))
+    return fields
+
+
+class Schedule:
+    """A cron schedule in a time zone; ``source`` says where it came from."""
+
+    def __init__(self, expression, tz=None, source=None, origin=""):
+        self.fields = _fields(expression)
+        self.expression = expression.strip()
+        self.tz = tz or None
+        self.zone = _zone(tz)
+        #: FROM_POLICY, FROM_CRONTAB or FROM_SCRIPT (None: given directly),
+        #: and ``origin``: which row, file or run, for people.
+        self.source = source
+        self.origin = origin
+        from cronsim import CronSim, CronSimError
+        self._cronsim = CronSim
+        try:
+            CronSim(" ".join(self.fields), datetime.datetime(2000, 1, 1, tzinfo=self.zone))
+        except CronSimError as error:
+            raise ScheduleError("schedule %r: %s" % (self.expression,
+                                                     str(error).lower())) from None
+
+    def __repr__(self):
+        return "Schedule(%r, %r)" % (self.expression, self.tz)
+
+    def __eq__(self, other):
+        return isinstance(other, Schedule) and (self.fields, self.tz) == (other.fields, other.tz)
+
+    def __hash__(self):
+        return hash((tuple(self.fields), self.tz))
+
+    def describe(self):
+        """The expression and its zone, for people: "0 2 * * * (Europe/London)"."""
+        return "%s (%s)" % (self.expression, self.tz or "UTC")
+
+    def _iterate(self, moment, reverse=False):
+        start = moment.astimezone(self.zone)
+        iterator = self._cronsim(" ".join(self.fields), start, reverse=reverse)
+        for _ in range(MAX_STARTS):
+            try:
+                found = next(iterator)
+            except StopIteration:
+                return
+            yield found.astimezone(UTC)
+
+    def next_after(self, moment):
+        """The first start strictly after ``moment``, or None."""
+        return next(self._iterate(moment), None)
+
+    def previous_before(self, moment):
+        """The last start strictly before ``moment``, or None."""
+        return next(self._iterate(moment.replace(microsecond=0), reverse=True), None)
+
+    def starts_between(self, start, end, limit=MAX_STARTS):
+        """The starts in [start, end), at most ``limit`` of them, in order."""
+        found = []
+        for moment in self._iterate(start - datetime.timedelta(microseconds=1)
+                                    if start.microsecond else
+                                    start - datetime.timedelta(seconds=1)):
+            if moment >= end or len(found) >= limit:
+                break
+            if moment >= start:
+                found.append(moment)
+        return found
+
+    def period(self, around):
+        """The typical time between two starts near ``around``, in seconds
+        (the median gap of the next few; a day when it runs less often than
+        the next week shows)."""
+        starts = self.starts_between(around, around + datetime.timedelta(days=8), limit=25)
+        gaps = sorted((b - a).total_seconds() for a, b in zip(starts, starts[1:]))
+        if not gaps:
+            return 8 * 86400.0
+        return gaps[len(gaps) // 2]
+
+
+def maybe_schedule(expression, tz=None, source=None, origin="", warn=None):
+    """A Schedule, or None when ``expression`` is None or (said through
+    ``warn``) not a schedule: a stored row that slipped past the checks
+    (SQLite has no trigger to refuse it) decides nothing."""
+    if expression is None:
+        return None
+    try:
+        return Schedule(expression, tz, source, origin)
+    except ScheduleError as error:
+        if warn is not None:
+            warn("ignoring the schedule %r of %s: %s" % (expression, origin or source, error))
+        return None
+
+
+def resolve(policies, registered, declared, name, host, warn=None):
+    """The Schedule ``name`` runs on ``host`` by, or None: the most specific
+    policy row that sets one, else the host's registered crontab line
+    (``registered``: {(name, host): row}), else what the script declared at
+    its latest start there (``declared``, the same)."""
+    from cronpolicy.matching import matching_policies
+    for row in matching_policies(policies, name, host):
+        if row.schedule is not None:
+            found = maybe_schedule(row.schedule, row.schedule_tz, FROM_POLICY,
+                                   "policy #%s" % row.id, warn)
+            if found is not None:
+                return found
+    row = registered.get((name, host))
+    if row is not None:
+        found = maybe_schedule(row["schedule"], row.get("schedule_tz"), FROM_CRONTAB,
+                               "the crontab of %s%s" % (host, " (%s)" % row["origin"]
+                                                        if row.get("origin") else ""), warn)
+        if found is not None:
+            return found
+    row = declared.get((name, host))
+    if row is not None:
+        return maybe_schedule(row["schedule"], row.get("schedule_tz"), FROM_SCRIPT,
+                              "the script, at its start on %s" % host, warn)
+    return None

@@ -1,0 +1,152 @@
+"""Schedules (issue 15): cron expressions read and iterated by cronsim, the
+checks that refuse what is not one (Python and the PostgreSQL trigger
+agree), where a script's schedule comes from, and registering a host's
+crontab."""
+
+import datetime
+import os
+
+import pytest
+from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+
+from cronpolicy.rows import PolicyRow
+from cronpolicy.schedule import (
+    FROM_CRONTAB, FROM_POLICY, FROM_SCRIPT, Schedule, ScheduleError, resolve, schedule_problem)
+
+UTC = datetime.timezone.utc
+DEEP = int(os.environ.get("CRONPOLICY_FUZZ_EXAMPLES", "0"))
+
+
+def at(*fields):
+    return datetime.datetime(*fields, tzinfo=UTC)
+
+
+# Reading and iterating ---------------------------------------------------------------
+
+@pytest.mark.parametrize("keyword, fields", [("@hourly", "0 * * * *"), ("@daily", "0 0 * * *"),
+                                             ("@MIDNIGHT", "0 0 * * *"),
+                                             ("@weekly", "0 0 * * 0"),
+                                             ("@monthly", "0 0 1 * *"),
+                                             ("@annually", "0 0 1 1 *")])
+def test_keywords_are_their_five_fields(keyword, fields):
+    assert Schedule(keyword) == Schedule(fields)
+
+
+@pytest.mark.parametrize("expression, tz, fragment", [
+    ("", None, "empty"), ("   ", None, "empty"), ("@reboot", None, "@reboot"),
+    ("@fortnightly", None, "unknown keyword"), ("* * * *", None, "4 fields"),
+    ("0 * * * * *", None, "6 fields"), ("61 * * * *", None, "minute"),
+    ("0 24 * * *", None, "hour"), ("0 0 31 2 *", None, "day-of-month"),
+    ("*/0 * * * *", None, "minute"), ("0 0 L * *", None, "cron does not read"),
+    ("0 0 * * 5L", None, "cron does not read"), ("0 0 * * MON#2", None, "cron does not read"),
+    ("0 0 15W * *", None, "cron does not read"), ("x" * 201, None, "at most 200"),
+    ("@daily", "Mars/Olympus", "unknown time zone"), ("@daily", "../../etc/passwd", "zone"),
+])
+def test_what_is_not_a_schedule_is_said_in_one_line(expression, tz, fragment):
+    problem = schedule_problem(expression, tz)
+    assert problem and fragment in problem and "\n" not in problem
+
+
+def test_starts_are_in_order_and_in_the_window():
+    hourly = Schedule("5 * * * *")
+    starts = hourly.starts_between(at(2026, 1, 1, 0, 5), at(2026, 1, 1, 3, 5))
+    assert starts == [at(2026, 1, 1, h, 5) for h in range(3)]      # [start, end)
+    assert hourly.next_after(at(2026, 1, 1, 0, 5)) == at(2026, 1, 1, 1, 5)
+    assert hourly.previous_before(at(2026, 1, 1, 0, 5)) == at(2025, 12, 31, 23, 5)
+    assert hourly.period(at(2026, 1, 1)) == 3600
+    assert Schedule("@daily").period(at(2026, 1, 1)) == 86400
+
+
+def test_a_zone_with_daylight_saving_runs_as_debian_cron_does():
+    nightly = Schedule("30 2 * * *", "Europe/Berlin")
+    # 2026-03-29: 02:00 to 03:00 does not exist in Berlin; cron runs it at 03:00 CEST.
+    assert nightly.next_after(at(2026, 3, 28, 23, 0)) == at(2026, 3, 29, 1, 0)
+    # 2026-10-25: 02:30 happens twice; it runs once.
+    starts = nightly.starts_between(at(2026, 10, 24, 12), at(2026, 10, 26, 12))
+    assert len(starts) == 2
+    assert Schedule("0 2 * * *", "Europe/London").next_after(at(2026, 7, 1)) == \
+        at(2026, 7, 1, 1, 0)
+
+
+def test_where_a_schedule_comes_from():
+    policies = [PolicyRow(id=1, name="publish-*", schedule="0 * * * *"),
+                PolicyRow(id=2, name="publish-distro", host="web1")]
+    registered = {("publish-distro", "web1"): {"schedule": "*/5 * * * *", "schedule_tz": None,
+                                                "origin": "/etc/cron.d/x line 3"},
+                  ("report", "web1"): {"schedule": "@daily", "schedule_tz": "Europe/London"}}
+    declared = {("report", "web1"): {"schedule": "@hourly", "schedule_tz": None},
+                ("bare", "web1"): {"schedule": "@hourly", "schedule_tz": None}}
+    found = resolve(policies, registered, declared, "publish-distro", "web1")
+    assert (found.expression, found.source, found.origin) == ("0 * * * *", FROM_POLICY,
+                                                              "policy #1")
+    found = resolve(policies, registered, declared, "report", "web1")
+    assert (found.expression, found.tz, found.source) == ("@daily", "Europe/London",
+                                                          FROM_CRONTAB)
+    assert resolve(policies, registered, declared, "bare", "web1").source == FROM_SCRIPT
+    assert resolve(policies, registered, declared, "bare", "web2") is None
+
+
+def test_a_stored_schedule_that_is_none_is_said_and_decides_nothing():
+    said = []
+    policies = [PolicyRow(id=3, name="job", schedule="every hour")]
+    declared = {("job", "h"): {"schedule": "@hourly", "schedule_tz": None}}
+    found = resolve(policies, {}, declared, "job", "h", said.append)
+    assert found.source == FROM_SCRIPT        # the next source stands
+    assert said and "every hour" in said[0] and "policy #3" in said[0]
+
+
+# Python's check and PostgreSQL's trigger agree ------------------------------------------
+
+FIELD_ITEMS = st.one_of(
+    st.sampled_from(["*", "*/5", "*/0", "0", "5", "59", "60", "23", "24", "1-5", "5-1", "0-59/15",
+                     "3/20", "31", "32", "12", "13", "7", "8", "MON", "mon-fri", "JAN", "jan-mar",
+                     "SUN", "L", "5L", "LW", "15W", "MON#2", "", "-", "1-", "*-5", "00005",
+                     "99999999999", "*/99999", "x", "1,2", ",3"]),
+    st.integers(0, 70).map(str))
+FIELDS = st.lists(FIELD_ITEMS, min_size=1, max_size=3).map(",".join)
+EXPRESSIONS = st.one_of(
+    st.lists(FIELDS, min_size=4, max_size=6).map(" ".join),
+    st.sampled_from(["@hourly", "@daily", "@reboot", "@weekly", "@Yearly", "@every", " @daily ",
+                     "0 0 30 2 *", "0 0 29 2 *", "0 0 31 4,6 *", "0 0 31 4,5 *",
+                     "0 0 31 2 mon", "0\t0 * *\t*"]))
+ZONES = st.sampled_from([None, "UTC", "Europe/London", "America/New_York", "Mars/Base", ""])
+
+
+@pytest.fixture(scope="module")
+def postgres_check(pg_database):
+    """cronpolicy.schedule_problem(expression, tz) on the server, one connection."""
+    import psycopg2
+    connection = psycopg2.connect(pg_database)
+    connection.autocommit = True
+
+    def check(expression, tz):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT cronpolicy.schedule_problem(%s, %s)", (expression, tz))
+            return cursor.fetchone()[0]
+    yield check
+    connection.close()
+
+
+@hypothesis_settings(max_examples=DEEP or 300, deadline=None, derandomize=not DEEP,
+                     suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(expression=EXPRESSIONS, tz=ZONES)
+def test_the_database_refuses_exactly_what_python_refuses(postgres_check, expression, tz):
+    problem = postgres_check(expression, tz)
+    python = schedule_problem(expression, tz)
+    assert (problem is None) == (python is None), (expression, tz, problem, python)
+
+
+def test_a_dba_cannot_store_a_schedule_cron_would_not_read(dba):
+    if dba.backend != "postgresql":
+        pytest.skip("SQLite has no such trigger: a bad schedule is said when read")
+    with pytest.raises(Exception, match="has 4 fields"):
+        dba.execute("INSERT INTO cronpolicy.script_policy (name, schedule)"
+                    " VALUES ('job', '0 2 * *')")
+    with pytest.raises(Exception, match="unknown time zone"):
+        dba.execute("INSERT INTO cronpolicy.script_policy (name, schedule, schedule_tz)"
+                    " VALUES ('job', '@daily', 'Mars/Base')")
+    with pytest.raises(Exception, match="not a schedule"):
+        dba.execute("INSERT INTO cronpolicy.script_schedule (name, host, schedule)"
+                    " VALUES ('job', 'h', '@reboot')")
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, schedule, schedule_tz)"
+                " VALUES ('job', '0 2 * * *', 'Europe/London')")

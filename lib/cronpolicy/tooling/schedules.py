@@ -1,0 +1,137 @@
+"""Schedules: registering a host's crontab, and what each script runs by.
+
+`cronpolicy schedule import [FILES...]` (and `crontab wrap --register`)
+reads the crontabs of this host, names each job as `crontab wrap` names it,
+and registers its schedule for this host in cronpolicy.script_schedule: the
+five fields (or @keyword) of the line, in the time zone cron reads them in
+(a CRON_TZ line above it, else this host's own zone).  A line cron would
+not run as a schedule (@reboot) is said and left out.
+
+``fleet_schedules`` is what the tooling plans with: for every script and
+host seen lately, the schedule ``cronpolicy.schedule.resolve`` picks.
+"""
+
+import collections
+import datetime
+import os
+
+from cronpolicy import schedule as schedules
+from cronpolicy.errors import UsageError
+
+#: One job of a crontab, as registered: its file and line, name, schedule
+#: expression and time zone (None: UTC).
+CrontabJob = collections.namedtuple("CrontabJob", "path number name schedule tz")
+
+#: How far back the history is read for the scripts and hosts a rollout may meet.
+RECENT = datetime.timedelta(days=30)
+
+
+def host_time_zone(environ=None):
+    """The IANA name of this host's time zone, which cron reads schedules in
+    (TZ, /etc/timezone, the /etc/localtime link), or None for UTC."""
+    environ = os.environ if environ is None else environ
+    candidates = [environ.get("TZ", "").lstrip(":")]
+    try:
+        with open("/etc/timezone", encoding="utf-8") as handle:
+            candidates.append(handle.read().strip())
+    except OSError:
+        pass
+    try:
+        link = os.readlink("/etc/localtime")
+        candidates.append(link.split("zoneinfo/", 1)[1] if "zoneinfo/" in link else "")
+    except OSError:
+        pass
+    for candidate in candidates:
+        if candidate and schedules.schedule_problem("@daily", candidate) is None:
+            return None if candidate in ("UTC", "Etc/UTC") else candidate
+    return None
+
+
+def crontab_jobs(crontabs, default_tz=None):
+    """([CrontabJob], [(path, line, message)]): the jobs of ``crontabs``
+    (tooling.crontab.Crontab) with the names wrap gives them, and what was
+    left out (lines whose schedule cronpolicy cannot read)."""
+    from cronpolicy.tooling.crontab import name_files
+    from cronpolicy.tooling.crontab.lines import parse_crontab, schedule_of
+    jobs, left = [], []
+    for crontab, named in zip(crontabs, name_files(crontabs)):
+        entries = {entry.number: entry for entry in parse_crontab(crontab.text, crontab.system)}
+        for job in named:
+            entry = entries[job.number]
+            expression = schedule_of(entry.job, crontab.system)
+            zone = entry.cron_tz or default_tz
+            problem = schedules.schedule_problem(expression, zone)
+            if problem:
+                left.append((crontab.path, job.number, "%s: not registered: %s"
+                             % (job.name, problem)))
+                continue
+            jobs.append(CrontabJob(crontab.path, job.number, job.name, expression,
+                                   zone if zone not in ("UTC", "Etc/UTC") else None))
+    return jobs, left
+
+
+def register(db, jobs, host, replace=False):
+    """Register ``jobs`` (CrontabJob) for ``host``; with ``replace``, the
+    host's registrations no job names any more go.  Returns a dict of the
+    names added, changed, unchanged and removed.  Two jobs of one name on
+    one host are refused: their schedules would fight."""
+    from sqlalchemy import and_, select
+    from cronpolicy.tooling.tables import script_schedule
+    names = collections.Counter(job.name for job in jobs)
+    doubled = sorted(name for name, count in names.items() if count > 1)
+    if doubled:
+        raise UsageError("more than one job is named %s on this host: give each its own name "
+                         "(# cronpolicy: name=... above the line)" % ", ".join(doubled))
+    outcome = {"added": [], "changed": [], "unchanged": [], "removed": []}
+    with db.begin("register the schedules of %s" % host) as connection:
+        existing = {row["name"]: row for row in connection.execute(
+            select(script_schedule).where(script_schedule.c.host == host)).mappings()}
+        for job in jobs:
+            origin = "%s line %d" % (job.path if job.path == "-" else os.path.abspath(job.path),
+                                     job.number)
+            values = {"schedule": job.schedule, "schedule_tz": job.tz, "origin": origin}
+            values.update(db.who_columns("registered_by"))
+            before = existing.get(job.name)
+            where = and_(script_schedule.c.name == job.name, script_schedule.c.host == host)
+            if before is None:
+                connection.execute(script_schedule.insert().values(name=job.name, host=host,
+                                                                   **values))
+                outcome["added"].append(job.name)
+            elif (before["schedule"], before["schedule_tz"], before["origin"]) != (
+                    job.schedule, job.tz, origin):
+                connection.execute(script_schedule.update().where(where).values(
+                    registered_at=db.now(connection), **values))
+                outcome["changed"].append(job.name)
+            else:
+                outcome["unchanged"].append(job.name)
+        if replace:
+            for name in sorted(set(existing) - set(names)):
+                connection.execute(script_schedule.delete().where(and_(
+                    script_schedule.c.name == name, script_schedule.c.host == host)))
+                outcome["removed"].append(name)
+    return outcome
+
+
+def fleet_schedules(reader, inputs, warn=None, host="*", script="*"):
+    """{(name, host): Schedule or None} for every script and host seen in
+    the last 30 days, registered, or named by a policy row for a host, as
+    ``reader`` (store.reads.Reader) reads them, among ``host`` and
+    ``script`` (globs)."""
+    from cronpolicy.matching import glob_matches, is_pattern
+    registered, declared = reader.schedule_sources(inputs.now - RECENT)
+    pairs = set(reader.recent_pairs(inputs.now - RECENT)) | set(registered)
+    pairs |= {(row.name, row.host) for row in inputs.policies
+              if not is_pattern(row.name) and not is_pattern(row.host)}
+    return {(name, on): schedules.resolve(inputs.policies, registered, declared, name, on, warn)
+            for name, on in sorted(pairs)
+            if glob_matches(script, name) and glob_matches(host, on)}
+
+
+def describe(found, now):
+    """A schedule as the commands show it: a dict with its next start."""
+    if found is None:
+        return {"schedule": None, "schedule_tz": None, "schedule_source": None,
+                "schedule_origin": None, "next_start": None}
+    return {"schedule": found.expression, "schedule_tz": found.tz,
+            "schedule_source": found.source, "schedule_origin": found.origin,
+            "next_start": found.next_after(now)}

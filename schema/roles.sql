@@ -65,7 +65,9 @@ REVOKE ALL ON ALL TABLES IN SCHEMA cronpolicy
     FROM cronpolicy_script, cronpolicy_rollout, cronpolicy_admin;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA cronpolicy FROM PUBLIC;
 -- Pure helpers that constraints and triggers evaluate with every writer's rights.
-GRANT EXECUTE ON FUNCTION cronpolicy.time_in_range(timestamptz),
+GRANT EXECUTE ON FUNCTION cronpolicy.schedule_problem(text, text),
+                          cronpolicy.cron_field_values(text, integer, integer, text[]),
+                          cronpolicy.time_in_range(timestamptz),
                           cronpolicy.seconds_in_range(double precision),
                           cronpolicy.interval_in_range(interval),
                           cronpolicy.glob_matches(text, text),
@@ -90,6 +92,10 @@ GRANT EXECUTE ON FUNCTION cronpolicy.claim_script(text) TO cronpolicy_script;
 GRANT SELECT, INSERT, UPDATE, DELETE ON cronpolicy.run_slot TO cronpolicy_script;
 GRANT EXECUTE ON FUNCTION cronpolicy.reap_dead_runs()
     TO cronpolicy_script, cronpolicy_admin;
+-- Schedules a host registers from its crontab (`cronpolicy schedule import`),
+-- for scripts its login may record (a trigger checks script_owner); a
+-- login changes only what it registered (row-level security below).
+GRANT SELECT, INSERT, UPDATE, DELETE ON cronpolicy.script_schedule TO cronpolicy_script;
 
 -- Rollout tooling (and cronpolicy_script's rights, through membership).
 GRANT UPDATE (deploy_pending, reason, changed_by) ON cronpolicy.deploy_state
@@ -178,4 +184,18 @@ CREATE POLICY run_slot_renew ON cronpolicy.run_slot FOR UPDATE
 CREATE POLICY run_slot_free ON cronpolicy.run_slot FOR DELETE
     TO cronpolicy_script USING (db_user = session_user OR lease_expires_at < now());
 CREATE POLICY run_slot_admin ON cronpolicy.run_slot FOR ALL
+    TO cronpolicy_admin USING (true) WITH CHECK (true);
+
+-- Registered schedules: everyone reads them; a login registers, changes and
+-- removes only its own (registered_by, set by the database).
+ALTER TABLE cronpolicy.script_schedule ENABLE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS script_schedule_read ON cronpolicy.script_schedule;
+DROP POLICY IF EXISTS script_schedule_own ON cronpolicy.script_schedule;
+DROP POLICY IF EXISTS script_schedule_admin ON cronpolicy.script_schedule;
+CREATE POLICY script_schedule_read ON cronpolicy.script_schedule FOR SELECT
+    TO cronpolicy_script USING (true);
+CREATE POLICY script_schedule_own ON cronpolicy.script_schedule FOR ALL
+    TO cronpolicy_script USING (registered_by = session_user)
+    WITH CHECK (registered_by = session_user);
+CREATE POLICY script_schedule_admin ON cronpolicy.script_schedule FOR ALL
     TO cronpolicy_admin USING (true) WITH CHECK (true);

@@ -4,6 +4,7 @@ agree), where a script's schedule comes from, and registering a host's
 crontab."""
 
 import datetime
+import json
 import os
 
 import pytest
@@ -150,3 +151,81 @@ def test_a_dba_cannot_store_a_schedule_cron_would_not_read(dba):
                     " VALUES ('job', 'h', '@reboot')")
     dba.execute("INSERT INTO cronpolicy.script_policy (name, schedule, schedule_tz)"
                 " VALUES ('job', '0 2 * * *', 'Europe/London')")
+
+
+# Registering a host's crontab --------------------------------------------------------------
+
+CRONTAB = """\
+MAILTO=ops
+*/15 * * * * /srv/bin/publish-distro --distro ubuntu
+CRON_TZ=Europe/London
+0 2 * * * /srv/bin/nightly-report
+@reboot /srv/bin/warmup
+"""
+
+
+def test_import_registers_each_job_as_wrap_names_it_in_the_zone_cron_reads(cli, dba, tmp_path,
+                                                                           monkeypatch):
+    monkeypatch.setenv("TZ", "America/New_York")       # this host's own zone
+    crontab = tmp_path / "crontab"
+    crontab.write_text(CRONTAB)
+    code, out, err = cli("schedule", "import", str(crontab))
+    assert code == 0, err
+    assert "warmup: not registered: @reboot is not a schedule" in err and err.count("\n") == 1
+    rows = dba.execute("SELECT name, host, schedule, schedule_tz, origin"
+                       " FROM cronpolicy.script_schedule ORDER BY name")
+    assert rows == [("nightly-report", "testhost", "0 2 * * *", "Europe/London",
+                     "%s line 4" % crontab),
+                    ("publish-distro", "testhost", "*/15 * * * *", "America/New_York",
+                     "%s line 2" % crontab)]
+    code, out, _ = cli("schedule", "import", str(crontab))
+    assert "0 added, 0 changed, 2 unchanged" in out
+    crontab.write_text(CRONTAB.replace("*/15", "*/5").replace("0 2 * * * /srv/bin/nightly-report\n",
+                                                            ""))
+    code, out, _ = cli("schedule", "import", "--replace", "--json", str(crontab))
+    outcome = json.loads(out)
+    assert (outcome["changed"], outcome["removed"]) == (["publish-distro"], ["nightly-report"])
+    code, out, _ = cli("schedule", "list", "--json")
+    [row] = json.loads(out)
+    assert (row["name"], row["schedule"], row["schedule_source"]) == (
+        "publish-distro", "*/5 * * * *", "crontab")
+    assert row["next_start"] is not None
+
+
+def test_import_refuses_a_bad_zone_and_two_jobs_of_one_name(cli, tmp_path):
+    crontab = tmp_path / "crontab"
+    crontab.write_text("* * * * * /srv/bin/a\n")
+    code, _, err = cli("schedule", "import", "--tz", "Mars/Base", str(crontab))
+    assert code == 2 and "--tz: unknown time zone" in err
+    crontab.write_text("# cronpolicy: name=same\n* * * * * /srv/bin/a\n"
+                       "# cronpolicy: name=same\n0 * * * * /srv/bin/b\n")
+    code, _, err = cli("schedule", "import", str(crontab))
+    assert code == 2 and "more than one job is named same" in err
+
+
+def test_a_script_login_registers_only_for_its_own_scripts(pg_roles, pg_dsn, tmp_path):
+    import psycopg2
+    web1, web2 = pg_roles("cronpolicy_script"), pg_roles("cronpolicy_script")
+    for dsn, name in ((web1, "report"), (web2, "sync")):
+        connection = psycopg2.connect(dsn)
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute("INSERT INTO cronpolicy.script_schedule (name, host, schedule,"
+                           " registered_by) VALUES (%s, 'h1', '@daily', 'someone-else')",
+                           (name,))
+        connection.close()
+    connection = psycopg2.connect(web2)
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT name, registered_by = session_user"
+                           " FROM cronpolicy.script_schedule ORDER BY name")
+            assert cursor.fetchall() == [("report", False), ("sync", True)]
+            with pytest.raises(psycopg2.Error, match="belongs to database role"):
+                cursor.execute("INSERT INTO cronpolicy.script_schedule (name, host, schedule)"
+                               " VALUES ('report', 'h2', '@hourly')")
+            cursor.execute("UPDATE cronpolicy.script_schedule SET schedule = '@hourly'"
+                           " WHERE name = 'report'")
+            assert cursor.rowcount == 0         # not its own: invisible to its writes
+    finally:
+        connection.close()

@@ -9,7 +9,6 @@ import stat
 import subprocess
 import sys
 
-import pytest
 
 from cronpolicy import catchup
 

@@ -12,7 +12,9 @@ from hypothesis import HealthCheck, given, settings as hypothesis_settings, stra
 
 from cronpolicy.rows import PolicyRow
 from cronpolicy.schedule import (
-    FROM_CRONTAB, FROM_POLICY, FROM_SCRIPT, Schedule, ScheduleError, resolve, schedule_problem)
+    FROM_CRONTAB, FROM_POLICY, FROM_SCRIPT, Schedule, resolve, schedule_problem)
+
+from .conftest import DBA
 
 UTC = datetime.timezone.utc
 DEEP = int(os.environ.get("CRONPOLICY_FUZZ_EXAMPLES", "0"))
@@ -229,3 +231,47 @@ def test_a_script_login_registers_only_for_its_own_scripts(pg_roles, pg_dsn, tmp
             assert cursor.rowcount == 0         # not its own: invisible to its writes
     finally:
         connection.close()
+
+
+# What the commands show ------------------------------------------------------------------
+
+def test_a_script_declares_its_schedule_and_the_commands_show_it(scripts, dba, cli):
+    scripts.write("nightly", extra="schedule = '30 2 * * *'\n    schedule_tz = 'Europe/Paris'")
+    assert scripts.run("nightly").returncode == 0
+    assert dba.execute("SELECT schedule, schedule_tz FROM cronpolicy.script_run") == [
+        ("30 2 * * *", "Europe/Paris")]
+    code, out, _ = cli("estimate", "nightly", "--json")
+    [row] = json.loads(out)
+    assert (row["schedule"], row["schedule_tz"], row["schedule_source"]) == (
+        "30 2 * * *", "Europe/Paris", FROM_SCRIPT)
+    next_start = datetime.datetime.fromisoformat(row["next_start"])
+    assert next_start.astimezone(Schedule("@daily", "Europe/Paris").zone).strftime("%H:%M") == \
+        "02:30"
+    # A DBA's schedule wins over the script's.
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, schedule) VALUES ('nightly', '@hourly')")
+    code, out, _ = cli("why", "nightly")
+    assert "schedule on testhost: @hourly (UTC), from policy #" in out
+    code, out, _ = cli("status", "--json")
+    [row] = json.loads(out)["scheduled"]
+    assert (row["name"], row["host"], row["schedule"]) == ("nightly", "testhost", "@hourly")
+    code, out, _ = cli("status")
+    assert "scheduled: 1 scripts; next: nightly on testhost at" in out
+
+
+def test_a_script_whose_schedule_is_none_is_refused_before_anything_is_recorded(scripts, dba):
+    scripts.write("nightly", extra="schedule = '0 2 * *'")
+    result = scripts.run("nightly")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "has 4 fields" in result.stderr
+    assert dba.execute("SELECT count(*) FROM cronpolicy.script_run") == [(0,)]
+
+
+def test_a_bad_schedule_written_on_sqlite_is_said_when_read_and_decides_nothing(
+        sqlite_dsn, cli, monkeypatch):
+    dba = DBA(sqlite_dsn)
+    monkeypatch.setenv("CRONPOLICY_DSN", sqlite_dsn)
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, host, schedule)"
+                " VALUES ('job', 'web1', 'every day at two')")
+    code, out, err = cli("status", "--json")
+    assert code == 0 and json.loads(out)["scheduled"] == []
+    assert "ignoring the schedule 'every day at two' of policy #" in err

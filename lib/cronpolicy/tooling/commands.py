@@ -99,7 +99,7 @@ def cmd_audit(args, settings):
 
 def cmd_why(args, settings):
     from cronpolicy.tooling.explain import explain
-    runs = explain(settings, args.name, limit=args.limit)
+    runs = explain(settings, args.name, limit=args.limit, warn=_warn)
     if args.json:
         for run in runs:
             if run["cause"] is not None:
@@ -109,6 +109,11 @@ def cmd_why(args, settings):
     if not runs:
         print("no runs of %s recorded" % args.name)
         return exitcodes.OK
+    for host in sorted({run["host"] for run in runs}):
+        run = next(run for run in runs if run["host"] == host)
+        print("schedule on %s: %s" % (host, "%s, from %s; next start %s" % (
+            _schedule_text(run), run["schedule_origin"], format_time(run["next_start"])
+            if run["next_start"] else "none") if run["schedule"] else "none known"))
     for run in runs:
         outcome = run["status"]
         reason = run["skip_reason"] if run["status"] == "skipped" else run["stop_reason"]
@@ -128,7 +133,7 @@ def cmd_why(args, settings):
 
 def cmd_status(args, settings):
     from cronpolicy.tooling import fleet
-    state = fleet.status(settings)
+    state = fleet.status(settings, warn=_warn)
     if args.json:
         print_json(state)
         return exitcodes.OK
@@ -157,7 +162,16 @@ def cmd_status(args, settings):
     print("running: %s" % (len(state["running"]) or "none"))
     if state["running"]:
         run_table(state["running"], state["now"])
+    scheduled = state["scheduled"]
+    print("scheduled: %s" % ("%d scripts; next: %s" % (len(scheduled), ", ".join(
+        "%s on %s at %s" % (row["name"], row["host"], format_time(row["next_start"]))
+        for row in scheduled[:3] if row["next_start"])) if scheduled else
+        "none known (cronpolicy schedule import)"))
     return exitcodes.OK
+
+
+def _warn(message):
+    print("cronpolicy: warning: %s" % message, file=sys.stderr)
 
 
 def _policy_change(args, settings, enabled):
@@ -415,7 +429,8 @@ def cmd_estimate(args, settings):
     from cronpolicy.tooling import history
     names = [args.name] if args.name else history.known_names(settings)
     script_runtime = parse_duration(args.expected_runtime) if args.expected_runtime else None
-    results = history.estimates(settings, names, args.host or settings.host, script_runtime)
+    results = history.estimates(settings, names, args.host or settings.host, script_runtime,
+                                warn=_warn)
     if args.json:
         print_json(results)
         return exitcodes.OK
@@ -424,8 +439,17 @@ def cmd_estimate(args, settings):
         return exitcodes.OK
     print_table(results, [("SCRIPT", lambda r: r["name"]),
                           ("ESTIMATE", lambda r: format_duration(r["estimate_seconds"])),
-                          ("FROM", lambda r: r["source"])])
+                          ("FROM", lambda r: r["source"]),
+                          ("SCHEDULE", _schedule_text),
+                          ("NEXT START", lambda r: format_time(r["next_start"])
+                           if r["next_start"] else "-")])
     return exitcodes.OK
+
+
+def _schedule_text(row):
+    if not row["schedule"]:
+        return "-"
+    return "%s (%s)" % (row["schedule"], row["schedule_tz"] or "UTC")
 
 
 def cmd_check(args, settings):

@@ -143,13 +143,17 @@ def _cause(reader, run):
     return _latest_before(reader, table, row_id, moment, where)
 
 
-def explain(settings, name, limit=10):
+def explain(settings, name, limit=10, warn=None):
     """The last ``limit`` decisions about ``name``, newest first, each with the
     audit entry behind a skip or interruption when one can be found."""
     if limit < 1:
         raise UsageError("--limit must be at least 1")
+    from cronpolicy.tooling.schedules import describe, schedules_of
     with reading(settings, "explain the decisions") as reader:
         runs = reader.recent_runs(name, limit)
+        inputs = reader.inputs()
+        found = schedules_of(reader, inputs, {(name, run["host"]) for run in runs}, warn)
         for run in runs:
             run["cause"] = _cause(reader, run)
+            run.update(describe(found[(name, run["host"])], inputs.now))
         return runs

@@ -12,12 +12,19 @@ from cronpolicy.errors import DatabaseError
 from cronpolicy.store.reads import Reader, reading, window_dict
 
 
-def status(settings):
+def status(settings, warn=None):
     """What a release manager needs at a glance, as one dict."""
+    from cronpolicy.tooling.schedules import describe, fleet_schedules
     with reading(settings, "read the status", reap=True) as reader:
-        now = reader.now()
-        windows = [window_dict(window, now) for window in reader.standing_windows(now)]
-        policies = [row._asdict() for row in reader.policies()]
+        inputs = reader.inputs()
+        now = inputs.now
+        windows = [window_dict(window, now) for window in inputs.windows]
+        policies = [row._asdict() for row in inputs.policies]
+        found = fleet_schedules(reader, inputs, warn)
+        scheduled = sorted((dict({"name": name, "host": host}, **describe(schedule, now))
+                            for (name, host), schedule in found.items() if schedule is not None),
+                           key=lambda row: (row["next_start"] is None, row["next_start"] or now,
+                                            row["name"], row["host"]))
         return {
             "now": now,
             "deploy": reader.deploy_state(),
@@ -27,6 +34,7 @@ def status(settings):
             "exempt_policies": [row for row in policies
                                 if row["enabled"] and row["rollout_exempt"]],
             "running": reader.live_runs(now),
+            "scheduled": scheduled,
         }
 
 

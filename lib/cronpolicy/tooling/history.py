@@ -25,9 +25,11 @@ def known_names(settings):
         return reader.known_names()
 
 
-def estimates(settings, names, host, script_runtime=None):
-    """[{name, estimate_seconds, source, runs_considered}] for each name, computed
-    exactly as the gate computes them."""
+def estimates(settings, names, host, script_runtime=None, warn=None):
+    """[{name, estimate_seconds, source, runs_considered, and the schedule
+    with its next start on ``host``}] for each name, computed exactly as
+    the gate computes them."""
+    from cronpolicy.tooling.schedules import describe, schedules_of
     store = open_store(settings, application_name="cronpolicy-cli")
     try:
         results = []
@@ -38,6 +40,11 @@ def estimates(settings, names, host, script_runtime=None):
             results.append({"name": name, "estimate_seconds": estimate.seconds,
                             "source": estimate.source,
                             "runs_considered": len(inputs.recent_runtimes)})
-        return results
     finally:
         store.close()
+    with reading(settings, "read the schedules") as reader:
+        inputs = reader.inputs()
+        found = schedules_of(reader, inputs, [(name, host) for name in names], warn)
+    for result in results:
+        result.update(describe(found[(result["name"], host)], inputs.now))
+    return results

@@ -135,3 +135,19 @@ def describe(found, now):
     return {"schedule": found.expression, "schedule_tz": found.tz,
             "schedule_source": found.source, "schedule_origin": found.origin,
             "next_start": found.next_after(now)}
+
+
+def schedules_of(reader, inputs, pairs, warn=None):
+    """{(name, host): Schedule or None} for the given pairs."""
+    registered, declared = reader.schedule_sources(inputs.now - RECENT)
+    return {(name, on): schedules.resolve(inputs.policies, registered, declared, name, on, warn)
+            for name, on in pairs}
+
+
+def upcoming(found, now, limit=None):
+    """[(next start, name, host, Schedule)] of ``found`` ({pair: Schedule}),
+    soonest first."""
+    starts = sorted((schedule.next_after(now), name, host, schedule)
+                    for (name, host), schedule in found.items()
+                    if schedule is not None and schedule.next_after(now) is not None)
+    return starts[:limit] if limit else starts

@@ -88,3 +88,10 @@ SELECT DISTINCT name, host FROM cronpolicy.script_run WHERE started_at > %(since
 -- Whether the script started for real on a host after a moment.
 SELECT count(*) AS runs FROM cronpolicy.script_run
  WHERE name = %(name)s AND host = %(host)s AND status <> 'skipped' AND started_at > %(since)s
+
+
+-- name: last_success_on
+-- A script's latest success on one host (script_run_name_started_idx, newest first).
+SELECT started_at, finished_at FROM cronpolicy.script_run
+ WHERE name = %(name)s AND host = %(host)s AND status = 'succeeded'
+ ORDER BY started_at DESC LIMIT 1

@@ -224,6 +224,12 @@ class Reader:
         return sorted((row["name"], row["host"])
                       for row in self.rows("recent_pairs", {"since": self._time(since)}))
 
+    def last_success_on(self, name, host):
+        """When the latest succeeded run of ``name`` on ``host`` started, or None."""
+        found = self.rows("last_success_on", {"name": name, "host": host},
+                          {"started_at": "time"})
+        return found[0]["started_at"] if found else None
+
     def ran_since(self, name, host, since):
         """Whether ``name`` started for real (not skipped) on ``host`` after ``since``."""
         [row] = self.rows("ran_since", {"name": name, "host": host, "since": self._time(since)})

@@ -69,3 +69,10 @@ SELECT DISTINCT name, host FROM cronpolicy.script_run
 SELECT count(*) AS runs FROM cronpolicy.script_run
  WHERE name = :name AND host = :host AND status <> 'skipped'
    AND julianday(started_at) > julianday(:since)
+
+
+-- name: last_success_on
+-- A script's latest success on one host (script_run_name_started_idx, newest first).
+SELECT started_at, finished_at FROM cronpolicy.script_run
+ WHERE name = :name AND host = :host AND status = 'succeeded'
+ ORDER BY started_at DESC LIMIT 1

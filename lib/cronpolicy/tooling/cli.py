@@ -200,9 +200,22 @@ def build_parser(argv=None):
               "what a rollout at --at would skip and find running, changing nothing",
               (common, reader), subparsers=deploy_commands)
     sub.add_argument("--at", required=True, help="when the rollout would start (ISO 8601 or +D)")
+    sub.add_argument("--duration", default="30m",
+                     help="how long it lasts (default 30m): the scheduled starts it skips")
     sub.add_argument("--host", default="*", help="hosts it covers (glob; default all)")
     sub.add_argument("--script", default="*", type=script_name,
                      help="scripts it covers (glob; default all)")
+    sub = add("slot", "cmd_deploy_slot",
+              "the best times to start a rollout: the least waiting for runs that cannot be "
+              "interrupted, then the fewest and cheapest scheduled starts skipped",
+              (common, reader), subparsers=deploy_commands)
+    sub.add_argument("--duration", required=True, help="how long the rollout lasts, like 30m")
+    sub.add_argument("--within", default="24h", help="look this far ahead (default 24h)")
+    sub.add_argument("--host", default="*", help="hosts it covers (glob; default all)")
+    sub.add_argument("--script", default="*", type=script_name,
+                     help="scripts it covers (glob; default all)")
+    sub.add_argument("--count", type=positive_int, default=3,
+                     help="how many slots to propose (default 3)")
 
     sub = add("audit", "cmd_audit", "who changed policies, windows and the deploy switch",
               (common, reader))
@@ -292,10 +305,17 @@ def build_parser(argv=None):
             help="run any command behind the gate: cronpolicy run NAME [options] -- COMMAND")
 
     sub = add("overdue", "cmd_overdue", "scripts that have not succeeded within their expected "
-                                      "interval (exit 8 when any)", (common, reader))
+                                      "interval or since their last scheduled start, and "
+                                      "scripts rollouts starve (exit 8 when any)",
+              (common, reader))
     sub.add_argument("--tolerance", type=positive_number, default=1.5,
                      help="overdue after this many intervals without success (1.5)")
-    sub.add_argument("--all", action="store_true", help="list every script with an interval")
+    sub.add_argument("--grace", default="10m",
+                     help="what a scheduled run is allowed beyond its estimate (default 10m)")
+    sub.add_argument("--starving", type=positive_int, default=3, metavar="N",
+                     help="report a script the last N rollouts in a row skipped (default 3)")
+    sub.add_argument("--all", action="store_true",
+                     help="list every script with an interval or a schedule")
     sub = add("metrics", "cmd_metrics", "fleet metrics in the Prometheus text format")
     sub.add_argument("--output", metavar="FILE",
                      help="write them here atomically (for the textfile collector) "

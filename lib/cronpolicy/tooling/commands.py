@@ -246,9 +246,23 @@ def _deploy_change(settings, begin, reason=""):
     if begin:
         print("deploy pending%s%s" % (": " + reason if reason else "",
                                       " (it already was)" if was else ""))
+        if not was:
+            _warn_starving(settings)
     else:
         print("deploy no longer pending%s" % ("" if was else " (it was not)"))
     return exitcodes.OK
+
+
+def _warn_starving(settings):
+    """Say which scripts this deploy skips once more after the rollouts
+    before it (starvation: planning.STARVING_AFTER in a row)."""
+    from cronpolicy import planning, policy
+    from cronpolicy.tooling.rollout_plans import gather
+    for job in gather(settings, warn=_warn).jobs:
+        if job.starving + 1 >= planning.STARVING_AFTER and job.schedule is not None and \
+                not policy.rollout_exempt(job.inputs.policies, job.name, job.host):
+            _warn("%s on %s was skipped by the last %d rollouts in a row, and this one skips it "
+                  "too" % (job.name, job.host, job.starving))
 
 
 def cmd_deploy_wait(args, settings):
@@ -276,16 +290,16 @@ def cmd_deploy_wait(args, settings):
 
 
 def cmd_deploy_plan(args, settings):
-    from cronpolicy.tooling import deploy
-    result = deploy.plan(_database(settings), settings, args.at, host=args.host,
-                          script=args.script)
+    from cronpolicy.tooling.rollout_plans import plan
+    duration = _duration(args.duration, "--duration")
+    result = plan(settings, args.at, duration, host=args.host, script=args.script, warn=_warn)
     if args.json:
         print_json(result)
         return exitcodes.OK
     now, at = result["now"], result["at"]
-    print("a rollout at %s (in %s), hosts %s, scripts %s:" % (
+    print("a rollout at %s (in %s) for %s, hosts %s, scripts %s:" % (
         format_time(at), format_duration(max(0.0, (at - now).total_seconds())),
-        result["host"], result["script"]))
+        format_duration(duration), result["host"], result["script"]))
 
     def skipped_from(row):
         if row["exempt"]:
@@ -301,16 +315,70 @@ def cmd_deploy_plan(args, settings):
             ("NOTE", lambda r: "disabled by policy" if r["disabled"] else r["source"])])
     else:
         print("no scripts known from the last 30 days of history or from policies")
+    starts = result["skipped_starts"]
+    print("scheduled starts it skips: %s" % (len(starts) or "none"))
+    if starts:
+        print_table(starts, [("  SCRIPT", lambda r: "  " + r["name"]),
+                             ("HOST", lambda r: r["host"]),
+                             ("SCHEDULED", lambda r: format_time(r["at"])),
+                             ("WHY", lambda r: r["code"]),
+                             ("NEXT START AFTER", lambda r: format_time(r["next_start"])
+                              if r["next_start"] else "-")])
     still = [run for run in result["running"] if run["running_at"]]
     done = [run for run in result["running"] if not run["running_at"]]
     print("running now and predicted to still run at %s: %s" % (
         format_time(at), len(still) or "none"))
     if still:
         run_table(still, now)
+        if result["wait_seconds"]:
+            print("the rollout would wait %s for runs that cannot be interrupted"
+                  % format_duration(result["wait_seconds"]))
     if done:
         print("running now and predicted to finish before it: %s" % ", ".join(
             "%s on %s" % (run["name"], run["host"]) for run in done))
+    for row in result["starving"]:
+        _warn("%s on %s would be skipped by %d rollouts in a row" % (
+            row["name"], row["host"], row["rollouts_in_a_row"]))
     return exitcodes.OK
+
+
+def cmd_deploy_slot(args, settings):
+    from cronpolicy.tooling.rollout_plans import slots
+    duration = _duration(args.duration, "--duration")
+    within = _duration(args.within, "--within")
+    result = slots(settings, duration, within, host=args.host, script=args.script,
+                   count=args.count, warn=_warn)
+    if args.json:
+        print_json(result)
+        return exitcodes.OK
+    print("the best times to start a rollout of %s within %s (hosts %s, scripts %s):" % (
+        format_duration(duration), format_duration(within), result["host"], result["script"]))
+    for rank, candidate in enumerate(result["candidates"], 1):
+        print()
+        print("%d. %s to %s: %s" % (
+            rank, format_time(candidate["starts_at"]), format_time(candidate["ends_at"]),
+            "waits %s" % format_duration(candidate["wait_seconds"])
+            if candidate["wait_seconds"] else "waits for nothing"
+            + ("; skips %d scheduled starts" % len(candidate["skipped_starts"])
+               if candidate["skipped_starts"] else "; skips no scheduled start")))
+        for reason in candidate["reasons"]:
+            print("   %s" % reason)
+        picture = candidate["timeline"]
+        label = max(len(name) for name, _ in picture["lines"])
+        print("   %s  %s" % (" " * label, picture["axis"]))
+        for name, line in picture["lines"]:
+            print("   %s  %s" % (name.ljust(label), line))
+    return exitcodes.OK
+
+
+def _duration(text, option):
+    try:
+        seconds = parse_duration(text)
+    except (UsageError, ValueError) as error:
+        raise UsageError("%s: %s" % (option, error)) from None
+    if seconds <= 0:
+        raise UsageError("%s must be longer than 0" % option)
+    return seconds
 
 
 def cmd_flush(args, settings):
@@ -356,15 +424,31 @@ def cmd_overdue(args, settings):
     from cronpolicy.tooling import overdue
     now, reports = overdue.overdue_scripts(_database(settings), tolerance=args.tolerance,
                                            include_all=args.all)
-    late = [report for report in reports if report["overdue"]]
+    _, scheduled = overdue.scheduled_reports(
+        settings, grace=_duration(args.grace, "--grace"), starving_after=args.starving,
+        include_all=args.all, warn=_warn)
+    late = [report for report in reports + scheduled
+            if report["overdue"] or report.get("starving")]
     if args.json:
-        print_json(reports)
-    elif not reports:
-        print("nothing overdue" if not args.all else "no script declares an expected interval")
-    else:
+        print_json(reports + scheduled)
+        return exitcodes.OVERDUE if late else exitcodes.OK
+    if not reports and not scheduled:
+        print("nothing overdue" if not args.all else
+              "no script declares an expected interval or has a schedule")
+    if reports:
         print_table(reports, [
             ("SCRIPT", lambda r: r["name"]),
             ("EVERY", lambda r: format_duration(r["expected_interval"])),
+            ("LAST SUCCESS", lambda r: format_time(r["last_success"]) if r["last_success"]
+             else "never"),
+            ("OVERDUE", lambda r: "yes" if r["overdue"] else "no"),
+            ("WHY", lambda r: "%s: %s" % (r["state"], r["detail"]))])
+    if scheduled:
+        if reports:
+            print()
+        print_table(scheduled, [
+            ("SCRIPT", lambda r: r["name"]), ("HOST", lambda r: r["host"]),
+            ("SCHEDULE", _schedule_text),
             ("LAST SUCCESS", lambda r: format_time(r["last_success"]) if r["last_success"]
              else "never"),
             ("OVERDUE", lambda r: "yes" if r["overdue"] else "no"),

@@ -1,4 +1,4 @@
-"""Rollouts: the deploy switch, waiting for the fleet to be quiet, planning.
+"""Rollouts: the deploy switch, and waiting for the fleet to be quiet.
 
 This is the Python API that ``cronpolicy deploy`` wraps; release tooling can
 call it directly::
@@ -15,26 +15,20 @@ call it directly::
     ...                                   # upgrade
     deploy.deploy_end(db)
 
-Times are always the database's clock.  Whether a run blocks a rollout, is
-asked to stop, or would be skipped is asked of ``cronpolicy.policy``.
+Times are always the database's clock.  Whether a run blocks a rollout or
+is asked to stop is asked of ``cronpolicy.policy``.  Planning a rollout
+(`deploy plan`, `deploy slot`) is rollout_plans.py.
 """
 
 import collections
-import datetime
 import time
 
-from sqlalchemy import select, text
+from sqlalchemy import text
 
 from cronpolicy import config, policy
-from cronpolicy.matching import glob_matches, is_pattern
-from cronpolicy.rows import Window
-from cronpolicy.errors import DatabaseError, UsageError
-from cronpolicy.timeutil import UTC, format_time, parse_time
-from cronpolicy.tooling.fleet import live_runs, read_deploy_state, reap_dead_runs, reap_if_free
-from cronpolicy.tooling.tables import deploy_state, drain, script_run
-
-_EPOCH = datetime.datetime(2000, 1, 1, tzinfo=UTC)
-
+from cronpolicy.errors import DatabaseError
+from cronpolicy.tooling.fleet import live_runs, read_deploy_state, reap_dead_runs
+from cronpolicy.tooling.tables import deploy_state, drain
 
 def _set_deploy(db, pending, reason, doing, audit_reason=None):
     """Flip the switch; a flip to where it already stands, with the same
@@ -237,69 +231,3 @@ def _record_drain(db, started_at, finished_at, host, quiet, blocked):
             started_at=started_at, finished_at=max(started_at, finished_at), host=host,
             quiet=quiet, longest_blocker=longest[0] if longest else None,
             longest_blocker_seconds=(longest[2] - longest[1]) if longest else None))
-
-
-# Planning ------------------------------------------------------------------------------
-
-def plan(db, settings, at, host="*", script="*"):
-    """What a rollout starting at ``at`` (text: ISO time or +D) would mean, changing nothing.
-
-    Returns a dict: ``skipped`` lists, for every script known from the last 30
-    days of history or named by a policy row, from when its starts would be
-    skipped (the cut-off: at - estimate - margin) and what a start now would
-    be told (``decision``); ``running`` lists live runs with their predicted
-    finish and whether they would still be running at ``at``.
-    """
-    from cronpolicy.store import open_store
-
-    parse_time(at, _EPOCH)
-    reap_if_free(db)
-    with db.read("plan the rollout") as connection:
-        now = db.now(connection)
-        at_time = parse_time(at, now)
-        if at_time < now - datetime.timedelta(minutes=1):
-            raise UsageError("the rollout time %s is in the past (the database says now is %s)"
-                             % (format_time(at_time), format_time(now)))
-        recent = connection.execute(
-            select(script_run.c.name).distinct()
-            .where(script_run.c.started_at > now - datetime.timedelta(days=30))).scalars().all()
-        policies = db.inputs(connection).policies
-        running = live_runs(db, connection, now, host)
-    names = sorted({name for name in recent if glob_matches(script, name)}
-                   | {row.name for row in policies if not is_pattern(row.name)
-                      and glob_matches(script, row.name)})
-    # For a host pattern, decide as on "some host it covers": no host-specific
-    # policy row, and the planned window covering it.
-    policy_host = host if not is_pattern(host) else "*"
-    try:
-        ends_at = at_time + datetime.timedelta(days=1)
-    except OverflowError:                   # a rollout planned in year 9999
-        ends_at = datetime.datetime.max.replace(tzinfo=UTC)
-    rollout = Window(id=0, starts_at=at_time, ends_at=ends_at,
-                     reason="the planned rollout", host=policy_host, script=script)
-    skipped = []
-    store = open_store(settings, application_name="cronpolicy-plan")
-    try:
-        for name in names:
-            inputs = store.load_inputs(name, settings.estimate_runs)
-            skipped.append(_planned(inputs._replace(windows=inputs.windows + [rollout]),
-                                    policy.ScriptFacts(name, policy_host), settings, at_time))
-    finally:
-        store.close()
-    for run in running:
-        run["running_at"] = (run["predicted_finish"] is None or run["predicted_finish"] > at_time)
-        run["exempt"] = policy.rollout_exempt(policies, run["name"], run["host"])
-    return {"now": now, "at": at_time, "host": host, "script": script,
-            "cutoff_margin": settings.cutoff_margin, "skipped": skipped, "running": running}
-
-
-def _planned(inputs, facts, settings, at_time):
-    verdict = policy.decide(inputs, facts, settings)
-    exempt = policy.rollout_exempt(inputs.policies, facts.name, facts.host)
-    cutoff = policy.cutoff_at(at_time, verdict.estimate.seconds, settings.cutoff_margin)
-    return {"name": facts.name, "estimate_seconds": verdict.estimate.seconds,
-            "source": verdict.estimate.source, "runs_considered": len(inputs.recent_runtimes),
-            "cutoff_at": max(cutoff, inputs.now) if not exempt else None,
-            "already": cutoff <= inputs.now and not exempt,
-            "decision": verdict.code, "disabled": verdict.code == policy.DISABLED,
-            "exempt": exempt}

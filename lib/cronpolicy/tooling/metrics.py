@@ -66,7 +66,7 @@ def _latest(connection, column, condition):
 
 def render(db):
     from cronpolicy.tooling.fleet import reap_if_free
-    from cronpolicy.tooling.overdue import overdue_scripts
+    from cronpolicy.tooling.overdue import overdue_scripts, scheduled_reports
     out = _Exposition()
     reap_if_free(db)
     with db.read("read the metrics") as connection:
@@ -88,6 +88,15 @@ def render(db):
         latest_estimates = _latest(connection, script_run.c.started_at,
                                    script_run.c.estimate_seconds.is_not(None))
         deploy = connection.execute(select(deploy_state)).mappings().first()
+        # Starts rollouts skipped (their block is named), and catch-up runs.
+        missed = connection.execute(
+            select(script_run.c.name, func.count())
+            .where(and_(script_run.c.status == "skipped", script_run.c.block.is_not(None)))
+            .group_by(script_run.c.name)).all()
+        caught_up = connection.execute(
+            select(script_run.c.name, func.count())
+            .where(script_run.c.decision == policy.CATCH_UP)
+            .group_by(script_run.c.name)).all()
         last_drain = connection.execute(
             select(drain).order_by(drain.c.finished_at.desc(), drain.c.id.desc()).limit(1)
         ).mappings().first()
@@ -95,6 +104,7 @@ def render(db):
     latest_estimates = [(row.name, row.estimate_seconds) for row in latest_estimates]
     running = {row[0]: row[2] for row in by_status if row[1] == "running"}
     _, reports = overdue_scripts(db, include_all=True)
+    _, scheduled = scheduled_reports(db.settings, include_all=True)
 
     out.family("cronpolicy_last_success_timestamp_seconds", "gauge",
                "When the script last succeeded (Unix time, database clock).",
@@ -124,6 +134,26 @@ def render(db):
                "1 when the script has not succeeded within its expected interval (x tolerance).",
                [({"script": report["name"]}, 1 if report["overdue"] else 0)
                 for report in reports])
+    out.family("cronpolicy_next_start_timestamp_seconds", "gauge",
+               "When the script is next scheduled to start on the host (Unix time).",
+               [({"script": report["name"], "host": report["host"]},
+                 _seconds(report["next_start"])) for report in scheduled
+                if report["next_start"] is not None])
+    out.family("cronpolicy_schedule_overdue", "gauge",
+               "1 when the script has not succeeded on the host since its last scheduled "
+               "start (plus its estimate and a grace).",
+               [({"script": report["name"], "host": report["host"]},
+                 1 if report["overdue"] else 0) for report in scheduled])
+    out.family("cronpolicy_starved_rollouts", "gauge",
+               "How many rollouts in a row skipped the script on the host.",
+               [({"script": report["name"], "host": report["host"]}, report["skipped_by"])
+                for report in scheduled])
+    out.family("cronpolicy_missed_starts_total", "counter",
+               "Starts skipped by rollouts (deploy pending, windows; history kept by prune).",
+               [({"script": name}, count) for name, count in sorted(missed)])
+    out.family("cronpolicy_catch_up_runs_total", "counter",
+               "Runs that caught up a start a rollout skipped (catch_up = once).",
+               [({"script": name}, count) for name, count in sorted(caught_up)])
     out.family("cronpolicy_deploy_pending", "gauge", "1 while a deploy is pending.",
                [({}, 1 if policy.is_deploy_pending(
                    None if deploy is None else from_mapping(DeployState, deploy)) else 0)])

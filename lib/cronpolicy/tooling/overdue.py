@@ -1,5 +1,13 @@
 """Jobs that have not succeeded for too long: what every skipped deploy risks.
 
+By schedule (issue 15): a script with a schedule on a host is overdue there
+when its last success there started before the newest scheduled start
+whose run should have succeeded by now (that start, plus its estimate,
+plus a grace); and it is starving when the last ``starving`` rollouts in a
+row skipped it (deploys or windows; ``planning.starving``).  Those reports
+say ``"kind": "schedule"``; the ones below, ``"kind": "interval"``.
+
+
 A script declares how often it should succeed (the class's
 ``expected_interval``, recorded with each run) or a DBA does (the policy
 column ``script_policy.expected_interval``, which wins; which row applies is
@@ -56,7 +64,59 @@ def overdue_scripts(db, tolerance=DEFAULT_TOLERANCE, include_all=False):
             if interval is None:
                 continue
             reports.append(_report(connection, now, name, interval, tolerance, row))
+    for report in reports:
+        report["kind"] = "interval"
     return now, [report for report in reports if include_all or report["overdue"]]
+
+
+#: What `overdue` allows a scheduled run beyond its estimate.
+DEFAULT_GRACE = 600.0
+
+
+def scheduled_reports(settings, grace=DEFAULT_GRACE, starving_after=None, include_all=False,
+                      warn=None):
+    """[report dict] of the scripts with a schedule, on each host: overdue
+    by it, or starving; every one with ``include_all``."""
+    from cronpolicy import planning
+    from cronpolicy.store.reads import reading
+    from cronpolicy.tooling.rollout_plans import gather
+    starving_after = starving_after or planning.STARVING_AFTER
+    fleet = gather(settings, warn=warn)
+    now = fleet.inputs.now
+    planner = planning.Planner(fleet.jobs, [], settings, now, now)
+    reports = []
+    with reading(settings, "look for overdue scripts") as reader:
+        for job in fleet.jobs:
+            if job.schedule is None:
+                continue
+            last = next((run["started_at"] for run in fleet.history[job.name]
+                         if run["host"] == job.host and run["status"] == "succeeded"), None) \
+                or reader.last_success_on(job.name, job.host)
+            late, due = planning.overdue_by_schedule(job.schedule, last, planner.estimate(job),
+                                                     grace, now)
+            starving = job.starving >= starving_after
+            if not (late or starving or include_all):
+                continue
+            reports.append({
+                "kind": "schedule", "name": job.name, "host": job.host,
+                "schedule": job.schedule.expression, "schedule_tz": job.schedule.tz,
+                "schedule_origin": job.schedule.origin, "missed_start": due,
+                "last_success": last, "estimate_seconds": planner.estimate(job),
+                "overdue": late, "starving": job.starving if starving else 0,
+                "skipped_by": job.starving, "next_start": job.schedule.next_after(now),
+                "state": "starving" if starving else "late" if late else "ok",
+                "detail": _scheduled_detail(job, late, due, last, starving)})
+    return now, reports
+
+
+def _scheduled_detail(job, late, due, last, starving):
+    said = []
+    if late:
+        said.append("the start of %s has not succeeded (last success: %s)" % (
+            format_time(due), format_time(last) if last else "never"))
+    if starving:
+        said.append("skipped by the last %d rollouts in a row" % job.starving)
+    return "; ".join(said) or "succeeded since its last scheduled start"
 
 
 def _report(connection, now, name, interval, tolerance, policy_row):

@@ -120,8 +120,10 @@ def fleet_schedules(reader, inputs, warn=None, host="*", script="*"):
     from cronpolicy.matching import glob_matches, is_pattern
     registered, declared = reader.schedule_sources(inputs.now - RECENT)
     pairs = set(reader.recent_pairs(inputs.now - RECENT)) | set(registered)
-    pairs |= {(row.name, row.host) for row in inputs.policies
-              if not is_pattern(row.name) and not is_pattern(row.host)}
+    # A script only a policy row names, on no host seen yet: "*", its hosts.
+    seen = {name for name, _ in pairs}
+    pairs |= {(row.name, row.host if not is_pattern(row.host) else "*")
+              for row in inputs.policies if not is_pattern(row.name) and row.name not in seen}
     return {(name, on): schedules.resolve(inputs.policies, registered, declared, name, on, warn)
             for name, on in sorted(pairs)
             if glob_matches(script, name) and glob_matches(host, on)}

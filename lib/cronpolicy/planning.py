@@ -1,0 +1,273 @@
+"""Planning a rollout around the jobs' schedules: pure functions.
+
+``deploy plan``, ``deploy slot`` and the simulator ask the same questions of
+a rollout (a window from ``starts_at`` for ``duration`` over the scripts and
+hosts its patterns cover), and answer them with the real rules
+(``policy.decide``) at each scheduled start, not with a copy of them:
+
+* which scheduled starts it skips: those the rules skip with the rollout
+  announced as a window and would run without it (the cut-off before it
+  included), each with the job's next start after it;
+* which runs are still going when it begins, and until when (runs in
+  flight now, by their estimates);
+* how much it costs (``cost``): the time spent waiting for runs that cannot
+  be interrupted, then the weight of the starts it skips (a skipped daily
+  run weighs a day, a five-minute one five minutes: the staleness each
+  leaves), and the jobs it would starve (skipped by the last
+  STARVING_AFTER rollouts in a row already);
+
+``Planner.best_slots`` ranks the times to start within a horizon by that
+cost.  A slot that makes nothing wait always ranks above one that waits.
+"""
+
+import bisect
+import datetime
+
+from cronpolicy import policy
+from cronpolicy.matching import glob_matches
+from cronpolicy.rows import Window
+from cronpolicy.shapes import shape
+
+#: A job a rollout may meet: ``name`` on ``host`` runs by ``schedule``
+#: (a cronpolicy.schedule.Schedule, or None); ``expected_runtime``: what
+#: the script declares (seconds, or None); ``inputs``: what a start of it
+#: decides with (rows.Inputs, with its own history); ``starving``: how many
+#: rollouts in a row already skipped it.  How long it runs is the gate's
+#: estimate from these (Planner.estimate).
+Job = shape("Job", "name host schedule expected_runtime inputs starving", defaults=(0,))
+
+#: A run in flight now: ``expected_end`` by its estimate; ``interruptible``:
+#: a rollout need not wait for it (a policy says so, or it says it is safe now).
+Flight = shape("Flight", "name host started_at expected_end interruptible run_id",
+               defaults=(None,))
+
+#: A planned rollout.
+Rollout = shape("Rollout", "starts_at duration host script", defaults=("*", "*"))
+
+#: Skipped by a rollout: the job, the start it skips, the rule's code, and
+#: the job's next start after the rollout.
+SkippedStart = shape("SkippedStart", "name host at code next_start")
+
+#: Rollouts in a row that skipped a job before it counts as starving.
+STARVING_AFTER = 3
+#: A skipped start weighs the time until the job's next chance, at most this.
+MAX_SKIP_WEIGHT = 86400.0
+#: What starving a job once more weighs (a week: always worth avoiding).
+STARVING_WEIGHT = 7 * 86400.0
+#: The id the planned rollout has among the windows (no real window has it).
+PLANNED_WINDOW_ID = 0
+
+
+def covers(rollout, name, host):
+    return glob_matches(rollout.script, name) and glob_matches(rollout.host, host)
+
+
+def rollout_window(rollout):
+    """The rollout as the window the rules see."""
+    try:
+        ends_at = rollout.starts_at + datetime.timedelta(seconds=rollout.duration)
+    except OverflowError:
+        ends_at = datetime.datetime.max.replace(tzinfo=datetime.timezone.utc)
+    return Window(id=PLANNED_WINDOW_ID, starts_at=rollout.starts_at, ends_at=ends_at,
+                  reason="the planned rollout", host=rollout.host, script=rollout.script)
+
+
+def ends_at(rollout):
+    return rollout_window(rollout).ends_at
+
+
+def _key(job):
+    return job.name, job.host
+
+
+class Planner:
+    """The questions above for ``jobs`` ([Job]) and ``flights`` ([Flight])
+    as of ``now``, for rollouts ending by ``until``: each job's starts and
+    its decisions without a rollout are worked out once."""
+
+    def __init__(self, jobs, flights, settings, now, until):
+        self.jobs = list(jobs)
+        self.flights = list(flights)
+        self.settings = settings
+        self.now = now
+        self.margin = getattr(settings, "cutoff_margin", policy.DEFAULT_MARGIN)
+        self._estimates = {_key(job): policy.runtime_estimate(
+            job.inputs, self._facts(job), settings).seconds for job in self.jobs}
+        longest = max(list(self._estimates.values()) + [0.0])
+        self._from = now - datetime.timedelta(seconds=longest + self.margin + 60)
+        self._starts = {}
+        for job in self.jobs:
+            self._starts[_key(job)] = [] if job.schedule is None else \
+                job.schedule.starts_between(self._from, until)
+        self._baseline = {}
+        self._weights = {}
+
+    @staticmethod
+    def _facts(job):
+        return policy.ScriptFacts(job.name, job.host, expected_runtime=job.expected_runtime)
+
+    def estimate(self, job):
+        """How long a run of ``job`` takes, as the gate estimates it (seconds)."""
+        return self._estimates[_key(job)]
+
+    def _decide(self, job, moment, windows=()):
+        inputs = job.inputs._replace(now=moment, windows=list(job.inputs.windows) + list(windows))
+        return policy.decide(inputs, self._facts(job), self.settings)
+
+    def runs_without(self, job, moment):
+        """Whether the start of ``job`` at ``moment`` runs, no rollout planned."""
+        key = (_key(job), moment)
+        if key not in self._baseline:
+            self._baseline[key] = self._decide(job, moment).run
+        return self._baseline[key]
+
+    def starts(self, job, start, end):
+        """``job``'s scheduled starts in [start, end)."""
+        moments = self._starts[_key(job)]
+        return moments[bisect.bisect_left(moments, start):bisect.bisect_left(moments, end)]
+
+    def skipped_starts(self, job, rollout):
+        """[SkippedStart] of ``job``'s starts from now that the rollout skips
+        (and that would run without it)."""
+        if job.schedule is None or not covers(rollout, job.name, job.host):
+            return []
+        window = rollout_window(rollout)
+        earliest = max(self.now, rollout.starts_at - datetime.timedelta(
+            seconds=self.estimate(job) + self.margin + 60))
+        found = []
+        for moment in self.starts(job, earliest, window.ends_at):
+            if not self.runs_without(job, moment):
+                continue            # skipped anyway (disabled, another window)
+            verdict = self._decide(job, moment, [window])
+            if verdict.run or verdict.block != policy.window_block(window):
+                continue
+            found.append(SkippedStart(job.name, job.host, moment, verdict.code,
+                                      job.schedule.next_after(
+                                          window.ends_at - datetime.timedelta(seconds=1))))
+        return found
+
+    def in_flight(self, rollout):
+        """The runs in flight now that the rollout would meet at its start:
+        [(Flight, seconds it would wait for it)], longest wait first."""
+        met = []
+        for flight in self.flights:
+            if not covers(rollout, flight.name, flight.host):
+                continue
+            end = max(flight.expected_end, self.now)
+            if end > rollout.starts_at:
+                wait = 0.0 if flight.interruptible else \
+                    (end - rollout.starts_at).total_seconds()
+                met.append((flight, wait))
+        return sorted(met, key=lambda pair: -pair[1])
+
+    def skip_weight(self, job):
+        """What skipping one start of ``job`` costs: the time until its next
+        chance (its period), at most MAX_SKIP_WEIGHT."""
+        if _key(job) not in self._weights:
+            self._weights[_key(job)] = 0.0 if job.schedule is None else \
+                min(job.schedule.period(self.now), MAX_SKIP_WEIGHT)
+        return self._weights[_key(job)]
+
+    def cost(self, rollout):
+        """The Cost of ``rollout`` starting at its ``starts_at``."""
+        waits = [pair for pair in self.in_flight(rollout) if pair[1] > 0]
+        skipped, weight, starved = [], 0.0, []
+        for job in self.jobs:
+            found = self.skipped_starts(job, rollout)
+            if not found:
+                continue
+            skipped.extend(found)
+            weight += self.skip_weight(job) * len(found)
+            if job.starving + 1 >= STARVING_AFTER:
+                starved.append((job.name, job.host))
+                weight += STARVING_WEIGHT
+        return Cost(max((wait for _, wait in waits), default=0.0), weight,
+                    sorted(skipped, key=lambda start: (start.at, start.name, start.host)),
+                    waits, starved)
+
+    def candidate_starts(self, within, step, template):
+        """When a rollout could start: every ``step`` from now, and the moment
+        each run it would wait for is expected to end (so the first time
+        nothing blocks is always among them)."""
+        horizon = self.now + datetime.timedelta(seconds=within)
+        moments, moment = set(), self.now
+        while moment <= horizon:
+            moments.add(moment)
+            moment += datetime.timedelta(seconds=step)
+        for flight in self.flights:
+            if covers(template, flight.name, flight.host) and not flight.interruptible \
+                    and self.now <= flight.expected_end <= horizon:
+                moments.add(flight.expected_end)
+        return sorted(moments)
+
+    def best_slots(self, duration, within=86400.0, step=300.0, host="*", script="*", count=5):
+        """[(start, Cost)]: the ``count`` best times to start a rollout of
+        ``duration`` seconds within ``within`` seconds, best first (ties:
+        the earlier), no two closer than the rollout lasts (or ``step``):
+        each a real alternative."""
+        template = Rollout(self.now, duration, host, script)
+        scored = []
+        for moment in self.candidate_starts(within, step, template):
+            found = self.cost(template._replace(starts_at=moment))
+            scored.append((rank_key(found), moment, found))
+        scored.sort(key=lambda item: (item[0], item[1]))
+        chosen, apart = [], max(step, duration)
+        for _, moment, found in scored:
+            if all(abs((moment - other).total_seconds()) >= apart for other, _ in chosen):
+                chosen.append((moment, found))
+            if len(chosen) == count:
+                break
+        return chosen
+
+    def runs_near(self, job, rollout, span):
+        """[(start, end)] of ``job``'s scheduled runs that would happen (not
+        skipped) within ``span`` seconds before or after the rollout: what a
+        slot avoids, and what the timeline draws."""
+        window = rollout_window(rollout)
+        around = datetime.timedelta(seconds=span)
+        found = []
+        for moment in self.starts(job, max(self.now, window.starts_at - around),
+                                  window.ends_at + around):
+            runs = self._decide(job, moment, [window]).run \
+                if covers(rollout, job.name, job.host) else self.runs_without(job, moment)
+            if runs:
+                found.append((moment, moment + datetime.timedelta(seconds=self.estimate(job))))
+        return found
+
+
+def rank_key(found):
+    """Lower is better: waiting first, then weight."""
+    return (round(found.wait, 3), round(found.weight, 3))
+
+
+#: A rollout start's cost: ``wait`` seconds spent waiting for runs that
+#: cannot be interrupted; ``weight``: of the starts it skips and the jobs it
+#: starves; the ``skipped`` starts, the ``waits`` [(Flight, seconds)] and
+#: the ``starved`` jobs (name, host).
+Cost = shape("Cost", "wait weight skipped waits starved")
+
+
+def starving(runs):
+    """How many rollouts in a row skipped a job: the distinct blocks of its
+    newest runs (newest first, one host's) until one that really ran."""
+    blocks = []
+    for run in runs:
+        if run["status"] != "skipped":
+            break
+        if run.get("block") and run.get("decision") in policy.ROLLOUT_SKIPS \
+                and run["block"] not in blocks:
+            blocks.append(run["block"])
+    return len(blocks)
+
+
+def overdue_by_schedule(schedule, last_success, estimate, grace, now):
+    """(overdue, the scheduled start it missed): the newest start whose run
+    should have succeeded by now (start + estimate + grace <= now), and
+    whether the last success (a start time, or None) is older than it (by
+    more than a minute: cron and the database disagree that much)."""
+    moment = now - datetime.timedelta(seconds=estimate + grace)
+    due = schedule.previous_before(moment + datetime.timedelta(seconds=1))
+    if due is None:
+        return False, None
+    return (last_success is None or last_success < due - datetime.timedelta(minutes=1)), due
+

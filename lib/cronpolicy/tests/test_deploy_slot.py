@@ -1,0 +1,160 @@
+"""deploy plan --duration and deploy slot (issue 15.2, 15.3) through the
+real command, on both backends: schedules from a policy row, estimates
+from history, the database's clock."""
+
+import datetime
+import json
+
+HOURLY_PUBLISHER = ("INSERT INTO cronpolicy.script_policy (name, schedule, expected_runtime)"
+                    " VALUES ('publish-distro', '0 * * * *', %s)")
+
+
+def publisher_history(dba):
+    """Five 20-minute runs on web1: the estimate, and the host it runs on."""
+    minutes = "interval '20 minutes'" if dba.backend == "postgresql" else "1200"
+    dba.execute(HOURLY_PUBLISHER % minutes)
+    for index in range(5):
+        start = -50000 + index * 3600
+        dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, started_at, finished_at,"
+                    " status, exit_code) VALUES ('publish-distro', 'web1', 1, {}, {},"
+                    " 'succeeded', 0)".format(dba.now_plus(start), dba.now_plus(start + 1200)))
+
+
+def next_hour():
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return now.replace(minute=0, second=0, microsecond=0) + datetime.timedelta(hours=1)
+
+
+def iso(moment):
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse(text):
+    return datetime.datetime.fromisoformat(text)
+
+
+def test_plan_lists_the_scheduled_starts_it_skips_with_their_next_start(cli, dba):
+    publisher_history(dba)
+    hour = next_hour()
+    code, out, err = cli("deploy", "plan", "--at", iso(hour + datetime.timedelta(minutes=10)),
+                         "--duration", "30m", "--json")
+    assert code == 0, err
+    plan = json.loads(out)
+    [skipped] = plan["skipped_starts"]
+    assert (skipped["name"], skipped["host"], skipped["code"]) == ("publish-distro", "web1",
+                                                                   "window-cutoff")
+    assert parse(skipped["at"]) == hour
+    assert parse(skipped["next_start"]) == hour + datetime.timedelta(hours=1)
+    assert plan["duration_seconds"] == 1800 and plan["wait_seconds"] == 0
+    code, out, _ = cli("deploy", "plan", "--at", iso(hour + datetime.timedelta(minutes=25)),
+                       "--duration", "30m")
+    assert "scheduled starts it skips: none" in out
+
+
+def test_slot_proposes_the_gap_between_two_publisher_runs_and_draws_it(cli, dba):
+    publisher_history(dba)
+    code, out, err = cli("deploy", "slot", "--duration", "30m", "--within", "3h", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    best = result["candidates"][0]
+    start = parse(best["starts_at"])
+    assert best["wait_seconds"] == 0 and best["skipped_starts"] == []
+    assert 22 < start.minute + start.second / 60 <= 30, start      # after 20m + 2m, before :30
+    assert any(reason.startswith("avoids publish-distro") for reason in best["reasons"])
+    assert [name for name, _ in best["timeline"]["lines"]] == ["rollout", "publish-distro@web1"]
+    code, out, _ = cli("deploy", "slot", "--duration", "30m", "--within", "3h")
+    assert "1. " in out and "waits for nothing; skips no scheduled start" in out
+    assert "publish-distro@web1" in out and "=" in out
+
+
+def test_slot_waits_for_nothing_a_run_in_flight_cannot_be_stopped_from(cli, dba, scripts,
+                                                                       tmp_path):
+    """A run in flight that is not interruptible: the best slot starts when
+    it is expected to end, not before."""
+    dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, status, decision, spool_id,"
+                " estimate_seconds, heartbeat_at, lease_expires_at)"
+                " VALUES ('migrate', 'web2', 1, 'running', 'run', 'k1', 5400, {}, {})"
+                .format(dba.now_plus(0), dba.now_plus(3600)))
+    code, out, err = cli("deploy", "slot", "--duration", "10m", "--within", "4h", "--json")
+    assert code == 0, err
+    best = json.loads(out)["candidates"][0]
+    assert best["wait_seconds"] == 0
+    code, out, _ = cli("deploy", "plan", "--at", "+30m", "--json")
+    plan = json.loads(out)
+    [running] = plan["running"]
+    assert running["name"] == "migrate" and running["running_at"] is True
+    assert 3500 <= plan["wait_seconds"] <= 3600        # 90m estimate, 30m from now
+
+
+def test_bad_durations_are_one_line(cli):
+    for argv in (["deploy", "slot", "--duration", "0s"], ["deploy", "slot", "--duration", "x"],
+                 ["deploy", "slot", "--duration", "1h", "--within", "-3h"],
+                 ["deploy", "plan", "--at", "+1h", "--duration", "soon"]):
+        code, out, err = cli(*argv)
+        assert code == 2 and err.count("\n") == 1, (argv, err)
+
+
+# Overdue by schedule, and starvation (issue 15.5) ------------------------------------------
+
+def run_row(dba, status, started, decision="run", block=None, host="web1"):
+    dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, started_at, finished_at,"
+                " status, decision, block) VALUES ('hourly', {}, 1, %s, %s, {}, {}, {})"
+                % (dba.now_plus(started), dba.now_plus(started + 60)),
+                (host, status, decision, block))
+
+
+def test_overdue_by_schedule_and_starving(cli, dba):
+    minutes = "interval '5 minutes'" if dba.backend == "postgresql" else "300"
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, schedule, expected_runtime)"
+                " VALUES ('hourly', '0 * * * *', %s)" % minutes)
+    run_row(dba, "succeeded", -3 * 3600)
+    code, out, err = cli("overdue", "--json")
+    assert code == 8, err
+    [late] = [report for report in json.loads(out) if report["kind"] == "schedule"]
+    assert (late["name"], late["host"], late["overdue"], late["starving"]) == (
+        "hourly", "web1", True, 0)
+    run_row(dba, "succeeded", -60)
+    code, out, _ = cli("overdue", "--json")
+    assert code == 0 and json.loads(out) == []
+    for index, block in enumerate(("deploy:2026-12-01T10:00:00Z", "window:7", "window:8")):
+        run_row(dba, "skipped", -50 + index * 10, decision="in-window", block=block)
+    code, out, _ = cli("overdue", "--json")
+    [starving] = json.loads(out)
+    assert code == 8 and starving["starving"] == 3 and starving["state"] == "starving"
+    code, out, _ = cli("overdue", "--starving", "4")
+    assert code == 0 and "nothing overdue" in out
+    code, out, _ = cli("overdue")
+    assert "hourly" in out and "skipped by the last 3 rollouts in a row" in out
+    # deploy plan warns that this rollout starves it once more.
+    code, out, err = cli("deploy", "plan", "--at", "+1m", "--duration", "2h")
+    assert "hourly on web1 would be skipped by 4 rollouts in a row" in err
+
+
+def test_deploy_begin_warns_about_a_script_it_starves(cli, dba):
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, schedule) VALUES ('hourly', '@hourly')")
+    for index, block in enumerate(("window:7", "window:8")):
+        run_row(dba, "skipped", -50 + index * 10, decision="in-window", block=block)
+    code, out, err = cli("deploy", "begin", "--reason", "r43")
+    assert code == 0 and "deploy pending: r43" in out
+    assert "hourly on web1 was skipped by the last 2 rollouts in a row, and this one skips it " \
+           "too" in err
+
+
+def test_metrics_say_next_starts_missed_starts_and_catch_ups(cli, dba):
+    from prometheus_client.parser import text_string_to_metric_families
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, schedule) VALUES ('hourly', '@hourly')")
+    run_row(dba, "skipped", -100, decision="deploy-pending", block="deploy:2026-12-01T10:00:00Z")
+    run_row(dba, "skipped", -90, decision="in-window", block="window:7")
+    run_row(dba, "skipped", -80, decision="disabled")
+    run_row(dba, "succeeded", -70, decision="catch-up", block="window:7")
+    code, out, err = cli("metrics")
+    assert code == 0, err
+    samples = {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+               for family in text_string_to_metric_families(out) for sample in family.samples}
+    assert samples[("cronpolicy_missed_starts_total", (("script", "hourly"),))] == 2
+    assert samples[("cronpolicy_catch_up_runs_total", (("script", "hourly"),))] == 1
+    key = ("cronpolicy_next_start_timestamp_seconds", (("host", "web1"), ("script", "hourly")))
+    next_start = datetime.datetime.fromtimestamp(samples[key], datetime.timezone.utc)
+    assert next_start.minute == 0 and next_start.second == 0
+    assert samples[("cronpolicy_starved_rollouts", (("host", "web1"), ("script", "hourly")))] \
+        == 0        # the catch-up ran since

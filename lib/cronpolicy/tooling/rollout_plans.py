@@ -1,0 +1,228 @@
+"""`deploy plan` and `deploy slot`: what a rollout would meet, and when to start it.
+
+Both read the fleet without SQLAlchemy (store.reads) and hand the rest to
+the pure ``cronpolicy.planning``, which asks the real rules at each
+scheduled start.  ``gather`` collects what they plan with: every job (a
+script on a host, its schedule, its estimate as the gate computes it, how
+many rollouts in a row skipped it) and every run in flight now.
+
+Deciding as on "some host" for a host pattern: a start of a script on a
+host the pattern covers is planned with that host's own policy rows.
+"""
+
+import datetime
+
+from cronpolicy import planning, policy
+from cronpolicy.errors import UsageError
+from cronpolicy.matching import glob_matches, is_pattern
+from cronpolicy.shapes import shape
+from cronpolicy.timeutil import UTC, format_duration, format_time, parse_time
+
+_EPOCH = datetime.datetime(2000, 1, 1, tzinfo=UTC)
+
+#: How many of a script's newest runs are read to tell whether rollouts starve it.
+STARVATION_RUNS = 100
+
+
+def _estimate(settings, inputs, name, host, recorded):
+    """The estimate a start of ``name`` would decide with (seconds): the
+    gate's own, the script's declared runtime taken from what its latest
+    start recorded."""
+    return policy.runtime_estimate(inputs, policy.ScriptFacts(
+        name, host, expected_runtime=recorded), settings).seconds
+
+
+#: What a rollout plan reads: the decision ``inputs`` (no history), the
+#: ``jobs`` ([planning.Job]) and ``flights`` ([planning.Flight]); ``live``:
+#: every run in flight, rollout-exempt ones too, as status shows them;
+#: ``history``: {name: its newest runs, all hosts}.
+Fleet = shape("Fleet", "inputs jobs flights live history")
+
+
+def gather(settings, host="*", script="*", warn=None):
+    """The Fleet of the scripts and hosts ``host`` and ``script`` (globs) cover."""
+    from cronpolicy.store import open_store
+    from cronpolicy.store.reads import reading
+    from cronpolicy.tooling.schedules import fleet_schedules
+    with reading(settings, "plan the rollout", reap=True) as reader:
+        inputs = reader.inputs()
+        found = fleet_schedules(reader, inputs, warn, host=host, script=script)
+        live = [run for run in reader.live_runs(inputs.now, host)
+                if glob_matches(script, run["name"])]
+        names = sorted({name for name, _ in found} | {run["name"] for run in live})
+        history = {name: reader.recent_runs(name, STARVATION_RUNS) for name in names}
+    store = open_store(settings, application_name="cronpolicy-plan")
+    try:
+        by_name = {name: store.load_inputs(name, settings.estimate_runs) for name in names}
+    finally:
+        store.close()
+    jobs = []
+    for (name, on), schedule in found.items():
+        recorded = next((run["estimate_seconds"] for run in history[name]
+                         if run["host"] == on and run["estimate_seconds"] is not None), None)
+        jobs.append(planning.Job(name, on, schedule, recorded, by_name[name], planning.starving(
+            [run for run in history[name] if run["host"] == on])))
+    flights = []
+    for run in live:
+        run["exempt"] = policy.rollout_exempt(inputs.policies, run["name"], run["host"])
+        if run["exempt"]:
+            continue            # rollouts never wait for it
+        end = run["predicted_finish"] or run["started_at"] + datetime.timedelta(
+            seconds=_estimate(settings, by_name[run["name"]], run["name"], run["host"], None))
+        always = policy.decide(by_name[run["name"]], policy.ScriptFacts(
+            run["name"], run["host"]), settings).interruptible
+        flights.append(planning.Flight(run["name"], run["host"], run["started_at"], end,
+                                       bool(always or run["safe_to_interrupt"]), run["id"]))
+    return Fleet(inputs, jobs, flights, live, history)
+
+
+def _rollout_start(text, now):
+    at = parse_time(text, now)
+    if at < now - datetime.timedelta(minutes=1):
+        raise UsageError("the rollout time %s is in the past (the database says now is %s)"
+                         % (format_time(at), format_time(now)))
+    return max(at, now)
+
+
+def plan(settings, at, duration, host="*", script="*", warn=None):
+    """What a rollout starting at ``at`` (text: ISO time or +D) for
+    ``duration`` seconds would mean, changing nothing (a dict)."""
+    parse_time(at, _EPOCH)
+    inputs, jobs, flights, live, _ = gather(settings, host, script, warn)
+    now = inputs.now
+    at_time = _rollout_start(at, now)
+    rollout = planning.Rollout(at_time, duration, host, script)
+    window = planning.rollout_window(rollout)
+    planner = planning.Planner(jobs, flights, settings, now, window.ends_at)
+    cost = planner.cost(rollout)
+    # Per script, decided as on "some host" the host pattern covers: no
+    # host-specific policy row, the planned window covering it.
+    policy_host = host if not is_pattern(host) else "*"
+    first = {}
+    for job in jobs:
+        first.setdefault(job.name, job)
+    scripts = [_planned(first[name], policy_host, settings,
+                        window._replace(host=policy_host), at_time) for name in sorted(first)]
+    flown = {flight.run_id: flight for flight in flights}
+    waits = {flight.run_id: wait for flight, wait in planner.in_flight(rollout)}
+    for run in live:
+        flight = flown.get(run["id"])
+        run["expected_end"] = flight.expected_end if flight else run["predicted_finish"]
+        run["interruptible"] = bool(flight and flight.interruptible)
+        run["running_at"] = run["expected_end"] is None or run["expected_end"] > at_time
+        run["wait_seconds"] = waits.get(run["id"], 0.0)
+    return {"now": now, "at": at_time, "duration_seconds": duration,
+            "ends_at": window.ends_at, "host": host, "script": script,
+            "cutoff_margin": settings.cutoff_margin, "skipped": scripts,
+            "skipped_starts": [start._asdict() for start in cost.skipped],
+            "running": live, "wait_seconds": cost.wait,
+            "starving": [{"name": name, "host": on, "rollouts_in_a_row": next(
+                job.starving for job in jobs if (job.name, job.host) == (name, on)) + 1}
+                for name, on in cost.starved]}
+
+
+def _planned(job, host, settings, window, at_time):
+    """A script's row of the plan: from when its starts are skipped (the
+    cut-off before the rollout) and what a start now would be told."""
+    inputs = job.inputs._replace(windows=list(job.inputs.windows) + [window])
+    verdict = policy.decide(inputs, policy.ScriptFacts(job.name, host), settings)
+    exempt = policy.rollout_exempt(inputs.policies, job.name, host)
+    cutoff = policy.cutoff_at(at_time, verdict.estimate.seconds, settings.cutoff_margin)
+    return {"name": job.name, "estimate_seconds": verdict.estimate.seconds,
+            "source": verdict.estimate.source, "runs_considered": len(inputs.recent_runtimes),
+            "cutoff_at": max(cutoff, inputs.now) if not exempt else None,
+            "already": cutoff <= inputs.now and not exempt,
+            "decision": verdict.code, "disabled": verdict.code == policy.DISABLED,
+            "exempt": exempt}
+
+
+def slots(settings, duration, within, host="*", script="*", count=5, step=300.0, warn=None):
+    """The ``count`` best times to start a rollout of ``duration`` seconds
+    within ``within`` seconds (a dict: ``candidates`` best first, each with
+    its cost and reasons, and ``jobs`` for the timeline)."""
+    inputs, jobs, flights, _, _ = gather(settings, host, script, warn)
+    now = inputs.now
+    until = now + datetime.timedelta(seconds=within + duration)
+    planner = planning.Planner(jobs, flights, settings, now, until + datetime.timedelta(
+        seconds=TIMELINE_SPAN))
+    candidates = []
+    for start, cost in planner.best_slots(duration, within, step, host, script, count):
+        rollout = planning.Rollout(start, duration, host, script)
+        candidates.append({
+            "starts_at": start, "ends_at": planning.ends_at(rollout),
+            "wait_seconds": cost.wait, "skip_weight_seconds": cost.weight,
+            "skipped_starts": [skipped._asdict() for skipped in cost.skipped],
+            "waits": [{"name": flight.name, "host": flight.host,
+                       "expected_end": flight.expected_end, "seconds": seconds}
+                      for flight, seconds in cost.waits],
+            "starving": [{"name": name, "host": on} for name, on in cost.starved],
+            "reasons": reasons(planner, rollout, cost),
+            "timeline": timeline(planner, rollout)})
+    return {"now": now, "duration_seconds": duration, "within_seconds": within,
+            "host": host, "script": script, "candidates": candidates}
+
+
+#: How long before and after a rollout the reasons and the timeline look.
+TIMELINE_SPAN = 2 * 3600.0
+
+
+def reasons(planner, rollout, cost):
+    """Why this slot, in words people check: what it waits for, what it
+    skips, and the long runs it fits between."""
+    said = ["waits %s for %s on %s (cannot be interrupted; expected to end %s)" % (
+        format_duration(seconds), flight.name, flight.host, format_time(flight.expected_end))
+        for flight, seconds in cost.waits]
+    said += ["skips %s on %s at %s (%s)" % (start.name, start.host, format_time(start.at),
+                                             _every(planner, start))
+             for start in cost.skipped[:5]]
+    if len(cost.skipped) > 5:
+        said.append("and %d more skipped starts" % (len(cost.skipped) - 5))
+    said += ["starves %s on %s (skipped by %d rollouts in a row)" % (
+        name, on, planning.STARVING_AFTER) for name, on in cost.starved]
+    window = planning.rollout_window(rollout)
+    avoided = []
+    for job in planner.jobs:
+        if planner.estimate(job) < 60 or not planning.covers(rollout, job.name, job.host):
+            continue
+        for start, end in planner.runs_near(job, rollout, 3600.0):
+            if end <= window.starts_at or start >= window.ends_at:
+                gap = min(abs((window.starts_at - end).total_seconds()),
+                          abs((start - window.ends_at).total_seconds()))
+                avoided.append((gap, -planner.estimate(job), job.name, start, end))
+    for _, _, name, start, end in sorted(avoided)[:3]:
+        said.append("avoids %s %s-%s" % (name, start.strftime("%H:%M"), end.strftime("%H:%M")))
+    return said or ["nothing scheduled near it"]
+
+
+def _every(planner, start):
+    job = next(job for job in planner.jobs if (job.name, job.host) == (start.name, start.host))
+    return "runs every %s" % format_duration(planner.skip_weight(job))
+
+
+def timeline(planner, rollout, width=48):
+    """A small picture, one line per script the slot affects: '#' where it
+    runs, 'x' a start the rollout skips, and the rollout itself as '='."""
+    window = planning.rollout_window(rollout)
+    begin = window.starts_at - datetime.timedelta(seconds=TIMELINE_SPAN)
+    end = window.ends_at + datetime.timedelta(seconds=TIMELINE_SPAN)
+    column = (end - begin).total_seconds() / width
+
+    def cell(moment):
+        return min(width - 1, max(0, int((moment - begin).total_seconds() // column)))
+    lines = [("rollout", "".join("=" if window.starts_at <= begin + datetime.timedelta(
+        seconds=(index + 0.5) * column) < window.ends_at else "." for index in range(width)))]
+    skipped = planner.cost(rollout).skipped
+    for job in sorted(planner.jobs, key=lambda job: (job.name, job.host)):
+        runs = planner.runs_near(job, rollout, TIMELINE_SPAN)
+        marks = [start for start in skipped if (start.name, start.host) == (job.name, job.host)]
+        if not runs and not marks:
+            continue
+        row = ["."] * width
+        for start, stop in runs:
+            for index in range(cell(start), cell(min(stop, end)) + 1):
+                row[index] = "#"
+        for mark in marks:
+            row[cell(mark.at)] = "x"
+        lines.append(("%s@%s" % (job.name, job.host), "".join(row)))
+    axis = "%s%s%s" % (format_time(begin)[11:16], " " * (width - 10), format_time(end)[11:16])
+    return {"from": begin, "to": end, "axis": axis, "lines": lines}

@@ -233,12 +233,15 @@ class CronScript:
         self.options = self._parse(argv)
         try:
             problem = name_problem(self.name) or interrupt_signal_problem(self.interrupt_signal)
-            if not problem and (self.schedule is not None or self.schedule_tz is not None):
-                from cronpolicy.schedule import schedule_problem     # cronsim: only if declared
-                problem = schedule_problem(self.schedule, self.schedule_tz)
             if problem:
                 raise UsageError(problem)
             self.check_options()
+            # (After check_options: it may set the schedule, as `cronpolicy run` does.)
+            if self.schedule is not None or self.schedule_tz is not None:
+                from cronpolicy.schedule import schedule_problem     # cronsim: only if declared
+                problem = schedule_problem(self.schedule, self.schedule_tz)
+                if problem:
+                    raise UsageError(problem)
         except UsageError as error:
             print("%s: error: %s" % (self.parser.prog, error), file=sys.stderr)
             return exitcodes.USAGE

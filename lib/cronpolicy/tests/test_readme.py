@@ -205,3 +205,27 @@ def test_the_crontab_recipes_run(tmp_path):
     assert "run sessionclean-user --from-crontab" in installed.read_text()
     assert "run sessionclean --from-crontab" in (root / "etc" / "cron.d" / "php").read_text()
     assert "run run-parts --from-crontab" in (root / "etc" / "crontab").read_text()
+
+
+def test_the_slot_recipe_runs_as_written(script_env, tmp_path):
+    """README's recipe that chooses the time with the schedules, verbatim as
+    a shell script, with /etc moved under this test's directory."""
+    recipe = indented_blocks(section("Rollout recipe"))[1]
+    assert "deploy slot" in recipe and "schedule import" in recipe
+    root = tmp_path / "root"
+    (root / "etc" / "cron.d").mkdir(parents=True)
+    (root / "etc" / "crontab").write_text("17 * * * * root cd / && run-parts /etc/cron.hourly\n")
+    (root / "etc" / "cron.d" / "publisher").write_text(
+        "0 * * * * archive /srv/bin/publish-distro\n")
+    lines = re.sub(r"(?<![\w/])/etc/", str(root) + "/etc/", recipe).splitlines()
+    assert lines[0].startswith("export CRONPOLICY_DSN=")
+    script = "set -e\nexport CRONPOLICY_DSN=%s\n%s\n" % (
+        script_env["CRONPOLICY_DSN"], "\n".join(lines[1:]))
+    env = dict(script_env, PATH=os.path.dirname(sys.executable) + os.pathsep
+               + os.environ.get("PATH", ""))
+    result = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert "publish-distro@testhost" in result.stdout and "release 4522" in result.stdout
+    assert "a rollout at" in result.stdout

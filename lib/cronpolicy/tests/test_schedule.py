@@ -275,3 +275,32 @@ def test_a_bad_schedule_written_on_sqlite_is_said_when_read_and_decides_nothing(
     code, out, err = cli("status", "--json")
     assert code == 0 and json.loads(out)["scheduled"] == []
     assert "ignoring the schedule 'every day at two' of policy #" in err
+
+
+def test_wrap_register_wraps_and_registers_the_same_jobs(script_env, dba, tmp_path):
+    import subprocess
+    import sys
+    crontab = tmp_path / "crontab"
+    crontab.write_text(CRONTAB)
+    result = subprocess.run([sys.executable, "-m", "cronpolicy.tooling.cli", "crontab", "wrap",
+                             "--register", "--program", "/usr/bin/cronpolicy", str(crontab)],
+                            env=dict(script_env, TZ="UTC"), capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "run publish-distro --from-crontab" in result.stdout
+    assert "schedules registered: 2 added" in result.stderr
+    assert sorted(name for (name,) in dba.execute(
+        "SELECT name FROM cronpolicy.script_schedule")) == ["nightly-report", "publish-distro"]
+
+
+def test_cronpolicy_run_records_the_schedule_it_is_given(script_env, dba):
+    import subprocess
+    import sys
+    command = [sys.executable, "-m", "cronpolicy.tooling.cli", "run", "sync", "--schedule",
+               "*/5 * * * *", "--schedule-tz", "Asia/Tokyo", "--", "true"]
+    assert subprocess.run(command, env=script_env, timeout=60).returncode == 0
+    assert dba.execute("SELECT schedule, schedule_tz FROM cronpolicy.script_run") == [
+        ("*/5 * * * *", "Asia/Tokyo")]
+    bad = subprocess.run(command[:6] + ["@reboot", "--", "true"], env=script_env,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "@reboot is not a schedule" in bad.stderr

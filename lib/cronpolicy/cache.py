@@ -24,7 +24,8 @@ import os
 import time
 
 from cronpolicy.rows import (
-    FROM_CACHE, DeployState, Inputs, PolicyRow, Window, from_mapping, to_mapping, to_time)
+    FROM_CACHE, DeployState, Inputs, PolicyRow, ServiceDeploy, Window, from_mapping, to_mapping,
+    to_time)
 
 FORMAT = 2
 
@@ -95,6 +96,7 @@ class PolicyCache:
             "deploy": None if inputs.deploy is None else to_mapping(inputs.deploy),
             "policies": [to_mapping(row) for row in inputs.policies],
             "windows": [to_mapping(window) for window in inputs.windows],
+            "services": [to_mapping(service) for service in inputs.services],
         }
         from cronpolicy.safety import checked_directory, write_atomically
         checked_directory(os.path.dirname(self.path), "state_dir", 0o700)
@@ -133,6 +135,8 @@ class PolicyCache:
                 deploy=None if deploy is None else from_mapping(DeployState, deploy),
                 policies=[from_mapping(PolicyRow, row) for row in data["policies"]],
                 windows=[from_mapping(Window, row) for row in data["windows"]],
+                # (None in a cache an older version wrote: it knew no services.)
+                services=[from_mapping(ServiceDeploy, row) for row in data.get("services", [])],
                 recent_runtimes=[], source=FROM_CACHE, age=confirmed)
         except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as error:
             return self._reject(error)
@@ -153,7 +157,8 @@ class PolicyCache:
 def _fingerprint(inputs):
     """What the cache holds for ``inputs``, as one line of text: the content's
     repr itself (comparing it costs less than loading a hash function)."""
-    return repr((inputs.schema_version, inputs.deploy, inputs.policies, inputs.windows))
+    return repr((inputs.schema_version, inputs.deploy, inputs.policies, inputs.windows,
+                 inputs.services))
 
 
 def _from_format_1(data):

@@ -50,7 +50,8 @@ def record_for(verdict, facts, expected_interval=None, spool_id=None):
         policy_ignored=facts.ignore_policy and verdict.run, decision=verdict.code,
         policy_id=verdict.policy_id, window_id=verdict.window_id,
         expected_interval=expected_interval, schedule=facts.schedule,
-        schedule_tz=facts.schedule_tz if facts.schedule else None, block=verdict.block)
+        schedule_tz=facts.schedule_tz if facts.schedule else None, block=verdict.block,
+        needs=",".join(verdict.needs) if verdict.needs else None, release=facts.release)
 
 
 class _SpoolMaker:
@@ -246,7 +247,8 @@ class Gate:
                              ignore_policy=self.facts.ignore_policy,
                              leased_from=self.leased_from,
                              inputs=self.inputs if self.listening
-                             and self.inputs.source == FROM_DATABASE else None)
+                             and self.inputs.source == FROM_DATABASE else None,
+                             needs=self.facts.needs)
         interruption.watcher = watcher
         interruption.always_safe = verdict.interruptible
         self.store.release()        # with watch = poll, hold no connection during main()

@@ -93,12 +93,22 @@ def first_setting(matching, field):
     return None, None
 
 
-def window_covers(window, name, host):
-    return glob_matches(window.script, name) and glob_matches(window.host, host)
+def window_covers(window, name, host, needs=()):
+    """Whether ``window`` covers ``name`` on ``host``: its patterns match,
+    and, for the window of one service, the script ``needs`` it."""
+    return glob_matches(window.script, name) and glob_matches(window.host, host) and (
+        getattr(window, "service", None) is None or window.service in needs)
 
 
-def covering_windows(windows, name, host, now):
+def covering_windows(windows, name, host, now, needs=()):
     """Windows not yet over that cover ``name`` on ``host``, earliest first."""
     return sorted((window for window in windows
-                   if window.ends_at > now and window_covers(window, name, host)),
+                   if window.ends_at > now and window_covers(window, name, host, needs)),
                   key=lambda window: (window.starts_at, window.id))
+
+
+def parse_needs(text):
+    """The services of a needs list ("xmlrpc,librarian"), as a tuple."""
+    if not text:
+        return ()
+    return tuple(part.strip() for part in str(text).split(",") if part.strip())

@@ -32,17 +32,20 @@ from cronpolicy.shapes import shape
 #: (a cronpolicy.schedule.Schedule, or None); ``expected_runtime``: what
 #: the script declares (seconds, or None); ``inputs``: what a start of it
 #: decides with (rows.Inputs, with its own history); ``starving``: how many
-#: rollouts in a row already skipped it.  How long it runs is the gate's
-#: estimate from these (Planner.estimate).
-Job = shape("Job", "name host schedule expected_runtime inputs starving", defaults=(0,))
+#: rollouts in a row already skipped it; ``needs``: the services it
+#: declares it needs (a policy row may say otherwise).  How long it runs is
+#: the gate's estimate from these (Planner.estimate).
+Job = shape("Job", "name host schedule expected_runtime inputs starving needs",
+            defaults=(0, ()))
 
 #: A run in flight now: ``expected_end`` by its estimate; ``interruptible``:
-#: a rollout need not wait for it (a policy says so, or it says it is safe now).
-Flight = shape("Flight", "name host started_at expected_end interruptible run_id",
-               defaults=(None,))
+#: a rollout need not wait for it (a policy says so, or it says it is safe
+#: now); ``needs``: the services it ran with.
+Flight = shape("Flight", "name host started_at expected_end interruptible run_id needs",
+               defaults=(None, ()))
 
-#: A planned rollout.
-Rollout = shape("Rollout", "starts_at duration host script", defaults=("*", "*"))
+#: A planned rollout, of one ``service`` (None: of everything its patterns cover).
+Rollout = shape("Rollout", "starts_at duration host script service", defaults=("*", "*", None))
 
 #: Skipped by a rollout: the job, the start it skips, the rule's code, and
 #: the job's next start after the rollout.
@@ -58,8 +61,10 @@ STARVING_WEIGHT = 7 * 86400.0
 PLANNED_WINDOW_ID = 0
 
 
-def covers(rollout, name, host):
-    return glob_matches(rollout.script, name) and glob_matches(rollout.host, host)
+def covers(rollout, name, host, needs=()):
+    """Whether the rollout covers ``name`` on ``host`` (needing ``needs``)."""
+    return glob_matches(rollout.script, name) and glob_matches(rollout.host, host) and (
+        rollout.service is None or rollout.service in needs)
 
 
 def rollout_window(rollout):
@@ -69,7 +74,8 @@ def rollout_window(rollout):
     except OverflowError:
         ends_at = datetime.datetime.max.replace(tzinfo=datetime.timezone.utc)
     return Window(id=PLANNED_WINDOW_ID, starts_at=rollout.starts_at, ends_at=ends_at,
-                  reason="the planned rollout", host=rollout.host, script=rollout.script)
+                  reason="the planned rollout", host=rollout.host, script=rollout.script,
+                  service=rollout.service)
 
 
 def ends_at(rollout):
@@ -93,6 +99,8 @@ class Planner:
         self.margin = getattr(settings, "cutoff_margin", policy.DEFAULT_MARGIN)
         self._estimates = {_key(job): policy.runtime_estimate(
             job.inputs, self._facts(job), settings).seconds for job in self.jobs}
+        self._needs = {_key(job): policy.effective_needs(job.inputs, self._facts(job))
+                       for job in self.jobs}
         longest = max(list(self._estimates.values()) + [0.0])
         self._from = now - datetime.timedelta(seconds=longest + self.margin + 60)
         self._starts = {}
@@ -104,7 +112,11 @@ class Planner:
 
     @staticmethod
     def _facts(job):
-        return policy.ScriptFacts(job.name, job.host, expected_runtime=job.expected_runtime)
+        return policy.ScriptFacts(job.name, job.host, expected_runtime=job.expected_runtime,
+                                  needs=tuple(job.needs or ()))
+
+    def covers(self, rollout, job):
+        return covers(rollout, job.name, job.host, self._needs[_key(job)])
 
     def estimate(self, job):
         """How long a run of ``job`` takes, as the gate estimates it (seconds)."""
@@ -129,7 +141,7 @@ class Planner:
     def skipped_starts(self, job, rollout):
         """[SkippedStart] of ``job``'s starts from now that the rollout skips
         (and that would run without it)."""
-        if job.schedule is None or not covers(rollout, job.name, job.host):
+        if job.schedule is None or not self.covers(rollout, job):
             return []
         window = rollout_window(rollout)
         earliest = max(self.now, rollout.starts_at - datetime.timedelta(
@@ -151,7 +163,7 @@ class Planner:
         [(Flight, seconds it would wait for it)], longest wait first."""
         met = []
         for flight in self.flights:
-            if not covers(rollout, flight.name, flight.host):
+            if not covers(rollout, flight.name, flight.host, flight.needs):
                 continue
             end = max(flight.expected_end, self.now)
             if end > rollout.starts_at:
@@ -195,17 +207,19 @@ class Planner:
             moments.add(moment)
             moment += datetime.timedelta(seconds=step)
         for flight in self.flights:
-            if covers(template, flight.name, flight.host) and not flight.interruptible \
+            if covers(template, flight.name, flight.host, flight.needs) \
+                    and not flight.interruptible \
                     and self.now <= flight.expected_end <= horizon:
                 moments.add(flight.expected_end)
         return sorted(moments)
 
-    def best_slots(self, duration, within=86400.0, step=300.0, host="*", script="*", count=5):
+    def best_slots(self, duration, within=86400.0, step=300.0, host="*", script="*", count=5,
+                   service=None):
         """[(start, Cost)]: the ``count`` best times to start a rollout of
         ``duration`` seconds within ``within`` seconds, best first (ties:
         the earlier), no two closer than the rollout lasts (or ``step``):
         each a real alternative."""
-        template = Rollout(self.now, duration, host, script)
+        template = Rollout(self.now, duration, host, script, service)
         scored = []
         for moment in self.candidate_starts(within, step, template):
             found = self.cost(template._replace(starts_at=moment))
@@ -229,7 +243,7 @@ class Planner:
         for moment in self.starts(job, max(self.now, window.starts_at - around),
                                   window.ends_at + around):
             runs = self._decide(job, moment, [window]).run \
-                if covers(rollout, job.name, job.host) else self.runs_without(job, moment)
+                if self.covers(rollout, job) else self.runs_without(job, moment)
             if runs:
                 found.append((moment, moment + datetime.timedelta(seconds=self.estimate(job))))
         return found

@@ -24,7 +24,11 @@ In order:
    enabled = false (no matching row means enabled).
 3. Unless that row is rollout_exempt:
    a. ``deploy-pending``: deploy_state.deploy_pending (or its row is missing);
-   b. ``in-window``: a covering rollout window is in progress;
+   a'. ``service-pending``: a deploy of a service the script needs is
+      pending (service_deploy); a script that needs none follows only the
+      global switch and windows of no service;
+   b. ``in-window``: a covering rollout window is in progress (a window of
+      one service covers only the scripts that need it);
    c. ``window-cutoff``: now + estimate + margin reaches the start of a
       covering window, so a 20-minute job does not start 10 minutes before a
       rollout while a 1-minute job still does (starts only).
@@ -45,7 +49,8 @@ import datetime
 
 from cronpolicy.estimate import (
     DEFAULT_MIN_HISTORY_RUNS, DEFAULT_QUANTILE, DEFAULT_RUNTIME, Estimate, estimate_runtime)
-from cronpolicy.matching import covering_windows, first_setting, matching_policies
+from cronpolicy.matching import (
+    covering_windows, first_setting, matching_policies, parse_needs)
 from cronpolicy.rows import FROM_DATABASE, UNAVAILABLE
 from cronpolicy.shapes import shape
 from cronpolicy.timeutil import format_duration, format_time
@@ -62,10 +67,11 @@ LOCKED = "locked"            # another instance holds the host lock or the fleet
 SIGNAL = "signal"            # a run stopped by SIGTERM/SIGINT (stops only)
 LEASE_LOST = "lease-lost"    # a run that could not renew its lease in time (stops only)
 CATCH_UP = "catch-up"        # a run that catches up a start a rollout skipped
-CODES = (RUN, DATABASE_UNREACHABLE, DISABLED, DEPLOY_PENDING, IN_WINDOW, WINDOW_CUTOFF,
-         LOCKED, SIGNAL, LEASE_LOST, CATCH_UP)
+SERVICE_PENDING = "service-pending"
+CODES = (RUN, DATABASE_UNREACHABLE, DISABLED, DEPLOY_PENDING, SERVICE_PENDING, IN_WINDOW,
+         WINDOW_CUTOFF, LOCKED, SIGNAL, LEASE_LOST, CATCH_UP)
 #: The codes of skips a rollout caused (what catch_up = once catches up).
-ROLLOUT_SKIPS = (DEPLOY_PENDING, IN_WINDOW, WINDOW_CUTOFF)
+ROLLOUT_SKIPS = (DEPLOY_PENDING, SERVICE_PENDING, IN_WINDOW, WINDOW_CUTOFF)
 #: script_policy.catch_up values.
 CATCH_UP_ONCE = "once"
 CATCH_UP_NONE = "none"
@@ -76,11 +82,13 @@ DEFAULT_MARGIN = 2 * 60.0
 #: fleet-wide limit (None: none); ``on_database_error``: "run" or "skip";
 #: ``schedule``, ``schedule_tz``: when it says it runs (recorded with the
 #: run); ``catch_up_of``: the block this start catches up, if it is a
-#: catch-up (``cronpolicy catch-up`` started it).
+#: catch-up (``cronpolicy catch-up`` started it); ``needs``: the services
+#: it declares it depends on (a tuple; a policy row's needs win);
+#: ``release``: the release directory it executes, if pinned.
 ScriptFacts = shape(
     "ScriptFacts", "name host expected_runtime max_concurrent ignore_policy on_database_error "
-                   "schedule schedule_tz catch_up_of",
-    defaults=(None, None, False, "skip", None, None, None))
+                   "schedule schedule_tz catch_up_of needs release",
+    defaults=(None, None, False, "skip", None, None, None, (), None))
 
 #: A rule's finding: why the script should not start (or should stop), and
 #: for a rollout, which one (its block).
@@ -97,10 +105,11 @@ Rule = shape("Rule", "check stops_running overridable")
 #: ``forced``: it runs only because of --ignore-policy (``code`` and
 #: ``reason`` then say what it overrode); ``block``: the rollout behind a
 #: skip (or the one a catch-up catches up); ``catch_up``: what the policy
-#: says of catching up (CATCH_UP_ONCE, CATCH_UP_NONE or None).
+#: says of catching up (CATCH_UP_ONCE, CATCH_UP_NONE or None); ``needs``:
+#: the services the script needs (the policy's say, else its own).
 Verdict = shape(
     "Verdict", "run code reason estimate policy_id window_id interruptible max_concurrent forced "
-               "block catch_up", defaults=(None, None))
+               "block catch_up needs", defaults=(None, None, ()))
 
 
 class Situation:
@@ -118,7 +127,9 @@ class Situation:
         self.winner = self.matching[0] if self.matching else None
         self.exempt = bool(self.winner is not None and self.winner.enabled
                            and self.winner.rollout_exempt)
-        self.windows = covering_windows(inputs.windows, facts.name, facts.host, inputs.now)
+        self.needs = _needs(self.matching, facts)
+        self.windows = covering_windows(inputs.windows, facts.name, facts.host, inputs.now,
+                                        self.needs)
         self.estimate = estimate
         self.margin = margin
         self.cache_max_age = cache_max_age
@@ -129,7 +140,7 @@ class Situation:
         return Verdict(run, code, reason, self.estimate,
                        self.winner.id if self.winner is not None else None, window_id,
                        bool(self.winner is not None and self.winner.interruptible),
-                       self.limit, forced, block, self.catch_up)
+                       self.limit, forced, block, self.catch_up, self.needs)
 
 
 def _quoted(reason):
@@ -182,14 +193,40 @@ def deploy_pending(s):
                 block=deploy_block(s.deploy))
 
 
+def service_block(row):
+    """The block of a service deploy: "service:NAME:" and since when."""
+    since = row.changed_at.strftime("%Y-%m-%dT%H:%M:%SZ") if row.changed_at else "unknown"
+    return "service:%s:%s" % (row.service, since)
+
+
+def service_pending(s):
+    if s.exempt or not s.needs:
+        return None
+    pending = sorted((row for row in s.inputs.services if row.service in s.needs),
+                     key=lambda row: (row.changed_at is None, row.changed_at, row.service))
+    if not pending:
+        return None
+    row = pending[0]
+    since = " since %s" % format_time(row.changed_at) if row.changed_at else ""
+    by = " by %s" % row.changed_by if row.changed_by else ""
+    return Skip(SERVICE_PENDING, "deploy of service %s pending%s%s%s" % (
+        row.service, since, by, _quoted(row.reason)), block=service_block(row))
+
+
+def _window_name(window):
+    service = getattr(window, "service", None)
+    return "rollout window #%d%s" % (window.id, " of service %s" % service if service else "")
+
+
 def inside_window(s):
     if s.exempt:
         return None
     for window in s.windows:
         if window.starts_at <= s.now:
-            return Skip(IN_WINDOW, "inside rollout window #%d (%s to %s)%s" % (
-                window.id, format_time(window.starts_at), format_time(window.ends_at),
-                _quoted(window.reason)), window.id, window_block(window))
+            return Skip(IN_WINDOW, "inside %s (%s to %s)%s" % (
+                _window_name(window), format_time(window.starts_at),
+                format_time(window.ends_at), _quoted(window.reason)), window.id,
+                window_block(window))
     return None
 
 
@@ -205,9 +242,9 @@ def window_cutoff(s):
     window = s.windows[0]
     if s.now < cutoff_at(window.starts_at, s.estimate.seconds, s.margin):
         return None
-    return Skip(WINDOW_CUTOFF, "rollout window #%d starts at %s, in %s; estimated runtime %s "
+    return Skip(WINDOW_CUTOFF, "%s starts at %s, in %s; estimated runtime %s "
                 "(%s) + margin %s would reach it%s" % (
-                    window.id, format_time(window.starts_at),
+                    _window_name(window), format_time(window.starts_at),
                     format_duration((window.starts_at - s.now).total_seconds()),
                     format_duration(s.estimate.seconds), s.estimate.source,
                     format_duration(s.margin), _quoted(window.reason)), window.id,
@@ -226,6 +263,7 @@ RULES = (
     Rule(database_unreachable, stops_running=False, overridable=True),
     Rule(disabled_by_policy, stops_running=True, overridable=True),
     Rule(deploy_pending, stops_running=True, overridable=True),
+    Rule(service_pending, stops_running=True, overridable=True),
     Rule(inside_window, stops_running=True, overridable=True),
     Rule(window_cutoff, stops_running=False, overridable=True),
     Rule(limit_unverifiable, stops_running=False, overridable=False),
@@ -309,11 +347,12 @@ def catches_up(verdict):
             and verdict.catch_up == CATCH_UP_ONCE)
 
 
-def stop_verdict(inputs, name, host, ignore_policy=False):
-    """Why a run of ``name`` in progress on ``host`` should stop now (a skip
-    Verdict), or None: the rules marked stops_running.  A run forced with
-    --ignore-policy is not stopped by the rules it was told to ignore."""
-    s = Situation(inputs, ScriptFacts(name, host))
+def stop_verdict(inputs, name, host, ignore_policy=False, needs=()):
+    """Why a run of ``name`` in progress on ``host`` (declaring ``needs``)
+    should stop now (a skip Verdict), or None: the rules marked
+    stops_running.  A run forced with --ignore-policy is not stopped by the
+    rules it was told to ignore."""
+    s = Situation(inputs, ScriptFacts(name, host, needs=tuple(needs or ())))
     for rule in RULES:
         if rule.stops_running and not (ignore_policy and rule.overridable):
             skip = rule.check(s)
@@ -348,6 +387,17 @@ def locked(reason, estimate=None, limit=None):
 
 # Facts the tooling asks about --------------------------------------------------------
 
+def _needs(matching, facts):
+    said = first_setting(matching, "needs")[0]
+    return parse_needs(said) if said is not None else tuple(getattr(facts, "needs", ()) or ())
+
+
+def effective_needs(inputs, facts):
+    """The services ``facts.name`` on ``facts.host`` needs: the most
+    specific policy row that says, else what the script declares."""
+    return _needs(matching_policies(inputs.policies, facts.name, facts.host), facts)
+
+
 def concurrency_limit(matching, declared=None):
     """The fleet-wide limit on simultaneous runs (None: no limit).  The most
     specific row with an opinion wins: its max_concurrent, else its
@@ -380,18 +430,21 @@ def expected_interval(policies, name):
     return first_setting(matching_policies(fleet_wide, name, "*"), "expected_interval")
 
 
-def next_window_start(inputs, name, host):
+def next_window_start(inputs, name, host, needs=()):
     """When the next window covering ``name`` on ``host`` begins (after now), or None."""
     starts = [window.starts_at for window in
-              covering_windows(inputs.windows, name, host, inputs.now)
+              Situation(inputs, ScriptFacts(name, host, needs=tuple(needs or ()))).windows
               if window.starts_at > inputs.now]
     return min(starts) if starts else None
 
 
-def rollout_under_way(inputs):
-    """Whether something asks the fleet to stop: deploy pending (or its row
-    missing), or a window in progress anywhere."""
+def rollout_under_way(inputs, service=None):
+    """Whether something asks the fleet (or, given ``service``, the scripts
+    that need it) to stop: deploy pending (or its row missing), a service
+    deploy pending, or a window in progress anywhere."""
     if is_deploy_pending(inputs.deploy):
+        return True
+    if any(service is None or row.service == service for row in inputs.services):
         return True
     return any(window.starts_at <= inputs.now < window.ends_at for window in inputs.windows)
 

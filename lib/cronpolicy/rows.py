@@ -186,6 +186,7 @@ PolicyRow = _shape("PolicyRow", (
     ("schedule", "text", None),
     ("schedule_tz", "text", None),
     ("catch_up", "text", None),
+    ("needs", "text", None),
 ), "One cronpolicy.script_policy row; runtimes and intervals in seconds.")
 
 Window = _shape("Window", (
@@ -199,6 +200,7 @@ Window = _shape("Window", (
     ("created_at", "time", None),
     ("cancelled_at", "time", None),
     ("cancelled_by", "text", None),
+    ("service", "text", None),
 ), "One cronpolicy.rollout_window row (aware UTC times).")
 
 DeployState = _shape("DeployState", (
@@ -232,7 +234,17 @@ RunRecord = _shape("RunRecord", (
     ("schedule", "text", None),      # what the script declared (CronScript.schedule)
     ("schedule_tz", "text", None),
     ("block", "text", None),         # the rollout behind a skip, or what a catch-up catches up
+    ("needs", "text", None),         # the services it needed, comma-separated
+    ("release", "text", None),       # the release directory it executes
 ), "What the gate writes into cronpolicy.script_run for one start (run or skip).")
+
+ServiceDeploy = _shape("ServiceDeploy", (
+    ("id", "int", None),
+    ("service", "text", None),
+    ("reason", "text", ""),
+    ("changed_by", "text", ""),
+    ("changed_at", "time", None),
+), "One cronpolicy.service_deploy row: a deploy of that service is pending.")
 
 RunEnd = _shape("RunEnd", (
     ("status", "text", None),
@@ -292,14 +304,15 @@ FROM_CACHE = "cache"
 UNAVAILABLE = "unavailable"
 
 Inputs = shape(
-    "Inputs", "now schema_version deploy policies windows recent_runtimes source age error",
-    defaults=(FROM_DATABASE, None, None))
+    "Inputs", "now schema_version deploy policies windows recent_runtimes source age error "
+              "services", defaults=(FROM_DATABASE, None, None, ()))
 Inputs.__doc__ = """Everything the decision for one script needs.
 
 ``now`` is the database clock (aware UTC); ``deploy`` a DeployState, or None
 when its row is missing; ``policies`` every PolicyRow; ``windows`` the
 windows neither cancelled nor over; ``recent_runtimes`` the seconds of the
-script's last succeeded runs, newest first.  ``source`` says where they came
+script's last succeeded runs, newest first; ``services`` the ServiceDeploy
+rows (the services with a deploy pending).  ``source`` says where they came
 from (FROM_DATABASE, FROM_CACHE with its ``age`` in seconds, or UNAVAILABLE
 with the ``error`` that made them so)."""
 

@@ -36,6 +36,18 @@ What you define
     it).  Starts beyond it are recorded as skipped (locked) and exit 3.
 ``fleet_single_instance``
     Class attribute, default False: True is the same as ``max_concurrent = 1``.
+``needs``
+    Class attribute, default (): the services the script depends on, such
+    as ("xmlrpc", "librarian").  A rollout of one of them (`deploy begin
+    --service xmlrpc`, a window of that service) skips and stops it; a
+    script that needs none follows only global rollouts.  A policy row's
+    ``needs`` wins.  Recorded with each run.
+``pin_release``
+    Class attribute, default True: at start, resolve the symbolic links in
+    the script's own path and in sys.path (/srv/app/current to
+    /srv/app/releases/4521), so that imports made later, after a deploy
+    switched the link, still come from the release the run started in;
+    the run records that release.  (cronpolicy.release)
 ``schedule``, ``schedule_tz``
     Class attributes, default None: when cron runs the script (a cron
     expression: five fields or @hourly, @daily...; in time zone
@@ -115,6 +127,10 @@ class CronScript:
     #: Seconds within which the script should succeed, for `cronpolicy overdue`
     #: (a policy row's expected_interval takes precedence).
     expected_interval = None
+    #: The services it depends on (names of letters, digits, '_', '.', '-').
+    needs = ()
+    #: Resolve the links in its path and sys.path at start (cronpolicy.release).
+    pin_release = True
     #: When cron runs it (a cron expression) and in which time zone (None: UTC).
     schedule = None
     schedule_tz = None
@@ -149,6 +165,7 @@ class CronScript:
         self._logger = None
         self._log_setup = LogSetup()
         self._log = DeferredLogger(self.logger_name, self._log_setup)
+        self.release = None
 
     #: The logger the script's records go to (``self.logger``).
     @property
@@ -230,18 +247,22 @@ class CronScript:
         return self.parser.parse_args(attach_dashed_values(argv, self.parser))
 
     def _run(self, argv):
+        if self.pin_release:
+            from cronpolicy.release import pin
+            self.release = pin(self._script_path())
         self.options = self._parse(argv)
         try:
             problem = name_problem(self.name) or interrupt_signal_problem(self.interrupt_signal)
             if problem:
                 raise UsageError(problem)
             self.check_options()
-            # (After check_options: it may set the schedule, as `cronpolicy run` does.)
-            if self.schedule is not None or self.schedule_tz is not None:
+            # (After check_options: it may set them, as `cronpolicy run` does.)
+            problem = _needs_problem(self.needs)
+            if not problem and (self.schedule is not None or self.schedule_tz is not None):
                 from cronpolicy.schedule import schedule_problem     # cronsim: only if declared
                 problem = schedule_problem(self.schedule, self.schedule_tz)
-                if problem:
-                    raise UsageError(problem)
+            if problem:
+                raise UsageError(problem)
         except UsageError as error:
             print("%s: error: %s" % (self.parser.prog, error), file=sys.stderr)
             return exitcodes.USAGE
@@ -288,10 +309,16 @@ class CronScript:
             ignore_policy=self.options.ignore_policy,
             on_database_error=settings.on_database_error_for(self.name, self.on_database_error),
             schedule=self.schedule, schedule_tz=self.schedule_tz,
-            catch_up_of=_catching_up(self.name))
+            catch_up_of=_catching_up(self.name), needs=tuple(self.needs or ()),
+            release=self.release)
         store = self._store or open_store(settings, application_name="cronpolicy:" + self.name)
         return Gate(settings, facts, store, self._log, single_instance=self.single_instance,
                     expected_interval=self.expected_interval)
+
+    def _script_path(self):
+        """The file the script's class is defined in (its release's path)."""
+        module = sys.modules.get(type(self).__module__)
+        return getattr(module, "__file__", None) or (sys.argv[0] if sys.argv else None)
 
     def _run_gated_by(self, wrapper):
         """main() alone: the `cronpolicy run` of this name (pid ``wrapper``)
@@ -358,6 +385,17 @@ class _NoWatcher:
 
     def wake(self):
         pass
+
+
+def _needs_problem(needs):
+    """Why ``needs`` is not a list of service names, or None."""
+    if isinstance(needs, str):
+        return "needs must be a tuple of service names, not the string %r" % needs
+    for service in needs or ():
+        if not isinstance(service, str) or not service or len(service) > 200 or any(
+                not (char.isascii() and (char.isalnum() or char in "_.-")) for char in service):
+            return "not a service name (letters, digits, '_', '.', '-'): %r" % (service,)
+    return None
 
 
 def _catching_up(name):

@@ -53,7 +53,7 @@ REREAD_AT_MOST_EVERY = 0.1
 class RunWatcher:
 
     def __init__(self, store, run, name, host, settings, interruption, logger=None,
-                 ignore_policy=False, leased_from=None, inputs=None):
+                 ignore_policy=False, leased_from=None, inputs=None, needs=()):
         """``store`` None: the run started without the database;
         ``ignore_policy``: the run was forced past the policy, which
         therefore does not stop it either; ``leased_from``: time.monotonic()
@@ -65,6 +65,7 @@ class RunWatcher:
         self.name = name
         self.host = host
         self.ignore_policy = ignore_policy
+        self.needs = tuple(needs or ())     # the services the script declares it needs
         self.settings = settings
         self.interruption = interruption
         if logger is None:
@@ -282,7 +283,7 @@ class RunWatcher:
                    or self.store.fileno() is None)
         fallback = time.monotonic() + (settings.poll_interval if polling or self._db_trouble
                                        else RESYNC_INTERVAL)
-        upcoming = next_window_start(inputs, self.name, self.host)
+        upcoming = next_window_start(inputs, self.name, self.host, self.needs)
         if upcoming is not None:
             until = (upcoming - inputs.now).total_seconds()
             return min(fallback, time.monotonic() + max(0.0, until) + 0.01)
@@ -299,7 +300,7 @@ class RunWatcher:
         if inputs is None:
             return time.monotonic() + min(settings.heartbeat_interval, settings.poll_interval * 5)
         stop = self._lease_stop or stop_verdict(inputs, self.name, self.host,
-                                                self.ignore_policy)
+                                                self.ignore_policy, self.needs)
         if (stop and stop.reason) != (self.stop and self.stop.reason):
             if stop is not None:
                 self.logger.info("stop requested: %s", stop.reason)

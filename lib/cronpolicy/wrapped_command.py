@@ -25,7 +25,7 @@ import subprocess
 import sys
 
 from cronpolicy import exitcodes, nesting
-from cronpolicy.errors import Interrupted
+from cronpolicy.errors import Interrupted, UsageError
 from cronpolicy.matching import name_problem
 from cronpolicy.script import CronScript
 from cronpolicy.timeutil import parse_duration
@@ -41,6 +41,9 @@ class CommandScript(CronScript):
     says run, and is recorded like any cron script.  Rollouts wait for it
     unless it may be stopped (--interruptible, or --safe-file while that
     file exists); SIGTERM is forwarded to it."""
+
+    #: Its release is the one --pin names (the wrapper's own path is cronpolicy's).
+    pin_release = False
 
     def __init__(self, name, command):
         super().__init__(name=name)
@@ -70,6 +73,12 @@ class CommandScript(CronScript):
                                 "with each run for deploy plan, deploy slot and overdue")
         group.add_argument("--schedule-tz", metavar="ZONE",
                            help="the time zone of --schedule (an IANA name; default UTC)")
+        group.add_argument("--needs", metavar="SERVICES", action="append",
+                           help="the services it depends on (comma-separated, or repeated): "
+                                "a rollout of one of them skips and stops it")
+        group.add_argument("--pin", metavar="PATH",
+                           help="resolve PATH (a release link such as /srv/app/current) once, "
+                                "at start, and run the command from the resolved release")
         group.add_argument("--from-crontab", action="store_true",
                            help="written by `cronpolicy crontab wrap`, so that unwrap takes "
                                 "apart its own lines only (no other effect)")
@@ -84,6 +93,14 @@ class CommandScript(CronScript):
         self.max_concurrent = self.options.max_concurrent
         self.schedule = self.options.schedule
         self.schedule_tz = self.options.schedule_tz
+        from cronpolicy.matching import parse_needs
+        self.needs = tuple(service for words in self.options.needs or ()
+                           for service in parse_needs(words))
+        if self.options.pin:
+            from cronpolicy.release import pinned_command
+            if not os.path.exists(self.options.pin):
+                raise UsageError("--pin: %s does not exist" % self.options.pin)
+            self.release, self.command = pinned_command(self.options.pin, self.command)
 
     def is_safe_to_interrupt(self):
         if self.options.interruptible:

@@ -22,7 +22,8 @@ import threading
 
 from cronpolicy import config
 from cronpolicy.errors import DatabaseError
-from cronpolicy.rows import DeployState, Inputs, PolicyRow, RunEnd, RunHandle, Window
+from cronpolicy.rows import (
+    DeployState, Inputs, PolicyRow, RunEnd, RunHandle, ServiceDeploy, Window)
 
 UTC = datetime.timezone.utc
 
@@ -36,6 +37,7 @@ class MemoryDatabase:
         self.policies = []
         self.windows = []
         self.deploy = DeployState()
+        self.services = []      # ServiceDeploy rows: the services with a deploy pending
         self.runs = []          # dicts with the columns of cronpolicy.script_run
         self.slots = {}         # (name, slot) -> {"run_key", "host", "lease_expires_at"}
         self.outage = False
@@ -73,11 +75,21 @@ class MemoryDatabase:
             self.deploy = DeployState(bool(pending), reason, "memory", self.clock())
         self.changed()
 
-    def add_window(self, starts_at, ends_at, reason="", host="*", script="*"):
+    def set_service_deploy(self, service, pending, reason=""):
+        """Begin (pending True) or end a deploy of ``service``."""
+        with self.lock:
+            self.services = [row for row in self.services if row.service != service]
+            if pending:
+                self.services.append(ServiceDeploy(
+                    id=1 + max([0] + [row.id for row in self.services]), service=service,
+                    reason=reason, changed_by="memory", changed_at=self.clock()))
+        self.changed()
+
+    def add_window(self, starts_at, ends_at, reason="", host="*", script="*", service=None):
         with self.lock:
             window = Window(id=1 + max([0] + [window.id for window in self.windows]),
                             starts_at=starts_at, ends_at=ends_at, reason=reason, host=host,
-                            script=script, created_at=self.clock())
+                            script=script, created_at=self.clock(), service=service)
             self.windows.append(window)
         self.changed()
         return window
@@ -145,7 +157,8 @@ class MemoryStore:
                 windows=[window for window in database.windows
                          if window.cancelled_at is None and window.ends_at > now],
                 recent_runtimes=[(run["finished_at"] - run["started_at"]).total_seconds()
-                                 for run in succeeded[:int(history_runs)]])
+                                 for run in succeeded[:int(history_runs)]],
+                services=list(database.services))
 
     # IRunRecorder -------------------------------------------------------------------
 

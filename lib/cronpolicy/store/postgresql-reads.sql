@@ -95,3 +95,8 @@ SELECT count(*) AS runs FROM cronpolicy.script_run
 SELECT started_at, finished_at FROM cronpolicy.script_run
  WHERE name = %(name)s AND host = %(host)s AND status = 'succeeded'
  ORDER BY started_at DESC LIMIT 1
+
+
+-- name: services
+-- The services with a deploy pending.
+SELECT * FROM cronpolicy.service_deploy ORDER BY service

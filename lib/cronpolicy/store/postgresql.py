@@ -25,7 +25,7 @@ import time
 from cronpolicy import config
 from cronpolicy.errors import DatabaseError, SchemaError
 from cronpolicy.rows import (
-    DeployState, Inputs, PolicyRow, RunHandle, Window, from_mapping, to_time)
+    DeployState, Inputs, PolicyRow, RunHandle, ServiceDeploy, Window, from_mapping, to_time)
 from cronpolicy.store import pgdriver
 from cronpolicy.store import queries
 
@@ -183,7 +183,8 @@ class PostgresStore:
             policies=[from_mapping(PolicyRow, policy) for policy in row["policies"]],
             windows=[from_mapping(Window, window) for window in row["windows"]],
             recent_runtimes=[float(value) for value in row["recent_runtimes"]
-                             if value is not None])
+                             if value is not None],
+            services=[from_mapping(ServiceDeploy, service) for service in row["services"]])
 
     # IRunRecorder -------------------------------------------------------------------
 

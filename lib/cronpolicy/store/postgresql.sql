@@ -32,6 +32,9 @@ SELECT extract(epoch FROM now()) AS now,
                    'cancelled_at', extract(epoch FROM w.cancelled_at))), '[]')
           FROM cronpolicy.rollout_window AS w
          WHERE w.cancelled_at IS NULL AND w.ends_at > now()) AS windows,
+       (SELECT coalesce(jsonb_agg(to_jsonb(s) || jsonb_build_object(
+                   'changed_at', extract(epoch FROM s.changed_at))), '[]')
+          FROM cronpolicy.service_deploy AS s) AS services,
        (SELECT coalesce(json_agg(recent.seconds), '[]') FROM (
             SELECT extract(epoch FROM finished_at - started_at) AS seconds
               FROM cronpolicy.script_run
@@ -48,13 +51,13 @@ SELECT extract(epoch FROM now()) AS now,
 INSERT INTO cronpolicy.script_run (
     started_at, spooled, name, host, pid, estimate_seconds, estimate_source, skip_reason,
     policy_ignored, decision, policy_id, window_id, expected_interval, spool_id,
-    schedule, schedule_tz, block, heartbeat_at, lease_expires_at)
+    schedule, schedule_tz, block, needs, release, heartbeat_at, lease_expires_at)
 VALUES (least(coalesce(%(started_at)s::timestamptz, now()), now()),
         %(started_at)s::timestamptz IS NOT NULL,
         %(name)s, %(host)s, %(pid)s, %(estimate_seconds)s, %(estimate_source)s,
         %(skip_reason)s, %(policy_ignored)s, %(decision)s, %(policy_id)s, %(window_id)s,
         %(expected_interval)s, %(spool_id)s, %(schedule)s, %(schedule_tz)s, %(block)s,
-        now(), now() + %(ttl)s * interval '1 second')
+        %(needs)s, %(release)s, now(), now() + %(ttl)s * interval '1 second')
 ON CONFLICT (spool_id) DO UPDATE SET heartbeat_at = EXCLUDED.heartbeat_at
 RETURNING id
 
@@ -63,11 +66,11 @@ RETURNING id
 INSERT INTO cronpolicy.script_run (
     name, host, pid, estimate_seconds, estimate_source, skip_reason, policy_ignored,
     decision, policy_id, window_id, expected_interval, spool_id, schedule, schedule_tz, block,
-    status, finished_at)
+    needs, release, status, finished_at)
 VALUES (%(name)s, %(host)s, %(pid)s, %(estimate_seconds)s, %(estimate_source)s,
         %(skip_reason)s, %(policy_ignored)s, %(decision)s, %(policy_id)s, %(window_id)s,
         %(expected_interval)s, %(spool_id)s, %(schedule)s, %(schedule_tz)s, %(block)s,
-        'skipped', now())
+        %(needs)s, %(release)s, 'skipped', now())
 ON CONFLICT (spool_id) DO UPDATE SET finished_at = cronpolicy.script_run.finished_at
 RETURNING id
 
@@ -145,14 +148,14 @@ INSERT INTO cronpolicy.script_run (
     name, host, pid, started_at, finished_at, status, exit_code, skip_reason,
     estimate_seconds, estimate_source, policy_ignored, decision, policy_id, window_id,
     expected_interval, stop_reason, stop_decision, stop_policy_id, stop_window_id, spool_id,
-    schedule, schedule_tz, block, spooled)
+    schedule, schedule_tz, block, needs, release, spooled)
 VALUES (%(name)s, %(host)s, %(pid)s, least(%(started_at)s::timestamptz, now()),
         least(greatest(%(started_at)s::timestamptz, %(finished_at)s::timestamptz), now()),
         %(status)s, %(exit_code)s, %(skip_reason)s, %(estimate_seconds)s,
         %(estimate_source)s, %(policy_ignored)s, %(decision)s, %(policy_id)s,
         %(window_id)s, %(expected_interval)s, %(stop_reason)s, %(stop_decision)s,
         %(stop_policy_id)s, %(stop_window_id)s, %(spool_id)s, %(schedule)s, %(schedule_tz)s,
-        %(block)s, true)
+        %(block)s, %(needs)s, %(release)s, true)
 ON CONFLICT (spool_id) DO UPDATE
    SET status = EXCLUDED.status, exit_code = EXCLUDED.exit_code, spooled = true,
        skip_reason = EXCLUDED.skip_reason, decision = EXCLUDED.decision,

@@ -24,7 +24,8 @@ import os
 from cronpolicy import config
 from cronpolicy.errors import DatabaseError, SchemaError
 from cronpolicy.rows import (
-    AuditEntry, DeployState, Inputs, PolicyRow, RunRow, Window, from_mapping, to_time)
+    AuditEntry, DeployState, Inputs, PolicyRow, RunRow, ServiceDeploy, Window, from_mapping,
+    to_time)
 from cronpolicy.store import queries
 
 #: How long a read command's best-effort write (recording dead runs) waits
@@ -164,7 +165,11 @@ class Reader:
         return Inputs(now=now, schema_version=None,
                       deploy=from_mapping(DeployState, deploy[0]) if deploy else None,
                       policies=self.policies(), windows=self.standing_windows(now),
-                      recent_runtimes=[])
+                      recent_runtimes=[], services=self.services())
+
+    def services(self):
+        """The ServiceDeploy rows: the services with a deploy pending."""
+        return [from_mapping(ServiceDeploy, row) for row in self.rows("services")]
 
     def live_runs(self, now, host="*"):
         """Running runs on hosts matching ``host`` whose lease stands, oldest

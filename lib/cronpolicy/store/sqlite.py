@@ -14,7 +14,8 @@ import _thread
 
 from cronpolicy import config, schema
 from cronpolicy.errors import ConfigError, DatabaseError
-from cronpolicy.rows import DeployState, Inputs, PolicyRow, RunHandle, Window, from_mapping, to_time
+from cronpolicy.rows import (
+    DeployState, Inputs, PolicyRow, RunHandle, ServiceDeploy, Window, from_mapping, to_time)
 from cronpolicy.store import queries
 from cronpolicy.timeutil import to_sqlite
 
@@ -153,18 +154,21 @@ class SQLiteStore:
                         rows.execute(sql["policies"]).fetchall(),
                         rows.execute(sql["standing_windows"], {"now": now}).fetchall(),
                         connection.execute(sql["recent_runtimes"], {
-                            "name": name, "runs": int(history_runs)}).fetchall())
+                            "name": name, "runs": int(history_runs)}).fetchall(),
+                        rows.execute(sql["services"]).fetchall())
             finally:
                 connection.execute("COMMIT")
 
-        now, version, deploy, policies, windows, runtimes = self._run("read the policy", read)
+        now, version, deploy, policies, windows, runtimes, services = self._run(
+            "read the policy", read)
         return Inputs(
             now=to_time(now), schema_version=version,
             deploy=None if deploy is None else from_mapping(DeployState, deploy),
             policies=[from_mapping(PolicyRow, row) for row in policies],
             windows=[from_mapping(Window, row) for row in windows],
             # NULL where SQLite cannot compute one (a year beyond 9999).
-            recent_runtimes=[float(value) for (value,) in runtimes if value is not None])
+            recent_runtimes=[float(value) for (value,) in runtimes if value is not None],
+            services=[from_mapping(ServiceDeploy, row) for row in services])
 
     # IRunRecorder -------------------------------------------------------------------
 

@@ -23,6 +23,10 @@ SELECT * FROM cronpolicy.deploy_state WHERE id = 1
 SELECT * FROM cronpolicy.script_policy
 
 
+-- name: services
+SELECT * FROM cronpolicy.service_deploy
+
+
 -- name: standing_windows
 -- Windows neither cancelled nor over, soonest first.
 SELECT * FROM cronpolicy.rollout_window
@@ -45,11 +49,12 @@ SELECT (julianday(finished_at) - julianday(started_at)) * 86400.0
 INSERT INTO cronpolicy.script_run (
     started_at, spooled, name, host, pid, estimate_seconds, estimate_source, skip_reason,
     policy_ignored, decision, policy_id, window_id, expected_interval, spool_id,
-    schedule, schedule_tz, block, heartbeat_at, lease_expires_at)
+    schedule, schedule_tz, block, needs, release, heartbeat_at, lease_expires_at)
 VALUES (min(coalesce(:started_at, strftime('%Y-%m-%d %H:%M:%f', 'now')), strftime('%Y-%m-%d %H:%M:%f', 'now')), :started_at IS NOT NULL,
         :name, :host, :pid, :estimate_seconds, :estimate_source, :skip_reason,
         :policy_ignored, :decision, :policy_id, :window_id, :expected_interval, :spool_id,
-        :schedule, :schedule_tz, :block, strftime('%Y-%m-%d %H:%M:%f', 'now'),
+        :schedule, :schedule_tz, :block, :needs, :release,
+        strftime('%Y-%m-%d %H:%M:%f', 'now'),
         strftime('%Y-%m-%d %H:%M:%f', 'now', '+' || :ttl || ' seconds'))
 ON CONFLICT (spool_id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at
 RETURNING id
@@ -59,10 +64,11 @@ RETURNING id
 INSERT INTO cronpolicy.script_run (
     name, host, pid, estimate_seconds, estimate_source, skip_reason, policy_ignored,
     decision, policy_id, window_id, expected_interval, spool_id, schedule, schedule_tz, block,
-    status, finished_at)
+    needs, release, status, finished_at)
 VALUES (:name, :host, :pid, :estimate_seconds, :estimate_source, :skip_reason,
         :policy_ignored, :decision, :policy_id, :window_id, :expected_interval, :spool_id,
-        :schedule, :schedule_tz, :block, 'skipped', strftime('%Y-%m-%d %H:%M:%f', 'now'))
+        :schedule, :schedule_tz, :block, :needs, :release, 'skipped',
+        strftime('%Y-%m-%d %H:%M:%f', 'now'))
 ON CONFLICT (spool_id) DO UPDATE SET finished_at = script_run.finished_at
 RETURNING id
 
@@ -127,12 +133,13 @@ INSERT INTO cronpolicy.script_run (
     name, host, pid, started_at, finished_at, status, exit_code, skip_reason,
     estimate_seconds, estimate_source, policy_ignored, decision, policy_id, window_id,
     expected_interval, stop_reason, stop_decision, stop_policy_id, stop_window_id, spool_id,
-    schedule, schedule_tz, block, spooled)
+    schedule, schedule_tz, block, needs, release, spooled)
 VALUES (:name, :host, :pid, min(:started_at, strftime('%Y-%m-%d %H:%M:%f', 'now')),
         min(max(:started_at, :finished_at), strftime('%Y-%m-%d %H:%M:%f', 'now')), :status,
         :exit_code, :skip_reason, :estimate_seconds, :estimate_source, :policy_ignored,
         :decision, :policy_id, :window_id, :expected_interval, :stop_reason, :stop_decision,
-        :stop_policy_id, :stop_window_id, :spool_id, :schedule, :schedule_tz, :block, 1)
+        :stop_policy_id, :stop_window_id, :spool_id, :schedule, :schedule_tz, :block, :needs,
+        :release, 1)
 ON CONFLICT (spool_id) DO UPDATE
    SET status = excluded.status, exit_code = excluded.exit_code, spooled = 1,
        skip_reason = excluded.skip_reason, decision = excluded.decision,

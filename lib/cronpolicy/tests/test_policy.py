@@ -15,7 +15,7 @@ from cronpolicy.policy import (
     DATABASE_UNREACHABLE, DEPLOY_PENDING, DISABLED, IN_WINDOW, LOCKED, RUN, WINDOW_CUTOFF,
     ScriptFacts, decide, stop_verdict)
 from cronpolicy.rows import (
-    FROM_CACHE, DeployState, Inputs, PolicyRow, Window, unavailable_inputs)
+    FROM_CACHE, DeployState, Inputs, PolicyRow, ServiceDeploy, Window, unavailable_inputs)
 
 UTC = datetime.timezone.utc
 NOW = datetime.datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -84,13 +84,15 @@ def test_every_rule_gives_a_code_from_the_closed_set():
         (inputs(windows=[Window(1, NOW - minutes(1), NOW + minutes(5))]), {}),
         (inputs(windows=[Window(1, NOW + minutes(1), NOW + minutes(5))]), {}),
         (inputs(source=FROM_CACHE), {"max_concurrent": 1}),
+        (inputs()._replace(services=[ServiceDeploy(1, "xmlrpc", changed_at=NOW)]),
+         {"needs": ("xmlrpc",)}),
     ]
     for situation_inputs, extra in situations:
         verdict = decide(situation_inputs, ScriptFacts("publish-distro", "web1", **extra), KNOBS)
         assert not verdict.run
         codes.add(verdict.code)
     assert codes == {DATABASE_UNREACHABLE, DISABLED, DEPLOY_PENDING, IN_WINDOW, WINDOW_CUTOFF,
-                     LOCKED}
+                     LOCKED, policy.SERVICE_PENDING}
     assert codes | {RUN, policy.SIGNAL, policy.LEASE_LOST, policy.CATCH_UP} == set(policy.CODES)
     assert len(policy.RULES) == len(codes)
 
@@ -485,3 +487,55 @@ def test_a_catch_up_start_runs_with_its_own_code_and_block():
     # Still a start like any other: a block in force skips it again.
     again = run_decision(deploy=DeployState(True, changed_at=NOW), catch_up_of="window:7")
     assert not again.run and again.code == DEPLOY_PENDING
+
+
+# Services (issue 16) ------------------------------------------------------------------
+
+def service_inputs(*services, windows=(), policies=()):
+    return inputs(policies, windows=windows)._replace(services=[
+        ServiceDeploy(index, service, "r4522", "alice", NOW - minutes(5))
+        for index, service in enumerate(services, 1)])
+
+
+def test_a_service_deploy_stops_only_the_scripts_that_need_it():
+    found = decide(service_inputs("xmlrpc"), ScriptFacts("sync", "web1", needs=("xmlrpc",)),
+                   KNOBS)
+    assert (found.run, found.code) == (False, policy.SERVICE_PENDING)
+    assert "deploy of service xmlrpc pending since" in found.reason and "r4522" in found.reason
+    assert found.block == "service:xmlrpc:2026-11-27T11:55:00Z"
+    assert decide(service_inputs("xmlrpc"), ScriptFacts("sync", "web1", needs=("librarian",)),
+                  KNOBS).run
+    assert decide(service_inputs("xmlrpc"), ScriptFacts("sync", "web1"), KNOBS).run   # no needs
+    assert stop_verdict(service_inputs("xmlrpc"), "sync", "web1", needs=("xmlrpc",)).code == \
+        policy.SERVICE_PENDING
+    assert stop_verdict(service_inputs("xmlrpc"), "sync", "web1") is None
+
+
+def test_two_services_at_once_and_the_policy_saying_what_a_script_needs():
+    both = service_inputs("xmlrpc", "librarian")
+    assert not decide(both, ScriptFacts("a", "h", needs=("librarian",)), KNOBS).run
+    assert not decide(both, ScriptFacts("b", "h", needs=("xmlrpc",)), KNOBS).run
+    # A DBA's needs win over the script's own: here it needs nothing deployed.
+    told = service_inputs("xmlrpc", policies=[row(1, "b", needs="mail")])
+    verdict = decide(told, ScriptFacts("b", "h", needs=("xmlrpc",)), KNOBS)
+    assert verdict.run and verdict.needs == ("mail",)
+    nothing = service_inputs("xmlrpc", policies=[row(1, "b", needs="")])
+    assert decide(nothing, ScriptFacts("b", "h", needs=("xmlrpc",)), KNOBS).needs == ()
+
+
+def test_a_window_of_one_service_covers_only_its_scripts():
+    window = Window(9, NOW - minutes(1), NOW + minutes(30), service="xmlrpc")
+    covered = decide(inputs(windows=[window]), ScriptFacts("a", "h", needs=("xmlrpc",)), KNOBS)
+    assert covered.code == IN_WINDOW and "rollout window #9 of service xmlrpc" in covered.reason
+    assert decide(inputs(windows=[window]), ScriptFacts("a", "h"), KNOBS).run
+    ahead = Window(9, NOW + minutes(1), NOW + minutes(30), service="xmlrpc")
+    assert decide(inputs(windows=[ahead]), ScriptFacts("a", "h", needs=("xmlrpc",)),
+                  KNOBS).code == WINDOW_CUTOFF
+    assert decide(inputs(windows=[ahead]), ScriptFacts("a", "h", needs=("mail",)), KNOBS).run
+
+
+def test_the_global_switch_still_stops_every_script():
+    needing = ScriptFacts("a", "h", needs=("xmlrpc",))
+    assert decide(inputs(deploy=DeployState(True)), needing, KNOBS).code == DEPLOY_PENDING
+    assert decide(inputs(deploy=DeployState(True)), ScriptFacts("b", "h"), KNOBS).code == \
+        DEPLOY_PENDING

@@ -140,6 +140,22 @@ BAD_ROWS = {
                       " registered_at) VALUES ('a', 'h', '@daily', '1969-01-01 00:00:00')",
         "sqlite": "INSERT INTO cronpolicy.script_schedule (name, host, schedule, registered_at)"
                   " VALUES ('a', 'h', '@daily', '1969-01-01 00:00:00')"},
+    # Schema patch 0014.
+    "script_policy_needs_known":
+        "INSERT INTO cronpolicy.script_policy (name, needs) VALUES ('a', 'xmlrpc, librarian')",
+    "rollout_window_service_known":
+        "INSERT INTO cronpolicy.rollout_window (starts_at, ends_at, service)"
+        " VALUES ({now0}, {now1}, 'x;y')",
+    "service_deploy_one_per_service":
+        "INSERT INTO cronpolicy.service_deploy (service) VALUES ('xmlrpc'), ('xmlrpc')",
+    "service_deploy_service_known":
+        "INSERT INTO cronpolicy.service_deploy (service) VALUES ('')",
+    "service_deploy_values_in_range": {
+        "postgresql": "SET session_replication_role = replica;"
+                      " INSERT INTO cronpolicy.service_deploy (service, changed_at)"
+                      " VALUES ('xmlrpc', '1969-01-01 00:00:00')",
+        "sqlite": "INSERT INTO cronpolicy.service_deploy (service, changed_at)"
+                  " VALUES ('xmlrpc', '1969-01-01 00:00:00')"},
     "drain_finishes_after_start":
         "INSERT INTO cronpolicy.drain (started_at, finished_at, quiet) VALUES ({now1}, {now0}, {true})",
 }
@@ -161,7 +177,8 @@ def test_both_backends_refuse_the_same_bad_rows(dba, constraint):
         century="interval '100 years'" if dba.backend == "postgresql" else "3155760000")
     before = {table: dba.scalar("SELECT count(*) FROM cronpolicy.%s" % table)
               for table in ("script_policy", "rollout_window", "script_run", "policy_audit",
-                            "drain", "deploy_state", "script_owner", "script_schedule")}
+                            "drain", "deploy_state", "script_owner", "script_schedule",
+                            "service_deploy")}
     with pytest.raises(Exception) as refused:
         dba.execute(sql)
     message = str(refused.value).lower()
@@ -172,7 +189,7 @@ def test_both_backends_refuse_the_same_bad_rows(dba, constraint):
 
 # Every column audited --------------------------------------------------------------
 
-AUDITED = ("script_policy", "rollout_window", "deploy_state", "script_owner")
+AUDITED = ("script_policy", "rollout_window", "deploy_state", "script_owner", "service_deploy")
 # A trigger keeps changed_at current; on SQLite the audit cannot tell a DBA's
 # own update of it from the trigger's, so it is audited with other changes only.
 NOT_AUDITED_ALONE = {"id", "changed_at"}
@@ -194,7 +211,8 @@ def _new_value(dba, column):
     if kind == "Timestamp":
         return dba.now_plus(2 * 86400 if column.name == "ends_at" else 7200)
     # Columns with a closed set of values: one of them (none the test rows hold).
-    known = {"schedule": "'7 * * * *'", "schedule_tz": "'Europe/Riga'", "catch_up": "'once'"}
+    known = {"schedule": "'7 * * * *'", "schedule_tz": "'Europe/Riga'", "catch_up": "'once'",
+             "needs": "'xmlrpc,mail'", "service": "'librarian'"}
     return known.get(column.name, "'changed-%s'" % column.name)
 
 
@@ -215,6 +233,8 @@ def test_every_column_of_the_audited_tables_is_audited(dba, table):
                     " VALUES ({}, {})".format(dba.now_plus(60), dba.now_plus(86400)))
     elif table == "script_owner":
         dba.execute("INSERT INTO cronpolicy.script_owner (name, db_role) VALUES ('job', 'cron')")
+    elif table == "service_deploy":
+        dba.execute("INSERT INTO cronpolicy.service_deploy (service) VALUES ('xmlrpc')")
     skipped = NOT_AUDITED_ALONE | (SET_BY_THE_DATABASE if dba.backend == "postgresql" else set())
     columns = [column for column in tables.metadata.tables["cronpolicy." + table].columns
                if column.name not in skipped]

@@ -100,6 +100,15 @@ def _command_words(argv):
     return tuple(words[:2])
 
 
+def service_name(text):
+    """A service name: letters, digits, '_', '.' and '-' (schema patch 0014)."""
+    if not text or len(text) > 200 or any(
+            not (char.isascii() and (char.isalnum() or char in "_.-")) for char in text):
+        raise argparse.ArgumentTypeError(
+            "not a service name (letters, digits, '_', '.', '-'): %r" % text)
+    return text
+
+
 def build_parser(argv=None):
     """The parser; given ``argv``, only the parts that can parse it.
 
@@ -177,6 +186,8 @@ def build_parser(argv=None):
     sub.add_argument("--host", default="*", help="hosts covered (glob; default all)")
     sub.add_argument("--script", default="*", type=script_name,
                      help="scripts covered (glob; default all)")
+    sub.add_argument("--service", type=service_name,
+                     help="a window of this service: it covers only scripts that need it")
     sub = add("list", "cmd_window_list", "list standing rollout windows", (common, reader),
               subparsers=window_commands)
     sub.add_argument("--all", action="store_true", help="include past and cancelled windows")
@@ -185,17 +196,30 @@ def build_parser(argv=None):
     sub.add_argument("--reason", default="", help="why; recorded in the audit")
 
     deploy_commands = group("deploy", "the fleet-wide deploy switch", "deploy_command")
-    sub = add("begin", "cmd_deploy_begin", "set deploy pending: no script starts",
+    sub = add("begin", "cmd_deploy_begin", "set deploy pending: no script starts (with "
+                                           "--service: no script that needs it)",
               subparsers=deploy_commands)
     sub.add_argument("--reason", default="", help="shown in every skip reason")
+    sub.add_argument("--service", type=service_name,
+                     help="a deploy of this service only (several may be pending at once)")
     sub = add("end", "cmd_deploy_end", "clear deploy pending: policies apply again",
               subparsers=deploy_commands)
     sub.add_argument("--reason", default="", help="recorded in the audit")
+    sub.add_argument("--service", type=service_name, help="end the deploy of this service")
     sub = add("wait", "cmd_deploy_wait",
               "wait until no running script is in the way (exit 0), or time out (exit 7)",
               (common, reader), subparsers=deploy_commands)
     sub.add_argument("--timeout", default="30m", help="give up after this long (default 30m)")
     sub.add_argument("--host", default="*", help="only runs on these hosts (glob; default all)")
+    sub.add_argument("--service", type=service_name,
+                     help="only runs of scripts that need this service")
+    releases = sub.add_mutually_exclusive_group()
+    releases.add_argument("--release-not", metavar="R",
+                          help="only runs that do not execute release R (a release directory "
+                               "as runs record it)")
+    releases.add_argument("--old-releases", metavar="LINK",
+                          help="only runs of an older release than LINK (the `current` "
+                               "symbolic link, resolved here and now)")
     sub = add("plan", "cmd_deploy_plan",
               "what a rollout at --at would skip and find running, changing nothing",
               (common, reader), subparsers=deploy_commands)
@@ -205,6 +229,8 @@ def build_parser(argv=None):
     sub.add_argument("--host", default="*", help="hosts it covers (glob; default all)")
     sub.add_argument("--script", default="*", type=script_name,
                      help="scripts it covers (glob; default all)")
+    sub.add_argument("--service", type=service_name,
+                     help="a rollout of this service: it covers only scripts that need it")
     sub = add("slot", "cmd_deploy_slot",
               "the best times to start a rollout: the least waiting for runs that cannot be "
               "interrupted, then the fewest and cheapest scheduled starts skipped",
@@ -214,6 +240,8 @@ def build_parser(argv=None):
     sub.add_argument("--host", default="*", help="hosts it covers (glob; default all)")
     sub.add_argument("--script", default="*", type=script_name,
                      help="scripts it covers (glob; default all)")
+    sub.add_argument("--service", type=service_name,
+                     help="a rollout of this service: it covers only scripts that need it")
     sub.add_argument("--count", type=positive_int, default=3,
                      help="how many slots to propose (default 3)")
 

@@ -15,7 +15,8 @@ from cronpolicy.config import SQLITE
 from cronpolicy.errors import CronPolicyError, DatabaseError, SchemaError, UsageError
 from cronpolicy.timeutil import format_duration, format_time, parse_duration
 from cronpolicy.tooling.output import (
-    LiveTable, change_summary, print_json, print_table, quote, run_table, window_line)
+    LiveTable, change_summary, print_json, print_table, quote, release_name, run_table,
+    window_line)
 
 
 def _database(settings):
@@ -146,6 +147,10 @@ def cmd_status(args, settings):
             format_time(deploy["changed_at"]), deploy["changed_by"] or "-", quote(deploy["reason"])))
     else:
         print("deploy: not pending")
+    for row in state["services"]:
+        print("deploy of %s: PENDING since %s by %s: %s" % (
+            row["service"], format_time(row["changed_at"]), row["changed_by"] or "-",
+            quote(row["reason"])))
     for title, key in (("active windows", "active_windows"),
                        ("upcoming windows", "upcoming_windows")):
         print("%s: %s" % (title, len(state[key]) or "none"))
@@ -201,7 +206,8 @@ def cmd_window_add(args, settings):
     from cronpolicy.tooling import windows
     duration = parse_duration(args.duration) if args.duration is not None else None
     window = windows.add_window(_database(settings), args.start, end=args.end, duration=duration,
-                                reason=args.reason, host=args.host, script=args.script)
+                                reason=args.reason, host=args.host, script=args.script,
+                                service=args.service)
     if args.json:
         print_json(window)
     else:
@@ -253,14 +259,15 @@ def _deploy_change(settings, begin, reason=""):
     return exitcodes.OK
 
 
-def _warn_starving(settings):
-    """Say which scripts this deploy skips once more after the rollouts
-    before it (starvation: planning.STARVING_AFTER in a row)."""
+def _warn_starving(settings, service=None):
+    """Say which scripts this deploy (of ``service``) skips once more after
+    the rollouts before it (starvation: planning.STARVING_AFTER in a row)."""
     from cronpolicy import planning, policy
     from cronpolicy.tooling.rollout_plans import gather
     for job in gather(settings, warn=_warn).jobs:
         if job.starving + 1 >= planning.STARVING_AFTER and job.schedule is not None and \
-                not policy.rollout_exempt(job.inputs.policies, job.name, job.host):
+                not policy.rollout_exempt(job.inputs.policies, job.name, job.host) and (
+                    service is None or service in policy.effective_needs(job.inputs, job)):
             _warn("%s on %s was skipped by the last %d rollouts in a row, and this one skips it "
                   "too" % (job.name, job.host, job.starving))
 
@@ -268,19 +275,27 @@ def _warn_starving(settings):
 def cmd_deploy_wait(args, settings):
     from cronpolicy.tooling import deploy
     timeout = parse_duration(args.timeout)
+    release_not = args.release_not
+    if args.old_releases:
+        if not os.path.lexists(args.old_releases):
+            raise UsageError("--old-releases: %s does not exist" % args.old_releases)
+        release_not = os.path.realpath(args.old_releases)
     db = _database(settings)
     progress = None if args.json else LiveTable(sys.stdout)
-    result = deploy.wait_until_quiet(db, timeout, host=args.host, on_progress=progress)
+    result = deploy.wait_until_quiet(db, timeout, host=args.host, on_progress=progress,
+                                     service=args.service, release_not=release_not)
     if not result.stop_asked:
         print("warning: no deploy is pending and no window is active, so nothing asks "
               "scripts to stop (run `cronpolicy deploy begin` first)", file=sys.stderr)
     if args.json:
         print_json({"quiet": result.quiet, "waited_seconds": result.waited_seconds,
-                    "host": args.host, "stop_asked": result.stop_asked,
-                    "blockers": result.blockers})
+                    "host": args.host, "service": args.service, "release_not": release_not,
+                    "stop_asked": result.stop_asked, "blockers": result.blockers})
     elif result.quiet:
-        print("quiet after %s: no run on hosts %s is in the way" % (
-            format_duration(result.waited_seconds), args.host))
+        print("quiet after %s: no run on hosts %s%s%s is in the way" % (
+            format_duration(result.waited_seconds), args.host,
+            " that needs %s" % args.service if args.service else "",
+            " of a release other than %s" % release_not if release_not else ""))
     else:
         print("timed out after %s; still running:" % format_duration(result.waited_seconds))
         now = max(run["started_at"] + datetime.timedelta(seconds=run["running_seconds"])
@@ -292,7 +307,8 @@ def cmd_deploy_wait(args, settings):
 def cmd_deploy_plan(args, settings):
     from cronpolicy.tooling.rollout_plans import plan
     duration = _duration(args.duration, "--duration")
-    result = plan(settings, args.at, duration, host=args.host, script=args.script, warn=_warn)
+    result = plan(settings, args.at, duration, host=args.host, script=args.script,
+                  service=args.service, warn=_warn)
     if args.json:
         print_json(result)
         return exitcodes.OK
@@ -347,7 +363,7 @@ def cmd_deploy_slot(args, settings):
     duration = _duration(args.duration, "--duration")
     within = _duration(args.within, "--within")
     result = slots(settings, duration, within, host=args.host, script=args.script,
-                   count=args.count, warn=_warn)
+                   service=args.service, count=args.count, warn=_warn)
     if args.json:
         print_json(result)
         return exitcodes.OK
@@ -478,11 +494,30 @@ def cmd_metrics(args, settings):
 
 
 def cmd_deploy_begin(args, settings):
+    if args.service:
+        return _service_change(settings, args.service, True, args.reason)
     return _deploy_change(settings, True, args.reason)
 
 
 def cmd_deploy_end(args, settings):
+    if args.service:
+        return _service_change(settings, args.service, False, args.reason)
     return _deploy_change(settings, False, args.reason)
+
+
+def _service_change(settings, service, begin, reason=""):
+    from cronpolicy.tooling import deploy
+    db = _database(settings)
+    if begin:
+        before, _ = deploy.service_begin(db, service, reason)
+        print("deploy of %s pending%s%s: the scripts that need it stop starting" % (
+            service, ": " + reason if reason else "", " (it already was)" if before else ""))
+        if before is None:
+            _warn_starving(settings, service)
+    else:
+        before = deploy.service_end(db, service, reason)
+        print("deploy of %s no longer pending%s" % (service, "" if before else " (it was not)"))
+    return exitcodes.OK
 
 
 def cmd_history(args, settings):
@@ -503,6 +538,7 @@ def cmd_history(args, settings):
         ("STATUS", lambda r: r["status"] + (" (forced)" if r["policy_ignored"] else "")
          + (" (spooled)" if r.get("spooled") else "")),
         ("EXIT", lambda r: r["exit_code"] if r["exit_code"] is not None else "-"),
+        ("RELEASE", lambda r: release_name(r.get("release"))),
         # A skip's reason, or why a run was interrupted or abandoned.
         ("REASON", lambda r: quote(r["skip_reason"] if r["status"] == "skipped"
                                    or r["policy_ignored"] else r.get("stop_reason")))])

@@ -27,6 +27,7 @@ from sqlalchemy import text
 
 from cronpolicy import config, policy
 from cronpolicy.errors import DatabaseError
+from cronpolicy.matching import parse_needs
 from cronpolicy.tooling.fleet import live_runs, read_deploy_state, reap_dead_runs
 from cronpolicy.tooling.tables import deploy_state, drain
 
@@ -48,6 +49,37 @@ def deploy_begin(db, reason=""):
     return _set_deploy(db, True, reason or "", "begin the deploy")
 
 
+def service_begin(db, service, reason=""):
+    """A deploy of ``service`` is pending: the scripts that need it stop
+    starting.  Returns the service_deploy row before (None when it was not
+    pending) and after."""
+    from sqlalchemy import select
+    from cronpolicy.tooling.tables import service_deploy
+    with db.begin("begin the deploy of %s" % service, reason=reason) as connection:
+        where = service_deploy.c.service == service
+        before = connection.execute(select(service_deploy).where(where)).mappings().first()
+        if before is None:
+            connection.execute(service_deploy.insert().values(
+                service=service, reason=reason or "", **db.who_columns("changed_by")))
+        elif before["reason"] != (reason or ""):
+            connection.execute(service_deploy.update().where(where).values(reason=reason or ""))
+        after = connection.execute(select(service_deploy).where(where)).mappings().first()
+        return (dict(before) if before else None), dict(after)
+
+
+def service_end(db, service, reason=""):
+    """The deploy of ``service`` is over.  Returns its row, or None when it
+    was not pending."""
+    from sqlalchemy import select
+    from cronpolicy.tooling.tables import service_deploy
+    with db.begin("end the deploy of %s" % service, reason=reason) as connection:
+        where = service_deploy.c.service == service
+        before = connection.execute(select(service_deploy).where(where)).mappings().first()
+        if before is not None:
+            connection.execute(service_deploy.delete().where(where))
+        return dict(before) if before else None
+
+
 def deploy_end(db, reason=""):
     """Clear deploy pending: every script's own policy applies again.  Returns (before, after).
     ``reason`` goes to the audit only (the switch's own reason is cleared)."""
@@ -60,22 +92,27 @@ def deploy_end(db, reason=""):
 WaitResult = collections.namedtuple("WaitResult", "quiet waited_seconds blockers stop_asked")
 
 
-def blocking_runs(db, connection, host="*", reap=True):
+def blocking_runs(db, connection, host="*", reap=True, service=None, release_not=None):
     """(now, runs a rollout on ``host`` must wait for, whether anything asks
     scripts to stop).  Rollout-exempt scripts never block; each blocker says
-    why it is asked to stop (``stop_request``), if it is.  ``reap``: record
-    dead runs as abandoned first (a write: not on every look)."""
+    why it is asked to stop (``stop_request``), if it is.  ``service``: only
+    runs that needed that service; ``release_not``: only runs that do not
+    execute that release (a run that recorded none may, so it counts).
+    ``reap``: record dead runs as abandoned first (a write: not on every look)."""
     if reap:
         reap_dead_runs(db, connection)
     inputs = db.inputs(connection)
     runs = []
     for run in live_runs(db, connection, inputs.now, host):
-        if policy.rollout_exempt(inputs.policies, run["name"], run["host"]):
+        needs = parse_needs(run.get("needs"))
+        if policy.rollout_exempt(inputs.policies, run["name"], run["host"]) or (
+                service is not None and service not in needs) or (
+                release_not is not None and run.get("release") == release_not):
             continue
-        stop = policy.stop_verdict(inputs, run["name"], run["host"])
+        stop = policy.stop_verdict(inputs, run["name"], run["host"], needs=needs)
         run["stop_request"] = stop.reason if stop is not None else None
         runs.append(run)
-    return inputs.now, runs, policy.rollout_under_way(inputs)
+    return inputs.now, runs, policy.rollout_under_way(inputs, service)
 
 
 #: How often deploy wait looks without being told of a change: on SQLite
@@ -91,7 +128,8 @@ REAP_EVERY = 1.0
 REREAD_AT_MOST_EVERY = 0.05
 
 
-def wait_until_quiet(db, timeout, host="*", poll_interval=None, on_progress=None):
+def wait_until_quiet(db, timeout, host="*", poll_interval=None, on_progress=None,
+                     service=None, release_not=None):
     """Wait until no live, non-exempt run on ``host`` (a glob) remains.
 
     Scripts that are safe to interrupt stop by themselves once deploy
@@ -113,7 +151,7 @@ def wait_until_quiet(db, timeout, host="*", poll_interval=None, on_progress=None
     try:
         every = poll_interval or looks.every
         while True:
-            now, runs, stop_asked = looks.look(host)
+            now, runs, stop_asked = looks.look(host, service, release_not)
             first_now = first_now or now
             waited = time.monotonic() - started
             for run in runs:
@@ -168,22 +206,23 @@ class _Looks:
             self.db.close_held(self.held)
             self.held = self._raw = None
 
-    def look(self, host):
+    def look(self, host, service=None, release_not=None):
         """(now, blocking runs, whether anything asks scripts to stop)."""
         try:
-            return self._look(host)
+            return self._look(host, service, release_not)
         except DatabaseError as error:
             if not error.transient:
                 raise
             self.close()            # lost: one new connection, one more look
             self._connect()
-            return self._look(host)
+            return self._look(host, service, release_not)
 
-    def _look(self, host):
+    def _look(self, host, service, release_not):
         reap = self._reaped_at is None or time.monotonic() - self._reaped_at >= REAP_EVERY
         transaction = self.db.begin if reap else self.db.read
         with transaction("check the running scripts", held=self.held) as connection:
-            found = blocking_runs(self.db, connection, host, reap=reap)
+            found = blocking_runs(self.db, connection, host, reap=reap, service=service,
+                                  release_not=release_not)
         if reap:
             self._reaped_at = time.monotonic()
         self.reaped_last = reap

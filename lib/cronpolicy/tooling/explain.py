@@ -15,7 +15,7 @@ import re
 
 from cronpolicy import policy
 from cronpolicy.errors import UsageError
-from cronpolicy.rows import PolicyRow, Window, to_seconds, to_time
+from cronpolicy.rows import PolicyRow, ServiceDeploy, Window, to_seconds, to_time
 from cronpolicy.store.reads import DEPLOY_KINDS, reading
 
 # PostgreSQL's text of an interval in a row document.  The audit functions
@@ -66,6 +66,7 @@ DOCUMENT_KINDS = {
     "deploy_state": DEPLOY_KINDS,
     "script_owner": {"id": "int", "name": "text", "db_role": "text", "granted_by": "text",
                      "granted_at": "time"},
+    "service_deploy": ServiceDeploy.kinds,
 }
 
 
@@ -126,7 +127,16 @@ _CAUSES = {
 }
 
 
+def _service_begun(service):
+    return lambda entry: (entry.get("new_row") or {}).get("service") == service
+
+
 def _cause(reader, run):
+    if run["status"] == "skipped" and run["decision"] == policy.SERVICE_PENDING:
+        # The block names the service: "service:NAME:since".
+        service = (run.get("block") or "").split(":")[1:2]
+        return _latest_before(reader, "service_deploy", None, run["started_at"],
+                              _service_begun(service[0])) if service else None
     if run["status"] == "skipped":
         code, ids, moment = run["decision"], run, run["started_at"]
     elif run["status"] == "interrupted":

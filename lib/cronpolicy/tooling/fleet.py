@@ -33,6 +33,7 @@ def status(settings, warn=None):
             "disabled_policies": [row for row in policies if not row["enabled"]],
             "exempt_policies": [row for row in policies
                                 if row["enabled"] and row["rollout_exempt"]],
+            "services": [row._asdict() for row in inputs.services],
             "running": reader.live_runs(now),
             "scheduled": scheduled,
         }

@@ -69,23 +69,25 @@ def change_summary(entry):
         row = entry["old_row"]
         if not row:     # the statement's own entry; one per row follows
             return "all rows removed"
-        return "removed: " + ", ".join("%s=%s" % (key, row[key]) for key in ("name", "host")
-                                       if key in row)
+        return "removed: " + ", ".join("%s=%s" % (key, row[key])
+                                       for key in ("name", "host", "service") if key in row)
     if entry["operation"] == "INSERT":
         row = entry["new_row"] or {}
-        keys = [key for key in ("name", "host", "enabled", "deploy_pending", "starts_at",
-                                "ends_at", "script") if key in row]
+        keys = [key for key in ("name", "host", "enabled", "deploy_pending", "service",
+                                "starts_at", "ends_at", "script") if key in row]
         return "new: " + ", ".join("%s=%s" % (key, row[key]) for key in keys)
     if entry["operation"] == "DELETE":
         row = entry["old_row"] or {}
-        return "deleted: " + ", ".join("%s=%s" % (key, row[key]) for key in ("name", "host")
-                                       if key in row)
+        return "deleted: " + ", ".join("%s=%s" % (key, row[key])
+                                       for key in ("name", "host", "service") if key in row)
     return ", ".join("%s %s -> %s" % (key, old, new)
                      for key, (old, new) in entry["changes"].items()) or "no change"
 
 
 def window_line(window):
-    scope = "script %s on host %s" % (window["script"], window["host"])
+    scope = "script %s on host %s%s" % (
+        window["script"], window["host"],
+        ", scripts that need %s" % window["service"] if window.get("service") else "")
     return "#%d %s to %s (%s), %s: %s" % (
         window["id"], format_time(window["starts_at"]), format_time(window["ends_at"]),
         window["state"], scope, quote(window["reason"]))
@@ -106,7 +108,16 @@ def run_table(runs, now):
         ("RUNNING FOR", lambda r: format_duration(r["running_seconds"])),
         ("PREDICTED FINISH", finish),
         ("SAFE", lambda r: "yes" if r["safe_to_interrupt"] else "no"),
+        ("RELEASE", lambda r: release_name(r.get("release"))),
         ("HEARD", heard)])
+
+
+def release_name(release):
+    """A release directory as the tables show it: its last component
+    (/srv/app/releases/4521 is 4521); --json has the whole path."""
+    if not release:
+        return "-"
+    return release.rstrip("/").rsplit("/", 1)[-1] or release
 
 
 #: A run heartbeats every 5s by default: silence twice that long is news.

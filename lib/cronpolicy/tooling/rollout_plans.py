@@ -14,7 +14,7 @@ import datetime
 
 from cronpolicy import planning, policy
 from cronpolicy.errors import UsageError
-from cronpolicy.matching import glob_matches, is_pattern
+from cronpolicy.matching import glob_matches, is_pattern, parse_needs
 from cronpolicy.shapes import shape
 from cronpolicy.timeutil import UTC, format_duration, format_time, parse_time
 
@@ -60,8 +60,10 @@ def gather(settings, host="*", script="*", warn=None):
     for (name, on), schedule in found.items():
         recorded = next((run["estimate_seconds"] for run in history[name]
                          if run["host"] == on and run["estimate_seconds"] is not None), None)
+        declared = next((parse_needs(run["needs"]) for run in history[name]
+                         if run["host"] == on and run["needs"] is not None), ())
         jobs.append(planning.Job(name, on, schedule, recorded, by_name[name], planning.starving(
-            [run for run in history[name] if run["host"] == on])))
+            [run for run in history[name] if run["host"] == on]), declared))
     flights = []
     for run in live:
         run["exempt"] = policy.rollout_exempt(inputs.policies, run["name"], run["host"])
@@ -72,7 +74,8 @@ def gather(settings, host="*", script="*", warn=None):
         always = policy.decide(by_name[run["name"]], policy.ScriptFacts(
             run["name"], run["host"]), settings).interruptible
         flights.append(planning.Flight(run["name"], run["host"], run["started_at"], end,
-                                       bool(always or run["safe_to_interrupt"]), run["id"]))
+                                       bool(always or run["safe_to_interrupt"]), run["id"],
+                                       parse_needs(run["needs"])))
     return Fleet(inputs, jobs, flights, live, history)
 
 
@@ -84,14 +87,14 @@ def _rollout_start(text, now):
     return max(at, now)
 
 
-def plan(settings, at, duration, host="*", script="*", warn=None):
+def plan(settings, at, duration, host="*", script="*", service=None, warn=None):
     """What a rollout starting at ``at`` (text: ISO time or +D) for
     ``duration`` seconds would mean, changing nothing (a dict)."""
     parse_time(at, _EPOCH)
     inputs, jobs, flights, live, _ = gather(settings, host, script, warn)
     now = inputs.now
     at_time = _rollout_start(at, now)
-    rollout = planning.Rollout(at_time, duration, host, script)
+    rollout = planning.Rollout(at_time, duration, host, script, service)
     window = planning.rollout_window(rollout)
     planner = planning.Planner(jobs, flights, settings, now, window.ends_at)
     cost = planner.cost(rollout)
@@ -102,7 +105,8 @@ def plan(settings, at, duration, host="*", script="*", warn=None):
     for job in jobs:
         first.setdefault(job.name, job)
     scripts = [_planned(first[name], policy_host, settings,
-                        window._replace(host=policy_host), at_time) for name in sorted(first)]
+                        window._replace(host=policy_host), at_time) for name in sorted(first)
+               if planner.covers(rollout._replace(host="*"), first[name])]
     flown = {flight.run_id: flight for flight in flights}
     waits = {flight.run_id: wait for flight, wait in planner.in_flight(rollout)}
     for run in live:
@@ -112,7 +116,7 @@ def plan(settings, at, duration, host="*", script="*", warn=None):
         run["running_at"] = run["expected_end"] is None or run["expected_end"] > at_time
         run["wait_seconds"] = waits.get(run["id"], 0.0)
     return {"now": now, "at": at_time, "duration_seconds": duration,
-            "ends_at": window.ends_at, "host": host, "script": script,
+            "ends_at": window.ends_at, "host": host, "script": script, "service": service,
             "cutoff_margin": settings.cutoff_margin, "skipped": scripts,
             "skipped_starts": [start._asdict() for start in cost.skipped],
             "running": live, "wait_seconds": cost.wait,
@@ -136,7 +140,8 @@ def _planned(job, host, settings, window, at_time):
             "exempt": exempt}
 
 
-def slots(settings, duration, within, host="*", script="*", count=5, step=300.0, warn=None):
+def slots(settings, duration, within, host="*", script="*", service=None, count=5, step=300.0,
+          warn=None):
     """The ``count`` best times to start a rollout of ``duration`` seconds
     within ``within`` seconds (a dict: ``candidates`` best first, each with
     its cost and reasons, and ``jobs`` for the timeline)."""
@@ -146,8 +151,8 @@ def slots(settings, duration, within, host="*", script="*", count=5, step=300.0,
     planner = planning.Planner(jobs, flights, settings, now, until + datetime.timedelta(
         seconds=TIMELINE_SPAN))
     candidates = []
-    for start, cost in planner.best_slots(duration, within, step, host, script, count):
-        rollout = planning.Rollout(start, duration, host, script)
+    for start, cost in planner.best_slots(duration, within, step, host, script, count, service):
+        rollout = planning.Rollout(start, duration, host, script, service)
         candidates.append({
             "starts_at": start, "ends_at": planning.ends_at(rollout),
             "wait_seconds": cost.wait, "skip_weight_seconds": cost.weight,
@@ -159,7 +164,7 @@ def slots(settings, duration, within, host="*", script="*", count=5, step=300.0,
             "reasons": reasons(planner, rollout, cost),
             "timeline": timeline(planner, rollout)})
     return {"now": now, "duration_seconds": duration, "within_seconds": within,
-            "host": host, "script": script, "candidates": candidates}
+            "host": host, "script": script, "service": service, "candidates": candidates}
 
 
 #: How long before and after a rollout the reasons and the timeline look.
@@ -182,7 +187,7 @@ def reasons(planner, rollout, cost):
     window = planning.rollout_window(rollout)
     avoided = []
     for job in planner.jobs:
-        if planner.estimate(job) < 60 or not planning.covers(rollout, job.name, job.host):
+        if planner.estimate(job) < 60 or not planner.covers(rollout, job):
             continue
         for start, end in planner.runs_near(job, rollout, 3600.0):
             if end <= window.starts_at or start >= window.ends_at:

@@ -130,11 +130,13 @@ script_policy = Table(
     Column("schedule", Text),
     Column("schedule_tz", Text),
     Column("catch_up", Text),
+    Column("needs", Text),
     UniqueConstraint("name", "host", name="script_policy_name_host_key"),
     CheckConstraint("name <> ''", name="script_policy_name_not_empty"),
     CheckConstraint("host <> ''", name="script_policy_host_not_empty"),
     CheckConstraint("max_concurrent > 0", name="script_policy_max_concurrent_positive"),
     CheckConstraint("catch_up IN ('none', 'once')", name="script_policy_catch_up_known"),
+    CheckConstraint("cronpolicy.service_list_ok(needs)", name="script_policy_needs_known"),
 )
 
 deploy_state = Table(
@@ -159,7 +161,9 @@ rollout_window = Table(
     Column("created_at", Timestamp, nullable=False, server_default=NOW),
     Column("cancelled_at", Timestamp),
     Column("cancelled_by", Text),
+    Column("service", Text),
     CheckConstraint("ends_at > starts_at", name="rollout_window_ends_after_start"),
+    CheckConstraint("service ~ '^[A-Za-z0-9_.-]+$'", name="rollout_window_service_known"),
     Index("rollout_window_standing_idx", "ends_at",
           postgresql_where=text("cancelled_at IS NULL"),
           sqlite_where=text("cancelled_at IS NULL")),
@@ -196,6 +200,8 @@ script_run = Table(
     Column("schedule", Text),
     Column("schedule_tz", Text),
     Column("block", Text),
+    Column("needs", Text),
+    Column("release", Text),
     CheckConstraint("status IN ('running', 'succeeded', 'failed', 'skipped', 'interrupted',"
                     " 'abandoned')", name="script_run_known_status"),
     Index("script_run_estimate_idx", "name", text("finished_at DESC"),
@@ -229,6 +235,17 @@ script_owner = Table(
     Index("script_owner_first_claim_key", "name", unique=True,
           postgresql_where=text("granted_by = 'first run'"),
           sqlite_where=text("granted_by = 'first run'")),
+)
+
+service_deploy = Table(
+    "service_deploy", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("service", Text, nullable=False),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("changed_by", Text, nullable=False, server_default=WHO),
+    Column("changed_at", Timestamp, nullable=False, server_default=NOW),
+    UniqueConstraint("service", name="service_deploy_one_per_service"),
+    CheckConstraint("service ~ '^[A-Za-z0-9_.-]+$'", name="service_deploy_service_known"),
 )
 
 script_schedule = Table(
@@ -297,4 +314,5 @@ REQUIRED_COLUMNS = {
     "run_slot": {"name", "slot", "run_key", "host", "lease_expires_at"},
     "script_owner": {"name", "db_role"},
     "script_schedule": {"name", "host", "schedule"},
+    "service_deploy": {"service"},
 }

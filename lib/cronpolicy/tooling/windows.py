@@ -22,9 +22,11 @@ def _check_pattern(what, value):
     return str(value).strip()
 
 
-def add_window(db, start, end=None, duration=None, reason="", host="*", script="*"):
+def add_window(db, start, end=None, duration=None, reason="", host="*", script="*",
+               service=None):
     """Schedule a rollout window; ``start``/``end`` are text (ISO 8601, now, +10m),
-    ``duration`` seconds.  Returns the new row."""
+    ``duration`` seconds; ``service``: it covers only scripts that need it.
+    Returns the new row."""
     if (end is None) == (duration is None):
         raise UsageError("give exactly one of an end time and a duration")
     if duration is not None and duration <= 0:
@@ -48,7 +50,8 @@ def add_window(db, start, end=None, duration=None, reason="", host="*", script="
                              % (ends_at.isoformat(), now.isoformat()))
         window_id = connection.execute(rollout_window.insert().values(
             starts_at=starts_at, ends_at=ends_at, reason=reason or "", host=host, script=script,
-            **db.who_columns("created_by")).returning(rollout_window.c.id)).scalar_one()
+            service=service, **db.who_columns("created_by")).returning(rollout_window.c.id)
+        ).scalar_one()
         return window_dict(connection.execute(
             select(rollout_window).where(rollout_window.c.id == window_id)).mappings().one(), now)
 

@@ -19,7 +19,8 @@
 --                     (script_run.db_user: row-level security and a guard
 --                     trigger that names the owner); LISTEN.
 -- cronpolicy_rollout  cronpolicy_script's rights, plus flipping the deploy
---                     switch and managing rollout windows; reading the audit.
+--                     switch (and a service's), managing rollout windows;
+--                     reading the audit.
 -- cronpolicy_admin    everything, policies and script ownership included,
 --                     except the audit: administrators read it, and cannot
 --                     change it, delete from it or add triggers anywhere.
@@ -65,7 +66,8 @@ REVOKE ALL ON ALL TABLES IN SCHEMA cronpolicy
     FROM cronpolicy_script, cronpolicy_rollout, cronpolicy_admin;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA cronpolicy FROM PUBLIC;
 -- Pure helpers that constraints and triggers evaluate with every writer's rights.
-GRANT EXECUTE ON FUNCTION cronpolicy.schedule_problem(text, text),
+GRANT EXECUTE ON FUNCTION cronpolicy.service_list_ok(text),
+                          cronpolicy.schedule_problem(text, text),
                           cronpolicy.cron_field_values(text, integer, integer, text[]),
                           cronpolicy.time_in_range(timestamptz),
                           cronpolicy.seconds_in_range(double precision),
@@ -77,7 +79,8 @@ GRANT USAGE ON SCHEMA cronpolicy TO cronpolicy_script, cronpolicy_rollout, cronp
 
 -- Scripts.
 GRANT SELECT ON cronpolicy.schema_version, cronpolicy.script_policy, cronpolicy.deploy_state,
-                cronpolicy.rollout_window, cronpolicy.script_run, cronpolicy.script_owner
+                cronpolicy.rollout_window, cronpolicy.script_run, cronpolicy.script_owner,
+                cronpolicy.service_deploy
     TO cronpolicy_script;
 -- Runs of the scripts its login owns (script_owner; a trigger checks, and
 -- claims a name nobody owns yet), with times from the database clock.
@@ -101,6 +104,8 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON cronpolicy.script_schedule TO cronpolicy
 GRANT UPDATE (deploy_pending, reason, changed_by) ON cronpolicy.deploy_state
     TO cronpolicy_rollout;
 GRANT INSERT, UPDATE ON cronpolicy.rollout_window TO cronpolicy_rollout;
+-- Deploys of one service: begun (a row) and ended (its deletion).
+GRANT INSERT, UPDATE, DELETE ON cronpolicy.service_deploy TO cronpolicy_rollout;
 GRANT SELECT ON cronpolicy.policy_audit, cronpolicy.drain TO cronpolicy_rollout;
 GRANT INSERT ON cronpolicy.drain TO cronpolicy_rollout;
 
@@ -120,7 +125,7 @@ ALTER FUNCTION cronpolicy.audit_change() OWNER TO cronpolicy_auditor;
 ALTER FUNCTION cronpolicy.audit_truncate() OWNER TO cronpolicy_auditor;
 -- A TRUNCATE is audited with its rows: the function reads them first.
 GRANT SELECT ON cronpolicy.script_policy, cronpolicy.rollout_window, cronpolicy.script_owner,
-                cronpolicy.deploy_state TO cronpolicy_auditor;
+                cronpolicy.deploy_state, cronpolicy.service_deploy TO cronpolicy_auditor;
 REVOKE ALL ON cronpolicy.policy_audit FROM cronpolicy_admin;
 REVOKE ALL ON SEQUENCE cronpolicy.policy_audit_id_seq FROM cronpolicy_admin;
 GRANT SELECT ON cronpolicy.policy_audit TO cronpolicy_admin;

@@ -59,7 +59,17 @@ def test_slot_proposes_the_gap_between_two_publisher_runs_and_draws_it(cli, dba)
     best = result["candidates"][0]
     start = parse(best["starts_at"])
     assert best["wait_seconds"] == 0 and best["skipped_starts"] == []
-    assert 22 < start.minute + start.second / 60 <= 30, start      # after 20m + 2m, before :30
+    # Not a full hour in it, nor within the publisher's 20m + 2m before it
+    # (unless that start is already past).
+    for hour in (start.replace(minute=0, second=0, microsecond=0) + datetime.timedelta(hours=h)
+                 for h in (0, 1)):
+        assert not start <= hour < start + datetime.timedelta(minutes=30)
+    since_hour = start - start.replace(minute=0, second=0, microsecond=0)
+    assert since_hour >= datetime.timedelta(minutes=22) or \
+        start.replace(minute=0, second=0, microsecond=0) < parse(result["now"])
+    # deploy plan agrees: that start skips nothing.
+    code, out, _ = cli("deploy", "plan", "--at", best["starts_at"], "--duration", "30m", "--json")
+    assert json.loads(out)["skipped_starts"] == []
     assert any(reason.startswith("avoids publish-distro") for reason in best["reasons"])
     assert [name for name, _ in best["timeline"]["lines"]] == ["rollout", "publish-distro@web1"]
     code, out, _ = cli("deploy", "slot", "--duration", "30m", "--within", "3h")
@@ -158,3 +168,20 @@ def test_metrics_say_next_starts_missed_starts_and_catch_ups(cli, dba):
     assert next_start.minute == 0 and next_start.second == 0
     assert samples[("cronpolicy_starved_rollouts", (("host", "web1"), ("script", "hourly")))] \
         == 0        # the catch-up ran since
+
+
+def test_a_rollout_of_one_service_plans_only_the_scripts_that_need_it(cli, dba):
+    publisher_history(dba)
+    at = iso(next_hour() + datetime.timedelta(minutes=10))
+    code, out, _ = cli("deploy", "plan", "--at", at, "--service", "xmlrpc", "--json")
+    plan = json.loads(out)
+    assert plan["service"] == "xmlrpc" and plan["skipped_starts"] == [] and plan["skipped"] == []
+    dba.execute("UPDATE cronpolicy.script_policy SET needs = 'xmlrpc'"
+                " WHERE name = 'publish-distro'")
+    code, out, _ = cli("deploy", "plan", "--at", at, "--service", "xmlrpc", "--json")
+    [skipped] = json.loads(out)["skipped_starts"]
+    assert skipped["name"] == "publish-distro"
+    code, out, _ = cli("deploy", "slot", "--duration", "30m", "--within", "2h",
+                       "--service", "mail", "--json")
+    best = json.loads(out)["candidates"][0]
+    assert best["skipped_starts"] == [] and best["reasons"] == ["nothing scheduled near it"]

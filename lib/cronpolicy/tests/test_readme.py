@@ -229,3 +229,26 @@ def test_the_slot_recipe_runs_as_written(script_env, tmp_path):
     assert "Traceback" not in result.stderr
     assert "publish-distro@testhost" in result.stdout and "release 4522" in result.stdout
     assert "a rollout at" in result.stdout
+
+
+def test_the_service_and_release_recipe_runs_as_written(script_env, tmp_path):
+    """README's recipe for one service and for releases, verbatim as a shell
+    script, with /srv moved under this test's directory."""
+    recipe = indented_blocks(section(
+        "Rolling out one service, and finishing on the release you started from"))[-1]
+    srv = tmp_path / "srv"
+    (srv / "app" / "releases" / "4521").mkdir(parents=True)
+    (srv / "app" / "releases" / "4522").mkdir()
+    os.symlink(str(srv / "app" / "releases" / "4521"), str(srv / "app" / "current"))
+    lines = re.sub(r"(?<![\w/])/srv/", str(srv) + "/", recipe).splitlines()
+    assert lines[0].startswith("export CRONPOLICY_DSN=")
+    script = "set -e\nexport CRONPOLICY_DSN=%s\n%s\n" % (
+        script_env["CRONPOLICY_DSN"], "\n".join(lines[1:]))
+    env = dict(script_env, PATH=os.path.dirname(sys.executable) + os.pathsep
+               + os.environ.get("PATH", ""))
+    result = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert "deploy of xmlrpc no longer pending" in result.stdout
+    assert os.path.realpath(str(srv / "app" / "current")) == str(srv / "app" / "releases" / "4522")

@@ -380,3 +380,24 @@ def test_a_host_cannot_take_or_free_another_hosts_slot_while_its_lease_stands(pg
     DBA(pg_dsn).execute("UPDATE cronpolicy.run_slot SET lease_expires_at = now() - interval '1s'")
     count, error = try_sql(web2, "DELETE FROM cronpolicy.run_slot")     # now it is free
     assert count == 1, error
+
+
+def test_the_rollout_role_deploys_a_service_and_a_script_login_cannot(pg_roles, tmp_path, pg_dsn):
+    rollout, script = pg_roles("cronpolicy_rollout"), pg_roles("cronpolicy_script")
+    env = make_env(tmp_path, rollout)
+    begun = cli(env, "deploy", "begin", "--service", "xmlrpc", "--reason", "r4522")
+    assert begun.returncode == 0, begun.stderr
+    [(by, reason)] = DBA(pg_dsn).execute("SELECT changed_by, reason FROM cronpolicy.service_deploy")
+    assert (by, reason) == (psycopg2.extensions.parse_dsn(rollout)["user"], "r4522")
+    count, error = try_sql(script, "DELETE FROM cronpolicy.service_deploy")
+    assert count is None and "permission denied" in error
+    count, error = try_sql(script, "INSERT INTO cronpolicy.service_deploy (service) VALUES ('x')")
+    assert count is None and "permission denied" in error
+    assert cli(env, "deploy", "end", "--service", "xmlrpc").returncode == 0
+    assert DBA(pg_dsn).scalar("SELECT count(*) FROM cronpolicy.service_deploy") == 0
+    # Who began it is the login, whatever the writer says.
+    count, _ = try_sql(rollout, "INSERT INTO cronpolicy.service_deploy (service, changed_by)"
+                                " VALUES ('mail', 'someone-else')")
+    assert count == 1
+    assert DBA(pg_dsn).scalar("SELECT changed_by FROM cronpolicy.service_deploy") == \
+        psycopg2.extensions.parse_dsn(rollout)["user"]

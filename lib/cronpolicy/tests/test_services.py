@@ -1,0 +1,246 @@
+"""Service-scoped rollouts and release pinning (issue 16), with real
+processes on both backends: a symlink switched while a run is in the
+middle of its work, two services deployed at once, scripts with no needs
+left alone, and deploy wait told which runs to wait for."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+from cronpolicy import exitcodes
+
+from .conftest import wait_for_file
+
+LATE_IMPORT_SCRIPT = '''\
+import os, sys, time
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from cronpolicy import CronScript
+
+class Job(CronScript):
+    name = "release-job"
+
+    def main(self):
+        out = os.environ["JOB_OUT"]
+        with open(out + ".ready", "w") as ready:
+            ready.write("ready\\n")
+        deadline = time.monotonic() + 30
+        while not os.path.exists(out + ".go") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        import late_module          # after the switch: must be the release it started in
+        with open(out, "a") as handle:
+            handle.write("%s %s\\n" % (late_module.VERSION, self.release))
+
+Job().run()
+'''
+
+
+def release(root, number):
+    """releases/NUMBER with the job and a late_module saying NUMBER."""
+    directory = root / "releases" / str(number)
+    (directory / "cron").mkdir(parents=True)
+    (directory / "lib").mkdir()
+    (directory / "cron" / "job.py").write_text(LATE_IMPORT_SCRIPT)
+    (directory / "lib" / "late_module.py").write_text("VERSION = %d\n" % number)
+    return directory
+
+
+def switch(root, number):
+    """Point root/current at releases/NUMBER atomically, as deploy tools do."""
+    link = root / "current.new"
+    if link.is_symlink():
+        link.unlink()
+    os.symlink(os.path.join("releases", str(number)), link)
+    os.replace(link, root / "current")
+
+
+def test_a_run_keeps_importing_from_the_release_it_started_in(script_env, dba, tmp_path):
+    root = tmp_path / "app"
+    first, second = release(root, 1), release(root, 2)
+    switch(root, 1)
+    out = tmp_path / "out"
+    env = dict(script_env, JOB_OUT=str(out))
+    job = [sys.executable, str(root / "current" / "cron" / "job.py")]
+    running = subprocess.Popen(job, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_file(str(out) + ".ready")
+        switch(root, 2)                     # the deploy, in the middle of the run
+        (tmp_path / "out.go").write_text("go\n")
+        assert running.wait(timeout=60) == 0, running.stderr.read()
+    finally:
+        if running.poll() is None:
+            running.kill()
+        running.stderr.close()
+    assert out.read_text() == "1 %s\n" % first
+    os.unlink(str(out) + ".ready")
+    again = subprocess.run(job, env=env, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0, again.stderr
+    assert out.read_text().splitlines()[-1] == "2 %s" % second
+    releases = [row[0] for row in dba.execute(
+        "SELECT release FROM cronpolicy.script_run ORDER BY id")]
+    assert releases == [str(first), str(second)]
+
+
+def cronpolicy(script_env, *argv, timeout=60):
+    return subprocess.run([sys.executable, "-m", "cronpolicy.tooling.cli"] + list(argv),
+                          env=script_env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_two_services_at_once_and_a_script_with_no_needs_unaffected(scripts, dba, script_env):
+    scripts.write("uses-xmlrpc", extra="needs = ('xmlrpc',)")
+    scripts.write("uses-librarian", extra="needs = ('librarian', 'mail')")
+    scripts.write("uses-nothing")
+    for service in ("xmlrpc", "librarian"):
+        result = cronpolicy(script_env, "deploy", "begin", "--service", service,
+                            "--reason", "r4522")
+        assert result.returncode == 0, result.stderr
+    for name in ("uses-xmlrpc", "uses-librarian", "uses-nothing"):
+        assert scripts.run(name).returncode == 0
+    assert (scripts.main_calls("uses-xmlrpc"), scripts.main_calls("uses-librarian"),
+            scripts.main_calls("uses-nothing")) == (0, 0, 1)
+    skips = dict(dba.execute("SELECT name, skip_reason FROM cronpolicy.script_run"
+                             " WHERE status = 'skipped'"))
+    assert "deploy of service xmlrpc pending" in skips["uses-xmlrpc"]
+    assert "deploy of service librarian pending" in skips["uses-librarian"]
+    assert dict(dba.execute("SELECT name, needs FROM cronpolicy.script_run")) == {
+        "uses-xmlrpc": "xmlrpc", "uses-librarian": "librarian,mail", "uses-nothing": None}
+    cronpolicy(script_env, "deploy", "end", "--service", "xmlrpc")
+    scripts.run("uses-xmlrpc")
+    scripts.run("uses-librarian")
+    assert (scripts.main_calls("uses-xmlrpc"), scripts.main_calls("uses-librarian")) == (1, 0)
+    status = json.loads(cronpolicy(script_env, "status", "--json").stdout)
+    assert [row["service"] for row in status["services"]] == ["librarian"]
+    why = cronpolicy(script_env, "why", "uses-librarian").stdout
+    assert "caused by INSERT of service_deploy" in why and "service=librarian" in why
+
+
+def test_a_service_deploy_stops_a_running_script_that_needs_it_and_no_other(scripts, dba,
+                                                                            script_env,
+                                                                            tmp_path):
+    safe = tmp_path / "safe"
+    safe.write_text("")
+    scripts.write("needs-it", extra="needs = ('xmlrpc',)", safe_file=safe)
+    scripts.write("needs-other", extra="needs = ('mail',)", safe_file=safe)
+    ready = {name: tmp_path / (name + ".ready") for name in ("needs-it", "needs-other")}
+    running = {name: scripts.start(name, "--sleep", "30", "--ready-file", str(ready[name]))
+               for name in ready}
+    try:
+        for name in ready:
+            wait_for_file(str(ready[name]))
+        assert cronpolicy(script_env, "deploy", "begin", "--service", "xmlrpc").returncode == 0
+        assert running["needs-it"].wait(timeout=30) == exitcodes.INTERRUPTED
+        time.sleep(1.0)
+        assert running["needs-other"].poll() is None
+        waited = cronpolicy(script_env, "deploy", "wait", "--service", "xmlrpc", "--timeout",
+                            "5s", "--json")
+        assert waited.returncode == 0 and json.loads(waited.stdout)["quiet"] is True
+        everything = cronpolicy(script_env, "deploy", "wait", "--timeout", "1s", "--json")
+        assert everything.returncode == exitcodes.WAIT_TIMEOUT
+        assert [run["name"] for run in json.loads(everything.stdout)["blockers"]] == [
+            "needs-other"]
+    finally:
+        for process in running.values():
+            process.kill()
+            process.communicate()
+
+
+def test_a_window_of_a_service_covers_only_the_scripts_that_need_it(scripts, dba, script_env):
+    scripts.write("uses-xmlrpc", extra="needs = ('xmlrpc',)")
+    scripts.write("uses-nothing")
+    added = cronpolicy(script_env, "window", "add", "--start", "now", "--duration", "1h",
+                       "--service", "xmlrpc", "--json")
+    assert added.returncode == 0, added.stderr
+    assert json.loads(added.stdout)["service"] == "xmlrpc"
+    scripts.run("uses-xmlrpc")
+    scripts.run("uses-nothing")
+    assert (scripts.main_calls("uses-xmlrpc"), scripts.main_calls("uses-nothing")) == (0, 1)
+    [(reason,)] = dba.execute("SELECT skip_reason FROM cronpolicy.script_run"
+                              " WHERE status = 'skipped'")
+    assert "rollout window #" in reason and "of service xmlrpc" in reason
+
+
+def test_a_dba_says_what_a_script_needs_with_plain_sql(scripts, dba, script_env):
+    scripts.write("report")                 # declares nothing
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, needs) VALUES ('report', 'xmlrpc')")
+    dba.execute("INSERT INTO cronpolicy.service_deploy (service, reason) VALUES ('xmlrpc', 'r')")
+    scripts.run("report")
+    assert scripts.main_calls("report") == 0
+    assert dba.execute("SELECT needs, decision FROM cronpolicy.script_run") == [
+        ("xmlrpc", "service-pending")]
+
+
+def test_deploy_wait_for_old_releases_only(scripts, dba, script_env, tmp_path):
+    """After current was switched: wait for the runs of the release before,
+    not for new runs, which start on the new one."""
+    root = tmp_path / "app"
+    (root / "releases" / "1").mkdir(parents=True)
+    (root / "releases" / "2").mkdir()
+    switch(root, 1)
+    old_out, new_out = tmp_path / "old.ready", tmp_path / "new.ready"
+    command = [sys.executable, "-m", "cronpolicy.tooling.cli", "run", "{name}", "--pin",
+               str(root / "current"), "--", sys.executable, "-c",
+               "import os, time; open(os.environ['READY'], 'w').write('x');"
+               " print(os.getcwd()); time.sleep(30)"]
+
+    def start(name, ready):
+        argv = [word.replace("{name}", name) for word in command]
+        return subprocess.Popen(argv, env=dict(script_env, READY=str(ready)),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    old = start("publisher-a", old_out)
+    new = None
+    try:
+        wait_for_file(str(old_out))
+        switch(root, 2)
+        new = start("publisher-b", new_out)
+        wait_for_file(str(new_out))
+        releases = dict(dba.execute("SELECT name, release FROM cronpolicy.script_run"))
+        assert releases == {"publisher-a": str(root / "releases" / "1"),
+                            "publisher-b": str(root / "releases" / "2")}
+        waited = cronpolicy(script_env, "deploy", "wait", "--old-releases",
+                            str(root / "current"), "--timeout", "1s", "--json")
+        assert waited.returncode == exitcodes.WAIT_TIMEOUT
+        result = json.loads(waited.stdout)
+        assert [run["name"] for run in result["blockers"]] == ["publisher-a"]
+        assert result["release_not"] == str(root / "releases" / "2")
+        old.kill()
+        old.communicate()
+        dba.execute("UPDATE cronpolicy.script_run SET status = 'abandoned', finished_at = {}"
+                    " WHERE name = 'publisher-a'".format(dba.now_plus(0)))
+        quiet = cronpolicy(script_env, "deploy", "wait", "--release-not",
+                           str(root / "releases" / "2"), "--timeout", "5s")
+        assert quiet.returncode == 0 and "of a release other than" in quiet.stdout
+    finally:
+        for process in (old, new):
+            if process is not None:
+                process.kill()
+                process.communicate()
+
+
+def test_pin_runs_the_command_from_the_release_resolved_at_start(script_env, dba, tmp_path):
+    root = tmp_path / "app"
+    (root / "releases" / "7" / "bin").mkdir(parents=True)
+    script = root / "releases" / "7" / "bin" / "where"
+    script.write_text("#!/bin/sh\necho \"$0\"\n")
+    script.chmod(0o755)
+    switch(root, 7)
+    result = cronpolicy(script_env, "run", "where", "--pin", str(root / "current"), "--",
+                        str(root / "current" / "bin" / "where"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(script)
+    assert dba.execute("SELECT release FROM cronpolicy.script_run") == [
+        (str(root / "releases" / "7"),)]
+    missing = cronpolicy(script_env, "run", "where", "--pin", str(root / "nowhere"), "--",
+                         "true")
+    assert missing.returncode == 2 and "--pin" in missing.stderr
+
+
+def test_needs_that_are_not_service_names_are_refused(scripts, dba, script_env):
+    scripts.write("bad", extra="needs = 'xmlrpc'")
+    result = scripts.run("bad")
+    assert result.returncode == 2 and "tuple of service names" in result.stderr
+    bad = cronpolicy(script_env, "run", "job", "--needs", "xml rpc", "--", "true")
+    assert bad.returncode == 2 and "not a service name" in bad.stderr
+    bad = cronpolicy(script_env, "deploy", "begin", "--service", "x;y")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    assert dba.execute("SELECT count(*) FROM cronpolicy.script_run") == [(0,)]

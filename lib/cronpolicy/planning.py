@@ -35,8 +35,9 @@ from cronpolicy.shapes import shape
 #: rollouts in a row already skipped it; ``needs``: the services it
 #: declares it needs (a policy row may say otherwise).  How long it runs is
 #: the gate's estimate from these (Planner.estimate).
-Job = shape("Job", "name host schedule expected_runtime inputs starving needs",
-            defaults=(0, ()))
+#: ``copies``: how many hosts run it alike (the simulator plans one for all).
+Job = shape("Job", "name host schedule expected_runtime inputs starving needs copies",
+            defaults=(0, (), 1))
 
 #: A run in flight now: ``expected_end`` by its estimate; ``interruptible``:
 #: a rollout need not wait for it (a policy says so, or it says it is safe
@@ -91,22 +92,34 @@ class Planner:
     as of ``now``, for rollouts ending by ``until``: each job's starts and
     its decisions without a rollout are worked out once."""
 
-    def __init__(self, jobs, flights, settings, now, until):
+    def __init__(self, jobs, flights, settings, now, until, since=None, starts=None):
+        """``since``: the earliest rollout start asked about (default now);
+        ``starts(schedule, begin, end)``: a schedule's starts in [begin,
+        end), when the caller has them (default: Schedule.starts_between,
+        once per distinct schedule)."""
         self.jobs = list(jobs)
         self.flights = list(flights)
         self.settings = settings
         self.now = now
         self.margin = getattr(settings, "cutoff_margin", policy.DEFAULT_MARGIN)
+        self._made_facts = {}
         self._estimates = {_key(job): policy.runtime_estimate(
-            job.inputs, self._facts(job), settings).seconds for job in self.jobs}
+            job.inputs, self._facts(job), settings) for job in self.jobs}
         self._needs = {_key(job): policy.effective_needs(job.inputs, self._facts(job))
                        for job in self.jobs}
-        longest = max(list(self._estimates.values()) + [0.0])
-        self._from = now - datetime.timedelta(seconds=longest + self.margin + 60)
-        self._starts = {}
+        longest = max([estimate.seconds for estimate in self._estimates.values()] + [0.0])
+        self._from = max(now, since or now) - datetime.timedelta(
+            seconds=longest + self.margin + 60)
+        starts = starts or _starts_between
+        known, self._starts = {}, {}
         for job in self.jobs:
-            self._starts[_key(job)] = [] if job.schedule is None else \
-                job.schedule.starts_between(self._from, until)
+            if job.schedule is None:
+                self._starts[_key(job)] = []
+                continue
+            schedule = (tuple(job.schedule.fields), job.schedule.tz)
+            if schedule not in known:
+                known[schedule] = starts(job.schedule, self._from, until)
+            self._starts[_key(job)] = known[schedule]
         self._baseline = {}
         self._weights = {}
 
@@ -115,16 +128,24 @@ class Planner:
         return policy.ScriptFacts(job.name, job.host, expected_runtime=job.expected_runtime,
                                   needs=tuple(job.needs or ()))
 
+    def facts(self, job):
+        """The ScriptFacts of ``job`` (made once)."""
+        key = _key(job)
+        if key not in self._made_facts:
+            self._made_facts[key] = self._facts(job)
+        return self._made_facts[key]
+
     def covers(self, rollout, job):
         return covers(rollout, job.name, job.host, self._needs[_key(job)])
 
     def estimate(self, job):
         """How long a run of ``job`` takes, as the gate estimates it (seconds)."""
-        return self._estimates[_key(job)]
+        return self._estimates[_key(job)].seconds
 
     def _decide(self, job, moment, windows=()):
         inputs = job.inputs._replace(now=moment, windows=list(job.inputs.windows) + list(windows))
-        return policy.decide(inputs, self._facts(job), self.settings)
+        return policy.decide(inputs, self.facts(job), self.settings, self._estimates[_key(job)],
+                             explain=False)
 
     def runs_without(self, job, moment):
         """Whether the start of ``job`` at ``moment`` runs, no rollout planned."""
@@ -146,16 +167,16 @@ class Planner:
         window = rollout_window(rollout)
         earliest = max(self.now, rollout.starts_at - datetime.timedelta(
             seconds=self.estimate(job) + self.margin + 60))
-        found = []
+        found, after = [], None
         for moment in self.starts(job, earliest, window.ends_at):
             if not self.runs_without(job, moment):
                 continue            # skipped anyway (disabled, another window)
             verdict = self._decide(job, moment, [window])
             if verdict.run or verdict.block != policy.window_block(window):
                 continue
-            found.append(SkippedStart(job.name, job.host, moment, verdict.code,
-                                      job.schedule.next_after(
-                                          window.ends_at - datetime.timedelta(seconds=1))))
+            if after is None:
+                after = job.schedule.next_after(window.ends_at - datetime.timedelta(seconds=1))
+            found.append(SkippedStart(job.name, job.host, moment, verdict.code, after))
         return found
 
     def in_flight(self, rollout):
@@ -180,58 +201,98 @@ class Planner:
                 min(job.schedule.period(self.now), MAX_SKIP_WEIGHT)
         return self._weights[_key(job)]
 
-    def cost(self, rollout):
-        """The Cost of ``rollout`` starting at its ``starts_at``."""
+    def cost(self, rollout, exact=True):
+        """The Cost of ``rollout`` starting at its ``starts_at``.  ``exact``
+        False: only its ``wait`` and ``weight`` (what ranking needs; its
+        ``skipped`` list is left empty), counted by ``skip_count``."""
         waits = [pair for pair in self.in_flight(rollout) if pair[1] > 0]
         skipped, weight, starved = [], 0.0, []
         for job in self.jobs:
-            found = self.skipped_starts(job, rollout)
-            if not found:
+            if exact:
+                found = self.skipped_starts(job, rollout)
+                skipped.extend(found)
+                count = len(found)
+            else:
+                count = self.skip_count(job, rollout)
+            if not count:
                 continue
-            skipped.extend(found)
-            weight += self.skip_weight(job) * len(found)
+            weight += self.skip_weight(job) * count * job.copies
             if job.starving + 1 >= STARVING_AFTER:
                 starved.append((job.name, job.host))
-                weight += STARVING_WEIGHT
+                weight += STARVING_WEIGHT * job.copies
         return Cost(max((wait for _, wait in waits), default=0.0), weight,
                     sorted(skipped, key=lambda start: (start.at, start.name, start.host)),
                     waits, starved)
 
-    def candidate_starts(self, within, step, template):
-        """When a rollout could start: every ``step`` from now, and the moment
-        each run it would wait for is expected to end (so the first time
-        nothing blocks is always among them)."""
-        horizon = self.now + datetime.timedelta(seconds=within)
-        moments, moment = set(), self.now
+    def skip_count(self, job, rollout):
+        """How many of ``job``'s starts the rollout skips, asking the rules at
+        few of them: a rollout skips the latest of the starts before its end
+        (those whose run would reach it, then those inside it), so the first
+        is found by bisection and the last is asked too; those counted are
+        asked whether they would run without it.  Where the answers do not
+        fit that (one skipped anyway, as another window could make it, or a
+        neighbour of the first answering otherwise), every start is asked
+        (skipped_starts)."""
+        if job.schedule is None or not self.covers(rollout, job):
+            return 0
+        window = rollout_window(rollout)
+        earliest = max(self.now, rollout.starts_at - datetime.timedelta(
+            seconds=self.estimate(job) + self.margin + 60))
+        moments = self.starts(job, earliest, window.ends_at)
+        if len(moments) <= 8:
+            return len(self.skipped_starts(job, rollout))
+
+        def skipped(position):
+            return not self._decide(job, moments[position], [window]).run
+        low, high = 0, len(moments)
+        while low < high:
+            middle = (low + high) // 2
+            if skipped(middle):
+                high = middle
+            else:
+                low = middle + 1
+        if (low < len(moments) and not skipped(len(moments) - 1)) or \
+                (low > 0 and skipped(low - 1)) or any(
+                    not self.runs_without(job, moment) for moment in moments[low:]):
+            return len(self.skipped_starts(job, rollout))
+        return len(moments) - low
+
+    def candidate_starts(self, within, step, template, earliest=None):
+        """When a rollout could start: every ``step`` from now (or from
+        ``earliest``), and the moment each run it would wait for is expected
+        to end (so the first time nothing blocks is always among them)."""
+        first = max(self.now, earliest or self.now)
+        horizon = first + datetime.timedelta(seconds=within)
+        moments, moment = set(), first
         while moment <= horizon:
             moments.add(moment)
             moment += datetime.timedelta(seconds=step)
         for flight in self.flights:
             if covers(template, flight.name, flight.host, flight.needs) \
                     and not flight.interruptible \
-                    and self.now <= flight.expected_end <= horizon:
+                    and first <= flight.expected_end <= horizon:
                 moments.add(flight.expected_end)
         return sorted(moments)
 
     def best_slots(self, duration, within=86400.0, step=300.0, host="*", script="*", count=5,
-                   service=None):
+                   service=None, earliest=None):
         """[(start, Cost)]: the ``count`` best times to start a rollout of
-        ``duration`` seconds within ``within`` seconds, best first (ties:
-        the earlier), no two closer than the rollout lasts (or ``step``):
-        each a real alternative."""
+        ``duration`` seconds within ``within`` seconds (of now, or of
+        ``earliest``), best first (ties: the earlier), no two closer than
+        the rollout lasts (or ``step``): each a real alternative."""
         template = Rollout(self.now, duration, host, script, service)
         scored = []
-        for moment in self.candidate_starts(within, step, template):
-            found = self.cost(template._replace(starts_at=moment))
-            scored.append((rank_key(found), moment, found))
-        scored.sort(key=lambda item: (item[0], item[1]))
+        for moment in self.candidate_starts(within, step, template, earliest):
+            found = self.cost(template._replace(starts_at=moment), exact=False)
+            scored.append((rank_key(found), moment))
+        scored.sort()
         chosen, apart = [], max(step, duration)
-        for _, moment, found in scored:
-            if all(abs((moment - other).total_seconds()) >= apart for other, _ in chosen):
-                chosen.append((moment, found))
+        for _, moment in scored:
+            if all(abs((moment - other).total_seconds()) >= apart for other in chosen):
+                chosen.append(moment)
             if len(chosen) == count:
                 break
-        return chosen
+        return [(moment, self.cost(template._replace(starts_at=moment))) for moment in chosen]
 
     def runs_near(self, job, rollout, span):
         """[(start, end)] of ``job``'s scheduled runs that would happen (not
@@ -247,6 +308,10 @@ class Planner:
             if runs:
                 found.append((moment, moment + datetime.timedelta(seconds=self.estimate(job))))
         return found
+
+
+def _starts_between(schedule, begin, end):
+    return schedule.starts_between(begin, end)
 
 
 def rank_key(found):

@@ -177,6 +177,24 @@ def deploy_block(deploy):
     return "deploy:" + deploy.changed_at.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _remembered(function):
+    """``function`` of one argument, each answer kept (the simulator asks
+    the same few blocks of hundreds of thousands of starts)."""
+    answers = {}
+
+    def remembered(argument):
+        if argument not in answers:
+            if len(answers) > 1000:
+                answers.clear()
+            answers[argument] = function(argument)
+        return answers[argument]
+    remembered.__doc__ = function.__doc__
+    return remembered
+
+
+deploy_block = _remembered(deploy_block)
+
+
 def window_block(window):
     return "window:%d" % window.id
 
@@ -304,13 +322,17 @@ def runtime_estimate(inputs, facts, settings):
                             policy_id=policy_id)
 
 
-def decide(inputs, facts, settings):
+def decide(inputs, facts, settings, estimate=None, explain=True):
     """The Verdict for a start of ``facts.name`` on ``facts.host`` at ``inputs.now``.
 
     ``settings`` gives the knobs (cutoff_margin, estimate_quantile,
     estimate_min_runs, default_runtime, cache_max_age); a config.Settings.
+    ``estimate``: runtime_estimate(inputs, facts, settings), when the caller
+    has it already (the simulator asks thousands of starts of one history);
+    ``explain`` False: a start that runs gets no reason (planners ask many
+    starts only whether they run, and saying why costs more than deciding).
     """
-    s = Situation(inputs, facts, runtime_estimate(inputs, facts, settings),
+    s = Situation(inputs, facts, estimate or runtime_estimate(inputs, facts, settings),
                   margin=settings.cutoff_margin,
                   cache_max_age=getattr(settings, "cache_max_age", None))
     forced = None
@@ -327,7 +349,7 @@ def decide(inputs, facts, settings):
     if facts.catch_up_of:
         return s.verdict(True, CATCH_UP, "catching up the start %s skipped; %s" % (
             describe_block(facts.catch_up_of), _run_reason(s)), block=facts.catch_up_of)
-    return s.verdict(True, RUN, _run_reason(s))
+    return s.verdict(True, RUN, _run_reason(s) if explain else "")
 
 
 def describe_block(block):

@@ -92,6 +92,8 @@ def to_seconds(value):
     clamped to [-MAX_SECONDS, MAX_SECONDS]; not a number is None."""
     if value is None:
         return None
+    if type(value) is float and -MAX_SECONDS <= value <= MAX_SECONDS:
+        return value            # the common case, first (estimates read 20 of them each)
     try:
         seconds = value.total_seconds() if isinstance(value, datetime.timedelta) else float(value)
     except (ValueError, TypeError):     # '20 minutes' in a SQLite number column

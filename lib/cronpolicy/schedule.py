@@ -111,6 +111,7 @@ class Schedule:
         #: and ``origin``: which row, file or run, for people.
         self.source = source
         self.origin = origin
+        self._periods = {}
         from cronsim import CronSim, CronSimError
         self._cronsim = CronSim
         try:
@@ -165,12 +166,13 @@ class Schedule:
     def period(self, around):
         """The typical time between two starts near ``around``, in seconds
         (the median gap of the next few; a day when it runs less often than
-        the next week shows)."""
-        starts = self.starts_between(around, around + datetime.timedelta(days=8), limit=25)
-        gaps = sorted((b - a).total_seconds() for a, b in zip(starts, starts[1:]))
-        if not gaps:
-            return 8 * 86400.0
-        return gaps[len(gaps) // 2]
+        the next week shows).  Kept per hour: planners ask it again and again."""
+        hour = around.replace(minute=0, second=0, microsecond=0)
+        if hour not in self._periods:
+            starts = self.starts_between(hour, hour + datetime.timedelta(days=8), limit=25)
+            gaps = sorted((b - a).total_seconds() for a, b in zip(starts, starts[1:]))
+            self._periods[hour] = gaps[len(gaps) // 2] if gaps else 8 * 86400.0
+        return self._periods[hour]
 
 
 def maybe_schedule(expression, tz=None, source=None, origin="", warn=None):

@@ -121,7 +121,17 @@ def format_time(moment):
     """Render an aware time in UTC for people: ``2026-11-28 02:00:00Z``."""
     if moment is None:
         return "-"
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    found = _formatted.get(moment)
+    if found is None:
+        if len(_formatted) > 1000:
+            _formatted.clear()
+        found = _formatted[moment] = moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    return found
+
+
+#: format_time's answers: skip reasons name the same window's times over and
+#: over (a planner asks thousands of starts of one rollout).
+_formatted = {}
 
 
 def to_sqlite(moment):

@@ -1,0 +1,446 @@
+"""Replaying days of a fleet's cron jobs under rollout strategies.
+
+Given job instances (a script on a host, its schedule, a runtime model),
+the ready times of K rollouts and a strategy, ``simulate`` plays the fleet
+forward in simulated time and measures what each rollout cost: how long
+from "ready to deploy" to "fleet quiet" (the stall), which scheduled starts
+were skipped, which runs were interrupted at safe points, which had to be
+killed while unsafe, the job-minutes lost, and the jobs left overdue.
+Whether a start runs is asked of ``cronpolicy.policy.decide`` with the
+rollout as the rules would see it (deploy pending, a window announced
+ahead), and its estimate comes from the simulated history of its job, as
+the gate's would; only starts that no rollout could touch (before any is
+announced or pending, after it is over) are not asked, since nothing could
+skip them.  Slots (strategy d) are chosen by ``cronpolicy.planning``.
+
+The strategies, for a rollout ready at R that takes ``duration`` once the
+fleet is quiet:
+
+a. all-stop: every crontab disabled ``lead`` before R; the runs still going
+   at R are awaited (up to ``max_wait``, then killed), as operators do by
+   editing crontabs;
+b. on/off: one central switch set at R, runs awaited as in a;
+c. cronpolicy: a rollout window announced ``announce`` ahead, so starts
+   whose estimated run would reach R are cut off; at R deploy pending: runs
+   that may be stopped stop (at once, or at their next safe point), the
+   others are awaited (never killed);
+d. as c, its start moved to the best slot within ``tolerance`` after R
+   (``deploy slot``); the move counts as stall.
+
+Runs are single-instance per host (a start while the job still runs there
+is skipped, as the gate's lock does).  Durations are drawn from a
+lognormal distribution with the model's median and 95th percentile, one
+draw per scheduled start from a generator seeded with the seed, the job
+and the host, so every strategy meets the same durations.
+"""
+
+import bisect
+import datetime
+import math
+import random
+
+from cronpolicy import planning, policy
+from cronpolicy.rows import FROM_DATABASE, DeployState, Inputs, Window
+from cronpolicy.shapes import shape
+
+#: How a job behaves: ``median`` and ``p95`` seconds of its runtime;
+#: ``interruptible``: True (may be stopped at any moment), False (never:
+#: awaited, and a kill leaves a mess) or "safe-points" (safe every
+#: ``safe_every`` seconds of its run).
+Model = shape("Model", "median p95 interruptible safe_every", defaults=(False, None))
+
+#: A job instance: ``name`` on ``host``, by ``schedule``, behaving as ``model``.
+Instance = shape("Instance", "name host schedule model")
+
+#: The knobs of a simulation (seconds).
+Knobs = shape("Knobs", "duration lead announce max_wait tolerance grace step",
+              defaults=(1800.0, 3600.0, 86400.0, 1800.0, 3600.0, 600.0, 600.0))
+
+STRATEGIES = ("all-stop", "on-off", "cronpolicy", "cronpolicy-slot")
+STRATEGY_LETTERS = dict(zip("abcd", STRATEGIES))
+Z95 = 1.6448536269514722
+
+#: How often a job runs, for the split of skipped starts.
+FREQUENCIES = (("every 5 minutes or more often", 300), ("up to hourly", 3600),
+               ("up to daily", 86400), ("less than daily", float("inf")))
+
+HISTORY_RUNS = 20
+
+
+def model_problem(median, p95, interruptible=False, safe_every=None):
+    """Why these numbers are not a runtime model, or None."""
+    for what, value in (("median", median), ("p95", p95)):
+        if not isinstance(value, (int, float)) or not 0 < value < 100 * 365.25 * 86400 \
+                or value != value:
+            return "%s must be a duration above 0: %r" % (what, value)
+    if p95 < median:
+        return "p95 (%gs) is below the median (%gs)" % (p95, median)
+    if interruptible not in (True, False, "safe-points"):
+        return "interruptible must be true, false or \"safe-points\": %r" % (interruptible,)
+    if interruptible == "safe-points" and not (isinstance(safe_every, (int, float))
+                                               and 0 < safe_every < 365 * 86400):
+        return "a job with safe points needs safe_every, a duration above 0"
+    return None
+
+
+def draw(model, generator):
+    """One runtime (seconds) from the model's lognormal distribution."""
+    sigma = max(0.0, math.log(model.p95 / model.median) / Z95)
+    return model.median * math.exp(sigma * generator.gauss(0.0, 1.0))
+
+
+#: One run of the simulation: where, when, how long it would take, how it ended.
+Run = shape("Run", "index start natural_end end outcome lost", defaults=(None, "succeeded", 0.0))
+
+#: What became of one rollout: when it was ready, when it began (the slot),
+#: when the fleet was quiet, when the deploy ended.
+RolloutOutcome = shape("RolloutOutcome", "ready start quiet deploy_end stall moved killed_unsafe")
+
+
+class Fleet:
+    """The instances with their starts and durations over [begin, end)."""
+
+    def __init__(self, instances, begin, end, seed):
+        self.instances = list(instances)
+        self.begin, self.end = begin, end
+        cache = {}
+        self.starts, self.durations, self.periods = [], [], []
+        for instance in self.instances:
+            key = (tuple(instance.schedule.fields), instance.schedule.tz)
+            if key not in cache:
+                cache[key] = instance.schedule.starts_between(begin, end)
+            starts = cache[key]
+            generator = random.Random("%s:%s:%s" % (seed, instance.name, instance.host))
+            self.starts.append(starts)
+            self.durations.append([draw(instance.model, generator) for _ in starts])
+            self.periods.append(instance.schedule.period(begin))
+        self._by_schedule = cache
+
+    def starts_of(self, schedule, begin, end):
+        """The starts of ``schedule`` in [begin, end), from those worked out once."""
+        starts = self._by_schedule.get((tuple(schedule.fields), schedule.tz))
+        if starts is None or begin < self.begin or end > self.end:
+            return schedule.starts_between(begin, end)
+        return starts[bisect.bisect_left(starts, begin):bisect.bisect_left(starts, end)]
+
+
+class _Strategy:
+    """The state of one simulation under one strategy."""
+
+    def __init__(self, fleet, strategy, knobs, settings):
+        self.fleet = fleet
+        self.strategy = strategy
+        self.knobs = knobs
+        self.settings = settings
+        self.cronpolicy = strategy in ("cronpolicy", "cronpolicy-slot")
+        count = len(fleet.instances)
+        self.next = [0] * count                 # index of each instance's next start
+        self.running = [None] * count           # its run in flight (a Run), if any
+        self.history = {}                       # name -> durations, newest last
+        self.estimates = {}                     # name -> its Estimate now (dropped on change)
+        self.last_success = [None] * count      # start of its last succeeded run
+        self.margin = getattr(settings, "cutoff_margin", policy.DEFAULT_MARGIN)
+        self.windows = []                       # announced (cronpolicy, cronpolicy-slot)
+        self.pending = None                     # (since, until, DeployState): deploy pending
+        self.facts = [policy.ScriptFacts(instance.name, instance.host,
+                                         expected_runtime=instance.model.median)
+                      for instance in fleet.instances]
+        self.clear = DeployState(False)
+        self.runs = []
+        self.skips = []                         # (index, start, code)
+        self.outcomes = []
+        self.overdue = 0
+        self.checks = []                        # when to count the jobs left overdue
+
+    # Starts --------------------------------------------------------------------------
+
+    def advance(self, until):
+        """Make every start before ``until`` (counting the jobs left overdue
+        at the checks due meanwhile)."""
+        while self.checks and self.checks[0] < until:
+            moment = self.checks.pop(0)
+            self._advance(moment)
+            self._count_overdue(moment)
+        self._advance(until)
+
+    def _advance(self, until):
+        if self.windows:            # a window over before the next start meets none
+            cursor = _cursor(self)
+            self.windows = [window for window in self.windows if window.ends_at > cursor]
+        for index, instance in enumerate(self.fleet.instances):
+            starts = self.fleet.starts[index]
+            position = self.next[index]
+            while position < len(starts) and starts[position] < until:
+                self._start(index, instance, position, starts[position])
+                position += 1
+            self.next[index] = position
+
+    def _estimate_bound(self, instance):
+        """No estimate of ``instance`` can be longer (its history, or, with
+        too little of it, the median it declares): a window further away
+        than that cannot skip it."""
+        return max([instance.model.median] + self.history.get(instance.name, []))
+
+    def _start(self, index, instance, position, moment):
+        self._settle(index, moment)
+        if self.running[index] is not None:
+            self.skips.append((index, moment, policy.LOCKED))
+            return
+        pending = self.pending is not None and self.pending[0] <= moment < self.pending[1]
+        if not self.cronpolicy:
+            if pending:     # the crontabs are disabled (or the switch is off): no start
+                self.skips.append((index, moment, policy.DEPLOY_PENDING))
+                return
+        else:
+            reach = datetime.timedelta(seconds=self._estimate_bound(instance) + self.margin)
+            windows = [window for window in self.windows if window.created_at <= moment
+                       < window.ends_at and window.starts_at - reach <= moment]
+            if pending or windows:  # else nothing could skip it: the rules need not be asked
+                if not self._allowed(index, instance, moment, pending, windows):
+                    return
+        duration = self.fleet.durations[index][position]
+        natural = moment + datetime.timedelta(seconds=duration)
+        self.running[index] = Run(index, moment, natural, natural)
+
+    def _allowed(self, index, instance, moment, pending, windows):
+        """Whether the rules let this start run (a skip is recorded)."""
+        history = self.history.get(instance.name, [])
+        inputs = Inputs(moment, None, self.pending[2] if pending else self.clear, [], windows,
+                        history[::-1][:HISTORY_RUNS], FROM_DATABASE, None, None, ())
+        estimate = self.estimates.get(instance.name)
+        if estimate is None:
+            estimate = self.estimates[instance.name] = policy.runtime_estimate(
+                inputs, self.facts[index], self.settings)
+        verdict = policy.decide(inputs, self.facts[index], self.settings, estimate, explain=False)
+        if not verdict.run:
+            self.skips.append((index, moment, verdict.code))
+        return verdict.run
+
+    def _settle(self, index, moment):
+        """The run in flight of ``index`` has ended by ``moment``: record it."""
+        run = self.running[index]
+        if run is not None and run.end <= moment:
+            self._close(index, run)
+
+    def _close(self, index, run):
+        self.running[index] = None
+        self.runs.append(run)
+        if run.outcome == "succeeded":
+            name = self.fleet.instances[index].name
+            self.history.setdefault(name, []).append((run.end - run.start).total_seconds())
+            del self.history[name][:-HISTORY_RUNS]
+            self.estimates.pop(name, None)
+            self.last_success[index] = run.start
+
+    # Rollouts ----------------------------------------------------------------------------
+
+    def announce(self, ready, at):
+        """Announce the rollout ready at ``ready`` as a window, at ``at``:
+        from ``ready``, or (cronpolicy-slot) from the best slot after it
+        within the tolerance, as `deploy slot` would choose it then."""
+        start = self._best_slot(ready, at) if self.strategy == "cronpolicy-slot" else ready
+        window = Window(id=len(self.windows) + 1, starts_at=start, created_at=at,
+                        ends_at=start + datetime.timedelta(seconds=self.knobs.duration),
+                        reason="simulated rollout")
+        self.windows.append(window)
+        return window
+
+    def rollout(self, ready, window=None):
+        """The rollout ready at ``ready`` (announced as ``window``)."""
+        knobs = self.knobs
+        start = window.starts_at if window is not None else ready
+        if self.strategy == "all-stop":
+            pending_from = ready - datetime.timedelta(seconds=knobs.lead)
+        else:
+            pending_from = start
+        self.advance(pending_from)
+        forever = self.fleet.end + datetime.timedelta(days=365)
+        self.pending = (pending_from, forever, DeployState(True, "simulated rollout",
+                                                           "simulation", pending_from))
+        self.advance(start)
+        quiet, killed_unsafe = self._quiet(start, ready)
+        deploy_end = quiet + datetime.timedelta(seconds=knobs.duration)
+        self.advance(deploy_end)
+        self.pending = None
+        if window in self.windows and window.ends_at > deploy_end:
+            # The deploy is over: the window is cancelled, as an operator would.
+            self.windows[self.windows.index(window)] = window._replace(ends_at=deploy_end)
+        self.outcomes.append(RolloutOutcome(
+            ready, start, quiet, deploy_end, (quiet - ready).total_seconds(),
+            (start - ready).total_seconds(), killed_unsafe))
+        self.checks.append(deploy_end + datetime.timedelta(hours=1))
+
+    def _quiet(self, start, ready):
+        """Stop or await the runs in flight at ``start``; (when the fleet is
+        quiet, how many runs were killed while unsafe)."""
+        quiet, killed_unsafe = start, 0
+        deadline = max(start, ready + datetime.timedelta(seconds=self.knobs.max_wait))
+        for index, run in enumerate(self.running):
+            if run is None or run.end <= start:
+                continue
+            model = self.fleet.instances[index].model
+            elapsed = (start - run.start).total_seconds()
+            if self.cronpolicy and model.interruptible is True:
+                run = run._replace(end=start, outcome="interrupted", lost=elapsed)
+            elif self.cronpolicy and model.interruptible == "safe-points":
+                steps = math.floor(elapsed / model.safe_every) + 1
+                safe = run.start + datetime.timedelta(seconds=steps * model.safe_every)
+                if safe < run.natural_end:
+                    run = run._replace(end=safe, outcome="interrupted", lost=0.0)
+            elif not self.cronpolicy and run.natural_end > deadline:
+                killed_unsafe += model.interruptible is not True
+                run = run._replace(end=deadline, outcome="killed",
+                                   lost=(deadline - run.start).total_seconds())
+            self.running[index] = run
+            quiet = max(quiet, run.end)
+        return quiet, killed_unsafe
+
+    def _best_slot(self, ready, at):
+        """The best start in [ready, ready + tolerance], as `deploy slot`
+        run at ``at`` would rank it (runs in flight then end long before)."""
+        knobs = self.knobs
+        # One job for the instances that run alike on several hosts (its copies).
+        alike = {}
+        for instance in self.fleet.instances:
+            key = (instance.name, tuple(instance.schedule.fields), instance.schedule.tz)
+            alike.setdefault(key, []).append(instance)
+        jobs = []
+        for instances in alike.values():
+            instance = instances[0]
+            history = self.history.get(instance.name, [])
+            inputs = Inputs(at, None, DeployState(False), [],
+                            [window for window in self.windows if window.ends_at > at],
+                            history[::-1][:HISTORY_RUNS])
+            jobs.append(planning.Job(instance.name, instance.host, instance.schedule,
+                                     instance.model.median, inputs, copies=len(instances)))
+        until = ready + datetime.timedelta(seconds=knobs.tolerance + knobs.duration + 3600)
+        planner = planning.Planner(jobs, [], self.settings, at, until, since=ready,
+                                   starts=self.fleet.starts_of)
+        [(start, _)] = planner.best_slots(knobs.duration, within=knobs.tolerance,
+                                          step=knobs.step, count=1, earliest=ready)
+        return start
+
+    def _count_overdue(self, moment):
+        """Instances overdue by schedule at ``moment`` (planning.overdue_by_schedule)."""
+        for index, instance in enumerate(self.fleet.instances):
+            self._settle(index, moment)
+            if self.last_success[index] is None:
+                continue            # never succeeded yet in the simulation: not counted
+            estimate = policy.runtime_estimate(
+                Inputs(moment, None, None, [], [],
+                       self.history.get(instance.name, [])[::-1][:HISTORY_RUNS]),
+                policy.ScriptFacts(instance.name, instance.host,
+                                   expected_runtime=instance.model.median),
+                self.settings).seconds
+            late, _ = planning.overdue_by_schedule(instance.schedule, self.last_success[index],
+                                                   estimate, self.knobs.grace, moment)
+            self.overdue += late
+
+    def finish(self):
+        self.checks = [moment for moment in self.checks if moment < self.fleet.end]
+        self.advance(self.fleet.end)
+        for index, run in enumerate(self.running):
+            if run is not None:
+                self._close(index, run)
+
+
+def rollout_times(begin, end, count, seed, knobs):
+    """``count`` ready times at random, in order, between ``begin`` (after
+    a lead and an hour) and ``end`` (before a deploy and an hour), each at
+    least a lead and a deploy after the one before; ValueError when they
+    cannot fit."""
+    spacing = knobs.lead + knobs.duration
+    first = knobs.lead + 3600.0
+    room = (end - begin).total_seconds() - first - knobs.duration - 3600.0 \
+        - spacing * max(0, count - 1)
+    if count and room < 0:
+        raise ValueError("%d rollouts %gs apart do not fit in %g days" % (
+            count, spacing, (end - begin).total_seconds() / 86400))
+    generator = random.Random("%s:rollouts" % seed)
+    offsets = sorted(generator.random() * room for _ in range(count))
+    return [begin + datetime.timedelta(seconds=first + offset + index * spacing)
+            for index, offset in enumerate(offsets)]
+
+
+def simulate(fleet, strategy, readies, knobs, settings):
+    """The state of ``fleet`` played through the rollouts ready at ``readies``
+    (in order) under ``strategy``: one rollout at a time (one ready before
+    the last deploy ended waits for it); for cronpolicy, each announced
+    ``knobs.announce`` ahead."""
+    state = _Strategy(fleet, strategy, knobs, settings)
+    announce = datetime.timedelta(seconds=knobs.announce)
+    announced = {}
+    for position, ready in enumerate(readies):
+        if ready >= fleet.end:
+            break
+        if state.outcomes and ready < state.outcomes[-1].deploy_end:
+            ready = state.outcomes[-1].deploy_end
+        if state.cronpolicy:
+            # Announce, in order, every rollout whose announcement falls before
+            # this one begins (they may be closer together than the lead).
+            for later in range(position, len(readies)):
+                if later in announced:
+                    continue
+                moment = ready if later == position else readies[later]
+                at = max(fleet.begin, moment - announce)
+                if at > ready or moment >= fleet.end:
+                    break
+                at = max(at, _cursor(state))        # no start is decided twice
+                state.advance(at)
+                announced[later] = state.announce(moment, at)
+            window = announced.get(position)
+            if window is not None and window.starts_at < ready:
+                # The deploy before ran late: this one's window moves with it.
+                moved = window._replace(starts_at=ready, ends_at=ready + datetime.timedelta(
+                    seconds=knobs.duration))
+                if window in state.windows:
+                    state.windows.remove(window)
+                state.windows.append(moved)
+                announced[position] = moved
+        state.rollout(ready, announced.get(position))
+    state.finish()
+    return state
+
+
+def _cursor(state):
+    """The earliest time the simulation has not yet decided a start at."""
+    moments = [state.fleet.starts[index][position]
+               for index, position in enumerate(state.next)
+               if position < len(state.fleet.starts[index])]
+    return min(moments) if moments else state.fleet.end
+
+
+def percentile(values, q):
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def summary(state):
+    """The figures of one strategy (a dict of plain values)."""
+    fleet = state.fleet
+    stalls = [outcome.stall for outcome in state.outcomes]
+    skipped = {label: 0 for label, _ in FREQUENCIES}
+    rollout_skips = [skip for skip in state.skips if skip[2] in policy.ROLLOUT_SKIPS]
+    for index, _, _ in rollout_skips:
+        period = fleet.periods[index]
+        label = next(label for label, limit in FREQUENCIES if period <= limit)
+        skipped[label] += 1
+    runs = state.runs
+    return {
+        "strategy": state.strategy,
+        "rollouts": len(state.outcomes),
+        "stall_seconds": {"p50": percentile(stalls, 0.5), "p95": percentile(stalls, 0.95),
+                          "max": max(stalls) if stalls else None},
+        "moved_seconds": {"p50": percentile([o.moved for o in state.outcomes], 0.5),
+                          "max": max([o.moved for o in state.outcomes], default=None)},
+        "skipped_starts": sum(skipped.values()),
+        "skipped_by_frequency": skipped,
+        "interrupted_at_safe_points": sum(1 for run in runs if run.outcome == "interrupted"),
+        "killed": sum(1 for run in runs if run.outcome == "killed"),
+        "killed_while_unsafe": sum(outcome.killed_unsafe for outcome in state.outcomes),
+        "job_minutes_lost": round(sum(run.lost for run in runs) / 60.0, 1),
+        "left_overdue": state.overdue,
+        "runs": len(runs),
+    }

@@ -23,6 +23,7 @@ import stat
 import sys
 import time
 
+from cronpolicy.errors import CronPolicyError
 from cronpolicy.locking import name_file
 
 #: The environment a catch-up start gets, so its gate records it as one
@@ -61,25 +62,61 @@ def command_line():
     return [sys.executable] + list(sys.argv)
 
 
-def write_ticket(state_dir, name, host, block, skipped_at):
-    """Leave (or renew) the ticket of ``name``: the first skip of the block
-    keeps its time; the command line is this start's."""
+def write_ticket(state_dir, facts, block, skipped_at):
+    """Leave (or renew) the ticket of the script ``facts`` (policy.ScriptFacts)
+    describe: the first skip of the block keeps its time; the command line
+    is this start's.  A file in its place that is no ticket of this user's
+    is moved aside (``.rejected``) first, with the reason returned: the
+    skip goes on whatever was planted there."""
     from cronpolicy.safety import checked_directory, write_atomically
     directory = checked_directory(ticket_dir(state_dir), "state_dir", 0o700)
-    path = name_file(directory, name, SUFFIX)
-    first = skipped_at
-    existing = read_ticket(path)
+    path = name_file(directory, facts.name, SUFFIX)
+    first, problem = skipped_at, None
+    try:
+        existing = read_ticket(path)
+    except TicketError as error:
+        existing, problem = None, str(error)
+        _move_aside(path)
     if existing is not None and existing.get("block") == block:
         first = existing.get("skipped_at", skipped_at)
     import json
-    ticket = {"format": FORMAT, "name": name, "host": host, "block": block,
+    ticket = {"format": FORMAT, "name": facts.name, "host": facts.host, "block": block,
               "skipped_at": first, "argv": command_line(), "cwd": os.getcwd(),
-              "env": without_catch_up(os.environ)}
+              "env": without_catch_up(os.environ),
+              # What the start declared, so catch-up decides as its gate will.
+              "facts": {"expected_runtime": facts.expected_runtime,
+                        "max_concurrent": facts.max_concurrent,
+                        "on_database_error": facts.on_database_error,
+                        "needs": list(facts.needs or ())}}
     write_atomically(path, lambda handle: json.dump(ticket, handle))
-    return path
+    return path, problem
 
 
-class TicketError(Exception):
+def facts_of(ticket, host):
+    """The policy.ScriptFacts a ticket's start declared, as a catch-up of its block."""
+    from cronpolicy.policy import ScriptFacts
+    declared = ticket.get("facts") if isinstance(ticket.get("facts"), dict) else {}
+    runtime = declared.get("expected_runtime")
+    limit = declared.get("max_concurrent")
+    needs = declared.get("needs")
+    return ScriptFacts(
+        ticket["name"], host,
+        expected_runtime=runtime if isinstance(runtime, (int, float)) else None,
+        max_concurrent=limit if isinstance(limit, int) and limit > 0 else None,
+        on_database_error="run" if declared.get("on_database_error") == "run" else "skip",
+        catch_up_of=ticket["block"],
+        needs=tuple(need for need in needs if isinstance(need, str))
+        if isinstance(needs, list) else ())
+
+
+def _move_aside(path, suffix=".rejected"):
+    try:
+        os.rename(path, path + suffix)
+    except OSError:
+        pass
+
+
+class TicketError(CronPolicyError):
     """A file in the ticket directory that is not a ticket this user may trust."""
 
 
@@ -131,10 +168,7 @@ def tickets(state_dir):
             ticket = read_ticket(path)
         except TicketError as error:
             refused.append((path, str(error)))
-            try:
-                os.rename(path, path + ".rejected")
-            except OSError:
-                pass
+            _move_aside(path)
             continue
         if ticket is not None:
             found.append(ticket)
@@ -142,18 +176,28 @@ def tickets(state_dir):
 
 
 def take(ticket):
-    """Take ``ticket`` for starting: True for exactly one taker."""
+    """Take ``ticket`` for starting: its new path for exactly one taker,
+    else None.  The taker removes it once the start is made (``drop``),
+    or keeps it for people to see (``failed``)."""
     taken = "%s.%d-%d.taken" % (ticket["path"], os.getpid(), int(time.time()))
     try:
         os.rename(ticket["path"], taken)
     except FileNotFoundError:
-        return False
-    os.unlink(taken)
-    return True
+        return None
+    return taken
 
 
-def drop(ticket):
+def failed(taken):
+    """A taken ticket whose start could not be made: kept as ``.failed``
+    beside the others (not tried again; its reason was said)."""
     try:
-        os.unlink(ticket["path"])
+        os.rename(taken, taken[:-len(".taken")] + ".failed")
+    except OSError:
+        pass
+
+
+def drop(path):
+    try:
+        os.unlink(path)
     except FileNotFoundError:
         pass

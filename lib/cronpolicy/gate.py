@@ -191,12 +191,14 @@ class Gate:
         script again with once the block ends (cronpolicy.catchup)."""
         from cronpolicy.catchup import write_ticket
         try:
-            write_ticket(self.settings.state_dir, self.facts.name, self.facts.host,
-                         verdict.block, self.database_time().timestamp())
+            _, problem = write_ticket(self.settings.state_dir, self.facts, verdict.block,
+                                      self.database_time().timestamp())
         except (OSError, CronPolicyError) as error:
             self.logger.warning("cannot leave the catch-up ticket of %s: %s", self.facts.name,
                                 getattr(error, "strerror", None) or error)
             return
+        if problem:
+            self.logger.warning("%s (moved aside; a new ticket is in its place)", problem)
         self.logger.info("it will be caught up once %s ends (cronpolicy catch-up)",
                          policy.describe_block(verdict.block))
 

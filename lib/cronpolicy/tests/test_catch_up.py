@@ -53,7 +53,9 @@ def test_starts_missed_during_a_deploy_run_once_when_it_ends(scripts, dba, scrip
 
     waiting = catch_up(script_env)
     assert waiting.returncode == 0, waiting.stderr
-    assert "nightly: waiting" in waiting.stdout and scripts.main_calls("nightly") == 0
+    assert waiting.stdout == "" and scripts.main_calls("nightly") == 0   # cron mails nobody
+    told = catch_up(script_env, "-v")
+    assert "nightly: waiting" in told.stdout and scripts.main_calls("nightly") == 0
 
     dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = false")
     done = catch_up(script_env, "--json")
@@ -74,7 +76,7 @@ def test_a_window_block_is_caught_up_once_the_window_is_cancelled(scripts, dba, 
                 " VALUES (41, {}, {})".format(dba.now_plus(-60), dba.now_plus(3600)))
     scripts.run("nightly")
     assert runs(dba) == [("skipped", "in-window", "window:41")]
-    assert "waiting" in catch_up(script_env).stdout
+    assert "waiting" in catch_up(script_env, "--verbose").stdout
     dba.execute("UPDATE cronpolicy.rollout_window SET cancelled_at = {} WHERE id = 41"
                 .format(dba.now_plus(0)))
     assert catch_up(script_env).returncode == 0
@@ -173,3 +175,73 @@ def test_two_runners_at_once_start_it_once(scripts, dba, script_env):
     for runner in runners:
         runner.communicate(timeout=120)
     assert scripts.main_calls("nightly") == 1
+
+
+# What a review found (each failed before its fix) -------------------------------------------
+
+def test_a_bad_file_in_the_tickets_place_does_not_break_the_skip(scripts, dba, script_env,
+                                                                  tmp_path):
+    """It raised out of the gate: a traceback at every later skip."""
+    scripts.write("nightly")
+    dba.execute(CATCH_UP_POLICY)
+    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true")
+    directory = catchup.ticket_dir(state_dir(script_env))
+    os.makedirs(directory, mode=0o700)
+    path = os.path.join(directory, "cronpolicy-nightly.ticket")
+    for planted in ("garbage", "symlink"):
+        if planted == "garbage":
+            with open(path, "w") as handle:
+                handle.write("not json")
+            os.chmod(path, 0o600)
+        else:
+            os.symlink(str(tmp_path / "elsewhere"), path)
+        result = scripts.run("nightly", "-v")
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+        assert "moved aside" in result.stderr
+        assert json.loads(open(path).read())["block"].startswith("deploy:")
+        os.unlink(path)
+        os.unlink(path + ".rejected")
+
+
+def test_catch_up_decides_with_what_the_start_declared(scripts, dba, script_env):
+    """It decided without the script's expected_runtime: a 2-hour job was
+    started under a window an hour away, skipped again, every minute."""
+    scripts.write("nightly", expected_runtime=7200)
+    dba.execute(CATCH_UP_POLICY)
+    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true")
+    scripts.run("nightly")
+    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = false")
+    dba.execute("INSERT INTO cronpolicy.rollout_window (starts_at, ends_at)"
+                " VALUES ({}, {})".format(dba.now_plus(3600), dba.now_plus(7200)))
+    result = catch_up(script_env, "-v")
+    assert "nightly: waiting" in result.stdout and "would reach it" in result.stdout
+    assert scripts.main_calls("nightly") == 0
+    assert [row[1] for row in runs(dba)] == ["deploy-pending"]
+
+
+def test_a_start_that_cannot_be_made_is_said_and_its_ticket_kept(scripts, dba, script_env,
+                                                                  tmp_path):
+    """Its working directory gone: the ticket was lost, and the message
+    blamed the interpreter."""
+    scripts.write("nightly")
+    dba.execute(CATCH_UP_POLICY)
+    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true")
+    where = tmp_path / "wd"
+    where.mkdir()
+    subprocess.run([sys.executable, str(scripts.tmp_path / "nightly.py")], cwd=str(where),
+                   env=scripts._env("nightly", None), timeout=60)
+    where.rmdir()
+    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = false")
+    result = catch_up(script_env)
+    assert result.returncode == 1 and "directory %s is gone" % where in result.stderr
+    directory = catchup.ticket_dir(state_dir(script_env))
+    assert [entry for entry in os.listdir(directory) if entry.endswith(".failed")]
+    assert tickets(script_env) == [] and catch_up(script_env).returncode == 0
+
+
+def test_with_no_ticket_it_needs_no_database(script_env):
+    """Run every minute on every host: it connected, and mailed exit 4
+    every minute while the database was away."""
+    away = dict(script_env, CRONPOLICY_DSN="postgresql://nobody@127.0.0.1:1/none")
+    result = catch_up(away)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")

@@ -17,9 +17,15 @@ would be asked, with the block it catches up:
   records it with the decision ``catch-up`` and the block.
 
 The catch-ups it starts run side by side; it waits for them and passes
-their output through (cron mails it as their own would have been).
+their output through (cron mails it as their own would have been).  It
+says nothing else unless asked (-v: what it waits for, too), and with no
+ticket waiting it does not even connect to the database: run every minute,
+it mails nobody about nothing.  A start that cannot be made (its
+directory is gone, say) is said once, and its ticket kept aside as
+``.failed``; exit 1.
 """
 
+import os
 import subprocess
 import sys
 
@@ -47,9 +53,9 @@ def review(settings, tickets):
 
 def _judge(settings, store, reader, ticket):
     name, block = ticket["name"], ticket["block"]
+    facts = catchup.facts_of(ticket, ticket.get("host") or settings.host)
     inputs = store.load_inputs(name, settings.estimate_runs)
-    verdict = policy.decide(inputs, policy.ScriptFacts(name, settings.host, catch_up_of=block),
-                            settings)
+    verdict = policy.decide(inputs, facts, settings)
     if not verdict.run:
         if verdict.code == policy.DISABLED:
             return DROPPED, "disabled since it was skipped: %s" % verdict.reason
@@ -57,7 +63,7 @@ def _judge(settings, store, reader, ticket):
     if verdict.catch_up != policy.CATCH_UP_ONCE:
         return DROPPED, "its policy no longer says catch_up = once"
     from cronpolicy.rows import to_time
-    if reader.ran_since(name, settings.host, to_time(ticket["skipped_at"])):
+    if reader.ran_since(name, facts.host, to_time(ticket["skipped_at"])):
         return DROPPED, "it has started since it was skipped"
     return STARTED, "%s is over" % policy.describe_block(block)
 
@@ -66,31 +72,42 @@ def start(ticket):
     """Start the ticket's command as a catch-up; the Popen, or None (said)."""
     env = dict(ticket["env"], **{catchup.CATCH_UP_NAME: ticket["name"],
                                  catchup.CATCH_UP_BLOCK: ticket["block"]})
+    if not os.path.isdir(ticket["cwd"]):
+        print("cronpolicy catch-up: cannot start %s: its directory %s is gone (ticket kept "
+              "as .failed)" % (ticket["name"], ticket["cwd"]), file=sys.stderr)
+        return None
     try:
         return subprocess.Popen(ticket["argv"], cwd=ticket["cwd"], env=env)
     except OSError as error:
-        print("cronpolicy catch-up: cannot start %s (%s): %s" % (
+        print("cronpolicy catch-up: cannot start %s (%s): %s (ticket kept as .failed)" % (
             ticket["name"], ticket["argv"][0], error.strerror), file=sys.stderr)
         return None
 
 
 def run(settings, dry_run=False):
     """Review every ticket and act; returns ([row dict], refused files, all started)."""
+    if not os.path.isdir(catchup.ticket_dir(settings.state_dir)):
+        return [], [], True         # nothing ever skipped here: no database needed
     tickets, refused = catchup.tickets(settings.state_dir)
+    if not tickets:
+        return [], refused, True
     rows, children, started_all = [], [], True
     for ticket, action, reason in review(settings, tickets):
         if action == DROPPED and not dry_run:
-            catchup.drop(ticket)
+            catchup.drop(ticket["path"])
         elif action == STARTED:
+            taken = None if dry_run else catchup.take(ticket)
             if dry_run:
                 action = WOULD_START
-            elif not catchup.take(ticket):
+            elif taken is None:
                 continue            # another catch-up took it meanwhile
             else:
                 child = start(ticket)
                 if child is None:
                     action, started_all = FAILED, False
+                    catchup.failed(taken)
                 else:
+                    catchup.drop(taken)
                     children.append((ticket["name"], child))
         rows.append({"name": ticket["name"], "block": ticket["block"],
                      "skipped_at": ticket["skipped_at"], "action": action, "reason": reason})
@@ -116,6 +133,8 @@ def cmd_catch_up(args, settings):
         print_json(rows)
     else:
         for row in rows:
+            if row["action"] == WAITING and not (args.verbose or args.dry_run):
+                continue            # said every minute, it would be mailed every minute
             print("%s: %s (skipped by %s since %s): %s%s" % (
                 row["name"], row["action"], policy.describe_block(row["block"]),
                 format_time(to_time(row["skipped_at"])), row["reason"],

@@ -325,6 +325,8 @@ def build_parser(argv=None):
               "(policies with catch_up = once; run it from cron every minute)", (common, reader))
     sub.add_argument("--dry-run", action="store_true", help="say what it would start, start "
                                                             "nothing, keep every ticket")
+    sub.add_argument("-v", "--verbose", action="store_true",
+                     help="also say which tickets wait, and why")
 
     if wanted("run"):
         matched.append("run")

@@ -89,24 +89,39 @@ CREATE OR REPLACE FUNCTION cronpolicy.schedule_problem(expression text, time_zon
     LANGUAGE plpgsql STABLE SET search_path = pg_catalog AS $$
 -- Why a schedule (expression in time_zone) is not one cronpolicy can use,
 -- or NULL when it is (or when expression is NULL).  The same rules as
--- cronpolicy/schedule.py: five fields or a keyword, the time zone an IANA name.
+-- cronpolicy/schedule.py: printable ASCII, five fields split on blanks and
+-- tabs (as cron splits them) or a keyword, the time zone an IANA name.
 DECLARE
-    trimmed text := regexp_replace(expression, '^\s+|\s+$', '', 'g');
+    trimmed text := regexp_replace(expression, '^[ \t]+|[ \t]+$', '', 'g');
     fields text[];
     days integer[];
     months integer[];
     month_lengths integer[] := '{31,29,31,30,31,30,31,31,30,31,30,31}';
     longest integer;
 BEGIN
-    IF time_zone IS NOT NULL AND time_zone NOT IN ('', 'UTC', 'Etc/UTC')
-       AND NOT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = time_zone) THEN
-        RETURN format('unknown time zone %L (an IANA name such as Europe/London)', time_zone);
+    IF time_zone IS NOT NULL AND time_zone NOT IN ('', 'UTC', 'Etc/UTC') THEN
+        IF length(time_zone) > 64
+           OR time_zone !~ '^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z][A-Za-z0-9_+-]*)*$'
+           OR time_zone LIKE 'right/%' OR time_zone LIKE 'posix/%' THEN
+            RETURN format('unknown time zone %L (an IANA name such as Europe/London)',
+                          time_zone);
+        END IF;
+        BEGIN
+            PERFORM now() AT TIME ZONE time_zone;
+        EXCEPTION WHEN invalid_parameter_value THEN
+            RETURN format('unknown time zone %L (an IANA name such as Europe/London)',
+                          time_zone);
+        END;
     END IF;
     IF expression IS NULL THEN
         RETURN NULL;
     END IF;
     IF length(expression) > 200 THEN
         RETURN format('schedule is %s characters long; at most 200', length(expression));
+    END IF;
+    IF expression ~ '[^ -~\t]' THEN
+        RETURN format('schedule %L holds a character cron does not read there (printable '
+                      'ASCII only)', left(expression, 60));
     END IF;
     IF trimmed ~ '^@' THEN
         IF lower(trimmed) IN ('@yearly', '@annually', '@monthly', '@weekly', '@daily',
@@ -116,7 +131,7 @@ BEGIN
         RETURN format('%L is not a schedule (@hourly, @daily, @midnight, @weekly, @monthly, '
                       '@yearly or @annually)', trimmed);
     END IF;
-    fields := regexp_split_to_array(trimmed, '\s+');
+    fields := regexp_split_to_array(trimmed, '[ \t]+');
     IF array_length(fields, 1) IS DISTINCT FROM 5 THEN
         RETURN format('schedule %L has %s fields; a cron schedule has five (minute hour '
                       'day-of-month month day-of-week)', trimmed,

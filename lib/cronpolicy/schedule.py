@@ -34,9 +34,12 @@ KEYWORDS = {
 #: is about a thousand bytes; no real schedule comes near this).
 MAX_LENGTH = 200
 
-#: Iterations stop here, whatever the window asked for: a schedule that
-#: matches every minute has 1440 starts a day.
-MAX_STARTS = 100000
+#: A window holding more starts than this is refused, not cut short (a
+#: schedule that matches every minute has 1440 starts a day: two years).
+MAX_STARTS = 1000000
+
+#: The blanks cron splits fields on (not every Unicode space: cron reads bytes).
+_BLANKS = " \t"
 
 #: Where a schedule came from (``Schedule.source``).
 FROM_POLICY = "policy"
@@ -60,24 +63,43 @@ def schedule_problem(expression, tz=None):
 def _zone(tz):
     if tz in (None, "", "UTC", "Etc/UTC"):
         return UTC
-    if not isinstance(tz, str) or len(tz) > 64 or tz.startswith(("/", ".")) or ".." in tz:
-        raise ScheduleError("unknown time zone %r" % (tz,))
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+    # An IANA name: letters first, then letters, digits, _ + - in parts
+    # joined by '/'; not the leap-second (right/) or POSIX (posix/) copies,
+    # which PostgreSQL does not know.
+    if not isinstance(tz, str) or len(tz) > 64 or not _IANA_NAME(tz) or \
+            tz.startswith(("right/", "posix/")):
+        raise ScheduleError("unknown time zone %r (an IANA name such as Europe/London)"
+                            % (tz,))
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
     try:
         return ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise ScheduleError("unknown time zone %r (an IANA name such as Europe/London)"
-                            % (tz,)) from None
+        pass
+    # PostgreSQL reads zone names whatever their case (europe/london).
+    for name in available_timezones():
+        if name.lower() == tz.lower():
+            return ZoneInfo(name)
+    raise ScheduleError("unknown time zone %r (an IANA name such as Europe/London)" % (tz,))
+
+
+def _IANA_NAME(name):
+    parts = name.split("/")
+    return all(part and part[0].isascii() and part[0].isalpha() and all(
+        char.isascii() and (char.isalnum() or char in "_+-") for char in part)
+        for part in parts)
 
 
 def _fields(expression):
     """The five fields of ``expression`` (keywords expanded), or ScheduleError."""
-    if not isinstance(expression, str) or not expression.strip():
+    if not isinstance(expression, str) or not expression.strip(_BLANKS):
         raise ScheduleError("a schedule must not be empty")
     if len(expression) > MAX_LENGTH:
         raise ScheduleError("schedule is %d characters long; at most %d"
                             % (len(expression), MAX_LENGTH))
-    text = expression.strip()
+    if not all(" " <= char <= "~" or char == "\t" for char in expression):
+        raise ScheduleError("schedule %.60r holds a character cron does not read there "
+                            "(printable ASCII only)" % (expression,))
+    text = expression.strip(_BLANKS)
     if text.startswith("@"):
         if text.lower() == "@reboot":
             raise ScheduleError("@reboot is not a schedule (it runs once, at boot)")
@@ -85,7 +107,7 @@ def _fields(expression):
             raise ScheduleError("unknown keyword %r (one of %s)"
                                 % (text, ", ".join(sorted(KEYWORDS))))
         return KEYWORDS[text.lower()].split()
-    fields = text.split()
+    fields = [field for field in text.replace("\t", " ").split(" ") if field]
     if len(fields) != 5:
         raise ScheduleError("schedule %r has %d fields; a cron schedule has five "
                             "(minute hour day-of-month month day-of-week)" % (text, len(fields)))
@@ -104,7 +126,7 @@ class Schedule:
 
     def __init__(self, expression, tz=None, source=None, origin=""):
         self.fields = _fields(expression)
-        self.expression = expression.strip()
+        self.expression = expression.strip(_BLANKS)
         self.tz = tz or None
         self.zone = _zone(tz)
         #: FROM_POLICY, FROM_CRONTAB or FROM_SCRIPT (None: given directly),
@@ -136,7 +158,7 @@ class Schedule:
     def _iterate(self, moment, reverse=False):
         start = moment.astimezone(self.zone)
         iterator = self._cronsim(" ".join(self.fields), start, reverse=reverse)
-        for _ in range(MAX_STARTS):
+        for _ in range(MAX_STARTS + 1):
             try:
                 found = next(iterator)
             except StopIteration:
@@ -151,16 +173,21 @@ class Schedule:
         """The last start strictly before ``moment``, or None."""
         return next(self._iterate(moment.replace(microsecond=0), reverse=True), None)
 
-    def starts_between(self, start, end, limit=MAX_STARTS):
-        """The starts in [start, end), at most ``limit`` of them, in order."""
+    def starts_between(self, start, end, limit=None):
+        """The starts in [start, end), in order: the first ``limit`` of them
+        if given, else all, and ScheduleError when there are more than
+        MAX_STARTS (rather than an answer cut short)."""
         found = []
         for moment in self._iterate(start - datetime.timedelta(microseconds=1)
                                     if start.microsecond else
                                     start - datetime.timedelta(seconds=1)):
-            if moment >= end or len(found) >= limit:
-                break
+            if moment >= end or (limit is not None and len(found) >= limit):
+                return found
             if moment >= start:
                 found.append(moment)
+        if limit is None and len(found) >= MAX_STARTS:
+            raise ScheduleError("%s starts more than %d times between %s and %s: ask about "
+                                "less time" % (self.describe(), MAX_STARTS, start, end))
         return found
 
     def period(self, around):
@@ -185,7 +212,8 @@ def maybe_schedule(expression, tz=None, source=None, origin="", warn=None):
         return Schedule(expression, tz, source, origin)
     except ScheduleError as error:
         if warn is not None:
-            warn("ignoring the schedule %r of %s: %s" % (expression, origin or source, error))
+            warn("ignoring the schedule %.60r of %s: %s" % (expression, origin or source,
+                                                           str(error)[:200]))
         return None
 
 

@@ -107,12 +107,21 @@ FIELD_ITEMS = st.one_of(
                      "99999999999", "*/99999", "x", "1,2", ",3"]),
     st.integers(0, 70).map(str))
 FIELDS = st.lists(FIELD_ITEMS, min_size=1, max_size=3).map(",".join)
+#: What splits or looks like a field to one reader and not the other: Unicode
+#: spaces, letters that lower or upper into ASCII (a review found these).
+ODD = st.sampled_from([" ", "\t", "\xa0", "\x1c", "\x85", "\u2003", "\u017f", "\u212a",
+                       "\u0130", "\n", "\x00", "\x7f"])
 EXPRESSIONS = st.one_of(
     st.lists(FIELDS, min_size=4, max_size=6).map(" ".join),
     st.sampled_from(["@hourly", "@daily", "@reboot", "@weekly", "@Yearly", "@every", " @daily ",
                      "0 0 30 2 *", "0 0 29 2 *", "0 0 31 4,6 *", "0 0 31 4,5 *",
-                     "0 0 31 2 mon", "0\t0 * *\t*"]))
-ZONES = st.sampled_from([None, "UTC", "Europe/London", "America/New_York", "Mars/Base", ""])
+                     "0 0 31 2 mon", "0\t0 * *\t*", "@DA\u0130LY", "@wee\u212aly",
+                     "0 0 1 \u017fep *", "\xa0@daily", "@daily\x85"]),
+    st.tuples(st.lists(FIELDS, min_size=5, max_size=5), ODD).map(
+        lambda pair: pair[1].join(pair[0])))
+ZONES = st.sampled_from([None, "UTC", "Europe/London", "America/New_York", "Mars/Base", "",
+                         "right/Europe/London", "posix/Europe/London", "EST5EDT", "Etc/GMT+5",
+                         "+05:00", "europe/london", "Europe//London", "/etc/passwd"])
 
 
 @pytest.fixture(scope="module")
@@ -134,8 +143,11 @@ def postgres_check(pg_database):
                      suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(expression=EXPRESSIONS, tz=ZONES)
 def test_the_database_refuses_exactly_what_python_refuses(postgres_check, expression, tz):
-    problem = postgres_check(expression, tz)
     python = schedule_problem(expression, tz)
+    if "\x00" in expression:
+        assert python           # PostgreSQL text cannot even hold it
+        return
+    problem = postgres_check(expression, tz)
     assert (problem is None) == (python is None), (expression, tz, problem, python)
 
 
@@ -168,10 +180,12 @@ CRON_TZ=Europe/London
 
 def test_import_registers_each_job_as_wrap_names_it_in_the_zone_cron_reads(cli, dba, tmp_path,
                                                                            monkeypatch):
-    monkeypatch.setenv("TZ", "America/New_York")       # this host's own zone
+    # cron reads the host's zone, not the TZ of whoever imports (a review
+    # found it taken from the operator's shell).
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
     crontab = tmp_path / "crontab"
     crontab.write_text(CRONTAB)
-    code, out, err = cli("schedule", "import", str(crontab))
+    code, out, err = cli("schedule", "import", "--tz", "America/New_York", str(crontab))
     assert code == 0, err
     assert "warmup: not registered: @reboot is not a schedule" in err and err.count("\n") == 1
     rows = dba.execute("SELECT name, host, schedule, schedule_tz, origin"
@@ -180,11 +194,14 @@ def test_import_registers_each_job_as_wrap_names_it_in_the_zone_cron_reads(cli, 
                      "%s line 4" % crontab),
                     ("publish-distro", "testhost", "*/15 * * * *", "America/New_York",
                      "%s line 2" % crontab)]
-    code, out, _ = cli("schedule", "import", str(crontab))
+    code, out, _ = cli("schedule", "import", "--tz", "America/New_York", str(crontab))
     assert "0 added, 0 changed, 2 unchanged" in out
+    code, out, _ = cli("schedule", "import", str(crontab))       # this host's zone: UTC here
+    assert "1 changed" in out and "publish-distro on testhost: */15 * * * * (UTC)" in out
     crontab.write_text(CRONTAB.replace("*/15", "*/5").replace("0 2 * * * /srv/bin/nightly-report\n",
                                                             ""))
-    code, out, _ = cli("schedule", "import", "--replace", "--json", str(crontab))
+    code, out, _ = cli("schedule", "import", "--tz", "America/New_York", "--replace", "--json",
+                       str(crontab))
     outcome = json.loads(out)
     assert (outcome["changed"], outcome["removed"]) == (["publish-distro"], ["nightly-report"])
     code, out, _ = cli("schedule", "list", "--json")
@@ -231,6 +248,18 @@ def test_a_script_login_registers_only_for_its_own_scripts(pg_roles, pg_dsn, tmp
             assert cursor.rowcount == 0         # not its own: invisible to its writes
     finally:
         connection.close()
+    # schedule import says so, rather than "1 changed" (a review found it did).
+    crontab = tmp_path / "crontab"
+    crontab.write_text("# cronpolicy: name=report\n0 * * * * /srv/bin/report\n")
+    from .conftest import make_env
+    env = make_env(tmp_path, web2)
+    import subprocess
+    import sys
+    result = subprocess.run([sys.executable, "-m", "cronpolicy.tooling.cli", "schedule",
+                             "import", str(crontab)], env=dict(env, CRONPOLICY_HOST="h1"),
+                            capture_output=True, text=True, timeout=60)
+    assert "0 changed" in result.stdout and "registered by another database login" in \
+        result.stderr and "report" in result.stderr, result.stdout + result.stderr
 
 
 # What the commands show ------------------------------------------------------------------
@@ -282,10 +311,12 @@ def test_wrap_register_wraps_and_registers_the_same_jobs(script_env, dba, tmp_pa
     import sys
     crontab = tmp_path / "crontab"
     crontab.write_text(CRONTAB)
-    result = subprocess.run([sys.executable, "-m", "cronpolicy.tooling.cli", "crontab", "wrap",
-                             "--register", "--program", "/usr/bin/cronpolicy", str(crontab)],
-                            env=dict(script_env, TZ="UTC"), capture_output=True, text=True,
-                            timeout=60)
+    # --dsn of the command names the database (it was ignored).
+    env = dict(script_env)
+    dsn = env.pop("CRONPOLICY_DSN")
+    result = subprocess.run([sys.executable, "-m", "cronpolicy.tooling.cli", "--dsn", dsn,
+                             "crontab", "wrap", "--register", "--program", "/usr/bin/cronpolicy",
+                             str(crontab)], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "run publish-distro --from-crontab" in result.stdout
     assert "schedules registered: 2 added" in result.stderr
@@ -304,3 +335,19 @@ def test_cronpolicy_run_records_the_schedule_it_is_given(script_env, dba):
     bad = subprocess.run(command[:6] + ["@reboot", "--", "true"], env=script_env,
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "@reboot is not a schedule" in bad.stderr
+
+
+def test_wrap_register_writes_nothing_when_it_cannot_register(script_env, tmp_path):
+    """The crontab was rewritten in place, then the command failed (exit 4)."""
+    import subprocess
+    import sys
+    crontab = tmp_path / "crontab"
+    crontab.write_text(CRONTAB)
+    away = dict(script_env, CRONPOLICY_DSN="postgresql://nobody@127.0.0.1:1/none",
+                CRONPOLICY_CONNECT_TIMEOUT="1s")
+    result = subprocess.run([sys.executable, "-m", "cronpolicy.tooling.cli", "crontab", "wrap",
+                             "--register", "--in-place", str(crontab)], env=away,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 4 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.splitlines()[-1].startswith("cronpolicy: error: cannot connect")
+    assert crontab.read_text() == CRONTAB

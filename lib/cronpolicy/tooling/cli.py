@@ -309,8 +309,8 @@ def build_parser(argv=None):
     formats.add_argument("--user", dest="format", action="store_const", const="user",
                          help="every file is a user crontab")
     sub.add_argument("--tz", metavar="ZONE",
-                     help="the time zone cron reads them in (default: CRON_TZ, else this "
-                          "host's)")
+                     help="the time zone of the lines with no CRON_TZ above them (default: "
+                          "this host's, from /etc/timezone or /etc/localtime)")
     sub.add_argument("--replace", action="store_true",
                      help="also remove this host's registrations that no job names any more")
     sub = add("list", "cmd_schedule_list", "each script's schedule on each host, with its "

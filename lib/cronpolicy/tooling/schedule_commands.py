@@ -30,6 +30,7 @@ def cmd_schedule_import(args, settings):
         raise UsageError("--tz: %s" % schedule_problem("@daily", args.tz))
     outcome, jobs = register_crontabs(settings, crontabs_of(args), args.tz, args.replace)
     if args.json:
+        _warn_refused(outcome)
         print_json({"host": settings.host, "jobs": [job._asdict() for job in jobs], **outcome})
         return exitcodes.OK
     for job in jobs:
@@ -39,7 +40,14 @@ def cmd_schedule_import(args, settings):
         len(outcome["added"]), len(outcome["changed"]), len(outcome["unchanged"]),
         ", %d removed (%s)" % (len(outcome["removed"]), ", ".join(outcome["removed"]))
         if outcome["removed"] else ""))
+    _warn_refused(outcome)
     return exitcodes.OK
+
+
+def _warn_refused(outcome):
+    if outcome["refused"]:
+        _warn("not changed, registered by another database login (only it, or an "
+              "administrator, may): %s" % ", ".join(outcome["refused"]))
 
 
 def cmd_schedule_list(args, settings):

@@ -26,11 +26,11 @@ CrontabJob = collections.namedtuple("CrontabJob", "path number name schedule tz"
 RECENT = datetime.timedelta(days=30)
 
 
-def host_time_zone(environ=None):
+def host_time_zone():
     """The IANA name of this host's time zone, which cron reads schedules in
-    (TZ, /etc/timezone, the /etc/localtime link), or None for UTC."""
-    environ = os.environ if environ is None else environ
-    candidates = [environ.get("TZ", "").lstrip(":")]
+    (/etc/timezone, else the /etc/localtime link), or None for UTC.  Not
+    the TZ of whoever runs the command: cron does not read it."""
+    candidates = []
     try:
         with open("/etc/timezone", encoding="utf-8") as handle:
             candidates.append(handle.read().strip())
@@ -73,7 +73,8 @@ def crontab_jobs(crontabs, default_tz=None):
 def register(db, jobs, host, replace=False):
     """Register ``jobs`` (CrontabJob) for ``host``; with ``replace``, the
     host's registrations no job names any more go.  Returns a dict of the
-    names added, changed, unchanged and removed.  Two jobs of one name on
+    names added, changed, unchanged, removed and refused (registered by
+    another login, which alone may change them).  Two jobs of one name on
     one host are refused: their schedules would fight."""
     from sqlalchemy import and_, select
     from cronpolicy.tooling.tables import script_schedule
@@ -82,7 +83,9 @@ def register(db, jobs, host, replace=False):
     if doubled:
         raise UsageError("more than one job is named %s on this host: give each its own name "
                          "(# cronpolicy: name=... above the line)" % ", ".join(doubled))
-    outcome = {"added": [], "changed": [], "unchanged": [], "removed": []}
+    # refused: rows another login registered (row-level security lets it
+    # read them, not change them).
+    outcome = {"added": [], "changed": [], "unchanged": [], "removed": [], "refused": []}
     with db.begin("register the schedules of %s" % host) as connection:
         existing = {row["name"]: row for row in connection.execute(
             select(script_schedule).where(script_schedule.c.host == host)).mappings()}
@@ -99,16 +102,16 @@ def register(db, jobs, host, replace=False):
                 outcome["added"].append(job.name)
             elif (before["schedule"], before["schedule_tz"], before["origin"]) != (
                     job.schedule, job.tz, origin):
-                connection.execute(script_schedule.update().where(where).values(
-                    registered_at=db.now(connection), **values))
-                outcome["changed"].append(job.name)
+                done = connection.execute(script_schedule.update().where(where).values(
+                    registered_at=db.now(connection), **values)).rowcount
+                outcome["changed" if done else "refused"].append(job.name)
             else:
                 outcome["unchanged"].append(job.name)
         if replace:
             for name in sorted(set(existing) - set(names)):
-                connection.execute(script_schedule.delete().where(and_(
-                    script_schedule.c.name == name, script_schedule.c.host == host)))
-                outcome["removed"].append(name)
+                done = connection.execute(script_schedule.delete().where(and_(
+                    script_schedule.c.name == name, script_schedule.c.host == host))).rowcount
+                outcome["removed" if done else "refused"].append(name)
     return outcome
 
 

@@ -105,19 +105,20 @@ def cmd_crontab_wrap(args, settings):
         for number, name, length in result.too_long:
             _warn(result.crontab, number, "%s left unwrapped: wrapped it would be %d bytes, "
                                           "over cron's %d" % (name, length, MAX_COMMAND_BYTES))
+    if args.register:
+        _register(crontabs, getattr(args, "dsn", None))     # first: nothing half done
     _deliver(args, [(result.crontab.path, result.crontab.text, result.text)
                     for result in results])
-    if args.register:
-        _register(crontabs)
     return exitcodes.NOT_ALL_WRAPPED if any(result.too_long for result in results) \
         else exitcodes.OK
 
 
-def _register(crontabs):
-    """--register: what `cronpolicy schedule import` does with the same files."""
+def _register(crontabs, dsn=None):
+    """--register: what `cronpolicy schedule import` does with the same files,
+    in the database `cronpolicy --dsn` (or the configuration) names."""
     from cronpolicy.config import Settings
     from cronpolicy.tooling.schedule_commands import register_crontabs
-    outcome, _ = register_crontabs(Settings.load(), crontabs)
+    outcome, _ = register_crontabs(Settings.load(dsn=dsn), crontabs)
     print("schedules registered: %d added, %d changed, %d unchanged" % (
         len(outcome["added"]), len(outcome["changed"]), len(outcome["unchanged"])),
         file=sys.stderr)

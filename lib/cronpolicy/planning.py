@@ -22,6 +22,7 @@ cost.  A slot that makes nothing wait always ranks above one that waits.
 
 import bisect
 import datetime
+import math
 
 from cronpolicy import policy
 from cronpolicy.matching import glob_matches
@@ -60,6 +61,8 @@ MAX_SKIP_WEIGHT = 86400.0
 STARVING_WEIGHT = 7 * 86400.0
 #: The id the planned rollout has among the windows (no real window has it).
 PLANNED_WINDOW_ID = 0
+#: How soon a run already past its expected end is taken to end (seconds).
+OVERRUN = 60.0
 
 
 def covers(rollout, name, host, needs=()):
@@ -181,12 +184,13 @@ class Planner:
 
     def in_flight(self, rollout):
         """The runs in flight now that the rollout would meet at its start:
-        [(Flight, seconds it would wait for it)], longest wait first."""
+        [(Flight, seconds it would wait for it)], longest wait first.  A run
+        already past its expected end may end any moment: a minute from now."""
         met = []
         for flight in self.flights:
             if not covers(rollout, flight.name, flight.host, flight.needs):
                 continue
-            end = max(flight.expected_end, self.now)
+            end = max(flight.expected_end, self.now + datetime.timedelta(seconds=OVERRUN))
             if end > rollout.starts_at:
                 wait = 0.0 if flight.interruptible else \
                     (end - rollout.starts_at).total_seconds()
@@ -263,7 +267,11 @@ class Planner:
         to end (so the first time nothing blocks is always among them)."""
         first = max(self.now, earliest or self.now)
         horizon = first + datetime.timedelta(seconds=within)
-        moments, moment = set(), first
+        moments = {first}
+        # Then on whole multiples of the step, as schedules are (:25:00, not :22:13).
+        epoch = datetime.datetime(2000, 1, 1, tzinfo=first.tzinfo)
+        steps = math.ceil((first - epoch).total_seconds() / step)
+        moment = epoch + datetime.timedelta(seconds=steps * step)
         while moment <= horizon:
             moments.add(moment)
             moment += datetime.timedelta(seconds=step)
@@ -326,27 +334,15 @@ def rank_key(found):
 Cost = shape("Cost", "wait weight skipped waits starved")
 
 
-def starving(runs):
-    """How many rollouts in a row skipped a job: the distinct blocks of its
-    newest runs (newest first, one host's) until one that really ran."""
-    blocks = []
-    for run in runs:
-        if run["status"] != "skipped":
-            break
-        if run.get("block") and run.get("decision") in policy.ROLLOUT_SKIPS \
-                and run["block"] not in blocks:
-            blocks.append(run["block"])
-    return len(blocks)
-
-
-def overdue_by_schedule(schedule, last_success, estimate, grace, now):
+def overdue_by_schedule(schedule, last_success, estimate, grace, now, known_since=None):
     """(overdue, the scheduled start it missed): the newest start whose run
     should have succeeded by now (start + estimate + grace <= now), and
     whether the last success (a start time, or None) is older than it (by
-    more than a minute: cron and the database disagree that much)."""
+    more than a minute: cron and the database disagree that much).  A start
+    before ``known_since`` (when the schedule became known: registered,
+    written in a policy, first declared) was nobody's to miss."""
     moment = now - datetime.timedelta(seconds=estimate + grace)
     due = schedule.previous_before(moment + datetime.timedelta(seconds=1))
-    if due is None:
-        return False, None
+    if due is None or (known_since is not None and due < known_since):
+        return False, due
     return (last_success is None or last_success < due - datetime.timedelta(minutes=1)), due
-

@@ -133,6 +133,9 @@ class Schedule:
         #: and ``origin``: which row, file or run, for people.
         self.source = source
         self.origin = origin
+        #: Since when it is known (set by resolve): a start before it was
+        #: nobody's to miss.
+        self.known_since = None
         self._periods = {}
         from cronsim import CronSim, CronSimError
         self._cronsim = CronSim
@@ -221,13 +224,15 @@ def resolve(policies, registered, declared, name, host, warn=None):
     """The Schedule ``name`` runs on ``host`` by, or None: the most specific
     policy row that sets one, else the host's registered crontab line
     (``registered``: {(name, host): row}), else what the script declared at
-    its latest start there (``declared``, the same)."""
+    its latest start there (``declared``, the same).  Its ``known_since``
+    says since when: the row's change, the registration, the start."""
     from cronpolicy.matching import matching_policies
     for row in matching_policies(policies, name, host):
         if row.schedule is not None:
             found = maybe_schedule(row.schedule, row.schedule_tz, FROM_POLICY,
                                    "policy #%s" % row.id, warn)
             if found is not None:
+                found.known_since = row.changed_at
                 return found
     row = registered.get((name, host))
     if row is not None:
@@ -235,9 +240,13 @@ def resolve(policies, registered, declared, name, host, warn=None):
                                "the crontab of %s%s" % (host, " (%s)" % row["origin"]
                                                         if row.get("origin") else ""), warn)
         if found is not None:
+            found.known_since = row.get("registered_at")
             return found
     row = declared.get((name, host))
     if row is not None:
-        return maybe_schedule(row["schedule"], row.get("schedule_tz"), FROM_SCRIPT,
-                              "the script, at its start on %s" % host, warn)
+        found = maybe_schedule(row["schedule"], row.get("schedule_tz"), FROM_SCRIPT,
+                               "the script, at its start on %s" % host, warn)
+        if found is not None:
+            found.known_since = row.get("started_at")
+        return found
     return None

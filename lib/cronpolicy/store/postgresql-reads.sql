@@ -100,3 +100,15 @@ SELECT started_at, finished_at FROM cronpolicy.script_run
 -- name: services
 -- The services with a deploy pending.
 SELECT * FROM cronpolicy.service_deploy ORDER BY service
+
+
+-- name: rollouts_in_a_row
+-- How many rollouts in a row skipped a script on a host: the distinct
+-- blocks of its rollout skips since it last started for real
+-- (script_run_block_idx; the last real start by script_run_name_started_idx).
+SELECT count(DISTINCT block) AS blocks FROM cronpolicy.script_run
+ WHERE name = %(name)s AND host = %(host)s AND status = 'skipped' AND block IS NOT NULL
+   AND decision IN ('deploy-pending', 'service-pending', 'in-window', 'window-cutoff')
+   AND started_at > coalesce((SELECT max(started_at) FROM cronpolicy.script_run
+                               WHERE name = %(name)s AND host = %(host)s
+                                 AND status <> 'skipped'), '-infinity')

@@ -235,6 +235,11 @@ class Reader:
                           {"started_at": "time"})
         return found[0]["started_at"] if found else None
 
+    def rollouts_in_a_row(self, name, host):
+        """How many rollouts in a row skipped ``name`` on ``host``."""
+        [row] = self.rows("rollouts_in_a_row", {"name": name, "host": host})
+        return int(row["blocks"] or 0)
+
     def ran_since(self, name, host, since):
         """Whether ``name`` started for real (not skipped) on ``host`` after ``since``."""
         [row] = self.rows("ran_since", {"name": name, "host": host, "since": self._time(since)})

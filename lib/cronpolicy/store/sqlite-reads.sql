@@ -76,3 +76,15 @@ SELECT count(*) AS runs FROM cronpolicy.script_run
 SELECT started_at, finished_at FROM cronpolicy.script_run
  WHERE name = :name AND host = :host AND status = 'succeeded'
  ORDER BY started_at DESC LIMIT 1
+
+
+-- name: rollouts_in_a_row
+-- How many rollouts in a row skipped a script on a host: the distinct
+-- blocks of its rollout skips since it last started for real.
+SELECT count(DISTINCT block) AS blocks FROM cronpolicy.script_run
+ WHERE name = :name AND host = :host AND status = 'skipped' AND block IS NOT NULL
+   AND decision IN ('deploy-pending', 'service-pending', 'in-window', 'window-cutoff')
+   AND julianday(started_at) > coalesce((SELECT max(julianday(started_at))
+                                          FROM cronpolicy.script_run
+                                         WHERE name = :name AND host = :host
+                                           AND status <> 'skipped'), 0)

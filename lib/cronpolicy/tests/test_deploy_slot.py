@@ -117,6 +117,10 @@ def test_overdue_by_schedule_and_starving(cli, dba):
     minutes = "interval '5 minutes'" if dba.backend == "postgresql" else "300"
     dba.execute("INSERT INTO cronpolicy.script_policy (name, schedule, expected_runtime)"
                 " VALUES ('hourly', '0 * * * *', %s)" % minutes)
+    # A schedule known for a day (a start before it became known is nobody's to miss).
+    dba.execute(("SET session_replication_role = replica; " if dba.backend == "postgresql"
+                 else "") + "UPDATE cronpolicy.script_policy SET changed_at = %s"
+                % dba.now_plus(-86400))
     run_row(dba, "succeeded", -3 * 3600)
     code, out, err = cli("overdue", "--json")
     assert code == 8, err
@@ -138,6 +142,29 @@ def test_overdue_by_schedule_and_starving(cli, dba):
     # deploy plan warns that this rollout starves it once more.
     code, out, err = cli("deploy", "plan", "--at", "+1m", "--duration", "2h")
     assert "hourly on web1 would be skipped by 4 rollouts in a row" in err
+
+
+def test_a_schedule_registered_now_is_not_overdue_for_starts_before(cli, dba):
+    """overdue paged every host the moment its crontab was registered."""
+    dba.execute("INSERT INTO cronpolicy.script_schedule (name, host, schedule)"
+                " VALUES ('nightly', 'web1', '0 2 * * *')")
+    code, out, _ = cli("overdue", "--json")
+    assert code == 0 and json.loads(out) == []
+
+
+def test_starving_counts_rollouts_not_runs(cli, dba):
+    """A per-minute job skipped 60 times by each of three rollouts was
+    counted as skipped by two (the newest 100 runs were read)."""
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, schedule) VALUES ('hourly', "
+                "'* * * * *')")
+    run_row(dba, "succeeded", -4 * 3600)
+    for rollout in range(3):
+        for minute in range(60):
+            run_row(dba, "skipped", -3 * 3600 + rollout * 3600 + minute * 60,
+                    decision="deploy-pending", block="deploy:2026-12-0%dT10:00:00Z" % (rollout + 1))
+    code, out, _ = cli("overdue", "--json")
+    [report] = json.loads(out)
+    assert report["starving"] == 3 and report["state"] == "starving"
 
 
 def test_deploy_begin_warns_about_a_script_it_starves(cli, dba):
@@ -185,3 +212,14 @@ def test_a_rollout_of_one_service_plans_only_the_scripts_that_need_it(cli, dba):
                        "--service", "mail", "--json")
     best = json.loads(out)["candidates"][0]
     assert best["skipped_starts"] == [] and best["reasons"] == ["nothing scheduled near it"]
+
+
+def test_a_plan_far_ahead_and_a_slot_search_too_wide_are_answered_or_refused(cli, dba):
+    """A plan 400 days ahead listed no skipped start of a */5 job (its
+    starts were cut at 100000); --within 80d took minutes."""
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, host, schedule)"
+                " VALUES ('often', 'web1', '*/5 * * * *')")
+    code, out, _ = cli("deploy", "plan", "--at", "+400d", "--duration", "1h", "--json")
+    assert code == 0 and len(json.loads(out)["skipped_starts"]) >= 12
+    code, _, err = cli("deploy", "slot", "--duration", "30m", "--within", "80d")
+    assert code == 2 and "at most 14d" in err

@@ -96,17 +96,6 @@ def test_starving_a_job_once_more_outweighs_any_skip():
     assert best[1].starved == []
 
 
-def test_how_many_rollouts_in_a_row_skipped_it():
-    runs = [{"status": "skipped", "decision": "deploy-pending", "block": "deploy:b"},
-            {"status": "skipped", "decision": "deploy-pending", "block": "deploy:b"},
-            {"status": "skipped", "decision": "locked", "block": None},
-            {"status": "skipped", "decision": "in-window", "block": "window:4"},
-            {"status": "succeeded", "decision": "run", "block": None},
-            {"status": "skipped", "decision": "in-window", "block": "window:3"}]
-    assert planning.starving(runs) == 2
-    assert planning.starving([]) == 0
-
-
 def test_overdue_by_schedule_waits_for_the_run_to_have_had_its_time():
     hourly = Schedule("0 * * * *")
     # 02:30: the 02:00 run had 20m + 5m; it should have succeeded.
@@ -116,6 +105,9 @@ def test_overdue_by_schedule_waits_for_the_run_to_have_had_its_time():
     late, due = planning.overdue_by_schedule(hourly, at(1, 0), 1200, 300, at(2, 10))
     assert (late, due) == (False, at(1))
     assert planning.overdue_by_schedule(hourly, None, 60, 60, at(2, 30))[0] is True
+    # Known only since 02:10 (registered then): the 02:00 start was nobody's to miss.
+    assert planning.overdue_by_schedule(hourly, None, 60, 60, at(2, 30),
+                                        known_since=at(2, 10))[0] is False
 
 
 # The slot finder's promise ---------------------------------------------------------------

@@ -93,7 +93,7 @@ def scheduled_reports(settings, grace=DEFAULT_GRACE, starving_after=None, includ
                          if run["host"] == job.host and run["status"] == "succeeded"), None) \
                 or reader.last_success_on(job.name, job.host)
             late, due = planning.overdue_by_schedule(job.schedule, last, planner.estimate(job),
-                                                     grace, now)
+                                                     grace, now, job.schedule.known_since)
             starving = job.starving >= starving_after
             if not (late or starving or include_all):
                 continue

@@ -20,8 +20,8 @@ from cronpolicy.timeutil import UTC, format_duration, format_time, parse_time
 
 _EPOCH = datetime.datetime(2000, 1, 1, tzinfo=UTC)
 
-#: How many of a script's newest runs are read to tell whether rollouts starve it.
-STARVATION_RUNS = 100
+#: How many of a script's newest runs are read for what its starts declared.
+RECENT_RUNS = 100
 
 
 def _estimate(settings, inputs, name, host, recorded):
@@ -50,7 +50,8 @@ def gather(settings, host="*", script="*", warn=None):
         live = [run for run in reader.live_runs(inputs.now, host)
                 if glob_matches(script, run["name"])]
         names = sorted({name for name, _ in found} | {run["name"] for run in live})
-        history = {name: reader.recent_runs(name, STARVATION_RUNS) for name in names}
+        history = {name: reader.recent_runs(name, RECENT_RUNS) for name in names}
+        in_a_row = {pair: reader.rollouts_in_a_row(*pair) for pair in found}
     store = open_store(settings, application_name="cronpolicy-plan")
     try:
         by_name = {name: store.load_inputs(name, settings.estimate_runs) for name in names}
@@ -58,12 +59,10 @@ def gather(settings, host="*", script="*", warn=None):
         store.close()
     jobs = []
     for (name, on), schedule in found.items():
-        recorded = next((run["estimate_seconds"] for run in history[name]
-                         if run["host"] == on and run["estimate_seconds"] is not None), None)
-        declared = next((parse_needs(run["needs"]) for run in history[name]
-                         if run["host"] == on and run["needs"] is not None), ())
-        jobs.append(planning.Job(name, on, schedule, recorded, by_name[name], planning.starving(
-            [run for run in history[name] if run["host"] == on]), declared))
+        jobs.append(planning.Job(name, on, schedule, _declared_runtime(history[name], on),
+                                 by_name[name], in_a_row[(name, on)],
+                                 next((parse_needs(run["needs"]) for run in history[name]
+                                       if run["host"] == on and run["needs"] is not None), ())))
     flights = []
     for run in live:
         run["exempt"] = policy.rollout_exempt(inputs.policies, run["name"], run["host"])
@@ -77,6 +76,18 @@ def gather(settings, host="*", script="*", warn=None):
                                        bool(always or run["safe_to_interrupt"]), run["id"],
                                        parse_needs(run["needs"])))
     return Fleet(inputs, jobs, flights, live, history)
+
+
+def _declared_runtime(runs, host):
+    """The runtime the script declares, as its latest start on ``host``
+    recorded deciding with it (its estimate came from the declaration), or
+    None: a recorded estimate of another source is not the script's to say."""
+    for run in runs:
+        if run["host"] == host and run["estimate_seconds"] is not None:
+            if (run["estimate_source"] or "").startswith("script's expected_runtime"):
+                return run["estimate_seconds"]
+            return None
+    return None
 
 
 def _rollout_start(text, now):
@@ -96,7 +107,9 @@ def plan(settings, at, duration, host="*", script="*", service=None, warn=None):
     at_time = _rollout_start(at, now)
     rollout = planning.Rollout(at_time, duration, host, script, service)
     window = planning.rollout_window(rollout)
-    planner = planning.Planner(jobs, flights, settings, now, window.ends_at)
+    # (Starts from the rollout's own neighbourhood only: a plan a year
+    # ahead need not walk a year of a per-minute job.)
+    planner = planning.Planner(jobs, flights, settings, now, window.ends_at, since=at_time)
     cost = planner.cost(rollout)
     # Per script, decided as on "some host" the host pattern covers: no
     # host-specific policy row, the planned window covering it.
@@ -140,19 +153,30 @@ def _planned(job, host, settings, window, at_time):
             "exempt": exempt}
 
 
+#: How far ahead `deploy slot` looks at most, and how many times it weighs
+#: at most (every 5 minutes, or every within/MAX_CANDIDATES when longer).
+MAX_WITHIN = 14 * 86400.0
+MAX_CANDIDATES = 288
+
+
 def slots(settings, duration, within, host="*", script="*", service=None, count=5, step=300.0,
           warn=None):
     """The ``count`` best times to start a rollout of ``duration`` seconds
     within ``within`` seconds (a dict: ``candidates`` best first, each with
-    its cost and reasons, and ``jobs`` for the timeline)."""
+    its cost and reasons, and ``jobs`` for the timeline).  Jobs that run
+    alike on many hosts are weighed once, times their number of hosts."""
+    if within > MAX_WITHIN:
+        raise UsageError("--within: at most %s" % format_duration(MAX_WITHIN))
+    step = max(step, within / MAX_CANDIDATES)
     inputs, jobs, flights, _, _ = gather(settings, host, script, warn)
     now = inputs.now
-    until = now + datetime.timedelta(seconds=within + duration)
-    planner = planning.Planner(jobs, flights, settings, now, until + datetime.timedelta(
-        seconds=TIMELINE_SPAN))
+    until = now + datetime.timedelta(seconds=within + duration + TIMELINE_SPAN)
+    ranking = planning.Planner(_alike(jobs), flights, settings, now, until)
+    planner = planning.Planner(jobs, flights, settings, now, until)
     candidates = []
-    for start, cost in planner.best_slots(duration, within, step, host, script, count, service):
+    for start, _ in ranking.best_slots(duration, within, step, host, script, count, service):
         rollout = planning.Rollout(start, duration, host, script, service)
+        cost = planner.cost(rollout)
         candidates.append({
             "starts_at": start, "ends_at": planning.ends_at(rollout),
             "wait_seconds": cost.wait, "skip_weight_seconds": cost.weight,
@@ -165,6 +189,20 @@ def slots(settings, duration, within, host="*", script="*", service=None, count=
             "timeline": timeline(planner, rollout)})
     return {"now": now, "duration_seconds": duration, "within_seconds": within,
             "host": host, "script": script, "service": service, "candidates": candidates}
+
+
+def _alike(jobs):
+    """``jobs`` with those alike on several hosts (same script, schedule,
+    declarations, history and policy rows) made one Job with its copies."""
+    from cronpolicy.matching import matching_policies
+    groups = {}
+    for job in jobs:
+        key = (job.name, job.schedule, job.expected_runtime, job.starving, tuple(job.needs),
+               tuple(row.id for row in matching_policies(job.inputs.policies, job.name,
+                                                         job.host)))
+        groups.setdefault(key, []).append(job)
+    return [group[0]._replace(copies=sum(job.copies for job in group))
+            for group in groups.values()]
 
 
 #: How long before and after a rollout the reasons and the timeline look.

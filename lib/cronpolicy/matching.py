@@ -79,6 +79,8 @@ def precedence(row):
 
 def matching_policies(rows, name, host):
     """The rows that apply to ``name`` on ``host``, most specific first."""
+    if not rows:
+        return []
     matching = [row for row in rows
                 if glob_matches(row.name, name) and glob_matches(row.host, host)]
     matching.sort(key=precedence, reverse=True)
@@ -104,6 +106,12 @@ def window_covers(window, name, host, needs=()):
 
 def covering_windows(windows, name, host, now, needs=()):
     """Windows not yet over that cover ``name`` on ``host``, earliest first."""
+    if not windows:
+        return []
+    if len(windows) == 1:       # (planners ask with one window, hundreds of thousands of times)
+        window = windows[0]
+        return [window] if window.ends_at > now and window_covers(window, name, host, needs) \
+            else []
     return sorted((window for window in windows
                    if window.ends_at > now and window_covers(window, name, host, needs)),
                   key=lambda window: (window.starts_at, window.id))

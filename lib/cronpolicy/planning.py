@@ -36,9 +36,11 @@ from cronpolicy.shapes import shape
 #: rollouts in a row already skipped it; ``needs``: the services it
 #: declares it needs (a policy row may say otherwise).  How long it runs is
 #: the gate's estimate from these (Planner.estimate).
-#: ``copies``: how many hosts run it alike (the simulator plans one for all).
-Job = shape("Job", "name host schedule expected_runtime inputs starving needs copies",
-            defaults=(0, (), 1))
+#: ``copies``: how many hosts run it alike (the simulator plans one for all);
+#: ``period``: seconds between its starts when the caller knows (else the
+#: schedule's period now).
+Job = shape("Job", "name host schedule expected_runtime inputs starving needs copies period",
+            defaults=(0, (), 1, None))
 
 #: A run in flight now: ``expected_end`` by its estimate; ``interruptible``:
 #: a rollout need not wait for it (a policy says so, or it says it is safe
@@ -125,6 +127,9 @@ class Planner:
             self._starts[_key(job)] = known[schedule]
         self._baseline = {}
         self._weights = {}
+        #: What each job's starts decide with, but the moment and the rollout.
+        self._prepared = {_key(job): (self.facts(job), self._estimates[_key(job)], job.inputs,
+                                      list(job.inputs.windows)) for job in self.jobs}
 
     @staticmethod
     def _facts(job):
@@ -145,42 +150,61 @@ class Planner:
         """How long a run of ``job`` takes, as the gate estimates it (seconds)."""
         return self._estimates[_key(job)].seconds
 
-    def _decide(self, job, moment, windows=()):
-        inputs = job.inputs._replace(now=moment, windows=list(job.inputs.windows) + list(windows))
-        return policy.decide(inputs, self.facts(job), self.settings, self._estimates[_key(job)],
-                             explain=False)
+    def _decide(self, job, moment, window=None):
+        """The verdict of ``job``'s start at ``moment`` (with the rollout's
+        ``window`` among the others, if given)."""
+        facts, estimate, inputs, windows = self._prepared[job.name, job.host]
+        inputs = inputs._replace(now=moment, windows=windows + [window] if window else windows)
+        return policy.decide(inputs, facts, self.settings, estimate, explain=False)
 
     def runs_without(self, job, moment):
         """Whether the start of ``job`` at ``moment`` runs, no rollout planned."""
-        key = (_key(job), moment)
-        if key not in self._baseline:
-            self._baseline[key] = self._decide(job, moment).run
-        return self._baseline[key]
+        key = (job.name, job.host, moment)
+        runs = self._baseline.get(key)
+        if runs is None:
+            runs = self._baseline[key] = self._decide(job, moment).run
+        return runs
+
+    def _skips(self, job, moments, window):
+        """[(moment, code)] of the ``moments`` the rollout's ``window`` skips
+        and that would run without it."""
+        block, found = policy.window_block(window), []
+        for moment in moments:
+            if not self.runs_without(job, moment):
+                continue            # skipped anyway (disabled, another window)
+            verdict = self._decide(job, moment, window)
+            if not verdict.run and verdict.block == block:
+                found.append((moment, verdict.code))
+        return found
 
     def starts(self, job, start, end):
         """``job``'s scheduled starts in [start, end)."""
         moments = self._starts[_key(job)]
         return moments[bisect.bisect_left(moments, start):bisect.bisect_left(moments, end)]
 
-    def skipped_starts(self, job, rollout):
+    def skipped_starts(self, job, rollout, window=None):
         """[SkippedStart] of ``job``'s starts from now that the rollout skips
-        (and that would run without it)."""
+        (and that would run without it).  ``window``: the rollout's, when the
+        caller has made it."""
         if job.schedule is None or not self.covers(rollout, job):
             return []
-        window = rollout_window(rollout)
+        window = window or rollout_window(rollout)
         earliest = max(self.now, rollout.starts_at - datetime.timedelta(
             seconds=self.estimate(job) + self.margin + 60))
-        found, after = [], None
-        for moment in self.starts(job, earliest, window.ends_at):
-            if not self.runs_without(job, moment):
-                continue            # skipped anyway (disabled, another window)
-            verdict = self._decide(job, moment, [window])
-            if verdict.run or verdict.block != policy.window_block(window):
-                continue
-            if after is None:
-                after = job.schedule.next_after(window.ends_at - datetime.timedelta(seconds=1))
-            found.append(SkippedStart(job.name, job.host, moment, verdict.code, after))
-        return found
+        skips = self._skips(job, self.starts(job, earliest, window.ends_at), window)
+        if not skips:
+            return []
+        after = self._next_start(job, window.ends_at - datetime.timedelta(seconds=1))
+        return [SkippedStart(job.name, job.host, moment, code, after) for moment, code in skips]
+
+    def _next_start(self, job, moment):
+        """``job``'s first start after ``moment``: from the starts worked out
+        when they reach past it."""
+        moments = self._starts[_key(job)]
+        position = bisect.bisect_right(moments, moment)
+        if position < len(moments):
+            return moments[position]
+        return job.schedule.next_after(moment)
 
     def in_flight(self, rollout):
         """The runs in flight now that the rollout would meet at its start:
@@ -201,34 +225,51 @@ class Planner:
         """What skipping one start of ``job`` costs: the time until its next
         chance (its period), at most MAX_SKIP_WEIGHT."""
         if _key(job) not in self._weights:
-            self._weights[_key(job)] = 0.0 if job.schedule is None else \
-                min(job.schedule.period(self.now), MAX_SKIP_WEIGHT)
+            period = job.period if job.period is not None else \
+                0.0 if job.schedule is None else job.schedule.period(self.now)
+            self._weights[_key(job)] = min(period, MAX_SKIP_WEIGHT)
         return self._weights[_key(job)]
 
-    def cost(self, rollout, exact=True):
+    def cost(self, rollout, exact=True, beaten_by=None):
         """The Cost of ``rollout`` starting at its ``starts_at``.  ``exact``
         False: only its ``wait`` and ``weight`` (what ranking needs; its
-        ``skipped`` list is left empty), counted by ``skip_count``."""
+        ``skipped`` list is left empty), counted by ``skip_count``.
+        ``beaten_by``: a rank_key already found; None as soon as this cost
+        cannot rank below it (the heaviest jobs are counted first)."""
         waits = [pair for pair in self.in_flight(rollout) if pair[1] > 0]
+        wait = max((wait for _, wait in waits), default=0.0)
+        if beaten_by is not None and round(wait, 3) > beaten_by[0]:
+            return None
+        bound = beaten_by[1] if beaten_by is not None and round(wait, 3) == beaten_by[0] \
+            else None
+        window = rollout_window(rollout)
         skipped, weight, starved = [], 0.0, []
-        for job in self.jobs:
+        for job in self._heaviest_first() if bound is not None else self.jobs:
             if exact:
-                found = self.skipped_starts(job, rollout)
+                found = self.skipped_starts(job, rollout, window)
                 skipped.extend(found)
                 count = len(found)
             else:
-                count = self.skip_count(job, rollout)
+                count = self.skip_count(job, rollout, window)
             if not count:
                 continue
             weight += self.skip_weight(job) * count * job.copies
             if job.starving + 1 >= STARVING_AFTER:
                 starved.append((job.name, job.host))
                 weight += STARVING_WEIGHT * job.copies
-        return Cost(max((wait for _, wait in waits), default=0.0), weight,
+            if bound is not None and weight >= bound:
+                return None     # (a tie goes to the earlier: the one found before)
+        return Cost(wait, weight,
                     sorted(skipped, key=lambda start: (start.at, start.name, start.host)),
-                    waits, starved)
+                    waits, sorted(starved))
 
-    def skip_count(self, job, rollout):
+    def _heaviest_first(self):
+        if not hasattr(self, "_by_weight"):
+            self._by_weight = sorted(self.jobs, key=lambda job: -self.skip_weight(job)
+                                     * job.copies * (1 + (job.starving + 1 >= STARVING_AFTER)))
+        return self._by_weight
+
+    def skip_count(self, job, rollout, window=None):
         """How many of ``job``'s starts the rollout skips, asking the rules at
         few of them: a rollout skips the latest of the starts before its end
         (those whose run would reach it, then those inside it), so the first
@@ -239,15 +280,15 @@ class Planner:
         (skipped_starts)."""
         if job.schedule is None or not self.covers(rollout, job):
             return 0
-        window = rollout_window(rollout)
+        window = window or rollout_window(rollout)
         earliest = max(self.now, rollout.starts_at - datetime.timedelta(
             seconds=self.estimate(job) + self.margin + 60))
         moments = self.starts(job, earliest, window.ends_at)
         if len(moments) <= 8:
-            return len(self.skipped_starts(job, rollout))
+            return len(self._skips(job, moments, window))
 
         def skipped(position):
-            return not self._decide(job, moments[position], [window]).run
+            return not self._decide(job, moments[position], window).run
         low, high = 0, len(moments)
         while low < high:
             middle = (low + high) // 2
@@ -258,7 +299,7 @@ class Planner:
         if (low < len(moments) and not skipped(len(moments) - 1)) or \
                 (low > 0 and skipped(low - 1)) or any(
                     not self.runs_without(job, moment) for moment in moments[low:]):
-            return len(self.skipped_starts(job, rollout))
+            return len(self._skips(job, moments, window))
         return len(moments) - low
 
     def candidate_starts(self, within, step, template, earliest=None):
@@ -283,16 +324,21 @@ class Planner:
         return sorted(moments)
 
     def best_slots(self, duration, within=86400.0, step=300.0, host="*", script="*", count=5,
-                   service=None, earliest=None):
+                   service=None, earliest=None, exact=True):
         """[(start, Cost)]: the ``count`` best times to start a rollout of
         ``duration`` seconds within ``within`` seconds (of now, or of
         ``earliest``), best first (ties: the earlier), no two closer than
-        the rollout lasts (or ``step``): each a real alternative."""
+        the rollout lasts (or ``step``): each a real alternative.  ``exact``
+        False: each Cost as ranked (no list of the starts it skips)."""
         template = Rollout(self.now, duration, host, script, service)
         scored = []
         for moment in self.candidate_starts(within, step, template, earliest):
-            found = self.cost(template._replace(starts_at=moment), exact=False)
-            scored.append((rank_key(found), moment))
+            # Asked for the best only, a candidate is dropped once it cannot beat it.
+            best = scored[0][0] if count == 1 and scored else None
+            found = self.cost(template._replace(starts_at=moment), exact=False, beaten_by=best)
+            if found is not None:
+                scored = sorted(scored + [(rank_key(found), moment)])[:1] if count == 1 \
+                    else scored + [(rank_key(found), moment)]
         scored.sort()
         chosen, apart = [], max(step, duration)
         for _, moment in scored:
@@ -300,7 +346,8 @@ class Planner:
                 chosen.append(moment)
             if len(chosen) == count:
                 break
-        return [(moment, self.cost(template._replace(starts_at=moment))) for moment in chosen]
+        return [(moment, self.cost(template._replace(starts_at=moment), exact=exact))
+                for moment in chosen]
 
     def runs_near(self, job, rollout, span):
         """[(start, end)] of ``job``'s scheduled runs that would happen (not
@@ -311,7 +358,7 @@ class Planner:
         found = []
         for moment in self.starts(job, max(self.now, window.starts_at - around),
                                   window.ends_at + around):
-            runs = self._decide(job, moment, [window]).run \
+            runs = self._decide(job, moment, window).run \
                 if self.covers(rollout, job) else self.runs_without(job, moment)
             if runs:
                 found.append((moment, moment + datetime.timedelta(seconds=self.estimate(job))))

@@ -91,8 +91,18 @@ ScriptFacts = shape(
     defaults=(None, None, False, "skip", None, None, None, (), None))
 
 #: A rule's finding: why the script should not start (or should stop), and
-#: for a rollout, which one (its block).
+#: for a rollout, which one (its block).  ``reason``: the line for people,
+#: or a function of no arguments that says it, when saying it costs more
+#: than finding it (planners ask hundreds of thousands of starts and read
+#: only the code; see said()).
 Skip = shape("Skip", "code reason window_id block", defaults=(None, None))
+
+
+def said(skip, explain=True):
+    """The reason of ``skip`` as text ("" when not ``explain``ing)."""
+    if not explain:
+        return ""
+    return skip.reason() if callable(skip.reason) else skip.reason
 
 #: One entry of the registry.
 Rule = shape("Rule", "check stops_running overridable")
@@ -115,6 +125,10 @@ Verdict = shape(
 class Situation:
     """The inputs narrowed to one script on one host: what the rules read."""
 
+    __slots__ = ("inputs", "facts", "name", "host", "now", "deploy", "matching", "winner",
+                 "exempt", "needs", "windows", "estimate", "margin", "cache_max_age", "limit",
+                 "catch_up")
+
     def __init__(self, inputs, facts, estimate=None, margin=DEFAULT_MARGIN,
                  cache_max_age=None):
         self.inputs = inputs
@@ -123,18 +137,22 @@ class Situation:
         self.host = facts.host
         self.now = inputs.now
         self.deploy = inputs.deploy
-        self.matching = matching_policies(inputs.policies, facts.name, facts.host)
-        self.winner = self.matching[0] if self.matching else None
-        self.exempt = bool(self.winner is not None and self.winner.enabled
-                           and self.winner.rollout_exempt)
-        self.needs = _needs(self.matching, facts)
+        self.matching = matching = matching_policies(inputs.policies, facts.name, facts.host)
+        if matching:
+            self.winner = matching[0]
+            self.exempt = bool(self.winner.enabled and self.winner.rollout_exempt)
+            self.needs = _needs(matching, facts)
+            self.limit = concurrency_limit(matching, facts.max_concurrent)
+            self.catch_up = first_setting(matching, "catch_up")[0]
+        else:       # no policy row: what the script says (planners ask this often)
+            self.winner, self.exempt, self.catch_up = None, False, None
+            self.needs = tuple(getattr(facts, "needs", ()) or ())
+            self.limit = facts.max_concurrent
         self.windows = covering_windows(inputs.windows, facts.name, facts.host, inputs.now,
                                         self.needs)
         self.estimate = estimate
         self.margin = margin
         self.cache_max_age = cache_max_age
-        self.limit = concurrency_limit(self.matching, facts.max_concurrent)
-        self.catch_up = first_setting(self.matching, "catch_up")[0]
 
     def verdict(self, run, code, reason, window_id=None, forced=False, block=None):
         return Verdict(run, code, reason, self.estimate,
@@ -241,7 +259,7 @@ def inside_window(s):
         return None
     for window in s.windows:
         if window.starts_at <= s.now:
-            return Skip(IN_WINDOW, "inside %s (%s to %s)%s" % (
+            return Skip(IN_WINDOW, lambda: "inside %s (%s to %s)%s" % (
                 _window_name(window), format_time(window.starts_at),
                 format_time(window.ends_at), _quoted(window.reason)), window.id,
                 window_block(window))
@@ -260,7 +278,7 @@ def window_cutoff(s):
     window = s.windows[0]
     if s.now < cutoff_at(window.starts_at, s.estimate.seconds, s.margin):
         return None
-    return Skip(WINDOW_CUTOFF, "%s starts at %s, in %s; estimated runtime %s "
+    return Skip(WINDOW_CUTOFF, lambda: "%s starts at %s, in %s; estimated runtime %s "
                 "(%s) + margin %s would reach it%s" % (
                     _window_name(window), format_time(window.starts_at),
                     format_duration((window.starts_at - s.now).total_seconds()),
@@ -329,8 +347,9 @@ def decide(inputs, facts, settings, estimate=None, explain=True):
     estimate_min_runs, default_runtime, cache_max_age); a config.Settings.
     ``estimate``: runtime_estimate(inputs, facts, settings), when the caller
     has it already (the simulator asks thousands of starts of one history);
-    ``explain`` False: a start that runs gets no reason (planners ask many
-    starts only whether they run, and saying why costs more than deciding).
+    ``explain`` False: the verdict gets no reason (planners ask many starts
+    only whether they run and why by code, and saying why costs more than
+    deciding).
     """
     s = Situation(inputs, facts, estimate or runtime_estimate(inputs, facts, settings),
                   margin=settings.cutoff_margin,
@@ -343,9 +362,10 @@ def decide(inputs, facts, settings, estimate=None, explain=True):
         if facts.ignore_policy and rule.overridable:
             forced = forced or skip
             continue
-        return s.verdict(False, skip.code, skip.reason, skip.window_id, block=skip.block)
+        return s.verdict(False, skip.code, said(skip, explain), skip.window_id,
+                         block=skip.block)
     if forced is not None:
-        return s.verdict(True, forced.code, forced.reason, forced.window_id, forced=True)
+        return s.verdict(True, forced.code, said(forced), forced.window_id, forced=True)
     if facts.catch_up_of:
         return s.verdict(True, CATCH_UP, "catching up the start %s skipped; %s" % (
             describe_block(facts.catch_up_of), _run_reason(s)), block=facts.catch_up_of)
@@ -379,7 +399,7 @@ def stop_verdict(inputs, name, host, ignore_policy=False, needs=()):
         if rule.stops_running and not (ignore_policy and rule.overridable):
             skip = rule.check(s)
             if skip is not None:
-                return s.verdict(False, skip.code, skip.reason, skip.window_id, block=skip.block)
+                return s.verdict(False, skip.code, said(skip), skip.window_id, block=skip.block)
     return None
 
 

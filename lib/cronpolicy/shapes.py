@@ -25,6 +25,7 @@ def shape(typename, field_names, defaults=(), module=None):
         raise TypeError("got more default values than fields")
     field_defaults = dict(zip(fields[len(fields) - len(defaults):], defaults))
     positions = {field: index for index, field in enumerate(fields)}
+    first_default = len(fields) - len(defaults)
     count = len(fields)
     tuple_new = tuple.__new__
 
@@ -32,8 +33,11 @@ def shape(typename, field_names, defaults=(), module=None):
         if len(args) > count:
             raise TypeError("%s() takes %d positional arguments but %d were given"
                             % (typename, count, len(args)))
-        if not kwargs and len(args) == count:
-            return tuple_new(cls, args)
+        if not kwargs:
+            if len(args) == count:
+                return tuple_new(cls, args)
+            if len(args) >= first_default:     # the rest from the defaults: the common case
+                return tuple_new(cls, args + defaults[len(args) - first_default:])
         values = list(args) + [_MISSING] * (count - len(args))
         for key, value in kwargs.items():
             index = positions.get(key)

@@ -115,6 +115,8 @@ class Fleet:
             self.durations.append([draw(instance.model, generator) for _ in starts])
             self.periods.append(instance.schedule.period(begin))
         self._by_schedule = cache
+        self.known = [_KnownStarts(instance.schedule, starts, begin, end)
+                      for instance, starts in zip(self.instances, self.starts)]
 
     def starts_of(self, schedule, begin, end):
         """The starts of ``schedule`` in [begin, end), from those worked out once."""
@@ -122,6 +124,20 @@ class Fleet:
         if starts is None or begin < self.begin or end > self.end:
             return schedule.starts_between(begin, end)
         return starts[bisect.bisect_left(starts, begin):bisect.bisect_left(starts, end)]
+
+
+class _KnownStarts:
+    """A schedule's previous_before from its starts worked out once (what
+    planning.overdue_by_schedule asks, thousands of times a simulation)."""
+
+    def __init__(self, schedule, starts, begin, end):
+        self.schedule, self.starts, self.begin, self.end = schedule, starts, begin, end
+
+    def previous_before(self, moment):
+        position = bisect.bisect_left(self.starts, moment)
+        if position and self.begin < moment <= self.end:
+            return self.starts[position - 1]
+        return self.schedule.previous_before(moment)
 
 
 class _Strategy:
@@ -138,6 +154,7 @@ class _Strategy:
         self.running = [None] * count           # its run in flight (a Run), if any
         self.history = {}                       # name -> durations, newest last
         self.estimates = {}                     # name -> its Estimate now (dropped on change)
+        self.reaches = {}                       # name -> how far ahead a window skips it
         self.last_success = [None] * count      # start of its last succeeded run
         self.margin = getattr(settings, "cutoff_margin", policy.DEFAULT_MARGIN)
         self.windows = []                       # announced (cronpolicy, cronpolicy-slot)
@@ -175,11 +192,16 @@ class _Strategy:
                 position += 1
             self.next[index] = position
 
-    def _estimate_bound(self, instance):
-        """No estimate of ``instance`` can be longer (its history, or, with
-        too little of it, the median it declares): a window further away
-        than that cannot skip it."""
-        return max([instance.model.median] + self.history.get(instance.name, []))
+    def _reach(self, instance):
+        """How far ahead a window can skip a start of ``instance``: no
+        estimate of it is longer than its history's longest run or, with too
+        little history, the median it declares; then the margin."""
+        reach = self.reaches.get(instance.name)
+        if reach is None:
+            longest = max([instance.model.median] + self.history.get(instance.name, []))
+            reach = self.reaches[instance.name] = datetime.timedelta(
+                seconds=longest + self.margin)
+        return reach
 
     def _start(self, index, instance, position, moment):
         self._settle(index, moment)
@@ -191,8 +213,9 @@ class _Strategy:
             if pending:     # the crontabs are disabled (or the switch is off): no start
                 self.skips.append((index, moment, policy.DEPLOY_PENDING))
                 return
-        else:
-            reach = datetime.timedelta(seconds=self._estimate_bound(instance) + self.margin)
+        elif pending or (self.windows and self.windows[0].starts_at - self._reach(instance)
+                         <= moment):   # (windows in order of start: the first is nearest)
+            reach = self._reach(instance)
             windows = [window for window in self.windows if window.created_at <= moment
                        < window.ends_at and window.starts_at - reach <= moment]
             if pending or windows:  # else nothing could skip it: the rules need not be asked
@@ -230,6 +253,7 @@ class _Strategy:
             self.history.setdefault(name, []).append((run.end - run.start).total_seconds())
             del self.history[name][:-HISTORY_RUNS]
             self.estimates.pop(name, None)
+            self.reaches.pop(name, None)
             self.last_success[index] = run.start
 
     # Rollouts ----------------------------------------------------------------------------
@@ -242,8 +266,12 @@ class _Strategy:
         window = Window(id=len(self.windows) + 1, starts_at=start, created_at=at,
                         ends_at=start + datetime.timedelta(seconds=self.knobs.duration),
                         reason="simulated rollout")
-        self.windows.append(window)
+        self._add_window(window)
         return window
+
+    def _add_window(self, window):
+        self.windows.append(window)
+        self.windows.sort(key=lambda window: (window.starts_at, window.id))
 
     def rollout(self, ready, window=None):
         """The rollout ready at ``ready`` (announced as ``window``)."""
@@ -301,23 +329,25 @@ class _Strategy:
         knobs = self.knobs
         # One job for the instances that run alike on several hosts (its copies).
         alike = {}
-        for instance in self.fleet.instances:
+        for index, instance in enumerate(self.fleet.instances):
             key = (instance.name, tuple(instance.schedule.fields), instance.schedule.tz)
-            alike.setdefault(key, []).append(instance)
+            alike.setdefault(key, []).append(index)
         jobs = []
-        for instances in alike.values():
-            instance = instances[0]
+        for indexes in alike.values():
+            instance = self.fleet.instances[indexes[0]]
             history = self.history.get(instance.name, [])
             inputs = Inputs(at, None, DeployState(False), [],
                             [window for window in self.windows if window.ends_at > at],
                             history[::-1][:HISTORY_RUNS])
             jobs.append(planning.Job(instance.name, instance.host, instance.schedule,
-                                     instance.model.median, inputs, copies=len(instances)))
+                                     instance.model.median, inputs, copies=len(indexes),
+                                     period=self.fleet.periods[indexes[0]]))
         until = ready + datetime.timedelta(seconds=knobs.tolerance + knobs.duration + 3600)
         planner = planning.Planner(jobs, [], self.settings, at, until, since=ready,
                                    starts=self.fleet.starts_of)
         [(start, _)] = planner.best_slots(knobs.duration, within=knobs.tolerance,
-                                          step=knobs.step, count=1, earliest=ready)
+                                          step=knobs.step, count=1, earliest=ready,
+                                          exact=False)
         return start
 
     def _count_overdue(self, moment):
@@ -332,7 +362,8 @@ class _Strategy:
                 policy.ScriptFacts(instance.name, instance.host,
                                    expected_runtime=instance.model.median),
                 self.settings).seconds
-            late, _ = planning.overdue_by_schedule(instance.schedule, self.last_success[index],
+            late, _ = planning.overdue_by_schedule(self.fleet.known[index],
+                                                   self.last_success[index],
                                                    estimate, self.knobs.grace, moment)
             self.overdue += late
 
@@ -395,7 +426,7 @@ def simulate(fleet, strategy, readies, knobs, settings):
                     seconds=knobs.duration))
                 if window in state.windows:
                     state.windows.remove(window)
-                state.windows.append(moved)
+                state._add_window(moved)
                 announced[position] = moved
         state.rollout(ready, announced.get(position))
     state.finish()

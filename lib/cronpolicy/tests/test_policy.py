@@ -539,3 +539,17 @@ def test_the_global_switch_still_stops_every_script():
     assert decide(inputs(deploy=DeployState(True)), needing, KNOBS).code == DEPLOY_PENDING
     assert decide(inputs(deploy=DeployState(True)), ScriptFacts("b", "h"), KNOBS).code == \
         DEPLOY_PENDING
+
+
+def test_a_reason_said_lazily_is_text_in_every_verdict_that_explains():
+    """The cut-off says its reason only when asked (planners do not ask):
+    a verdict, a stop verdict and a forced run all carry it as text."""
+    ahead = inputs(windows=[Window(1, NOW + minutes(1), NOW + minutes(5))])
+    verdict = decide(ahead, ScriptFacts("publish-distro", "web1"), KNOBS)
+    assert verdict.code == WINDOW_CUTOFF and isinstance(verdict.reason, str)
+    assert "rollout window #1 starts at" in verdict.reason
+    forced = decide(ahead, ScriptFacts("publish-distro", "web1", ignore_policy=True), KNOBS)
+    assert forced.forced and "rollout window #1 starts at" in forced.reason
+    quiet = decide(ahead, ScriptFacts("publish-distro", "web1"), KNOBS, explain=False)
+    assert (quiet.run, quiet.code, quiet.block, quiet.reason) == (False, WINDOW_CUTOFF,
+                                                                  "window:1", "")

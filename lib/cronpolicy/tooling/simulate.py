@@ -153,9 +153,15 @@ def from_database(settings):
     return instances
 
 
+#: The strategies, costliest first: a pool hands them out in this order.
+COSTLIEST_FIRST = ("cronpolicy-slot", "cronpolicy", "on-off", "all-stop")
+
+
 def run(instances, settings, days=7.0, rollouts=10, at=(), strategies=simulation.STRATEGIES,
-        seed=1, begin=DEFAULT_BEGIN, knobs=simulation.Knobs()):
-    """{strategy: simulation state} and the ready times played."""
+        seed=1, begin=DEFAULT_BEGIN, knobs=simulation.Knobs(), workers=None):
+    """{strategy: simulation state} and the ready times played.  The
+    strategies play in ``workers`` processes (default: one per CPU): each
+    plays alone on the same fleet, so the figures do not depend on it."""
     end = begin + datetime.timedelta(days=days)
     fleet = simulation.Fleet(instances, begin, end, seed)
     if at:
@@ -165,5 +171,35 @@ def run(instances, settings, days=7.0, rollouts=10, at=(), strategies=simulation
             readies = simulation.rollout_times(begin, end, rollouts, seed, knobs)
         except ValueError as error:
             raise UsageError(str(error)) from None
-    return {strategy: simulation.simulate(fleet, strategy, readies, knobs, settings)
-            for strategy in strategies}, readies
+    order = sorted(strategies, key=lambda name: COSTLIEST_FIRST.index(name))
+    workers = min(len(order), workers or len(os.sched_getaffinity(0)))
+    if workers <= 1:
+        states = {name: simulation.simulate(fleet, name, readies, knobs, settings)
+                  for name in order}
+    else:
+        states = _in_processes(fleet, order, readies, knobs, settings, workers)
+    return {name: states[name] for name in strategies}, readies
+
+
+#: What the worker processes play (set before they fork: nothing is pickled to them).
+_PLAY = {}
+
+
+def _play(strategy):
+    state = simulation.simulate(_PLAY["fleet"], strategy, _PLAY["readies"], _PLAY["knobs"],
+                                _PLAY["settings"])
+    state.fleet = None          # the parent has it; only what was played goes back
+    return state
+
+
+def _in_processes(fleet, order, readies, knobs, settings, workers):
+    import multiprocessing
+    _PLAY.update(fleet=fleet, readies=readies, knobs=knobs, settings=settings)
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            played = pool.map(_play, order, chunksize=1)
+    finally:
+        _PLAY.clear()
+    for state in played:
+        state.fleet = fleet
+    return dict(zip(order, played))

@@ -326,6 +326,13 @@ class _Strategy:
     def _best_slot(self, ready, at):
         """The best start in [ready, ready + tolerance], as `deploy slot`
         run at ``at`` would rank it (runs in flight then end long before)."""
+        [(start, _)] = self.planner(ready, at).best_slots(
+            self.knobs.duration, within=self.knobs.tolerance, step=self.knobs.step, count=1,
+            earliest=ready, exact=False)
+        return start
+
+    def planner(self, ready, at):
+        """The planner `deploy slot` would use at ``at`` for a rollout ready at ``ready``."""
         knobs = self.knobs
         # One job for the instances that run alike on several hosts (its copies).
         alike = {}
@@ -343,12 +350,8 @@ class _Strategy:
                                      instance.model.median, inputs, copies=len(indexes),
                                      period=self.fleet.periods[indexes[0]]))
         until = ready + datetime.timedelta(seconds=knobs.tolerance + knobs.duration + 3600)
-        planner = planning.Planner(jobs, [], self.settings, at, until, since=ready,
-                                   starts=self.fleet.starts_of)
-        [(start, _)] = planner.best_slots(knobs.duration, within=knobs.tolerance,
-                                          step=knobs.step, count=1, earliest=ready,
-                                          exact=False)
-        return start
+        return planning.Planner(jobs, [], self.settings, at, until, since=ready,
+                                starts=self.fleet.starts_of)
 
     def _count_overdue(self, moment):
         """Instances overdue by schedule at ``moment`` (planning.overdue_by_schedule)."""

@@ -6,7 +6,7 @@ new command or option is fuzzed without touching this file.  The database is
 a SQLite file (fast, and nothing outside this test's directory can be
 touched).  Left out: `run` (it runs the command it is given), `crontab`
 (tested on its own in test_crontab.py), `schema roles` (PostgreSQL roles are
-cluster-wide), and options naming files to write (--output) or another
+cluster-wide), and options naming files to write (--output, --svg) or another
 database (--dsn); `deploy wait` is always given a short --timeout last.
 """
 
@@ -22,7 +22,7 @@ DOCUMENTED = {exitcodes.OK, exitcodes.USAGE, exitcodes.LOCKED, exitcodes.GATE_ER
               exitcodes.WOULD_SKIP, exitcodes.WAIT_TIMEOUT, exitcodes.OVERDUE,
               exitcodes.NOT_ALL_WRAPPED}
 SKIPPED_COMMANDS = {("run",), ("crontab",), ("schema", "roles")}
-SKIPPED_OPTIONS = {"--output", "--dsn", "-h", "--help"}
+SKIPPED_OPTIONS = {"--output", "--svg", "--dsn", "-h", "--help"}
 
 
 def _commands(parser, path=()):

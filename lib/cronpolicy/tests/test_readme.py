@@ -252,3 +252,32 @@ def test_the_service_and_release_recipe_runs_as_written(script_env, tmp_path):
     assert "Traceback" not in result.stderr
     assert "deploy of xmlrpc no longer pending" in result.stdout
     assert os.path.realpath(str(srv / "app" / "current")) == str(srv / "app" / "releases" / "4522")
+
+
+def test_the_simulate_examples_run_and_the_quoted_figures_are_what_they_print(tmp_path):
+    """README's `cronpolicy simulate` examples, verbatim, from a directory
+    where benchmarks/ is the checkout's; the stall p95s README quotes are the
+    ones the first prints (the seed fixes them)."""
+    blocks = indented_blocks(section("What it buys you: a fleet simulated, strategy against "
+                                     "strategy"))
+    [commands] = [block.splitlines() for block in blocks
+                  if block.startswith("cronpolicy simulate ")]
+    [quoted] = [block for block in blocks if block.startswith("rollout stall p95")]
+    assert len(commands) == 2 and all(line.startswith("cronpolicy simulate ")
+                                      for line in commands)
+    readme = os.path.abspath([path for path in PLACES if os.path.exists(path)][0])
+    os.symlink(os.path.join(os.path.dirname(readme), "benchmarks"), tmp_path / "benchmarks")
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep
+               + os.environ.get("PATH", ""))
+    printed = []
+    for command in commands:
+        result = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env,
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        printed.append(result.stdout.splitlines()[-1])
+    assert (tmp_path / "stalls.svg").stat().st_size > 10000
+    prefix = "rollout stall p95:"
+    assert printed[0].startswith(prefix)
+    assert quoted == printed[0].replace(prefix, "rollout stall p95 on the reference fleet:")
+    assert printed[1] == "rollout stall p95: all-stop 0s, on/off 10m16s, cronpolicy 0s, " \
+                         "cronpolicy+slot 20m"

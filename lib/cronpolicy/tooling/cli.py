@@ -23,7 +23,8 @@ COMMANDS = "cronpolicy.tooling.commands"
 #: Functions elsewhere, by the start of their name.
 COMMAND_MODULES = (("cmd_crontab_", "cronpolicy.tooling.crontab.commands"),
                    ("cmd_schedule_", "cronpolicy.tooling.schedule_commands"),
-                   ("cmd_catch_up", "cronpolicy.tooling.catch_up"))
+                   ("cmd_catch_up", "cronpolicy.tooling.catch_up"),
+                   ("cmd_simulate", "cronpolicy.tooling.simulate"))
 
 
 def command_function(func):
@@ -346,6 +347,49 @@ def build_parser(argv=None):
                      help="report a script the last N rollouts in a row skipped (default 3)")
     sub.add_argument("--all", action="store_true",
                      help="list every script with an interval or a schedule")
+    sub = add("simulate", "cmd_simulate",
+              "play days of a fleet's cron jobs through rollouts under each strategy (a: "
+              "crontabs off ahead, b: a switch at rollout time, c: cronpolicy, d: cronpolicy "
+              "at the best slot) and compare the stalls, skips and kills", (common, reader))
+    sub.add_argument("fleet", nargs="?", metavar="FLEET",
+                     help="a fleet file: hosts, their crontabs, a runtime model per job "
+                          "(benchmarks/workload/fleet.json is the reference)")
+    sub.add_argument("--crontab", action="append", default=[], metavar="[HOST=]FILE",
+                     help="a crontab file of a host (repeat; host: the file's name)")
+    sub.add_argument("--model", action="append", default=[],
+                     metavar="NAME=MEDIAN,P95[,true|false|safe:EVERY]",
+                     help="a job's runtimes (lognormal) and whether it may be interrupted")
+    sub.add_argument("--default-model", metavar="MEDIAN,P95[,...]",
+                     help="the model of the jobs --model does not name")
+    sub.add_argument("--from-database", action="store_true",
+                     help="the schedules the policy database knows, models from their history")
+    sub.add_argument("--days", type=float, default=7.0, help="how long to play (default 7)")
+    sub.add_argument("--rollouts", type=int, default=10,
+                     help="how many rollouts, at random times (default 10)")
+    sub.add_argument("--at", action="append", metavar="TIME",
+                     help="a rollout ready at this time instead (ISO 8601, or +D from --start; "
+                          "repeat)")
+    sub.add_argument("--start", metavar="TIME", help="when the play begins (default "
+                                                     "2026-01-05T00:00Z, a Monday)")
+    sub.add_argument("--seed", default="1", help="runtimes and rollout times follow from it")
+    for option, default, text in (
+            ("--duration", "30m", "how long a deploy takes once the fleet is quiet"),
+            ("--lead", "1h", "a: how long before the rollout the crontabs are disabled"),
+            ("--announce", "1d", "c, d: how long ahead the rollout window is announced"),
+            ("--max-wait", "30m", "a, b: how long runs are awaited before they are killed"),
+            ("--tolerance", "1h", "d: how far past ready the rollout may move"),
+            ("--step", "10m", "d: the slots tried, this far apart"),
+            ("--grace", "10m", "what a run is allowed beyond its estimate before it is "
+                               "overdue")):
+        sub.add_argument(option, default=default,
+                         help="%s (default %s)" % (text, default))
+    sub.add_argument("--margin", metavar="D", help="the cut-off margin (default: the "
+                                                   "configured cutoff_margin)")
+    sub.add_argument("--strategies", default="a,b,c,d", help="which to play (default a,b,c,d)")
+    sub.add_argument("--workers", type=positive_int, help="processes (default: one per CPU)")
+    sub.add_argument("--svg", metavar="FILE",
+                     help="also draw one rollout under each strategy and every stall here")
+
     sub = add("metrics", "cmd_metrics", "fleet metrics in the Prometheus text format")
     sub.add_argument("--output", metavar="FILE",
                      help="write them here atomically (for the textfile collector) "

@@ -10,6 +10,7 @@ Jobs are named as `crontab wrap` names them.  The play itself is
 cronpolicy.simulation; the picture is simulation_picture.py.
 """
 
+import copy
 import datetime
 import json
 import os
@@ -24,8 +25,14 @@ DEFAULT_BEGIN = datetime.datetime(2026, 1, 5, tzinfo=UTC)
 
 
 def _seconds(text, what):
+    """A duration (20m, 1h) or a number of seconds (a fleet file may say 1200)."""
     try:
-        return parse_duration(text) if isinstance(text, str) else float(text)
+        if isinstance(text, str):
+            try:
+                return float(text)
+            except ValueError:
+                return parse_duration(text)
+        return float(text)
     except (UsageError, ValueError, TypeError) as error:
         raise UsageError("%s: %s" % (what, error)) from None
 
@@ -65,10 +72,34 @@ def model_from_words(text):
     return name, parse_model(spec, "--model %s" % name)
 
 
+#: No crontab or fleet file is longer (cron's own limit is far below).
+MAX_FILE_BYTES = 4 * 1024 * 1024
+
+
+def read_bounded(path, what):
+    """The bytes of the plain file at ``path``: never a FIFO or device that
+    would block or never end (/dev/zero), never more than MAX_FILE_BYTES."""
+    import stat
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with open(descriptor, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+                raise UsageError("cannot read %s %s: not a plain file" % (what, path))
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as error:
+        raise UsageError("cannot read %s %s: %s" % (what, path, error.strerror)) from None
+    except ValueError:          # a NUL in the name (a fleet file may say anything)
+        raise UsageError("cannot read %s %r: not a file name" % (what, path)) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise UsageError("%s %s is longer than %d MB" % (what, path, MAX_FILE_BYTES >> 20))
+    return data
+
+
 def _read_crontab(path):
-    from cronpolicy.tooling.crontab import Crontab, files
-    text = files.read(path, None)
-    return Crontab(path, text, False)
+    from cronpolicy.tooling.crontab.host import Crontab, detect_system
+    from cronpolicy.tooling.crontab.lines import read_crontab
+    text = read_crontab(read_bounded(path, "the crontab"))
+    return Crontab(path, text, detect_system(path, text))     # as the crontab commands do
 
 
 def _instances(hosts, models, default):
@@ -93,11 +124,8 @@ def _instances(hosts, models, default):
 def load_fleet(path):
     """[simulation.Instance] from a fleet file (see benchmarks/workload/README.txt)."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except OSError as error:
-        raise UsageError("cannot read the fleet file %s: %s" % (path, error.strerror)) from None
-    except ValueError as error:
+        data = json.loads(read_bounded(path, "the fleet file").decode("utf-8"))
+    except (ValueError, RecursionError) as error:
         raise UsageError("the fleet file %s is not JSON: %s" % (path, error)) from None
     if not isinstance(data, dict) or not isinstance(data.get("hosts"), dict) or not data["hosts"]:
         raise UsageError("the fleet file %s has no \"hosts\" (a host: [crontab files])" % path)
@@ -107,6 +135,8 @@ def load_fleet(path):
         if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
             raise UsageError("%s: host %s: a list of crontab files, please" % (path, host))
         hosts[host] = [os.path.join(base, p) for p in paths]
+    if not isinstance(data.get("models", {}), dict):
+        raise UsageError("%s: \"models\" maps a job's name to its model" % path)
     models = {name: parse_model(spec, "%s: model %s" % (path, name))
               for name, spec in (data.get("models") or {}).items()}
     default = parse_model(data["default_model"], "%s: default_model" % path) \
@@ -203,3 +233,176 @@ def _in_processes(fleet, order, readies, knobs, settings, workers):
     for state in played:
         state.fleet = fleet
     return dict(zip(order, played))
+
+
+# The command ------------------------------------------------------------------------------
+
+#: The longest play the command accepts: a week takes seconds, a quarter minutes.
+MAX_DAYS = 92
+MAX_ROLLOUTS = 10000
+#: The slot search (strategy d) looks at most this far past the ready time,
+#: as `deploy slot --within` does.
+MAX_TOLERANCE = 14 * 86400.0
+LABELS = {"all-stop": "a. all-stop", "on-off": "b. on/off", "cronpolicy": "c. cronpolicy",
+          "cronpolicy-slot": "d. cronpolicy+slot"}
+
+
+def strategies_from_words(text):
+    """--strategies a,b,c,d (letters or names) as a tuple of names, in the given order."""
+    chosen = []
+    for word in (part.strip() for part in text.split(",")):
+        name = simulation.STRATEGY_LETTERS.get(word, word)
+        if name not in simulation.STRATEGIES:
+            raise UsageError("--strategies: no strategy %r (a, b, c, d or %s)"
+                             % (word, ", ".join(simulation.STRATEGIES)))
+        if name not in chosen:
+            chosen.append(name)
+    return tuple(chosen)
+
+
+def knobs_from_args(args):
+    """simulation.Knobs from the command's options, each checked."""
+    values = {}
+    for field, option, least in (("duration", "--duration", None), ("lead", "--lead", 0.0),
+                                 ("announce", "--announce", 0.0),
+                                 ("max_wait", "--max-wait", None),
+                                 ("tolerance", "--tolerance", 0.0), ("grace", "--grace", 0.0),
+                                 ("step", "--step", 60.0)):
+        seconds = _seconds(getattr(args, field), option)
+        if seconds != seconds or seconds > 365 * 86400:
+            raise UsageError("%s: at most a year: %r" % (option, getattr(args, field)))
+        if (least is None and seconds <= 0) or (least is not None and seconds < least):
+            raise UsageError("%s must be %s: %r" % (
+                option, "longer than 0" if least is None else "at least %gs" % least,
+                getattr(args, field)))
+        values[field] = seconds
+    if values["tolerance"] > MAX_TOLERANCE:
+        raise UsageError("--tolerance: at most 14d (deploy slot looks no further)")
+    return simulation.Knobs(**values)
+
+
+def instances_from_args(args, settings):
+    sources = [bool(args.fleet), bool(args.crontab), args.from_database]
+    if sum(sources) != 1:
+        raise UsageError("give the fleet one way: a FLEET file, --crontab files, or "
+                         "--from-database")
+    if (args.model or args.default_model) and not args.crontab:
+        raise UsageError("--model and --default-model go with --crontab (a fleet file has "
+                         "its models; the database, its history)")
+    if args.fleet:
+        return load_fleet(args.fleet)
+    if args.crontab:
+        if any(word.rpartition("=")[2] in ("", "-") for word in args.crontab):
+            raise UsageError("--crontab: name a file ([HOST=]FILE; not standard input)")
+        return from_crontabs(args.crontab, args.model, args.default_model)
+    return from_database(settings)
+
+
+def cmd_simulate(args, settings):
+    from cronpolicy import exitcodes
+    from cronpolicy.timeutil import parse_time
+    if not 0 < args.days <= MAX_DAYS:
+        raise UsageError("--days: more than 0 and at most %d: %g" % (MAX_DAYS, args.days))
+    if not 0 <= args.rollouts <= MAX_ROLLOUTS:
+        raise UsageError("--rollouts: from 0 to %d: %d" % (MAX_ROLLOUTS, args.rollouts))
+    knobs = knobs_from_args(args)
+    strategies = strategies_from_words(args.strategies)
+    begin = parse_time(args.start, DEFAULT_BEGIN) if args.start else DEFAULT_BEGIN
+    end = begin + datetime.timedelta(days=args.days)
+    at = sorted(parse_time(text, begin) for text in args.at or ())
+    outside = [moment for moment in at if not begin <= moment < end]
+    if outside:
+        raise UsageError("--at %s is not within the simulated days (%s to %s)" % (
+            outside[0].isoformat(), begin.isoformat(), end.isoformat()))
+    if args.margin is not None:
+        settings = copy.copy(settings)
+        settings.cutoff_margin = _seconds(args.margin, "--margin")
+        if not 0 <= settings.cutoff_margin <= 86400:
+            raise UsageError("--margin: from 0 to a day: %r" % args.margin)
+    if args.svg and not os.path.isdir(os.path.dirname(os.path.abspath(args.svg))):
+        raise UsageError("--svg %s: no such directory" % args.svg)    # (before a long play)
+    instances = instances_from_args(args, settings)
+    states, readies = run(instances, settings, args.days, args.rollouts, at, strategies,
+                          args.seed, begin, knobs, args.workers)
+    figures = {name: simulation.summary(state) for name, state in states.items()}
+    if args.svg:
+        _write_picture(args.svg, states, knobs)
+    if args.json:
+        from cronpolicy.tooling.output import print_json
+        print_json({"instances": len(instances),
+                    "hosts": len({instance.host for instance in instances}),
+                    "begin": begin, "end": end, "seed": args.seed, "knobs": knobs._asdict(),
+                    "ready_times": readies, "strategies": figures})
+        return exitcodes.OK
+    print("%s on %s, %s from %s, %s of %s (seed %s)" % (
+        _count(len(instances), "job instance"),
+        _count(len({instance.host for instance in instances}), "host"),
+        _count(args.days, "day"), begin.strftime("%Y-%m-%d %H:%M UTC"),
+        _count(len(readies), "rollout"), _short(knobs.duration), args.seed))
+    print()
+    print_figures(figures)
+    print()
+    print(quote_line(figures))
+    return exitcodes.OK
+
+
+def _write_picture(path, states, knobs):
+    from cronpolicy.safety import write_atomically
+    from cronpolicy.tooling import simulation_picture
+    text = simulation_picture.render(states, knobs)
+    try:
+        write_atomically(path, lambda handle: handle.write(text), 0o644)
+    except OSError as error:
+        raise UsageError("cannot write %s: %s" % (path, error.strerror)) from None
+
+
+def _count(number, what):
+    return "%g %s%s" % (number, what, "" if number == 1 else "s")
+
+
+def _short(seconds):
+    """Seconds as people read them: 45s, 28m10s, 1h08m."""
+    if seconds is None:
+        return "-"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return "%ds" % seconds
+    if seconds < 3600:
+        return "%dm%02ds" % divmod(seconds, 60) if seconds % 60 else "%dm" % (seconds // 60)
+    hours, rest = divmod(seconds, 3600)
+    return "%dh%02dm" % (hours, rest // 60)
+
+
+#: The rows of the text table: (label, figure of one strategy's summary).
+ROWS = (
+    ("stall p50", lambda f: _short(f["stall_seconds"]["p50"])),
+    ("stall p95", lambda f: _short(f["stall_seconds"]["p95"])),
+    ("stall max", lambda f: _short(f["stall_seconds"]["max"])),
+    ("of which moved to the slot, p50", lambda f: _short(f["moved_seconds"]["p50"])
+     if f["strategy"] == "cronpolicy-slot" else "-"),
+    ("scheduled starts skipped", lambda f: f["skipped_starts"]),
+) + tuple(("  jobs run %s" % label, lambda f, label=label: f["skipped_by_frequency"][label])
+          for label, _ in simulation.FREQUENCIES) + (
+    ("runs interrupted at safe points", lambda f: f["interrupted_at_safe_points"]),
+    ("runs killed while unsafe", lambda f: f["killed_while_unsafe"]),
+    ("job-minutes lost", lambda f: f["job_minutes_lost"]),
+    ("jobs left overdue (an hour after each rollout, summed)", lambda f: f["left_overdue"]),
+)
+
+
+def print_figures(figures):
+    """The figures of each strategy, a column each."""
+    names = list(figures)
+    cells = [[""] + [LABELS[name] for name in names]]
+    cells += [[label] + [str(figure(figures[name])) for name in names] for label, figure in ROWS]
+    widths = [max(len(line[column]) for line in cells) for column in range(len(names) + 1)]
+    for line in cells:
+        print("  ".join([line[0].ljust(widths[0])] + [cell.rjust(width) for cell, width
+                                                       in zip(line[1:], widths[1:])]).rstrip())
+
+
+def quote_line(figures):
+    """The line README.txt quotes: the stall p95 of each strategy."""
+    return "rollout stall p95: " + ", ".join(
+        "%s %s" % (LABELS[name].split(". ")[1], _short(figure["stall_seconds"]["p95"]))
+        for name, figure in figures.items())

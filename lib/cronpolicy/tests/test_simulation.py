@@ -1,0 +1,357 @@
+"""cronpolicy simulate (issue 17): cases worked out by hand through the real
+command, the invariants on the reference fleet, determinism, bad input, and
+fleets read from the policy database on both backends."""
+
+import datetime
+import json
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ElementTree
+
+import pytest
+
+from cronpolicy import simulation
+from cronpolicy.config import Settings
+from cronpolicy.tooling import simulate
+from cronpolicy.tooling.cli import main
+
+# Beside the source tree in a checkout; in the current directory when the
+# suite runs from an installed copy (README's test command, from the checkout).
+REFERENCE = next((path for path in (
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir, os.pardir,
+                 "benchmarks", "workload", "fleet.json"),
+    os.path.join("benchmarks", "workload", "fleet.json")) if os.path.exists(path)),
+    "benchmarks/workload/fleet.json (run the tests from the top of a checkout)")
+BEGIN = simulate.DEFAULT_BEGIN
+SHORT_FLEET_DAYS = 2
+
+
+def run_command(capsys, *argv):
+    code = main(["simulate", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def crontab(tmp_path, text, name="web1"):
+    path = tmp_path / name
+    path.write_text(text)
+    return "%s=%s" % (name, path)
+
+
+def figures(capsys, *argv):
+    code, out, err = run_command(capsys, "--json", "--days", "1", "--margin", "2m", *argv)
+    assert code == 0, err
+    return json.loads(out)
+
+
+def at(hour, minute):
+    return (BEGIN + datetime.timedelta(hours=hour, minutes=minute)).isoformat()
+
+
+# Cases worked out by hand ---------------------------------------------------------------
+
+#: An hourly 20-minute publisher that must not be interrupted, and a
+#: 10-second job every 5 minutes.  Runtimes do not vary (p95 = median).
+PUBLISHER_AND_TICK = "0 * * * * publish-distro\n*/5 * * * * tick\n"
+MODELS = ("--model", "publish-distro=20m,20m,false", "--model", "tick=10s,10s,false")
+
+
+def test_by_hand_a_rollout_at_ten_past_nine(tmp_path, capsys):
+    """Ready at 09:10, a deploy of 30m, crontabs off 5m before (a):
+
+    a. pending from 09:05: the publisher's 09:00 run is awaited to 09:20
+       (stall 10m); the ticks 09:05 to 09:45 are skipped (9);
+    b. the switch at 09:10: the same wait; ticks 09:10 to 09:45 skipped (8);
+    c. the window known a day ahead cuts the 09:00 publisher off (20m and
+       2m of margin reach 09:10): no stall; ticks 09:10 to 09:35 skipped,
+       and the publisher: 7;
+    d. the best slot within the hour, tried every 10m, is 09:30: the 09:00
+       run ends 09:20 (and 09:22 with its margin), and no publisher start
+       falls in 09:30 to 10:00; only the ticks 09:30 to 09:55 are skipped
+       (6); the move is 20m of stall."""
+    result = figures(capsys, "--crontab", crontab(tmp_path, PUBLISHER_AND_TICK), *MODELS,
+                     "--at", at(9, 10), "--lead", "5m", "--duration", "30m",
+                     "--tolerance", "1h", "--step", "10m")
+    strategies = result["strategies"]
+    expected = {"all-stop": (600, 9, 0), "on-off": (600, 8, 0), "cronpolicy": (0, 7, 1),
+                "cronpolicy-slot": (1200, 6, 0)}
+    for name, (stall, skipped, hourly) in expected.items():
+        figure = strategies[name]
+        assert figure["rollouts"] == 1
+        assert figure["stall_seconds"]["max"] == pytest.approx(stall), name
+        assert figure["skipped_starts"] == skipped, name
+        assert figure["skipped_by_frequency"]["up to hourly"] == hourly, name
+        assert figure["killed_while_unsafe"] == 0 and figure["job_minutes_lost"] == 0, name
+    assert strategies["cronpolicy-slot"]["moved_seconds"]["max"] == pytest.approx(1200)
+    assert result["instances"] == 2 and result["hosts"] == 1
+
+
+@pytest.mark.parametrize("interruptible, c_stall, c_lost, c_interrupted", [
+    ("false", 40 * 60, 0.0, 0),     # awaited to its natural end at 09:50
+    ("true", 0, 10.0, 1),           # stopped at once, its 10 minutes lost
+    ("safe:5m", 5 * 60, 0.0, 1),    # stopped at its next safe point, 09:15
+])
+def test_by_hand_a_long_run_already_going_when_the_rollout_comes(
+        tmp_path, capsys, interruptible, c_stall, c_lost, c_interrupted):
+    """A 50-minute hourly job started at 09:00; the rollout ready at 09:10 is
+    announced only then (--announce 0), so nothing was cut off.  a and b
+    await it for --max-wait (30m) and kill it at 09:40 (unsafe unless it may
+    be interrupted; 40 job-minutes lost); c stops it as it allows, or waits."""
+    result = figures(capsys, "--crontab", crontab(tmp_path, "0 * * * * long-job\n"),
+                     "--model", "long-job=50m,50m,%s" % interruptible, "--at", at(9, 10),
+                     "--lead", "5m", "--announce", "0", "--max-wait", "30m",
+                     "--strategies", "a,b,c")
+    strategies = result["strategies"]
+    assert sorted(strategies) == ["all-stop", "cronpolicy", "on-off"]
+    for name in ("all-stop", "on-off"):
+        figure = strategies[name]
+        assert figure["stall_seconds"]["max"] == pytest.approx(1800), name
+        assert figure["killed"] == 1, name
+        assert figure["killed_while_unsafe"] == (0 if interruptible == "true" else 1), name
+        assert figure["job_minutes_lost"] == pytest.approx(40.0), name
+    figure = strategies["cronpolicy"]
+    assert figure["stall_seconds"]["max"] == pytest.approx(c_stall)
+    assert figure["job_minutes_lost"] == pytest.approx(c_lost)
+    assert figure["interrupted_at_safe_points"] == c_interrupted
+    assert figure["killed"] == 0 and figure["killed_while_unsafe"] == 0
+
+
+def test_by_hand_no_rollout_no_stall_no_skip(tmp_path, capsys):
+    result = figures(capsys, "--crontab", crontab(tmp_path, PUBLISHER_AND_TICK), *MODELS,
+                     "--rollouts", "0")
+    for name, figure in result["strategies"].items():
+        assert figure["rollouts"] == 0 and figure["skipped_starts"] == 0, name
+        assert figure["stall_seconds"] == {"p50": None, "p95": None, "max": None}
+        assert figure["runs"] == 24 + 24 * 12, name
+
+
+# Invariants on the reference fleet --------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def reference_play():
+    instances = simulate.load_fleet(REFERENCE)
+    states, readies = simulate.run(instances, Settings(), days=SHORT_FLEET_DAYS, rollouts=12,
+                                   seed=7, workers=1)
+    return instances, states, readies
+
+
+def test_no_strategy_starts_a_job_inside_a_rollout(reference_play):
+    _, states, _ = reference_play
+    knobs = simulation.Knobs()
+    for name, state in states.items():
+        assert state.outcomes, name
+        for outcome in state.outcomes:
+            blocked_from = outcome.ready - datetime.timedelta(seconds=knobs.lead) \
+                if name == "all-stop" else outcome.start
+            inside = [run for run in state.runs
+                      if blocked_from <= run.start < outcome.deploy_end]
+            assert not inside, (name, outcome, inside[:3])
+
+
+def test_cronpolicy_never_kills_a_run_and_the_switches_do(reference_play):
+    _, states, _ = reference_play
+    for name in ("cronpolicy", "cronpolicy-slot"):
+        figure = simulation.summary(states[name])
+        assert figure["killed_while_unsafe"] == 0 and figure["killed"] == 0, name
+        assert figure["interrupted_at_safe_points"] > 0, name
+    # Not a vacuous zero: the same fleet under the switches kills unsafe runs.
+    assert sum(simulation.summary(states[name])["killed_while_unsafe"]
+               for name in ("all-stop", "on-off")) > 0
+
+
+def test_every_scheduled_start_either_ran_or_was_skipped(reference_play):
+    _, states, _ = reference_play
+    for name, state in states.items():
+        scheduled = sum(len(starts) for starts in state.fleet.starts)
+        assert len(state.runs) + len(state.skips) == scheduled, name
+        assert all(run.start <= run.end <= run.natural_end for run in state.runs), name
+
+
+def test_a_run_ends_where_its_outcome_says(reference_play):
+    _, states, _ = reference_play
+    for name, state in states.items():
+        for run in state.runs:
+            if run.outcome == "succeeded":
+                assert run.end == run.natural_end and run.lost == 0
+            else:
+                assert run.end < run.natural_end, (name, run)
+
+
+def test_the_slot_chosen_among_the_best_only_is_the_best_of_the_full_ranking(reference_play):
+    """The planner drops a candidate once it cannot beat the best so far
+    (count=1); ranking every candidate must put the same one first."""
+    instances, states, readies = reference_play
+    fleet = states["cronpolicy-slot"].fleet
+    knobs = simulation.Knobs()
+    state = simulation._Strategy(fleet, "cronpolicy-slot", knobs, Settings())
+    for ready in readies[:6]:
+        state.advance(ready - datetime.timedelta(hours=2))
+        planner = state.planner(ready, ready - datetime.timedelta(hours=2))
+        [(best, best_cost)] = planner.best_slots(knobs.duration, within=knobs.tolerance,
+                                                 step=knobs.step, count=1, earliest=ready)
+        ranked = planner.best_slots(knobs.duration, within=knobs.tolerance, step=knobs.step,
+                                    count=7, earliest=ready)
+        assert ranked[0][0] == best, ready
+        assert ranked[0][1] == best_cost
+
+
+def test_the_same_seed_gives_the_same_figures_and_another_seed_others():
+    instances = simulate.load_fleet(REFERENCE)
+
+    def played(seed, workers):
+        states, readies = simulate.run(instances, Settings(), days=1, rollouts=4, seed=seed,
+                                       workers=workers)
+        return readies, {name: simulation.summary(state) for name, state in states.items()}
+    first = played(3, 1)
+    assert played(3, 2) == first        # in parallel processes or not
+    assert played(4, 1) != first
+
+
+def test_the_picture_is_svg_with_every_strategy(tmp_path, capsys):
+    picture = tmp_path / "stalls.svg"
+    code, out, err = run_command(capsys, REFERENCE, "--days", "1", "--rollouts", "3",
+                                 "--svg", str(picture))
+    assert code == 0, err
+    root = ElementTree.parse(picture).getroot()
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    texts = ["".join(element.itertext()) for element in root.iter()
+             if element.tag.endswith("text")]
+    for title in simulate_titles():
+        assert sum(title in text for text in texts) == 2, title     # timeline and stalls
+    assert "rollout stall p95: all-stop " in out
+
+
+def simulate_titles():
+    from cronpolicy.tooling.simulation_picture import TITLES
+    return [TITLES[name][:34] for name in simulation.STRATEGIES]
+
+
+def test_the_text_table_has_a_column_per_strategy_and_the_quote_line(capsys):
+    code, out, err = run_command(capsys, REFERENCE, "--days", "1", "--rollouts", "2",
+                                 "--strategies", "c,a")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("154 job instances on 21 hosts, 1 day from 2026-01-05")
+    assert lines[2].split() == ["c.", "cronpolicy", "a.", "all-stop"]
+    assert any(line.startswith("runs killed while unsafe") for line in lines)
+    assert lines[-1].startswith("rollout stall p95: cronpolicy ") and ", all-stop " in lines[-1]
+
+
+# Bad input ---------------------------------------------------------------------------------
+
+def bad_inputs(tmp_path):
+    table = tmp_path / "web1"
+    table.write_text("0 * * * * publish-distro\n")
+    not_json = tmp_path / "fleet.json"
+    not_json.write_text("{hosts")
+    no_hosts = tmp_path / "empty.json"
+    no_hosts.write_text("{}")
+    bad_model = tmp_path / "bad-model.json"
+    bad_model.write_text(json.dumps({"hosts": {"web1": ["web1"]},
+                                     "models": {"publish-distro": {"median": "x", "p95": 1}}}))
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    huge = tmp_path / "huge.json"
+    huge.write_text(" " * (simulate.MAX_FILE_BYTES + 1))
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100000)
+    odd_fleets = []
+    for number, data in enumerate([{"hosts": {"web1": ["web1\u0000"]}},
+                                   {"hosts": {"web1": ["web1"]}, "models": []},
+                                   {"hosts": {"web1": "web1"}}, {"hosts": []}, [1],
+                                   {"hosts": {"web1": ["web1"]}, "default_model": 5}]):
+        odd_fleets.append(tmp_path / ("odd-%d.json" % number))
+        odd_fleets[-1].write_text(json.dumps(data))
+    latin = tmp_path / "latin.json"
+    latin.write_bytes(b'{"hosts": {"caf\xe9": []}}')
+    good = ["--crontab", "web1=%s" % table, "--model", "publish-distro=20m,25m"]
+    return [
+        ["--crontab", "web1=%s" % (tmp_path / "missing"), "--default-model", "1m,2m"],
+        ["--crontab", "web1=%s" % tmp_path, "--default-model", "1m,2m"],
+        ["--crontab", "web1=-", "--default-model", "1m,2m"],
+        ["--crontab", "web1=%s" % table, "--model", "publish-distro=20m,10m"],
+        ["--crontab", "web1=%s" % table, "--model", "publish-distro=20m"],
+        ["--crontab", "web1=%s" % table, "--model", "publish-distro=-1m,1m"],
+        ["--crontab", "web1=%s" % table, "--model", "publish-distro=1m,2m,maybe"],
+        ["--crontab", "web1=%s" % table, "--model", "publish-distro=1m,2m,safe:0s"],
+        ["--crontab", "web1=%s" % table, "--model", "publish-distro=nan,inf"],
+        ["--crontab", "web1=%s" % table],                       # no model for the job
+        good + ["--rollouts", "-1"],
+        good + ["--rollouts", "many"],
+        good + ["--days", "0"],
+        good + ["--days", "-3"],
+        good + ["--days", "nan"],
+        good + ["--days", "1000"],
+        good + ["--days", "1", "--rollouts", "100"],            # they do not fit in a day
+        good + ["--duration", "0"],
+        good + ["--lead", "-5m"],
+        good + ["--max-wait", "forever"],
+        good + ["--tolerance", "30d"],
+        good + ["--step", "1s"],
+        good + ["--margin", "2d"],
+        good + ["--strategies", "a,z"],
+        good + ["--at", "yesterday"],
+        good + ["--at", "2031-01-01T00:00Z"],
+        good + ["--start", "1 January"],
+        good + ["--workers", "0"],
+        good + ["--svg", str(tmp_path / "no-such-dir" / "x.svg")],
+        ["--crontab", "web1=/dev/zero", "--default-model", "1m,2m"],   # never ends
+        ["--crontab", "web1=%s" % fifo, "--default-model", "1m,2m"],    # nobody writes
+        [str(huge)],
+        [str(deep)],
+        [str(latin)],
+        [str(tmp_path / "missing.json")],
+        [str(not_json)],
+        [str(no_hosts)],
+        [str(bad_model)],
+        [],                                                     # no fleet at all
+        [REFERENCE, "--crontab", "web1=%s" % table],            # two fleets
+        [REFERENCE, "--model", "x=1m,2m"],                      # models go with --crontab
+    ] + [[str(path)] for path in odd_fleets]
+
+
+def test_bad_input_gets_one_line_and_exit_2(tmp_path, capsys):
+    for argv in bad_inputs(tmp_path):
+        code, out, err = run_command(capsys, *argv)
+        assert code == 2, (argv, code, err)
+        assert out == "", argv
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, (argv, err)
+    assert not os.path.exists(tmp_path / "no-such-dir")
+
+
+def test_bad_input_through_the_installed_command(tmp_path):
+    """The real process: exit 2 and one line, for a negative count."""
+    process = subprocess.run(
+        [sys.executable, "-m", "cronpolicy.tooling.cli", "simulate", REFERENCE,
+         "--rollouts", "-4"], capture_output=True, text=True, timeout=120)
+    assert process.returncode == 2
+    assert process.stdout == "" and len(process.stderr.strip().splitlines()) == 1
+
+
+# From the policy database -------------------------------------------------------------------
+
+def test_a_fleet_from_the_database_uses_its_schedules_and_history(cli, dba):
+    minutes = "interval '20 minutes'" if dba.backend == "postgresql" else "1200"
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, schedule, expected_runtime)"
+                " VALUES ('publish-distro', '0 * * * *', %s)" % minutes)
+    for index, seconds in enumerate((1100, 1150, 1200, 1250, 1300)):
+        start = -50000 + index * 3600
+        dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, started_at,"
+                    " finished_at, status, exit_code) VALUES ('publish-distro', 'web1', 1, {},"
+                    " {}, 'succeeded', 0)".format(dba.now_plus(start),
+                                                  dba.now_plus(start + seconds)))
+    code, out, err = cli("simulate", "--from-database", "--days", "1", "--rollouts", "2",
+                         "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert (result["instances"], result["hosts"]) == (1, 1)
+    publisher = result["strategies"]["cronpolicy"]
+    assert publisher["rollouts"] == 2 and publisher["killed_while_unsafe"] == 0
+    assert publisher["runs"] + publisher["skipped_starts"] == 24
+
+
+def test_an_empty_database_is_said_in_one_line(cli):
+    code, out, err = cli("simulate", "--from-database")
+    assert code == 2 and out == ""
+    assert "knows no schedules" in err and len(err.strip().splitlines()) == 1

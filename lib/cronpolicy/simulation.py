@@ -4,14 +4,16 @@ Given job instances (a script on a host, its schedule, a runtime model),
 the ready times of K rollouts and a strategy, ``simulate`` plays the fleet
 forward in simulated time and measures what each rollout cost: how long
 from "ready to deploy" to "fleet quiet" (the stall), which scheduled starts
-were skipped, which runs were interrupted at safe points, which had to be
+were skipped, which runs were stopped (at a safe point, or at once when
+they may be stopped at any moment), which had to be
 killed while unsafe, the job-minutes lost, and the jobs left overdue.
 Whether a start runs is asked of ``cronpolicy.policy.decide`` with the
 rollout as the rules would see it (deploy pending, a window announced
-ahead), and its estimate comes from the simulated history of its job, as
-the gate's would; only starts that no rollout could touch (before any is
-announced or pending, after it is over) are not asked, since nothing could
-skip them.  Slots (strategy d) are chosen by ``cronpolicy.planning``.
+ahead, and the policy rows of a fleet read from the database), and its
+estimate comes from the simulated history of its job, as the gate's
+would; only starts that no rollout could touch (before any is announced
+or pending, after it is over) and no policy row matches are not asked,
+since nothing could skip them.  Slots (strategy d) are chosen by ``cronpolicy.planning``.
 
 The strategies, for a rollout ready at R that takes ``duration`` once the
 fleet is quiet:
@@ -40,6 +42,7 @@ import math
 import random
 
 from cronpolicy import planning, policy
+from cronpolicy.matching import matching_policies
 from cronpolicy.rows import FROM_DATABASE, DeployState, Inputs, Window
 from cronpolicy.shapes import shape
 
@@ -67,26 +70,41 @@ FREQUENCIES = (("every 5 minutes or more often", 300), ("up to hourly", 3600),
 HISTORY_RUNS = 20
 
 
+#: The longest run a model may give (its median and p95 are at most a
+#: year; a draw far in the tail stops here, so every time stays in range).
+LONGEST_RUN = 10 * 365.25 * 86400
+#: The widest spread: a p95 at most this many medians.
+MAX_SPREAD = 10000.0
+
+
+def _seconds_problem(what, value, least):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value \
+            or not least <= value <= 365.25 * 86400:
+        return "%s must be a duration from %gs to a year: %r" % (what, least, value)
+    return None
+
+
 def model_problem(median, p95, interruptible=False, safe_every=None):
     """Why these numbers are not a runtime model, or None."""
-    for what, value in (("median", median), ("p95", p95)):
-        if not isinstance(value, (int, float)) or not 0 < value < 100 * 365.25 * 86400 \
-                or value != value:
-            return "%s must be a duration above 0: %r" % (what, value)
+    problem = _seconds_problem("median", median, 1.0) or _seconds_problem("p95", p95, 1.0)
+    if problem:
+        return problem
     if p95 < median:
         return "p95 (%gs) is below the median (%gs)" % (p95, median)
-    if interruptible not in (True, False, "safe-points"):
+    if p95 > MAX_SPREAD * median:
+        return "p95 (%gs) is more than %g times the median (%gs)" % (p95, MAX_SPREAD, median)
+    if not (interruptible is True or interruptible is False or interruptible == "safe-points"):
         return "interruptible must be true, false or \"safe-points\": %r" % (interruptible,)
-    if interruptible == "safe-points" and not (isinstance(safe_every, (int, float))
-                                               and 0 < safe_every < 365 * 86400):
-        return "a job with safe points needs safe_every, a duration above 0"
+    if interruptible == "safe-points" and (
+            safe_every is None or _seconds_problem("safe_every", safe_every, 1.0)):
+        return "a job with safe points needs safe_every, a duration from 1s to a year"
     return None
 
 
 def draw(model, generator):
     """One runtime (seconds) from the model's lognormal distribution."""
     sigma = max(0.0, math.log(model.p95 / model.median) / Z95)
-    return model.median * math.exp(sigma * generator.gauss(0.0, 1.0))
+    return min(LONGEST_RUN, model.median * math.exp(sigma * generator.gauss(0.0, 1.0)))
 
 
 #: One run of the simulation: where, when, how long it would take, how it ended.
@@ -97,19 +115,36 @@ Run = shape("Run", "index start natural_end end outcome lost", defaults=(None, "
 RolloutOutcome = shape("RolloutOutcome", "ready start quiet deploy_end stall moved killed_unsafe")
 
 
-class Fleet:
-    """The instances with their starts and durations over [begin, end)."""
+class TooLarge(ValueError):
+    """A play with more starts than MAX_STARTS."""
 
-    def __init__(self, instances, begin, end, seed):
+
+#: The most scheduled starts one play takes (the reference fleet has about
+#: 31000 a day): each is a run or a skip kept in memory, four times over.
+MAX_STARTS = 2000000
+
+
+class Fleet:
+    """The instances with their starts and durations over [begin, end), and
+    the policy rows the rules are asked with (none for a fleet from files)."""
+
+    def __init__(self, instances, begin, end, seed, policies=()):
         self.instances = list(instances)
         self.begin, self.end = begin, end
+        self.policies = list(policies)
         cache = {}
         self.starts, self.durations, self.periods = [], [], []
+        total = 0
         for instance in self.instances:
             key = (tuple(instance.schedule.fields), instance.schedule.tz)
             if key not in cache:
                 cache[key] = instance.schedule.starts_between(begin, end)
-            starts = cache[key]
+            total += len(cache[key])
+            if total > MAX_STARTS:
+                raise TooLarge("more than %d scheduled starts to play: fewer days or jobs"
+                               % MAX_STARTS)
+        for instance in self.instances:
+            starts = cache[(tuple(instance.schedule.fields), instance.schedule.tz)]
             generator = random.Random("%s:%s:%s" % (seed, instance.name, instance.host))
             self.starts.append(starts)
             self.durations.append([draw(instance.model, generator) for _ in starts])
@@ -134,6 +169,7 @@ class _KnownStarts:
         self.schedule, self.starts, self.begin, self.end = schedule, starts, begin, end
 
     def previous_before(self, moment):
+        moment = moment.replace(microsecond=0)      # as Schedule.previous_before reads it
         position = bisect.bisect_left(self.starts, moment)
         if position and self.begin < moment <= self.end:
             return self.starts[position - 1]
@@ -168,6 +204,13 @@ class _Strategy:
         self.outcomes = []
         self.overdue = 0
         self.checks = []                        # when to count the jobs left overdue
+        self.decided_until = fleet.begin        # every start before it is decided
+        # Instances some policy row matches: the rules are asked at each of
+        # their starts (a row may disable them), not only near a rollout.
+        self.ruled = [bool(matching_policies(fleet.policies, instance.name,
+                                              instance.host))
+                      for instance in fleet.instances]
+        self.figures = None                     # summary(), once worked out where played
 
     # Starts --------------------------------------------------------------------------
 
@@ -181,6 +224,7 @@ class _Strategy:
         self._advance(until)
 
     def _advance(self, until):
+        self.decided_until = max(self.decided_until, until)
         if self.windows:            # a window over before the next start meets none
             cursor = _cursor(self)
             self.windows = [window for window in self.windows if window.ends_at > cursor]
@@ -213,12 +257,17 @@ class _Strategy:
             if pending:     # the crontabs are disabled (or the switch is off): no start
                 self.skips.append((index, moment, policy.DEPLOY_PENDING))
                 return
-        elif pending or (self.windows and self.windows[0].starts_at - self._reach(instance)
-                         <= moment):   # (windows in order of start: the first is nearest)
+            # The fleet's own rows (a script disabled) hold whatever the strategy.
+            if self.ruled[index] and not self._allowed(index, instance, moment, False, []):
+                return
+        elif pending or self.ruled[index] or (
+                self.windows and self.windows[0].starts_at - self._reach(instance) <= moment):
+            # (windows in order of start: the first is nearest)
             reach = self._reach(instance)
             windows = [window for window in self.windows if window.created_at <= moment
                        < window.ends_at and window.starts_at - reach <= moment]
-            if pending or windows:  # else nothing could skip it: the rules need not be asked
+            if pending or windows or self.ruled[index]:
+                # (else nothing could skip it: the rules need not be asked)
                 if not self._allowed(index, instance, moment, pending, windows):
                     return
         duration = self.fleet.durations[index][position]
@@ -228,7 +277,8 @@ class _Strategy:
     def _allowed(self, index, instance, moment, pending, windows):
         """Whether the rules let this start run (a skip is recorded)."""
         history = self.history.get(instance.name, [])
-        inputs = Inputs(moment, None, self.pending[2] if pending else self.clear, [], windows,
+        inputs = Inputs(moment, None, self.pending[2] if pending else self.clear,
+                        self.fleet.policies, windows,
                         history[::-1][:HISTORY_RUNS], FROM_DATABASE, None, None, ())
         estimate = self.estimates.get(instance.name)
         if estimate is None:
@@ -309,7 +359,7 @@ class _Strategy:
             model = self.fleet.instances[index].model
             elapsed = (start - run.start).total_seconds()
             if self.cronpolicy and model.interruptible is True:
-                run = run._replace(end=start, outcome="interrupted", lost=elapsed)
+                run = run._replace(end=start, outcome="stopped", lost=elapsed)
             elif self.cronpolicy and model.interruptible == "safe-points":
                 steps = math.floor(elapsed / model.safe_every) + 1
                 safe = run.start + datetime.timedelta(seconds=steps * model.safe_every)
@@ -343,7 +393,7 @@ class _Strategy:
         for indexes in alike.values():
             instance = self.fleet.instances[indexes[0]]
             history = self.history.get(instance.name, [])
-            inputs = Inputs(at, None, DeployState(False), [],
+            inputs = Inputs(at, None, DeployState(False), self.fleet.policies,
                             [window for window in self.windows if window.ends_at > at],
                             history[::-1][:HISTORY_RUNS])
             jobs.append(planning.Job(instance.name, instance.host, instance.schedule,
@@ -360,7 +410,7 @@ class _Strategy:
             if self.last_success[index] is None:
                 continue            # never succeeded yet in the simulation: not counted
             estimate = policy.runtime_estimate(
-                Inputs(moment, None, None, [], [],
+                Inputs(moment, None, None, self.fleet.policies, [],
                        self.history.get(instance.name, [])[::-1][:HISTORY_RUNS]),
                 policy.ScriptFacts(instance.name, instance.host,
                                    expected_runtime=instance.model.median),
@@ -419,7 +469,7 @@ def simulate(fleet, strategy, readies, knobs, settings):
                 at = max(fleet.begin, moment - announce)
                 if at > ready or moment >= fleet.end:
                     break
-                at = max(at, _cursor(state))        # no start is decided twice
+                at = max(at, state.decided_until)   # no start is decided twice
                 state.advance(at)
                 announced[later] = state.announce(moment, at)
             window = announced.get(position)
@@ -453,6 +503,8 @@ def percentile(values, q):
 
 def summary(state):
     """The figures of one strategy (a dict of plain values)."""
+    if state.figures is not None:       # worked out where it was played (runs not sent back)
+        return state.figures
     fleet = state.fleet
     stalls = [outcome.stall for outcome in state.outcomes]
     skipped = {label: 0 for label, _ in FREQUENCIES}
@@ -472,6 +524,7 @@ def summary(state):
         "skipped_starts": sum(skipped.values()),
         "skipped_by_frequency": skipped,
         "interrupted_at_safe_points": sum(1 for run in runs if run.outcome == "interrupted"),
+        "stopped_at_once": sum(1 for run in runs if run.outcome == "stopped"),
         "killed": sum(1 for run in runs if run.outcome == "killed"),
         "killed_while_unsafe": sum(outcome.killed_unsafe for outcome in state.outcomes),
         "job_minutes_lost": round(sum(run.lost for run in runs) / 60.0, 1),

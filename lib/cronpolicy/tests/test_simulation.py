@@ -87,13 +87,13 @@ def test_by_hand_a_rollout_at_ten_past_nine(tmp_path, capsys):
     assert result["instances"] == 2 and result["hosts"] == 1
 
 
-@pytest.mark.parametrize("interruptible, c_stall, c_lost, c_interrupted", [
-    ("false", 40 * 60, 0.0, 0),     # awaited to its natural end at 09:50
-    ("true", 0, 10.0, 1),           # stopped at once, its 10 minutes lost
-    ("safe:5m", 5 * 60, 0.0, 1),    # stopped at its next safe point, 09:15
+@pytest.mark.parametrize("interruptible, c_stall, c_lost, c_interrupted, c_stopped", [
+    ("false", 40 * 60, 0.0, 0, 0),  # awaited to its natural end at 09:50
+    ("true", 0, 10.0, 0, 1),        # stopped at once, its 10 minutes lost
+    ("safe:5m", 5 * 60, 0.0, 1, 0),  # stopped at its next safe point, 09:15
 ])
 def test_by_hand_a_long_run_already_going_when_the_rollout_comes(
-        tmp_path, capsys, interruptible, c_stall, c_lost, c_interrupted):
+        tmp_path, capsys, interruptible, c_stall, c_lost, c_interrupted, c_stopped):
     """A 50-minute hourly job started at 09:00; the rollout ready at 09:10 is
     announced only then (--announce 0), so nothing was cut off.  a and b
     await it for --max-wait (30m) and kill it at 09:40 (unsafe unless it may
@@ -114,7 +114,21 @@ def test_by_hand_a_long_run_already_going_when_the_rollout_comes(
     assert figure["stall_seconds"]["max"] == pytest.approx(c_stall)
     assert figure["job_minutes_lost"] == pytest.approx(c_lost)
     assert figure["interrupted_at_safe_points"] == c_interrupted
+    assert figure["stopped_at_once"] == c_stopped
     assert figure["killed"] == 0 and figure["killed_while_unsafe"] == 0
+
+
+def test_by_hand_the_slot_stays_within_the_tolerance_on_a_sparse_fleet(tmp_path, capsys):
+    """A weekly job (Sunday midnight) and two rollouts on Tuesday and
+    Wednesday: nothing runs near either, so d starts each at once (it used
+    to announce the second from the next undecided start, days later)."""
+    result = figures(capsys, "--crontab", crontab(tmp_path, "0 0 * * 0 weekly\n"),
+                     "--model", "weekly=1m,2m", "--days", "7", "--at", at(36, 0),
+                     "--at", at(60, 0))
+    for name, figure in result["strategies"].items():
+        assert figure["rollouts"] == 2, name
+        assert figure["stall_seconds"]["max"] == 0, name
+    assert result["strategies"]["cronpolicy-slot"]["moved_seconds"]["max"] == 0
 
 
 def test_by_hand_no_rollout_no_stall_no_skip(tmp_path, capsys):
@@ -199,13 +213,17 @@ def test_the_slot_chosen_among_the_best_only_is_the_best_of_the_full_ranking(ref
 def test_the_same_seed_gives_the_same_figures_and_another_seed_others():
     instances = simulate.load_fleet(REFERENCE)
 
-    def played(seed, workers):
+    def played(seed, workers, detail=True):
         states, readies = simulate.run(instances, Settings(), days=1, rollouts=4, seed=seed,
-                                       workers=workers)
-        return readies, {name: simulation.summary(state) for name, state in states.items()}
+                                       workers=workers, detail=detail)
+        return readies, {name: simulation.summary(state) for name, state in states.items()}, \
+            {name: (state.runs, state.skips, state.outcomes) for name, state in states.items()}
     first = played(3, 1)
     assert played(3, 2) == first        # in parallel processes or not
-    assert played(4, 1) != first
+    readies, figures, details = played(3, 2, detail=False)
+    assert (readies, figures) == first[:2]
+    assert all(runs is None and skips is None for runs, skips, _ in details.values())
+    assert played(4, 1)[:2] != first[:2]
 
 
 def test_the_picture_is_svg_with_every_strategy(tmp_path, capsys):
@@ -258,6 +276,11 @@ def bad_inputs(tmp_path):
     deep.write_text("[" * 100000)
     odd_fleets = []
     for number, data in enumerate([{"hosts": {"web1": ["web1\u0000"]}},
+                                   {"hosts": {"web1": ["web1"]},
+                                    "models": {"publish-distro": {"median": "1m", "p95": "2m",
+                                                                  "interruptible": 1}}},
+                                   {"hosts": {"web1": ["web1"]},
+                                    "models": {"publish-distro": {"median": True, "p95": 2}}},
                                    {"hosts": {"web1": ["web1"]}, "models": []},
                                    {"hosts": {"web1": "web1"}}, {"hosts": []}, [1],
                                    {"hosts": {"web1": ["web1"]}, "default_model": 5}]):
@@ -265,6 +288,13 @@ def bad_inputs(tmp_path):
         odd_fleets[-1].write_text(json.dumps(data))
     latin = tmp_path / "latin.json"
     latin.write_bytes(b'{"hosts": {"caf\xe9": []}}')
+    twice = tmp_path / "twice"
+    twice.write_text("# cronpolicy: name=same\n0 * * * * a\n# cronpolicy: name=same\n"
+                     "5 * * * * b\n")
+    busy = tmp_path / "busy"      # 20 jobs every minute: 2.6 million starts in 92 days
+    busy.write_text("".join("* * * * * job%d\n" % number for number in range(20)))
+    empty = tmp_path / "empty"
+    empty.write_text("# nothing\n")
     good = ["--crontab", "web1=%s" % table, "--model", "publish-distro=20m,25m"]
     return [
         ["--crontab", "web1=%s" % (tmp_path / "missing"), "--default-model", "1m,2m"],
@@ -295,6 +325,19 @@ def bad_inputs(tmp_path):
         good + ["--at", "2031-01-01T00:00Z"],
         good + ["--start", "1 January"],
         good + ["--workers", "0"],
+        good + ["--start", "0001-01-01"],
+        good + ["--start", "9999-12-31"],
+        good + ["--start", "now"],
+        good + ["--svg", str(tmp_path)],                        # a directory
+        good + ["--model", "publish-distr=1m,2m"],              # a model for no job
+        good + ["--days", "92", "--rollouts", "1000", "--tolerance", "14d", "--step", "60"],
+        ["--crontab", "web1=%s" % table, "--model", "publish-distro=1e-300,3e9"],
+        ["--crontab", "web1=%s" % table, "--model", "publish-distro=1,3e9"],
+        ["--crontab", "web1=%s" % table, "--model", "publish-distro=50m,50m,safe:1e-320"],
+        ["--crontab", "web1=%s" % twice, "--default-model", "1m,2m"],
+        ["--crontab", "web1=%s" % empty, "--default-model", "1m,2m"],
+        ["--crontab", "web1=%s" % busy, "--default-model", "1m,2m", "--days", "92"],
+        ["--crontab", "web\x01=%s" % table, "--default-model", "1m,2m"],
         good + ["--svg", str(tmp_path / "no-such-dir" / "x.svg")],
         ["--crontab", "web1=/dev/zero", "--default-model", "1m,2m"],   # never ends
         ["--crontab", "web1=%s" % fifo, "--default-model", "1m,2m"],    # nobody writes
@@ -349,6 +392,28 @@ def test_a_fleet_from_the_database_uses_its_schedules_and_history(cli, dba):
     publisher = result["strategies"]["cronpolicy"]
     assert publisher["rollouts"] == 2 and publisher["killed_while_unsafe"] == 0
     assert publisher["runs"] + publisher["skipped_starts"] == 24
+
+
+def test_a_fleet_from_the_database_is_decided_with_its_policy_rows(cli, dba):
+    """A disabled script is skipped at every start, under every strategy
+    (its policy row goes to the rules, as the gate reads it)."""
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, schedule, enabled)"
+                " VALUES ('tidy', '*/30 * * * *', false)")
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, schedule) VALUES ('report',"
+                " '15 * * * *')")
+    for name in ("tidy", "report"):
+        dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, started_at, finished_at,"
+                    " status, exit_code) VALUES ({}, 'web1', 1, {}, {}, 'succeeded', 0)".format(
+                        "'%s'" % name, dba.now_plus(-5000), dba.now_plus(-4900)))
+    code, out, err = cli("simulate", "--from-database", "--days", "1", "--rollouts", "1",
+                         "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["instances"] == 2
+    for name, figure in result["strategies"].items():
+        # 48 starts of tidy skipped as disabled; report runs 24 times less the rollout's.
+        assert figure["runs"] + figure["skipped_starts"] < 48 + 24, name
+        assert figure["runs"] <= 24, name
 
 
 def test_an_empty_database_is_said_in_one_line(cli):

@@ -369,7 +369,7 @@ def build_parser(argv=None):
     sub.add_argument("--at", action="append", metavar="TIME",
                      help="a rollout ready at this time instead (ISO 8601, or +D from --start; "
                           "repeat)")
-    sub.add_argument("--start", metavar="TIME", help="when the play begins (default "
+    sub.add_argument("--start", metavar="TIME", help="when the play begins, ISO 8601 (default "
                                                      "2026-01-05T00:00Z, a Monday)")
     sub.add_argument("--seed", default="1", help="runtimes and rollout times follow from it")
     for option, default, text in (

@@ -26,6 +26,8 @@ DEFAULT_BEGIN = datetime.datetime(2026, 1, 5, tzinfo=UTC)
 
 def _seconds(text, what):
     """A duration (20m, 1h) or a number of seconds (a fleet file may say 1200)."""
+    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
+        raise UsageError("%s: a duration such as 20m, or seconds: %r" % (what, text))
     try:
         if isinstance(text, str):
             try:
@@ -102,22 +104,45 @@ def _read_crontab(path):
     return Crontab(path, text, detect_system(path, text))     # as the crontab commands do
 
 
+def host_problem(host):
+    """Why ``host`` cannot name a host, or None (the names the gate records)."""
+    if not host or len(host) > 200 or not host.isprintable() or host != host.strip():
+        return "not a host name: %r" % host
+    return None
+
+
 def _instances(hosts, models, default):
-    """[simulation.Instance] of {host: [crontab path]}, named as wrap names them."""
+    """[simulation.Instance] of {host: [crontab path]}, named as wrap names
+    them; every job with a model, every model a job's, each name once a host."""
+    from cronpolicy.schedule import Schedule
     from cronpolicy.tooling.schedules import crontab_jobs
-    instances = []
+    instances, named = [], set()
     for host, paths in sorted(hosts.items()):
+        if host_problem(host):
+            raise UsageError(host_problem(host))
         jobs, left = crontab_jobs([_read_crontab(path) for path in paths])
         for path, number, message in left:
             raise UsageError("%s, line %d: %s" % (path, number, message))
+        seen = set()
         for job in jobs:
+            if job.name in seen:
+                raise UsageError("two jobs named %s on %s (%s, line %d): they would share "
+                                 "one lock and history; name one (# cronpolicy: name=...)"
+                                 % (job.name, host, job.path, job.number))
+            seen.add(job.name)
             model = models.get(job.name, default)
             if model is None:
                 raise UsageError("no runtime model for %s (on %s): give one with --model"
                                  % (job.name, host))
-            from cronpolicy.schedule import Schedule
             instances.append(simulation.Instance(job.name, host, Schedule(job.schedule, job.tz),
                                                  model))
+        named |= seen
+    unused = sorted(set(models) - named)
+    if unused:
+        raise UsageError("a model for no job: %s (job names: cronpolicy crontab names FILE)"
+                         % ", ".join(unused[:5]))
+    if not instances:
+        raise UsageError("the crontabs hold no job to play")
     return instances
 
 
@@ -157,8 +182,11 @@ def from_crontabs(crontabs, model_words, default_words=None):
 
 
 def from_database(settings):
-    """Instances from the policy database: schedules as `schedule list` has
-    them, models from 30 days of history (median, p95 of succeeded runs)."""
+    """(instances, policy rows) from the policy database: schedules as
+    `schedule list` has them, each model from its script's succeeded runs
+    among its last 200 (their median and p95; with none, the configured
+    default_runtime), interruptible as its policy row says; the rows go
+    to the rules, as the gate would read them."""
     from cronpolicy import policy
     from cronpolicy.estimate import quantile
     from cronpolicy.store.reads import reading
@@ -177,10 +205,14 @@ def from_database(settings):
             row = policy.Situation(inputs, policy.ScriptFacts(name, host)).winner
             model = simulation.Model(max(median, 1.0), max(p95, median, 1.0),
                                      bool(row is not None and row.interruptible))
+            problem = simulation.model_problem(*model)
+            if problem:
+                raise UsageError("%s on %s: its history gives no runtime model (%s); play it "
+                                 "from its crontab with --model" % (name, host, problem))
             instances.append(simulation.Instance(name, host, schedule, model))
     if not instances:
         raise UsageError("the database knows no schedules (cronpolicy schedule import)")
-    return instances
+    return instances, inputs.policies
 
 
 #: The strategies, costliest first: a pool hands them out in this order.
@@ -188,12 +220,22 @@ COSTLIEST_FIRST = ("cronpolicy-slot", "cronpolicy", "on-off", "all-stop")
 
 
 def run(instances, settings, days=7.0, rollouts=10, at=(), strategies=simulation.STRATEGIES,
-        seed=1, begin=DEFAULT_BEGIN, knobs=simulation.Knobs(), workers=None):
+        seed=1, begin=DEFAULT_BEGIN, knobs=simulation.Knobs(), workers=None, detail=True,
+        policies=()):
     """{strategy: simulation state} and the ready times played.  The
     strategies play in ``workers`` processes (default: one per CPU): each
-    plays alone on the same fleet, so the figures do not depend on it."""
+    plays alone on the same fleet, so the figures do not depend on it.
+    ``detail`` False: a state played in another process comes back with its
+    figures (simulation.summary) but without its runs and skips, which
+    only the picture reads: sending those back (some 400000 objects a
+    strategy for a week of the reference fleet) takes longer than playing
+    two of the strategies.  ``policies``: the rows the rules see (none for
+    a fleet from files)."""
     end = begin + datetime.timedelta(days=days)
-    fleet = simulation.Fleet(instances, begin, end, seed)
+    try:
+        fleet = simulation.Fleet(instances, begin, end, seed, policies)
+    except simulation.TooLarge as error:
+        raise UsageError(str(error)) from None
     if at:
         readies = sorted(at)
     else:
@@ -207,7 +249,7 @@ def run(instances, settings, days=7.0, rollouts=10, at=(), strategies=simulation
         states = {name: simulation.simulate(fleet, name, readies, knobs, settings)
                   for name in order}
     else:
-        states = _in_processes(fleet, order, readies, knobs, settings, workers)
+        states = _in_processes(fleet, order, readies, knobs, settings, workers, detail)
     return {name: states[name] for name in strategies}, readies
 
 
@@ -218,13 +260,16 @@ _PLAY = {}
 def _play(strategy):
     state = simulation.simulate(_PLAY["fleet"], strategy, _PLAY["readies"], _PLAY["knobs"],
                                 _PLAY["settings"])
+    state.figures = simulation.summary(state)
     state.fleet = None          # the parent has it; only what was played goes back
+    if not _PLAY["detail"]:
+        state.runs = state.skips = None
     return state
 
 
-def _in_processes(fleet, order, readies, knobs, settings, workers):
+def _in_processes(fleet, order, readies, knobs, settings, workers, detail):
     import multiprocessing
-    _PLAY.update(fleet=fleet, readies=readies, knobs=knobs, settings=settings)
+    _PLAY.update(fleet=fleet, readies=readies, knobs=knobs, settings=settings, detail=detail)
     try:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
             played = pool.map(_play, order, chunksize=1)
@@ -243,6 +288,13 @@ MAX_ROLLOUTS = 10000
 #: The slot search (strategy d) looks at most this far past the ready time,
 #: as `deploy slot --within` does.
 MAX_TOLERANCE = 14 * 86400.0
+#: Slot search (strategy d): at most this many candidate slots over all
+#: rollouts (the reference play weighs 700).
+MAX_SLOTS = 20000
+#: The simulated days begin between these (every time a play reaches stays
+#: within what datetime holds).
+EARLIEST_START = datetime.datetime(1971, 1, 1, tzinfo=UTC)
+LATEST_START = datetime.datetime(9000, 1, 1, tzinfo=UTC)
 LABELS = {"all-stop": "a. all-stop", "on-off": "b. on/off", "cronpolicy": "c. cronpolicy",
           "cronpolicy-slot": "d. cronpolicy+slot"}
 
@@ -290,11 +342,11 @@ def instances_from_args(args, settings):
         raise UsageError("--model and --default-model go with --crontab (a fleet file has "
                          "its models; the database, its history)")
     if args.fleet:
-        return load_fleet(args.fleet)
+        return load_fleet(args.fleet), ()
     if args.crontab:
         if any(word.rpartition("=")[2] in ("", "-") for word in args.crontab):
             raise UsageError("--crontab: name a file ([HOST=]FILE; not standard input)")
-        return from_crontabs(args.crontab, args.model, args.default_model)
+        return from_crontabs(args.crontab, args.model, args.default_model), ()
     return from_database(settings)
 
 
@@ -307,7 +359,7 @@ def cmd_simulate(args, settings):
         raise UsageError("--rollouts: from 0 to %d: %d" % (MAX_ROLLOUTS, args.rollouts))
     knobs = knobs_from_args(args)
     strategies = strategies_from_words(args.strategies)
-    begin = parse_time(args.start, DEFAULT_BEGIN) if args.start else DEFAULT_BEGIN
+    begin = _start(args.start) if args.start else DEFAULT_BEGIN
     end = begin + datetime.timedelta(days=args.days)
     at = sorted(parse_time(text, begin) for text in args.at or ())
     outside = [moment for moment in at if not begin <= moment < end]
@@ -319,11 +371,18 @@ def cmd_simulate(args, settings):
         settings.cutoff_margin = _seconds(args.margin, "--margin")
         if not 0 <= settings.cutoff_margin <= 86400:
             raise UsageError("--margin: from 0 to a day: %r" % args.margin)
-    if args.svg and not os.path.isdir(os.path.dirname(os.path.abspath(args.svg))):
-        raise UsageError("--svg %s: no such directory" % args.svg)    # (before a long play)
-    instances = instances_from_args(args, settings)
+    if args.svg and (os.path.isdir(args.svg)
+                     or not os.path.isdir(os.path.dirname(os.path.abspath(args.svg)))):
+        raise UsageError("--svg %s: not a file in a directory" % args.svg)  # (before the play)
+    if "cronpolicy-slot" in strategies:
+        slots = (len(at) or args.rollouts) * (knobs.tolerance // knobs.step + 1)
+        if slots > MAX_SLOTS:
+            raise UsageError("%d slots to weigh (rollouts times --tolerance over --step): at "
+                             "most %d" % (slots, MAX_SLOTS))
+    instances, policies = instances_from_args(args, settings)
     states, readies = run(instances, settings, args.days, args.rollouts, at, strategies,
-                          args.seed, begin, knobs, args.workers)
+                          args.seed, begin, knobs, args.workers, detail=bool(args.svg),
+                          policies=policies)
     figures = {name: simulation.summary(state) for name, state in states.items()}
     if args.svg:
         _write_picture(args.svg, states, knobs)
@@ -344,6 +403,18 @@ def cmd_simulate(args, settings):
     print()
     print(quote_line(figures))
     return exitcodes.OK
+
+
+def _start(text):
+    """--start: an ISO 8601 time (no `now`: a play is not about today)."""
+    from cronpolicy.timeutil import parse_time
+    if text.strip().lower().startswith(("now", "+", "-")):
+        raise UsageError("--start: an ISO 8601 time such as 2026-01-05T00:00Z: %r" % text)
+    begin = parse_time(text, DEFAULT_BEGIN)
+    if not EARLIEST_START <= begin <= LATEST_START:
+        raise UsageError("--start: from %s to %s: %r" % (
+            EARLIEST_START.year, LATEST_START.year, text))
+    return begin
 
 
 def _write_picture(path, states, knobs):
@@ -384,6 +455,7 @@ ROWS = (
 ) + tuple(("  jobs run %s" % label, lambda f, label=label: f["skipped_by_frequency"][label])
           for label, _ in simulation.FREQUENCIES) + (
     ("runs interrupted at safe points", lambda f: f["interrupted_at_safe_points"]),
+    ("runs stopped at once (interruptible)", lambda f: f["stopped_at_once"]),
     ("runs killed while unsafe", lambda f: f["killed_while_unsafe"]),
     ("job-minutes lost", lambda f: f["job_minutes_lost"]),
     ("jobs left overdue (an hour after each rollout, summed)", lambda f: f["left_overdue"]),

@@ -14,7 +14,8 @@ from cronpolicy.simulation import percentile
 WIDTH = 1000
 LABEL = 230
 ROW = 14
-COLORS = {"succeeded": "#4c9a2a", "interrupted": "#e69500", "killed": "#c0392b"}
+COLORS = {"succeeded": "#4c9a2a", "interrupted": "#e69500", "stopped": "#b07cc6",
+          "killed": "#c0392b"}
 PHASES = (("blocked", "#bbbbbb"), ("waiting", "#f4c542"), ("deploy", "#3b7dd8"))
 TITLES = {"all-stop": "a. all-stop (crontabs off a lead before)",
           "on-off": "b. on/off switch at rollout time",
@@ -23,7 +24,13 @@ TITLES = {"all-stop": "a. all-stop (crontabs off a lead before)",
 MAX_ROWS = 12
 
 
+def _printable(text):
+    """``text`` with what XML cannot hold (control characters) as '?'."""
+    return "".join(char if char.isprintable() else "?" for char in str(text))
+
+
 def _text(x, y, text, size=11, anchor="start", weight="normal"):
+    text = _printable(text)
     return ('<text x="%.1f" y="%.1f" font-size="%d" text-anchor="%s" font-weight="%s" '
             'font-family="sans-serif">%s</text>' % (x, y, size, anchor, weight, escape(text)))
 
@@ -113,12 +120,12 @@ def render(states, knobs):
         parts.append(_text(LABEL, y + 10, begin.strftime("%Y-%m-%d %H:%M"), 9))
         parts.append(_text(WIDTH - 20, y + 10, end.strftime("%H:%M UTC"), 9, "end"))
         y += 24
-        legend = [("ran", COLORS["succeeded"]), ("interrupted at a safe point",
-                                                  COLORS["interrupted"]),
+        legend = [("ran", COLORS["succeeded"]), ("at a safe point", COLORS["interrupted"]),
+                  ("stopped at once", COLORS["stopped"]),
                   ("killed", COLORS["killed"])] + list(PHASES)
         for position, (label, color) in enumerate(legend):
-            parts.append(_rect(10 + position * 160, y, 10, 10, color))
-            parts.append(_text(24 + position * 160, y + 9, label, 10))
+            parts.append(_rect(10 + position * 135, y, 10, 10, color))
+            parts.append(_text(24 + position * 135, y + 9, label, 10))
         y += 20
     y += 24
     parts.append(_text(10, y, "the stall of every rollout (ready to deploy until the fleet "

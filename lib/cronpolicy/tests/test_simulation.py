@@ -226,6 +226,33 @@ def test_the_same_seed_gives_the_same_figures_and_another_seed_others():
     assert played(4, 1)[:2] != first[:2]
 
 
+def test_a_worker_killed_is_one_error_not_a_wait_forever(monkeypatch):
+    """kill -9 of the process playing one strategy (as the OOM killer
+    would): an error naming it, within a bound (multiprocessing.Pool waited
+    forever for the lost result)."""
+    import signal
+    from cronpolicy.errors import CronPolicyError
+    real = simulation.simulate
+
+    def dying(fleet, strategy, *args):
+        if strategy == "on-off":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(fleet, strategy, *args)
+
+    def hung(*_):
+        raise AssertionError("still waiting for the killed worker after 120 s")
+    monkeypatch.setattr(simulation, "simulate", dying)
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(120)
+    try:
+        with pytest.raises(CronPolicyError, match="simulation process died"):
+            simulate.run(simulate.load_fleet(REFERENCE), Settings(), days=1, rollouts=2,
+                         workers=2)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def test_the_picture_is_svg_with_every_strategy(tmp_path, capsys):
     picture = tmp_path / "stalls.svg"
     code, out, err = run_command(capsys, REFERENCE, "--days", "1", "--rollouts", "3",

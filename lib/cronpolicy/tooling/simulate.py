@@ -3,9 +3,7 @@
 The fleet comes from a fleet file (benchmarks/workload/fleet.json is the
 reference: hosts, their crontab files, a runtime model per job), from
 crontab files given one by one (--crontab HOST=FILE, models by --model),
-or from the policy database (--from-database: the schedules `schedule
-list` shows, and models from each script's history of the last 30 days:
-its median and 95th percentile; interruptible when a policy row says so).
+or from the policy database (--from-database: see from_database).
 Jobs are named as `crontab wrap` names them.  The play itself is
 cronpolicy.simulation; the picture is simulation_picture.py.
 """
@@ -16,7 +14,7 @@ import json
 import os
 
 from cronpolicy import simulation
-from cronpolicy.errors import UsageError
+from cronpolicy.errors import CronPolicyError, UsageError
 from cronpolicy.timeutil import UTC, parse_duration
 
 #: Where the simulated days begin unless told: a Monday, so that weekly
@@ -268,11 +266,19 @@ def _play(strategy):
 
 
 def _in_processes(fleet, order, readies, knobs, settings, workers, detail):
+    # concurrent.futures, not multiprocessing.Pool: a worker that dies (the
+    # OOM killer, kill -9) is an error here, where Pool would wait forever.
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
     _PLAY.update(fleet=fleet, readies=readies, knobs=knobs, settings=settings, detail=detail)
     try:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            played = pool.map(_play, order, chunksize=1)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) \
+                as pool:
+            played = list(pool.map(_play, order))
+    except BrokenProcessPool:
+        raise CronPolicyError("a simulation process died before it finished (out of "
+                              "memory? try fewer --days or --workers 1)") from None
     finally:
         _PLAY.clear()
     for state in played:

@@ -263,7 +263,9 @@ class _Strategy:
         elif pending or self.ruled[index] or (
                 self.windows and self.windows[0].starts_at - self._reach(instance) <= moment):
             # (windows in order of start: the first is nearest)
-            reach = self._reach(instance)
+            # (a policy row may declare a longer runtime than _reach knows of)
+            reach = self.fleet.end - self.fleet.begin if self.ruled[index] \
+                else self._reach(instance)
             windows = [window for window in self.windows if window.created_at <= moment
                        < window.ends_at and window.starts_at - reach <= moment]
             if pending or windows or self.ruled[index]:
@@ -280,10 +282,11 @@ class _Strategy:
         inputs = Inputs(moment, None, self.pending[2] if pending else self.clear,
                         self.fleet.policies, windows,
                         history[::-1][:HISTORY_RUNS], FROM_DATABASE, None, None, ())
-        estimate = self.estimates.get(instance.name)
-        if estimate is None:
-            estimate = self.estimates[instance.name] = policy.runtime_estimate(
-                inputs, self.facts[index], self.settings)
+        estimate = None if self.ruled[index] else self.estimates.get(instance.name)
+        if estimate is None:    # (rows may differ by host: a ruled one is not kept by name)
+            estimate = policy.runtime_estimate(inputs, self.facts[index], self.settings)
+            if not self.ruled[index]:
+                self.estimates[instance.name] = estimate
         verdict = policy.decide(inputs, self.facts[index], self.settings, estimate, explain=False)
         if not verdict.run:
             self.skips.append((index, moment, verdict.code))

@@ -443,6 +443,23 @@ def test_a_fleet_from_the_database_is_decided_with_its_policy_rows(cli, dba):
         assert figure["runs"] <= 24, name
 
 
+def test_a_runtime_a_policy_row_declares_cuts_a_start_off(cli, dba):
+    """No history, so the model is the default runtime (30 minutes); the
+    row says 50 minutes, and at the first start of the play no simulated
+    history says otherwise.  The rules see the row: the 00:00 start would
+    reach a rollout at 00:40, so c skips it, and 01:00 falls in the deploy
+    (it ran, when only the model's 30 minutes were looked at)."""
+    minutes = "interval '50 minutes'" if dba.backend == "postgresql" else "3000"
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, host, schedule, expected_runtime)"
+                " VALUES ('publish', 'web1', '0 * * * *', %s)" % minutes)
+    code, out, err = cli("simulate", "--from-database", "--days", "1", "--at",
+                         "2026-01-05T00:40Z", "--strategies", "c", "--json")
+    assert code == 0, err
+    figure = json.loads(out)["strategies"]["cronpolicy"]
+    assert figure["skipped_starts"] == 2
+    assert figure["stall_seconds"]["max"] == 0
+
+
 def test_an_empty_database_is_said_in_one_line(cli):
     code, out, err = cli("simulate", "--from-database")
     assert code == 2 and out == ""

@@ -21,6 +21,9 @@ TITLES = {"all-stop": "a. all-stop (crontabs off a lead before)",
           "on-off": "b. on/off switch at rollout time",
           "cronpolicy": "c. cronpolicy (window ahead, safe points)",
           "cronpolicy-slot": "d. cronpolicy, moved to the best slot"}
+#: The strategies' names where there is room for a few words only.
+SHORT = {"all-stop": "a. all-stop", "on-off": "b. on/off", "cronpolicy": "c. cronpolicy",
+         "cronpolicy-slot": "d. cronpolicy, best slot"}
 MAX_ROWS = 12
 
 
@@ -135,7 +138,7 @@ def render(states, knobs):
     most = max([1.0] + [value for values in stalls.values() for value in values])
     for strategy, values in stalls.items():
         y += 28
-        parts.append(_text(LABEL - 6, y + 4, TITLES.get(strategy, strategy)[:34], 10, "end"))
+        parts.append(_text(LABEL - 6, y + 4, SHORT.get(strategy, strategy), 10, "end"))
         for value in values:
             parts.append('<circle cx="%.1f" cy="%.1f" r="3" fill="#3b7dd8" '
                          'fill-opacity="0.4"/>' % (LABEL + (WIDTH - LABEL - 20) * value / most,

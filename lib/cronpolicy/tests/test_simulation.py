@@ -315,6 +315,8 @@ def bad_inputs(tmp_path):
     twice = tmp_path / "twice"
     twice.write_text("# cronpolicy: name=same\n0 * * * * a\n# cronpolicy: name=same\n"
                      "5 * * * * b\n")
+    latin_name = tmp_path / "latin-name"
+    latin_name.write_bytes(b"# cronpolicy: name=ab\xff\n0 * * * * /bin/x\n")
     busy = tmp_path / "busy"      # 20 jobs every minute: 2.6 million starts in 92 days
     busy.write_text("".join("* * * * * job%d\n" % number for number in range(20)))
     empty = tmp_path / "empty"
@@ -349,6 +351,9 @@ def bad_inputs(tmp_path):
         good + ["--at", "2031-01-01T00:00Z"],
         good + ["--start", "1 January"],
         good + ["--workers", "0"],
+        good + ["--seed", "\udcff"],                          # a byte that was not UTF-8
+        good + ["--seed", "a\nb"],
+        ["--crontab", "web1=%s" % latin_name, "--default-model", "1m,2m"],
         good + ["--start", "0001-01-01"],
         good + ["--start", "9999-12-31"],
         good + ["--start", "now"],

@@ -102,9 +102,19 @@ def _read_crontab(path):
     return Crontab(path, text, detect_system(path, text))     # as the crontab commands do
 
 
+def _utf8(text):
+    """Whether ``text`` is text (no lone surrogate from bytes that were not UTF-8)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def host_problem(host):
     """Why ``host`` cannot name a host, or None (the names the gate records)."""
-    if not host or len(host) > 200 or not host.isprintable() or host != host.strip():
+    if not host or len(host) > 200 or not host.isprintable() or host != host.strip() \
+            or not _utf8(host):
         return "not a host name: %r" % host
     return None
 
@@ -123,6 +133,9 @@ def _instances(hosts, models, default):
             raise UsageError("%s, line %d: %s" % (path, number, message))
         seen = set()
         for job in jobs:
+            if not _utf8(job.name):
+                raise UsageError("%s, line %d: a job name that is not UTF-8 text: %r"
+                                 % (job.path, job.number, job.name))
             if job.name in seen:
                 raise UsageError("two jobs named %s on %s (%s, line %d): they would share "
                                  "one lock and history; name one (# cronpolicy: name=...)"
@@ -363,6 +376,8 @@ def cmd_simulate(args, settings):
         raise UsageError("--days: more than 0 and at most %d: %g" % (MAX_DAYS, args.days))
     if not 0 <= args.rollouts <= MAX_ROLLOUTS:
         raise UsageError("--rollouts: from 0 to %d: %d" % (MAX_ROLLOUTS, args.rollouts))
+    if not (args.seed.isprintable() and _utf8(args.seed) and len(args.seed) <= 200):
+        raise UsageError("--seed: printable text of at most 200 characters: %r" % args.seed)
     knobs = knobs_from_args(args)
     strategies = strategies_from_words(args.strategies)
     begin = _start(args.start) if args.start else DEFAULT_BEGIN

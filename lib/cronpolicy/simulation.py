@@ -112,7 +112,10 @@ Run = shape("Run", "index start natural_end end outcome lost", defaults=(None, "
 
 #: What became of one rollout: when it was ready, when it began (the slot),
 #: when the fleet was quiet, when the deploy ended.
-RolloutOutcome = shape("RolloutOutcome", "ready start quiet deploy_end stall moved killed_unsafe")
+#: ``queued``: how long it waited for the deploy before (its ready time,
+#: and its stall, begin when that deploy ended).
+RolloutOutcome = shape("RolloutOutcome",
+                       "ready start quiet deploy_end stall moved killed_unsafe queued")
 
 
 class TooLarge(ValueError):
@@ -131,6 +134,7 @@ class Fleet:
     def __init__(self, instances, begin, end, seed, policies=()):
         self.instances = list(instances)
         self.begin, self.end = begin, end
+        self.seed = seed
         self.policies = list(policies)
         cache = {}
         self.starts, self.durations, self.periods = [], [], []
@@ -203,13 +207,24 @@ class _Strategy:
         self.skips = []                         # (index, start, code)
         self.outcomes = []
         self.overdue = 0
+        self.overdue_checks = 0
         self.checks = []                        # when to count the jobs left overdue
+        self.not_played = 0                     # rollouts queued past the end of the play
         self.decided_until = fleet.begin        # every start before it is decided
         # Instances some policy row matches: the rules are asked at each of
         # their starts (a row may disable them), not only near a rollout.
         self.ruled = [bool(matching_policies(fleet.policies, instance.name,
                                               instance.host))
                       for instance in fleet.instances]
+        # Rollout-exempt instances: a rollout neither awaits nor stops their
+        # runs under c and d (`deploy wait` leaves them out: blocking_runs).
+        self.exempt = [ruled and policy.rollout_exempt(fleet.policies, instance.name,
+                                                       instance.host)
+                       for ruled, instance in zip(self.ruled, fleet.instances)]
+        self.tickets = {}                       # index -> (skipped at, block): catch_up once
+        self.last_start = [None] * count        # start of its last run, whatever its end
+        self.catch_up_runs = 0
+        self.catch_up_draws = {}                # index -> its generator of catch-up runtimes
         self.figures = None                     # summary(), once worked out where played
 
     # Starts --------------------------------------------------------------------------
@@ -272,9 +287,12 @@ class _Strategy:
                 # (else nothing could skip it: the rules need not be asked)
                 if not self._allowed(index, instance, moment, pending, windows):
                     return
-        duration = self.fleet.durations[index][position]
+        self._run(index, moment, self.fleet.durations[index][position])
+
+    def _run(self, index, moment, duration):
         natural = moment + datetime.timedelta(seconds=duration)
         self.running[index] = Run(index, moment, natural, natural)
+        self.last_start[index] = moment
 
     def _allowed(self, index, instance, moment, pending, windows):
         """Whether the rules let this start run (a skip is recorded)."""
@@ -290,7 +308,43 @@ class _Strategy:
         verdict = policy.decide(inputs, self.facts[index], self.settings, estimate, explain=False)
         if not verdict.run:
             self.skips.append((index, moment, verdict.code))
+            if policy.catches_up(verdict):      # a later skip rewrites the ticket
+                self.tickets[index] = (moment, verdict.block)
         return verdict.run
+
+    def _catch_up(self, moment):
+        """What `cronpolicy catch-up` starts at ``moment``, its block over:
+        each ticket's start again, unless the job started since it was
+        skipped; a ticket still blocked (by the next rollout's window)
+        waits for the end of that rollout.  A catch-up's runtime is drawn
+        from a generator of its own (seed, job, host), so it does not
+        shift the scheduled starts' draws."""
+        for index in sorted(self.tickets):
+            skipped_at, block = self.tickets[index]
+            self._settle(index, moment)
+            if self.running[index] is not None or (
+                    self.last_start[index] is not None and self.last_start[index] > skipped_at):
+                del self.tickets[index]
+                continue
+            instance = self.fleet.instances[index]
+            history = self.history.get(instance.name, [])
+            inputs = Inputs(moment, None, self.clear, self.fleet.policies,
+                            [window for window in self.windows
+                             if window.created_at <= moment < window.ends_at],
+                            history[::-1][:HISTORY_RUNS], FROM_DATABASE, None, None, ())
+            facts = self.facts[index]._replace(catch_up_of=block)
+            verdict = policy.decide(inputs, facts, self.settings, explain=False)
+            if not verdict.run:
+                if verdict.code == policy.DISABLED:
+                    del self.tickets[index]
+                continue
+            del self.tickets[index]
+            generator = self.catch_up_draws.get(index)
+            if generator is None:
+                generator = self.catch_up_draws[index] = random.Random("%s:%s:%s:catch-up" % (
+                    self.fleet.seed, instance.name, instance.host))
+            self._run(index, moment, draw(instance.model, generator))
+            self.catch_up_runs += 1
 
     def _settle(self, index, moment):
         """The run in flight of ``index`` has ended by ``moment``: record it."""
@@ -326,8 +380,9 @@ class _Strategy:
         self.windows.append(window)
         self.windows.sort(key=lambda window: (window.starts_at, window.id))
 
-    def rollout(self, ready, window=None):
-        """The rollout ready at ``ready`` (announced as ``window``)."""
+    def rollout(self, ready, window=None, queued=0.0):
+        """The rollout ready at ``ready`` (announced as ``window``), after
+        ``queued`` seconds behind the deploy before (its ready time moved)."""
         knobs = self.knobs
         start = window.starts_at if window is not None else ready
         if self.strategy == "all-stop":
@@ -346,10 +401,11 @@ class _Strategy:
         if window in self.windows and window.ends_at > deploy_end:
             # The deploy is over: the window is cancelled, as an operator would.
             self.windows[self.windows.index(window)] = window._replace(ends_at=deploy_end)
+        if self.tickets:
+            self._catch_up(deploy_end)
         self.outcomes.append(RolloutOutcome(
             ready, start, quiet, deploy_end, (quiet - ready).total_seconds(),
-            (start - ready).total_seconds(), killed_unsafe))
-        self.checks.append(deploy_end + datetime.timedelta(hours=1))
+            (start - ready).total_seconds(), killed_unsafe, queued))
 
     def _quiet(self, start, ready):
         """Stop or await the runs in flight at ``start``; (when the fleet is
@@ -357,7 +413,7 @@ class _Strategy:
         quiet, killed_unsafe = start, 0
         deadline = max(start, ready + datetime.timedelta(seconds=self.knobs.max_wait))
         for index, run in enumerate(self.running):
-            if run is None or run.end <= start:
+            if run is None or run.end <= start or (self.cronpolicy and self.exempt[index]):
                 continue
             model = self.fleet.instances[index].model
             elapsed = (start - run.start).total_seconds()
@@ -422,9 +478,9 @@ class _Strategy:
                                                    self.last_success[index],
                                                    estimate, self.knobs.grace, moment)
             self.overdue += late
+        self.overdue_checks += 1
 
     def finish(self):
-        self.checks = [moment for moment in self.checks if moment < self.fleet.end]
         self.advance(self.fleet.end)
         for index, run in enumerate(self.running):
             if run is not None:
@@ -449,19 +505,32 @@ def rollout_times(begin, end, count, seed, knobs):
             for index, offset in enumerate(offsets)]
 
 
+def overdue_horizon(knobs):
+    """How long after each ready time the jobs left overdue are counted: an
+    hour after the latest a deploy awaited for --max-wait would end, had
+    its start been moved by the whole --tolerance.  The same moment under
+    every strategy, so no strategy's own stall moves (or drops) its count."""
+    return knobs.tolerance + knobs.max_wait + knobs.duration + 3600.0
+
+
 def simulate(fleet, strategy, readies, knobs, settings):
     """The state of ``fleet`` played through the rollouts ready at ``readies``
     (in order) under ``strategy``: one rollout at a time (one ready before
-    the last deploy ended waits for it); for cronpolicy, each announced
+    the last deploy ended waits for it, and is not played if that wait
+    reaches the end of the play); for cronpolicy, each announced
     ``knobs.announce`` ahead."""
     state = _Strategy(fleet, strategy, knobs, settings)
+    horizon = datetime.timedelta(seconds=overdue_horizon(knobs))
+    state.checks = [ready + horizon for ready in readies if ready + horizon < fleet.end]
     announce = datetime.timedelta(seconds=knobs.announce)
     announced = {}
-    for position, ready in enumerate(readies):
-        if ready >= fleet.end:
-            break
+    for position, planned in enumerate(readies):
+        ready = planned
         if state.outcomes and ready < state.outcomes[-1].deploy_end:
             ready = state.outcomes[-1].deploy_end
+        if ready >= fleet.end:
+            state.not_played = len(readies) - position
+            break
         if state.cronpolicy:
             # Announce, in order, every rollout whose announcement falls before
             # this one begins (they may be closer together than the lead).
@@ -484,7 +553,7 @@ def simulate(fleet, strategy, readies, knobs, settings):
                     state.windows.remove(window)
                 state._add_window(moved)
                 announced[position] = moved
-        state.rollout(ready, announced.get(position))
+        state.rollout(ready, announced.get(position), (ready - planned).total_seconds())
     state.finish()
     return state
 
@@ -532,5 +601,10 @@ def summary(state):
         "killed_while_unsafe": sum(outcome.killed_unsafe for outcome in state.outcomes),
         "job_minutes_lost": round(sum(run.lost for run in runs) / 60.0, 1),
         "left_overdue": state.overdue,
+        "overdue_checks": state.overdue_checks,
+        "overdue_horizon_seconds": overdue_horizon(state.knobs),
+        "queued": sum(1 for outcome in state.outcomes if outcome.queued),
+        "not_played": state.not_played,
+        "catch_up_runs": state.catch_up_runs,
         "runs": len(runs),
     }

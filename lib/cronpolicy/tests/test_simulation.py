@@ -466,3 +466,100 @@ def test_an_empty_database_is_said_in_one_line(cli):
     code, out, err = cli("simulate", "--from-database")
     assert code == 2 and out == ""
     assert "knows no schedules" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_rollout_exempt_script_is_neither_awaited_nor_stopped(cli, dba):
+    """A 30-minute hourly job (no history: the default runtime) whose row
+    says rollout_exempt: the rollout ready at 00:10, announced only then,
+    goes at once under c, as `deploy wait` never waits for it (it awaited
+    the run to 00:30); a, which edits crontabs 5 minutes ahead, still
+    awaits it."""
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, schedule, rollout_exempt)"
+                " VALUES ('backup', '0 * * * *', true)")
+    code, out, err = cli("simulate", "--from-database", "--days", "1", "--at",
+                         "2026-01-05T00:10Z", "--announce", "0", "--lead", "5m",
+                         "--strategies", "a,c",
+                         "--json")
+    assert code == 0, err
+    strategies = json.loads(out)["strategies"]
+    assert strategies["cronpolicy"]["stall_seconds"]["max"] == 0
+    assert strategies["cronpolicy"]["skipped_starts"] == 0      # it starts in the deploy too
+    assert strategies["all-stop"]["stall_seconds"]["max"] == 20 * 60
+
+
+def test_a_start_a_rollout_skipped_is_caught_up_once_when_its_policy_says_so(cli, dba):
+    """A 5-minute job every 6 hours (catch_up = once): the 06:00 start
+    falls in the deploy pending from 05:50 to 06:20 and is caught up at
+    06:20 under c; a and b (crontabs edited) have no catch-up."""
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, schedule, catch_up)"
+                " VALUES ('report', '0 */6 * * *', 'once')")
+    dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, started_at, finished_at,"
+                " status, exit_code) VALUES ('report', 'web1', 1, {}, {}, 'succeeded', 0)".format(
+                    dba.now_plus(-5000), dba.now_plus(-4700)))
+    code, out, err = cli("simulate", "--from-database", "--days", "1", "--at",
+                         "2026-01-05T05:50Z", "--announce", "0", "--duration", "30m",
+                         "--strategies", "a,c", "--json")
+    assert code == 0, err
+    strategies = json.loads(out)["strategies"]
+    played = strategies["cronpolicy"]
+    assert (played["skipped_starts"], played["catch_up_runs"], played["runs"]) == (1, 1, 4)
+    assert (strategies["all-stop"]["catch_up_runs"], strategies["all-stop"]["runs"]) == (0, 3)
+
+
+def test_rollouts_queued_past_the_end_of_the_play_are_not_played_and_said(tmp_path, capsys):
+    """30 rollouts ready at noon on the first of two days, each deploy a
+    day long: the first is played, the second waits for it to noon of the
+    second day, and the others would begin past the end of the play: they
+    are counted as not played (they were played after it, years on with
+    longer deploys, until the dates overflowed into a traceback; and each
+    counted as a stall of 0)."""
+    tab = crontab(tmp_path, "*/5 * * * * tick\n")
+    code, out, err = run_command(capsys, "--crontab", tab, "--model", "tick=10s,20s",
+                                 "--start", "8999-12-01T00:00Z", "--days", "2",
+                                 "--duration", "1d", "--json",
+                                 *["--at", "8999-12-01T12:00Z"] * 30)
+    assert code == 0, err
+    for name, figure in json.loads(out)["strategies"].items():
+        assert (figure["rollouts"], figure["queued"], figure["not_played"]) == (2, 1, 28), \
+            name
+
+
+def test_a_play_too_long_to_wait_for_is_refused_at_once(tmp_path):
+    """2000 jobs and 2000 rollouts a minute apart fit every other limit
+    (days, starts, slots) and would play for hours."""
+    path = tmp_path / "many"
+    path.write_text("".join("0 0 * * * job-%d\n" % number for number in range(2000)))
+    command = [os.path.join(os.path.dirname(sys.executable), "cronpolicy"), "simulate",
+               "--crontab", "web1=%s" % path, "--default-model", "10s,20s", "--days", "7",
+               "--rollouts", "2000", "--lead", "0", "--duration", "1m", "--strategies", "a,b,c"]
+    process = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert process.returncode == 2, process.stderr
+    assert "too long" in process.stderr and len(process.stderr.strip().splitlines()) == 1
+
+
+def test_more_than_the_most_rollouts_given_by_at_is_one_line_and_exit_2(tmp_path, capsys):
+    tab = crontab(tmp_path, "*/5 * * * * tick\n")
+    code, out, err = run_command(capsys, "--crontab", tab, "--model", "tick=10s,20s",
+                                 *["--at", at(12, 0)] * (simulate.MAX_ROLLOUTS + 1))
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert "--at" in err
+
+
+def test_jobs_left_overdue_are_counted_at_one_moment_whatever_each_strategy_stalled(
+        tmp_path, capsys):
+    """A 50-minute unsafe hourly job and a rollout at 09:10 with a deploy of
+    13h15m: a and b kill the run at 09:40, c awaits it to 09:50.  The count
+    was taken an hour after each deploy ended (23:55 for a and b, 00:05,
+    past the end of the play, for c, which then had none); now at the ready
+    time plus a horizon the same for all (tolerance 0 + max-wait 30m + the
+    deploy + 1h = 23:55), so each strategy is counted once."""
+    result = figures(capsys, "--crontab", crontab(tmp_path, "0 * * * * long-job\n"),
+                     "--model", "long-job=50m,50m", "--at", at(9, 10), "--announce", "0",
+                     "--lead", "5m", "--max-wait", "30m", "--duration", "13h15m",
+                     "--tolerance", "0")
+    stalls = set()
+    for name, figure in result["strategies"].items():
+        assert figure["overdue_checks"] == 1, name
+        assert figure["overdue_horizon_seconds"] == 14 * 3600 + 45 * 60
+        stalls.add(figure["stall_seconds"]["max"])
+    assert len(stalls) > 1          # the strategies did stall differently

@@ -247,13 +247,7 @@ def run(instances, settings, days=7.0, rollouts=10, at=(), strategies=simulation
         fleet = simulation.Fleet(instances, begin, end, seed, policies)
     except simulation.TooLarge as error:
         raise UsageError(str(error)) from None
-    if at:
-        readies = sorted(at)
-    else:
-        try:
-            readies = simulation.rollout_times(begin, end, rollouts, seed, knobs)
-        except ValueError as error:
-            raise UsageError(str(error)) from None
+    readies = sorted(at) if at else _random_readies(begin, end, rollouts, seed, knobs)
     order = sorted(strategies, key=lambda name: COSTLIEST_FIRST.index(name))
     workers = min(len(order), workers or len(os.sched_getaffinity(0)))
     if workers <= 1:
@@ -262,6 +256,13 @@ def run(instances, settings, days=7.0, rollouts=10, at=(), strategies=simulation
     else:
         states = _in_processes(fleet, order, readies, knobs, settings, workers, detail)
     return {name: states[name] for name in strategies}, readies
+
+
+def _random_readies(begin, end, rollouts, seed, knobs):
+    try:
+        return simulation.rollout_times(begin, end, rollouts, seed, knobs)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
 #: What the worker processes play (set before they fork: nothing is pickled to them).
@@ -310,6 +311,40 @@ MAX_TOLERANCE = 14 * 86400.0
 #: Slot search (strategy d): at most this many candidate slots over all
 #: rollouts (the reference play weighs 700).
 MAX_SLOTS = 20000
+#: The longest deploy: one the fleet waits for longer than a day is not a
+#: rollout (and d's slots cost as long as the deploy they weigh).
+MAX_DURATION = 86400.0
+#: The most work one play may take, in units of about 13 microseconds here
+#: (about two minutes; the estimate is high rather than low): each rollout
+#: costs each instance about 12 (c: cut-offs, the wait, the overdue
+#: count), and d about one more per slot and half hour of deploy (the
+#: planner weighs each job's starts in each candidate), more when many
+#: windows are announced at once (each start weighed is matched to each).
+MAX_WORK = 10000000
+
+
+def work(instances, readies, strategies, knobs):
+    """The units of work (MAX_WORK) a play of the rollouts ready at
+    ``readies`` (in order) over ``instances`` job instances takes."""
+    per_instance = 12.0
+    if "cronpolicy-slot" in strategies:
+        slots = knobs.tolerance // knobs.step + 1
+        per_instance += slots * (1 + knobs.duration / 1800.0) * (
+            1 + _most_at_once(readies, knobs.announce + knobs.duration) / 5.5)
+    return instances * len(readies) * per_instance
+
+
+def _most_at_once(readies, span):
+    """The most ready times within ``span`` seconds of one another (the
+    windows announced at once)."""
+    most, first = 0, 0
+    for last, ready in enumerate(readies):
+        while (ready - readies[first]).total_seconds() > span:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
+
+
 #: The simulated days begin between these (every time a play reaches stays
 #: within what datetime holds).
 EARLIEST_START = datetime.datetime(1971, 1, 1, tzinfo=UTC)
@@ -347,6 +382,8 @@ def knobs_from_args(args):
                 option, "longer than 0" if least is None else "at least %gs" % least,
                 getattr(args, field)))
         values[field] = seconds
+    if values["duration"] > MAX_DURATION:
+        raise UsageError("--duration: at most a day: %r" % args.duration)
     if values["tolerance"] > MAX_TOLERANCE:
         raise UsageError("--tolerance: at most 14d (deploy slot looks no further)")
     return simulation.Knobs(**values)
@@ -382,6 +419,8 @@ def cmd_simulate(args, settings):
     strategies = strategies_from_words(args.strategies)
     begin = _start(args.start) if args.start else DEFAULT_BEGIN
     end = begin + datetime.timedelta(days=args.days)
+    if len(args.at or ()) > MAX_ROLLOUTS:
+        raise UsageError("--at: at most %d rollouts: %d" % (MAX_ROLLOUTS, len(args.at)))
     at = sorted(parse_time(text, begin) for text in args.at or ())
     outside = [moment for moment in at if not begin <= moment < end]
     if outside:
@@ -401,6 +440,12 @@ def cmd_simulate(args, settings):
             raise UsageError("%d slots to weigh (rollouts times --tolerance over --step): at "
                              "most %d" % (slots, MAX_SLOTS))
     instances, policies = instances_from_args(args, settings)
+    readies = at or _random_readies(begin, end, args.rollouts, args.seed, knobs)
+    units = work(len(instances), readies, strategies, knobs)
+    if units > MAX_WORK:
+        raise UsageError("a play of %d job instances and %d rollouts is too long (up to %d "
+                         "minutes): fewer rollouts, jobs or d's slots" % (
+                             len(instances), len(readies), units * 13e-6 / 60 + 1))
     states, readies = run(instances, settings, args.days, args.rollouts, at, strategies,
                           args.seed, begin, knobs, args.workers, detail=bool(args.svg),
                           policies=policies)
@@ -467,6 +512,9 @@ def _short(seconds):
 
 #: The rows of the text table: (label, figure of one strategy's summary).
 ROWS = (
+    ("rollouts played", lambda f: f["rollouts"]),
+    ("  queued behind the deploy before", lambda f: f["queued"]),
+    ("not played (queued past the end)", lambda f: f["not_played"]),
     ("stall p50", lambda f: _short(f["stall_seconds"]["p50"])),
     ("stall p95", lambda f: _short(f["stall_seconds"]["p95"])),
     ("stall max", lambda f: _short(f["stall_seconds"]["max"])),
@@ -479,7 +527,8 @@ ROWS = (
     ("runs stopped at once (interruptible)", lambda f: f["stopped_at_once"]),
     ("runs killed while unsafe", lambda f: f["killed_while_unsafe"]),
     ("job-minutes lost", lambda f: f["job_minutes_lost"]),
-    ("jobs left overdue (an hour after each rollout, summed)", lambda f: f["left_overdue"]),
+    ("catch-up runs (catch_up = once)", lambda f: f["catch_up_runs"]),
+    ("jobs left overdue (HORIZON after each ready, summed)", lambda f: f["left_overdue"]),
 )
 
 
@@ -487,7 +536,9 @@ def print_figures(figures):
     """The figures of each strategy, a column each."""
     names = list(figures)
     cells = [[""] + [LABELS[name] for name in names]]
-    cells += [[label] + [str(figure(figures[name])) for name in names] for label, figure in ROWS]
+    horizon = _short(figures[names[0]]["overdue_horizon_seconds"])
+    cells += [[label.replace("HORIZON", horizon)] + [str(figure(figures[name])) for name in names]
+              for label, figure in ROWS]
     widths = [max(len(line[column]) for line in cells) for column in range(len(names) + 1)]
     for line in cells:
         print("  ".join([line[0].ljust(widths[0])] + [cell.rjust(width) for cell, width

@@ -37,3 +37,7 @@ OVERDUE = 8
 #: `cronpolicy crontab wrap`: some jobs were left as they were (wrapped,
 #: they would pass cron's command length limit); the rest is wrapped.
 NOT_ALL_WRAPPED = 9
+
+#: A CLI command stopped by Ctrl-C (SIGINT), or `simulate` by SIGTERM: the
+#: shell's 128 + SIGINT.
+STOPPED = 130

@@ -563,3 +563,74 @@ def test_jobs_left_overdue_are_counted_at_one_moment_whatever_each_strategy_stal
         assert figure["overdue_horizon_seconds"] == 14 * 3600 + 45 * 60
         stalls.add(figure["stall_seconds"]["max"])
     assert len(stalls) > 1          # the strategies did stall differently
+
+
+# Stopping a play -------------------------------------------------------------------------
+
+def _children(pid):
+    """The pids whose parent is ``pid``."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry) as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.add(int(entry))
+    return found
+
+
+def _alive(pids):
+    alive = set()
+    for pid in pids:
+        try:
+            with open("/proc/%d/stat" % pid) as handle:
+                if handle.read().rsplit(")", 1)[1].split()[0] != "Z":
+                    alive.add(pid)
+        except OSError:
+            pass
+    return alive
+
+
+def _wait_for(predicate, seconds, what):
+    import time
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("how", ["SIGTERM to the command", "Ctrl-C to its process group",
+                                 "kill -9 of the command"])
+def test_stopping_a_play_stops_its_workers_and_says_one_line(how):
+    """Two workers play a fortnight of the reference fleet; the command is
+    stopped as soon as both exist.  SIGTERM left them playing for good;
+    Ctrl-C printed each worker's KeyboardInterrupt traceback."""
+    import signal
+    command = [os.path.join(os.path.dirname(sys.executable), "cronpolicy"), "simulate",
+               REFERENCE, "--days", "14", "--rollouts", "200", "--workers", "2"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    try:
+        _wait_for(lambda: len(_children(process.pid)) == 2 or process.poll() is not None,
+                  120, "the two workers never started")
+        workers = _children(process.pid)
+        assert len(workers) == 2 and process.poll() is None
+        if how.startswith("SIGTERM"):
+            process.send_signal(signal.SIGTERM)
+        elif how.startswith("Ctrl-C"):
+            os.killpg(process.pid, signal.SIGINT)
+        else:
+            process.kill()
+        out, err = process.communicate(timeout=60)
+        _wait_for(lambda: not _alive(workers), 30, "workers outlived the command")
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    if how.startswith("kill -9"):
+        return
+    assert process.returncode == 130, err
+    assert out == "" and err.strip() == "cronpolicy: interrupted"

@@ -450,7 +450,7 @@ def main(argv=None):
         return error.exit_code
     except KeyboardInterrupt:
         print("cronpolicy: interrupted", file=sys.stderr)
-        return 130
+        return exitcodes.STOPPED
     except BrokenPipeError:
         _stop_writing(streams[0])       # the reader left (| head): that is all
         return exitcodes.OK

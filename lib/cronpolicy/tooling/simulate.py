@@ -282,22 +282,80 @@ def _play(strategy):
 def _in_processes(fleet, order, readies, knobs, settings, workers, detail):
     # concurrent.futures, not multiprocessing.Pool: a worker that dies (the
     # OOM killer, kill -9) is an error here, where Pool would wait forever.
+    # No `with`: leaving it waits for every play to end, and after Ctrl-C
+    # or SIGTERM the workers are killed instead.
     import multiprocessing
+    import signal
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
     _PLAY.update(fleet=fleet, readies=readies, knobs=knobs, settings=settings, detail=detail)
+    others = set(multiprocessing.active_children())
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                               initializer=_worker_start, initargs=(os.getpid(),))
+    stopping = {signal.SIGINT, signal.SIGTERM}
     try:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) \
-                as pool:
-            played = list(pool.map(_play, order))
+        with _terminated_as_interrupted():
+            # The workers fork at the first submit: with Ctrl-C and SIGTERM
+            # held until each has set its own handling (_worker_start), and
+            # then delivered here.
+            signal.pthread_sigmask(signal.SIG_BLOCK, stopping)
+            try:
+                futures = [pool.submit(_play, strategy) for strategy in order]
+            finally:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, stopping)
+            played = [future.result() for future in futures]
     except BrokenProcessPool:
         raise CronPolicyError("a simulation process died before it finished (out of "
                               "memory? try fewer --days or --workers 1)") from None
+    except BaseException:
+        for worker in set(multiprocessing.active_children()) - others:
+            worker.kill()
+        raise
     finally:
+        pool.shutdown(wait=False, cancel_futures=True)
         _PLAY.clear()
     for state in played:
         state.fleet = fleet
     return dict(zip(order, played))
+
+
+def _worker_start(parent):
+    """In each worker: Ctrl-C goes to the whole process group, and only the
+    parent says so (no traceback of each worker); and a worker dies with
+    its parent, however the parent dies (kill -9 included)."""
+    import ctypes
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)     # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):   # not Linux: the parent kills them when it can
+        pass
+    if os.getppid() != parent:          # it died before prctl took effect
+        os._exit(1)
+
+
+class _terminated_as_interrupted:
+    """SIGTERM in the parent while it plays is Ctrl-C (one line, exit 130,
+    the workers killed), where Python's default would leave them playing."""
+
+    def __enter__(self):
+        import signal
+        import threading
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._interrupt)
+
+    @staticmethod
+    def _interrupt(number, frame):
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc):
+        import signal
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+        return False
 
 
 # The command ------------------------------------------------------------------------------

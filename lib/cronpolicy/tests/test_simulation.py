@@ -310,6 +310,9 @@ def bad_inputs(tmp_path):
                                    {"hosts": {"web1": ["web1"]}, "default_model": 5}]):
         odd_fleets.append(tmp_path / ("odd-%d.json" % number))
         odd_fleets[-1].write_text(json.dumps(data))
+    host_twice = tmp_path / "host-twice.json"     # json.dumps cannot say a key twice
+    host_twice.write_text('{"hosts": {"web1": ["web1"], "web1": ["twice"]}, '
+                          '"default_model": {"median": 60, "p95": 120}}')
     latin = tmp_path / "latin.json"
     latin.write_bytes(b'{"hosts": {"caf\xe9": []}}')
     twice = tmp_path / "twice"
@@ -368,6 +371,10 @@ def bad_inputs(tmp_path):
         ["--crontab", "web1=%s" % busy, "--default-model", "1m,2m", "--days", "92"],
         ["--crontab", "web\x01=%s" % table, "--default-model", "1m,2m"],
         good + ["--svg", str(tmp_path / "no-such-dir" / "x.svg")],
+        good + ["--svg", ""],                                   # was ignored
+        good + ["--svg", str(tmp_path / "no-such-dir") + "/"],  # refused only after the play
+        good + ["--duration", "2d"],
+        [str(host_twice)],
         ["--crontab", "web1=/dev/zero", "--default-model", "1m,2m"],   # never ends
         ["--crontab", "web1=%s" % fifo, "--default-model", "1m,2m"],    # nobody writes
         [str(huge)],
@@ -634,3 +641,36 @@ def test_stopping_a_play_stops_its_workers_and_says_one_line(how):
         return
     assert process.returncode == 130, err
     assert out == "" and err.strip() == "cronpolicy: interrupted"
+
+
+def test_a_database_fleet_says_what_it_leaves_out_and_plays_the_rest(cli, dba):
+    """A script with runs but no schedule is said on standard error (it was
+    dropped in silence; a schedule that cannot be read, which the schema's
+    checks refuse on both backends, goes the same way); a script only a
+    fleet-wide row names is played on host "*", said too."""
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, schedule) VALUES"
+                " ('fleet-wide', '*/30 * * * *')")
+    dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, started_at, finished_at,"
+                " status, exit_code) VALUES ('adhoc', 'web1', 1, {}, {}, 'succeeded', 0)".format(
+                    dba.now_plus(-5000), dba.now_plus(-4900)))
+    code, out, err = cli("simulate", "--from-database", "--days", "1", "--rollouts", "1",
+                         "--json")
+    assert code == 0, err
+    assert json.loads(out)["instances"] == 1
+    assert "not played, no schedule known (or none readable): 1 (adhoc on web1)" in err
+    assert 'fleet-wide: no host has run it yet; played on one host, "*"' in err
+
+
+def test_a_line_with_nothing_to_play_is_said_and_the_rest_played(tmp_path, capsys):
+    """@reboot and a date that never comes (30 February) refused the whole
+    play; they are said on standard error, as `schedule import` says them,
+    and a model given for them is no error."""
+    tab = crontab(tmp_path, "@reboot start-thing\n0 0 30 2 * never\n*/5 * * * * tick\n")
+    code, out, err = run_command(capsys, "--crontab", tab, "--default-model", "10s,20s",
+                                 "--model", "never=1m,2m", "--days", "1", "--json")
+    assert code == 0, err
+    assert json.loads(out)["instances"] == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 2
+    assert "line 1: start-thing not played: @reboot" in lines[0]
+    assert "line 2: never not played:" in lines[1]

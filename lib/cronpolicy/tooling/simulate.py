@@ -12,6 +12,7 @@ import copy
 import datetime
 import json
 import os
+import sys
 
 from cronpolicy import simulation
 from cronpolicy.errors import CronPolicyError, UsageError
@@ -130,7 +131,11 @@ def _instances(hosts, models, default):
             raise UsageError(host_problem(host))
         jobs, left = crontab_jobs([_read_crontab(path) for path in paths])
         for path, number, message in left:
-            raise UsageError("%s, line %d: %s" % (path, number, message))
+            # (@reboot, a date that never comes: nothing to play; a line the
+            # schedule commands would leave out too, said, not the play refused)
+            name, _, why = message.partition(": not registered: ")
+            _note("%s, line %d: %s not played: %s" % (path, number, name, why))
+            named.add(name)
         seen = set()
         for job in jobs:
             if not _utf8(job.name):
@@ -157,10 +162,22 @@ def _instances(hosts, models, default):
     return instances
 
 
+def _once_each(pairs):
+    """A JSON object whose keys are each given once (a host given twice
+    kept only its last list of crontabs, in silence)."""
+    seen = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ValueError("%r is given twice" % key)
+        seen[key] = value
+    return seen
+
+
 def load_fleet(path):
     """[simulation.Instance] from a fleet file (see benchmarks/workload/README.txt)."""
     try:
-        data = json.loads(read_bounded(path, "the fleet file").decode("utf-8"))
+        data = json.loads(read_bounded(path, "the fleet file").decode("utf-8"),
+                          object_pairs_hook=_once_each)
     except (ValueError, RecursionError) as error:
         raise UsageError("the fleet file %s is not JSON: %s" % (path, error)) from None
     if not isinstance(data, dict) or not isinstance(data.get("hosts"), dict) or not data["hosts"]:
@@ -192,12 +209,18 @@ def from_crontabs(crontabs, model_words, default_words=None):
     return _instances(hosts, models, default)
 
 
-def from_database(settings):
+def _note(message):
+    print("cronpolicy simulate: %s" % message, file=sys.stderr)
+
+
+def from_database(settings, warn=_note):
     """(instances, policy rows) from the policy database: schedules as
     `schedule list` has them, each model from its script's succeeded runs
     among its last 200 (their median and p95; with none, the configured
     default_runtime), interruptible as its policy row says; the rows go
-    to the rules, as the gate would read them."""
+    to the rules, as the gate would read them.  What is left out (no
+    schedule, or one that cannot be read) and a script no host has run yet
+    (played on host "*") is said through ``warn``."""
     from cronpolicy import policy
     from cronpolicy.estimate import quantile
     from cronpolicy.store.reads import reading
@@ -205,10 +228,18 @@ def from_database(settings):
     instances = []
     with reading(settings, "read the fleet") as reader:
         inputs = reader.inputs()
-        found = fleet_schedules(reader, inputs)
+        found = fleet_schedules(reader, inputs, warn)
+        unscheduled = ["%s on %s" % pair for pair, schedule in sorted(found.items())
+                       if schedule is None]
+        if unscheduled:
+            warn("not played, no schedule known (or none readable): %d (%s%s)" % (
+                len(unscheduled), ", ".join(unscheduled[:5]),
+                ", ..." if len(unscheduled) > 5 else ""))
         for (name, host), schedule in sorted(found.items()):
             if schedule is None:
                 continue
+            if host == "*":
+                warn("%s: no host has run it yet; played on one host, \"*\"" % name)
             runs = [run["duration_seconds"] for run in reader.recent_runs(name, 200)
                     if run["status"] == "succeeded" and run["duration_seconds"]]
             median = quantile(runs, 0.5) if runs else settings.default_runtime
@@ -489,8 +520,9 @@ def cmd_simulate(args, settings):
         settings.cutoff_margin = _seconds(args.margin, "--margin")
         if not 0 <= settings.cutoff_margin <= 86400:
             raise UsageError("--margin: from 0 to a day: %r" % args.margin)
-    if args.svg and (os.path.isdir(args.svg)
-                     or not os.path.isdir(os.path.dirname(os.path.abspath(args.svg)))):
+    if args.svg is not None and (not args.svg or args.svg.endswith(os.sep)
+                                 or os.path.isdir(args.svg)
+                                 or not os.path.isdir(os.path.dirname(os.path.abspath(args.svg)))):
         raise UsageError("--svg %s: not a file in a directory" % args.svg)  # (before the play)
     if "cronpolicy-slot" in strategies:
         slots = (len(at) or args.rollouts) * (knobs.tolerance // knobs.step + 1)

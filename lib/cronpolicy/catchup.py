@@ -88,7 +88,7 @@ def write_ticket(state_dir, facts, block, skipped_at):
                         "max_concurrent": facts.max_concurrent,
                         "on_database_error": facts.on_database_error,
                         "needs": list(facts.needs or ())}}
-    write_atomically(path, lambda handle: json.dump(ticket, handle))
+    write_atomically(path, lambda handle: json.dump(ticket, handle), durable=True)
     return path, problem
 
 

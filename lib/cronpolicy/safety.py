@@ -145,15 +145,21 @@ def create_exclusive(path, mode=0o600):
                    mode)
 
 
-def write_atomically(path, write, mode=0o600):
+def write_atomically(path, write, mode=0o600, durable=False):
     """Replace ``path`` with what ``write(handle)`` writes: a new file under
     an unpredictable name (never an existing one, never through a link),
-    renamed over ``path``, so a reader finds the old file or the new one."""
+    renamed over ``path``, so a reader finds the old file or the new one.
+    ``durable``: on disk before the rename, so that a power cut cannot
+    leave the new name on an empty file (a cache, rewritten at the next
+    start, need not pay for it)."""
     temporary = "%s.%d-%s.tmp" % (path, os.getpid(), os.urandom(8).hex())
     descriptor = create_exclusive(temporary, mode)
     try:
         with open(descriptor, "w", encoding="utf-8", errors="surrogateescape") as handle:
             write(handle)
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(temporary, path)
     except BaseException:
         try:

@@ -218,3 +218,23 @@ def test_a_directory_another_start_makes_first_is_no_error(tmp_path, monkeypatch
     monkeypatch.setattr(os, "mkdir", lose_the_race)
     target = tmp_path / "x" / "state"
     assert safety.checked_directory(str(target), "state_dir", 0o700) == str(target)
+
+
+def test_a_durable_atomic_write_is_on_disk_before_its_name_is(tmp_path, monkeypatch):
+    """Catch-up tickets and simulate's picture: fsync'ed before the rename,
+    so a power cut cannot leave the name on an empty file.  (A cache need
+    not pay for it: without ``durable`` there is no fsync.)"""
+    from cronpolicy.safety import write_atomically
+    target = tmp_path / "ticket"
+    synced = []
+    real_fsync = os.fsync
+
+    def watching_fsync(descriptor):
+        synced.append((os.fstat(descriptor).st_size, target.exists()))
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", watching_fsync)
+    write_atomically(str(target), lambda handle: handle.write("x" * 100), durable=True)
+    assert synced == [(100, False)] and target.read_text() == "x" * 100
+    write_atomically(str(target), lambda handle: handle.write("y"))
+    assert len(synced) == 1 and target.read_text() == "y"

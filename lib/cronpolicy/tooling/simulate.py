@@ -578,7 +578,7 @@ def _write_picture(path, states, knobs):
     from cronpolicy.tooling import simulation_picture
     text = simulation_picture.render(states, knobs)
     try:
-        write_atomically(path, lambda handle: handle.write(text), 0o644)
+        write_atomically(path, lambda handle: handle.write(text), 0o644, durable=True)
     except OSError as error:
         raise UsageError("cannot write %s: %s" % (path, error.strerror)) from None
 

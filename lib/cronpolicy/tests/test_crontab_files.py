@@ -159,6 +159,33 @@ def test_an_unreadable_file_is_one_line(tmp_path):
     assert len(err.strip().splitlines()) == 1
 
 
+def test_a_file_that_never_ends_or_is_far_too_long_is_one_line(tmp_path):
+    """/dev/zero was read until memory ran out, a FIFO nobody writes waited
+    forever, and a 5 MB file (no crontab is) was taken whole; each is now
+    refused in one line, exit 2, as simulate refuses them."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    huge = tmp_path / "huge"
+    huge.write_bytes(b"# " + b"x" * (5 * 1024 * 1024) + b"\n")
+    for path, said in (("/dev/zero", "not a plain file"), (str(fifo), "not a plain file"),
+                       (str(huge), "longer than 4 MB")):
+        code, out, err = cronpolicy(tmp_path, "names", path)
+        assert code == exitcodes.USAGE and said in err and "Traceback" not in err, (path, err)
+        assert len(err.strip().splitlines()) == 1 and out == ""
+    code, out, err = cronpolicy(tmp_path, "names", stdin=huge.read_bytes())
+    assert code == exitcodes.USAGE and "standard input is longer than 4 MB" in err
+
+
+def test_a_fifo_planted_in_the_output_dir_is_refused_not_waited_on(tmp_path, host):
+    out_dir = tmp_path / "out"
+    target = str(out_dir) + os.path.abspath(host[0])
+    os.makedirs(os.path.dirname(target))
+    os.mkfifo(target)
+    code, out, err = cronpolicy(tmp_path, "wrap", "--output-dir", str(out_dir), *host)
+    assert code == exitcodes.USAGE and "not a plain file" in err, err
+    assert not os.path.exists(str(out_dir) + os.path.abspath(host[1]))    # nothing written
+
+
 def test_names_lists_each_job_beside_its_line(tmp_path, host):
     code, out, err = cronpolicy(tmp_path, "names", *host)
     assert code == exitcodes.OK, err

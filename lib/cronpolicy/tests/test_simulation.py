@@ -14,6 +14,7 @@ import pytest
 from cronpolicy import simulation
 from cronpolicy.config import Settings
 from cronpolicy.tooling import simulate
+from cronpolicy.tooling.crontab.files import MAX_BYTES
 from cronpolicy.tooling.cli import main
 
 # Beside the source tree in a checkout; in the current directory when the
@@ -295,7 +296,7 @@ def bad_inputs(tmp_path):
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     huge = tmp_path / "huge.json"
-    huge.write_text(" " * (simulate.MAX_FILE_BYTES + 1))
+    huge.write_text(" " * (MAX_BYTES + 1))
     deep = tmp_path / "deep.json"
     deep.write_text("[" * 100000)
     odd_fleets = []

@@ -73,27 +73,10 @@ def model_from_words(text):
     return name, parse_model(spec, "--model %s" % name)
 
 
-#: No crontab or fleet file is longer (cron's own limit is far below).
-MAX_FILE_BYTES = 4 * 1024 * 1024
-
-
 def read_bounded(path, what):
-    """The bytes of the plain file at ``path``: never a FIFO or device that
-    would block or never end (/dev/zero), never more than MAX_FILE_BYTES."""
-    import stat
-    try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        with open(descriptor, "rb") as handle:
-            if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-                raise UsageError("cannot read %s %s: not a plain file" % (what, path))
-            data = handle.read(MAX_FILE_BYTES + 1)
-    except OSError as error:
-        raise UsageError("cannot read %s %s: %s" % (what, path, error.strerror)) from None
-    except ValueError:          # a NUL in the name (a fleet file may say anything)
-        raise UsageError("cannot read %s %r: not a file name" % (what, path)) from None
-    if len(data) > MAX_FILE_BYTES:
-        raise UsageError("%s %s is longer than %d MB" % (what, path, MAX_FILE_BYTES >> 20))
-    return data
+    """The bytes of the plain file at ``path``, at most 4 MB (as the crontab commands read)."""
+    from cronpolicy.tooling.crontab.files import read_bytes
+    return read_bytes(path, what)
 
 
 def _read_crontab(path):

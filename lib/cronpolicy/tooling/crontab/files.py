@@ -33,18 +33,41 @@ Output = collections.namedtuple("Output", "path text like backup previous",
                                 defaults=(False, None))
 
 
+#: No crontab is longer (cron's own limits are far below): a file that is
+#: is not one, and reading it whole could take all the memory.
+MAX_BYTES = 4 * 1024 * 1024
+
+
+def read_bytes(path, what="the crontab"):
+    """The bytes of the plain file at ``path``: never a FIFO or device that
+    would block or never end (/dev/zero), never more than MAX_BYTES."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with open(descriptor, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+                raise UsageError("cannot read %s %s: not a plain file" % (what, path))
+            data = handle.read(MAX_BYTES + 1)
+    except OSError as error:
+        raise UsageError("cannot read %s %s: %s" % (what, path, error.strerror)) from None
+    except ValueError:          # a NUL in the name (a fleet file may say anything)
+        raise UsageError("cannot read %s %r: not a file name" % (what, path)) from None
+    return _bounded(data, "%s %s" % (what, path))
+
+
+def _bounded(data, what):
+    if len(data) > MAX_BYTES:
+        raise UsageError("%s is longer than %d MB" % (what, MAX_BYTES >> 20))
+    return data
+
+
 def read(path, stdin):
     """The text of the crontab at ``path`` (STDIN: ``stdin``, a binary stream)."""
     if path == STDIN:
         try:
-            return read_crontab(stdin.read())
+            return read_crontab(_bounded(stdin.read(MAX_BYTES + 1), "standard input"))
         except OSError as error:
             raise UsageError("cannot read standard input: %s" % error.strerror) from None
-    try:
-        with open(path, "rb") as handle:
-            return read_crontab(handle.read())
-    except OSError as error:
-        raise UsageError("cannot read %s: %s" % (path, error.strerror)) from None
+    return read_crontab(read_bytes(path))
 
 
 def backup_path(path):
@@ -82,11 +105,8 @@ def directory_outputs(results, directory):
             raise UsageError("standard input has no path to write under --output-dir: "
                              "name the file")
         target = os.path.join(directory, os.path.abspath(path).lstrip("/"))
-        try:
-            with open(target, "rb") as handle:
-                previous = read_crontab(handle.read())
-        except OSError:
-            previous = None
+        previous = read_crontab(read_bytes(target, "the file under --output-dir")) \
+            if os.path.lexists(target) else None
         outputs.append(Output(target, new, path, previous=previous))
     return outputs
 

@@ -41,7 +41,7 @@ def connect_sqlite(path, busy_timeout=config.DEFAULT_CONNECT_TIMEOUT, create_dir
         connection = sqlite3.connect(":memory:", timeout=busy_timeout, isolation_level=None,
                                      check_same_thread=False)
         connection.execute("ATTACH DATABASE ? AS cronpolicy", (path,))
-        connection.execute("PRAGMA cronpolicy.journal_mode = WAL")
+        _switch_to_wal(connection, busy_timeout)
         # Passing states (a start, a heartbeat, a slot) are not worth an
         # fsync each: in WAL mode a crash of the process loses none of them,
         # a power cut at worst the last ones, and a run that lost its power
@@ -50,6 +50,26 @@ def connect_sqlite(path, busy_timeout=config.DEFAULT_CONNECT_TIMEOUT, create_dir
     except sqlite3.Error as error:
         raise DatabaseError("cannot open SQLite database %s: %s" % (path, error)) from error
     return connection
+
+
+def _switch_to_wal(connection, busy_timeout):
+    """PRAGMA journal_mode = WAL, waiting as the busy timeout would: when
+    the first scripts of a host open a new file at the same moment, SQLite
+    may answer one's switch with "database is locked" at once, without
+    asking its busy handler (a script exited 4).  A file already in WAL
+    mode (every open but the first) is not switched again."""
+    import sqlite3
+    import time
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            if connection.execute("PRAGMA cronpolicy.journal_mode").fetchone()[0] != "wal":
+                connection.execute("PRAGMA cronpolicy.journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 def open_sqlite(path, busy_timeout=config.DEFAULT_CONNECT_TIMEOUT, create_directory=False):

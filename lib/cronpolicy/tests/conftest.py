@@ -515,15 +515,41 @@ def read_line(stream, timeout=30.0):
     return line.decode()
 
 
-def wait_for_file(path, timeout=30.0):
-    """Wait (bounded) until ``path`` exists and is not empty."""
+def wait_for_file(path, timeout=None, process=None):
+    """Wait (bounded) until ``path`` exists and is not empty.
+
+    Without ``process``: at most ``timeout`` seconds (30 by default).  Given
+    ``process``, the Popen that is to write ``path``: as long as it is
+    alive, up to ``timeout`` seconds in all (120 by default), so a loaded
+    machine only makes the wait longer; if it exits without having written
+    ``path``, fail at once with its exit code and what it said."""
     import time
+    if timeout is None:
+        timeout = 30.0 if process is None else 120.0
+
+    def written():
+        return os.path.exists(path) and os.path.getsize(path) > 0
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if os.path.exists(path) and os.path.getsize(path) > 0:
+        if written():
             return True
+        if process is not None and process.poll() is not None:
+            if written():           # written just before it exited
+                return True
+            try:
+                out, err = process.communicate(timeout=10)
+            except subprocess.TimeoutExpired:   # a child of its own holds the pipes
+                out = err = "(its pipes are still open)"
+            raise AssertionError("%s was not written: pid %d exited with %s\n"
+                                 "stdout: %s\nstderr: %s" % (path, process.pid,
+                                                              process.returncode, out, err))
         time.sleep(0.02)
-    raise AssertionError("%s did not appear within %ss" % (path, timeout))
+    state = ""
+    if process is not None:
+        state = " (pid %d %s)" % (process.pid, "still running" if process.poll() is None
+                                  else "exited with %s" % process.returncode)
+    raise AssertionError("%s did not appear within %ss%s" % (path, timeout, state))
 
 
 def dedent(text):

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 from cronpolicy import exitcodes
 
@@ -64,7 +63,7 @@ def test_a_run_keeps_importing_from_the_release_it_started_in(script_env, dba, t
     job = [sys.executable, str(root / "current" / "cron" / "job.py")]
     running = subprocess.Popen(job, env=env, stderr=subprocess.PIPE, text=True)
     try:
-        wait_for_file(str(out) + ".ready")
+        wait_for_file(str(out) + ".ready", process=running)
         switch(root, 2)                     # the deploy, in the middle of the run
         (tmp_path / "out.go").write_text("go\n")
         assert running.wait(timeout=60) == 0, running.stderr.read()
@@ -123,15 +122,24 @@ def test_a_service_deploy_stops_a_running_script_that_needs_it_and_no_other(scri
     scripts.write("needs-it", extra="needs = ('xmlrpc',)", safe_file=safe)
     scripts.write("needs-other", extra="needs = ('mail',)", safe_file=safe)
     ready = {name: tmp_path / (name + ".ready") for name in ("needs-it", "needs-other")}
-    running = {name: scripts.start(name, "--sleep", "30", "--ready-file", str(ready[name]))
+    # (Both open a fresh SQLite file at once: one used to exit 4, "database
+    # is locked", switching it to WAL; test_store covers that race.)
+    # Both sleep far longer than the test takes, however loaded the machine:
+    # only a stop request ends them before the finally below kills them.
+    # -v: their stop requests are logged (INFO) to standard error.
+    running = {name: scripts.start(name, "-v", "--sleep", "600", "--ready-file",
+                                   str(ready[name]))
                for name in ready}
     try:
         for name in ready:
-            wait_for_file(str(ready[name]))
-        assert cronpolicy(script_env, "deploy", "begin", "--service", "xmlrpc").returncode == 0
-        assert running["needs-it"].wait(timeout=30) == exitcodes.INTERRUPTED
-        time.sleep(1.0)
-        assert running["needs-other"].poll() is None
+            wait_for_file(str(ready[name]), process=running[name])
+        begun = cronpolicy(script_env, "deploy", "begin", "--service", "xmlrpc")
+        assert begun.returncode == 0, begun.stderr
+        # Bounded, but by far more than a loaded machine needs to see it stop.
+        _, err = running["needs-it"].communicate(timeout=120)
+        assert running["needs-it"].returncode == exitcodes.INTERRUPTED, err
+        assert "stop requested: deploy of service xmlrpc pending" in err, err
+        assert running["needs-other"].poll() is None, running["needs-other"].communicate()
         waited = cronpolicy(script_env, "deploy", "wait", "--service", "xmlrpc", "--timeout",
                             "5s", "--json")
         assert waited.returncode == 0 and json.loads(waited.stdout)["quiet"] is True
@@ -139,6 +147,17 @@ def test_a_service_deploy_stops_a_running_script_that_needs_it_and_no_other(scri
         assert everything.returncode == exitcodes.WAIT_TIMEOUT
         assert [run["name"] for run in json.loads(everything.stdout)["blockers"]] == [
             "needs-other"]
+        # That needs-other still runs proves nothing unless it has read the
+        # policy since xmlrpc's deploy began: a deploy of a service it does
+        # need, begun after, stops it, and the first stop it was ever asked
+        # for is that one, not xmlrpc's (its reads see both from then on).
+        begun = cronpolicy(script_env, "deploy", "begin", "--service", "mail")
+        assert begun.returncode == 0, begun.stderr
+        _, err = running["needs-other"].communicate(timeout=120)
+        assert running["needs-other"].returncode == exitcodes.INTERRUPTED, err
+        stops = [line for line in err.splitlines() if "stop requested" in line]
+        assert stops and "deploy of service mail pending" in stops[0], err
+        assert not [line for line in stops if "xmlrpc" in line], err
     finally:
         for process in running.values():
             process.kill()
@@ -190,10 +209,10 @@ def test_deploy_wait_for_old_releases_only(scripts, dba, script_env, tmp_path):
     old = start("publisher-a", old_out)
     new = None
     try:
-        wait_for_file(str(old_out))
+        wait_for_file(str(old_out), process=old)
         switch(root, 2)
         new = start("publisher-b", new_out)
-        wait_for_file(str(new_out))
+        wait_for_file(str(new_out), process=new)
         releases = dict(dba.execute("SELECT name, release FROM cronpolicy.script_run"))
         assert releases == {"publisher-a": str(root / "releases" / "1"),
                             "publisher-b": str(root / "releases" / "2")}

@@ -99,7 +99,12 @@ def test_slot_waits_for_nothing_a_run_in_flight_cannot_be_stopped_from(cli, dba,
 def test_bad_durations_are_one_line(cli):
     for argv in (["deploy", "slot", "--duration", "0s"], ["deploy", "slot", "--duration", "x"],
                  ["deploy", "slot", "--duration", "1h", "--within", "-3h"],
-                 ["deploy", "plan", "--at", "+1h", "--duration", "soon"]):
+                 ["deploy", "plan", "--at", "+1h", "--duration", "soon"],
+                 # A rollout longer than a day: with one job every minute a
+                 # plan of 365d took 20 s and a slot search of it minutes;
+                 # with a fleet, hours.
+                 ["deploy", "slot", "--duration", "25h"],
+                 ["deploy", "plan", "--at", "+1h", "--duration", "365d"]):
         code, out, err = cli(*argv)
         assert code == 2 and err.count("\n") == 1, (argv, err)
 

@@ -306,7 +306,7 @@ def cmd_deploy_wait(args, settings):
 
 def cmd_deploy_plan(args, settings):
     from cronpolicy.tooling.rollout_plans import plan
-    duration = _duration(args.duration, "--duration")
+    duration = _rollout_duration(args.duration)
     result = plan(settings, args.at, duration, host=args.host, script=args.script,
                   service=args.service, warn=_warn)
     if args.json:
@@ -360,7 +360,7 @@ def cmd_deploy_plan(args, settings):
 
 def cmd_deploy_slot(args, settings):
     from cronpolicy.tooling.rollout_plans import slots
-    duration = _duration(args.duration, "--duration")
+    duration = _rollout_duration(args.duration)
     within = _duration(args.within, "--within")
     result = slots(settings, duration, within, host=args.host, script=args.script,
                    service=args.service, count=args.count, warn=_warn)
@@ -394,6 +394,19 @@ def _duration(text, option):
         raise UsageError("%s: %s" % (option, error)) from None
     if seconds <= 0:
         raise UsageError("%s must be longer than 0" % option)
+    return seconds
+
+
+#: The longest rollout deploy plan and deploy slot weigh (as simulate): one
+#: the fleet waits for longer than a day is not a rollout, and weighing it
+#: costs as long as it is (every start of every job in it).
+MAX_ROLLOUT_DURATION = 86400.0
+
+
+def _rollout_duration(text):
+    seconds = _duration(text, "--duration")
+    if seconds > MAX_ROLLOUT_DURATION:
+        raise UsageError("--duration: a rollout of at most a day: %s" % text)
     return seconds
 
 

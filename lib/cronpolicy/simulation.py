@@ -29,6 +29,12 @@ c. cronpolicy: a rollout window announced ``announce`` ahead, so starts
 d. as c, its start moved to the best slot within ``tolerance`` after R
    (``deploy slot``); the move counts as stall.
 
+Under c and d, as the product does: a rollout-exempt script's runs are
+neither awaited nor stopped, and a start a rollout skipped is caught up
+once when the deploy is over if its policy row says catch_up = once.  The
+jobs left overdue are counted at each ready time plus one horizon
+(overdue_horizon), the same moments under every strategy.
+
 Runs are single-instance per host (a start while the job still runs there
 is skipped, as the gate's lock does).  Durations are drawn from a
 lognormal distribution with the model's median and 95th percentile, one

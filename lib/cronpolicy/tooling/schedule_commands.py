@@ -17,8 +17,9 @@ def register_crontabs(settings, crontabs, time_zone=None, replace=False):
     from cronpolicy.tooling.database import Database
     from cronpolicy.tooling.schedules import crontab_jobs, host_time_zone, register
     jobs, left = crontab_jobs(crontabs, time_zone or host_time_zone())
-    for path, number, message in left:
-        _warn("%s, line %d: %s" % ("standard input" if path == "-" else path, number, message))
+    for path, number, name, problem in left:
+        _warn("%s, line %d: %s: not registered: %s" % (
+            "standard input" if path == "-" else path, number, name, problem))
     return register(Database(settings), jobs, settings.host, replace=replace), jobs
 
 

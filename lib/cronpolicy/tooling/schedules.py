@@ -48,9 +48,9 @@ def host_time_zone():
 
 
 def crontab_jobs(crontabs, default_tz=None):
-    """([CrontabJob], [(path, line, message)]): the jobs of ``crontabs``
+    """([CrontabJob], [(path, line, name, problem)]): the jobs of ``crontabs``
     (tooling.crontab.Crontab) with the names wrap gives them, and what was
-    left out (lines whose schedule cronpolicy cannot read)."""
+    left out (lines whose schedule cronpolicy cannot read, and why)."""
     from cronpolicy.tooling.crontab import name_files
     from cronpolicy.tooling.crontab.lines import parse_crontab, schedule_of
     jobs, left = [], []
@@ -62,8 +62,7 @@ def crontab_jobs(crontabs, default_tz=None):
             zone = entry.cron_tz or default_tz
             problem = schedules.schedule_problem(expression, zone)
             if problem:
-                left.append((crontab.path, job.number, "%s: not registered: %s"
-                             % (job.name, problem)))
+                left.append((crontab.path, job.number, job.name, problem))
                 continue
             jobs.append(CrontabJob(crontab.path, job.number, job.name, expression,
                                    zone if zone not in ("UTC", "Etc/UTC") else None))

@@ -73,16 +73,11 @@ def model_from_words(text):
     return name, parse_model(spec, "--model %s" % name)
 
 
-def read_bounded(path, what):
-    """The bytes of the plain file at ``path``, at most 4 MB (as the crontab commands read)."""
-    from cronpolicy.tooling.crontab.files import read_bytes
-    return read_bytes(path, what)
-
-
 def _read_crontab(path):
+    from cronpolicy.tooling.crontab.files import read_bytes
     from cronpolicy.tooling.crontab.host import Crontab, detect_system
     from cronpolicy.tooling.crontab.lines import read_crontab
-    text = read_crontab(read_bounded(path, "the crontab"))
+    text = read_crontab(read_bytes(path, "the crontab"))
     return Crontab(path, text, detect_system(path, text))     # as the crontab commands do
 
 
@@ -113,11 +108,10 @@ def _instances(hosts, models, default):
         if host_problem(host):
             raise UsageError(host_problem(host))
         jobs, left = crontab_jobs([_read_crontab(path) for path in paths])
-        for path, number, message in left:
+        for path, number, name, problem in left:
             # (@reboot, a date that never comes: nothing to play; a line the
             # schedule commands would leave out too, said, not the play refused)
-            name, _, why = message.partition(": not registered: ")
-            _note("%s, line %d: %s not played: %s" % (path, number, name, why))
+            _note("%s, line %d: %s not played: %s" % (path, number, name, problem))
             named.add(name)
         seen = set()
         for job in jobs:
@@ -158,8 +152,9 @@ def _once_each(pairs):
 
 def load_fleet(path):
     """[simulation.Instance] from a fleet file (see benchmarks/workload/README.txt)."""
+    from cronpolicy.tooling.crontab.files import read_bytes
     try:
-        data = json.loads(read_bounded(path, "the fleet file").decode("utf-8"),
+        data = json.loads(read_bytes(path, "the fleet file").decode("utf-8"),
                           object_pairs_hook=_once_each)
     except (ValueError, RecursionError) as error:
         raise UsageError("the fleet file %s is not JSON: %s" % (path, error)) from None
@@ -519,7 +514,7 @@ def cmd_simulate(args, settings):
         raise UsageError("a play of %d job instances and %d rollouts is too long (up to %d "
                          "minutes): fewer rollouts, jobs or d's slots" % (
                              len(instances), len(readies), units * 13e-6 / 60 + 1))
-    states, readies = run(instances, settings, args.days, args.rollouts, at, strategies,
+    states, readies = run(instances, settings, args.days, args.rollouts, readies, strategies,
                           args.seed, begin, knobs, args.workers, detail=bool(args.svg),
                           policies=policies)
     figures = {name: simulation.summary(state) for name, state in states.items()}

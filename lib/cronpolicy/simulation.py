@@ -300,12 +300,16 @@ class _Strategy:
         self.running[index] = Run(index, moment, natural, natural)
         self.last_start[index] = moment
 
+    def _gate_inputs(self, name, moment, deploy, windows):
+        """What the gate of a start of ``name`` at ``moment`` would read."""
+        history = self.history.get(name, [])
+        return Inputs(moment, None, deploy, self.fleet.policies, windows,
+                      history[::-1][:HISTORY_RUNS], FROM_DATABASE, None, None, ())
+
     def _allowed(self, index, instance, moment, pending, windows):
         """Whether the rules let this start run (a skip is recorded)."""
-        history = self.history.get(instance.name, [])
-        inputs = Inputs(moment, None, self.pending[2] if pending else self.clear,
-                        self.fleet.policies, windows,
-                        history[::-1][:HISTORY_RUNS], FROM_DATABASE, None, None, ())
+        inputs = self._gate_inputs(instance.name, moment,
+                                   self.pending[2] if pending else self.clear, windows)
         estimate = None if self.ruled[index] else self.estimates.get(instance.name)
         if estimate is None:    # (rows may differ by host: a ruled one is not kept by name)
             estimate = policy.runtime_estimate(inputs, self.facts[index], self.settings)
@@ -326,25 +330,21 @@ class _Strategy:
         from a generator of its own (seed, job, host), so it does not
         shift the scheduled starts' draws."""
         for index in sorted(self.tickets):
-            skipped_at, block = self.tickets[index]
+            skipped_at, block = self.tickets.pop(index)
             self._settle(index, moment)
             if self.running[index] is not None or (
                     self.last_start[index] is not None and self.last_start[index] > skipped_at):
-                del self.tickets[index]
-                continue
+                continue        # it started since it was skipped: nothing to catch up
             instance = self.fleet.instances[index]
-            history = self.history.get(instance.name, [])
-            inputs = Inputs(moment, None, self.clear, self.fleet.policies,
-                            [window for window in self.windows
-                             if window.created_at <= moment < window.ends_at],
-                            history[::-1][:HISTORY_RUNS], FROM_DATABASE, None, None, ())
+            inputs = self._gate_inputs(instance.name, moment, self.clear,
+                                       [window for window in self.windows
+                                        if window.created_at <= moment < window.ends_at])
             facts = self.facts[index]._replace(catch_up_of=block)
             verdict = policy.decide(inputs, facts, self.settings, explain=False)
             if not verdict.run:
-                if verdict.code == policy.DISABLED:
-                    del self.tickets[index]
+                if verdict.code != policy.DISABLED:     # still blocked: it waits
+                    self.tickets[index] = (skipped_at, block)
                 continue
-            del self.tickets[index]
             generator = self.catch_up_draws.get(index)
             if generator is None:
                 generator = self.catch_up_draws[index] = random.Random("%s:%s:%s:catch-up" % (

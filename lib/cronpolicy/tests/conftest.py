@@ -515,6 +515,17 @@ def read_line(stream, timeout=30.0):
     return line.decode()
 
 
+def wait_for(predicate, timeout=20.0, what="condition"):
+    """Wait (bounded) until ``predicate()`` is true."""
+    import time
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            raise AssertionError("%s not reached within %ss" % (what, timeout))
+        time.sleep(0.02)
+    return True
+
+
 def wait_for_file(path, timeout=None, process=None):
     """Wait (bounded) until ``path`` exists and is not empty.
 

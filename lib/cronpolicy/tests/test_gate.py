@@ -24,6 +24,8 @@ from cronpolicy.locking import ScriptLock
 from cronpolicy.spool import Spool
 from cronpolicy.store.memory import MemoryDatabase, MemoryStore
 
+from .conftest import wait_for
+
 UTC = datetime.timezone.utc
 BOUND = 10.0     # no wait in these tests lasts longer than this
 
@@ -54,14 +56,6 @@ def env(tmp_path, monkeypatch):
 @pytest.fixture
 def database():
     return MemoryDatabase()
-
-
-def wait_until(predicate, what):
-    deadline = time.monotonic() + BOUND
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("%s did not happen within %ss" % (what, BOUND))
-        time.sleep(0.01)
 
 
 class Job(CronScript):
@@ -303,8 +297,8 @@ def test_a_start_written_late_is_seen_by_the_fleet_and_hears_stop_requests(datab
             return super().record_start(record)
 
     def seen_then_stopped(job):
-        wait_until(lambda: [r["status"] for r in database.runs] == ["running"],
-                   "the late start")
+        wait_for(lambda: [r["status"] for r in database.runs] == ["running"], BOUND,
+                 "the late start")
         database.set_deploy(True, "release 42")
         until_stopped(job)
     job = SafeJob(database, body=seen_then_stopped)
@@ -323,7 +317,7 @@ def test_a_run_begun_without_the_database_is_stopped_once_it_is_back(database, e
 
     def database_returns(job):
         database.outage = False
-        wait_until(lambda: database.runs, "the late start")
+        wait_for(lambda: database.runs, BOUND, "the late start")
         database.set_deploy(True, "release 42")
         until_stopped(job)
     database.outage = True
@@ -434,7 +428,7 @@ def test_a_withdrawn_request_lets_the_run_go_on(database, env):
     def body(job):
         until_stopped(job)
         database.set_deploy(False)
-        wait_until(lambda: not job.stop_requested, "the withdrawal")
+        wait_for(lambda: not job.stop_requested, BOUND, "the withdrawal")
         job.safe = True
         time.sleep(0.3)
     job = SafeJob(database, body=body)
@@ -485,10 +479,10 @@ def test_outside_the_main_thread_only_checkpoints_stop_a_run(database, env):
 
 def test_heartbeats_carry_what_the_hook_says(database, env):
     def body(job):
-        wait_until(lambda: database.runs[0]["heartbeat_at"] > database.runs[0]["started_at"],
-                   "a heartbeat")
+        wait_for(lambda: database.runs[0]["heartbeat_at"] > database.runs[0]["started_at"],
+                 BOUND, "a heartbeat")
         job.safe = True
-        wait_until(lambda: database.runs[0]["safe_to_interrupt"], "safety reported")
+        wait_for(lambda: database.runs[0]["safe_to_interrupt"], BOUND, "safety reported")
     job = SafeJob(database, body=body)
     job.safe = False
     assert run(job, env) == exitcodes.OK
@@ -502,7 +496,8 @@ def test_a_request_withdrawn_while_the_hook_is_asked_does_not_crash_main(databas
             if threading.current_thread() is threading.main_thread():
                 # The DBA withdraws the request while the main thread decides.
                 database.set_deploy(False)
-                wait_until(lambda: self._interruption.watcher.stop is None, "the withdrawal")
+                wait_for(lambda: self._interruption.watcher.stop is None, BOUND,
+                         "the withdrawal")
             return True
     job = Racy(database, body=lambda job: (database.set_deploy(True, "r1"), time.sleep(2)))
     assert run(job, env) in (exitcodes.OK, exitcodes.INTERRUPTED)

@@ -13,7 +13,8 @@ import pytest
 
 from cronpolicy import exitcodes
 
-from .conftest import BACKENDS, DBA, ScriptRunner, dsn_for, make_env, read_line, wait_for_file
+from .conftest import (BACKENDS, DBA, ScriptRunner, dsn_for, make_env, read_line, wait_for,
+                       wait_for_file)
 from .pgbouncer import MODES
 
 
@@ -24,15 +25,6 @@ def dsn(request):
     return dsn_for(request, request.param)
 
 FLIP_DEPLOY = "UPDATE cronpolicy.deploy_state SET deploy_pending = true, reason = 'release 42'"
-
-
-def wait_for(predicate, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    raise AssertionError("%s not reached within %ss" % (what, timeout))
 
 
 def start_ready(scripts, tmp_path, name, *args, env=None):

@@ -17,6 +17,8 @@ from cronpolicy.tooling import simulate
 from cronpolicy.tooling.crontab.files import MAX_BYTES
 from cronpolicy.tooling.cli import main
 
+from .conftest import wait_for
+
 # Beside the source tree in a checkout; in the current directory when the
 # suite runs from an installed copy (README's test command, from the checkout).
 REFERENCE = next((path for path in (
@@ -602,14 +604,6 @@ def _alive(pids):
     return alive
 
 
-def _wait_for(predicate, seconds, what):
-    import time
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.02)
-
-
 @pytest.mark.parametrize("how", ["SIGTERM to the command", "Ctrl-C to its process group",
                                  "kill -9 of the command"])
 def test_stopping_a_play_stops_its_workers_and_says_one_line(how):
@@ -622,7 +616,7 @@ def test_stopping_a_play_stops_its_workers_and_says_one_line(how):
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, start_new_session=True)
     try:
-        _wait_for(lambda: len(_children(process.pid)) == 2 or process.poll() is not None,
+        wait_for(lambda: len(_children(process.pid)) == 2 or process.poll() is not None,
                   120, "the two workers never started")
         workers = _children(process.pid)
         assert len(workers) == 2 and process.poll() is None
@@ -633,7 +627,7 @@ def test_stopping_a_play_stops_its_workers_and_says_one_line(how):
         else:
             process.kill()
         out, err = process.communicate(timeout=60)
-        _wait_for(lambda: not _alive(workers), 30, "workers outlived the command")
+        wait_for(lambda: not _alive(workers), 30, "workers outlived the command")
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)

@@ -65,6 +65,10 @@ STARVING_WEIGHT = 7 * 86400.0
 PLANNED_WINDOW_ID = 0
 #: How soon a run already past its expected end is taken to end (seconds).
 OVERRUN = 60.0
+#: The longest rollout weighed (deploy plan, deploy slot, simulate): one
+#: the fleet waits for longer than a day is not a rollout, and weighing it
+#: costs as long as it is (every start of every job in it).
+MAX_ROLLOUT_DURATION = 86400.0
 
 
 def covers(rollout, name, host, needs=()):

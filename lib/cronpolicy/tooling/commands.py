@@ -397,13 +397,8 @@ def _duration(text, option):
     return seconds
 
 
-#: The longest rollout deploy plan and deploy slot weigh (as simulate): one
-#: the fleet waits for longer than a day is not a rollout, and weighing it
-#: costs as long as it is (every start of every job in it).
-MAX_ROLLOUT_DURATION = 86400.0
-
-
 def _rollout_duration(text):
+    from cronpolicy.planning import MAX_ROLLOUT_DURATION
     seconds = _duration(text, "--duration")
     if seconds > MAX_ROLLOUT_DURATION:
         raise UsageError("--duration: a rollout of at most a day: %s" % text)

@@ -14,7 +14,7 @@ import json
 import os
 import sys
 
-from cronpolicy import simulation
+from cronpolicy import planning, simulation
 from cronpolicy.errors import CronPolicyError, UsageError
 from cronpolicy.timeutil import UTC, parse_duration
 
@@ -378,9 +378,6 @@ MAX_TOLERANCE = 14 * 86400.0
 #: Slot search (strategy d): at most this many candidate slots over all
 #: rollouts (the reference play weighs 700).
 MAX_SLOTS = 20000
-#: The longest deploy: one the fleet waits for longer than a day is not a
-#: rollout (and d's slots cost as long as the deploy they weigh).
-MAX_DURATION = 86400.0
 #: The most work one play may take, in units of about 13 microseconds here
 #: (about two minutes; the estimate is high rather than low): each rollout
 #: costs each instance about 12 (c: cut-offs, the wait, the overdue
@@ -449,7 +446,7 @@ def knobs_from_args(args):
                 option, "longer than 0" if least is None else "at least %gs" % least,
                 getattr(args, field)))
         values[field] = seconds
-    if values["duration"] > MAX_DURATION:
+    if values["duration"] > planning.MAX_ROLLOUT_DURATION:
         raise UsageError("--duration: at most a day: %r" % args.duration)
     if values["tolerance"] > MAX_TOLERANCE:
         raise UsageError("--tolerance: at most 14d (deploy slot looks no further)")

@@ -202,6 +202,7 @@ script_run = Table(
     Column("block", Text),
     Column("needs", Text),
     Column("release", Text),
+    Column("stop_block", Text),
     CheckConstraint("status IN ('running', 'succeeded', 'failed', 'skipped', 'interrupted',"
                     " 'abandoned')", name="script_run_known_status"),
     Index("script_run_estimate_idx", "name", text("finished_at DESC"),
@@ -220,6 +221,12 @@ script_run = Table(
     Index("script_run_block_idx", "name", text("started_at DESC"),
           postgresql_where=text("block IS NOT NULL"),
           sqlite_where=text("block IS NOT NULL")),
+    Index("script_run_skip_block_idx", "block",
+          postgresql_where=text("block IS NOT NULL"),
+          sqlite_where=text("block IS NOT NULL")),
+    Index("script_run_stop_block_idx", "stop_block",
+          postgresql_where=text("stop_block IS NOT NULL"),
+          sqlite_where=text("stop_block IS NOT NULL")),
 )
 
 script_owner = Table(
@@ -302,6 +309,44 @@ drain = Table(
     Index("drain_finished_at_idx", "finished_at"),
 )
 
+rollout = Table(
+    "rollout", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", Text, nullable=False, server_default="full"),
+    Column("services", Text, nullable=False, server_default=""),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("owner", Text, nullable=False, server_default=WHO),
+    Column("owner_host", Text),
+    Column("owner_pid", Integer),
+    Column("began_at", Timestamp, nullable=False, server_default=NOW),
+    Column("expected_duration", Seconds),
+    Column("lease_expires_at", Timestamp),
+    Column("quiet_at", Timestamp),
+    Column("ended_at", Timestamp),
+    Column("ended_by", Text),
+    CheckConstraint("kind IN ('full', 'services')", name="rollout_kind_known"),
+    CheckConstraint("CASE kind WHEN 'full' THEN services = '' ELSE services <> '' END",
+                    name="rollout_services_fit_kind"),
+    CheckConstraint("expected_duration > interval '0'",
+                    name="rollout_expected_duration_positive"),
+    CheckConstraint("ended_at >= began_at", name="rollout_ends_after_it_begins"),
+    CheckConstraint("quiet_at >= began_at", name="rollout_quiet_after_it_begins"),
+    Index("rollout_open_idx", "began_at",
+          postgresql_where=text("ended_at IS NULL"), sqlite_where=text("ended_at IS NULL")),
+)
+
+rollout_awaited = Table(
+    "rollout_awaited", metadata,
+    Column("rollout_id", Integer, primary_key=True, autoincrement=False),
+    Column("run_id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=False),
+    Column("name", Text, nullable=False),
+    Column("host", Text, nullable=False),
+    Column("first_seen_at", Timestamp, nullable=False, server_default=NOW),
+    Column("last_seen_at", Timestamp, nullable=False, server_default=NOW),
+    CheckConstraint("last_seen_at >= first_seen_at", name="rollout_awaited_seen_in_order"),
+)
+
 #: Columns that have no default because DBAs' recipes always name them.
 REQUIRED_COLUMNS = {
     "schema_version": {"version", "name"},
@@ -315,4 +360,6 @@ REQUIRED_COLUMNS = {
     "script_owner": {"name", "db_role"},
     "script_schedule": {"name", "host", "schedule"},
     "service_deploy": {"service"},
+    "rollout": set(),
+    "rollout_awaited": {"rollout_id", "run_id", "name", "host"},
 }

@@ -1,7 +1,7 @@
 """The last policy this host fetched, for when the database is out of reach.
 
 After every successful read the gate keeps the policy rows, the deploy
-state and the standing windows in a small JSON file (written atomically: a
+state, the open rollouts and the standing windows in a small JSON file (written atomically: a
 new file under an unpredictable name, renamed over the old one, so a reader
 never sees half a file).  When the database cannot be reached, a cache
 confirmed within ``max_age`` answers instead of the blind
@@ -24,8 +24,8 @@ import os
 import time
 
 from cronpolicy.rows import (
-    FROM_CACHE, DeployState, Inputs, PolicyRow, ServiceDeploy, Window, from_mapping, to_mapping,
-    to_time)
+    FROM_CACHE, DeployState, Inputs, PolicyRow, Rollout, ServiceDeploy, Window, from_mapping,
+    to_mapping, to_time)
 
 FORMAT = 2
 
@@ -97,6 +97,7 @@ class PolicyCache:
             "policies": [to_mapping(row) for row in inputs.policies],
             "windows": [to_mapping(window) for window in inputs.windows],
             "services": [to_mapping(service) for service in inputs.services],
+            "rollouts": [to_mapping(rollout) for rollout in inputs.rollouts],
         }
         from cronpolicy.safety import checked_directory, write_atomically
         checked_directory(os.path.dirname(self.path), "state_dir", 0o700)
@@ -137,6 +138,8 @@ class PolicyCache:
                 windows=[from_mapping(Window, row) for row in data["windows"]],
                 # (None in a cache an older version wrote: it knew no services.)
                 services=[from_mapping(ServiceDeploy, row) for row in data.get("services", [])],
+                # (Its deploy and services say what an older version saw open.)
+                rollouts=[from_mapping(Rollout, row) for row in data.get("rollouts", [])],
                 recent_runtimes=[], source=FROM_CACHE, age=confirmed)
         except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as error:
             return self._reject(error)
@@ -158,7 +161,7 @@ def _fingerprint(inputs):
     """What the cache holds for ``inputs``, as one line of text: the content's
     repr itself (comparing it costs less than loading a hash function)."""
     return repr((inputs.schema_version, inputs.deploy, inputs.policies, inputs.windows,
-                 inputs.services))
+                 inputs.services, inputs.rollouts))
 
 
 def _from_format_1(data):

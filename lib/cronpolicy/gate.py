@@ -268,7 +268,8 @@ class Gate:
                      stop_reason=stop.reason if stop is not None else None,
                      stop_decision=stop.code if stop is not None else None,
                      stop_policy_id=stop.policy_id if stop is not None else None,
-                     stop_window_id=stop.window_id if stop is not None else None)
+                     stop_window_id=stop.window_id if stop is not None else None,
+                     stop_block=stop.block if stop is not None else None)
         if not self.recorder.record_finish(run, end):
             self.logger.warning("%s %s in %s (exit code %d); its record is spooled",
                                 "run #%s" % run.id if run.id else "offline run",

@@ -23,10 +23,12 @@ In order:
 2. ``disabled``: the most specific matching script_policy row has
    enabled = false (no matching row means enabled).
 3. Unless that row is rollout_exempt:
-   a. ``deploy-pending``: deploy_state.deploy_pending (or its row is missing);
-   a'. ``service-pending``: a deploy of a service the script needs is
-      pending (service_deploy); a script that needs none follows only the
-      global switch and windows of no service;
+   a. ``deploy-pending``: a full rollout is open (cronpolicy.rollout; or,
+      from a store that knows no rollouts, deploy_state.deploy_pending, or
+      its row missing);
+   a'. ``service-pending``: a rollout of a service the script needs is open
+      (or a service_deploy row says so); a script that needs none follows
+      only full rollouts and windows of no service;
    b. ``in-window``: a covering rollout window is in progress (a window of
       one service covers only the scripts that need it);
    c. ``window-cutoff``: now + estimate + margin reaches the start of a
@@ -38,8 +40,9 @@ In order:
 A start that passes them runs with the code ``run``, or ``catch-up`` when it
 is the one run that catches up a start a rollout skipped (``cronpolicy
 catch-up`` starts it: ``ScriptFacts.catch_up_of`` names the block).  A
-skip by deploy pending or a window names its ``block`` ("deploy:<when it
-was set>" or "window:<id>"): one rollout, however many starts it skipped.
+skip by a rollout or a window names its ``block`` ("rollout:<id>",
+"window:<id>"; from the switches alone, "deploy:<when it was set>" or
+"service:<name>:<since>"): one rollout, however many starts it skipped.
 
 Besides run or skip, the ``Verdict`` carries what the run needs: whether it
 may be interrupted at any moment and its fleet-wide concurrency limit.
@@ -72,6 +75,9 @@ CODES = (RUN, DATABASE_UNREACHABLE, DISABLED, DEPLOY_PENDING, SERVICE_PENDING, I
          WINDOW_CUTOFF, LOCKED, SIGNAL, LEASE_LOST, CATCH_UP)
 #: The codes of skips a rollout caused (what catch_up = once catches up).
 ROLLOUT_SKIPS = (DEPLOY_PENDING, SERVICE_PENDING, IN_WINDOW, WINDOW_CUTOFF)
+#: cronpolicy.rollout.kind values.
+FULL = "full"
+SERVICES = "services"
 #: script_policy.catch_up values.
 CATCH_UP_ONCE = "once"
 CATCH_UP_NONE = "none"
@@ -217,8 +223,37 @@ def window_block(window):
     return "window:%d" % window.id
 
 
+def rollout_block(rollout):
+    """The block of a skip a rollout caused: "rollout:" and its id."""
+    return "rollout:%d" % rollout.id
+
+
+def rollout_services(rollout):
+    """The services a rollout covers (a tuple; none for a full rollout)."""
+    return parse_needs(rollout.services) if rollout.kind == SERVICES else ()
+
+
+def rollout_covers(rollout, needs):
+    """Whether ``rollout`` stops a script that needs ``needs`` (not exempt)."""
+    return rollout.kind == FULL or any(service in needs for service in
+                                       rollout_services(rollout))
+
+
+def _said_rollout(rollout):
+    """" (rollout #12) since T by alice: 'release 4521'", for skip reasons."""
+    return " (rollout #%d)%s%s%s" % (
+        rollout.id, " since %s" % format_time(rollout.began_at) if rollout.began_at else "",
+        " by %s" % rollout.owner if rollout.owner else "", _quoted(rollout.reason))
+
+
 def deploy_pending(s):
-    if s.exempt or not is_deploy_pending(s.deploy):
+    if s.exempt:
+        return None
+    for rollout in s.inputs.rollouts:           # the oldest open one first
+        if rollout.kind == FULL:
+            return Skip(DEPLOY_PENDING, lambda: "deploy pending" + _said_rollout(rollout),
+                        block=rollout_block(rollout))
+    if not is_deploy_pending(s.deploy):
         return None
     if s.deploy is None:
         return Skip(DEPLOY_PENDING, "deploy_state row is missing; treating it as deploy pending",
@@ -238,6 +273,12 @@ def service_block(row):
 def service_pending(s):
     if s.exempt or not s.needs:
         return None
+    for rollout in s.inputs.rollouts:           # the oldest open one first
+        needed = [service for service in rollout_services(rollout) if service in s.needs]
+        if needed:
+            return Skip(SERVICE_PENDING, lambda: "deploy of service %s pending%s" % (
+                needed[0], _said_rollout(rollout)), block=rollout_block(rollout))
+    # From the switch alone (a store that knows no rollouts, an older cache).
     pending = sorted((row for row in s.inputs.services if row.service in s.needs),
                      key=lambda row: (row.changed_at is None, row.changed_at, row.service))
     if not pending:
@@ -373,8 +414,10 @@ def decide(inputs, facts, settings, estimate=None, explain=True):
 
 
 def describe_block(block):
-    """"the deploy pending since T" or "rollout window #N", for a block."""
+    """"rollout #N", "rollout window #N" or "the deploy pending since T", for a block."""
     kind, _, what = (block or "").partition(":")
+    if kind == "rollout":
+        return "rollout #%s" % what
     if kind == "window":
         return "rollout window #%s" % what
     if kind == "deploy":
@@ -472,6 +515,16 @@ def expected_interval(policies, name):
     return first_setting(matching_policies(fleet_wide, name, "*"), "expected_interval")
 
 
+def covering_rollouts(inputs, name, host, needs=()):
+    """The open rollouts that stop ``name`` on ``host``, oldest first: none
+    for a rollout-exempt script.  ``needs``: what the script declared (a
+    policy row's needs win, as everywhere)."""
+    s = Situation(inputs, ScriptFacts(name, host, needs=tuple(needs or ())))
+    if s.exempt:
+        return []
+    return [rollout for rollout in inputs.rollouts if rollout_covers(rollout, s.needs)]
+
+
 def next_window_start(inputs, name, host, needs=()):
     """When the next window covering ``name`` on ``host`` begins (after now), or None."""
     starts = [window.starts_at for window in
@@ -482,9 +535,12 @@ def next_window_start(inputs, name, host, needs=()):
 
 def rollout_under_way(inputs, service=None):
     """Whether something asks the fleet (or, given ``service``, the scripts
-    that need it) to stop: deploy pending (or its row missing), a service
-    deploy pending, or a window in progress anywhere."""
+    that need it) to stop: a rollout open, deploy pending (or its row
+    missing), a service deploy pending, or a window in progress anywhere."""
     if is_deploy_pending(inputs.deploy):
+        return True
+    if any(service is None or rollout_covers(rollout, (service,))
+           for rollout in inputs.rollouts):
         return True
     if any(service is None or row.service == service for row in inputs.services):
         return True

@@ -238,6 +238,7 @@ RunRecord = _shape("RunRecord", (
     ("block", "text", None),         # the rollout behind a skip, or what a catch-up catches up
     ("needs", "text", None),         # the services it needed, comma-separated
     ("release", "text", None),       # the release directory it executes
+    ("stop_block", "text", None),    # the rollout or window that interrupted it
 ), "What the gate writes into cronpolicy.script_run for one start (run or skip).")
 
 ServiceDeploy = _shape("ServiceDeploy", (
@@ -248,6 +249,23 @@ ServiceDeploy = _shape("ServiceDeploy", (
     ("changed_at", "time", None),
 ), "One cronpolicy.service_deploy row: a deploy of that service is pending.")
 
+Rollout = _shape("Rollout", (
+    ("id", "int", None),
+    ("kind", "text", "full"),
+    ("services", "text", ""),
+    ("reason", "text", ""),
+    ("owner", "text", ""),
+    ("owner_host", "text", None),
+    ("owner_pid", "int", None),
+    ("began_at", "time", None),
+    ("expected_duration", "seconds", None),
+    ("lease_expires_at", "time", None),
+    ("quiet_at", "time", None),
+    ("ended_at", "time", None),
+    ("ended_by", "text", None),
+), "One cronpolicy.rollout row: kind 'full' or 'services' (comma-separated), open while "
+   "ended_at is None.")
+
 RunEnd = _shape("RunEnd", (
     ("status", "text", None),
     ("exit_code", "int", None),
@@ -256,6 +274,7 @@ RunEnd = _shape("RunEnd", (
     ("stop_decision", "text", None),
     ("stop_policy_id", "int", None),
     ("stop_window_id", "int", None),
+    ("stop_block", "text", None),
 ), "How a recorded run ended: the columns its finish updates.")
 
 
@@ -307,14 +326,15 @@ UNAVAILABLE = "unavailable"
 
 Inputs = shape(
     "Inputs", "now schema_version deploy policies windows recent_runtimes source age error "
-              "services", defaults=(FROM_DATABASE, None, None, ()))
+              "services rollouts", defaults=(FROM_DATABASE, None, None, (), ()))
 Inputs.__doc__ = """Everything the decision for one script needs.
 
 ``now`` is the database clock (aware UTC); ``deploy`` a DeployState, or None
 when its row is missing; ``policies`` every PolicyRow; ``windows`` the
 windows neither cancelled nor over; ``recent_runtimes`` the seconds of the
 script's last succeeded runs, newest first; ``services`` the ServiceDeploy
-rows (the services with a deploy pending).  ``source`` says where they came
+rows (the services with a deploy pending); ``rollouts`` the open Rollout rows,
+oldest first.  ``source`` says where they came
 from (FROM_DATABASE, FROM_CACHE with its ``age`` in seconds, or UNAVAILABLE
 with the ``error`` that made them so)."""
 

@@ -23,7 +23,7 @@ import threading
 from cronpolicy import config
 from cronpolicy.errors import DatabaseError
 from cronpolicy.rows import (
-    DeployState, Inputs, PolicyRow, RunEnd, RunHandle, ServiceDeploy, Window)
+    DeployState, Inputs, PolicyRow, Rollout, RunEnd, RunHandle, ServiceDeploy, Window)
 
 UTC = datetime.timezone.utc
 
@@ -38,6 +38,7 @@ class MemoryDatabase:
         self.windows = []
         self.deploy = DeployState()
         self.services = []      # ServiceDeploy rows: the services with a deploy pending
+        self.rollouts = []      # Rollout rows, open and ended
         self.runs = []          # dicts with the columns of cronpolicy.script_run
         self.slots = {}         # (name, slot) -> {"run_key", "host", "lease_expires_at"}
         self.outage = False
@@ -71,19 +72,75 @@ class MemoryDatabase:
         return row
 
     def set_deploy(self, pending, reason=""):
+        """Flip the switch as a DBA's UPDATE of deploy_state does: on, it
+        opens a full rollout (unless one is open); off, it ends every one."""
         with self.lock:
-            self.deploy = DeployState(bool(pending), reason, "memory", self.clock())
+            full = [row for row in self._open() if row.kind == "full"]
+            if pending and not full:
+                self._open_rollout("full", "", reason)
+            elif not pending:
+                self._end(full)
+            self._follow()
         self.changed()
 
     def set_service_deploy(self, service, pending, reason=""):
-        """Begin (pending True) or end a deploy of ``service``."""
+        """Begin (pending True) or end a deploy of ``service``, as a DBA's
+        INSERT or DELETE on service_deploy does."""
         with self.lock:
-            self.services = [row for row in self.services if row.service != service]
-            if pending:
-                self.services.append(ServiceDeploy(
-                    id=1 + max([0] + [row.id for row in self.services]), service=service,
-                    reason=reason, changed_by="memory", changed_at=self.clock()))
+            covering = [row for row in self._open() if service in row.services.split(",")]
+            if pending and not covering:
+                self._open_rollout("services", service, reason)
+            elif not pending:
+                self._end(covering)
+            self._follow()
         self.changed()
+
+    def begin_rollout(self, services=(), reason="", expected_duration=None):
+        """Open a rollout (of ``services``, else full), as `deploy begin` does; returns it."""
+        with self.lock:
+            row = self._open_rollout("services" if services else "full",
+                                     ",".join(sorted(set(services))), reason, expected_duration)
+            self._follow()
+        self.changed()
+        return row
+
+    def end_rollout(self, rollout_id):
+        with self.lock:
+            self._end([row for row in self._open() if row.id == rollout_id])
+            self._follow()
+        self.changed()
+
+    def _open(self):
+        return [row for row in self.rollouts if row.ended_at is None]
+
+    def _open_rollout(self, kind, services, reason, expected_duration=None):
+        row = Rollout(id=len(self.rollouts) + 1, kind=kind, services=services, reason=reason,
+                      owner="memory", began_at=self.clock(),
+                      expected_duration=expected_duration)
+        self.rollouts.append(row)
+        return row
+
+    def _end(self, rows):
+        ended = {row.id for row in rows}
+        self.rollouts = [row._replace(ended_at=self.clock(), ended_by="memory")
+                         if row.id in ended else row for row in self.rollouts]
+
+    def _follow(self):
+        """The switches follow the open rollouts (schema patch 0015's triggers)."""
+        full = [row for row in self._open() if row.kind == "full"]
+        if bool(full) != bool(self.deploy.deploy_pending) or (
+                full and full[0].reason != self.deploy.reason):
+            self.deploy = DeployState(bool(full), full[0].reason if full else "", "memory",
+                                      self.clock())
+        covered = {}
+        for row in self._open():
+            for service in row.services.split(",") if row.kind == "services" else ():
+                covered.setdefault(service, row)
+        self.services = [row for row in self.services if row.service in covered] + [
+            ServiceDeploy(id=len(self.services) + index + 1, service=service,
+                          reason=row.reason, changed_by="memory", changed_at=self.clock())
+            for index, (service, row) in enumerate(sorted(covered.items()))
+            if service not in {kept.service for kept in self.services}]
 
     def add_window(self, starts_at, ends_at, reason="", host="*", script="*", service=None):
         with self.lock:
@@ -158,7 +215,8 @@ class MemoryStore:
                          if window.cancelled_at is None and window.ends_at > now],
                 recent_runtimes=[(run["finished_at"] - run["started_at"]).total_seconds()
                                  for run in succeeded[:int(history_runs)]],
-                services=list(database.services))
+                services=list(database.services),
+                rollouts=[row for row in database.rollouts if row.ended_at is None])
 
     # IRunRecorder -------------------------------------------------------------------
 

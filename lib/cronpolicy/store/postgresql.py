@@ -25,7 +25,8 @@ import time
 from cronpolicy import config
 from cronpolicy.errors import DatabaseError, SchemaError
 from cronpolicy.rows import (
-    DeployState, Inputs, PolicyRow, RunHandle, ServiceDeploy, Window, from_mapping, to_time)
+    DeployState, Inputs, PolicyRow, Rollout, RunHandle, ServiceDeploy, Window, from_mapping,
+    to_time)
 from cronpolicy.store import pgdriver
 from cronpolicy.store import queries
 
@@ -184,7 +185,8 @@ class PostgresStore:
             windows=[from_mapping(Window, window) for window in row["windows"]],
             recent_runtimes=[float(value) for value in row["recent_runtimes"]
                              if value is not None],
-            services=[from_mapping(ServiceDeploy, service) for service in row["services"]])
+            services=[from_mapping(ServiceDeploy, service) for service in row["services"]],
+            rollouts=[from_mapping(Rollout, rollout) for rollout in row["rollouts"]])
 
     # IRunRecorder -------------------------------------------------------------------
 

@@ -35,6 +35,12 @@ SELECT extract(epoch FROM now()) AS now,
        (SELECT coalesce(jsonb_agg(to_jsonb(s) || jsonb_build_object(
                    'changed_at', extract(epoch FROM s.changed_at))), '[]')
           FROM cronpolicy.service_deploy AS s) AS services,
+       (SELECT coalesce(jsonb_agg(to_jsonb(r) || jsonb_build_object(
+                   'began_at', extract(epoch FROM r.began_at),
+                   'expected_duration', extract(epoch FROM r.expected_duration),
+                   'lease_expires_at', extract(epoch FROM r.lease_expires_at),
+                   'quiet_at', extract(epoch FROM r.quiet_at)) ORDER BY r.began_at, r.id), '[]')
+          FROM cronpolicy.rollout AS r WHERE r.ended_at IS NULL) AS rollouts,
        (SELECT coalesce(json_agg(recent.seconds), '[]') FROM (
             SELECT extract(epoch FROM finished_at - started_at) AS seconds
               FROM cronpolicy.script_run
@@ -79,7 +85,8 @@ RETURNING id
 UPDATE cronpolicy.script_run
    SET status = %(status)s, exit_code = %(exit_code)s, stop_reason = %(stop_reason)s,
        stop_decision = %(stop_decision)s, stop_policy_id = %(stop_policy_id)s,
-       stop_window_id = %(stop_window_id)s, finished_at = greatest(now(), started_at),
+       stop_window_id = %(stop_window_id)s, stop_block = %(stop_block)s,
+       finished_at = greatest(now(), started_at),
        lease_expires_at = NULL
  WHERE id = %(id)s
 
@@ -147,14 +154,15 @@ BEGIN; LISTEN cronpolicy_policy; COMMIT;
 INSERT INTO cronpolicy.script_run (
     name, host, pid, started_at, finished_at, status, exit_code, skip_reason,
     estimate_seconds, estimate_source, policy_ignored, decision, policy_id, window_id,
-    expected_interval, stop_reason, stop_decision, stop_policy_id, stop_window_id, spool_id,
-    schedule, schedule_tz, block, needs, release, spooled)
+    expected_interval, stop_reason, stop_decision, stop_policy_id, stop_window_id, stop_block,
+    spool_id, schedule, schedule_tz, block, needs, release, spooled)
 VALUES (%(name)s, %(host)s, %(pid)s, least(%(started_at)s::timestamptz, now()),
         least(greatest(%(started_at)s::timestamptz, %(finished_at)s::timestamptz), now()),
         %(status)s, %(exit_code)s, %(skip_reason)s, %(estimate_seconds)s,
         %(estimate_source)s, %(policy_ignored)s, %(decision)s, %(policy_id)s,
         %(window_id)s, %(expected_interval)s, %(stop_reason)s, %(stop_decision)s,
-        %(stop_policy_id)s, %(stop_window_id)s, %(spool_id)s, %(schedule)s, %(schedule_tz)s,
+        %(stop_policy_id)s, %(stop_window_id)s, %(stop_block)s, %(spool_id)s, %(schedule)s,
+        %(schedule_tz)s,
         %(block)s, %(needs)s, %(release)s, true)
 ON CONFLICT (spool_id) DO UPDATE
    SET status = EXCLUDED.status, exit_code = EXCLUDED.exit_code, spooled = true,
@@ -162,6 +170,7 @@ ON CONFLICT (spool_id) DO UPDATE
        policy_ignored = EXCLUDED.policy_ignored, block = EXCLUDED.block,
        stop_reason = EXCLUDED.stop_reason, stop_decision = EXCLUDED.stop_decision,
        stop_policy_id = EXCLUDED.stop_policy_id, stop_window_id = EXCLUDED.stop_window_id,
+       stop_block = EXCLUDED.stop_block,
        finished_at = least(greatest(cronpolicy.script_run.started_at, EXCLUDED.finished_at),
                            now()),
        lease_expires_at = NULL
@@ -173,6 +182,7 @@ ON CONFLICT (spool_id) DO UPDATE
 UPDATE cronpolicy.script_run
    SET status = %(status)s, exit_code = %(exit_code)s, stop_reason = %(stop_reason)s,
        stop_decision = %(stop_decision)s, stop_policy_id = %(stop_policy_id)s,
-       stop_window_id = %(stop_window_id)s, lease_expires_at = NULL, spooled = true,
+       stop_window_id = %(stop_window_id)s, stop_block = %(stop_block)s,
+       lease_expires_at = NULL, spooled = true,
        finished_at = least(greatest(started_at, %(finished_at)s::timestamptz), now())
  WHERE id = %(id)s AND status IN ('running', 'abandoned')

@@ -15,7 +15,8 @@ import _thread
 from cronpolicy import config, schema
 from cronpolicy.errors import ConfigError, DatabaseError
 from cronpolicy.rows import (
-    DeployState, Inputs, PolicyRow, RunHandle, ServiceDeploy, Window, from_mapping, to_time)
+    DeployState, Inputs, PolicyRow, Rollout, RunHandle, ServiceDeploy, Window, from_mapping,
+    to_time)
 from cronpolicy.store import queries
 from cronpolicy.timeutil import to_sqlite
 
@@ -175,11 +176,12 @@ class SQLiteStore:
                         rows.execute(sql["standing_windows"], {"now": now}).fetchall(),
                         connection.execute(sql["recent_runtimes"], {
                             "name": name, "runs": int(history_runs)}).fetchall(),
-                        rows.execute(sql["services"]).fetchall())
+                        rows.execute(sql["services"]).fetchall(),
+                        rows.execute(sql["open_rollouts"]).fetchall())
             finally:
                 connection.execute("COMMIT")
 
-        now, version, deploy, policies, windows, runtimes, services = self._run(
+        now, version, deploy, policies, windows, runtimes, services, rollouts = self._run(
             "read the policy", read)
         return Inputs(
             now=to_time(now), schema_version=version,
@@ -188,7 +190,8 @@ class SQLiteStore:
             windows=[from_mapping(Window, row) for row in windows],
             # NULL where SQLite cannot compute one (a year beyond 9999).
             recent_runtimes=[float(value) for (value,) in runtimes if value is not None],
-            services=[from_mapping(ServiceDeploy, row) for row in services])
+            services=[from_mapping(ServiceDeploy, row) for row in services],
+            rollouts=[from_mapping(Rollout, row) for row in rollouts])
 
     # IRunRecorder -------------------------------------------------------------------
 

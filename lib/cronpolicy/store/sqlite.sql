@@ -27,6 +27,11 @@ SELECT * FROM cronpolicy.script_policy
 SELECT * FROM cronpolicy.service_deploy
 
 
+-- name: open_rollouts
+-- Rollouts not ended, oldest first.
+SELECT * FROM cronpolicy.rollout WHERE ended_at IS NULL ORDER BY began_at, id
+
+
 -- name: standing_windows
 -- Windows neither cancelled nor over, soonest first.
 SELECT * FROM cronpolicy.rollout_window
@@ -77,7 +82,7 @@ RETURNING id
 UPDATE cronpolicy.script_run
    SET status = :status, exit_code = :exit_code, stop_reason = :stop_reason,
        stop_decision = :stop_decision, stop_policy_id = :stop_policy_id,
-       stop_window_id = :stop_window_id, lease_expires_at = NULL,
+       stop_window_id = :stop_window_id, stop_block = :stop_block, lease_expires_at = NULL,
        finished_at = max(strftime('%Y-%m-%d %H:%M:%f', 'now'), started_at)
  WHERE id = :id
 
@@ -132,13 +137,14 @@ DELETE FROM cronpolicy.run_slot WHERE name = :name AND slot = :slot AND run_key 
 INSERT INTO cronpolicy.script_run (
     name, host, pid, started_at, finished_at, status, exit_code, skip_reason,
     estimate_seconds, estimate_source, policy_ignored, decision, policy_id, window_id,
-    expected_interval, stop_reason, stop_decision, stop_policy_id, stop_window_id, spool_id,
-    schedule, schedule_tz, block, needs, release, spooled)
+    expected_interval, stop_reason, stop_decision, stop_policy_id, stop_window_id, stop_block,
+    spool_id, schedule, schedule_tz, block, needs, release, spooled)
 VALUES (:name, :host, :pid, min(:started_at, strftime('%Y-%m-%d %H:%M:%f', 'now')),
         min(max(:started_at, :finished_at), strftime('%Y-%m-%d %H:%M:%f', 'now')), :status,
         :exit_code, :skip_reason, :estimate_seconds, :estimate_source, :policy_ignored,
         :decision, :policy_id, :window_id, :expected_interval, :stop_reason, :stop_decision,
-        :stop_policy_id, :stop_window_id, :spool_id, :schedule, :schedule_tz, :block, :needs,
+        :stop_policy_id, :stop_window_id, :stop_block, :spool_id, :schedule, :schedule_tz,
+        :block, :needs,
         :release, 1)
 ON CONFLICT (spool_id) DO UPDATE
    SET status = excluded.status, exit_code = excluded.exit_code, spooled = 1,
@@ -146,6 +152,7 @@ ON CONFLICT (spool_id) DO UPDATE
        policy_ignored = excluded.policy_ignored, block = excluded.block,
        stop_reason = excluded.stop_reason, stop_decision = excluded.stop_decision,
        stop_policy_id = excluded.stop_policy_id, stop_window_id = excluded.stop_window_id,
+       stop_block = excluded.stop_block,
        finished_at = min(max(script_run.started_at, excluded.finished_at), strftime('%Y-%m-%d %H:%M:%f', 'now')),
        lease_expires_at = NULL
  WHERE script_run.status IN ('running', 'abandoned')
@@ -156,7 +163,7 @@ ON CONFLICT (spool_id) DO UPDATE
 UPDATE cronpolicy.script_run
    SET status = :status, exit_code = :exit_code, stop_reason = :stop_reason,
        stop_decision = :stop_decision, stop_policy_id = :stop_policy_id,
-       stop_window_id = :stop_window_id, lease_expires_at = NULL, spooled = 1,
+       stop_window_id = :stop_window_id, stop_block = :stop_block, lease_expires_at = NULL, spooled = 1,
        finished_at = min(max(started_at, :finished_at), strftime('%Y-%m-%d %H:%M:%f', 'now'))
  WHERE id = :id AND status IN ('running', 'abandoned')
 

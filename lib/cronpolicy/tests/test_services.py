@@ -111,7 +111,7 @@ def test_two_services_at_once_and_a_script_with_no_needs_unaffected(scripts, dba
     status = json.loads(cronpolicy(script_env, "status", "--json").stdout)
     assert [row["service"] for row in status["services"]] == ["librarian"]
     why = cronpolicy(script_env, "why", "uses-librarian").stdout
-    assert "caused by INSERT of service_deploy" in why and "service=librarian" in why
+    assert "caused by INSERT of rollout #2" in why and "services=librarian" in why
 
 
 def test_a_service_deploy_stops_a_running_script_that_needs_it_and_no_other(scripts, dba,

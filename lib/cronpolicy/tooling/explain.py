@@ -2,10 +2,11 @@
 
 ``explain`` takes a script's recent runs and, for each skip or
 interruption, finds the change behind it from the decision the run
-recorded (``decision``, ``policy_id``, ``window_id``; for an interruption
-``stop_decision``, ``stop_policy_id``, ``stop_window_id``): the audit entry
-that last changed the disabling policy row, that set deploy pending, or
-that created or moved the window.  Reason text is only ever shown.
+recorded (``decision``, ``policy_id``, ``window_id``, ``block``; for an
+interruption ``stop_decision``, ``stop_policy_id``, ``stop_window_id``,
+``stop_block``): the audit entry that last changed the disabling policy
+row, that began the rollout, that set deploy pending, or that created or
+moved the window.  Reason text is only ever shown.
 
 A read command (``cronpolicy why``): no SQLAlchemy.  The audit's row
 documents are read here for ``cronpolicy audit`` too (audit.py).
@@ -15,7 +16,7 @@ import re
 
 from cronpolicy import policy
 from cronpolicy.errors import UsageError
-from cronpolicy.rows import PolicyRow, ServiceDeploy, Window, to_seconds, to_time
+from cronpolicy.rows import PolicyRow, Rollout, ServiceDeploy, Window, to_seconds, to_time
 from cronpolicy.store.reads import DEPLOY_KINDS, reading
 
 # PostgreSQL's text of an interval in a row document.  The audit functions
@@ -67,6 +68,7 @@ DOCUMENT_KINDS = {
     "script_owner": {"id": "int", "name": "text", "db_role": "text", "granted_by": "text",
                      "granted_at": "time"},
     "service_deploy": ServiceDeploy.kinds,
+    "rollout": Rollout.kinds,
 }
 
 
@@ -131,7 +133,19 @@ def _service_begun(service):
     return lambda entry: (entry.get("new_row") or {}).get("service") == service
 
 
+def _rollout_of(block):
+    """The rollout id a block names ("rollout:12"), or None."""
+    kind, _, what = (block or "").partition(":")
+    return int(what) if kind == "rollout" and what.isdigit() else None
+
+
 def _cause(reader, run):
+    block = run.get("block") if run["status"] == "skipped" else \
+        run.get("stop_block") if run["status"] == "interrupted" else None
+    if _rollout_of(block) is not None:
+        # The rollout's beginning: who, when, why.
+        return _latest_before(reader, "rollout", _rollout_of(block), run["finished_at"]
+                              or run["started_at"], lambda entry: entry["operation"] == "INSERT")
     if run["status"] == "skipped" and run["decision"] == policy.SERVICE_PENDING:
         # The block names the service: "service:NAME:since".
         service = (run.get("block") or "").split(":")[1:2]

@@ -73,8 +73,9 @@ def change_summary(entry):
                                        for key in ("name", "host", "service") if key in row)
     if entry["operation"] == "INSERT":
         row = entry["new_row"] or {}
-        keys = [key for key in ("name", "host", "enabled", "deploy_pending", "service",
-                                "starts_at", "ends_at", "script") if key in row]
+        keys = [key for key in ("name", "host", "enabled", "deploy_pending", "kind",
+                                "services", "service", "starts_at", "ends_at", "script")
+                if key in row and not (key == "services" and not row[key])]
         return "new: " + ", ".join("%s=%s" % (key, row[key]) for key in keys)
     if entry["operation"] == "DELETE":
         row = entry["old_row"] or {}

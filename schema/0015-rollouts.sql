@@ -28,8 +28,10 @@
 -- 'rollout:ID') and behind its interruption (script_run.stop_block), and
 -- rollout_awaited the runs `deploy wait` waited for: what each rollout
 -- cost can be read back (`cronpolicy rollouts`).
+--
+-- Applying it again changes nothing (IF NOT EXISTS, OR REPLACE).
 
-CREATE TABLE cronpolicy.rollout (
+CREATE TABLE IF NOT EXISTS cronpolicy.rollout (
     id                 integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     kind               text NOT NULL DEFAULT 'full',
     services           text NOT NULL DEFAULT '',
@@ -55,7 +57,7 @@ CREATE TABLE cronpolicy.rollout (
         AND cronpolicy.time_in_range(lease_expires_at) AND cronpolicy.time_in_range(quiet_at)
         AND cronpolicy.time_in_range(ended_at))
 );
-CREATE INDEX rollout_open_idx ON cronpolicy.rollout (began_at) WHERE ended_at IS NULL;
+CREATE INDEX IF NOT EXISTS rollout_open_idx ON cronpolicy.rollout (began_at) WHERE ended_at IS NULL;
 COMMENT ON TABLE cronpolicy.rollout IS
     'Rollouts, open and ended.  While a full rollout is open no script starts and running ones '
     'stop at their next safe point; a rollout of services does that to the scripts that need '
@@ -84,7 +86,7 @@ COMMENT ON COLUMN cronpolicy.rollout.ended_by IS 'The login that ended it (set b
 
 
 -- Who and when are the database's to say; what a rollout is does not change.
-CREATE FUNCTION cronpolicy.touch_rollout() RETURNS trigger
+CREATE OR REPLACE FUNCTION cronpolicy.touch_rollout() RETURNS trigger
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF TG_OP = 'INSERT' AND NOT cronpolicy.is_administrator(session_user) THEN
@@ -122,7 +124,10 @@ BEGIN
                              WHEN NEW.quiet_at IS NULL THEN NULL
                              ELSE greatest(OLD.began_at, least(NEW.quiet_at, now())) END;
     END IF;
-    NEW.lease_expires_at := least(NEW.lease_expires_at, now() + interval '1 hour');
+    -- (least() would make a missing lease an hour's: NULL stays NULL.)
+    IF NEW.lease_expires_at IS NOT NULL THEN
+        NEW.lease_expires_at := least(NEW.lease_expires_at, now() + interval '1 hour');
+    END IF;
     RETURN NEW;
 END
 $$;
@@ -130,35 +135,42 @@ COMMENT ON FUNCTION cronpolicy.touch_rollout() IS
     'Sets a rollout''s owner, began_at, ended_at and ended_by (the login, the database clock; '
     'administrators may say otherwise when they insert one); keeps its kind and services; an '
     'ended rollout stays ended; caps the lease at an hour.';
+DROP TRIGGER IF EXISTS rollout_touch ON cronpolicy.rollout;
 CREATE TRIGGER rollout_touch BEFORE INSERT OR UPDATE ON cronpolicy.rollout
     FOR EACH ROW EXECUTE FUNCTION cronpolicy.touch_rollout();
 
 -- Audited, but a lease renewed.
+DROP TRIGGER IF EXISTS rollout_audit ON cronpolicy.rollout;
 CREATE TRIGGER rollout_audit AFTER INSERT OR DELETE ON cronpolicy.rollout
     FOR EACH ROW EXECUTE FUNCTION cronpolicy.audit_change();
+DROP TRIGGER IF EXISTS rollout_audit_update ON cronpolicy.rollout;
 CREATE TRIGGER rollout_audit_update AFTER UPDATE ON cronpolicy.rollout
     FOR EACH ROW WHEN ((OLD.reason, OLD.expected_duration, OLD.quiet_at, OLD.ended_at,
                         OLD.owner_host, OLD.owner_pid)
                        IS DISTINCT FROM (NEW.reason, NEW.expected_duration, NEW.quiet_at,
                                          NEW.ended_at, NEW.owner_host, NEW.owner_pid))
     EXECUTE FUNCTION cronpolicy.audit_change();
+DROP TRIGGER IF EXISTS rollout_audit_truncate ON cronpolicy.rollout;
 CREATE TRIGGER rollout_audit_truncate BEFORE TRUNCATE ON cronpolicy.rollout
     FOR EACH STATEMENT EXECUTE FUNCTION cronpolicy.audit_truncate();
 
 -- Running scripts hear of a rollout begun or ended (pg_notify sends one
 -- notification per transaction and payload, however many rows).
+DROP TRIGGER IF EXISTS rollout_notify ON cronpolicy.rollout;
 CREATE TRIGGER rollout_notify AFTER INSERT OR DELETE ON cronpolicy.rollout
     FOR EACH ROW EXECUTE FUNCTION cronpolicy.notify_policy_change();
+DROP TRIGGER IF EXISTS rollout_notify_update ON cronpolicy.rollout;
 CREATE TRIGGER rollout_notify_update AFTER UPDATE ON cronpolicy.rollout
     FOR EACH ROW WHEN ((OLD.ended_at, OLD.reason) IS DISTINCT FROM (NEW.ended_at, NEW.reason))
     EXECUTE FUNCTION cronpolicy.notify_policy_change();
+DROP TRIGGER IF EXISTS rollout_notify_truncate ON cronpolicy.rollout;
 CREATE TRIGGER rollout_notify_truncate AFTER TRUNCATE ON cronpolicy.rollout
     FOR EACH STATEMENT EXECUTE FUNCTION cronpolicy.notify_policy_change();
 
 
 -- The switches follow the rollouts.  Each side acts only where the other
 -- disagrees with it, so neither undoes the other and nothing loops.
-CREATE FUNCTION cronpolicy.switches_follow_rollouts() RETURNS trigger
+CREATE OR REPLACE FUNCTION cronpolicy.switches_follow_rollouts() RETURNS trigger
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     full_reason text;
@@ -189,13 +201,15 @@ $$;
 COMMENT ON FUNCTION cronpolicy.switches_follow_rollouts() IS
     'Keeps deploy_state and service_deploy in step with the open rollouts, for DBAs and for '
     'hosts running an older cronpolicy.';
+DROP TRIGGER IF EXISTS rollout_switches ON cronpolicy.rollout;
 CREATE TRIGGER rollout_switches AFTER INSERT OR DELETE OR UPDATE OF kind, services, reason, ended_at
     ON cronpolicy.rollout
     FOR EACH STATEMENT EXECUTE FUNCTION cronpolicy.switches_follow_rollouts();
+DROP TRIGGER IF EXISTS rollout_switches_truncate ON cronpolicy.rollout;
 CREATE TRIGGER rollout_switches_truncate AFTER TRUNCATE ON cronpolicy.rollout
     FOR EACH STATEMENT EXECUTE FUNCTION cronpolicy.switches_follow_rollouts();
 
-CREATE FUNCTION cronpolicy.deploy_switch_to_rollouts() RETURNS trigger
+CREATE OR REPLACE FUNCTION cronpolicy.deploy_switch_to_rollouts() RETURNS trigger
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     oldest integer;
@@ -216,11 +230,12 @@ $$;
 COMMENT ON FUNCTION cronpolicy.deploy_switch_to_rollouts() IS
     'A plain UPDATE of deploy_state: setting deploy_pending opens a full rollout, clearing it '
     'ends every open one, a new reason is the oldest open one''s.';
+DROP TRIGGER IF EXISTS deploy_state_rollouts ON cronpolicy.deploy_state;
 CREATE TRIGGER deploy_state_rollouts AFTER INSERT OR UPDATE OF deploy_pending, reason
     ON cronpolicy.deploy_state
     FOR EACH ROW EXECUTE FUNCTION cronpolicy.deploy_switch_to_rollouts();
 
-CREATE FUNCTION cronpolicy.service_switch_to_rollouts() RETURNS trigger
+CREATE OR REPLACE FUNCTION cronpolicy.service_switch_to_rollouts() RETURNS trigger
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF TG_OP = 'TRUNCATE' THEN
@@ -269,23 +284,30 @@ $$;
 COMMENT ON FUNCTION cronpolicy.service_switch_to_rollouts() IS
     'Plain SQL on service_deploy: a row inserted opens a rollout of that service, one deleted '
     'ends every open rollout that covers it.';
+DROP TRIGGER IF EXISTS service_deploy_rollouts ON cronpolicy.service_deploy;
 CREATE TRIGGER service_deploy_rollouts AFTER INSERT OR DELETE OR UPDATE OF service, reason
     ON cronpolicy.service_deploy
     FOR EACH ROW EXECUTE FUNCTION cronpolicy.service_switch_to_rollouts();
+DROP TRIGGER IF EXISTS service_deploy_rollouts_truncate ON cronpolicy.service_deploy;
 CREATE TRIGGER service_deploy_rollouts_truncate BEFORE TRUNCATE ON cronpolicy.service_deploy
     FOR EACH STATEMENT EXECUTE FUNCTION cronpolicy.service_switch_to_rollouts();
 
 -- A switch already set when this patch is applied is an open rollout.
 INSERT INTO cronpolicy.rollout (kind, reason, owner, began_at)
 SELECT 'full', reason, changed_by, changed_at FROM cronpolicy.deploy_state
- WHERE id = 1 AND deploy_pending;
+ WHERE id = 1 AND deploy_pending
+   AND NOT EXISTS (SELECT 1 FROM cronpolicy.rollout WHERE ended_at IS NULL AND kind = 'full');
 INSERT INTO cronpolicy.rollout (kind, services, reason, owner, began_at)
-SELECT 'services', service, reason, changed_by, changed_at FROM cronpolicy.service_deploy
- ORDER BY changed_at, id;
+SELECT 'services', s.service, s.reason, s.changed_by, s.changed_at
+  FROM cronpolicy.service_deploy AS s
+ WHERE NOT EXISTS (SELECT 1 FROM cronpolicy.rollout AS r
+                    WHERE r.ended_at IS NULL AND r.kind = 'services'
+                      AND s.service = ANY (string_to_array(r.services, ',')))
+ ORDER BY s.changed_at, s.id;
 
 
 -- The runs a rollout waited for, as `deploy wait` saw them.
-CREATE TABLE cronpolicy.rollout_awaited (
+CREATE TABLE IF NOT EXISTS cronpolicy.rollout_awaited (
     rollout_id     integer NOT NULL REFERENCES cronpolicy.rollout (id) ON DELETE CASCADE,
     run_id         bigint NOT NULL,
     name           text NOT NULL,
@@ -309,12 +331,12 @@ COMMENT ON COLUMN cronpolicy.rollout_awaited.last_seen_at IS 'When a wait last f
 
 
 -- Why a run was interrupted, by rollout; and counting a rollout's skips.
-ALTER TABLE cronpolicy.script_run ADD COLUMN stop_block text;
+ALTER TABLE cronpolicy.script_run ADD COLUMN IF NOT EXISTS stop_block text;
 COMMENT ON COLUMN cronpolicy.script_run.stop_block IS
     'The rollout or window that interrupted the run (''rollout:12'', ''window:7''), as block is for a skip.';
-CREATE INDEX script_run_skip_block_idx ON cronpolicy.script_run (block)
+CREATE INDEX IF NOT EXISTS script_run_skip_block_idx ON cronpolicy.script_run (block)
     WHERE block IS NOT NULL;
-CREATE INDEX script_run_stop_block_idx ON cronpolicy.script_run (stop_block)
+CREATE INDEX IF NOT EXISTS script_run_stop_block_idx ON cronpolicy.script_run (stop_block)
     WHERE stop_block IS NOT NULL;
 
 

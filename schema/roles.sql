@@ -80,14 +80,14 @@ GRANT USAGE ON SCHEMA cronpolicy TO cronpolicy_script, cronpolicy_rollout, cronp
 -- Scripts.
 GRANT SELECT ON cronpolicy.schema_version, cronpolicy.script_policy, cronpolicy.deploy_state,
                 cronpolicy.rollout_window, cronpolicy.script_run, cronpolicy.script_owner,
-                cronpolicy.service_deploy
+                cronpolicy.service_deploy, cronpolicy.rollout, cronpolicy.rollout_awaited
     TO cronpolicy_script;
 -- Runs of the scripts its login owns (script_owner; a trigger checks, and
 -- claims a name nobody owns yet), with times from the database clock.
 GRANT INSERT ON cronpolicy.script_run TO cronpolicy_script;
 GRANT UPDATE (status, exit_code, finished_at, heartbeat_at, safe_to_interrupt, stop_reason,
                stop_decision, stop_policy_id, stop_window_id, lease_expires_at,
-               skip_reason, decision, policy_ignored, spooled, block)
+               skip_reason, decision, policy_ignored, spooled, block, stop_block)
     ON cronpolicy.script_run TO cronpolicy_script;
 GRANT EXECUTE ON FUNCTION cronpolicy.claim_script(text) TO cronpolicy_script;
 -- Fleet-wide slots (max_concurrent): taken, renewed and given back by runs,
@@ -106,6 +106,13 @@ GRANT UPDATE (deploy_pending, reason, changed_by) ON cronpolicy.deploy_state
 GRANT INSERT, UPDATE ON cronpolicy.rollout_window TO cronpolicy_rollout;
 -- Deploys of one service: begun (a row) and ended (its deletion).
 GRANT INSERT, UPDATE, DELETE ON cronpolicy.service_deploy TO cronpolicy_rollout;
+-- Rollouts: begun, renewed by their owner, marked quiet, ended; who and when
+-- are the database's to say (patch 0015's triggers).
+GRANT INSERT (kind, services, reason, owner_host, owner_pid, expected_duration,
+              lease_expires_at),
+      UPDATE (reason, expected_duration, lease_expires_at, quiet_at, ended_at)
+    ON cronpolicy.rollout TO cronpolicy_rollout;
+GRANT INSERT, UPDATE ON cronpolicy.rollout_awaited TO cronpolicy_rollout;
 GRANT SELECT ON cronpolicy.policy_audit, cronpolicy.drain TO cronpolicy_rollout;
 GRANT INSERT ON cronpolicy.drain TO cronpolicy_rollout;
 
@@ -125,7 +132,8 @@ ALTER FUNCTION cronpolicy.audit_change() OWNER TO cronpolicy_auditor;
 ALTER FUNCTION cronpolicy.audit_truncate() OWNER TO cronpolicy_auditor;
 -- A TRUNCATE is audited with its rows: the function reads them first.
 GRANT SELECT ON cronpolicy.script_policy, cronpolicy.rollout_window, cronpolicy.script_owner,
-                cronpolicy.deploy_state, cronpolicy.service_deploy TO cronpolicy_auditor;
+                cronpolicy.deploy_state, cronpolicy.service_deploy, cronpolicy.rollout
+    TO cronpolicy_auditor;
 REVOKE ALL ON cronpolicy.policy_audit FROM cronpolicy_admin;
 REVOKE ALL ON SEQUENCE cronpolicy.policy_audit_id_seq FROM cronpolicy_admin;
 GRANT SELECT ON cronpolicy.policy_audit TO cronpolicy_admin;

@@ -46,42 +46,17 @@ BEGIN
     SELECT RAISE(ABORT, 'a rollout stays of what it began with; end it and begin another');
 END;
 
+-- First seen quiet: once.
+CREATE TRIGGER cronpolicy.rollout_quiet_once BEFORE UPDATE OF quiet_at ON rollout
+    FOR EACH ROW WHEN OLD.quiet_at IS NOT NULL AND NEW.quiet_at IS NOT OLD.quiet_at
+BEGIN
+    SELECT RAISE(ABORT, 'a rollout is first seen quiet once: quiet_at stays as set');
+END;
+
 CREATE TRIGGER cronpolicy.rollout_stays_ended BEFORE UPDATE ON rollout
     FOR EACH ROW WHEN OLD.ended_at IS NOT NULL AND NEW.ended_at IS NOT OLD.ended_at
 BEGIN
     SELECT RAISE(ABORT, 'an ended rollout stays ended; begin another');
-END;
-
--- First seen quiet: once.
-CREATE TRIGGER cronpolicy.rollout_quiet_once AFTER UPDATE OF quiet_at ON rollout
-    FOR EACH ROW WHEN OLD.quiet_at IS NOT NULL AND NEW.quiet_at IS NOT OLD.quiet_at
-BEGIN
-    UPDATE rollout SET quiet_at = OLD.quiet_at WHERE id = NEW.id;
-END;
-
-CREATE TRIGGER cronpolicy.rollout_audit_insert AFTER INSERT ON rollout
-BEGIN
-    INSERT INTO policy_audit (table_name, operation, row_id, new_row)
-    VALUES ('rollout', 'INSERT', NEW.id, json_object('id', NEW.id, 'kind', NEW.kind, 'services', NEW.services, 'reason', NEW.reason, 'owner', NEW.owner, 'owner_host', NEW.owner_host, 'owner_pid', NEW.owner_pid, 'began_at', NEW.began_at, 'expected_duration', NEW.expected_duration, 'lease_expires_at', NEW.lease_expires_at, 'quiet_at', NEW.quiet_at, 'ended_at', NEW.ended_at, 'ended_by', NEW.ended_by));
-END;
-
--- Audited, but a lease renewed.
-CREATE TRIGGER cronpolicy.rollout_audit_update AFTER UPDATE ON rollout
-    FOR EACH ROW WHEN NOT (NEW.reason IS OLD.reason AND NEW.expected_duration IS OLD.expected_duration
-                           AND NEW.quiet_at IS OLD.quiet_at AND NEW.ended_at IS OLD.ended_at
-                           AND NEW.ended_by IS OLD.ended_by AND NEW.owner IS OLD.owner
-                           AND NEW.owner_host IS OLD.owner_host AND NEW.owner_pid IS OLD.owner_pid
-                           AND NEW.began_at IS OLD.began_at AND NEW.id IS OLD.id)
-BEGIN
-    INSERT INTO policy_audit (table_name, operation, row_id, old_row, new_row)
-    VALUES ('rollout', 'UPDATE', NEW.id, json_object('id', OLD.id, 'kind', OLD.kind, 'services', OLD.services, 'reason', OLD.reason, 'owner', OLD.owner, 'owner_host', OLD.owner_host, 'owner_pid', OLD.owner_pid, 'began_at', OLD.began_at, 'expected_duration', OLD.expected_duration, 'lease_expires_at', OLD.lease_expires_at, 'quiet_at', OLD.quiet_at, 'ended_at', OLD.ended_at, 'ended_by', OLD.ended_by),
-            json_object('id', NEW.id, 'kind', NEW.kind, 'services', NEW.services, 'reason', NEW.reason, 'owner', NEW.owner, 'owner_host', NEW.owner_host, 'owner_pid', NEW.owner_pid, 'began_at', NEW.began_at, 'expected_duration', NEW.expected_duration, 'lease_expires_at', NEW.lease_expires_at, 'quiet_at', NEW.quiet_at, 'ended_at', NEW.ended_at, 'ended_by', NEW.ended_by));
-END;
-
-CREATE TRIGGER cronpolicy.rollout_audit_delete AFTER DELETE ON rollout
-BEGIN
-    INSERT INTO policy_audit (table_name, operation, row_id, old_row)
-    VALUES ('rollout', 'DELETE', OLD.id, json_object('id', OLD.id, 'kind', OLD.kind, 'services', OLD.services, 'reason', OLD.reason, 'owner', OLD.owner, 'owner_host', OLD.owner_host, 'owner_pid', OLD.owner_pid, 'began_at', OLD.began_at, 'expected_duration', OLD.expected_duration, 'lease_expires_at', OLD.lease_expires_at, 'quiet_at', OLD.quiet_at, 'ended_at', OLD.ended_at, 'ended_by', OLD.ended_by));
 END;
 
 -- The switches follow the rollouts (each statement a no-op where they agree).
@@ -203,6 +178,84 @@ BEGIN
                     AND instr(',' || services || ',', ',' || NEW.service || ',') > 0
                   ORDER BY began_at, id LIMIT 1)
        AND reason IS NOT NEW.reason;
+END;
+
+-- SQLite fires a table's triggers newest first: the audit's are made (again)
+-- last, so an entry is written before the changes it causes, in the order
+-- PostgreSQL writes them (its triggers fire by name).
+DROP TRIGGER cronpolicy.deploy_state_audit_insert;
+DROP TRIGGER cronpolicy.deploy_state_audit_update;
+DROP TRIGGER cronpolicy.deploy_state_audit_delete;
+DROP TRIGGER cronpolicy.service_deploy_audit_insert;
+DROP TRIGGER cronpolicy.service_deploy_audit_update;
+DROP TRIGGER cronpolicy.service_deploy_audit_delete;
+
+CREATE TRIGGER cronpolicy.deploy_state_audit_insert AFTER INSERT ON deploy_state
+BEGIN
+    INSERT INTO policy_audit (table_name, operation, row_id, new_row)
+    VALUES ('deploy_state', 'INSERT', NEW.id, json_object('id', NEW.id, 'deploy_pending', NEW.deploy_pending, 'reason', NEW.reason, 'changed_by', NEW.changed_by, 'changed_at', NEW.changed_at));
+END;
+
+CREATE TRIGGER cronpolicy.deploy_state_audit_update AFTER UPDATE ON deploy_state
+    -- not for the changed_at touch of the trigger above
+    FOR EACH ROW WHEN NOT (NEW.changed_at <> OLD.changed_at AND NEW.deploy_pending IS OLD.deploy_pending AND NEW.reason IS OLD.reason AND NEW.changed_by IS OLD.changed_by)
+BEGIN
+    INSERT INTO policy_audit (table_name, operation, row_id, old_row, new_row)
+    VALUES ('deploy_state', 'UPDATE', NEW.id, json_object('id', OLD.id, 'deploy_pending', OLD.deploy_pending, 'reason', OLD.reason, 'changed_by', OLD.changed_by, 'changed_at', OLD.changed_at),
+            json_object('id', NEW.id, 'deploy_pending', NEW.deploy_pending, 'reason', NEW.reason, 'changed_by', NEW.changed_by, 'changed_at', NEW.changed_at));
+END;
+
+CREATE TRIGGER cronpolicy.deploy_state_audit_delete AFTER DELETE ON deploy_state
+BEGIN
+    INSERT INTO policy_audit (table_name, operation, row_id, old_row)
+    VALUES ('deploy_state', 'DELETE', OLD.id, json_object('id', OLD.id, 'deploy_pending', OLD.deploy_pending, 'reason', OLD.reason, 'changed_by', OLD.changed_by, 'changed_at', OLD.changed_at));
+END;
+
+CREATE TRIGGER cronpolicy.service_deploy_audit_insert AFTER INSERT ON service_deploy
+BEGIN
+    INSERT INTO policy_audit (table_name, operation, row_id, new_row)
+    VALUES ('service_deploy', 'INSERT', NEW.id, json_object('id', NEW.id, 'service', NEW.service, 'reason', NEW.reason, 'changed_by', NEW.changed_by, 'changed_at', NEW.changed_at));
+END;
+
+CREATE TRIGGER cronpolicy.service_deploy_audit_update AFTER UPDATE ON service_deploy
+    FOR EACH ROW WHEN NOT (NEW.changed_at IS OLD.changed_at AND NEW.reason IS OLD.reason
+                           AND NEW.service IS OLD.service AND NEW.changed_by IS OLD.changed_by
+                           AND NEW.id IS OLD.id)
+BEGIN
+    INSERT INTO policy_audit (table_name, operation, row_id, old_row, new_row)
+    VALUES ('service_deploy', 'UPDATE', NEW.id, json_object('id', OLD.id, 'service', OLD.service, 'reason', OLD.reason, 'changed_by', OLD.changed_by, 'changed_at', OLD.changed_at),
+            json_object('id', NEW.id, 'service', NEW.service, 'reason', NEW.reason, 'changed_by', NEW.changed_by, 'changed_at', NEW.changed_at));
+END;
+
+CREATE TRIGGER cronpolicy.service_deploy_audit_delete AFTER DELETE ON service_deploy
+BEGIN
+    INSERT INTO policy_audit (table_name, operation, row_id, old_row)
+    VALUES ('service_deploy', 'DELETE', OLD.id, json_object('id', OLD.id, 'service', OLD.service, 'reason', OLD.reason, 'changed_by', OLD.changed_by, 'changed_at', OLD.changed_at));
+END;
+
+CREATE TRIGGER cronpolicy.rollout_audit_insert AFTER INSERT ON rollout
+BEGIN
+    INSERT INTO policy_audit (table_name, operation, row_id, new_row)
+    VALUES ('rollout', 'INSERT', NEW.id, json_object('id', NEW.id, 'kind', NEW.kind, 'services', NEW.services, 'reason', NEW.reason, 'owner', NEW.owner, 'owner_host', NEW.owner_host, 'owner_pid', NEW.owner_pid, 'began_at', NEW.began_at, 'expected_duration', NEW.expected_duration, 'lease_expires_at', NEW.lease_expires_at, 'quiet_at', NEW.quiet_at, 'ended_at', NEW.ended_at, 'ended_by', NEW.ended_by));
+END;
+
+-- Audited, but a lease renewed.
+CREATE TRIGGER cronpolicy.rollout_audit_update AFTER UPDATE ON rollout
+    FOR EACH ROW WHEN NOT (NEW.reason IS OLD.reason AND NEW.expected_duration IS OLD.expected_duration
+                           AND NEW.quiet_at IS OLD.quiet_at AND NEW.ended_at IS OLD.ended_at
+                           AND NEW.ended_by IS OLD.ended_by AND NEW.owner IS OLD.owner
+                           AND NEW.owner_host IS OLD.owner_host AND NEW.owner_pid IS OLD.owner_pid
+                           AND NEW.began_at IS OLD.began_at AND NEW.id IS OLD.id)
+BEGIN
+    INSERT INTO policy_audit (table_name, operation, row_id, old_row, new_row)
+    VALUES ('rollout', 'UPDATE', NEW.id, json_object('id', OLD.id, 'kind', OLD.kind, 'services', OLD.services, 'reason', OLD.reason, 'owner', OLD.owner, 'owner_host', OLD.owner_host, 'owner_pid', OLD.owner_pid, 'began_at', OLD.began_at, 'expected_duration', OLD.expected_duration, 'lease_expires_at', OLD.lease_expires_at, 'quiet_at', OLD.quiet_at, 'ended_at', OLD.ended_at, 'ended_by', OLD.ended_by),
+            json_object('id', NEW.id, 'kind', NEW.kind, 'services', NEW.services, 'reason', NEW.reason, 'owner', NEW.owner, 'owner_host', NEW.owner_host, 'owner_pid', NEW.owner_pid, 'began_at', NEW.began_at, 'expected_duration', NEW.expected_duration, 'lease_expires_at', NEW.lease_expires_at, 'quiet_at', NEW.quiet_at, 'ended_at', NEW.ended_at, 'ended_by', NEW.ended_by));
+END;
+
+CREATE TRIGGER cronpolicy.rollout_audit_delete AFTER DELETE ON rollout
+BEGIN
+    INSERT INTO policy_audit (table_name, operation, row_id, old_row)
+    VALUES ('rollout', 'DELETE', OLD.id, json_object('id', OLD.id, 'kind', OLD.kind, 'services', OLD.services, 'reason', OLD.reason, 'owner', OLD.owner, 'owner_host', OLD.owner_host, 'owner_pid', OLD.owner_pid, 'began_at', OLD.began_at, 'expected_duration', OLD.expected_duration, 'lease_expires_at', OLD.lease_expires_at, 'quiet_at', OLD.quiet_at, 'ended_at', OLD.ended_at, 'ended_by', OLD.ended_by));
 END;
 
 -- A switch already set when this patch is applied is an open rollout.

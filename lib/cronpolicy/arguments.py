@@ -26,6 +26,8 @@ def attach_dashed_values(argv, parser):
     attached, index = [], 0
     while index < len(argv):
         token = argv[index]
+        if token == "--":       # what follows is not options (a command to run)
+            return attached + list(argv[index:])
         following = argv[index + 1] if index + 1 < len(argv) else None
         if (token in valued and following is not None and following.startswith("-")
                 and following != "--" and following.split("=", 1)[0] not in known):

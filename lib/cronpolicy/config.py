@@ -56,6 +56,8 @@ DEFAULT_POLL_INTERVAL = 1.0
 DEFAULT_DECISION_TIMEOUT = 10.0
 #: A policy cached locally is trusted this long while the database is unreachable.
 DEFAULT_CACHE_MAX_AGE = 3600.0
+#: A rollout begun without --expect is overdue once open this long.
+DEFAULT_ROLLOUT_EXPECT = 3600.0
 #: An idle connection is probed after this long (and then every third of it,
 #: three times), so a dead peer is noticed within about twice this.
 DEFAULT_TCP_KEEPALIVE = 5.0
@@ -206,6 +208,7 @@ class Settings:
         "poll_interval": parse_duration,
         "decision_timeout": parse_duration,
         "cache_max_age": parse_duration,
+        "default_rollout_expect": parse_duration,
         "on_database_error": _on_database_error,
         "state_dir": str,
         "tcp_keepalive": parse_duration,
@@ -229,7 +232,8 @@ class Settings:
                  cache_max_age=DEFAULT_CACHE_MAX_AGE,
                  on_database_error=None, state_dir=None, scripts=None,
                  config_path=None, tcp_keepalive=DEFAULT_TCP_KEEPALIVE,
-                 tcp_user_timeout=DEFAULT_TCP_USER_TIMEOUT, watch=WATCH_LISTEN):
+                 tcp_user_timeout=DEFAULT_TCP_USER_TIMEOUT, watch=WATCH_LISTEN,
+                 default_rollout_expect=DEFAULT_ROLLOUT_EXPECT):
         self.state_dir = state_dir or default_state_dir()
         self.dsn = dsn or default_dsn(self.state_dir)
         self.dsn_source = dsn_source if dsn else "default"
@@ -253,6 +257,7 @@ class Settings:
         self.tcp_keepalive = tcp_keepalive
         self.tcp_user_timeout = tcp_user_timeout
         self.watch = watch
+        self.default_rollout_expect = default_rollout_expect
         self.validate()
 
     def validate(self):
@@ -263,7 +268,8 @@ class Settings:
         if self.estimate_min_runs < 1:
             raise ConfigError("estimate_min_runs must be at least 1, got %r" % self.estimate_min_runs)
         for key in ("connect_timeout", "heartbeat_interval", "poll_interval",
-                    "decision_timeout", "tcp_keepalive", "tcp_user_timeout"):
+                    "decision_timeout", "tcp_keepalive", "tcp_user_timeout",
+                    "default_rollout_expect"):
             if getattr(self, key) <= 0:
                 raise ConfigError("%s must be positive" % key)
         if self.lease_ttl <= 2 * self.heartbeat_interval:

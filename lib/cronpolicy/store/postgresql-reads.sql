@@ -112,3 +112,33 @@ SELECT count(DISTINCT block) AS blocks FROM cronpolicy.script_run
    AND started_at > coalesce((SELECT max(started_at) FROM cronpolicy.script_run
                                WHERE name = %(name)s AND host = %(host)s
                                  AND status <> 'skipped'), '-infinity')
+
+
+-- name: open_rollouts
+-- Rollouts not ended, oldest first (rollout_open_idx).
+SELECT * FROM cronpolicy.rollout WHERE ended_at IS NULL ORDER BY began_at, id
+
+
+-- name: rollouts
+-- The newest rollouts, open or ended.
+SELECT * FROM cronpolicy.rollout ORDER BY began_at DESC, id DESC LIMIT %(limit)s
+
+
+-- name: rollout_skipped_starts
+-- The starts each rollout skipped (script_run_skip_block_idx).
+SELECT block, count(*) AS starts FROM cronpolicy.script_run
+ WHERE block = ANY (%(blocks)s) AND status = 'skipped'
+ GROUP BY block
+
+
+-- name: rollout_interrupted_runs
+-- The runs each rollout interrupted (script_run_stop_block_idx).
+SELECT stop_block AS block, count(*) AS runs FROM cronpolicy.script_run
+ WHERE stop_block = ANY (%(blocks)s) AND status = 'interrupted'
+ GROUP BY stop_block
+
+
+-- name: rollout_awaited_runs
+-- The runs each rollout waited for, in the order they were first seen.
+SELECT * FROM cronpolicy.rollout_awaited WHERE rollout_id = ANY (%(ids)s)
+ ORDER BY rollout_id, first_seen_at, run_id

@@ -24,8 +24,8 @@ import os
 from cronpolicy import config
 from cronpolicy.errors import DatabaseError, SchemaError
 from cronpolicy.rows import (
-    AuditEntry, DeployState, Inputs, PolicyRow, RunRow, ServiceDeploy, Window, from_mapping,
-    to_time)
+    AuditEntry, DeployState, Inputs, PolicyRow, Rollout, RunRow, ServiceDeploy, Window,
+    from_mapping, to_time)
 from cronpolicy.store import queries
 
 #: How long a read command's best-effort write (recording dead runs) waits
@@ -137,6 +137,13 @@ class Reader:
             return to_sqlite(moment)
         return moment
 
+    def _list(self, values):
+        """A parameter holding a list: an array on PostgreSQL, JSON text on SQLite."""
+        if self.backend == config.SQLITE:
+            import json
+            return json.dumps(list(values))
+        return list(values)
+
     # What the commands read ----------------------------------------------------------
 
     def now(self):
@@ -165,7 +172,32 @@ class Reader:
         return Inputs(now=now, schema_version=None,
                       deploy=from_mapping(DeployState, deploy[0]) if deploy else None,
                       policies=self.policies(), windows=self.standing_windows(now),
-                      recent_runtimes=[], services=self.services())
+                      recent_runtimes=[], services=self.services(),
+                      rollouts=self.open_rollouts())
+
+    def open_rollouts(self):
+        """The Rollout rows not ended, oldest first."""
+        return [from_mapping(Rollout, row) for row in self.rows("open_rollouts")]
+
+    def rollouts(self, limit):
+        """The newest ``limit`` rollouts, open or ended, newest first (Rollout rows)."""
+        return [from_mapping(Rollout, row) for row in self.rows("rollouts", {"limit": limit})]
+
+    def rollout_costs(self, ids):
+        """{rollout id: (starts it skipped, runs it interrupted, [runs it waited for])}:
+        the awaited runs are rows of rollout_awaited, first seen first."""
+        blocks = self._list("rollout:%d" % rollout_id for rollout_id in ids)
+        skipped = {row["block"]: int(row["starts"])
+                   for row in self.rows("rollout_skipped_starts", {"blocks": blocks})}
+        interrupted = {row["block"]: int(row["runs"])
+                       for row in self.rows("rollout_interrupted_runs", {"blocks": blocks})}
+        awaited = {}
+        for row in self.rows("rollout_awaited_runs", {"ids": self._list(ids)},
+                             {"first_seen_at": "time", "last_seen_at": "time"}):
+            awaited.setdefault(row["rollout_id"], []).append(row)
+        return {rollout_id: (skipped.get("rollout:%d" % rollout_id, 0),
+                             interrupted.get("rollout:%d" % rollout_id, 0),
+                             awaited.get(rollout_id, [])) for rollout_id in ids}
 
     def services(self):
         """The ServiceDeploy rows: the services with a deploy pending."""

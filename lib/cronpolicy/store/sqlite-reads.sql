@@ -88,3 +88,28 @@ SELECT count(DISTINCT block) AS blocks FROM cronpolicy.script_run
                                           FROM cronpolicy.script_run
                                          WHERE name = :name AND host = :host
                                            AND status <> 'skipped'), 0)
+
+
+-- name: rollouts
+-- The newest rollouts, open or ended.
+SELECT * FROM cronpolicy.rollout ORDER BY began_at DESC, id DESC LIMIT :limit
+
+
+-- name: rollout_skipped_starts
+-- The starts each rollout skipped (script_run_skip_block_idx); :blocks is a JSON list.
+SELECT block, count(*) AS starts FROM cronpolicy.script_run
+ WHERE block IN (SELECT value FROM json_each(:blocks)) AND status = 'skipped'
+ GROUP BY block
+
+
+-- name: rollout_interrupted_runs
+-- The runs each rollout interrupted (script_run_stop_block_idx).
+SELECT stop_block AS block, count(*) AS runs FROM cronpolicy.script_run
+ WHERE stop_block IN (SELECT value FROM json_each(:blocks)) AND status = 'interrupted'
+ GROUP BY stop_block
+
+
+-- name: rollout_awaited_runs
+-- The runs each rollout waited for, in the order they were first seen.
+SELECT * FROM cronpolicy.rollout_awaited WHERE rollout_id IN (SELECT value FROM json_each(:ids))
+ ORDER BY rollout_id, first_seen_at, run_id

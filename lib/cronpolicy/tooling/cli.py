@@ -22,6 +22,8 @@ from cronpolicy.errors import CronPolicyError
 COMMANDS = "cronpolicy.tooling.commands"
 #: Functions elsewhere, by the start of their name.
 COMMAND_MODULES = (("cmd_crontab_", "cronpolicy.tooling.crontab.commands"),
+                   ("cmd_deploy_run", "cronpolicy.tooling.deploy_run"),
+                   ("cmd_rollouts", "cronpolicy.tooling.rollouts"),
                    ("cmd_schedule_", "cronpolicy.tooling.schedule_commands"),
                    ("cmd_catch_up", "cronpolicy.tooling.catch_up"),
                    ("cmd_simulate", "cronpolicy.tooling.simulate"))
@@ -196,20 +198,46 @@ def build_parser(argv=None):
     sub.add_argument("id", type=positive_int, help="window id, as window list shows it")
     sub.add_argument("--reason", default="", help="why; recorded in the audit")
 
-    deploy_commands = group("deploy", "the fleet-wide deploy switch", "deploy_command")
-    sub = add("begin", "cmd_deploy_begin", "set deploy pending: no script starts (with "
-                                           "--service: no script that needs it)",
+    deploy_commands = group("deploy", "rollouts: begin, wait, end, or all three around a "
+                                      "command; plan one, find its slot", "deploy_command")
+    sub = add("begin", "cmd_deploy_begin", "open a rollout and print its id: no script starts "
+                                           "(with --service: no script that needs it)",
+              (common, reader), subparsers=deploy_commands)
+    sub.add_argument("--reason", default="", help="shown in every skip reason")
+    sub.add_argument("--service", type=service_name, action="append", metavar="S",
+                     help="a rollout of this service only (repeat for several); several "
+                          "rollouts may be open at once")
+    sub.add_argument("--expect", metavar="D",
+                     help="how long it should stay open: past it, status, rollouts, metrics "
+                          "and overdue say it is overdue (default: default_rollout_expect, 1h)")
+    sub = add("end", "cmd_deploy_end", "end a rollout: its scripts start again",
+              subparsers=deploy_commands)
+    sub.add_argument("id", nargs="?", type=positive_int, metavar="ID",
+                     help="the rollout (default: the only one open)")
+    sub.add_argument("--all", action="store_true", help="end every open rollout")
+    sub.add_argument("--reason", default="", help="recorded in the audit")
+    sub.add_argument("--service", type=service_name,
+                     help="end the open rollout of this service")
+    sub = add("run", "cmd_deploy_run",
+              "open a rollout, wait for quiet, run COMMAND, end the rollout whatever happens "
+              "(exit: COMMAND's, 7 when the wait timed out and it did not run)",
               subparsers=deploy_commands)
     sub.add_argument("--reason", default="", help="shown in every skip reason")
-    sub.add_argument("--service", type=service_name,
-                     help="a deploy of this service only (several may be pending at once)")
-    sub = add("end", "cmd_deploy_end", "clear deploy pending: policies apply again",
-              subparsers=deploy_commands)
-    sub.add_argument("--reason", default="", help="recorded in the audit")
-    sub.add_argument("--service", type=service_name, help="end the deploy of this service")
+    sub.add_argument("--service", type=service_name, action="append", metavar="S",
+                     help="a rollout of this service only (repeat for several)")
+    sub.add_argument("--expect", metavar="D",
+                     help="how long it should stay open (default: default_rollout_expect, 1h)")
+    sub.add_argument("--wait-timeout", default="30m", metavar="D",
+                     help="give up waiting for quiet after this long, end the rollout and exit "
+                          "7 without running COMMAND (default 30m)")
+    sub.add_argument("command", nargs="*", metavar="-- COMMAND [ARGS...]",
+                     help="what to run once the fleet is quiet, after --")
     sub = add("wait", "cmd_deploy_wait",
               "wait until no running script is in the way (exit 0), or time out (exit 7)",
               (common, reader), subparsers=deploy_commands)
+    sub.add_argument("id", nargs="?", type=positive_int, metavar="ID",
+                     help="only runs in the way of this rollout (and record what it waited "
+                          "for)")
     sub.add_argument("--timeout", default="30m", help="give up after this long (default 30m)")
     sub.add_argument("--host", default="*", help="only runs on these hosts (glob; default all)")
     sub.add_argument("--service", type=service_name,
@@ -246,12 +274,16 @@ def build_parser(argv=None):
     sub.add_argument("--count", type=positive_int, default=3,
                      help="how many slots to propose (default 3)")
 
-    sub = add("audit", "cmd_audit", "who changed policies, windows and the deploy switch",
-              (common, reader))
+    sub = add("rollouts", "cmd_rollouts", "the rollouts, newest first: open or ended, owner "
+                                          "lost, overdue, and what each cost", (common, reader))
+    sub.add_argument("--limit", type=positive_int, default=20, help="how many (default 20)")
+
+    sub = add("audit", "cmd_audit", "who changed policies, windows, rollouts and the deploy "
+                                    "switch", (common, reader))
     sub.add_argument("--since", help="only changes since this time (ISO 8601, or now-1d)")
     sub.add_argument("--limit", type=positive_int, default=100, help="at most this many (100)")
     sub.add_argument("--table", choices=("script_policy", "rollout_window", "deploy_state",
-                                         "script_owner"))
+                                         "script_owner", "service_deploy", "rollout"))
     sub = add("why", "cmd_why", "a script's last decisions, and the changes behind its skips",
               (common, reader))
     sub.add_argument("name", type=script_name, help="script name")

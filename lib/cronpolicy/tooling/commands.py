@@ -138,19 +138,26 @@ def cmd_status(args, settings):
     if args.json:
         print_json(state)
         return exitcodes.OK
+    from cronpolicy.tooling.rollouts import summary
     deploy = state["deploy"]
     print("database: %s (clock %s)" % (settings.masked_dsn, format_time(state["now"])))
+    print("rollouts open: %s" % (len(state["rollouts"]) or "none"))
+    for row in state["rollouts"]:
+        print("  %s, open %s" % (summary(row), format_duration(row["open_seconds"])))
+        if row["problem"]:
+            print("    ! %s" % row["problem"])
+    covered = {service for row in state["rollouts"] for service in row["services"]}
     if deploy is None:
         print("deploy: deploy_state row missing (scripts treat this as deploy pending)")
-    elif deploy["deploy_pending"]:
-        print("deploy: PENDING since %s by %s: %s" % (
-            format_time(deploy["changed_at"]), deploy["changed_by"] or "-", quote(deploy["reason"])))
-    else:
-        print("deploy: not pending")
+    elif deploy["deploy_pending"] and not any(row["kind"] == "full" for row in state["rollouts"]):
+        print("deploy: PENDING since %s by %s: %s (the switch, with no rollout open)" % (
+            format_time(deploy["changed_at"]), deploy["changed_by"] or "-",
+            quote(deploy["reason"])))
     for row in state["services"]:
-        print("deploy of %s: PENDING since %s by %s: %s" % (
-            row["service"], format_time(row["changed_at"]), row["changed_by"] or "-",
-            quote(row["reason"])))
+        if row["service"] not in covered:
+            print("deploy of %s: PENDING since %s by %s: %s (the switch, with no rollout open)"
+                  % (row["service"], format_time(row["changed_at"]), row["changed_by"] or "-",
+                     quote(row["reason"])))
     for title, key in (("active windows", "active_windows"),
                        ("upcoming windows", "upcoming_windows")):
         print("%s: %s" % (title, len(state[key]) or "none"))
@@ -244,30 +251,75 @@ def cmd_window_cancel(args, settings):
     return exitcodes.OK
 
 
-def _deploy_change(settings, begin, reason=""):
+def cmd_deploy_begin(args, settings):
     from cronpolicy.tooling import deploy
-    db = _database(settings)
-    before, after = deploy.deploy_begin(db, reason) if begin else deploy.deploy_end(db, reason)
-    was = before is not None and before["deploy_pending"]
-    if begin:
-        print("deploy pending%s%s" % (": " + reason if reason else "",
-                                      " (it already was)" if was else ""))
-        if not was:
-            _warn_starving(settings)
+    from cronpolicy.tooling.rollouts import describe, summary
+    expect = _duration(args.expect, "--expect") if args.expect else None
+    services = sorted(set(args.service or ()))
+    row, others = deploy.begin(_database(settings), services=services, reason=args.reason,
+                               expect=expect, owner_host=settings.host)
+    found = _described(row, settings)
+    if args.json:
+        print_json(dict(found, others=[_described(other, settings) for other in others]))
     else:
-        print("deploy no longer pending%s" % ("" if was else " (it was not)"))
+        print("rollout #%d began: %s%s" % (
+            found["id"], "every script stops starting" if not services else
+            "the scripts that need %s stop starting" % " or ".join(services),
+            ": " + args.reason if args.reason else ""))
+        for other in others:
+            print("also open: " + summary(_described(other, settings)))
+    _warn_starving(settings, services)
     return exitcodes.OK
 
 
-def _warn_starving(settings, service=None):
-    """Say which scripts this deploy (of ``service``) skips once more after
-    the rollouts before it (starvation: planning.STARVING_AFTER in a row)."""
+def _described(row, settings):
+    """A rollout row (a dict of its columns) as the commands show it."""
+    from cronpolicy.rows import Rollout, from_mapping
+    from cronpolicy.tooling.rollouts import describe
+    rollout = from_mapping(Rollout, row)
+    return describe(rollout, rollout.ended_at or rollout.began_at,
+                    settings.default_rollout_expect)
+
+
+def cmd_deploy_end(args, settings):
+    from cronpolicy.tooling import deploy
+    from cronpolicy.tooling.rollouts import summary
+    db = _database(settings)
+    if args.id is not None:
+        if args.all or args.service:
+            raise UsageError("give a rollout id, or --all, or --service, not several")
+        row, ended = deploy.end(db, args.id, args.reason)
+        found = _described(row, settings)
+        if ended:
+            print("rollout #%d ended after %s" % (found["id"],
+                                                  format_duration(found["open_seconds"])))
+        else:
+            print("rollout #%d had ended already, at %s by %s" % (
+                found["id"], format_time(found["ended_at"]), found["ended_by"] or "-"))
+    else:
+        rows = deploy.end_open(db, service=args.service, every=args.all, reason=args.reason)
+        if not rows:
+            print("no rollout%s is open" % (" of " + args.service if args.service else ""))
+        for row in rows:
+            found = _described(row, settings)
+            print("rollout #%d ended after %s: %s" % (
+                found["id"], format_duration(found["open_seconds"]), summary(found)))
+    for other in deploy.open_rollouts(db):
+        print("still open: " + summary(_described(other, settings)))
+    return exitcodes.OK
+
+
+def _warn_starving(settings, services=()):
+    """Say which scripts this rollout (of ``services``; all: full) skips
+    once more after the rollouts before it (starvation:
+    planning.STARVING_AFTER in a row)."""
     from cronpolicy import planning, policy
     from cronpolicy.tooling.rollout_plans import gather
     for job in gather(settings, warn=_warn).jobs:
         if job.starving + 1 >= planning.STARVING_AFTER and job.schedule is not None and \
                 not policy.rollout_exempt(job.inputs.policies, job.name, job.host) and (
-                    service is None or service in policy.effective_needs(job.inputs, job)):
+                    not services or set(services) & set(
+                        policy.effective_needs(job.inputs, job))):
             _warn("%s on %s was skipped by the last %d rollouts in a row, and this one skips it "
                   "too" % (job.name, job.host, job.starving))
 
@@ -283,17 +335,20 @@ def cmd_deploy_wait(args, settings):
     db = _database(settings)
     progress = None if args.json else LiveTable(sys.stdout)
     result = deploy.wait_until_quiet(db, timeout, host=args.host, on_progress=progress,
-                                     service=args.service, release_not=release_not)
+                                     service=args.service, release_not=release_not,
+                                     rollout_id=args.id)
     if not result.stop_asked:
-        print("warning: no deploy is pending and no window is active, so nothing asks "
+        print("warning: no rollout is open and no window is active, so nothing asks "
               "scripts to stop (run `cronpolicy deploy begin` first)", file=sys.stderr)
     if args.json:
         print_json({"quiet": result.quiet, "waited_seconds": result.waited_seconds,
-                    "host": args.host, "service": args.service, "release_not": release_not,
-                    "stop_asked": result.stop_asked, "blockers": result.blockers})
+                    "rollout": args.id, "host": args.host, "service": args.service,
+                    "release_not": release_not, "stop_asked": result.stop_asked,
+                    "blockers": result.blockers})
     elif result.quiet:
-        print("quiet after %s: no run on hosts %s%s%s is in the way" % (
+        print("quiet after %s: no run on hosts %s%s%s%s is in the way" % (
             format_duration(result.waited_seconds), args.host,
+            " that rollout #%d stops" % args.id if args.id is not None else "",
             " that needs %s" % args.service if args.service else "",
             " of a release other than %s" % release_not if release_not else ""))
     else:
@@ -445,18 +500,33 @@ def cmd_prune(args, settings):
 
 
 def cmd_overdue(args, settings):
+    from cronpolicy.store.reads import reading
     from cronpolicy.tooling import overdue
+    from cronpolicy.tooling.rollouts import open_problems, summary
     now, reports = overdue.overdue_scripts(_database(settings), tolerance=args.tolerance,
                                            include_all=args.all)
     _, scheduled = overdue.scheduled_reports(
         settings, grace=_duration(args.grace, "--grace"), starving_after=args.starving,
         include_all=args.all, warn=_warn)
+    with reading(settings, "read the open rollouts") as reader:
+        _, stuck = open_problems(reader, settings)
     late = [report for report in reports + scheduled
-            if report["overdue"] or report.get("starving")]
+            if report["overdue"] or report.get("starving")] + stuck
     if args.json:
-        print_json(reports + scheduled)
+        print_json(reports + scheduled + [
+            {"name": "rollout #%d" % found["id"], "rollout": found["id"], "overdue": True,
+             "owner_lost": found["owner_lost"], "state": "rollout", "detail": problem,
+             "began_at": found["began_at"], "owner": found["owner"]}
+            for found, problem in stuck])
         return exitcodes.OVERDUE if late else exitcodes.OK
-    if not reports and not scheduled:
+    if stuck:
+        print("rollouts that need someone (end one with `cronpolicy deploy end ID`):")
+        for found, problem in stuck:
+            print("  rollout %s" % summary(found))
+            print("    ! %s" % problem)
+        if reports or scheduled:
+            print()
+    if not reports and not scheduled and not stuck:
         print("nothing overdue" if not args.all else
               "no script declares an expected interval or has a schedule")
     if reports:
@@ -498,33 +568,6 @@ def cmd_metrics(args, settings):
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise UsageError("cannot write %s: %s" % (args.output, error.strerror)) from None
-    return exitcodes.OK
-
-
-def cmd_deploy_begin(args, settings):
-    if args.service:
-        return _service_change(settings, args.service, True, args.reason)
-    return _deploy_change(settings, True, args.reason)
-
-
-def cmd_deploy_end(args, settings):
-    if args.service:
-        return _service_change(settings, args.service, False, args.reason)
-    return _deploy_change(settings, False, args.reason)
-
-
-def _service_change(settings, service, begin, reason=""):
-    from cronpolicy.tooling import deploy
-    db = _database(settings)
-    if begin:
-        before, _ = deploy.service_begin(db, service, reason)
-        print("deploy of %s pending%s%s: the scripts that need it stop starting" % (
-            service, ": " + reason if reason else "", " (it already was)" if before else ""))
-        if before is None:
-            _warn_starving(settings, service)
-    else:
-        before = deploy.service_end(db, service, reason)
-        print("deploy of %s no longer pending%s" % (service, "" if before else " (it was not)"))
     return exitcodes.OK
 
 

@@ -1,4 +1,4 @@
-"""Rollouts: the deploy switch, and waiting for the fleet to be quiet.
+"""Rollouts: begin one, wait for the fleet to be quiet for it, end it.
 
 This is the Python API that ``cronpolicy deploy`` wraps; release tooling can
 call it directly::
@@ -8,82 +8,142 @@ call it directly::
     from cronpolicy.tooling import deploy
 
     db = Database(Settings.load())
-    deploy.deploy_begin(db, reason="release 4521")
-    result = deploy.wait_until_quiet(db, timeout=30 * 60)
+    rollout, others = deploy.begin(db, services=["xmlrpc"], reason="xmlrpc 1.4",
+                                   expect=30 * 60)
+    result = deploy.wait_until_quiet(db, timeout=30 * 60, rollout_id=rollout["id"])
     if not result.quiet:
         ...                               # result.blockers: the runs still going
-    ...                                   # upgrade
-    deploy.deploy_end(db)
+    ...                                   # restart the service
+    deploy.end(db, rollout["id"])
 
-Times are always the database's clock.  Whether a run blocks a rollout or
-is asked to stop is asked of ``cronpolicy.policy``.  Planning a rollout
+A rollout is a row of cronpolicy.rollout (schema patch 0015): a full one
+stops every script, one of services the scripts that need one of them.
+Several may be open at once; each is ended on its own.  (`deploy run`, a
+rollout around one command with its owner's lease, is deploy_run.py.)
+
+Times are always the database's clock.  Whether a run is in a rollout's way
+or is asked to stop is asked of ``cronpolicy.policy``.  Planning a rollout
 (`deploy plan`, `deploy slot`) is rollout_plans.py.
 """
 
 import collections
+import datetime
 import time
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from cronpolicy import config, policy
-from cronpolicy.errors import DatabaseError
+from cronpolicy.errors import DatabaseError, UsageError
 from cronpolicy.matching import parse_needs
-from cronpolicy.tooling.fleet import live_runs, read_deploy_state, reap_dead_runs
-from cronpolicy.tooling.tables import deploy_state, drain
+from cronpolicy.tooling.fleet import live_runs, reap_dead_runs
+from cronpolicy.tooling.tables import drain, rollout, rollout_awaited
 
-def _set_deploy(db, pending, reason, doing, audit_reason=None):
-    """Flip the switch; a flip to where it already stands, with the same
-    reason, writes nothing (and so no audit entry saying "no change")."""
-    values = dict({"deploy_pending": pending, "reason": reason}, **db.who_columns("changed_by"))
-    with db.begin(doing, reason=audit_reason or reason) as connection:
-        before = read_deploy_state(db, connection)
-        if before is None:
-            connection.execute(deploy_state.insert().values(id=1, **values))
-        elif bool(before["deploy_pending"]) != pending or before["reason"] != reason:
-            connection.execute(deploy_state.update().where(deploy_state.c.id == 1).values(**values))
-        return before, read_deploy_state(db, connection)
 
+# Beginning and ending ------------------------------------------------------------------
+
+def begin(db, services=(), reason="", expect=None, owner_host=None, owner_pid=None,
+          lease=None):
+    """Open a rollout: of ``services`` (only the scripts that need one of
+    them stop), else full (every script stops).  ``expect``: seconds it
+    should take; ``lease``: seconds its owner's lease lasts from now (the
+    owner renews it, see ``renew``).  Returns (the rollout, the other open
+    ones), as dicts of their columns."""
+    services = sorted(set(services))
+    values = dict({"kind": policy.SERVICES if services else policy.FULL,
+                   "services": ",".join(services), "reason": reason or "",
+                   "expected_duration": expect, "owner_host": owner_host,
+                   "owner_pid": owner_pid}, **db.who_columns("owner"))
+    with db.begin("begin a rollout", reason=reason) as connection:
+        if lease is not None:
+            values["lease_expires_at"] = db.now(connection) + datetime.timedelta(seconds=lease)
+        rollout_id = connection.execute(
+            rollout.insert().values(**values).returning(rollout.c.id)).scalar_one()
+        rows = [dict(row) for row in connection.execute(
+            select(rollout).where(rollout.c.ended_at.is_(None))
+            .order_by(rollout.c.began_at, rollout.c.id)).mappings()]
+    mine = next(row for row in rows if row["id"] == rollout_id)
+    return mine, [row for row in rows if row["id"] != rollout_id]
+
+
+def end(db, rollout_id, reason=""):
+    """End rollout ``rollout_id``.  Returns (its row, whether this ended it:
+    False when it had ended already); UsageError when there is no such rollout."""
+    with db.begin("end rollout #%d" % rollout_id, reason=reason) as connection:
+        where = rollout.c.id == rollout_id
+        row = connection.execute(select(rollout).where(where)).mappings().first()
+        if row is None:
+            raise UsageError("there is no rollout #%d (cronpolicy rollouts lists them)"
+                             % rollout_id)
+        if row["ended_at"] is not None:
+            return dict(row), False
+        _end(db, connection, where)
+        return dict(connection.execute(select(rollout).where(where)).mappings().one()), True
+
+
+def end_open(db, service=None, every=False, reason=""):
+    """End the open rollout (of ``service``, when given): the only one, or
+    with ``every`` all of them.  Returns the rows ended ([] when none was
+    open); UsageError naming them when several are open and not ``every``."""
+    with db.begin("end the open rollouts", reason=reason) as connection:
+        found = [dict(row) for row in connection.execute(
+            select(rollout).where(rollout.c.ended_at.is_(None))
+            .order_by(rollout.c.began_at, rollout.c.id)).mappings()]
+        if service is not None:
+            found = [row for row in found if service in parse_needs(row["services"])]
+        if len(found) > 1 and not every:
+            from cronpolicy.tooling.rollouts import kind_text
+            raise UsageError("%d rollouts%s are open: %s; end one with `cronpolicy deploy end "
+                             "ID`, or every one with --all" % (
+                                 len(found), " of " + service if service else "", "; ".join(
+                                     "#%d %s by %s" % (row["id"], kind_text(
+                                         dict(row, services=parse_needs(row["services"]))),
+                                         row["owner"] or "-") for row in found)))
+        if found:
+            _end(db, connection, rollout.c.id.in_([row["id"] for row in found]))
+        return [dict(row) for row in connection.execute(
+            select(rollout).where(rollout.c.id.in_([row["id"] for row in found]))
+            .order_by(rollout.c.began_at, rollout.c.id)).mappings()] if found else []
+
+
+def _end(db, connection, where):
+    connection.execute(rollout.update().where(where, rollout.c.ended_at.is_(None)).values(
+        ended_at=db.now(connection), lease_expires_at=None, **db.who_columns("ended_by")))
+
+
+def renew(db, rollout_id, lease):
+    """Renew the owner's lease of rollout ``rollout_id`` for ``lease``
+    seconds from now; False when the rollout has ended (someone ended it)."""
+    with db.begin("renew the lease of rollout #%d" % rollout_id) as connection:
+        until = db.now(connection) + datetime.timedelta(seconds=lease)
+        return connection.execute(rollout.update().where(
+            rollout.c.id == rollout_id, rollout.c.ended_at.is_(None)).values(
+            lease_expires_at=until)).rowcount == 1
+
+
+def open_rollouts(db):
+    """The open rollouts, oldest first (dicts)."""
+    with db.read("read the open rollouts") as connection:
+        return [dict(row) for row in connection.execute(
+            select(rollout).where(rollout.c.ended_at.is_(None))
+            .order_by(rollout.c.began_at, rollout.c.id)).mappings()]
+
+
+# The switch, as earlier versions had it ----------------------------------------------------
 
 def deploy_begin(db, reason=""):
-    """Set deploy pending: no script starts until deploy_end().  Returns (before, after)."""
-    return _set_deploy(db, True, reason or "", "begin the deploy")
-
-
-def service_begin(db, service, reason=""):
-    """A deploy of ``service`` is pending: the scripts that need it stop
-    starting.  Returns the service_deploy row before (None when it was not
-    pending) and after."""
-    from sqlalchemy import select
-    from cronpolicy.tooling.tables import service_deploy
-    with db.begin("begin the deploy of %s" % service, reason=reason) as connection:
-        where = service_deploy.c.service == service
-        before = connection.execute(select(service_deploy).where(where)).mappings().first()
-        if before is None:
-            connection.execute(service_deploy.insert().values(
-                service=service, reason=reason or "", **db.who_columns("changed_by")))
-        elif before["reason"] != (reason or ""):
-            connection.execute(service_deploy.update().where(where).values(reason=reason or ""))
-        after = connection.execute(select(service_deploy).where(where)).mappings().first()
-        return (dict(before) if before else None), dict(after)
-
-
-def service_end(db, service, reason=""):
-    """The deploy of ``service`` is over.  Returns its row, or None when it
-    was not pending."""
-    from sqlalchemy import select
-    from cronpolicy.tooling.tables import service_deploy
-    with db.begin("end the deploy of %s" % service, reason=reason) as connection:
-        where = service_deploy.c.service == service
-        before = connection.execute(select(service_deploy).where(where)).mappings().first()
-        if before is not None:
-            connection.execute(service_deploy.delete().where(where))
-        return dict(before) if before else None
+    """Open a full rollout (the old API of the switch).  Returns the rollout."""
+    return begin(db, reason=reason)[0]
 
 
 def deploy_end(db, reason=""):
-    """Clear deploy pending: every script's own policy applies again.  Returns (before, after).
-    ``reason`` goes to the audit only (the switch's own reason is cleared)."""
-    return _set_deploy(db, False, "", "end the deploy", audit_reason=reason)
+    """End every open full rollout, as clearing deploy_pending always
+    released the fleet (the old API of the switch).  Returns those ended."""
+    with db.begin("end the deploy", reason=reason) as connection:
+        where = (rollout.c.ended_at.is_(None)) & (rollout.c.kind == policy.FULL)
+        ids = [row[0] for row in connection.execute(select(rollout.c.id).where(where))]
+        if ids:
+            _end(db, connection, rollout.c.id.in_(ids))
+        return ids
 
 
 # Waiting for the fleet ---------------------------------------------------------------
@@ -91,28 +151,53 @@ def deploy_end(db, reason=""):
 #: What wait_until_quiet returns.  ``blockers`` are the runs still going.
 WaitResult = collections.namedtuple("WaitResult", "quiet waited_seconds blockers stop_asked")
 
+#: One look at the fleet: the database clock, the runs in the way, whether
+#: anything asks scripts to stop, and for each open rollout ({id: Rollout})
+#: the live runs it covers ({id: [run]}); ``complete``: every host was
+#: looked at (no --host), so a rollout covering none is quiet.
+Look = collections.namedtuple("Look", "now runs stop_asked rollouts covered complete")
 
-def blocking_runs(db, connection, host="*", reap=True, service=None, release_not=None):
-    """(now, runs a rollout on ``host`` must wait for, whether anything asks
-    scripts to stop).  Rollout-exempt scripts never block; each blocker says
-    why it is asked to stop (``stop_request``), if it is.  ``service``: only
-    runs that needed that service; ``release_not``: only runs that do not
-    execute that release (a run that recorded none may, so it counts).
-    ``reap``: record dead runs as abandoned first (a write: not on every look)."""
+
+def blocking_runs(db, connection, host="*", reap=True, service=None, release_not=None,
+                  rollout_id=None):
+    """One Look at the runs a rollout on ``host`` must wait for.
+
+    Rollout-exempt scripts never block.  Which runs are in the way:
+    ``rollout_id``: those that rollout stops; ``service``: those that need
+    that service; else, while something asks scripts to stop (a rollout
+    open, a window in progress), those it asks; else every live run.  A
+    run's needs are the ones in force now (a policy row's win over what it
+    declared at its start).  ``release_not``: not the runs that execute
+    that release (a run that recorded none may, so it counts).  Each run
+    says why it is asked to stop (``stop_request``), if it is, and which
+    open rollouts it is in the way of (``rollouts``).  ``reap``: record
+    dead runs as abandoned first (a write: not on every look)."""
     if reap:
         reap_dead_runs(db, connection)
     inputs = db.inputs(connection)
-    runs = []
+    asked = policy.rollout_under_way(inputs, service)
+    runs, covered = [], {row.id: [] for row in inputs.rollouts}
     for run in live_runs(db, connection, inputs.now, host):
-        needs = parse_needs(run.get("needs"))
-        if policy.rollout_exempt(inputs.policies, run["name"], run["host"]) or (
-                service is not None and service not in needs) or (
-                release_not is not None and run.get("release") == release_not):
+        if policy.rollout_exempt(inputs.policies, run["name"], run["host"]):
             continue
-        stop = policy.stop_verdict(inputs, run["name"], run["host"], needs=needs)
+        facts = policy.ScriptFacts(run["name"], run["host"], needs=parse_needs(run["needs"]))
+        needs = policy.effective_needs(inputs, facts)
+        stop = policy.stop_verdict(inputs, run["name"], run["host"], needs=facts.needs)
         run["stop_request"] = stop.reason if stop is not None else None
-        runs.append(run)
-    return inputs.now, runs, policy.rollout_under_way(inputs, service)
+        run["rollouts"] = [row.id for row in policy.covering_rollouts(
+            inputs, run["name"], run["host"], facts.needs)]
+        for covering in run["rollouts"]:
+            covered[covering].append(run)
+        if rollout_id is not None:
+            in_the_way = rollout_id in run["rollouts"]
+        elif service is not None:
+            in_the_way = service in needs
+        else:
+            in_the_way = stop is not None or not asked
+        if in_the_way and not (release_not is not None and run.get("release") == release_not):
+            runs.append(run)
+    return Look(inputs.now, runs, asked, {row.id: row for row in inputs.rollouts}, covered,
+                host == "*")
 
 
 #: How often deploy wait looks without being told of a change: on SQLite
@@ -129,14 +214,20 @@ REREAD_AT_MOST_EVERY = 0.05
 
 
 def wait_until_quiet(db, timeout, host="*", poll_interval=None, on_progress=None,
-                     service=None, release_not=None):
-    """Wait until no live, non-exempt run on ``host`` (a glob) remains.
+                     service=None, release_not=None, rollout_id=None):
+    """Wait until no live, non-exempt run in the way remains (see
+    blocking_runs for which are: of rollout ``rollout_id``, of ``service``,
+    on ``host``, not of release ``release_not``).
 
-    Scripts that are safe to interrupt stop by themselves once deploy
-    pending (or a window) asks them to; this waits for those and for the
-    unsafe ones to finish.  Dead runs never block.  Gives up after
-    ``timeout`` seconds.  ``on_progress(now, runs, waited)`` is called after
-    every look.  Returns a WaitResult.
+    Scripts that are safe to interrupt stop by themselves once a rollout
+    (or a window) asks them to; this waits for those and for the unsafe
+    ones to finish.  Dead runs never block.  Gives up after ``timeout``
+    seconds.  ``on_progress(now, runs, waited)`` is called after every
+    look.  Returns a WaitResult.
+
+    What it sees is recorded for the open rollouts: each run found in a
+    rollout's way (rollout_awaited), and the first moment a look at every
+    host found none in its way (rollout.quiet_at).
 
     One connection is held for the whole wait.  On PostgreSQL (watch =
     listen) it LISTENs for the end of runs (schema patch 0012) and policy
@@ -144,14 +235,19 @@ def wait_until_quiet(db, timeout, host="*", poll_interval=None, on_progress=None
     blocker's lease would run out, or every LISTENING_LOOK_EVERY; otherwise
     it looks every ``poll_interval`` (SQLITE_LOOK_EVERY, POLL_LOOK_EVERY).
     """
+    if rollout_id is not None:
+        _check_open(db, rollout_id)
     started = time.monotonic()
     first_now = None
     blocked = {}     # run id -> [script name, first seen, last seen] (waited seconds)
     looks = _Looks(db)
+    witness = _Witness(db)
     try:
         every = poll_interval or looks.every
         while True:
-            now, runs, stop_asked = looks.look(host, service, release_not)
+            look = looks.look(host, service, release_not, rollout_id)
+            witness.saw(look)
+            now, runs = look.now, look.runs
             first_now = first_now or now
             waited = time.monotonic() - started
             for run in runs:
@@ -165,11 +261,25 @@ def wait_until_quiet(db, timeout, host="*", poll_interval=None, on_progress=None
             looks.wait(max(0.0, min(every, timeout - waited, _until_a_lease_ends(runs, now))))
     finally:
         looks.close()
+        witness.done()
     # A wait with nothing pending and nothing to wait for is no drain (its
     # 0s would overwrite the last real one in metrics).
-    if stop_asked or blocked:
+    if look.stop_asked or blocked:
         _record_drain(db, first_now, now, host, not runs, blocked)
-    return WaitResult(not runs, waited, runs, stop_asked)
+    return WaitResult(not runs, waited, runs, look.stop_asked)
+
+
+def _check_open(db, rollout_id):
+    with db.read("read rollout #%d" % rollout_id) as connection:
+        row = connection.execute(select(rollout).where(rollout.c.id == rollout_id)
+                                 ).mappings().first()
+    if row is None:
+        raise UsageError("there is no rollout #%d (cronpolicy rollouts lists them)"
+                         % rollout_id)
+    if row["ended_at"] is not None:
+        from cronpolicy.timeutil import format_time
+        raise UsageError("rollout #%d ended at %s: nothing waits for it"
+                         % (rollout_id, format_time(row["ended_at"])))
 
 
 class _Looks:
@@ -206,23 +316,23 @@ class _Looks:
             self.db.close_held(self.held)
             self.held = self._raw = None
 
-    def look(self, host, service=None, release_not=None):
-        """(now, blocking runs, whether anything asks scripts to stop)."""
+    def look(self, host, service=None, release_not=None, rollout_id=None):
+        """A Look (see blocking_runs)."""
         try:
-            return self._look(host, service, release_not)
+            return self._look(host, service, release_not, rollout_id)
         except DatabaseError as error:
             if not error.transient:
                 raise
             self.close()            # lost: one new connection, one more look
             self._connect()
-            return self._look(host, service, release_not)
+            return self._look(host, service, release_not, rollout_id)
 
-    def _look(self, host, service, release_not):
+    def _look(self, host, service, release_not, rollout_id):
         reap = self._reaped_at is None or time.monotonic() - self._reaped_at >= REAP_EVERY
         transaction = self.db.begin if reap else self.db.read
         with transaction("check the running scripts", held=self.held) as connection:
             found = blocking_runs(self.db, connection, host, reap=reap, service=service,
-                                  release_not=release_not)
+                                  release_not=release_not, rollout_id=rollout_id)
         if reap:
             self._reaped_at = time.monotonic()
         self.reaped_last = reap
@@ -251,6 +361,76 @@ class _Looks:
         pause = self._looked_at + REREAD_AT_MOST_EVERY - time.monotonic()
         if pause > 0:
             time.sleep(min(pause, seconds))
+
+
+class _Witness:
+    """What a wait records of the open rollouts it sees: each run in a
+    rollout's way when first seen (rollout_awaited) and when last seen (as
+    it leaves the way, and at the end of the wait), and the first look at
+    every host that found none in a rollout's way (rollout.quiet_at).  Only
+    what changed is written, each in a short transaction of its own."""
+
+    def __init__(self, db):
+        self.db = db
+        self.seen = {}          # (rollout id, run id) -> [name, host, first, last, written last]
+        self.quiet = set()      # rollouts recorded quiet by this wait
+
+    def saw(self, look):
+        new, gone = [], []
+        present = set()
+        for rollout_id, runs in look.covered.items():
+            for run in runs:
+                key = (rollout_id, run["id"])
+                present.add(key)
+                if key not in self.seen:
+                    self.seen[key] = [run["name"], run["host"], look.now, look.now, None]
+                    new.append(key)
+                else:
+                    self.seen[key][3] = look.now
+        gone = [key for key, entry in self.seen.items()
+                if key not in present and entry[4] != entry[3]]
+        quiet = [rollout_id for rollout_id, runs in look.covered.items()
+                 if look.complete and not runs and rollout_id not in self.quiet
+                 and look.rollouts[rollout_id].quiet_at is None]
+        if new or gone or quiet:
+            self._write(new, gone, quiet)
+
+    def done(self):
+        """The last sight of every run still in a rollout's way."""
+        left = [key for key, entry in self.seen.items() if entry[4] != entry[3]]
+        if left:
+            try:
+                self._write([], left, [])
+            except DatabaseError:
+                pass        # (the first sight of each is recorded already)
+
+    def _write(self, new, seen_last, quiet):
+        with self.db.begin("record what the rollouts waited for") as connection:
+            for key in new:
+                name, host, first, last, _ = self.seen[key]
+                exists = connection.execute(select(rollout_awaited.c.run_id).where(
+                    rollout_awaited.c.rollout_id == key[0],
+                    rollout_awaited.c.run_id == key[1])).first()
+                if exists is None:
+                    connection.execute(rollout_awaited.insert().values(
+                        rollout_id=key[0], run_id=key[1], name=name, host=host,
+                        first_seen_at=first, last_seen_at=last))
+                self.seen[key][4] = None if exists else last
+            for key in seen_last:
+                last = self.seen[key][3]
+                # (Another wait may have seen it later, or first.)
+                connection.execute(rollout_awaited.update().where(
+                    rollout_awaited.c.rollout_id == key[0], rollout_awaited.c.run_id == key[1],
+                    rollout_awaited.c.last_seen_at < last).values(last_seen_at=last))
+                self.seen[key][4] = last
+            # The clock of this transaction, after the look: a look's own
+            # now() may come before the commit of a run's end it then saw.
+            quiet_at = self.db.now(connection) if quiet else None
+            for rollout_id in quiet:
+                connection.execute(rollout.update().where(
+                    rollout.c.id == rollout_id, rollout.c.quiet_at.is_(None)).values(
+                    quiet_at=quiet_at))
+                self.quiet.add(rollout_id)
 
 
 def _until_a_lease_ends(runs, now):

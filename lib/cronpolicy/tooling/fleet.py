@@ -1,5 +1,5 @@
-"""The fleet at a glance: the switch, windows, policies that stop scripts,
-what is running now, and recording dead runs as abandoned.
+"""The fleet at a glance: the open rollouts, the switch, windows, policies
+that stop scripts, what is running now, and recording dead runs as abandoned.
 
 ``status`` is a read command: it reads through ``cronpolicy.store.reads``
 on a connection of its own, without SQLAlchemy.  The other functions serve
@@ -14,6 +14,7 @@ from cronpolicy.store.reads import Reader, reading, window_dict
 
 def status(settings, warn=None):
     """What a release manager needs at a glance, as one dict."""
+    from cronpolicy.tooling import rollouts
     from cronpolicy.tooling.schedules import describe, fleet_schedules
     with reading(settings, "read the status", reap=True) as reader:
         inputs = reader.inputs()
@@ -34,6 +35,9 @@ def status(settings, warn=None):
             "exempt_policies": [row for row in policies
                                 if row["enabled"] and row["rollout_exempt"]],
             "services": [row._asdict() for row in inputs.services],
+            "rollouts": [dict(found, problem=rollouts.problem(found, now)) for found in (
+                rollouts.describe(row, now, settings.default_rollout_expect)
+                for row in inputs.rollouts)],
             "running": reader.live_runs(now),
             "scheduled": scheduled,
         }

@@ -5,7 +5,9 @@ it atomically, for the node exporter's textfile collector (name the file
 *.prom).  Per script: last success time, last duration, runs by status,
 skips by reason (the decision code), how many are running now, the latest
 runtime estimate next to the latest actual runtime, and whether it is
-overdue; for the fleet: deploy pending, and the last drain's duration and
+overdue; for the fleet: the open rollouts (by kind and service), those
+whose owner is lost or that are overdue, the stalls of the rollouts
+recorded (a histogram), deploy pending, and the last drain's duration and
 the script that held it up longest.
 """
 
@@ -15,7 +17,7 @@ from sqlalchemy import and_, func, select
 
 from cronpolicy import policy
 from cronpolicy.rows import DeployState, from_mapping
-from cronpolicy.tooling.tables import deploy_state, drain, script_run
+from cronpolicy.tooling.tables import deploy_state, drain, rollout, script_run
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 
@@ -37,6 +39,17 @@ class _Exposition:
             label_text = ",".join('%s="%s"' % (key, _escape(labels[key])) for key in labels)
             self.lines.append("%s%s %s" % (name, "{%s}" % label_text if label_text else "",
                                            repr(float(value))))
+
+    def histogram(self, name, help_text, buckets, values):
+        """A histogram of ``values`` (cumulative buckets, then +Inf, sum and count)."""
+        self.lines.append("# HELP %s %s" % (name, help_text))
+        self.lines.append("# TYPE %s histogram" % name)
+        for bound in buckets:
+            self.lines.append('%s_bucket{le="%s"} %s' % (
+                name, repr(float(bound)), repr(float(sum(value <= bound for value in values)))))
+        self.lines.append('%s_bucket{le="+Inf"} %s' % (name, repr(float(len(values)))))
+        self.lines.append("%s_sum %s" % (name, repr(float(sum(values)))))
+        self.lines.append("%s_count %s" % (name, repr(float(len(values)))))
 
     def text(self):
         return "\n".join(self.lines) + "\n"
@@ -62,6 +75,35 @@ def _latest(connection, column, condition):
         if row.name not in chosen or row.id > chosen[row.name].id:
             chosen[row.name] = row
     return list(chosen.values())
+
+
+#: The stall histogram's buckets (seconds): from moments to hours.
+STALL_BUCKETS = (1, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400)
+
+
+def _rollout_families(out, settings, now, open_rows, stalls):
+    from cronpolicy.rows import Rollout, from_mapping
+    from cronpolicy.tooling.rollouts import describe
+    found = [describe(from_mapping(Rollout, row), now, settings.default_rollout_expect)
+             for row in open_rows]
+    counts = {}
+    for row in found:
+        for service in row["services"] or [""]:
+            key = (row["kind"], service)
+            counts[key] = counts.get(key, 0) + 1
+    out.family("cronpolicy_rollouts_open", "gauge",
+               "Rollouts open now, by kind (full, services) and service (\"\" for full).",
+               [({"kind": kind, "service": service}, count)
+                for (kind, service), count in sorted(counts.items())])
+    out.family("cronpolicy_rollouts_owner_lost", "gauge",
+               "Open rollouts whose owning process's lease ran out (`deploy run` killed).",
+               [({}, sum(row["owner_lost"] for row in found))])
+    out.family("cronpolicy_rollouts_overdue", "gauge",
+               "Open rollouts open longer than expected (--expect, else default_rollout_expect).",
+               [({}, sum(row["overdue"] for row in found))])
+    out.histogram("cronpolicy_rollout_stall_seconds",
+                  "From a rollout's beginning until deploy wait first saw nothing in its way, "
+                  "over the rollouts recorded.", STALL_BUCKETS, stalls)
 
 
 def render(db):
@@ -100,6 +142,12 @@ def render(db):
         last_drain = connection.execute(
             select(drain).order_by(drain.c.finished_at.desc(), drain.c.id.desc()).limit(1)
         ).mappings().first()
+        open_rollouts = connection.execute(
+            select(rollout).where(rollout.c.ended_at.is_(None))).mappings().all()
+        stalls = [max(0.0, (quiet_at - began_at).total_seconds())
+                  for quiet_at, began_at in connection.execute(
+                      select(rollout.c.quiet_at, rollout.c.began_at)
+                      .where(rollout.c.quiet_at.is_not(None))).all()]
     names = sorted({row[0] for row in by_status})
     latest_estimates = [(row.name, row.estimate_seconds) for row in latest_estimates]
     running = {row[0]: row[2] for row in by_status if row[1] == "running"}
@@ -154,7 +202,8 @@ def render(db):
     out.family("cronpolicy_catch_up_runs_total", "counter",
                "Runs that caught up a start a rollout skipped (catch_up = once).",
                [({"script": name}, count) for name, count in sorted(caught_up)])
-    out.family("cronpolicy_deploy_pending", "gauge", "1 while a deploy is pending.",
+    _rollout_families(out, db.settings, now, open_rollouts, stalls)
+    out.family("cronpolicy_deploy_pending", "gauge", "1 while a full rollout is open.",
                [({}, 1 if policy.is_deploy_pending(
                    None if deploy is None else from_mapping(DeployState, deploy)) else 0)])
     drain_samples, blocker_samples = [], []

@@ -1,0 +1,250 @@
+"""`cronpolicy deploy run [--service S]... -- COMMAND [ARGS...]`: a rollout around one command.
+
+It opens a rollout, waits for the fleet to be quiet for it (the live table
+of `deploy wait`), runs COMMAND, and ends the rollout whatever happens:
+
+* COMMAND's exit status is the command's own (127: not found, 126: not
+  runnable);
+* a wait that times out (--wait-timeout) ends the rollout and exits 7
+  without running COMMAND;
+* SIGINT or SIGTERM while waiting ends the rollout and exits 130; while
+  COMMAND runs, it is passed on to COMMAND (which runs in a session of its
+  own, so a terminal's Ctrl-C reaches it through here only), COMMAND gets
+  STOP_TIMEOUT seconds to exit before it is killed, then the rollout ends
+  and the exit is 130.
+
+While it lives, the process keeps a lease on its rollout (renewed every
+heartbeat_interval for lease_ttl): killed (kill -9, a lost host), it
+leaves the rollout open, the safe direction, and `status`, `rollouts`,
+`metrics` and `overdue` say its owner is lost within lease_ttl.  When the
+rollout cannot be ended (the database out of reach for END_TIMEOUT), it
+says so, names the rollout to end by hand, and exits 4.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from cronpolicy import exitcodes
+from cronpolicy.errors import CronPolicyError, DatabaseError, UsageError
+from cronpolicy.timeutil import format_duration, parse_duration
+
+#: How long COMMAND gets to exit after the signal it was passed on.
+STOP_TIMEOUT = 60.0
+#: How long ending the rollout is tried for before giving up (saying so).
+END_TIMEOUT = 60.0
+
+
+class _Stopped(Exception):
+    """SIGINT or SIGTERM arrived while waiting for quiet."""
+
+
+class _Signals:
+    """SIGINT and SIGTERM, noted when they arrive: the wait stops at its
+    next look (never inside a statement), and while COMMAND runs they are
+    passed on to its process group.  Nothing is raised from the handler."""
+
+    def __init__(self):
+        self.child = None
+        self.received = None
+        self._previous = {}
+
+    def __enter__(self):
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum, frame):
+        self.received = self.received or signum
+        if self.child is not None:
+            try:
+                os.killpg(self.child.pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def stop_if_asked(self, *ignored):
+        """deploy wait's progress hook: stop the wait, between two looks."""
+        if self.received:
+            raise _Stopped()
+
+
+class _LeaseKeeper(threading.Thread):
+    """Renews the owner's lease of the rollout every heartbeat_interval;
+    says once if someone else ended the rollout meanwhile."""
+
+    def __init__(self, db, rollout_id, settings):
+        super().__init__(name="cronpolicy-rollout-lease", daemon=True)
+        self.db = db
+        self.rollout_id = rollout_id
+        self.settings = settings
+        self.halt = threading.Event()
+        self.ended_elsewhere = False
+
+    def run(self):
+        from cronpolicy.tooling import deploy
+        failing = False
+        while not self.halt.wait(self.settings.heartbeat_interval):
+            try:
+                still_open = deploy.renew(self.db, self.rollout_id, self.settings.lease_ttl)
+            except CronPolicyError as error:
+                if not failing:
+                    _say("warning: cannot renew the lease of rollout #%d: %s (trying again)"
+                         % (self.rollout_id, error))
+                failing = True
+                continue
+            failing = False
+            if not still_open and not self.ended_elsewhere:
+                self.ended_elsewhere = True
+                _say("warning: rollout #%d was ended by someone else: the scripts it stopped "
+                     "start again (cronpolicy rollouts)" % self.rollout_id)
+
+    def stop(self):
+        self.halt.set()
+        self.join(self.settings.decision_timeout + self.settings.connect_timeout)
+
+
+def _say(message):
+    print("cronpolicy: %s" % message, file=sys.stderr, flush=True)
+
+
+def cmd_deploy_run(args, settings):
+    from cronpolicy.tooling import deploy
+    from cronpolicy.tooling.database import Database
+    command = list(args.command)
+    if not command:
+        raise UsageError("give the command to run after --, as in cronpolicy deploy run "
+                         "--reason 'release 4521' -- /srv/deploy/upgrade.sh")
+    expect = _positive_duration(args.expect, "--expect") if args.expect else None
+    wait_timeout = _positive_duration(args.wait_timeout, "--wait-timeout")
+    services = sorted(set(args.service or ()))
+    db = Database(settings)
+    with _Signals() as signals:
+        row, others = deploy.begin(db, services=services, reason=args.reason, expect=expect,
+                                   owner_host=settings.host, owner_pid=os.getpid(),
+                                   lease=settings.lease_ttl)
+        rollout_id = row["id"]
+        keeper = _LeaseKeeper(db, rollout_id, settings)
+        keeper.start()
+        code = None
+        try:
+            code = _wait_then_run(db, rollout_id, services, others, args.reason, command,
+                                  wait_timeout, signals)
+        finally:
+            # Whatever happened (an error included: it is said after), the
+            # rollout ends; a signal now is only noted.
+            signals.child = None
+            keeper.stop()
+            ended = _end(db, rollout_id, code)
+        return ended
+
+
+def _wait_then_run(db, rollout_id, services, others, reason, command, wait_timeout, signals):
+    """The exit code: COMMAND's, WAIT_TIMEOUT, or STOPPED."""
+    from cronpolicy.tooling import deploy
+    from cronpolicy.tooling.output import LiveTable, quote
+    print("rollout #%d began: %s: %s" % (
+        rollout_id, "every script stops starting" if not services else
+        "the scripts that need %s stop starting" % " or ".join(services), quote(reason)),
+        flush=True)
+    for other in others:
+        print("also open: rollout #%d" % other["id"], flush=True)
+    table = LiveTable(sys.stdout)
+
+    def progress(now, runs, waited):
+        signals.stop_if_asked()
+        table(now, runs, waited)
+    try:
+        signals.stop_if_asked()     # (one may have come while the rollout began)
+        result = deploy.wait_until_quiet(db, wait_timeout, rollout_id=rollout_id,
+                                         on_progress=progress)
+    except _Stopped:
+        _say("interrupted while waiting for quiet: %s not run" % command[0])
+        return exitcodes.STOPPED
+    if not result.quiet:
+        print("timed out after %s with %d run%s in the way: %s not run" % (
+            format_duration(result.waited_seconds), len(result.blockers),
+            "" if len(result.blockers) == 1 else "s", command[0]), flush=True)
+        return exitcodes.WAIT_TIMEOUT
+    if signals.received:        # arrived since the last look
+        _say("interrupted: %s not run" % command[0])
+        return exitcodes.STOPPED
+    print("quiet after %s: running %s" % (format_duration(result.waited_seconds),
+                                          " ".join(command)), flush=True)
+    return _run(command, signals)
+
+
+def _run(command, signals):
+    try:
+        child = subprocess.Popen(command, start_new_session=True)
+    except OSError as error:
+        _say("cannot run %s: %s" % (command[0], error.strerror))
+        return 127 if isinstance(error, FileNotFoundError) else 126
+    signals.child = child
+    if signals.received:        # came while it was being started: pass it on now
+        try:
+            os.killpg(child.pid, signals.received)
+        except ProcessLookupError:
+            pass
+    killed_at = None
+    while True:
+        try:
+            code = child.wait(timeout=1.0)
+            break
+        except subprocess.TimeoutExpired:
+            if signals.received and killed_at is None:
+                killed_at = time.monotonic() + STOP_TIMEOUT
+            if killed_at is not None and time.monotonic() >= killed_at:
+                _say("%s did not exit within %ds of the signal: killing it"
+                     % (command[0], STOP_TIMEOUT))
+                try:
+                    os.killpg(child.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                code = child.wait()
+                break
+    signals.child = None
+    if signals.received:
+        return exitcodes.STOPPED
+    return 128 - code if code < 0 else code
+
+
+def _end(db, rollout_id, code):
+    """End the rollout, trying for END_TIMEOUT; the exit code."""
+    from cronpolicy.tooling import deploy
+    deadline = time.monotonic() + END_TIMEOUT
+    pause = 0.5
+    while True:
+        try:
+            row, _ = deploy.end(db, rollout_id)
+            break
+        except DatabaseError as error:
+            if not error.transient or time.monotonic() + pause >= deadline:
+                _say("error: cannot end rollout #%d: %s; it stays open and keeps its scripts "
+                     "stopped: end it with `cronpolicy deploy end %d`%s" % (
+                         rollout_id, error, rollout_id,
+                         "" if code is None else " (the command exited %d)" % code))
+                return exitcodes.GATE_ERROR
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
+    opened = (row["ended_at"] - row["began_at"]).total_seconds()
+    print("rollout #%d ended after %s%s" % (
+        rollout_id, format_duration(opened),
+        "" if code in (None, exitcodes.WAIT_TIMEOUT) else " (exit %d)" % code), flush=True)
+    return code
+
+
+def _positive_duration(text, option):
+    try:
+        seconds = parse_duration(text)
+    except (UsageError, ValueError) as error:
+        raise UsageError("%s: %s" % (option, error)) from None
+    if seconds <= 0:
+        raise UsageError("%s must be longer than 0" % option)
+    return seconds

@@ -18,17 +18,20 @@ def test_cli_and_plain_sql_changes_are_audited_with_reasons(cli, dba):
     code, out, _ = cli("audit", "--json")
     entries = json.loads(out)
     summary = [(e["table_name"], e["operation"], e["reason"]) for e in entries]
+    # (deploy begin opens a rollout; the switch follows it.)
     assert summary == [
         ("script_policy", "INSERT", "mirror down"),
+        ("rollout", "INSERT", "release 42"),
         ("deploy_state", "UPDATE", "release 42"),
         ("rollout_window", "INSERT", "nightly"),
         ("rollout_window", "UPDATE", None),
         ("script_policy", "DELETE", None),
     ]
     assert entries[0]["new_row"]["name"] == "publish-*"
-    assert entries[1]["changes"]["deploy_pending"] in ([False, True], [0, 1])
-    assert entries[3]["row_id"] == window_id and entries[3]["old_row"]["cancelled_at"] is None
-    assert entries[4]["old_row"]["reason"] == "mirror down"
+    assert entries[1]["new_row"]["kind"] == "full" and entries[1]["new_row"]["ended_at"] is None
+    assert entries[2]["changes"]["deploy_pending"] in ([False, True], [0, 1])
+    assert entries[4]["row_id"] == window_id and entries[4]["old_row"]["cancelled_at"] is None
+    assert entries[5]["old_row"]["reason"] == "mirror down"
     if dba.backend == "postgresql":
         users = {e["db_user"] for e in entries}
         assert users == {dba.scalar("SELECT session_user")}
@@ -51,7 +54,8 @@ def test_why_names_the_row_and_the_change_behind_a_skip(cli, dba, scripts):
     runs = json.loads(out)
     assert [run["status"] for run in runs] == ["succeeded", "skipped", "skipped"]
     deploy_cause, policy_cause = runs[1]["cause"], runs[2]["cause"]
-    assert deploy_cause["table_name"] == "deploy_state" and deploy_cause["reason"] == "release 42"
+    assert (deploy_cause["table_name"], deploy_cause["operation"]) == ("rollout", "INSERT")
+    assert deploy_cause["reason"] == "release 42" and runs[1]["block"] == "rollout:1"
     assert policy_cause["table_name"] == "script_policy"
     assert policy_cause["reason"] == "mirror down" and policy_cause["operation"] == "INSERT"
     assert runs[2]["decision"] == "disabled" and runs[2]["policy_id"] == policy_cause["row_id"]
@@ -82,7 +86,8 @@ def _audit_as_seen(cli, dba):
     code, out, err = cli("audit", "--json")
     assert code == exitcodes.OK, err
     entries = json.loads(out)
-    volatile = {"id", "changed_at", "created_at", "changed_by", "created_by"}
+    volatile = {"id", "changed_at", "created_at", "changed_by", "created_by", "began_at",
+                "owner"}
     return [(entry["table_name"], entry["operation"],
              {key: value for key, value in (entry["new_row"] or {}).items()
               if key not in volatile},
@@ -103,8 +108,10 @@ def test_the_audit_reads_the_same_on_both_backends(request, monkeypatch, tmp_pat
                              request.getfixturevalue("capsys"))
         seen[backend] = _audit_as_seen(cli, DBA(dsn))
     assert seen["postgresql"] == seen["sqlite"]
-    deploy = next(row for table, op, row, _ in seen["sqlite"] if table == "deploy_state")
-    assert deploy["deploy_pending"] is True
+    deploy = next(changes for table, op, _, changes in seen["sqlite"] if table == "deploy_state")
+    assert deploy["deploy_pending"] == [False, True]
+    begun = next(row for table, op, row, _ in seen["sqlite"] if table == "rollout")
+    assert (begun["kind"], begun["reason"], begun["ended_at"]) == ("full", "release 4521", None)
     policy = [changes for table, op, _, changes in seen["sqlite"]
               if table == "script_policy" and op == "UPDATE"][-1]
     assert policy["expected_runtime"] == [None, 1200.0]

@@ -48,7 +48,8 @@ def test_starts_missed_during_a_deploy_run_once_when_it_ends(scripts, dba, scrip
     skips = runs(dba)
     assert [row[1] for row in skips] == ["deploy-pending"] * 3
     block = skips[0][2]
-    assert block.startswith("deploy:") and {row[2] for row in skips} == {block}
+    # (The plain-SQL switch opened rollout #1: every skip names it.)
+    assert block == "rollout:1" and {row[2] for row in skips} == {block}
     assert tickets(script_env) == ["cronpolicy-nightly.ticket"]
 
     waiting = catch_up(script_env)
@@ -198,7 +199,7 @@ def test_a_bad_file_in_the_tickets_place_does_not_break_the_skip(scripts, dba, s
         result = scripts.run("nightly", "-v")
         assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
         assert "moved aside" in result.stderr
-        assert json.loads(open(path).read())["block"].startswith("deploy:")
+        assert json.loads(open(path).read())["block"].startswith("rollout:")
         os.unlink(path)
         os.unlink(path + ".rejected")
 

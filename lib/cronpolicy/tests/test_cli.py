@@ -21,7 +21,7 @@ def _window_count(dba):
 def test_status_on_an_empty_database(cli):
     code, out, err = cli("status")
     assert code == exitcodes.OK and err == ""
-    assert "deploy: not pending" in out and "running: none" in out
+    assert "rollouts open: none" in out and "running: none" in out
     code, out, _ = cli("status", "--json")
     state = json.loads(out)
     assert state["deploy"]["deploy_pending"] is False
@@ -32,7 +32,7 @@ def test_deploy_begin_and_end(cli, dba):
     assert cli("deploy", "begin", "--reason", "release 42")[0] == exitcodes.OK
     assert dba.scalar("SELECT reason FROM cronpolicy.deploy_state") == "release 42"
     code, out, _ = cli("status")
-    assert "deploy: PENDING" in out and "release 42" in out
+    assert "rollouts open: 1" in out and "#1 full by" in out and "release 42" in out
     code, out, _ = cli("check", "any-script")
     assert code == exitcodes.WOULD_SKIP and "deploy pending" in out
     assert cli("deploy", "end")[0] == exitcodes.OK
@@ -196,7 +196,7 @@ def test_installed_console_script(script_env):
     result = subprocess.run([command, "status"], env=script_env, capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == exitcodes.OK, result.stderr
-    assert "deploy: not pending" in result.stdout
+    assert "rollouts open: none" in result.stdout
     helped = subprocess.run([command, "--help"], capture_output=True, text=True, timeout=60)
     assert helped.returncode == 0 and "window" in helped.stdout and "deploy" in helped.stdout
 

@@ -7,7 +7,9 @@ a SQLite file (fast, and nothing outside this test's directory can be
 touched).  Left out: `run` (it runs the command it is given), `crontab`
 (tested on its own in test_crontab.py), `schema roles` (PostgreSQL roles are
 cluster-wide), and options naming files to write (--output, --svg) or another
-database (--dsn); `deploy wait` is always given a short --timeout last.
+database (--dsn); `deploy wait` is always given a short --timeout last, and
+`deploy run` a short --wait-timeout and the command `true` (no generated
+word is ever run).
 """
 
 import argparse
@@ -63,8 +65,10 @@ def invocations(draw):
     path, valued, flags, positionals = draw(st.sampled_from(COMMANDS))
     argv = list(path) + [draw(st.sampled_from(["job", "web*", "job\x1b[2J"]))
                          for _ in range(positionals)]
+    runs = path == ("deploy", "run")
     for _ in range(draw(st.integers(min_value=0, max_value=3))):
-        kind = draw(st.sampled_from(["valued", "valued", "valued", "flag", "positional"]))
+        kind = draw(st.sampled_from(["valued", "valued", "valued", "flag"] + (
+            [] if runs else ["positional"])))
         if kind == "valued" and valued:
             argv += [draw(st.sampled_from(valued)), draw(VALUES)]
         elif kind == "flag" and flags:
@@ -73,6 +77,8 @@ def invocations(draw):
             argv.append(draw(VALUES))
     if path == ("deploy", "wait"):
         argv += ["--timeout", "0.2s"]
+    if runs:
+        argv += ["--wait-timeout", "1s", "--", "true"]
     return argv
 
 

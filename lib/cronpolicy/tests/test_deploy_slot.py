@@ -177,7 +177,7 @@ def test_deploy_begin_warns_about_a_script_it_starves(cli, dba):
     for index, block in enumerate(("window:7", "window:8")):
         run_row(dba, "skipped", -50 + index * 10, decision="in-window", block=block)
     code, out, err = cli("deploy", "begin", "--reason", "r43")
-    assert code == 0 and "deploy pending: r43" in out
+    assert code == 0 and "rollout #1 began: every script stops starting: r43" in out
     assert "hourly on web1 was skipped by the last 2 rollouts in a row, and this one skips it " \
            "too" in err
 

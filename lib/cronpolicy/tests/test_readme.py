@@ -151,10 +151,12 @@ def test_the_command_list_names_every_option_each_command_has():
     assert checked > 20
 
 
-def test_the_rollout_recipe_runs_as_written(script_env, tmp_path):
-    """README's rollout recipe, verbatim as a shell script, but for the
-    database it exports (this test's)."""
-    recipe = indented_blocks(section("Rollout recipe"))[0]
+def _run_recipe(recipe, script_env, tmp_path, rewrite=()):
+    """A README recipe, verbatim as a bash script, but for the database it
+    exports (this test's) and the top folders in ``rewrite`` (moved under
+    this test's directory); returns the finished process."""
+    for folder in rewrite:
+        recipe = re.sub(r"(?<![\w/])/%s/" % folder, "%s/%s/" % (tmp_path, folder), recipe)
     lines = recipe.splitlines()
     assert lines[0].startswith("export CRONPOLICY_DSN=")
     script = "set -e\nexport CRONPOLICY_DSN=%s\n%s\n" % (
@@ -165,7 +167,46 @@ def test_the_rollout_recipe_runs_as_written(script_env, tmp_path):
                             timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
-    assert "deploy no longer pending" in result.stdout
+    return result
+
+
+def _executable(path, text):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as handle:
+        handle.write(text)
+    os.chmod(path, 0o755)
+
+
+def test_the_step_by_step_rollout_recipe_runs_as_written(script_env, tmp_path, dba):
+    """README's step-by-step recipe: begin, wait, end, by the id begin printed."""
+    recipe = indented_blocks(section(
+        "Releases with database patches: the whole fleet, at the best slot"))[1]
+    assert "deploy begin" in recipe and "deploy end" in recipe
+    _run_recipe(recipe, script_env, tmp_path)
+    assert dba.execute("SELECT id, kind, reason, ended_at IS NOT NULL"
+                       " FROM cronpolicy.rollout") == [(1, "full", "release 4521", True)]
+
+
+def test_the_rollouts_examples_run_as_written(script_env, tmp_path, dba):
+    """README's first example and the block of "Rollouts", verbatim, where
+    eleven rollouts came before (so the one begun is #12, as the block says),
+    with /srv moved under this test's directory."""
+    first = example_after("recorded reason.  Rollouts stop being a mass crontab")
+    [block] = [block for block in indented_blocks(section("Rollouts"))
+               if block.startswith("cronpolicy ")]
+    assert first.startswith("cronpolicy deploy run") and "deploy end 12" in block
+    for index in range(11):
+        dba.execute("INSERT INTO cronpolicy.rollout (reason, began_at, ended_at)"
+                    " VALUES ('before', {0}, {0})".format(dba.now_plus(-100 + index)))
+    upgraded = tmp_path / "upgraded"
+    _executable(str(tmp_path / "srv" / "deploy" / "upgrade.sh"),
+                "#!/bin/sh\necho upgraded >> %s\n" % upgraded)
+    export = "export CRONPOLICY_DSN=%s\n" % script_env["CRONPOLICY_DSN"]
+    result = _run_recipe(export + block + "\n" + first, script_env, tmp_path, rewrite=("srv",))
+    assert upgraded.read_text() == "upgraded\n" * 2
+    assert "rollout #12 began" in result.stdout
+    assert dba.execute("SELECT id, ended_at IS NOT NULL FROM cronpolicy.rollout WHERE id > 11"
+                       " ORDER BY id") == [(12, True), (13, True), (14, True)]
 
 
 def test_the_crontab_recipes_run(tmp_path):
@@ -207,51 +248,47 @@ def test_the_crontab_recipes_run(tmp_path):
     assert "run run-parts --from-crontab" in (root / "etc" / "crontab").read_text()
 
 
-def test_the_slot_recipe_runs_as_written(script_env, tmp_path):
-    """README's recipe that chooses the time with the schedules, verbatim as
-    a shell script, with /etc moved under this test's directory."""
-    recipe = indented_blocks(section("Rollout recipe"))[1]
-    assert "deploy slot" in recipe and "schedule import" in recipe
-    root = tmp_path / "root"
-    (root / "etc" / "cron.d").mkdir(parents=True)
-    (root / "etc" / "crontab").write_text("17 * * * * root cd / && run-parts /etc/cron.hourly\n")
-    (root / "etc" / "cron.d" / "publisher").write_text(
-        "0 * * * * archive /srv/bin/publish-distro\n")
-    lines = re.sub(r"(?<![\w/])/etc/", str(root) + "/etc/", recipe).splitlines()
-    assert lines[0].startswith("export CRONPOLICY_DSN=")
-    script = "set -e\nexport CRONPOLICY_DSN=%s\n%s\n" % (
-        script_env["CRONPOLICY_DSN"], "\n".join(lines[1:]))
-    env = dict(script_env, PATH=os.path.dirname(sys.executable) + os.pathsep
-               + os.environ.get("PATH", ""))
-    result = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True,
-                            timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr
-    assert "publish-distro@testhost" in result.stdout and "release 4522" in result.stdout
-    assert "a rollout at" in result.stdout
-
-
-def test_the_service_and_release_recipe_runs_as_written(script_env, tmp_path):
-    """README's recipe for one service and for releases, verbatim as a shell
-    script, with /srv moved under this test's directory."""
+def test_the_database_patch_recipe_runs_as_written(script_env, tmp_path, dba):
+    """README's recipe for a release with database patches: the slot from
+    the schedules, a window, the plan, and a full rollout around the
+    upgrade, verbatim, with /etc and /srv moved under this test's directory."""
     recipe = indented_blocks(section(
-        "Rolling out one service, and finishing on the release you started from"))[-1]
-    srv = tmp_path / "srv"
-    (srv / "app" / "releases" / "4521").mkdir(parents=True)
-    (srv / "app" / "releases" / "4522").mkdir()
-    os.symlink(str(srv / "app" / "releases" / "4521"), str(srv / "app" / "current"))
-    lines = re.sub(r"(?<![\w/])/srv/", str(srv) + "/", recipe).splitlines()
-    assert lines[0].startswith("export CRONPOLICY_DSN=")
-    script = "set -e\nexport CRONPOLICY_DSN=%s\n%s\n" % (
-        script_env["CRONPOLICY_DSN"], "\n".join(lines[1:]))
-    env = dict(script_env, PATH=os.path.dirname(sys.executable) + os.pathsep
-               + os.environ.get("PATH", ""))
-    result = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True,
-                            timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr
-    assert "deploy of xmlrpc no longer pending" in result.stdout
-    assert os.path.realpath(str(srv / "app" / "current")) == str(srv / "app" / "releases" / "4522")
+        "Releases with database patches: the whole fleet, at the best slot"))[0]
+    assert "deploy slot" in recipe and "schedule import" in recipe and "deploy run" in recipe
+    (tmp_path / "etc" / "cron.d").mkdir(parents=True)
+    (tmp_path / "etc" / "crontab").write_text(
+        "17 * * * * root cd / && run-parts /etc/cron.hourly\n")
+    (tmp_path / "etc" / "cron.d" / "publisher").write_text(
+        "0 * * * * archive /srv/bin/publish-distro\n")
+    upgraded = tmp_path / "upgraded"
+    _executable(str(tmp_path / "srv" / "deploy" / "upgrade-database.sh"),
+                "#!/bin/sh\necho upgrading > %s\n" % upgraded)
+    result = _run_recipe(recipe, script_env, tmp_path, rewrite=("etc", "srv"))
+    assert "publish-distro@testhost" in result.stdout and "release 4522" in result.stdout
+    assert "a rollout at" in result.stdout and upgraded.read_text() == "upgrading\n"
+    assert dba.execute("SELECT kind, reason, expected_duration IS NOT NULL,"
+                       " quiet_at IS NOT NULL, ended_at IS NOT NULL FROM cronpolicy.rollout"
+                       ) == [("full", "release 4522", True, True, True)]
+
+
+def test_the_code_only_release_recipe_runs_as_written(script_env, tmp_path, dba):
+    """README's code-only release: the link switched, the service restarted
+    under a rollout of it, then a wait for the old release; /srv moved
+    under this test's directory."""
+    recipe = indented_blocks(section(
+        "Code-only releases: one service stops, the rest runs on"))[-1]
+    app = tmp_path / "srv" / "app"
+    (app / "releases" / "4521").mkdir(parents=True)
+    restarted = tmp_path / "restarted"
+    _executable(str(app / "releases" / "4522" / "bin" / "restart-xmlrpc"),
+                "#!/bin/sh\necho restarted > %s\n" % restarted)
+    os.symlink(str(app / "releases" / "4521"), str(app / "current"))
+    result = _run_recipe(recipe, script_env, tmp_path, rewrite=("srv",))
+    assert restarted.read_text() == "restarted\n"
+    assert "rollout #1 began: the scripts that need xmlrpc stop starting" in result.stdout
+    assert os.path.realpath(str(app / "current")) == str(app / "releases" / "4522")
+    assert dba.execute("SELECT kind, services, ended_at IS NOT NULL FROM cronpolicy.rollout"
+                       ) == [("services", "xmlrpc", True)]
 
 
 def test_the_simulate_examples_run_and_the_quoted_figures_are_what_they_print(tmp_path):

@@ -143,10 +143,12 @@ def test_a_service_deploy_stops_a_running_script_that_needs_it_and_no_other(scri
         waited = cronpolicy(script_env, "deploy", "wait", "--service", "xmlrpc", "--timeout",
                             "5s", "--json")
         assert waited.returncode == 0 and json.loads(waited.stdout)["quiet"] is True
+        # A rollout of xmlrpc is not in needs-other's way: quiet for it too.
         everything = cronpolicy(script_env, "deploy", "wait", "--timeout", "1s", "--json")
-        assert everything.returncode == exitcodes.WAIT_TIMEOUT
-        assert [run["name"] for run in json.loads(everything.stdout)["blockers"]] == [
-            "needs-other"]
+        assert everything.returncode == 0, everything.stdout
+        assert json.loads(everything.stdout)["blockers"] == []
+        # ...while a wait for every run still finds it running.
+        assert running["needs-other"].poll() is None
         # That needs-other still runs proves nothing unless it has read the
         # policy since xmlrpc's deploy began: a deploy of a service it does
         # need, begun after, stops it, and the first stop it was ever asked
@@ -263,3 +265,32 @@ def test_needs_that_are_not_service_names_are_refused(scripts, dba, script_env):
     bad = cronpolicy(script_env, "deploy", "begin", "--service", "x;y")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
     assert dba.execute("SELECT count(*) FROM cronpolicy.script_run") == [(0,)]
+
+
+def test_deploy_wait_for_a_service_goes_by_the_needs_in_force_now(scripts, dba, script_env,
+                                                                   tmp_path):
+    """Issue 26.4: a run that declared no needs, of a script a policy row
+    now says needs xmlrpc, is waited for by `deploy wait --service xmlrpc`;
+    one that declared xmlrpc, of a script a row now says needs nothing, is
+    not (the policy row wins, as everywhere else)."""
+    scripts.write("declared-none")
+    scripts.write("declared-xmlrpc", extra="needs = ('xmlrpc',)")
+    ready = {name: tmp_path / (name + ".ready") for name in ("declared-none", "declared-xmlrpc")}
+    running = {name: scripts.start(name, "--sleep", "600", "--ready-file", str(ready[name]))
+               for name in ready}
+    try:
+        for name in ready:
+            wait_for_file(str(ready[name]), process=running[name])
+        assert dict(dba.execute("SELECT name, needs FROM cronpolicy.script_run")) == {
+            "declared-none": None, "declared-xmlrpc": "xmlrpc"}
+        dba.execute("INSERT INTO cronpolicy.script_policy (name, needs) VALUES"
+                    " ('declared-none', 'xmlrpc'), ('declared-xmlrpc', '')")
+        waited = cronpolicy(script_env, "deploy", "wait", "--service", "xmlrpc", "--timeout",
+                            "1s", "--json")
+        assert waited.returncode == exitcodes.WAIT_TIMEOUT, waited.stdout + waited.stderr
+        assert [run["name"] for run in json.loads(waited.stdout)["blockers"]] == [
+            "declared-none"]
+    finally:
+        for process in running.values():
+            process.kill()
+            process.communicate(timeout=30)

@@ -25,7 +25,7 @@ from cronpolicy.tooling import tables
 from .test_cli_fuzz import DOCUMENTED
 
 TABLES = ("script_policy", "rollout_window", "deploy_state", "script_run", "run_slot", "drain",
-          "script_owner")
+          "script_owner", "rollout_awaited", "rollout", "service_deploy")
 
 #: What an INSERT needs besides the generated column, as SQL for each backend.
 BASE_ROWS = {
@@ -37,12 +37,17 @@ BASE_ROWS = {
                  "lease_expires_at": "{now+60}"},
     "drain": {"quiet": "{true}"},
     "script_owner": {"name": "'job'", "db_role": "'nobody'"},
+    "rollout": {"reason": "'r'"},
+    "rollout_awaited": {"rollout_id": "(SELECT max(id) FROM cronpolicy.rollout)", "run_id": "1",
+                        "name": "'job'", "host": "'web1'"},
+    "service_deploy": {"service": "'xmlrpc'"},
 }
 
 READ_COMMANDS = (("status",), ("history",), ("history", "job"), ("why", "job"), ("check", "job"),
                  ("estimate",), ("estimate", "job"), ("overdue", "--all"), ("metrics",),
                  ("deploy", "plan", "--at", "+1h"), ("window", "list"), ("audit",),
-                 ("status", "--json"), ("history", "--json"), ("overdue", "--json"))
+                 ("status", "--json"), ("history", "--json"), ("overdue", "--json"),
+                 ("rollouts",), ("rollouts", "--json"), ("deploy", "wait", "--timeout", "0.1s"))
 
 TEXTS = st.sampled_from([
     "", "*", "job", "j?b", "web1", "infinity", "-infinity", "tomorrow", "now", "epoch",

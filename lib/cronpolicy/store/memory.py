@@ -126,7 +126,7 @@ class MemoryDatabase:
                          if row.id in ended else row for row in self.rollouts]
 
     def _follow(self):
-        """The switches follow the open rollouts (schema patch 0015's triggers)."""
+        """The switches follow the open rollouts (schema patch 0016's triggers)."""
         full = [row for row in self._open() if row.kind == "full"]
         if bool(full) != bool(self.deploy.deploy_pending) or (
                 full and full[0].reason != self.deploy.reason):

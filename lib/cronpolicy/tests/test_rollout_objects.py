@@ -1,4 +1,4 @@
-"""Rollouts as owned, recorded objects (schema patch 0015): begun, waited
+"""Rollouts as owned, recorded objects (schema patch 0016): begun, waited
 for, ended one by one; the switches of earlier versions in step with them;
 `deploy run` around a command; an owner that dies; what each one cost.
 Both backends, real processes where the behaviour crosses them."""

@@ -156,7 +156,7 @@ BAD_ROWS = {
                       " VALUES ('xmlrpc', '1969-01-01 00:00:00')",
         "sqlite": "INSERT INTO cronpolicy.service_deploy (service, changed_at)"
                   " VALUES ('xmlrpc', '1969-01-01 00:00:00')"},
-    # Schema patch 0015 (rollouts).  (An administrator may say when a rollout began.)
+    # Schema patch 0016 (rollouts).  (An administrator may say when a rollout began.)
     "rollout_kind_known": "INSERT INTO cronpolicy.rollout (kind) VALUES ('partial')",
     "rollout_services_fit_kind":
         "INSERT INTO cronpolicy.rollout (kind, services) VALUES ('full', 'xmlrpc')",

@@ -16,7 +16,7 @@ call it directly::
     ...                                   # restart the service
     deploy.end(db, rollout["id"])
 
-A rollout is a row of cronpolicy.rollout (schema patch 0015): a full one
+A rollout is a row of cronpolicy.rollout (schema patch 0016): a full one
 stops every script, one of services the scripts that need one of them.
 Several may be open at once; each is ended on its own.  (`deploy run`, a
 rollout around one command with its owner's lease, is deploy_run.py.)

@@ -1,5 +1,5 @@
--- cronpolicy schema patch 0015 for the embedded SQLite backend: see
--- ../0015-rollouts.sql.  SQLite has no logins: the owner and who ended a
+-- cronpolicy schema patch 0016 for the embedded SQLite backend: see
+-- ../0016-rollouts.sql.  SQLite has no logins: the owner and who ended a
 -- rollout are what the cronpolicy command says (the operating-system
 -- user), and a trigger cannot set a column before the row is written, so
 -- times come from the columns' defaults and the statements that end and

@@ -1,4 +1,4 @@
--- cronpolicy schema patch 0015: rollouts as owned, recorded objects.
+-- cronpolicy schema patch 0016: rollouts as owned, recorded objects.
 --
 -- A rollout is a row of cronpolicy.rollout: who began it (the login), why,
 -- its kind ('full': every script stops, as for database patches;

@@ -11,7 +11,7 @@ from sqlalchemy import create_engine, event, exc, text
 from sqlalchemy.pool import NullPool
 
 from cronpolicy import config, schema
-from cronpolicy.errors import DatabaseError, SchemaError
+from cronpolicy.errors import SchemaError
 from cronpolicy.store import pgdriver
 from cronpolicy.store.sqlite import open_sqlite
 
@@ -88,16 +88,10 @@ class Database:
         except exc.DBAPIError:
             pass        # a connection lost meanwhile closes as it can
 
-    @contextlib.contextmanager
     def _translated(self, doing):
-        try:
-            yield
-        except exc.DBAPIError as error:
-            orig = error.orig if error.orig is not None else error
-            if self.backend == config.POSTGRESQL:
-                raise pgdriver.translate(orig, doing, self.settings.dsn) from error
-            raise DatabaseError("cannot %s in %s: %s" % (
-                doing, self.masked_dsn, pgdriver.first_line(orig))) from error
+        """Driver errors, SQLAlchemy's or the driver's own (the schema check
+        reads through the raw connection), become DatabaseError."""
+        return pgdriver.translating(doing, self.settings.dsn)
 
     @contextlib.contextmanager
     def _transaction(self, held):

@@ -161,6 +161,14 @@ class Reader:
         """The ServiceDeploy rows: the services with a deploy pending."""
         return [from_mapping(ServiceDeploy, row) for row in self.rows("services")]
 
+    def owners_without_roles(self):
+        """script_owner and host_login rows naming a role that does not
+        exist: [{table_name, id, owned, db_role}].  None on SQLite, which
+        has no roles."""
+        if self.backend == config.SQLITE:
+            return []
+        return self.rows("owners_without_roles")
+
     def live_runs(self, now, host="*"):
         """Running runs on hosts matching ``host`` whose lease stands, oldest
         first, with how long they have run, when they were last heard from

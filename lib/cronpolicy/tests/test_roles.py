@@ -98,7 +98,7 @@ def test_a_host_cannot_update_another_hosts_runs(pg_roles, pg_dsn):
     assert "run #%d belongs to database user %s" % (run_id, web1_name) in error
     assert DBA(pg_dsn).scalar("SELECT status FROM cronpolicy.script_run") == "running"
     count, error = try_sql(web2, "INSERT INTO cronpolicy.script_run (name, host, pid, db_user)"
-                                 " VALUES ('x', 'web1', 1, 'someone_else')")
+                                 " VALUES ('x', 'web2', 1, 'someone_else')")
     assert count is None and "row-level security" in error
     count, error = try_sql(web1, "UPDATE cronpolicy.script_run SET status = 'succeeded',"
                                  " finished_at = now() WHERE id = %s", (run_id,))

@@ -99,6 +99,13 @@ def test_a_login_cannot_write_rows_as_another_host(two_hosts, pg_dsn, tmp_path):
         count, error = try_sql(web2, moved)
         assert count is None and ("belongs to database role" in error
                                   or "permission denied" in error), (moved, error)
+    # Nor the table that says who owns what.
+    for sql in ("INSERT INTO cronpolicy.host_login (host, db_role) VALUES ('web1', current_user)",
+                "UPDATE cronpolicy.host_login SET db_role = current_user",
+                "DELETE FROM cronpolicy.host_login",
+                "TRUNCATE cronpolicy.host_login"):
+        count, error = try_sql(web2, sql)
+        assert count is None and "permission denied" in error, (sql, error)
     # And web1's rows themselves: not its to change or remove.
     for sql in ("UPDATE cronpolicy.script_schedule SET schedule = '@yearly' WHERE host = 'web1'",
                 "DELETE FROM cronpolicy.script_schedule WHERE host = 'web1'"):

@@ -143,15 +143,14 @@ def translated(error, doing, dsn):
     commands (store/reads.py) and the schema commands alike.  The drivers
     are looked up, never imported: an error of one was raised by it."""
     import sys
-    wrapped = getattr(error, "orig", None)
-    if wrapped is not None and type(error).__module__.startswith("sqlalchemy"):
-        error = wrapped
+    unwrapped = type(error).__module__.startswith("sqlalchemy") and hasattr(error, "orig")
+    if unwrapped and error.orig is not None:        # SQLAlchemy's DBAPIError
+        error = error.orig
     psycopg2 = sys.modules.get("psycopg2")
     if psycopg2 is not None and isinstance(error, psycopg2.Error):
         return translate(error, doing, dsn)
     sqlite3 = sys.modules.get("sqlite3")
-    if (sqlite3 is not None and isinstance(error, sqlite3.Error)) or \
-            type(error).__module__.startswith("sqlalchemy.exc"):
+    if unwrapped or (sqlite3 is not None and isinstance(error, sqlite3.Error)):
         return DatabaseError("cannot %s in %s: %s" % (doing, config.mask_dsn(dsn),
                                                       config.scrub(first_line(error), dsn)))
     return None

@@ -15,9 +15,11 @@
 --     GRANT cronpolicy_admin TO alice;
 --
 -- cronpolicy_script   read policies, the deploy switch, windows and history;
---                     insert its own runs and update only the runs it wrote
---                     (script_run.db_user: row-level security and a guard
---                     trigger that names the owner); LISTEN.
+--                     insert runs of its own scripts (script_owner) on its
+--                     own hosts (host_login), and update only the runs it
+--                     wrote (script_run.db_user: row-level security and a
+--                     guard trigger that names the owner); register its
+--                     hosts' schedules; LISTEN.
 -- cronpolicy_rollout  cronpolicy_script's rights, plus flipping the deploy
 --                     switch (and a service's), managing rollout windows;
 --                     reading the audit.
@@ -80,24 +82,28 @@ GRANT USAGE ON SCHEMA cronpolicy TO cronpolicy_script, cronpolicy_rollout, cronp
 -- Scripts.
 GRANT SELECT ON cronpolicy.schema_version, cronpolicy.script_policy, cronpolicy.deploy_state,
                 cronpolicy.rollout_window, cronpolicy.script_run, cronpolicy.script_owner,
-                cronpolicy.service_deploy, cronpolicy.rollout, cronpolicy.rollout_awaited
+                cronpolicy.host_login, cronpolicy.service_deploy, cronpolicy.rollout,
+                cronpolicy.rollout_awaited
     TO cronpolicy_script;
--- Runs of the scripts its login owns (script_owner; a trigger checks, and
--- claims a name nobody owns yet), with times from the database clock.
+-- Runs of the scripts its login owns (script_owner) on the hosts it owns
+-- (host_login; triggers check, and claim a name or a host nobody owns
+-- yet), with times from the database clock.
 GRANT INSERT ON cronpolicy.script_run TO cronpolicy_script;
 GRANT UPDATE (status, exit_code, finished_at, heartbeat_at, safe_to_interrupt, stop_reason,
                stop_decision, stop_policy_id, stop_window_id, lease_expires_at,
                skip_reason, decision, policy_ignored, spooled, block, stop_block)
     ON cronpolicy.script_run TO cronpolicy_script;
-GRANT EXECUTE ON FUNCTION cronpolicy.claim_script(text) TO cronpolicy_script;
+GRANT EXECUTE ON FUNCTION cronpolicy.claim_script(text), cronpolicy.claim_host(text),
+                          cronpolicy.may_write_host(text) TO cronpolicy_script;
 -- Fleet-wide slots (max_concurrent): taken, renewed and given back by runs,
 -- each host only its own (row-level security below).
 GRANT SELECT, INSERT, UPDATE, DELETE ON cronpolicy.run_slot TO cronpolicy_script;
 GRANT EXECUTE ON FUNCTION cronpolicy.reap_dead_runs()
     TO cronpolicy_script, cronpolicy_admin;
 -- Schedules a host registers from its crontab (`cronpolicy schedule import`),
--- for scripts its login may record (a trigger checks script_owner); a
--- login changes only what it registered (row-level security below).
+-- for scripts its login may record and hosts it may write as (a trigger
+-- checks script_owner and host_login); a login changes only the schedules
+-- of those hosts (row-level security below).
 GRANT SELECT, INSERT, UPDATE, DELETE ON cronpolicy.script_schedule TO cronpolicy_script;
 
 -- Rollout tooling (and cronpolicy_script's rights, through membership).
@@ -132,7 +138,8 @@ ALTER FUNCTION cronpolicy.audit_change() OWNER TO cronpolicy_auditor;
 ALTER FUNCTION cronpolicy.audit_truncate() OWNER TO cronpolicy_auditor;
 -- A TRUNCATE is audited with its rows: the function reads them first.
 GRANT SELECT ON cronpolicy.script_policy, cronpolicy.rollout_window, cronpolicy.script_owner,
-                cronpolicy.deploy_state, cronpolicy.service_deploy, cronpolicy.rollout
+                cronpolicy.host_login, cronpolicy.deploy_state, cronpolicy.service_deploy,
+                cronpolicy.rollout
     TO cronpolicy_auditor;
 REVOKE ALL ON cronpolicy.policy_audit FROM cronpolicy_admin;
 REVOKE ALL ON SEQUENCE cronpolicy.policy_audit_id_seq FROM cronpolicy_admin;
@@ -200,7 +207,8 @@ CREATE POLICY run_slot_admin ON cronpolicy.run_slot FOR ALL
     TO cronpolicy_admin USING (true) WITH CHECK (true);
 
 -- Registered schedules: everyone reads them; a login registers, changes and
--- removes only its own (registered_by, set by the database).
+-- removes only those of hosts it may write as (host_login), whoever
+-- registered them: a host moved to a new login keeps its schedules.
 ALTER TABLE cronpolicy.script_schedule ENABLE ROW LEVEL SECURITY;
 DROP POLICY IF EXISTS script_schedule_read ON cronpolicy.script_schedule;
 DROP POLICY IF EXISTS script_schedule_own ON cronpolicy.script_schedule;
@@ -208,7 +216,7 @@ DROP POLICY IF EXISTS script_schedule_admin ON cronpolicy.script_schedule;
 CREATE POLICY script_schedule_read ON cronpolicy.script_schedule FOR SELECT
     TO cronpolicy_script USING (true);
 CREATE POLICY script_schedule_own ON cronpolicy.script_schedule FOR ALL
-    TO cronpolicy_script USING (registered_by = session_user)
-    WITH CHECK (registered_by = session_user);
+    TO cronpolicy_script USING (cronpolicy.may_write_host(host))
+    WITH CHECK (cronpolicy.may_write_host(host));
 CREATE POLICY script_schedule_admin ON cronpolicy.script_schedule FOR ALL
     TO cronpolicy_admin USING (true) WITH CHECK (true);

@@ -107,10 +107,10 @@ def upgrade_postgres(connection):
     except psycopg2.Error as error:
         with _suppressed(psycopg2.Error):
             connection.rollback()       # a lost connection has nothing to roll back
-        lines = (getattr(error, "pgerror", None) or str(error)).strip().splitlines()
+        from cronpolicy.store.pgdriver import first_line
         raise DatabaseError("schema upgrade failed%s: %s" % (
-            " in " + in_progress if in_progress else "",
-            lines[0] if lines else type(error).__name__)) from error
+            " in " + in_progress if in_progress else "", first_line(error)),
+            denied=getattr(error, "pgcode", None) == "42501") from error
     finally:
         with _suppressed(psycopg2.Error):
             connection.autocommit = True
@@ -185,6 +185,6 @@ def apply_roles(connection):
         connection.commit()
     except psycopg2.Error as error:
         connection.rollback()
-        lines = (getattr(error, "pgerror", None) or str(error)).strip().splitlines()
-        raise DatabaseError("applying roles.sql failed: %s" % (
-            lines[0] if lines else type(error).__name__)) from error
+        from cronpolicy.store.pgdriver import first_line
+        raise DatabaseError("applying roles.sql failed: %s" % first_line(error),
+                            denied=getattr(error, "pgcode", None) == "42501") from error

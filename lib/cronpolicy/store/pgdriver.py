@@ -134,6 +134,45 @@ def translate(error, doing, dsn, found_version=None):
         refused=code[:2] in ("22", "23"), denied=code == "42501")
 
 
+def translated(error, doing, dsn):
+    """The cronpolicy error for ``error`` when a database driver raised it
+    (psycopg2 or sqlite3, also inside SQLAlchemy's wrapper), else None.
+
+    The one place driver errors of every backend are turned into
+    cronpolicy's, for the tooling's engine (tooling/database.py), the read
+    commands (store/reads.py) and the schema commands alike.  The drivers
+    are looked up, never imported: an error of one was raised by it."""
+    import sys
+    unwrapped = type(error).__module__.startswith("sqlalchemy") and hasattr(error, "orig")
+    if unwrapped and error.orig is not None:        # SQLAlchemy's DBAPIError
+        error = error.orig
+    psycopg2 = sys.modules.get("psycopg2")
+    if psycopg2 is not None and isinstance(error, psycopg2.Error):
+        return translate(error, doing, dsn)
+    sqlite3 = sys.modules.get("sqlite3")
+    if unwrapped or (sqlite3 is not None and isinstance(error, sqlite3.Error)):
+        return DatabaseError("cannot %s in %s: %s" % (doing, config.mask_dsn(dsn),
+                                                      config.scrub(first_line(error), dsn)))
+    return None
+
+
+class translating:
+    """A block whose database driver errors leave it as cronpolicy's
+    (``translated``): one line, exit 4, never a driver's traceback."""
+
+    def __init__(self, doing, dsn):
+        self.doing, self.dsn = doing, dsn
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        found = translated(error, self.doing, self.dsn) if isinstance(error, Exception) else None
+        if found is not None:
+            raise found from error
+        return False
+
+
 def _refused_options(error, dsn, sent):
     """Whether ``error`` is a pooler refusing the ``options`` just ``sent``;
     if so, they are not sent to ``dsn`` again."""

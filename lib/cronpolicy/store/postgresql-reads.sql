@@ -57,6 +57,18 @@ SELECT * FROM cronpolicy.policy_audit
 SELECT cronpolicy.reap_dead_runs() AS id
 
 
+-- name: owners_without_roles
+-- Ownership rows naming a role the server does not know (dropped since:
+-- schema patch 0015 refuses new ones), which give a name or a host to no one.
+SELECT 'script_owner' AS table_name, o.id, o.name AS owned, o.db_role
+  FROM cronpolicy.script_owner AS o
+ WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = o.db_role)
+UNION ALL
+SELECT 'host_login', h.id, h.host, h.db_role FROM cronpolicy.host_login AS h
+ WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = h.db_role)
+ORDER BY 1, 2
+
+
 -- name: registered_schedules
 -- What each host's crontab says (cronpolicy schedule import).
 SELECT * FROM cronpolicy.script_schedule ORDER BY name, host

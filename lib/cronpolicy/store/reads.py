@@ -117,18 +117,8 @@ class Reader:
         return found
 
     def _translated(self, error):
-        if self.backend == config.POSTGRESQL:
-            import psycopg2
-            if isinstance(error, psycopg2.Error):
-                from cronpolicy.store import pgdriver
-                return pgdriver.translate(error, self.doing, self.dsn)
-            return error
-        import sqlite3
-        if isinstance(error, sqlite3.Error):
-            from cronpolicy.store.pgdriver import first_line
-            return DatabaseError("cannot %s in %s: %s" % (self.doing, self.masked_dsn,
-                                                          first_line(error)))
-        return error
+        from cronpolicy.store import pgdriver
+        return pgdriver.translated(error, self.doing, self.dsn) or error
 
     def _time(self, moment):
         """A parameter for a time column."""
@@ -202,6 +192,14 @@ class Reader:
     def services(self):
         """The ServiceDeploy rows: the services with a deploy pending."""
         return [from_mapping(ServiceDeploy, row) for row in self.rows("services")]
+
+    def owners_without_roles(self):
+        """script_owner and host_login rows naming a role that does not
+        exist: [{table_name, id, owned, db_role}].  None on SQLite, which
+        has no roles."""
+        if self.backend == config.SQLITE:
+            return []
+        return self.rows("owners_without_roles")
 
     def live_runs(self, now, host="*"):
         """Running runs on hosts matching ``host`` whose lease stands, oldest
@@ -320,18 +318,14 @@ def connect(settings, application_name="cronpolicy-cli"):
         connection.rollback()
     except Exception as error:
         connection.close()
-        if isinstance(error, psycopg2_error()):
-            raise pgdriver.translate(error, "read the schema version", settings.dsn) from error
-        raise
+        found = pgdriver.translated(error, "read the schema version", settings.dsn)
+        if found is None:
+            raise
+        raise found from error
     if version is None or version < schema.SCHEMA_VERSION:
         connection.close()
         raise SchemaError(schema.needs_upgrade_message(version, settings.masked_dsn))
     return connection
-
-
-def psycopg2_error():
-    import psycopg2
-    return psycopg2.Error
 
 
 @contextlib.contextmanager

@@ -107,7 +107,9 @@ def test_the_audit_reads_the_same_on_both_backends(request, monkeypatch, tmp_pat
         cli = in_process_cli(make_env(home, dsn), monkeypatch,
                              request.getfixturevalue("capsys"))
         seen[backend] = _audit_as_seen(cli, DBA(dsn))
-    assert seen["postgresql"] == seen["sqlite"]
+    for postgresql, sqlite in zip(seen["postgresql"], seen["sqlite"]):
+        assert postgresql == sqlite
+    assert len(seen["postgresql"]) == len(seen["sqlite"])
     deploy = next(changes for table, op, _, changes in seen["sqlite"] if table == "deploy_state")
     assert deploy["deploy_pending"] == [False, True]
     begun = next(row for table, op, row, _ in seen["sqlite"] if table == "rollout")
@@ -130,3 +132,68 @@ def test_durations_in_the_audit_whatever_the_writers_interval_style(pg_dsn, styl
     assert code == exitcodes.OK
     [entry] = json.loads(out)
     assert entry["new_row"]["expected_runtime"] == 93600.0
+
+
+def test_why_and_the_audit_name_who_changed_a_row_on_both_backends(cli, dba, scripts):
+    """Issue 26.13: on SQLite `why` said "by -" for a change the cronpolicy
+    command made: the audit entry had no user.  It is the login on
+    PostgreSQL, the operating-system user on SQLite (as changed_by)."""
+    import getpass
+    scripts.write("publish-distro")
+    assert cli("disable", "publish-distro", "--reason", "mirror down")[0] == exitcodes.OK
+    assert scripts.run("publish-distro").returncode == exitcodes.OK        # skipped
+    who = dba.scalar("SELECT session_user") if dba.backend == "postgresql" else getpass.getuser()
+    code, out, _ = cli("why", "publish-distro")
+    assert code == exitcodes.OK and "caused by INSERT of script_policy #1 by %s at" % who in out, out
+    code, out, _ = cli("audit", "--json")
+    assert [entry["db_user"] for entry in json.loads(out)] == [who]
+    # A DBA's own change on SQLite has no known user: said as such, not guessed.
+    if dba.backend == "sqlite":
+        dba.execute("UPDATE cronpolicy.script_policy SET reason = 'still down'")
+        code, out, _ = cli("audit", "--json")
+        assert [entry["db_user"] for entry in json.loads(out)] == [who, ""]
+
+
+def _json_types(value):
+    """The JSON type of every leaf of ``value``, by path: 0 and false differ here."""
+    if isinstance(value, dict):
+        return {key: _json_types(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_json_types(item) for item in value]
+    return {bool: "boolean", int: "number", float: "number", str: "string",
+            type(None): "null"}[type(value)]
+
+
+def test_the_audit_gives_booleans_one_json_type_on_both_backends(request, monkeypatch, tmp_path):
+    """Python's 0 == False hides what a JSON reader sees: compare types."""
+    from .conftest import DBA, dsn_for, in_process_cli, make_env
+    seen = {}
+    for backend in ("postgresql", "sqlite"):
+        dsn = dsn_for(request, backend)
+        home = tmp_path / backend
+        home.mkdir()
+        cli = in_process_cli(make_env(home, dsn), monkeypatch, request.getfixturevalue("capsys"))
+        dba = DBA(dsn)
+        assert cli("deploy", "begin", "--reason", "r")[0] == exitcodes.OK
+        assert cli("disable", "publish-distro")[0] == exitcodes.OK
+        dba.execute("UPDATE cronpolicy.script_policy SET rollout_exempt = true,"
+                    " interruptible = true, fleet_single_instance = false")
+        assert cli("enable", "publish-distro")[0] == exitcodes.OK
+        assert cli("deploy", "end")[0] == exitcodes.OK
+        code, out, _ = cli("audit", "--json")
+        entries = json.loads(out)
+        # (Who changed a row differs by nature: the changes to it are left out.)
+        seen[backend] = [(entry["table_name"], entry["operation"],
+                          _json_types({"old_row": entry["old_row"], "new_row": entry["new_row"],
+                                       "changes": {key: value for key, value
+                                                   in entry["changes"].items()
+                                                   if key not in ("changed_by", "changed_at")}}))
+                         for entry in entries]
+        booleans = [value for entry in entries for row in (entry["old_row"], entry["new_row"])
+                    for key, value in (row or {}).items()
+                    if key in ("enabled", "rollout_exempt", "interruptible",
+                               "fleet_single_instance", "deploy_pending")]
+        assert booleans and all(value is None or isinstance(value, bool) for value in booleans)
+    for postgresql, sqlite in zip(seen["postgresql"], seen["sqlite"]):
+        assert postgresql == sqlite
+    assert len(seen["postgresql"]) == len(seen["sqlite"])

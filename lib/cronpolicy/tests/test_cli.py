@@ -490,3 +490,121 @@ def test_cronpolicy_run_options_take_dashed_values_too(script_env):
                             env=script_env, capture_output=True, text=True, timeout=60)
     assert result.returncode == exitcodes.USAGE
     assert "cannot parse duration '-3s'" in result.stderr, result.stderr
+
+
+# `disable --host` gives advice that does what was asked (issue 26.9) -----------------
+
+def _advice(err):
+    """The commands a warning tells the operator to run, as printed."""
+    return re.findall(r"run `(cronpolicy [^`]*)`", err)
+
+
+def _follow(advice, env):
+    """Run ``advice`` literally, through the shell, as an operator pastes it."""
+    bin_dir = os.path.join(env["XDG_STATE_HOME"], "bin")
+    os.makedirs(bin_dir, exist_ok=True)
+    program = os.path.join(bin_dir, "cronpolicy")
+    with open(program, "w") as handle:
+        handle.write('#!/bin/sh\nexec "%s" -m cronpolicy "$@"\n' % sys.executable)
+    os.chmod(program, 0o755)
+    result = subprocess.run(["bash", "-ec", advice], capture_output=True, text=True, timeout=60,
+                            env=dict(env, PATH=bin_dir + os.pathsep + os.environ["PATH"]))
+    assert result.returncode == 0, (advice, result.stderr)
+    return result
+
+
+def test_following_the_advice_of_disable_host_disables_only_that_host(cli, dba, script_env):
+    """The report: a `host *` row for exactly publish-distro (kept for its
+    expected_runtime) outranks `disable 'publish-*' --host ppa3`; the
+    warning said it was "more specific" and advised `cronpolicy disable
+    publish-distro`, which disables it everywhere."""
+    runtime = "interval '20 minutes'" if dba.backend == "postgresql" else "1200"
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, expected_runtime)"
+                " VALUES ('publish-distro', %s)" % runtime)
+    dba.execute("INSERT INTO cronpolicy.script_run (name, host) VALUES"
+                " ('publish-distro', 'ppa1'), ('publish-distro', 'ppa3'), ('publish-x', 'ppa3')")
+    code, out, err = cli("disable", "publish-*", "--host", "ppa3")
+    assert code == exitcodes.OK and _advice(err), err
+    for advice in _advice(err):
+        _follow(advice, script_env)
+    assert cli("check", "publish-distro", "--host", "ppa3")[0] == exitcodes.WOULD_SKIP
+    assert cli("check", "publish-x", "--host", "ppa3")[0] == exitcodes.WOULD_SKIP
+    assert cli("check", "publish-distro", "--host", "ppa1")[0] == exitcodes.OK
+    assert cli("check", "publish-distro")[0] == exitcodes.OK
+    assert len(_advice(err)) == 1, err
+    assert "publish-distro stays enabled on ppa3" in err and "its name is exact" in err, err
+    # A row of a broader host pattern outranks it too: the advice stays on ppa3.
+    dba.execute("DELETE FROM cronpolicy.script_policy")
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, host) VALUES ('publish-distro', 'ppa*')")
+    code, out, err = cli("disable", "publish-*", "--host", "ppa3")
+    [advice] = _advice(err)
+    assert advice == "cronpolicy disable publish-distro --host ppa3", err
+    # A name that needs quoting is quoted: the advice is one command, as printed.
+    dba.execute("INSERT INTO cronpolicy.script_run (name, host) VALUES ('publish it''s', 'ppa3')")
+    dba.execute("INSERT INTO cronpolicy.script_policy (name) VALUES ('publish it''s')")
+    code, out, err = cli("disable", "publish*", "--host", "ppa3")
+    for advice in _advice(err):
+        _follow(advice, script_env)
+    assert cli("check", "publish it's", "--host", "ppa3")[0] == exitcodes.WOULD_SKIP
+    assert cli("check", "publish it's", "--host", "ppa1")[0] == exitcodes.OK
+
+
+_NAMES = ("publish-distro", "publish-*", "publish-?*", "*", "sync")
+_HOSTS = ("*", "ppa3", "ppa*", "web1", "*3")
+_SCRIPTS = ("publish-distro", "publish-x", "sync")
+_MACHINES = ("ppa1", "ppa3", "web1")
+
+
+def _decisions(cli):
+    return {(script, host): cli("check", script, "--host", host)[0]
+            for script in _SCRIPTS for host in _MACHINES}
+
+
+def _rows_strategy():
+    from hypothesis import strategies as st
+    return st.dictionaries(st.tuples(st.sampled_from(_NAMES), st.sampled_from(_HOSTS)),
+                           st.booleans(), max_size=6)
+
+
+def _property_test(function):
+    from hypothesis import HealthCheck, given, settings as hypothesis_settings
+    from hypothesis import strategies as st
+    return pytest.mark.parametrize("dsn", ["sqlite"], indirect=True)(
+        hypothesis_settings(max_examples=40, deadline=None,
+                            suppress_health_check=[HealthCheck.function_scoped_fixture])(
+            given(rows=_rows_strategy(), name=st.sampled_from(_NAMES),
+                  host=st.sampled_from(_HOSTS))(function)))
+
+
+@_property_test
+def test_disable_and_its_advice_disable_exactly_what_was_asked(cli, dba, rows, name, host):
+    """Whatever rows stand: `disable NAME --host H`, then every command its
+    warnings advise (and theirs), run as printed, leave every script NAME
+    matches disabled on every host H matches, and every other decision as
+    it was."""
+    import shlex
+    dba.execute("DELETE FROM cronpolicy.script_policy")
+    dba.execute("DELETE FROM cronpolicy.script_run")
+    for script in _SCRIPTS:
+        for machine in _MACHINES:
+            dba.execute("INSERT INTO cronpolicy.script_run (name, host) VALUES ({}, {})",
+                        (script, machine))
+    for (row_name, row_host), enabled in rows.items():
+        dba.execute("INSERT INTO cronpolicy.script_policy (name, host, enabled)"
+                    " VALUES ({}, {}, {})", (row_name, row_host, enabled))
+    before = _decisions(cli)
+    pending = [["disable", name, "--host", host]]
+    for _ in range(4):              # advice, then the advice of the advice
+        followed, pending = pending, []
+        for argv in followed:
+            code, _, err = cli(*argv)
+            assert code == exitcodes.OK, (argv, err)
+            pending += [shlex.split(advice)[1:] for advice in _advice(err)]
+        if not pending:
+            break
+    assert not pending, pending
+    from cronpolicy.matching import glob_matches
+    for (script, machine), decision in _decisions(cli).items():
+        asked = glob_matches(name, script) and glob_matches(host, machine)
+        assert decision == (exitcodes.WOULD_SKIP if asked else before[script, machine]), (
+            script, machine, rows, name, host)

@@ -40,8 +40,10 @@ def test_a_login_cannot_write_or_steer_the_runs_of_another_logins_script(
         assert count is None and "belongs to database role %s" % user_of(owner) in error, error
     assert dba.scalar("SELECT count(*) FROM cronpolicy.script_run") == 1
 
-    # The intruder's own copy of the script does not run unseen: exit 4, one line.
-    theirs = ScriptRunner(tmp_path / "intruder", make_env(tmp_path / "intruder", intruder))
+    # The intruder's own copy of the script (on its own host) does not run unseen:
+    # exit 4, one line.
+    theirs = ScriptRunner(tmp_path / "intruder", dict(make_env(tmp_path / "intruder", intruder),
+                                                      CRONPOLICY_HOST="web2"))
     theirs.write("publish-distro")
     result = theirs.run("publish-distro")
     assert result.returncode == exitcodes.GATE_ERROR, result.stderr
@@ -69,9 +71,9 @@ def test_a_group_role_shares_a_name_among_its_members(pg_roles, pg_dsn):
     dba = DBA(pg_dsn)
     dba.execute("INSERT INTO cronpolicy.script_owner (name, db_role)"
                 " VALUES ('*', 'cronpolicy_script')")      # the rule before patch 0010
-    for login in (first, second):
+    for login, host in ((first, "h1"), (second, "h2")):
         count, error = try_sql(login, "INSERT INTO cronpolicy.script_run (name, host)"
-                                      " VALUES ('anything', 'h')")
+                                      " VALUES ('anything', %s)", (host,))
         assert count == 1, error
     assert dba.scalar("SELECT count(*) FROM cronpolicy.script_owner") == 1     # no claims
 
@@ -208,7 +210,7 @@ def test_ids_and_who_columns_are_the_databases(pg_roles, pg_dsn):
     assert count is None and "non-DEFAULT value" in error, error
     count, error = try_sql(admin, "INSERT INTO cronpolicy.script_owner"
                                   " (name, db_role, granted_by, granted_at)"
-                                  " VALUES ('x', 'y', 'first run', '1999-01-01')")
+                                  " VALUES ('x', 'cronpolicy_script', 'first run', '1999-01-01')")
     assert count == 1, error
     assert DBA(pg_dsn).execute("SELECT granted_by, granted_at > now() - interval '1 minute'"
                                " FROM cronpolicy.script_owner") == [(user_of(admin), True)]

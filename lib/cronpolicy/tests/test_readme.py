@@ -1,5 +1,6 @@
 """README.txt's Python examples, run verbatim."""
 
+import contextlib
 import os
 import re
 import subprocess
@@ -95,27 +96,37 @@ def test_every_sql_recipe_runs_as_written(pg_dsn, before):
     import psycopg2
     recipes = indented_blocks(section("SQL recipes for DBAs (PostgreSQL)"))
     assert len(recipes) > 12 and any("script_owner" in recipe for recipe in recipes)
+    assert any("host_login" in recipe for recipe in recipes)
     connection = psycopg2.connect(pg_dsn)
     connection.autocommit = True
     try:
-        for recipe in recipes:
-            with connection.cursor() as cursor:
-                cursor.execute("DELETE FROM cronpolicy.script_policy;"
-                               " DELETE FROM cronpolicy.rollout_window;"
-                               " DELETE FROM cronpolicy.script_owner;"
-                               " DELETE FROM cronpolicy.script_run")
-                if before != "nothing":
-                    cursor.execute("INSERT INTO cronpolicy.script_policy (name, host)"
-                                   " SELECT DISTINCT name, host FROM (VALUES"
-                                   " ('publish-distro', '*'), ('publish-distro', 'ppa3'),"
-                                   " ('publish-*', '*'), ('sync-mirror', '*'), ('build-*', '*'),"
-                                   " ('heartbeat', '*')) AS t (name, host)")
-                try:
-                    cursor.execute(recipe)
-                except psycopg2.Error as error:
-                    pytest.fail("README recipe failed: %s\n%s" % (error, recipe))
+        with readme_roles(create=True):     # the roles the recipes name must exist
+            _run_recipes(connection, recipes, before)
     finally:
         connection.close()
+
+
+def _run_recipes(connection, recipes, before):
+    import psycopg2
+    for recipe in recipes:
+        with connection.cursor() as cursor:
+            cursor.execute("DELETE FROM cronpolicy.script_policy;"
+                           " DELETE FROM cronpolicy.rollout_window;"
+                           " DELETE FROM cronpolicy.script_owner;"
+                           " DELETE FROM cronpolicy.host_login;"
+                           " DELETE FROM cronpolicy.script_run")
+            if before != "nothing":
+                cursor.execute("INSERT INTO cronpolicy.script_policy (name, host)"
+                               " SELECT DISTINCT name, host FROM (VALUES"
+                               " ('publish-distro', '*'), ('publish-distro', 'ppa3'),"
+                               " ('publish-*', '*'), ('sync-mirror', '*'), ('build-*', '*'),"
+                               " ('heartbeat', '*')) AS t (name, host)")
+                cursor.execute("INSERT INTO cronpolicy.host_login (host, db_role)"
+                               " VALUES ('web1', 'cron_web1'), ('ppa*', 'cron_publishers')")
+            try:
+                cursor.execute(recipe)
+            except psycopg2.Error as error:
+                pytest.fail("README recipe failed: %s\n%s" % (error, recipe))
 
 
 def test_the_command_list_names_every_option_each_command_has():
@@ -318,3 +329,123 @@ def test_the_simulate_examples_run_and_the_quoted_figures_are_what_they_print(tm
     assert quoted == printed[0].replace(prefix, "rollout stall p95 on the reference fleet:")
     assert printed[1] == "rollout stall p95: all-stop 0s, on/off 10m16s, cronpolicy 0s, " \
                          "cronpolicy+slot 20m"
+
+
+#: The cluster-wide roles README's set-up and recipes name.
+README_ROLES = ("cron_web1", "cron_web2", "cron_web1b", "cron_publishers", "release_bot", "alice")
+#: An advisory lock (in the server's own database) held while they exist:
+#: roles belong to the whole server, so test runs alongside take turns.
+README_ROLES_LOCK = 0x52454144      # 'READ'
+
+
+@contextlib.contextmanager
+def readme_roles(create=False):
+    """README's roles, absent (or with ``create``, present) for one test at
+    a time, and dropped after it."""
+    from .conftest import admin_connection, wait_for
+    with admin_connection() as connection, connection.cursor() as cursor:
+        def locked():
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", (README_ROLES_LOCK,))
+            return cursor.fetchone()[0]
+        wait_for(locked, timeout=300, what="README's roles free of another test run")
+
+        def drop():
+            for role in reversed(README_ROLES):
+                cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                               " WHERE usename = %s", (role,))
+                cursor.execute('DROP ROLE IF EXISTS "%s"' % role)
+        try:
+            drop()
+            for role in README_ROLES if create else ():
+                cursor.execute('CREATE ROLE "%s" NOLOGIN' % role)
+            yield
+        finally:
+            drop()
+            cursor.execute("SELECT pg_advisory_unlock(%s)", (README_ROLES_LOCK,))
+
+
+def test_the_postgresql_set_up_runs_as_written(pg_dsn, tmp_path):
+    """README's "Setting up PostgreSQL", verbatim: its shell lines through
+    bash (createdb a stand-in that creates this test's database, the DSN
+    this test's), its SQL as a superuser.  Then what it promises: a script
+    on two hosts under two logins, each on its own host only, the release
+    bot's switch and the administrator's policies."""
+    import psycopg2
+    from .conftest import (GROUP_ROLES, _created_group_roles, admin_connection,
+                           create_database, drop_database, server_dsn)
+    blocks = indented_blocks(section("Setting up PostgreSQL"))
+    lines = "\n".join(blocks[:2]).splitlines()
+    assert lines[0] == "createdb cronpolicy" and any("CREATE ROLE" in line for line in lines)
+    readme_dsn = "postgresql://admin@db.example.com/cronpolicy"
+    name, dsn = create_database("cronpolicy_readme")
+    drop_database(name)                 # the stand-in createdb makes it again
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "createdb").write_text(
+        '#!/bin/sh\n[ "$1" = cronpolicy ] || exit 9\nexec "%s" -c "import psycopg2; c = '
+        'psycopg2.connect(\'%s\'); c.autocommit = True; c.cursor().execute(\'CREATE DATABASE'
+        ' \\"%s\\"\')"\n' % (sys.executable, server_dsn(), name))
+    (bin_dir / "cronpolicy").write_text('#!/bin/sh\nexec "%s" -m cronpolicy "$@"\n'
+                                        % sys.executable)
+    for program in ("createdb", "cronpolicy"):
+        os.chmod(bin_dir / program, 0o755)
+    with admin_connection() as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT rolname FROM pg_roles")
+        existing = {row[0] for row in cursor.fetchall()}
+    _created_group_roles.extend(role for role in GROUP_ROLES
+                                if role not in existing and role not in _created_group_roles)
+    env = dict(os.environ, PATH="%s:%s" % (bin_dir, os.environ["PATH"]),
+               CRONPOLICY_CONFIG=str(tmp_path / "none.conf"))
+    (tmp_path / "none.conf").write_text("[cronpolicy]\n")
+    with readme_roles():
+        try:
+            shell = [line.replace(readme_dsn, dsn) for line in lines
+                     if line.startswith(("createdb ", "cronpolicy "))]
+            result = subprocess.run(["bash", "-ec", "\n".join(shell)], env=env,
+                                    capture_output=True, text=True, timeout=300)
+            assert result.returncode == 0, result.stdout + result.stderr
+            sql = "\n".join(line for line in lines
+                            if not line.startswith(("createdb ", "cronpolicy ")))
+            connection = psycopg2.connect(dsn)
+            connection.autocommit = True
+            try:
+                connection.cursor().execute(sql)
+            finally:
+                connection.close()
+            _the_set_up_works(tmp_path, dsn)
+        finally:
+            drop_database(name)
+
+
+def _the_set_up_works(tmp_path, dsn):
+    from psycopg2.extensions import make_dsn, parse_dsn
+    from .conftest import DBA, ScriptRunner, make_env
+
+    def as_login(login, host=None):
+        params = parse_dsn(dsn)
+        params["user"] = login
+        home = tmp_path / ("%s-%s" % (login, host))
+        home.mkdir()
+        env = make_env(home, make_dsn(**params))
+        if host:
+            env["CRONPOLICY_HOST"] = host
+        return env
+    for login, host in (("cron_web1", "web1"), ("cron_web2", "web2")):
+        runner = ScriptRunner(tmp_path, as_login(login, host))
+        runner.write("publish-distro")
+        result = runner.run("publish-distro")
+        assert result.returncode == 0, (login, result.stderr)
+    posing = ScriptRunner(tmp_path, as_login("cron_web2", "web1"))
+    result = posing.run("publish-distro")
+    assert result.returncode == 4 and "host web1 belongs to database role cron_web1" in \
+        result.stderr, result.stderr
+    assert sorted(DBA(dsn).execute("SELECT host, db_user, status FROM cronpolicy.script_run")) == [
+        ("web1", "cron_web1", "succeeded"), ("web2", "cron_web2", "succeeded")]
+    for login, argv in (("release_bot", ("deploy", "begin", "--reason", "r1")),
+                        ("release_bot", ("deploy", "end")),
+                        ("alice", ("disable", "publish-distro")),
+                        ("alice", ("enable", "publish-distro"))):
+        env = as_login(login, argv[0] + "-" + argv[1])
+        result = subprocess.run([sys.executable, "-m", "cronpolicy"] + list(argv), env=env,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, (login, argv, result.stderr)

@@ -98,7 +98,7 @@ def test_a_host_cannot_update_another_hosts_runs(pg_roles, pg_dsn):
     assert "run #%d belongs to database user %s" % (run_id, web1_name) in error
     assert DBA(pg_dsn).scalar("SELECT status FROM cronpolicy.script_run") == "running"
     count, error = try_sql(web2, "INSERT INTO cronpolicy.script_run (name, host, pid, db_user)"
-                                 " VALUES ('x', 'web1', 1, 'someone_else')")
+                                 " VALUES ('x', 'web2', 1, 'someone_else')")
     assert count is None and "row-level security" in error
     count, error = try_sql(web1, "UPDATE cronpolicy.script_run SET status = 'succeeded',"
                                  " finished_at = now() WHERE id = %s", (run_id,))
@@ -402,3 +402,141 @@ def test_the_rollout_role_deploys_a_service_and_a_script_login_cannot(pg_roles, 
     assert count == 1
     assert DBA(pg_dsn).scalar("SELECT changed_by FROM cronpolicy.service_deploy") == \
         psycopg2.extensions.parse_dsn(rollout)["user"]
+
+
+# Every command, as a login that may not use it (issue 26.8) --------------------------
+
+#: What each command needs to do something; a command not named here runs
+#: with no arguments (a new command is covered at once: if it needs some,
+#: it exits 2 and this test says so).
+ARGUMENTS = {
+    ("disable",): ["publish-distro"],
+    ("enable",): ["publish-distro"],
+    ("window", "add"): ["--start", "+1h", "--duration", "1h"],
+    ("window", "cancel"): ["1"],
+    ("deploy", "wait"): ["--timeout", "1s"],
+    ("deploy", "plan"): ["--at", "+1h"],
+    ("deploy", "slot"): ["--duration", "10m"],
+    ("why",): ["publish-distro"],
+    ("schedule", "import"): ["{crontab}"],
+    ("prune",): ["--older-than", "1s"],
+    ("check",): ["publish-distro"],
+    ("simulate",): ["--from-database", "--days", "1", "--rollouts", "1"],
+    ("run",): ["publish-distro", "--", "true"],
+}
+
+#: What a cronpolicy_script login may not do: change policies, windows or
+#: the switch, delete history, read the audit or the drains, grant roles.
+DENIED_TO_SCRIPTS = {("schema", "roles"), ("disable",), ("enable",), ("window", "add"),
+                     ("window", "cancel"), ("deploy", "begin"), ("deploy", "end"), ("deploy", "wait"),
+                     ("audit",), ("metrics",), ("prune",)}
+
+
+def database_commands(parser=None, path=()):
+    """Every command of the `cronpolicy` parser that uses the database, as
+    a tuple of words: the parser's own list, so a new one is in it."""
+    import argparse
+    from cronpolicy.tooling.cli import build_parser
+    parser = parser or build_parser()
+    groups = [action for action in parser._actions
+              if isinstance(action, argparse._SubParsersAction)]
+    if not groups:
+        # crontab wrap/unwrap/names are text in, text out: no settings, no database.
+        return [] if parser.get_default("needs_settings") is False else [path]
+    return [command for group in groups for name, sub in group.choices.items()
+            for command in database_commands(sub, path + (name,))]
+
+
+def _with_work_to_do(pg_dsn, env, tmp_path):
+    """A deploy pending, window #1, history, a spooled record and a catch-up
+    ticket: every command has something to read or write."""
+    import datetime
+    from cronpolicy import catchup
+    from cronpolicy.config import Settings
+    from cronpolicy.policy import ScriptFacts
+    from cronpolicy.rows import RunRecord
+    from cronpolicy.spool import Spool
+    DBA(pg_dsn).execute(
+        "UPDATE cronpolicy.deploy_state SET deploy_pending = true, reason = 'r1';"
+        " INSERT INTO cronpolicy.rollout_window (id, starts_at, ends_at)"
+        " VALUES (1, now() + interval '2 hours', now() + interval '3 hours');"
+        " INSERT INTO cronpolicy.script_run (name, host, status, started_at, finished_at,"
+        " schedule) VALUES ('publish-distro', 'testhost', 'succeeded',"
+        " now() - interval '1 day', now() - interval '1 day' + interval '1 minute',"
+        " '0 * * * *')")
+    settings = Settings.load(environ=env)
+    assert settings.state_dir.startswith(str(tmp_path))
+    now = datetime.datetime.now(datetime.timezone.utc)
+    Spool(settings.spool_dir).record_skip(RunRecord(
+        name="publish-distro", host="testhost", pid=1, started_at=now, finished_at=now,
+        status="skipped", spool_id="spooled-1"))
+    catchup.write_ticket(settings.state_dir, ScriptFacts("publish-distro", "testhost"),
+                         "deploy:1", now.timestamp())
+    (tmp_path / "crontab").write_text("0 * * * * /srv/bin/publish-distro\n")
+
+
+def _every_command(env, tmp_path):
+    """{command: CompletedProcess} of every database command, as ``env``'s login."""
+    from concurrent.futures import ThreadPoolExecutor
+    commands = database_commands()
+
+    def one(command):
+        argv = [word.format(crontab=tmp_path / "crontab")
+                for word in list(command) + ARGUMENTS.get(command, [])]
+        return cli(env, *argv)
+    with ThreadPoolExecutor(4) as pool:
+        return dict(zip(commands, pool.map(one, commands)))
+
+
+def _one_line_exit_4(command, result):
+    assert result.returncode == exitcodes.GATE_ERROR, (command, result.returncode,
+                                                       result.stderr)
+    assert "Traceback" not in result.stderr, (command, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, (command, result.stderr)
+    return lines[0]
+
+
+def test_a_login_with_no_grants_gets_one_line_and_exit_4_from_every_command(
+        pg_roles, pg_dsn, tmp_path):
+    stranger = "cp_test_stranger_%s" % os.urandom(4).hex()
+    DBA(pg_dsn).execute('CREATE ROLE "%s" LOGIN' % stranger)
+    try:
+        params = psycopg2.extensions.parse_dsn(pg_dsn)
+        params["user"] = stranger
+        env = dict(make_env(tmp_path, psycopg2.extensions.make_dsn(**params)),
+                   CRONPOLICY_STATE_DIR=str(tmp_path / "state"))
+        _with_work_to_do(pg_dsn, env, tmp_path)
+        results = _every_command(env, tmp_path)
+    finally:
+        DBA(pg_dsn).execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                            " WHERE usename = '%s'" % stranger)
+        DBA(pg_dsn).execute('DROP ROLE "%s"' % stranger)
+    assert len(results) > 25 and ("run",) in results and ("catch-up",) in results
+    for command, result in results.items():
+        line = _one_line_exit_4(command, result)
+        assert "permission denied" in line, (command, line)
+    from cronpolicy.config import Settings
+    from cronpolicy.spool import Spool
+    assert len(Spool(Settings.load(environ=env).spool_dir)) == 1     # kept for later
+
+
+def test_a_script_login_gets_one_line_and_exit_4_from_the_commands_it_may_not_use(
+        pg_roles, pg_dsn, tmp_path):
+    env = dict(make_env(tmp_path, pg_roles("cronpolicy_script")),
+               CRONPOLICY_STATE_DIR=str(tmp_path / "state"))
+    _with_work_to_do(pg_dsn, env, tmp_path)
+    results = _every_command(env, tmp_path)
+    assert DENIED_TO_SCRIPTS <= set(results)
+    for command, result in results.items():
+        if command in DENIED_TO_SCRIPTS:
+            line = _one_line_exit_4(command, result)
+            assert "permission denied" in line or "must have" in line, (command, line)
+        else:
+            assert result.returncode in (exitcodes.OK, exitcodes.WOULD_SKIP,
+                                         exitcodes.WAIT_TIMEOUT), (command, result.stderr)
+            assert "Traceback" not in result.stderr, (command, result.stderr)
+    dba = DBA(pg_dsn)
+    assert dba.scalar("SELECT deploy_pending FROM cronpolicy.deploy_state") is True
+    assert dba.scalar("SELECT count(*) FROM cronpolicy.script_policy") == 0
+    assert dba.scalar("SELECT cancelled_at FROM cronpolicy.rollout_window") is None

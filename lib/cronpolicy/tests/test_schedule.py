@@ -225,13 +225,13 @@ def test_import_refuses_a_bad_zone_and_two_jobs_of_one_name(cli, tmp_path):
 def test_a_script_login_registers_only_for_its_own_scripts(pg_roles, pg_dsn, tmp_path):
     import psycopg2
     web1, web2 = pg_roles("cronpolicy_script"), pg_roles("cronpolicy_script")
-    for dsn, name in ((web1, "report"), (web2, "sync")):
+    for dsn, name, host in ((web1, "report", "h1"), (web2, "sync", "h2")):
         connection = psycopg2.connect(dsn)
         connection.autocommit = True
         with connection.cursor() as cursor:
             cursor.execute("INSERT INTO cronpolicy.script_schedule (name, host, schedule,"
-                           " registered_by) VALUES (%s, 'h1', '@daily', 'someone-else')",
-                           (name,))
+                           " registered_by) VALUES (%s, %s, '@daily', 'someone-else')",
+                           (name, host))
         connection.close()
     connection = psycopg2.connect(web2)
     connection.autocommit = True
@@ -245,10 +245,11 @@ def test_a_script_login_registers_only_for_its_own_scripts(pg_roles, pg_dsn, tmp
                                " VALUES ('report', 'h2', '@hourly')")
             cursor.execute("UPDATE cronpolicy.script_schedule SET schedule = '@hourly'"
                            " WHERE name = 'report'")
-            assert cursor.rowcount == 0         # not its own: invisible to its writes
+            assert cursor.rowcount == 0         # not its host's: invisible to its writes
     finally:
         connection.close()
-    # schedule import says so, rather than "1 changed" (a review found it did).
+    # schedule import says so, rather than "1 changed" (a review found it did), and
+    # exits 4 (issue 26.5: it said so and exited 0).
     crontab = tmp_path / "crontab"
     crontab.write_text("# cronpolicy: name=report\n0 * * * * /srv/bin/report\n")
     from .conftest import make_env
@@ -258,8 +259,9 @@ def test_a_script_login_registers_only_for_its_own_scripts(pg_roles, pg_dsn, tmp
     result = subprocess.run([sys.executable, "-m", "cronpolicy.tooling.cli", "schedule",
                              "import", str(crontab)], env=dict(env, CRONPOLICY_HOST="h1"),
                             capture_output=True, text=True, timeout=60)
-    assert "0 changed" in result.stdout and "registered by another database login" in \
-        result.stderr and "report" in result.stderr, result.stdout + result.stderr
+    assert "0 changed" in result.stdout and "may not write as" in result.stderr \
+        and "report on h1" in result.stderr, result.stdout + result.stderr
+    assert result.returncode == 4
 
 
 # What the commands show ------------------------------------------------------------------

@@ -115,10 +115,12 @@ BAD_ROWS = {
     "drain_values_in_range":
         "INSERT INTO cronpolicy.drain (started_at, finished_at, quiet)"
         " VALUES ({now0}, '20000-01-01 00:00:00', {true})",
+    # ({role}: a role the server knows; on PostgreSQL a trigger refuses any
+    # other, schema patch 0015.)
     "script_owner_name_role_key":
-        "INSERT INTO cronpolicy.script_owner (name, db_role) VALUES ('a', 'r'), ('a', 'r')",
+        "INSERT INTO cronpolicy.script_owner (name, db_role) VALUES ('a', {role}), ('a', {role})",
     "script_owner_name_not_empty":
-        "INSERT INTO cronpolicy.script_owner (name, db_role) VALUES ('', 'r')",
+        "INSERT INTO cronpolicy.script_owner (name, db_role) VALUES ('', {role})",
     "script_owner_db_role_not_empty":
         "INSERT INTO cronpolicy.script_owner (name, db_role) VALUES ('a', '')",
     # (On PostgreSQL a trigger sets granted_at; the check still stands behind it.)
@@ -127,6 +129,19 @@ BAD_ROWS = {
                       " INSERT INTO cronpolicy.script_owner (name, db_role, granted_at)"
                       " VALUES ('a', 'r', '1969-01-01 00:00:00')",
         "sqlite": "INSERT INTO cronpolicy.script_owner (name, db_role, granted_at)"
+                  " VALUES ('a', 'r', '1969-01-01 00:00:00')"},
+    # Schema patch 0015.
+    "host_login_host_role_key":
+        "INSERT INTO cronpolicy.host_login (host, db_role) VALUES ('a', {role}), ('a', {role})",
+    "host_login_host_not_empty":
+        "INSERT INTO cronpolicy.host_login (host, db_role) VALUES ('', {role})",
+    "host_login_db_role_not_empty":
+        "INSERT INTO cronpolicy.host_login (host, db_role) VALUES ('a', '')",
+    "host_login_values_in_range": {
+        "postgresql": "SET session_replication_role = replica;"
+                      " INSERT INTO cronpolicy.host_login (host, db_role, granted_at)"
+                      " VALUES ('a', 'r', '1969-01-01 00:00:00')",
+        "sqlite": "INSERT INTO cronpolicy.host_login (host, db_role, granted_at)"
                   " VALUES ('a', 'r', '1969-01-01 00:00:00')"},
     # Schema patch 0013.
     "script_policy_catch_up_known":
@@ -199,11 +214,12 @@ def test_both_backends_refuse_the_same_bad_rows(dba, constraint):
     sql = (sql if isinstance(sql, str) else sql[dba.backend]).format(
         now0=dba.now_plus(0), now1=dba.now_plus(3600), true="true",
         zero="interval '0 seconds'" if dba.backend == "postgresql" else "0",
-        century="interval '100 years'" if dba.backend == "postgresql" else "3155760000")
+        century="interval '100 years'" if dba.backend == "postgresql" else "3155760000",
+        role="current_user" if dba.backend == "postgresql" else "'r'")
     before = {table: dba.scalar("SELECT count(*) FROM cronpolicy.%s" % table)
               for table in ("script_policy", "rollout_window", "script_run", "policy_audit",
                             "drain", "deploy_state", "script_owner", "script_schedule",
-                            "service_deploy", "rollout", "rollout_awaited")}
+                            "service_deploy", "rollout", "rollout_awaited", "host_login")}
     with pytest.raises(Exception) as refused:
         dba.execute(sql)
     message = str(refused.value).lower()
@@ -214,7 +230,8 @@ def test_both_backends_refuse_the_same_bad_rows(dba, constraint):
 
 # Every column audited --------------------------------------------------------------
 
-AUDITED = ("script_policy", "rollout_window", "deploy_state", "script_owner", "service_deploy")
+AUDITED = ("script_policy", "rollout_window", "deploy_state", "script_owner", "service_deploy",
+           "host_login")
 # A trigger keeps changed_at current; on SQLite the audit cannot tell a DBA's
 # own update of it from the trigger's, so it is audited with other changes only.
 NOT_AUDITED_ALONE = {"id", "changed_at"}
@@ -237,7 +254,9 @@ def _new_value(dba, column):
         return dba.now_plus(2 * 86400 if column.name == "ends_at" else 7200)
     # Columns with a closed set of values: one of them (none the test rows hold).
     known = {"schedule": "'7 * * * *'", "schedule_tz": "'Europe/Riga'", "catch_up": "'once'",
-             "needs": "'xmlrpc,mail'", "service": "'librarian'"}
+             "needs": "'xmlrpc,mail'", "service": "'librarian'",
+             # A role the server knows (PostgreSQL refuses any other), unlike the test rows'.
+             "db_role": "'pg_monitor'"}
     return known.get(column.name, "'changed-%s'" % column.name)
 
 
@@ -256,8 +275,10 @@ def test_every_column_of_the_audited_tables_is_audited(dba, table):
     elif table == "rollout_window":
         dba.execute("INSERT INTO cronpolicy.rollout_window (starts_at, ends_at)"
                     " VALUES ({}, {})".format(dba.now_plus(60), dba.now_plus(86400)))
-    elif table == "script_owner":
-        dba.execute("INSERT INTO cronpolicy.script_owner (name, db_role) VALUES ('job', 'cron')")
+    elif table in ("script_owner", "host_login"):
+        dba.execute("INSERT INTO cronpolicy.%s (%s, db_role) VALUES ('job', %s)" % (
+            table, "name" if table == "script_owner" else "host",
+            "current_user" if dba.backend == "postgresql" else "'cron'"))
     elif table == "service_deploy":
         dba.execute("INSERT INTO cronpolicy.service_deploy (service) VALUES ('xmlrpc')")
     skipped = NOT_AUDITED_ALONE | (SET_BY_THE_DATABASE if dba.backend == "postgresql" else set())

@@ -283,7 +283,8 @@ def build_parser(argv=None):
     sub.add_argument("--since", help="only changes since this time (ISO 8601, or now-1d)")
     sub.add_argument("--limit", type=positive_int, default=100, help="at most this many (100)")
     sub.add_argument("--table", choices=("script_policy", "rollout_window", "deploy_state",
-                                         "script_owner", "service_deploy", "rollout"))
+                                         "script_owner", "host_login", "service_deploy",
+                                         "rollout"))
     sub = add("why", "cmd_why", "a script's last decisions, and the changes behind its skips",
               (common, reader))
     sub.add_argument("name", type=script_name, help="script name")

@@ -35,27 +35,25 @@ def _schema_connection(settings):
 
 def cmd_schema_upgrade(args, settings):
     from cronpolicy import schema
-    if settings.backend == SQLITE:
-        import sqlite3
-        from cronpolicy.config import sqlite_path
-        from cronpolicy.store.sqlite import connect_sqlite
-        connection = connect_sqlite(sqlite_path(settings.dsn), settings.connect_timeout,
-                                    create_directory=settings.dsn_source == "default")
-        try:
-            applied = schema.upgrade_sqlite(connection)
-            version = schema.sqlite_version(connection)
-        except sqlite3.Error as error:
-            raise DatabaseError("schema upgrade of %s failed: %s" % (settings.masked_dsn,
-                                                                     error)) from error
-        finally:
-            connection.close()
-    else:
-        connection = _schema_connection(settings)
-        try:
-            applied = schema.upgrade_postgres(connection)
-            version = schema.postgres_version(connection)
-        finally:
-            connection.close()
+    from cronpolicy.store.pgdriver import translating
+    with translating("upgrade the schema", settings.dsn):
+        if settings.backend == SQLITE:
+            from cronpolicy.config import sqlite_path
+            from cronpolicy.store.sqlite import connect_sqlite
+            connection = connect_sqlite(sqlite_path(settings.dsn), settings.connect_timeout,
+                                        create_directory=settings.dsn_source == "default")
+            try:
+                applied = schema.upgrade_sqlite(connection)
+                version = schema.sqlite_version(connection)
+            finally:
+                connection.close()
+        else:
+            connection = _schema_connection(settings)
+            try:
+                applied = schema.upgrade_postgres(connection)
+                version = schema.postgres_version(connection)
+            finally:
+                connection.close()
     for filename in applied:
         print("applied %s" % filename)
     print("schema of %s is at version %d%s" % (
@@ -67,9 +65,11 @@ def cmd_schema_roles(args, settings):
     from cronpolicy import schema
     if settings.backend == SQLITE:
         raise CronPolicyError("roles are a PostgreSQL feature; the SQLite database has one user")
+    from cronpolicy.store.pgdriver import translating
     connection = _schema_connection(settings)
     try:
-        version = schema.postgres_version(connection)
+        with translating("read the schema version", settings.dsn):
+            version = schema.postgres_version(connection)
         if version is None or version < schema.SCHEMA_VERSION:
             raise SchemaError(schema.needs_upgrade_message(version, settings.masked_dsn))
         schema.apply_roles(connection)

@@ -11,7 +11,7 @@ from sqlalchemy import create_engine, event, exc, text
 from sqlalchemy.pool import NullPool
 
 from cronpolicy import config, schema
-from cronpolicy.errors import DatabaseError, SchemaError
+from cronpolicy.errors import SchemaError
 from cronpolicy.store import pgdriver
 from cronpolicy.store.sqlite import open_sqlite
 
@@ -88,16 +88,10 @@ class Database:
         except exc.DBAPIError:
             pass        # a connection lost meanwhile closes as it can
 
-    @contextlib.contextmanager
     def _translated(self, doing):
-        try:
-            yield
-        except exc.DBAPIError as error:
-            orig = error.orig if error.orig is not None else error
-            if self.backend == config.POSTGRESQL:
-                raise pgdriver.translate(orig, doing, self.settings.dsn) from error
-            raise DatabaseError("cannot %s in %s: %s" % (
-                doing, self.masked_dsn, pgdriver.first_line(orig))) from error
+        """Driver errors, SQLAlchemy's or the driver's own (the schema check
+        reads through the raw connection), become DatabaseError."""
+        return pgdriver.translating(doing, self.settings.dsn)
 
     @contextlib.contextmanager
     def _transaction(self, held):
@@ -116,21 +110,31 @@ class Database:
         ``held``: on that connection (from hold()) instead of a new one."""
         with self._translated(doing), self._transaction(held) as connection:
             self.check_schema(connection)
-            if reason and self.backend == config.POSTGRESQL:
-                # Read by the audit trigger; local to this transaction.
-                connection.execute(text("SELECT set_config('cronpolicy.reason', :reason, true)"),
-                                   {"reason": reason})
+            if self.backend == config.POSTGRESQL:
+                if reason:
+                    # Read by the audit trigger; local to this transaction.
+                    connection.execute(text(
+                        "SELECT set_config('cronpolicy.reason', :reason, true)"),
+                        {"reason": reason})
                 yield connection
-            elif reason:
-                before = connection.execute(text(
-                    "SELECT coalesce(max(id), 0) FROM cronpolicy.policy_audit")).scalar_one()
-                yield connection
-                connection.execute(text(
-                    "UPDATE cronpolicy.policy_audit SET reason = :reason"
-                    " WHERE id > :before AND reason IS NULL"),
-                    {"reason": reason, "before": before})
+            elif self._sqlite_begin is not None and self._sqlite_begin[0] == "BEGIN":
+                yield connection        # a read (read()): nothing to audit
             else:
-                yield connection
+                with self._signing_the_audit(connection, reason):
+                    yield connection
+
+    @contextlib.contextmanager
+    def _signing_the_audit(self, connection, reason):
+        """SQLite's audit triggers know no user (nor the reason): the entries
+        this transaction's changes wrote get both here, as changed_by gets
+        who_columns.  (A DBA's own change in the sqlite3 shell stays unsigned.)"""
+        before = connection.execute(text(
+            "SELECT coalesce(max(id), 0) FROM cronpolicy.policy_audit")).scalar_one()
+        yield
+        connection.execute(text(
+            "UPDATE cronpolicy.policy_audit SET db_user = :who,"
+            " reason = coalesce(reason, :reason) WHERE id > :before"),
+            {"who": self.who(), "reason": reason or None, "before": before})
 
     def check_schema(self, connection):
         """Raise SchemaError unless the schema is present and new enough."""

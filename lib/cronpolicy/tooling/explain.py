@@ -67,6 +67,8 @@ DOCUMENT_KINDS = {
     "deploy_state": DEPLOY_KINDS,
     "script_owner": {"id": "int", "name": "text", "db_role": "text", "granted_by": "text",
                      "granted_at": "time"},
+    "host_login": {"id": "int", "host": "text", "db_role": "text", "granted_by": "text",
+                   "granted_at": "time"},
     "service_deploy": ServiceDeploy.kinds,
     "rollout": Rollout.kinds,
 }

@@ -22,6 +22,12 @@ def status(settings, warn=None):
         windows = [window_dict(window, now) for window in inputs.windows]
         policies = [row._asdict() for row in inputs.policies]
         found = fleet_schedules(reader, inputs, warn)
+        for row in reader.owners_without_roles() if warn is not None else ():
+            warn("%s #%d gives %s %s to database role %s, which does not exist: the row lets "
+                 "no one write for it (create the role again, or change the row)" % (
+                     row["table_name"], row["id"],
+                     "script" if row["table_name"] == "script_owner" else "host",
+                     row["owned"], row["db_role"]))
         scheduled = sorted((dict({"name": name, "host": host}, **describe(schedule, now))
                             for (name, host), schedule in found.items() if schedule is not None),
                            key=lambda row: (row["next_start"] is None, row["next_start"] or now,

@@ -7,8 +7,10 @@ pattern, a specific host beats ``*``; on a tie a disabling row wins).
 action take effect where it can, and say exactly why where it cannot:
 
 * ``disable NAME`` makes the row for exactly (NAME, host) disabling, then
-  names every known script the row covers that a more specific row keeps
-  enabled (it never overrules such a row: someone made it on purpose).
+  names every known script the row covers that a row outranking it keeps
+  enabled on the hosts asked, with the command that disables it there too
+  (never beyond those hosts); it never overrules such a row: someone made
+  it on purpose.
 * ``enable NAME`` takes back the disabling row for exactly (NAME, host):
   deleted when it says nothing else, else switched to enabled.  Only when
   another, less specific row still disables the script does it write an
@@ -28,7 +30,8 @@ from sqlalchemy import and_, delete, select
 
 from cronpolicy import policy
 from cronpolicy.errors import UsageError
-from cronpolicy.matching import glob_matches, is_pattern, matching_policies
+from cronpolicy.matching import (
+    glob_matches, is_pattern, matching_policies, pattern_specificity)
 from cronpolicy.rows import PolicyRow, from_mapping
 from cronpolicy.tooling.tables import script_policy, script_run
 
@@ -74,6 +77,10 @@ def _known_names(connection):
     return names
 
 
+def _known_hosts(connection):
+    return {row[0] for row in connection.execute(select(script_run.c.host).distinct())}
+
+
 def _rows(connection):
     return [from_mapping(PolicyRow, row)
             for row in connection.execute(select(script_policy)).mappings()]
@@ -94,10 +101,14 @@ def _overlap(one, other):
     return one == other or glob_matches(one, other) or glob_matches(other, one)
 
 
-def _hosts_to_check(rows, host):
-    """The host (pattern) given, and every row's host it may cover."""
-    return [host] + sorted({row.host for row in rows if row.host != host
-                            and _overlap(row.host, host)})
+def _hosts_within(host, rows, known_hosts):
+    """The host (pattern) given, then the rows' hosts and the known hosts it
+    covers, broadest first: where a disabling row of ``host`` may be outranked.
+    Only hosts within ``host``: advice for them never reaches beyond it."""
+    within = {candidate for candidate in {row.host for row in rows} | set(known_hosts)
+              if candidate != host and glob_matches(host, candidate)}
+    return [host] + sorted(within, key=lambda candidate: (pattern_specificity(candidate),
+                                                          candidate))
 
 
 def _describe(row):
@@ -105,22 +116,45 @@ def _describe(row):
                                                 ": " + row.reason if row.reason else "")
 
 
+def _outranks(winner, written):
+    """Why ``winner`` comes before the row ``written`` (matching.precedence)."""
+    if pattern_specificity(winner.name) > pattern_specificity(written["name"]):
+        return "its name is exact" if not is_pattern(winner.name) else \
+            "its name pattern is more specific"
+    return "its host is more specific" if not is_pattern(winner.host) or \
+        pattern_specificity(winner.host) > pattern_specificity(written["host"]) else \
+        "it comes first"
+
+
+def _command(verb, name, host):
+    """The command line that does ``verb`` to ``name`` on ``host``, quoted for the shell."""
+    import shlex
+    return "cronpolicy %s %s%s" % (verb, shlex.quote(name),
+                                   "" if host == "*" else " --host " + shlex.quote(host))
+
+
 def _disable(db, connection, name, host, reason, own, where, known):
     written = _write(db, connection, name, host, reason, own, where, False)
     change = Change("created" if own is None else "updated", written, [], [])
     rows = _rows(connection)
+    hosts = _hosts_within(host, rows, _known_hosts(connection))
     for script in sorted(known):
         if not glob_matches(name, script):
             continue
-        for where_host in _hosts_to_check(rows, host):
+        advised = []        # (host pattern, winner id) a warning already covers
+        for where_host in hosts:
             winner = next(iter(matching_policies(rows, script, where_host)), None)
-            if winner is not None and winner.enabled:
-                change.warnings.append(
-                    "%s stays enabled%s: %s is more specific and enables it (run `cronpolicy "
-                    "disable %s%s` to disable it too)" % (
-                        script, "" if where_host == "*" else " on " + where_host,
-                        _describe(winner), script,
-                        "" if winner.host == "*" else " --host '%s'" % winner.host))
+            if winner is None or not winner.enabled or any(
+                    winner.id == covered_by and glob_matches(pattern, where_host)
+                    for pattern, covered_by in advised):
+                continue
+            advised.append((where_host, winner.id))
+            change.warnings.append(
+                "%s stays enabled%s: %s outranks policy #%d (%s) and enables it (run `%s` to "
+                "disable it there too)" % (
+                    script, "" if where_host == "*" else " on " + where_host,
+                    _describe(winner), written["id"], _outranks(winner, written),
+                    _command("disable", script, where_host)))
     return change
 
 

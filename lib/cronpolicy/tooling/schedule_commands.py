@@ -31,9 +31,8 @@ def cmd_schedule_import(args, settings):
         raise UsageError("--tz: %s" % schedule_problem("@daily", args.tz))
     outcome, jobs = register_crontabs(settings, crontabs_of(args), args.tz, args.replace)
     if args.json:
-        _warn_refused(outcome)
         print_json({"host": settings.host, "jobs": [job._asdict() for job in jobs], **outcome})
-        return exitcodes.OK
+        return _said_refused(outcome, settings.host)
     for job in jobs:
         print("%s on %s: %s (%s)  from %s line %d" % (
             job.name, settings.host, job.schedule, job.tz or "UTC", job.path, job.number))
@@ -41,14 +40,18 @@ def cmd_schedule_import(args, settings):
         len(outcome["added"]), len(outcome["changed"]), len(outcome["unchanged"]),
         ", %d removed (%s)" % (len(outcome["removed"]), ", ".join(outcome["removed"]))
         if outcome["removed"] else ""))
-    _warn_refused(outcome)
-    return exitcodes.OK
+    return _said_refused(outcome, settings.host)
 
 
-def _warn_refused(outcome):
-    if outcome["refused"]:
-        _warn("not changed, registered by another database login (only it, or an "
-              "administrator, may): %s" % ", ".join(outcome["refused"]))
+def _said_refused(outcome, host):
+    """The exit code: 4 when rows were left as they were because this login
+    may not write as ``host`` (host_login), said in one line; else 0."""
+    if not outcome["refused"]:
+        return exitcodes.OK
+    print("cronpolicy schedule: error: not changed: %s on %s, a host this database login may "
+          "not write as (only its logins in cronpolicy.host_login, or an administrator, may)"
+          % (", ".join(outcome["refused"]), host), file=sys.stderr)
+    return exitcodes.GATE_ERROR
 
 
 def cmd_schedule_list(args, settings):

@@ -72,8 +72,9 @@ def crontab_jobs(crontabs, default_tz=None):
 def register(db, jobs, host, replace=False):
     """Register ``jobs`` (CrontabJob) for ``host``; with ``replace``, the
     host's registrations no job names any more go.  Returns a dict of the
-    names added, changed, unchanged, removed and refused (registered by
-    another login, which alone may change them).  Two jobs of one name on
+    names added, changed, unchanged, removed and refused (rows of a host
+    this login may not write as: row-level security hides them from its
+    changes; on PostgreSQL only).  Two jobs of one name on
     one host are refused: their schedules would fight."""
     from sqlalchemy import and_, select
     from cronpolicy.tooling.tables import script_schedule
@@ -82,8 +83,8 @@ def register(db, jobs, host, replace=False):
     if doubled:
         raise UsageError("more than one job is named %s on this host: give each its own name "
                          "(# cronpolicy: name=... above the line)" % ", ".join(doubled))
-    # refused: rows another login registered (row-level security lets it
-    # read them, not change them).
+    # refused: rows of a host this login may not write as (row-level
+    # security lets it read them, not change them).
     outcome = {"added": [], "changed": [], "unchanged": [], "removed": [], "refused": []}
     with db.begin("register the schedules of %s" % host) as connection:
         existing = {row["name"]: row for row in connection.execute(

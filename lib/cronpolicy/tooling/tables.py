@@ -244,6 +244,21 @@ script_owner = Table(
           sqlite_where=text("granted_by = 'first run'")),
 )
 
+host_login = Table(
+    "host_login", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("host", Text, nullable=False),
+    Column("db_role", Text, nullable=False),
+    Column("granted_by", Text, nullable=False, server_default=WHO),
+    Column("granted_at", Timestamp, nullable=False, server_default=NOW),
+    UniqueConstraint("host", "db_role", name="host_login_host_role_key"),
+    CheckConstraint("host <> ''", name="host_login_host_not_empty"),
+    CheckConstraint("db_role <> ''", name="host_login_db_role_not_empty"),
+    Index("host_login_first_claim_key", "host", unique=True,
+          postgresql_where=text("granted_by = 'first run'"),
+          sqlite_where=text("granted_by = 'first run'")),
+)
+
 service_deploy = Table(
     "service_deploy", metadata,
     Column("id", Integer, primary_key=True),
@@ -358,6 +373,7 @@ REQUIRED_COLUMNS = {
     "drain": {"quiet"},
     "run_slot": {"name", "slot", "run_key", "host", "lease_expires_at"},
     "script_owner": {"name", "db_role"},
+    "host_login": {"host", "db_role"},
     "script_schedule": {"name", "host", "schedule"},
     "service_deploy": {"service"},
     "rollout": set(),

@@ -118,10 +118,16 @@ def _register(crontabs, dsn=None):
     in the database `cronpolicy --dsn` (or the configuration) names."""
     from cronpolicy.config import Settings
     from cronpolicy.tooling.schedule_commands import register_crontabs
-    outcome, _ = register_crontabs(Settings.load(dsn=dsn), crontabs)
+    settings = Settings.load(dsn=dsn)
+    outcome, _ = register_crontabs(settings, crontabs)
     print("schedules registered: %d added, %d changed, %d unchanged" % (
         len(outcome["added"]), len(outcome["changed"]), len(outcome["unchanged"])),
         file=sys.stderr)
+    if outcome["refused"]:
+        from cronpolicy.errors import DatabaseError
+        raise DatabaseError("schedules not changed: %s on %s, a host this database login may "
+                            "not write as (cronpolicy.host_login); no crontab written" % (
+                                ", ".join(outcome["refused"]), settings.host), denied=True)
 
 
 def cmd_crontab_unwrap(args, settings):

@@ -415,6 +415,7 @@ ARGUMENTS = {
     ("window", "add"): ["--start", "+1h", "--duration", "1h"],
     ("window", "cancel"): ["1"],
     ("deploy", "wait"): ["--timeout", "1s"],
+    ("deploy", "run"): ["--wait-timeout", "1s", "--", "true"],
     ("deploy", "plan"): ["--at", "+1h"],
     ("deploy", "slot"): ["--duration", "10m"],
     ("why",): ["publish-distro"],
@@ -429,6 +430,7 @@ ARGUMENTS = {
 #: the switch, delete history, read the audit or the drains, grant roles.
 DENIED_TO_SCRIPTS = {("schema", "roles"), ("disable",), ("enable",), ("window", "add"),
                      ("window", "cancel"), ("deploy", "begin"), ("deploy", "end"), ("deploy", "wait"),
+                     ("deploy", "run"),
                      ("audit",), ("metrics",), ("prune",)}
 
 

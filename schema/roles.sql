@@ -55,7 +55,7 @@ $$;
 COMMENT ON ROLE cronpolicy_script IS
     'cronpolicy: cron scripts. Reads policy, records and updates only its own runs.';
 COMMENT ON ROLE cronpolicy_rollout IS
-    'cronpolicy: rollout tooling. Script rights plus the deploy switch and rollout windows.';
+    'cronpolicy: rollout tooling. Script rights plus rollouts, the deploy switch and rollout windows.';
 COMMENT ON ROLE cronpolicy_admin IS
     'cronpolicy: administrators. Everything, policies included; the audit only to read.';
 COMMENT ON ROLE cronpolicy_auditor IS

@@ -367,3 +367,51 @@ def test_a_code_only_rollout_waits_for_four_of_twenty_and_nobody_else(scripts, s
             if process.poll() is None:
                 process.kill()
             process.communicate(timeout=30)
+
+
+# deploy run when the network misbehaves (PostgreSQL, through a fault proxy) ----------------
+
+@pytest.mark.parametrize("fault", ["refused", "half-open"])
+def test_deploy_run_through_a_broken_network_ends_its_rollout(fault, pg_scripts, fault_proxy, pg_dsn,
+                                                              tmp_path):
+    """Connections cut and refused while it waits: one line, exit 4, the
+    command not run, the rollout ended once the database answers again.
+    Connections left half-open: the wait notices, reconnects and goes on."""
+    from .conftest import DBA, make_env
+    proxy, proxied = fault_proxy
+    dba = DBA(pg_dsn)
+    env = make_env(tmp_path, proxied)
+    config = tmp_path / "cronpolicy.conf"
+    config.write_text(config.read_text() + "tcp_keepalive = 1s\ntcp_user_timeout = 2s\n"
+                      "decision_timeout = 2s\n")
+    pg_scripts.write("publisher")
+    ready, go = tmp_path / "ready", tmp_path / "go"
+    job = pg_scripts.start("publisher", "--sleep", "600", "--ready-file", str(ready),
+                           "--until-file", str(go))
+    ran = tmp_path / "ran"
+    try:
+        wait_for_file(str(ready), process=job)
+        runner = start_cronpolicy(env, "deploy", "run", "--", "touch", str(ran))
+        assert read_line(runner.stdout).startswith("rollout #1 began")
+        wait_for(lambda: dba.scalar("SELECT count(*) FROM cronpolicy.rollout_awaited"),
+                 what="the wait to see the publisher")
+        if fault == "refused":
+            proxy.mode = "refuse"
+            proxy.cut()
+            time.sleep(2)                   # it tries to end the rollout meanwhile
+            proxy.mode = "pass"
+            out, err = runner.communicate(timeout=120)
+            assert runner.returncode == exitcodes.GATE_ERROR, out + err
+            assert "Traceback" not in err and not ran.exists()
+            assert len([line for line in err.splitlines() if "error" in line]) == 1, err
+        else:
+            proxy.freeze()                  # new connections still pass
+            time.sleep(3)
+            go.write_text("go")
+            out, err = runner.communicate(timeout=120)
+            assert runner.returncode == 0, out + err
+            assert ran.exists() and "Traceback" not in err
+        assert dba.scalar("SELECT count(*) FROM cronpolicy.rollout WHERE ended_at IS NULL") == 0
+    finally:
+        go.write_text("go")
+        job.communicate(timeout=60)

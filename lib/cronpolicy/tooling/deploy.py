@@ -211,6 +211,10 @@ LISTENING_LOOK_EVERY = 1.0
 REAP_EVERY = 1.0
 #: However many notifications arrive, look at most this often.
 REREAD_AT_MOST_EVERY = 0.05
+#: A look on the held connection that has no answer after this many
+#: decision_timeouts finds the connection dead (a stalled server or pooler
+#: acknowledges what it is sent and never answers: no TCP timeout fires).
+LOOK_TIMEOUTS = 3
 
 
 def wait_until_quiet(db, timeout, host="*", poll_interval=None, on_progress=None,
@@ -330,7 +334,8 @@ class _Looks:
     def _look(self, host, service, release_not, rollout_id):
         reap = self._reaped_at is None or time.monotonic() - self._reaped_at >= REAP_EVERY
         transaction = self.db.begin if reap else self.db.read
-        with transaction("check the running scripts", held=self.held) as connection:
+        with _Watchdog(self._raw_socket(), LOOK_TIMEOUTS * self.db.settings.decision_timeout), \
+                transaction("check the running scripts", held=self.held) as connection:
             found = blocking_runs(self.db, connection, host, reap=reap, service=service,
                                   release_not=release_not, rollout_id=rollout_id)
         if reap:
@@ -340,8 +345,19 @@ class _Looks:
         return found
 
     def reap(self):
-        with self.db.begin("record dead runs", held=self.held) as connection:
+        with _Watchdog(self._raw_socket(), LOOK_TIMEOUTS * self.db.settings.decision_timeout), \
+                self.db.begin("record dead runs", held=self.held) as connection:
             reap_dead_runs(self.db, connection)
+
+    def _raw_socket(self):
+        """The held connection's socket descriptor (PostgreSQL), or None."""
+        if self.db.backend != config.POSTGRESQL or self.held is None:
+            return None
+        try:
+            return self.held.connection.dbapi_connection.fileno()
+        except Exception:
+            return None
+
 
     def wait(self, seconds):
         """Sleep up to ``seconds``, less when a change is announced, but
@@ -361,6 +377,42 @@ class _Looks:
         pause = self._looked_at + REREAD_AT_MOST_EVERY - time.monotonic()
         if pause > 0:
             time.sleep(min(pause, seconds))
+
+
+class _Watchdog:
+    """Shuts down the socket ``descriptor`` if the block it guards runs
+    longer than ``seconds``: the statement blocked on it fails at once (a
+    lost connection, which the wait replaces) instead of waiting forever."""
+
+    def __init__(self, descriptor, seconds):
+        self.descriptor = descriptor
+        self.seconds = seconds
+        self._timer = None
+
+    def __enter__(self):
+        if self.descriptor is not None:
+            import threading
+            self._timer = threading.Timer(self.seconds, self._shut)
+            self._timer.daemon = True
+            self._timer.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def _shut(self):
+        import socket
+        try:
+            duplicate = socket.fromfd(self.descriptor, socket.AF_INET, socket.SOCK_STREAM)
+        except OSError:
+            return
+        try:
+            duplicate.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        finally:
+            duplicate.close()
 
 
 class _Witness:

@@ -58,9 +58,7 @@ def begin(db, services=(), reason="", expect=None, owner_host=None, owner_pid=No
             values["lease_expires_at"] = db.now(connection) + datetime.timedelta(seconds=lease)
         rollout_id = connection.execute(
             rollout.insert().values(**values).returning(rollout.c.id)).scalar_one()
-        rows = [dict(row) for row in connection.execute(
-            select(rollout).where(rollout.c.ended_at.is_(None))
-            .order_by(rollout.c.began_at, rollout.c.id)).mappings()]
+        rows = _open_rows(connection)
     mine = next(row for row in rows if row["id"] == rollout_id)
     return mine, [row for row in rows if row["id"] != rollout_id]
 
@@ -85,24 +83,18 @@ def end_open(db, service=None, every=False, reason=""):
     with ``every`` all of them.  Returns the rows ended ([] when none was
     open); UsageError naming them when several are open and not ``every``."""
     with db.begin("end the open rollouts", reason=reason) as connection:
-        found = [dict(row) for row in connection.execute(
-            select(rollout).where(rollout.c.ended_at.is_(None))
-            .order_by(rollout.c.began_at, rollout.c.id)).mappings()]
-        if service is not None:
-            found = [row for row in found if service in parse_needs(row["services"])]
+        found = [row for row in _open_rows(connection)
+                 if service is None or service in parse_needs(row["services"])]
         if len(found) > 1 and not every:
-            from cronpolicy.tooling.rollouts import kind_text
             raise UsageError("%d rollouts%s are open: %s; end one with `cronpolicy deploy end "
                              "ID`, or every one with --all" % (
-                                 len(found), " of " + service if service else "", "; ".join(
-                                     "#%d %s by %s" % (row["id"], kind_text(
-                                         dict(row, services=parse_needs(row["services"]))),
-                                         row["owner"] or "-") for row in found)))
-        if found:
-            _end(db, connection, rollout.c.id.in_([row["id"] for row in found]))
-        return [dict(row) for row in connection.execute(
-            select(rollout).where(rollout.c.id.in_([row["id"] for row in found]))
-            .order_by(rollout.c.began_at, rollout.c.id)).mappings()] if found else []
+                                 len(found), " of " + service if service else "",
+                                 "; ".join(_named(row) for row in found)))
+        if not found:
+            return []
+        ids = [row["id"] for row in found]
+        _end(db, connection, rollout.c.id.in_(ids))
+        return _rows(connection, rollout.c.id.in_(ids))
 
 
 def _end(db, connection, where):
@@ -123,9 +115,24 @@ def renew(db, rollout_id, lease):
 def open_rollouts(db):
     """The open rollouts, oldest first (dicts)."""
     with db.read("read the open rollouts") as connection:
-        return [dict(row) for row in connection.execute(
-            select(rollout).where(rollout.c.ended_at.is_(None))
-            .order_by(rollout.c.began_at, rollout.c.id)).mappings()]
+        return _open_rows(connection)
+
+
+def _rows(connection, where):
+    """The rollouts ``where`` says, oldest first, as dicts of their columns."""
+    return [dict(row) for row in connection.execute(
+        select(rollout).where(where).order_by(rollout.c.began_at, rollout.c.id)).mappings()]
+
+
+def _open_rows(connection):
+    return _rows(connection, rollout.c.ended_at.is_(None))
+
+
+def _named(row):
+    """"#12 full by alice" or "#13 of xmlrpc, librarian by bob"."""
+    services = parse_needs(row["services"])
+    return "#%d %s by %s" % (row["id"], "of " + ", ".join(services) if services else "full",
+                             row["owner"] or "-")
 
 
 # The switch, as earlier versions had it ----------------------------------------------------

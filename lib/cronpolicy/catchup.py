@@ -123,8 +123,9 @@ class TicketError(CronPolicyError):
 def read_ticket(path):
     """The ticket at ``path`` (a dict), or None when there is none; raises
     TicketError for a file that is not one this user wrote."""
+    from cronpolicy.safety import open_plain_file
     try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        descriptor = open_plain_file(path)      # a FIFO there would block catch-up
     except FileNotFoundError:
         return None
     except OSError as error:

@@ -495,10 +495,12 @@ def cmd_simulate(args, settings):
         settings.cutoff_margin = _seconds(args.margin, "--margin")
         if not 0 <= settings.cutoff_margin <= 86400:
             raise UsageError("--margin: from 0 to a day: %r" % args.margin)
-    if args.svg is not None and (not args.svg or args.svg.endswith(os.sep)
-                                 or os.path.isdir(args.svg)
-                                 or not os.path.isdir(os.path.dirname(os.path.abspath(args.svg)))):
-        raise UsageError("--svg %s: not a file in a directory" % args.svg)  # (before the play)
+    if args.svg is not None:            # (before the play)
+        if not args.svg or args.svg.endswith(os.sep) \
+                or not os.path.isdir(os.path.dirname(os.path.abspath(args.svg))):
+            raise UsageError("--svg %s: not a file in a directory" % args.svg)
+        from cronpolicy.safety import check_replaceable
+        check_replaceable(args.svg)
     if "cronpolicy-slot" in strategies:
         slots = (len(at) or args.rollouts) * (knobs.tolerance // knobs.step + 1)
         if slots > MAX_SLOTS:

@@ -272,6 +272,11 @@ class CronScript:
                                    self.options.quiet)
         if isinstance(self._log, DeferredLogger):
             self._log.setup = self._log_setup
+        elif self._log_setup.must_configure_before_main():
+            # A logger of the script's own (`cronpolicy run`'s): the gate's
+            # records go straight to it, so -v shows the database in use and
+            # the run id at start only if logging is set up before the gate.
+            self._log_setup.configure()
         try:
             self._log_setup.check()
         except OSError as error:

@@ -123,6 +123,7 @@ def cmd_catch_up(args, settings):
     from cronpolicy import exitcodes
     from cronpolicy.rows import to_time
     from cronpolicy.timeutil import format_time
+    from cronpolicy.tooling.cli import database_note
     from cronpolicy.tooling.output import print_json
     rows, refused, started_all = run(settings, dry_run=args.dry_run)
     for path, problem in refused:
@@ -132,9 +133,13 @@ def cmd_catch_up(args, settings):
             row["skipped_at"] = to_time(row["skipped_at"])
         print_json(rows)
     else:
-        for row in rows:
-            if row["action"] == WAITING and not (args.verbose or args.dry_run):
-                continue            # said every minute, it would be mailed every minute
+        said = [row for row in rows
+                if row["action"] != WAITING or args.verbose or args.dry_run]
+        # (Only with something to say: said every minute, it would be mailed.)
+        note = database_note(settings) if said else None
+        if note:
+            print(note)
+        for row in said:
             print("%s: %s (skipped by %s since %s): %s%s" % (
                 row["name"], row["action"], policy.describe_block(row["block"]),
                 format_time(to_time(row["skipped_at"])), row["reason"],

@@ -444,6 +444,8 @@ def main(argv=None):
     try:
         settings = (Settings.load(dsn=getattr(args, "dsn", None))
                     if getattr(args, "needs_settings", True) else None)
+        if _says_its_database(args) and database_note(settings):
+            print(database_note(settings))
         return command_function(args.func)(args, settings)
     except CronPolicyError as error:
         print("cronpolicy: error: %s" % str(error).replace("\n", " "), file=sys.stderr)
@@ -456,6 +458,30 @@ def main(argv=None):
         return exitcodes.OK
     finally:
         sys.stdout, sys.stderr = streams
+
+
+#: Commands that say the database themselves, when they print anything
+#: (catch-up, run from cron every minute, must not mail every minute).
+_SAY_THEIR_OWN_DATABASE = ("cmd_catch_up", "cmd_metrics")
+
+
+def database_note(settings):
+    """With no DSN configured anywhere, the line saying that the local SQLite
+    file answers (so that a forgotten CRONPOLICY_DSN is seen); else None."""
+    if settings is None or settings.dsn_source != "default":
+        return None
+    from cronpolicy.config import sqlite_path
+    return ("database: the local SQLite file %s (no DSN configured: --dsn, CRONPOLICY_DSN "
+            "or the config file's dsn)" % sqlite_path(settings.dsn))
+
+
+def _says_its_database(args):
+    """Whether ``args``' command prints database_note first: every command
+    that reads the database, but in --json (pure JSON) and the commands
+    that say it themselves."""
+    if getattr(args, "json", False) or args.func.endswith(_SAY_THEIR_OWN_DATABASE):
+        return False
+    return not args.func.endswith("cmd_simulate") or args.from_database
 
 
 def _stop_writing(stream):

@@ -481,13 +481,17 @@ def cmd_overdue(args, settings):
 
 def cmd_metrics(args, settings):
     from cronpolicy.tooling import metrics
+    from cronpolicy.tooling.cli import database_note
+    note = database_note(settings)
+    # (As a comment, which every reader of the format skips.)
+    heading = "# %s\n" % note if note else ""
     if not args.output:
-        sys.stdout.write(metrics.render(_database(settings)))
+        sys.stdout.write(heading + metrics.render(_database(settings)))
         return exitcodes.OK
     from cronpolicy.safety import check_replaceable, checked_directory, write_atomically
     checked_directory(os.path.dirname(os.path.abspath(args.output)), "--output directory")
     check_replaceable(args.output)      # before the database is asked anything
-    text = metrics.render(_database(settings))
+    text = heading + metrics.render(_database(settings))
     try:
         write_atomically(args.output, lambda handle: handle.write(text), 0o644)
     except OSError as error:

@@ -44,7 +44,12 @@ def catching_up(name, environ=None):
     environ = os.environ if environ is None else environ
     if environ.get(CATCH_UP_NAME) != name:
         return None
-    return environ.get(CATCH_UP_BLOCK) or None
+    block = environ.get(CATCH_UP_BLOCK) or None
+    try:
+        block is not None and block.encode("utf-8")    # recorded with the run
+    except UnicodeEncodeError:
+        return None         # no block catch-up could have named: not a catch-up
+    return block
 
 
 def without_catch_up(environ):

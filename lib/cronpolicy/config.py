@@ -269,6 +269,14 @@ class Settings:
         if self.lease_ttl <= 2 * self.heartbeat_interval:
             raise ConfigError("lease_ttl (%gs) must be more than twice heartbeat_interval (%gs)"
                               % (self.lease_ttl, self.heartbeat_interval))
+        # Bytes that are not UTF-8 (from the environment or --dsn) are bad
+        # input, exit 2: no database takes them.
+        from cronpolicy.matching import text_problem
+        problem = text_problem(self.host, "host")
+        if problem:
+            raise UsageError("%s (CRONPOLICY_HOST, or this machine's name)" % problem)
+        if text_problem(self.dsn, "DSN"):      # (not shown: it may hold a password)
+            raise UsageError("the DSN from %s is not UTF-8 text" % self.dsn_source)
         if self.watch not in WATCH_CHOICES:
             raise ConfigError("watch must be one of %s, not %r" % (" or ".join(WATCH_CHOICES),
                                                                    self.watch))

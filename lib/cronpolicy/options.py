@@ -69,7 +69,8 @@ def standard_options_parser(prog, description):
 
     class OneLineErrors(argparse.ArgumentParser):
         def error(self, message):
-            self.exit(2, "%s: error: %s (see --help)\n" % (self.prog, message))
+            self.exit(2, "%s: error: %s (see --help)\n" % (
+                self.prog, message.replace("\n", "\\n")))    # (a word may hold one)
 
     parser = OneLineErrors(prog=prog, description=description)
     group = parser.add_argument_group("cronpolicy options")

@@ -21,14 +21,21 @@ import sys
 
 
 def release_of(path):
-    """The release directory ``path`` lies in (resolved), or None."""
+    """The release directory ``path`` lies in (resolved), or None: also for
+    one whose name is not UTF-8 text, which no database can record (deploy
+    wait counts a run with no release as possibly old, and waits for it)."""
     absolute = os.path.abspath(path)
     current, link = os.sep, None
     for part in absolute.split(os.sep)[1:-1]:       # its directories, not itself
         current = os.path.join(current, part)
         if os.path.islink(current):
             link = current
-    return os.path.realpath(link) if link is not None else None
+    release = os.path.realpath(link) if link is not None else None
+    try:
+        release is not None and release.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return release
 
 
 def pin(script_path, path=None):

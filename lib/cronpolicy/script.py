@@ -287,7 +287,7 @@ class CronScript:
             self.settings = Settings.load(dsn=self.options.dsn)
         except CronPolicyError as error:
             self._log.error("%s", error)
-            return exitcodes.GATE_ERROR
+            return error.exit_code      # 4, or 2 for text that is not UTF-8
         self.host = self.settings.host
         if os.environ.get("CRONPOLICY_GATED_BY") == self.name and not self.options.dry_run:
             from cronpolicy import nesting      # only inside cronpolicy run NAME

@@ -101,6 +101,10 @@ class CommandScript(CronScript):
             if not os.path.exists(self.options.pin):
                 raise UsageError("--pin: %s does not exist" % self.options.pin)
             self.release, self.command = pinned_command(self.options.pin, self.command)
+            from cronpolicy.matching import text_problem
+            problem = text_problem(self.release, "--pin: the release")
+            if problem:         # runs record their release: it must be text
+                raise UsageError(problem)
 
     def is_safe_to_interrupt(self):
         if self.options.interruptible:

@@ -39,7 +39,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse, with usage errors as one line and exit code 2."""
 
     def error(self, message):
-        self.exit(exitcodes.USAGE, "%s: error: %s (see --help)\n" % (self.prog, message))
+        self.exit(exitcodes.USAGE, "%s: error: %s (see --help)\n" % (
+            self.prog, message.replace("\n", "\\n")))   # (a word may hold one)
 
 
 def positive_int(text):
@@ -429,6 +430,16 @@ def main(argv=None):
         # Everything after `run NAME` belongs to the wrapped command's gate.
         from cronpolicy.wrapped_command import run_command
         return run_command(argv[1:])
+    from cronpolicy.tooling.output import EscapingStream
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = EscapingStream(sys.stdout), EscapingStream(sys.stderr)
+    try:
+        return _main(argv, streams)
+    finally:
+        sys.stdout, sys.stderr = streams
+
+
+def _main(argv, streams):
     parser = build_parser(argv)
     try:
         args = parser.parse_args(attach_dashed_values(argv, parser))
@@ -438,9 +449,10 @@ def main(argv=None):
         print("cronpolicy: error: `run` must come first: cronpolicy run NAME [options] -- "
               "COMMAND (see --help)", file=sys.stderr)
         return exitcodes.USAGE
-    from cronpolicy.tooling.output import EscapingStream
-    streams = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = EscapingStream(sys.stdout), EscapingStream(sys.stderr)
+    problem = not_text_problem(args)
+    if problem:
+        print("cronpolicy: error: %s" % problem, file=sys.stderr)
+        return exitcodes.USAGE
     try:
         settings = (Settings.load(dsn=getattr(args, "dsn", None))
                     if getattr(args, "needs_settings", True) else None)
@@ -456,8 +468,30 @@ def main(argv=None):
     except BrokenPipeError:
         _stop_writing(streams[0])       # the reader left (| head): that is all
         return exitcodes.OK
-    finally:
-        sys.stdout, sys.stderr = streams
+
+
+#: Arguments that name files (whatever bytes a file system holds), not text
+#: for the database: the only ones that need not be UTF-8.
+FILE_ARGUMENTS = frozenset(("files", "fleet", "crontab", "output", "output_dir", "svg",
+                            "program", "old_releases"))
+
+
+def not_text_problem(args):
+    """The one check that every argument but a file's name is UTF-8 text
+    (a NAME, --reason, --host...): bytes that are not reach Python as lone
+    surrogates, which no database takes (it was a UnicodeEncodeError
+    traceback from the driver).  Why one is not, or None."""
+    from cronpolicy.matching import text_problem
+    for key, value in sorted(vars(args).items()):
+        if key in FILE_ARGUMENTS:
+            continue
+        for text in value if isinstance(value, list) else [value]:
+            if isinstance(text, str) and text_problem(text, ""):
+                if key == "dsn":        # not shown: it may hold a password
+                    return "--dsn is not UTF-8 text"
+                return text_problem(text, "--" + key.replace("_", "-")
+                                    if key not in ("name", "id") else key.upper())
+    return None
 
 
 #: Commands that say the database themselves, when they print anything

@@ -279,6 +279,10 @@ def cmd_deploy_wait(args, settings):
         if not os.path.lexists(args.old_releases):
             raise UsageError("--old-releases: %s does not exist" % args.old_releases)
         release_not = os.path.realpath(args.old_releases)
+        from cronpolicy.matching import text_problem
+        problem = text_problem(release_not, "--old-releases: the release")
+        if problem:             # no run can have recorded it
+            raise UsageError(problem)
     db = _database(settings)
     progress = None if args.json else LiveTable(sys.stdout)
     result = deploy.wait_until_quiet(db, timeout, host=args.host, on_progress=progress,

@@ -22,7 +22,8 @@ import os
 from cronpolicy.matching import name_problem
 from cronpolicy.tooling.crontab.lines import (
     MAX_COMMAND_BYTES, POSIX_SHELLS, explicit_name_problem, parse_crontab, wrapped_line)
-from cronpolicy.tooling.crontab.names import identify
+from cronpolicy.tooling.crontab.names import cron_command, identify
+from cronpolicy.tooling.crontab.shell import backgrounds
 from cronpolicy.tooling.crontab.unique import (
     DERIVED, KEPT, Candidate, choose_names, shared_names)
 
@@ -120,6 +121,10 @@ def _wrap_one(crontab, entries, index, names, shared, crontabs, program):
                              "share one lock, policy and history" % (name, ", ".join(
                                  _where(other, crontabs, index) for other in shared[key]))))
         line, kind, why = _wrapped(entry, name, program)
+        if line is not None and backgrounds(cron_command(job.original or job.command)):
+            warnings.append((entry.number, "it puts a command in the background (&): the gate "
+                             "sees it end at once, so nothing waits for that command, nor "
+                             "stops it; run it in the foreground"))
         if job.wrapped_name is not None and _kept_name(job) is None:
             warnings.append((entry.number, "renamed %s: %s" % (
                 name, explicit_name_problem(job.wrapped_name))))

@@ -119,8 +119,8 @@ def _run(env, *argv):
 @pytest.mark.parametrize("dsn", ["sqlite"], indirect=True)
 @hypothesis_settings(max_examples=25, deadline=None,
                      suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(where=st.sampled_from(["NAME", "--pin", "--dsn", "CRONPOLICY_HOST", "--needs",
-                              "--schedule", "--schedule-tz"]),
+@given(where=st.sampled_from(["NAME", "--pin", "--dsn", "CRONPOLICY_HOST", "CRONPOLICY_DSN",
+                              "--needs", "--schedule", "--schedule-tz"]),
        bad=NOT_UTF8)
 def test_cronpolicy_run_refuses_text_that_is_not_utf8_in_one_line(
         script_env, tmp_path, dba, where, bad):
@@ -129,6 +129,8 @@ def test_cronpolicy_run_refuses_text_that_is_not_utf8_in_one_line(
         argv = [bad]
     elif where == "CRONPOLICY_HOST":
         env["CRONPOLICY_HOST"] = bad
+    elif where == "CRONPOLICY_DSN":
+        env["CRONPOLICY_DSN"] = "sqlite:///" + str(tmp_path / bad.replace("/", "_"))
     elif where == "--pin":
         # A real release whose directory's name is not UTF-8: runs record it.
         release = os.path.join(str(tmp_path), "releases", bad.replace("/", "_").strip())

@@ -18,6 +18,11 @@ def _option_strings(parser):
     return valued, known
 
 
+def valued_options(parser):
+    """The option strings of ``parser`` (and its subcommands) that take one value."""
+    return _option_strings(parser)[0]
+
+
 def attach_dashed_values(argv, parser):
     """``--duration -3s`` as ``--duration=-3s``: argparse would take the
     value for an unknown option and say only "expected one argument",

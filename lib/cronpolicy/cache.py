@@ -21,6 +21,7 @@ estimate of) the database clock.
 """
 
 import os
+import stat
 import time
 
 from cronpolicy.rows import (
@@ -70,14 +71,17 @@ class PolicyCache:
     def _saved_with(self, fingerprint):
         """When the cache holding ``fingerprint`` was saved, or None (it holds
         something else, or nothing says)."""
+        from cronpolicy.safety import open_plain_file
         try:
-            with open(self.fingerprint_path, encoding="utf-8", errors="replace") as handle:
+            with open(open_plain_file(self.fingerprint_path), encoding="utf-8",
+                      errors="replace") as handle:
                 line = handle.read(len(fingerprint) + 64)
-        except OSError:
+            is_plain = stat.S_ISREG(os.lstat(self.path).st_mode)
+        except OSError:         # none, or not a plain file (a FIFO would block)
             return None
         saved_at, _, found = line.partition(" ")
-        if found != fingerprint + "\n" or not os.path.exists(self.path):
-            return None
+        if found != fingerprint + "\n" or not is_plain:
+            return None         # written anew: write_atomically says what is wrong
         try:
             return float(saved_at)
         except ValueError:
@@ -109,12 +113,16 @@ class PolicyCache:
         """Inputs from the cache (source FROM_CACHE, with its age), or None when
         there is no usable cache younger than ``max_age``."""
         import json
+        from cronpolicy.errors import NotAPlainFile
+        from cronpolicy.safety import open_plain_file
         try:
-            with open(self.path, encoding="utf-8") as handle:
+            with open(open_plain_file(self.path), encoding="utf-8") as handle:
                 confirmed_at = os.fstat(handle.fileno()).st_mtime
                 data = json.load(handle)
         except FileNotFoundError:
             return None
+        except NotAPlainFile as error:
+            return self._reject(error, move_aside=False)    # not ours to move: said
         except (OSError, ValueError) as error:
             return self._reject(error)
         try:
@@ -144,13 +152,15 @@ class PolicyCache:
         except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as error:
             return self._reject(error)
 
-    def _reject(self, error):
+    def _reject(self, error, move_aside=True):
         """A cache that cannot be read (damaged, truncated, of the wrong
         shape) is moved aside, so it is reported once and then replaced by
-        the next successful read; the start goes on as if there were none."""
-        aside = self.path + ".rejected"
+        the next successful read; the start goes on as if there were none.
+        What is not a plain file (a FIFO, a device) stays where it is."""
+        aside = self.path + ".rejected" if move_aside else None
         try:
-            os.replace(self.path, aside)
+            if aside is not None:
+                os.replace(self.path, aside)
         except OSError:
             aside = None
         self.rejected = (aside, "%s: %s" % (type(error).__name__, str(error)[:200]))

@@ -18,6 +18,8 @@ may write it; it is taken by renaming it, so two catch-up runners never
 start the same ticket.
 """
 
+import collections
+import fcntl
 import os
 import stat
 import sys
@@ -44,7 +46,12 @@ def catching_up(name, environ=None):
     environ = os.environ if environ is None else environ
     if environ.get(CATCH_UP_NAME) != name:
         return None
-    return environ.get(CATCH_UP_BLOCK) or None
+    block = environ.get(CATCH_UP_BLOCK) or None
+    try:
+        block is not None and block.encode("utf-8")    # recorded with the run
+    except UnicodeEncodeError:
+        return None         # no block catch-up could have named: not a catch-up
+    return block
 
 
 def without_catch_up(environ):
@@ -123,8 +130,9 @@ class TicketError(CronPolicyError):
 def read_ticket(path):
     """The ticket at ``path`` (a dict), or None when there is none; raises
     TicketError for a file that is not one this user wrote."""
+    from cronpolicy.safety import open_plain_file
     try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        descriptor = open_plain_file(path)      # a FIFO there would block catch-up
     except FileNotFoundError:
         return None
     except OSError as error:
@@ -153,12 +161,15 @@ def read_ticket(path):
     return ticket
 
 
-def tickets(state_dir):
+def tickets(state_dir, recover=True):
     """([ticket], [(path, problem)]): the tickets waiting on this host, and
     the files in their directory that are not tickets (moved aside, with
-    ``.rejected`` appended, so they are said once)."""
+    ``.rejected`` appended, so they are said once).  ``recover``: a ticket
+    left taken by a runner that died is a ticket again first."""
     from cronpolicy.safety import checked_directory
     directory = checked_directory(ticket_dir(state_dir), "state_dir", 0o700)
+    if recover:
+        recover_taken(directory)
     found, refused = [], []
     for entry in sorted(os.listdir(directory)):
         if not entry.endswith(SUFFIX):
@@ -175,23 +186,76 @@ def tickets(state_dir):
     return found, refused
 
 
+#: A ticket taken for starting: ``path`` its new name, ``descriptor`` the
+#: open file holding its flock (for as long as its taker, or the start it
+#: made, lives: see take).
+Taken = collections.namedtuple("Taken", "path descriptor")
+TAKEN = ".taken"
+
+
 def take(ticket):
-    """Take ``ticket`` for starting: its new path for exactly one taker,
-    else None.  The taker removes it once the start is made (``drop``),
-    or keeps it for people to see (``failed``)."""
-    taken = "%s.%d-%d.taken" % (ticket["path"], os.getpid(), int(time.time()))
+    """Take ``ticket`` for starting: a Taken for exactly one taker, else None.
+    It is locked (flock) before it is renamed, and the lock lives as long as
+    its taker and the start it passes the descriptor to: a taken ticket
+    nobody holds was left by a runner that died (kill -9 between taking and
+    starting), and the next runner makes it a ticket again (recover_taken).
+    The taker removes it once the start is made (``drop``), or keeps it for
+    people to see (``failed``)."""
+    path = ticket["path"]
     try:
-        os.rename(ticket["path"], taken)
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
-    return taken
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if os.fstat(descriptor).st_ino != os.lstat(path).st_ino:
+            raise FileNotFoundError(path)       # another took it, a new skip wrote it anew
+        taken = "%s.%d-%d%s" % (path, os.getpid(), int(time.time()), TAKEN)
+        os.rename(path, taken)
+    except OSError:             # held by another taker, or gone
+        os.close(descriptor)
+        return None
+    return Taken(taken, descriptor)
+
+
+def recover_taken(directory):
+    """Make each ticket left taken by a runner that died (nobody holds its
+    lock) a ticket again, unless a newer skip left one in its place; the
+    paths recovered."""
+    recovered = []
+    for entry in sorted(os.listdir(directory)):
+        if not entry.endswith(TAKEN):
+            continue
+        taken = os.path.join(directory, entry)
+        try:
+            descriptor = os.open(taken, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+                                 | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(descriptor)
+            continue            # its taker (or the start it made) lives
+        try:
+            ticket = taken[:-len(TAKEN)].rsplit(".", 1)[0]
+            if ticket.endswith(SUFFIX) and not os.path.lexists(ticket):
+                os.rename(taken, ticket)
+                recovered.append(ticket)
+            else:
+                os.unlink(taken)    # a newer skip's ticket stands for it
+        except OSError:
+            pass
+        finally:
+            os.close(descriptor)
+    return recovered
 
 
 def failed(taken):
     """A taken ticket whose start could not be made: kept as ``.failed``
     beside the others (not tried again; its reason was said)."""
     try:
-        os.rename(taken, taken[:-len(".taken")] + ".failed")
+        os.rename(taken, taken[:-len(TAKEN)] + ".failed")
     except OSError:
         pass
 

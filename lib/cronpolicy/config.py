@@ -22,6 +22,7 @@ The config file is INI with one ``[cronpolicy]`` section::
     lease_ttl = 30s
     poll_interval = 1s
     watch = listen
+    catch_up_at_once = 4
 
 ``watch`` says how a running script hears of stop requests on PostgreSQL:
 ``listen`` (LISTEN/NOTIFY on a connection held while the script runs: within
@@ -61,6 +62,9 @@ DEFAULT_ROLLOUT_EXPECT = 3600.0
 #: An idle connection is probed after this long (and then every third of it,
 #: three times), so a dead peer is noticed within about twice this.
 DEFAULT_TCP_KEEPALIVE = 5.0
+#: `cronpolicy catch-up` starts at most this many runs at once (per host and
+#: state directory): 60 tickets made 60 processes and connections at once.
+DEFAULT_CATCH_UP_AT_ONCE = 4
 #: Data unacknowledged this long fails the connection: a half-open one (packets
 #: dropped, no FIN) is given up on within seconds, not after TCP's two hours.
 DEFAULT_TCP_USER_TIMEOUT = 10.0
@@ -214,6 +218,7 @@ class Settings:
         "tcp_keepalive": parse_duration,
         "tcp_user_timeout": parse_duration,
         "watch": _watch,
+        "catch_up_at_once": int,
     }
     #: Keys a ``[script:NAME]`` section may set, for that script only.
     _SCRIPT_KEYS = {"on_database_error": _on_database_error}
@@ -233,7 +238,8 @@ class Settings:
                  on_database_error=None, state_dir=None, scripts=None,
                  config_path=None, tcp_keepalive=DEFAULT_TCP_KEEPALIVE,
                  tcp_user_timeout=DEFAULT_TCP_USER_TIMEOUT, watch=WATCH_LISTEN,
-                 default_rollout_expect=DEFAULT_ROLLOUT_EXPECT):
+                 default_rollout_expect=DEFAULT_ROLLOUT_EXPECT,
+                 catch_up_at_once=DEFAULT_CATCH_UP_AT_ONCE):
         self.state_dir = state_dir or default_state_dir()
         self.dsn = dsn or default_dsn(self.state_dir)
         self.dsn_source = dsn_source if dsn else "default"
@@ -258,6 +264,7 @@ class Settings:
         self.tcp_user_timeout = tcp_user_timeout
         self.watch = watch
         self.default_rollout_expect = default_rollout_expect
+        self.catch_up_at_once = catch_up_at_once
         self.validate()
 
     def validate(self):
@@ -272,9 +279,20 @@ class Settings:
                     "default_rollout_expect"):
             if getattr(self, key) <= 0:
                 raise ConfigError("%s must be positive" % key)
+        if not 1 <= self.catch_up_at_once <= 1000:
+            raise ConfigError("catch_up_at_once must be from 1 to 1000, got %r"
+                              % self.catch_up_at_once)
         if self.lease_ttl <= 2 * self.heartbeat_interval:
             raise ConfigError("lease_ttl (%gs) must be more than twice heartbeat_interval (%gs)"
                               % (self.lease_ttl, self.heartbeat_interval))
+        # Bytes that are not UTF-8 (from the environment or --dsn) are bad
+        # input, exit 2: no database takes them.
+        from cronpolicy.matching import text_problem
+        problem = text_problem(self.host, "host")
+        if problem:
+            raise UsageError("%s (CRONPOLICY_HOST, or this machine's name)" % problem)
+        if text_problem(self.dsn, "DSN"):      # (not shown: it may hold a password)
+            raise UsageError("the DSN from %s is not UTF-8 text" % self.dsn_source)
         if self.watch not in WATCH_CHOICES:
             raise ConfigError("watch must be one of %s, not %r" % (" or ".join(WATCH_CHOICES),
                                                                    self.watch))

@@ -58,6 +58,17 @@ class SchemaError(DatabaseError):
     """The database has no cronpolicy schema, or one older than this code."""
 
 
+class NotAPlainFile(UsageError, OSError):
+    """A file cronpolicy will not replace: it exists and is not a plain file
+    (a device, a FIFO, a socket, a directory or a symbolic link; see
+    ``safety.replace_problem``).  Also an OSError, so that every writer's
+    handling of a failed write applies to it: one line, exit 2 where a
+    person named the path, a warning for a state file."""
+
+    def __str__(self):
+        return "refusing %s: %s" % (self.filename, self.strerror)
+
+
 class NotFound(UsageError):
     """The thing named on the command line does not exist (a window id...)."""
 

@@ -19,10 +19,24 @@ _WILDCARDS = frozenset("*?")
 MAX_NAME_LENGTH = 255
 
 
+def text_problem(text, what):
+    """Why ``text`` cannot be stored as text, or None: bytes that are not
+    UTF-8 reach Python as lone surrogates (argv, the environment, a crontab
+    read with surrogateescape), and no database takes them."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "%s %r is not UTF-8 text" % (what, text)
+    return None
+
+
 def name_problem(name, what="script name"):
     """Why ``name`` is not a usable script name or pattern, or None."""
     if not name:
         return "%s must not be empty" % what
+    problem = text_problem(name, what)
+    if problem:
+        return problem
     if len(name) > MAX_NAME_LENGTH:
         return "%s is %d characters long; at most %d" % (what, len(name), MAX_NAME_LENGTH)
     if any(ord(char) < 32 or 127 <= ord(char) < 160 for char in name):

@@ -1,15 +1,18 @@
-"""A CronScript run by `cronpolicy run` under its own name.
+"""A CronScript run by `cronpolicy run`: gated once, under the wrapper's name.
 
-`cronpolicy crontab wrap` names a job after its program, and a CronScript's
-default name is its file's: wrapping a line that runs one gives the
-wrapper and the script the same name.  The wrapper holds the script's host
-lock and its run record, so the script, gating itself again, would always
-find its lock taken and never run.  The wrapper therefore tells its
-command who gates it (two environment variables); a CronScript of that
-name, started by that still living wrapper (an ancestor process), runs
+`cronpolicy crontab wrap` names a job after its program, with the words
+that tell it from the host's other jobs (report-daily, report-weekly),
+and a CronScript has a name of its own (report).  Gating itself again, it
+would make one invocation two runs: two rows, two locks, two sets of
+policy rows, or never run at all where the names are equal (the wrapper
+holds that name's lock).  The wrapper therefore tells its command who
+gates it (two environment variables); a CronScript started by that still
+living wrapper (an ancestor process) takes the wrapper's name and runs
 main() without a gate of its own: the wrapper's decision, lock, record and
-watcher stand for it.  Its SIGTERM protocol still works: a stop the
-wrapper passes on waits for the script's safe point.
+watcher stand for it.  It takes the variables too (out of its own
+environment), so a script its main() starts gates itself.  Its SIGTERM
+protocol still works: a stop the wrapper passes on waits for the script's
+safe point.
 """
 
 import os
@@ -18,16 +21,20 @@ GATED_BY = "CRONPOLICY_GATED_BY"
 GATED_PID = "CRONPOLICY_GATED_PID"
 
 
-def gated_by_wrapper(name, environ=None):
-    """The pid of the `cronpolicy run NAME` that gates this process, or None."""
+def gated_by_wrapper(environ=None):
+    """(name, pid) of the `cronpolicy run NAME` that gates this process, or
+    None; a gate found is taken out of ``environ`` (default os.environ)."""
     environ = os.environ if environ is None else environ
-    if environ.get(GATED_BY) != name:
-        return None
+    name = environ.get(GATED_BY)
     try:
         wrapper = int(environ.get(GATED_PID, ""))
     except ValueError:
         return None
-    return wrapper if wrapper > 1 and _is_ancestor(wrapper) else None
+    from cronpolicy.matching import name_problem
+    if not name or name_problem(name) or wrapper <= 1 or not _is_ancestor(wrapper):
+        return None
+    del environ[GATED_BY], environ[GATED_PID]
+    return name, wrapper
 
 
 def _is_ancestor(pid):

@@ -63,9 +63,16 @@ def parse_standard_options(argv):
 
 
 def standard_options_parser(prog, description):
-    """The argparse parser with the standard options, for scripts to extend."""
+    """The argparse parser with the standard options, for scripts to extend.
+    A usage error is one line (and exit 2), as in the cronpolicy command."""
     import argparse
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+
+    class OneLineErrors(argparse.ArgumentParser):
+        def error(self, message):
+            self.exit(2, "%s: error: %s (see --help)\n" % (
+                self.prog, message.replace("\n", "\\n")))    # (a word may hold one)
+
+    parser = OneLineErrors(prog=prog, description=description)
     group = parser.add_argument_group("cronpolicy options")
     group.add_argument("-v", "--verbose", action="count", default=0,
                        help="more logging (repeatable)")

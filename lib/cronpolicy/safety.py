@@ -15,7 +15,9 @@ before its first use in a process:
 
 A directory that fails is refused with one line naming it (ConfigError:
 exit 4).  Files are then created with O_EXCL or O_NOFOLLOW (see
-``create_exclusive`` and ``open_lock_file``).  Only os and stat: this is on
+``create_exclusive`` and ``open_lock_file``), and a file is replaced only
+when it is a plain one (``write_atomically``): never a device, a FIFO, a
+socket, a directory or a symbolic link.  Only os and stat: this is on
 the start path.
 """
 
@@ -145,13 +147,59 @@ def create_exclusive(path, mode=0o600):
                    mode)
 
 
+#: What the refusals call each kind of file that is not a plain one.
+_KINDS = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a directory"),
+          (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def _not_plain(mode):
+    """Why a file of ``mode`` (st_mode) is refused, or None for a plain file."""
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((name for test, name in _KINDS if test(mode)), "of another kind")
+    return "it is %s, not a plain file" % kind
+
+
+def _refusal(path, problem):
+    import errno
+    from cronpolicy.errors import NotAPlainFile
+    return NotAPlainFile(errno.EEXIST, problem, path)
+
+
+def replace_problem(path):
+    """Why the file at ``path`` must not be replaced by a new one, or None
+    (nothing there yet, or a plain file).  Renaming over a device, a FIFO
+    or a socket destroys the node (/dev/null, as root); over a directory it
+    fails.  A symbolic link is refused too, whatever it points to: the
+    rename would destroy the link (/dev/stdout is one), and writing through
+    it instead could write anywhere another user pointed it."""
+    try:
+        return _not_plain(os.lstat(path).st_mode)
+    except OSError:
+        return None         # nothing there, or the write says what is wrong
+
+
+def check_replaceable(path):
+    """Raise NotAPlainFile (an OSError, exit 2) unless ``path`` may be replaced."""
+    problem = replace_problem(path)
+    if problem is not None:
+        raise _refusal(path, problem)
+
+
 def write_atomically(path, write, mode=0o600, durable=False):
     """Replace ``path`` with what ``write(handle)`` writes: a new file under
     an unpredictable name (never an existing one, never through a link),
     renamed over ``path``, so a reader finds the old file or the new one.
+    Only a plain file (or nothing) is replaced: anything else at ``path``
+    raises NotAPlainFile before anything is written, and again just before
+    the rename (see replace_problem).  The one atomic writer: every file
+    cronpolicy replaces goes through here (crontab wrap's several files
+    apply the same check, see tooling/crontab/files.py).
     ``durable``: on disk before the rename, so that a power cut cannot
     leave the new name on an empty file (a cache, rewritten at the next
     start, need not pay for it)."""
+    check_replaceable(path)
     temporary = "%s.%d-%s.tmp" % (path, os.getpid(), os.urandom(8).hex())
     descriptor = create_exclusive(temporary, mode)
     try:
@@ -160,6 +208,7 @@ def write_atomically(path, write, mode=0o600, durable=False):
             if durable:
                 handle.flush()
                 os.fsync(handle.fileno())
+        check_replaceable(path)     # as late as it can be: made meanwhile?
         os.replace(temporary, path)
     except BaseException:
         try:
@@ -167,6 +216,25 @@ def write_atomically(path, write, mode=0o600, durable=False):
         except OSError:
             pass
         raise
+
+
+def open_plain_file(path, follow_links=False):
+    """A descriptor reading the plain file at ``path``, or NotAPlainFile:
+    a FIFO or a device is never even opened (an open can block forever,
+    or act: /dev/watchdog), and a symbolic link is not followed unless
+    ``follow_links``."""
+    info = (os.stat if follow_links else os.lstat)(path)
+    problem = _not_plain(info.st_mode)
+    if problem is None:
+        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow_links
+                                                               else os.O_NOFOLLOW)
+        descriptor = os.open(path, flags)
+        opened = os.fstat(descriptor)
+        if (opened.st_dev, opened.st_ino) == (info.st_dev, info.st_ino):
+            return descriptor
+        os.close(descriptor)            # swapped in between: look again, once
+        problem = _not_plain(opened.st_mode) or "it changed while it was opened"
+    raise _refusal(path, problem)
 
 
 def open_lock_file(path):

@@ -272,6 +272,11 @@ class CronScript:
                                    self.options.quiet)
         if isinstance(self._log, DeferredLogger):
             self._log.setup = self._log_setup
+        elif self._log_setup.must_configure_before_main():
+            # A logger of the script's own (`cronpolicy run`'s): the gate's
+            # records go straight to it, so -v shows the database in use and
+            # the run id at start only if logging is set up before the gate.
+            self._log_setup.configure()
         try:
             self._log_setup.check()
         except OSError as error:
@@ -282,13 +287,13 @@ class CronScript:
             self.settings = Settings.load(dsn=self.options.dsn)
         except CronPolicyError as error:
             self._log.error("%s", error)
-            return exitcodes.GATE_ERROR
+            return error.exit_code      # 4, or 2 for text that is not UTF-8
         self.host = self.settings.host
-        if os.environ.get("CRONPOLICY_GATED_BY") == self.name and not self.options.dry_run:
+        if "CRONPOLICY_GATED_BY" in os.environ and not self.options.dry_run:
             from cronpolicy import nesting      # only inside cronpolicy run NAME
-            wrapper = nesting.gated_by_wrapper(self.name)
-            if wrapper is not None:
-                return self._run_gated_by(wrapper)
+            gate = nesting.gated_by_wrapper()
+            if gate is not None:
+                return self._run_gated_by(*gate)
         gate = self._gate()
         if self.options.dry_run:
             return gate.dry_run(sys.stdout)
@@ -320,11 +325,14 @@ class CronScript:
         module = sys.modules.get(type(self).__module__)
         return getattr(module, "__file__", None) or (sys.argv[0] if sys.argv else None)
 
-    def _run_gated_by(self, wrapper):
-        """main() alone: the `cronpolicy run` of this name (pid ``wrapper``)
-        decided, holds the lock and records the run (cronpolicy.nesting)."""
-        self._log.info("gated by cronpolicy run %s (pid %d): main() runs without a gate "
-                       "of its own", self.name, wrapper)
+    def _run_gated_by(self, name, wrapper):
+        """main() alone, under ``name``: the `cronpolicy run NAME` (pid
+        ``wrapper``) decided, holds the lock and records the run, one run
+        (cronpolicy.nesting)."""
+        self._log.info("gated by cronpolicy run %s (pid %d): main() runs under that name, "
+                       "without a gate of its own%s", name, wrapper,
+                       "" if name == self.name else " (its own name is %s)" % self.name)
+        self.name = name
         hook = getattr(self, "is_safe_to_interrupt", None)
         self._interruption = Interruption(hook if callable(hook) else None, self._log,
                                           self.interrupt_signal)

@@ -62,7 +62,7 @@ class Spool:
     # The files ---------------------------------------------------------------------
 
     def _write(self, entry):
-        from cronpolicy.safety import checked_directory, create_exclusive
+        from cronpolicy.safety import checked_directory, write_atomically
         checked_directory(self.directory, "spool directory", 0o700)
         file_id = os.urandom(16).hex()
         data = {"format": FORMAT, "kind": entry["kind"], "run_id": entry.get("run_id")}
@@ -74,14 +74,8 @@ class Spool:
         # Sortable by time of writing, so entries are flushed in order.
         import time
         path = os.path.join(self.directory, "%020d-%s.json" % (time.time_ns(), file_id))
-        temporary = os.path.join(self.directory, ".%s.tmp" % file_id)
-        descriptor = create_exclusive(temporary)
-        with open(descriptor, "w", encoding="utf-8") as handle:
-            import json     # only when a record is spooled
-            json.dump(data, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        import json     # only when a record is spooled
+        write_atomically(path, lambda handle: json.dump(data, handle), durable=True)
         return path
 
     def _names(self):
@@ -99,12 +93,14 @@ class Spool:
 
     def entries(self):
         """[(path, SpoolEntry or None)], oldest first; None for a file that is
-        not a spool entry (damaged, or of an unknown shape)."""
+        not a spool entry (damaged, of an unknown shape, or no plain file:
+        a FIFO would block the flush)."""
+        from cronpolicy.safety import open_plain_file
         found = []
         for name in self._names():
             path = os.path.join(self.directory, name)
             try:
-                with open(path, encoding="utf-8") as handle:
+                with open(open_plain_file(path), encoding="utf-8") as handle:
                     import json
                     found.append((path, parse_entry(json.load(handle))))
             except FileNotFoundError:

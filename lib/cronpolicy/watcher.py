@@ -4,7 +4,8 @@ A RunWatcher is one daemon thread per running script.  It
 
 * renews the run's lease (and its fleet-wide slot's) with a heartbeat that
   also says what ``is_safe_to_interrupt()`` currently answers, every
-  ``heartbeat_interval`` and at once when that answer changes.  When the
+  ``heartbeat_interval`` (sooner at first: FIRST_HEARTBEAT) and at once
+  when that answer changes.  When the
   lease cannot be renewed before it runs out (``lease_ttl``), or the slot
   went to another run, the fleet no longer counts this run as running: it
   takes that as a stop request (``lease-lost``) and stops at its next safe
@@ -41,6 +42,13 @@ from cronpolicy.policy import lease_lost, next_window_start, stop_verdict
 
 #: While a stop is requested, how often the script is asked whether it is safe.
 SAFE_POLL = 0.1
+
+#: The first heartbeat comes this long into the run, the next ones twice as
+#: far apart each time, up to heartbeat_interval (1s, 2s, 4s, then every 5s):
+#: a run that dies is recorded as abandoned at its last heartbeat, and a short
+#: one killed at 3s showed 0s; its recorded length now falls short of the
+#: real one by at most half (in its first seconds) or a heartbeat_interval.
+FIRST_HEARTBEAT = 1.0
 
 #: Even with notifications, re-read the policy at least this often.
 RESYNC_INTERVAL = 60.0
@@ -165,7 +173,8 @@ class RunWatcher:
         settings = self.settings
         self._guarded("listen for policy changes", self.store.listen)
         next_check = self._first_check
-        next_heartbeat = time.monotonic() + settings.heartbeat_interval
+        gap = min(FIRST_HEARTBEAT, settings.heartbeat_interval)
+        next_heartbeat = time.monotonic() + gap
         last_safe = False       # as the start record says
         while not self._stopping:
             if self._recovered:
@@ -180,7 +189,8 @@ class RunWatcher:
             if now >= next_heartbeat or safe != last_safe:
                 self._renew(safe)
                 last_safe = safe
-                next_heartbeat = now + settings.heartbeat_interval
+                gap = min(gap * 2, settings.heartbeat_interval)
+                next_heartbeat = now + gap
             if (self._lease_stop is None and self.run.id is not None
                     and time.monotonic() >= self._lease_until):
                 self._lose_lease("could not renew its lease for %gs" % settings.lease_ttl)

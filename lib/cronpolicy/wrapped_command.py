@@ -51,7 +51,7 @@ class CommandScript(CronScript):
         self.child = None
         self.logger = logging.getLogger("cronpolicy:" + name)
         self.parser.prog = "cronpolicy run %s" % name
-        self.parser.usage = "cronpolicy run NAME [options] -- COMMAND [ARGS...]"
+        self.parser.usage = USAGE
 
     def add_my_options(self):
         from cronpolicy.tooling.cli import positive_int
@@ -101,6 +101,10 @@ class CommandScript(CronScript):
             if not os.path.exists(self.options.pin):
                 raise UsageError("--pin: %s does not exist" % self.options.pin)
             self.release, self.command = pinned_command(self.options.pin, self.command)
+            from cronpolicy.matching import text_problem
+            problem = text_problem(self.release, "--pin: the release")
+            if problem:         # runs record their release: it must be text
+                raise UsageError(problem)
 
     def is_safe_to_interrupt(self):
         if self.options.interruptible:
@@ -161,26 +165,45 @@ class CommandScript(CronScript):
             self.child.wait()
 
 
+USAGE = "cronpolicy run [options] NAME [options] -- COMMAND [ARGS...]"
+
+
 def run_command(argv):
-    """``cronpolicy run`` with ``argv`` after the word run; returns the exit code."""
-    if not argv or argv[0].startswith("-"):
-        if argv and argv[0] in ("-h", "--help"):
-            CommandScript("NAME", []).parser.print_help()
-            return exitcodes.OK
-        print("cronpolicy run: error: usage: cronpolicy run NAME [options] -- COMMAND [ARGS...]",
-              file=sys.stderr)
-        return exitcodes.USAGE
-    name, rest = argv[0], argv[1:]
+    """``cronpolicy run`` with ``argv`` after the word run; returns the exit
+    code.  Its options may come before NAME or after it (README's
+    `cronpolicy run --pin LINK NAME -- ...`), never after the --."""
+    split = argv.index("--") if "--" in argv else len(argv)
+    head, command = argv[:split], argv[split + 1:]
+    at = _name_index(head)
+    name = head[at] if at is not None else None
+    if any(word in ("-h", "--help") for word in head):
+        CommandScript(name or "NAME", []).parser.print_help()
+        return exitcodes.OK
+    if name is None:
+        return _usage("no NAME: usage: %s" % USAGE)
     problem = name_problem(name)
     if problem:         # '' would have become the script file's name
-        print("cronpolicy run: error: %s" % problem, file=sys.stderr)
-        return exitcodes.USAGE
-    if "--" not in rest or rest.index("--") == len(rest) - 1:
-        if "-h" in rest or "--help" in rest:
-            CommandScript(name, []).parser.print_help()
-            return exitcodes.OK
-        print("cronpolicy run: error: give the command after --, as in "
-              "cronpolicy run %s -- /path/to/job" % name, file=sys.stderr)
-        return exitcodes.USAGE
-    split = rest.index("--")
-    return CommandScript(name, rest[split + 1:]).run(rest[:split], exit=False)
+        return _usage(problem)
+    if not command:
+        return _usage("give the command after --, as in cronpolicy run %s -- /path/to/job"
+                      % name)
+    return CommandScript(name, command).run(head[:at] + head[at + 1:], exit=False)
+
+
+def _name_index(head):
+    """Where NAME is among the words before the -- : the first that is
+    neither an option nor the value of one (--pin PATH...); None if none."""
+    from cronpolicy.arguments import valued_options
+    valued = valued_options(CommandScript("NAME", []).parser)
+    index = 0
+    while index < len(head):
+        word = head[index]
+        if not word.startswith("-") or word == "-":
+            return index
+        index += 2 if word in valued else 1
+    return None
+
+
+def _usage(message):
+    print("cronpolicy run: error: %s" % message, file=sys.stderr)
+    return exitcodes.USAGE

@@ -9,8 +9,11 @@ import stat
 import subprocess
 import sys
 
+import pytest
 
 from cronpolicy import catchup
+
+from .conftest import wait_for
 
 CATCH_UP_POLICY = ("INSERT INTO cronpolicy.script_policy (name, catch_up)"
                    " VALUES ('nightly', 'once')")
@@ -246,3 +249,160 @@ def test_with_no_ticket_it_needs_no_database(script_env):
     away = dict(script_env, CRONPOLICY_DSN="postgresql://nobody@127.0.0.1:1/none")
     result = catch_up(away)
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+
+
+# At most catch_up_at_once at a time, and no ticket lost to a runner's death (issue 26.10) --
+
+#: A job that says how many catch-ups run at once when it starts (its own
+#: file among them), then holds on until the test lets it go (bounded).
+COUNTING_JOB = """\
+import os, sys, time
+from cronpolicy import CronScript
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+class Job(CronScript):
+    def main(self):
+        running = os.path.join(HERE, "running")
+        mine = os.path.join(running, "%s-%d" % (self.name, os.getpid()))
+        open(mine, "w").close()
+        with open(os.path.join(HERE, "seen"), "a") as seen:
+            seen.write("%s %d\\n" % (self.name, len(os.listdir(running))))
+        deadline = time.monotonic() + 60
+        while not os.path.exists(os.path.join(HERE, "go")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.unlink(mine)
+
+if __name__ == "__main__":
+    Job().run()
+"""
+
+
+def _counting_tickets(scripts, dba, script_env, count, at_once):
+    """``count`` scripts job0... skipped by a deploy, so each left a ticket;
+    catch_up_at_once set to ``at_once``; the deploy over."""
+    with open(script_env["CRONPOLICY_CONFIG"], "a") as config:
+        config.write("catch_up_at_once = %d\n" % at_once)
+    (scripts.tmp_path / "running").mkdir()
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, catch_up) VALUES ('job*', 'once')")
+    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true")
+    names = ["job%d" % number for number in range(count)]
+    for name in names:
+        (scripts.tmp_path / ("%s.py" % name)).write_text(COUNTING_JOB)
+        assert scripts.run(name).returncode == 0
+    assert len(tickets(script_env)) == count
+    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = false")
+    return names
+
+
+def _seen(scripts):
+    path = scripts.tmp_path / "seen"
+    lines = path.read_text().split("\n")[:-1] if path.exists() else []
+    return [(line.split()[0], int(line.split()[1])) for line in lines]
+
+
+def _running(scripts):
+    return len(os.listdir(str(scripts.tmp_path / "running")))
+
+
+def _waiting_on_children(pid):
+    """The children of process ``pid`` once it is blocked waiting for one of
+    them to end (its kernel wait channel says so), else None."""
+    try:
+        with open("/proc/%d/wchan" % pid) as wchan:
+            if wchan.read().strip() != "do_wait":
+                return None
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as children:
+            return children.read().split() or None
+    except OSError:
+        return None
+
+
+@pytest.mark.parametrize("dsn", ["sqlite"], indirect=True)
+def test_catch_up_starts_at_most_catch_up_at_once_runs(scripts, dba, script_env):
+    """60 tickets made 60 processes and connections within 1.4 s.  Once the
+    runner waits for its starts to end, it has started as many as it may."""
+    names = _counting_tickets(scripts, dba, script_env, 8, at_once=3)
+    runner = subprocess.Popen([sys.executable, "-m", "cronpolicy.tooling.cli", "catch-up"],
+                              env=script_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        wait_for(lambda: _waiting_on_children(runner.pid), 60, "the runner to wait")
+        assert len(_waiting_on_children(runner.pid)) == 3
+    finally:
+        (scripts.tmp_path / "go").write_text("go")
+        out, err = runner.communicate(timeout=120)
+    assert runner.returncode == 0, err
+    seen = _seen(scripts)
+    assert sorted(name for name, _ in seen) == names            # each once
+    assert max(count for _, count in seen) <= 3, seen
+    assert [row[0] for row in dba.execute(
+        "SELECT count(*) FROM cronpolicy.script_run WHERE decision = 'catch-up'")] == [8]
+    assert tickets(script_env) == []
+
+
+@pytest.mark.parametrize("dsn", ["sqlite"], indirect=True)
+def test_a_runner_killed_leaves_its_starts_their_slots_and_its_tickets_to_the_next(
+        scripts, dba, script_env):
+    """kill -9 of the runner: the runs it started go on holding their slots,
+    so the next runner starts nothing more until they end; then every
+    ticket runs, each once."""
+    names = _counting_tickets(scripts, dba, script_env, 5, at_once=2)
+    # (No pipes: the runs it starts would hold them open past its death.)
+    first = subprocess.Popen([sys.executable, "-m", "cronpolicy.tooling.cli", "catch-up"],
+                             env=script_env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: _running(scripts) == 2, 60, "two catch-ups running")
+    finally:
+        first.kill()
+        first.wait(timeout=60)
+    second = catch_up(script_env)
+    assert second.returncode == 0 and second.stdout == "", second.stderr
+    assert _running(scripts) == 2 and len(tickets(script_env)) == 3
+    (scripts.tmp_path / "go").write_text("go")
+    wait_for(lambda: _running(scripts) == 0, 60, "the orphaned catch-ups to end")
+    wait_for(lambda: dba.execute("SELECT count(*) FROM cronpolicy.script_run WHERE"
+                                 " decision = 'catch-up' AND status = 'succeeded'")[0][0] == 2,
+             60, "their ends to be recorded")
+    third = catch_up(script_env)
+    assert third.returncode == 0, third.stderr
+    seen = _seen(scripts)
+    assert sorted(name for name, _ in seen) == names and max(n for _, n in seen) <= 2, seen
+    assert tickets(script_env) == []
+
+
+def test_a_ticket_left_taken_by_a_dead_runner_is_started_by_the_next(
+        scripts, dba, script_env):
+    """A runner killed between taking a ticket and starting it left the
+    ticket taken for ever: the start was lost.  One whose taker lives is
+    left to it."""
+    import fcntl
+    for name in ("nightly", "other"):
+        scripts.write(name)
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, catch_up) VALUES ('*', 'once')")
+    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true")
+    scripts.run("nightly")
+    scripts.run("other")
+    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = false")
+    directory = catchup.ticket_dir(state_dir(script_env))
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    dead = os.path.join(directory, "cronpolicy-nightly.ticket.%d-1.taken" % gone.pid)
+    os.rename(os.path.join(directory, "cronpolicy-nightly.ticket"), dead)
+    alive = os.path.join(directory, "cronpolicy-other.ticket.%d-1.taken" % os.getpid())
+    os.rename(os.path.join(directory, "cronpolicy-other.ticket"), alive)
+    holder = os.open(alive, os.O_RDONLY)
+    fcntl.flock(holder, fcntl.LOCK_EX)          # as a living runner holds it
+    try:
+        result = catch_up(script_env)
+        assert result.returncode == 0, result.stderr
+        assert scripts.main_calls("nightly") == 1 and scripts.main_calls("other") == 0
+        assert os.path.exists(alive) and not os.path.exists(dead)
+    finally:
+        os.close(holder)
+    again = catch_up(script_env)                # its taker gone too: started now
+    assert again.returncode == 0, again.stderr
+    assert scripts.main_calls("nightly") == 1 and scripts.main_calls("other") == 1
+    assert os.listdir(directory) == [] or all(entry.startswith(".slot-")
+                                              for entry in os.listdir(directory))

@@ -608,3 +608,34 @@ def test_disable_and_its_advice_disable_exactly_what_was_asked(cli, dba, rows, n
         asked = glob_matches(name, script) and glob_matches(host, machine)
         assert decision == (exitcodes.WOULD_SKIP if asked else before[script, machine]), (
             script, machine, rows, name, host)
+
+
+def test_a_command_with_no_dsn_configured_says_it_reads_the_local_file(tmp_path):
+    """Issue 26.13: with no --dsn, CRONPOLICY_DSN or dsn in the config file,
+    the local SQLite file answers, and the output says so (a forgotten
+    CRONPOLICY_DSN looked like an empty fleet).  --json stays pure JSON;
+    metrics says it as a comment, which its readers skip."""
+    config = tmp_path / "none.conf"
+    config.write_text("[cronpolicy]\n")
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("CRONPOLICY_", "XDG_"))}
+    env.update(CRONPOLICY_CONFIG=str(config), CRONPOLICY_STATE_DIR=str(tmp_path / "state"),
+               CRONPOLICY_LOCK_DIR=str(tmp_path / "locks"))
+    program = os.path.join(os.path.dirname(sys.executable), "cronpolicy")
+    local = str(tmp_path / "state" / "cronpolicy.sqlite")
+
+    def cronpolicy(*argv, **extra):
+        return subprocess.run([program] + list(argv), env=dict(env, **extra),
+                              capture_output=True, text=True, timeout=60)
+
+    for argv in (["status"], ["history"], ["check", "job"], ["overdue"], ["window", "list"],
+                 ["deploy", "wait", "--timeout", "1s"], ["metrics"]):
+        result = cronpolicy(*argv)
+        assert result.returncode in (exitcodes.OK, exitcodes.WOULD_SKIP), result.stderr
+        first = result.stdout.splitlines()[0]
+        assert "local SQLite file %s" % local in first, (argv, result.stdout)
+        assert "no DSN configured" in first
+    assert cronpolicy("metrics").stdout.startswith("# database: the local SQLite file")
+    json.loads(cronpolicy("status", "--json").stdout)
+    configured = cronpolicy("status", CRONPOLICY_DSN="sqlite:///" + local)
+    assert "SQLite file" not in configured.stdout, configured.stdout

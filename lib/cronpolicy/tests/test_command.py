@@ -110,6 +110,48 @@ def test_safe_file_decides_when_the_command_may_be_stopped(script_env, dba, tmp_
     assert os.path.exists(base + ".term")
 
 
+def test_verbose_says_the_database_in_use_and_the_run_id_at_start(script_env, dba):
+    """Issue 27.6: -v printed only the end line: the gate's first records went
+    to Python's last-resort handler (WARNING) before logging was set up."""
+    result = run(script_env, "shell-job", "-v", "--", "true")
+    assert result.returncode == exitcodes.OK, result.stderr
+    [run_id] = [row["id"] for row in dba.runs("shell-job")]
+    err = result.stderr.decode()
+    assert "policy database: %s (from CRONPOLICY_DSN)" % script_env["CRONPOLICY_DSN"] in err
+    assert "started run #%d" % run_id in err and "run #%d succeeded" % run_id in err
+    assert err.index("policy database") < err.index("started run") < err.index("succeeded")
+
+
+def test_options_may_come_before_the_name(script_env, dba, tmp_path):
+    """Issue 27.6: README's `cronpolicy run --pin LINK NAME -- ...` was
+    refused with a usage line that did not say what was wrong."""
+    (tmp_path / "releases" / "7" / "bin").mkdir(parents=True)
+    job = tmp_path / "releases" / "7" / "bin" / "job"
+    job.write_text("#!/bin/sh\necho \"$0\"\n")
+    job.chmod(0o755)
+    os.symlink(str(tmp_path / "releases" / "7"), str(tmp_path / "current"))
+    result = run(script_env, "--pin", str(tmp_path / "current"), "-v", "pinned", "--overlap",
+                 "--", str(tmp_path / "current" / "bin" / "job"))
+    assert result.returncode == exitcodes.OK, result.stderr
+    assert result.stdout.decode().strip() == str(job)      # run from the resolved release
+    [row] = dba.execute("SELECT name, release FROM cronpolicy.script_run")
+    assert row == ("pinned", str(tmp_path / "releases" / "7"))
+
+
+def test_bad_usage_is_one_line_saying_what_is_wrong(script_env):
+    for argv, said in ((["--pin"], "no NAME"),
+                       (["--pin", "/srv/app/current"], "no NAME"),
+                       (["-v", "--", "true"], "no NAME"),
+                       (["job"], "give the command after --"),
+                       (["job", "--"], "give the command after --"),
+                       (["--bogus", "job", "--", "true"], "unrecognized arguments: --bogus"),
+                       (["job", "--max-concurrent", "0", "--", "true"], "must be at least 1")):
+        result = run(script_env, *argv)
+        err = result.stderr.decode()
+        assert result.returncode == exitcodes.USAGE and said in err, (argv, err)
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, (argv, err)
+
+
 def test_bad_usage(script_env):
     assert run(script_env).returncode == exitcodes.USAGE
     assert run(script_env, "name-only").returncode == exitcodes.USAGE

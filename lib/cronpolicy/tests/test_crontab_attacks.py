@@ -54,6 +54,73 @@ def test_a_wrapped_cronscript_runs_once_under_the_wrappers_gate(script_env, dba,
     assert (run["name"], run["status"]) == ("report", "succeeded")
 
 
+NAMED_REPORT_SCRIPT = """\
+import os, sys
+from cronpolicy import CronScript
+
+class Report(CronScript):
+    name = "report"
+
+    def add_my_options(self):
+        self.parser.add_argument("--daily", action="store_true")
+        self.parser.add_argument("--weekly", action="store_true")
+
+    def main(self):
+        open(sys.argv[0] + ".ran", "a").write("ran as %s, a child would see %s\\n" % (
+            self.name, os.environ.get("CRONPOLICY_GATED_BY")))
+
+if __name__ == "__main__":
+    Report().run()
+"""
+
+
+def test_a_wrapped_cronscript_named_otherwise_is_one_run_under_the_wrappers_name(
+        script_env, dba, tmp_path):
+    """Issue 26.11: wrap names the two jobs report-daily and report-weekly;
+    the script, named report, gated itself again: one invocation made two
+    run rows, took two locks and obeyed two sets of policy rows.  It takes
+    the wrapper's name now, and runs under the wrapper's gate alone."""
+    script = tmp_path / "report.py"
+    script.write_text(NAMED_REPORT_SCRIPT)
+    program = os.path.join(os.path.dirname(sys.executable), "cronpolicy")
+    wrapped = wrap("0 2 * * * %s %s --daily\n0 3 * * 0 %s %s --weekly\n"
+                   % (sys.executable, script, sys.executable, script), program=program)
+    [daily, _] = [entry for entry in parse_crontab(wrapped) if entry.job]
+    assert " run report-daily --from-crontab " in daily.text
+    env = dict(script_env, SHELL="/bin/sh")
+    # A row for the script's own name is not the job's: it does not stop it.
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, enabled, reason)"
+                " VALUES ('report', false, 'not this job')")
+    result = run_like_cron(cron_command(daily.job).decode(), env)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "report.py.ran").read_text() == \
+        "ran as report-daily, a child would see None\n"
+    assert [(run["name"], run["status"]) for run in dba.runs()] == [
+        ("report-daily", "succeeded")]
+    # The job's own row does.
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, enabled, reason)"
+                " VALUES ('report-daily', false, 'the job')")
+    result = run_like_cron(cron_command(daily.job).decode(), env)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "report.py.ran").read_text().count("ran as") == 1
+    assert [(run["name"], run["status"]) for run in dba.runs()] == [
+        ("report-daily", "succeeded"), ("report-daily", "skipped")]
+
+
+def test_wrap_warns_about_a_command_that_puts_itself_in_the_background(tmp_path):
+    """Issue 26.11: the gate sees such a command's shell end at once."""
+    crontab = tmp_path / "mine"
+    crontab.write_text("0 * * * * nohup /srv/bin/sync >/dev/null 2>&1 &\n"
+                       "1 * * * * /srv/bin/a && /srv/bin/b &> /dev/null\n"
+                       "2 * * * * sh -c '/srv/bin/c & /srv/bin/d'\n"
+                       "3 * * * * echo 'a & b' 2>&1\n")
+    code, out, err = cronpolicy(tmp_path, "wrap", str(crontab))
+    assert code == exitcodes.OK, err
+    warned = [line for line in err.splitlines() if "in the background" in line]
+    assert [line.split(": ")[1] for line in warned] == ["%s, line 1" % crontab,
+                                                        "%s, line 3" % crontab]
+
+
 def test_the_script_gates_itself_when_the_wrapper_is_not_its_ancestor(script_env, dba,
                                                                       tmp_path):
     script = tmp_path / "report.py"

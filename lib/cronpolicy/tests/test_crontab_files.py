@@ -123,15 +123,17 @@ def test_a_symbolic_link_is_refused_and_nothing_is_written(tmp_path, host):
     assert [read(path) for path in host] == originals and read(str(target)) == CRON_D_A.encode()
 
 
-def test_a_link_planted_where_the_backup_goes_is_replaced_not_followed(tmp_path, host):
+def test_a_link_planted_where_the_backup_goes_is_refused_not_followed(tmp_path, host):
+    """Neither followed nor replaced (issue 26.1: only a plain file is ever
+    replaced; test_plain_files.py has every other kind)."""
     victim = tmp_path / "victim"
     victim.write_text("precious\n")
     backup = os.path.join(os.path.dirname(host[0]), ".a.cronpolicy-orig")
     os.symlink(str(victim), backup)
     code, _, err = cronpolicy(tmp_path, "wrap", "--in-place", host[0])
-    assert code == exitcodes.OK, err
-    assert victim.read_text() == "precious\n"
-    assert not os.path.islink(backup) and read(backup) == CRON_D_A.encode()
+    assert code == exitcodes.USAGE and "symbolic link" in err, err
+    assert victim.read_text() == "precious\n" and read(host[0]) == CRON_D_A.encode()
+    assert os.readlink(backup) == str(victim)
 
 
 def test_a_failed_write_changes_nothing(tmp_path):

@@ -302,6 +302,28 @@ def test_the_code_only_release_recipe_runs_as_written(script_env, tmp_path, dba)
                        ) == [("services", "xmlrpc", True)]
 
 
+def test_the_pin_example_runs_as_written(script_env, tmp_path):
+    """README's `cronpolicy run --pin LINK NAME -- ...`, verbatim but for /srv
+    moved under this test's directory and NAME given one (issue 27.6: it
+    was refused, options before NAME being taken for a missing NAME)."""
+    found = [path for path in PLACES if os.path.exists(path)]
+    text = " ".join(open(found[0], encoding="utf-8").read().split())
+    [example] = re.findall(r"`(cronpolicy run --pin [^`]*)`", text)
+    srv = tmp_path / "srv"
+    (srv / "app" / "releases" / "4521" / "bin").mkdir(parents=True)
+    job = srv / "app" / "releases" / "4521" / "bin" / "job"
+    job.write_text("#!/bin/sh\necho \"$0\"\n")
+    job.chmod(0o755)
+    os.symlink(str(srv / "app" / "releases" / "4521"), str(srv / "app" / "current"))
+    command = re.sub(r"(?<![\w/])/srv/", str(srv) + "/", example).replace(" NAME ", " job ")
+    env = dict(script_env, PATH=os.path.dirname(sys.executable) + os.pathsep
+               + os.environ.get("PATH", ""))
+    result = subprocess.run(["bash", "-c", command], env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(job)
+
+
 def test_the_simulate_examples_run_and_the_quoted_figures_are_what_they_print(tmp_path):
     """README's `cronpolicy simulate` examples, verbatim, from a directory
     where benchmarks/ is the checkout's; the stall p95s README quotes are the

@@ -395,3 +395,33 @@ def test_deploy_wait_draws_a_live_table_on_a_terminal(scripts, dba, tmp_path, sc
     assert "publish-distro" in text and ("in 20m" in text or "in 19m" in text)
     assert "\x1b[" in text            # redrawn in place
     assert "quiet after" in text
+
+
+def test_an_abandoned_run_lasts_about_as_long_as_it_really_ran(dsn, tmp_path):
+    """Issue 26.13: a run killed 4 s in was recorded as abandoned after 0s,
+    its end being its last heartbeat and the first one due 5 s in.  The
+    first heartbeats now come 1 s, 2 s and 4 s in."""
+    env = make_env(tmp_path, dsn)
+    with open(env["CRONPOLICY_CONFIG"], "a") as config:
+        config.write("lease_ttl = 11s\n")           # PostgreSQL gives up on it sooner
+    scripts = ScriptRunner(tmp_path, env)
+    scripts.write("killed")
+    ready = str(tmp_path / "killed.ready")
+    job = scripts.start("killed", "--sleep", "60", "--ready-file", ready)
+    try:
+        wait_for_file(ready, process=job)
+        began = time.monotonic()
+        # The run's real length, the scenario itself (not a synchronisation).
+        time.sleep(max(0.0, began + 4.0 - time.monotonic()))
+    finally:
+        job.kill()
+        job.communicate(timeout=60)
+    lived = time.monotonic() - began
+
+    def abandoned():
+        assert cronpolicy(env, "status").returncode == 0
+        return [run for run in json.loads(cronpolicy(env, "history", "--json").stdout)
+                if run["status"] == "abandoned"]
+    wait_for(abandoned, 60, "the run to be recorded as abandoned")
+    [run] = abandoned()
+    assert 1.9 <= run["duration_seconds"] <= lived + 1, (run["duration_seconds"], lived)

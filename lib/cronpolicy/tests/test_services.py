@@ -256,6 +256,121 @@ def test_pin_runs_the_command_from_the_release_resolved_at_start(script_env, dba
     assert missing.returncode == 2 and "--pin" in missing.stderr
 
 
+#: A script whose module-level code takes its time (until the test has
+#: switched current), and which imports a module late, in main().
+SLOW_IMPORTS_SCRIPT = '''\
+import os, sys, time
+HERE = os.path.dirname(os.path.abspath(__file__))
+%s
+OUT = os.environ["JOB_OUT"]
+open(OUT + ".importing", "w").write("x")
+deadline = time.monotonic() + 60
+while not os.path.exists(OUT + ".switched") and time.monotonic() < deadline:
+    time.sleep(0.02)
+from cronpolicy import CronScript
+
+class Job(CronScript):
+    name = "slow-imports"
+
+    def main(self):
+        with open(OUT + ".ready", "w") as ready:
+            ready.write("ready\\n")
+        deadline = time.monotonic() + 60
+        while not os.path.exists(OUT + ".go") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        import late_module
+        with open(OUT, "a") as handle:
+            handle.write("%%s %%s\\n" %% (late_module.VERSION, self.release))
+
+Job().run()
+'''
+
+
+def _slow_start(script_env, dba, tmp_path, path_setup, switched):
+    """Start root/current/cron/job.py (SLOW_IMPORTS_SCRIPT with ``path_setup``
+    first), switch current to release 2 while its module-level code runs if
+    ``switched``, and wait for its run to be recorded: (process, out, root)."""
+    root = tmp_path / "app"
+    for number in (1, 2):
+        release(root, number)
+        (root / "releases" / str(number) / "cron" / "job.py").write_text(
+            SLOW_IMPORTS_SCRIPT % path_setup)
+    switch(root, 1)
+    out = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, str(root / "current" / "cron" / "job.py")],
+                               env=dict(script_env, JOB_OUT=str(out)),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_file(str(out) + ".importing", process=process)
+    if switched:
+        switch(root, 2)
+    (tmp_path / "out.switched").write_text("x")
+    wait_for_file(str(out) + ".ready", process=process)
+    return process, out, root
+
+
+def test_a_switch_while_the_script_imports_keeps_deploy_wait_waiting(
+        script_env, dba, tmp_path):
+    """Issue 26.3: its module-level imports took their time while current
+    was switched: it ran the old release's code, recorded the new release,
+    and `deploy wait --old-releases` said quiet.  It records the release it
+    started in, and imports from it to the end."""
+    process, out, root = _slow_start(
+        script_env, dba, tmp_path,
+        'sys.path.append(os.path.join(HERE, "..", "lib"))', switched=True)
+    try:
+        assert dba.execute("SELECT status, release FROM cronpolicy.script_run") == [
+            ("running", str(root / "releases" / "1"))]
+        waited = cronpolicy(script_env, "deploy", "wait", "--old-releases",
+                            str(root / "current"), "--timeout", "1s", "--json")
+        assert waited.returncode == exitcodes.WAIT_TIMEOUT, waited.stdout + waited.stderr
+        assert [run["name"] for run in json.loads(waited.stdout)["blockers"]] == [
+            "slow-imports"]
+    finally:
+        (tmp_path / "out.go").write_text("x")
+        _, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    assert out.read_text() == "1 %s\n" % (root / "releases" / "1")
+
+
+def test_a_run_whose_release_at_start_cannot_be_known_is_waited_for(
+        script_env, dba, tmp_path):
+    """It replaced the directory CPython put first in sys.path: nothing
+    says what it started in, so it records no release, and deploy wait
+    --old-releases waits for it (it may be old)."""
+    process, out, root = _slow_start(
+        script_env, dba, tmp_path, 'sys.path[0] = os.path.join(HERE, "..", "lib")',
+        switched=False)
+    try:
+        assert dba.execute("SELECT status, release FROM cronpolicy.script_run") == [
+            ("running", None)]
+        waited = cronpolicy(script_env, "deploy", "wait", "--old-releases",
+                            str(root / "current"), "--timeout", "1s")
+        assert waited.returncode == exitcodes.WAIT_TIMEOUT, waited.stdout + waited.stderr
+    finally:
+        (tmp_path / "out.go").write_text("x")
+        _, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+
+
+def test_pin_given_a_relative_path_runs_the_command_from_the_release_too(
+        script_env, dba, tmp_path):
+    """Issue 26.3: --pin current ran current/bin/where as it stood."""
+    root = tmp_path / "app"
+    (root / "releases" / "7" / "bin").mkdir(parents=True)
+    script = root / "releases" / "7" / "bin" / "where"
+    script.write_text("#!/bin/sh\necho \"$0\"\n")
+    script.chmod(0o755)
+    switch(root, 7)
+    result = subprocess.run(
+        [sys.executable, "-m", "cronpolicy.tooling.cli", "run", "where", "--pin", "current",
+         "--", "current/bin/where"], cwd=str(root), env=script_env, capture_output=True,
+        text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(script)
+    assert dba.execute("SELECT release FROM cronpolicy.script_run") == [
+        (str(root / "releases" / "7"),)]
+
+
 def test_needs_that_are_not_service_names_are_refused(scripts, dba, script_env):
     scripts.write("bad", extra="needs = 'xmlrpc'")
     result = scripts.run("bad")

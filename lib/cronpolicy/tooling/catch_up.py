@@ -16,8 +16,16 @@ would be asked, with the block it catches up:
   (command line, directory, environment), marked as a catch-up: its gate
   records it with the decision ``catch-up`` and the block.
 
-The catch-ups it starts run side by side; it waits for them and passes
-their output through (cron mails it as their own would have been).  It
+The catch-ups it starts run side by side, at most ``catch_up_at_once``
+(config, default 4) at once on the host for this user: each holds one of
+that many slots (flocked files beside the tickets) for as long as it runs,
+whichever runner started it and even if that runner died; the others wait
+for one of this runner's starts to end, or, when other runners' hold every
+slot, for the next runner.  A ticket is taken (locked, then renamed) only
+just before its start; one left taken by a runner that died before it
+started it (nobody holds its lock) is a ticket again for the next runner.
+It waits for its starts and passes their output through (cron mails it as
+their own would have been).  It
 says nothing else unless asked (-v: what it waits for, too), and with no
 ticket waiting it does not even connect to the database: run every minute,
 it mails nobody about nothing.  A start that cannot be made (its
@@ -25,6 +33,7 @@ directory is gone, say) is said once, and its ticket kept aside as
 ``.failed``; exit 1.
 """
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -68,8 +77,9 @@ def _judge(settings, store, reader, ticket):
     return STARTED, "%s is over" % policy.describe_block(block)
 
 
-def start(ticket):
-    """Start the ticket's command as a catch-up; the Popen, or None (said)."""
+def start(ticket, pass_fds=()):
+    """Start the ticket's command as a catch-up; the Popen, or None (said).
+    ``pass_fds``: the locks it holds for as long as it lives."""
     env = dict(ticket["env"], **{catchup.CATCH_UP_NAME: ticket["name"],
                                  catchup.CATCH_UP_BLOCK: ticket["block"]})
     if not os.path.isdir(ticket["cwd"]):
@@ -77,37 +87,73 @@ def start(ticket):
               "as .failed)" % (ticket["name"], ticket["cwd"]), file=sys.stderr)
         return None
     try:
-        return subprocess.Popen(ticket["argv"], cwd=ticket["cwd"], env=env)
+        return subprocess.Popen(ticket["argv"], cwd=ticket["cwd"], env=env, pass_fds=pass_fds)
     except OSError as error:
         print("cronpolicy catch-up: cannot start %s (%s): %s (ticket kept as .failed)" % (
             ticket["name"], ticket["argv"][0], error.strerror), file=sys.stderr)
         return None
 
 
+def free_slot(directory, count):
+    """The descriptor of a free one of this host's ``count`` catch-up slots,
+    taken (flock), or None when every one is held.  A start is given its
+    slot's descriptor: the slot stays taken while it runs, even when the
+    runner that started it is gone (kill -9), and frees itself when it ends."""
+    from cronpolicy.safety import open_lock_file
+    for number in range(count):
+        descriptor = open_lock_file(os.path.join(directory, ".slot-%d.lock" % number))
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return descriptor
+        except OSError:
+            os.close(descriptor)
+    return None
+
+
+def slot_when_free(directory, count, children):
+    """free_slot, waiting for one of ``children`` (this runner's starts) to
+    end while every slot is held; None when they are held by others' only."""
+    while True:
+        descriptor = free_slot(directory, count)
+        alive = [child for _, child in children if child.poll() is None]   # (reaps the rest)
+        if descriptor is not None or not alive:
+            return descriptor
+        try:        # until one ends (not reaped here: poll() above reaps it)
+            os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOWAIT)
+        except ChildProcessError:
+            pass
+
+
 def run(settings, dry_run=False):
-    """Review every ticket and act; returns ([row dict], refused files, all started)."""
-    if not os.path.isdir(catchup.ticket_dir(settings.state_dir)):
+    """Review every ticket and act; returns ([row dict], refused files, all started).
+    At most ``settings.catch_up_at_once`` starts run at once on this host
+    (for this user): the others wait, this runner's starts ending first, or
+    for the next runner when others' hold every slot."""
+    directory = catchup.ticket_dir(settings.state_dir)
+    if not os.path.isdir(directory):
         return [], [], True         # nothing ever skipped here: no database needed
-    tickets, refused = catchup.tickets(settings.state_dir)
+    tickets, refused = catchup.tickets(settings.state_dir, recover=not dry_run)
     if not tickets:
         return [], refused, True
     rows, children, started_all = [], [], True
     for ticket, action, reason in review(settings, tickets):
         if action == DROPPED and not dry_run:
             catchup.drop(ticket["path"])
+        elif action == STARTED and dry_run:
+            action = WOULD_START
         elif action == STARTED:
-            taken = None if dry_run else catchup.take(ticket)
-            if dry_run:
-                action = WOULD_START
-            elif taken is None:
-                continue            # another catch-up took it meanwhile
+            slot = slot_when_free(directory, settings.catch_up_at_once, children)
+            if slot is None:
+                action, reason = WAITING, (
+                    "%d catch-up runs are going on this host, as many as catch_up_at_once "
+                    "allows" % settings.catch_up_at_once)
             else:
-                child = start(ticket)
+                action, child = _start_taken(ticket, slot)
+                if action is None:
+                    continue        # another catch-up took it meanwhile
                 if child is None:
-                    action, started_all = FAILED, False
-                    catchup.failed(taken)
+                    started_all = False
                 else:
-                    catchup.drop(taken)
                     children.append((ticket["name"], child))
         rows.append({"name": ticket["name"], "block": ticket["block"],
                      "skipped_at": ticket["skipped_at"], "action": action, "reason": reason})
@@ -119,10 +165,32 @@ def run(settings, dry_run=False):
     return rows, refused, started_all
 
 
+def _start_taken(ticket, slot):
+    """Take ``ticket`` and start it holding ``slot`` (a descriptor, closed
+    here): (STARTED, Popen), (FAILED, None), or (None, None) when another
+    runner took it first."""
+    try:
+        taken = catchup.take(ticket)
+        if taken is None:
+            return None, None
+        try:
+            child = start(ticket, pass_fds=(slot, taken.descriptor))
+            if child is None:
+                catchup.failed(taken.path)
+                return FAILED, None
+            catchup.drop(taken.path)
+            return STARTED, child
+        finally:
+            os.close(taken.descriptor)
+    finally:
+        os.close(slot)
+
+
 def cmd_catch_up(args, settings):
     from cronpolicy import exitcodes
     from cronpolicy.rows import to_time
     from cronpolicy.timeutil import format_time
+    from cronpolicy.tooling.cli import database_note
     from cronpolicy.tooling.output import print_json
     rows, refused, started_all = run(settings, dry_run=args.dry_run)
     for path, problem in refused:
@@ -132,9 +200,13 @@ def cmd_catch_up(args, settings):
             row["skipped_at"] = to_time(row["skipped_at"])
         print_json(rows)
     else:
-        for row in rows:
-            if row["action"] == WAITING and not (args.verbose or args.dry_run):
-                continue            # said every minute, it would be mailed every minute
+        said = [row for row in rows
+                if row["action"] != WAITING or args.verbose or args.dry_run]
+        # (Only with something to say: said every minute, it would be mailed.)
+        note = database_note(settings) if said else None
+        if note:
+            print(note)
+        for row in said:
             print("%s: %s (skipped by %s since %s): %s%s" % (
                 row["name"], row["action"], policy.describe_block(row["block"]),
                 format_time(to_time(row["skipped_at"])), row["reason"],

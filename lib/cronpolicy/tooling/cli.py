@@ -41,7 +41,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse, with usage errors as one line and exit code 2."""
 
     def error(self, message):
-        self.exit(exitcodes.USAGE, "%s: error: %s (see --help)\n" % (self.prog, message))
+        self.exit(exitcodes.USAGE, "%s: error: %s (see --help)\n" % (
+            self.prog, message.replace("\n", "\\n")))   # (a word may hold one)
 
 
 def positive_int(text):
@@ -462,6 +463,16 @@ def main(argv=None):
         # Everything after `run NAME` belongs to the wrapped command's gate.
         from cronpolicy.wrapped_command import run_command
         return run_command(argv[1:])
+    from cronpolicy.tooling.output import EscapingStream
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = EscapingStream(sys.stdout), EscapingStream(sys.stderr)
+    try:
+        return _main(argv, streams)
+    finally:
+        sys.stdout, sys.stderr = streams
+
+
+def _main(argv, streams):
     parser = build_parser(argv)
     try:
         args = parser.parse_args(attach_dashed_values(argv, parser))
@@ -471,12 +482,15 @@ def main(argv=None):
         print("cronpolicy: error: `run` must come first: cronpolicy run NAME [options] -- "
               "COMMAND (see --help)", file=sys.stderr)
         return exitcodes.USAGE
-    from cronpolicy.tooling.output import EscapingStream
-    streams = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = EscapingStream(sys.stdout), EscapingStream(sys.stderr)
+    problem = not_text_problem(args)
+    if problem:
+        print("cronpolicy: error: %s" % problem, file=sys.stderr)
+        return exitcodes.USAGE
     try:
         settings = (Settings.load(dsn=getattr(args, "dsn", None))
                     if getattr(args, "needs_settings", True) else None)
+        if _says_its_database(args) and database_note(settings):
+            print(database_note(settings))
         return command_function(args.func)(args, settings)
     except CronPolicyError as error:
         print("cronpolicy: error: %s" % str(error).replace("\n", " "), file=sys.stderr)
@@ -487,8 +501,54 @@ def main(argv=None):
     except BrokenPipeError:
         _stop_writing(streams[0])       # the reader left (| head): that is all
         return exitcodes.OK
-    finally:
-        sys.stdout, sys.stderr = streams
+
+
+#: Arguments that name files (whatever bytes a file system holds), not text
+#: for the database: the only ones that need not be UTF-8.
+FILE_ARGUMENTS = frozenset(("files", "fleet", "crontab", "output", "output_dir", "svg",
+                            "program", "old_releases"))
+
+
+def not_text_problem(args):
+    """The one check that every argument but a file's name is UTF-8 text
+    (a NAME, --reason, --host...): bytes that are not reach Python as lone
+    surrogates, which no database takes (it was a UnicodeEncodeError
+    traceback from the driver).  Why one is not, or None."""
+    from cronpolicy.matching import text_problem
+    for key, value in sorted(vars(args).items()):
+        if key in FILE_ARGUMENTS:
+            continue
+        for text in value if isinstance(value, list) else [value]:
+            if isinstance(text, str) and text_problem(text, ""):
+                if key == "dsn":        # not shown: it may hold a password
+                    return "--dsn is not UTF-8 text"
+                return text_problem(text, "--" + key.replace("_", "-")
+                                    if key not in ("name", "id") else key.upper())
+    return None
+
+
+#: Commands that say the database themselves, when they print anything
+#: (catch-up, run from cron every minute, must not mail every minute).
+_SAY_THEIR_OWN_DATABASE = ("cmd_catch_up", "cmd_metrics")
+
+
+def database_note(settings):
+    """With no DSN configured anywhere, the line saying that the local SQLite
+    file answers (so that a forgotten CRONPOLICY_DSN is seen); else None."""
+    if settings is None or settings.dsn_source != "default":
+        return None
+    from cronpolicy.config import sqlite_path
+    return ("database: the local SQLite file %s (no DSN configured: --dsn, CRONPOLICY_DSN "
+            "or the config file's dsn)" % sqlite_path(settings.dsn))
+
+
+def _says_its_database(args):
+    """Whether ``args``' command prints database_note first: every command
+    that reads the database, but in --json (pure JSON) and the commands
+    that say it themselves."""
+    if getattr(args, "json", False) or args.func.endswith(_SAY_THEIR_OWN_DATABASE):
+        return False
+    return not args.func.endswith("cmd_simulate") or args.from_database
 
 
 def _stop_writing(stream):

@@ -5,7 +5,6 @@ They move data between the command line and the API modules of this package
 CronPolicyError they raise into one line and an exit code.
 """
 
-import contextlib
 import datetime
 import os
 import sys
@@ -332,6 +331,10 @@ def cmd_deploy_wait(args, settings):
         if not os.path.lexists(args.old_releases):
             raise UsageError("--old-releases: %s does not exist" % args.old_releases)
         release_not = os.path.realpath(args.old_releases)
+        from cronpolicy.matching import text_problem
+        problem = text_problem(release_not, "--old-releases: the release")
+        if problem:             # no run can have recorded it
+            raise UsageError(problem)
     db = _database(settings)
     progress = None if args.json else LiveTable(sys.stdout)
     result = deploy.wait_until_quiet(db, timeout, host=args.host, on_progress=progress,
@@ -552,21 +555,20 @@ def cmd_overdue(args, settings):
 
 def cmd_metrics(args, settings):
     from cronpolicy.tooling import metrics
-    text = metrics.render(_database(settings))
+    from cronpolicy.tooling.cli import database_note
+    note = database_note(settings)
+    # (As a comment, which every reader of the format skips.)
+    heading = "# %s\n" % note if note else ""
     if not args.output:
-        sys.stdout.write(text)
+        sys.stdout.write(heading + metrics.render(_database(settings)))
         return exitcodes.OK
-    from cronpolicy.safety import checked_directory, create_exclusive
+    from cronpolicy.safety import check_replaceable, checked_directory, write_atomically
     checked_directory(os.path.dirname(os.path.abspath(args.output)), "--output directory")
-    # An unpredictable name, created exclusively: nobody can have planted a link there.
-    temporary = "%s.%s.tmp" % (args.output, os.urandom(8).hex())
+    check_replaceable(args.output)      # before the database is asked anything
+    text = heading + metrics.render(_database(settings))
     try:
-        with open(create_exclusive(temporary, 0o644), "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(temporary, args.output)
+        write_atomically(args.output, lambda handle: handle.write(text), 0o644)
     except OSError as error:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
         raise UsageError("cannot write %s: %s" % (args.output, error.strerror)) from None
     return exitcodes.OK
 

@@ -11,9 +11,13 @@ from cronpolicy.timeutil import format_duration, format_time
 
 
 def _control_escapes():
-    """Every control character but newline and tab, as a visible escape."""
+    """Every control character but newline and tab, as a visible escape; and
+    every lone surrogate (a byte that was not UTF-8, decoded with
+    surrogateescape) as the byte it stands for, which no stream can encode."""
     table = {code: "\\x%02x" % code for code in list(range(0x20)) + list(range(0x7f, 0xa0))}
     del table[ord("\n")], table[ord("\t")]
+    table.update({code: "\\u%04x" % code for code in range(0xd800, 0xe000)})
+    table.update({code: "\\x%02x" % (code - 0xdc00) for code in range(0xdc80, 0xdd00)})
     return table
 
 

@@ -292,7 +292,8 @@ def _in_processes(fleet, order, readies, knobs, settings, workers, detail):
     # concurrent.futures, not multiprocessing.Pool: a worker that dies (the
     # OOM killer, kill -9) is an error here, where Pool would wait forever.
     # No `with`: leaving it waits for every play to end, and after Ctrl-C
-    # or SIGTERM the workers are killed instead.
+    # or SIGTERM the workers are killed instead.  Either way the pool is
+    # shut down whole before this returns (_shut_down).
     import multiprocessing
     import signal
     from concurrent.futures import ProcessPoolExecutor
@@ -321,11 +322,28 @@ def _in_processes(fleet, order, readies, knobs, settings, workers, detail):
             worker.kill()
         raise
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        _shut_down(pool)
         _PLAY.clear()
     for state in played:
         state.fleet = fleet
     return dict(zip(order, played))
+
+
+#: How long the pool's manager thread gets to end once every play is over
+#: or its workers were killed (it joins processes that are exiting or dead).
+SHUTDOWN_TIMEOUT = 30.0
+
+
+def _shut_down(pool):
+    """Shut ``pool`` down and wait for its manager thread, within a bound.
+    Not shutdown(wait=False) alone: the thread it leaves running closes its
+    wake-up pipe while the interpreter's exit hook for concurrent.futures
+    writes to it, and 1 exit in 10 to 20 printed "OSError: Bad file
+    descriptor" (a traceback from a command that had succeeded)."""
+    manager = getattr(pool, "_executor_manager_thread", None)    # CPython's
+    pool.shutdown(wait=False, cancel_futures=True)
+    if manager is not None:
+        manager.join(SHUTDOWN_TIMEOUT)
 
 
 def _worker_start(parent):
@@ -495,10 +513,12 @@ def cmd_simulate(args, settings):
         settings.cutoff_margin = _seconds(args.margin, "--margin")
         if not 0 <= settings.cutoff_margin <= 86400:
             raise UsageError("--margin: from 0 to a day: %r" % args.margin)
-    if args.svg is not None and (not args.svg or args.svg.endswith(os.sep)
-                                 or os.path.isdir(args.svg)
-                                 or not os.path.isdir(os.path.dirname(os.path.abspath(args.svg)))):
-        raise UsageError("--svg %s: not a file in a directory" % args.svg)  # (before the play)
+    if args.svg is not None:            # (before the play)
+        if not args.svg or args.svg.endswith(os.sep) \
+                or not os.path.isdir(os.path.dirname(os.path.abspath(args.svg))):
+            raise UsageError("--svg %s: not a file in a directory" % args.svg)
+        from cronpolicy.safety import check_replaceable
+        check_replaceable(args.svg)
     if "cronpolicy-slot" in strategies:
         slots = (len(at) or args.rollouts) * (knobs.tolerance // knobs.step + 1)
         if slots > MAX_SLOTS:

@@ -9,9 +9,11 @@ absolute path under DIR, so /etc/cron.d/php goes to DIR/etc/cron.d/php).
 
 Nothing is half-written: every new file is first written beside its
 target under a temporary dot-name; only when all are written are they
-renamed over their targets.  A symbolic link is never written through:
-rename replaces a link planted where a temporary file or backup goes, and
-``--in-place`` refuses a crontab that is itself a link.
+renamed over their targets.  Only a plain file is ever replaced (as by
+safety.write_atomically): a target or backup that is a device, a FIFO, a
+socket, a directory or a symbolic link is refused before anything is
+written, and checked again just before its rename.  A symbolic link is
+never written through either.
 """
 
 import collections
@@ -19,7 +21,8 @@ import os
 import stat
 import tempfile
 
-from cronpolicy.errors import UsageError
+from cronpolicy.errors import NotAPlainFile, UsageError
+from cronpolicy.safety import check_replaceable, open_plain_file
 from cronpolicy.tooling.crontab.host import STDIN
 from cronpolicy.tooling.crontab.lines import read_crontab, write_crontab
 
@@ -42,11 +45,10 @@ def read_bytes(path, what="the crontab"):
     """The bytes of the plain file at ``path``: never a FIFO or device that
     would block or never end (/dev/zero), never more than MAX_BYTES."""
     try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        with open(descriptor, "rb") as handle:
-            if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-                raise UsageError("cannot read %s %s: not a plain file" % (what, path))
+        with open(open_plain_file(path, follow_links=True), "rb") as handle:
             data = handle.read(MAX_BYTES + 1)
+    except NotAPlainFile:
+        raise UsageError("cannot read %s %s: not a plain file" % (what, path)) from None
     except OSError as error:
         raise UsageError("cannot read %s %s: %s" % (what, path, error.strerror)) from None
     except ValueError:          # a NUL in the name (a fleet file may say anything)
@@ -105,6 +107,7 @@ def directory_outputs(results, directory):
             raise UsageError("standard input has no path to write under --output-dir: "
                              "name the file")
         target = os.path.join(directory, os.path.abspath(path).lstrip("/"))
+        check_replaceable(target)
         previous = read_crontab(read_bytes(target, "the file under --output-dir")) \
             if os.path.lexists(target) else None
         outputs.append(Output(target, new, path, previous=previous))
@@ -139,16 +142,14 @@ def write_all(outputs, top=None):
         if top is not None:
             os.makedirs(top, exist_ok=True)
         for output in outputs:
-            if os.path.isdir(output.path) and not os.path.islink(output.path):
-                raise UsageError("cannot write %s: it is a directory (nothing was changed)"
-                                 % output.path)
+            check_replaceable(output.path)
             if top is not None:
                 make_directories(top, output.path)
             temporaries.append((_write_beside(output), output))
     except (OSError, UsageError) as error:
         for temporary, _ in temporaries:
             _remove(temporary)
-        if isinstance(error, UsageError):
+        if isinstance(error, UsageError) and not isinstance(error, NotAPlainFile):
             raise
         raise UsageError("cannot write %s: %s (nothing was changed)"
                          % (error.filename or (output.path if output else top),
@@ -156,6 +157,7 @@ def write_all(outputs, top=None):
     done = []
     for index, (temporary, output) in enumerate(temporaries):
         try:
+            check_replaceable(output.path)      # as late as it can be: made meanwhile?
             os.replace(temporary, output.path)
         except OSError as error:
             for later, _ in temporaries[index:]:

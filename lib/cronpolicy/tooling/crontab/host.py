@@ -19,9 +19,11 @@ users, such as backup or mail.)
 import collections
 import os
 
+from cronpolicy.matching import name_problem
 from cronpolicy.tooling.crontab.lines import (
-    MAX_COMMAND_BYTES, POSIX_SHELLS, parse_crontab, wrapped_line)
-from cronpolicy.tooling.crontab.names import identify
+    MAX_COMMAND_BYTES, POSIX_SHELLS, explicit_name_problem, parse_crontab, wrapped_line)
+from cronpolicy.tooling.crontab.names import cron_command, identify
+from cronpolicy.tooling.crontab.shell import backgrounds
 from cronpolicy.tooling.crontab.unique import (
     DERIVED, KEPT, Candidate, choose_names, shared_names)
 
@@ -68,7 +70,15 @@ def _candidates(parsed):
                 continue
             command = job.original if job.original is not None else job.command
             yield Candidate((index, entry.number), identify(command), job.user, command,
-                            entry.explicit, job.wrapped_name)
+                            entry.explicit, _kept_name(job))
+
+
+def _kept_name(job):
+    """The name a line wrapped by wrap keeps, unless the gate would refuse it
+    (written by an older wrap, it never ran): then the job is named anew."""
+    if job.wrapped_name is None or job.original is None:
+        return job.wrapped_name
+    return None if explicit_name_problem(job.wrapped_name) else job.wrapped_name
 
 
 def name_files(crontabs):
@@ -111,6 +121,16 @@ def _wrap_one(crontab, entries, index, names, shared, crontabs, program):
                              "share one lock, policy and history" % (name, ", ".join(
                                  _where(other, crontabs, index) for other in shared[key]))))
         line, kind, why = _wrapped(entry, name, program)
+        if line is not None and backgrounds(cron_command(job.original or job.command)):
+            warnings.append((entry.number, "it puts a command in the background (&): the gate "
+                             "sees it end at once, so nothing waits for that command, nor "
+                             "stops it; run it in the foreground"))
+        if job.wrapped_name is not None and _kept_name(job) is None:
+            warnings.append((entry.number, "renamed %s: %s" % (
+                name, explicit_name_problem(job.wrapped_name))))
+        elif job.original is None and job.wrapped_name and name_problem(job.wrapped_name):
+            warnings.append((entry.number, "left as it is, and it never runs: %s"
+                             % name_problem(job.wrapped_name)))
         if job.wrapped_name is not None and line is None:
             # Through cronpolicy run already: the name on the line stands.
             if name != job.wrapped_name:

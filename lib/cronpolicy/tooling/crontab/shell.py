@@ -46,6 +46,28 @@ def tokens(text):
     return result
 
 
+#: Programs whose command-string argument is itself a shell command line.
+_SHELLS = frozenset(("sh", "bash", "dash", "ksh", "zsh", "ash", "mksh", "busybox"))
+
+
+def backgrounds(text, depth=0):
+    """Whether the shell command line ``text`` puts something in the
+    background (an ``&`` operator: ``nohup X &``, ``a & b``), there or in
+    the command string of a shell it runs (``sh -c 'X &'``)."""
+    found = tokens(text)
+    if any(token.kind == "op" and token.text == "&" for token in found):
+        return True
+    if depth < 3:
+        for index, token in enumerate(found[:-2]):
+            if token.kind == "word" and token.text.rsplit("/", 1)[-1] in _SHELLS:
+                following = found[index + 1:index + 3]
+                if following[0].text.startswith("-") and "c" in following[0].text \
+                        and following[1].kind == "word" \
+                        and backgrounds(following[1].text, depth + 1):
+                    return True
+    return False
+
+
 def _operator_at(text, position):
     for operator in _REDIRECT + _CONTROL:
         if text.startswith(operator, position):

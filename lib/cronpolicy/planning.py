@@ -69,6 +69,23 @@ OVERRUN = 60.0
 #: the fleet waits for longer than a day is not a rollout, and weighing it
 #: costs as long as it is (every start of every job in it).
 MAX_ROLLOUT_DURATION = 86400.0
+#: The longest runtime a plan believes.  Longer is not a job but a typo
+#: ('100 years' for '100 minutes' in a policy row or a declaration,
+#: history imported with the wrong year, a run's estimate written by
+#: hand): planning around it would skip every start of its job from now
+#: on and ask about each.  The tooling names such a job (or run in flight)
+#: in a warning and plans without it (``runtime_problem``); a job of days
+#: is planned as the gate decides it.
+LONGEST_BELIEVED_RUNTIME = 30 * 86400.0
+
+
+def runtime_problem(seconds):
+    """Why a plan cannot believe a runtime of ``seconds``, or None."""
+    if seconds is None or seconds <= LONGEST_BELIEVED_RUNTIME:
+        return None
+    from cronpolicy.timeutil import format_duration
+    return "its runtime estimate, %s, is longer than the %s a plan believes" % (
+        format_duration(seconds), format_duration(LONGEST_BELIEVED_RUNTIME))
 
 
 def covers(rollout, name, host, needs=()):
@@ -96,6 +113,17 @@ def _key(job):
     return job.name, job.host
 
 
+def job_facts(job):
+    """What ``job``'s starts tell the rules about the script."""
+    return policy.ScriptFacts(job.name, job.host, expected_runtime=job.expected_runtime,
+                              needs=tuple(job.needs or ()))
+
+
+def job_estimate(job, settings):
+    """The Estimate a start of ``job`` decides with, as the gate computes it."""
+    return policy.runtime_estimate(job.inputs, job_facts(job), settings)
+
+
 class Planner:
     """The questions above for ``jobs`` ([Job]) and ``flights`` ([Flight])
     as of ``now``, for rollouts ending by ``until``: each job's starts and
@@ -112,39 +140,41 @@ class Planner:
         self.now = now
         self.margin = getattr(settings, "cutoff_margin", policy.DEFAULT_MARGIN)
         self._made_facts = {}
-        self._estimates = {_key(job): policy.runtime_estimate(
-            job.inputs, self._facts(job), settings) for job in self.jobs}
-        self._needs = {_key(job): policy.effective_needs(job.inputs, self._facts(job))
+        self._estimates = {_key(job): job_estimate(job, settings) for job in self.jobs}
+        self._needs = {_key(job): policy.effective_needs(job.inputs, self.facts(job))
                        for job in self.jobs}
-        longest = max([estimate.seconds for estimate in self._estimates.values()] + [0.0])
-        self._from = max(now, since or now) - datetime.timedelta(
-            seconds=longest + self.margin + 60)
-        starts = starts or _starts_between
-        known, self._starts = {}, {}
-        for job in self.jobs:
-            if job.schedule is None:
-                self._starts[_key(job)] = []
-                continue
-            schedule = (tuple(job.schedule.fields), job.schedule.tz)
-            if schedule not in known:
-                known[schedule] = starts(job.schedule, self._from, until)
-            self._starts[_key(job)] = known[schedule]
+        self._starts = self._starts_from(max(now, since or now), until, starts or _starts_between)
         self._baseline = {}
         self._weights = {}
         #: What each job's starts decide with, but the moment and the rollout.
         self._prepared = {_key(job): (self.facts(job), self._estimates[_key(job)], job.inputs,
                                       list(job.inputs.windows)) for job in self.jobs}
 
-    @staticmethod
-    def _facts(job):
-        return policy.ScriptFacts(job.name, job.host, expected_runtime=job.expected_runtime,
-                                  needs=tuple(job.needs or ()))
+    def _starts_from(self, first, until, starts):
+        """{(name, host): its scheduled starts} up to ``until``, each job's
+        from the earliest whose run could reach a rollout beginning at
+        ``first`` or later (its own estimate and the margin before it; the
+        longest estimate in the fleet made every job look back that far),
+        and never from before now: no question asks about those.  Each
+        schedule's starts are worked out once, for all its jobs."""
+        begins = {}
+        for job in self.jobs:
+            if job.schedule is not None:
+                begin = max(self.now, first - datetime.timedelta(
+                    seconds=self.estimate(job) + self.margin + 60))
+                schedule = (tuple(job.schedule.fields), job.schedule.tz)
+                earlier = begins.get(schedule, (begin, None))[0]
+                begins[schedule] = (min(begin, earlier), job.schedule)
+        known = {schedule: starts(found, begin, until)
+                 for schedule, (begin, found) in begins.items()}
+        return {_key(job): [] if job.schedule is None else
+                known[(tuple(job.schedule.fields), job.schedule.tz)] for job in self.jobs}
 
     def facts(self, job):
         """The ScriptFacts of ``job`` (made once)."""
         key = _key(job)
         if key not in self._made_facts:
-            self._made_facts[key] = self._facts(job)
+            self._made_facts[key] = job_facts(job)
         return self._made_facts[key]
 
     def covers(self, rollout, job):

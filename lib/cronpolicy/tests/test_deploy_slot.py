@@ -5,6 +5,8 @@ from history, the database's clock."""
 import datetime
 import json
 
+import pytest
+
 HOURLY_PUBLISHER = ("INSERT INTO cronpolicy.script_policy (name, schedule, expected_runtime)"
                     " VALUES ('publish-distro', '0 * * * *', %s)")
 
@@ -228,3 +230,101 @@ def test_a_plan_far_ahead_and_a_slot_search_too_wide_are_answered_or_refused(cli
     assert code == 0 and len(json.loads(out)["skipped_starts"]) >= 12
     code, _, err = cli("deploy", "slot", "--duration", "30m", "--within", "80d")
     assert code == 2 and "at most 14d" in err
+
+
+# One row cannot blind the fleet (issue 26.2) ---------------------------------------------
+
+def seconds_sql(dba, seconds):
+    """A stored duration of ``seconds`` as this backend writes one."""
+    return "interval '%d seconds'" % seconds if dba.backend == "postgresql" else str(seconds)
+
+
+def registered(dba, name, schedule, host="web1"):
+    dba.execute("INSERT INTO cronpolicy.script_schedule (name, host, schedule)"
+                " VALUES ({}, {}, {})", (name, host, schedule))
+
+
+CENTURY = 3155760000        # interval '100 years', the longest the database stores
+
+
+def fleet_with_one_absurd_row(dba, absurd):
+    """web1 runs a sane every-5-minutes job and an every-minute one whose
+    runtime ``absurd`` makes a hundred years (or 56): a policy row, a
+    script's own declaration, or history imported with the wrong year."""
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, expected_runtime)"
+                " VALUES ('sane', %s)" % seconds_sql(dba, 120))
+    registered(dba, "sane", "*/5 * * * *")
+    registered(dba, "absurd", "* * * * *")
+    if absurd == "policy row":
+        dba.execute("INSERT INTO cronpolicy.script_policy (name, expected_runtime)"
+                    " VALUES ('absurd', %s)" % seconds_sql(dba, CENTURY))
+    elif absurd == "declared":
+        dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, started_at,"
+                    " finished_at, status, decision, estimate_seconds, estimate_source)"
+                    " VALUES ('absurd', 'web1', 1, {}, {}, 'failed', 'run', {},"
+                    " 'script''s expected_runtime (only 0 succeeded runs)')"
+                    .format(dba.now_plus(-600), dba.now_plus(-590), CENTURY))
+    else:       # three runs from 1970 to now: legal rows, a 56-year p95
+        for index in range(3):
+            dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, started_at,"
+                        " finished_at, status, decision) VALUES ('absurd', 'web1', 1,"
+                        " '1970-01-0%d 00:00:00', %s, 'succeeded', 'run')"
+                        % (index + 2, dba.now_plus(-index)))
+
+
+@pytest.mark.parametrize("absurd", ["policy row", "declared", "history"])
+def test_one_absurd_runtime_is_named_and_left_out_never_the_whole_answer_lost(cli, dba,
+                                                                             absurd):
+    """A runtime of 100 years made deploy plan, deploy slot, overdue and
+    metrics exit 2 for every script ("starts more than 1000000 times ...")."""
+    fleet_with_one_absurd_row(dba, absurd)
+    commands = [("deploy", "plan", "--at", "+1h", "--duration", "30m", "--json"),
+                ("deploy", "slot", "--duration", "30m", "--within", "3h", "--json"),
+                ("overdue", "--all", "--json"), ("metrics",)]
+    answers = {}
+    for argv in commands:
+        code, out, err = cli(*argv)
+        assert code == 0, (argv, err)
+        assert "absurd on web1" in err and "left out" in err and "30d" in err, (argv, err)
+        assert "Traceback" not in err and err.count("\n") == 1, (argv, err)
+        answers[argv[:2]] = out
+    plan = json.loads(answers[("deploy", "plan")])
+    assert {start["name"] for start in plan["skipped_starts"]} == {"sane"}
+    slot = json.loads(answers[("deploy", "slot")])
+    assert slot["candidates"] and all(start["name"] == "sane" for candidate in slot["candidates"]
+                                      for start in candidate["skipped_starts"])
+    [report] = [report for report in json.loads(answers[("overdue", "--all")])
+                if report["kind"] == "schedule"]
+    assert report["name"] == "sane"
+    assert 'cronpolicy_next_start_timestamp_seconds{script="sane",host="web1"}' in \
+        answers[("metrics",)]
+
+
+def test_a_job_of_days_is_still_planned_truthfully(cli, dba):
+    """Long is not absurd: a weekly job of three days is planned as the
+    gate decides it, every start whose run would reach the rollout skipped."""
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, expected_runtime)"
+                " VALUES ('reindex', %s)" % seconds_sql(dba, 3 * 86400))
+    registered(dba, "reindex", "0 * * * *")
+    code, out, err = cli("deploy", "plan", "--at", "+2d", "--duration", "1h", "--json")
+    assert code == 0 and err == "", err
+    plan = json.loads(out)
+    starts = [parse(start["at"]) for start in plan["skipped_starts"]]
+    now, at = parse(plan["now"]), parse(plan["at"])
+    # Every hourly start from now to the end of the rollout: each run of
+    # three days would reach it.
+    assert starts[0] - now <= datetime.timedelta(hours=1)
+    assert len(starts) == len(set(starts)) and 48 <= len(starts) <= 50
+    assert all(now <= start < at + datetime.timedelta(hours=1) for start in starts)
+
+
+def test_a_run_in_flight_with_an_absurd_estimate_does_not_make_every_slot_wait(cli, dba):
+    registered(dba, "sane", "*/5 * * * *")
+    dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, status, decision, spool_id,"
+                " estimate_seconds, heartbeat_at, lease_expires_at)"
+                " VALUES ('stuck', 'web2', 1, 'running', 'run', 'k1', {}, {}, {})"
+                .format(CENTURY, dba.now_plus(0), dba.now_plus(3600)))
+    code, out, err = cli("deploy", "slot", "--duration", "10m", "--within", "2h", "--json")
+    assert code == 0, err
+    assert "stuck on web2" in err and "left out" in err
+    assert json.loads(out)["candidates"][0]["wait_seconds"] == 0

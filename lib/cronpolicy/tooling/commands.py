@@ -482,7 +482,7 @@ def cmd_overdue(args, settings):
 
 def cmd_metrics(args, settings):
     from cronpolicy.tooling import metrics
-    text = metrics.render(_database(settings))
+    text = metrics.render(_database(settings), warn=_warn)
     if not args.output:
         sys.stdout.write(text)
         return exitcodes.OK

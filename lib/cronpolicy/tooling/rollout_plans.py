@@ -75,7 +75,42 @@ def gather(settings, host="*", script="*", warn=None):
         flights.append(planning.Flight(run["name"], run["host"], run["started_at"], end,
                                        bool(always or run["safe_to_interrupt"]), run["id"],
                                        parse_needs(run["needs"])))
+    jobs, flights = _believed(settings, jobs, flights, warn)
     return Fleet(inputs, jobs, flights, live, history)
+
+
+def _believed(settings, jobs, flights, warn=None):
+    """(jobs, flights) without those whose runtime no plan believes
+    (planning.runtime_problem), each named in a warning: one absurd row
+    leaves its own job out, never the whole answer."""
+    said, believed_jobs, believed_flights = {}, [], []
+    for job in jobs:
+        estimate = planning.job_estimate(job, settings)
+        problem = planning.runtime_problem(estimate.seconds)
+        if problem:
+            said.setdefault((job.name, "%s (%s)" % (problem, estimate.source)), []).append(
+                job.host)
+        else:
+            believed_jobs.append(job)
+    for flight in flights:
+        problem = planning.runtime_problem((flight.expected_end - flight.started_at)
+                                           .total_seconds())
+        if problem:
+            said.setdefault((flight.name, "its run in flight since %s: %s" % (
+                format_time(flight.started_at), problem)), []).append(flight.host)
+        else:
+            believed_flights.append(flight)
+    for (name, why), hosts in sorted(said.items()):
+        if warn is not None:
+            warn("%s on %s left out: %s" % (name, _hosts_named(hosts), why))
+    return believed_jobs, believed_flights
+
+
+def _hosts_named(hosts, shown=3):
+    hosts = sorted(hosts)
+    if len(hosts) <= shown:
+        return ", ".join(hosts)
+    return "%s and %d more hosts" % (", ".join(hosts[:shown]), len(hosts) - shown)
 
 
 def _declared_runtime(runs, host):

@@ -197,8 +197,10 @@ def from_database(settings, warn=_note):
     among its last 200 (their median and p95; with none, the configured
     default_runtime), interruptible as its policy row says; the rows go
     to the rules, as the gate would read them.  What is left out (no
-    schedule, or one that cannot be read) and a script no host has run yet
-    (played on host "*") is said through ``warn``."""
+    schedule, or one that cannot be read; a runtime no model or plan
+    believes, as the history of a row imported with the wrong year gives)
+    and a script no host has run yet (played on host "*") is said through
+    ``warn``: one script's rows never refuse the play."""
     from cronpolicy import policy
     from cronpolicy.estimate import quantile
     from cronpolicy.store.reads import reading
@@ -225,10 +227,11 @@ def from_database(settings, warn=_note):
             row = policy.Situation(inputs, policy.ScriptFacts(name, host)).winner
             model = simulation.Model(max(median, 1.0), max(p95, median, 1.0),
                                      bool(row is not None and row.interruptible))
-            problem = simulation.model_problem(*model)
+            problem = planning.runtime_problem(model.p95) or simulation.model_problem(*model)
             if problem:
-                raise UsageError("%s on %s: its history gives no runtime model (%s); play it "
-                                 "from its crontab with --model" % (name, host, problem))
+                warn("%s on %s left out: its history gives no runtime model (%s); play it "
+                     "from its crontab with --model" % (name, host, problem))
+                continue
             instances.append(simulation.Instance(name, host, schedule, model))
     if not instances:
         raise UsageError("the database knows no schedules (cronpolicy schedule import)")

@@ -4,8 +4,12 @@ from history, the database's clock."""
 
 import datetime
 import json
+import os
 
 import pytest
+from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+
+DEEP = int(os.environ.get("CRONPOLICY_FUZZ_EXAMPLES", "0"))
 
 HOURLY_PUBLISHER = ("INSERT INTO cronpolicy.script_policy (name, schedule, expected_runtime)"
                     " VALUES ('publish-distro', '0 * * * *', %s)")
@@ -328,3 +332,87 @@ def test_a_run_in_flight_with_an_absurd_estimate_does_not_make_every_slot_wait(c
     assert code == 0, err
     assert "stuck on web2" in err and "left out" in err
     assert json.loads(out)["candidates"][0]["wait_seconds"] == 0
+
+
+# Generated rows: exit 2 is for the caller's bad input only ---------------------------------
+
+FLEET_COMMANDS = (("deploy", "plan", "--at", "+1h", "--json"),
+                  ("deploy", "slot", "--duration", "30m", "--within", "6h", "--json"),
+                  ("overdue", "--all", "--json"), ("metrics",), ("schedule", "list", "--json"),
+                  ("simulate", "--from-database", "--days", "1", "--rollouts", "1", "--json"))
+
+SECONDS = st.sampled_from([0, 1, 59.5, 300, 3 * 86400, 30 * 86400, 30 * 86400 + 1, 400 * 86400,
+                           CENTURY, -1])
+MOMENTS = st.sampled_from([-CENTURY // 2, -40 * 365 * 86400, -86400, -600, 0, 600, 86400,
+                           400 * 86400])
+FLEET_ROWS = st.one_of(
+    st.tuples(st.just("policy"), st.sampled_from(["sane", "odd", "*", "o?d"]),
+              st.sampled_from(["*", "web1", "web?"]),
+              st.sampled_from([None, "* * * * *", "@yearly", "0 0 29 2 *", "59 23 31 12 *"]),
+              st.sampled_from([None, "Europe/London", "Pacific/Kiritimati", "America/St_Johns"]),
+              st.one_of(st.none(), SECONDS), st.booleans(), st.booleans()),
+    st.tuples(st.just("run"), st.sampled_from(["sane", "odd"]),
+              st.sampled_from(["web1", "web2"]),
+              st.sampled_from(["succeeded", "running", "skipped", "failed"]), MOMENTS, SECONDS,
+              st.one_of(st.none(), SECONDS),
+              st.sampled_from([None, "script's expected_runtime (only 0 succeeded runs)",
+                               "policy #1 expected_runtime", "default"])),
+    st.tuples(st.just("registered"), st.sampled_from(["odd", "sane"]),
+              st.sampled_from(["web2", "web3"]),
+              st.sampled_from(["* * * * *", "0 0 1 1 *", "*/7 * * * *"]),
+              st.sampled_from([None, "Asia/Kathmandu", "Australia/Lord_Howe"])))
+
+
+def _fleet_row(dba, row):
+    kind = row[0]
+    if kind == "policy":
+        _, name, host, schedule, tz, runtime, enabled, exempt = row
+        dba.execute("INSERT INTO cronpolicy.script_policy (name, host, schedule, schedule_tz,"
+                    " expected_runtime, enabled, rollout_exempt) VALUES ({}, {}, {}, {}, %s, %s,"
+                    " %s)" % ("NULL" if runtime is None else seconds_sql(dba, runtime),
+                              _boolean(dba, enabled), _boolean(dba, exempt)),
+                    (name, host, schedule, schedule if schedule is None else tz))
+    elif kind == "run":
+        _, name, host, status, started, seconds, estimate, source = row
+        finished = "NULL" if status == "running" else dba.now_plus(started + seconds)
+        dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, started_at, finished_at,"
+                    " status, decision, estimate_seconds, estimate_source, heartbeat_at,"
+                    " lease_expires_at) VALUES ({}, {}, 1, %s, %s, {}, 'run', {}, {}, %s, %s)"
+                    % (dba.now_plus(started), finished, dba.now_plus(0), dba.now_plus(3600)),
+                    (name, host, status, estimate, source))
+    else:
+        _, name, host, schedule, tz = row
+        dba.execute("INSERT INTO cronpolicy.script_schedule (name, host, schedule, schedule_tz)"
+                    " VALUES ({}, {}, {}, {})", (name, host, schedule, tz))
+
+
+def _boolean(dba, value):
+    return ("true" if value else "false") if dba.backend == "postgresql" else str(int(value))
+
+
+@hypothesis_settings(max_examples=DEEP or 12, deadline=None, derandomize=not DEEP,
+                     suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                            HealthCheck.too_slow])
+@given(rows=st.lists(FLEET_ROWS, min_size=1, max_size=5),
+       commands=st.lists(st.sampled_from(FLEET_COMMANDS), min_size=2, max_size=3, unique=True))
+def test_rows_never_make_a_fleet_wide_command_exit_as_if_its_caller_erred(dba, cli, rows,
+                                                                         commands):
+    for table in ("script_policy", "script_run", "script_schedule"):
+        dba.execute("DELETE FROM cronpolicy.%s" % table)
+    registered(dba, "sane", "*/5 * * * *")
+    # One job no generated row can make absurd (its history decides its
+    # runtime), so there is always something to plan and play.
+    registered(dba, "steady", "*/10 * * * *")
+    for back in (1, 2, 3):
+        dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, started_at, finished_at,"
+                    " status) VALUES ('steady', 'web1', 1, %s, %s, 'succeeded')"
+                    % (dba.now_plus(-back * 600), dba.now_plus(-back * 600 + 30)))
+    for row in rows:
+        try:
+            _fleet_row(dba, row)
+        except Exception:
+            pass        # refused by the database (a pair given twice, a range check)
+    for argv in commands:
+        code, out, err = cli(*argv)
+        assert code in (0, 8), (rows, argv, code, err)
+        assert "Traceback" not in err, (rows, argv, err)

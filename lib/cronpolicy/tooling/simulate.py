@@ -205,7 +205,7 @@ def from_database(settings, warn=_note):
     from cronpolicy.estimate import quantile
     from cronpolicy.store.reads import reading
     from cronpolicy.tooling.schedules import fleet_schedules
-    instances = []
+    instances, left_out = [], 0
     with reading(settings, "read the fleet") as reader:
         inputs = reader.inputs()
         found = fleet_schedules(reader, inputs, warn)
@@ -231,8 +231,12 @@ def from_database(settings, warn=_note):
             if problem:
                 warn("%s on %s left out: its history gives no runtime model (%s); play it "
                      "from its crontab with --model" % (name, host, problem))
+                left_out += 1
                 continue
             instances.append(simulation.Instance(name, host, schedule, model))
+    if not instances and left_out:
+        raise UsageError("nothing to play: the database's %d scheduled script%s left out, as "
+                         "said above" % (left_out, " was" if left_out == 1 else "s were"))
     if not instances:
         raise UsageError("the database knows no schedules (cronpolicy schedule import)")
     return instances, inputs.policies

@@ -337,16 +337,16 @@ class Planner:
         return len(moments) - low
 
     def candidate_starts(self, within, step, template, earliest=None):
-        """When a rollout could start: every ``step`` from now (or from
-        ``earliest``), and the moment each run it would wait for is expected
-        to end (so the first time nothing blocks is always among them)."""
+        """When a rollout could start: on the marks, whole multiples of
+        ``step`` as schedules are (:25:00, not :22:13), from now (or from
+        ``earliest``, itself among them: a rollout ready then may start
+        then) for ``within`` seconds, and the first mark after each run it
+        would wait for is expected to end (so the first time nothing blocks
+        is always among them, even just past the horizon)."""
         first = max(self.now, earliest or self.now)
         horizon = first + datetime.timedelta(seconds=within)
-        moments = {first}
-        # Then on whole multiples of the step, as schedules are (:25:00, not :22:13).
-        epoch = datetime.datetime(2000, 1, 1, tzinfo=first.tzinfo)
-        steps = math.ceil((first - epoch).total_seconds() / step)
-        moment = epoch + datetime.timedelta(seconds=steps * step)
+        moments = {first} if earliest is not None else set()
+        moment = _mark(first, step)
         while moment <= horizon:
             moments.add(moment)
             moment += datetime.timedelta(seconds=step)
@@ -354,8 +354,8 @@ class Planner:
             if covers(template, flight.name, flight.host, flight.needs) \
                     and not flight.interruptible \
                     and first <= flight.expected_end <= horizon:
-                moments.add(flight.expected_end)
-        return sorted(moments)
+                moments.add(_mark(flight.expected_end, step))
+        return sorted(moments) or [_mark(first, step)]
 
     def best_slots(self, duration, within=86400.0, step=300.0, host="*", script="*", count=5,
                    service=None, earliest=None, exact=True):
@@ -399,6 +399,13 @@ class Planner:
         return found
 
 
+def _mark(moment, step):
+    """The first whole multiple of ``step`` seconds (since 2000) at or after ``moment``."""
+    epoch = datetime.datetime(2000, 1, 1, tzinfo=moment.tzinfo)
+    return epoch + datetime.timedelta(
+        seconds=math.ceil((moment - epoch).total_seconds() / step) * step)
+
+
 def _starts_between(schedule, begin, end):
     return schedule.starts_between(begin, end)
 
@@ -426,4 +433,11 @@ def overdue_by_schedule(schedule, last_success, estimate, grace, now, known_sinc
     due = schedule.previous_before(moment + datetime.timedelta(seconds=1))
     if due is None or (known_since is not None and due < known_since):
         return False, due
-    return (last_success is None or last_success < due - datetime.timedelta(minutes=1)), due
+    return missed(due, last_success), due
+
+
+def missed(due, last_success):
+    """Whether the run scheduled at ``due`` has not succeeded: the last
+    success (a start time, or None) is older than it by more than a minute
+    (cron and the database disagree that much)."""
+    return last_success is None or last_success < due - datetime.timedelta(minutes=1)

@@ -416,3 +416,23 @@ def test_rows_never_make_a_fleet_wide_command_exit_as_if_its_caller_erred(dba, c
         code, out, err = cli(*argv)
         assert code in (0, 8), (rows, argv, code, err)
         assert "Traceback" not in err, (rows, argv, err)
+
+
+def test_overdue_all_says_succeeded_since_only_when_it_did(cli, dba):
+    """A job whose last success is older than its last scheduled start
+    (which came before its schedule was known, so it is not late) was
+    said to have "succeeded since its last scheduled start"."""
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, schedule) VALUES"
+                " ('hourly', '0 * * * *')")
+    run_row(dba, "succeeded", -3 * 3600)
+    code, out, err = cli("overdue", "--all", "--json")
+    assert code == 0, err
+    [report] = json.loads(out)
+    assert report["overdue"] is False and report["state"] == "ok"
+    assert "succeeded since" not in report["detail"]
+    assert "known only since" in report["detail"] and "last success: " in report["detail"]
+    run_row(dba, "succeeded", -60)
+    code, out, _ = cli("overdue", "--all", "--json")
+    [report] = json.loads(out)
+    # Its last start came before the schedule was known; it succeeded since anyway.
+    assert report["detail"].startswith("succeeded since its last scheduled start")

@@ -267,7 +267,12 @@ def reasons(planner, rollout, cost):
                 gap = min(abs((window.starts_at - end).total_seconds()),
                           abs((start - window.ends_at).total_seconds()))
                 avoided.append((gap, -planner.estimate(job), job.name, start, end))
-    for _, _, name, start, end in sorted(avoided)[:3]:
+    named = {}
+    for _, _, name, start, end in sorted(avoided):     # each job once: its nearest run
+        named.setdefault(name, (start, end))
+        if len(named) == 3:
+            break
+    for name, (start, end) in named.items():
         said.append("avoids %s %s-%s" % (name, start.strftime("%H:%M"), end.strftime("%H:%M")))
     return said or ["nothing scheduled near it"]
 

@@ -25,6 +25,7 @@ import datetime
 import math
 
 from cronpolicy import policy
+from cronpolicy.estimate import is_default
 from cronpolicy.matching import glob_matches
 from cronpolicy.rows import Window
 from cronpolicy.shapes import shape
@@ -183,6 +184,11 @@ class Planner:
     def estimate(self, job):
         """How long a run of ``job`` takes, as the gate estimates it (seconds)."""
         return self._estimates[_key(job)].seconds
+
+    def default_runtime(self):
+        """The names of the scripts planned with the default runtime: too
+        little history, and nothing declared (sorted)."""
+        return sorted({job.name for job in self.jobs if is_default(self._estimates[_key(job)])})
 
     def _decide(self, job, moment, window=None):
         """The verdict of ``job``'s start at ``moment`` (with the rollout's

@@ -71,6 +71,18 @@ SELECT DISTINCT ON (name, host) name, host, schedule, schedule_tz, started_at
  ORDER BY name, host, started_at DESC
 
 
+-- name: declared_runtimes
+-- The runtime each script declared (CronScript.expected_runtime, `run
+-- --expected-runtime`) at its latest start on each host since a moment
+-- that decided with it: its estimate came from the declaration (too
+-- little history, no policy row's runtime).  What planners believe until
+-- a script's history is enough.
+SELECT DISTINCT ON (name, host) name, host, estimate_seconds, started_at
+  FROM cronpolicy.script_run
+ WHERE estimate_source LIKE %(declared)s AND started_at > %(since)s
+ ORDER BY name, host, started_at DESC
+
+
 -- name: hosts_of
 -- The hosts a script ran or was skipped on since a moment, and when last.
 SELECT host, max(started_at) AS last_seen FROM cronpolicy.script_run

@@ -219,6 +219,15 @@ class Reader:
                                          kinds={"started_at": "time"})}
         return registered, declared
 
+    def declared_runtimes(self, since):
+        """{(name, host): (seconds, started_at)}: the runtime each script
+        declared at its latest start since ``since`` that decided with it."""
+        from cronpolicy.estimate import SCRIPT_SOURCE
+        return {(row["name"], row["host"]): (row["estimate_seconds"], row["started_at"])
+                for row in self.rows("declared_runtimes", {
+                    "declared": SCRIPT_SOURCE + "%", "since": self._time(since)},
+                    {"estimate_seconds": "seconds", "started_at": "time"})}
+
     def hosts_of(self, name, since):
         """[(host, last seen)] of ``name`` since ``since``."""
         return [(row["host"], row["last_seen"]) for row in self.rows(

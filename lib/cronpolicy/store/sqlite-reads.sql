@@ -50,6 +50,18 @@ SELECT name, host, schedule, schedule_tz, max(started_at) AS started_at
  GROUP BY name, host ORDER BY name, host
 
 
+-- name: declared_runtimes
+-- The runtime each script declared (CronScript.expected_runtime, `run
+-- --expected-runtime`) at its latest start on each host since a moment
+-- that decided with it: its estimate came from the declaration (too
+-- little history, no policy row's runtime).  What planners believe until
+-- a script's history is enough.  (SQLite: the bare column of the max() row.)
+SELECT name, host, estimate_seconds, max(started_at) AS started_at
+  FROM cronpolicy.script_run
+ WHERE estimate_source LIKE :declared AND julianday(started_at) > julianday(:since)
+ GROUP BY name, host ORDER BY name, host
+
+
 -- name: hosts_of
 -- The hosts a script ran or was skipped on since a moment, and when last.
 SELECT host, max(started_at) AS last_seen FROM cronpolicy.script_run

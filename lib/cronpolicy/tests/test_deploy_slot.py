@@ -436,3 +436,84 @@ def test_overdue_all_says_succeeded_since_only_when_it_did(cli, dba):
     [report] = json.loads(out)
     # Its last start came before the schedule was known; it succeeded since anyway.
     assert report["detail"].startswith("succeeded since its last scheduled start")
+
+
+# Planning believes what scripts declare (issue 27.5) ---------------------------------------
+
+def wrapped_run(script_env, *argv):
+    """`cronpolicy run ... -- true` as cron starts it: a real process."""
+    import subprocess
+    import sys
+    result = subprocess.run([sys.executable, "-m", "cronpolicy.tooling.cli", "run"] + list(argv)
+                            + ["--", "true"], env=script_env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+def declaring_fleet(dba, scripts, script_env):
+    """On testhost: a CronScript declaring 5 minutes (whose latest start
+    decided with a DBA's 10-minute row, deleted since), `cronpolicy run
+    --expected-runtime 7m` and a command that declares nothing; the first
+    is also registered on web2, which has not run it yet.  All every 10
+    minutes, none with enough history for an estimate."""
+    scripts.write("declared", expected_runtime=300, extra='schedule = "*/10 * * * *"')
+    assert scripts.run("declared").returncode == 0
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, expected_runtime) VALUES"
+                " ('declared', %s)" % seconds_sql(dba, 600))
+    assert scripts.run("declared").returncode == 0
+    dba.execute("DELETE FROM cronpolicy.script_policy")
+    wrapped_run(script_env, "wrapped", "--expected-runtime", "7m", "--schedule", "*/10 * * * *")
+    wrapped_run(script_env, "unknown", "--schedule", "*/10 * * * *")
+    registered(dba, "declared", "*/10 * * * *", host="web2")
+
+
+def test_plan_and_slot_use_the_runtime_scripts_declare(cli, dba, scripts, script_env):
+    """They used the 30-minute default for a script whose latest start
+    decided with a policy row, for a host that had not run it yet, and in
+    deploy plan's table for every script."""
+    declaring_fleet(dba, scripts, script_env)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    start = now.replace(minute=now.minute - now.minute % 10, second=0, microsecond=0) + \
+        datetime.timedelta(minutes=20)
+    # A rollout 8 minutes after a start: 5m + the 2m margin end before it, 7m + 2m do not.
+    code, out, err = cli("deploy", "plan", "--at", iso(start + datetime.timedelta(minutes=8)),
+                         "--duration", "10m", "--json")
+    assert code == 0, err
+    plan = json.loads(out)
+    assert {row["name"]: row["estimate_seconds"] for row in plan["skipped"]} == {
+        "declared": 300, "wrapped": 420, "unknown": 1800}
+    cut = {(row["name"], row["host"]) for row in plan["skipped_starts"]
+           if parse(row["at"]) == start}
+    assert cut == {("wrapped", "testhost"), ("unknown", "testhost")}
+    assert plan["default_runtime"] == ["unknown"]
+    code, out, _ = cli("deploy", "plan", "--at", iso(start + datetime.timedelta(minutes=8)))
+    assert "planned with the default runtime, 30m (too little history, nothing declared): " \
+           "unknown" in out
+    code, out, err = cli("deploy", "slot", "--duration", "10m", "--within", "2h", "--json")
+    assert code == 0, err
+    assert json.loads(out)["default_runtime"] == ["unknown"]
+    code, out, _ = cli("deploy", "slot", "--duration", "10m", "--within", "2h")
+    assert "planned with the default runtime, 30m (too little history, nothing declared): " \
+           "unknown" in out
+
+
+def test_simulate_from_the_database_plays_the_runtime_scripts_declare(cli, dba, scripts,
+                                                                       script_env):
+    """It played a script without three runs as its one or two runs took
+    (here a second or less) or the default 30 minutes.  A 5-minute job
+    every 10 minutes, ready to deploy at 00:35 for 30 minutes: the 00:30
+    start is cut off (5m and the 2m margin reach 00:35; it ran when played
+    as a second), then 00:40, 00:50 and 01:00 fall in the deploy."""
+    declaring_fleet(dba, scripts, script_env)
+    dba.execute("DELETE FROM cronpolicy.script_schedule")
+    dba.execute("DELETE FROM cronpolicy.script_run WHERE name <> 'declared'")
+    code, out, err = cli("simulate", "--from-database", "--days", "1", "--at",
+                         "2026-01-05T00:35Z", "--strategies", "c", "--json")
+    assert code == 0, err
+    assert json.loads(out)["strategies"]["cronpolicy"]["skipped_starts"] == 4
+    wrapped_run(script_env, "unknown", "--schedule", "*/10 * * * *")
+    code, out, err = cli("simulate", "--from-database", "--days", "1", "--rollouts", "1")
+    assert code == 0, err
+    assert "too little history and nothing declared, played from the runs they have (with " \
+           "none, the default runtime, 30m): unknown on testhost" in err
+    assert "declared on" not in err

@@ -456,11 +456,12 @@ def test_a_fleet_from_the_database_is_decided_with_its_policy_rows(cli, dba):
 
 
 def test_a_runtime_a_policy_row_declares_cuts_a_start_off(cli, dba):
-    """No history, so the model is the default runtime (30 minutes); the
-    row says 50 minutes, and at the first start of the play no simulated
-    history says otherwise.  The rules see the row: the 00:00 start would
-    reach a rollout at 00:40, so c skips it, and 01:00 falls in the deploy
-    (it ran, when only the model's 30 minutes were looked at)."""
+    """No history: the row's 50 minutes are the model (until history,
+    the runtime declared is what the gate believes), and at the first
+    start of the play no simulated history says otherwise.  The rules see
+    the row: the 00:00 start would reach a rollout at 00:40, so c skips
+    it, and 01:00 falls in the deploy (it ran, when only a model of 30
+    minutes was looked at)."""
     minutes = "interval '50 minutes'" if dba.backend == "postgresql" else "3000"
     dba.execute("INSERT INTO cronpolicy.script_policy (name, host, schedule, expected_runtime)"
                 " VALUES ('publish', 'web1', '0 * * * *', %s)" % minutes)

@@ -43,7 +43,7 @@ def gather(settings, host="*", script="*", warn=None):
     """The Fleet of the scripts and hosts ``host`` and ``script`` (globs) cover."""
     from cronpolicy.store import open_store
     from cronpolicy.store.reads import reading
-    from cronpolicy.tooling.schedules import fleet_schedules
+    from cronpolicy.tooling.schedules import RECENT, fleet_schedules
     with reading(settings, "plan the rollout", reap=True) as reader:
         inputs = reader.inputs()
         found = fleet_schedules(reader, inputs, warn, host=host, script=script)
@@ -52,6 +52,7 @@ def gather(settings, host="*", script="*", warn=None):
         names = sorted({name for name, _ in found} | {run["name"] for run in live})
         history = {name: reader.recent_runs(name, RECENT_RUNS) for name in names}
         in_a_row = {pair: reader.rollouts_in_a_row(*pair) for pair in found}
+        declared = declarations(reader.declared_runtimes(inputs.now - RECENT))
     store = open_store(settings, application_name="cronpolicy-plan")
     try:
         by_name = {name: store.load_inputs(name, settings.estimate_runs) for name in names}
@@ -59,7 +60,7 @@ def gather(settings, host="*", script="*", warn=None):
         store.close()
     jobs = []
     for (name, on), schedule in found.items():
-        jobs.append(planning.Job(name, on, schedule, _declared_runtime(history[name], on),
+        jobs.append(planning.Job(name, on, schedule, declared(name, on),
                                  by_name[name], in_a_row[(name, on)],
                                  next((parse_needs(run["needs"]) for run in history[name]
                                        if run["host"] == on and run["needs"] is not None), ())))
@@ -69,7 +70,8 @@ def gather(settings, host="*", script="*", warn=None):
         if run["exempt"]:
             continue            # rollouts never wait for it
         end = run["predicted_finish"] or run["started_at"] + datetime.timedelta(
-            seconds=_estimate(settings, by_name[run["name"]], run["name"], run["host"], None))
+            seconds=_estimate(settings, by_name[run["name"]], run["name"], run["host"],
+                              declared(run["name"], run["host"])))
         always = policy.decide(by_name[run["name"]], policy.ScriptFacts(
             run["name"], run["host"]), settings).interruptible
         flights.append(planning.Flight(run["name"], run["host"], run["started_at"], end,
@@ -113,16 +115,22 @@ def _hosts_named(hosts, shown=3):
     return "%s and %d more hosts" % (", ".join(hosts[:shown]), len(hosts) - shown)
 
 
-def _declared_runtime(runs, host):
-    """The runtime the script declares, as its latest start on ``host``
-    recorded deciding with it (its estimate came from the declaration), or
-    None: a recorded estimate of another source is not the script's to say."""
-    for run in runs:
-        if run["host"] == host and run["estimate_seconds"] is not None:
-            if (run["estimate_source"] or "").startswith("script's expected_runtime"):
-                return run["estimate_seconds"]
-            return None
-    return None
+def declarations(declared):
+    """A function of (name, host): the runtime the script declares (seconds,
+    or None), from ``declared`` (Reader.declared_runtimes): its latest
+    start on that host that decided with its declaration (a later one may
+    have decided with a policy row or its history, which say nothing of
+    it), else its latest on any host (a host whose crontab is registered
+    and that has not run it yet)."""
+    anywhere = {}
+    for (name, host), (seconds, started_at) in declared.items():
+        if name not in anywhere or (started_at, host) > anywhere[name][1:]:
+            anywhere[name] = (seconds, started_at, host)
+
+    def declared_runtime(name, host):
+        found = declared.get((name, host)) or anywhere.get(name)
+        return found[0] if found else None
+    return declared_runtime
 
 
 def _rollout_start(text, now):
@@ -166,6 +174,7 @@ def plan(settings, at, duration, host="*", script="*", service=None, warn=None):
     return {"now": now, "at": at_time, "duration_seconds": duration,
             "ends_at": window.ends_at, "host": host, "script": script, "service": service,
             "cutoff_margin": settings.cutoff_margin, "skipped": scripts,
+            "default_runtime": planner.default_runtime(),
             "skipped_starts": [start._asdict() for start in cost.skipped],
             "running": live, "wait_seconds": cost.wait,
             "starving": [{"name": name, "host": on, "rollouts_in_a_row": next(
@@ -177,7 +186,7 @@ def _planned(job, host, settings, window, at_time):
     """A script's row of the plan: from when its starts are skipped (the
     cut-off before the rollout) and what a start now would be told."""
     inputs = job.inputs._replace(windows=list(job.inputs.windows) + [window])
-    verdict = policy.decide(inputs, policy.ScriptFacts(job.name, host), settings)
+    verdict = policy.decide(inputs, planning.job_facts(job)._replace(host=host), settings)
     exempt = policy.rollout_exempt(inputs.policies, job.name, host)
     cutoff = policy.cutoff_at(at_time, verdict.estimate.seconds, settings.cutoff_margin)
     return {"name": job.name, "estimate_seconds": verdict.estimate.seconds,
@@ -223,7 +232,8 @@ def slots(settings, duration, within, host="*", script="*", service=None, count=
             "reasons": reasons(planner, rollout, cost),
             "timeline": timeline(planner, rollout)})
     return {"now": now, "duration_seconds": duration, "within_seconds": within,
-            "host": host, "script": script, "service": service, "candidates": candidates}
+            "host": host, "script": script, "service": service,
+            "default_runtime": planner.default_runtime(), "candidates": candidates}
 
 
 def _alike(jobs):

@@ -26,7 +26,7 @@ import math
 
 from cronpolicy import policy
 from cronpolicy.estimate import is_default
-from cronpolicy.matching import glob_matches
+from cronpolicy.matching import glob_matches, matching_policies
 from cronpolicy.rows import Window
 from cronpolicy.shapes import shape
 
@@ -141,15 +141,19 @@ class Planner:
         self.now = now
         self.margin = getattr(settings, "cutoff_margin", policy.DEFAULT_MARGIN)
         self._made_facts = {}
-        self._estimates = {_key(job): job_estimate(job, settings) for job in self.jobs}
+        # Each job's inputs with only the policy rows that match it: all
+        # the rules read of them, found once rather than at each start.
+        narrowed = [job._replace(inputs=job.inputs._replace(policies=matching_policies(
+            job.inputs.policies, job.name, job.host))) for job in self.jobs]
+        self._estimates = {_key(job): job_estimate(job, settings) for job in narrowed}
         self._needs = {_key(job): policy.effective_needs(job.inputs, self.facts(job))
-                       for job in self.jobs}
+                       for job in narrowed}
         self._starts = self._starts_from(max(now, since or now), until, starts or _starts_between)
         self._baseline = {}
         self._weights = {}
         #: What each job's starts decide with, but the moment and the rollout.
         self._prepared = {_key(job): (self.facts(job), self._estimates[_key(job)], job.inputs,
-                                      list(job.inputs.windows)) for job in self.jobs}
+                                      list(job.inputs.windows)) for job in narrowed}
 
     def _starts_from(self, first, until, starts):
         """{(name, host): its scheduled starts} up to ``until``, each job's

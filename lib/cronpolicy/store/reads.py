@@ -150,7 +150,10 @@ class Reader:
         return found[0] if found else None
 
     def policies(self):
-        return [from_mapping(PolicyRow, row) for row in self.rows("policies")]
+        """Every policy row, indexed by name (matching.IndexedRows): the
+        tooling asks which rows match thousands of scripts."""
+        from cronpolicy.matching import IndexedRows
+        return IndexedRows(from_mapping(PolicyRow, row) for row in self.rows("policies"))
 
     def standing_windows(self, now):
         """Windows neither cancelled nor over, as Window rows, soonest first."""

@@ -53,9 +53,12 @@ def gather(settings, host="*", script="*", warn=None):
         history = {name: reader.recent_runs(name, RECENT_RUNS) for name in names}
         in_a_row = {pair: reader.rollouts_in_a_row(*pair) for pair in found}
         declared = declarations(reader.declared_runtimes(inputs.now - RECENT))
+    # Each script's history as its gate reads it; the rest from the one
+    # snapshot above, whose policy rows are indexed once for the fleet.
     store = open_store(settings, application_name="cronpolicy-plan")
     try:
-        by_name = {name: store.load_inputs(name, settings.estimate_runs) for name in names}
+        by_name = {name: inputs._replace(recent_runtimes=store.load_inputs(
+            name, settings.estimate_runs).recent_runtimes) for name in names}
     finally:
         store.close()
     jobs = []
@@ -211,9 +214,16 @@ def slots(settings, duration, within, host="*", script="*", service=None, count=
     alike on many hosts are weighed once, times their number of hosts."""
     if within > MAX_WITHIN:
         raise UsageError("--within: at most %s" % format_duration(MAX_WITHIN))
-    step = max(step, within / MAX_CANDIDATES)
     inputs, jobs, flights, _, _ = gather(settings, host, script, warn)
-    now = inputs.now
+    return propose(settings, jobs, flights, inputs.now, duration, within, host, script,
+                   service, count, step)
+
+
+def propose(settings, jobs, flights, now, duration, within, host="*", script="*",
+            service=None, count=5, step=300.0):
+    """What ``slots`` answers, for a fleet already gathered: ``jobs`` and
+    ``flights`` as of ``now`` (pure)."""
+    step = max(step, within / MAX_CANDIDATES)
     until = now + datetime.timedelta(seconds=within + duration + TIMELINE_SPAN)
     ranking = planning.Planner(_alike(jobs), flights, settings, now, until)
     planner = planning.Planner(jobs, flights, settings, now, until)

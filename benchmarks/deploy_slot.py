@@ -8,8 +8,9 @@ minutes, hourly and daily at minutes that differ from host to host, jobs
 of two to six hours every six hours or weekly; registered as `schedule
 import` registers them, with history (estimates, the hosts seen),
 --history rows of older history, a few scripts skipped by the last
-rollouts, runs in flight now (some safe to interrupt, some not) and a few
-policy rows (an exempt heartbeat, a disabled script, services).
+rollouts, runs in flight now (some safe to interrupt, some not) and
+policy rows (an exempt heartbeat, a disabled script, services, every
+script's expected interval, a row for one job in ten on its host).
 
 Each round runs the installed command as a whole process, from spawn to
 exit, beside its floor: `cronpolicy schedule list` on the same fleet
@@ -110,6 +111,13 @@ VALUES ('role3-job04', false, 'broken mirror');
 INSERT INTO cronpolicy.script_policy (name, needs) VALUES ('role1-*', 'xmlrpc');
 INSERT INTO cronpolicy.script_policy (name, host, interruptible)
 VALUES ('cleanup-tmp', 'host-0*', true);
+-- Every script's expected interval, and a row for one job in ten on its
+-- host (a DBA's note): the rows a decision looks through.
+INSERT INTO cronpolicy.script_policy (name, expected_interval)
+SELECT DISTINCT name, interval '1 day' FROM cronpolicy.script_schedule
+ WHERE name NOT IN ('heartbeat', 'role3-job04');
+INSERT INTO cronpolicy.script_policy (name, host, reason)
+SELECT name, host, 'bench' FROM cronpolicy.script_schedule WHERE id % 10 = 0;
 """
 
 
@@ -118,9 +126,9 @@ def fill(dsn, hosts, history):
     connection = psycopg2.connect(dsn)
     connection.autocommit = True
     with connection.cursor() as cursor:
-        cursor.execute(POLICIES)
         execute_values(cursor, "INSERT INTO cronpolicy.script_schedule"
                                " (name, host, schedule, origin) VALUES %s", schedules)
+        cursor.execute(POLICIES)
         # status: succeeded, or skipped:BLOCK (a skip by a rollout's window).
         execute_values(cursor, """
             INSERT INTO cronpolicy.script_run (name, host, pid, started_at, finished_at, status,

@@ -82,7 +82,7 @@ def matching_policies(rows, name, host):
     if not rows:
         return []
     if isinstance(rows, IndexedRows):
-        rows = rows.candidates(name)
+        rows = rows.candidates(name, host)
     matching = [row for row in rows
                 if glob_matches(row.name, name) and glob_matches(row.host, host)]
     matching.sort(key=precedence, reverse=True)
@@ -90,26 +90,29 @@ def matching_policies(rows, name, host):
 
 
 class IndexedRows(tuple):
-    """Policy rows (a tuple) that know which could match a script without
-    a look at every row: those of its exact name, and the patterns.  The
-    tooling reads a fleet's rows once as one and asks about thousands of
-    scripts (a cron job's start asks once, and reads a plain list)."""
+    """Policy rows (a tuple) that know which could match a script on a host
+    without a look at every row: those of its exact name and host, those
+    of its name and a host pattern, and the name patterns.  The tooling
+    reads a fleet's rows once as one and asks about thousands of scripts
+    (a cron job's start asks once, and reads a plain list)."""
 
     def __new__(cls, rows=()):
         made = super().__new__(cls, rows)
-        made._by_name, made._patterns = {}, []
+        made._exact, made._by_name, made._patterns = {}, {}, []
         for row in made:
             if is_pattern(row.name):
                 made._patterns.append(row)
-            else:
+            elif is_pattern(row.host):
                 made._by_name.setdefault(row.name, []).append(row)
+            else:
+                made._exact.setdefault((row.name, row.host), []).append(row)
         return made
 
-    def candidates(self, name):
-        """The rows whose name could match ``name`` (matching_policies
+    def candidates(self, name, host):
+        """The rows that could match ``name`` on ``host`` (matching_policies
         orders them by precedence, which leaves no tie)."""
-        exact = self._by_name.get(name)
-        return exact + self._patterns if exact else self._patterns
+        return self._exact.get((name, host), []) + self._by_name.get(name, []) + \
+            self._patterns
 
 
 def first_setting(matching, field):

@@ -114,6 +114,11 @@ def _key(job):
     return job.name, job.host
 
 
+def _window_order(window):
+    """The order the rules meet windows in (matching.covering_windows)."""
+    return window.starts_at, window.id
+
+
 def job_facts(job):
     """What ``job``'s starts tell the rules about the script."""
     return policy.ScriptFacts(job.name, job.host, expected_runtime=job.expected_runtime,
@@ -149,11 +154,24 @@ class Planner:
         self._needs = {_key(job): policy.effective_needs(job.inputs, self.facts(job))
                        for job in narrowed}
         self._starts = self._starts_from(max(now, since or now), until, starts or _starts_between)
-        self._baseline = {}
+        self._verdicts = {}     # (name, host, policy.moment_key): the verdict
         self._weights = {}
+        self._periods = {}
+        self._covered = {}
         #: What each job's starts decide with, but the moment and the rollout.
         self._prepared = {_key(job): (self.facts(job), self._estimates[_key(job)], job.inputs,
-                                      list(job.inputs.windows)) for job in narrowed}
+                                      list(job.inputs.windows), job.inputs.policies)
+                          for job in narrowed}
+        #: The standing windows that cover each job, in the rules' order, and
+        #: its estimate and the margin: with the moment, all a verdict reads
+        #: of the windows (policy.moment_key).
+        self._covering = {_key(job): sorted(
+            (window for window in job.inputs.windows
+             if covers(window, job.name, job.host, self._needs[_key(job)])),
+            key=_window_order) for job in narrowed}
+        self._reach = {key: datetime.timedelta(seconds=estimate.seconds + self.margin)
+                       for key, estimate in self._estimates.items()}
+        self._with = (None, None, None)     # the last job and window asked, and their windows
 
     def _starts_from(self, first, until, starts):
         """{(name, host): its scheduled starts} up to ``until``, each job's
@@ -183,7 +201,13 @@ class Planner:
         return self._made_facts[key]
 
     def covers(self, rollout, job):
-        return covers(rollout, job.name, job.host, self._needs[_key(job)])
+        """Whether ``rollout`` covers ``job`` (asked once per kind of rollout)."""
+        key = (rollout.script, rollout.host, rollout.service, job.name, job.host)
+        found = self._covered.get(key)
+        if found is None:
+            found = self._covered[key] = covers(rollout, job.name, job.host,
+                                                self._needs[_key(job)])
+        return found
 
     def estimate(self, job):
         """How long a run of ``job`` takes, as the gate estimates it (seconds)."""
@@ -197,17 +221,36 @@ class Planner:
     def _decide(self, job, moment, window=None):
         """The verdict of ``job``'s start at ``moment`` (with the rollout's
         ``window`` among the others, if given)."""
-        facts, estimate, inputs, windows = self._prepared[job.name, job.host]
+        facts, estimate, inputs, windows, matching = self._prepared[job.name, job.host]
         inputs = inputs._replace(now=moment, windows=windows + [window] if window else windows)
-        return policy.decide(inputs, facts, self.settings, estimate, explain=False)
+        return policy.decide(inputs, facts, self.settings, estimate, explain=False,
+                             matching=matching)
+
+    def _decide_with(self, job, moment, window=None):
+        """The verdict of ``job``'s start at ``moment`` (with the rollout's
+        ``window``, if given), asked of the rules once for all the starts
+        of the job that the windows do not tell apart (policy.moment_key):
+        the starts of a day, of many rollouts, decided a few times each."""
+        key = (job.name, job.host)
+        if window is None:
+            covering = self._covering[key]
+        elif self._with[:2] == (key, window):
+            covering = self._with[2]
+        else:
+            covering = self._covering[key]
+            if self.covers(window, job):
+                covering = sorted(covering + [window], key=_window_order) if covering \
+                    else [window]
+            self._with = (key, window, covering)    # (asked again and again in a row)
+        key += policy.moment_key(covering, self._reach[key], moment)
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            verdict = self._verdicts[key] = self._decide(job, moment, window)
+        return verdict
 
     def runs_without(self, job, moment):
         """Whether the start of ``job`` at ``moment`` runs, no rollout planned."""
-        key = (job.name, job.host, moment)
-        runs = self._baseline.get(key)
-        if runs is None:
-            runs = self._baseline[key] = self._decide(job, moment).run
-        return runs
+        return self._decide_with(job, moment).run
 
     def _skips(self, job, moments, window):
         """[(moment, code)] of the ``moments`` the rollout's ``window`` skips
@@ -216,7 +259,7 @@ class Planner:
         for moment in moments:
             if not self.runs_without(job, moment):
                 continue            # skipped anyway (disabled, another window)
-            verdict = self._decide(job, moment, window)
+            verdict = self._decide_with(job, moment, window)
             if not verdict.run and verdict.block == block:
                 found.append((moment, verdict.code))
         return found
@@ -268,71 +311,86 @@ class Planner:
     def skip_weight(self, job):
         """What skipping one start of ``job`` costs: the time until its next
         chance (its period), at most MAX_SKIP_WEIGHT."""
-        if _key(job) not in self._weights:
+        weight = self._weights.get(_key(job))
+        if weight is None:
             period = job.period if job.period is not None else \
-                0.0 if job.schedule is None else job.schedule.period(self.now)
-            self._weights[_key(job)] = min(period, MAX_SKIP_WEIGHT)
-        return self._weights[_key(job)]
+                0.0 if job.schedule is None else self._period(job.schedule)
+            weight = self._weights[_key(job)] = min(period, MAX_SKIP_WEIGHT)
+        return weight
 
-    def cost(self, rollout, exact=True, beaten_by=None):
+    def _period(self, schedule):
+        """The schedule's period now, worked out once for all the jobs that
+        run by it (each host's copy of a crontab line is a Schedule of its own)."""
+        key = (tuple(schedule.fields), schedule.tz)
+        if key not in self._periods:
+            self._periods[key] = schedule.period(self.now)
+        return self._periods[key]
+
+    def cost(self, rollout, exact=True):
         """The Cost of ``rollout`` starting at its ``starts_at``.  ``exact``
         False: only its ``wait`` and ``weight`` (what ranking needs; its
-        ``skipped`` list is left empty), counted by ``skip_count``.
-        ``beaten_by``: a rank_key already found; None as soon as this cost
-        cannot rank below it (the heaviest jobs are counted first)."""
-        waits = [pair for pair in self.in_flight(rollout) if pair[1] > 0]
-        wait = max((wait for _, wait in waits), default=0.0)
-        if beaten_by is not None and round(wait, 3) > beaten_by[0]:
-            return None
-        bound = beaten_by[1] if beaten_by is not None and round(wait, 3) == beaten_by[0] \
-            else None
+        ``skipped`` list is left empty), counted by ``skip_count``."""
+        wait, waits = self._wait(rollout)
         window = rollout_window(rollout)
         skipped, weight, starved = [], 0.0, []
-        for job in self._heaviest_first() if bound is not None else self.jobs:
+        for job in self.jobs:
             if exact:
                 found = self.skipped_starts(job, rollout, window)
                 skipped.extend(found)
                 count = len(found)
             else:
                 count = self.skip_count(job, rollout, window)
-            if not count:
-                continue
-            weight += self.skip_weight(job) * count * job.copies
-            if job.starving + 1 >= STARVING_AFTER:
-                starved.append((job.name, job.host))
-                weight += STARVING_WEIGHT * job.copies
-            if bound is not None and weight >= bound:
-                return None     # (a tie goes to the earlier: the one found before)
+            if count:
+                weight += self._weight(job, count)
+                if job.starving + 1 >= STARVING_AFTER:
+                    starved.append((job.name, job.host))
         return Cost(wait, weight,
                     sorted(skipped, key=lambda start: (start.at, start.name, start.host)),
                     waits, sorted(starved))
 
-    def _heaviest_first(self):
-        if not hasattr(self, "_by_weight"):
-            self._by_weight = sorted(self.jobs, key=lambda job: -self.skip_weight(job)
-                                     * job.copies * (1 + (job.starving + 1 >= STARVING_AFTER)))
-        return self._by_weight
+    def _wait(self, rollout):
+        """(seconds, [(Flight, seconds)]): how long the rollout waits for
+        the runs in flight that cannot be interrupted, and for which."""
+        waits = [pair for pair in self.in_flight(rollout) if pair[1] > 0]
+        return max((wait for _, wait in waits), default=0.0), waits
+
+    def _weight(self, job, count):
+        """What skipping ``count`` starts of ``job`` weighs: their staleness,
+        and a week more when it starves the job."""
+        weight = self.skip_weight(job) * count * job.copies
+        if job.starving + 1 >= STARVING_AFTER:
+            weight += STARVING_WEIGHT * job.copies
+        return weight
+
+    def _earliest(self, job, rollout):
+        """The earliest start of ``job`` that ``rollout`` can skip: its run
+        (its estimate, the margin and a minute) would reach it; none before now."""
+        return max(self.now, rollout.starts_at - datetime.timedelta(
+            seconds=self.estimate(job) + self.margin + 60))
 
     def skip_count(self, job, rollout, window=None):
-        """How many of ``job``'s starts the rollout skips, asking the rules at
-        few of them: a rollout skips the latest of the starts before its end
-        (those whose run would reach it, then those inside it), so the first
-        is found by bisection and the last is asked too; those counted are
-        asked whether they would run without it.  Where the answers do not
-        fit that (one skipped anyway, as another window could make it, or a
-        neighbour of the first answering otherwise), every start is asked
-        (skipped_starts)."""
+        """How many of ``job``'s starts the rollout skips (_count_skipped)."""
         if job.schedule is None or not self.covers(rollout, job):
             return 0
         window = window or rollout_window(rollout)
-        earliest = max(self.now, rollout.starts_at - datetime.timedelta(
-            seconds=self.estimate(job) + self.margin + 60))
-        moments = self.starts(job, earliest, window.ends_at)
-        if len(moments) <= 8:
+        return self._count_skipped(job, self.starts(job, self._earliest(job, rollout),
+                                                    window.ends_at), window)
+
+    def _count_skipped(self, job, moments, window):
+        """How many of ``moments`` (``job``'s starts the rollout's ``window``
+        can skip) it skips, asking the rules at few of them: a rollout
+        skips the latest of the starts before its end (those whose run
+        would reach it, then those inside it), so the first is found by
+        bisection and the last is asked too; those counted are asked
+        whether they would run without it.  Where the answers do not fit
+        that (one skipped anyway, as another window could make it, or a
+        neighbour of the first answering otherwise), every start is asked
+        (skipped_starts)."""
+        if len(moments) <= 2:
             return len(self._skips(job, moments, window))
 
         def skipped(position):
-            return not self._decide(job, moments[position], window).run
+            return not self._decide_with(job, moments[position], window).run
         low, high = 0, len(moments)
         while low < high:
             middle = (low + high) // 2
@@ -345,6 +403,38 @@ class Planner:
                     not self.runs_without(job, moment) for moment in moments[low:]):
             return len(self._skips(job, moments, window))
         return len(moments) - low
+
+    def rank_keys(self, template, moments):
+        """[(rank_key, moment)] of a rollout like ``template`` starting at
+        each of ``moments`` (sorted): what cost() finds of each, worked out
+        job by job, each start that would run without a rollout asked only
+        of the candidates whose rollout it can meet (from the one its run
+        would reach to the one it falls in) rather than every job asked of
+        every candidate, most of which none of its starts meets.  (Weights
+        add up as in cost, job by job: whole seconds.)"""
+        windows = [rollout_window(template._replace(starts_at=moment)) for moment in moments]
+        ends = [window.ends_at for window in windows]
+        block = policy.window_block(windows[0])       # (every planned rollout's)
+        weights = [0.0] * len(moments)
+        for job in self.jobs:
+            if job.schedule is None or not self.covers(template, job):
+                continue
+            lead = datetime.timedelta(seconds=self.estimate(job) + self.margin + 60)
+            counts = {}
+            for start in self.starts(job, moments[0] - lead, ends[-1]):     # (none before now)
+                if not self.runs_without(job, start):
+                    continue        # skipped anyway (disabled, another window)
+                # The candidates whose window ends after it, and whose cut-off it reaches.
+                for index in range(bisect.bisect_right(ends, start),
+                                   bisect.bisect_right(moments, start + lead)):
+                    verdict = self._decide_with(job, start, windows[index])
+                    if not verdict.run and verdict.block == block:
+                        counts[index] = counts.get(index, 0) + 1
+            for index, count in counts.items():
+                weights[index] += self._weight(job, count)
+        return [(rank_key(Cost(self._wait(template._replace(starts_at=moment))[0], weight,
+                               [], [], [])), moment)
+                for moment, weight in zip(moments, weights)]
 
     def candidate_starts(self, within, step, template, earliest=None):
         """When a rollout could start: on the marks, whole multiples of
@@ -375,15 +465,8 @@ class Planner:
         the rollout lasts (or ``step``): each a real alternative.  ``exact``
         False: each Cost as ranked (no list of the starts it skips)."""
         template = Rollout(self.now, duration, host, script, service)
-        scored = []
-        for moment in self.candidate_starts(within, step, template, earliest):
-            # Asked for the best only, a candidate is dropped once it cannot beat it.
-            best = scored[0][0] if count == 1 and scored else None
-            found = self.cost(template._replace(starts_at=moment), exact=False, beaten_by=best)
-            if found is not None:
-                scored = sorted(scored + [(rank_key(found), moment)])[:1] if count == 1 \
-                    else scored + [(rank_key(found), moment)]
-        scored.sort()
+        scored = sorted(self.rank_keys(template, self.candidate_starts(
+            within, step, template, earliest)))
         chosen, apart = [], max(step, duration)
         for _, moment in scored:
             if all(abs((moment - other).total_seconds()) >= apart for other in chosen):
@@ -396,16 +479,22 @@ class Planner:
     def runs_near(self, job, rollout, span):
         """[(start, end)] of ``job``'s scheduled runs that would happen (not
         skipped) within ``span`` seconds before or after the rollout: what a
-        slot avoids, and what the timeline draws."""
+        slot avoids, and what the timeline draws.  The rollout decides
+        nothing of a start before its cut-off or after its end (skipped_
+        starts looks no further): those run as they would without it."""
         window = rollout_window(rollout)
         around = datetime.timedelta(seconds=span)
+        touched = max(self.now, rollout.starts_at - datetime.timedelta(
+            seconds=self.estimate(job) + self.margin + 60)) if self.covers(rollout, job) \
+            else window.ends_at
+        runtime = datetime.timedelta(seconds=self.estimate(job))
         found = []
         for moment in self.starts(job, max(self.now, window.starts_at - around),
                                   window.ends_at + around):
-            runs = self._decide(job, moment, window).run \
-                if self.covers(rollout, job) else self.runs_without(job, moment)
+            runs = self._decide_with(job, moment, window).run \
+                if touched <= moment < window.ends_at else self.runs_without(job, moment)
             if runs:
-                found.append((moment, moment + datetime.timedelta(seconds=self.estimate(job))))
+                found.append((moment, moment + runtime))
         return found
 
 

@@ -222,6 +222,12 @@ class Reader:
                                          kinds={"started_at": "time"})}
         return registered, declared
 
+    def recent_runtimes(self, name, runs):
+        """The seconds of ``name``'s last ``runs`` succeeded runs, newest
+        first, as its gate's estimate reads them."""
+        return [next(iter(row.values())) for row in self.rows(
+            "recent_runtimes", {"name": name, "runs": int(runs)})]
+
     def declared_runtimes(self, since):
         """{(name, host): (seconds, started_at)}: the runtime each script
         declared at its latest start since ``since`` that decided with it."""
@@ -247,10 +253,11 @@ class Reader:
                           {"started_at": "time"})
         return found[0]["started_at"] if found else None
 
-    def rollouts_in_a_row(self, name, host):
-        """How many rollouts in a row skipped ``name`` on ``host``."""
-        [row] = self.rows("rollouts_in_a_row", {"name": name, "host": host})
-        return int(row["blocks"] or 0)
+    def rollouts_in_a_row(self, name):
+        """{host: how many rollouts in a row skipped ``name`` there} (hosts
+        where none did are left out)."""
+        return {row["host"]: int(row["blocks"] or 0)
+                for row in self.rows("rollouts_in_a_row", {"name": name})}
 
     def ran_since(self, name, host, since):
         """Whether ``name`` started for real (not skipped) on ``host`` after ``since``."""

@@ -91,12 +91,14 @@ SELECT started_at, finished_at FROM cronpolicy.script_run
 
 
 -- name: rollouts_in_a_row
--- How many rollouts in a row skipped a script on a host: the distinct
--- blocks of its rollout skips since it last started for real.
-SELECT count(DISTINCT block) AS blocks FROM cronpolicy.script_run
- WHERE name = :name AND host = :host AND status = 'skipped' AND block IS NOT NULL
+-- How many rollouts in a row skipped a script, on each of its hosts: the
+-- distinct blocks of its rollout skips there since it last started there
+-- for real.  One statement a script, for all its hosts.
+SELECT host, count(DISTINCT block) AS blocks FROM cronpolicy.script_run AS skipped
+ WHERE name = :name AND status = 'skipped' AND block IS NOT NULL
    AND decision IN ('deploy-pending', 'service-pending', 'in-window', 'window-cutoff')
    AND julianday(started_at) > coalesce((SELECT max(julianday(started_at))
                                           FROM cronpolicy.script_run
-                                         WHERE name = :name AND host = :host
+                                         WHERE name = :name AND host = skipped.host
                                            AND status <> 'skipped'), 0)
+ GROUP BY host

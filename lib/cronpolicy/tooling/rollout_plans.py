@@ -41,7 +41,6 @@ Fleet = shape("Fleet", "inputs jobs flights live history")
 
 def gather(settings, host="*", script="*", warn=None):
     """The Fleet of the scripts and hosts ``host`` and ``script`` (globs) cover."""
-    from cronpolicy.store import open_store
     from cronpolicy.store.reads import reading
     from cronpolicy.tooling.schedules import RECENT, fleet_schedules
     with reading(settings, "plan the rollout", reap=True) as reader:
@@ -51,20 +50,16 @@ def gather(settings, host="*", script="*", warn=None):
                 if glob_matches(script, run["name"])]
         names = sorted({name for name, _ in found} | {run["name"] for run in live})
         history = {name: reader.recent_runs(name, RECENT_RUNS) for name in names}
-        in_a_row = {pair: reader.rollouts_in_a_row(*pair) for pair in found}
+        in_a_row = {name: reader.rollouts_in_a_row(name) for name in {name for name, _ in found}}
         declared = declarations(reader.declared_runtimes(inputs.now - RECENT))
-    # Each script's history as its gate reads it; the rest from the one
-    # snapshot above, whose policy rows are indexed once for the fleet.
-    store = open_store(settings, application_name="cronpolicy-plan")
-    try:
-        by_name = {name: inputs._replace(recent_runtimes=store.load_inputs(
-            name, settings.estimate_runs).recent_runtimes) for name in names}
-    finally:
-        store.close()
+        # Each script's history as its gate reads it; the rest from the one
+        # snapshot, whose policy rows are indexed once for the fleet.
+        by_name = {name: inputs._replace(recent_runtimes=reader.recent_runtimes(
+            name, settings.estimate_runs)) for name in names}
     jobs = []
     for (name, on), schedule in found.items():
         jobs.append(planning.Job(name, on, schedule, declared(name, on),
-                                 by_name[name], in_a_row[(name, on)],
+                                 by_name[name], in_a_row[name].get(on, 0),
                                  next((parse_needs(run["needs"]) for run in history[name]
                                        if run["host"] == on and run["needs"] is not None), ())))
     flights = []
@@ -231,6 +226,8 @@ def propose(settings, jobs, flights, now, duration, within, host="*", script="*"
     for start, _ in ranking.best_slots(duration, within, step, host, script, count, service):
         rollout = planning.Rollout(start, duration, host, script, service)
         cost = planner.cost(rollout)
+        near = {(job.name, job.host): planner.runs_near(job, rollout, TIMELINE_SPAN)
+                for job in planner.jobs}
         candidates.append({
             "starts_at": start, "ends_at": planning.ends_at(rollout),
             "wait_seconds": cost.wait, "skip_weight_seconds": cost.weight,
@@ -239,8 +236,8 @@ def propose(settings, jobs, flights, now, duration, within, host="*", script="*"
                        "expected_end": flight.expected_end, "seconds": seconds}
                       for flight, seconds in cost.waits],
             "starving": [{"name": name, "host": on} for name, on in cost.starved],
-            "reasons": reasons(planner, rollout, cost),
-            "timeline": timeline(planner, rollout)})
+            "reasons": reasons(planner, rollout, cost, near),
+            "timeline": timeline(planner, rollout, cost, near)})
     return {"now": now, "duration_seconds": duration, "within_seconds": within,
             "host": host, "script": script, "service": service,
             "default_runtime": planner.default_runtime(), "candidates": candidates}
@@ -264,9 +261,11 @@ def _alike(jobs):
 TIMELINE_SPAN = 2 * 3600.0
 
 
-def reasons(planner, rollout, cost):
+def reasons(planner, rollout, cost, near=None):
     """Why this slot, in words people check: what it waits for, what it
-    skips, and the long runs it fits between."""
+    skips, and the long runs it fits between.  ``near``: {(name, host):
+    planner.runs_near(job, rollout, TIMELINE_SPAN)}, when the caller has
+    it (the timeline draws the same runs)."""
     said = ["waits %s for %s on %s (cannot be interrupted; expected to end %s)" % (
         format_duration(seconds), flight.name, flight.host, format_time(flight.expected_end))
         for flight, seconds in cost.waits]
@@ -278,11 +277,15 @@ def reasons(planner, rollout, cost):
     said += ["starves %s on %s (skipped by %d rollouts in a row)" % (
         name, on, planning.STARVING_AFTER) for name, on in cost.starved]
     window = planning.rollout_window(rollout)
+    hour = datetime.timedelta(hours=1)
     avoided = []
     for job in planner.jobs:
         if planner.estimate(job) < 60 or not planner.covers(rollout, job):
             continue
-        for start, end in planner.runs_near(job, rollout, 3600.0):
+        runs = planner.runs_near(job, rollout, 3600.0) if near is None else [
+            (start, end) for start, end in near[job.name, job.host]
+            if window.starts_at - hour <= start < window.ends_at + hour]
+        for start, end in runs:
             if end <= window.starts_at or start >= window.ends_at:
                 gap = min(abs((window.starts_at - end).total_seconds()),
                           abs((start - window.ends_at).total_seconds()))
@@ -302,9 +305,10 @@ def _every(planner, start):
     return "runs every %s" % format_duration(planner.skip_weight(job))
 
 
-def timeline(planner, rollout, width=48):
+def timeline(planner, rollout, cost=None, near=None, width=48):
     """A small picture, one line per script the slot affects: '#' where it
-    runs, 'x' a start the rollout skips, and the rollout itself as '='."""
+    runs, 'x' a start the rollout skips, and the rollout itself as '='.
+    ``cost`` and ``near`` (see reasons), when the caller has them."""
     window = planning.rollout_window(rollout)
     begin = window.starts_at - datetime.timedelta(seconds=TIMELINE_SPAN)
     end = window.ends_at + datetime.timedelta(seconds=TIMELINE_SPAN)
@@ -314,10 +318,13 @@ def timeline(planner, rollout, width=48):
         return min(width - 1, max(0, int((moment - begin).total_seconds() // column)))
     lines = [("rollout", "".join("=" if window.starts_at <= begin + datetime.timedelta(
         seconds=(index + 0.5) * column) < window.ends_at else "." for index in range(width)))]
-    skipped = planner.cost(rollout).skipped
+    marked = {}
+    for start in (cost or planner.cost(rollout)).skipped:
+        marked.setdefault((start.name, start.host), []).append(start)
     for job in sorted(planner.jobs, key=lambda job: (job.name, job.host)):
-        runs = planner.runs_near(job, rollout, TIMELINE_SPAN)
-        marks = [start for start in skipped if (start.name, start.host) == (job.name, job.host)]
+        runs = planner.runs_near(job, rollout, TIMELINE_SPAN) if near is None \
+            else near[job.name, job.host]
+        marks = marked.get((job.name, job.host), [])
         if not runs and not marks:
             continue
         row = ["."] * width

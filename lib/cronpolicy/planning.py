@@ -3,7 +3,9 @@
 ``deploy plan``, ``deploy slot`` and the simulator ask the same questions of
 a rollout (a window from ``starts_at`` for ``duration`` over the scripts and
 hosts its patterns cover), and answer them with the real rules
-(``policy.decide``) at each scheduled start, not with a copy of them:
+(``policy.decide``) at each scheduled start, not with a copy of them (asked
+once for all the starts of a job that the windows do not tell apart,
+``policy.moment_key``: a day of a job every minute is a few questions):
 
 * which scheduled starts it skips: those the rules skip with the rollout
   announced as a window and would run without it (the cut-off before it
@@ -226,27 +228,34 @@ class Planner:
         return policy.decide(inputs, facts, self.settings, estimate, explain=False,
                              matching=matching)
 
-    def _decide_with(self, job, moment, window=None):
+    def _decide_with(self, job, moment, window=None, covering=None):
         """The verdict of ``job``'s start at ``moment`` (with the rollout's
         ``window``, if given), asked of the rules once for all the starts
         of the job that the windows do not tell apart (policy.moment_key):
-        the starts of a day, of many rollouts, decided a few times each."""
+        the starts of a day, of many rollouts, decided a few times each.
+        ``covering``: _covering_with(job, window), when the caller has it."""
         key = (job.name, job.host)
-        if window is None:
-            covering = self._covering[key]
-        elif self._with[:2] == (key, window):
-            covering = self._with[2]
-        else:
-            covering = self._covering[key]
-            if self.covers(window, job):
-                covering = sorted(covering + [window], key=_window_order) if covering \
-                    else [window]
-            self._with = (key, window, covering)    # (asked again and again in a row)
+        if covering is None:
+            covering = self._covering_with(job, window)
         key += policy.moment_key(covering, self._reach[key], moment)
         verdict = self._verdicts.get(key)
         if verdict is None:
             verdict = self._verdicts[key] = self._decide(job, moment, window)
         return verdict
+
+    def _covering_with(self, job, window=None):
+        """The windows that cover ``job``, the rollout's ``window`` among
+        them if it does, in the rules' order."""
+        key = (job.name, job.host)
+        if window is None:
+            return self._covering[key]
+        if self._with[:2] != (key, window):      # (asked again and again in a row)
+            covering = self._covering[key]
+            if self.covers(window, job):
+                covering = sorted(covering + [window], key=_window_order) if covering \
+                    else [window]
+            self._with = (key, window, covering)
+        return self._with[2]
 
     def runs_without(self, job, moment):
         """Whether the start of ``job`` at ``moment`` runs, no rollout planned."""
@@ -276,9 +285,8 @@ class Planner:
         if job.schedule is None or not self.covers(rollout, job):
             return []
         window = window or rollout_window(rollout)
-        earliest = max(self.now, rollout.starts_at - datetime.timedelta(
-            seconds=self.estimate(job) + self.margin + 60))
-        skips = self._skips(job, self.starts(job, earliest, window.ends_at), window)
+        skips = self._skips(job, self.starts(job, self._earliest(job, rollout), window.ends_at),
+                            window)
         if not skips:
             return []
         after = self._next_start(job, window.ends_at - datetime.timedelta(seconds=1))
@@ -369,40 +377,13 @@ class Planner:
             seconds=self.estimate(job) + self.margin + 60))
 
     def skip_count(self, job, rollout, window=None):
-        """How many of ``job``'s starts the rollout skips (_count_skipped)."""
+        """How many of ``job``'s starts the rollout skips (skipped_starts,
+        counted)."""
         if job.schedule is None or not self.covers(rollout, job):
             return 0
         window = window or rollout_window(rollout)
-        return self._count_skipped(job, self.starts(job, self._earliest(job, rollout),
-                                                    window.ends_at), window)
-
-    def _count_skipped(self, job, moments, window):
-        """How many of ``moments`` (``job``'s starts the rollout's ``window``
-        can skip) it skips, asking the rules at few of them: a rollout
-        skips the latest of the starts before its end (those whose run
-        would reach it, then those inside it), so the first is found by
-        bisection and the last is asked too; those counted are asked
-        whether they would run without it.  Where the answers do not fit
-        that (one skipped anyway, as another window could make it, or a
-        neighbour of the first answering otherwise), every start is asked
-        (skipped_starts)."""
-        if len(moments) <= 2:
-            return len(self._skips(job, moments, window))
-
-        def skipped(position):
-            return not self._decide_with(job, moments[position], window).run
-        low, high = 0, len(moments)
-        while low < high:
-            middle = (low + high) // 2
-            if skipped(middle):
-                high = middle
-            else:
-                low = middle + 1
-        if (low < len(moments) and not skipped(len(moments) - 1)) or \
-                (low > 0 and skipped(low - 1)) or any(
-                    not self.runs_without(job, moment) for moment in moments[low:]):
-            return len(self._skips(job, moments, window))
-        return len(moments) - low
+        return len(self._skips(job, self.starts(job, self._earliest(job, rollout),
+                                                window.ends_at), window))
 
     def rank_keys(self, template, moments):
         """[(rank_key, moment)] of a rollout like ``template`` starting at
@@ -420,14 +401,17 @@ class Planner:
             if job.schedule is None or not self.covers(template, job):
                 continue
             lead = datetime.timedelta(seconds=self.estimate(job) + self.margin + 60)
-            counts = {}
+            counts, coverings = {}, {}
             for start in self.starts(job, moments[0] - lead, ends[-1]):     # (none before now)
                 if not self.runs_without(job, start):
                     continue        # skipped anyway (disabled, another window)
                 # The candidates whose window ends after it, and whose cut-off it reaches.
                 for index in range(bisect.bisect_right(ends, start),
                                    bisect.bisect_right(moments, start + lead)):
-                    verdict = self._decide_with(job, start, windows[index])
+                    covering = coverings.get(index)
+                    if covering is None:
+                        covering = coverings[index] = self._covering_with(job, windows[index])
+                    verdict = self._decide_with(job, start, windows[index], covering)
                     if not verdict.run and verdict.block == block:
                         counts[index] = counts.get(index, 0) + 1
             for index, count in counts.items():
@@ -479,23 +463,14 @@ class Planner:
     def runs_near(self, job, rollout, span):
         """[(start, end)] of ``job``'s scheduled runs that would happen (not
         skipped) within ``span`` seconds before or after the rollout: what a
-        slot avoids, and what the timeline draws.  The rollout decides
-        nothing of a start before its cut-off or after its end (skipped_
-        starts looks no further): those run as they would without it."""
+        slot avoids, and what the timeline draws."""
         window = rollout_window(rollout)
         around = datetime.timedelta(seconds=span)
-        touched = max(self.now, rollout.starts_at - datetime.timedelta(
-            seconds=self.estimate(job) + self.margin + 60)) if self.covers(rollout, job) \
-            else window.ends_at
         runtime = datetime.timedelta(seconds=self.estimate(job))
-        found = []
-        for moment in self.starts(job, max(self.now, window.starts_at - around),
-                                  window.ends_at + around):
-            runs = self._decide_with(job, moment, window).run \
-                if touched <= moment < window.ends_at else self.runs_without(job, moment)
-            if runs:
-                found.append((moment, moment + runtime))
-        return found
+        return [(moment, moment + runtime)
+                for moment in self.starts(job, max(self.now, window.starts_at - around),
+                                          window.ends_at + around)
+                if self._decide_with(job, moment, window).run]
 
 
 def _mark(moment, step):

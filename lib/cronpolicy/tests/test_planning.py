@@ -172,3 +172,23 @@ def test_each_avoided_job_is_named_once():
     said = [line.split()[1] for line in reasons(planner, rollout, planner.cost(rollout))
             if line.startswith("avoids ")]
     assert sorted(said) == ["mirror", "publish-distro"]
+
+
+def test_jobs_weighed_once_for_many_hosts_are_alike_under_standing_windows_too():
+    """deploy slot ranks one job for the hosts that run a script alike; a
+    standing window over some of them (db*) made their starts count as
+    skipped by the rollout, though that window skips them anyway."""
+    from cronpolicy.rows import Window
+    from cronpolicy.tooling.rollout_plans import _alike
+    maintenance = Window(id=9, starts_at=at(3), ends_at=at(5), host="db*")
+    jobs = [job("sync", "*/5 * * * *", 1, host=host)._replace(
+        inputs=Inputs(NOW, 13, DeployState(False), [], [maintenance], []))
+        for host in ("web1", "db1", "db2")]
+    until = at(12)
+    ranking = Planner(_alike(jobs), [], KNOBS, NOW, until)
+    exact = Planner(jobs, [], KNOBS, NOW, until)
+    template = Rollout(NOW, 1800)
+    moments = ranking.candidate_starts(6 * 3600, 300, template)
+    assert ranking.rank_keys(template, moments) == [
+        (planning.rank_key(exact.cost(template._replace(starts_at=moment))), moment)
+        for moment in moments]

@@ -245,13 +245,17 @@ def propose(settings, jobs, flights, now, duration, within, host="*", script="*"
 
 def _alike(jobs):
     """``jobs`` with those alike on several hosts (same script, schedule,
-    declarations, history and policy rows) made one Job with its copies."""
-    from cronpolicy.matching import matching_policies
+    declarations, history, policy rows and standing windows over them)
+    made one Job with its copies."""
+    from cronpolicy.matching import matching_policies, window_covers
     groups = {}
     for job in jobs:
+        needs = policy.effective_needs(job.inputs, planning.job_facts(job))
         key = (job.name, job.schedule, job.expected_runtime, job.starving, tuple(job.needs),
                tuple(row.id for row in matching_policies(job.inputs.policies, job.name,
-                                                         job.host)))
+                                                         job.host)),
+               tuple(window.id for window in job.inputs.windows
+                     if window_covers(window, job.name, job.host, needs)))
         groups.setdefault(key, []).append(job)
     return [group[0]._replace(copies=sum(job.copies for job in group))
             for group in groups.values()]

@@ -89,3 +89,22 @@ def test_the_skipped_starts_are_those_the_rules_skip_start_by_start(minutes, dur
     found = [(skipped.at, skipped.name, skipped.host, skipped.code)
              for skipped in planner.cost(rollout).skipped]
     assert found == sorted(expected)
+
+
+def test_the_ranking_weighs_each_candidate_as_its_exact_cost_does():
+    """The ranking (jobs alike on several hosts weighed once, every start
+    asked only of the candidates it can meet) against cost() of every
+    candidate, every job asked."""
+    from cronpolicy.tooling.rollout_plans import _alike
+    jobs, flights = slot_fleet.fleet()
+    now = slot_fleet.NOW
+    until = now + datetime.timedelta(hours=12)
+    ranking = planning.Planner(_alike(jobs), flights, KNOBS, now, until)
+    exact = planning.Planner(jobs, flights, KNOBS, now, until)
+    assert len(ranking.jobs) < len(jobs)
+    for duration, service in ((1800.0, None), (600.0, "xmlrpc"), (5400.0, None)):
+        template = planning.Rollout(now, duration, service=service)
+        moments = ranking.candidate_starts(8 * 3600, 300, template)
+        assert ranking.rank_keys(template, moments) == [
+            (planning.rank_key(exact.cost(template._replace(starts_at=moment))), moment)
+            for moment in moments]

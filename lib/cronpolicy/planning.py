@@ -261,16 +261,37 @@ class Planner:
         """Whether the start of ``job`` at ``moment`` runs, no rollout planned."""
         return self._decide_with(job, moment).run
 
+    def _stretches(self, job, moments, window):
+        """[(first, end, verdict without the rollout, verdict with its
+        ``window``)]: ``moments`` (sorted starts of ``job``) cut into the
+        stretches ``moments[first:end]`` that the windows do not tell
+        apart, with or without the rollout (policy.moment_key: the starts
+        with one key follow one another), each asked of the rules once, by
+        its ends: a day of a job every minute is a few questions."""
+        alone, both = self._covering_with(job), self._covering_with(job, window)
+        reach = self._reach[(job.name, job.host)]
+
+        def key(index):
+            return (policy.moment_key(alone, reach, moments[index]),
+                    policy.moment_key(both, reach, moments[index]))
+        found, pending = [], [(0, len(moments))] if moments else []
+        while pending:
+            first, end = pending.pop()
+            if end - first == 1 or key(first) == key(end - 1):
+                found.append((first, end, self._decide_with(job, moments[first], None, alone),
+                              self._decide_with(job, moments[first], window, both)))
+            else:
+                middle = (first + end) // 2
+                pending += [(middle, end), (first, middle)]
+        return found
+
     def _skips(self, job, moments, window):
         """[(moment, code)] of the ``moments`` the rollout's ``window`` skips
         and that would run without it."""
         block, found = policy.window_block(window), []
-        for moment in moments:
-            if not self.runs_without(job, moment):
-                continue            # skipped anyway (disabled, another window)
-            verdict = self._decide_with(job, moment, window)
-            if not verdict.run and verdict.block == block:
-                found.append((moment, verdict.code))
+        for first, end, alone, verdict in self._stretches(job, moments, window):
+            if alone.run and not verdict.run and verdict.block == block:
+                found += [(moment, verdict.code) for moment in moments[first:end]]
         return found
 
     def starts(self, job, start, end):
@@ -388,37 +409,54 @@ class Planner:
     def rank_keys(self, template, moments):
         """[(rank_key, moment)] of a rollout like ``template`` starting at
         each of ``moments`` (sorted): what cost() finds of each, worked out
-        job by job, each start that would run without a rollout asked only
-        of the candidates whose rollout it can meet (from the one its run
-        would reach to the one it falls in) rather than every job asked of
-        every candidate, most of which none of its starts meets.  (Weights
-        add up as in cost, job by job: whole seconds.)"""
+        job by job, for the candidates its starts can meet (from the one a
+        start's run would reach to the one it falls in) rather than every
+        job asked of every candidate, most of which none of its starts
+        meets.  (Weights add up as in cost, job by job: whole seconds.)"""
         windows = [rollout_window(template._replace(starts_at=moment)) for moment in moments]
         ends = [window.ends_at for window in windows]
-        block = policy.window_block(windows[0])       # (every planned rollout's)
         weights = [0.0] * len(moments)
         for job in self.jobs:
             if job.schedule is None or not self.covers(template, job):
                 continue
             lead = datetime.timedelta(seconds=self.estimate(job) + self.margin + 60)
-            counts, coverings = {}, {}
-            for start in self.starts(job, moments[0] - lead, ends[-1]):     # (none before now)
-                if not self.runs_without(job, start):
-                    continue        # skipped anyway (disabled, another window)
-                # The candidates whose window ends after it, and whose cut-off it reaches.
-                for index in range(bisect.bisect_right(ends, start),
-                                   bisect.bisect_right(moments, start + lead)):
-                    covering = coverings.get(index)
-                    if covering is None:
-                        covering = coverings[index] = self._covering_with(job, windows[index])
-                    verdict = self._decide_with(job, start, windows[index], covering)
-                    if not verdict.run and verdict.block == block:
-                        counts[index] = counts.get(index, 0) + 1
+            starts = self.starts(job, moments[0] - lead, ends[-1])      # (none before now)
+            if self._period(job.schedule) * 4 < (lead.total_seconds() + template.duration):
+                counts = self._counts_by_candidate(job, starts, moments, windows, lead)
+            else:
+                counts = self._counts_by_start(job, starts, moments, windows, lead)
             for index, count in counts.items():
-                weights[index] += self._weight(job, count)
+                if count:
+                    weights[index] += self._weight(job, count)
         return [(rank_key(Cost(self._wait(template._replace(starts_at=moment))[0], weight,
                                [], [], [])), moment)
                 for moment, weight in zip(moments, weights)]
+
+    def _counts_by_candidate(self, job, starts, moments, windows, lead):
+        """{candidate: how many of ``starts`` it skips}, candidate by
+        candidate: for a job whose starts are many in each (every minute),
+        each counted by its stretches."""
+        ends = [window.ends_at for window in windows]
+        return {index: len(self._skips(job, starts[
+            bisect.bisect_left(starts, moments[index] - lead):
+            bisect.bisect_left(starts, ends[index])], windows[index]))
+            for index in _met(starts, moments, ends, lead)}
+
+    def _counts_by_start(self, job, starts, moments, windows, lead):
+        """The same, start by start: for a job with few starts in each, each
+        start that would run without a rollout asked of the few candidates
+        it meets (whose window ends after it, and whose cut-off it reaches)."""
+        ends = [window.ends_at for window in windows]
+        block, counts = policy.window_block(windows[0]), {}      # (every planned rollout's)
+        for start in starts:
+            if not self.runs_without(job, start):
+                continue        # skipped anyway (disabled, another window)
+            for index in range(bisect.bisect_right(ends, start),
+                               bisect.bisect_right(moments, start + lead)):
+                verdict = self._decide_with(job, start, windows[index])
+                if not verdict.run and verdict.block == block:
+                    counts[index] = counts.get(index, 0) + 1
+        return counts
 
     def candidate_starts(self, within, step, template, earliest=None):
         """When a rollout could start: on the marks, whole multiples of
@@ -467,10 +505,24 @@ class Planner:
         window = rollout_window(rollout)
         around = datetime.timedelta(seconds=span)
         runtime = datetime.timedelta(seconds=self.estimate(job))
+        moments = self.starts(job, max(self.now, window.starts_at - around),
+                              window.ends_at + around)
         return [(moment, moment + runtime)
-                for moment in self.starts(job, max(self.now, window.starts_at - around),
-                                          window.ends_at + around)
-                if self._decide_with(job, moment, window).run]
+                for first, end, _, verdict in self._stretches(job, moments, window)
+                if verdict.run for moment in moments[first:end]]
+
+
+def _met(starts, moments, ends, lead):
+    """The indexes of the candidate ``moments`` (rollouts ending at
+    ``ends``) that one of ``starts`` meets: a start meets those whose
+    window ends after it and whose cut-off (``lead`` before) it reaches."""
+    met, last = [], -1
+    for start in starts:
+        for index in range(max(last + 1, bisect.bisect_right(ends, start)),
+                           bisect.bisect_right(moments, start + lead)):
+            met.append(index)
+            last = index
+    return met
 
 
 def _mark(moment, step):

@@ -484,9 +484,11 @@ def moment_key(covering, reach, moment):
     the windows not over, each with whether it has begun and whether the
     start is past its cut-off.  Two starts of one script with the same key
     are decided alike, all else equal (but the words of the reason), so a
-    planner asks the rules once for all of them.  (A rule that reads the
-    moment otherwise must add it here; tests/test_policy.py holds the two
-    to each other.)"""
+    planner asks the rules once for all of them; and each part of the key
+    changes at most once as the moment grows, so the starts between two of
+    the same key have it too (a planner asks a run of starts by its ends).
+    (A rule that reads the moment otherwise must add it here;
+    tests/test_policy.py holds the two to each other.)"""
     if len(covering) == 1:      # (the common case, first: a planner asks it millions of times)
         window = covering[0]
         return ((window.id, moment >= window.starts_at, moment + reach >= window.starts_at),) \

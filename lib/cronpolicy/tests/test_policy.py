@@ -572,7 +572,9 @@ def test_starts_with_the_same_moment_key_are_decided_alike(specs, estimate_minut
                                                            needs, exempt, pending, planned_at):
     """Planners ask the rules once for all the starts of a script that
     moment_key does not tell apart: at every minute of ten hours, with
-    windows of any kind (and a planned one, id 0), the verdicts agree."""
+    windows of any kind (and a planned one, id 0), the verdicts agree; and
+    the minutes of one key follow one another (a key once left never comes
+    back), so a run of starts is known by its ends."""
     from cronpolicy.matching import window_covers
     windows = [Window(id=index + 1, starts_at=NOW + minutes(start),
                       ends_at=NOW + minutes(start + length), host=host, script=script,
@@ -590,9 +592,11 @@ def test_starts_with_the_same_moment_key_are_decided_alike(specs, estimate_minut
                        if window_covers(window, facts.name, facts.host, needs)),
                       key=lambda window: (window.starts_at, window.id))
     reach = datetime.timedelta(seconds=estimate.seconds + margin)
-    seen = {}
+    seen, previous = {}, None
     for minute in range(-150, 600):
         moment = NOW + minutes(minute)
         verdict = decide(base._replace(now=moment), facts, knobs, estimate, explain=False)
         key = policy.moment_key(covering, reach, moment)
+        assert key == previous or key not in seen, (minute, key)       # never back
         assert seen.setdefault(key, verdict) == verdict, (minute, key)
+        previous = key

@@ -342,17 +342,18 @@ class Planner:
         chance (its period), at most MAX_SKIP_WEIGHT."""
         weight = self._weights.get(_key(job))
         if weight is None:
-            period = job.period if job.period is not None else \
-                0.0 if job.schedule is None else self._period(job.schedule)
-            weight = self._weights[_key(job)] = min(period, MAX_SKIP_WEIGHT)
+            weight = self._weights[_key(job)] = min(self.period(job), MAX_SKIP_WEIGHT)
         return weight
 
-    def _period(self, schedule):
-        """The schedule's period now, worked out once for all the jobs that
-        run by it (each host's copy of a crontab line is a Schedule of its own)."""
-        key = (tuple(schedule.fields), schedule.tz)
+    def period(self, job):
+        """Seconds between ``job``'s starts: as the caller knows it, else its
+        schedule's now, worked out once for all the jobs that run by it
+        (each host's copy of a crontab line is a Schedule of its own)."""
+        if job.period is not None or job.schedule is None:
+            return job.period or 0.0
+        key = (tuple(job.schedule.fields), job.schedule.tz)
         if key not in self._periods:
-            self._periods[key] = schedule.period(self.now)
+            self._periods[key] = job.schedule.period(self.now)
         return self._periods[key]
 
     def cost(self, rollout, exact=True):
@@ -421,7 +422,7 @@ class Planner:
                 continue
             lead = datetime.timedelta(seconds=self.estimate(job) + self.margin + 60)
             starts = self.starts(job, moments[0] - lead, ends[-1])      # (none before now)
-            if self._period(job.schedule) * 4 < (lead.total_seconds() + template.duration):
+            if self.period(job) * 4 < lead.total_seconds() + template.duration:
                 counts = self._counts_by_candidate(job, starts, moments, windows, lead)
             else:
                 counts = self._counts_by_start(job, starts, moments, windows, lead)

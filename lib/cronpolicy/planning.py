@@ -134,8 +134,9 @@ def job_estimate(job, settings):
 
 class Planner:
     """The questions above for ``jobs`` ([Job]) and ``flights`` ([Flight])
-    as of ``now``, for rollouts ending by ``until``: each job's starts and
-    its decisions without a rollout are worked out once."""
+    as of ``now``, for rollouts ending by ``until``: each job's starts are
+    worked out once, and its verdicts once for all the starts that the
+    windows (the rollout's among them) do not tell apart."""
 
     def __init__(self, jobs, flights, settings, now, until, since=None, starts=None):
         """``since``: the earliest rollout start asked about (default now);

@@ -27,8 +27,10 @@ setup(
         "cronpolicy.store": ["*.sql"],
         "cronpolicy.schema_sql": ["*.sql"],
         "cronpolicy.schema_sql.sqlite": ["*.sql"],
-        # Real crontabs for the crontab wrap tests (their SOURCES.txt says whose).
+        # Real crontabs for the crontab wrap tests (their SOURCES.txt says whose),
+        # and deploy slot's answers before its speed-ups (test_slot_reference).
         "cronpolicy.tests": ["data/crontabs/SOURCES.txt", "data/crontabs/cron.d/*",
-                             "data/crontabs/etc/*", "data/crontabs/user/*"],
+                             "data/crontabs/etc/*", "data/crontabs/user/*",
+                             "data/slots-reference.json"],
     },
 )

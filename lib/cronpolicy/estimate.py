@@ -14,6 +14,17 @@ DEFAULT_QUANTILE = 0.95
 DEFAULT_HISTORY_RUNS = 20
 DEFAULT_MIN_HISTORY_RUNS = 3
 
+#: How an estimate's source begins when it is the script's own declaration,
+#: or the default (nothing declared, too little history).  Each run records
+#: its estimate's source: the planners read what scripts declared from it.
+SCRIPT_SOURCE = "script's expected_runtime"
+DEFAULT_SOURCE = "default"
+
+
+def is_default(estimate):
+    """Whether ``estimate`` is the default: nothing declared, too little history."""
+    return estimate.source.startswith(DEFAULT_SOURCE + " (")
+
 
 def quantile(values, q):
     """Nearest-rank quantile: always one of the observed values, never below
@@ -47,6 +58,5 @@ def estimate_runtime(recent_runtimes, policy_runtime=None, script_runtime=None,
         return Estimate(float(policy_runtime),
                         "%s expected_runtime (only %s)" % (label, too_few))
     if script_runtime is not None:
-        return Estimate(float(script_runtime),
-                        "script's expected_runtime (only %s)" % too_few)
-    return Estimate(float(default), "default (only %s)" % too_few)
+        return Estimate(float(script_runtime), "%s (only %s)" % (SCRIPT_SOURCE, too_few))
+    return Estimate(float(default), "%s (only %s)" % (DEFAULT_SOURCE, too_few))

@@ -95,10 +95,46 @@ def matching_policies(rows, name, host):
     """The rows that apply to ``name`` on ``host``, most specific first."""
     if not rows:
         return []
+    if isinstance(rows, IndexedRows):
+        rows = rows.candidates(name, host)
     matching = [row for row in rows
                 if glob_matches(row.name, name) and glob_matches(row.host, host)]
     matching.sort(key=precedence, reverse=True)
     return matching
+
+
+class IndexedRows(list):
+    """Policy rows (a list, read-only) that know which could match a script
+    on a host without a look at every row: those of its exact name and
+    host, those of its name and a host pattern, and the name patterns.  The
+    tooling reads a fleet's rows once as one and asks about thousands of
+    scripts (a cron job's start asks once, and reads a plain list)."""
+
+    def __init__(self, rows=()):
+        super().__init__(rows)
+        self._exact, self._by_name, self._patterns = {}, {}, []
+        for row in self:
+            if is_pattern(row.name):
+                self._patterns.append(row)
+            elif is_pattern(row.host):
+                self._by_name.setdefault(row.name, []).append(row)
+            else:
+                self._exact.setdefault((row.name, row.host), []).append(row)
+
+    def candidates(self, name, host):
+        """The rows that could match ``name`` on ``host`` (matching_policies
+        orders them by precedence, which leaves no tie)."""
+        return self._exact.get((name, host), []) + self._by_name.get(name, []) + \
+            self._patterns
+
+    def _read_only(self, *args, **kwargs):
+        raise TypeError("IndexedRows are read-only (the index would not follow): make new ones")
+
+    append = extend = insert = remove = pop = clear = sort = reverse = _read_only
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _read_only
+
+    def __reduce__(self):
+        return IndexedRows, (list(self),)
 
 
 def first_setting(matching, field):

@@ -3,7 +3,9 @@
 ``deploy plan``, ``deploy slot`` and the simulator ask the same questions of
 a rollout (a window from ``starts_at`` for ``duration`` over the scripts and
 hosts its patterns cover), and answer them with the real rules
-(``policy.decide``) at each scheduled start, not with a copy of them:
+(``policy.decide``) at each scheduled start, not with a copy of them (asked
+once for all the starts of a job that the windows do not tell apart,
+``policy.moment_key``: a day of a job every minute is a few questions):
 
 * which scheduled starts it skips: those the rules skip with the rollout
   announced as a window and would run without it (the cut-off before it
@@ -25,7 +27,8 @@ import datetime
 import math
 
 from cronpolicy import policy
-from cronpolicy.matching import glob_matches
+from cronpolicy.estimate import is_default
+from cronpolicy.matching import glob_matches, matching_policies
 from cronpolicy.rows import Window
 from cronpolicy.shapes import shape
 
@@ -69,6 +72,23 @@ OVERRUN = 60.0
 #: the fleet waits for longer than a day is not a rollout, and weighing it
 #: costs as long as it is (every start of every job in it).
 MAX_ROLLOUT_DURATION = 86400.0
+#: The longest runtime a plan believes.  Longer is not a job but a typo
+#: ('100 years' for '100 minutes' in a policy row or a declaration,
+#: history imported with the wrong year, a run's estimate written by
+#: hand): planning around it would skip every start of its job from now
+#: on and ask about each.  The tooling names such a job (or run in flight)
+#: in a warning and plans without it (``runtime_problem``); a job of days
+#: is planned as the gate decides it.
+LONGEST_BELIEVED_RUNTIME = 30 * 86400.0
+
+
+def runtime_problem(seconds):
+    """Why a plan cannot believe a runtime of ``seconds``, or None."""
+    if seconds is None or seconds <= LONGEST_BELIEVED_RUNTIME:
+        return None
+    from cronpolicy.timeutil import format_duration
+    return "its runtime estimate, %s, is longer than the %s a plan believes" % (
+        format_duration(seconds), format_duration(LONGEST_BELIEVED_RUNTIME))
 
 
 def covers(rollout, name, host, needs=()):
@@ -96,10 +116,27 @@ def _key(job):
     return job.name, job.host
 
 
+def _window_order(window):
+    """The order the rules meet windows in (matching.covering_windows)."""
+    return window.starts_at, window.id
+
+
+def job_facts(job):
+    """What ``job``'s starts tell the rules about the script."""
+    return policy.ScriptFacts(job.name, job.host, expected_runtime=job.expected_runtime,
+                              needs=tuple(job.needs or ()))
+
+
+def job_estimate(job, settings):
+    """The Estimate a start of ``job`` decides with, as the gate computes it."""
+    return policy.runtime_estimate(job.inputs, job_facts(job), settings)
+
+
 class Planner:
     """The questions above for ``jobs`` ([Job]) and ``flights`` ([Flight])
-    as of ``now``, for rollouts ending by ``until``: each job's starts and
-    its decisions without a rollout are worked out once."""
+    as of ``now``, for rollouts ending by ``until``: each job's starts are
+    worked out once, and its verdicts once for all the starts that the
+    windows (the rollout's among them) do not tell apart."""
 
     def __init__(self, jobs, flights, settings, now, until, since=None, starts=None):
         """``since``: the earliest rollout start asked about (default now);
@@ -112,73 +149,150 @@ class Planner:
         self.now = now
         self.margin = getattr(settings, "cutoff_margin", policy.DEFAULT_MARGIN)
         self._made_facts = {}
-        self._estimates = {_key(job): policy.runtime_estimate(
-            job.inputs, self._facts(job), settings) for job in self.jobs}
-        self._needs = {_key(job): policy.effective_needs(job.inputs, self._facts(job))
-                       for job in self.jobs}
-        longest = max([estimate.seconds for estimate in self._estimates.values()] + [0.0])
-        self._from = max(now, since or now) - datetime.timedelta(
-            seconds=longest + self.margin + 60)
-        starts = starts or _starts_between
-        known, self._starts = {}, {}
-        for job in self.jobs:
-            if job.schedule is None:
-                self._starts[_key(job)] = []
-                continue
-            schedule = (tuple(job.schedule.fields), job.schedule.tz)
-            if schedule not in known:
-                known[schedule] = starts(job.schedule, self._from, until)
-            self._starts[_key(job)] = known[schedule]
-        self._baseline = {}
+        # Each job's inputs with only the policy rows that match it: all
+        # the rules read of them, found once rather than at each start.
+        narrowed = [job._replace(inputs=job.inputs._replace(policies=matching_policies(
+            job.inputs.policies, job.name, job.host))) for job in self.jobs]
+        self._estimates = {_key(job): job_estimate(job, settings) for job in narrowed}
+        self._needs = {_key(job): policy.effective_needs(job.inputs, self.facts(job))
+                       for job in narrowed}
+        self._starts = self._starts_from(max(now, since or now), until, starts or _starts_between)
+        self._verdicts = {}     # (name, host, policy.moment_key): the verdict
         self._weights = {}
+        self._periods = {}
+        self._covered = {}
         #: What each job's starts decide with, but the moment and the rollout.
         self._prepared = {_key(job): (self.facts(job), self._estimates[_key(job)], job.inputs,
-                                      list(job.inputs.windows)) for job in self.jobs}
+                                      list(job.inputs.windows), job.inputs.policies)
+                          for job in narrowed}
+        #: The standing windows that cover each job, in the rules' order, and
+        #: its estimate and the margin: with the moment, all a verdict reads
+        #: of the windows (policy.moment_key).
+        self._covering = {_key(job): sorted(
+            (window for window in job.inputs.windows
+             if covers(window, job.name, job.host, self._needs[_key(job)])),
+            key=_window_order) for job in narrowed}
+        self._reach = {key: datetime.timedelta(seconds=estimate.seconds + self.margin)
+                       for key, estimate in self._estimates.items()}
+        self._with = (None, None, None)     # the last job and window asked, and their windows
 
-    @staticmethod
-    def _facts(job):
-        return policy.ScriptFacts(job.name, job.host, expected_runtime=job.expected_runtime,
-                                  needs=tuple(job.needs or ()))
+    def _starts_from(self, first, until, starts):
+        """{(name, host): its scheduled starts} up to ``until``, each job's
+        from the earliest whose run could reach a rollout beginning at
+        ``first`` or later (its own estimate and the margin before it; the
+        longest estimate in the fleet made every job look back that far),
+        and never from before now: no question asks about those.  Each
+        schedule's starts are worked out once, for all its jobs."""
+        begins = {}
+        for job in self.jobs:
+            if job.schedule is not None:
+                begin = max(self.now, first - datetime.timedelta(
+                    seconds=self.estimate(job) + self.margin + 60))
+                schedule = (tuple(job.schedule.fields), job.schedule.tz)
+                earlier = begins.get(schedule, (begin, None))[0]
+                begins[schedule] = (min(begin, earlier), job.schedule)
+        known = {schedule: starts(found, begin, until)
+                 for schedule, (begin, found) in begins.items()}
+        return {_key(job): [] if job.schedule is None else
+                known[(tuple(job.schedule.fields), job.schedule.tz)] for job in self.jobs}
 
     def facts(self, job):
         """The ScriptFacts of ``job`` (made once)."""
         key = _key(job)
         if key not in self._made_facts:
-            self._made_facts[key] = self._facts(job)
+            self._made_facts[key] = job_facts(job)
         return self._made_facts[key]
 
     def covers(self, rollout, job):
-        return covers(rollout, job.name, job.host, self._needs[_key(job)])
+        """Whether ``rollout`` covers ``job`` (asked once per kind of rollout)."""
+        key = (rollout.script, rollout.host, rollout.service, job.name, job.host)
+        found = self._covered.get(key)
+        if found is None:
+            found = self._covered[key] = covers(rollout, job.name, job.host,
+                                                self._needs[_key(job)])
+        return found
 
     def estimate(self, job):
         """How long a run of ``job`` takes, as the gate estimates it (seconds)."""
         return self._estimates[_key(job)].seconds
 
+    def default_runtime(self):
+        """The names of the scripts planned with the default runtime: too
+        little history, and nothing declared (sorted)."""
+        return sorted({job.name for job in self.jobs if is_default(self._estimates[_key(job)])})
+
     def _decide(self, job, moment, window=None):
         """The verdict of ``job``'s start at ``moment`` (with the rollout's
         ``window`` among the others, if given)."""
-        facts, estimate, inputs, windows = self._prepared[job.name, job.host]
+        facts, estimate, inputs, windows, matching = self._prepared[job.name, job.host]
         inputs = inputs._replace(now=moment, windows=windows + [window] if window else windows)
-        return policy.decide(inputs, facts, self.settings, estimate, explain=False)
+        return policy.decide(inputs, facts, self.settings, estimate, explain=False,
+                             matching=matching)
+
+    def _decide_with(self, job, moment, window=None, covering=None):
+        """The verdict of ``job``'s start at ``moment`` (with the rollout's
+        ``window``, if given), asked of the rules once for all the starts
+        of the job that the windows do not tell apart (policy.moment_key):
+        the starts of a day, of many rollouts, decided a few times each.
+        ``covering``: _covering_with(job, window), when the caller has it."""
+        key = (job.name, job.host)
+        if covering is None:
+            covering = self._covering_with(job, window)
+        key += policy.moment_key(covering, self._reach[key], moment)
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            verdict = self._verdicts[key] = self._decide(job, moment, window)
+        return verdict
+
+    def _covering_with(self, job, window=None):
+        """The windows that cover ``job``, the rollout's ``window`` among
+        them if it does, in the rules' order."""
+        key = (job.name, job.host)
+        if window is None:
+            return self._covering[key]
+        if self._with[:2] != (key, window):      # (asked again and again in a row)
+            covering = self._covering[key]
+            if self.covers(window, job):
+                covering = sorted(covering + [window], key=_window_order) if covering \
+                    else [window]
+            self._with = (key, window, covering)
+        return self._with[2]
 
     def runs_without(self, job, moment):
         """Whether the start of ``job`` at ``moment`` runs, no rollout planned."""
-        key = (job.name, job.host, moment)
-        runs = self._baseline.get(key)
-        if runs is None:
-            runs = self._baseline[key] = self._decide(job, moment).run
-        return runs
+        return self._decide_with(job, moment).run
+
+    def _stretches(self, job, moments, window):
+        """[(first, end, verdict without the rollout, verdict with its
+        ``window``)]: ``moments`` (sorted starts of ``job``) cut into the
+        stretches ``moments[first:end]`` that the windows do not tell
+        apart, with or without the rollout (policy.moment_key: the starts
+        with one key follow one another), each asked of the rules once, by
+        its ends: a day of a job every minute is a few questions."""
+        alone, both = self._covering_with(job), self._covering_with(job, window)
+        reach = self._reach[(job.name, job.host)]
+
+        def key(index):
+            return (policy.moment_key(alone, reach, moments[index]),
+                    policy.moment_key(both, reach, moments[index]))
+        found, pending = [], [(0, len(moments))] if moments else []
+        while pending:
+            first, end = pending.pop()
+            if end - first == 1 or key(first) == key(end - 1):
+                found.append((first, end, self._decide_with(job, moments[first], None, alone),
+                              self._decide_with(job, moments[first], window, both)))
+            else:
+                middle = (first + end) // 2
+                pending += [(middle, end), (first, middle)]
+        return found
 
     def _skips(self, job, moments, window):
         """[(moment, code)] of the ``moments`` the rollout's ``window`` skips
         and that would run without it."""
         block, found = policy.window_block(window), []
-        for moment in moments:
-            if not self.runs_without(job, moment):
-                continue            # skipped anyway (disabled, another window)
-            verdict = self._decide(job, moment, window)
-            if not verdict.run and verdict.block == block:
-                found.append((moment, verdict.code))
+        for first, end, alone, verdict in self._stretches(job, moments, window):
+            if alone.run and not verdict.run and verdict.block == block:
+                found += [(moment, verdict.code) for moment in moments[first:end]]
         return found
 
     def starts(self, job, start, end):
@@ -193,9 +307,8 @@ class Planner:
         if job.schedule is None or not self.covers(rollout, job):
             return []
         window = window or rollout_window(rollout)
-        earliest = max(self.now, rollout.starts_at - datetime.timedelta(
-            seconds=self.estimate(job) + self.margin + 60))
-        skips = self._skips(job, self.starts(job, earliest, window.ends_at), window)
+        skips = self._skips(job, self.starts(job, self._earliest(job, rollout), window.ends_at),
+                            window)
         if not skips:
             return []
         after = self._next_start(job, window.ends_at - datetime.timedelta(seconds=1))
@@ -228,95 +341,136 @@ class Planner:
     def skip_weight(self, job):
         """What skipping one start of ``job`` costs: the time until its next
         chance (its period), at most MAX_SKIP_WEIGHT."""
-        if _key(job) not in self._weights:
-            period = job.period if job.period is not None else \
-                0.0 if job.schedule is None else job.schedule.period(self.now)
-            self._weights[_key(job)] = min(period, MAX_SKIP_WEIGHT)
-        return self._weights[_key(job)]
+        weight = self._weights.get(_key(job))
+        if weight is None:
+            weight = self._weights[_key(job)] = min(self.period(job), MAX_SKIP_WEIGHT)
+        return weight
 
-    def cost(self, rollout, exact=True, beaten_by=None):
+    def period(self, job):
+        """Seconds between ``job``'s starts: as the caller knows it, else its
+        schedule's now, worked out once for all the jobs that run by it
+        (each host's copy of a crontab line is a Schedule of its own)."""
+        if job.period is not None or job.schedule is None:
+            return job.period or 0.0
+        key = (tuple(job.schedule.fields), job.schedule.tz)
+        if key not in self._periods:
+            self._periods[key] = job.schedule.period(self.now)
+        return self._periods[key]
+
+    def cost(self, rollout, exact=True):
         """The Cost of ``rollout`` starting at its ``starts_at``.  ``exact``
         False: only its ``wait`` and ``weight`` (what ranking needs; its
-        ``skipped`` list is left empty), counted by ``skip_count``.
-        ``beaten_by``: a rank_key already found; None as soon as this cost
-        cannot rank below it (the heaviest jobs are counted first)."""
-        waits = [pair for pair in self.in_flight(rollout) if pair[1] > 0]
-        wait = max((wait for _, wait in waits), default=0.0)
-        if beaten_by is not None and round(wait, 3) > beaten_by[0]:
-            return None
-        bound = beaten_by[1] if beaten_by is not None and round(wait, 3) == beaten_by[0] \
-            else None
+        ``skipped`` list is left empty), counted by ``skip_count``."""
+        wait, waits = self._wait(rollout)
         window = rollout_window(rollout)
         skipped, weight, starved = [], 0.0, []
-        for job in self._heaviest_first() if bound is not None else self.jobs:
+        for job in self.jobs:
             if exact:
                 found = self.skipped_starts(job, rollout, window)
                 skipped.extend(found)
                 count = len(found)
             else:
                 count = self.skip_count(job, rollout, window)
-            if not count:
-                continue
-            weight += self.skip_weight(job) * count * job.copies
-            if job.starving + 1 >= STARVING_AFTER:
-                starved.append((job.name, job.host))
-                weight += STARVING_WEIGHT * job.copies
-            if bound is not None and weight >= bound:
-                return None     # (a tie goes to the earlier: the one found before)
+            if count:
+                weight += self._weight(job, count)
+                if job.starving + 1 >= STARVING_AFTER:
+                    starved.append((job.name, job.host))
         return Cost(wait, weight,
                     sorted(skipped, key=lambda start: (start.at, start.name, start.host)),
                     waits, sorted(starved))
 
-    def _heaviest_first(self):
-        if not hasattr(self, "_by_weight"):
-            self._by_weight = sorted(self.jobs, key=lambda job: -self.skip_weight(job)
-                                     * job.copies * (1 + (job.starving + 1 >= STARVING_AFTER)))
-        return self._by_weight
+    def _wait(self, rollout):
+        """(seconds, [(Flight, seconds)]): how long the rollout waits for
+        the runs in flight that cannot be interrupted, and for which."""
+        waits = [pair for pair in self.in_flight(rollout) if pair[1] > 0]
+        return max((wait for _, wait in waits), default=0.0), waits
+
+    def _weight(self, job, count):
+        """What skipping ``count`` starts of ``job`` weighs: their staleness,
+        and a week more when it starves the job."""
+        weight = self.skip_weight(job) * count * job.copies
+        if job.starving + 1 >= STARVING_AFTER:
+            weight += STARVING_WEIGHT * job.copies
+        return weight
+
+    def _earliest(self, job, rollout):
+        """The earliest start of ``job`` that ``rollout`` can skip: its run
+        (its estimate, the margin and a minute) would reach it; none before now."""
+        return max(self.now, rollout.starts_at - datetime.timedelta(
+            seconds=self.estimate(job) + self.margin + 60))
 
     def skip_count(self, job, rollout, window=None):
-        """How many of ``job``'s starts the rollout skips, asking the rules at
-        few of them: a rollout skips the latest of the starts before its end
-        (those whose run would reach it, then those inside it), so the first
-        is found by bisection and the last is asked too; those counted are
-        asked whether they would run without it.  Where the answers do not
-        fit that (one skipped anyway, as another window could make it, or a
-        neighbour of the first answering otherwise), every start is asked
-        (skipped_starts)."""
+        """How many of ``job``'s starts the rollout skips (skipped_starts,
+        counted)."""
         if job.schedule is None or not self.covers(rollout, job):
             return 0
         window = window or rollout_window(rollout)
-        earliest = max(self.now, rollout.starts_at - datetime.timedelta(
-            seconds=self.estimate(job) + self.margin + 60))
-        moments = self.starts(job, earliest, window.ends_at)
-        if len(moments) <= 8:
-            return len(self._skips(job, moments, window))
+        return len(self._skips(job, self.starts(job, self._earliest(job, rollout),
+                                                window.ends_at), window))
 
-        def skipped(position):
-            return not self._decide(job, moments[position], window).run
-        low, high = 0, len(moments)
-        while low < high:
-            middle = (low + high) // 2
-            if skipped(middle):
-                high = middle
+    def rank_keys(self, template, moments):
+        """[(rank_key, moment)] of a rollout like ``template`` starting at
+        each of ``moments`` (sorted): what cost() finds of each, worked out
+        job by job, for the candidates its starts can meet (from the one a
+        start's run would reach to the one it falls in) rather than every
+        job asked of every candidate, most of which none of its starts
+        meets.  (Weights add up as in cost, job by job: whole seconds.)"""
+        windows = [rollout_window(template._replace(starts_at=moment)) for moment in moments]
+        ends = [window.ends_at for window in windows]
+        weights = [0.0] * len(moments)
+        for job in self.jobs:
+            if job.schedule is None or not self.covers(template, job):
+                continue
+            lead = datetime.timedelta(seconds=self.estimate(job) + self.margin + 60)
+            starts = self.starts(job, moments[0] - lead, ends[-1])      # (none before now)
+            if self.period(job) * 4 < lead.total_seconds() + template.duration:
+                counts = self._counts_by_candidate(job, starts, moments, windows, lead)
             else:
-                low = middle + 1
-        if (low < len(moments) and not skipped(len(moments) - 1)) or \
-                (low > 0 and skipped(low - 1)) or any(
-                    not self.runs_without(job, moment) for moment in moments[low:]):
-            return len(self._skips(job, moments, window))
-        return len(moments) - low
+                counts = self._counts_by_start(job, starts, moments, windows, lead)
+            for index, count in counts.items():
+                if count:
+                    weights[index] += self._weight(job, count)
+        return [(rank_key(Cost(self._wait(template._replace(starts_at=moment))[0], weight,
+                               [], [], [])), moment)
+                for moment, weight in zip(moments, weights)]
+
+    def _counts_by_candidate(self, job, starts, moments, windows, lead):
+        """{candidate: how many of ``starts`` it skips}, candidate by
+        candidate: for a job whose starts are many in each (every minute),
+        each counted by its stretches."""
+        ends = [window.ends_at for window in windows]
+        return {index: len(self._skips(job, starts[
+            bisect.bisect_left(starts, moments[index] - lead):
+            bisect.bisect_left(starts, ends[index])], windows[index]))
+            for index in _met(starts, moments, ends, lead)}
+
+    def _counts_by_start(self, job, starts, moments, windows, lead):
+        """The same, start by start: for a job with few starts in each, each
+        start that would run without a rollout asked of the few candidates
+        it meets (whose window ends after it, and whose cut-off it reaches)."""
+        ends = [window.ends_at for window in windows]
+        block, counts = policy.window_block(windows[0]), {}      # (every planned rollout's)
+        for start in starts:
+            if not self.runs_without(job, start):
+                continue        # skipped anyway (disabled, another window)
+            for index in range(bisect.bisect_right(ends, start),
+                               bisect.bisect_right(moments, start + lead)):
+                verdict = self._decide_with(job, start, windows[index])
+                if not verdict.run and verdict.block == block:
+                    counts[index] = counts.get(index, 0) + 1
+        return counts
 
     def candidate_starts(self, within, step, template, earliest=None):
-        """When a rollout could start: every ``step`` from now (or from
-        ``earliest``), and the moment each run it would wait for is expected
-        to end (so the first time nothing blocks is always among them)."""
+        """When a rollout could start: on the marks, whole multiples of
+        ``step`` as schedules are (:25:00, not :22:13), from now (or from
+        ``earliest``, itself among them: a rollout ready then may start
+        then) for ``within`` seconds, and the first mark after each run it
+        would wait for is expected to end (so the first time nothing blocks
+        is always among them, even just past the horizon)."""
         first = max(self.now, earliest or self.now)
         horizon = first + datetime.timedelta(seconds=within)
-        moments = {first}
-        # Then on whole multiples of the step, as schedules are (:25:00, not :22:13).
-        epoch = datetime.datetime(2000, 1, 1, tzinfo=first.tzinfo)
-        steps = math.ceil((first - epoch).total_seconds() / step)
-        moment = epoch + datetime.timedelta(seconds=steps * step)
+        moments = {first} if earliest is not None else set()
+        moment = _mark(first, step)
         while moment <= horizon:
             moments.add(moment)
             moment += datetime.timedelta(seconds=step)
@@ -324,8 +478,8 @@ class Planner:
             if covers(template, flight.name, flight.host, flight.needs) \
                     and not flight.interruptible \
                     and first <= flight.expected_end <= horizon:
-                moments.add(flight.expected_end)
-        return sorted(moments)
+                moments.add(_mark(flight.expected_end, step))
+        return sorted(moments) or [_mark(first, step)]
 
     def best_slots(self, duration, within=86400.0, step=300.0, host="*", script="*", count=5,
                    service=None, earliest=None, exact=True):
@@ -335,15 +489,8 @@ class Planner:
         the rollout lasts (or ``step``): each a real alternative.  ``exact``
         False: each Cost as ranked (no list of the starts it skips)."""
         template = Rollout(self.now, duration, host, script, service)
-        scored = []
-        for moment in self.candidate_starts(within, step, template, earliest):
-            # Asked for the best only, a candidate is dropped once it cannot beat it.
-            best = scored[0][0] if count == 1 and scored else None
-            found = self.cost(template._replace(starts_at=moment), exact=False, beaten_by=best)
-            if found is not None:
-                scored = sorted(scored + [(rank_key(found), moment)])[:1] if count == 1 \
-                    else scored + [(rank_key(found), moment)]
-        scored.sort()
+        scored = sorted(self.rank_keys(template, self.candidate_starts(
+            within, step, template, earliest)))
         chosen, apart = [], max(step, duration)
         for _, moment in scored:
             if all(abs((moment - other).total_seconds()) >= apart for other in chosen):
@@ -359,14 +506,32 @@ class Planner:
         slot avoids, and what the timeline draws."""
         window = rollout_window(rollout)
         around = datetime.timedelta(seconds=span)
-        found = []
-        for moment in self.starts(job, max(self.now, window.starts_at - around),
-                                  window.ends_at + around):
-            runs = self._decide(job, moment, window).run \
-                if self.covers(rollout, job) else self.runs_without(job, moment)
-            if runs:
-                found.append((moment, moment + datetime.timedelta(seconds=self.estimate(job))))
-        return found
+        runtime = datetime.timedelta(seconds=self.estimate(job))
+        moments = self.starts(job, max(self.now, window.starts_at - around),
+                              window.ends_at + around)
+        return [(moment, moment + runtime)
+                for first, end, _, verdict in self._stretches(job, moments, window)
+                if verdict.run for moment in moments[first:end]]
+
+
+def _met(starts, moments, ends, lead):
+    """The indexes of the candidate ``moments`` (rollouts ending at
+    ``ends``) that one of ``starts`` meets: a start meets those whose
+    window ends after it and whose cut-off (``lead`` before) it reaches."""
+    met, last = [], -1
+    for start in starts:
+        for index in range(max(last + 1, bisect.bisect_right(ends, start)),
+                           bisect.bisect_right(moments, start + lead)):
+            met.append(index)
+            last = index
+    return met
+
+
+def _mark(moment, step):
+    """The first whole multiple of ``step`` seconds (since 2000) at or after ``moment``."""
+    epoch = datetime.datetime(2000, 1, 1, tzinfo=moment.tzinfo)
+    return epoch + datetime.timedelta(
+        seconds=math.ceil((moment - epoch).total_seconds() / step) * step)
 
 
 def _starts_between(schedule, begin, end):
@@ -396,4 +561,11 @@ def overdue_by_schedule(schedule, last_success, estimate, grace, now, known_sinc
     due = schedule.previous_before(moment + datetime.timedelta(seconds=1))
     if due is None or (known_since is not None and due < known_since):
         return False, due
-    return (last_success is None or last_success < due - datetime.timedelta(minutes=1)), due
+    return missed(due, last_success), due
+
+
+def missed(due, last_success):
+    """Whether the run scheduled at ``due`` has not succeeded: the last
+    success (a start time, or None) is older than it by more than a minute
+    (cron and the database disagree that much)."""
+    return last_success is None or last_success < due - datetime.timedelta(minutes=1)

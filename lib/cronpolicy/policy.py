@@ -136,14 +136,16 @@ class Situation:
                  "catch_up")
 
     def __init__(self, inputs, facts, estimate=None, margin=DEFAULT_MARGIN,
-                 cache_max_age=None):
+                 cache_max_age=None, matching=None):
         self.inputs = inputs
         self.facts = facts
         self.name = facts.name
         self.host = facts.host
         self.now = inputs.now
         self.deploy = inputs.deploy
-        self.matching = matching = matching_policies(inputs.policies, facts.name, facts.host)
+        if matching is None:
+            matching = matching_policies(inputs.policies, facts.name, facts.host)
+        self.matching = matching
         if matching:
             self.winner = matching[0]
             self.exempt = bool(self.winner.enabled and self.winner.rollout_exempt)
@@ -381,7 +383,7 @@ def runtime_estimate(inputs, facts, settings):
                             policy_id=policy_id)
 
 
-def decide(inputs, facts, settings, estimate=None, explain=True):
+def decide(inputs, facts, settings, estimate=None, explain=True, matching=None):
     """The Verdict for a start of ``facts.name`` on ``facts.host`` at ``inputs.now``.
 
     ``settings`` gives the knobs (cutoff_margin, estimate_quantile,
@@ -390,11 +392,13 @@ def decide(inputs, facts, settings, estimate=None, explain=True):
     has it already (the simulator asks thousands of starts of one history);
     ``explain`` False: the verdict gets no reason (planners ask many starts
     only whether they run and why by code, and saying why costs more than
-    deciding).
+    deciding); ``matching``: the policy rows matching the script, most
+    specific first (matching_policies), when the caller has them (a
+    planner asks thousands of starts of one script on one host).
     """
     s = Situation(inputs, facts, estimate or runtime_estimate(inputs, facts, settings),
                   margin=settings.cutoff_margin,
-                  cache_max_age=getattr(settings, "cache_max_age", None))
+                  cache_max_age=getattr(settings, "cache_max_age", None), matching=matching)
     forced = None
     for rule in RULES:
         skip = rule.check(s)
@@ -523,6 +527,27 @@ def covering_rollouts(inputs, name, host, needs=()):
     if s.exempt:
         return []
     return [rollout for rollout in inputs.rollouts if rollout_covers(rollout, s.needs)]
+
+
+def moment_key(covering, reach, moment):
+    """All that the verdict of a start at ``moment`` reads of the moment
+    and the windows, given ``covering``, the windows that cover the script
+    (matching.window_covers, whether over or not), in the rules' order
+    (start, id), and ``reach``, its estimate and the margin (a timedelta):
+    the windows not over, each with whether it has begun and whether the
+    start is past its cut-off.  Two starts of one script with the same key
+    are decided alike, all else equal (but the words of the reason), so a
+    planner asks the rules once for all of them; and each part of the key
+    changes at most once as the moment grows, so the starts between two of
+    the same key have it too (a planner asks a run of starts by its ends).
+    (A rule that reads the moment otherwise must add it here;
+    tests/test_policy.py holds the two to each other.)"""
+    if len(covering) == 1:      # (the common case, first: a planner asks it millions of times)
+        window = covering[0]
+        return ((window.id, moment >= window.starts_at, moment + reach >= window.starts_at),) \
+            if window.ends_at > moment else ()
+    return tuple([(window.id, moment >= window.starts_at, moment + reach >= window.starts_at)
+                  for window in covering if window.ends_at > moment])
 
 
 def next_window_start(inputs, name, host, needs=()):

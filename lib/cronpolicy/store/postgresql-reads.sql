@@ -83,6 +83,29 @@ SELECT DISTINCT ON (name, host) name, host, schedule, schedule_tz, started_at
  ORDER BY name, host, started_at DESC
 
 
+-- name: declared_runtimes
+-- The runtime each script declared (CronScript.expected_runtime, `run
+-- --expected-runtime`) at its latest start on each host since a moment
+-- that decided with it: its estimate came from the declaration (too
+-- little history, no policy row's runtime).  What planners believe until
+-- a script's history is enough.
+SELECT DISTINCT ON (name, host) name, host, estimate_seconds, started_at
+  FROM cronpolicy.script_run
+ WHERE estimate_source LIKE %(declared)s AND started_at > %(since)s
+ ORDER BY name, host, started_at DESC
+
+
+-- name: recent_runtimes
+-- A script's last succeeded runs as its estimate reads them (the gate
+-- reads the same in load_inputs, postgresql.sql, in its one round trip;
+-- SQLite's statement of this name is in sqlite.sql): timed by the
+-- database's clock only, a spooled run's times are a host's.
+SELECT extract(epoch FROM finished_at - started_at) AS seconds
+  FROM cronpolicy.script_run
+ WHERE name = %(name)s AND status = 'succeeded' AND NOT spooled
+ ORDER BY finished_at DESC LIMIT %(runs)s
+
+
 -- name: hosts_of
 -- The hosts a script ran or was skipped on since a moment, and when last.
 SELECT host, max(started_at) AS last_seen FROM cronpolicy.script_run
@@ -115,15 +138,17 @@ SELECT * FROM cronpolicy.service_deploy ORDER BY service
 
 
 -- name: rollouts_in_a_row
--- How many rollouts in a row skipped a script on a host: the distinct
--- blocks of its rollout skips since it last started for real
--- (script_run_block_idx; the last real start by script_run_name_started_idx).
-SELECT count(DISTINCT block) AS blocks FROM cronpolicy.script_run
- WHERE name = %(name)s AND host = %(host)s AND status = 'skipped' AND block IS NOT NULL
+-- How many rollouts in a row skipped a script, on each of its hosts: the
+-- distinct blocks of its rollout skips there since it last started there
+-- for real (script_run_block_idx; the last real start by
+-- script_run_name_started_idx).  One statement a script, for all its hosts.
+SELECT host, count(DISTINCT block) AS blocks FROM cronpolicy.script_run AS skipped
+ WHERE name = %(name)s AND status = 'skipped' AND block IS NOT NULL
    AND decision IN ('deploy-pending', 'service-pending', 'in-window', 'window-cutoff')
    AND started_at > coalesce((SELECT max(started_at) FROM cronpolicy.script_run
-                               WHERE name = %(name)s AND host = %(host)s
+                               WHERE name = %(name)s AND host = skipped.host
                                  AND status <> 'skipped'), '-infinity')
+ GROUP BY host
 
 
 -- name: open_rollouts

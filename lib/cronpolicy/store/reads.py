@@ -147,7 +147,10 @@ class Reader:
         return found[0] if found else None
 
     def policies(self):
-        return [from_mapping(PolicyRow, row) for row in self.rows("policies")]
+        """Every policy row, indexed by name (matching.IndexedRows): the
+        tooling asks which rows match thousands of scripts."""
+        from cronpolicy.matching import IndexedRows
+        return IndexedRows(from_mapping(PolicyRow, row) for row in self.rows("policies"))
 
     def standing_windows(self, now):
         """Windows neither cancelled nor over, as Window rows, soonest first."""
@@ -249,6 +252,21 @@ class Reader:
                                          kinds={"started_at": "time"})}
         return registered, declared
 
+    def recent_runtimes(self, name, runs):
+        """The seconds of ``name``'s last ``runs`` succeeded runs, newest
+        first, as its gate's estimate reads them."""
+        return [next(iter(row.values())) for row in self.rows(
+            "recent_runtimes", {"name": name, "runs": int(runs)})]
+
+    def declared_runtimes(self, since):
+        """{(name, host): (seconds, started_at)}: the runtime each script
+        declared at its latest start since ``since`` that decided with it."""
+        from cronpolicy.estimate import SCRIPT_SOURCE
+        return {(row["name"], row["host"]): (row["estimate_seconds"], row["started_at"])
+                for row in self.rows("declared_runtimes", {
+                    "declared": SCRIPT_SOURCE + "%", "since": self._time(since)},
+                    {"estimate_seconds": "seconds", "started_at": "time"})}
+
     def hosts_of(self, name, since):
         """[(host, last seen)] of ``name`` since ``since``."""
         return [(row["host"], row["last_seen"]) for row in self.rows(
@@ -265,10 +283,11 @@ class Reader:
                           {"started_at": "time"})
         return found[0]["started_at"] if found else None
 
-    def rollouts_in_a_row(self, name, host):
-        """How many rollouts in a row skipped ``name`` on ``host``."""
-        [row] = self.rows("rollouts_in_a_row", {"name": name, "host": host})
-        return int(row["blocks"] or 0)
+    def rollouts_in_a_row(self, name):
+        """{host: how many rollouts in a row skipped ``name`` there} (hosts
+        where none did are left out)."""
+        return {row["host"]: int(row["blocks"] or 0)
+                for row in self.rows("rollouts_in_a_row", {"name": name})}
 
     def ran_since(self, name, host, since):
         """Whether ``name`` started for real (not skipped) on ``host`` after ``since``."""

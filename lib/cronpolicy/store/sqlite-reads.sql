@@ -50,6 +50,18 @@ SELECT name, host, schedule, schedule_tz, max(started_at) AS started_at
  GROUP BY name, host ORDER BY name, host
 
 
+-- name: declared_runtimes
+-- The runtime each script declared (CronScript.expected_runtime, `run
+-- --expected-runtime`) at its latest start on each host since a moment
+-- that decided with it: its estimate came from the declaration (too
+-- little history, no policy row's runtime).  What planners believe until
+-- a script's history is enough.  (SQLite: the bare column of the max() row.)
+SELECT name, host, estimate_seconds, max(started_at) AS started_at
+  FROM cronpolicy.script_run
+ WHERE estimate_source LIKE :declared AND julianday(started_at) > julianday(:since)
+ GROUP BY name, host ORDER BY name, host
+
+
 -- name: hosts_of
 -- The hosts a script ran or was skipped on since a moment, and when last.
 SELECT host, max(started_at) AS last_seen FROM cronpolicy.script_run
@@ -79,15 +91,17 @@ SELECT started_at, finished_at FROM cronpolicy.script_run
 
 
 -- name: rollouts_in_a_row
--- How many rollouts in a row skipped a script on a host: the distinct
--- blocks of its rollout skips since it last started for real.
-SELECT count(DISTINCT block) AS blocks FROM cronpolicy.script_run
- WHERE name = :name AND host = :host AND status = 'skipped' AND block IS NOT NULL
+-- How many rollouts in a row skipped a script, on each of its hosts: the
+-- distinct blocks of its rollout skips there since it last started there
+-- for real.  One statement a script, for all its hosts.
+SELECT host, count(DISTINCT block) AS blocks FROM cronpolicy.script_run AS skipped
+ WHERE name = :name AND status = 'skipped' AND block IS NOT NULL
    AND decision IN ('deploy-pending', 'service-pending', 'in-window', 'window-cutoff')
    AND julianday(started_at) > coalesce((SELECT max(julianday(started_at))
                                           FROM cronpolicy.script_run
-                                         WHERE name = :name AND host = :host
+                                         WHERE name = :name AND host = skipped.host
                                            AND status <> 'skipped'), 0)
+ GROUP BY host
 
 
 -- name: rollouts

@@ -4,6 +4,12 @@ from history, the database's clock."""
 
 import datetime
 import json
+import os
+
+import pytest
+from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+
+DEEP = int(os.environ.get("CRONPOLICY_FUZZ_EXAMPLES", "0"))
 
 HOURLY_PUBLISHER = ("INSERT INTO cronpolicy.script_policy (name, schedule, expected_runtime)"
                     " VALUES ('publish-distro', '0 * * * *', %s)")
@@ -228,3 +234,286 @@ def test_a_plan_far_ahead_and_a_slot_search_too_wide_are_answered_or_refused(cli
     assert code == 0 and len(json.loads(out)["skipped_starts"]) >= 12
     code, _, err = cli("deploy", "slot", "--duration", "30m", "--within", "80d")
     assert code == 2 and "at most 14d" in err
+
+
+# One row cannot blind the fleet (issue 26.2) ---------------------------------------------
+
+def seconds_sql(dba, seconds):
+    """A stored duration of ``seconds`` as this backend writes one."""
+    return "interval '%d seconds'" % seconds if dba.backend == "postgresql" else str(seconds)
+
+
+def registered(dba, name, schedule, host="web1"):
+    dba.execute("INSERT INTO cronpolicy.script_schedule (name, host, schedule)"
+                " VALUES ({}, {}, {})", (name, host, schedule))
+
+
+CENTURY = 3155760000        # interval '100 years', the longest the database stores
+
+
+def fleet_with_one_absurd_row(dba, absurd):
+    """web1 runs a sane every-5-minutes job and an every-minute one whose
+    runtime ``absurd`` makes a hundred years (or 56): a policy row, a
+    script's own declaration, or history imported with the wrong year."""
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, expected_runtime)"
+                " VALUES ('sane', %s)" % seconds_sql(dba, 120))
+    registered(dba, "sane", "*/5 * * * *")
+    registered(dba, "absurd", "* * * * *")
+    if absurd == "policy row":
+        dba.execute("INSERT INTO cronpolicy.script_policy (name, expected_runtime)"
+                    " VALUES ('absurd', %s)" % seconds_sql(dba, CENTURY))
+    elif absurd == "declared":
+        dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, started_at,"
+                    " finished_at, status, decision, estimate_seconds, estimate_source)"
+                    " VALUES ('absurd', 'web1', 1, {}, {}, 'failed', 'run', {},"
+                    " 'script''s expected_runtime (only 0 succeeded runs)')"
+                    .format(dba.now_plus(-600), dba.now_plus(-590), CENTURY))
+    else:       # three runs from 1970 to now: legal rows, a 56-year p95
+        for index in range(3):
+            dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, started_at,"
+                        " finished_at, status, decision) VALUES ('absurd', 'web1', 1,"
+                        " '1970-01-0%d 00:00:00', %s, 'succeeded', 'run')"
+                        % (index + 2, dba.now_plus(-index)))
+
+
+@pytest.mark.parametrize("absurd", ["policy row", "declared", "history"])
+def test_one_absurd_runtime_is_named_and_left_out_never_the_whole_answer_lost(cli, dba,
+                                                                             absurd):
+    """A runtime of 100 years made deploy plan, deploy slot, overdue and
+    metrics exit 2 for every script ("starts more than 1000000 times ...")."""
+    fleet_with_one_absurd_row(dba, absurd)
+    commands = [("deploy", "plan", "--at", "+1h", "--duration", "30m", "--json"),
+                ("deploy", "slot", "--duration", "30m", "--within", "3h", "--json"),
+                ("overdue", "--all", "--json"), ("metrics",)]
+    answers = {}
+    for argv in commands:
+        code, out, err = cli(*argv)
+        assert code == 0, (argv, err)
+        assert "absurd on web1" in err and "left out" in err and "30d" in err, (argv, err)
+        assert "Traceback" not in err and err.count("\n") == 1, (argv, err)
+        answers[argv[:2]] = out
+    plan = json.loads(answers[("deploy", "plan")])
+    assert {start["name"] for start in plan["skipped_starts"]} == {"sane"}
+    slot = json.loads(answers[("deploy", "slot")])
+    assert slot["candidates"] and all(start["name"] == "sane" for candidate in slot["candidates"]
+                                      for start in candidate["skipped_starts"])
+    [report] = [report for report in json.loads(answers[("overdue", "--all")])
+                if report["kind"] == "schedule"]
+    assert report["name"] == "sane"
+    assert 'cronpolicy_next_start_timestamp_seconds{script="sane",host="web1"}' in \
+        answers[("metrics",)]
+
+
+def test_a_job_of_days_is_still_planned_truthfully(cli, dba):
+    """Long is not absurd: a weekly job of three days is planned as the
+    gate decides it, every start whose run would reach the rollout skipped."""
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, expected_runtime)"
+                " VALUES ('reindex', %s)" % seconds_sql(dba, 3 * 86400))
+    registered(dba, "reindex", "0 * * * *")
+    code, out, err = cli("deploy", "plan", "--at", "+2d", "--duration", "1h", "--json")
+    assert code == 0 and err == "", err
+    plan = json.loads(out)
+    starts = [parse(start["at"]) for start in plan["skipped_starts"]]
+    now, at = parse(plan["now"]), parse(plan["at"])
+    # Every hourly start from now to the end of the rollout: each run of
+    # three days would reach it.
+    assert starts[0] - now <= datetime.timedelta(hours=1)
+    assert len(starts) == len(set(starts)) and 48 <= len(starts) <= 50
+    assert all(now <= start < at + datetime.timedelta(hours=1) for start in starts)
+
+
+def test_a_run_in_flight_with_an_absurd_estimate_does_not_make_every_slot_wait(cli, dba):
+    registered(dba, "sane", "*/5 * * * *")
+    dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, status, decision, spool_id,"
+                " estimate_seconds, heartbeat_at, lease_expires_at)"
+                " VALUES ('stuck', 'web2', 1, 'running', 'run', 'k1', {}, {}, {})"
+                .format(CENTURY, dba.now_plus(0), dba.now_plus(3600)))
+    code, out, err = cli("deploy", "slot", "--duration", "10m", "--within", "2h", "--json")
+    assert code == 0, err
+    assert "stuck on web2" in err and "left out" in err
+    assert json.loads(out)["candidates"][0]["wait_seconds"] == 0
+
+
+# Generated rows: exit 2 is for the caller's bad input only ---------------------------------
+
+FLEET_COMMANDS = (("deploy", "plan", "--at", "+1h", "--json"),
+                  ("deploy", "slot", "--duration", "30m", "--within", "6h", "--json"),
+                  ("overdue", "--all", "--json"), ("metrics",), ("schedule", "list", "--json"),
+                  ("simulate", "--from-database", "--days", "1", "--rollouts", "1", "--json"))
+
+SECONDS = st.sampled_from([0, 1, 59.5, 300, 3 * 86400, 30 * 86400, 30 * 86400 + 1, 400 * 86400,
+                           CENTURY, -1])
+MOMENTS = st.sampled_from([-CENTURY // 2, -40 * 365 * 86400, -86400, -600, 0, 600, 86400,
+                           400 * 86400])
+FLEET_ROWS = st.one_of(
+    st.tuples(st.just("policy"), st.sampled_from(["sane", "odd", "*", "o?d"]),
+              st.sampled_from(["*", "web1", "web?"]),
+              st.sampled_from([None, "* * * * *", "@yearly", "0 0 29 2 *", "59 23 31 12 *"]),
+              st.sampled_from([None, "Europe/London", "Pacific/Kiritimati", "America/St_Johns"]),
+              st.one_of(st.none(), SECONDS), st.booleans(), st.booleans()),
+    st.tuples(st.just("run"), st.sampled_from(["sane", "odd"]),
+              st.sampled_from(["web1", "web2"]),
+              st.sampled_from(["succeeded", "running", "skipped", "failed"]), MOMENTS, SECONDS,
+              st.one_of(st.none(), SECONDS),
+              st.sampled_from([None, "script's expected_runtime (only 0 succeeded runs)",
+                               "policy #1 expected_runtime", "default"])),
+    st.tuples(st.just("registered"), st.sampled_from(["odd", "sane"]),
+              st.sampled_from(["web2", "web3"]),
+              st.sampled_from(["* * * * *", "0 0 1 1 *", "*/7 * * * *"]),
+              st.sampled_from([None, "Asia/Kathmandu", "Australia/Lord_Howe"])))
+
+
+def _fleet_row(dba, row):
+    kind = row[0]
+    if kind == "policy":
+        _, name, host, schedule, tz, runtime, enabled, exempt = row
+        dba.execute("INSERT INTO cronpolicy.script_policy (name, host, schedule, schedule_tz,"
+                    " expected_runtime, enabled, rollout_exempt) VALUES ({}, {}, {}, {}, %s, %s,"
+                    " %s)" % ("NULL" if runtime is None else seconds_sql(dba, runtime),
+                              _boolean(dba, enabled), _boolean(dba, exempt)),
+                    (name, host, schedule, schedule if schedule is None else tz))
+    elif kind == "run":
+        _, name, host, status, started, seconds, estimate, source = row
+        finished = "NULL" if status == "running" else dba.now_plus(started + seconds)
+        dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, started_at, finished_at,"
+                    " status, decision, estimate_seconds, estimate_source, heartbeat_at,"
+                    " lease_expires_at) VALUES ({}, {}, 1, %s, %s, {}, 'run', {}, {}, %s, %s)"
+                    % (dba.now_plus(started), finished, dba.now_plus(0), dba.now_plus(3600)),
+                    (name, host, status, estimate, source))
+    else:
+        _, name, host, schedule, tz = row
+        dba.execute("INSERT INTO cronpolicy.script_schedule (name, host, schedule, schedule_tz)"
+                    " VALUES ({}, {}, {}, {})", (name, host, schedule, tz))
+
+
+def _boolean(dba, value):
+    return ("true" if value else "false") if dba.backend == "postgresql" else str(int(value))
+
+
+@hypothesis_settings(max_examples=DEEP or 12, deadline=None, derandomize=not DEEP,
+                     suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                            HealthCheck.too_slow])
+@given(rows=st.lists(FLEET_ROWS, min_size=1, max_size=5),
+       commands=st.lists(st.sampled_from(FLEET_COMMANDS), min_size=2, max_size=3, unique=True))
+def test_rows_never_make_a_fleet_wide_command_exit_as_if_its_caller_erred(dba, cli, rows,
+                                                                         commands):
+    for table in ("script_policy", "script_run", "script_schedule"):
+        dba.execute("DELETE FROM cronpolicy.%s" % table)
+    registered(dba, "sane", "*/5 * * * *")
+    # One job no generated row can make absurd (its history decides its
+    # runtime), so there is always something to plan and play.
+    registered(dba, "steady", "*/10 * * * *")
+    for back in (1, 2, 3):
+        dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, started_at, finished_at,"
+                    " status) VALUES ('steady', 'web1', 1, %s, %s, 'succeeded')"
+                    % (dba.now_plus(-back * 600), dba.now_plus(-back * 600 + 30)))
+    for row in rows:
+        try:
+            _fleet_row(dba, row)
+        except Exception:
+            pass        # refused by the database (a pair given twice, a range check)
+    for argv in commands:
+        code, out, err = cli(*argv)
+        assert code in (0, 8), (rows, argv, code, err)
+        assert "Traceback" not in err, (rows, argv, err)
+
+
+def test_overdue_all_says_succeeded_since_only_when_it_did(cli, dba):
+    """A job whose last success is older than its last scheduled start
+    (which came before its schedule was known, so it is not late) was
+    said to have "succeeded since its last scheduled start"."""
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, schedule) VALUES"
+                " ('hourly', '0 * * * *')")
+    run_row(dba, "succeeded", -3 * 3600)
+    code, out, err = cli("overdue", "--all", "--json")
+    assert code == 0, err
+    [report] = json.loads(out)
+    assert report["overdue"] is False and report["state"] == "ok"
+    assert "succeeded since" not in report["detail"]
+    assert "known only since" in report["detail"] and "last success: " in report["detail"]
+    run_row(dba, "succeeded", -60)
+    code, out, _ = cli("overdue", "--all", "--json")
+    [report] = json.loads(out)
+    # Its last start came before the schedule was known; it succeeded since anyway.
+    assert report["detail"].startswith("succeeded since its last scheduled start")
+
+
+# Planning believes what scripts declare (issue 27.5) ---------------------------------------
+
+def wrapped_run(script_env, *argv):
+    """`cronpolicy run ... -- true` as cron starts it: a real process."""
+    import subprocess
+    import sys
+    result = subprocess.run([sys.executable, "-m", "cronpolicy.tooling.cli", "run"] + list(argv)
+                            + ["--", "true"], env=script_env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+def declaring_fleet(dba, scripts, script_env):
+    """On testhost: a CronScript declaring 5 minutes (whose latest start
+    decided with a DBA's 10-minute row, deleted since), `cronpolicy run
+    --expected-runtime 7m` and a command that declares nothing; the first
+    is also registered on web2, which has not run it yet.  All every 10
+    minutes, none with enough history for an estimate."""
+    scripts.write("declared", expected_runtime=300, extra='schedule = "*/10 * * * *"')
+    assert scripts.run("declared").returncode == 0
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, expected_runtime) VALUES"
+                " ('declared', %s)" % seconds_sql(dba, 600))
+    assert scripts.run("declared").returncode == 0
+    dba.execute("DELETE FROM cronpolicy.script_policy")
+    wrapped_run(script_env, "wrapped", "--expected-runtime", "7m", "--schedule", "*/10 * * * *")
+    wrapped_run(script_env, "unknown", "--schedule", "*/10 * * * *")
+    registered(dba, "declared", "*/10 * * * *", host="web2")
+
+
+def test_plan_and_slot_use_the_runtime_scripts_declare(cli, dba, scripts, script_env):
+    """They used the 30-minute default for a script whose latest start
+    decided with a policy row, for a host that had not run it yet, and in
+    deploy plan's table for every script."""
+    declaring_fleet(dba, scripts, script_env)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    start = now.replace(minute=now.minute - now.minute % 10, second=0, microsecond=0) + \
+        datetime.timedelta(minutes=20)
+    # A rollout 8 minutes after a start: 5m + the 2m margin end before it, 7m + 2m do not.
+    code, out, err = cli("deploy", "plan", "--at", iso(start + datetime.timedelta(minutes=8)),
+                         "--duration", "10m", "--json")
+    assert code == 0, err
+    plan = json.loads(out)
+    assert {row["name"]: row["estimate_seconds"] for row in plan["skipped"]} == {
+        "declared": 300, "wrapped": 420, "unknown": 1800}
+    cut = {(row["name"], row["host"]) for row in plan["skipped_starts"]
+           if parse(row["at"]) == start}
+    assert cut == {("wrapped", "testhost"), ("unknown", "testhost")}
+    assert plan["default_runtime"] == ["unknown"]
+    code, out, _ = cli("deploy", "plan", "--at", iso(start + datetime.timedelta(minutes=8)))
+    assert "planned with the default runtime, 30m (too little history, nothing declared): " \
+           "unknown" in out
+    code, out, err = cli("deploy", "slot", "--duration", "10m", "--within", "2h", "--json")
+    assert code == 0, err
+    assert json.loads(out)["default_runtime"] == ["unknown"]
+    code, out, _ = cli("deploy", "slot", "--duration", "10m", "--within", "2h")
+    assert "planned with the default runtime, 30m (too little history, nothing declared): " \
+           "unknown" in out
+
+
+def test_simulate_from_the_database_plays_the_runtime_scripts_declare(cli, dba, scripts,
+                                                                       script_env):
+    """It played a script without three runs as its one or two runs took
+    (here a second or less) or the default 30 minutes.  A 5-minute job
+    every 10 minutes, ready to deploy at 00:35 for 30 minutes: the 00:30
+    start is cut off (5m and the 2m margin reach 00:35; it ran when played
+    as a second), then 00:40, 00:50 and 01:00 fall in the deploy."""
+    declaring_fleet(dba, scripts, script_env)
+    dba.execute("DELETE FROM cronpolicy.script_schedule")
+    dba.execute("DELETE FROM cronpolicy.script_run WHERE name <> 'declared'")
+    code, out, err = cli("simulate", "--from-database", "--days", "1", "--at",
+                         "2026-01-05T00:35Z", "--strategies", "c", "--json")
+    assert code == 0, err
+    assert json.loads(out)["strategies"]["cronpolicy"]["skipped_starts"] == 4
+    wrapped_run(script_env, "unknown", "--schedule", "*/10 * * * *")
+    code, out, err = cli("simulate", "--from-database", "--days", "1", "--rollouts", "1")
+    assert code == 0, err
+    assert "too little history and nothing declared, played from the runs they have (with " \
+           "none, the default runtime, 30m): unknown on testhost" in err
+    assert "declared on" not in err

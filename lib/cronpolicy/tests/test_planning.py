@@ -142,3 +142,53 @@ def test_no_slot_that_waits_is_proposed_when_one_that_does_not_exists(jobs, flig
     for minute in range(0, horizon // 60 + 1, 5):
         other = planner.cost(Rollout(NOW + datetime.timedelta(minutes=minute), duration * 60))
         assert planning.rank_key(other) >= planning.rank_key(cost)
+
+
+# Slots on the marks, each avoided job named once (issue 26.13) ------------------------------
+
+def test_slots_fall_on_the_five_minute_marks():
+    """README promises starts on the 5-minute marks; the search also
+    weighed now itself (01:52:13.5) and each run's expected end."""
+    now = NOW.replace(minute=52, second=13, microsecond=500000)
+    flight = Flight("migrate", "web2", now, now.replace(hour=2, minute=7, second=30),
+                    interruptible=False)
+    for flights, first in (([], now.replace(minute=55, second=0, microsecond=0)),
+                           ([flight], at(2, 10))):
+        planner = Planner([], flights, KNOBS, now, now + datetime.timedelta(hours=8))
+        found = planner.best_slots(1800, within=3 * 3600, step=300, count=3)
+        assert [start.second + start.microsecond for start, _ in found] == [0, 0, 0]
+        assert all(start.minute % 5 == 0 for start, _ in found)
+        assert found[0][0] == first and found[0][1].wait == 0
+
+
+def test_each_avoided_job_is_named_once():
+    """The same job on two hosts (or two runs of one job) near a slot was
+    named twice: "avoids publish-distro 02:00-02:20" on two lines."""
+    from cronpolicy.tooling.rollout_plans import reasons
+    jobs = [PUBLISHER, job("publish-distro", "0 * * * *", 20, host="web2"),
+            job("mirror", "*/30 * * * *", 4)]
+    planner = Planner(jobs, [], KNOBS, NOW, at(6))
+    rollout = Rollout(at(2, 25), 1800)
+    said = [line.split()[1] for line in reasons(planner, rollout, planner.cost(rollout))
+            if line.startswith("avoids ")]
+    assert sorted(said) == ["mirror", "publish-distro"]
+
+
+def test_jobs_weighed_once_for_many_hosts_are_alike_under_standing_windows_too():
+    """deploy slot ranks one job for the hosts that run a script alike; a
+    standing window over some of them (db*) made their starts count as
+    skipped by the rollout, though that window skips them anyway."""
+    from cronpolicy.rows import Window
+    from cronpolicy.tooling.rollout_plans import _alike
+    maintenance = Window(id=9, starts_at=at(3), ends_at=at(5), host="db*")
+    jobs = [job("sync", "*/5 * * * *", 1, host=host)._replace(
+        inputs=Inputs(NOW, 13, DeployState(False), [], [maintenance], []))
+        for host in ("web1", "db1", "db2")]
+    until = at(12)
+    ranking = Planner(_alike(jobs), [], KNOBS, NOW, until)
+    exact = Planner(jobs, [], KNOBS, NOW, until)
+    template = Rollout(NOW, 1800)
+    moments = ranking.candidate_starts(6 * 3600, 300, template)
+    assert ranking.rank_keys(template, moments) == [
+        (planning.rank_key(exact.cost(template._replace(starts_at=moment))), moment)
+        for moment in moments]

@@ -553,3 +553,50 @@ def test_a_reason_said_lazily_is_text_in_every_verdict_that_explains():
     quiet = decide(ahead, ScriptFacts("publish-distro", "web1"), KNOBS, explain=False)
     assert (quiet.run, quiet.code, quiet.block, quiet.reason) == (False, WINDOW_CUTOFF,
                                                                   "window:1", "")
+
+
+# What a planner may take for granted (policy.moment_key) ------------------------------------
+
+WINDOW_SPECS = st.lists(st.tuples(st.integers(-120, 600), st.integers(1, 300),
+                                  st.sampled_from(["*", "web1", "web?", "db*"]),
+                                  st.sampled_from(["*", "publish-distro", "publish-*", "sync"]),
+                                  st.sampled_from([None, None, "xmlrpc", "mail"])),
+                        max_size=4)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(specs=WINDOW_SPECS, estimate_minutes=st.integers(0, 240), margin=st.integers(0, 600),
+       needs=st.sampled_from([(), ("xmlrpc",)]), exempt=st.booleans(),
+       pending=st.booleans(), planned_at=st.one_of(st.none(), st.integers(-60, 600)))
+def test_starts_with_the_same_moment_key_are_decided_alike(specs, estimate_minutes, margin,
+                                                           needs, exempt, pending, planned_at):
+    """Planners ask the rules once for all the starts of a script that
+    moment_key does not tell apart: at every minute of ten hours, with
+    windows of any kind (and a planned one, id 0), the verdicts agree; and
+    the minutes of one key follow one another (a key once left never comes
+    back), so a run of starts is known by its ends."""
+    from cronpolicy.matching import window_covers
+    windows = [Window(id=index + 1, starts_at=NOW + minutes(start),
+                      ends_at=NOW + minutes(start + length), host=host, script=script,
+                      service=service)
+               for index, (start, length, host, script, service) in enumerate(specs)]
+    if planned_at is not None:
+        windows.append(Window(id=0, starts_at=NOW + minutes(planned_at),
+                              ends_at=NOW + minutes(planned_at + 45)))
+    facts = ScriptFacts("publish-distro", "web1", needs=needs)
+    knobs = Settings(dsn="sqlite:////nonexistent/x.sqlite", cutoff_margin=margin)
+    estimate = Estimate(estimate_minutes * 60.0, "declared")
+    base = inputs(policies=[row(1, "publish-*", rollout_exempt=exempt)],
+                  deploy=DeployState(pending), windows=windows)
+    covering = sorted((window for window in windows
+                       if window_covers(window, facts.name, facts.host, needs)),
+                      key=lambda window: (window.starts_at, window.id))
+    reach = datetime.timedelta(seconds=estimate.seconds + margin)
+    seen, previous = {}, None
+    for minute in range(-150, 600):
+        moment = NOW + minutes(minute)
+        verdict = decide(base._replace(now=moment), facts, knobs, estimate, explain=False)
+        key = policy.moment_key(covering, reach, moment)
+        assert key == previous or key not in seen, (minute, key)       # never back
+        assert seen.setdefault(key, verdict) == verdict, (minute, key)
+        previous = key

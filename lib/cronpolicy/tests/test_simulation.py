@@ -504,11 +504,12 @@ def test_a_fleet_from_the_database_is_decided_with_its_policy_rows(cli, dba):
 
 
 def test_a_runtime_a_policy_row_declares_cuts_a_start_off(cli, dba):
-    """No history, so the model is the default runtime (30 minutes); the
-    row says 50 minutes, and at the first start of the play no simulated
-    history says otherwise.  The rules see the row: the 00:00 start would
-    reach a rollout at 00:40, so c skips it, and 01:00 falls in the deploy
-    (it ran, when only the model's 30 minutes were looked at)."""
+    """No history: the row's 50 minutes are the model (until history,
+    the runtime declared is what the gate believes), and at the first
+    start of the play no simulated history says otherwise.  The rules see
+    the row: the 00:00 start would reach a rollout at 00:40, so c skips
+    it, and 01:00 falls in the deploy (it ran, when only a model of 30
+    minutes was looked at)."""
     minutes = "interval '50 minutes'" if dba.backend == "postgresql" else "3000"
     dba.execute("INSERT INTO cronpolicy.script_policy (name, host, schedule, expected_runtime)"
                 " VALUES ('publish', 'web1', '0 * * * *', %s)" % minutes)
@@ -717,3 +718,26 @@ def test_a_line_with_nothing_to_play_is_said_and_the_rest_played(tmp_path, capsy
     assert len(lines) == 2
     assert "line 1: start-thing not played: @reboot" in lines[0]
     assert "line 2: never not played:" in lines[1]
+
+
+def test_one_script_whose_history_gives_no_model_is_left_out_not_the_play(cli, dba):
+    """Runs imported with the wrong year (1970 to now: legal rows), or a
+    half-second job whose p95 is three hours, made simulate --from-database
+    exit 2 for the whole fleet ("its history gives no runtime model")."""
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, schedule) VALUES"
+                " ('sane', '*/30 * * * *'), ('ancient', '0 * * * *'), ('spread', '0 * * * *')")
+    runs = [("sane", dba.now_plus(-5000), dba.now_plus(-4900))] * 3
+    runs += [("ancient", "'1970-01-0%d 00:00:00'" % day, dba.now_plus(-day)) for day in (2, 3, 4)]
+    runs += [("spread", dba.now_plus(-9000), dba.now_plus(-8999))] * 2
+    runs += [("spread", dba.now_plus(-20000), dba.now_plus(-20000 + 3 * 3600))]
+    for name, started, finished in runs:
+        dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, started_at, finished_at,"
+                    " status, exit_code) VALUES ({}, 'web1', 1, %s, %s, 'succeeded', 0)"
+                    % (started, finished), (name,))
+    code, out, err = cli("simulate", "--from-database", "--days", "1", "--rollouts", "1",
+                         "--json")
+    assert code == 0, err
+    assert json.loads(out)["instances"] == 1
+    assert "ancient on * left out:" in err and "30d" in err
+    assert "spread on web1 left out:" in err and "10000 times the median" in err
+    assert "Traceback" not in err

@@ -374,6 +374,7 @@ def cmd_deploy_plan(args, settings):
     print("a rollout at %s (in %s) for %s, hosts %s, scripts %s:" % (
         format_time(at), format_duration(max(0.0, (at - now).total_seconds())),
         format_duration(duration), result["host"], result["script"]))
+    _say_default_runtime(result["default_runtime"], settings)
 
     def skipped_from(row):
         if row["exempt"]:
@@ -427,6 +428,7 @@ def cmd_deploy_slot(args, settings):
         return exitcodes.OK
     print("the best times to start a rollout of %s within %s (hosts %s, scripts %s):" % (
         format_duration(duration), format_duration(within), result["host"], result["script"]))
+    _say_default_runtime(result["default_runtime"], settings)
     for rank, candidate in enumerate(result["candidates"], 1):
         print()
         print("%d. %s to %s: %s" % (
@@ -443,6 +445,15 @@ def cmd_deploy_slot(args, settings):
         for name, line in picture["lines"]:
             print("   %s  %s" % (name.ljust(label), line))
     return exitcodes.OK
+
+
+def _say_default_runtime(names, settings, shown=10):
+    """Name the scripts whose runtime is a guess (the default): no plan
+    around them is better than that guess."""
+    if names:
+        print("planned with the default runtime, %s (too little history, nothing declared): "
+              "%s%s" % (format_duration(settings.default_runtime), ", ".join(names[:shown]),
+                        " and %d more" % (len(names) - shown) if len(names) > shown else ""))
 
 
 def _duration(text, option):
@@ -560,12 +571,12 @@ def cmd_metrics(args, settings):
     # (As a comment, which every reader of the format skips.)
     heading = "# %s\n" % note if note else ""
     if not args.output:
-        sys.stdout.write(heading + metrics.render(_database(settings)))
+        sys.stdout.write(heading + metrics.render(_database(settings), warn=_warn))
         return exitcodes.OK
     from cronpolicy.safety import check_replaceable, checked_directory, write_atomically
     checked_directory(os.path.dirname(os.path.abspath(args.output)), "--output directory")
     check_replaceable(args.output)      # before the database is asked anything
-    text = heading + metrics.render(_database(settings))
+    text = heading + metrics.render(_database(settings), warn=_warn)
     try:
         write_atomically(args.output, lambda handle: handle.write(text), 0o644)
     except OSError as error:

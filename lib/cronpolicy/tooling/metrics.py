@@ -106,7 +106,9 @@ def _rollout_families(out, settings, now, open_rows, stalls):
                   "over the rollouts recorded.", STALL_BUCKETS, stalls)
 
 
-def render(db):
+def render(db, warn=None):
+    """The metrics text; what the fleet's rows leave out (a schedule that
+    cannot be read, a runtime no plan believes) is said through ``warn``."""
     from cronpolicy.tooling.fleet import reap_if_free
     from cronpolicy.tooling.overdue import overdue_scripts, scheduled_reports
     out = _Exposition()
@@ -152,7 +154,7 @@ def render(db):
     latest_estimates = [(row.name, row.estimate_seconds) for row in latest_estimates]
     running = {row[0]: row[2] for row in by_status if row[1] == "running"}
     _, reports = overdue_scripts(db, include_all=True)
-    _, scheduled = scheduled_reports(db.settings, include_all=True)
+    _, scheduled = scheduled_reports(db.settings, include_all=True, warn=warn)
 
     out.family("cronpolicy_last_success_timestamp_seconds", "gauge",
                "When the script last succeeded (Unix time, database clock).",

@@ -22,7 +22,7 @@ import datetime
 
 from sqlalchemy import and_, func, select
 
-from cronpolicy import policy
+from cronpolicy import planning, policy
 from cronpolicy.errors import UsageError
 from cronpolicy.matching import glob_matches, is_pattern
 from cronpolicy.rows import PolicyRow, from_mapping
@@ -77,7 +77,6 @@ def scheduled_reports(settings, grace=DEFAULT_GRACE, starving_after=None, includ
                       warn=None):
     """[report dict] of the scripts with a schedule, on each host: overdue
     by it, or starving; every one with ``include_all``."""
-    from cronpolicy import planning
     from cronpolicy.store.reads import reading
     from cronpolicy.tooling.rollout_plans import gather
     starving_after = starving_after or planning.STARVING_AFTER
@@ -111,12 +110,22 @@ def scheduled_reports(settings, grace=DEFAULT_GRACE, starving_after=None, includ
 
 def _scheduled_detail(job, late, due, last, starving):
     said = []
+    last_said = format_time(last) if last else "never"
     if late:
         said.append("the start of %s has not succeeded (last success: %s)" % (
-            format_time(due), format_time(last) if last else "never"))
+            format_time(due), last_said))
     if starving:
         said.append("skipped by the last %d rollouts in a row" % job.starving)
-    return "; ".join(said) or "succeeded since its last scheduled start"
+    if said:
+        return "; ".join(said)
+    if due is None:
+        return "no scheduled start has come due yet (last success: %s)" % last_said
+    if last is not None and not planning.missed(due, last):
+        return "succeeded since its last scheduled start (%s)" % format_time(due)
+    # Not late only because that start came before anyone knew the schedule.
+    return "its last scheduled start (%s) came before its schedule was known (known only " \
+           "since %s); last success: %s" % (format_time(due), format_time(
+               job.schedule.known_since), last_said)
 
 
 def _report(connection, now, name, interval, tolerance, policy_row):

@@ -41,9 +41,8 @@ Fleet = shape("Fleet", "inputs jobs flights live history")
 
 def gather(settings, host="*", script="*", warn=None):
     """The Fleet of the scripts and hosts ``host`` and ``script`` (globs) cover."""
-    from cronpolicy.store import open_store
     from cronpolicy.store.reads import reading
-    from cronpolicy.tooling.schedules import fleet_schedules
+    from cronpolicy.tooling.schedules import RECENT, fleet_schedules
     with reading(settings, "plan the rollout", reap=True) as reader:
         inputs = reader.inputs()
         found = fleet_schedules(reader, inputs, warn, host=host, script=script)
@@ -51,16 +50,16 @@ def gather(settings, host="*", script="*", warn=None):
                 if glob_matches(script, run["name"])]
         names = sorted({name for name, _ in found} | {run["name"] for run in live})
         history = {name: reader.recent_runs(name, RECENT_RUNS) for name in names}
-        in_a_row = {pair: reader.rollouts_in_a_row(*pair) for pair in found}
-    store = open_store(settings, application_name="cronpolicy-plan")
-    try:
-        by_name = {name: store.load_inputs(name, settings.estimate_runs) for name in names}
-    finally:
-        store.close()
+        in_a_row = {name: reader.rollouts_in_a_row(name) for name in {name for name, _ in found}}
+        declared = declarations(reader.declared_runtimes(inputs.now - RECENT))
+        # Each script's history as its gate reads it; the rest from the one
+        # snapshot, whose policy rows are indexed once for the fleet.
+        by_name = {name: inputs._replace(recent_runtimes=reader.recent_runtimes(
+            name, settings.estimate_runs)) for name in names}
     jobs = []
     for (name, on), schedule in found.items():
-        jobs.append(planning.Job(name, on, schedule, _declared_runtime(history[name], on),
-                                 by_name[name], in_a_row[(name, on)],
+        jobs.append(planning.Job(name, on, schedule, declared(name, on),
+                                 by_name[name], in_a_row[name].get(on, 0),
                                  next((parse_needs(run["needs"]) for run in history[name]
                                        if run["host"] == on and run["needs"] is not None), ())))
     flights = []
@@ -69,25 +68,67 @@ def gather(settings, host="*", script="*", warn=None):
         if run["exempt"]:
             continue            # rollouts never wait for it
         end = run["predicted_finish"] or run["started_at"] + datetime.timedelta(
-            seconds=_estimate(settings, by_name[run["name"]], run["name"], run["host"], None))
+            seconds=_estimate(settings, by_name[run["name"]], run["name"], run["host"],
+                              declared(run["name"], run["host"])))
         always = policy.decide(by_name[run["name"]], policy.ScriptFacts(
             run["name"], run["host"]), settings).interruptible
         flights.append(planning.Flight(run["name"], run["host"], run["started_at"], end,
                                        bool(always or run["safe_to_interrupt"]), run["id"],
                                        parse_needs(run["needs"])))
+    jobs, flights = _believed(settings, jobs, flights, warn)
     return Fleet(inputs, jobs, flights, live, history)
 
 
-def _declared_runtime(runs, host):
-    """The runtime the script declares, as its latest start on ``host``
-    recorded deciding with it (its estimate came from the declaration), or
-    None: a recorded estimate of another source is not the script's to say."""
-    for run in runs:
-        if run["host"] == host and run["estimate_seconds"] is not None:
-            if (run["estimate_source"] or "").startswith("script's expected_runtime"):
-                return run["estimate_seconds"]
-            return None
-    return None
+def _believed(settings, jobs, flights, warn=None):
+    """(jobs, flights) without those whose runtime no plan believes
+    (planning.runtime_problem), each named in a warning: one absurd row
+    leaves its own job out, never the whole answer."""
+    said, believed_jobs, believed_flights = {}, [], []
+    for job in jobs:
+        estimate = planning.job_estimate(job, settings)
+        problem = planning.runtime_problem(estimate.seconds)
+        if problem:
+            said.setdefault((job.name, "%s (%s)" % (problem, estimate.source)), []).append(
+                job.host)
+        else:
+            believed_jobs.append(job)
+    for flight in flights:
+        problem = planning.runtime_problem((flight.expected_end - flight.started_at)
+                                           .total_seconds())
+        if problem:
+            said.setdefault((flight.name, "its run in flight since %s: %s" % (
+                format_time(flight.started_at), problem)), []).append(flight.host)
+        else:
+            believed_flights.append(flight)
+    for (name, why), hosts in sorted(said.items()):
+        if warn is not None:
+            warn("%s on %s left out: %s" % (name, _hosts_named(hosts), why))
+    return believed_jobs, believed_flights
+
+
+def _hosts_named(hosts, shown=3):
+    hosts = sorted(hosts)
+    if len(hosts) <= shown:
+        return ", ".join(hosts)
+    return "%s and %d more hosts" % (", ".join(hosts[:shown]), len(hosts) - shown)
+
+
+def declarations(declared):
+    """A function of (name, host): the runtime the script declares (seconds,
+    or None), from ``declared`` (Reader.declared_runtimes): its latest
+    start on that host that decided with its declaration (a later one may
+    have decided with a policy row or its history, which say nothing of
+    it), else its latest on any host (a host whose crontab is registered
+    and that has not run it yet)."""
+    anywhere = {}
+    for (name, host), (seconds, started_at) in declared.items():
+        if name not in anywhere or (started_at, host) > anywhere[name][1:]:
+            anywhere[name] = (seconds, started_at, host)
+
+    def declared_runtime(name, host):
+        found = declared.get((name, host)) or anywhere.get(name)
+        return found[0] if found else None
+    return declared_runtime
 
 
 def _rollout_start(text, now):
@@ -131,6 +172,7 @@ def plan(settings, at, duration, host="*", script="*", service=None, warn=None):
     return {"now": now, "at": at_time, "duration_seconds": duration,
             "ends_at": window.ends_at, "host": host, "script": script, "service": service,
             "cutoff_margin": settings.cutoff_margin, "skipped": scripts,
+            "default_runtime": planner.default_runtime(),
             "skipped_starts": [start._asdict() for start in cost.skipped],
             "running": live, "wait_seconds": cost.wait,
             "starving": [{"name": name, "host": on, "rollouts_in_a_row": next(
@@ -142,7 +184,7 @@ def _planned(job, host, settings, window, at_time):
     """A script's row of the plan: from when its starts are skipped (the
     cut-off before the rollout) and what a start now would be told."""
     inputs = job.inputs._replace(windows=list(job.inputs.windows) + [window])
-    verdict = policy.decide(inputs, policy.ScriptFacts(job.name, host), settings)
+    verdict = policy.decide(inputs, planning.job_facts(job)._replace(host=host), settings)
     exempt = policy.rollout_exempt(inputs.policies, job.name, host)
     cutoff = policy.cutoff_at(at_time, verdict.estimate.seconds, settings.cutoff_margin)
     return {"name": job.name, "estimate_seconds": verdict.estimate.seconds,
@@ -167,9 +209,16 @@ def slots(settings, duration, within, host="*", script="*", service=None, count=
     alike on many hosts are weighed once, times their number of hosts."""
     if within > MAX_WITHIN:
         raise UsageError("--within: at most %s" % format_duration(MAX_WITHIN))
-    step = max(step, within / MAX_CANDIDATES)
     inputs, jobs, flights, _, _ = gather(settings, host, script, warn)
-    now = inputs.now
+    return propose(settings, jobs, flights, inputs.now, duration, within, host, script,
+                   service, count, step)
+
+
+def propose(settings, jobs, flights, now, duration, within, host="*", script="*",
+            service=None, count=5, step=300.0):
+    """What ``slots`` answers, for a fleet already gathered: ``jobs`` and
+    ``flights`` as of ``now`` (pure)."""
+    step = max(step, within / MAX_CANDIDATES)
     until = now + datetime.timedelta(seconds=within + duration + TIMELINE_SPAN)
     ranking = planning.Planner(_alike(jobs), flights, settings, now, until)
     planner = planning.Planner(jobs, flights, settings, now, until)
@@ -177,6 +226,8 @@ def slots(settings, duration, within, host="*", script="*", service=None, count=
     for start, _ in ranking.best_slots(duration, within, step, host, script, count, service):
         rollout = planning.Rollout(start, duration, host, script, service)
         cost = planner.cost(rollout)
+        near = {(job.name, job.host): planner.runs_near(job, rollout, TIMELINE_SPAN)
+                for job in planner.jobs}
         candidates.append({
             "starts_at": start, "ends_at": planning.ends_at(rollout),
             "wait_seconds": cost.wait, "skip_weight_seconds": cost.weight,
@@ -185,21 +236,26 @@ def slots(settings, duration, within, host="*", script="*", service=None, count=
                        "expected_end": flight.expected_end, "seconds": seconds}
                       for flight, seconds in cost.waits],
             "starving": [{"name": name, "host": on} for name, on in cost.starved],
-            "reasons": reasons(planner, rollout, cost),
-            "timeline": timeline(planner, rollout)})
+            "reasons": reasons(planner, rollout, cost, near),
+            "timeline": timeline(planner, rollout, cost, near)})
     return {"now": now, "duration_seconds": duration, "within_seconds": within,
-            "host": host, "script": script, "service": service, "candidates": candidates}
+            "host": host, "script": script, "service": service,
+            "default_runtime": planner.default_runtime(), "candidates": candidates}
 
 
 def _alike(jobs):
     """``jobs`` with those alike on several hosts (same script, schedule,
-    declarations, history and policy rows) made one Job with its copies."""
-    from cronpolicy.matching import matching_policies
+    declarations, history, policy rows and standing windows over them)
+    made one Job with its copies."""
+    from cronpolicy.matching import matching_policies, window_covers
     groups = {}
     for job in jobs:
+        needs = policy.effective_needs(job.inputs, planning.job_facts(job))
         key = (job.name, job.schedule, job.expected_runtime, job.starving, tuple(job.needs),
                tuple(row.id for row in matching_policies(job.inputs.policies, job.name,
-                                                         job.host)))
+                                                         job.host)),
+               tuple(window.id for window in job.inputs.windows
+                     if window_covers(window, job.name, job.host, needs)))
         groups.setdefault(key, []).append(job)
     return [group[0]._replace(copies=sum(job.copies for job in group))
             for group in groups.values()]
@@ -209,9 +265,11 @@ def _alike(jobs):
 TIMELINE_SPAN = 2 * 3600.0
 
 
-def reasons(planner, rollout, cost):
+def reasons(planner, rollout, cost, near=None):
     """Why this slot, in words people check: what it waits for, what it
-    skips, and the long runs it fits between."""
+    skips, and the long runs it fits between.  ``near``: {(name, host):
+    planner.runs_near(job, rollout, TIMELINE_SPAN)}, when the caller has
+    it (the timeline draws the same runs)."""
     said = ["waits %s for %s on %s (cannot be interrupted; expected to end %s)" % (
         format_duration(seconds), flight.name, flight.host, format_time(flight.expected_end))
         for flight, seconds in cost.waits]
@@ -223,16 +281,25 @@ def reasons(planner, rollout, cost):
     said += ["starves %s on %s (skipped by %d rollouts in a row)" % (
         name, on, planning.STARVING_AFTER) for name, on in cost.starved]
     window = planning.rollout_window(rollout)
+    hour = datetime.timedelta(hours=1)
     avoided = []
     for job in planner.jobs:
         if planner.estimate(job) < 60 or not planner.covers(rollout, job):
             continue
-        for start, end in planner.runs_near(job, rollout, 3600.0):
+        runs = planner.runs_near(job, rollout, 3600.0) if near is None else [
+            (start, end) for start, end in near[job.name, job.host]
+            if window.starts_at - hour <= start < window.ends_at + hour]
+        for start, end in runs:
             if end <= window.starts_at or start >= window.ends_at:
                 gap = min(abs((window.starts_at - end).total_seconds()),
                           abs((start - window.ends_at).total_seconds()))
                 avoided.append((gap, -planner.estimate(job), job.name, start, end))
-    for _, _, name, start, end in sorted(avoided)[:3]:
+    named = {}
+    for _, _, name, start, end in sorted(avoided):     # each job once: its nearest run
+        named.setdefault(name, (start, end))
+        if len(named) == 3:
+            break
+    for name, (start, end) in named.items():
         said.append("avoids %s %s-%s" % (name, start.strftime("%H:%M"), end.strftime("%H:%M")))
     return said or ["nothing scheduled near it"]
 
@@ -242,9 +309,10 @@ def _every(planner, start):
     return "runs every %s" % format_duration(planner.skip_weight(job))
 
 
-def timeline(planner, rollout, width=48):
+def timeline(planner, rollout, cost=None, near=None, width=48):
     """A small picture, one line per script the slot affects: '#' where it
-    runs, 'x' a start the rollout skips, and the rollout itself as '='."""
+    runs, 'x' a start the rollout skips, and the rollout itself as '='.
+    ``cost`` and ``near`` (see reasons), when the caller has them."""
     window = planning.rollout_window(rollout)
     begin = window.starts_at - datetime.timedelta(seconds=TIMELINE_SPAN)
     end = window.ends_at + datetime.timedelta(seconds=TIMELINE_SPAN)
@@ -254,10 +322,13 @@ def timeline(planner, rollout, width=48):
         return min(width - 1, max(0, int((moment - begin).total_seconds() // column)))
     lines = [("rollout", "".join("=" if window.starts_at <= begin + datetime.timedelta(
         seconds=(index + 0.5) * column) < window.ends_at else "." for index in range(width)))]
-    skipped = planner.cost(rollout).skipped
+    marked = {}
+    for start in (cost or planner.cost(rollout)).skipped:
+        marked.setdefault((start.name, start.host), []).append(start)
     for job in sorted(planner.jobs, key=lambda job: (job.name, job.host)):
-        runs = planner.runs_near(job, rollout, TIMELINE_SPAN)
-        marks = [start for start in skipped if (start.name, start.host) == (job.name, job.host)]
+        runs = planner.runs_near(job, rollout, TIMELINE_SPAN) if near is None \
+            else near[job.name, job.host]
+        marks = marked.get((job.name, job.host), [])
         if not runs and not marks:
             continue
         row = ["."] * width

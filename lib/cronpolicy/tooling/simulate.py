@@ -194,19 +194,23 @@ def _note(message):
 def from_database(settings, warn=_note):
     """(instances, policy rows) from the policy database: schedules as
     `schedule list` has them, each model from its script's succeeded runs
-    among its last 200 (their median and p95; with none, the configured
-    default_runtime), interruptible as its policy row says; the rows go
-    to the rules, as the gate would read them.  What is left out (no
-    schedule, or one that cannot be read) and a script no host has run yet
-    (played on host "*") is said through ``warn``."""
+    among its last 200 (``runtime_model``), interruptible as its policy
+    row says; the rows go to the rules, as the gate would read them.  What
+    is left out (no schedule, or one that cannot be read; a runtime no
+    model or plan believes, as the history of a row imported with the
+    wrong year gives), a script played with the default runtime and a
+    script no host has run yet (played on host "*") are said through
+    ``warn``: one script's rows never refuse the play."""
     from cronpolicy import policy
-    from cronpolicy.estimate import quantile
+    from cronpolicy.matching import first_setting
     from cronpolicy.store.reads import reading
-    from cronpolicy.tooling.schedules import fleet_schedules
-    instances = []
+    from cronpolicy.tooling.rollout_plans import declarations
+    from cronpolicy.tooling.schedules import RECENT, fleet_schedules
+    instances, left_out, guessed = [], 0, []
     with reading(settings, "read the fleet") as reader:
         inputs = reader.inputs()
         found = fleet_schedules(reader, inputs, warn)
+        declared = declarations(reader.declared_runtimes(inputs.now - RECENT))
         unscheduled = ["%s on %s" % pair for pair, schedule in sorted(found.items())
                        if schedule is None]
         if unscheduled:
@@ -220,19 +224,50 @@ def from_database(settings, warn=_note):
                 warn("%s: no host has run it yet; played on one host, \"*\"" % name)
             runs = [run["duration_seconds"] for run in reader.recent_runs(name, 200)
                     if run["status"] == "succeeded" and run["duration_seconds"]]
-            median = quantile(runs, 0.5) if runs else settings.default_runtime
-            p95 = quantile(runs, 0.95) if runs else median
-            row = policy.Situation(inputs, policy.ScriptFacts(name, host)).winner
+            situation = policy.Situation(inputs, policy.ScriptFacts(name, host))
+            said = first_setting(situation.matching, "expected_runtime")[0]
+            median, p95, source = runtime_model(runs, declared(name, host) if said is None
+                                                else said, settings)
+            row = situation.winner
             model = simulation.Model(max(median, 1.0), max(p95, median, 1.0),
                                      bool(row is not None and row.interruptible))
-            problem = simulation.model_problem(*model)
+            problem = planning.runtime_problem(model.p95) or simulation.model_problem(*model)
             if problem:
-                raise UsageError("%s on %s: its history gives no runtime model (%s); play it "
-                                 "from its crontab with --model" % (name, host, problem))
+                warn("%s on %s left out: its %s gives no runtime model (%s); play it from its "
+                     "crontab with --model" % (name, host, source, problem))
+                left_out += 1
+                continue
+            if source in ("few runs", "default"):
+                guessed.append("%s on %s" % (name, host))
             instances.append(simulation.Instance(name, host, schedule, model))
+    if guessed:
+        warn("too little history and nothing declared, played from the runs they have (with "
+             "none, the default runtime, %s): %s%s" % (
+                 _short(settings.default_runtime), ", ".join(guessed[:10]),
+                 " and %d more" % (len(guessed) - 10) if len(guessed) > 10 else ""))
+    if not instances and left_out:
+        raise UsageError("nothing to play: the database's %d scheduled script%s left out, as "
+                         "said above" % (left_out, " was" if left_out == 1 else "s were"))
     if not instances:
         raise UsageError("the database knows no schedules (cronpolicy schedule import)")
     return instances, inputs.policies
+
+
+def runtime_model(runs, said, settings):
+    """(median, p95, where from) of a script's runtime: its succeeded runs
+    (``runs``, seconds) once there are as many as its estimate needs
+    (estimate_min_runs: "history"); until then what is declared (``said``:
+    a policy row's expected_runtime, else the script's own: "declaration"),
+    as the gate believes it; else the runs it has ("few runs"), else the
+    configured default_runtime ("default")."""
+    from cronpolicy.estimate import quantile
+    if len(runs) >= max(1, settings.estimate_min_runs):
+        return quantile(runs, 0.5), quantile(runs, 0.95), "history"
+    if said is not None:
+        return said, said, "declaration"
+    if runs:
+        return quantile(runs, 0.5), quantile(runs, 0.95), "few runs"
+    return settings.default_runtime, settings.default_runtime, "default"
 
 
 #: The strategies, costliest first: a pool hands them out in this order.

@@ -415,3 +415,19 @@ def test_deploy_run_through_a_broken_network_ends_its_rollout(fault, pg_scripts,
     finally:
         go.write_text("go")
         job.communicate(timeout=60)
+
+
+def test_deploy_run_whose_reader_leaves_still_runs_the_command_and_ends(script_env, dba,
+                                                                        tmp_path):
+    """`cronpolicy deploy run -- CMD | head -1`: the reader leaves after the
+    first line; the command still runs, the rollout still ends, and the exit
+    is the command's (it was 0 and the command never ran)."""
+    ran = tmp_path / "ran"
+    script = ("%s -m cronpolicy.tooling.cli deploy run -- sh -c 'sleep 0.5; echo ran > %s;"
+              " exit 5' | head -1; exit ${PIPESTATUS[0]}" % (sys.executable, ran))
+    result = subprocess.run(["bash", "-c", script], env=script_env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 5, result.stderr
+    assert ran.read_text() == "ran\n" and result.stdout.startswith("rollout #1 began")
+    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
+    assert dba.scalar("SELECT count(*) FROM cronpolicy.rollout WHERE ended_at IS NULL") == 0

@@ -72,10 +72,9 @@ def end(db, rollout_id, reason=""):
         if row is None:
             raise UsageError("there is no rollout #%d (cronpolicy rollouts lists them)"
                              % rollout_id)
-        if row["ended_at"] is not None:
-            return dict(row), False
-        _end(db, connection, where)
-        return dict(connection.execute(select(rollout).where(where)).mappings().one()), True
+        # (Ended by another meanwhile: it ended none.)
+        ended = row["ended_at"] is None and _end(db, connection, where) == 1
+        return dict(connection.execute(select(rollout).where(where)).mappings().one()), ended
 
 
 def end_open(db, service=None, every=False, reason=""):
@@ -98,8 +97,9 @@ def end_open(db, service=None, every=False, reason=""):
 
 
 def _end(db, connection, where):
-    connection.execute(rollout.update().where(where, rollout.c.ended_at.is_(None)).values(
-        ended_at=db.now(connection), lease_expires_at=None, **db.who_columns("ended_by")))
+    """End the open rollouts ``where`` says; how many it ended."""
+    return connection.execute(rollout.update().where(where, rollout.c.ended_at.is_(None)).values(
+        ended_at=db.now(connection), lease_expires_at=None, **db.who_columns("ended_by"))).rowcount
 
 
 def renew(db, rollout_id, lease):

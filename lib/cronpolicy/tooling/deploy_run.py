@@ -111,7 +111,18 @@ class _LeaseKeeper(threading.Thread):
 
 
 def _say(message):
-    print("cronpolicy: %s" % message, file=sys.stderr, flush=True)
+    _print("cronpolicy: %s" % message, file=sys.stderr)
+
+
+def _print(*args, file=None):
+    """print, flushed, that goes on when its reader has left (| head): the
+    rollout must still end, and the command still run."""
+    stream = file or sys.stdout
+    try:
+        print(*args, file=stream, flush=True)
+    except (BrokenPipeError, ValueError, OSError):
+        from cronpolicy.tooling.cli import _stop_writing
+        _stop_writing(getattr(stream, "raw", stream))     # (nor at exit)
 
 
 def cmd_deploy_run(args, settings):
@@ -149,17 +160,20 @@ def _wait_then_run(db, rollout_id, services, others, reason, command, wait_timeo
     """The exit code: COMMAND's, WAIT_TIMEOUT, or STOPPED."""
     from cronpolicy.tooling import deploy
     from cronpolicy.tooling.output import LiveTable, quote
-    print("rollout #%d began: %s: %s" % (
+    _print("rollout #%d began: %s: %s" % (
         rollout_id, "every script stops starting" if not services else
-        "the scripts that need %s stop starting" % " or ".join(services), quote(reason)),
-        flush=True)
+        "the scripts that need %s stop starting" % " or ".join(services), quote(reason)))
     for other in others:
-        print("also open: rollout #%d" % other["id"], flush=True)
+        _print("also open: rollout #%d" % other["id"])
     table = LiveTable(sys.stdout)
 
     def progress(now, runs, waited):
         signals.stop_if_asked()
-        table(now, runs, waited)
+        try:
+            table(now, runs, waited)
+        except (BrokenPipeError, ValueError, OSError):
+            from cronpolicy.tooling.cli import _stop_writing
+            _stop_writing(getattr(sys.stdout, "raw", sys.stdout))   # nobody reads it any more
     try:
         signals.stop_if_asked()     # (one may have come while the rollout began)
         result = deploy.wait_until_quiet(db, wait_timeout, rollout_id=rollout_id,
@@ -168,15 +182,15 @@ def _wait_then_run(db, rollout_id, services, others, reason, command, wait_timeo
         _say("interrupted while waiting for quiet: %s not run" % command[0])
         return exitcodes.STOPPED
     if not result.quiet:
-        print("timed out after %s with %d run%s in the way: %s not run" % (
+        _print("timed out after %s with %d run%s in the way: %s not run" % (
             format_duration(result.waited_seconds), len(result.blockers),
-            "" if len(result.blockers) == 1 else "s", command[0]), flush=True)
+            "" if len(result.blockers) == 1 else "s", command[0]))
         return exitcodes.WAIT_TIMEOUT
     if signals.received:        # arrived since the last look
         _say("interrupted: %s not run" % command[0])
         return exitcodes.STOPPED
-    print("quiet after %s: running %s" % (format_duration(result.waited_seconds),
-                                          " ".join(command)), flush=True)
+    _print("quiet after %s: running %s" % (format_duration(result.waited_seconds),
+                                           " ".join(command)))
     return _run(command, signals)
 
 
@@ -234,9 +248,9 @@ def _end(db, rollout_id, code):
             time.sleep(pause)
             pause = min(pause * 2, 5.0)
     opened = (row["ended_at"] - row["began_at"]).total_seconds()
-    print("rollout #%d ended after %s%s" % (
+    _print("rollout #%d ended after %s%s" % (
         rollout_id, format_duration(opened),
-        "" if code in (None, exitcodes.WAIT_TIMEOUT) else " (exit %d)" % code), flush=True)
+        "" if code in (None, exitcodes.WAIT_TIMEOUT) else " (exit %d)" % code))
     return code
 
 

@@ -39,6 +39,18 @@ def parse_duration(text):
     return total
 
 
+def positive_duration(text, option):
+    """``text`` as a duration above zero, in seconds; UsageError naming
+    ``option`` (the command-line option it came from) otherwise."""
+    try:
+        seconds = parse_duration(text)
+    except (UsageError, ValueError) as error:
+        raise UsageError("%s: %s" % (option, error)) from None
+    if seconds <= 0:
+        raise UsageError("%s must be longer than 0" % option)
+    return seconds
+
+
 def _duration_parts(cleaned, text):
     """[(number, unit)] of ``cleaned``: one or more NUMBER[.DIGITS]UNIT, nothing
     between (read by hand: a config file's durations are on the start path)."""

@@ -4,7 +4,6 @@ for, ended one by one; the switches of earlier versions in step with them;
 Both backends, real processes where the behaviour crosses them."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

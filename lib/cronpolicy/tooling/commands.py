@@ -12,7 +12,7 @@ import sys
 from cronpolicy import exitcodes
 from cronpolicy.config import SQLITE
 from cronpolicy.errors import CronPolicyError, DatabaseError, SchemaError, UsageError
-from cronpolicy.timeutil import format_duration, format_time, parse_duration
+from cronpolicy.timeutil import format_duration, format_time, parse_duration, positive_duration
 from cronpolicy.tooling.output import (
     LiveTable, change_summary, print_json, print_table, quote, release_name, run_table,
     window_line)
@@ -252,8 +252,8 @@ def cmd_window_cancel(args, settings):
 
 def cmd_deploy_begin(args, settings):
     from cronpolicy.tooling import deploy
-    from cronpolicy.tooling.rollouts import describe, summary
-    expect = _duration(args.expect, "--expect") if args.expect else None
+    from cronpolicy.tooling.rollouts import summary
+    expect = positive_duration(args.expect, "--expect") if args.expect else None
     services = sorted(set(args.service or ()))
     row, others = deploy.begin(_database(settings), services=services, reason=args.reason,
                                expect=expect, owner_host=settings.host)
@@ -420,7 +420,7 @@ def cmd_deploy_plan(args, settings):
 def cmd_deploy_slot(args, settings):
     from cronpolicy.tooling.rollout_plans import slots
     duration = _rollout_duration(args.duration)
-    within = _duration(args.within, "--within")
+    within = positive_duration(args.within, "--within")
     result = slots(settings, duration, within, host=args.host, script=args.script,
                    service=args.service, count=args.count, warn=_warn)
     if args.json:
@@ -456,19 +456,9 @@ def _say_default_runtime(names, settings, shown=10):
                         " and %d more" % (len(names) - shown) if len(names) > shown else ""))
 
 
-def _duration(text, option):
-    try:
-        seconds = parse_duration(text)
-    except (UsageError, ValueError) as error:
-        raise UsageError("%s: %s" % (option, error)) from None
-    if seconds <= 0:
-        raise UsageError("%s must be longer than 0" % option)
-    return seconds
-
-
 def _rollout_duration(text):
     from cronpolicy.planning import MAX_ROLLOUT_DURATION
-    seconds = _duration(text, "--duration")
+    seconds = positive_duration(text, "--duration")
     if seconds > MAX_ROLLOUT_DURATION:
         raise UsageError("--duration: a rollout of at most a day: %s" % text)
     return seconds
@@ -520,7 +510,7 @@ def cmd_overdue(args, settings):
     now, reports = overdue.overdue_scripts(_database(settings), tolerance=args.tolerance,
                                            include_all=args.all)
     _, scheduled = overdue.scheduled_reports(
-        settings, grace=_duration(args.grace, "--grace"), starving_after=args.starving,
+        settings, grace=positive_duration(args.grace, "--grace"), starving_after=args.starving,
         include_all=args.all, warn=_warn)
     with reading(settings, "read the open rollouts") as reader:
         _, stuck = open_problems(reader, settings)

@@ -30,7 +30,7 @@ import time
 
 from cronpolicy import exitcodes
 from cronpolicy.errors import CronPolicyError, DatabaseError, UsageError
-from cronpolicy.timeutil import format_duration, parse_duration
+from cronpolicy.timeutil import format_duration, positive_duration
 
 #: How long COMMAND gets to exit after the signal it was passed on.
 STOP_TIMEOUT = 60.0
@@ -132,8 +132,8 @@ def cmd_deploy_run(args, settings):
     if not command:
         raise UsageError("give the command to run after --, as in cronpolicy deploy run "
                          "--reason 'release 4521' -- /srv/deploy/upgrade.sh")
-    expect = _positive_duration(args.expect, "--expect") if args.expect else None
-    wait_timeout = _positive_duration(args.wait_timeout, "--wait-timeout")
+    expect = positive_duration(args.expect, "--expect") if args.expect else None
+    wait_timeout = positive_duration(args.wait_timeout, "--wait-timeout")
     services = sorted(set(args.service or ()))
     db = Database(settings)
     with _Signals() as signals:
@@ -252,13 +252,3 @@ def _end(db, rollout_id, code):
         rollout_id, format_duration(opened),
         "" if code in (None, exitcodes.WAIT_TIMEOUT) else " (exit %d)" % code))
     return code
-
-
-def _positive_duration(text, option):
-    try:
-        seconds = parse_duration(text)
-    except (UsageError, ValueError) as error:
-        raise UsageError("%s: %s" % (option, error)) from None
-    if seconds <= 0:
-        raise UsageError("%s must be longer than 0" % option)
-    return seconds

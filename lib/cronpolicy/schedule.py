@@ -121,14 +121,42 @@ def _fields(expression):
     return fields
 
 
+#: Expressions already read, (expression, tz) -> (fields, zone): a fleet's
+#: thousands of schedules are a few dozen expressions, and reading one
+#: (cronsim's check included) costs more than all else a command does with it.
+_READ = {}
+#: First starts after a moment already worked out, (fields, tz, moment) -> start.
+_NEXT = {}
+#: Either memo is emptied past this many entries.
+_MEMO_LIMIT = 20000
+
+
+def _read(expression, tz):
+    """(fields, zone) of ``expression`` in ``tz``, or ScheduleError."""
+    key = (expression, tz or None)
+    found = _READ.get(key)
+    if found is None:
+        fields, zone = _fields(expression), _zone(tz)
+        from cronsim import CronSim, CronSimError
+        try:
+            CronSim(" ".join(fields), datetime.datetime(2000, 1, 1, tzinfo=zone))
+        except CronSimError as error:
+            raise ScheduleError("schedule %r: %s" % (expression.strip(_BLANKS),
+                                                     str(error).lower())) from None
+        if len(_READ) > _MEMO_LIMIT:
+            _READ.clear()
+        found = _READ[key] = (tuple(fields), zone)
+    return found
+
+
 class Schedule:
     """A cron schedule in a time zone; ``source`` says where it came from."""
 
     def __init__(self, expression, tz=None, source=None, origin=""):
-        self.fields = _fields(expression)
+        fields, self.zone = _read(expression, tz)
+        self.fields = list(fields)
         self.expression = expression.strip(_BLANKS)
         self.tz = tz or None
-        self.zone = _zone(tz)
         #: FROM_POLICY, FROM_CRONTAB or FROM_SCRIPT (None: given directly),
         #: and ``origin``: which row, file or run, for people.
         self.source = source
@@ -137,13 +165,8 @@ class Schedule:
         #: nobody's to miss.
         self.known_since = None
         self._periods = {}
-        from cronsim import CronSim, CronSimError
+        from cronsim import CronSim
         self._cronsim = CronSim
-        try:
-            CronSim(" ".join(self.fields), datetime.datetime(2000, 1, 1, tzinfo=self.zone))
-        except CronSimError as error:
-            raise ScheduleError("schedule %r: %s" % (self.expression,
-                                                     str(error).lower())) from None
 
     def __repr__(self):
         return "Schedule(%r, %r)" % (self.expression, self.tz)
@@ -170,7 +193,12 @@ class Schedule:
 
     def next_after(self, moment):
         """The first start strictly after ``moment``, or None."""
-        return next(self._iterate(moment), None)
+        key = (tuple(self.fields), self.tz, moment)
+        if key not in _NEXT:
+            if len(_NEXT) > _MEMO_LIMIT:
+                _NEXT.clear()
+            _NEXT[key] = next(self._iterate(moment), None)
+        return _NEXT[key]
 
     def previous_before(self, moment):
         """The last start strictly before ``moment``, or None."""

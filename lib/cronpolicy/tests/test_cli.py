@@ -619,8 +619,10 @@ def test_a_command_with_no_dsn_configured_says_it_reads_the_local_file(tmp_path)
     config.write_text("[cronpolicy]\n")
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("CRONPOLICY_", "XDG_"))}
+    # HOME too: a file left at ~/.local/state/cronpolicy by anything else on
+    # the machine is, by design, still the database (see default_dsn).
     env.update(CRONPOLICY_CONFIG=str(config), CRONPOLICY_STATE_DIR=str(tmp_path / "state"),
-               CRONPOLICY_LOCK_DIR=str(tmp_path / "locks"))
+               CRONPOLICY_LOCK_DIR=str(tmp_path / "locks"), HOME=str(tmp_path / "home"))
     program = os.path.join(os.path.dirname(sys.executable), "cronpolicy")
     local = str(tmp_path / "state" / "cronpolicy.sqlite")
 

@@ -10,7 +10,6 @@ literal and case-sensitive.  Precedence among matching policy rows:
 * on a full tie, a disabling row beats an enabling one, then the lower id.
 """
 
-_WILDCARDS = frozenset("*?")
 
 #: Script names (and name patterns) are 1 to 255 characters (a file name's
 #: limit: `crontab wrap` names jobs after their programs), none of them a
@@ -46,7 +45,7 @@ def name_problem(name, what="script name"):
 
 def is_pattern(text):
     """True when ``text`` contains a wildcard."""
-    return any(char in _WILDCARDS for char in text)
+    return "*" in text or "?" in text
 
 
 def glob_matches(pattern, value):
@@ -82,7 +81,7 @@ def glob_matches(pattern, value):
 
 def pattern_specificity(pattern):
     """Sort key: higher is more specific.  Exact beats any pattern."""
-    return (not is_pattern(pattern), sum(1 for char in pattern if char not in _WILDCARDS))
+    return (not is_pattern(pattern), len(pattern) - pattern.count("*") - pattern.count("?"))
 
 
 def precedence(row):

@@ -35,7 +35,8 @@ def _estimate(settings, inputs, name, host, recorded):
 #: What a rollout plan reads: the decision ``inputs`` (no history), the
 #: ``jobs`` ([planning.Job]) and ``flights`` ([planning.Flight]); ``live``:
 #: every run in flight, rollout-exempt ones too, as status shows them;
-#: ``history``: {name: its newest runs, all hosts}.
+#: ``history``: {name: its newest runs, all hosts (host, status,
+#: started_at and needs at least)}.
 Fleet = shape("Fleet", "inputs jobs flights live history")
 
 
@@ -49,13 +50,13 @@ def gather(settings, host="*", script="*", warn=None):
         live = [run for run in reader.live_runs(inputs.now, host)
                 if glob_matches(script, run["name"])]
         names = sorted({name for name, _ in found} | {run["name"] for run in live})
-        history = {name: reader.recent_runs(name, RECENT_RUNS) for name in names}
-        in_a_row = {name: reader.rollouts_in_a_row(name) for name in {name for name, _ in found}}
+        history = reader.recent_starts_of_each(names, RECENT_RUNS)
+        in_a_row = reader.rollouts_in_a_row_of_each({name for name, _ in found})
         declared = declarations(reader.declared_runtimes(inputs.now - RECENT))
         # Each script's history as its gate reads it; the rest from the one
         # snapshot, whose policy rows are indexed once for the fleet.
-        by_name = {name: inputs._replace(recent_runtimes=reader.recent_runtimes(
-            name, settings.estimate_runs)) for name in names}
+        runtimes = reader.recent_runtimes_of_each(names, settings.estimate_runs)
+        by_name = {name: inputs._replace(recent_runtimes=runtimes[name]) for name in names}
     jobs = []
     for (name, on), schedule in found.items():
         jobs.append(planning.Job(name, on, schedule, declared(name, on),

@@ -41,9 +41,10 @@ from cronpolicy.shapes import shape
 #: the gate's estimate from these (Planner.estimate).
 #: ``copies``: how many hosts run it alike (the simulator plans one for all);
 #: ``period``: seconds between its starts when the caller knows (else the
-#: schedule's period now).
-Job = shape("Job", "name host schedule expected_runtime inputs starving needs copies period",
-            defaults=(0, (), 1, None))
+#: schedule's period now); ``estimate``: its Estimate, when the caller
+#: has worked it out from these (a fleet's is asked by several planners).
+Job = shape("Job", "name host schedule expected_runtime inputs starving needs copies period "
+            "estimate", defaults=(0, (), 1, None, None))
 
 #: A run in flight now: ``expected_end`` by its estimate; ``interruptible``:
 #: a rollout need not wait for it (a policy says so, or it says it is safe
@@ -129,7 +130,7 @@ def job_facts(job):
 
 def job_estimate(job, settings):
     """The Estimate a start of ``job`` decides with, as the gate computes it."""
-    return policy.runtime_estimate(job.inputs, job_facts(job), settings)
+    return job.estimate or policy.runtime_estimate(job.inputs, job_facts(job), settings)
 
 
 class Planner:

@@ -84,15 +84,23 @@ def _believed(settings, jobs, flights, warn=None):
     """(jobs, flights) without those whose runtime no plan believes
     (planning.runtime_problem), each named in a warning: one absurd row
     leaves its own job out, never the whole answer."""
+    from cronpolicy.matching import matching_policies
     said, believed_jobs, believed_flights = {}, [], []
+    # A script's jobs on many hosts share its history (one inputs), and
+    # mostly its rows and declaration: each estimate is worked out once.
+    known = {}
     for job in jobs:
-        estimate = planning.job_estimate(job, settings)
+        key = (job.name, id(job.inputs), job.expected_runtime, tuple(
+            row.id for row in matching_policies(job.inputs.policies, job.name, job.host)))
+        estimate = known.get(key)
+        if estimate is None:
+            estimate = known[key] = planning.job_estimate(job, settings)
         problem = planning.runtime_problem(estimate.seconds)
         if problem:
             said.setdefault((job.name, "%s (%s)" % (problem, estimate.source)), []).append(
                 job.host)
         else:
-            believed_jobs.append(job)
+            believed_jobs.append(job._replace(estimate=estimate))     # (worked out once)
     for flight in flights:
         problem = planning.runtime_problem((flight.expected_end - flight.started_at)
                                            .total_seconds())

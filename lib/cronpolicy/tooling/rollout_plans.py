@@ -57,12 +57,18 @@ def gather(settings, host="*", script="*", warn=None):
         # snapshot, whose policy rows are indexed once for the fleet.
         runtimes = reader.recent_runtimes_of_each(names, settings.estimate_runs)
         by_name = {name: inputs._replace(recent_runtimes=runtimes[name]) for name in names}
+    # What each script declared it needs at its newest start on each host
+    # that declared any (history is newest first).
+    needs = {}
+    for name, runs in history.items():
+        for run in runs:
+            if run["needs"] is not None:
+                needs.setdefault((name, run["host"]), run["needs"])
     jobs = []
     for (name, on), schedule in found.items():
         jobs.append(planning.Job(name, on, schedule, declared(name, on),
                                  by_name[name], in_a_row[name].get(on, 0),
-                                 next((parse_needs(run["needs"]) for run in history[name]
-                                       if run["host"] == on and run["needs"] is not None), ())))
+                                 parse_needs(needs[name, on]) if (name, on) in needs else ()))
     flights = []
     for run in live:
         run["exempt"] = policy.rollout_exempt(inputs.policies, run["name"], run["host"])
@@ -256,16 +262,9 @@ def _alike(jobs):
     """``jobs`` with those alike on several hosts (same script, schedule,
     declarations, history, policy rows and standing windows over them)
     made one Job with its copies."""
-    from cronpolicy.matching import matching_policies, window_covers
     groups = {}
     for job in jobs:
-        needs = policy.effective_needs(job.inputs, planning.job_facts(job))
-        key = (job.name, job.schedule, job.expected_runtime, job.starving, tuple(job.needs),
-               tuple(row.id for row in matching_policies(job.inputs.policies, job.name,
-                                                         job.host)),
-               tuple(window.id for window in job.inputs.windows
-                     if window_covers(window, job.name, job.host, needs)))
-        groups.setdefault(key, []).append(job)
+        groups.setdefault(planning.alike_key(job), []).append(job)
     return [group[0]._replace(copies=sum(job.copies for job in group))
             for group in groups.values()]
 

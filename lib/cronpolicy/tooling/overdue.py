@@ -97,7 +97,6 @@ def scheduled_reports(settings, grace=DEFAULT_GRACE, starving_after=None, includ
     starving_after = starving_after or planning.STARVING_AFTER
     fleet = gather(settings, warn=warn)
     now = fleet.inputs.now
-    planner = planning.Planner(fleet.jobs, [], settings, now, now)
     reports = []
     scheduled = [job for job in fleet.jobs if job.schedule is not None]
     last_success = {}
@@ -111,7 +110,7 @@ def scheduled_reports(settings, grace=DEFAULT_GRACE, starving_after=None, includ
             last_success.update(reader.last_success_of_each(unknown))
     for job in scheduled:
         last = last_success[job.name, job.host]
-        estimate = planner.estimate(job)
+        estimate = planning.job_estimate(job, settings).seconds    # (gather worked it out)
         late, due = planning.overdue_by_schedule(job.schedule, last, estimate, grace, now,
                                                  job.schedule.known_since)
         starving = job.starving >= starving_after

@@ -43,6 +43,15 @@ def name_problem(name, what="script name"):
     return None
 
 
+def service_name_problem(service):
+    """Why ``service`` is not a service name, or None: letters, digits, '_',
+    '.' and '-', 1 to 200 of them (schema patch 0014 holds the rows to it)."""
+    if not isinstance(service, str) or not service or len(service) > 200 or any(
+            not (char.isascii() and (char.isalnum() or char in "_.-")) for char in service):
+        return "not a service name (letters, digits, '_', '.', '-'): %r" % (service,)
+    return None
+
+
 def is_pattern(text):
     """True when ``text`` contains a wildcard."""
     return "*" in text or "?" in text

@@ -105,11 +105,11 @@ def _command_words(argv):
 
 
 def service_name(text):
-    """A service name: letters, digits, '_', '.' and '-' (schema patch 0014)."""
-    if not text or len(text) > 200 or any(
-            not (char.isascii() and (char.isalnum() or char in "_.-")) for char in text):
-        raise argparse.ArgumentTypeError(
-            "not a service name (letters, digits, '_', '.', '-'): %r" % text)
+    """A service name (matching.service_name_problem), for argparse."""
+    from cronpolicy.matching import service_name_problem
+    problem = service_name_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
     return text
 
 

@@ -115,6 +115,18 @@ def register(db, jobs, host, replace=False):
     return outcome
 
 
+def register_crontabs(settings, crontabs, time_zone=None, replace=False, warn=None):
+    """Register the jobs of ``crontabs`` for this host; (outcome, jobs), with
+    what was left out said through ``warn``."""
+    from cronpolicy.tooling.database import Database
+    jobs, left = crontab_jobs(crontabs, time_zone or host_time_zone())
+    for path, number, name, problem in left:
+        if warn is not None:
+            warn("%s, line %d: %s: not registered: %s" % (
+                "standard input" if path == "-" else path, number, name, problem))
+    return register(Database(settings), jobs, settings.host, replace=replace), jobs
+
+
 def fleet_schedules(reader, inputs, warn=None, host="*", script="*", scheduled_only=False):
     """{(name, host): Schedule or None} for every script and host seen in
     the last 30 days, registered, or named by a policy row for a host, as

@@ -13,7 +13,7 @@ import os
 import sys
 
 from cronpolicy import exitcodes
-from cronpolicy.arguments import attach_dashed_values
+from cronpolicy.arguments import attach_dashed_values, positive_int
 from cronpolicy.config import Settings
 from cronpolicy.errors import CronPolicyError
 
@@ -43,23 +43,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):
         self.exit(exitcodes.USAGE, "%s: error: %s (see --help)\n" % (
             self.prog, message.replace("\n", "\\n")))   # (a word may hold one)
-
-
-def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("not a whole number: %r" % text) from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1: %r" % text)
-    if value > MAX_COUNT:
-        raise argparse.ArgumentTypeError("must be at most %d: %r" % (MAX_COUNT, text))
-    return value
-
-
-#: Counts on the command line (--limit, --keep, ...) stop here: the databases
-#: store 64-bit integers, and no listing needs more.
-MAX_COUNT = 10 ** 9
 
 
 def positive_number(text):

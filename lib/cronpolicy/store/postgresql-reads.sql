@@ -196,7 +196,7 @@ SELECT status, started_at, skip_reason, exit_code, decision FROM cronpolicy.scri
 -- rollouts_in_a_row for many scripts in one round trip.
 SELECT name, host, count(DISTINCT block) AS blocks FROM cronpolicy.script_run AS skipped
  WHERE name = ANY(%(names)s::text[]) AND status = 'skipped' AND block IS NOT NULL
-   AND decision IN ('deploy-pending', 'service-pending', 'in-window', 'window-cutoff')
+   AND decision = ANY(%(rollout_skips)s::text[])
    AND started_at > coalesce((SELECT max(started_at) FROM cronpolicy.script_run
                                WHERE name = skipped.name AND host = skipped.host
                                  AND status <> 'skipped'), '-infinity')
@@ -215,7 +215,7 @@ SELECT * FROM cronpolicy.service_deploy ORDER BY service
 -- script_run_name_started_idx).  One statement a script, for all its hosts.
 SELECT host, count(DISTINCT block) AS blocks FROM cronpolicy.script_run AS skipped
  WHERE name = %(name)s AND status = 'skipped' AND block IS NOT NULL
-   AND decision IN ('deploy-pending', 'service-pending', 'in-window', 'window-cutoff')
+   AND decision = ANY(%(rollout_skips)s::text[])
    AND started_at > coalesce((SELECT max(started_at) FROM cronpolicy.script_run
                                WHERE name = %(name)s AND host = skipped.host
                                  AND status <> 'skipped'), '-infinity')

@@ -127,6 +127,12 @@ class Reader:
             return to_sqlite(moment)
         return moment
 
+    def _skips(self):
+        """The decisions of a rollout's skips (policy.ROLLOUT_SKIPS), a
+        parameter: the rules' one list, not a copy in each statement."""
+        from cronpolicy.policy import ROLLOUT_SKIPS
+        return self._list(ROLLOUT_SKIPS)
+
     def _list(self, values):
         """A parameter holding a list: an array on PostgreSQL, JSON text on SQLite."""
         if self.backend == config.SQLITE:
@@ -287,7 +293,8 @@ class Reader:
         """{host: how many rollouts in a row skipped ``name`` there} (hosts
         where none did are left out)."""
         return {row["host"]: int(row["blocks"] or 0)
-                for row in self.rows("rollouts_in_a_row", {"name": name})}
+                for row in self.rows("rollouts_in_a_row", {"name": name,
+                                                           "rollout_skips": self._skips()})}
 
     # Many scripts at once: one round trip on PostgreSQL, where a fleet of
     # thousands of jobs paid one per script (issue 32.3); SQLite, in the
@@ -321,7 +328,8 @@ class Reader:
         if self.backend == config.SQLITE:
             return {name: self.rollouts_in_a_row(name) for name in names}
         found = {name: {} for name in names}
-        for row in self.rows("rollouts_in_a_row_of_each", {"names": names}):
+        for row in self.rows("rollouts_in_a_row_of_each", {"names": names,
+                                                           "rollout_skips": self._skips()}):
             found[row["name"]][row["host"]] = int(row["blocks"] or 0)
         return found
 

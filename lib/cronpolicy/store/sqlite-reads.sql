@@ -125,7 +125,7 @@ SELECT status, started_at, skip_reason, exit_code, decision FROM cronpolicy.scri
 -- for real.  One statement a script, for all its hosts.
 SELECT host, count(DISTINCT block) AS blocks FROM cronpolicy.script_run AS skipped
  WHERE name = :name AND status = 'skipped' AND block IS NOT NULL
-   AND decision IN ('deploy-pending', 'service-pending', 'in-window', 'window-cutoff')
+   AND decision IN (SELECT value FROM json_each(:rollout_skips))
    AND julianday(started_at) > coalesce((SELECT max(julianday(started_at))
                                           FROM cronpolicy.script_run
                                          WHERE name = :name AND host = skipped.host

@@ -231,6 +231,19 @@ class Reader:
             found = self.rows("recent_runs", {"limit": limit}, RunRow.kinds)
         return [with_duration(run) for run in found]
 
+    def runs_since(self, since, limit):
+        """The newest ``limit`` runs that started after ``since``, newest
+        first, each with its duration."""
+        return [with_duration(run) for run in self.rows(
+            "runs_since", {"since": self._time(since), "limit": int(limit)}, RunRow.kinds)]
+
+    def writable_tables(self):
+        """The tables this login may change (PostgreSQL; on SQLite, whoever
+        may write the file may write them all: None)."""
+        if self.backend == config.SQLITE:
+            return None
+        return [row["table_name"] for row in self.rows("writable_tables")]
+
     def known_names(self):
         """Every script name the history holds, sorted."""
         return [row["name"] for row in self.rows("known_names")]

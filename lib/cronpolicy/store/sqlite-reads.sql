@@ -13,6 +13,13 @@ SELECT * FROM cronpolicy.script_run WHERE status = 'running' ORDER BY started_at
 SELECT * FROM cronpolicy.script_run ORDER BY started_at DESC, id DESC LIMIT :limit
 
 
+-- name: runs_since
+-- The newest runs (and skipped starts) that started after a moment, newest
+-- first, at most a limit: what `cronpolicy serve` draws (script_run_started_idx).
+SELECT * FROM cronpolicy.script_run WHERE started_at > :since
+ ORDER BY started_at DESC, id DESC LIMIT :limit
+
+
 -- name: recent_runs_of
 SELECT * FROM cronpolicy.script_run WHERE name = :name
  ORDER BY started_at DESC, id DESC LIMIT :limit

@@ -109,8 +109,12 @@ def create_app(settings, token=None, refresh=5.0):
         return Response(text + "\n", status=status, mimetype="text/plain")
 
     def _json(data, status=200):
-        return Response(json.dumps(data, default=_jsonable, sort_keys=True), status=status,
-                        mimetype="application/json")
+        # <, > and & as \u escapes: the same JSON, and no markup even for a
+        # reader that ignores the content type.
+        text = json.dumps(data, default=_jsonable, sort_keys=True)
+        for char in "<>&":
+            text = text.replace(char, "\\u%04x" % ord(char))
+        return Response(text, status=status, mimetype="application/json")
 
     @app.errorhandler(CronPolicyError)
     def refused(error):

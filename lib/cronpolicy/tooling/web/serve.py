@@ -18,6 +18,9 @@ from cronpolicy.errors import UsageError
 #: waitress's worker threads: a page, its polls, and a few JSON readers.
 THREADS = 6
 TOKEN_ENVIRONMENT = "CRONPOLICY_SERVE_TOKEN"
+#: The tables that say what scripts may do: named first when a login can write them.
+POLICY_TABLES = ("script_policy", "rollout", "rollout_window", "deploy_state",
+                 "service_deploy", "script_owner", "host_login")
 
 
 def parse_listen(text):
@@ -50,7 +53,8 @@ def check_writer(settings, allow_writer, warn):
         writable = os.access(path, os.W_OK) or not os.path.exists(path)
         what = "the SQLite file %s is writable by this user" % path
     else:
-        tables = writable_tables(settings)
+        tables = sorted(writable_tables(settings),
+                        key=lambda name: (name not in POLICY_TABLES, name))
         writable = bool(tables)
         what = "this login can write %s" % ", ".join(tables[:8]) + (
             " and %d more tables" % (len(tables) - 8) if len(tables) > 8 else "")

@@ -36,7 +36,9 @@ SELECT * FROM cronpolicy.script_run ORDER BY started_at DESC, id DESC LIMIT %(li
 -- name: runs_since
 -- The newest runs (and skipped starts) that started after a moment, newest
 -- first, at most a limit: what `cronpolicy serve` draws (script_run_started_idx).
-SELECT * FROM cronpolicy.script_run WHERE started_at > %(since)s
+SELECT id, name, host, status, started_at, finished_at, exit_code, decision,
+       skip_reason, stop_reason, estimate_seconds, safe_to_interrupt, release
+  FROM cronpolicy.script_run WHERE started_at > %(since)s
  ORDER BY started_at DESC, id DESC LIMIT %(limit)s
 
 

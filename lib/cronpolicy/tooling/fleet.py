@@ -18,11 +18,12 @@ def status(settings, warn=None):
         return status_of(reader, settings, warn)
 
 
-def status_of(reader, settings, warn=None, host="*", script="*"):
+def status_of(reader, settings, warn=None, host="*", script="*", schedules=None):
     """``status`` as ``reader`` (store.reads.Reader) reads it, in its
     transaction, recording nothing (`cronpolicy serve` reads through a
     login that may only read); running runs and schedules on ``host`` of
-    ``script`` (globs)."""
+    ``script`` (globs).  ``schedules``: {(name, host): Schedule} already
+    known (`serve` keeps them), instead of reading them."""
     from cronpolicy.matching import glob_matches
     from cronpolicy.tooling import rollouts
     from cronpolicy.tooling.schedules import describe, fleet_schedules
@@ -30,7 +31,8 @@ def status_of(reader, settings, warn=None, host="*", script="*"):
     now = inputs.now
     windows = [window_dict(window, now) for window in inputs.windows]
     policies = [row._asdict() for row in inputs.policies]
-    found = fleet_schedules(reader, inputs, warn, host, script)
+    found = (fleet_schedules(reader, inputs, warn, host, script) if schedules is None
+             else schedules)
     for row in reader.owners_without_roles() if warn is not None else ():
         warn("%s #%d gives %s %s to database role %s, which does not exist: the row lets "
              "no one write for it (create the role again, or change the row)" % (

@@ -60,10 +60,11 @@ def _is_loopback_name(name):
         return False
 
 
-def create_app(settings, token=None, refresh=5.0):
+def create_app(settings, token=None, refresh=5.0, schedules_every=30.0):
     """The application reading through ``settings``; ``token``: what every
     request must carry (None: loopback only); ``refresh``: how often the
-    page looks again, in seconds (0: never)."""
+    page looks again, in seconds (0: never); ``schedules_every``: how often
+    the fleet's schedules are read again (they are read once here)."""
     from flask import Flask, Response, redirect, render_template, request
     from cronpolicy.tooling.web import draw, views
 
@@ -75,6 +76,9 @@ def create_app(settings, token=None, refresh=5.0):
                                  hm=lambda moment: moment.strftime("%H:%M") if moment else "-")
     app.jinja_env.globals.update(refresh=refresh)
     token_bytes = token.encode() if token else None
+    schedules = views.Schedules(settings, schedules_every)
+    schedules.refresh()
+    schedules.keep()
 
     @app.before_request
     def guard():
@@ -136,7 +140,7 @@ def create_app(settings, token=None, refresh=5.0):
 
     @app.get("/")
     def index():
-        data = views.overview(settings, views.Query(request.args))
+        data = views.overview(settings, views.Query(request.args), schedules)
         return render_template("index.html", data=data, picture=draw.timeline(data), live=True,
                                query=data["query"])
 
@@ -159,7 +163,7 @@ def create_app(settings, token=None, refresh=5.0):
 
     @app.get("/api/overview")
     def api_overview():
-        return _json(views.overview(settings, views.Query(request.args)))
+        return _json(views.overview(settings, views.Query(request.args), schedules))
 
     @app.get("/api/live")
     def api_live():

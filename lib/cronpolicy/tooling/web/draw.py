@@ -64,7 +64,8 @@ def timeline(data):
                 runs.append({"x": x(now), "width": max(2.0, x(predicted) - x(now)),
                              "status": "predicted", "run": run})
         rows.append({"y": y, "row": row, "runs": runs, "skips": marks,
-                     "starts": [x(moment) for moment in row["starts"]]})
+                     "starts": " ".join("M%s %sV%s" % (x(moment), y + 2, y + ROW - 2)
+                                        for moment in row["starts"])})
     height = TOP + max(1, len(rows)) * ROW + 6
     spans = []
     for window in data["windows"]:

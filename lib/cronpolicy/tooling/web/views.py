@@ -15,6 +15,9 @@ out is counted in the answer (``rows_left_out``, ``runs_cut``).
 """
 
 import datetime
+import logging
+import threading
+import time
 
 from cronpolicy.errors import UsageError
 from cronpolicy.matching import glob_matches, name_problem
@@ -118,7 +121,7 @@ def _rollouts_waiting(state, look):
     be quiet."""
     found = []
     for rollout in state["rollouts"]:
-        runs = look.covered.get(rollout["id"], [])
+        runs = look.covered.get(rollout["id"], []) if look is not None else []
         etas = [run["predicted_finish"] for run in runs]
         unknown = any(eta is None for eta in etas)
         found.append(dict(
@@ -159,20 +162,76 @@ def live(settings, host="*"):
             "running": [_run_view(run, now) for run in running]}
 
 
-def overview(settings, query):
+class Schedules:
+    """Every script's schedule on every host, kept by the server: working
+    them out takes seconds on a fleet of 10,000 jobs (the policy rows a
+    schedule may come from, each expression read), and they change when a
+    host imports its crontab, not from one poll to the next.  Read again
+    every ``every`` seconds by a thread of the server (``keep``); each
+    pair's next start is worked out again only once it has passed."""
+
+    def __init__(self, settings, every=30.0):
+        self.settings = settings
+        self.every = every
+        self.found = {}             # {(name, host): Schedule}
+        self.next = {}              # {(name, host): its next start, as last worked out}
+        self.read_at = None         # the database clock when they were read
+        self._lock = threading.Lock()
+
+    def refresh(self):
+        from cronpolicy.store.reads import reading
+        from cronpolicy.tooling.schedules import fleet_schedules
+        with reading(self.settings, "read the schedules",
+                     application_name="cronpolicy-serve") as reader:
+            inputs = reader.inputs()
+            found = {pair: schedule for pair, schedule in fleet_schedules(
+                reader, inputs).items() if schedule is not None}
+        with self._lock:
+            self.found, self.next, self.read_at = found, {}, inputs.now
+
+    def keep(self):
+        """Refresh every ``every`` seconds, in a daemon thread, for the
+        server's life (a failed read is logged, and tried again)."""
+        def loop():
+            while True:
+                time.sleep(self.every)
+                try:
+                    self.refresh()
+                except Exception as error:      # (the next look tries again)
+                    logging.getLogger("cronpolicy.serve").warning(
+                        "cronpolicy serve: schedules not read again: %s", error)
+        threading.Thread(target=loop, name="cronpolicy-schedules", daemon=True).start()
+
+    def of(self, host, script):
+        """{(name, host): Schedule} among ``host`` and ``script`` (globs)."""
+        with self._lock:
+            found = self.found
+        if host == "*" and script == "*":
+            return found
+        return {pair: schedule for pair, schedule in found.items()
+                if glob_matches(script, pair[0]) and glob_matches(host, pair[1])}
+
+    def next_start(self, pair, schedule, now):
+        found = self.next.get(pair)
+        if found is None or found <= now:
+            found = self.next[pair] = schedule.next_after(now)
+        return found
+
+
+def overview(settings, query, schedules):
     """The page: the open rollouts (what each waits for), windows, the
     running runs, and the timeline of each script on each host from
     ``query.back`` ago to ``query.ahead`` from now: its runs, its scheduled
-    starts."""
-    from cronpolicy.schedule import Schedule
+    starts (from ``schedules``, a Schedules)."""
     from cronpolicy.store.reads import Reader
     from cronpolicy.tooling.fleet import status_of
+    known = schedules.of(query.host, query.script)
     db, transaction = _reading(settings, "read the fleet")
     with transaction as connection:
         reader = Reader.of(connection, db)
-        state = status_of(reader, settings, None, query.host, query.script)
+        state = status_of(reader, settings, None, query.host, query.script, schedules={})
         now = state["now"]
-        look = _waits(db, connection, query.host)
+        look = _waits(db, connection, query.host) if state["rollouts"] else None
         since = now - datetime.timedelta(seconds=query.back)
         runs = [run for run in reader.runs_since(since, MAX_RUNS + 1)
                 if glob_matches(query.host, run["host"]) and glob_matches(query.script,
@@ -194,36 +253,34 @@ def overview(settings, query):
         if run["status"] == "running" and run["id"] not in live_ids:
             shown["status"] = "lost"        # lease ran out; not yet recorded as abandoned
         row(run["name"], run["host"])["runs"].append(shown)
-    for scheduled in state["scheduled"]:
-        if scheduled["next_start"] is not None and scheduled["next_start"] < until:
-            found = row(scheduled["name"], scheduled["host"])
-        elif (scheduled["name"], scheduled["host"]) in rows:
-            found = rows[(scheduled["name"], scheduled["host"])]
-        else:
-            continue
-        found.update(schedule=scheduled["schedule"], schedule_tz=scheduled["schedule_tz"],
-                     next_start=scheduled["next_start"])
+    for pair, schedule in known.items():
+        next_start = schedules.next_start(pair, schedule, now)
+        if pair in rows or (next_start is not None and next_start < until):
+            row(*pair).update(schedule=schedule, next_start=next_start)
     chosen = sorted(rows.values(), key=lambda r: (-r["running"], -len(r["runs"]),
                                                    r["next_start"] is None,
                                                    r["next_start"] or now, r["host"],
                                                    r["name"]))[:query.rows]
+    starts = {}
     for found in chosen:
-        if found["schedule"] is not None:
-            found["starts"] = Schedule(found["schedule"], found["schedule_tz"]).starts_between(
-                now, until, limit=MAX_STARTS_PER_ROW)
+        schedule = found["schedule"]
+        if schedule is not None:
+            if schedule not in starts:      # (alike on many hosts: worked out once)
+                starts[schedule] = schedule.starts_between(now, until, MAX_STARTS_PER_ROW)
+            found.update(starts=starts[schedule], schedule=schedule.expression,
+                         schedule_tz=schedule.tz)
         found["runs"].reverse()             # oldest first, as drawn
     chosen.sort(key=lambda r: (r["host"], r["name"]))
     windows = state["active_windows"] + state["upcoming_windows"]
     return {
         "now": now, "from": since, "until": until, "query": query.as_dict(),
         "deploy": state["deploy"], "services": state["services"],
-        "stop_asked": look.stop_asked,
         "rollouts": _rollouts_waiting(state, look),
         "windows": [window for window in windows if window["starts_at"] < until],
         "running": [_run_view(run, now) for run in state["running"]],
         "disabled_policies": state["disabled_policies"],
         "rows": chosen, "rows_left_out": len(rows) - len(chosen), "runs_cut": runs_cut,
-        "scheduled_count": len(state["scheduled"]),
+        "schedules_read_at": schedules.read_at,
     }
 
 

@@ -258,40 +258,69 @@ def screenshot(driver, tmp_path, name):
     return path
 
 
-def test_the_page_in_a_real_browser(served, pg_dsn, tmp_path):
+#: A small fleet for the pictures: (script, host, schedule, runtime in
+#: minutes); every sixth run failed, every seventh was skipped by a window.
+FLEET = [("publish-distro", "web1", "*/30 * * * *", 12), ("publish-distro", "web2", "15,45 * * * *", 12),
+         ("sync-mirror", "mirror1", "*/10 * * * *", 4), ("sync-mirror", "mirror2", "5-59/10 * * * *", 4),
+         ("cleanup-tmp", "web1", "7 * * * *", 2), ("cleanup-tmp", "web2", "37 * * * *", 2),
+         ("backup-db", "db1", "20 */3 * * *", 55), ("nightly-report", "db1", "0 2 * * *", 40),
+         ("rebuild-index", "search1", "50 */2 * * *", 35)]
+
+
+def seed_fleet(dba):
+    """FLEET's schedules and six hours of its history, times and all (an
+    administrator may write them)."""
+    import datetime
+    from cronsim import CronSim
+    now = dba.scalar("SELECT now()")
+    for number, (name, host, expression, minutes) in enumerate(FLEET):
+        dba.execute("INSERT INTO cronpolicy.script_schedule (name, host, schedule)"
+                    " VALUES (%s, %s, %s)", (name, host, expression))
+        starts = CronSim(expression, now - datetime.timedelta(hours=6))
+        for index, start in enumerate(starts):
+            end = start + datetime.timedelta(minutes=minutes * (0.8 + (index % 3) / 5))
+            if end >= now:
+                break
+            kind = (index + number) % 7
+            status = "skipped" if kind == 3 else "failed" if kind == 5 else "succeeded"
+            dba.execute(
+                "INSERT INTO cronpolicy.script_run (name, host, pid, status, started_at,"
+                " finished_at, heartbeat_at, exit_code, decision, skip_reason)"
+                " VALUES (%s, %s, 1, %s, %s, %s, %s, %s, %s, %s)",
+                (name, host, status, start, start if status == "skipped" else end,
+                 start if status == "skipped" else end,
+                 {"succeeded": 0, "failed": 1}.get(status),
+                 "in-window" if status == "skipped" else "run",
+                 "window #7: release 4520" if status == "skipped" else None))
+
+
+def test_the_page_in_a_real_browser(reader_env, pg_dsn, tmp_path):
     """No console errors; a run a script starts shows, then its end; an
     open rollout shows with what it waits for, then goes; a name holding
     markup is text; screenshots of the views."""
     from selenium.webdriver.common.by import By
     dba = DBA(pg_dsn)
     admin = make_env(tmp_path, pg_dsn)
-    dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, status, finished_at)"
-                " VALUES (%s, 'web1', 1, 'succeeded', now())", (MARKUP_NAME,))
-    dba.execute("INSERT INTO cronpolicy.script_schedule (name, host, schedule)"
-                " VALUES ('publish-distro', 'testhost', '*/15 * * * *')")
+    seed_fleet(dba)
     window = cli(admin, "window", "add", "--start", "+2h", "--duration", "40m",
                  "--reason", "release <i>4522</i>")
     assert window.returncode == 0, window.stderr
     runner = ScriptRunner(tmp_path, admin)
-    runner.write("publish-distro", expected_runtime=120)
+    runner.write("publish-distro", expected_runtime=600)
     stop = tmp_path / "stop-now"
+    served = Server(reader_env, "--refresh", "1")
     job = runner.start("publish-distro", "--sleep", "60", "--until-file", str(stop))
     driver = browser()
     try:
         run_id = until(lambda: dba.scalar("SELECT id FROM cronpolicy.script_run"
-                                          " WHERE name = 'publish-distro'"), "the run's start")
+                                          " WHERE status = 'running'"), "the run's start")
         driver.get(served.url)
+        assert driver.find_elements(By.CSS_SELECTOR, 'g.row[data-host="mirror2"] path.start')
         bar = '[data-run="%d"][data-status="%%s"]' % run_id
         until(lambda: driver.find_elements(By.CSS_SELECTOR, bar % "running"),
               "the running run on the timeline")
         assert driver.find_elements(By.CSS_SELECTOR, bar % "predicted")
         assert "publish-distro" in driver.find_element(By.ID, "running").text
-        # The name with markup is text: no element was made of it, nothing ran.
-        labels = [element.text for element in driver.find_elements(By.CSS_SELECTOR,
-                                                                   "svg .label")]
-        assert any(label.startswith('<img src=x onerror="') for label in labels), labels
-        assert not driver.find_elements(By.CSS_SELECTOR, "img")
-        assert driver.title != "1"
         assert console_errors(driver) == []
 
         began = cli(admin, "deploy", "begin", "--reason", "release <b>4521</b>", "--json")
@@ -303,6 +332,16 @@ def test_the_page_in_a_real_browser(served, pg_dsn, tmp_path):
         assert "release <b>4521</b>" in text and "waits for 1 run" in text
         assert "publish-distro" in text
         screenshot(driver, tmp_path, "serve")
+
+        # A name with markup is text: no element is made of it, nothing runs.
+        dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, status, finished_at)"
+                    " VALUES (%s, 'web1', 1, 'succeeded', now())", (MARKUP_NAME,))
+        label = 'g.row[data-name="%s"] .label' % MARKUP_NAME.replace('"', '\\"')
+        until(lambda: driver.find_elements(By.CSS_SELECTOR, label), "the row of the markup")
+        assert driver.find_element(By.CSS_SELECTOR, label).text.startswith(
+            '<img src=x onerror="')
+        assert not driver.find_elements(By.CSS_SELECTOR, "img")
+        assert driver.title != "1"
 
         stop.write_text("")
         assert job.wait(timeout=30) == 0
@@ -325,6 +364,36 @@ def test_the_page_in_a_real_browser(served, pg_dsn, tmp_path):
         assert console_errors(driver) == []
     finally:
         driver.quit()
+        served.stop()
         if job.poll() is None:
             job.kill()
             job.wait(timeout=10)
+
+
+def test_the_readme_example_serves_as_written(reader_env, tmp_path):
+    """README's "Watching the fleet" command, verbatim but for the DSN (this
+    test's reader login) and the port (a free one)."""
+    import shlex
+    import socket
+    from .test_readme import indented_blocks, section
+    command = indented_blocks(section("Watching the fleet: cronpolicy serve"))[0]
+    argv = shlex.split(command)
+    assert argv[:2] == ["cronpolicy", "serve"]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    argv = [reader_env["CRONPOLICY_DSN"] if word.startswith("postgresql://") else
+            word.replace(":8080", ":%d" % port) for word in argv[2:]]
+    env = dict(reader_env)
+    server = Server.__new__(Server)
+    server.process = subprocess.Popen([sys.executable, "-m", "cronpolicy", "serve"] + argv,
+                                      env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True)
+    try:
+        line = server.process.stdout.readline()
+        assert "http://127.0.0.1:%d/" % port in line, server.process.stderr.read()
+        server.url = "http://127.0.0.1:%d/" % port
+        status, _, body = server.get("/")
+        assert status == 200 and "Open rollouts: none" in body
+    finally:
+        server.stop()

@@ -207,8 +207,57 @@ def test_a_token_is_needed_when_one_is_given(reader_env):
         assert server.get("/api/live", {"Authorization": "Bearer wrong-token-wrong!"})[0] == 401
         assert server.get("/api/live", {"Authorization": "Bearer " + TOKEN})[0] == 200
         assert server.get("/api/live", {"Cookie": "cronpolicy_token=" + TOKEN})[0] == 200
+        assert server.get("/?token=wrong-token-wrong!")[0] == 401
+
+        class Keep(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args):
+                return None             # see the redirect itself
+        with pytest.raises(urllib.error.HTTPError) as redirected:
+            urllib.request.build_opener(Keep).open(server.url + "?token=" + TOKEN, timeout=30)
+        assert redirected.value.code == 303
+        cookie = redirected.value.headers["Set-Cookie"]
+        assert cookie.startswith("cronpolicy_token=" + TOKEN) and "HttpOnly" in cookie
+        assert "SameSite=Strict" in cookie
     finally:
         server.stop()
+
+
+def test_serve_on_sqlite_needs_allow_writer_and_then_serves(tmp_path):
+    env = make_env(tmp_path, "sqlite:///%s" % (tmp_path / "cp.sqlite"))
+    assert cli(env, "status").returncode == 0          # (creates the file)
+    result = cli(env, "serve", "--listen", "127.0.0.1:0")
+    assert result.returncode == exitcodes.USAGE
+    assert "SQLite file" in result.stderr and "--allow-writer" in result.stderr
+    server = Server(env, "--allow-writer")
+    try:
+        assert server.get("/")[0] == 200
+        assert json.loads(server.get("/api/live")[2])["rollouts"] == []
+    finally:
+        server.stop()
+
+
+def test_serve_says_in_one_line_when_the_database_is_out_of_reach(tmp_path):
+    env = make_env(tmp_path, "postgresql://127.0.0.1:1/cronpolicy?connect_timeout=2")
+    result = cli(env, "serve", "--listen", "127.0.0.1:0")
+    assert result.returncode == exitcodes.GATE_ERROR
+    [line] = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stderr
+
+
+def test_a_database_lost_while_serving_is_a_503_in_one_line(served, reader_env, pg_dsn):
+    role = psycopg2.extensions.parse_dsn(reader_env["CRONPOLICY_DSN"])["user"]
+    assert served.get("/")[0] == 200
+    DBA(pg_dsn).execute('ALTER ROLE "%s" NOLOGIN' % role)
+    try:
+        status, headers, body = served.get("/")
+        assert status == 503 and "not permitted to log in" in body
+        assert "Traceback" not in body and "default-src 'none'" in headers[
+            "Content-Security-Policy"]
+        status, _, body = served.get("/api/live")
+        assert status == 503 and "not permitted" in json.loads(body)["error"]
+    finally:
+        DBA(pg_dsn).execute('ALTER ROLE "%s" LOGIN' % role)
+    assert served.get("/")[0] == 200
 
 
 # The browser ---------------------------------------------------------------------------

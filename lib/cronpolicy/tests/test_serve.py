@@ -446,3 +446,13 @@ def test_the_readme_example_serves_as_written(reader_env, tmp_path):
         assert status == 200 and "Open rollouts: none" in body
     finally:
         server.stop()
+
+
+def test_without_the_web_extra_serve_says_how_to_get_it(reader_env):
+    code = ("import sys; sys.modules['flask'] = None; from cronpolicy.tooling.cli import main;"
+            " sys.exit(main(['serve']))")
+    result = subprocess.run([sys.executable, "-c", code], env=reader_env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == exitcodes.USAGE
+    [line] = result.stderr.strip().splitlines()
+    assert "pip install 'cronpolicy[web]'" in line

@@ -30,9 +30,7 @@ import tempfile
 import time
 import urllib.request
 
-import psycopg2
-
-from common import throwaway_database
+from common import execute, throwaway_database
 from deploy_slot import JOBS_PER_HOST, fill
 
 TARGET_SECONDS = 1.0
@@ -92,11 +90,7 @@ def main():
     program = os.path.join(os.path.dirname(sys.executable), "cronpolicy")
     with tempfile.TemporaryDirectory() as workdir, throwaway_database() as (_, dsn):
         made = fill(dsn, args.jobs // JOBS_PER_HOST, args.history)
-        connection = psycopg2.connect(dsn)
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            cursor.execute(RECENT, {"recent": args.recent})
-        connection.close()
+        execute(dsn, RECENT, {"recent": args.recent})
         config = os.path.join(workdir, "cronpolicy.conf")
         with open(config, "w") as handle:
             handle.write("[cronpolicy]\n")

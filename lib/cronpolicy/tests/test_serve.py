@@ -286,7 +286,7 @@ def console_errors(driver):
     return [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
 
 
-def until(condition, what, timeout=20.0):
+def until(condition, what, timeout=30.0):
     """Wait (bounded) until ``condition()`` is true."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -515,7 +515,10 @@ def disabling_row(policies, name, host):
 def expected_interval(policies, name):
     """(seconds, policy id) of the fleet-wide expected_interval for ``name``:
     the most specific host-wide row that sets one, else (None, None)."""
-    fleet_wide = [row for row in policies if row.host == "*"]
+    # (A fleet's rows indexed by name, matching.IndexedRows, are asked only
+    # for those that could match: overdue asks about every script.)
+    candidates = policies.candidates(name, "*") if hasattr(policies, "candidates") else policies
+    fleet_wide = [row for row in candidates if row.host == "*"]
     return first_setting(matching_policies(fleet_wide, name, "*"), "expected_interval")
 
 

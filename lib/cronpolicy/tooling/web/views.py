@@ -185,7 +185,7 @@ class Schedules:
                      application_name="cronpolicy-serve") as reader:
             inputs = reader.inputs()
             found = {pair: schedule for pair, schedule in fleet_schedules(
-                reader, inputs).items() if schedule is not None}
+                reader, inputs, scheduled_only=True).items() if schedule is not None}
         with self._lock:
             self.found, self.next, self.read_at = found, {}, inputs.now
 

@@ -234,13 +234,13 @@ class Reader:
             found = self.rows("recent_runs", {"limit": limit}, RunRow.kinds)
         return [with_duration(run) for run in found]
 
-    def runs_since(self, since, limit):
+    def fleet_runs_since(self, since, limit):
         """The newest ``limit`` runs that started after ``since``, newest
         first, each with its duration: what a timeline draws of them."""
         kinds = {column: RunRow.kinds[column] for column in (
             "started_at", "finished_at", "estimate_seconds", "safe_to_interrupt")}
         return [with_duration(run) for run in self.rows(
-            "runs_since", {"since": self._time(since), "limit": int(limit)}, kinds)]
+            "fleet_runs_since", {"since": self._time(since), "limit": int(limit)}, kinds)]
 
     def writable_tables(self):
         """The tables this login may change (PostgreSQL; on SQLite, whoever

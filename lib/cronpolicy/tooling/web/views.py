@@ -233,7 +233,7 @@ def overview(settings, query, schedules):
         now = state["now"]
         look = _waits(db, connection, query.host) if state["rollouts"] else None
         since = now - datetime.timedelta(seconds=query.back)
-        runs = [run for run in reader.runs_since(since, MAX_RUNS + 1)
+        runs = [run for run in reader.fleet_runs_since(since, MAX_RUNS + 1)
                 if glob_matches(query.host, run["host"]) and glob_matches(query.script,
                                                                          run["name"])]
     until = now + datetime.timedelta(seconds=query.ahead)

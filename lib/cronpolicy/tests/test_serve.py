@@ -228,10 +228,16 @@ def test_serve_on_sqlite_needs_allow_writer_and_then_serves(tmp_path):
     result = cli(env, "serve", "--listen", "127.0.0.1:0")
     assert result.returncode == exitcodes.USAGE
     assert "SQLite file" in result.stderr and "--allow-writer" in result.stderr
+    runner = ScriptRunner(tmp_path, env)
+    runner.write("sync-mirror")
+    assert runner.run("sync-mirror").returncode == 0
     server = Server(env, "--allow-writer")
     try:
         assert server.get("/")[0] == 200
         assert json.loads(server.get("/api/live")[2])["rollouts"] == []
+        [row] = json.loads(server.get("/api/overview")[2])["rows"]
+        assert (row["name"], row["host"], [run["status"] for run in row["runs"]]) == (
+            "sync-mirror", "testhost", ["succeeded"])
     finally:
         server.stop()
 

@@ -268,7 +268,7 @@ def test_a_database_lost_while_serving_is_a_503_in_one_line(served, reader_env, 
 
 # The browser ---------------------------------------------------------------------------
 
-def browser():
+def browser(javascript=True):
     """A headless chromium through chromedriver, or skip (fail under CI) saying why."""
     missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not os.path.exists(path)]
     if missing:
@@ -285,6 +285,9 @@ def browser():
                      "--disable-dev-shm-usage", "--window-size=1300,900"):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    if not javascript:
+        options.add_experimental_option(
+            "prefs", {"profile.managed_default_content_settings.javascript": 2})
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
@@ -462,3 +465,24 @@ def test_without_the_web_extra_serve_says_how_to_get_it(reader_env):
     assert result.returncode == exitcodes.USAGE
     [line] = result.stderr.strip().splitlines()
     assert "pip install 'cronpolicy[web]'" in line
+
+
+def test_the_page_without_javascript(served, pg_dsn, tmp_path):
+    """Everything static is drawn by the server; the page reloads itself."""
+    from selenium.webdriver.common.by import By
+    admin = make_env(tmp_path, pg_dsn)
+    DBA(pg_dsn).execute("INSERT INTO cronpolicy.script_run (name, host, pid, status,"
+                        " finished_at) VALUES ('sync-mirror', 'mirror1', 1, 'failed', now())")
+    began = cli(admin, "deploy", "begin", "--reason", "release 4521", "--json")
+    assert began.returncode == 0, began.stderr
+    driver = browser(javascript=False)
+    try:
+        driver.get(served.url)
+        # With scripts off the noscript's refresh is an element (else it is text).
+        assert driver.find_elements(By.CSS_SELECTOR, 'noscript meta[http-equiv="refresh"]')
+        assert "#1 full by" in driver.find_element(By.ID, "rollouts").text
+        assert driver.find_elements(By.CSS_SELECTOR, 'rect.bar.failed')
+        assert driver.find_elements(By.CSS_SELECTOR, "svg rect.rollout")
+        assert console_errors(driver) == []
+    finally:
+        driver.quit()

@@ -33,6 +33,15 @@ SELECT * FROM cronpolicy.script_run WHERE status = 'running' ORDER BY started_at
 SELECT * FROM cronpolicy.script_run ORDER BY started_at DESC, id DESC LIMIT %(limit)s
 
 
+-- name: fleet_runs_since
+-- The newest runs (and skipped starts) that started after a moment, newest
+-- first, at most a limit: what `cronpolicy serve` draws (script_run_started_idx).
+SELECT id, name, host, status, started_at, finished_at, exit_code, decision,
+       skip_reason, stop_reason, estimate_seconds, safe_to_interrupt, release
+  FROM cronpolicy.script_run WHERE started_at > %(since)s
+ ORDER BY started_at DESC, id DESC LIMIT %(limit)s
+
+
 -- name: recent_runs_of
 SELECT * FROM cronpolicy.script_run WHERE name = %(name)s
  ORDER BY started_at DESC, id DESC LIMIT %(limit)s
@@ -250,3 +259,14 @@ SELECT stop_block AS block, count(*) AS runs FROM cronpolicy.script_run
 -- The runs each rollout waited for, in the order they were first seen.
 SELECT * FROM cronpolicy.rollout_awaited WHERE rollout_id = ANY (%(ids)s)
  ORDER BY rollout_id, first_seen_at, run_id
+
+
+-- name: writable_tables
+-- The tables of the schema this login may change in any way (column rights
+-- included): `cronpolicy serve` refuses a login that can write.
+SELECT c.relname AS table_name
+  FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+ WHERE n.nspname = 'cronpolicy' AND c.relkind IN ('r', 'p')
+   AND (has_table_privilege(c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')
+        OR has_any_column_privilege(c.oid, 'INSERT, UPDATE'))
+ ORDER BY 1

@@ -39,6 +39,9 @@ UNLEASED_GRACE = datetime.timedelta(seconds=30)
 
 DEPLOY_KINDS = dict(DeployState.kinds, id="int")
 
+#: PostgreSQL's SQLSTATE for "permission denied".
+INSUFFICIENT_PRIVILEGE = "42501"
+
 
 def window_state(window, now):
     """cancelled, over, active or upcoming."""
@@ -236,6 +239,21 @@ class Reader:
         else:
             found = self.rows("recent_runs", {"limit": limit}, RunRow.kinds)
         return [with_duration(run) for run in found]
+
+    def fleet_runs_since(self, since, limit):
+        """The newest ``limit`` runs that started after ``since``, newest
+        first, each with its duration: what a timeline draws of them."""
+        kinds = {column: RunRow.kinds[column] for column in (
+            "started_at", "finished_at", "estimate_seconds", "safe_to_interrupt")}
+        return [with_duration(run) for run in self.rows(
+            "fleet_runs_since", {"since": self._time(since), "limit": int(limit)}, kinds)]
+
+    def writable_tables(self):
+        """The tables this login may change (PostgreSQL; on SQLite, whoever
+        may write the file may write them all: None)."""
+        if self.backend == config.SQLITE:
+            return None
+        return [row["table_name"] for row in self.rows("writable_tables")]
 
     def known_names(self):
         """Every script name the history holds, sorted."""
@@ -448,11 +466,18 @@ def _transaction(reader, write=False):
 def reap_if_free(reader, busy_timeout=config.DEFAULT_CONNECT_TIMEOUT):
     """Record dead runs as abandoned, in a transaction of their own, unless
     the database is busy with a writer (SQLite: a DBA's open transaction)
-    for longer than BRIEF_WAIT: then the read goes on without, and a later
-    one does it."""
+    for longer than BRIEF_WAIT, or the login may only read (PostgreSQL:
+    cronpolicy_reader): then the read goes on without, and a later one
+    (or another login's) does it."""
     if reader.backend == config.POSTGRESQL:
-        with _transaction(reader, write=True):
-            reader.reap_dead_runs()
+        try:
+            with _transaction(reader, write=True):
+                reader.reap_dead_runs()
+        except DatabaseError as error:
+            if getattr(error.__cause__, "pgcode", None) != INSUFFICIENT_PRIVILEGE:
+                raise
+            import logging      # a login that may only read (cronpolicy_reader)
+            logging.getLogger("cronpolicy").info("dead runs not recorded: %s", error)
         return
     import sqlite3
     connection = reader.connection

@@ -13,6 +13,15 @@ SELECT * FROM cronpolicy.script_run WHERE status = 'running' ORDER BY started_at
 SELECT * FROM cronpolicy.script_run ORDER BY started_at DESC, id DESC LIMIT :limit
 
 
+-- name: fleet_runs_since
+-- The newest runs (and skipped starts) that started after a moment, newest
+-- first, at most a limit: what `cronpolicy serve` draws (script_run_started_idx).
+SELECT id, name, host, status, started_at, finished_at, exit_code, decision,
+       skip_reason, stop_reason, estimate_seconds, safe_to_interrupt, release
+  FROM cronpolicy.script_run WHERE julianday(started_at) > julianday(:since)
+ ORDER BY started_at DESC, id DESC LIMIT :limit
+
+
 -- name: recent_runs_of
 SELECT * FROM cronpolicy.script_run WHERE name = :name
  ORDER BY started_at DESC, id DESC LIMIT :limit

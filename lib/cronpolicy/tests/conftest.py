@@ -92,7 +92,8 @@ def drop_database(name):
         cursor.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
 
 
-GROUP_ROLES = ("cronpolicy_admin", "cronpolicy_rollout", "cronpolicy_script", "cronpolicy_auditor")
+GROUP_ROLES = ("cronpolicy_admin", "cronpolicy_rollout", "cronpolicy_script", "cronpolicy_reader",
+               "cronpolicy_auditor")
 _created_group_roles = []
 
 

@@ -26,7 +26,8 @@ COMMAND_MODULES = (("cmd_crontab_", "cronpolicy.tooling.crontab.commands"),
                    ("cmd_rollouts", "cronpolicy.tooling.rollouts"),
                    ("cmd_schedule_", "cronpolicy.tooling.schedule_commands"),
                    ("cmd_catch_up", "cronpolicy.tooling.catch_up"),
-                   ("cmd_simulate", "cronpolicy.tooling.simulate"))
+                   ("cmd_simulate", "cronpolicy.tooling.simulate"),
+                   ("cmd_serve", "cronpolicy.tooling.web.serve"))
 
 
 def command_function(func):
@@ -406,6 +407,18 @@ def build_parser(argv=None):
     sub.add_argument("--workers", type=positive_int, help="processes (default: one per CPU)")
     sub.add_argument("--svg", metavar="FILE",
                      help="also draw one rollout under each strategy and every stall here")
+
+    sub = add("serve", "cmd_serve", "a read-only web dashboard of the fleet: runs, schedules, "
+                                    "windows, open rollouts (pip install 'cronpolicy[web]')")
+    sub.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT",
+                     help="where to answer (default 127.0.0.1:8080; past loopback a --token "
+                          "is needed)")
+    sub.add_argument("--token", metavar="T", help="every request must carry it (Authorization: "
+                                                  "Bearer T); default $CRONPOLICY_SERVE_TOKEN")
+    sub.add_argument("--allow-writer", action="store_true",
+                     help="serve even through a login that can write (refused otherwise)")
+    sub.add_argument("--refresh", type=positive_number, default=5.0, metavar="SECONDS",
+                     help="how often the page looks again (default 5)")
 
     sub = add("metrics", "cmd_metrics", "fleet metrics in the Prometheus text format")
     sub.add_argument("--output", metavar="FILE",

@@ -1,4 +1,4 @@
-"""Packaging for cronpolicy; the metadata lives in setup.cfg.
+"""The layout of cronpolicy's package; its metadata is in pyproject.toml.
 
 The top-level schema/ folder is the DBAs' copy of the SQL patches. It is
 mapped into the package as ``cronpolicy.schema_sql`` so that a plain

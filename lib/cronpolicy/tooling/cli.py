@@ -113,6 +113,14 @@ def service_name(text):
     return text
 
 
+def version_line():
+    """What --version prints: the release (cronpolicy.__version__, its one
+    home) and the schema version this code needs (CHANGELOG.txt pairs them)."""
+    from cronpolicy import __version__
+    from cronpolicy.schema import SCHEMA_VERSION
+    return "cronpolicy %s (schema %d)" % (__version__, SCHEMA_VERSION)
+
+
 def build_parser(argv=None):
     """The parser; given ``argv``, only the parts that can parse it.
 
@@ -135,6 +143,8 @@ def build_parser(argv=None):
 
     parser = _Parser(prog="cronpolicy", parents=[common],
                      description="Policy gate for cron scripts: see README.txt.")
+    parser.add_argument("--version", action="version", version=version_line(),
+                        help="the release and the schema version it needs, then exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
 

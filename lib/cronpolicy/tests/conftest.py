@@ -29,17 +29,21 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: spawns many real processes; still run in CI")
 
 
-@pytest.fixture(autouse=True)
-def _checkout_files(request):
+def pytest_runtest_setup(item):
     """Outside a checkout (the suite run from an installed wheel, elsewhere)
-    a test that reads its module's REFERENCE (a file of the checkout, such
-    as benchmarks/workload/fleet.json, which the wheel does not ship) is
-    skipped, saying so, instead of failing on a missing file.  In a
-    checkout nothing is skipped."""
-    function = getattr(request, "function", None)
-    reference = getattr(request.module, "REFERENCE", None)
-    if (function is not None and isinstance(reference, str) and not os.path.exists(reference)
-            and "REFERENCE" in function.__code__.co_names):
+    a test that reads its module's REFERENCE, itself or through a fixture
+    (a file of the checkout, such as benchmarks/workload/fleet.json, which
+    the wheel does not ship), is skipped, saying so, instead of failing on
+    a missing file.  In a checkout nothing is skipped."""
+    reference = getattr(getattr(item, "module", None), "REFERENCE", None)
+    if not isinstance(reference, str) or os.path.exists(reference):
+        return
+    functions = [getattr(item, "function", None)]
+    for definitions in getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs",
+                               {}).values():
+        functions.extend(definition.func for definition in definitions)
+    if any("REFERENCE" in getattr(getattr(function, "__code__", None), "co_names", ())
+           for function in functions):
         pytest.skip("needs %s" % reference)
 
 

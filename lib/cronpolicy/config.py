@@ -108,6 +108,12 @@ def _password_patterns():
             re.compile(r"(\b(?:%s)\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)" % names, re.IGNORECASE))
 
 
+#: The variables systemd sets from a unit's StateDirectory= and
+#: RuntimeDirectory= (several directories are separated by ':'; the first
+#: counts), and the settings they give when nothing else sets them.
+SYSTEMD_DIRECTORIES = (("state_dir", "STATE_DIRECTORY"), ("lock_dir", "RUNTIME_DIRECTORY"))
+
+
 def default_state_dir():
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(
         os.path.expanduser("~"), ".local", "state")
@@ -346,6 +352,13 @@ class Settings:
         if config_path:
             from_file = cls._read_file(config_path)
             values.update(from_file)
+        # A systemd unit's StateDirectory= and RuntimeDirectory= (its user
+        # may have no home for the default): they stand in for the defaults
+        # only, so that a unit and a cron job on one host share what the
+        # config file names (a lock, above all).
+        for key, variable in SYSTEMD_DIRECTORIES:
+            if environ.get(variable) and key not in from_file:
+                values[key] = environ[variable].split(":")[0]
         for key, variable in (("host", "CRONPOLICY_HOST"), ("lock_dir", "CRONPOLICY_LOCK_DIR"),
                               ("state_dir", "CRONPOLICY_STATE_DIR")):
             if environ.get(variable):

@@ -225,6 +225,7 @@ class Settings:
         "tcp_user_timeout": parse_duration,
         "watch": _watch,
         "catch_up_at_once": int,
+        "syslog": str,
     }
     #: Keys a ``[script:NAME]`` section may set, for that script only.
     _SCRIPT_KEYS = {"on_database_error": _on_database_error}
@@ -245,7 +246,7 @@ class Settings:
                  config_path=None, tcp_keepalive=DEFAULT_TCP_KEEPALIVE,
                  tcp_user_timeout=DEFAULT_TCP_USER_TIMEOUT, watch=WATCH_LISTEN,
                  default_rollout_expect=DEFAULT_ROLLOUT_EXPECT,
-                 catch_up_at_once=DEFAULT_CATCH_UP_AT_ONCE):
+                 catch_up_at_once=DEFAULT_CATCH_UP_AT_ONCE, syslog=None):
         self.state_dir = state_dir or default_state_dir()
         self.dsn = dsn or default_dsn(self.state_dir)
         self.dsn_source = dsn_source if dsn else "default"
@@ -271,6 +272,8 @@ class Settings:
         self.watch = watch
         self.default_rollout_expect = default_rollout_expect
         self.catch_up_at_once = catch_up_at_once
+        #: The local syslog socket scripts log to (None: as the options say).
+        self.syslog = syslog or None
         self.validate()
 
     def validate(self):
@@ -285,6 +288,9 @@ class Settings:
                     "default_rollout_expect"):
             if getattr(self, key) <= 0:
                 raise ConfigError("%s must be positive" % key)
+        if self.syslog is not None and not os.path.isabs(self.syslog):
+            raise ConfigError("syslog must be the absolute path of a socket, such as /dev/log, "
+                              "got %r" % self.syslog)
         if not 1 <= self.catch_up_at_once <= 1000:
             raise ConfigError("catch_up_at_once must be from 1 to 1000, got %r"
                               % self.catch_up_at_once)

@@ -435,6 +435,12 @@ def build_parser(argv=None):
                      help="also draw one rollout under each strategy and every stall here")
 
     sub = add("metrics", "cmd_metrics", "fleet metrics in the Prometheus text format")
+    scopes = sub.add_mutually_exclusive_group()
+    scopes.add_argument("--host", metavar="H",
+                        help="only host H's series (each labelled host=H), none of the "
+                             "fleet-wide ones: for every host's own textfile")
+    scopes.add_argument("--fleet", action="store_true",
+                        help="only the fleet-wide series: for one host of the fleet")
     sub.add_argument("--output", metavar="FILE",
                      help="write them here atomically (for the textfile collector) "
                           "instead of standard output")

@@ -33,4 +33,7 @@ setup(
                              "data/crontabs/etc/*", "data/crontabs/user/*",
                              "data/slots-reference.json"],
     },
+    # The manual page, generated from the parser (`cronpolicy man`; a test
+    # keeps this copy in step): <prefix>/share/man/man1, where man finds it.
+    data_files=[("share/man/man1", ["man/cronpolicy.1"])],
 )

@@ -26,7 +26,9 @@ COMMAND_MODULES = (("cmd_crontab_", "cronpolicy.tooling.crontab.commands"),
                    ("cmd_rollouts", "cronpolicy.tooling.rollouts"),
                    ("cmd_schedule_", "cronpolicy.tooling.schedule_commands"),
                    ("cmd_catch_up", "cronpolicy.tooling.catch_up"),
-                   ("cmd_simulate", "cronpolicy.tooling.simulate"))
+                   ("cmd_simulate", "cronpolicy.tooling.simulate"),
+                   ("cmd_completion", "cronpolicy.tooling.manual"),
+                   ("cmd_man", "cronpolicy.tooling.manual"))
 
 
 def command_function(func):
@@ -468,6 +470,12 @@ def build_parser(argv=None):
         sub.add_argument("--host", help="decide as on this host (default: this host)")
         sub.add_argument("--expected-runtime", metavar="D",
                          help="the script's own expected_runtime, used with too little history")
+    sub = add("completion", "cmd_completion", "print the shell completion script: "
+                                              "source <(cronpolicy completion bash)", ())
+    sub.add_argument("shell", choices=("bash", "zsh"), help="bash or zsh")
+    sub.set_defaults(needs_settings=False)
+    sub = add("man", "cmd_man", "print the manual page (roff): cronpolicy man | man -l -", ())
+    sub.set_defaults(needs_settings=False)
     if path and not matched:
         return build_parser()       # no such command: the whole parser says so
     return parser

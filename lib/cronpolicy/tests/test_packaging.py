@@ -39,8 +39,8 @@ def test_version_is_one_string_in_one_place():
     assert re.match(r"^\d+\.\d+\.\d+$", cronpolicy.__version__)
     result = cronpolicy_command("--version")
     assert result.returncode == exitcodes.OK, result.stderr
-    assert result.stdout == "cronpolicy %s (schema %d)\n" % (cronpolicy.__version__,
-                                                              SCHEMA_VERSION)
+    assert result.stdout == "cronpolicy %s (schema %d, json format 1)\n" % (
+        cronpolicy.__version__, SCHEMA_VERSION)
     from importlib import metadata
     assert metadata.version("cronpolicy") == cronpolicy.__version__   # the installed metadata
 

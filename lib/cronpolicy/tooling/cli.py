@@ -117,10 +117,13 @@ def service_name(text):
 
 def version_line():
     """What --version prints: the release (cronpolicy.__version__, its one
-    home) and the schema version this code needs (CHANGELOG.txt pairs them)."""
+    home), the schema version this code needs (CHANGELOG.txt pairs them) and
+    the version of the --json formats (output.JSON_FORMAT)."""
     from cronpolicy import __version__
     from cronpolicy.schema import SCHEMA_VERSION
-    return "cronpolicy %s (schema %d)" % (__version__, SCHEMA_VERSION)
+    from cronpolicy.tooling.output import JSON_FORMAT
+    return "cronpolicy %s (schema %d, json format %d)" % (__version__, SCHEMA_VERSION,
+                                                          JSON_FORMAT)
 
 
 def build_parser(argv=None):

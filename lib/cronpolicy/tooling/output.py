@@ -51,6 +51,13 @@ def _jsonable(value):
     raise TypeError("cannot serialise %r" % (value,))
 
 
+#: The version of every --json output's format: what may change without a
+#: bump is README's "The cronpolicy command" (new keys, their order); a key
+#: renamed or removed, or a value's type changed, bumps it (and the release's
+#: MAJOR, see CHANGELOG.txt).  `cronpolicy --version` says it.
+JSON_FORMAT = 1
+
+
 def print_json(data):
     print(json.dumps(data, default=_jsonable, indent=2, sort_keys=True))
 

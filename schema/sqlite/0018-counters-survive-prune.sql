@@ -9,6 +9,6 @@ CREATE TABLE cronpolicy.pruned_runs (
     blocked   BOOLEAN NOT NULL DEFAULT 0,
     runs      INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (name, host, status, decision, blocked),
-    CONSTRAINT pruned_runs_runs_not_negative CHECK (runs >= 0),
+    CONSTRAINT pruned_runs_runs_not_negative CHECK (typeof(runs) = 'integer' AND runs >= 0),
     CONSTRAINT pruned_runs_blocked_boolean CHECK (blocked IN (0, 1))
 );

@@ -11,8 +11,12 @@ import pytest
 from cronpolicy import exitcodes
 from cronpolicy.tooling import manual
 
-MAN_PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir,
-                        os.pardir, "man", "cronpolicy.1")
+#: In a checkout, else where pip installed it (setup.py's data_files).
+MAN_PAGE = next((path for path in (
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir, os.pardir,
+                 "man", "cronpolicy.1"),
+    os.path.join(sys.prefix, "share", "man", "man1", "cronpolicy.1")) if os.path.exists(path)),
+    None)
 
 #: (what was typed, what completes): the current word is the last one.
 CASES = [
@@ -93,8 +97,8 @@ def test_the_manual_page_names_every_command_and_groff_reads_it(tmp_path):
 
 
 def test_the_shipped_manual_page_is_the_parsers():
-    if not os.path.exists(MAN_PAGE):
-        pytest.skip("man/cronpolicy.1 is in a checkout (installed: share/man/man1)")
+    if MAN_PAGE is None:
+        pytest.skip("neither a checkout's man/cronpolicy.1 nor an installed one")
     with open(MAN_PAGE, encoding="utf-8") as handle:
         assert handle.read() == manual.manpage(), (
             "man/cronpolicy.1 is stale: cronpolicy man > man/cronpolicy.1")

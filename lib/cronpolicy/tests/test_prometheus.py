@@ -151,3 +151,30 @@ def test_the_grafana_dashboard_asks_only_for_metrics_that_are_emitted(cli, dba):
         for counter in re.findall(r"\bcronpolicy_\w+_total\b", query):
             assert re.search(r"(increase|rate)\(%s\b" % counter, query) or "label_values" in \
                 query, query
+
+
+def test_a_tally_written_around_its_checks_is_left_out_with_a_warning(tmp_path, sqlite_dsn):
+    """SQLite stores text in an INTEGER column: a count that is none was a
+    TypeError traceback from metrics."""
+    import sqlite3
+    import sys
+    from .conftest import make_env
+    env = make_env(tmp_path, sqlite_dsn)
+    assert subprocess.run([sys.executable, "-m", "cronpolicy", "schema", "upgrade"], env=env,
+                          capture_output=True, timeout=60).returncode == 0
+    connection = sqlite3.connect(sqlite_dsn[len("sqlite:///"):])
+    with connection:
+        with pytest.raises(sqlite3.IntegrityError):
+            connection.execute("INSERT INTO pruned_runs (name, host, status, runs)"
+                               " VALUES ('job', 'web1', 'failed', 'abc')")
+        connection.execute("PRAGMA ignore_check_constraints = 1")
+        connection.execute("INSERT INTO pruned_runs (name, host, status, runs) VALUES"
+                           " ('job', 'web1', 'failed', 'abc'), ('job', 'web1', 'skipped', 2)")
+    connection.close()
+    result = subprocess.run([sys.executable, "-m", "cronpolicy", "metrics"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == exitcodes.OK and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and "1 rows of cronpolicy.pruned_runs" in result.stderr
+    found = samples(result.stdout)
+    assert found[("cronpolicy_runs_total", (("host", "web1"), ("script", "job"),
+                                            ("status", "skipped")))] == 2

@@ -197,6 +197,11 @@ def render(db, warn=None, host=None, scope=ALL):
                   for quiet_at, began_at in connection.execute(
                       select(rollout.c.quiet_at, rollout.c.began_at)
                       .where(rollout.c.quiet_at.is_not(None))).all()]
+    counted = [row for row in pruned if isinstance(row[-1], int) and row[-1] >= 0]
+    if len(counted) < len(pruned) and warn is not None:
+        warn("%d rows of cronpolicy.pruned_runs hold no count of runs (written around its "
+             "checks): left out of the counters" % (len(pruned) - len(counted)))
+    pruned = counted
     if scope != FLEET:
         _host_families(out, db, warn, host, by_status, pruned, skips, last_success, last_runs,
                        latest_estimates, missed, caught_up, scheduled_reports)

@@ -116,3 +116,19 @@ def test_a_log_file_wins_over_syslog(tmp_path, sqlite_dsn):
                              "true"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "started run #" in log.read_text()
+
+
+def test_the_commands_lines_carry_priorities_in_the_journal_too(tmp_path, sqlite_dsn):
+    """A command a systemd timer runs (catch-up, metrics --output...): its
+    error and warning lines, and no text can pose as a priority."""
+    env = make_env(tmp_path, sqlite_dsn)
+    code, lines = _stderr_lines(tmp_path, env, [PROGRAM, "window", "cancel", "999"],
+                                journal=True)
+    assert code == exitcodes.USAGE and lines == ["<3>cronpolicy: error: no rollout window with id 999"], lines
+    code, lines = _stderr_lines(tmp_path, env, [PROGRAM, "disable", "nobody-ever"],
+                                journal=True)
+    assert code == exitcodes.OK and lines and all(
+        line.startswith(("<4>cronpolicy: warning", "<6>")) for line in lines), lines
+    code, lines = _stderr_lines(tmp_path, env, [PROGRAM, "window", "cancel", "999"],
+                                journal=False)
+    assert lines == ["cronpolicy: error: no rollout window with id 999"], lines

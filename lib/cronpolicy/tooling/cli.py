@@ -490,9 +490,12 @@ def main(argv=None):
         # Everything after `run NAME` belongs to the wrapped command's gate.
         from cronpolicy.wrapped_command import run_command
         return run_command(argv[1:])
-    from cronpolicy.tooling.output import EscapingStream
+    from cronpolicy.log import stderr_is_the_journal
+    from cronpolicy.tooling.output import EscapingStream, JournalPriorities
     streams = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = EscapingStream(sys.stdout), EscapingStream(sys.stderr)
+    if stderr_is_the_journal():         # a command run by a systemd timer
+        sys.stderr = JournalPriorities(sys.stderr)
     try:
         return _main(argv, streams)
     finally:

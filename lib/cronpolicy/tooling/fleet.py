@@ -21,7 +21,7 @@ def status(settings, warn=None):
         now = inputs.now
         windows = [window_dict(window, now) for window in inputs.windows]
         policies = [row._asdict() for row in inputs.policies]
-        found = fleet_schedules(reader, inputs, warn)
+        found = fleet_schedules(reader, inputs, warn, scheduled_only=True)
         for row in reader.owners_without_roles() if warn is not None else ():
             warn("%s #%d gives %s %s to database role %s, which does not exist: the row lets "
                  "no one write for it (create the role again, or change the row)" % (

@@ -149,7 +149,7 @@ def render(db, warn=None, host=None, scope=ALL):
     plus what prune deleted (pruned_runs, schema patch 0018): they never
     go down."""
     from cronpolicy.tooling.fleet import reap_if_free
-    from cronpolicy.tooling.overdue import overdue_scripts, scheduled_reports
+    from cronpolicy.tooling.overdue import overdue_scripts
     from cronpolicy.tooling.tables import pruned_runs
     out = _Exposition()
     reap_if_free(db)
@@ -204,9 +204,9 @@ def render(db, warn=None, host=None, scope=ALL):
     pruned = counted
     if scope != FLEET:
         _host_families(out, db, warn, host, by_status, pruned, skips, last_success, last_runs,
-                       latest_estimates, missed, caught_up, scheduled_reports)
+                       latest_estimates, missed, caught_up)
     if scope != HOST:
-        _, reports = overdue_scripts(db, include_all=True)
+        _, reports = overdue_scripts(db.settings, include_all=True, details=False)
         _fleet_families(out, db, now, reports, open_rollouts, stalls, deploy, last_drain)
     out.family("cronpolicy_metrics_timestamp_seconds", "gauge",
                "When these metrics were read (database clock).", [({}, _seconds(now))])
@@ -214,8 +214,9 @@ def render(db, warn=None, host=None, scope=ALL):
 
 
 def _host_families(out, db, warn, host, by_status, pruned, skips, last_success, last_runs,
-                   latest_estimates, missed, caught_up, scheduled_reports):
+                   latest_estimates, missed, caught_up):
     """The families of runs on hosts: labelled script and host."""
+    from cronpolicy.tooling.overdue import scheduled_reports
     runs = _per_host([row for row in by_status if row[2] != "running"]
                      + [(name, where, status, count)
                         for name, where, status, _, _, count in pruned])

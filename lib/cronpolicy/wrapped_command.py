@@ -37,7 +37,8 @@ from cronpolicy.matching import name_problem
 from cronpolicy.script import CronScript
 from cronpolicy.timeutil import parse_duration
 
-#: How long a command gets to exit after SIGTERM before it is killed.
+#: How long a command gets to exit after SIGTERM before it is killed
+#: (--stop-timeout).
 STOP_TIMEOUT = 60.0
 
 #: How long after its command ended by a termination signal the wrapper
@@ -51,7 +52,8 @@ SIGTERM or SIGINT asks the run to stop. With --interruptible the command's
 process group gets SIGTERM at once; with --safe-file, as soon as that file
 exists; otherwise the request is held until the command ends by itself (its
 exit code is then the run's). A second SIGTERM or SIGINT passes SIGTERM on at
-once. A command that has not exited %(timeout)ds after SIGTERM gets SIGKILL.
+once. A command that has not exited --stop-timeout (default %(timeout)ds) after
+SIGTERM gets SIGKILL.
 A stopped run is recorded as interrupted and exits 6; so is one whose command
 ended by SIGTERM when the wrapper got SIGTERM too (a service manager stopping
 the whole unit). SIGHUP, SIGUSR1 and SIGQUIT are passed on as they arrive.
@@ -75,6 +77,7 @@ class CommandScript(CronScript):
         super().__init__(name=name)
         self.command = list(command)
         self.child = None
+        self.stop_timeout = STOP_TIMEOUT
         self.logger = logging.getLogger("cronpolicy:" + name)
         self.parser.prog = "cronpolicy run %s" % name
         self.parser.usage = USAGE
@@ -90,6 +93,9 @@ class CommandScript(CronScript):
                                 "SIGTERM) sends it SIGTERM at once")
         group.add_argument("--safe-file", metavar="PATH",
                            help="it is safe to stop while this file exists")
+        group.add_argument("--stop-timeout", metavar="D",
+                           help="how long the command gets to exit after SIGTERM before "
+                                "SIGKILL (default %ds)" % STOP_TIMEOUT)
         group.add_argument("--expected-runtime", metavar="D",
                            help="how long it runs, until there is history (like 20m)")
         group.add_argument("--expected-interval", metavar="D",
@@ -114,7 +120,7 @@ class CommandScript(CronScript):
                                 "apart its own lines only (no other effect)")
 
     def check_options(self):
-        for option in ("expected_runtime", "expected_interval"):
+        for option in ("expected_runtime", "expected_interval", "stop_timeout"):
             text = getattr(self.options, option)
             if text is not None:
                 setattr(self, option, parse_duration(text))
@@ -189,10 +195,10 @@ class CommandScript(CronScript):
                          self.child.pid)
         self._signal_group(signal.SIGTERM)
         try:
-            self.child.wait(timeout=STOP_TIMEOUT)
+            self.child.wait(timeout=self.stop_timeout)
         except subprocess.TimeoutExpired:
-            self.logger.warning("%s did not exit within %ds of SIGTERM: killing it",
-                                self.command[0], STOP_TIMEOUT)
+            self.logger.warning("%s did not exit within %gs of SIGTERM: killing it",
+                                self.command[0], self.stop_timeout)
             self._signal_group(signal.SIGKILL)
             self.child.wait()
 

@@ -171,3 +171,38 @@ def test_the_example_units_exit_codes_are_cronpolicys():
     timer = configparser.ConfigParser(strict=False, interpolation=None)
     timer.read(os.path.join(EXAMPLES, "publish-distro.timer"))
     assert timer["Timer"]["OnCalendar"]
+
+
+def test_a_second_sigterm_passes_it_on_at_once(tmp_path, sqlite_dsn):
+    """run --help: the request is held while the command is not safe; a
+    second SIGTERM passes SIGTERM on at once."""
+    env = make_env(tmp_path, sqlite_dsn)
+    wrapper, base = _start(tmp_path, env)
+    wrapper.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    assert wrapper.poll() is None and not os.path.exists(base + ".term")     # held
+    wrapper.send_signal(signal.SIGTERM)
+    out, err = wrapper.communicate(timeout=60)
+    assert wrapper.returncode == exitcodes.INTERRUPTED, err
+    assert os.path.exists(base + ".term") and b"finished" not in out
+    assert b"second SIGTERM: forcing" in err
+    assert DBA(sqlite_dsn).runs("shell-job")[-1]["status"] == "interrupted"
+
+
+def test_a_command_deaf_to_sigterm_gets_sigkill_after_the_stop_timeout(tmp_path, sqlite_dsn):
+    env = make_env(tmp_path, sqlite_dsn)
+    deaf = tmp_path / "deaf.sh"
+    deaf.write_text("trap '' TERM\necho started > \"$1.ready\"\n"
+                    "i=0; while [ $i -lt 600 ]; do sleep 0.05; i=$((i + 1)); done\n")
+    base = str(tmp_path / "deaf")
+    wrapper = subprocess.Popen([PROGRAM, "run", "deaf-job", "--interruptible", "--stop-timeout",
+                                "1s", "--", "sh", str(deaf), base], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for_file(base + ".ready", process=wrapper)
+    asked = time.monotonic()
+    wrapper.send_signal(signal.SIGTERM)
+    out, err = wrapper.communicate(timeout=60)
+    assert wrapper.returncode == exitcodes.INTERRUPTED, err
+    assert 1.0 <= time.monotonic() - asked < 20
+    assert b"did not exit within 1s of SIGTERM: killing it" in err
+    assert DBA(sqlite_dsn).runs("deaf-job")[-1]["status"] == "interrupted"

@@ -1,4 +1,4 @@
-"""Packaging for cronpolicy; the metadata lives in setup.cfg.
+"""The layout of cronpolicy's package; its metadata is in pyproject.toml.
 
 The top-level schema/ folder is the DBAs' copy of the SQL patches. It is
 mapped into the package as ``cronpolicy.schema_sql`` so that a plain
@@ -36,4 +36,7 @@ setup(
                              "data/crontabs/etc/*", "data/crontabs/user/*",
                              "data/slots-reference.json"],
     },
+    # The manual page, generated from the parser (`cronpolicy man`; a test
+    # keeps this copy in step): <prefix>/share/man/man1, where man finds it.
+    data_files=[("share/man/man1", ["man/cronpolicy.1"])],
 )

@@ -128,7 +128,8 @@ GRANT INSERT (kind, services, reason, owner_host, owner_pid, expected_duration,
       UPDATE (reason, expected_duration, lease_expires_at, quiet_at, ended_at)
     ON cronpolicy.rollout TO cronpolicy_rollout;
 GRANT INSERT, UPDATE ON cronpolicy.rollout_awaited TO cronpolicy_rollout;
-GRANT SELECT ON cronpolicy.policy_audit, cronpolicy.drain TO cronpolicy_rollout;
+GRANT SELECT ON cronpolicy.policy_audit, cronpolicy.drain, cronpolicy.pruned_runs
+    TO cronpolicy_rollout;
 GRANT INSERT ON cronpolicy.drain TO cronpolicy_rollout;
 
 -- Administrators: every table but the audit, without TRIGGER (a trigger of

@@ -18,7 +18,12 @@ See README.txt, ``cronpolicy.script`` (the base class) and ``cronpolicy.policy``
 
 from cronpolicy.errors import CronPolicyError, Interrupted
 
-__all__ = ["CronScript", "CronPolicyError", "Interrupted"]
+#: The release, in one place: the package metadata (pyproject.toml reads it),
+#: ``cronpolicy --version`` and CHANGELOG.txt's newest entry (a test checks
+#: they agree).  How it is bumped: CHANGELOG.txt.
+__version__ = "0.2.0"
+
+__all__ = ["CronScript", "CronPolicyError", "Interrupted", "__version__"]
 
 
 def __getattr__(name):

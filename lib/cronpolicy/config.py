@@ -108,6 +108,12 @@ def _password_patterns():
             re.compile(r"(\b(?:%s)\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)" % names, re.IGNORECASE))
 
 
+#: The variables systemd sets from a unit's StateDirectory= and
+#: RuntimeDirectory= (several directories are separated by ':'; the first
+#: counts), and the settings they give when nothing else sets them.
+SYSTEMD_DIRECTORIES = (("state_dir", "STATE_DIRECTORY"), ("lock_dir", "RUNTIME_DIRECTORY"))
+
+
 def default_state_dir():
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(
         os.path.expanduser("~"), ".local", "state")
@@ -219,6 +225,7 @@ class Settings:
         "tcp_user_timeout": parse_duration,
         "watch": _watch,
         "catch_up_at_once": int,
+        "syslog": str,
     }
     #: Keys a ``[script:NAME]`` section may set, for that script only.
     _SCRIPT_KEYS = {"on_database_error": _on_database_error}
@@ -239,7 +246,7 @@ class Settings:
                  config_path=None, tcp_keepalive=DEFAULT_TCP_KEEPALIVE,
                  tcp_user_timeout=DEFAULT_TCP_USER_TIMEOUT, watch=WATCH_LISTEN,
                  default_rollout_expect=DEFAULT_ROLLOUT_EXPECT,
-                 catch_up_at_once=DEFAULT_CATCH_UP_AT_ONCE):
+                 catch_up_at_once=DEFAULT_CATCH_UP_AT_ONCE, syslog=None):
         self.state_dir = state_dir or default_state_dir()
         self.dsn = dsn or default_dsn(self.state_dir)
         self.dsn_source = dsn_source if dsn else "default"
@@ -265,6 +272,8 @@ class Settings:
         self.watch = watch
         self.default_rollout_expect = default_rollout_expect
         self.catch_up_at_once = catch_up_at_once
+        #: The local syslog socket scripts log to (None: as the options say).
+        self.syslog = syslog or None
         self.validate()
 
     def validate(self):
@@ -279,6 +288,9 @@ class Settings:
                     "default_rollout_expect"):
             if getattr(self, key) <= 0:
                 raise ConfigError("%s must be positive" % key)
+        if self.syslog is not None and not os.path.isabs(self.syslog):
+            raise ConfigError("syslog must be the absolute path of a socket, such as /dev/log, "
+                              "got %r" % self.syslog)
         if not 1 <= self.catch_up_at_once <= 1000:
             raise ConfigError("catch_up_at_once must be from 1 to 1000, got %r"
                               % self.catch_up_at_once)
@@ -346,6 +358,13 @@ class Settings:
         if config_path:
             from_file = cls._read_file(config_path)
             values.update(from_file)
+        # A systemd unit's StateDirectory= and RuntimeDirectory= (its user
+        # may have no home for the default): they stand in for the defaults
+        # only, so that a unit and a cron job on one host share what the
+        # config file names (a lock, above all).
+        for key, variable in SYSTEMD_DIRECTORIES:
+            if environ.get(variable) and key not in from_file:
+                values[key] = environ[variable].split(":")[0]
         for key, variable in (("host", "CRONPOLICY_HOST"), ("lock_dir", "CRONPOLICY_LOCK_DIR"),
                               ("state_dir", "CRONPOLICY_STATE_DIR")):
             if environ.get(variable):

@@ -114,6 +114,19 @@ class Interruption:
                                     "as not safe", type(error).__name__, error)
             return False
 
+    def stopped_with_the_run(self, bound):
+        """When what main() waited on ended by the very stop asked of this
+        run (a service manager signals every process of a unit at once):
+        the termination signal's stop, waited for up to ``bound`` seconds
+        (the signals of one stop arrive in any order), raised as
+        Interrupted.  Returns (nothing raised) when no such signal came."""
+        import time
+        deadline = time.monotonic() + bound
+        while self.signal_stop is None and time.monotonic() < deadline:
+            time.sleep(0.01)        # the handler runs here, and may raise itself
+        if self.signal_stop is not None and not self.interrupting:
+            self._interrupt(self.signal_stop)
+
     def _interrupt(self, stop, forced=False):
         self.interrupting = True
         raise Interrupted(stop.reason, forced=forced, stop=stop)

@@ -11,15 +11,96 @@ for real (``LogSetup.configure``, once) and hands the record on.
 Code of the script's own that logs through ``logging`` directly gets the
 real set-up as soon as ``logging`` is there: before main() runs, when the
 script imported it; with ``--log-file`` or ``-v``, always.
+
+Where records go: a log file (``--log-file``); else the local syslog
+socket (``--syslog``, or the config file's ``syslog``), facility cron; else
+standard error, as today, but for one case: when standard error is the
+journal (systemd's $JOURNAL_STREAM names its device and inode), each line
+starts with its syslog priority, ``<3>`` for ERROR, which journald reads,
+and without the time and process id that journald records itself.
 """
 
 import _thread
+import os
 import sys
 
 DEBUG, INFO, WARNING, ERROR, CRITICAL = 10, 20, 30, 40, 50
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
 DATE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+#: Lines to the journal: journald adds the time, the process id and the unit.
+JOURNAL_FORMAT = "%(levelname)s %(name)s: %(message)s"
+#: Messages to syslog, after the <PRI> the handler adds: the usual TAG[PID]:.
+SYSLOG_FORMAT = "cronpolicy[%(process)d]: %(levelname)s %(name)s: %(message)s"
+#: The local syslog socket, when the config file names none.
+DEFAULT_SYSLOG_SOCKET = "/dev/log"
+
+#: syslog's priorities (sd-daemon(3) prefixes) for the logging levels.
+_PRIORITIES = ((CRITICAL, 2), (ERROR, 3), (WARNING, 4), (INFO, 6))
+
+
+def priority(level):
+    """The syslog priority of a logging level: 2 critical ... 7 debug."""
+    return next((number for floor, number in _PRIORITIES if level >= floor), 7)
+
+
+def stderr_is_the_journal(environ=None, stream=None):
+    """Whether standard error is systemd's journal stream: $JOURNAL_STREAM
+    holds its "device:inode", which a redirected stderr (2>file, a pipe)
+    of a child that inherited the variable does not match."""
+    value = (os.environ if environ is None else environ).get("JOURNAL_STREAM")
+    if not value:
+        return False
+    try:
+        device, inode = (int(part) for part in value.split(":"))
+        info = os.fstat((sys.stderr if stream is None else stream).fileno())
+    except (ValueError, OSError, AttributeError):
+        return False
+    return (info.st_dev, info.st_ino) == (device, inode)
+
+
+def _syslog_handler(path):
+    """A handler sending to the syslog socket at ``path`` (facility cron);
+    raises OSError at once when nothing listens there (Python's own would
+    wait for the first record), and a record it cannot send later is one
+    line on standard error, not a traceback per record."""
+    import logging.handlers
+    import socket
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        probe = socket.socket(socket.AF_UNIX, kind)
+        try:
+            probe.connect(path)
+            break
+        except OSError as error:
+            if kind == socket.SOCK_STREAM:
+                raise error
+        finally:
+            probe.close()
+
+    class SysLogHandler(logging.handlers.SysLogHandler):
+        said = False
+
+        def handleError(self, record):
+            if not self.said:
+                self.said = True
+                error = sys.exc_info()[1]
+                sys.stderr.write("cronpolicy: cannot log to syslog at %s: %s\n" % (
+                    path, getattr(error, "strerror", None) or error))
+
+    return SysLogHandler(path, logging.handlers.SysLogHandler.LOG_CRON)
+
+
+def _journal_formatter():
+    import logging
+
+    class JournalFormatter(logging.Formatter):
+        """Every line of a record (a traceback's too) with its priority."""
+
+        def format(self, record):
+            prefix = "<%d>" % priority(record.levelno)
+            return "\n".join(prefix + line for line in super().format(record).split("\n"))
+
+    return JournalFormatter(JOURNAL_FORMAT)
 
 
 class LogSetup:
@@ -27,19 +108,37 @@ class LogSetup:
     WARNING) or ``log_file`` (default INFO), ``verbose`` and ``quiet``
     steps of ten down and up."""
 
-    def __init__(self, log_file=None, verbose=0, quiet=0):
+    def __init__(self, log_file=None, verbose=0, quiet=0, syslog=None):
+        """``syslog``: the syslog socket to log to (no log file given)."""
         self.log_file = log_file
-        base = INFO if log_file else WARNING
-        self.level = min(max(base - 10 * verbose + 10 * quiet, DEBUG), CRITICAL)
+        self.syslog = None if log_file else syslog
+        self._steps = 10 * quiet - 10 * verbose
+        self.level = self._level()
         self.configured = False
         #: main() has begun: a root logger set up from then on is the script's.
         self.main_started = False
         self._lock = _thread.allocate_lock()
 
+    def _level(self):
+        base = INFO if self.log_file or self.syslog else WARNING
+        return min(max(base + self._steps, DEBUG), CRITICAL)
+
+    def use_syslog(self, socket):
+        """Log to the syslog ``socket`` from now on (the config file's
+        ``syslog`` is known only once the settings are read), unless a log
+        file was given; set up now (again, if it was), so that a socket
+        nothing listens on is said at once: raises OSError."""
+        if self.log_file or (socket == self.syslog and self.configured):
+            return
+        self.syslog = socket
+        self.level = self._level()
+        self.configured = False
+        self.configure()
+
     def check(self):
-        """Open the log file now (raises OSError), so that a bad path is
-        said before the gate, not at the first record."""
-        if self.log_file:
+        """Open the log file or the syslog socket now (raises OSError), so
+        that a bad path is said before the gate, not at the first record."""
+        if self.log_file or self.syslog:
             self.configure()
 
     def configure(self):
@@ -65,10 +164,17 @@ class LogSetup:
                 return
             if self.log_file:
                 handler = logging.FileHandler(self.log_file, encoding="utf-8")
+            elif self.syslog:
+                handler = _syslog_handler(self.syslog)
             else:
                 handler = logging.StreamHandler(sys.stderr)
-            formatter = logging.Formatter(FORMAT, DATE_FORMAT)
-            formatter.converter = time.gmtime
+            if self.syslog and not self.log_file:
+                formatter = logging.Formatter(SYSLOG_FORMAT)
+            elif not self.log_file and stderr_is_the_journal():
+                formatter = _journal_formatter()
+            else:
+                formatter = logging.Formatter(FORMAT, DATE_FORMAT)
+                formatter.converter = time.gmtime
             handler.setFormatter(formatter)
             for old in list(root.handlers):
                 root.removeHandler(old)
@@ -82,7 +188,8 @@ class LogSetup:
         """Whether main() must find ``logging`` set up: asked for (a log
         file, -v or -q: Python's last resort prints WARNING and above), or
         imported already by the script, which may log through it."""
-        return self.log_file is not None or self.level != WARNING or "logging" in sys.modules
+        return (self.log_file is not None or self.syslog is not None or self.level != WARNING
+                or "logging" in sys.modules)
 
 
 class DeferredLogger:

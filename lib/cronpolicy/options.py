@@ -3,14 +3,14 @@
 Building an argparse parser (and importing argparse) costs a cron job's
 start more than its whole decision, and most crontab lines pass no option
 or only standard ones.  ``parse_standard_options`` reads exactly those
-(-v, -q, --log-file, --dsn, --ignore-policy, --dry-run, as argparse would
+(-v, -q, --log-file, --syslog, --dsn, --ignore-policy, --dry-run, as argparse would
 read them); anything else, --help included, it leaves to argparse, which
 then also gives the error messages.
 """
 
 #: Options that take a value, and the flags (with the attribute each sets).
 _VALUED = {"--log-file": "log_file", "--dsn": "dsn"}
-_FLAGS = {"--ignore-policy": "ignore_policy", "--dry-run": "dry_run"}
+_FLAGS = {"--ignore-policy": "ignore_policy", "--dry-run": "dry_run", "--syslog": "syslog"}
 _COUNTS = {"-v": "verbose", "--verbose": "verbose", "-q": "quiet", "--quiet": "quiet"}
 _KNOWN = frozenset(list(_VALUED) + list(_FLAGS) + list(_COUNTS) + ["-h", "--help"])
 
@@ -34,7 +34,7 @@ class Options:
 def parse_standard_options(argv):
     """Options for ``argv`` when it holds standard options only, else None."""
     options = Options(verbose=0, quiet=0, log_file=None, dsn=None, ignore_policy=False,
-                      dry_run=False)
+                      dry_run=False, syslog=False)
     index = 0
     while index < len(argv):
         word = argv[index]
@@ -81,6 +81,10 @@ def standard_options_parser(prog, description):
     group.add_argument("--log-file", metavar="PATH",
                        help="append the log here instead of standard error; "
                             "the default level there is INFO")
+    group.add_argument("--syslog", action="store_true",
+                       help="send the log to the local syslog socket (the config file's "
+                            "syslog, default /dev/log) instead; the default level there "
+                            "is INFO")
     group.add_argument("--dsn", help="policy database (overrides CRONPOLICY_DSN "
                                      "and the config file)")
     group.add_argument("--ignore-policy", action="store_true",

@@ -98,7 +98,7 @@ says so in the log.  A policy stop request is withdrawn if the policy
 changes back before the run reached a safe point; a SIGTERM is not.
 
 Options every script has: ``-v``/``-q`` (repeatable), ``--log-file``,
-``--dsn``, ``--ignore-policy``, ``--dry-run``.
+``--syslog``, ``--dsn``, ``--ignore-policy``, ``--dry-run``.
 """
 
 import os
@@ -288,6 +288,15 @@ class CronScript:
         except CronPolicyError as error:
             self._log.error("%s", error)
             return error.exit_code      # 4, or 2 for text that is not UTF-8
+        if self.settings.syslog or getattr(self.options, "syslog", False):
+            from cronpolicy.log import DEFAULT_SYSLOG_SOCKET
+            socket = self.settings.syslog or DEFAULT_SYSLOG_SOCKET
+            try:
+                self._log_setup.use_syslog(socket)
+            except OSError as error:
+                print("%s: cannot log to syslog at %s: %s" % (
+                    self.name, socket, error.strerror or error), file=sys.stderr)
+                return exitcodes.GATE_ERROR
         self.host = self.settings.host
         if "CRONPOLICY_GATED_BY" in os.environ and not self.options.dry_run:
             from cronpolicy import nesting      # only inside cronpolicy run NAME

@@ -16,6 +16,13 @@ neither              it is never safe: it runs to completion and rollouts
                      wait for it (a second SIGTERM still forces it).
 
 SIGHUP, SIGUSR1 and SIGQUIT are passed on to the command as they arrive.
+
+SIGTERM (or SIGINT) to the wrapper is a stop request, kept as SIGNALS says
+(the text of ``cronpolicy run --help``).  A command that ends by SIGTERM or
+SIGINT while the wrapper was sent one too (within SIGNAL_SPREAD) was
+stopped along with it, as a service manager stops a unit (systemd's
+default KillMode=control-group signals every process): the run is recorded
+as interrupted, exit 6, not as failed 143.
 """
 
 import logging
@@ -30,17 +37,38 @@ from cronpolicy.matching import name_problem
 from cronpolicy.script import CronScript
 from cronpolicy.timeutil import parse_duration
 
-#: How long a command gets to exit after SIGTERM before it is killed.
+#: How long a command gets to exit after SIGTERM before it is killed
+#: (--stop-timeout).
 STOP_TIMEOUT = 60.0
 
+#: How long after its command ended by a termination signal the wrapper
+#: waits for one of its own, to tell a stop of the whole unit (signals sent
+#: to every process at once, in any order) from the command's alone.
+SIGNAL_SPREAD = 1.0
+
+#: What SIGTERM does, as `cronpolicy run --help` says it (and README).
+SIGNALS = """\
+SIGTERM or SIGINT asks the run to stop. With --interruptible the command's
+process group gets SIGTERM at once; with --safe-file, as soon as that file
+exists; otherwise the request is held until the command ends by itself (its
+exit code is then the run's). A second SIGTERM or SIGINT passes SIGTERM on at
+once. A command that has not exited --stop-timeout (default %(timeout)ds) after
+SIGTERM gets SIGKILL.
+A stopped run is recorded as interrupted and exits 6; so is one whose command
+ended by SIGTERM when the wrapper got SIGTERM too (a service manager stopping
+the whole unit). SIGHUP, SIGUSR1 and SIGQUIT are passed on as they arrive.
+""" % {"timeout": STOP_TIMEOUT}
+
 _PASSED_ON = (signal.SIGHUP, signal.SIGUSR1, signal.SIGQUIT)
+#: The exit codes of a command ended by SIGTERM or SIGINT (as a shell reports them).
+_ENDED_BY_A_STOP = (128 + signal.SIGTERM, 128 + signal.SIGINT)
 
 
 class CommandScript(CronScript):
     """Run COMMAND behind the cronpolicy gate: it starts only when the policy
     says run, and is recorded like any cron script.  Rollouts wait for it
     unless it may be stopped (--interruptible, or --safe-file while that
-    file exists); SIGTERM is forwarded to it."""
+    file exists); SIGTERM is a stop request (SIGNALS)."""
 
     #: Its release is the one --pin names (the wrapper's own path is cronpolicy's).
     pin_release = False
@@ -49,17 +77,25 @@ class CommandScript(CronScript):
         super().__init__(name=name)
         self.command = list(command)
         self.child = None
+        self.stop_timeout = STOP_TIMEOUT
         self.logger = logging.getLogger("cronpolicy:" + name)
         self.parser.prog = "cronpolicy run %s" % name
         self.parser.usage = USAGE
+        self.parser.epilog = SIGNALS
+        import argparse
+        self.parser.formatter_class = argparse.RawDescriptionHelpFormatter
 
     def add_my_options(self):
         from cronpolicy.arguments import positive_int
         group = self.parser.add_argument_group("the command")
         group.add_argument("--interruptible", action="store_true",
-                           help="it may be stopped at any time (SIGTERM is forwarded)")
+                           help="it may be stopped at any time: a stop request (a rollout, "
+                                "SIGTERM) sends it SIGTERM at once")
         group.add_argument("--safe-file", metavar="PATH",
                            help="it is safe to stop while this file exists")
+        group.add_argument("--stop-timeout", metavar="D",
+                           help="how long the command gets to exit after SIGTERM before "
+                                "SIGKILL (default %ds)" % STOP_TIMEOUT)
         group.add_argument("--expected-runtime", metavar="D",
                            help="how long it runs, until there is history (like 20m)")
         group.add_argument("--expected-interval", metavar="D",
@@ -84,7 +120,7 @@ class CommandScript(CronScript):
                                 "apart its own lines only (no other effect)")
 
     def check_options(self):
-        for option in ("expected_runtime", "expected_interval"):
+        for option in ("expected_runtime", "expected_interval", "stop_timeout"):
             text = getattr(self.options, option)
             if text is not None:
                 setattr(self, option, parse_duration(text))
@@ -137,6 +173,8 @@ class CommandScript(CronScript):
                 signal.signal(signum, handler)
         if code < 0:
             code = 128 - code          # killed by a signal, as a shell reports it
+        if code in _ENDED_BY_A_STOP:
+            self._interruption.stopped_with_the_run(SIGNAL_SPREAD)
         if code:
             sys.exit(code)
 
@@ -157,10 +195,10 @@ class CommandScript(CronScript):
                          self.child.pid)
         self._signal_group(signal.SIGTERM)
         try:
-            self.child.wait(timeout=STOP_TIMEOUT)
+            self.child.wait(timeout=self.stop_timeout)
         except subprocess.TimeoutExpired:
-            self.logger.warning("%s did not exit within %ds of SIGTERM: killing it",
-                                self.command[0], STOP_TIMEOUT)
+            self.logger.warning("%s did not exit within %gs of SIGTERM: killing it",
+                                self.command[0], self.stop_timeout)
             self._signal_group(signal.SIGKILL)
             self.child.wait()
 

@@ -25,7 +25,7 @@ from cronpolicy.tooling import tables
 from .test_cli_fuzz import DOCUMENTED
 
 TABLES = ("script_policy", "rollout_window", "deploy_state", "script_run", "run_slot", "drain",
-          "script_owner", "rollout_awaited", "rollout", "service_deploy")
+          "script_owner", "rollout_awaited", "rollout", "service_deploy", "pruned_runs")
 
 #: What an INSERT needs besides the generated column, as SQL for each backend.
 BASE_ROWS = {
@@ -41,6 +41,7 @@ BASE_ROWS = {
     "rollout_awaited": {"rollout_id": "(SELECT max(id) FROM cronpolicy.rollout)", "run_id": "1",
                         "name": "'job'", "host": "'web1'"},
     "service_deploy": {"service": "'xmlrpc'"},
+    "pruned_runs": {"name": "'job'", "host": "'web1'", "status": "'failed'"},
 }
 
 READ_COMMANDS = (("status",), ("history",), ("history", "job"), ("why", "job"), ("check", "job"),

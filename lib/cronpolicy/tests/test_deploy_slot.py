@@ -199,8 +199,9 @@ def test_metrics_say_next_starts_missed_starts_and_catch_ups(cli, dba):
     assert code == 0, err
     samples = {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
                for family in text_string_to_metric_families(out) for sample in family.samples}
-    assert samples[("cronpolicy_missed_starts_total", (("script", "hourly"),))] == 2
-    assert samples[("cronpolicy_catch_up_runs_total", (("script", "hourly"),))] == 1
+    on_web1 = (("host", "web1"), ("script", "hourly"))      # per-host series (issue 30.3)
+    assert samples[("cronpolicy_missed_starts_total", on_web1)] == 2
+    assert samples[("cronpolicy_catch_up_runs_total", on_web1)] == 1
     key = ("cronpolicy_next_start_timestamp_seconds", (("host", "web1"), ("script", "hourly")))
     next_start = datetime.datetime.fromtimestamp(samples[key], datetime.timezone.utc)
     assert next_start.minute == 0 and next_start.second == 0

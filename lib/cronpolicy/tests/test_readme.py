@@ -13,6 +13,10 @@ import pytest
 # suite runs from an installed copy (README's test command, from the checkout).
 PLACES = (os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, os.pardir, "README.txt"),
           "README.txt")
+if not any(os.path.exists(path) for path in PLACES):
+    # An installed copy run elsewhere (README.txt is not in the wheel).
+    pytest.skip("README.txt not found: run the tests from the top of a checkout",
+                allow_module_level=True)
 
 
 def example_after(marker):

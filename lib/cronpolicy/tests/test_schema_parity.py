@@ -196,6 +196,9 @@ BAD_ROWS = {
                       " first_seen_at) VALUES (1, 1, 'a', 'h', '1969-01-01 00:00:00')",
         "sqlite": "INSERT INTO cronpolicy.rollout_awaited (rollout_id, run_id, name, host,"
                   " first_seen_at) VALUES (1, 1, 'a', 'h', '1969-01-01 00:00:00')"},
+    # Schema patch 0018 (counters that pruning never lowers).
+    "pruned_runs_runs_not_negative":
+        "INSERT INTO cronpolicy.pruned_runs (name, host, status, runs) VALUES ('a', 'h', 'failed', -1)",
     "drain_finishes_after_start":
         "INSERT INTO cronpolicy.drain (started_at, finished_at, quiet) VALUES ({now1}, {now0}, {true})",
 }

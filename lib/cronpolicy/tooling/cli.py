@@ -27,7 +27,9 @@ COMMAND_MODULES = (("cmd_crontab_", "cronpolicy.tooling.crontab.commands"),
                    ("cmd_schedule_", "cronpolicy.tooling.schedule_commands"),
                    ("cmd_catch_up", "cronpolicy.tooling.catch_up"),
                    ("cmd_simulate", "cronpolicy.tooling.simulate"),
-                   ("cmd_serve", "cronpolicy.tooling.web.serve"))
+                   ("cmd_serve", "cronpolicy.tooling.web.serve"),
+                   ("cmd_completion", "cronpolicy.tooling.manual"),
+                   ("cmd_man", "cronpolicy.tooling.manual"))
 
 
 def command_function(func):
@@ -97,6 +99,17 @@ def service_name(text):
     return text
 
 
+def version_line():
+    """What --version prints: the release (cronpolicy.__version__, its one
+    home), the schema version this code needs (CHANGELOG.txt pairs them) and
+    the version of the --json formats (output.JSON_FORMAT)."""
+    from cronpolicy import __version__
+    from cronpolicy.schema import SCHEMA_VERSION
+    from cronpolicy.tooling.output import JSON_FORMAT
+    return "cronpolicy %s (schema %d, json format %d)" % (__version__, SCHEMA_VERSION,
+                                                          JSON_FORMAT)
+
+
 def build_parser(argv=None):
     """The parser; given ``argv``, only the parts that can parse it.
 
@@ -119,6 +132,8 @@ def build_parser(argv=None):
 
     parser = _Parser(prog="cronpolicy", parents=[common],
                      description="Policy gate for cron scripts: see README.txt.")
+    parser.add_argument("--version", action="version", version=version_line(),
+                        help="the release and the schema version it needs, then exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
 
@@ -421,6 +436,12 @@ def build_parser(argv=None):
                      help="how often the page looks again (default 5)")
 
     sub = add("metrics", "cmd_metrics", "fleet metrics in the Prometheus text format")
+    scopes = sub.add_mutually_exclusive_group()
+    scopes.add_argument("--host", metavar="H",
+                        help="only host H's series (each labelled host=H), none of the "
+                             "fleet-wide ones: for every host's own textfile")
+    scopes.add_argument("--fleet", action="store_true",
+                        help="only the fleet-wide series: for one host of the fleet")
     sub.add_argument("--output", metavar="FILE",
                      help="write them here atomically (for the textfile collector) "
                           "instead of standard output")
@@ -448,6 +469,12 @@ def build_parser(argv=None):
         sub.add_argument("--host", help="decide as on this host (default: this host)")
         sub.add_argument("--expected-runtime", metavar="D",
                          help="the script's own expected_runtime, used with too little history")
+    sub = add("completion", "cmd_completion", "print the shell completion script: "
+                                              "source <(cronpolicy completion bash)", ())
+    sub.add_argument("shell", choices=("bash", "zsh"), help="bash or zsh")
+    sub.set_defaults(needs_settings=False)
+    sub = add("man", "cmd_man", "print the manual page (roff): cronpolicy man | man -l -", ())
+    sub.set_defaults(needs_settings=False)
     if path and not matched:
         return build_parser()       # no such command: the whole parser says so
     return parser
@@ -462,9 +489,12 @@ def main(argv=None):
         # Everything after `run NAME` belongs to the wrapped command's gate.
         from cronpolicy.wrapped_command import run_command
         return run_command(argv[1:])
-    from cronpolicy.tooling.output import EscapingStream
+    from cronpolicy.log import stderr_is_the_journal
+    from cronpolicy.tooling.output import EscapingStream, JournalPriorities
     streams = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = EscapingStream(sys.stdout), EscapingStream(sys.stderr)
+    if stderr_is_the_journal():         # a command run by a systemd timer
+        sys.stderr = JournalPriorities(sys.stderr)
     try:
         return _main(argv, streams)
     finally:

@@ -560,13 +560,18 @@ def cmd_metrics(args, settings):
     note = database_note(settings)
     # (As a comment, which every reader of the format skips.)
     heading = "# %s\n" % note if note else ""
+    scope = metrics.HOST if args.host else metrics.FLEET if args.fleet else metrics.ALL
+
+    def render():
+        return metrics.render(_database(settings), warn=_warn, host=args.host, scope=scope)
+
     if not args.output:
-        sys.stdout.write(heading + metrics.render(_database(settings), warn=_warn))
+        sys.stdout.write(heading + render())
         return exitcodes.OK
     from cronpolicy.safety import check_replaceable, checked_directory, write_atomically
     checked_directory(os.path.dirname(os.path.abspath(args.output)), "--output directory")
     check_replaceable(args.output)      # before the database is asked anything
-    text = heading + metrics.render(_database(settings), warn=_warn)
+    text = heading + render()
     try:
         write_atomically(args.output, lambda handle: handle.write(text), 0o644)
     except OSError as error:

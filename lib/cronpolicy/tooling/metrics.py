@@ -2,24 +2,41 @@
 
 ``render(db)`` returns the text; `cronpolicy metrics --output FILE` writes
 it atomically, for the node exporter's textfile collector (name the file
-*.prom).  Per script: last success time, last duration, runs by status,
-skips by reason (the decision code), how many are running now, the latest
-runtime estimate next to the latest actual runtime, and whether it is
-overdue; for the fleet: the open rollouts (by kind and service), those
-whose owner is lost or that are overdue, the stalls of the rollouts
-recorded (a histogram), deploy pending, and the last drain's duration and
-the script that held it up longest.
+*.prom).  Two kinds of families, each HELP saying which:
+
+per host (labels script and host): last success time, last duration, runs
+    by final status, skips by reason (the decision code), how many are
+    running now, the latest runtime estimate next to the latest actual
+    runtime, next scheduled start, missed starts, catch-up runs;
+fleet-wide: whether a script is overdue (a success on any host counts),
+    the open rollouts (by kind and service), those whose owner is lost or
+    that are overdue, the stalls of the rollouts recorded (a histogram),
+    deploy pending, and the last drain's duration and the script that held
+    it up longest.
+
+`metrics` exports both, for the whole fleet (run it on one host);
+`metrics --host H` H's per-host families only, `metrics --fleet` the
+fleet-wide ones only (every host the first, one host the second).  The
+counters (*_total) count script_run's rows plus what prune deleted, so
+they never go down.
 """
 
 import datetime
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, select, true
 
 from cronpolicy import policy
 from cronpolicy.rows import DeployState, from_mapping
 from cronpolicy.tooling.tables import deploy_state, drain, rollout, script_run
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+
+#: What each export holds (`metrics`, `metrics --host H`, `metrics --fleet`).
+ALL, HOST, FLEET = "all", "host", "fleet"
+
+#: HELP's first words: which host should export the family.
+PER_HOST = "Per host (each host may export its own with --host): "
+FLEET_WIDE = "Fleet-wide (export from one host only): "
 
 
 def _escape(value):
@@ -60,20 +77,24 @@ def _seconds(moment):
 
 
 def _latest(connection, column, condition):
-    """Per script, the run matching ``condition`` that is latest by
-    ``column`` (ties: the higher id): (name, id, started_at, finished_at,
-    estimate_seconds) rows."""
-    newest = (select(script_run.c.name.label("name"), func.max(column).label("moment"))
-              .where(condition).group_by(script_run.c.name).subquery())
+    """Per script and host, the run matching ``condition`` that is latest
+    by ``column`` (ties: the higher id): (name, host, id, started_at,
+    finished_at, estimate_seconds) rows."""
+    run = script_run.c
+    newest = (select(run.name.label("name"), run.host.label("host"),
+                     func.max(column).label("moment"))
+              .where(condition).group_by(run.name, run.host).subquery())
     rows = connection.execute(
-        select(script_run.c.name, script_run.c.id, script_run.c.started_at,
-               script_run.c.finished_at, script_run.c.estimate_seconds)
-        .join(newest, and_(script_run.c.name == newest.c.name, column == newest.c.moment))
+        select(run.name, run.host, run.id, run.started_at, run.finished_at,
+               run.estimate_seconds)
+        .join(newest, and_(run.name == newest.c.name, run.host == newest.c.host,
+                           column == newest.c.moment))
         .where(condition)).all()
     chosen = {}
     for row in rows:
-        if row.name not in chosen or row.id > chosen[row.name].id:
-            chosen[row.name] = row
+        key = row.name, row.host
+        if key not in chosen or row.id > chosen[key].id:
+            chosen[key] = row
     return list(chosen.values())
 
 
@@ -92,55 +113,81 @@ def _rollout_families(out, settings, now, open_rows, stalls):
             key = (row["kind"], service)
             counts[key] = counts.get(key, 0) + 1
     out.family("cronpolicy_rollouts_open", "gauge",
-               "Rollouts open now, by kind (full, services) and service (\"\" for full).",
+               FLEET_WIDE + "rollouts open now, by kind (full, services) and service (\"\" "
+               "for full).",
                [({"kind": kind, "service": service}, count)
                 for (kind, service), count in sorted(counts.items())])
     out.family("cronpolicy_rollouts_owner_lost", "gauge",
-               "Open rollouts whose owning process's lease ran out (`deploy run` killed).",
+               FLEET_WIDE + "open rollouts whose owning process's lease ran out (`deploy run` "
+               "killed).",
                [({}, sum(row["owner_lost"] for row in found))])
     out.family("cronpolicy_rollouts_overdue", "gauge",
-               "Open rollouts open longer than expected (--expect, else default_rollout_expect).",
+               FLEET_WIDE + "open rollouts open longer than expected (--expect, else "
+               "default_rollout_expect).",
                [({}, sum(row["overdue"] for row in found))])
     out.histogram("cronpolicy_rollout_stall_seconds",
-                  "From a rollout's beginning until deploy wait first saw nothing in its way, "
-                  "over the rollouts recorded.", STALL_BUCKETS, stalls)
+                  FLEET_WIDE + "from a rollout's beginning until deploy wait first saw "
+                  "nothing in its way, over the rollouts recorded.", STALL_BUCKETS, stalls)
 
 
-def render(db, warn=None):
+
+def _per_host(rows):
+    """{(name, host, *rest): count} from (name, host, *rest, count) rows, summed."""
+    counts = {}
+    for row in rows:
+        key = tuple(row[:-1])
+        counts[key] = counts.get(key, 0) + row[-1]
+    return counts
+
+
+def render(db, warn=None, host=None, scope=ALL):
     """The metrics text; what the fleet's rows leave out (a schedule that
-    cannot be read, a runtime no plan believes) is said through ``warn``."""
+    cannot be read, a runtime no plan believes) is said through ``warn``.
+
+    ``scope``: ALL, every family; HOST, the per-host families of ``host``
+    only; FLEET, the fleet-wide ones only.  Counters are script_run's rows
+    plus what prune deleted (pruned_runs, schema patch 0018): they never
+    go down."""
     from cronpolicy.tooling.fleet import reap_if_free
-    from cronpolicy.tooling.overdue import overdue_scripts, scheduled_reports
+    from cronpolicy.tooling.overdue import overdue_scripts
+    from cronpolicy.tooling.tables import pruned_runs
     out = _Exposition()
     reap_if_free(db)
+    hosts = script_run.c.host == host if host is not None else true()
+    pruned_hosts = pruned_runs.c.host == host if host is not None else true()
+    run = script_run.c
     with db.read("read the metrics") as connection:
         now = db.now(connection)
         by_status = connection.execute(
-            select(script_run.c.name, script_run.c.status, func.count())
-            .group_by(script_run.c.name, script_run.c.status)).all()
+            select(run.name, run.host, run.status, func.count()).where(hosts)
+            .group_by(run.name, run.host, run.status)).all()
+        pruned = connection.execute(
+            select(pruned_runs.c.name, pruned_runs.c.host, pruned_runs.c.status,
+                   pruned_runs.c.decision, pruned_runs.c.blocked, pruned_runs.c.runs)
+            .where(pruned_hosts)).all()
         skips = connection.execute(
-            select(script_run.c.name, func.coalesce(script_run.c.decision, "unknown"), func.count())
-            .where(script_run.c.status == "skipped")
-            .group_by(script_run.c.name, func.coalesce(script_run.c.decision, "unknown"))).all()
+            select(run.name, run.host, func.coalesce(run.decision, ""), func.count())
+            .where(and_(run.status == "skipped", hosts))
+            .group_by(run.name, run.host, func.coalesce(run.decision, ""))).all()
         last_success = connection.execute(
-            select(script_run.c.name, func.max(script_run.c.finished_at))
-            .where(script_run.c.status == "succeeded").group_by(script_run.c.name)).all()
+            select(run.name, run.host, func.max(run.finished_at))
+            .where(and_(run.status == "succeeded", hosts)).group_by(run.name, run.host)).all()
         # The latest by the clock, not by id: an imported or late-flushed
         # old run has a high id.
-        last_runs = _latest(connection, script_run.c.finished_at, and_(
-            script_run.c.finished_at.is_not(None), script_run.c.status != "skipped"))
-        latest_estimates = _latest(connection, script_run.c.started_at,
-                                   script_run.c.estimate_seconds.is_not(None))
+        last_runs = _latest(connection, run.finished_at, and_(
+            run.finished_at.is_not(None), run.status != "skipped", hosts))
+        latest_estimates = _latest(connection, run.started_at, and_(
+            run.estimate_seconds.is_not(None), hosts))
         deploy = connection.execute(select(deploy_state)).mappings().first()
         # Starts rollouts skipped (their block is named), and catch-up runs.
         missed = connection.execute(
-            select(script_run.c.name, func.count())
-            .where(and_(script_run.c.status == "skipped", script_run.c.block.is_not(None)))
-            .group_by(script_run.c.name)).all()
+            select(run.name, run.host, func.count())
+            .where(and_(run.status == "skipped", run.block.is_not(None), hosts))
+            .group_by(run.name, run.host)).all()
         caught_up = connection.execute(
-            select(script_run.c.name, func.count())
-            .where(script_run.c.decision == policy.CATCH_UP)
-            .group_by(script_run.c.name)).all()
+            select(run.name, run.host, func.count())
+            .where(and_(run.decision == policy.CATCH_UP, hosts))
+            .group_by(run.name, run.host)).all()
         last_drain = connection.execute(
             select(drain).order_by(drain.c.finished_at.desc(), drain.c.id.desc()).limit(1)
         ).mappings().first()
@@ -150,62 +197,114 @@ def render(db, warn=None):
                   for quiet_at, began_at in connection.execute(
                       select(rollout.c.quiet_at, rollout.c.began_at)
                       .where(rollout.c.quiet_at.is_not(None))).all()]
-    names = sorted({row[0] for row in by_status})
-    latest_estimates = [(row.name, row.estimate_seconds) for row in latest_estimates]
-    running = {row[0]: row[2] for row in by_status if row[1] == "running"}
-    _, reports = overdue_scripts(db.settings, include_all=True, details=False)
-    _, scheduled = scheduled_reports(db.settings, include_all=True, warn=warn)
+    counted = [row for row in pruned if isinstance(row[-1], int) and row[-1] >= 0]
+    if len(counted) < len(pruned) and warn is not None:
+        warn("%d rows of cronpolicy.pruned_runs hold no count of runs (written around its "
+             "checks): left out of the counters" % (len(pruned) - len(counted)))
+    pruned = counted
+    if scope != FLEET:
+        _host_families(out, db, warn, host, by_status, pruned, skips, last_success, last_runs,
+                       latest_estimates, missed, caught_up)
+    if scope != HOST:
+        _, reports = overdue_scripts(db.settings, include_all=True, details=False)
+        _fleet_families(out, db, now, reports, open_rollouts, stalls, deploy, last_drain)
+    out.family("cronpolicy_metrics_timestamp_seconds", "gauge",
+               "When these metrics were read (database clock).", [({}, _seconds(now))])
+    return out.text()
+
+
+def _host_families(out, db, warn, host, by_status, pruned, skips, last_success, last_runs,
+                   latest_estimates, missed, caught_up):
+    """The families of runs on hosts: labelled script and host."""
+    from cronpolicy.tooling.overdue import scheduled_reports
+    runs = _per_host([row for row in by_status if row[2] != "running"]
+                     + [(name, where, status, count)
+                        for name, where, status, _, _, count in pruned])
+    skipped = _per_host(list(skips) + [(name, where, decision, count) for
+                                       name, where, status, decision, _, count in pruned
+                                       if status == "skipped"])
+    missed = _per_host(list(missed) + [(name, where, count) for
+                                       name, where, status, _, blocked, count in pruned
+                                       if status == "skipped" and blocked])
+    caught_up = _per_host(list(caught_up) + [(name, where, count) for
+                                             name, where, _, decision, _, count in pruned
+                                             if decision == policy.CATCH_UP])
+    pairs = sorted({(row[0], row[1]) for row in by_status} | {key[:2] for key in runs})
+    running = {(row[0], row[1]): row[3] for row in by_status if row[2] == "running"}
+
+    def labels(name, where, **more):
+        return dict({"script": name, "host": where}, **more)
 
     out.family("cronpolicy_last_success_timestamp_seconds", "gauge",
-               "When the script last succeeded (Unix time, database clock).",
-               [({"script": name}, _seconds(moment)) for name, moment in sorted(last_success)])
+               PER_HOST + "when the script last succeeded there (Unix time, database clock).",
+               [(labels(name, where), _seconds(moment))
+                for name, where, moment in sorted(last_success)])
     out.family("cronpolicy_last_duration_seconds", "gauge",
-               "How long the script's last finished run took.",
-               [({"script": row.name}, (row.finished_at - row.started_at).total_seconds())
-                for row in sorted(last_runs)])
+               PER_HOST + "how long the script's last finished run there took.",
+               [(labels(row.name, row.host), (row.finished_at - row.started_at).total_seconds())
+                for row in sorted(last_runs, key=_name_host)])
     out.family("cronpolicy_runs_total", "counter",
-               "Runs recorded, by final status (history kept by prune).",
-               [({"script": name, "status": status}, count)
-                for name, status, count in sorted(by_status)])
+               PER_HOST + "runs that ended, by final status (runs prune deleted included).",
+               [(labels(name, where, status=status), count)
+                for (name, where, status), count in sorted(runs.items())])
     out.family("cronpolicy_skips_total", "counter",
-               "Skipped starts, by the decision that skipped them.",
-               [({"script": name, "reason": reason}, count) for name, reason, count in sorted(skips)])
-    out.family("cronpolicy_running", "gauge", "Live runs of the script now (dead ones excluded).",
-               [({"script": name}, running.get(name, 0)) for name in names])
+               PER_HOST + "skipped starts, by the decision that skipped them.",
+               [(labels(name, where, reason=reason or "unknown"), count)
+                for (name, where, reason), count in sorted(skipped.items())])
+    out.family("cronpolicy_running", "gauge",
+               PER_HOST + "live runs of the script there now (dead ones excluded).",
+               [(labels(name, where), running.get((name, where), 0)) for name, where in pairs])
     out.family("cronpolicy_estimate_seconds", "gauge",
-               "The runtime estimate the script's latest decision used.",
-               [({"script": name}, value) for name, value in sorted(latest_estimates)])
+               PER_HOST + "the runtime estimate the script's latest decision there used.",
+               [(labels(row.name, row.host), row.estimate_seconds)
+                for row in sorted(latest_estimates, key=_name_host)])
     out.family("cronpolicy_last_runtime_vs_estimate_ratio", "gauge",
-               "The last finished run's duration divided by the estimate it started with.",
-               [({"script": row.name},
+               PER_HOST + "the last finished run's duration divided by the estimate it "
+               "started with.",
+               [(labels(row.name, row.host),
                  (row.finished_at - row.started_at).total_seconds() / row.estimate_seconds)
-                for row in sorted(last_runs) if row.estimate_seconds])
-    out.family("cronpolicy_overdue", "gauge",
-               "1 when the script has not succeeded within its expected interval (x tolerance).",
-               [({"script": report["name"]}, 1 if report["overdue"] else 0)
-                for report in reports])
+                for row in sorted(last_runs, key=_name_host) if row.estimate_seconds])
+    # Gathered for the host as a glob, then kept exactly (a name may hold * or ?).
+    _, scheduled = scheduled_reports(db.settings, include_all=True, warn=warn,
+                                     host="*" if host is None else host)
+    scheduled = [report for report in scheduled if host is None or report["host"] == host]
     out.family("cronpolicy_next_start_timestamp_seconds", "gauge",
-               "When the script is next scheduled to start on the host (Unix time).",
-               [({"script": report["name"], "host": report["host"]},
-                 _seconds(report["next_start"])) for report in scheduled
-                if report["next_start"] is not None])
+               PER_HOST + "when the script is next scheduled to start there (Unix time).",
+               [(labels(report["name"], report["host"]), _seconds(report["next_start"]))
+                for report in scheduled if report["next_start"] is not None])
     out.family("cronpolicy_schedule_overdue", "gauge",
-               "1 when the script has not succeeded on the host since its last scheduled "
-               "start (plus its estimate and a grace).",
-               [({"script": report["name"], "host": report["host"]},
-                 1 if report["overdue"] else 0) for report in scheduled])
+               PER_HOST + "1 when the script has not succeeded there since its last "
+               "scheduled start (plus its estimate and a grace).",
+               [(labels(report["name"], report["host"]), 1 if report["overdue"] else 0)
+                for report in scheduled])
     out.family("cronpolicy_starved_rollouts", "gauge",
-               "How many rollouts in a row skipped the script on the host.",
-               [({"script": report["name"], "host": report["host"]}, report["skipped_by"])
+               PER_HOST + "how many rollouts in a row skipped the script there.",
+               [(labels(report["name"], report["host"]), report["skipped_by"])
                 for report in scheduled])
     out.family("cronpolicy_missed_starts_total", "counter",
-               "Starts skipped by rollouts (deploy pending, windows; history kept by prune).",
-               [({"script": name}, count) for name, count in sorted(missed)])
+               PER_HOST + "starts skipped by rollouts (deploy pending, windows; runs prune "
+               "deleted included).",
+               [(labels(name, where), count) for (name, where), count in sorted(missed.items())])
     out.family("cronpolicy_catch_up_runs_total", "counter",
-               "Runs that caught up a start a rollout skipped (catch_up = once).",
-               [({"script": name}, count) for name, count in sorted(caught_up)])
+               PER_HOST + "runs that caught up a start a rollout skipped (catch_up = once).",
+               [(labels(name, where), count)
+                for (name, where), count in sorted(caught_up.items())])
+
+
+def _name_host(row):
+    return row.name, row.host
+
+
+def _fleet_families(out, db, now, reports, open_rollouts, stalls, deploy, last_drain):
+    """The families of the fleet as a whole."""
+    out.family("cronpolicy_overdue", "gauge",
+               FLEET_WIDE + "1 when the script has not succeeded on any host within its "
+               "expected interval (x tolerance).",
+               [({"script": report["name"]}, 1 if report["overdue"] else 0)
+                for report in reports])
     _rollout_families(out, db.settings, now, open_rollouts, stalls)
-    out.family("cronpolicy_deploy_pending", "gauge", "1 while a full rollout is open.",
+    out.family("cronpolicy_deploy_pending", "gauge",
+               FLEET_WIDE + "1 while a full rollout is open.",
                [({}, 1 if policy.is_deploy_pending(
                    None if deploy is None else from_mapping(DeployState, deploy)) else 0)])
     drain_samples, blocker_samples = [], []
@@ -216,10 +315,7 @@ def render(db, warn=None):
             blocker_samples = [({"script": last_drain["longest_blocker"]},
                                 last_drain["longest_blocker_seconds"] or 0.0)]
     out.family("cronpolicy_last_drain_seconds", "gauge",
-               "How long the last `cronpolicy deploy wait` took.", drain_samples)
+               FLEET_WIDE + "how long the last `cronpolicy deploy wait` took.", drain_samples)
     out.family("cronpolicy_last_drain_longest_blocker_seconds", "gauge",
-               "The script that held up the last drain longest, and for how long.",
+               FLEET_WIDE + "the script that held up the last drain longest, and for how long.",
                blocker_samples)
-    out.family("cronpolicy_metrics_timestamp_seconds", "gauge",
-               "When these metrics were read (database clock).", [({}, _seconds(now))])
-    return out.text()

@@ -43,12 +43,45 @@ class EscapingStream:
         return getattr(self.raw, name)
 
 
+class JournalPriorities:
+    """Standard error when it is the journal: every line starts with its
+    syslog priority, which journald reads (<3> for "cronpolicy: error: ...",
+    <4> for warnings, <6> for the rest, so that no text a line begins with
+    can pose as a priority)."""
+
+    _PRIORITIES = (("cronpolicy: error", "<3>"), ("cronpolicy: warning", "<4>"))
+
+    def __init__(self, raw):
+        self.raw = raw
+        self.line_start = True
+
+    def write(self, text):
+        pieces = []
+        for piece in text.splitlines(keepends=True):
+            if self.line_start:
+                pieces.append(next((prefix for start, prefix in self._PRIORITIES
+                                    if piece.startswith(start)), "<6>"))
+            pieces.append(piece)
+            self.line_start = piece.endswith("\n")
+        return self.raw.write("".join(pieces))
+
+    def __getattr__(self, name):        # flush, isatty, fileno, encoding...
+        return getattr(self.raw, name)
+
+
 def _jsonable(value):
     if isinstance(value, datetime.datetime):
         return value.isoformat()
     if isinstance(value, datetime.timedelta):
         return value.total_seconds()
     raise TypeError("cannot serialise %r" % (value,))
+
+
+#: The version of every --json output's format: what may change without a
+#: bump is README's "The cronpolicy command" (new keys, their order); a key
+#: renamed or removed, or a value's type changed, bumps it (and the release's
+#: MAJOR, see CHANGELOG.txt).  `cronpolicy --version` says it.
+JSON_FORMAT = 1
 
 
 def print_json(data):

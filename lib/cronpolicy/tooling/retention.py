@@ -7,6 +7,10 @@ that started before the cut-off, except:
 * runs still marked running;
 * the last ``keep`` succeeded runs of every script, which the runtime
   estimates read, however old they are.
+
+What a batch deletes is added to cronpolicy.pruned_runs in the same
+transaction (schema patch 0018), so the counters `metrics` exports never
+go down.
 """
 
 from sqlalchemy import bindparam, text
@@ -14,16 +18,50 @@ from sqlalchemy import bindparam, text
 from cronpolicy.errors import UsageError
 from cronpolicy.tooling.tables import Timestamp
 
-_PRUNE_BATCH = text("""
-DELETE FROM cronpolicy.script_run WHERE id IN (
+#: The runs one batch deletes.
+_BATCH = """
     SELECT r.id FROM cronpolicy.script_run AS r
      WHERE r.started_at < :cutoff AND r.status <> 'running'
        AND NOT (r.status = 'succeeded' AND r.id IN (
             SELECT k.id FROM cronpolicy.script_run AS k
              WHERE k.name = r.name AND k.status = 'succeeded' AND NOT k.spooled
              ORDER BY k.finished_at DESC LIMIT :keep))
-     ORDER BY r.started_at LIMIT :batch)
-""").bindparams(bindparam("cutoff", type_=Timestamp()))
+     ORDER BY r.started_at, r.id LIMIT :batch"""
+
+#: Adding deleted runs to the tally: the rows of {runs} that {which}.
+_TALLY = """
+INSERT INTO cronpolicy.pruned_runs (name, host, status, decision, blocked, runs)
+SELECT name, host, status, coalesce(decision, ''), block IS NOT NULL, count(*)
+  FROM {runs} WHERE {which}
+ GROUP BY name, host, status, coalesce(decision, ''), block IS NOT NULL
+ON CONFLICT (name, host, status, decision, blocked)
+DO UPDATE SET runs = pruned_runs.runs + excluded.runs"""
+
+#: PostgreSQL: one statement deletes a batch and tallies exactly the rows it deleted.
+_PRUNE_BATCH_POSTGRESQL = text("""
+WITH gone AS (
+    DELETE FROM cronpolicy.script_run WHERE id IN (%s)
+    RETURNING name, host, status, decision, block),
+tallied AS (%s)
+SELECT count(*) FROM gone
+""" % (_BATCH, _TALLY.format(runs="gone", which="true"))).bindparams(bindparam("cutoff", type_=Timestamp()))
+
+#: SQLite: the tally, then the delete of the same rows (the tally's INSERT
+#: takes the database's write lock: no other writer comes between).
+_PRUNE_BATCH_SQLITE = (
+    text(_TALLY.format(runs="cronpolicy.script_run", which="id IN (%s)" % _BATCH))
+    .bindparams(bindparam("cutoff", type_=Timestamp())),
+    text("DELETE FROM cronpolicy.script_run WHERE id IN (%s)" % _BATCH)
+    .bindparams(bindparam("cutoff", type_=Timestamp())))
+
+
+def _prune_batch(db, connection, values):
+    """Delete one batch and tally it; how many runs went."""
+    if db.backend == "sqlite":
+        tally, delete = _PRUNE_BATCH_SQLITE
+        connection.execute(tally, values)
+        return connection.execute(delete, values).rowcount
+    return connection.execute(_PRUNE_BATCH_POSTGRESQL, values).scalar()
 
 
 def prune(db, older_than, keep, batch=5000, on_batch=None):
@@ -38,8 +76,8 @@ def prune(db, older_than, keep, batch=5000, on_batch=None):
     total = 0
     while True:
         with db.begin("prune the history") as connection:
-            deleted = connection.execute(_PRUNE_BATCH, {
-                "cutoff": cutoff, "keep": keep, "batch": batch}).rowcount
+            deleted = _prune_batch(db, connection, {
+                "cutoff": cutoff, "keep": keep, "batch": batch})
         total += deleted
         if on_batch is not None:
             on_batch(total)

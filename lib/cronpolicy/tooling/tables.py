@@ -362,6 +362,18 @@ rollout_awaited = Table(
     CheckConstraint("last_seen_at >= first_seen_at", name="rollout_awaited_seen_in_order"),
 )
 
+pruned_runs = Table(
+    "pruned_runs", metadata,
+    Column("name", Text, primary_key=True),
+    Column("host", Text, primary_key=True),
+    Column("status", Text, primary_key=True),
+    Column("decision", Text, primary_key=True, server_default=""),
+    Column("blocked", Boolean, primary_key=True, server_default=text("false")),
+    Column("runs", BigInteger().with_variant(Integer, "sqlite"), nullable=False,
+           server_default=text("0")),
+    CheckConstraint("runs >= 0", name="pruned_runs_runs_not_negative"),
+)
+
 #: Columns that have no default because DBAs' recipes always name them.
 REQUIRED_COLUMNS = {
     "schema_version": {"version", "name"},
@@ -378,4 +390,5 @@ REQUIRED_COLUMNS = {
     "service_deploy": {"service"},
     "rollout": set(),
     "rollout_awaited": {"rollout_id", "run_id", "name", "host"},
+    "pruned_runs": {"name", "host", "status"},
 }

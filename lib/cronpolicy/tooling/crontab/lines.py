@@ -100,7 +100,7 @@ def parse_job(line, system=False):
     stripped = line.strip(_BLANKS + "\r\n")
     if not stripped or stripped.startswith("#") or _ENVIRONMENT.match(line):
         return None
-    first = re.split(r"[ \t]", stripped, 1)[0]
+    first = re.split(r"[ \t]", stripped, maxsplit=1)[0]
     fields = 1 if first.startswith("@") and first in _SCHEDULE_KEYWORDS else 5
     if first.startswith("@") and first not in _SCHEDULE_KEYWORDS:
         return None

@@ -1,0 +1,140 @@
+"""The package as users install and run it: one version, its metadata, its
+changelog, and no warnings (issue 30.4, 30.5)."""
+
+import ast
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+import cronpolicy
+from cronpolicy import exitcodes
+from cronpolicy.schema import SCHEMA_VERSION
+
+PACKAGE = os.path.dirname(os.path.abspath(cronpolicy.__file__))
+#: The top of the checkout, when the tests run from one (else None: the
+#: checks of files the wheel does not ship are skipped, saying so).
+CHECKOUT = next((path for path in (os.path.join(PACKAGE, os.pardir, os.pardir), os.curdir)
+                 if os.path.exists(os.path.join(path, "pyproject.toml"))
+                 and os.path.exists(os.path.join(path, "CHANGELOG.txt"))), None)
+needs_checkout = pytest.mark.skipif(
+    CHECKOUT is None, reason="pyproject.toml and CHANGELOG.txt are in a checkout, not the wheel")
+
+
+def checkout_file(name):
+    with open(os.path.join(CHECKOUT, name), encoding="utf-8") as handle:
+        return handle.read()
+
+
+def cronpolicy_command(*argv, env=None, warnings_are_errors=True):
+    """``python [-W error] -m cronpolicy ARGV`` as a real process."""
+    flags = ["-W", "error"] if warnings_are_errors else []
+    return subprocess.run([sys.executable, *flags, "-m", "cronpolicy", *argv],
+                          capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_version_is_one_string_in_one_place():
+    assert re.match(r"^\d+\.\d+\.\d+$", cronpolicy.__version__)
+    result = cronpolicy_command("--version")
+    assert result.returncode == exitcodes.OK, result.stderr
+    assert result.stdout == "cronpolicy %s (schema %d, json format 1)\n" % (
+        cronpolicy.__version__, SCHEMA_VERSION)
+    from importlib import metadata
+    assert metadata.version("cronpolicy") == cronpolicy.__version__   # the installed metadata
+
+
+@needs_checkout
+def test_the_changelog_names_this_release_and_its_schema_version_first():
+    changelog = checkout_file("CHANGELOG.txt")
+    releases = re.findall(r"^(\d+\.\d+\.\d+)\b.*?schemas? (?:\d+ to )?(\d+)\s*$", changelog,
+                          re.MULTILINE)
+    assert releases, "no release headings in CHANGELOG.txt"
+    assert releases[0] == (cronpolicy.__version__, str(SCHEMA_VERSION)), (
+        "bump __version__ and CHANGELOG.txt together; its newest entry must name the schema "
+        "version this code needs")
+
+
+@needs_checkout
+def test_metadata_has_one_home_and_the_license_file_says_what_it_declares():
+    pyproject = checkout_file("pyproject.toml")
+    assert re.search(r'^license = "MIT"$', pyproject, re.MULTILINE)
+    assert checkout_file("LICENSE").startswith("MIT License")
+    assert 'version = {attr = "cronpolicy.__version__"}' in pyproject
+    setup_cfg = checkout_file("setup.cfg")
+    assert "[metadata]" not in setup_cfg and "[options" not in setup_cfg, (
+        "metadata is in pyproject.toml only")
+
+
+@needs_checkout
+def test_readme_names_every_dependency():
+    """README's "Dependencies:" sentence against pyproject.toml's lists."""
+    pyproject = checkout_file("pyproject.toml")
+    declared = re.findall(r'^\s+"([A-Za-z][\w.-]*)', pyproject.split("dependencies = [")[1]
+                          .split("[project.scripts]")[0], re.MULTILINE)
+    assert "cronsim" in declared and "pytest" in declared
+    readme = " ".join(checkout_file("README.txt").split()).lower()
+    sentence = readme[readme.index("dependencies: "):]
+    sentence = sentence[:sentence.index(" for the tests.")]
+    for name in declared:
+        word = {"psycopg2-binary": "psycopg2"}.get(name.lower(), name.lower())
+        assert word in sentence, name
+
+
+#: re functions whose count/maxsplit/flags became keyword-only in spirit:
+#: Python 3.13 warns when they are passed positionally.
+_POSITIONAL_LIMIT = {"split": 2, "sub": 3, "subn": 3}
+
+
+def test_no_re_call_passes_count_or_flags_by_position():
+    """Python 3.13 deprecates re.split(pattern, text, 1) and re.sub's
+    positional count (crontab/lines.py warned 18,606 times in one run)."""
+    found = []
+    for folder, _, files in os.walk(PACKAGE):
+        for filename in files:
+            if not filename.endswith(".py"):
+                continue
+            path = os.path.join(folder, filename)
+            with open(path, encoding="utf-8") as handle:
+                tree = ast.parse(handle.read(), path)
+            for node in ast.walk(tree):
+                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                        and isinstance(node.func.value, ast.Name) and node.func.value.id == "re"
+                        and len(node.args) > _POSITIONAL_LIMIT.get(node.func.attr, 99)):
+                    found.append("%s:%d" % (os.path.relpath(path, PACKAGE), node.lineno))
+    assert not found
+
+
+def test_no_warnings_under_w_error(tmp_path):
+    """The package imported whole, and commands that read a crontab, the
+    database and print metrics, under ``python -W error``: a warning would be
+    a traceback."""
+    modules = sorted(
+        "cronpolicy." + os.path.relpath(os.path.join(folder, name), PACKAGE)[:-3]
+        .replace(os.sep, ".").replace(".__init__", "")
+        for folder, _, files in os.walk(PACKAGE) if "tests" not in folder
+        for name in files if name.endswith(".py") and name != "__main__.py")
+    result = subprocess.run([sys.executable, "-W", "error", "-c",
+                             "import importlib, sys\nfor m in sys.argv[1:]: "
+                             "importlib.import_module(m)", *modules],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    crontab = tmp_path / "crontab"
+    crontab.write_text("*/5 * * * * /usr/bin/foo --bar\n@daily cd /srv && ./report.py\n")
+    (tmp_path / "cronpolicy.conf").write_text("[cronpolicy]\n")
+    env = dict(os.environ, HOME=str(tmp_path), CRONPOLICY_CONFIG=str(tmp_path / "cronpolicy.conf"),
+               CRONPOLICY_STATE_DIR=str(tmp_path / "state"),
+               CRONPOLICY_LOCK_DIR=str(tmp_path / "locks"), CRONPOLICY_HOST="web1")
+    env.pop("CRONPOLICY_DSN", None)
+    for argv in (["--help"], ["crontab", "wrap", str(crontab)], ["crontab", "names",
+                                                                  str(crontab)],
+                 ["schema", "upgrade"], ["status"], ["metrics"], ["history", "--json"],
+                 ["overdue", "--all"]):
+        result = cronpolicy_command(*argv, env=env)
+        assert result.returncode in (exitcodes.OK, exitcodes.OVERDUE), (argv, result.stderr)
+        assert "Warning" not in result.stderr and "Traceback" not in result.stderr, (
+            argv, result.stderr)
+    result = subprocess.run([sys.executable, "-W", "error", "-m", "cronpolicy", "run", "job",
+                             "--", "true"], capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0 and result.stderr == "", result.stderr

@@ -1,0 +1,180 @@
+"""`cronpolicy metrics` as Prometheus reads it (issue 30.3): counters that
+never go down, per-host and fleet-wide series that say which they are,
+exports that split the fleet without duplicating it, and a Grafana
+dashboard that asks only for what is exported."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from cronpolicy import exitcodes
+from cronpolicy.tooling import metrics
+
+DASHBOARD = next((path for path in (
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir, os.pardir,
+                 "examples", "grafana", "cronpolicy-dashboard.json"),
+    os.path.join("examples", "grafana", "cronpolicy-dashboard.json")) if os.path.exists(path)),
+    None)
+
+
+def add_runs(dba, host, days_ago, status, count, decision="run", block=None):
+    finished = "NULL" if status == "running" else dba.now_plus(-days_ago * 86400 + 60)
+    for index in range(count):
+        dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, started_at,"
+                    " finished_at, status, decision, block) VALUES ('nightly', {}, 1, %s, %s,"
+                    " {}, {}, {})" % (dba.now_plus(-days_ago * 86400 + index), finished),
+                    (host, status, decision, block))
+
+
+def fleet_history(dba):
+    """Two hosts' old and recent runs: every counter has something to count."""
+    for host in ("web1", "web2"):
+        for days_ago in (200, 1):
+            add_runs(dba, host, days_ago, "succeeded", 3)
+            add_runs(dba, host, days_ago, "failed", 2)
+            add_runs(dba, host, days_ago, "skipped", 2, "deploy-pending", "rollout:1")
+            add_runs(dba, host, days_ago, "skipped", 1, "disabled")
+            add_runs(dba, host, days_ago, "succeeded", 1, "catch-up", "rollout:1")
+
+
+def samples(text, kinds=None):
+    """{(sample name, sorted labels): value}, of families of ``kinds`` only if given."""
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text)
+            if kinds is None or family.type in kinds for sample in family.samples}
+
+
+def exported(cli, *options):
+    code, out, err = cli("metrics", *options)
+    assert code == exitcodes.OK, err
+    return out
+
+
+def test_counters_never_go_down_when_prune_deletes_rows(cli, dba):
+    fleet_history(dba)
+    before = samples(exported(cli), kinds={"counter"})
+    assert before[("cronpolicy_runs_total", (("host", "web1"), ("script", "nightly"),
+                                             ("status", "skipped")))] == 6
+    rows = dba.scalar("SELECT count(*) FROM cronpolicy.script_run")
+    code, out, err = cli("prune", "--older-than", "90d")
+    assert code == exitcodes.OK, err
+    assert dba.scalar("SELECT count(*) FROM cronpolicy.script_run") == rows - 10   # kept: the successes estimates read
+    after = samples(exported(cli), kinds={"counter"})
+    assert after == before
+    add_runs(dba, "web2", 0, "failed", 1)           # and they still count what comes
+    later = samples(exported(cli), kinds={"counter"})
+    key = ("cronpolicy_runs_total", (("host", "web2"), ("script", "nightly"),
+                                     ("status", "failed")))
+    assert later[key] == before[key] + 1
+
+
+def test_a_running_run_is_no_counter_series(cli, dba):
+    """runs_total{status="running"} went down whenever a run ended."""
+    dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, status, lease_expires_at)"
+                " VALUES ('nightly', 'web1', 1, 'running', %s)" % dba.now_plus(3600))
+    found = samples(exported(cli))
+    assert not [key for key in found if key[0] == "cronpolicy_runs_total"]
+    assert found[("cronpolicy_running", (("host", "web1"), ("script", "nightly")))] == 1
+
+
+def test_per_host_and_fleet_exports_split_the_fleet_without_overlap(cli, dba):
+    fleet_history(dba)
+    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true")
+    everything = samples(exported(cli))
+    web1, web2 = samples(exported(cli, "--host", "web1")), samples(exported(cli, "--host", "web2"))
+    fleet = samples(exported(cli, "--fleet"))
+    stamp = "cronpolicy_metrics_timestamp_seconds"
+    for part, host in ((web1, "web1"), (web2, "web2")):
+        assert all(dict(labels).get("host") == host for name, labels in part if name != stamp)
+    assert not [labels for name, labels in fleet if "host" in dict(labels)]
+    parts = [{key: value for key, value in part.items() if key[0] != stamp}
+             for part in (web1, web2, fleet)]
+    assert sum(len(part) for part in parts) == len(everything) - 1      # no series twice
+    merged = {key: value for part in parts for key, value in part.items()}
+    assert merged == {key: value for key, value in everything.items() if key[0] != stamp}
+    assert fleet[("cronpolicy_deploy_pending", ())] == 1
+
+
+def test_every_family_says_whether_it_is_per_host_or_fleet_wide(cli, dba):
+    fleet_history(dba)
+    text = exported(cli)
+    helps = dict(re.findall(r"^# HELP (\S+) (.*)$", text, re.MULTILINE))
+    assert len(helps) > 15
+    for name, help_text in helps.items():
+        if name != "cronpolicy_metrics_timestamp_seconds":
+            assert help_text.startswith((metrics.PER_HOST, metrics.FLEET_WIDE)), name
+    kinds = dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.MULTILINE))
+    for name, help_text in helps.items():       # per host: labelled host, fleet-wide: never
+        labelled = [labels for sample, labels in samples(text) if sample.startswith(name)]
+        if help_text.startswith(metrics.PER_HOST):
+            assert all("host" in dict(labels) for labels in labelled), name
+        elif kinds[name] != "histogram":
+            assert not any("host" in dict(labels) for labels in labelled), name
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (Debian: prometheus); "
+                    "prometheus_client's parser read the output")
+    for options in ((), ("--host", "web1"), ("--fleet",)):
+        result = subprocess.run([promtool, "check", "metrics"], input=exported(cli, *options),
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def emitted_metric_names(text):
+    """Every series name `metrics` can write: a histogram's with its suffixes."""
+    names = set()
+    for name, kind in re.findall(r"^# TYPE (\S+) (\S+)$", text, re.MULTILINE):
+        names.add(name)
+        if kind == "histogram":
+            names.update(name + suffix for suffix in ("_bucket", "_sum", "_count"))
+    return names
+
+
+def test_the_grafana_dashboard_asks_only_for_metrics_that_are_emitted(cli, dba):
+    if DASHBOARD is None:
+        pytest.skip("examples/grafana is in a checkout, not the wheel")
+    with open(DASHBOARD, encoding="utf-8") as handle:
+        dashboard = json.load(handle)
+    queries = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    queries += [variable["definition"] for variable in dashboard["templating"]["list"]
+                if variable.get("definition")]
+    assert len(queries) > 15
+    emitted = emitted_metric_names(exported(cli))       # every family, samples or not
+    asked = {name for query in queries for name in re.findall(r"\bcronpolicy_\w+", query)}
+    assert asked and asked <= emitted, sorted(asked - emitted)
+    for query in queries:                       # a counter only through increase() or rate()
+        for counter in re.findall(r"\bcronpolicy_\w+_total\b", query):
+            assert re.search(r"(increase|rate)\(%s\b" % counter, query) or "label_values" in \
+                query, query
+
+
+def test_a_tally_written_around_its_checks_is_left_out_with_a_warning(tmp_path, sqlite_dsn):
+    """SQLite stores text in an INTEGER column: a count that is none was a
+    TypeError traceback from metrics."""
+    import sqlite3
+    import sys
+    from .conftest import make_env
+    env = make_env(tmp_path, sqlite_dsn)
+    assert subprocess.run([sys.executable, "-m", "cronpolicy", "schema", "upgrade"], env=env,
+                          capture_output=True, timeout=60).returncode == 0
+    connection = sqlite3.connect(sqlite_dsn[len("sqlite:///"):])
+    with connection:
+        with pytest.raises(sqlite3.IntegrityError):
+            connection.execute("INSERT INTO pruned_runs (name, host, status, runs)"
+                               " VALUES ('job', 'web1', 'failed', 'abc')")
+        connection.execute("PRAGMA ignore_check_constraints = 1")
+        connection.execute("INSERT INTO pruned_runs (name, host, status, runs) VALUES"
+                           " ('job', 'web1', 'failed', 'abc'), ('job', 'web1', 'skipped', 2)")
+    connection.close()
+    result = subprocess.run([sys.executable, "-m", "cronpolicy", "metrics"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == exitcodes.OK and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and "1 rows of cronpolicy.pruned_runs" in result.stderr
+    found = samples(result.stdout)
+    assert found[("cronpolicy_runs_total", (("host", "web1"), ("script", "job"),
+                                            ("status", "skipped")))] == 2

@@ -266,7 +266,7 @@ def _host_families(out, db, warn, host, by_status, pruned, skips, last_success, 
                 for row in sorted(last_runs, key=_name_host) if row.estimate_seconds])
     # Gathered for the host as a glob, then kept exactly (a name may hold * or ?).
     _, scheduled = scheduled_reports(db.settings, include_all=True, warn=warn,
-                                     host="*" if host is None else host)
+                                     host="*" if host is None else host, reap=False)
     scheduled = [report for report in scheduled if host is None or report["host"] == host]
     out.family("cronpolicy_next_start_timestamp_seconds", "gauge",
                PER_HOST + "when the script is next scheduled to start there (Unix time).",

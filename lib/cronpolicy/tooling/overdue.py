@@ -89,13 +89,14 @@ DEFAULT_GRACE = 600.0
 
 
 def scheduled_reports(settings, grace=DEFAULT_GRACE, starving_after=None, include_all=False,
-                      warn=None, host="*"):
+                      warn=None, host="*", reap=True):
     """[report dict] of the scripts with a schedule, on each host (of the
-    glob ``host``): overdue by it, or starving; every one with ``include_all``."""
+    glob ``host``): overdue by it, or starving; every one with ``include_all``.
+    ``reap`` False: the caller has recorded dead runs already."""
     from cronpolicy.store.reads import reading
     from cronpolicy.tooling.rollout_plans import gather
     starving_after = starving_after or planning.STARVING_AFTER
-    fleet = gather(settings, host=host, warn=warn)
+    fleet = gather(settings, host=host, warn=warn, reap=reap)
     now = fleet.inputs.now
     reports = []
     scheduled = [job for job in fleet.jobs if job.schedule is not None]

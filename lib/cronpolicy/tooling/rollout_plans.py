@@ -40,11 +40,12 @@ def _estimate(settings, inputs, name, host, recorded):
 Fleet = shape("Fleet", "inputs jobs flights live history")
 
 
-def gather(settings, host="*", script="*", warn=None):
-    """The Fleet of the scripts and hosts ``host`` and ``script`` (globs) cover."""
+def gather(settings, host="*", script="*", warn=None, reap=True):
+    """The Fleet of the scripts and hosts ``host`` and ``script`` (globs)
+    cover; dead runs recorded first unless ``reap`` is False."""
     from cronpolicy.store.reads import reading
     from cronpolicy.tooling.schedules import RECENT, fleet_schedules
-    with reading(settings, "plan the rollout", reap=True) as reader:
+    with reading(settings, "plan the rollout", reap=reap) as reader:
         inputs = reader.inputs()
         found = fleet_schedules(reader, inputs, warn, host=host, script=script)
         live = [run for run in reader.live_runs(inputs.now, host)

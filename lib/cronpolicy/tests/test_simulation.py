@@ -310,7 +310,7 @@ def test_the_picture_is_svg_with_every_strategy(tmp_path, capsys):
     for name in simulation.STRATEGIES:
         assert sum(text.startswith(TITLES[name] + ": stall ") for text in texts) == 1, name
         assert sum(text == SHORT[name] for text in texts) == 1, name    # the stalls' row
-    assert "rollout stall p95: all-stop " in out
+    assert "full rollout stall p95: all-stop " in out
 
 
 def test_the_text_table_has_a_column_per_strategy_and_the_quote_line(capsys):
@@ -320,8 +320,10 @@ def test_the_text_table_has_a_column_per_strategy_and_the_quote_line(capsys):
     lines = out.splitlines()
     assert lines[0].startswith("154 job instances on 21 hosts, 1 day from 2026-01-05")
     assert lines[2].split() == ["c.", "cronpolicy", "a.", "all-stop"]
-    assert any(line.startswith("runs killed while unsafe") for line in lines)
-    assert lines[-1].startswith("rollout stall p95: cronpolicy ") and ", all-stop " in lines[-1]
+    assert lines[3].startswith("full rollouts (database patches: everything stops): 2")
+    assert any(line.strip().startswith("of them while unsafe") for line in lines)
+    assert lines[-1].startswith("full rollout stall p95: cronpolicy ") \
+        and ", all-stop " in lines[-1]
 
 
 # Bad input ---------------------------------------------------------------------------------

@@ -18,11 +18,15 @@ COLORS = {"succeeded": "#4c9a2a", "interrupted": "#e69500", "stopped": "#b07cc6"
           "killed": "#c0392b"}
 PHASES = (("blocked", "#bbbbbb"), ("waiting", "#f4c542"), ("deploy", "#3b7dd8"))
 TITLES = {"all-stop": "a. all-stop (crontabs off a lead before)",
+          "all-stop-no-kills": "a0. all-stop, awaiting what may not be stopped",
           "on-off": "b. on/off switch at rollout time",
+          "on-off-no-kills": "b0. on/off, awaiting what may not be stopped",
           "cronpolicy": "c. cronpolicy (window ahead, safe points)",
           "cronpolicy-slot": "d. cronpolicy, moved to the best slot"}
 #: The strategies' names where there is room for a few words only.
-SHORT = {"all-stop": "a. all-stop", "on-off": "b. on/off", "cronpolicy": "c. cronpolicy",
+SHORT = {"all-stop": "a. all-stop", "all-stop-no-kills": "a0. all-stop, no kills",
+         "on-off": "b. on/off", "on-off-no-kills": "b0. on/off, no kills",
+         "cronpolicy": "c. cronpolicy",
          "cronpolicy-slot": "d. cronpolicy, best slot"}
 MAX_ROWS = 12
 
@@ -66,7 +70,7 @@ def _rows(states, begin, end):
     return sorted(longest, key=lambda index: -longest[index])[:MAX_ROWS]
 
 
-def render(states, knobs):
+def render(states, knobs, at=None):
     """The SVG text for ``states`` ({strategy: simulation state})."""
     parts, y = [], 20
     parts.append(_text(10, y, "cronpolicy simulate: one rollout under each strategy", 14,
@@ -112,7 +116,7 @@ def render(states, knobs):
                         parts.append(_rect(x(run.start), y + 1, x(run.end) - x(run.start),
                                            ROW - 4, COLORS.get(run.outcome, "#777777"),
                                            "%s %s" % (run.outcome, run.start)))
-                for skipped_index, moment, code in state.skips:
+                for skipped_index, moment, code, _ in state.skips:
                     if skipped_index == index and begin <= moment < end:
                         parts.append('<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" '
                                      'stroke="#555555"><title>%s</title></line>' % (

@@ -746,12 +746,14 @@ def combine(by_seed, how):
 
 def rollout_records(played):
     """One record a rollout of one seed: its ready time and kind, and per
-    strategy what it cost (simulation.records)."""
+    strategy what it cost (simulation.records), or that it was not played
+    (queued past the end of the play)."""
     per_strategy = {name: simulation.records(state) for name, state in played.states.items()}
     return [{"ready": ready, "kind": kind,
              "strategies": {name: {key: value for key, value in found[position].items()
                                    if key not in ("ready", "kind")}
-                            for name, found in per_strategy.items() if position < len(found)}}
+                            if position < len(found) else {"not_played": True}
+                            for name, found in per_strategy.items()}}
             for position, (ready, kind) in enumerate(zip(played.readies, played.kinds))]
 
 

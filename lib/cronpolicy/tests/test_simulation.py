@@ -5,6 +5,7 @@ fleets read from the policy database on both backends."""
 import datetime
 import json
 import os
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ElementTree
@@ -312,7 +313,7 @@ def test_the_picture_is_svg_with_every_strategy(tmp_path, capsys):
     for name in simulation.STRATEGIES:
         assert sum(text.startswith(TITLES[name] + ": stall ") for text in texts) == 1, name
         assert sum(text == SHORT[name] for text in texts) == 1, name    # the stalls' row
-    assert "full rollout stall p95: all-stop " in out
+    assert "full rollouts, stall p95:                     a " in out
 
 
 def test_the_text_table_has_a_column_per_strategy_and_the_quote_line(capsys):
@@ -324,8 +325,9 @@ def test_the_text_table_has_a_column_per_strategy_and_the_quote_line(capsys):
     assert lines[2].split() == ["c.", "cronpolicy", "a.", "all-stop"]
     assert lines[3].startswith("full rollouts (database patches: everything stops): 2")
     assert any(line.strip().startswith("of them while unsafe") for line in lines)
-    assert lines[-1].startswith("full rollout stall p95: cronpolicy ") \
-        and ", all-stop " in lines[-1]
+    assert re.fullmatch(r"full rollouts, stall p95: +c \S+, a \S+", lines[-5]), lines[-5]
+    assert lines[-4].startswith("full rollouts, runs killed while unsafe:") \
+        and lines[-4].split(":")[1].split(",")[0].split() == ["c", "0"]
 
 
 # Bad input ---------------------------------------------------------------------------------

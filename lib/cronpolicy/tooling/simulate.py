@@ -685,6 +685,7 @@ def cmd_simulate(args, settings):
     by_seed = [{name: simulation.summary(state) for name, state in played.states.items()}
                for played in plays]
     figures = combine(by_seed, statistics_median)
+    affected = plays[0].states[strategies[0]].affected
     if args.svg:
         _write_picture(args.svg, plays[0].states, knobs, at_picture)
     if args.json:
@@ -698,7 +699,11 @@ def cmd_simulate(args, settings):
                     "knobs": knobs._asdict(), "ready_times": plays[0].readies,
                     "strategies": figures,
                     "ranges": {"min": combine(by_seed, min), "max": combine(by_seed, max)},
+                    "longest_needing_p95_seconds": max(
+                        [instance.model.p95 for instance, stops in zip(instances, affected)
+                         if stops], default=None),
                     "plays": [{"seed": played.seed, "strategies": figures_of_seed,
+                               "longest_needing_run_seconds": longest_needing_run(played),
                                "rollouts": rollout_records(played)}
                               for played, figures_of_seed in zip(plays, by_seed)]})
         return exitcodes.OK
@@ -742,6 +747,15 @@ def combine(by_seed, how):
             return round(found, 6) if isinstance(found, float) else found
         return first if all(value == first for value in values) else None
     return merge(by_seed)
+
+
+def longest_needing_run(played):
+    """The longest runtime drawn in the play (seconds) of a job that a
+    code-only rollout stops (needing a restarted service), or None."""
+    state = next(iter(played.states.values()))
+    fleet = state.fleet
+    return max([max(durations, default=0.0) for durations, stops
+                in zip(fleet.durations, state.affected) if stops], default=None)
 
 
 def rollout_records(played):
@@ -877,15 +891,26 @@ def print_figures(by_seed):
                                                        in zip(line[1:], widths[1:])]).rstrip())
 
 
+#: The headline's figures of each kind: (what, the figure, how it reads).
+HEADLINE = (
+    ("stall p95", lambda f: f["stall_seconds"]["p95"], _short),
+    ("runs killed while unsafe", lambda f: f["killed_while_unsafe"], _number),
+    ("job-minutes lost", lambda f: f["job_minutes_lost"], lambda value: "%.0f" % value),
+    ("starts skipped (of all)", lambda f: f["skipped_share"], _percent),
+    ("jobs left overdue", lambda f: f["left_overdue"], _number),
+)
+
+
 def quote_lines(figures, kinds=(simulation.FULL,)):
-    """The lines README.txt quotes: each kind's stall p95 per strategy (the
-    median over the seeds played)."""
+    """The lines README.txt quotes: for each kind played, its headline
+    figures per strategy (by letter; the medians over the seeds played)."""
+    letters = {name: letter for letter, name in simulation.STRATEGY_LETTERS.items()}
     lines = []
     for kind in simulation.KINDS:
         if kind not in kinds:
             continue
-        lines.append("%s rollout stall p95: " % kind + ", ".join(
-            "%s %s" % (LABELS[name].split(". ")[1], _short(
-                figure["kinds"][kind]["stall_seconds"]["p95"]))
-            for name, figure in figures.items()))
+        for what, figure, shown in HEADLINE:
+            lines.append("%-45s %s" % ("%s rollouts, %s:" % (kind, what), ", ".join(
+                "%s %s" % (letters[name], shown(figure(found["kinds"][kind])))
+                for name, found in figures.items())))
     return lines

@@ -21,13 +21,24 @@ fleet is quiet:
 a. all-stop: every crontab disabled ``lead`` before R; the runs still going
    at R are awaited (up to ``max_wait``, then killed), as operators do by
    editing crontabs;
+a0. as a, never killing: runs that may be stopped at any moment stop at R,
+   the others are awaited however long they take;
 b. on/off: one central switch set at R, runs awaited as in a;
+b0. as b, never killing, as a0 (a0 and b0 give the stall at equal safety);
 c. cronpolicy: a rollout window announced ``announce`` ahead, so starts
    whose estimated run would reach R are cut off; at R deploy pending: runs
    that may be stopped stop (at once, or at their next safe point), the
    others are awaited (never killed);
 d. as c, its start moved to the best slot within ``tolerance`` after R
    (``deploy slot``); the move counts as stall.
+
+A rollout is full (everything stops) or code-only: under c and d a
+code-only rollout is one of the services it restarts, so only the jobs
+that need one of them are cut off, skipped, stopped or awaited; a, a0, b
+and b0 know no kinds and stop everything.  The stall counts from R even
+when the rollout waited for the deploy before (the queue, kept apart).
+The history is warmed before the play (Fleet), and a job declares its
+model's p95 as its runtime.
 
 Under c and d, as the product does: a rollout-exempt script's runs are
 neither awaited nor stopped, and a start a rollout skipped is caught up

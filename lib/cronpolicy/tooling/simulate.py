@@ -340,7 +340,8 @@ def run_seeds(instances, settings, days=7.0, rollouts=10, at=(),
     each plays alone on its seed's fleet, so the figures do not depend on
     it.  ``detail`` False: a state played in another process comes back
     with its figures (simulation.summary) and rollouts but without its runs
-    and skips, which only the picture reads: sending those back (some
+    and skips, which only the picture reads (and it only the first seed's,
+    which alone come back with ``detail``): sending those back (some
     400000 objects a strategy for a week of the reference fleet) takes
     longer than playing two of the strategies.  ``policies``: the rows the
     rules see (none for a fleet from files).  ``warm_up``: seconds played
@@ -398,7 +399,7 @@ def _play(task):
     state = _play_one(_PLAY["plays"][number], strategy, _PLAY["knobs"], _PLAY["settings"],
                       _PLAY["restart"])
     state.fleet = None          # the parent has it; only what was played goes back
-    if not _PLAY["detail"]:
+    if not _PLAY["detail"] or number:      # (the picture draws the first seed's)
         state.runs = state.skips = None
     return state
 
@@ -718,7 +719,7 @@ def cmd_simulate(args, settings):
               ", ".join(restart) or "nothing",
               "seed %s" % plays[0].seed if len(plays) == 1 else "seeds %s to %s" % (
                   plays[0].seed, plays[-1].seed),
-              _short(warm_up), _short(knobs.announce), _short(knobs.max_wait)))
+              _days(warm_up), _days(knobs.announce), _short(knobs.max_wait)))
     if len(plays) > 1:
         print("each figure: the median of the %d seeds [lowest to highest]" % len(plays))
     print()
@@ -795,6 +796,13 @@ def _write_picture(path, states, knobs, at=None):
 
 def _count(number, what):
     return "%g %s%s" % (number, what, "" if number == 1 else "s")
+
+
+def _days(seconds):
+    """Whole days as 21d, else as _short has it."""
+    if seconds and seconds % 86400 == 0:
+        return "%dd" % (seconds // 86400)
+    return _short(seconds)
 
 
 def _short(seconds):

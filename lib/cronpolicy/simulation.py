@@ -307,12 +307,18 @@ class _KnownStarts:
 
     def __init__(self, schedule, starts, begin, end):
         self.schedule, self.starts, self.begin, self.end = schedule, starts, begin, end
+        self.before_begin = False       # the last start before begin, once asked
 
     def previous_before(self, moment):
         moment = moment.replace(microsecond=0)      # as Schedule.previous_before reads it
         position = bisect.bisect_left(self.starts, moment)
-        if position and self.begin < moment <= self.end:
-            return self.starts[position - 1]
+        if self.begin < moment <= self.end:
+            if position:
+                return self.starts[position - 1]
+            # No start in [begin, moment): the last one is the last before begin.
+            if self.before_begin is False:
+                self.before_begin = self.schedule.previous_before(self.begin)
+            return self.before_begin
         return self.schedule.previous_before(moment)
 
 
@@ -440,10 +446,14 @@ class _Strategy:
                 # (a policy row may declare a longer runtime than _reach knows of)
                 reach = self.fleet.end - self.fleet.begin if self.ruled[index] \
                     else self._reach(instance)
-                windows = [window for window in self.windows if window.created_at <= moment
-                           < window.ends_at and window.starts_at - reach <= moment
-                           and (window.service is None or self.affected[index])] \
-                    if near or self.ruled[index] else []
+                windows = []
+                if near or self.ruled[index]:
+                    for window in self.windows:     # (in order of start)
+                        if window.starts_at - reach > moment:
+                            break
+                        if window.created_at <= moment < window.ends_at and (
+                                window.service is None or self.affected[index]):
+                            windows.append(window)
                 if pending or windows or self.ruled[index]:
                     # (else nothing could skip it: the rules need not be asked)
                     if not self._allowed(index, instance, moment, pending, windows):
@@ -648,18 +658,26 @@ class _Strategy:
                 continue
             key = (instance.name, tuple(instance.schedule.fields), instance.schedule.tz)
             alike.setdefault(key, []).append(index)
+        until = ready + datetime.timedelta(seconds=knobs.tolerance + knobs.duration + 3600)
+        # The windows that can decide a start the planner weighs: not over
+        # by ``at``, and not beginning past what any job's estimate can
+        # reach from until (the others leave every verdict as it is).
+        reach = datetime.timedelta(seconds=max(
+            [instance.model.p95 for instance in self.fleet.instances]
+            + [max(runtimes, default=0.0) for runtimes in self.history.values()])
+            + self.margin + 60)
+        windows = [window for window in self.windows
+                   if window.ends_at > at and window.starts_at <= until + reach]
         jobs = []
         for indexes in alike.values():
             instance = self.fleet.instances[indexes[0]]
             history = self.history.get(instance.name, [])
-            inputs = Inputs(at, None, DeployState(False), self.fleet.policies,
-                            [window for window in self.windows if window.ends_at > at],
+            inputs = Inputs(at, None, DeployState(False), self.fleet.policies, windows,
                             history[::-1][:HISTORY_RUNS])
             jobs.append(planning.Job(instance.name, instance.host, instance.schedule,
                                      instance.model.p95, inputs,
                                      needs=tuple(instance.model.needs), copies=len(indexes),
                                      period=self.fleet.periods[indexes[0]]))
-        until = ready + datetime.timedelta(seconds=knobs.tolerance + knobs.duration + 3600)
         return planning.Planner(jobs, [], self.settings, at, until, since=ready,
                                 starts=self.fleet.starts_of)
 

@@ -16,6 +16,7 @@ import math
 from xml.sax.saxutils import escape
 
 from cronpolicy.simulation import CODE, FULL, percentile
+from cronpolicy.tooling.simulate import _short
 
 WIDTH = 1280
 LABEL = 440             # the width of the column of job names
@@ -105,18 +106,6 @@ def _rows(states, begin, end):
                 seconds = (min(run.end, end) - max(run.start, begin)).total_seconds()
                 longest[run.index] = max(longest.get(run.index, 0.0), seconds)
     return sorted(longest, key=lambda index: (-longest[index], index))[:MAX_ROWS]
-
-
-def _short(seconds):
-    if seconds is None:
-        return "-"
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return "%ds" % seconds
-    if seconds < 3600:
-        return "%dm%02ds" % divmod(seconds, 60) if seconds % 60 else "%dm" % (seconds // 60)
-    hours, rest = divmod(seconds, 3600)
-    return "%dh%02dm" % (hours, rest // 60)
 
 
 def _tick_step(span):

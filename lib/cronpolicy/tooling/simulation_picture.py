@@ -25,8 +25,9 @@ ROW = 18                # one line of a row
 FONT = 12               # the smallest text
 COLORS = {"succeeded": "#4c9a2a", "interrupted": "#e69500", "stopped": "#b07cc6",
           "killed": "#c0392b"}
-PHASES = (("crontabs off / switch on", "#bbbbbb"), ("waiting for runs", "#f4c542"),
-          ("deploy", "#3b7dd8"))
+PHASES = (("queued behind the deploy before", "#d7bde2"), ("crontabs off / switch on",
+                                                           "#bbbbbb"),
+          ("waiting for runs", "#f4c542"), ("deploy", "#3b7dd8"))
 KIND_COLORS = {FULL: "#3b7dd8", CODE: "#e67e22"}
 TITLES = {"all-stop": "a. all-stop (crontabs off a lead before)",
           "all-stop-no-kills": "a0. all-stop, awaiting what may not be stopped",
@@ -145,9 +146,10 @@ def render(states, knobs, at=None):
 def _rollout_panel(parts, states, knobs, chosen, y, at=None):
     first = next(iter(states.values()))
     outcome = first.outcomes[chosen]
-    parts.append(_text(10, y, "One typical rollout under each strategy: #%d, %s, ready %s" % (
-        chosen + 1, outcome.kind, outcome.ready.strftime("%Y-%m-%d %H:%M UTC")), 18,
-        weight="bold"))
+    parts.append(_text(10, y, "One typical rollout under each strategy: #%d, %s, ready %s "
+                              "(seed %s)" % (chosen + 1, outcome.kind,
+                                             outcome.ready.strftime("%Y-%m-%d %H:%M UTC"),
+                                             first.fleet.seed), 18, weight="bold"))
     y += 20
     parts.append(_text(10, y, "(%s; the rows are the jobs with the longest runs around it)" % (
         "the rollout ready nearest %s" % at.strftime("%Y-%m-%d %H:%M UTC") if at is not None
@@ -178,11 +180,13 @@ def _rollout_panel(parts, states, knobs, chosen, y, at=None):
                                       found.killed_unsafe, found.stopped, found.interrupted),
                            14, weight="bold"))
         y += 8
-        blocked_from = found.ready - datetime.timedelta(seconds=knobs.lead) \
+        played_from = found.ready + datetime.timedelta(seconds=found.queued)
+        blocked_from = played_from - datetime.timedelta(seconds=knobs.lead) \
             if strategy in ("all-stop", "all-stop-no-kills") else found.start
         for (label, color), (start, stop) in zip(PHASES, (
-                (blocked_from, found.start), (found.start, found.quiet),
-                (found.quiet, found.deploy_end))):
+                (found.ready, played_from), (max(blocked_from, played_from)
+                                             if found.queued else blocked_from, found.start),
+                (found.start, found.quiet), (found.quiet, found.deploy_end))):
             if stop > start:
                 parts.append(_rect(x(start), y, x(stop) - x(start), ROW - 4, color,
                                    "%s %s to %s" % (label, start, stop)))
@@ -232,7 +236,8 @@ def _stall_x(seconds, most):
 def _stalls_panel(parts, states, y):
     y += 24
     parts.append(_text(10, y, "Every rollout's stall, from ready until the fleet is quiet "
-                              "(queue included), by strategy and kind", 18, weight="bold"))
+                              "(queue included), by strategy and kind (seed %s)"
+                       % next(iter(states.values())).fleet.seed, 18, weight="bold"))
     y += 20
     parts.append(_text(10, y, "a0, b0, c and d never kill: compare them at equal safety; a "
                               "and b kill what is still running at --max-wait. Logarithmic "
@@ -262,12 +267,13 @@ def _stalls_panel(parts, states, y):
         parts.append(_text(right + 20, y + 5, "%d unsafe kills, %.0f job-min lost" % (
             unsafe, lost), 13, color="#c0392b" if unsafe else "black"))
     y += 24
-    ticks = [0, 60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 345600]
+    ticks = [(0, "0"), (60, "1m"), (300, "5m"), (900, "15m"), (1800, "30m"), (3600, "1h"),
+             (7200, "2h"), (14400, "4h"), (28800, "8h"), (86400, "1d"), (172800, "2d"),
+             (345600, "4d"), (691200, "8d")]
     parts.append(_line(_stall_x(0, most), y, _stall_x(most, most), y, "#555555"))
-    for tick in [tick for tick in ticks if tick <= most]:
+    for tick, label in [(tick, label) for tick, label in ticks if tick <= most]:
         parts.append(_line(_stall_x(tick, most), y, _stall_x(tick, most), y + 5, "#555555"))
-        parts.append(_text(_stall_x(tick, most), y + 19, _short(tick) if tick else "0",
-                           anchor="middle"))
+        parts.append(_text(_stall_x(tick, most), y + 19, label, anchor="middle"))
     y += 40
     for position, (kind, color) in enumerate(KIND_COLORS.items()):
         parts.append('<circle cx="%d" cy="%d" r="5" fill="%s"/>' % (

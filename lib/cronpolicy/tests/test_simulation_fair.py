@@ -245,12 +245,15 @@ def test_needs_and_exempt_are_checked(tmp_path, capsys):
         code = main(["simulate", fleet, "--days", "1"])
         err = capsys.readouterr()[1]
         assert code == 2 and said in err and err.count("\n") == 1, err
+    fleet = fleet_file(tmp_path, ["* * * * * job\n"], {"job": {"median": "1m", "p95": "1m"}})
     code = main(["simulate", fleet, "--days", "1", "--code-share", "2"])
     assert code == 2 and "--code-share" in capsys.readouterr()[1]
     code = main(["simulate", fleet, "--days", "1", "--restart", "a b"])
     assert code == 2 and "--restart" in capsys.readouterr()[1]
     code = main(["simulate", fleet, "--days", "1", "--seeds", "0"])
     assert code == 2 and "--seeds" in capsys.readouterr()[1]
+    code = main(["simulate", fleet, "--days", "1", "--code-share", "0.5"])
+    assert code == 2 and "no job needs a service" in capsys.readouterr()[1]
 
 
 # --system ------------------------------------------------------------------------------------

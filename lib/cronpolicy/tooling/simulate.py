@@ -663,6 +663,9 @@ def cmd_simulate(args, settings):
             raise UsageError("%d slots to weigh (rollouts times --tolerance over --step, times "
                              "--seeds): at most %d" % (slots, MAX_SLOTS))
     instances, policies = instances_from_args(args, settings)
+    if args.code_share and not (restart or needed_services(instances, policies)):
+        raise UsageError("--code-share: no job needs a service, so a code-only rollout would "
+                         "restart nothing (give the models \"needs\", or name --restart)")
     readies = at or _random_readies(begin, end, args.rollouts, args.seed, knobs)
     units = work(len(instances), readies, strategies, knobs) * args.seeds
     if units > MAX_WORK:

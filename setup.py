@@ -19,12 +19,15 @@ setup(
         "cronpolicy.store",
         "cronpolicy.tooling",
         "cronpolicy.tooling.crontab",
+        "cronpolicy.tooling.web",
         "cronpolicy.tests",
         "cronpolicy.schema_sql",
         "cronpolicy.schema_sql.sqlite",
     ],
     package_data={
         "cronpolicy.store": ["*.sql"],
+        # Everything `cronpolicy serve` serves: nothing comes from the internet.
+        "cronpolicy.tooling.web": ["templates/*.html", "static/*"],
         "cronpolicy.schema_sql": ["*.sql"],
         "cronpolicy.schema_sql.sqlite": ["*.sql"],
         # Real crontabs for the crontab wrap tests (their SOURCES.txt says whose),

@@ -27,6 +27,17 @@ def admin(sql):
         connection.close()
 
 
+def execute(dsn, sql, params=None):
+    """Run ``sql`` (one or more statements) on ``dsn``, autocommit."""
+    connection = psycopg2.connect(dsn)
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+    finally:
+        connection.close()
+
+
 @contextlib.contextmanager
 def throwaway_database():
     """Yield (name, DSN) of a new database with the cronpolicy schema; drop it after."""

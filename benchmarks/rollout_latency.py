@@ -176,6 +176,56 @@ def drain_latency(dsn, env, workdir, trials):
     return percentile(latencies, 0.99) <= 0.1
 
 
+#: A blocker that notes when its main() returns (argv: ready, done, returned).
+NOTING_SCRIPT = """\
+import os, sys, time
+from cronpolicy import CronScript
+
+class Publisher(CronScript):
+    name = "bench-publisher"
+    def main(self):
+        open(sys.argv[-3], "w").write("ready")
+        while not os.path.exists(sys.argv[-2]):
+            time.sleep(0.005)
+        open(sys.argv[-1], "w").write(repr(time.time()))
+
+if __name__ == "__main__":
+    Publisher().run(sys.argv[1:-3])
+"""
+
+
+def exit_latency(dsn, env, workdir, trials):
+    """Issue 32.2: from the last blocker's main() returning (its own clock)
+    to the `cronpolicy deploy wait` process having exited (this one's): what
+    a deploy script waits, the blocker's end record, the waiter's re-check,
+    its drain record and the interpreter's exit included."""
+    script = os.path.join(workdir, "noting-publisher.py")
+    open(script, "w").write(NOTING_SCRIPT)
+    program = os.path.join(os.path.dirname(sys.executable), "cronpolicy")
+    latencies = []
+    for trial in range(trials):
+        sql(dsn, "UPDATE cronpolicy.deploy_state SET deploy_pending = false")
+        ready, done, returned = (os.path.join(workdir, "exit-%s-%d" % (what, trial))
+                                 for what in ("ready", "done", "returned"))
+        blocker = subprocess.Popen([sys.executable, script, ready, done, returned], env=env)
+        wait_file(ready)
+        sql(dsn, "UPDATE cronpolicy.deploy_state SET deploy_pending = true")
+        waiter = subprocess.Popen([program, "deploy", "wait", "--timeout", "60s"], env=env,
+                                  stdout=subprocess.DEVNULL)
+        time.sleep(1.0)   # the waiter is waiting, the blocker still running
+        open(done, "w").write("done")
+        waiter.wait(timeout=60)
+        exited = time.time()
+        blocker.wait(timeout=30)
+        if waiter.returncode != 0:
+            raise SystemExit("deploy wait failed (exit %s)" % waiter.returncode)
+        latencies.append(exited - float(open(returned).read()))
+    print("the last blocker's main() returns -> `cronpolicy deploy wait` has exited, %d trials:"
+          % trials)
+    print("  %s   (target: every one within 50 ms)" % summary(latencies))
+    return max(latencies) <= 0.05
+
+
 WAITER = """\
 import sys, time
 from cronpolicy.config import Settings
@@ -239,6 +289,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--drain-trials", type=int, default=100)
+    parser.add_argument("--exit-trials", type=int, default=8)
     parser.add_argument("--cpu-repeats", type=int, default=9)
     parser.add_argument("--cpu-iterations", type=int, default=20000000)
     args = parser.parse_args()
@@ -253,6 +304,7 @@ def main():
         stop_latency(dsn, env, workdir, args.trials, settle=0)
         stop_latency(dsn, env, workdir, args.trials, settle=0.2)
         drain_latency(dsn, env, workdir, args.drain_trials)
+        exit_latency(dsn, env, workdir, args.exit_trials)
         watcher_overhead(dsn, env, workdir, args.cpu_repeats, args.cpu_iterations)
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@
 --     GRANT cronpolicy_script TO cron_web1;         -- only update their own runs
 --     GRANT cronpolicy_rollout TO release_bot;
 --     GRANT cronpolicy_admin TO alice;
+--     GRANT cronpolicy_reader TO dashboard;         -- cronpolicy serve
 --
 -- cronpolicy_script   read policies, the deploy switch, windows and history;
 --                     insert runs of its own scripts (script_owner) on its
@@ -26,6 +27,8 @@
 -- cronpolicy_admin    everything, policies and script ownership included,
 --                     except the audit: administrators read it, and cannot
 --                     change it, delete from it or add triggers anywhere.
+-- cronpolicy_reader   reads every table (the audit included) and changes
+--                     nothing, not even dead runs: `cronpolicy serve`.
 -- cronpolicy_auditor  owns policy_audit and the functions that write it.
 --                     Grant it to no one: then only superusers can alter
 --                     the audit.  Run `schema upgrade` as a superuser or the
@@ -46,6 +49,9 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'cronpolicy_admin') THEN
         CREATE ROLE cronpolicy_admin NOLOGIN;
     END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'cronpolicy_reader') THEN
+        CREATE ROLE cronpolicy_reader NOLOGIN;
+    END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'cronpolicy_auditor') THEN
         CREATE ROLE cronpolicy_auditor NOLOGIN;
     END IF;
@@ -58,6 +64,8 @@ COMMENT ON ROLE cronpolicy_rollout IS
     'cronpolicy: rollout tooling. Script rights plus rollouts, the deploy switch and rollout windows.';
 COMMENT ON ROLE cronpolicy_admin IS
     'cronpolicy: administrators. Everything, policies included; the audit only to read.';
+COMMENT ON ROLE cronpolicy_reader IS
+    'cronpolicy: dashboards (cronpolicy serve). Reads everything, changes nothing.';
 COMMENT ON ROLE cronpolicy_auditor IS
     'cronpolicy: owns the audit (policy_audit and its functions). Grant it to no one.';
 
@@ -65,7 +73,7 @@ GRANT cronpolicy_script TO cronpolicy_rollout;
 
 -- Start from nothing in this database, so re-applying gives exactly this.
 REVOKE ALL ON ALL TABLES IN SCHEMA cronpolicy
-    FROM cronpolicy_script, cronpolicy_rollout, cronpolicy_admin;
+    FROM cronpolicy_script, cronpolicy_rollout, cronpolicy_admin, cronpolicy_reader;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA cronpolicy FROM PUBLIC;
 -- Pure helpers that constraints and triggers evaluate with every writer's rights.
 GRANT EXECUTE ON FUNCTION cronpolicy.service_list_ok(text),
@@ -77,7 +85,8 @@ GRANT EXECUTE ON FUNCTION cronpolicy.service_list_ok(text),
                           cronpolicy.glob_matches(text, text),
                           cronpolicy.is_administrator(text) TO PUBLIC;
 
-GRANT USAGE ON SCHEMA cronpolicy TO cronpolicy_script, cronpolicy_rollout, cronpolicy_admin;
+GRANT USAGE ON SCHEMA cronpolicy
+    TO cronpolicy_script, cronpolicy_rollout, cronpolicy_admin, cronpolicy_reader;
 
 -- Scripts.
 GRANT SELECT ON cronpolicy.schema_version, cronpolicy.script_policy, cronpolicy.deploy_state,
@@ -129,6 +138,11 @@ GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA cronpolic
 GRANT ALL ON ALL SEQUENCES IN SCHEMA cronpolicy TO cronpolicy_admin;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA cronpolicy TO cronpolicy_admin;
 
+-- Dashboards (cronpolicy serve): every table to read, nothing to change.
+-- Dead runs are told from live ones by their leases; recording them as
+-- abandoned (reap_dead_runs, a write) is left to the other roles.
+GRANT SELECT ON ALL TABLES IN SCHEMA cronpolicy TO cronpolicy_reader;
+
 -- The audit belongs to a role no one holds: its entries are written by
 -- SECURITY DEFINER triggers running as that role, and read by everyone
 -- who may.  Only a superuser can change or delete them.
@@ -143,7 +157,7 @@ GRANT SELECT ON cronpolicy.script_policy, cronpolicy.rollout_window, cronpolicy.
     TO cronpolicy_auditor;
 REVOKE ALL ON cronpolicy.policy_audit FROM cronpolicy_admin;
 REVOKE ALL ON SEQUENCE cronpolicy.policy_audit_id_seq FROM cronpolicy_admin;
-GRANT SELECT ON cronpolicy.policy_audit TO cronpolicy_admin;
+GRANT SELECT ON cronpolicy.policy_audit TO cronpolicy_admin, cronpolicy_reader;
 
 -- A host updates only the runs it wrote, and is told so when it tries
 -- another's.  (SECURITY DEFINER functions run as their owner, so reaping
@@ -179,7 +193,7 @@ DROP POLICY IF EXISTS script_run_insert_own ON cronpolicy.script_run;
 DROP POLICY IF EXISTS script_run_update_own ON cronpolicy.script_run;
 DROP POLICY IF EXISTS script_run_admin ON cronpolicy.script_run;
 CREATE POLICY script_run_read ON cronpolicy.script_run FOR SELECT
-    TO cronpolicy_script USING (true);
+    TO cronpolicy_script, cronpolicy_reader USING (true);
 CREATE POLICY script_run_insert_own ON cronpolicy.script_run FOR INSERT
     TO cronpolicy_script WITH CHECK (db_user = session_user);
 CREATE POLICY script_run_update_own ON cronpolicy.script_run FOR UPDATE
@@ -196,7 +210,7 @@ DROP POLICY IF EXISTS run_slot_renew ON cronpolicy.run_slot;
 DROP POLICY IF EXISTS run_slot_free ON cronpolicy.run_slot;
 DROP POLICY IF EXISTS run_slot_admin ON cronpolicy.run_slot;
 CREATE POLICY run_slot_read ON cronpolicy.run_slot FOR SELECT
-    TO cronpolicy_script USING (true);
+    TO cronpolicy_script, cronpolicy_reader USING (true);
 CREATE POLICY run_slot_take ON cronpolicy.run_slot FOR INSERT
     TO cronpolicy_script WITH CHECK (db_user = session_user);
 CREATE POLICY run_slot_renew ON cronpolicy.run_slot FOR UPDATE
@@ -214,7 +228,7 @@ DROP POLICY IF EXISTS script_schedule_read ON cronpolicy.script_schedule;
 DROP POLICY IF EXISTS script_schedule_own ON cronpolicy.script_schedule;
 DROP POLICY IF EXISTS script_schedule_admin ON cronpolicy.script_schedule;
 CREATE POLICY script_schedule_read ON cronpolicy.script_schedule FOR SELECT
-    TO cronpolicy_script USING (true);
+    TO cronpolicy_script, cronpolicy_reader USING (true);
 CREATE POLICY script_schedule_own ON cronpolicy.script_schedule FOR ALL
     TO cronpolicy_script USING (cronpolicy.may_write_host(host))
     WITH CHECK (cronpolicy.may_write_host(host));

@@ -42,3 +42,21 @@ def attach_dashed_values(argv, parser):
         attached.append(token)
         index += 1
     return attached
+
+
+#: Counts on the command line (--limit, --keep, --max-concurrent...) stop
+#: here: the databases store 64-bit integers, and no listing needs more.
+MAX_COUNT = 10 ** 9
+
+
+def positive_int(text):
+    """A whole number from 1 to MAX_COUNT, for argparse."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not a whole number: %r" % text) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1: %r" % text)
+    if value > MAX_COUNT:
+        raise argparse.ArgumentTypeError("must be at most %d: %r" % (MAX_COUNT, text))
+    return value

@@ -10,7 +10,6 @@ literal and case-sensitive.  Precedence among matching policy rows:
 * on a full tie, a disabling row beats an enabling one, then the lower id.
 """
 
-_WILDCARDS = frozenset("*?")
 
 #: Script names (and name patterns) are 1 to 255 characters (a file name's
 #: limit: `crontab wrap` names jobs after their programs), none of them a
@@ -44,9 +43,18 @@ def name_problem(name, what="script name"):
     return None
 
 
+def service_name_problem(service):
+    """Why ``service`` is not a service name, or None: letters, digits, '_',
+    '.' and '-', 1 to 200 of them (schema patch 0014 holds the rows to it)."""
+    if not isinstance(service, str) or not service or len(service) > 200 or any(
+            not (char.isascii() and (char.isalnum() or char in "_.-")) for char in service):
+        return "not a service name (letters, digits, '_', '.', '-'): %r" % (service,)
+    return None
+
+
 def is_pattern(text):
     """True when ``text`` contains a wildcard."""
-    return any(char in _WILDCARDS for char in text)
+    return "*" in text or "?" in text
 
 
 def glob_matches(pattern, value):
@@ -58,6 +66,8 @@ def glob_matches(pattern, value):
         return True             # the common case: every name, every host
     if not is_pattern(pattern):
         return pattern == value
+    if pattern[-1] == "*" and "?" not in pattern and pattern.count("*") == 1:
+        return value.startswith(pattern[:-1])       # the next most common: "publish-*"
     # The classic wildcard walk: on a mismatch, let the last * take one
     # more character; linear in practice, quadratic at worst.
     p = v = 0
@@ -82,7 +92,7 @@ def glob_matches(pattern, value):
 
 def pattern_specificity(pattern):
     """Sort key: higher is more specific.  Exact beats any pattern."""
-    return (not is_pattern(pattern), sum(1 for char in pattern if char not in _WILDCARDS))
+    return (not is_pattern(pattern), len(pattern) - pattern.count("*") - pattern.count("?"))
 
 
 def precedence(row):
@@ -96,7 +106,11 @@ def matching_policies(rows, name, host):
     if not rows:
         return []
     if isinstance(rows, IndexedRows):
-        rows = rows.candidates(name, host)
+        return rows.matching(name, host)
+    return _matching(rows, name, host)
+
+
+def _matching(rows, name, host):
     matching = [row for row in rows
                 if glob_matches(row.name, name) and glob_matches(row.host, host)]
     matching.sort(key=precedence, reverse=True)
@@ -120,6 +134,26 @@ class IndexedRows(list):
                 self._by_name.setdefault(row.name, []).append(row)
             else:
                 self._exact.setdefault((row.name, row.host), []).append(row)
+        # Each list in precedence order once: the exact host's rows beat
+        # the host patterns' (of the same exact name), which beat every
+        # name pattern's, so a script's rows are these three lists'
+        # matching rows in turn, with no sort per script.
+        for found in [self._patterns] + list(self._exact.values()) + list(self._by_name.values()):
+            found.sort(key=precedence, reverse=True)
+        self._matched = {}
+
+    def matching(self, name, host):
+        """matching_policies(self, name, host), worked out once per script
+        and host (a planner asks it of each job several times); a new list
+        each time, so a caller may change it."""
+        found = self._matched.get((name, host))
+        if found is None:
+            found = self._exact.get((name, host), []) + [
+                row for row in self._by_name.get(name, ()) if glob_matches(row.host, host)] + [
+                row for row in self._patterns
+                if glob_matches(row.name, name) and glob_matches(row.host, host)]
+            self._matched[name, host] = found
+        return list(found)
 
     def candidates(self, name, host):
         """The rows that could match ``name`` on ``host`` (matching_policies

@@ -41,9 +41,10 @@ from cronpolicy.shapes import shape
 #: the gate's estimate from these (Planner.estimate).
 #: ``copies``: how many hosts run it alike (the simulator plans one for all);
 #: ``period``: seconds between its starts when the caller knows (else the
-#: schedule's period now).
-Job = shape("Job", "name host schedule expected_runtime inputs starving needs copies period",
-            defaults=(0, (), 1, None))
+#: schedule's period now); ``estimate``: its Estimate, when the caller
+#: has worked it out from these (a fleet's is asked by several planners).
+Job = shape("Job", "name host schedule expected_runtime inputs starving needs copies period "
+            "estimate", defaults=(0, (), 1, None, None))
 
 #: A run in flight now: ``expected_end`` by its estimate; ``interruptible``:
 #: a rollout need not wait for it (a policy says so, or it says it is safe
@@ -129,7 +130,20 @@ def job_facts(job):
 
 def job_estimate(job, settings):
     """The Estimate a start of ``job`` decides with, as the gate computes it."""
-    return policy.runtime_estimate(job.inputs, job_facts(job), settings)
+    return job.estimate or policy.runtime_estimate(job.inputs, job_facts(job), settings)
+
+
+def alike_key(job):
+    """What the rules read of ``job`` but its host: two jobs with one key
+    (a crontab line every host of a role has) are decided alike at every
+    moment, by any rollout that covers both (deploy slot weighs them once;
+    a plan works out one's skipped starts for all)."""
+    from cronpolicy.matching import window_covers
+    needs = policy.effective_needs(job.inputs, job_facts(job))
+    return (job.name, job.schedule, job.expected_runtime, job.starving, tuple(job.needs),
+            tuple(row.id for row in matching_policies(job.inputs.policies, job.name, job.host)),
+            tuple(window.id for window in job.inputs.windows
+                  if window_covers(window, job.name, job.host, needs)))
 
 
 class Planner:
@@ -149,6 +163,7 @@ class Planner:
         self.now = now
         self.margin = getattr(settings, "cutoff_margin", policy.DEFAULT_MARGIN)
         self._made_facts = {}
+        self._alike_keys = {}
         # Each job's inputs with only the policy rows that match it: all
         # the rules read of them, found once rather than at each start.
         narrowed = [job._replace(inputs=job.inputs._replace(policies=matching_policies(
@@ -195,6 +210,14 @@ class Planner:
                  for schedule, (begin, found) in begins.items()}
         return {_key(job): [] if job.schedule is None else
                 known[(tuple(job.schedule.fields), job.schedule.tz)] for job in self.jobs}
+
+    def _alike_key(self, job):
+        """alike_key(job), worked out once."""
+        key = _key(job)
+        found = self._alike_keys.get(key)
+        if found is None:
+            found = self._alike_keys[key] = alike_key(job)
+        return found
 
     def facts(self, job):
         """The ScriptFacts of ``job`` (made once)."""
@@ -364,9 +387,15 @@ class Planner:
         wait, waits = self._wait(rollout)
         window = rollout_window(rollout)
         skipped, weight, starved = [], 0.0, []
+        alike = {}      # alike_key and whether the rollout covers: the skipped starts
         for job in self.jobs:
             if exact:
-                found = self.skipped_starts(job, rollout, window)
+                key = (self._alike_key(job), self.covers(rollout, job), self.covers(window, job))
+                first = alike.get(key)
+                if first is None:
+                    found = alike[key] = self.skipped_starts(job, rollout, window)
+                else:
+                    found = [start._replace(host=job.host) for start in first]
                 skipped.extend(found)
                 count = len(found)
             else:

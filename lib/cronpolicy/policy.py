@@ -418,7 +418,8 @@ def decide(inputs, facts, settings, estimate=None, explain=True, matching=None):
 
 
 def describe_block(block):
-    """"rollout #N", "rollout window #N" or "the deploy pending since T", for a block."""
+    """"rollout #N", "rollout window #N", "the deploy pending since T" or
+    "the deploy of service S pending since T", for a block."""
     kind, _, what = (block or "").partition(":")
     if kind == "rollout":
         return "rollout #%s" % what
@@ -426,7 +427,16 @@ def describe_block(block):
         return "rollout window #%s" % what
     if kind == "deploy":
         return "the deploy pending since %s" % what.replace("T", " ")
+    if kind == "service":
+        service, since = block_service(block), what.partition(":")[2]
+        return "the deploy of service %s pending since %s" % (service, since.replace("T", " "))
     return "a rollout"
+
+
+def block_service(block):
+    """The service a service deploy's block (service_block) names, or None."""
+    kind, _, what = (block or "").partition(":")
+    return what.partition(":")[0] or None if kind == "service" else None
 
 
 def catches_up(verdict):
@@ -515,7 +525,10 @@ def disabling_row(policies, name, host):
 def expected_interval(policies, name):
     """(seconds, policy id) of the fleet-wide expected_interval for ``name``:
     the most specific host-wide row that sets one, else (None, None)."""
-    fleet_wide = [row for row in policies if row.host == "*"]
+    # (A fleet's rows indexed by name, matching.IndexedRows, are asked only
+    # for those that could match: overdue asks about every script.)
+    candidates = policies.candidates(name, "*") if hasattr(policies, "candidates") else policies
+    fleet_wide = [row for row in candidates if row.host == "*"]
     return first_setting(matching_policies(fleet_wide, name, "*"), "expected_interval")
 
 

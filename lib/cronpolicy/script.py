@@ -399,11 +399,8 @@ def _needs_problem(needs):
     """Why ``needs`` is not a list of service names, or None."""
     if isinstance(needs, str):
         return "needs must be a tuple of service names, not the string %r" % needs
-    for service in needs or ():
-        if not isinstance(service, str) or not service or len(service) > 200 or any(
-                not (char.isascii() and (char.isalnum() or char in "_.-")) for char in service):
-            return "not a service name (letters, digits, '_', '.', '-'): %r" % (service,)
-    return None
+    from cronpolicy.matching import service_name_problem
+    return next(filter(None, map(service_name_problem, needs or ())), None)
 
 
 def _catching_up(name):

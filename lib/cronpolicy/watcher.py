@@ -96,10 +96,13 @@ class RunWatcher:
         self._done = _thread.allocate_lock()
         self._db_trouble = False
         self._recovered = False
+        # The decision's own read does not count against the limit on
+        # re-reads (REREAD_AT_MOST_EVERY): a stop asked for as main() begins
+        # is read at once, not up to 100 ms later (issue 32.2); a flood
+        # still gets one read at once and then one per REREAD_AT_MOST_EVERY.
         self._last_read = 0.0
         self._first_check = 0.0         # re-read the policy at once
         if inputs is not None and run.id is not None:
-            self._last_read = time.monotonic()
             self._first_check = self._next_check(inputs)
 
     def start(self):

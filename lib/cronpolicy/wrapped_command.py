@@ -54,7 +54,7 @@ class CommandScript(CronScript):
         self.parser.usage = USAGE
 
     def add_my_options(self):
-        from cronpolicy.tooling.cli import positive_int
+        from cronpolicy.arguments import positive_int
         group = self.parser.add_argument_group("the command")
         group.add_argument("--interruptible", action="store_true",
                            help="it may be stopped at any time (SIGTERM is forwarded)")

@@ -33,6 +33,15 @@ SELECT * FROM cronpolicy.script_run WHERE status = 'running' ORDER BY started_at
 SELECT * FROM cronpolicy.script_run ORDER BY started_at DESC, id DESC LIMIT %(limit)s
 
 
+-- name: fleet_runs_since
+-- The newest runs (and skipped starts) that started after a moment, newest
+-- first, at most a limit: what `cronpolicy serve` draws (script_run_started_idx).
+SELECT id, name, host, status, started_at, finished_at, exit_code, decision,
+       skip_reason, stop_reason, estimate_seconds, safe_to_interrupt, release
+  FROM cronpolicy.script_run WHERE started_at > %(since)s
+ ORDER BY started_at DESC, id DESC LIMIT %(limit)s
+
+
 -- name: recent_runs_of
 SELECT * FROM cronpolicy.script_run WHERE name = %(name)s
  ORDER BY started_at DESC, id DESC LIMIT %(limit)s
@@ -100,7 +109,7 @@ SELECT DISTINCT ON (name, host) name, host, estimate_seconds, started_at
 -- reads the same in load_inputs, postgresql.sql, in its one round trip;
 -- SQLite's statement of this name is in sqlite.sql): timed by the
 -- database's clock only, a spooled run's times are a host's.
-SELECT extract(epoch FROM finished_at - started_at) AS seconds
+SELECT extract(epoch FROM finished_at - started_at)::float8 AS seconds
   FROM cronpolicy.script_run
  WHERE name = %(name)s AND status = 'succeeded' AND NOT spooled
  ORDER BY finished_at DESC LIMIT %(runs)s
@@ -132,6 +141,77 @@ SELECT started_at, finished_at FROM cronpolicy.script_run
  ORDER BY started_at DESC LIMIT 1
 
 
+-- name: recent_starts_of_each
+-- Each script's newest starts (host, status, needs), for many scripts in one
+-- round trip (a planner over a fleet of thousands of jobs), by
+-- script_run_name_started_idx.
+SELECT asked.name, run.host, run.status, run.started_at, run.needs
+  FROM unnest(%(names)s::text[]) AS asked (name)
+ CROSS JOIN LATERAL (SELECT host, status, started_at, needs FROM cronpolicy.script_run
+                      WHERE name = asked.name
+                      ORDER BY started_at DESC, id DESC LIMIT %(limit)s) AS run
+ ORDER BY asked.name, run.started_at DESC
+
+
+-- name: recent_runtimes_of_each
+-- recent_runtimes for many scripts in one round trip, newest first per name.
+SELECT asked.name, timed.seconds FROM unnest(%(names)s::text[]) AS asked (name)
+ CROSS JOIN LATERAL (SELECT extract(epoch FROM finished_at - started_at)::float8 AS seconds,
+                            finished_at
+                       FROM cronpolicy.script_run
+                      WHERE name = asked.name AND status = 'succeeded' AND NOT spooled
+                      ORDER BY finished_at DESC LIMIT %(runs)s) AS timed
+ ORDER BY asked.name, timed.finished_at DESC
+
+
+-- name: last_success_of_each
+-- last_success_on for many (script, host) pairs in one round trip.
+SELECT asked.name, asked.host, found.started_at
+  FROM unnest(%(names)s::text[], %(hosts)s::text[]) AS asked (name, host)
+ CROSS JOIN LATERAL (SELECT started_at FROM cronpolicy.script_run
+                      WHERE name = asked.name AND host = asked.host AND status = 'succeeded'
+                      ORDER BY started_at DESC LIMIT 1) AS found
+
+
+-- name: declared_intervals
+-- The expected interval each script declared at its latest start that
+-- declared one (seconds).
+SELECT name, expected_interval FROM cronpolicy.script_run
+ WHERE id IN (SELECT max(id) FROM cronpolicy.script_run
+               WHERE expected_interval IS NOT NULL GROUP BY name)
+
+
+-- name: last_finished_success_of_each
+-- When each script last succeeded (its newest finish, any host) and, for
+-- one that never did, when it was first heard of: what `overdue` measures
+-- an expected interval from (script_run_estimate_idx, script_run_name_started_idx).
+SELECT asked.name,
+       (SELECT max(finished_at) FROM cronpolicy.script_run
+         WHERE name = asked.name AND status = 'succeeded') AS last_success,
+       (SELECT min(started_at) FROM cronpolicy.script_run
+         WHERE name = asked.name) AS first_started
+  FROM unnest(%(names)s::text[]) AS asked (name)
+
+
+-- name: runs_since
+-- A script's runs since a moment, newest first (at most 1000): what
+-- `overdue` says happened after its last success.
+SELECT status, started_at, skip_reason, exit_code, decision FROM cronpolicy.script_run
+ WHERE name = %(name)s AND started_at >= %(since)s
+ ORDER BY started_at DESC LIMIT 1000
+
+
+-- name: rollouts_in_a_row_of_each
+-- rollouts_in_a_row for many scripts in one round trip.
+SELECT name, host, count(DISTINCT block) AS blocks FROM cronpolicy.script_run AS skipped
+ WHERE name = ANY(%(names)s::text[]) AND status = 'skipped' AND block IS NOT NULL
+   AND decision = ANY(%(rollout_skips)s::text[])
+   AND started_at > coalesce((SELECT max(started_at) FROM cronpolicy.script_run
+                               WHERE name = skipped.name AND host = skipped.host
+                                 AND status <> 'skipped'), '-infinity')
+ GROUP BY name, host
+
+
 -- name: services
 -- The services with a deploy pending.
 SELECT * FROM cronpolicy.service_deploy ORDER BY service
@@ -144,7 +224,7 @@ SELECT * FROM cronpolicy.service_deploy ORDER BY service
 -- script_run_name_started_idx).  One statement a script, for all its hosts.
 SELECT host, count(DISTINCT block) AS blocks FROM cronpolicy.script_run AS skipped
  WHERE name = %(name)s AND status = 'skipped' AND block IS NOT NULL
-   AND decision IN ('deploy-pending', 'service-pending', 'in-window', 'window-cutoff')
+   AND decision = ANY(%(rollout_skips)s::text[])
    AND started_at > coalesce((SELECT max(started_at) FROM cronpolicy.script_run
                                WHERE name = %(name)s AND host = skipped.host
                                  AND status <> 'skipped'), '-infinity')
@@ -179,3 +259,14 @@ SELECT stop_block AS block, count(*) AS runs FROM cronpolicy.script_run
 -- The runs each rollout waited for, in the order they were first seen.
 SELECT * FROM cronpolicy.rollout_awaited WHERE rollout_id = ANY (%(ids)s)
  ORDER BY rollout_id, first_seen_at, run_id
+
+
+-- name: writable_tables
+-- The tables of the schema this login may change in any way (column rights
+-- included): `cronpolicy serve` refuses a login that can write.
+SELECT c.relname AS table_name
+  FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+ WHERE n.nspname = 'cronpolicy' AND c.relkind IN ('r', 'p')
+   AND (has_table_privilege(c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')
+        OR has_any_column_privilege(c.oid, 'INSERT, UPDATE'))
+ ORDER BY 1

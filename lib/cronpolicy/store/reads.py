@@ -39,6 +39,9 @@ UNLEASED_GRACE = datetime.timedelta(seconds=30)
 
 DEPLOY_KINDS = dict(DeployState.kinds, id="int")
 
+#: PostgreSQL's SQLSTATE for "permission denied".
+INSUFFICIENT_PRIVILEGE = "42501"
+
 
 def window_state(window, now):
     """cancelled, over, active or upcoming."""
@@ -126,6 +129,12 @@ class Reader:
             from cronpolicy.timeutil import to_sqlite
             return to_sqlite(moment)
         return moment
+
+    def _skips(self):
+        """The decisions of a rollout's skips (policy.ROLLOUT_SKIPS), a
+        parameter: the rules' one list, not a copy in each statement."""
+        from cronpolicy.policy import ROLLOUT_SKIPS
+        return self._list(ROLLOUT_SKIPS)
 
     def _list(self, values):
         """A parameter holding a list: an array on PostgreSQL, JSON text on SQLite."""
@@ -231,6 +240,21 @@ class Reader:
             found = self.rows("recent_runs", {"limit": limit}, RunRow.kinds)
         return [with_duration(run) for run in found]
 
+    def fleet_runs_since(self, since, limit):
+        """The newest ``limit`` runs that started after ``since``, newest
+        first, each with its duration: what a timeline draws of them."""
+        kinds = {column: RunRow.kinds[column] for column in (
+            "started_at", "finished_at", "estimate_seconds", "safe_to_interrupt")}
+        return [with_duration(run) for run in self.rows(
+            "fleet_runs_since", {"since": self._time(since), "limit": int(limit)}, kinds)]
+
+    def writable_tables(self):
+        """The tables this login may change (PostgreSQL; on SQLite, whoever
+        may write the file may write them all: None)."""
+        if self.backend == config.SQLITE:
+            return None
+        return [row["table_name"] for row in self.rows("writable_tables")]
+
     def known_names(self):
         """Every script name the history holds, sorted."""
         return [row["name"] for row in self.rows("known_names")]
@@ -287,7 +311,75 @@ class Reader:
         """{host: how many rollouts in a row skipped ``name`` there} (hosts
         where none did are left out)."""
         return {row["host"]: int(row["blocks"] or 0)
-                for row in self.rows("rollouts_in_a_row", {"name": name})}
+                for row in self.rows("rollouts_in_a_row", {"name": name,
+                                                           "rollout_skips": self._skips()})}
+
+    # Many scripts at once: one round trip on PostgreSQL, where a fleet of
+    # thousands of jobs paid one per script (issue 32.3); SQLite, in the
+    # process, asks the one-script statements.
+
+    def recent_starts_of_each(self, names, limit):
+        """{name: its newest ``limit`` runs, newest first} for every one of
+        ``names``, each a dict with at least host, status, started_at, needs."""
+        names = sorted(set(names))
+        if self.backend == config.SQLITE:
+            return {name: self.recent_runs(name, limit) for name in names}
+        found = {name: [] for name in names}
+        for run in self.rows("recent_starts_of_each", {"names": names, "limit": limit},
+                             {"started_at": "time"}):
+            found[run["name"]].append(run)
+        return found
+
+    def recent_runtimes_of_each(self, names, runs):
+        """{name: recent_runtimes(name, runs)} for every one of ``names``."""
+        names = sorted(set(names))
+        if self.backend == config.SQLITE:
+            return {name: self.recent_runtimes(name, runs) for name in names}
+        found = {name: [] for name in names}
+        for row in self.rows("recent_runtimes_of_each", {"names": names, "runs": int(runs)}):
+            found[row["name"]].append(row["seconds"])
+        return found
+
+    def rollouts_in_a_row_of_each(self, names):
+        """{name: rollouts_in_a_row(name)} for every one of ``names``."""
+        names = sorted(set(names))
+        if self.backend == config.SQLITE:
+            return {name: self.rollouts_in_a_row(name) for name in names}
+        found = {name: {} for name in names}
+        for row in self.rows("rollouts_in_a_row_of_each", {"names": names,
+                                                           "rollout_skips": self._skips()}):
+            found[row["name"]][row["host"]] = int(row["blocks"] or 0)
+        return found
+
+    def last_success_of_each(self, pairs):
+        """{(name, host): last_success_on(name, host)} for every pair that
+        ever succeeded (the others are left out)."""
+        pairs = sorted(set(pairs))
+        if self.backend == config.SQLITE:
+            found = {pair: self.last_success_on(*pair) for pair in pairs}
+            return {pair: moment for pair, moment in found.items() if moment is not None}
+        return {(row["name"], row["host"]): row["started_at"] for row in self.rows(
+            "last_success_of_each", {"names": [name for name, _ in pairs],
+                                     "hosts": [host for _, host in pairs]},
+            {"started_at": "time"})}
+
+    def declared_intervals(self):
+        """{name: the expected interval (seconds) its latest start declared}."""
+        return {row["name"]: float(row["expected_interval"])
+                for row in self.rows("declared_intervals")}
+
+    def success_and_first_run(self, names):
+        """{name: (when it last finished a success, when it first started)},
+        each None when there is none: what an expected interval is measured from."""
+        return {row["name"]: (row["last_success"], row["first_started"]) for row in self.rows(
+            "last_finished_success_of_each", {"names": self._list(sorted(set(names)))},
+            {"last_success": "time", "first_started": "time"})}
+
+    def runs_since(self, name, since):
+        """``name``'s runs since ``since``, newest first, at most 1000:
+        dicts of status, started_at, skip_reason, exit_code, decision."""
+        return self.rows("runs_since", {"name": name, "since": self._time(since)},
+                         {"started_at": "time"})
 
     def ran_since(self, name, host, since):
         """Whether ``name`` started for real (not skipped) on ``host`` after ``since``."""
@@ -374,11 +466,18 @@ def _transaction(reader, write=False):
 def reap_if_free(reader, busy_timeout=config.DEFAULT_CONNECT_TIMEOUT):
     """Record dead runs as abandoned, in a transaction of their own, unless
     the database is busy with a writer (SQLite: a DBA's open transaction)
-    for longer than BRIEF_WAIT: then the read goes on without, and a later
-    one does it."""
+    for longer than BRIEF_WAIT, or the login may only read (PostgreSQL:
+    cronpolicy_reader): then the read goes on without, and a later one
+    (or another login's) does it."""
     if reader.backend == config.POSTGRESQL:
-        with _transaction(reader, write=True):
-            reader.reap_dead_runs()
+        try:
+            with _transaction(reader, write=True):
+                reader.reap_dead_runs()
+        except DatabaseError as error:
+            if getattr(error.__cause__, "pgcode", None) != INSUFFICIENT_PRIVILEGE:
+                raise
+            import logging      # a login that may only read (cronpolicy_reader)
+            logging.getLogger("cronpolicy").info("dead runs not recorded: %s", error)
         return
     import sqlite3
     connection = reader.connection

@@ -13,6 +13,15 @@ SELECT * FROM cronpolicy.script_run WHERE status = 'running' ORDER BY started_at
 SELECT * FROM cronpolicy.script_run ORDER BY started_at DESC, id DESC LIMIT :limit
 
 
+-- name: fleet_runs_since
+-- The newest runs (and skipped starts) that started after a moment, newest
+-- first, at most a limit: what `cronpolicy serve` draws (script_run_started_idx).
+SELECT id, name, host, status, started_at, finished_at, exit_code, decision,
+       skip_reason, stop_reason, estimate_seconds, safe_to_interrupt, release
+  FROM cronpolicy.script_run WHERE julianday(started_at) > julianday(:since)
+ ORDER BY started_at DESC, id DESC LIMIT :limit
+
+
 -- name: recent_runs_of
 SELECT * FROM cronpolicy.script_run WHERE name = :name
  ORDER BY started_at DESC, id DESC LIMIT :limit
@@ -90,13 +99,42 @@ SELECT started_at, finished_at FROM cronpolicy.script_run
  ORDER BY started_at DESC LIMIT 1
 
 
+-- name: declared_intervals
+-- The expected interval each script declared at its latest start that
+-- declared one (seconds).
+SELECT name, expected_interval FROM cronpolicy.script_run
+ WHERE id IN (SELECT max(id) FROM cronpolicy.script_run
+               WHERE expected_interval IS NOT NULL GROUP BY name)
+
+
+-- name: last_finished_success_of_each
+-- When each script last succeeded (its newest finish, any host) and, for
+-- one that never did, when it was first heard of: what `overdue` measures
+-- an expected interval from.
+SELECT asked.value AS name,
+       (SELECT finished_at FROM cronpolicy.script_run
+         WHERE name = asked.value AND status = 'succeeded'
+         ORDER BY finished_at DESC LIMIT 1) AS last_success,
+       (SELECT started_at FROM cronpolicy.script_run
+         WHERE name = asked.value ORDER BY started_at LIMIT 1) AS first_started
+  FROM json_each(:names) AS asked
+
+
+-- name: runs_since
+-- A script's runs since a moment, newest first (at most 1000): what
+-- `overdue` says happened after its last success.
+SELECT status, started_at, skip_reason, exit_code, decision FROM cronpolicy.script_run
+ WHERE name = :name AND julianday(started_at) >= julianday(:since)
+ ORDER BY started_at DESC LIMIT 1000
+
+
 -- name: rollouts_in_a_row
 -- How many rollouts in a row skipped a script, on each of its hosts: the
 -- distinct blocks of its rollout skips there since it last started there
 -- for real.  One statement a script, for all its hosts.
 SELECT host, count(DISTINCT block) AS blocks FROM cronpolicy.script_run AS skipped
  WHERE name = :name AND status = 'skipped' AND block IS NOT NULL
-   AND decision IN ('deploy-pending', 'service-pending', 'in-window', 'window-cutoff')
+   AND decision IN (SELECT value FROM json_each(:rollout_skips))
    AND julianday(started_at) > coalesce((SELECT max(julianday(started_at))
                                           FROM cronpolicy.script_run
                                          WHERE name = :name AND host = skipped.host

@@ -25,8 +25,28 @@ DEFAULT_SERVER_DSN = "postgresql://127.0.0.1:5432/postgres"
 BACKENDS = ("postgresql", "sqlite")
 
 
+#: Fixtures that need the PostgreSQL server (a test using one is marked postgresql).
+SERVER_FIXTURES = frozenset((
+    "pg_database", "pg_dsn", "pg_roles", "empty_pg_dsn", "fault_proxy", "pgbouncers",
+    "pg_scripts"))
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: spawns many real processes; still run in CI")
+    config.addinivalue_line("markers", "postgresql: needs the PostgreSQL server (marked by "
+                                       "its fixtures); `-m 'not postgresql'` is the unit layer")
+
+
+def pytest_collection_modifyitems(items):
+    """Mark the tests that need the server: by their fixtures, and the
+    PostgreSQL (and pgbouncer) half of every test run on each backend."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        params = callspec.params.values() if callspec is not None else ()
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())) or any(
+                isinstance(value, str) and value.startswith(("postgresql", "pgbouncer-"))
+                for value in params):
+            item.add_marker(pytest.mark.postgresql)
 
 
 def server_dsn():
@@ -72,7 +92,8 @@ def drop_database(name):
         cursor.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
 
 
-GROUP_ROLES = ("cronpolicy_admin", "cronpolicy_rollout", "cronpolicy_script", "cronpolicy_auditor")
+GROUP_ROLES = ("cronpolicy_admin", "cronpolicy_rollout", "cronpolicy_script", "cronpolicy_reader",
+               "cronpolicy_auditor")
 _created_group_roles = []
 
 

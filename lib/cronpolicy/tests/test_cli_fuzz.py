@@ -6,10 +6,10 @@ new command or option is fuzzed without touching this file.  The database is
 a SQLite file (fast, and nothing outside this test's directory can be
 touched).  Left out: `run` (it runs the command it is given), `crontab`
 (tested on its own in test_crontab.py), `schema roles` (PostgreSQL roles are
-cluster-wide), and options naming files to write (--output, --svg) or another
-database (--dsn); `deploy wait` is always given a short --timeout last, and
-`deploy run` a short --wait-timeout and the command `true` (no generated
-word is ever run).
+cluster-wide), `serve` (it serves until stopped: test_serve.py), and options
+naming files to write (--output, --svg) or another database (--dsn); `deploy
+wait` is always given a short --timeout last, and `deploy run` a short
+--wait-timeout and the command `true` (no generated word is ever run).
 """
 
 import argparse
@@ -23,7 +23,7 @@ from cronpolicy.tooling.cli import build_parser
 DOCUMENTED = {exitcodes.OK, exitcodes.USAGE, exitcodes.LOCKED, exitcodes.GATE_ERROR,
               exitcodes.WOULD_SKIP, exitcodes.WAIT_TIMEOUT, exitcodes.OVERDUE,
               exitcodes.NOT_ALL_WRAPPED}
-SKIPPED_COMMANDS = {("run",), ("crontab",), ("schema", "roles")}
+SKIPPED_COMMANDS = {("run",), ("crontab",), ("schema", "roles"), ("serve",)}
 SKIPPED_OPTIONS = {"--output", "--svg", "--dsn", "-h", "--help"}
 
 

@@ -600,3 +600,22 @@ def test_starts_with_the_same_moment_key_are_decided_alike(specs, estimate_minut
         assert key == previous or key not in seen, (minute, key)       # never back
         assert seen.setdefault(key, verdict) == verdict, (minute, key)
         previous = key
+
+
+def test_every_block_the_rules_make_is_described_by_what_made_it():
+    """A service deploy's skip was described as "a rollout" (describe_block
+    knew no service blocks), so its catch-up said it ran because "a rollout"
+    was over; explain read the service out of the block on its own."""
+    from cronpolicy.rows import DeployState, Rollout, ServiceDeploy, Window
+    moment = datetime.datetime(2026, 12, 6, 4, tzinfo=datetime.timezone.utc)
+    blocks = {
+        policy.deploy_block(DeployState(deploy_pending=True, changed_at=moment)):
+            "the deploy pending since 2026-12-06 04:00:00Z",
+        policy.service_block(ServiceDeploy(service="xmlrpc", changed_at=moment)):
+            "the deploy of service xmlrpc pending since 2026-12-06 04:00:00Z",
+        policy.window_block(Window(id=7, starts_at=moment, ends_at=moment)): "rollout window #7",
+        policy.rollout_block(Rollout(id=12)): "rollout #12",
+    }
+    for block, said in blocks.items():
+        assert policy.describe_block(block) == said, block
+    assert [policy.block_service(block) for block in blocks] == [None, "xmlrpc", None, None]

@@ -356,7 +356,8 @@ def test_the_simulate_examples_run_and_the_quoted_figures_are_what_they_print(tm
 
 
 #: The cluster-wide roles README's set-up and recipes name.
-README_ROLES = ("cron_web1", "cron_web2", "cron_web1b", "cron_publishers", "release_bot", "alice")
+README_ROLES = ("cron_web1", "cron_web2", "cron_web1b", "cron_publishers", "release_bot", "alice",
+                "dashboard")
 #: An advisory lock (in the server's own database) held while they exist:
 #: roles belong to the whole server, so test runs alongside take turns.
 README_ROLES_LOCK = 0x52454144      # 'READ'

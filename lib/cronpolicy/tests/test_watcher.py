@@ -151,6 +151,30 @@ def test_a_flood_of_notifications_is_one_read_per_tenth_of_a_second(pg_dsn):
     assert 1 <= during <= 2 + (elapsed + 0.3) / 0.1, (during, elapsed)
 
 
+def test_a_stop_announced_as_main_begins_is_read_at_once(pg_dsn):
+    """Issue 32.2: the decision's own read did not count as a re-read for
+    the flood limit, so news announced as main() began waited up to
+    REREAD_AT_MOST_EVERY (115 ms at p50) for its read.  The first news is
+    read at once; the next within the limit waits for it."""
+    import time
+    from cronpolicy.watcher import REREAD_AT_MOST_EVERY
+    settings = Settings(dsn=pg_dsn, dsn_source="--dsn", heartbeat_interval=30,
+                        lease_ttl=90, poll_interval=30)
+    store = PostgresStore(pg_dsn)
+    try:
+        inputs = store.load_inputs("job", 20)       # the decision's read
+        run = store.record_start(RunRecord(name="job", host="web1", pid=1))
+        watcher = RunWatcher(store, run, "job", "web1", settings,
+                             Interruption(None, logging.getLogger("job")), inputs=inputs)
+        later = time.monotonic() + 60
+        assert watcher._first_check > time.monotonic() + 1        # no re-read without news
+        assert watcher._soon(later) <= time.monotonic()           # news: at once
+        watcher._evaluate()                                        # that read
+        assert watcher._soon(later) >= time.monotonic() + REREAD_AT_MOST_EVERY / 2
+    finally:
+        store.close()
+
+
 def test_news_missed_while_reconnecting_is_still_news(pg_dsn):
     """A change announced while the run had no session (between a dropped
     connection and the next LISTEN) is lost by the server; the store says

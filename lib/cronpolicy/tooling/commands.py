@@ -507,7 +507,7 @@ def cmd_overdue(args, settings):
     from cronpolicy.store.reads import reading
     from cronpolicy.tooling import overdue
     from cronpolicy.tooling.rollouts import open_problems, summary
-    now, reports = overdue.overdue_scripts(_database(settings), tolerance=args.tolerance,
+    now, reports = overdue.overdue_scripts(settings, tolerance=args.tolerance,
                                            include_all=args.all)
     _, scheduled = overdue.scheduled_reports(
         settings, grace=positive_duration(args.grace, "--grace"), starving_after=args.starving,

@@ -13,6 +13,7 @@ from sqlalchemy.pool import NullPool
 from cronpolicy import config, schema
 from cronpolicy.errors import SchemaError
 from cronpolicy.store import pgdriver
+from cronpolicy.store.reads import BRIEF_WAIT
 from cronpolicy.store.sqlite import open_sqlite
 
 
@@ -20,8 +21,8 @@ class Database:
     """One policy database: an engine plus the helpers every command needs."""
 
     #: How long a read command's best-effort write (recording dead runs)
-    #: waits for SQLite's write lock before doing without.
-    BRIEF_WAIT = 0.25
+    #: waits for SQLite's write lock before doing without (store.reads').
+    BRIEF_WAIT = BRIEF_WAIT
 
     def __init__(self, settings, application_name="cronpolicy-cli"):
         self.settings = settings

@@ -149,10 +149,9 @@ def _cause(reader, run):
         return _latest_before(reader, "rollout", _rollout_of(block), run["finished_at"]
                               or run["started_at"], lambda entry: entry["operation"] == "INSERT")
     if run["status"] == "skipped" and run["decision"] == policy.SERVICE_PENDING:
-        # The block names the service: "service:NAME:since".
-        service = (run.get("block") or "").split(":")[1:2]
+        service = policy.block_service(run.get("block"))
         return _latest_before(reader, "service_deploy", None, run["started_at"],
-                              _service_begun(service[0])) if service else None
+                              _service_begun(service)) if service else None
     if run["status"] == "skipped":
         code, ids, moment = run["decision"], run, run["started_at"]
     elif run["status"] == "interrupted":

@@ -14,39 +14,51 @@ from cronpolicy.store.reads import Reader, reading, window_dict
 
 def status(settings, warn=None):
     """What a release manager needs at a glance, as one dict."""
+    with reading(settings, "read the status", reap=True) as reader:
+        return status_of(reader, settings, warn)
+
+
+def status_of(reader, settings, warn=None, host="*", script="*", schedules=None):
+    """``status`` as ``reader`` (store.reads.Reader) reads it, in its
+    transaction, recording nothing (`cronpolicy serve` reads through a
+    login that may only read); running runs and schedules on ``host`` of
+    ``script`` (globs).  ``schedules``: {(name, host): Schedule} already
+    known (`serve` keeps them), instead of reading them."""
+    from cronpolicy.matching import glob_matches
     from cronpolicy.tooling import rollouts
     from cronpolicy.tooling.schedules import describe, fleet_schedules
-    with reading(settings, "read the status", reap=True) as reader:
-        inputs = reader.inputs()
-        now = inputs.now
-        windows = [window_dict(window, now) for window in inputs.windows]
-        policies = [row._asdict() for row in inputs.policies]
-        found = fleet_schedules(reader, inputs, warn)
-        for row in reader.owners_without_roles() if warn is not None else ():
-            warn("%s #%d gives %s %s to database role %s, which does not exist: the row lets "
-                 "no one write for it (create the role again, or change the row)" % (
-                     row["table_name"], row["id"],
-                     "script" if row["table_name"] == "script_owner" else "host",
-                     row["owned"], row["db_role"]))
-        scheduled = sorted((dict({"name": name, "host": host}, **describe(schedule, now))
-                            for (name, host), schedule in found.items() if schedule is not None),
-                           key=lambda row: (row["next_start"] is None, row["next_start"] or now,
-                                            row["name"], row["host"]))
-        return {
-            "now": now,
-            "deploy": reader.deploy_state(),
-            "active_windows": [w for w in windows if w["state"] == "active"],
-            "upcoming_windows": [w for w in windows if w["state"] == "upcoming"],
-            "disabled_policies": [row for row in policies if not row["enabled"]],
-            "exempt_policies": [row for row in policies
-                                if row["enabled"] and row["rollout_exempt"]],
-            "services": [row._asdict() for row in inputs.services],
-            "rollouts": [dict(found, problem=rollouts.problem(found, now)) for found in (
-                rollouts.describe(row, now, settings.default_rollout_expect)
-                for row in inputs.rollouts)],
-            "running": reader.live_runs(now),
-            "scheduled": scheduled,
-        }
+    inputs = reader.inputs()
+    now = inputs.now
+    windows = [window_dict(window, now) for window in inputs.windows]
+    policies = [row._asdict() for row in inputs.policies]
+    found = (fleet_schedules(reader, inputs, warn, host, script, scheduled_only=True)
+             if schedules is None else schedules)
+    for row in reader.owners_without_roles() if warn is not None else ():
+        warn("%s #%d gives %s %s to database role %s, which does not exist: the row lets "
+             "no one write for it (create the role again, or change the row)" % (
+                 row["table_name"], row["id"],
+                 "script" if row["table_name"] == "script_owner" else "host",
+                 row["owned"], row["db_role"]))
+    scheduled = sorted((dict({"name": name, "host": on}, **describe(schedule, now))
+                        for (name, on), schedule in found.items() if schedule is not None),
+                       key=lambda row: (row["next_start"] is None, row["next_start"] or now,
+                                        row["name"], row["host"]))
+    return {
+        "now": now,
+        "deploy": reader.deploy_state(),
+        "active_windows": [w for w in windows if w["state"] == "active"],
+        "upcoming_windows": [w for w in windows if w["state"] == "upcoming"],
+        "disabled_policies": [row for row in policies if not row["enabled"]],
+        "exempt_policies": [row for row in policies
+                            if row["enabled"] and row["rollout_exempt"]],
+        "services": [row._asdict() for row in inputs.services],
+        "rollouts": [dict(found, problem=rollouts.problem(found, now)) for found in (
+            rollouts.describe(row, now, settings.default_rollout_expect)
+            for row in inputs.rollouts)],
+        "running": [run for run in reader.live_runs(now, host)
+                    if glob_matches(script, run["name"])],
+        "scheduled": scheduled,
+    }
 
 
 def reap_if_free(db):

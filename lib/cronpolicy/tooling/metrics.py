@@ -153,7 +153,7 @@ def render(db, warn=None):
     names = sorted({row[0] for row in by_status})
     latest_estimates = [(row.name, row.estimate_seconds) for row in latest_estimates]
     running = {row[0]: row[2] for row in by_status if row[1] == "running"}
-    _, reports = overdue_scripts(db, include_all=True)
+    _, reports = overdue_scripts(db.settings, include_all=True, details=False)
     _, scheduled = scheduled_reports(db.settings, include_all=True, warn=warn)
 
     out.family("cronpolicy_last_success_timestamp_seconds", "gauge",

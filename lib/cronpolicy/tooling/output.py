@@ -60,8 +60,9 @@ def print_table(rows, columns):
     cells = [[heading for heading, _ in columns]]
     cells += [[str(render(row)) for _, render in columns] for row in rows]
     widths = [max(len(line[index]) for line in cells) for index in range(len(columns))]
-    for line in cells:
-        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+    # One write for the table (deploy plan's may have thousands of lines).
+    print("\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
+                    for line in cells))
 
 
 def quote(text):

@@ -20,53 +20,68 @@ last exit code), or not started at all.
 
 import datetime
 
-from sqlalchemy import and_, func, select
-
 from cronpolicy import planning, policy
 from cronpolicy.errors import UsageError
 from cronpolicy.matching import glob_matches, is_pattern
-from cronpolicy.rows import PolicyRow, from_mapping
 from cronpolicy.timeutil import format_duration, format_time
-from cronpolicy.tooling.tables import script_policy, script_run
 
 #: Overdue after this many intervals without a success.
 DEFAULT_TOLERANCE = 1.5
 
 
-def overdue_scripts(db, tolerance=DEFAULT_TOLERANCE, include_all=False):
+def overdue_scripts(settings, tolerance=DEFAULT_TOLERANCE, include_all=False, details=True):
     """(now, [report dict]) for scripts with an expected interval; only the
-    overdue ones unless ``include_all``."""
+    overdue ones unless ``include_all``.  ``details`` False leaves out what
+    happened since the last success (state "overdue" or "ok", no counts):
+    metrics needs only whether each is overdue, and a fleet has thousands."""
+    from cronpolicy.store.reads import reading
     if tolerance <= 0:
         raise UsageError("--tolerance must be positive")
-    with db.read("look for overdue scripts") as connection:
-        now = db.now(connection)
-        policies = [from_mapping(PolicyRow, row)
-                    for row in connection.execute(select(script_policy)).mappings()]
+    with reading(settings, "look for overdue scripts") as reader:
+        now = reader.now()
+        policies = reader.policies()
         with_interval = [row for row in policies
                          if row.host == "*" and row.expected_interval is not None]
-        declared = dict(connection.execute(
-            select(script_run.c.name, script_run.c.expected_interval)
-            .where(script_run.c.id.in_(
-                select(func.max(script_run.c.id)).where(
-                    script_run.c.expected_interval.is_not(None)).group_by(script_run.c.name)))
-        ).all())
+        declared = reader.declared_intervals()
         names = set(declared) | {row.name for row in with_interval if not is_pattern(row.name)}
-        names |= {name for (name,) in connection.execute(
-            select(script_run.c.name).distinct().where(
-                script_run.c.started_at > now - datetime.timedelta(days=90)))
-            if any(glob_matches(row.name, name) for row in with_interval)}
-        reports = []
-        for name in sorted(names):
+        patterns = [row for row in with_interval if is_pattern(row.name)]
+        if patterns:
+            names |= {name for name, _ in reader.recent_pairs(now - datetime.timedelta(days=90))
+                      if any(glob_matches(row.name, name) for row in patterns)}
+        by_id = {row.id: row for row in policies}
+        intervals = {}
+        for name in names:
             interval, policy_id = policy.expected_interval(policies, name)
-            row = next((row for row in policies if row.id == policy_id), None)
             if interval is None:
-                interval = declared.get(name)
-            if interval is None:
-                continue
-            reports.append(_report(connection, now, name, interval, tolerance, row))
-    for report in reports:
-        report["kind"] = "interval"
-    return now, [report for report in reports if include_all or report["overdue"]]
+                interval, policy_id = declared.get(name), None
+            if interval is not None:
+                intervals[name] = (float(interval), by_id.get(policy_id))
+        measured = reader.success_and_first_run(intervals)
+        reports = []
+        for name in sorted(intervals):
+            interval, row = intervals[name]
+            report, since = _measured(now, name, interval, tolerance, row, *measured[name])
+            if report["overdue"] or include_all:
+                if details:
+                    _say_what_happened(report, since, reader.runs_since(name, since),
+                                       interval * tolerance)
+                reports.append(report)
+    return now, reports
+
+
+def _measured(now, name, interval, tolerance, policy_row, last_success, first_started):
+    """(the report of ``name`` before its details, since when it is
+    measured): its last success, else the first we heard of it, else its
+    policy row's change, else now; overdue when that is longer ago than allowed."""
+    since = last_success or first_started or (
+        policy_row.changed_at if policy_row is not None else now)
+    age = (now - since).total_seconds()
+    overdue = age > interval * tolerance
+    return {"kind": "interval", "name": name, "expected_interval": interval,
+            "interval_source": "policy" if policy_row is not None else "script",
+            "last_success": last_success, "seconds_since": age,
+            "overdue": overdue, "state": "overdue" if overdue else "ok", "detail": "",
+            "counts": {}}, since
 
 
 #: What `overdue` allows a scheduled run beyond its estimate.
@@ -82,29 +97,34 @@ def scheduled_reports(settings, grace=DEFAULT_GRACE, starving_after=None, includ
     starving_after = starving_after or planning.STARVING_AFTER
     fleet = gather(settings, warn=warn)
     now = fleet.inputs.now
-    planner = planning.Planner(fleet.jobs, [], settings, now, now)
     reports = []
-    with reading(settings, "look for overdue scripts") as reader:
-        for job in fleet.jobs:
-            if job.schedule is None:
-                continue
-            last = next((run["started_at"] for run in fleet.history[job.name]
-                         if run["host"] == job.host and run["status"] == "succeeded"), None) \
-                or reader.last_success_on(job.name, job.host)
-            late, due = planning.overdue_by_schedule(job.schedule, last, planner.estimate(job),
-                                                     grace, now, job.schedule.known_since)
-            starving = job.starving >= starving_after
-            if not (late or starving or include_all):
-                continue
-            reports.append({
-                "kind": "schedule", "name": job.name, "host": job.host,
-                "schedule": job.schedule.expression, "schedule_tz": job.schedule.tz,
-                "schedule_origin": job.schedule.origin, "missed_start": due,
-                "last_success": last, "estimate_seconds": planner.estimate(job),
-                "overdue": late, "starving": job.starving if starving else 0,
-                "skipped_by": job.starving, "next_start": job.schedule.next_after(now),
-                "state": "starving" if starving else "late" if late else "ok",
-                "detail": _scheduled_detail(job, late, due, last, starving)})
+    scheduled = [job for job in fleet.jobs if job.schedule is not None]
+    last_success = {}
+    for job in scheduled:
+        last_success.setdefault((job.name, job.host), next(
+            (run["started_at"] for run in fleet.history[job.name]
+             if run["host"] == job.host and run["status"] == "succeeded"), None))
+    unknown = [pair for pair, moment in last_success.items() if moment is None]
+    if unknown:
+        with reading(settings, "look for overdue scripts") as reader:
+            last_success.update(reader.last_success_of_each(unknown))
+    for job in scheduled:
+        last = last_success[job.name, job.host]
+        estimate = planning.job_estimate(job, settings).seconds    # (gather worked it out)
+        late, due = planning.overdue_by_schedule(job.schedule, last, estimate, grace, now,
+                                                 job.schedule.known_since)
+        starving = job.starving >= starving_after
+        if not (late or starving or include_all):
+            continue
+        reports.append({
+            "kind": "schedule", "name": job.name, "host": job.host,
+            "schedule": job.schedule.expression, "schedule_tz": job.schedule.tz,
+            "schedule_origin": job.schedule.origin, "missed_start": due,
+            "last_success": last, "estimate_seconds": estimate,
+            "overdue": late, "starving": job.starving if starving else 0,
+            "skipped_by": job.starving, "next_start": job.schedule.next_after(now),
+            "state": "starving" if starving else "late" if late else "ok",
+            "detail": _scheduled_detail(job, late, due, last, starving)})
     return now, reports
 
 
@@ -128,23 +148,9 @@ def _scheduled_detail(job, late, due, last, starving):
                job.schedule.known_since), last_said)
 
 
-def _report(connection, now, name, interval, tolerance, policy_row):
-    last_success = connection.execute(
-        select(func.max(script_run.c.finished_at)).where(and_(
-            script_run.c.name == name, script_run.c.status == "succeeded"))).scalar()
-    since = last_success
-    if since is None:
-        first = connection.execute(select(func.min(script_run.c.started_at))
-                                   .where(script_run.c.name == name)).scalar()
-        since = first if first is not None else (policy_row.changed_at if policy_row is not None
-                                                 else now)
-    after = [dict(row) for row in connection.execute(
-        select(script_run.c.status, script_run.c.started_at, script_run.c.skip_reason,
-               script_run.c.exit_code, script_run.c.decision)
-        .where(and_(script_run.c.name == name,
-                    script_run.c.started_at >= (last_success or since)))
-        .order_by(script_run.c.started_at.desc()).limit(1000)).mappings()]
-    age = (now - since).total_seconds()
+def _say_what_happened(report, since, after, allowed):
+    """Fill ``report``'s state, detail and counts from ``after``, its
+    script's runs since ``since`` (its last success), newest first."""
     counts = {}
     for row in after:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
@@ -158,12 +164,8 @@ def _report(connection, now, name, interval, tolerance, policy_row):
             len(skips), "" if len(skips) == 1 else "s", skips[0]["skip_reason"])
     elif counts.get("running"):
         state, detail = "running", "a run is under way"
-    elif last_success is not None and age <= float(interval) * tolerance:
-        state, detail = "ok", "succeeded %s ago" % format_duration(age)
+    elif report["last_success"] is not None and report["seconds_since"] <= allowed:
+        state, detail = "ok", "succeeded %s ago" % format_duration(report["seconds_since"])
     else:
         state, detail = "not started", "no run started since %s" % format_time(since)
-    return {"name": name, "expected_interval": float(interval),
-            "interval_source": "policy" if policy_row is not None else "script",
-            "last_success": last_success, "seconds_since": age,
-            "overdue": age > float(interval) * tolerance,
-            "state": state, "detail": detail, "counts": counts}
+    report.update(state=state, detail=detail, counts=counts)

@@ -35,7 +35,8 @@ def _estimate(settings, inputs, name, host, recorded):
 #: What a rollout plan reads: the decision ``inputs`` (no history), the
 #: ``jobs`` ([planning.Job]) and ``flights`` ([planning.Flight]); ``live``:
 #: every run in flight, rollout-exempt ones too, as status shows them;
-#: ``history``: {name: its newest runs, all hosts}.
+#: ``history``: {name: its newest runs, all hosts (host, status,
+#: started_at and needs at least)}.
 Fleet = shape("Fleet", "inputs jobs flights live history")
 
 
@@ -49,19 +50,25 @@ def gather(settings, host="*", script="*", warn=None):
         live = [run for run in reader.live_runs(inputs.now, host)
                 if glob_matches(script, run["name"])]
         names = sorted({name for name, _ in found} | {run["name"] for run in live})
-        history = {name: reader.recent_runs(name, RECENT_RUNS) for name in names}
-        in_a_row = {name: reader.rollouts_in_a_row(name) for name in {name for name, _ in found}}
+        history = reader.recent_starts_of_each(names, RECENT_RUNS)
+        in_a_row = reader.rollouts_in_a_row_of_each({name for name, _ in found})
         declared = declarations(reader.declared_runtimes(inputs.now - RECENT))
         # Each script's history as its gate reads it; the rest from the one
         # snapshot, whose policy rows are indexed once for the fleet.
-        by_name = {name: inputs._replace(recent_runtimes=reader.recent_runtimes(
-            name, settings.estimate_runs)) for name in names}
+        runtimes = reader.recent_runtimes_of_each(names, settings.estimate_runs)
+        by_name = {name: inputs._replace(recent_runtimes=runtimes[name]) for name in names}
+    # What each script declared it needs at its newest start on each host
+    # that declared any (history is newest first).
+    needs = {}
+    for name, runs in history.items():
+        for run in runs:
+            if run["needs"] is not None:
+                needs.setdefault((name, run["host"]), run["needs"])
     jobs = []
     for (name, on), schedule in found.items():
         jobs.append(planning.Job(name, on, schedule, declared(name, on),
                                  by_name[name], in_a_row[name].get(on, 0),
-                                 next((parse_needs(run["needs"]) for run in history[name]
-                                       if run["host"] == on and run["needs"] is not None), ())))
+                                 parse_needs(needs[name, on]) if (name, on) in needs else ()))
     flights = []
     for run in live:
         run["exempt"] = policy.rollout_exempt(inputs.policies, run["name"], run["host"])
@@ -83,15 +90,23 @@ def _believed(settings, jobs, flights, warn=None):
     """(jobs, flights) without those whose runtime no plan believes
     (planning.runtime_problem), each named in a warning: one absurd row
     leaves its own job out, never the whole answer."""
+    from cronpolicy.matching import matching_policies
     said, believed_jobs, believed_flights = {}, [], []
+    # A script's jobs on many hosts share its history (one inputs), and
+    # mostly its rows and declaration: each estimate is worked out once.
+    known = {}
     for job in jobs:
-        estimate = planning.job_estimate(job, settings)
+        key = (job.name, id(job.inputs), job.expected_runtime, tuple(
+            row.id for row in matching_policies(job.inputs.policies, job.name, job.host)))
+        estimate = known.get(key)
+        if estimate is None:
+            estimate = known[key] = planning.job_estimate(job, settings)
         problem = planning.runtime_problem(estimate.seconds)
         if problem:
             said.setdefault((job.name, "%s (%s)" % (problem, estimate.source)), []).append(
                 job.host)
         else:
-            believed_jobs.append(job)
+            believed_jobs.append(job._replace(estimate=estimate))     # (worked out once)
     for flight in flights:
         problem = planning.runtime_problem((flight.expected_end - flight.started_at)
                                            .total_seconds())
@@ -247,16 +262,9 @@ def _alike(jobs):
     """``jobs`` with those alike on several hosts (same script, schedule,
     declarations, history, policy rows and standing windows over them)
     made one Job with its copies."""
-    from cronpolicy.matching import matching_policies, window_covers
     groups = {}
     for job in jobs:
-        needs = policy.effective_needs(job.inputs, planning.job_facts(job))
-        key = (job.name, job.schedule, job.expected_runtime, job.starving, tuple(job.needs),
-               tuple(row.id for row in matching_policies(job.inputs.policies, job.name,
-                                                         job.host)),
-               tuple(window.id for window in job.inputs.windows
-                     if window_covers(window, job.name, job.host, needs)))
-        groups.setdefault(key, []).append(job)
+        groups.setdefault(planning.alike_key(job), []).append(job)
     return [group[0]._replace(copies=sum(job.copies for job in group))
             for group in groups.values()]
 

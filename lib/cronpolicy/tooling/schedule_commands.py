@@ -11,25 +11,15 @@ def _warn(message):
     print("cronpolicy schedule: %s" % message, file=sys.stderr)
 
 
-def register_crontabs(settings, crontabs, time_zone=None, replace=False):
-    """Register the jobs of ``crontabs`` for this host; (outcome, jobs), with
-    what was left out said on standard error."""
-    from cronpolicy.tooling.database import Database
-    from cronpolicy.tooling.schedules import crontab_jobs, host_time_zone, register
-    jobs, left = crontab_jobs(crontabs, time_zone or host_time_zone())
-    for path, number, name, problem in left:
-        _warn("%s, line %d: %s: not registered: %s" % (
-            "standard input" if path == "-" else path, number, name, problem))
-    return register(Database(settings), jobs, settings.host, replace=replace), jobs
-
-
 def cmd_schedule_import(args, settings):
     from cronpolicy.schedule import schedule_problem
     from cronpolicy.errors import UsageError
     from cronpolicy.tooling.crontab.commands import crontabs_of
+    from cronpolicy.tooling.schedules import register_crontabs
     if args.tz and schedule_problem("@daily", args.tz):
         raise UsageError("--tz: %s" % schedule_problem("@daily", args.tz))
-    outcome, jobs = register_crontabs(settings, crontabs_of(args), args.tz, args.replace)
+    outcome, jobs = register_crontabs(settings, crontabs_of(args), args.tz, args.replace,
+                                      warn=_warn)
     if args.json:
         print_json({"host": settings.host, "jobs": [job._asdict() for job in jobs], **outcome})
         return _said_refused(outcome, settings.host)

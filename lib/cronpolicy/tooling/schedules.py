@@ -115,14 +115,32 @@ def register(db, jobs, host, replace=False):
     return outcome
 
 
-def fleet_schedules(reader, inputs, warn=None, host="*", script="*"):
+def register_crontabs(settings, crontabs, time_zone=None, replace=False, warn=None):
+    """Register the jobs of ``crontabs`` for this host; (outcome, jobs), with
+    what was left out said through ``warn``."""
+    from cronpolicy.tooling.database import Database
+    jobs, left = crontab_jobs(crontabs, time_zone or host_time_zone())
+    for path, number, name, problem in left:
+        if warn is not None:
+            warn("%s, line %d: %s: not registered: %s" % (
+                "standard input" if path == "-" else path, number, name, problem))
+    return register(Database(settings), jobs, settings.host, replace=replace), jobs
+
+
+def fleet_schedules(reader, inputs, warn=None, host="*", script="*", scheduled_only=False):
     """{(name, host): Schedule or None} for every script and host seen in
     the last 30 days, registered, or named by a policy row for a host, as
     ``reader`` (store.reads.Reader) reads them, among ``host`` and
-    ``script`` (globs)."""
+    ``script`` (globs).  ``scheduled_only``: the caller wants only those
+    with a schedule (others may be left out): the scripts seen are then
+    looked for only when a policy row gives a schedule (the rest have theirs
+    from a crontab or their own start), a read of 30 days of history that
+    took most of `status`'s time on a fleet of thousands of jobs."""
     from cronpolicy.matching import glob_matches, is_pattern
     registered, declared = reader.schedule_sources(inputs.now - RECENT)
-    pairs = set(reader.recent_pairs(inputs.now - RECENT)) | set(registered)
+    pairs = set(registered) | set(declared)
+    if not scheduled_only or any(row.schedule is not None for row in inputs.policies):
+        pairs |= set(reader.recent_pairs(inputs.now - RECENT))
     # A script only a policy row names, on no host seen yet: "*", its hosts.
     seen = {name for name, _ in pairs}
     pairs |= {(row.name, row.host if not is_pattern(row.host) else "*")

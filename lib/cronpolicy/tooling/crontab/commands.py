@@ -117,9 +117,10 @@ def _register(crontabs, dsn=None):
     """--register: what `cronpolicy schedule import` does with the same files,
     in the database `cronpolicy --dsn` (or the configuration) names."""
     from cronpolicy.config import Settings
-    from cronpolicy.tooling.schedule_commands import register_crontabs
+    from cronpolicy.tooling.schedules import register_crontabs
     settings = Settings.load(dsn=dsn)
-    outcome, _ = register_crontabs(settings, crontabs)
+    outcome, _ = register_crontabs(settings, crontabs, warn=lambda message: print(
+        "cronpolicy schedule: %s" % message, file=sys.stderr))
     print("schedules registered: %d added, %d changed, %d unchanged" % (
         len(outcome["added"]), len(outcome["changed"]), len(outcome["unchanged"])),
         file=sys.stderr)

@@ -1,0 +1,87 @@
+"""The reads a planner makes of many scripts at once (issue 32.3) say what
+the one-script reads say, on both backends.
+
+`deploy plan`, `deploy slot`, `overdue` and `metrics` once asked the history
+one script (or one script and host) at a time: about 1,400 statements for a
+fleet of 5,000 jobs.  On PostgreSQL they now ask for all in one statement;
+each is held here to the one-script statement it replaces, over generated
+history (several seeds) that mixes successes, failures, rollout skips, runs
+in flight, spooled rows, needs and declared intervals, written with plain SQL."""
+
+import random
+
+import pytest
+
+from cronpolicy.config import Settings
+from cronpolicy.store.reads import reading
+
+from .conftest import DBA, make_env
+
+NAMES = ["publish", "backup", "mirror-*sync", "a", "b'quote", "never-ran"]
+HOSTS = ["h1", "h2", "h3", "h-4"]
+STATUSES = ["succeeded"] * 4 + ["failed", "skipped", "skipped", "interrupted", "abandoned"]
+DECISIONS = ["deploy-pending", "service-pending", "in-window", "window-cutoff", "disabled"]
+
+
+def _fill(dba, seed):
+    """Write generated history (times relative to the database clock)."""
+    rng = random.Random(seed)
+    for number in range(120):
+        name, host = rng.choice(NAMES[:-1]), rng.choice(HOSTS)
+        status = rng.choice(STATUSES)
+        start = -rng.randint(60, 40 * 86400)
+        end = start + rng.randint(0, 7200)
+        decision = rng.choice(DECISIONS) if status == "skipped" else "run"
+        block = (rng.choice(["deploy:1", "window:2", "rollout:3", "rollout:4", None])
+                 if status == "skipped" else None)
+        interval = rng.choice([None, None, 3600.0, 86400.0])
+        dba.execute(
+            "INSERT INTO cronpolicy.script_run (name, host, pid, started_at, finished_at,"
+            " status, decision, block, needs, expected_interval, spooled, spool_id)"
+            " VALUES ({}, {}, 1, %s, %s, {}, {}, {}, {}, {}, {}, {})"
+            % (dba.now_plus(start), dba.now_plus(end)),
+            (name, host, status, decision, block, rng.choice([None, "xmlrpc", "db,xmlrpc"]),
+             interval, rng.random() < 0.1, "seed%d-%d" % (seed, number)))
+    # Two runs in flight.
+    for name, host in (("publish", "h1"), ("backup", "h-4")):
+        dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, started_at, status,"
+                    " decision, spool_id) VALUES ({}, {}, 1, %s, 'running', 'run', {})"
+                    % dba.now_plus(-30), (name, host, "flight-%s-%s" % (name, host)))
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_many_scripts_at_once_read_what_one_at_a_time_reads(dsn, tmp_path, seed):
+    dba = DBA(dsn)
+    _fill(dba, seed)
+    settings = Settings.load(environ=make_env(tmp_path, dsn))
+    pairs = [(name, host) for name in NAMES for host in HOSTS]
+    with reading(settings) as reader:
+        starts = reader.recent_starts_of_each(NAMES, 7)
+        runtimes = reader.recent_runtimes_of_each(NAMES, 5)
+        in_a_row = reader.rollouts_in_a_row_of_each(NAMES)
+        successes = reader.last_success_of_each(pairs)
+        measured = reader.success_and_first_run(NAMES)
+        declared = reader.declared_intervals()
+        for name in NAMES:
+            one = reader.recent_runs(name, 7)
+            assert [(run["host"], run["status"], run["started_at"], run["needs"])
+                    for run in starts[name]] == [
+                (run["host"], run["status"], run["started_at"], run["needs"]) for run in one]
+            assert runtimes[name] == pytest.approx(reader.recent_runtimes(name, 5))
+            assert in_a_row[name] == reader.rollouts_in_a_row(name)
+        for pair in pairs:
+            assert successes.get(pair) == reader.last_success_on(*pair), pair
+    rows = dba.execute("SELECT name, status, started_at, finished_at, expected_interval, id"
+                       " FROM cronpolicy.script_run")
+    from cronpolicy.rows import to_time
+    for name in NAMES:
+        mine = [row for row in rows if row[0] == name]
+        succeeded = [to_time(row[3]) for row in mine if row[1] == "succeeded"]
+        assert measured[name] == (max(succeeded, default=None),
+                                  min((to_time(row[2]) for row in mine), default=None)), name
+        declaring = [row for row in mine if row[4] is not None]
+        if declaring:
+            assert declared[name] == pytest.approx(float(max(declaring, key=lambda r: r[5])[4]))
+        else:
+            assert name not in declared
+    assert "never-ran" in measured and measured["never-ran"] == (None, None)

@@ -405,6 +405,22 @@ def build_parser(argv=None):
     sub.add_argument("--start", metavar="TIME", help="when the play begins, ISO 8601 (default "
                                                      "2026-01-05T00:00Z, a Monday)")
     sub.add_argument("--seed", default="1", help="runtimes and rollout times follow from it")
+    sub.add_argument("--seeds", type=int, default=1, metavar="N",
+                     help="play N seeds from --seed on; each figure is their median and range")
+    sub.add_argument("--warm-up", metavar="D",
+                     help="play this long before --start with no rollout, to fill the jobs' "
+                          "histories (default: long enough for every job's estimate)")
+    sub.add_argument("--code-share", type=float, default=0.0, metavar="F",
+                     help="this fraction of the rollouts are code-only (default 0)")
+    sub.add_argument("--restart", metavar="S[,S...]",
+                     help="the services a code-only rollout restarts (default: every service "
+                          "a job needs)")
+    sub.add_argument("--system", action="store_true",
+                     help="--crontab files have a user field (system crontabs), whatever "
+                          "their path")
+    sub.add_argument("--picture-at", metavar="TIME",
+                     help="--svg draws the rollout ready nearest this time (default: the one "
+                          "with cronpolicy's median stall)")
     for option, default, text in (
             ("--duration", "30m", "how long a deploy takes once the fleet is quiet"),
             ("--lead", "1h", "a: how long before the rollout the crontabs are disabled"),
@@ -418,7 +434,9 @@ def build_parser(argv=None):
                          help="%s (default %s)" % (text, default))
     sub.add_argument("--margin", metavar="D", help="the cut-off margin (default: the "
                                                    "configured cutoff_margin)")
-    sub.add_argument("--strategies", default="a,b,c,d", help="which to play (default a,b,c,d)")
+    sub.add_argument("--strategies", default="a,a0,b,b0,c,d",
+                     help="which to play (default a,a0,b,b0,c,d; a0 and b0: a and b "
+                          "awaiting what may not be stopped, never killing)")
     sub.add_argument("--workers", type=positive_int, help="processes (default: one per CPU)")
     sub.add_argument("--svg", metavar="FILE",
                      help="also draw one rollout under each strategy and every stall here")

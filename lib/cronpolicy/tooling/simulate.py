@@ -8,6 +8,7 @@ Jobs are named as `crontab wrap` names them.  The play itself is
 cronpolicy.simulation; the picture is simulation_picture.py.
 """
 
+import collections
 import copy
 import datetime
 import json
@@ -39,10 +40,11 @@ def _seconds(text, what):
 
 
 def parse_model(spec, what):
-    """A simulation.Model from a mapping {median, p95, interruptible, safe_every}."""
+    """A simulation.Model from a mapping {median, p95, interruptible,
+    safe_every, needs, exempt}."""
     if not isinstance(spec, dict):
         raise UsageError("%s: a model is {\"median\": ..., \"p95\": ...}, not %r" % (what, spec))
-    unknown = set(spec) - {"median", "p95", "interruptible", "safe_every"}
+    unknown = set(spec) - {"median", "p95", "interruptible", "safe_every", "needs", "exempt"}
     if unknown:
         raise UsageError("%s: unknown model field %s" % (what, ", ".join(sorted(unknown))))
     if "median" not in spec or "p95" not in spec:
@@ -53,7 +55,25 @@ def parse_model(spec, what):
     problem = simulation.model_problem(median, p95, interruptible, safe_every)
     if problem:
         raise UsageError("%s: %s" % (what, problem))
-    return simulation.Model(median, p95, interruptible, safe_every)
+    needs = spec.get("needs", [])
+    if not isinstance(needs, list) or not all(
+            isinstance(service, str) and service_problem(service) is None for service in needs):
+        raise UsageError("%s: \"needs\" is a list of service names (letters, digits, - _ .): %r"
+                         % (what, needs))
+    exempt = spec.get("exempt", False)
+    if exempt is not True and exempt is not False:
+        raise UsageError("%s: \"exempt\" is true or false: %r" % (what, exempt))
+    return simulation.Model(median, p95, interruptible, safe_every,
+                            tuple(sorted(set(needs))), exempt)
+
+
+def service_problem(service):
+    """Why ``service`` cannot name a service, or None."""
+    from cronpolicy.matching import parse_needs
+    if not service or len(service) > 100 or parse_needs(service) != (service,) \
+            or not all(char.isalnum() or char in "-_." for char in service):
+        return "not a service name: %r" % (service,)
+    return None
 
 
 def model_from_words(text):
@@ -73,12 +93,14 @@ def model_from_words(text):
     return name, parse_model(spec, "--model %s" % name)
 
 
-def _read_crontab(path):
+def _read_crontab(path, system=False):
+    """A crontab file: a system one (a user field) when ``system`` or its
+    path says so, as the crontab commands read it."""
     from cronpolicy.tooling.crontab.files import read_bytes
     from cronpolicy.tooling.crontab.host import Crontab, detect_system
     from cronpolicy.tooling.crontab.lines import read_crontab
     text = read_crontab(read_bytes(path, "the crontab"))
-    return Crontab(path, text, detect_system(path, text))     # as the crontab commands do
+    return Crontab(path, text, system or detect_system(path, text))
 
 
 def _utf8(text):
@@ -98,7 +120,7 @@ def host_problem(host):
     return None
 
 
-def _instances(hosts, models, default):
+def _instances(hosts, models, default, system=False):
     """[simulation.Instance] of {host: [crontab path]}, named as wrap names
     them; every job with a model, every model a job's, each name once a host."""
     from cronpolicy.schedule import Schedule
@@ -107,7 +129,7 @@ def _instances(hosts, models, default):
     for host, paths in sorted(hosts.items()):
         if host_problem(host):
             raise UsageError(host_problem(host))
-        jobs, left = crontab_jobs([_read_crontab(path) for path in paths])
+        jobs, left = crontab_jobs([_read_crontab(path, system) for path in paths])
         for path, number, name, problem in left:
             # (@reboot, a date that never comes: nothing to play; a line the
             # schedule commands would leave out too, said, not the play refused)
@@ -175,7 +197,7 @@ def load_fleet(path):
     return _instances(hosts, models, default)
 
 
-def from_crontabs(crontabs, model_words, default_words=None):
+def from_crontabs(crontabs, model_words, default_words=None, system=False):
     """Instances from --crontab [HOST=]FILE and --model options."""
     hosts = {}
     for word in crontabs:
@@ -184,7 +206,7 @@ def from_crontabs(crontabs, model_words, default_words=None):
         hosts.setdefault(host, []).append(path)
     models = dict(model_from_words(text) for text in model_words)
     default = model_from_words("default=" + default_words)[1] if default_words else None
-    return _instances(hosts, models, default)
+    return _instances(hosts, models, default, system)
 
 
 def _note(message):
@@ -231,7 +253,7 @@ def from_database(settings, warn=_note):
             row = situation.winner
             model = simulation.Model(max(median, 1.0), max(p95, median, 1.0),
                                      bool(row is not None and row.interruptible))
-            problem = planning.runtime_problem(model.p95) or simulation.model_problem(*model)
+            problem = planning.runtime_problem(model.p95) or simulation.model_problem(*model[:4])
             if problem:
                 warn("%s on %s left out: its %s gives no runtime model (%s); play it from its "
                      "crontab with --model" % (name, host, source, problem))
@@ -271,35 +293,94 @@ def runtime_model(runs, said, settings):
 
 
 #: The strategies, costliest first: a pool hands them out in this order.
-COSTLIEST_FIRST = ("cronpolicy-slot", "cronpolicy", "on-off", "all-stop")
+COSTLIEST_FIRST = ("cronpolicy-slot", "cronpolicy", "on-off-no-kills", "on-off",
+                   "all-stop-no-kills", "all-stop")
+
+
+#: One seed's play: its seed, ready times, kinds, and {strategy: state}.
+Played = collections.namedtuple("Played", "seed readies kinds states")
+
+
+def seeds_from(seed, count):
+    """``count`` seeds from --seed: consecutive numbers from a number
+    (1, 2, 3...), else the seed and "SEED/2", "SEED/3"..."""
+    seed = str(seed)
+    if seed.isdigit() and len(seed) < 30:
+        return [str(int(seed) + offset) for offset in range(count)]
+    return [seed] + ["%s/%d" % (seed, offset + 1) for offset in range(1, count)]
+
+
+def needed_services(instances, policies=()):
+    """Every service some job needs (its model's, or its policy row's), sorted."""
+    from cronpolicy import policy
+    from cronpolicy.rows import Inputs
+    found = set()
+    for instance in instances:
+        facts = policy.ScriptFacts(instance.name, instance.host, needs=instance.model.needs)
+        found.update(policy.effective_needs(Inputs(None, None, None, list(policies), [], ()), facts)
+                     if policies else instance.model.needs)
+    return tuple(sorted(found))
 
 
 def run(instances, settings, days=7.0, rollouts=10, at=(), strategies=simulation.STRATEGIES,
-        seed=1, begin=DEFAULT_BEGIN, knobs=simulation.Knobs(), workers=None, detail=True,
-        policies=()):
-    """{strategy: simulation state} and the ready times played.  The
-    strategies play in ``workers`` processes (default: one per CPU): each
-    plays alone on the same fleet, so the figures do not depend on it.
-    ``detail`` False: a state played in another process comes back with its
-    figures (simulation.summary) but without its runs and skips, which
-    only the picture reads: sending those back (some 400000 objects a
-    strategy for a week of the reference fleet) takes longer than playing
-    two of the strategies.  ``policies``: the rows the rules see (none for
-    a fleet from files)."""
+        seed="1", begin=DEFAULT_BEGIN, knobs=simulation.Knobs(), workers=None, detail=True,
+        policies=(), warm_up=0.0, code_share=0.0, restart=None):
+    """({strategy: simulation state}, ready times) of one seed: run_seeds' first."""
+    played = run_seeds(instances, settings, days, rollouts, at, strategies, seed, begin, knobs,
+                       workers, detail, policies, 1, warm_up, code_share, restart)[0]
+    return played.states, played.readies
+
+
+def run_seeds(instances, settings, days=7.0, rollouts=10, at=(),
+              strategies=simulation.STRATEGIES, seed="1", begin=DEFAULT_BEGIN,
+              knobs=simulation.Knobs(), workers=None, detail=True, policies=(), seeds=1,
+              warm_up=None, code_share=0.0, restart=None):
+    """[Played], one a seed (seeds_from(seed, seeds)).  The plays of each
+    seed and strategy go to ``workers`` processes (default: one per CPU):
+    each plays alone on its seed's fleet, so the figures do not depend on
+    it.  ``detail`` False: a state played in another process comes back
+    with its figures (simulation.summary) and rollouts but without its runs
+    and skips, which only the picture reads (and it only the first seed's,
+    which alone come back with ``detail``): sending those back (some
+    400000 objects a strategy for a week of the reference fleet) takes
+    longer than playing two of the strategies.  ``policies``: the rows the
+    rules see (none for a fleet from files).  ``warm_up``: seconds played
+    before ``begin`` to fill the jobs' histories (None: long enough for
+    each job's estimate_min_runs, simulation.default_warm_up).
+    ``code_share`` of the rollouts are code-only, restarting ``restart``
+    (None: every service a job needs)."""
     end = begin + datetime.timedelta(days=days)
-    try:
-        fleet = simulation.Fleet(instances, begin, end, seed, policies)
-    except simulation.TooLarge as error:
-        raise UsageError(str(error)) from None
-    readies = sorted(at) if at else _random_readies(begin, end, rollouts, seed, knobs)
+    if warm_up is None:
+        warm_up = simulation.default_warm_up(instances, begin, settings.estimate_min_runs)
+    if restart is None:
+        restart = needed_services(instances, policies)
+    schedules, plays = {}, []
+    for text in seeds_from(seed, seeds):
+        try:
+            fleet = simulation.Fleet(instances, begin, end, text, policies, warm_up, settings,
+                                     schedules)
+        except simulation.TooLarge as error:
+            raise UsageError(str(error)) from None
+        readies = sorted(at) if at else _random_readies(begin, end, rollouts, text, knobs)
+        plays.append((fleet, readies, simulation.rollout_kinds(len(readies), code_share, text)))
     order = sorted(strategies, key=lambda name: COSTLIEST_FIRST.index(name))
-    workers = min(len(order), workers or len(os.sched_getaffinity(0)))
+    tasks = [(number, name) for name in order for number in range(len(plays))]
+    workers = min(len(tasks), workers or len(os.sched_getaffinity(0)))
     if workers <= 1:
-        states = {name: simulation.simulate(fleet, name, readies, knobs, settings)
-                  for name in order}
+        states = {task: _play_one(plays[task[0]], task[1], knobs, settings, restart)
+                  for task in tasks}
     else:
-        states = _in_processes(fleet, order, readies, knobs, settings, workers, detail)
-    return {name: states[name] for name in strategies}, readies
+        states = _in_processes(plays, tasks, knobs, settings, restart, workers, detail)
+    return [Played(fleet.seed, readies, kinds,
+                   {name: states[number, name] for name in strategies})
+            for number, (fleet, readies, kinds) in enumerate(plays)]
+
+
+def _play_one(play, strategy, knobs, settings, restart):
+    fleet, readies, kinds = play
+    state = simulation.simulate(fleet, strategy, readies, knobs, settings, kinds, restart)
+    state.figures = simulation.summary(state)
+    return state
 
 
 def _random_readies(begin, end, rollouts, seed, knobs):
@@ -313,17 +394,17 @@ def _random_readies(begin, end, rollouts, seed, knobs):
 _PLAY = {}
 
 
-def _play(strategy):
-    state = simulation.simulate(_PLAY["fleet"], strategy, _PLAY["readies"], _PLAY["knobs"],
-                                _PLAY["settings"])
-    state.figures = simulation.summary(state)
+def _play(task):
+    number, strategy = task
+    state = _play_one(_PLAY["plays"][number], strategy, _PLAY["knobs"], _PLAY["settings"],
+                      _PLAY["restart"])
     state.fleet = None          # the parent has it; only what was played goes back
-    if not _PLAY["detail"]:
+    if not _PLAY["detail"] or number:      # (the picture draws the first seed's)
         state.runs = state.skips = None
     return state
 
 
-def _in_processes(fleet, order, readies, knobs, settings, workers, detail):
+def _in_processes(plays, tasks, knobs, settings, restart, workers, detail):
     # concurrent.futures, not multiprocessing.Pool: a worker that dies (the
     # OOM killer, kill -9) is an error here, where Pool would wait forever.
     # No `with`: leaving it waits for every play to end, and after Ctrl-C
@@ -333,7 +414,7 @@ def _in_processes(fleet, order, readies, knobs, settings, workers, detail):
     import signal
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
-    _PLAY.update(fleet=fleet, readies=readies, knobs=knobs, settings=settings, detail=detail)
+    _PLAY.update(plays=plays, knobs=knobs, settings=settings, restart=restart, detail=detail)
     others = set(multiprocessing.active_children())
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
                                initializer=_worker_start, initargs=(os.getpid(),))
@@ -345,7 +426,7 @@ def _in_processes(fleet, order, readies, knobs, settings, workers, detail):
             # then delivered here.
             signal.pthread_sigmask(signal.SIG_BLOCK, stopping)
             try:
-                futures = [pool.submit(_play, strategy) for strategy in order]
+                futures = [pool.submit(_play, task) for task in tasks]
             finally:
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, stopping)
             played = [future.result() for future in futures]
@@ -359,9 +440,9 @@ def _in_processes(fleet, order, readies, knobs, settings, workers, detail):
     finally:
         _shut_down(pool)
         _PLAY.clear()
-    for state in played:
-        state.fleet = fleet
-    return dict(zip(order, played))
+    for (number, _), state in zip(tasks, played):
+        state.fleet = plays[number][0]
+    return dict(zip(tasks, played))
 
 
 #: How long the pool's manager thread gets to end once every play is over
@@ -466,18 +547,21 @@ def _most_at_once(readies, span):
 #: within what datetime holds).
 EARLIEST_START = datetime.datetime(1971, 1, 1, tzinfo=UTC)
 LATEST_START = datetime.datetime(9000, 1, 1, tzinfo=UTC)
-LABELS = {"all-stop": "a. all-stop", "on-off": "b. on/off", "cronpolicy": "c. cronpolicy",
-          "cronpolicy-slot": "d. cronpolicy+slot"}
+LABELS = {"all-stop": "a. all-stop", "all-stop-no-kills": "a0. all-stop, no kills",
+          "on-off": "b. on/off", "on-off-no-kills": "b0. on/off, no kills",
+          "cronpolicy": "c. cronpolicy", "cronpolicy-slot": "d. cronpolicy+slot"}
+#: The most seeds one play takes.
+MAX_SEEDS = 100
 
 
 def strategies_from_words(text):
-    """--strategies a,b,c,d (letters or names) as a tuple of names, in the given order."""
+    """--strategies a,b0,c (letters or names) as a tuple of names, in the given order."""
     chosen = []
     for word in (part.strip() for part in text.split(",")):
         name = simulation.STRATEGY_LETTERS.get(word, word)
         if name not in simulation.STRATEGIES:
-            raise UsageError("--strategies: no strategy %r (a, b, c, d or %s)"
-                             % (word, ", ".join(simulation.STRATEGIES)))
+            raise UsageError("--strategies: no strategy %r (%s or %s)" % (
+                word, ", ".join(simulation.STRATEGY_LETTERS), ", ".join(simulation.STRATEGIES)))
         if name not in chosen:
             chosen.append(name)
     return tuple(chosen)
@@ -519,7 +603,7 @@ def instances_from_args(args, settings):
     if args.crontab:
         if any(word.rpartition("=")[2] in ("", "-") for word in args.crontab):
             raise UsageError("--crontab: name a file ([HOST=]FILE; not standard input)")
-        return from_crontabs(args.crontab, args.model, args.default_model), ()
+        return from_crontabs(args.crontab, args.model, args.default_model, args.system), ()
     return from_database(settings)
 
 
@@ -530,8 +614,27 @@ def cmd_simulate(args, settings):
         raise UsageError("--days: more than 0 and at most %d: %g" % (MAX_DAYS, args.days))
     if not 0 <= args.rollouts <= MAX_ROLLOUTS:
         raise UsageError("--rollouts: from 0 to %d: %d" % (MAX_ROLLOUTS, args.rollouts))
+    if not 1 <= args.seeds <= MAX_SEEDS:
+        raise UsageError("--seeds: from 1 to %d: %d" % (MAX_SEEDS, args.seeds))
     if not (args.seed.isprintable() and _utf8(args.seed) and len(args.seed) <= 200):
         raise UsageError("--seed: printable text of at most 200 characters: %r" % args.seed)
+    if not (args.code_share == args.code_share and 0 <= args.code_share <= 1):
+        raise UsageError("--code-share: a fraction from 0 to 1: %r" % args.code_share)
+    restart = None
+    if args.restart is not None:
+        restart = tuple(sorted({word.strip() for word in args.restart.split(",")}))
+        bad = [word for word in restart if service_problem(word)]
+        if bad:
+            raise UsageError("--restart: %s" % service_problem(bad[0]))
+    warm_up = None
+    if args.warm_up is not None:
+        warm_up = _seconds(args.warm_up, "--warm-up") if args.warm_up != "0" else 0.0
+        if not 0 <= warm_up <= simulation.MAX_WARM_UP:
+            raise UsageError("--warm-up: from 0 to %dd: %r" % (
+                simulation.MAX_WARM_UP // 86400, args.warm_up))
+    if args.system and not args.crontab:
+        raise UsageError("--system goes with --crontab (a fleet file's crontabs are read as "
+                         "their paths say)")
     knobs = knobs_from_args(args)
     strategies = strategies_from_words(args.strategies)
     begin = _start(args.start) if args.start else DEFAULT_BEGIN
@@ -555,40 +658,121 @@ def cmd_simulate(args, settings):
         from cronpolicy.safety import check_replaceable
         check_replaceable(args.svg)
     if "cronpolicy-slot" in strategies:
-        slots = (len(at) or args.rollouts) * (knobs.tolerance // knobs.step + 1)
+        slots = (len(at) or args.rollouts) * (knobs.tolerance // knobs.step + 1) * args.seeds
         if slots > MAX_SLOTS:
-            raise UsageError("%d slots to weigh (rollouts times --tolerance over --step): at "
-                             "most %d" % (slots, MAX_SLOTS))
+            raise UsageError("%d slots to weigh (rollouts times --tolerance over --step, times "
+                             "--seeds): at most %d" % (slots, MAX_SLOTS))
     instances, policies = instances_from_args(args, settings)
+    if args.code_share and not (restart or needed_services(instances, policies)):
+        raise UsageError("--code-share: no job needs a service, so a code-only rollout would "
+                         "restart nothing (give the models \"needs\", or name --restart)")
     readies = at or _random_readies(begin, end, args.rollouts, args.seed, knobs)
-    units = work(len(instances), readies, strategies, knobs)
+    units = work(len(instances), readies, strategies, knobs) * args.seeds
     if units > MAX_WORK:
         raise UsageError("a play of %d job instances and %d rollouts is too long (up to %d "
-                         "minutes): fewer rollouts, jobs or d's slots" % (
+                         "minutes): fewer rollouts, seeds, jobs or d's slots" % (
                              len(instances), len(readies), units * 13e-6 / 60 + 1))
-    states, readies = run(instances, settings, args.days, args.rollouts, readies, strategies,
-                          args.seed, begin, knobs, args.workers, detail=bool(args.svg),
-                          policies=policies)
-    figures = {name: simulation.summary(state) for name, state in states.items()}
+    at_picture = parse_time(args.picture_at, begin) if args.picture_at is not None \
+        else at[0] if len(at) == 1 else None
+    plays = run_seeds(instances, settings, args.days, args.rollouts, at, strategies,
+                      args.seed, begin, knobs, args.workers, detail=bool(args.svg),
+                      policies=policies, seeds=args.seeds, warm_up=warm_up,
+                      code_share=args.code_share, restart=restart)
+    warm_up = plays[0].states[strategies[0]].fleet.warm_up
+    restart = restart if restart is not None else needed_services(instances, policies)
+    cold = plays[0].states[strategies[0]].fleet.cold(settings.estimate_min_runs)
+    if cold:
+        _note("%d job%s had fewer than %d runs after the warm-up of %s (estimated from the "
+              "runtime they declare, their model's p95): %s%s" % (
+                  len(cold), "" if len(cold) == 1 else "s", settings.estimate_min_runs,
+                  _short(warm_up), ", ".join(cold[:5]), ", ..." if len(cold) > 5 else ""))
+    by_seed = [{name: simulation.summary(state) for name, state in played.states.items()}
+               for played in plays]
+    figures = combine(by_seed, statistics_median)
+    affected = plays[0].states[strategies[0]].affected
     if args.svg:
-        _write_picture(args.svg, states, knobs)
+        _write_picture(args.svg, plays[0].states, knobs, at_picture)
     if args.json:
         from cronpolicy.tooling.output import print_json
         print_json({"instances": len(instances),
                     "hosts": len({instance.host for instance in instances}),
-                    "begin": begin, "end": end, "seed": args.seed, "knobs": knobs._asdict(),
-                    "ready_times": readies, "strategies": figures})
+                    "begin": begin, "end": end, "seed": args.seed,
+                    "seeds": [played.seed for played in plays],
+                    "warm_up_seconds": warm_up, "cold_jobs": cold,
+                    "code_share": args.code_share, "restart": list(restart),
+                    "knobs": knobs._asdict(), "ready_times": plays[0].readies,
+                    "strategies": figures,
+                    "ranges": {"min": combine(by_seed, min), "max": combine(by_seed, max)},
+                    "longest_needing_p95_seconds": max(
+                        [instance.model.p95 for instance, stops in zip(instances, affected)
+                         if stops], default=None),
+                    "plays": [{"seed": played.seed, "strategies": figures_of_seed,
+                               "longest_needing_run_seconds": longest_needing_run(played),
+                               "rollouts": rollout_records(played)}
+                              for played, figures_of_seed in zip(plays, by_seed)]})
         return exitcodes.OK
-    print("%s on %s, %s from %s, %s of %s (seed %s)" % (
-        _count(len(instances), "job instance"),
-        _count(len({instance.host for instance in instances}), "host"),
-        _count(args.days, "day"), begin.strftime("%Y-%m-%d %H:%M UTC"),
-        _count(len(readies), "rollout"), _short(knobs.duration), args.seed))
+    kinds = plays[0].kinds
+    print("%s on %s, %s from %s, %s of %s (%d full, %d code-only restarting %s), %s; "
+          "warm-up %s, announce %s, max-wait %s" % (
+              _count(len(instances), "job instance"),
+              _count(len({instance.host for instance in instances}), "host"),
+              _count(args.days, "day"), begin.strftime("%Y-%m-%d %H:%M UTC"),
+              _count(len(plays[0].readies), "rollout"), _short(knobs.duration),
+              kinds.count(simulation.FULL), kinds.count(simulation.CODE),
+              ", ".join(restart) or "nothing",
+              "seed %s" % plays[0].seed if len(plays) == 1 else "seeds %s to %s" % (
+                  plays[0].seed, plays[-1].seed),
+              _days(warm_up), _days(knobs.announce), _short(knobs.max_wait)))
+    if len(plays) > 1:
+        print("each figure: the median of the %d seeds [lowest to highest]" % len(plays))
     print()
-    print_figures(figures)
+    print_figures(by_seed)
     print()
-    print(quote_line(figures))
+    print("\n".join(quote_lines(figures, kinds)))
     return exitcodes.OK
+
+
+def statistics_median(values):
+    import statistics
+    return statistics.median(values)
+
+
+def combine(by_seed, how):
+    """The figures of several seeds ([{strategy: summary}]) as one, each
+    number combined with ``how`` (median, min, max); the rest as the first's."""
+    def merge(values):
+        first = values[0]
+        if isinstance(first, dict):
+            return {key: merge([value[key] for value in values]) for key in first}
+        numbers = [value for value in values if isinstance(value, (int, float))
+                   and not isinstance(value, bool)]
+        if len(numbers) == len(values) and numbers:
+            found = how(numbers)
+            return round(found, 6) if isinstance(found, float) else found
+        return first if all(value == first for value in values) else None
+    return merge(by_seed)
+
+
+def longest_needing_run(played):
+    """The longest runtime drawn in the play (seconds) of a job that a
+    code-only rollout stops (needing a restarted service), or None."""
+    state = next(iter(played.states.values()))
+    fleet = state.fleet
+    return max([max(durations, default=0.0) for durations, stops
+                in zip(fleet.durations, state.affected) if stops], default=None)
+
+
+def rollout_records(played):
+    """One record a rollout of one seed: its ready time and kind, and per
+    strategy what it cost (simulation.records), or that it was not played
+    (queued past the end of the play)."""
+    per_strategy = {name: simulation.records(state) for name, state in played.states.items()}
+    return [{"ready": ready, "kind": kind,
+             "strategies": {name: {key: value for key, value in found[position].items()
+                                   if key not in ("ready", "kind")}
+                            if position < len(found) else {"not_played": True}
+                            for name, found in per_strategy.items()}}
+            for position, (ready, kind) in enumerate(zip(played.readies, played.kinds))]
 
 
 def _start(text):
@@ -603,10 +787,10 @@ def _start(text):
     return begin
 
 
-def _write_picture(path, states, knobs):
+def _write_picture(path, states, knobs, at=None):
     from cronpolicy.safety import write_atomically
     from cronpolicy.tooling import simulation_picture
-    text = simulation_picture.render(states, knobs)
+    text = simulation_picture.render(states, knobs, at)
     try:
         write_atomically(path, lambda handle: handle.write(text), 0o644, durable=True)
     except OSError as error:
@@ -615,6 +799,13 @@ def _write_picture(path, states, knobs):
 
 def _count(number, what):
     return "%g %s%s" % (number, what, "" if number == 1 else "s")
+
+
+def _days(seconds):
+    """Whole days as 21d, else as _short has it."""
+    if seconds and seconds % 86400 == 0:
+        return "%dd" % (seconds // 86400)
+    return _short(seconds)
 
 
 def _short(seconds):
@@ -630,43 +821,107 @@ def _short(seconds):
     return "%dh%02dm" % (hours, rest // 60)
 
 
-#: The rows of the text table: (label, figure of one strategy's summary).
-ROWS = (
-    ("rollouts played", lambda f: f["rollouts"]),
-    ("  queued behind the deploy before", lambda f: f["queued"]),
-    ("not played (queued past the end)", lambda f: f["not_played"]),
-    ("stall p50", lambda f: _short(f["stall_seconds"]["p50"])),
-    ("stall p95", lambda f: _short(f["stall_seconds"]["p95"])),
-    ("stall max", lambda f: _short(f["stall_seconds"]["max"])),
-    ("of which moved to the slot, p50", lambda f: _short(f["moved_seconds"]["p50"])
-     if f["strategy"] == "cronpolicy-slot" else "-"),
-    ("scheduled starts skipped", lambda f: f["skipped_starts"]),
-) + tuple(("  jobs run %s" % label, lambda f, label=label: f["skipped_by_frequency"][label])
-          for label, _ in simulation.FREQUENCIES) + (
-    ("runs interrupted at safe points", lambda f: f["interrupted_at_safe_points"]),
-    ("runs stopped at once (interruptible)", lambda f: f["stopped_at_once"]),
-    ("runs killed while unsafe", lambda f: f["killed_while_unsafe"]),
-    ("job-minutes lost", lambda f: f["job_minutes_lost"]),
-    ("catch-up runs (catch_up = once)", lambda f: f["catch_up_runs"]),
-    ("jobs left overdue (HORIZON after each ready, summed)", lambda f: f["left_overdue"]),
+def _percent(share):
+    return "-" if share is None else "%.2f%%" % (100.0 * share)
+
+
+def _number(value):
+    return "-" if value is None else "%g" % value
+
+
+#: The rows of the text table for one kind of rollout: (label, the figure
+#: in simulation._figures' dict, how it reads).
+KIND_ROWS = (
+    ("stall p50 (from ready, queue included)", lambda f: f["stall_seconds"]["p50"], _short),
+    ("stall p95", lambda f: f["stall_seconds"]["p95"], _short),
+    ("stall max", lambda f: f["stall_seconds"]["max"], _short),
+    ("  of it queued behind the deploy before, p95", lambda f: f["queued_seconds"]["p95"],
+     _short),
+    ("  its own wait (stall less the queue), p95", lambda f: f["wait_seconds"]["p95"], _short),
+    ("  of it moved to the slot (d), p50", lambda f: f["moved_seconds"]["p50"], _short),
+    ("scheduled starts skipped", lambda f: f["skipped_starts"], _number),
+    ("  share of all scheduled starts", lambda f: f["skipped_share"], _percent),
+) + tuple(("  jobs run %s" % label, lambda f, label=label: f["skipped_by_frequency"][label],
+           _number) for label, _ in simulation.FREQUENCIES) + (
+    ("runs interrupted at safe points", lambda f: f["interrupted_at_safe_points"], _number),
+    ("runs stopped at once (interruptible)", lambda f: f["stopped_at_once"], _number),
+    ("runs killed", lambda f: f["killed"], _number),
+    ("  of them while unsafe", lambda f: f["killed_while_unsafe"], _number),
+    ("job-minutes lost", lambda f: f["job_minutes_lost"], _number),
+    ("jobs left overdue (HORIZON after each ready, summed)", lambda f: f["left_overdue"],
+     _number),
 )
+#: The rows about the play as a whole.
+PLAY_ROWS = (
+    ("rollouts played", lambda f: f["rollouts"], _number),
+    ("  queued behind the deploy before", lambda f: f["queued"], _number),
+    ("not played (queued past the end)", lambda f: f["not_played"], _number),
+    ("catch-up runs (catch_up = once)", lambda f: f["catch_up_runs"], _number),
+)
+KIND_TITLES = {simulation.FULL: "full rollouts (database patches: everything stops)",
+               simulation.CODE: "code-only rollouts (under c and d only the jobs needing a "
+                                "restarted service stop)"}
 
 
-def print_figures(figures):
-    """The figures of each strategy, a column each."""
-    names = list(figures)
+def _cell(by_seed, name, figure, shown):
+    values = [figure(figures[name]) for figures in by_seed]
+    numbers = [value for value in values if value is not None]
+    if len(numbers) != len(values) or not numbers:
+        return shown(None) if not numbers else "-"
+    import statistics
+    middle = statistics.median(numbers)
+    text = shown(middle)
+    if len(values) > 1 and min(numbers) != max(numbers):
+        text += " [%s-%s]" % (shown(min(numbers)), shown(max(numbers)))
+    return text
+
+
+def print_figures(by_seed):
+    """The figures of each strategy, a column each: each kind's, then the
+    play's ([{strategy: summary}], one a seed: medians and ranges)."""
+    names = list(by_seed[0])
+    horizon = _short(by_seed[0][names[0]]["overdue_horizon_seconds"])
     cells = [[""] + [LABELS[name] for name in names]]
-    horizon = _short(figures[names[0]]["overdue_horizon_seconds"])
-    cells += [[label.replace("HORIZON", horizon)] + [str(figure(figures[name])) for name in names]
-              for label, figure in ROWS]
+    for kind in simulation.KINDS:
+        count = by_seed[0][names[0]]["kinds"][kind]["rollouts"]
+        if not any(figures[names[0]]["kinds"][kind]["rollouts"] for figures in by_seed):
+            continue
+        cells.append(["%s: %s" % (KIND_TITLES[kind], count)] + [""] * len(names))
+        for label, figure, shown in KIND_ROWS:
+            if "(d)" in label and "cronpolicy-slot" not in names:
+                continue
+            cells.append(["  " + label.replace("HORIZON", horizon)] + [
+                _cell(by_seed, name, lambda f, figure=figure, kind=kind: figure(
+                    f["kinds"][kind]), shown) for name in names])
+    cells.append(["the play"] + [""] * len(names))
+    cells += [["  " + label] + [_cell(by_seed, name, figure, shown) for name in names]
+              for label, figure, shown in PLAY_ROWS]
     widths = [max(len(line[column]) for line in cells) for column in range(len(names) + 1)]
     for line in cells:
         print("  ".join([line[0].ljust(widths[0])] + [cell.rjust(width) for cell, width
                                                        in zip(line[1:], widths[1:])]).rstrip())
 
 
-def quote_line(figures):
-    """The line README.txt quotes: the stall p95 of each strategy."""
-    return "rollout stall p95: " + ", ".join(
-        "%s %s" % (LABELS[name].split(". ")[1], _short(figure["stall_seconds"]["p95"]))
-        for name, figure in figures.items())
+#: The headline's figures of each kind: (what, the figure, how it reads).
+HEADLINE = (
+    ("stall p95", lambda f: f["stall_seconds"]["p95"], _short),
+    ("runs killed while unsafe", lambda f: f["killed_while_unsafe"], _number),
+    ("job-minutes lost", lambda f: f["job_minutes_lost"], lambda value: "%.0f" % value),
+    ("starts skipped (of all)", lambda f: f["skipped_share"], _percent),
+    ("jobs left overdue", lambda f: f["left_overdue"], _number),
+)
+
+
+def quote_lines(figures, kinds=(simulation.FULL,)):
+    """The lines README.txt quotes: for each kind played, its headline
+    figures per strategy (by letter; the medians over the seeds played)."""
+    letters = {name: letter for letter, name in simulation.STRATEGY_LETTERS.items()}
+    lines = []
+    for kind in simulation.KINDS:
+        if kind not in kinds:
+            continue
+        for what, figure, shown in HEADLINE:
+            lines.append("%-45s %s" % ("%s rollouts, %s:" % (kind, what), ", ".join(
+                "%s %s" % (letters[name], shown(figure(found["kinds"][kind])))
+                for name, found in figures.items())))
+    return lines

@@ -1,0 +1,141 @@
+"""An attack on rollouts as owned objects (issue 27): races between the
+commands that change them, `deploy run` stopped by signals and killed at
+each phase, absurd rows written by plain SQL, generated arguments, logins
+without rights.  Real PostgreSQL, real SQLite files, real processes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import psycopg2
+import pytest
+
+from cronpolicy import exitcodes
+
+from .conftest import DBA, make_env, read_line, wait_for, wait_for_file
+
+
+def cronpolicy(env, *argv, timeout=120):
+    return subprocess.run([sys.executable, "-m", "cronpolicy.tooling.cli"] + list(argv),
+                          env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def start_cronpolicy(env, *argv):
+    return subprocess.Popen([sys.executable, "-m", "cronpolicy.tooling.cli"] + list(argv),
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def switch(dba):
+    """(deploy_pending, services with a service_deploy row, open rollouts by kind)."""
+    pending = dba.scalar("SELECT deploy_pending FROM cronpolicy.deploy_state")
+    return (bool(pending),
+            [row[0] for row in dba.execute(
+                "SELECT service FROM cronpolicy.service_deploy ORDER BY service")],
+            [row[0] for row in dba.execute(
+                "SELECT kind FROM cronpolicy.rollout WHERE ended_at IS NULL ORDER BY id")])
+
+
+def consistent(dba):
+    """The switches say what the open rollouts say."""
+    pending, services, _ = switch(dba)
+    full_open = bool(dba.scalar("SELECT count(*) FROM cronpolicy.rollout"
+                                " WHERE ended_at IS NULL AND kind = 'full'"))
+    open_services = sorted({service for (listed,) in dba.execute(
+        "SELECT services FROM cronpolicy.rollout WHERE ended_at IS NULL AND kind = 'services'")
+        for service in listed.split(",")})
+    return pending == full_open and services == open_services
+
+
+class Held:
+    """A PostgreSQL transaction left open on purpose, as another session's."""
+
+    def __init__(self, dsn):
+        self.connection = psycopg2.connect(dsn)
+        self.cursor = self.connection.cursor()
+        self.cursor.execute("SELECT pg_backend_pid()")
+        self.pid = self.cursor.fetchone()[0]
+
+    def execute(self, sql):
+        self.cursor.execute(sql)
+
+    def commit(self):
+        self.connection.commit()
+        self.connection.close()
+
+
+def blocked_sessions(dba, than_pid):
+    """Sessions of this database waiting for a lock ``than_pid`` holds."""
+    return dba.scalar("SELECT count(*) FROM pg_stat_activity"
+                      " WHERE %d = ANY (pg_blocking_pids(pid))" % than_pid)
+
+
+def while_held(dba, held, command_env, *argv):
+    """Run ``cronpolicy argv`` while ``held`` is open: once it finished or
+    waits on ``held``, commit ``held``; the command's CompletedProcess-ish
+    (returncode, stdout, stderr)."""
+    process = start_cronpolicy(command_env, *argv)
+    wait_for(lambda: process.poll() is not None or blocked_sessions(dba, held.pid),
+             timeout=60, what="the command to finish or wait")
+    held.commit()
+    out, err = process.communicate(timeout=60)
+    return process.returncode, out, err
+
+
+# Races between rollout changes keep the switches in step (PostgreSQL) --------------------
+
+@pytest.fixture
+def pg_env(tmp_path, pg_dsn):
+    return make_env(tmp_path, pg_dsn)
+
+
+def test_two_concurrent_ends_leave_the_switch_released(pg_env, pg_dsn):
+    """Two full rollouts ended at once, each by its own session: each saw
+    the other still open, so deploy_pending stayed set with none open."""
+    dba = DBA(pg_dsn)
+    for reason in ("one", "two"):
+        assert cronpolicy(pg_env, "deploy", "begin", "--reason", reason).returncode == 0
+    held = Held(pg_dsn)
+    held.execute("UPDATE cronpolicy.rollout SET ended_at = now() WHERE id = 1")
+    code, out, err = while_held(dba, held, pg_env, "deploy", "end", "2")
+    assert code == 0, err
+    assert switch(dba) == (False, [], []) and consistent(dba)
+
+
+def test_deploy_end_racing_deploy_begin_leaves_the_switch_set(pg_env, pg_dsn):
+    """A rollout begun while the only other one ends: the end saw none open
+    and cleared the switch under the new one."""
+    dba = DBA(pg_dsn)
+    assert cronpolicy(pg_env, "deploy", "begin", "--reason", "old").returncode == 0
+    held = Held(pg_dsn)
+    held.execute("INSERT INTO cronpolicy.rollout (kind, reason) VALUES ('full', 'new')")
+    code, out, err = while_held(dba, held, pg_env, "deploy", "end", "1")
+    assert code == 0, err
+    assert switch(dba) == (True, [], ["full"]) and consistent(dba)
+
+
+def test_service_rollouts_ending_together_clear_their_service(pg_env, pg_dsn):
+    dba = DBA(pg_dsn)
+    for _ in range(2):
+        assert cronpolicy(pg_env, "deploy", "begin", "--service", "xmlrpc").returncode == 0
+    held = Held(pg_dsn)
+    held.execute("UPDATE cronpolicy.rollout SET ended_at = now() WHERE id = 1")
+    code, out, err = while_held(dba, held, pg_env, "deploy", "end", "2")
+    assert code == 0, err
+    assert switch(dba) == (False, [], []) and consistent(dba)
+
+
+def test_the_plain_sql_switch_racing_deploy_begin(pg_env, pg_dsn):
+    """A DBA clears the switch while `deploy begin` opens a rollout: either
+    order is fine, but the switch must say what the rollouts say."""
+    dba = DBA(pg_dsn)
+    assert cronpolicy(pg_env, "deploy", "begin", "--reason", "old").returncode == 0
+    held = Held(pg_dsn)
+    held.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = false")
+    code, out, err = while_held(dba, held, pg_env, "deploy", "begin", "--reason", "new")
+    assert code == 0, err
+    assert consistent(dba), switch(dba)
+    assert switch(dba) == (True, [], ["full"])      # the new one, begun after the clear

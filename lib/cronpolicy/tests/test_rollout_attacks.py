@@ -139,3 +139,35 @@ def test_the_plain_sql_switch_racing_deploy_begin(pg_env, pg_dsn):
     assert code == 0, err
     assert consistent(dba), switch(dba)
     assert switch(dba) == (True, [], ["full"])      # the new one, begun after the clear
+
+
+def test_two_waits_seeing_the_same_run_record_it_once(pg_scripts, pg_env, pg_dsn, tmp_path):
+    """Two `deploy wait`s of one rollout both saw the run first: the second
+    insert of its rollout_awaited row was a unique violation (a traceback,
+    the wait lost).  Here the other wait's insert is held uncommitted while
+    this one writes the same row."""
+    dba = DBA(pg_dsn)
+    pg_scripts.write("publisher")
+    ready, go = tmp_path / "ready", tmp_path / "go"
+    job = pg_scripts.start("publisher", "--sleep", "600", "--ready-file", str(ready),
+                           "--until-file", str(go))
+    try:
+        wait_for_file(str(ready), process=job)
+        assert cronpolicy(pg_env, "deploy", "begin", "--reason", "r").returncode == 0
+        run_id = dba.scalar("SELECT id FROM cronpolicy.script_run WHERE status = 'running'")
+        held = Held(pg_dsn)
+        held.execute("INSERT INTO cronpolicy.rollout_awaited (rollout_id, run_id, name, host)"
+                     " VALUES (1, %d, 'publisher', 'testhost')" % run_id)
+        waiter = start_cronpolicy(pg_env, "deploy", "wait", "1", "--timeout", "60s")
+        wait_for(lambda: waiter.poll() is not None or blocked_sessions(dba, held.pid),
+                 timeout=60, what="the wait to record the run")
+        held.commit()
+        time.sleep(0.5)
+        go.write_text("go")
+        out, err = waiter.communicate(timeout=90)
+        assert waiter.returncode == 0 and "Traceback" not in err, out + err
+        assert dba.execute("SELECT name, last_seen_at > first_seen_at"
+                           " FROM cronpolicy.rollout_awaited") == [("publisher", True)]
+    finally:
+        go.write_text("go")
+        job.communicate(timeout=60)

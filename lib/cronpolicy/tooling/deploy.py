@@ -467,14 +467,15 @@ class _Witness:
         with self.db.begin("record what the rollouts waited for") as connection:
             for key in new:
                 name, host, first, last, _ = self.seen[key]
-                exists = connection.execute(select(rollout_awaited.c.run_id).where(
-                    rollout_awaited.c.rollout_id == key[0],
-                    rollout_awaited.c.run_id == key[1])).first()
-                if exists is None:
-                    connection.execute(rollout_awaited.insert().values(
-                        rollout_id=key[0], run_id=key[1], name=name, host=host,
-                        first_seen_at=first, last_seen_at=last))
-                self.seen[key][4] = None if exists else last
+                # Another wait of the same rollout may write the same row
+                # meanwhile (its insert uncommitted, so no read here sees
+                # it): the row is written once, and this one's last sight
+                # goes into it as an update.
+                inserted = connection.execute(_insert_new(self.db, rollout_awaited).values(
+                    rollout_id=key[0], run_id=key[1], name=name, host=host,
+                    first_seen_at=first, last_seen_at=last).on_conflict_do_nothing(
+                    index_elements=["rollout_id", "run_id"])).rowcount == 1
+                self.seen[key][4] = last if inserted else None
             for key in seen_last:
                 last = self.seen[key][3]
                 # (Another wait may have seen it later, or first.)
@@ -490,6 +491,15 @@ class _Witness:
                     rollout.c.id == rollout_id, rollout.c.quiet_at.is_(None)).values(
                     quiet_at=quiet_at))
                 self.quiet.add(rollout_id)
+
+
+def _insert_new(db, table):
+    """An INSERT into ``table`` that can skip rows already there (ON CONFLICT)."""
+    if db.backend == config.SQLITE:
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        from sqlalchemy.dialects.postgresql import insert
+    return insert(table)
 
 
 def _until_a_lease_ends(runs, now):

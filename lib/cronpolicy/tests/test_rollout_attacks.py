@@ -171,3 +171,85 @@ def test_two_waits_seeing_the_same_run_record_it_once(pg_scripts, pg_env, pg_dsn
     finally:
         go.write_text("go")
         job.communicate(timeout=60)
+
+
+# deploy run and signals, with real processes ---------------------------------------------
+
+def open_rollouts(dba):
+    return dba.scalar("SELECT count(*) FROM cronpolicy.rollout WHERE ended_at IS NULL")
+
+
+@pytest.mark.parametrize("when", ["waiting", "running"])
+@pytest.mark.parametrize("signums", [(signal.SIGINT, signal.SIGINT),
+                                     (signal.SIGTERM, signal.SIGINT)])
+def test_two_signals_in_a_row_stop_deploy_run_once(scripts, script_env, dba, tmp_path, when,
+                                                    signums):
+    """Ctrl-C twice (or a TERM then an INT) at once: the command gets them,
+    the rollout ends, the exit is 130, one line, nothing left open."""
+    job = None
+    if when == "waiting":
+        scripts.write("publisher")
+        ready = tmp_path / "ready"
+        job = scripts.start("publisher", "--sleep", "600", "--ready-file", str(ready))
+        wait_for_file(str(ready), process=job)
+    got, started = tmp_path / "got", tmp_path / "started"
+    # The command takes its time to exit once told: the second signal comes meanwhile.
+    command = ("trap 'echo got >> %s; sleep 1; exit 9' INT TERM; echo up > %s;"
+               " while :; do sleep 0.05; done" % (got, started))
+    runner = start_cronpolicy(script_env, "deploy", "run", "--", "sh", "-c", command)
+    try:
+        assert read_line(runner.stdout).startswith("rollout #1 began")
+        if when == "waiting":
+            wait_for(lambda: dba.scalar("SELECT count(*) FROM cronpolicy.rollout_awaited"),
+                     what="the wait to see the publisher")
+        else:
+            wait_for_file(str(started), process=runner)
+        for signum in signums:
+            runner.send_signal(signum)
+            time.sleep(0.05)
+        out, err = runner.communicate(timeout=90)
+    finally:
+        if job is not None:
+            job.kill()
+            job.communicate(timeout=30)
+    assert runner.returncode == exitcodes.STOPPED, out + err
+    assert "Traceback" not in err and len(err.strip().splitlines()) <= 1, err
+    assert open_rollouts(dba) == 0
+    if when == "running":
+        assert got.exists() and "rollout #1 ended" in out
+    else:
+        assert not started.exists()
+
+
+# Absurd rows written by plain SQL ----------------------------------------------------------
+
+def sqlite_file(dsn):
+    return dsn[len("sqlite:///"):]
+
+
+def test_a_rollout_with_bytes_that_are_not_utf8_blinds_nothing(sqlite_dsn, tmp_path):
+    """SQLite keeps whatever bytes a DBA casts to text: one rollout whose
+    reason (owner, host) is not UTF-8 made every command exit 4 ("Could not
+    decode to UTF-8"), the gate included, and `deploy end` could not end it."""
+    import sqlite3
+    env = make_env(tmp_path, sqlite_dsn)
+    assert cronpolicy(env, "deploy", "begin", "--reason", "fine").returncode == 0
+    connection = sqlite3.connect(sqlite_file(sqlite_dsn), isolation_level=None)
+    try:
+        connection.execute("INSERT INTO rollout (kind, reason, owner, owner_host)"
+                           " VALUES ('full', CAST(x'ff41' AS TEXT), CAST(x'c3' AS TEXT),"
+                           " CAST(x'80' AS TEXT))")
+        connection.execute("INSERT INTO rollout_awaited (rollout_id, run_id, name, host)"
+                           " VALUES (2, 7, CAST(x'fe' AS TEXT), CAST(x'ff' AS TEXT))")
+    finally:
+        connection.close()
+    for argv, codes in ((("rollouts",), {0}), (("rollouts", "--json"), {0}), (("status",), {0}),
+                        (("overdue",), {0, 8}), (("metrics",), {0}), (("check", "job"), {5}),
+                        (("audit",), {0}), (("deploy", "wait", "2", "--timeout", "1s"), {0}),
+                        (("deploy", "end", "--all"), {0})):
+        result = cronpolicy(env, *argv)
+        assert result.returncode in codes, (argv, result.stdout, result.stderr)
+        assert "Traceback" not in result.stderr
+    assert "\ufffdA" in cronpolicy(env, "rollouts").stdout
+    assert DBA(sqlite_dsn).scalar("SELECT count(*) FROM cronpolicy.rollout"
+                                  " WHERE ended_at IS NULL") == 0

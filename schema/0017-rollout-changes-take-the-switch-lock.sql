@@ -18,6 +18,14 @@
 -- neither switch).  The order is always deploy_state, then rollout and
 -- service_deploy rows, so these locks cannot deadlock each other.
 --
+-- And a rollout never begins in the future.  An administrator may say when
+-- a rollout began (to record one of the past); one said to begin tomorrow
+-- could not be ended (ended_at, now, before began_at: a check violation,
+-- the plain-SQL switch refused too) nor marked quiet, and kept the fleet
+-- stopped.  Its began_at is now at most the database's now, when inserted
+-- and whenever the row changes (so such a row written before this patch is
+-- mended by the change that ends it).
+--
 -- Applying it again changes nothing (OR REPLACE, IF EXISTS).
 
 CREATE OR REPLACE FUNCTION cronpolicy.lock_deploy_switch() RETURNS trigger
@@ -53,3 +61,59 @@ BEGIN
     END IF;
 END
 $$;
+
+
+-- patch 0016's touch_rollout, but that began_at is never after now().
+CREATE OR REPLACE FUNCTION cronpolicy.touch_rollout() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_OP = 'INSERT' AND NOT cronpolicy.is_administrator(session_user) THEN
+        NEW.owner := session_user;
+        NEW.began_at := now();
+        NEW.quiet_at := NULL;
+        NEW.ended_at := NULL;
+        NEW.ended_by := NULL;
+    ELSIF TG_OP = 'INSERT' THEN
+        -- Administrators may record a rollout of the past (patch 0016 does),
+        -- not one of the future.
+        NEW.began_at := least(NEW.began_at, now());
+        NEW.ended_by := CASE WHEN NEW.ended_at IS NULL THEN NULL
+                             ELSE coalesce(NEW.ended_by, session_user) END;
+    ELSE
+        IF NEW.kind IS DISTINCT FROM OLD.kind OR NEW.services IS DISTINCT FROM OLD.services THEN
+            RAISE EXCEPTION 'rollout #% stays of what it began with (% %); end it and begin another',
+                OLD.id, OLD.kind, nullif(OLD.services, '')
+                USING ERRCODE = 'check_violation';
+        END IF;
+        IF OLD.ended_at IS NOT NULL AND NEW.ended_at IS DISTINCT FROM OLD.ended_at THEN
+            RAISE EXCEPTION 'rollout #% ended at %; begin another', OLD.id, OLD.ended_at
+                USING ERRCODE = 'check_violation';
+        END IF;
+        NEW.id := OLD.id;
+        NEW.owner := OLD.owner;
+        -- (A row said to begin in the future before patch 0017: mended now.)
+        NEW.began_at := CASE WHEN OLD.ended_at IS NULL THEN least(OLD.began_at, now())
+                             ELSE OLD.began_at END;
+        IF OLD.ended_at IS NULL AND NEW.ended_at IS NOT NULL THEN
+            NEW.ended_at := now();
+            NEW.ended_by := session_user;
+            NEW.lease_expires_at := NULL;
+        ELSE
+            NEW.ended_by := OLD.ended_by;
+        END IF;
+        -- First seen quiet: once, and never before it began nor after now.
+        NEW.quiet_at := CASE WHEN OLD.quiet_at IS NOT NULL THEN OLD.quiet_at
+                             WHEN NEW.quiet_at IS NULL THEN NULL
+                             ELSE greatest(NEW.began_at, least(NEW.quiet_at, now())) END;
+    END IF;
+    -- (least() would make a missing lease an hour's: NULL stays NULL.)
+    IF NEW.lease_expires_at IS NOT NULL THEN
+        NEW.lease_expires_at := least(NEW.lease_expires_at, now() + interval '1 hour');
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION cronpolicy.touch_rollout() IS
+    'Sets a rollout''s owner, began_at, ended_at and ended_by (the login, the database clock; '
+    'administrators may say otherwise when they insert one, but never a beginning after now); '
+    'keeps its kind and services; an ended rollout stays ended; caps the lease at an hour.';

@@ -253,3 +253,27 @@ def test_a_rollout_with_bytes_that_are_not_utf8_blinds_nothing(sqlite_dsn, tmp_p
     assert "\ufffdA" in cronpolicy(env, "rollouts").stdout
     assert DBA(sqlite_dsn).scalar("SELECT count(*) FROM cronpolicy.rollout"
                                   " WHERE ended_at IS NULL") == 0
+
+
+def test_a_rollout_said_to_begin_in_the_future_can_be_waited_for_and_ended(cli, dba):
+    """An administrator (on SQLite anyone) may say when a rollout began: one
+    said to begin tomorrow could not be ended (ended_at before began_at, a
+    check violation, exit 4; the plain-SQL switch refused as well) and its
+    wait could not record quiet: the fleet stayed stopped."""
+    dba.execute("INSERT INTO cronpolicy.rollout (kind, reason, began_at) VALUES ('full',"
+                " 'tomorrow', %s)" % dba.now_plus(86400))
+    code, out, err = cli("rollouts", "--json")
+    [row] = json.loads(out)
+    assert code == 0 and row["state"] == "open" and row["open_seconds"] >= 0
+    code, out, err = cli("deploy", "wait", "1", "--timeout", "2s")
+    assert code == 0, err
+    code, out, err = cli("deploy", "end", "1")
+    assert code == 0 and "rollout #1 ended" in out, err
+    assert switch(dba) == (False, [], [])
+    assert dba.scalar("SELECT count(*) FROM cronpolicy.rollout WHERE began_at <= ended_at") == 1
+    # The plain-SQL switch too.
+    dba.execute("INSERT INTO cronpolicy.rollout (kind, reason, began_at) VALUES ('full',"
+                " 'tomorrow', %s)" % dba.now_plus(86400))
+    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = %s"
+                % ("false" if dba.backend == "postgresql" else "0"))
+    assert switch(dba) == (False, [], [])

@@ -277,3 +277,44 @@ def test_a_rollout_said_to_begin_in_the_future_can_be_waited_for_and_ended(cli, 
     dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = %s"
                 % ("false" if dba.backend == "postgresql" else "0"))
     assert switch(dba) == (False, [], [])
+
+
+# Generated arguments: one line, exit 2 -----------------------------------------------------
+
+DURATIONS = ["0", "-1s", "0s", "1e400s", "nan", "inf", "99999999999999999999y", "1s1", "",
+             " ", "\udcff", "1" * 5000 + "s", "101y", "3155760001s", "1e-9s", "0.0000001s",
+             "0.0000004s", "٣s"]
+IDS = ["0", "-1", "99999999999999999999", "2147483648", "9223372036854775808", "1.5", "0x10",
+       "٣", "\udcff", "", " 1", "1e3"]
+SERVICES = ["", ",", "a,b", "a b", "x" * 2000, "\udcff", "é", "..", "a/b", "a\nb"]
+
+
+def _arguments():
+    for value in DURATIONS:
+        yield ("deploy", "begin", "--expect", value)
+        yield ("deploy", "run", "--expect", value, "--", "true")
+        yield ("deploy", "run", "--wait-timeout", value, "--", "true")
+    for value in IDS:
+        yield ("deploy", "end", value)
+        yield ("deploy", "wait", value, "--timeout", "1s")
+        yield ("rollouts", "--limit", value)
+    for value in SERVICES:
+        yield ("deploy", "begin", "--service", value)
+        yield ("deploy", "end", "--service", value)
+        yield ("deploy", "run", "--service", value, "--", "true")
+    for value in ("\udcff", "a\nb", "\x1b[2J"):
+        yield ("deploy", "begin", "--reason", value)
+        yield ("deploy", "run", "--reason", value, "--", "true")
+
+
+def test_generated_arguments_are_one_line_and_exit_2(cli, dba):
+    """Every value either works or is refused in one line with exit 2 (never
+    4, as `--expect 0.0000001s` was on PostgreSQL: an interval of 0 µs, a
+    check violation blamed on the database)."""
+    for argv in _arguments():
+        code, out, err = cli(*argv)
+        assert code in (exitcodes.OK, exitcodes.USAGE), (argv, code, err)
+        if code == exitcodes.USAGE:
+            assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, (argv, err)
+        cli("deploy", "end", "--all")
+    assert dba.scalar("SELECT count(*) FROM cronpolicy.rollout WHERE ended_at IS NULL") == 0

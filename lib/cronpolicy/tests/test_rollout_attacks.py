@@ -318,3 +318,34 @@ def test_generated_arguments_are_one_line_and_exit_2(cli, dba):
             assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, (argv, err)
         cli("deploy", "end", "--all")
     assert dba.scalar("SELECT count(*) FROM cronpolicy.rollout WHERE ended_at IS NULL") == 0
+
+
+# Logins without the rights -----------------------------------------------------------------
+
+@pytest.mark.parametrize("group", ["cronpolicy_script", "pg_monitor"])
+def test_a_login_without_rollout_rights_gets_one_line_and_exit_4(pg_roles, pg_dsn, tmp_path,
+                                                                   group):
+    dba = DBA(pg_dsn)
+    env = make_env(tmp_path, pg_dsn)
+    assert cronpolicy(env, "deploy", "begin", "--reason", "theirs").returncode == 0
+    weak = make_env(tmp_path, pg_roles(group))
+    ran = tmp_path / "ran"
+    writes = [("deploy", "begin"), ("deploy", "end", "1"), ("deploy", "end", "--all"),
+              ("deploy", "end"), ("deploy", "run", "--", "touch", str(ran)),
+              ("deploy", "wait", "1", "--timeout", "1s")]
+    reads = [("rollouts",), ("rollouts", "--json"), ("status",), ("overdue",)]
+    writes.append(("metrics",))         # (the drains are not a script's to read)
+    for argv in writes + reads:
+        result = cronpolicy(weak, *argv)
+        err = result.stderr
+        if group == "cronpolicy_script" and argv in reads:
+            assert result.returncode in (0, 8), (argv, err)
+            continue
+        if argv[:2] == ("deploy", "wait") and group == "cronpolicy_script":
+            # Reading is allowed; recording what it waited for is not its to do.
+            assert result.returncode in (0, exitcodes.GATE_ERROR), (argv, err)
+        else:
+            assert result.returncode == exitcodes.GATE_ERROR, (argv, result.stdout, err)
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, (argv, err)
+    assert not ran.exists()
+    assert dba.execute("SELECT id, ended_at IS NULL FROM cronpolicy.rollout") == [(1, True)]

@@ -349,3 +349,45 @@ def test_a_login_without_rollout_rights_gets_one_line_and_exit_4(pg_roles, pg_ds
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, (argv, err)
     assert not ran.exists()
     assert dba.execute("SELECT id, ended_at IS NULL FROM cronpolicy.rollout") == [(1, True)]
+
+
+# kill -9 of deploy run, at each phase ------------------------------------------------------
+
+@pytest.mark.parametrize("phase", ["began", "running"])
+def test_deploy_run_killed_leaves_its_rollout_open_and_its_owner_lost(scripts, script_env, dba,
+                                                                      tmp_path, phase):
+    config = tmp_path / "cronpolicy.conf"
+    config.write_text(config.read_text() + "heartbeat_interval = 0.5s\nlease_ttl = 2s\n")
+    job = None
+    if phase == "began":                # held in its wait by a run that is never safe
+        scripts.write("publisher")
+        ready = tmp_path / "ready"
+        job = scripts.start("publisher", "--sleep", "600", "--ready-file", str(ready))
+        wait_for_file(str(ready), process=job)
+    started = tmp_path / "started"
+    runner = start_cronpolicy(script_env, "deploy", "run", "--reason", "doomed", "--", "sh",
+                              "-c", "echo $$ > %s; exec sleep 600" % started)
+    command_pid = None
+    try:
+        assert read_line(runner.stdout).startswith("rollout #1 began")
+        if phase == "running":
+            wait_for_file(str(started), process=runner)
+            command_pid = int(started.read_text())
+        runner.kill()
+        runner.wait(timeout=30)     # (the command, left running, holds its pipes open)
+        began = time.monotonic()
+        wait_for(lambda: cronpolicy(script_env, "overdue").returncode == exitcodes.OVERDUE,
+                 timeout=30, what="owner lost")
+        assert time.monotonic() - began < 10            # within the lease, give or take
+        [row] = json.loads(cronpolicy(script_env, "rollouts", "--json").stdout)
+        assert row["state"] == "open" and row["owner_lost"] and row["owner_pid"] == runner.pid
+        assert switch(dba)[0]                          # still stopped: the safe direction
+        assert cronpolicy(script_env, "deploy", "end", "1").returncode == 0
+    finally:
+        if command_pid:
+            os.kill(command_pid, signal.SIGKILL)
+        runner.stdout.close()
+        runner.stderr.close()
+        if job is not None:
+            job.kill()
+            job.communicate(timeout=30)

@@ -391,3 +391,63 @@ def test_deploy_run_killed_leaves_its_rollout_open_and_its_owner_lost(scripts, s
         if job is not None:
             job.kill()
             job.communicate(timeout=30)
+
+
+# deploy run whose rollout someone else ends ------------------------------------------------
+
+def test_deploy_run_whose_rollout_is_ended_meanwhile_does_not_run_its_command(
+        scripts, script_env, dba, tmp_path):
+    """`deploy end --all` (or the plain-SQL switch) while `deploy run` waits:
+    the fleet is no longer stopped, so COMMAND (a database patch) must not
+    run as if it were: the wait saw nothing in the way of a rollout that no
+    longer exists and called that quiet."""
+    scripts.write("publisher")
+    ready = tmp_path / "ready"
+    job = scripts.start("publisher", "--sleep", "600", "--ready-file", str(ready))
+    ran = tmp_path / "ran"
+    try:
+        wait_for_file(str(ready), process=job)
+        runner = start_cronpolicy(script_env, "deploy", "run", "--", "touch", str(ran))
+        assert read_line(runner.stdout).startswith("rollout #1 began")
+        wait_for(lambda: dba.scalar("SELECT count(*) FROM cronpolicy.rollout_awaited"),
+                 what="the wait to see the publisher")
+        assert cronpolicy(script_env, "deploy", "end", "1").returncode == 0
+        out, err = runner.communicate(timeout=60)
+    finally:
+        job.kill()
+        job.communicate(timeout=30)
+    assert not ran.exists(), out + err
+    assert runner.returncode == exitcodes.WAIT_TIMEOUT, out + err
+    assert "rollout #1 was ended by someone else before the fleet was quiet" in err
+    assert "Traceback" not in err and "rollout #1 had been ended by" in out
+
+
+def test_deploy_wait_for_a_rollout_ended_meanwhile_says_so(scripts, script_env, dba,
+                                                          tmp_path):
+    """It said "quiet" (exit 0) with the publisher still running."""
+    scripts.write("publisher")
+    ready = tmp_path / "ready"
+    job = scripts.start("publisher", "--sleep", "600", "--ready-file", str(ready))
+    try:
+        wait_for_file(str(ready), process=job)
+        for argv in (("deploy", "wait", "1"), ("deploy", "wait", "2", "--json")):
+            assert cronpolicy(script_env, "deploy", "begin").returncode == 0
+            waiter = start_cronpolicy(script_env, *argv)
+            wait_for(lambda: dba.scalar("SELECT count(*) FROM cronpolicy.rollout_awaited"),
+                     what="the wait to see the publisher")
+            if argv[-1] == "1":
+                assert cronpolicy(script_env, "deploy", "end", "1").returncode == 0
+            else:
+                dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = %s"
+                            % ("false" if dba.backend == "postgresql" else "0"))
+            out, err = waiter.communicate(timeout=60)
+            assert waiter.returncode == exitcodes.WAIT_TIMEOUT, out + err
+            assert "Traceback" not in err
+            if argv[-1] == "--json":
+                assert json.loads(out)["ended_meanwhile"] is True
+            else:
+                assert "rollout #1 was ended after" in err and "quiet after" not in out
+            dba.execute("DELETE FROM cronpolicy.rollout_awaited")
+    finally:
+        job.kill()
+        job.communicate(timeout=30)

@@ -6,7 +6,9 @@ of `deploy wait`), runs COMMAND, and ends the rollout whatever happens:
 * COMMAND's exit status is the command's own (127: not found, 126: not
   runnable);
 * a wait that times out (--wait-timeout) ends the rollout and exits 7
-  without running COMMAND;
+  without running COMMAND; so does a rollout ended by someone else before
+  the fleet was quiet for it (its scripts start again: no quiet to wait
+  for);
 * SIGINT or SIGTERM while waiting ends the rollout and exits 130; while
   COMMAND runs, it is passed on to COMMAND (which runs in a session of its
   own, so a terminal's Ctrl-C reaches it through here only), COMMAND gets
@@ -145,8 +147,9 @@ def cmd_deploy_run(args, settings):
         keeper.start()
         code = None
         try:
-            code = _wait_then_run(db, rollout_id, services, others, args.reason, command,
-                                  wait_timeout, signals)
+            code = _wait_then_run(
+                db, rollout_id, services, others, args.reason, command, wait_timeout, signals,
+                lambda: deploy.renew(db, rollout_id, settings.lease_ttl))
         finally:
             # Whatever happened (an error included: it is said after), the
             # rollout ends; a signal now is only noted.
@@ -156,8 +159,10 @@ def cmd_deploy_run(args, settings):
         return ended
 
 
-def _wait_then_run(db, rollout_id, services, others, reason, command, wait_timeout, signals):
-    """The exit code: COMMAND's, WAIT_TIMEOUT, or STOPPED."""
+def _wait_then_run(db, rollout_id, services, others, reason, command, wait_timeout, signals,
+                   still_open):
+    """The exit code: COMMAND's, WAIT_TIMEOUT, or STOPPED.  ``still_open()``:
+    whether the rollout is still open (renewing its lease)."""
     from cronpolicy.tooling import deploy
     from cronpolicy.tooling.output import LiveTable, quote
     _print("rollout #%d began: %s: %s" % (
@@ -181,6 +186,13 @@ def _wait_then_run(db, rollout_id, services, others, reason, command, wait_timeo
     except _Stopped:
         _say("interrupted while waiting for quiet: %s not run" % command[0])
         return exitcodes.STOPPED
+    # Ended by someone else before quiet (seen by the wait, or since its
+    # last look: the renewal finds it ended): nothing stops the fleet for
+    # COMMAND any more.
+    if result.ended_meanwhile or (result.quiet and not still_open()):
+        _say("rollout #%d was ended by someone else before the fleet was quiet for it: "
+             "%s not run" % (rollout_id, command[0]))
+        return exitcodes.WAIT_TIMEOUT
     if not result.quiet:
         _print("timed out after %s with %d run%s in the way: %s not run" % (
             format_duration(result.waited_seconds), len(result.blockers),
@@ -236,7 +248,7 @@ def _end(db, rollout_id, code):
     pause = 0.5
     while True:
         try:
-            row, _ = deploy.end(db, rollout_id)
+            row, ended = deploy.end(db, rollout_id)
             break
         except DatabaseError as error:
             if not error.transient or time.monotonic() + pause >= deadline:
@@ -248,7 +260,8 @@ def _end(db, rollout_id, code):
             time.sleep(pause)
             pause = min(pause * 2, 5.0)
     opened = (row["ended_at"] - row["began_at"]).total_seconds()
-    _print("rollout #%d ended after %s%s" % (
-        rollout_id, format_duration(opened),
+    _print("rollout #%d %s after %s%s" % (
+        rollout_id, "ended" if ended else "had been ended by %s" % (row["ended_by"] or "-"),
+        format_duration(opened),
         "" if code in (None, exitcodes.WAIT_TIMEOUT) else " (exit %d)" % code))
     return code

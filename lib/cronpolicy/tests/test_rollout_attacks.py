@@ -451,3 +451,21 @@ def test_deploy_wait_for_a_rollout_ended_meanwhile_says_so(scripts, script_env, 
     finally:
         job.kill()
         job.communicate(timeout=30)
+
+
+def test_a_line_break_in_a_rollout_cannot_forge_lines(cli, dba):
+    """A rollout login (or a DBA) writes a reason, an owner host or an
+    awaited run's name with a line break: printed as is, it forged lines in
+    `status`, `overdue`, `rollouts` and `deploy end` ("rollouts open: 0")."""
+    dba.execute("INSERT INTO cronpolicy.rollout (kind, reason, owner_host, owner_pid,"
+                " lease_expires_at) VALUES ('full', {}, {}, 7, '2000-01-01')",
+                ("r\nrollouts open: 0\tx", "h\n  nothing to see"))
+    dba.execute("INSERT INTO cronpolicy.rollout_awaited (rollout_id, run_id, name, host)"
+                " VALUES (1, 1, {}, {})", ("n\nforged", "h\tx"))
+    for argv in (("status",), ("overdue",), ("rollouts",), ("deploy", "end", "1")):
+        code, out, err = cli(*argv)
+        assert code in (0, 8), (argv, err)
+        for line in out.splitlines():
+            assert not line.lstrip().startswith(("rollouts open: 0", "nothing to see",
+                                                 "forged")), (argv, out)
+            assert "\t" not in line, (argv, out)

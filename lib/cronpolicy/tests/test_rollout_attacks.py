@@ -141,6 +141,16 @@ def test_the_plain_sql_switch_racing_deploy_begin(pg_env, pg_dsn):
     assert switch(dba) == (True, [], ["full"])      # the new one, begun after the clear
 
 
+def test_the_plain_sql_service_switch_racing_deploy_begin_of_that_service(pg_env, pg_dsn):
+    dba = DBA(pg_dsn)
+    assert cronpolicy(pg_env, "deploy", "begin", "--service", "xmlrpc").returncode == 0
+    held = Held(pg_dsn)
+    held.execute("DELETE FROM cronpolicy.service_deploy WHERE service = 'xmlrpc'")
+    code, out, err = while_held(dba, held, pg_env, "deploy", "begin", "--service", "xmlrpc")
+    assert code == 0, err
+    assert consistent(dba) and switch(dba) == (False, ["xmlrpc"], ["services"])
+
+
 def test_two_waits_seeing_the_same_run_record_it_once(pg_scripts, pg_env, pg_dsn, tmp_path):
     """Two `deploy wait`s of one rollout both saw the run first: the second
     insert of its rollout_awaited row was a unique violation (a traceback,

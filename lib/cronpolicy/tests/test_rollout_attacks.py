@@ -6,9 +6,6 @@ without rights.  Real PostgreSQL, real SQLite files, real processes."""
 import json
 import os
 import signal
-import subprocess
-import sys
-import threading
 import time
 
 import psycopg2
@@ -17,16 +14,7 @@ import pytest
 from cronpolicy import exitcodes
 
 from .conftest import DBA, make_env, read_line, wait_for, wait_for_file
-
-
-def cronpolicy(env, *argv, timeout=120):
-    return subprocess.run([sys.executable, "-m", "cronpolicy.tooling.cli"] + list(argv),
-                          env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def start_cronpolicy(env, *argv):
-    return subprocess.Popen([sys.executable, "-m", "cronpolicy.tooling.cli"] + list(argv),
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+from .test_rollout_objects import cronpolicy, start_cronpolicy
 
 
 def switch(dba):

@@ -6,6 +6,8 @@ without rights.  Real PostgreSQL, real SQLite files, real processes."""
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import psycopg2
@@ -467,3 +469,22 @@ def test_a_line_break_in_a_rollout_cannot_forge_lines(cli, dba):
             assert not line.lstrip().startswith(("rollouts open: 0", "nothing to see",
                                                  "forged")), (argv, out)
             assert "\t" not in line, (argv, out)
+
+
+def test_deploy_run_started_with_sigint_ignored_keeps_ignoring_it(script_env, dba, tmp_path):
+    """`cronpolicy deploy run -- CMD &` in a shell script: the shell has it
+    ignore SIGINT (so a Ctrl-C meant for the foreground leaves it alone), as
+    Python itself does; deploy run took SIGINT back, stopped its command and
+    exited 130."""
+    done, pid_file = tmp_path / "done", tmp_path / "pid"
+    command = ("trap '' INT; %s -m cronpolicy.tooling.cli deploy run -- sh -c"
+               " 'sleep 1; echo done > %s' & echo $! > %s; wait $!"
+               % (sys.executable, done, pid_file))
+    shell = subprocess.Popen(["sh", "-c", command], env=script_env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    wait_for_file(str(pid_file), process=shell)
+    wait_for(lambda: dba.scalar("SELECT count(*) FROM cronpolicy.rollout"), what="began")
+    os.kill(int(pid_file.read_text()), signal.SIGINT)
+    out, err = shell.communicate(timeout=60)
+    assert shell.returncode == 0 and done.read_text() == "done\n", out + err
+    assert dba.scalar("SELECT count(*) FROM cronpolicy.rollout WHERE ended_at IS NULL") == 0

@@ -13,7 +13,8 @@ of `deploy wait`), runs COMMAND, and ends the rollout whatever happens:
   COMMAND runs, it is passed on to COMMAND (which runs in a session of its
   own, so a terminal's Ctrl-C reaches it through here only), COMMAND gets
   STOP_TIMEOUT seconds to exit before it is killed, then the rollout ends
-  and the exit is 130.
+  and the exit is 130.  A signal its caller had it ignore (as a shell does
+  SIGINT for `deploy run ... &`) stays ignored.
 
 While it lives, the process keeps a lease on its rollout (renewed every
 heartbeat_interval for lease_ttl): killed (kill -9, a lost host), it
@@ -56,7 +57,10 @@ class _Signals:
 
     def __enter__(self):
         for signum in (signal.SIGINT, signal.SIGTERM):
-            self._previous[signum] = signal.signal(signum, self._handle)
+            # One its caller ignores stays ignored (`deploy run ... &` in a
+            # shell script: a Ctrl-C meant for the foreground is not for it).
+            if signal.getsignal(signum) != signal.SIG_IGN:
+                self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def __exit__(self, *exc):

@@ -184,8 +184,8 @@ def open_rollouts(dba):
                                      (signal.SIGTERM, signal.SIGINT)])
 def test_two_signals_in_a_row_stop_deploy_run_once(scripts, script_env, dba, tmp_path, when,
                                                     signums):
-    """Ctrl-C twice (or a TERM then an INT) at once: the command gets them,
-    the rollout ends, the exit is 130, one line, nothing left open."""
+    """Ctrl-C twice or more (or a TERM then INTs): the command gets them, the
+    rollout ends, the exit is 130, one line, nothing left open."""
     job = None
     if when == "waiting":
         scripts.write("publisher")
@@ -204,9 +204,13 @@ def test_two_signals_in_a_row_stop_deploy_run_once(scripts, script_env, dba, tmp
                      what="the wait to see the publisher")
         else:
             wait_for_file(str(started), process=runner)
-        for signum in signums:
-            runner.send_signal(signum)
-            time.sleep(0.05)
+        # The first, then the second again and again until it exits: one
+        # lands after the rollout ended, on the way out (it died of it, -2).
+        runner.send_signal(signums[0])
+        deadline = time.monotonic() + 60
+        while runner.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+            runner.send_signal(signums[1])
         out, err = runner.communicate(timeout=90)
     finally:
         if job is not None:
@@ -488,3 +492,4 @@ def test_deploy_run_started_with_sigint_ignored_keeps_ignoring_it(script_env, db
     out, err = shell.communicate(timeout=60)
     assert shell.returncode == 0 and done.read_text() == "done\n", out + err
     assert dba.scalar("SELECT count(*) FROM cronpolicy.rollout WHERE ended_at IS NULL") == 0
+

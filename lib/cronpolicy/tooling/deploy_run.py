@@ -65,7 +65,9 @@ class _Signals:
 
     def __exit__(self, *exc):
         for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
+            # Stopped by a signal, the exit (130) is decided: a second Ctrl-C
+            # on the way out must not kill the process instead (exit -2).
+            signal.signal(signum, signal.SIG_IGN if self.received else handler)
 
     def _handle(self, signum, frame):
         self.received = self.received or signum

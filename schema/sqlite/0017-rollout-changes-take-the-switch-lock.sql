@@ -25,3 +25,15 @@ CREATE TRIGGER cronpolicy.rollout_begins_by_now_update AFTER UPDATE OF began_at 
 BEGIN
     UPDATE rollout SET began_at = strftime('%Y-%m-%d %H:%M:%f', 'now') WHERE id = NEW.id;
 END;
+
+-- A rollout deleted by hand takes the runs it waited for along, as
+-- PostgreSQL's ON DELETE CASCADE does (SQLite enforces no foreign keys):
+-- left behind, they were the awaited runs of the next rollout given the
+-- same id (the greatest rowid plus one).  Rows orphaned before this patch go.
+DELETE FROM cronpolicy.rollout_awaited
+ WHERE rollout_id NOT IN (SELECT id FROM cronpolicy.rollout);
+
+CREATE TRIGGER cronpolicy.rollout_awaited_cascade AFTER DELETE ON rollout
+BEGIN
+    DELETE FROM rollout_awaited WHERE rollout_id = OLD.id;
+END;

@@ -493,3 +493,16 @@ def test_deploy_run_started_with_sigint_ignored_keeps_ignoring_it(script_env, db
     assert shell.returncode == 0 and done.read_text() == "done\n", out + err
     assert dba.scalar("SELECT count(*) FROM cronpolicy.rollout WHERE ended_at IS NULL") == 0
 
+
+def test_a_rollout_deleted_by_hand_takes_its_awaited_runs_along(cli, dba):
+    """On PostgreSQL rollout_awaited cascades; on SQLite (no foreign keys
+    enforced) the rows stayed, and the next rollout, given the same id (the
+    greatest rowid plus one), showed runs it never waited for."""
+    cli("deploy", "begin", "--reason", "first")
+    dba.execute("INSERT INTO cronpolicy.rollout_awaited (rollout_id, run_id, name, host)"
+                " VALUES (1, 1, 'publisher', 'web1')")
+    dba.execute("DELETE FROM cronpolicy.rollout WHERE id = 1")
+    assert dba.scalar("SELECT count(*) FROM cronpolicy.rollout_awaited") == 0
+    cli("deploy", "begin", "--reason", "second")
+    code, out, _ = cli("rollouts", "--json")
+    assert all(row["awaited"] == [] for row in json.loads(out))

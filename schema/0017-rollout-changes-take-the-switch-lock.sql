@@ -14,9 +14,13 @@
 -- service_deploy) first locks the one row of deploy_state, as a plain
 -- UPDATE of the switch does: changes of the rollouts are made one after the
 -- other, and the triggers that follow read what the one before committed.
--- A lease renewed, or a rollout marked quiet, takes no lock (they change
--- neither switch).  The order is always deploy_state, then rollout and
--- service_deploy rows, so these locks cannot deadlock each other.
+-- A rollout marked quiet takes it too: `deploy wait` marks every rollout
+-- it finds quiet in one transaction, row after row, and `deploy end --all`
+-- ends them in one statement in its own order: each held a row the other
+-- wanted (deadlock detected, one of them exit 4).  A lease renewed takes
+-- no lock (one row, and it changes neither switch).  The order is always
+-- deploy_state, then rollout and service_deploy rows, so these locks
+-- cannot deadlock each other.
 --
 -- And a rollout never begins in the future.  An administrator may say when
 -- a rollout began (to record one of the past); one said to begin tomorrow
@@ -41,7 +45,8 @@ COMMENT ON FUNCTION cronpolicy.lock_deploy_switch() IS
 
 DROP TRIGGER IF EXISTS rollout_lock_switch ON cronpolicy.rollout;
 CREATE TRIGGER rollout_lock_switch
-    BEFORE INSERT OR DELETE OR UPDATE OF kind, services, reason, ended_at ON cronpolicy.rollout
+    BEFORE INSERT OR DELETE OR UPDATE OF kind, services, reason, ended_at, quiet_at
+    ON cronpolicy.rollout
     FOR EACH STATEMENT EXECUTE FUNCTION cronpolicy.lock_deploy_switch();
 DROP TRIGGER IF EXISTS rollout_lock_switch_truncate ON cronpolicy.rollout;
 CREATE TRIGGER rollout_lock_switch_truncate BEFORE TRUNCATE ON cronpolicy.rollout

@@ -141,6 +141,32 @@ def test_the_plain_sql_service_switch_racing_deploy_begin_of_that_service(pg_env
     assert consistent(dba) and switch(dba) == (False, ["xmlrpc"], ["services"])
 
 
+def test_a_wait_marking_two_rollouts_quiet_while_they_end_does_not_deadlock(pg_env, pg_dsn):
+    """A `deploy wait` marks every rollout it finds quiet in one transaction,
+    one row after the other; `deploy end --all` ends them in one statement,
+    in its own order: each held a row the other wanted (deadlock detected,
+    one of them exit 4).  Here the wait's transaction is held by hand."""
+    import psycopg2.errors
+    dba = DBA(pg_dsn)
+    for _ in range(2):
+        assert cronpolicy(pg_env, "deploy", "begin").returncode == 0
+    held = Held(pg_dsn)
+    held.execute("UPDATE cronpolicy.rollout SET quiet_at = now() WHERE id = 2")
+    ender = start_cronpolicy(pg_env, "deploy", "end", "--all")
+    wait_for(lambda: ender.poll() is not None or blocked_sessions(dba, held.pid), timeout=60,
+             what="deploy end to wait")
+    time.sleep(0.5)                 # (it has locked what it locks before it waits)
+    try:
+        held.execute("UPDATE cronpolicy.rollout SET quiet_at = now() WHERE id = 1")
+    except psycopg2.errors.DeadlockDetected:
+        pytest.fail("deadlock")
+    held.commit()
+    out, err = ender.communicate(timeout=60)
+    assert ender.returncode == 0, err
+    assert switch(dba) == (False, [], []) and dba.scalar(
+        "SELECT count(*) FROM cronpolicy.rollout WHERE quiet_at IS NOT NULL") == 2
+
+
 def test_two_waits_seeing_the_same_run_record_it_once(pg_scripts, pg_env, pg_dsn, tmp_path):
     """Two `deploy wait`s of one rollout both saw the run first: the second
     insert of its rollout_awaited row was a unique violation (a traceback,

@@ -533,3 +533,37 @@ def test_a_rollout_deleted_by_hand_takes_its_awaited_runs_along(cli, dba):
     cli("deploy", "begin", "--reason", "second")
     code, out, _ = cli("rollouts", "--json")
     assert all(row["awaited"] == [] for row in json.loads(out))
+
+
+@pytest.mark.parametrize("when", ["waiting", "running"])
+def test_a_lost_terminal_stops_deploy_run_as_sigterm_does(scripts, script_env, dba, tmp_path,
+                                                         when):
+    """The operator's ssh session drops (SIGHUP): deploy run died of it at
+    once, leaving its rollout open (owner lost) and its command running on,
+    unwatched, in the session of its own where the hang-up never reached it."""
+    job = None
+    if when == "waiting":
+        scripts.write("publisher")
+        ready = tmp_path / "ready"
+        job = scripts.start("publisher", "--sleep", "600", "--ready-file", str(ready))
+        wait_for_file(str(ready), process=job)
+    got, started = tmp_path / "got", tmp_path / "started"
+    command = ("trap 'echo hup > %s; exit 9' HUP; echo up > %s; while :; do sleep 0.05; done"
+               % (got, started))
+    runner = start_cronpolicy(script_env, "deploy", "run", "--", "sh", "-c", command)
+    try:
+        assert read_line(runner.stdout).startswith("rollout #1 began")
+        if when == "waiting":
+            wait_for(lambda: dba.scalar("SELECT count(*) FROM cronpolicy.rollout_awaited"),
+                     what="the wait to see the publisher")
+        else:
+            wait_for_file(str(started), process=runner)
+        runner.send_signal(signal.SIGHUP)
+        out, err = runner.communicate(timeout=90)
+    finally:
+        if job is not None:
+            job.kill()
+            job.communicate(timeout=30)
+    assert runner.returncode == exitcodes.STOPPED, out + err
+    assert open_rollouts(dba) == 0 and "Traceback" not in err
+    assert got.exists() == (when == "running") and started.exists() == (when == "running")

@@ -9,7 +9,8 @@ of `deploy wait`), runs COMMAND, and ends the rollout whatever happens:
   without running COMMAND; so does a rollout ended by someone else before
   the fleet was quiet for it (its scripts start again: no quiet to wait
   for);
-* SIGINT or SIGTERM while waiting ends the rollout and exits 130; while
+* SIGINT, SIGTERM or SIGHUP (a lost terminal) while waiting ends the
+  rollout and exits 130; while
   COMMAND runs, it is passed on to COMMAND (which runs in a session of its
   own, so a terminal's Ctrl-C reaches it through here only), COMMAND gets
   STOP_TIMEOUT seconds to exit before it is killed, then the rollout ends
@@ -42,13 +43,15 @@ END_TIMEOUT = 60.0
 
 
 class _Stopped(Exception):
-    """SIGINT or SIGTERM arrived while waiting for quiet."""
+    """SIGINT, SIGTERM or SIGHUP arrived while waiting for quiet."""
 
 
 class _Signals:
-    """SIGINT and SIGTERM, noted when they arrive: the wait stops at its
-    next look (never inside a statement), and while COMMAND runs they are
-    passed on to its process group.  Nothing is raised from the handler."""
+    """SIGINT, SIGTERM and SIGHUP (the operator's terminal lost: its hang-up
+    never reaches COMMAND, in a session of its own), noted when they
+    arrive: the wait stops at its next look (never inside a statement), and
+    while COMMAND runs they are passed on to its process group.  Nothing is
+    raised from the handler."""
 
     def __init__(self):
         self.child = None
@@ -56,7 +59,7 @@ class _Signals:
         self._previous = {}
 
     def __enter__(self):
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             # One its caller ignores stays ignored (`deploy run ... &` in a
             # shell script: a Ctrl-C meant for the foreground is not for it).
             if signal.getsignal(signum) != signal.SIG_IGN:

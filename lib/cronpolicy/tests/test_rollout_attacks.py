@@ -3,6 +3,7 @@ commands that change them, `deploy run` stopped by signals and killed at
 each phase, absurd rows written by plain SQL, generated arguments, logins
 without rights.  Real PostgreSQL, real SQLite files, real processes."""
 
+import contextlib
 import json
 import os
 import signal
@@ -205,13 +206,12 @@ def open_rollouts(dba):
     return dba.scalar("SELECT count(*) FROM cronpolicy.rollout WHERE ended_at IS NULL")
 
 
-@pytest.mark.parametrize("when", ["waiting", "running"])
-@pytest.mark.parametrize("signums", [(signal.SIGINT, signal.SIGINT),
-                                     (signal.SIGTERM, signal.SIGINT)])
-def test_two_signals_in_a_row_stop_deploy_run_once(scripts, script_env, dba, tmp_path, when,
-                                                    signums):
-    """Ctrl-C twice or more (or a TERM then INTs): the command gets them, the
-    rollout ends, the exit is 130, one line, nothing left open."""
+@contextlib.contextmanager
+def deploy_run_at(when, scripts, script_env, dba, tmp_path, traps):
+    """A `deploy run` whose command traps ``traps`` (writing the signal's
+    name to tmp_path/got and exiting 9), held in its wait by a publisher
+    that is never safe (``when`` = "waiting") or running its command
+    ("running"); yields (the process, got, started)."""
     job = None
     if when == "waiting":
         scripts.write("publisher")
@@ -219,10 +219,10 @@ def test_two_signals_in_a_row_stop_deploy_run_once(scripts, script_env, dba, tmp
         job = scripts.start("publisher", "--sleep", "600", "--ready-file", str(ready))
         wait_for_file(str(ready), process=job)
     got, started = tmp_path / "got", tmp_path / "started"
-    # (A command that took its time at each signal would never exit under
-    # the barrage below, and be killed after STOP_TIMEOUT.)
-    command = ("trap 'echo got >> %s; exit 9' INT TERM; echo up > %s;"
-               " while :; do sleep 0.05; done" % (got, started))
+    # (A command that took its time at each signal would never exit under a
+    # barrage of them, and be killed after STOP_TIMEOUT.)
+    command = ("trap 'echo got >> %s; exit 9' %s; echo up > %s; while :; do sleep 0.05; done"
+               % (got, traps, started))
     runner = start_cronpolicy(script_env, "deploy", "run", "--", "sh", "-c", command)
     try:
         assert read_line(runner.stdout).startswith("rollout #1 began")
@@ -231,6 +231,24 @@ def test_two_signals_in_a_row_stop_deploy_run_once(scripts, script_env, dba, tmp
                      what="the wait to see the publisher")
         else:
             wait_for_file(str(started), process=runner)
+        yield runner, got, started
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+        if job is not None:
+            job.kill()
+            job.communicate(timeout=30)
+
+
+@pytest.mark.parametrize("when", ["waiting", "running"])
+@pytest.mark.parametrize("signums", [(signal.SIGINT, signal.SIGINT),
+                                     (signal.SIGTERM, signal.SIGINT)])
+def test_two_signals_in_a_row_stop_deploy_run_once(scripts, script_env, dba, tmp_path, when,
+                                                    signums):
+    """Ctrl-C twice or more (or a TERM then INTs): the command gets them, the
+    rollout ends, the exit is 130, one line, nothing left open."""
+    with deploy_run_at(when, scripts, script_env, dba, tmp_path, "INT TERM") as (
+            runner, got, started):
         # The first, then the second again and again until it exits: one
         # lands after the rollout ended, on the way out (it died of it, -2).
         runner.send_signal(signums[0])
@@ -239,10 +257,6 @@ def test_two_signals_in_a_row_stop_deploy_run_once(scripts, script_env, dba, tmp
             time.sleep(0.01)
             runner.send_signal(signums[1])
         out, err = runner.communicate(timeout=90)
-    finally:
-        if job is not None:
-            job.kill()
-            job.communicate(timeout=30)
     assert runner.returncode == exitcodes.STOPPED, out + err
     assert "Traceback" not in err and len(err.strip().splitlines()) <= 1, err
     assert open_rollouts(dba) == 0
@@ -541,29 +555,10 @@ def test_a_lost_terminal_stops_deploy_run_as_sigterm_does(scripts, script_env, d
     """The operator's ssh session drops (SIGHUP): deploy run died of it at
     once, leaving its rollout open (owner lost) and its command running on,
     unwatched, in the session of its own where the hang-up never reached it."""
-    job = None
-    if when == "waiting":
-        scripts.write("publisher")
-        ready = tmp_path / "ready"
-        job = scripts.start("publisher", "--sleep", "600", "--ready-file", str(ready))
-        wait_for_file(str(ready), process=job)
-    got, started = tmp_path / "got", tmp_path / "started"
-    command = ("trap 'echo hup > %s; exit 9' HUP; echo up > %s; while :; do sleep 0.05; done"
-               % (got, started))
-    runner = start_cronpolicy(script_env, "deploy", "run", "--", "sh", "-c", command)
-    try:
-        assert read_line(runner.stdout).startswith("rollout #1 began")
-        if when == "waiting":
-            wait_for(lambda: dba.scalar("SELECT count(*) FROM cronpolicy.rollout_awaited"),
-                     what="the wait to see the publisher")
-        else:
-            wait_for_file(str(started), process=runner)
+    with deploy_run_at(when, scripts, script_env, dba, tmp_path, "HUP") as (
+            runner, got, started):
         runner.send_signal(signal.SIGHUP)
         out, err = runner.communicate(timeout=90)
-    finally:
-        if job is not None:
-            job.kill()
-            job.communicate(timeout=30)
     assert runner.returncode == exitcodes.STOPPED, out + err
     assert open_rollouts(dba) == 0 and "Traceback" not in err
     assert got.exists() == (when == "running") and started.exists() == (when == "running")

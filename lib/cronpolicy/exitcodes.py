@@ -28,7 +28,9 @@ WOULD_SKIP = 5
 #: recorded as interrupted with the reason.
 INTERRUPTED = 6
 
-#: `cronpolicy deploy wait`: the timeout passed with runs still blocking.
+#: `cronpolicy deploy wait`: the timeout passed with runs still blocking, or
+#: the rollout it waited for was ended before quiet; `deploy run`: the same,
+#: its command not run.
 WAIT_TIMEOUT = 7
 
 #: `cronpolicy overdue`: at least one script has not succeeded in time.

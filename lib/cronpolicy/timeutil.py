@@ -48,6 +48,8 @@ def positive_duration(text, option):
         raise UsageError("%s: %s" % (option, error)) from None
     if seconds <= 0:
         raise UsageError("%s must be longer than 0" % option)
+    if seconds < 0.000001:      # PostgreSQL keeps microseconds: less is 0 there
+        raise UsageError("%s must be at least a microsecond (1e-06s)" % option)
     return seconds
 
 

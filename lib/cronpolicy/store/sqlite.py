@@ -41,6 +41,10 @@ def connect_sqlite(path, busy_timeout=config.DEFAULT_CONNECT_TIMEOUT, create_dir
         # The watcher thread uses the connection while main() runs (never both at once).
         connection = sqlite3.connect(":memory:", timeout=busy_timeout, isolation_level=None,
                                      check_same_thread=False)
+        # SQLite keeps whatever bytes were cast to text (a DBA's plain SQL):
+        # read them as text with U+FFFD for what is not UTF-8, so that one
+        # such value is shown, not every command refused (the gate's too).
+        connection.text_factory = _text
         connection.execute("ATTACH DATABASE ? AS cronpolicy", (path,))
         _switch_to_wal(connection, busy_timeout)
         # Passing states (a start, a heartbeat, a slot) are not worth an
@@ -51,6 +55,11 @@ def connect_sqlite(path, busy_timeout=config.DEFAULT_CONNECT_TIMEOUT, create_dir
     except sqlite3.Error as error:
         raise DatabaseError("cannot open SQLite database %s: %s" % (path, error)) from error
     return connection
+
+
+def _text(value):
+    """A text value as SQLite holds it (bytes), as str; never refused."""
+    return str(value, "utf-8", "replace")
 
 
 def _switch_to_wal(connection, busy_timeout):

@@ -171,16 +171,17 @@ BAD_ROWS = {
                       " VALUES ('xmlrpc', '1969-01-01 00:00:00')",
         "sqlite": "INSERT INTO cronpolicy.service_deploy (service, changed_at)"
                   " VALUES ('xmlrpc', '1969-01-01 00:00:00')"},
-    # Schema patch 0016 (rollouts).  (An administrator may say when a rollout began.)
+    # Schema patch 0016 (rollouts).  (An administrator may say when a rollout began, by
+    # patch 0017 not after now.)
     "rollout_kind_known": "INSERT INTO cronpolicy.rollout (kind) VALUES ('partial')",
     "rollout_services_fit_kind":
         "INSERT INTO cronpolicy.rollout (kind, services) VALUES ('full', 'xmlrpc')",
     "rollout_expected_duration_positive":
         "INSERT INTO cronpolicy.rollout (expected_duration) VALUES ({zero})",
     "rollout_ends_after_it_begins":
-        "INSERT INTO cronpolicy.rollout (began_at, ended_at) VALUES ({now1}, {now0})",
+        "INSERT INTO cronpolicy.rollout (began_at, ended_at) VALUES ({now0}, '2000-01-01')",
     "rollout_quiet_after_it_begins":
-        "INSERT INTO cronpolicy.rollout (began_at, quiet_at) VALUES ({now1}, {now0})",
+        "INSERT INTO cronpolicy.rollout (began_at, quiet_at) VALUES ({now0}, '2000-01-01')",
     "rollout_values_in_range":
         "INSERT INTO cronpolicy.rollout (expected_duration) VALUES ({century} * 2)",
     # (Without a rollout #1: on PostgreSQL the foreign key is left out of the question.)

@@ -347,7 +347,11 @@ def cmd_deploy_wait(args, settings):
         print_json({"quiet": result.quiet, "waited_seconds": result.waited_seconds,
                     "rollout": args.id, "host": args.host, "service": args.service,
                     "release_not": release_not, "stop_asked": result.stop_asked,
-                    "blockers": result.blockers})
+                    "blockers": result.blockers, "ended_meanwhile": result.ended_meanwhile})
+    elif result.ended_meanwhile:
+        print("rollout #%d was ended after %s, before the fleet was quiet for it: its "
+              "scripts start again (cronpolicy rollouts)" % (
+                  args.id, format_duration(result.waited_seconds)), file=sys.stderr)
     elif result.quiet:
         print("quiet after %s: no run on hosts %s%s%s%s is in the way" % (
             format_duration(result.waited_seconds), args.host,

@@ -155,8 +155,13 @@ def deploy_end(db, reason=""):
 
 # Waiting for the fleet ---------------------------------------------------------------
 
-#: What wait_until_quiet returns.  ``blockers`` are the runs still going.
-WaitResult = collections.namedtuple("WaitResult", "quiet waited_seconds blockers stop_asked")
+#: What wait_until_quiet returns.  ``blockers`` are the runs still going;
+#: ``ended_meanwhile``: the rollout waited for was ended (by someone else)
+#: before the fleet was quiet for it, which is not quiet: nothing stops its
+#: scripts any more.
+WaitResult = collections.namedtuple(
+    "WaitResult", "quiet waited_seconds blockers stop_asked ended_meanwhile",
+    defaults=(False,))
 
 #: One look at the fleet: the database clock, the runs in the way, whether
 #: anything asks scripts to stop, and for each open rollout ({id: Rollout})
@@ -233,8 +238,10 @@ def wait_until_quiet(db, timeout, host="*", poll_interval=None, on_progress=None
     Scripts that are safe to interrupt stop by themselves once a rollout
     (or a window) asks them to; this waits for those and for the unsafe
     ones to finish.  Dead runs never block.  Gives up after ``timeout``
-    seconds.  ``on_progress(now, runs, waited)`` is called after every
-    look.  Returns a WaitResult.
+    seconds, or when rollout ``rollout_id`` is found ended (by someone
+    else: its scripts start again, so there is no quiet to wait for).
+    ``on_progress(now, runs, waited)`` is called after every look.
+    Returns a WaitResult.
 
     What it sees is recorded for the open rollouts: each run found in a
     rollout's way (rollout_awaited), and the first moment a look at every
@@ -253,6 +260,7 @@ def wait_until_quiet(db, timeout, host="*", poll_interval=None, on_progress=None
     blocked = {}     # run id -> [script name, first seen, last seen] (waited seconds)
     looks = _Looks(db)
     witness = _Witness(db)
+    ended = False
     try:
         every = poll_interval or looks.every
         while True:
@@ -261,6 +269,9 @@ def wait_until_quiet(db, timeout, host="*", poll_interval=None, on_progress=None
             now, runs = look.now, look.runs
             first_now = first_now or now
             waited = time.monotonic() - started
+            if rollout_id is not None and rollout_id not in look.rollouts:
+                ended = True        # no run is in the way of a rollout that is no more
+                break
             for run in runs:
                 blocked.setdefault(run["id"], [run["name"], waited, waited])[2] = waited
             if on_progress is not None:
@@ -275,9 +286,10 @@ def wait_until_quiet(db, timeout, host="*", poll_interval=None, on_progress=None
         witness.done()
     # A wait with nothing pending and nothing to wait for is no drain (its
     # 0s would overwrite the last real one in metrics).
+    quiet = not runs and not ended
     if look.stop_asked or blocked:
-        _record_drain(db, first_now, now, host, not runs, blocked)
-    return WaitResult(not runs, waited, runs, look.stop_asked)
+        _record_drain(db, first_now, now, host, quiet, blocked)
+    return WaitResult(quiet, waited, runs, look.stop_asked, ended)
 
 
 def _check_open(db, rollout_id):
@@ -467,14 +479,15 @@ class _Witness:
         with self.db.begin("record what the rollouts waited for") as connection:
             for key in new:
                 name, host, first, last, _ = self.seen[key]
-                exists = connection.execute(select(rollout_awaited.c.run_id).where(
-                    rollout_awaited.c.rollout_id == key[0],
-                    rollout_awaited.c.run_id == key[1])).first()
-                if exists is None:
-                    connection.execute(rollout_awaited.insert().values(
-                        rollout_id=key[0], run_id=key[1], name=name, host=host,
-                        first_seen_at=first, last_seen_at=last))
-                self.seen[key][4] = None if exists else last
+                # Another wait of the same rollout may write the same row
+                # meanwhile (its insert uncommitted, so no read here sees
+                # it): the row is written once, and this one's last sight
+                # goes into it as an update.
+                inserted = connection.execute(_insert_new(self.db, rollout_awaited).values(
+                    rollout_id=key[0], run_id=key[1], name=name, host=host,
+                    first_seen_at=first, last_seen_at=last).on_conflict_do_nothing(
+                    index_elements=["rollout_id", "run_id"])).rowcount == 1
+                self.seen[key][4] = last if inserted else None
             for key in seen_last:
                 last = self.seen[key][3]
                 # (Another wait may have seen it later, or first.)
@@ -490,6 +503,15 @@ class _Witness:
                     rollout.c.id == rollout_id, rollout.c.quiet_at.is_(None)).values(
                     quiet_at=quiet_at))
                 self.quiet.add(rollout_id)
+
+
+def _insert_new(db, table):
+    """An INSERT into ``table`` that can skip rows already there (ON CONFLICT)."""
+    if db.backend == config.SQLITE:
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        from sqlalchemy.dialects.postgresql import insert
+    return insert(table)
 
 
 def _until_a_lease_ends(runs, now):

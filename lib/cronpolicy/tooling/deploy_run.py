@@ -6,12 +6,16 @@ of `deploy wait`), runs COMMAND, and ends the rollout whatever happens:
 * COMMAND's exit status is the command's own (127: not found, 126: not
   runnable);
 * a wait that times out (--wait-timeout) ends the rollout and exits 7
-  without running COMMAND;
-* SIGINT or SIGTERM while waiting ends the rollout and exits 130; while
+  without running COMMAND; so does a rollout ended by someone else before
+  the fleet was quiet for it (its scripts start again: no quiet to wait
+  for);
+* SIGINT, SIGTERM or SIGHUP (a lost terminal) while waiting ends the
+  rollout and exits 130; while
   COMMAND runs, it is passed on to COMMAND (which runs in a session of its
   own, so a terminal's Ctrl-C reaches it through here only), COMMAND gets
   STOP_TIMEOUT seconds to exit before it is killed, then the rollout ends
-  and the exit is 130.
+  and the exit is 130.  A signal its caller had it ignore (as a shell does
+  SIGINT for `deploy run ... &`) stays ignored.
 
 While it lives, the process keeps a lease on its rollout (renewed every
 heartbeat_interval for lease_ttl): killed (kill -9, a lost host), it
@@ -39,13 +43,15 @@ END_TIMEOUT = 60.0
 
 
 class _Stopped(Exception):
-    """SIGINT or SIGTERM arrived while waiting for quiet."""
+    """SIGINT, SIGTERM or SIGHUP arrived while waiting for quiet."""
 
 
 class _Signals:
-    """SIGINT and SIGTERM, noted when they arrive: the wait stops at its
-    next look (never inside a statement), and while COMMAND runs they are
-    passed on to its process group.  Nothing is raised from the handler."""
+    """SIGINT, SIGTERM and SIGHUP (the operator's terminal lost: its hang-up
+    never reaches COMMAND, in a session of its own), noted when they
+    arrive: the wait stops at its next look (never inside a statement), and
+    while COMMAND runs they are passed on to its process group.  Nothing is
+    raised from the handler."""
 
     def __init__(self):
         self.child = None
@@ -53,13 +59,18 @@ class _Signals:
         self._previous = {}
 
     def __enter__(self):
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            self._previous[signum] = signal.signal(signum, self._handle)
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            # One its caller ignores stays ignored (`deploy run ... &` in a
+            # shell script: a Ctrl-C meant for the foreground is not for it).
+            if signal.getsignal(signum) != signal.SIG_IGN:
+                self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def __exit__(self, *exc):
         for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
+            # Stopped by a signal, the exit (130) is decided: a second Ctrl-C
+            # on the way out must not kill the process instead (exit -2).
+            signal.signal(signum, signal.SIG_IGN if self.received else handler)
 
     def _handle(self, signum, frame):
         self.received = self.received or signum
@@ -145,8 +156,9 @@ def cmd_deploy_run(args, settings):
         keeper.start()
         code = None
         try:
-            code = _wait_then_run(db, rollout_id, services, others, args.reason, command,
-                                  wait_timeout, signals)
+            code = _wait_then_run(
+                db, rollout_id, services, others, args.reason, command, wait_timeout, signals,
+                lambda: deploy.renew(db, rollout_id, settings.lease_ttl))
         finally:
             # Whatever happened (an error included: it is said after), the
             # rollout ends; a signal now is only noted.
@@ -156,8 +168,10 @@ def cmd_deploy_run(args, settings):
         return ended
 
 
-def _wait_then_run(db, rollout_id, services, others, reason, command, wait_timeout, signals):
-    """The exit code: COMMAND's, WAIT_TIMEOUT, or STOPPED."""
+def _wait_then_run(db, rollout_id, services, others, reason, command, wait_timeout, signals,
+                   still_open):
+    """The exit code: COMMAND's, WAIT_TIMEOUT, or STOPPED.  ``still_open()``:
+    whether the rollout is still open (renewing its lease)."""
     from cronpolicy.tooling import deploy
     from cronpolicy.tooling.output import LiveTable, quote
     _print("rollout #%d began: %s: %s" % (
@@ -181,6 +195,13 @@ def _wait_then_run(db, rollout_id, services, others, reason, command, wait_timeo
     except _Stopped:
         _say("interrupted while waiting for quiet: %s not run" % command[0])
         return exitcodes.STOPPED
+    # Ended by someone else before quiet (seen by the wait, or since its
+    # last look: the renewal finds it ended): nothing stops the fleet for
+    # COMMAND any more.
+    if result.ended_meanwhile or (result.quiet and not still_open()):
+        _say("rollout #%d was ended by someone else before the fleet was quiet for it: "
+             "%s not run" % (rollout_id, command[0]))
+        return exitcodes.WAIT_TIMEOUT
     if not result.quiet:
         _print("timed out after %s with %d run%s in the way: %s not run" % (
             format_duration(result.waited_seconds), len(result.blockers),
@@ -236,7 +257,7 @@ def _end(db, rollout_id, code):
     pause = 0.5
     while True:
         try:
-            row, _ = deploy.end(db, rollout_id)
+            row, ended = deploy.end(db, rollout_id)
             break
         except DatabaseError as error:
             if not error.transient or time.monotonic() + pause >= deadline:
@@ -248,7 +269,8 @@ def _end(db, rollout_id, code):
             time.sleep(pause)
             pause = min(pause * 2, 5.0)
     opened = (row["ended_at"] - row["began_at"]).total_seconds()
-    _print("rollout #%d ended after %s%s" % (
-        rollout_id, format_duration(opened),
+    _print("rollout #%d %s after %s%s" % (
+        rollout_id, "ended" if ended else "had been ended by %s" % (row["ended_by"] or "-"),
+        format_duration(opened),
         "" if code in (None, exitcodes.WAIT_TIMEOUT) else " (exit %d)" % code))
     return code

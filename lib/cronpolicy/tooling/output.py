@@ -91,15 +91,24 @@ def print_json(data):
 def print_table(rows, columns):
     """rows: list of dicts; columns: [(heading, function(row) -> str)]."""
     cells = [[heading for heading, _ in columns]]
-    cells += [[str(render(row)) for _, render in columns] for row in rows]
+    cells += [[one_line(str(render(row))) for _, render in columns] for row in rows]
     widths = [max(len(line[index]) for line in cells) for index in range(len(columns))]
     # One write for the table (deploy plan's may have thousands of lines).
     print("\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
                     for line in cells))
 
 
+def one_line(text):
+    """``text`` with its line breaks and tabs as escapes (\\n, \\t): a value
+    from a row (a reason, a name, a host) cannot forge lines of its own in
+    what cronpolicy prints.  (The stream escapes every other control
+    character; it cannot tell these from cronpolicy's own.)"""
+    return text.replace("\n", "\\n").replace("\t", "\\t")
+
+
 def quote(text):
-    return text if text else "-"
+    """A value from a row, on one line; "-" when empty."""
+    return one_line(text) if text else "-"
 
 
 def change_summary(entry):

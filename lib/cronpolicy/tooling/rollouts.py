@@ -22,6 +22,7 @@ What is said of a rollout, on the database clock:
 from cronpolicy import exitcodes, policy
 from cronpolicy.store.reads import reading
 from cronpolicy.timeutil import format_duration, format_time
+from cronpolicy.tooling.output import quote
 
 
 def describe(rollout, now, default_expect):
@@ -48,7 +49,7 @@ def problem(found, now):
     if found["owner_lost"]:
         said.append("owner lost: %s%s, its lease ran out at %s" % (
             "the process" if found["owner_pid"] is None else "pid %d" % found["owner_pid"],
-            " on %s" % found["owner_host"] if found["owner_host"] else "",
+            " on %s" % quote(found["owner_host"]) if found["owner_host"] else "",
             format_time(found["lease_expires_at"])))
     if found["overdue"]:
         expected = found["expected_seconds"]
@@ -61,9 +62,8 @@ def problem(found, now):
 
 def summary(found):
     """"#12 full by alice since T: 'release 4521'", for one line."""
-    from cronpolicy.tooling.output import quote
     return "#%d %s by %s since %s: %s" % (
-        found["id"], kind_text(found), found["owner"] or "-", format_time(found["began_at"]),
+        found["id"], kind_text(found), quote(found["owner"]), format_time(found["began_at"]),
         quote(found["reason"]))
 
 
@@ -103,7 +103,7 @@ def recorded(settings, limit=20):
 
 
 def cmd_rollouts(args, settings):
-    from cronpolicy.tooling.output import print_json, print_table, quote
+    from cronpolicy.tooling.output import print_json, print_table
     now, found = recorded(settings, args.limit)
     if args.json:
         print_json(found)

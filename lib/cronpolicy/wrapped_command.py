@@ -158,19 +158,23 @@ class CommandScript(CronScript):
             env = dict({key: value for key, value in os.environ.items()
                         if not key.startswith("CRONPOLICY_CATCH_UP_")},
                        **{nesting.GATED_BY: self.name, nesting.GATED_PID: str(os.getpid())})
+            # A stop (SIGTERM) may land the moment the command exists: from
+            # here on it stops the command.  (It landed once between the
+            # start and the wait, and left the command running on alone.)
             self.child = subprocess.Popen(self.command, start_new_session=True, env=env)
+            previous = {signum: signal.signal(signum, self._pass_on) for signum in _PASSED_ON}
+            try:
+                code = self.child.wait()
+            finally:
+                for signum, handler in previous.items():
+                    signal.signal(signum, handler)
         except OSError as error:
             self.logger.error("cannot run %s: %s", self.command[0], error.strerror)
             sys.exit(127 if isinstance(error, FileNotFoundError) else 126)
-        previous = {signum: signal.signal(signum, self._pass_on) for signum in _PASSED_ON}
-        try:
-            code = self.child.wait()
         except Interrupted:
-            self._stop_child()
+            if self.child is not None:
+                self._stop_child()
             raise
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
         if code < 0:
             code = 128 - code          # killed by a signal, as a shell reports it
         if code in _ENDED_BY_A_STOP:

@@ -206,3 +206,32 @@ def test_a_command_deaf_to_sigterm_gets_sigkill_after_the_stop_timeout(tmp_path,
     assert 1.0 <= time.monotonic() - asked < 20
     assert b"did not exit within 1s of SIGTERM: killing it" in err
     assert DBA(sqlite_dsn).runs("deaf-job")[-1]["status"] == "interrupted"
+
+
+def test_a_stop_that_lands_as_the_command_starts_stops_the_command(monkeypatch):
+    """A SIGTERM that landed between the command's start and the wrapper's
+    wait for it (the gate's handler raises Interrupted there) left the
+    command running on, unwatched: under load the deaf command above ran its
+    30 s.  The stop is made to land there every time: on the first handler
+    the wrapper installs after starting the command."""
+    from cronpolicy import wrapped_command
+    from cronpolicy.errors import Interrupted
+    script = wrapped_command.CommandScript("starting-job", ["sleep", "30"])
+    script.stop_timeout = 5
+    real = signal.signal
+
+    def landing(signum, handler):
+        monkeypatch.setattr(wrapped_command.signal, "signal", real)
+        raise Interrupted("SIGTERM")
+    monkeypatch.setattr(wrapped_command.signal, "signal", landing)
+    try:
+        script.main()
+    except Interrupted:
+        pass
+    assert script.child is not None
+    try:
+        assert script.child.poll() is not None, "the command runs on"
+    finally:
+        if script.child.poll() is None:
+            script.child.kill()
+            script.child.wait()

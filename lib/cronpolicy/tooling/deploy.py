@@ -27,6 +27,7 @@ or is asked to stop is asked of ``cronpolicy.policy``.  Planning a rollout
 """
 
 import collections
+import contextlib
 import datetime
 import time
 
@@ -259,7 +260,7 @@ def wait_until_quiet(db, timeout, host="*", poll_interval=None, on_progress=None
     first_now = None
     blocked = {}     # run id -> [script name, first seen, last seen] (waited seconds)
     looks = _Looks(db)
-    witness = _Witness(db)
+    witness = _Witness(db, looks)
     ended = False
     try:
         every = poll_interval or looks.every
@@ -281,14 +282,18 @@ def wait_until_quiet(db, timeout, host="*", poll_interval=None, on_progress=None
                     looks.reap()        # a blocker whose lease just ran out: abandoned now
                 break
             looks.wait(max(0.0, min(every, timeout - waited, _until_a_lease_ends(runs, now))))
+        # A wait with nothing pending and nothing to wait for is no drain
+        # (its 0s would overwrite the last real one in metrics).
+        quiet = not runs and not ended
+        if look.stop_asked or blocked:
+            with looks.guarded():
+                _record_drain(db, first_now, now, host, quiet, blocked, held=looks.held)
     finally:
-        looks.close()
+        # What is left to record goes on the connection held for the wait:
+        # a new one for each cost a deploy script about 15 ms more between
+        # the last blocker's end and the wait's (issue 32.2).
         witness.done()
-    # A wait with nothing pending and nothing to wait for is no drain (its
-    # 0s would overwrite the last real one in metrics).
-    quiet = not runs and not ended
-    if look.stop_asked or blocked:
-        _record_drain(db, first_now, now, host, quiet, blocked)
+        looks.close()
     return WaitResult(quiet, waited, runs, look.stop_asked, ended)
 
 
@@ -353,7 +358,7 @@ class _Looks:
     def _look(self, host, service, release_not, rollout_id):
         reap = self._reaped_at is None or time.monotonic() - self._reaped_at >= REAP_EVERY
         transaction = self.db.begin if reap else self.db.read
-        with _Watchdog(self._raw_socket(), LOOK_TIMEOUTS * self.db.settings.decision_timeout), \
+        with self.guarded(), \
                 transaction("check the running scripts", held=self.held) as connection:
             found = blocking_runs(self.db, connection, host, reap=reap, service=service,
                                   release_not=release_not, rollout_id=rollout_id)
@@ -364,9 +369,12 @@ class _Looks:
         return found
 
     def reap(self):
-        with _Watchdog(self._raw_socket(), LOOK_TIMEOUTS * self.db.settings.decision_timeout), \
-                self.db.begin("record dead runs", held=self.held) as connection:
+        with self.guarded(), self.db.begin("record dead runs", held=self.held) as connection:
             reap_dead_runs(self.db, connection)
+
+    def guarded(self):
+        """A _Watchdog over the held connection, for one look or write on it."""
+        return _Watchdog(self._raw_socket(), LOOK_TIMEOUTS * self.db.settings.decision_timeout)
 
     def _raw_socket(self):
         """The held connection's socket descriptor (PostgreSQL), or None."""
@@ -439,10 +447,12 @@ class _Witness:
     rollout's way when first seen (rollout_awaited) and when last seen (as
     it leaves the way, and at the end of the wait), and the first look at
     every host that found none in a rollout's way (rollout.quiet_at).  Only
-    what changed is written, each in a short transaction of its own."""
+    what changed is written, each in a short transaction of its own, on the
+    wait's held connection (``looks``') when it has one."""
 
-    def __init__(self, db):
+    def __init__(self, db, looks=None):
         self.db = db
+        self.looks = looks      # whose held connection it writes on, when open
         self.seen = {}          # (rollout id, run id) -> [name, host, first, last, written last]
         self.quiet = set()      # rollouts recorded quiet by this wait
 
@@ -475,8 +485,17 @@ class _Witness:
             except DatabaseError:
                 pass        # (the first sight of each is recorded already)
 
+    def _guarded(self):
+        """The watchdog of the held connection, as over a look (a write on
+        it must not wait forever on a connection gone silent either)."""
+        if self.looks is None:
+            return contextlib.nullcontext()
+        return self.looks.guarded()
+
     def _write(self, new, seen_last, quiet):
-        with self.db.begin("record what the rollouts waited for") as connection:
+        held = self.looks.held if self.looks is not None else None
+        with self._guarded(), \
+                self.db.begin("record what the rollouts waited for", held=held) as connection:
             for key in new:
                 name, host, first, last, _ = self.seen[key]
                 # Another wait of the same rollout may write the same row
@@ -523,10 +542,11 @@ def _until_a_lease_ends(runs, now):
     return max(0.0, (min(ends) - now).total_seconds()) + 0.05
 
 
-def _record_drain(db, started_at, finished_at, host, quiet, blocked):
-    """Remember this wait for the metrics: how long, and who held it up longest."""
+def _record_drain(db, started_at, finished_at, host, quiet, blocked, held=None):
+    """Remember this wait for the metrics: how long, and who held it up
+    longest (on connection ``held``, if given)."""
     longest = max(blocked.values(), key=lambda entry: entry[2] - entry[1], default=None)
-    with db.begin("record the drain") as connection:
+    with db.begin("record the drain", held=held) as connection:
         connection.execute(drain.insert().values(
             started_at=started_at, finished_at=max(started_at, finished_at), host=host,
             quiet=quiet, longest_blocker=longest[0] if longest else None,

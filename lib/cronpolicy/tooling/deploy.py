@@ -286,8 +286,14 @@ def wait_until_quiet(db, timeout, host="*", poll_interval=None, on_progress=None
         # (its 0s would overwrite the last real one in metrics).
         quiet = not runs and not ended
         if look.stop_asked or blocked:
-            with looks.guarded():
-                _record_drain(db, first_now, now, host, quiet, blocked, held=looks.held)
+            try:
+                with looks.guarded():
+                    _record_drain(db, first_now, now, host, quiet, blocked, held=looks.held)
+            except DatabaseError as error:
+                if not error.transient:
+                    raise
+                looks.close()       # lost just now: on a connection of its own
+                _record_drain(db, first_now, now, host, quiet, blocked)
     finally:
         # What is left to record goes on the connection held for the wait:
         # a new one for each cost a deploy script about 15 ms more between
@@ -351,9 +357,14 @@ class _Looks:
         except DatabaseError as error:
             if not error.transient:
                 raise
-            self.close()            # lost: one new connection, one more look
-            self._connect()
+            self.reconnect()        # lost: one new connection, one more look
             return self._look(host, service, release_not, rollout_id)
+
+    def reconnect(self):
+        """A new held connection for the one found lost (a restart, a
+        failover, a network gone silent: see _Watchdog)."""
+        self.close()
+        self._connect()
 
     def _look(self, host, service, release_not, rollout_id):
         reap = self._reaped_at is None or time.monotonic() - self._reaped_at >= REAP_EVERY
@@ -493,6 +504,17 @@ class _Witness:
         return self.looks.guarded()
 
     def _write(self, new, seen_last, quiet):
+        """Record what changed, on the held connection; once more on a new
+        one if that is found lost (writing it all again changes nothing)."""
+        try:
+            self._write_once(new, seen_last, quiet)
+        except DatabaseError as error:
+            if self.looks is None or not error.transient:
+                raise
+            self.looks.reconnect()
+            self._write_once(new, seen_last, quiet)
+
+    def _write_once(self, new, seen_last, quiet):
         held = self.looks.held if self.looks is not None else None
         with self._guarded(), \
                 self.db.begin("record what the rollouts waited for", held=held) as connection:

@@ -220,6 +220,7 @@ def exit_latency(dsn, env, workdir, trials):
         if waiter.returncode != 0:
             raise SystemExit("deploy wait failed (exit %s)" % waiter.returncode)
         latencies.append(exited - float(open(returned).read()))
+    print(" ".join("%.0f" % (value * 1000) for value in sorted(latencies)))
     print("the last blocker's main() returns -> `cronpolicy deploy wait` has exited, %d trials:"
           % trials)
     print("  %s   (target: every one within 50 ms)" % summary(latencies))

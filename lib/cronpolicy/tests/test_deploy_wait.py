@@ -134,3 +134,22 @@ def test_a_flood_of_notifications_is_not_a_flood_of_looks(pg_dsn, monkeypatch):
         flooder.join(10)
     assert not result.quiet
     assert len(looks) <= 2 / 0.05 + 5, len(looks)      # at most one look per 50 ms
+
+
+def test_an_announcement_just_after_a_look_is_looked_at_at_once(pg_dsn, monkeypatch):
+    """Issue 32.2: each look made the next wait at least 50 ms, so the last
+    blocker's end, announced just after another announcement (its
+    heartbeat), was looked at up to 50 ms late.  A few looks in a row are
+    made at once; only a flood waits (the test above)."""
+    db = Database(Settings(dsn=pg_dsn, dsn_source="--dsn"))
+    looks = deploy._Looks(db)
+    slept = []
+    try:
+        looks.look("*")
+        DBA(pg_dsn).execute("NOTIFY cronpolicy_run")
+        monkeypatch.setattr(deploy.time, "sleep", slept.append)
+        looks.wait(5.0)
+    finally:
+        monkeypatch.undo()
+        looks.close()
+    assert not slept, slept

@@ -222,8 +222,13 @@ POLL_LOOK_EVERY = 0.25
 LISTENING_LOOK_EVERY = 1.0
 #: Dead runs are recorded as abandoned at most this often while waiting.
 REAP_EVERY = 1.0
-#: However many notifications arrive, look at most this often.
+#: However many notifications arrive, look at most this often on average:
+#: at most LOOK_BURST looks in any LOOK_BURST x REREAD_AT_MOST_EVERY.  (A
+#: burst, not a gap after every look: the last blocker's end announced just
+#: after another announcement, its heartbeat say, was looked at up to 50 ms
+#: late; issue 32.2.)
 REREAD_AT_MOST_EVERY = 0.05
+LOOK_BURST = 3
 #: A look on the held connection that has no answer after this many
 #: decision_timeouts finds the connection dead (a stalled server or pooler
 #: acknowledges what it is sent and never answers: no TCP timeout fires).
@@ -333,7 +338,7 @@ class _Looks:
                       SQLITE_LOOK_EVERY if db.backend == config.SQLITE else POLL_LOOK_EVERY)
         self.held = self._raw = None
         self._reaped_at = None
-        self._looked_at = 0.0
+        self._recent = collections.deque(maxlen=LOOK_BURST)     # when the last looks were
         self.reaped_last = False
         self._connect()
 
@@ -376,7 +381,7 @@ class _Looks:
         if reap:
             self._reaped_at = time.monotonic()
         self.reaped_last = reap
-        self._looked_at = time.monotonic()
+        self._recent.append(time.monotonic())
         return found
 
     def reap(self):
@@ -399,8 +404,8 @@ class _Looks:
 
     def wait(self, seconds):
         """Sleep up to ``seconds``, less when a change is announced, but
-        never look again sooner than REREAD_AT_MOST_EVERY after the last
-        look (anyone may NOTIFY these channels)."""
+        never make more than LOOK_BURST looks in LOOK_BURST x
+        REREAD_AT_MOST_EVERY (anyone may NOTIFY these channels)."""
         if self._raw is None:
             time.sleep(seconds)
             return
@@ -412,7 +417,9 @@ class _Looks:
             except Exception:       # a lost connection: the next look says what is wrong
                 time.sleep(min(seconds, 0.05))
         del self._raw.notifies[:]
-        pause = self._looked_at + REREAD_AT_MOST_EVERY - time.monotonic()
+        if len(self._recent) < LOOK_BURST:
+            return
+        pause = self._recent[0] + LOOK_BURST * REREAD_AT_MOST_EVERY - time.monotonic()
         if pause > 0:
             time.sleep(min(pause, seconds))
 

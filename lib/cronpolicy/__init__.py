@@ -14,6 +14,39 @@
 
 See README.txt, ``cronpolicy.script`` (the base class) and ``cronpolicy.policy``
 (the decision rules).
+
+Modules (the start path and the vocabulary every layer shares; a test
+keeps this list complete; the operators' tools are in ``tooling``, the
+database providers in ``store``):
+
+    script        CronScript, the base class (options, logging, main)
+    gate          the gate protocol: decide, record, hold, record the end
+    policy        the decision: the rule registry and the verdict (pure)
+    matching      globs, names, services and the precedence of policy rows (pure)
+    estimate      the runtime estimate (pure)
+    schedule      schedules: cron expressions through cronsim, and where each comes from
+    catchup       the host's catch-up tickets
+    release       pinning a run to the release it started in
+    rows          row shapes: the one place rows become objects
+    shapes        the named-tuple maker rows and the planners use (cheap to import)
+    fallback      the database with its fallbacks: cache and spool
+    cache         the host's copy of the last policy fetched
+    spool         run records waiting for the database
+    watcher       the thread that watches a running script
+    interruption  stopping main() at safe points only
+    locking       the per-host lock file, fleet-wide slots on one machine
+    safety        which directories are safe to write into, and how
+    nesting       a gated command that runs another CronScript is gated once
+    options       the options every CronScript takes
+    arguments     option values that start with '-', counts (both parsers)
+    log           log lines: stderr, a file, the journal, syslog
+    config        settings, DSN masking, the config file
+    timeutil      times and durations, read and shown
+    errors        the one exception root and its kinds
+    exitcodes     every exit status, documented
+    schema        finding and applying the schema/ patches
+    interfaces    zope.interface contracts of the providers (checked in tests)
+    __main__      ``python -m cronpolicy``
 """
 
 from cronpolicy.errors import CronPolicyError, Interrupted

@@ -91,3 +91,14 @@ class Interrupted(BaseException):
         self.reason = reason
         self.forced = forced
         self.stop = stop
+
+
+def first_line(error):
+    """The first line of a driver error, without libpq's ERROR:/FATAL: prefix
+    (store.pgdriver's errors, and schema's, which pgdriver imports)."""
+    text = (getattr(error, "pgerror", None) or str(error) or type(error).__name__).strip()
+    line = text.splitlines()[0].strip() if text else type(error).__name__
+    for prefix in ("ERROR:", "FATAL:"):
+        if line.startswith(prefix):
+            line = line[len(prefix):].strip()
+    return line

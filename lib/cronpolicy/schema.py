@@ -107,7 +107,7 @@ def upgrade_postgres(connection):
     except psycopg2.Error as error:
         with _suppressed(psycopg2.Error):
             connection.rollback()       # a lost connection has nothing to roll back
-        from cronpolicy.store.pgdriver import first_line
+        from cronpolicy.errors import first_line
         raise DatabaseError("schema upgrade failed%s: %s" % (
             " in " + in_progress if in_progress else "", first_line(error)),
             denied=getattr(error, "pgcode", None) == "42501") from error
@@ -185,6 +185,6 @@ def apply_roles(connection):
         connection.commit()
     except psycopg2.Error as error:
         connection.rollback()
-        from cronpolicy.store.pgdriver import first_line
+        from cronpolicy.errors import first_line
         raise DatabaseError("applying roles.sql failed: %s" % first_line(error),
                             denied=getattr(error, "pgcode", None) == "42501") from error

@@ -9,6 +9,14 @@ the one the settings name.  The statements live in postgresql.sql and
 sqlite.sql beside this file: one home for each statement, one file per
 backend, each statement introduced by a ``-- name: NAME`` line, read once
 per process on first use (``queries``).
+
+Modules:
+
+    postgresql    PostgresStore, the fleet's store (postgresql.sql)
+    sqlite        SQLiteStore, the embedded default (sqlite.sql)
+    memory        MemoryStore, a real provider in memory (tests, library users)
+    pgdriver      psycopg2 connections: options, timeouts, errors translated in one place
+    reads         what the read commands read, in plain SQL (*-reads.sql)
 """
 
 import os

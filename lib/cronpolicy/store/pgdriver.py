@@ -25,7 +25,8 @@ import select
 import time
 
 from cronpolicy import config
-from cronpolicy.errors import ConfigError, DatabaseError, DeadlineExceeded, SchemaError  # noqa: F401
+from cronpolicy.errors import (  # noqa: F401
+    ConfigError, DatabaseError, DeadlineExceeded, SchemaError, first_line)
 
 #: A statement may not wait longer than this (lock waits included).
 STATEMENT_TIMEOUT_SECONDS = 30
@@ -55,16 +56,6 @@ SCHEMA_SQLSTATES = frozenset(["42P01", "42703", "3F000", "42883"])
 _DSN_SYNTAX_ERRORS = ("invalid integer value", "invalid connection option", 'missing "="',
                       "unterminated quoted string", "invalid sslmode value",
                       "invalid URI", "invalid port number")
-
-
-def first_line(error):
-    """The first line of a driver error, without libpq's ERROR:/FATAL: prefix."""
-    text = (getattr(error, "pgerror", None) or str(error) or type(error).__name__).strip()
-    line = text.splitlines()[0].strip() if text else type(error).__name__
-    for prefix in ("ERROR:", "FATAL:"):
-        if line.startswith(prefix):
-            line = line[len(prefix):].strip()
-    return line
 
 
 def _dsn_has_options(dsn):

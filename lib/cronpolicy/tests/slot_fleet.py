@@ -13,7 +13,7 @@ shapes are used here, so the code before and after reads it alike.
 
 import datetime
 
-from cronpolicy.planning import Flight, Job
+from cronpolicy.tooling.planning import Flight, Job
 from cronpolicy.rows import DeployState, Inputs, PolicyRow, Window
 from cronpolicy.schedule import Schedule
 

@@ -6,9 +6,9 @@ import os
 
 from hypothesis import given, settings as hypothesis_settings, strategies as st
 
-from cronpolicy import planning
+from cronpolicy.tooling import planning
 from cronpolicy.config import Settings
-from cronpolicy.planning import Flight, Job, Planner, Rollout
+from cronpolicy.tooling.planning import Flight, Job, Planner, Rollout
 from cronpolicy.rows import DeployState, Inputs, PolicyRow
 from cronpolicy.schedule import Schedule
 

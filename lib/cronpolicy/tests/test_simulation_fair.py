@@ -7,7 +7,8 @@ import datetime
 import json
 import statistics
 
-from cronpolicy import policy, simulation
+from cronpolicy import policy
+from cronpolicy.tooling import simulation
 from cronpolicy.config import Settings
 from cronpolicy.schedule import Schedule
 from cronpolicy.tooling import simulate

@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ElementTree
 
 import pytest
 
-from cronpolicy import simulation
+from cronpolicy.tooling import simulation
 from cronpolicy.config import Settings
 from cronpolicy.tooling import simulate, simulation_picture
 from cronpolicy.tooling.cli import main

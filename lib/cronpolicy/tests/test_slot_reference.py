@@ -10,7 +10,8 @@ import os
 
 from hypothesis import given, settings as hypothesis_settings, strategies as st
 
-from cronpolicy import planning, policy
+from cronpolicy import policy
+from cronpolicy.tooling import planning
 from cronpolicy.config import Settings
 from cronpolicy.matching import IndexedRows, matching_policies
 from cronpolicy.rows import PolicyRow

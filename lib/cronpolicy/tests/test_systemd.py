@@ -146,7 +146,7 @@ def test_a_command_stopped_alone_is_still_a_failure(tmp_path, sqlite_dsn):
 
 
 def test_run_help_says_what_sigterm_does():
-    from cronpolicy.wrapped_command import SIGNALS
+    from cronpolicy.tooling.run_command import SIGNALS
     result = subprocess.run([PROGRAM, "run", "NAME", "--help"], capture_output=True, text=True,
                             timeout=60)
     assert " ".join(SIGNALS.split()) in " ".join(result.stdout.split())
@@ -214,7 +214,7 @@ def test_a_stop_that_lands_as_the_command_starts_stops_the_command(monkeypatch):
     command running on, unwatched: under load the deaf command above ran its
     30 s.  The stop is made to land there every time: on the first handler
     the wrapper installs after starting the command."""
-    from cronpolicy import wrapped_command
+    from cronpolicy.tooling import run_command as wrapped_command
     from cronpolicy.errors import Interrupted
     script = wrapped_command.CommandScript("starting-job", ["sleep", "30"])
     script.stop_timeout = 5

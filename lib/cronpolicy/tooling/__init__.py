@@ -10,4 +10,36 @@ costs more than their whole answer should.  None of it is on a cron
 job's start path: the gate (the modules one level up) uses the drivers
 directly.  Decisions are never re-derived here; they are asked of
 ``cronpolicy.policy``.
+
+Modules (a test keeps this list complete):
+
+    cli               the parser and main(argv) -> int: words to command modules
+    commands          plain command functions (status, check, history, ...)
+    output            JSON, tables, the live table, one-line summaries
+    database          SQLAlchemy engines and transactions
+    tables            the schema's contract for SQLAlchemy
+    run_command       `cronpolicy run`: any command behind the gate
+    deploy            rollouts: begin, end, deploy wait
+    deploy_run        deploy run: a rollout around one command
+    rollouts          the rollouts as operators read them
+    rollout_plans     deploy plan, deploy slot: reading the fleet for the planner
+    planning          a rollout against the schedules: skipped starts, waits, cost, slots (pure)
+    schedules         registered schedules: import, the fleet's, their sources
+    schedule_commands schedule import / list
+    catch_up          cronpolicy catch-up
+    windows           rollout windows
+    fleet             status, running runs, recording dead ones
+    policy_edits      enable / disable
+    history           history and estimates
+    explain           why, and reading the audit's row documents
+    audit             the audit trail
+    overdue           jobs that have not succeeded in time
+    metrics           Prometheus text
+    manual            shell completion and the manual page, from the parser
+    retention         prune
+    simulate          cronpolicy simulate: fleets read, plays run in a pool, the report
+    simulation        the simulator's play of one strategy (pure)
+    simulation_picture  simulate --svg
+    crontab           (package) crontab wrap / unwrap / names
+    web               (package) cronpolicy serve
 """

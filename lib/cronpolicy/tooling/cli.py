@@ -505,7 +505,7 @@ def main(argv=None):
     argv = sys.argv[1:] if program else list(argv)
     if argv and argv[0] == "run":
         # Everything after `run NAME` belongs to the wrapped command's gate.
-        from cronpolicy.wrapped_command import run_command
+        from cronpolicy.tooling.run_command import run_command
         return run_command(argv[1:])
     from cronpolicy.log import stderr_is_the_journal
     from cronpolicy.tooling.output import EscapingStream, JournalPriorities

@@ -312,7 +312,8 @@ def _warn_starving(settings, services=()):
     """Say which scripts this rollout (of ``services``; all: full) skips
     once more after the rollouts before it (starvation:
     planning.STARVING_AFTER in a row)."""
-    from cronpolicy import planning, policy
+    from cronpolicy import policy
+    from cronpolicy.tooling import planning
     from cronpolicy.tooling.rollout_plans import gather
     for job in gather(settings, warn=_warn).jobs:
         if job.starving + 1 >= planning.STARVING_AFTER and job.schedule is not None and \
@@ -461,7 +462,7 @@ def _say_default_runtime(names, settings, shown=10):
 
 
 def _rollout_duration(text):
-    from cronpolicy.planning import MAX_ROLLOUT_DURATION
+    from cronpolicy.tooling.planning import MAX_ROLLOUT_DURATION
     seconds = positive_duration(text, "--duration")
     if seconds > MAX_ROLLOUT_DURATION:
         raise UsageError("--duration: a rollout of at most a day: %s" % text)

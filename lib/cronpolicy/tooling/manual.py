@@ -32,7 +32,7 @@ def commands():
     """[(path words, parser, help)] of every command and group, the parser
     of `cronpolicy run` included, depth first in the parser's order."""
     from cronpolicy.tooling.cli import build_parser
-    from cronpolicy.wrapped_command import CommandScript
+    from cronpolicy.tooling.run_command import CommandScript
     found = []
 
     def walk(parser, path, help_text):

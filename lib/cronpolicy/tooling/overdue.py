@@ -20,7 +20,8 @@ last exit code), or not started at all.
 
 import datetime
 
-from cronpolicy import planning, policy
+from cronpolicy import policy
+from cronpolicy.tooling import planning
 from cronpolicy.errors import UsageError
 from cronpolicy.matching import glob_matches, is_pattern
 from cronpolicy.timeutil import format_duration, format_time

@@ -1,7 +1,7 @@
 """`deploy plan` and `deploy slot`: what a rollout would meet, and when to start it.
 
 Both read the fleet without SQLAlchemy (store.reads) and hand the rest to
-the pure ``cronpolicy.planning``, which asks the real rules at each
+the pure ``cronpolicy.tooling.planning``, which asks the real rules at each
 scheduled start.  ``gather`` collects what they plan with: every job (a
 script on a host, its schedule, its estimate as the gate computes it, how
 many rollouts in a row skipped it) and every run in flight now.
@@ -12,7 +12,8 @@ host the pattern covers is planned with that host's own policy rows.
 
 import datetime
 
-from cronpolicy import planning, policy
+from cronpolicy import policy
+from cronpolicy.tooling import planning
 from cronpolicy.errors import UsageError
 from cronpolicy.matching import glob_matches, is_pattern, parse_needs
 from cronpolicy.shapes import shape

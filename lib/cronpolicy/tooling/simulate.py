@@ -5,7 +5,7 @@ reference: hosts, their crontab files, a runtime model per job), from
 crontab files given one by one (--crontab HOST=FILE, models by --model),
 or from the policy database (--from-database: see from_database).
 Jobs are named as `crontab wrap` names them.  The play itself is
-cronpolicy.simulation; the picture is simulation_picture.py.
+cronpolicy.tooling.simulation; the picture is simulation_picture.py.
 """
 
 import collections
@@ -15,7 +15,8 @@ import json
 import os
 import sys
 
-from cronpolicy import planning, simulation
+from cronpolicy.tooling import planning, simulation
+from cronpolicy.tooling.simulation import short_duration as _short
 from cronpolicy.errors import CronPolicyError, UsageError
 from cronpolicy.timeutil import UTC, parse_duration
 
@@ -806,19 +807,6 @@ def _days(seconds):
     if seconds and seconds % 86400 == 0:
         return "%dd" % (seconds // 86400)
     return _short(seconds)
-
-
-def _short(seconds):
-    """Seconds as people read them: 45s, 28m10s, 1h08m."""
-    if seconds is None:
-        return "-"
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return "%ds" % seconds
-    if seconds < 3600:
-        return "%dm%02ds" % divmod(seconds, 60) if seconds % 60 else "%dm" % (seconds // 60)
-    hours, rest = divmod(seconds, 3600)
-    return "%dh%02dm" % (hours, rest // 60)
 
 
 def _percent(share):

@@ -15,8 +15,8 @@ import datetime
 import math
 from xml.sax.saxutils import escape
 
-from cronpolicy.simulation import CODE, FULL, percentile
-from cronpolicy.tooling.simulate import _short
+from cronpolicy.tooling.simulation import CODE, FULL, percentile
+from cronpolicy.tooling.simulation import short_duration as _short
 
 WIDTH = 1280
 LABEL = 440             # the width of the column of job names

@@ -13,7 +13,7 @@ ahead, and the policy rows of a fleet read from the database), and its
 estimate comes from the simulated history of its job, as the gate's
 would; only starts that no rollout could touch (before any is announced
 or pending, after it is over) and no policy row matches are not asked,
-since nothing could skip them.  Slots (strategy d) are chosen by ``cronpolicy.planning``.
+since nothing could skip them.  Slots (strategy d) are chosen by ``cronpolicy.tooling.planning``.
 
 The strategies, for a rollout ready at R that takes ``duration`` once the
 fleet is quiet:
@@ -58,7 +58,8 @@ import datetime
 import math
 import random
 
-from cronpolicy import planning, policy
+from cronpolicy import policy
+from cronpolicy.tooling import planning
 from cronpolicy.matching import matching_policies
 from cronpolicy.rows import FROM_DATABASE, DeployState, Inputs, Window
 from cronpolicy.rows import Rollout as RolloutRow
@@ -886,3 +887,16 @@ def records(state):
              "job_minutes_lost": round(outcome.lost / 60.0, 1),
              "skipped_starts": outcome.skipped, "left_overdue": outcome.overdue}
             for outcome in state.outcomes]
+
+
+def short_duration(seconds):
+    """Seconds as people read them: 45s, 28m10s, 1h08m."""
+    if seconds is None:
+        return "-"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return "%ds" % seconds
+    if seconds < 3600:
+        return "%dm%02ds" % divmod(seconds, 60) if seconds % 60 else "%dm" % (seconds // 60)
+    hours, rest = divmod(seconds, 3600)
+    return "%dh%02dm" % (hours, rest // 60)

@@ -641,3 +641,13 @@ def test_a_command_with_no_dsn_configured_says_it_reads_the_local_file(tmp_path)
     json.loads(cronpolicy("status", "--json").stdout)
     configured = cronpolicy("status", CRONPOLICY_DSN="sqlite:///" + local)
     assert "SQLite file" not in configured.stdout, configured.stdout
+
+
+def test_deploy_run_without_the_double_dash_says_to_give_it(cli):
+    """`cronpolicy deploy run ls -l` said only "unrecognized arguments: -l":
+    the command's options look like deploy run's own until a -- comes."""
+    code, out, err = cli("deploy", "run", "ls", "-l")
+    assert code == exitcodes.USAGE and out == ""
+    assert err.count("\n") == 1 and "give the command after --" in err, err
+    code, _, err = cli("deploy", "run", "--bogus", "--", "ls", "-l")
+    assert code == exitcodes.USAGE and "--bogus" in err and "after --" not in err, err

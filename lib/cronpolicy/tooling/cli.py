@@ -43,7 +43,16 @@ def command_function(func):
 class _Parser(argparse.ArgumentParser):
     """argparse, with usage errors as one line and exit code 2."""
 
+    #: The words being parsed (for advice an error can give).
+    words = ()
+
     def error(self, message):
+        words = list(_Parser.words)
+        if message.startswith("unrecognized arguments") and "--" not in words and any(
+                words[index:index + 2] == ["deploy", "run"] for index in range(len(words))):
+            # `cronpolicy deploy run ls -l`: the command's options look like its own.
+            message += ("; give the command after --, as in cronpolicy deploy run [options] "
+                        "-- COMMAND [ARGS...]")
         self.exit(exitcodes.USAGE, "%s: error: %s (see --help)\n" % (
             self.prog, message.replace("\n", "\\n")))   # (a word may hold one)
 
@@ -529,6 +538,7 @@ def main(argv=None):
 
 def _main(argv, streams):
     parser = build_parser(argv)
+    _Parser.words = tuple(argv)
     try:
         args = parser.parse_args(attach_dashed_values(argv, parser))
     except SystemExit as error:

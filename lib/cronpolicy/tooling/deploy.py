@@ -27,7 +27,6 @@ or is asked to stop is asked of ``cronpolicy.policy``.  Planning a rollout
 """
 
 import collections
-import contextlib
 import datetime
 import time
 
@@ -466,11 +465,11 @@ class _Witness:
     it leaves the way, and at the end of the wait), and the first look at
     every host that found none in a rollout's way (rollout.quiet_at).  Only
     what changed is written, each in a short transaction of its own, on the
-    wait's held connection (``looks``') when it has one."""
+    wait's held connection (``looks``', under its watchdog)."""
 
-    def __init__(self, db, looks=None):
+    def __init__(self, db, looks):
         self.db = db
-        self.looks = looks      # whose held connection it writes on, when open
+        self.looks = looks      # whose held connection it writes on
         self.seen = {}          # (rollout id, run id) -> [name, host, first, last, written last]
         self.quiet = set()      # rollouts recorded quiet by this wait
 
@@ -503,28 +502,22 @@ class _Witness:
             except DatabaseError:
                 pass        # (the first sight of each is recorded already)
 
-    def _guarded(self):
-        """The watchdog of the held connection, as over a look (a write on
-        it must not wait forever on a connection gone silent either)."""
-        if self.looks is None:
-            return contextlib.nullcontext()
-        return self.looks.guarded()
-
     def _write(self, new, seen_last, quiet):
         """Record what changed, on the held connection; once more on a new
         one if that is found lost (writing it all again changes nothing)."""
         try:
             self._write_once(new, seen_last, quiet)
         except DatabaseError as error:
-            if self.looks is None or not error.transient:
+            if not error.transient:
                 raise
             self.looks.reconnect()
             self._write_once(new, seen_last, quiet)
 
     def _write_once(self, new, seen_last, quiet):
-        held = self.looks.held if self.looks is not None else None
-        with self._guarded(), \
-                self.db.begin("record what the rollouts waited for", held=held) as connection:
+        # (Under the watchdog, as a look: a write on the held connection must
+        # not wait forever on a connection gone silent either.)
+        with self.looks.guarded(), self.db.begin("record what the rollouts waited for",
+                                                 held=self.looks.held) as connection:
             for key in new:
                 name, host, first, last, _ = self.seen[key]
                 # Another wait of the same rollout may write the same row

@@ -69,6 +69,11 @@ def lease_ran_out(run, now):
     return expires < now
 
 
+def _blocks_by_host(rows):
+    """{host: how many rollouts in a row} of rollouts_in_a_row's rows."""
+    return {row["host"]: int(row["blocks"] or 0) for row in rows}
+
+
 def with_duration(run):
     run["duration_seconds"] = (
         (run["finished_at"] - run["started_at"]).total_seconds()
@@ -310,13 +315,20 @@ class Reader:
     def rollouts_in_a_row(self, name):
         """{host: how many rollouts in a row skipped ``name`` there} (hosts
         where none did are left out)."""
-        return {row["host"]: int(row["blocks"] or 0)
-                for row in self.rows("rollouts_in_a_row", {"name": name,
-                                                           "rollout_skips": self._skips()})}
+        return _blocks_by_host(self.rows("rollouts_in_a_row", {
+            "name": name, "rollout_skips": self._skips()}))
 
     # Many scripts at once: one round trip on PostgreSQL, where a fleet of
     # thousands of jobs paid one per script (issue 32.3); SQLite, in the
     # process, asks the one-script statements.
+
+    def _rows_of_each(self, query, names, parameters, kinds=None):
+        """{name: its rows of ``query``} for every one of ``names`` (sorted,
+        once each), asked of PostgreSQL in one statement over the array."""
+        found = {name: [] for name in names}
+        for row in self.rows(query, dict(parameters, names=names), kinds):
+            found[row["name"]].append(row)
+        return found
 
     def recent_starts_of_each(self, names, limit):
         """{name: its newest ``limit`` runs, newest first} for every one of
@@ -324,32 +336,24 @@ class Reader:
         names = sorted(set(names))
         if self.backend == config.SQLITE:
             return {name: self.recent_runs(name, limit) for name in names}
-        found = {name: [] for name in names}
-        for run in self.rows("recent_starts_of_each", {"names": names, "limit": limit},
-                             {"started_at": "time"}):
-            found[run["name"]].append(run)
-        return found
+        return self._rows_of_each("recent_starts_of_each", names, {"limit": limit},
+                                  {"started_at": "time"})
 
     def recent_runtimes_of_each(self, names, runs):
         """{name: recent_runtimes(name, runs)} for every one of ``names``."""
         names = sorted(set(names))
         if self.backend == config.SQLITE:
             return {name: self.recent_runtimes(name, runs) for name in names}
-        found = {name: [] for name in names}
-        for row in self.rows("recent_runtimes_of_each", {"names": names, "runs": int(runs)}):
-            found[row["name"]].append(row["seconds"])
-        return found
+        return {name: [row["seconds"] for row in rows] for name, rows in self._rows_of_each(
+            "recent_runtimes_of_each", names, {"runs": int(runs)}).items()}
 
     def rollouts_in_a_row_of_each(self, names):
         """{name: rollouts_in_a_row(name)} for every one of ``names``."""
         names = sorted(set(names))
         if self.backend == config.SQLITE:
             return {name: self.rollouts_in_a_row(name) for name in names}
-        found = {name: {} for name in names}
-        for row in self.rows("rollouts_in_a_row_of_each", {"names": names,
-                                                           "rollout_skips": self._skips()}):
-            found[row["name"]][row["host"]] = int(row["blocks"] or 0)
-        return found
+        return {name: _blocks_by_host(rows) for name, rows in self._rows_of_each(
+            "rollouts_in_a_row_of_each", names, {"rollout_skips": self._skips()}).items()}
 
     def last_success_of_each(self, pairs):
         """{(name, host): last_success_on(name, host)} for every pair that

@@ -133,13 +133,15 @@ def job_estimate(job, settings):
     return job.estimate or policy.runtime_estimate(job.inputs, job_facts(job), settings)
 
 
-def alike_key(job):
+def alike_key(job, needs=None):
     """What the rules read of ``job`` but its host: two jobs with one key
     (a crontab line every host of a role has) are decided alike at every
     moment, by any rollout that covers both (deploy slot weighs them once;
-    a plan works out one's skipped starts for all)."""
+    a plan works out one's skipped starts for all).  ``needs``: its
+    policy.effective_needs, when the caller has them."""
     from cronpolicy.matching import window_covers
-    needs = policy.effective_needs(job.inputs, job_facts(job))
+    if needs is None:
+        needs = policy.effective_needs(job.inputs, job_facts(job))
     return (job.name, job.schedule, job.expected_runtime, job.starving, tuple(job.needs),
             tuple(row.id for row in matching_policies(job.inputs.policies, job.name, job.host)),
             tuple(window.id for window in job.inputs.windows
@@ -216,7 +218,7 @@ class Planner:
         key = _key(job)
         found = self._alike_keys.get(key)
         if found is None:
-            found = self._alike_keys[key] = alike_key(job)
+            found = self._alike_keys[key] = alike_key(job, self._needs[key])
         return found
 
     def facts(self, job):

@@ -82,6 +82,8 @@ class Interruption:
         self._hook_failed = False       # said once per run
         self._previous_handlers = None
         self._main_thread = None
+        self._held = False
+        self._forced_while_held = False
 
     @property
     def stop(self):
@@ -127,6 +129,25 @@ class Interruption:
         if self.signal_stop is not None and not self.interrupting:
             self._interrupt(self.signal_stop)
 
+    def hold(self):
+        """Keep every stop from raising until ``release()``: for a moment in
+        which an exception would lose track of something, such as a child
+        process being started (raised inside subprocess.Popen, the stop left
+        the child running on, unknown to the run).  Signals still count."""
+        self._held = True
+
+    def release(self):
+        """End ``hold()``; raise the stop that came meanwhile when it may be
+        taken now (forced by a second signal, or the run is safe)."""
+        self._held = False
+        stop = self.stop
+        if not self.in_main or self.interrupting or stop is None:
+            return
+        if self._forced_while_held:
+            self._interrupt(stop, forced=True)
+        if self.safe_now():
+            self._interrupt(stop)
+
     def _interrupt(self, stop, forced=False):
         self.interrupting = True
         raise Interrupted(stop.reason, forced=forced, stop=stop)
@@ -166,8 +187,8 @@ class Interruption:
         # again every SAFE_POLL: a signal arriving while the hook is still
         # being asked is dropped, not nested (a nested call could wait on a
         # lock the outer one holds).
-        if self._deciding:
-            return
+        if self._deciding or self._held:
+            return                  # (held: the watcher asks again)
         self._deciding = True
         try:
             stop = self.stop        # once: the watcher may withdraw it meanwhile
@@ -185,9 +206,12 @@ class Interruption:
                                 "not safe to interrupt", name)
             self.signal_stop = stopped_by_signal(
                 "forced by a second %s (first: %s)" % (name, self.signal_stop.reason))
+            if self._held:
+                self._forced_while_held = True
+                return
             self._interrupt(self.signal_stop, forced=True)
         self.signal_stop = stopped_by_signal(name)
-        if self.safe_now():
+        if not self._held and self.safe_now():
             self._interrupt(self.signal_stop)
         self.logger.warning("%s received: stopping at the next safe point "
                             "(send it again to force)", name)

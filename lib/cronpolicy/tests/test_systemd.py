@@ -235,3 +235,57 @@ def test_a_stop_that_lands_as_the_command_starts_stops_the_command(monkeypatch):
         if script.child.poll() is None:
             script.child.kill()
             script.child.wait()
+
+
+def test_a_stop_that_lands_while_the_command_is_being_started_stops_it(monkeypatch, tmp_path,
+                                                                         sqlite_dsn):
+    """CI once saw the deaf command above run its whole 30 s: the SIGTERM
+    landed inside subprocess.Popen (the command had started, and written its
+    ready file, before Popen returned), the gate's handler raised there, and
+    the wrapper never learnt the child it had to stop.  The stop is made to
+    land there every time, through the real gate and its real handler."""
+    from cronpolicy.tooling import run_command as wrapped_command
+    started = []
+
+    class LandingPopen(subprocess.Popen):
+        def _execute_child(self, *args, **kwargs):
+            super()._execute_child(*args, **kwargs)
+            started.append(self)
+            os.kill(os.getpid(), signal.SIGTERM)        # lands here, before Popen returns
+    monkeypatch.setattr(wrapped_command.subprocess, "Popen", LandingPopen)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    script = wrapped_command.CommandScript("starting-job", ["sleep", "30"])
+    try:
+        code = script.run(["--dsn", sqlite_dsn, "--interruptible", "--stop-timeout", "5s"],
+                          exit=False)
+    finally:
+        for child in started:
+            running = child.poll() is None
+            if running:
+                child.kill()
+                child.wait()
+    assert started and not running, "the command runs on"
+    assert code == exitcodes.INTERRUPTED
+    assert DBA(sqlite_dsn).runs("starting-job")[-1]["status"] == "interrupted"
+
+
+def test_stops_held_over_a_start_are_raised_at_its_end_forced_ones_included():
+    import logging
+    from cronpolicy.errors import Interrupted
+    from cronpolicy.interruption import Interruption
+    for safe, signals, forced in ((True, 1, False), (False, 2, True), (False, 1, None)):
+        interruption = Interruption(lambda: safe, logging.getLogger("held"))
+        interruption.in_main = True
+        interruption.install()
+        try:
+            interruption.hold()
+            for _ in range(signals):
+                os.kill(os.getpid(), signal.SIGTERM)      # neither raises while held
+            raised = None
+            try:
+                interruption.release()
+            except Interrupted as error:
+                raised = error
+        finally:
+            interruption.restore()
+        assert (raised.forced if raised else None) == forced, (safe, signals)

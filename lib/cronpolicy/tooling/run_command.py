@@ -158,12 +158,15 @@ class CommandScript(CronScript):
             env = dict({key: value for key, value in os.environ.items()
                         if not key.startswith("CRONPOLICY_CATCH_UP_")},
                        **{nesting.GATED_BY: self.name, nesting.GATED_PID: str(os.getpid())})
-            # A stop (SIGTERM) may land the moment the command exists: from
-            # here on it stops the command.  (It landed once between the
-            # start and the wait, and left the command running on alone.)
+            # A stop (SIGTERM) may land while the command is being started:
+            # held until the wrapper knows its child, then it stops the
+            # command.  (Raised inside Popen, it left the command running on
+            # alone, and so did one between the start and the wait.)
+            self._hold_stops()
             self.child = subprocess.Popen(self.command, start_new_session=True, env=env)
             previous = {signum: signal.signal(signum, self._pass_on) for signum in _PASSED_ON}
             try:
+                self._release_stops()
                 code = self.child.wait()
             finally:
                 for signum, handler in previous.items():
@@ -181,6 +184,14 @@ class CommandScript(CronScript):
             self._interruption.stopped_with_the_run(SIGNAL_SPREAD)
         if code:
             sys.exit(code)
+
+    def _hold_stops(self):
+        if self._interruption is not None:      # (None: main() called on its own)
+            self._interruption.hold()
+
+    def _release_stops(self):
+        if self._interruption is not None:
+            self._interruption.release()
 
     def _signal_group(self, signum):
         try:

@@ -178,3 +178,50 @@ def test_a_tally_written_around_its_checks_is_left_out_with_a_warning(tmp_path, 
     found = samples(result.stdout)
     assert found[("cronpolicy_runs_total", (("host", "web1"), ("script", "job"),
                                             ("status", "skipped")))] == 2
+
+
+def sessions_of(database):
+    """How many client sessions ``database`` has had (pg_stat_database.sessions),
+    once every one of them has ended: a backend flushes its statistics
+    before it leaves pg_stat_activity.  Read from the server's own database,
+    so that the reading is no session of ``database``."""
+    import time
+    from .conftest import admin_connection
+    deadline = time.monotonic() + 20
+    with admin_connection() as connection, connection.cursor() as cursor:
+        while True:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s"
+                           " AND backend_type = 'client backend'", (database,))
+            if cursor.fetchone()[0] == 0:
+                break
+            assert time.monotonic() < deadline, "sessions of %s still open" % database
+            time.sleep(0.05)
+        cursor.execute("SELECT sessions FROM pg_stat_database WHERE datname = %s", (database,))
+        return cursor.fetchone()[0]
+
+
+def test_a_scrape_is_one_session(tmp_path, pg_dsn, monkeypatch, capsys):
+    """Issue 29.3: one scrape opened a session to record dead runs, one
+    for its own reads, one for the overdue scripts and one or two for the
+    schedules (each reading through its own access layer): every host's
+    scrape, every 15 s, times four."""
+    from psycopg2.extensions import parse_dsn
+    from .conftest import DBA, in_process_cli, make_env
+    dba = DBA(pg_dsn)
+    fleet_history(dba)
+    dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, status, decision,"
+                " schedule, started_at, lease_expires_at) VALUES ('stuck', 'web1', 1,"
+                " 'running', 'run', '*/5 * * * *', %s, %s)" % (dba.now_plus(-600),
+                                                               dba.now_plus(-300)))
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, expected_interval)"
+                " VALUES ('nightly', interval '1 day')")
+    cli = in_process_cli(make_env(tmp_path, pg_dsn), monkeypatch, capsys)
+    database = parse_dsn(pg_dsn)["dbname"]
+    before = sessions_of(database)
+    text = exported(cli)
+    assert sessions_of(database) - before == 1
+    # The dead run was recorded (before the reads: it is not running).
+    assert dba.execute("SELECT status FROM cronpolicy.script_run WHERE name = 'stuck'") \
+        == [("abandoned",)]
+    assert samples(text)[("cronpolicy_running", (("host", "web1"), ("script", "stuck")))] == 0
+    assert samples(text)[("cronpolicy_overdue", (("script", "nightly"),))] == 0

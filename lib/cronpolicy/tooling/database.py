@@ -82,6 +82,14 @@ class Database:
         with self._translated(doing):
             return self.engine.connect()
 
+    def checked(self, held, doing):
+        """``held`` (from open_held), its schema checked, for work on its
+        DB-API connection beneath any transaction of this class
+        (store.reads.reap_if_free, as `metrics` records dead runs)."""
+        with self._translated(doing):
+            self.check_schema(held)
+        return held
+
     @staticmethod
     def close_held(connection):
         try:

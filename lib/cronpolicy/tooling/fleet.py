@@ -7,8 +7,6 @@ the SQLAlchemy tooling (deploy wait and plan, metrics) on its connections,
 through the same Reader, so each statement has one home.
 """
 
-from cronpolicy import config
-from cronpolicy.errors import DatabaseError
 from cronpolicy.store.reads import Reader, reading, window_dict
 
 
@@ -59,20 +57,6 @@ def status_of(reader, settings, warn=None, host="*", script="*", schedules=None)
                     if glob_matches(script, run["name"])],
         "scheduled": scheduled,
     }
-
-
-def reap_if_free(db):
-    """Record dead runs as abandoned, unless the database is busy with a
-    writer (SQLite): then this read goes on without, and a later one does
-    it.  Live runs are told from dead ones by their leases anyway."""
-    try:
-        with db.briefly("record dead runs") as connection:
-            reap_dead_runs(db, connection)
-    except DatabaseError as error:
-        if db.backend != config.SQLITE or "locked" not in str(error):
-            raise
-        import logging
-        logging.getLogger("cronpolicy").info("dead runs not recorded now: %s", error)
 
 
 def reap_dead_runs(db, connection):

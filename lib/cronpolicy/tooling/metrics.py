@@ -147,76 +147,106 @@ def render(db, warn=None, host=None, scope=ALL):
     ``scope``: ALL, every family; HOST, the per-host families of ``host``
     only; FLEET, the fleet-wide ones only.  Counters are script_run's rows
     plus what prune deleted (pruned_runs, schema patch 0018): they never
-    go down."""
-    from cronpolicy.tooling.fleet import reap_if_free
-    from cronpolicy.tooling.overdue import overdue_scripts
-    from cronpolicy.tooling.tables import pruned_runs
+    go down.
+
+    One session for the whole scrape (every host may be scraped every few
+    seconds): dead runs recorded first, in a transaction of their own, then
+    every family read in one transaction, one snapshot."""
+    from cronpolicy.store.reads import Reader, reap_if_free
+    held = db.open_held("read the metrics")
+    try:
+        reader = Reader.of(db.checked(held, "record dead runs"), db)
+        reader.doing = "record dead runs"
+        reap_if_free(reader, db.settings.connect_timeout)
+        with db.read("read the metrics", held=held) as connection:
+            return _render(db, connection, warn, host, scope)
+    finally:
+        db.close_held(held)
+
+
+def _render(db, connection, warn, host, scope):
+    """render's reads and families, in ``connection``'s transaction."""
+    from cronpolicy.store.reads import Reader
+    from cronpolicy.tooling.overdue import overdue_of
     out = _Exposition()
-    reap_if_free(db)
-    hosts = script_run.c.host == host if host is not None else true()
-    pruned_hosts = pruned_runs.c.host == host if host is not None else true()
-    run = script_run.c
-    with db.read("read the metrics") as connection:
-        now = db.now(connection)
-        by_status = connection.execute(
-            select(run.name, run.host, run.status, func.count()).where(hosts)
-            .group_by(run.name, run.host, run.status)).all()
-        pruned = connection.execute(
-            select(pruned_runs.c.name, pruned_runs.c.host, pruned_runs.c.status,
-                   pruned_runs.c.decision, pruned_runs.c.blocked, pruned_runs.c.runs)
-            .where(pruned_hosts)).all()
-        skips = connection.execute(
-            select(run.name, run.host, func.coalesce(run.decision, ""), func.count())
-            .where(and_(run.status == "skipped", hosts))
-            .group_by(run.name, run.host, func.coalesce(run.decision, ""))).all()
-        last_success = connection.execute(
-            select(run.name, run.host, func.max(run.finished_at))
-            .where(and_(run.status == "succeeded", hosts)).group_by(run.name, run.host)).all()
-        # The latest by the clock, not by id: an imported or late-flushed
-        # old run has a high id.
-        last_runs = _latest(connection, run.finished_at, and_(
-            run.finished_at.is_not(None), run.status != "skipped", hosts))
-        latest_estimates = _latest(connection, run.started_at, and_(
-            run.estimate_seconds.is_not(None), hosts))
-        deploy = connection.execute(select(deploy_state)).mappings().first()
-        # Starts rollouts skipped (their block is named), and catch-up runs.
-        missed = connection.execute(
-            select(run.name, run.host, func.count())
-            .where(and_(run.status == "skipped", run.block.is_not(None), hosts))
-            .group_by(run.name, run.host)).all()
-        caught_up = connection.execute(
-            select(run.name, run.host, func.count())
-            .where(and_(run.decision == policy.CATCH_UP, hosts))
-            .group_by(run.name, run.host)).all()
-        last_drain = connection.execute(
-            select(drain).order_by(drain.c.finished_at.desc(), drain.c.id.desc()).limit(1)
-        ).mappings().first()
-        open_rollouts = connection.execute(
-            select(rollout).where(rollout.c.ended_at.is_(None))).mappings().all()
-        stalls = [max(0.0, (quiet_at - began_at).total_seconds())
-                  for quiet_at, began_at in connection.execute(
-                      select(rollout.c.quiet_at, rollout.c.began_at)
-                      .where(rollout.c.quiet_at.is_not(None))).all()]
+    now = db.now(connection)
+    runs = _read_runs(connection, host)
+    reader = Reader.of(connection, db)
+    pruned = runs["pruned"]
     counted = [row for row in pruned if isinstance(row[-1], int) and row[-1] >= 0]
     if len(counted) < len(pruned) and warn is not None:
         warn("%d rows of cronpolicy.pruned_runs hold no count of runs (written around its "
              "checks): left out of the counters" % (len(pruned) - len(counted)))
     pruned = counted
     if scope != FLEET:
-        _host_families(out, db, warn, host, by_status, pruned, skips, last_success, last_runs,
-                       latest_estimates, missed, caught_up)
+        _host_families(out, reader, db.settings, warn, host, runs["by_status"], pruned,
+                       runs["skips"], runs["last_success"], runs["last_runs"],
+                       runs["latest_estimates"], runs["missed"], runs["caught_up"])
     if scope != HOST:
-        _, reports = overdue_scripts(db.settings, include_all=True, details=False)
-        _fleet_families(out, db, now, reports, open_rollouts, stalls, deploy, last_drain)
+        _, reports = overdue_of(reader, include_all=True, details=False)
+        _fleet_families(out, db, now, reports, *_read_fleet(connection))
     out.family("cronpolicy_metrics_timestamp_seconds", "gauge",
                "When these metrics were read (database clock).", [({}, _seconds(now))])
     return out.text()
 
 
-def _host_families(out, db, warn, host, by_status, pruned, skips, last_success, last_runs,
-                   latest_estimates, missed, caught_up):
+def _read_runs(connection, host):
+    """What the per-host families count, of ``host`` (None: every host)."""
+    from cronpolicy.tooling.tables import pruned_runs
+    hosts = script_run.c.host == host if host is not None else true()
+    pruned_hosts = pruned_runs.c.host == host if host is not None else true()
+    run = script_run.c
+
+    def rows(*columns, where=true(), by=()):
+        return connection.execute(select(*columns).where(and_(where, hosts))
+                                  .group_by(*by)).all()
+    return {
+        "by_status": rows(run.name, run.host, run.status, func.count(),
+                          by=(run.name, run.host, run.status)),
+        "pruned": connection.execute(
+            select(pruned_runs.c.name, pruned_runs.c.host, pruned_runs.c.status,
+                   pruned_runs.c.decision, pruned_runs.c.blocked, pruned_runs.c.runs)
+            .where(pruned_hosts)).all(),
+        "skips": rows(run.name, run.host, func.coalesce(run.decision, ""), func.count(),
+                      where=run.status == "skipped",
+                      by=(run.name, run.host, func.coalesce(run.decision, ""))),
+        "last_success": rows(run.name, run.host, func.max(run.finished_at),
+                             where=run.status == "succeeded", by=(run.name, run.host)),
+        # The latest by the clock, not by id: an imported or late-flushed
+        # old run has a high id.
+        "last_runs": _latest(connection, run.finished_at, and_(
+            run.finished_at.is_not(None), run.status != "skipped", hosts)),
+        "latest_estimates": _latest(connection, run.started_at, and_(
+            run.estimate_seconds.is_not(None), hosts)),
+        # Starts rollouts skipped (their block is named), and catch-up runs.
+        "missed": rows(run.name, run.host, func.count(),
+                       where=and_(run.status == "skipped", run.block.is_not(None)),
+                       by=(run.name, run.host)),
+        "caught_up": rows(run.name, run.host, func.count(),
+                          where=run.decision == policy.CATCH_UP, by=(run.name, run.host)),
+    }
+
+
+def _read_fleet(connection):
+    """(open rollouts, stalls, deploy_state, the last drain): what the
+    fleet-wide families show besides the overdue scripts."""
+    open_rollouts = connection.execute(
+        select(rollout).where(rollout.c.ended_at.is_(None))).mappings().all()
+    stalls = [max(0.0, (quiet_at - began_at).total_seconds())
+              for quiet_at, began_at in connection.execute(
+                  select(rollout.c.quiet_at, rollout.c.began_at)
+                  .where(rollout.c.quiet_at.is_not(None))).all()]
+    deploy = connection.execute(select(deploy_state)).mappings().first()
+    last_drain = connection.execute(
+        select(drain).order_by(drain.c.finished_at.desc(), drain.c.id.desc()).limit(1)
+    ).mappings().first()
+    return open_rollouts, stalls, deploy, last_drain
+
+
+def _host_families(out, reader, settings, warn, host, by_status, pruned, skips, last_success,
+                   last_runs, latest_estimates, missed, caught_up):
     """The families of runs on hosts: labelled script and host."""
-    from cronpolicy.tooling.overdue import scheduled_reports
+    from cronpolicy.tooling.overdue import scheduled_reports_of
     runs = _per_host([row for row in by_status if row[2] != "running"]
                      + [(name, where, status, count)
                         for name, where, status, _, _, count in pruned])
@@ -265,8 +295,8 @@ def _host_families(out, db, warn, host, by_status, pruned, skips, last_success, 
                  (row.finished_at - row.started_at).total_seconds() / row.estimate_seconds)
                 for row in sorted(last_runs, key=_name_host) if row.estimate_seconds])
     # Gathered for the host as a glob, then kept exactly (a name may hold * or ?).
-    _, scheduled = scheduled_reports(db.settings, include_all=True, warn=warn,
-                                     host="*" if host is None else host, reap=False)
+    _, scheduled = scheduled_reports_of(reader, settings, include_all=True, warn=warn,
+                                        host="*" if host is None else host)
     scheduled = [report for report in scheduled if host is None or report["host"] == host]
     out.family("cronpolicy_next_start_timestamp_seconds", "gauge",
                PER_HOST + "when the script is next scheduled to start there (Unix time).",

@@ -39,34 +39,39 @@ def overdue_scripts(settings, tolerance=DEFAULT_TOLERANCE, include_all=False, de
     if tolerance <= 0:
         raise UsageError("--tolerance must be positive")
     with reading(settings, "look for overdue scripts") as reader:
-        now = reader.now()
-        policies = reader.policies()
-        with_interval = [row for row in policies
-                         if row.host == "*" and row.expected_interval is not None]
-        declared = reader.declared_intervals()
-        names = set(declared) | {row.name for row in with_interval if not is_pattern(row.name)}
-        patterns = [row for row in with_interval if is_pattern(row.name)]
-        if patterns:
-            names |= {name for name, _ in reader.recent_pairs(now - datetime.timedelta(days=90))
-                      if any(glob_matches(row.name, name) for row in patterns)}
-        by_id = {row.id: row for row in policies}
-        intervals = {}
-        for name in names:
-            interval, policy_id = policy.expected_interval(policies, name)
-            if interval is None:
-                interval, policy_id = declared.get(name), None
-            if interval is not None:
-                intervals[name] = (float(interval), by_id.get(policy_id))
-        measured = reader.success_and_first_run(intervals)
-        reports = []
-        for name in sorted(intervals):
-            interval, row = intervals[name]
-            report, since = _measured(now, name, interval, tolerance, row, *measured[name])
-            if report["overdue"] or include_all:
-                if details:
-                    _say_what_happened(report, since, reader.runs_since(name, since),
-                                       interval * tolerance)
-                reports.append(report)
+        return overdue_of(reader, tolerance, include_all, details)
+
+
+def overdue_of(reader, tolerance=DEFAULT_TOLERANCE, include_all=False, details=True):
+    """``overdue_scripts`` as ``reader`` (store.reads.Reader) reads it, in its transaction."""
+    now = reader.now()
+    policies = reader.policies()
+    with_interval = [row for row in policies
+                     if row.host == "*" and row.expected_interval is not None]
+    declared = reader.declared_intervals()
+    names = set(declared) | {row.name for row in with_interval if not is_pattern(row.name)}
+    patterns = [row for row in with_interval if is_pattern(row.name)]
+    if patterns:
+        names |= {name for name, _ in reader.recent_pairs(now - datetime.timedelta(days=90))
+                  if any(glob_matches(row.name, name) for row in patterns)}
+    by_id = {row.id: row for row in policies}
+    intervals = {}
+    for name in names:
+        interval, policy_id = policy.expected_interval(policies, name)
+        if interval is None:
+            interval, policy_id = declared.get(name), None
+        if interval is not None:
+            intervals[name] = (float(interval), by_id.get(policy_id))
+    measured = reader.success_and_first_run(intervals)
+    reports = []
+    for name in sorted(intervals):
+        interval, row = intervals[name]
+        report, since = _measured(now, name, interval, tolerance, row, *measured[name])
+        if report["overdue"] or include_all:
+            if details:
+                _say_what_happened(report, since, reader.runs_since(name, since),
+                                   interval * tolerance)
+            reports.append(report)
     return now, reports
 
 
@@ -90,26 +95,47 @@ DEFAULT_GRACE = 600.0
 
 
 def scheduled_reports(settings, grace=DEFAULT_GRACE, starving_after=None, include_all=False,
-                      warn=None, host="*", reap=True):
-    """[report dict] of the scripts with a schedule, on each host (of the
-    glob ``host``): overdue by it, or starving; every one with ``include_all``.
-    ``reap`` False: the caller has recorded dead runs already."""
+                      warn=None, host="*"):
+    """(now, [report dict]) of the scripts with a schedule, on each host (of
+    the glob ``host``): overdue by it, or starving; every one with
+    ``include_all``.  Dead runs are recorded first."""
     from cronpolicy.store.reads import reading
-    from cronpolicy.tooling.rollout_plans import gather
+    with reading(settings, "look for overdue scripts", reap=True) as reader:
+        return scheduled_reports_of(reader, settings, grace, starving_after, include_all,
+                                    warn, host)
+
+
+def scheduled_reports_of(reader, settings, grace=DEFAULT_GRACE, starving_after=None,
+                         include_all=False, warn=None, host="*"):
+    """``scheduled_reports`` as ``reader`` reads it, in its transaction,
+    recording nothing (the caller has recorded dead runs)."""
+    from cronpolicy.tooling.rollout_plans import gather_of
+    fleet = gather_of(reader, settings, host=host, warn=warn)
+    last_success = _last_success(fleet)
+    unknown = [pair for pair, moment in last_success.items() if moment is None]
+    if unknown:
+        last_success.update(reader.last_success_of_each(unknown))
+    return _scheduled(fleet, settings, last_success, grace, starving_after, include_all)
+
+
+def _last_success(fleet):
+    """{(name, host): when it last succeeded} of the fleet's scheduled jobs,
+    as far as their recent history tells (None where it does not)."""
+    last_success = {}
+    for job in fleet.jobs:
+        if job.schedule is not None:
+            last_success.setdefault((job.name, job.host), next(
+                (run["started_at"] for run in fleet.history[job.name]
+                 if run["host"] == job.host and run["status"] == "succeeded"), None))
+    return last_success
+
+
+def _scheduled(fleet, settings, last_success, grace, starving_after, include_all):
+    """scheduled_reports of ``fleet``, whose jobs last succeeded as ``last_success`` says."""
     starving_after = starving_after or planning.STARVING_AFTER
-    fleet = gather(settings, host=host, warn=warn, reap=reap)
     now = fleet.inputs.now
     reports = []
     scheduled = [job for job in fleet.jobs if job.schedule is not None]
-    last_success = {}
-    for job in scheduled:
-        last_success.setdefault((job.name, job.host), next(
-            (run["started_at"] for run in fleet.history[job.name]
-             if run["host"] == job.host and run["status"] == "succeeded"), None))
-    unknown = [pair for pair, moment in last_success.items() if moment is None]
-    if unknown:
-        with reading(settings, "look for overdue scripts") as reader:
-            last_success.update(reader.last_success_of_each(unknown))
     for job in scheduled:
         last = last_success[job.name, job.host]
         estimate = planning.job_estimate(job, settings).seconds    # (gather worked it out)

@@ -41,24 +41,30 @@ def _estimate(settings, inputs, name, host, recorded):
 Fleet = shape("Fleet", "inputs jobs flights live history")
 
 
-def gather(settings, host="*", script="*", warn=None, reap=True):
+def gather(settings, host="*", script="*", warn=None):
     """The Fleet of the scripts and hosts ``host`` and ``script`` (globs)
-    cover; dead runs recorded first unless ``reap`` is False."""
+    cover; dead runs recorded first."""
     from cronpolicy.store.reads import reading
+    with reading(settings, "plan the rollout", reap=True) as reader:
+        return gather_of(reader, settings, host, script, warn)
+
+
+def gather_of(reader, settings, host="*", script="*", warn=None):
+    """``gather`` as ``reader`` (store.reads.Reader) reads it, in its
+    transaction, recording nothing."""
     from cronpolicy.tooling.schedules import RECENT, fleet_schedules
-    with reading(settings, "plan the rollout", reap=reap) as reader:
-        inputs = reader.inputs()
-        found = fleet_schedules(reader, inputs, warn, host=host, script=script)
-        live = [run for run in reader.live_runs(inputs.now, host)
-                if glob_matches(script, run["name"])]
-        names = sorted({name for name, _ in found} | {run["name"] for run in live})
-        history = reader.recent_starts_of_each(names, RECENT_RUNS)
-        in_a_row = reader.rollouts_in_a_row_of_each({name for name, _ in found})
-        declared = declarations(reader.declared_runtimes(inputs.now - RECENT))
-        # Each script's history as its gate reads it; the rest from the one
-        # snapshot, whose policy rows are indexed once for the fleet.
-        runtimes = reader.recent_runtimes_of_each(names, settings.estimate_runs)
-        by_name = {name: inputs._replace(recent_runtimes=runtimes[name]) for name in names}
+    inputs = reader.inputs()
+    found = fleet_schedules(reader, inputs, warn, host=host, script=script)
+    live = [run for run in reader.live_runs(inputs.now, host)
+            if glob_matches(script, run["name"])]
+    names = sorted({name for name, _ in found} | {run["name"] for run in live})
+    history = reader.recent_starts_of_each(names, RECENT_RUNS)
+    in_a_row = reader.rollouts_in_a_row_of_each({name for name, _ in found})
+    declared = declarations(reader.declared_runtimes(inputs.now - RECENT))
+    # Each script's history as its gate reads it; the rest from the one
+    # snapshot, whose policy rows are indexed once for the fleet.
+    runtimes = reader.recent_runtimes_of_each(names, settings.estimate_runs)
+    by_name = {name: inputs._replace(recent_runtimes=runtimes[name]) for name in names}
     # What each script declared it needs at its newest start on each host
     # that declared any (history is newest first).
     needs = {}

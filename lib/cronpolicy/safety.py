@@ -188,34 +188,63 @@ def check_replaceable(path):
 
 
 def write_atomically(path, write, mode=0o600, durable=False):
-    """Replace ``path`` with what ``write(handle)`` writes: a new file under
-    an unpredictable name (never an existing one, never through a link),
+    """Replace ``path`` with what ``write(handle)`` writes (see write_beside),
     renamed over ``path``, so a reader finds the old file or the new one.
     Only a plain file (or nothing) is replaced: anything else at ``path``
     raises NotAPlainFile before anything is written, and again just before
     the rename (see replace_problem).  The one atomic writer: every file
-    cronpolicy replaces goes through here (crontab wrap's several files
-    apply the same check, see tooling/crontab/files.py).
-    ``durable``: on disk before the rename, so that a power cut cannot
-    leave the new name on an empty file (a cache, rewritten at the next
-    start, need not pay for it)."""
+    cronpolicy replaces goes through here, or through its two halves
+    (crontab wrap writes all its files beside their targets first, then
+    renames them, see tooling/crontab/files.py)."""
     check_replaceable(path)
-    temporary = "%s.%d-%s.tmp" % (path, os.getpid(), os.urandom(8).hex())
+    temporary = write_beside(path, write, mode, durable)
+    try:
+        replace_with(temporary, path)
+    except BaseException:
+        remove_quietly(temporary)
+        raise
+
+
+def write_beside(path, write, mode=0o600, durable=False, binary=False):
+    """The name of a new file beside ``path`` (in its directory: a rename
+    within one file system is atomic) holding what ``write(handle)`` wrote.
+    Its name is unpredictable (never an existing file, never through a
+    link) and begins with a dot: no cron reads such a file in a crontab
+    directory, no reader here lists it.  ``durable``: on disk before it
+    is returned, so that a power cut after the rename cannot leave the new
+    name on an empty file (a cache, rewritten at the next start, need not
+    pay for it).  ``binary``: the handle takes bytes."""
+    directory, name = os.path.split(path)
+    temporary = os.path.join(directory, ".%s.%d-%s.tmp" % (name, os.getpid(),
+                                                           os.urandom(8).hex()))
     descriptor = create_exclusive(temporary, mode)
     try:
-        with open(descriptor, "w", encoding="utf-8", errors="surrogateescape") as handle:
+        with open(descriptor, "wb") if binary else \
+                open(descriptor, "w", encoding="utf-8", errors="surrogateescape") as handle:
             write(handle)
             if durable:
                 handle.flush()
                 os.fsync(handle.fileno())
-        check_replaceable(path)     # as late as it can be: made meanwhile?
-        os.replace(temporary, path)
     except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
+        remove_quietly(temporary)
         raise
+    return temporary
+
+
+def replace_with(temporary, path):
+    """Rename ``temporary`` (from write_beside) over ``path``, unless what
+    is at ``path`` may not be replaced (NotAPlainFile): checked as late as
+    can be, in case it was made meanwhile."""
+    check_replaceable(path)
+    os.replace(temporary, path)
+
+
+def remove_quietly(path):
+    """Remove ``path`` if it can be: a temporary file given up on."""
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def open_plain_file(path, follow_links=False):

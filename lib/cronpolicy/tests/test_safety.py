@@ -238,3 +238,24 @@ def test_a_durable_atomic_write_is_on_disk_before_its_name_is(tmp_path, monkeypa
     assert synced == [(100, False)] and target.read_text() == "x" * 100
     write_atomically(str(target), lambda handle: handle.write("y"))
     assert len(synced) == 1 and target.read_text() == "y"
+
+
+def test_a_file_being_written_has_a_name_no_cron_reads(tmp_path):
+    """Every file replaced goes through one writer (crontab wrap's too), whose
+    temporary file is a dot-name beside its target: cron skips those in
+    /etc/cron.d, and nothing is left behind when the write fails."""
+    from cronpolicy.safety import write_atomically
+    target = tmp_path / "php"
+    seen = []
+
+    def write(handle):
+        seen.extend(os.listdir(tmp_path))
+        handle.write("x")
+    write_atomically(str(target), write)
+    assert len(seen) == 1 and seen[0].startswith(".php.") and seen[0].endswith(".tmp")
+
+    def failing(handle):
+        raise OSError(28, "No space left on device")
+    with pytest.raises(OSError):
+        write_atomically(str(target), failing)
+    assert os.listdir(tmp_path) == ["php"] and target.read_text() == "x"

@@ -19,10 +19,10 @@ never written through either.
 import collections
 import os
 import stat
-import tempfile
 
 from cronpolicy.errors import NotAPlainFile, UsageError
-from cronpolicy.safety import check_replaceable, open_plain_file
+from cronpolicy.safety import (
+    check_replaceable, open_plain_file, remove_quietly, replace_with, write_beside)
 from cronpolicy.tooling.crontab.host import STDIN
 from cronpolicy.tooling.crontab.lines import read_crontab, write_crontab
 
@@ -148,7 +148,7 @@ def write_all(outputs, top=None):
             temporaries.append((_write_beside(output), output))
     except (OSError, UsageError) as error:
         for temporary, _ in temporaries:
-            _remove(temporary)
+            remove_quietly(temporary)
         if isinstance(error, UsageError) and not isinstance(error, NotAPlainFile):
             raise
         raise UsageError("cannot write %s: %s (nothing was changed)"
@@ -157,11 +157,10 @@ def write_all(outputs, top=None):
     done = []
     for index, (temporary, output) in enumerate(temporaries):
         try:
-            check_replaceable(output.path)      # as late as it can be: made meanwhile?
-            os.replace(temporary, output.path)
+            replace_with(temporary, output.path)
         except OSError as error:
             for later, _ in temporaries[index:]:
-                _remove(later)
+                remove_quietly(later)
             _put_back(done)
             raise UsageError("cannot write %s: %s (the files written before it were put "
                              "back)" % (output.path, error.strerror)) from None
@@ -169,25 +168,19 @@ def write_all(outputs, top=None):
 
 
 def _write_beside(output):
-    directory = os.path.dirname(os.path.abspath(output.path))
-    descriptor, temporary = tempfile.mkstemp(
-        dir=directory, prefix="." + os.path.basename(output.path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(write_crontab(output.text))
-            handle.flush()
-            if output.like is not None:
-                like = os.stat(output.like)
-                os.fchmod(handle.fileno(), stat.S_IMODE(like.st_mode))
-                if os.geteuid() == 0:
-                    os.fchown(handle.fileno(), like.st_uid, like.st_gid)
-            else:
-                os.fchmod(handle.fileno(), 0o644)
-            os.fsync(handle.fileno())
-    except OSError:
-        _remove(temporary)
-        raise
-    return temporary
+    """The temporary file of ``output``, with the mode (and, as root, the
+    owner) of the file it is like, on disk."""
+    def write(handle):
+        handle.write(write_crontab(output.text))
+        handle.flush()
+        if output.like is not None:
+            like = os.stat(output.like)
+            os.fchmod(handle.fileno(), stat.S_IMODE(like.st_mode))
+            if os.geteuid() == 0:
+                os.fchown(handle.fileno(), like.st_uid, like.st_gid)
+        else:
+            os.fchmod(handle.fileno(), 0o644)
+    return write_beside(output.path, write, durable=True, binary=True)
 
 
 def _put_back(done):
@@ -196,17 +189,14 @@ def _put_back(done):
     for output in reversed(done):
         if output.backup:
             continue
+        if output.previous is None:
+            remove_quietly(output.path)
+            continue
         try:
-            if output.previous is None:
-                _remove(output.path)
-            else:
-                os.replace(_write_beside(output._replace(text=output.previous)), output.path)
+            temporary = _write_beside(output._replace(text=output.previous))
         except OSError:
-            pass
-
-
-def _remove(path):
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
+            continue        # (the error that began the undoing is what is said)
+        try:
+            replace_with(temporary, output.path)
+        except OSError:
+            remove_quietly(temporary)

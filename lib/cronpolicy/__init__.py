@@ -40,7 +40,10 @@ database providers in ``store``):
     options       the options every CronScript takes
     arguments     option values that start with '-', counts (both parsers)
     log           log lines: stderr, a file, the journal, syslog
-    config        settings, DSN masking, the config file
+    config        settings: where each comes from, their defaults and checks
+    config_file   reading the config file: who wrote it, its sections and keys
+    ini           INI text as configparser reads it, without configparser for plain files
+    dsns          DSNs: the backend one names, the SQLite default, masking secrets
     timeutil      times and durations, read and shown
     errors        the one exception root and its kinds
     exitcodes     every exit status, documented

@@ -32,16 +32,17 @@ pooler in transaction mode (pgbouncer's ``pool_mode = transaction``) LISTEN is
 lost, so set ``poll`` there; session pooling and direct connections keep
 ``listen``.  ``CRONPOLICY_WATCH`` overrides the file.  SQLite always polls.
 
-DSNs are ``postgresql://user:pass@host:port/db`` (or libpq's ``key=value``
-form) and ``sqlite:////absolute/path`` (a relative path is refused: cron's
-working directory is not the operator's).
-Passwords never leave this module unmasked: use ``mask_dsn`` and ``scrub``.
+What a DSN may look like, and how its secrets are kept out of sight, is
+``cronpolicy.dsns``; how the file is read, ``cronpolicy.config_file``.
 """
 
-import functools
 import os
 
 from cronpolicy import estimate, policy
+# The DSN's names, also importable from here as they always were.
+from cronpolicy.dsns import (  # noqa: F401
+    POSTGRESQL, SECRET_PARAMETERS, SQLITE, backend_of, default_dsn, default_state_dir,
+    dsn_secrets, mask_dsn, scrub, sqlite_path)
 from cronpolicy.errors import ConfigError, UsageError
 from cronpolicy.timeutil import parse_duration
 
@@ -88,115 +89,11 @@ def _on_database_error(text):
         raise ValueError("must be run or skip, not %r" % text)
     return value
 
-POSTGRESQL = "postgresql"
-SQLITE = "sqlite"
-
-
-
-#: libpq's connection parameters that hold secrets.
-SECRET_PARAMETERS = ("password", "sslpassword")
-
-
-@functools.lru_cache(maxsize=None)
-def _password_patterns():
-    """(URI user:password@, a URI's ?secret=value, key=value secrets).
-    Compiled on first use: the gate's start-up path never needs them."""
-    import re
-    names = "|".join(SECRET_PARAMETERS)
-    return (re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)"),
-            re.compile(r"([?&](?:%s)=)([^&#\s]*)" % names, re.IGNORECASE),
-            re.compile(r"(\b(?:%s)\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)" % names, re.IGNORECASE))
-
 
 #: The variables systemd sets from a unit's StateDirectory= and
 #: RuntimeDirectory= (several directories are separated by ':'; the first
 #: counts), and the settings they give when nothing else sets them.
 SYSTEMD_DIRECTORIES = (("state_dir", "STATE_DIRECTORY"), ("lock_dir", "RUNTIME_DIRECTORY"))
-
-
-def default_state_dir():
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(
-        os.path.expanduser("~"), ".local", "state")
-    return os.path.join(base, "cronpolicy")
-
-
-def default_dsn(state_dir=None):
-    """The embedded SQLite file, in the state directory (state_dir,
-    $CRONPOLICY_STATE_DIR, else the XDG default).  Versions before schema 11
-    kept it in the XDG default whatever state_dir said: while only that file
-    exists, it stays the database (a new empty one would drop every policy
-    and a pending deploy without a word)."""
-    path = os.path.join(state_dir or default_state_dir(), "cronpolicy.sqlite")
-    earlier = os.path.join(default_state_dir(), "cronpolicy.sqlite")
-    if path != earlier and not os.path.exists(path) and os.path.exists(earlier):
-        path = earlier
-    return "sqlite:///" + path
-
-
-def backend_of(dsn):
-    """POSTGRESQL or SQLITE, or ConfigError for anything else."""
-    if dsn.startswith("sqlite:"):
-        return SQLITE
-    if dsn.startswith(("postgresql://", "postgres://")) or "=" in dsn:
-        return POSTGRESQL
-    raise ConfigError(
-        "unrecognised DSN %r: expected postgresql://..., libpq key=value, or "
-        "sqlite:///path" % mask_dsn(dsn))
-
-
-def sqlite_path(dsn):
-    """The file of a ``sqlite:///path`` DSN (four slashes for an absolute path)."""
-    if not dsn.startswith("sqlite:///"):
-        raise ConfigError("SQLite DSN %r must look like sqlite:///path/to/file" % dsn)
-    path = dsn[len("sqlite:///"):].split("?", 1)[0]
-    if not path:
-        raise ConfigError("SQLite DSN %r names no file" % dsn)
-    if not os.path.isabs(path):
-        # Cron runs jobs in the user's home, the operator in any directory:
-        # a relative file would be a different database for each.
-        raise ConfigError("SQLite DSN %r names a relative path; give an absolute one, with "
-                          "four slashes: sqlite:////var/lib/cronpolicy/cronpolicy.sqlite" % dsn)
-    return path
-
-
-def mask_dsn(dsn):
-    """The DSN with every secret (password, sslpassword) replaced by ``***``."""
-    if dsn is None:
-        return None
-    if "password" not in dsn.lower() and "@" not in dsn:
-        return dsn
-    uri_password, uri_query, key_value = _password_patterns()
-    masked = uri_password.sub(r"\1***\3", dsn)
-    if "://" in dsn:
-        return uri_query.sub(r"\1***", masked)
-    return key_value.sub(r"\1***", masked)
-
-
-def dsn_secrets(dsn):
-    """The secret values a DSN holds (passwords and key passphrases)."""
-    if not dsn or ("password" not in dsn.lower() and "@" not in dsn):
-        return []
-    from urllib.parse import unquote
-    uri_password, uri_query, key_value = _password_patterns()
-    found = []
-    match = uri_password.search(dsn)
-    if match and match.group(2):
-        found.append(unquote(match.group(2)))
-    for match in (uri_query if "://" in dsn else key_value).finditer(dsn):
-        value = match.group(2)
-        if value.startswith("'"):
-            value = value[1:-1].replace("\\'", "'")
-        if value:
-            found.extend({value, unquote(value)})
-    return found
-
-
-def scrub(message, dsn):
-    """Remove the DSN's password from a message (driver errors can echo it)."""
-    text = str(message)
-    for secret in sorted(dsn_secrets(dsn), key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
 
 
 class Settings:
@@ -356,7 +253,8 @@ class Settings:
         elif os.path.exists(DEFAULT_CONFIG_PATH):
             config_path = DEFAULT_CONFIG_PATH
         if config_path:
-            from_file = cls._read_file(config_path)
+            from cronpolicy.config_file import read_config_file
+            from_file = read_config_file(config_path, cls._KEYS, cls._SCRIPT_KEYS)
             values.update(from_file)
         # A systemd unit's StateDirectory= and RuntimeDirectory= (its user
         # may have no home for the default): they stand in for the defaults
@@ -395,72 +293,6 @@ class Settings:
                 raise ConfigError("%s (config file %s)" % (error, config_path)) from None
             raise
 
-    @staticmethod
-    def _check_file(path, sections):
-        """Nobody but its owner (this user or root) may change a config file:
-        it says which database to trust and where root writes files.  One
-        holding a secret must be readable by its owner only."""
-        import stat
-        info = os.stat(path)
-        mode = stat.S_IMODE(info.st_mode)
-        if info.st_uid not in (os.geteuid(), 0):
-            raise ConfigError("config file %s is owned by uid %d, neither this user nor root: "
-                              "refusing it" % (path, info.st_uid))
-        if mode & (stat.S_IWGRP | stat.S_IWOTH):
-            raise ConfigError("config file %s can be changed by other users (mode %03o): "
-                              "refusing it; chmod go-w it" % (path, mode))
-        if not dsn_secrets(sections["cronpolicy"].get("dsn", "")):
-            return
-        if mode & (stat.S_IRGRP | stat.S_IROTH):
-            raise ConfigError(
-                "config file %s contains a password but other users can read it (mode %03o): "
-                "chmod 600 it, or keep the password in ~/.pgpass" % (path, mode))
-
-    @classmethod
-    def _read_file(cls, path):
-        try:
-            with open(path, encoding="utf-8") as config_file:
-                text = config_file.read()
-        except (OSError, UnicodeDecodeError) as error:
-            raise ConfigError("cannot read config file %s: %s" % (path, _first_line(error))) \
-                from None
-        sections = read_ini(text, path)
-        if "cronpolicy" not in sections:
-            raise ConfigError("config file %s has no [cronpolicy] section" % path)
-        values = {}
-        scripts = {}
-        for section, items in sections.items():
-            if section == "cronpolicy":
-                continue
-            if not section.startswith("script:") or not section[len("script:"):].strip():
-                raise ConfigError("config file %s: unknown section [%s] (known: [cronpolicy], "
-                                  "[script:NAME])" % (path, section))
-            name = section[len("script:"):].strip()
-            for key, raw in items.items():
-                convert = cls._SCRIPT_KEYS.get(key)
-                if convert is None:
-                    raise ConfigError("config file %s: unknown key %r in [%s] (known: %s)"
-                                      % (path, key, section, ", ".join(sorted(cls._SCRIPT_KEYS))))
-                try:
-                    scripts.setdefault(name, {})[key] = convert(raw)
-                except ValueError as error:
-                    raise ConfigError("config file %s: bad value for %s in [%s]: %s"
-                                      % (path, key, section, error)) from None
-        if scripts:
-            values["scripts"] = scripts
-        cls._check_file(path, sections)
-        for key, raw in sections["cronpolicy"].items():
-            convert = cls._KEYS.get(key)
-            if convert is None:
-                raise ConfigError("config file %s: unknown key %r (known: %s)"
-                                  % (path, key, ", ".join(sorted(cls._KEYS))))
-            try:
-                values[key] = convert(raw.strip())
-            except (ValueError, UsageError) as error:
-                raise ConfigError("config file %s: bad value for %s: %s"
-                                  % (path, key, str(error).splitlines()[0])) from None
-        return values
-
 
 def _crc32(data):
     """zlib.crc32, without loading zlib on the start path (a DSN is short)."""
@@ -470,64 +302,3 @@ def _crc32(data):
         for _ in range(8):
             crc = (crc >> 1) ^ (0xEDB88320 & -(crc & 1))
     return crc ^ 0xFFFFFFFF
-
-
-def _first_line(error):
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
-def read_ini(text, path):
-    """{section: {key: value}} of a config file's text, as configparser
-    reads it (comments may follow values after a space, as in README.txt's
-    example).  The plain files people write are read here directly:
-    configparser costs a cron job's start more than its whole decision.
-    Anything else (continuation lines, [DEFAULT], duplicates, errors) goes
-    to configparser itself."""
-    sections = _read_plain_ini(text)
-    if sections is not None:
-        return sections
-    import configparser
-    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#",))
-    try:
-        parser.read_string(text, source=path)
-    except configparser.Error as error:
-        raise ConfigError("cannot read config file %s: %s" % (path, _first_line(error))) \
-            from None
-    return {section: dict(parser.items(section)) for section in parser.sections()}
-
-
-def _read_plain_ini(text):
-    """read_ini for files of sections, comments and one-line key = value
-    entries only; None for anything else."""
-    sections, current = {}, None
-    for line in text.split("\n"):
-        cut = _inline_comment(line)
-        stripped = line[:cut].strip()
-        if not line.strip() or line.strip()[0] in "#;":
-            continue
-        if line[0].isspace() or not stripped:
-            return None             # a continuation line, or worse
-        if stripped[0] == "[":
-            name = stripped[1:-1]
-            if stripped[-1] != "]" or not name or "]" in name or name == "DEFAULT" \
-                    or name in sections:
-                return None
-            current = sections[name] = {}
-            continue
-        delimiter = min((index for index in (stripped.find("="), stripped.find(":"))
-                         if index >= 0), default=-1)
-        key = stripped[:delimiter].strip().lower() if delimiter > 0 else ""
-        if current is None or not key or key in current:
-            return None
-        current[key] = stripped[delimiter + 1:].strip()
-    return sections
-
-
-def _inline_comment(line):
-    """Where a '#' comment starts in ``line`` (at its start or after white
-    space, as configparser's inline_comment_prefixes finds it), else its end."""
-    index = line.find("#")
-    while index > 0 and not line[index - 1].isspace():
-        index = line.find("#", index + 1)
-    return index if index >= 0 else len(line)

@@ -13,7 +13,7 @@ import time
 import pytest
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
-from cronpolicy.config import _read_plain_ini, read_ini
+from cronpolicy.ini import _read_plain_ini, read_ini
 from cronpolicy.errors import UsageError
 from cronpolicy.matching import glob_matches
 from cronpolicy.options import parse_standard_options, standard_options_parser

@@ -295,7 +295,10 @@ class Settings:
 
 
 def _crc32(data):
-    """zlib.crc32, without loading zlib on the start path (a DSN is short)."""
+    """zlib.crc32 (test_fast_path checks it gives the same), without loading
+    zlib: no start path loads it otherwise (psycopg2 does not either), and
+    importing it costs a start about 0.4 ms, this loop under 0.1 ms for a
+    DSN (issue 29.3, measured on 2026-12-06)."""
     crc = 0xFFFFFFFF
     for byte in data:
         crc ^= byte

@@ -162,6 +162,18 @@ def test_plain_config_files_read_as_configparser_reads_them(lines, crlf):
     assert read_ini(text, "test.conf") == expected
 
 
+# The cache's name by hand --------------------------------------------------------------
+
+@hypothesis_settings(**SETTINGS)
+@given(data=st.binary(max_size=300))
+def test_the_cache_names_checksum_is_zlibs(data):
+    """The policy cache is named by the DSN's CRC-32: by hand on the start
+    path, and the same as zlib's, so a cache written before stays found."""
+    import zlib
+    from cronpolicy.config import _crc32
+    assert _crc32(data) == zlib.crc32(data)
+
+
 # Durations and globs by hand -------------------------------------------------------------
 
 def _duration_by_regex(text):

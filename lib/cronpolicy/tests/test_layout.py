@@ -15,7 +15,7 @@ import cronpolicy
 ROOT = pathlib.Path(cronpolicy.__file__).parent
 #: The packages whose docstring lists their modules (the tests list none).
 PACKAGES = ["cronpolicy", "cronpolicy.store", "cronpolicy.tooling", "cronpolicy.tooling.crontab",
-            "cronpolicy.tooling.web"]
+            "cronpolicy.tooling.web", "cronpolicy.tooling.simulate"]
 
 
 def _listed(package):

@@ -14,7 +14,8 @@ import pytest
 
 from cronpolicy.tooling import simulation
 from cronpolicy.config import Settings
-from cronpolicy.tooling import simulate
+from cronpolicy.tooling.simulate import inputs, play
+from cronpolicy.tooling.simulate.command import MAX_ROLLOUTS
 from cronpolicy.tooling.crontab.files import MAX_BYTES
 from cronpolicy.tooling.cli import main
 
@@ -27,7 +28,7 @@ REFERENCE = next((path for path in (
                  "benchmarks", "workload", "fleet.json"),
     os.path.join("benchmarks", "workload", "fleet.json")) if os.path.exists(path)),
     "benchmarks/workload/fleet.json (run the tests from the top of a checkout)")
-BEGIN = simulate.DEFAULT_BEGIN
+BEGIN = play.DEFAULT_BEGIN
 SHORT_FLEET_DAYS = 2
 
 
@@ -148,8 +149,8 @@ def test_by_hand_no_rollout_no_stall_no_skip(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def reference_play():
-    instances = simulate.load_fleet(REFERENCE)
-    states, readies = simulate.run(instances, Settings(), days=SHORT_FLEET_DAYS, rollouts=12,
+    instances = inputs.load_fleet(REFERENCE)
+    states, readies = play.run(instances, Settings(), days=SHORT_FLEET_DAYS, rollouts=12,
                                    seed=7, workers=1)
     return instances, states, readies
 
@@ -215,10 +216,10 @@ def test_the_slot_chosen_among_the_best_only_is_the_best_of_the_full_ranking(ref
 
 
 def test_the_same_seed_gives_the_same_figures_and_another_seed_others():
-    instances = simulate.load_fleet(REFERENCE)
+    instances = inputs.load_fleet(REFERENCE)
 
     def played(seed, workers, detail=True):
-        states, readies = simulate.run(instances, Settings(), days=1, rollouts=4, seed=seed,
+        states, readies = play.run(instances, Settings(), days=1, rollouts=4, seed=seed,
                                        workers=workers, detail=detail)
         return readies, {name: simulation.summary(state) for name, state in states.items()}, \
             {name: (state.runs, state.skips, state.outcomes) for name, state in states.items()}
@@ -250,7 +251,7 @@ def test_a_worker_killed_is_one_error_not_a_wait_forever(monkeypatch):
     signal.alarm(120)
     try:
         with pytest.raises(CronPolicyError, match="simulation process died"):
-            simulate.run(simulate.load_fleet(REFERENCE), Settings(), days=1, rollouts=2,
+            play.run(inputs.load_fleet(REFERENCE), Settings(), days=1, rollouts=2,
                          workers=2)
     finally:
         signal.alarm(0)
@@ -279,7 +280,7 @@ def test_the_pool_is_gone_when_the_play_returns(monkeypatch, how):
             return real(fleet, strategy, *args)
         monkeypatch.setattr(simulation, "simulate", dying)
     try:
-        simulate.run(simulate.load_fleet(REFERENCE), Settings(), days=0.25, rollouts=2,
+        play.run(inputs.load_fleet(REFERENCE), Settings(), days=0.25, rollouts=2,
                      workers=2)
     except CronPolicyError:
         assert how == "a worker died"
@@ -605,7 +606,7 @@ def test_a_play_too_long_to_wait_for_is_refused_at_once(tmp_path):
 def test_more_than_the_most_rollouts_given_by_at_is_one_line_and_exit_2(tmp_path, capsys):
     tab = crontab(tmp_path, "*/5 * * * * tick\n")
     code, out, err = run_command(capsys, "--crontab", tab, "--model", "tick=10s,20s",
-                                 *["--at", at(12, 0)] * (simulate.MAX_ROLLOUTS + 1))
+                                 *["--at", at(12, 0)] * (MAX_ROLLOUTS + 1))
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
     assert "--at" in err
 

@@ -11,10 +11,10 @@ from cronpolicy import policy
 from cronpolicy.tooling import simulation
 from cronpolicy.config import Settings
 from cronpolicy.schedule import Schedule
-from cronpolicy.tooling import simulate
+from cronpolicy.tooling.simulate.play import DEFAULT_BEGIN
 from cronpolicy.tooling.cli import main
 
-BEGIN = simulate.DEFAULT_BEGIN
+BEGIN = DEFAULT_BEGIN
 
 
 def at(hour, minute):

@@ -14,7 +14,8 @@ import pytest
 
 from cronpolicy.tooling import simulation
 from cronpolicy.config import Settings
-from cronpolicy.tooling import simulate, simulation_picture
+from cronpolicy.tooling import simulation_picture
+from cronpolicy.tooling.simulate import inputs, play
 from cronpolicy.tooling.cli import main
 
 from .test_simulation import REFERENCE
@@ -70,7 +71,7 @@ def test_the_picture_renders_to_png_and_is_readable_at_100_percent(tmp_path, cap
     assert sum(word.endswith("job-min lost") for word in words) == len(simulation.STRATEGIES)
     # Job names whole: each label (wrapped or not) is "NAME on HOST" of a job.
     jobs = {"%s on %s" % (instance.name, instance.host)
-            for instance in simulate.load_fleet(REFERENCE)}
+            for instance in inputs.load_fleet(REFERENCE)}
     column = "%.1f" % (simulation_picture.LABEL - 8)
     labels = [word for element, word in zip(found, words) if element.get("x") == column
               and word != "the rollout" and word not in simulation_picture.SHORT.values()]
@@ -97,7 +98,7 @@ def test_the_picture_renders_to_png_and_is_readable_at_100_percent(tmp_path, cap
 
 
 def test_the_rollout_drawn_is_the_median_of_cronpolicys_or_the_one_asked(tmp_path, capsys):
-    states, readies = simulate.run(simulate.load_fleet(REFERENCE), Settings(), days=1,
+    states, readies = play.run(inputs.load_fleet(REFERENCE), Settings(), days=1,
                                    rollouts=5, workers=1, warm_up=86400.0,
                                    strategies=("all-stop", "cronpolicy"))
     stalls = [outcome.stall for outcome in states["cronpolicy"].outcomes]

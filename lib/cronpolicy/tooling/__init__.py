@@ -37,7 +37,7 @@ Modules (a test keeps this list complete):
     metrics           Prometheus text
     manual            shell completion and the manual page, from the parser
     retention         prune
-    simulate          cronpolicy simulate: fleets read, plays run in a pool, the report
+    simulate          (package) cronpolicy simulate: fleets read, plays run in a pool, the report
     simulation        the simulator's play of one strategy (pure)
     simulation_picture  simulate --svg
     crontab           (package) crontab wrap / unwrap / names

@@ -26,7 +26,7 @@ COMMAND_MODULES = (("cmd_crontab_", "cronpolicy.tooling.crontab.commands"),
                    ("cmd_rollouts", "cronpolicy.tooling.rollouts"),
                    ("cmd_schedule_", "cronpolicy.tooling.schedule_commands"),
                    ("cmd_catch_up", "cronpolicy.tooling.catch_up"),
-                   ("cmd_simulate", "cronpolicy.tooling.simulate"),
+                   ("cmd_simulate", "cronpolicy.tooling.simulate.command"),
                    ("cmd_serve", "cronpolicy.tooling.web.serve"),
                    ("cmd_completion", "cronpolicy.tooling.manual"),
                    ("cmd_man", "cronpolicy.tooling.manual"))

@@ -19,6 +19,7 @@ setup(
         "cronpolicy.store",
         "cronpolicy.tooling",
         "cronpolicy.tooling.crontab",
+        "cronpolicy.tooling.simulate",
         "cronpolicy.tooling.web",
         "cronpolicy.tests",
         "cronpolicy.schema_sql",

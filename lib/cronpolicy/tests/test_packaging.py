@@ -46,6 +46,21 @@ def test_version_is_one_string_in_one_place():
 
 
 @needs_checkout
+def test_the_wheel_ships_every_package():
+    """setup.py lists its packages by hand: one left out (the simulate
+    package, when simulate.py became one) is missing from every wheel while
+    every test of the checkout passes."""
+    listed = re.findall(r'^\s+"(cronpolicy[\w.]*)",$', checkout_file("setup.py"), re.MULTILINE)
+    found = set()
+    for folder, _, files in os.walk(PACKAGE):
+        relative = os.path.relpath(folder, PACKAGE)
+        if "__init__.py" in files:
+            found.add("cronpolicy" if relative == os.curdir
+                      else "cronpolicy." + relative.replace(os.sep, "."))
+    assert found - set(listed) == set()
+
+
+@needs_checkout
 def test_the_changelog_names_this_release_and_its_schema_version_first():
     changelog = checkout_file("CHANGELOG.txt")
     releases = re.findall(r"^(\d+\.\d+\.\d+)\b.*?schemas? (?:\d+ to )?(\d+)\s*$", changelog,

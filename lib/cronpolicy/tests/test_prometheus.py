@@ -225,3 +225,20 @@ def test_a_scrape_is_one_session(tmp_path, pg_dsn, monkeypatch, capsys):
         == [("abandoned",)]
     assert samples(text)[("cronpolicy_running", (("host", "web1"), ("script", "stuck")))] == 0
     assert samples(text)[("cronpolicy_overdue", (("script", "nightly"),))] == 0
+
+
+def test_a_reader_login_is_scraped_and_leaves_dead_runs_to_others(tmp_path, pg_dsn, pg_roles,
+                                                                   monkeypatch, capsys):
+    """A Prometheus exporter's login may only read (cronpolicy_reader):
+    recording dead runs is then left to a login that may, as the read
+    commands leave it; metrics recorded them through a writer of its own,
+    which failed the scrape (permission denied)."""
+    from .conftest import DBA, in_process_cli, make_env
+    dba = DBA(pg_dsn)
+    dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, status, decision,"
+                " started_at, lease_expires_at) VALUES ('stuck', 'web1', 1, 'running', 'run',"
+                " %s, %s)" % (dba.now_plus(-600), dba.now_plus(-300)))
+    cli = in_process_cli(make_env(tmp_path, pg_roles("cronpolicy_reader")), monkeypatch, capsys)
+    text = exported(cli)
+    assert dba.execute("SELECT status FROM cronpolicy.script_run") == [("running",)]
+    assert samples(text)[("cronpolicy_running", (("host", "web1"), ("script", "stuck")))] == 0

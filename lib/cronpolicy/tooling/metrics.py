@@ -173,15 +173,12 @@ def _render(db, connection, warn, host, scope):
     runs = _read_runs(connection, host)
     reader = Reader.of(connection, db)
     pruned = runs["pruned"]
-    counted = [row for row in pruned if isinstance(row[-1], int) and row[-1] >= 0]
-    if len(counted) < len(pruned) and warn is not None:
+    runs["pruned"] = [row for row in pruned if isinstance(row[-1], int) and row[-1] >= 0]
+    if len(runs["pruned"]) < len(pruned) and warn is not None:
         warn("%d rows of cronpolicy.pruned_runs hold no count of runs (written around its "
-             "checks): left out of the counters" % (len(pruned) - len(counted)))
-    pruned = counted
+             "checks): left out of the counters" % (len(pruned) - len(runs["pruned"])))
     if scope != FLEET:
-        _host_families(out, reader, db.settings, warn, host, runs["by_status"], pruned,
-                       runs["skips"], runs["last_success"], runs["last_runs"],
-                       runs["latest_estimates"], runs["missed"], runs["caught_up"])
+        _host_families(out, reader, db.settings, warn, host, now, runs)
     if scope != HOST:
         _, reports = overdue_of(reader, include_all=True, details=False)
         _fleet_families(out, db, now, reports, *_read_fleet(connection))
@@ -243,24 +240,33 @@ def _read_fleet(connection):
     return open_rollouts, stalls, deploy, last_drain
 
 
-def _host_families(out, reader, settings, warn, host, by_status, pruned, skips, last_success,
-                   last_runs, latest_estimates, missed, caught_up):
-    """The families of runs on hosts: labelled script and host."""
+def _host_families(out, reader, settings, warn, host, now, read):
+    """The families of runs on hosts: labelled script and host.  ``read``:
+    what _read_runs read (the pruned runs' rows those with a count only)."""
     from cronpolicy.tooling.overdue import scheduled_reports_of
+    by_status, pruned, last_success, last_runs, latest_estimates = (
+        read["by_status"], read["pruned"], read["last_success"], read["last_runs"],
+        read["latest_estimates"])
     runs = _per_host([row for row in by_status if row[2] != "running"]
                      + [(name, where, status, count)
                         for name, where, status, _, _, count in pruned])
-    skipped = _per_host(list(skips) + [(name, where, decision, count) for
+    skipped = _per_host(list(read["skips"]) + [(name, where, decision, count) for
                                        name, where, status, decision, _, count in pruned
                                        if status == "skipped"])
-    missed = _per_host(list(missed) + [(name, where, count) for
+    missed = _per_host(list(read["missed"]) + [(name, where, count) for
                                        name, where, status, _, blocked, count in pruned
                                        if status == "skipped" and blocked])
-    caught_up = _per_host(list(caught_up) + [(name, where, count) for
+    caught_up = _per_host(list(read["caught_up"]) + [(name, where, count) for
                                              name, where, _, decision, _, count in pruned
                                              if decision == policy.CATCH_UP])
     pairs = sorted({(row[0], row[1]) for row in by_status} | {key[:2] for key in runs})
-    running = {(row[0], row[1]): row[3] for row in by_status if row[2] == "running"}
+    # By their leases, as every reader tells live runs from dead ones: a
+    # login that may only read leaves dead runs unrecorded.
+    running = {}
+    for run in reader.live_runs(now, "*" if host is None else host):
+        if host is None or run["host"] == host:
+            key = run["name"], run["host"]
+            running[key] = running.get(key, 0) + 1
 
     def labels(name, where, **more):
         return dict({"script": name, "host": where}, **more)

@@ -311,9 +311,13 @@ def rollout_block(rollout):
 
 
 def block_rollout(block):
-    """The rollout id a block (rollout_block) names, or None."""
+    """The rollout id a block (rollout_block) names, or None.  (A block is
+    any text a run row holds: "rollout:\u00b2" is digits to isdigit but not
+    to int, and an id must fit the bigint it is looked up as.)"""
     what = _named(block, "rollout")
-    return int(what) if what is not None and what.isdigit() else None
+    if what is None or not (what.isascii() and what.isdigit()) or len(what) > 18:
+        return None
+    return int(what)
 
 
 def _rollout_said(block):

@@ -239,3 +239,18 @@ def test_a_new_rule_is_known_to_the_gate_its_log_and_why(cli, dba, tmp_path, mon
     assert found["cause"]["new_row"]["reason"] == "hold for the mirror"
     code, out, _ = cli("why", "job")
     assert code == exitcodes.OK and "caused by INSERT of script_policy #1" in out, out
+
+
+def test_why_reads_any_block_a_run_holds_without_a_traceback(cli, dba):
+    """`why` crashed on a run whose block named no rollout it could look up:
+    "rollout:²" (a digit to str.isdigit, not to int) raised ValueError, and
+    an id past bigint OverflowError on SQLite.  Such a block (written by
+    hand, or by another tool) names no rollout: no cause, exit 0."""
+    for number, block in enumerate(["rollout:\u00b2", "rollout:99999999999999999999",
+                                    "rollout:-1", "rollout:"]):
+        dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, status, decision,"
+                    " spool_id, finished_at, block) VALUES ('job', 'h', 1, 'skipped',"
+                    " 'deploy-pending', 'k%d', %s, '%s')" % (number, dba.now_plus(0), block))
+    code, out, err = cli("why", "job", "--json")
+    assert code == exitcodes.OK, err
+    assert [run["cause"] for run in json.loads(out)] == [None] * 4

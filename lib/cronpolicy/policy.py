@@ -30,8 +30,8 @@ anywhere, and nothing keeps a list of rules or codes beside ``RULES``:
   None for a block not its own: describe_block asks each rule in turn
   (what the log says the start waits for, catch-up's lines);
 - ``cause``: where ``why`` finds the change behind a decision of it: a
-  ``Recorded`` (what the run recorded) to a ``Cause`` (an audit lookup),
-  or None.
+  causes.Recorded (what the run recorded) to a causes.Cause (an audit
+  lookup), or None.
 
 A new rule that reads only what the rules read already is one function and
 one entry; the gate, the watcher, describe_block, ``why``, catch-up and the
@@ -149,19 +149,6 @@ def said(skip, explain=True):
 #: says each); none has a default, so an entry cannot leave one out.
 Rule = shape("Rule", "check codes stops_running overridable rollout_skip describe cause")
 
-#: What a run recorded of the decision that skipped or stopped it, as
-#: ``why`` hands it to the rule that made it: ``code``, ``block``,
-#: ``policy_id``, ``window_id`` (of the stop, for a stop); ``stopped``: a
-#: run interrupted, not a start skipped; ``decided_at``: the moment of the
-#: decision (the start of a skip, the end of a stop); ``ended_at``: the
-#: run's end (its start when it has none).
-Recorded = shape("Recorded", "code block policy_id window_id stopped decided_at ended_at")
-
-#: Where ``why`` finds the change behind a decision: the newest audit entry
-#: of ``table`` (of its row ``row_id``; None: of any row) made up to
-#: ``moment`` that ``where`` accepts (a function of the entry; None: any).
-Cause = shape("Cause", "table row_id moment where", defaults=(None,))
-
 #: The outcome.  ``run``: start it; ``code``: from codes(); ``reason``: one
 #: line for people; ``estimate``: the Estimate used; ``policy_id``: the most
 #: specific matching script_policy row (or None); ``window_id``: the window
@@ -228,6 +215,14 @@ def nothing(_):
     return None
 
 
+def _look(table, row_id, moment, where=None):
+    """A causes.Cause: look for the newest entry of ``table`` (of row
+    ``row_id``) up to ``moment`` that ``where`` accepts.  (Imported here:
+    only why asks, and a start need not make the class.)"""
+    from cronpolicy.causes import Cause
+    return Cause(table, row_id, moment, where)
+
+
 def _named(block, kind):
     """What ``block`` names after "``kind``:", or None for a block of another kind."""
     found, _, what = (block or "").partition(":")
@@ -255,7 +250,7 @@ def _policy_cause(recorded):
     """The entry that last changed the disabling policy row."""
     if recorded.policy_id is None:
         return None
-    return Cause("script_policy", recorded.policy_id, recorded.decided_at)
+    return _look("script_policy", recorded.policy_id, recorded.decided_at)
 
 
 def is_deploy_pending(deploy):
@@ -302,7 +297,7 @@ def _window_cause(recorded):
     """The entry that created or last moved the window."""
     if recorded.window_id is None:
         return None
-    return Cause("rollout_window", recorded.window_id, recorded.decided_at)
+    return _look("rollout_window", recorded.window_id, recorded.decided_at)
 
 
 def rollout_block(rollout):
@@ -334,7 +329,7 @@ def _rollout_cause(recorded):
     rollout_id = block_rollout(recorded.block)
     if rollout_id is None:
         return None
-    return Cause("rollout", rollout_id, recorded.ended_at, _inserted)
+    return _look("rollout", rollout_id, recorded.ended_at, _inserted)
 
 
 def rollout_services(rollout):
@@ -387,7 +382,7 @@ def _deploy_set(entry):
 
 def _deploy_cause(recorded):
     """The rollout's beginning; from the switch alone, the entry that set it."""
-    return _rollout_cause(recorded) or Cause("deploy_state", None, recorded.decided_at,
+    return _rollout_cause(recorded) or _look("deploy_state", None, recorded.decided_at,
                                              _deploy_set)
 
 
@@ -438,7 +433,7 @@ def _service_cause(recorded):
     service = block_service(recorded.block)
     if block_rollout(recorded.block) is not None or not service or recorded.stopped:
         return _rollout_cause(recorded)
-    return Cause("service_deploy", None, recorded.decided_at,
+    return _look("service_deploy", None, recorded.decided_at,
                  lambda entry: (entry.get("new_row") or {}).get("service") == service)
 
 

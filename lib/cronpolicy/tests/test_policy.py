@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from cronpolicy import policy
+from cronpolicy.causes import Cause, Recorded
 from cronpolicy.config import Settings
 from cronpolicy.estimate import Estimate, estimate_runtime, quantile
 from cronpolicy.matching import glob_matches, matching_policies, precedence
@@ -112,7 +113,7 @@ def _held_said(block):
 
 
 def _held_cause(recorded):
-    return policy.Cause("script_policy", recorded.policy_id, recorded.decided_at)
+    return Cause("script_policy", recorded.policy_id, recorded.decided_at)
 
 
 #: Its one entry (tests add it to the registry with monkeypatch).
@@ -132,7 +133,7 @@ def test_a_new_rule_is_one_function_and_one_entry(monkeypatch):
     assert policy.describe_block("held:3") == "the hold of policy #3"
     assert policy.catches_up(verdict) and "held" in policy.rollout_skips()
     assert "held" in policy.codes() and policy.rule_of("held") is HELD
-    recorded = policy.Recorded("held", "held:3", 3, None, False, NOW, NOW)
+    recorded = Recorded("held", "held:3", 3, None, False, NOW, NOW)
     assert policy.rule_of("held").cause(recorded).table == "script_policy"
 
 
@@ -154,8 +155,9 @@ def test_every_entry_has_each_facet():
             for block in (None, "rollout:1", "window:1", "deploy:2026-12-06T04:00:00Z",
                           "service:xmlrpc:2026-12-06T04:00:00Z", "held:1", "other:1"):
                 for stopped in (False, True):
-                    cause = rule.cause(policy.Recorded(code, block, 1, 1, stopped, NOW, NOW))
-                    assert cause is None or (cause.table in DOCUMENT_KINDS
+                    cause = rule.cause(Recorded(code, block, 1, 1, stopped, NOW, NOW))
+                    assert cause is None or (isinstance(cause, Cause)
+                                             and cause.table in DOCUMENT_KINDS
                                              and cause.moment == NOW), (rule, block)
                 said = rule.describe(block)
                 assert said is None or isinstance(said, str), (rule, block)

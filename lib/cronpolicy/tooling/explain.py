@@ -16,6 +16,7 @@ documents are read here for ``cronpolicy audit`` too (audit.py).
 import re
 
 from cronpolicy import policy
+from cronpolicy.causes import Recorded
 from cronpolicy.errors import UsageError
 from cronpolicy.rows import PolicyRow, Rollout, ServiceDeploy, Window, to_seconds, to_time
 from cronpolicy.store.reads import DEPLOY_KINDS, reading
@@ -120,15 +121,14 @@ def _latest_before(reader, table, row_id, moment, where=None):
 
 def recorded(run):
     """What ``run`` (a recent_runs row) recorded of the decision that skipped
-    or stopped it (a policy.Recorded), or None for a run neither."""
+    or stopped it (a causes.Recorded), or None for a run neither."""
     ended_at = run["finished_at"] or run["started_at"]
     if run["status"] == "skipped":
-        return policy.Recorded(run["decision"], run.get("block"), run["policy_id"],
-                               run["window_id"], False, run["started_at"], ended_at)
+        return Recorded(run["decision"], run.get("block"), run["policy_id"], run["window_id"],
+                        False, run["started_at"], ended_at)
     if run["status"] == "interrupted":
-        return policy.Recorded(run["stop_decision"], run.get("stop_block"),
-                               run["stop_policy_id"], run["stop_window_id"], True, ended_at,
-                               ended_at)
+        return Recorded(run["stop_decision"], run.get("stop_block"), run["stop_policy_id"],
+                        run["stop_window_id"], True, ended_at, ended_at)
     return None
 
 

@@ -161,6 +161,12 @@ def test_every_entry_has_each_facet():
                                              and cause.moment == NOW), (rule, block)
                 said = rule.describe(block)
                 assert said is None or isinstance(said, str), (rule, block)
+    # Two rules whose skips name one kind of block (a rollout) say it alike:
+    # describe_block takes the first that speaks.
+    for block in ("rollout:1", "window:1", "deploy:2026-12-06T04:00:00Z",
+                  "service:xmlrpc:2026-12-06T04:00:00Z"):
+        said = {rule.describe(block) for rule in policy.RULES} - {None}
+        assert said == {policy.describe_block(block)}, (block, said)
 
 
 def test_each_rule_skips_with_its_own_codes_and_describes_its_blocks():

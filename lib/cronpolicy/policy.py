@@ -40,8 +40,9 @@ table) also carries its data to the rules, in this order:
 
 1. a schema patch, schema/NNNN-*.sql and schema/sqlite/NNNN-*.sql, and
    schema.SCHEMA_VERSION (a new table: its grants in schema/roles.sql, its
-   audit trigger, tooling/tables.py, and explain.DOCUMENT_KINDS so ``why``
-   and ``audit`` read its row documents);
+   audit trigger, tooling/tables.py, explain.DOCUMENT_KINDS so ``why`` and
+   ``audit`` read its row documents, and output.change_summary's keys for
+   what they say of a new row of it);
 2. rows.py: the row's shape and kinds (a table: a field of ``Inputs``);
 3. each store's one round trip: store/postgresql.sql and postgresql.py,
    store/sqlite.sql and sqlite.py, and store/memory.py's;

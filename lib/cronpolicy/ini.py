@@ -16,8 +16,8 @@ from cronpolicy.errors import ConfigError, first_line
 def read_ini(text, path):
     """{section: {key: value}} of a config file's text, as configparser
     reads it with ``#`` comments allowed after values (after white space,
-    as in README.txt's example); ConfigError, naming ``path``, for what it
-    refuses."""
+    as in the example of docs/operators.txt); ConfigError, naming ``path``,
+    for what it refuses."""
     sections = _read_plain_ini(text)
     if sections is not None:
         return sections

@@ -78,9 +78,10 @@ def _jsonable(value):
 
 
 #: The version of every --json output's format: what may change without a
-#: bump is README's "The cronpolicy command" (new keys, their order); a key
-#: renamed or removed, or a value's type changed, bumps it (and the release's
-#: MAJOR, see CHANGELOG.txt).  `cronpolicy --version` says it.
+#: bump is in docs/operators.txt, "The cronpolicy command" (new keys, their
+#: order); a key renamed or removed, or a value's type changed, bumps it
+#: (and the release's MAJOR, see CHANGELOG.txt).  `cronpolicy --version`
+#: says it.
 JSON_FORMAT = 1
 
 

@@ -20,6 +20,8 @@ run).  Everything here is pure: times in, times out, aware UTC datetimes.
 import datetime
 
 from cronpolicy.errors import UsageError
+# (at the top: resolve asks it for each of a fleet's thousands of scripts)
+from cronpolicy.matching import IndexedRows, matching_policies
 
 UTC = datetime.timezone.utc
 
@@ -122,13 +124,26 @@ def _fields(expression):
 
 
 #: Expressions already read, (expression, tz) -> (fields, zone): a fleet's
-#: thousands of schedules are a few dozen expressions, and reading one
+#: thousands of schedules are a few hundred expressions, and reading one
 #: (cronsim's check included) costs more than all else a command does with it.
 _READ = {}
-#: First starts after a moment already worked out, (fields, tz, moment) -> start.
+#: First starts after a moment already worked out, ((fields, tz), moment) -> start.
 _NEXT = {}
 #: Either memo is emptied past this many entries.
 _MEMO_LIMIT = 20000
+
+
+def _cronsim():
+    """cronsim's CronSim and CronSimError, imported on first use (a cron
+    job's start that declares no schedule never needs them)."""
+    global _CRONSIM
+    if _CRONSIM is None:
+        from cronsim import CronSim, CronSimError
+        _CRONSIM = CronSim, CronSimError
+    return _CRONSIM
+
+
+_CRONSIM = None
 
 
 def _read(expression, tz):
@@ -137,10 +152,10 @@ def _read(expression, tz):
     found = _READ.get(key)
     if found is None:
         fields, zone = _fields(expression), _zone(tz)
-        from cronsim import CronSim, CronSimError
+        cronsim, error_class = _cronsim()
         try:
-            CronSim(" ".join(fields), datetime.datetime(2000, 1, 1, tzinfo=zone))
-        except CronSimError as error:
+            cronsim(" ".join(fields), datetime.datetime(2000, 1, 1, tzinfo=zone))
+        except error_class as error:
             raise ScheduleError("schedule %r: %s" % (expression.strip(_BLANKS),
                                                      str(error).lower())) from None
         if len(_READ) > _MEMO_LIMIT:
@@ -165,8 +180,8 @@ class Schedule:
         #: nobody's to miss.
         self.known_since = None
         self._periods = {}
-        from cronsim import CronSim
-        self._cronsim = CronSim
+        # What the memo of first starts knows it by (a fleet asks thousands).
+        self._key = (fields, self.tz)
 
     def __repr__(self):
         return "Schedule(%r, %r)" % (self.expression, self.tz)
@@ -183,7 +198,7 @@ class Schedule:
 
     def _iterate(self, moment, reverse=False):
         start = moment.astimezone(self.zone)
-        iterator = self._cronsim(" ".join(self.fields), start, reverse=reverse)
+        iterator = _cronsim()[0](" ".join(self.fields), start, reverse=reverse)
         for _ in range(MAX_STARTS + 1):
             try:
                 found = next(iterator)
@@ -193,7 +208,7 @@ class Schedule:
 
     def next_after(self, moment):
         """The first start strictly after ``moment``, or None."""
-        key = (tuple(self.fields), self.tz, moment)
+        key = (self._key, moment)
         if key not in _NEXT:
             if len(_NEXT) > _MEMO_LIMIT:
                 _NEXT.clear()
@@ -248,13 +263,21 @@ def maybe_schedule(expression, tz=None, source=None, origin="", warn=None):
         return None
 
 
+def schedule_rows(policies):
+    """Of ``policies``, the rows that set a schedule, indexed
+    (matching.IndexedRows): all that ``resolve`` looks at, in the same
+    order of precedence, and usually none, so that a fleet's thousands of
+    scripts are not each matched against every row (issue 32.3)."""
+    return IndexedRows(row for row in policies if row.schedule is not None)
+
+
 def resolve(policies, registered, declared, name, host, warn=None):
     """The Schedule ``name`` runs on ``host`` by, or None: the most specific
     policy row that sets one, else the host's registered crontab line
     (``registered``: {(name, host): row}), else what the script declared at
     its latest start there (``declared``, the same).  Its ``known_since``
-    says since when: the row's change, the registration, the start."""
-    from cronpolicy.matching import matching_policies
+    says since when: the row's change, the registration, the start.
+    ``policies`` may be only the rows that set a schedule (schedule_rows)."""
     for row in matching_policies(policies, name, host):
         if row.schedule is not None:
             found = maybe_schedule(row.schedule, row.schedule_tz, FROM_POLICY,

@@ -145,7 +145,8 @@ def fleet_schedules(reader, inputs, warn=None, host="*", script="*", scheduled_o
     seen = {name for name, _ in pairs}
     pairs |= {(row.name, row.host if not is_pattern(row.host) else "*")
               for row in inputs.policies if not is_pattern(row.name) and row.name not in seen}
-    return {(name, on): schedules.resolve(inputs.policies, registered, declared, name, on, warn)
+    rows = schedules.schedule_rows(inputs.policies)
+    return {(name, on): schedules.resolve(rows, registered, declared, name, on, warn)
             for name, on in sorted(pairs)
             if glob_matches(script, name) and glob_matches(host, on)}
 
@@ -163,7 +164,8 @@ def describe(found, now):
 def schedules_of(reader, inputs, pairs, warn=None):
     """{(name, host): Schedule or None} for the given pairs."""
     registered, declared = reader.schedule_sources(inputs.now - RECENT)
-    return {(name, on): schedules.resolve(inputs.policies, registered, declared, name, on, warn)
+    rows = schedules.schedule_rows(inputs.policies)
+    return {(name, on): schedules.resolve(rows, registered, declared, name, on, warn)
             for name, on in pairs}
 
 

@@ -184,3 +184,26 @@ def test_a_wait_that_ends_its_process_at_once_still_says_all(dsn, script_env, tm
     if dsn.startswith("sqlite"):
         # no connection left open to the file (its WAL was checkpointed away)
         assert not os.path.exists(dsn[len("sqlite:///"):] + "-wal")
+
+
+def test_the_schema_is_checked_once_per_held_connection(pg_dsn, monkeypatch):
+    """Issue 32.2: the look that finds the fleet quiet and the record of the
+    drain after it are each two round trips shorter without the schema's
+    check, made already when the connection was first used."""
+    from cronpolicy import schema
+    checks = []
+    real = schema.postgres_version
+    monkeypatch.setattr(schema, "postgres_version",
+                        lambda connection: checks.append(1) or real(connection))
+    monkeypatch.setattr(deploy, "LISTENING_LOOK_EVERY", 0.2)
+    dba = DBA(pg_dsn)
+    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true")
+    run_id = running_row(dba)
+    db = Database(Settings(dsn=pg_dsn, dsn_source="--dsn"))
+    thread, box = waiting(db)
+    time.sleep(1.0)             # several looks
+    dba.execute("UPDATE cronpolicy.script_run SET status = 'succeeded', finished_at = now()"
+                " WHERE id = {}", (run_id,))
+    thread.join(10)
+    assert box["result"].quiet
+    assert len(checks) == 1

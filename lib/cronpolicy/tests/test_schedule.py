@@ -114,6 +114,34 @@ def test_resolving_among_the_rows_that_set_a_schedule_is_resolving_among_all(row
     assert said_all == said_some
 
 
+@hypothesis_settings(max_examples=200, deadline=None, derandomize=True)
+@given(expression=st.sampled_from(["*/5 * * * *", "30 2 * * *", "0 1-3 * * 0", "15 */6 1 * *",
+                                   "0 0 29 2 *", "@weekly", "59 23 31 12 *", "0 2 * * 1-5"]),
+       tz=st.sampled_from([None, "Europe/London", "America/New_York", "Australia/Lord_Howe"]),
+       moment=st.datetimes(min_value=datetime.datetime(2020, 1, 1),
+                           max_value=datetime.datetime(2030, 12, 31),
+                           timezones=st.just(datetime.timezone.utc)))
+def test_a_first_start_worked_out_while_reading_is_the_one_asked_later(expression, tz, moment):
+    """Issue 32.3: status reads each expression where it asks its first
+    start (first_after); that start is the one next_after works out."""
+    from cronpolicy import schedule as module
+    module._READ.clear()
+    module._NEXT.clear()
+    early = Schedule(expression, tz, first_after=moment).next_after(moment)
+    module._READ.clear()
+    module._NEXT.clear()
+    assert early == Schedule(expression, tz).next_after(moment)
+
+
+def test_reading_where_a_first_start_is_asked_refuses_the_same():
+    from cronpolicy import schedule as module
+    module._READ.clear()
+    moment = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+    with pytest.raises(Exception) as refused:
+        Schedule("0 0 31 2 *", None, first_after=moment)
+    assert str(refused.value) == schedule_problem("0 0 31 2 *")
+
+
 def test_a_stored_schedule_that_is_none_is_said_and_decides_nothing():
     said = []
     policies = [PolicyRow(id=3, name="job", schedule="every hour")]

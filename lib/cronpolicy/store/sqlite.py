@@ -117,7 +117,6 @@ class SQLiteStore:
     def __init__(self, path, timeout=config.DEFAULT_CONNECT_TIMEOUT, create_directory=False,
                  lease_ttl=config.DEFAULT_LEASE_TTL):
         self.path = path
-        self._wal = os.path.abspath(path) + "-wal"      # SQLite's name for it
         self.masked_dsn = "sqlite:///" + path
         self.timeout = timeout
         self.create_directory = create_directory
@@ -181,14 +180,17 @@ class SQLiteStore:
             "PRAGMA cronpolicy.wal_checkpoint(PASSIVE)").fetchone()
         if busy == 0 and frames >= 0 and copied == frames:
             return          # all of the WAL is in the database file, synced
+        # The file as SQLite named it (its links resolved): the WAL is beside it.
+        wal = [file for _, name, file in connection.execute("PRAGMA database_list")
+               if name == "cronpolicy"][0] + "-wal"
         try:
-            descriptor = os.open(self._wal, os.O_RDONLY | os.O_CLOEXEC)
+            descriptor = os.open(wal, os.O_RDONLY | os.O_CLOEXEC)
             try:
                 os.fdatasync(descriptor)
             finally:
                 os.close(descriptor)
         except OSError as error:
-            raise DatabaseError("cannot sync %s: %s" % (self._wal, error.strerror)) from error
+            raise DatabaseError("cannot sync %s: %s" % (wal, error.strerror)) from error
 
     # IPolicySource ---------------------------------------------------------------
 

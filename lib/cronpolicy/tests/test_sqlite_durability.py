@@ -42,11 +42,17 @@ def test_a_durable_end_is_in_the_database_file_when_the_write_returns(tmp_path):
     assert statuses(str(tmp_path / "alone.sqlite")) == {run.id: "succeeded"}
 
 
-def test_the_end_is_synced_even_when_a_reader_keeps_the_checkpoint_back(tmp_path, monkeypatch):
+@pytest.mark.parametrize("linked", [False, True])
+def test_the_end_is_synced_even_when_a_reader_keeps_the_checkpoint_back(tmp_path, monkeypatch,
+                                                                         linked):
     """A reader in an older snapshot keeps the checkpoint from copying the
-    end: the WAL file is synced instead, and the write still returns."""
+    end: the WAL file is synced instead (beside the file a link names, where
+    SQLite keeps it), and the write still returns."""
     path = str(tmp_path / "db.sqlite")
-    store = SQLiteStore(path, create_directory=True)
+    if linked:
+        os.symlink(path, str(tmp_path / "link.sqlite"))
+    store = SQLiteStore(str(tmp_path / "link.sqlite") if linked else path,
+                        create_directory=True)
     run = store.record_start(RunRecord(name="job", host="h", pid=1,
                                        spool_id=os.urandom(16).hex()))
     reader = sqlite3.connect(path, isolation_level=None)

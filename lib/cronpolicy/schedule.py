@@ -20,6 +20,8 @@ run).  Everything here is pure: times in, times out, aware UTC datetimes.
 import datetime
 
 from cronpolicy.errors import UsageError
+# (at the top: resolve asks it for each of a fleet's thousands of scripts)
+from cronpolicy.matching import IndexedRows, matching_policies
 
 UTC = datetime.timezone.utc
 
@@ -122,38 +124,77 @@ def _fields(expression):
 
 
 #: Expressions already read, (expression, tz) -> (fields, zone): a fleet's
-#: thousands of schedules are a few dozen expressions, and reading one
+#: thousands of schedules are a few hundred expressions, and reading one
 #: (cronsim's check included) costs more than all else a command does with it.
 _READ = {}
-#: First starts after a moment already worked out, (fields, tz, moment) -> start.
+#: First starts after a moment already worked out, ((fields, tz), moment) -> start.
 _NEXT = {}
 #: Either memo is emptied past this many entries.
 _MEMO_LIMIT = 20000
 
 
-def _read(expression, tz):
-    """(fields, zone) of ``expression`` in ``tz``, or ScheduleError."""
+def _cronsim():
+    """cronsim's CronSim and CronSimError, imported on first use (a cron
+    job's start that declares no schedule never needs them)."""
+    global _CRONSIM
+    if _CRONSIM is None:
+        from cronsim import CronSim, CronSimError
+        _CRONSIM = CronSim, CronSimError
+    return _CRONSIM
+
+
+_CRONSIM = None
+
+
+def _read(expression, tz, first_after=None):
+    """(fields, zone) of ``expression`` in ``tz``, or ScheduleError.
+    ``first_after``: a moment whose next start the caller will ask: the
+    check that reads the expression starts there and keeps that first
+    start (a fleet's status asks it of every schedule: one reading by
+    cronsim each instead of two)."""
     key = (expression, tz or None)
     found = _READ.get(key)
     if found is None:
         fields, zone = _fields(expression), _zone(tz)
-        from cronsim import CronSim, CronSimError
+        cronsim, error_class = _cronsim()
         try:
-            CronSim(" ".join(fields), datetime.datetime(2000, 1, 1, tzinfo=zone))
-        except CronSimError as error:
+            checked = cronsim(" ".join(fields), datetime.datetime(2000, 1, 1, tzinfo=zone)
+                              if first_after is None else first_after.astimezone(zone))
+        except error_class as error:
             raise ScheduleError("schedule %r: %s" % (expression.strip(_BLANKS),
                                                      str(error).lower())) from None
         if len(_READ) > _MEMO_LIMIT:
             _READ.clear()
         found = _READ[key] = (tuple(fields), zone)
+        if first_after is not None:
+            _remember_next((found[0], tz or None), first_after,
+                           next(_starts(checked), None))
     return found
 
 
-class Schedule:
-    """A cron schedule in a time zone; ``source`` says where it came from."""
+def _starts(iterator):
+    """The starts a CronSim iterator gives, in UTC, at most MAX_STARTS + 1."""
+    for _ in range(MAX_STARTS + 1):
+        try:
+            found = next(iterator)
+        except StopIteration:
+            return
+        yield found.astimezone(UTC)
 
-    def __init__(self, expression, tz=None, source=None, origin=""):
-        fields, self.zone = _read(expression, tz)
+
+def _remember_next(key, moment, start):
+    if len(_NEXT) > _MEMO_LIMIT:
+        _NEXT.clear()
+    _NEXT[key, moment] = start
+
+
+class Schedule:
+    """A cron schedule in a time zone; ``source`` says where it came from.
+    ``first_after``: a moment the caller will ask next_after of (worked out
+    while the expression is read, when it is read)."""
+
+    def __init__(self, expression, tz=None, source=None, origin="", first_after=None):
+        fields, self.zone = _read(expression, tz, first_after)
         self.fields = list(fields)
         self.expression = expression.strip(_BLANKS)
         self.tz = tz or None
@@ -165,8 +206,8 @@ class Schedule:
         #: nobody's to miss.
         self.known_since = None
         self._periods = {}
-        from cronsim import CronSim
-        self._cronsim = CronSim
+        # What the memo of first starts knows it by (a fleet asks thousands).
+        self._key = (fields, self.tz)
 
     def __repr__(self):
         return "Schedule(%r, %r)" % (self.expression, self.tz)
@@ -183,21 +224,13 @@ class Schedule:
 
     def _iterate(self, moment, reverse=False):
         start = moment.astimezone(self.zone)
-        iterator = self._cronsim(" ".join(self.fields), start, reverse=reverse)
-        for _ in range(MAX_STARTS + 1):
-            try:
-                found = next(iterator)
-            except StopIteration:
-                return
-            yield found.astimezone(UTC)
+        return _starts(_cronsim()[0](" ".join(self.fields), start, reverse=reverse))
 
     def next_after(self, moment):
         """The first start strictly after ``moment``, or None."""
-        key = (tuple(self.fields), self.tz, moment)
+        key = (self._key, moment)
         if key not in _NEXT:
-            if len(_NEXT) > _MEMO_LIMIT:
-                _NEXT.clear()
-            _NEXT[key] = next(self._iterate(moment), None)
+            _remember_next(self._key, moment, next(self._iterate(moment), None))
         return _NEXT[key]
 
     def previous_before(self, moment):
@@ -233,14 +266,15 @@ class Schedule:
         return self._periods[hour]
 
 
-def maybe_schedule(expression, tz=None, source=None, origin="", warn=None):
+def maybe_schedule(expression, tz=None, source=None, origin="", warn=None, first_after=None):
     """A Schedule, or None when ``expression`` is None or (said through
     ``warn``) not a schedule: a stored row that slipped past the checks
-    (SQLite has no trigger to refuse it) decides nothing."""
+    (SQLite has no trigger to refuse it) decides nothing.  ``first_after``:
+    as Schedule's."""
     if expression is None:
         return None
     try:
-        return Schedule(expression, tz, source, origin)
+        return Schedule(expression, tz, source, origin, first_after)
     except ScheduleError as error:
         if warn is not None:
             warn("ignoring the schedule %.60r of %s: %s" % (expression, origin or source,
@@ -248,17 +282,26 @@ def maybe_schedule(expression, tz=None, source=None, origin="", warn=None):
         return None
 
 
-def resolve(policies, registered, declared, name, host, warn=None):
+def schedule_rows(policies):
+    """Of ``policies``, the rows that set a schedule, indexed
+    (matching.IndexedRows): all that ``resolve`` looks at, in the same
+    order of precedence, and usually none, so that a fleet's thousands of
+    scripts are not each matched against every row (issue 32.3)."""
+    return IndexedRows(row for row in policies if row.schedule is not None)
+
+
+def resolve(policies, registered, declared, name, host, warn=None, first_after=None):
     """The Schedule ``name`` runs on ``host`` by, or None: the most specific
     policy row that sets one, else the host's registered crontab line
     (``registered``: {(name, host): row}), else what the script declared at
     its latest start there (``declared``, the same).  Its ``known_since``
-    says since when: the row's change, the registration, the start."""
-    from cronpolicy.matching import matching_policies
+    says since when: the row's change, the registration, the start.
+    ``policies`` may be only the rows that set a schedule (schedule_rows);
+    ``first_after``: as Schedule's."""
     for row in matching_policies(policies, name, host):
         if row.schedule is not None:
             found = maybe_schedule(row.schedule, row.schedule_tz, FROM_POLICY,
-                                   "policy #%s" % row.id, warn)
+                                   "policy #%s" % row.id, warn, first_after)
             if found is not None:
                 found.known_since = row.changed_at
                 return found
@@ -266,14 +309,15 @@ def resolve(policies, registered, declared, name, host, warn=None):
     if row is not None:
         found = maybe_schedule(row["schedule"], row.get("schedule_tz"), FROM_CRONTAB,
                                "the crontab of %s%s" % (host, " (%s)" % row["origin"]
-                                                        if row.get("origin") else ""), warn)
+                                                        if row.get("origin") else ""), warn,
+                               first_after)
         if found is not None:
             found.known_since = row.get("registered_at")
             return found
     row = declared.get((name, host))
     if row is not None:
         found = maybe_schedule(row["schedule"], row.get("schedule_tz"), FROM_SCRIPT,
-                               "the script, at its start on %s" % host, warn)
+                               "the script, at its start on %s" % host, warn, first_after)
         if found is not None:
             found.known_since = row.get("started_at")
         return found

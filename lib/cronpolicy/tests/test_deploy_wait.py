@@ -153,3 +153,57 @@ def test_an_announcement_just_after_a_look_is_looked_at_at_once(pg_dsn, monkeypa
         monkeypatch.undo()
         looks.close()
     assert not slept, slept
+
+
+@pytest.mark.parametrize("argv, code, said", [
+    (["--timeout", "10s"], 0, "quiet after"),
+    (["--timeout", "1s"], 7, "publish-distro  elsewhere"),
+    (["--timeout", "10s", "--json"], 0, '"quiet": true')])
+def test_a_wait_that_ends_its_process_at_once_still_says_all(dsn, script_env, tmp_path, argv,
+                                                             code, said):
+    """Issue 32.2: `deploy wait` ends its process without the interpreter's
+    teardown; what it wrote still reaches a pipe and a file whole, with its
+    exit status, and the database is left as a closed connection leaves it."""
+    import subprocess
+    import sys
+    dba = DBA(dsn)
+    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true")
+    if code == 7:
+        running_row(dba)
+    program = [sys.executable, "-m", "cronpolicy", "deploy", "wait"] + argv
+    piped = subprocess.run(program, env=script_env, capture_output=True, text=True, timeout=60)
+    assert piped.returncode == code, piped.stderr
+    assert said in piped.stdout and piped.stdout.endswith("\n")
+    assert said in piped.stdout.splitlines()[-1] or piped.stdout.endswith("}\n")
+    with open(tmp_path / "out", "w") as out:
+        to_file = subprocess.run(program, env=script_env, stdout=out, timeout=60)
+    assert to_file.returncode == code
+    written = (tmp_path / "out").read_text()
+    # (the last line, its end included: nothing left in a buffer)
+    assert said in written.splitlines()[-1] or said in written and written.endswith("}\n")
+    if dsn.startswith("sqlite"):
+        # no connection left open to the file (its WAL was checkpointed away)
+        assert not os.path.exists(dsn[len("sqlite:///"):] + "-wal")
+
+
+def test_the_schema_is_checked_once_per_held_connection(pg_dsn, monkeypatch):
+    """Issue 32.2: the look that finds the fleet quiet and the record of the
+    drain after it are each two round trips shorter without the schema's
+    check, made already when the connection was first used."""
+    from cronpolicy import schema
+    checks = []
+    real = schema.postgres_version
+    monkeypatch.setattr(schema, "postgres_version",
+                        lambda connection: checks.append(1) or real(connection))
+    monkeypatch.setattr(deploy, "LISTENING_LOOK_EVERY", 0.2)
+    dba = DBA(pg_dsn)
+    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true")
+    run_id = running_row(dba)
+    db = Database(Settings(dsn=pg_dsn, dsn_source="--dsn"))
+    thread, box = waiting(db)
+    time.sleep(1.0)             # several looks
+    dba.execute("UPDATE cronpolicy.script_run SET status = 'succeeded', finished_at = now()"
+                " WHERE id = {}", (run_id,))
+    thread.join(10)
+    assert box["result"].quiet
+    assert len(checks) == 1

@@ -325,9 +325,10 @@ Job().run()
 """
 
 
-def test_durable_sqlite_writes_commit_before_synchronous_is_lowered(tmp_path):
+def test_durable_sqlite_writes_commit_before_they_are_synced(tmp_path):
     """A skip is INSERT ... RETURNING: it commits only when its rows are
-    read, which once happened after synchronous was back at NORMAL."""
+    read, which once happened after synchronous was back at NORMAL; the
+    checkpoint that now makes it durable must come after the COMMIT."""
     from cronpolicy.rows import RunRecord
     from cronpolicy.store.sqlite import SQLiteStore
     store = SQLiteStore(str(tmp_path / "db.sqlite"), create_directory=True)
@@ -339,9 +340,8 @@ def test_durable_sqlite_writes_commit_before_synchronous_is_lowered(tmp_path):
     store.close()
     steps = [sql.split()[0] if not sql.startswith("PRAGMA") else sql for sql in seen]
     # (a statement may be traced twice, when SQLite prepares it again)
-    full, commit = steps.index("PRAGMA cronpolicy.synchronous = FULL"), steps.index("COMMIT")
-    normal = steps.index("PRAGMA cronpolicy.synchronous = NORMAL")
-    assert full < steps.index("INSERT") < commit < normal, seen
+    checkpoint = steps.index("PRAGMA cronpolicy.wal_checkpoint(PASSIVE)")
+    assert steps.index("INSERT") < steps.index("COMMIT") < checkpoint, seen
 
 
 @pytest.mark.parametrize("dsn", ["sqlite"], indirect=True)

@@ -11,8 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
 from cronpolicy.rows import PolicyRow
+from cronpolicy.matching import IndexedRows
 from cronpolicy.schedule import (
-    FROM_CRONTAB, FROM_POLICY, FROM_SCRIPT, Schedule, resolve, schedule_problem)
+    FROM_CRONTAB, FROM_POLICY, FROM_SCRIPT, Schedule, resolve, schedule_problem, schedule_rows)
 
 from .conftest import DBA
 
@@ -87,6 +88,58 @@ def test_where_a_schedule_comes_from():
                                                           FROM_CRONTAB)
     assert resolve(policies, registered, declared, "bare", "web1").source == FROM_SCRIPT
     assert resolve(policies, registered, declared, "bare", "web2") is None
+
+
+_NAMES = st.sampled_from(["job", "job-1", "job-*", "*", "j?b", "other"])
+_HOSTS = st.sampled_from(["h1", "h2", "h*", "*"])
+_SCHEDULES = st.sampled_from([None, None, "0 * * * *", "@daily", "every hour", "5 4 * * 1"])
+
+
+@hypothesis_settings(max_examples=300, deadline=None, derandomize=True)
+@given(rows=st.lists(st.tuples(_NAMES, _HOSTS, st.booleans(), _SCHEDULES), max_size=12),
+       name=st.sampled_from(["job", "job-1", "other"]), host=st.sampled_from(["h1", "h2"]))
+def test_resolving_among_the_rows_that_set_a_schedule_is_resolving_among_all(rows, name, host):
+    """Issue 32.3: a fleet resolves each script among schedule_rows only,
+    which must pick what resolving among every row picks (the same row, or
+    the same fall-through past a row whose schedule is not one)."""
+    policies = IndexedRows(PolicyRow(id=number, name=pattern, host=on, enabled=enabled,
+                                     schedule=expression)
+                           for number, (pattern, on, enabled, expression) in enumerate(rows, 1))
+    declared = {(name, host): {"schedule": "@hourly", "schedule_tz": None}}
+    said_all, said_some = [], []
+    every = resolve(policies, {}, declared, name, host, said_all.append)
+    some = resolve(schedule_rows(policies), {}, declared, name, host, said_some.append)
+    assert (every.expression, every.source, every.origin) == \
+        (some.expression, some.source, some.origin)
+    assert said_all == said_some
+
+
+@hypothesis_settings(max_examples=200, deadline=None, derandomize=True)
+@given(expression=st.sampled_from(["*/5 * * * *", "30 2 * * *", "0 1-3 * * 0", "15 */6 1 * *",
+                                   "0 0 29 2 *", "@weekly", "59 23 31 12 *", "0 2 * * 1-5"]),
+       tz=st.sampled_from([None, "Europe/London", "America/New_York", "Australia/Lord_Howe"]),
+       moment=st.datetimes(min_value=datetime.datetime(2020, 1, 1),
+                           max_value=datetime.datetime(2030, 12, 31),
+                           timezones=st.just(datetime.timezone.utc)))
+def test_a_first_start_worked_out_while_reading_is_the_one_asked_later(expression, tz, moment):
+    """Issue 32.3: status reads each expression where it asks its first
+    start (first_after); that start is the one next_after works out."""
+    from cronpolicy import schedule as module
+    module._READ.clear()
+    module._NEXT.clear()
+    early = Schedule(expression, tz, first_after=moment).next_after(moment)
+    module._READ.clear()
+    module._NEXT.clear()
+    assert early == Schedule(expression, tz).next_after(moment)
+
+
+def test_reading_where_a_first_start_is_asked_refuses_the_same():
+    from cronpolicy import schedule as module
+    module._READ.clear()
+    moment = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+    with pytest.raises(Exception) as refused:
+        Schedule("0 0 31 2 *", None, first_after=moment)
+    assert str(refused.value) == schedule_problem("0 0 31 2 *")
 
 
 def test_a_stored_schedule_that_is_none_is_said_and_decides_nothing():

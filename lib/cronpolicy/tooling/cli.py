@@ -45,6 +45,8 @@ class _Parser(argparse.ArgumentParser):
 
     #: The words being parsed (for advice an error can give).
     words = ()
+    #: Whether the command parsed is one of ENDS_AT_ONCE.
+    ends_at_once = False
 
     def error(self, message):
         words = list(_Parser.words)
@@ -523,7 +525,7 @@ def main(argv=None):
     if stderr_is_the_journal():         # a command run by a systemd timer
         sys.stderr = JournalPriorities(sys.stderr)
     try:
-        return _main(argv, streams)
+        code = _main(argv, streams)
     finally:
         sys.stdout, sys.stderr = streams
         if program:
@@ -534,6 +536,32 @@ def main(argv=None):
             # and connections are closed by then.
             import gc
             gc.freeze()
+    if program and _Parser.ends_at_once and isinstance(code, int):
+        _end_now(code)
+    return code
+
+
+#: The commands a caller waits on to the moment their process is gone: a
+#: deploy script's next step waits on `deploy wait`'s exit.  Each has closed
+#: its connections when it returns (the tooling's pool keeps none).
+ENDS_AT_ONCE = ("cmd_deploy_wait",)
+
+
+def _end_now(code):
+    """End the process with ``code`` once what it wrote is out, without the
+    interpreter's teardown: freeing every module the tooling imported took
+    10 ms on a quiet machine and 40 to 90 ms under load, after the answer
+    was known (issue 32.2).  What atexit would do for these commands is
+    flushing: done here.  When that fails (a reader gone) the interpreter
+    ends as it always did, with its own exit status for it."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            return
+    if "logging" in sys.modules:
+        sys.modules["logging"].shutdown()
+    os._exit(code)
 
 
 def _main(argv, streams):
@@ -556,6 +584,7 @@ def _main(argv, streams):
                     if getattr(args, "needs_settings", True) else None)
         if _says_its_database(args) and database_note(settings):
             print(database_note(settings))
+        _Parser.ends_at_once = args.func.rpartition(":")[2] in ENDS_AT_ONCE
         return command_function(args.func)(args, settings)
     except CronPolicyError as error:
         print("cronpolicy: error: %s" % str(error).replace("\n", " "), file=sys.stderr)

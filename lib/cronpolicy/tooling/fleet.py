@@ -28,8 +28,11 @@ def status_of(reader, settings, warn=None, host="*", script="*", schedules=None)
     inputs = reader.inputs()
     now = inputs.now
     windows = [window_dict(window, now) for window in inputs.windows]
-    policies = [row._asdict() for row in inputs.policies]
-    found = (fleet_schedules(reader, inputs, warn, host, script, scheduled_only=True)
+    # (only the rows status shows, out of a fleet's hundreds)
+    policies = [row._asdict() for row in inputs.policies
+                if not row.enabled or row.rollout_exempt]
+    found = (fleet_schedules(reader, inputs, warn, host, script, scheduled_only=True,
+                             first_after=now)
              if schedules is None else schedules)
     for row in reader.owners_without_roles() if warn is not None else ():
         warn("%s #%d gives %s %s to database role %s, which does not exist: the row lets "

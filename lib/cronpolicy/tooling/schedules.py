@@ -127,7 +127,8 @@ def register_crontabs(settings, crontabs, time_zone=None, replace=False, warn=No
     return register(Database(settings), jobs, settings.host, replace=replace), jobs
 
 
-def fleet_schedules(reader, inputs, warn=None, host="*", script="*", scheduled_only=False):
+def fleet_schedules(reader, inputs, warn=None, host="*", script="*", scheduled_only=False,
+                    first_after=None):
     """{(name, host): Schedule or None} for every script and host seen in
     the last 30 days, registered, or named by a policy row for a host, as
     ``reader`` (store.reads.Reader) reads them, among ``host`` and
@@ -135,7 +136,9 @@ def fleet_schedules(reader, inputs, warn=None, host="*", script="*", scheduled_o
     with a schedule (others may be left out): the scripts seen are then
     looked for only when a policy row gives a schedule (the rest have theirs
     from a crontab or their own start), a read of 30 days of history that
-    took most of `status`'s time on a fleet of thousands of jobs."""
+    took most of `status`'s time on a fleet of thousands of jobs.
+    ``first_after``: a moment whose next start the caller will ask of each
+    (schedule.Schedule's)."""
     from cronpolicy.matching import glob_matches, is_pattern
     registered, declared = reader.schedule_sources(inputs.now - RECENT)
     pairs = set(registered) | set(declared)
@@ -145,7 +148,9 @@ def fleet_schedules(reader, inputs, warn=None, host="*", script="*", scheduled_o
     seen = {name for name, _ in pairs}
     pairs |= {(row.name, row.host if not is_pattern(row.host) else "*")
               for row in inputs.policies if not is_pattern(row.name) and row.name not in seen}
-    return {(name, on): schedules.resolve(inputs.policies, registered, declared, name, on, warn)
+    rows = schedules.schedule_rows(inputs.policies)
+    return {(name, on): schedules.resolve(rows, registered, declared, name, on, warn,
+                                          first_after)
             for name, on in sorted(pairs)
             if glob_matches(script, name) and glob_matches(host, on)}
 
@@ -163,7 +168,8 @@ def describe(found, now):
 def schedules_of(reader, inputs, pairs, warn=None):
     """{(name, host): Schedule or None} for the given pairs."""
     registered, declared = reader.schedule_sources(inputs.now - RECENT)
-    return {(name, on): schedules.resolve(inputs.policies, registered, declared, name, on, warn)
+    rows = schedules.schedule_rows(inputs.policies)
+    return {(name, on): schedules.resolve(rows, registered, declared, name, on, warn)
             for name, on in pairs}
 
 

@@ -711,3 +711,22 @@ def test_every_json_output_carries_the_format_version(cli, tmp_path):
         assert code in (exitcodes.OK, exitcodes.WOULD_SKIP, exitcodes.OVERDUE), (argv, err)
         document = json.loads(out)
         assert isinstance(document, dict) and document["format"] == JSON_FORMAT, argv
+
+
+@pytest.mark.parametrize("argv, wanted", [
+    (["status", "--help"], {"cronpolicy.tooling.fleet_commands"}),
+    (["deploy", "wait", "--json"], {"cronpolicy.tooling.deploy_commands"}),
+    (["--version"], set()), (["--help"], set()), (["no-such-command"], set())])
+def test_a_command_imports_its_own_module_only(argv, wanted):
+    """The parser of one command imports that command's module alone (the
+    read commands answer in less time than importing them all takes), and
+    the command words alone need none."""
+    probe = ("import sys\n"
+             "from cronpolicy.tooling.cli import COMMANDS, build_parser\n"
+             "build_parser(sys.argv[1:])\n"
+             "print(' '.join(sorted({module for _, module, _ in COMMANDS if module}"
+             " & set(sys.modules))))\n")
+    result = subprocess.run([sys.executable, "-c", probe] + argv, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert set(result.stdout.split()) == wanted

@@ -23,7 +23,7 @@ Prints the median and the worst wall time of each, the ratio of the
 medians (wall time, and the CPU time of the command and its workers: on a
 shared machine the wall time also measures the neighbours, so the exit
 status follows the CPU ratio), and each target per seed (the seeds fix them, whatever the
-machine; README's headline command prints the whole table).  Exits 1 when the speed target is missed (the
+machine; docs/simulation.txt's first command prints the whole table).  Exits 1 when the speed target is missed (the
 others are findings, reported).
 
     python benchmarks/simulate.py [--rounds 3] [--workers N]

@@ -22,6 +22,7 @@ database providers in ``store``):
     script        CronScript, the base class (options, logging, main)
     gate          the gate protocol: decide, record, hold, record the end
     policy        the decision: the rule registry and the verdict (pure)
+    causes        what a run recorded of its decision, and where why looks for its cause
     matching      globs, names, services and the precedence of policy rows (pure)
     estimate      the runtime estimate (pure)
     schedule      schedules: cron expressions through cronsim, and where each comes from

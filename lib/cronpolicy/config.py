@@ -479,8 +479,8 @@ def _first_line(error):
 
 def read_ini(text, path):
     """{section: {key: value}} of a config file's text, as configparser
-    reads it (comments may follow values after a space, as in README.txt's
-    example).  The plain files people write are read here directly:
+    reads it (comments may follow values after a space, as in the example
+    of docs/operators.txt).  The plain files people write are read here directly:
     configparser costs a cron job's start more than its whole decision.
     Anything else (continuation lines, [DEFAULT], duplicates, errors) goes
     to configparser itself."""

@@ -1,6 +1,6 @@
 """Exit codes of cron scripts built on CronScript and of the `cronpolicy` CLI.
 
-They are part of the interface (README.txt documents them): crontab lines,
+They are part of the interface (docs/script-authors.txt documents them): crontab lines,
 monitoring checks and rollout tooling act on them.
 """
 

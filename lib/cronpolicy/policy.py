@@ -9,12 +9,51 @@ none of them re-derives a rule.
 
 The rules are functions in one ordered registry, ``RULES``.  A rule looks at
 a ``Situation`` (the inputs narrowed to one script on one host) and returns
-None, or a ``Skip`` with a code from ``CODES`` and a reason.  The first skip
+None, or a ``Skip`` with one of its codes and a reason.  The first skip
 wins.  With ``--ignore-policy`` a skip by an *overridable* rule is noted and
 the run goes ahead (recorded as forced) unless a rule that cannot be
 overridden skips it.  Rules marked ``stops_running`` also stop a run already
-in progress (the watcher asks them); the others concern starts only.  A new
-rule is one function and one ``Rule`` entry; everything above picks it up.
+in progress (the watcher asks them); the others concern starts only.
+
+A rule is one home: its ``Rule`` entry carries all that is said of it
+anywhere, and nothing keeps a list of rules or codes beside ``RULES``:
+
+- ``check``: the function of a Situation;
+- ``codes``: the decision codes its skips carry (a code is one rule's:
+  ``why`` finds the rule by the code a run recorded; codes());
+- ``stops_running``, ``overridable``: as above;
+- ``rollout_skip``: a rollout caused its skips, so with catch_up = once
+  the start is caught up, rollouts in a row count it and the simulator
+  charges it to its rollout (rollout_skips(); the statements that count
+  such skips get the codes as a parameter, never a literal list);
+- ``describe``: the words for a block its skips name ("rollout #12"), or
+  None for a block not its own: describe_block asks each rule in turn
+  (what the log says the start waits for, catch-up's lines);
+- ``cause``: where ``why`` finds the change behind a decision of it: a
+  causes.Recorded (what the run recorded) to a causes.Cause (an audit
+  lookup), or None.
+
+A new rule that reads only what the rules read already is one function and
+one entry; the gate, the watcher, describe_block, ``why``, catch-up and the
+counts of rollout skips pick it up.  A rule that brings a column (or a
+table) also carries its data to the rules, in this order:
+
+1. a schema patch, schema/NNNN-*.sql and schema/sqlite/NNNN-*.sql, and
+   schema.SCHEMA_VERSION (a new table: its grants in schema/roles.sql, its
+   audit trigger, tooling/tables.py, explain.DOCUMENT_KINDS so ``why`` and
+   ``audit`` read its row documents, and output.change_summary's keys for
+   what they say of a new row of it);
+2. rows.py: the row's shape and kinds (a table: a field of ``Inputs``);
+3. each store's one round trip: store/postgresql.sql and postgresql.py,
+   store/sqlite.sql and sqlite.py, and store/memory.py's;
+4. cache.py: what a host keeps for when the database is away, and its
+   fingerprint (an older cache without it must still read);
+5. only if the run records something new of the decision (as ``block``
+   did): script_run's column in the patch, the stores' record statements
+   and gate.py's record.
+
+tests/test_schema_parity.py holds the two backends' schemas to each other
+and tests/test_policy.py holds every entry to having each facet.
 
 In order:
 
@@ -58,8 +97,9 @@ from cronpolicy.rows import FROM_DATABASE, UNAVAILABLE
 from cronpolicy.shapes import shape
 from cronpolicy.timeutil import format_duration, format_time
 
-# The closed set of decision codes (stored in script_run.decision and
-# script_run.stop_decision; metrics label skips with them).
+# The decision codes (stored in script_run.decision and script_run.stop_decision;
+# metrics label skips with them).  The closed set is codes(): those of the
+# rules and those below that no rule gives.
 RUN = "run"
 DATABASE_UNREACHABLE = "database-unreachable"
 DISABLED = "disabled"
@@ -71,10 +111,6 @@ SIGNAL = "signal"            # a run stopped by SIGTERM/SIGINT (stops only)
 LEASE_LOST = "lease-lost"    # a run that could not renew its lease in time (stops only)
 CATCH_UP = "catch-up"        # a run that catches up a start a rollout skipped
 SERVICE_PENDING = "service-pending"
-CODES = (RUN, DATABASE_UNREACHABLE, DISABLED, DEPLOY_PENDING, SERVICE_PENDING, IN_WINDOW,
-         WINDOW_CUTOFF, LOCKED, SIGNAL, LEASE_LOST, CATCH_UP)
-#: The codes of skips a rollout caused (what catch_up = once catches up).
-ROLLOUT_SKIPS = (DEPLOY_PENDING, SERVICE_PENDING, IN_WINDOW, WINDOW_CUTOFF)
 #: cronpolicy.rollout.kind values.
 FULL = "full"
 SERVICES = "services"
@@ -110,10 +146,11 @@ def said(skip, explain=True):
         return ""
     return skip.reason() if callable(skip.reason) else skip.reason
 
-#: One entry of the registry.
-Rule = shape("Rule", "check stops_running overridable")
+#: One entry of the registry: every facet of a rule (the module's docstring
+#: says each); none has a default, so an entry cannot leave one out.
+Rule = shape("Rule", "check codes stops_running overridable rollout_skip describe cause")
 
-#: The outcome.  ``run``: start it; ``code``: from CODES; ``reason``: one
+#: The outcome.  ``run``: start it; ``code``: from codes(); ``reason``: one
 #: line for people; ``estimate``: the Estimate used; ``policy_id``: the most
 #: specific matching script_policy row (or None); ``window_id``: the window
 #: involved (or None); ``interruptible``: a policy row says it may be stopped
@@ -173,6 +210,26 @@ def _quoted(reason):
     return (": %r" % reason) if reason else ""
 
 
+def nothing(_):
+    """The facet of a rule that has nothing to say: no block to describe, no
+    change in the audit to find."""
+    return None
+
+
+def _look(table, row_id, moment, where=None):
+    """A causes.Cause: look for the newest entry of ``table`` (of row
+    ``row_id``) up to ``moment`` that ``where`` accepts.  (Imported here:
+    only why asks, and a start need not make the class.)"""
+    from cronpolicy.causes import Cause
+    return Cause(table, row_id, moment, where)
+
+
+def _named(block, kind):
+    """What ``block`` names after "``kind``:", or None for a block of another kind."""
+    found, _, what = (block or "").partition(":")
+    return what if found == kind else None
+
+
 # The rules ------------------------------------------------------------------
 
 def database_unreachable(s):
@@ -188,6 +245,13 @@ def disabled_by_policy(s):
         return None
     return Skip(DISABLED, "disabled by policy #%d (name=%r, host=%r)%s"
                 % (row.id, row.name, row.host, _quoted(row.reason)))
+
+
+def _policy_cause(recorded):
+    """The entry that last changed the disabling policy row."""
+    if recorded.policy_id is None:
+        return None
+    return _look("script_policy", recorded.policy_id, recorded.decided_at)
 
 
 def is_deploy_pending(deploy):
@@ -225,9 +289,48 @@ def window_block(window):
     return "window:%d" % window.id
 
 
+def _window_said(block):
+    what = _named(block, "window")
+    return None if what is None else "rollout window #%s" % what
+
+
+def _window_cause(recorded):
+    """The entry that created or last moved the window."""
+    if recorded.window_id is None:
+        return None
+    return _look("rollout_window", recorded.window_id, recorded.decided_at)
+
+
 def rollout_block(rollout):
     """The block of a skip a rollout caused: "rollout:" and its id."""
     return "rollout:%d" % rollout.id
+
+
+def block_rollout(block):
+    """The rollout id a block (rollout_block) names, or None.  (A block is
+    any text a run row holds: "rollout:\u00b2" is digits to isdigit but not
+    to int, and an id must fit the bigint it is looked up as.)"""
+    what = _named(block, "rollout")
+    if what is None or not (what.isascii() and what.isdigit()) or len(what) > 18:
+        return None
+    return int(what)
+
+
+def _rollout_said(block):
+    what = _named(block, "rollout")
+    return None if what is None else "rollout #%s" % what
+
+
+def _inserted(entry):
+    return entry["operation"] == "INSERT"
+
+
+def _rollout_cause(recorded):
+    """The rollout's beginning (who, when, why), for a decision naming one."""
+    rollout_id = block_rollout(recorded.block)
+    if rollout_id is None:
+        return None
+    return _look("rollout", rollout_id, recorded.ended_at, _inserted)
 
 
 def rollout_services(rollout):
@@ -266,6 +369,24 @@ def deploy_pending(s):
                 block=deploy_block(s.deploy))
 
 
+def _deploy_said(block):
+    """"the deploy pending since T" (deploy_block), or a rollout's words."""
+    what = _named(block, "deploy")
+    if what is None:
+        return _rollout_said(block)
+    return "the deploy pending since %s" % what.replace("T", " ")
+
+
+def _deploy_set(entry):
+    return (entry.get("new_row") or {}).get("deploy_pending") in (True, 1)
+
+
+def _deploy_cause(recorded):
+    """The rollout's beginning; from the switch alone, the entry that set it."""
+    return _rollout_cause(recorded) or _look("deploy_state", None, recorded.decided_at,
+                                             _deploy_set)
+
+
 def service_block(row):
     """The block of a service deploy: "service:NAME:" and since when."""
     since = row.changed_at.strftime("%Y-%m-%dT%H:%M:%SZ") if row.changed_at else "unknown"
@@ -290,6 +411,31 @@ def service_pending(s):
     by = " by %s" % row.changed_by if row.changed_by else ""
     return Skip(SERVICE_PENDING, "deploy of service %s pending%s%s%s" % (
         row.service, since, by, _quoted(row.reason)), block=service_block(row))
+
+
+def block_service(block):
+    """The service a service deploy's block (service_block) names, or None."""
+    what = _named(block, "service")
+    return what.partition(":")[0] or None if what is not None else None
+
+
+def _service_said(block):
+    """"the deploy of service S pending since T" (service_block), or a rollout's words."""
+    what = _named(block, "service")
+    if what is None:
+        return _rollout_said(block)
+    return "the deploy of service %s pending since %s" % (
+        block_service(block), what.partition(":")[2].replace("T", " "))
+
+
+def _service_cause(recorded):
+    """The rollout's beginning; for a skip by the switch alone, the entry
+    that began the service's deploy."""
+    service = block_service(recorded.block)
+    if block_rollout(recorded.block) is not None or not service or recorded.stopped:
+        return _rollout_cause(recorded)
+    return _look("service_deploy", None, recorded.decided_at,
+                 lambda entry: (entry.get("new_row") or {}).get("service") == service)
 
 
 def _window_name(window):
@@ -337,16 +483,57 @@ def limit_unverifiable(s):
                 "is unreachable" % s.limit)
 
 
-#: The registry, in order.  Overridable rules give way to --ignore-policy.
+#: The registry, in order (the module's docstring says each facet).
 RULES = (
-    Rule(database_unreachable, stops_running=False, overridable=True),
-    Rule(disabled_by_policy, stops_running=True, overridable=True),
-    Rule(deploy_pending, stops_running=True, overridable=True),
-    Rule(service_pending, stops_running=True, overridable=True),
-    Rule(inside_window, stops_running=True, overridable=True),
-    Rule(window_cutoff, stops_running=False, overridable=True),
-    Rule(limit_unverifiable, stops_running=False, overridable=False),
+    Rule(database_unreachable, (DATABASE_UNREACHABLE,), stops_running=False, overridable=True,
+         rollout_skip=False, describe=nothing, cause=nothing),
+    Rule(disabled_by_policy, (DISABLED,), stops_running=True, overridable=True,
+         rollout_skip=False, describe=nothing, cause=_policy_cause),
+    Rule(deploy_pending, (DEPLOY_PENDING,), stops_running=True, overridable=True,
+         rollout_skip=True, describe=_deploy_said, cause=_deploy_cause),
+    Rule(service_pending, (SERVICE_PENDING,), stops_running=True, overridable=True,
+         rollout_skip=True, describe=_service_said, cause=_service_cause),
+    Rule(inside_window, (IN_WINDOW,), stops_running=True, overridable=True,
+         rollout_skip=True, describe=_window_said, cause=_window_cause),
+    Rule(window_cutoff, (WINDOW_CUTOFF,), stops_running=False, overridable=True,
+         rollout_skip=True, describe=_window_said, cause=_window_cause),
+    Rule(limit_unverifiable, (LOCKED,), stops_running=False, overridable=False,
+         rollout_skip=False, describe=nothing, cause=nothing),
 )
+
+
+# What the registry says of all the rules ---------------------------------------------
+# (Each reads RULES when asked, so a rule added to it is known everywhere.)
+
+def codes():
+    """The closed set of decision codes: RUN, the rules' in their order, and
+    those no rule gives (a stop by a signal or a lost lease, a catch-up)."""
+    return (RUN,) + tuple(code for rule in RULES for code in rule.codes) + (
+        SIGNAL, LEASE_LOST, CATCH_UP)
+
+
+def rollout_skips():
+    """The codes of skips a rollout caused (what catch_up = once catches up)."""
+    return tuple(code for rule in RULES if rule.rollout_skip for code in rule.codes)
+
+
+def rule_of(code):
+    """The rule whose skips carry ``code``, or None (run, signal, ...)."""
+    for rule in RULES:
+        if code in rule.codes:
+            return rule
+    return None
+
+
+def describe_block(block):
+    """What people are told of a block: the words of the rule that names it
+    ("rollout #N", "rollout window #N", "the deploy pending since T", "the
+    deploy of service S pending since T"), else "a rollout"."""
+    for rule in RULES:
+        said = rule.describe(block)
+        if said is not None:
+            return said
+    return "a rollout"
 
 
 def _run_reason(s):
@@ -417,33 +604,11 @@ def decide(inputs, facts, settings, estimate=None, explain=True, matching=None):
     return s.verdict(True, RUN, _run_reason(s) if explain else "")
 
 
-def describe_block(block):
-    """"rollout #N", "rollout window #N", "the deploy pending since T" or
-    "the deploy of service S pending since T", for a block."""
-    kind, _, what = (block or "").partition(":")
-    if kind == "rollout":
-        return "rollout #%s" % what
-    if kind == "window":
-        return "rollout window #%s" % what
-    if kind == "deploy":
-        return "the deploy pending since %s" % what.replace("T", " ")
-    if kind == "service":
-        service, since = block_service(block), what.partition(":")[2]
-        return "the deploy of service %s pending since %s" % (service, since.replace("T", " "))
-    return "a rollout"
-
-
-def block_service(block):
-    """The service a service deploy's block (service_block) names, or None."""
-    kind, _, what = (block or "").partition(":")
-    return what.partition(":")[0] or None if kind == "service" else None
-
-
 def catches_up(verdict):
     """Whether a start skipped with ``verdict`` is to be caught up once its
     block ends: a rollout skipped it, and the policy says catch_up = once."""
-    return (not verdict.run and verdict.code in ROLLOUT_SKIPS and verdict.block is not None
-            and verdict.catch_up == CATCH_UP_ONCE)
+    return (not verdict.run and verdict.block is not None and verdict.catch_up == CATCH_UP_ONCE
+            and verdict.code in rollout_skips())
 
 
 def stop_verdict(inputs, name, host, ignore_policy=False, needs=()):

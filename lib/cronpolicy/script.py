@@ -64,7 +64,7 @@ What you call
 ``YourScript().run()``
     Parses ``sys.argv``, sets up logging, takes the per-host lock, consults
     the policy, records the start, calls ``main()``, records the outcome and
-    exits with one of the codes in ``cronpolicy.exitcodes`` (README.txt).
+    exits with one of the codes in ``cronpolicy.exitcodes`` (docs/script-authors.txt).
     ``run(argv=[...], exit=False)`` returns the code instead of exiting.
 ``self.checkpoint()``
     An explicit safe point inside ``main()``: raises ``cronpolicy.Interrupted``

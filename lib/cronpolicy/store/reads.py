@@ -136,10 +136,10 @@ class Reader:
         return moment
 
     def _skips(self):
-        """The decisions of a rollout's skips (policy.ROLLOUT_SKIPS), a
-        parameter: the rules' one list, not a copy in each statement."""
-        from cronpolicy.policy import ROLLOUT_SKIPS
-        return self._list(ROLLOUT_SKIPS)
+        """The decisions of a rollout's skips (policy.rollout_skips()), a
+        parameter: the rules' registry says them, not a copy in each statement."""
+        from cronpolicy.policy import rollout_skips
+        return self._list(rollout_skips())
 
     def _list(self, values):
         """A parameter holding a list: an array on PostgreSQL, JSON text on SQLite."""

@@ -199,3 +199,58 @@ def test_the_audit_gives_booleans_one_json_type_on_both_backends(request, monkey
     for postgresql, sqlite in zip(seen["postgresql"], seen["sqlite"]):
         assert postgresql == sqlite
     assert len(seen["postgresql"]) == len(seen["sqlite"])
+
+
+def test_a_new_rule_is_known_to_the_gate_its_log_and_why(cli, dba, tmp_path, monkeypatch):
+    """Issue 29.2: a rule that reads no new data is one function and one
+    registry entry: the gate records its skip, the log says what the start
+    waits for in its words, and `why` finds the change behind it where its
+    entry says, with no other edit."""
+    import logging
+    from cronpolicy import CronScript, policy
+    from .test_policy import HELD
+    monkeypatch.setattr(policy, "RULES", policy.RULES + (HELD,))
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, host, enabled, reason, catch_up)"
+                " VALUES ('job', '*', true, 'hold for the mirror', 'once')")
+    calls = []
+
+    class Job(CronScript):
+        name = "job"
+
+        def main(self):
+            calls.append(1)
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        assert Job().run(["--log-file", str(tmp_path / "job.log")], exit=False) == exitcodes.OK
+    finally:
+        for handler in [handler for handler in root.handlers if handler not in handlers]:
+            root.removeHandler(handler)
+            handler.close()
+        root.setLevel(level)
+    assert calls == []
+    assert ("it will be caught up once the hold of policy #1 ends"
+            in (tmp_path / "job.log").read_text())
+    code, out, _ = cli("why", "job", "--json")
+    [found] = json.loads(out)["runs"]
+    assert (found["status"], found["decision"], found["block"]) == ("skipped", "held", "held:1")
+    assert (found["cause"]["table_name"], found["cause"]["row_id"]) == ("script_policy", 1)
+    assert found["cause"]["new_row"]["reason"] == "hold for the mirror"
+    code, out, _ = cli("why", "job")
+    assert code == exitcodes.OK and "caused by INSERT of script_policy #1" in out, out
+
+
+def test_why_reads_any_block_a_run_holds_without_a_traceback(cli, dba):
+    """`why` crashed on a run whose block named no rollout it could look up:
+    "rollout:²" (a digit to str.isdigit, not to int) raised ValueError, and
+    an id past bigint OverflowError on SQLite.  Such a block (written by
+    hand, or by another tool) names no rollout: no cause, exit 0."""
+    for number, block in enumerate(["rollout:\u00b2", "rollout:99999999999999999999",
+                                    "rollout:-1", "rollout:"]):
+        dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, status, decision,"
+                    " spool_id, finished_at, block) VALUES ('job', 'h', 1, 'skipped',"
+                    " 'deploy-pending', 'k%d', %s, '%s')" % (number, dba.now_plus(0), block))
+    code, out, err = cli("why", "job", "--json")
+    assert code == exitcodes.OK, err
+    assert [run["cause"] for run in json.loads(out)["runs"]] == [None] * 4

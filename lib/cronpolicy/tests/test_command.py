@@ -123,7 +123,7 @@ def test_verbose_says_the_database_in_use_and_the_run_id_at_start(script_env, db
 
 
 def test_options_may_come_before_the_name(script_env, dba, tmp_path):
-    """Issue 27.6: README's `cronpolicy run --pin LINK NAME -- ...` was
+    """Issue 27.6: docs/releases.txt's `cronpolicy run --pin LINK NAME -- ...` was
     refused with a usage line that did not say what was wrong."""
     (tmp_path / "releases" / "7" / "bin").mkdir(parents=True)
     job = tmp_path / "releases" / "7" / "bin" / "job"

@@ -30,7 +30,7 @@ def host_env(tmp_path, dsn, host):
 @pytest.fixture
 def two_hosts(pg_roles, pg_dsn):
     """web1 and web2, each with its own login, both allowed to record
-    publish-distro through a group role (README's set-up): (web1, web2) DSNs."""
+    publish-distro through a group role (docs/dbas.txt's set-up): (web1, web2) DSNs."""
     web1, web2 = pg_roles("cronpolicy_script"), pg_roles("cronpolicy_script")
     group = "cp_test_publishers_%s" % os.urandom(4).hex()
     dba = DBA(pg_dsn)
@@ -187,7 +187,7 @@ def test_an_administrator_moves_a_host_to_a_new_login(two_hosts, pg_roles, pg_ds
                str(tmp_path / "crontab")).returncode == exitcodes.OK
     new = pg_roles("cronpolicy_script")
     admin = pg_roles("cronpolicy_admin")
-    # README's recipe, as an administrator's login (the script name is shared too).
+    # docs/dbas.txt's recipe, as an administrator's login (the script name is shared too).
     for sql in ("UPDATE cronpolicy.host_login SET db_role = %s WHERE host = 'web1'",
                 "INSERT INTO cronpolicy.script_owner (name, db_role) VALUES ('publish-distro', %s)"):
         count, error = try_sql(admin, sql, (user_of(new),))

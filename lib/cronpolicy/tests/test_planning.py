@@ -147,7 +147,7 @@ def test_no_slot_that_waits_is_proposed_when_one_that_does_not_exists(jobs, flig
 # Slots on the marks, each avoided job named once (issue 26.13) ------------------------------
 
 def test_slots_fall_on_the_five_minute_marks():
-    """README promises starts on the 5-minute marks; the search also
+    """docs/operators.txt promises starts on the 5-minute marks; the search also
     weighed now itself (01:52:13.5) and each run's expected end."""
     now = NOW.replace(minute=52, second=13, microsecond=500000)
     flight = Flight("migrate", "web2", now, now.replace(hour=2, minute=7, second=30),

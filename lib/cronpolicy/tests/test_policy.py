@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from cronpolicy import policy
+from cronpolicy.causes import Cause, Recorded
 from cronpolicy.config import Settings
 from cronpolicy.estimate import Estimate, estimate_runtime, quantile
 from cronpolicy.matching import glob_matches, matching_policies, precedence
@@ -93,22 +94,114 @@ def test_every_rule_gives_a_code_from_the_closed_set():
         codes.add(verdict.code)
     assert codes == {DATABASE_UNREACHABLE, DISABLED, DEPLOY_PENDING, IN_WINDOW, WINDOW_CUTOFF,
                      LOCKED, policy.SERVICE_PENDING}
-    assert codes | {RUN, policy.SIGNAL, policy.LEASE_LOST, policy.CATCH_UP} == set(policy.CODES)
+    assert codes | {RUN, policy.SIGNAL, policy.LEASE_LOST, policy.CATCH_UP} == set(policy.codes())
     assert len(policy.RULES) == len(codes)
 
 
+def held(s):
+    """A rule of a test: a policy row whose reason begins "hold" holds the
+    script back, as a rollout would (block "held:<policy id>")."""
+    if s.winner is not None and (s.winner.reason or "").startswith("hold"):
+        return policy.Skip("held", "held by policy #%d" % s.winner.id,
+                           block="held:%d" % s.winner.id)
+    return None
+
+
+def _held_said(block):
+    kind, _, what = (block or "").partition(":")
+    return "the hold of policy #%s" % what if kind == "held" else None
+
+
+def _held_cause(recorded):
+    return Cause("script_policy", recorded.policy_id, recorded.decided_at)
+
+
+#: Its one entry (tests add it to the registry with monkeypatch).
+HELD = policy.Rule(held, ("held",), stops_running=True, overridable=True, rollout_skip=True,
+                   describe=_held_said, cause=_held_cause)
+
+
 def test_a_new_rule_is_one_function_and_one_entry(monkeypatch):
-    def maintenance_host(s):
-        if s.host.startswith("maint"):
-            return policy.Skip("maintenance", "host is in maintenance")
-        return None
-    monkeypatch.setattr(policy, "RULES", policy.RULES + (
-        policy.Rule(maintenance_host, stops_running=True, overridable=True),))
-    verdict = decide(inputs(), ScriptFacts("job", "maint1"), KNOBS)
-    assert (verdict.run, verdict.code) == (False, "maintenance")
-    assert stop_verdict(inputs(), "job", "maint1").code == "maintenance"
-    assert decide(inputs(), ScriptFacts("job", "maint1", ignore_policy=True), KNOBS).forced
+    monkeypatch.setattr(policy, "RULES", policy.RULES + (HELD,))
+    holding = [row(3, "job", reason="hold for the mirror", catch_up="once")]
+    verdict = decide(inputs(holding), ScriptFacts("job", "web1"), KNOBS)
+    assert (verdict.run, verdict.code, verdict.block) == (False, "held", "held:3")
+    assert stop_verdict(inputs(holding), "job", "web1").code == "held"
+    assert decide(inputs(holding), ScriptFacts("job", "web1", ignore_policy=True), KNOBS).forced
     assert decide(inputs(), ScriptFacts("job", "web1"), KNOBS).run
+    # What the registry says of every rule knows it too.
+    assert policy.describe_block("held:3") == "the hold of policy #3"
+    assert policy.catches_up(verdict) and "held" in policy.rollout_skips()
+    assert "held" in policy.codes() and policy.rule_of("held") is HELD
+    recorded = Recorded("held", "held:3", 3, None, False, NOW, NOW)
+    assert policy.rule_of("held").cause(recorded).table == "script_policy"
+
+
+def test_every_entry_has_each_facet():
+    """A rule is one home: each entry says every facet, right kinds, and no
+    two rules share a code (why finds the rule by the code a run recorded)."""
+    from cronpolicy.tooling.explain import DOCUMENT_KINDS
+    assert policy.Rule._field_defaults == {}        # none can be left out
+    every_code = [code for rule in policy.RULES for code in rule.codes]
+    assert len(every_code) == len(set(every_code))
+    assert not set(every_code) & {RUN, policy.SIGNAL, policy.LEASE_LOST, policy.CATCH_UP}
+    for rule in policy.RULES + (HELD,):
+        assert callable(rule.check) and callable(rule.describe) and callable(rule.cause), rule
+        assert isinstance(rule.codes, tuple) and rule.codes, rule
+        assert all(isinstance(code, str) and code for code in rule.codes), rule
+        for flag in (rule.stops_running, rule.overridable, rule.rollout_skip):
+            assert isinstance(flag, bool), rule
+        for code in rule.codes:
+            for block in (None, "rollout:1", "window:1", "deploy:2026-12-06T04:00:00Z",
+                          "service:xmlrpc:2026-12-06T04:00:00Z", "held:1", "other:1"):
+                for stopped in (False, True):
+                    cause = rule.cause(Recorded(code, block, 1, 1, stopped, NOW, NOW))
+                    assert cause is None or (isinstance(cause, Cause)
+                                             and cause.table in DOCUMENT_KINDS
+                                             and cause.moment == NOW), (rule, block)
+                said = rule.describe(block)
+                assert said is None or isinstance(said, str), (rule, block)
+    # Two rules whose skips name one kind of block (a rollout) say it alike:
+    # describe_block takes the first that speaks.
+    for block in ("rollout:1", "window:1", "deploy:2026-12-06T04:00:00Z",
+                  "service:xmlrpc:2026-12-06T04:00:00Z"):
+        said = {rule.describe(block) for rule in policy.RULES} - {None}
+        assert said == {policy.describe_block(block)}, (block, said)
+
+
+def test_each_rule_skips_with_its_own_codes_and_describes_its_blocks():
+    """Each rule's skips carry one of its codes, and a rollout skip's block is
+    one its own describer names (what the log and catch-up tell people)."""
+    from cronpolicy.rows import Rollout
+    full = Rollout(id=4, kind="full", services="")
+    service = Rollout(id=5, kind="services", services="xmlrpc")
+    situations = [
+        (unavailable_inputs(NOW, None), {}),
+        (inputs([row(1, "job", enabled=False)]), {}),
+        (inputs(deploy=DeployState(True, changed_at=NOW)), {}),
+        (inputs()._replace(rollouts=[full]), {}),
+        (inputs()._replace(rollouts=[service]), {"needs": ("xmlrpc",)}),
+        (inputs()._replace(services=[ServiceDeploy(1, "xmlrpc", changed_at=NOW)]),
+         {"needs": ("xmlrpc",)}),
+        (inputs(windows=[Window(1, NOW - minutes(1), NOW + minutes(5))]), {}),
+        (inputs(windows=[Window(1, NOW + minutes(1), NOW + minutes(5))]), {}),
+        (inputs(source=FROM_CACHE), {"max_concurrent": 1}),
+    ]
+    fired = set()
+    for situation_inputs, extra in situations:
+        s = policy.Situation(situation_inputs, ScriptFacts("job", "web1", **extra),
+                             Estimate(60.0, "test"), cache_max_age=60)
+        for rule in policy.RULES:
+            skip = rule.check(s)
+            if skip is None:
+                continue
+            fired.add(rule)
+            assert skip.code in rule.codes, (rule, skip)
+            assert (skip.block is not None) == rule.rollout_skip, (rule, skip)
+            if skip.block is not None:
+                assert rule.describe(skip.block) not in (None, "a rollout"), skip.block
+                assert policy.describe_block(skip.block) == rule.describe(skip.block)
+    assert fired == set(policy.RULES)
 
 
 # Precedence -----------------------------------------------------------------
@@ -371,7 +464,7 @@ def test_decision_properties(rows, pending, windows, estimate_seconds, margin, h
         or (not exempt and any(w.starts_at <= NOW for w in covering))
         or (not exempt and any(w.starts_at <= reach for w in covering)))
     assert verdict.run is (not expected_skip)
-    assert verdict.reason and verdict.code in policy.CODES
+    assert verdict.reason and verdict.code in policy.codes()
     assert verdict.policy_id == (winner.id if winner is not None else None)
     if winner is not None:
         for other in matching[1:]:

@@ -1,6 +1,10 @@
-"""README.txt's Python examples, run verbatim."""
+"""The manual's examples (README.txt and docs/*.txt), run verbatim; and the
+manual's shape: README short, naming every docs/ file, every example of
+every file accounted for (run by a test, or said why not)."""
 
+import ast
 import contextlib
+import glob
 import os
 import re
 import subprocess
@@ -9,24 +13,46 @@ import textwrap
 
 import pytest
 
-# Beside the source tree in a checkout; in the current directory when the
-# suite runs from an installed copy (README's test command, from the checkout).
-PLACES = (os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, os.pardir, "README.txt"),
-          "README.txt")
-if not any(os.path.exists(path) for path in PLACES):
-    # An installed copy run elsewhere (README.txt is not in the wheel).
-    pytest.skip("README.txt not found: run the tests from the top of a checkout",
+# The top of a checkout: beside the source tree, or the current directory
+# when the suite runs from an installed copy (README's test command, from
+# the checkout).
+TOPS = (os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, os.pardir), os.curdir)
+TOP = next((os.path.abspath(top) for top in TOPS
+            if os.path.exists(os.path.join(top, "README.txt"))
+            and os.path.isdir(os.path.join(top, "docs"))), None)
+if TOP is None:
+    # An installed copy run elsewhere (the wheel ships neither README.txt nor docs/).
+    pytest.skip("README.txt and docs/ not found: run the tests from the top of a checkout",
                 allow_module_level=True)
 
 
+def manual_files():
+    """README.txt, then docs/*.txt: the paths, relative to the top."""
+    return ["README.txt"] + sorted(os.path.relpath(path, TOP) for path in
+                                   glob.glob(os.path.join(TOP, "docs", "*.txt")))
+
+
+def manual_lines(name):
+    with open(os.path.join(TOP, name), encoding="utf-8") as handle:
+        return handle.read().splitlines()
+
+
+def _the_one(what, matches):
+    """The one (file, index) of ``matches``: a marker found twice could
+    send a test to the wrong example."""
+    if len(matches) != 1:
+        pytest.fail("%s: found %d times in README.txt and docs/*.txt, not once: %s"
+                    % (what, len(matches), matches), pytrace=False)
+    return matches[0]
+
+
 def example_after(marker):
-    """The indented block that follows the paragraph containing ``marker``."""
-    found = [path for path in PLACES if os.path.exists(path)]
-    if not found:
-        pytest.fail("README.txt not found: run the tests from the top of a checkout",
-                    pytrace=False)
-    lines = open(found[0], encoding="utf-8").read().splitlines()
-    start = next(index for index, line in enumerate(lines) if marker in line)
+    """The indented block that follows the paragraph containing ``marker``
+    (in whichever of the manual's files holds it)."""
+    name, start = _the_one(repr(marker), [
+        (name, index) for name in manual_files()
+        for index, line in enumerate(manual_lines(name)) if marker in line])
+    lines = manual_lines(name)
     while lines[start].strip():                     # to the end of the paragraph
         start += 1
     block = []
@@ -35,6 +61,12 @@ def example_after(marker):
             break
         block.append(line)
     return textwrap.dedent("\n".join(block)).strip() + "\n"
+
+
+def manual_text():
+    """Every file of the manual, its lines joined by single spaces."""
+    return " ".join(" ".join("\n".join(manual_lines(name)).split())
+                    for name in manual_files())
 
 
 def test_the_quick_start_script_runs_against_the_in_memory_store(tmp_path):
@@ -67,14 +99,22 @@ def test_the_config_file_example_loads_as_written(tmp_path):
     assert settings.on_database_error_for("heartbeat") == "run"
 
 
+def _is_heading(lines, index):
+    return bool(lines[index].strip()) and index + 1 < len(lines) and bool(
+        re.match(r"^(-{3,}|={3,})$", lines[index + 1]))
+
+
 def section(title):
-    """The lines of README.txt's section ``title`` (to the next underlined heading)."""
-    found = [path for path in PLACES if os.path.exists(path)]
-    lines = open(found[0], encoding="utf-8").read().splitlines()
-    start = lines.index(title) + 2
-    end = next(index for index in range(start, len(lines) - 1)
-               if lines[index + 1].startswith("---") and lines[index].strip())
-    return lines[start:end]
+    """The lines of the section ``title`` (to the next underlined heading
+    or the end of its file), in whichever of the manual's files holds it."""
+    name, start = _the_one("section %r" % title, [
+        (name, index) for name in manual_files()
+        for index, line in enumerate(manual_lines(name))
+        if line == title and _is_heading(manual_lines(name), index)])
+    lines = manual_lines(name)
+    end = next((index for index in range(start + 2, len(lines)) if _is_heading(lines, index)),
+               len(lines))
+    return lines[start + 2:end]
 
 
 def indented_blocks(lines):
@@ -225,8 +265,11 @@ def test_the_rollouts_examples_run_as_written(script_env, tmp_path, dba):
 
 
 def test_the_crontab_recipes_run(tmp_path):
-    """The crontab name comment and the whole-host recipe, with /etc and
-    /tmp moved under this test's directory and a stand-in `crontab`."""
+    """The one-edit wrap and unwrap, the crontab name comment and the
+    whole-host recipe, with /etc and /tmp moved under this test's directory
+    and a stand-in `crontab`."""
+    one_edit = example_after("Moving a whole crontab behind cronpolicy is one edit")
+    assert "crontab wrap" in one_edit and "crontab unwrap" in one_edit
     comment_example = example_after("To choose a name yourself")
     from cronpolicy.tooling.crontab import wrap
     assert "cronpolicy run publish-distro --from-crontab" in wrap(comment_example)
@@ -250,10 +293,18 @@ def test_the_crontab_recipes_run(tmp_path):
     (bin_dir / "cronpolicy").write_text('#!/bin/sh\nexec "%s" -m cronpolicy "$@"\n'
                                         % sys.executable)
     os.chmod(bin_dir / "cronpolicy", 0o755)
-    script = re.sub(r"(?<![\w/])/(etc|tmp)/", str(root) + r"/\1/", recipe)
     (tmp_path / "none.conf").write_text("[cronpolicy]\n")
     env = dict(os.environ, PATH="%s:%s" % (bin_dir, os.environ["PATH"]),
                CRONPOLICY_CONFIG=str(tmp_path / "none.conf"))
+    original = installed.read_text()
+    result = subprocess.run(["/bin/sh", "-ec", re.sub(r"(?<![\w/])/tmp/", str(root) + "/tmp/",
+                                                      one_edit)],
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "run sessionclean --from-crontab" in installed.read_text()     # wrapped, installed
+    assert result.stdout == original                                      # unwrap gives it back
+    installed.write_text(original)
+    script = re.sub(r"(?<![\w/])/(etc|tmp)/", str(root) + r"/\1/", recipe)
     result = subprocess.run(["/bin/sh", "-ec", script], env=env, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
@@ -307,12 +358,11 @@ def test_the_code_only_release_recipe_runs_as_written(script_env, tmp_path, dba)
 
 
 def test_the_pin_example_runs_as_written(script_env, tmp_path):
-    """README's `cronpolicy run --pin LINK NAME -- ...`, verbatim but for /srv
-    moved under this test's directory and NAME given one (issue 27.6: it
-    was refused, options before NAME being taken for a missing NAME)."""
-    found = [path for path in PLACES if os.path.exists(path)]
-    text = " ".join(open(found[0], encoding="utf-8").read().split())
-    [example] = re.findall(r"`(cronpolicy run --pin [^`]*)`", text)
+    """The manual's `cronpolicy run --pin LINK NAME -- ...` (docs/releases.txt),
+    verbatim but for /srv moved under this test's directory and NAME given
+    one (issue 27.6: it was refused, options before NAME being taken for a
+    missing NAME)."""
+    [example] = re.findall(r"`(cronpolicy run --pin [^`]*)`", manual_text())
     srv = tmp_path / "srv"
     (srv / "app" / "releases" / "4521" / "bin").mkdir(parents=True)
     job = srv / "app" / "releases" / "4521" / "bin" / "job"
@@ -328,20 +378,24 @@ def test_the_pin_example_runs_as_written(script_env, tmp_path):
     assert result.stdout.strip() == str(job)
 
 
+#: README's section with the simulator's headline figures.
+HEADLINE = "What it buys you: a fleet simulated, strategy against strategy"
+
+
 def test_the_simulate_examples_run_and_the_quoted_figures_are_what_they_print(tmp_path):
-    """README's `cronpolicy simulate` examples, verbatim, from a directory
-    where benchmarks/ is the checkout's; the headline README quotes (the
-    conditions line and each kind's figures) is what the first prints (the
-    seeds fix it)."""
-    blocks = indented_blocks(section("What it buys you: a fleet simulated, strategy against "
-                                     "strategy"))
-    [commands] = [block.splitlines() for block in blocks
+    """The `cronpolicy simulate` examples of docs/simulation.txt, verbatim,
+    from a directory where benchmarks/ is the checkout's; the headline
+    README quotes (the conditions line and each kind's figures) is what the
+    first prints (the seeds fix it)."""
+    [commands] = [block.splitlines() for block in
+                  indented_blocks(section("The fleet simulator: cronpolicy simulate"))
                   if block.startswith("cronpolicy simulate ")]
-    [quoted] = [block for block in blocks if block.startswith("154 job instances")]
+    [quoted] = [block for block in indented_blocks(section(HEADLINE))
+                if block.startswith("154 job instances")]
+    assert HEADLINE in manual_lines("README.txt")             # README quotes the headline
     assert len(commands) == 2 and all(line.startswith("cronpolicy simulate ")
                                       for line in commands)
-    readme = os.path.abspath([path for path in PLACES if os.path.exists(path)][0])
-    os.symlink(os.path.join(os.path.dirname(readme), "benchmarks"), tmp_path / "benchmarks")
+    os.symlink(os.path.join(TOP, "benchmarks"), tmp_path / "benchmarks")
     env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep
                + os.environ.get("PATH", ""))
     printed = []
@@ -478,3 +532,215 @@ def _the_set_up_works(tmp_path, dsn):
         result = subprocess.run([sys.executable, "-m", "cronpolicy"] + list(argv), env=env,
                                 capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, (login, argv, result.stderr)
+
+
+# The manual's shape: README short and a map of docs/; every example of
+# every file run by a test (or said why not).
+
+#: README.txt's longest: what a newcomer reads first (issue 29.4).
+README_MAX_LINES = 250
+#: README's section listing the files of docs/, a line each.
+MAP = "Where the rest is"
+#: Said of what is shown but not run.
+NOT_RUN = "not run: "
+
+#: Every example of the manual: (found by, text in it, run by).  "Found by"
+#: is a section title (the section's examples holding the text) or a marker
+#: (the example right after the paragraph holding it), as the test that
+#: runs it finds it; "run by" is a test of this module (or MODULE.py::TEST),
+#: whose source names "found by", or NOT_RUN and why.
+EXAMPLES = (
+    # README.txt
+    ("recorded reason.  Rollouts stop being a mass crontab", "cronpolicy deploy run",
+     "test_the_rollouts_examples_run_as_written"),
+    ("Set up", "", "test_ci_runs_the_set_up_commands_of_readme"),
+    ("Quick start for script authors", "class PublishDistro(CronScript)",
+     "test_the_quick_start_script_runs_against_the_in_memory_store"),
+    ("Put it in crontab unchanged", "*/15 * * * *",
+     NOT_RUN + "a crontab line, for the quick start's script (run by the test of the quick "
+     "start)"),
+    ("Testing a script without a database", "MemoryDatabase",
+     "test_the_quick_start_script_runs_against_the_in_memory_store"),
+    (HEADLINE, "154 job instances",
+     "test_the_simulate_examples_run_and_the_quoted_figures_are_what_they_print"),
+    (MAP, "docs/", "test_readme_is_short_and_maps_every_docs_file"),
+    # docs/script-authors.txt
+    ("Options every script gets:", "--dry-run", "test_the_options_every_script_gets_are_its_own"),
+    ("Exit codes (cronpolicy/exitcodes.py):", "main() succeeded",
+     "test_the_exit_codes_listed_are_those_of_exitcodes"),
+    # docs/operators.txt
+    ("Any command can run behind the same gate", "cronpolicy run NAME [options]",
+     NOT_RUN + "a synopsis (the --pin example and test_command.py run the command)"),
+    ("Moving a whole crontab behind cronpolicy is one edit", "cronpolicy crontab wrap",
+     "test_the_crontab_recipes_run"),
+    ("To choose a name yourself", "# cronpolicy: name=", "test_the_crontab_recipes_run"),
+    ("Unique on a host.", "crontab names", "test_the_crontab_recipes_run"),
+    ("Add the line to the crontab of each user whose scripts catch up", "cronpolicy catch-up",
+     NOT_RUN + "a crontab line (test_catch_up.py runs the command)"),
+    ("node_exporter's textfile collector", "cronpolicy metrics --host",
+     NOT_RUN + "crontab lines (test_prometheus.py runs the commands)"),
+    ("Passwords are masked (***) in every log", "[cronpolicy]",
+     "test_the_config_file_example_loads_as_written"),
+    ("The cronpolicy command", "cronpolicy schema upgrade",
+     "test_the_command_list_names_every_option_each_command_has"),
+    ("now+2h, now-1h.  `check` can gate a plain shell crontab line", "cronpolicy check",
+     NOT_RUN + "a crontab line (test_cli.py runs `cronpolicy check`)"),
+    ("Watching the fleet: cronpolicy serve", "cronpolicy serve --dsn",
+     "test_serve.py::test_the_readme_example_serves_as_written"),
+    # docs/releases.txt
+    ("Rollouts", "deploy end 12", "test_the_rollouts_examples_run_as_written"),
+    ("Code-only releases: one service stops, the rest runs on", "--service xmlrpc",
+     "test_the_code_only_release_recipe_runs_as_written"),
+    ("Releases with database patches: the whole fleet, at the best slot", "deploy slot",
+     "test_the_database_patch_recipe_runs_as_written"),
+    ("Releases with database patches: the whole fleet, at the best slot", "id=$(",
+     "test_the_step_by_step_rollout_recipe_runs_as_written"),
+    # docs/dbas.txt
+    ("Setting up PostgreSQL", "", "test_the_postgresql_set_up_runs_as_written"),
+    ("SQL recipes for DBAs (PostgreSQL)", "", "test_every_sql_recipe_runs_as_written"),
+    # docs/internals.txt
+    ("While developing, an editable install saves reinstalling", "pytest",
+     NOT_RUN + "the suite's own command (README's, which CI runs, differs by the install)"),
+    ("for a longer, fresh search of the second", "CRONPOLICY_FUZZ_EXAMPLES",
+     NOT_RUN + "a longer search of test_column_fuzz.py, which the suite runs on fixed "
+     "examples"),
+    ("Benchmarks (they print figures", "benchmarks/",
+     NOT_RUN + "benchmarks take minutes each; their figures are in benchmarks/README.txt"),
+    ("Layout", "schema/", "test_the_layout_names_what_is_there"),
+    # docs/simulation.txt
+    ("The fleet simulator: cronpolicy simulate", "cronpolicy simulate",
+     "test_the_simulate_examples_run_and_the_quoted_figures_are_what_they_print"),
+)
+
+
+def manual_examples():
+    """Every example: (file, line index, section title, its text) for each
+    indented block that follows a blank line (blank lines inside it kept)."""
+    found = []
+    for name in manual_files():
+        lines, title, index = manual_lines(name), None, 0
+        while index < len(lines):
+            if _is_heading(lines, index):
+                title = lines[index]
+            if lines[index].startswith("    ") and index and not lines[index - 1].strip():
+                end = index
+                while end < len(lines) and (lines[end].startswith("    ")
+                                            or not lines[end].strip()):
+                    end += 1
+                found.append((name, index, title,
+                              textwrap.dedent("\n".join(lines[index:end])).strip() + "\n"))
+                index = end
+                continue
+            index += 1
+    return found
+
+
+def _claims(found_by, text, examples):
+    """The examples an EXAMPLES row stands for."""
+    titles = {title for _, _, title, _ in examples}
+    if found_by in titles:
+        return [example for example in examples if example[2] == found_by and text in example[3]]
+    block = example_after(found_by)
+    return [example for example in examples if example[3] == block and text in block]
+
+
+def _test_source(runner):
+    """The source of test ``runner`` ("test_x" here, "test_y.py::test_x" elsewhere)."""
+    module, _, name = runner.rpartition("::")
+    path = os.path.join(os.path.dirname(__file__), module or os.path.basename(__file__))
+    with open(path, encoding="utf-8") as handle:
+        source = handle.read()
+    [function] = [node for node in ast.walk(ast.parse(source)) if
+                  isinstance(node, ast.FunctionDef) and node.name == name] or [None]
+    assert function is not None, "%s: no such test" % runner
+    return ast.get_source_segment(source, function)
+
+
+def test_every_example_is_run_or_said_why_not():
+    """Each example of README.txt and docs/*.txt is claimed by exactly one
+    row of EXAMPLES, each row claims one at least, and each row's test
+    exists and finds its examples as the row says: an example added, moved
+    out of its section or left without a test fails here."""
+    examples = manual_examples()
+    claimed = {}
+    for found_by, text, runner in EXAMPLES:
+        claims = _claims(found_by, text, examples)
+        assert claims, "no example is found by %r holding %r" % (found_by, text)
+        for name, index, _, _ in claims:
+            claimed.setdefault((name, index + 1), []).append(runner)
+        if not runner.startswith(NOT_RUN):        # named as is, or by a constant here
+            spellings = [found_by] + [name for name, value in globals().items()
+                                      if value == found_by and name.isupper()]
+            source = _test_source(runner)
+            assert any(spelling in source for spelling in spellings), (runner, found_by)
+    unclaimed = ["%s:%d %s" % (name, index + 1, block.splitlines()[0])
+                 for name, index, _, block in examples if (name, index + 1) not in claimed]
+    assert not unclaimed, "examples no test runs (add them to EXAMPLES): %s" % unclaimed
+    twice = {where: runners for where, runners in claimed.items() if len(runners) > 1}
+    assert not twice
+
+
+def test_readme_is_short_and_maps_every_docs_file():
+    """README keeps what a newcomer needs first; its map names each file of
+    docs/ (and nothing that is not there); every docs/ path the manual
+    names exists (docs/serve.png, the dashboard's picture, among them)."""
+    readme = manual_lines("README.txt")
+    assert len(readme) < README_MAX_LINES, "README.txt has %d lines" % len(readme)
+    mapped = [line.split()[0] for line in indented_blocks(section(MAP))[0].splitlines()
+              if not line.startswith(" ")]                      # (not a line continued)
+    assert sorted(name for name in mapped if name.startswith("docs/")) == \
+        manual_files()[1:], mapped
+    for name in mapped + [path.rstrip(".,;:)") for path in
+                          re.findall(r"\bdocs/[\w.-]+", manual_text())]:
+        assert os.path.exists(os.path.join(TOP, name)), name
+
+
+def test_ci_runs_the_set_up_commands_of_readme():
+    """.ci/run finds README's set-up commands by the sentence before each
+    (the first commands a new user needs stay in README, "Set up"): each
+    sentence it names is there once, followed by its command."""
+    with open(os.path.join(TOP, ".ci", "run"), encoding="utf-8") as handle:
+        markers = re.findall(r'readme_command "([^"]+)"', handle.read())
+    assert len(markers) == 4
+    readme = manual_lines("README.txt")
+    commands = []
+    for marker in markers:
+        [index] = [index for index, line in enumerate(readme) if marker in line]
+        commands.append(next(line[4:] for line in readme[index + 1:]
+                             if re.match(r"^    [^ ]", line)))
+    assert commands == indented_blocks(section("Set up"))
+
+
+def test_the_options_every_script_gets_are_its_own():
+    """The list under "Options every script gets:" against the parser every
+    CronScript starts from."""
+    from cronpolicy.options import standard_options_parser
+    block = example_after("Options every script gets:")
+    listed = {option for line in block.splitlines() if line.startswith("-")
+              for option in line.split("  ")[0].split() if option.startswith("-")}
+    parser = standard_options_parser("job", "a job")
+    assert listed == {action.option_strings[0] for action in parser._actions} - {"-h"}
+
+
+def test_the_exit_codes_listed_are_those_of_exitcodes():
+    """The list under "Exit codes" (to its first blank line: 130 stands out
+    of its indent) against cronpolicy.exitcodes."""
+    from cronpolicy import exitcodes
+    marker = "Exit codes (cronpolicy/exitcodes.py):"
+    [lines] = [manual_lines(name) for name in manual_files()
+               if any(marker in line for line in manual_lines(name))]
+    start = next(index for index, line in enumerate(lines) if marker in line) + 2
+    end = lines.index("", start)
+    listed = [int(code) for code in re.findall(r"^ +(\d+)  ", "\n".join(lines[start:end]),
+                                                 re.MULTILINE)]
+    defined = sorted(value for name, value in vars(exitcodes).items()
+                     if name.isupper() and isinstance(value, int))
+    assert listed == defined
+
+
+def test_the_layout_names_what_is_there():
+    """Each path of the Layout's list is in the checkout."""
+    [block] = indented_blocks(section("Layout"))
+    for line in block.splitlines():
+        for path in re.split(r"\s{2,}", line)[0].split(", "):
+            assert os.path.exists(os.path.join(TOP, path)), path

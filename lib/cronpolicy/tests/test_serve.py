@@ -429,7 +429,7 @@ def test_the_page_in_a_real_browser(reader_env, pg_dsn, tmp_path):
 
 
 def test_the_readme_example_serves_as_written(reader_env, tmp_path):
-    """README's "Watching the fleet" command, verbatim but for the DSN (this
+    """docs/releases.txt's "Watching the fleet" command, verbatim but for the DSN (this
     test's reader login) and the port (a free one)."""
     import shlex
     import socket

@@ -2,7 +2,7 @@
 systemd as PID 1: the environment a unit sets, and a stop that signals
 every process of the unit at once.  What systemd itself does (timers,
 KillMode, TimeoutStopSec, SuccessExitStatus) is not run here: see
-examples/systemd/ and README's "Under systemd"."""
+examples/systemd/ and docs/operators.txt's "Under systemd"."""
 
 import configparser
 import os

@@ -4,9 +4,10 @@
 interruption, finds the change behind it from the decision the run
 recorded (``decision``, ``policy_id``, ``window_id``, ``block``; for an
 interruption ``stop_decision``, ``stop_policy_id``, ``stop_window_id``,
-``stop_block``): the audit entry that last changed the disabling policy
-row, that began the rollout, that set deploy pending, or that created or
-moved the window.  Reason text is only ever shown.
+``stop_block``): the rule whose code it is says where in the audit to look
+(its ``cause``, policy.py): the entry that last changed the disabling
+policy row, that began the rollout, that set deploy pending, or that
+created or moved the window.  Reason text is only ever shown.
 
 A read command (``cronpolicy why``): no SQLAlchemy.  The audit's row
 documents are read here for ``cronpolicy audit`` too (audit.py).
@@ -15,6 +16,7 @@ documents are read here for ``cronpolicy audit`` too (audit.py).
 import re
 
 from cronpolicy import policy
+from cronpolicy.causes import Recorded
 from cronpolicy.errors import UsageError
 from cronpolicy.rows import PolicyRow, Rollout, ServiceDeploy, Window, to_seconds, to_time
 from cronpolicy.store.reads import DEPLOY_KINDS, reading
@@ -117,55 +119,28 @@ def _latest_before(reader, table, row_id, moment, where=None):
     return None
 
 
-def _deploy_set(entry):
-    return (entry.get("new_row") or {}).get("deploy_pending") in (True, 1)
-
-
-#: Where to look for the change behind each decision code: (table, which id
-#: of the run names the row, which entries count).
-_CAUSES = {
-    policy.DISABLED: ("script_policy", "policy_id", None),
-    policy.DEPLOY_PENDING: ("deploy_state", None, _deploy_set),
-    policy.IN_WINDOW: ("rollout_window", "window_id", None),
-    policy.WINDOW_CUTOFF: ("rollout_window", "window_id", None),
-}
-
-
-def _service_begun(service):
-    return lambda entry: (entry.get("new_row") or {}).get("service") == service
-
-
-def _rollout_of(block):
-    """The rollout id a block names ("rollout:12"), or None."""
-    kind, _, what = (block or "").partition(":")
-    return int(what) if kind == "rollout" and what.isdigit() else None
+def recorded(run):
+    """What ``run`` (a recent_runs row) recorded of the decision that skipped
+    or stopped it (a causes.Recorded), or None for a run neither."""
+    ended_at = run["finished_at"] or run["started_at"]
+    if run["status"] == "skipped":
+        return Recorded(run["decision"], run.get("block"), run["policy_id"], run["window_id"],
+                        False, run["started_at"], ended_at)
+    if run["status"] == "interrupted":
+        return Recorded(run["stop_decision"], run.get("stop_block"), run["stop_policy_id"],
+                        run["stop_window_id"], True, ended_at, ended_at)
+    return None
 
 
 def _cause(reader, run):
-    block = run.get("block") if run["status"] == "skipped" else \
-        run.get("stop_block") if run["status"] == "interrupted" else None
-    if _rollout_of(block) is not None:
-        # The rollout's beginning: who, when, why.
-        return _latest_before(reader, "rollout", _rollout_of(block), run["finished_at"]
-                              or run["started_at"], lambda entry: entry["operation"] == "INSERT")
-    if run["status"] == "skipped" and run["decision"] == policy.SERVICE_PENDING:
-        service = policy.block_service(run.get("block"))
-        return _latest_before(reader, "service_deploy", None, run["started_at"],
-                              _service_begun(service)) if service else None
-    if run["status"] == "skipped":
-        code, ids, moment = run["decision"], run, run["started_at"]
-    elif run["status"] == "interrupted":
-        code, moment = run["stop_decision"], run["finished_at"] or run["started_at"]
-        ids = {"policy_id": run["stop_policy_id"], "window_id": run["stop_window_id"]}
-    else:
+    """The audit entry behind ``run``'s skip or stop, where the rule that made
+    it says to look; None when it says nothing or nothing is found."""
+    decision = recorded(run)
+    rule = policy.rule_of(decision.code) if decision is not None else None
+    cause = rule.cause(decision) if rule is not None else None
+    if cause is None:
         return None
-    if code not in _CAUSES:
-        return None
-    table, id_column, where = _CAUSES[code]
-    row_id = ids[id_column] if id_column is not None else None
-    if id_column is not None and row_id is None:
-        return None
-    return _latest_before(reader, table, row_id, moment, where)
+    return _latest_before(reader, cause.table, cause.row_id, cause.moment, cause.where)
 
 
 def explain(settings, name, limit=10, warn=None):

@@ -199,7 +199,8 @@ def manpage():
               "run history. It records every run, stops running jobs at safe points when a "
               "rollout begins, and answers operators' questions. Python jobs subclass "
               "cronpolicy.CronScript; any other command runs behind `cronpolicy run`. "
-              "README.txt is the whole manual; this page lists the commands and options."),
+              "README.txt and docs/*.txt are the whole manual; this page lists the commands "
+              "and options."),
         ".SH COMMANDS",
     ]
     for path, parser, help_text in commands():
@@ -213,7 +214,7 @@ def manpage():
             lines += [".PP", _roff(parser.epilog)]
         lines += _option_lines(parser)
     lines += [".PP", _roff("Every command takes -h, --help. The commands that read take "
-                           "--json: see README.txt for what its output promises.")]
+                           "--json: see docs/operators.txt for what its output promises.")]
     lines.append(".SH EXIT STATUS")
     for code, meaning in _exit_codes():
         lines += [".TP", ".B %d" % code, _roff(meaning)]
@@ -223,8 +224,8 @@ def manpage():
     for name, meaning in ENVIRONMENT:
         lines += [".TP", ".B %s" % name, _roff(meaning)]
     lines += [".SH FILES", ".TP", ".I /etc/cronpolicy.conf",
-              _roff("the config file (see README.txt, Configuration)"),
-              ".SH SEE ALSO", _roff("README.txt and CHANGELOG.txt of cronpolicy; "
+              _roff("the config file (see docs/operators.txt, Configuration)"),
+              ".SH SEE ALSO", _roff("README.txt, docs/*.txt and CHANGELOG.txt of cronpolicy; "
                                     "crontab(5), systemd.timer(5), systemd.kill(5)")]
     return "\n".join(lines) + "\n"
 

@@ -79,9 +79,9 @@ def _jsonable(value):
 
 #: The version of every --json output's format, which each carries as its
 #: top-level "format" key (print_json puts it there): what may change without
-#: a bump is README's "The cronpolicy command" (new keys, their order); a key
-#: renamed or removed, or a value's type changed, bumps it (and the release's
-#: MAJOR, see CHANGELOG.txt).  `cronpolicy --version` says it.
+#: a bump is in docs/operators.txt, "The cronpolicy command" (new keys, their
+#: order); a key renamed or removed, or a value's type changed, bumps it (and
+#: the release's MAJOR, see CHANGELOG.txt).  `cronpolicy --version` says it.
 JSON_FORMAT = 1
 
 

@@ -223,7 +223,7 @@ USAGE = "cronpolicy run [options] NAME [options] -- COMMAND [ARGS...]"
 
 def run_command(argv):
     """``cronpolicy run`` with ``argv`` after the word run; returns the exit
-    code.  Its options may come before NAME or after it (README's
+    code.  Its options may come before NAME or after it (docs/releases.txt's
     `cronpolicy run --pin LINK NAME -- ...`), never after the --."""
     split = argv.index("--") if "--" in argv else len(argv)
     head, command = argv[:split], argv[split + 1:]

@@ -848,8 +848,9 @@ def summary(state):
     fleet = state.fleet
     by_rollout = [0] * len(state.outcomes)
     by_frequency = {kind: {label: 0 for label, _ in FREQUENCIES} for kind in KINDS}
+    rollout_skips = policy.rollout_skips()
     for index, _, code, cause in state.skips:
-        if code in policy.ROLLOUT_SKIPS and cause is not None and cause < len(by_rollout):
+        if code in rollout_skips and cause is not None and cause < len(by_rollout):
             by_rollout[cause] += 1
             period = fleet.periods[index]
             label = next(label for label, limit in FREQUENCIES if period <= limit)

@@ -63,7 +63,7 @@ def check_writer(settings, allow_writer, warn):
         return
     if not allow_writer:
         raise UsageError("%s: serve through a login that can only read (GRANT "
-                         "cronpolicy_reader, see README.txt), or pass --allow-writer" % what)
+                         "cronpolicy_reader, see docs/dbas.txt), or pass --allow-writer" % what)
     warn("WARNING: %s; serving anyway (--allow-writer). The dashboard itself writes nothing."
          % what)
 

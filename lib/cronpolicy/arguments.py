@@ -60,3 +60,32 @@ def positive_int(text):
     if value > MAX_COUNT:
         raise argparse.ArgumentTypeError("must be at most %d: %r" % (MAX_COUNT, text))
     return value
+
+
+def positive_number(text):
+    """A finite number above zero (a ratio such as overdue's --tolerance)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not a number: %r" % text) from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError("must be a finite number above 0: %r" % text)
+    return value
+
+
+def script_name(text):
+    """A script name or name pattern, by the one rule (matching.name_problem)."""
+    from cronpolicy.matching import name_problem
+    problem = name_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
+def service_name(text):
+    """A service name (matching.service_name_problem), for argparse."""
+    from cronpolicy.matching import service_name_problem
+    problem = service_name_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text

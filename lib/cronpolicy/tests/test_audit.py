@@ -16,7 +16,7 @@ def test_cli_and_plain_sql_changes_are_audited_with_reasons(cli, dba):
     dba.execute("UPDATE cronpolicy.rollout_window SET cancelled_at = starts_at")   # plain SQL
     dba.execute("DELETE FROM cronpolicy.script_policy")
     code, out, _ = cli("audit", "--json")
-    entries = json.loads(out)
+    entries = json.loads(out)["changes"]
     summary = [(e["table_name"], e["operation"], e["reason"]) for e in entries]
     # (deploy begin opens a rollout; the switch follows it.)
     assert summary == [
@@ -38,7 +38,7 @@ def test_cli_and_plain_sql_changes_are_audited_with_reasons(cli, dba):
     code, out, _ = cli("audit")
     assert code == exitcodes.OK and "mirror down" in out and "deploy_pending" in out
     code, out, _ = cli("audit", "--since", "now+1h", "--json")
-    assert json.loads(out) == []
+    assert json.loads(out)["changes"] == []
 
 
 def test_why_names_the_row_and_the_change_behind_a_skip(cli, dba, scripts):
@@ -51,7 +51,7 @@ def test_why_names_the_row_and_the_change_behind_a_skip(cli, dba, scripts):
     assert cli("deploy", "end")[0] == exitcodes.OK
     assert scripts.run("publish-distro").returncode == exitcodes.OK      # ran
     code, out, _ = cli("why", "publish-distro", "--json")
-    runs = json.loads(out)
+    runs = json.loads(out)["runs"]
     assert [run["status"] for run in runs] == ["succeeded", "skipped", "skipped"]
     deploy_cause, policy_cause = runs[1]["cause"], runs[2]["cause"]
     assert (deploy_cause["table_name"], deploy_cause["operation"]) == ("rollout", "INSERT")
@@ -67,10 +67,10 @@ def test_injection_through_reasons_and_names_is_stored_literally(cli, dba):
     hostile = "x'); DELETE FROM cronpolicy.policy_audit; --"
     assert cli("disable", hostile, "--reason", hostile)[0] == exitcodes.OK
     code, out, _ = cli("audit", "--json")
-    [entry] = json.loads(out)
+    [entry] = json.loads(out)["changes"]
     assert entry["reason"] == hostile and entry["new_row"]["name"] == hostile
     code, out, _ = cli("why", hostile, "--json")
-    assert code == exitcodes.OK and json.loads(out) == []
+    assert code == exitcodes.OK and json.loads(out)["runs"] == []
 
 
 def _audit_as_seen(cli, dba):
@@ -85,7 +85,7 @@ def _audit_as_seen(cli, dba):
         "'2030-01-01 03:00:00+00'" if dba.backend == "postgresql" else "'2030-01-01 03:00:00'"))
     code, out, err = cli("audit", "--json")
     assert code == exitcodes.OK, err
-    entries = json.loads(out)
+    entries = json.loads(out)["changes"]
     volatile = {"id", "changed_at", "created_at", "changed_by", "created_by", "began_at",
                 "owner"}
     return [(entry["table_name"], entry["operation"],
@@ -131,7 +131,7 @@ def test_durations_in_the_audit_whatever_the_writers_interval_style(pg_dsn, styl
     code, out, _ = in_process_cli(make_env(tmp_path, pg_dsn), monkeypatch, capsys)("audit",
                                                                                  "--json")
     assert code == exitcodes.OK
-    [entry] = json.loads(out)
+    [entry] = json.loads(out)["changes"]
     assert entry["new_row"]["expected_runtime"] == 93600.0
 
 
@@ -147,12 +147,12 @@ def test_why_and_the_audit_name_who_changed_a_row_on_both_backends(cli, dba, scr
     code, out, _ = cli("why", "publish-distro")
     assert code == exitcodes.OK and "caused by INSERT of script_policy #1 by %s at" % who in out, out
     code, out, _ = cli("audit", "--json")
-    assert [entry["db_user"] for entry in json.loads(out)] == [who]
+    assert [entry["db_user"] for entry in json.loads(out)["changes"]] == [who]
     # A DBA's own change on SQLite has no known user: said as such, not guessed.
     if dba.backend == "sqlite":
         dba.execute("UPDATE cronpolicy.script_policy SET reason = 'still down'")
         code, out, _ = cli("audit", "--json")
-        assert [entry["db_user"] for entry in json.loads(out)] == [who, ""]
+        assert [entry["db_user"] for entry in json.loads(out)["changes"]] == [who, ""]
 
 
 def _json_types(value):
@@ -183,7 +183,7 @@ def test_the_audit_gives_booleans_one_json_type_on_both_backends(request, monkey
         assert cli("enable", "publish-distro")[0] == exitcodes.OK
         assert cli("deploy", "end")[0] == exitcodes.OK
         code, out, _ = cli("audit", "--json")
-        entries = json.loads(out)
+        entries = json.loads(out)["changes"]
         # (Who changed a row differs by nature: the changes to it are left out.)
         seen[backend] = [(entry["table_name"], entry["operation"],
                           _json_types({"old_row": entry["old_row"], "new_row": entry["new_row"],
@@ -233,7 +233,7 @@ def test_a_new_rule_is_known_to_the_gate_its_log_and_why(cli, dba, tmp_path, mon
     assert ("it will be caught up once the hold of policy #1 ends"
             in (tmp_path / "job.log").read_text())
     code, out, _ = cli("why", "job", "--json")
-    [found] = json.loads(out)
+    [found] = json.loads(out)["runs"]
     assert (found["status"], found["decision"], found["block"]) == ("skipped", "held", "held:1")
     assert (found["cause"]["table_name"], found["cause"]["row_id"]) == ("script_policy", 1)
     assert found["cause"]["new_row"]["reason"] == "hold for the mirror"
@@ -253,4 +253,4 @@ def test_why_reads_any_block_a_run_holds_without_a_traceback(cli, dba):
                     " 'deploy-pending', 'k%d', %s, '%s')" % (number, dba.now_plus(0), block))
     code, out, err = cli("why", "job", "--json")
     assert code == exitcodes.OK, err
-    assert [run["cause"] for run in json.loads(out)] == [None] * 4
+    assert [run["cause"] for run in json.loads(out)["runs"]] == [None] * 4

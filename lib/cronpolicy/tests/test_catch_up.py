@@ -64,7 +64,7 @@ def test_starts_missed_during_a_deploy_run_once_when_it_ends(scripts, dba, scrip
     dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = false")
     done = catch_up(script_env, "--json")
     assert done.returncode == 0, done.stderr
-    [row] = json.loads(done.stdout)
+    [row] = json.loads(done.stdout)["tickets"]
     assert (row["action"], row["block"], row["exit_code"]) == ("started", block, 0)
     assert scripts.main_calls("nightly") == 1
     assert runs(dba)[-1] == ("succeeded", "catch-up", block)

@@ -74,7 +74,7 @@ def test_window_add_list_cancel(cli, dba):
     code, out, _ = cli("window", "add", "--start", "2099-01-01T00:00Z", "--end", "2099-01-01T02:00Z")
     assert code == exitcodes.OK and "2099-01-01 00:00:00Z" in out
     code, out, _ = cli("window", "list", "--json")
-    assert [w["id"] for w in json.loads(out)] == [window["id"], window["id"] + 1]
+    assert [w["id"] for w in json.loads(out)["windows"]] == [window["id"], window["id"] + 1]
     code, out, _ = cli("window", "list")
     assert "release 42" in out and "ID" in out
     # A 20-minute estimate meets the window in 10 minutes; a 1-minute one does not.
@@ -85,7 +85,7 @@ def test_window_add_list_cancel(cli, dba):
     assert code == exitcodes.OK and "already cancelled" in out
     assert cli("check", "publish-distro", "--expected-runtime", "20m")[0] == exitcodes.OK
     code, out, _ = cli("window", "list", "--all", "--json")
-    assert [w["state"] for w in json.loads(out)] == ["cancelled", "upcoming"]
+    assert [w["state"] for w in json.loads(out)["windows"]] == ["cancelled", "upcoming"]
 
 
 BAD_INPUT = [
@@ -123,15 +123,16 @@ def test_history_and_estimate(cli, dba):
                                   dba.now_plus(start + 60 * (index + 1)), "'succeeded'", 0))
     dba.execute(insert.format("'other'", dba.now_plus(-100), dba.now_plus(-50), "'failed'", 1))
     code, out, _ = cli("history", "--limit", "3", "--json")
-    runs = json.loads(out)
+    runs = json.loads(out)["runs"]
     assert code == exitcodes.OK and [run["name"] for run in runs][0] == "other"
     assert len(runs) == 3
     code, out, _ = cli("history", "publish-distro", "--limit", "2", "--json")
-    assert [run["duration_seconds"] for run in json.loads(out)] == pytest.approx([600, 540], abs=0.01)
+    assert [run["duration_seconds"] for run in json.loads(out)["runs"]] == pytest.approx(
+        [600, 540], abs=0.01)
     code, out, _ = cli("history", "publish-distro")
     assert "succeeded" in out and "10m" in out
     code, out, _ = cli("estimate", "--json")
-    estimates = {row["name"]: row for row in json.loads(out)}
+    estimates = {row["name"]: row for row in json.loads(out)["estimates"]}
     # p95 (nearest rank) of 1..10 minutes is the 10th value: 10 minutes.
     assert estimates["publish-distro"]["estimate_seconds"] == pytest.approx(600, abs=0.01)
     assert estimates["other"]["source"].startswith("default")
@@ -651,3 +652,81 @@ def test_deploy_run_without_the_double_dash_says_to_give_it(cli):
     assert err.count("\n") == 1 and "give the command after --" in err, err
     code, _, err = cli("deploy", "run", "--bogus", "--", "ls", "-l")
     assert code == exitcodes.USAGE and "--bogus" in err and "after --" not in err, err
+
+
+# --json's format version ---------------------------------------------------------------
+
+#: What the test below gives an argument a --json command requires, by its
+#: dest: a command that requires another fails the test until it is here.
+JSON_ARGUMENTS = {"name": "publish-distro", "start": "+1h", "duration": "30m", "at": "+15m"}
+#: What a command needs beyond its required arguments to answer at all
+#: (files: the crontab the test writes; simulate: a fleet to play).
+JSON_EXTRAS = {("simulate",): ["--default-model", "1m,2m", "--days", "1", "--rollouts", "1",
+                               "--workers", "1"],
+               ("deploy", "wait"): ["--timeout", "2s"]}
+
+
+def _json_commands(parser, path=()):
+    """[(path, parser)] of every command whose parser takes --json."""
+    import argparse
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found += _json_commands(sub, path + (name,))
+        elif "--json" in action.option_strings:
+            found.append((path, parser))
+    return found
+
+
+def _required_words(parser, crontab):
+    """The words ``parser`` requires, from JSON_ARGUMENTS."""
+    values = dict(JSON_ARGUMENTS, files=str(crontab), crontab=str(crontab))
+    chosen = [next(action for action in group._group_actions if action.dest in values)
+              for group in parser._mutually_exclusive_groups if group.required]
+    words = []
+    for action in parser._actions:
+        positional = not action.option_strings and action.nargs in (None, "*")
+        if action.required or positional or action in chosen:
+            assert action.dest in values, "no value for %s's %s" % (parser.prog, action.dest)
+            words += ([] if positional else [action.option_strings[0]]) + [values[action.dest]]
+    return words
+
+
+def test_every_json_output_carries_the_format_version(cli, tmp_path):
+    """Every command that takes --json, read from the parser (a new one is
+    covered without touching this test): one JSON object on standard output
+    whose "format" is output.JSON_FORMAT."""
+    from cronpolicy.tooling.cli import build_parser
+    from cronpolicy.tooling.output import JSON_FORMAT
+    crontab = tmp_path / "web1"
+    crontab.write_text("0 * * * * publish-distro\n")
+    commands = _json_commands(build_parser())
+    assert len(commands) >= 19, [path for path, _ in commands]
+    for path, parser in commands:
+        argv = list(path) + _required_words(parser, crontab) + JSON_EXTRAS.get(path, [])
+        if path == ("simulate",):
+            argv += ["--crontab", str(crontab)]
+        code, out, err = cli(*argv, "--json")
+        assert code in (exitcodes.OK, exitcodes.WOULD_SKIP, exitcodes.OVERDUE), (argv, err)
+        document = json.loads(out)
+        assert isinstance(document, dict) and document["format"] == JSON_FORMAT, argv
+
+
+@pytest.mark.parametrize("argv, wanted", [
+    (["status", "--help"], {"cronpolicy.tooling.fleet_commands"}),
+    (["deploy", "wait", "--json"], {"cronpolicy.tooling.deploy_commands"}),
+    (["--version"], set()), (["--help"], set()), (["no-such-command"], set())])
+def test_a_command_imports_its_own_module_only(argv, wanted):
+    """The parser of one command imports that command's module alone (the
+    read commands answer in less time than importing them all takes), and
+    the command words alone need none."""
+    probe = ("import sys\n"
+             "from cronpolicy.tooling.cli import COMMANDS, build_parser\n"
+             "build_parser(sys.argv[1:])\n"
+             "print(' '.join(sorted({module for _, module, _ in COMMANDS if module}"
+             " & set(sys.modules))))\n")
+    result = subprocess.run([sys.executable, "-c", probe] + argv, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert set(result.stdout.split()) == wanted

@@ -212,7 +212,7 @@ def test_a_user_crontab_is_never_taken_for_a_system_one(tmp_path):
     mine = tmp_path / "mine"
     mine.write_text("30 2 * * * backup --config ~/.backup.conf\n")
     code, out, _ = cronpolicy(tmp_path, "names", "--json", str(mine))
-    [row] = json.loads(out)
+    [row] = json.loads(out)["jobs"]
     assert (row["format"], row["name"], row["user"]) == ("user", "backup", None)
 
 

@@ -196,7 +196,7 @@ def test_names_lists_each_job_beside_its_line(tmp_path, host):
     assert any(line.startswith("nightly-export") and "comment" in line and host[1] + ":3" in line
                for line in lines)
     code, out, _ = cronpolicy(tmp_path, "names", "--json", *host)
-    rows = json.loads(out)
+    rows = json.loads(out)["jobs"]
     assert [(row["name"], row["from"], row["format"], row["line"]) for row in rows] == [
         ("certbot", "program", "system", 2), ("tool-a", "program", "system", 3),
         ("tool-b", "program", "system", 1), ("nightly-export", "comment", "system", 3),
@@ -207,17 +207,17 @@ def test_names_lists_each_job_beside_its_line(tmp_path, host):
 def test_names_reads_standard_input_as_a_user_crontab(tmp_path):
     code, out, _ = cronpolicy(tmp_path, "names", "--json", stdin=USER_CRONTAB.encode())
     assert code == exitcodes.OK
-    assert [row["name"] for row in json.loads(out)] == ["publish-distro", "tool"]
+    assert [row["name"] for row in json.loads(out)["jobs"]] == ["publish-distro", "tool"]
 
 
 def test_the_format_flags_decide_for_every_file(tmp_path, host):
     _, out, _ = cronpolicy(tmp_path, "names", "--json", "--user", host[0])
     # Read as a user crontab, the user field is the program.
-    rows = json.loads(out)
+    rows = json.loads(out)["jobs"]
     assert rows and all(row["format"] == "user" and row["name"].startswith("root")
                         for row in rows)
     _, out, _ = cronpolicy(tmp_path, "names", "--json", "--system", host[2])
-    rows = json.loads(out)
+    rows = json.loads(out)["jobs"]
     assert [(row["format"], row["user"]) for row in rows] == [
         ("system", "/srv/bin/publish-distro")]
 

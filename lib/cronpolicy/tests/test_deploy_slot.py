@@ -135,16 +135,16 @@ def test_overdue_by_schedule_and_starving(cli, dba):
     run_row(dba, "succeeded", -3 * 3600)
     code, out, err = cli("overdue", "--json")
     assert code == 8, err
-    [late] = [report for report in json.loads(out) if report["kind"] == "schedule"]
+    [late] = [report for report in json.loads(out)["reports"] if report["kind"] == "schedule"]
     assert (late["name"], late["host"], late["overdue"], late["starving"]) == (
         "hourly", "web1", True, 0)
     run_row(dba, "succeeded", -60)
     code, out, _ = cli("overdue", "--json")
-    assert code == 0 and json.loads(out) == []
+    assert code == 0 and json.loads(out)["reports"] == []
     for index, block in enumerate(("deploy:2026-12-01T10:00:00Z", "window:7", "window:8")):
         run_row(dba, "skipped", -50 + index * 10, decision="in-window", block=block)
     code, out, _ = cli("overdue", "--json")
-    [starving] = json.loads(out)
+    [starving] = json.loads(out)["reports"]
     assert code == 8 and starving["starving"] == 3 and starving["state"] == "starving"
     code, out, _ = cli("overdue", "--starving", "4")
     assert code == 0 and "nothing overdue" in out
@@ -160,7 +160,7 @@ def test_a_schedule_registered_now_is_not_overdue_for_starts_before(cli, dba):
     dba.execute("INSERT INTO cronpolicy.script_schedule (name, host, schedule)"
                 " VALUES ('nightly', 'web1', '0 2 * * *')")
     code, out, _ = cli("overdue", "--json")
-    assert code == 0 and json.loads(out) == []
+    assert code == 0 and json.loads(out)["reports"] == []
 
 
 def test_starving_counts_rollouts_not_runs(cli, dba):
@@ -174,7 +174,7 @@ def test_starving_counts_rollouts_not_runs(cli, dba):
             run_row(dba, "skipped", -3 * 3600 + rollout * 3600 + minute * 60,
                     decision="deploy-pending", block="deploy:2026-12-0%dT10:00:00Z" % (rollout + 1))
     code, out, _ = cli("overdue", "--json")
-    [report] = json.loads(out)
+    [report] = json.loads(out)["reports"]
     assert report["starving"] == 3 and report["state"] == "starving"
 
 
@@ -298,7 +298,7 @@ def test_one_absurd_runtime_is_named_and_left_out_never_the_whole_answer_lost(cl
     slot = json.loads(answers[("deploy", "slot")])
     assert slot["candidates"] and all(start["name"] == "sane" for candidate in slot["candidates"]
                                       for start in candidate["skipped_starts"])
-    [report] = [report for report in json.loads(answers[("overdue", "--all")])
+    [report] = [report for report in json.loads(answers[("overdue", "--all")])["reports"]
                 if report["kind"] == "schedule"]
     assert report["name"] == "sane"
     assert 'cronpolicy_next_start_timestamp_seconds{script="sane",host="web1"}' in \
@@ -428,13 +428,13 @@ def test_overdue_all_says_succeeded_since_only_when_it_did(cli, dba):
     run_row(dba, "succeeded", -3 * 3600)
     code, out, err = cli("overdue", "--all", "--json")
     assert code == 0, err
-    [report] = json.loads(out)
+    [report] = json.loads(out)["reports"]
     assert report["overdue"] is False and report["state"] == "ok"
     assert "succeeded since" not in report["detail"]
     assert "known only since" in report["detail"] and "last success: " in report["detail"]
     run_row(dba, "succeeded", -60)
     code, out, _ = cli("overdue", "--all", "--json")
-    [report] = json.loads(out)
+    [report] = json.loads(out)["reports"]
     # Its last start came before the schedule was known; it succeeded since anyway.
     assert report["detail"].startswith("succeeded since its last scheduled start")
 

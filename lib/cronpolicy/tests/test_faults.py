@@ -241,7 +241,7 @@ def test_prune_deletes_in_batches_but_keeps_estimates_and_running_runs(dba, cli)
     assert dba.scalar("SELECT count(*) FROM cronpolicy.script_run WHERE status = 'skipped'") == 3
     assert dba.scalar("SELECT count(*) FROM cronpolicy.script_run WHERE status = 'failed'") == 0
     code, out, _ = cli("estimate", "old-job", "--json")
-    assert json.loads(out)[0]["runs_considered"] == 20
+    assert json.loads(out)["estimates"][0]["runs_considered"] == 20
 
 
 # Bad input never corrupts state ------------------------------------------------

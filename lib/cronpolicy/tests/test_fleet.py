@@ -49,7 +49,7 @@ def test_overdue_says_why_each_job_is_late(cli, dba):
     build_history(dba)
     code, out, _ = cli("overdue", "--json")
     assert code == exitcodes.OVERDUE
-    reports = {report["name"]: report for report in json.loads(out)}
+    reports = {report["name"]: report for report in json.loads(out)["reports"]}
     assert sorted(reports) == ["nightly-report", "publish-distro", "sync-mirror"]
     assert reports["publish-distro"]["state"] == "skipped"
     assert "3 times" in reports["publish-distro"]["detail"]
@@ -60,7 +60,7 @@ def test_overdue_says_why_each_job_is_late(cli, dba):
     assert reports["nightly-report"]["interval_source"] == "policy"
     assert "no run started since 20" in reports["nightly-report"]["detail"]
     code, out, _ = cli("overdue", "--all", "--json")
-    fresh = {report["name"]: report for report in json.loads(out)}["fresh-job"]
+    fresh = {report["name"]: report for report in json.loads(out)["reports"]}["fresh-job"]
     # Healthy is not "not started" (it once said so for every healthy script).
     assert (fresh["overdue"], fresh["state"]) == (False, "ok")
     assert re.match(r"succeeded 1[89]m\d*s? ago$", fresh["detail"]), fresh["detail"]

@@ -116,7 +116,7 @@ def test_a_login_cannot_write_rows_as_another_host(two_hosts, pg_dsn, tmp_path):
     assert dba.scalar("SELECT count(*) FROM cronpolicy.script_run") == runs + 1
     assert dba.scalar("SELECT count(*) FROM cronpolicy.run_slot WHERE host = 'web1'") == 0
     listed = cli(env1, "schedule", "list", "--json")
-    assert [(row["host"], row["schedule"]) for row in json.loads(listed.stdout)
+    assert [(row["host"], row["schedule"]) for row in json.loads(listed.stdout)["schedules"]
             if row["name"] == "publish-distro"] == [("web1", "0 * * * *"), ("web2", "@hourly")]
 
 

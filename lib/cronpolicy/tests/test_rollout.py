@@ -420,7 +420,7 @@ def test_an_abandoned_run_lasts_about_as_long_as_it_really_ran(dsn, tmp_path):
 
     def abandoned():
         assert cronpolicy(env, "status").returncode == 0
-        return [run for run in json.loads(cronpolicy(env, "history", "--json").stdout)
+        return [run for run in json.loads(cronpolicy(env, "history", "--json").stdout)["runs"]
                 if run["status"] == "abandoned"]
     wait_for(abandoned, 60, "the run to be recorded as abandoned")
     [run] = abandoned()

@@ -308,7 +308,7 @@ def test_a_rollout_said_to_begin_in_the_future_can_be_waited_for_and_ended(cli, 
     dba.execute("INSERT INTO cronpolicy.rollout (kind, reason, began_at) VALUES ('full',"
                 " 'tomorrow', %s)" % dba.now_plus(86400))
     code, out, err = cli("rollouts", "--json")
-    [row] = json.loads(out)
+    [row] = json.loads(out)["rollouts"]
     assert code == 0 and row["state"] == "open" and row["open_seconds"] >= 0
     code, out, err = cli("deploy", "wait", "1", "--timeout", "2s")
     assert code == 0, err
@@ -424,7 +424,7 @@ def test_deploy_run_killed_leaves_its_rollout_open_and_its_owner_lost(scripts, s
         wait_for(lambda: cronpolicy(script_env, "overdue").returncode == exitcodes.OVERDUE,
                  timeout=30, what="owner lost")
         assert time.monotonic() - began < 10            # within the lease, give or take
-        [row] = json.loads(cronpolicy(script_env, "rollouts", "--json").stdout)
+        [row] = json.loads(cronpolicy(script_env, "rollouts", "--json").stdout)["rollouts"]
         assert row["state"] == "open" and row["owner_lost"] and row["owner_pid"] == runner.pid
         assert switch(dba)[0]                          # still stopped: the safe direction
         assert cronpolicy(script_env, "deploy", "end", "1").returncode == 0
@@ -546,7 +546,7 @@ def test_a_rollout_deleted_by_hand_takes_its_awaited_runs_along(cli, dba):
     assert dba.scalar("SELECT count(*) FROM cronpolicy.rollout_awaited") == 0
     cli("deploy", "begin", "--reason", "second")
     code, out, _ = cli("rollouts", "--json")
-    assert all(row["awaited"] == [] for row in json.loads(out))
+    assert all(row["awaited"] == [] for row in json.loads(out)["rollouts"])
 
 
 @pytest.mark.parametrize("when", ["waiting", "running"])

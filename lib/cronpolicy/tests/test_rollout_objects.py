@@ -264,9 +264,9 @@ def test_a_killed_owner_leaves_its_rollout_open_and_says_so_within_the_lease(
         assert cronpolicy(script_env, "overdue").returncode == exitcodes.OK
         runner.kill()                       # kill -9: no chance to end anything
         runner.communicate(timeout=30)
-        wait_for(lambda: json.loads(cronpolicy(script_env, "rollouts", "--json").stdout)[0][
-            "owner_lost"], timeout=30, what="owner lost")
-        [row] = json.loads(cronpolicy(script_env, "rollouts", "--json").stdout)
+        wait_for(lambda: json.loads(cronpolicy(script_env, "rollouts", "--json").stdout)[
+            "rollouts"][0]["owner_lost"], timeout=30, what="owner lost")
+        [row] = json.loads(cronpolicy(script_env, "rollouts", "--json").stdout)["rollouts"]
         assert row["state"] == "open" and row["owner_pid"] == runner.pid
         assert switch(dba)[0]                          # the safe direction: still stopped
         status = cronpolicy(script_env, "status")
@@ -288,7 +288,7 @@ def test_a_rollout_open_past_its_expectation_is_overdue(cli, dba):
     cli("deploy", "begin", "--service", "mail")          # no --expect: an hour by default
     wait_for(lambda: cli("overdue")[0] == exitcodes.OVERDUE, timeout=20, what="overdue")
     code, out, _ = cli("overdue", "--json")
-    [late] = [entry for entry in json.loads(out) if entry.get("rollout")]
+    [late] = [entry for entry in json.loads(out)["reports"] if entry.get("rollout")]
     assert late["rollout"] == 1 and "overdue: open" in late["detail"] and "expected 1s" in \
         late["detail"]
     code, out, _ = cli("metrics")
@@ -338,7 +338,7 @@ def test_a_code_only_rollout_waits_for_four_of_twenty_and_nobody_else(scripts, s
         for name in names[:4]:
             assert running[name].wait(timeout=60) == 0
         assert all(running[name].poll() is None for name in names[4:])   # untouched
-        [record] = json.loads(cronpolicy(script_env, "rollouts", "--json").stdout)
+        [record] = json.loads(cronpolicy(script_env, "rollouts", "--json").stdout)["rollouts"]
         assert (record["kind"], record["services"], record["state"]) == (
             "services", ["xmlrpc"], "ended")
         assert sorted(run["name"] for run in record["awaited"]) == names[:4]

@@ -258,7 +258,7 @@ def test_import_registers_each_job_as_wrap_names_it_in_the_zone_cron_reads(cli, 
     outcome = json.loads(out)
     assert (outcome["changed"], outcome["removed"]) == (["publish-distro"], ["nightly-report"])
     code, out, _ = cli("schedule", "list", "--json")
-    [row] = json.loads(out)
+    [row] = json.loads(out)["schedules"]
     assert (row["name"], row["schedule"], row["schedule_source"]) == (
         "publish-distro", "*/5 * * * *", "crontab")
     assert row["next_start"] is not None
@@ -325,7 +325,7 @@ def test_a_script_declares_its_schedule_and_the_commands_show_it(scripts, dba, c
     assert dba.execute("SELECT schedule, schedule_tz FROM cronpolicy.script_run") == [
         ("30 2 * * *", "Europe/Paris")]
     code, out, _ = cli("estimate", "nightly", "--json")
-    [row] = json.loads(out)
+    [row] = json.loads(out)["estimates"]
     assert (row["schedule"], row["schedule_tz"], row["schedule_source"]) == (
         "30 2 * * *", "Europe/Paris", FROM_SCRIPT)
     next_start = datetime.datetime.fromisoformat(row["next_start"])

@@ -13,9 +13,16 @@ directly.  Decisions are never re-derived here; they are asked of
 
 Modules (a test keeps this list complete):
 
-    cli               the parser and main(argv) -> int: words to command modules
-    commands          plain command functions (status, check, history, ...)
-    output            JSON, tables, the live table, one-line summaries
+    cli               main(argv) -> int: command words to their modules, the parser built of them
+    output            JSON (its format version), tables, the live table, one-line summaries
+    schema_commands   schema upgrade / roles
+    fleet_commands    status, disable, enable
+    window_commands   window add / list / cancel
+    deploy_commands   deploy begin / end / wait / plan / slot
+    audit_commands    audit, why
+    watch_commands    overdue, metrics
+    maintenance_commands  flush, prune
+    history_commands  history, estimate, check
     database          SQLAlchemy engines and transactions
     tables            the schema's contract for SQLAlchemy
     run_command       `cronpolicy run`: any command behind the gate

@@ -186,6 +186,16 @@ def _start_taken(ticket, slot):
         os.close(slot)
 
 
+def add_arguments(parsers):
+    """The parser of catch-up (see cli.CommandParsers)."""
+    add, common, reader = parsers.add, parsers.common, parsers.reader
+    sub = add("catch-up", "cmd_catch_up", parents=(common, reader))
+    sub.add_argument("--dry-run", action="store_true", help="say what it would start, start "
+                                                            "nothing, keep every ticket")
+    sub.add_argument("-v", "--verbose", action="store_true",
+                     help="also say which tickets wait, and why")
+
+
 def cmd_catch_up(args, settings):
     from cronpolicy import exitcodes
     from cronpolicy.rows import to_time
@@ -198,7 +208,7 @@ def cmd_catch_up(args, settings):
     if args.json:
         for row in rows:
             row["skipped_at"] = to_time(row["skipped_at"])
-        print_json(rows)
+        print_json(rows, "tickets")
     else:
         said = [row for row in rows
                 if row["action"] != WAITING or args.verbose or args.dry_run]

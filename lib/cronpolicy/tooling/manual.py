@@ -249,6 +249,16 @@ def _option_lines(parser):
 
 # The commands ----------------------------------------------------------------------------
 
+def add_arguments(parsers):
+    """The parsers of completion and man (see cli.CommandParsers)."""
+    add = parsers.add
+    sub = add("completion", "cmd_completion", parents=())
+    sub.add_argument("shell", choices=("bash", "zsh"), help="bash or zsh")
+    sub.set_defaults(needs_settings=False)
+    sub = add("man", "cmd_man", parents=())
+    sub.set_defaults(needs_settings=False)
+
+
 def cmd_completion(args, settings):
     import sys
     sys.stdout.write(completion(args.shell))

@@ -77,16 +77,35 @@ def _jsonable(value):
     raise TypeError("cannot serialise %r" % (value,))
 
 
-#: The version of every --json output's format: what may change without a
-#: bump is in docs/operators.txt, "The cronpolicy command" (new keys, their
-#: order); a key renamed or removed, or a value's type changed, bumps it
-#: (and the release's MAJOR, see CHANGELOG.txt).  `cronpolicy --version`
-#: says it.
+#: The version of every --json output's format, which each carries as its
+#: top-level "format" key (print_json puts it there): what may change without
+#: a bump is in docs/operators.txt, "The cronpolicy command" (new keys, their
+#: order); a key renamed or removed, or a value's type changed, bumps it (and
+#: the release's MAJOR, see CHANGELOG.txt).  `cronpolicy --version` says it.
 JSON_FORMAT = 1
 
 
-def print_json(data):
-    print(json.dumps(data, default=_jsonable, indent=2, sort_keys=True))
+def print_json(data, key=None):
+    """``data`` as --json prints it, always an object that carries the format
+    version: an object gets the key "format"; a list (of runs, windows...)
+    goes under ``key``, beside "format" (a bare array has no place for it)."""
+    document = {"format": JSON_FORMAT, key: data} if key else dict(data, format=JSON_FORMAT)
+    print(json.dumps(document, default=_jsonable, indent=2, sort_keys=True))
+
+
+def show(json_wanted, rows, key, nothing, columns):
+    """How a command that lists rows answers: with --json the rows (under
+    ``key``, see print_json); else the line ``nothing`` when there are none;
+    else their table (``columns`` as print_table takes them, or a function
+    that prints the rows its own way)."""
+    if json_wanted:
+        print_json(rows, key)
+    elif not rows:
+        print(nothing)
+    elif callable(columns):
+        columns(rows)
+    else:
+        print_table(rows, columns)
 
 
 def print_table(rows, columns):
@@ -97,6 +116,17 @@ def print_table(rows, columns):
     # One write for the table (deploy plan's may have thousands of lines).
     print("\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
                     for line in cells))
+
+
+def warn(message):
+    print("cronpolicy: warning: %s" % message, file=sys.stderr)
+
+
+def schedule_text(row):
+    """A row's schedule and its zone, as the tables show it."""
+    if not row["schedule"]:
+        return "-"
+    return "%s (%s)" % (row["schedule"], row["schedule_tz"] or "UTC")
 
 
 def one_line(text):

@@ -20,6 +20,7 @@ What is said of a rollout, on the database clock:
 """
 
 from cronpolicy import exitcodes, policy
+from cronpolicy.arguments import positive_int
 from cronpolicy.store.reads import reading
 from cronpolicy.timeutil import format_duration, format_time
 from cronpolicy.tooling.output import quote
@@ -102,16 +103,17 @@ def recorded(settings, limit=20):
     return now, found
 
 
+def add_arguments(parsers):
+    """The parser of rollouts (see cli.CommandParsers)."""
+    add, common, reader = parsers.add, parsers.common, parsers.reader
+    sub = add("rollouts", "cmd_rollouts", parents=(common, reader))
+    sub.add_argument("--limit", type=positive_int, default=20, help="how many (default 20)")
+
+
 def cmd_rollouts(args, settings):
-    from cronpolicy.tooling.output import print_json, print_table
+    from cronpolicy.tooling.output import show
     now, found = recorded(settings, args.limit)
-    if args.json:
-        print_json(found)
-        return exitcodes.OK
-    if not found:
-        print("no rollouts recorded")
-        return exitcodes.OK
-    print_table(found, [
+    show(args.json, found, "rollouts", "no rollouts recorded", [
         ("ID", lambda r: r["id"]),
         ("KIND", lambda r: r["kind"]),
         ("SERVICES", lambda r: ",".join(r["services"]) or "-"),

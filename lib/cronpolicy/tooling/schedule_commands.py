@@ -3,12 +3,40 @@
 import sys
 
 from cronpolicy import exitcodes
-from cronpolicy.tooling.output import print_json, print_table
+from cronpolicy.arguments import script_name
+from cronpolicy.tooling.output import print_json, show
 from cronpolicy.timeutil import format_time
 
 
 def _warn(message):
     print("cronpolicy schedule: %s" % message, file=sys.stderr)
+
+
+def add_arguments(parsers):
+    """The parsers of schedule import and list (see cli.CommandParsers)."""
+    add, group, common, reader = parsers.add, parsers.group, parsers.common, parsers.reader
+    schedule_commands = group("schedule", "schedule_command")
+    sub = add("import", "cmd_schedule_import",
+              "register the schedules of this host's crontab jobs (names as crontab wrap "
+              "gives them)", (common, reader), subparsers=schedule_commands)
+    sub.add_argument("files", nargs="*", metavar="FILE",
+                     help="crontab files, all of this host (default: standard input)")
+    formats = sub.add_mutually_exclusive_group()
+    formats.add_argument("--system", dest="format", action="store_const", const="system",
+                         help="every file is a system crontab (with a user field)")
+    formats.add_argument("--user", dest="format", action="store_const", const="user",
+                         help="every file is a user crontab")
+    sub.add_argument("--tz", metavar="ZONE",
+                     help="the time zone of the lines with no CRON_TZ above them (default: "
+                          "this host's, from /etc/timezone or /etc/localtime)")
+    sub.add_argument("--replace", action="store_true",
+                     help="also remove this host's registrations that no job names any more")
+    sub = add("list", "cmd_schedule_list", "each script's schedule on each host, with its "
+                                           "next start", (common, reader),
+              subparsers=schedule_commands)
+    sub.add_argument("--host", default="*", help="only these hosts (glob)")
+    sub.add_argument("--script", default="*", type=script_name, help="only these scripts (glob)")
+    sub.add_argument("--all", action="store_true", help="also scripts with no schedule known")
 
 
 def cmd_schedule_import(args, settings):
@@ -53,16 +81,11 @@ def cmd_schedule_list(args, settings):
     rows = [dict({"name": name, "host": host}, **describe(schedule, inputs.now))
             for (name, host), schedule in found.items()
             if schedule is not None or args.all]
-    if args.json:
-        print_json(rows)
-        return exitcodes.OK
-    if not rows:
-        print("no schedules known (cronpolicy schedule import registers a host's crontab)")
-        return exitcodes.OK
-    print_table(rows, [("SCRIPT", lambda r: r["name"]), ("HOST", lambda r: r["host"]),
-                       ("SCHEDULE", lambda r: r["schedule"] or "-"),
-                       ("ZONE", lambda r: r["schedule_tz"] or ("UTC" if r["schedule"] else "-")),
-                       ("NEXT START", lambda r: format_time(r["next_start"])
-                        if r["next_start"] else "-"),
-                       ("FROM", lambda r: r["schedule_origin"] or "-")])
+    show(args.json, rows, "schedules",
+         "no schedules known (cronpolicy schedule import registers a host's crontab)", [
+             ("SCRIPT", lambda r: r["name"]), ("HOST", lambda r: r["host"]),
+             ("SCHEDULE", lambda r: r["schedule"] or "-"),
+             ("ZONE", lambda r: r["schedule_tz"] or ("UTC" if r["schedule"] else "-")),
+             ("NEXT START", lambda r: format_time(r["next_start"]) if r["next_start"] else "-"),
+             ("FROM", lambda r: r["schedule_origin"] or "-")])
     return exitcodes.OK

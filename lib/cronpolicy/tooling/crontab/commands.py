@@ -11,7 +11,7 @@ from cronpolicy.tooling.crontab.host import (
     STDIN, SYSTEM, USER, Crontab, detect_system, wrap_files)
 from cronpolicy.tooling.crontab.lines import (
     MAX_COMMAND_BYTES, program_problem, unwrap, write_crontab)
-from cronpolicy.tooling.output import print_json, print_table
+from cronpolicy.tooling.output import show
 
 _PROGRAM = "cronpolicy crontab"
 
@@ -89,6 +89,49 @@ def _warn(crontab, number, message):
           file=sys.stderr)
 
 
+def add_arguments(parsers):
+    """The parsers of crontab wrap, unwrap and names (see cli.CommandParsers)."""
+    add, group, reader = parsers.add, parsers.group, parsers.reader
+    crontab_commands = group("crontab", "crontab_command")
+    for name, function, help_text in (
+            ("wrap", "cmd_crontab_wrap", "the crontabs with every job run through "
+                                       "`cronpolicy run` (idempotent)"),
+            ("unwrap", "cmd_crontab_unwrap", "the crontabs as they were before wrap"),
+            ("names", "cmd_crontab_names", "the name wrap gives each job, beside its line")):
+        # No --dsn, no settings: wrapping a crontab is text in, text out.
+        sub = add(name, function, help_text, parents=(reader,) if name == "names" else (),
+                  subparsers=crontab_commands)
+        sub.set_defaults(needs_settings=False)
+        sub.add_argument("files", nargs="*", metavar="FILE",
+                         help="crontab files, all of one host (default: standard input)")
+        formats = sub.add_mutually_exclusive_group()
+        formats.add_argument("--system", dest="format", action="store_const", const="system",
+                             help="every file is a system crontab (/etc/crontab, /etc/cron.d): "
+                                  "a user field (default: told per file)")
+        formats.add_argument("--user", dest="format", action="store_const", const="user",
+                             help="every file is a user crontab (no user field)")
+        if name == "names":
+            continue
+        if name == "wrap":
+            sub.add_argument("--program", help="path of cronpolicy to write into the lines "
+                                               "(default: this one)")
+            sub.add_argument("--register", action="store_true",
+                             help="also register the jobs' schedules for this host, as "
+                                  "`cronpolicy schedule import` does (needs the database)")
+        else:
+            sub.add_argument("--legacy", action="store_true",
+                             help="also restore lines wrapped before wrap marked its lines "
+                                  "(--from-crontab); a hand-written line in that form too")
+        where = sub.add_mutually_exclusive_group()
+        where.add_argument("--in-place", action="store_true",
+                           help="replace each file (its previous content kept as "
+                                ".NAME.cronpolicy-orig beside it)")
+        where.add_argument("--output-dir", metavar="DIR",
+                           help="write each result to DIR/<its absolute path>")
+        sub.add_argument("--no-backup", dest="backup", action="store_false",
+                         help="with --in-place: keep no copy of the previous content")
+
+
 def cmd_crontab_wrap(args, settings):
     program = _default_program() if args.program is None else args.program
     problem = program_problem(program)
@@ -152,16 +195,10 @@ def cmd_crontab_names(args, settings):
             _warn(result.crontab, number, message)
     for row, job in zip(rows, (job for result in results for job in result.jobs)):
         row["left_as_it_is"] = job.left
-    if args.json:
-        print_json(rows)
-    elif rows:
-        print_table(rows, [("NAME", lambda r: r["name"]),
-                           ("FROM", lambda r: r["from"]),
-                           ("WHERE", lambda r: "%s:%d" % (r["file"], r["line"])),
-                           ("USER", lambda r: r["user"] or "-"),
-                           ("COMMAND", lambda r: r["command"] + (
-                               "   (left as it is: %s)" % r["left_as_it_is"]
-                               if r["left_as_it_is"] else ""))])
-    else:
-        print("no jobs")
+    show(args.json, rows, "jobs", "no jobs", [
+        ("NAME", lambda r: r["name"]), ("FROM", lambda r: r["from"]),
+        ("WHERE", lambda r: "%s:%d" % (r["file"], r["line"])),
+        ("USER", lambda r: r["user"] or "-"),
+        ("COMMAND", lambda r: r["command"] + ("   (left as it is: %s)" % r["left_as_it_is"]
+                                              if r["left_as_it_is"] else ""))])
     return exitcodes.OK

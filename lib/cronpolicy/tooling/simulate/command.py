@@ -5,6 +5,7 @@ import copy
 import datetime
 import os
 
+from cronpolicy.arguments import positive_int
 from cronpolicy.errors import UsageError
 from cronpolicy.timeutil import UTC
 from cronpolicy.tooling import planning, simulation
@@ -113,6 +114,68 @@ def instances_from_args(args, settings):
             raise UsageError("--crontab: name a file ([HOST=]FILE; not standard input)")
         return from_crontabs(args.crontab, args.model, args.default_model, args.system), ()
     return from_database(settings)
+
+
+def add_arguments(parsers):
+    """The parser of simulate (see cli.CommandParsers)."""
+    add, common, reader = parsers.add, parsers.common, parsers.reader
+    sub = add("simulate", "cmd_simulate", parents=(common, reader))
+    sub.add_argument("fleet", nargs="?", metavar="FLEET",
+                     help="a fleet file: hosts, their crontabs, a runtime model per job "
+                          "(benchmarks/workload/fleet.json is the reference)")
+    sub.add_argument("--crontab", action="append", default=[], metavar="[HOST=]FILE",
+                     help="a crontab file of a host (repeat; host: the file's name)")
+    sub.add_argument("--model", action="append", default=[],
+                     metavar="NAME=MEDIAN,P95[,true|false|safe:EVERY]",
+                     help="a job's runtimes (lognormal) and whether it may be interrupted")
+    sub.add_argument("--default-model", metavar="MEDIAN,P95[,...]",
+                     help="the model of the jobs --model does not name")
+    sub.add_argument("--from-database", action="store_true",
+                     help="the schedules the policy database knows, models from their history")
+    sub.add_argument("--days", type=float, default=7.0, help="how long to play (default 7)")
+    sub.add_argument("--rollouts", type=int, default=10,
+                     help="how many rollouts, at random times (default 10)")
+    sub.add_argument("--at", action="append", metavar="TIME",
+                     help="a rollout ready at this time instead (ISO 8601, or +D from --start; "
+                          "repeat)")
+    sub.add_argument("--start", metavar="TIME", help="when the play begins, ISO 8601 (default "
+                                                     "2026-01-05T00:00Z, a Monday)")
+    sub.add_argument("--seed", default="1", help="runtimes and rollout times follow from it")
+    sub.add_argument("--seeds", type=int, default=1, metavar="N",
+                     help="play N seeds from --seed on; each figure is their median and range")
+    sub.add_argument("--warm-up", metavar="D",
+                     help="play this long before --start with no rollout, to fill the jobs' "
+                          "histories (default: long enough for every job's estimate)")
+    sub.add_argument("--code-share", type=float, default=0.0, metavar="F",
+                     help="this fraction of the rollouts are code-only (default 0)")
+    sub.add_argument("--restart", metavar="S[,S...]",
+                     help="the services a code-only rollout restarts (default: every service "
+                          "a job needs)")
+    sub.add_argument("--system", action="store_true",
+                     help="--crontab files have a user field (system crontabs), whatever "
+                          "their path")
+    sub.add_argument("--picture-at", metavar="TIME",
+                     help="--svg draws the rollout ready nearest this time (default: the one "
+                          "with cronpolicy's median stall)")
+    for option, default, text in (
+            ("--duration", "30m", "how long a deploy takes once the fleet is quiet"),
+            ("--lead", "1h", "a: how long before the rollout the crontabs are disabled"),
+            ("--announce", "1d", "c, d: how long ahead the rollout window is announced"),
+            ("--max-wait", "30m", "a, b: how long runs are awaited before they are killed"),
+            ("--tolerance", "1h", "d: how far past ready the rollout may move"),
+            ("--step", "10m", "d: the slots tried, this far apart"),
+            ("--grace", "10m", "what a run is allowed beyond its estimate before it is "
+                               "overdue")):
+        sub.add_argument(option, default=default,
+                         help="%s (default %s)" % (text, default))
+    sub.add_argument("--margin", metavar="D", help="the cut-off margin (default: the "
+                                                   "configured cutoff_margin)")
+    sub.add_argument("--strategies", default="a,a0,b,b0,c,d",
+                     help="which to play (default a,a0,b,b0,c,d; a0 and b0: a and b "
+                          "awaiting what may not be stopped, never killing)")
+    sub.add_argument("--workers", type=positive_int, help="processes (default: one per CPU)")
+    sub.add_argument("--svg", metavar="FILE",
+                     help="also draw one rollout under each strategy and every stall here")
 
 
 def cmd_simulate(args, settings):

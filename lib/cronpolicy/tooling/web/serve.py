@@ -13,6 +13,7 @@ import os
 import sys
 
 from cronpolicy import config, exitcodes
+from cronpolicy.arguments import positive_number
 from cronpolicy.errors import UsageError
 
 #: waitress's worker threads: a page, its polls, and a few JSON readers.
@@ -65,6 +66,21 @@ def check_writer(settings, allow_writer, warn):
                          "cronpolicy_reader, see docs/dbas.txt), or pass --allow-writer" % what)
     warn("WARNING: %s; serving anyway (--allow-writer). The dashboard itself writes nothing."
          % what)
+
+
+def add_arguments(parsers):
+    """The parser of serve (see cli.CommandParsers)."""
+    add = parsers.add
+    sub = add("serve", "cmd_serve")
+    sub.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT",
+                     help="where to answer (default 127.0.0.1:8080; past loopback a --token "
+                          "is needed)")
+    sub.add_argument("--token", metavar="T", help="every request must carry it (Authorization: "
+                                                  "Bearer T); default $CRONPOLICY_SERVE_TOKEN")
+    sub.add_argument("--allow-writer", action="store_true",
+                     help="serve even through a login that can write (refused otherwise)")
+    sub.add_argument("--refresh", type=positive_number, default=5.0, metavar="SECONDS",
+                     help="how often the page looks again (default 5)")
 
 
 def cmd_serve(args, settings):

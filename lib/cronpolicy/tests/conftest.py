@@ -21,6 +21,9 @@ from cronpolicy import schema
 from cronpolicy.store.sqlite import open_sqlite
 from cronpolicy.config import sqlite_path
 
+from . import layers
+from .layers import _unit_stays_in_process  # noqa: F401 (autouse: unit tests stay in process)
+
 DEFAULT_SERVER_DSN = "postgresql://127.0.0.1:5432/postgres"
 BACKENDS = ("postgresql", "sqlite")
 
@@ -34,7 +37,8 @@ SERVER_FIXTURES = frozenset((
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: spawns many real processes; still run in CI")
     config.addinivalue_line("markers", "postgresql: needs the PostgreSQL server (marked by "
-                                       "its fixtures); `-m 'not postgresql'` is the unit layer")
+                                       "its fixtures)")
+    layers.configure(config)
 
 
 def pytest_collection_modifyitems(items):
@@ -47,6 +51,7 @@ def pytest_collection_modifyitems(items):
                 isinstance(value, str) and value.startswith(("postgresql", "pgbouncer-"))
                 for value in params):
             item.add_marker(pytest.mark.postgresql)
+        layers.mark(item)
 
 
 def pytest_runtest_setup(item):

@@ -95,6 +95,7 @@ def _audit_as_seen(cli, dba):
             for entry in entries]
 
 
+@pytest.mark.integration
 @pytest.mark.postgresql
 def test_the_audit_reads_the_same_on_both_backends(request, monkeypatch, tmp_path):
     """SQLite's triggers write 1/0, its own time text and seconds where
@@ -165,6 +166,7 @@ def _json_types(value):
             type(None): "null"}[type(value)]
 
 
+@pytest.mark.integration
 @pytest.mark.postgresql
 def test_the_audit_gives_booleans_one_json_type_on_both_backends(request, monkeypatch, tmp_path):
     """Python's 0 == False hides what a JSON reader sees: compare types."""

@@ -611,6 +611,7 @@ def test_disable_and_its_advice_disable_exactly_what_was_asked(cli, dba, rows, n
             script, machine, rows, name, host)
 
 
+@pytest.mark.integration
 def test_a_command_with_no_dsn_configured_says_it_reads_the_local_file(tmp_path):
     """Issue 26.13: with no --dsn, CRONPOLICY_DSN or dsn in the config file,
     the local SQLite file answers, and the output says so (a forgotten

@@ -141,6 +141,7 @@ def test_lines_are_split_on_newlines_only(text):
         assert "cronpolicy run" in wrapped
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("program", ["/opt/my tools/cronpolicy", "/opt/it's/cronpolicy",
                                      "/usr/local/bin/cronpolicy", "cronpolicy"])
 def test_the_program_path_is_quoted_for_the_shell(program, tmp_path):
@@ -155,6 +156,7 @@ def test_the_program_path_is_quoted_for_the_shell(program, tmp_path):
     assert words == [program]
 
 
+@pytest.mark.integration
 def test_the_command_wraps_any_bytes_and_gives_them_back(tmp_path):
     """Through the real command: CRLF, a form feed, Latin-1 (not UTF-8),
     control characters; once, the output escaped \\r as text."""
@@ -174,6 +176,7 @@ def test_the_command_wraps_any_bytes_and_gives_them_back(tmp_path):
     assert back.returncode == 0 and back.stdout == original
 
 
+@pytest.mark.integration
 def test_a_job_too_long_for_cron_once_wrapped_is_left_and_named(tmp_path):
     """Issue 13.3: a 950-byte command became 1040 bytes, and Debian's cron
     then refused the whole crontab ("command too long")."""

@@ -107,6 +107,7 @@ def test_a_wrapped_cronscript_named_otherwise_is_one_run_under_the_wrappers_name
         ("report-daily", "succeeded"), ("report-daily", "skipped")]
 
 
+@pytest.mark.integration
 def test_wrap_warns_about_a_command_that_puts_itself_in_the_background(tmp_path):
     """Issue 26.11: the gate sees such a command's shell end at once."""
     crontab = tmp_path / "mine"
@@ -141,6 +142,7 @@ def test_a_name_cron_or_cronpolicy_run_would_misread_is_refused(name):
     assert result.warnings and "not used" in result.warnings[0][1]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("program", ["/opt/100%/cronpolicy", "/opt/a\nb/cronpolicy",
                                      "/opt/bin/cp", "", "/opt/x\\/cronpolicy"])
 def test_a_program_cron_would_misread_is_refused(tmp_path, program):
@@ -172,6 +174,7 @@ def test_two_comments_giving_one_name_are_warned_about():
     assert len([w for w in result.warnings if "share one lock" in w[1]]) == 2
 
 
+@pytest.mark.integration
 def test_a_rename_that_fails_half_way_puts_everything_back(tmp_path):
     first, second = tmp_path / "a", tmp_path / "b"
     first.write_text("* * * * * /srv/bin/one\n")
@@ -185,6 +188,7 @@ def test_a_rename_that_fails_half_way_puts_everything_back(tmp_path):
     assert not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
 
 
+@pytest.mark.integration
 def test_output_dir_does_not_follow_a_link_beneath_it(tmp_path):
     source = tmp_path / "src" / "crontab"
     source.parent.mkdir()
@@ -199,6 +203,7 @@ def test_output_dir_does_not_follow_a_link_beneath_it(tmp_path):
     assert os.listdir(str(victim)) == []
 
 
+@pytest.mark.integration
 def test_crontab_commands_need_no_configuration(tmp_path):
     env = dict(os.environ, CRONPOLICY_DSN="", CRONPOLICY_CONFIG=str(tmp_path / "missing"))
     result = subprocess.run([sys.executable, "-m", "cronpolicy", "crontab", "wrap"],
@@ -208,6 +213,7 @@ def test_crontab_commands_need_no_configuration(tmp_path):
     assert b"cronpolicy run one" in result.stdout
 
 
+@pytest.mark.integration
 def test_a_user_crontab_is_never_taken_for_a_system_one(tmp_path):
     mine = tmp_path / "mine"
     mine.write_text("30 2 * * * backup --config ~/.backup.conf\n")
@@ -249,6 +255,7 @@ def test_a_name_comment_with_a_second_word_says_what_it_ignored():
     assert "ignored 'b'" in message and "not used" not in message
 
 
+@pytest.mark.integration
 def test_no_backup_writes_a_file_whose_name_ends_like_a_backup(tmp_path):
     path = tmp_path / "x.cronpolicy-orig"
     path.write_text("* * * * * /srv/bin/one\n")
@@ -261,6 +268,7 @@ def test_commands_that_differ_in_spacing_are_different_jobs():
     assert len(set(names("* * * * * printf 'a  b'\n* * * * * printf 'a b'\n"))) == 2
 
 
+@pytest.mark.integration
 def test_closed_stdin_and_a_full_disk_are_one_line(tmp_path):
     config = tmp_path / "none.conf"
     config.write_text("[cronpolicy]\n")

@@ -119,6 +119,7 @@ def test_names_mean_the_job():
             "send-bug-notifications", "expire-questions"} <= names
 
 
+@pytest.mark.integration
 def test_the_shell_receives_exactly_the_original_command(tmp_path):
     """Every job of the corpus, wrapped, then cut by (a model of) cron and
     run by /bin/sh: cronpolicy gets the command cron would have given the

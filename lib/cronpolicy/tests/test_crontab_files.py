@@ -21,6 +21,9 @@ CRON_D_B = ("30 1 * * * www-data test -x /usr/sbin/tool && /usr/sbin/tool --b\n"
             "0 3 * * * www-data /srv/bin/export --all\n")
 USER_CRONTAB = "15 * * * * /srv/bin/publish-distro --all\n@reboot /srv/bin/tool\n"
 
+#: Every test here runs the real command in a process.
+pytestmark = pytest.mark.integration
+
 
 def cronpolicy(tmp_path, *argv, stdin=b""):
     config = tmp_path / "none.conf"

@@ -4,6 +4,8 @@ the original command after cron's % processing."""
 
 import os
 
+import pytest
+
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
 from cronpolicy.tooling.crontab import unwrap, wrap
@@ -62,6 +64,7 @@ def test_random_bytes_round_trip_and_wrap_once(data, system):
     assert wrap(wrapped, program="/usr/bin/cronpolicy", system=system) == wrapped
 
 
+@pytest.mark.integration
 @hypothesis_settings(max_examples=DEEP or 150, **SETTINGS)
 @given(command=COMMANDS, schedule=SCHEDULES)
 def test_the_shell_receives_exactly_the_original_command(tmp_path_factory, command, schedule):

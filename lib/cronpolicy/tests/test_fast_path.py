@@ -65,6 +65,7 @@ def started_modules(tmp_path, dsn, config="[cronpolicy]\n"):
         name.split(".")[0] for name in bare}
 
 
+@pytest.mark.integration
 def test_a_sqlite_start_imports_only_what_it_needs(tmp_path):
     config = ("[cronpolicy]\npoll_interval = 1s\nheartbeat_interval = 5s  # a comment\n"
               "[script:noop]\non_database_error = run\n")
@@ -325,6 +326,7 @@ Job().run()
 """
 
 
+@pytest.mark.integration
 def test_durable_sqlite_writes_commit_before_they_are_synced(tmp_path):
     """A skip is INSERT ... RETURNING: it commits only when its rows are
     read, which once happened after synchronous was back at NORMAL; the

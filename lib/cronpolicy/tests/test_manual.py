@@ -46,6 +46,7 @@ def _script(shell, script, line):
         else 'print -l -- "${COMPREPLY[@]}"')
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("shell", ["bash", "zsh"])
 def test_completion_in_a_real_shell(shell, tmp_path):
     program = shutil.which(shell)
@@ -70,6 +71,7 @@ def test_completion_knows_every_command_the_parser_has():
                 assert " %s" % option in script or "'%s" % option in script
 
 
+@pytest.mark.integration
 def test_the_commands_print_them():
     for argv in (["completion", "bash"], ["completion", "zsh"], ["man"]):
         result = subprocess.run([sys.executable, "-m", "cronpolicy", *argv],
@@ -80,6 +82,7 @@ def test_the_commands_print_them():
     assert result.returncode == exitcodes.USAGE and len(result.stderr.splitlines()) == 1
 
 
+@pytest.mark.integration
 def test_the_manual_page_names_every_command_and_groff_reads_it(tmp_path):
     page = manual.manpage()
     for path, _, _ in manual.commands():

@@ -197,6 +197,7 @@ def test_a_cron_script_in_a_release_whose_name_is_not_utf8_runs_with_no_release(
         ("succeeded", None)]
 
 
+@pytest.mark.integration
 def test_crontab_wrap_never_writes_a_name_the_gate_refuses(tmp_path):
     """A name comment that is not UTF-8 is not used (a warning says why), and
     a line an older wrap wrote with such a name is named anew."""

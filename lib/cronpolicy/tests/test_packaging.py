@@ -35,6 +35,7 @@ def cronpolicy_command(*argv, env=None, warnings_are_errors=True):
                           capture_output=True, text=True, timeout=120, env=env)
 
 
+@pytest.mark.integration
 def test_version_is_one_string_in_one_place():
     assert re.match(r"^\d+\.\d+\.\d+$", cronpolicy.__version__)
     result = cronpolicy_command("--version")
@@ -121,6 +122,7 @@ def test_no_re_call_passes_count_or_flags_by_position():
     assert not found
 
 
+@pytest.mark.integration
 def test_no_warnings_under_w_error(tmp_path):
     """The package imported whole, and commands that read a crontab, the
     database and print metrics, under ``python -W error``: a warning would be

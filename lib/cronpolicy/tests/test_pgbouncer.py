@@ -46,6 +46,7 @@ def test_connections_through_a_pooler_that_refuses_options_are_made_without_them
     assert pg_dsn not in pgdriver._refuses_options
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("mode, watch, held", [("transaction", "poll", False),
                                                 ("session", "listen", True)])
 def test_a_running_script_holds_a_pooler_connection_only_to_listen(

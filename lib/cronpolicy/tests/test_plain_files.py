@@ -144,6 +144,7 @@ def test_simulate_svg_refuses_it_before_the_play(tmp_path, kind, capsys):
     assert out == "" and identity(target) == before
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("kind", KINDS)
 def test_crontab_output_dir_refuses_it_and_writes_nothing(tmp_path, kind):
     crontab = tmp_path / "mine"
@@ -160,6 +161,7 @@ def test_crontab_output_dir_refuses_it_and_writes_nothing(tmp_path, kind):
     assert not os.path.lexists(str(out_dir) + str(other))     # nothing half-written
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("kind", KINDS)
 def test_crontab_in_place_refuses_it_as_the_crontab_or_as_its_backup(tmp_path, kind):
     crontab = tmp_path / "mine"
@@ -237,6 +239,7 @@ def test_a_catch_up_ticket_that_is_not_a_plain_file_is_moved_aside_whole(tmp_pat
     assert identity(path + ".rejected") == before
 
 
+@pytest.mark.integration
 def test_a_spool_entry_that_is_not_a_plain_file_is_set_aside_not_waited_on(tmp_path):
     from cronpolicy.spool import Spool
     spool = Spool(str(tmp_path / "spool"))

@@ -69,6 +69,7 @@ def manual_text():
                     for name in manual_files())
 
 
+@pytest.mark.integration
 def test_the_quick_start_script_runs_against_the_in_memory_store(tmp_path):
     quick_start = example_after("Quick start for script authors")
     assert "class PublishDistro(CronScript)" in quick_start
@@ -264,6 +265,7 @@ def test_the_rollouts_examples_run_as_written(script_env, tmp_path, dba):
                        " ORDER BY id") == [(12, True), (13, True), (14, True)]
 
 
+@pytest.mark.integration
 def test_the_crontab_recipes_run(tmp_path):
     """The one-edit wrap and unwrap, the crontab name comment and the
     whole-host recipe, with /etc and /tmp moved under this test's directory
@@ -382,6 +384,7 @@ def test_the_pin_example_runs_as_written(script_env, tmp_path):
 HEADLINE = "What it buys you: a fleet simulated, strategy against strategy"
 
 
+@pytest.mark.integration
 def test_the_simulate_examples_run_and_the_quoted_figures_are_what_they_print(tmp_path):
     """The `cronpolicy simulate` examples of docs/simulation.txt, verbatim,
     from a directory where benchmarks/ is the checkout's; the headline

@@ -254,6 +254,7 @@ def test_plain_update_refreshes_changed_at(dba):
     assert str(dba.scalar("SELECT changed_at FROM cronpolicy.script_policy")) > str(old)
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_concurrent_first_use_of_a_new_sqlite_file(tmp_path):
     path = tmp_path / "fresh.sqlite"

@@ -222,6 +222,7 @@ def test_a_token_is_needed_when_one_is_given(reader_env):
         server.stop()
 
 
+@pytest.mark.integration
 def test_serve_on_sqlite_needs_allow_writer_and_then_serves(tmp_path):
     env = make_env(tmp_path, "sqlite:///%s" % (tmp_path / "cp.sqlite"))
     assert cli(env, "status").returncode == 0          # (creates the file)
@@ -242,6 +243,7 @@ def test_serve_on_sqlite_needs_allow_writer_and_then_serves(tmp_path):
         server.stop()
 
 
+@pytest.mark.integration
 def test_serve_says_in_one_line_when_the_database_is_out_of_reach(tmp_path):
     env = make_env(tmp_path, "postgresql://127.0.0.1:1/cronpolicy?connect_timeout=2")
     result = cli(env, "serve", "--listen", "127.0.0.1:0")

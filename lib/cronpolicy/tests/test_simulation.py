@@ -62,6 +62,7 @@ PUBLISHER_AND_TICK = "0 * * * * publish-distro\n*/5 * * * * tick\n"
 MODELS = ("--model", "publish-distro=20m,20m,false", "--model", "tick=10s,10s,false")
 
 
+@pytest.mark.integration
 def test_by_hand_a_rollout_at_ten_past_nine(tmp_path, capsys):
     """Ready at 09:10, a deploy of 30m, crontabs off 5m before (a):
 
@@ -92,6 +93,7 @@ def test_by_hand_a_rollout_at_ten_past_nine(tmp_path, capsys):
     assert result["instances"] == 2 and result["hosts"] == 1
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("interruptible, c_stall, c_lost, c_interrupted, c_stopped", [
     ("false", 40 * 60, 0.0, 0, 0),  # awaited to its natural end at 09:50
     ("true", 0, 10.0, 0, 1),        # stopped at once, its 10 minutes lost
@@ -123,6 +125,7 @@ def test_by_hand_a_long_run_already_going_when_the_rollout_comes(
     assert figure["killed"] == 0 and figure["killed_while_unsafe"] == 0
 
 
+@pytest.mark.integration
 def test_by_hand_the_slot_stays_within_the_tolerance_on_a_sparse_fleet(tmp_path, capsys):
     """A weekly job (Sunday midnight) and two rollouts on Tuesday and
     Wednesday: nothing runs near either, so d starts each at once (it used
@@ -136,6 +139,7 @@ def test_by_hand_the_slot_stays_within_the_tolerance_on_a_sparse_fleet(tmp_path,
     assert result["strategies"]["cronpolicy-slot"]["moved_seconds"]["max"] == 0
 
 
+@pytest.mark.integration
 def test_by_hand_no_rollout_no_stall_no_skip(tmp_path, capsys):
     result = figures(capsys, "--crontab", crontab(tmp_path, PUBLISHER_AND_TICK), *MODELS,
                      "--rollouts", "0")
@@ -215,6 +219,7 @@ def test_the_slot_chosen_among_the_best_only_is_the_best_of_the_full_ranking(ref
         assert ranked[0][1] == best_cost
 
 
+@pytest.mark.integration
 def test_the_same_seed_gives_the_same_figures_and_another_seed_others():
     instances = inputs.load_fleet(REFERENCE)
 
@@ -231,6 +236,7 @@ def test_the_same_seed_gives_the_same_figures_and_another_seed_others():
     assert played(4, 1)[:2] != first[:2]
 
 
+@pytest.mark.integration
 def test_a_worker_killed_is_one_error_not_a_wait_forever(monkeypatch):
     """kill -9 of the process playing one strategy (as the OOM killer
     would): an error naming it, within a bound (multiprocessing.Pool waited
@@ -258,6 +264,7 @@ def test_a_worker_killed_is_one_error_not_a_wait_forever(monkeypatch):
         signal.signal(signal.SIGALRM, previous)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("how", ["played", "a worker died"])
 def test_the_pool_is_gone_when_the_play_returns(monkeypatch, how):
     """Issue 26.13: 1 run in 10 to 20 of `cronpolicy simulate` printed a
@@ -289,6 +296,7 @@ def test_the_pool_is_gone_when_the_play_returns(monkeypatch, how):
     assert set(multiprocessing.active_children()) == before
 
 
+@pytest.mark.integration
 def test_no_run_of_the_command_prints_a_traceback_at_exit():
     """The same through the installed command, 20 times in a row, with two
     seeds (more plays than workers: the race showed in about 1 run in 10 to
@@ -301,6 +309,7 @@ def test_no_run_of_the_command_prints_a_traceback_at_exit():
         assert result.returncode == 0 and result.stderr == "", result.stderr
 
 
+@pytest.mark.integration
 def test_the_picture_is_svg_with_every_strategy(tmp_path, capsys):
     picture = tmp_path / "stalls.svg"
     code, out, err = run_command(capsys, REFERENCE, "--days", "1", "--rollouts", "3",
@@ -317,6 +326,7 @@ def test_the_picture_is_svg_with_every_strategy(tmp_path, capsys):
     assert "full rollouts, stall p95:                     a " in out
 
 
+@pytest.mark.integration
 def test_the_text_table_has_a_column_per_strategy_and_the_quote_line(capsys):
     code, out, err = run_command(capsys, REFERENCE, "--days", "1", "--rollouts", "2",
                                  "--strategies", "c,a")
@@ -447,6 +457,7 @@ def test_bad_input_gets_one_line_and_exit_2(tmp_path, capsys):
     assert not os.path.exists(tmp_path / "no-such-dir")
 
 
+@pytest.mark.integration
 def test_a_name_comment_that_is_not_utf8_is_not_used_as_wrap_does_not(tmp_path, capsys):
     """Issue 26.7: crontab wrap no longer writes such a name (the gate would
     refuse it); the play names the job as wrap does, after its program."""
@@ -457,6 +468,7 @@ def test_a_name_comment_that_is_not_utf8_is_not_used_as_wrap_does_not(tmp_path, 
     assert code == 0, err
 
 
+@pytest.mark.integration
 def test_bad_input_through_the_installed_command(tmp_path):
     """The real process: exit 2 and one line, for a negative count."""
     process = subprocess.run(
@@ -572,6 +584,7 @@ def test_a_start_a_rollout_skipped_is_caught_up_once_when_its_policy_says_so(cli
     assert (strategies["all-stop"]["catch_up_runs"], strategies["all-stop"]["runs"]) == (0, 3)
 
 
+@pytest.mark.integration
 def test_rollouts_queued_past_the_end_of_the_play_are_not_played_and_said(tmp_path, capsys):
     """30 rollouts ready at noon on the first of two days, each deploy a
     day long: the first is played, the second waits for it to noon of the
@@ -590,6 +603,7 @@ def test_rollouts_queued_past_the_end_of_the_play_are_not_played_and_said(tmp_pa
             name
 
 
+@pytest.mark.integration
 def test_a_play_too_long_to_wait_for_is_refused_at_once(tmp_path):
     """2000 jobs and 2000 rollouts a minute apart fit every other limit
     (days, starts, slots) and would play for hours."""
@@ -611,6 +625,7 @@ def test_more_than_the_most_rollouts_given_by_at_is_one_line_and_exit_2(tmp_path
     assert "--at" in err
 
 
+@pytest.mark.integration
 def test_jobs_left_overdue_are_counted_at_one_moment_whatever_each_strategy_stalled(
         tmp_path, capsys):
     """A 50-minute unsafe hourly job and a rollout at 09:10 with a deploy of
@@ -660,6 +675,7 @@ def _alive(pids):
     return alive
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("how", ["SIGTERM to the command", "Ctrl-C to its process group",
                                  "kill -9 of the command"])
 def test_stopping_a_play_stops_its_workers_and_says_one_line(how):
@@ -712,6 +728,7 @@ def test_a_database_fleet_says_what_it_leaves_out_and_plays_the_rest(cli, dba):
     assert 'fleet-wide: no host has run it yet; played on one host, "*"' in err
 
 
+@pytest.mark.integration
 def test_a_line_with_nothing_to_play_is_said_and_the_rest_played(tmp_path, capsys):
     """@reboot and a date that never comes (30 February) refused the whole
     play; they are said on standard error, as `schedule import` says them,

@@ -7,6 +7,8 @@ import datetime
 import json
 import statistics
 
+import pytest
+
 from cronpolicy import policy
 from cronpolicy.tooling import simulation
 from cronpolicy.config import Settings
@@ -48,6 +50,7 @@ def rollouts(result, seed=0):
 
 # The queue counts ---------------------------------------------------------------------------
 
+@pytest.mark.integration
 def test_a_queued_rollout_counts_its_queue_in_its_stall(tmp_path, capsys):
     """Two rollouts ready at 09:10 and 09:15, each a 30-minute deploy, and a
     10-second job every 5 minutes (nothing to await).  Under c the first
@@ -95,6 +98,7 @@ def test_the_default_warm_up_gives_every_job_its_estimates_minimum_runs():
     assert cold.durations == warm.durations
 
 
+@pytest.mark.integration
 def test_the_warm_up_is_said_and_its_length_is_in_the_json(tmp_path, capsys):
     result = play(capsys, "--crontab", crontab(tmp_path, "0 3 * * * nightly\n"),
                   "--model", "nightly=1h,2h,false", "--rollouts", "1")
@@ -129,6 +133,7 @@ def test_a_job_declares_its_models_p95():
 
 # Seeds --------------------------------------------------------------------------------------
 
+@pytest.mark.integration
 def test_seeds_give_each_figure_its_median_and_range(tmp_path, capsys):
     result = play(capsys, "--crontab", crontab(tmp_path, "*/5 * * * * tick\n0 * * * * pub\n"),
                   "--model", "tick=10s,1m,true", "--model", "pub=10m,40m,false",
@@ -151,6 +156,7 @@ def test_seeds_give_each_figure_its_median_and_range(tmp_path, capsys):
 
 # Never killing ------------------------------------------------------------------------------
 
+@pytest.mark.integration
 def test_on_off_with_no_kills_awaits_what_may_not_be_stopped(tmp_path, capsys):
     """Ready at 09:10, --max-wait 5m: the 20-minute publisher (09:00, not
     interruptible) and a 30-minute crunch (09:00, interruptible).  b kills
@@ -180,6 +186,7 @@ KINDS_MODELS = {"api-sync": {"median": "1m", "p95": "1m", "needs": ["xmlrpc"]},
                 "images": {"median": "40m", "p95": "40m", "exempt": True}}
 
 
+@pytest.mark.integration
 def test_a_code_only_rollout_stops_only_the_jobs_needing_a_restarted_service(tmp_path,
                                                                               capsys):
     """Code-only, restarting xmlrpc, ready at 09:10, a 30-minute deploy: under
@@ -219,6 +226,7 @@ def test_a_full_rollout_under_c_leaves_an_exempt_job_alone(tmp_path, capsys):
     assert rollout["strategies"]["cronpolicy"]["stopped_at_once"] == 0
 
 
+@pytest.mark.integration
 def test_one_record_per_rollout_adds_up_to_the_figures(capsys):
     from .test_simulation import REFERENCE
     result = play(capsys, REFERENCE, "--rollouts", "4", "--code-share", "0.5",
@@ -259,6 +267,7 @@ def test_needs_and_exempt_are_checked(tmp_path, capsys):
 
 # --system ------------------------------------------------------------------------------------
 
+@pytest.mark.integration
 def test_system_reads_a_user_field_whatever_the_path(tmp_path, capsys):
     table = crontab(tmp_path, "0 * * * * root /usr/local/bin/publish\n", "host1")
     code = main(["simulate", "--crontab", table, "--model", "publish=1m,2m,false",

@@ -56,6 +56,7 @@ def texts(root):
     return [element for element in root.iter() if element.tag == SVG + "text"]
 
 
+@pytest.mark.integration
 def test_the_picture_renders_to_png_and_is_readable_at_100_percent(tmp_path, capsys):
     picture, root = draw(tmp_path, capsys)
     found = texts(root)
@@ -97,6 +98,7 @@ def test_the_picture_renders_to_png_and_is_readable_at_100_percent(tmp_path, cap
     assert len(png) > 10 * len(screenshot(blank, tmp_path, simulation_picture.WIDTH, height))
 
 
+@pytest.mark.integration
 def test_the_rollout_drawn_is_the_median_of_cronpolicys_or_the_one_asked(tmp_path, capsys):
     states, readies = play.run(inputs.load_fleet(REFERENCE), Settings(), days=1,
                                    rollouts=5, workers=1, warm_up=86400.0,

@@ -193,6 +193,7 @@ def test_memory_store_slots_and_leases():
     assert error.value.transient
 
 
+@pytest.mark.integration
 def test_unreachable_postgres_fails_fast_with_one_line_and_no_password():
     dsn = "postgresql://cron:s3cretpw@127.0.0.1:1/nowhere"
     unreachable = PostgresStore(dsn, connect_timeout=2, timeout=2)
@@ -205,6 +206,7 @@ def test_unreachable_postgres_fails_fast_with_one_line_and_no_password():
     assert "cron:***@" in message and error.value.transient
 
 
+@pytest.mark.integration
 def test_a_silent_server_is_given_up_on_at_the_deadline_without_a_thread():
     """A server that accepts the connection and never answers: the store's
     own deadline ends the wait, in this thread."""
@@ -360,6 +362,7 @@ def test_connections_notice_a_dead_peer_within_seconds_on_both_sides(pg_dsn):
     assert (client["keepalives_idle"], client["tcp_user_timeout"]) == (6, 9000)
 
 
+@pytest.mark.integration
 def test_first_opens_of_a_fresh_sqlite_file_at_once_all_succeed(tmp_path):
     """Cron starts a host's scripts on the same second, and the first ones
     open a SQLite file that does not exist yet: SQLite may answer one's

@@ -11,6 +11,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from cronpolicy import exitcodes
 
 from .conftest import DBA, make_env, wait_for_file
@@ -46,6 +48,7 @@ def unit_environment(tmp_path):
     return env
 
 
+@pytest.mark.integration
 def test_a_unit_without_a_home_keeps_its_state_and_locks_where_systemd_says(tmp_path):
     env = unit_environment(tmp_path)
     holder = subprocess.Popen([PROGRAM, "run", "job", "--", "sh", "-c", "echo x > %s; sleep 30"
@@ -145,6 +148,7 @@ def test_a_command_stopped_alone_is_still_a_failure(tmp_path, sqlite_dsn):
     assert DBA(sqlite_dsn).runs("shell-job")[-1]["status"] == "failed"
 
 
+@pytest.mark.integration
 def test_run_help_says_what_sigterm_does():
     from cronpolicy.tooling.run_command import SIGNALS
     result = subprocess.run([PROGRAM, "run", "NAME", "--help"], capture_output=True, text=True,
@@ -208,6 +212,7 @@ def test_a_command_deaf_to_sigterm_gets_sigkill_after_the_stop_timeout(tmp_path,
     assert DBA(sqlite_dsn).runs("deaf-job")[-1]["status"] == "interrupted"
 
 
+@pytest.mark.integration
 def test_a_stop_that_lands_as_the_command_starts_stops_the_command(monkeypatch):
     """A SIGTERM that landed between the command's start and the wrapper's
     wait for it (the gate's handler raises Interrupted there) left the

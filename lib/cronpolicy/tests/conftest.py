@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import uuid
 
 import psycopg2
 import pytest
@@ -21,7 +20,7 @@ from cronpolicy import schema
 from cronpolicy.store.sqlite import open_sqlite
 from cronpolicy.config import sqlite_path
 
-from . import layers
+from . import footprint, layers
 from .layers import _unit_stays_in_process  # noqa: F401 (autouse: unit tests stay in process)
 
 DEFAULT_SERVER_DSN = "postgresql://127.0.0.1:5432/postgres"
@@ -39,6 +38,27 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "postgresql: needs the PostgreSQL server (marked by "
                                        "its fixtures)")
     layers.configure(config)
+    try:
+        config.cronpolicy_run_started_here = footprint.start_run()
+    except ValueError as error:
+        raise pytest.UsageError(str(error)) from None
+
+
+@pytest.hookimpl(trylast=True)      # after the session's fixtures are torn down
+def pytest_sessionfinish(session):
+    """The first process of the run, after every worker: nothing the run
+    made may be left on the server (see footprint.py)."""
+    if not getattr(session.config, "cronpolicy_run_started_here", False):
+        return
+    try:
+        left = footprint.end_run(admin_connection)
+    except (psycopg2.Error, pytest.fail.Exception) as error:
+        left = "could not check what the run left on the server: %s" % str(error).strip()
+    if left:
+        writer = session.config.get_terminal_writer()
+        writer.line()
+        writer.line(left, red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_collection_modifyitems(items):
@@ -103,8 +123,10 @@ def admin_connection():
         connection.close()
 
 
-def create_database(prefix="cronpolicy_test"):
-    name = "%s_%d_%s" % (prefix, os.getpid(), uuid.uuid4().hex[:8])
+def create_database(kind="db"):
+    """A new empty database, named for this run (footprint.name): (name, DSN)."""
+    name = footprint.name(kind)
+    footprint.note("server")
     with admin_connection() as connection, connection.cursor() as cursor:
         cursor.execute('CREATE DATABASE "%s"' % name)
     return name, _dsn_with_database(server_dsn(), name)
@@ -138,15 +160,9 @@ def pg_database():
         yield upgraded(dsn)
     finally:
         drop_database(name)
-        # The group roles are cluster-wide: drop them if this run created them
-        # and nothing else uses them.
-        if _created_group_roles:
-            with admin_connection() as connection, connection.cursor() as cursor:
-                for role in _created_group_roles:
-                    try:
-                        cursor.execute('DROP ROLE IF EXISTS "%s"' % role)
-                    except psycopg2.Error:
-                        pass
+        # The group roles are cluster-wide: the run's first process drops
+        # those this run created once every worker is done with them.
+        footprint.note("group-roles", _created_group_roles)
 
 
 def apply_roles(dsn):
@@ -171,7 +187,7 @@ def pg_roles(pg_dsn):
     created = []
 
     def login(group):
-        role = "cp_test_%s_%s" % (group.split("_")[-1], uuid.uuid4().hex[:8])
+        role = footprint.name(group.split("_")[-1])
         with admin_connection() as connection, connection.cursor() as cursor:
             cursor.execute('CREATE ROLE "%s" LOGIN' % role)
             cursor.execute('GRANT %s TO "%s"' % (group, role))
@@ -193,7 +209,7 @@ def pg_roles(pg_dsn):
 @pytest.fixture
 def empty_pg_dsn():
     """A fresh database with no cronpolicy schema at all."""
-    name, dsn = create_database("cronpolicy_empty")
+    name, dsn = create_database("empty")
     try:
         yield dsn
     finally:

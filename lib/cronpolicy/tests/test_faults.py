@@ -144,7 +144,7 @@ def test_the_herd_at_the_top_of_the_hour_all_decide(pg_dsn, tmp_path):
     import psycopg2
 
     from cronpolicy import schema
-    name, dsn = create_database("cronpolicy_herd")
+    name, dsn = create_database("herd")
     try:
         connection = psycopg2.connect(dsn)
         schema.upgrade_postgres(connection)

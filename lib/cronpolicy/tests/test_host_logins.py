@@ -4,13 +4,13 @@ hosts it owns (host_login), as it records only the scripts it owns
 (script_owner); ownership rows name roles that exist."""
 
 import json
-import os
 
 import psycopg2
 import pytest
 
 from cronpolicy import exitcodes, schema
 
+from . import footprint
 from .conftest import DBA, ScriptRunner, make_env
 from .test_roles import cli, try_sql
 
@@ -32,7 +32,7 @@ def two_hosts(pg_roles, pg_dsn):
     """web1 and web2, each with its own login, both allowed to record
     publish-distro through a group role (docs/dbas.txt's set-up): (web1, web2) DSNs."""
     web1, web2 = pg_roles("cronpolicy_script"), pg_roles("cronpolicy_script")
-    group = "cp_test_publishers_%s" % os.urandom(4).hex()
+    group = footprint.name("publishers")
     dba = DBA(pg_dsn)
     dba.execute('CREATE ROLE "%s" NOLOGIN; GRANT "%s" TO "%s", "%s"'
                 % (group, group, user_of(web1), user_of(web2)))
@@ -292,7 +292,7 @@ def test_ownership_rows_refuse_a_role_the_server_does_not_know(pg_roles, pg_dsn,
 
 def test_status_names_ownership_rows_whose_role_was_dropped(pg_roles, pg_dsn, tmp_path):
     dba = DBA(pg_dsn)
-    gone = "cp_test_gone_%s" % os.urandom(4).hex()
+    gone = footprint.name("gone")
     dba.execute('CREATE ROLE "%s" LOGIN' % gone)
     dba.execute("INSERT INTO cronpolicy.script_owner (name, db_role) VALUES ('publish-distro', {});"
                 " INSERT INTO cronpolicy.host_login (host, db_role) VALUES ('web1', {})",

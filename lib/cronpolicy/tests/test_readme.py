@@ -463,7 +463,7 @@ def test_the_postgresql_set_up_runs_as_written(pg_dsn, tmp_path):
     lines = "\n".join(blocks[:2]).splitlines()
     assert lines[0] == "createdb cronpolicy" and any("CREATE ROLE" in line for line in lines)
     readme_dsn = "postgresql://admin@db.example.com/cronpolicy"
-    name, dsn = create_database("cronpolicy_readme")
+    name, dsn = create_database("readme")
     drop_database(name)                 # the stand-in createdb makes it again
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()

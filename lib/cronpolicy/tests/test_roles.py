@@ -9,6 +9,7 @@ import pytest
 
 from cronpolicy import exitcodes, schema
 
+from . import footprint
 from .conftest import DBA, ScriptRunner, apply_roles, make_env
 
 
@@ -272,7 +273,7 @@ def test_a_script_role_cannot_declare_the_fleet_dead_or_steer_a_start(pg_roles, 
         other.close()
     assert DBA(pg_dsn).scalar("SELECT status FROM cronpolicy.script_run") == "running"
     # A login that was granted nothing.
-    stranger = "cp_test_stranger_%s" % os.urandom(4).hex()
+    stranger = footprint.name("stranger")
     DBA(pg_dsn).execute('CREATE ROLE "%s" LOGIN' % stranger)
     try:
         params = psycopg2.extensions.parse_dsn(pg_dsn)
@@ -501,7 +502,7 @@ def _one_line_exit_4(command, result):
 
 def test_a_login_with_no_grants_gets_one_line_and_exit_4_from_every_command(
         pg_roles, pg_dsn, tmp_path):
-    stranger = "cp_test_stranger_%s" % os.urandom(4).hex()
+    stranger = footprint.name("stranger")
     DBA(pg_dsn).execute('CREATE ROLE "%s" LOGIN' % stranger)
     try:
         params = psycopg2.extensions.parse_dsn(pg_dsn)

@@ -1,0 +1,117 @@
+"""What a test run leaves on the PostgreSQL server: nothing.
+
+Every database and login role the suite makes is named by ``name(kind)``:
+``<prefix>_<run>_<kind>_<random>``.  The prefix is $CRONPOLICY_TEST_PREFIX
+(default ``cronpolicy_test``), so runs sharing a server can keep to a
+naming rule; the run is a token the first process of the run (the xdist
+controller, or the only process) picks and its workers inherit through the
+environment, so two runs under one prefix still tell their objects apart.
+
+The group roles of roles.sql (cronpolicy_admin, ...) have the product's
+own names: a worker notes in the run's directory those it created, and the
+first process drops them once every worker is done (if no other run's
+database still uses them).  Then ``check_server`` lists what is left with
+the run's names, drops it, and fails the run naming it: a test that leaks
+a database or a role is a defect the run reports.
+"""
+
+import os
+import shutil
+import tempfile
+import uuid
+
+import psycopg2
+
+PREFIX_VARIABLE = "CRONPOLICY_TEST_PREFIX"
+DEFAULT_PREFIX = "cronpolicy_test"
+#: Set by the first process of a run for the processes it starts.
+RUN_VARIABLE = "CRONPOLICY_TEST_RUN"
+RUN_DIR_VARIABLE = "CRONPOLICY_TEST_RUN_DIR"
+#: PostgreSQL cuts identifiers at 63 bytes; a longer prefix would collide.
+LONGEST_PREFIX = 30
+
+
+def prefix():
+    return os.environ.get(PREFIX_VARIABLE) or DEFAULT_PREFIX
+
+
+def run_prefix():
+    """``<prefix>_<run>_``: the start of every name this run makes."""
+    return "%s_%s_" % (prefix(), os.environ[RUN_VARIABLE])
+
+
+def name(kind):
+    """A new database or role name of this run: ``<prefix>_<run>_<kind>_<random>``."""
+    return "%s%s_%s" % (run_prefix(), kind, uuid.uuid4().hex[:8])
+
+
+def start_run():
+    """In the first process: pick the run's token and directory (its
+    workers inherit both).  Returns whether this process started the run
+    (and so is the one to check the server at its end).  ValueError: the
+    prefix given is not a plain name."""
+    if RUN_VARIABLE in os.environ:
+        return False
+    given = prefix()
+    if len(given) > LONGEST_PREFIX or not given.replace("_", "").isalnum():
+        raise ValueError("%s=%r: give at most %d letters, digits and underscores"
+                         % (PREFIX_VARIABLE, given, LONGEST_PREFIX))
+    os.environ[RUN_VARIABLE] = uuid.uuid4().hex[:8]
+    os.environ[RUN_DIR_VARIABLE] = tempfile.mkdtemp(prefix="cronpolicy-test-run-")
+    return True
+
+
+def _noted(what):
+    return os.path.join(os.environ[RUN_DIR_VARIABLE], what)
+
+
+def note(what, lines=()):
+    """Record ``lines`` under ``what`` for the first process (any process of the run)."""
+    with open(_noted(what), "a", encoding="utf-8") as noted:
+        noted.write("".join(line + "\n" for line in lines))
+
+
+def noted(what):
+    try:
+        with open(_noted(what), encoding="utf-8") as lines:
+            return set(lines.read().split())
+    except FileNotFoundError:
+        return None
+
+
+def end_run(connect):
+    """In the first process, after its workers: drop the group roles the
+    run created and nothing uses now; then drop what is left with the
+    run's names and return a line naming it ('' when nothing was left).
+    ``connect()`` gives an autocommit connection as the server's admin."""
+    try:
+        if noted("server") is None:     # no test reached the server
+            return ""
+        with connect() as connection, connection.cursor() as cursor:
+            for role in sorted(noted("group-roles") or ()):
+                try:
+                    cursor.execute('DROP ROLE IF EXISTS "%s"' % role)
+                except psycopg2.Error:  # another run's database still grants to it
+                    pass
+            return _drop_leftovers(cursor)
+    finally:
+        shutil.rmtree(os.environ[RUN_DIR_VARIABLE], ignore_errors=True)
+
+
+def _drop_leftovers(cursor):
+    start = run_prefix()
+    cursor.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s)", (start,))
+    databases = sorted(row[0] for row in cursor.fetchall())
+    cursor.execute("SELECT rolname FROM pg_roles WHERE starts_with(rolname, %s)", (start,))
+    roles = sorted(row[0] for row in cursor.fetchall())
+    for database in databases:
+        cursor.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % database)
+    for role in roles:
+        cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                       " WHERE usename = %s", (role,))
+        cursor.execute('DROP ROLE IF EXISTS "%s"' % role)
+    if not databases and not roles:
+        return ""
+    return ("the run left %s on the server (dropped now): a test does not drop what it made"
+            % ", ".join(["database " + database for database in databases]
+                        + ["role " + role for role in roles]))

@@ -86,7 +86,7 @@ def _unit_stays_in_process(request, monkeypatch):
     if request.node.get_closest_marker("unit") is None:
         yield
         return
-    touched = []
+    touched = request.node.layer_touched = []
     for module, name, what in DOORS:
         if hasattr(module, name):
             monkeypatch.setattr(module, name, _refusing(touched, what, getattr(module, name)))

@@ -604,6 +604,8 @@ EXAMPLES = (
     # docs/internals.txt
     ("While developing, an editable install saves reinstalling", "pytest",
      NOT_RUN + "the suite's own command (README's, which CI runs, differs by the install)"),
+    ("The unit layer alone (the pure core", "-m unit",
+     NOT_RUN + "the suite's unit layer, which the whole suite runs"),
     ("for a longer, fresh search of the second", "CRONPOLICY_FUZZ_EXAMPLES",
      NOT_RUN + "a longer search of test_column_fuzz.py, which the suite runs on fixed "
      "examples"),

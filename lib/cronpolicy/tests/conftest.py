@@ -46,8 +46,10 @@ def pytest_configure(config):
 
 @pytest.hookimpl(trylast=True)      # after the session's fixtures are torn down
 def pytest_sessionfinish(session):
-    """The first process of the run, after every worker: nothing the run
-    made may be left on the server (see footprint.py)."""
+    """Every process waits for its databases to be dropped; then the first
+    process of the run, after every worker: nothing the run made may be
+    left on the server (see footprint.py)."""
+    wait_for_drops()
     if not getattr(session.config, "cronpolicy_run_started_here", False):
         return
     try:
@@ -137,6 +139,35 @@ def drop_database(name):
         cursor.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
 
 
+_dropping = []
+
+
+def drop_database_soon(name):
+    """Drop ``name`` on a thread of its own: DROP DATABASE waits for a
+    checkpoint (seconds on a busy server) that no test needs to wait out.
+    The process waits for its drops at the end of its session, before the
+    run checks that nothing is left (footprint.py)."""
+    import threading
+    thread = threading.Thread(target=_drop_after, args=(list(_dropping), name),
+                              name="drop " + name)
+    _dropping[:] = [thread]
+    thread.start()
+
+
+def _drop_after(earlier, name):
+    for thread in earlier:          # one at a time: each drop checkpoints
+        thread.join()
+    try:
+        drop_database(name)
+    except BaseException:           # noqa: B036 - the run's end check names what is left
+        pass
+
+
+def wait_for_drops():
+    for thread in _dropping:
+        thread.join(timeout=120)
+
+
 GROUP_ROLES = ("cronpolicy_admin", "cronpolicy_rollout", "cronpolicy_script", "cronpolicy_reader",
                "cronpolicy_auditor")
 _created_group_roles = []
@@ -159,7 +190,7 @@ def pg_database():
     try:
         yield upgraded(dsn)
     finally:
-        drop_database(name)
+        drop_database_soon(name)
         # The group roles are cluster-wide: the run's first process drops
         # those this run created once every worker is done with them.
         footprint.note("group-roles", _created_group_roles)
@@ -213,7 +244,7 @@ def empty_pg_dsn():
     try:
         yield dsn
     finally:
-        drop_database(name)
+        drop_database_soon(name)
 
 
 #: Tables a test starts with as the patches left them; every other table is

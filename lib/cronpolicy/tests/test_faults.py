@@ -17,7 +17,8 @@ from cronpolicy import exitcodes
 from cronpolicy.rows import RunEnd
 from cronpolicy.spool import Spool
 
-from .conftest import DBA, ScriptRunner, create_database, drop_database, make_env, wait_for_file
+from .conftest import (DBA, ScriptRunner, create_database, drop_database_soon, make_env,
+                       wait_for_file)
 
 
 def write_config(tmp_path, text=""):
@@ -170,7 +171,7 @@ def test_the_herd_at_the_top_of_the_hour_all_decide(pg_dsn, tmp_path):
         assert DBA(dsn).scalar("SELECT count(*) FROM cronpolicy.script_run"
                                " WHERE status = 'succeeded'") == 30
     finally:
-        drop_database(name)
+        drop_database_soon(name)
 
 
 def stop_between_writes(job, dba):

@@ -654,5 +654,27 @@ def wait_for_file(path, timeout=None, process=None):
     raise AssertionError("%s did not appear within %ss%s" % (path, timeout, state))
 
 
+def once_per_run(key, compute):
+    """``compute()``, once in the whole run: the first process to ask
+    computes it and leaves it pickled in the run's directory; the others
+    (xdist workers) wait for it on a lock and load it, instead of each
+    spending the same CPU again.  For deterministic results only.  The
+    wait is bounded by the computation: a process that dies holding the
+    lock releases it, and the next one computes."""
+    import fcntl
+    import pickle
+    path = os.path.join(os.environ[footprint.RUN_DIR_VARIABLE], "once-%s.pickle" % key)
+    with open(path + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.exists(path):
+            with open(path, "rb") as done:
+                return pickle.load(done)
+        value = compute()
+        with open(path + ".part", "wb") as part:
+            pickle.dump(value, part)
+        os.replace(path + ".part", path)
+        return value
+
+
 def dedent(text):
     return textwrap.dedent(text).strip()

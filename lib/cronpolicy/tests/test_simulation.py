@@ -18,7 +18,7 @@ from cronpolicy.tooling.simulate import command as simulate_command, inputs, pla
 from cronpolicy.tooling.crontab.files import MAX_BYTES
 from cronpolicy.tooling.cli import main
 
-from .conftest import wait_for
+from .conftest import once_per_run, wait_for
 
 # Beside the source tree in a checkout; in the current directory when the
 # suite runs from an installed copy (README's test command, from the checkout).
@@ -152,10 +152,13 @@ def test_by_hand_no_rollout_no_stall_no_skip(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def reference_play():
-    instances = inputs.load_fleet(REFERENCE)
-    states, readies = play.run(instances, Settings(), days=SHORT_FLEET_DAYS, rollouts=12,
+    """Seeded, so the same in every worker: played once in the run (11 s)."""
+    def played():
+        instances = inputs.load_fleet(REFERENCE)
+        states, readies = play.run(instances, Settings(), days=SHORT_FLEET_DAYS, rollouts=12,
                                    seed=7, workers=1)
-    return instances, states, readies
+        return instances, states, readies
+    return once_per_run("reference-play", played)
 
 
 def test_no_strategy_starts_a_job_inside_a_rollout(reference_play):

@@ -176,7 +176,8 @@ def test_deploy_wait_returns_when_the_unsafe_one_finishes_and_times_out_otherwis
                       "--until-file", str(done))
     try:
         assert cronpolicy(script_env, "deploy", "begin").returncode == 0
-        timed_out = cronpolicy(script_env, "deploy", "wait", "--timeout", "1s", "--json")
+        # A wait looks once before it may time out: 0.1s finds what 1s did.
+        timed_out = cronpolicy(script_env, "deploy", "wait", "--timeout", "0.1s", "--json")
         assert timed_out.returncode == exitcodes.WAIT_TIMEOUT
         result = json.loads(timed_out.stdout)
         assert result["quiet"] is False and result["stop_asked"] is True
@@ -184,7 +185,7 @@ def test_deploy_wait_returns_when_the_unsafe_one_finishes_and_times_out_otherwis
         assert (blocker["name"], blocker["pid"], blocker["safe_to_interrupt"]) == (
             "publish-distro", job.pid, False)
         assert blocker["predicted_finish"]
-        text = cronpolicy(script_env, "deploy", "wait", "--timeout", "1s")
+        text = cronpolicy(script_env, "deploy", "wait", "--timeout", "0.1s")
         assert text.returncode == exitcodes.WAIT_TIMEOUT
         assert "still running" in text.stdout and "publish-distro" in text.stdout
         waiter = subprocess.Popen([sys.executable, "-m", "cronpolicy", "deploy", "wait",
@@ -238,7 +239,7 @@ def test_deploy_wait_ignores_rollout_exempt_scripts_and_other_hosts(scripts, dba
         waited = cronpolicy(script_env, "deploy", "wait", "--timeout", "10s", "--host", "test*",
                             "--json")
         assert waited.returncode == exitcodes.OK, waited.stdout
-        everywhere = cronpolicy(script_env, "deploy", "wait", "--timeout", "1s", "--json")
+        everywhere = cronpolicy(script_env, "deploy", "wait", "--timeout", "0.1s", "--json")
         assert everywhere.returncode == exitcodes.WAIT_TIMEOUT
         assert [b["host"] for b in json.loads(everywhere.stdout)["blockers"]] == ["ppa1"]
         assert job.poll() is None                  # exempt: deploy pending leaves it alone

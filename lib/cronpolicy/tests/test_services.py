@@ -218,8 +218,9 @@ def test_deploy_wait_for_old_releases_only(scripts, dba, script_env, tmp_path):
         releases = dict(dba.execute("SELECT name, release FROM cronpolicy.script_run"))
         assert releases == {"publisher-a": str(root / "releases" / "1"),
                             "publisher-b": str(root / "releases" / "2")}
+        # (A wait looks once before it may time out: 0.1s finds what 1s did.)
         waited = cronpolicy(script_env, "deploy", "wait", "--old-releases",
-                            str(root / "current"), "--timeout", "1s", "--json")
+                            str(root / "current"), "--timeout", "0.1s", "--json")
         assert waited.returncode == exitcodes.WAIT_TIMEOUT
         result = json.loads(waited.stdout)
         assert [run["name"] for run in result["blockers"]] == ["publisher-a"]
@@ -321,7 +322,7 @@ def test_a_switch_while_the_script_imports_keeps_deploy_wait_waiting(
         assert dba.execute("SELECT status, release FROM cronpolicy.script_run") == [
             ("running", str(root / "releases" / "1"))]
         waited = cronpolicy(script_env, "deploy", "wait", "--old-releases",
-                            str(root / "current"), "--timeout", "1s", "--json")
+                            str(root / "current"), "--timeout", "0.1s", "--json")
         assert waited.returncode == exitcodes.WAIT_TIMEOUT, waited.stdout + waited.stderr
         assert [run["name"] for run in json.loads(waited.stdout)["blockers"]] == [
             "slow-imports"]
@@ -344,7 +345,7 @@ def test_a_run_whose_release_at_start_cannot_be_known_is_waited_for(
         assert dba.execute("SELECT status, release FROM cronpolicy.script_run") == [
             ("running", None)]
         waited = cronpolicy(script_env, "deploy", "wait", "--old-releases",
-                            str(root / "current"), "--timeout", "1s")
+                            str(root / "current"), "--timeout", "0.1s")
         assert waited.returncode == exitcodes.WAIT_TIMEOUT, waited.stdout + waited.stderr
     finally:
         (tmp_path / "out.go").write_text("x")

@@ -7,12 +7,14 @@ naming rule; the run is a token the first process of the run (the xdist
 controller, or the only process) picks and its workers inherit through the
 environment, so two runs under one prefix still tell their objects apart.
 
-The group roles of roles.sql (cronpolicy_admin, ...) have the product's
-own names: a worker notes in the run's directory those it created, and the
-first process drops them once every worker is done (if no other run's
-database still uses them).  Then ``check_server`` lists what is left with
-the run's names, drops it, and fails the run naming it: a test that leaks
-a database or a role is a defect the run reports.
+The schema template the workers copy their databases from is dropped by
+the first process at the end.  The group roles of roles.sql
+(cronpolicy_admin, ...) have the product's own names: a worker notes in
+the run's directory those it created, and the first process drops them
+once every worker is done (if no other run's database still uses them).
+Then ``end_run`` lists what is left with the run's names, drops it, and
+fails the run naming it: a test that leaks a database or a role is a
+defect the run reports.
 """
 
 import os
@@ -88,6 +90,8 @@ def end_run(connect):
         if noted("server") is None:     # no test reached the server
             return ""
         with connect() as connection, connection.cursor() as cursor:
+            for template in sorted(noted("templates") or ()):
+                cursor.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % template)
             for role in sorted(noted("group-roles") or ()):
                 try:
                     cursor.execute('DROP ROLE IF EXISTS "%s"' % role)

@@ -5,6 +5,7 @@ left alone, and deploy wait told which runs to wait for."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -201,13 +202,24 @@ def test_deploy_wait_for_old_releases_only(scripts, dba, script_env, tmp_path):
     old_out, new_out = tmp_path / "old.ready", tmp_path / "new.ready"
     command = [sys.executable, "-m", "cronpolicy.tooling.cli", "run", "{name}", "--pin",
                str(root / "current"), "--", sys.executable, "-c",
-               "import os, time; open(os.environ['READY'], 'w').write('x');"
+               "import os, time; open(os.environ['READY'], 'w').write(str(os.getpid()));"
                " print(os.getcwd()); time.sleep(30)"]
 
     def start(name, ready):
         argv = [word.replace("{name}", name) for word in command]
         return subprocess.Popen(argv, env=dict(script_env, READY=str(ready)),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def kill(process, ready):
+        """kill -9 of the wrapper, then of its command (which holds the
+        pipes: reading them to the end waited out its 30 s)."""
+        process.kill()
+        if ready.exists():
+            try:
+                os.kill(int(ready.read_text()), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
+        process.communicate(timeout=60)
     old = start("publisher-a", old_out)
     new = None
     try:
@@ -225,18 +237,16 @@ def test_deploy_wait_for_old_releases_only(scripts, dba, script_env, tmp_path):
         result = json.loads(waited.stdout)
         assert [run["name"] for run in result["blockers"]] == ["publisher-a"]
         assert result["release_not"] == str(root / "releases" / "2")
-        old.kill()
-        old.communicate()
+        kill(old, old_out)
         dba.execute("UPDATE cronpolicy.script_run SET status = 'abandoned', finished_at = {}"
                     " WHERE name = 'publisher-a'".format(dba.now_plus(0)))
         quiet = cronpolicy(script_env, "deploy", "wait", "--release-not",
                            str(root / "releases" / "2"), "--timeout", "5s")
         assert quiet.returncode == 0 and "of a release other than" in quiet.stdout
     finally:
-        for process in (old, new):
-            if process is not None:
-                process.kill()
-                process.communicate()
+        for process, ready in ((old, old_out), (new, new_out)):
+            if process is not None and process.returncode is None:
+                kill(process, ready)
 
 
 def test_pin_runs_the_command_from_the_release_resolved_at_start(script_env, dba, tmp_path):

@@ -714,6 +714,7 @@ def test_every_json_output_carries_the_format_version(cli, tmp_path):
         assert isinstance(document, dict) and document["format"] == JSON_FORMAT, argv
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("argv, wanted", [
     (["status", "--help"], {"cronpolicy.tooling.fleet_commands"}),
     (["deploy", "wait", "--json"], {"cronpolicy.tooling.deploy_commands"}),

@@ -15,6 +15,9 @@ import pytest
 from cronpolicy.rows import RunEnd, RunRecord
 from cronpolicy.store.sqlite import SQLiteStore
 
+#: Every test here writes real SQLite files (and some start processes).
+pytestmark = pytest.mark.integration
+
 
 def start_and_end(store, name="job"):
     run = store.record_start(RunRecord(name=name, host="h", pid=1,

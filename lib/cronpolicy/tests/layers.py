@@ -16,7 +16,6 @@ sit unnoticed in the quick one.
 
 import os
 import sqlite3
-
 import subprocess
 
 import psycopg2

@@ -200,14 +200,28 @@ def sessions_of(database):
         return cursor.fetchone()[0]
 
 
-def test_a_scrape_is_one_session(tmp_path, pg_dsn, monkeypatch, capsys):
+@pytest.fixture
+def pg_own_dsn(pg_database):         # (pg_database: the run's template is made)
+    """A database of this test alone: sessions are counted once every one
+    has ended, and the worker's shared database may keep a backend an
+    earlier test left behind (a connection cut without FIN lives on until
+    the server notices)."""
+    from .conftest import create_database, drop_database_soon, schema_template
+    name, dsn = create_database("sessions", template=schema_template())
+    try:
+        yield dsn
+    finally:
+        drop_database_soon(name)
+
+
+def test_a_scrape_is_one_session(tmp_path, pg_own_dsn, monkeypatch, capsys):
     """Issue 29.3: one scrape opened a session to record dead runs, one
     for its own reads, one for the overdue scripts and one or two for the
     schedules (each reading through its own access layer): every host's
     scrape, every 15 s, times four."""
     from psycopg2.extensions import parse_dsn
     from .conftest import DBA, in_process_cli, make_env
-    dba = DBA(pg_dsn)
+    dba = DBA(pg_own_dsn)
     fleet_history(dba)
     dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, status, decision,"
                 " schedule, started_at, lease_expires_at) VALUES ('stuck', 'web1', 1,"
@@ -215,8 +229,8 @@ def test_a_scrape_is_one_session(tmp_path, pg_dsn, monkeypatch, capsys):
                                                                dba.now_plus(-300)))
     dba.execute("INSERT INTO cronpolicy.script_policy (name, expected_interval)"
                 " VALUES ('nightly', interval '1 day')")
-    cli = in_process_cli(make_env(tmp_path, pg_dsn), monkeypatch, capsys)
-    database = parse_dsn(pg_dsn)["dbname"]
+    cli = in_process_cli(make_env(tmp_path, pg_own_dsn), monkeypatch, capsys)
+    database = parse_dsn(pg_own_dsn)["dbname"]
     before = sessions_of(database)
     text = exported(cli)
     assert sessions_of(database) - before == 1

@@ -92,7 +92,7 @@ GRANT USAGE ON SCHEMA cronpolicy
 GRANT SELECT ON cronpolicy.schema_version, cronpolicy.script_policy, cronpolicy.deploy_state,
                 cronpolicy.rollout_window, cronpolicy.script_run, cronpolicy.script_owner,
                 cronpolicy.host_login, cronpolicy.service_deploy, cronpolicy.rollout,
-                cronpolicy.rollout_awaited
+                cronpolicy.rollout_awaited, cronpolicy.policy_version
     TO cronpolicy_script;
 -- Runs of the scripts its login owns (script_owner) on the hosts it owns
 -- (host_login; triggers check, and claim a name or a host nobody owns

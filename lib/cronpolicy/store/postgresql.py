@@ -173,6 +173,12 @@ class PostgresStore:
                 time.sleep(pause)
                 delay = min(delay * 2, 1.0)
 
+    def policy_version(self):
+        """The policy's version number (schema patch 0019): one small row."""
+        rows = self._execute("policy_version", None, "read the policy's version",
+                             idempotent=True)
+        return rows[0]["version"] if rows else None    # row deleted: read the policy whole
+
     def _inputs(self, row):
         from cronpolicy import schema
         version = row["schema_version"]

@@ -49,6 +49,12 @@ SELECT extract(epoch FROM now()) AS now,
              ORDER BY finished_at DESC LIMIT %(runs)s) AS recent) AS recent_runtimes
 
 
+-- name: policy_version
+-- What a poller reads instead of the whole policy (schema patch 0019): the
+-- number moves with every change it would hear of if it could LISTEN.
+SELECT version FROM cronpolicy.policy_version WHERE id = 1
+
+
 -- name: record_start
 -- The run is alive from here for one lease.  Its key was chosen by the host:
 -- written again (a retry, a spooled copy), it is still one row.  started_at

@@ -215,6 +215,10 @@ class RunWatcher:
                 deadline = min(deadline, now + SAFE_POLL)
             self.store.release()
             database = self.store.fileno()
+            if database is None and not self._db_trouble:
+                # Nothing to LISTEN on (any more: connections became
+                # scarce, or the server went away): poll meanwhile.
+                next_check = min(next_check, self._last_read + settings.poll_interval)
             readable = self._sleep(deadline - time.monotonic(), database)
             if database is not None and database in readable:
                 if self._guarded("read policy notifications", self.store.take_notifications):

@@ -102,7 +102,10 @@ UPDATE cronpolicy.script_run
 -- (slot NULL otherwise).  A run recorded as abandoned while its host could
 -- not reach the database is shown as running again (it is), but the host
 -- learns whether its lease still stood (standing) and whether it kept its
--- slot (slots): if not, it stops at its next safe point.
+-- slot (slots): if not, it stops at its next safe point.  scarce: four
+-- fifths or more of the connections this login, this database or the server
+-- allows are in use (store.postgresql: the script then holds none between
+-- uses).
 WITH before AS (
     SELECT status = 'running'
            AND coalesce(lease_expires_at,
@@ -122,7 +125,16 @@ slot AS (
      WHERE name = %(name)s AND slot = %(slot)s AND run_key = %(run_key)s
     RETURNING slot)
 SELECT (SELECT count(*) FROM run) AS runs, (SELECT bool_and(standing) FROM before) AS standing,
-       (SELECT count(*) FROM slot) AS slots
+       (SELECT count(*) FROM slot) AS slots,
+       (SELECT (r.rolconnlimit >= 0 AND 5 * (SELECT count(*) FROM pg_stat_activity
+                                              WHERE usesysid = r.oid) >= 4 * r.rolconnlimit)
+            OR (d.datconnlimit >= 0 AND 5 * (SELECT count(*) FROM pg_stat_activity
+                                              WHERE datid = d.oid) >= 4 * d.datconnlimit)
+            OR 5 * (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')
+               >= 4 * (current_setting('max_connections')::int
+                       - current_setting('superuser_reserved_connections')::int)
+          FROM pg_roles AS r, pg_database AS d
+         WHERE r.rolname = session_user AND d.datname = current_database()) AS scarce
 
 
 -- name: take_slot

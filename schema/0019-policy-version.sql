@@ -95,11 +95,33 @@ DROP TRIGGER IF EXISTS rollout_version_truncate ON cronpolicy.rollout;
 CREATE TRIGGER rollout_version_truncate AFTER TRUNCATE ON cronpolicy.rollout
     FOR EACH STATEMENT EXECUTE FUNCTION cronpolicy.bump_policy_version();
 
+-- Connections are scarce (issue 32.5): four fifths or more of what this
+-- login, this database or the server allows are in use.  A running script
+-- asked this (with its decision and its heartbeats) then holds no
+-- connection between statements, leaving them to the starts that need one.
+CREATE OR REPLACE FUNCTION cronpolicy.connections_scarce() RETURNS boolean
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT (r.rolconnlimit >= 0
+            AND 5 * (SELECT count(*) FROM pg_stat_activity WHERE usesysid = r.oid)
+                >= 4 * r.rolconnlimit)
+        OR (d.datconnlimit >= 0
+            AND 5 * (SELECT count(*) FROM pg_stat_activity WHERE datid = d.oid)
+                >= 4 * d.datconnlimit)
+        OR 5 * (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')
+           >= 4 * (current_setting('max_connections')::int
+                   - current_setting('superuser_reserved_connections')::int)
+      FROM pg_roles AS r, pg_database AS d
+     WHERE r.rolname = session_user AND d.datname = current_database()
+$$;
+COMMENT ON FUNCTION cronpolicy.connections_scarce() IS
+    'Whether four fifths of the connections this login, database or server allows are in use (running scripts then hold none between statements).';
+
 -- Databases whose roles were set up before this patch: the rights roles.sql gives.
 DO $$
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'cronpolicy_script') THEN
         GRANT SELECT ON cronpolicy.policy_version TO cronpolicy_script;
+        GRANT EXECUTE ON FUNCTION cronpolicy.connections_scarce() TO cronpolicy_script;
     END IF;
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'cronpolicy_admin') THEN
         GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON cronpolicy.policy_version

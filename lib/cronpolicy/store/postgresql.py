@@ -11,8 +11,9 @@ thread and the main thread share the store; a lock keeps their statements
 apart (each waits at most for the other's deadline).
 
 Connections are scarce once one was refused for want of a free one (the
-login's, the database's or the server's limit), or a heartbeat finds four
-fifths of one of those limits in use (``scarce``): from then on the store
+login's, the database's or the server's limit), or a read of the policy or
+a heartbeat finds four fifths of one of those limits in use
+(``cronpolicy.connections_scarce()``): from then on the store
 no longer LISTENs and ``release()`` closes its connection, so a running
 script holds one only for a statement and the watcher polls (issue 32.5:
 the first scripts of a herd held every connection through main() while
@@ -166,6 +167,8 @@ class PostgresStore:
         with jittered backoff until ``timeout`` runs out."""
         [row] = self._retrying("load_inputs", {"name": name, "runs": int(history_runs)},
                                "read the policy")
+        if row["scarce"] and not self.scarce:
+            self._become_scarce()
         return self._inputs(row)
 
     def _retrying(self, query, parameters, doing, only_when_full=False, idempotent=False):

@@ -17,6 +17,7 @@
 -- turns them into objects); timestamps and intervals as epoch seconds.
 SELECT extract(epoch FROM now()) AS now,
        (SELECT max(version) FROM cronpolicy.schema_version) AS schema_version,
+       cronpolicy.connections_scarce() AS scarce,
        (SELECT to_jsonb(d) || jsonb_build_object(
                    'changed_at', extract(epoch FROM d.changed_at))
           FROM cronpolicy.deploy_state AS d WHERE d.id = 1) AS deploy,
@@ -102,10 +103,9 @@ UPDATE cronpolicy.script_run
 -- (slot NULL otherwise).  A run recorded as abandoned while its host could
 -- not reach the database is shown as running again (it is), but the host
 -- learns whether its lease still stood (standing) and whether it kept its
--- slot (slots): if not, it stops at its next safe point.  scarce: four
--- fifths or more of the connections this login, this database or the server
--- allows are in use (store.postgresql: the script then holds none between
--- uses).
+-- slot (slots): if not, it stops at its next safe point.  scarce: most
+-- connections are in use (schema patch 0019; store.postgresql: the script
+-- then holds none between uses).
 WITH before AS (
     SELECT status = 'running'
            AND coalesce(lease_expires_at,
@@ -125,16 +125,7 @@ slot AS (
      WHERE name = %(name)s AND slot = %(slot)s AND run_key = %(run_key)s
     RETURNING slot)
 SELECT (SELECT count(*) FROM run) AS runs, (SELECT bool_and(standing) FROM before) AS standing,
-       (SELECT count(*) FROM slot) AS slots,
-       (SELECT (r.rolconnlimit >= 0 AND 5 * (SELECT count(*) FROM pg_stat_activity
-                                              WHERE usesysid = r.oid) >= 4 * r.rolconnlimit)
-            OR (d.datconnlimit >= 0 AND 5 * (SELECT count(*) FROM pg_stat_activity
-                                              WHERE datid = d.oid) >= 4 * d.datconnlimit)
-            OR 5 * (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')
-               >= 4 * (current_setting('max_connections')::int
-                       - current_setting('superuser_reserved_connections')::int)
-          FROM pg_roles AS r, pg_database AS d
-         WHERE r.rolname = session_user AND d.datname = current_database()) AS scarce
+       (SELECT count(*) FROM slot) AS slots, cronpolicy.connections_scarce() AS scarce
 
 
 -- name: take_slot

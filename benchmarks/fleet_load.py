@@ -32,6 +32,9 @@ connections.
 
 Direct, every running script holds a backend: the server's max_connections
 (100 here) caps N, and counts above --direct-max are left out, saying so.
+The login's limit is twice N (plus 10): at four fifths of a limit in use
+running scripts stop holding connections (issue 32.5), which is another
+measurement (the pooled one's shape).
 """
 
 import argparse
@@ -268,7 +271,8 @@ def main():
                 continue
             with throwaway_database() as (name, dsn), \
                     tempfile.TemporaryDirectory() as workdir, \
-                    limited_login(dsn, count + 10 if via == "direct" else args.pool) as login:
+                    limited_login(dsn, 2 * count + 10 if via == "direct"
+                                  else args.pool) as login:
                 role = psycopg2.extensions.parse_dsn(login)["user"]
                 bouncer = None
                 if via == "pgbouncer":

@@ -7,20 +7,27 @@
 -- row each poll and reads the policy only when the number moved (or a
 -- window is due to begin, or a minute passed, as a listener does).
 --
--- The number moves whenever anything announced on cronpolicy_policy moves
--- (the same tables, the same conditions as patches 0002, 0014 and 0016:
--- notify_policy_change), in the same transaction as the change: whoever
--- sees the new number sees the change.  The bump is made at commit
--- (a deferred constraint trigger), when the transaction holds every row
--- lock it will take: bumping at each statement would make this one row a
--- lock taken in the middle of transactions, and two transactions that
--- change different tables in different orders (a window locked FOR UPDATE,
--- then the deploy switch changed by another session) would deadlock on it.
--- TRUNCATE cannot have a constraint trigger: it bumps at once (it holds
--- its table's exclusive lock anyway).  Extra bumps only cost a re-read.
--- (Two REPEATABLE READ or SERIALIZABLE transactions that change the policy
--- at once now conflict on this row, and one is told to try again;
--- cronpolicy's own run in READ COMMITTED.)
+-- The number moves with every statement that changes what is announced on
+-- cronpolicy_policy (the same tables as patches 0002, 0014 and 0016:
+-- policies, windows, the deploy switch, service deploys, rollouts), in the
+-- same transaction as the change: whoever sees the new number sees the
+-- change.  Extra moves (a statement that changed no row) only cost a
+-- re-read.
+--
+-- It moves BEFORE each statement, which also takes the row's lock before
+-- any row of the tables it guards: every transaction that changes the
+-- policy takes this lock first (and, for rollouts and service deploys,
+-- then the deploy switch's lock of patch 0017: the triggers here are named
+-- to fire before those, as PostgreSQL fires them by name), so these locks
+-- cannot deadlock each other.  Moved after each statement instead, a
+-- transaction that changed a policy and then the switch deadlocked with a
+-- plain UPDATE of the switch made meanwhile; moved at commit (a deferred
+-- constraint trigger, by row), a TRUNCATE of service_deploy and rollout
+-- together failed at commit ("could not read block 0"): service_deploy's
+-- BEFORE TRUNCATE trigger ends rollouts, whose queued row events then
+-- point into the truncated table.  Two transactions changing the policy at
+-- once now go one after the other, as changes of the rollouts already did.
+-- (REPEATABLE READ or SERIALIZABLE ones may be told to try again.)
 --
 -- Applying it again changes nothing (IF NOT EXISTS, OR REPLACE, IF EXISTS).
 
@@ -30,10 +37,10 @@ CREATE TABLE IF NOT EXISTS cronpolicy.policy_version (
     CONSTRAINT policy_version_single_row CHECK (id = 1)
 );
 COMMENT ON TABLE cronpolicy.policy_version IS
-    'One row whose version moves, at commit, with every change running scripts are told of (cronpolicy_policy): pollers re-read the policy only when it moved.';
+    'One row whose version moves with every change running scripts are told of (cronpolicy_policy): pollers re-read the policy only when it moved.';
 COMMENT ON COLUMN cronpolicy.policy_version.id IS 'Always 1: there is one row.';
 COMMENT ON COLUMN cronpolicy.policy_version.version IS
-    'How many changes of policies, windows, the deploy switch, service deploys and rollouts were committed (a counter; only whether it moved matters).';
+    'How many statements changed policies, windows, the deploy switch, service deploys or rollouts (a counter; only whether it moved matters).';
 INSERT INTO cronpolicy.policy_version (id) VALUES (1) ON CONFLICT (id) DO NOTHING;
 
 -- As the schema's owner: the logins that change the policy (admins, release
@@ -46,53 +53,34 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION cronpolicy.bump_policy_version() IS
-    'Moves policy_version (see patch 0019): a change running scripts must hear of was committed.';
+    'Moves policy_version (and takes its lock) before a statement that changes what running scripts are told of (patch 0019).';
 
-DROP TRIGGER IF EXISTS script_policy_version ON cronpolicy.script_policy;
-CREATE CONSTRAINT TRIGGER script_policy_version
-    AFTER INSERT OR UPDATE OR DELETE ON cronpolicy.script_policy
-    DEFERRABLE INITIALLY DEFERRED
-    FOR EACH ROW EXECUTE FUNCTION cronpolicy.bump_policy_version();
-DROP TRIGGER IF EXISTS deploy_state_version ON cronpolicy.deploy_state;
-CREATE CONSTRAINT TRIGGER deploy_state_version
-    AFTER INSERT OR UPDATE OR DELETE ON cronpolicy.deploy_state
-    DEFERRABLE INITIALLY DEFERRED
-    FOR EACH ROW EXECUTE FUNCTION cronpolicy.bump_policy_version();
-DROP TRIGGER IF EXISTS rollout_window_version ON cronpolicy.rollout_window;
-CREATE CONSTRAINT TRIGGER rollout_window_version
-    AFTER INSERT OR UPDATE OR DELETE ON cronpolicy.rollout_window
-    DEFERRABLE INITIALLY DEFERRED
-    FOR EACH ROW EXECUTE FUNCTION cronpolicy.bump_policy_version();
-DROP TRIGGER IF EXISTS service_deploy_version ON cronpolicy.service_deploy;
-CREATE CONSTRAINT TRIGGER service_deploy_version
-    AFTER INSERT OR UPDATE OR DELETE ON cronpolicy.service_deploy
-    DEFERRABLE INITIALLY DEFERRED
-    FOR EACH ROW EXECUTE FUNCTION cronpolicy.bump_policy_version();
--- Rollouts: begun, ended, or their reason changed, as rollout_notify says;
--- a lease renewed or a rollout marked quiet changes no decision.
-DROP TRIGGER IF EXISTS rollout_version ON cronpolicy.rollout;
-CREATE CONSTRAINT TRIGGER rollout_version
-    AFTER INSERT OR DELETE ON cronpolicy.rollout
-    DEFERRABLE INITIALLY DEFERRED
-    FOR EACH ROW EXECUTE FUNCTION cronpolicy.bump_policy_version();
-DROP TRIGGER IF EXISTS rollout_version_update ON cronpolicy.rollout;
-CREATE CONSTRAINT TRIGGER rollout_version_update
-    AFTER UPDATE ON cronpolicy.rollout
-    DEFERRABLE INITIALLY DEFERRED
-    FOR EACH ROW WHEN ((OLD.ended_at, OLD.reason) IS DISTINCT FROM (NEW.ended_at, NEW.reason))
-    EXECUTE FUNCTION cronpolicy.bump_policy_version();
-
-DROP TRIGGER IF EXISTS script_policy_version_truncate ON cronpolicy.script_policy;
-CREATE TRIGGER script_policy_version_truncate AFTER TRUNCATE ON cronpolicy.script_policy
+DROP TRIGGER IF EXISTS script_policy_keep_version ON cronpolicy.script_policy;
+CREATE TRIGGER script_policy_keep_version
+    BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON cronpolicy.script_policy
     FOR EACH STATEMENT EXECUTE FUNCTION cronpolicy.bump_policy_version();
-DROP TRIGGER IF EXISTS rollout_window_version_truncate ON cronpolicy.rollout_window;
-CREATE TRIGGER rollout_window_version_truncate AFTER TRUNCATE ON cronpolicy.rollout_window
+DROP TRIGGER IF EXISTS deploy_state_keep_version ON cronpolicy.deploy_state;
+CREATE TRIGGER deploy_state_keep_version
+    BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON cronpolicy.deploy_state
     FOR EACH STATEMENT EXECUTE FUNCTION cronpolicy.bump_policy_version();
-DROP TRIGGER IF EXISTS service_deploy_version_truncate ON cronpolicy.service_deploy;
-CREATE TRIGGER service_deploy_version_truncate AFTER TRUNCATE ON cronpolicy.service_deploy
+DROP TRIGGER IF EXISTS rollout_window_keep_version ON cronpolicy.rollout_window;
+CREATE TRIGGER rollout_window_keep_version
+    BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON cronpolicy.rollout_window
     FOR EACH STATEMENT EXECUTE FUNCTION cronpolicy.bump_policy_version();
-DROP TRIGGER IF EXISTS rollout_version_truncate ON cronpolicy.rollout;
-CREATE TRIGGER rollout_version_truncate AFTER TRUNCATE ON cronpolicy.rollout
+-- Before service_deploy_lock_switch ("keep" < "lock").
+DROP TRIGGER IF EXISTS service_deploy_keep_version ON cronpolicy.service_deploy;
+CREATE TRIGGER service_deploy_keep_version
+    BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON cronpolicy.service_deploy
+    FOR EACH STATEMENT EXECUTE FUNCTION cronpolicy.bump_policy_version();
+-- Before rollout_lock_switch, on the same columns: a lease renewed takes
+-- neither lock and moves nothing.
+DROP TRIGGER IF EXISTS rollout_keep_version ON cronpolicy.rollout;
+CREATE TRIGGER rollout_keep_version
+    BEFORE INSERT OR DELETE OR UPDATE OF kind, services, reason, ended_at, quiet_at
+    ON cronpolicy.rollout
+    FOR EACH STATEMENT EXECUTE FUNCTION cronpolicy.bump_policy_version();
+DROP TRIGGER IF EXISTS rollout_keep_version_truncate ON cronpolicy.rollout;
+CREATE TRIGGER rollout_keep_version_truncate BEFORE TRUNCATE ON cronpolicy.rollout
     FOR EACH STATEMENT EXECUTE FUNCTION cronpolicy.bump_policy_version();
 
 -- Connections are scarce (issue 32.5): four fifths or more of what this

@@ -68,6 +68,19 @@ def test_a_truncate_moves_the_version(pg_dsn):
 
 
 @pytest.mark.postgresql
+def test_service_deploys_and_rollouts_truncated_together_with_a_rollout_open(pg_dsn):
+    """service_deploy's BEFORE TRUNCATE trigger ends the rollouts it covers:
+    row events queued for those (a version moved at commit, by row) then
+    pointed into the truncated rollout table and the commit failed."""
+    dba = DBA(pg_dsn)
+    dba.execute("INSERT INTO cronpolicy.service_deploy (service) VALUES ('xmlrpc')")
+    before = version(dba)
+    dba.execute("TRUNCATE cronpolicy.service_deploy, cronpolicy.rollout CASCADE")
+    assert version(dba) > before
+    assert dba.scalar("SELECT count(*) FROM cronpolicy.rollout") == 0
+
+
+@pytest.mark.postgresql
 def test_logins_without_rights_on_the_row_move_it_and_scripts_read_it(pg_roles, pg_dsn):
     before = version(DBA(pg_dsn))
     DBA(pg_roles("cronpolicy_rollout")).execute(
@@ -80,9 +93,9 @@ def test_logins_without_rights_on_the_row_move_it_and_scripts_read_it(pg_roles, 
 @pytest.mark.postgresql
 def test_changes_in_different_orders_do_not_deadlock_on_the_row(pg_dsn):
     """An administrator's transaction changes a policy, then the deploy
-    switch; meanwhile another session flips the switch alone.  Bumped at
-    each statement, the row would be held by the first while the second
-    held the switch: a deadlock.  Bumped at commit, the second just waits."""
+    switch; meanwhile another session flips the switch alone.  Bumped after
+    each statement, the row was held by the first while the second held the
+    switch: a deadlock.  Bumped (and locked) before, the second just waits."""
     first = psycopg2.connect(pg_dsn)
     second = psycopg2.connect(pg_dsn)
     try:

@@ -87,19 +87,25 @@ CREATE TRIGGER rollout_keep_version_truncate BEFORE TRUNCATE ON cronpolicy.rollo
 -- login, this database or the server allows are in use.  A running script
 -- asked this (with its decision and its heartbeats) then holds no
 -- connection between statements, leaving them to the starts that need one.
+-- One pass over the server's backends (pg_stat_get_activity: the view
+-- pg_stat_activity joins two catalogs more), and no SET clause, so that it
+-- is inlined into the statement that asks (everything is qualified
+-- instead): it rides on every decision, at about half a millisecond.
 CREATE OR REPLACE FUNCTION cronpolicy.connections_scarce() RETURNS boolean
-    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT (r.rolconnlimit >= 0
-            AND 5 * (SELECT count(*) FROM pg_stat_activity WHERE usesysid = r.oid)
-                >= 4 * r.rolconnlimit)
-        OR (d.datconnlimit >= 0
-            AND 5 * (SELECT count(*) FROM pg_stat_activity WHERE datid = d.oid)
-                >= 4 * d.datconnlimit)
-        OR 5 * (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')
-           >= 4 * (current_setting('max_connections')::int
-                   - current_setting('superuser_reserved_connections')::int)
-      FROM pg_roles AS r, pg_database AS d
-     WHERE r.rolname = session_user AND d.datname = current_database()
+    LANGUAGE sql STABLE AS $$
+    SELECT (r.rolconnlimit >= 0 AND 5 * a.login >= 4 * r.rolconnlimit)
+        OR (d.datconnlimit >= 0 AND 5 * a.db >= 4 * d.datconnlimit)
+        OR 5 * a.total >= 4 * (pg_catalog.current_setting('max_connections')::int
+                               - pg_catalog.current_setting('superuser_reserved_connections')::int)
+      FROM pg_catalog.pg_roles AS r, pg_catalog.pg_database AS d,
+           (SELECT pg_catalog.count(*) FILTER (WHERE s.usesysid = (
+                       SELECT oid FROM pg_catalog.pg_roles WHERE rolname = session_user)) AS login,
+                   pg_catalog.count(*) FILTER (WHERE s.datid = (
+                       SELECT oid FROM pg_catalog.pg_database
+                        WHERE datname = pg_catalog.current_database())) AS db,
+                   pg_catalog.count(*) FILTER (WHERE s.backend_type = 'client backend') AS total
+              FROM pg_catalog.pg_stat_get_activity(NULL) AS s) AS a
+     WHERE r.rolname = session_user AND d.datname = pg_catalog.current_database()
 $$;
 COMMENT ON FUNCTION cronpolicy.connections_scarce() IS
     'Whether four fifths of the connections this login, database or server allows are in use (running scripts then hold none between statements).';

@@ -92,12 +92,14 @@ GRANT USAGE ON SCHEMA cronpolicy
 GRANT SELECT ON cronpolicy.schema_version, cronpolicy.script_policy, cronpolicy.deploy_state,
                 cronpolicy.rollout_window, cronpolicy.script_run, cronpolicy.script_owner,
                 cronpolicy.host_login, cronpolicy.service_deploy, cronpolicy.rollout,
-                cronpolicy.rollout_awaited
+                cronpolicy.rollout_awaited, cronpolicy.policy_version
     TO cronpolicy_script;
 -- Runs of the scripts its login owns (script_owner) on the hosts it owns
 -- (host_login; triggers check, and claim a name or a host nobody owns
 -- yet), with times from the database clock.
 GRANT INSERT ON cronpolicy.script_run TO cronpolicy_script;
+-- Whether to hold a connection while running (schema patch 0019).
+GRANT EXECUTE ON FUNCTION cronpolicy.connections_scarce() TO cronpolicy_script;
 GRANT UPDATE (status, exit_code, finished_at, heartbeat_at, safe_to_interrupt, stop_reason,
                stop_decision, stop_policy_id, stop_window_id, lease_expires_at,
                skip_reason, decision, policy_ignored, spooled, block, stop_block)

@@ -80,6 +80,11 @@ class IPolicyStore(IPolicySource, IRunRecorder):
         """A file descriptor that becomes readable when a change is announced,
         or None where changes must be polled for (SQLite)."""
 
+    def policy_version():
+        """A number that moves whenever a change that ``listen()`` would
+        announce is committed (one small read, for a watcher that polls), or
+        None where the store keeps none: then poll with ``load_inputs``."""
+
     def take_notifications():
         """How many change announcements arrived since the last call (0 if none)."""
 

@@ -13,10 +13,12 @@ A RunWatcher is one daemon thread per running script.  It
 * learns of stop requests: on PostgreSQL it LISTENs on the channel that
   triggers on the policy tables notify, so a DBA's plain UPDATE arrives
   within milliseconds; on SQLite, and with ``watch = poll`` (behind a pooler
-  in transaction mode), it re-reads the policy every ``poll_interval``, and
-  then holds no connection between reads (``store.release()``).  Either way
-  it also wakes when a covering window is due to begin.  What counts as a
-  stop request is ``policy.stop_verdict``;
+  in transaction mode), it reads the policy's version (one small row that
+  moves with every change a listener would hear of) every
+  ``poll_interval``, and the policy itself only when that moved, and then
+  holds no connection between reads (``store.release()``).  Either way it
+  also re-reads when a covering window is due to begin, and at least every
+  RESYNC_INTERVAL.  What counts as a stop request is ``policy.stop_verdict``;
 * while a stop is requested, asks the script every ``SAFE_POLL`` seconds
   whether it is safe to interrupt and, when it says so, has the main thread
   interrupted (see cronpolicy.interruption).
@@ -102,6 +104,10 @@ class RunWatcher:
         # still gets one read at once and then one per REREAD_AT_MOST_EVERY.
         self._last_read = 0.0
         self._first_check = 0.0         # re-read the policy at once
+        # Polling: the policy's version as of the last whole read (None: read
+        # it whole next time), and when to read it whole whatever the version.
+        self._read_version = None
+        self._reread_by = 0.0
         if inputs is not None and run.id is not None:
             self._first_check = self._next_check(inputs)
 
@@ -209,6 +215,10 @@ class RunWatcher:
                 deadline = min(deadline, now + SAFE_POLL)
             self.store.release()
             database = self.store.fileno()
+            if database is None and not self._db_trouble:
+                # Nothing to LISTEN on (any more: connections became
+                # scarce, or the server went away): poll meanwhile.
+                next_check = min(next_check, self._last_read + settings.poll_interval)
             readable = self._sleep(deadline - time.monotonic(), database)
             if database is not None and database in readable:
                 if self._guarded("read policy notifications", self.store.take_notifications):
@@ -288,19 +298,36 @@ class RunWatcher:
                 self.interruption.request_interrupt()
             self._sleep(SAFE_POLL if self.stop_requested else 3600.0)
 
-    def _next_check(self, inputs):
-        """When to re-read the policy after reading ``inputs``: at the next
-        window start, else after a poll interval or RESYNC_INTERVAL."""
-        settings = self.settings
-        polling = (settings.watch == config.WATCH_POLL or self.store is None
-                   or self.store.fileno() is None)
-        fallback = time.monotonic() + (settings.poll_interval if polling or self._db_trouble
-                                       else RESYNC_INTERVAL)
+    def _polling(self):
+        return (self.settings.watch == config.WATCH_POLL or self.store is None
+                or self.store.fileno() is None)
+
+    def _next_check(self, inputs, interval=None):
+        """When to look again after reading ``inputs``: at the next window
+        start, else after ``interval`` (default: a poll interval when
+        polling, else RESYNC_INTERVAL)."""
+        if interval is None:
+            interval = (self.settings.poll_interval if self._polling() or self._db_trouble
+                        else RESYNC_INTERVAL)
+        fallback = time.monotonic() + interval
         upcoming = next_window_start(inputs, self.name, self.host, self.needs)
         if upcoming is not None:
             until = (upcoming - inputs.now).total_seconds()
             return min(fallback, time.monotonic() + max(0.0, until) + 0.01)
         return fallback
+
+    def _unmoved(self):
+        """Polling: whether the policy's version is the one of the last whole
+        read (and no whole read is due): then there is nothing to re-read.
+        Read before the policy, so a change committed in between moves it
+        past what the whole read records: seen again at the next poll."""
+        if not self._polling():
+            return False
+        version = self._guarded("read the policy's version", self.store.policy_version)
+        unmoved = (version is not None and version == self._read_version
+                   and time.monotonic() < self._reread_by)
+        self._read_version = version
+        return unmoved
 
     def _evaluate(self):
         """Re-read the policy; return when to do it next (monotonic seconds)."""
@@ -308,10 +335,14 @@ class RunWatcher:
         self._last_read = time.monotonic()
         if self.run.id is None and not self._record_late_start():
             return time.monotonic() + min(settings.heartbeat_interval, settings.poll_interval * 5)
+        if self._unmoved():
+            return min(time.monotonic() + settings.poll_interval, self._reread_by)
         inputs = self._guarded("re-read the policy",
                                lambda: self.store.load_inputs(self.name, 1))
         if inputs is None:
+            self._read_version = None
             return time.monotonic() + min(settings.heartbeat_interval, settings.poll_interval * 5)
+        self._reread_by = self._next_check(inputs, RESYNC_INTERVAL)
         stop = self._lease_stop or stop_verdict(inputs, self.name, self.host,
                                                 self.ignore_policy, self.needs)
         if (stop and stop.reason) != (self.stop and self.stop.reason):

@@ -301,6 +301,11 @@ class MemoryStore:
         except (BlockingIOError, OSError, TypeError):
             pass  # a full pipe already says "changed"
 
+    def policy_version(self):
+        """None: no version is kept; a poller reads the whole policy (in
+        memory, as cheap).  Sessions that listen are told of changes anyway."""
+        return None
+
     def fileno(self):
         return self._wake_read
 

@@ -90,6 +90,17 @@ def options(connect_timeout, application_name, statement_timeout, dsn, network=N
     return found
 
 
+#: What the server says when a login, a database or the server is out of
+#: connections (SQLSTATE 53300; libpq gives no SQLSTATE before a session).
+_NO_CONNECTION_LEFT = ("too many connections", "remaining connection slots are reserved")
+
+
+def out_of_connections(error):
+    """Whether ``error`` (a cronpolicy DatabaseError) says no connection was left."""
+    message = str(error)
+    return any(marker in message for marker in _NO_CONNECTION_LEFT)
+
+
 def connect_failure(error, dsn, source=None):
     """The cronpolicy error for a failed connection attempt."""
     import psycopg2

@@ -10,6 +10,16 @@ never ends a run and a reconnect only has to LISTEN again.  The watcher
 thread and the main thread share the store; a lock keeps their statements
 apart (each waits at most for the other's deadline).
 
+Connections are scarce once one was refused for want of a free one (the
+login's, the database's or the server's limit), or a read of the policy or
+a heartbeat finds four fifths of one of those limits in use
+(``cronpolicy.connections_scarce()``): from then on the store
+no longer LISTENs and ``release()`` closes its connection, so a running
+script holds one only for a statement and the watcher polls (issue 32.5:
+the first scripts of a herd held every connection through main() while
+the rest gave up and ran unrecorded).  Each statement meets a full server
+with a bounded, jittered wait (``timeout``) before failing.
+
 With ``hold_connection`` False (``watch = poll``, for a pooler in transaction
 mode) the store neither LISTENs nor keeps its connection between uses:
 ``release()`` closes it, and the next statement opens another.  No statement
@@ -55,6 +65,7 @@ class PostgresStore:
         self._listen_due = False    # LISTEN goes with the next statement
         self._missed = False        # a reconnect may have lost notifications
         self._slot = None           # {name, slot, run_key} of the fleet-wide slot it holds
+        self.scarce = False         # connections are scarce: hold none between statements
 
     @property
     def masked_dsn(self):
@@ -66,9 +77,14 @@ class PostgresStore:
         """Connect; LISTEN again with the next statement if listening
         (leases are renewed by the next heartbeat: nothing else lives in
         the session)."""
-        self._connection = pgdriver.connect_async(
-            self.dsn, deadline, self.connect_timeout, self.application_name, self.source,
-            self.network)
+        try:
+            self._connection = pgdriver.connect_async(
+                self.dsn, deadline, self.connect_timeout, self.application_name, self.source,
+                self.network)
+        except DatabaseError as error:
+            if pgdriver.out_of_connections(error):
+                self._become_scarce()
+            raise
         if self._listening:
             if not self._listen_due:
                 # A reconnect: whatever was announced while no session
@@ -149,14 +165,23 @@ class PostgresStore:
     def load_inputs(self, name, history_runs):
         """Read everything the decision needs; transient failures are retried
         with jittered backoff until ``timeout`` runs out."""
+        [row] = self._retrying("load_inputs", {"name": name, "runs": int(history_runs)},
+                               "read the policy")
+        if row["scarce"] and not self.scarce:
+            self._become_scarce()
+        return self._inputs(row)
+
+    def _retrying(self, query, parameters, doing, only_when_full=False, idempotent=False):
+        """``_execute``, with transient failures retried after a jittered,
+        doubling pause until ``timeout`` runs out: for statements that may be
+        sent twice.  ``only_when_full``: retry only a server out of
+        connections (one will free up); other failures fail at once."""
         deadline = time.monotonic() + self.timeout
         delay = 0.05
         last = None         # the last failure that said what was wrong
         while True:
             try:
-                [row] = self._execute("load_inputs", {"name": name, "runs": int(history_runs)},
-                                      "read the policy", deadline)
-                return self._inputs(row)
+                return self._execute(query, parameters, doing, deadline, idempotent)
             except SchemaError:
                 raise
             except pgdriver.DeadlineExceeded as error:
@@ -164,6 +189,8 @@ class PostgresStore:
                 # Time ran out during a retry: the earlier failure tells more.
                 raise (last or error) from None
             except DatabaseError as error:
+                if only_when_full and not pgdriver.out_of_connections(error):
+                    raise       # as _execute left it: nothing to wait for
                 self._drop_connection()
                 last = error
                 import random  # only when retrying: keep it off the normal path
@@ -172,6 +199,12 @@ class PostgresStore:
                     raise
                 time.sleep(pause)
                 delay = min(delay * 2, 1.0)
+
+    def policy_version(self):
+        """The policy's version number (schema patch 0019): one small row."""
+        rows = self._execute("policy_version", None, "read the policy's version",
+                             idempotent=True)
+        return rows[0]["version"] if rows else None    # row deleted: read the policy whole
 
     def _inputs(self, row):
         from cronpolicy import schema
@@ -195,14 +228,19 @@ class PostgresStore:
                               "record the skip of %s" % record.name)
         return RunHandle(row["id"], record)
 
+    # Both may be sent twice (the run's key, the run's id): under a full
+    # server they wait for a connection rather than leave the run unseen
+    # (an unreachable one still fails at once: the spool takes the record).
+
     def record_start(self, record):
-        [row] = self._execute("record_start", dict(record._asdict(), ttl=self.lease_ttl),
-                              "record the start of %s" % record.name)
+        [row] = self._retrying("record_start", dict(record._asdict(), ttl=self.lease_ttl),
+                               "record the start of %s" % record.name, only_when_full=True)
         return RunHandle(row["id"], record)
 
     def record_finish(self, run, end):
-        self._execute("record_finish", dict(end._asdict(), id=run.id),
-                      "record the end of run %s" % run.id, idempotent=True)
+        self._retrying("record_finish", dict(end._asdict(), id=run.id),
+                       "record the end of run %s" % run.id, only_when_full=True,
+                       idempotent=True)
 
     # Holding a run --------------------------------------------------------------------
 
@@ -211,6 +249,8 @@ class PostgresStore:
         [row] = self._execute("heartbeat", dict(slot, id=run.id, safe=bool(safe_to_interrupt),
                                                 ttl=self.lease_ttl),
                               "renew the lease of run %s" % run.id, idempotent=True)
+        if row["scarce"] and not self.scarce:
+            self._become_scarce()
         return bool(row["runs"] and row["standing"]) and (self._slot is None or bool(row["slots"]))
 
     def claim_slot(self, record, limit):
@@ -231,8 +271,8 @@ class PostgresStore:
     def listen(self):
         """LISTEN from now on (and again on every reconnect): at once on an
         open connection, else with the first statement of the next one."""
-        if not self.hold_connection or self._listening:
-            return      # a pooler would lose it: the watcher polls (fileno() is None)
+        if not self.hold_connection or self.scarce or self._listening:
+            return      # a pooler would lose it, or no connection may be held: the watcher polls
         self._listening = True
         with self._lock:
             if self._connection is not None and not self._connection.closed:
@@ -241,10 +281,17 @@ class PostgresStore:
                 self._listen_due = True
 
     def release(self):
-        """Between uses: close the connection unless told to hold it."""
-        if not self.hold_connection:
+        """Between uses: close the connection unless told to hold it and
+        connections are plentiful."""
+        if not self.hold_connection or self.scarce:
             with self._lock:
                 self._drop_connection()
+
+    def _become_scarce(self):
+        """Hold no connection between statements from now on: no LISTEN
+        (the watcher polls once fileno() is None)."""
+        self.scarce = True
+        self._listening = self._listen_due = False
 
     def fileno(self):
         if self._connection is None or self._connection.closed:

@@ -17,6 +17,7 @@
 -- turns them into objects); timestamps and intervals as epoch seconds.
 SELECT extract(epoch FROM now()) AS now,
        (SELECT max(version) FROM cronpolicy.schema_version) AS schema_version,
+       cronpolicy.connections_scarce() AS scarce,
        (SELECT to_jsonb(d) || jsonb_build_object(
                    'changed_at', extract(epoch FROM d.changed_at))
           FROM cronpolicy.deploy_state AS d WHERE d.id = 1) AS deploy,
@@ -47,6 +48,12 @@ SELECT extract(epoch FROM now()) AS now,
              WHERE name = %(name)s AND status = 'succeeded'
                AND NOT spooled      -- timed by the database clock only: hosts' clocks lie
              ORDER BY finished_at DESC LIMIT %(runs)s) AS recent) AS recent_runtimes
+
+
+-- name: policy_version
+-- What a poller reads instead of the whole policy (schema patch 0019): the
+-- number moves with every change it would hear of if it could LISTEN.
+SELECT version FROM cronpolicy.policy_version WHERE id = 1
 
 
 -- name: record_start
@@ -96,7 +103,9 @@ UPDATE cronpolicy.script_run
 -- (slot NULL otherwise).  A run recorded as abandoned while its host could
 -- not reach the database is shown as running again (it is), but the host
 -- learns whether its lease still stood (standing) and whether it kept its
--- slot (slots): if not, it stops at its next safe point.
+-- slot (slots): if not, it stops at its next safe point.  scarce: most
+-- connections are in use (schema patch 0019; store.postgresql: the script
+-- then holds none between uses).
 WITH before AS (
     SELECT status = 'running'
            AND coalesce(lease_expires_at,
@@ -116,7 +125,7 @@ slot AS (
      WHERE name = %(name)s AND slot = %(slot)s AND run_key = %(run_key)s
     RETURNING slot)
 SELECT (SELECT count(*) FROM run) AS runs, (SELECT bool_and(standing) FROM before) AS standing,
-       (SELECT count(*) FROM slot) AS slots
+       (SELECT count(*) FROM slot) AS slots, cronpolicy.connections_scarce() AS scarce
 
 
 -- name: take_slot

@@ -227,6 +227,12 @@ class SQLiteStore:
             services=[from_mapping(ServiceDeploy, row) for row in services],
             rollouts=[from_mapping(Rollout, row) for row in rollouts])
 
+    def policy_version(self):
+        """The policy's version number (schema patch 0019): one small row."""
+        row = self._run("read the policy's version", lambda connection: connection.execute(
+            self._sql["policy_version"]).fetchone())
+        return None if row is None else row[0]     # row deleted: read the policy whole
+
     # IRunRecorder -------------------------------------------------------------------
 
     def record_skip(self, record):

@@ -7,6 +7,11 @@
 -- are UTC text, 'YYYY-MM-DD HH:MM:SS.SSS'; intervals are seconds.
 
 
+-- name: policy_version
+-- What a poller reads instead of the whole policy (schema patch 0019).
+SELECT version FROM cronpolicy.policy_version WHERE id = 1
+
+
 -- name: now
 SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')
 

@@ -264,7 +264,7 @@ def empty_pg_dsn():
 
 #: Tables a test starts with as the patches left them; every other table is
 #: emptied before each test (so a new table cannot carry state between tests).
-KEPT_BETWEEN_TESTS = {"schema_version", "deploy_state", "policy_audit"}
+KEPT_BETWEEN_TESTS = {"schema_version", "deploy_state", "policy_audit", "policy_version"}
 
 
 def _reset_postgres(dsn):

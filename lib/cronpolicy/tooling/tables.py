@@ -149,6 +149,16 @@ deploy_state = Table(
     CheckConstraint("id = 1", name="deploy_state_single_row"),
 )
 
+#: Moves whenever a change running scripts hear of is committed (patch 0019):
+#: scripts that poll re-read the policy only when it moved.
+policy_version = Table(
+    "policy_version", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False, server_default="1"),
+    Column("version", BigInteger().with_variant(Integer, "sqlite"), nullable=False,
+           server_default=text("0")),
+    CheckConstraint("id = 1", name="policy_version_single_row"),
+)
+
 rollout_window = Table(
     "rollout_window", metadata,
     Column("id", Integer, primary_key=True),
@@ -391,4 +401,5 @@ REQUIRED_COLUMNS = {
     "rollout": set(),
     "rollout_awaited": {"rollout_id", "run_id", "name", "host"},
     "pruned_runs": {"name", "host", "status"},
+    "policy_version": set(),
 }

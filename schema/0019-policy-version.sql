@@ -123,6 +123,10 @@ BEGIN
     END IF;
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'cronpolicy_reader') THEN
         GRANT SELECT ON cronpolicy.policy_version TO cronpolicy_reader;
+        GRANT EXECUTE ON FUNCTION cronpolicy.connections_scarce() TO cronpolicy_reader;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'cronpolicy_rollout') THEN
+        GRANT EXECUTE ON FUNCTION cronpolicy.connections_scarce() TO cronpolicy_rollout;
     END IF;
 END
 $$;

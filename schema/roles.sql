@@ -87,6 +87,11 @@ GRANT EXECUTE ON FUNCTION cronpolicy.service_list_ok(text),
 
 GRANT USAGE ON SCHEMA cronpolicy
     TO cronpolicy_script, cronpolicy_rollout, cronpolicy_admin, cronpolicy_reader;
+-- Whether to hold a connection while running (schema patch 0019): the
+-- policy read asks it, and every login that reads the policy (status, check,
+-- deploy wait, the dashboard) makes that read.
+GRANT EXECUTE ON FUNCTION cronpolicy.connections_scarce()
+    TO cronpolicy_script, cronpolicy_rollout, cronpolicy_reader;
 
 -- Scripts.
 GRANT SELECT ON cronpolicy.schema_version, cronpolicy.script_policy, cronpolicy.deploy_state,
@@ -98,8 +103,6 @@ GRANT SELECT ON cronpolicy.schema_version, cronpolicy.script_policy, cronpolicy.
 -- (host_login; triggers check, and claim a name or a host nobody owns
 -- yet), with times from the database clock.
 GRANT INSERT ON cronpolicy.script_run TO cronpolicy_script;
--- Whether to hold a connection while running (schema patch 0019).
-GRANT EXECUTE ON FUNCTION cronpolicy.connections_scarce() TO cronpolicy_script;
 GRANT UPDATE (status, exit_code, finished_at, heartbeat_at, safe_to_interrupt, stop_reason,
                stop_decision, stop_policy_id, stop_window_id, lease_expires_at,
                skip_reason, decision, policy_ignored, spooled, block, stop_block)

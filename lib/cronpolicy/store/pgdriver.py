@@ -40,6 +40,7 @@ _refuses_options = set()
 # Connection failures worth waiting out, whatever else their message says
 # ("too many connections for role ..." names a role, yet passes).
 _TRANSIENT_CONNECT_ERRORS = ("too many connections", "remaining connection slots are reserved",
+                             "too many clients already", "no more connections allowed",
                              "the database system is starting up",
                              "the database system is shutting down",
                              "the database system is in recovery mode")
@@ -91,8 +92,12 @@ def options(connect_timeout, application_name, statement_timeout, dsn, network=N
 
 
 #: What the server says when a login, a database or the server is out of
-#: connections (SQLSTATE 53300; libpq gives no SQLSTATE before a session).
-_NO_CONNECTION_LEFT = ("too many connections", "remaining connection slots are reserved")
+#: connections (SQLSTATE 53300; libpq gives no SQLSTATE before a session):
+#: "too many connections for role/database", "remaining connection slots
+#: are reserved", "sorry, too many clients already" (max_connections), and
+#: pgbouncer's "no more connections allowed (max_client_conn)".
+_NO_CONNECTION_LEFT = ("too many connections", "remaining connection slots are reserved",
+                       "too many clients already", "no more connections allowed")
 
 
 def out_of_connections(error):

@@ -33,11 +33,36 @@ def test_a_herd_over_the_connection_limit_is_decided_and_recorded_by_the_databas
     role = parse_dsn(login)["user"]
     with admin_connection() as connection, connection.cursor() as cursor:
         cursor.execute('ALTER ROLE "%s" CONNECTION LIMIT %d' % (role, LIMIT))
+    _herd(login, role, pg_dsn, tmp_path)
+
+
+def test_a_herd_over_a_poolers_client_limit_is_decided_and_recorded_by_the_database(
+        pg_roles, pg_dsn, tmp_path):
+    """The same herd through pgbouncer in transaction pooling (watch = poll:
+    a running script holds no connection between polls) whose
+    max_client_conn is the limit: it refuses with words of its own ("no
+    more connections allowed"), which were not known as a limit, so a start
+    record that met it was spooled at once instead of waiting for a free
+    connection, and the run went unrecorded.  (In session pooling a running
+    script that never met the limit still holds its connection: pgbouncer's
+    client limit is not visible from the database.)"""
+    from .pgbouncer import Pgbouncer
+    login = pg_roles("cronpolicy_script")
+    role = parse_dsn(login)["user"]
+    bouncer = Pgbouncer(pg_dsn, "transaction", users=[role], max_client_conn=LIMIT).start()
+    try:
+        _herd(bouncer.dsn(parse_dsn(pg_dsn)["dbname"], user=role), role, pg_dsn, tmp_path,
+              "watch = poll\n")
+    finally:
+        bouncer.close()
+
+
+def _herd(login, role, pg_dsn, tmp_path, settings=""):
     env = make_env(tmp_path, login)
     # Each run outlasts what a decision may wait: connections held through
     # main() would leave the last starts nothing but the fallback.
     with open(env["CRONPOLICY_CONFIG"], "w") as config:
-        config.write("[cronpolicy]\ndecision_timeout = 4s\n")
+        config.write("[cronpolicy]\ndecision_timeout = 4s\n" + settings)
     runner = ScriptRunner(tmp_path, env)
     runner.write("herd", extra="single_instance = False")
     release = tmp_path / "release"

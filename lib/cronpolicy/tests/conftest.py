@@ -89,9 +89,18 @@ def pytest_runtest_setup(item):
     for definitions in getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs",
                                {}).values():
         functions.extend(definition.func for definition in definitions)
-    if any("REFERENCE" in getattr(getattr(function, "__code__", None), "co_names", ())
-           for function in functions):
+    if any(_names_reference(getattr(function, "__code__", None)) for function in functions):
         pytest.skip("needs %s" % reference)
+
+
+def _names_reference(code):
+    """Whether ``code``, or a function defined inside it (a fixture's
+    once_per_run body), reads REFERENCE."""
+    if code is None:
+        return False
+    return "REFERENCE" in code.co_names or any(
+        _names_reference(constant) for constant in code.co_consts
+        if hasattr(constant, "co_names"))
 
 
 def server_dsn():

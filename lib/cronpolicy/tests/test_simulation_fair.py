@@ -16,6 +16,9 @@ from cronpolicy.schedule import Schedule
 from cronpolicy.tooling.simulate.play import DEFAULT_BEGIN
 from cronpolicy.tooling.cli import main
 
+# At module level: outside a checkout conftest skips the tests that read it.
+from .test_simulation import REFERENCE
+
 BEGIN = DEFAULT_BEGIN
 
 
@@ -228,7 +231,6 @@ def test_a_full_rollout_under_c_leaves_an_exempt_job_alone(tmp_path, capsys):
 
 @pytest.mark.integration
 def test_one_record_per_rollout_adds_up_to_the_figures(capsys):
-    from .test_simulation import REFERENCE
     result = play(capsys, REFERENCE, "--rollouts", "4", "--code-share", "0.5",
                   "--strategies", "a,b0,c")
     records = rollouts(result)

@@ -37,13 +37,20 @@ _OPTIONS_REFUSED = "unsupported startup parameter: options"
 _refuses_options = set()
 
 
+#: What the server says when a login, a database or the server is out of
+#: connections (SQLSTATE 53300; libpq gives no SQLSTATE before a session):
+#: "too many connections for role/database", "remaining connection slots
+#: are reserved", "sorry, too many clients already" (max_connections), and
+#: pgbouncer's "no more connections allowed (max_client_conn)".
+_NO_CONNECTION_LEFT = ("too many connections", "remaining connection slots are reserved",
+                       "too many clients already", "no more connections allowed")
+
+
 # Connection failures worth waiting out, whatever else their message says
 # ("too many connections for role ..." names a role, yet passes).
-_TRANSIENT_CONNECT_ERRORS = ("too many connections", "remaining connection slots are reserved",
-                             "too many clients already", "no more connections allowed",
-                             "the database system is starting up",
-                             "the database system is shutting down",
-                             "the database system is in recovery mode")
+_TRANSIENT_CONNECT_ERRORS = _NO_CONNECTION_LEFT + ("the database system is starting up",
+                                                   "the database system is shutting down",
+                                                   "the database system is in recovery mode")
 # Connection failures that say nothing will change by retrying.
 _PERMANENT_CONNECT_ERRORS = ("password authentication failed", "does not exist",
                              "no pg_hba.conf entry", "role", "invalid dsn", "SSL")
@@ -89,15 +96,6 @@ def options(connect_timeout, application_name, statement_timeout, dsn, network=N
             settings.append("-c statement_timeout=%d" % (STATEMENT_TIMEOUT_SECONDS * 1000))
         found["options"] = " ".join(settings)
     return found
-
-
-#: What the server says when a login, a database or the server is out of
-#: connections (SQLSTATE 53300; libpq gives no SQLSTATE before a session):
-#: "too many connections for role/database", "remaining connection slots
-#: are reserved", "sorry, too many clients already" (max_connections), and
-#: pgbouncer's "no more connections allowed (max_client_conn)".
-_NO_CONNECTION_LEFT = ("too many connections", "remaining connection slots are reserved",
-                       "too many clients already", "no more connections allowed")
 
 
 def out_of_connections(error):

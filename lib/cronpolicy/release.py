@@ -122,9 +122,14 @@ def pinned_command(link, command):
     absolute = os.path.abspath(link).rstrip(os.sep) or os.sep
     if release == absolute:
         return release, list(command)
-    # The link as given too: a relative --pin current names current/bin/job.
-    forms = [absolute] + sorted(form for form in {link.rstrip(os.sep), os.path.normpath(link)}
-                                if form and not os.path.isabs(form) and form != ".")
+    # The link as given too: a relative --pin current names current/bin/job,
+    # and ./current/bin/job (the './' spelling first: the '/' before 'current'
+    # hides it from the bare form).
+    relative = {link.rstrip(os.sep), os.path.normpath(link)}
+    relative |= {"." + os.sep + form for form in relative if not form.startswith("." + os.sep)}
+    forms = [absolute] + sorted(form for form in relative
+                                if form and not os.path.isabs(form) and form != "."
+                                and form != "." + os.sep + ".")
     for form in forms:
         command = [_repointed(word, form, release) for word in command]
     return release, list(command)

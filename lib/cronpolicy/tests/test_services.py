@@ -382,6 +382,26 @@ def test_pin_given_a_relative_path_runs_the_command_from_the_release_too(
         (str(root / "releases" / "7"),)]
 
 
+def test_pin_given_a_relative_path_rewrites_every_relative_spelling(tmp_path, monkeypatch):
+    """--pin current left ./current/bin/where as it stood (the '/' before
+    'current' hid it), so the command ran from whatever current named when
+    it was executed while the run recorded the release pinned; --pin
+    ./current and a path under a parent spelled with ./ alike."""
+    from cronpolicy.release import pinned_command
+    (tmp_path / "releases" / "7").mkdir(parents=True)
+    os.symlink("releases/7", str(tmp_path / "current"))
+    monkeypatch.chdir(tmp_path)
+    release = str(tmp_path / "releases" / "7")
+    for link in ("current", "./current", "current/"):
+        for word in ("./current/bin/where", "current/bin/where", "./current",
+                     "cd ./current && ./bin/where", "--dir=./current/bin"):
+            expected = word.replace("./current", release).replace("current", release, 1) \
+                if "./current" not in word else word.replace("./current", release)
+            assert pinned_command(link, [word]) == (release, [expected]), (link, word)
+    assert pinned_command("current", ["./currently", "x/current/y", "../current"]) == (
+        release, ["./currently", "x/current/y", "../current"])
+
+
 def test_needs_that_are_not_service_names_are_refused(scripts, dba, script_env):
     scripts.write("bad", extra="needs = 'xmlrpc'")
     result = scripts.run("bad")

@@ -640,7 +640,12 @@ def test_a_command_with_no_dsn_configured_says_it_reads_the_local_file(tmp_path)
         assert "local SQLite file %s" % local in first, (argv, result.stdout)
         assert "no DSN configured" in first
     assert cronpolicy("metrics").stdout.startswith("# database: the local SQLite file")
-    json.loads(cronpolicy("status", "--json").stdout)
+    for argv in (["status", "--json"], ["overdue", "--json"], ["history", "--json"]):
+        # A monitor reading --json was as blind to a forgotten DSN: stderr says it.
+        result = cronpolicy(*argv)
+        json.loads(result.stdout)
+        assert result.stderr == "cronpolicy: database: the local SQLite file %s (no DSN " \
+            "configured: --dsn, CRONPOLICY_DSN or the config file's dsn)\n" % local, argv
     configured = cronpolicy("status", CRONPOLICY_DSN="sqlite:///" + local)
     assert "SQLite file" not in configured.stdout, configured.stdout
 

@@ -318,6 +318,8 @@ def _main(argv, streams):
                     if getattr(args, "needs_settings", True) else None)
         if _says_its_database(args) and database_note(settings):
             print(database_note(settings))
+        elif getattr(args, "json", False) and database_note(settings):
+            print("cronpolicy: " + database_note(settings), file=sys.stderr)  # JSON stays pure
         _Parser.ends_at_once = args.func.rpartition(":")[2] in ENDS_AT_ONCE
         return command_function(args.func)(args, settings)
     except CronPolicyError as error:
@@ -372,7 +374,8 @@ def database_note(settings):
 
 def _says_its_database(args):
     """Whether ``args``' command prints database_note first: every command
-    that reads the database, but in --json (pure JSON) and the commands
+    that reads the database, but in --json (pure JSON: _main says it on
+    standard error) and the commands
     that say it themselves."""
     if getattr(args, "json", False) or args.func.endswith(_SAY_THEIR_OWN_DATABASE):
         return False

@@ -317,9 +317,10 @@ def _main(argv, streams):
         settings = (Settings.load(dsn=getattr(args, "dsn", None))
                     if getattr(args, "needs_settings", True) else None)
         if _says_its_database(args) and database_note(settings):
-            print(database_note(settings))
-        elif getattr(args, "json", False) and database_note(settings):
-            print("cronpolicy: " + database_note(settings), file=sys.stderr)  # JSON stays pure
+            if getattr(args, "json", False):        # JSON stays pure
+                print("cronpolicy: " + database_note(settings), file=sys.stderr)
+            else:
+                print(database_note(settings))
         _Parser.ends_at_once = args.func.rpartition(":")[2] in ENDS_AT_ONCE
         return command_function(args.func)(args, settings)
     except CronPolicyError as error:
@@ -373,11 +374,10 @@ def database_note(settings):
 
 
 def _says_its_database(args):
-    """Whether ``args``' command prints database_note first: every command
-    that reads the database, but in --json (pure JSON: _main says it on
-    standard error) and the commands
-    that say it themselves."""
-    if getattr(args, "json", False) or args.func.endswith(_SAY_THEIR_OWN_DATABASE):
+    """Whether ``args``' command prints database_note first (on standard
+    error with --json, which stays pure JSON): every command that reads the
+    database, but the commands that say it themselves."""
+    if args.func.endswith(_SAY_THEIR_OWN_DATABASE):
         return False
     return not args.func.endswith("cmd_simulate") or args.from_database
 

@@ -256,3 +256,18 @@ def test_a_reader_login_is_scraped_and_leaves_dead_runs_to_others(tmp_path, pg_d
     text = exported(cli)
     assert dba.execute("SELECT status FROM cronpolicy.script_run") == [("running",)]
     assert samples(text)[("cronpolicy_running", (("host", "web1"), ("script", "stuck")))] == 0
+
+
+def test_the_stall_histogram_has_each_quiet_rollout_in_its_bucket(cli, dba):
+    """Issue 27.3: metrics' histogram of the stalls recorded (began until
+    quiet), ended rollouts and open ones alike; one never seen quiet has none."""
+    for began, quiet, ended in ((-100, -55, -50), (-40, -40, None), (-20, None, None)):
+        dba.execute("INSERT INTO cronpolicy.rollout (kind, reason, began_at, quiet_at, ended_at)"
+                    " VALUES ('full', 'r', %s, %s, %s)" % tuple(
+                        "NULL" if at is None else dba.now_plus(at)
+                        for at in (began, quiet, ended)))
+    found = samples(exported(cli), {"histogram"})
+    name = "cronpolicy_rollout_stall_seconds"
+    assert (found[(name + "_count", ())], found[(name + "_sum", ())]) == (2, pytest.approx(45))
+    assert [found[(name + "_bucket", (("le", le),))] for le in ("1.0", "30.0", "60.0", "+Inf")
+            ] == [1, 1, 2, 2]

@@ -267,6 +267,27 @@ def test_needs_and_exempt_are_checked(tmp_path, capsys):
     assert code == 2 and "no job needs a service" in capsys.readouterr()[1]
 
 
+def test_a_restart_no_job_needs_is_refused_not_played_as_free(tmp_path, capsys):
+    """A code-only rollout restarting a service no job needs stops nothing
+    under c and d and everything under a and b: a typo in --restart (or a
+    --restart on a fleet without needs) made cronpolicy's stall and skips 0."""
+    fleet = fleet_file(tmp_path, KINDS_LINES, KINDS_MODELS)
+    for argv in (["--restart", "xmlrcp"], ["--restart", "xmlrpc,xmlrcp"]):
+        code = main(["simulate", fleet, "--days", "1", "--code-share", "0.5", "--workers", "1",
+                     *argv])
+        err = capsys.readouterr()[1]
+        assert code == 2 and err.count("\n") == 1, err
+        assert "--restart: no job needs xmlrcp" in err and "librarian, xmlrpc" in err, err
+    bare = fleet_file(tmp_path, ["* * * * * job\n"], {"job": {"median": "1m", "p95": "1m"}})
+    code = main(["simulate", bare, "--days", "1", "--code-share", "0.5", "--restart", "xmlrpc",
+                 "--workers", "1"])
+    assert code == 2 and "no job needs a service" in capsys.readouterr()[1]
+    # Without code-only rollouts --restart plays no part: not refused.
+    code = main(["simulate", fleet, "--days", "1", "--rollouts", "1", "--restart", "xmlrcp",
+                 "--strategies", "c", "--workers", "1"])
+    assert code == 0, capsys.readouterr()[1]
+
+
 # --system ------------------------------------------------------------------------------------
 
 @pytest.mark.integration

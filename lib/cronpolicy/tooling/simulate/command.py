@@ -189,9 +189,7 @@ def cmd_simulate(args, settings):
     settings = _with_margin(args, settings)
     _check_picture_and_slots(args, strategies, knobs, at)
     instances, policies = instances_from_args(args, settings)
-    if args.code_share and not (restart or needed_services(instances, policies)):
-        raise UsageError("--code-share: no job needs a service, so a code-only rollout would "
-                         "restart nothing (give the models \"needs\", or name --restart)")
+    _check_restart(args.code_share, restart, needed_services(instances, policies))
     readies = at or random_readies(begin, end, args.rollouts, args.seed, knobs)
     units = work(len(instances), readies, strategies, knobs) * args.seeds
     if units > MAX_WORK:
@@ -279,6 +277,21 @@ def _with_margin(args, settings):
     if not 0 <= settings.cutoff_margin <= 86400:
         raise UsageError("--margin: from 0 to a day: %r" % args.margin)
     return settings
+
+
+def _check_restart(code_share, restart, needed):
+    """A code-only rollout must stop some job under c and d: one restarting
+    only services no job needs would stop nothing there (and everything
+    under a and b), making cronpolicy's stall and skips 0 for a typo."""
+    if not code_share:
+        return
+    if not needed:
+        raise UsageError("--code-share: no job needs a service, so a code-only rollout would "
+                         "stop no job (give the models \"needs\")")
+    unknown = sorted(set(restart or ()) - set(needed))
+    if unknown:
+        raise UsageError("--restart: no job needs %s, so restarting it stops no job (the "
+                         "services jobs need: %s)" % (", ".join(unknown), ", ".join(needed)))
 
 
 def _check_picture_and_slots(args, strategies, knobs, at):

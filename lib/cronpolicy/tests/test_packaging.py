@@ -117,6 +117,20 @@ def test_the_web_extra_stays_out_of_the_plain_install_and_the_other_modules():
             assert not imported & {"flask", "waitress", "werkzeug", "jinja2"}, name
 
 
+@needs_checkout
+def test_no_merge_leftovers_in_the_manual():
+    """No conflict marker line and no .orig/.rej copy among README.txt,
+    CHANGELOG.txt and docs/ (a merge left CHANGELOG's '=======' and a stale
+    docs/dbas.txt.orig)."""
+    names = ["README.txt", "CHANGELOG.txt"] + [os.path.join("docs", name) for name in
+                                               os.listdir(os.path.join(CHECKOUT, "docs"))]
+    assert not [name for name in names if name.endswith((".orig", ".rej"))]
+    for name in (name for name in names if name.endswith(".txt")):
+        markers = [line for line in checkout_file(name).splitlines()
+                   if re.match(r"(<{7} |={7}$|>{7} )", line)]
+        assert not markers, (name, markers)
+
+
 #: re functions whose count/maxsplit/flags became keyword-only in spirit:
 #: Python 3.13 warns when they are passed positionally.
 _POSITIONAL_LIMIT = {"split": 2, "sub": 3, "subn": 3}

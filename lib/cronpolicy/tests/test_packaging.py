@@ -98,6 +98,39 @@ def test_readme_names_every_dependency():
         assert word in sentence, name
 
 
+def test_the_web_extra_stays_out_of_the_plain_install_and_the_other_modules():
+    """Issue 31.2: Flask and waitress come only with cronpolicy[web] (the
+    installed metadata says so), and only cronpolicy.tooling.web imports them."""
+    from importlib import metadata
+    plain = [line for line in metadata.requires("cronpolicy") or [] if "extra ==" not in line]
+    assert plain and not [line for line in plain if re.match(r"(?i)(flask|waitress)\b", line)]
+    for folder, _, files in os.walk(PACKAGE):
+        if os.path.join("tooling", "web") in folder or os.sep + "tests" in folder:
+            continue
+        for name in (name for name in files if name.endswith(".py")):
+            with open(os.path.join(folder, name), encoding="utf-8") as handle:
+                tree = ast.parse(handle.read())
+            imported = {alias.name.split(".")[0] for node in ast.walk(tree)
+                        if isinstance(node, ast.Import) for alias in node.names} | {
+                (node.module or "").split(".")[0] for node in ast.walk(tree)
+                if isinstance(node, ast.ImportFrom)}
+            assert not imported & {"flask", "waitress", "werkzeug", "jinja2"}, name
+
+
+@needs_checkout
+def test_no_merge_leftovers_in_the_manual():
+    """No conflict marker line and no .orig/.rej copy among README.txt,
+    CHANGELOG.txt and docs/ (a merge left CHANGELOG's '=======' and a stale
+    docs/dbas.txt.orig)."""
+    names = ["README.txt", "CHANGELOG.txt"] + [os.path.join("docs", name) for name in
+                                               os.listdir(os.path.join(CHECKOUT, "docs"))]
+    assert not [name for name in names if name.endswith((".orig", ".rej"))]
+    for name in (name for name in names if name.endswith(".txt")):
+        markers = [line for line in checkout_file(name).splitlines()
+                   if re.match(r"(<{7} |={7}$|>{7} )", line)]
+        assert not markers, (name, markers)
+
+
 #: re functions whose count/maxsplit/flags became keyword-only in spirit:
 #: Python 3.13 warns when they are passed positionally.
 _POSITIONAL_LIMIT = {"split": 2, "sub": 3, "subn": 3}

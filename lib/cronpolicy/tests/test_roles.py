@@ -49,6 +49,16 @@ def test_roles_file_applies_twice_and_in_a_second_database(pg_roles, pg_dsn, emp
     assert granted is True
 
 
+def test_schema_roles_names_every_role_it_puts_in_place(pg_roles, pg_dsn, tmp_path):
+    """cronpolicy_reader (the dashboard's, issue 31) among them: a DBA reading
+    the answer should not think the login of `cronpolicy serve` is missing."""
+    result = cli(make_env(tmp_path, pg_dsn), "schema", "roles")
+    assert result.returncode == 0, result.stderr
+    for role in ("cronpolicy_script", "cronpolicy_rollout", "cronpolicy_admin",
+                 "cronpolicy_reader"):
+        assert role in result.stdout, role
+
+
 def test_script_role_runs_a_real_script_end_to_end(pg_roles, tmp_path, pg_dsn):
     script_dsn = pg_roles("cronpolicy_script")
     runner = ScriptRunner(tmp_path, make_env(tmp_path, script_dsn))

@@ -488,3 +488,18 @@ def test_the_page_without_javascript(served, pg_dsn, tmp_path):
         assert console_errors(driver) == []
     finally:
         driver.quit()
+
+
+def test_the_script_page_says_what_each_audited_change_changed(served, pg_dsn):
+    """The audit table names the columns each change changed, old and new, as
+    `cronpolicy audit` does; a change recorded with no reason shows '-', not None."""
+    dba = DBA(pg_dsn)
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, enabled, reason)"
+                " VALUES ('sync-mirror', false, 'disk <full>')")
+    dba.execute("UPDATE cronpolicy.script_policy SET enabled = true WHERE name = 'sync-mirror'")
+    status, _, body = served.get("/script?name=sync-mirror")
+    assert status == 200, body
+    audit = body[body.index("(the audit)"):body.index("runs and decisions")]
+    assert "enabled False -&gt; True" in audit
+    assert "new: name=sync-mirror, host=*, enabled=False" in audit
+    assert ">None<" not in audit and "<td>-</td>" in audit

@@ -72,9 +72,9 @@ def create_app(settings, token=None, refresh=5.0, schedules_every=30.0):
     app = Flask("cronpolicy.tooling.web", root_path=here, static_folder="static",
                 template_folder="templates")
     app.config.update(MAX_CONTENT_LENGTH=1024, JSON_SORT_KEYS=True)
-    from cronpolicy.tooling.output import heard, release_name
+    from cronpolicy.tooling.output import change_summary, heard, quote, release_name
     app.jinja_env.filters.update(time=format_time, duration=format_duration, heard=heard,
-                                 release=release_name,
+                                 release=release_name, change=change_summary, quote=quote,
                                  hm=lambda moment: moment.strftime("%H:%M") if moment else "-")
     app.jinja_env.globals.update(refresh=refresh)
     token_bytes = token.encode() if token else None

@@ -277,19 +277,29 @@ KEPT_BETWEEN_TESTS = {"schema_version", "deploy_state", "policy_audit", "policy_
 
 
 def _reset_postgres(dsn):
+    # DELETE with the triggers off (session_replication_role) and the
+    # sequences set back, not TRUNCATE: each TRUNCATE makes new files for the
+    # table and its indexes and syncs them at commit, 58 ms a reset against
+    # 8 ms, paid by every PostgreSQL test. The triggers are off so the reset
+    # writes no audit row, announces nothing and ends no rollout by rule.
     from cronpolicy.tooling.tables import metadata
-    emptied = sorted(table.name for table in metadata.sorted_tables
-                     if table.name not in KEPT_BETWEEN_TESTS)
+    emptied = [table.name for table in reversed(metadata.sorted_tables)
+               if table.name not in KEPT_BETWEEN_TESTS]
     connection = psycopg2.connect(dsn)
-    connection.autocommit = True
     try:
         with connection.cursor() as cursor:
             cursor.execute(
-                "TRUNCATE %s RESTART IDENTITY;"
-                " UPDATE cronpolicy.deploy_state SET deploy_pending = false, reason = '',"
-                " changed_by = session_user" % ", ".join("cronpolicy." + name for name in emptied))
-            # Last, so the resets above leave no audit entries behind.
-            cursor.execute("TRUNCATE cronpolicy.policy_audit RESTART IDENTITY")
+                "SELECT s.oid::regclass::text FROM pg_class s"
+                " WHERE s.relkind = 'S' AND s.relnamespace = 'cronpolicy'::regnamespace")
+            sequences = [row[0] for row in cursor.fetchall()]
+            statements = ["SET LOCAL session_replication_role = replica"]
+            statements += ["DELETE FROM cronpolicy.%s" % name for name in emptied]
+            statements += ["UPDATE cronpolicy.deploy_state SET deploy_pending = false,"
+                           " reason = '', changed_by = session_user, changed_at = now()",
+                           "DELETE FROM cronpolicy.policy_audit"]
+            statements += ["SELECT setval('%s', 1, false)" % name for name in sequences]
+            cursor.execute(";\n".join(statements))
+        connection.commit()
     finally:
         connection.close()
 

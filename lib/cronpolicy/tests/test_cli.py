@@ -650,6 +650,17 @@ def test_a_command_with_no_dsn_configured_says_it_reads_the_local_file(tmp_path)
     assert "SQLite file" not in configured.stdout, configured.stdout
 
 
+def test_run_after_a_global_option_says_run_comes_first(cli):
+    """`cronpolicy --dsn X run NAME -- CMD` said "unrecognized arguments:
+    NAME -- CMD": main gives `run` its words only when it comes first."""
+    for argv in (("--dsn", "sqlite:////nonexistent/x.db", "run", "job", "--", "true"),
+                 ("-v", "run", "job", "--", "true"), ("--dsn", "x", "run")):
+        code, out, err = cli(*argv)
+        assert code == exitcodes.USAGE and out == "", argv
+        assert err == "cronpolicy: error: `run` must come first: cronpolicy run NAME " \
+            "[options] -- COMMAND (see --help)\n", (argv, err)
+
+
 def test_deploy_run_without_the_double_dash_says_to_give_it(cli):
     """`cronpolicy deploy run ls -l` said only "unrecognized arguments: -l":
     the command's options look like deploy run's own until a -- comes."""

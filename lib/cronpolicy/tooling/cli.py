@@ -86,6 +86,9 @@ def command_function(func):
     return getattr(importlib.import_module(module), name)
 
 
+RUN_COMES_FIRST = "`run` must come first: cronpolicy run NAME [options] -- COMMAND"
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with usage errors as one line and exit code 2."""
 
@@ -96,7 +99,11 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):
         words = list(_Parser.words)
-        if message.startswith("unrecognized arguments") and "--" not in words and any(
+        if _command_words(words)[:1] == ("run",):
+            # `cronpolicy --dsn X run NAME -- CMD`: main hands `run` its own
+            # words only when it is the first one.
+            message = RUN_COMES_FIRST
+        elif message.startswith("unrecognized arguments") and "--" not in words and any(
                 words[index:index + 2] == ["deploy", "run"] for index in range(len(words))):
             # `cronpolicy deploy run ls -l`: the command's options look like its own.
             message += ("; give the command after --, as in cronpolicy deploy run [options] "
@@ -306,8 +313,7 @@ def _main(argv, streams):
     except SystemExit as error:
         return error.code if isinstance(error.code, int) else exitcodes.USAGE
     if not hasattr(args, "func"):   # `cronpolicy --dsn X run ...`
-        print("cronpolicy: error: `run` must come first: cronpolicy run NAME [options] -- "
-              "COMMAND (see --help)", file=sys.stderr)
+        print("cronpolicy: error: %s (see --help)" % RUN_COMES_FIRST, file=sys.stderr)
         return exitcodes.USAGE
     problem = not_text_problem(args)
     if problem:

@@ -73,6 +73,38 @@ def test_a_sqlite_start_imports_only_what_it_needs(tmp_path):
     assert not found & NEVER_ON_SQLITE, found & NEVER_ON_SQLITE
 
 
+COLLECTOR_PROBE = """\
+import gc, sys
+if sys.argv[1] == "off":
+    gc.disable()
+import cronpolicy
+cronpolicy.CronScript
+frozen = gc.get_freeze_count()
+cronpolicy.CronScript       # kept: the second look-up freezes nothing more
+class Cycle:
+    pass
+cycle = Cycle()
+cycle.me = cycle
+del cycle
+print(gc.isenabled(), frozen > 0, gc.get_freeze_count() == frozen, gc.collect() > 0)
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("collector", ["on", "off"])
+def test_importing_the_gate_leaves_the_collector_as_it_was(collector):
+    """Issue 32.1: the import pauses the collector and freezes what exists
+    then, once; garbage made afterwards is still collected, and a collector
+    the script turned off stays off (and nothing is frozen)."""
+    result = subprocess.run([sys.executable, "-c", COLLECTOR_PROBE, collector],
+                            capture_output=True, text=True, timeout=60)
+    assert result.stderr == ""
+    enabled, frozen, once, collected = result.stdout.split()
+    assert (enabled, frozen, once, collected) == (
+        ("True", "True", "True", "True") if collector == "on" else
+        ("False", "False", "True", "True"))
+
+
 def test_a_postgresql_start_imports_only_what_it_needs(tmp_path, pg_dsn):
     found = started_modules(tmp_path, pg_dsn)
     assert not found & NEVER, found & NEVER

@@ -270,12 +270,15 @@ class Reader:
         return self.rows("audit_before", {"table_name": table, "row_id": row_id,
                                           "moment": self._time(moment)}, AuditEntry.kinds)
 
-    def schedule_sources(self, since):
+    def schedule_sources(self, since, when=True):
         """What the host crontabs registered ({(name, host): row}) and what
-        scripts declared at their latest start since ``since`` (the same)."""
+        scripts declared at their latest start since ``since`` (the same).
+        ``when`` False: the registered rows without registered_at and
+        registered_by (a Schedule's known_since is then None)."""
         registered = {(row["name"], row["host"]): row
-                      for row in self.rows("registered_schedules",
-                                           kinds={"registered_at": "time"})}
+                      for row in (self.rows("registered_schedules",
+                                            kinds={"registered_at": "time"}) if when else
+                                  self.rows("registered_schedule_lines"))}
         declared = {(row["name"], row["host"]): row
                     for row in self.rows("declared_schedules", {"since": self._time(since)},
                                          kinds={"started_at": "time"})}

@@ -134,13 +134,23 @@ def fleet_schedules(reader, inputs, warn=None, host="*", script="*", scheduled_o
     ``reader`` (store.reads.Reader) reads them, among ``host`` and
     ``script`` (globs).  ``scheduled_only``: the caller wants only those
     with a schedule (others may be left out): the scripts seen are then
-    looked for only when a policy row gives a schedule (the rest have theirs
+    looked for only when a policy row gives schedules (the rest have theirs
     from a crontab or their own start), a read of 30 days of history that
     took most of `status`'s time on a fleet of thousands of jobs.
     ``first_after``: a moment whose next start the caller will ask of each
     (schedule.Schedule's)."""
+    rows, registered, declared, pairs = _fleet_pairs(reader, inputs, host, script,
+                                                     scheduled_only)
+    return {(name, on): schedules.resolve(rows, registered, declared, name, on, warn,
+                                          first_after)
+            for name, on in pairs}
+
+
+def _fleet_pairs(reader, inputs, host, script, scheduled_only, when=True):
+    """(the policy rows that set schedules, registered, declared, the pairs
+    in order) of fleet_schedules; ``when``: as Reader.schedule_sources'."""
     from cronpolicy.matching import glob_matches, is_pattern
-    registered, declared = reader.schedule_sources(inputs.now - RECENT)
+    registered, declared = reader.schedule_sources(inputs.now - RECENT, when)
     pairs = set(registered) | set(declared)
     if not scheduled_only or any(row.schedule is not None for row in inputs.policies):
         pairs |= set(reader.recent_pairs(inputs.now - RECENT))
@@ -149,10 +159,42 @@ def fleet_schedules(reader, inputs, warn=None, host="*", script="*", scheduled_o
     pairs |= {(row.name, row.host if not is_pattern(row.host) else "*")
               for row in inputs.policies if not is_pattern(row.name) and row.name not in seen}
     rows = schedules.schedule_rows(inputs.policies)
-    return {(name, on): schedules.resolve(rows, registered, declared, name, on, warn,
-                                          first_after)
-            for name, on in sorted(pairs)
-            if glob_matches(script, name) and glob_matches(host, on)}
+    every = script == "*" and host == "*"
+    return rows, registered, declared, [
+        (name, on) for name, on in sorted(pairs)
+        if every or glob_matches(script, name) and glob_matches(host, on)]
+
+
+def fleet_starts(reader, inputs, warn=None, host="*", script="*"):
+    """[(next start after inputs.now or None, (name, host))] of every pair
+    fleet_schedules(..., scheduled_only=True) gives a schedule, in the same
+    order and with the same warnings, without a Schedule for each: status's
+    text shows only how many there are and the first three (on a fleet of
+    5,000 a Schedule and a row each were a fifth of its time).  A pair whose
+    schedule is its host's crontab line (no policy row sets schedules; the
+    line reads) takes its expression's start; any other is resolved as
+    fleet_schedules resolves it."""
+    rows, registered, declared, pairs = _fleet_pairs(reader, inputs, host, script, True,
+                                                     when=False)
+    now, known, found = inputs.now, {}, []
+    invalid = object()
+    for pair in pairs:
+        row = None if rows else registered.get(pair)
+        if row is not None:
+            key = (row["schedule"], row.get("schedule_tz"))
+            start = known.get(key, known)
+            if start is known:
+                # (no warning here: a line that does not read is resolved
+                # below, which says it as fleet_schedules would)
+                schedule = schedules.maybe_schedule(key[0], key[1], first_after=now)
+                start = known[key] = invalid if schedule is None else schedule.next_after(now)
+            if start is not invalid:
+                found.append((start, pair))
+                continue
+        schedule = schedules.resolve(rows, registered, declared, pair[0], pair[1], warn, now)
+        if schedule is not None:
+            found.append((schedule.next_after(now), pair))
+    return found
 
 
 def describe(found, now):

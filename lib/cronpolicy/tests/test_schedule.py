@@ -406,3 +406,149 @@ def test_wrap_register_writes_nothing_when_it_cannot_register(script_env, tmp_pa
     assert result.returncode == 4 and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.splitlines()[-1].startswith("cronpolicy: error: cannot connect")
     assert crontab.read_text() == CRONTAB
+
+
+# Next starts kept between commands (issue 32.3) ---------------------------------------------
+
+def _forget(module):
+    module._READ.clear()
+    module._NEXT.clear()
+    module._KEPT = module._Kept()
+
+
+@pytest.fixture
+def kept(tmp_path, monkeypatch):
+    """(the schedule module with its memos emptied, the state directory),
+    and a way to make cronsim refuse to be asked (proof that a start came
+    from the kept file)."""
+    from cronpolicy import schedule as module
+    _forget(module)
+    yield module, str(tmp_path / "state")
+    _forget(module)
+
+
+def _without_cronsim(module, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("cronsim was asked")
+    module._cronsim()
+    monkeypatch.setattr(module, "_CRONSIM", (refuse, module._CRONSIM[1]))
+
+
+@hypothesis_settings(max_examples=150, deadline=None, derandomize=True,
+                     suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(expression=st.sampled_from(["*/5 * * * *", "30 2 * * *", "0 1-3 * * 0", "15 */6 1 * *",
+                                   "0 0 29 2 *", "@weekly", "59 23 31 12 *", "* * * * *"]),
+       moment=st.datetimes(min_value=datetime.datetime(2020, 1, 1),
+                           max_value=datetime.datetime(2030, 12, 31),
+                           timezones=st.just(datetime.timezone.utc)),
+       fraction=st.floats(min_value=0, max_value=1, exclude_max=True))
+def test_a_kept_next_start_is_the_one_cronsim_gives_at_any_moment_before_it(
+        kept, monkeypatch, expression, moment, fraction):
+    """A start s kept as the first after t0 answers for any moment in
+    [t0, s), without cronsim, the same as cronsim from that moment."""
+    module, state = kept
+    _forget(module)
+    start = Schedule(expression, None, first_after=moment).next_after(moment)
+    module.save_kept_starts(state)
+    microseconds = (start - moment) // datetime.timedelta(microseconds=1)
+    later = moment + datetime.timedelta(microseconds=int(microseconds * fraction))
+    assert moment <= later < start
+    _forget(module)
+    truth = Schedule(expression).next_after(later)
+    _forget(module)
+    module.load_kept_starts(state)
+    with monkeypatch.context() as patched:
+        _without_cronsim(module, patched)
+        assert Schedule(expression, None, first_after=later).next_after(later) == truth
+    # At its start and after, it answers no more: cronsim is asked again.
+    _forget(module)
+    module.load_kept_starts(state)
+    assert Schedule(expression).next_after(start) == \
+        Schedule(expression).starts_between(start, start + datetime.timedelta(days=4000),
+                                            limit=2)[1]
+
+
+def test_only_utc_is_kept_and_a_file_not_made_here_is_ignored(kept, monkeypatch):
+    import marshal
+    module, state = kept
+    moment = at(2026, 3, 29, 0, 30)
+    Schedule("30 1 * * *", "Europe/London", first_after=moment).next_after(moment)
+    Schedule("30 1 * * *", None, first_after=moment).next_after(moment)
+    module.save_kept_starts(state)
+    path = os.path.join(state, module.KEPT_STARTS_FILE)
+    with open(path, "rb") as stream:
+        header, valid, starts = marshal.load(stream)
+    assert valid == [("30 1 * * *", None)] and list(starts) == [
+        (("30", "1", "*", "*", "*"), None)]
+    assert os.stat(state).st_mode & 0o777 == 0o700
+
+    def loads():
+        _forget(module)
+        module.load_kept_starts(state)
+        return module._KEPT.valid
+
+    assert loads() == {("30 1 * * *", None)}
+    # Written by another cronsim, Python or reading of schedules: ignored.
+    for changed in ((header[0], "another python") + header[2:],
+                    header[:5] + ((header[5][0], header[5][1] + 1, header[5][2]),)):
+        with open(path, "wb") as stream:
+            marshal.dump((changed, valid, starts), stream)
+        assert loads() == set()
+    # Cut short, or not what it should hold: ignored, and never an error.
+    for text in (b"", b"\x00garbage", marshal.dumps((header, valid, {(("x",), None): (5, 1)}))):
+        with open(path, "wb") as stream:
+            stream.write(text)
+        assert loads() in (set(), {("30 1 * * *", None)})
+        assert module._KEPT.next == {}
+    # A link where the file should be is not followed.
+    os.unlink(path)
+    target = os.path.join(os.path.dirname(state), "elsewhere")
+    with open(target, "wb") as stream:
+        marshal.dump((header, valid, starts), stream)
+    os.symlink(target, path)
+    assert loads() == set()
+
+
+def _status_fleet(dba):
+    """A fleet with what status resolves in every way: crontab lines, a
+    script's own declaration, a declaration alone, a zone, and on SQLite
+    (no trigger refuses it) a line that does not read over a declaration."""
+    from cronpolicy.timeutil import to_sqlite
+    dba.execute("INSERT INTO cronpolicy.script_schedule (name, host, schedule, schedule_tz, origin)"
+                " VALUES ('a', 'h1', '*/5 * * * *', NULL, 'x line 1'),"
+                " ('a', 'h2', '*/5 * * * *', NULL, 'x line 1'),"
+                " ('b', 'h1', '0 3 * * *', 'Europe/Paris', 'x line 2'),"
+                " ('c', 'h1', {}, NULL, 'x line 3'),"
+                " ('z', 'h3', '* * * * *', NULL, 'x line 5')",
+                ("every day" if dba.backend == "sqlite" else "15 * * * *",))
+    hour_ago = datetime.datetime.now(UTC) - datetime.timedelta(hours=1)
+    if dba.backend == "sqlite":
+        hour_ago = to_sqlite(hour_ago)
+    for name, host, expression in (("c", "h1", "@hourly"), ("d", "h2", "7 * * * *")):
+        dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, started_at, finished_at,"
+                    " status, schedule) VALUES ({}, {}, 1, {}, {}, 'succeeded', {})",
+                    (name, host, hour_ago, hour_ago, expression))
+
+
+@pytest.mark.parametrize("policy_schedule", [False, True])
+def test_status_text_counts_and_shows_the_first_starts_its_json_lists(
+        dba, cli, policy_schedule):
+    """status's text works out only the count and the first three starts
+    (fleet_starts), which must be those of the JSON's full list, with the
+    same warnings, whether or not a policy row sets a schedule."""
+    _status_fleet(dba)
+    if policy_schedule:
+        dba.execute("INSERT INTO cronpolicy.script_policy (name, host, schedule)"
+                    " VALUES ('z', '*', '@daily'), ('e', 'h9', '@weekly')")
+    from cronpolicy.timeutil import format_time
+    for _ in range(2):      # with nothing kept, then with what the first kept
+        code, out, err = cli("status", "--json")
+        rows = json.loads(out)["scheduled"]
+        code_text, text, err_text = cli("status")
+        assert code == code_text == 0 and err == err_text
+        assert ("every day" in err) == (dba.backend == "sqlite")
+        first = [row for row in rows[:3] if row["next_start"]]
+        assert "scheduled: %d scripts; next: %s\n" % (len(rows), ", ".join(
+            "%s on %s at %s" % (row["name"], row["host"], format_time(
+                datetime.datetime.fromisoformat(row["next_start"]))) for row in first)) in text
+        assert len(rows) == (7 if policy_schedule else 6)

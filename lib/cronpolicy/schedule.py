@@ -155,16 +155,17 @@ def _read(expression, tz, first_after=None):
     key = (expression, tz or None)
     found = _READ.get(key)
     if found is None:
-        fields, zone = _fields(expression), _zone(tz)
-        if key in _KEPT.valid and zone is UTC:
-            # cronsim read it in an earlier command (kept_starts): the same
-            # answer, without cronsim.
+        kept = _KEPT.valid.get(key)
+        if kept is not None:
+            # Read in an earlier command (load_kept_starts), in UTC: the
+            # same answer, without cronsim.
             if len(_READ) > _MEMO_LIMIT:
                 _READ.clear()
-            found = _READ[key] = (tuple(fields), zone)
+            found = _READ[key] = (kept, UTC)
             if first_after is not None:
-                _kept_next((found[0], tz or None), first_after)
+                _kept_next((kept, tz or None), first_after)
             return found
+        fields, zone = _fields(expression), _zone(tz)
         cronsim, error_class = _cronsim()
         try:
             checked = cronsim(" ".join(fields), datetime.datetime(2000, 1, 1, tzinfo=zone)
@@ -224,11 +225,12 @@ _MICROSECOND = datetime.timedelta(microseconds=1)
 
 
 class _Kept:
-    """What an earlier command left: ``valid`` {(expression, tz)}, ``next``
-    {(fields, tz): (t0, s)} in microseconds since the epoch."""
+    """What an earlier command left: ``valid`` {(expression, tz): fields}
+    of the expressions read, ``next`` {(fields, tz): (t0, s)} in
+    microseconds since the epoch."""
 
-    def __init__(self, valid=(), starts=None, header=None):
-        self.valid = set(valid)
+    def __init__(self, valid=None, starts=None, header=None):
+        self.valid = dict(valid or {})
         self.next = dict(starts or {})
         self.header = header
         self.loaded = (len(self.valid), len(self.next))
@@ -244,9 +246,13 @@ def _kept_next(key, moment):
     if found is None:
         return False
     at = (moment - _EPOCH) // _MICROSECOND
-    if not found[0] <= at < found[1]:
+    try:
+        if not found[0] <= at < found[1]:
+            return False
+        start = _EPOCH + datetime.timedelta(microseconds=found[1])
+    except (TypeError, IndexError, OverflowError):     # (not what this module writes)
         return False
-    _remember_next(key, moment, _EPOCH + datetime.timedelta(microseconds=found[1]))
+    _remember_next(key, moment, start)
     return True
 
 
@@ -302,16 +308,12 @@ def load_kept_starts(directory):
         finally:
             if handle is not None:
                 os.close(handle)
-        if not _header_holds(header):
+        if not _header_holds(header) or type(valid) is not dict or type(starts) is not dict:
             return
-        valid = {(expression, tz) for expression, tz in valid
-                 if isinstance(expression, str) and (tz is None or isinstance(tz, str))}
-        starts = {(tuple(fields), tz): (int(t0), int(start))
-                  for (fields, tz), (t0, start) in starts.items()
-                  if all(isinstance(field, str) for field in fields) and
-                  (tz is None or isinstance(tz, str)) and t0 < start}
     except Exception:           # a file that does not read whole: as if none
         return
+    # (what a file this user wrote for this code holds is not checked entry
+    # by entry: that cost a command as much as the file saves it)
     _KEPT = _Kept(valid, starts, header)
 
 
@@ -322,26 +324,27 @@ def save_kept_starts(directory):
     import marshal
     import os
     import tempfile
-    valid = set(_KEPT.valid) | {key for key, (_, zone) in _READ.items() if zone is UTC}
-    starts = dict(_KEPT.next)
-    newest = None
-    for (key, moment), start in _NEXT.items():
-        if start is None or moment.tzinfo is None or key[1] is not None and \
-                _zone(key[1]) is not UTC:
-            continue
-        at = (moment - _EPOCH) // _MICROSECOND
-        newest = at if newest is None else max(newest, at)
-        found = (at, (start - _EPOCH) // _MICROSECOND)
-        if found[0] < found[1] and (key not in starts or starts[key][0] < at):
-            starts[key] = found
-    if newest is not None:      # what has passed helps no one
-        starts = {key: found for key, found in starts.items() if found[1] > newest}
-    if (len(valid), len(starts)) == _KEPT.loaded and starts == _KEPT.next:
-        return
-    if len(valid) > _MEMO_LIMIT or len(starts) > _MEMO_LIMIT:
-        valid = set(list(valid)[:_MEMO_LIMIT])
-        starts = dict(list(starts.items())[:_MEMO_LIMIT])
     try:
+        valid = dict(_KEPT.valid)
+        valid.update((key, fields) for key, (fields, zone) in _READ.items() if zone is UTC)
+        starts = dict(_KEPT.next)
+        newest = None
+        for (key, moment), start in _NEXT.items():
+            if start is None or moment.tzinfo is None or key[1] is not None and \
+                    _zone(key[1]) is not UTC:
+                continue
+            at = (moment - _EPOCH) // _MICROSECOND
+            newest = at if newest is None else max(newest, at)
+            found = (at, (start - _EPOCH) // _MICROSECOND)
+            if found[0] < found[1] and (key not in starts or starts[key][0] < at):
+                starts[key] = found
+        if newest is not None:      # what has passed helps no one
+            starts = {key: found for key, found in starts.items() if found[1] > newest}
+        if (len(valid), len(starts)) == _KEPT.loaded and starts == _KEPT.next:
+            return
+        if len(valid) > _MEMO_LIMIT or len(starts) > _MEMO_LIMIT:
+            valid = dict(list(valid.items())[:_MEMO_LIMIT])
+            starts = dict(list(starts.items())[:_MEMO_LIMIT])
         header = _header() or _KEPT.header
         if header is None:
             return
@@ -350,7 +353,7 @@ def save_kept_starts(directory):
         handle, temporary = tempfile.mkstemp(prefix=".next-starts.", dir=real)
         try:
             with os.fdopen(handle, "wb") as stream:
-                marshal.dump((header, list(valid), starts), stream)
+                marshal.dump((header, valid, starts), stream)
             os.replace(temporary, os.path.join(real, KEPT_STARTS_FILE))
         except BaseException:
             os.unlink(temporary)

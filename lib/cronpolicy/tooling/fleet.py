@@ -58,8 +58,8 @@ def status_of(reader, settings, warn=None, host="*", script="*", schedules=None,
         import heapq
         shown = {"scheduled_count": len(starts), "scheduled_next": [
             {"name": name, "host": on, "next_start": start}
-            for start, (name, on) in heapq.nsmallest(3, starts, key=lambda found: (
-                found[0] is None, found[0] or now, found[1]))]}
+            for start, name, on in heapq.nsmallest(3, starts, key=lambda found: (
+                found[0] is None, found[0] or now, found[1], found[2]))]}
     else:
         shown = {"scheduled": sorted(
             (dict({"name": name, "host": on}, **describe(schedule, now))

@@ -139,18 +139,8 @@ def fleet_schedules(reader, inputs, warn=None, host="*", script="*", scheduled_o
     took most of `status`'s time on a fleet of thousands of jobs.
     ``first_after``: a moment whose next start the caller will ask of each
     (schedule.Schedule's)."""
-    rows, registered, declared, pairs = _fleet_pairs(reader, inputs, host, script,
-                                                     scheduled_only)
-    return {(name, on): schedules.resolve(rows, registered, declared, name, on, warn,
-                                          first_after)
-            for name, on in pairs}
-
-
-def _fleet_pairs(reader, inputs, host, script, scheduled_only, when=True):
-    """(the policy rows that set schedules, registered, declared, the pairs
-    in order) of fleet_schedules; ``when``: as Reader.schedule_sources'."""
     from cronpolicy.matching import glob_matches, is_pattern
-    registered, declared = reader.schedule_sources(inputs.now - RECENT, when)
+    registered, declared = reader.schedule_sources(inputs.now - RECENT)
     pairs = set(registered) | set(declared)
     if not scheduled_only or any(row.schedule is not None for row in inputs.policies):
         pairs |= set(reader.recent_pairs(inputs.now - RECENT))
@@ -159,41 +149,56 @@ def _fleet_pairs(reader, inputs, host, script, scheduled_only, when=True):
     pairs |= {(row.name, row.host if not is_pattern(row.host) else "*")
               for row in inputs.policies if not is_pattern(row.name) and row.name not in seen}
     rows = schedules.schedule_rows(inputs.policies)
-    every = script == "*" and host == "*"
-    return rows, registered, declared, [
-        (name, on) for name, on in sorted(pairs)
-        if every or glob_matches(script, name) and glob_matches(host, on)]
+    return {(name, on): schedules.resolve(rows, registered, declared, name, on, warn,
+                                          first_after)
+            for name, on in sorted(pairs)
+            if glob_matches(script, name) and glob_matches(host, on)}
 
 
 def fleet_starts(reader, inputs, warn=None, host="*", script="*"):
-    """[(next start after inputs.now or None, (name, host))] of every pair
-    fleet_schedules(..., scheduled_only=True) gives a schedule, in the same
-    order and with the same warnings, without a Schedule for each: status's
-    text shows only how many there are and the first three (on a fleet of
-    5,000 a Schedule and a row each were a fifth of its time).  A pair whose
-    schedule is its host's crontab line (no policy row sets schedules; the
-    line reads) takes its expression's start; any other is resolved as
-    fleet_schedules resolves it."""
-    rows, registered, declared, pairs = _fleet_pairs(reader, inputs, host, script, True,
-                                                     when=False)
-    now, known, found = inputs.now, {}, []
-    invalid = object()
-    for pair in pairs:
-        row = None if rows else registered.get(pair)
-        if row is not None:
-            key = (row["schedule"], row.get("schedule_tz"))
-            start = known.get(key, known)
-            if start is known:
-                # (no warning here: a line that does not read is resolved
-                # below, which says it as fleet_schedules would)
-                schedule = schedules.maybe_schedule(key[0], key[1], first_after=now)
-                start = known[key] = invalid if schedule is None else schedule.next_after(now)
-            if start is not invalid:
-                found.append((start, pair))
-                continue
-        schedule = schedules.resolve(rows, registered, declared, pair[0], pair[1], warn, now)
+    """[(next start after inputs.now or None, name, host)] of every pair
+    fleet_schedules(..., scheduled_only=True) gives a schedule, with the
+    same warnings in the same order, in no order: status's text shows only
+    how many there are and the first three (on a fleet of 5,000 a Schedule
+    and a row each were a fifth of its time).
+
+    When no policy row sets a schedule, a pair's schedule is its host's
+    crontab line if that reads, else what the script declared: each line
+    that reads takes its expression's start (worked out once per
+    expression), and only the others (a line that does not read, a script
+    that only declared) are resolved as fleet_schedules resolves them, in
+    its order (a pair a policy row alone names has no schedule then).
+    Otherwise every pair is resolved by fleet_schedules."""
+    from cronpolicy.matching import glob_matches
+    now = inputs.now
+    if any(row.schedule is not None for row in inputs.policies):
+        return [(found.next_after(now), name, on) for (name, on), found in fleet_schedules(
+            reader, inputs, warn, host, script, scheduled_only=True, first_after=now).items()
+            if found is not None]
+    every = script == "*" and host == "*"
+    declared = reader.declared_schedules(now - RECENT)
+    found, known, unread, invalid = [], {}, {}, object()
+    for name, on, expression, tz, origin in reader.schedule_lines():
+        if not every and not (glob_matches(script, name) and glob_matches(host, on)):
+            continue
+        start = known.get((expression, tz), known)
+        if start is known:
+            # (no warning here: a line that does not read is resolved
+            # below, which says it as fleet_schedules would)
+            schedule = schedules.maybe_schedule(expression, tz, first_after=now)
+            start = known[expression, tz] = (invalid if schedule is None else
+                                             schedule.next_after(now))
+        if start is invalid:
+            unread[name, on] = {"schedule": expression, "schedule_tz": tz, "origin": origin}
+        else:
+            found.append((start, name, on))
+    registered = {(name, on) for _, name, on in found}
+    rest = sorted(set(unread) | {pair for pair in declared if pair not in registered and (
+        every or glob_matches(script, pair[0]) and glob_matches(host, pair[1]))})
+    for name, on in rest:
+        schedule = schedules.resolve((), unread, declared, name, on, warn, now)
         if schedule is not None:
-            found.append((schedule.next_after(now), pair))
+            found.append((schedule.next_after(now), name, on))
     return found
 
 

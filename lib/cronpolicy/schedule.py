@@ -304,7 +304,8 @@ def load_kept_starts(directory):
                 return
             with os.fdopen(handle, "rb") as stream:
                 handle = None
-                header, valid, starts = marshal.load(stream)
+                # (whole: marshal.load reads a file a few bytes at a time)
+                header, valid, starts = marshal.loads(stream.read())
         finally:
             if handle is not None:
                 os.close(handle)
@@ -323,7 +324,8 @@ def save_kept_starts(directory):
     cannot write there works as before)."""
     import marshal
     import os
-    import tempfile
+    if _CRONSIM is None:        # nothing was worked out here: nothing new to keep
+        return
     try:
         valid = dict(_KEPT.valid)
         valid.update((key, fields) for key, (fields, zone) in _READ.items() if zone is UTC)
@@ -350,10 +352,13 @@ def save_kept_starts(directory):
             return
         from cronpolicy.safety import checked_directory
         real = checked_directory(directory, "state_dir", 0o700)
-        handle, temporary = tempfile.mkstemp(prefix=".next-starts.", dir=real)
+        # (not tempfile: importing it cost more than the whole write)
+        temporary = os.path.join(real, ".%s.%d" % (KEPT_STARTS_FILE, os.getpid()))
+        handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC |
+                         getattr(os, "O_NOFOLLOW", 0), 0o600)
         try:
             with os.fdopen(handle, "wb") as stream:
-                marshal.dump((header, valid, starts), stream)
+                stream.write(marshal.dumps((header, valid, starts)))
             os.replace(temporary, os.path.join(real, KEPT_STARTS_FILE))
         except BaseException:
             os.unlink(temporary)

@@ -56,10 +56,12 @@ def status_of(reader, settings, warn=None, host="*", script="*", schedules=None,
                  row["owned"], row["db_role"]))
     if brief and schedules is None:
         import heapq
+        # (in "scheduled"'s order: the soonest, then those with no start, by name and host)
+        first = heapq.nsmallest(3, [found for found in starts if found[0] is not None])
+        first += sorted((found for found in starts if found[0] is None),
+                        key=lambda found: found[1:])[:3 - len(first)]
         shown = {"scheduled_count": len(starts), "scheduled_next": [
-            {"name": name, "host": on, "next_start": start}
-            for start, name, on in heapq.nsmallest(3, starts, key=lambda found: (
-                found[0] is None, found[0] or now, found[1], found[2]))]}
+            {"name": name, "host": on, "next_start": start} for start, name, on in first]}
     else:
         shown = {"scheduled": sorted(
             (dict({"name": name, "host": on}, **describe(schedule, now))

@@ -192,9 +192,12 @@ def fleet_starts(reader, inputs, warn=None, host="*", script="*"):
             unread[name, on] = {"schedule": expression, "schedule_tz": tz, "origin": origin}
         else:
             found.append((start, name, on))
-    registered = {(name, on) for _, name, on in found}
-    rest = sorted(set(unread) | {pair for pair in declared if pair not in registered and (
-        every or glob_matches(script, pair[0]) and glob_matches(host, pair[1]))})
+    rest = set(unread)
+    if declared:
+        registered = {(name, on) for _, name, on in found}
+        rest |= {pair for pair in declared if pair not in registered and (
+            every or glob_matches(script, pair[0]) and glob_matches(host, pair[1]))}
+    rest = sorted(rest)
     for name, on in rest:
         schedule = schedules.resolve((), unread, declared, name, on, warn, now)
         if schedule is not None:

@@ -296,22 +296,16 @@ def load_kept_starts(directory):
     try:
         if not os.path.isdir(directory):
             return
-        from cronpolicy.safety import checked_directory
+        from cronpolicy.safety import checked_directory, open_plain_file
         path = os.path.join(checked_directory(directory, "state_dir", 0o700), KEPT_STARTS_FILE)
-        handle = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-        try:
-            if os.fstat(handle).st_uid != os.geteuid():
+        with open(open_plain_file(path), "rb") as stream:
+            if os.fstat(stream.fileno()).st_uid != os.geteuid():
                 return
-            with os.fdopen(handle, "rb") as stream:
-                handle = None
-                # (whole: marshal.load reads a file a few bytes at a time)
-                header, valid, starts = marshal.loads(stream.read())
-        finally:
-            if handle is not None:
-                os.close(handle)
+            # (whole: marshal.load reads a file a few bytes at a time)
+            header, valid, starts = marshal.loads(stream.read())
         if not _header_holds(header) or type(valid) is not dict or type(starts) is not dict:
             return
-    except Exception:           # a file that does not read whole: as if none
+    except Exception:           # none, not a plain file, or not read whole: as if none
         return
     # (what a file this user wrote for this code holds is not checked entry
     # by entry: that cost a command as much as the file saves it)
@@ -321,7 +315,8 @@ def load_kept_starts(directory):
 def save_kept_starts(directory):
     """Keep in ``directory`` what this process worked out in UTC for later
     commands, when it learnt anything new; never raises (a command that
-    cannot write there works as before)."""
+    cannot write there, or finds something other than a plain file where
+    the file goes, works as before: the file only saves time)."""
     import marshal
     import os
     if _CRONSIM is None:        # nothing was worked out here: nothing new to keep
@@ -350,18 +345,17 @@ def save_kept_starts(directory):
         header = _header() or _KEPT.header
         if header is None:
             return
-        from cronpolicy.safety import checked_directory
-        real = checked_directory(directory, "state_dir", 0o700)
-        # (not tempfile: importing it cost more than the whole write)
-        temporary = os.path.join(real, ".%s.%d" % (KEPT_STARTS_FILE, os.getpid()))
-        handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC |
-                         getattr(os, "O_NOFOLLOW", 0), 0o600)
+        from cronpolicy.safety import (
+            checked_directory, remove_quietly, replace_problem, replace_with, write_beside)
+        path = os.path.join(checked_directory(directory, "state_dir", 0o700), KEPT_STARTS_FILE)
+        if replace_problem(path) is not None:
+            return
+        data = marshal.dumps((header, valid, starts))
+        temporary = write_beside(path, lambda handle: handle.write(data), binary=True)
         try:
-            with os.fdopen(handle, "wb") as stream:
-                stream.write(marshal.dumps((header, valid, starts)))
-            os.replace(temporary, os.path.join(real, KEPT_STARTS_FILE))
+            replace_with(temporary, path)
         except BaseException:
-            os.unlink(temporary)
+            remove_quietly(temporary)
             raise
     except Exception:
         return

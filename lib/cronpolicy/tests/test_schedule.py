@@ -6,6 +6,7 @@ crontab."""
 import datetime
 import json
 import os
+import stat
 
 import pytest
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
@@ -508,6 +509,14 @@ def test_only_utc_is_kept_and_a_file_not_made_here_is_ignored(kept, monkeypatch)
         marshal.dump((header, valid, starts), stream)
     os.symlink(target, path)
     assert loads() == set()
+    # Nor is a FIFO opened (it would block), and neither is replaced.
+    os.unlink(path)
+    os.mkfifo(path)
+    assert loads() == set()
+    Schedule("45 1 * * *", None, first_after=moment).next_after(moment)
+    module.save_kept_starts(state)
+    assert stat.S_ISFIFO(os.lstat(path).st_mode)
+    assert [name for name in os.listdir(state) if name.startswith(".")] == []
 
 
 def _status_fleet(dba):

@@ -406,6 +406,33 @@ class Schedule:
             _remember_next(self._key, moment, next(self._iterate(moment), None))
         return _NEXT[key]
 
+    def next_known(self, moment):
+        """next_after(moment) when it is known without cronsim (worked out
+        in this process, or kept by an earlier command), else ``self``."""
+        key = (self._key, moment)
+        if key in _NEXT or self.zone is UTC and _kept_next(self._key, moment):
+            return _NEXT[key]
+        return self
+
+    def start_bound(self, moment):
+        """A time no start after ``moment`` comes before, worked out without
+        cronsim, or None (in a zone: its changes of offset move starts).
+        Every start is on a whole minute; where the minute field is one
+        number, every start is at that minute of an hour, and where the hour
+        field is one number too, at that time of a day (in UTC)."""
+        if self.zone is not UTC:
+            return None
+        minute, hour = self.fields[0], self.fields[1]
+        base = moment.replace(second=0, microsecond=0)
+        if not minute.isdigit():
+            return base + datetime.timedelta(minutes=1)
+        if hour.isdigit():
+            bound, step = base.replace(hour=int(hour), minute=int(minute)), \
+                datetime.timedelta(days=1)
+        else:
+            bound, step = base.replace(minute=int(minute)), datetime.timedelta(hours=1)
+        return bound if bound > moment else bound + step
+
     def previous_before(self, moment):
         """The last start strictly before ``moment``, or None."""
         return next(self._iterate(moment.replace(microsecond=0), reverse=True), None)

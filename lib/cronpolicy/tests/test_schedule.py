@@ -562,3 +562,47 @@ def test_status_text_counts_and_shows_the_first_starts_its_json_lists(
             "%s on %s at %s" % (row["name"], row["host"], format_time(
                 datetime.datetime.fromisoformat(row["next_start"]))) for row in first)) in text
         assert len(rows) == (7 if policy_schedule else 6)
+
+
+@hypothesis_settings(max_examples=300, deadline=None, derandomize=True)
+@given(lines=st.lists(st.tuples(
+           st.sampled_from(["a", "b", "job-1", "z"]), st.sampled_from(["h1", "h2", "h3"]),
+           st.sampled_from(["* * * * *", "*/5 * * * *", "7-59/15 * * * *", "17 * * * *",
+                            "0 * * * *", "59 23 * * *", "5 4 * * *", "5 4 * * 1", "@weekly",
+                            "0 0 29 2 *", "30 2 * * *", "every day", "61 * * * *"]),
+           st.sampled_from([None, None, "Europe/London"])), max_size=30),
+       moment=st.datetimes(min_value=datetime.datetime(2020, 1, 1),
+                           max_value=datetime.datetime(2030, 12, 31),
+                           timezones=st.just(datetime.timezone.utc)),
+       limit=st.integers(min_value=1, max_value=4))
+def test_the_first_starts_are_those_of_every_start_sorted(lines, moment, limit):
+    """Issue 32.3: status's text ranks a fleet's lines by first_starts,
+    which leaves alone the expressions whose bound comes after the first
+    few: the same count and the same first ones as working out every start
+    and sorting them as status's JSON does."""
+    from cronpolicy import schedule as module
+    from cronpolicy.tooling.schedules import first_starts
+    unique = list({(name, host): (name, host, expression, tz)
+                   for name, host, expression, tz in lines}.values())
+    _forget(module)
+    count, first, unread = first_starts(unique, moment, limit)
+    _forget(module)
+    every = sorted(((Schedule(expression, tz).next_after(moment), name, host)
+                    for name, host, expression, tz in unique
+                    if schedule_problem(expression, tz) is None),
+                   key=lambda one: (one[0] is None, one[0] or moment, one[1], one[2]))
+    assert (count, first) == (len(every), every[:limit])
+    assert set(unread) == {(name, host) for name, host, expression, tz in unique
+                           if schedule_problem(expression, tz) is not None}
+
+
+@hypothesis_settings(max_examples=300, deadline=None, derandomize=True)
+@given(expression=st.sampled_from(["* * * * *", "*/5 * * * *", "17 * * * *", "0 * * * *",
+                                   "59 23 * * *", "5 4 * * 1", "@weekly", "0 0 29 2 *",
+                                   "30 2 1 * *", "0 12 * * 1-5"]),
+       moment=st.datetimes(min_value=datetime.datetime(2020, 1, 1),
+                           max_value=datetime.datetime(2030, 12, 31),
+                           timezones=st.just(datetime.timezone.utc)))
+def test_no_start_comes_before_its_bound(expression, moment):
+    schedule = Schedule(expression)
+    assert moment < schedule.start_bound(moment) <= schedule.next_after(moment)

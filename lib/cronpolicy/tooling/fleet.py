@@ -55,12 +55,8 @@ def status_of(reader, settings, warn=None, host="*", script="*", schedules=None,
                  "script" if row["table_name"] == "script_owner" else "host",
                  row["owned"], row["db_role"]))
     if brief and schedules is None:
-        import heapq
-        # (in "scheduled"'s order: the soonest, then those with no start, by name and host)
-        first = heapq.nsmallest(3, [found for found in starts if found[0] is not None])
-        first += sorted((found for found in starts if found[0] is None),
-                        key=lambda found: found[1:])[:3 - len(first)]
-        shown = {"scheduled_count": len(starts), "scheduled_next": [
+        count, first = starts
+        shown = {"scheduled_count": count, "scheduled_next": [
             {"name": name, "host": on, "next_start": start} for start, name, on in first]}
     else:
         shown = {"scheduled": sorted(

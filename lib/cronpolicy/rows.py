@@ -153,14 +153,25 @@ def _shape(name, fields, doc):
                  defaults=[default for _, _, default in fields])
     made.__doc__ = doc
     made.kinds = {field: kind for field, kind, _ in fields}
+    #: (field, how its raw value becomes the field's), in the fields' order.
+    made.converters = tuple((field, KINDS[kind]) for field, kind, _ in fields)
     return made
 
 
 def from_mapping(shape, mapping):
     """A ``shape`` from a mapping of column names to raw values."""
-    present = set(mapping.keys())     # sqlite3.Row's ``in`` looks at values
+    present = mapping.keys()
+    if type(mapping) is dict and present >= shape.kinds.keys():
+        # Every field there (a fleet's hundreds of policy rows): by
+        # position, as the keywords below would place them.
+        return _TUPLE_NEW(shape, [convert(mapping[field])
+                                  for field, convert in shape.converters])
+    present = set(present)     # sqlite3.Row's ``in`` looks at values
     return shape(**{field: KINDS[kind](mapping[field])
                     for field, kind in shape.kinds.items() if field in present})
+
+
+_TUPLE_NEW = tuple.__new__
 
 
 def to_mapping(shape_value):

@@ -155,6 +155,16 @@ def _read(expression, tz, first_after=None):
     key = (expression, tz or None)
     found = _READ.get(key)
     if found is None:
+        kept = _KEPT.valid.get(key)
+        if kept is not None:
+            # Read in an earlier command (load_kept_starts), in UTC: the
+            # same answer, without cronsim.
+            if len(_READ) > _MEMO_LIMIT:
+                _READ.clear()
+            found = _READ[key] = (kept, UTC)
+            if first_after is not None:
+                _kept_next((kept, tz or None), first_after)
+            return found
         fields, zone = _fields(expression), _zone(tz)
         cronsim, error_class = _cronsim()
         try:
@@ -186,6 +196,169 @@ def _remember_next(key, moment, start):
     if len(_NEXT) > _MEMO_LIMIT:
         _NEXT.clear()
     _NEXT[key, moment] = start
+
+
+# Next starts kept between commands ----------------------------------------------------
+#
+# A next start is a pure function of the fields, the zone and the moment
+# asked: if cronsim found that the first start after t0 is s, then for every
+# moment t in [t0, s) the first start after t is s too (no start lies in
+# (t0, s), so none in (t, s)).  `cronpolicy status` on a fleet of 5,000
+# schedules spent a third of its time having cronsim read a few hundred
+# expressions and find each one's next start (issue 32.3); a file in this
+# user's state directory keeps, per expression read in UTC, that it is a
+# schedule and the last [t0, s) worked out, so that the next command whose
+# moment falls in [t0, s) takes s without cronsim.  Only UTC: in a zone with
+# daylight saving changes cronsim's answer after t may depend on where in a
+# repeated or skipped hour t falls, which this argument does not cover.
+# The file is trusted only when written for this Python, this install of
+# cronpolicy's schedule reading and this cronsim (their files' sizes and
+# times), by this user, in a directory only this user may write
+# (safety.checked_directory); anything else, or a file that does not read
+# whole, is ignored, and the command works everything out as before.
+
+#: The file's name in the state directory.
+KEPT_STARTS_FILE = "next-starts.cache"
+_KEPT_FORMAT = 1
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = datetime.timedelta(microseconds=1)
+
+
+class _Kept:
+    """What an earlier command left: ``valid`` {(expression, tz): fields}
+    of the expressions read, ``next`` {(fields, tz): (t0, s)} in
+    microseconds since the epoch."""
+
+    def __init__(self, valid=None, starts=None, header=None):
+        self.valid = dict(valid or {})
+        self.next = dict(starts or {})
+        self.header = header
+        self.loaded = (len(self.valid), len(self.next))
+
+
+_KEPT = _Kept()
+
+
+def _kept_next(key, moment):
+    """Remember the kept next start of ``key`` ((fields, tz)) after
+    ``moment`` when one applies; whether it did."""
+    found = _KEPT.next.get(key)
+    if found is None:
+        return False
+    at = (moment - _EPOCH) // _MICROSECOND
+    try:
+        if not found[0] <= at < found[1]:
+            return False
+        start = _EPOCH + datetime.timedelta(microseconds=found[1])
+    except (TypeError, IndexError, OverflowError):     # (not what this module writes)
+        return False
+    _remember_next(key, moment, start)
+    return True
+
+
+def _header():
+    """What the kept starts were worked out by, or None when it cannot be told."""
+    import os
+    import sys
+    if _CRONSIM is None:
+        return None
+    module = sys.modules.get(_CRONSIM[0].__module__)
+    files = [__file__, getattr(module, "__file__", None)]
+    if None in files:
+        return None
+    stats = [os.stat(path) for path in files]
+    return (_KEPT_FORMAT, sys.version, sys.prefix, os.geteuid()) + tuple(
+        (path, info.st_size, info.st_mtime_ns) for path, info in zip(files, stats))
+
+
+def _header_holds(header):
+    import os
+    import sys
+    try:
+        if header[:4] != (_KEPT_FORMAT, sys.version, sys.prefix, os.geteuid()) or \
+                header[4][0] != __file__:
+            return False
+        for path, size, mtime in header[4:6]:
+            info = os.stat(path)
+            if (info.st_size, info.st_mtime_ns) != (size, mtime):
+                return False
+    except (OSError, TypeError, ValueError, IndexError):
+        return False
+    return True
+
+
+def load_kept_starts(directory):
+    """Take the next starts an earlier command kept in ``directory`` (the
+    state directory), if the file is there and may be trusted; never raises."""
+    global _KEPT
+    import marshal
+    import os
+    try:
+        if not os.path.isdir(directory):
+            return
+        from cronpolicy.safety import checked_directory, open_plain_file
+        path = os.path.join(checked_directory(directory, "state_dir", 0o700), KEPT_STARTS_FILE)
+        with open(open_plain_file(path), "rb") as stream:
+            if os.fstat(stream.fileno()).st_uid != os.geteuid():
+                return
+            # (whole: marshal.load reads a file a few bytes at a time)
+            header, valid, starts = marshal.loads(stream.read())
+        if not _header_holds(header) or type(valid) is not dict or type(starts) is not dict:
+            return
+    except Exception:           # none, not a plain file, or not read whole: as if none
+        return
+    # (what a file this user wrote for this code holds is not checked entry
+    # by entry: that cost a command as much as the file saves it)
+    _KEPT = _Kept(valid, starts, header)
+
+
+def save_kept_starts(directory):
+    """Keep in ``directory`` what this process worked out in UTC for later
+    commands, when it learnt anything new; never raises (a command that
+    cannot write there, or finds something other than a plain file where
+    the file goes, works as before: the file only saves time)."""
+    import marshal
+    import os
+    if _CRONSIM is None:        # nothing was worked out here: nothing new to keep
+        return
+    try:
+        valid = dict(_KEPT.valid)
+        valid.update((key, fields) for key, (fields, zone) in _READ.items() if zone is UTC)
+        starts = dict(_KEPT.next)
+        newest = None
+        for (key, moment), start in _NEXT.items():
+            if start is None or moment.tzinfo is None or key[1] is not None and \
+                    _zone(key[1]) is not UTC:
+                continue
+            at = (moment - _EPOCH) // _MICROSECOND
+            newest = at if newest is None else max(newest, at)
+            found = (at, (start - _EPOCH) // _MICROSECOND)
+            if found[0] < found[1] and (key not in starts or starts[key][0] < at):
+                starts[key] = found
+        if newest is not None:      # what has passed helps no one
+            starts = {key: found for key, found in starts.items() if found[1] > newest}
+        if (len(valid), len(starts)) == _KEPT.loaded and starts == _KEPT.next:
+            return
+        if len(valid) > _MEMO_LIMIT or len(starts) > _MEMO_LIMIT:
+            valid = dict(list(valid.items())[:_MEMO_LIMIT])
+            starts = dict(list(starts.items())[:_MEMO_LIMIT])
+        header = _header() or _KEPT.header
+        if header is None:
+            return
+        from cronpolicy.safety import (
+            checked_directory, remove_quietly, replace_problem, replace_with, write_beside)
+        path = os.path.join(checked_directory(directory, "state_dir", 0o700), KEPT_STARTS_FILE)
+        if replace_problem(path) is not None:
+            return
+        data = marshal.dumps((header, valid, starts))
+        temporary = write_beside(path, lambda handle: handle.write(data), binary=True)
+        try:
+            replace_with(temporary, path)
+        except BaseException:
+            remove_quietly(temporary)
+            raise
+    except Exception:
+        return
 
 
 class Schedule:
@@ -229,9 +402,36 @@ class Schedule:
     def next_after(self, moment):
         """The first start strictly after ``moment``, or None."""
         key = (self._key, moment)
-        if key not in _NEXT:
+        if key not in _NEXT and not (self.zone is UTC and _kept_next(self._key, moment)):
             _remember_next(self._key, moment, next(self._iterate(moment), None))
         return _NEXT[key]
+
+    def next_known(self, moment):
+        """next_after(moment) when it is known without cronsim (worked out
+        in this process, or kept by an earlier command), else ``self``."""
+        key = (self._key, moment)
+        if key in _NEXT or self.zone is UTC and _kept_next(self._key, moment):
+            return _NEXT[key]
+        return self
+
+    def start_bound(self, moment):
+        """A time no start after ``moment`` comes before, worked out without
+        cronsim, or None (in a zone: its changes of offset move starts).
+        Every start is on a whole minute; where the minute field is one
+        number, every start is at that minute of an hour, and where the hour
+        field is one number too, at that time of a day (in UTC)."""
+        if self.zone is not UTC:
+            return None
+        minute, hour = self.fields[0], self.fields[1]
+        base = moment.replace(second=0, microsecond=0)
+        if not minute.isdigit():
+            return base + datetime.timedelta(minutes=1)
+        if hour.isdigit():
+            bound, step = base.replace(hour=int(hour), minute=int(minute)), \
+                datetime.timedelta(days=1)
+        else:
+            bound, step = base.replace(minute=int(minute)), datetime.timedelta(hours=1)
+        return bound if bound > moment else bound + step
 
     def previous_before(self, moment):
         """The last start strictly before ``moment``, or None."""

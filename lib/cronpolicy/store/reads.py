@@ -276,10 +276,26 @@ class Reader:
         registered = {(row["name"], row["host"]): row
                       for row in self.rows("registered_schedules",
                                            kinds={"registered_at": "time"})}
-        declared = {(row["name"], row["host"]): row
-                    for row in self.rows("declared_schedules", {"since": self._time(since)},
-                                         kinds={"started_at": "time"})}
-        return registered, declared
+        return registered, self.declared_schedules(since)
+
+    def declared_schedules(self, since):
+        """What scripts declared at their latest start since ``since``
+        ({(name, host): row})."""
+        return {(row["name"], row["host"]): row
+                for row in self.rows("declared_schedules", {"since": self._time(since)},
+                                     kinds={"started_at": "time"})}
+
+    def schedule_lines(self):
+        """[(name, host, schedule, schedule_tz, origin)]: what the host
+        crontabs registered, as tuples (status counts a fleet's thousands)."""
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute(self._sql["registered_schedule_lines"])
+            return cursor.fetchall()
+        except Exception as error:
+            raise self._translated(error) from error
+        finally:
+            cursor.close()
 
     def recent_runtimes(self, name, runs):
         """The seconds of ``name``'s last ``runs`` succeeded runs, newest

@@ -52,6 +52,13 @@ SELECT id, pid FROM cronpolicy.script_run WHERE status = 'running' AND host = :h
 SELECT * FROM cronpolicy.script_schedule
 
 
+-- name: registered_schedule_lines
+-- The same, without who registered them when: what status's count of
+-- schedules and their first starts need (turning 5,000 registration times
+-- into datetimes was a tenth of its time on a fleet of that size).
+SELECT name, host, schedule, schedule_tz, origin FROM cronpolicy.script_schedule
+
+
 -- name: declared_schedules
 -- What each script declared (CronScript.schedule) at its latest start on
 -- each host since a moment (SQLite: the bare column of the max() row).

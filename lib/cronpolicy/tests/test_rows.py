@@ -84,6 +84,31 @@ def test_unknown_columns_are_ignored_and_missing_ones_defaulted():
     assert from_mapping(PolicyRow, to_mapping(row)) == row
 
 
+@pytest.mark.parametrize("raw", [
+    {"id": "7", "name": "job", "host": "h*", "enabled": 0, "reason": None,
+     "expected_runtime": datetime.timedelta(minutes=20), "rollout_exempt": 1,
+     "changed_by": "dba", "changed_at": "2026-11-28 02:00:00.5", "interruptible": None,
+     "fleet_single_instance": 0, "expected_interval": decimal.Decimal("60"),
+     "max_concurrent": 2.0, "schedule": "@daily", "schedule_tz": None, "catch_up": "once",
+     "needs": "xmlrpc", "from_the_future": 1},
+    {"id": 1, "name": "x", "host": "*", "enabled": True, "reason": "",
+     "expected_runtime": None, "rollout_exempt": False, "changed_by": "",
+     "changed_at": datetime.datetime(2026, 1, 1, 3, tzinfo=datetime.timezone(
+         datetime.timedelta(hours=2))), "interruptible": False, "fleet_single_instance": None,
+     "expected_interval": "two", "max_concurrent": None, "schedule": None,
+     "schedule_tz": None, "catch_up": None, "needs": None},
+])
+def test_a_row_with_every_column_is_made_as_any_mapping_makes_it(raw):
+    """Issue 32.3: a dict holding every field becomes its shape by
+    position, which must give what the keyword path gives (a mapping that
+    is not a dict, such as sqlite3.Row, still takes it)."""
+    import types
+    by_position = from_mapping(PolicyRow, raw)
+    by_keyword = from_mapping(PolicyRow, types.MappingProxyType(raw))
+    assert by_position == by_keyword and type(by_position) is PolicyRow
+    assert [type(value) for value in by_position] == [type(value) for value in by_keyword]
+
+
 def test_the_gate_and_the_tooling_read_the_same_objects(dsn, dba, tmp_path):
     interval = "interval '20 minutes'" if dba.backend == "postgresql" else "1200"
     dba.execute("INSERT INTO cronpolicy.script_policy (name, host, enabled, reason,"

@@ -6,6 +6,7 @@ crontab."""
 import datetime
 import json
 import os
+import stat
 
 import pytest
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
@@ -406,3 +407,202 @@ def test_wrap_register_writes_nothing_when_it_cannot_register(script_env, tmp_pa
     assert result.returncode == 4 and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.splitlines()[-1].startswith("cronpolicy: error: cannot connect")
     assert crontab.read_text() == CRONTAB
+
+
+# Next starts kept between commands (issue 32.3) ---------------------------------------------
+
+def _forget(module):
+    module._READ.clear()
+    module._NEXT.clear()
+    module._KEPT = module._Kept()
+
+
+@pytest.fixture
+def kept(tmp_path, monkeypatch):
+    """(the schedule module with its memos emptied, the state directory),
+    and a way to make cronsim refuse to be asked (proof that a start came
+    from the kept file)."""
+    from cronpolicy import schedule as module
+    _forget(module)
+    yield module, str(tmp_path / "state")
+    _forget(module)
+
+
+def _without_cronsim(module, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("cronsim was asked")
+    module._cronsim()
+    monkeypatch.setattr(module, "_CRONSIM", (refuse, module._CRONSIM[1]))
+
+
+@hypothesis_settings(max_examples=150, deadline=None, derandomize=True,
+                     suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(expression=st.sampled_from(["*/5 * * * *", "30 2 * * *", "0 1-3 * * 0", "15 */6 1 * *",
+                                   "0 0 29 2 *", "@weekly", "59 23 31 12 *", "* * * * *"]),
+       moment=st.datetimes(min_value=datetime.datetime(2020, 1, 1),
+                           max_value=datetime.datetime(2030, 12, 31),
+                           timezones=st.just(datetime.timezone.utc)),
+       fraction=st.floats(min_value=0, max_value=1, exclude_max=True))
+def test_a_kept_next_start_is_the_one_cronsim_gives_at_any_moment_before_it(
+        kept, monkeypatch, expression, moment, fraction):
+    """A start s kept as the first after t0 answers for any moment in
+    [t0, s), without cronsim, the same as cronsim from that moment."""
+    module, state = kept
+    _forget(module)
+    start = Schedule(expression, None, first_after=moment).next_after(moment)
+    module.save_kept_starts(state)
+    microseconds = (start - moment) // datetime.timedelta(microseconds=1)
+    later = moment + datetime.timedelta(microseconds=int(microseconds * fraction))
+    assert moment <= later < start
+    _forget(module)
+    truth = Schedule(expression).next_after(later)
+    _forget(module)
+    module.load_kept_starts(state)
+    with monkeypatch.context() as patched:
+        _without_cronsim(module, patched)
+        assert Schedule(expression, None, first_after=later).next_after(later) == truth
+    # At its start and after, it answers no more: cronsim is asked again.
+    _forget(module)
+    module.load_kept_starts(state)
+    assert Schedule(expression).next_after(start) == \
+        Schedule(expression).starts_between(start, start + datetime.timedelta(days=4000),
+                                            limit=2)[1]
+
+
+def test_only_utc_is_kept_and_a_file_not_made_here_is_ignored(kept, monkeypatch):
+    import marshal
+    module, state = kept
+    moment = at(2026, 3, 29, 0, 30)
+    Schedule("30 1 * * *", "Europe/London", first_after=moment).next_after(moment)
+    Schedule("30 1 * * *", None, first_after=moment).next_after(moment)
+    module.save_kept_starts(state)
+    path = os.path.join(state, module.KEPT_STARTS_FILE)
+    with open(path, "rb") as stream:
+        header, valid, starts = marshal.load(stream)
+    assert valid == {("30 1 * * *", None): ("30", "1", "*", "*", "*")} and list(starts) == [
+        (("30", "1", "*", "*", "*"), None)]
+    assert os.stat(state).st_mode & 0o777 == 0o700
+
+    def loads():
+        _forget(module)
+        module.load_kept_starts(state)
+        return set(module._KEPT.valid)
+
+    assert loads() == {("30 1 * * *", None)}
+    # Written by another cronsim, Python or reading of schedules: ignored.
+    for changed in ((header[0], "another python") + header[2:],
+                    header[:5] + ((header[5][0], header[5][1] + 1, header[5][2]),)):
+        with open(path, "wb") as stream:
+            marshal.dump((changed, valid, starts), stream)
+        assert loads() == set()
+    # Cut short, or not what this module writes: ignored, never an error.
+    for text in (b"", b"\x00garbage", marshal.dumps((header, [], starts)),
+                 marshal.dumps((header, valid, {(("30", "1", "*", "*", "*"), None): ("a", 1)}))):
+        with open(path, "wb") as stream:
+            stream.write(text)
+        loads()
+        assert Schedule("30 1 * * *").next_after(moment) == at(2026, 3, 29, 1, 30)
+    # A link where the file should be is not followed.
+    os.unlink(path)
+    target = os.path.join(os.path.dirname(state), "elsewhere")
+    with open(target, "wb") as stream:
+        marshal.dump((header, valid, starts), stream)
+    os.symlink(target, path)
+    assert loads() == set()
+    # Nor is a FIFO opened (it would block), and neither is replaced.
+    os.unlink(path)
+    os.mkfifo(path)
+    assert loads() == set()
+    Schedule("45 1 * * *", None, first_after=moment).next_after(moment)
+    module.save_kept_starts(state)
+    assert stat.S_ISFIFO(os.lstat(path).st_mode)
+    assert [name for name in os.listdir(state) if name.startswith(".")] == []
+
+
+def _status_fleet(dba):
+    """A fleet with what status resolves in every way: crontab lines, a
+    script's own declaration, a declaration alone, a zone, and on SQLite
+    (no trigger refuses it) a line that does not read over a declaration."""
+    from cronpolicy.timeutil import to_sqlite
+    dba.execute("INSERT INTO cronpolicy.script_schedule (name, host, schedule, schedule_tz, origin)"
+                " VALUES ('a', 'h1', '*/5 * * * *', NULL, 'x line 1'),"
+                " ('a', 'h2', '*/5 * * * *', NULL, 'x line 1'),"
+                " ('b', 'h1', '0 3 * * *', 'Europe/Paris', 'x line 2'),"
+                " ('c', 'h1', {}, NULL, 'x line 3'),"
+                " ('z', 'h3', '* * * * *', NULL, 'x line 5')",
+                ("every day" if dba.backend == "sqlite" else "15 * * * *",))
+    hour_ago = datetime.datetime.now(UTC) - datetime.timedelta(hours=1)
+    if dba.backend == "sqlite":
+        hour_ago = to_sqlite(hour_ago)
+    for name, host, expression in (("c", "h1", "@hourly"), ("d", "h2", "7 * * * *")):
+        dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, started_at, finished_at,"
+                    " status, schedule) VALUES ({}, {}, 1, {}, {}, 'succeeded', {})",
+                    (name, host, hour_ago, hour_ago, expression))
+
+
+@pytest.mark.parametrize("policy_schedule", [False, True])
+def test_status_text_counts_and_shows_the_first_starts_its_json_lists(
+        dba, cli, policy_schedule):
+    """status's text works out only the count and the first three starts
+    (fleet_starts), which must be those of the JSON's full list, with the
+    same warnings, whether or not a policy row sets a schedule."""
+    _status_fleet(dba)
+    if policy_schedule:
+        dba.execute("INSERT INTO cronpolicy.script_policy (name, host, schedule)"
+                    " VALUES ('z', '*', '@daily'), ('e', 'h9', '@weekly')")
+    from cronpolicy.timeutil import format_time
+    for _ in range(2):      # with nothing kept, then with what the first kept
+        code, out, err = cli("status", "--json")
+        rows = json.loads(out)["scheduled"]
+        code_text, text, err_text = cli("status")
+        assert code == code_text == 0 and err == err_text
+        assert ("every day" in err) == (dba.backend == "sqlite")
+        first = [row for row in rows[:3] if row["next_start"]]
+        assert "scheduled: %d scripts; next: %s\n" % (len(rows), ", ".join(
+            "%s on %s at %s" % (row["name"], row["host"], format_time(
+                datetime.datetime.fromisoformat(row["next_start"]))) for row in first)) in text
+        assert len(rows) == (7 if policy_schedule else 6)
+
+
+@hypothesis_settings(max_examples=300, deadline=None, derandomize=True)
+@given(lines=st.lists(st.tuples(
+           st.sampled_from(["a", "b", "job-1", "z"]), st.sampled_from(["h1", "h2", "h3"]),
+           st.sampled_from(["* * * * *", "*/5 * * * *", "7-59/15 * * * *", "17 * * * *",
+                            "0 * * * *", "59 23 * * *", "5 4 * * *", "5 4 * * 1", "@weekly",
+                            "0 0 29 2 *", "30 2 * * *", "every day", "61 * * * *"]),
+           st.sampled_from([None, None, "Europe/London"])), max_size=30),
+       moment=st.datetimes(min_value=datetime.datetime(2020, 1, 1),
+                           max_value=datetime.datetime(2030, 12, 31),
+                           timezones=st.just(datetime.timezone.utc)),
+       limit=st.integers(min_value=1, max_value=4))
+def test_the_first_starts_are_those_of_every_start_sorted(lines, moment, limit):
+    """Issue 32.3: status's text ranks a fleet's lines by first_starts,
+    which leaves alone the expressions whose bound comes after the first
+    few: the same count and the same first ones as working out every start
+    and sorting them as status's JSON does."""
+    from cronpolicy import schedule as module
+    from cronpolicy.tooling.schedules import first_starts
+    unique = list({(name, host): (name, host, expression, tz)
+                   for name, host, expression, tz in lines}.values())
+    _forget(module)
+    count, first, unread = first_starts(unique, moment, limit)
+    _forget(module)
+    every = sorted(((Schedule(expression, tz).next_after(moment), name, host)
+                    for name, host, expression, tz in unique
+                    if schedule_problem(expression, tz) is None),
+                   key=lambda one: (one[0] is None, one[0] or moment, one[1], one[2]))
+    assert (count, first) == (len(every), every[:limit])
+    assert set(unread) == {(name, host) for name, host, expression, tz in unique
+                           if schedule_problem(expression, tz) is not None}
+
+
+@hypothesis_settings(max_examples=300, deadline=None, derandomize=True)
+@given(expression=st.sampled_from(["* * * * *", "*/5 * * * *", "17 * * * *", "0 * * * *",
+                                   "59 23 * * *", "5 4 * * 1", "@weekly", "0 0 29 2 *",
+                                   "30 2 1 * *", "0 12 * * 1-5"]),
+       moment=st.datetimes(min_value=datetime.datetime(2020, 1, 1),
+                           max_value=datetime.datetime(2030, 12, 31),
+                           timezones=st.just(datetime.timezone.utc)))
+def test_no_start_comes_before_its_bound(expression, moment):
+    schedule = Schedule(expression)
+    assert moment < schedule.start_bound(moment) <= schedule.next_after(moment)

@@ -10,41 +10,61 @@ through the same Reader, so each statement has one home.
 from cronpolicy.store.reads import Reader, reading, window_dict
 
 
-def status(settings, warn=None):
-    """What a release manager needs at a glance, as one dict."""
+def status(settings, warn=None, brief=False):
+    """What a release manager needs at a glance, as one dict.  The next
+    starts worked out are kept in the state directory for the next command
+    (schedule.load_kept_starts: a fleet's few hundred expressions).
+    ``brief``: as status_of's."""
+    from cronpolicy import schedule
+    schedule.load_kept_starts(settings.state_dir)
     with reading(settings, "read the status", reap=True) as reader:
-        return status_of(reader, settings, warn)
+        found = status_of(reader, settings, warn, brief=brief)
+    schedule.save_kept_starts(settings.state_dir)
+    return found
 
 
-def status_of(reader, settings, warn=None, host="*", script="*", schedules=None):
+def status_of(reader, settings, warn=None, host="*", script="*", schedules=None,
+              brief=False):
     """``status`` as ``reader`` (store.reads.Reader) reads it, in its
     transaction, recording nothing (`cronpolicy serve` reads through a
     login that may only read); running runs and schedules on ``host`` of
     ``script`` (globs).  ``schedules``: {(name, host): Schedule} already
-    known (`serve` keeps them), instead of reading them."""
+    known (`serve` keeps them), instead of reading them.  ``brief``: what
+    status's text shows of the schedules instead of all of them:
+    "scheduled_count", how many, and "scheduled_next", the first three in
+    the order of "scheduled" (dicts of name, host and next_start)."""
     from cronpolicy.matching import glob_matches
     from cronpolicy.tooling import rollouts
-    from cronpolicy.tooling.schedules import describe, fleet_schedules
+    from cronpolicy.tooling.schedules import describe, fleet_schedules, fleet_starts
     inputs = reader.inputs()
     now = inputs.now
     windows = [window_dict(window, now) for window in inputs.windows]
     # (only the rows status shows, out of a fleet's hundreds)
     policies = [row._asdict() for row in inputs.policies
                 if not row.enabled or row.rollout_exempt]
-    found = (fleet_schedules(reader, inputs, warn, host, script, scheduled_only=True,
-                             first_after=now)
-             if schedules is None else schedules)
+    if brief and schedules is None:
+        starts = fleet_starts(reader, inputs, warn, host, script)
+    else:
+        found = (fleet_schedules(reader, inputs, warn, host, script, scheduled_only=True,
+                                 first_after=now)
+                 if schedules is None else schedules)
     for row in reader.owners_without_roles() if warn is not None else ():
         warn("%s #%d gives %s %s to database role %s, which does not exist: the row lets "
              "no one write for it (create the role again, or change the row)" % (
                  row["table_name"], row["id"],
                  "script" if row["table_name"] == "script_owner" else "host",
                  row["owned"], row["db_role"]))
-    scheduled = sorted((dict({"name": name, "host": on}, **describe(schedule, now))
-                        for (name, on), schedule in found.items() if schedule is not None),
-                       key=lambda row: (row["next_start"] is None, row["next_start"] or now,
-                                        row["name"], row["host"]))
-    return {
+    if brief and schedules is None:
+        count, first = starts
+        shown = {"scheduled_count": count, "scheduled_next": [
+            {"name": name, "host": on, "next_start": start} for start, name, on in first]}
+    else:
+        shown = {"scheduled": sorted(
+            (dict({"name": name, "host": on}, **describe(schedule, now))
+             for (name, on), schedule in found.items() if schedule is not None),
+            key=lambda row: (row["next_start"] is None, row["next_start"] or now,
+                             row["name"], row["host"]))}
+    return dict({
         "now": now,
         "deploy": reader.deploy_state(),
         "active_windows": [w for w in windows if w["state"] == "active"],
@@ -58,8 +78,7 @@ def status_of(reader, settings, warn=None, host="*", script="*", schedules=None)
             for row in inputs.rollouts)],
         "running": [run for run in reader.live_runs(now, host)
                     if glob_matches(script, run["name"])],
-        "scheduled": scheduled,
-    }
+    }, **shown)
 
 
 def reap_dead_runs(db, connection):

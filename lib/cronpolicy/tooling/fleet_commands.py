@@ -23,7 +23,9 @@ def add_arguments(parsers):
 
 def cmd_status(args, settings):
     from cronpolicy.tooling import fleet
-    state = fleet.status(settings, warn=warn)
+    # (the text shows how many schedules there are and the first three:
+    # status_of's brief form, not a row for each of a fleet's thousands)
+    state = fleet.status(settings, warn=warn, brief=not args.json)
     if args.json:
         print_json(state)
         return exitcodes.OK
@@ -63,10 +65,10 @@ def cmd_status(args, settings):
     print("running: %s" % (len(state["running"]) or "none"))
     if state["running"]:
         run_table(state["running"], state["now"])
-    scheduled = state["scheduled"]
-    print("scheduled: %s" % ("%d scripts; next: %s" % (len(scheduled), ", ".join(
+    count = state["scheduled_count"]
+    print("scheduled: %s" % ("%d scripts; next: %s" % (count, ", ".join(
         "%s on %s at %s" % (row["name"], row["host"], format_time(row["next_start"]))
-        for row in scheduled[:3] if row["next_start"])) if scheduled else
+        for row in state["scheduled_next"] if row["next_start"])) if count else
         "none known (cronpolicy schedule import)"))
     return exitcodes.OK
 

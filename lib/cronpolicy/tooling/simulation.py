@@ -141,6 +141,9 @@ def draw(model, generator):
 
 #: One run of the simulation: where, when, how long it would take, how it ended.
 Run = shape("Run", "index start natural_end end outcome lost", defaults=(None, "succeeded", 0.0))
+#: Makes a Run from all its fields (tuple.__new__: a shape's own __new__,
+#: with its keyword and default handling, costs more than the rest of a start).
+_new_tuple = tuple.__new__
 
 #: What became of one rollout: when it was ready, when it began (the slot),
 #: when the fleet was quiet, when the deploy ended.  ``stall``: from ready
@@ -217,7 +220,7 @@ class Fleet:
         self.policies = list(policies)
         self.warm_up = warm_up
         cache = schedules if schedules is not None else {}
-        self.starts, self.durations, self.periods = [], [], []
+        self.starts, self.durations, self.ends, self.periods = [], [], [], []
         total = 0
         for instance in self.instances:
             key = (tuple(instance.schedule.fields), instance.schedule.tz)
@@ -232,7 +235,12 @@ class Fleet:
             starts = cache[(tuple(instance.schedule.fields), instance.schedule.tz)]
             generator = random.Random("%s:%s:%s" % (seed, instance.name, instance.host))
             self.starts.append(starts)
-            self.durations.append([draw(instance.model, generator) for _ in starts])
+            durations = [draw(instance.model, generator) for _ in starts]
+            self.durations.append(durations)
+            # When each start's run would end: the same for every strategy,
+            # so worked out once here rather than at each start of each play.
+            self.ends.append([start + datetime.timedelta(seconds=duration)
+                              for start, duration in zip(starts, durations)])
             self.periods.append(cache[(tuple(instance.schedule.fields), instance.schedule.tz),
                                       "period"])
         self._by_schedule = cache
@@ -402,13 +410,55 @@ class _Strategy:
         if self.windows:            # a window over before the next start meets none
             cursor = _cursor(self)
             self.windows = [window for window in self.windows if window.ends_at > cursor]
-        for index, instance in enumerate(self.fleet.instances):
-            starts = self.fleet.starts[index]
+        fleet = self.fleet
+        for index, instance in enumerate(fleet.instances):
+            starts = fleet.starts[index]
             position = self.next[index]
-            while position < len(starts) and starts[position] < until:
-                self._start(index, instance, position, starts[position])
-                position += 1
-            self.next[index] = position
+            stop = bisect.bisect_left(starts, until, position)
+            if position < stop:
+                self._starts(index, instance, position, stop)
+                self.next[index] = stop
+
+    def _starts(self, index, instance, position, stop):
+        """Make the starts ``position`` to ``stop`` of ``index``.  Most
+        starts meet nothing that could skip them but the lock (no deploy
+        pending, no window near, no policy row): those are made here
+        without asking the rules, exactly as _start would make them (the
+        play makes about 200000 a strategy and seed); the others go to
+        _start.  Neither the pending deploy nor the windows change within
+        one _advance, so what makes a start plain is read once."""
+        starts, ends = self.fleet.starts[index], self.fleet.ends[index]
+        running, skips, last_start = self.running, self.skips, self.last_start
+        pending = self.pending
+        if self.ruled[index]:
+            plain = None                    # every start asks the rules
+        elif self.cronpolicy and instance.model.exempt:
+            plain = "always"                # left alone by every rollout
+        else:
+            plain = "unless pending or near"
+            if pending is not None and self.cronpolicy and pending[4] == CODE \
+                    and not self.affected[index]:
+                pending = None              # it needs no restarted service
+        near = self.cronpolicy and plain != "always" and bool(self.windows)
+        first_window = self.windows[0].starts_at if near else None
+        run = running[index]
+        for position in range(position, stop):
+            moment = starts[position]
+            if run is not None:
+                if run.end > moment:        # still running: the lock skips it
+                    skips.append((index, moment, policy.LOCKED, None))
+                    continue
+                self._close(index, run)
+                run = None
+            if plain is None or (plain != "always" and (
+                    (pending is not None and pending[0] <= moment < pending[1])
+                    or (near and first_window - self._reach(instance) <= moment))):
+                self._start(index, instance, position, moment)
+                run = running[index]
+                continue
+            end = ends[position]
+            run = running[index] = _new_tuple(Run, (index, moment, end, end, "succeeded", 0.0))
+            last_start[index] = moment
 
     def _reach(self, instance):
         """How far ahead a window can skip a start of ``instance``: no
@@ -459,11 +509,12 @@ class _Strategy:
                     # (else nothing could skip it: the rules need not be asked)
                     if not self._allowed(index, instance, moment, pending, windows):
                         return
-        self._run(index, moment, self.fleet.durations[index][position])
+        self._run(index, moment, None, self.fleet.ends[index][position])
 
-    def _run(self, index, moment, duration):
-        natural = moment + datetime.timedelta(seconds=duration)
-        self.running[index] = Run(index, moment, natural, natural)
+    def _run(self, index, moment, duration, natural=None):
+        if natural is None:
+            natural = moment + datetime.timedelta(seconds=duration)
+        self.running[index] = _new_tuple(Run, (index, moment, natural, natural, "succeeded", 0.0))
         self.last_start[index] = moment
 
     def _gate_inputs(self, name, moment, deploy, windows, rollouts=()):

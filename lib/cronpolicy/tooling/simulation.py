@@ -347,6 +347,9 @@ class _Strategy:
         self.history = {name: list(runtimes)    # name -> durations, newest last
                         for name, runtimes in fleet.history.items()}
         self.estimates = {}                     # name -> its Estimate now (dropped on change)
+        self.overdue_estimates = {}             # name -> {index: its estimate's seconds}, as well
+        self.pending_verdicts = {}              # index -> its verdict in the deploy pending
+        self.pending_verdicts_of = None         # (the pending deploy they are of)
         self.reaches = {}                       # name -> how far ahead a window skips it
         self.last_success = list(fleet.warm_last_success)   # start of its last success
         self.margin = getattr(settings, "cutoff_margin", policy.DEFAULT_MARGIN)
@@ -534,7 +537,13 @@ class _Strategy:
             estimate = policy.runtime_estimate(inputs, self.facts[index], self.settings)
             if not self.ruled[index]:
                 self.estimates[instance.name] = estimate
-        verdict = policy.decide(inputs, self.facts[index], self.settings, estimate, explain=False)
+        verdict = self._pending_verdict(index) if pending else None
+        if verdict is None:
+            verdict = policy.decide(inputs, self.facts[index], self.settings, estimate,
+                                    explain=False)
+            if pending and verdict.code in (policy.DEPLOY_PENDING, policy.SERVICE_PENDING) \
+                    and not self.ruled[index]:
+                self.pending_verdicts[index] = verdict
         if not verdict.run:
             kind, _, number = (verdict.block or "").partition(":")
             cause = self.window_rollout.get(int(number)) if kind == "window" \
@@ -543,6 +552,17 @@ class _Strategy:
             if policy.catches_up(verdict):      # a later skip rewrites the ticket
                 self.tickets[index] = (moment, verdict.block)
         return verdict.run
+
+    def _pending_verdict(self, index):
+        """The verdict of a start of ``index`` in the deploy pending now,
+        when an earlier one was a skip for the deploy: the rules before
+        and at that skip read nothing of the moment, the windows or the
+        estimate (an instance no row matches: no row disables or exempts
+        it), so every start of it in this deploy gets the same (the deploy
+        stops about a third of a play's starts under c and d)."""
+        if self.pending_verdicts_of is not self.pending:
+            self.pending_verdicts, self.pending_verdicts_of = {}, self.pending
+        return self.pending_verdicts.get(index)
 
     def _catch_up(self, moment):
         """What `cronpolicy catch-up` starts at ``moment``, its block over:
@@ -588,6 +608,7 @@ class _Strategy:
             self.history.setdefault(name, []).append((run.end - run.start).total_seconds())
             del self.history[name][:-HISTORY_RUNS]
             self.estimates.pop(name, None)
+            self.overdue_estimates.pop(name, None)
             self.reaches.pop(name, None)
             self.last_success[index] = run.start
 
@@ -740,10 +761,18 @@ class _Strategy:
             self._settle(index, moment)
             if self.last_success[index] is None:
                 continue            # never succeeded yet in the simulation: not counted
-            estimate = policy.runtime_estimate(
-                Inputs(moment, None, None, self.fleet.policies, [],
-                       self.history.get(instance.name, [])[::-1][:HISTORY_RUNS]),
-                self.facts[index], self.settings).seconds
+            # Of an instance no row matches, the estimate reads only its
+            # name's history and its own facts: kept until the history changes.
+            known = None if self.ruled[index] else self.overdue_estimates.setdefault(
+                instance.name, {})
+            estimate = known.get(index) if known is not None else None
+            if estimate is None:
+                estimate = policy.runtime_estimate(
+                    Inputs(moment, None, None, self.fleet.policies, [],
+                           self.history.get(instance.name, [])[::-1][:HISTORY_RUNS]),
+                    self.facts[index], self.settings).seconds
+                if known is not None:
+                    known[index] = estimate
             late, _ = planning.overdue_by_schedule(self.fleet.known[index],
                                                    self.last_success[index],
                                                    estimate, self.knobs.grace, moment)

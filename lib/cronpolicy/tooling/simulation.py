@@ -929,11 +929,15 @@ def summary(state):
     by_rollout = [0] * len(state.outcomes)
     by_frequency = {kind: {label: 0 for label, _ in FREQUENCIES} for kind in KINDS}
     rollout_skips = policy.rollout_skips()
+    labels = {}         # index -> how often it runs (FREQUENCIES), once asked
     for index, _, code, cause in state.skips:
-        if code in rollout_skips and cause is not None and cause < len(by_rollout):
+        if cause is not None and code in rollout_skips and cause < len(by_rollout):
             by_rollout[cause] += 1
-            period = fleet.periods[index]
-            label = next(label for label, limit in FREQUENCIES if period <= limit)
+            label = labels.get(index)
+            if label is None:
+                period = fleet.periods[index]
+                label = labels[index] = next(label for label, limit in FREQUENCIES
+                                             if period <= limit)
             by_frequency[state.outcomes[cause].kind][label] += 1
     state.outcomes = [outcome._replace(skipped=count, overdue=state.overdue_at.get(position, 0))
                       for position, (outcome, count) in enumerate(zip(state.outcomes,
@@ -951,7 +955,7 @@ def summary(state):
         "overdue_horizon_seconds": overdue_horizon(state.knobs),
         "not_played": state.not_played,
         "catch_up_runs": state.catch_up_runs,
-        "runs": sum(1 for run in state.runs if run.start >= fleet.begin),
+        "runs": len(state.runs) - sum(1 for run in state.runs if run.start < fleet.begin),
     })
     return figures
 

@@ -139,6 +139,14 @@ def draw(model, generator):
     return min(LONGEST_RUN, model.median * math.exp(sigma * generator.gauss(0.0, 1.0)))
 
 
+def draws(model, generator, count):
+    """``count`` runtimes, as ``count`` calls of draw make them (the same
+    numbers: the spread worked out once, not at each of a week's 200000)."""
+    sigma = max(0.0, math.log(model.p95 / model.median) / Z95)
+    median, gauss, exp = model.median, generator.gauss, math.exp
+    return [min(LONGEST_RUN, median * exp(sigma * gauss(0.0, 1.0))) for _ in range(count)]
+
+
 #: One run of the simulation: where, when, how long it would take, how it ended.
 Run = shape("Run", "index start natural_end end outcome lost", defaults=(None, "succeeded", 0.0))
 #: Makes a Run from all its fields (tuple.__new__: a shape's own __new__,
@@ -235,7 +243,7 @@ class Fleet:
             starts = cache[(tuple(instance.schedule.fields), instance.schedule.tz)]
             generator = random.Random("%s:%s:%s" % (seed, instance.name, instance.host))
             self.starts.append(starts)
-            durations = [draw(instance.model, generator) for _ in starts]
+            durations = draws(instance.model, generator, len(starts))
             self.durations.append(durations)
             # When each start's run would end: the same for every strategy,
             # so worked out once here rather than at each start of each play.
@@ -259,9 +267,10 @@ class Fleet:
         if not self.warm_up:
             return
         earliest = self.begin - datetime.timedelta(seconds=self.warm_up)
-        ended, found = [], {}
+        ended, found = [], self._by_schedule      # (the last starts shared by the seeds too)
         for index, instance in enumerate(self.instances):
-            key = (tuple(instance.schedule.fields), instance.schedule.tz)
+            key = (tuple(instance.schedule.fields), instance.schedule.tz, "warm-up", self.begin,
+                   earliest)
             if key not in found:
                 found[key] = _last_starts(instance.schedule, self.begin, earliest, WARM_STARTS)
             generator = random.Random("%s:%s:%s:warm-up" % (self.seed, instance.name,
@@ -443,7 +452,9 @@ class _Strategy:
                     and not self.affected[index]:
                 pending = None              # it needs no restarted service
         near = self.cronpolicy and plain != "always" and bool(self.windows)
-        first_window = self.windows[0].starts_at if near else None
+        # From when a start is near the first window (_reach): it changes only
+        # when the job's history does, at a run's end (_close) below.
+        near_from = self.windows[0].starts_at - self._reach(instance) if near else None
         run = running[index]
         for position in range(position, stop):
             moment = starts[position]
@@ -453,9 +464,11 @@ class _Strategy:
                     continue
                 self._close(index, run)
                 run = None
+                if near:
+                    near_from = self.windows[0].starts_at - self._reach(instance)
             if plain is None or (plain != "always" and (
                     (pending is not None and pending[0] <= moment < pending[1])
-                    or (near and first_window - self._reach(instance) <= moment))):
+                    or (near and near_from <= moment))):
                 self._start(index, instance, position, moment)
                 run = running[index]
                 continue

@@ -758,7 +758,8 @@ class _Strategy:
         for indexes in alike.values():
             instance = self.fleet.instances[indexes[0]]
             history = self.history.get(instance.name, [])
-            inputs = Inputs(at, None, DeployState(False), self.fleet.policies, windows,
+            inputs = Inputs(at, None, DeployState(False), self.fleet.policies,
+                            self._windows_met(windows, ready, instance, history),
                             history[::-1][:HISTORY_RUNS])
             jobs.append(planning.Job(instance.name, instance.host, instance.schedule,
                                      instance.model.p95, inputs,
@@ -766,6 +767,21 @@ class _Strategy:
                                      period=self.fleet.periods[indexes[0]]))
         return planning.Planner(jobs, [], self.settings, at, until, since=ready,
                                 starts=self.fleet.starts_of)
+
+    def _windows_met(self, windows, ready, instance, history):
+        """Of ``windows``, those a start of ``instance`` the planner weighs
+        can meet: not over by the earliest it weighs, as far before
+        ``ready`` as its estimate (at most its history's longest run or
+        what it declares), the margin and a minute.  The planner runs a
+        day ahead (--announce), when the windows of the day's rollouts
+        (some 15) are all announced; matching each start with each of those
+        over long before it decides nothing.  With policy rows, all of them
+        (a row may declare a longer runtime)."""
+        if self.fleet.policies:
+            return windows
+        earliest = ready - datetime.timedelta(
+            seconds=max([instance.model.p95] + history) + self.margin + 60)
+        return [window for window in windows if window.ends_at > earliest]
 
     def _count_overdue(self, moment):
         """Instances overdue by schedule at ``moment`` (planning.overdue_by_schedule)."""

@@ -452,26 +452,39 @@ class _Strategy:
                     and not self.affected[index]:
                 pending = None              # it needs no restarted service
         near = self.cronpolicy and plain != "always" and bool(self.windows)
-        # From when a start is near the first window (_reach): it changes only
-        # when the job's history does, at a run's end (_close) below.
-        near_from = self.windows[0].starts_at - self._reach(instance) if near else None
+        # From when a start is near the first window (_reach), worked out
+        # when first needed: it changes only when the job's history does, at
+        # a run's end (_close) below.
+        near_from = None
+        switched_off = not self.cronpolicy and plain is not None    # a, b: no rules asked
         run = running[index]
         for position in range(position, stop):
             moment = starts[position]
             if run is not None:
-                if run.end > moment:        # still running: the lock skips it
+                if run[3] > moment:         # (run.end) still running: the lock skips it
                     skips.append((index, moment, policy.LOCKED, None))
                     continue
                 self._close(index, run)
-                run = None
-                if near:
-                    near_from = self.windows[0].starts_at - self._reach(instance)
-            if plain is None or (plain != "always" and (
-                    (pending is not None and pending[0] <= moment < pending[1])
-                    or (near and near_from <= moment))):
+                run = near_from = None
+            if plain is None:
                 self._start(index, instance, position, moment)
                 run = running[index]
                 continue
+            if pending is not None and pending[0] <= moment < pending[1]:
+                if switched_off:    # crontabs disabled, or the switch off: no start
+                    skips.append((index, moment, policy.DEPLOY_PENDING, self.current))
+                    continue
+                if plain != "always":
+                    self._start(index, instance, position, moment)
+                    run = running[index]
+                    continue
+            if near:
+                if near_from is None:
+                    near_from = self.windows[0].starts_at - self._reach(instance)
+                if near_from <= moment:
+                    self._start(index, instance, position, moment)
+                    run = running[index]
+                    continue
             end = ends[position]
             run = running[index] = _new_tuple(Run, (index, moment, end, end, "succeeded", 0.0))
             last_start[index] = moment
@@ -618,8 +631,12 @@ class _Strategy:
         self.runs.append(run)
         if run.outcome == "succeeded":
             name = self.fleet.instances[index].name
-            self.history.setdefault(name, []).append((run.end - run.start).total_seconds())
-            del self.history[name][:-HISTORY_RUNS]
+            history = self.history.get(name)
+            if history is None:
+                history = self.history[name] = []
+            history.append((run.end - run.start).total_seconds())
+            if len(history) > HISTORY_RUNS:
+                del history[:-HISTORY_RUNS]
             self.estimates.pop(name, None)
             self.overdue_estimates.pop(name, None)
             self.reaches.pop(name, None)

@@ -352,6 +352,7 @@ class _Strategy:
         self.no_kills = strategy in NO_KILLS
         count = len(fleet.instances)
         self.next = [0] * count                 # index of each instance's next start
+        self.names = [instance.name for instance in fleet.instances]
         self.running = list(fleet.warm_running)     # its run in flight (a Run), if any
         self.history = {name: list(runtimes)    # name -> durations, newest last
                         for name, runtimes in fleet.history.items()}
@@ -627,20 +628,22 @@ class _Strategy:
             self._close(index, run)
 
     def _close(self, index, run):
+        # (A run's fields by position: run.end, run.start...; this is called
+        # at the end of each of some 180000 runs a strategy and seed.)
         self.running[index] = None
         self.runs.append(run)
-        if run.outcome == "succeeded":
-            name = self.fleet.instances[index].name
+        if run[4] == "succeeded":                       # run.outcome
+            name = self.names[index]
             history = self.history.get(name)
             if history is None:
                 history = self.history[name] = []
-            history.append((run.end - run.start).total_seconds())
+            history.append((run[3] - run[1]).total_seconds())     # run.end - run.start
             if len(history) > HISTORY_RUNS:
                 del history[:-HISTORY_RUNS]
             self.estimates.pop(name, None)
             self.overdue_estimates.pop(name, None)
             self.reaches.pop(name, None)
-            self.last_success[index] = run.start
+            self.last_success[index] = run[1]
 
     # Rollouts ----------------------------------------------------------------------------
 

@@ -357,7 +357,7 @@ class _Strategy:
         self.history = {name: list(runtimes)    # name -> durations, newest last
                         for name, runtimes in fleet.history.items()}
         self.estimates = {}                     # name -> its Estimate now (dropped on change)
-        self.overdue_estimates = {}             # name -> {index: its estimate's seconds}, as well
+        self.own_estimates = {}                 # name -> {index: its Estimate}, as well
         self.pending_verdicts = {}              # index -> its verdict in the deploy pending
         self.pending_verdicts_of = None         # (the pending deploy they are of)
         self.reaches = {}                       # name -> how far ahead a window skips it
@@ -641,7 +641,7 @@ class _Strategy:
             if len(history) > HISTORY_RUNS:
                 del history[:-HISTORY_RUNS]
             self.estimates.pop(name, None)
-            self.overdue_estimates.pop(name, None)
+            self.own_estimates.pop(name, None)
             self.reaches.pop(name, None)
             self.last_success[index] = run[1]
 
@@ -781,10 +781,13 @@ class _Strategy:
             inputs = Inputs(at, None, DeployState(False), self.fleet.policies,
                             self._windows_met(windows, ready, instance, history),
                             history[::-1][:HISTORY_RUNS])
+            # (The planner's own estimate of it: the same facts and history.)
             jobs.append(planning.Job(instance.name, instance.host, instance.schedule,
                                      instance.model.p95, inputs,
                                      needs=tuple(instance.model.needs), copies=len(indexes),
-                                     period=self.fleet.periods[indexes[0]]))
+                                     period=self.fleet.periods[indexes[0]],
+                                     estimate=None if self.ruled[indexes[0]]
+                                     else self._own_estimate(indexes[0], at)))
         return planning.Planner(jobs, [], self.settings, at, until, since=ready,
                                 starts=self.fleet.starts_of)
 
@@ -803,6 +806,24 @@ class _Strategy:
             seconds=max([instance.model.p95] + history) + self.margin + 60)
         return [window for window in windows if window.ends_at > earliest]
 
+    def _own_estimate(self, index, moment):
+        """policy.runtime_estimate of ``index`` at ``moment``, from its own
+        facts (not by name, as _allowed keeps them).  Of an instance no row
+        matches it reads only its name's history and its facts: kept until
+        that history changes (the overdue counts and d's planner ask for
+        every instance, a hundred times a play)."""
+        name = self.names[index]
+        known = None if self.ruled[index] else self.own_estimates.setdefault(name, {})
+        estimate = known.get(index) if known is not None else None
+        if estimate is None:
+            estimate = policy.runtime_estimate(
+                Inputs(moment, None, None, self.fleet.policies, [],
+                       self.history.get(name, [])[::-1][:HISTORY_RUNS]),
+                self.facts[index], self.settings)
+            if known is not None:
+                known[index] = estimate
+        return estimate
+
     def _count_overdue(self, moment):
         """Instances overdue by schedule at ``moment`` (planning.overdue_by_schedule)."""
         count = 0
@@ -810,21 +831,10 @@ class _Strategy:
             self._settle(index, moment)
             if self.last_success[index] is None:
                 continue            # never succeeded yet in the simulation: not counted
-            # Of an instance no row matches, the estimate reads only its
-            # name's history and its own facts: kept until the history changes.
-            known = None if self.ruled[index] else self.overdue_estimates.setdefault(
-                instance.name, {})
-            estimate = known.get(index) if known is not None else None
-            if estimate is None:
-                estimate = policy.runtime_estimate(
-                    Inputs(moment, None, None, self.fleet.policies, [],
-                           self.history.get(instance.name, [])[::-1][:HISTORY_RUNS]),
-                    self.facts[index], self.settings).seconds
-                if known is not None:
-                    known[index] = estimate
             late, _ = planning.overdue_by_schedule(self.fleet.known[index],
                                                    self.last_success[index],
-                                                   estimate, self.knobs.grace, moment)
+                                                   self._own_estimate(index, moment).seconds,
+                                                   self.knobs.grace, moment)
             count += late
         self.overdue += count
         self.overdue_checks += 1

@@ -455,8 +455,15 @@ class _Strategy:
         near = self.cronpolicy and plain != "always" and bool(self.windows)
         # From when a start is near the first window (_reach), worked out
         # when first needed: it changes only when the job's history does, at
-        # a run's end (_close) below.
-        near_from = None
+        # a run's end (_close) below.  Before ``far_until`` no start is
+        # near, whatever the runs ending meanwhile add to the history (each
+        # can only bring it closer by its own length): most starts are far
+        # from any window, and the reach is not worked out for them.
+        near_from = far_until = None
+        if near:
+            first_window = self.windows[0].starts_at
+            margin, spare = datetime.timedelta(seconds=self.margin), datetime.timedelta(seconds=1)
+            far_until = first_window - self._reach(instance) - spare    # (rounding aside)
         switched_off = not self.cronpolicy and plain is not None    # a, b: no rules asked
         run = running[index]
         for position in range(position, stop):
@@ -466,6 +473,9 @@ class _Strategy:
                     skips.append((index, moment, policy.LOCKED, None))
                     continue
                 self._close(index, run)
+                if near:
+                    far_until = min(far_until,
+                                    first_window - (run[3] - run[1]) - margin - spare)
                 run = near_from = None
             if plain is None:
                 self._start(index, instance, position, moment)
@@ -479,7 +489,7 @@ class _Strategy:
                     self._start(index, instance, position, moment)
                     run = running[index]
                     continue
-            if near:
+            if near and moment >= far_until:
                 if near_from is None:
                     near_from = self.windows[0].starts_at - self._reach(instance)
                 if near_from <= moment:
@@ -1014,7 +1024,9 @@ def summary(state):
         "overdue_horizon_seconds": overdue_horizon(state.knobs),
         "not_played": state.not_played,
         "catch_up_runs": state.catch_up_runs,
-        "runs": len(state.runs) - sum(1 for run in state.runs if run.start < fleet.begin),
+        # (A run that began before the play is the one each instance had in
+        # flight when the warm-up ended: none begins before it otherwise.)
+        "runs": len(state.runs) - sum(run is not None for run in fleet.warm_running),
     })
     return figures
 

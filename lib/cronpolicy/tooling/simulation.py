@@ -566,15 +566,17 @@ class _Strategy:
     def _allowed(self, index, instance, moment, pending, windows):
         """Whether the rules let this start run (a skip is recorded, with
         the position of the rollout that caused it)."""
-        inputs = self._gate_inputs(instance.name, moment,
-                                   self.pending[2] if pending else self.clear, windows,
-                                   self.pending[3] if pending else ())
+        verdict = self._pending_verdict(index) if pending else None
+        inputs = None
+        if verdict is None or instance.name not in self.estimates:
+            inputs = self._gate_inputs(instance.name, moment,
+                                       self.pending[2] if pending else self.clear, windows,
+                                       self.pending[3] if pending else ())
         estimate = None if self.ruled[index] else self.estimates.get(instance.name)
         if estimate is None:    # (rows may differ by host: a ruled one is not kept by name)
             estimate = policy.runtime_estimate(inputs, self.facts[index], self.settings)
             if not self.ruled[index]:
                 self.estimates[instance.name] = estimate
-        verdict = self._pending_verdict(index) if pending else None
         if verdict is None:
             verdict = policy.decide(inputs, self.facts[index], self.settings, estimate,
                                     explain=False)

@@ -724,7 +724,8 @@ def moment_key(covering, reach, moment):
         window = covering[0]
         return ((window.id, moment >= window.starts_at, moment + reach >= window.starts_at),) \
             if window.ends_at > moment else ()
-    return tuple([(window.id, moment >= window.starts_at, moment + reach >= window.starts_at)
+    reached = moment + reach        # (once, not once a window)
+    return tuple([(window.id, moment >= window.starts_at, reached >= window.starts_at)
                   for window in covering if window.ends_at > moment])
 
 

@@ -254,16 +254,19 @@ class Planner:
         return policy.decide(inputs, facts, self.settings, estimate, explain=False,
                              matching=matching)
 
-    def _decide_with(self, job, moment, window=None, covering=None):
+    def _decide_with(self, job, moment, window=None, covering=None, moment_key=None):
         """The verdict of ``job``'s start at ``moment`` (with the rollout's
         ``window``, if given), asked of the rules once for all the starts
         of the job that the windows do not tell apart (policy.moment_key):
         the starts of a day, of many rollouts, decided a few times each.
-        ``covering``: _covering_with(job, window), when the caller has it."""
+        ``covering``: _covering_with(job, window), and ``moment_key``: its
+        policy.moment_key at ``moment``, when the caller has them."""
         key = (job.name, job.host)
-        if covering is None:
-            covering = self._covering_with(job, window)
-        key += policy.moment_key(covering, self._reach[key], moment)
+        if moment_key is None:
+            if covering is None:
+                covering = self._covering_with(job, window)
+            moment_key = policy.moment_key(covering, self._reach[key], moment)
+        key += moment_key
         verdict = self._verdicts.get(key)
         if verdict is None:
             verdict = self._verdicts[key] = self._decide(job, moment, window)
@@ -303,9 +306,12 @@ class Planner:
         found, pending = [], [(0, len(moments))] if moments else []
         while pending:
             first, end = pending.pop()
-            if end - first == 1 or key(first) == key(end - 1):
-                found.append((first, end, self._decide_with(job, moments[first], None, alone),
-                              self._decide_with(job, moments[first], window, both)))
+            first_key = key(first)      # (what _decide_with reads of the moment, too)
+            if end - first == 1 or first_key == key(end - 1):
+                found.append((first, end,
+                              self._decide_with(job, moments[first], None, alone, first_key[0]),
+                              self._decide_with(job, moments[first], window, both,
+                                                first_key[1])))
             else:
                 middle = (first + end) // 2
                 pending += [(middle, end), (first, middle)]

@@ -139,8 +139,19 @@ def draw(model, generator):
     return min(LONGEST_RUN, model.median * math.exp(sigma * generator.gauss(0.0, 1.0)))
 
 
+def draws(model, generator, count):
+    """``count`` runtimes, as ``count`` calls of draw make them (the same
+    numbers: the spread worked out once, not at each of a week's 200000)."""
+    sigma = max(0.0, math.log(model.p95 / model.median) / Z95)
+    median, gauss, exp = model.median, generator.gauss, math.exp
+    return [min(LONGEST_RUN, median * exp(sigma * gauss(0.0, 1.0))) for _ in range(count)]
+
+
 #: One run of the simulation: where, when, how long it would take, how it ended.
 Run = shape("Run", "index start natural_end end outcome lost", defaults=(None, "succeeded", 0.0))
+#: Makes a Run from all its fields (tuple.__new__: a shape's own __new__,
+#: with its keyword and default handling, costs more than the rest of a start).
+_new_tuple = tuple.__new__
 
 #: What became of one rollout: when it was ready, when it began (the slot),
 #: when the fleet was quiet, when the deploy ended.  ``stall``: from ready
@@ -217,7 +228,7 @@ class Fleet:
         self.policies = list(policies)
         self.warm_up = warm_up
         cache = schedules if schedules is not None else {}
-        self.starts, self.durations, self.periods = [], [], []
+        self.starts, self.durations, self.ends, self.periods = [], [], [], []
         total = 0
         for instance in self.instances:
             key = (tuple(instance.schedule.fields), instance.schedule.tz)
@@ -232,7 +243,12 @@ class Fleet:
             starts = cache[(tuple(instance.schedule.fields), instance.schedule.tz)]
             generator = random.Random("%s:%s:%s" % (seed, instance.name, instance.host))
             self.starts.append(starts)
-            self.durations.append([draw(instance.model, generator) for _ in starts])
+            durations = draws(instance.model, generator, len(starts))
+            self.durations.append(durations)
+            # When each start's run would end: the same for every strategy,
+            # so worked out once here rather than at each start of each play.
+            self.ends.append([start + datetime.timedelta(seconds=duration)
+                              for start, duration in zip(starts, durations)])
             self.periods.append(cache[(tuple(instance.schedule.fields), instance.schedule.tz),
                                       "period"])
         self._by_schedule = cache
@@ -251,9 +267,10 @@ class Fleet:
         if not self.warm_up:
             return
         earliest = self.begin - datetime.timedelta(seconds=self.warm_up)
-        ended, found = [], {}
+        ended, found = [], self._by_schedule      # (the last starts shared by the seeds too)
         for index, instance in enumerate(self.instances):
-            key = (tuple(instance.schedule.fields), instance.schedule.tz)
+            key = (tuple(instance.schedule.fields), instance.schedule.tz, "warm-up", self.begin,
+                   earliest)
             if key not in found:
                 found[key] = _last_starts(instance.schedule, self.begin, earliest, WARM_STARTS)
             generator = random.Random("%s:%s:%s:warm-up" % (self.seed, instance.name,
@@ -335,10 +352,14 @@ class _Strategy:
         self.no_kills = strategy in NO_KILLS
         count = len(fleet.instances)
         self.next = [0] * count                 # index of each instance's next start
+        self.names = [instance.name for instance in fleet.instances]
         self.running = list(fleet.warm_running)     # its run in flight (a Run), if any
         self.history = {name: list(runtimes)    # name -> durations, newest last
                         for name, runtimes in fleet.history.items()}
         self.estimates = {}                     # name -> its Estimate now (dropped on change)
+        self.own_estimates = {}                 # name -> {index: its Estimate}, as well
+        self.pending_verdicts = {}              # index -> its verdict in the deploy pending
+        self.pending_verdicts_of = None         # (the pending deploy they are of)
         self.reaches = {}                       # name -> how far ahead a window skips it
         self.last_success = list(fleet.warm_last_success)   # start of its last success
         self.margin = getattr(settings, "cutoff_margin", policy.DEFAULT_MARGIN)
@@ -402,13 +423,82 @@ class _Strategy:
         if self.windows:            # a window over before the next start meets none
             cursor = _cursor(self)
             self.windows = [window for window in self.windows if window.ends_at > cursor]
-        for index, instance in enumerate(self.fleet.instances):
-            starts = self.fleet.starts[index]
+        fleet = self.fleet
+        for index, instance in enumerate(fleet.instances):
+            starts = fleet.starts[index]
             position = self.next[index]
-            while position < len(starts) and starts[position] < until:
-                self._start(index, instance, position, starts[position])
-                position += 1
-            self.next[index] = position
+            stop = bisect.bisect_left(starts, until, position)
+            if position < stop:
+                self._starts(index, instance, position, stop)
+                self.next[index] = stop
+
+    def _starts(self, index, instance, position, stop):
+        """Make the starts ``position`` to ``stop`` of ``index``.  Most
+        starts meet nothing that could skip them but the lock (no deploy
+        pending, no window near, no policy row): those are made here
+        without asking the rules, exactly as _start would make them (the
+        play makes about 200000 a strategy and seed); the others go to
+        _start.  Neither the pending deploy nor the windows change within
+        one _advance, so what makes a start plain is read once."""
+        starts, ends = self.fleet.starts[index], self.fleet.ends[index]
+        running, skips, last_start = self.running, self.skips, self.last_start
+        pending = self.pending
+        if self.ruled[index]:
+            plain = None                    # every start asks the rules
+        elif self.cronpolicy and instance.model.exempt:
+            plain = "always"                # left alone by every rollout
+        else:
+            plain = "unless pending or near"
+            if pending is not None and self.cronpolicy and pending[4] == CODE \
+                    and not self.affected[index]:
+                pending = None              # it needs no restarted service
+        near = self.cronpolicy and plain != "always" and bool(self.windows)
+        # From when a start is near the first window (_reach), worked out
+        # when first needed: it changes only when the job's history does, at
+        # a run's end (_close) below.  Before ``far_until`` no start is
+        # near, whatever the runs ending meanwhile add to the history (each
+        # can only bring it closer by its own length): most starts are far
+        # from any window, and the reach is not worked out for them.
+        near_from = far_until = None
+        if near:
+            first_window = self.windows[0].starts_at
+            margin, spare = datetime.timedelta(seconds=self.margin), datetime.timedelta(seconds=1)
+            far_until = first_window - self._reach(instance) - spare    # (rounding aside)
+        switched_off = not self.cronpolicy and plain is not None    # a, b: no rules asked
+        run = running[index]
+        for position in range(position, stop):
+            moment = starts[position]
+            if run is not None:
+                if run[3] > moment:         # (run.end) still running: the lock skips it
+                    skips.append((index, moment, policy.LOCKED, None))
+                    continue
+                self._close(index, run)
+                if near:
+                    far_until = min(far_until,
+                                    first_window - (run[3] - run[1]) - margin - spare)
+                run = near_from = None
+            if plain is None:
+                self._start(index, instance, position, moment)
+                run = running[index]
+                continue
+            if pending is not None and pending[0] <= moment < pending[1]:
+                if switched_off:    # crontabs disabled, or the switch off: no start
+                    skips.append((index, moment, policy.DEPLOY_PENDING, self.current))
+                    continue
+                if plain != "always":
+                    self._start(index, instance, position, moment)
+                    run = running[index]
+                    continue
+            if near and moment >= far_until:
+                if near_from is None:
+                    near_from = self.windows[0].starts_at - self._reach(instance)
+                if near_from <= moment:
+                    self._start(index, instance, position, moment)
+                    run = running[index]
+                    continue
+            end = ends[position]
+            run = running[index] = _new_tuple(Run, (index, moment, end, end, "succeeded", 0.0))
+            last_start[index] = moment
 
     def _reach(self, instance):
         """How far ahead a window can skip a start of ``instance``: no
@@ -459,11 +549,12 @@ class _Strategy:
                     # (else nothing could skip it: the rules need not be asked)
                     if not self._allowed(index, instance, moment, pending, windows):
                         return
-        self._run(index, moment, self.fleet.durations[index][position])
+        self._run(index, moment, None, self.fleet.ends[index][position])
 
-    def _run(self, index, moment, duration):
-        natural = moment + datetime.timedelta(seconds=duration)
-        self.running[index] = Run(index, moment, natural, natural)
+    def _run(self, index, moment, duration, natural=None):
+        if natural is None:
+            natural = moment + datetime.timedelta(seconds=duration)
+        self.running[index] = _new_tuple(Run, (index, moment, natural, natural, "succeeded", 0.0))
         self.last_start[index] = moment
 
     def _gate_inputs(self, name, moment, deploy, windows, rollouts=()):
@@ -475,15 +566,23 @@ class _Strategy:
     def _allowed(self, index, instance, moment, pending, windows):
         """Whether the rules let this start run (a skip is recorded, with
         the position of the rollout that caused it)."""
-        inputs = self._gate_inputs(instance.name, moment,
-                                   self.pending[2] if pending else self.clear, windows,
-                                   self.pending[3] if pending else ())
+        verdict = self._pending_verdict(index) if pending else None
+        inputs = None
+        if verdict is None or instance.name not in self.estimates:
+            inputs = self._gate_inputs(instance.name, moment,
+                                       self.pending[2] if pending else self.clear, windows,
+                                       self.pending[3] if pending else ())
         estimate = None if self.ruled[index] else self.estimates.get(instance.name)
         if estimate is None:    # (rows may differ by host: a ruled one is not kept by name)
             estimate = policy.runtime_estimate(inputs, self.facts[index], self.settings)
             if not self.ruled[index]:
                 self.estimates[instance.name] = estimate
-        verdict = policy.decide(inputs, self.facts[index], self.settings, estimate, explain=False)
+        if verdict is None:
+            verdict = policy.decide(inputs, self.facts[index], self.settings, estimate,
+                                    explain=False)
+            if pending and verdict.code in (policy.DEPLOY_PENDING, policy.SERVICE_PENDING) \
+                    and not self.ruled[index]:
+                self.pending_verdicts[index] = verdict
         if not verdict.run:
             kind, _, number = (verdict.block or "").partition(":")
             cause = self.window_rollout.get(int(number)) if kind == "window" \
@@ -492,6 +591,17 @@ class _Strategy:
             if policy.catches_up(verdict):      # a later skip rewrites the ticket
                 self.tickets[index] = (moment, verdict.block)
         return verdict.run
+
+    def _pending_verdict(self, index):
+        """The verdict of a start of ``index`` in the deploy pending now,
+        when an earlier one was a skip for the deploy: the rules before
+        and at that skip read nothing of the moment, the windows or the
+        estimate (an instance no row matches: no row disables or exempts
+        it), so every start of it in this deploy gets the same (the deploy
+        stops about a third of a play's starts under c and d)."""
+        if self.pending_verdicts_of is not self.pending:
+            self.pending_verdicts, self.pending_verdicts_of = {}, self.pending
+        return self.pending_verdicts.get(index)
 
     def _catch_up(self, moment):
         """What `cronpolicy catch-up` starts at ``moment``, its block over:
@@ -530,15 +640,22 @@ class _Strategy:
             self._close(index, run)
 
     def _close(self, index, run):
+        # (A run's fields by position: run.end, run.start...; this is called
+        # at the end of each of some 180000 runs a strategy and seed.)
         self.running[index] = None
         self.runs.append(run)
-        if run.outcome == "succeeded":
-            name = self.fleet.instances[index].name
-            self.history.setdefault(name, []).append((run.end - run.start).total_seconds())
-            del self.history[name][:-HISTORY_RUNS]
+        if run[4] == "succeeded":                       # run.outcome
+            name = self.names[index]
+            history = self.history.get(name)
+            if history is None:
+                history = self.history[name] = []
+            history.append((run[3] - run[1]).total_seconds())     # run.end - run.start
+            if len(history) > HISTORY_RUNS:
+                del history[:-HISTORY_RUNS]
             self.estimates.pop(name, None)
+            self.own_estimates.pop(name, None)
             self.reaches.pop(name, None)
-            self.last_success[index] = run.start
+            self.last_success[index] = run[1]
 
     # Rollouts ----------------------------------------------------------------------------
 
@@ -673,14 +790,51 @@ class _Strategy:
         for indexes in alike.values():
             instance = self.fleet.instances[indexes[0]]
             history = self.history.get(instance.name, [])
-            inputs = Inputs(at, None, DeployState(False), self.fleet.policies, windows,
+            inputs = Inputs(at, None, DeployState(False), self.fleet.policies,
+                            self._windows_met(windows, ready, instance, history),
                             history[::-1][:HISTORY_RUNS])
+            # (The planner's own estimate of it: the same facts and history.)
             jobs.append(planning.Job(instance.name, instance.host, instance.schedule,
                                      instance.model.p95, inputs,
                                      needs=tuple(instance.model.needs), copies=len(indexes),
-                                     period=self.fleet.periods[indexes[0]]))
+                                     period=self.fleet.periods[indexes[0]],
+                                     estimate=None if self.ruled[indexes[0]]
+                                     else self._own_estimate(indexes[0], at)))
         return planning.Planner(jobs, [], self.settings, at, until, since=ready,
                                 starts=self.fleet.starts_of)
+
+    def _windows_met(self, windows, ready, instance, history):
+        """Of ``windows``, those a start of ``instance`` the planner weighs
+        can meet: not over by the earliest it weighs, as far before
+        ``ready`` as its estimate (at most its history's longest run or
+        what it declares), the margin and a minute.  The planner runs a
+        day ahead (--announce), when the windows of the day's rollouts
+        (some 15) are all announced; matching each start with each of those
+        over long before it decides nothing.  With policy rows, all of them
+        (a row may declare a longer runtime)."""
+        if self.fleet.policies:
+            return windows
+        earliest = ready - datetime.timedelta(
+            seconds=max([instance.model.p95] + history) + self.margin + 60)
+        return [window for window in windows if window.ends_at > earliest]
+
+    def _own_estimate(self, index, moment):
+        """policy.runtime_estimate of ``index`` at ``moment``, from its own
+        facts (not by name, as _allowed keeps them).  Of an instance no row
+        matches it reads only its name's history and its facts: kept until
+        that history changes (the overdue counts and d's planner ask for
+        every instance, a hundred times a play)."""
+        name = self.names[index]
+        known = None if self.ruled[index] else self.own_estimates.setdefault(name, {})
+        estimate = known.get(index) if known is not None else None
+        if estimate is None:
+            estimate = policy.runtime_estimate(
+                Inputs(moment, None, None, self.fleet.policies, [],
+                       self.history.get(name, [])[::-1][:HISTORY_RUNS]),
+                self.facts[index], self.settings)
+            if known is not None:
+                known[index] = estimate
+        return estimate
 
     def _count_overdue(self, moment):
         """Instances overdue by schedule at ``moment`` (planning.overdue_by_schedule)."""
@@ -689,13 +843,10 @@ class _Strategy:
             self._settle(index, moment)
             if self.last_success[index] is None:
                 continue            # never succeeded yet in the simulation: not counted
-            estimate = policy.runtime_estimate(
-                Inputs(moment, None, None, self.fleet.policies, [],
-                       self.history.get(instance.name, [])[::-1][:HISTORY_RUNS]),
-                self.facts[index], self.settings).seconds
             late, _ = planning.overdue_by_schedule(self.fleet.known[index],
                                                    self.last_success[index],
-                                                   estimate, self.knobs.grace, moment)
+                                                   self._own_estimate(index, moment).seconds,
+                                                   self.knobs.grace, moment)
             count += late
         self.overdue += count
         self.overdue_checks += 1
@@ -849,11 +1000,15 @@ def summary(state):
     by_rollout = [0] * len(state.outcomes)
     by_frequency = {kind: {label: 0 for label, _ in FREQUENCIES} for kind in KINDS}
     rollout_skips = policy.rollout_skips()
+    labels = {}         # index -> how often it runs (FREQUENCIES), once asked
     for index, _, code, cause in state.skips:
-        if code in rollout_skips and cause is not None and cause < len(by_rollout):
+        if cause is not None and code in rollout_skips and cause < len(by_rollout):
             by_rollout[cause] += 1
-            period = fleet.periods[index]
-            label = next(label for label, limit in FREQUENCIES if period <= limit)
+            label = labels.get(index)
+            if label is None:
+                period = fleet.periods[index]
+                label = labels[index] = next(label for label, limit in FREQUENCIES
+                                             if period <= limit)
             by_frequency[state.outcomes[cause].kind][label] += 1
     state.outcomes = [outcome._replace(skipped=count, overdue=state.overdue_at.get(position, 0))
                       for position, (outcome, count) in enumerate(zip(state.outcomes,
@@ -871,7 +1026,9 @@ def summary(state):
         "overdue_horizon_seconds": overdue_horizon(state.knobs),
         "not_played": state.not_played,
         "catch_up_runs": state.catch_up_runs,
-        "runs": sum(1 for run in state.runs if run.start >= fleet.begin),
+        # (A run that began before the play is the one each instance had in
+        # flight when the warm-up ended: none begins before it otherwise.)
+        "runs": len(state.runs) - sum(run is not None for run in fleet.warm_running),
     })
     return figures
 

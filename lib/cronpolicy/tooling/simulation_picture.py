@@ -192,20 +192,27 @@ def _rollout_panel(parts, states, knobs, chosen, y, at=None):
                                    "%s %s to %s" % (label, start, stop)))
         parts.append(_text(LABEL - 8, y + 13, "the rollout", anchor="end"))
         top = y
+        # The runs and skips in view, by row, in their order: one pass over
+        # the strategy's (some 400000 a week), not one a row.
+        runs, skips = {index: [] for index in rows}, {index: [] for index in rows}
+        for run in state.runs or ():
+            if run.index in runs and run.start < end and run.end > begin:
+                runs[run.index].append(run)
+        for skip in state.skips or ():
+            if skip[0] in skips and begin <= skip[1] < end:
+                skips[skip[0]].append(skip)
         for index in rows:
             y += ROW * max(1, len(labels[index])) + 4
             for number, line in enumerate(labels[index]):
                 parts.append(_text(LABEL - 8, y - ROW * (len(labels[index]) - 1 - number) + 13,
                                    line, anchor="end"))
-            for run in state.runs or ():
-                if run.index == index and run.start < end and run.end > begin:
-                    parts.append(_rect(x(run.start), y + 2, x(run.end) - x(run.start), ROW - 6,
-                                       COLORS.get(run.outcome, "#777777"),
-                                       "%s %s to %s" % (run.outcome, run.start, run.end)))
-            for skipped_index, moment, code, _ in state.skips or ():
-                if skipped_index == index and begin <= moment < end:
-                    parts.append(_line(x(moment), y + 2, x(moment), y + ROW - 4, "#555555",
-                                       1, "skipped (%s) %s" % (code, moment)))
+            for run in runs[index]:
+                parts.append(_rect(x(run.start), y + 2, x(run.end) - x(run.start), ROW - 6,
+                                   COLORS.get(run.outcome, "#777777"),
+                                   "%s %s to %s" % (run.outcome, run.start, run.end)))
+            for _, moment, code, _ in skips[index]:
+                parts.append(_line(x(moment), y + 2, x(moment), y + ROW - 4, "#555555",
+                                   1, "skipped (%s) %s" % (code, moment)))
         parts.append(_line(x(ready), top - 4, x(ready), y + ROW, "black", 2, "ready"))
         if found.deploy_end > end:
             parts.append(_text(WIDTH - RIGHT, top + 13, "deploy ends %s >" % (

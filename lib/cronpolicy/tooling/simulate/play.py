@@ -3,6 +3,7 @@ pool of processes (one per CPU) that Ctrl-C and SIGTERM stop whole, and
 that dies with its parent.  The play of one strategy is
 cronpolicy.tooling.simulation's."""
 
+import bisect
 import collections
 import datetime
 import os
@@ -122,10 +123,60 @@ def _play(task):
     number, strategy = task
     state = _play_one(_PLAY["plays"][number], strategy, _PLAY["knobs"], _PLAY["settings"],
                       _PLAY["restart"])
-    state.fleet = None          # the parent has it; only what was played goes back
-    if not _PLAY["detail"] or number:      # (the picture draws the first seed's)
-        state.runs = state.skips = None
+    fleet, state.fleet = state.fleet, None      # the parent has it; only what was played goes back
+    if _PLAY["detail"] and not number:      # (the picture draws the first seed's)
+        state.packed = _pack(state, fleet)
+    state.runs = state.skips = None
     return state
+
+
+def _pack(state, fleet):
+    """``state``'s runs and skips as the parent can rebuild them from its
+    own copy of ``fleet``: a run of a scheduled start that ended as drawn,
+    and a skip, as the start's (instance, position) in two arrays; the
+    other runs (stopped, killed, caught up...) whole.  Pickling the
+    400000 runs and skips of a strategy's week as objects, each with its
+    datetimes, cost more CPU than playing it."""
+    import array
+    runs_at, others = (array.array("q"), array.array("q")), []
+    for run in state.runs:
+        starts, ends = fleet.starts[run.index], fleet.ends[run.index]
+        position = bisect.bisect_left(starts, run.start)
+        if position < len(starts) and starts[position] == run.start and run.outcome == \
+                "succeeded" and run.lost == 0.0 and run.end == run.natural_end == ends[position]:
+            runs_at[0].append(run.index)
+            runs_at[1].append(position)
+        else:
+            runs_at[0].append(-1)
+            runs_at[1].append(len(others))
+            others.append(run)
+    skips_at, codes = (array.array("q"), array.array("q")), []
+    for skip in state.skips:
+        index, moment, code, cause = skip
+        starts = fleet.starts[index]
+        position = bisect.bisect_left(starts, moment)
+        if position < len(starts) and starts[position] == moment:
+            skips_at[0].append(index)
+            skips_at[1].append(position)
+            codes.append((code, cause))
+        else:           # (every skip is of a scheduled start; whole, should one not be)
+            skips_at[0].append(-1)
+            skips_at[1].append(len(others))
+            others.append(skip)
+    return runs_at, others, skips_at, codes
+
+
+def _unpack(state, fleet):
+    """The runs and skips _pack packed, rebuilt (equal to the played ones)."""
+    (run_indexes, run_positions), others, (skip_indexes, skip_positions), codes \
+        = state.__dict__.pop("packed")
+    starts, ends, new = fleet.starts, fleet.ends, tuple.__new__
+    state.runs = [others[position] if index < 0 else new(simulation.Run, (
+        index, starts[index][position], ends[index][position], ends[index][position],
+        "succeeded", 0.0)) for index, position in zip(run_indexes, run_positions)]
+    codes = iter(codes)
+    state.skips = [others[position] if index < 0 else (index, starts[index][position])
+                   + next(codes) for index, position in zip(skip_indexes, skip_positions)]
 
 
 def _in_processes(plays, tasks, knobs, settings, restart, workers, detail):
@@ -166,6 +217,8 @@ def _in_processes(plays, tasks, knobs, settings, restart, workers, detail):
         _PLAY.clear()
     for (number, _), state in zip(tasks, played):
         state.fleet = plays[number][0]
+        if hasattr(state, "packed"):
+            _unpack(state, state.fleet)
     return dict(zip(tasks, played))
 
 

@@ -422,10 +422,38 @@ class DBA:
     def __init__(self, dsn):
         self.dsn = dsn
         self.backend = "sqlite" if dsn.startswith("sqlite:") else "postgresql"
+        self._held = None
+
+    @contextlib.contextmanager
+    def batch(self):
+        """Statements run inside share one connection (each still commits
+        on its own): a test that writes many rows per example pays one
+        connection (a PostgreSQL backend, a SQLite open and its closing
+        checkpoint) instead of one a statement."""
+        with self._cursor() as held:
+            self._held = held
+            try:
+                yield self
+            finally:
+                self._held = None
 
     @contextlib.contextmanager
     def _cursor(self):
-        if self.backend == "sqlite":
+        if self._held is not None:
+            try:
+                yield self._held
+            except BaseException:
+                # What a lone connection's closing would do: a script that
+                # failed inside its BEGIN leaves no transaction open.
+                cursor, _ = self._held
+                if self.backend == "sqlite":
+                    if cursor.connection.in_transaction:
+                        cursor.connection.rollback()
+                elif (cursor.connection.get_transaction_status()
+                      != psycopg2.extensions.TRANSACTION_STATUS_IDLE):
+                    cursor.execute("ROLLBACK")
+                raise
+        elif self.backend == "sqlite":
             connection = open_sqlite(sqlite_path(self.dsn))
             try:
                 yield connection.cursor(), "?"
@@ -675,14 +703,16 @@ def read_line(stream, timeout=30.0):
     return line.decode()
 
 
-def wait_for(predicate, timeout=20.0, what="condition"):
-    """Wait (bounded) until ``predicate()`` is true."""
+def wait_for(predicate, timeout=20.0, what="condition", interval=0.02):
+    """Wait (bounded) until ``predicate()`` is true, asking every
+    ``interval`` seconds (give a predicate that starts programs a longer
+    one: asked every 0.02 s, it keeps a core busy for the whole wait)."""
     import time
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() >= deadline:
             raise AssertionError("%s not reached within %ss" % (what, timeout))
-        time.sleep(0.02)
+        time.sleep(interval)
     return True
 
 

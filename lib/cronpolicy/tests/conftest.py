@@ -92,6 +92,10 @@ def pytest_sessionfinish(session):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+def pytest_ignore_collect(collection_path, config):
+    return layers.ignore_collect(collection_path, config)
+
+
 def pytest_collection_modifyitems(items):
     """Mark the tests that need the server: by their fixtures, and the
     PostgreSQL (and pgbouncer) half of every test run on each backend."""

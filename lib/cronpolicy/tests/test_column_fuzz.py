@@ -24,6 +24,10 @@ from cronpolicy.tooling import tables
 
 from .test_cli_fuzz import DOCUMENTED
 
+#: Every test here is integration (they reach a database or start processes):
+#: under -m unit alone the module is not even imported (tests/layers.py).
+pytestmark = pytest.mark.integration
+
 TABLES = ("script_policy", "rollout_window", "deploy_state", "script_run", "run_slot", "drain",
           "script_owner", "rollout_awaited", "rollout", "service_deploy", "pruned_runs")
 

@@ -17,6 +17,10 @@ from .conftest import (BACKENDS, DBA, ScriptRunner, dsn_for, make_env, read_line
                        wait_for_file)
 from .pgbouncer import MODES
 
+#: Every test here is integration (they reach a database or start processes):
+#: under -m unit alone the module is not even imported (tests/layers.py).
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(params=BACKENDS + tuple("pgbouncer-" + mode for mode in MODES))
 def dsn(request):

@@ -6,6 +6,10 @@ import pytest
 
 from cronpolicy import exitcodes
 
+#: Every test here is integration (they reach a database or start processes):
+#: under -m unit alone the module is not even imported (tests/layers.py).
+pytestmark = pytest.mark.integration
+
 
 def test_cli_and_plain_sql_changes_are_audited_with_reasons(cli, dba):
     assert cli("disable", "publish-*", "--reason", "mirror down")[0] == exitcodes.OK

@@ -15,6 +15,10 @@ from cronpolicy import catchup
 
 from .conftest import wait_for
 
+#: Every test here is integration (they reach a database or start processes):
+#: under -m unit alone the module is not even imported (tests/layers.py).
+pytestmark = pytest.mark.integration
+
 CATCH_UP_POLICY = ("INSERT INTO cronpolicy.script_policy (name, catch_up)"
                    " VALUES ('nightly', 'once')")
 

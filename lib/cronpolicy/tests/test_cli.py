@@ -584,15 +584,16 @@ def test_disable_and_its_advice_disable_exactly_what_was_asked(cli, dba, rows, n
     matches disabled on every host H matches, and every other decision as
     it was."""
     import shlex
-    dba.execute("DELETE FROM cronpolicy.script_policy")
-    dba.execute("DELETE FROM cronpolicy.script_run")
-    for script in _SCRIPTS:
-        for machine in _MACHINES:
-            dba.execute("INSERT INTO cronpolicy.script_run (name, host) VALUES ({}, {})",
-                        (script, machine))
-    for (row_name, row_host), enabled in rows.items():
-        dba.execute("INSERT INTO cronpolicy.script_policy (name, host, enabled)"
-                    " VALUES ({}, {}, {})", (row_name, row_host, enabled))
+    with dba.batch():
+        dba.execute("DELETE FROM cronpolicy.script_policy")
+        dba.execute("DELETE FROM cronpolicy.script_run")
+        for script in _SCRIPTS:
+            for machine in _MACHINES:
+                dba.execute("INSERT INTO cronpolicy.script_run (name, host) VALUES ({}, {})",
+                            (script, machine))
+        for (row_name, row_host), enabled in rows.items():
+            dba.execute("INSERT INTO cronpolicy.script_policy (name, host, enabled)"
+                        " VALUES ({}, {}, {})", (row_name, row_host, enabled))
     before = _decisions(cli)
     pending = [["disable", name, "--host", host]]
     for _ in range(4):              # advice, then the advice of the advice

@@ -24,6 +24,10 @@ from cronpolicy.tooling import tables
 
 from .test_cli_fuzz import DOCUMENTED
 
+#: Every test here is integration (they reach a database or start processes):
+#: under -m unit alone the module is not even imported (tests/layers.py).
+pytestmark = pytest.mark.integration
+
 TABLES = ("script_policy", "rollout_window", "deploy_state", "script_run", "run_slot", "drain",
           "script_owner", "rollout_awaited", "rollout", "service_deploy", "pruned_runs")
 
@@ -138,18 +142,19 @@ DEEP = int(os.environ.get("CRONPOLICY_FUZZ_EXAMPLES", "0"))
        commands=st.lists(st.sampled_from(READ_COMMANDS), min_size=2, max_size=4, unique=True))
 def test_generated_column_values_never_crash_the_gate_or_a_read_command(
         dba, cli, tmp_path, rows, past_guards, commands):
-    _empty(dba)
-    for table, column, update, value in rows:
-        statement = _statement(dba, table, column, update)
-        parameter = _sql_value(dba, value)
-        try:
-            if past_guards:
-                # Past the range guards: spell the value as a literal the driver quotes.
-                dba.execute_unchecked(_literal(dba, statement, parameter))
-            else:
-                dba.execute(statement, (parameter,))
-        except Exception:
-            pass        # refused: the database said no, which is the point
+    with dba.batch():
+        _empty(dba)
+        for table, column, update, value in rows:
+            statement = _statement(dba, table, column, update)
+            parameter = _sql_value(dba, value)
+            try:
+                if past_guards:
+                    # Past the range guards: spell the value as a literal the driver quotes.
+                    dba.execute_unchecked(_literal(dba, statement, parameter))
+                else:
+                    dba.execute(statement, (parameter,))
+            except Exception:
+                pass        # refused: the database said no, which is the point
     log_path = tmp_path / "job.log"
     log_path.unlink(missing_ok=True)
     code = _run_gate(log_path)

@@ -6,9 +6,15 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from cronpolicy import exitcodes
 
 from .conftest import wait_for_file
+
+#: Every test here is integration (they reach a database or start processes):
+#: under -m unit alone the module is not even imported (tests/layers.py).
+pytestmark = pytest.mark.integration
 
 PROGRAM = os.path.join(os.path.dirname(sys.executable), "cronpolicy")
 

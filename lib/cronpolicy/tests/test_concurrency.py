@@ -12,6 +12,10 @@ from cronpolicy import exitcodes
 
 from .conftest import DBA, make_env
 
+#: Every test here is integration (they reach a database or start processes):
+#: under -m unit alone the module is not even imported (tests/layers.py).
+pytestmark = pytest.mark.integration
+
 JOB = '''\
 import os, sys, time
 from cronpolicy import CronScript

@@ -15,7 +15,7 @@ from psycopg2.extensions import parse_dsn
 
 from .conftest import DBA, ScriptRunner, admin_connection, make_env, wait_for
 
-pytestmark = pytest.mark.postgresql
+pytestmark = [pytest.mark.postgresql, pytest.mark.integration]
 
 LIMIT = 5
 HERD = 15

@@ -9,6 +9,10 @@ import os
 import pytest
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
+#: Every test here is integration (they reach a database or start processes):
+#: under -m unit alone the module is not even imported (tests/layers.py).
+pytestmark = pytest.mark.integration
+
 DEEP = int(os.environ.get("CRONPOLICY_FUZZ_EXAMPLES", "0"))
 
 HOURLY_PUBLISHER = ("INSERT INTO cronpolicy.script_policy (name, schedule, expected_runtime)"

@@ -13,6 +13,10 @@ from cronpolicy.tooling.database import Database
 
 from .conftest import DBA
 
+#: Every test here is integration (they reach a database or start processes):
+#: under -m unit alone the module is not even imported (tests/layers.py).
+pytestmark = pytest.mark.integration
+
 
 def running_row(dba, name="publish-distro"):
     """A live run on another host with an hour's lease: only its end (or a

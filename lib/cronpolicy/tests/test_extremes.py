@@ -13,6 +13,10 @@ from cronpolicy.store.sqlite import connect_sqlite
 
 from .conftest import DBA
 
+#: Every test here is integration (they reach a database or start processes):
+#: under -m unit alone the module is not even imported (tests/layers.py).
+pytestmark = pytest.mark.integration
+
 ABSURD = {
     "postgresql": [
         "INSERT INTO cronpolicy.script_run (name, host, pid, status, started_at, finished_at,"

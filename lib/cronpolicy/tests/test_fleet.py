@@ -6,9 +6,14 @@ import re
 import subprocess
 import sys
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from cronpolicy import exitcodes
+
+#: Every test here is integration (they reach a database or start processes):
+#: under -m unit alone the module is not even imported (tests/layers.py).
+pytestmark = pytest.mark.integration
 
 INSERT = ("INSERT INTO cronpolicy.script_run (name, host, pid, started_at, finished_at, status,"
           " exit_code, skip_reason, decision, expected_interval, estimate_seconds)"

@@ -17,6 +17,10 @@ from cronpolicy.store.reads import reading
 
 from .conftest import DBA, make_env
 
+#: Every test here is integration (they reach a database or start processes):
+#: under -m unit alone the module is not even imported (tests/layers.py).
+pytestmark = pytest.mark.integration
+
 NAMES = ["publish", "backup", "mirror-*sync", "a", "b'quote", "never-ran"]
 HOSTS = ["h1", "h2", "h3", "h-4"]
 STATUSES = ["succeeded"] * 4 + ["failed", "skipped", "skipped", "interrupted", "abandoned"]

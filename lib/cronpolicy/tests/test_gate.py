@@ -586,12 +586,16 @@ def test_a_hook_is_asked_only_while_main_runs_and_a_raising_one_is_one_warning(d
     interruption.in_main = True
     assert interruption.safe_now() is True and asked == [1]
 
+    hook_asked = []
+
     class LateState(Job):
         def is_safe_to_interrupt(self):
+            hook_asked.append(1)
             return not self.publishing          # set only once main() is under way
 
     def body(job):
-        time.sleep(1.0)         # several heartbeats ask the hook meanwhile
+        # Several heartbeats (every 0.2 s here) ask the hook meanwhile.
+        wait_for(lambda: len(hook_asked) >= 4, BOUND, "the hook asked four times")
         job.publishing = False
 
     assert run(LateState(database, body=body), env) == exitcodes.OK

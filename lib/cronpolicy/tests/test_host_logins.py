@@ -14,6 +14,10 @@ from . import footprint
 from .conftest import DBA, ScriptRunner, make_env
 from .test_roles import cli, try_sql
 
+#: Every test here is integration (they reach a database or start processes):
+#: under -m unit alone the module is not even imported (tests/layers.py).
+pytestmark = pytest.mark.integration
+
 
 def user_of(dsn):
     return psycopg2.extensions.parse_dsn(dsn)["user"]

@@ -8,9 +8,15 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 from cronpolicy import exitcodes
 
 from .conftest import make_env
+
+#: Every test here is integration (they reach a database or start processes):
+#: under -m unit alone the module is not even imported (tests/layers.py).
+pytestmark = pytest.mark.integration
 
 PROGRAM = os.path.join(os.path.dirname(sys.executable), "cronpolicy")
 FAILING = ("from cronpolicy import CronScript\n"

@@ -21,6 +21,10 @@ from cronpolicy import exitcodes
 
 from .test_cli_fuzz import COMMANDS
 
+#: Every test here is integration (they reach a database or start processes):
+#: under -m unit alone the module is not even imported (tests/layers.py).
+pytestmark = pytest.mark.integration
+
 PROGRAM = os.path.join(os.path.dirname(sys.executable), "cronpolicy")
 
 

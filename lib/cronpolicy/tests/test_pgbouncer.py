@@ -16,7 +16,8 @@ from cronpolicy.store import pgdriver
 
 from .conftest import ScriptRunner, make_env, pooled_dsn, wait_for_file
 
-pytestmark = pytest.mark.postgresql     # (every test here reaches the server through pgbouncer)
+# (every test here reaches the server through pgbouncer)
+pytestmark = [pytest.mark.postgresql, pytest.mark.integration]
 
 
 def test_connections_through_a_pooler_that_refuses_options_are_made_without_them(

@@ -20,6 +20,10 @@ from cronpolicy.watcher import RunWatcher
 
 from .conftest import DBA
 
+#: Every test here is integration (they reach a database or start processes):
+#: under -m unit alone the module is not even imported (tests/layers.py).
+pytestmark = pytest.mark.integration
+
 #: Each change a running script must hear of, in SQL both backends accept.
 CHANGES = [
     "UPDATE cronpolicy.deploy_state SET deploy_pending = {true}",

@@ -15,6 +15,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from cronpolicy import exitcodes
 from cronpolicy.tooling import metrics
 
+#: Every test here is integration (they reach a database or start processes):
+#: under -m unit alone the module is not even imported (tests/layers.py).
+pytestmark = pytest.mark.integration
+
 DASHBOARD = next((path for path in (
     os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir, os.pardir,
                  "examples", "grafana", "cronpolicy-dashboard.json"),

@@ -19,6 +19,10 @@ from cronpolicy import exitcodes
 from .conftest import DBA, make_env, read_line, wait_for, wait_for_file
 from .test_rollout_objects import cronpolicy, start_cronpolicy
 
+#: Every test here is integration (they reach a database or start processes):
+#: under -m unit alone the module is not even imported (tests/layers.py).
+pytestmark = pytest.mark.integration
+
 
 def switch(dba):
     """(deploy_pending, services with a service_deploy row, open rollouts by kind)."""

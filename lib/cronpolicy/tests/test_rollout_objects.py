@@ -15,6 +15,10 @@ from cronpolicy import exitcodes
 
 from .conftest import read_line, wait_for, wait_for_file
 
+#: Every test here is integration (they reach a database or start processes):
+#: under -m unit alone the module is not even imported (tests/layers.py).
+pytestmark = pytest.mark.integration
+
 
 def cronpolicy(env, *argv, timeout=120):
     return subprocess.run([sys.executable, "-m", "cronpolicy.tooling.cli"] + list(argv),

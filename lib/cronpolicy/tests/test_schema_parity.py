@@ -15,6 +15,10 @@ from cronpolicy.tooling import tables
 from .conftest import DBA, upgraded
 from .test_schema import _reflect
 
+#: Every test here is integration (they reach a database or start processes):
+#: under -m unit alone the module is not even imported (tests/layers.py).
+pytestmark = pytest.mark.integration
+
 
 def _shape(reflected):
     """What must agree across backends, per table."""

@@ -27,6 +27,10 @@ from cronpolicy import exitcodes
 
 from .conftest import DBA, ScriptRunner, make_env
 
+#: Every test here is integration (they reach a database or start processes):
+#: under -m unit alone the module is not even imported (tests/layers.py).
+pytestmark = pytest.mark.integration
+
 pytest.importorskip("flask")
 pytest.importorskip("waitress")
 

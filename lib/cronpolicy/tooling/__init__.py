@@ -46,6 +46,10 @@ Modules (a test keeps this list complete):
     retention         prune
     simulate          (package) cronpolicy simulate: fleets read, plays run in a pool, the report
     simulation        the simulator's play of one strategy (pure)
+    simulation_fleet  the simulator's fleet: strategies, kinds, knobs, jobs, runtimes, warm-up
+    simulation_starts the simulator's starts: made or skipped as the gate would, runs, overdue
+    simulation_strategy  the simulator's rollouts under a strategy: windows, slots, stops
+    simulation_figures  the simulator's figures: summary, records
     simulation_picture  simulate --svg
     crontab           (package) crontab wrap / unwrap / names
     web               (package) cronpolicy serve

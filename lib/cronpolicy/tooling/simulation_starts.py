@@ -1,0 +1,382 @@
+"""The simulator's starts: each scheduled start of a play made or skipped
+as the gate would (its lock, the rules asked with the deploy pending and
+the windows announced), the runs ended into each job's history, the
+catch-ups after a deploy, and the jobs left overdue counted.
+
+Apart from the rollouts (simulation_strategy) because it is the hot loop
+of a play (some 200000 starts a strategy and seed) and reads a rollout
+only as the state _Strategy leaves for it: the deploy pending, the windows.
+"""
+
+import bisect
+import datetime
+import random
+
+from cronpolicy import policy
+from cronpolicy.tooling import planning
+from cronpolicy.matching import matching_policies
+from cronpolicy.rows import FROM_DATABASE, DeployState, Inputs
+from cronpolicy.tooling.simulation_fleet import CODE, HISTORY_RUNS, NO_KILLS, Run, _new_tuple, draw
+
+
+class _Starts:
+    """The state of one simulation under one strategy, and its starts
+    (_Strategy, in simulation_strategy, adds the rollouts)."""
+
+    def __init__(self, fleet, strategy, knobs, settings, restart=()):
+        self.fleet = fleet
+        self.strategy = strategy
+        self.knobs = knobs
+        self.settings = settings
+        self.cronpolicy = strategy in ("cronpolicy", "cronpolicy-slot")
+        self.no_kills = strategy in NO_KILLS
+        count = len(fleet.instances)
+        self.next = [0] * count                 # index of each instance's next start
+        self.names = [instance.name for instance in fleet.instances]
+        self.running = list(fleet.warm_running)     # its run in flight (a Run), if any
+        self.history = {name: list(runtimes)    # name -> durations, newest last
+                        for name, runtimes in fleet.history.items()}
+        self.estimates = {}                     # name -> its Estimate now (dropped on change)
+        self.own_estimates = {}                 # name -> {index: its Estimate}, as well
+        self.pending_verdicts = {}              # index -> its verdict in the deploy pending
+        self.pending_verdicts_of = None         # (the pending deploy they are of)
+        self.reaches = {}                       # name -> how far ahead a window skips it
+        self.last_success = list(fleet.warm_last_success)   # start of its last success
+        self.margin = getattr(settings, "cutoff_margin", policy.DEFAULT_MARGIN)
+        self.windows = []                       # announced (cronpolicy, cronpolicy-slot)
+        # (since, until, DeployState, open rollouts, kind): deploy pending
+        self.pending = None
+        # What a job declares: its model's p95 (what a careful owner would say).
+        self.facts = [policy.ScriptFacts(instance.name, instance.host,
+                                         expected_runtime=instance.model.p95,
+                                         needs=tuple(instance.model.needs))
+                      for instance in fleet.instances]
+        self.clear = DeployState(False)
+        self.runs = []
+        self.skips = []                         # (index, start, code, rollout position)
+        self.outcomes = []
+        self.overdue = 0
+        self.overdue_checks = 0
+        self.checks = []                        # when to count the jobs left overdue
+        self.not_played = 0                     # rollouts queued past the end of the play
+        self.decided_until = fleet.begin        # every start before it is decided
+        # Instances some policy row matches: the rules are asked at each of
+        # their starts (a row may disable them), not only near a rollout.
+        self.ruled = [bool(matching_policies(fleet.policies, instance.name,
+                                              instance.host))
+                      for instance in fleet.instances]
+        # Rollout-exempt instances: a rollout neither awaits nor stops their
+        # runs under c and d (`deploy wait` leaves them out: blocking_runs).
+        # (Or its model says so: it is then neither asked about a rollout.)
+        self.exempt = [instance.model.exempt or (ruled and policy.rollout_exempt(
+            fleet.policies, instance.name, instance.host))
+            for ruled, instance in zip(self.ruled, fleet.instances)]
+        # The services a code-only rollout restarts, and the instances it stops
+        # under c and d (needing one of them; a policy row's needs win).
+        self.restart = tuple(restart)
+        self.affected = [not exempt and bool(set(self.restart) & set(policy.effective_needs(
+            Inputs(fleet.begin, None, None, fleet.policies, [], ()), facts)))
+            for exempt, facts in zip(self.exempt, self.facts)]
+        self.current = None                     # the position of the rollout under way
+        self.window_rollout = {}                # window id -> the position of its rollout
+        self.tickets = {}                       # index -> (skipped at, block): catch_up once
+        self.last_start = list(fleet.warm_last_start)   # start of its last run
+        self.catch_up_runs = 0
+        self.catch_up_draws = {}                # index -> its generator of catch-up runtimes
+        self.figures = None                     # summary(), once worked out where played
+        self.window_count = 0
+        self.overdue_at = {}                    # rollout position -> jobs left overdue
+
+    # Starts --------------------------------------------------------------------------
+
+    def advance(self, until):
+        """Make every start before ``until`` (counting the jobs left overdue
+        at the checks due meanwhile)."""
+        while self.checks and self.checks[0][0] < until:
+            moment, position = self.checks.pop(0)
+            self._advance(moment)
+            self.overdue_at[position] = self._count_overdue(moment)
+        self._advance(until)
+
+    def _advance(self, until):
+        self.decided_until = max(self.decided_until, until)
+        if self.windows:            # a window over before the next start meets none
+            cursor = _cursor(self)
+            self.windows = [window for window in self.windows if window.ends_at > cursor]
+        fleet = self.fleet
+        for index, instance in enumerate(fleet.instances):
+            starts = fleet.starts[index]
+            position = self.next[index]
+            stop = bisect.bisect_left(starts, until, position)
+            if position < stop:
+                self._starts(index, instance, position, stop)
+                self.next[index] = stop
+
+    def _starts(self, index, instance, position, stop):
+        """Make the starts ``position`` to ``stop`` of ``index``.  Most
+        starts meet nothing that could skip them but the lock (no deploy
+        pending, no window near, no policy row): those are made here
+        without asking the rules, exactly as _start would make them (the
+        play makes about 200000 a strategy and seed); the others go to
+        _start.  Neither the pending deploy nor the windows change within
+        one _advance, so what makes a start plain is read once."""
+        starts, ends = self.fleet.starts[index], self.fleet.ends[index]
+        running, skips, last_start = self.running, self.skips, self.last_start
+        pending = self.pending
+        if self.ruled[index]:
+            plain = None                    # every start asks the rules
+        elif self.cronpolicy and instance.model.exempt:
+            plain = "always"                # left alone by every rollout
+        else:
+            plain = "unless pending or near"
+            if pending is not None and self.cronpolicy and pending[4] == CODE \
+                    and not self.affected[index]:
+                pending = None              # it needs no restarted service
+        near = self.cronpolicy and plain != "always" and bool(self.windows)
+        # From when a start is near the first window (_reach), worked out
+        # when first needed: it changes only when the job's history does, at
+        # a run's end (_close) below.  Before ``far_until`` no start is
+        # near, whatever the runs ending meanwhile add to the history (each
+        # can only bring it closer by its own length): most starts are far
+        # from any window, and the reach is not worked out for them.
+        near_from = far_until = None
+        if near:
+            first_window = self.windows[0].starts_at
+            margin, spare = datetime.timedelta(seconds=self.margin), datetime.timedelta(seconds=1)
+            far_until = first_window - self._reach(instance) - spare    # (rounding aside)
+        switched_off = not self.cronpolicy and plain is not None    # a, b: no rules asked
+        run = running[index]
+        for position in range(position, stop):
+            moment = starts[position]
+            if run is not None:
+                if run[3] > moment:         # (run.end) still running: the lock skips it
+                    skips.append((index, moment, policy.LOCKED, None))
+                    continue
+                self._close(index, run)
+                if near:
+                    far_until = min(far_until,
+                                    first_window - (run[3] - run[1]) - margin - spare)
+                run = near_from = None
+            if plain is None:
+                self._start(index, instance, position, moment)
+                run = running[index]
+                continue
+            if pending is not None and pending[0] <= moment < pending[1]:
+                if switched_off:    # crontabs disabled, or the switch off: no start
+                    skips.append((index, moment, policy.DEPLOY_PENDING, self.current))
+                    continue
+                if plain != "always":
+                    self._start(index, instance, position, moment)
+                    run = running[index]
+                    continue
+            if near and moment >= far_until:
+                if near_from is None:
+                    near_from = self.windows[0].starts_at - self._reach(instance)
+                if near_from <= moment:
+                    self._start(index, instance, position, moment)
+                    run = running[index]
+                    continue
+            end = ends[position]
+            run = running[index] = _new_tuple(Run, (index, moment, end, end, "succeeded", 0.0))
+            last_start[index] = moment
+
+    def _reach(self, instance):
+        """How far ahead a window can skip a start of ``instance``: no
+        estimate of it is longer than its history's longest run or, with too
+        little history, the runtime it declares; then the margin."""
+        reach = self.reaches.get(instance.name)
+        if reach is None:
+            longest = max([instance.model.p95] + self.history.get(instance.name, []))
+            reach = self.reaches[instance.name] = datetime.timedelta(
+                seconds=longest + self.margin)
+        return reach
+
+    def _start(self, index, instance, position, moment):
+        self._settle(index, moment)
+        if self.running[index] is not None:
+            self.skips.append((index, moment, policy.LOCKED, None))
+            return
+        pending = self.pending is not None and self.pending[0] <= moment < self.pending[1]
+        if not self.cronpolicy:
+            if pending:     # the crontabs are disabled (or the switch is off): no start
+                self.skips.append((index, moment, policy.DEPLOY_PENDING, self.current))
+                return
+            # The fleet's own rows (a script disabled) hold whatever the strategy.
+            if self.ruled[index] and not self._allowed(index, instance, moment, False, []):
+                return
+        else:
+            if instance.model.exempt:
+                pending, near = False, False    # left alone by every rollout
+            else:
+                if pending and self.pending[4] == CODE and not self.affected[index]:
+                    pending = False             # it needs no restarted service: it runs
+                near = bool(self.windows) and self.windows[0].starts_at \
+                    - self._reach(instance) <= moment
+            if pending or self.ruled[index] or near:
+                # (windows in order of start: the first is nearest)
+                # (a policy row may declare a longer runtime than _reach knows of)
+                reach = self.fleet.end - self.fleet.begin if self.ruled[index] \
+                    else self._reach(instance)
+                windows = []
+                if near or self.ruled[index]:
+                    for window in self.windows:     # (in order of start)
+                        if window.starts_at - reach > moment:
+                            break
+                        if window.created_at <= moment < window.ends_at and (
+                                window.service is None or self.affected[index]):
+                            windows.append(window)
+                if pending or windows or self.ruled[index]:
+                    # (else nothing could skip it: the rules need not be asked)
+                    if not self._allowed(index, instance, moment, pending, windows):
+                        return
+        self._run(index, moment, None, self.fleet.ends[index][position])
+
+    def _run(self, index, moment, duration, natural=None):
+        if natural is None:
+            natural = moment + datetime.timedelta(seconds=duration)
+        self.running[index] = _new_tuple(Run, (index, moment, natural, natural, "succeeded", 0.0))
+        self.last_start[index] = moment
+
+    def _gate_inputs(self, name, moment, deploy, windows, rollouts=()):
+        """What the gate of a start of ``name`` at ``moment`` would read."""
+        history = self.history.get(name, [])
+        return Inputs(moment, None, deploy, self.fleet.policies, windows,
+                      history[::-1][:HISTORY_RUNS], FROM_DATABASE, None, None, (), rollouts)
+
+    def _allowed(self, index, instance, moment, pending, windows):
+        """Whether the rules let this start run (a skip is recorded, with
+        the position of the rollout that caused it)."""
+        verdict = self._pending_verdict(index) if pending else None
+        inputs = None
+        if verdict is None or instance.name not in self.estimates:
+            inputs = self._gate_inputs(instance.name, moment,
+                                       self.pending[2] if pending else self.clear, windows,
+                                       self.pending[3] if pending else ())
+        estimate = None if self.ruled[index] else self.estimates.get(instance.name)
+        if estimate is None:    # (rows may differ by host: a ruled one is not kept by name)
+            estimate = policy.runtime_estimate(inputs, self.facts[index], self.settings)
+            if not self.ruled[index]:
+                self.estimates[instance.name] = estimate
+        if verdict is None:
+            verdict = policy.decide(inputs, self.facts[index], self.settings, estimate,
+                                    explain=False)
+            if pending and verdict.code in (policy.DEPLOY_PENDING, policy.SERVICE_PENDING) \
+                    and not self.ruled[index]:
+                self.pending_verdicts[index] = verdict
+        if not verdict.run:
+            kind, _, number = (verdict.block or "").partition(":")
+            cause = self.window_rollout.get(int(number)) if kind == "window" \
+                and number.isdigit() else self.current
+            self.skips.append((index, moment, verdict.code, cause))
+            if policy.catches_up(verdict):      # a later skip rewrites the ticket
+                self.tickets[index] = (moment, verdict.block)
+        return verdict.run
+
+    def _pending_verdict(self, index):
+        """The verdict of a start of ``index`` in the deploy pending now,
+        when an earlier one was a skip for the deploy: the rules before
+        and at that skip read nothing of the moment, the windows or the
+        estimate (an instance no row matches: no row disables or exempts
+        it), so every start of it in this deploy gets the same (the deploy
+        stops about a third of a play's starts under c and d)."""
+        if self.pending_verdicts_of is not self.pending:
+            self.pending_verdicts, self.pending_verdicts_of = {}, self.pending
+        return self.pending_verdicts.get(index)
+
+    def _catch_up(self, moment):
+        """What `cronpolicy catch-up` starts at ``moment``, its block over:
+        each ticket's start again, unless the job started since it was
+        skipped; a ticket still blocked (by the next rollout's window)
+        waits for the end of that rollout.  A catch-up's runtime is drawn
+        from a generator of its own (seed, job, host), so it does not
+        shift the scheduled starts' draws."""
+        for index in sorted(self.tickets):
+            skipped_at, block = self.tickets.pop(index)
+            self._settle(index, moment)
+            if self.running[index] is not None or (
+                    self.last_start[index] is not None and self.last_start[index] > skipped_at):
+                continue        # it started since it was skipped: nothing to catch up
+            instance = self.fleet.instances[index]
+            inputs = self._gate_inputs(instance.name, moment, self.clear,
+                                       [window for window in self.windows
+                                        if window.created_at <= moment < window.ends_at])
+            facts = self.facts[index]._replace(catch_up_of=block)
+            verdict = policy.decide(inputs, facts, self.settings, explain=False)
+            if not verdict.run:
+                if verdict.code != policy.DISABLED:     # still blocked: it waits
+                    self.tickets[index] = (skipped_at, block)
+                continue
+            generator = self.catch_up_draws.get(index)
+            if generator is None:
+                generator = self.catch_up_draws[index] = random.Random("%s:%s:%s:catch-up" % (
+                    self.fleet.seed, instance.name, instance.host))
+            self._run(index, moment, draw(instance.model, generator))
+            self.catch_up_runs += 1
+
+    def _settle(self, index, moment):
+        """The run in flight of ``index`` has ended by ``moment``: record it."""
+        run = self.running[index]
+        if run is not None and run.end <= moment:
+            self._close(index, run)
+
+    def _close(self, index, run):
+        # (A run's fields by position: run.end, run.start...; this is called
+        # at the end of each of some 180000 runs a strategy and seed.)
+        self.running[index] = None
+        self.runs.append(run)
+        if run[4] == "succeeded":                       # run.outcome
+            name = self.names[index]
+            history = self.history.get(name)
+            if history is None:
+                history = self.history[name] = []
+            history.append((run[3] - run[1]).total_seconds())     # run.end - run.start
+            if len(history) > HISTORY_RUNS:
+                del history[:-HISTORY_RUNS]
+            self.estimates.pop(name, None)
+            self.own_estimates.pop(name, None)
+            self.reaches.pop(name, None)
+            self.last_success[index] = run[1]
+
+    # The estimates, and the jobs left overdue ----------------------------------------------
+
+    def _own_estimate(self, index, moment):
+        """policy.runtime_estimate of ``index`` at ``moment``, from its own
+        facts (not by name, as _allowed keeps them).  Of an instance no row
+        matches it reads only its name's history and its facts: kept until
+        that history changes (the overdue counts and d's planner ask for
+        every instance, a hundred times a play)."""
+        name = self.names[index]
+        known = None if self.ruled[index] else self.own_estimates.setdefault(name, {})
+        estimate = known.get(index) if known is not None else None
+        if estimate is None:
+            estimate = policy.runtime_estimate(
+                Inputs(moment, None, None, self.fleet.policies, [],
+                       self.history.get(name, [])[::-1][:HISTORY_RUNS]),
+                self.facts[index], self.settings)
+            if known is not None:
+                known[index] = estimate
+        return estimate
+
+    def _count_overdue(self, moment):
+        """Instances overdue by schedule at ``moment`` (planning.overdue_by_schedule)."""
+        count = 0
+        for index, instance in enumerate(self.fleet.instances):
+            self._settle(index, moment)
+            if self.last_success[index] is None:
+                continue            # never succeeded yet in the simulation: not counted
+            late, _ = planning.overdue_by_schedule(self.fleet.known[index],
+                                                   self.last_success[index],
+                                                   self._own_estimate(index, moment).seconds,
+                                                   self.knobs.grace, moment)
+            count += late
+        self.overdue += count
+        self.overdue_checks += 1
+        return count
+
+
+def _cursor(state):
+    """The earliest time the simulation has not yet decided a start at."""
+    moments = [state.fleet.starts[index][position]
+               for index, position in enumerate(state.next)
+               if position < len(state.fleet.starts[index])]
+    return min(moments) if moments else state.fleet.end

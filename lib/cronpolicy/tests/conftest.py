@@ -324,19 +324,16 @@ def _reset_postgres(dsn):
     from cronpolicy.tooling.tables import metadata
     emptied = [table.name for table in reversed(metadata.sorted_tables)
                if table.name not in KEPT_BETWEEN_TESTS]
+    statements = ["SET LOCAL session_replication_role = replica"]
+    statements += ["DELETE FROM cronpolicy.%s" % name for name in emptied]
+    statements += ["UPDATE cronpolicy.deploy_state SET deploy_pending = false,"
+                   " reason = '', changed_by = session_user, changed_at = now()",
+                   "DELETE FROM cronpolicy.policy_audit",
+                   "SELECT pg_catalog.setval(s.oid, 1, false) FROM pg_catalog.pg_class s"
+                   " WHERE s.relkind = 'S' AND s.relnamespace = 'cronpolicy'::regnamespace"]
     connection = psycopg2.connect(dsn)
     try:
         with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT s.oid::regclass::text FROM pg_class s"
-                " WHERE s.relkind = 'S' AND s.relnamespace = 'cronpolicy'::regnamespace")
-            sequences = [row[0] for row in cursor.fetchall()]
-            statements = ["SET LOCAL session_replication_role = replica"]
-            statements += ["DELETE FROM cronpolicy.%s" % name for name in emptied]
-            statements += ["UPDATE cronpolicy.deploy_state SET deploy_pending = false,"
-                           " reason = '', changed_by = session_user, changed_at = now()",
-                           "DELETE FROM cronpolicy.policy_audit"]
-            statements += ["SELECT setval('%s', 1, false)" % name for name in sequences]
             cursor.execute(";\n".join(statements))
         connection.commit()
     finally:

@@ -133,11 +133,13 @@ def indented_blocks(lines):
 
 
 @pytest.mark.parametrize("before", ["nothing", "every row already there"])
-def test_every_sql_recipe_runs_as_written(pg_dsn, before):
+def test_every_sql_recipe_runs_as_written(pg_dsn, pg_roles, before):
     """Each recipe of "SQL recipes for DBAs", verbatim, on an emptied
     database (recipes are independent: a DBA types one at a time), and on
     one where the rows it names exist already (after `cronpolicy enable`,
-    say): the recipes' INSERTs once failed there with a duplicate key."""
+    say): the recipes' INSERTs once failed there with a duplicate key.
+    The recipes name roles.sql's group roles (pg_roles puts them there: run
+    before any other test that did, the test failed)."""
     import psycopg2
     recipes = indented_blocks(section("SQL recipes for DBAs (PostgreSQL)"))
     assert len(recipes) > 12 and any("script_owner" in recipe for recipe in recipes)

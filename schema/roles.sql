@@ -38,23 +38,23 @@
 -- DEFINER function cronpolicy.reap_dead_runs (fixed search_path), which every
 -- role may execute; the audit is written by SECURITY DEFINER triggers.
 
+-- Two sessions applying this at once (two hosts, two test workers) both
+-- find a role missing; the second CREATE ROLE then waits for the first and
+-- fails on the name: the role is there, which is all this asks for.
 DO $$
+DECLARE
+    wanted text;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'cronpolicy_script') THEN
-        CREATE ROLE cronpolicy_script NOLOGIN;
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'cronpolicy_rollout') THEN
-        CREATE ROLE cronpolicy_rollout NOLOGIN;
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'cronpolicy_admin') THEN
-        CREATE ROLE cronpolicy_admin NOLOGIN;
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'cronpolicy_reader') THEN
-        CREATE ROLE cronpolicy_reader NOLOGIN;
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'cronpolicy_auditor') THEN
-        CREATE ROLE cronpolicy_auditor NOLOGIN;
-    END IF;
+    FOREACH wanted IN ARRAY ARRAY['cronpolicy_script', 'cronpolicy_rollout', 'cronpolicy_admin',
+                                  'cronpolicy_reader', 'cronpolicy_auditor'] LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = wanted) THEN
+            BEGIN
+                EXECUTE format('CREATE ROLE %I NOLOGIN', wanted);
+            EXCEPTION WHEN duplicate_object OR unique_violation THEN
+                NULL;
+            END;
+        END IF;
+    END LOOP;
 END
 $$;
 

@@ -68,7 +68,8 @@ def pytest_configure(config):
                                        "its fixtures)")
     layers.configure(config)
     try:
-        config.cronpolicy_run_started_here = footprint.start_run()
+        config.cronpolicy_run_sharing = footprint.start_run(
+            getattr(config, "workerinput", None))
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
 
@@ -79,7 +80,7 @@ def pytest_sessionfinish(session):
     process of the run, after every worker: nothing the run made may be
     left on the server (see footprint.py)."""
     wait_for_drops()
-    if not getattr(session.config, "cronpolicy_run_started_here", False):
+    if not footprint.last_to_finish(getattr(session.config, "cronpolicy_run_sharing", 0)):
         return
     try:
         left = footprint.end_run(admin_connection)

@@ -6,6 +6,9 @@ Every database and login role the suite makes is named by ``name(kind)``:
 naming rule; the run is a token the first process of the run (the xdist
 controller, or the only process) picks and its workers inherit through the
 environment, so two runs under one prefix still tell their objects apart.
+With --pyargs (README's test command) the xdist controller never loads
+this conftest: its workers then take the token from xdist's testrunuid,
+and the last of them to finish does the first process's work at the end.
 
 The schema template the workers copy their databases from is dropped by
 the first process at the end.  The group roles of roles.sql
@@ -47,20 +50,49 @@ def name(kind):
     return "%s%s_%s" % (run_prefix(), kind, uuid.uuid4().hex[:8])
 
 
-def start_run():
-    """In the first process: pick the run's token and directory (its
-    workers inherit both).  Returns whether this process started the run
-    (and so is the one to check the server at its end).  ValueError: the
-    prefix given is not a plain name."""
+def start_run(workerinput=None):
+    """Pick the run's token and directory, unless a process before this
+    one did (its workers inherit both).  Returns how many processes share
+    the check of the server at the run's end: 1 for the run's first
+    process, 0 for its workers.  An xdist worker whose controller never
+    configured this conftest (with --pyargs the controller collects
+    nothing, so it never loads it) finds no token: ``workerinput`` (xdist's)
+    then gives every worker of the run the same token and directory from
+    its testrunuid, and the last of the ``workercount`` workers to finish
+    checks (last_to_finish).  Each worker used to take a run of its own:
+    one that finished first dropped the group roles while the others still
+    used them, which failed quietly and left them on the server.
+    ValueError: the prefix given is not a plain name."""
     if RUN_VARIABLE in os.environ:
-        return False
+        return 0
     given = prefix()
     if len(given) > LONGEST_PREFIX or not given.replace("_", "").isalnum():
         raise ValueError("%s=%r: give at most %d letters, digits and underscores"
                          % (PREFIX_VARIABLE, given, LONGEST_PREFIX))
-    os.environ[RUN_VARIABLE] = uuid.uuid4().hex[:8]
-    os.environ[RUN_DIR_VARIABLE] = tempfile.mkdtemp(prefix="cronpolicy-test-run-")
-    return True
+    if workerinput is None:
+        os.environ[RUN_VARIABLE] = uuid.uuid4().hex[:8]
+        os.environ[RUN_DIR_VARIABLE] = tempfile.mkdtemp(prefix="cronpolicy-test-run-")
+        return 1
+    uid = workerinput["testrunuid"]
+    directory = os.path.join(tempfile.gettempdir(), "cronpolicy-test-run-%s" % uid)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    os.environ[RUN_VARIABLE] = uid[:8]
+    os.environ[RUN_DIR_VARIABLE] = directory
+    return workerinput["workercount"]
+
+
+def last_to_finish(sharing):
+    """Whether this process, one of ``sharing`` that share the end's check,
+    is the last of them to finish (count kept in the run's directory)."""
+    import fcntl
+    if sharing <= 1:
+        return sharing == 1
+    with open(_noted("finished"), "a+") as finished:
+        fcntl.flock(finished, fcntl.LOCK_EX)
+        finished.write("x")
+        finished.flush()
+        finished.seek(0)
+        return len(finished.read()) == sharing
 
 
 def _noted(what):

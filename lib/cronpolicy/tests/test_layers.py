@@ -58,3 +58,27 @@ def test_a_prefix_that_is_not_a_plain_short_name_is_refused(monkeypatch, prefix)
     with pytest.raises(ValueError, match=footprint.PREFIX_VARIABLE):
         footprint.start_run()
     assert footprint.RUN_VARIABLE not in os.environ
+
+
+def test_workers_without_a_first_process_share_one_run_and_the_last_checks(
+        monkeypatch, tmp_path):
+    """With --pyargs the xdist controller never configures this conftest:
+    its workers must still be one run (one token, one directory), and only
+    the last of them to finish may drop what the run made (a worker that
+    dropped the group roles while another still used them left them)."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(footprint.tempfile, "tempdir", None)
+    runs = []
+    for worker in ("gw0", "gw1", "gw2"):
+        monkeypatch.delenv(footprint.RUN_VARIABLE, raising=False)
+        monkeypatch.delenv(footprint.RUN_DIR_VARIABLE, raising=False)
+        sharing = footprint.start_run({"testrunuid": "feedc0de" * 4, "workercount": 3,
+                                       "workerid": worker})
+        runs.append((sharing, os.environ[footprint.RUN_VARIABLE],
+                     os.environ[footprint.RUN_DIR_VARIABLE]))
+    assert {run[1:] for run in runs} == {("feedc0de", runs[0][2])}
+    assert [sharing for sharing, _, _ in runs] == [3, 3, 3]
+    assert [footprint.last_to_finish(3) for _ in range(3)] == [False, False, True]
+    # Under a controller that configured it, the workers inherit and never check.
+    assert footprint.start_run({"testrunuid": "0" * 32, "workercount": 3}) == 0
+    assert footprint.last_to_finish(0) is False

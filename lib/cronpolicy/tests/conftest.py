@@ -220,6 +220,7 @@ def wait_for_drops():
 
 
 GROUP_ROLES = ("cronpolicy_admin", "cronpolicy_rollout", "cronpolicy_script", "cronpolicy_reader",
+               "cronpolicy_relay",
                "cronpolicy_auditor")
 _created_group_roles = []
 

@@ -11,10 +11,12 @@ give up on a dead run within its lease.
 import json
 import os
 import random
+import resource
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import psycopg2
@@ -39,24 +41,35 @@ CONFIG = ("[cronpolicy]\nheartbeat_interval = 0.5s\nlease_ttl = 3s\npoll_interva
 class Relay:
     """A `cronpolicy relay` process on a free loopback port."""
 
-    def __init__(self, dsn, tmp_path):
+    def __init__(self, dsn, tmp_path, argv=("--listen", "127.0.0.1:0"), files=None):
         config = tmp_path / "relay.conf"
         config.write_text(CONFIG.format(relay="127.0.0.1:1"))
         env = dict(os.environ, CRONPOLICY_DSN=dsn, CRONPOLICY_CONFIG=str(config),
                    CRONPOLICY_STATE_DIR=str(tmp_path / "relay-state"))
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "cronpolicy", "relay", "--listen", "127.0.0.1:0"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            [sys.executable, "-m", "cronpolicy", "relay", *argv],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            preexec_fn=None if files is None else lambda: resource.setrlimit(
+                resource.RLIMIT_NOFILE, (files, files)))
         line = read_line(self.process.stderr, timeout=60)
         assert "serving on 127.0.0.1:" in line, line
         self.address = line.split("serving on ")[1].split()[0]
         self.login = parse_dsn(dsn).get("user")
+        # Its log, read as it comes: a full pipe would stall the relay.
+        self.log = []
+        self._reader = threading.Thread(target=self._read_log, daemon=True)
+        self._reader.start()
+
+    def _read_log(self):
+        for line in self.process.stderr:
+            self.log.append(line.decode(errors="replace"))
 
     def stop(self):
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGCONT)
             self.process.kill()
         self.process.wait(timeout=30)
+        self._reader.join(timeout=30)
         self.process.stderr.close()
 
 
@@ -247,6 +260,38 @@ def test_a_fleet_wide_slot_is_kept_through_the_relay(fleet, tmp_path):
     stop_everything(dba, [holder])
 
 
+def test_the_operators_example_serves_as_written(pg_dsn, pg_roles, tmp_path):
+    """docs/operators.txt's "Many running scripts" command and config,
+    verbatim but for the DSN (this test's relay login) and the address (a
+    free loopback port): a script so configured holds no connection while
+    it runs and hears a stop."""
+    import shlex
+    from .test_readme import indented_blocks, section
+    command, config = indented_blocks(section("Many running scripts: cronpolicy relay"))[:2]
+    argv = shlex.split(command)
+    assert argv[:2] == ["cronpolicy", "relay"] and "relay = 10.0.0.5:7447" in config
+    relay_dsn = pg_roles("cronpolicy_relay")
+    argv = [relay_dsn if word.startswith("postgresql://") else
+            word.replace("10.0.0.5:7447", "127.0.0.1:0") for word in argv[2:]]
+    relay = Relay(relay_dsn, tmp_path, argv)
+    try:
+        script_dsn = pg_roles("cronpolicy_script")
+        env = make_env(tmp_path, script_dsn)
+        (tmp_path / "example.conf").write_text(config.replace("10.0.0.5:7447", relay.address))
+        env["CRONPOLICY_CONFIG"] = str(tmp_path / "example.conf")
+        [process] = start_jobs(ScriptRunner(tmp_path, env), tmp_path, 1)
+        dba = psycopg2.connect(pg_dsn)
+        dba.autocommit = True
+        try:
+            wait_for(lambda: backends_of(dba, parse_dsn(script_dsn)["user"]) == 0,
+                     what="the script's connection let go", interval=0.1)
+            assert all(seconds < 1.0 for seconds in stop_everything(dba, [process]))
+        finally:
+            dba.close()
+    finally:
+        relay.stop()
+
+
 # What the relay is sent --------------------------------------------------------------------
 
 def garbage(rng):
@@ -294,6 +339,43 @@ def test_garbage_sent_to_the_relay_costs_only_its_sender(fleet, tmp_path):
     finally:
         for each in silent:
             each.close()
+
+
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_relay_out_of_descriptors_waits_rather_than_spins(pg_dsn, pg_roles, tmp_path):
+    relay = Relay(pg_roles("cronpolicy_relay"), tmp_path, files=32)
+    try:
+        host, port = relayed.parse_address(relay.address)
+        flood = [socket.create_connection((host, port), timeout=5) for _ in range(60)]
+        try:
+            time.sleep(0.5)
+            before = cpu_seconds(relay.process.pid)
+            time.sleep(2.0)
+            assert cpu_seconds(relay.process.pid) - before < 0.5      # not a busy loop
+            assert relay.process.poll() is None
+        finally:
+            for each in flood:
+                each.close()
+        # Room again: a script is served as before.
+        env = make_env(tmp_path, pg_roles("cronpolicy_script"))
+        (tmp_path / "scripts.conf").write_text(CONFIG.format(relay=relay.address))
+        env["CRONPOLICY_CONFIG"] = str(tmp_path / "scripts.conf")
+        [process] = start_jobs(ScriptRunner(tmp_path, env), tmp_path, 1)
+        dba = psycopg2.connect(pg_dsn)
+        dba.autocommit = True
+        try:
+            time.sleep(1.5)
+            assert all(seconds < 1.0 for seconds in stop_everything(dba, [process]))
+        finally:
+            dba.close()
+        assert "watching the policy database directly" not in process.stderr.read()
+    finally:
+        relay.stop()
 
 
 def test_the_relay_command_refuses_in_one_line(pg_roles, tmp_path):

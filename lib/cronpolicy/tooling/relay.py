@@ -46,6 +46,8 @@ RUSH = 0.1
 MAX_BACKLOG = 256 * 1024
 #: How long a script may take to say which run it is.
 HELLO_WITHIN = 5.0
+#: Out of descriptors, the relay stops accepting for this long.
+ACCEPT_PAUSE = 1.0
 
 
 class RelayStore(PostgresStore):
@@ -137,6 +139,7 @@ class Relay:
         self.last_read = 0.0
         self.next_renewal = 0.0
         self.stopping = None        # why it stops, once asked to
+        self.accepting_at = None    # when to accept again, while paused
 
     # The loop ---------------------------------------------------------------------
 
@@ -153,7 +156,11 @@ class Relay:
                 self._tick()
                 next_tick = time.monotonic() + TICK
             self._watch_database()
-            deadline = min(next_tick, self.next_read, self.next_renewal)
+            if self.accepting_at is not None and time.monotonic() >= self.accepting_at:
+                self.accepting_at = None
+                self.selector.register(self.listener, selectors.EVENT_READ, None)
+            deadline = min(next_tick, self.next_read, self.next_renewal,
+                           self.accepting_at or next_tick)
             for key, _ in self.selector.select(max(0.0, deadline - time.monotonic())):
                 if key.data is None:
                     self._accept()
@@ -187,9 +194,10 @@ class Relay:
         if self.answered_at is None or time.monotonic() - self.answered_at > max(
                 2 * self.settings.poll_interval, 1.0):
             return      # silent: the scripts watch for themselves
+        tick = self._encoded({"tick": self.version})     # once for all
         for sock, script in list(self.scripts.items()):
             if script.id is not None:
-                self._send(sock, {"tick": self.version})
+                self._send_bytes(sock, script, tick)
             elif time.monotonic() - script.connected_at > HELLO_WITHIN:
                 self._drop(sock, "said nothing for %gs" % HELLO_WITHIN)
 
@@ -298,8 +306,13 @@ class Relay:
             sock, address = self.listener.accept()
         except BlockingIOError:
             return
-        except OSError as error:        # out of descriptors: the script watches for itself
-            LOG.warning("cannot accept a script: %s", error)
+        except OSError as error:
+            # Out of descriptors: the scripts waiting watch for themselves
+            # (their connect times out); stop asking for a while rather
+            # than spin on a listener that stays readable.
+            LOG.warning("cannot accept scripts for %gs: %s", ACCEPT_PAUSE, error)
+            self.selector.unregister(self.listener)
+            self.accepting_at = time.monotonic() + ACCEPT_PAUSE
             return
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -337,7 +350,8 @@ class Relay:
         if script.id is None:
             script.hello(message)
             script.heard_at = time.monotonic()
-            self.next_renewal = time.monotonic()      # is the run known here? at once
+            # Is the run known here?  Soon, with the others that arrive meanwhile.
+            self.next_renewal = min(self.next_renewal, time.monotonic() + RUSH)
             self._tell_verdict(sock, script)
         elif "alive" in message:
             if script.alive(message):
@@ -345,11 +359,17 @@ class Relay:
         else:
             raise ValueError("expected an alive word")
 
+    @staticmethod
+    def _encoded(message):
+        return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+
     def _send(self, sock, message):
         script = self.scripts.get(sock)
-        if script is None:
-            return
-        script.outgoing += json.dumps(message, separators=(",", ":")).encode() + b"\n"
+        if script is not None:
+            self._send_bytes(sock, script, self._encoded(message))
+
+    def _send_bytes(self, sock, script, data):
+        script.outgoing += data
         try:
             sent = sock.send(script.outgoing)
             script.outgoing = script.outgoing[sent:]

@@ -215,7 +215,9 @@ def start_relay(relay_dsn, workdir):
     line = process.stderr.readline()
     if "serving on " not in line:
         sys.exit("the relay did not start: %s%s" % (line, process.stderr.read()[-500:]))
-    threading.Thread(target=process.stderr.read, daemon=True).start()    # drain its log
+    log = []
+    threading.Thread(target=lambda: log.extend(process.stderr), daemon=True).start()
+    process.log = log       # what it said since (drained: a full pipe would stall it)
     return process, line.split("serving on ")[1].split()[0]
 
 

@@ -150,6 +150,7 @@ def measure(count, args):
                 connection.close()
                 scripts.pump(5.0)
                 latencies = [at - flipped for at in scripts.stopped_at.values()]
+                told = [line.strip() for line in relay.log if " told " in line]
                 scripts.close()
             finally:
                 relay.terminate()
@@ -166,6 +167,7 @@ def measure(count, args):
           % (len(latencies), count, statistics.median(latencies) if latencies else -1,
              percentile(latencies, 0.99) if latencies else -1,
              max(latencies) if latencies else -1))
+    print("         the relay: %s" % (told[-1] if told else "(said nothing of it)"))
     print("         for %d running: a relay at half a core serves %d, so %d relays: %d server"
           " connections, %.0f tx/s" % (args.fleet, served, relays, relays, relays * rate))
 

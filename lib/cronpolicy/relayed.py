@@ -26,7 +26,6 @@ Messages are JSON objects, one per line, in both directions:
 """
 
 import json
-import socket
 
 from cronpolicy.policy import Verdict
 
@@ -128,6 +127,7 @@ class LineChannel:
 
 def connect(address, timeout):
     """A LineChannel to the relay at ``address`` (HOST:PORT); RelayGone if none."""
+    import socket       # here: the config's check of the address needs none
     try:
         host, port = parse_address(address)
         sock = socket.create_connection((host, port), timeout=timeout)

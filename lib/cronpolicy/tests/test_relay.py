@@ -217,6 +217,40 @@ def test_scripts_outlive_their_relay_and_still_hear_a_stop(fleet, tmp_path, faul
         assert "watching the policy database directly" in process.stderr.read()
 
 
+@pytest.mark.parametrize("fault", ["cut", "freeze"])
+def test_when_the_relay_loses_its_database_a_stop_still_arrives(pg_dsn, pg_roles, fault_proxy,
+                                                                 tmp_path, fault):
+    """The relay's own connection is cut (RST: it reconnects and LISTENs
+    again) or frozen (half-open: its statement hangs, so it stops ticking
+    and its scripts leave it); either way a stop arrives within a second."""
+    from .conftest import _via
+    proxy, _ = fault_proxy
+    relay_dsn = pg_roles("cronpolicy_relay")
+    relay = Relay(_via(relay_dsn, "127.0.0.1", proxy.port), tmp_path)
+    try:
+        script_dsn = pg_roles("cronpolicy_script")
+        env = make_env(tmp_path, script_dsn)
+        (tmp_path / "scripts.conf").write_text(CONFIG.format(relay=relay.address))
+        env["CRONPOLICY_CONFIG"] = str(tmp_path / "scripts.conf")
+        processes = start_jobs(ScriptRunner(tmp_path, env), tmp_path, 2)
+        dba = psycopg2.connect(pg_dsn)
+        dba.autocommit = True
+        try:
+            wait_for(lambda: backends_of(dba, parse_dsn(script_dsn)["user"]) == 0,
+                     what="the scripts' connections let go", interval=0.1)
+            proxy.cut() if fault == "cut" else proxy.freeze()
+            time.sleep(2.0)
+            assert all(process.poll() is None for process in processes)
+            assert all(seconds < 1.0 for seconds in stop_everything(dba, processes))
+        finally:
+            dba.close()
+        said = "".join(process.stderr.read() for process in processes)
+        if fault == "freeze":
+            assert said.count("watching the policy database directly") == 2, said
+    finally:
+        relay.stop()
+
+
 def test_a_relay_on_another_database_is_left_at_once(pg_dsn, pg_roles, tmp_path):
     name, other = create_database("relayother")
     try:

@@ -237,26 +237,32 @@ class Relay:
             return
         self.inputs = inputs
         self.next_read = time.monotonic() + RESYNC_INTERVAL
+        told = 0
         for sock, script in list(self.scripts.items()):
             if script.id is not None:
-                self._tell_verdict(sock, script)
+                told += self._tell_verdict(sock, script)
+        if told:
+            LOG.info("told %d of %d scripts a new verdict, %.0f ms after reading the policy",
+                     told, len(self.scripts), 1000 * (time.monotonic() - self.last_read))
 
     def _tell_verdict(self, sock, script):
-        """Send the script its verdict if it changed; keep the next read no
-        later than the next window that covers it begins."""
+        """Send the script its verdict if it changed (True); keep the next
+        read no later than the next window that covers it begins."""
         inputs = self.inputs
         if inputs is None:
             return
         stop = policy.stop_verdict(inputs, script.name, script.host, script.ignore,
                                    script.needs)
         said = None if stop is None else stop.reason
-        if said != script.told:
+        changed = said != script.told
+        if changed:
             script.told = said
             self._send(sock, {"verdict": relayed.verdict_message(stop)})
         upcoming = policy.next_window_start(inputs, script.name, script.host, script.needs)
         if upcoming is not None:
             until = max(0.0, (upcoming - inputs.now).total_seconds())
             self.next_read = min(self.next_read, self.last_read + until + 0.01)
+        return changed
 
     # Leases -----------------------------------------------------------------------
 

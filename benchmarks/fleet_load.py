@@ -49,35 +49,11 @@ import time
 
 import psycopg2
 
-from common import SERVER_DSN, limited_login, percentile, throwaway_database
+from common import SERVER_DSN, job_script, limited_login, percentile, throwaway_database
 
 from cronpolicy.tests.pgbouncer import Pgbouncer
 
-SCRIPT = """\
-import sys, time
-from cronpolicy import CronScript
-
-class FleetJob(CronScript):
-    name = "fleet-job"
-    single_instance = False
-
-    def is_safe_to_interrupt(self):
-        return True
-
-    def main(self):
-        marker = sys.argv[-1]
-        with open(marker + ".entered", "w") as entered:
-            entered.write(repr(time.time()))
-        try:
-            time.sleep(3600)    # one sleep: the stop arrives as a signal
-        except BaseException:
-            with open(marker + ".stopped", "w") as stopped:
-                stopped.write(repr(time.time()))
-            raise
-
-if __name__ == "__main__":
-    FleetJob().run(sys.argv[1:-1])
-"""
+SCRIPT = job_script('fleet-job')
 
 TICKS = os.sysconf("SC_CLK_TCK")
 

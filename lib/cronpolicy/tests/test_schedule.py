@@ -613,7 +613,7 @@ _DAILY_FIELDS = st.lists(st.sampled_from(
      "0-23/2", "*/6", "12"]), min_size=1, max_size=2).map(",".join)
 
 
-@hypothesis_settings(max_examples=DEEP or 200, deadline=None, derandomize=not DEEP)
+@hypothesis_settings(max_examples=DEEP or 100, deadline=None, derandomize=not DEEP)
 @given(minute=_DAILY_FIELDS, hour=_DAILY_FIELDS,
        rest=st.sampled_from(["* * *", "* * *", "* * 1-5", "1 * *", "* 2 *"]),
        tz=st.sampled_from([None, None, "UTC", "Europe/London"]),

@@ -39,6 +39,36 @@ MAX_LINE = 65536
 VERDICT_FIELDS = ("code", "reason", "policy_id", "window_id", "interruptible", "block")
 
 
+#: What the database's columns take: a run id is a bigint, a slot an integer.
+MAX_RUN_ID = 2**63 - 1
+MAX_SLOT = 2**31 - 1
+
+
+def decode(line):
+    """The JSON object on ``line`` (bytes); ValueError if it is none.  JSON
+    nested deeper than the stack is no object either (json raises
+    RecursionError for it, which is no ValueError)."""
+    try:
+        message = json.loads(line)
+    except RecursionError:
+        raise ValueError("JSON nested too deep") from None
+    if not isinstance(message, dict):
+        raise ValueError("not a JSON object")
+    return message
+
+
+def storable(text):
+    """Whether ``text`` is text a database column takes: a str with no NUL
+    and no lone surrogate (JSON's \\u0000 and \\ud800 decode to both)."""
+    if not isinstance(text, str) or "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class RelayGone(Exception):
     """The relay closed, stalled or said something this side cannot use."""
 
@@ -110,10 +140,10 @@ class LineChannel:
         messages = []
         for line in lines:
             try:
-                message = json.loads(line)
+                message = decode(line)
             except ValueError:
-                raise RelayGone("the relay sent something that is not JSON") from None
-            if not isinstance(message, dict) or len(message) != 1:
+                raise RelayGone("the relay sent something that is not a JSON object") from None
+            if len(message) != 1:
                 raise RelayGone("the relay sent a message of no known shape")
             messages.append(message)
         return messages

@@ -479,3 +479,68 @@ def test_a_stop_verdict_travels_whole():
     for bad in ({}, {"reason": 3}, [1], "stop"):
         with pytest.raises(ValueError):
             relayed.verdict_from(bad)
+
+
+# A hostile reviewer's inputs ---------------------------------------------------------------
+
+def hello(run_id=1, key="k", **fields):
+    message = {"watch": run_id, "key": key, "name": "relayed", "host": "h", "needs": [],
+               "ignore": False, "safe": False, "slot": None, "ttl": 3}
+    message.update(fields)
+    return message
+
+
+def said_back(sock, timeout=3.0):
+    """The messages a relay sent on ``sock`` until it closed it or ``timeout`` passed."""
+    sock.settimeout(0.2)
+    data, deadline = b"", time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            continue
+        except OSError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    return [json.loads(line) for line in data.split(b"\n") if line]
+
+
+#: Hellos a relay can read that no database takes, and lines it cannot parse
+#: without running out of stack.
+POISON = [
+    json.dumps(hello(2**63)), json.dumps(hello(-2**70)), json.dumps(hello(1, "a\u0000b")),
+    json.dumps(hello(1, "\ud800")), json.dumps(hello(1, slot=["x\u0000", 1])),
+    json.dumps(hello(1, slot=["x", 2**31])), json.dumps(hello(1, slot=["\udc80", 0])),
+    json.dumps(hello(1, name="\u0000\ud800", host="\udfff", needs=["\u0000"])),
+    "[" * 60000, '{"a":' * 30000,
+]
+
+
+def test_a_hello_no_database_takes_costs_only_its_sender(fleet, tmp_path):
+    """One connection's run id past bigint, a NUL or a lone surrogate in its
+    key or slot, or JSON nested deeper than the stack must not stop the
+    relay (a traceback) nor fail the batch renewal of every other script
+    (then the relay falls silent for all of them, for good)."""
+    relay, scripts, dba = fleet
+    [process] = start_jobs(scripts, tmp_path, 1)
+    host, port = relayed.parse_address(relay.address)
+    attackers = []
+    for line in POISON:
+        attacker = socket.create_connection((host, port), timeout=5)
+        attacker.sendall(line.encode("utf-8", "surrogatepass") + b"\n")
+        attackers.append(attacker)
+    try:
+        time.sleep(2.0)
+        assert relay.process.poll() is None, "".join(relay.log)
+        for attacker in attackers:
+            answer = said_back(attacker, timeout=1.0)
+            assert not any("renewed" in each or "tick" in each for each in answer), answer
+        assert process.poll() is None
+        assert all(seconds < 1.0 for seconds in stop_everything(dba, [process]))
+        assert "watching the policy database directly" not in process.stderr.read()
+        assert "Traceback" not in "".join(relay.log)
+    finally:
+        for attacker in attackers:
+            attacker.close()

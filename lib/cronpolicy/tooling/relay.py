@@ -89,17 +89,23 @@ class Script:
     def hello(self, message):
         """Take the script's first word; ValueError if it is not one."""
         run_id, key = message.get("watch"), message.get("key")
-        if not isinstance(run_id, int) or isinstance(run_id, bool) or not isinstance(key, str):
+        # What the batch renewal sends the database must be what it takes:
+        # one value it refuses fails the statement, and so every script's
+        # renewal, at every poll while this script stays connected.
+        if (not isinstance(run_id, int) or isinstance(run_id, bool)
+                or not 1 <= run_id <= relayed.MAX_RUN_ID or not relayed.storable(key)):
             raise ValueError("the first word must name the run and its key")
         slot = message.get("slot")
-        if slot is not None and not (isinstance(slot, list) and len(slot) == 2
-                                     and isinstance(slot[0], str) and isinstance(slot[1], int)):
+        if slot is not None and not (
+                isinstance(slot, list) and len(slot) == 2 and relayed.storable(slot[0])
+                and isinstance(slot[1], int) and not isinstance(slot[1], bool)
+                and 0 <= slot[1] <= relayed.MAX_SLOT):
             raise ValueError("slot must be [NAME, NUMBER]")
         needs = message.get("needs") or []
-        if not (isinstance(needs, list) and all(isinstance(each, str) for each in needs)):
+        if not (isinstance(needs, list) and all(relayed.storable(each) for each in needs)):
             raise ValueError("needs must be a list of service names")
         name, host = message.get("name"), message.get("host")
-        if not isinstance(name, str) or not isinstance(host, str):
+        if not relayed.storable(name) or not relayed.storable(host):
             raise ValueError("name and host must be text")
         ttl = message.get("ttl", config.DEFAULT_LEASE_TTL)
         if not isinstance(ttl, (int, float)) or isinstance(ttl, bool) or not 1 <= ttl <= 3600:
@@ -350,9 +356,7 @@ class Relay:
             self._drop(sock, "sent what a script does not: %s" % error)
 
     def _heard(self, sock, script, line):
-        message = json.loads(line)
-        if not isinstance(message, dict):
-            raise ValueError("not a JSON object")
+        message = relayed.decode(line)
         if script.id is None:
             script.hello(message)
             script.heard_at = time.monotonic()

@@ -92,15 +92,41 @@ def verdict_message(verdict):
     return {field: getattr(verdict, field) for field in VERDICT_FIELDS}
 
 
+def _whole(value, low=-2**31, high=2**31 - 1):
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
 def verdict_from(message):
-    """The stop Verdict a relay sent (None: no stop); ValueError if it is no verdict."""
+    """The stop Verdict a relay sent (None: no stop); ValueError if it is no
+    verdict.  Its fields end up in the run's record (stop_reason,
+    stop_decision, stop_policy_id, ...): each must be what its column takes."""
     if message is None:
         return None
-    if not isinstance(message, dict) or not isinstance(message.get("reason"), str):
+    if not isinstance(message, dict):
         raise ValueError("not a verdict: %r" % (message,))
     fields = {field: message.get(field) for field in VERDICT_FIELDS}
+    if not (storable(fields["reason"]) and storable(fields["code"])
+            and all(fields[each] is None or _whole(fields[each])
+                    for each in ("policy_id", "window_id"))
+            and (fields["block"] is None or storable(fields["block"]))
+            and isinstance(fields["interruptible"], (bool, type(None)))):
+        raise ValueError("not a verdict: %r" % (message,))
     return Verdict(run=False, estimate=None, max_concurrent=None, forced=False,
                    interruptible=bool(fields.pop("interruptible")), **fields)
+
+
+def _checked(message):
+    """``message`` if each kind this side reads carries what it should; ValueError if not."""
+    if len(message) != 1:
+        raise ValueError("a message of no known shape")
+    [(kind, value)] = message.items()
+    if kind == "renewed" and not _whole(value, 0, 2**63):
+        raise ValueError("renewed must carry a word's number")
+    if kind in ("lost", "unknown", "bye") and not storable(value):
+        raise ValueError("%s must carry text" % kind)
+    if kind == "verdict":
+        verdict_from(value)
+    return message
 
 
 class LineChannel:
@@ -140,12 +166,10 @@ class LineChannel:
         messages = []
         for line in lines:
             try:
-                message = decode(line)
-            except ValueError:
-                raise RelayGone("the relay sent something that is not a JSON object") from None
-            if len(message) != 1:
-                raise RelayGone("the relay sent a message of no known shape")
-            messages.append(message)
+                messages.append(_checked(decode(line)))
+            except ValueError as error:
+                raise RelayGone("the relay sent what no relay sends (%s)"
+                                % str(error)[:200]) from None
         return messages
 
     def close(self):

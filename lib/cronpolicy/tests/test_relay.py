@@ -544,3 +544,109 @@ def test_a_hello_no_database_takes_costs_only_its_sender(fleet, tmp_path):
     finally:
         for attacker in attackers:
             attacker.close()
+
+
+class FakeRelay:
+    """A relay that lies: to each script it sends ``lines`` after its hello,
+    then a tick every 0.1 s (so it never falls silent) until the script
+    leaves.  ``hellos``: what each script said first."""
+
+    def __init__(self, lines):
+        self.lines = lines
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.address = "127.0.0.1:%d" % self.listener.getsockname()[1]
+        self.hellos = []
+        self.served = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:
+                return
+            self.served.append(sock)
+            threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
+
+    def _serve(self, sock):
+        try:
+            with sock.makefile("rb") as reader:
+                self.hellos.append(json.loads(reader.readline()))
+            for line in self.lines:
+                sock.sendall(line.encode("utf-8", "surrogatepass") + b"\n")
+            while True:
+                sock.sendall(b'{"tick":1}\n')
+                time.sleep(0.1)
+        except OSError:
+            pass
+
+    def close(self):
+        self.listener.close()
+        for sock in self.served:
+            sock.close()
+
+
+def lied_to(pg_roles, tmp_path, lines):
+    """A script relayed by a FakeRelay sending ``lines``: (relay, process, scripts, dba)."""
+    relay = FakeRelay(lines)
+    env = make_env(tmp_path, pg_roles("cronpolicy_script"))
+    (tmp_path / "scripts.conf").write_text(CONFIG.format(relay=relay.address))
+    env["CRONPOLICY_CONFIG"] = str(tmp_path / "scripts.conf")
+    scripts = ScriptRunner(tmp_path, env)
+    return relay, start_jobs(scripts, tmp_path, 1)[0], scripts
+
+
+#: What no relay sends: a script must leave such a relay (and watch the
+#: database itself), not die, stop, or record what no column takes.
+LIES = {
+    "deep": "[" * 60000,
+    "deep-object": '{"tick":' * 30000,
+    "renewed-list": '{"renewed":[0]}',
+    "renewed-object": '{"renewed":{}}',
+    "verdict-policy-text": json.dumps({"verdict": {"code": "deploy-pending", "reason": "r",
+                                                   "policy_id": "abc"}}),
+    "verdict-policy-huge": json.dumps({"verdict": {"code": "deploy-pending", "reason": "r",
+                                                   "policy_id": 2**40}}),
+    "verdict-nul": json.dumps({"verdict": {"code": "deploy-pending", "reason": "r\u0000"}}),
+    "verdict-code": json.dumps({"verdict": {"code": ["x"], "reason": "r"}}),
+    "verdict-block": json.dumps({"verdict": {"code": "deploy-pending", "reason": "r",
+                                             "block": {"x": 1}}}),
+    "verdict-surrogate": '{"verdict":{"code":"deploy-pending","reason":"\\ud800"}}',
+    "lost-object": '{"lost":{"x":"\\u0000"}}',
+}
+
+
+@pytest.mark.parametrize("lie", sorted(LIES))
+def test_a_script_leaves_a_relay_that_sends_what_no_relay_sends(pg_dsn, pg_roles, tmp_path,
+                                                                 lie):
+    relay, process, _ = lied_to(pg_roles, tmp_path, [LIES[lie]])
+    dba = psycopg2.connect(pg_dsn)
+    dba.autocommit = True
+    try:
+        time.sleep(1.5)
+        assert process.poll() is None, process.stderr.read()
+        assert all(seconds < 1.0 for seconds in stop_everything(dba, [process]))
+        said = process.stderr.read()
+        assert "Traceback" not in said and "unexpectedly" not in said, said
+        assert "watching the policy database directly" in said, said
+        assert query(dba, "SELECT status FROM cronpolicy.script_run") == [("interrupted",)]
+    finally:
+        dba.close()
+        relay.close()
+
+
+def test_a_relay_that_ticks_but_never_renews_costs_the_script_its_lease(pg_dsn, pg_roles,
+                                                                       tmp_path):
+    """Ticks say the relay lives, not that it renewed anything: within
+    lease_ttl (3 s) of its last renewal (none: its start) the script takes
+    its lease for lost, as the fleet does."""
+    relay, process, _ = lied_to(pg_roles, tmp_path, ['{"renewed":12345}'])
+    try:
+        process.wait(timeout=10)
+        said = process.stderr.read()
+        assert "relay did not renew its lease" in said, said
+        assert "Traceback" not in said
+    finally:
+        relay.close()

@@ -650,3 +650,141 @@ def test_a_relay_that_ticks_but_never_renews_costs_the_script_its_lease(pg_dsn, 
         assert "Traceback" not in said
     finally:
         relay.close()
+
+
+def test_a_relay_on_another_database_stops_no_script_by_that_databases_policy(pg_dsn, pg_roles,
+                                                                             tmp_path):
+    """A relay pointed at staging while its scripts record in production
+    told each script staging's verdict with its hello, before the batch
+    renewal found the run unknown: staging's deploy_pending stopped
+    production's scripts.  A verdict goes only to a run the relay found."""
+    name, other = create_database("relayother")
+    try:
+        upgraded(other)
+        with psycopg2.connect(other) as staging, staging.cursor() as cursor:
+            cursor.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true,"
+                           " reason = 'staging deploys'")
+        relay = Relay(other, tmp_path)
+        try:
+            env = make_env(tmp_path, pg_roles("cronpolicy_script"))
+            (tmp_path / "scripts.conf").write_text(CONFIG.format(relay=relay.address))
+            env["CRONPOLICY_CONFIG"] = str(tmp_path / "scripts.conf")
+            [process] = start_jobs(ScriptRunner(tmp_path, env), tmp_path, 1)
+            dba = psycopg2.connect(pg_dsn)
+            dba.autocommit = True
+            try:
+                time.sleep(2.0)
+                assert process.poll() is None, process.stderr.read()
+                assert all(seconds < 1.0 for seconds in stop_everything(dba, [process]))
+            finally:
+                dba.close()
+            said = process.stderr.read()
+            assert "staging deploys" not in said, said
+            assert "does not know run #" in said
+        finally:
+            relay.stop()
+    finally:
+        drop_database_soon(name)
+
+
+def test_a_run_id_said_with_the_wrong_key_is_answered_for_itself(fleet, tmp_path):
+    """Run ids are small numbers, alike in every database: connections
+    naming a served run's id with another key (another database's run of
+    that id, or anyone) were answered as the run's own script was, when in
+    the same batch: told "renewed" though nothing was (the fleet of their
+    own database gives up on them), or the real script told "unknown" and
+    sent away.  Each connection gets its own answer."""
+    relay, scripts, dba = fleet
+    [process] = start_jobs(scripts, tmp_path, 1)
+    [(run_id,)] = query(dba, "SELECT id FROM cronpolicy.script_run")
+    host, port = relayed.parse_address(relay.address)
+    impostors, answers = [], []
+    deadline = time.monotonic() + 6.0       # the real script speaks at 1, 2 and 4 s, and 5 s on
+    while time.monotonic() < deadline:
+        impostor = socket.create_connection((host, port), timeout=5)
+        impostor.sendall(json.dumps(hello(run_id, "another-database")).encode() + b"\n")
+        impostor.setblocking(False)
+        impostors.append(impostor)
+        time.sleep(0.03)
+        for each in impostors:
+            try:
+                answers.append(each.recv(65536))
+            except (BlockingIOError, OSError):
+                pass
+    try:
+        heard = b"".join(answers)
+        assert b'"unknown"' in heard
+        assert b'"renewed"' not in heard and b'"lost"' not in heard, heard[:2000]
+        assert process.poll() is None
+        assert all(seconds < 1.0 for seconds in stop_everything(dba, [process]))
+        assert "watching the policy database directly" not in process.stderr.read()
+    finally:
+        for each in impostors:
+            each.close()
+
+
+def test_renew_relayed_in_plain_sql_and_what_a_relay_login_may_not(pg_dsn, pg_roles, tmp_path):
+    """cronpolicy.renew_relayed called by hand, as a relay login: one row
+    per run asked about, in order, each for its own key; a word a whole
+    lease old does not bring a dead run (recorded abandoned) back; a ttl
+    that is no number is not an hour; arrays of unequal lengths, NULLs and
+    absurd values fail nothing.  And the login changes nothing else."""
+    scripts = ScriptRunner(tmp_path, make_env(tmp_path, pg_roles("cronpolicy_script")))
+    [process] = start_jobs(scripts, tmp_path, 1)
+    process.kill()
+    process.wait(timeout=30)
+    dba = psycopg2.connect(pg_dsn)
+    dba.autocommit = True
+    relay = psycopg2.connect(pg_roles("cronpolicy_relay"))
+    relay.autocommit = True
+    try:
+        [(run_id, key)] = query(dba, "SELECT id, spool_id FROM cronpolicy.script_run")
+        query(dba, "UPDATE cronpolicy.script_run SET status = 'abandoned', finished_at = now(),"
+                   " lease_expires_at = now() - interval '1 second' RETURNING 1")
+
+        def renew(ids, keys, ages, ttls, safe=None, slot_names=None, slots=None):
+            return query(relay, "SELECT * FROM cronpolicy.renew_relayed(%s::bigint[], %s::text[],"
+                                " %s::boolean[], %s::float8[], %s::text[], %s::integer[],"
+                                " %s::float8[])",
+                         ids, keys, safe or [True] * len(ids), ages,
+                         slot_names or [None] * len(ids), slots or [None] * len(ids), ttls)
+
+        def status():
+            return query(dba, "SELECT status, extract(epoch FROM lease_expires_at - now())"
+                              " FROM cronpolicy.script_run")[0]
+
+        # The right key a lease ago, and a wrong key just now: neither renews.
+        assert renew([run_id, run_id], [key, "wrong"], [3.0, 0.0], [3.0, 3.0]) == [
+            (run_id, True, False), (run_id, False, False)]
+        assert renew([run_id, run_id], ["wrong", key], [0.0, float("nan")], [3.0, 3.0]) == [
+            (run_id, False, False), (run_id, True, False)]
+        assert status()[0] == "abandoned"
+        # Mismatched arrays, NULLs, infinities: answered, nothing renewed.
+        for ids, keys in (([run_id], []), ([], [key]), ([None], [key]), ([run_id], [None])):
+            rows = relay.cursor()
+            rows.execute("SELECT * FROM cronpolicy.renew_relayed(%s::bigint[], %s::text[],"
+                         " NULL, NULL, NULL, NULL, NULL)", (ids, keys))
+            assert all(not renewed for _, _, renewed in rows.fetchall())
+        assert renew([run_id], [key], [float("-inf")], [float("inf")])[0][1:] == (True, False)
+        assert status()[0] == "running"     # (as its own heartbeat would: its host lives)
+        assert float(status()[1]) <= 3600.5
+        # A ttl that is no number is the default's.
+        renew([run_id], [key], [0.0], [float("nan")])
+        assert 0 < float(status()[1]) <= 30.5
+        # Nothing else: no policy, no run's row, no deploy switch, no reaping.
+        for statement in (
+                "INSERT INTO cronpolicy.script_policy (name, enabled) VALUES ('x', false)",
+                "UPDATE cronpolicy.script_policy SET enabled = false",
+                "UPDATE cronpolicy.script_run SET status = 'running'",
+                "UPDATE cronpolicy.script_run SET lease_expires_at = now() + interval '1 day'",
+                "DELETE FROM cronpolicy.script_run",
+                "UPDATE cronpolicy.deploy_state SET deploy_pending = false",
+                "INSERT INTO cronpolicy.run_slot (name, slot, run_key, host, lease_expires_at)"
+                " VALUES ('x', 0, 'k', 'h', now())",
+                "SELECT cronpolicy.reap_dead_runs()",
+                "SELECT * FROM cronpolicy.host_login"):
+            with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+                query(relay, statement)
+    finally:
+        relay.close()
+        dba.close()

@@ -85,6 +85,7 @@ class Script:
         self.heard_at = self.connected_at
         self.sequence = None        # the last word not yet renewed
         self.told = ()              # the verdict last sent (its reason), () before any
+        self.known = False          # its run was found (by id and key) in this database
 
     def hello(self, message):
         """Take the script's first word; ValueError if it is not one."""
@@ -245,7 +246,7 @@ class Relay:
         self.next_read = time.monotonic() + RESYNC_INTERVAL
         told = 0
         for sock, script in list(self.scripts.items()):
-            if script.id is not None:
+            if script.known:
                 told += self._tell_verdict(sock, script)
         if told:
             LOG.info("told %d of %d scripts a new verdict, %.0f ms after reading the policy",
@@ -286,21 +287,30 @@ class Relay:
         if answer is None:
             return      # the words stay unrenewed: the next poll tries again
         rows, version = answer
-        by_id = {}
-        for script in due:
-            by_id.setdefault(script.id, []).append(script)
-        for run_id, known, renewed in rows:
-            for script in by_id.pop(run_id, ()):
-                sock, sequence = script.sock, script.sequence
-                script.sequence = None
-                if not known:
-                    self._send(sock, {"unknown": "no such run in %s" % self.store.masked_dsn})
-                    self._drop(sock, None)
-                elif renewed:
-                    self._send(sock, {"renewed": sequence})
-                else:
-                    self._send(sock, {"lost": "its lease ran out, or its fleet-wide slot "
-                                              "went to another run"})
+        # One row for each script, in order: two connections may name one
+        # run id (another database's run, or anyone's guess) with their own keys.
+        if len(rows) != len(due) or any(row[0] != script.id for row, script in zip(rows, due)):
+            LOG.warning("the renewal of %d leases answered for other runs: not used", len(due))
+            return
+        for script, (_, known, renewed) in zip(due, rows):
+            sock, sequence = script.sock, script.sequence
+            script.sequence = None
+            if sock not in self.scripts:
+                continue        # let go of meanwhile
+            if not known:
+                self._send(sock, {"unknown": "no such run in %s" % self.store.masked_dsn})
+                self._drop(sock, None)
+                continue
+            if renewed:
+                self._send(sock, {"renewed": sequence})
+            else:
+                self._send(sock, {"lost": "its lease ran out, or its fleet-wide slot "
+                                          "went to another run"})
+            if not script.known:
+                # Its verdict only now: that of another database's policy
+                # would stop a script that is no run here.
+                script.known = True
+                self._tell_verdict(sock, script)
         self._moved(version)
 
     def _moved(self, version):
@@ -360,9 +370,9 @@ class Relay:
         if script.id is None:
             script.hello(message)
             script.heard_at = time.monotonic()
-            # Is the run known here?  Soon, with the others that arrive meanwhile.
+            # Is the run known here?  Soon, with the others that arrive
+            # meanwhile; its verdict once it is.
             self.next_renewal = min(self.next_renewal, time.monotonic() + RUSH)
-            self._tell_verdict(sock, script)
         elif "alive" in message:
             if script.alive(message):
                 self.next_renewal = min(self.next_renewal, time.monotonic() + RUSH)

@@ -26,6 +26,7 @@ Messages are JSON objects, one per line, in both directions:
 """
 
 import json
+import os
 
 from cronpolicy.policy import Verdict
 
@@ -179,14 +180,46 @@ class LineChannel:
             pass
 
 
-def connect(address, timeout):
-    """A LineChannel to the relay at ``address`` (HOST:PORT); RelayGone if none."""
+def resolve(address):
+    """(family, type, proto, sockaddr) of the relay at ``address``
+    (HOST:PORT); RelayGone if there is none.  It may wait on DNS for as long
+    as the resolver does: the watcher asks on a thread of its own."""
     import socket       # here: the config's check of the address needs none
     try:
         host, port = parse_address(address)
-        sock = socket.create_connection((host, port), timeout=timeout)
-    except (OSError, ValueError) as error:
+        family, kind, proto, _, where = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (OSError, ValueError, UnicodeError) as error:
         raise RelayGone("cannot reach the relay at %s: %s" % (address, error)) from None
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return family, kind, proto, where
+
+
+def start_connecting(found, address):
+    """A non-blocking socket connecting to the relay ``found`` (by
+    resolve): the caller waits for it to become writable, watching the
+    database meanwhile (a relay's host that is down answers no SYN: the
+    wait lasts connect_timeout), then calls ``connected``.  RelayGone if
+    the connection cannot even begin."""
+    import errno
+    import socket
+    family, kind, proto, where = found
+    try:
+        sock = socket.socket(family, kind, proto)
+    except OSError as error:
+        raise RelayGone("cannot reach the relay at %s: %s" % (address, error)) from None
     sock.setblocking(False)
+    failed = sock.connect_ex(where)
+    if failed not in (0, errno.EINPROGRESS):
+        sock.close()
+        raise RelayGone("cannot reach the relay at %s: %s" % (address, os.strerror(failed)))
+    return sock
+
+
+def connected(sock, address):
+    """The LineChannel of ``sock`` once its connect finished; RelayGone if it failed."""
+    import socket
+    failed = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if failed:
+        sock.close()
+        raise RelayGone("cannot reach the relay at %s: %s" % (address, os.strerror(failed)))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return LineChannel(sock)

@@ -788,3 +788,56 @@ def test_renew_relayed_in_plain_sql_and_what_a_relay_login_may_not(pg_dsn, pg_ro
     finally:
         relay.close()
         dba.close()
+
+
+def test_a_relay_host_that_does_not_answer_delays_no_stop(pg_dsn, pg_roles, tmp_path):
+    """A relay's host that is down (or drops connections: here a listener
+    whose queue is full) leaves a connect waiting for connect_timeout (5 s
+    by default); meanwhile the script must still hear a stop within a
+    second, from the database it watches while it waits."""
+    blackhole = socket.socket()
+    blackhole.bind(("127.0.0.1", 0))
+    blackhole.listen(0)
+    filler = socket.create_connection(blackhole.getsockname(), timeout=5)
+    address = "%s:%d" % blackhole.getsockname()
+    try:
+        env = make_env(tmp_path, pg_roles("cronpolicy_script"))
+        (tmp_path / "scripts.conf").write_text(CONFIG.format(relay=address))
+        env["CRONPOLICY_CONFIG"] = str(tmp_path / "scripts.conf")
+        [process] = start_jobs(ScriptRunner(tmp_path, env), tmp_path, 1)
+        dba = psycopg2.connect(pg_dsn)
+        dba.autocommit = True
+        try:
+            time.sleep(0.2)
+            assert all(seconds < 1.0 for seconds in stop_everything(dba, [process]))
+        finally:
+            dba.close()
+        said = process.stderr.read()
+        assert "Traceback" not in said, said
+    finally:
+        filler.close()
+        blackhole.close()
+
+
+def test_a_relay_no_one_can_find_costs_one_warning(pg_dsn, pg_roles, tmp_path):
+    """relay = a name that does not resolve, or a port no one listens on:
+    the script runs, watches for itself, warns once, and hears a stop."""
+    login = pg_roles("cronpolicy_script")
+    for address in ("relay.invalid:7447", "127.0.0.1:1", "[::1]:1"):
+        env = make_env(tmp_path, login)
+        (tmp_path / "scripts.conf").write_text(CONFIG.format(relay=address))
+        env["CRONPOLICY_CONFIG"] = str(tmp_path / "scripts.conf")
+        [process] = start_jobs(ScriptRunner(tmp_path, env), tmp_path, 1)
+        dba = psycopg2.connect(pg_dsn)
+        dba.autocommit = True
+        try:
+            time.sleep(4)       # past a lease: renewed by the script itself
+            assert process.poll() is None, (address, process.stderr.read())
+            assert all(seconds < 1.0 for seconds in stop_everything(dba, [process]))
+            query(dba, "DELETE FROM cronpolicy.script_run RETURNING 1")
+            query(dba, "UPDATE cronpolicy.deploy_state SET deploy_pending = false RETURNING 1")
+        finally:
+            dba.close()
+        said = process.stderr.read()
+        assert said.count("watching the policy database directly") == 1, said
+        assert "Traceback" not in said and "relay" in said, said

@@ -25,10 +25,11 @@ Messages are JSON objects, one per line, in both directions:
                       {"unknown": REASON}  {"verdict": null or {...}}  {"bye": REASON}
 """
 
-import json
 import os
 
-from cronpolicy.policy import Verdict
+# json and the policy's Verdict are imported where used: the config's check
+# of the address (parse_address) imports this module on every start, SQLite's
+# too, whose start path keeps json out (test_fast_path).
 
 #: The relay ticks this often; a script that hears nothing for SILENCE
 #: seconds (a stalled relay, a cut without FIN) watches for itself.
@@ -49,6 +50,7 @@ def decode(line):
     """The JSON object on ``line`` (bytes); ValueError if it is none.  JSON
     nested deeper than the stack is no object either (json raises
     RecursionError for it, which is no ValueError)."""
+    import json
     try:
         message = json.loads(line)
     except RecursionError:
@@ -112,6 +114,7 @@ def verdict_from(message):
             and (fields["block"] is None or storable(fields["block"]))
             and isinstance(fields["interruptible"], (bool, type(None)))):
         raise ValueError("not a verdict: %r" % (message,))
+    from cronpolicy.policy import Verdict
     return Verdict(run=False, estimate=None, max_concurrent=None, forced=False,
                    interruptible=bool(fields.pop("interruptible")), **fields)
 
@@ -141,6 +144,7 @@ class LineChannel:
         return self.sock.fileno()
 
     def send(self, message):
+        import json
         data = json.dumps(message, separators=(",", ":")).encode() + b"\n"
         try:
             self.sock.settimeout(SILENCE)

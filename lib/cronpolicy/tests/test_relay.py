@@ -841,3 +841,26 @@ def test_a_relay_no_one_can_find_costs_one_warning(pg_dsn, pg_roles, tmp_path):
         said = process.stderr.read()
         assert said.count("watching the policy database directly") == 1, said
         assert "Traceback" not in said and "relay" in said, said
+
+
+@pytest.mark.integration
+def test_a_relay_in_the_config_costs_a_sqlite_start_nothing(tmp_path):
+    """One config file for a fleet whose hosts record in PostgreSQL or in
+    SQLite: relay = ... is no use to SQLite's scripts, and must not load
+    what their start path keeps out (json: test_fast_path), nor the relay."""
+    from .test_fast_path import NEVER_ON_SQLITE, NOOP
+    (tmp_path / "noop.py").write_text(NOOP)
+    (tmp_path / "cronpolicy.conf").write_text("[cronpolicy]\nrelay = 127.0.0.1:7447\n")
+    env = dict(os.environ, CRONPOLICY_CONFIG=str(tmp_path / "cronpolicy.conf"),
+               CRONPOLICY_STATE_DIR=str(tmp_path / "state"),
+               CRONPOLICY_LOCK_DIR=str(tmp_path / "locks"),
+               CRONPOLICY_DSN="sqlite:///%s" % (tmp_path / "db.sqlite"))
+    bare = set(subprocess.run([sys.executable, "-c", "import sys; print(' '.join(sys.modules))"],
+                              capture_output=True, text=True, timeout=60).stdout.split())
+    for _ in range(2):          # the second start finds its cache written
+        result = subprocess.run([sys.executable, str(tmp_path / "noop.py")], env=env,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0 and result.stderr == "", result.stderr
+    loaded = set(result.stdout.split()) - bare
+    assert not {name.split(".")[0] for name in loaded} & NEVER_ON_SQLITE, loaded
+    assert "cronpolicy.tooling.relay" not in loaded

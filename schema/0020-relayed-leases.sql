@@ -42,10 +42,14 @@ WITH wanted AS MATERIALIZED (
 run AS (
     -- old: the row as it was (this statement's snapshot), for whether its lease stood.
     -- A word a whole lease old renews nothing: its run may be dead (and
-    -- recorded abandoned), and stays so.
+    -- recorded abandoned), and stays so.  A late word shortens no lease: a
+    -- relay that stalled renews, as of their last word to it, scripts that
+    -- left it and have renewed their own leases since.
     UPDATE cronpolicy.script_run AS r
-       SET heartbeat_at = now() - w.age * interval '1 second', safe_to_interrupt = w.safe,
-           lease_expires_at = now() + (w.ttl - w.age) * interval '1 second',
+       SET heartbeat_at = greatest(old.heartbeat_at, now() - w.age * interval '1 second'),
+           safe_to_interrupt = w.safe,
+           lease_expires_at = greatest(old.lease_expires_at,
+                                       now() + (w.ttl - w.age) * interval '1 second'),
            status = 'running', finished_at = NULL, stop_reason = NULL
       FROM wanted AS w, cronpolicy.script_run AS old
      WHERE old.id = w.id AND old.spool_id = w.run_key AND r.id = old.id
@@ -58,7 +62,8 @@ run AS (
 slot AS (
     -- Only the slot of a run renewed here: not a finished run's.
     UPDATE cronpolicy.run_slot AS s
-       SET lease_expires_at = now() + (w.ttl - w.age) * interval '1 second'
+       SET lease_expires_at = greatest(s.lease_expires_at,
+                                       now() + (w.ttl - w.age) * interval '1 second')
       FROM wanted AS w, run
      WHERE w.slot IS NOT NULL AND s.name = w.slot_name AND s.slot = w.slot
        AND s.run_key = w.run_key AND run.id = w.id AND run.run_key = w.run_key

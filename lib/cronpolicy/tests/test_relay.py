@@ -769,8 +769,18 @@ def test_renew_relayed_in_plain_sql_and_what_a_relay_login_may_not(pg_dsn, pg_ro
         assert status()[0] == "running"     # (as its own heartbeat would: its host lives)
         assert float(status()[1]) <= 3600.5
         # A ttl that is no number is the default's.
+        query(dba, "UPDATE cronpolicy.script_run SET lease_expires_at = now() RETURNING 1")
         renew([run_id], [key], [0.0], [float("nan")])
         assert 0 < float(status()[1]) <= 30.5
+        # A late word never shortens a lease (nor moves the heartbeat back):
+        # a relay that stalled most of a lease renews the scripts that left
+        # it (they renew their own leases since) as of their last word to it.
+        query(dba, "UPDATE cronpolicy.script_run SET lease_expires_at = now() + interval '20 s',"
+                   " heartbeat_at = now() RETURNING 1")
+        assert renew([run_id], [key], [2.9], [3.0]) == [(run_id, True, True)]
+        assert float(status()[1]) > 19
+        assert query(dba, "SELECT heartbeat_at > now() - interval '1 second'"
+                          " FROM cronpolicy.script_run") == [(True,)]
         # Nothing else: no policy, no run's row, no deploy switch, no reaping.
         for statement in (
                 "INSERT INTO cronpolicy.script_policy (name, enabled) VALUES ('x', false)",

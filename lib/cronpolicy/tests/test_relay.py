@@ -199,22 +199,29 @@ def test_a_script_killed_under_a_relay_is_given_up_within_its_lease(fleet, tmp_p
     stop_everything(dba, [survivor])
 
 
-@pytest.mark.parametrize("fault", ["kill", "stall"])
+@pytest.mark.parametrize("fault", ["kill", "stall", "term"])
 def test_scripts_outlive_their_relay_and_still_hear_a_stop(fleet, tmp_path, fault):
     relay, scripts, dba = fleet
     processes = start_jobs(scripts, tmp_path, 2)
     wait_for(lambda: backends_of(dba, relay.script_login) == 0, what="the scripts' backends gone",
              interval=0.1)
-    relay.process.send_signal(signal.SIGKILL if fault == "kill" else signal.SIGSTOP)
+    relay.process.send_signal({"kill": signal.SIGKILL, "stall": signal.SIGSTOP,
+                               "term": signal.SIGTERM}[fault])
     # Killed: the scripts see the connection close.  Stalled (no FIN, no
-    # word): they hear no tick for relayed.SILENCE and leave it.
+    # word): they hear no tick for relayed.SILENCE and leave it.  Stopped
+    # (SIGTERM): it says goodbye, and they leave it at once.
     wait_for(lambda: backends_of(dba, relay.script_login) == 2, what="the scripts back on the database",
-             timeout=30, interval=0.1)
+             timeout=2 if fault == "term" else 30, interval=0.05)
+    if fault == "term":
+        assert relay.process.wait(timeout=5) == 0
     time.sleep(4)       # longer than a lease: they renew their own now
     assert all(process.poll() is None for process in processes)
     assert all(seconds < 1.0 for seconds in stop_everything(dba, processes))
     for process in processes:
-        assert "watching the policy database directly" in process.stderr.read()
+        said = process.stderr.read()
+        assert "watching the policy database directly" in said
+        if fault == "term":
+            assert "it is going away (the relay was stopped (SIGTERM))" in said, said
 
 
 @pytest.mark.parametrize("fault", ["cut", "freeze"])
@@ -874,3 +881,21 @@ def test_a_relay_in_the_config_costs_a_sqlite_start_nothing(tmp_path):
     loaded = set(result.stdout.split()) - bare
     assert not {name.split(".")[0] for name in loaded} & NEVER_ON_SQLITE, loaded
     assert "cronpolicy.tooling.relay" not in loaded
+
+
+def test_a_run_recorded_abandoned_while_relayed_stops_as_a_direct_one_would(fleet, tmp_path):
+    """Another host's reaper (or a DBA) records a relayed run abandoned:
+    the relay's next renewal shows it running again (it is) but tells the
+    script its lease was lost, and it stops at its next safe point, as with
+    its own heartbeat."""
+    _, scripts, dba = fleet
+    [process] = start_jobs(scripts, tmp_path, 1)
+    time.sleep(0.5)
+    query(dba, "UPDATE cronpolicy.script_run SET status = 'abandoned', finished_at = now(),"
+               " lease_expires_at = now() - interval '1 second' RETURNING 1")
+    assert process.wait(timeout=10) != 0
+    said = process.stderr.read()
+    assert "lease" in said and "Traceback" not in said, said
+    assert "watching the policy database directly" not in said
+    assert query(dba, "SELECT status, stop_decision FROM cronpolicy.script_run") == [
+        ("interrupted", "lease-lost")]

@@ -10,7 +10,9 @@ renewals and the verdicts.
 
 The script trusts the relay no further than it hears it: a relay that
 closes the connection, says something it cannot read, does not know the
-run (another database), or is silent for SILENCE seconds is left for good,
+run (another database), or sends no tick for SILENCE seconds (renewals
+and verdicts do not count: a relay that cannot read the policy stops
+ticking, and may still renew) is left for good,
 and the watcher watches the database itself (the direct path), as it does
 with no relay configured.  A lease counts as renewed only when the relay
 says so, from the moment the script sent the word it renewed.
@@ -31,8 +33,9 @@ import os
 # of the address (parse_address) imports this module on every start, SQLite's
 # too, whose start path keeps json out (test_fast_path).
 
-#: The relay ticks this often; a script that hears nothing for SILENCE
-#: seconds (a stalled relay, a cut without FIN) watches for itself.
+#: The relay ticks this often while it reads its database; a script that
+#: hears no tick for SILENCE seconds (a stalled relay, a cut without FIN, a
+#: relay that cannot read the policy) watches for itself.
 TICK = 0.25
 SILENCE = 1.0
 #: The longest line either side accepts (a verdict's reason included).

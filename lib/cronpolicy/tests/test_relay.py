@@ -899,3 +899,24 @@ def test_a_run_recorded_abandoned_while_relayed_stops_as_a_direct_one_would(flee
     assert "watching the policy database directly" not in said
     assert query(dba, "SELECT status, stop_decision FROM cronpolicy.script_run") == [
         ("interrupted", "lease-lost")]
+
+
+def test_a_relay_that_cannot_read_the_policy_does_not_tick(fleet, tmp_path):
+    """A relay that renews leases but cannot read the policy (a grant
+    missing, a read that times out) kept ticking: its scripts stayed, and
+    no stop reached them.  It falls silent instead, and they watch the
+    database themselves.  (And the relay's reconnection, given the
+    descriptor number of the connection it dropped, found it still
+    registered: KeyError, a traceback, the relay gone.)"""
+    relay, scripts, dba = fleet
+    processes = start_jobs(scripts, tmp_path, 2)
+    time.sleep(0.5)
+    query(dba, "REVOKE SELECT ON cronpolicy.rollout_window FROM cronpolicy_relay; SELECT 1")
+    try:
+        time.sleep(0.1)
+        assert all(seconds < 1.5 for seconds in stop_everything(dba, processes))
+        for process in processes:
+            assert "watching the policy database directly" in process.stderr.read()
+        assert relay.process.poll() is None and "Traceback" not in "".join(relay.log)
+    finally:
+        query(dba, "GRANT SELECT ON cronpolicy.rollout_window TO cronpolicy_relay; SELECT 1")

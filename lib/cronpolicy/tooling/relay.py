@@ -15,8 +15,9 @@ or 50,000 to 60,000 transactions a second.  A relay serves them instead
   patch 0020), each as of when its script last spoke, and reads the
   policy's version along, so a lost notification costs at most one poll;
   a script that says it became safe (or not) is renewed within RUSH;
-* it ticks every TICK while its database answers: a script that hears no
-  tick for relayed.SILENCE watches the database itself, as does one whose
+* it ticks every TICK while its database answers and its last read of
+  the policy passed: a script that hears no tick for relayed.SILENCE
+  (renewals do not count) watches the database itself, as does one whose
   relay closes, goes away or does not know its run.
 
 One thread, one selector: a statement that stalls stops the ticks too, so
@@ -141,6 +142,7 @@ class Relay:
         self.inputs = None
         self.version = None
         self.answered_at = None     # when the database last answered (monotonic)
+        self.unread = True          # the last read of the policy failed (or none yet)
         self.database_fd = None
         self.next_read = 0.0        # when to read the policy whole
         self.last_read = 0.0
@@ -190,7 +192,7 @@ class Relay:
             if self.answered_at is not None:
                 LOG.warning("cannot %s (will retry): %s", what, error)
             self.answered_at = None     # no ticks until it answers again
-            self.database_fd = None     # a new connection LISTENs anew
+            self._forget_database()     # a new connection LISTENs anew
             return None
         if self.answered_at is None:
             LOG.info("the policy database answers")
@@ -198,7 +200,7 @@ class Relay:
         return result
 
     def _tick(self):
-        if self.answered_at is None or time.monotonic() - self.answered_at > max(
+        if self.unread or self.answered_at is None or time.monotonic() - self.answered_at > max(
                 2 * self.settings.poll_interval, 1.0):
             return      # silent: the scripts watch for themselves
         tick = self._encoded({"tick": self.version})     # once for all
@@ -214,11 +216,7 @@ class Relay:
         fd = self.store.fileno()
         if fd == self.database_fd:
             return
-        if self.database_fd is not None:
-            try:
-                self.selector.unregister(self.database_fd)
-            except (KeyError, ValueError):
-                pass
+        self._forget_database()
         self.database_fd = fd
         if fd is not None:
             self.selector.register(fd, selectors.EVENT_READ, "database")
@@ -227,7 +225,13 @@ class Relay:
     def _notified(self):
         if self._guarded("read policy notifications", self.store.take_notifications):
             self.next_read = min(self.next_read, self.last_read + REREAD_AT_MOST_EVERY)
-        if self.store.fileno() is None and self.database_fd is not None:
+        if self.store.fileno() is None:
+            self._forget_database()
+
+    def _forget_database(self):
+        """Stop watching the connection's descriptor: the next connection
+        may get the same number, and the selector must not hold it then."""
+        if self.database_fd is not None:
             try:
                 self.selector.unregister(self.database_fd)
             except (KeyError, ValueError):
@@ -240,8 +244,12 @@ class Relay:
         self.last_read = time.monotonic()
         inputs = self._guarded("read the policy", lambda: self.store.load_inputs("", 1))
         if inputs is None:
+            # Renewals may still pass, but the verdicts it sends are stale:
+            # no ticks until a read passes (the scripts watch for themselves).
+            self.unread = True
             self.next_read = time.monotonic() + self.settings.poll_interval
             return
+        self.unread = False
         self.inputs = inputs
         self.next_read = time.monotonic() + RESYNC_INTERVAL
         told = 0
@@ -256,8 +264,8 @@ class Relay:
         """Send the script its verdict if it changed (True); keep the next
         read no later than the next window that covers it begins."""
         inputs = self.inputs
-        if inputs is None:
-            return
+        if inputs is None or self.unread:
+            return False    # told after the next read that passes (it tells what changed)
         stop = policy.stop_verdict(inputs, script.name, script.host, script.ignore,
                                    script.needs)
         said = None if stop is None else stop.reason

@@ -86,7 +86,8 @@ def parse_address(text):
         port = rest[1:] if rest.startswith(":") else ""
     else:
         host, _, port = text.rpartition(":")
-    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+    # ASCII digits: str.isdigit() takes '²' (which int() refuses) and '٣' (3).
+    if not host or not (port.isascii() and port.isdigit()) or not 0 <= int(port) < 65536:
         raise ValueError("HOST:PORT, like 127.0.0.1:7447 or [::1]:7447, not %r" % text)
     return host, int(port)
 

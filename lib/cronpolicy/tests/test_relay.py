@@ -453,8 +453,9 @@ def test_the_relay_command_refuses_in_one_line(pg_roles, tmp_path):
 @pytest.mark.unit
 def test_the_relay_setting_is_checked(tmp_path):
     assert Settings(dsn="postgresql:///x", relay="relay1:7447").relay == "relay1:7447"
-    for bad in ("relay1", "relay1:port", ":7447", "relay1:99999"):
-        with pytest.raises(ConfigError):
+    for bad in ("relay1", "relay1:port", ":7447", "relay1:99999", "relay1:\u00b2",
+                "relay1:\u0663", "[::1]", "[::1]7447", "relay1:-1", "relay1:+1"):
+        with pytest.raises(ConfigError, match="HOST:PORT"):
             Settings(dsn="postgresql:///x", relay=bad)
     environ = {"CRONPOLICY_DSN": "postgresql:///x", "CRONPOLICY_RELAY": "[::1]:7447",
                "CRONPOLICY_CONFIG": str(tmp_path / "cronpolicy.conf")}

@@ -42,12 +42,14 @@ WITH wanted AS MATERIALIZED (
 run AS (
     -- old: the row as it was (this statement's snapshot), for whether its lease stood.
     -- A word a whole lease old renews nothing: its run may be dead (and
-    -- recorded abandoned), and stays so.  A late word shortens no lease: a
-    -- relay that stalled renews, as of their last word to it, scripts that
-    -- left it and have renewed their own leases since.
+    -- recorded abandoned), and stays so.  A late word shortens no lease,
+    -- nor undoes a newer word's safe_to_interrupt: a relay that stalled
+    -- renews, as of their last word to it, scripts that left it and have
+    -- renewed their own leases since.
     UPDATE cronpolicy.script_run AS r
        SET heartbeat_at = greatest(old.heartbeat_at, now() - w.age * interval '1 second'),
-           safe_to_interrupt = w.safe,
+           safe_to_interrupt = CASE WHEN old.heartbeat_at > now() - w.age * interval '1 second'
+                                    THEN old.safe_to_interrupt ELSE w.safe END,
            lease_expires_at = greatest(old.lease_expires_at,
                                        now() + (w.ttl - w.age) * interval '1 second'),
            status = 'running', finished_at = NULL, stop_reason = NULL

@@ -784,11 +784,13 @@ def test_renew_relayed_in_plain_sql_and_what_a_relay_login_may_not(pg_dsn, pg_ro
         # a relay that stalled most of a lease renews the scripts that left
         # it (they renew their own leases since) as of their last word to it.
         query(dba, "UPDATE cronpolicy.script_run SET lease_expires_at = now() + interval '20 s',"
-                   " heartbeat_at = now() RETURNING 1")
-        assert renew([run_id], [key], [2.9], [3.0]) == [(run_id, True, True)]
+                   " heartbeat_at = now(), safe_to_interrupt = false RETURNING 1")
+        assert renew([run_id], [key], [2.9], [3.0], safe=[True]) == [(run_id, True, True)]
         assert float(status()[1]) > 19
-        assert query(dba, "SELECT heartbeat_at > now() - interval '1 second'"
-                          " FROM cronpolicy.script_run") == [(True,)]
+        assert query(dba, "SELECT heartbeat_at > now() - interval '1 second', safe_to_interrupt"
+                          " FROM cronpolicy.script_run") == [(True, False)]
+        renew([run_id], [key], [0.0], [3.0], safe=[True])       # a word just now counts
+        assert query(dba, "SELECT safe_to_interrupt FROM cronpolicy.script_run") == [(True,)]
         # Nothing else: no policy, no run's row, no deploy switch, no reaping.
         for statement in (
                 "INSERT INTO cronpolicy.script_policy (name, enabled) VALUES ('x', false)",

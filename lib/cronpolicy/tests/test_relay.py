@@ -448,9 +448,8 @@ def test_the_relay_command_refuses_in_one_line(pg_roles, tmp_path):
     assert result.returncode == 2 and "cannot listen" in result.stderr
 
 
-# Settings and messages (no database) -------------------------------------------------------
+# Settings and messages (no database; integration all the same, with the module) -----------
 
-@pytest.mark.unit
 def test_the_relay_setting_is_checked(tmp_path):
     assert Settings(dsn="postgresql:///x", relay="relay1:7447").relay == "relay1:7447"
     for bad in ("relay1", "relay1:port", ":7447", "relay1:99999", "relay1:\u00b2",
@@ -468,7 +467,6 @@ def test_the_relay_setting_is_checked(tmp_path):
         Settings.load(environ=environ)
 
 
-@pytest.mark.unit
 def test_a_stop_verdict_travels_whole():
     from cronpolicy.rows import DeployState, Inputs
     import datetime
@@ -863,7 +861,6 @@ def test_a_relay_no_one_can_find_costs_one_warning(pg_dsn, pg_roles, tmp_path):
         assert "Traceback" not in said and "relay" in said, said
 
 
-@pytest.mark.integration
 def test_a_relay_in_the_config_costs_a_sqlite_start_nothing(tmp_path):
     """One config file for a fleet whose hosts record in PostgreSQL or in
     SQLite: relay = ... is no use to SQLite's scripts, and must not load

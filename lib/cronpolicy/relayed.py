@@ -10,8 +10,8 @@ renewals and the verdicts.
 
 The script trusts the relay no further than it hears it: a relay that
 closes the connection, says something it cannot read, does not know the
-run (another database), or sends no tick for SILENCE seconds (renewals
-and verdicts do not count: a relay that cannot read the policy stops
+run (another database), or sends neither tick nor verdict for SILENCE
+seconds (renewals do not count: a relay that cannot read the policy stops
 ticking, and may still renew) is left for good,
 and the watcher watches the database itself (the direct path), as it does
 with no relay configured.  A lease counts as renewed only when the relay

@@ -475,9 +475,10 @@ class RunWatcher:
         while not self._stopping:
             messages = channel.receive()
             now = time.monotonic()
-            # Ticks say the relay reads its database; renewals and verdicts
-            # alone do not (they come while it cannot read the policy).
-            if any("tick" in message for message in messages):
+            # Ticks and verdicts say the relay reads the policy; renewals do
+            # not (they pass while its reads of the policy fail).  (Verdicts
+            # count: telling thousands of scripts a stop delays the ticks.)
+            if any("tick" in message or "verdict" in message for message in messages):
                 heard = now
             for message in messages:
                 self._relay_said(message, sent, relayed)

@@ -920,3 +920,54 @@ def test_a_relay_that_cannot_read_the_policy_does_not_tick(fleet, tmp_path):
         assert relay.process.poll() is None and "Traceback" not in "".join(relay.log)
     finally:
         query(dba, "GRANT SELECT ON cronpolicy.rollout_window TO cronpolicy_relay; SELECT 1")
+
+
+def test_a_relay_without_its_database_still_lets_go_of_connections_that_say_nothing(
+        pg_roles, fault_proxy, tmp_path):
+    """Connections that never say which run they are let go of after
+    HELLO_WITHIN whether or not the relay's database answers: they held a
+    descriptor each for as long as it did not (silent, it does not tick)."""
+    from .conftest import _via
+    proxy, _ = fault_proxy
+    relay = Relay(_via(pg_roles("cronpolicy_relay"), "127.0.0.1", proxy.port), tmp_path)
+    try:
+        proxy.mode = "refuse"
+        proxy.cut()
+        host, port = relayed.parse_address(relay.address)
+        silent = [socket.create_connection((host, port), timeout=5) for _ in range(5)]
+        try:
+            # (Each read of the policy retries for decision_timeout, 10 s,
+            # while the database refuses: the relay looks up between.)
+            started = time.monotonic()
+            for each in silent:
+                each.settimeout(40)
+                assert each.recv(100) == b""        # closed (not a timeout)
+            print("let go after %.1f s" % (time.monotonic() - started))
+        finally:
+            for each in silent:
+                each.close()
+        assert relay.process.poll() is None
+    finally:
+        relay.stop()
+
+
+def test_a_relay_that_cannot_renew_leases_lets_its_scripts_go(fleet, tmp_path):
+    """A relay whose reads pass but whose renewals fail (its EXECUTE on
+    renew_relayed revoked, a row a trigger refuses) kept ticking: its
+    scripts stayed, their leases ran out, and every one of them stopped as
+    lease-lost.  It falls silent instead, and they renew their own."""
+    relay, scripts, dba = fleet
+    processes = start_jobs(scripts, tmp_path, 2)
+    time.sleep(0.5)
+    signature = "cronpolicy.renew_relayed(bigint[], text[], boolean[], float8[], text[], " \
+                "integer[], float8[])"
+    query(dba, "REVOKE EXECUTE ON FUNCTION %s FROM cronpolicy_relay; SELECT 1" % signature)
+    try:
+        time.sleep(4.5)     # past a lease (3 s)
+        assert all(process.poll() is None for process in processes)
+        assert all(seconds < 1.0 for seconds in stop_everything(dba, processes))
+        for process in processes:
+            assert "watching the policy database directly" in process.stderr.read()
+        assert relay.process.poll() is None and "Traceback" not in "".join(relay.log)
+    finally:
+        query(dba, "GRANT EXECUTE ON FUNCTION %s TO cronpolicy_relay; SELECT 1" % signature)

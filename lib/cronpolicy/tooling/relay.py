@@ -16,7 +16,7 @@ or 50,000 to 60,000 transactions a second.  A relay serves them instead
   policy's version along, so a lost notification costs at most one poll;
   a script that says it became safe (or not) is renewed within RUSH;
 * it ticks every TICK while its database answers and its last read of
-  the policy passed: a script that hears no tick for relayed.SILENCE
+  the policy and its last renewal passed: a script that hears no tick for relayed.SILENCE
   (renewals do not count) watches the database itself, as does one whose
   relay closes, goes away or does not know its run.
 
@@ -143,6 +143,7 @@ class Relay:
         self.version = None
         self.answered_at = None     # when the database last answered (monotonic)
         self.unread = True          # the last read of the policy failed (or none yet)
+        self.unrenewed = False      # the last renewal of leases failed
         self.database_fd = None
         self.next_read = 0.0        # when to read the policy whole
         self.last_read = 0.0
@@ -200,14 +201,18 @@ class Relay:
         return result
 
     def _tick(self):
-        if self.unread or self.answered_at is None or time.monotonic() - self.answered_at > max(
-                2 * self.settings.poll_interval, 1.0):
-            return      # silent: the scripts watch for themselves
-        tick = self._encoded({"tick": self.version})     # once for all
+        if (self.unread or self.unrenewed or self.answered_at is None
+                or time.monotonic() - self.answered_at > max(
+                    2 * self.settings.poll_interval, 1.0)):
+            tick = None     # silent: the scripts watch for themselves
+        else:
+            tick = self._encoded({"tick": self.version})     # once for all
         for sock, script in list(self.scripts.items()):
             if script.id is not None:
-                self._send_bytes(sock, script, tick)
+                if tick is not None:
+                    self._send_bytes(sock, script, tick)
             elif time.monotonic() - script.connected_at > HELLO_WITHIN:
+                # (silent or not: each holds a descriptor)
                 self._drop(sock, "said nothing for %gs" % HELLO_WITHIN)
 
     def _watch_database(self):
@@ -292,6 +297,9 @@ class Relay:
             return
         answer = self._guarded("renew %d leases" % len(due),
                                lambda: self.store.renew_relayed(due, now))
+        # Reads may still pass, but leases it cannot renew run out: no
+        # ticks until a renewal passes (the scripts renew their own).
+        self.unrenewed = answer is None
         if answer is None:
             return      # the words stay unrenewed: the next poll tries again
         rows, version = answer

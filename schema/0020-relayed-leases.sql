@@ -30,44 +30,59 @@ CREATE OR REPLACE FUNCTION cronpolicy.renew_relayed(
     RETURNS TABLE (id bigint, known boolean, renewed boolean)
     LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 WITH wanted AS MATERIALIZED (
-    SELECT u.id, u.run_key, coalesce(u.safe, false) AS safe, u.slot_name, u.slot,
-           least(greatest(coalesce(u.ttl, 30), 1), 3600) AS ttl,        -- an hour at most
-           least(greatest(coalesce(u.age, 0), 0), least(greatest(coalesce(u.ttl, 30), 1), 3600))
-               AS age                                                  -- within the lease
-      FROM unnest(ids, keys, safe, ages, slot_names, slots, ttls)
-           AS u(id, run_key, safe, age, slot_name, slot, ttl)),
+    -- n: the rows come back in the order asked, one for each (the relay
+    -- answers each connection for itself: two may name one id).  A ttl
+    -- that is no number (NaN) is the default's, not the longest.
+    SELECT u.n, u.id, u.run_key, coalesce(u.safe, false) AS safe, u.slot_name, u.slot, t.ttl,
+           least(greatest(coalesce(u.age, 0), 0), t.ttl) AS age         -- NaN: a lease ago
+      FROM unnest(ids, keys, safe, ages, slot_names, slots, ttls) WITH ORDINALITY
+           AS u(id, run_key, safe, age, slot_name, slot, ttl, n),
+           LATERAL (SELECT least(greatest(coalesce(nullif(u.ttl, 'NaN'), 30), 1), 3600)
+                        AS ttl) AS t),                                  -- an hour at most
 run AS (
     -- old: the row as it was (this statement's snapshot), for whether its lease stood.
+    -- A word a whole lease old renews nothing: its run may be dead (and
+    -- recorded abandoned), and stays so.  A late word shortens no lease,
+    -- nor undoes a newer word's safe_to_interrupt: a relay that stalled
+    -- renews, as of their last word to it, scripts that left it and have
+    -- renewed their own leases since.
     UPDATE cronpolicy.script_run AS r
-       SET heartbeat_at = now() - w.age * interval '1 second', safe_to_interrupt = w.safe,
-           lease_expires_at = now() + (w.ttl - w.age) * interval '1 second',
+       SET heartbeat_at = greatest(old.heartbeat_at, now() - w.age * interval '1 second'),
+           safe_to_interrupt = CASE WHEN old.heartbeat_at > now() - w.age * interval '1 second'
+                                    THEN old.safe_to_interrupt ELSE w.safe END,
+           lease_expires_at = greatest(old.lease_expires_at,
+                                       now() + (w.ttl - w.age) * interval '1 second'),
            status = 'running', finished_at = NULL, stop_reason = NULL
       FROM wanted AS w, cronpolicy.script_run AS old
      WHERE old.id = w.id AND old.spool_id = w.run_key AND r.id = old.id
-       AND old.status IN ('running', 'abandoned')
-    RETURNING r.id, old.status = 'running'
+       AND old.status IN ('running', 'abandoned') AND w.age < w.ttl
+    RETURNING r.id, old.spool_id AS run_key,
+              old.status = 'running'
               AND coalesce(old.lease_expires_at,
                            coalesce(old.heartbeat_at, old.started_at) + interval '30 seconds')
                   >= now() AS standing),
 slot AS (
+    -- Only the slot of a run renewed here: not a finished run's.
     UPDATE cronpolicy.run_slot AS s
-       SET lease_expires_at = now() + (w.ttl - w.age) * interval '1 second'
-      FROM wanted AS w
+       SET lease_expires_at = greatest(s.lease_expires_at,
+                                       now() + (w.ttl - w.age) * interval '1 second')
+      FROM wanted AS w, run
      WHERE w.slot IS NOT NULL AND s.name = w.slot_name AND s.slot = w.slot
-       AND s.run_key = w.run_key
+       AND s.run_key = w.run_key AND run.id = w.id AND run.run_key = w.run_key
     RETURNING s.run_key)
 SELECT w.id,
        run.id IS NOT NULL OR EXISTS (SELECT 1 FROM cronpolicy.script_run AS k
                                       WHERE k.id = w.id AND k.spool_id = w.run_key),
        coalesce(run.standing, false)
        AND (w.slot IS NULL OR EXISTS (SELECT 1 FROM slot WHERE slot.run_key = w.run_key))
-  FROM wanted AS w LEFT JOIN run ON run.id = w.id
+  FROM wanted AS w LEFT JOIN run ON run.id = w.id AND run.run_key = w.run_key
+ ORDER BY w.n
 $$;
 COMMENT ON FUNCTION cronpolicy.renew_relayed(bigint[], text[], boolean[], float8[], text[],
                                              integer[], float8[]) IS
     'A relay''s heartbeat for the runs it serves (patch 0020): renews each run (by id and key) '
     'and its fleet-wide slot as of age seconds ago, for its ttl seconds; says whether the run was '
-    'known and whether its lease stood.';
+    'known and whether its lease stood, one row for each run asked about, in the order asked.';
 REVOKE ALL ON FUNCTION cronpolicy.renew_relayed(bigint[], text[], boolean[], float8[], text[],
                                                 integer[], float8[]) FROM PUBLIC;
 

@@ -10,7 +10,9 @@ renewals and the verdicts.
 
 The script trusts the relay no further than it hears it: a relay that
 closes the connection, says something it cannot read, does not know the
-run (another database), or is silent for SILENCE seconds is left for good,
+run (another database), or sends neither tick nor verdict for SILENCE
+seconds (renewals do not count: a relay that cannot read the policy stops
+ticking, and may still renew) is left for good,
 and the watcher watches the database itself (the direct path), as it does
 with no relay configured.  A lease counts as renewed only when the relay
 says so, from the moment the script sent the word it renewed.
@@ -25,18 +27,52 @@ Messages are JSON objects, one per line, in both directions:
                       {"unknown": REASON}  {"verdict": null or {...}}  {"bye": REASON}
 """
 
-import json
+import os
 
-from cronpolicy.policy import Verdict
+# json and the policy's Verdict are imported where used: the config's check
+# of the address (parse_address) imports this module on every start, SQLite's
+# too, whose start path keeps json out (test_fast_path).
 
-#: The relay ticks this often; a script that hears nothing for SILENCE
-#: seconds (a stalled relay, a cut without FIN) watches for itself.
+#: The relay ticks this often while it reads its database; a script that
+#: hears no tick for SILENCE seconds (a stalled relay, a cut without FIN, a
+#: relay that cannot read the policy) watches for itself.
 TICK = 0.25
 SILENCE = 1.0
 #: The longest line either side accepts (a verdict's reason included).
 MAX_LINE = 65536
 #: The verdict fields that travel (the estimate stays behind: a stop has none to give).
 VERDICT_FIELDS = ("code", "reason", "policy_id", "window_id", "interruptible", "block")
+
+
+#: What the database's columns take: a run id is a bigint, a slot an integer.
+MAX_RUN_ID = 2**63 - 1
+MAX_SLOT = 2**31 - 1
+
+
+def decode(line):
+    """The JSON object on ``line`` (bytes); ValueError if it is none.  JSON
+    nested deeper than the stack is no object either (json raises
+    RecursionError for it, which is no ValueError)."""
+    import json
+    try:
+        message = json.loads(line)
+    except RecursionError:
+        raise ValueError("JSON nested too deep") from None
+    if not isinstance(message, dict):
+        raise ValueError("not a JSON object")
+    return message
+
+
+def storable(text):
+    """Whether ``text`` is text a database column takes: a str with no NUL
+    and no lone surrogate (JSON's \\u0000 and \\ud800 decode to both)."""
+    if not isinstance(text, str) or "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class RelayGone(Exception):
@@ -50,7 +86,8 @@ def parse_address(text):
         port = rest[1:] if rest.startswith(":") else ""
     else:
         host, _, port = text.rpartition(":")
-    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+    # ASCII digits: str.isdigit() takes '²' (which int() refuses) and '٣' (3).
+    if not host or not (port.isascii() and port.isdigit()) or not 0 <= int(port) < 65536:
         raise ValueError("HOST:PORT, like 127.0.0.1:7447 or [::1]:7447, not %r" % text)
     return host, int(port)
 
@@ -62,15 +99,42 @@ def verdict_message(verdict):
     return {field: getattr(verdict, field) for field in VERDICT_FIELDS}
 
 
+def _whole(value, low=-2**31, high=2**31 - 1):
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
 def verdict_from(message):
-    """The stop Verdict a relay sent (None: no stop); ValueError if it is no verdict."""
+    """The stop Verdict a relay sent (None: no stop); ValueError if it is no
+    verdict.  Its fields end up in the run's record (stop_reason,
+    stop_decision, stop_policy_id, ...): each must be what its column takes."""
     if message is None:
         return None
-    if not isinstance(message, dict) or not isinstance(message.get("reason"), str):
+    if not isinstance(message, dict):
         raise ValueError("not a verdict: %r" % (message,))
     fields = {field: message.get(field) for field in VERDICT_FIELDS}
+    if not (storable(fields["reason"]) and storable(fields["code"])
+            and all(fields[each] is None or _whole(fields[each])
+                    for each in ("policy_id", "window_id"))
+            and (fields["block"] is None or storable(fields["block"]))
+            and isinstance(fields["interruptible"], (bool, type(None)))):
+        raise ValueError("not a verdict: %r" % (message,))
+    from cronpolicy.policy import Verdict
     return Verdict(run=False, estimate=None, max_concurrent=None, forced=False,
                    interruptible=bool(fields.pop("interruptible")), **fields)
+
+
+def _checked(message):
+    """``message`` if each kind this side reads carries what it should; ValueError if not."""
+    if len(message) != 1:
+        raise ValueError("a message of no known shape")
+    [(kind, value)] = message.items()
+    if kind == "renewed" and not _whole(value, 0, 2**63):
+        raise ValueError("renewed must carry a word's number")
+    if kind in ("lost", "unknown", "bye") and not storable(value):
+        raise ValueError("%s must carry text" % kind)
+    if kind == "verdict":
+        verdict_from(value)
+    return message
 
 
 class LineChannel:
@@ -84,6 +148,7 @@ class LineChannel:
         return self.sock.fileno()
 
     def send(self, message):
+        import json
         data = json.dumps(message, separators=(",", ":")).encode() + b"\n"
         try:
             self.sock.settimeout(SILENCE)
@@ -110,12 +175,10 @@ class LineChannel:
         messages = []
         for line in lines:
             try:
-                message = json.loads(line)
-            except ValueError:
-                raise RelayGone("the relay sent something that is not JSON") from None
-            if not isinstance(message, dict) or len(message) != 1:
-                raise RelayGone("the relay sent a message of no known shape")
-            messages.append(message)
+                messages.append(_checked(decode(line)))
+            except ValueError as error:
+                raise RelayGone("the relay sent what no relay sends (%s)"
+                                % str(error)[:200]) from None
         return messages
 
     def close(self):
@@ -125,14 +188,46 @@ class LineChannel:
             pass
 
 
-def connect(address, timeout):
-    """A LineChannel to the relay at ``address`` (HOST:PORT); RelayGone if none."""
+def resolve(address):
+    """(family, type, proto, sockaddr) of the relay at ``address``
+    (HOST:PORT); RelayGone if there is none.  It may wait on DNS for as long
+    as the resolver does: the watcher asks on a thread of its own."""
     import socket       # here: the config's check of the address needs none
     try:
         host, port = parse_address(address)
-        sock = socket.create_connection((host, port), timeout=timeout)
-    except (OSError, ValueError) as error:
+        family, kind, proto, _, where = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (OSError, ValueError, UnicodeError) as error:
         raise RelayGone("cannot reach the relay at %s: %s" % (address, error)) from None
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return family, kind, proto, where
+
+
+def start_connecting(found, address):
+    """A non-blocking socket connecting to the relay ``found`` (by
+    resolve): the caller waits for it to become writable, watching the
+    database meanwhile (a relay's host that is down answers no SYN: the
+    wait lasts connect_timeout), then calls ``connected``.  RelayGone if
+    the connection cannot even begin."""
+    import errno
+    import socket
+    family, kind, proto, where = found
+    try:
+        sock = socket.socket(family, kind, proto)
+    except OSError as error:
+        raise RelayGone("cannot reach the relay at %s: %s" % (address, error)) from None
     sock.setblocking(False)
+    failed = sock.connect_ex(where)
+    if failed not in (0, errno.EINPROGRESS):
+        sock.close()
+        raise RelayGone("cannot reach the relay at %s: %s" % (address, os.strerror(failed)))
+    return sock
+
+
+def connected(sock, address):
+    """The LineChannel of ``sock`` once its connect finished; RelayGone if it failed."""
+    import socket
+    failed = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if failed:
+        sock.close()
+        raise RelayGone("cannot reach the relay at %s: %s" % (address, os.strerror(failed)))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return LineChannel(sock)

@@ -370,10 +370,12 @@ class RunWatcher:
         relay cannot be used (False: then watch the database directly)."""
         from cronpolicy import relayed
         try:
-            channel = relayed.connect(self.settings.relay, self.settings.connect_timeout)
+            channel = self._connect_relay(relayed)
         except relayed.RelayGone as error:
             self.logger.warning("%s; watching the policy database directly", error)
             return False
+        if channel is None:
+            return True     # the run ended first
         holding = self.store.hold_connection
         self.store.hold_connection = False      # the relay holds one for many scripts
         self.store.release()
@@ -387,6 +389,76 @@ class RunWatcher:
         finally:
             channel.close()
             self.store.hold_connection = holding
+
+    def _connect_relay(self, relayed):
+        """The channel to the relay (None: the run ended first).  Finding the
+        relay's host may wait on DNS, and connecting to a host that is down
+        lasts connect_timeout (longer than a lease may be): meanwhile watch
+        the database as _loop does, so a stop still arrives within a second
+        and the lease is renewed."""
+        import select       # here: a no-op main() never sleeps
+        address, settings = self.settings.relay, self.settings
+        found, resolved = [], _thread.allocate_lock()
+        resolved.acquire()
+
+        def resolve():
+            try:
+                found.append(relayed.resolve(address))
+            except relayed.RelayGone as error:
+                found.append(error)
+            except Exception as error:      # whatever DNS raises, the script carries on
+                found.append(relayed.RelayGone("cannot reach the relay at %s: %s"
+                                               % (address, error)))
+            finally:
+                resolved.release()
+        _thread.start_new_thread(resolve, ())
+        sock = None
+        give_up = time.monotonic() + settings.connect_timeout
+        next_check = self._first_check
+        next_heartbeat = time.monotonic() + min(FIRST_HEARTBEAT, settings.heartbeat_interval)
+        try:
+            while not self._stopping:
+                if sock is None and resolved.acquire(blocking=False):
+                    if isinstance(found[0], relayed.RelayGone):
+                        raise found[0]
+                    sock = relayed.start_connecting(found[0], address)
+                now = time.monotonic()
+                if now >= give_up:
+                    raise relayed.RelayGone("cannot reach the relay at %s: no answer within %gs"
+                                            % (address, settings.connect_timeout))
+                if now >= next_check:
+                    next_check = self._evaluate()
+                safe = self.interruption.safe_now()
+                if safe and self.stop_requested:
+                    self.interruption.request_interrupt()
+                if now >= next_heartbeat:
+                    self._renew(safe)
+                    next_heartbeat = now + settings.heartbeat_interval
+                database = self.store.fileno()
+                if database is not None and self._guarded(
+                        "read policy notifications", self.store.take_notifications):
+                    next_check = self._soon(next_check)
+                elif database is None:
+                    next_check = min(next_check, self._last_read + settings.poll_interval)
+                self.store.release()
+                database = self.store.fileno()
+                # Not yet resolved: look again soon (the resolver has no descriptor).
+                wait = min(give_up, next_check, next_heartbeat,
+                           now + (SAFE_POLL if sock is not None else 0.02))
+                try:
+                    _, writable, _ = select.select(
+                        [] if database is None else [database], [] if sock is None else [sock],
+                        [], max(0.0, wait - time.monotonic()))
+                except (OSError, ValueError):
+                    writable = ()
+                if writable:
+                    channel, sock = relayed.connected(sock, address), None
+                    self._first_check = next_check
+                    return channel
+            return None
+        finally:
+            if sock is not None:
+                sock.close()
 
     def _relayed(self, channel, relayed):
         settings = self.settings
@@ -403,12 +475,15 @@ class RunWatcher:
         while not self._stopping:
             messages = channel.receive()
             now = time.monotonic()
-            if messages:
+            # Ticks and verdicts say the relay reads the policy; renewals do
+            # not (they pass while its reads of the policy fail).  (Verdicts
+            # count: telling thousands of scripts a stop delays the ticks.)
+            if any("tick" in message or "verdict" in message for message in messages):
                 heard = now
             for message in messages:
                 self._relay_said(message, sent, relayed)
             if now - heard > relayed.SILENCE:
-                raise relayed.RelayGone("it was silent for %gs" % (now - heard))
+                raise relayed.RelayGone("it sent no tick for %gs" % (now - heard))
             safe_now = self.interruption.safe_now()
             if safe_now and self.stop_requested:
                 self.interruption.request_interrupt()

@@ -199,22 +199,29 @@ def test_a_script_killed_under_a_relay_is_given_up_within_its_lease(fleet, tmp_p
     stop_everything(dba, [survivor])
 
 
-@pytest.mark.parametrize("fault", ["kill", "stall"])
+@pytest.mark.parametrize("fault", ["kill", "stall", "term"])
 def test_scripts_outlive_their_relay_and_still_hear_a_stop(fleet, tmp_path, fault):
     relay, scripts, dba = fleet
     processes = start_jobs(scripts, tmp_path, 2)
     wait_for(lambda: backends_of(dba, relay.script_login) == 0, what="the scripts' backends gone",
              interval=0.1)
-    relay.process.send_signal(signal.SIGKILL if fault == "kill" else signal.SIGSTOP)
+    relay.process.send_signal({"kill": signal.SIGKILL, "stall": signal.SIGSTOP,
+                               "term": signal.SIGTERM}[fault])
     # Killed: the scripts see the connection close.  Stalled (no FIN, no
-    # word): they hear no tick for relayed.SILENCE and leave it.
+    # word): they hear no tick for relayed.SILENCE and leave it.  Stopped
+    # (SIGTERM): it says goodbye, and they leave it at once.
     wait_for(lambda: backends_of(dba, relay.script_login) == 2, what="the scripts back on the database",
-             timeout=30, interval=0.1)
+             timeout=2 if fault == "term" else 30, interval=0.05)
+    if fault == "term":
+        assert relay.process.wait(timeout=5) == 0
     time.sleep(4)       # longer than a lease: they renew their own now
     assert all(process.poll() is None for process in processes)
     assert all(seconds < 1.0 for seconds in stop_everything(dba, processes))
     for process in processes:
-        assert "watching the policy database directly" in process.stderr.read()
+        said = process.stderr.read()
+        assert "watching the policy database directly" in said
+        if fault == "term":
+            assert "it is going away (the relay was stopped (SIGTERM))" in said, said
 
 
 @pytest.mark.parametrize("fault", ["cut", "freeze"])
@@ -441,13 +448,13 @@ def test_the_relay_command_refuses_in_one_line(pg_roles, tmp_path):
     assert result.returncode == 2 and "cannot listen" in result.stderr
 
 
-# Settings and messages (no database) -------------------------------------------------------
+# Settings and messages (no database; integration all the same, with the module) -----------
 
-@pytest.mark.unit
 def test_the_relay_setting_is_checked(tmp_path):
     assert Settings(dsn="postgresql:///x", relay="relay1:7447").relay == "relay1:7447"
-    for bad in ("relay1", "relay1:port", ":7447", "relay1:99999"):
-        with pytest.raises(ConfigError):
+    for bad in ("relay1", "relay1:port", ":7447", "relay1:99999", "relay1:\u00b2",
+                "relay1:\u0663", "[::1]", "[::1]7447", "relay1:-1", "relay1:+1"):
+        with pytest.raises(ConfigError, match="HOST:PORT"):
             Settings(dsn="postgresql:///x", relay=bad)
     environ = {"CRONPOLICY_DSN": "postgresql:///x", "CRONPOLICY_RELAY": "[::1]:7447",
                "CRONPOLICY_CONFIG": str(tmp_path / "cronpolicy.conf")}
@@ -460,7 +467,6 @@ def test_the_relay_setting_is_checked(tmp_path):
         Settings.load(environ=environ)
 
 
-@pytest.mark.unit
 def test_a_stop_verdict_travels_whole():
     from cronpolicy.rows import DeployState, Inputs
     import datetime
@@ -479,3 +485,489 @@ def test_a_stop_verdict_travels_whole():
     for bad in ({}, {"reason": 3}, [1], "stop"):
         with pytest.raises(ValueError):
             relayed.verdict_from(bad)
+
+
+# A hostile reviewer's inputs ---------------------------------------------------------------
+
+def hello(run_id=1, key="k", **fields):
+    message = {"watch": run_id, "key": key, "name": "relayed", "host": "h", "needs": [],
+               "ignore": False, "safe": False, "slot": None, "ttl": 3}
+    message.update(fields)
+    return message
+
+
+def said_back(sock, timeout=3.0):
+    """The messages a relay sent on ``sock`` until it closed it or ``timeout`` passed."""
+    sock.settimeout(0.2)
+    data, deadline = b"", time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            continue
+        except OSError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    return [json.loads(line) for line in data.split(b"\n") if line]
+
+
+#: Hellos a relay can read that no database takes, and lines it cannot parse
+#: without running out of stack.
+POISON = [
+    json.dumps(hello(2**63)), json.dumps(hello(-2**70)), json.dumps(hello(1, "a\u0000b")),
+    json.dumps(hello(1, "\ud800")), json.dumps(hello(1, slot=["x\u0000", 1])),
+    json.dumps(hello(1, slot=["x", 2**31])), json.dumps(hello(1, slot=["\udc80", 0])),
+    json.dumps(hello(1, name="\u0000\ud800", host="\udfff", needs=["\u0000"])),
+    "[" * 60000, '{"a":' * 30000,
+]
+
+
+def test_a_hello_no_database_takes_costs_only_its_sender(fleet, tmp_path):
+    """One connection's run id past bigint, a NUL or a lone surrogate in its
+    key or slot, or JSON nested deeper than the stack must not stop the
+    relay (a traceback) nor fail the batch renewal of every other script
+    (then the relay falls silent for all of them, for good)."""
+    relay, scripts, dba = fleet
+    [process] = start_jobs(scripts, tmp_path, 1)
+    host, port = relayed.parse_address(relay.address)
+    attackers = []
+    for line in POISON:
+        attacker = socket.create_connection((host, port), timeout=5)
+        attacker.sendall(line.encode("utf-8", "surrogatepass") + b"\n")
+        attackers.append(attacker)
+    try:
+        time.sleep(2.0)
+        assert relay.process.poll() is None, "".join(relay.log)
+        for attacker in attackers:
+            answer = said_back(attacker, timeout=1.0)
+            assert not any("renewed" in each or "tick" in each for each in answer), answer
+        assert process.poll() is None
+        assert all(seconds < 1.0 for seconds in stop_everything(dba, [process]))
+        assert "watching the policy database directly" not in process.stderr.read()
+        assert "Traceback" not in "".join(relay.log)
+    finally:
+        for attacker in attackers:
+            attacker.close()
+
+
+class FakeRelay:
+    """A relay that lies: to each script it sends ``lines`` after its hello,
+    then a tick every 0.1 s (so it never falls silent) until the script
+    leaves.  ``hellos``: what each script said first."""
+
+    def __init__(self, lines):
+        self.lines = lines
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.address = "127.0.0.1:%d" % self.listener.getsockname()[1]
+        self.hellos = []
+        self.served = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:
+                return
+            self.served.append(sock)
+            threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
+
+    def _serve(self, sock):
+        try:
+            with sock.makefile("rb") as reader:
+                self.hellos.append(json.loads(reader.readline()))
+            for line in self.lines:
+                sock.sendall(line.encode("utf-8", "surrogatepass") + b"\n")
+            while True:
+                sock.sendall(b'{"tick":1}\n')
+                time.sleep(0.1)
+        except OSError:
+            pass
+
+    def close(self):
+        self.listener.close()
+        for sock in self.served:
+            sock.close()
+
+
+def lied_to(pg_roles, tmp_path, lines):
+    """A script relayed by a FakeRelay sending ``lines``: (relay, process, scripts, dba)."""
+    relay = FakeRelay(lines)
+    env = make_env(tmp_path, pg_roles("cronpolicy_script"))
+    (tmp_path / "scripts.conf").write_text(CONFIG.format(relay=relay.address))
+    env["CRONPOLICY_CONFIG"] = str(tmp_path / "scripts.conf")
+    scripts = ScriptRunner(tmp_path, env)
+    return relay, start_jobs(scripts, tmp_path, 1)[0], scripts
+
+
+#: What no relay sends: a script must leave such a relay (and watch the
+#: database itself), not die, stop, or record what no column takes.
+LIES = {
+    "deep": "[" * 60000,
+    "deep-object": '{"tick":' * 30000,
+    "renewed-list": '{"renewed":[0]}',
+    "renewed-object": '{"renewed":{}}',
+    "verdict-policy-text": json.dumps({"verdict": {"code": "deploy-pending", "reason": "r",
+                                                   "policy_id": "abc"}}),
+    "verdict-policy-huge": json.dumps({"verdict": {"code": "deploy-pending", "reason": "r",
+                                                   "policy_id": 2**40}}),
+    "verdict-nul": json.dumps({"verdict": {"code": "deploy-pending", "reason": "r\u0000"}}),
+    "verdict-code": json.dumps({"verdict": {"code": ["x"], "reason": "r"}}),
+    "verdict-block": json.dumps({"verdict": {"code": "deploy-pending", "reason": "r",
+                                             "block": {"x": 1}}}),
+    "verdict-surrogate": '{"verdict":{"code":"deploy-pending","reason":"\\ud800"}}',
+    "lost-object": '{"lost":{"x":"\\u0000"}}',
+}
+
+
+@pytest.mark.parametrize("lie", sorted(LIES))
+def test_a_script_leaves_a_relay_that_sends_what_no_relay_sends(pg_dsn, pg_roles, tmp_path,
+                                                                 lie):
+    relay, process, _ = lied_to(pg_roles, tmp_path, [LIES[lie]])
+    dba = psycopg2.connect(pg_dsn)
+    dba.autocommit = True
+    try:
+        time.sleep(1.5)
+        assert process.poll() is None, process.stderr.read()
+        assert all(seconds < 1.0 for seconds in stop_everything(dba, [process]))
+        said = process.stderr.read()
+        assert "Traceback" not in said and "unexpectedly" not in said, said
+        assert "watching the policy database directly" in said, said
+        assert query(dba, "SELECT status FROM cronpolicy.script_run") == [("interrupted",)]
+    finally:
+        dba.close()
+        relay.close()
+
+
+def test_a_relay_that_ticks_but_never_renews_costs_the_script_its_lease(pg_dsn, pg_roles,
+                                                                       tmp_path):
+    """Ticks say the relay lives, not that it renewed anything: within
+    lease_ttl (3 s) of its last renewal (none: its start) the script takes
+    its lease for lost, as the fleet does."""
+    relay, process, _ = lied_to(pg_roles, tmp_path, ['{"renewed":12345}'])
+    try:
+        process.wait(timeout=10)
+        said = process.stderr.read()
+        assert "relay did not renew its lease" in said, said
+        assert "Traceback" not in said
+    finally:
+        relay.close()
+
+
+def test_a_relay_on_another_database_stops_no_script_by_that_databases_policy(pg_dsn, pg_roles,
+                                                                             tmp_path):
+    """A relay pointed at staging while its scripts record in production
+    told each script staging's verdict with its hello, before the batch
+    renewal found the run unknown: staging's deploy_pending stopped
+    production's scripts.  A verdict goes only to a run the relay found."""
+    name, other = create_database("relayother")
+    try:
+        upgraded(other)
+        with psycopg2.connect(other) as staging, staging.cursor() as cursor:
+            cursor.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true,"
+                           " reason = 'staging deploys'")
+        relay = Relay(other, tmp_path)
+        try:
+            env = make_env(tmp_path, pg_roles("cronpolicy_script"))
+            (tmp_path / "scripts.conf").write_text(CONFIG.format(relay=relay.address))
+            env["CRONPOLICY_CONFIG"] = str(tmp_path / "scripts.conf")
+            [process] = start_jobs(ScriptRunner(tmp_path, env), tmp_path, 1)
+            dba = psycopg2.connect(pg_dsn)
+            dba.autocommit = True
+            try:
+                time.sleep(2.0)
+                assert process.poll() is None, process.stderr.read()
+                assert all(seconds < 1.0 for seconds in stop_everything(dba, [process]))
+            finally:
+                dba.close()
+            said = process.stderr.read()
+            assert "staging deploys" not in said, said
+            assert "does not know run #" in said
+        finally:
+            relay.stop()
+    finally:
+        drop_database_soon(name)
+
+
+def test_a_run_id_said_with_the_wrong_key_is_answered_for_itself(fleet, tmp_path):
+    """Run ids are small numbers, alike in every database: connections
+    naming a served run's id with another key (another database's run of
+    that id, or anyone) were answered as the run's own script was, when in
+    the same batch: told "renewed" though nothing was (the fleet of their
+    own database gives up on them), or the real script told "unknown" and
+    sent away.  Each connection gets its own answer."""
+    relay, scripts, dba = fleet
+    [process] = start_jobs(scripts, tmp_path, 1)
+    [(run_id,)] = query(dba, "SELECT id FROM cronpolicy.script_run")
+    host, port = relayed.parse_address(relay.address)
+    impostors, answers = [], []
+    deadline = time.monotonic() + 6.0       # the real script speaks at 1, 2 and 4 s, and 5 s on
+    while time.monotonic() < deadline:
+        impostor = socket.create_connection((host, port), timeout=5)
+        impostor.sendall(json.dumps(hello(run_id, "another-database")).encode() + b"\n")
+        impostor.setblocking(False)
+        impostors.append(impostor)
+        time.sleep(0.03)
+        for each in impostors:
+            try:
+                answers.append(each.recv(65536))
+            except (BlockingIOError, OSError):
+                pass
+    try:
+        heard = b"".join(answers)
+        assert b'"unknown"' in heard
+        assert b'"renewed"' not in heard and b'"lost"' not in heard, heard[:2000]
+        assert process.poll() is None
+        assert all(seconds < 1.0 for seconds in stop_everything(dba, [process]))
+        assert "watching the policy database directly" not in process.stderr.read()
+    finally:
+        for each in impostors:
+            each.close()
+
+
+def test_renew_relayed_in_plain_sql_and_what_a_relay_login_may_not(pg_dsn, pg_roles, tmp_path):
+    """cronpolicy.renew_relayed called by hand, as a relay login: one row
+    per run asked about, in order, each for its own key; a word a whole
+    lease old does not bring a dead run (recorded abandoned) back; a ttl
+    that is no number is not an hour; arrays of unequal lengths, NULLs and
+    absurd values fail nothing.  And the login changes nothing else."""
+    scripts = ScriptRunner(tmp_path, make_env(tmp_path, pg_roles("cronpolicy_script")))
+    [process] = start_jobs(scripts, tmp_path, 1)
+    process.kill()
+    process.wait(timeout=30)
+    dba = psycopg2.connect(pg_dsn)
+    dba.autocommit = True
+    relay = psycopg2.connect(pg_roles("cronpolicy_relay"))
+    relay.autocommit = True
+    try:
+        [(run_id, key)] = query(dba, "SELECT id, spool_id FROM cronpolicy.script_run")
+        query(dba, "UPDATE cronpolicy.script_run SET status = 'abandoned', finished_at = now(),"
+                   " lease_expires_at = now() - interval '1 second' RETURNING 1")
+
+        def renew(ids, keys, ages, ttls, safe=None, slot_names=None, slots=None):
+            return query(relay, "SELECT * FROM cronpolicy.renew_relayed(%s::bigint[], %s::text[],"
+                                " %s::boolean[], %s::float8[], %s::text[], %s::integer[],"
+                                " %s::float8[])",
+                         ids, keys, safe or [True] * len(ids), ages,
+                         slot_names or [None] * len(ids), slots or [None] * len(ids), ttls)
+
+        def status():
+            return query(dba, "SELECT status, extract(epoch FROM lease_expires_at - now())"
+                              " FROM cronpolicy.script_run")[0]
+
+        # The right key a lease ago, and a wrong key just now: neither renews.
+        assert renew([run_id, run_id], [key, "wrong"], [3.0, 0.0], [3.0, 3.0]) == [
+            (run_id, True, False), (run_id, False, False)]
+        assert renew([run_id, run_id], ["wrong", key], [0.0, float("nan")], [3.0, 3.0]) == [
+            (run_id, False, False), (run_id, True, False)]
+        assert status()[0] == "abandoned"
+        # Mismatched arrays, NULLs, infinities: answered, nothing renewed.
+        for ids, keys in (([run_id], []), ([], [key]), ([None], [key]), ([run_id], [None])):
+            rows = relay.cursor()
+            rows.execute("SELECT * FROM cronpolicy.renew_relayed(%s::bigint[], %s::text[],"
+                         " NULL, NULL, NULL, NULL, NULL)", (ids, keys))
+            assert all(not renewed for _, _, renewed in rows.fetchall())
+        assert renew([run_id], [key], [float("-inf")], [float("inf")])[0][1:] == (True, False)
+        assert status()[0] == "running"     # (as its own heartbeat would: its host lives)
+        assert float(status()[1]) <= 3600.5
+        # A ttl that is no number is the default's.
+        query(dba, "UPDATE cronpolicy.script_run SET lease_expires_at = now() RETURNING 1")
+        renew([run_id], [key], [0.0], [float("nan")])
+        assert 0 < float(status()[1]) <= 30.5
+        # A late word never shortens a lease (nor moves the heartbeat back):
+        # a relay that stalled most of a lease renews the scripts that left
+        # it (they renew their own leases since) as of their last word to it.
+        query(dba, "UPDATE cronpolicy.script_run SET lease_expires_at = now() + interval '20 s',"
+                   " heartbeat_at = now(), safe_to_interrupt = false RETURNING 1")
+        assert renew([run_id], [key], [2.9], [3.0], safe=[True]) == [(run_id, True, True)]
+        assert float(status()[1]) > 19
+        assert query(dba, "SELECT heartbeat_at > now() - interval '1 second', safe_to_interrupt"
+                          " FROM cronpolicy.script_run") == [(True, False)]
+        renew([run_id], [key], [0.0], [3.0], safe=[True])       # a word just now counts
+        assert query(dba, "SELECT safe_to_interrupt FROM cronpolicy.script_run") == [(True,)]
+        # Nothing else: no policy, no run's row, no deploy switch, no reaping.
+        for statement in (
+                "INSERT INTO cronpolicy.script_policy (name, enabled) VALUES ('x', false)",
+                "UPDATE cronpolicy.script_policy SET enabled = false",
+                "UPDATE cronpolicy.script_run SET status = 'running'",
+                "UPDATE cronpolicy.script_run SET lease_expires_at = now() + interval '1 day'",
+                "DELETE FROM cronpolicy.script_run",
+                "UPDATE cronpolicy.deploy_state SET deploy_pending = false",
+                "INSERT INTO cronpolicy.run_slot (name, slot, run_key, host, lease_expires_at)"
+                " VALUES ('x', 0, 'k', 'h', now())",
+                "SELECT cronpolicy.reap_dead_runs()",
+                "SELECT * FROM cronpolicy.host_login"):
+            with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+                query(relay, statement)
+    finally:
+        relay.close()
+        dba.close()
+
+
+def test_a_relay_host_that_does_not_answer_delays_no_stop(pg_dsn, pg_roles, tmp_path):
+    """A relay's host that is down (or drops connections: here a listener
+    whose queue is full) leaves a connect waiting for connect_timeout (5 s
+    by default); meanwhile the script must still hear a stop within a
+    second, from the database it watches while it waits."""
+    blackhole = socket.socket()
+    blackhole.bind(("127.0.0.1", 0))
+    blackhole.listen(0)
+    filler = socket.create_connection(blackhole.getsockname(), timeout=5)
+    address = "%s:%d" % blackhole.getsockname()
+    try:
+        env = make_env(tmp_path, pg_roles("cronpolicy_script"))
+        (tmp_path / "scripts.conf").write_text(CONFIG.format(relay=address))
+        env["CRONPOLICY_CONFIG"] = str(tmp_path / "scripts.conf")
+        [process] = start_jobs(ScriptRunner(tmp_path, env), tmp_path, 1)
+        dba = psycopg2.connect(pg_dsn)
+        dba.autocommit = True
+        try:
+            time.sleep(0.2)
+            assert all(seconds < 1.0 for seconds in stop_everything(dba, [process]))
+        finally:
+            dba.close()
+        said = process.stderr.read()
+        assert "Traceback" not in said, said
+    finally:
+        filler.close()
+        blackhole.close()
+
+
+def test_a_relay_no_one_can_find_costs_one_warning(pg_dsn, pg_roles, tmp_path):
+    """relay = a name that does not resolve, or a port no one listens on:
+    the script runs, watches for itself, warns once, and hears a stop."""
+    login = pg_roles("cronpolicy_script")
+    for address in ("relay.invalid:7447", "127.0.0.1:1", "[::1]:1"):
+        env = make_env(tmp_path, login)
+        (tmp_path / "scripts.conf").write_text(CONFIG.format(relay=address))
+        env["CRONPOLICY_CONFIG"] = str(tmp_path / "scripts.conf")
+        [process] = start_jobs(ScriptRunner(tmp_path, env), tmp_path, 1)
+        dba = psycopg2.connect(pg_dsn)
+        dba.autocommit = True
+        try:
+            time.sleep(4)       # past a lease: renewed by the script itself
+            assert process.poll() is None, (address, process.stderr.read())
+            assert all(seconds < 1.0 for seconds in stop_everything(dba, [process]))
+            query(dba, "DELETE FROM cronpolicy.script_run RETURNING 1")
+            query(dba, "UPDATE cronpolicy.deploy_state SET deploy_pending = false RETURNING 1")
+        finally:
+            dba.close()
+        said = process.stderr.read()
+        assert said.count("watching the policy database directly") == 1, said
+        assert "Traceback" not in said and "relay" in said, said
+
+
+def test_a_relay_in_the_config_costs_a_sqlite_start_nothing(tmp_path):
+    """One config file for a fleet whose hosts record in PostgreSQL or in
+    SQLite: relay = ... is no use to SQLite's scripts, and must not load
+    what their start path keeps out (json: test_fast_path), nor the relay."""
+    from .test_fast_path import NEVER_ON_SQLITE, NOOP
+    (tmp_path / "noop.py").write_text(NOOP)
+    (tmp_path / "cronpolicy.conf").write_text("[cronpolicy]\nrelay = 127.0.0.1:7447\n")
+    env = dict(os.environ, CRONPOLICY_CONFIG=str(tmp_path / "cronpolicy.conf"),
+               CRONPOLICY_STATE_DIR=str(tmp_path / "state"),
+               CRONPOLICY_LOCK_DIR=str(tmp_path / "locks"),
+               CRONPOLICY_DSN="sqlite:///%s" % (tmp_path / "db.sqlite"))
+    bare = set(subprocess.run([sys.executable, "-c", "import sys; print(' '.join(sys.modules))"],
+                              capture_output=True, text=True, timeout=60).stdout.split())
+    for _ in range(2):          # the second start finds its cache written
+        result = subprocess.run([sys.executable, str(tmp_path / "noop.py")], env=env,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0 and result.stderr == "", result.stderr
+    loaded = set(result.stdout.split()) - bare
+    assert not {name.split(".")[0] for name in loaded} & NEVER_ON_SQLITE, loaded
+    assert "cronpolicy.tooling.relay" not in loaded
+
+
+def test_a_run_recorded_abandoned_while_relayed_stops_as_a_direct_one_would(fleet, tmp_path):
+    """Another host's reaper (or a DBA) records a relayed run abandoned:
+    the relay's next renewal shows it running again (it is) but tells the
+    script its lease was lost, and it stops at its next safe point, as with
+    its own heartbeat."""
+    _, scripts, dba = fleet
+    [process] = start_jobs(scripts, tmp_path, 1)
+    time.sleep(0.5)
+    query(dba, "UPDATE cronpolicy.script_run SET status = 'abandoned', finished_at = now(),"
+               " lease_expires_at = now() - interval '1 second' RETURNING 1")
+    assert process.wait(timeout=10) != 0
+    said = process.stderr.read()
+    assert "lease" in said and "Traceback" not in said, said
+    assert "watching the policy database directly" not in said
+    assert query(dba, "SELECT status, stop_decision FROM cronpolicy.script_run") == [
+        ("interrupted", "lease-lost")]
+
+
+def test_a_relay_that_cannot_read_the_policy_does_not_tick(fleet, tmp_path):
+    """A relay that renews leases but cannot read the policy (a grant
+    missing, a read that times out) kept ticking: its scripts stayed, and
+    no stop reached them.  It falls silent instead, and they watch the
+    database themselves.  (And the relay's reconnection, given the
+    descriptor number of the connection it dropped, found it still
+    registered: KeyError, a traceback, the relay gone.)"""
+    relay, scripts, dba = fleet
+    processes = start_jobs(scripts, tmp_path, 2)
+    time.sleep(0.5)
+    query(dba, "REVOKE SELECT ON cronpolicy.rollout_window FROM cronpolicy_relay; SELECT 1")
+    try:
+        time.sleep(0.1)
+        assert all(seconds < 1.5 for seconds in stop_everything(dba, processes))
+        for process in processes:
+            assert "watching the policy database directly" in process.stderr.read()
+        assert relay.process.poll() is None and "Traceback" not in "".join(relay.log)
+    finally:
+        query(dba, "GRANT SELECT ON cronpolicy.rollout_window TO cronpolicy_relay; SELECT 1")
+
+
+def test_a_relay_without_its_database_still_lets_go_of_connections_that_say_nothing(
+        pg_roles, fault_proxy, tmp_path):
+    """Connections that never say which run they are let go of after
+    HELLO_WITHIN whether or not the relay's database answers: they held a
+    descriptor each for as long as it did not (silent, it does not tick)."""
+    from .conftest import _via
+    proxy, _ = fault_proxy
+    relay = Relay(_via(pg_roles("cronpolicy_relay"), "127.0.0.1", proxy.port), tmp_path)
+    try:
+        proxy.mode = "refuse"
+        proxy.cut()
+        host, port = relayed.parse_address(relay.address)
+        silent = [socket.create_connection((host, port), timeout=5) for _ in range(5)]
+        try:
+            # (Each read of the policy retries for decision_timeout, 10 s,
+            # while the database refuses: the relay looks up between.)
+            started = time.monotonic()
+            for each in silent:
+                each.settimeout(40)
+                assert each.recv(100) == b""        # closed (not a timeout)
+            print("let go after %.1f s" % (time.monotonic() - started))
+        finally:
+            for each in silent:
+                each.close()
+        assert relay.process.poll() is None
+    finally:
+        relay.stop()
+
+
+def test_a_relay_that_cannot_renew_leases_lets_its_scripts_go(fleet, tmp_path):
+    """A relay whose reads pass but whose renewals fail (its EXECUTE on
+    renew_relayed revoked, a row a trigger refuses) kept ticking: its
+    scripts stayed, their leases ran out, and every one of them stopped as
+    lease-lost.  It falls silent instead, and they renew their own."""
+    relay, scripts, dba = fleet
+    processes = start_jobs(scripts, tmp_path, 2)
+    time.sleep(0.5)
+    signature = "cronpolicy.renew_relayed(bigint[], text[], boolean[], float8[], text[], " \
+                "integer[], float8[])"
+    query(dba, "REVOKE EXECUTE ON FUNCTION %s FROM cronpolicy_relay; SELECT 1" % signature)
+    try:
+        time.sleep(4.5)     # past a lease (3 s)
+        assert all(process.poll() is None for process in processes)
+        assert all(seconds < 1.0 for seconds in stop_everything(dba, processes))
+        for process in processes:
+            assert "watching the policy database directly" in process.stderr.read()
+        assert relay.process.poll() is None and "Traceback" not in "".join(relay.log)
+    finally:
+        query(dba, "GRANT EXECUTE ON FUNCTION %s TO cronpolicy_relay; SELECT 1" % signature)

@@ -15,8 +15,9 @@ or 50,000 to 60,000 transactions a second.  A relay serves them instead
   patch 0020), each as of when its script last spoke, and reads the
   policy's version along, so a lost notification costs at most one poll;
   a script that says it became safe (or not) is renewed within RUSH;
-* it ticks every TICK while its database answers: a script that hears no
-  tick for relayed.SILENCE watches the database itself, as does one whose
+* it ticks every TICK while its database answers and its last read of
+  the policy and its last renewal passed: a script that hears no tick for relayed.SILENCE
+  (renewals do not count) watches the database itself, as does one whose
   relay closes, goes away or does not know its run.
 
 One thread, one selector: a statement that stalls stops the ticks too, so
@@ -85,21 +86,28 @@ class Script:
         self.heard_at = self.connected_at
         self.sequence = None        # the last word not yet renewed
         self.told = ()              # the verdict last sent (its reason), () before any
+        self.known = False          # its run was found (by id and key) in this database
 
     def hello(self, message):
         """Take the script's first word; ValueError if it is not one."""
         run_id, key = message.get("watch"), message.get("key")
-        if not isinstance(run_id, int) or isinstance(run_id, bool) or not isinstance(key, str):
+        # What the batch renewal sends the database must be what it takes:
+        # one value it refuses fails the statement, and so every script's
+        # renewal, at every poll while this script stays connected.
+        if (not isinstance(run_id, int) or isinstance(run_id, bool)
+                or not 1 <= run_id <= relayed.MAX_RUN_ID or not relayed.storable(key)):
             raise ValueError("the first word must name the run and its key")
         slot = message.get("slot")
-        if slot is not None and not (isinstance(slot, list) and len(slot) == 2
-                                     and isinstance(slot[0], str) and isinstance(slot[1], int)):
+        if slot is not None and not (
+                isinstance(slot, list) and len(slot) == 2 and relayed.storable(slot[0])
+                and isinstance(slot[1], int) and not isinstance(slot[1], bool)
+                and 0 <= slot[1] <= relayed.MAX_SLOT):
             raise ValueError("slot must be [NAME, NUMBER]")
         needs = message.get("needs") or []
-        if not (isinstance(needs, list) and all(isinstance(each, str) for each in needs)):
+        if not (isinstance(needs, list) and all(relayed.storable(each) for each in needs)):
             raise ValueError("needs must be a list of service names")
         name, host = message.get("name"), message.get("host")
-        if not isinstance(name, str) or not isinstance(host, str):
+        if not relayed.storable(name) or not relayed.storable(host):
             raise ValueError("name and host must be text")
         ttl = message.get("ttl", config.DEFAULT_LEASE_TTL)
         if not isinstance(ttl, (int, float)) or isinstance(ttl, bool) or not 1 <= ttl <= 3600:
@@ -134,6 +142,8 @@ class Relay:
         self.inputs = None
         self.version = None
         self.answered_at = None     # when the database last answered (monotonic)
+        self.unread = True          # the last read of the policy failed (or none yet)
+        self.unrenewed = False      # the last renewal of leases failed
         self.database_fd = None
         self.next_read = 0.0        # when to read the policy whole
         self.last_read = 0.0
@@ -183,7 +193,7 @@ class Relay:
             if self.answered_at is not None:
                 LOG.warning("cannot %s (will retry): %s", what, error)
             self.answered_at = None     # no ticks until it answers again
-            self.database_fd = None     # a new connection LISTENs anew
+            self._forget_database()     # a new connection LISTENs anew
             return None
         if self.answered_at is None:
             LOG.info("the policy database answers")
@@ -191,14 +201,18 @@ class Relay:
         return result
 
     def _tick(self):
-        if self.answered_at is None or time.monotonic() - self.answered_at > max(
-                2 * self.settings.poll_interval, 1.0):
-            return      # silent: the scripts watch for themselves
-        tick = self._encoded({"tick": self.version})     # once for all
+        if (self.unread or self.unrenewed or self.answered_at is None
+                or time.monotonic() - self.answered_at > max(
+                    2 * self.settings.poll_interval, 1.0)):
+            tick = None     # silent: the scripts watch for themselves
+        else:
+            tick = self._encoded({"tick": self.version})     # once for all
         for sock, script in list(self.scripts.items()):
             if script.id is not None:
-                self._send_bytes(sock, script, tick)
+                if tick is not None:
+                    self._send_bytes(sock, script, tick)
             elif time.monotonic() - script.connected_at > HELLO_WITHIN:
+                # (silent or not: each holds a descriptor)
                 self._drop(sock, "said nothing for %gs" % HELLO_WITHIN)
 
     def _watch_database(self):
@@ -207,11 +221,7 @@ class Relay:
         fd = self.store.fileno()
         if fd == self.database_fd:
             return
-        if self.database_fd is not None:
-            try:
-                self.selector.unregister(self.database_fd)
-            except (KeyError, ValueError):
-                pass
+        self._forget_database()
         self.database_fd = fd
         if fd is not None:
             self.selector.register(fd, selectors.EVENT_READ, "database")
@@ -220,7 +230,13 @@ class Relay:
     def _notified(self):
         if self._guarded("read policy notifications", self.store.take_notifications):
             self.next_read = min(self.next_read, self.last_read + REREAD_AT_MOST_EVERY)
-        if self.store.fileno() is None and self.database_fd is not None:
+        if self.store.fileno() is None:
+            self._forget_database()
+
+    def _forget_database(self):
+        """Stop watching the connection's descriptor: the next connection
+        may get the same number, and the selector must not hold it then."""
+        if self.database_fd is not None:
             try:
                 self.selector.unregister(self.database_fd)
             except (KeyError, ValueError):
@@ -233,13 +249,17 @@ class Relay:
         self.last_read = time.monotonic()
         inputs = self._guarded("read the policy", lambda: self.store.load_inputs("", 1))
         if inputs is None:
+            # Renewals may still pass, but the verdicts it sends are stale:
+            # no ticks until a read passes (the scripts watch for themselves).
+            self.unread = True
             self.next_read = time.monotonic() + self.settings.poll_interval
             return
+        self.unread = False
         self.inputs = inputs
         self.next_read = time.monotonic() + RESYNC_INTERVAL
         told = 0
         for sock, script in list(self.scripts.items()):
-            if script.id is not None:
+            if script.known:
                 told += self._tell_verdict(sock, script)
         if told:
             LOG.info("told %d of %d scripts a new verdict, %.0f ms after reading the policy",
@@ -249,8 +269,8 @@ class Relay:
         """Send the script its verdict if it changed (True); keep the next
         read no later than the next window that covers it begins."""
         inputs = self.inputs
-        if inputs is None:
-            return
+        if inputs is None or self.unread:
+            return False    # told after the next read that passes (it tells what changed)
         stop = policy.stop_verdict(inputs, script.name, script.host, script.ignore,
                                    script.needs)
         said = None if stop is None else stop.reason
@@ -277,24 +297,36 @@ class Relay:
             return
         answer = self._guarded("renew %d leases" % len(due),
                                lambda: self.store.renew_relayed(due, now))
+        # Reads may still pass, but leases it cannot renew run out: no
+        # ticks until a renewal passes (the scripts renew their own).
+        self.unrenewed = answer is None
         if answer is None:
             return      # the words stay unrenewed: the next poll tries again
         rows, version = answer
-        by_id = {}
-        for script in due:
-            by_id.setdefault(script.id, []).append(script)
-        for run_id, known, renewed in rows:
-            for script in by_id.pop(run_id, ()):
-                sock, sequence = script.sock, script.sequence
-                script.sequence = None
-                if not known:
-                    self._send(sock, {"unknown": "no such run in %s" % self.store.masked_dsn})
-                    self._drop(sock, None)
-                elif renewed:
-                    self._send(sock, {"renewed": sequence})
-                else:
-                    self._send(sock, {"lost": "its lease ran out, or its fleet-wide slot "
-                                              "went to another run"})
+        # One row for each script, in order: two connections may name one
+        # run id (another database's run, or anyone's guess) with their own keys.
+        if len(rows) != len(due) or any(row[0] != script.id for row, script in zip(rows, due)):
+            LOG.warning("the renewal of %d leases answered for other runs: not used", len(due))
+            return
+        for script, (_, known, renewed) in zip(due, rows):
+            sock, sequence = script.sock, script.sequence
+            script.sequence = None
+            if sock not in self.scripts:
+                continue        # let go of meanwhile
+            if not known:
+                self._send(sock, {"unknown": "no such run in %s" % self.store.masked_dsn})
+                self._drop(sock, None)
+                continue
+            if renewed:
+                self._send(sock, {"renewed": sequence})
+            else:
+                self._send(sock, {"lost": "its lease ran out, or its fleet-wide slot "
+                                          "went to another run"})
+            if not script.known:
+                # Its verdict only now: that of another database's policy
+                # would stop a script that is no run here.
+                script.known = True
+                self._tell_verdict(sock, script)
         self._moved(version)
 
     def _moved(self, version):
@@ -350,15 +382,13 @@ class Relay:
             self._drop(sock, "sent what a script does not: %s" % error)
 
     def _heard(self, sock, script, line):
-        message = json.loads(line)
-        if not isinstance(message, dict):
-            raise ValueError("not a JSON object")
+        message = relayed.decode(line)
         if script.id is None:
             script.hello(message)
             script.heard_at = time.monotonic()
-            # Is the run known here?  Soon, with the others that arrive meanwhile.
+            # Is the run known here?  Soon, with the others that arrive
+            # meanwhile; its verdict once it is.
             self.next_renewal = min(self.next_renewal, time.monotonic() + RUSH)
-            self._tell_verdict(sock, script)
         elif "alive" in message:
             if script.alive(message):
                 self.next_renewal = min(self.next_renewal, time.monotonic() + RUSH)

@@ -27,7 +27,8 @@ Messages are JSON objects, one per line, in both directions:
                       {"unknown": REASON}  {"verdict": null or {...}}  {"bye": REASON}
 """
 
-import os
+import _thread
+import time
 
 # json and the policy's Verdict are imported where used: the config's check
 # of the address (parse_address) imports this module on every start, SQLite's
@@ -188,46 +189,131 @@ class LineChannel:
             pass
 
 
-def resolve(address):
-    """(family, type, proto, sockaddr) of the relay at ``address``
-    (HOST:PORT); RelayGone if there is none.  It may wait on DNS for as long
-    as the resolver does: the watcher asks on a thread of its own."""
-    import socket       # here: the config's check of the address needs none
-    try:
-        host, port = parse_address(address)
-        family, kind, proto, _, where = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-    except (OSError, ValueError, UnicodeError) as error:
-        raise RelayGone("cannot reach the relay at %s: %s" % (address, error)) from None
-    return family, kind, proto, where
+class Connector:
+    """Connects to the relay on a thread of its own: finding its host may
+    wait on DNS, and a host that is down answers no SYN for
+    connect_timeout, longer than a lease may be.  Meanwhile the watcher
+    watches the database itself; ``wake`` is called once it is done."""
+
+    def __init__(self, address, timeout, wake):
+        self.address, self.timeout, self.wake = address, timeout, wake
+        self.done = False
+        self._result = None         # the socket, or the RelayGone
+        self._abandoned = False
+        self._lock = _thread.allocate_lock()
+
+    def start(self):
+        _thread.start_new_thread(self._connect, ())
+        return self
+
+    def _connect(self):
+        import socket       # here: the config's check of the address needs none
+        try:
+            host, port = parse_address(self.address)
+            result = socket.create_connection((host, port), timeout=self.timeout)
+            result.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            result.setblocking(False)
+        except (OSError, ValueError, UnicodeError) as error:
+            result = RelayGone("cannot reach the relay at %s: %s" % (self.address, error))
+        except Exception as error:      # whatever DNS raises, the script carries on
+            result = RelayGone("cannot reach the relay at %s: %s" % (self.address, error))
+        with self._lock:
+            self._result, self.done = result, True
+            abandoned = self._abandoned
+        if abandoned and not isinstance(result, RelayGone):
+            result.close()
+        else:
+            self.wake()
+
+    def take(self):
+        """The LineChannel (once ``done``); RelayGone if there is none."""
+        if isinstance(self._result, RelayGone):
+            raise self._result
+        return LineChannel(self._result)
+
+    def abandon(self):
+        """The run ended first: the connection, when it comes, is closed."""
+        with self._lock:
+            self._abandoned = True
+            result = self._result if self.done else None
+        if result is not None and not isinstance(result, RelayGone):
+            result.close()
 
 
-def start_connecting(found, address):
-    """A non-blocking socket connecting to the relay ``found`` (by
-    resolve): the caller waits for it to become writable, watching the
-    database meanwhile (a relay's host that is down answers no SYN: the
-    wait lasts connect_timeout), then calls ``connected``.  RelayGone if
-    the connection cannot even begin."""
-    import errno
-    import socket
-    family, kind, proto, where = found
-    try:
-        sock = socket.socket(family, kind, proto)
-    except OSError as error:
-        raise RelayGone("cannot reach the relay at %s: %s" % (address, error)) from None
-    sock.setblocking(False)
-    failed = sock.connect_ex(where)
-    if failed not in (0, errno.EINPROGRESS):
-        sock.close()
-        raise RelayGone("cannot reach the relay at %s: %s" % (address, os.strerror(failed)))
-    return sock
+class RelayedWatch:
+    """The watcher's loop while a relay serves it: say it is alive (and
+    whether it is safe), take the relay's renewals and verdicts, and leave
+    (RelayGone) when the relay goes quiet or says what no relay says.  It
+    reads and writes the RunWatcher's state (the lease, the stop) as its
+    own _loop does."""
 
+    def __init__(self, watcher, channel):
+        self.watcher, self.channel = watcher, channel
+        self.sent = {0: time.monotonic()}   # words not yet renewed: when each was sent
 
-def connected(sock, address):
-    """The LineChannel of ``sock`` once its connect finished; RelayGone if it failed."""
-    import socket
-    failed = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-    if failed:
-        sock.close()
-        raise RelayGone("cannot reach the relay at %s: %s" % (address, os.strerror(failed)))
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return LineChannel(sock)
+    def run(self):
+        """Until the run ends (True); RelayGone when the relay cannot be used."""
+        watcher, channel = self.watcher, self.channel
+        settings = watcher.settings
+        safe = watcher.interruption.safe_now()
+        sequence = 0
+        channel.send({"watch": watcher.run.id, "key": watcher.run.record.spool_id,
+                      "name": watcher.name, "host": watcher.host, "needs": list(watcher.needs),
+                      "ignore": bool(watcher.ignore_policy), "safe": safe,
+                      "slot": watcher.store.held_slot, "ttl": settings.lease_ttl})
+        heard = time.monotonic()
+        gap = min(watcher.first_heartbeat, settings.heartbeat_interval)
+        next_alive = heard + gap
+        while not watcher.stopping:
+            messages = channel.receive()
+            now = time.monotonic()
+            # Ticks and verdicts say the relay reads the policy; renewals do
+            # not (they pass while its reads of the policy fail).  (Verdicts
+            # count: telling thousands of scripts a stop delays the ticks.)
+            if any("tick" in message or "verdict" in message for message in messages):
+                heard = now
+            for message in messages:
+                self._said(message)
+            if now - heard > SILENCE:
+                raise RelayGone("it sent no tick for %gs" % (now - heard))
+            safe_now = watcher.interruption.safe_now()
+            if safe_now and watcher.stop_requested:
+                watcher.interruption.request_interrupt()
+            if now >= next_alive or safe_now != safe:
+                sequence += 1
+                self.sent[sequence] = now
+                channel.send({"alive": sequence, "safe": safe_now})
+                safe = safe_now
+                gap = min(gap * 2, settings.heartbeat_interval)
+                next_alive = now + gap
+            lease_until = watcher.lease_until
+            if watcher.lease_standing and now >= lease_until:
+                watcher.lose_lease("the relay did not renew its lease for %gs"
+                                   % settings.lease_ttl)
+            deadline = min(next_alive, heard + SILENCE + 0.01, lease_until)
+            watcher.sleep_until(deadline, channel.fileno())
+        return True
+
+    def _said(self, message):
+        watcher = self.watcher
+        if "renewed" in message:
+            sequence = message["renewed"]
+            if sequence in self.sent:
+                watcher.lease_renewed_from(self.sent[sequence])
+                for older in [each for each in self.sent if each <= sequence]:
+                    del self.sent[older]
+        elif "verdict" in message:
+            try:
+                stop = verdict_from(message["verdict"])
+            except (TypeError, ValueError) as error:
+                raise RelayGone("it sent %s" % error) from None
+            watcher.set_stop(stop)
+        elif "lost" in message:
+            if watcher.lease_standing:
+                watcher.lose_lease(str(message["lost"]))
+        elif "unknown" in message:
+            raise RelayGone("it does not know run #%s (%s)"
+                            % (watcher.run.id, message["unknown"]))
+        elif "bye" in message:
+            raise RelayGone("it is going away (%s)" % message["bye"])
+        # ticks (and kinds a newer relay may send) only say it is alive

@@ -160,8 +160,21 @@ class RunWatcher:
         try:
             if self.store is None:
                 self._offline_loop()
-            elif not (self._relay_usable() and self._follow_relay()):
-                self._loop()
+                return
+            # Watch the database until the relay's connection is made (if
+            # one is configured), then through the relay, and the database
+            # again should the relay fail.
+            connector = self._relay_connector()
+            while True:
+                self._loop(connector)
+                if connector is None:
+                    break
+                if self._stopping:
+                    connector.abandon()     # the run ended before the relay answered
+                    break
+                if self._follow_relay(connector):
+                    break
+                connector = None
         except Exception:  # never let the watcher take the job down
             self.logger.exception("cronpolicy watcher stopped unexpectedly")
         finally:
@@ -181,7 +194,9 @@ class RunWatcher:
             self._recovered = True   # notifications may have been missed meanwhile
         return result
 
-    def _loop(self):
+    def _loop(self, connector=None):
+        """Watch the database until the run ends, or ``connector`` (a
+        relayed.Connector) is done."""
         settings = self.settings
         self._guarded("listen for policy changes", self.store.listen)
         next_check = self._first_check
@@ -189,6 +204,9 @@ class RunWatcher:
         next_heartbeat = time.monotonic() + gap
         last_safe = False       # as the start record says
         while not self._stopping:
+            if connector is not None and connector.done:
+                self._first_check = next_check
+                return
             if self._recovered:
                 self._recovered = False
                 next_check = 0.0
@@ -361,26 +379,29 @@ class RunWatcher:
 
     # Through a relay (cronpolicy.relayed) -----------------------------------------------
 
-    def _relay_usable(self):
-        return (self.settings.relay is not None and self.run.id is not None
-                and self.store.backend == config.POSTGRESQL)
+    def _relay_connector(self):
+        """A relayed.Connector under way, or None: no relay for this run."""
+        if (self.settings.relay is None or self.run.id is None
+                or self.store.backend != config.POSTGRESQL):
+            return None
+        from cronpolicy import relayed
+        return relayed.Connector(self.settings.relay, self.settings.connect_timeout,
+                                 self.wake).start()
 
-    def _follow_relay(self):
+    def _follow_relay(self, connector):
         """Watch through the relay until the run ends (True), or until the
         relay cannot be used (False: then watch the database directly)."""
         from cronpolicy import relayed
         try:
-            channel = self._connect_relay(relayed)
+            channel = connector.take()
         except relayed.RelayGone as error:
             self.logger.warning("%s; watching the policy database directly", error)
             return False
-        if channel is None:
-            return True     # the run ended first
         holding = self.store.hold_connection
         self.store.hold_connection = False      # the relay holds one for many scripts
         self.store.release()
         try:
-            return self._relayed(channel, relayed)
+            return relayed.RelayedWatch(self, channel).run()
         except relayed.RelayGone as error:
             self.logger.warning("relay %s: %s; watching the policy database directly",
                                 self.settings.relay, error)
@@ -390,138 +411,33 @@ class RunWatcher:
             channel.close()
             self.store.hold_connection = holding
 
-    def _connect_relay(self, relayed):
-        """The channel to the relay (None: the run ended first).  Finding the
-        relay's host may wait on DNS, and connecting to a host that is down
-        lasts connect_timeout (longer than a lease may be): meanwhile watch
-        the database as _loop does, so a stop still arrives within a second
-        and the lease is renewed."""
-        import select       # here: a no-op main() never sleeps
-        address, settings = self.settings.relay, self.settings
-        found, resolved = [], _thread.allocate_lock()
-        resolved.acquire()
+    # What RelayedWatch reads and writes of the run's state.
+    first_heartbeat = FIRST_HEARTBEAT
 
-        def resolve():
-            try:
-                found.append(relayed.resolve(address))
-            except relayed.RelayGone as error:
-                found.append(error)
-            except Exception as error:      # whatever DNS raises, the script carries on
-                found.append(relayed.RelayGone("cannot reach the relay at %s: %s"
-                                               % (address, error)))
-            finally:
-                resolved.release()
-        _thread.start_new_thread(resolve, ())
-        sock = None
-        give_up = time.monotonic() + settings.connect_timeout
-        next_check = self._first_check
-        next_heartbeat = time.monotonic() + min(FIRST_HEARTBEAT, settings.heartbeat_interval)
-        try:
-            while not self._stopping:
-                if sock is None and resolved.acquire(blocking=False):
-                    if isinstance(found[0], relayed.RelayGone):
-                        raise found[0]
-                    sock = relayed.start_connecting(found[0], address)
-                now = time.monotonic()
-                if now >= give_up:
-                    raise relayed.RelayGone("cannot reach the relay at %s: no answer within %gs"
-                                            % (address, settings.connect_timeout))
-                if now >= next_check:
-                    next_check = self._evaluate()
-                safe = self.interruption.safe_now()
-                if safe and self.stop_requested:
-                    self.interruption.request_interrupt()
-                if now >= next_heartbeat:
-                    self._renew(safe)
-                    next_heartbeat = now + settings.heartbeat_interval
-                database = self.store.fileno()
-                if database is not None and self._guarded(
-                        "read policy notifications", self.store.take_notifications):
-                    next_check = self._soon(next_check)
-                elif database is None:
-                    next_check = min(next_check, self._last_read + settings.poll_interval)
-                self.store.release()
-                database = self.store.fileno()
-                # Not yet resolved: look again soon (the resolver has no descriptor).
-                wait = min(give_up, next_check, next_heartbeat,
-                           now + (SAFE_POLL if sock is not None else 0.02))
-                try:
-                    _, writable, _ = select.select(
-                        [] if database is None else [database], [] if sock is None else [sock],
-                        [], max(0.0, wait - time.monotonic()))
-                except (OSError, ValueError):
-                    writable = ()
-                if writable:
-                    channel, sock = relayed.connected(sock, address), None
-                    self._first_check = next_check
-                    return channel
-            return None
-        finally:
-            if sock is not None:
-                sock.close()
+    @property
+    def stopping(self):
+        return self._stopping
 
-    def _relayed(self, channel, relayed):
-        settings = self.settings
-        safe = self.interruption.safe_now()
-        sequence = 0
-        sent = {sequence: time.monotonic()}     # words not yet renewed: when each was sent
-        channel.send({"watch": self.run.id, "key": self.run.record.spool_id,
-                      "name": self.name, "host": self.host, "needs": list(self.needs),
-                      "ignore": bool(self.ignore_policy), "safe": safe,
-                      "slot": self.store.held_slot, "ttl": settings.lease_ttl})
-        heard = time.monotonic()
-        gap = min(FIRST_HEARTBEAT, settings.heartbeat_interval)
-        next_alive = heard + gap
-        while not self._stopping:
-            messages = channel.receive()
-            now = time.monotonic()
-            # Ticks and verdicts say the relay reads the policy; renewals do
-            # not (they pass while its reads of the policy fail).  (Verdicts
-            # count: telling thousands of scripts a stop delays the ticks.)
-            if any("tick" in message or "verdict" in message for message in messages):
-                heard = now
-            for message in messages:
-                self._relay_said(message, sent, relayed)
-            if now - heard > relayed.SILENCE:
-                raise relayed.RelayGone("it sent no tick for %gs" % (now - heard))
-            safe_now = self.interruption.safe_now()
-            if safe_now and self.stop_requested:
-                self.interruption.request_interrupt()
-            if now >= next_alive or safe_now != safe:
-                sequence += 1
-                sent[sequence] = now
-                channel.send({"alive": sequence, "safe": safe_now})
-                safe = safe_now
-                gap = min(gap * 2, settings.heartbeat_interval)
-                next_alive = now + gap
-            if self._lease_stop is None and now >= self._lease_until:
-                self._lose_lease("the relay did not renew its lease for %gs" % settings.lease_ttl)
-            deadline = min(next_alive, heard + relayed.SILENCE + 0.01, self._lease_until)
-            if self.stop_requested:
-                deadline = min(deadline, now + SAFE_POLL)
-            self._sleep(deadline - time.monotonic(), channel.fileno())
-        return True
+    @property
+    def lease_until(self):
+        return self._lease_until
 
-    def _relay_said(self, message, sent, relayed):
-        if "renewed" in message:
-            sequence = message["renewed"]
-            if sequence in sent:
-                self._lease_until = max(self._lease_until,
-                                        sent[sequence] + self.settings.lease_ttl)
-                for older in [each for each in sent if each <= sequence]:
-                    del sent[older]
-        elif "verdict" in message:
-            try:
-                stop = relayed.verdict_from(message["verdict"])
-            except (TypeError, ValueError) as error:
-                raise relayed.RelayGone("it sent %s" % error) from None
-            self._set_stop(self._lease_stop or stop)
-        elif "lost" in message:
-            if self._lease_stop is None:
-                self._lose_lease(str(message["lost"]))
-        elif "unknown" in message:
-            raise relayed.RelayGone("it does not know run #%s (%s)"
-                                    % (self.run.id, message["unknown"]))
-        elif "bye" in message:
-            raise relayed.RelayGone("it is going away (%s)" % message["bye"])
-        # ticks (and kinds a newer relay may send) only say it is alive
+    @property
+    def lease_standing(self):
+        return self._lease_stop is None
+
+    def lose_lease(self, why):
+        self._lose_lease(why)
+
+    def lease_renewed_from(self, sent):
+        """A renewal of the word sent at ``sent`` (monotonic) came back."""
+        self._lease_until = max(self._lease_until, sent + self.settings.lease_ttl)
+
+    def set_stop(self, stop):
+        """The relay's verdict (a lost lease stays lost)."""
+        self._set_stop(self._lease_stop or stop)
+
+    def sleep_until(self, deadline, descriptor):
+        if self.stop_requested:
+            deadline = min(deadline, time.monotonic() + SAFE_POLL)
+        self._sleep(deadline - time.monotonic(), descriptor)

@@ -140,6 +140,7 @@ class Relay:
         self.selector.register(listener, selectors.EVENT_READ, None)
         self.scripts = {}           # socket -> Script
         self.inputs = None
+        self.lines = {}         # verdict lines of the last read (see _tell_verdict)
         self.version = None
         self.answered_at = None     # when the database last answered (monotonic)
         self.unread = True          # the last read of the policy failed (or none yet)
@@ -256,6 +257,7 @@ class Relay:
             return
         self.unread = False
         self.inputs = inputs
+        self.lines = {}         # each verdict's line, encoded once for all who get it
         self.next_read = time.monotonic() + RESYNC_INTERVAL
         told = 0
         for sock, script in list(self.scripts.items()):
@@ -277,7 +279,14 @@ class Relay:
         changed = said != script.told
         if changed:
             script.told = said
-            self._send(sock, {"verdict": relayed.verdict_message(stop)})
+            message = relayed.verdict_message(stop)
+            key = None if message is None else tuple(message.values())
+            line = self.lines.get(key)
+            if line is None:
+                line = self.lines[key] = self._encoded({"verdict": message})
+            self._send_bytes(sock, script, line)
+        if not inputs.windows:
+            return changed      # no window can begin
         upcoming = policy.next_window_start(inputs, script.name, script.host, script.needs)
         if upcoming is not None:
             until = max(0.0, (upcoming - inputs.now).total_seconds())

@@ -323,7 +323,8 @@ class Relay:
             if sock not in self.scripts:
                 continue        # let go of meanwhile
             if not known:
-                self._send(sock, {"unknown": "no such run in %s" % self.store.masked_dsn})
+                # (Which database is not said: anyone may connect and ask.)
+                self._send(sock, {"unknown": "no such run with that key in the relay's database"})
                 self._drop(sock, None)
                 continue
             if renewed:

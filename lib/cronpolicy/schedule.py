@@ -198,6 +198,57 @@ def _remember_next(key, moment, start):
     _NEXT[key, moment] = start
 
 
+# Previous starts, by the stretch each answer holds for ----------------------------------
+#
+# cronsim's reverse iteration from t gives the greatest start p < t; then
+# every moment in (p, t] has p for its previous start too (no start lies in
+# (p, t)), and the second start it gives, p2, is the previous start of
+# every moment in (p2, p].  Per schedule (its fields, UTC only: in a zone
+# cronsim's answer may depend on where in a repeated or skipped hour t
+# falls), _PREVIOUS keeps {p: the latest t known to have p as its previous
+# start} (None for p: no start at all before t), and the p's sorted.
+
+#: (fields, tz) -> [sorted starts p, {p: latest t}, latest t with no start before it or None].
+_PREVIOUS = {}
+_UNKNOWN = object()
+
+
+def _known_previous(key, at):
+    """previous_before(at) of the schedule ``key`` when a stretch known
+    covers ``at`` (a whole-second moment), else _UNKNOWN."""
+    import bisect
+    known = _PREVIOUS.get(key)
+    if known is None:
+        return _UNKNOWN
+    starts, latest, before_all = known
+    index = bisect.bisect_left(starts, at) - 1
+    if index >= 0:
+        start = starts[index]
+        if at <= latest[start]:
+            return start
+    elif before_all is not None and at <= before_all:
+        return None
+    return _UNKNOWN
+
+
+def _remember_previous(key, start, at):
+    """That ``start`` (or None) is the last start strictly before ``at``."""
+    import bisect
+    known = _PREVIOUS.get(key)
+    if known is None:
+        if len(_PREVIOUS) > _MEMO_LIMIT:
+            _PREVIOUS.clear()
+        known = _PREVIOUS[key] = [[], {}, None]
+    starts, latest = known[0], known[1]
+    if start is None:
+        known[2] = at if known[2] is None else max(known[2], at)
+    elif start in latest:
+        latest[start] = max(latest[start], at)
+    elif len(starts) < _MEMO_LIMIT:
+        bisect.insort(starts, start)
+        latest[start] = at
+
+
 # Next starts kept between commands ----------------------------------------------------
 #
 # A next start is a pure function of the fields, the zone and the moment
@@ -434,8 +485,23 @@ class Schedule:
         return bound if bound > moment else bound + step
 
     def previous_before(self, moment):
-        """The last start strictly before ``moment``, or None."""
-        return next(self._iterate(moment.replace(microsecond=0), reverse=True), None)
+        """The last start strictly before ``moment``, or None.  In UTC each
+        answer is remembered for the stretch of time it holds for
+        (_known_previous): `overdue` and `metrics` ask it of every job of a
+        fleet, at moments that differ by each job's estimate but mostly fall
+        between the same two starts of a few hundred expressions."""
+        at = moment.replace(microsecond=0)
+        if self.zone is not UTC or at.tzinfo is None:
+            return next(self._iterate(at, reverse=True), None)
+        found = _known_previous(self._key, at)
+        if found is not _UNKNOWN:
+            return found
+        starts = self._iterate(at, reverse=True)
+        found = next(starts, None)
+        _remember_previous(self._key, found, at)
+        if found is not None:
+            _remember_previous(self._key, next(starts, None), found)
+        return found
 
     def starts_between(self, start, end, limit=None):
         """The starts in [start, end), in order: the first ``limit`` of them

@@ -134,6 +134,49 @@ def test_a_first_start_worked_out_while_reading_is_the_one_asked_later(expressio
     assert early == Schedule(expression, tz).next_after(moment)
 
 
+def _cronsim_previous(expression, moment):
+    from cronsim import CronSim
+    found = next(CronSim(" ".join(Schedule(expression).fields),
+                         moment.replace(microsecond=0), reverse=True), None)
+    return found.astimezone(UTC) if found is not None else None
+
+
+@hypothesis_settings(max_examples=200, deadline=None, derandomize=True)
+@given(expression=st.sampled_from(["* * * * *", "*/5 * * * *", "30 2 * * *", "0 1-3 * * 0",
+                                   "15 */6 1 * *", "0 0 29 2 *", "@weekly", "59 23 31 12 *",
+                                   "0 2 * * 1-5", "0 0 1 1 *"]),
+       base=st.datetimes(min_value=datetime.datetime(2020, 1, 1),
+                         max_value=datetime.datetime(2030, 12, 31),
+                         timezones=st.just(datetime.timezone.utc)),
+       offsets=st.lists(st.integers(min_value=-3 * 86400, max_value=3 * 86400), min_size=1,
+                        max_size=30),
+       micros=st.integers(min_value=0, max_value=999999))
+def test_previous_starts_remembered_by_their_stretch_are_cronsims(expression, base, offsets,
+                                                                  micros):
+    """Issue 32.3: previous_before remembers each answer for the stretch of
+    time it holds for (overdue and metrics ask it of every job of a fleet,
+    at moments a job's estimate apart); asked in any order, at whole
+    minutes, starts themselves and between, it answers what cronsim does."""
+    from cronpolicy import schedule as module
+    module._PREVIOUS.clear()
+    schedule = Schedule(expression)
+    for offset in offsets:
+        moment = (base + datetime.timedelta(seconds=offset)).replace(microsecond=micros)
+        if offset % 3 == 0:
+            moment = moment.replace(second=0, microsecond=0)
+        assert schedule.previous_before(moment) == _cronsim_previous(expression, moment)
+        again = moment + datetime.timedelta(seconds=offset % 90)
+        assert schedule.previous_before(again) == _cronsim_previous(expression, again)
+
+
+def test_previous_starts_in_a_zone_are_not_remembered():
+    from cronpolicy import schedule as module
+    module._PREVIOUS.clear()
+    london = Schedule("30 1 * * *", "Europe/London")
+    assert london.previous_before(at(2026, 10, 25, 3, 0)) == at(2026, 10, 25, 0, 30)
+    assert module._PREVIOUS == {}
+
+
 def test_reading_where_a_first_start_is_asked_refuses_the_same():
     from cronpolicy import schedule as module
     module._READ.clear()

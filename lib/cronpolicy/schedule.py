@@ -249,6 +249,82 @@ def _remember_previous(key, start, at):
         latest[start] = at
 
 
+# Previous starts without cronsim, for schedules the same every day ------------------------
+#
+# Most of a fleet's schedules run at fixed minutes of fixed hours on every
+# day, or on some days of the week ("30 2 * * *", "*/15 * * * 1-5"): in UTC
+# their previous start is worked out here, in microseconds, where cronsim's
+# reverse iteration took about 130 (overdue and metrics ask it of every
+# expression of a fleet).  Only plain numbers, ranges, steps and * are
+# read here, with the day of the month and the month *, so that the day of
+# the week alone says which days run (as cron reads it); anything else
+# goes to cronsim.  A property test holds this to cronsim.
+
+#: (fields, tz) -> (minutes, hours, days of the week) or None (cronsim's).
+_DAILY = {}
+
+
+def _field_values(field, low, high):
+    """The values ``field`` (numbers, a-b ranges, /steps, *, by commas)
+    stands for within [low, high], or None for anything else."""
+    values = set()
+    for part in field.split(","):
+        base, slash, step = part.partition("/")
+        if slash:
+            if not step.isdigit() or int(step) == 0:
+                return None
+            step = int(step)
+        else:
+            step = 1
+        if base == "*":
+            first, last = low, high
+        elif "-" in base:
+            first, _, last = base.partition("-")
+            if not (first.isdigit() and last.isdigit()):
+                return None
+            first, last = int(first), int(last)
+        elif base.isdigit() and not slash:
+            first = last = int(base)
+        else:
+            return None
+        if not low <= first <= last <= high:
+            return None
+        values.update(range(first, last + 1, step))
+    return values
+
+
+def _daily_plan(fields):
+    """(minutes descending, hours descending, days of the week (0 Sunday))
+    of a schedule ``fields`` that runs the same times on each day it runs,
+    or None."""
+    if fields[2] != "*" or fields[3] != "*":
+        return None
+    minutes, hours = _field_values(fields[0], 0, 59), _field_values(fields[1], 0, 23)
+    days = _field_values(fields[4], 0, 7)
+    if not minutes or not hours or not days:
+        return None
+    return (sorted(minutes, reverse=True), sorted(hours, reverse=True),
+            frozenset(day % 7 for day in days))
+
+
+def _daily_previous(plan, at):
+    """The last start of ``plan`` strictly before ``at`` (aware UTC, whole seconds)."""
+    minutes, hours, days = plan
+    at = at.astimezone(UTC)
+    day = at.replace(hour=0, minute=0, second=0)
+    for back in range(8):
+        if (day.weekday() + 1) % 7 in days:
+            for hour in hours:
+                if back == 0 and hour > at.hour:
+                    continue
+                for minute in minutes:
+                    start = day.replace(hour=hour, minute=minute)
+                    if back > 0 or start < at:
+                        return start
+        day -= datetime.timedelta(days=1)
+    return None
+
+
 # Next starts kept between commands ----------------------------------------------------
 #
 # A next start is a pure function of the fields, the zone and the moment
@@ -412,6 +488,18 @@ def save_kept_starts(directory):
         return
 
 
+def with_kept_starts(directory, function):
+    """``function()``, with the next starts an earlier command kept in
+    ``directory`` (the state directory) taken first and what it worked
+    out kept after (load_kept_starts, save_kept_starts): for the commands
+    that work out a fleet's schedules (status, schedule list, overdue,
+    metrics).  Nothing is kept when it raises."""
+    load_kept_starts(directory)
+    found = function()
+    save_kept_starts(directory)
+    return found
+
+
 class Schedule:
     """A cron schedule in a time zone; ``source`` says where it came from.
     ``first_after``: a moment the caller will ask next_after of (worked out
@@ -495,6 +583,16 @@ class Schedule:
             return next(self._iterate(at, reverse=True), None)
         found = _known_previous(self._key, at)
         if found is not _UNKNOWN:
+            return found
+        plan = _DAILY.get(self._key, _UNKNOWN)
+        if plan is _UNKNOWN:
+            plan = _daily_plan(self.fields)
+            if len(_DAILY) > _MEMO_LIMIT:
+                _DAILY.clear()
+            _DAILY[self._key] = plan
+        if plan is not None:
+            found = _daily_previous(plan, at)
+            _remember_previous(self._key, found, at)
             return found
         starts = self._iterate(at, reverse=True)
         found = next(starts, None)

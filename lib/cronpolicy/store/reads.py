@@ -520,15 +520,29 @@ def reading(settings, doing="read the policy database", reap=False,
             application_name="cronpolicy-cli"):
     """A Reader on a connection of its own, in a transaction that only
     reads; ``reap``: record dead runs first, if the database is free to."""
-    connection = connect(settings, application_name)
-    reader = Reader(connection, settings.backend, settings.masked_dsn, settings.dsn,
-                    settings.host)
-    try:
+    with session(settings, application_name) as reader:
         if reap:
             reader.doing = "record dead runs"
             reap_if_free(reader, settings.connect_timeout)
-        reader.doing = doing
-        with _transaction(reader):
+        with transaction(reader, doing):
             yield reader
+
+
+@contextlib.contextmanager
+def session(settings, application_name="cronpolicy-cli"):
+    """A Reader on a connection of its own, closed when the block ends: for
+    a command that reads in more than one transaction (``transaction``,
+    ``reap_if_free``) without a connection for each (issue 32.3: overdue
+    made three)."""
+    connection = connect(settings, application_name)
+    try:
+        yield Reader(connection, settings.backend, settings.masked_dsn, settings.dsn,
+                     settings.host)
     finally:
         connection.close()
+
+
+def transaction(reader, doing):
+    """One transaction that only reads on ``reader``'s connection, doing ``doing``."""
+    reader.doing = doing
+    return _transaction(reader)

@@ -137,7 +137,7 @@ def test_a_first_start_worked_out_while_reading_is_the_one_asked_later(expressio
 def _cronsim_previous(expression, moment):
     from cronsim import CronSim
     found = next(CronSim(" ".join(Schedule(expression).fields),
-                         moment.replace(microsecond=0), reverse=True), None)
+                         moment.replace(microsecond=0).astimezone(UTC), reverse=True), None)
     return found.astimezone(UTC) if found is not None else None
 
 
@@ -167,6 +167,43 @@ def test_previous_starts_remembered_by_their_stretch_are_cronsims(expression, ba
         assert schedule.previous_before(moment) == _cronsim_previous(expression, moment)
         again = moment + datetime.timedelta(seconds=offset % 90)
         assert schedule.previous_before(again) == _cronsim_previous(expression, again)
+
+
+_FIELD_PARTS = st.sampled_from(["*", "*/{step}", "{a}", "{a}-{b}", "{a}-{b}/{step}", "{a},{b}",
+                                "{a},{a}-{b}", "{b}/{step}", "{a}-{b},*/{step}"])
+
+
+def _field(parts, low, high):
+    return st.builds(lambda part, a, b, step: part.format(a=min(a, b), b=max(a, b), step=step),
+                     parts, st.integers(low, high), st.integers(low, high),
+                     st.integers(1, high + 2))
+
+
+@hypothesis_settings(max_examples=DEEP or 400, deadline=None, derandomize=not DEEP)
+@given(minute=_field(_FIELD_PARTS, 0, 59), hour=_field(_FIELD_PARTS, 0, 23),
+       dom=st.sampled_from(["*", "*", "*", "1", "13", "*/2"]),
+       month=st.sampled_from(["*", "*", "*", "2", "1-6"]),
+       dow=st.one_of(st.sampled_from(["*", "1-5", "0", "7", "SUN", "mon-fri", "5-7"]),
+                     _field(_FIELD_PARTS, 0, 7)),
+       moments=st.lists(st.datetimes(min_value=datetime.datetime(2020, 1, 1),
+                                     max_value=datetime.datetime(2030, 12, 31),
+                                     timezones=st.sampled_from([
+                                         UTC, datetime.timezone(datetime.timedelta(hours=5))])),
+                        min_size=1, max_size=4))
+def test_previous_starts_worked_out_without_cronsim_are_cronsims(minute, hour, dom, month, dow,
+                                                                 moments):
+    """Issue 32.3: a schedule the same every day it runs has its previous
+    starts worked out without cronsim (schedule._daily_previous): what
+    cronsim says, for any expression it reads."""
+    from cronpolicy import schedule as module
+    expression = " ".join([minute, hour, dom, month, dow])
+    if schedule_problem(expression) is not None:
+        return
+    for moment in moments:
+        module._PREVIOUS.clear()
+        found = Schedule(expression).previous_before(moment)
+        assert found == _cronsim_previous(expression, moment), (expression, moment)
+        assert found is None or found.tzinfo is UTC
 
 
 def test_previous_starts_in_a_zone_are_not_remembered():

@@ -328,6 +328,12 @@ class Reader:
                           {"started_at": "time"})
         return found[0]["started_at"] if found else None
 
+    def last_successes(self):
+        """{(name, host): last_success_on(name, host)} for every pair that
+        ever succeeded, in one statement."""
+        return {(row["name"], row["host"]): row["started_at"]
+                for row in self.rows("last_successes", kinds={"started_at": "time"})}
+
     def rollouts_in_a_row(self, name):
         """{host: how many rollouts in a row skipped ``name`` there} (hosts
         where none did are left out)."""

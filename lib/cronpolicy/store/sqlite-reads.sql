@@ -101,6 +101,15 @@ SELECT count(*) AS runs FROM cronpolicy.script_run
    AND julianday(started_at) > julianday(:since)
 
 
+-- name: last_successes
+-- When each (script, host) that ever succeeded last started a success
+-- (last_success_on for every pair at once): one pass over the history,
+-- where asking each of a fleet's thousands of pairs on its own walked all
+-- of a script's runs for each pair that never succeeded (overdue, metrics).
+SELECT name, host, max(started_at) AS started_at FROM cronpolicy.script_run
+ WHERE status = 'succeeded'
+ GROUP BY name, host
+
 -- name: last_success_on
 -- A script's latest success on one host (script_run_name_started_idx, newest first).
 SELECT started_at, finished_at FROM cronpolicy.script_run

@@ -64,6 +64,7 @@ def test_many_scripts_at_once_read_what_one_at_a_time_reads(dsn, tmp_path, seed)
         runtimes = reader.recent_runtimes_of_each(NAMES, 5)
         in_a_row = reader.rollouts_in_a_row_of_each(NAMES)
         successes = reader.last_success_of_each(pairs)
+        every_success = reader.last_successes()
         measured = reader.success_and_first_run(NAMES)
         declared = reader.declared_intervals()
         for name in NAMES:
@@ -75,6 +76,8 @@ def test_many_scripts_at_once_read_what_one_at_a_time_reads(dsn, tmp_path, seed)
             assert in_a_row[name] == reader.rollouts_in_a_row(name)
         for pair in pairs:
             assert successes.get(pair) == reader.last_success_on(*pair), pair
+            assert every_success.get(pair) == reader.last_success_on(*pair), pair
+        assert set(every_success) <= set(pairs)
     rows = dba.execute("SELECT name, status, started_at, finished_at, expected_interval, id"
                        " FROM cronpolicy.script_run")
     from cronpolicy.rows import to_time
@@ -89,3 +92,29 @@ def test_many_scripts_at_once_read_what_one_at_a_time_reads(dsn, tmp_path, seed)
         else:
             assert name not in declared
     assert "never-ran" in measured and measured["never-ran"] == (None, None)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_overdue_of_the_whole_fleet_says_what_it_says_of_each_host(dsn, tmp_path, seed):
+    """overdue and metrics of the whole fleet take each pair's last success
+    from one pass over the history (Reader.last_successes) instead of its
+    script's recent starts and a walk for each pair those do not tell;
+    the reports of each host are those that asking that host alone gives
+    (which still reads the old way)."""
+    from cronpolicy.tooling.overdue import scheduled_reports_of
+    dba = DBA(dsn)
+    _fill(dba, seed)
+    for number, (name, host) in enumerate((name, host) for name in NAMES for host in HOSTS):
+        dba.execute("INSERT INTO cronpolicy.script_schedule (name, host, schedule)"
+                    " VALUES ({}, {}, {})",
+                    (name, host, ["*/7 * * * *", "0 * * * *", "30 2 * * *", "0 0 1 * *"][
+                        number % 4]))
+    settings = Settings.load(environ=make_env(tmp_path, dsn))
+    with reading(settings) as reader:
+        _, fleet = scheduled_reports_of(reader, settings, include_all=True)
+        assert len(fleet) == len(NAMES) * len(HOSTS)
+        assert any(report["last_success"] is not None for report in fleet)
+        assert any(report["last_success"] is None for report in fleet)
+        for host in HOSTS:
+            _, alone = scheduled_reports_of(reader, settings, include_all=True, host=host)
+            assert alone == [report for report in fleet if report["host"] == host], host

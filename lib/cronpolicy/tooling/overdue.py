@@ -110,11 +110,20 @@ def scheduled_reports_of(reader, settings, grace=DEFAULT_GRACE, starving_after=N
     """``scheduled_reports`` as ``reader`` reads it, in its transaction,
     recording nothing (the caller has recorded dead runs)."""
     from cronpolicy.tooling.rollout_plans import gather_of
-    fleet = gather_of(reader, settings, host=host, warn=warn)
-    last_success = _last_success(fleet)
-    unknown = [pair for pair, moment in last_success.items() if moment is None]
-    if unknown:
-        last_success.update(reader.last_success_of_each(unknown))
+    if host == "*":
+        # The whole fleet: every pair's last success in one pass over the
+        # history, not its scripts' recent starts and then, for each pair
+        # they do not tell (hundreds), a walk through its script's runs.
+        fleet = gather_of(reader, settings, host=host, warn=warn, history=False)
+        found = reader.last_successes()
+        last_success = {(job.name, job.host): found.get((job.name, job.host))
+                        for job in fleet.jobs if job.schedule is not None}
+    else:
+        fleet = gather_of(reader, settings, host=host, warn=warn)
+        last_success = _last_success(fleet)
+        unknown = [pair for pair, moment in last_success.items() if moment is None]
+        if unknown:
+            last_success.update(reader.last_success_of_each(unknown))
     return _scheduled(fleet, settings, last_success, grace, starving_after, include_all)
 
 

@@ -183,3 +183,60 @@ SELECT stop_block AS block, count(*) AS runs FROM cronpolicy.script_run
 -- The runs each rollout waited for, in the order they were first seen.
 SELECT * FROM cronpolicy.rollout_awaited WHERE rollout_id IN (SELECT value FROM json_each(:ids))
  ORDER BY rollout_id, first_seen_at, run_id
+
+
+-- name: metrics_runs
+-- What `metrics` counts of the runs, in one pass (it made five): per
+-- script, host, status, decision ('' for none) and whether a rollout's
+-- block is named, how many runs and the latest finish; of one host, or of
+-- every host when host is NULL.
+SELECT name, host, status, coalesce(decision, '') AS decision,
+       block IS NOT NULL AS blocked, count(*) AS runs, max(finished_at) AS finished_at
+  FROM cronpolicy.script_run
+ WHERE :host IS NULL OR host = :host
+ GROUP BY name, host, status, coalesce(decision, ''), block IS NOT NULL
+
+
+-- name: metrics_pruned
+-- What prune counted of the runs it deleted (schema patch 0018), of one
+-- host or (NULL) every host.
+SELECT name, host, status, decision, blocked, runs FROM cronpolicy.pruned_runs
+ WHERE :host IS NULL OR host = :host
+
+
+-- name: metrics_last_runs
+-- Per script and host, the finished run (not a skipped start) that finished
+-- last (ties: every one, the caller keeps the higher id); by the clock, not
+-- by id: an imported or late-flushed old run has a high id.
+SELECT run.name, run.host, run.id, run.started_at, run.finished_at, run.estimate_seconds
+  FROM cronpolicy.script_run AS run
+  JOIN (SELECT name, host, max(finished_at) AS moment FROM cronpolicy.script_run
+         WHERE finished_at IS NOT NULL AND status <> 'skipped'
+           AND (:host IS NULL OR host = :host)
+         GROUP BY name, host) AS newest
+    ON run.name = newest.name AND run.host = newest.host AND run.finished_at = newest.moment
+ WHERE run.finished_at IS NOT NULL AND run.status <> 'skipped'
+   AND (:host IS NULL OR run.host = :host)
+
+
+-- name: metrics_latest_estimates
+-- Per script and host, the run with an estimate that started last (ties:
+-- every one, the caller keeps the higher id).
+SELECT run.name, run.host, run.id, run.started_at, run.finished_at, run.estimate_seconds
+  FROM cronpolicy.script_run AS run
+  JOIN (SELECT name, host, max(started_at) AS moment FROM cronpolicy.script_run
+         WHERE estimate_seconds IS NOT NULL
+           AND (:host IS NULL OR host = :host)
+         GROUP BY name, host) AS newest
+    ON run.name = newest.name AND run.host = newest.host AND run.started_at = newest.moment
+ WHERE run.estimate_seconds IS NOT NULL AND (:host IS NULL OR run.host = :host)
+
+
+-- name: rollout_stalls
+-- Of the rollouts deploy wait saw quiet, when each began and when it was quiet.
+SELECT quiet_at, began_at FROM cronpolicy.rollout WHERE quiet_at IS NOT NULL
+
+
+-- name: last_drain
+-- The drain (deploy wait) that finished last.
+SELECT * FROM cronpolicy.drain ORDER BY finished_at DESC, id DESC LIMIT 1

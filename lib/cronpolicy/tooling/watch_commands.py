@@ -103,7 +103,6 @@ def cmd_overdue(args, settings):
 def cmd_metrics(args, settings):
     from cronpolicy.tooling import metrics
     from cronpolicy.tooling.cli import database_note
-    from cronpolicy.tooling.database import Database
     note = database_note(settings)
     # (As a comment, which every reader of the format skips.)
     heading = "# %s\n" % note if note else ""
@@ -112,7 +111,7 @@ def cmd_metrics(args, settings):
     def render():
         from cronpolicy.schedule import with_kept_starts
         return with_kept_starts(settings.state_dir, lambda: metrics.render(
-            Database(settings), warn=warn, host=args.host, scope=scope))
+            settings, warn=warn, host=args.host, scope=scope))
 
     if not args.output:
         sys.stdout.write(heading + render())

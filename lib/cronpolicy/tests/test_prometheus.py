@@ -275,3 +275,21 @@ def test_the_stall_histogram_has_each_quiet_rollout_in_its_bucket(cli, dba):
     assert (found[(name + "_count", ())], found[(name + "_sum", ())]) == (2, pytest.approx(45))
     assert [found[(name + "_bucket", (("le", le),))] for le in ("1.0", "30.0", "60.0", "+Inf")
             ] == [1, 1, 2, 2]
+
+
+def test_labels_given_as_text_are_those_of_their_dict():
+    """The per-host families give their labels as text made once per pair
+    (issue 32.3: a fleet's families have tens of thousands of samples):
+    the same lines as the dict of those labels, escapes and all."""
+    odd = ['plain', 'a"quote', 'back\\slash', 'new\nline', 'ü', '', '\\"\n']
+    for name in odd:
+        for host in odd[:3]:
+            labels = {"script": name, "host": host, "status": 'x"y'}
+            by_dict, by_text = metrics._Exposition(), metrics._Exposition()
+            by_dict.family("f", "gauge", "h", [(labels, 1)])
+            by_text.family("f", "gauge", "h", [(",".join(
+                '%s="%s"' % (key, metrics._escape(value)) for key, value in labels.items()),
+                1)])
+            assert by_dict.text() == by_text.text()
+            [family] = text_string_to_metric_families(by_dict.text())
+            assert family.samples[0].labels == labels

@@ -38,7 +38,10 @@ FLEET_WIDE = "Fleet-wide (export from one host only): "
 
 
 def _escape(value):
-    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    text = str(value)
+    if "\\" in text or "\n" in text or '"' in text:
+        return text.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    return text
 
 
 class _Exposition:
@@ -51,7 +54,10 @@ class _Exposition:
         self.lines.append("# HELP %s %s" % (name, help_text))
         self.lines.append("# TYPE %s %s" % (name, kind))
         for labels, value in samples:
-            label_text = ",".join('%s="%s"' % (key, _escape(labels[key])) for key in labels)
+            # (labels: a dict, or its text already: a fleet's families have
+            # tens of thousands of samples, mostly of the same pairs)
+            label_text = labels if type(labels) is str else ",".join(
+                '%s="%s"' % (key, _escape(labels[key])) for key in labels)
             self.lines.append("%s%s %s" % (name, "{%s}" % label_text if label_text else "",
                                            repr(float(value))))
 
@@ -256,8 +262,17 @@ def _host_families(out, reader, settings, warn, host, now, read):
             key = run["name"], run["host"]
             running[key] = running.get(key, 0) + 1
 
+    pair_labels = {}
+
     def labels(name, where, **more):
-        return dict({"script": name, "host": where}, **more)
+        """The label text of {"script": name, "host": where, **more}."""
+        text = pair_labels.get((name, where))
+        if text is None:
+            text = pair_labels[name, where] = 'script="%s",host="%s"' % (
+                _escape(name), _escape(where))
+        for key, value in more.items():
+            text += ',%s="%s"' % (key, _escape(value))
+        return text
 
     out.family("cronpolicy_last_success_timestamp_seconds", "gauge",
                PER_HOST + "when the script last succeeded there (Unix time, database clock).",

@@ -204,32 +204,28 @@ SELECT name, host, status, decision, blocked, runs FROM cronpolicy.pruned_runs
  WHERE :host IS NULL OR host = :host
 
 
--- name: metrics_last_runs
--- Per script and host, the finished run (not a skipped start) that finished
--- last (ties: every one, the caller keeps the higher id); by the clock, not
--- by id: an imported or late-flushed old run has a high id.
-SELECT run.name, run.host, run.id, run.started_at, run.finished_at, run.estimate_seconds
+-- name: metrics_latest_runs
+-- Per script and host, the runs that finished last (finished runs, not
+-- skipped starts; by the clock, not by id: an imported or late-flushed old
+-- run has a high id) and the runs with an estimate that started last, each
+-- flagged which (ties: every one, the caller keeps the higher id); of one
+-- host, or of every host when host is NULL.  One pass to find the moments
+-- and one to find their runs, where asking each apart made four.
+SELECT run.name, run.host, run.id, run.started_at, run.finished_at, run.estimate_seconds,
+       (run.finished_at = newest.finished AND run.status <> 'skipped') AS last_run,
+       (run.started_at = newest.started AND run.estimate_seconds IS NOT NULL)
+           AS latest_estimate
   FROM cronpolicy.script_run AS run
-  JOIN (SELECT name, host, max(finished_at) AS moment FROM cronpolicy.script_run
-         WHERE finished_at IS NOT NULL AND status <> 'skipped'
-           AND (:host IS NULL OR host = :host)
+  JOIN (SELECT name, host,
+               max(CASE WHEN status <> 'skipped' THEN finished_at END) AS finished,
+               max(CASE WHEN estimate_seconds IS NOT NULL THEN started_at END) AS started
+          FROM cronpolicy.script_run
+         WHERE :host IS NULL OR host = :host
          GROUP BY name, host) AS newest
-    ON run.name = newest.name AND run.host = newest.host AND run.finished_at = newest.moment
- WHERE run.finished_at IS NOT NULL AND run.status <> 'skipped'
+    ON run.name = newest.name AND run.host = newest.host
+ WHERE ((run.finished_at = newest.finished AND run.status <> 'skipped')
+        OR (run.started_at = newest.started AND run.estimate_seconds IS NOT NULL))
    AND (:host IS NULL OR run.host = :host)
-
-
--- name: metrics_latest_estimates
--- Per script and host, the run with an estimate that started last (ties:
--- every one, the caller keeps the higher id).
-SELECT run.name, run.host, run.id, run.started_at, run.finished_at, run.estimate_seconds
-  FROM cronpolicy.script_run AS run
-  JOIN (SELECT name, host, max(started_at) AS moment FROM cronpolicy.script_run
-         WHERE estimate_seconds IS NOT NULL
-           AND (:host IS NULL OR host = :host)
-         GROUP BY name, host) AS newest
-    ON run.name = newest.name AND run.host = newest.host AND run.started_at = newest.moment
- WHERE run.estimate_seconds IS NOT NULL AND (:host IS NULL OR run.host = :host)
 
 
 -- name: rollout_stalls

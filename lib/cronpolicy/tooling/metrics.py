@@ -86,17 +86,18 @@ _RUN_KINDS = {"id": "int", "started_at": "time", "finished_at": "time",
               "estimate_seconds": "seconds"}
 
 
-def _latest(reader, query, host):
-    """Per script and host, the run of ``query`` (metrics_last_runs or
-    metrics_latest_estimates: every run latest by its column), the higher
-    id of those tied: _Run rows."""
-    chosen = {}
-    for row in reader.rows(query, {"host": host}, _RUN_KINDS):
+def _latest(reader, host):
+    """(last runs, latest estimates): per script and host, the finished run
+    that finished last and the run with an estimate that started last, the
+    higher id of those tied: _Run rows (metrics_latest_runs)."""
+    last_runs, estimates = {}, {}
+    for row in reader.rows("metrics_latest_runs", {"host": host}, _RUN_KINDS):
         key = row["name"], row["host"]
-        if key not in chosen or row["id"] > chosen[key].id:
-            chosen[key] = _Run(row["name"], row["host"], row["id"], row["started_at"],
-                               row["finished_at"], row["estimate_seconds"])
-    return list(chosen.values())
+        for chosen, flag in ((last_runs, "last_run"), (estimates, "latest_estimate")):
+            if row[flag] and (key not in chosen or row["id"] > chosen[key].id):
+                chosen[key] = _Run(row["name"], row["host"], row["id"], row["started_at"],
+                                   row["finished_at"], row["estimate_seconds"])
+    return list(last_runs.values()), list(estimates.values())
 
 
 #: The stall histogram's buckets (seconds): from moments to hours.
@@ -206,14 +207,15 @@ def _read_runs(reader, host):
             moment, known = row["finished_at"], last_success.get((name, where))
             last_success[name, where] = moment if known is None or (
                 moment is not None and moment > known) else known
+    last_runs, latest_estimates = _latest(reader, host)
     return {
         "by_status": [key + (count,) for key, count in by_status.items()],
         "pruned": [(row["name"], row["host"], row["status"], row["decision"], row["blocked"],
                     row["runs"]) for row in reader.rows("metrics_pruned", {"host": host})],
         "skips": [key + (count,) for key, count in skips.items()],
         "last_success": [key + (moment,) for key, moment in last_success.items()],
-        "last_runs": _latest(reader, "metrics_last_runs", host),
-        "latest_estimates": _latest(reader, "metrics_latest_estimates", host),
+        "last_runs": last_runs,
+        "latest_estimates": latest_estimates,
         "missed": [key + (count,) for key, count in missed.items()],
         "caught_up": [key + (count,) for key, count in caught_up.items()],
     }

@@ -5,8 +5,12 @@
 -- (Kept apart from sqlite.sql, which a cron job's start reads whole.)
 
 -- name: running_runs
--- Runs recorded as running, oldest first (dead ones among them until reaped).
-SELECT * FROM cronpolicy.script_run WHERE status = 'running' ORDER BY started_at, id
+-- Runs recorded as running, oldest first (dead ones among them until reaped),
+-- by script_run_running_idx: ordered by the bare column, SQLite walked
+-- script_run_started_idx through the whole history instead, to spare
+-- itself sorting a few rows (290 ms of `status` on a fleet of 115,000 runs).
+-- (+started_at orders as started_at does: its collation is the column's.)
+SELECT * FROM cronpolicy.script_run WHERE status = 'running' ORDER BY +started_at, id
 
 
 -- name: recent_runs

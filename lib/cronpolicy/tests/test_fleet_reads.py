@@ -118,3 +118,16 @@ def test_overdue_of_the_whole_fleet_says_what_it_says_of_each_host(dsn, tmp_path
         for host in HOSTS:
             _, alone = scheduled_reports_of(reader, settings, include_all=True, host=host)
             assert alone == [report for report in fleet if report["host"] == host], host
+
+
+def test_sqlite_finds_the_running_runs_by_their_index(sqlite_dsn, tmp_path):
+    """SQLite answered running_runs (status, deploy wait, serve, metrics) by
+    walking script_run_started_idx through the whole history, to spare
+    itself sorting the few running rows: 290 ms of `status` on a fleet of
+    115,000 runs (issue 32.3).  It now takes the partial index of the
+    running ones."""
+    settings = Settings.load(environ=make_env(tmp_path, sqlite_dsn))
+    with reading(settings) as reader:
+        plan = " ".join(str(step[-1]) for step in reader.connection.execute(
+            "EXPLAIN QUERY PLAN " + reader._sql["running_runs"]).fetchall())
+    assert "script_run_running_idx" in plan and "script_run_started_idx" not in plan, plan

@@ -192,10 +192,11 @@ SELECT * FROM cronpolicy.rollout_awaited WHERE rollout_id IN (SELECT value FROM 
 -- name: metrics_runs
 -- What `metrics` counts of the runs, in one pass (it made five): per
 -- script, host, status, decision ('' for none) and whether a rollout's
--- block is named, how many runs and the latest finish; of one host, or of
--- every host when host is NULL.
+-- block is named, how many runs, the latest finish and the latest start;
+-- of one host, or of every host when host is NULL.
 SELECT name, host, status, coalesce(decision, '') AS decision,
-       block IS NOT NULL AS blocked, count(*) AS runs, max(finished_at) AS finished_at
+       block IS NOT NULL AS blocked, count(*) AS runs, max(finished_at) AS finished_at,
+       max(started_at) AS started_at
   FROM cronpolicy.script_run
  WHERE :host IS NULL OR host = :host
  GROUP BY name, host, status, coalesce(decision, ''), block IS NOT NULL

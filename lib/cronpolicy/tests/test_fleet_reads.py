@@ -118,6 +118,9 @@ def test_overdue_of_the_whole_fleet_says_what_it_says_of_each_host(dsn, tmp_path
         for host in HOSTS:
             _, alone = scheduled_reports_of(reader, settings, include_all=True, host=host)
             assert alone == [report for report in fleet if report["host"] == host], host
+        # metrics finds the last successes in its one pass over the runs.
+        from cronpolicy.tooling.metrics import _read_runs
+        assert _read_runs(reader, None)["last_success_starts"] == reader.last_successes()
 
 
 def test_sqlite_finds_the_running_runs_by_their_index(sqlite_dsn, tmp_path):

@@ -191,7 +191,9 @@ def _read_runs(reader, host):
     each pair's last success; besides, what prune counted and each pair's
     last finished run and latest estimate."""
     by_status, skips, missed, caught_up, last_success = {}, {}, {}, {}, {}
-    for row in reader.rows("metrics_runs", {"host": host}, {"finished_at": "time"}):
+    success_starts = {}
+    for row in reader.rows("metrics_runs", {"host": host},
+                           {"finished_at": "time", "started_at": "time"}):
         name, where, status, decision, count = (
             row["name"], row["host"], row["status"], row["decision"], row["runs"])
         key = (name, where, status)
@@ -207,6 +209,8 @@ def _read_runs(reader, host):
             moment, known = row["finished_at"], last_success.get((name, where))
             last_success[name, where] = moment if known is None or (
                 moment is not None and moment > known) else known
+            moment, known = row["started_at"], success_starts.get((name, where))
+            success_starts[name, where] = moment if known is None or moment > known else known
     last_runs, latest_estimates = _latest(reader, host)
     return {
         "by_status": [key + (count,) for key, count in by_status.items()],
@@ -218,6 +222,8 @@ def _read_runs(reader, host):
         "latest_estimates": latest_estimates,
         "missed": [key + (count,) for key, count in missed.items()],
         "caught_up": [key + (count,) for key, count in caught_up.items()],
+        # (Reader.last_successes, of these pairs: the scheduled reports' last successes)
+        "last_success_starts": success_starts,
     }
 
 
@@ -307,7 +313,9 @@ def _host_families(out, reader, settings, warn, host, now, read):
                 for row in sorted(last_runs, key=_name_host) if row.estimate_seconds])
     # Gathered for the host as a glob, then kept exactly (a name may hold * or ?).
     _, scheduled = scheduled_reports_of(reader, settings, include_all=True, warn=warn,
-                                        host="*" if host is None else host)
+                                        host="*" if host is None else host,
+                                        last_successes=read["last_success_starts"],
+                                        details=False)
     scheduled = [report for report in scheduled if host is None or report["host"] == host]
     out.family("cronpolicy_next_start_timestamp_seconds", "gauge",
                PER_HOST + "when the script is next scheduled to start there (Unix time).",

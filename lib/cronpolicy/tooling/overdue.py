@@ -106,16 +106,20 @@ def scheduled_reports(settings, grace=DEFAULT_GRACE, starving_after=None, includ
 
 
 def scheduled_reports_of(reader, settings, grace=DEFAULT_GRACE, starving_after=None,
-                         include_all=False, warn=None, host="*"):
+                         include_all=False, warn=None, host="*", last_successes=None,
+                         details=True):
     """``scheduled_reports`` as ``reader`` reads it, in its transaction,
-    recording nothing (the caller has recorded dead runs)."""
+    recording nothing (the caller has recorded dead runs).
+    ``last_successes``: Reader.last_successes() when the caller has it
+    (metrics counts the runs in one pass that finds it too); ``details``
+    False: each report's "detail" is left empty (metrics shows none of them)."""
     from cronpolicy.tooling.rollout_plans import gather_of
     if host == "*":
         # The whole fleet: every pair's last success in one pass over the
         # history, not its scripts' recent starts and then, for each pair
         # they do not tell (hundreds), a walk through its script's runs.
         fleet = gather_of(reader, settings, host=host, warn=warn, history=False)
-        found = reader.last_successes()
+        found = reader.last_successes() if last_successes is None else last_successes
         last_success = {(job.name, job.host): found.get((job.name, job.host))
                         for job in fleet.jobs if job.schedule is not None}
     else:
@@ -124,7 +128,8 @@ def scheduled_reports_of(reader, settings, grace=DEFAULT_GRACE, starving_after=N
         unknown = [pair for pair, moment in last_success.items() if moment is None]
         if unknown:
             last_success.update(reader.last_success_of_each(unknown))
-    return _scheduled(fleet, settings, last_success, grace, starving_after, include_all)
+    return _scheduled(fleet, settings, last_success, grace, starving_after, include_all,
+                      details)
 
 
 def _last_success(fleet):
@@ -139,7 +144,8 @@ def _last_success(fleet):
     return last_success
 
 
-def _scheduled(fleet, settings, last_success, grace, starving_after, include_all):
+def _scheduled(fleet, settings, last_success, grace, starving_after, include_all,
+               details=True):
     """scheduled_reports of ``fleet``, whose jobs last succeeded as ``last_success`` says."""
     starving_after = starving_after or planning.STARVING_AFTER
     now = fleet.inputs.now
@@ -168,7 +174,7 @@ def _scheduled(fleet, settings, last_success, grace, starving_after, include_all
             "overdue": late, "starving": job.starving if starving else 0,
             "skipped_by": job.starving, "next_start": job.schedule.next_after(now),
             "state": "starving" if starving else "late" if late else "ok",
-            "detail": _scheduled_detail(job, late, due, last, starving)})
+            "detail": _scheduled_detail(job, late, due, last, starving) if details else ""})
     return now, reports
 
 

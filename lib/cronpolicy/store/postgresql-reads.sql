@@ -143,13 +143,15 @@ SELECT count(*) AS runs FROM cronpolicy.script_run
  WHERE name = %(name)s AND host = %(host)s AND status <> 'skipped' AND started_at > %(since)s
 
 
--- name: last_successes
--- When each (script, host) that ever succeeded last started a success
--- (last_success_on for every pair at once): one pass over the history,
--- where asking each of a fleet's thousands of pairs on its own walked all
--- of a script's runs for each pair that never succeeded (overdue, metrics).
-SELECT name, host, max(started_at) AS started_at FROM cronpolicy.script_run
- WHERE status = 'succeeded'
+-- name: pair_starts
+-- Of every (script, host) in the history, in one pass: whether it started
+-- or was skipped since a moment (recent_pairs) and when its newest success
+-- started (last_success_on), where overdue asked these of every pair of a
+-- fleet apart: recent_pairs in a pass of its own, last_success_on walking a
+-- script's runs for each pair that never succeeded.
+SELECT name, host, bool_or(started_at > %(since)s) AS recent,
+       max(CASE WHEN status = 'succeeded' THEN started_at END) AS last_success
+  FROM cronpolicy.script_run
  GROUP BY name, host
 
 -- name: last_success_on

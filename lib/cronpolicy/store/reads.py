@@ -328,11 +328,14 @@ class Reader:
                           {"started_at": "time"})
         return found[0]["started_at"] if found else None
 
-    def last_successes(self):
-        """{(name, host): last_success_on(name, host)} for every pair that
-        ever succeeded, in one statement."""
-        return {(row["name"], row["host"]): row["started_at"]
-                for row in self.rows("last_successes", kinds={"started_at": "time"})}
+    def pair_starts(self, since):
+        """{(name, host): (whether it started or was skipped since ``since``,
+        when its newest success started or None)} of every pair the
+        history holds, in one statement: recent_pairs and last_success_on
+        of every pair at once."""
+        return {(row["name"], row["host"]): (bool(row["recent"]), row["last_success"])
+                for row in self.rows("pair_starts", {"since": self._time(since)},
+                                     {"last_success": "time"})}
 
     def rollouts_in_a_row(self, name):
         """{host: how many rollouts in a row skipped ``name`` there} (hosts

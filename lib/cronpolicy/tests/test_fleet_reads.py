@@ -8,6 +8,7 @@ each is held here to the one-script statement it replaces, over generated
 history (several seeds) that mixes successes, failures, rollout skips, runs
 in flight, spooled rows, needs and declared intervals, written with plain SQL."""
 
+import datetime
 import random
 
 import pytest
@@ -64,7 +65,9 @@ def test_many_scripts_at_once_read_what_one_at_a_time_reads(dsn, tmp_path, seed)
         runtimes = reader.recent_runtimes_of_each(NAMES, 5)
         in_a_row = reader.rollouts_in_a_row_of_each(NAMES)
         successes = reader.last_success_of_each(pairs)
-        every_success = reader.last_successes()
+        now = reader.now()
+        every_pair = reader.pair_starts(now - datetime.timedelta(days=3))
+        recent = reader.recent_pairs(now - datetime.timedelta(days=3))
         measured = reader.success_and_first_run(NAMES)
         declared = reader.declared_intervals()
         for name in NAMES:
@@ -76,8 +79,9 @@ def test_many_scripts_at_once_read_what_one_at_a_time_reads(dsn, tmp_path, seed)
             assert in_a_row[name] == reader.rollouts_in_a_row(name)
         for pair in pairs:
             assert successes.get(pair) == reader.last_success_on(*pair), pair
-            assert every_success.get(pair) == reader.last_success_on(*pair), pair
-        assert set(every_success) <= set(pairs)
+            assert every_pair.get(pair, (False, None))[1] == reader.last_success_on(*pair), pair
+        assert sorted(pair for pair, (seen, _) in every_pair.items() if seen) == recent
+        assert set(every_pair) <= set(pairs) and 0 < len(recent) < len(every_pair)
     rows = dba.execute("SELECT name, status, started_at, finished_at, expected_interval, id"
                        " FROM cronpolicy.script_run")
     from cronpolicy.rows import to_time
@@ -97,7 +101,7 @@ def test_many_scripts_at_once_read_what_one_at_a_time_reads(dsn, tmp_path, seed)
 @pytest.mark.parametrize("seed", [1, 2])
 def test_overdue_of_the_whole_fleet_says_what_it_says_of_each_host(dsn, tmp_path, seed):
     """overdue and metrics of the whole fleet take each pair's last success
-    from one pass over the history (Reader.last_successes) instead of its
+    from one pass over the history (Reader.pair_starts) instead of its
     script's recent starts and a walk for each pair those do not tell;
     the reports of each host are those that asking that host alone gives
     (which still reads the old way)."""
@@ -120,7 +124,9 @@ def test_overdue_of_the_whole_fleet_says_what_it_says_of_each_host(dsn, tmp_path
             assert alone == [report for report in fleet if report["host"] == host], host
         # metrics finds the last successes in its one pass over the runs.
         from cronpolicy.tooling.metrics import _read_runs
-        assert _read_runs(reader, None)["last_success_starts"] == reader.last_successes()
+        assert _read_runs(reader, None)["last_success_starts"] == {
+            pair: started for pair, (_, started) in reader.pair_starts(reader.now()).items()
+            if started is not None}
 
 
 def test_sqlite_finds_the_running_runs_by_their_index(sqlite_dsn, tmp_path):

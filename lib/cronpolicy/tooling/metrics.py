@@ -222,7 +222,7 @@ def _read_runs(reader, host):
         "latest_estimates": latest_estimates,
         "missed": [key + (count,) for key, count in missed.items()],
         "caught_up": [key + (count,) for key, count in caught_up.items()],
-        # (Reader.last_successes, of these pairs: the scheduled reports' last successes)
+        # (when each pair's newest success started: the scheduled reports' last successes)
         "last_success_starts": success_starts,
     }
 

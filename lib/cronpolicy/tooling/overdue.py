@@ -110,17 +110,31 @@ def scheduled_reports_of(reader, settings, grace=DEFAULT_GRACE, starving_after=N
                          details=True):
     """``scheduled_reports`` as ``reader`` reads it, in its transaction,
     recording nothing (the caller has recorded dead runs).
-    ``last_successes``: Reader.last_successes() when the caller has it
-    (metrics counts the runs in one pass that finds it too); ``details``
+    ``last_successes``: {(name, host): when its newest success started}
+    of every pair that ever succeeded, when the caller has it (metrics
+    counts the runs in one pass that finds it too); ``details``
     False: each report's "detail" is left empty (metrics shows none of them)."""
     from cronpolicy.tooling.rollout_plans import gather_of
+    from cronpolicy.tooling.schedules import RECENT
     if host == "*":
-        # The whole fleet: every pair's last success in one pass over the
-        # history, not its scripts' recent starts and then, for each pair
-        # they do not tell (hundreds), a walk through its script's runs.
-        fleet = gather_of(reader, settings, host=host, warn=warn, history=False)
-        found = reader.last_successes() if last_successes is None else last_successes
-        last_success = {(job.name, job.host): found.get((job.name, job.host))
+        # The whole fleet: every pair's last success from one pass over the
+        # history (Reader.pair_starts, which also tells the pairs seen
+        # lately that gather asks), not its scripts' recent starts and then,
+        # for each pair they do not tell (hundreds), a walk through its
+        # script's runs.
+        seen = {}
+
+        def recent_pairs(since):
+            seen.update(reader.pair_starts(since))
+            return sorted(pair for pair, (recent, _) in seen.items() if recent)
+        fleet = gather_of(reader, settings, host=host, warn=warn, history=False,
+                          recent_pairs=recent_pairs if last_successes is None else None)
+        if last_successes is None:
+            if not seen:
+                seen = reader.pair_starts(fleet.inputs.now - RECENT)
+            last_successes = {pair: started for pair, (_, started) in seen.items()
+                              if started is not None}
+        last_success = {(job.name, job.host): last_successes.get((job.name, job.host))
                         for job in fleet.jobs if job.schedule is not None}
     else:
         fleet = gather_of(reader, settings, host=host, warn=warn)

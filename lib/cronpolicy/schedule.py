@@ -325,6 +325,33 @@ def _daily_previous(plan, at):
     return None
 
 
+def _daily_between(plan, start, end, limit, said):
+    """The starts of ``plan`` in [start, end) (aware UTC), as
+    Schedule.starts_between gives them (``said``: the schedule described and
+    the window asked, for the error when there are more than MAX_STARTS)."""
+    minutes, hours, days = plan
+    minutes, hours = minutes[::-1], hours[::-1]
+    found = []
+    day = start.replace(hour=0, minute=0, second=0, microsecond=0)
+    one_day = datetime.timedelta(days=1)
+    while day < end:
+        if (day.weekday() + 1) % 7 in days:
+            for hour in hours:
+                for minute in minutes:
+                    moment = day.replace(hour=hour, minute=minute)
+                    if moment < start:
+                        continue
+                    if moment >= end or (limit is not None and len(found) >= limit):
+                        return found
+                    found.append(moment)
+                    if limit is None and len(found) > MAX_STARTS:
+                        raise ScheduleError(
+                            "%s starts more than %d times between %s and %s: ask about "
+                            "less time" % (said[0], MAX_STARTS, said[1], said[2]))
+        day += one_day
+    return found
+
+
 # Next starts kept between commands ----------------------------------------------------
 #
 # A next start is a pure function of the fields, the zone and the moment
@@ -584,12 +611,7 @@ class Schedule:
         found = _known_previous(self._key, at)
         if found is not _UNKNOWN:
             return found
-        plan = _DAILY.get(self._key, _UNKNOWN)
-        if plan is _UNKNOWN:
-            plan = _daily_plan(self.fields)
-            if len(_DAILY) > _MEMO_LIMIT:
-                _DAILY.clear()
-            _DAILY[self._key] = plan
+        plan = self._daily_plan()
         if plan is not None:
             found = _daily_previous(plan, at)
             _remember_previous(self._key, found, at)
@@ -604,7 +626,28 @@ class Schedule:
     def starts_between(self, start, end, limit=None):
         """The starts in [start, end), in order: the first ``limit`` of them
         if given, else all, and ScheduleError when there are more than
-        MAX_STARTS (rather than an answer cut short)."""
+        MAX_STARTS (rather than an answer cut short).  In UTC, a schedule
+        the same every day it runs has them worked out without cronsim
+        (_daily_between: deploy plan and slot ask every expression's)."""
+        plan = self._daily_plan() if self.zone is UTC else None
+        if plan is not None and start.tzinfo is not None and end.tzinfo is not None and \
+                start.year > 1 and end.year < 9000:
+            return _daily_between(plan, start.astimezone(UTC), end.astimezone(UTC), limit,
+                                  (self.describe(), start, end))
+        return self._cronsim_between(start, end, limit)
+
+    def _daily_plan(self):
+        """_daily_plan(self.fields), worked out once per expression."""
+        plan = _DAILY.get(self._key, _UNKNOWN)
+        if plan is _UNKNOWN:
+            plan = _daily_plan(self.fields)
+            if len(_DAILY) > _MEMO_LIMIT:
+                _DAILY.clear()
+            _DAILY[self._key] = plan
+        return plan
+
+    def _cronsim_between(self, start, end, limit=None):
+        """starts_between, by cronsim."""
         found = []
         for moment in self._iterate(start - datetime.timedelta(microseconds=1)
                                     if start.microsecond else

@@ -206,6 +206,47 @@ def test_previous_starts_worked_out_without_cronsim_are_cronsims(minute, hour, d
         assert found is None or found.tzinfo is UTC
 
 
+@hypothesis_settings(max_examples=DEEP or 300, deadline=None, derandomize=not DEEP)
+@given(minute=_field(_FIELD_PARTS, 0, 59), hour=_field(_FIELD_PARTS, 0, 23),
+       dow=st.one_of(st.sampled_from(["*", "1-5", "0", "7", "5-7"]), _field(_FIELD_PARTS, 0, 7)),
+       start=st.datetimes(min_value=datetime.datetime(2020, 1, 1),
+                          max_value=datetime.datetime(2030, 12, 31),
+                          timezones=st.sampled_from([
+                              UTC, datetime.timezone(datetime.timedelta(hours=-3))])),
+       seconds=st.integers(min_value=0, max_value=9 * 86400),
+       limit=st.one_of(st.none(), st.integers(min_value=0, max_value=30)))
+def test_starts_worked_out_without_cronsim_are_cronsims(minute, hour, dow, start, seconds, limit):
+    """Issue 32.3: a schedule the same every day it runs has its starts in
+    a window worked out without cronsim (schedule._daily_between: deploy
+    plan and slot ask every expression's): what cronsim gives."""
+    expression = " ".join([minute, hour, "*", "*", dow])
+    if schedule_problem(expression) is not None:
+        return
+    schedule = Schedule(expression)
+    end = start + datetime.timedelta(seconds=seconds)
+    found = schedule.starts_between(start, end, limit)
+    assert found == schedule._cronsim_between(start, end, limit), (expression, start, end)
+    assert all(moment.tzinfo is UTC for moment in found)
+
+
+def test_too_many_starts_worked_out_without_cronsim_are_refused_as_by_cronsim(monkeypatch):
+    from cronpolicy import schedule as module
+    from cronpolicy.errors import UsageError
+    monkeypatch.setattr(module, "MAX_STARTS", 100)
+    schedule = Schedule("* * * * *")
+    start = datetime.datetime(2026, 1, 1, 5, tzinfo=datetime.timezone(datetime.timedelta(hours=1)))
+    said = []
+    for window in (100, 101):
+        end = start + datetime.timedelta(minutes=window)
+        for way in (schedule.starts_between, schedule._cronsim_between):
+            try:
+                said.append(len(way(start, end)))
+            except UsageError as error:
+                said.append(str(error))
+    assert said[0] == said[1] == 100 and said[2] == said[3], said
+    assert "starts more than 100 times between 2026-01-01 05:00:00+01:00" in said[2]
+
+
 def test_previous_starts_in_a_zone_are_not_remembered():
     from cronpolicy import schedule as module
     module._PREVIOUS.clear()

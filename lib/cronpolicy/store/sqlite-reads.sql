@@ -3,6 +3,14 @@
 -- standing_windows, reap_stale and reap_gone of sqlite.sql.  Each statement
 -- is introduced by a "-- name: NAME" line; parameters are sqlite3's :name.
 -- (Kept apart from sqlite.sql, which a cron job's start reads whole.)
+--
+-- A statement that reads the whole history by script and host says NOT
+-- INDEXED: SQLite otherwise walks script_run_name_started_idx to have the
+-- groups in order, fetching each row from the table apart (on a fleet of
+-- 115,000 runs: recent_pairs 570 ms against 130, declared_runtimes 550
+-- against 20).  metrics_latest_runs says CROSS JOIN so that the history is
+-- read once, each row looking up its pair's moments in an automatic index,
+-- where SQLite looked up each pair's runs by name (26 s against 0.5 s).
 
 -- name: running_runs
 -- Runs recorded as running, oldest first (dead ones among them until reaped),
@@ -79,7 +87,7 @@ SELECT name, host, schedule, schedule_tz, max(started_at) AS started_at
 -- little history, no policy row's runtime).  What planners believe until
 -- a script's history is enough.  (SQLite: the bare column of the max() row.)
 SELECT name, host, estimate_seconds, max(started_at) AS started_at
-  FROM cronpolicy.script_run
+  FROM cronpolicy.script_run NOT INDEXED
  WHERE estimate_source LIKE :declared AND julianday(started_at) > julianday(:since)
  GROUP BY name, host ORDER BY name, host
 
@@ -93,7 +101,7 @@ SELECT host, max(started_at) AS last_seen FROM cronpolicy.script_run
 
 -- name: recent_pairs
 -- Every (script, host) seen since a moment: what a rollout may meet.
-SELECT DISTINCT name, host FROM cronpolicy.script_run
+SELECT DISTINCT name, host FROM cronpolicy.script_run NOT INDEXED
  WHERE julianday(started_at) > julianday(:since)
 
 
@@ -113,7 +121,7 @@ SELECT count(*) AS runs FROM cronpolicy.script_run
 -- script's runs for each pair that never succeeded.
 SELECT name, host, coalesce(max(julianday(started_at) > julianday(:since)), 0) AS recent,
        max(CASE WHEN status = 'succeeded' THEN started_at END) AS last_success
-  FROM cronpolicy.script_run
+  FROM cronpolicy.script_run NOT INDEXED
  GROUP BY name, host
 
 -- name: last_success_on
@@ -199,7 +207,7 @@ SELECT * FROM cronpolicy.rollout_awaited WHERE rollout_id IN (SELECT value FROM 
 SELECT name, host, status, coalesce(decision, '') AS decision,
        block IS NOT NULL AS blocked, count(*) AS runs, max(finished_at) AS finished_at,
        max(started_at) AS started_at
-  FROM cronpolicy.script_run
+  FROM cronpolicy.script_run NOT INDEXED
  WHERE :host IS NULL OR host = :host
  GROUP BY name, host, status, coalesce(decision, ''), block IS NOT NULL
 
@@ -223,10 +231,10 @@ SELECT run.name, run.host, run.id, run.started_at, run.finished_at, run.estimate
        (run.started_at = newest.started AND run.estimate_seconds IS NOT NULL)
            AS latest_estimate
   FROM cronpolicy.script_run AS run
-  JOIN (SELECT name, host,
+ CROSS JOIN (SELECT name, host,
                max(CASE WHEN status <> 'skipped' THEN finished_at END) AS finished,
                max(CASE WHEN estimate_seconds IS NOT NULL THEN started_at END) AS started
-          FROM cronpolicy.script_run
+          FROM cronpolicy.script_run NOT INDEXED
          WHERE :host IS NULL OR host = :host
          GROUP BY name, host) AS newest
     ON run.name = newest.name AND run.host = newest.host

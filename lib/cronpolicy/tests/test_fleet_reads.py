@@ -140,3 +140,20 @@ def test_sqlite_finds_the_running_runs_by_their_index(sqlite_dsn, tmp_path):
         plan = " ".join(str(step[-1]) for step in reader.connection.execute(
             "EXPLAIN QUERY PLAN " + reader._sql["running_runs"]).fetchall())
     assert "script_run_running_idx" in plan and "script_run_started_idx" not in plan, plan
+
+
+@pytest.mark.parametrize("query", ["recent_pairs", "declared_runtimes", "pair_starts",
+                                   "metrics_runs", "metrics_latest_runs"])
+def test_sqlite_reads_the_whole_history_in_one_scan(sqlite_dsn, tmp_path, query):
+    """On SQLite these statements walked script_run_name_started_idx to have
+    their groups in order, fetching each row apart (recent_pairs 570 ms
+    against 130 on 115,000 runs), and metrics_latest_runs looked up each
+    pair's runs by name (26 s against 0.5 s): each now reads the table once
+    (issue 32.3)."""
+    settings = Settings.load(environ=make_env(tmp_path, sqlite_dsn))
+    with reading(settings) as reader:
+        sql = reader._sql[query]
+        plan = [str(step[-1]) for step in reader.connection.execute(
+            "EXPLAIN QUERY PLAN " + sql, {name: None for name in ("host", "since", "declared")
+                                         if ":" + name in sql}).fetchall()]
+    assert not any("script_run_name_started_idx" in step for step in plan), plan

@@ -5,10 +5,13 @@ fraction of a second, and importing SQLAlchemy alone costs more than that.
 So what they read is here: named statements in postgresql-reads.sql and
 sqlite-reads.sql (and the gate's own in postgresql.sql and sqlite.sql,
 where they are the same), run on a psycopg2 or sqlite3 connection, rows turned into
-objects by the shapes of ``cronpolicy.rows``.  The SQLAlchemy tooling
-(deploy wait and plan, overdue, metrics, policy edits) reads through the
-same ``Reader``, handing over the DB-API connection beneath its own
-transaction (``Reader.of``), so each statement still has one home.
+objects by the shapes of ``cronpolicy.rows``.  The commands that read a
+fleet's thousands of schedules (schedule list, overdue, metrics, deploy
+plan) read here too, on a connection of their own (``reading``, or
+``session`` for several transactions on one connection).  The SQLAlchemy
+tooling (deploy wait, the dashboard, policy edits) reads through the same
+``Reader``, handing over the DB-API connection beneath its own transaction
+(``Reader.of``), so each statement still has one home.
 
 ``reading(settings, doing)`` is a read command's whole session: connect
 (SQLite: the schema created or upgraded on first use, as for the gate),

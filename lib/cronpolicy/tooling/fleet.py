@@ -3,7 +3,7 @@ that stop scripts, what is running now, and recording dead runs as abandoned.
 
 ``status`` is a read command: it reads through ``cronpolicy.store.reads``
 on a connection of its own, without SQLAlchemy.  The other functions serve
-the SQLAlchemy tooling (deploy wait and plan, metrics) on its connections,
+the SQLAlchemy tooling (deploy wait, the dashboard) on its connections,
 through the same Reader, so each statement has one home.
 """
 

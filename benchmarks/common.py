@@ -111,3 +111,42 @@ def python_floor(count):
     times = [float(process.communicate()[0]) - launched for process in processes]
     print("  %4d bare `python -c 'import psycopg2'` launched together: median %.2f s, p99 %.2f s"
           % (count, statistics.median(times), percentile(times, 0.99)))
+
+
+#: An interruptible cron script whose main() sleeps (BENCH_SECONDS, default
+#: an hour) and notes when it entered main(), was stopped or finished, in
+#: files named after its last argument: the job of fleet_load.py and pooler.py.
+JOB_SCRIPT = """\
+import os, sys, time
+from cronpolicy import CronScript
+
+class BenchJob(CronScript):
+    name = %(name)r
+    single_instance = False
+
+    def is_safe_to_interrupt(self):
+        return True
+
+    def main(self):
+        marker = sys.argv[-1]
+        with open(marker + ".entered", "w") as entered:
+            entered.write(repr(time.time()))
+        try:
+            # One sleep: the interruption arrives as a signal and ends it, and
+            # 500 processes polling a clock would cost more than cronpolicy.
+            time.sleep(float(os.environ.get("BENCH_SECONDS", "3600")))
+        except BaseException:
+            with open(marker + ".stopped", "w") as stopped:
+                stopped.write(repr(time.time()))
+            raise
+        with open(marker + ".done", "w") as done:
+            done.write(repr(time.time()))
+
+if __name__ == "__main__":
+    BenchJob().run(sys.argv[1:-1])
+"""
+
+
+def job_script(name):
+    """JOB_SCRIPT for a script called ``name``."""
+    return JOB_SCRIPT % {"name": name}

@@ -49,35 +49,11 @@ import time
 
 import psycopg2
 
-from common import SERVER_DSN, limited_login, percentile, throwaway_database
+from common import SERVER_DSN, job_script, limited_login, percentile, throwaway_database
 
 from cronpolicy.tests.pgbouncer import Pgbouncer
 
-SCRIPT = """\
-import sys, time
-from cronpolicy import CronScript
-
-class FleetJob(CronScript):
-    name = "fleet-job"
-    single_instance = False
-
-    def is_safe_to_interrupt(self):
-        return True
-
-    def main(self):
-        marker = sys.argv[-1]
-        with open(marker + ".entered", "w") as entered:
-            entered.write(repr(time.time()))
-        try:
-            time.sleep(3600)    # one sleep: the stop arrives as a signal
-        except BaseException:
-            with open(marker + ".stopped", "w") as stopped:
-                stopped.write(repr(time.time()))
-            raise
-
-if __name__ == "__main__":
-    FleetJob().run(sys.argv[1:-1])
-"""
+SCRIPT = job_script('fleet-job')
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -106,8 +82,8 @@ def cpu_delta(before, pids):
 class Sampler:
     """Samples the role's backends every 0.1 s from the admin database."""
 
-    def __init__(self, role):
-        self.role = role
+    def __init__(self, roles):
+        self.roles = list(roles)
         self.counts, self.active, self.pids = [], [], set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -116,8 +92,8 @@ class Sampler:
 
     def backends(self):
         with self.connection.cursor() as cursor:
-            cursor.execute("SELECT pid, state FROM pg_stat_activity WHERE usename = %s",
-                           (self.role,))
+            cursor.execute("SELECT pid, state FROM pg_stat_activity WHERE usename = ANY(%s)",
+                           (self.roles,))
             return cursor.fetchall()
 
     def transactions(self, database):
@@ -202,25 +178,50 @@ def stop_all(dsn, processes):
     return latencies
 
 
-def measure(name, dsn, login_dsn, role, via, count, args, workdir, bouncer=None):
+def start_relay(relay_dsn, workdir):
+    """A `cronpolicy relay` on a free loopback port: (process, HOST:PORT)."""
+    config = os.path.join(workdir, "relay.conf")
+    with open(config, "w") as handle:
+        handle.write("[cronpolicy]\n")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cronpolicy", "relay", "--listen", "127.0.0.1:0"],
+        env=dict(os.environ, CRONPOLICY_DSN=relay_dsn, CRONPOLICY_CONFIG=config,
+                 XDG_STATE_HOME=os.path.join(workdir, "relay-state")),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    line = process.stderr.readline()
+    if "serving on " not in line:
+        sys.exit("the relay did not start: %s%s" % (line, process.stderr.read()[-500:]))
+    log = []
+    threading.Thread(target=lambda: log.extend(process.stderr), daemon=True).start()
+    process.log = log       # what it said since (drained: a full pipe would stall it)
+    return process, line.split("serving on ")[1].split()[0]
+
+
+def measure(name, dsn, login_dsn, role, via, count, args, workdir, bouncer=None, relay=None):
+    """``relay``: (process, address, its login role) when via is relay."""
     script = os.path.join(workdir, "fleet_job.py")
     with open(script, "w") as handle:
         handle.write(SCRIPT)
     config = os.path.join(workdir, "fleet.conf")
     with open(config, "w") as handle:
         handle.write("[cronpolicy]\nwatch = %s\n" % ("poll" if bouncer else "listen"))
+        if relay is not None:
+            handle.write("relay = %s\n" % relay[1])
     env = dict(os.environ, CRONPOLICY_DSN=bouncer.dsn(name, user=role) if bouncer else login_dsn,
                CRONPOLICY_CONFIG=config, XDG_STATE_HOME=os.path.join(workdir, "state"))
     env.pop("CRONPOLICY_WATCH", None)
+    env.pop("CRONPOLICY_RELAY", None)
     rundir = tempfile.mkdtemp(dir=workdir)
     processes = launch(script, env, rundir, count)
     running = wait_all_entered(processes, 300)
     time.sleep(6)       # past the first heartbeats (1s, 2s, 4s), into the steady state
-    sampler = Sampler(role)
+    sampler = Sampler([role] + ([relay[2]] if relay else []))
     clients = [process.pid for _, process in processes]
     before_clients = {pid: cpu_seconds(pid) or 0.0 for pid in clients}
     before_server = {pid: cpu_seconds(pid) or 0.0 for pid, _ in sampler.backends()}
-    before_bouncer = cpu_seconds(bouncer.process.pid) if bouncer else 0.0
+    # The middle tier: pgbouncer, or the relay.
+    middle = bouncer.process.pid if bouncer else relay[0].pid if relay else None
+    before_bouncer = cpu_seconds(middle) if middle else 0.0
     first = sampler.transactions(name)
     started = time.monotonic()
     with sampler:
@@ -229,20 +230,30 @@ def measure(name, dsn, login_dsn, role, via, count, args, workdir, bouncer=None)
     elapsed = time.monotonic() - started
     server_cpu = cpu_delta(before_server, sampler.pids)
     client_cpu = cpu_delta(before_clients, clients)
-    bouncer_cpu = (cpu_seconds(bouncer.process.pid) - before_bouncer) if bouncer else 0.0
+    bouncer_cpu = (cpu_seconds(middle) - before_bouncer) if middle else 0.0
     sampler.connection.close()
     latencies = stop_all(dsn, processes)
     rate = (last - first) / elapsed
     backends = statistics.mean(sampler.counts)
     held = statistics.mean(sampler.active) / rate if rate else 0.0
-    print("  %-9s %4d running (of %d): %7.1f tx/s = %.3f per script; backends mean %.1f,"
-          " peak %d; CPU per script: PostgreSQL %.2f ms/s, pgbouncer %.2f ms/s,"
+    print("  %-9s %4d running (of %d): %7.1f tx/s = %.4f per script; backends mean %.1f,"
+          " peak %d; CPU per script: PostgreSQL %.2f ms/s, %s %.2f ms/s,"
           " client %.2f ms/s" % (
               via, running, count, rate, rate / running, backends, max(sampler.counts),
-              1000 * server_cpu / elapsed / running, 1000 * bouncer_cpu / elapsed / running,
+              1000 * server_cpu / elapsed / running, "relay" if relay else "pgbouncer",
+              1000 * bouncer_cpu / elapsed / running,
               1000 * client_cpu / elapsed / running))
     fleet_rate = rate / running * args.fleet
     connections = args.fleet if bouncer is None else 2 * fleet_rate * held
+    if relay is not None:
+        # A relay's statements do not grow with its scripts (one a poll):
+        # relays = what one core serves at the measured CPU per script,
+        # each one connection and this run's transactions/s.
+        per_core = 1.0 / (bouncer_cpu / elapsed / running) if bouncer_cpu > 0 else args.fleet
+        relays = max(1, -(-args.fleet // int(min(per_core / 2, args.fleet))))
+        fleet_rate, connections = rate * relays, relays
+        print("            a relay at half a core serves %d scripts: %d relays for %d running"
+              % (min(per_core / 2, args.fleet), relays, args.fleet))
     print("            stop: %d of %d stopped, UPDATE -> interrupted p50 %.2f s, p99 %.2f s;"
           " a transaction holds a connection %.2f ms; for %d running: %.0f tx/s,"
           " %.0f server connections" % (
@@ -272,14 +283,26 @@ def main():
             with throwaway_database() as (name, dsn), \
                     tempfile.TemporaryDirectory() as workdir, \
                     limited_login(dsn, 2 * count + 10 if via == "direct"
-                                  else args.pool) as login:
+                                  else 40 if via == "relay" else args.pool) as login:
                 role = psycopg2.extensions.parse_dsn(login)["user"]
-                bouncer = None
+                bouncer = relay = None
                 if via == "pgbouncer":
                     bouncer = Pgbouncer(dsn, "transaction", users=[role], pool_size=args.pool,
                                         max_client_conn=count * 2 + 100).start()
                 try:
-                    measure(name, dsn, login, role, via, count, args, workdir, bouncer)
+                    if via == "relay":
+                        with limited_login(dsn, 5) as relay_login:
+                            process, address = start_relay(relay_login, workdir)
+                            relay = (process, address,
+                                     psycopg2.extensions.parse_dsn(relay_login)["user"])
+                            try:
+                                measure(name, dsn, login, role, via, count, args, workdir,
+                                        relay=relay)
+                            finally:
+                                process.terminate()
+                                process.wait(30)
+                    else:
+                        measure(name, dsn, login, role, via, count, args, workdir, bouncer)
                 finally:
                     if bouncer is not None:
                         bouncer.close()

@@ -34,39 +34,11 @@ import time
 
 import psycopg2
 
-from common import limited_login, percentile, python_floor, throwaway_database
+from common import job_script, limited_login, percentile, python_floor, throwaway_database
 
 from cronpolicy.tests.pgbouncer import Pgbouncer
 
-SCRIPT = """\
-import os, sys, time
-from cronpolicy import CronScript
-
-class PooledJob(CronScript):
-    name = "pooled-job"
-    single_instance = False
-
-    def is_safe_to_interrupt(self):
-        return True
-
-    def main(self):
-        marker = sys.argv[-1]
-        with open(marker + ".entered", "w") as entered:
-            entered.write(repr(time.time()))
-        try:
-            # One sleep: the interruption arrives as a signal and ends it, and
-            # 500 processes polling a clock would cost more than cronpolicy.
-            time.sleep(float(os.environ["BENCH_SECONDS"]))
-        except BaseException:
-            with open(marker + ".stopped", "w") as stopped:
-                stopped.write(repr(time.time()))
-            raise
-        with open(marker + ".done", "w") as done:
-            done.write(repr(time.time()))
-
-if __name__ == "__main__":
-    PooledJob().run(sys.argv[1:-1])
-"""
+SCRIPT = job_script('pooled-job')
 
 
 class ServerConnections:

@@ -29,6 +29,9 @@
 --                     change it, delete from it or add triggers anywhere.
 -- cronpolicy_reader   reads every table (the audit included) and changes
 --                     nothing, not even dead runs: `cronpolicy serve`.
+-- cronpolicy_relay    what a `cronpolicy relay` needs: reads the policy as
+--                     scripts do and renews the leases of the runs it
+--                     serves (cronpolicy.renew_relayed), nothing else.
 -- cronpolicy_auditor  owns policy_audit and the functions that write it.
 --                     Grant it to no one: then only superusers can alter
 --                     the audit.  Run `schema upgrade` as a superuser or the
@@ -46,7 +49,8 @@ DECLARE
     wanted text;
 BEGIN
     FOREACH wanted IN ARRAY ARRAY['cronpolicy_script', 'cronpolicy_rollout', 'cronpolicy_admin',
-                                  'cronpolicy_reader', 'cronpolicy_auditor'] LOOP
+                                  'cronpolicy_reader', 'cronpolicy_auditor',
+                                  'cronpolicy_relay'] LOOP
         IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = wanted) THEN
             BEGIN
                 EXECUTE format('CREATE ROLE %I NOLOGIN', wanted);
@@ -66,6 +70,8 @@ COMMENT ON ROLE cronpolicy_admin IS
     'cronpolicy: administrators. Everything, policies included; the audit only to read.';
 COMMENT ON ROLE cronpolicy_reader IS
     'cronpolicy: dashboards (cronpolicy serve). Reads everything, changes nothing.';
+COMMENT ON ROLE cronpolicy_relay IS
+    'cronpolicy: cronpolicy relay. Reads the policy, renews the leases of the runs it serves.';
 COMMENT ON ROLE cronpolicy_auditor IS
     'cronpolicy: owns the audit (policy_audit and its functions). Grant it to no one.';
 
@@ -73,7 +79,8 @@ GRANT cronpolicy_script TO cronpolicy_rollout;
 
 -- Start from nothing in this database, so re-applying gives exactly this.
 REVOKE ALL ON ALL TABLES IN SCHEMA cronpolicy
-    FROM cronpolicy_script, cronpolicy_rollout, cronpolicy_admin, cronpolicy_reader;
+    FROM cronpolicy_script, cronpolicy_rollout, cronpolicy_admin, cronpolicy_reader,
+         cronpolicy_relay;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA cronpolicy FROM PUBLIC;
 -- Pure helpers that constraints and triggers evaluate with every writer's rights.
 GRANT EXECUTE ON FUNCTION cronpolicy.service_list_ok(text),
@@ -86,12 +93,13 @@ GRANT EXECUTE ON FUNCTION cronpolicy.service_list_ok(text),
                           cronpolicy.is_administrator(text) TO PUBLIC;
 
 GRANT USAGE ON SCHEMA cronpolicy
-    TO cronpolicy_script, cronpolicy_rollout, cronpolicy_admin, cronpolicy_reader;
+    TO cronpolicy_script, cronpolicy_rollout, cronpolicy_admin, cronpolicy_reader,
+       cronpolicy_relay;
 -- Whether to hold a connection while running (schema patch 0019): the
 -- policy read asks it, and every login that reads the policy (status, check,
 -- deploy wait, the dashboard) makes that read.
 GRANT EXECUTE ON FUNCTION cronpolicy.connections_scarce()
-    TO cronpolicy_script, cronpolicy_rollout, cronpolicy_reader;
+    TO cronpolicy_script, cronpolicy_rollout, cronpolicy_reader, cronpolicy_relay;
 
 -- Scripts.
 GRANT SELECT ON cronpolicy.schema_version, cronpolicy.script_policy, cronpolicy.deploy_state,
@@ -119,6 +127,16 @@ GRANT EXECUTE ON FUNCTION cronpolicy.reap_dead_runs()
 -- checks script_owner and host_login); a login changes only the schedules
 -- of those hosts (row-level security below).
 GRANT SELECT, INSERT, UPDATE, DELETE ON cronpolicy.script_schedule TO cronpolicy_script;
+
+-- Relays (cronpolicy relay): the policy as scripts read it, and one
+-- function that renews the leases of the runs they serve, by id and key.
+GRANT SELECT ON cronpolicy.schema_version, cronpolicy.script_policy, cronpolicy.deploy_state,
+                cronpolicy.rollout_window, cronpolicy.script_run, cronpolicy.service_deploy,
+                cronpolicy.rollout, cronpolicy.policy_version
+    TO cronpolicy_relay;
+GRANT EXECUTE ON FUNCTION cronpolicy.renew_relayed(bigint[], text[], boolean[], float8[], text[],
+                                                   integer[], float8[])
+    TO cronpolicy_relay;
 
 -- Rollout tooling (and cronpolicy_script's rights, through membership).
 GRANT UPDATE (deploy_pending, reason, changed_by) ON cronpolicy.deploy_state
@@ -199,7 +217,7 @@ DROP POLICY IF EXISTS script_run_insert_own ON cronpolicy.script_run;
 DROP POLICY IF EXISTS script_run_update_own ON cronpolicy.script_run;
 DROP POLICY IF EXISTS script_run_admin ON cronpolicy.script_run;
 CREATE POLICY script_run_read ON cronpolicy.script_run FOR SELECT
-    TO cronpolicy_script, cronpolicy_reader USING (true);
+    TO cronpolicy_script, cronpolicy_reader, cronpolicy_relay USING (true);
 CREATE POLICY script_run_insert_own ON cronpolicy.script_run FOR INSERT
     TO cronpolicy_script WITH CHECK (db_user = session_user);
 CREATE POLICY script_run_update_own ON cronpolicy.script_run FOR UPDATE

@@ -34,6 +34,7 @@ database providers in ``store``):
     cache         the host's copy of the last policy fetched
     spool         run records waiting for the database
     watcher       the thread that watches a running script
+    relayed       a running script's side of a relay (relay = HOST:PORT)
     interruption  stopping main() at safe points only
     locking       the per-host lock file, fleet-wide slots on one machine
     safety        which directories are safe to write into, and how

@@ -22,6 +22,7 @@ The config file is INI with one ``[cronpolicy]`` section::
     lease_ttl = 30s
     poll_interval = 1s
     watch = listen
+    relay = relay1.example.com:7447
     catch_up_at_once = 4
 
 ``watch`` says how a running script hears of stop requests on PostgreSQL:
@@ -31,6 +32,12 @@ opened for each read and closed again, using no session state).  Behind a
 pooler in transaction mode (pgbouncer's ``pool_mode = transaction``) LISTEN is
 lost, so set ``poll`` there; session pooling and direct connections keep
 ``listen``.  ``CRONPOLICY_WATCH`` overrides the file.  SQLite always polls.
+
+``relay`` (HOST:PORT of a ``cronpolicy relay``; ``CRONPOLICY_RELAY``
+overrides the file, and an empty one turns it off) has a running script
+watch through the relay, which holds one database connection for many
+scripts, instead of on a connection of its own: see cronpolicy.relayed.
+Only PostgreSQL databases have relays; with SQLite the key is unused.
 
 What a DSN may look like, and how its secrets are kept out of sight, is
 ``cronpolicy.dsns``; how the file is read, ``cronpolicy.config_file``.
@@ -83,6 +90,16 @@ def _watch(text):
     return value
 
 
+def _relay(text):
+    """HOST:PORT, checked (None: no relay)."""
+    value = text.strip()
+    if not value:
+        return None
+    from cronpolicy.relayed import parse_address
+    parse_address(value)
+    return value
+
+
 def _on_database_error(text):
     value = text.strip().lower()
     if value not in ON_DATABASE_ERROR_CHOICES:
@@ -123,6 +140,7 @@ class Settings:
         "watch": _watch,
         "catch_up_at_once": int,
         "syslog": str,
+        "relay": _relay,
     }
     #: Keys a ``[script:NAME]`` section may set, for that script only.
     _SCRIPT_KEYS = {"on_database_error": _on_database_error}
@@ -143,7 +161,7 @@ class Settings:
                  config_path=None, tcp_keepalive=DEFAULT_TCP_KEEPALIVE,
                  tcp_user_timeout=DEFAULT_TCP_USER_TIMEOUT, watch=WATCH_LISTEN,
                  default_rollout_expect=DEFAULT_ROLLOUT_EXPECT,
-                 catch_up_at_once=DEFAULT_CATCH_UP_AT_ONCE, syslog=None):
+                 catch_up_at_once=DEFAULT_CATCH_UP_AT_ONCE, syslog=None, relay=None):
         self.state_dir = state_dir or default_state_dir()
         self.dsn = dsn or default_dsn(self.state_dir)
         self.dsn_source = dsn_source if dsn else "default"
@@ -171,6 +189,8 @@ class Settings:
         self.catch_up_at_once = catch_up_at_once
         #: The local syslog socket scripts log to (None: as the options say).
         self.syslog = syslog or None
+        #: HOST:PORT of the relay running scripts watch through (None: none).
+        self.relay = relay or None
         self.validate()
 
     def validate(self):
@@ -202,6 +222,11 @@ class Settings:
             raise UsageError("%s (CRONPOLICY_HOST, or this machine's name)" % problem)
         if text_problem(self.dsn, "DSN"):      # (not shown: it may hold a password)
             raise UsageError("the DSN from %s is not UTF-8 text" % self.dsn_source)
+        if self.relay is not None:
+            try:
+                _relay(self.relay)
+            except ValueError as error:
+                raise ConfigError("relay must be %s" % error) from None
         if self.watch not in WATCH_CHOICES:
             raise ConfigError("watch must be one of %s, not %r" % (" or ".join(WATCH_CHOICES),
                                                                    self.watch))
@@ -272,6 +297,11 @@ class Settings:
                 values["watch"] = _watch(environ["CRONPOLICY_WATCH"])
             except ValueError as error:
                 raise ConfigError("CRONPOLICY_WATCH %s" % error) from None
+        if "CRONPOLICY_RELAY" in environ:
+            try:
+                values["relay"] = _relay(environ["CRONPOLICY_RELAY"])
+            except ValueError as error:
+                raise ConfigError("CRONPOLICY_RELAY must be %s" % error) from None
         # Later sources win.  A DSN that is set but empty is a mistake (an
         # unset variable in a deploy script, say), never a way back to the
         # local SQLite file: that would take the host out of the fleet's policy.

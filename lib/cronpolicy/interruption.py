@@ -169,6 +169,25 @@ class Interruption:
         self._previous_handlers = previous
         self._main_thread = _thread.get_ident()
 
+    def start_deaf(self, start):
+        """Call ``start``, which starts a thread (the watcher's), with SIGTERM
+        and SIGINT blocked, so that thread is born unable to take them.
+        Python runs a handler in the main thread only: a signal sent to the
+        process that the kernel hands to another thread merely notes it, and
+        a main thread blocked in a system call (a sleep, a read, a wait)
+        runs the handler when that call returns.  A SIGTERM sent to a forced
+        run sleeping in main() went unheard until the sleep ended whenever
+        the watcher's thread took it; blocked there, it goes to the main
+        thread, whose call it cuts short.  With no handlers of ours (not the
+        main thread), ``start`` is called as it is."""
+        if self._previous_handlers is None:
+            return start()
+        previous = _signals.pthread_sigmask(_signals.SIG_BLOCK, (SIGTERM, SIGINT))
+        try:
+            return start()
+        finally:
+            _signals.pthread_sigmask(_signals.SIG_SETMASK, previous)
+
     def restore(self):
         previous, self._previous_handlers = self._previous_handlers, None
         for signum, handler in (previous or {}).items():

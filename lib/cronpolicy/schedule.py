@@ -331,6 +331,8 @@ def _daily_between(plan, start, end, limit, said):
     the window asked, for the error when there are more than MAX_STARTS)."""
     minutes, hours, days = plan
     minutes, hours = minutes[::-1], hours[::-1]
+    if limit is not None:
+        limit = min(limit, MAX_STARTS + 1)      # (cronsim is asked no further)
     found = []
     day = start.replace(hour=0, minute=0, second=0, microsecond=0)
     one_day = datetime.timedelta(days=1)
@@ -547,6 +549,7 @@ class Schedule:
         self._periods = {}
         # What the memo of first starts knows it by (a fleet asks thousands).
         self._key = (fields, self.tz)
+        self._daily = False         # not yet read (_daily_starts)
 
     def __repr__(self):
         return "Schedule(%r, %r)" % (self.expression, self.tz)
@@ -627,8 +630,14 @@ class Schedule:
         """The starts in [start, end), in order: the first ``limit`` of them
         if given, else all, and ScheduleError when there are more than
         MAX_STARTS (rather than an answer cut short).  In UTC, a schedule
-        the same every day it runs has them worked out without cronsim
-        (_daily_between: deploy plan and slot ask every expression's)."""
+        that starts at the same times every day (_starts_of_days), or on
+        some days of the week (_daily_between), has them worked out without
+        cronsim's walk from start to start (deploy plan and slot, and the
+        simulator, ask every expression's)."""
+        if self._daily is False:
+            self._daily = _daily_starts(self.fields, self.zone)
+        if self._daily is not None:
+            return self._starts_of_days(start, end, limit)
         plan = self._daily_plan() if self.zone is UTC else None
         if plan is not None and start.tzinfo is not None and end.tzinfo is not None and \
                 start.year > 1 and end.year < 9000:
@@ -647,7 +656,7 @@ class Schedule:
         return plan
 
     def _cronsim_between(self, start, end, limit=None):
-        """starts_between, by cronsim."""
+        """starts_between, by cronsim's walk from start to start."""
         found = []
         for moment in self._iterate(start - datetime.timedelta(microseconds=1)
                                     if start.microsecond else
@@ -661,6 +670,30 @@ class Schedule:
                                 "less time" % (self.describe(), MAX_STARTS, start, end))
         return found
 
+    def _starts_of_days(self, start, end, limit):
+        """starts_between for a schedule that starts at the same times of
+        every day in UTC (``_daily``): those times laid on each day,
+        without cronsim's walk from start to start (planners and the
+        simulator ask days of starts of every schedule of a fleet)."""
+        if limit is not None:
+            limit = min(limit, MAX_STARTS + 1)      # (cronsim is asked no further)
+        found = []
+        day = start.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        while day < end:
+            for offset in self._daily:
+                moment = day + offset
+                if moment < start:
+                    continue
+                if moment >= end or (limit is not None and len(found) >= limit):
+                    return found
+                found.append(moment)
+                if limit is None and len(found) > MAX_STARTS:
+                    raise ScheduleError("%s starts more than %d times between %s and %s: ask "
+                                        "about less time" % (self.describe(), MAX_STARTS,
+                                                             start, end))
+            day += _DAY
+        return found
+
     def period(self, around):
         """The typical time between two starts near ``around``, in seconds
         (the median gap of the next few; a day when it runs less often than
@@ -671,6 +704,22 @@ class Schedule:
             gaps = sorted((b - a).total_seconds() for a, b in zip(starts, starts[1:]))
             self._periods[hour] = gaps[len(gaps) // 2] if gaps else 8 * 86400.0
         return self._periods[hour]
+
+
+_DAY = datetime.timedelta(days=1)
+
+
+def _daily_starts(fields, zone):
+    """The times of day (timedeltas from midnight, in order) at which
+    ``fields`` start in ``zone``, when they are the same every day: in UTC
+    (no change of offset moves a start), with day of month, month and day
+    of week all "*".  Else None.  The minutes and hours are as cronsim
+    reads them (its own parse of the fields)."""
+    if zone is not UTC or fields[2:] != ["*", "*", "*"]:
+        return None
+    parsed = _cronsim()[0](" ".join(fields), datetime.datetime(2000, 1, 1, tzinfo=UTC))
+    return [datetime.timedelta(hours=hour, minutes=minute)
+            for hour in sorted(parsed.hours) for minute in sorted(parsed.minutes)]
 
 
 def maybe_schedule(expression, tz=None, source=None, origin="", warn=None, first_after=None):

@@ -357,7 +357,7 @@ class CronScript:
             self._log_setup.configure()
         self._log_setup.main_started = True
         interruption.install()
-        watcher.start()
+        interruption.start_deaf(watcher.start)
         try:
             try:
                 interruption.in_main = True

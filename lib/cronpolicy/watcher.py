@@ -158,7 +158,10 @@ class RunWatcher:
 
     def _run(self):
         try:
-            self._loop() if self.store is not None else self._offline_loop()
+            if self.store is None:
+                self._offline_loop()
+            elif not (self._relay_usable() and self._follow_relay()):
+                self._loop()
         except Exception:  # never let the watcher take the job down
             self.logger.exception("cronpolicy watcher stopped unexpectedly")
         finally:
@@ -345,10 +348,105 @@ class RunWatcher:
         self._reread_by = self._next_check(inputs, RESYNC_INTERVAL)
         stop = self._lease_stop or stop_verdict(inputs, self.name, self.host,
                                                 self.ignore_policy, self.needs)
+        self._set_stop(stop)
+        return self._next_check(inputs)
+
+    def _set_stop(self, stop):
         if (stop and stop.reason) != (self.stop and self.stop.reason):
             if stop is not None:
                 self.logger.info("stop requested: %s", stop.reason)
             else:
                 self.logger.info("stop request withdrawn")
         self.stop = stop
-        return self._next_check(inputs)
+
+    # Through a relay (cronpolicy.relayed) -----------------------------------------------
+
+    def _relay_usable(self):
+        return (self.settings.relay is not None and self.run.id is not None
+                and self.store.backend == config.POSTGRESQL)
+
+    def _follow_relay(self):
+        """Watch through the relay until the run ends (True), or until the
+        relay cannot be used (False: then watch the database directly)."""
+        from cronpolicy import relayed
+        try:
+            channel = relayed.connect(self.settings.relay, self.settings.connect_timeout)
+        except relayed.RelayGone as error:
+            self.logger.warning("%s; watching the policy database directly", error)
+            return False
+        holding = self.store.hold_connection
+        self.store.hold_connection = False      # the relay holds one for many scripts
+        self.store.release()
+        try:
+            return self._relayed(channel, relayed)
+        except relayed.RelayGone as error:
+            self.logger.warning("relay %s: %s; watching the policy database directly",
+                                self.settings.relay, error)
+            self._first_check = 0.0     # and read the policy at once
+            return False
+        finally:
+            channel.close()
+            self.store.hold_connection = holding
+
+    def _relayed(self, channel, relayed):
+        settings = self.settings
+        safe = self.interruption.safe_now()
+        sequence = 0
+        sent = {sequence: time.monotonic()}     # words not yet renewed: when each was sent
+        channel.send({"watch": self.run.id, "key": self.run.record.spool_id,
+                      "name": self.name, "host": self.host, "needs": list(self.needs),
+                      "ignore": bool(self.ignore_policy), "safe": safe,
+                      "slot": self.store.held_slot, "ttl": settings.lease_ttl})
+        heard = time.monotonic()
+        gap = min(FIRST_HEARTBEAT, settings.heartbeat_interval)
+        next_alive = heard + gap
+        while not self._stopping:
+            messages = channel.receive()
+            now = time.monotonic()
+            if messages:
+                heard = now
+            for message in messages:
+                self._relay_said(message, sent, relayed)
+            if now - heard > relayed.SILENCE:
+                raise relayed.RelayGone("it was silent for %gs" % (now - heard))
+            safe_now = self.interruption.safe_now()
+            if safe_now and self.stop_requested:
+                self.interruption.request_interrupt()
+            if now >= next_alive or safe_now != safe:
+                sequence += 1
+                sent[sequence] = now
+                channel.send({"alive": sequence, "safe": safe_now})
+                safe = safe_now
+                gap = min(gap * 2, settings.heartbeat_interval)
+                next_alive = now + gap
+            if self._lease_stop is None and now >= self._lease_until:
+                self._lose_lease("the relay did not renew its lease for %gs" % settings.lease_ttl)
+            deadline = min(next_alive, heard + relayed.SILENCE + 0.01, self._lease_until)
+            if self.stop_requested:
+                deadline = min(deadline, now + SAFE_POLL)
+            self._sleep(deadline - time.monotonic(), channel.fileno())
+        return True
+
+    def _relay_said(self, message, sent, relayed):
+        if "renewed" in message:
+            sequence = message["renewed"]
+            if sequence in sent:
+                self._lease_until = max(self._lease_until,
+                                        sent[sequence] + self.settings.lease_ttl)
+                for older in [each for each in sent if each <= sequence]:
+                    del sent[older]
+        elif "verdict" in message:
+            try:
+                stop = relayed.verdict_from(message["verdict"])
+            except (TypeError, ValueError) as error:
+                raise relayed.RelayGone("it sent %s" % error) from None
+            self._set_stop(self._lease_stop or stop)
+        elif "lost" in message:
+            if self._lease_stop is None:
+                self._lose_lease(str(message["lost"]))
+        elif "unknown" in message:
+            raise relayed.RelayGone("it does not know run #%s (%s)"
+                                    % (self.run.id, message["unknown"]))
+        elif "bye" in message:
+            raise relayed.RelayGone("it is going away (%s)" % message["bye"])
+        # ticks (and kinds a newer relay may send) only say it is alive

@@ -253,6 +253,11 @@ class PostgresStore:
             self._become_scarce()
         return bool(row["runs"] and row["standing"]) and (self._slot is None or bool(row["slots"]))
 
+    @property
+    def held_slot(self):
+        """[name, slot] of the fleet-wide slot this run holds, or None (for a relay)."""
+        return None if self._slot is None else [self._slot["name"], self._slot["slot"]]
+
     def claim_slot(self, record, limit):
         """Take one of the ``limit`` fleet-wide slots of ``record.name`` for
         the run keyed ``record.spool_id``: a free one, or one whose lease ran out."""

@@ -128,6 +128,17 @@ SELECT (SELECT count(*) FROM run) AS runs, (SELECT bool_and(standing) FROM befor
        (SELECT count(*) FROM slot) AS slots, cronpolicy.connections_scarce() AS scarce
 
 
+-- name: renew_relayed
+-- A relay's heartbeat for every run it serves (cronpolicy.tooling.relay),
+-- one statement however many (schema patch 0020), with the policy's
+-- version read along: one transaction per relay per poll.
+SELECT r.id, r.known, r.renewed,
+       (SELECT version FROM cronpolicy.policy_version WHERE id = 1) AS version
+  FROM cronpolicy.renew_relayed(%(ids)s::bigint[], %(keys)s::text[], %(safe)s::boolean[],
+                                %(ages)s::float8[], %(slot_names)s::text[],
+                                %(slots)s::integer[], %(ttls)s::float8[]) AS r
+
+
 -- name: take_slot
 -- Slot slot of script name: freed first if its lease ran out, then taken if
 -- it is free.  Two statements, each atomic: of hosts racing for the slot,

@@ -61,7 +61,23 @@ def _temporary_files_in_memory(config):
     tempfile.tempdir = None         # gettempdir() reads TMPDIR again
 
 
+def _hypothesis_as_installed(config):
+    """Leave hypothesis's own modules to Python as installed.  pytest marks
+    for assertion rewriting every module of a distribution that provides a
+    pytest plugin, hypothesis included, and with PYTHONDONTWRITEBYTECODE set
+    (or a read-only install) it rewrites them again in each worker of each
+    run: 0.8 s of CPU a worker, for asserts that are hypothesis's, not ours.
+    (pytest's hook keeps the names in _must_rewrite; if that changes, this
+    does nothing.)"""
+    hook = getattr(config.pluginmanager, "rewrite_hook", None)
+    marked = getattr(hook, "_must_rewrite", None)
+    if isinstance(marked, set) and "hypothesis" in marked and "hypothesis" not in sys.modules:
+        marked.discard("hypothesis")
+        getattr(hook, "_marked_for_rewrite_cache", {}).clear()
+
+
 def pytest_configure(config):
+    _hypothesis_as_installed(config)
     _temporary_files_in_memory(config)
     config.addinivalue_line("markers", "slow: spawns many real processes; still run in CI")
     config.addinivalue_line("markers", "postgresql: needs the PostgreSQL server (marked by "
@@ -220,6 +236,7 @@ def wait_for_drops():
 
 
 GROUP_ROLES = ("cronpolicy_admin", "cronpolicy_rollout", "cronpolicy_script", "cronpolicy_reader",
+               "cronpolicy_relay",
                "cronpolicy_auditor")
 _created_group_roles = []
 

@@ -343,8 +343,12 @@ def test_an_end_that_cannot_be_written_is_spooled_and_completes_the_run(database
 # While main() runs ------------------------------------------------------------------------
 
 def flip_when_started(job, action):
-    """Do ``action`` from another thread once main() has started."""
+    """Do ``action`` from another thread once main() has started.  That
+    thread takes no SIGTERM or SIGINT: sent to the process, they are the
+    script's, for its main thread (any thread that does not block a signal
+    may be the one the kernel hands it to)."""
     def flip():
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
         job.started.wait(BOUND)
         action()
     thread = threading.Thread(target=flip, daemon=True)
@@ -375,11 +379,55 @@ def test_a_forced_run_is_not_stopped_by_the_policy_it_ignores(database, env):
     assert database.runs[0]["status"] == "succeeded" and "stop requested" not in log(env)
 
 
+def naps(seconds):
+    """Sleep ``seconds`` in naps of 50 ms.  A signal that arrives as a sleep
+    begins (the GIL let go, the system call not yet made) has its handler
+    run only when that sleep ends: a race in CPython, which the thread of
+    flip_when_started, woken by that very release of the GIL, often wins."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def threads_taking(signum):
+    """The native ids of this process's threads that do not block ``signum``
+    (Linux: /proc/self/task/*/status)."""
+    taking = set()
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open("/proc/self/task/%s/status" % task) as status:
+                fields = dict(line.split(":", 1) for line in status if ":" in line)
+        except OSError:             # the thread ended meanwhile
+            continue
+        if not int(fields["SigBlk"], 16) >> (signum - 1) & 1:
+            taking.add(int(task))
+    return taking
+
+
 def test_sigterm_still_stops_a_forced_run(database, env):
-    job = SafeJob(database, body=lambda job: time.sleep(BOUND))
+    job = SafeJob(database, body=lambda job: naps(BOUND))
     flip_when_started(job, lambda: os.kill(os.getpid(), signal.SIGTERM))
+    started = time.monotonic()
     assert run(job, env, "--ignore-policy") == exitcodes.INTERRUPTED
+    assert time.monotonic() - started < BOUND / 2
     assert database.runs[0]["stop_decision"] == "signal"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="Linux /proc")
+def test_the_watchers_thread_leaves_sigterm_and_sigint_to_the_main_thread(database, env):
+    """Python runs a handler in the main thread only; a signal the kernel
+    hands to another thread waits until the main thread's system call (a
+    sleep, a read) returns: SIGTERM sent to a run blocked there went unheard
+    for as long whenever the watcher's thread, awake at that moment, took it."""
+    before = {signum: threads_taking(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    during = {}
+
+    def body(job):
+        during.update((signum, threads_taking(signum)) for signum in before)
+    job = Job(database, body=body)
+    assert run(job, env) == exitcodes.OK
+    assert during and all(during[signum] <= before[signum] for signum in before), (
+        before, during)
 
 
 def test_an_unsafe_run_is_left_to_finish(database, env):

@@ -2,6 +2,7 @@
 changelog, and no warnings (issue 30.4, 30.5)."""
 
 import ast
+import functools
 import os
 import re
 import subprocess
@@ -21,6 +22,14 @@ CHECKOUT = next((path for path in (os.path.join(PACKAGE, os.pardir, os.pardir), 
                  and os.path.exists(os.path.join(path, "CHANGELOG.txt"))), None)
 needs_checkout = pytest.mark.skipif(
     CHECKOUT is None, reason="pyproject.toml and CHANGELOG.txt are in a checkout, not the wheel")
+
+
+@functools.lru_cache(maxsize=None)
+def parsed(path):
+    """The syntax tree of the module at ``path``, parsed once for the tests
+    of this file that each read the whole package."""
+    with open(path, encoding="utf-8") as handle:
+        return ast.parse(handle.read(), path)
 
 
 def checkout_file(name):
@@ -108,8 +117,7 @@ def test_the_web_extra_stays_out_of_the_plain_install_and_the_other_modules():
         if os.path.join("tooling", "web") in folder or os.sep + "tests" in folder:
             continue
         for name in (name for name in files if name.endswith(".py")):
-            with open(os.path.join(folder, name), encoding="utf-8") as handle:
-                tree = ast.parse(handle.read())
+            tree = parsed(os.path.join(folder, name))
             imported = {alias.name.split(".")[0] for node in ast.walk(tree)
                         if isinstance(node, ast.Import) for alias in node.names} | {
                 (node.module or "").split(".")[0] for node in ast.walk(tree)
@@ -145,9 +153,7 @@ def test_no_re_call_passes_count_or_flags_by_position():
             if not filename.endswith(".py"):
                 continue
             path = os.path.join(folder, filename)
-            with open(path, encoding="utf-8") as handle:
-                tree = ast.parse(handle.read(), path)
-            for node in ast.walk(tree):
+            for node in ast.walk(parsed(path)):
                 if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
                         and isinstance(node.func.value, ast.Name) and node.func.value.id == "re"
                         and len(node.args) > _POSITIONAL_LIMIT.get(node.func.attr, 99)):

@@ -420,7 +420,7 @@ def test_the_simulate_examples_run_and_the_quoted_figures_are_what_they_print(tm
 
 #: The cluster-wide roles README's set-up and recipes name.
 README_ROLES = ("cron_web1", "cron_web2", "cron_web1b", "cron_publishers", "release_bot", "alice",
-                "dashboard")
+                "dashboard", "cron_relay")
 #: An advisory lock (in the server's own database) held while they exist:
 #: roles belong to the whole server, so test runs alongside take turns.
 README_ROLES_LOCK = 0x52454144      # 'READ'
@@ -592,6 +592,10 @@ EXAMPLES = (
      NOT_RUN + "a crontab line (test_cli.py runs `cronpolicy check`)"),
     ("Watching the fleet: cronpolicy serve", "cronpolicy serve --dsn",
      "test_serve.py::test_the_readme_example_serves_as_written"),
+    ("Many running scripts: cronpolicy relay", "cronpolicy relay --dsn",
+     "test_relay.py::test_the_operators_example_serves_as_written"),
+    ("Many running scripts: cronpolicy relay", "relay = 10.0.0.5:7447",
+     "test_relay.py::test_the_operators_example_serves_as_written"),
     # docs/releases.txt
     ("Rollouts", "deploy end 12", "test_the_rollouts_examples_run_as_written"),
     ("Code-only releases: one service stops, the rest runs on", "--service xmlrpc",

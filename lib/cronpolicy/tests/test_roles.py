@@ -435,6 +435,7 @@ ARGUMENTS = {
     ("check",): ["publish-distro"],
     ("simulate",): ["--from-database", "--days", "1", "--rollouts", "1"],
     ("run",): ["publish-distro", "--", "true"],
+    ("relay",): ["--listen", "127.0.0.1:0"],
 }
 
 #: What a cronpolicy_script login may not do: change policies, windows or
@@ -442,7 +443,7 @@ ARGUMENTS = {
 DENIED_TO_SCRIPTS = {("schema", "roles"), ("disable",), ("enable",), ("window", "add"),
                      ("window", "cancel"), ("deploy", "begin"), ("deploy", "end"), ("deploy", "wait"),
                      ("deploy", "run"),
-                     ("audit",), ("metrics",), ("prune",)}
+                     ("audit",), ("metrics",), ("prune",), ("relay",)}
 
 
 def database_commands(parser=None, path=()):

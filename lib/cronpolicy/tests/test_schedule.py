@@ -727,3 +727,36 @@ def test_the_first_starts_are_those_of_every_start_sorted(lines, moment, limit):
 def test_no_start_comes_before_its_bound(expression, moment):
     schedule = Schedule(expression)
     assert moment < schedule.start_bound(moment) <= schedule.next_after(moment)
+
+
+_DAILY_FIELDS = st.lists(st.sampled_from(
+    ["*", "*/5", "*/7", "0", "5", "59", "1-5", "0-59/15", "3/20", "7-59/15", "10,40", "23",
+     "0-23/2", "*/6", "12"]), min_size=1, max_size=2).map(",".join)
+
+
+@hypothesis_settings(max_examples=DEEP or 100, deadline=None, derandomize=not DEEP)
+@given(minute=_DAILY_FIELDS, hour=_DAILY_FIELDS,
+       rest=st.sampled_from(["* * *", "* * *", "* * 1-5", "1 * *", "* 2 *"]),
+       tz=st.sampled_from([None, None, "UTC", "Europe/London"]),
+       start=st.datetimes(min_value=datetime.datetime(2020, 1, 1),
+                          max_value=datetime.datetime(2030, 12, 31),
+                          timezones=st.just(UTC)),
+       hours=st.integers(0, 80), limit=st.one_of(st.none(), st.integers(0, 30)))
+def test_starts_laid_on_each_day_are_cronsims_walk(minute, hour, rest, tz, start, hours, limit):
+    """A schedule with the same times every day in UTC has its starts laid
+    on each day, not walked by cronsim: the same starts as the walk."""
+    expression = "%s %s %s" % (minute, hour, rest)
+    if schedule_problem(expression, tz) is not None:
+        return
+    schedule = Schedule(expression, tz)
+    end = start + datetime.timedelta(hours=hours, minutes=hours * 7 % 60)
+    walked = []
+    for moment in schedule._iterate(start - datetime.timedelta(microseconds=1)):
+        if moment >= end or (limit is not None and len(walked) >= limit):
+            break
+        if moment >= start:
+            walked.append(moment)
+    found = schedule.starts_between(start, end, limit)
+    assert found == walked
+    assert all(moment.tzinfo is UTC for moment in found)
+    assert (schedule._daily is not None) == (rest == "* * *" and tz in (None, "UTC"))

@@ -26,6 +26,7 @@ Modules (a test keeps this list complete):
     database          SQLAlchemy engines and transactions
     tables            the schema's contract for SQLAlchemy
     run_command       `cronpolicy run`: any command behind the gate
+    relay             cronpolicy relay: one connection, stop verdicts and leases for many scripts
     deploy            rollouts: begin, end, deploy wait
     deploy_run        deploy run: a rollout around one command
     rollouts          the rollouts as operators read them

@@ -60,6 +60,9 @@ COMMANDS = (
     ("serve", "cronpolicy.tooling.web.serve",
      "a read-only web dashboard of the fleet: runs, schedules, windows, open rollouts "
      "(pip install 'cronpolicy[web]')"),
+    ("relay", "cronpolicy.tooling.relay",
+     "serve running scripts on one database connection: their stop verdicts and their "
+     "leases, renewed in one statement per poll (scripts set relay = HOST:PORT)"),
     ("metrics", "cronpolicy.tooling.watch_commands",
      "fleet metrics in the Prometheus text format"),
     ("flush", "cronpolicy.tooling.maintenance_commands",

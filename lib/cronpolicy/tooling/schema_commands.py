@@ -67,7 +67,7 @@ def cmd_schema_roles(args, settings):
         schema.apply_roles(connection)
     finally:
         connection.close()
-    print("roles cronpolicy_script, cronpolicy_rollout, cronpolicy_admin and "
-          "cronpolicy_reader are in place "
+    print("roles cronpolicy_script, cronpolicy_rollout, cronpolicy_admin, "
+          "cronpolicy_reader and cronpolicy_relay are in place "
           "with their rights in %s" % settings.masked_dsn)
     return exitcodes.OK

@@ -68,8 +68,17 @@ def backgrounds(text, depth=0):
     return False
 
 
+#: The operators (redirections first: "<<<" before "<"), and the characters
+#: one can begin with: a word asks at each of its characters, nearly always
+#: one that begins none.
+_OPERATORS = _REDIRECT + _CONTROL
+_OPERATOR_STARTS = frozenset(operator[0] for operator in _OPERATORS)
+
+
 def _operator_at(text, position):
-    for operator in _REDIRECT + _CONTROL:
+    if text[position:position + 1] not in _OPERATOR_STARTS:
+        return None
+    for operator in _OPERATORS:
         if text.startswith(operator, position):
             return operator
     return None

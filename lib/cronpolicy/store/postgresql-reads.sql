@@ -143,6 +143,17 @@ SELECT count(*) AS runs FROM cronpolicy.script_run
  WHERE name = %(name)s AND host = %(host)s AND status <> 'skipped' AND started_at > %(since)s
 
 
+-- name: pair_starts
+-- Of every (script, host) in the history, in one pass: whether it started
+-- or was skipped since a moment (recent_pairs) and when its newest success
+-- started (last_success_on), where overdue asked these of every pair of a
+-- fleet apart: recent_pairs in a pass of its own, last_success_on walking a
+-- script's runs for each pair that never succeeded.
+SELECT name, host, bool_or(started_at > %(since)s) AS recent,
+       max(CASE WHEN status = 'succeeded' THEN started_at END) AS last_success
+  FROM cronpolicy.script_run
+ GROUP BY name, host
+
 -- name: last_success_on
 -- A script's latest success on one host (script_run_name_started_idx, newest first).
 SELECT started_at, finished_at FROM cronpolicy.script_run
@@ -279,3 +290,57 @@ SELECT c.relname AS table_name
    AND (has_table_privilege(c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')
         OR has_any_column_privilege(c.oid, 'INSERT, UPDATE'))
  ORDER BY 1
+
+
+-- name: metrics_runs
+-- What `metrics` counts of the runs, in one pass (it made five): per
+-- script, host, status, decision ('' for none) and whether a rollout's
+-- block is named, how many runs, the latest finish and the latest start;
+-- of one host, or of every host when host is NULL.
+SELECT name, host, status, coalesce(decision, '') AS decision,
+       block IS NOT NULL AS blocked, count(*) AS runs, max(finished_at) AS finished_at,
+       max(started_at) AS started_at
+  FROM cronpolicy.script_run
+ WHERE %(host)s::text IS NULL OR host = %(host)s
+ GROUP BY name, host, status, coalesce(decision, ''), block IS NOT NULL
+
+
+-- name: metrics_pruned
+-- What prune counted of the runs it deleted (schema patch 0018), of one
+-- host or (NULL) every host.
+SELECT name, host, status, decision, blocked, runs FROM cronpolicy.pruned_runs
+ WHERE %(host)s::text IS NULL OR host = %(host)s
+
+
+-- name: metrics_latest_runs
+-- Per script and host, the runs that finished last (finished runs, not
+-- skipped starts; by the clock, not by id: an imported or late-flushed old
+-- run has a high id) and the runs with an estimate that started last, each
+-- flagged which (ties: every one, the caller keeps the higher id); of one
+-- host, or of every host when host is NULL.  One pass to find the moments
+-- and one to find their runs, where asking each apart made four.
+SELECT run.name, run.host, run.id, run.started_at, run.finished_at, run.estimate_seconds,
+       (run.finished_at = newest.finished AND run.status <> 'skipped') AS last_run,
+       (run.started_at = newest.started AND run.estimate_seconds IS NOT NULL)
+           AS latest_estimate
+  FROM cronpolicy.script_run AS run
+  JOIN (SELECT name, host,
+               max(CASE WHEN status <> 'skipped' THEN finished_at END) AS finished,
+               max(CASE WHEN estimate_seconds IS NOT NULL THEN started_at END) AS started
+          FROM cronpolicy.script_run
+         WHERE %(host)s::text IS NULL OR host = %(host)s
+         GROUP BY name, host) AS newest
+    ON run.name = newest.name AND run.host = newest.host
+ WHERE ((run.finished_at = newest.finished AND run.status <> 'skipped')
+        OR (run.started_at = newest.started AND run.estimate_seconds IS NOT NULL))
+   AND (%(host)s::text IS NULL OR run.host = %(host)s)
+
+
+-- name: rollout_stalls
+-- Of the rollouts deploy wait saw quiet, when each began and when it was quiet.
+SELECT quiet_at, began_at FROM cronpolicy.rollout WHERE quiet_at IS NOT NULL
+
+
+-- name: last_drain
+-- The drain (deploy wait) that finished last.
+SELECT * FROM cronpolicy.drain ORDER BY finished_at DESC, id DESC LIMIT 1

@@ -5,10 +5,13 @@ fraction of a second, and importing SQLAlchemy alone costs more than that.
 So what they read is here: named statements in postgresql-reads.sql and
 sqlite-reads.sql (and the gate's own in postgresql.sql and sqlite.sql,
 where they are the same), run on a psycopg2 or sqlite3 connection, rows turned into
-objects by the shapes of ``cronpolicy.rows``.  The SQLAlchemy tooling
-(deploy wait and plan, overdue, metrics, policy edits) reads through the
-same ``Reader``, handing over the DB-API connection beneath its own
-transaction (``Reader.of``), so each statement still has one home.
+objects by the shapes of ``cronpolicy.rows``.  The commands that read a
+fleet's thousands of schedules (schedule list, overdue, metrics, deploy
+plan) read here too, on a connection of their own (``reading``, or
+``session`` for several transactions on one connection).  The SQLAlchemy
+tooling (deploy wait, the dashboard, policy edits) reads through the same
+``Reader``, handing over the DB-API connection beneath its own transaction
+(``Reader.of``), so each statement still has one home.
 
 ``reading(settings, doing)`` is a read command's whole session: connect
 (SQLite: the schema created or upgraded on first use, as for the gate),
@@ -328,6 +331,15 @@ class Reader:
                           {"started_at": "time"})
         return found[0]["started_at"] if found else None
 
+    def pair_starts(self, since):
+        """{(name, host): (whether it started or was skipped since ``since``,
+        when its newest success started or None)} of every pair the
+        history holds, in one statement: recent_pairs and last_success_on
+        of every pair at once."""
+        return {(row["name"], row["host"]): (bool(row["recent"]), row["last_success"])
+                for row in self.rows("pair_starts", {"since": self._time(since)},
+                                     {"last_success": "time"})}
+
     def rollouts_in_a_row(self, name):
         """{host: how many rollouts in a row skipped ``name`` there} (hosts
         where none did are left out)."""
@@ -520,15 +532,29 @@ def reading(settings, doing="read the policy database", reap=False,
             application_name="cronpolicy-cli"):
     """A Reader on a connection of its own, in a transaction that only
     reads; ``reap``: record dead runs first, if the database is free to."""
-    connection = connect(settings, application_name)
-    reader = Reader(connection, settings.backend, settings.masked_dsn, settings.dsn,
-                    settings.host)
-    try:
+    with session(settings, application_name) as reader:
         if reap:
             reader.doing = "record dead runs"
             reap_if_free(reader, settings.connect_timeout)
-        reader.doing = doing
-        with _transaction(reader):
+        with transaction(reader, doing):
             yield reader
+
+
+@contextlib.contextmanager
+def session(settings, application_name="cronpolicy-cli"):
+    """A Reader on a connection of its own, closed when the block ends: for
+    a command that reads in more than one transaction (``transaction``,
+    ``reap_if_free``) without a connection for each (issue 32.3: overdue
+    made three)."""
+    connection = connect(settings, application_name)
+    try:
+        yield Reader(connection, settings.backend, settings.masked_dsn, settings.dsn,
+                     settings.host)
     finally:
         connection.close()
+
+
+def transaction(reader, doing):
+    """One transaction that only reads on ``reader``'s connection, doing ``doing``."""
+    reader.doing = doing
+    return _transaction(reader)

@@ -749,3 +749,42 @@ def test_a_command_imports_its_own_module_only(argv, wanted):
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert set(result.stdout.split()) == wanted
+
+
+def _table_cell_by_cell(rows, columns):
+    """print_table as it was written before issue 32.3: cell by cell."""
+    from cronpolicy.tooling.output import one_line
+    cells = [[heading for heading, _ in columns]]
+    cells += [[one_line(str(render(row))) for _, render in columns] for row in rows]
+    widths = [max(len(line[index]) for line in cells) for index in range(len(columns))]
+    print("\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
+                    for line in cells))
+
+
+def test_tables_printed_column_by_column_are_those_printed_cell_by_cell():
+    """Issue 32.3: print_table works column by column, each line by one
+    format (deploy plan's and schedule list's tables have thousands of
+    lines); what it prints is what cell by cell printed, line breaks, tabs,
+    percent signs, blanks and all."""
+    import contextlib
+    import io
+    from hypothesis import given, settings as hypothesis_settings, strategies as st
+    from cronpolicy.tooling.output import print_table
+    cell = st.one_of(st.text(alphabet=st.sampled_from(list("ab \n\t\u00fc%s-\\")), max_size=8),
+                     st.none(), st.integers(), st.floats(allow_nan=False))
+
+    @hypothesis_settings(max_examples=500, deadline=None, derandomize=True)
+    @given(width=st.integers(1, 5), rows=st.lists(st.lists(cell, min_size=5, max_size=5),
+                                                  max_size=6),
+           headings=st.lists(st.sampled_from(["A", "HOST", "NEXT START", "% x"]),
+                             min_size=5, max_size=5))
+    def same(width, rows, headings):
+        columns = [(headings[index], (lambda index: lambda row: row[index])(index))
+                   for index in range(width)]
+        printed, before = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            print_table(rows, columns)
+        with contextlib.redirect_stdout(before):
+            _table_cell_by_cell(rows, columns)
+        assert printed.getvalue() == before.getvalue()
+    same()

@@ -275,3 +275,46 @@ def test_the_stall_histogram_has_each_quiet_rollout_in_its_bucket(cli, dba):
     assert (found[(name + "_count", ())], found[(name + "_sum", ())]) == (2, pytest.approx(45))
     assert [found[(name + "_bucket", (("le", le),))] for le in ("1.0", "30.0", "60.0", "+Inf")
             ] == [1, 1, 2, 2]
+
+
+def test_labels_given_as_text_are_those_of_their_dict():
+    """The per-host families give their labels as text made once per pair
+    (issue 32.3: a fleet's families have tens of thousands of samples):
+    the same lines as the dict of those labels, escapes and all."""
+    odd = ['plain', 'a"quote', 'back\\slash', 'new\nline', 'ü', '', '\\"\n']
+    for name in odd:
+        for host in odd[:3]:
+            labels = {"script": name, "host": host, "status": 'x"y'}
+            by_dict, by_text = metrics._Exposition(), metrics._Exposition()
+            by_dict.family("f", "gauge", "h", [(labels, 1)])
+            by_text.family("f", "gauge", "h", [(",".join(
+                '%s="%s"' % (key, metrics._escape(value)) for key, value in labels.items()),
+                1)])
+            assert by_dict.text() == by_text.text()
+            [family] = text_string_to_metric_families(by_dict.text())
+            assert family.samples[0].labels == labels
+
+
+def test_the_latest_run_and_estimate_of_a_pair_are_the_higher_id_of_a_tie(cli, dba):
+    """metrics finds each pair's last finished run and latest estimate in
+    one statement (issue 32.3; it asked each apart): by the clock, a tie
+    going to the higher id, a skipped start never the last run."""
+    def at(minute, second=0):
+        return "2026-12-01 10:%02d:%02d%s" % (minute, second,
+                                             "+00" if dba.backend == "postgresql" else ".000")
+
+    def run(started, finished, status, estimate):
+        dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, started_at,"
+                    " finished_at, status, decision, estimate_seconds, lease_expires_at)"
+                    " VALUES ('tied', 'web1', 1, {}, {}, {}, 'run', {}, %s)"
+                    % dba.now_plus(3600), (started, finished, status, estimate))
+    run(at(0), at(20), "succeeded", 50.0)       # finished last, tied...
+    run(at(15), at(20), "failed", 70.0)         # ...with this one, of a higher id: 300 s
+    run(at(1), at(2), "succeeded", None)
+    run(at(30), at(30), "skipped", 90.0)        # finished later, but a skipped start;
+    run(at(30), None, "running", 20.0)          # started as late, a higher id: its estimate
+    found = samples(exported(cli))
+    pair = (("host", "web1"), ("script", "tied"))
+    assert found[("cronpolicy_last_duration_seconds", pair)] == 300.0
+    assert found[("cronpolicy_estimate_seconds", pair)] == 20.0
+    assert found[("cronpolicy_last_runtime_vs_estimate_ratio", pair)] == 300.0 / 70.0

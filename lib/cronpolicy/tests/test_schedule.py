@@ -134,6 +134,127 @@ def test_a_first_start_worked_out_while_reading_is_the_one_asked_later(expressio
     assert early == Schedule(expression, tz).next_after(moment)
 
 
+def _cronsim_previous(expression, moment):
+    from cronsim import CronSim
+    found = next(CronSim(" ".join(Schedule(expression).fields),
+                         moment.replace(microsecond=0).astimezone(UTC), reverse=True), None)
+    return found.astimezone(UTC) if found is not None else None
+
+
+@hypothesis_settings(max_examples=200, deadline=None, derandomize=True)
+@given(expression=st.sampled_from(["* * * * *", "*/5 * * * *", "30 2 * * *", "0 1-3 * * 0",
+                                   "15 */6 1 * *", "0 0 29 2 *", "@weekly", "59 23 31 12 *",
+                                   "0 2 * * 1-5", "0 0 1 1 *"]),
+       base=st.datetimes(min_value=datetime.datetime(2020, 1, 1),
+                         max_value=datetime.datetime(2030, 12, 31),
+                         timezones=st.just(datetime.timezone.utc)),
+       offsets=st.lists(st.integers(min_value=-3 * 86400, max_value=3 * 86400), min_size=1,
+                        max_size=30),
+       micros=st.integers(min_value=0, max_value=999999))
+def test_previous_starts_remembered_by_their_stretch_are_cronsims(expression, base, offsets,
+                                                                  micros):
+    """Issue 32.3: previous_before remembers each answer for the stretch of
+    time it holds for (overdue and metrics ask it of every job of a fleet,
+    at moments a job's estimate apart); asked in any order, at whole
+    minutes, starts themselves and between, it answers what cronsim does."""
+    from cronpolicy import schedule as module
+    module._PREVIOUS.clear()
+    schedule = Schedule(expression)
+    for offset in offsets:
+        moment = (base + datetime.timedelta(seconds=offset)).replace(microsecond=micros)
+        if offset % 3 == 0:
+            moment = moment.replace(second=0, microsecond=0)
+        assert schedule.previous_before(moment) == _cronsim_previous(expression, moment)
+        again = moment + datetime.timedelta(seconds=offset % 90)
+        assert schedule.previous_before(again) == _cronsim_previous(expression, again)
+
+
+_FIELD_PARTS = st.sampled_from(["*", "*/{step}", "{a}", "{a}-{b}", "{a}-{b}/{step}", "{a},{b}",
+                                "{a},{a}-{b}", "{b}/{step}", "{a}-{b},*/{step}"])
+
+
+def _field(parts, low, high):
+    return st.builds(lambda part, a, b, step: part.format(a=min(a, b), b=max(a, b), step=step),
+                     parts, st.integers(low, high), st.integers(low, high),
+                     st.integers(1, high + 2))
+
+
+@hypothesis_settings(max_examples=DEEP or 400, deadline=None, derandomize=not DEEP)
+@given(minute=_field(_FIELD_PARTS, 0, 59), hour=_field(_FIELD_PARTS, 0, 23),
+       dom=st.sampled_from(["*", "*", "*", "1", "13", "*/2"]),
+       month=st.sampled_from(["*", "*", "*", "2", "1-6"]),
+       dow=st.one_of(st.sampled_from(["*", "1-5", "0", "7", "SUN", "mon-fri", "5-7"]),
+                     _field(_FIELD_PARTS, 0, 7)),
+       moments=st.lists(st.datetimes(min_value=datetime.datetime(2020, 1, 1),
+                                     max_value=datetime.datetime(2030, 12, 31),
+                                     timezones=st.sampled_from([
+                                         UTC, datetime.timezone(datetime.timedelta(hours=5))])),
+                        min_size=1, max_size=4))
+def test_previous_starts_worked_out_without_cronsim_are_cronsims(minute, hour, dom, month, dow,
+                                                                 moments):
+    """Issue 32.3: a schedule the same every day it runs has its previous
+    starts worked out without cronsim (schedule._daily_previous): what
+    cronsim says, for any expression it reads."""
+    from cronpolicy import schedule as module
+    expression = " ".join([minute, hour, dom, month, dow])
+    if schedule_problem(expression) is not None:
+        return
+    for moment in moments:
+        module._PREVIOUS.clear()
+        found = Schedule(expression).previous_before(moment)
+        assert found == _cronsim_previous(expression, moment), (expression, moment)
+        assert found is None or found.tzinfo is UTC
+
+
+@hypothesis_settings(max_examples=DEEP or 300, deadline=None, derandomize=not DEEP)
+@given(minute=_field(_FIELD_PARTS, 0, 59), hour=_field(_FIELD_PARTS, 0, 23),
+       dow=st.one_of(st.sampled_from(["*", "1-5", "0", "7", "5-7"]), _field(_FIELD_PARTS, 0, 7)),
+       start=st.datetimes(min_value=datetime.datetime(2020, 1, 1),
+                          max_value=datetime.datetime(2030, 12, 31),
+                          timezones=st.sampled_from([
+                              UTC, datetime.timezone(datetime.timedelta(hours=-3))])),
+       seconds=st.integers(min_value=0, max_value=9 * 86400),
+       limit=st.one_of(st.none(), st.integers(min_value=0, max_value=30)))
+def test_starts_worked_out_without_cronsim_are_cronsims(minute, hour, dow, start, seconds, limit):
+    """Issue 32.3: a schedule the same every day it runs has its starts in
+    a window worked out without cronsim (schedule._daily_between: deploy
+    plan and slot ask every expression's): what cronsim gives."""
+    expression = " ".join([minute, hour, "*", "*", dow])
+    if schedule_problem(expression) is not None:
+        return
+    schedule = Schedule(expression)
+    end = start + datetime.timedelta(seconds=seconds)
+    found = schedule.starts_between(start, end, limit)
+    assert found == schedule._cronsim_between(start, end, limit), (expression, start, end)
+    assert all(moment.tzinfo is UTC for moment in found)
+
+
+def test_too_many_starts_worked_out_without_cronsim_are_refused_as_by_cronsim(monkeypatch):
+    from cronpolicy import schedule as module
+    from cronpolicy.errors import UsageError
+    monkeypatch.setattr(module, "MAX_STARTS", 100)
+    schedule = Schedule("* * * * *")
+    start = datetime.datetime(2026, 1, 1, 5, tzinfo=datetime.timezone(datetime.timedelta(hours=1)))
+    said = []
+    for window in (100, 101):
+        end = start + datetime.timedelta(minutes=window)
+        for way in (schedule.starts_between, schedule._cronsim_between):
+            try:
+                said.append(len(way(start, end)))
+            except UsageError as error:
+                said.append(str(error))
+    assert said[0] == said[1] == 100 and said[2] == said[3], said
+    assert "starts more than 100 times between 2026-01-01 05:00:00+01:00" in said[2]
+
+
+def test_previous_starts_in_a_zone_are_not_remembered():
+    from cronpolicy import schedule as module
+    module._PREVIOUS.clear()
+    london = Schedule("30 1 * * *", "Europe/London")
+    assert london.previous_before(at(2026, 10, 25, 3, 0)) == at(2026, 10, 25, 0, 30)
+    assert module._PREVIOUS == {}
+
+
 def test_reading_where_a_first_start_is_asked_refuses_the_same():
     from cronpolicy import schedule as module
     module._READ.clear()

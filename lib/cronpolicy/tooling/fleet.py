@@ -3,7 +3,7 @@ that stop scripts, what is running now, and recording dead runs as abandoned.
 
 ``status`` is a read command: it reads through ``cronpolicy.store.reads``
 on a connection of its own, without SQLAlchemy.  The other functions serve
-the SQLAlchemy tooling (deploy wait and plan, metrics) on its connections,
+the SQLAlchemy tooling (deploy wait, the dashboard) on its connections,
 through the same Reader, so each statement has one home.
 """
 
@@ -16,11 +16,11 @@ def status(settings, warn=None, brief=False):
     (schedule.load_kept_starts: a fleet's few hundred expressions).
     ``brief``: as status_of's."""
     from cronpolicy import schedule
-    schedule.load_kept_starts(settings.state_dir)
-    with reading(settings, "read the status", reap=True) as reader:
-        found = status_of(reader, settings, warn, brief=brief)
-    schedule.save_kept_starts(settings.state_dir)
-    return found
+
+    def read():
+        with reading(settings, "read the status", reap=True) as reader:
+            return status_of(reader, settings, warn, brief=brief)
+    return schedule.with_kept_starts(settings.state_dir, read)
 
 
 def status_of(reader, settings, warn=None, host="*", script="*", schedules=None,

@@ -1,6 +1,6 @@
 """Fleet metrics in the Prometheus text exposition format.
 
-``render(db)`` returns the text; `cronpolicy metrics --output FILE` writes
+``render(settings)`` returns the text; `cronpolicy metrics --output FILE` writes
 it atomically, for the node exporter's textfile collector (name the file
 *.prom).  Two kinds of families, each HELP saying which:
 
@@ -21,13 +21,11 @@ counters (*_total) count script_run's rows plus what prune deleted, so
 they never go down.
 """
 
+import collections
 import datetime
-
-from sqlalchemy import and_, func, select, true
 
 from cronpolicy import policy
 from cronpolicy.rows import DeployState, from_mapping
-from cronpolicy.tooling.tables import deploy_state, drain, rollout, script_run
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 
@@ -40,7 +38,10 @@ FLEET_WIDE = "Fleet-wide (export from one host only): "
 
 
 def _escape(value):
-    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    text = str(value)
+    if "\\" in text or "\n" in text or '"' in text:
+        return text.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    return text
 
 
 class _Exposition:
@@ -53,7 +54,10 @@ class _Exposition:
         self.lines.append("# HELP %s %s" % (name, help_text))
         self.lines.append("# TYPE %s %s" % (name, kind))
         for labels, value in samples:
-            label_text = ",".join('%s="%s"' % (key, _escape(labels[key])) for key in labels)
+            # (labels: a dict, or its text already: a fleet's families have
+            # tens of thousands of samples, mostly of the same pairs)
+            label_text = labels if type(labels) is str else ",".join(
+                '%s="%s"' % (key, _escape(labels[key])) for key in labels)
             self.lines.append("%s%s %s" % (name, "{%s}" % label_text if label_text else "",
                                            repr(float(value))))
 
@@ -76,26 +80,24 @@ def _seconds(moment):
     return (moment - _EPOCH).total_seconds()
 
 
-def _latest(connection, column, condition):
-    """Per script and host, the run matching ``condition`` that is latest
-    by ``column`` (ties: the higher id): (name, host, id, started_at,
-    finished_at, estimate_seconds) rows."""
-    run = script_run.c
-    newest = (select(run.name.label("name"), run.host.label("host"),
-                     func.max(column).label("moment"))
-              .where(condition).group_by(run.name, run.host).subquery())
-    rows = connection.execute(
-        select(run.name, run.host, run.id, run.started_at, run.finished_at,
-               run.estimate_seconds)
-        .join(newest, and_(run.name == newest.c.name, run.host == newest.c.host,
-                           column == newest.c.moment))
-        .where(condition)).all()
-    chosen = {}
-    for row in rows:
-        key = row.name, row.host
-        if key not in chosen or row.id > chosen[key].id:
-            chosen[key] = row
-    return list(chosen.values())
+#: A run as the per-host families read it.
+_Run = collections.namedtuple("_Run", "name host id started_at finished_at estimate_seconds")
+_RUN_KINDS = {"id": "int", "started_at": "time", "finished_at": "time",
+              "estimate_seconds": "seconds"}
+
+
+def _latest(reader, host):
+    """(last runs, latest estimates): per script and host, the finished run
+    that finished last and the run with an estimate that started last, the
+    higher id of those tied: _Run rows (metrics_latest_runs)."""
+    last_runs, estimates = {}, {}
+    for row in reader.rows("metrics_latest_runs", {"host": host}, _RUN_KINDS):
+        key = row["name"], row["host"]
+        for chosen, flag in ((last_runs, "last_run"), (estimates, "latest_estimate")):
+            if row[flag] and (key not in chosen or row["id"] > chosen[key].id):
+                chosen[key] = _Run(row["name"], row["host"], row["id"], row["started_at"],
+                                   row["finished_at"], row["estimate_seconds"])
+    return list(last_runs.values()), list(estimates.values())
 
 
 #: The stall histogram's buckets (seconds): from moments to hours.
@@ -103,10 +105,8 @@ STALL_BUCKETS = (1, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400)
 
 
 def _rollout_families(out, settings, now, open_rows, stalls):
-    from cronpolicy.rows import Rollout, from_mapping
     from cronpolicy.tooling.rollouts import describe
-    found = [describe(from_mapping(Rollout, row), now, settings.default_rollout_expect)
-             for row in open_rows]
+    found = [describe(row, now, settings.default_rollout_expect) for row in open_rows]
     counts = {}
     for row in found:
         for service in row["services"] or [""]:
@@ -140,7 +140,7 @@ def _per_host(rows):
     return counts
 
 
-def render(db, warn=None, host=None, scope=ALL):
+def render(settings, warn=None, host=None, scope=ALL):
     """The metrics text; what the fleet's rows leave out (a schedule that
     cannot be read, a runtime no plan believes) is said through ``warn``.
 
@@ -151,93 +151,95 @@ def render(db, warn=None, host=None, scope=ALL):
 
     One session for the whole scrape (every host may be scraped every few
     seconds): dead runs recorded first, in a transaction of their own, then
-    every family read in one transaction, one snapshot."""
-    from cronpolicy.store.reads import Reader, reap_if_free
-    held = db.open_held("read the metrics")
-    try:
-        reader = Reader.of(db.checked(held, "record dead runs"), db)
+    every family read in one transaction, one snapshot, in plain SQL
+    (store.reads: the statements metrics_* of its files; through
+    SQLAlchemy its import alone cost a scrape about 100 ms of CPU, and the
+    runs were counted in five passes over the history, not one)."""
+    from cronpolicy.store.reads import reap_if_free, session, transaction
+    with session(settings) as reader:
         reader.doing = "record dead runs"
-        reap_if_free(reader, db.settings.connect_timeout)
-        with db.read("read the metrics", held=held) as connection:
-            return _render(db, connection, warn, host, scope)
-    finally:
-        db.close_held(held)
+        reap_if_free(reader, settings.connect_timeout)
+        with transaction(reader, "read the metrics"):
+            return _render(reader, settings, warn, host, scope)
 
 
-def _render(db, connection, warn, host, scope):
-    """render's reads and families, in ``connection``'s transaction."""
-    from cronpolicy.store.reads import Reader
+def _render(reader, settings, warn, host, scope):
+    """render's reads and families, in ``reader``'s transaction."""
     from cronpolicy.tooling.overdue import overdue_of
     out = _Exposition()
-    now = db.now(connection)
-    runs = _read_runs(connection, host)
-    reader = Reader.of(connection, db)
+    now = reader.now()
+    runs = _read_runs(reader, host)
     pruned = runs["pruned"]
     runs["pruned"] = [row for row in pruned if isinstance(row[-1], int) and row[-1] >= 0]
     if len(runs["pruned"]) < len(pruned) and warn is not None:
         warn("%d rows of cronpolicy.pruned_runs hold no count of runs (written around its "
              "checks): left out of the counters" % (len(pruned) - len(runs["pruned"])))
     if scope != FLEET:
-        _host_families(out, reader, db.settings, warn, host, now, runs)
+        _host_families(out, reader, settings, warn, host, now, runs)
     if scope != HOST:
         _, reports = overdue_of(reader, include_all=True, details=False)
-        _fleet_families(out, db, now, reports, *_read_fleet(connection))
+        _fleet_families(out, settings, now, reports, *_read_fleet(reader))
     out.family("cronpolicy_metrics_timestamp_seconds", "gauge",
                "When these metrics were read (database clock).", [({}, _seconds(now))])
     return out.text()
 
 
-def _read_runs(connection, host):
-    """What the per-host families count, of ``host`` (None: every host)."""
-    from cronpolicy.tooling.tables import pruned_runs
-    hosts = script_run.c.host == host if host is not None else true()
-    pruned_hosts = pruned_runs.c.host == host if host is not None else true()
-    run = script_run.c
-
-    def rows(*columns, where=true(), by=()):
-        return connection.execute(select(*columns).where(and_(where, hosts))
-                                  .group_by(*by)).all()
+def _read_runs(reader, host):
+    """What the per-host families count, of ``host`` (None: every host),
+    from one pass over the runs (metrics_runs): the counts by status, by
+    skip decision, of starts rollouts skipped and of catch-up runs, and
+    each pair's last success; besides, what prune counted and each pair's
+    last finished run and latest estimate."""
+    by_status, skips, missed, caught_up, last_success = {}, {}, {}, {}, {}
+    success_starts = {}
+    for row in reader.rows("metrics_runs", {"host": host},
+                           {"finished_at": "time", "started_at": "time"}):
+        name, where, status, decision, count = (
+            row["name"], row["host"], row["status"], row["decision"], row["runs"])
+        key = (name, where, status)
+        by_status[key] = by_status.get(key, 0) + count
+        if status == "skipped":
+            key = (name, where, decision)
+            skips[key] = skips.get(key, 0) + count
+            if row["blocked"]:
+                missed[name, where] = missed.get((name, where), 0) + count
+        if decision == policy.CATCH_UP:
+            caught_up[name, where] = caught_up.get((name, where), 0) + count
+        if status == "succeeded":
+            moment, known = row["finished_at"], last_success.get((name, where))
+            last_success[name, where] = moment if known is None or (
+                moment is not None and moment > known) else known
+            moment, known = row["started_at"], success_starts.get((name, where))
+            success_starts[name, where] = moment if known is None or moment > known else known
+    last_runs, latest_estimates = _latest(reader, host)
     return {
-        "by_status": rows(run.name, run.host, run.status, func.count(),
-                          by=(run.name, run.host, run.status)),
-        "pruned": connection.execute(
-            select(pruned_runs.c.name, pruned_runs.c.host, pruned_runs.c.status,
-                   pruned_runs.c.decision, pruned_runs.c.blocked, pruned_runs.c.runs)
-            .where(pruned_hosts)).all(),
-        "skips": rows(run.name, run.host, func.coalesce(run.decision, ""), func.count(),
-                      where=run.status == "skipped",
-                      by=(run.name, run.host, func.coalesce(run.decision, ""))),
-        "last_success": rows(run.name, run.host, func.max(run.finished_at),
-                             where=run.status == "succeeded", by=(run.name, run.host)),
-        # The latest by the clock, not by id: an imported or late-flushed
-        # old run has a high id.
-        "last_runs": _latest(connection, run.finished_at, and_(
-            run.finished_at.is_not(None), run.status != "skipped", hosts)),
-        "latest_estimates": _latest(connection, run.started_at, and_(
-            run.estimate_seconds.is_not(None), hosts)),
-        # Starts rollouts skipped (their block is named), and catch-up runs.
-        "missed": rows(run.name, run.host, func.count(),
-                       where=and_(run.status == "skipped", run.block.is_not(None)),
-                       by=(run.name, run.host)),
-        "caught_up": rows(run.name, run.host, func.count(),
-                          where=run.decision == policy.CATCH_UP, by=(run.name, run.host)),
+        "by_status": [key + (count,) for key, count in by_status.items()],
+        "pruned": [(row["name"], row["host"], row["status"], row["decision"], row["blocked"],
+                    row["runs"]) for row in reader.rows("metrics_pruned", {"host": host})],
+        "skips": [key + (count,) for key, count in skips.items()],
+        "last_success": [key + (moment,) for key, moment in last_success.items()],
+        "last_runs": last_runs,
+        "latest_estimates": latest_estimates,
+        "missed": [key + (count,) for key, count in missed.items()],
+        "caught_up": [key + (count,) for key, count in caught_up.items()],
+        # (when each pair's newest success started: the scheduled reports' last successes)
+        "last_success_starts": success_starts,
     }
 
 
-def _read_fleet(connection):
+def _read_fleet(reader):
     """(open rollouts, stalls, deploy_state, the last drain): what the
     fleet-wide families show besides the overdue scripts."""
-    open_rollouts = connection.execute(
-        select(rollout).where(rollout.c.ended_at.is_(None))).mappings().all()
     stalls = [max(0.0, (quiet_at - began_at).total_seconds())
-              for quiet_at, began_at in connection.execute(
-                  select(rollout.c.quiet_at, rollout.c.began_at)
-                  .where(rollout.c.quiet_at.is_not(None))).all()]
-    deploy = connection.execute(select(deploy_state)).mappings().first()
-    last_drain = connection.execute(
-        select(drain).order_by(drain.c.finished_at.desc(), drain.c.id.desc()).limit(1)
-    ).mappings().first()
-    return open_rollouts, stalls, deploy, last_drain
+              for quiet_at, began_at in ((row["quiet_at"], row["began_at"]) for row in
+                                         reader.rows("rollout_stalls", kinds={
+                                             "quiet_at": "time", "began_at": "time"}))]
+    deploy = reader.rows("deploy_state")
+    last_drain = reader.rows("last_drain", kinds={
+        "started_at": "time", "finished_at": "time", "longest_blocker_seconds": "seconds"})
+    return (reader.open_rollouts(), stalls,
+            deploy[0] if deploy else None,
+            last_drain[0] if last_drain else None)
 
 
 def _host_families(out, reader, settings, warn, host, now, read):
@@ -268,8 +270,17 @@ def _host_families(out, reader, settings, warn, host, now, read):
             key = run["name"], run["host"]
             running[key] = running.get(key, 0) + 1
 
+    pair_labels = {}
+
     def labels(name, where, **more):
-        return dict({"script": name, "host": where}, **more)
+        """The label text of {"script": name, "host": where, **more}."""
+        text = pair_labels.get((name, where))
+        if text is None:
+            text = pair_labels[name, where] = 'script="%s",host="%s"' % (
+                _escape(name), _escape(where))
+        for key, value in more.items():
+            text += ',%s="%s"' % (key, _escape(value))
+        return text
 
     out.family("cronpolicy_last_success_timestamp_seconds", "gauge",
                PER_HOST + "when the script last succeeded there (Unix time, database clock).",
@@ -302,7 +313,9 @@ def _host_families(out, reader, settings, warn, host, now, read):
                 for row in sorted(last_runs, key=_name_host) if row.estimate_seconds])
     # Gathered for the host as a glob, then kept exactly (a name may hold * or ?).
     _, scheduled = scheduled_reports_of(reader, settings, include_all=True, warn=warn,
-                                        host="*" if host is None else host)
+                                        host="*" if host is None else host,
+                                        last_successes=read["last_success_starts"],
+                                        details=False)
     scheduled = [report for report in scheduled if host is None or report["host"] == host]
     out.family("cronpolicy_next_start_timestamp_seconds", "gauge",
                PER_HOST + "when the script is next scheduled to start there (Unix time).",
@@ -331,14 +344,14 @@ def _name_host(row):
     return row.name, row.host
 
 
-def _fleet_families(out, db, now, reports, open_rollouts, stalls, deploy, last_drain):
+def _fleet_families(out, settings, now, reports, open_rollouts, stalls, deploy, last_drain):
     """The families of the fleet as a whole."""
     out.family("cronpolicy_overdue", "gauge",
                FLEET_WIDE + "1 when the script has not succeeded on any host within its "
                "expected interval (x tolerance).",
                [({"script": report["name"]}, 1 if report["overdue"] else 0)
                 for report in reports])
-    _rollout_families(out, db.settings, now, open_rollouts, stalls)
+    _rollout_families(out, settings, now, open_rollouts, stalls)
     out.family("cronpolicy_deploy_pending", "gauge",
                FLEET_WIDE + "1 while a full rollout is open.",
                [({}, 1 if policy.is_deploy_pending(

@@ -109,13 +109,22 @@ def show(json_wanted, rows, key, nothing, columns):
 
 
 def print_table(rows, columns):
-    """rows: list of dicts; columns: [(heading, function(row) -> str)]."""
-    cells = [[heading for heading, _ in columns]]
-    cells += [[one_line(str(render(row))) for _, render in columns] for row in rows]
-    widths = [max(len(line[index]) for line in cells) for index in range(len(columns))]
-    # One write for the table (deploy plan's may have thousands of lines).
-    print("\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
-                    for line in cells))
+    """rows: list of dicts; columns: [(heading, function(row) -> str)].
+    Each cell on one line (one_line), each column as wide as its widest
+    cell, two spaces between, no trailing blanks."""
+    # Column by column, each line by one format (deploy plan's and schedule
+    # list's tables have thousands of lines: cell by cell took most of their
+    # printing).
+    columns_cells = []
+    for heading, render in columns:
+        cells = [str(render(row)) for row in rows]
+        joined = "".join(cells)
+        if "\n" in joined or "\t" in joined:
+            cells = [one_line(cell) for cell in cells]
+        columns_cells.append([heading] + cells)
+    form = "  ".join("%%-%ds" % max(map(len, cells)) for cells in columns_cells)
+    # One write for the table.
+    print("\n".join((form % line).rstrip() for line in zip(*columns_cells)))
 
 
 def warn(message):

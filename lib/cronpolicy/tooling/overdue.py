@@ -106,16 +106,44 @@ def scheduled_reports(settings, grace=DEFAULT_GRACE, starving_after=None, includ
 
 
 def scheduled_reports_of(reader, settings, grace=DEFAULT_GRACE, starving_after=None,
-                         include_all=False, warn=None, host="*"):
+                         include_all=False, warn=None, host="*", last_successes=None,
+                         details=True):
     """``scheduled_reports`` as ``reader`` reads it, in its transaction,
-    recording nothing (the caller has recorded dead runs)."""
+    recording nothing (the caller has recorded dead runs).
+    ``last_successes``: {(name, host): when its newest success started}
+    of every pair that ever succeeded, when the caller has it (metrics
+    counts the runs in one pass that finds it too); ``details``
+    False: each report's "detail" is left empty (metrics shows none of them)."""
     from cronpolicy.tooling.rollout_plans import gather_of
-    fleet = gather_of(reader, settings, host=host, warn=warn)
-    last_success = _last_success(fleet)
-    unknown = [pair for pair, moment in last_success.items() if moment is None]
-    if unknown:
-        last_success.update(reader.last_success_of_each(unknown))
-    return _scheduled(fleet, settings, last_success, grace, starving_after, include_all)
+    from cronpolicy.tooling.schedules import RECENT
+    if host == "*":
+        # The whole fleet: every pair's last success from one pass over the
+        # history (Reader.pair_starts, which also tells the pairs seen
+        # lately that gather asks), not its scripts' recent starts and then,
+        # for each pair they do not tell (hundreds), a walk through its
+        # script's runs.
+        seen = {}
+
+        def recent_pairs(since):
+            seen.update(reader.pair_starts(since))
+            return sorted(pair for pair, (recent, _) in seen.items() if recent)
+        fleet = gather_of(reader, settings, host=host, warn=warn, history=False,
+                          recent_pairs=recent_pairs if last_successes is None else None)
+        if last_successes is None:
+            if not seen:
+                seen = reader.pair_starts(fleet.inputs.now - RECENT)
+            last_successes = {pair: started for pair, (_, started) in seen.items()
+                              if started is not None}
+        last_success = {(job.name, job.host): last_successes.get((job.name, job.host))
+                        for job in fleet.jobs if job.schedule is not None}
+    else:
+        fleet = gather_of(reader, settings, host=host, warn=warn)
+        last_success = _last_success(fleet)
+        unknown = [pair for pair, moment in last_success.items() if moment is None]
+        if unknown:
+            last_success.update(reader.last_success_of_each(unknown))
+    return _scheduled(fleet, settings, last_success, grace, starving_after, include_all,
+                      details)
 
 
 def _last_success(fleet):
@@ -130,17 +158,25 @@ def _last_success(fleet):
     return last_success
 
 
-def _scheduled(fleet, settings, last_success, grace, starving_after, include_all):
+def _scheduled(fleet, settings, last_success, grace, starving_after, include_all,
+               details=True):
     """scheduled_reports of ``fleet``, whose jobs last succeeded as ``last_success`` says."""
     starving_after = starving_after or planning.STARVING_AFTER
     now = fleet.inputs.now
     reports = []
-    scheduled = [job for job in fleet.jobs if job.schedule is not None]
-    for job in scheduled:
+    scheduled = [(job, planning.job_estimate(job, settings).seconds)    # (gather worked it out)
+                 for job in fleet.jobs if job.schedule is not None]
+    # The latest moments asked first: a schedule remembers its previous
+    # start for every moment back to that start (Schedule.previous_before),
+    # so its jobs with longer estimates mostly need no cronsim.
+    verdicts = {}
+    for index, (job, estimate) in sorted(enumerate(scheduled), key=lambda one: one[1][1]):
+        verdicts[index] = planning.overdue_by_schedule(
+            job.schedule, last_success[job.name, job.host], estimate, grace, now,
+            job.schedule.known_since)
+    for index, (job, estimate) in enumerate(scheduled):
         last = last_success[job.name, job.host]
-        estimate = planning.job_estimate(job, settings).seconds    # (gather worked it out)
-        late, due = planning.overdue_by_schedule(job.schedule, last, estimate, grace, now,
-                                                 job.schedule.known_since)
+        late, due = verdicts[index]
         starving = job.starving >= starving_after
         if not (late or starving or include_all):
             continue
@@ -152,7 +188,7 @@ def _scheduled(fleet, settings, last_success, grace, starving_after, include_all
             "overdue": late, "starving": job.starving if starving else 0,
             "skipped_by": job.starving, "next_start": job.schedule.next_after(now),
             "state": "starving" if starving else "late" if late else "ok",
-            "detail": _scheduled_detail(job, late, due, last, starving)})
+            "detail": _scheduled_detail(job, late, due, last, starving) if details else ""})
     return now, reports
 
 

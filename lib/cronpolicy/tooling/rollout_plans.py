@@ -49,16 +49,22 @@ def gather(settings, host="*", script="*", warn=None):
         return gather_of(reader, settings, host, script, warn)
 
 
-def gather_of(reader, settings, host="*", script="*", warn=None):
+def gather_of(reader, settings, host="*", script="*", warn=None, history=True,
+              recent_pairs=None):
     """``gather`` as ``reader`` (store.reads.Reader) reads it, in its
-    transaction, recording nothing."""
+    transaction, recording nothing.  ``history`` False: the caller needs
+    neither the scripts' recent starts (Fleet.history is then empty) nor
+    what they declared they need (each job's needs are then empty): overdue
+    and metrics, which ask only schedules, estimates and rollouts in a row.
+    ``recent_pairs``: as fleet_schedules takes it."""
     from cronpolicy.tooling.schedules import RECENT, fleet_schedules
     inputs = reader.inputs()
-    found = fleet_schedules(reader, inputs, warn, host=host, script=script)
+    found = fleet_schedules(reader, inputs, warn, host=host, script=script,
+                            recent_pairs=recent_pairs)
     live = [run for run in reader.live_runs(inputs.now, host)
             if glob_matches(script, run["name"])]
     names = sorted({name for name, _ in found} | {run["name"] for run in live})
-    history = reader.recent_starts_of_each(names, RECENT_RUNS)
+    history = reader.recent_starts_of_each(names, RECENT_RUNS) if history else {}
     in_a_row = reader.rollouts_in_a_row_of_each({name for name, _ in found})
     declared = declarations(reader.declared_runtimes(inputs.now - RECENT))
     # Each script's history as its gate reads it; the rest from the one

@@ -73,14 +73,21 @@ def _said_refused(outcome, host):
 
 
 def cmd_schedule_list(args, settings):
+    from cronpolicy.schedule import with_kept_starts
     from cronpolicy.store.reads import reading
     from cronpolicy.tooling.schedules import describe, fleet_schedules
-    with reading(settings, "read the schedules") as reader:
-        inputs = reader.inputs()
-        found = fleet_schedules(reader, inputs, _warn, host=args.host, script=args.script)
-    rows = [dict({"name": name, "host": host}, **describe(schedule, inputs.now))
-            for (name, host), schedule in found.items()
-            if schedule is not None or args.all]
+
+    def described():
+        with reading(settings, "read the schedules") as reader:
+            inputs = reader.inputs()
+            # (without --all only the scheduled are shown: the scripts seen in
+            # 30 days of history are then read only if a policy row sets schedules)
+            found = fleet_schedules(reader, inputs, _warn, host=args.host, script=args.script,
+                                    scheduled_only=not args.all, first_after=inputs.now)
+        return [dict({"name": name, "host": host}, **describe(schedule, inputs.now))
+                for (name, host), schedule in found.items()
+                if schedule is not None or args.all]
+    rows = with_kept_starts(settings.state_dir, described)
     show(args.json, rows, "schedules",
          "no schedules known (cronpolicy schedule import registers a host's crontab)", [
              ("SCRIPT", lambda r: r["name"]), ("HOST", lambda r: r["host"]),

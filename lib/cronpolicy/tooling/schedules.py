@@ -128,7 +128,7 @@ def register_crontabs(settings, crontabs, time_zone=None, replace=False, warn=No
 
 
 def fleet_schedules(reader, inputs, warn=None, host="*", script="*", scheduled_only=False,
-                    first_after=None):
+                    first_after=None, recent_pairs=None):
     """{(name, host): Schedule or None} for every script and host seen in
     the last 30 days, registered, or named by a policy row for a host, as
     ``reader`` (store.reads.Reader) reads them, among ``host`` and
@@ -138,12 +138,14 @@ def fleet_schedules(reader, inputs, warn=None, host="*", script="*", scheduled_o
     from a crontab or their own start), a read of 30 days of history that
     took most of `status`'s time on a fleet of thousands of jobs.
     ``first_after``: a moment whose next start the caller will ask of each
-    (schedule.Schedule's)."""
+    (schedule.Schedule's).  ``recent_pairs``: what asks the pairs seen
+    since a moment (default reader.recent_pairs; overdue's also finds the
+    last successes in the same pass)."""
     from cronpolicy.matching import glob_matches, is_pattern
     registered, declared = reader.schedule_sources(inputs.now - RECENT)
     pairs = set(registered) | set(declared)
     if not scheduled_only or any(row.schedule is not None for row in inputs.policies):
-        pairs |= set(reader.recent_pairs(inputs.now - RECENT))
+        pairs |= set((recent_pairs or reader.recent_pairs)(inputs.now - RECENT))
     # A script only a policy row names, on no host seen yet: "*", its hosts.
     seen = {name for name, _ in pairs}
     pairs |= {(row.name, row.host if not is_pattern(row.host) else "*")

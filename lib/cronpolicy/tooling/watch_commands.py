@@ -37,16 +37,29 @@ def add_arguments(parsers):
 
 
 def cmd_overdue(args, settings):
-    from cronpolicy.store.reads import reading
+    from cronpolicy.store.reads import reap_if_free, session, transaction
     from cronpolicy.tooling import overdue
     from cronpolicy.tooling.rollouts import open_problems, summary
-    now, reports = overdue.overdue_scripts(settings, tolerance=args.tolerance,
-                                           include_all=args.all)
-    _, scheduled = overdue.scheduled_reports(
-        settings, grace=positive_duration(args.grace, "--grace"), starving_after=args.starving,
-        include_all=args.all, warn=warn)
-    with reading(settings, "read the open rollouts") as reader:
-        _, stuck = open_problems(reader, settings)
+    from cronpolicy.schedule import with_kept_starts
+
+    def read():
+        # One connection, the transactions (and their order) of
+        # overdue_scripts, scheduled_reports and the open rollouts' read,
+        # which made one each.
+        with session(settings) as reader:
+            with transaction(reader, "look for overdue scripts"):
+                now, reports = overdue.overdue_of(reader, args.tolerance, args.all)
+            grace = positive_duration(args.grace, "--grace")
+            reader.doing = "record dead runs"
+            reap_if_free(reader, settings.connect_timeout)
+            with transaction(reader, "look for overdue scripts"):
+                _, scheduled = overdue.scheduled_reports_of(
+                    reader, settings, grace=grace, starving_after=args.starving,
+                    include_all=args.all, warn=warn)
+            with transaction(reader, "read the open rollouts"):
+                _, stuck = open_problems(reader, settings)
+        return now, reports, scheduled, stuck
+    now, reports, scheduled, stuck = with_kept_starts(settings.state_dir, read)
     late = [report for report in reports + scheduled
             if report["overdue"] or report.get("starving")] + stuck
     if args.json:
@@ -90,14 +103,15 @@ def cmd_overdue(args, settings):
 def cmd_metrics(args, settings):
     from cronpolicy.tooling import metrics
     from cronpolicy.tooling.cli import database_note
-    from cronpolicy.tooling.database import Database
     note = database_note(settings)
     # (As a comment, which every reader of the format skips.)
     heading = "# %s\n" % note if note else ""
     scope = metrics.HOST if args.host else metrics.FLEET if args.fleet else metrics.ALL
 
     def render():
-        return metrics.render(Database(settings), warn=warn, host=args.host, scope=scope)
+        from cronpolicy.schedule import with_kept_starts
+        return with_kept_starts(settings.state_dir, lambda: metrics.render(
+            settings, warn=warn, host=args.host, scope=scope))
 
     if not args.output:
         sys.stdout.write(heading + render())

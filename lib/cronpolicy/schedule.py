@@ -325,35 +325,6 @@ def _daily_previous(plan, at):
     return None
 
 
-def _daily_between(plan, start, end, limit, said):
-    """The starts of ``plan`` in [start, end) (aware UTC), as
-    Schedule.starts_between gives them (``said``: the schedule described and
-    the window asked, for the error when there are more than MAX_STARTS)."""
-    minutes, hours, days = plan
-    minutes, hours = minutes[::-1], hours[::-1]
-    if limit is not None:
-        limit = min(limit, MAX_STARTS + 1)      # (cronsim is asked no further)
-    found = []
-    day = start.replace(hour=0, minute=0, second=0, microsecond=0)
-    one_day = datetime.timedelta(days=1)
-    while day < end:
-        if (day.weekday() + 1) % 7 in days:
-            for hour in hours:
-                for minute in minutes:
-                    moment = day.replace(hour=hour, minute=minute)
-                    if moment < start:
-                        continue
-                    if moment >= end or (limit is not None and len(found) >= limit):
-                        return found
-                    found.append(moment)
-                    if limit is None and len(found) > MAX_STARTS:
-                        raise ScheduleError(
-                            "%s starts more than %d times between %s and %s: ask about "
-                            "less time" % (said[0], MAX_STARTS, said[1], said[2]))
-        day += one_day
-    return found
-
-
 # Next starts kept between commands ----------------------------------------------------
 #
 # A next start is a pure function of the fields, the zone and the moment
@@ -630,19 +601,15 @@ class Schedule:
         """The starts in [start, end), in order: the first ``limit`` of them
         if given, else all, and ScheduleError when there are more than
         MAX_STARTS (rather than an answer cut short).  In UTC, a schedule
-        that starts at the same times every day (_starts_of_days), or on
-        some days of the week (_daily_between), has them worked out without
+        that starts at the same times of day, every day or on some days of
+        the week, has them laid on each day (_starts_of_days), without
         cronsim's walk from start to start (deploy plan and slot, and the
         simulator, ask every expression's)."""
         if self._daily is False:
             self._daily = _daily_starts(self.fields, self.zone)
-        if self._daily is not None:
+        if (self._daily is not None and start.tzinfo is not None and end.tzinfo is not None
+                and start.year > 1 and end.year < 9000):
             return self._starts_of_days(start, end, limit)
-        plan = self._daily_plan() if self.zone is UTC else None
-        if plan is not None and start.tzinfo is not None and end.tzinfo is not None and \
-                start.year > 1 and end.year < 9000:
-            return _daily_between(plan, start.astimezone(UTC), end.astimezone(UTC), limit,
-                                  (self.describe(), start, end))
         return self._cronsim_between(start, end, limit)
 
     def _daily_plan(self):
@@ -672,25 +639,28 @@ class Schedule:
 
     def _starts_of_days(self, start, end, limit):
         """starts_between for a schedule that starts at the same times of
-        every day in UTC (``_daily``): those times laid on each day,
-        without cronsim's walk from start to start (planners and the
-        simulator ask days of starts of every schedule of a fleet)."""
+        day in UTC, on every day or some days of the week (``_daily``):
+        those times laid on each of its days, without cronsim's walk from
+        start to start (planners and the simulator ask days of starts of
+        every schedule of a fleet)."""
+        offsets, days = self._daily
         if limit is not None:
             limit = min(limit, MAX_STARTS + 1)      # (cronsim is asked no further)
         found = []
         day = start.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         while day < end:
-            for offset in self._daily:
-                moment = day + offset
-                if moment < start:
-                    continue
-                if moment >= end or (limit is not None and len(found) >= limit):
-                    return found
-                found.append(moment)
-                if limit is None and len(found) > MAX_STARTS:
-                    raise ScheduleError("%s starts more than %d times between %s and %s: ask "
-                                        "about less time" % (self.describe(), MAX_STARTS,
-                                                             start, end))
+            if (day.weekday() + 1) % 7 in days:     # (cron's Sunday is 0)
+                for offset in offsets:
+                    moment = day + offset
+                    if moment < start:
+                        continue
+                    if moment >= end or (limit is not None and len(found) >= limit):
+                        return found
+                    found.append(moment)
+                    if limit is None and len(found) > MAX_STARTS:
+                        raise ScheduleError(
+                            "%s starts more than %d times between %s and %s: ask about less "
+                            "time" % (self.describe(), MAX_STARTS, start, end))
             day += _DAY
         return found
 
@@ -710,16 +680,20 @@ _DAY = datetime.timedelta(days=1)
 
 
 def _daily_starts(fields, zone):
-    """The times of day (timedeltas from midnight, in order) at which
-    ``fields`` start in ``zone``, when they are the same every day: in UTC
-    (no change of offset moves a start), with day of month, month and day
-    of week all "*".  Else None.  The minutes and hours are as cronsim
-    reads them (its own parse of the fields)."""
-    if zone is not UTC or fields[2:] != ["*", "*", "*"]:
+    """(times of day as timedeltas from midnight, in order; the days of
+    the week, cron's numbers, Sunday 0) at which ``fields`` start in
+    ``zone``, when they start at the same times of day: in UTC (no change
+    of offset moves a start), with day of month and month "*".  Else None.
+    The fields are as cronsim reads them (its own parse)."""
+    if zone is not UTC or fields[2:4] != ["*", "*"]:
         return None
     parsed = _cronsim()[0](" ".join(fields), datetime.datetime(2000, 1, 1, tzinfo=UTC))
-    return [datetime.timedelta(hours=hour, minutes=minute)
-            for hour in sorted(parsed.hours) for minute in sorted(parsed.minutes)]
+    days = parsed.weekdays
+    if not all(isinstance(day, int) and 0 <= day <= 7 for day in days):
+        return None     # "5L", "1#2": not the same every week
+    return ([datetime.timedelta(hours=hour, minutes=minute)
+             for hour in sorted(parsed.hours) for minute in sorted(parsed.minutes)],
+            frozenset(day % 7 for day in days))        # (7 is Sunday too)
 
 
 def maybe_schedule(expression, tz=None, source=None, origin="", warn=None, first_after=None):

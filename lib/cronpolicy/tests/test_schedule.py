@@ -217,7 +217,7 @@ def test_previous_starts_worked_out_without_cronsim_are_cronsims(minute, hour, d
        limit=st.one_of(st.none(), st.integers(min_value=0, max_value=30)))
 def test_starts_worked_out_without_cronsim_are_cronsims(minute, hour, dow, start, seconds, limit):
     """Issue 32.3: a schedule the same every day it runs has its starts in
-    a window worked out without cronsim (schedule._daily_between: deploy
+    a window worked out without cronsim (Schedule._starts_of_days: deploy
     plan and slot ask every expression's): what cronsim gives."""
     expression = " ".join([minute, hour, "*", "*", dow])
     if schedule_problem(expression) is not None:
@@ -759,4 +759,7 @@ def test_starts_laid_on_each_day_are_cronsims_walk(minute, hour, rest, tz, start
     found = schedule.starts_between(start, end, limit)
     assert found == walked
     assert all(moment.tzinfo is UTC for moment in found)
-    assert (schedule._daily is not None) == (rest == "* * *" and tz in (None, "UTC"))
+    if rest == "* * *" and tz in (None, "UTC"):
+        assert schedule._daily is not None         # laid on each day, not walked
+    elif tz not in (None, "UTC") or rest.split()[:2] != ["*", "*"]:
+        assert schedule._daily is None

@@ -81,17 +81,22 @@ def fleet(pg_dsn, pg_roles, tmp_path):
     relay = Relay(pg_roles("cronpolicy_relay"), tmp_path)
     script_dsn = pg_roles("cronpolicy_script")
     relay.script_login = parse_dsn(script_dsn)["user"]
-    env = make_env(tmp_path, script_dsn)
-    config = tmp_path / "scripts.conf"
-    config.write_text(CONFIG.format(relay=relay.address))
-    env["CRONPOLICY_CONFIG"] = str(config)
+    scripts = relayed_runner(tmp_path, script_dsn, relay.address)
     dba = psycopg2.connect(pg_dsn)
     dba.autocommit = True
     try:
-        yield relay, ScriptRunner(tmp_path, env), dba
+        yield relay, scripts, dba
     finally:
         relay.stop()
         dba.close()
+
+
+def relayed_runner(tmp_path, dsn, address):
+    """A ScriptRunner whose scripts log in with ``dsn`` and name the relay at ``address``."""
+    env = make_env(tmp_path, dsn)
+    (tmp_path / "scripts.conf").write_text(CONFIG.format(relay=address))
+    env["CRONPOLICY_CONFIG"] = str(tmp_path / "scripts.conf")
+    return ScriptRunner(tmp_path, env)
 
 
 def start_jobs(scripts, tmp_path, count, safe=True, extra_args=()):
@@ -130,7 +135,12 @@ def stop_everything(dba, processes):
     rows = query(dba, "SELECT extract(epoch FROM r.finished_at - d.changed_at), r.stop_decision"
                       " FROM cronpolicy.script_run AS r, cronpolicy.deploy_state AS d"
                       " WHERE r.status = 'interrupted' ORDER BY r.id")
-    assert len(rows) == len(processes), rows
+    if len(rows) != len(processes):     # say what became of each, and what the scripts said
+        runs = query(dba, "SELECT id, status, stop_decision, stop_reason, spooled"
+                          " FROM cronpolicy.script_run ORDER BY id")
+        said = [(process.returncode, process.stderr.read()) for process in processes]
+        raise AssertionError("%d of %d runs interrupted: %r\n%r" % (len(rows), len(processes),
+                                                                      runs, said))
     assert {decision for _, decision in rows} == {DEPLOY_PENDING}
     return [float(seconds) for seconds, _ in rows]
 
@@ -236,10 +246,8 @@ def test_when_the_relay_loses_its_database_a_stop_still_arrives(pg_dsn, pg_roles
     relay = Relay(_via(relay_dsn, "127.0.0.1", proxy.port), tmp_path)
     try:
         script_dsn = pg_roles("cronpolicy_script")
-        env = make_env(tmp_path, script_dsn)
-        (tmp_path / "scripts.conf").write_text(CONFIG.format(relay=relay.address))
-        env["CRONPOLICY_CONFIG"] = str(tmp_path / "scripts.conf")
-        processes = start_jobs(ScriptRunner(tmp_path, env), tmp_path, 2)
+        scripts = relayed_runner(tmp_path, script_dsn, relay.address)
+        processes = start_jobs(scripts, tmp_path, 2)
         dba = psycopg2.connect(pg_dsn)
         dba.autocommit = True
         try:
@@ -264,11 +272,7 @@ def test_a_relay_on_another_database_is_left_at_once(pg_dsn, pg_roles, tmp_path)
         upgraded(other)
         relay = Relay(other, tmp_path)      # (as its owner: the run is not there)
         try:
-            env = make_env(tmp_path, pg_roles("cronpolicy_script"))
-            config = tmp_path / "scripts.conf"
-            config.write_text(CONFIG.format(relay=relay.address))
-            env["CRONPOLICY_CONFIG"] = str(config)
-            scripts = ScriptRunner(tmp_path, env)
+            scripts = relayed_runner(tmp_path, pg_roles("cronpolicy_script"), relay.address)
             [process] = start_jobs(scripts, tmp_path, 1)
             dba = psycopg2.connect(pg_dsn)
             dba.autocommit = True
@@ -403,10 +407,8 @@ def test_a_relay_out_of_descriptors_waits_rather_than_spins(pg_dsn, pg_roles, tm
             for each in flood:
                 each.close()
         # Room again: a script is served as before.
-        env = make_env(tmp_path, pg_roles("cronpolicy_script"))
-        (tmp_path / "scripts.conf").write_text(CONFIG.format(relay=relay.address))
-        env["CRONPOLICY_CONFIG"] = str(tmp_path / "scripts.conf")
-        [process] = start_jobs(ScriptRunner(tmp_path, env), tmp_path, 1)
+        scripts = relayed_runner(tmp_path, pg_roles("cronpolicy_script"), relay.address)
+        [process] = start_jobs(scripts, tmp_path, 1)
         dba = psycopg2.connect(pg_dsn)
         dba.autocommit = True
         try:
@@ -597,10 +599,7 @@ class FakeRelay:
 def lied_to(pg_roles, tmp_path, lines):
     """A script relayed by a FakeRelay sending ``lines``: (relay, process, scripts, dba)."""
     relay = FakeRelay(lines)
-    env = make_env(tmp_path, pg_roles("cronpolicy_script"))
-    (tmp_path / "scripts.conf").write_text(CONFIG.format(relay=relay.address))
-    env["CRONPOLICY_CONFIG"] = str(tmp_path / "scripts.conf")
-    scripts = ScriptRunner(tmp_path, env)
+    scripts = relayed_runner(tmp_path, pg_roles("cronpolicy_script"), relay.address)
     return relay, start_jobs(scripts, tmp_path, 1)[0], scripts
 
 
@@ -672,10 +671,8 @@ def test_a_relay_on_another_database_stops_no_script_by_that_databases_policy(pg
                            " reason = 'staging deploys'")
         relay = Relay(other, tmp_path)
         try:
-            env = make_env(tmp_path, pg_roles("cronpolicy_script"))
-            (tmp_path / "scripts.conf").write_text(CONFIG.format(relay=relay.address))
-            env["CRONPOLICY_CONFIG"] = str(tmp_path / "scripts.conf")
-            [process] = start_jobs(ScriptRunner(tmp_path, env), tmp_path, 1)
+            scripts = relayed_runner(tmp_path, pg_roles("cronpolicy_script"), relay.address)
+            [process] = start_jobs(scripts, tmp_path, 1)
             dba = psycopg2.connect(pg_dsn)
             dba.autocommit = True
             try:
@@ -819,10 +816,8 @@ def test_a_relay_host_that_does_not_answer_delays_no_stop(pg_dsn, pg_roles, tmp_
     filler = socket.create_connection(blackhole.getsockname(), timeout=5)
     address = "%s:%d" % blackhole.getsockname()
     try:
-        env = make_env(tmp_path, pg_roles("cronpolicy_script"))
-        (tmp_path / "scripts.conf").write_text(CONFIG.format(relay=address))
-        env["CRONPOLICY_CONFIG"] = str(tmp_path / "scripts.conf")
-        [process] = start_jobs(ScriptRunner(tmp_path, env), tmp_path, 1)
+        scripts = relayed_runner(tmp_path, pg_roles("cronpolicy_script"), address)
+        [process] = start_jobs(scripts, tmp_path, 1)
         dba = psycopg2.connect(pg_dsn)
         dba.autocommit = True
         try:
@@ -842,10 +837,8 @@ def test_a_relay_no_one_can_find_costs_one_warning(pg_dsn, pg_roles, tmp_path):
     the script runs, watches for itself, warns once, and hears a stop."""
     login = pg_roles("cronpolicy_script")
     for address in ("relay.invalid:7447", "127.0.0.1:1", "[::1]:1"):
-        env = make_env(tmp_path, login)
-        (tmp_path / "scripts.conf").write_text(CONFIG.format(relay=address))
-        env["CRONPOLICY_CONFIG"] = str(tmp_path / "scripts.conf")
-        [process] = start_jobs(ScriptRunner(tmp_path, env), tmp_path, 1)
+        scripts = relayed_runner(tmp_path, login, address)
+        [process] = start_jobs(scripts, tmp_path, 1)
         dba = psycopg2.connect(pg_dsn)
         dba.autocommit = True
         try:

@@ -25,15 +25,13 @@ POLICY_TABLES = ("script_policy", "rollout", "rollout_window", "deploy_state",
 
 
 def parse_listen(text):
-    """(host, port) of HOST:PORT ("[::1]:8080" for IPv6)."""
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else ""
-    else:
-        host, _, port = text.rpartition(":")
-    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise UsageError("--listen: HOST:PORT, like 127.0.0.1:8080 or [::1]:8080: %r" % text)
-    return host, int(port)
+    """(host, port) of HOST:PORT ("[::1]:8080" for IPv6), as a relay's address."""
+    from cronpolicy.relayed import parse_address
+    try:
+        return parse_address(text)
+    except ValueError:
+        raise UsageError("--listen: HOST:PORT, like 127.0.0.1:8080 or [::1]:8080: %r"
+                         % text) from None
 
 
 def is_loopback(host):

@@ -46,16 +46,19 @@ run AS (
     -- nor undoes a newer word's safe_to_interrupt: a relay that stalled
     -- renews, as of their last word to it, scripts that left it and have
     -- renewed their own leases since.
+    -- r, not old, in SET and WHERE: a run whose end is written while this
+    -- waits for its row is checked again as it is then (ended: left alone),
+    -- where old would still say running and undo the end.
     UPDATE cronpolicy.script_run AS r
-       SET heartbeat_at = greatest(old.heartbeat_at, now() - w.age * interval '1 second'),
-           safe_to_interrupt = CASE WHEN old.heartbeat_at > now() - w.age * interval '1 second'
-                                    THEN old.safe_to_interrupt ELSE w.safe END,
-           lease_expires_at = greatest(old.lease_expires_at,
+       SET heartbeat_at = greatest(r.heartbeat_at, now() - w.age * interval '1 second'),
+           safe_to_interrupt = CASE WHEN r.heartbeat_at > now() - w.age * interval '1 second'
+                                    THEN r.safe_to_interrupt ELSE w.safe END,
+           lease_expires_at = greatest(r.lease_expires_at,
                                        now() + (w.ttl - w.age) * interval '1 second'),
            status = 'running', finished_at = NULL, stop_reason = NULL
       FROM wanted AS w, cronpolicy.script_run AS old
-     WHERE old.id = w.id AND old.spool_id = w.run_key AND r.id = old.id
-       AND old.status IN ('running', 'abandoned') AND w.age < w.ttl
+     WHERE r.id = w.id AND r.spool_id = w.run_key AND old.id = r.id
+       AND r.status IN ('running', 'abandoned') AND w.age < w.ttl
     RETURNING r.id, old.spool_id AS run_key,
               old.status = 'running'
               AND coalesce(old.lease_expires_at,

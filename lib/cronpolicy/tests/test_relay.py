@@ -726,6 +726,46 @@ def test_a_run_id_said_with_the_wrong_key_is_answered_for_itself(fleet, tmp_path
             each.close()
 
 
+def test_a_renewal_waiting_for_a_run_being_ended_leaves_it_ended(pg_dsn, pg_roles):
+    """The relay's batch renewal meets a run whose end is being written
+    (the script's record_finish holds the row): once that commits, the
+    renewal must see the run ended and leave it so.  It read the row as it
+    was before and set it running again, lease and all: the run looked
+    alive to `deploy wait` though its script was gone (one failure in 50
+    runs of the stop test)."""
+    dba = psycopg2.connect(pg_dsn)
+    dba.autocommit = True
+    ending = psycopg2.connect(pg_dsn)
+    relay = psycopg2.connect(pg_roles("cronpolicy_relay"))
+    relay.autocommit = True
+    try:
+        [(run_id,)] = query(dba, "INSERT INTO cronpolicy.script_run (name, host, pid, spool_id,"
+                                 " decision, heartbeat_at, lease_expires_at) VALUES ('job',"
+                                 " 'web1', 1, 'key-1', 'run', now(), now() + interval '30 s')"
+                                 " RETURNING id")
+        with ending.cursor() as cursor:       # record_finish, not yet committed
+            cursor.execute("UPDATE cronpolicy.script_run SET status = 'interrupted',"
+                           " finished_at = now(), lease_expires_at = NULL WHERE id = %s",
+                           (run_id,))
+        answers = []
+        renewal = threading.Thread(target=lambda: answers.append(query(
+            relay, "SELECT * FROM cronpolicy.renew_relayed(%s::bigint[], %s::text[],"
+                   " '{true}', '{0}', '{NULL}', '{NULL}', '{30}')", [run_id], ["key-1"])))
+        renewal.start()
+        relay_pid = relay.get_backend_pid()
+        wait_for(lambda: query(dba, "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
+                               relay_pid) == [("Lock",)], what="the renewal waiting for the row")
+        ending.commit()
+        renewal.join(timeout=30)
+        assert not renewal.is_alive()
+        assert answers == [[(run_id, True, False)]]       # known, not renewed
+        assert query(dba, "SELECT status, finished_at IS NOT NULL, lease_expires_at"
+                          " FROM cronpolicy.script_run") == [("interrupted", True, None)]
+    finally:
+        for connection in (ending, relay, dba):
+            connection.close()
+
+
 def test_renew_relayed_in_plain_sql_and_what_a_relay_login_may_not(pg_dsn, pg_roles, tmp_path):
     """cronpolicy.renew_relayed called by hand, as a relay login: one row
     per run asked about, in order, each for its own key; a word a whole

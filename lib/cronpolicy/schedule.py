@@ -266,7 +266,8 @@ _DAILY = {}
 
 def _field_values(field, low, high):
     """The values ``field`` (numbers, a-b ranges, /steps, *, by commas)
-    stands for within [low, high], or None for anything else."""
+    stands for within [low, high], or None for anything else (names, L, #:
+    cronsim's to read)."""
     values = set()
     for part in field.split(","):
         base, slash, step = part.partition("/")
@@ -283,8 +284,9 @@ def _field_values(field, low, high):
             if not (first.isdigit() and last.isdigit()):
                 return None
             first, last = int(first), int(last)
-        elif base.isdigit() and not slash:
-            first = last = int(base)
+        elif base.isdigit():
+            # N/step runs from N to the field's end, as cron (and cronsim) read it.
+            first, last = int(base), (high if slash else int(base))
         else:
             return None
         if not low <= first <= last <= high:
@@ -606,7 +608,7 @@ class Schedule:
         cronsim's walk from start to start (deploy plan and slot, and the
         simulator, ask every expression's)."""
         if self._daily is False:
-            self._daily = _daily_starts(self.fields, self.zone)
+            self._daily = _daily_starts(self._daily_plan() if self.zone is UTC else None)
         if (self._daily is not None and start.tzinfo is not None and end.tzinfo is not None
                 and start.year > 1 and end.year < 9000):
             return self._starts_of_days(start, end, limit)
@@ -679,21 +681,14 @@ class Schedule:
 _DAY = datetime.timedelta(days=1)
 
 
-def _daily_starts(fields, zone):
+def _daily_starts(plan):
     """(times of day as timedeltas from midnight, in order; the days of
-    the week, cron's numbers, Sunday 0) at which ``fields`` start in
-    ``zone``, when they start at the same times of day: in UTC (no change
-    of offset moves a start), with day of month and month "*".  Else None.
-    The fields are as cronsim reads them (its own parse)."""
-    if zone is not UTC or fields[2:4] != ["*", "*"]:
+    the week, Sunday 0) of a schedule's _daily_plan, or None without one."""
+    if plan is None:
         return None
-    parsed = _cronsim()[0](" ".join(fields), datetime.datetime(2000, 1, 1, tzinfo=UTC))
-    days = parsed.weekdays
-    if not all(isinstance(day, int) and 0 <= day <= 7 for day in days):
-        return None     # "5L", "1#2": not the same every week
+    minutes, hours, days = plan
     return ([datetime.timedelta(hours=hour, minutes=minute)
-             for hour in sorted(parsed.hours) for minute in sorted(parsed.minutes)],
-            frozenset(day % 7 for day in days))        # (7 is Sunday too)
+             for hour in reversed(hours) for minute in reversed(minutes)], days)
 
 
 def maybe_schedule(expression, tz=None, source=None, origin="", warn=None, first_after=None):

@@ -64,6 +64,22 @@ def decode(line):
     return message
 
 
+def encode(message):
+    """``message`` as one line of the protocol (bytes, newline included)."""
+    import json
+    return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+
+
+def split_lines(pending, data):
+    """(whole lines, what is left of a line) once ``data`` arrived after
+    ``pending``; ValueError when what is left is longer than MAX_LINE."""
+    lines = (pending + data).split(b"\n")
+    pending = lines.pop()
+    if len(pending) > MAX_LINE:
+        raise ValueError("a line longer than %d bytes" % MAX_LINE)
+    return lines, pending
+
+
 def storable(text):
     """Whether ``text`` is text a database column takes: a str with no NUL
     and no lone surrogate (JSON's \\u0000 and \\ud800 decode to both)."""
@@ -149,8 +165,7 @@ class LineChannel:
         return self.sock.fileno()
 
     def send(self, message):
-        import json
-        data = json.dumps(message, separators=(",", ":")).encode() + b"\n"
+        data = encode(message)
         try:
             self.sock.settimeout(SILENCE)
             self.sock.sendall(data)
@@ -169,10 +184,10 @@ class LineChannel:
             raise RelayGone("the relay's connection failed: %s" % error) from None
         if not data:
             raise RelayGone("the relay closed the connection")
-        lines = (self._pending + data).split(b"\n")
-        self._pending = lines.pop()
-        if len(self._pending) > MAX_LINE:
-            raise RelayGone("the relay sent a line longer than %d bytes" % MAX_LINE)
+        try:
+            lines, self._pending = split_lines(self._pending, data)
+        except ValueError as error:
+            raise RelayGone("the relay sent %s" % error) from None
         messages = []
         for line in lines:
             try:

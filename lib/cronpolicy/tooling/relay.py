@@ -26,7 +26,6 @@ The relay keeps nothing that matters: kill it and the scripts carry on
 directly; start it again and new runs use it.
 """
 
-import json
 import logging
 import os
 import selectors
@@ -207,7 +206,7 @@ class Relay:
                     2 * self.settings.poll_interval, 1.0)):
             tick = None     # silent: the scripts watch for themselves
         else:
-            tick = self._encoded({"tick": self.version})     # once for all
+            tick = relayed.encode({"tick": self.version})     # once for all
         for sock, script in list(self.scripts.items()):
             if script.id is not None:
                 if tick is not None:
@@ -283,7 +282,7 @@ class Relay:
             key = None if message is None else tuple(message.values())
             line = self.lines.get(key)
             if line is None:
-                line = self.lines[key] = self._encoded({"verdict": message})
+                line = self.lines[key] = relayed.encode({"verdict": message})
             self._send_bytes(sock, script, line)
         if not inputs.windows:
             return changed      # no window can begin
@@ -380,11 +379,8 @@ class Relay:
         if not data:
             self._drop(sock, None)      # the script ended, or its host is gone
             return
-        lines = (script.incoming + data).split(b"\n")
-        script.incoming = lines.pop()
         try:
-            if len(script.incoming) > relayed.MAX_LINE:
-                raise ValueError("a line longer than %d bytes" % relayed.MAX_LINE)
+            lines, script.incoming = relayed.split_lines(script.incoming, data)
             for line in lines:
                 self._heard(sock, script, line)
         except ValueError as error:
@@ -405,14 +401,10 @@ class Relay:
         else:
             raise ValueError("expected an alive word")
 
-    @staticmethod
-    def _encoded(message):
-        return json.dumps(message, separators=(",", ":")).encode() + b"\n"
-
     def _send(self, sock, message):
         script = self.scripts.get(sock)
         if script is not None:
-            self._send_bytes(sock, script, self._encoded(message))
+            self._send_bytes(sock, script, relayed.encode(message))
 
     def _send_bytes(self, sock, script, data):
         script.outgoing += data

@@ -8,6 +8,7 @@ scripts must still hear a stop within a second and the fleet must still
 give up on a dead run within its lease.
 """
 
+import contextlib
 import json
 import os
 import random
@@ -113,6 +114,17 @@ def start_jobs(scripts, tmp_path, count, safe=True, extra_args=()):
     for process, ready in started:
         wait_for_file(ready, process=process)
     return [process for process, _ in started]
+
+
+@contextlib.contextmanager
+def dba_at(dsn):
+    """A DBA's autocommit connection to ``dsn``, closed after."""
+    connection = psycopg2.connect(dsn)
+    connection.autocommit = True
+    try:
+        yield connection
+    finally:
+        connection.close()
 
 
 def query(dba, sql, *parameters):
@@ -248,17 +260,13 @@ def test_when_the_relay_loses_its_database_a_stop_still_arrives(pg_dsn, pg_roles
         script_dsn = pg_roles("cronpolicy_script")
         scripts = relayed_runner(tmp_path, script_dsn, relay.address)
         processes = start_jobs(scripts, tmp_path, 2)
-        dba = psycopg2.connect(pg_dsn)
-        dba.autocommit = True
-        try:
+        with dba_at(pg_dsn) as dba:
             wait_for(lambda: backends_of(dba, parse_dsn(script_dsn)["user"]) == 0,
                      what="the scripts' connections let go", interval=0.1)
             proxy.cut() if fault == "cut" else proxy.freeze()
             time.sleep(2.0)
             assert all(process.poll() is None for process in processes)
             assert all(seconds < 1.0 for seconds in stop_everything(dba, processes))
-        finally:
-            dba.close()
         said = "".join(process.stderr.read() for process in processes)
         if fault == "freeze":
             assert said.count("watching the policy database directly") == 2, said
@@ -274,14 +282,10 @@ def test_a_relay_on_another_database_is_left_at_once(pg_dsn, pg_roles, tmp_path)
         try:
             scripts = relayed_runner(tmp_path, pg_roles("cronpolicy_script"), relay.address)
             [process] = start_jobs(scripts, tmp_path, 1)
-            dba = psycopg2.connect(pg_dsn)
-            dba.autocommit = True
-            try:
+            with dba_at(pg_dsn) as dba:
                 time.sleep(4)       # a lease: renewed by the script itself, not lost
                 assert process.poll() is None
                 assert all(seconds < 1.0 for seconds in stop_everything(dba, [process]))
-            finally:
-                dba.close()
             said = process.stderr.read()
             assert "does not know run #" in said and "watching the policy database" in said
         finally:
@@ -325,14 +329,10 @@ def test_the_operators_example_serves_as_written(pg_dsn, pg_roles, tmp_path):
         (tmp_path / "example.conf").write_text(config.replace("10.0.0.5:7447", relay.address))
         env["CRONPOLICY_CONFIG"] = str(tmp_path / "example.conf")
         [process] = start_jobs(ScriptRunner(tmp_path, env), tmp_path, 1)
-        dba = psycopg2.connect(pg_dsn)
-        dba.autocommit = True
-        try:
+        with dba_at(pg_dsn) as dba:
             wait_for(lambda: backends_of(dba, parse_dsn(script_dsn)["user"]) == 0,
                      what="the script's connection let go", interval=0.1)
             assert all(seconds < 1.0 for seconds in stop_everything(dba, [process]))
-        finally:
-            dba.close()
     finally:
         relay.stop()
 
@@ -409,13 +409,9 @@ def test_a_relay_out_of_descriptors_waits_rather_than_spins(pg_dsn, pg_roles, tm
         # Room again: a script is served as before.
         scripts = relayed_runner(tmp_path, pg_roles("cronpolicy_script"), relay.address)
         [process] = start_jobs(scripts, tmp_path, 1)
-        dba = psycopg2.connect(pg_dsn)
-        dba.autocommit = True
-        try:
+        with dba_at(pg_dsn) as dba:
             time.sleep(1.5)
             assert all(seconds < 1.0 for seconds in stop_everything(dba, [process]))
-        finally:
-            dba.close()
         assert "watching the policy database directly" not in process.stderr.read()
     finally:
         relay.stop()
@@ -627,9 +623,7 @@ LIES = {
 def test_a_script_leaves_a_relay_that_sends_what_no_relay_sends(pg_dsn, pg_roles, tmp_path,
                                                                  lie):
     relay, process, _ = lied_to(pg_roles, tmp_path, [LIES[lie]])
-    dba = psycopg2.connect(pg_dsn)
-    dba.autocommit = True
-    try:
+    with dba_at(pg_dsn) as dba:
         time.sleep(1.5)
         assert process.poll() is None, process.stderr.read()
         assert all(seconds < 1.0 for seconds in stop_everything(dba, [process]))
@@ -637,8 +631,6 @@ def test_a_script_leaves_a_relay_that_sends_what_no_relay_sends(pg_dsn, pg_roles
         assert "Traceback" not in said and "unexpectedly" not in said, said
         assert "watching the policy database directly" in said, said
         assert query(dba, "SELECT status FROM cronpolicy.script_run") == [("interrupted",)]
-    finally:
-        dba.close()
         relay.close()
 
 
@@ -673,14 +665,10 @@ def test_a_relay_on_another_database_stops_no_script_by_that_databases_policy(pg
         try:
             scripts = relayed_runner(tmp_path, pg_roles("cronpolicy_script"), relay.address)
             [process] = start_jobs(scripts, tmp_path, 1)
-            dba = psycopg2.connect(pg_dsn)
-            dba.autocommit = True
-            try:
+            with dba_at(pg_dsn) as dba:
                 time.sleep(2.0)
                 assert process.poll() is None, process.stderr.read()
                 assert all(seconds < 1.0 for seconds in stop_everything(dba, [process]))
-            finally:
-                dba.close()
             said = process.stderr.read()
             assert "staging deploys" not in said, said
             assert "does not know run #" in said
@@ -858,13 +846,9 @@ def test_a_relay_host_that_does_not_answer_delays_no_stop(pg_dsn, pg_roles, tmp_
     try:
         scripts = relayed_runner(tmp_path, pg_roles("cronpolicy_script"), address)
         [process] = start_jobs(scripts, tmp_path, 1)
-        dba = psycopg2.connect(pg_dsn)
-        dba.autocommit = True
-        try:
+        with dba_at(pg_dsn) as dba:
             time.sleep(0.2)
             assert all(seconds < 1.0 for seconds in stop_everything(dba, [process]))
-        finally:
-            dba.close()
         said = process.stderr.read()
         assert "Traceback" not in said, said
     finally:
@@ -879,16 +863,12 @@ def test_a_relay_no_one_can_find_costs_one_warning(pg_dsn, pg_roles, tmp_path):
     for address in ("relay.invalid:7447", "127.0.0.1:1", "[::1]:1"):
         scripts = relayed_runner(tmp_path, login, address)
         [process] = start_jobs(scripts, tmp_path, 1)
-        dba = psycopg2.connect(pg_dsn)
-        dba.autocommit = True
-        try:
+        with dba_at(pg_dsn) as dba:
             time.sleep(4)       # past a lease: renewed by the script itself
             assert process.poll() is None, (address, process.stderr.read())
             assert all(seconds < 1.0 for seconds in stop_everything(dba, [process]))
             query(dba, "DELETE FROM cronpolicy.script_run RETURNING 1")
             query(dba, "UPDATE cronpolicy.deploy_state SET deploy_pending = false RETURNING 1")
-        finally:
-            dba.close()
         said = process.stderr.read()
         assert said.count("watching the policy database directly") == 1, said
         assert "Traceback" not in said and "relay" in said, said

@@ -19,7 +19,6 @@ each, one connection and their measured transactions/s each.
 """
 
 import argparse
-import json
 import os
 import selectors
 import socket
@@ -31,6 +30,8 @@ import psycopg2
 
 from common import SERVER_DSN, limited_login, percentile, throwaway_database
 from fleet_load import cpu_seconds, start_relay
+
+from cronpolicy import relayed
 
 HEARTBEAT = 5.0
 
@@ -63,10 +64,10 @@ class Scripts:
         for index, (run_id, key) in enumerate(runs):
             sock = socket.create_connection((host, int(port)), timeout=30)
             sock.setblocking(False)
-            sock.sendall(json.dumps({
+            sock.sendall(relayed.encode({
                 "watch": run_id, "key": key, "name": "job%d" % (index % 170),
                 "host": "host%d" % index, "needs": [], "ignore": False, "safe": True,
-                "slot": None, "ttl": 30}).encode() + b"\n")
+                "slot": None, "ttl": 30}))
             # Words spread over a heartbeat, as scripts started at random moments.
             self.connections[sock] = [b"", 0, started + HEARTBEAT * index / len(runs)]
             self.selector.register(sock, selectors.EVENT_READ)
@@ -80,7 +81,7 @@ class Scripts:
             for sock, state in self.connections.items():
                 if now >= state[2]:
                     state[1] += 1
-                    sock.send(json.dumps({"alive": state[1], "safe": True}).encode() + b"\n")
+                    sock.send(relayed.encode({"alive": state[1], "safe": True}))
                     state[2] = now + HEARTBEAT
 
     def _read(self, sock):
@@ -88,12 +89,11 @@ class Scripts:
         data = sock.recv(65536)
         if not data:
             raise SystemExit("the relay closed a connection")
-        lines = (state[0] + data).split(b"\n")
-        state[0] = lines.pop()
+        lines, state[0] = relayed.split_lines(state[0], data)
         for line in lines:
             if line.startswith(b'{"tick"'):
                 continue        # most of what arrives: not worth parsing here
-            message = json.loads(line)
+            message = relayed.decode(line)
             if message.get("verdict") and sock not in self.stopped_at:
                 self.stopped_at[sock] = time.time()
             if "unknown" in message or "lost" in message or "bye" in message:

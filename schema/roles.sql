@@ -184,28 +184,9 @@ REVOKE ALL ON SEQUENCE cronpolicy.policy_audit_id_seq FROM cronpolicy_admin;
 GRANT SELECT ON cronpolicy.policy_audit TO cronpolicy_admin, cronpolicy_reader;
 
 -- A host updates only the runs it wrote, and is told so when it tries
--- another's.  (SECURITY DEFINER functions run as their owner, so reaping
--- dead runs still works; administrators may update any run.)
-CREATE OR REPLACE FUNCTION cronpolicy.guard_run_owner() RETURNS trigger
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    -- The writer is the login (session_user, as recorded in db_user), even
-    -- after SET ROLE; current_user is the owner inside SECURITY DEFINER
-    -- functions such as reap_dead_runs, which may update any run.
-    IF OLD.db_user IS DISTINCT FROM session_user
-       AND NOT pg_has_role(current_user, 'cronpolicy_admin', 'MEMBER')
-       AND NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
-       AND current_user <> (SELECT tableowner FROM pg_tables
-                             WHERE schemaname = 'cronpolicy' AND tablename = 'script_run') THEN
-        RAISE EXCEPTION 'run #% belongs to database user %; % may update only its own runs',
-            OLD.id, OLD.db_user, session_user
-            USING ERRCODE = 'insufficient_privilege';
-    END IF;
-    RETURN NEW;
-END
-$$;
-COMMENT ON FUNCTION cronpolicy.guard_run_owner() IS
-    'Refuses, with a clear message, an update of a run written by another database user.';
+-- another's: cronpolicy.guard_run_owner (schema patch 0021) refuses the
+-- update of a run written by another database user, unless the writer
+-- is an administrator.
 DROP TRIGGER IF EXISTS script_run_owner_guard ON cronpolicy.script_run;
 CREATE TRIGGER script_run_owner_guard BEFORE UPDATE ON cronpolicy.script_run
     FOR EACH ROW EXECUTE FUNCTION cronpolicy.guard_run_owner();

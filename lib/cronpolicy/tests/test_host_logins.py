@@ -4,6 +4,7 @@ hosts it owns (host_login), as it records only the scripts it owns
 (script_owner); ownership rows name roles that exist."""
 
 import json
+import time
 
 import psycopg2
 import pytest
@@ -308,3 +309,77 @@ def test_status_names_ownership_rows_whose_role_was_dropped(pg_roles, pg_dsn, tm
     assert len(warnings) == 2, result.stderr
     assert any("publish-distro" in line and "script_owner" in line for line in warnings)
     assert any("web1" in line and "host_login" in line for line in warnings)
+
+
+#: The guards' helpers, as pg_stat_user_functions names them.
+_GUARD_HELPERS = ("is_administrator", "claim_script", "claim_host")
+
+
+def _guard_calls(dba):
+    """How many times each guard helper was called in this database so far
+    (the server's function statistics; the logins under test track them)."""
+    rows = dba.execute("SELECT pg_stat_clear_snapshot(); "
+                       "SELECT funcname, calls FROM pg_stat_user_functions "
+                       "WHERE schemaname = 'cronpolicy' AND funcname = ANY(%s)",
+                       (list(_GUARD_HELPERS),))
+    calls = dict.fromkeys(_GUARD_HELPERS, 0)
+    calls.update(dict(rows))
+    return calls
+
+
+def test_a_scripts_start_and_end_on_its_own_host_ask_no_catalog(pg_roles, pg_dsn):
+    """Schema patch 0021: every start is a new backend, which pays for each
+    catalog it reads.  A login's run of a script and host it is listed for
+    makes the guards ask nobody who the writer is (is_administrator reads
+    pg_roles) or what it may claim; a new name still claims as before."""
+    from cronpolicy.store import queries
+    statements = queries("postgresql")
+    login = pg_roles("cronpolicy_script")
+    dba = DBA(pg_dsn)
+    dba.execute('ALTER ROLE "%s" SET track_functions = \'all\'' % user_of(login))
+
+    def one_run(name, key):
+        connection = psycopg2.connect(login)
+        try:
+            connection.autocommit = True
+            with connection.cursor() as cursor:
+                cursor.execute(statements["record_start"], dict(
+                    started_at=None, name=name, host="web1", pid=1, estimate_seconds=None,
+                    estimate_source=None, skip_reason=None, policy_ignored=False,
+                    decision="run", policy_id=None, window_id=None, expected_interval=None,
+                    spool_id=key, schedule=None, schedule_tz=None, block=None, needs=None,
+                    release=None, ttl=30))
+                (run_id,), = cursor.fetchall()
+                cursor.execute(statements["record_finish"], dict(
+                    status="succeeded", exit_code=0, stop_reason=None, stop_decision=None,
+                    stop_policy_id=None, stop_window_id=None, stop_block=None, id=run_id))
+                # A call the test can wait for: the login's statistics have
+                # reached the server once it is counted.
+                cursor.execute("SELECT cronpolicy.is_administrator(session_user),"
+                               " pg_stat_force_next_flush()")
+        finally:
+            connection.close()
+
+    def calls_after(run, *args):
+        before = _guard_calls(dba)
+        run(*args)
+        deadline = time.monotonic() + 10
+        while True:
+            after = _guard_calls(dba)
+            if after["is_administrator"] > before["is_administrator"] or (
+                    time.monotonic() > deadline):
+                return {name: after[name] - before[name] for name in _GUARD_HELPERS}
+            time.sleep(0.05)
+
+    try:
+        # The first run claims the name and the host: the guard asks.
+        first = calls_after(one_run, "nightly-report", footprint.name("k"))
+        assert first["claim_script"] == 1 and first["claim_host"] == 1, first
+        # Every run after: only the test's own call.
+        assert calls_after(one_run, "nightly-report", footprint.name("k")) == dict(
+            is_administrator=1, claim_script=0, claim_host=0)
+        assert dba.execute("SELECT status, db_user FROM cronpolicy.script_run"
+                           " WHERE name = 'nightly-report'") == [
+            ("succeeded", user_of(login))] * 2
+    finally:
+        dba.execute('ALTER ROLE "%s" RESET track_functions' % user_of(login))

@@ -81,6 +81,8 @@ BEGIN
     END IF;
     -- Nothing to claim and nothing changed: an administrator's write would
     -- be kept as written, anyone else's as it now is, and they are the same.
+    -- (The rows compare column by column: a column added to script_run
+    -- needs a type with an equality operator, as every one has now.)
     IF NOT claims AND NEW IS NOT DISTINCT FROM written THEN
         RETURN NEW;
     END IF;

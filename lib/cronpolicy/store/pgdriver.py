@@ -278,9 +278,11 @@ def with_addresses(dsn, deadline):
     return make_dsn(**params)
 
 
-def connect_async(dsn, deadline, connect_timeout, application_name, source=None, network=None):
+def connect_async(dsn, deadline, connect_timeout, application_name, source=None, network=None,
+                  wake=None):
     """An asynchronous (always autocommit) connection, ready by ``deadline``
-    (time.monotonic()) or DeadlineExceeded; the name lookup included."""
+    (time.monotonic()) or DeadlineExceeded; the name lookup included.
+    ``wake``: see ``wait``."""
     import psycopg2
     deadline = min(deadline, time.monotonic() + connect_timeout)
     try:
@@ -294,7 +296,7 @@ def connect_async(dsn, deadline, connect_timeout, application_name, source=None,
         except psycopg2.Error as error:
             raise connect_failure(error, dsn, source) from error
         try:
-            wait(connection, deadline, "connect to %s" % config.mask_dsn(dsn))
+            wait(connection, deadline, "connect to %s" % config.mask_dsn(dsn), wake)
             return tolerate_far_times(connection)
         except DeadlineExceeded:
             connection.close()
@@ -305,9 +307,14 @@ def connect_async(dsn, deadline, connect_timeout, application_name, source=None,
                 raise connect_failure(error, dsn, source) from error
 
 
-def wait(connection, deadline, doing):
-    """Drive an asynchronous connection until its current operation is done."""
+def wait(connection, deadline, doing, wake=None):
+    """Drive an asynchronous connection until its current operation is done.
+
+    ``wake``: a descriptor that, once readable, ends the wait at once
+    (DeadlineExceeded): a relay asked to stop does not first wait out a
+    database that does not answer."""
     from psycopg2 import extensions
+    woken = [] if wake is None else [wake]
     while True:
         state = connection.poll()
         if state == extensions.POLL_OK:
@@ -316,9 +323,11 @@ def wait(connection, deadline, doing):
         if remaining <= 0:
             raise DeadlineExceeded("the database did not answer in time to %s" % doing)
         if state == extensions.POLL_READ:
-            select.select([connection.fileno()], [], [], remaining)
+            ready = select.select([connection.fileno()] + woken, [], [], remaining)[0]
         elif state == extensions.POLL_WRITE:
-            select.select([], [connection.fileno()], [], remaining)
+            ready = select.select(woken, [connection.fileno()], [], remaining)[0]
         else:
             raise DatabaseError("unexpected state %r from psycopg2 while trying to %s"
                                 % (state, doing))
+        if woken and wake in ready:
+            raise DeadlineExceeded("stopped while waiting to %s" % doing)

@@ -66,6 +66,7 @@ class PostgresStore:
         self._missed = False        # a reconnect may have lost notifications
         self._slot = None           # {name, slot, run_key} of the fleet-wide slot it holds
         self.scarce = False         # connections are scarce: hold none between statements
+        self.wake = None            # a descriptor that ends every wait (pgdriver.wait)
 
     @property
     def masked_dsn(self):
@@ -80,7 +81,7 @@ class PostgresStore:
         try:
             self._connection = pgdriver.connect_async(
                 self.dsn, deadline, self.connect_timeout, self.application_name, self.source,
-                self.network)
+                self.network, self.wake)
         except DatabaseError as error:
             if pgdriver.out_of_connections(error):
                 self._become_scarce()
@@ -105,7 +106,7 @@ class PostgresStore:
             statement = self._sql["listen_first"] + "\n" + statement
         try:
             cursor.execute(statement, parameters)
-            pgdriver.wait(self._connection, deadline, doing)
+            pgdriver.wait(self._connection, deadline, doing, self.wake)
             self._listen_due = False
             if cursor.description is None:
                 return []

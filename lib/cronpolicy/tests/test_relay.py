@@ -936,30 +936,63 @@ def test_a_relay_that_cannot_read_the_policy_does_not_tick(fleet, tmp_path):
 
 
 def test_a_relay_without_its_database_still_lets_go_of_connections_that_say_nothing(
-        pg_roles, fault_proxy, tmp_path):
+        pg_dsn, pg_roles, fault_proxy, tmp_path):
     """Connections that never say which run they are let go of after
     HELLO_WITHIN whether or not the relay's database answers: they held a
-    descriptor each for as long as it did not (silent, it does not tick)."""
+    descriptor each for as long as it did not (silent, it does not tick).
+    While its database refuses, the relay tries each statement once a poll:
+    retrying one for decision_timeout (10 s) held up everything else, its
+    scripts' connections and its SIGTERM included (let go after 15 s)."""
+    from cronpolicy.tooling.relay import HELLO_WITHIN
     from .conftest import _via
     proxy, _ = fault_proxy
-    relay = Relay(_via(pg_roles("cronpolicy_relay"), "127.0.0.1", proxy.port), tmp_path)
+    relay_dsn = pg_roles("cronpolicy_relay")
+    relay = Relay(_via(relay_dsn, "127.0.0.1", proxy.port), tmp_path)
     try:
         proxy.mode = "refuse"
-        proxy.cut()
+        with dba_at(pg_dsn) as dba:
+            # Its session ends at the server (the proxy's RST may come late):
+            # the next statement fails at once, and every new one is refused.
+            query(dba, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                       " WHERE usename = %s", parse_dsn(relay_dsn)["user"])
         host, port = relayed.parse_address(relay.address)
         silent = [socket.create_connection((host, port), timeout=5) for _ in range(5)]
         try:
-            # (Each read of the policy retries for decision_timeout, 10 s,
-            # while the database refuses: the relay looks up between.)
             started = time.monotonic()
             for each in silent:
                 each.settimeout(40)
                 assert each.recv(100) == b""        # closed (not a timeout)
-            print("let go after %.1f s" % (time.monotonic() - started))
+            let_go = time.monotonic() - started
+            assert let_go < HELLO_WITHIN + 2, let_go
         finally:
             for each in silent:
                 each.close()
         assert relay.process.poll() is None
+        relay.process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        assert relay.process.wait(timeout=30) == 0
+        assert time.monotonic() - started < 1.0
+    finally:
+        relay.stop()
+
+
+def test_a_relay_waiting_for_a_database_that_does_not_answer_stops_at_once(
+        pg_roles, fault_proxy, tmp_path):
+    """SIGTERM during a statement that hangs (a half-open connection: no
+    answer, no error) ends the wait at once; the relay exited only when
+    the statement's decision_timeout (10 s) ran out."""
+    from .conftest import _via
+    proxy, _ = fault_proxy
+    relay = Relay(_via(pg_roles("cronpolicy_relay"), "127.0.0.1", proxy.port), tmp_path)
+    try:
+        proxy.freeze()
+        time.sleep(1.0)     # its next poll (every 0.25 s) hangs
+        relay.process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        assert relay.process.wait(timeout=30) == 0
+        assert time.monotonic() - started < 1.0
+        relay._reader.join(timeout=10)
+        assert "cannot" not in "".join(relay.log)       # a stop, not a failure, said nothing
     finally:
         relay.stop()
 
@@ -984,3 +1017,26 @@ def test_a_relay_that_cannot_renew_leases_lets_its_scripts_go(fleet, tmp_path):
         assert relay.process.poll() is None and "Traceback" not in "".join(relay.log)
     finally:
         query(dba, "GRANT EXECUTE ON FUNCTION %s TO cronpolicy_relay; SELECT 1" % signature)
+
+
+def test_while_serving_the_relay_tries_a_statement_once_and_its_loop_tries_again():
+    """A read that retried for decision_timeout while the database refused
+    held the relay's whole loop (its scripts, its signals) for as long;
+    serving, it fails at once and the loop tries again at its next poll.
+    Before serving (the check `cronpolicy relay` makes first) it still
+    waits out a database that is starting."""
+    from cronpolicy.errors import DatabaseError
+    from cronpolicy.tooling.relay import RelayStore
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]      # nothing listens there once closed
+    store = RelayStore("host=127.0.0.1 port=%d dbname=x" % port, 1.0, 3.0)
+    timings = {}
+    for serving in (False, True):
+        store.serving = serving
+        started = time.monotonic()
+        with pytest.raises(DatabaseError):
+            store.load_inputs("", 1)
+        timings[serving] = time.monotonic() - started
+    # (Retrying: pauses from 0.05 s doubling, half to whole, until 3 s.)
+    assert timings[False] > 0.7 and timings[True] < 0.3, timings

@@ -54,8 +54,18 @@ class RelayStore(PostgresStore):
     """The relay's connection: held whatever the server's load (it is one
     for many scripts), and the batch renewal."""
 
+    #: While serving, a statement is tried once: the relay's loop tries
+    #: again at its next poll, and answers its scripts and signals in
+    #: between, where retrying for decision_timeout stopped it for as long.
+    serving = False
+
     def _become_scarce(self):
         pass
+
+    def _retrying(self, query, parameters, doing, only_when_full=False, idempotent=False):
+        if not self.serving:
+            return super()._retrying(query, parameters, doing, only_when_full, idempotent)
+        return self._execute(query, parameters, doing, idempotent=idempotent)
 
     def renew_relayed(self, runs, now):
         """[(id, known, renewed)] for ``runs`` (Scripts), and the policy's version."""
@@ -150,6 +160,12 @@ class Relay:
         self.next_renewal = 0.0
         self.stopping = None        # why it stops, once asked to
         self.accepting_at = None    # when to accept again, while paused
+        # Written to once stopping: it ends the loop's select and any wait
+        # for the database at once (the store's waits watch it too).
+        self.wake_reader, self.wake_writer = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.selector.register(self.wake_reader, selectors.EVENT_READ, "wake")
+        store.wake = self.wake_reader
+        store.serving = True
 
     # The loop ---------------------------------------------------------------------
 
@@ -174,6 +190,8 @@ class Relay:
             for key, _ in self.selector.select(max(0.0, deadline - time.monotonic())):
                 if key.data is None:
                     self._accept()
+                elif key.data == "wake":
+                    break
                 elif key.data == "database":
                     self._notified()
                 else:
@@ -182,14 +200,24 @@ class Relay:
             self._send(sock, {"bye": self.stopping})
             self._drop(sock, None)
         self.store.close()
+        for descriptor in (self.wake_reader, self.wake_writer):
+            os.close(descriptor)
 
     def stop(self, why):
+        """Stop serving (a signal handler's call: it may come during a wait
+        for the database, which then ends at once)."""
         self.stopping = why
+        try:
+            os.write(self.wake_writer, b"!")
+        except OSError:
+            pass        # full: it is readable already
 
     def _guarded(self, what, work):
         try:
             result = work()
         except CronPolicyError as error:
+            if self.stopping is not None:
+                return None         # the wait was cut short: nothing to say
             if self.answered_at is not None:
                 LOG.warning("cannot %s (will retry): %s", what, error)
             self.answered_at = None     # no ticks until it answers again

@@ -162,7 +162,8 @@ class Relay:
         self.accepting_at = None    # when to accept again, while paused
         # Written to once stopping: it ends the loop's select and any wait
         # for the database at once (the store's waits watch it too).
-        self.wake_reader, self.wake_writer = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.wake_reader, self.wake_writer = os.pipe()     # (not inherited: PEP 446)
+        os.set_blocking(self.wake_writer, False)
         self.selector.register(self.wake_reader, selectors.EVENT_READ, "wake")
         store.wake = self.wake_reader
         store.serving = True

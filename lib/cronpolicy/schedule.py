@@ -715,6 +715,11 @@ def schedule_rows(policies):
     return IndexedRows(row for row in policies if row.schedule is not None)
 
 
+def crontab_origin(host, origin):
+    """Where a registered crontab line's schedule came from, for people."""
+    return "the crontab of %s%s" % (host, " (%s)" % origin if origin else "")
+
+
 def resolve(policies, registered, declared, name, host, warn=None, first_after=None):
     """The Schedule ``name`` runs on ``host`` by, or None: the most specific
     policy row that sets one, else the host's registered crontab line
@@ -733,9 +738,7 @@ def resolve(policies, registered, declared, name, host, warn=None, first_after=N
     row = registered.get((name, host))
     if row is not None:
         found = maybe_schedule(row["schedule"], row.get("schedule_tz"), FROM_CRONTAB,
-                               "the crontab of %s%s" % (host, " (%s)" % row["origin"]
-                                                        if row.get("origin") else ""), warn,
-                               first_after)
+                               crontab_origin(host, row.get("origin")), warn, first_after)
         if found is not None:
             found.known_since = row.get("registered_at")
             return found

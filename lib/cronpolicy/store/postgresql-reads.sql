@@ -17,6 +17,13 @@ SELECT * FROM cronpolicy.deploy_state WHERE id = 1
 SELECT * FROM cronpolicy.script_policy ORDER BY name, host, id
 
 
+-- name: policy_sets_schedule
+-- Whether a policy row sets a schedule (usually none does: then a script's
+-- schedule is its host's crontab line or its own declaration, and `schedule
+-- list` need not read the policy rows).
+SELECT EXISTS (SELECT 1 FROM cronpolicy.script_policy WHERE schedule IS NOT NULL) AS sets
+
+
 -- name: standing_windows
 -- Windows neither cancelled nor over, soonest first.
 SELECT * FROM cronpolicy.rollout_window

@@ -169,6 +169,11 @@ class Reader:
         from cronpolicy.matching import IndexedRows
         return IndexedRows(from_mapping(PolicyRow, row) for row in self.rows("policies"))
 
+    def policy_sets_schedule(self):
+        """Whether any policy row sets a schedule."""
+        [row] = self.rows("policy_sets_schedule")
+        return bool(row["sets"])
+
     def standing_windows(self, now):
         """Windows neither cancelled nor over, as Window rows, soonest first."""
         return [from_mapping(Window, row)

@@ -12,6 +12,13 @@
 -- read once, each row looking up its pair's moments in an automatic index,
 -- where SQLite looked up each pair's runs by name (26 s against 0.5 s).
 
+-- name: policy_sets_schedule
+-- Whether a policy row sets a schedule (usually none does: then a script's
+-- schedule is its host's crontab line or its own declaration, and `schedule
+-- list` need not read the policy rows).
+SELECT EXISTS (SELECT 1 FROM cronpolicy.script_policy WHERE schedule IS NOT NULL) AS sets
+
+
 -- name: running_runs
 -- Runs recorded as running, oldest first (dead ones among them until reaped),
 -- by script_run_running_idx: ordered by the bare column, SQLite walked

@@ -685,6 +685,35 @@ def test_status_text_counts_and_shows_the_first_starts_its_json_lists(
         assert len(rows) == (7 if policy_schedule else 6)
 
 
+@pytest.mark.parametrize("policy_schedule", [False, True])
+def test_schedule_list_shows_the_scheduled_rows_of_its_list_of_all(dba, cli, policy_schedule):
+    """Issue 32.3: `schedule list` makes its rows of the crontab lines that
+    read, one Schedule per expression and zone (listed_schedules), unless a
+    policy row sets a schedule: the same rows, the same order and the same
+    warnings as --all, which resolves every pair (fleet_schedules), shows of
+    those with a schedule; text and JSON."""
+    from cronpolicy.config import Settings
+    from cronpolicy.store.reads import reading
+    _status_fleet(dba)
+    if policy_schedule:
+        dba.execute("INSERT INTO cronpolicy.script_policy (name, host, schedule)"
+                    " VALUES ('z', '*', '@daily'), ('e', 'h9', '@weekly')")
+    for _ in range(2):      # with nothing kept, then with what the first kept
+        code, out, err = cli("schedule", "list", "--json")
+        code_all, out_all, err_all = cli("schedule", "list", "--all", "--json")
+        assert code == code_all == 0 and err == err_all
+        assert ("every day" in err) == (dba.backend == "sqlite")
+        rows = json.loads(out)["schedules"]
+        assert rows == [row for row in json.loads(out_all)["schedules"] if row["schedule"]]
+        assert len(rows) == (7 if policy_schedule else 6)
+        code, text, err_text = cli("schedule", "list")
+        assert code == 0 and err_text == err
+        assert [line.split()[:2] for line in text.splitlines()[1:]] == [
+            [row["name"], row["host"]] for row in rows]
+    with reading(Settings.load(environ={"CRONPOLICY_DSN": dba.dsn})) as reader:
+        assert reader.policy_sets_schedule() is policy_schedule
+
+
 @hypothesis_settings(max_examples=300, deadline=None, derandomize=True)
 @given(lines=st.lists(st.tuples(
            st.sampled_from(["a", "b", "job-1", "z"]), st.sampled_from(["h1", "h2", "h3"]),

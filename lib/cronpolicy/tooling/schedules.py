@@ -157,6 +157,51 @@ def fleet_schedules(reader, inputs, warn=None, host="*", script="*", scheduled_o
             if glob_matches(script, name) and glob_matches(host, on)}
 
 
+def listed_schedules(reader, now, warn=None, host="*", script="*"):
+    """[dict of describe(schedule, now) with "name" and "host" first]
+    of the pairs fleet_schedules(..., scheduled_only=True) gives a
+    schedule, in its order, with its warnings; None when a policy row sets
+    a schedule (then ask fleet_schedules).  `schedule list` shows every
+    pair; a fleet's 5,000 share a few hundred (expression, zone): each of
+    those is read as a Schedule once (its next start with it) and each pair
+    that a readable crontab line gives a schedule is a dict of that, with
+    its own origin, not a Schedule of its own.  The rest (a line that does
+    not read, a script that only declared) is resolved as fleet_schedules
+    resolves it."""
+    from cronpolicy.matching import glob_matches
+    if reader.policy_sets_schedule():
+        return None
+    every = script == "*" and host == "*"
+    lines = {(line[0], line[1]): line for line in reader.schedule_lines()}
+    declared = reader.declared_schedules(now - RECENT)
+    read = {}
+    listed = []
+    # (A pair only a policy row names has no schedule: no row sets one.)
+    for name, on in sorted(set(lines).union(declared)):
+        if not every and not (glob_matches(script, name) and glob_matches(host, on)):
+            continue
+        line = lines.get((name, on))
+        found = None
+        if line is not None:
+            key = (line[2], line[3])
+            found = read.get(key, read)
+            if found is read:
+                found = read[key] = schedules.maybe_schedule(line[2], line[3],
+                                                             first_after=now)
+        if found is not None:
+            listed.append({"name": name, "host": on, "schedule": found.expression,
+                           "schedule_tz": found.tz, "schedule_source": schedules.FROM_CRONTAB,
+                           "schedule_origin": schedules.crontab_origin(on, line[4]),
+                           "next_start": found.next_after(now)})
+            continue
+        registered = {} if line is None else {(name, on): {
+            "schedule": line[2], "schedule_tz": line[3], "origin": line[4]}}
+        found = schedules.resolve((), registered, declared, name, on, warn, now)
+        if found is not None:
+            listed.append(dict({"name": name, "host": on}, **describe(found, now)))
+    return listed
+
+
 def fleet_starts(reader, inputs, warn=None, host="*", script="*", limit=3):
     """(how many pairs fleet_schedules(..., scheduled_only=True) gives a
     schedule, the first ``limit`` of them as (next start after inputs.now

@@ -302,11 +302,14 @@ SELECT c.relname AS table_name
 -- name: metrics_runs
 -- What `metrics` counts of the runs, in one pass (it made five): per
 -- script, host, status, decision ('' for none) and whether a rollout's
--- block is named, how many runs, the latest finish and the latest start;
--- of one host, or of every host when host is NULL.
+-- block is named, how many runs, and of succeeded runs the latest finish
+-- and the latest start (of the rest none: each is a time to read, and
+-- metrics asks only a success's); of one host, or of every host when host
+-- is NULL.
 SELECT name, host, status, coalesce(decision, '') AS decision,
-       block IS NOT NULL AS blocked, count(*) AS runs, max(finished_at) AS finished_at,
-       max(started_at) AS started_at
+       block IS NOT NULL AS blocked, count(*) AS runs,
+       CASE WHEN status = 'succeeded' THEN max(finished_at) END AS finished_at,
+       CASE WHEN status = 'succeeded' THEN max(started_at) END AS started_at
   FROM cronpolicy.script_run
  WHERE %(host)s::text IS NULL OR host = %(host)s
  GROUP BY name, host, status, coalesce(decision, ''), block IS NOT NULL

@@ -53,13 +53,14 @@ class _Exposition:
         """``samples``: [(labels dict, value)]."""
         self.lines.append("# HELP %s %s" % (name, help_text))
         self.lines.append("# TYPE %s %s" % (name, kind))
+        labelled, bare, append = name + "{%s} %r", name + " %r", self.lines.append
         for labels, value in samples:
             # (labels: a dict, or its text already: a fleet's families have
             # tens of thousands of samples, mostly of the same pairs)
             label_text = labels if type(labels) is str else ",".join(
                 '%s="%s"' % (key, _escape(labels[key])) for key in labels)
-            self.lines.append("%s%s %s" % (name, "{%s}" % label_text if label_text else "",
-                                           repr(float(value))))
+            append(labelled % (label_text, float(value)) if label_text
+                   else bare % float(value))
 
     def histogram(self, name, help_text, buckets, values):
         """A histogram of ``values`` (cumulative buckets, then +Inf, sum and count)."""
@@ -270,25 +271,23 @@ def _host_families(out, reader, settings, warn, host, now, read):
             key = run["name"], run["host"]
             running[key] = running.get(key, 0) + 1
 
-    pair_labels = {}
+    pair_labels = _PairLabels()
 
     def labels(name, where, **more):
         """The label text of {"script": name, "host": where, **more}."""
-        text = pair_labels.get((name, where))
-        if text is None:
-            text = pair_labels[name, where] = 'script="%s",host="%s"' % (
-                _escape(name), _escape(where))
+        text = pair_labels[name, where]
         for key, value in more.items():
             text += ',%s="%s"' % (key, _escape(value))
         return text
 
     out.family("cronpolicy_last_success_timestamp_seconds", "gauge",
                PER_HOST + "when the script last succeeded there (Unix time, database clock).",
-               [(labels(name, where), _seconds(moment))
+               [(pair_labels[name, where], _seconds(moment))
                 for name, where, moment in sorted(last_success)])
     out.family("cronpolicy_last_duration_seconds", "gauge",
                PER_HOST + "how long the script's last finished run there took.",
-               [(labels(row.name, row.host), (row.finished_at - row.started_at).total_seconds())
+               [(pair_labels[row.name, row.host],
+                 (row.finished_at - row.started_at).total_seconds())
                 for row in sorted(last_runs, key=_name_host)])
     out.family("cronpolicy_runs_total", "counter",
                PER_HOST + "runs that ended, by final status (runs prune deleted included).",
@@ -300,15 +299,16 @@ def _host_families(out, reader, settings, warn, host, now, read):
                 for (name, where, reason), count in sorted(skipped.items())])
     out.family("cronpolicy_running", "gauge",
                PER_HOST + "live runs of the script there now (dead ones excluded).",
-               [(labels(name, where), running.get((name, where), 0)) for name, where in pairs])
+               [(pair_labels[name, where], running.get((name, where), 0))
+                for name, where in pairs])
     out.family("cronpolicy_estimate_seconds", "gauge",
                PER_HOST + "the runtime estimate the script's latest decision there used.",
-               [(labels(row.name, row.host), row.estimate_seconds)
+               [(pair_labels[row.name, row.host], row.estimate_seconds)
                 for row in sorted(latest_estimates, key=_name_host)])
     out.family("cronpolicy_last_runtime_vs_estimate_ratio", "gauge",
                PER_HOST + "the last finished run's duration divided by the estimate it "
                "started with.",
-               [(labels(row.name, row.host),
+               [(pair_labels[row.name, row.host],
                  (row.finished_at - row.started_at).total_seconds() / row.estimate_seconds)
                 for row in sorted(last_runs, key=_name_host) if row.estimate_seconds])
     # Gathered for the host as a glob, then kept exactly (a name may hold * or ?).
@@ -319,25 +319,34 @@ def _host_families(out, reader, settings, warn, host, now, read):
     scheduled = [report for report in scheduled if host is None or report["host"] == host]
     out.family("cronpolicy_next_start_timestamp_seconds", "gauge",
                PER_HOST + "when the script is next scheduled to start there (Unix time).",
-               [(labels(report["name"], report["host"]), _seconds(report["next_start"]))
+               [(pair_labels[report["name"], report["host"]], _seconds(report["next_start"]))
                 for report in scheduled if report["next_start"] is not None])
     out.family("cronpolicy_schedule_overdue", "gauge",
                PER_HOST + "1 when the script has not succeeded there since its last "
                "scheduled start (plus its estimate and a grace).",
-               [(labels(report["name"], report["host"]), 1 if report["overdue"] else 0)
+               [(pair_labels[report["name"], report["host"]], 1 if report["overdue"] else 0)
                 for report in scheduled])
     out.family("cronpolicy_starved_rollouts", "gauge",
                PER_HOST + "how many rollouts in a row skipped the script there.",
-               [(labels(report["name"], report["host"]), report["skipped_by"])
+               [(pair_labels[report["name"], report["host"]], report["skipped_by"])
                 for report in scheduled])
     out.family("cronpolicy_missed_starts_total", "counter",
                PER_HOST + "starts skipped by rollouts (deploy pending, windows; runs prune "
                "deleted included).",
-               [(labels(name, where), count) for (name, where), count in sorted(missed.items())])
+               [(pair_labels[name, where], count)
+                for (name, where), count in sorted(missed.items())])
     out.family("cronpolicy_catch_up_runs_total", "counter",
                PER_HOST + "runs that caught up a start a rollout skipped (catch_up = once).",
-               [(labels(name, where), count)
+               [(pair_labels[name, where], count)
                 for (name, where), count in sorted(caught_up.items())])
+
+
+class _PairLabels(dict):
+    """{(name, host): the label text of script name on host}, each made once."""
+
+    def __missing__(self, key):
+        text = self[key] = 'script="%s",host="%s"' % (_escape(key[0]), _escape(key[1]))
+        return text
 
 
 def _name_host(row):

@@ -524,6 +524,16 @@ class Schedule:
         self._key = (fields, self.tz)
         self._daily = False         # not yet read (_daily_starts)
 
+    def alike(self, source=None, origin=""):
+        """This schedule from another ``source`` and ``origin``, its
+        known_since not set: a fleet's thousands of pairs share a few hundred
+        expressions and zones, each read once (what it holds besides, its
+        fields and the memos of its starts, depends on those alone)."""
+        twin = Schedule.__new__(Schedule)
+        twin.__dict__.update(self.__dict__)
+        twin.source, twin.origin, twin.known_since = source, origin, None
+        return twin
+
     def __repr__(self):
         return "Schedule(%r, %r)" % (self.expression, self.tz)
 
@@ -698,13 +708,25 @@ def maybe_schedule(expression, tz=None, source=None, origin="", warn=None, first
     as Schedule's."""
     if expression is None:
         return None
+    read = _ALIKE.get((expression, tz or None))
+    if read is not None:
+        return read.alike(source, origin)
     try:
-        return Schedule(expression, tz, source, origin, first_after)
+        found = Schedule(expression, tz, source, origin, first_after)
     except ScheduleError as error:
         if warn is not None:
             warn("ignoring the schedule %.60r of %s: %s" % (expression, origin or source,
                                                            str(error)[:200]))
         return None
+    if len(_ALIKE) > _MEMO_LIMIT:
+        _ALIKE.clear()
+    _ALIKE[expression, tz or None] = found
+    return found
+
+
+#: A Schedule read of each (expression, tz), which maybe_schedule makes the
+#: others alike of (Schedule.alike).
+_ALIKE = {}
 
 
 def schedule_rows(policies):
@@ -718,6 +740,16 @@ def schedule_rows(policies):
 def crontab_origin(host, origin):
     """Where a registered crontab line's schedule came from, for people."""
     return "the crontab of %s%s" % (host, " (%s)" % origin if origin else "")
+
+
+def crontab_schedule(host, expression, tz, origin, registered_at, warn=None, first_after=None):
+    """The Schedule of a crontab line registered for ``host`` (known since
+    ``registered_at``), or None when it does not read (said through ``warn``)."""
+    found = maybe_schedule(expression, tz, FROM_CRONTAB, crontab_origin(host, origin), warn,
+                           first_after)
+    if found is not None:
+        found.known_since = registered_at
+    return found
 
 
 def resolve(policies, registered, declared, name, host, warn=None, first_after=None):
@@ -737,10 +769,9 @@ def resolve(policies, registered, declared, name, host, warn=None, first_after=N
                 return found
     row = registered.get((name, host))
     if row is not None:
-        found = maybe_schedule(row["schedule"], row.get("schedule_tz"), FROM_CRONTAB,
-                               crontab_origin(host, row.get("origin")), warn, first_after)
+        found = crontab_schedule(host, row["schedule"], row.get("schedule_tz"),
+                                 row.get("origin"), row.get("registered_at"), warn, first_after)
         if found is not None:
-            found.known_since = row.get("registered_at")
             return found
     row = declared.get((name, host))
     if row is not None:

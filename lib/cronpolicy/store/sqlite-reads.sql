@@ -71,6 +71,14 @@ SELECT id, pid FROM cronpolicy.script_run WHERE status = 'running' AND host = :h
 SELECT * FROM cronpolicy.script_schedule
 
 
+-- name: registered_schedules_since
+-- The same, its columns named (as tuples) and who registered each left
+-- out: what the planners and the reports of a fleet's schedules need
+-- (fleet_schedules: a line's registration is since when it is known).
+SELECT name, host, schedule, schedule_tz, origin, registered_at
+  FROM cronpolicy.script_schedule
+
+
 -- name: registered_schedule_lines
 -- The same, without who registered them when: what status's count of
 -- schedules and their first starts need (turning 5,000 registration times

@@ -534,6 +534,7 @@ def test_wrap_register_writes_nothing_when_it_cannot_register(script_env, tmp_pa
 
 def _forget(module):
     module._READ.clear()
+    module._ALIKE.clear()
     module._NEXT.clear()
     module._KEPT = module._Kept()
 

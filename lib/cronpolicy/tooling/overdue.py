@@ -171,7 +171,7 @@ def _scheduled(fleet, settings, last_success, grace, starving_after, include_all
     # asked first: a schedule remembers its previous start for every moment
     # back to that start (Schedule.previous_before), so its jobs with longer
     # estimates mostly need no cronsim.
-    dues = {}
+    dues, next_starts = {}, {}
     for job, estimate in sorted(scheduled, key=lambda one: one[1]):
         key = (job.schedule.expression, job.schedule.tz, estimate)
         if key not in dues:
@@ -183,13 +183,17 @@ def _scheduled(fleet, settings, last_success, grace, starving_after, include_all
         starving = job.starving >= starving_after
         if not (late or starving or include_all):
             continue
+        key = (job.schedule.expression, job.schedule.tz)
+        next_start = next_starts.get(key, next_starts)
+        if next_start is next_starts:
+            next_start = next_starts[key] = job.schedule.next_after(now)
         reports.append({
             "kind": "schedule", "name": job.name, "host": job.host,
             "schedule": job.schedule.expression, "schedule_tz": job.schedule.tz,
             "schedule_origin": job.schedule.origin, "missed_start": due,
             "last_success": last, "estimate_seconds": estimate,
             "overdue": late, "starving": job.starving if starving else 0,
-            "skipped_by": job.starving, "next_start": job.schedule.next_after(now),
+            "skipped_by": job.starving, "next_start": next_start,
             "state": "starving" if starving else "late" if late else "ok",
             "detail": _scheduled_detail(job, late, due, last, starving) if details else ""})
     return now, reports

@@ -142,7 +142,8 @@ def fleet_schedules(reader, inputs, warn=None, host="*", script="*", scheduled_o
     since a moment (default reader.recent_pairs; overdue's also finds the
     last successes in the same pass)."""
     from cronpolicy.matching import glob_matches, is_pattern
-    registered, declared = reader.schedule_sources(inputs.now - RECENT)
+    registered = reader.registered_since()
+    declared = reader.declared_schedules(inputs.now - RECENT)
     pairs = set(registered) | set(declared)
     if not scheduled_only or any(row.schedule is not None for row in inputs.policies):
         pairs |= set((recent_pairs or reader.recent_pairs)(inputs.now - RECENT))
@@ -151,10 +152,27 @@ def fleet_schedules(reader, inputs, warn=None, host="*", script="*", scheduled_o
     pairs |= {(row.name, row.host if not is_pattern(row.host) else "*")
               for row in inputs.policies if not is_pattern(row.name) and row.name not in seen}
     rows = schedules.schedule_rows(inputs.policies)
-    return {(name, on): schedules.resolve(rows, registered, declared, name, on, warn,
-                                          first_after)
-            for name, on in sorted(pairs)
-            if glob_matches(script, name) and glob_matches(host, on)}
+    every = script == "*" and host == "*"
+    found = {}
+    for name, on in sorted(pairs):
+        if not every and not (glob_matches(script, name) and glob_matches(host, on)):
+            continue
+        line = registered.get((name, on))
+        if line is None:
+            found[name, on] = schedules.resolve(rows, {}, declared, name, on, warn,
+                                                first_after)
+        elif not rows:
+            # resolve's steps when no policy row sets a schedule: the line,
+            # else the script's declaration (a fleet's thousands of pairs,
+            # without a dict of each line).
+            found[name, on] = schedules.crontab_schedule(
+                on, *line, warn, first_after) or schedules.resolve(
+                    (), {}, declared, name, on, warn, first_after)
+        else:
+            found[name, on] = schedules.resolve(rows, {(name, on): {
+                "schedule": line[0], "schedule_tz": line[1], "origin": line[2],
+                "registered_at": line[3]}}, declared, name, on, warn, first_after)
+    return found
 
 
 def listed_schedules(reader, now, warn=None, host="*", script="*"):

@@ -201,16 +201,18 @@ def listed_schedules(reader, now, warn=None, host="*", script="*"):
         line = lines.get((name, on))
         found = None
         if line is not None:
+            # (what the row shows of the line's schedule: worked out once)
             key = (line[2], line[3])
             found = read.get(key, read)
             if found is read:
-                found = read[key] = schedules.maybe_schedule(line[2], line[3],
-                                                             first_after=now)
+                schedule = schedules.maybe_schedule(line[2], line[3], first_after=now)
+                found = read[key] = None if schedule is None else (
+                    schedule.expression, schedule.tz, schedule.next_after(now))
         if found is not None:
-            listed.append({"name": name, "host": on, "schedule": found.expression,
-                           "schedule_tz": found.tz, "schedule_source": schedules.FROM_CRONTAB,
+            listed.append({"name": name, "host": on, "schedule": found[0],
+                           "schedule_tz": found[1], "schedule_source": schedules.FROM_CRONTAB,
                            "schedule_origin": schedules.crontab_origin(on, line[4]),
-                           "next_start": found.next_after(now)})
+                           "next_start": found[2]})
             continue
         registered = {} if line is None else {(name, on): {
             "schedule": line[2], "schedule_tz": line[3], "origin": line[4]}}

@@ -372,11 +372,13 @@ def _daily_next(plan, after):
 # `overdue` and `metrics`, asking every expression's at moments its jobs'
 # estimates before now, find most of them kept by the last run a few
 # minutes before (working them out was about 15 ms of each on a fleet of
-# 5,000 jobs).  The file is trusted only when written for this Python, this install of
-# cronpolicy's schedule reading and this cronsim (their files' sizes and
-# times), by this user, in a directory only this user may write
-# (safety.checked_directory); anything else, or a file that does not read
-# whole, is ignored, and the command works everything out as before.
+# 5,000 jobs); in the file as marshal's bytes of their own, read only by a
+# command that asks one.  The file is trusted only when written for this
+# Python, this install of cronpolicy's schedule reading and this cronsim
+# (their files' sizes and times), by this user, in a directory only this
+# user may write (safety.checked_directory); anything else, or a file that
+# does not read whole, is ignored, and the command works everything out as
+# before.
 
 #: The file's name in the state directory.
 KEPT_STARTS_FILE = "next-starts.cache"
@@ -395,9 +397,22 @@ class _Kept:
     def __init__(self, valid=None, starts=None, header=None, previous=None):
         self.valid = dict(valid or {})
         self.next = dict(starts or {})
-        self.previous = dict(previous or {})
+        self._previous = previous or {}
         self.header = header
         self.loaded = (len(self.valid), len(self.next))
+
+    @property
+    def previous(self):
+        """(Kept as marshal's bytes, read the first time asked: status and
+        schedule list, which ask no previous start, do not pay for them.)"""
+        if type(self._previous) is bytes:
+            import marshal
+            try:
+                found = marshal.loads(self._previous)
+            except Exception:
+                found = None
+            self._previous = found if type(found) is dict else {}
+        return self._previous
 
 
 _KEPT = _Kept()
@@ -503,7 +518,7 @@ def load_kept_starts(directory):
             # (whole: marshal.load reads a file a few bytes at a time)
             header, valid, starts, previous = marshal.loads(stream.read())
         if not _header_holds(header) or type(valid) is not dict or type(starts) is not dict \
-                or type(previous) is not dict:
+                or type(previous) is not bytes:
             return
     except Exception:           # none, not a plain file, or not read whole: as if none
         return
@@ -554,7 +569,7 @@ def save_kept_starts(directory):
         path = os.path.join(checked_directory(directory, "state_dir", 0o700), KEPT_STARTS_FILE)
         if replace_problem(path) is not None:
             return
-        data = marshal.dumps((header, valid, starts, previous))
+        data = marshal.dumps((header, valid, starts, marshal.dumps(previous)))
         temporary = write_beside(path, lambda handle: handle.write(data), binary=True)
         try:
             replace_with(temporary, path)

@@ -662,7 +662,10 @@ def test_only_utc_is_kept_and_a_file_not_made_here_is_ignored(kept, monkeypatch)
                  marshal.dumps((header, valid, {(("30", "1", "*", "*", "*"), None): ("a", 1)},
                                 previous)),
                  marshal.dumps((header, valid, starts)),
-                 marshal.dumps((header, valid, starts, {(("30", "1", "*", "*", "*"), None): 5}))):
+                 marshal.dumps((header, valid, starts, {(("30", "1", "*", "*", "*"), None): 5})),
+                 marshal.dumps((header, valid, starts, b"\x00garbage")),
+                 marshal.dumps((header, valid, starts, marshal.dumps(
+                     {(("30", "1", "*", "*", "*"), None): 5})))):
         with open(path, "wb") as stream:
             stream.write(text)
         loads()

@@ -96,6 +96,10 @@ class Reader:
         self.host = host
         self.doing = "read the policy database"
         self._sql = dict(queries(backend), **queries(backend + "-reads"))
+        #: The policy rows read in the transaction under way (_transaction's),
+        #: or None outside one.
+        self._policies = None
+        self._in_transaction = False
 
     @classmethod
     def of(cls, connection, db):
@@ -180,7 +184,14 @@ class Reader:
         """Every policy row, indexed by name (matching.IndexedRows): the
         tooling asks which rows match thousands of scripts."""
         from cronpolicy.matching import IndexedRows
-        return IndexedRows(from_mapping(PolicyRow, row) for row in self.rows("policies"))
+        if self._policies is not None:
+            return self._policies
+        found = IndexedRows(from_mapping(PolicyRow, row) for row in self.rows("policies"))
+        if self._in_transaction:
+            # Read once a transaction (metrics asks them for its schedules
+            # and again for its interval reports): one set of rows for both.
+            self._policies = found
+        return found
 
     def policy_sets_schedule(self):
         """Whether any policy row sets a schedule."""
@@ -501,6 +512,7 @@ def _transaction(reader, write=False):
     connection = reader.connection
     if reader.backend == config.SQLITE:
         connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+    reader._in_transaction, reader._policies = not write, None
     try:
         yield reader
     except BaseException:
@@ -510,6 +522,8 @@ def _transaction(reader, write=False):
         except Exception:
             pass        # a lost connection rolls back by itself
         raise
+    finally:
+        reader._in_transaction, reader._policies = False, None
     try:
         connection.commit() if reader.backend == config.POSTGRESQL \
             else connection.execute("COMMIT")

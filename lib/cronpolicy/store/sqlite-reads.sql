@@ -148,9 +148,11 @@ SELECT started_at, finished_at FROM cronpolicy.script_run
 
 -- name: declared_intervals
 -- The expected interval each script declared at its latest start that
--- declared one (seconds).
+-- declared one (seconds).  (NOT INDEXED, as above: by the index of names
+-- SQLite fetched every run apart, 140 ms of overdue and metrics against 11
+-- on a fleet of 115,000 runs.)
 SELECT name, expected_interval FROM cronpolicy.script_run
- WHERE id IN (SELECT max(id) FROM cronpolicy.script_run
+ WHERE id IN (SELECT max(id) FROM cronpolicy.script_run NOT INDEXED
                WHERE expected_interval IS NOT NULL GROUP BY name)
 
 

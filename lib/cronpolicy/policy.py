@@ -90,7 +90,8 @@ may be interrupted at any moment and its fleet-wide concurrency limit.
 import datetime
 
 from cronpolicy.estimate import (
-    DEFAULT_MIN_HISTORY_RUNS, DEFAULT_QUANTILE, DEFAULT_RUNTIME, Estimate, estimate_runtime)
+    DEFAULT_MIN_HISTORY_RUNS, DEFAULT_QUANTILE, DEFAULT_RUNTIME, Estimate, estimate_runtime,
+    is_default)
 from cronpolicy.matching import (
     covering_windows, first_setting, matching_policies, parse_needs)
 from cronpolicy.rows import FROM_DATABASE, UNAVAILABLE
@@ -568,6 +569,22 @@ def runtime_estimate(inputs, facts, settings):
                                              DEFAULT_MIN_HISTORY_RUNS),
                             default=getattr(settings, "default_runtime", DEFAULT_RUNTIME),
                             policy_id=policy_id)
+
+
+def history_estimate(inputs, settings):
+    """The Estimate every start of ``inputs``' script decides with, on any
+    host, whatever its policy rows and its declaration say, when its history
+    alone decides it (enough succeeded runs: runtime_estimate then reads
+    neither), else None.  A planner asks the estimate of a script on each of
+    hundreds of hosts: only those with too little history need their rows."""
+    if inputs.source == UNAVAILABLE:
+        return None
+    found = estimate_runtime(inputs.recent_runtimes,
+                             q=getattr(settings, "estimate_quantile", DEFAULT_QUANTILE),
+                             min_runs=getattr(settings, "estimate_min_runs",
+                                              DEFAULT_MIN_HISTORY_RUNS),
+                             default=getattr(settings, "default_runtime", DEFAULT_RUNTIME))
+    return None if is_default(found) else found
 
 
 def decide(inputs, facts, settings, estimate=None, explain=True, matching=None):

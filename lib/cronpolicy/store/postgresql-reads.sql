@@ -17,6 +17,13 @@ SELECT * FROM cronpolicy.deploy_state WHERE id = 1
 SELECT * FROM cronpolicy.script_policy ORDER BY name, host, id
 
 
+-- name: policy_sets_schedule
+-- Whether a policy row sets a schedule (usually none does: then a script's
+-- schedule is its host's crontab line or its own declaration, and `schedule
+-- list` need not read the policy rows).
+SELECT EXISTS (SELECT 1 FROM cronpolicy.script_policy WHERE schedule IS NOT NULL) AS sets
+
+
 -- name: standing_windows
 -- Windows neither cancelled nor over, soonest first.
 SELECT * FROM cronpolicy.rollout_window
@@ -83,6 +90,14 @@ ORDER BY 1, 2
 -- order: the callers look rows up by name and host (sorting a fleet's
 -- 5,000 rows by their text took PostgreSQL 10 to 25 ms).
 SELECT * FROM cronpolicy.script_schedule
+
+
+-- name: registered_schedules_since
+-- The same, its columns named (as tuples) and who registered each left
+-- out: what the planners and the reports of a fleet's schedules need
+-- (fleet_schedules: a line's registration is since when it is known).
+SELECT name, host, schedule, schedule_tz, origin, registered_at
+  FROM cronpolicy.script_schedule
 
 
 -- name: registered_schedule_lines
@@ -295,11 +310,14 @@ SELECT c.relname AS table_name
 -- name: metrics_runs
 -- What `metrics` counts of the runs, in one pass (it made five): per
 -- script, host, status, decision ('' for none) and whether a rollout's
--- block is named, how many runs, the latest finish and the latest start;
--- of one host, or of every host when host is NULL.
+-- block is named, how many runs, and of succeeded runs the latest finish
+-- and the latest start (of the rest none: each is a time to read, and
+-- metrics asks only a success's); of one host, or of every host when host
+-- is NULL.
 SELECT name, host, status, coalesce(decision, '') AS decision,
-       block IS NOT NULL AS blocked, count(*) AS runs, max(finished_at) AS finished_at,
-       max(started_at) AS started_at
+       block IS NOT NULL AS blocked, count(*) AS runs,
+       CASE WHEN status = 'succeeded' THEN max(finished_at) END AS finished_at,
+       CASE WHEN status = 'succeeded' THEN max(started_at) END AS started_at
   FROM cronpolicy.script_run
  WHERE %(host)s::text IS NULL OR host = %(host)s
  GROUP BY name, host, status, coalesce(decision, ''), block IS NOT NULL

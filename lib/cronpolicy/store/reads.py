@@ -96,6 +96,10 @@ class Reader:
         self.host = host
         self.doing = "read the policy database"
         self._sql = dict(queries(backend), **queries(backend + "-reads"))
+        #: The policy rows read in the transaction under way (_transaction's),
+        #: or None outside one.
+        self._policies = None
+        self._in_transaction = False
 
     @classmethod
     def of(cls, connection, db):
@@ -126,6 +130,19 @@ class Reader:
                     if column in row:
                         row[column] = KINDS[kind](row[column])
         return found
+
+    def tuples(self, query, parameters=None):
+        """The rows of statement ``query`` as the driver gives them (tuples,
+        in the statement's column order, nothing turned): for the reads of a
+        fleet's thousands of rows, where a dict a row cost more than the rest."""
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute(self._sql[query], parameters or {})
+            return cursor.fetchall()
+        except Exception as error:
+            raise self._translated(error) from error
+        finally:
+            cursor.close()
 
     def _translated(self, error):
         from cronpolicy.store import pgdriver
@@ -167,7 +184,19 @@ class Reader:
         """Every policy row, indexed by name (matching.IndexedRows): the
         tooling asks which rows match thousands of scripts."""
         from cronpolicy.matching import IndexedRows
-        return IndexedRows(from_mapping(PolicyRow, row) for row in self.rows("policies"))
+        if self._policies is not None:
+            return self._policies
+        found = IndexedRows(from_mapping(PolicyRow, row) for row in self.rows("policies"))
+        if self._in_transaction:
+            # Read once a transaction (metrics asks them for its schedules
+            # and again for its interval reports): one set of rows for both.
+            self._policies = found
+        return found
+
+    def policy_sets_schedule(self):
+        """Whether any policy row sets a schedule."""
+        [row] = self.rows("policy_sets_schedule")
+        return bool(row["sets"])
 
     def standing_windows(self, now):
         """Windows neither cancelled nor over, as Window rows, soonest first."""
@@ -291,14 +320,15 @@ class Reader:
     def schedule_lines(self):
         """[(name, host, schedule, schedule_tz, origin)]: what the host
         crontabs registered, as tuples (status counts a fleet's thousands)."""
-        cursor = self.connection.cursor()
-        try:
-            cursor.execute(self._sql["registered_schedule_lines"])
-            return cursor.fetchall()
-        except Exception as error:
-            raise self._translated(error) from error
-        finally:
-            cursor.close()
+        return self.tuples("registered_schedule_lines")
+
+    def registered_since(self):
+        """{(name, host): (schedule, schedule_tz, origin, registered_at)}:
+        what the host crontabs registered, and since when (tuples: a
+        fleet's planners and reports read thousands)."""
+        return {(name, host): (schedule, tz, origin, to_time(registered_at))
+                for name, host, schedule, tz, origin, registered_at
+                in self.tuples("registered_schedules_since")}
 
     def recent_runtimes(self, name, runs):
         """The seconds of ``name``'s last ``runs`` succeeded runs, newest
@@ -336,9 +366,9 @@ class Reader:
         when its newest success started or None)} of every pair the
         history holds, in one statement: recent_pairs and last_success_on
         of every pair at once."""
-        return {(row["name"], row["host"]): (bool(row["recent"]), row["last_success"])
-                for row in self.rows("pair_starts", {"since": self._time(since)},
-                                     {"last_success": "time"})}
+        return {(name, host): (bool(recent), to_time(last_success))
+                for name, host, recent, last_success
+                in self.tuples("pair_starts", {"since": self._time(since)})}
 
     def rollouts_in_a_row(self, name):
         """{host: how many rollouts in a row skipped ``name`` there} (hosts
@@ -372,8 +402,11 @@ class Reader:
         names = sorted(set(names))
         if self.backend == config.SQLITE:
             return {name: self.recent_runtimes(name, runs) for name in names}
-        return {name: [row["seconds"] for row in rows] for name, rows in self._rows_of_each(
-            "recent_runtimes_of_each", names, {"runs": int(runs)}).items()}
+        found = {name: [] for name in names}
+        for name, seconds in self.tuples("recent_runtimes_of_each",
+                                         {"names": names, "runs": int(runs)}):
+            found[name].append(seconds)
+        return found
 
     def rollouts_in_a_row_of_each(self, names):
         """{name: rollouts_in_a_row(name)} for every one of ``names``."""
@@ -479,6 +512,7 @@ def _transaction(reader, write=False):
     connection = reader.connection
     if reader.backend == config.SQLITE:
         connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+    reader._in_transaction, reader._policies = not write, None
     try:
         yield reader
     except BaseException:
@@ -488,6 +522,8 @@ def _transaction(reader, write=False):
         except Exception:
             pass        # a lost connection rolls back by itself
         raise
+    finally:
+        reader._in_transaction, reader._policies = False, None
     try:
         connection.commit() if reader.backend == config.POSTGRESQL \
             else connection.execute("COMMIT")

@@ -523,6 +523,35 @@ def test_estimate_falls_back_policy_then_script_then_default():
     assert default.seconds == 1800 and "default" in default.source
 
 
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(runtimes=st.lists(st.one_of(st.none(), st.floats(-1e12, 1e12, allow_nan=False),
+                                   st.integers(-10, 10 ** 6)), max_size=8),
+       min_runs=st.integers(1, 5), q=st.floats(0.01, 1.0),
+       policy_runtime=st.one_of(st.none(), st.floats(0, 1e6)),
+       script_runtime=st.one_of(st.none(), st.floats(0, 1e6)),
+       host=st.sampled_from(["web1", "db2"]),
+       source=st.sampled_from(["database", FROM_CACHE, "unavailable"]))
+def test_an_estimate_the_history_alone_gives_is_every_hosts(
+        runtimes, min_runs, q, policy_runtime, script_runtime, host, source):
+    """Issue 32.3: policy.history_estimate says the estimate of a script
+    with enough history without its rows (planners ask it of hundreds of
+    hosts); whenever it says one, runtime_estimate gives that one whatever
+    the host, the policy rows and the declaration."""
+    knobs = Settings(dsn=KNOBS.dsn, estimate_min_runs=min_runs, estimate_quantile=q)
+    rows = [row(1, "publish-*", expected_runtime=policy_runtime), row(2, "publish-distro",
+                                                                      host="db2")]
+    given_inputs = inputs(rows, runtimes=runtimes, source=source)
+    if source == "unavailable":
+        given_inputs = unavailable_inputs(NOW, "down")._replace(recent_runtimes=runtimes)
+    found = policy.history_estimate(given_inputs, knobs)
+    full = policy.runtime_estimate(given_inputs, ScriptFacts(
+        "publish-distro", host, expected_runtime=script_runtime), knobs)
+    if found is not None:
+        assert found == full
+    else:
+        assert source == "unavailable" or " succeeded runs" not in full.source.split(" (")[0]
+
+
 def test_policy_runtime_comes_from_the_most_specific_row_that_sets_one():
     rows = [row(1, "*", expected_runtime=100.0), row(2, "publish-*", expected_runtime=200.0),
             row(3, "publish-distro")]

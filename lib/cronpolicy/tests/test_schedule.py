@@ -534,6 +534,8 @@ def test_wrap_register_writes_nothing_when_it_cannot_register(script_env, tmp_pa
 
 def _forget(module):
     module._READ.clear()
+    module._ALIKE.clear()
+    module._PREVIOUS.clear()
     module._NEXT.clear()
     module._KEPT = module._Kept()
 
@@ -590,6 +592,45 @@ def test_a_kept_next_start_is_the_one_cronsim_gives_at_any_moment_before_it(
                                             limit=2)[1]
 
 
+@hypothesis_settings(max_examples=150, deadline=None, derandomize=True,
+                     suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(expression=st.sampled_from(["*/5 * * * *", "30 2 * * *", "0 1-3 * * 0", "15 */6 1 * *",
+                                   "0 0 29 2 *", "@weekly", "59 23 31 12 *", "* * * * *",
+                                   "7,37 */2 * * 1-5"]),
+       moments=st.lists(st.datetimes(min_value=datetime.datetime(2020, 1, 1),
+                                     max_value=datetime.datetime(2030, 12, 31),
+                                     timezones=st.just(datetime.timezone.utc)),
+                        min_size=1, max_size=3),
+       fraction=st.floats(min_value=0, max_value=1, exclude_min=True))
+def test_a_kept_previous_start_is_cronsims_at_any_moment_of_its_stretch(
+        kept, monkeypatch, expression, moments, fraction):
+    """Issue 32.3: a previous start p kept for the stretch (p, t] (for a
+    schedule the same every day, up to its next start) answers for any
+    moment of it in a later command, without cronsim or the daily plan,
+    the same as cronsim from that moment."""
+    module, state = kept
+    for moment in moments:
+        Schedule(expression).previous_before(moment)
+    module.save_kept_starts(state)
+    key = Schedule(expression)._key
+    _forget(module)
+    module.load_kept_starts(state)
+    stretches = module._KEPT.previous[key]
+    assert 0 < len(stretches) <= module._KEPT_STRETCHES
+    for start, latest in stretches:
+        seconds = (latest - start) // 1000000
+        later = module._EPOCH + datetime.timedelta(
+            microseconds=start + max(1, int(seconds * fraction)) * 1000000)
+        assert start < (later - module._EPOCH) // datetime.timedelta(microseconds=1) <= latest
+        truth = _cronsim_previous(expression, later)
+        _forget(module)
+        module.load_kept_starts(state)
+        with monkeypatch.context() as patched:
+            _without_cronsim(module, patched)
+            patched.setattr(module, "_daily_previous", _without_cronsim)
+            assert Schedule(expression).previous_before(later) == truth, (expression, later)
+
+
 def test_only_utc_is_kept_and_a_file_not_made_here_is_ignored(kept, monkeypatch):
     import marshal
     module, state = kept
@@ -599,7 +640,7 @@ def test_only_utc_is_kept_and_a_file_not_made_here_is_ignored(kept, monkeypatch)
     module.save_kept_starts(state)
     path = os.path.join(state, module.KEPT_STARTS_FILE)
     with open(path, "rb") as stream:
-        header, valid, starts = marshal.load(stream)
+        header, valid, starts, previous = marshal.load(stream)
     assert valid == {("30 1 * * *", None): ("30", "1", "*", "*", "*")} and list(starts) == [
         (("30", "1", "*", "*", "*"), None)]
     assert os.stat(state).st_mode & 0o777 == 0o700
@@ -614,20 +655,27 @@ def test_only_utc_is_kept_and_a_file_not_made_here_is_ignored(kept, monkeypatch)
     for changed in ((header[0], "another python") + header[2:],
                     header[:5] + ((header[5][0], header[5][1] + 1, header[5][2]),)):
         with open(path, "wb") as stream:
-            marshal.dump((changed, valid, starts), stream)
+            marshal.dump((changed, valid, starts, previous), stream)
         assert loads() == set()
     # Cut short, or not what this module writes: ignored, never an error.
-    for text in (b"", b"\x00garbage", marshal.dumps((header, [], starts)),
-                 marshal.dumps((header, valid, {(("30", "1", "*", "*", "*"), None): ("a", 1)}))):
+    for text in (b"", b"\x00garbage", marshal.dumps((header, [], starts, previous)),
+                 marshal.dumps((header, valid, {(("30", "1", "*", "*", "*"), None): ("a", 1)},
+                                previous)),
+                 marshal.dumps((header, valid, starts)),
+                 marshal.dumps((header, valid, starts, {(("30", "1", "*", "*", "*"), None): 5})),
+                 marshal.dumps((header, valid, starts, b"\x00garbage")),
+                 marshal.dumps((header, valid, starts, marshal.dumps(
+                     {(("30", "1", "*", "*", "*"), None): 5})))):
         with open(path, "wb") as stream:
             stream.write(text)
         loads()
         assert Schedule("30 1 * * *").next_after(moment) == at(2026, 3, 29, 1, 30)
+        assert Schedule("30 1 * * *").previous_before(moment) == at(2026, 3, 28, 1, 30)
     # A link where the file should be is not followed.
     os.unlink(path)
     target = os.path.join(os.path.dirname(state), "elsewhere")
     with open(target, "wb") as stream:
-        marshal.dump((header, valid, starts), stream)
+        marshal.dump((header, valid, starts, previous), stream)
     os.symlink(target, path)
     assert loads() == set()
     # Nor is a FIFO opened (it would block), and neither is replaced.
@@ -683,6 +731,35 @@ def test_status_text_counts_and_shows_the_first_starts_its_json_lists(
             "%s on %s at %s" % (row["name"], row["host"], format_time(
                 datetime.datetime.fromisoformat(row["next_start"]))) for row in first)) in text
         assert len(rows) == (7 if policy_schedule else 6)
+
+
+@pytest.mark.parametrize("policy_schedule", [False, True])
+def test_schedule_list_shows_the_scheduled_rows_of_its_list_of_all(dba, cli, policy_schedule):
+    """Issue 32.3: `schedule list` makes its rows of the crontab lines that
+    read, one Schedule per expression and zone (listed_schedules), unless a
+    policy row sets a schedule: the same rows, the same order and the same
+    warnings as --all, which resolves every pair (fleet_schedules), shows of
+    those with a schedule; text and JSON."""
+    from cronpolicy.config import Settings
+    from cronpolicy.store.reads import reading
+    _status_fleet(dba)
+    if policy_schedule:
+        dba.execute("INSERT INTO cronpolicy.script_policy (name, host, schedule)"
+                    " VALUES ('z', '*', '@daily'), ('e', 'h9', '@weekly')")
+    for _ in range(2):      # with nothing kept, then with what the first kept
+        code, out, err = cli("schedule", "list", "--json")
+        code_all, out_all, err_all = cli("schedule", "list", "--all", "--json")
+        assert code == code_all == 0 and err == err_all
+        assert ("every day" in err) == (dba.backend == "sqlite")
+        rows = json.loads(out)["schedules"]
+        assert rows == [row for row in json.loads(out_all)["schedules"] if row["schedule"]]
+        assert len(rows) == (7 if policy_schedule else 6)
+        code, text, err_text = cli("schedule", "list")
+        assert code == 0 and err_text == err
+        assert [line.split()[:2] for line in text.splitlines()[1:]] == [
+            [row["name"], row["host"]] for row in rows]
+    with reading(Settings.load(environ={"CRONPOLICY_DSN": dba.dsn})) as reader:
+        assert reader.policy_sets_schedule() is policy_schedule
 
 
 @hypothesis_settings(max_examples=300, deadline=None, derandomize=True)

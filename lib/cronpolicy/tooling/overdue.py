@@ -166,27 +166,34 @@ def _scheduled(fleet, settings, last_success, grace, starving_after, include_all
     reports = []
     scheduled = [(job, planning.job_estimate(job, settings).seconds)    # (gather worked it out)
                  for job in fleet.jobs if job.schedule is not None]
-    # The latest moments asked first: a schedule remembers its previous
-    # start for every moment back to that start (Schedule.previous_before),
-    # so its jobs with longer estimates mostly need no cronsim.
-    verdicts = {}
-    for index, (job, estimate) in sorted(enumerate(scheduled), key=lambda one: one[1][1]):
-        verdicts[index] = planning.overdue_by_schedule(
-            job.schedule, last_success[job.name, job.host], estimate, grace, now,
-            job.schedule.known_since)
-    for index, (job, estimate) in enumerate(scheduled):
+    # Each (expression, zone, estimate)'s start due worked out once (a
+    # fleet's thousands of jobs share a few hundred), the latest moments
+    # asked first: a schedule remembers its previous start for every moment
+    # back to that start (Schedule.previous_before), so its jobs with longer
+    # estimates mostly need no cronsim.
+    dues, next_starts = {}, {}
+    for job, estimate in sorted(scheduled, key=lambda one: one[1]):
+        key = (job.schedule.expression, job.schedule.tz, estimate)
+        if key not in dues:
+            dues[key] = planning.scheduled_due(job.schedule, estimate, grace, now)
+    for job, estimate in scheduled:
         last = last_success[job.name, job.host]
-        late, due = verdicts[index]
+        due = dues[job.schedule.expression, job.schedule.tz, estimate]
+        late = planning.missed_since_known(due, last, job.schedule.known_since)
         starving = job.starving >= starving_after
         if not (late or starving or include_all):
             continue
+        key = (job.schedule.expression, job.schedule.tz)
+        next_start = next_starts.get(key, next_starts)
+        if next_start is next_starts:
+            next_start = next_starts[key] = job.schedule.next_after(now)
         reports.append({
             "kind": "schedule", "name": job.name, "host": job.host,
             "schedule": job.schedule.expression, "schedule_tz": job.schedule.tz,
             "schedule_origin": job.schedule.origin, "missed_start": due,
             "last_success": last, "estimate_seconds": estimate,
             "overdue": late, "starving": job.starving if starving else 0,
-            "skipped_by": job.starving, "next_start": job.schedule.next_after(now),
+            "skipped_by": job.starving, "next_start": next_start,
             "state": "starving" if starving else "late" if late else "ok",
             "detail": _scheduled_detail(job, late, due, last, starving) if details else ""})
     return now, reports

@@ -594,11 +594,22 @@ def overdue_by_schedule(schedule, last_success, estimate, grace, now, known_sinc
     more than a minute: cron and the database disagree that much).  A start
     before ``known_since`` (when the schedule became known: registered,
     written in a policy, first declared) was nobody's to miss."""
+    due = scheduled_due(schedule, estimate, grace, now)
+    return missed_since_known(due, last_success, known_since), due
+
+
+def scheduled_due(schedule, estimate, grace, now):
+    """The newest start of ``schedule`` whose run should have succeeded by
+    ``now`` (start + estimate + grace <= now), or None: overdue_by_schedule's."""
     moment = now - datetime.timedelta(seconds=estimate + grace)
-    due = schedule.previous_before(moment + datetime.timedelta(seconds=1))
+    return schedule.previous_before(moment + datetime.timedelta(seconds=1))
+
+
+def missed_since_known(due, last_success, known_since=None):
+    """overdue_by_schedule's verdict of the start ``due`` (scheduled_due's)."""
     if due is None or (known_since is not None and due < known_since):
-        return False, due
-    return missed(due, last_success), due
+        return False
+    return missed(due, last_success)
 
 
 def missed(due, last_success):

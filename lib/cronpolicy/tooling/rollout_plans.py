@@ -108,13 +108,21 @@ def _believed(settings, jobs, flights, warn=None):
     said, believed_jobs, believed_flights = {}, [], []
     # A script's jobs on many hosts share its history (one inputs), and
     # mostly its rows and declaration: each estimate is worked out once.
-    known = {}
+    # And a script with enough history has that estimate on every host,
+    # whatever its rows (policy.history_estimate): those of the rest are
+    # worked out per script, declaration and rows.
+    known, from_history = {}, {}
     for job in jobs:
-        key = (job.name, id(job.inputs), job.expected_runtime, tuple(
-            row.id for row in matching_policies(job.inputs.policies, job.name, job.host)))
-        estimate = known.get(key)
+        estimate = job.estimate or from_history.get(id(job.inputs), known)
+        if estimate is known:
+            estimate = from_history[id(job.inputs)] = policy.history_estimate(
+                job.inputs, settings)
         if estimate is None:
-            estimate = known[key] = planning.job_estimate(job, settings)
+            key = (job.name, id(job.inputs), job.expected_runtime, tuple(
+                row.id for row in matching_policies(job.inputs.policies, job.name, job.host)))
+            estimate = known.get(key)
+            if estimate is None:
+                estimate = known[key] = planning.job_estimate(job, settings)
         problem = planning.runtime_problem(estimate.seconds)
         if problem:
             said.setdefault((job.name, "%s (%s)" % (problem, estimate.source)), []).append(

@@ -75,10 +75,14 @@ def _said_refused(outcome, host):
 def cmd_schedule_list(args, settings):
     from cronpolicy.schedule import with_kept_starts
     from cronpolicy.store.reads import reading
-    from cronpolicy.tooling.schedules import describe, fleet_schedules
+    from cronpolicy.tooling.schedules import describe, fleet_schedules, listed_schedules
 
     def described():
         with reading(settings, "read the schedules") as reader:
+            listed = None if args.all else listed_schedules(
+                reader, reader.now(), _warn, host=args.host, script=args.script)
+            if listed is not None:
+                return listed
             inputs = reader.inputs()
             # (without --all only the scheduled are shown: the scripts seen in
             # 30 days of history are then read only if a policy row sets schedules)

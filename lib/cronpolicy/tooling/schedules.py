@@ -142,7 +142,8 @@ def fleet_schedules(reader, inputs, warn=None, host="*", script="*", scheduled_o
     since a moment (default reader.recent_pairs; overdue's also finds the
     last successes in the same pass)."""
     from cronpolicy.matching import glob_matches, is_pattern
-    registered, declared = reader.schedule_sources(inputs.now - RECENT)
+    registered = reader.registered_since()
+    declared = reader.declared_schedules(inputs.now - RECENT)
     pairs = set(registered) | set(declared)
     if not scheduled_only or any(row.schedule is not None for row in inputs.policies):
         pairs |= set((recent_pairs or reader.recent_pairs)(inputs.now - RECENT))
@@ -151,10 +152,74 @@ def fleet_schedules(reader, inputs, warn=None, host="*", script="*", scheduled_o
     pairs |= {(row.name, row.host if not is_pattern(row.host) else "*")
               for row in inputs.policies if not is_pattern(row.name) and row.name not in seen}
     rows = schedules.schedule_rows(inputs.policies)
-    return {(name, on): schedules.resolve(rows, registered, declared, name, on, warn,
-                                          first_after)
-            for name, on in sorted(pairs)
-            if glob_matches(script, name) and glob_matches(host, on)}
+    every = script == "*" and host == "*"
+    found = {}
+    for name, on in sorted(pairs):
+        if not every and not (glob_matches(script, name) and glob_matches(host, on)):
+            continue
+        line = registered.get((name, on))
+        if line is None:
+            found[name, on] = schedules.resolve(rows, {}, declared, name, on, warn,
+                                                first_after)
+        elif not rows:
+            # resolve's steps when no policy row sets a schedule: the line,
+            # else the script's declaration (a fleet's thousands of pairs,
+            # without a dict of each line).
+            found[name, on] = schedules.crontab_schedule(
+                on, *line, warn, first_after) or schedules.resolve(
+                    (), {}, declared, name, on, warn, first_after)
+        else:
+            found[name, on] = schedules.resolve(rows, {(name, on): {
+                "schedule": line[0], "schedule_tz": line[1], "origin": line[2],
+                "registered_at": line[3]}}, declared, name, on, warn, first_after)
+    return found
+
+
+def listed_schedules(reader, now, warn=None, host="*", script="*"):
+    """[dict of describe(schedule, now) with "name" and "host" first]
+    of the pairs fleet_schedules(..., scheduled_only=True) gives a
+    schedule, in its order, with its warnings; None when a policy row sets
+    a schedule (then ask fleet_schedules).  `schedule list` shows every
+    pair; a fleet's 5,000 share a few hundred (expression, zone): each of
+    those is read as a Schedule once (its next start with it) and each pair
+    that a readable crontab line gives a schedule is a dict of that, with
+    its own origin, not a Schedule of its own.  The rest (a line that does
+    not read, a script that only declared) is resolved as fleet_schedules
+    resolves it."""
+    from cronpolicy.matching import glob_matches
+    if reader.policy_sets_schedule():
+        return None
+    every = script == "*" and host == "*"
+    lines = {(line[0], line[1]): line for line in reader.schedule_lines()}
+    declared = reader.declared_schedules(now - RECENT)
+    read = {}
+    listed = []
+    # (A pair only a policy row names has no schedule: no row sets one.)
+    for name, on in sorted(set(lines).union(declared)):
+        if not every and not (glob_matches(script, name) and glob_matches(host, on)):
+            continue
+        line = lines.get((name, on))
+        found = None
+        if line is not None:
+            # (what the row shows of the line's schedule: worked out once)
+            key = (line[2], line[3])
+            found = read.get(key, read)
+            if found is read:
+                schedule = schedules.maybe_schedule(line[2], line[3], first_after=now)
+                found = read[key] = None if schedule is None else (
+                    schedule.expression, schedule.tz, schedule.next_after(now))
+        if found is not None:
+            listed.append({"name": name, "host": on, "schedule": found[0],
+                           "schedule_tz": found[1], "schedule_source": schedules.FROM_CRONTAB,
+                           "schedule_origin": schedules.crontab_origin(on, line[4]),
+                           "next_start": found[2]})
+            continue
+        registered = {} if line is None else {(name, on): {
+            "schedule": line[2], "schedule_tz": line[3], "origin": line[4]}}
+        found = schedules.resolve((), registered, declared, name, on, warn, now)
+        if found is not None:
+            listed.append(dict({"name": name, "host": on}, **describe(found, now)))
+    return listed
 
 
 def fleet_starts(reader, inputs, warn=None, host="*", script="*", limit=3):

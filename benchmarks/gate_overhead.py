@@ -21,10 +21,12 @@ user may CREATE DATABASE) or 127.0.0.1:5432; a throwaway database is
 created and dropped.  Usage:
 
     python benchmarks/gate_overhead.py [--pairs 30] [--decisions 300]
-        [--history 1e3,1e6,1e7] [--no-sqlite]
+        [--history 1e3,1e6,1e7] [--no-sqlite] [--starts-only]
+        [--login superuser|ordinary]
 """
 
 import argparse
+import contextlib
 import os
 import statistics
 import subprocess
@@ -34,7 +36,7 @@ import time
 
 import psycopg2
 
-from common import percentile, throwaway_database
+from common import limited_login, percentile, throwaway_database
 
 from cronpolicy.config import Settings
 from cronpolicy.policy import ScriptFacts, decide
@@ -254,14 +256,23 @@ def main():
                         help="history sizes, comma-separated (default 1e3,1e6,1e7)")
     parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument("--starts-only", action="store_true")
+    parser.add_argument("--login", choices=("superuser", "ordinary"), default="superuser",
+                        help="whom the starts and the probe connect as: the server's "
+                             "superuser (default), or a new ordinary login with a script's "
+                             "rights, as a fleet's scripts connect")
     args = parser.parse_args()
     sizes = sorted(int(float(size)) for size in args.history.split(","))
 
     missed = []
-    with throwaway_database() as (_, pg_dsn), tempfile.TemporaryDirectory() as workdir:
+    with throwaway_database() as (_, pg_dsn), tempfile.TemporaryDirectory() as workdir, \
+            contextlib.ExitStack() as logins:
         print("cronpolicy gate benchmarks (python %s, %d cores)"
               % (sys.version.split()[0], os.cpu_count()))
-        missed += bench_starts(pg_dsn, args.pairs, not args.no_sqlite, workdir)
+        starts_dsn = pg_dsn
+        if args.login == "ordinary":
+            starts_dsn = logins.enter_context(limited_login(pg_dsn, 100))
+            print("PostgreSQL starts and probe as an ordinary login")
+        missed += bench_starts(starts_dsn, args.pairs, not args.no_sqlite, workdir)
         if not args.starts_only:
             print("Decision latency (one read of the inputs + the decision), %d each:"
                   % args.decisions)

@@ -138,3 +138,19 @@ END
 $$;
 COMMENT ON FUNCTION cronpolicy.guard_run_owner() IS
     'Refuses, with a clear message, an update of a run written by another database user.';
+
+-- roles.sql given to psql before this patch (psql goes on past a failed
+-- statement) set up row-level security on script_run but could not attach
+-- guard_run_owner, which did not exist yet: attach it now.  (Row-level
+-- security alone refuses another login's run too, without naming whose.)
+DO $$
+BEGIN
+    IF (SELECT relrowsecurity FROM pg_class WHERE oid = 'cronpolicy.script_run'::regclass)
+       AND NOT EXISTS (SELECT 1 FROM pg_trigger
+                        WHERE tgrelid = 'cronpolicy.script_run'::regclass
+                          AND tgname = 'script_run_owner_guard') THEN
+        CREATE TRIGGER script_run_owner_guard BEFORE UPDATE ON cronpolicy.script_run
+            FOR EACH ROW EXECUTE FUNCTION cronpolicy.guard_run_owner();
+    END IF;
+END
+$$;

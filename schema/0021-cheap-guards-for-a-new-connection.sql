@@ -16,14 +16,15 @@
 -- host (script_owner, host_login: one index lookup each), the answer is
 -- the same whoever writes, so it is given without asking who: the common
 -- case of every script asks no catalog.  Otherwise it asks, as before.
--- guard_run_owner (a run updated by another login) asks only when the run
--- is another login's.  is_administrator reads pg_class by the table's oid
+-- The owner guard (a run updated by another login; guard_run_writer, the
+-- guard_run_owner roles.sql defined) asks only when the run is another
+-- login's.  is_administrator reads pg_class by the table's oid
 -- instead of the pg_tables view (the same answer; a role that does not
 -- exist is no administrator, where it was an error).
 --
--- guard_run_owner was defined in roles.sql; its one home is here now
--- (roles.sql attaches it), so databases whose roles were set up before
--- get the cheaper one too.  Applying it again changes nothing (OR REPLACE).
+-- guard_run_owner was defined in roles.sql; guard_run_writer's one home is
+-- here (roles.sql attaches it), so databases whose roles were set up
+-- before get the cheaper one too.  Applying it again changes nothing.
 
 CREATE OR REPLACE FUNCTION cronpolicy.is_administrator(role_name text) RETURNS boolean
     LANGUAGE sql STABLE SET search_path = pg_catalog AS $$
@@ -117,9 +118,12 @@ COMMENT ON FUNCTION cronpolicy.guard_run_times() IS
 
 -- A host updates only the runs it wrote, and is told so when it tries
 -- another's.  (SECURITY DEFINER functions run as their owner, so reaping
--- dead runs still works; administrators may update any run.)  roles.sql
--- attaches it to script_run.
-CREATE OR REPLACE FUNCTION cronpolicy.guard_run_owner() RETURNS trigger
+-- dead runs still works; administrators may update any run.)
+--
+-- A new name for what roles.sql defined as guard_run_owner: that one
+-- belongs to whoever applied roles.sql, a superuser, and the database
+-- owner, who may run this patch (docs/dbas.txt), could not replace it.
+CREATE OR REPLACE FUNCTION cronpolicy.guard_run_writer() RETURNS trigger
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     -- The writer is the login (session_user, as recorded in db_user), even
@@ -136,21 +140,28 @@ BEGIN
     RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION cronpolicy.guard_run_owner() IS
+COMMENT ON FUNCTION cronpolicy.guard_run_writer() IS
     'Refuses, with a clear message, an update of a run written by another database user.';
 
--- roles.sql given to psql before this patch (psql goes on past a failed
--- statement) set up row-level security on script_run but could not attach
--- guard_run_owner, which did not exist yet: attach it now.  (Row-level
--- security alone refuses another login's run too, without naming whose.)
+-- roles.sql attaches it.  Here, for databases whose roles are set up: in
+-- the place of guard_run_owner, and where roles.sql given to psql before
+-- this patch (psql goes on past a failed statement) turned on row-level
+-- security but could not attach it.  (Row-level security alone refuses
+-- another login's run too, without naming whose.)  guard_run_owner goes
+-- too if its owner is the one upgrading; roles.sql drops it otherwise.
 DO $$
 BEGIN
     IF (SELECT relrowsecurity FROM pg_class WHERE oid = 'cronpolicy.script_run'::regclass)
-       AND NOT EXISTS (SELECT 1 FROM pg_trigger
-                        WHERE tgrelid = 'cronpolicy.script_run'::regclass
-                          AND tgname = 'script_run_owner_guard') THEN
+       OR EXISTS (SELECT 1 FROM pg_trigger
+                   WHERE tgrelid = 'cronpolicy.script_run'::regclass
+                     AND tgname = 'script_run_owner_guard') THEN
+        DROP TRIGGER IF EXISTS script_run_owner_guard ON cronpolicy.script_run;
         CREATE TRIGGER script_run_owner_guard BEFORE UPDATE ON cronpolicy.script_run
-            FOR EACH ROW EXECUTE FUNCTION cronpolicy.guard_run_owner();
+            FOR EACH ROW EXECUTE FUNCTION cronpolicy.guard_run_writer();
+    END IF;
+    IF pg_has_role((SELECT proowner FROM pg_proc
+                     WHERE oid = to_regprocedure('cronpolicy.guard_run_owner()')), 'USAGE') THEN
+        DROP FUNCTION cronpolicy.guard_run_owner();
     END IF;
 END
 $$;

@@ -20,8 +20,9 @@ from hypothesis import (HealthCheck, example, given, settings as hypothesis_sett
 from cronpolicy import schema
 
 from . import footprint
-from .conftest import (admin_connection, apply_roles, create_database, drop_database_soon,
-                       schema_template)
+from .conftest import (DBA, admin_connection, apply_roles, create_database,
+                       drop_database_soon, schema_template)
+from .test_roles import try_sql
 
 #: Every test here is integration (they reach a database or start processes):
 #: under -m unit alone the module is not even imported (tests/layers.py).
@@ -51,6 +52,13 @@ $$;
 """
 
 
+ATTACH_OLD_GUARD_RUN_OWNER = """
+DROP TRIGGER IF EXISTS script_run_owner_guard ON cronpolicy.script_run;
+CREATE TRIGGER script_run_owner_guard BEFORE UPDATE ON cronpolicy.script_run
+    FOR EACH ROW EXECUTE FUNCTION cronpolicy.guard_run_owner();
+"""
+
+
 def old_guards():
     """The guards before patch 0021, from the patches that defined them."""
     def defined_in(patch, function):
@@ -61,7 +69,7 @@ def old_guards():
         return found.group(0).replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
     return "\n".join((defined_in("0010-history-on-the-database-clock.sql", "is_administrator"),
                       defined_in("0015-hosts-belong-to-logins.sql", "guard_run_times"),
-                      OLD_GUARD_RUN_OWNER))
+                      OLD_GUARD_RUN_OWNER, ATTACH_OLD_GUARD_RUN_OWNER))
 
 
 #: The writers: a login (by its part in the fleet) and the role it SETs, if any.
@@ -423,3 +431,74 @@ def test_the_owner_of_script_run_records_runs_when_another_role_made_the_lists(f
                        " RETURNING now() - started_at, db_user")
         assert cursor.fetchone() == (datetime.timedelta(days=1), roles["own"])
         cursor.execute("DELETE FROM cronpolicy.script_run WHERE spool_id = 'owned'")
+
+
+def roles_sql_of_schema_20():
+    """roles.sql as schema 20 had it: today's, with guard_run_owner defined
+    in it and attached (it was roles.sql's own until patch 0021)."""
+    with open(os.path.join(schema.patch_dir("postgresql"), "roles.sql"), encoding="utf-8") as f:
+        text = f.read()
+    today = ("DROP TRIGGER IF EXISTS script_run_owner_guard ON cronpolicy.script_run;\n"
+             "CREATE TRIGGER script_run_owner_guard BEFORE UPDATE ON cronpolicy.script_run\n"
+             "    FOR EACH ROW EXECUTE FUNCTION cronpolicy.guard_run_writer();\n"
+             "DROP FUNCTION IF EXISTS cronpolicy.guard_run_owner();\n")
+    assert today in text
+    return text.replace(today, OLD_GUARD_RUN_OWNER + ATTACH_OLD_GUARD_RUN_OWNER)
+
+
+def test_the_database_owner_upgrades_to_21_a_database_whose_roles_a_superuser_set_up(
+        empty_pg_dsn, pg_roles, monkeypatch):
+    # docs/dbas.txt: `schema upgrade` as the database owner (or a superuser),
+    # roles.sql as a superuser.  Up to schema 20 roles.sql defined
+    # guard_run_owner, so the superuser owns it, and patch 0021, run by
+    # the database owner, may not replace it ("must be owner of function").
+    name = psycopg2.extensions.parse_dsn(empty_pg_dsn)["dbname"]
+    owner = footprint.name("dbowner")
+    with admin_connection() as admin, admin.cursor() as cursor:
+        cursor.execute('CREATE ROLE "%s" LOGIN' % owner)
+        cursor.execute('ALTER DATABASE "%s" OWNER TO "%s"' % (name, owner))
+    as_owner = psycopg2.extensions.make_dsn(empty_pg_dsn, user=owner)
+    try:
+        every = schema.patches("postgresql")
+        monkeypatch.setattr(schema, "patches",
+                            lambda backend: [p for p in every if p[0] <= 20])
+        connection = psycopg2.connect(as_owner)
+        schema.upgrade_postgres(connection)
+        connection.close()
+        connection = psycopg2.connect(empty_pg_dsn)
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute(roles_sql_of_schema_20())
+        connection.close()
+        monkeypatch.setattr(schema, "patches", lambda backend: every)
+        connection = psycopg2.connect(as_owner)
+        try:
+            assert schema.upgrade_postgres(connection) == [every[-1][1]]
+        finally:
+            connection.close()
+        # The guard is patch 0021's: the owner guard asks no catalog for a
+        # login's own run (the old one read pg_tables for every update).
+        web1, web2 = (psycopg2.extensions.make_dsn(pg_roles("cronpolicy_script"), dbname=name)
+                      for _ in "12")
+        assert try_sql(web1, "INSERT INTO cronpolicy.script_run (name, host, spool_id)"
+                             " VALUES ('nightly', 'web1', 'web1-run')") == (1, None)
+        rowcount, error = try_sql(web2, "UPDATE cronpolicy.script_run SET status = 'failed',"
+                                        " finished_at = now() WHERE spool_id = 'web1-run'")
+        assert rowcount is None and "may update only its own runs" in error
+        assert "pg_tables" not in DBA(empty_pg_dsn).scalar(
+            "SELECT prosrc FROM pg_trigger JOIN pg_proc ON pg_proc.oid = tgfoid"
+            " WHERE tgrelid = 'cronpolicy.script_run'::regclass"
+            " AND tgname = 'script_run_owner_guard'")
+    finally:
+        with admin_connection() as admin, admin.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                           " WHERE usename = %s", (owner,))
+        connection = psycopg2.connect(empty_pg_dsn)
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute('REASSIGN OWNED BY "%s" TO CURRENT_USER' % owner)
+            cursor.execute('DROP OWNED BY "%s"' % owner)
+            cursor.execute('ALTER DATABASE "%s" OWNER TO CURRENT_USER' % name)
+        connection.close()
+        with admin_connection() as admin, admin.cursor() as cursor:
+            cursor.execute('DROP ROLE "%s"' % owner)

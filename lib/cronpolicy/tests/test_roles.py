@@ -578,7 +578,7 @@ def psql_statements(sql):
 
 def test_roles_sql_given_to_psql_before_schema_21_names_a_runs_owner_after_the_upgrade(
         pg_roles, empty_pg_dsn, monkeypatch):
-    # roles.sql attaches guard_run_owner, which schema patch 0021 defines.
+    # roles.sql attaches guard_run_writer, which schema patch 0021 defines.
     # Given to psql (roles.sql's own words: `psql -f schema/roles.sql`) on
     # a database of schema 20, that one statement fails and psql goes on:
     # row-level security still refuses another login's run, but with no
@@ -596,7 +596,7 @@ def test_roles_sql_given_to_psql_before_schema_21_names_a_runs_owner_after_the_u
                     cursor.execute(statement)
                 except psycopg2.Error as error:
                     failed.append(error.pgcode)
-    assert failed == ["42883"]                     # undefined_function: guard_run_owner
+    assert failed == ["42883"]                     # undefined_function: guard_run_writer
     monkeypatch.setattr(schema, "patches", lambda backend: every)
     schema.upgrade_postgres(connection)            # 0021, as docs/dbas.txt says to do
     connection.close()

@@ -16,17 +16,17 @@
 -- host (script_owner, host_login: one index lookup each), the answer is
 -- the same whoever writes, so it is given without asking who: the common
 -- case of every script asks no catalog.  Otherwise it asks, as before.
--- guard_run_owner (a run updated by another login) asks only when the run
--- is another login's.  SECURITY DEFINER functions that write many runs
--- (renew_relayed, reap_dead_runs) are asked about first, as before, and
--- is_administrator reads pg_class by the table's oid instead of the
--- pg_tables view, a view of three catalogs (the same answer, cheaper on a
--- new backend and no dearer per row: renew_relayed of 1,000 runs 56 ms
--- before, 55 after).
+-- The owner guard (a run updated by another login; guard_run_writer, the
+-- guard_run_owner roles.sql defined) asks only when the run is another
+-- login's.  SECURITY DEFINER functions that write many runs (renew_relayed,
+-- reap_dead_runs) are asked about first, as before, and is_administrator
+-- reads pg_class by the table's oid instead of the pg_tables view, a view
+-- of three catalogs (the same answer, cheaper on a new backend and no
+-- dearer per row: renew_relayed of 1,000 runs 56 ms before, 55 after).
 --
--- guard_run_owner was defined in roles.sql; its one home is here now
--- (roles.sql attaches it), so databases whose roles were set up before
--- get the cheaper one too.  Applying it again changes nothing (OR REPLACE).
+-- guard_run_owner was defined in roles.sql; guard_run_writer's one home is
+-- here (roles.sql attaches it), so databases whose roles were set up
+-- before get the cheaper one too.  Applying it again changes nothing.
 
 CREATE OR REPLACE FUNCTION cronpolicy.is_administrator(role_name text) RETURNS boolean
     LANGUAGE sql STABLE SET search_path = pg_catalog AS $$
@@ -53,11 +53,20 @@ BEGIN
         RETURN NEW;
     END IF;
     IF TG_OP = 'INSERT' THEN
-        -- The login's own script on its own host: nothing to claim.
-        claims := NOT (EXISTS (SELECT 1 FROM cronpolicy.script_owner
-                                WHERE name = NEW.name AND db_role = session_user)
-                       AND EXISTS (SELECT 1 FROM cronpolicy.host_login
-                                    WHERE host = NEW.host AND db_role = session_user));
+        -- The login's own script on its own host: nothing to claim.  The
+        -- lists are read with the writer's rights (the claim functions read
+        -- them with their owner's): a writer that may not read them, such
+        -- as the owner of script_run when another role made the lists,
+        -- asks who it is, as before, instead of failing.
+        BEGIN
+            claims := NOT (EXISTS (SELECT 1 FROM cronpolicy.script_owner
+                                    WHERE name = NEW.name AND db_role = session_user)
+                           AND EXISTS (SELECT 1 FROM cronpolicy.host_login
+                                        WHERE host = NEW.host
+                                          AND db_role = session_user));
+        EXCEPTION WHEN insufficient_privilege THEN
+            claims := true;
+        END;
         IF NEW.spooled THEN
             -- (least and greatest skip NULLs: a column left NULL stays NULL.)
             NEW.started_at := least(NEW.started_at, now());
@@ -114,9 +123,12 @@ COMMENT ON FUNCTION cronpolicy.guard_run_times() IS
 
 -- A host updates only the runs it wrote, and is told so when it tries
 -- another's.  (SECURITY DEFINER functions run as their owner, so reaping
--- dead runs still works; administrators may update any run.)  roles.sql
--- attaches it to script_run.
-CREATE OR REPLACE FUNCTION cronpolicy.guard_run_owner() RETURNS trigger
+-- dead runs still works; administrators may update any run.)
+--
+-- A new name for what roles.sql defined as guard_run_owner: that one
+-- belongs to whoever applied roles.sql, a superuser, and the database
+-- owner, who may run this patch (docs/dbas.txt), could not replace it.
+CREATE OR REPLACE FUNCTION cronpolicy.guard_run_writer() RETURNS trigger
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     -- The writer is the login (session_user, as recorded in db_user), even
@@ -133,5 +145,28 @@ BEGIN
     RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION cronpolicy.guard_run_owner() IS
+COMMENT ON FUNCTION cronpolicy.guard_run_writer() IS
     'Refuses, with a clear message, an update of a run written by another database user.';
+
+-- roles.sql attaches it.  Here, for databases whose roles are set up: in
+-- the place of guard_run_owner, and where roles.sql given to psql before
+-- this patch (psql goes on past a failed statement) turned on row-level
+-- security but could not attach it.  (Row-level security alone refuses
+-- another login's run too, without naming whose.)  guard_run_owner goes
+-- too if its owner is the one upgrading; roles.sql drops it otherwise.
+DO $$
+BEGIN
+    IF (SELECT relrowsecurity FROM pg_class WHERE oid = 'cronpolicy.script_run'::regclass)
+       OR EXISTS (SELECT 1 FROM pg_trigger
+                   WHERE tgrelid = 'cronpolicy.script_run'::regclass
+                     AND tgname = 'script_run_owner_guard') THEN
+        DROP TRIGGER IF EXISTS script_run_owner_guard ON cronpolicy.script_run;
+        CREATE TRIGGER script_run_owner_guard BEFORE UPDATE ON cronpolicy.script_run
+            FOR EACH ROW EXECUTE FUNCTION cronpolicy.guard_run_writer();
+    END IF;
+    IF pg_has_role((SELECT proowner FROM pg_proc
+                     WHERE oid = to_regprocedure('cronpolicy.guard_run_owner()')), 'USAGE') THEN
+        DROP FUNCTION cronpolicy.guard_run_owner();
+    END IF;
+END
+$$;

@@ -184,12 +184,14 @@ REVOKE ALL ON SEQUENCE cronpolicy.policy_audit_id_seq FROM cronpolicy_admin;
 GRANT SELECT ON cronpolicy.policy_audit TO cronpolicy_admin, cronpolicy_reader;
 
 -- A host updates only the runs it wrote, and is told so when it tries
--- another's: cronpolicy.guard_run_owner (schema patch 0021) refuses the
+-- another's: cronpolicy.guard_run_writer (schema patch 0021) refuses the
 -- update of a run written by another database user, unless the writer
--- is an administrator.
+-- is an administrator.  guard_run_owner, which this file defined up to
+-- schema 20, is left where 0021 could not drop it (a superuser's).
 DROP TRIGGER IF EXISTS script_run_owner_guard ON cronpolicy.script_run;
 CREATE TRIGGER script_run_owner_guard BEFORE UPDATE ON cronpolicy.script_run
-    FOR EACH ROW EXECUTE FUNCTION cronpolicy.guard_run_owner();
+    FOR EACH ROW EXECUTE FUNCTION cronpolicy.guard_run_writer();
+DROP FUNCTION IF EXISTS cronpolicy.guard_run_owner();
 
 -- Everyone may read every run; inserts must carry the writer's own name.
 ALTER TABLE cronpolicy.script_run ENABLE ROW LEVEL SECURITY;

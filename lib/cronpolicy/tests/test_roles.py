@@ -560,3 +560,51 @@ def test_a_script_login_gets_one_line_and_exit_4_from_the_commands_it_may_not_us
     assert dba.scalar("SELECT deploy_pending FROM cronpolicy.deploy_state") is True
     assert dba.scalar("SELECT count(*) FROM cronpolicy.script_policy") == 0
     assert dba.scalar("SELECT cancelled_at FROM cronpolicy.rollout_window") is None
+
+
+def psql_statements(sql):
+    """The statements of a file as psql sends them: each alone ($$ bodies whole)."""
+    statements, pending, quoted = [], [], False
+    for line in sql.splitlines():
+        if not pending and (not line.strip() or line.lstrip().startswith("--")):
+            continue
+        pending.append(line)
+        quoted ^= line.count("$$") % 2 == 1
+        if not quoted and line.rstrip().endswith(";"):
+            statements.append("\n".join(pending))
+            pending = []
+    return statements
+
+
+def test_roles_sql_given_to_psql_before_schema_21_names_a_runs_owner_after_the_upgrade(
+        pg_roles, empty_pg_dsn, monkeypatch):
+    # roles.sql attaches guard_run_writer, which schema patch 0021 defines.
+    # Given to psql (roles.sql's own words: `psql -f schema/roles.sql`) on
+    # a database of schema 20, that one statement fails and psql goes on:
+    # row-level security still refuses another login's run, but with no
+    # word of whose it is, until the upgrade attaches the guard.
+    every = schema.patches("postgresql")
+    monkeypatch.setattr(schema, "patches", lambda backend: [p for p in every if p[0] <= 20])
+    connection = psycopg2.connect(empty_pg_dsn)
+    schema.upgrade_postgres(connection)
+    failed = []
+    connection.autocommit = True
+    with open(os.path.join(schema.patch_dir("postgresql"), "roles.sql"), encoding="utf-8") as f:
+        for statement in psql_statements(f.read()):
+            with connection.cursor() as cursor:
+                try:
+                    cursor.execute(statement)
+                except psycopg2.Error as error:
+                    failed.append(error.pgcode)
+    assert failed == ["42883"]                     # undefined_function: guard_run_writer
+    monkeypatch.setattr(schema, "patches", lambda backend: every)
+    schema.upgrade_postgres(connection)            # 0021, as docs/dbas.txt says to do
+    connection.close()
+    web1, web2 = (psycopg2.extensions.make_dsn(
+        pg_roles("cronpolicy_script"), dbname=psycopg2.extensions.parse_dsn(empty_pg_dsn)[
+            "dbname"]) for _ in "12")
+    assert try_sql(web1, "INSERT INTO cronpolicy.script_run (name, host, spool_id)"
+                         " VALUES ('nightly', 'web1', 'web1-run')") == (1, None)
+    rowcount, error = try_sql(web2, "UPDATE cronpolicy.script_run SET status = 'failed',"
+                                    " finished_at = now() WHERE spool_id = 'web1-run'")
+    assert rowcount is None and "may update only its own runs" in error

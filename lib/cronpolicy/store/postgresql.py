@@ -95,8 +95,11 @@ class PostgresStore:
 
     def _execute_now(self, query, parameters, doing, deadline):
         """Send one statement on the open connection and wait for its rows
-        (dicts by column name)."""
+        (dicts by column name).  ``parameters`` may be a function that
+        makes them as the statement is sent (after any connecting)."""
         import psycopg2
+        if callable(parameters):
+            parameters = parameters()
         cursor = self._connection.cursor()
         statement = self._sql[query]
         if self._listen_due:

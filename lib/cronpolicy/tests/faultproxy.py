@@ -1,7 +1,9 @@
 """A TCP proxy between scripts and PostgreSQL that can misbehave on demand.
 
 Modes for new connections: ``pass`` (forward), ``refuse`` (reset at once),
-``stall`` (accept and never answer: a blackholed server).  ``cut()`` drops
+``stall`` (accept and never answer: a blackholed server); ``delay``
+(seconds) holds each new connection that long before it is forwarded
+(a slow network or a busy server's accept).  ``cut()`` drops
 every connection in flight (RST, as a dead peer's kernel would);
 ``freeze()`` makes every connection in flight half-open: bytes go in and
 nothing comes out, and nobody hears of it (packets dropped, no FIN).  It
@@ -11,6 +13,7 @@ touches nothing on the server itself.
 import socket
 import struct
 import threading
+import time
 
 
 class FaultProxy:
@@ -18,6 +21,7 @@ class FaultProxy:
     def __init__(self, upstream_host, upstream_port):
         self.upstream = (upstream_host, upstream_port)
         self.mode = "pass"
+        self.delay = 0.0
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._listener.bind(("127.0.0.1", 0))
@@ -43,6 +47,8 @@ class FaultProxy:
                 with self._lock:
                     self._open.append(client)
                 continue
+            if self.delay:
+                time.sleep(self.delay)
             try:
                 server = socket.create_connection(self.upstream, timeout=10)
                 server.settimeout(None)

@@ -1040,3 +1040,36 @@ def test_while_serving_the_relay_tries_a_statement_once_and_its_loop_tries_again
         timings[serving] = time.monotonic() - started
     # (Retrying: pauses from 0.05 s doubling, half to whole, until 3 s.)
     assert timings[False] > 0.7 and timings[True] < 0.3, timings
+
+
+def test_a_lease_renewed_over_a_new_connection_runs_from_the_scripts_last_word(
+        pg_dsn, pg_roles, fault_proxy):
+    """A relay's renewal gives each run a lease as of its script's last
+    word.  The ages were taken before connecting: a connection that took
+    2 s to make lengthened every lease it renewed by 2 s."""
+    import types
+    from cronpolicy.tooling.relay import RelayStore
+    from .conftest import _via
+    proxy, _ = fault_proxy
+    key = "lease-%d" % random.getrandbits(48)
+    with dba_at(pg_dsn) as dba:
+        [(run_id,)] = query(dba, "INSERT INTO cronpolicy.script_run (name, host, spool_id,"
+                                 " lease_expires_at) VALUES ('relayed-lease', 'h1', %s,"
+                                 " now() + interval '3 seconds') RETURNING id", key)
+    store = RelayStore(_via(pg_roles("cronpolicy_relay"), "127.0.0.1", proxy.port), 5.0, 10.0)
+    store.serving = True
+    proxy.delay = 2.0
+    try:
+        run = types.SimpleNamespace(id=run_id, key=key, safe=False, slot=None, ttl=6.0,
+                                    heard_at=time.monotonic())
+        [(_, known, renewed)], _ = store.renew_relayed([run])
+        assert known and renewed
+        with dba_at(pg_dsn) as dba:
+            [(left,)] = query(dba, "SELECT extract(epoch FROM lease_expires_at - now())"
+                                   " FROM cronpolicy.script_run WHERE id = %s", run_id)
+        # 6 s from its last word, 2 s and more of which went in connecting.
+        assert left < 5.0, left
+    finally:
+        store.close()
+        with dba_at(pg_dsn) as dba:
+            query(dba, "DELETE FROM cronpolicy.script_run WHERE id = %s RETURNING id", run_id)

@@ -67,14 +67,21 @@ class RelayStore(PostgresStore):
             return super()._retrying(query, parameters, doing, only_when_full, idempotent)
         return self._execute(query, parameters, doing, idempotent=idempotent)
 
-    def renew_relayed(self, runs, now):
-        """[(id, known, renewed)] for ``runs`` (Scripts), and the policy's version."""
-        parameters = {
+    def renew_relayed(self, runs):
+        """[(id, known, renewed)] for ``runs`` (Scripts), and the policy's version.
+        Each lease is renewed as of its script's last word, its age taken
+        as the statement is sent: ages taken before a connection is made
+        lengthened every lease by the time connecting took."""
+        fixed = {
             "ids": [run.id for run in runs], "keys": [run.key for run in runs],
-            "safe": [run.safe for run in runs], "ages": [now - run.heard_at for run in runs],
+            "safe": [run.safe for run in runs],
             "slot_names": [run.slot[0] if run.slot else None for run in runs],
             "slots": [run.slot[1] if run.slot else None for run in runs],
             "ttls": [run.ttl for run in runs]}
+
+        def parameters():
+            now = time.monotonic()
+            return dict(fixed, ages=[now - run.heard_at for run in runs])
         rows = self._execute("renew_relayed", parameters,
                              "renew the leases of relayed runs (a relay's login needs the "
                              "role cronpolicy_relay)", idempotent=True)
@@ -333,7 +340,7 @@ class Relay:
             self._moved(version)
             return
         answer = self._guarded("renew %d leases" % len(due),
-                               lambda: self.store.renew_relayed(due, now))
+                               lambda: self.store.renew_relayed(due))
         # Reads may still pass, but leases it cannot renew run out: no
         # ticks until a renewal passes (the scripts renew their own).
         self.unrenewed = answer is None
@@ -507,7 +514,7 @@ def cmd_relay(args, settings):
                        application_name="cronpolicy relay", source=settings.dsn_source,
                        network=settings.network, lease_ttl=settings.lease_ttl)
     store.load_inputs("", 1)
-    store.renew_relayed([], time.monotonic())       # may this login renew leases?
+    store.renew_relayed([])         # may this login renew leases?
     listener = listen_on(args.listen)
     relay = Relay(settings, listener, store)
     limit = more_descriptors()

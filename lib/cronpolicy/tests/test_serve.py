@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -274,8 +275,11 @@ def test_a_database_lost_while_serving_is_a_503_in_one_line(served, reader_env, 
 
 # The browser ---------------------------------------------------------------------------
 
-def browser(javascript=True):
-    """A headless chromium through chromedriver, or skip (fail under CI) saying why."""
+def browser(tmp_path, javascript=True):
+    """A headless chromium through chromedriver, or skip (fail under CI) saying why.
+    Its profile goes under ``tmp_path``, its temporary files (a directory
+    of its process singleton's socket, which quitting left in /tmp) in a
+    directory of their own that quit() removes."""
     missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not os.path.exists(path)]
     if missing:
         message = ("%s missing: apt-get install -y chromium chromium-driver (README.txt, Set up)"
@@ -288,13 +292,30 @@ def browser(javascript=True):
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for argument in ("--headless=new", "--no-sandbox", "--disable-gpu",
-                     "--disable-dev-shm-usage", "--window-size=1300,900"):
+                     "--disable-dev-shm-usage", "--window-size=1300,900",
+                     "--user-data-dir=%s" % (tmp_path / "browser-profile")):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     if not javascript:
         options.add_experimental_option(
             "prefs", {"profile.managed_default_content_settings.javascript": 2})
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    # (Not under tmp_path: a socket's path may not be that long.)
+    temporary = tempfile.mkdtemp(prefix="cronpolicy-browser-")
+    try:
+        driver = webdriver.Chrome(service=Service(CHROMEDRIVER, env=dict(
+            os.environ, TMPDIR=temporary)), options=options)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    quit_driver = driver.quit
+
+    def quit():
+        try:
+            quit_driver()
+        finally:
+            shutil.rmtree(temporary, ignore_errors=True)
+    driver.quit = quit
+    return driver
 
 
 def console_errors(driver):
@@ -374,7 +395,7 @@ def test_the_page_in_a_real_browser(reader_env, pg_dsn, tmp_path):
     stop = tmp_path / "stop-now"
     served = Server(reader_env, "--refresh", "1")
     job = runner.start("publish-distro", "--sleep", "60", "--until-file", str(stop))
-    driver = browser()
+    driver = browser(tmp_path)
     try:
         run_id = until(lambda: dba.scalar("SELECT id FROM cronpolicy.script_run"
                                           " WHERE status = 'running'"), "the run's start")
@@ -481,7 +502,7 @@ def test_the_page_without_javascript(served, pg_dsn, tmp_path):
                         " finished_at) VALUES ('sync-mirror', 'mirror1', 1, 'failed', now())")
     began = cli(admin, "deploy", "begin", "--reason", "release 4521", "--json")
     assert began.returncode == 0, began.stderr
-    driver = browser(javascript=False)
+    driver = browser(tmp_path, javascript=False)
     try:
         driver.get(served.url)
         # With scripts off the noscript's refresh is an element (else it is text).

@@ -7,7 +7,9 @@ without it the render is skipped, saying so, but fails under CI)."""
 import os
 import re
 import struct
+import shutil
 import subprocess
+import tempfile
 import xml.etree.ElementTree as ElementTree
 
 import pytest
@@ -32,13 +34,20 @@ def screenshot(picture, tmp_path, width, height):
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
     shot = tmp_path / "stalls.png"
-    result = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-         "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--hide-scrollbars",
-         "--user-data-dir=%s" % (tmp_path / "profile"), "--force-device-scale-factor=1",
-         "--window-size=%d,%d" % (width, height), "--screenshot=%s" % shot,
-         picture.as_uri()], capture_output=True, text=True, timeout=120)
+    # Its process singleton's socket goes in a directory of TMPDIR, left
+    # behind: one of its own, removed after (short: a socket's path is).
+    temporary = tempfile.mkdtemp(prefix="cronpolicy-browser-")
+    try:
+        result = subprocess.run(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+             "--disable-quic", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--hide-scrollbars",
+             "--user-data-dir=%s" % (tmp_path / "profile"), "--force-device-scale-factor=1",
+             "--window-size=%d,%d" % (width, height), "--screenshot=%s" % shot,
+             picture.as_uri()], capture_output=True, text=True, timeout=120,
+            env=dict(os.environ, TMPDIR=temporary))
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
     assert shot.exists(), result.stderr
     return shot.read_bytes()
 

@@ -208,13 +208,17 @@ class Relay:
             self._send(sock, {"bye": self.stopping})
             self._drop(sock, None)
         self.store.close()
-        for descriptor in (self.wake_reader, self.wake_writer):
+        # (A signal after this writes nowhere: the number may be reused.)
+        writer, self.wake_writer = self.wake_writer, None
+        for descriptor in (self.wake_reader, writer):
             os.close(descriptor)
 
     def stop(self, why):
         """Stop serving (a signal handler's call: it may come during a wait
         for the database, which then ends at once)."""
         self.stopping = why
+        if self.wake_writer is None:
+            return      # served already
         try:
             os.write(self.wake_writer, b"!")
         except OSError:

@@ -12,9 +12,12 @@ The script trusts the relay no further than it hears it: a relay that
 closes the connection, says something it cannot read, does not know the
 run (another database), or sends neither tick nor verdict for SILENCE
 seconds (renewals do not count: a relay that cannot read the policy stops
-ticking, and may still renew) is left for good,
-and the watcher watches the database itself (the direct path), as it does
-with no relay configured.  A lease counts as renewed only when the relay
+ticking, and may still renew) is left, and the watcher watches the
+database itself (the direct path), as it does with no relay configured,
+until the relay serves it again: it tries again REJOIN_FIRST seconds
+later, then twice as long each time up to REJOIN_MOST (a relay restarted
+takes back the runs it served; one that keeps failing costs a connection
+attempt every few minutes).  A lease counts as renewed only when the relay
 says so, from the moment the script sent the word it renewed.
 
 Messages are JSON objects, one per line, in both directions:
@@ -39,6 +42,11 @@ import time
 #: relay that cannot read the policy) watches for itself.
 TICK = 0.25
 SILENCE = 1.0
+#: A script that left its relay tries it again this much later, then twice
+#: as long each time, up to REJOIN_MOST; a relay that served it for
+#: REJOIN_MOST or longer is tried again REJOIN_FIRST after it fails.
+REJOIN_FIRST = 5.0
+REJOIN_MOST = 300.0
 #: The longest line either side accepts (a verdict's reason included).
 MAX_LINE = 65536
 #: The verdict fields that travel (the estimate stays behind: a stop has none to give).
@@ -210,8 +218,9 @@ class Connector:
     connect_timeout, longer than a lease may be.  Meanwhile the watcher
     watches the database itself; ``wake`` is called once it is done."""
 
-    def __init__(self, address, timeout, wake):
+    def __init__(self, address, timeout, wake, after=0.0):
         self.address, self.timeout, self.wake = address, timeout, wake
+        self.after = after      # seconds to wait first (trying the relay again)
         self.done = False
         self._result = None         # the socket, or the RelayGone
         self._abandoned = False
@@ -223,6 +232,11 @@ class Connector:
 
     def _connect(self):
         import socket       # here: the config's check of the address needs none
+        if self.after > 0:
+            time.sleep(self.after)
+            with self._lock:
+                if self._abandoned:
+                    return      # the run ended meanwhile
         try:
             host, port = parse_address(self.address)
             result = socket.create_connection((host, port), timeout=self.timeout)

@@ -98,6 +98,8 @@ class RunWatcher:
         self._done = _thread.allocate_lock()
         self._db_trouble = False
         self._recovered = False
+        self._left_relay = False        # the relay was left once (then tried again)
+        self._rejoin_after = None       # seconds until the next try (None: the first)
         # The decision's own read does not count against the limit on
         # re-reads (REREAD_AT_MOST_EVERY): a stop asked for as main() begins
         # is read at once, not up to 100 ms later (issue 32.2); a flood
@@ -163,7 +165,7 @@ class RunWatcher:
                 return
             # Watch the database until the relay's connection is made (if
             # one is configured), then through the relay, and the database
-            # again should the relay fail.
+            # again should the relay fail, until it serves the run again.
             connector = self._relay_connector()
             while True:
                 self._loop(connector)
@@ -174,7 +176,7 @@ class RunWatcher:
                     break
                 if self._follow_relay(connector):
                     break
-                connector = None
+                connector = self._relay_connector(self._next_rejoin())
         except Exception:  # never let the watcher take the job down
             self.logger.exception("cronpolicy watcher stopped unexpectedly")
         finally:
@@ -379,33 +381,52 @@ class RunWatcher:
 
     # Through a relay (cronpolicy.relayed) -----------------------------------------------
 
-    def _relay_connector(self):
-        """A relayed.Connector under way, or None: no relay for this run."""
+    def _relay_connector(self, after=0.0):
+        """A relayed.Connector under way (connecting ``after`` seconds from
+        now), or None: no relay for this run."""
         if (self.settings.relay is None or self.run.id is None
                 or self.store.backend != config.POSTGRESQL):
             return None
         from cronpolicy import relayed
         return relayed.Connector(self.settings.relay, self.settings.connect_timeout,
-                                 self.wake).start()
+                                 self.wake, after).start()
+
+    def _next_rejoin(self):
+        """Seconds until the relay is tried again: REJOIN_FIRST, then twice as
+        long after each try that did not last (relayed's docstring)."""
+        from cronpolicy import relayed
+        after = self._rejoin_after or relayed.REJOIN_FIRST
+        self._rejoin_after = min(2 * after, relayed.REJOIN_MOST)
+        return after
 
     def _follow_relay(self, connector):
         """Watch through the relay until the run ends (True), or until the
-        relay cannot be used (False: then watch the database directly)."""
+        relay cannot be used (False: then watch the database directly).
+        A relay that cannot be reached is a warning the first time, and
+        said quietly when trying it again fails."""
         from cronpolicy import relayed
         try:
             channel = connector.take()
         except relayed.RelayGone as error:
-            self.logger.warning("%s; watching the policy database directly", error)
+            (self.logger.info if self._left_relay else self.logger.warning)(
+                "%s; watching the policy database directly", error)
+            self._left_relay = True
             return False
+        if self._left_relay:
+            self.logger.info("relay %s serves this run again", self.settings.relay)
         holding = self.store.hold_connection
         self.store.hold_connection = False      # the relay holds one for many scripts
         self.store.release()
+        began = time.monotonic()
         try:
             return relayed.RelayedWatch(self, channel).run()
         except relayed.RelayGone as error:
             self.logger.warning("relay %s: %s; watching the policy database directly",
                                 self.settings.relay, error)
+            self._left_relay = True
             self._first_check = 0.0     # and read the policy at once
+            if time.monotonic() - began >= relayed.REJOIN_MOST:
+                self._rejoin_after = None   # it served long: try it again soon
             return False
         finally:
             channel.close()

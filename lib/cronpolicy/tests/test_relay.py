@@ -1073,3 +1073,42 @@ def test_a_lease_renewed_over_a_new_connection_runs_from_the_scripts_last_word(
         store.close()
         with dba_at(pg_dsn) as dba:
             query(dba, "DELETE FROM cronpolicy.script_run WHERE id = %s RETURNING id", run_id)
+
+
+def test_scripts_go_back_to_a_relay_restarted_on_its_address(pg_dsn, pg_roles, tmp_path):
+    """A relay restarted (SIGTERM, then started again on the same address)
+    takes back the runs it served: they watch the database themselves
+    meanwhile and try the relay again REJOIN_FIRST seconds later.  Before,
+    they held a connection each for the rest of their runs."""
+    from cronpolicy.relayed import REJOIN_FIRST
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        address = "127.0.0.1:%d" % probe.getsockname()[1]
+    relay_dsn = pg_roles("cronpolicy_relay")
+    relay = Relay(relay_dsn, tmp_path, argv=("--listen", address))
+    restarted = None
+    try:
+        script_dsn = pg_roles("cronpolicy_script")
+        login = parse_dsn(script_dsn)["user"]
+        scripts = relayed_runner(tmp_path, script_dsn, relay.address)
+        processes = start_jobs(scripts, tmp_path, 2)
+        with dba_at(pg_dsn) as dba:
+            wait_for(lambda: backends_of(dba, login) == 0, what="the scripts relayed",
+                     interval=0.1)
+            relay.process.send_signal(signal.SIGTERM)
+            assert relay.process.wait(timeout=5) == 0
+            wait_for(lambda: backends_of(dba, login) == 2, what="the scripts on the database",
+                     timeout=5, interval=0.05)
+            restarted = Relay(relay_dsn, tmp_path, argv=("--listen", address))
+            wait_for(lambda: backends_of(dba, login) == 0, what="the scripts relayed again",
+                     timeout=REJOIN_FIRST + 10, interval=0.1)
+            assert all(process.poll() is None for process in processes)
+            assert all(seconds < 1.0 for seconds in stop_everything(dba, processes))
+        for process in processes:
+            said = process.stderr.read()
+            # (one warning; the relay serving it again is said at INFO, in its log file)
+            assert said.count("watching the policy database directly") == 1, said
+    finally:
+        relay.stop()
+        if restarted is not None:
+            restarted.stop()

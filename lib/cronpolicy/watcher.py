@@ -98,8 +98,7 @@ class RunWatcher:
         self._done = _thread.allocate_lock()
         self._db_trouble = False
         self._recovered = False
-        self._left_relay = False        # the relay was left once (then tried again)
-        self._rejoin_after = None       # seconds until the next try (None: the first)
+        self._rejoin_after = None       # seconds until the relay's next try (None: the first)
         # The decision's own read does not count against the limit on
         # re-reads (REREAD_AT_MOST_EVERY): a stop asked for as main() begins
         # is read at once, not up to 100 ms later (issue 32.2); a flood
@@ -403,16 +402,16 @@ class RunWatcher:
         """Watch through the relay until the run ends (True), or until the
         relay cannot be used (False: then watch the database directly).
         A relay that cannot be reached is a warning the first time, and
-        said quietly when trying it again fails."""
+        said quietly when trying it again (``connector.after``) fails."""
         from cronpolicy import relayed
+        trying_again = connector.after > 0
         try:
             channel = connector.take()
         except relayed.RelayGone as error:
-            (self.logger.info if self._left_relay else self.logger.warning)(
+            (self.logger.info if trying_again else self.logger.warning)(
                 "%s; watching the policy database directly", error)
-            self._left_relay = True
             return False
-        if self._left_relay:
+        if trying_again:
             self.logger.info("relay %s serves this run again", self.settings.relay)
         holding = self.store.hold_connection
         self.store.hold_connection = False      # the relay holds one for many scripts
@@ -423,7 +422,6 @@ class RunWatcher:
         except relayed.RelayGone as error:
             self.logger.warning("relay %s: %s; watching the policy database directly",
                                 self.settings.relay, error)
-            self._left_relay = True
             self._first_check = 0.0     # and read the policy at once
             if time.monotonic() - began >= relayed.REJOIN_MOST:
                 self._rejoin_after = None   # it served long: try it again soon

@@ -84,6 +84,13 @@ def with_duration(run):
     return run
 
 
+def registered_row(schedule, schedule_tz, origin, registered_at):
+    """A registered crontab line as schedule.resolve reads it (a dict),
+    from registered_since's tuple."""
+    return {"schedule": schedule, "schedule_tz": schedule_tz, "origin": origin,
+            "registered_at": registered_at}
+
+
 class Reader:
     """Reads on one DB-API ``connection`` of ``backend``, in whatever
     transaction its owner holds; driver errors become DatabaseError."""
@@ -303,11 +310,10 @@ class Reader:
                                           "moment": self._time(moment)}, AuditEntry.kinds)
 
     def schedule_sources(self, since):
-        """What the host crontabs registered ({(name, host): row}) and what
-        scripts declared at their latest start since ``since`` (the same)."""
-        registered = {(row["name"], row["host"]): row
-                      for row in self.rows("registered_schedules",
-                                           kinds={"registered_at": "time"})}
+        """What the host crontabs registered ({(name, host): row}, rows as
+        registered_row makes them) and what scripts declared at their
+        latest start since ``since`` (the same)."""
+        registered = {pair: registered_row(*line) for pair, line in self.registered_since().items()}
         return registered, self.declared_schedules(since)
 
     def declared_schedules(self, since):

@@ -64,17 +64,13 @@ SELECT * FROM cronpolicy.policy_audit
 SELECT id, pid FROM cronpolicy.script_run WHERE status = 'running' AND host = :host
 
 
--- name: registered_schedules
--- What each host's crontab says (cronpolicy schedule import).  In no
--- order: the callers look rows up by name and host (sorting a fleet's
--- 5,000 rows by their text took PostgreSQL 10 to 25 ms).
-SELECT * FROM cronpolicy.script_schedule
-
-
 -- name: registered_schedules_since
--- The same, its columns named (as tuples) and who registered each left
--- out: what the planners and the reports of a fleet's schedules need
--- (fleet_schedules: a line's registration is since when it is known).
+-- What each host's crontab says (cronpolicy schedule import), its columns
+-- named (read as tuples), who registered each left out: what the planners
+-- and the reports of a fleet's schedules need (a line's registration is
+-- since when it is known).  In no order: the callers look rows up by name
+-- and host (sorting a fleet's 5,000 rows by their text took PostgreSQL 10
+-- to 25 ms).
 SELECT name, host, schedule, schedule_tz, origin, registered_at
   FROM cronpolicy.script_schedule
 

@@ -157,11 +157,18 @@ def test_the_fleet_reads_as_tuples_say_what_the_rows_say(dsn, tmp_path):
                 " origin) VALUES ('a', 'h1', '*/5 * * * *', NULL, 'x line 1'),"
                 " ('b', 'h2', '0 3 * * *', 'Europe/Paris', '')")
     settings = Settings.load(environ=make_env(tmp_path, dsn))
+    from cronpolicy.rows import to_time
     with reading(settings) as reader:
+        assert reader.registered_since() == {(name, host): (
+            schedule, tz, origin, to_time(registered_at))
+            for name, host, schedule, tz, origin, registered_at in dba.execute(
+                "SELECT name, host, schedule, schedule_tz, origin, registered_at"
+                " FROM cronpolicy.script_schedule")}
         registered, _ = reader.schedule_sources(reader.now())
-        assert reader.registered_since() == {pair: (
-            row["schedule"], row["schedule_tz"], row["origin"], row["registered_at"])
-            for pair, row in registered.items()}
+        assert registered == {pair: {"schedule": schedule, "schedule_tz": tz, "origin": origin,
+                                     "registered_at": at}
+                              for pair, (schedule, tz, origin, at)
+                              in reader.registered_since().items()}
         starts = reader.pair_starts(reader.now() - datetime.timedelta(days=3))
         assert set(starts) == {(row["name"], row["host"]) for row in reader.rows(
             "recent_pairs", {"since": reader._time(reader.now() - datetime.timedelta(days=90))})}

@@ -142,6 +142,7 @@ def fleet_schedules(reader, inputs, warn=None, host="*", script="*", scheduled_o
     since a moment (default reader.recent_pairs; overdue's also finds the
     last successes in the same pass)."""
     from cronpolicy.matching import glob_matches, is_pattern
+    from cronpolicy.store.reads import registered_row
     registered = reader.registered_since()
     declared = reader.declared_schedules(inputs.now - RECENT)
     pairs = set(registered) | set(declared)
@@ -169,9 +170,8 @@ def fleet_schedules(reader, inputs, warn=None, host="*", script="*", scheduled_o
                 on, *line, warn, first_after) or schedules.resolve(
                     (), {}, declared, name, on, warn, first_after)
         else:
-            found[name, on] = schedules.resolve(rows, {(name, on): {
-                "schedule": line[0], "schedule_tz": line[1], "origin": line[2],
-                "registered_at": line[3]}}, declared, name, on, warn, first_after)
+            found[name, on] = schedules.resolve(rows, {(name, on): registered_row(*line)},
+                                                declared, name, on, warn, first_after)
     return found
 
 

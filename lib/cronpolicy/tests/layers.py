@@ -23,6 +23,7 @@ import os
 import re
 import sqlite3
 import subprocess
+import threading
 
 import psycopg2
 import pytest
@@ -79,8 +80,13 @@ def mark(item):
         item.add_marker(pytest.mark.unit)
 
 
-def _refusing(touched, what, original):
+def _refusing(touched, what, original, elders=()):
+    """``original``, refused to the test; ``elders``: threads started before
+    the test (an earlier test's database dropped in the background,
+    conftest.drop_database_soon), whose doors are not the test's to close."""
     def refuse(*args, **kwargs):
+        if threading.current_thread() in elders:
+            return original(*args, **kwargs)
         touched.append(what)
         raise RuntimeError("a unit test may not %s: mark the test (or its module) "
                            "integration" % what)
@@ -109,9 +115,11 @@ def _unit_stays_in_process(request, monkeypatch):
         yield
         return
     touched = request.node.layer_touched = []
+    elders = set(threading.enumerate()) - {threading.current_thread()}
     for module, name, what in DOORS:
         if hasattr(module, name):
-            monkeypatch.setattr(module, name, _refusing(touched, what, getattr(module, name)))
+            monkeypatch.setattr(module, name,
+                                _refusing(touched, what, getattr(module, name), elders))
     yield
     if touched:
         pytest.fail("%s is marked unit but tried to %s" % (

@@ -107,6 +107,9 @@ GRANT SELECT ON cronpolicy.schema_version, cronpolicy.script_policy, cronpolicy.
                 cronpolicy.host_login, cronpolicy.service_deploy, cronpolicy.rollout,
                 cronpolicy.rollout_awaited, cronpolicy.policy_version
     TO cronpolicy_script;
+-- What the runs sum to (schema patch 0022), in a statement of its own: psql
+-- given this file before the upgrade fails this one alone.
+GRANT SELECT ON cronpolicy.run_tally TO cronpolicy_script;
 -- Runs of the scripts its login owns (script_owner) on the hosts it owns
 -- (host_login; triggers check, and claim a name or a host nobody owns
 -- yet), with times from the database clock.

@@ -111,9 +111,14 @@ SELECT host, max(started_at) AS last_seen FROM cronpolicy.script_run
 
 
 -- name: recent_pairs
--- Every (script, host) seen since a moment: what a rollout may meet.
-SELECT DISTINCT name, host FROM cronpolicy.script_run NOT INDEXED
- WHERE julianday(started_at) > julianday(:since)
+-- Every (script, host) seen since a moment: what a rollout may meet.  The
+-- runs that ended as run_tally keeps them (schema patch 0022), the runs
+-- still running from the history (script_run_running_idx).
+SELECT name, host FROM cronpolicy.run_tally
+ WHERE julianday(last_started_at) > julianday(:since)
+ UNION
+SELECT name, host FROM cronpolicy.script_run
+ WHERE status = 'running' AND julianday(started_at) > julianday(:since)
 
 
 
@@ -125,14 +130,16 @@ SELECT count(*) AS runs FROM cronpolicy.script_run
 
 
 -- name: pair_starts
--- Of every (script, host) in the history, in one pass: whether it started
--- or was skipped since a moment (recent_pairs) and when its newest success
--- started (last_success_on), where overdue asked these of every pair of a
--- fleet apart: recent_pairs in a pass of its own, last_success_on walking a
--- script's runs for each pair that never succeeded.
+-- Of every (script, host) the history has seen: whether it started or was
+-- skipped since a moment (recent_pairs) and when its newest success
+-- started (last_success_on), from run_tally and the runs still running.
 SELECT name, host, coalesce(max(julianday(started_at) > julianday(:since)), 0) AS recent,
        max(CASE WHEN status = 'succeeded' THEN started_at END) AS last_success
-  FROM cronpolicy.script_run NOT INDEXED
+  FROM (SELECT name, host, status, last_started_at AS started_at FROM cronpolicy.run_tally
+         WHERE last_started_at IS NOT NULL
+         UNION ALL
+        SELECT name, host, status, started_at FROM cronpolicy.script_run
+         WHERE status = 'running')
  GROUP BY name, host
 
 -- name: last_success_on
@@ -213,50 +220,52 @@ SELECT * FROM cronpolicy.rollout_awaited WHERE rollout_id IN (SELECT value FROM 
 
 
 -- name: metrics_runs
--- What `metrics` counts of the runs, in one pass (it made five): per
--- script, host, status, decision ('' for none) and whether a rollout's
--- block is named, how many runs, and of succeeded runs the latest finish
--- and the latest start (of the rest none: each is a time to read, and
--- metrics asks only a success's); of one host, or of every host when host
--- is NULL.
-SELECT name, host, status, coalesce(decision, '') AS decision,
-       block IS NOT NULL AS blocked, count(*) AS runs,
-       CASE WHEN status = 'succeeded' THEN max(finished_at) END AS finished_at,
-       CASE WHEN status = 'succeeded' THEN max(started_at) END AS started_at
-  FROM cronpolicy.script_run NOT INDEXED
+-- What `metrics` counts of the runs: per script, host, status, decision
+-- ('' for none) and whether a rollout's block is named, how many runs, and
+-- of succeeded runs the latest finish and the latest start; of one host,
+-- or of every host when host is NULL.  The runs that ended as run_tally
+-- keeps them (schema patch 0022), the running ones from the history.
+SELECT name, host, status, decision, blocked, runs,
+       CASE WHEN status = 'succeeded' THEN last_finished_at END AS finished_at,
+       CASE WHEN status = 'succeeded' THEN last_started_at END AS started_at
+  FROM cronpolicy.run_tally
  WHERE :host IS NULL OR host = :host
+ UNION ALL
+SELECT name, host, status, coalesce(decision, ''), block IS NOT NULL, count(*), NULL, NULL
+  FROM cronpolicy.script_run
+ WHERE status = 'running' AND (:host IS NULL OR host = :host)
  GROUP BY name, host, status, coalesce(decision, ''), block IS NOT NULL
 
 
--- name: metrics_pruned
--- What prune counted of the runs it deleted (schema patch 0018), of one
--- host or (NULL) every host.
-SELECT name, host, status, decision, blocked, runs FROM cronpolicy.pruned_runs
- WHERE :host IS NULL OR host = :host
-
 
 -- name: metrics_latest_runs
--- Per script and host, the runs that finished last (finished runs, not
--- skipped starts; by the clock, not by id: an imported or late-flushed old
--- run has a high id) and the runs with an estimate that started last, each
--- flagged which (ties: every one, the caller keeps the higher id); of one
--- host, or of every host when host is NULL.  One pass to find the moments
--- and one to find their runs, where asking each apart made four.
-SELECT run.name, run.host, run.id, run.started_at, run.finished_at, run.estimate_seconds,
-       (run.finished_at = newest.finished AND run.status <> 'skipped') AS last_run,
-       (run.started_at = newest.started AND run.estimate_seconds IS NOT NULL)
-           AS latest_estimate
-  FROM cronpolicy.script_run AS run
- CROSS JOIN (SELECT name, host,
-               max(CASE WHEN status <> 'skipped' THEN finished_at END) AS finished,
-               max(CASE WHEN estimate_seconds IS NOT NULL THEN started_at END) AS started
-          FROM cronpolicy.script_run NOT INDEXED
-         WHERE :host IS NULL OR host = :host
-         GROUP BY name, host) AS newest
-    ON run.name = newest.name AND run.host = newest.host
- WHERE ((run.finished_at = newest.finished AND run.status <> 'skipped')
-        OR (run.started_at = newest.started AND run.estimate_seconds IS NOT NULL))
-   AND (:host IS NULL OR run.host = :host)
+-- Per script and host, the run that finished last (not a skipped start;
+-- by the clock, then the higher id) and the run with an estimate that
+-- started last (the running ones among them), each flagged which; of one
+-- host, or of every host when host is NULL.  From run_tally (schema patch
+-- 0022) and the running runs.
+SELECT name, host, id, started_at, finished_at, estimate_seconds, last_run, latest_estimate
+  FROM (SELECT name, host, last_run_id AS id, last_run_started_at AS started_at,
+               last_finished_at AS finished_at, last_run_estimate_seconds AS estimate_seconds,
+               1 AS last_run, 0 AS latest_estimate,
+               row_number() OVER (PARTITION BY name, host
+                                  ORDER BY last_finished_at DESC, last_run_id DESC) AS nth
+          FROM cronpolicy.run_tally
+         WHERE status <> 'skipped' AND last_run_id IS NOT NULL
+           AND (:host IS NULL OR host = :host)
+         UNION ALL
+        SELECT name, host, id, started_at, finished_at, estimate_seconds, 0, 1,
+               row_number() OVER (PARTITION BY name, host ORDER BY started_at DESC, id DESC)
+          FROM (SELECT name, host, estimated_id AS id, estimated_started_at AS started_at,
+                       estimated_finished_at AS finished_at,
+                       estimated_seconds AS estimate_seconds
+                  FROM cronpolicy.run_tally WHERE estimated_id IS NOT NULL
+                 UNION ALL
+                SELECT name, host, id, started_at, finished_at, estimate_seconds
+                  FROM cronpolicy.script_run
+                 WHERE status = 'running' AND estimate_seconds IS NOT NULL)
+         WHERE :host IS NULL OR host = :host)
+ WHERE nth = 1
 
 
 -- name: rollout_stalls

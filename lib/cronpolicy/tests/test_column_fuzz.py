@@ -29,7 +29,8 @@ from .test_cli_fuzz import DOCUMENTED
 pytestmark = pytest.mark.integration
 
 TABLES = ("script_policy", "rollout_window", "deploy_state", "script_run", "run_slot", "drain",
-          "script_owner", "rollout_awaited", "rollout", "service_deploy", "pruned_runs")
+          "script_owner", "rollout_awaited", "rollout", "service_deploy", "pruned_runs",
+          "run_tally")
 
 #: What an INSERT needs besides the generated column, as SQL for each backend.
 BASE_ROWS = {
@@ -46,6 +47,7 @@ BASE_ROWS = {
                         "name": "'job'", "host": "'web1'"},
     "service_deploy": {"service": "'xmlrpc'"},
     "pruned_runs": {"name": "'job'", "host": "'web1'", "status": "'failed'"},
+    "run_tally": {"name": "'job'", "host": "'web1'", "status": "'failed'"},
 }
 
 READ_COMMANDS = (("status",), ("history",), ("history", "job"), ("why", "job"), ("check", "job"),

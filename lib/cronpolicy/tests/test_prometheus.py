@@ -169,16 +169,16 @@ def test_a_tally_written_around_its_checks_is_left_out_with_a_warning(tmp_path, 
     connection = sqlite3.connect(sqlite_dsn[len("sqlite:///"):])
     with connection:
         with pytest.raises(sqlite3.IntegrityError):
-            connection.execute("INSERT INTO pruned_runs (name, host, status, runs)"
+            connection.execute("INSERT INTO run_tally (name, host, status, runs)"
                                " VALUES ('job', 'web1', 'failed', 'abc')")
         connection.execute("PRAGMA ignore_check_constraints = 1")
-        connection.execute("INSERT INTO pruned_runs (name, host, status, runs) VALUES"
+        connection.execute("INSERT INTO run_tally (name, host, status, runs) VALUES"
                            " ('job', 'web1', 'failed', 'abc'), ('job', 'web1', 'skipped', 2)")
     connection.close()
     result = subprocess.run([sys.executable, "-m", "cronpolicy", "metrics"], env=env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == exitcodes.OK and "Traceback" not in result.stderr
-    assert result.stderr.count("\n") == 1 and "1 rows of cronpolicy.pruned_runs" in result.stderr
+    assert result.stderr.count("\n") == 1 and "1 rows of cronpolicy.run_tally" in result.stderr
     found = samples(result.stdout)
     assert found[("cronpolicy_runs_total", (("host", "web1"), ("script", "job"),
                                             ("status", "skipped")))] == 2

@@ -204,6 +204,8 @@ BAD_ROWS = {
     # Schema patch 0018 (counters that pruning never lowers).
     "pruned_runs_runs_not_negative":
         "INSERT INTO cronpolicy.pruned_runs (name, host, status, runs) VALUES ('a', 'h', 'failed', -1)",
+    "run_tally_runs_not_negative":
+        "INSERT INTO cronpolicy.run_tally (name, host, status, runs) VALUES ('a', 'h', 'failed', -1)",
     # Schema patch 0019 (the policy's version row).
     "policy_version_single_row": "INSERT INTO cronpolicy.policy_version (id) VALUES (2)",
     "drain_finishes_after_start":

@@ -150,9 +150,9 @@ def render(settings, warn=None, host=None, scope=ALL):
     cannot be read, a runtime no plan believes) is said through ``warn``.
 
     ``scope``: ALL, every family; HOST, the per-host families of ``host``
-    only; FLEET, the fleet-wide ones only.  Counters are script_run's rows
-    plus what prune deleted (pruned_runs, schema patch 0018): they never
-    go down.
+    only; FLEET, the fleet-wide ones only.  Counters are what the database
+    tallied as runs ended (run_tally, schema patch 0022; with what prune
+    deleted before it, pruned_runs): deleting history never lowers them.
 
     One session for the whole scrape (every host may be scraped every few
     seconds): dead runs recorded first, in a transaction of their own, then
@@ -174,11 +174,9 @@ def _render(reader, settings, warn, host, scope):
     out = _Exposition()
     now = reader.now()
     runs = _read_runs(reader, host)
-    pruned = runs["pruned"]
-    runs["pruned"] = [row for row in pruned if isinstance(row[-1], int) and row[-1] >= 0]
-    if len(runs["pruned"]) < len(pruned) and warn is not None:
-        warn("%d rows of cronpolicy.pruned_runs hold no count of runs (written around its "
-             "checks): left out of the counters" % (len(pruned) - len(runs["pruned"])))
+    if runs["uncounted"] and warn is not None:
+        warn("%d rows of cronpolicy.run_tally hold no count of runs (written around its "
+             "checks): left out of the counters" % runs["uncounted"])
     if scope != FLEET:
         _host_families(out, reader, settings, warn, host, now, runs)
     if scope != HOST:
@@ -191,15 +189,19 @@ def _render(reader, settings, warn, host, scope):
 
 def _read_runs(reader, host):
     """What the per-host families count, of ``host`` (None: every host),
-    from one pass over the runs (metrics_runs): the counts by status, by
-    skip decision, of starts rollouts skipped and of catch-up runs, and
-    each pair's last success; besides, what prune counted and each pair's
-    last finished run and latest estimate."""
+    from run_tally and the running runs (metrics_runs): the counts by
+    status, by skip decision, of starts rollouts skipped and of catch-up
+    runs, and each pair's last success (rows of run_tally with no count
+    left out, how many in "uncounted"); besides, each pair's last finished
+    run and latest estimate."""
     by_status, skips, missed, caught_up, last_success = {}, {}, {}, {}, {}
-    success_starts = {}
+    success_starts, uncounted = {}, 0
     from cronpolicy.rows import to_time
     for name, where, status, decision, blocked, count, finished_at, started_at in \
             reader.tuples("metrics_runs", {"host": host}):
+        if not isinstance(count, int) or count < 0:
+            uncounted += 1
+            continue
         key = (name, where, status)
         by_status[key] = by_status.get(key, 0) + count
         if status == "skipped":
@@ -218,8 +220,7 @@ def _read_runs(reader, host):
     last_runs, latest_estimates = _latest(reader, host)
     return {
         "by_status": [key + (count,) for key, count in by_status.items()],
-        "pruned": [(row["name"], row["host"], row["status"], row["decision"], row["blocked"],
-                    row["runs"]) for row in reader.rows("metrics_pruned", {"host": host})],
+        "uncounted": uncounted,
         "skips": [key + (count,) for key, count in skips.items()],
         "last_success": [key + (moment,) for key, moment in last_success.items()],
         "last_runs": last_runs,
@@ -248,23 +249,15 @@ def _read_fleet(reader):
 
 def _host_families(out, reader, settings, warn, host, now, read):
     """The families of runs on hosts: labelled script and host.  ``read``:
-    what _read_runs read (the pruned runs' rows those with a count only)."""
+    what _read_runs read (run_tally's rows with a count only: the counts
+    of what prune deleted are in them, schema patch 0022)."""
     from cronpolicy.tooling.overdue import scheduled_reports_of
-    by_status, pruned, last_success, last_runs, latest_estimates = (
-        read["by_status"], read["pruned"], read["last_success"], read["last_runs"],
-        read["latest_estimates"])
-    runs = _per_host([row for row in by_status if row[2] != "running"]
-                     + [(name, where, status, count)
-                        for name, where, status, _, _, count in pruned])
-    skipped = _per_host(list(read["skips"]) + [(name, where, decision, count) for
-                                       name, where, status, decision, _, count in pruned
-                                       if status == "skipped"])
-    missed = _per_host(list(read["missed"]) + [(name, where, count) for
-                                       name, where, status, _, blocked, count in pruned
-                                       if status == "skipped" and blocked])
-    caught_up = _per_host(list(read["caught_up"]) + [(name, where, count) for
-                                             name, where, _, decision, _, count in pruned
-                                             if decision == policy.CATCH_UP])
+    by_status, last_success, last_runs, latest_estimates = (
+        read["by_status"], read["last_success"], read["last_runs"], read["latest_estimates"])
+    runs = _per_host([row for row in by_status if row[2] != "running"])
+    skipped = _per_host(read["skips"])
+    missed = _per_host(read["missed"])
+    caught_up = _per_host(read["caught_up"])
     pairs = sorted({(row[0], row[1]) for row in by_status} | {key[:2] for key in runs})
     # By their leases, as every reader tells live runs from dead ones: a
     # login that may only read leaves dead runs unrecorded.

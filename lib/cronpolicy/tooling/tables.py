@@ -384,6 +384,29 @@ pruned_runs = Table(
     CheckConstraint("runs >= 0", name="pruned_runs_runs_not_negative"),
 )
 
+#: What the database keeps of the runs as each ends (schema patch 0022,
+#: trigger script_run_tally_*): metrics' and overdue's counts and latest runs.
+run_tally = Table(
+    "run_tally", metadata,
+    Column("name", Text, primary_key=True),
+    Column("host", Text, primary_key=True),
+    Column("status", Text, primary_key=True),
+    Column("decision", Text, primary_key=True, server_default=""),
+    Column("blocked", Boolean, primary_key=True, server_default=text("false")),
+    Column("runs", BigInteger().with_variant(Integer, "sqlite"), nullable=False,
+           server_default=text("0")),
+    Column("last_started_at", Timestamp),
+    Column("last_finished_at", Timestamp),
+    Column("last_run_id", BigInteger().with_variant(Integer, "sqlite")),
+    Column("last_run_started_at", Timestamp),
+    Column("last_run_estimate_seconds", SecondsNumber),
+    Column("estimated_id", BigInteger().with_variant(Integer, "sqlite")),
+    Column("estimated_started_at", Timestamp),
+    Column("estimated_finished_at", Timestamp),
+    Column("estimated_seconds", SecondsNumber),
+    CheckConstraint("runs >= 0", name="run_tally_runs_not_negative"),
+)
+
 #: Columns that have no default because DBAs' recipes always name them.
 REQUIRED_COLUMNS = {
     "schema_version": {"version", "name"},
@@ -401,5 +424,6 @@ REQUIRED_COLUMNS = {
     "rollout": set(),
     "rollout_awaited": {"rollout_id", "run_id", "name", "host"},
     "pruned_runs": {"name", "host", "status"},
+    "run_tally": {"name", "host", "status"},
     "policy_version": set(),
 }

@@ -1,0 +1,221 @@
+-- cronpolicy schema patch 0022: a tally of the runs, kept as each run ends.
+--
+-- `cronpolicy metrics` and `cronpolicy overdue` read, of every script and
+-- host, how many runs ended in each way, when the latest of them started
+-- and finished, the run that finished last and the run with an estimate
+-- that started last.  They worked it out from the whole of script_run at
+-- every scrape: at 5,000 schedules and a million rows of history a scrape
+-- read for 2 s of the server's time, and a fleet keeping 90 days of
+-- history has tens of millions of rows.  The database now keeps those
+-- answers in run_tally as each run reaches its end (a skip as it is
+-- recorded, a run as it stops running), so the readers read one row per
+-- script, host and way of ending, however long the history.
+--
+-- What a run's start costs is unchanged: a run still running is in no
+-- tally row (the readers count running runs from script_run, by its index
+-- of running runs), so the start's INSERT and the heartbeats fire nothing.
+-- A run's end adds one upsert of one small row.
+--
+-- The tally remembers: deleting rows of script_run (prune, or a DBA) takes
+-- nothing from it, so counters never go down and a pair's last success
+-- stays known after its row is pruned.  A row whose end is changed (its
+-- status, decision or block rewritten, or a run recorded abandoned that is
+-- heard from again) leaves the count of what it was and joins the count of
+-- what it is; the latest times are the latest ever recorded.
+--
+-- Locks: the upsert runs at the end of the statement that ended the run
+-- (an AFTER ROW trigger), after the statement has locked every script_run
+-- row it changes, so a reap of many dead runs never holds a tally row
+-- while it waits for a run's row.
+
+CREATE TABLE IF NOT EXISTS cronpolicy.run_tally (
+    name                      text NOT NULL,
+    host                      text NOT NULL,
+    status                    text NOT NULL,
+    decision                  text NOT NULL DEFAULT '',
+    blocked                   boolean NOT NULL DEFAULT false,
+    runs                      bigint NOT NULL DEFAULT 0,
+    last_started_at           timestamptz,
+    last_finished_at          timestamptz,
+    last_run_id               bigint,
+    last_run_started_at       timestamptz,
+    last_run_estimate_seconds double precision,
+    estimated_id              bigint,
+    estimated_started_at      timestamptz,
+    estimated_finished_at     timestamptz,
+    estimated_seconds         double precision,
+    PRIMARY KEY (name, host, status, decision, blocked),
+    CONSTRAINT run_tally_runs_not_negative CHECK (runs >= 0)
+);
+COMMENT ON TABLE cronpolicy.run_tally IS
+    'The runs that ended, by script, host, final status, decision and whether a rollout or window skipped them, kept by the database as each run ends (trigger script_run_tally): what metrics and overdue read instead of the whole history. Deleting history takes nothing from it.';
+COMMENT ON COLUMN cronpolicy.run_tally.name IS 'The script the runs were of.';
+COMMENT ON COLUMN cronpolicy.run_tally.host IS 'The host they ran (or were skipped) on.';
+COMMENT ON COLUMN cronpolicy.run_tally.status IS 'Their final status (script_run.status; never running).';
+COMMENT ON COLUMN cronpolicy.run_tally.decision IS 'The decision they recorded ('''' for none).';
+COMMENT ON COLUMN cronpolicy.run_tally.blocked IS
+    'Whether they were skips that named the rollout or window behind them (script_run.block).';
+COMMENT ON COLUMN cronpolicy.run_tally.runs IS
+    'How many runs ended so, in all (with those prune deleted before schema 22: pruned_runs).';
+COMMENT ON COLUMN cronpolicy.run_tally.last_started_at IS 'The latest start among them.';
+COMMENT ON COLUMN cronpolicy.run_tally.last_finished_at IS 'The latest end among them.';
+COMMENT ON COLUMN cronpolicy.run_tally.last_run_id IS
+    'The run among them that finished last (the higher id of those that finished together).';
+COMMENT ON COLUMN cronpolicy.run_tally.last_run_started_at IS 'When that run started.';
+COMMENT ON COLUMN cronpolicy.run_tally.last_run_estimate_seconds IS 'That run''s estimate.';
+COMMENT ON COLUMN cronpolicy.run_tally.estimated_id IS
+    'The run among them with an estimate that started last (the higher id of those that started together).';
+COMMENT ON COLUMN cronpolicy.run_tally.estimated_started_at IS 'When that run started.';
+COMMENT ON COLUMN cronpolicy.run_tally.estimated_finished_at IS 'When that run ended.';
+COMMENT ON COLUMN cronpolicy.run_tally.estimated_seconds IS 'That run''s estimate.';
+
+-- A run leaves its bucket (an ended row rewritten) and joins another (a
+-- row that ended or was rewritten).  SECURITY DEFINER: a script's login
+-- writes script_run, never the tally.
+CREATE OR REPLACE FUNCTION cronpolicy.tally_run() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND OLD.status <> 'running' THEN
+        UPDATE cronpolicy.run_tally SET runs = greatest(runs - 1, 0)
+         WHERE name = OLD.name AND host = OLD.host AND status = OLD.status
+           AND decision = coalesce(OLD.decision, '') AND blocked = (OLD.block IS NOT NULL);
+    END IF;
+    IF NEW.status <> 'running' THEN
+        INSERT INTO cronpolicy.run_tally AS t
+               (name, host, status, decision, blocked, runs, last_started_at,
+                last_finished_at, last_run_id, last_run_started_at, last_run_estimate_seconds,
+                estimated_id, estimated_started_at, estimated_finished_at, estimated_seconds)
+        VALUES (NEW.name, NEW.host, NEW.status, coalesce(NEW.decision, ''),
+                NEW.block IS NOT NULL, 1, NEW.started_at, NEW.finished_at, NEW.id,
+                NEW.started_at, NEW.estimate_seconds,
+                CASE WHEN NEW.estimate_seconds IS NOT NULL THEN NEW.id END,
+                CASE WHEN NEW.estimate_seconds IS NOT NULL THEN NEW.started_at END,
+                CASE WHEN NEW.estimate_seconds IS NOT NULL THEN NEW.finished_at END,
+                NEW.estimate_seconds)
+        ON CONFLICT (name, host, status, decision, blocked) DO UPDATE SET
+            runs = t.runs + 1,
+            last_started_at = greatest(t.last_started_at, excluded.last_started_at),
+            last_finished_at = greatest(t.last_finished_at, excluded.last_finished_at),
+            -- (each SET below sees the row as it was: the comparisons agree)
+            last_run_id = CASE WHEN cronpolicy.tally_later(
+                    excluded.last_finished_at, excluded.last_run_id,
+                    t.last_finished_at, t.last_run_id)
+                THEN excluded.last_run_id ELSE t.last_run_id END,
+            last_run_started_at = CASE WHEN cronpolicy.tally_later(
+                    excluded.last_finished_at, excluded.last_run_id,
+                    t.last_finished_at, t.last_run_id)
+                THEN excluded.last_run_started_at ELSE t.last_run_started_at END,
+            last_run_estimate_seconds = CASE WHEN cronpolicy.tally_later(
+                    excluded.last_finished_at, excluded.last_run_id,
+                    t.last_finished_at, t.last_run_id)
+                THEN excluded.last_run_estimate_seconds ELSE t.last_run_estimate_seconds END,
+            estimated_id = CASE WHEN cronpolicy.tally_later(
+                    excluded.estimated_started_at, excluded.estimated_id,
+                    t.estimated_started_at, t.estimated_id)
+                THEN excluded.estimated_id ELSE t.estimated_id END,
+            estimated_started_at = CASE WHEN cronpolicy.tally_later(
+                    excluded.estimated_started_at, excluded.estimated_id,
+                    t.estimated_started_at, t.estimated_id)
+                THEN excluded.estimated_started_at ELSE t.estimated_started_at END,
+            estimated_finished_at = CASE WHEN cronpolicy.tally_later(
+                    excluded.estimated_started_at, excluded.estimated_id,
+                    t.estimated_started_at, t.estimated_id)
+                THEN excluded.estimated_finished_at ELSE t.estimated_finished_at END,
+            estimated_seconds = CASE WHEN cronpolicy.tally_later(
+                    excluded.estimated_started_at, excluded.estimated_id,
+                    t.estimated_started_at, t.estimated_id)
+                THEN excluded.estimated_seconds ELSE t.estimated_seconds END;
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION cronpolicy.tally_run() IS
+    'Keeps run_tally: a run that ended joins its bucket; an ended run rewritten leaves its old one.';
+
+-- Whether the run (moment, id) comes after the one kept (kept_moment,
+-- kept_id): later, or as late with a higher id; a run with no id (none
+-- to offer) never does, and any run comes after none kept.
+CREATE OR REPLACE FUNCTION cronpolicy.tally_later(
+        moment timestamptz, id bigint, kept_moment timestamptz, kept_id bigint)
+    RETURNS boolean LANGUAGE sql IMMUTABLE SET search_path = pg_catalog AS $$
+    SELECT id IS NOT NULL AND (kept_id IS NULL OR moment > kept_moment
+                               OR (moment = kept_moment AND id > kept_id))
+$$;
+COMMENT ON FUNCTION cronpolicy.tally_later(timestamptz, bigint, timestamptz, bigint) IS
+    'run_tally''s order of runs: by a moment, then by id.';
+
+DROP TRIGGER IF EXISTS script_run_tally_insert ON cronpolicy.script_run;
+CREATE TRIGGER script_run_tally_insert
+    AFTER INSERT ON cronpolicy.script_run
+    FOR EACH ROW WHEN (NEW.status <> 'running')
+    EXECUTE FUNCTION cronpolicy.tally_run();
+COMMENT ON TRIGGER script_run_tally_insert ON cronpolicy.script_run IS
+    'A run recorded already ended (a skip, a spooled run) joins run_tally; a start does nothing.';
+DROP TRIGGER IF EXISTS script_run_tally_update ON cronpolicy.script_run;
+CREATE TRIGGER script_run_tally_update
+    AFTER UPDATE ON cronpolicy.script_run
+    FOR EACH ROW WHEN ((OLD.status <> 'running' OR NEW.status <> 'running')
+                       AND (OLD.name, OLD.host, OLD.status, OLD.decision, OLD.block,
+                            OLD.started_at, OLD.finished_at, OLD.estimate_seconds)
+                           IS DISTINCT FROM
+                           (NEW.name, NEW.host, NEW.status, NEW.decision, NEW.block,
+                            NEW.started_at, NEW.finished_at, NEW.estimate_seconds))
+    EXECUTE FUNCTION cronpolicy.tally_run();
+COMMENT ON TRIGGER script_run_tally_update ON cronpolicy.script_run IS
+    'A run that ended, or an ended run rewritten, moves in run_tally; a heartbeat does nothing.';
+
+-- What the history holds now, and what prune deleted before (pruned_runs:
+-- the tally takes their counts; prune still adds to pruned_runs, which
+-- metrics no longer reads).
+INSERT INTO cronpolicy.run_tally
+       (name, host, status, decision, blocked, runs, last_started_at, last_finished_at,
+        last_run_id, last_run_started_at, last_run_estimate_seconds,
+        estimated_id, estimated_started_at, estimated_finished_at, estimated_seconds)
+SELECT b.name, b.host, b.status, b.decision, b.blocked, b.runs + coalesce(p.runs, 0),
+       b.last_started_at, b.last_finished_at,
+       l.id, l.started_at, l.estimate_seconds,
+       e.id, e.started_at, e.finished_at, e.estimate_seconds
+  FROM (SELECT name, host, status, coalesce(decision, '') AS decision,
+               block IS NOT NULL AS blocked, count(*) AS runs,
+               max(started_at) AS last_started_at, max(finished_at) AS last_finished_at
+          FROM cronpolicy.script_run WHERE status <> 'running'
+         GROUP BY 1, 2, 3, 4, 5) AS b
+  LEFT JOIN cronpolicy.pruned_runs AS p USING (name, host, status, decision, blocked)
+  LEFT JOIN (SELECT DISTINCT ON (name, host, status, coalesce(decision, ''), block IS NOT NULL)
+                    name, host, status, coalesce(decision, '') AS decision,
+                    block IS NOT NULL AS blocked, id, started_at, estimate_seconds
+               FROM cronpolicy.script_run WHERE status <> 'running'
+              ORDER BY name, host, status, coalesce(decision, ''), block IS NOT NULL,
+                       finished_at DESC, id DESC) AS l
+         USING (name, host, status, decision, blocked)
+  LEFT JOIN (SELECT DISTINCT ON (name, host, status, coalesce(decision, ''), block IS NOT NULL)
+                    name, host, status, coalesce(decision, '') AS decision,
+                    block IS NOT NULL AS blocked, id, started_at, finished_at, estimate_seconds
+               FROM cronpolicy.script_run
+              WHERE status <> 'running' AND estimate_seconds IS NOT NULL
+              ORDER BY name, host, status, coalesce(decision, ''), block IS NOT NULL,
+                       started_at DESC, id DESC) AS e
+         USING (name, host, status, decision, blocked)
+ON CONFLICT DO NOTHING;
+INSERT INTO cronpolicy.run_tally (name, host, status, decision, blocked, runs)
+SELECT name, host, status, decision, blocked, runs FROM cronpolicy.pruned_runs
+    WHERE status <> 'running'
+ON CONFLICT DO NOTHING;
+
+-- Databases whose roles were set up before this patch: the rights roles.sql gives.
+DO $$
+BEGIN
+    -- (what script_run tells anyone who may read it; rollout tooling has
+    -- it through cronpolicy_script)
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'cronpolicy_script') THEN
+        GRANT SELECT ON cronpolicy.run_tally TO cronpolicy_script;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'cronpolicy_reader') THEN
+        GRANT SELECT ON cronpolicy.run_tally TO cronpolicy_reader;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'cronpolicy_admin') THEN
+        GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON cronpolicy.run_tally
+            TO cronpolicy_admin;
+    END IF;
+END
+$$;

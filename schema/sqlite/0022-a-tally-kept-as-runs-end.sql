@@ -1,0 +1,103 @@
+-- cronpolicy schema patch 0022 for the embedded SQLite backend: see
+-- ../0022-a-tally-kept-as-runs-end.sql.  The same table, kept by triggers
+-- that do what tally_run() does there; times compare as the text the
+-- library writes, as the reads' max() compares them.
+
+CREATE TABLE cronpolicy.run_tally (
+    name                      TEXT NOT NULL,
+    host                      TEXT NOT NULL,
+    status                    TEXT NOT NULL,
+    decision                  TEXT NOT NULL DEFAULT '',
+    blocked                   BOOLEAN NOT NULL DEFAULT 0,
+    runs                      INTEGER NOT NULL DEFAULT 0,
+    last_started_at           TEXT,
+    last_finished_at          TEXT,
+    last_run_id               INTEGER,
+    last_run_started_at       TEXT,
+    last_run_estimate_seconds DOUBLE,
+    estimated_id              INTEGER,
+    estimated_started_at      TEXT,
+    estimated_finished_at     TEXT,
+    estimated_seconds         DOUBLE,
+    PRIMARY KEY (name, host, status, decision, blocked),
+    CONSTRAINT run_tally_runs_not_negative CHECK (typeof(runs) = 'integer' AND runs >= 0)
+);
+
+-- An ended run joining its bucket, in one home for both triggers below:
+-- inserting a run's row here counts it and keeps its times when later.
+CREATE VIEW cronpolicy.run_tally_add AS
+    SELECT id, name, host, status, decision, block, started_at, finished_at, estimate_seconds
+      FROM script_run WHERE 0;
+
+CREATE TRIGGER cronpolicy.run_tally_add_run INSTEAD OF INSERT ON run_tally_add
+BEGIN
+    INSERT OR IGNORE INTO run_tally (name, host, status, decision, blocked)
+    VALUES (NEW.name, NEW.host, NEW.status, coalesce(NEW.decision, ''), NEW.block IS NOT NULL);
+    -- the run that finished last (then the higher id), against the latest
+    -- end before this one's (the UPDATE after these keeps the latest times)
+    UPDATE run_tally
+       SET (last_run_id, last_run_started_at, last_run_estimate_seconds)
+           = (NEW.id, NEW.started_at, NEW.estimate_seconds)
+     WHERE name = NEW.name AND host = NEW.host AND status = NEW.status
+       AND decision = coalesce(NEW.decision, '') AND blocked = (NEW.block IS NOT NULL)
+       AND (last_run_id IS NULL OR NEW.finished_at > last_finished_at
+            OR (NEW.finished_at = last_finished_at AND NEW.id > last_run_id));
+    -- the run with an estimate that started last (then the higher id)
+    UPDATE run_tally
+       SET (estimated_id, estimated_started_at, estimated_finished_at, estimated_seconds)
+           = (NEW.id, NEW.started_at, NEW.finished_at, NEW.estimate_seconds)
+     WHERE name = NEW.name AND host = NEW.host AND status = NEW.status
+       AND decision = coalesce(NEW.decision, '') AND blocked = (NEW.block IS NOT NULL)
+       AND NEW.estimate_seconds IS NOT NULL
+       AND (estimated_id IS NULL OR NEW.started_at > estimated_started_at
+            OR (NEW.started_at = estimated_started_at AND NEW.id > estimated_id));
+    UPDATE run_tally
+       SET runs = runs + 1,
+           last_started_at = max(coalesce(last_started_at, ''), NEW.started_at),
+           last_finished_at = max(coalesce(last_finished_at, ''), NEW.finished_at)
+     WHERE name = NEW.name AND host = NEW.host AND status = NEW.status
+       AND decision = coalesce(NEW.decision, '') AND blocked = (NEW.block IS NOT NULL);
+END;
+
+CREATE TRIGGER cronpolicy.script_run_tally_insert AFTER INSERT ON script_run
+    FOR EACH ROW WHEN NEW.status <> 'running'
+BEGIN
+    INSERT INTO run_tally_add VALUES (NEW.id, NEW.name, NEW.host, NEW.status, NEW.decision,
+                                      NEW.block, NEW.started_at, NEW.finished_at,
+                                      NEW.estimate_seconds);
+END;
+
+CREATE TRIGGER cronpolicy.script_run_tally_update AFTER UPDATE ON script_run
+    FOR EACH ROW WHEN (OLD.status <> 'running' OR NEW.status <> 'running')
+        AND NOT (OLD.name IS NEW.name AND OLD.host IS NEW.host AND OLD.status IS NEW.status
+                 AND OLD.decision IS NEW.decision AND OLD.block IS NEW.block
+                 AND OLD.started_at IS NEW.started_at AND OLD.finished_at IS NEW.finished_at
+                 AND OLD.estimate_seconds IS NEW.estimate_seconds)
+BEGIN
+    UPDATE run_tally SET runs = max(runs - 1, 0)
+     WHERE OLD.status <> 'running' AND name = OLD.name AND host = OLD.host
+       AND status = OLD.status AND decision = coalesce(OLD.decision, '')
+       AND blocked = (OLD.block IS NOT NULL);
+    INSERT INTO run_tally_add SELECT NEW.id, NEW.name, NEW.host, NEW.status, NEW.decision,
+                                     NEW.block, NEW.started_at, NEW.finished_at,
+                                     NEW.estimate_seconds
+     WHERE NEW.status <> 'running';
+END;
+
+-- What the history holds now, and what prune deleted before (pruned_runs).
+INSERT INTO cronpolicy.run_tally_add
+SELECT id, name, host, status, decision, block, started_at, finished_at, estimate_seconds
+  FROM cronpolicy.script_run WHERE status <> 'running' ORDER BY id;
+INSERT INTO cronpolicy.run_tally (name, host, status, decision, blocked, runs)
+SELECT name, host, status, decision, blocked, 0 FROM cronpolicy.pruned_runs
+ WHERE status <> 'running'
+ON CONFLICT DO NOTHING;
+UPDATE cronpolicy.run_tally
+   SET runs = runs + (SELECT p.runs FROM cronpolicy.pruned_runs AS p
+                       WHERE p.name = run_tally.name AND p.host = run_tally.host
+                         AND p.status = run_tally.status AND p.decision = run_tally.decision
+                         AND p.blocked = run_tally.blocked)
+ WHERE EXISTS (SELECT 1 FROM cronpolicy.pruned_runs AS p
+                WHERE p.name = run_tally.name AND p.host = run_tally.host
+                  AND p.status = run_tally.status AND p.decision = run_tally.decision
+                  AND p.blocked = run_tally.blocked);

@@ -44,6 +44,11 @@ CREATE TABLE IF NOT EXISTS cronpolicy.run_tally (
     estimated_started_at      timestamptz,
     estimated_finished_at     timestamptz,
     estimated_seconds         double precision,
+    interval_id               bigint,
+    expected_interval         double precision,
+    declared_id               bigint,
+    declared_started_at       timestamptz,
+    declared_seconds          double precision,
     PRIMARY KEY (name, host, status, decision, blocked),
     CONSTRAINT run_tally_runs_not_negative CHECK (runs >= 0)
 );
@@ -68,12 +73,23 @@ COMMENT ON COLUMN cronpolicy.run_tally.estimated_id IS
 COMMENT ON COLUMN cronpolicy.run_tally.estimated_started_at IS 'When that run started.';
 COMMENT ON COLUMN cronpolicy.run_tally.estimated_finished_at IS 'When that run ended.';
 COMMENT ON COLUMN cronpolicy.run_tally.estimated_seconds IS 'That run''s estimate.';
+COMMENT ON COLUMN cronpolicy.run_tally.interval_id IS
+    'The newest run among them (by id) that declared an expected interval.';
+COMMENT ON COLUMN cronpolicy.run_tally.expected_interval IS 'The interval it declared (seconds).';
+COMMENT ON COLUMN cronpolicy.run_tally.declared_id IS
+    'The run among them that started last deciding with the runtime its script declared (estimate_source script''s expected_runtime...; then the higher id).';
+COMMENT ON COLUMN cronpolicy.run_tally.declared_started_at IS 'When that run started.';
+COMMENT ON COLUMN cronpolicy.run_tally.declared_seconds IS 'The runtime it declared.';
 
 -- A run leaves its bucket (an ended row rewritten) and joins another (a
 -- row that ended or was rewritten).  SECURITY DEFINER: a script's login
 -- writes script_run, never the tally.
 CREATE OR REPLACE FUNCTION cronpolicy.tally_run() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    -- Decided with the runtime its script declared: estimate.SCRIPT_SOURCE
+    -- (test_run_tally holds the two together).
+    declared boolean := NEW.estimate_source LIKE 'script''s expected_runtime%';
 BEGIN
     IF TG_OP = 'UPDATE' AND OLD.status <> 'running' THEN
         UPDATE cronpolicy.run_tally SET runs = greatest(runs - 1, 0)
@@ -84,65 +100,92 @@ BEGIN
         INSERT INTO cronpolicy.run_tally AS t
                (name, host, status, decision, blocked, runs, last_started_at,
                 last_finished_at, last_run_id, last_run_started_at, last_run_estimate_seconds,
-                estimated_id, estimated_started_at, estimated_finished_at, estimated_seconds)
+                estimated_id, estimated_started_at, estimated_finished_at, estimated_seconds,
+                interval_id, expected_interval, declared_id, declared_started_at,
+                declared_seconds)
         VALUES (NEW.name, NEW.host, NEW.status, coalesce(NEW.decision, ''),
                 NEW.block IS NOT NULL, 1, NEW.started_at, NEW.finished_at, NEW.id,
                 NEW.started_at, NEW.estimate_seconds,
                 CASE WHEN NEW.estimate_seconds IS NOT NULL THEN NEW.id END,
                 CASE WHEN NEW.estimate_seconds IS NOT NULL THEN NEW.started_at END,
                 CASE WHEN NEW.estimate_seconds IS NOT NULL THEN NEW.finished_at END,
-                NEW.estimate_seconds)
+                NEW.estimate_seconds,
+                CASE WHEN NEW.expected_interval IS NOT NULL THEN NEW.id END,
+                NEW.expected_interval,
+                CASE WHEN declared THEN NEW.id END,
+                CASE WHEN declared THEN NEW.started_at END,
+                CASE WHEN declared THEN NEW.estimate_seconds END)
         ON CONFLICT (name, host, status, decision, blocked) DO UPDATE SET
             runs = t.runs + 1,
             last_started_at = greatest(t.last_started_at, excluded.last_started_at),
             last_finished_at = greatest(t.last_finished_at, excluded.last_finished_at),
-            -- (each SET below sees the row as it was: the comparisons agree)
-            last_run_id = CASE WHEN cronpolicy.tally_later(
-                    excluded.last_finished_at, excluded.last_run_id,
-                    t.last_finished_at, t.last_run_id)
+            -- Each SET sees the row as it was, so a group's comparisons
+            -- agree.  (Row comparisons written out, not a function: a call
+            -- apiece cost a run's end on a new connection a third of a
+            -- millisecond.)
+            -- the run that finished last, then the higher id
+            last_run_id = CASE WHEN t.last_run_id IS NULL
+                    OR (excluded.last_finished_at, excluded.last_run_id)
+                       > (t.last_finished_at, t.last_run_id)
                 THEN excluded.last_run_id ELSE t.last_run_id END,
-            last_run_started_at = CASE WHEN cronpolicy.tally_later(
-                    excluded.last_finished_at, excluded.last_run_id,
-                    t.last_finished_at, t.last_run_id)
+            last_run_started_at = CASE WHEN t.last_run_id IS NULL
+                    OR (excluded.last_finished_at, excluded.last_run_id)
+                       > (t.last_finished_at, t.last_run_id)
                 THEN excluded.last_run_started_at ELSE t.last_run_started_at END,
-            last_run_estimate_seconds = CASE WHEN cronpolicy.tally_later(
-                    excluded.last_finished_at, excluded.last_run_id,
-                    t.last_finished_at, t.last_run_id)
+            last_run_estimate_seconds = CASE WHEN t.last_run_id IS NULL
+                    OR (excluded.last_finished_at, excluded.last_run_id)
+                       > (t.last_finished_at, t.last_run_id)
                 THEN excluded.last_run_estimate_seconds ELSE t.last_run_estimate_seconds END,
-            estimated_id = CASE WHEN cronpolicy.tally_later(
-                    excluded.estimated_started_at, excluded.estimated_id,
-                    t.estimated_started_at, t.estimated_id)
+            -- the run with an estimate that started last, then the higher id
+            estimated_id = CASE WHEN excluded.estimated_id IS NOT NULL
+                    AND (t.estimated_id IS NULL
+                    OR (excluded.estimated_started_at, excluded.estimated_id)
+                       > (t.estimated_started_at, t.estimated_id))
                 THEN excluded.estimated_id ELSE t.estimated_id END,
-            estimated_started_at = CASE WHEN cronpolicy.tally_later(
-                    excluded.estimated_started_at, excluded.estimated_id,
-                    t.estimated_started_at, t.estimated_id)
+            estimated_started_at = CASE WHEN excluded.estimated_id IS NOT NULL
+                    AND (t.estimated_id IS NULL
+                    OR (excluded.estimated_started_at, excluded.estimated_id)
+                       > (t.estimated_started_at, t.estimated_id))
                 THEN excluded.estimated_started_at ELSE t.estimated_started_at END,
-            estimated_finished_at = CASE WHEN cronpolicy.tally_later(
-                    excluded.estimated_started_at, excluded.estimated_id,
-                    t.estimated_started_at, t.estimated_id)
+            estimated_finished_at = CASE WHEN excluded.estimated_id IS NOT NULL
+                    AND (t.estimated_id IS NULL
+                    OR (excluded.estimated_started_at, excluded.estimated_id)
+                       > (t.estimated_started_at, t.estimated_id))
                 THEN excluded.estimated_finished_at ELSE t.estimated_finished_at END,
-            estimated_seconds = CASE WHEN cronpolicy.tally_later(
-                    excluded.estimated_started_at, excluded.estimated_id,
-                    t.estimated_started_at, t.estimated_id)
-                THEN excluded.estimated_seconds ELSE t.estimated_seconds END;
+            estimated_seconds = CASE WHEN excluded.estimated_id IS NOT NULL
+                    AND (t.estimated_id IS NULL
+                    OR (excluded.estimated_started_at, excluded.estimated_id)
+                       > (t.estimated_started_at, t.estimated_id))
+                THEN excluded.estimated_seconds ELSE t.estimated_seconds END,
+            -- the newest run that declared an expected interval
+            interval_id = CASE WHEN t.interval_id IS NULL
+                    OR excluded.interval_id > t.interval_id
+                THEN excluded.interval_id ELSE t.interval_id END,
+            expected_interval = CASE WHEN t.interval_id IS NULL
+                    OR excluded.interval_id > t.interval_id
+                THEN excluded.expected_interval ELSE t.expected_interval END,
+            -- the run deciding with a declared runtime that started last, then the higher id
+            declared_id = CASE WHEN excluded.declared_id IS NOT NULL
+                    AND (t.declared_id IS NULL
+                    OR (excluded.declared_started_at, excluded.declared_id)
+                       > (t.declared_started_at, t.declared_id))
+                THEN excluded.declared_id ELSE t.declared_id END,
+            declared_started_at = CASE WHEN excluded.declared_id IS NOT NULL
+                    AND (t.declared_id IS NULL
+                    OR (excluded.declared_started_at, excluded.declared_id)
+                       > (t.declared_started_at, t.declared_id))
+                THEN excluded.declared_started_at ELSE t.declared_started_at END,
+            declared_seconds = CASE WHEN excluded.declared_id IS NOT NULL
+                    AND (t.declared_id IS NULL
+                    OR (excluded.declared_started_at, excluded.declared_id)
+                       > (t.declared_started_at, t.declared_id))
+                THEN excluded.declared_seconds ELSE t.declared_seconds END;
     END IF;
     RETURN NULL;
 END
 $$;
 COMMENT ON FUNCTION cronpolicy.tally_run() IS
     'Keeps run_tally: a run that ended joins its bucket; an ended run rewritten leaves its old one.';
-
--- Whether the run (moment, id) comes after the one kept (kept_moment,
--- kept_id): later, or as late with a higher id; a run with no id (none
--- to offer) never does, and any run comes after none kept.
-CREATE OR REPLACE FUNCTION cronpolicy.tally_later(
-        moment timestamptz, id bigint, kept_moment timestamptz, kept_id bigint)
-    RETURNS boolean LANGUAGE sql IMMUTABLE SET search_path = pg_catalog AS $$
-    SELECT id IS NOT NULL AND (kept_id IS NULL OR moment > kept_moment
-                               OR (moment = kept_moment AND id > kept_id))
-$$;
-COMMENT ON FUNCTION cronpolicy.tally_later(timestamptz, bigint, timestamptz, bigint) IS
-    'run_tally''s order of runs: by a moment, then by id.';
 
 DROP TRIGGER IF EXISTS script_run_tally_insert ON cronpolicy.script_run;
 CREATE TRIGGER script_run_tally_insert
@@ -156,10 +199,12 @@ CREATE TRIGGER script_run_tally_update
     AFTER UPDATE ON cronpolicy.script_run
     FOR EACH ROW WHEN ((OLD.status <> 'running' OR NEW.status <> 'running')
                        AND (OLD.name, OLD.host, OLD.status, OLD.decision, OLD.block,
-                            OLD.started_at, OLD.finished_at, OLD.estimate_seconds)
+                            OLD.started_at, OLD.finished_at, OLD.estimate_seconds,
+                            OLD.estimate_source, OLD.expected_interval)
                            IS DISTINCT FROM
                            (NEW.name, NEW.host, NEW.status, NEW.decision, NEW.block,
-                            NEW.started_at, NEW.finished_at, NEW.estimate_seconds))
+                            NEW.started_at, NEW.finished_at, NEW.estimate_seconds,
+                            NEW.estimate_source, NEW.expected_interval))
     EXECUTE FUNCTION cronpolicy.tally_run();
 COMMENT ON TRIGGER script_run_tally_update ON cronpolicy.script_run IS
     'A run that ended, or an ended run rewritten, moves in run_tally; a heartbeat does nothing.';
@@ -170,11 +215,13 @@ COMMENT ON TRIGGER script_run_tally_update ON cronpolicy.script_run IS
 INSERT INTO cronpolicy.run_tally
        (name, host, status, decision, blocked, runs, last_started_at, last_finished_at,
         last_run_id, last_run_started_at, last_run_estimate_seconds,
-        estimated_id, estimated_started_at, estimated_finished_at, estimated_seconds)
+        estimated_id, estimated_started_at, estimated_finished_at, estimated_seconds,
+        interval_id, expected_interval, declared_id, declared_started_at, declared_seconds)
 SELECT b.name, b.host, b.status, b.decision, b.blocked, b.runs + coalesce(p.runs, 0),
        b.last_started_at, b.last_finished_at,
        l.id, l.started_at, l.estimate_seconds,
-       e.id, e.started_at, e.finished_at, e.estimate_seconds
+       e.id, e.started_at, e.finished_at, e.estimate_seconds,
+       i.id, i.expected_interval, d.id, d.started_at, d.estimate_seconds
   FROM (SELECT name, host, status, coalesce(decision, '') AS decision,
                block IS NOT NULL AS blocked, count(*) AS runs,
                max(started_at) AS last_started_at, max(finished_at) AS last_finished_at
@@ -195,6 +242,23 @@ SELECT b.name, b.host, b.status, b.decision, b.blocked, b.runs + coalesce(p.runs
               WHERE status <> 'running' AND estimate_seconds IS NOT NULL
               ORDER BY name, host, status, coalesce(decision, ''), block IS NOT NULL,
                        started_at DESC, id DESC) AS e
+         USING (name, host, status, decision, blocked)
+  LEFT JOIN (SELECT DISTINCT ON (name, host, status, coalesce(decision, ''), block IS NOT NULL)
+                    name, host, status, coalesce(decision, '') AS decision,
+                    block IS NOT NULL AS blocked, id, expected_interval
+               FROM cronpolicy.script_run
+              WHERE status <> 'running' AND expected_interval IS NOT NULL
+              ORDER BY name, host, status, coalesce(decision, ''), block IS NOT NULL,
+                       id DESC) AS i
+         USING (name, host, status, decision, blocked)
+  LEFT JOIN (SELECT DISTINCT ON (name, host, status, coalesce(decision, ''), block IS NOT NULL)
+                    name, host, status, coalesce(decision, '') AS decision,
+                    block IS NOT NULL AS blocked, id, started_at, estimate_seconds
+               FROM cronpolicy.script_run
+              WHERE status <> 'running'
+                AND estimate_source LIKE 'script''s expected_runtime%'
+              ORDER BY name, host, status, coalesce(decision, ''), block IS NOT NULL,
+                       started_at DESC, id DESC) AS d
          USING (name, host, status, decision, blocked)
 ON CONFLICT DO NOTHING;
 INSERT INTO cronpolicy.run_tally (name, host, status, decision, blocked, runs)

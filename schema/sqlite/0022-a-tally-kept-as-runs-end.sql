@@ -19,6 +19,11 @@ CREATE TABLE cronpolicy.run_tally (
     estimated_started_at      TEXT,
     estimated_finished_at     TEXT,
     estimated_seconds         DOUBLE,
+    interval_id               INTEGER,
+    expected_interval         DOUBLE,
+    declared_id               INTEGER,
+    declared_started_at       TEXT,
+    declared_seconds          DOUBLE,
     PRIMARY KEY (name, host, status, decision, blocked),
     CONSTRAINT run_tally_runs_not_negative CHECK (typeof(runs) = 'integer' AND runs >= 0)
 );
@@ -26,7 +31,8 @@ CREATE TABLE cronpolicy.run_tally (
 -- An ended run joining its bucket, in one home for both triggers below:
 -- inserting a run's row here counts it and keeps its times when later.
 CREATE VIEW cronpolicy.run_tally_add AS
-    SELECT id, name, host, status, decision, block, started_at, finished_at, estimate_seconds
+    SELECT id, name, host, status, decision, block, started_at, finished_at, estimate_seconds,
+           estimate_source, expected_interval
       FROM script_run WHERE 0;
 
 CREATE TRIGGER cronpolicy.run_tally_add_run INSTEAD OF INSERT ON run_tally_add
@@ -51,6 +57,21 @@ BEGIN
        AND NEW.estimate_seconds IS NOT NULL
        AND (estimated_id IS NULL OR NEW.started_at > estimated_started_at
             OR (NEW.started_at = estimated_started_at AND NEW.id > estimated_id));
+    -- the newest run that declared an expected interval
+    UPDATE run_tally SET (interval_id, expected_interval) = (NEW.id, NEW.expected_interval)
+     WHERE name = NEW.name AND host = NEW.host AND status = NEW.status
+       AND decision = coalesce(NEW.decision, '') AND blocked = (NEW.block IS NOT NULL)
+       AND NEW.expected_interval IS NOT NULL AND (interval_id IS NULL OR NEW.id > interval_id);
+    -- the run deciding with its script's declared runtime (estimate.SCRIPT_SOURCE)
+    -- that started last, then the higher id
+    UPDATE run_tally
+       SET (declared_id, declared_started_at, declared_seconds)
+           = (NEW.id, NEW.started_at, NEW.estimate_seconds)
+     WHERE name = NEW.name AND host = NEW.host AND status = NEW.status
+       AND decision = coalesce(NEW.decision, '') AND blocked = (NEW.block IS NOT NULL)
+       AND NEW.estimate_source LIKE 'script''s expected_runtime%'
+       AND (declared_id IS NULL OR NEW.started_at > declared_started_at
+            OR (NEW.started_at = declared_started_at AND NEW.id > declared_id));
     UPDATE run_tally
        SET runs = runs + 1,
            last_started_at = max(coalesce(last_started_at, ''), NEW.started_at),
@@ -64,7 +85,8 @@ CREATE TRIGGER cronpolicy.script_run_tally_insert AFTER INSERT ON script_run
 BEGIN
     INSERT INTO run_tally_add VALUES (NEW.id, NEW.name, NEW.host, NEW.status, NEW.decision,
                                       NEW.block, NEW.started_at, NEW.finished_at,
-                                      NEW.estimate_seconds);
+                                      NEW.estimate_seconds, NEW.estimate_source,
+                                      NEW.expected_interval);
 END;
 
 CREATE TRIGGER cronpolicy.script_run_tally_update AFTER UPDATE ON script_run
@@ -72,7 +94,9 @@ CREATE TRIGGER cronpolicy.script_run_tally_update AFTER UPDATE ON script_run
         AND NOT (OLD.name IS NEW.name AND OLD.host IS NEW.host AND OLD.status IS NEW.status
                  AND OLD.decision IS NEW.decision AND OLD.block IS NEW.block
                  AND OLD.started_at IS NEW.started_at AND OLD.finished_at IS NEW.finished_at
-                 AND OLD.estimate_seconds IS NEW.estimate_seconds)
+                 AND OLD.estimate_seconds IS NEW.estimate_seconds
+                 AND OLD.estimate_source IS NEW.estimate_source
+                 AND OLD.expected_interval IS NEW.expected_interval)
 BEGIN
     UPDATE run_tally SET runs = max(runs - 1, 0)
      WHERE OLD.status <> 'running' AND name = OLD.name AND host = OLD.host
@@ -80,13 +104,15 @@ BEGIN
        AND blocked = (OLD.block IS NOT NULL);
     INSERT INTO run_tally_add SELECT NEW.id, NEW.name, NEW.host, NEW.status, NEW.decision,
                                      NEW.block, NEW.started_at, NEW.finished_at,
-                                     NEW.estimate_seconds
+                                     NEW.estimate_seconds, NEW.estimate_source,
+                                     NEW.expected_interval
      WHERE NEW.status <> 'running';
 END;
 
 -- What the history holds now, and what prune deleted before (pruned_runs).
 INSERT INTO cronpolicy.run_tally_add
-SELECT id, name, host, status, decision, block, started_at, finished_at, estimate_seconds
+SELECT id, name, host, status, decision, block, started_at, finished_at, estimate_seconds,
+       estimate_source, expected_interval
   FROM cronpolicy.script_run WHERE status <> 'running' ORDER BY id;
 INSERT INTO cronpolicy.run_tally (name, host, status, decision, blocked, runs)
 SELECT name, host, status, decision, blocked, 0 FROM cronpolicy.pruned_runs

@@ -117,11 +117,18 @@ SELECT DISTINCT ON (name, host) name, host, schedule, schedule_tz, started_at
 -- --expected-runtime`) at its latest start on each host since a moment
 -- that decided with it: its estimate came from the declaration (too
 -- little history, no policy row's runtime).  What planners believe until
--- a script's history is enough.
+-- a script's history is enough.  The runs that ended as run_tally keeps
+-- them (schema patch 0022; its trigger knows the declared source's words
+-- as estimate.SCRIPT_SOURCE says them), the running ones from the history.
 SELECT DISTINCT ON (name, host) name, host, estimate_seconds, started_at
-  FROM cronpolicy.script_run
- WHERE estimate_source LIKE %(declared)s AND started_at > %(since)s
- ORDER BY name, host, started_at DESC
+  FROM (SELECT name, host, declared_seconds AS estimate_seconds,
+               declared_started_at AS started_at, declared_id AS id
+          FROM cronpolicy.run_tally WHERE declared_started_at > %(since)s
+         UNION ALL
+        SELECT name, host, estimate_seconds, started_at, id FROM cronpolicy.script_run
+         WHERE status = 'running' AND estimate_source LIKE %(declared)s
+           AND started_at > %(since)s) AS declared
+ ORDER BY name, host, started_at DESC, id DESC
 
 
 -- name: recent_runtimes
@@ -214,10 +221,15 @@ SELECT asked.name, asked.host, found.started_at
 
 -- name: declared_intervals
 -- The expected interval each script declared at its latest start that
--- declared one (seconds).
-SELECT name, expected_interval FROM cronpolicy.script_run
- WHERE id IN (SELECT max(id) FROM cronpolicy.script_run
-               WHERE expected_interval IS NOT NULL GROUP BY name)
+-- declared one (seconds): of the runs that ended as run_tally keeps them
+-- (schema patch 0022), and of the running ones.
+SELECT DISTINCT ON (name) name, expected_interval
+  FROM (SELECT name, interval_id AS id, expected_interval FROM cronpolicy.run_tally
+         WHERE interval_id IS NOT NULL
+         UNION ALL
+        SELECT name, id, expected_interval FROM cronpolicy.script_run
+         WHERE status = 'running' AND expected_interval IS NOT NULL) AS declared
+ ORDER BY name, id DESC
 
 
 -- name: last_finished_success_of_each

@@ -94,13 +94,22 @@ SELECT name, host, schedule, schedule_tz, max(started_at) AS started_at
 -- name: declared_runtimes
 -- The runtime each script declared (CronScript.expected_runtime, `run
 -- --expected-runtime`) at its latest start on each host since a moment
--- that decided with it: its estimate came from the declaration (too
--- little history, no policy row's runtime).  What planners believe until
--- a script's history is enough.  (SQLite: the bare column of the max() row.)
-SELECT name, host, estimate_seconds, max(started_at) AS started_at
-  FROM cronpolicy.script_run NOT INDEXED
- WHERE estimate_source LIKE :declared AND julianday(started_at) > julianday(:since)
- GROUP BY name, host ORDER BY name, host
+-- that decided with it: what planners believe until a script's history is
+-- enough.  The runs that ended as run_tally keeps them (schema patch 0022),
+-- the running ones from the history.
+SELECT name, host, estimate_seconds, started_at
+  FROM (SELECT name, host, estimate_seconds, started_at,
+               row_number() OVER (PARTITION BY name, host
+                                  ORDER BY started_at DESC, id DESC) AS nth
+          FROM (SELECT name, host, declared_seconds AS estimate_seconds,
+                       declared_started_at AS started_at, declared_id AS id
+                  FROM cronpolicy.run_tally
+                 WHERE julianday(declared_started_at) > julianday(:since)
+                 UNION ALL
+                SELECT name, host, estimate_seconds, started_at, id FROM cronpolicy.script_run
+                 WHERE status = 'running' AND estimate_source LIKE :declared
+                   AND julianday(started_at) > julianday(:since)))
+ WHERE nth = 1 ORDER BY name, host
 
 
 -- name: hosts_of
@@ -151,12 +160,17 @@ SELECT started_at, finished_at FROM cronpolicy.script_run
 
 -- name: declared_intervals
 -- The expected interval each script declared at its latest start that
--- declared one (seconds).  (NOT INDEXED, as above: by the index of names
--- SQLite fetched every run apart, 140 ms of overdue and metrics against 11
--- on a fleet of 115,000 runs.)
-SELECT name, expected_interval FROM cronpolicy.script_run
- WHERE id IN (SELECT max(id) FROM cronpolicy.script_run NOT INDEXED
-               WHERE expected_interval IS NOT NULL GROUP BY name)
+-- declared one (seconds): of the runs that ended as run_tally keeps them
+-- (schema patch 0022), and of the running ones.
+SELECT name, expected_interval
+  FROM (SELECT name, expected_interval,
+               row_number() OVER (PARTITION BY name ORDER BY id DESC) AS nth
+          FROM (SELECT name, interval_id AS id, expected_interval FROM cronpolicy.run_tally
+                 WHERE interval_id IS NOT NULL
+                 UNION ALL
+                SELECT name, id, expected_interval FROM cronpolicy.script_run
+                 WHERE status = 'running' AND expected_interval IS NOT NULL))
+ WHERE nth = 1
 
 
 -- name: last_finished_success_of_each

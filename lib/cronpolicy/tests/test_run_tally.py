@@ -19,7 +19,8 @@ import pytest
 
 from cronpolicy import schema
 from cronpolicy.config import Settings
-from cronpolicy.rows import to_time
+from cronpolicy.estimate import SCRIPT_SOURCE
+from cronpolicy.rows import to_seconds, to_time
 from cronpolicy.store.reads import reading
 
 from .conftest import DBA, create_database, drop_database, make_env
@@ -65,6 +66,16 @@ ORACLE = {
         "recent_pairs": """
             SELECT DISTINCT name, host FROM cronpolicy.script_run
              WHERE started_at > %(since)s""",
+        # (schema 21's, the higher id first among starts that tie: it left them unordered)
+        "declared_runtimes": """
+            SELECT DISTINCT ON (name, host) name, host, estimate_seconds, started_at
+              FROM cronpolicy.script_run
+             WHERE estimate_source LIKE %(declared)s AND started_at > %(since)s
+             ORDER BY name, host, started_at DESC, id DESC""",
+        "declared_intervals": """
+            SELECT name, expected_interval FROM cronpolicy.script_run
+             WHERE id IN (SELECT max(id) FROM cronpolicy.script_run
+                           WHERE expected_interval IS NOT NULL GROUP BY name)""",
     },
     "sqlite": {
         "metrics_runs": """
@@ -95,6 +106,19 @@ ORACLE = {
         "recent_pairs": """
             SELECT DISTINCT name, host FROM cronpolicy.script_run
              WHERE julianday(started_at) > julianday(:since)""",
+        "declared_runtimes": """
+            SELECT name, host, estimate_seconds, started_at
+              FROM (SELECT name, host, estimate_seconds, started_at,
+                           row_number() OVER (PARTITION BY name, host
+                                              ORDER BY started_at DESC, id DESC) AS nth
+                      FROM cronpolicy.script_run
+                     WHERE estimate_source LIKE :declared
+                       AND julianday(started_at) > julianday(:since))
+             WHERE nth = 1""",
+        "declared_intervals": """
+            SELECT name, expected_interval FROM cronpolicy.script_run
+             WHERE id IN (SELECT max(id) FROM cronpolicy.script_run
+                           WHERE expected_interval IS NOT NULL GROUP BY name)""",
     },
 }
 
@@ -128,24 +152,29 @@ def _live(dba, seed, steps=160):
         roll = rng.random()
         name, host = rng.choice(NAMES), rng.choice(HOSTS)
         estimate = rng.choice([None, 60.0, 600.0])
+        source = rng.choice([None, "history (5 runs)", SCRIPT_SOURCE, SCRIPT_SOURCE + " (600 s)"])
+        interval = rng.choice([None, None, 3600.0, 86400.0])
         start = -rng.choice([4000, 3000, 2000, 1000, 500])
         if roll < 0.3:                                  # a start
             dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, started_at, status,"
-                        " decision, estimate_seconds) VALUES ({}, {}, 1, %s, 'running', 'run',"
-                        " {})" % moment(start), (name, host, estimate))
+                        " decision, estimate_seconds, estimate_source, expected_interval)"
+                        " VALUES ({}, {}, 1, %s, 'running', 'run', {}, {}, {})" % moment(start),
+                        (name, host, estimate, source, interval))
             running.append(dba.scalar("SELECT max(id) FROM cronpolicy.script_run"))
         elif roll < 0.45:                               # a skip
             decision, block = rng.choice(SKIPS)
             dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, started_at,"
-                        " finished_at, status, decision, block, estimate_seconds) VALUES"
-                        " ({}, {}, 1, %s, %s, 'skipped', {}, {}, {})"
-                        % (moment(start), moment(start)), (name, host, decision, block, estimate))
+                        " finished_at, status, decision, block, estimate_seconds, estimate_source)"
+                        " VALUES ({}, {}, 1, %s, %s, 'skipped', {}, {}, {}, {})"
+                        % (moment(start), moment(start)),
+                        (name, host, decision, block, estimate, source))
         elif roll < 0.55:                               # a run spooled late, ended
             ended = start + rng.choice([0, 100, 500])
             dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, started_at,"
-                        " finished_at, status, decision, estimate_seconds, spooled) VALUES"
-                        " ({}, {}, 1, %s, %s, {}, 'run', {}, {})" % (moment(start), moment(ended)),
-                        (name, host, rng.choice(ENDS), estimate, True))
+                        " finished_at, status, decision, estimate_seconds, estimate_source,"
+                        " expected_interval, spooled) VALUES ({}, {}, 1, %s, %s, {}, 'run', {}, {},"
+                        " {}, {})" % (moment(start), moment(ended)),
+                        (name, host, rng.choice(ENDS), estimate, source, interval, True))
         elif roll < 0.85 and running:                   # an end
             run_id = running.pop(rng.randrange(len(running)))
             dba.execute("UPDATE cronpolicy.script_run SET status = {}, finished_at = %s"
@@ -163,8 +192,9 @@ def _live(dba, seed, steps=160):
     for name, host, start, estimate in (("publish", "h1", -10, 60.0), ("backup", "h2", -2000,
                                                                        None)):
         dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, started_at, status,"
-                    " decision, estimate_seconds) VALUES ({}, {}, 1, %s, 'running', 'run', {})"
-                    % moment(start), (name, host, estimate))
+                    " decision, estimate_seconds, estimate_source, expected_interval) VALUES"
+                    " ({}, {}, 1, %s, 'running', 'run', {}, {}, {})" % moment(start),
+                    (name, host, estimate, SCRIPT_SOURCE, 7200.0))
 
 
 def _counts(rows):
@@ -189,17 +219,23 @@ def _chosen(rows):
 def _reads(reader):
     """(new, old) answers of every read the tally serves."""
     since = reader.now() - datetime.timedelta(seconds=2500)
-    parameter = {"since": reader._time(since)}
+    parameter = {"since": reader._time(since), "declared": SCRIPT_SOURCE + "%"}
     new = (_counts(reader.tuples("metrics_runs", {"host": None})),
            _chosen(reader.tuples("metrics_latest_runs", {"host": None})),
            {pair: (bool(recent), to_time(started)) for pair, (recent, started)
             in reader.pair_starts(since).items()},
-           sorted(reader.recent_pairs(since)))
+           sorted(reader.recent_pairs(since)),
+           reader.declared_runtimes(since),
+           reader.declared_intervals())
     old = (_counts(_oracle(reader, "metrics_runs")),
            _chosen(_oracle(reader, "metrics_latest_runs")),
            {(name, host): (bool(recent), to_time(started)) for name, host, recent, started
             in _oracle(reader, "pair_starts", parameter)},
-           sorted(tuple(row) for row in _oracle(reader, "recent_pairs", parameter)))
+           sorted(tuple(row) for row in _oracle(reader, "recent_pairs", parameter)),
+           {(name, host): (to_seconds(seconds), to_time(started)) for name, host, seconds, started
+            in _oracle(reader, "declared_runtimes", parameter)},
+           {name: float(interval) for name, interval
+            in _oracle(reader, "declared_intervals")})
     return new, old
 
 
@@ -215,6 +251,8 @@ def test_the_tally_reads_what_the_history_reads(dsn, tmp_path, seed):
     assert new[1] == old[1]
     assert new[2] == old[2]
     assert new[3] == old[3]
+    assert new[4] == old[4] and len(new[4]) > 2
+    assert new[5] == old[5] and len(new[5]) == len(NAMES)
     assert len(new[0]) > 10 and any(status == "running" for _, _, status, _, _ in new[0])
 
 
@@ -278,6 +316,15 @@ class _Raw(DBA):
     def batch(self):
         import contextlib
         return contextlib.nullcontext(self)
+
+
+def test_the_patch_knows_a_declared_runtime_by_the_words_the_gate_records():
+    """The triggers tell a run that decided with its script's declared
+    runtime by estimate_source's words, estimate.SCRIPT_SOURCE's."""
+    words = "LIKE '%s%%'" % SCRIPT_SOURCE.replace("'", "''")
+    for backend in ("postgresql", "sqlite"):
+        [(_, _, sql)] = [patch for patch in schema.patches(backend) if patch[0] == 22]
+        assert words in sql, backend
 
 
 def _patched_before_0022(backend, connection):

@@ -404,6 +404,11 @@ run_tally = Table(
     Column("estimated_started_at", Timestamp),
     Column("estimated_finished_at", Timestamp),
     Column("estimated_seconds", SecondsNumber),
+    Column("interval_id", BigInteger().with_variant(Integer, "sqlite")),
+    Column("expected_interval", SecondsNumber),
+    Column("declared_id", BigInteger().with_variant(Integer, "sqlite")),
+    Column("declared_started_at", Timestamp),
+    Column("declared_seconds", SecondsNumber),
     CheckConstraint("runs >= 0", name="run_tally_runs_not_negative"),
 )
 

@@ -39,43 +39,46 @@ CREATE TRIGGER cronpolicy.run_tally_add_run INSTEAD OF INSERT ON run_tally_add
 BEGIN
     INSERT OR IGNORE INTO run_tally (name, host, status, decision, blocked)
     VALUES (NEW.name, NEW.host, NEW.status, coalesce(NEW.decision, ''), NEW.block IS NOT NULL);
-    -- the run that finished last (then the higher id), against the latest
-    -- end before this one's (the UPDATE after these keeps the latest times)
-    UPDATE run_tally
-       SET (last_run_id, last_run_started_at, last_run_estimate_seconds)
-           = (NEW.id, NEW.started_at, NEW.estimate_seconds)
-     WHERE name = NEW.name AND host = NEW.host AND status = NEW.status
-       AND decision = coalesce(NEW.decision, '') AND blocked = (NEW.block IS NOT NULL)
-       AND (last_run_id IS NULL OR NEW.finished_at > last_finished_at
-            OR (NEW.finished_at = last_finished_at AND NEW.id > last_run_id));
-    -- the run with an estimate that started last (then the higher id)
-    UPDATE run_tally
-       SET (estimated_id, estimated_started_at, estimated_finished_at, estimated_seconds)
-           = (NEW.id, NEW.started_at, NEW.finished_at, NEW.estimate_seconds)
-     WHERE name = NEW.name AND host = NEW.host AND status = NEW.status
-       AND decision = coalesce(NEW.decision, '') AND blocked = (NEW.block IS NOT NULL)
-       AND NEW.estimate_seconds IS NOT NULL
-       AND (estimated_id IS NULL OR NEW.started_at > estimated_started_at
-            OR (NEW.started_at = estimated_started_at AND NEW.id > estimated_id));
-    -- the newest run that declared an expected interval
-    UPDATE run_tally SET (interval_id, expected_interval) = (NEW.id, NEW.expected_interval)
-     WHERE name = NEW.name AND host = NEW.host AND status = NEW.status
-       AND decision = coalesce(NEW.decision, '') AND blocked = (NEW.block IS NOT NULL)
-       AND NEW.expected_interval IS NOT NULL AND (interval_id IS NULL OR NEW.id > interval_id);
-    -- the run deciding with its script's declared runtime (estimate.SCRIPT_SOURCE)
-    -- that started last, then the higher id
-    UPDATE run_tally
-       SET (declared_id, declared_started_at, declared_seconds)
-           = (NEW.id, NEW.started_at, NEW.estimate_seconds)
-     WHERE name = NEW.name AND host = NEW.host AND status = NEW.status
-       AND decision = coalesce(NEW.decision, '') AND blocked = (NEW.block IS NOT NULL)
-       AND NEW.estimate_source LIKE 'script''s expected_runtime%'
-       AND (declared_id IS NULL OR NEW.started_at > declared_started_at
-            OR (NEW.started_at = declared_started_at AND NEW.id > declared_id));
-    UPDATE run_tally
-       SET runs = runs + 1,
-           last_started_at = max(coalesce(last_started_at, ''), NEW.started_at),
-           last_finished_at = max(coalesce(last_finished_at, ''), NEW.finished_at)
+    -- One UPDATE: each SET sees the row as it was (so a group's
+    -- comparisons agree, and each compares with the times before this run).
+    UPDATE run_tally SET
+        runs = runs + 1,
+        last_started_at = max(coalesce(last_started_at, ''), NEW.started_at),
+        last_finished_at = max(coalesce(last_finished_at, ''), NEW.finished_at),
+        -- the run that finished last (then the higher id)
+        (last_run_id, last_run_started_at, last_run_estimate_seconds) = (
+            SELECT CASE WHEN later THEN NEW.id ELSE last_run_id END,
+                   CASE WHEN later THEN NEW.started_at ELSE last_run_started_at END,
+                   CASE WHEN later THEN NEW.estimate_seconds ELSE last_run_estimate_seconds END
+              FROM (SELECT last_run_id IS NULL OR NEW.finished_at > last_finished_at
+                           OR (NEW.finished_at = last_finished_at
+                               AND NEW.id > last_run_id) AS later)),
+        -- the run with an estimate that started last (then the higher id)
+        (estimated_id, estimated_started_at, estimated_finished_at, estimated_seconds) = (
+            SELECT CASE WHEN later THEN NEW.id ELSE estimated_id END,
+                   CASE WHEN later THEN NEW.started_at ELSE estimated_started_at END,
+                   CASE WHEN later THEN NEW.finished_at ELSE estimated_finished_at END,
+                   CASE WHEN later THEN NEW.estimate_seconds ELSE estimated_seconds END
+              FROM (SELECT NEW.estimate_seconds IS NOT NULL AND (
+                               estimated_id IS NULL OR NEW.started_at > estimated_started_at
+                               OR (NEW.started_at = estimated_started_at
+                                   AND NEW.id > estimated_id)) AS later)),
+        -- the newest run that declared an expected interval
+        (interval_id, expected_interval) = (
+            SELECT CASE WHEN later THEN NEW.id ELSE interval_id END,
+                   CASE WHEN later THEN NEW.expected_interval ELSE expected_interval END
+              FROM (SELECT NEW.expected_interval IS NOT NULL
+                           AND (interval_id IS NULL OR NEW.id > interval_id) AS later)),
+        -- the run deciding with its script's declared runtime
+        -- (estimate.SCRIPT_SOURCE) that started last, then the higher id
+        (declared_id, declared_started_at, declared_seconds) = (
+            SELECT CASE WHEN later THEN NEW.id ELSE declared_id END,
+                   CASE WHEN later THEN NEW.started_at ELSE declared_started_at END,
+                   CASE WHEN later THEN NEW.estimate_seconds ELSE declared_seconds END
+              FROM (SELECT NEW.estimate_source LIKE 'script''s expected_runtime%' AND (
+                               declared_id IS NULL OR NEW.started_at > declared_started_at
+                               OR (NEW.started_at = declared_started_at
+                                   AND NEW.id > declared_id)) AS later))
      WHERE name = NEW.name AND host = NEW.host AND status = NEW.status
        AND decision = coalesce(NEW.decision, '') AND blocked = (NEW.block IS NOT NULL);
 END;

@@ -194,7 +194,7 @@ def _live(dba, seed, steps=160):
         dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, started_at, status,"
                     " decision, estimate_seconds, estimate_source, expected_interval) VALUES"
                     " ({}, {}, 1, %s, 'running', 'run', {}, {}, {})" % moment(start),
-                    (name, host, estimate, SCRIPT_SOURCE, 7200.0))
+                    (name, host, estimate, SCRIPT_SOURCE, None))
 
 
 def _counts(rows):
@@ -272,6 +272,29 @@ def test_deleting_history_takes_nothing_from_the_tally(dsn, tmp_path):
         after, history = _reads(reader)
     assert after == before
     assert history[0] != before[0]          # (the history alone has forgotten them)
+
+
+def test_a_run_that_ends_after_a_newer_one_keeps_neither_its_interval_nor_its_runtime(
+        dsn, tmp_path):
+    """Two runs of a script on a host, the newer (higher id, later start)
+    ending first: what the script declares is the newer's, whichever ended
+    last; the run that finished last is the older."""
+    dba = DBA(dsn)
+    for started, interval, runtime in ((-300, 3600.0, 60.0), (-200, 86400.0, 90.0)):
+        dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, started_at, status,"
+                    " decision, expected_interval, estimate_seconds, estimate_source)"
+                    " VALUES ('publish', 'h1', 1, %s, 'running', 'run', {}, {}, {})"
+                    % dba.now_plus(started), (interval, runtime, SCRIPT_SOURCE))
+    older, newer = [row["id"] for row in dba.runs("publish")]
+    for run_id, ended in ((newer, -100), (older, -50)):
+        dba.execute("UPDATE cronpolicy.script_run SET status = 'succeeded', finished_at = %s"
+                    " WHERE id = {}" % dba.now_plus(ended), (run_id,))
+    settings = Settings.load(environ=make_env(tmp_path, dsn))
+    with reading(settings) as reader:
+        assert reader.declared_intervals() == {"publish": 86400.0}
+        [(seconds, _)] = reader.declared_runtimes(reader.now() - datetime.timedelta(hours=1)).values()
+        last_runs, _ = _chosen(reader.tuples("metrics_latest_runs", {"host": None}))
+    assert seconds == 90.0 and last_runs[("publish", "h1")][0] == older
 
 
 def test_a_run_heard_from_again_leaves_the_count_of_abandoned(dsn, tmp_path):

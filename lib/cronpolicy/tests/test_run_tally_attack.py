@@ -1,0 +1,67 @@
+"""Attacks on the tally (schema patch 0022): what a hostile reviewer and an
+unlucky operator did to it, each held to what schema 21's statements said."""
+
+import pytest
+
+from cronpolicy.config import Settings
+from cronpolicy.store.reads import reading
+
+from .conftest import DBA, make_env
+from .test_run_tally import _reads
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_run_heard_from_again_is_no_pairs_last_finished_run_while_it_runs(dsn, tmp_path):
+    """A run reaped as abandoned and heard from again is running: no read
+    names it the pair's last finished run, nor gives its estimate the end
+    the reap wrote."""
+    dba = DBA(dsn)
+    dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, status, decision,"
+                " started_at, finished_at, estimate_seconds)"
+                " VALUES ('publish', 'h1', 1, 'succeeded', 'run', %s, %s, 60)"
+                % (dba.now_plus(-4000), dba.now_plus(-3900)))
+    dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, status, decision,"
+                " started_at, estimate_seconds) VALUES ('publish', 'h1', 1, 'running', 'run', %s,"
+                " 60)" % dba.now_plus(-1000))
+    dba.execute("UPDATE cronpolicy.script_run SET status = 'abandoned', finished_at = %s"
+                " WHERE status = 'running'" % dba.now_plus(-900))
+    dba.execute("UPDATE cronpolicy.script_run SET status = 'running', finished_at = NULL"
+                " WHERE status = 'abandoned'")
+    settings = Settings.load(environ=make_env(tmp_path, dsn))
+    with reading(settings) as reader:
+        new, old = _reads(reader)
+    assert new[1] == old[1]
+
+
+def test_logins_read_the_tally_and_only_the_trigger_writes_it(pg_roles, pg_dsn, tmp_path):
+    """A script login's run end tallies (the trigger writes as its definer);
+    the login cannot write run_tally itself; metrics and overdue answer a
+    reader login and a rollout login (exit 0 or overdue's 8, one line at most)."""
+    from .test_roles import cli, try_sql
+    script = pg_roles("cronpolicy_script")
+    count, error = try_sql(script, "INSERT INTO cronpolicy.script_run (name, host, pid, decision,"
+                                   " schedule) VALUES ('publish', 'web1', 1, 'run', '0 * * * *')")
+    assert count == 1, error
+    count, error = try_sql(script, "UPDATE cronpolicy.script_run SET status = 'succeeded',"
+                                   " finished_at = now()")
+    assert count == 1, error
+    assert DBA(pg_dsn).scalar("SELECT runs FROM cronpolicy.run_tally") == 1
+    for sql in ("UPDATE cronpolicy.run_tally SET runs = 1000",
+                "INSERT INTO cronpolicy.run_tally (name, host, status) VALUES ('x', 'y', 'failed')",
+                "DELETE FROM cronpolicy.run_tally", "TRUNCATE cronpolicy.run_tally"):
+        count, error = try_sql(script, sql)
+        assert count is None and "permission denied" in error, sql
+    assert DBA(pg_dsn).scalar("SELECT runs FROM cronpolicy.run_tally") == 1
+    for group, commands in (("cronpolicy_reader", (("metrics",), ("overdue",))),
+                            ("cronpolicy_rollout", (("overdue",), ("deploy", "plan", "--at",
+                                                                   "+1h")))):
+        env = dict(make_env(tmp_path, pg_roles(group)),
+                   CRONPOLICY_STATE_DIR=str(tmp_path / group))
+        for argv in commands:
+            result = cli(env, *argv)
+            assert result.returncode in (0, 8), (group, argv, result.stderr)
+            assert "Traceback" not in result.stderr and "permission" not in result.stderr
+            if argv == ("metrics",):
+                assert 'cronpolicy_runs_total{script="publish",host="web1",status="succeeded"} 1' \
+                    in result.stdout

@@ -65,3 +65,21 @@ def test_logins_read_the_tally_and_only_the_trigger_writes_it(pg_roles, pg_dsn, 
             if argv == ("metrics",):
                 assert 'cronpolicy_runs_total{script="publish",host="web1",status="succeeded"} 1' \
                     in result.stdout
+
+
+def test_a_success_rewritten_as_a_failure_is_no_longer_the_last_success(dsn, tmp_path):
+    """A DBA corrects a run recorded succeeded that failed: the pair's last
+    success, last finished run and latest estimate are what the history
+    says now (schema 21's statements), not the run that left its bucket."""
+    dba = DBA(dsn)
+    for start, end in ((-7200, -7100), (-3600, -3500)):
+        dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, status, decision,"
+                    " started_at, finished_at, estimate_seconds, expected_interval)"
+                    " VALUES ('publish', 'h1', 1, 'succeeded', 'run', %s, %s, 60, 3600)"
+                    % (dba.now_plus(start), dba.now_plus(end)))
+    dba.execute("UPDATE cronpolicy.script_run SET status = 'failed', estimate_seconds = NULL,"
+                " expected_interval = NULL WHERE id = (SELECT max(id) FROM cronpolicy.script_run)")
+    settings = Settings.load(environ=make_env(tmp_path, dsn))
+    with reading(settings) as reader:
+        new, old = _reads(reader)
+    assert new == old

@@ -83,3 +83,26 @@ def test_a_success_rewritten_as_a_failure_is_no_longer_the_last_success(dsn, tmp
     with reading(settings) as reader:
         new, old = _reads(reader)
     assert new == old
+
+
+def test_a_count_at_its_largest_does_not_refuse_the_runs_that_end(dsn, tmp_path):
+    """An absurd count written into run_tally (the largest a bigint holds)
+    does not make every end of its runs fail: the count stays there."""
+    dba = DBA(dsn)
+    largest = 2 ** 63 - 1
+    dba.execute("INSERT INTO cronpolicy.run_tally (name, host, status, decision, runs)"
+                " VALUES ('publish', 'h1', 'succeeded', 'run', %d)" % largest)
+    dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, status, decision)"
+                " VALUES ('publish', 'h1', 1, 'running', 'run')")
+    dba.execute("UPDATE cronpolicy.script_run SET status = 'succeeded', finished_at = %s"
+                % dba.now_plus(0))
+    assert dba.scalar("SELECT status FROM cronpolicy.script_run") == "succeeded"
+    assert dba.scalar("SELECT runs FROM cronpolicy.run_tally") == largest
+    dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, status, decision,"
+                " finished_at) VALUES ('publish', 'h1', 1, 'succeeded', 'run', %s)"
+                % dba.now_plus(0))
+    assert dba.scalar("SELECT runs FROM cronpolicy.run_tally") == largest
+    settings = Settings.load(environ=make_env(tmp_path, dsn))
+    with reading(settings) as reader:
+        [row] = reader.tuples("metrics_runs", {"host": None})
+    assert row[5] == largest

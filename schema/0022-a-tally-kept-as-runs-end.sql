@@ -190,7 +190,9 @@ BEGIN
                 CASE WHEN declared THEN NEW.started_at END,
                 CASE WHEN declared THEN NEW.estimate_seconds END)
         ON CONFLICT (name, host, status, decision, blocked) DO UPDATE SET
-            runs = t.runs + 1,
+            -- (a count at the largest a bigint holds, a DBA's, stays there:
+            -- it must not refuse the end of a run)
+            runs = t.runs + CASE WHEN t.runs < 9223372036854775807 THEN 1 ELSE 0 END,
             last_started_at = greatest(t.last_started_at, excluded.last_started_at),
             last_finished_at = greatest(t.last_finished_at, excluded.last_finished_at),
             -- Each SET sees the row as it was, so a group's comparisons

@@ -42,7 +42,9 @@ BEGIN
     -- One UPDATE: each SET sees the row as it was (so a group's
     -- comparisons agree, and each compares with the times before this run).
     UPDATE run_tally SET
-        runs = runs + 1,
+        -- (a count at the largest an integer holds, a DBA's, stays there:
+        -- past it the sum is real, which the CHECK refuses, and the run's end with it)
+        runs = runs + (runs < 9223372036854775807),
         last_started_at = max(coalesce(last_started_at, ''), NEW.started_at),
         last_finished_at = max(coalesce(last_finished_at, ''), NEW.finished_at),
         -- the run that finished last (then the higher id)

@@ -106,3 +106,80 @@ def test_a_count_at_its_largest_does_not_refuse_the_runs_that_end(dsn, tmp_path)
     with reading(settings) as reader:
         [row] = reader.tuples("metrics_runs", {"host": None})
     assert row[5] == largest
+
+
+def test_a_tally_row_written_around_its_checks_does_not_refuse_the_runs_that_end(sqlite_dsn,
+                                                                                tmp_path):
+    """SQLite keeps what a DBA writes with its checks off (metrics leaves
+    such a count out, with a warning): a negative or fractional count must
+    not make every end of its runs, or a run heard from again, fail."""
+    import sqlite3
+    dba = DBA(sqlite_dsn)
+    dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, status, decision)"
+                " VALUES ('publish', 'h1', 1, 'running', 'run'), ('backup', 'h1', 1, 'running',"
+                " 'run')")
+    dba.execute("UPDATE cronpolicy.script_run SET status = 'abandoned', finished_at = started_at"
+                " WHERE name = 'backup'")
+    connection = sqlite3.connect(sqlite_dsn[len("sqlite:///"):])
+    with connection:
+        connection.execute("PRAGMA ignore_check_constraints = 1")
+        connection.execute("INSERT INTO run_tally (name, host, status, decision, runs)"
+                           " VALUES ('publish', 'h1', 'succeeded', 'run', -5)")
+        connection.execute("UPDATE run_tally SET runs = 1.5 WHERE name = 'backup'")
+    connection.close()
+    dba.execute("UPDATE cronpolicy.script_run SET status = 'succeeded', finished_at = %s"
+                " WHERE name = 'publish'" % dba.now_plus(0))
+    dba.execute("UPDATE cronpolicy.script_run SET status = 'running', finished_at = NULL"
+                " WHERE name = 'backup'")
+    assert dba.execute("SELECT name, status FROM cronpolicy.script_run ORDER BY name") == [
+        ("backup", "running"), ("publish", "succeeded")]
+    assert dba.execute("SELECT name, runs FROM cronpolicy.run_tally ORDER BY name") == [
+        ("backup", 0), ("publish", 1)]
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_the_upgrade_takes_no_count_of_pruned_runs_that_holds_none(tmp_path, backend):
+    """pruned_runs rows schema 21's metrics left out (SQLite: written with
+    its checks off) or could not add to in SQL (the largest count a bigint
+    holds) must not fail the upgrade: a SQLite file upgrades as the gate
+    opens it, and every script of the host would stop there."""
+    import sqlite3
+    from cronpolicy.store.sqlite import connect_sqlite
+    from .test_run_tally import _Raw, _patched_before_0022, create_database, drop_database
+    name = None
+    if backend == "postgresql":
+        import psycopg2
+        name, dsn = create_database("tally")
+        connection = psycopg2.connect(dsn)
+    else:
+        connection = connect_sqlite(str(tmp_path / "tally.db"))
+    try:
+        _patched_before_0022(backend, connection)
+        raw = _Raw(connection, backend)
+        raw.execute("INSERT INTO cronpolicy.script_run (name, host, pid, status, decision,"
+                    " finished_at) VALUES ('publish', 'h1', 1, 'succeeded', 'run', %s),"
+                    " ('backup', 'h1', 1, 'failed', 'run', %s), ('tidy', 'h1', 1, 'failed',"
+                    " 'run', %s)" % ((DBA.now_plus(raw, 0),) * 3))
+        raw.execute("INSERT INTO cronpolicy.pruned_runs (name, host, status, decision, runs)"
+                    " VALUES ('publish', 'h1', 'succeeded', 'run', %d)" % (2 ** 63 - 1))
+        if backend == "sqlite":
+            connection.execute("PRAGMA ignore_check_constraints = 1")
+            raw.execute("INSERT INTO cronpolicy.pruned_runs (name, host, status, decision, runs)"
+                        " VALUES ('backup', 'h1', 'failed', 'run', -5),"
+                        " ('tidy', 'h1', 'failed', 'run', 2.5),"
+                        " ('gone', 'h1', 'failed', '', 'abc')")
+            connection.execute("PRAGMA ignore_check_constraints = 0")
+            from cronpolicy import schema
+            schema.upgrade_sqlite(connection)
+        else:
+            from cronpolicy import schema
+            schema.upgrade_postgres(connection)
+        counts = dict(raw.execute("SELECT name, runs FROM cronpolicy.run_tally"))
+        assert counts["publish"] == 2 ** 63 - 1
+        if backend == "sqlite":
+            assert counts["backup"] == 1 and counts["tidy"] == 1
+            assert counts.get("gone", 0) == 0
+    finally:
+        connection.close()
+        if name is not None:
+            drop_database(name)

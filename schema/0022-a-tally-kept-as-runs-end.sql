@@ -293,7 +293,9 @@ INSERT INTO cronpolicy.run_tally
         last_run_id, last_run_started_at, last_run_estimate_seconds,
         estimated_id, estimated_started_at, estimated_finished_at, estimated_seconds,
         interval_id, expected_interval, declared_id, declared_started_at, declared_seconds)
-SELECT b.name, b.host, b.status, b.decision, b.blocked, b.runs + coalesce(p.runs, 0),
+-- (a sum past the largest bigint, of an absurd pruned_runs count, stays at it)
+SELECT b.name, b.host, b.status, b.decision, b.blocked,
+       least(b.runs::numeric + coalesce(p.runs, 0), 9223372036854775807)::bigint,
        b.last_started_at, b.last_finished_at,
        l.id, l.started_at, l.estimate_seconds,
        e.id, e.started_at, e.finished_at, e.estimate_seconds,

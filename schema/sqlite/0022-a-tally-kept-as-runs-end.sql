@@ -42,9 +42,12 @@ BEGIN
     -- One UPDATE: each SET sees the row as it was (so a group's
     -- comparisons agree, and each compares with the times before this run).
     UPDATE run_tally SET
-        -- (a count at the largest an integer holds, a DBA's, stays there:
-        -- past it the sum is real, which the CHECK refuses, and the run's end with it)
-        runs = runs + (runs < 9223372036854775807),
+        -- A count at the largest an integer holds, a DBA's, stays there (past
+        -- it the sum is real, which the CHECK refuses, and the run's end with
+        -- it); one written with the checks off, which metrics leaves out, is
+        -- counted afresh.
+        runs = CASE WHEN typeof(runs) = 'integer' AND runs >= 0
+                    THEN runs + (runs < 9223372036854775807) ELSE 1 END,
         last_started_at = max(coalesce(last_started_at, ''), NEW.started_at),
         last_finished_at = max(coalesce(last_finished_at, ''), NEW.finished_at),
         -- the run that finished last (then the higher id)
@@ -103,7 +106,8 @@ CREATE TRIGGER cronpolicy.script_run_tally_update AFTER UPDATE ON script_run
                  AND OLD.estimate_source IS NEW.estimate_source
                  AND OLD.expected_interval IS NEW.expected_interval)
 BEGIN
-    UPDATE run_tally SET runs = max(runs - 1, 0)
+    UPDATE run_tally
+       SET runs = CASE WHEN typeof(runs) = 'integer' AND runs > 0 THEN runs - 1 ELSE 0 END
      WHERE OLD.status <> 'running' AND name = OLD.name AND host = OLD.host
        AND status = OLD.status AND decision = coalesce(OLD.decision, '')
        AND blocked = (OLD.block IS NOT NULL);
@@ -171,16 +175,24 @@ INSERT INTO cronpolicy.run_tally_add
 SELECT id, name, host, status, decision, block, started_at, finished_at, estimate_seconds,
        estimate_source, expected_interval
   FROM cronpolicy.script_run WHERE status <> 'running' ORDER BY id;
+-- A row of pruned_runs written with its checks off (no integer, or below
+-- zero) holds no count: schema 21's metrics left it out, and so does this
+-- (one such was a CHECK failure here, and a SQLite file upgrades as the
+-- gate opens it).  A sum past the largest integer stays at it.
 INSERT INTO cronpolicy.run_tally (name, host, status, decision, blocked, runs)
 SELECT name, host, status, decision, blocked, 0 FROM cronpolicy.pruned_runs
- WHERE status <> 'running'
+ WHERE status <> 'running' AND typeof(runs) = 'integer' AND runs >= 0
 ON CONFLICT DO NOTHING;
 UPDATE cronpolicy.run_tally
-   SET runs = runs + (SELECT p.runs FROM cronpolicy.pruned_runs AS p
-                       WHERE p.name = run_tally.name AND p.host = run_tally.host
-                         AND p.status = run_tally.status AND p.decision = run_tally.decision
-                         AND p.blocked = run_tally.blocked)
+   SET runs = (SELECT CASE WHEN p.runs > 9223372036854775807 - run_tally.runs
+                           THEN 9223372036854775807 ELSE run_tally.runs + p.runs END
+                 FROM cronpolicy.pruned_runs AS p
+                WHERE p.name = run_tally.name AND p.host = run_tally.host
+                  AND p.status = run_tally.status AND p.decision = run_tally.decision
+                  AND p.blocked = run_tally.blocked
+                  AND typeof(p.runs) = 'integer' AND p.runs >= 0)
  WHERE EXISTS (SELECT 1 FROM cronpolicy.pruned_runs AS p
                 WHERE p.name = run_tally.name AND p.host = run_tally.host
                   AND p.status = run_tally.status AND p.decision = run_tally.decision
-                  AND p.blocked = run_tally.blocked);
+                  AND p.blocked = run_tally.blocked
+                  AND typeof(p.runs) = 'integer' AND p.runs >= 0);

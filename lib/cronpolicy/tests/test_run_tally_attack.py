@@ -183,3 +183,64 @@ def test_the_upgrade_takes_no_count_of_pruned_runs_that_holds_none(tmp_path, bac
         connection.close()
         if name is not None:
             drop_database(name)
+
+
+ABSURD_TALLY = {
+    "postgresql": [
+        "INSERT INTO cronpolicy.run_tally (name, host, status, decision, runs, last_started_at,"
+        " last_finished_at, last_run_id, last_run_started_at, estimated_id, estimated_started_at,"
+        " estimated_finished_at, estimated_seconds, interval_id, expected_interval, declared_id,"
+        " declared_started_at, declared_seconds) VALUES ('job', 'web1', 'succeeded', 'run',"
+        " 9223372036854775807, 'infinity', 'infinity', 1, '-infinity', 2, 'infinity',"
+        " '-infinity', 'NaN', 3, 'Infinity', 4, '294276-12-31', '-Infinity')",
+        "INSERT INTO cronpolicy.run_tally (name, host, status, decision, runs, last_started_at,"
+        " last_finished_at, last_run_id, last_run_started_at, last_run_estimate_seconds)"
+        " VALUES ('job', 'web1', 'failed', '', 9223372036854775807, '4713-01-01 BC',"
+        " '294276-12-31', NULL, NULL, 0)",
+        "INSERT INTO cronpolicy.run_tally (name, host, status, runs) VALUES ('job', 'web2',"
+        " 'running', 3)",
+    ],
+    "sqlite": [
+        "INSERT INTO cronpolicy.run_tally (name, host, status, decision, runs, last_started_at,"
+        " last_finished_at, last_run_id, last_run_started_at, last_run_estimate_seconds,"
+        " estimated_id, estimated_started_at, estimated_finished_at, estimated_seconds,"
+        " interval_id, expected_interval, declared_id, declared_started_at, declared_seconds)"
+        " VALUES ('job', 'web1', 'succeeded', 'run', 9223372036854775807, 'garbage',"
+        " 'infinity', 'x', X'00ff', 'abc', 2.5, 12345, '', 'NaN', 'y', 'Infinity', -1, 'now',"
+        " '1e308')",
+        "INSERT INTO cronpolicy.run_tally (name, host, status, decision, blocked, runs,"
+        " last_started_at, last_finished_at, last_run_id) VALUES ('job', 'web1', 'failed', '',"
+        " 7, 1, '9999-12-31 23:59:59', '200000-01-01', 5)",
+        "INSERT INTO cronpolicy.run_tally (name, host, status, runs) VALUES ('job', 'web2',"
+        " 'running', 3)",
+    ],
+}
+
+
+def test_absurd_tally_rows_get_answers_not_tracebacks(dsn, tmp_path):
+    """Rows a DBA writes into run_tally with plain SQL (largest counts,
+    infinite and far-off times, text where SQLite keeps it): each read
+    command exits with a documented code and at most a line (besides a
+    warning of each value out of range), and a run of the script still ends."""
+    from cronpolicy import exitcodes
+    from .test_roles import cli
+    dba = DBA(dsn)
+    for sql in ABSURD_TALLY[dba.backend]:
+        dba.execute(sql)
+    env = dict(make_env(tmp_path, dsn), CRONPOLICY_STATE_DIR=str(tmp_path / "state"))
+    for argv in (("metrics",), ("overdue",), ("overdue", "--json"), ("deploy", "plan", "--at",
+                                                                     "+1h"),
+                 ("status",), ("deploy", "slot", "--duration", "10m")):
+        result = cli(env, *argv)
+        assert "Traceback" not in result.stderr, (argv, result.stderr)
+        assert result.returncode in (exitcodes.OK, exitcodes.OVERDUE, exitcodes.GATE_ERROR), (
+            argv, result.returncode, result.stderr)
+        # (besides the warning each value out of range gets, as every table's)
+        said = [line for line in result.stderr.strip().splitlines()
+                if not line.startswith("a stored value (")]
+        assert len(said) <= 1, (argv, result.stderr)
+    dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, status, decision)"
+                " VALUES ('job', 'web1', 1, 'running', 'run')")
+    dba.execute("UPDATE cronpolicy.script_run SET status = 'succeeded', finished_at = %s"
+                % dba.now_plus(0))
+    assert dba.scalar("SELECT status FROM cronpolicy.script_run") == "succeeded"

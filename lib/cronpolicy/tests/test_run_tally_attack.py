@@ -199,6 +199,9 @@ ABSURD_TALLY = {
         " '294276-12-31', NULL, NULL, 0)",
         "INSERT INTO cronpolicy.run_tally (name, host, status, runs) VALUES ('job', 'web2',"
         " 'running', 3)",
+        # (a last run and no times: column fuzz's find, 150 examples)
+        "INSERT INTO cronpolicy.run_tally (name, host, status, last_run_id) VALUES ('job',"
+        " 'web3', 'failed', 0)",
     ],
     "sqlite": [
         "INSERT INTO cronpolicy.run_tally (name, host, status, decision, runs, last_started_at,"
@@ -213,6 +216,9 @@ ABSURD_TALLY = {
         " 7, 1, '9999-12-31 23:59:59', '200000-01-01', 5)",
         "INSERT INTO cronpolicy.run_tally (name, host, status, runs) VALUES ('job', 'web2',"
         " 'running', 3)",
+        # (a last run and no times: column fuzz's find, 150 examples)
+        "INSERT INTO cronpolicy.run_tally (name, host, status, last_run_id) VALUES ('job',"
+        " 'web3', 'failed', 0)",
     ],
 }
 

@@ -250,3 +250,35 @@ def test_absurd_tally_rows_get_answers_not_tracebacks(dsn, tmp_path):
     dba.execute("UPDATE cronpolicy.script_run SET status = 'succeeded', finished_at = %s"
                 % dba.now_plus(0))
     assert dba.scalar("SELECT status FROM cronpolicy.script_run") == "succeeded"
+
+
+def test_a_script_login_heard_from_again_after_another_reaped_it(pg_roles, pg_dsn):
+    """A run another login reaped, heard from again through its own login
+    (the heartbeat's statement), leaves the abandoned count and is no
+    pair's last run: the trigger reads the history as its definer, past
+    row-level security."""
+    from .test_roles import as_role
+    web1, web2 = pg_roles("cronpolicy_script"), pg_roles("cronpolicy_script")
+    own = as_role(web1)
+    try:
+        with own.cursor() as cursor:
+            cursor.execute("INSERT INTO cronpolicy.script_run (name, host, pid, decision,"
+                           " heartbeat_at, lease_expires_at) VALUES ('publish', 'web1', 1, 'run',"
+                           " now(), now() - interval '1 second') RETURNING id")
+            [(run_id,)] = cursor.fetchall()
+        other = as_role(web2)
+        with other.cursor() as reaper:
+            reaper.execute("SELECT cronpolicy.reap_dead_runs()")
+            assert reaper.fetchall() == [(run_id,)]
+        other.close()
+        from cronpolicy.store import queries
+        with own.cursor() as cursor:
+            cursor.execute(queries("postgresql")["heartbeat"],
+                           {"id": run_id, "safe": False, "ttl": 30, "name": "publish",
+                            "slot": None, "run_key": None})
+    finally:
+        own.close()
+    dba = DBA(pg_dsn)
+    assert dba.scalar("SELECT status FROM cronpolicy.script_run") == "running"
+    assert dba.execute("SELECT status, runs, last_run_id, estimated_id FROM cronpolicy.run_tally"
+                       ) == [("abandoned", 0, None, None)]

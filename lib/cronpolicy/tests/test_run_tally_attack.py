@@ -282,3 +282,45 @@ def test_a_script_login_heard_from_again_after_another_reaped_it(pg_roles, pg_ds
     assert dba.scalar("SELECT status FROM cronpolicy.script_run") == "running"
     assert dba.execute("SELECT status, runs, last_run_id, estimated_id FROM cronpolicy.run_tally"
                        ) == [("abandoned", 0, None, None)]
+
+
+def test_roles_given_before_schema_22_read_the_tally_after_the_upgrade(
+        pg_roles, empty_pg_dsn, monkeypatch, tmp_path):
+    """roles.sql given to psql on a schema-21 database (its run_tally grant
+    fails alone), then the upgrade: the patch's grants let a reader login's
+    metrics, a script login's overdue and its run's end through."""
+    import os
+    import psycopg2
+    from cronpolicy import schema
+    from .test_roles import cli, psql_statements, try_sql
+    every = schema.patches("postgresql")
+    monkeypatch.setattr(schema, "patches", lambda backend: [p for p in every if p[0] <= 21])
+    connection = psycopg2.connect(empty_pg_dsn)
+    schema.upgrade_postgres(connection)
+    connection.autocommit = True
+    failed = []
+    with open(os.path.join(schema.patch_dir("postgresql"), "roles.sql"), encoding="utf-8") as f:
+        for statement in psql_statements(f.read()):
+            with connection.cursor() as cursor:
+                try:
+                    cursor.execute(statement)
+                except psycopg2.Error as error:
+                    failed.append(error.pgcode)
+    assert failed == ["42P01"]
+    monkeypatch.setattr(schema, "patches", lambda backend: every)
+    schema.upgrade_postgres(connection)
+    connection.close()
+    dbname = psycopg2.extensions.parse_dsn(empty_pg_dsn)["dbname"]
+    script, reader = (psycopg2.extensions.make_dsn(pg_roles(group), dbname=dbname)
+                      for group in ("cronpolicy_script", "cronpolicy_reader"))
+    assert try_sql(script, "INSERT INTO cronpolicy.script_run (name, host, decision)"
+                           " VALUES ('nightly', 'web1', 'run')") == (1, None)
+    assert try_sql(script, "UPDATE cronpolicy.script_run SET status = 'succeeded',"
+                           " finished_at = now()") == (1, None)
+    for dsn, argv in ((reader, ("metrics",)), (script, ("overdue",))):
+        env = dict(make_env(tmp_path, dsn), CRONPOLICY_STATE_DIR=str(tmp_path / argv[0]))
+        result = cli(env, *argv)
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert 'status="succeeded"} 1' in cli(dict(make_env(tmp_path, reader),
+                                               CRONPOLICY_STATE_DIR=str(tmp_path / "m")),
+                                          "metrics").stdout

@@ -324,3 +324,21 @@ def test_roles_given_before_schema_22_read_the_tally_after_the_upgrade(
     assert 'status="succeeded"} 1' in cli(dict(make_env(tmp_path, reader),
                                                CRONPOLICY_STATE_DIR=str(tmp_path / "m")),
                                           "metrics").stdout
+
+
+def test_a_tally_row_with_no_times_does_not_hide_a_pairs_last_run(dsn, tmp_path):
+    """A run_tally row a DBA wrote naming a run but no times (column fuzz's
+    kind) is not the pair's last run or latest estimate over a real one:
+    PostgreSQL sorted its NULL first (DESC), SQLite last."""
+    from cronpolicy.tooling.metrics import _latest
+    dba = DBA(dsn)
+    dba.execute("INSERT INTO cronpolicy.run_tally (name, host, status, last_run_id, estimated_id,"
+                " estimated_seconds) VALUES ('job', 'web1', 'failed', 999, 999, 5)")
+    dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, status, decision, started_at,"
+                " finished_at, estimate_seconds) VALUES ('job', 'web1', 1, 'succeeded', 'run',"
+                " %s, %s, 60)" % (dba.now_plus(-120), dba.now_plus(-60)))
+    settings = Settings.load(environ=make_env(tmp_path, dsn))
+    with reading(settings) as reader:
+        last_runs, estimates = _latest(reader, None)
+    assert [(run.name, run.estimate_seconds) for run in last_runs] == [("job", 60.0)]
+    assert [(run.name, run.estimate_seconds) for run in estimates] == [("job", 60.0)]

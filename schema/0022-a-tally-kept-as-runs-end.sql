@@ -21,7 +21,9 @@
 -- stays known after its row is pruned.  A row whose end is changed (its
 -- status, decision or block rewritten, or a run recorded abandoned that is
 -- heard from again) leaves the count of what it was and joins the count of
--- what it is; the latest times are the latest ever recorded.
+-- what it is; when it was what its old bucket knew latest (a start, the
+-- last finished run, an estimate, an interval, a declared runtime), the
+-- bucket's rows still in the history say what is latest now.
 --
 -- Locks: the upsert runs at the end of the statement that ended the run
 -- (an AFTER ROW trigger), after the statement has locked every script_run
@@ -90,11 +92,83 @@ DECLARE
     -- Decided with the runtime its script declared: estimate.SCRIPT_SOURCE
     -- (test_run_tally holds the two together).
     declared boolean := NEW.estimate_source LIKE 'script''s expected_runtime%';
+    -- What of its old bucket the run that left it was (each NULL or false: not it).
+    was_start boolean; was_last boolean; was_estimated boolean; was_interval boolean;
+    was_declared boolean;
 BEGIN
     IF TG_OP = 'UPDATE' AND OLD.status <> 'running' THEN
         UPDATE cronpolicy.run_tally SET runs = greatest(runs - 1, 0)
          WHERE name = OLD.name AND host = OLD.host AND status = OLD.status
-           AND decision = coalesce(OLD.decision, '') AND blocked = (OLD.block IS NOT NULL);
+           AND decision = coalesce(OLD.decision, '') AND blocked = (OLD.block IS NOT NULL)
+        RETURNING last_started_at = OLD.started_at, last_run_id = OLD.id, estimated_id = OLD.id,
+                  interval_id = OLD.id, declared_id = OLD.id
+             INTO was_start, was_last, was_estimated, was_interval, was_declared;
+        -- The run was its bucket's latest start, last finished run, latest
+        -- estimate, newest interval or latest declared runtime: the bucket's
+        -- rows in the history say which run is now (a run heard from again
+        -- is running, not the pair's last finished run; a success rewritten
+        -- as a failure is no longer its last success).  Rare (an ended row
+        -- rewritten), and one script's rows by script_run_name_started_idx.
+        IF was_start THEN
+            UPDATE cronpolicy.run_tally SET last_started_at = (
+                    SELECT max(r.started_at) FROM cronpolicy.script_run AS r
+                     WHERE r.name = OLD.name AND r.host = OLD.host AND r.status = OLD.status
+                       AND coalesce(r.decision, '') = coalesce(OLD.decision, '')
+                       AND (r.block IS NOT NULL) = (OLD.block IS NOT NULL))
+             WHERE name = OLD.name AND host = OLD.host AND status = OLD.status
+               AND decision = coalesce(OLD.decision, '') AND blocked = (OLD.block IS NOT NULL);
+        END IF;
+        IF was_last THEN
+            UPDATE cronpolicy.run_tally
+               SET (last_run_id, last_run_started_at, last_finished_at,
+                    last_run_estimate_seconds) = (
+                    SELECT r.id, r.started_at, r.finished_at, r.estimate_seconds
+                      FROM cronpolicy.script_run AS r
+                     WHERE r.name = OLD.name AND r.host = OLD.host AND r.status = OLD.status
+                       AND coalesce(r.decision, '') = coalesce(OLD.decision, '')
+                       AND (r.block IS NOT NULL) = (OLD.block IS NOT NULL)
+                     ORDER BY r.finished_at DESC, r.id DESC LIMIT 1)
+             WHERE name = OLD.name AND host = OLD.host AND status = OLD.status
+               AND decision = coalesce(OLD.decision, '') AND blocked = (OLD.block IS NOT NULL);
+        END IF;
+        IF was_estimated THEN
+            UPDATE cronpolicy.run_tally
+               SET (estimated_id, estimated_started_at, estimated_finished_at,
+                    estimated_seconds) = (
+                    SELECT r.id, r.started_at, r.finished_at, r.estimate_seconds
+                      FROM cronpolicy.script_run AS r
+                     WHERE r.name = OLD.name AND r.host = OLD.host AND r.status = OLD.status
+                       AND coalesce(r.decision, '') = coalesce(OLD.decision, '')
+                       AND (r.block IS NOT NULL) = (OLD.block IS NOT NULL)
+                       AND r.estimate_seconds IS NOT NULL
+                     ORDER BY r.started_at DESC, r.id DESC LIMIT 1)
+             WHERE name = OLD.name AND host = OLD.host AND status = OLD.status
+               AND decision = coalesce(OLD.decision, '') AND blocked = (OLD.block IS NOT NULL);
+        END IF;
+        IF was_interval THEN
+            UPDATE cronpolicy.run_tally SET (interval_id, expected_interval) = (
+                    SELECT r.id, r.expected_interval FROM cronpolicy.script_run AS r
+                     WHERE r.name = OLD.name AND r.host = OLD.host AND r.status = OLD.status
+                       AND coalesce(r.decision, '') = coalesce(OLD.decision, '')
+                       AND (r.block IS NOT NULL) = (OLD.block IS NOT NULL)
+                       AND r.expected_interval IS NOT NULL
+                     ORDER BY r.id DESC LIMIT 1)
+             WHERE name = OLD.name AND host = OLD.host AND status = OLD.status
+               AND decision = coalesce(OLD.decision, '') AND blocked = (OLD.block IS NOT NULL);
+        END IF;
+        IF was_declared THEN
+            UPDATE cronpolicy.run_tally
+               SET (declared_id, declared_started_at, declared_seconds) = (
+                    SELECT r.id, r.started_at, r.estimate_seconds
+                      FROM cronpolicy.script_run AS r
+                     WHERE r.name = OLD.name AND r.host = OLD.host AND r.status = OLD.status
+                       AND coalesce(r.decision, '') = coalesce(OLD.decision, '')
+                       AND (r.block IS NOT NULL) = (OLD.block IS NOT NULL)
+                       AND r.estimate_source LIKE 'script''s expected_runtime%'
+                     ORDER BY r.started_at DESC, r.id DESC LIMIT 1)
+             WHERE name = OLD.name AND host = OLD.host AND status = OLD.status
+               AND decision = coalesce(OLD.decision, '') AND blocked = (OLD.block IS NOT NULL);
+        END IF;
     END IF;
     IF NEW.status <> 'running' THEN
         INSERT INTO cronpolicy.run_tally AS t
@@ -116,7 +190,9 @@ BEGIN
                 CASE WHEN declared THEN NEW.started_at END,
                 CASE WHEN declared THEN NEW.estimate_seconds END)
         ON CONFLICT (name, host, status, decision, blocked) DO UPDATE SET
-            runs = t.runs + 1,
+            -- (a count at the largest a bigint holds, a DBA's, stays there:
+            -- it must not refuse the end of a run)
+            runs = t.runs + CASE WHEN t.runs < 9223372036854775807 THEN 1 ELSE 0 END,
             last_started_at = greatest(t.last_started_at, excluded.last_started_at),
             last_finished_at = greatest(t.last_finished_at, excluded.last_finished_at),
             -- Each SET sees the row as it was, so a group's comparisons
@@ -217,7 +293,9 @@ INSERT INTO cronpolicy.run_tally
         last_run_id, last_run_started_at, last_run_estimate_seconds,
         estimated_id, estimated_started_at, estimated_finished_at, estimated_seconds,
         interval_id, expected_interval, declared_id, declared_started_at, declared_seconds)
-SELECT b.name, b.host, b.status, b.decision, b.blocked, b.runs + coalesce(p.runs, 0),
+-- (a sum past the largest bigint, of an absurd pruned_runs count, stays at it)
+SELECT b.name, b.host, b.status, b.decision, b.blocked,
+       least(b.runs::numeric + coalesce(p.runs, 0), 9223372036854775807)::bigint,
        b.last_started_at, b.last_finished_at,
        l.id, l.started_at, l.estimate_seconds,
        e.id, e.started_at, e.finished_at, e.estimate_seconds,

@@ -42,7 +42,12 @@ BEGIN
     -- One UPDATE: each SET sees the row as it was (so a group's
     -- comparisons agree, and each compares with the times before this run).
     UPDATE run_tally SET
-        runs = runs + 1,
+        -- A count at the largest an integer holds, a DBA's, stays there (past
+        -- it the sum is real, which the CHECK refuses, and the run's end with
+        -- it); one written with the checks off, which metrics leaves out, is
+        -- counted afresh.
+        runs = CASE WHEN typeof(runs) = 'integer' AND runs >= 0
+                    THEN runs + (runs < 9223372036854775807) ELSE 1 END,
         last_started_at = max(coalesce(last_started_at, ''), NEW.started_at),
         last_finished_at = max(coalesce(last_finished_at, ''), NEW.finished_at),
         -- the run that finished last (then the higher id)
@@ -101,10 +106,63 @@ CREATE TRIGGER cronpolicy.script_run_tally_update AFTER UPDATE ON script_run
                  AND OLD.estimate_source IS NEW.estimate_source
                  AND OLD.expected_interval IS NEW.expected_interval)
 BEGIN
-    UPDATE run_tally SET runs = max(runs - 1, 0)
+    UPDATE run_tally
+       SET runs = CASE WHEN typeof(runs) = 'integer' AND runs > 0 THEN runs - 1 ELSE 0 END
      WHERE OLD.status <> 'running' AND name = OLD.name AND host = OLD.host
        AND status = OLD.status AND decision = coalesce(OLD.decision, '')
        AND blocked = (OLD.block IS NOT NULL);
+    -- The run that left was its old bucket's latest start, last finished
+    -- run, latest estimate, newest interval or latest declared runtime:
+    -- the bucket's rows in the history say which run is now (see
+    -- tally_run() there).
+    UPDATE run_tally SET last_started_at = (
+            SELECT max(r.started_at) FROM script_run AS r WHERE r.name = OLD.name AND r.host = OLD.host AND r.status = OLD.status
+                AND coalesce(r.decision, '') = coalesce(OLD.decision, '')
+                AND (r.block IS NOT NULL) = (OLD.block IS NOT NULL))
+ WHERE OLD.status <> 'running' AND name = OLD.name AND host = OLD.host
+       AND status = OLD.status AND decision = coalesce(OLD.decision, '')
+       AND blocked = (OLD.block IS NOT NULL) AND last_started_at = OLD.started_at;
+    UPDATE run_tally
+       SET (last_run_id, last_run_started_at, last_finished_at, last_run_estimate_seconds) = (
+            SELECT r.id, r.started_at, r.finished_at, r.estimate_seconds FROM script_run AS r
+             WHERE r.name = OLD.name AND r.host = OLD.host AND r.status = OLD.status
+                AND coalesce(r.decision, '') = coalesce(OLD.decision, '')
+                AND (r.block IS NOT NULL) = (OLD.block IS NOT NULL)
+             ORDER BY r.finished_at DESC, r.id DESC LIMIT 1)
+ WHERE OLD.status <> 'running' AND name = OLD.name AND host = OLD.host
+       AND status = OLD.status AND decision = coalesce(OLD.decision, '')
+       AND blocked = (OLD.block IS NOT NULL) AND last_run_id = OLD.id;
+    UPDATE run_tally
+       SET (estimated_id, estimated_started_at, estimated_finished_at, estimated_seconds) = (
+            SELECT r.id, r.started_at, r.finished_at, r.estimate_seconds FROM script_run AS r
+             WHERE r.name = OLD.name AND r.host = OLD.host AND r.status = OLD.status
+                AND coalesce(r.decision, '') = coalesce(OLD.decision, '')
+                AND (r.block IS NOT NULL) = (OLD.block IS NOT NULL)
+               AND r.estimate_seconds IS NOT NULL
+             ORDER BY r.started_at DESC, r.id DESC LIMIT 1)
+ WHERE OLD.status <> 'running' AND name = OLD.name AND host = OLD.host
+       AND status = OLD.status AND decision = coalesce(OLD.decision, '')
+       AND blocked = (OLD.block IS NOT NULL) AND estimated_id = OLD.id;
+    UPDATE run_tally SET (interval_id, expected_interval) = (
+            SELECT r.id, r.expected_interval FROM script_run AS r
+             WHERE r.name = OLD.name AND r.host = OLD.host AND r.status = OLD.status
+                AND coalesce(r.decision, '') = coalesce(OLD.decision, '')
+                AND (r.block IS NOT NULL) = (OLD.block IS NOT NULL)
+               AND r.expected_interval IS NOT NULL
+             ORDER BY r.id DESC LIMIT 1)
+ WHERE OLD.status <> 'running' AND name = OLD.name AND host = OLD.host
+       AND status = OLD.status AND decision = coalesce(OLD.decision, '')
+       AND blocked = (OLD.block IS NOT NULL) AND interval_id = OLD.id;
+    UPDATE run_tally SET (declared_id, declared_started_at, declared_seconds) = (
+            SELECT r.id, r.started_at, r.estimate_seconds FROM script_run AS r
+             WHERE r.name = OLD.name AND r.host = OLD.host AND r.status = OLD.status
+                AND coalesce(r.decision, '') = coalesce(OLD.decision, '')
+                AND (r.block IS NOT NULL) = (OLD.block IS NOT NULL)
+               AND r.estimate_source LIKE 'script''s expected_runtime%'
+             ORDER BY r.started_at DESC, r.id DESC LIMIT 1)
+ WHERE OLD.status <> 'running' AND name = OLD.name AND host = OLD.host
+       AND status = OLD.status AND decision = coalesce(OLD.decision, '')
+       AND blocked = (OLD.block IS NOT NULL) AND declared_id = OLD.id;
     INSERT INTO run_tally_add SELECT NEW.id, NEW.name, NEW.host, NEW.status, NEW.decision,
                                      NEW.block, NEW.started_at, NEW.finished_at,
                                      NEW.estimate_seconds, NEW.estimate_source,
@@ -117,16 +175,24 @@ INSERT INTO cronpolicy.run_tally_add
 SELECT id, name, host, status, decision, block, started_at, finished_at, estimate_seconds,
        estimate_source, expected_interval
   FROM cronpolicy.script_run WHERE status <> 'running' ORDER BY id;
+-- A row of pruned_runs written with its checks off (no integer, or below
+-- zero) holds no count: schema 21's metrics left it out, and so does this
+-- (one such was a CHECK failure here, and a SQLite file upgrades as the
+-- gate opens it).  A sum past the largest integer stays at it.
 INSERT INTO cronpolicy.run_tally (name, host, status, decision, blocked, runs)
 SELECT name, host, status, decision, blocked, 0 FROM cronpolicy.pruned_runs
- WHERE status <> 'running'
+ WHERE status <> 'running' AND typeof(runs) = 'integer' AND runs >= 0
 ON CONFLICT DO NOTHING;
 UPDATE cronpolicy.run_tally
-   SET runs = runs + (SELECT p.runs FROM cronpolicy.pruned_runs AS p
-                       WHERE p.name = run_tally.name AND p.host = run_tally.host
-                         AND p.status = run_tally.status AND p.decision = run_tally.decision
-                         AND p.blocked = run_tally.blocked)
+   SET runs = (SELECT CASE WHEN p.runs > 9223372036854775807 - run_tally.runs
+                           THEN 9223372036854775807 ELSE run_tally.runs + p.runs END
+                 FROM cronpolicy.pruned_runs AS p
+                WHERE p.name = run_tally.name AND p.host = run_tally.host
+                  AND p.status = run_tally.status AND p.decision = run_tally.decision
+                  AND p.blocked = run_tally.blocked
+                  AND typeof(p.runs) = 'integer' AND p.runs >= 0)
  WHERE EXISTS (SELECT 1 FROM cronpolicy.pruned_runs AS p
                 WHERE p.name = run_tally.name AND p.host = run_tally.host
                   AND p.status = run_tally.status AND p.decision = run_tally.decision
-                  AND p.blocked = run_tally.blocked);
+                  AND p.blocked = run_tally.blocked
+                  AND typeof(p.runs) = 'integer' AND p.runs >= 0);

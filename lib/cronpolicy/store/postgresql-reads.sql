@@ -350,13 +350,15 @@ SELECT name, host, status, coalesce(decision, ''), block IS NOT NULL, count(*), 
 -- run has a high id; then the higher id) and the run with an estimate that
 -- started last (the runs still running among them), each flagged which;
 -- of one host, or of every host when host is NULL.  From run_tally (schema
--- patch 0022) and the running runs: not a pass over the history.
+-- patch 0022) and the running runs: not a pass over the history.  (NULLS
+-- LAST: a row a DBA wrote with a run and no time is not the latest, as on
+-- SQLite.)
 (SELECT DISTINCT ON (name, host) name, host, last_run_id, last_run_started_at,
         last_finished_at, last_run_estimate_seconds, true AS last_run, false AS latest_estimate
    FROM cronpolicy.run_tally
   WHERE status <> 'skipped' AND last_run_id IS NOT NULL
     AND (%(host)s::text IS NULL OR host = %(host)s)
-  ORDER BY name, host, last_finished_at DESC, last_run_id DESC)
+  ORDER BY name, host, last_finished_at DESC NULLS LAST, last_run_id DESC)
 UNION ALL
 (SELECT DISTINCT ON (name, host) name, host, id, started_at, finished_at, estimate_seconds,
         false, true
@@ -368,7 +370,7 @@ UNION ALL
            FROM cronpolicy.script_run
           WHERE status = 'running' AND estimate_seconds IS NOT NULL) AS estimated
   WHERE %(host)s::text IS NULL OR host = %(host)s
-  ORDER BY name, host, started_at DESC, id DESC)
+  ORDER BY name, host, started_at DESC NULLS LAST, id DESC)
 
 
 -- name: rollout_stalls

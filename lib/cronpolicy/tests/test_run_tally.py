@@ -6,8 +6,8 @@ over the whole history (2 s of a server's time a scrape at a million rows).
 Each read is held here to the statement it replaced, kept below as the
 oracle, over generated lifecycles written with plain SQL: starts, ends,
 skips with and without a block, runs spooled late with old times and high
-ids, dead runs reaped several in one statement, heartbeats, and times that
-tie.  Then what the tally does where the two part on purpose: deleting
+ids, dead runs reaped several in one statement, heartbeats, dead runs heard
+from again, ended runs a DBA rewrites, and times that tie.  Then what the tally does where the two part on purpose: deleting
 history takes nothing from it; and the upgrade that makes it counts what
 the history and pruned_runs held."""
 
@@ -136,7 +136,7 @@ def _live(dba, seed, steps=160):
     """Write a generated fleet's life with plain SQL, as the library and its
     faults would: times on a coarse grid of seconds, so that they tie."""
     rng = random.Random(seed)
-    running = []
+    running, abandoned = [], []
 
     base = to_time(dba.scalar("SELECT " + dba.now_plus(0)))
 
@@ -175,19 +175,30 @@ def _live(dba, seed, steps=160):
                         " expected_interval, spooled) VALUES ({}, {}, 1, %s, %s, {}, 'run', {}, {},"
                         " {}, {})" % (moment(start), moment(ended)),
                         (name, host, rng.choice(ENDS), estimate, source, interval, True))
-        elif roll < 0.85 and running:                   # an end
+        elif roll < 0.80 and running:                   # an end
             run_id = running.pop(rng.randrange(len(running)))
             dba.execute("UPDATE cronpolicy.script_run SET status = {}, finished_at = %s"
                         " WHERE id = {}" % moment(-rng.choice([400, 300, 200])),
                         (rng.choice(ENDS), run_id))
-        elif roll < 0.92 and running:                   # a heartbeat
+        elif roll < 0.87 and running:                   # a heartbeat
             dba.execute("UPDATE cronpolicy.script_run SET heartbeat_at = %s WHERE id = {}"
                         % moment(-100), (rng.choice(running),))
-        elif running:                                   # dead runs reaped, in one statement
+        elif roll < 0.93 and running:                   # dead runs reaped, in one statement
             reaped, running[:] = running[:2], running[2:]
+            abandoned.extend(reaped)
             dba.execute("UPDATE cronpolicy.script_run SET status = 'abandoned',"
                         " finished_at = started_at WHERE id IN (%s)"
                         % ", ".join(str(run_id) for run_id in reaped))
+        elif roll < 0.97 and abandoned:                 # a dead run heard from again
+            run_id = abandoned.pop(rng.randrange(len(abandoned)))
+            running.append(run_id)
+            dba.execute("UPDATE cronpolicy.script_run SET status = 'running', finished_at = NULL"
+                        " WHERE id = {}", (run_id,))
+        elif roll >= 0.97:                              # a DBA rewrites how runs ended
+            dba.execute("UPDATE cronpolicy.script_run SET status = {}, estimate_seconds = {},"
+                        " expected_interval = {} WHERE status IN ('succeeded', 'failed')"
+                        " AND name = {} AND host = {} AND id - 3 * (id / 3) = {}",
+                        (rng.choice(ENDS), estimate, interval, name, host, rng.randrange(3)))
     # Runs in flight at the end, one with an estimate started after every other.
     for name, host, start, estimate in (("publish", "h1", -10, 60.0), ("backup", "h2", -2000,
                                                                        None)):

@@ -96,13 +96,21 @@ def _latest(reader, host):
     for name, where, run_id, started_at, finished_at, estimate, last_run, latest_estimate \
             in reader.tuples("metrics_latest_runs", {"host": host}):
         run_id, key = to_int(run_id), (name, where)
+        if run_id is None:      # (text in a SQLite id column: no run to name)
+            continue
         for chosen, flag in ((last_runs, last_run), (estimates, latest_estimate)):
             if flag and (key not in chosen or run_id > chosen[key][2]):
                 chosen[key] = (name, where, run_id, started_at, finished_at, estimate)
-    return [[_Run(name, where, run_id, to_time(started_at), to_time(finished_at),
-                  to_seconds(estimate))
-             for name, where, run_id, started_at, finished_at, estimate in chosen.values()]
-            for chosen in (last_runs, estimates)]
+    # Runs whose times or estimate cannot be read (run_tally written with
+    # plain SQL: a NaN estimate, text for a time) give no sample.
+    last = [_Run(name, where, run_id, to_time(started_at), to_time(finished_at),
+                 to_seconds(estimate))
+            for name, where, run_id, started_at, finished_at, estimate in last_runs.values()]
+    latest = [_Run(name, where, run_id, to_time(started_at), to_time(finished_at),
+                   to_seconds(estimate))
+              for name, where, run_id, started_at, finished_at, estimate in estimates.values()]
+    return ([run for run in last if run.started_at is not None and run.finished_at is not None],
+            [run for run in latest if run.estimate_seconds is not None])
 
 
 #: The stall histogram's buckets (seconds): from moments to hours.

@@ -114,55 +114,61 @@ BEGIN
     -- The run that left was its old bucket's latest start, last finished
     -- run, latest estimate, newest interval or latest declared runtime:
     -- the bucket's rows in the history say which run is now (see
-    -- tally_run() there).
+    -- tally_run() there).  Each UPDATE finds nothing to do unless it was.
     UPDATE run_tally SET last_started_at = (
-            SELECT max(r.started_at) FROM script_run AS r WHERE r.name = OLD.name AND r.host = OLD.host AND r.status = OLD.status
-                AND coalesce(r.decision, '') = coalesce(OLD.decision, '')
-                AND (r.block IS NOT NULL) = (OLD.block IS NOT NULL))
- WHERE OLD.status <> 'running' AND name = OLD.name AND host = OLD.host
+            SELECT max(r.started_at) FROM script_run AS r
+                WHERE r.name = OLD.name AND r.host = OLD.host AND r.status = OLD.status
+                  AND coalesce(r.decision, '') = coalesce(OLD.decision, '')
+                  AND (r.block IS NOT NULL) = (OLD.block IS NOT NULL))
+     WHERE OLD.status <> 'running' AND name = OLD.name AND host = OLD.host
        AND status = OLD.status AND decision = coalesce(OLD.decision, '')
-       AND blocked = (OLD.block IS NOT NULL) AND last_started_at = OLD.started_at;
+       AND blocked = (OLD.block IS NOT NULL)
+       AND last_started_at = OLD.started_at;
     UPDATE run_tally
        SET (last_run_id, last_run_started_at, last_finished_at, last_run_estimate_seconds) = (
             SELECT r.id, r.started_at, r.finished_at, r.estimate_seconds FROM script_run AS r
-             WHERE r.name = OLD.name AND r.host = OLD.host AND r.status = OLD.status
-                AND coalesce(r.decision, '') = coalesce(OLD.decision, '')
-                AND (r.block IS NOT NULL) = (OLD.block IS NOT NULL)
-             ORDER BY r.finished_at DESC, r.id DESC LIMIT 1)
- WHERE OLD.status <> 'running' AND name = OLD.name AND host = OLD.host
+                WHERE r.name = OLD.name AND r.host = OLD.host AND r.status = OLD.status
+                  AND coalesce(r.decision, '') = coalesce(OLD.decision, '')
+                  AND (r.block IS NOT NULL) = (OLD.block IS NOT NULL)
+                ORDER BY r.finished_at DESC, r.id DESC LIMIT 1)
+     WHERE OLD.status <> 'running' AND name = OLD.name AND host = OLD.host
        AND status = OLD.status AND decision = coalesce(OLD.decision, '')
-       AND blocked = (OLD.block IS NOT NULL) AND last_run_id = OLD.id;
+       AND blocked = (OLD.block IS NOT NULL)
+       AND last_run_id = OLD.id;
     UPDATE run_tally
        SET (estimated_id, estimated_started_at, estimated_finished_at, estimated_seconds) = (
             SELECT r.id, r.started_at, r.finished_at, r.estimate_seconds FROM script_run AS r
-             WHERE r.name = OLD.name AND r.host = OLD.host AND r.status = OLD.status
-                AND coalesce(r.decision, '') = coalesce(OLD.decision, '')
-                AND (r.block IS NOT NULL) = (OLD.block IS NOT NULL)
-               AND r.estimate_seconds IS NOT NULL
-             ORDER BY r.started_at DESC, r.id DESC LIMIT 1)
- WHERE OLD.status <> 'running' AND name = OLD.name AND host = OLD.host
+                WHERE r.name = OLD.name AND r.host = OLD.host AND r.status = OLD.status
+                  AND coalesce(r.decision, '') = coalesce(OLD.decision, '')
+                  AND (r.block IS NOT NULL) = (OLD.block IS NOT NULL)
+                  AND r.estimate_seconds IS NOT NULL
+                ORDER BY r.started_at DESC, r.id DESC LIMIT 1)
+     WHERE OLD.status <> 'running' AND name = OLD.name AND host = OLD.host
        AND status = OLD.status AND decision = coalesce(OLD.decision, '')
-       AND blocked = (OLD.block IS NOT NULL) AND estimated_id = OLD.id;
+       AND blocked = (OLD.block IS NOT NULL)
+       AND estimated_id = OLD.id;
     UPDATE run_tally SET (interval_id, expected_interval) = (
             SELECT r.id, r.expected_interval FROM script_run AS r
-             WHERE r.name = OLD.name AND r.host = OLD.host AND r.status = OLD.status
-                AND coalesce(r.decision, '') = coalesce(OLD.decision, '')
-                AND (r.block IS NOT NULL) = (OLD.block IS NOT NULL)
-               AND r.expected_interval IS NOT NULL
-             ORDER BY r.id DESC LIMIT 1)
- WHERE OLD.status <> 'running' AND name = OLD.name AND host = OLD.host
+                WHERE r.name = OLD.name AND r.host = OLD.host AND r.status = OLD.status
+                  AND coalesce(r.decision, '') = coalesce(OLD.decision, '')
+                  AND (r.block IS NOT NULL) = (OLD.block IS NOT NULL)
+                  AND r.expected_interval IS NOT NULL
+                ORDER BY r.id DESC LIMIT 1)
+     WHERE OLD.status <> 'running' AND name = OLD.name AND host = OLD.host
        AND status = OLD.status AND decision = coalesce(OLD.decision, '')
-       AND blocked = (OLD.block IS NOT NULL) AND interval_id = OLD.id;
+       AND blocked = (OLD.block IS NOT NULL)
+       AND interval_id = OLD.id;
     UPDATE run_tally SET (declared_id, declared_started_at, declared_seconds) = (
             SELECT r.id, r.started_at, r.estimate_seconds FROM script_run AS r
-             WHERE r.name = OLD.name AND r.host = OLD.host AND r.status = OLD.status
-                AND coalesce(r.decision, '') = coalesce(OLD.decision, '')
-                AND (r.block IS NOT NULL) = (OLD.block IS NOT NULL)
-               AND r.estimate_source LIKE 'script''s expected_runtime%'
-             ORDER BY r.started_at DESC, r.id DESC LIMIT 1)
- WHERE OLD.status <> 'running' AND name = OLD.name AND host = OLD.host
+                WHERE r.name = OLD.name AND r.host = OLD.host AND r.status = OLD.status
+                  AND coalesce(r.decision, '') = coalesce(OLD.decision, '')
+                  AND (r.block IS NOT NULL) = (OLD.block IS NOT NULL)
+                  AND r.estimate_source LIKE 'script''s expected_runtime%'
+                ORDER BY r.started_at DESC, r.id DESC LIMIT 1)
+     WHERE OLD.status <> 'running' AND name = OLD.name AND host = OLD.host
        AND status = OLD.status AND decision = coalesce(OLD.decision, '')
-       AND blocked = (OLD.block IS NOT NULL) AND declared_id = OLD.id;
+       AND blocked = (OLD.block IS NOT NULL)
+       AND declared_id = OLD.id;
     INSERT INTO run_tally_add SELECT NEW.id, NEW.name, NEW.host, NEW.status, NEW.decision,
                                      NEW.block, NEW.started_at, NEW.finished_at,
                                      NEW.estimate_seconds, NEW.estimate_source,

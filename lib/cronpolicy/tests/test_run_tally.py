@@ -34,18 +34,16 @@ ENDS = ["succeeded", "succeeded", "failed", "interrupted"]
 SKIPS = [("in-window", "window:2"), ("deploy-pending", "rollout:3"), ("disabled", None),
          ("catch-up", None)]
 
-#: The statements the tally replaced (schema 21's), as the oracle:
-#: {backend: {name: SQL}}, parameters as each backend's reads take them.
-ORACLE = {
-    "postgresql": {
-        "metrics_runs": """
+#: The statements the tally replaced that both backends said alike.
+_BOTH = {
+    "metrics_runs": """
             SELECT name, host, status, coalesce(decision, '') AS decision,
                    block IS NOT NULL AS blocked, count(*) AS runs,
                    CASE WHEN status = 'succeeded' THEN max(finished_at) END AS finished_at,
                    CASE WHEN status = 'succeeded' THEN max(started_at) END AS started_at
               FROM cronpolicy.script_run
              GROUP BY name, host, status, coalesce(decision, ''), block IS NOT NULL""",
-        "metrics_latest_runs": """
+    "metrics_latest_runs": """
             SELECT run.name, run.host, run.id, run.started_at, run.finished_at,
                    run.estimate_seconds,
                    (run.finished_at = newest.finished AND run.status <> 'skipped'),
@@ -59,6 +57,13 @@ ORACLE = {
                 ON run.name = newest.name AND run.host = newest.host
              WHERE (run.finished_at = newest.finished AND run.status <> 'skipped')
                 OR (run.started_at = newest.started AND run.estimate_seconds IS NOT NULL)""",
+}
+
+#: The statements the tally replaced (schema 21's), as the oracle:
+#: {backend: {name: SQL}}, parameters as each backend's reads take them.
+ORACLE = {
+    "postgresql": {
+        **_BOTH,
         "pair_starts": """
             SELECT name, host, bool_or(started_at > %(since)s),
                    max(CASE WHEN status = 'succeeded' THEN started_at END)
@@ -78,27 +83,7 @@ ORACLE = {
                            WHERE expected_interval IS NOT NULL GROUP BY name)""",
     },
     "sqlite": {
-        "metrics_runs": """
-            SELECT name, host, status, coalesce(decision, '') AS decision,
-                   block IS NOT NULL AS blocked, count(*) AS runs,
-                   CASE WHEN status = 'succeeded' THEN max(finished_at) END AS finished_at,
-                   CASE WHEN status = 'succeeded' THEN max(started_at) END AS started_at
-              FROM cronpolicy.script_run
-             GROUP BY name, host, status, coalesce(decision, ''), block IS NOT NULL""",
-        "metrics_latest_runs": """
-            SELECT run.name, run.host, run.id, run.started_at, run.finished_at,
-                   run.estimate_seconds,
-                   (run.finished_at = newest.finished AND run.status <> 'skipped'),
-                   (run.started_at = newest.started AND run.estimate_seconds IS NOT NULL)
-              FROM cronpolicy.script_run AS run
-              JOIN (SELECT name, host,
-                           max(CASE WHEN status <> 'skipped' THEN finished_at END) AS finished,
-                           max(CASE WHEN estimate_seconds IS NOT NULL THEN started_at END)
-                               AS started
-                      FROM cronpolicy.script_run GROUP BY name, host) AS newest
-                ON run.name = newest.name AND run.host = newest.host
-             WHERE (run.finished_at = newest.finished AND run.status <> 'skipped')
-                OR (run.started_at = newest.started AND run.estimate_seconds IS NOT NULL)""",
+        **_BOTH,
         "pair_starts": """
             SELECT name, host, coalesce(max(julianday(started_at) > julianday(:since)), 0),
                    max(CASE WHEN status = 'succeeded' THEN started_at END)
@@ -412,3 +397,63 @@ def test_the_upgrade_counts_the_history_and_what_prune_deleted(tmp_path, backend
         connection.close()
         if name is not None:
             drop_database(name)
+
+
+def test_a_start_and_its_heartbeats_fire_no_tally_and_its_end_one(pg_roles, pg_dsn):
+    """What schema 22 costs a run: nothing at its start or at a heartbeat
+    (a running run is in no tally row: the triggers' WHEN leaves them out
+    before any function is called), one call of tally_run at its end.
+    Counted by the server's function statistics of a script login."""
+    import time
+    from cronpolicy.store import queries
+    from .test_host_logins import user_of
+    statements = queries("postgresql")
+    login = pg_roles("cronpolicy_script")
+    dba = DBA(pg_dsn)
+    dba.execute('ALTER ROLE "%s" SET track_functions = \'all\'' % user_of(login))
+
+    def calls():
+        rows = dba.execute("SELECT pg_stat_clear_snapshot(); SELECT funcname, calls"
+                           " FROM pg_stat_user_functions WHERE schemaname = 'cronpolicy'"
+                           " AND funcname IN ('tally_run', 'is_administrator')")
+        return dict(dict.fromkeys(("tally_run", "is_administrator"), 0), **dict(rows))
+
+    def counted(*steps):
+        """tally_run's calls while ``steps`` (statement, parameters) run on a
+        new connection of the login; a marker call tells its statistics arrived."""
+        before = calls()
+        connection = psycopg2.connect(login)
+        try:
+            connection.autocommit = True
+            with connection.cursor() as cursor:
+                for statement, parameters in steps:
+                    cursor.execute(statements[statement], parameters)
+                    found = cursor.fetchall() if cursor.description else None
+                cursor.execute("SELECT cronpolicy.is_administrator(session_user),"
+                               " pg_stat_force_next_flush()")
+        finally:
+            connection.close()
+        deadline = time.monotonic() + 10
+        while calls()["is_administrator"] == before["is_administrator"]:
+            assert time.monotonic() < deadline, "the login's statistics never arrived"
+            time.sleep(0.05)
+        return calls()["tally_run"] - before["tally_run"], found
+
+    try:
+        start = dict(started_at=None, name="nightly", host="web1", pid=1, estimate_seconds=60.0,
+                     estimate_source=None, skip_reason=None, policy_ignored=False,
+                     decision="run", policy_id=None, window_id=None, expected_interval=None,
+                     spool_id="tally-calls", schedule=None, schedule_tz=None, block=None,
+                     needs=None, release=None, ttl=30)
+        fired, [(run_id,)] = counted(("record_start", start))
+        assert fired == 0
+        beat = dict(id=run_id, safe=True, ttl=30, name="nightly", slot=None, run_key=None)
+        fired, _ = counted(("heartbeat", beat), ("heartbeat", beat))
+        assert fired == 0
+        fired, _ = counted(("record_finish", dict(
+            status="succeeded", exit_code=0, stop_reason=None, stop_decision=None,
+            stop_policy_id=None, stop_window_id=None, stop_block=None, id=run_id)))
+        assert fired == 1
+        assert dba.execute("SELECT status, runs FROM cronpolicy.run_tally") == [("succeeded", 1)]
+    finally:
+        dba.execute('ALTER ROLE "%s" RESET track_functions' % user_of(login))

@@ -562,6 +562,21 @@ def test_a_script_login_gets_one_line_and_exit_4_from_the_commands_it_may_not_us
     assert dba.scalar("SELECT cancelled_at FROM cronpolicy.rollout_window") is None
 
 
+def roles_sql_as_psql_gives_it(connection):
+    """Give schema/roles.sql to ``connection`` as `psql -f` would, each
+    statement alone and on past a failure; the SQLSTATEs of those that failed."""
+    failed = []
+    connection.autocommit = True
+    with open(os.path.join(schema.patch_dir("postgresql"), "roles.sql"), encoding="utf-8") as f:
+        for statement in psql_statements(f.read()):
+            with connection.cursor() as cursor:
+                try:
+                    cursor.execute(statement)
+                except psycopg2.Error as error:
+                    failed.append(error.pgcode)
+    return failed
+
+
 def psql_statements(sql):
     """The statements of a file as psql sends them: each alone ($$ bodies whole)."""
     statements, pending, quoted = [], [], False
@@ -587,15 +602,7 @@ def test_roles_sql_given_to_psql_before_schema_21_names_a_runs_owner_after_the_u
     monkeypatch.setattr(schema, "patches", lambda backend: [p for p in every if p[0] <= 20])
     connection = psycopg2.connect(empty_pg_dsn)
     schema.upgrade_postgres(connection)
-    failed = []
-    connection.autocommit = True
-    with open(os.path.join(schema.patch_dir("postgresql"), "roles.sql"), encoding="utf-8") as f:
-        for statement in psql_statements(f.read()):
-            with connection.cursor() as cursor:
-                try:
-                    cursor.execute(statement)
-                except psycopg2.Error as error:
-                    failed.append(error.pgcode)
+    failed = roles_sql_as_psql_gives_it(connection)
     # undefined_table: the grant of run_tally (schema 22), a statement of its
     # own; undefined_function: guard_run_writer.  Nothing else fails.
     assert failed == ["42P01", "42883"]

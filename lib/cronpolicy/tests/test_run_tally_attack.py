@@ -289,24 +289,14 @@ def test_roles_given_before_schema_22_read_the_tally_after_the_upgrade(
     """roles.sql given to psql on a schema-21 database (its run_tally grant
     fails alone), then the upgrade: the patch's grants let a reader login's
     metrics, a script login's overdue and its run's end through."""
-    import os
     import psycopg2
     from cronpolicy import schema
-    from .test_roles import cli, psql_statements, try_sql
+    from .test_roles import cli, roles_sql_as_psql_gives_it, try_sql
     every = schema.patches("postgresql")
     monkeypatch.setattr(schema, "patches", lambda backend: [p for p in every if p[0] <= 21])
     connection = psycopg2.connect(empty_pg_dsn)
     schema.upgrade_postgres(connection)
-    connection.autocommit = True
-    failed = []
-    with open(os.path.join(schema.patch_dir("postgresql"), "roles.sql"), encoding="utf-8") as f:
-        for statement in psql_statements(f.read()):
-            with connection.cursor() as cursor:
-                try:
-                    cursor.execute(statement)
-                except psycopg2.Error as error:
-                    failed.append(error.pgcode)
-    assert failed == ["42P01"]
+    assert roles_sql_as_psql_gives_it(connection) == ["42P01"]
     monkeypatch.setattr(schema, "patches", lambda backend: every)
     schema.upgrade_postgres(connection)
     connection.close()

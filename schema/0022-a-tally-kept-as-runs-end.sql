@@ -5,7 +5,7 @@
 -- and finished, the run that finished last and the run with an estimate
 -- that started last.  They worked it out from the whole of script_run at
 -- every scrape: at 5,000 schedules and a million rows of history a scrape
--- read for 2 s of the server's time, and a fleet keeping 90 days of
+-- read for 1.7 s of the server's time, and a fleet keeping 90 days of
 -- history has tens of millions of rows.  The database now keeps those
 -- answers in run_tally as each run reaches its end (a skip as it is
 -- recorded, a run as it stops running), so the readers read one row per

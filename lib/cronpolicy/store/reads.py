@@ -370,8 +370,8 @@ class Reader:
     def pair_starts(self, since):
         """{(name, host): (whether it started or was skipped since ``since``,
         when its newest success started or None)} of every pair the
-        history holds, in one statement: recent_pairs and last_success_on
-        of every pair at once."""
+        database has seen (run_tally, schema patch 0022, and the running
+        runs: a pruned run still counts), in one statement."""
         return {(name, host): (bool(recent), to_time(last_success))
                 for name, host, recent, last_success
                 in self.tuples("pair_starts", {"since": self._time(since)})}

@@ -17,8 +17,8 @@ fleet-wide: whether a script is overdue (a success on any host counts),
 `metrics` exports both, for the whole fleet (run it on one host);
 `metrics --host H` H's per-host families only, `metrics --fleet` the
 fleet-wide ones only (every host the first, one host the second).  The
-counters (*_total) count script_run's rows plus what prune deleted, so
-they never go down.
+counters (*_total) count what the database tallied as runs ended
+(run_tally, schema patch 0022), so deleting history never lowers them.
 """
 
 import collections
@@ -87,30 +87,24 @@ _Run = collections.namedtuple("_Run", "name host id started_at finished_at estim
 
 def _latest(reader, host):
     """(last runs, latest estimates): per script and host, the finished run
-    that finished last and the run with an estimate that started last, the
-    higher id of those tied: _Run rows (metrics_latest_runs)."""
+    that finished last and the run with an estimate that started last, as
+    metrics_latest_runs picks each (by time, then the higher id): _Run rows.
+    A run whose times (a last run) or estimate (a latest estimate) cannot
+    be read, as plain SQL may write run_tally, gives none."""
     from cronpolicy.rows import to_int, to_seconds, to_time
-    last_runs, estimates = {}, {}
-    # (tuples, each chosen run's times turned once chosen: a fleet's 10,000
-    # rows as dicts, every value turned, were most of this)
+    last_runs, estimates = [], []
     for name, where, run_id, started_at, finished_at, estimate, last_run, latest_estimate \
             in reader.tuples("metrics_latest_runs", {"host": host}):
-        run_id, key = to_int(run_id), (name, where)
+        run_id = to_int(run_id)
         if run_id is None:      # (text in a SQLite id column: no run to name)
             continue
-        for chosen, flag in ((last_runs, last_run), (estimates, latest_estimate)):
-            if flag and (key not in chosen or run_id > chosen[key][2]):
-                chosen[key] = (name, where, run_id, started_at, finished_at, estimate)
-    # Runs whose times or estimate cannot be read (run_tally written with
-    # plain SQL: a NaN estimate, text for a time) give no sample.
-    last = [_Run(name, where, run_id, to_time(started_at), to_time(finished_at),
-                 to_seconds(estimate))
-            for name, where, run_id, started_at, finished_at, estimate in last_runs.values()]
-    latest = [_Run(name, where, run_id, to_time(started_at), to_time(finished_at),
+        run = _Run(name, where, run_id, to_time(started_at), to_time(finished_at),
                    to_seconds(estimate))
-              for name, where, run_id, started_at, finished_at, estimate in estimates.values()]
-    return ([run for run in last if run.started_at is not None and run.finished_at is not None],
-            [run for run in latest if run.estimate_seconds is not None])
+        if last_run and run.started_at is not None and run.finished_at is not None:
+            last_runs.append(run)
+        if latest_estimate and run.estimate_seconds is not None:
+            estimates.append(run)
+    return last_runs, estimates
 
 
 #: The stall histogram's buckets (seconds): from moments to hours.

@@ -9,8 +9,10 @@ that started before the cut-off, except:
   estimates read, however old they are.
 
 What a batch deletes is added to cronpolicy.pruned_runs in the same
-transaction (schema patch 0018), so the counters `metrics` exports never
-go down.
+transaction (schema patch 0018).  The counters `metrics` exports read
+run_tally (schema patch 0022), which deleting runs does not lower; the
+tally folded pruned_runs in when it was made, and prune still adds to it
+so that an older release's `metrics` on the same database counts right.
 """
 
 from sqlalchemy import bindparam, text

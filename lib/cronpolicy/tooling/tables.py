@@ -372,29 +372,27 @@ rollout_awaited = Table(
     CheckConstraint("last_seen_at >= first_seen_at", name="rollout_awaited_seen_in_order"),
 )
 
-pruned_runs = Table(
-    "pruned_runs", metadata,
-    Column("name", Text, primary_key=True),
-    Column("host", Text, primary_key=True),
-    Column("status", Text, primary_key=True),
-    Column("decision", Text, primary_key=True, server_default=""),
-    Column("blocked", Boolean, primary_key=True, server_default=text("false")),
-    Column("runs", BigInteger().with_variant(Integer, "sqlite"), nullable=False,
-           server_default=text("0")),
-    CheckConstraint("runs >= 0", name="pruned_runs_runs_not_negative"),
-)
+
+def _run_counts(table):
+    """The key and count of ``table``, a count of runs by script, host,
+    final status, decision and whether a block was named (pruned_runs,
+    run_tally): each table its own Column objects."""
+    return (Column("name", Text, primary_key=True),
+            Column("host", Text, primary_key=True),
+            Column("status", Text, primary_key=True),
+            Column("decision", Text, primary_key=True, server_default=""),
+            Column("blocked", Boolean, primary_key=True, server_default=text("false")),
+            Column("runs", BigInteger().with_variant(Integer, "sqlite"), nullable=False,
+                   server_default=text("0")),
+            CheckConstraint("runs >= 0", name="%s_runs_not_negative" % table))
+
+
+pruned_runs = Table("pruned_runs", metadata, *_run_counts("pruned_runs"))
 
 #: What the database keeps of the runs as each ends (schema patch 0022,
 #: trigger script_run_tally_*): metrics' and overdue's counts and latest runs.
 run_tally = Table(
-    "run_tally", metadata,
-    Column("name", Text, primary_key=True),
-    Column("host", Text, primary_key=True),
-    Column("status", Text, primary_key=True),
-    Column("decision", Text, primary_key=True, server_default=""),
-    Column("blocked", Boolean, primary_key=True, server_default=text("false")),
-    Column("runs", BigInteger().with_variant(Integer, "sqlite"), nullable=False,
-           server_default=text("0")),
+    "run_tally", metadata, *_run_counts("run_tally"),
     Column("last_started_at", Timestamp),
     Column("last_finished_at", Timestamp),
     Column("last_run_id", BigInteger().with_variant(Integer, "sqlite")),
@@ -409,7 +407,6 @@ run_tally = Table(
     Column("declared_id", BigInteger().with_variant(Integer, "sqlite")),
     Column("declared_started_at", Timestamp),
     Column("declared_seconds", SecondsNumber),
-    CheckConstraint("runs >= 0", name="run_tally_runs_not_negative"),
 )
 
 #: Columns that have no default because DBAs' recipes always name them.

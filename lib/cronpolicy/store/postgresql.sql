@@ -105,26 +105,32 @@ UPDATE cronpolicy.script_run
 -- learns whether its lease still stood (standing) and whether it kept its
 -- slot (slots): if not, it stops at its next safe point.  scarce: most
 -- connections are in use (schema patch 0019; store.postgresql: the script
--- then holds none between uses).
-WITH before AS (
+-- then holds none between uses).  before reads the run FOR UPDATE: as it is
+-- once the row is held, not as the statement's snapshot had it, so that a
+-- run recorded abandoned while this waited for its row learns that its
+-- lease was lost (the snapshot still showed it standing).
+WITH before AS MATERIALIZED (
     SELECT status = 'running'
            AND coalesce(lease_expires_at,
                         coalesce(heartbeat_at, started_at) + interval '30 seconds') >= now()
            AS standing
-      FROM cronpolicy.script_run WHERE id = %(id)s),
+      FROM cronpolicy.script_run WHERE id = %(id)s FOR UPDATE),
 run AS (
+    -- FROM before: the row is read (and held) before it is updated; read
+    -- after, the update of this very statement would hide it.
     UPDATE cronpolicy.script_run
        SET heartbeat_at = now(), safe_to_interrupt = %(safe)s,
            lease_expires_at = now() + %(ttl)s * interval '1 second',
            status = 'running', finished_at = NULL, stop_reason = NULL
+      FROM before
      WHERE id = %(id)s AND status IN ('running', 'abandoned')
-    RETURNING status),
+    RETURNING before.standing),
 slot AS (
     UPDATE cronpolicy.run_slot
        SET lease_expires_at = now() + %(ttl)s * interval '1 second'
      WHERE name = %(name)s AND slot = %(slot)s AND run_key = %(run_key)s
     RETURNING slot)
-SELECT (SELECT count(*) FROM run) AS runs, (SELECT bool_and(standing) FROM before) AS standing,
+SELECT (SELECT count(*) FROM run) AS runs, (SELECT bool_and(standing) FROM run) AS standing,
        (SELECT count(*) FROM slot) AS slots, cronpolicy.connections_scarce() AS scarce
 
 

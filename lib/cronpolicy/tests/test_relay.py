@@ -754,6 +754,46 @@ def test_a_renewal_waiting_for_a_run_being_ended_leaves_it_ended(pg_dsn, pg_role
             connection.close()
 
 
+def test_a_renewal_waiting_for_a_run_being_recorded_abandoned_says_its_lease_was_lost(
+        pg_dsn, pg_roles):
+    """A reaper (or a DBA) records a relayed run abandoned while the relay's
+    renewal waits for its row: the renewal shows the run running again (it
+    is) but must say its lease was lost.  It judged the lease by the row as
+    it was before it waited (still standing), told the script "renewed",
+    and the abandonment `deploy wait` may already have counted was undone
+    in silence (the relay's stop test failed under load)."""
+    dba = psycopg2.connect(pg_dsn)
+    dba.autocommit = True
+    reaper = psycopg2.connect(pg_dsn)
+    relay = psycopg2.connect(pg_roles("cronpolicy_relay"))
+    relay.autocommit = True
+    try:
+        [(run_id,)] = query(dba, "INSERT INTO cronpolicy.script_run (name, host, pid, spool_id,"
+                                 " decision, heartbeat_at, lease_expires_at) VALUES ('job',"
+                                 " 'web1', 1, 'key-1', 'run', now(), now() + interval '30 s')"
+                                 " RETURNING id")
+        with reaper.cursor() as cursor:       # the abandonment, not yet committed
+            cursor.execute("UPDATE cronpolicy.script_run SET status = 'abandoned',"
+                           " finished_at = now(), lease_expires_at = now() - interval '1 s'"
+                           " WHERE id = %s", (run_id,))
+        answers = []
+        renewal = threading.Thread(target=lambda: answers.append(query(
+            relay, "SELECT * FROM cronpolicy.renew_relayed(%s::bigint[], %s::text[],"
+                   " '{true}', '{0}', '{NULL}', '{NULL}', '{30}')", [run_id], ["key-1"])))
+        renewal.start()
+        relay_pid = relay.get_backend_pid()
+        wait_for(lambda: query(dba, "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
+                               relay_pid) == [("Lock",)], what="the renewal waiting for the row")
+        reaper.commit()
+        renewal.join(timeout=30)
+        assert not renewal.is_alive()
+        assert answers == [[(run_id, True, False)]]       # known, not renewed: lost
+        assert query(dba, "SELECT status FROM cronpolicy.script_run") == [("running",)]
+    finally:
+        for connection in (reaper, relay, dba):
+            connection.close()
+
+
 def test_renew_relayed_in_plain_sql_and_what_a_relay_login_may_not(pg_dsn, pg_roles, tmp_path):
     """cronpolicy.renew_relayed called by hand, as a relay login: one row
     per run asked about, in order, each for its own key; a word a whole

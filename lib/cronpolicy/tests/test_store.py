@@ -174,6 +174,51 @@ def test_a_lease_renewed_by_heartbeats_keeps_a_run_alive(dsn, dba, tmp_path):
         store.close()
 
 
+def test_a_heartbeat_waiting_for_a_run_being_recorded_abandoned_learns_its_lease_was_lost(
+        pg_dsn):
+    """A reaper records a run abandoned while the run's heartbeat waits for
+    its row: the heartbeat judged the lease by the row as it was before it
+    waited (still standing) and answered "renewed", so the script went on
+    as if nothing had happened, its abandonment undone in silence."""
+    import psycopg2
+    settings = Settings(dsn=pg_dsn, dsn_source="--dsn", lease_ttl=30)
+    store = open_store(settings)
+    reaper = psycopg2.connect(pg_dsn)
+    watcher = psycopg2.connect(pg_dsn)
+    watcher.autocommit = True
+    try:
+        run = store.record_start(record(spool_id="raced"))
+        with reaper.cursor() as cursor:       # the abandonment, not yet committed
+            cursor.execute("UPDATE cronpolicy.script_run SET status = 'abandoned',"
+                           " finished_at = now(), lease_expires_at = now() - interval '1 s'"
+                           " WHERE id = %s", (run.id,))
+        answers = []
+        beat = threading.Thread(target=lambda: answers.append(store.heartbeat(run, True)))
+        beat.start()
+
+        def waiting():
+            with watcher.cursor() as cursor:
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname ="
+                               " current_database() AND wait_event_type = 'Lock'"
+                               " AND pid <> pg_backend_pid()")
+                return cursor.fetchone()[0] == 1
+        deadline = time.monotonic() + 30
+        while not waiting():
+            assert time.monotonic() < deadline, "the heartbeat never waited for the row"
+            time.sleep(0.01)
+        reaper.commit()
+        beat.join(timeout=30)
+        assert not beat.is_alive()
+        assert answers == [False]                          # its lease was lost
+        with watcher.cursor() as cursor:
+            cursor.execute("SELECT status FROM cronpolicy.script_run")
+            assert cursor.fetchall() == [("running",)]     # shown running: it is
+    finally:
+        reaper.close()
+        watcher.close()
+        store.close()
+
+
 def test_memory_store_slots_and_leases():
     now = [datetime.datetime(2026, 11, 28, tzinfo=datetime.timezone.utc)]
     database = MemoryDatabase(clock=lambda: now[0])

@@ -31,6 +31,11 @@ SELECT * FROM cronpolicy.rollout_window
  ORDER BY starts_at, id
 
 
+-- name: all_windows
+-- Every window, cancelled and over too, by start (`window list --all`).
+SELECT * FROM cronpolicy.rollout_window ORDER BY starts_at, id
+
+
 -- name: running_runs
 -- Runs recorded as running, oldest first (dead ones among them until reaped).
 SELECT * FROM cronpolicy.script_run WHERE status = 'running' ORDER BY started_at, id
@@ -65,6 +70,15 @@ SELECT * FROM cronpolicy.policy_audit
  WHERE table_name = %(table_name)s AND changed_at <= %(moment)s
    AND (%(row_id)s::bigint IS NULL OR row_id = %(row_id)s::bigint)
  ORDER BY changed_at DESC, id DESC LIMIT 50
+
+
+-- name: audit_entries
+-- The newest audit entries (`cronpolicy audit`): at most limit, made since
+-- a moment and of one table when those are given, newest first.
+SELECT * FROM cronpolicy.policy_audit
+ WHERE (%(since)s::timestamptz IS NULL OR changed_at >= %(since)s::timestamptz)
+   AND (%(table_name)s::text IS NULL OR table_name = %(table_name)s::text)
+ ORDER BY id DESC LIMIT %(limit)s
 
 
 -- name: reap_dead_runs

@@ -210,6 +210,10 @@ class Reader:
         return [from_mapping(Window, row)
                 for row in self.rows("standing_windows", {"now": self._time(now)})]
 
+    def windows(self):
+        """Every window, cancelled and over too, as Window rows, by start."""
+        return [from_mapping(Window, row) for row in self.rows("all_windows")]
+
     def inputs(self):
         """The decision inputs (rows.Inputs) as the tooling reads them: every
         policy row, the deploy state and the standing windows, no history."""
@@ -308,6 +312,13 @@ class Reader:
         ``row_id``, unless None) made up to ``moment``, newest first."""
         return self.rows("audit_before", {"table_name": table, "row_id": row_id,
                                           "moment": self._time(moment)}, AuditEntry.kinds)
+
+    def audit_entries(self, since=None, table=None, limit=100):
+        """The newest ``limit`` audit entries (made at ``since`` or later, of
+        ``table``, when given), newest first: dicts, documents as written."""
+        return self.rows("audit_entries", {
+            "since": None if since is None else self._time(since), "table_name": table,
+            "limit": limit}, AuditEntry.kinds)
 
     def schedule_sources(self, since):
         """What the host crontabs registered ({(name, host): row}, rows as

@@ -59,6 +59,20 @@ SELECT * FROM cronpolicy.policy_audit
  ORDER BY changed_at DESC, id DESC LIMIT 50
 
 
+-- name: all_windows
+-- Every window, cancelled and over too, by start (`window list --all`).
+SELECT * FROM cronpolicy.rollout_window ORDER BY starts_at, id
+
+
+-- name: audit_entries
+-- The newest audit entries (`cronpolicy audit`): at most limit, made since
+-- a moment and of one table when those are given, newest first.
+SELECT * FROM cronpolicy.policy_audit
+ WHERE (:since IS NULL OR julianday(changed_at) >= julianday(:since))
+   AND (:table_name IS NULL OR table_name = :table_name)
+ ORDER BY id DESC LIMIT :limit
+
+
 -- name: running_here
 -- This host's running runs: the ones whose process can be looked for.
 SELECT id, pid FROM cronpolicy.script_run WHERE status = 'running' AND host = :host

@@ -113,7 +113,8 @@ def test_a_postgresql_start_imports_only_what_it_needs(tmp_path, pg_dsn):
 # Read commands without SQLAlchemy (issue 14.3) ---------------------------------------
 
 READ_COMMANDS = [["status"], ["check", "job"], ["history"], ["history", "job"],
-                 ["estimate"], ["estimate", "job"], ["why", "job"], ["status", "--json"]]
+                 ["estimate"], ["estimate", "job"], ["why", "job"], ["status", "--json"],
+                 ["window", "list", "--all"], ["audit", "--since", "now-1d"], ["rollouts"]]
 #: A read command loads neither the tooling's SQLAlchemy nor the gate's
 #: machinery (the watcher, the interruption, the crontab code).
 NEVER_IN_A_READ = {"sqlalchemy", "zope", "cronpolicy.script", "cronpolicy.watcher",

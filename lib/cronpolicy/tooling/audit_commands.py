@@ -22,10 +22,11 @@ def add_arguments(parsers):
 
 
 def cmd_audit(args, settings):
+    from cronpolicy.store.reads import reading
     from cronpolicy.tooling import audit
-    from cronpolicy.tooling.database import Database
-    entries = audit.changes(Database(settings), since=args.since, limit=args.limit,
-                            table=args.table)
+    audit.check(args.since, args.limit)
+    with reading(settings, "read the audit") as reader:
+        entries = audit.entries(reader, since=args.since, limit=args.limit, table=args.table)
     show(args.json, entries, "changes",
          "no changes recorded%s" % (" since " + args.since if args.since else ""), [
              ("WHEN", lambda e: format_time(e["changed_at"])),

@@ -46,9 +46,10 @@ def cmd_window_add(args, settings):
 
 
 def cmd_window_list(args, settings):
-    from cronpolicy.tooling.windows import list_windows
-    from cronpolicy.tooling.database import Database
-    now, windows = list_windows(Database(settings), include_all=args.all)
+    from cronpolicy.store.reads import reading
+    from cronpolicy.tooling.windows import listed
+    with reading(settings, "list rollout windows") as reader:
+        _, windows = listed(reader, include_all=args.all)
     show(args.json, windows, "windows",
          "no %srollout windows" % ("" if args.all else "standing "), [
              ("ID", lambda w: w["id"]), ("STATE", lambda w: w["state"]),

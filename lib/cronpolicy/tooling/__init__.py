@@ -27,7 +27,8 @@ Modules (a test keeps this list complete):
     tables            the schema's contract for SQLAlchemy
     run_command       `cronpolicy run`: any command behind the gate
     relay             cronpolicy relay: one connection, stop verdicts and leases for many scripts
-    deploy            rollouts: begin, end, deploy wait
+    deploy            rollouts: deploy wait, and rollout_rows' begin and end
+    rollout_rows      rollouts begun, renewed and ended, in plain SQL (store.writes)
     deploy_run        deploy run: a rollout around one command
     rollouts          the rollouts as operators read them
     rollout_plans     deploy plan, deploy slot: reading the fleet for the planner

@@ -7,7 +7,7 @@ identically, and driver errors are translated by the same code.
 
 import contextlib
 
-from sqlalchemy import create_engine, event, exc, text
+from sqlalchemy import create_engine, event, exc
 from sqlalchemy.pool import NullPool
 
 from cronpolicy import config, schema
@@ -59,6 +59,26 @@ class Database:
         so a writer holding one (a DBA's open transaction) does not stall it."""
         with self._begun(("BEGIN", None)), self.begin(doing, held=held) as connection:
             yield connection
+
+    @contextlib.contextmanager
+    def writing(self, doing, reason=""):
+        """A store.writes.Writer beneath a transaction of this Database (the
+        audit signed by ``begin``): what is written in plain SQL
+        (tooling.rollout_rows) takes this or store.writes.Plain alike."""
+        from cronpolicy.store.writes import Writer
+        with self.begin(doing, reason=reason) as connection:
+            writer = Writer.of(connection, self)
+            writer.doing = doing
+            yield writer
+
+    @contextlib.contextmanager
+    def reading(self, doing):
+        """A store.reads.Reader beneath a transaction that only reads."""
+        from cronpolicy.store.reads import Reader
+        with self.read(doing) as connection:
+            reader = Reader.of(connection, self)
+            reader.doing = doing
+            yield reader
 
     @contextlib.contextmanager
     def briefly(self, doing):
@@ -125,31 +145,16 @@ class Database:
                     # deploy wait's look and record after the last run's
                     # end are two round trips each shorter (issue 32.2).
                     held.info["schema checked"] = True
-            if self.backend == config.POSTGRESQL:
-                if reason:
-                    # Read by the audit trigger; local to this transaction.
-                    connection.execute(text(
-                        "SELECT set_config('cronpolicy.reason', :reason, true)"),
-                        {"reason": reason})
-                yield connection
-            elif self._sqlite_begin is not None and self._sqlite_begin[0] == "BEGIN":
+            if self._sqlite_begin is not None and self._sqlite_begin[0] == "BEGIN":
                 yield connection        # a read (read()): nothing to audit
             else:
-                with self._signing_the_audit(connection, reason):
+                # The reason to the audit (PostgreSQL); on SQLite, whose
+                # triggers know no user, the user and the reason to the
+                # entries this transaction wrote (store.writes.signed).
+                # (A DBA's own change in the sqlite3 shell stays unsigned.)
+                from cronpolicy.store.writes import Writer, signed
+                with signed(Writer.of(connection, self), reason):
                     yield connection
-
-    @contextlib.contextmanager
-    def _signing_the_audit(self, connection, reason):
-        """SQLite's audit triggers know no user (nor the reason): the entries
-        this transaction's changes wrote get both here, as changed_by gets
-        who_columns.  (A DBA's own change in the sqlite3 shell stays unsigned.)"""
-        before = connection.execute(text(
-            "SELECT coalesce(max(id), 0) FROM cronpolicy.policy_audit")).scalar_one()
-        yield
-        connection.execute(text(
-            "UPDATE cronpolicy.policy_audit SET db_user = :who,"
-            " reason = coalesce(reason, :reason) WHERE id > :before"),
-            {"who": self.who(), "reason": reason or None, "before": before})
 
     def check_schema(self, connection):
         """Raise SchemaError unless the schema is present and new enough."""
@@ -165,11 +170,8 @@ class Database:
 
     def who(self):
         """What to record as changed_by/created_by on SQLite (PostgreSQL uses session_user)."""
-        import getpass
-        try:
-            return getpass.getuser()
-        except Exception:
-            return "unknown"
+        from cronpolicy.store.writes import who
+        return who()
 
     def who_columns(self, *columns):
         """{column: who} on SQLite, where no trigger knows the user; {} on PostgreSQL."""

@@ -18,8 +18,12 @@ call it directly::
 
 A rollout is a row of cronpolicy.rollout (schema patch 0016): a full one
 stops every script, one of services the scripts that need one of them.
-Several may be open at once; each is ended on its own.  (`deploy run`, a
-rollout around one command with its owner's lease, is deploy_run.py.)
+Several may be open at once; each is ended on its own.  Beginning,
+renewing and ending one (``begin``, ``renew``, ``end``, ``end_open``,
+``open_rollouts`` and the old switch's ``deploy_begin`` and ``deploy_end``)
+are rollout_rows.py's, in plain SQL, offered here under the same names.
+(`deploy run`, a rollout around one command with its owner's lease, is
+deploy_run.py.)
 
 Times are always the database's clock.  Whether a run is in a rollout's way
 or is asked to stop is asked of ``cronpolicy.policy``.  Planning a rollout
@@ -27,7 +31,6 @@ or is asked to stop is asked of ``cronpolicy.policy``.  Planning a rollout
 """
 
 import collections
-import datetime
 import time
 
 from sqlalchemy import select, text
@@ -36,121 +39,9 @@ from cronpolicy import config, policy
 from cronpolicy.errors import DatabaseError, UsageError
 from cronpolicy.matching import parse_needs
 from cronpolicy.tooling.fleet import live_runs, reap_dead_runs
+from cronpolicy.tooling.rollout_rows import (  # noqa: F401 (the API's names)
+    begin, deploy_begin, deploy_end, end, end_open, open_rollouts, renew)
 from cronpolicy.tooling.tables import drain, rollout, rollout_awaited
-
-
-# Beginning and ending ------------------------------------------------------------------
-
-def begin(db, services=(), reason="", expect=None, owner_host=None, owner_pid=None,
-          lease=None):
-    """Open a rollout: of ``services`` (only the scripts that need one of
-    them stop), else full (every script stops).  ``expect``: seconds it
-    should take; ``lease``: seconds its owner's lease lasts from now (the
-    owner renews it, see ``renew``).  Returns (the rollout, the other open
-    ones), as dicts of their columns."""
-    services = sorted(set(services))
-    values = dict({"kind": policy.SERVICES if services else policy.FULL,
-                   "services": ",".join(services), "reason": reason or "",
-                   "expected_duration": expect, "owner_host": owner_host,
-                   "owner_pid": owner_pid}, **db.who_columns("owner"))
-    with db.begin("begin a rollout", reason=reason) as connection:
-        if lease is not None:
-            values["lease_expires_at"] = db.now(connection) + datetime.timedelta(seconds=lease)
-        rollout_id = connection.execute(
-            rollout.insert().values(**values).returning(rollout.c.id)).scalar_one()
-        rows = _open_rows(connection)
-    mine = next(row for row in rows if row["id"] == rollout_id)
-    return mine, [row for row in rows if row["id"] != rollout_id]
-
-
-def end(db, rollout_id, reason=""):
-    """End rollout ``rollout_id``.  Returns (its row, whether this ended it:
-    False when it had ended already); UsageError when there is no such rollout."""
-    with db.begin("end rollout #%d" % rollout_id, reason=reason) as connection:
-        where = rollout.c.id == rollout_id
-        row = connection.execute(select(rollout).where(where)).mappings().first()
-        if row is None:
-            raise UsageError("there is no rollout #%d (cronpolicy rollouts lists them)"
-                             % rollout_id)
-        # (Ended by another meanwhile: it ended none.)
-        ended = row["ended_at"] is None and _end(db, connection, where) == 1
-        return dict(connection.execute(select(rollout).where(where)).mappings().one()), ended
-
-
-def end_open(db, service=None, every=False, reason=""):
-    """End the open rollout (of ``service``, when given): the only one, or
-    with ``every`` all of them.  Returns the rows ended ([] when none was
-    open); UsageError naming them when several are open and not ``every``."""
-    with db.begin("end the open rollouts", reason=reason) as connection:
-        found = [row for row in _open_rows(connection)
-                 if service is None or service in parse_needs(row["services"])]
-        if len(found) > 1 and not every:
-            raise UsageError("%d rollouts%s are open: %s; end one with `cronpolicy deploy end "
-                             "ID`, or every one with --all" % (
-                                 len(found), " of " + service if service else "",
-                                 "; ".join(_named(row) for row in found)))
-        if not found:
-            return []
-        ids = [row["id"] for row in found]
-        _end(db, connection, rollout.c.id.in_(ids))
-        return _rows(connection, rollout.c.id.in_(ids))
-
-
-def _end(db, connection, where):
-    """End the open rollouts ``where`` says; how many it ended."""
-    return connection.execute(rollout.update().where(where, rollout.c.ended_at.is_(None)).values(
-        ended_at=db.now(connection), lease_expires_at=None, **db.who_columns("ended_by"))).rowcount
-
-
-def renew(db, rollout_id, lease):
-    """Renew the owner's lease of rollout ``rollout_id`` for ``lease``
-    seconds from now; False when the rollout has ended (someone ended it)."""
-    with db.begin("renew the lease of rollout #%d" % rollout_id) as connection:
-        until = db.now(connection) + datetime.timedelta(seconds=lease)
-        return connection.execute(rollout.update().where(
-            rollout.c.id == rollout_id, rollout.c.ended_at.is_(None)).values(
-            lease_expires_at=until)).rowcount == 1
-
-
-def open_rollouts(db):
-    """The open rollouts, oldest first (dicts)."""
-    with db.read("read the open rollouts") as connection:
-        return _open_rows(connection)
-
-
-def _rows(connection, where):
-    """The rollouts ``where`` says, oldest first, as dicts of their columns."""
-    return [dict(row) for row in connection.execute(
-        select(rollout).where(where).order_by(rollout.c.began_at, rollout.c.id)).mappings()]
-
-
-def _open_rows(connection):
-    return _rows(connection, rollout.c.ended_at.is_(None))
-
-
-def _named(row):
-    """"#12 full by alice" or "#13 of xmlrpc, librarian by bob"."""
-    services = parse_needs(row["services"])
-    return "#%d %s by %s" % (row["id"], "of " + ", ".join(services) if services else "full",
-                             row["owner"] or "-")
-
-
-# The switch, as earlier versions had it ----------------------------------------------------
-
-def deploy_begin(db, reason=""):
-    """Open a full rollout (the old API of the switch).  Returns the rollout."""
-    return begin(db, reason=reason)[0]
-
-
-def deploy_end(db, reason=""):
-    """End every open full rollout, as clearing deploy_pending always
-    released the fleet (the old API of the switch).  Returns those ended."""
-    with db.begin("end the deploy", reason=reason) as connection:
-        where = (rollout.c.ended_at.is_(None)) & (rollout.c.kind == policy.FULL)
-        ids = [row[0] for row in connection.execute(select(rollout.c.id).where(where))]
-        if ids:
-            _end(db, connection, rollout.c.id.in_(ids))
-        return ids
 
 
 # Waiting for the fleet ---------------------------------------------------------------

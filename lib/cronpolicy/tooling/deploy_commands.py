@@ -92,13 +92,13 @@ def add_arguments(parsers):
 
 
 def cmd_deploy_begin(args, settings):
-    from cronpolicy.tooling import deploy
+    from cronpolicy.store.writes import Plain
+    from cronpolicy.tooling import rollout_rows
     from cronpolicy.tooling.rollouts import summary
-    from cronpolicy.tooling.database import Database
     expect = positive_duration(args.expect, "--expect") if args.expect else None
     services = sorted(set(args.service or ()))
-    row, others = deploy.begin(Database(settings), services=services, reason=args.reason,
-                               expect=expect, owner_host=settings.host)
+    row, others = rollout_rows.begin(Plain(settings), services=services, reason=args.reason,
+                                     expect=expect, owner_host=settings.host)
     found = _described(row, settings)
     if args.json:
         print_json(dict(found, others=[_described(other, settings) for other in others]))
@@ -123,14 +123,14 @@ def _described(row, settings):
 
 
 def cmd_deploy_end(args, settings):
-    from cronpolicy.tooling import deploy
+    from cronpolicy.store.writes import Plain
+    from cronpolicy.tooling import rollout_rows
     from cronpolicy.tooling.rollouts import summary
-    from cronpolicy.tooling.database import Database
-    db = Database(settings)
+    db = Plain(settings)
     if args.id is not None:
         if args.all or args.service:
             raise UsageError("give a rollout id, or --all, or --service, not several")
-        row, ended = deploy.end(db, args.id, args.reason)
+        row, ended = rollout_rows.end(db, args.id, args.reason)
         found = _described(row, settings)
         if ended:
             print("rollout #%d ended after %s" % (found["id"],
@@ -139,14 +139,15 @@ def cmd_deploy_end(args, settings):
             print("rollout #%d had ended already, at %s by %s" % (
                 found["id"], format_time(found["ended_at"]), found["ended_by"] or "-"))
     else:
-        rows = deploy.end_open(db, service=args.service, every=args.all, reason=args.reason)
+        rows = rollout_rows.end_open(db, service=args.service, every=args.all,
+                                     reason=args.reason)
         if not rows:
             print("no rollout%s is open" % (" of " + args.service if args.service else ""))
         for row in rows:
             found = _described(row, settings)
             print("rollout #%d ended after %s: %s" % (
                 found["id"], format_duration(found["open_seconds"]), summary(found)))
-    for other in deploy.open_rollouts(db):
+    for other in rollout_rows.open_rollouts(db):
         print("still open: " + summary(_described(other, settings)))
     return exitcodes.OK
 

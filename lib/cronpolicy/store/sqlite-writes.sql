@@ -1,0 +1,48 @@
+-- What the operator commands write on SQLite (cronpolicy.store.writes):
+-- rollouts begun, renewed and ended (tooling.rollout_rows).  Each
+-- statement is introduced by a "-- name: NAME" line; parameters are
+-- sqlite3's :name.  SQLite's triggers know no user: the writer names it
+-- (owner, ended_by) and signs the audit entries it wrote (sign_audit).
+
+-- name: audit_high_water
+-- The newest audit entry before this transaction's changes.
+SELECT coalesce(max(id), 0) AS high_water FROM cronpolicy.policy_audit
+
+
+-- name: sign_audit
+-- This transaction's audit entries: who made them, and why.
+UPDATE cronpolicy.policy_audit SET db_user = :who, reason = coalesce(reason, :reason)
+ WHERE id > :before
+
+
+-- name: begin_rollout
+INSERT INTO cronpolicy.rollout (kind, services, reason, expected_duration, owner_host,
+                                owner_pid, lease_expires_at, owner)
+VALUES (:kind, :services, :reason, :expected_duration, :owner_host, :owner_pid,
+        :lease_expires_at, :owner)
+RETURNING id
+
+
+-- name: rollout
+SELECT * FROM cronpolicy.rollout WHERE id = :id
+
+
+-- name: rollouts_by_id
+-- Oldest first, as open_rollouts.
+SELECT * FROM cronpolicy.rollout WHERE id IN (SELECT value FROM json_each(:ids))
+ ORDER BY began_at, id
+
+
+-- name: open_full_rollouts
+SELECT id FROM cronpolicy.rollout WHERE ended_at IS NULL AND kind = :kind ORDER BY id
+
+
+-- name: end_rollouts
+-- The ones still open.
+UPDATE cronpolicy.rollout SET ended_at = :now, lease_expires_at = NULL, ended_by = :who
+ WHERE id IN (SELECT value FROM json_each(:ids)) AND ended_at IS NULL
+
+
+-- name: renew_rollout
+UPDATE cronpolicy.rollout SET lease_expires_at = :until
+ WHERE id = :id AND ended_at IS NULL

@@ -1,0 +1,116 @@
+"""What the operator commands write, in plain SQL on a DB-API connection.
+
+`deploy begin` and `deploy end` imported SQLAlchemy (about 0.2 s of CPU)
+to write one row: what they write is here instead, named statements in
+postgresql-writes.sql and sqlite-writes.sql run by a ``Writer`` (a
+store.reads.Reader that may also write), in one write transaction.
+
+Two ways to a Writer, for one body of code (tooling.rollout_rows):
+
+* ``Plain(settings).writing(doing, reason)``: a connection of its own
+  (store.reads.connect), as the commands use it;
+* ``Database.writing(doing, reason)`` (tooling.database): beneath a
+  SQLAlchemy transaction, for the Python API and `deploy run`.
+
+Either signs the audit the same way (``signed``): on PostgreSQL the reason
+goes to the audit trigger through a setting local to the transaction; on
+SQLite, whose triggers know neither the user nor the reason, the entries
+the transaction wrote get both when its work is done.
+"""
+
+import contextlib
+import datetime
+
+from cronpolicy import config
+from cronpolicy.store import queries
+from cronpolicy.store.reads import Reader, _transaction, connect
+
+
+def who():
+    """What to record as the user on SQLite (PostgreSQL uses session_user)."""
+    import getpass
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "unknown"
+
+
+class Writer(Reader):
+    """Reads and writes on one DB-API ``connection``, in the write
+    transaction its owner holds; driver errors become DatabaseError."""
+
+    def __init__(self, connection, backend, masked_dsn, dsn=None, host=None):
+        super().__init__(connection, backend, masked_dsn, dsn, host)
+        self._sql.update(queries(backend + "-writes"))
+
+    def count(self, query, parameters=None):
+        """How many rows statement ``query`` changed."""
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute(self._sql[query], parameters or {})
+            return cursor.rowcount
+        except Exception as error:
+            raise self._translated(error) from error
+        finally:
+            cursor.close()
+
+    def seconds(self, value):
+        """A parameter for a duration column: an interval on PostgreSQL,
+        seconds on SQLite."""
+        if value is None:
+            return None
+        if self.backend == config.SQLITE:
+            return float(value)
+        return datetime.timedelta(seconds=value)
+
+    def who_columns(self, *columns):
+        """{column: who} on SQLite, where no trigger knows the user; {} on PostgreSQL."""
+        if self.backend != config.SQLITE:
+            return {}
+        return {column: who() for column in columns}
+
+
+@contextlib.contextmanager
+def signed(writer, reason):
+    """The audit entries written in the block carry ``reason`` (and, on
+    SQLite, the user)."""
+    if writer.backend == config.POSTGRESQL:
+        if reason:
+            writer.rows("set_reason", {"reason": reason})
+        yield
+        return
+    [row] = writer.rows("audit_high_water")
+    yield
+    writer.count("sign_audit", {"who": who(), "reason": reason or None,
+                                "before": row["high_water"]})
+
+
+class Plain:
+    """The policy database of ``settings`` for code written against a
+    Writer: each ``writing`` or ``reading`` block a connection of its own."""
+
+    def __init__(self, settings, application_name="cronpolicy-cli"):
+        self.settings = settings
+        self.backend = settings.backend
+        self.application_name = application_name
+
+    @contextlib.contextmanager
+    def writing(self, doing, reason=""):
+        """A Writer in one write transaction (SQLite: the write lock at once)."""
+        settings = self.settings
+        connection = connect(settings, self.application_name)
+        try:
+            writer = Writer(connection, settings.backend, settings.masked_dsn, settings.dsn,
+                            settings.host)
+            writer.doing = doing
+            with _transaction(writer, write=True), signed(writer, reason):
+                yield writer
+        finally:
+            connection.close()
+
+    @contextlib.contextmanager
+    def reading(self, doing):
+        """A Reader in one transaction that only reads."""
+        from cronpolicy.store.reads import reading
+        with reading(self.settings, doing, application_name=self.application_name) as reader:
+            yield reader

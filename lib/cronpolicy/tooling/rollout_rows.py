@@ -1,0 +1,128 @@
+"""Rollouts begun, renewed and ended: the rows of cronpolicy.rollout.
+
+Written in plain SQL (store.writes), so that `deploy begin` and `deploy
+end` import no SQLAlchemy.  ``db`` is anything with ``writing(doing,
+reason)`` and ``reading(doing)`` blocks giving a store.writes.Writer and a
+store.reads.Reader: the commands' ``store.writes.Plain(settings)``, or the
+tooling's ``Database`` (the Python API, ``deploy run``).  ``tooling.deploy``
+offers these under the same names, with the wait for the fleet.
+
+Rows are dicts of their columns (times aware UTC, durations seconds).
+"""
+
+import datetime
+
+from cronpolicy import policy
+from cronpolicy.errors import UsageError
+from cronpolicy.matching import parse_needs
+
+
+def begin(db, services=(), reason="", expect=None, owner_host=None, owner_pid=None,
+          lease=None):
+    """Open a rollout: of ``services`` (only the scripts that need one of
+    them stop), else full (every script stops).  ``expect``: seconds it
+    should take; ``lease``: seconds its owner's lease lasts from now (the
+    owner renews it, see ``renew``).  Returns (the rollout, the other open
+    ones), as dicts of their columns."""
+    services = sorted(set(services))
+    with db.writing("begin a rollout", reason=reason) as writer:
+        until = None
+        if lease is not None:
+            until = writer._time(writer.now() + datetime.timedelta(seconds=lease))
+        [row] = writer.rows("begin_rollout", dict({
+            "kind": policy.SERVICES if services else policy.FULL,
+            "services": ",".join(services), "reason": reason or "",
+            "expected_duration": writer.seconds(expect), "owner_host": owner_host,
+            "owner_pid": owner_pid, "lease_expires_at": until},
+            **writer.who_columns("owner")))
+        rows = _open(writer)
+    mine = next(found for found in rows if found["id"] == row["id"])
+    return mine, [found for found in rows if found["id"] != row["id"]]
+
+
+def end(db, rollout_id, reason=""):
+    """End rollout ``rollout_id``.  Returns (its row, whether this ended it:
+    False when it had ended already); UsageError when there is no such rollout."""
+    with db.writing("end rollout #%d" % rollout_id, reason=reason) as writer:
+        found = _by_id(writer, [rollout_id])
+        if not found:
+            raise UsageError("there is no rollout #%d (cronpolicy rollouts lists them)"
+                             % rollout_id)
+        # (Ended by another meanwhile: it ended none.)
+        ended = found[0]["ended_at"] is None and _end(writer, [rollout_id]) == 1
+        return _by_id(writer, [rollout_id])[0], ended
+
+
+def end_open(db, service=None, every=False, reason=""):
+    """End the open rollout (of ``service``, when given): the only one, or
+    with ``every`` all of them.  Returns the rows ended ([] when none was
+    open); UsageError naming them when several are open and not ``every``."""
+    with db.writing("end the open rollouts", reason=reason) as writer:
+        found = [row for row in _open(writer)
+                 if service is None or service in parse_needs(row["services"])]
+        if len(found) > 1 and not every:
+            raise UsageError("%d rollouts%s are open: %s; end one with `cronpolicy deploy end "
+                             "ID`, or every one with --all" % (
+                                 len(found), " of " + service if service else "",
+                                 "; ".join(named(row) for row in found)))
+        if not found:
+            return []
+        ids = [row["id"] for row in found]
+        _end(writer, ids)
+        return _by_id(writer, ids)
+
+
+def renew(db, rollout_id, lease):
+    """Renew the owner's lease of rollout ``rollout_id`` for ``lease``
+    seconds from now; False when the rollout has ended (someone ended it)."""
+    with db.writing("renew the lease of rollout #%d" % rollout_id) as writer:
+        until = writer.now() + datetime.timedelta(seconds=lease)
+        return writer.count("renew_rollout", {"id": rollout_id,
+                                              "until": writer._time(until)}) == 1
+
+
+def open_rollouts(db):
+    """The open rollouts, oldest first (dicts)."""
+    with db.reading("read the open rollouts") as reader:
+        return [rollout._asdict() for rollout in reader.open_rollouts()]
+
+
+def named(row):
+    """"#12 full by alice" or "#13 of xmlrpc, librarian by bob"."""
+    services = parse_needs(row["services"])
+    return "#%d %s by %s" % (row["id"], "of " + ", ".join(services) if services else "full",
+                             row["owner"] or "-")
+
+
+# The switch, as earlier versions had it ----------------------------------------------------
+
+def deploy_begin(db, reason=""):
+    """Open a full rollout (the old API of the switch).  Returns the rollout."""
+    return begin(db, reason=reason)[0]
+
+
+def deploy_end(db, reason=""):
+    """End every open full rollout, as clearing deploy_pending always
+    released the fleet (the old API of the switch).  Returns those ended."""
+    with db.writing("end the deploy", reason=reason) as writer:
+        ids = [row["id"] for row in writer.rows("open_full_rollouts", {"kind": policy.FULL})]
+        if ids:
+            _end(writer, ids)
+        return ids
+
+
+def _open(writer):
+    return [rollout._asdict() for rollout in writer.open_rollouts()]
+
+
+def _by_id(writer, ids):
+    from cronpolicy.rows import Rollout, from_mapping
+    return [from_mapping(Rollout, row)._asdict()
+            for row in writer.rows("rollouts_by_id", {"ids": writer._list(ids)})]
+
+
+def _end(writer, ids):
+    """End the open rollouts of ``ids``; how many it ended."""
+    from cronpolicy.store.writes import who
+    return writer.count("end_rollouts", {"ids": writer._list(ids),
+                                         "now": writer._time(writer.now()), "who": who()})

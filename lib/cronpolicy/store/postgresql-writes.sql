@@ -1,9 +1,11 @@
 -- What the operator commands write on PostgreSQL (cronpolicy.store.writes):
--- rollouts begun, renewed and ended (tooling.rollout_rows).  Each
--- statement is introduced by a "-- name: NAME" line; parameters are
--- psycopg2's %(name)s.  Who wrote a row and when are the database's to say
--- (schema patch 0016's triggers); the reason reaches the audit through
+-- rollouts begun, renewed and ended (tooling.rollout_rows), windows added
+-- and cancelled (tooling.windows).  Each statement is introduced by a
+-- "-- name: NAME" line; parameters are psycopg2's %(name)s.  Who wrote a
+-- row and when are the database's to say (session_user and now(), and
+-- schema patch 0016's triggers); the reason reaches the audit through
 -- set_reason.
+
 
 -- name: set_reason
 -- Read by the audit trigger; local to this transaction.
@@ -41,3 +43,24 @@ UPDATE cronpolicy.rollout SET ended_at = %(now)s, lease_expires_at = NULL
 -- name: renew_rollout
 UPDATE cronpolicy.rollout SET lease_expires_at = %(until)s
  WHERE id = %(id)s AND ended_at IS NULL
+
+
+-- name: add_window
+-- created_by and created_at are the database's (session_user, now()).
+INSERT INTO cronpolicy.rollout_window (starts_at, ends_at, reason, host, script, service)
+VALUES (%(starts_at)s, %(ends_at)s, %(reason)s, %(host)s, %(script)s, %(service)s)
+RETURNING id
+
+
+-- name: window_held
+-- A window, held until the transaction ends (cancel_window).
+SELECT * FROM cronpolicy.rollout_window WHERE id = %(id)s FOR UPDATE
+
+
+-- name: window
+SELECT * FROM cronpolicy.rollout_window WHERE id = %(id)s
+
+
+-- name: cancel_window
+UPDATE cronpolicy.rollout_window SET cancelled_at = %(now)s, cancelled_by = session_user
+ WHERE id = %(id)s

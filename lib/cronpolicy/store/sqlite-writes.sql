@@ -1,8 +1,10 @@
 -- What the operator commands write on SQLite (cronpolicy.store.writes):
--- rollouts begun, renewed and ended (tooling.rollout_rows).  Each
--- statement is introduced by a "-- name: NAME" line; parameters are
--- sqlite3's :name.  SQLite's triggers know no user: the writer names it
--- (owner, ended_by) and signs the audit entries it wrote (sign_audit).
+-- rollouts begun, renewed and ended (tooling.rollout_rows), windows added
+-- and cancelled (tooling.windows).  Each statement is introduced by a
+-- "-- name: NAME" line; parameters are sqlite3's :name.  SQLite's triggers
+-- know no user: the writer names it (owner, ended_by, created_by,
+-- cancelled_by) and signs the audit entries it wrote (sign_audit).
+
 
 -- name: audit_high_water
 -- The newest audit entry before this transaction's changes.
@@ -46,3 +48,23 @@ UPDATE cronpolicy.rollout SET ended_at = :now, lease_expires_at = NULL, ended_by
 -- name: renew_rollout
 UPDATE cronpolicy.rollout SET lease_expires_at = :until
  WHERE id = :id AND ended_at IS NULL
+
+
+-- name: add_window
+INSERT INTO cronpolicy.rollout_window (starts_at, ends_at, reason, host, script, service,
+                                       created_by)
+VALUES (:starts_at, :ends_at, :reason, :host, :script, :service, :who)
+RETURNING id
+
+
+-- name: window_held
+-- (The write transaction holds the whole file.)
+SELECT * FROM cronpolicy.rollout_window WHERE id = :id
+
+
+-- name: window
+SELECT * FROM cronpolicy.rollout_window WHERE id = :id
+
+
+-- name: cancel_window
+UPDATE cronpolicy.rollout_window SET cancelled_at = :now, cancelled_by = :who WHERE id = :id

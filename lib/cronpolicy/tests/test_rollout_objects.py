@@ -435,3 +435,39 @@ def test_deploy_run_whose_reader_leaves_still_runs_the_command_and_ends(script_e
     assert ran.read_text() == "ran\n" and result.stdout.startswith("rollout #1 began")
     assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
     assert dba.scalar("SELECT count(*) FROM cronpolicy.rollout WHERE ended_at IS NULL") == 0
+
+
+def test_the_python_api_takes_a_database_or_plain_settings_alike(dba):
+    """Rollouts, windows and the audit from Python: the tooling's Database
+    (SQLAlchemy beneath) and store.writes.Plain (what the commands use) give
+    the same rows, and each sees what the other wrote."""
+    from cronpolicy.config import Settings
+    from cronpolicy.store.writes import Plain
+    from cronpolicy.tooling import audit, deploy, windows
+    from cronpolicy.tooling.database import Database
+    settings = Settings(dsn=dba.dsn, dsn_source="--dsn")
+    database, plain = Database(settings), Plain(settings)
+    first, _ = deploy.begin(database, services=["xmlrpc"], reason="by database", expect=600)
+    second, others = deploy.begin(plain, reason="by plain", lease=30)
+    assert [row["id"] for row in others] == [first["id"]]
+    assert others[0] == first and first["expected_duration"] == 600.0
+    assert deploy.open_rollouts(database) == deploy.open_rollouts(plain) == [first, second]
+    assert deploy.renew(database, second["id"], 60) and deploy.renew(plain, second["id"], 60)
+    ended, did = deploy.end(plain, first["id"], reason="done")
+    assert did and ended["ended_at"] is not None and ended["ended_by"]
+    assert deploy.end(database, first["id"]) == (ended, False)
+    assert deploy.deploy_end(database, reason="all") == [second["id"]]
+    assert deploy.end_open(plain) == []
+    made = [windows.add_window(source, "+1h", duration=3600, reason=source.__class__.__name__)
+            for source in (database, plain)]
+    assert windows.list_windows(database)[1] == windows.list_windows(plain)[1]
+    assert [window["id"] for window in windows.list_windows(plain)[1]] == [
+        window["id"] for window in made]
+    cancelled, already = windows.cancel_window(database, made[1]["id"], reason="no")
+    assert not already and cancelled["state"] == "cancelled"
+    assert windows.cancel_window(plain, made[1]["id"]) == (cancelled, True)
+    assert windows.list_windows(plain, include_all=True)[1][1] == cancelled
+    entries = audit.changes(database, table="rollout")
+    assert [entry["reason"] for entry in entries if entry["operation"] == "INSERT"] == [
+        "by database", "by plain"]
+    assert all(entry["db_user"] for entry in entries)

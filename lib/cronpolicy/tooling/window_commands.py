@@ -32,10 +32,10 @@ def add_arguments(parsers):
 
 
 def cmd_window_add(args, settings):
+    from cronpolicy.store.writes import Plain
     from cronpolicy.tooling import windows
-    from cronpolicy.tooling.database import Database
     duration = parse_duration(args.duration) if args.duration is not None else None
-    window = windows.add_window(Database(settings), args.start, end=args.end, duration=duration,
+    window = windows.add_window(Plain(settings), args.start, end=args.end, duration=duration,
                                 reason=args.reason, host=args.host, script=args.script,
                                 service=args.service)
     if args.json:
@@ -61,9 +61,9 @@ def cmd_window_list(args, settings):
 
 
 def cmd_window_cancel(args, settings):
+    from cronpolicy.store.writes import Plain
     from cronpolicy.tooling.windows import cancel_window
-    from cronpolicy.tooling.database import Database
-    window, already = cancel_window(Database(settings), args.id, reason=args.reason)
+    window, already = cancel_window(Plain(settings), args.id, reason=args.reason)
     if already:
         print("window #%d was already cancelled at %s" % (window["id"],
                                                            format_time(window["cancelled_at"])))

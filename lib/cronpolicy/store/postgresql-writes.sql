@@ -1,6 +1,7 @@
 -- What the operator commands write on PostgreSQL (cronpolicy.store.writes):
 -- rollouts begun, renewed and ended (tooling.rollout_rows), windows added
--- and cancelled (tooling.windows).  Each statement is introduced by a
+-- and cancelled (tooling.windows), scripts disabled and enabled
+-- (tooling.policy_edits).  Each statement is introduced by a
 -- "-- name: NAME" line; parameters are psycopg2's %(name)s.  Who wrote a
 -- row and when are the database's to say (session_user and now(), and
 -- schema patch 0016's triggers); the reason reaches the audit through
@@ -64,3 +65,33 @@ SELECT * FROM cronpolicy.rollout_window WHERE id = %(id)s
 -- name: cancel_window
 UPDATE cronpolicy.rollout_window SET cancelled_at = %(now)s, cancelled_by = session_user
  WHERE id = %(id)s
+
+
+-- name: policy_row_held
+-- The row of exactly (name, host), held until the transaction ends
+-- (disable, enable: tooling.policy_edits).
+SELECT * FROM cronpolicy.script_policy WHERE name = %(name)s AND host = %(host)s FOR UPDATE
+
+
+-- name: policy_row
+SELECT * FROM cronpolicy.script_policy WHERE name = %(name)s AND host = %(host)s
+
+
+-- name: add_policy_row
+-- changed_by and changed_at are the database's.
+INSERT INTO cronpolicy.script_policy (name, host, enabled, reason)
+VALUES (%(name)s, %(host)s, %(enabled)s, %(reason)s)
+
+
+-- name: set_policy_row
+UPDATE cronpolicy.script_policy SET enabled = %(enabled)s, reason = %(reason)s
+ WHERE name = %(name)s AND host = %(host)s
+
+
+-- name: delete_policy_row
+DELETE FROM cronpolicy.script_policy WHERE name = %(name)s AND host = %(host)s
+
+
+-- name: known_hosts
+-- Every host the history names (where a disabling row may be outranked).
+SELECT DISTINCT host FROM cronpolicy.script_run

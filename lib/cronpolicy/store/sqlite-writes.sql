@@ -1,6 +1,7 @@
 -- What the operator commands write on SQLite (cronpolicy.store.writes):
 -- rollouts begun, renewed and ended (tooling.rollout_rows), windows added
--- and cancelled (tooling.windows).  Each statement is introduced by a
+-- and cancelled (tooling.windows), scripts disabled and enabled
+-- (tooling.policy_edits).  Each statement is introduced by a
 -- "-- name: NAME" line; parameters are sqlite3's :name.  SQLite's triggers
 -- know no user: the writer names it (owner, ended_by, created_by,
 -- cancelled_by) and signs the audit entries it wrote (sign_audit).
@@ -68,3 +69,32 @@ SELECT * FROM cronpolicy.rollout_window WHERE id = :id
 
 -- name: cancel_window
 UPDATE cronpolicy.rollout_window SET cancelled_at = :now, cancelled_by = :who WHERE id = :id
+
+
+-- name: policy_row_held
+-- The row of exactly (name, host) (disable, enable: tooling.policy_edits;
+-- the write transaction holds the whole file).
+SELECT * FROM cronpolicy.script_policy WHERE name = :name AND host = :host
+
+
+-- name: policy_row
+SELECT * FROM cronpolicy.script_policy WHERE name = :name AND host = :host
+
+
+-- name: add_policy_row
+INSERT INTO cronpolicy.script_policy (name, host, enabled, reason, changed_by)
+VALUES (:name, :host, :enabled, :reason, :who)
+
+
+-- name: set_policy_row
+UPDATE cronpolicy.script_policy SET enabled = :enabled, reason = :reason, changed_by = :who
+ WHERE name = :name AND host = :host
+
+
+-- name: delete_policy_row
+DELETE FROM cronpolicy.script_policy WHERE name = :name AND host = :host
+
+
+-- name: known_hosts
+-- Every host the history names (where a disabling row may be outranked).
+SELECT DISTINCT host FROM cronpolicy.script_run

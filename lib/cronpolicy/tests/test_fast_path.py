@@ -131,11 +131,12 @@ def test_read_commands_load_no_sqlalchemy(argv, dsn, dba, tmp_path):
     assert not loaded, loaded
 
 
-#: The writes of a rollout and its windows are plain SQL (store.writes):
-#: release tooling calls them at every deploy, and SQLAlchemy cost them 0.2 s.
+#: The writes of a rollout, its windows and disable/enable are plain SQL
+#: (store.writes): release tooling calls them at every deploy, and
+#: SQLAlchemy cost each command 0.2 s.
 ROLLOUT_WRITES = [["deploy", "begin", "--reason", "r1"], ["deploy", "end", "--all"],
                   ["deploy", "end", "1"], ["window", "add", "--start", "+1h", "--duration", "1h"],
-                  ["window", "cancel", "1"]]
+                  ["window", "cancel", "1"], ["disable", "job"], ["enable", "job"]]
 
 
 def test_rollout_writes_load_no_sqlalchemy(dsn, tmp_path):

@@ -11,7 +11,6 @@ entries are read in plain SQL (store.reads: audit_entries), so that
 import datetime
 
 from cronpolicy.errors import UsageError
-from cronpolicy.store.reads import Reader
 from cronpolicy.timeutil import UTC, parse_time
 from cronpolicy.tooling.explain import with_documents_normalized
 
@@ -36,7 +35,8 @@ def entries(reader, since=None, limit=100, table=None):
 
 
 def changes(db, since=None, limit=100, table=None):
-    """``entries`` in a reading transaction of tooling Database ``db``."""
+    """``entries`` in a reading transaction of ``db`` (a tooling Database,
+    or store.writes.Plain)."""
     check(since, limit)
-    with db.read("read the audit") as connection:
-        return entries(Reader.of(connection, db), since, limit, table)
+    with db.reading("read the audit") as reader:
+        return entries(reader, since, limit, table)

@@ -74,10 +74,10 @@ def cmd_status(args, settings):
 
 
 def _policy_change(args, settings, enabled):
+    from cronpolicy.store.writes import Plain
     from cronpolicy.tooling import policy_edits
-    from cronpolicy.tooling.database import Database
     change = policy_edits.set_enabled(
-        Database(settings), args.name, enabled, host=args.host, reason=args.reason)
+        Plain(settings), args.name, enabled, host=args.host, reason=args.reason)
     if change.row is not None and change.action != "unchanged":
         print("%s %s on host %s (policy #%d, %s row)" % (
             "enabled" if enabled else "disabled", change.row["name"], change.row["host"],

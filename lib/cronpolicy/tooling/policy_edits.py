@@ -22,18 +22,21 @@ action take effect where it can, and say exactly why where it cannot:
   (a typo disables nothing).
 
 Other rows are never changed, so a DBA's hand-written rows stay as they are.
+
+Written in plain SQL (store.writes), so that disable and enable import no
+SQLAlchemy: ``db`` is anything with a ``writing(doing, reason)`` block
+giving a store.writes.Writer (the commands' store.writes.Plain, or the
+tooling's Database).
 """
 
 import collections
-
-from sqlalchemy import and_, delete, select
 
 from cronpolicy import policy
 from cronpolicy.errors import UsageError
 from cronpolicy.matching import (
     glob_matches, is_pattern, matching_policies, pattern_specificity)
 from cronpolicy.rows import PolicyRow, from_mapping
-from cronpolicy.tooling.tables import script_policy, script_run
+from cronpolicy.store.writes import who
 
 #: The columns that make a policy row more than an on/off switch, with the
 #: value that means "says nothing" (fleet_single_instance = false says
@@ -55,44 +58,42 @@ def set_enabled(db, name, enabled, host="*", reason=""):
     if not host:
         raise UsageError("host must not be empty")
     verb = "enable" if enabled else "disable"
-    with db.begin("%s %s" % (verb, name), reason=reason) as connection:
-        where = and_(script_policy.c.name == name, script_policy.c.host == host)
-        own = connection.execute(select(script_policy).where(where).with_for_update()
-                                 ).mappings().first()
-        known = _known_names(connection)
+    with db.writing("%s %s" % (verb, name), reason=reason) as writer:
+        key = {"name": name, "host": host}
+        own = _row(writer, "policy_row_held", key)
+        rows = _rows(writer)
+        known = {row["name"] for row in writer.rows("known_names")}
+        known |= {row.name for row in rows if not is_pattern(row.name)}
         if enabled:
-            change = _enable(db, connection, name, host, reason, own, where)
+            change = _enable(writer, key, reason, own, rows)
         else:
-            change = _disable(db, connection, name, host, reason, own, where, known)
+            change = _disable(writer, key, reason, own, known)
         if not is_pattern(name) and name not in known:
             change.warnings.append("no script named %s has run or has a policy row "
                                    "(a typo?)" % name)
         return change
 
 
-def _known_names(connection):
-    names = {row[0] for row in connection.execute(select(script_run.c.name).distinct())}
-    names |= {row[0] for row in connection.execute(select(script_policy.c.name).distinct())
-              if not is_pattern(row[0])}
-    return names
+def _row(writer, query, key):
+    """The row of exactly (name, host) as a dict of its columns, or None."""
+    found = writer.rows(query, key)
+    return from_mapping(PolicyRow, found[0])._asdict() if found else None
 
 
-def _known_hosts(connection):
-    return {row[0] for row in connection.execute(select(script_run.c.host).distinct())}
+def _rows(writer):
+    """Every policy row, in id order (PolicyRow)."""
+    return sorted((from_mapping(PolicyRow, row) for row in writer.rows("policies")),
+                  key=lambda row: row.id)
 
 
-def _rows(connection):
-    return [from_mapping(PolicyRow, row)
-            for row in connection.execute(select(script_policy)).mappings()]
+def _known_hosts(writer):
+    return {row["host"] for row in writer.rows("known_hosts")}
 
 
-def _write(db, connection, name, host, reason, own, where, enabled):
-    values = dict({"enabled": enabled, "reason": reason or ""}, **db.who_columns("changed_by"))
-    if own is None:
-        connection.execute(script_policy.insert().values(name=name, host=host, **values))
-    else:
-        connection.execute(script_policy.update().where(where).values(**values))
-    return dict(connection.execute(select(script_policy).where(where)).mappings().one())
+def _write(writer, key, reason, own, enabled):
+    writer.count("add_policy_row" if own is None else "set_policy_row", dict(
+        key, enabled=enabled, reason=reason or "", who=who()))
+    return _row(writer, "policy_row", key)
 
 
 def _overlap(one, other):
@@ -133,11 +134,12 @@ def _command(verb, name, host):
                                    "" if host == "*" else " --host " + shlex.quote(host))
 
 
-def _disable(db, connection, name, host, reason, own, where, known):
-    written = _write(db, connection, name, host, reason, own, where, False)
+def _disable(writer, key, reason, own, known):
+    name, host = key["name"], key["host"]
+    written = _write(writer, key, reason, own, False)
     change = Change("created" if own is None else "updated", written, [], [])
-    rows = _rows(connection)
-    hosts = _hosts_within(host, rows, _known_hosts(connection))
+    rows = _rows(writer)
+    hosts = _hosts_within(host, rows, _known_hosts(writer))
     for script in sorted(known):
         if not glob_matches(name, script):
             continue
@@ -158,23 +160,23 @@ def _disable(db, connection, name, host, reason, own, where, known):
     return change
 
 
-def _enable(db, connection, name, host, reason, own, where):
+def _enable(writer, key, reason, own, rows):
+    name, host = key["name"], key["host"]
     change = Change("unchanged", own and dict(own), [], [])
     if own is not None and not own["enabled"]:
         if any(own[column] != nothing for column, nothing in SETTINGS.items()):
-            change = Change("updated", _write(db, connection, name, host, reason, own, where,
-                                              True), [], [])
+            change = Change("updated", _write(writer, key, reason, own, True), [], [])
         else:
-            connection.execute(delete(script_policy).where(where))
+            writer.count("delete_policy_row", key)
             change = Change("deleted", None,
                             ["removed policy #%d, which disabled it" % own["id"]], [])
             own = None
-    rows = _rows(connection)
+        rows = _rows(writer)
     disabling = None if is_pattern(name) else policy.disabling_row(rows, name, host)
     if disabling is not None:
         # Only a row of (name, host) can outrank it: write one, then look again.
-        written = _write(db, connection, name, host, reason, own, where, True)
-        rows = _rows(connection)
+        written = _write(writer, key, reason, own, True)
+        rows = _rows(writer)
         still = policy.disabling_row(rows, name, host)
         if still is None:
             change.notes.append("%s disables it; policy #%d enables %s on %s and wins, being "

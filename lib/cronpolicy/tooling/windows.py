@@ -74,7 +74,8 @@ def listed(reader, include_all=False):
 
 
 def list_windows(db, include_all=False):
-    """``listed`` in a reading transaction of ``db``."""
+    """``listed`` in a reading transaction of ``db`` (a tooling Database,
+    or store.writes.Plain)."""
     with db.reading("list rollout windows") as reader:
         return listed(reader, include_all)
 

@@ -528,7 +528,12 @@ def _transaction(reader, write=False):
     lock until it reads, and a writing one the write lock at once."""
     connection = reader.connection
     if reader.backend == config.SQLITE:
-        connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            # A writer's BEGIN waits out the busy timeout behind another
+            # writer (a DBA's open transaction), then fails: one line.
+            connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        except Exception as error:
+            raise reader._translated(error) from error
     reader._in_transaction, reader._policies = not write, None
     try:
         yield reader

@@ -379,6 +379,36 @@ def test_read_commands_answer_while_a_writer_holds_sqlite(cli, dba, dsn):
         holder.close()
 
 
+@pytest.mark.parametrize("dsn", ["sqlite"], indirect=True)
+def test_write_commands_behind_a_writer_holding_sqlite_say_so_in_one_line(
+        cli, dba, dsn, tmp_path, monkeypatch):
+    """A DBA's open write transaction outlasts the busy timeout: each write
+    command waits it out, then says so in one line and exits 4.  The
+    commands written in plain SQL (store.writes) let sqlite3's "database is
+    locked" out of their BEGIN as a traceback."""
+    import sqlite3
+    from cronpolicy.config import sqlite_path
+    config = tmp_path / "short.conf"
+    config.write_text("[cronpolicy]\nconnect_timeout = 0.2s\n")
+    monkeypatch.setenv("CRONPOLICY_CONFIG", str(config))
+    assert cli("deploy", "begin")[0] == exitcodes.OK
+    assert cli("window", "add", "--start", "+1h", "--duration", "1h")[0] == exitcodes.OK
+    holder = sqlite3.connect(sqlite_path(dsn), isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        holder.execute("UPDATE script_policy SET reason = reason")
+        for argv in (["deploy", "begin"], ["deploy", "end", "1"], ["deploy", "end", "--all"],
+                     ["window", "add", "--start", "+1h", "--duration", "1h"],
+                     ["window", "cancel", "1"], ["disable", "job"], ["enable", "job"]):
+            code, out, err = cli(*argv)
+            assert code == exitcodes.GATE_ERROR, (argv, code, out, err)
+            assert err.count("\n") == 1 and "database is locked" in err, (argv, err)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert cli("deploy", "end", "1")[0] == exitcodes.OK      # nothing was half-written
+
+
 def test_the_latest_action_takes_effect_or_a_warning_says_why_not(cli, dba):
     """Issue 12.2: `enable publish-distro` left an enabled exact row, so a
     later `disable 'publish-*'` silently missed publish-distro; `enable` warned

@@ -301,6 +301,17 @@ SELECT host, count(DISTINCT block) AS blocks FROM cronpolicy.script_run AS skipp
 SELECT * FROM cronpolicy.rollout WHERE ended_at IS NULL ORDER BY began_at, id
 
 
+-- name: rollouts_by_id
+-- Oldest first, as open_rollouts.
+SELECT * FROM cronpolicy.rollout WHERE id = ANY(%(ids)s::bigint[]) ORDER BY began_at, id
+
+
+
+-- name: listen_runs
+-- deploy wait hears of the end of runs (schema patch 0012's NOTIFY).
+LISTEN cronpolicy_run
+
+
 -- name: rollouts
 -- The newest rollouts, open or ended.
 SELECT * FROM cronpolicy.rollout ORDER BY began_at DESC, id DESC LIMIT %(limit)s

@@ -1,8 +1,9 @@
 -- What the operator commands write on PostgreSQL (cronpolicy.store.writes):
 -- rollouts begun, renewed and ended (tooling.rollout_rows), windows added
 -- and cancelled (tooling.windows), scripts disabled and enabled
--- (tooling.policy_edits).  Each statement is introduced by a
--- "-- name: NAME" line; parameters are psycopg2's %(name)s.  Who wrote a
+-- (tooling.policy_edits), what deploy wait saw and the drains it timed
+-- (tooling.deploy).  Each statement is introduced by a "-- name: NAME"
+-- line; parameters are psycopg2's %(name)s.  Who wrote a
 -- row and when are the database's to say (session_user and now(), and
 -- schema patch 0016's triggers); the reason reaches the audit through
 -- set_reason.
@@ -20,15 +21,6 @@ INSERT INTO cronpolicy.rollout (kind, services, reason, expected_duration, owner
 VALUES (%(kind)s, %(services)s, %(reason)s, %(expected_duration)s::interval, %(owner_host)s,
         %(owner_pid)s, %(lease_expires_at)s)
 RETURNING id
-
-
--- name: rollout
-SELECT * FROM cronpolicy.rollout WHERE id = %(id)s
-
-
--- name: rollouts_by_id
--- Oldest first, as open_rollouts.
-SELECT * FROM cronpolicy.rollout WHERE id = ANY(%(ids)s::bigint[]) ORDER BY began_at, id
 
 
 -- name: open_full_rollouts
@@ -95,3 +87,30 @@ DELETE FROM cronpolicy.script_policy WHERE name = %(name)s AND host = %(host)s
 -- name: known_hosts
 -- Every host the history names (where a disabling row may be outranked).
 SELECT DISTINCT host FROM cronpolicy.script_run
+
+
+-- name: await_run
+-- deploy wait saw a run in a rollout's way (tooling.deploy's _Witness):
+-- written once, whichever wait of the rollout sees it first.
+INSERT INTO cronpolicy.rollout_awaited (rollout_id, run_id, name, host, first_seen_at,
+                                        last_seen_at)
+VALUES (%(rollout_id)s, %(run_id)s, %(name)s, %(host)s, %(first_seen_at)s, %(last_seen_at)s)
+ON CONFLICT (rollout_id, run_id) DO NOTHING
+
+
+-- name: awaited_last_seen
+-- (Another wait may have seen it later.)
+UPDATE cronpolicy.rollout_awaited SET last_seen_at = %(last_seen_at)s
+ WHERE rollout_id = %(rollout_id)s AND run_id = %(run_id)s AND last_seen_at < %(last_seen_at)s
+
+
+-- name: rollout_quiet
+UPDATE cronpolicy.rollout SET quiet_at = %(quiet_at)s WHERE id = %(id)s AND quiet_at IS NULL
+
+
+-- name: record_drain
+-- One deploy wait, for the metrics: how long, and who held it up longest.
+INSERT INTO cronpolicy.drain (started_at, finished_at, host, quiet, longest_blocker,
+                              longest_blocker_seconds)
+VALUES (%(started_at)s, %(finished_at)s, %(host)s, %(quiet)s, %(longest_blocker)s,
+        %(longest_blocker_seconds)s)

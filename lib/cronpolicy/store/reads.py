@@ -229,6 +229,11 @@ class Reader:
         """The Rollout rows not ended, oldest first."""
         return [from_mapping(Rollout, row) for row in self.rows("open_rollouts")]
 
+    def rollouts_by_id(self, ids):
+        """The Rollout rows of ``ids`` (those that exist), oldest first."""
+        return [from_mapping(Rollout, row)
+                for row in self.rows("rollouts_by_id", {"ids": self._list(ids)})]
+
     def rollouts(self, limit):
         """The newest ``limit`` rollouts, open or ended, newest first (Rollout rows)."""
         return [from_mapping(Rollout, row) for row in self.rows("rollouts", {"limit": limit})]

@@ -222,6 +222,13 @@ SELECT host, count(DISTINCT block) AS blocks FROM cronpolicy.script_run AS skipp
  GROUP BY host
 
 
+-- name: rollouts_by_id
+-- Oldest first, as open_rollouts.
+SELECT * FROM cronpolicy.rollout WHERE id IN (SELECT value FROM json_each(:ids))
+ ORDER BY began_at, id
+
+
+
 -- name: rollouts
 -- The newest rollouts, open or ended.
 SELECT * FROM cronpolicy.rollout ORDER BY began_at DESC, id DESC LIMIT :limit

@@ -1,8 +1,9 @@
 -- What the operator commands write on SQLite (cronpolicy.store.writes):
 -- rollouts begun, renewed and ended (tooling.rollout_rows), windows added
 -- and cancelled (tooling.windows), scripts disabled and enabled
--- (tooling.policy_edits).  Each statement is introduced by a
--- "-- name: NAME" line; parameters are sqlite3's :name.  SQLite's triggers
+-- (tooling.policy_edits), what deploy wait saw and the drains it timed
+-- (tooling.deploy).  Each statement is introduced by a "-- name: NAME"
+-- line; parameters are sqlite3's :name.  SQLite's triggers
 -- know no user: the writer names it (owner, ended_by, created_by,
 -- cancelled_by) and signs the audit entries it wrote (sign_audit).
 
@@ -24,16 +25,6 @@ INSERT INTO cronpolicy.rollout (kind, services, reason, expected_duration, owner
 VALUES (:kind, :services, :reason, :expected_duration, :owner_host, :owner_pid,
         :lease_expires_at, :owner)
 RETURNING id
-
-
--- name: rollout
-SELECT * FROM cronpolicy.rollout WHERE id = :id
-
-
--- name: rollouts_by_id
--- Oldest first, as open_rollouts.
-SELECT * FROM cronpolicy.rollout WHERE id IN (SELECT value FROM json_each(:ids))
- ORDER BY began_at, id
 
 
 -- name: open_full_rollouts
@@ -98,3 +89,30 @@ DELETE FROM cronpolicy.script_policy WHERE name = :name AND host = :host
 -- name: known_hosts
 -- Every host the history names (where a disabling row may be outranked).
 SELECT DISTINCT host FROM cronpolicy.script_run
+
+
+-- name: await_run
+-- deploy wait saw a run in a rollout's way (tooling.deploy's _Witness):
+-- written once, whichever wait of the rollout sees it first.
+INSERT INTO cronpolicy.rollout_awaited (rollout_id, run_id, name, host, first_seen_at,
+                                        last_seen_at)
+VALUES (:rollout_id, :run_id, :name, :host, :first_seen_at, :last_seen_at)
+ON CONFLICT (rollout_id, run_id) DO NOTHING
+
+
+-- name: awaited_last_seen
+-- (Another wait may have seen it later.)
+UPDATE cronpolicy.rollout_awaited SET last_seen_at = :last_seen_at
+ WHERE rollout_id = :rollout_id AND run_id = :run_id
+   AND julianday(last_seen_at) < julianday(:last_seen_at)
+
+
+-- name: rollout_quiet
+UPDATE cronpolicy.rollout SET quiet_at = :quiet_at WHERE id = :id AND quiet_at IS NULL
+
+
+-- name: record_drain
+-- One deploy wait, for the metrics: how long, and who held it up longest.
+INSERT INTO cronpolicy.drain (started_at, finished_at, host, quiet, longest_blocker,
+                              longest_blocker_seconds)
+VALUES (:started_at, :finished_at, :host, :quiet, :longest_blocker, :longest_blocker_seconds)

@@ -87,30 +87,61 @@ def signed(writer, reason):
 
 class Plain:
     """The policy database of ``settings`` for code written against a
-    Writer: each ``writing`` or ``reading`` block a connection of its own."""
+    Writer: each ``writing`` or ``reading`` block a connection of its own,
+    or the one ``open_held`` gave (deploy wait holds one while it waits)."""
 
     def __init__(self, settings, application_name="cronpolicy-cli"):
         self.settings = settings
         self.backend = settings.backend
         self.application_name = application_name
 
-    @contextlib.contextmanager
-    def writing(self, doing, reason=""):
-        """A Writer in one write transaction (SQLite: the write lock at once)."""
-        settings = self.settings
-        connection = connect(settings, self.application_name)
+    def open_held(self, doing="connect to the policy database"):
+        """A DB-API connection on a current schema, for a series of
+        transactions (``held=``); close it with close_held()."""
+        return connect(self.settings, self.application_name)
+
+    @staticmethod
+    def close_held(held):
         try:
-            writer = Writer(connection, settings.backend, settings.masked_dsn, settings.dsn,
-                            settings.host)
-            writer.doing = doing
+            held.close()
+        except Exception:
+            pass        # a connection lost meanwhile closes as it can
+
+    @staticmethod
+    def raw(held):
+        """The DB-API connection of ``held`` (its notifications, its socket)."""
+        return held
+
+    @contextlib.contextmanager
+    def writing(self, doing, reason="", held=None):
+        """A Writer in one write transaction (SQLite: the write lock at once)."""
+        with self._on(held) as connection:
+            writer = self._made(Writer, connection, doing)
             with _transaction(writer, write=True), signed(writer, reason):
                 yield writer
+
+    @contextlib.contextmanager
+    def reading(self, doing, held=None):
+        """A Reader in one transaction that only reads (SQLite: no lock)."""
+        with self._on(held) as connection:
+            reader = self._made(Reader, connection, doing)
+            with _transaction(reader):
+                yield reader
+
+    @contextlib.contextmanager
+    def _on(self, held):
+        if held is not None:
+            yield held
+            return
+        connection = connect(self.settings, self.application_name)
+        try:
+            yield connection
         finally:
             connection.close()
 
-    @contextlib.contextmanager
-    def reading(self, doing):
-        """A Reader in one transaction that only reads."""
-        from cronpolicy.store.reads import reading
-        with reading(self.settings, doing, application_name=self.application_name) as reader:
-            yield reader
+    def _made(self, kind, connection, doing):
+        settings = self.settings
+        made = kind(connection, settings.backend, settings.masked_dsn, settings.dsn,
+                    settings.host)
+        made.doing = doing
+        return made

@@ -131,12 +131,14 @@ def test_read_commands_load_no_sqlalchemy(argv, dsn, dba, tmp_path):
     assert not loaded, loaded
 
 
-#: The writes of a rollout, its windows and disable/enable are plain SQL
-#: (store.writes): release tooling calls them at every deploy, and
-#: SQLAlchemy cost each command 0.2 s.
+#: A rollout's commands (begin, wait, run, end), its windows and
+#: disable/enable are plain SQL (store.writes): release tooling calls them at
+#: every deploy, and SQLAlchemy cost each command 0.2 s.
 ROLLOUT_WRITES = [["deploy", "begin", "--reason", "r1"], ["deploy", "end", "--all"],
                   ["deploy", "end", "1"], ["window", "add", "--start", "+1h", "--duration", "1h"],
-                  ["window", "cancel", "1"], ["disable", "job"], ["enable", "job"]]
+                  ["window", "cancel", "1"], ["disable", "job"], ["enable", "job"],
+                  ["deploy", "wait", "--timeout", "5s"],
+                  ["deploy", "run", "--wait-timeout", "5s", "--", "true"]]
 
 
 def test_rollout_writes_load_no_sqlalchemy(dsn, tmp_path):

@@ -61,24 +61,30 @@ class Database:
             yield connection
 
     @contextlib.contextmanager
-    def writing(self, doing, reason=""):
+    def writing(self, doing, reason="", held=None):
         """A store.writes.Writer beneath a transaction of this Database (the
         audit signed by ``begin``): what is written in plain SQL
-        (tooling.rollout_rows) takes this or store.writes.Plain alike."""
+        (tooling.rollout_rows, deploy wait) takes this or store.writes.Plain
+        alike."""
         from cronpolicy.store.writes import Writer
-        with self.begin(doing, reason=reason) as connection:
+        with self.begin(doing, reason=reason, held=held) as connection:
             writer = Writer.of(connection, self)
             writer.doing = doing
             yield writer
 
     @contextlib.contextmanager
-    def reading(self, doing):
+    def reading(self, doing, held=None):
         """A store.reads.Reader beneath a transaction that only reads."""
         from cronpolicy.store.reads import Reader
-        with self.read(doing) as connection:
+        with self.read(doing, held=held) as connection:
             reader = Reader.of(connection, self)
             reader.doing = doing
             yield reader
+
+    @staticmethod
+    def raw(held):
+        """The DB-API connection beneath ``held`` (from open_held)."""
+        return held.connection.dbapi_connection
 
     @contextlib.contextmanager
     def briefly(self, doing):

@@ -33,15 +33,11 @@ or is asked to stop is asked of ``cronpolicy.policy``.  Planning a rollout
 import collections
 import time
 
-from sqlalchemy import select, text
-
 from cronpolicy import config, policy
 from cronpolicy.errors import DatabaseError, UsageError
 from cronpolicy.matching import parse_needs
-from cronpolicy.tooling.fleet import live_runs, reap_dead_runs
 from cronpolicy.tooling.rollout_rows import (  # noqa: F401 (the API's names)
     begin, deploy_begin, deploy_end, end, end_open, open_rollouts, renew)
-from cronpolicy.tooling.tables import drain, rollout, rollout_awaited
 
 
 # Waiting for the fleet ---------------------------------------------------------------
@@ -61,9 +57,11 @@ WaitResult = collections.namedtuple(
 Look = collections.namedtuple("Look", "now runs stop_asked rollouts covered complete")
 
 
-def blocking_runs(db, connection, host="*", reap=True, service=None, release_not=None,
+def blocking_runs(reader, host="*", reap=True, service=None, release_not=None,
                   rollout_id=None):
-    """One Look at the runs a rollout on ``host`` must wait for.
+    """One Look, read by ``reader`` (a store.reads.Reader in a transaction;
+    a store.writes.Writer to ``reap``), at the runs a rollout on ``host``
+    must wait for.
 
     Rollout-exempt scripts never block.  Which runs are in the way:
     ``rollout_id``: those that rollout stops; ``service``: those that need
@@ -76,11 +74,11 @@ def blocking_runs(db, connection, host="*", reap=True, service=None, release_not
     open rollouts it is in the way of (``rollouts``).  ``reap``: record
     dead runs as abandoned first (a write: not on every look)."""
     if reap:
-        reap_dead_runs(db, connection)
-    inputs = db.inputs(connection)
+        reader.reap_dead_runs()
+    inputs = reader.inputs()
     asked = policy.rollout_under_way(inputs, service)
     runs, covered = [], {row.id: [] for row in inputs.rollouts}
-    for run in live_runs(db, connection, inputs.now, host):
+    for run in reader.live_runs(inputs.now, host):
         if policy.rollout_exempt(inputs.policies, run["name"], run["host"]):
             continue
         facts = policy.ScriptFacts(run["name"], run["host"], needs=parse_needs(run["needs"]))
@@ -199,16 +197,15 @@ def wait_until_quiet(db, timeout, host="*", poll_interval=None, on_progress=None
 
 
 def _check_open(db, rollout_id):
-    with db.read("read rollout #%d" % rollout_id) as connection:
-        row = connection.execute(select(rollout).where(rollout.c.id == rollout_id)
-                                 ).mappings().first()
-    if row is None:
+    with db.reading("read rollout #%d" % rollout_id) as reader:
+        found = reader.rollouts_by_id([rollout_id])
+    if not found:
         raise UsageError("there is no rollout #%d (cronpolicy rollouts lists them)"
                          % rollout_id)
-    if row["ended_at"] is not None:
+    if found[0].ended_at is not None:
         from cronpolicy.timeutil import format_time
         raise UsageError("rollout #%d ended at %s: nothing waits for it"
-                         % (rollout_id, format_time(row["ended_at"])))
+                         % (rollout_id, format_time(found[0].ended_at)))
 
 
 class _Looks:
@@ -218,7 +215,8 @@ class _Looks:
     failover); reaping dead runs at most every REAP_EVERY, the other looks
     only read (on SQLite: without the write lock)."""
 
-    CHANNELS = ("cronpolicy_run", "cronpolicy_policy")
+    #: The end of runs (cronpolicy_run) and policy changes (cronpolicy_policy).
+    LISTENS = ("listen_runs", "listen")
 
     def __init__(self, db):
         self.db = db
@@ -235,10 +233,10 @@ class _Looks:
     def _connect(self):
         self.held = self.db.open_held("wait for the running scripts")
         if self.listening:
-            with self.db.begin("listen for the end of runs", held=self.held) as connection:
-                for channel in self.CHANNELS:
-                    connection.execute(text("LISTEN %s" % channel))
-            self._raw = self.held.connection.dbapi_connection
+            with self.db.reading("listen for the end of runs", held=self.held) as reader:
+                for statement in self.LISTENS:
+                    reader.rows(statement)
+            self._raw = self.db.raw(self.held)
 
     def close(self):
         if self.held is not None:
@@ -263,10 +261,10 @@ class _Looks:
 
     def _look(self, host, service, release_not, rollout_id):
         reap = self._reaped_at is None or time.monotonic() - self._reaped_at >= REAP_EVERY
-        transaction = self.db.begin if reap else self.db.read
+        transaction = self.db.writing if reap else self.db.reading
         with self.guarded(), \
-                transaction("check the running scripts", held=self.held) as connection:
-            found = blocking_runs(self.db, connection, host, reap=reap, service=service,
+                transaction("check the running scripts", held=self.held) as reader:
+            found = blocking_runs(reader, host, reap=reap, service=service,
                                   release_not=release_not, rollout_id=rollout_id)
         if reap:
             self._reaped_at = time.monotonic()
@@ -275,8 +273,8 @@ class _Looks:
         return found
 
     def reap(self):
-        with self.guarded(), self.db.begin("record dead runs", held=self.held) as connection:
-            reap_dead_runs(self.db, connection)
+        with self.guarded(), self.db.writing("record dead runs", held=self.held) as writer:
+            writer.reap_dead_runs()
 
     def guarded(self):
         """A _Watchdog over the held connection, for one look or write on it."""
@@ -287,7 +285,7 @@ class _Looks:
         if self.db.backend != config.POSTGRESQL or self.held is None:
             return None
         try:
-            return self.held.connection.dbapi_connection.fileno()
+            return self.db.raw(self.held).fileno()
         except Exception:
             return None
 
@@ -407,43 +405,31 @@ class _Witness:
     def _write_once(self, new, seen_last, quiet):
         # (Under the watchdog, as a look: a write on the held connection must
         # not wait forever on a connection gone silent either.)
-        with self.looks.guarded(), self.db.begin("record what the rollouts waited for",
-                                                 held=self.looks.held) as connection:
+        with self.looks.guarded(), self.db.writing("record what the rollouts waited for",
+                                                   held=self.looks.held) as writer:
             for key in new:
                 name, host, first, last, _ = self.seen[key]
                 # Another wait of the same rollout may write the same row
                 # meanwhile (its insert uncommitted, so no read here sees
                 # it): the row is written once, and this one's last sight
                 # goes into it as an update.
-                inserted = connection.execute(_insert_new(self.db, rollout_awaited).values(
-                    rollout_id=key[0], run_id=key[1], name=name, host=host,
-                    first_seen_at=first, last_seen_at=last).on_conflict_do_nothing(
-                    index_elements=["rollout_id", "run_id"])).rowcount == 1
+                inserted = writer.count("await_run", {
+                    "rollout_id": key[0], "run_id": key[1], "name": name, "host": host,
+                    "first_seen_at": writer._time(first),
+                    "last_seen_at": writer._time(last)}) == 1
                 self.seen[key][4] = last if inserted else None
             for key in seen_last:
                 last = self.seen[key][3]
                 # (Another wait may have seen it later, or first.)
-                connection.execute(rollout_awaited.update().where(
-                    rollout_awaited.c.rollout_id == key[0], rollout_awaited.c.run_id == key[1],
-                    rollout_awaited.c.last_seen_at < last).values(last_seen_at=last))
+                writer.count("awaited_last_seen", {"rollout_id": key[0], "run_id": key[1],
+                                                   "last_seen_at": writer._time(last)})
                 self.seen[key][4] = last
             # The clock of this transaction, after the look: a look's own
             # now() may come before the commit of a run's end it then saw.
-            quiet_at = self.db.now(connection) if quiet else None
+            quiet_at = writer._time(writer.now()) if quiet else None
             for rollout_id in quiet:
-                connection.execute(rollout.update().where(
-                    rollout.c.id == rollout_id, rollout.c.quiet_at.is_(None)).values(
-                    quiet_at=quiet_at))
+                writer.count("rollout_quiet", {"id": rollout_id, "quiet_at": quiet_at})
                 self.quiet.add(rollout_id)
-
-
-def _insert_new(db, table):
-    """An INSERT into ``table`` that can skip rows already there (ON CONFLICT)."""
-    if db.backend == config.SQLITE:
-        from sqlalchemy.dialects.sqlite import insert
-    else:
-        from sqlalchemy.dialects.postgresql import insert
-    return insert(table)
 
 
 def _until_a_lease_ends(runs, now):
@@ -459,8 +445,9 @@ def _record_drain(db, started_at, finished_at, host, quiet, blocked, held=None):
     """Remember this wait for the metrics: how long, and who held it up
     longest (on connection ``held``, if given)."""
     longest = max(blocked.values(), key=lambda entry: entry[2] - entry[1], default=None)
-    with db.begin("record the drain", held=held) as connection:
-        connection.execute(drain.insert().values(
-            started_at=started_at, finished_at=max(started_at, finished_at), host=host,
-            quiet=quiet, longest_blocker=longest[0] if longest else None,
-            longest_blocker_seconds=(longest[2] - longest[1]) if longest else None))
+    with db.writing("record the drain", held=held) as writer:
+        writer.count("record_drain", {
+            "started_at": writer._time(started_at),
+            "finished_at": writer._time(max(started_at, finished_at)), "host": host,
+            "quiet": quiet, "longest_blocker": longest[0] if longest else None,
+            "longest_blocker_seconds": (longest[2] - longest[1]) if longest else None})

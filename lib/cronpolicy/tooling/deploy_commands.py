@@ -169,8 +169,8 @@ def _warn_starving(settings, services=()):
 
 
 def cmd_deploy_wait(args, settings):
+    from cronpolicy.store.writes import Plain
     from cronpolicy.tooling import deploy
-    from cronpolicy.tooling.database import Database
     timeout = parse_duration(args.timeout)
     release_not = args.release_not
     if args.old_releases:
@@ -181,7 +181,7 @@ def cmd_deploy_wait(args, settings):
         problem = text_problem(release_not, "--old-releases: the release")
         if problem:             # no run can have recorded it
             raise UsageError(problem)
-    db = Database(settings)
+    db = Plain(settings)
     progress = None if args.json else LiveTable(sys.stdout)
     result = deploy.wait_until_quiet(db, timeout, host=args.host, on_progress=progress,
                                      service=args.service, release_not=release_not,

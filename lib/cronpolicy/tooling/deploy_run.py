@@ -137,8 +137,8 @@ def _print(*args, file=None):
 
 
 def cmd_deploy_run(args, settings):
+    from cronpolicy.store.writes import Plain
     from cronpolicy.tooling import deploy
-    from cronpolicy.tooling.database import Database
     command = list(args.command)
     if not command:
         raise UsageError("give the command to run after --, as in cronpolicy deploy run "
@@ -146,7 +146,7 @@ def cmd_deploy_run(args, settings):
     expect = positive_duration(args.expect, "--expect") if args.expect else None
     wait_timeout = positive_duration(args.wait_timeout, "--wait-timeout")
     services = sorted(set(args.service or ()))
-    db = Database(settings)
+    db = Plain(settings)
     with _Signals() as signals:
         row, others = deploy.begin(db, services=services, reason=args.reason, expect=expect,
                                    owner_host=settings.host, owner_pid=os.getpid(),

@@ -116,9 +116,7 @@ def _open(writer):
 
 
 def _by_id(writer, ids):
-    from cronpolicy.rows import Rollout, from_mapping
-    return [from_mapping(Rollout, row)._asdict()
-            for row in writer.rows("rollouts_by_id", {"ids": writer._list(ids)})]
+    return [rollout._asdict() for rollout in writer.rollouts_by_id(ids)]
 
 
 def _end(writer, ids):

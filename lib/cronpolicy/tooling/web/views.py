@@ -111,8 +111,9 @@ def writable_tables(settings):
 def _waits(db, connection, host="*"):
     """deploy wait's look (deploy.Look), recording nothing: for each open
     rollout the runs in its way, and whether anything asks scripts to stop."""
+    from cronpolicy.store.reads import Reader
     from cronpolicy.tooling.deploy import blocking_runs
-    return blocking_runs(db, connection, host=host, reap=False)
+    return blocking_runs(Reader.of(connection, db), host=host, reap=False)
 
 
 def _rollouts_waiting(state, look):

@@ -40,9 +40,13 @@ ON CONFLICT (name, host, status, decision, blocked)
 DO UPDATE SET runs = pruned_runs.runs + excluded.runs"""
 
 #: PostgreSQL: one statement deletes a batch and tallies exactly the rows it deleted.
+#: The batch is chosen by the statement's snapshot; "status <> 'running'" is
+#: asked again of the row itself, which the delete re-checks as it is once
+#: it holds it: a run heard from again (revived) while this waited for its
+#: row is running, and stays (the id list alone deleted it).
 _PRUNE_BATCH_POSTGRESQL = text("""
 WITH gone AS (
-    DELETE FROM cronpolicy.script_run WHERE id IN (%s)
+    DELETE FROM cronpolicy.script_run WHERE id IN (%s) AND status <> 'running'
     RETURNING name, host, status, decision, block),
 tallied AS (%s)
 SELECT count(*) FROM gone

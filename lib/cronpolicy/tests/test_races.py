@@ -1,0 +1,100 @@
+"""Races on PostgreSQL held open deterministically: one transaction holds a
+row uncommitted, the other statement is started in a thread and seen
+waiting for the lock (pg_stat_activity) before the first commits.  Each
+test is a defect found so (READ COMMITTED: a statement that waited for a
+row re-checks only its own table's conditions on the row as it is then;
+what it read elsewhere, subqueries and other CTEs, stays as its snapshot
+had it)."""
+
+import threading
+
+import psycopg2
+import pytest
+
+from cronpolicy.config import Settings
+
+from .conftest import wait_for
+
+pytestmark = [pytest.mark.postgresql, pytest.mark.integration]
+
+
+def query(connection, sql, *parameters):
+    with connection.cursor() as cursor:
+        cursor.execute(sql, parameters)
+        return cursor.fetchall() if cursor.description else None
+
+
+class Race:
+    """A DBA connection (autocommit) that watches, a transaction ``holder``
+    left open, and the racing call run in a thread until it waits for a lock."""
+
+    def __init__(self, pg_dsn):
+        self.dba = psycopg2.connect(pg_dsn)
+        self.dba.autocommit = True
+        self.holder = psycopg2.connect(pg_dsn)
+        self.thread = None
+        self.answers, self.errors = [], []
+
+    def hold(self, sql, *parameters):
+        return query(self.holder, sql, *parameters)
+
+    def start(self, call, what="the racing statement waiting for a lock"):
+        """Run ``call()`` in a thread; return once a backend other than the
+        DBA's and the holder's waits for a lock."""
+        others = (self.dba.get_backend_pid(), self.holder.get_backend_pid())
+
+        def run():
+            try:
+                self.answers.append(call())
+            except Exception as error:          # (said by finish)
+                self.errors.append(error)
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        wait_for(lambda: self.errors or query(
+            self.dba, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                      " AND wait_event_type = 'Lock' AND pid NOT IN %s", others)[0][0] == 1,
+                 timeout=30, what=what)
+        assert not self.errors, self.errors
+
+    def finish(self):
+        """Commit the holder; the racing call's answer."""
+        self.holder.commit()
+        self.thread.join(timeout=30)
+        assert not self.thread.is_alive()
+        if self.errors:
+            raise self.errors[0]
+        return self.answers[0]
+
+    def close(self):
+        for connection in (self.holder, self.dba):
+            connection.close()
+
+
+@pytest.fixture
+def race(pg_dsn):
+    opened = Race(pg_dsn)
+    yield opened
+    opened.close()
+
+
+def test_prune_leaves_a_run_heard_from_again_while_it_waited(pg_dsn, race):
+    """prune picks old ended runs by its snapshot and deletes them by id.
+    A run recorded abandoned long ago whose script is heard from again (its
+    heartbeat revives it: it is running) while prune waits for its row was
+    deleted all the same: the living run's record was gone, `deploy wait`
+    no longer saw it, and its end was written to no row."""
+    from cronpolicy.tooling.database import Database
+    from cronpolicy.tooling.retention import prune
+    [(run_id,)] = query(race.dba, "INSERT INTO cronpolicy.script_run (name, host, pid, spool_id,"
+                                  " started_at, status, finished_at) VALUES ('job', 'web1', 1,"
+                                  " 'old', now() - interval '2 days', 'abandoned',"
+                                  " now() - interval '2 days') RETURNING id")
+    # The heartbeat's revival (store/postgresql.sql), not yet committed.
+    race.hold("UPDATE cronpolicy.script_run SET status = 'running', finished_at = NULL,"
+              " stop_reason = NULL, heartbeat_at = now(),"
+              " lease_expires_at = now() + interval '30 s' WHERE id = %s", run_id)
+    db = Database(Settings(dsn=pg_dsn, dsn_source="--dsn"))
+    race.start(lambda: prune(db, older_than=86400, keep=0)[0], "prune waiting for the run")
+    race.finish()
+    assert query(race.dba, "SELECT id, status FROM cronpolicy.script_run") == [
+        (run_id, "running")]

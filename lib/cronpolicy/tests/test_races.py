@@ -98,3 +98,27 @@ def test_prune_leaves_a_run_heard_from_again_while_it_waited(pg_dsn, race):
     race.finish()
     assert query(race.dba, "SELECT id, status FROM cronpolicy.script_run") == [
         (run_id, "running")]
+
+
+
+def test_prune_keeps_a_success_whose_end_was_written_while_it_waited(pg_dsn, race):
+    """prune keeps the last successes of every script (the estimates read
+    them).  An old run recorded abandoned whose script writes its end (it
+    succeeded: the run's end overwrites an abandonment) while prune waits
+    for its row was deleted as the abandoned run prune's snapshot showed:
+    the script's one success, the newest of all, was gone."""
+    from cronpolicy.tooling.database import Database
+    from cronpolicy.tooling.retention import prune
+    [(run_id,)] = query(race.dba, "INSERT INTO cronpolicy.script_run (name, host, pid, spool_id,"
+                                  " started_at, status, finished_at) VALUES ('job', 'web1', 1,"
+                                  " 'old', now() - interval '2 days', 'abandoned',"
+                                  " now() - interval '2 days') RETURNING id")
+    # record_finish (store/postgresql.sql), not yet committed.
+    race.hold("UPDATE cronpolicy.script_run SET status = 'succeeded', exit_code = 0,"
+              " finished_at = now(), lease_expires_at = NULL WHERE id = %s", run_id)
+    db = Database(Settings(dsn=pg_dsn, dsn_source="--dsn"))
+    race.start(lambda: prune(db, older_than=86400, keep=1)[0], "prune waiting for the run")
+    assert race.finish() == 0
+    assert query(race.dba, "SELECT id, status FROM cronpolicy.script_run") == [
+        (run_id, "succeeded")]
+

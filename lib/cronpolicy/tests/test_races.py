@@ -122,3 +122,21 @@ def test_prune_keeps_a_success_whose_end_was_written_while_it_waited(pg_dsn, rac
     assert query(race.dba, "SELECT id, status FROM cronpolicy.script_run") == [
         (run_id, "succeeded")]
 
+
+
+def test_deploy_end_says_it_ended_only_the_rollouts_it_ended(pg_dsn, race):
+    """`deploy end` (no id) reads the open rollouts, then ends them.  Two
+    at once (two release managers, a retried script): the second waited
+    for the first, ended nothing, and still said "rollout #N ended after
+    ..." of the rollout the first had ended, as if its own."""
+    from cronpolicy.tooling import deploy
+    from cronpolicy.tooling.database import Database
+    db = Database(Settings(dsn=pg_dsn, dsn_source="--dsn"))
+    rollout, _ = deploy.begin(db, reason="release")
+    # The first `deploy end`, not yet committed.
+    race.hold("UPDATE cronpolicy.rollout SET ended_at = now() WHERE id = %s", rollout["id"])
+    race.start(lambda: deploy.end_open(db), "the second deploy end waiting")
+    assert race.finish() == []
+    assert query(race.dba, "SELECT count(*) FROM cronpolicy.rollout WHERE ended_at IS NULL") == [
+        (0,)]
+

@@ -91,15 +91,26 @@ def end_open(db, service=None, every=False, reason=""):
                                  "; ".join(_named(row) for row in found)))
         if not found:
             return []
-        ids = [row["id"] for row in found]
-        _end(db, connection, rollout.c.id.in_(ids))
-        return _rows(connection, rollout.c.id.in_(ids))
+        # Only those this ended: another `deploy end` may have ended some
+        # while this waited for them (read open above, by this snapshot).
+        ended = _ended(db, connection, rollout.c.id.in_([row["id"] for row in found]))
+        return _rows(connection, rollout.c.id.in_(ended)) if ended else []
 
 
 def _end(db, connection, where):
     """End the open rollouts ``where`` says; how many it ended."""
-    return connection.execute(rollout.update().where(where, rollout.c.ended_at.is_(None)).values(
-        ended_at=db.now(connection), lease_expires_at=None, **db.who_columns("ended_by"))).rowcount
+    return connection.execute(_ending(db, connection, where)).rowcount
+
+
+def _ended(db, connection, where):
+    """End the open rollouts ``where`` says; the ids of those it ended."""
+    return [row[0] for row in connection.execute(
+        _ending(db, connection, where).returning(rollout.c.id))]
+
+
+def _ending(db, connection, where):
+    return rollout.update().where(where, rollout.c.ended_at.is_(None)).values(
+        ended_at=db.now(connection), lease_expires_at=None, **db.who_columns("ended_by"))
 
 
 def renew(db, rollout_id, lease):
@@ -148,9 +159,8 @@ def deploy_end(db, reason=""):
     with db.begin("end the deploy", reason=reason) as connection:
         where = (rollout.c.ended_at.is_(None)) & (rollout.c.kind == policy.FULL)
         ids = [row[0] for row in connection.execute(select(rollout.c.id).where(where))]
-        if ids:
-            _end(db, connection, rollout.c.id.in_(ids))
-        return ids
+        # (those this ended: another end may have ended some meanwhile)
+        return _ended(db, connection, rollout.c.id.in_(ids)) if ids else []
 
 
 # Waiting for the fleet ---------------------------------------------------------------

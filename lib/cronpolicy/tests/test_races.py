@@ -142,8 +142,6 @@ def test_deploy_end_says_it_ended_only_the_rollouts_it_ended(pg_dsn, race):
 
 
 
-@pytest.mark.xfail(strict=True, reason="not fixed: the gate records its start without "
-                   "learning of a rollout that began after its decision read")
 def test_deploy_wait_is_not_quiet_while_a_start_decided_before_the_rollout_runs(
         pg_dsn, tmp_path, monkeypatch):
     """A script reads the policy (no rollout: run) and records its start a
@@ -153,7 +151,7 @@ def test_deploy_wait_is_not_quiet_while_a_start_decided_before_the_rollout_runs(
     rollout (to its end, if it is never safe to interrupt) while the
     release goes ahead.  Either the wait must see the run or the script
     must not run main()."""
-    from cronpolicy import CronScript
+    from cronpolicy import CronScript, exitcodes
     from cronpolicy.store import open_store
     from cronpolicy.tooling import deploy
     from cronpolicy.tooling.database import Database
@@ -184,5 +182,21 @@ def test_deploy_wait_is_not_quiet_while_a_start_decided_before_the_rollout_runs(
 
         def main(self):
             type(self).ran = True
-    Job(store=store).run(["--dsn", pg_dsn, "--log-file", str(tmp_path / "job.log")], exit=False)
+    code = Job(store=store).run(["--dsn", pg_dsn, "--log-file", str(tmp_path / "job.log")],
+                                exit=False)
     assert waits and not (waits[0].quiet and Job.ran), (waits, Job.ran)
+    # (the fleet was quiet: the script learned of the rollout as its start
+    # was written, and never ran main(): interrupted at once)
+    assert code == exitcodes.INTERRUPTED
+    [(rollout_id,)] = query_all(pg_dsn, "SELECT id FROM cronpolicy.rollout")
+    assert query_all(pg_dsn, "SELECT status, stop_block FROM cronpolicy.script_run") == [
+        ("interrupted", "rollout:%d" % rollout_id)]
+    assert "not running after all" in (tmp_path / "job.log").read_text()
+
+
+def query_all(dsn, sql):
+    connection = psycopg2.connect(dsn)
+    try:
+        return query(connection, sql)
+    finally:
+        connection.close()

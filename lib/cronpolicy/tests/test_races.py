@@ -1,10 +1,11 @@
 """Races on PostgreSQL held open deterministically: one transaction holds a
 row uncommitted, the other statement is started in a thread and seen
-waiting for the lock (pg_stat_activity) before the first commits.  Each
-test is a defect found so (READ COMMITTED: a statement that waited for a
-row re-checks only its own table's conditions on the row as it is then;
-what it read elsewhere, subqueries and other CTEs, stays as its snapshot
-had it)."""
+waiting for the lock (pg_stat_activity) before the first commits.  The
+first tests are defects found so (READ COMMITTED: a statement that waited
+for a row re-checks only its own table's conditions on the row as it is
+then; what it read elsewhere, subqueries and other CTEs, stays as its
+snapshot had it), and one found beside them (a start decided before a
+rollout began); the last are races found safe, which stay so."""
 
 import threading
 
@@ -200,3 +201,111 @@ def query_all(dsn, sql):
         return query(connection, sql)
     finally:
         connection.close()
+
+
+# Races checked and found safe, held open the same way: they stay so. ------------------
+
+RUN = ("INSERT INTO cronpolicy.script_run (name, host, pid, spool_id, decision, started_at, status,"
+       " finished_at, heartbeat_at, lease_expires_at) VALUES ('job', 'web1', 1, %s, 'run',"
+       " now() - %s * interval '1 minute', %s, CASE WHEN %s <> 'running' THEN now() - %s *"
+       " interval '1 minute' + interval '10 s' END, now(), CASE WHEN %s = 'running' THEN now()"
+       " + interval '30 s' END) RETURNING id")
+
+
+def run(race, key, minutes, status):
+    return query(race.dba, RUN, key, minutes, status, status, minutes, status)[0][0]
+
+
+def tally(race):
+    return query(race.dba, "SELECT status, runs, last_run_id FROM cronpolicy.run_tally"
+                           " ORDER BY status")
+
+
+FINISH = ("UPDATE cronpolicy.script_run SET status = 'succeeded', exit_code = 0,"
+          " finished_at = now(), lease_expires_at = NULL WHERE id = %s")
+REWRITE = "UPDATE cronpolicy.script_run SET status = 'failed' WHERE id = %s"
+
+
+@pytest.mark.parametrize("held", ["leave", "join"])
+def test_a_leave_and_a_join_of_one_bucket_of_the_tally(pg_dsn, race, held):
+    """A run rewritten out of a bucket of run_tally (its latest run, so the
+    bucket takes its latest again from the history) and a run ending into
+    it, either holding the tally's row while the other waits: the bucket
+    ends with the run that ended, whichever read the history first."""
+    run(race, "d", 120, "succeeded")
+    a = run(race, "a", 60, "succeeded")
+    c = run(race, "c", 30, "running")
+    first, then = (REWRITE, a), (FINISH, c)
+    if held == "join":
+        first, then = then, first
+    race.hold(first[0], first[1])
+    race.start(lambda: _autocommit(pg_dsn, then[0], then[1]))
+    race.finish()
+    assert tally(race) == [("failed", 1, a), ("succeeded", 2, c)]
+
+
+def _autocommit(dsn, sql, *parameters):
+    """``sql`` on a connection of its own, as the store sends it (autocommit)."""
+    import psycopg2
+    connection = psycopg2.connect(dsn)
+    connection.autocommit = True
+    try:
+        return query(connection, sql, *parameters)
+    finally:
+        connection.close()
+
+
+def test_two_leaves_of_one_bucket_of_the_tally(pg_dsn, race):
+    d = run(race, "d", 120, "succeeded")
+    a = run(race, "a", 60, "succeeded")
+    b = run(race, "b", 30, "succeeded")
+    race.hold(REWRITE, b)
+    race.start(lambda: _autocommit(pg_dsn, REWRITE, a))
+    race.finish()
+    assert tally(race) == [("failed", 2, b), ("succeeded", 1, d)]
+
+
+def test_a_slot_renewed_while_taken_from_an_expired_lease(pg_dsn, race):
+    """take_slot frees a slot whose lease ran out and takes it; its holder's
+    heartbeat, waiting for the row meanwhile, renews nothing (slots 0: lost)."""
+    query(race.dba, "INSERT INTO cronpolicy.run_slot (name, slot, run_key, host, lease_expires_at)"
+                    " VALUES ('job', 0, 'old', 'web1', now() - interval '1 s')")
+    # take_slot by another host, not yet committed
+    race.hold("DELETE FROM cronpolicy.run_slot WHERE name = 'job' AND slot = 0"
+              " AND lease_expires_at < now();"
+              " INSERT INTO cronpolicy.run_slot (name, slot, run_key, host, lease_expires_at)"
+              " VALUES ('job', 0, 'new', 'web2', now() + interval '30 s')"
+              " ON CONFLICT (name, slot) DO NOTHING RETURNING slot")
+    race.start(lambda: _autocommit(
+        pg_dsn, "UPDATE cronpolicy.run_slot SET lease_expires_at = now() + interval '30 s'"
+                " WHERE name = 'job' AND slot = 0 AND run_key = 'old' RETURNING slot"))
+    assert race.finish() == []
+    assert query(race.dba, "SELECT run_key FROM cronpolicy.run_slot") == [("new",)]
+
+
+def test_an_expired_slot_taken_while_its_holder_renews(pg_dsn, race):
+    """The other order: the renewal holds the row, take_slot waits, finds
+    the lease standing once it holds it, and takes nothing."""
+    query(race.dba, "INSERT INTO cronpolicy.run_slot (name, slot, run_key, host, lease_expires_at)"
+                    " VALUES ('job', 0, 'old', 'web1', now() - interval '1 s')")
+    race.hold("UPDATE cronpolicy.run_slot SET lease_expires_at = now() + interval '30 s'"
+              " WHERE name = 'job' AND slot = 0 AND run_key = 'old'")
+    race.start(lambda: _autocommit(
+        pg_dsn, "DELETE FROM cronpolicy.run_slot WHERE name = 'job' AND slot = 0"
+                " AND lease_expires_at < now();"
+                " INSERT INTO cronpolicy.run_slot (name, slot, run_key, host, lease_expires_at)"
+                " VALUES ('job', 0, 'new', 'web2', now() + interval '30 s')"
+                " ON CONFLICT (name, slot) DO NOTHING RETURNING slot"))
+    assert race.finish() == []
+    assert query(race.dba, "SELECT run_key FROM cronpolicy.run_slot") == [("old",)]
+
+
+def test_a_reap_waiting_for_a_heartbeat_leaves_the_run_running(pg_dsn, race):
+    r = query(race.dba, "INSERT INTO cronpolicy.script_run (name, host, pid, spool_id,"
+                        " heartbeat_at, lease_expires_at) VALUES ('job', 'web1', 1, 'k',"
+                        " now() - interval '1 min', now() - interval '1 s') RETURNING id")[0][0]
+    race.hold("UPDATE cronpolicy.script_run SET heartbeat_at = now(),"
+              " lease_expires_at = now() + interval '30 s' WHERE id = %s", r)
+    race.start(lambda: _autocommit(pg_dsn, "SELECT cronpolicy.reap_dead_runs()"))
+    assert race.finish() == []
+    assert query(race.dba, "SELECT status FROM cronpolicy.script_run") == [("running",)]

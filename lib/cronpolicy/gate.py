@@ -244,6 +244,9 @@ class Gate:
         if run.id is not None:
             self.logger.info("started run #%s: %s (estimate %s, %s)", run.id, verdict.reason,
                              format_duration(verdict.estimate.seconds), verdict.estimate.source)
+            again = self._decided_again()
+            if again is not None and not again.run:
+                return self._withdrawn(run, again)
         watcher = RunWatcher(self.store, run, self.facts.name,
                              self.facts.host, self.settings, interruption, self.logger,
                              ignore_policy=self.facts.ignore_policy,
@@ -261,6 +264,39 @@ class Gate:
             self.run_handle = run = watcher.run
             self.recorder.reachable = True
         return self._finish(run, ending, format_duration(time.monotonic() - started))
+
+    def _decided_again(self):
+        """The decision taken again when the policy moved between the read
+        it was taken with and the start's record (a rollout or a window
+        begun, the script disabled); else None.  Read once the start is
+        written: a `deploy wait` that looked before the start was written
+        (and found the fleet quiet) began after a rollout that this read
+        sees, and one that looks after sees the run (test_races).  One
+        small read (the policy's version) when nothing moved."""
+        inputs = self.inputs
+        if (inputs is None or inputs.source != FROM_DATABASE or inputs.policy_version is None
+                or self.facts.ignore_policy):
+            return None
+        try:
+            if self.store.policy_version() == inputs.policy_version:
+                return None
+            fresh = self.store.load_inputs(self.facts.name, self.settings.estimate_runs)
+        except DatabaseError:
+            return None         # the watcher reads the policy again as soon as it can
+        self.inputs = fresh
+        return policy.decide(fresh, self.facts, self.settings)
+
+    def _withdrawn(self, run, verdict):
+        """A start the policy stopped as it was recorded: main() never runs.
+        Recorded, and exits, as a run the rollout (or window, or disabling)
+        interrupted at once; caught up as the skip it would have been a
+        moment earlier would have been."""
+        self.logger.info("not running after all: %s (it came into force as the start was "
+                         "recorded)", verdict.reason)
+        self.verdict = verdict
+        if policy.catches_up(verdict):
+            self._leave_ticket(verdict)
+        return self._finish(run, Ending("interrupted", exitcodes.INTERRUPTED, verdict), "0s")
 
     def _finish(self, run, ending, elapsed):
         stop = ending.stop

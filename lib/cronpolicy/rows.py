@@ -337,7 +337,7 @@ UNAVAILABLE = "unavailable"
 
 Inputs = shape(
     "Inputs", "now schema_version deploy policies windows recent_runtimes source age error "
-              "services rollouts", defaults=(FROM_DATABASE, None, None, (), ()))
+              "services rollouts policy_version", defaults=(FROM_DATABASE, None, None, (), (), None))
 Inputs.__doc__ = """Everything the decision for one script needs.
 
 ``now`` is the database clock (aware UTC); ``deploy`` a DeployState, or None
@@ -347,7 +347,8 @@ script's last succeeded runs, newest first; ``services`` the ServiceDeploy
 rows (the services with a deploy pending); ``rollouts`` the open Rollout rows,
 oldest first.  ``source`` says where they came
 from (FROM_DATABASE, FROM_CACHE with its ``age`` in seconds, or UNAVAILABLE
-with the ``error`` that made them so)."""
+with the ``error`` that made them so); ``policy_version`` the policy's
+version read with them (schema patch 0019), or None where none was read."""
 
 
 def unavailable_inputs(now, error):

@@ -28,9 +28,12 @@ SELECT id FROM cronpolicy.rollout WHERE ended_at IS NULL AND kind = %(kind)s ORD
 
 
 -- name: end_rollouts
--- The ones still open; ended_by is the trigger's to write.
+-- The ones still open (re-checked on each row once held: another end may
+-- have ended it meanwhile); ended_by is the trigger's to write.  The ids
+-- it ended.
 UPDATE cronpolicy.rollout SET ended_at = %(now)s, lease_expires_at = NULL
  WHERE id = ANY(%(ids)s::bigint[]) AND ended_at IS NULL
+RETURNING id
 
 
 -- name: renew_rollout

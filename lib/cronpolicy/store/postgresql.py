@@ -223,7 +223,8 @@ class PostgresStore:
             recent_runtimes=[float(value) for value in row["recent_runtimes"]
                              if value is not None],
             services=[from_mapping(ServiceDeploy, service) for service in row["services"]],
-            rollouts=[from_mapping(Rollout, rollout) for rollout in row["rollouts"]])
+            rollouts=[from_mapping(Rollout, rollout) for rollout in row["rollouts"]],
+            policy_version=row["policy_version"])
 
     # IRunRecorder -------------------------------------------------------------------
 

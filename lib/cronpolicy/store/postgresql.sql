@@ -17,6 +17,8 @@
 -- turns them into objects); timestamps and intervals as epoch seconds.
 SELECT extract(epoch FROM now()) AS now,
        (SELECT max(version) FROM cronpolicy.schema_version) AS schema_version,
+       -- (the gate reads it again once its start is written: gate._moved)
+       (SELECT version FROM cronpolicy.policy_version WHERE id = 1) AS policy_version,
        cronpolicy.connections_scarce() AS scarce,
        (SELECT to_jsonb(d) || jsonb_build_object(
                    'changed_at', extract(epoch FROM d.changed_at))

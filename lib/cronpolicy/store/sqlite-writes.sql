@@ -32,9 +32,10 @@ SELECT id FROM cronpolicy.rollout WHERE ended_at IS NULL AND kind = :kind ORDER 
 
 
 -- name: end_rollouts
--- The ones still open.
+-- The ones still open.  The ids it ended.
 UPDATE cronpolicy.rollout SET ended_at = :now, lease_expires_at = NULL, ended_by = :who
  WHERE id IN (SELECT value FROM json_each(:ids)) AND ended_at IS NULL
+RETURNING id
 
 
 -- name: renew_rollout

@@ -211,11 +211,12 @@ class SQLiteStore:
                         connection.execute(sql["recent_runtimes"], {
                             "name": name, "runs": int(history_runs)}).fetchall(),
                         rows.execute(sql["services"]).fetchall(),
-                        rows.execute(sql["open_rollouts"]).fetchall())
+                        rows.execute(sql["open_rollouts"]).fetchall(),
+                        connection.execute(sql["policy_version"]).fetchone())
             finally:
                 connection.execute("COMMIT")
 
-        now, version, deploy, policies, windows, runtimes, services, rollouts = self._run(
+        now, version, deploy, policies, windows, runtimes, services, rollouts, moved = self._run(
             "read the policy", read)
         return Inputs(
             now=to_time(now), schema_version=version,
@@ -225,7 +226,8 @@ class SQLiteStore:
             # NULL where SQLite cannot compute one (a year beyond 9999).
             recent_runtimes=[float(value) for (value,) in runtimes if value is not None],
             services=[from_mapping(ServiceDeploy, row) for row in services],
-            rollouts=[from_mapping(Rollout, row) for row in rollouts])
+            rollouts=[from_mapping(Rollout, row) for row in rollouts],
+            policy_version=None if moved is None else moved[0])
 
     def policy_version(self):
         """The policy's version number (schema patch 0019): one small row."""

@@ -22,7 +22,7 @@ from cronpolicy.tooling.tables import Timestamp
 
 #: The runs one batch deletes.
 _BATCH = """
-    SELECT r.id FROM cronpolicy.script_run AS r
+    SELECT {columns} FROM cronpolicy.script_run AS r
      WHERE r.started_at < :cutoff AND r.status <> 'running'
        AND NOT (r.status = 'succeeded' AND r.id IN (
             SELECT k.id FROM cronpolicy.script_run AS k
@@ -40,20 +40,29 @@ ON CONFLICT (name, host, status, decision, blocked)
 DO UPDATE SET runs = pruned_runs.runs + excluded.runs"""
 
 #: PostgreSQL: one statement deletes a batch and tallies exactly the rows it deleted.
+#: The batch is chosen by the statement's snapshot, each run with the status
+#: it had there; a run is deleted only if it still has that status once the
+#: delete holds its row (READ COMMITTED re-checks the row as it is then, but
+#: a list of ids alone asks nothing of it).  A run heard from again while
+#: this waited (revived: running) stays, and so does an old abandoned run
+#: whose end was written meanwhile (a success, the newest, which keep
+#: would have kept had it been one when the batch was chosen).
 _PRUNE_BATCH_POSTGRESQL = text("""
 WITH gone AS (
-    DELETE FROM cronpolicy.script_run WHERE id IN (%s)
+    DELETE FROM cronpolicy.script_run WHERE (id, status) IN (%s)
     RETURNING name, host, status, decision, block),
 tallied AS (%s)
 SELECT count(*) FROM gone
-""" % (_BATCH, _TALLY.format(runs="gone", which="true"))).bindparams(bindparam("cutoff", type_=Timestamp()))
+""" % (_BATCH.format(columns="r.id, r.status"), _TALLY.format(runs="gone", which="true"))
+).bindparams(bindparam("cutoff", type_=Timestamp()))
 
 #: SQLite: the tally, then the delete of the same rows (the tally's INSERT
 #: takes the database's write lock: no other writer comes between).
 _PRUNE_BATCH_SQLITE = (
-    text(_TALLY.format(runs="cronpolicy.script_run", which="id IN (%s)" % _BATCH))
+    text(_TALLY.format(runs="cronpolicy.script_run",
+                       which="id IN (%s)" % _BATCH.format(columns="r.id")))
     .bindparams(bindparam("cutoff", type_=Timestamp())),
-    text("DELETE FROM cronpolicy.script_run WHERE id IN (%s)" % _BATCH)
+    text("DELETE FROM cronpolicy.script_run WHERE id IN (%s)" % _BATCH.format(columns="r.id"))
     .bindparams(bindparam("cutoff", type_=Timestamp())))
 
 

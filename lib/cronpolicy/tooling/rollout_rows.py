@@ -49,7 +49,7 @@ def end(db, rollout_id, reason=""):
             raise UsageError("there is no rollout #%d (cronpolicy rollouts lists them)"
                              % rollout_id)
         # (Ended by another meanwhile: it ended none.)
-        ended = found[0]["ended_at"] is None and _end(writer, [rollout_id]) == 1
+        ended = found[0]["ended_at"] is None and _end(writer, [rollout_id]) == [rollout_id]
         return _by_id(writer, [rollout_id])[0], ended
 
 
@@ -67,9 +67,10 @@ def end_open(db, service=None, every=False, reason=""):
                                  "; ".join(named(row) for row in found)))
         if not found:
             return []
-        ids = [row["id"] for row in found]
-        _end(writer, ids)
-        return _by_id(writer, ids)
+        # Only those this ended: another `deploy end` may have ended some
+        # while this waited for them (read open above, by this snapshot).
+        ended = _end(writer, [row["id"] for row in found])
+        return _by_id(writer, ended) if ended else []
 
 
 def renew(db, rollout_id, lease):
@@ -106,9 +107,8 @@ def deploy_end(db, reason=""):
     released the fleet (the old API of the switch).  Returns those ended."""
     with db.writing("end the deploy", reason=reason) as writer:
         ids = [row["id"] for row in writer.rows("open_full_rollouts", {"kind": policy.FULL})]
-        if ids:
-            _end(writer, ids)
-        return ids
+        # (those this ended: another end may have ended some meanwhile)
+        return _end(writer, ids) if ids else []
 
 
 def _open(writer):
@@ -120,7 +120,7 @@ def _by_id(writer, ids):
 
 
 def _end(writer, ids):
-    """End the open rollouts of ``ids``; how many it ended."""
+    """End the open rollouts of ``ids``; the ids of those it ended, in order."""
     from cronpolicy.store.writes import who
-    return writer.count("end_rollouts", {"ids": writer._list(ids),
-                                         "now": writer._time(writer.now()), "who": who()})
+    return sorted(row["id"] for row in writer.rows("end_rollouts", {
+        "ids": writer._list(ids), "now": writer._time(writer.now()), "who": who()}))

@@ -24,14 +24,11 @@ server of the tests (CRONPOLICY_TEST_DSN or 127.0.0.1:5432).
 
 import argparse
 import os
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 
-from common import throwaway_database
+from common import throwaway_database, timed_process
 from deploy_slot import JOBS_PER_HOST, fill
 
 #: (label, argv after `cronpolicy`, target: ("probe", ratio) or ("seconds", s) or None)
@@ -53,15 +50,7 @@ ANSWERS = (0, 5, 8)
 
 def timed(argv, env):
     """(wall seconds, CPU seconds) of one whole process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    began = time.perf_counter()
-    process = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
-    elapsed = time.perf_counter() - began
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if process.returncode not in ANSWERS:
-        sys.exit("%s failed (%d): %s" % (" ".join(argv), process.returncode,
-                                          process.stderr.strip()[-500:]))
-    return elapsed, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return timed_process(argv, env, ANSWERS)[:2]
 
 
 def measure(jobs, rounds, history, workdir):

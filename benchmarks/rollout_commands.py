@@ -27,14 +27,12 @@ import argparse
 import contextlib
 import os
 import re
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
-from common import throwaway_database
+from common import throwaway_database, timed_process as timed
 
 PG_PROBE = ("import psycopg2, sys; c = psycopg2.connect(sys.argv[1]); cur = c.cursor();"
             " cur.execute('SELECT 1'); cur.fetchone(); c.close()")
@@ -52,20 +50,6 @@ SEQUENCE = [
     ("window cancel", ["window", "cancel", "{window}"]),
     ("deploy end", ["deploy", "end", "--all"]),
 ]
-
-
-def timed(argv, env):
-    """(wall seconds, CPU seconds, stdout) of one whole process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    began = time.perf_counter()
-    process = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
-    elapsed = time.perf_counter() - began
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if process.returncode != 0:
-        sys.exit("%s failed (%d): %s" % (" ".join(argv), process.returncode,
-                                          process.stderr.strip()[-500:]))
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return elapsed, cpu, process.stdout
 
 
 def one_rollout(program, env, figures):

@@ -714,16 +714,15 @@ def test_a_run_id_said_with_the_wrong_key_is_answered_for_itself(fleet, tmp_path
             each.close()
 
 
-def test_a_renewal_waiting_for_a_run_being_ended_leaves_it_ended(pg_dsn, pg_roles):
-    """The relay's batch renewal meets a run whose end is being written
-    (the script's record_finish holds the row): once that commits, the
-    renewal must see the run ended and leave it so.  It read the row as it
-    was before and set it running again, lease and all: the run looked
-    alive to `deploy wait` though its script was gone (one failure in 50
-    runs of the stop test)."""
+def renewal_behind(pg_dsn, pg_roles, write):
+    """A relay's renewal of a running run that waits for its row while
+    another transaction holds it, having made ``write`` (SQL with the run's
+    id as its one parameter); that one commits once the renewal waits.
+    Returns (the renewal's rows, each (whether for the run, known,
+    renewed), and the run's row as it then is: status, ended, lease)."""
     dba = psycopg2.connect(pg_dsn)
     dba.autocommit = True
-    ending = psycopg2.connect(pg_dsn)
+    other = psycopg2.connect(pg_dsn)
     relay = psycopg2.connect(pg_roles("cronpolicy_relay"))
     relay.autocommit = True
     try:
@@ -731,10 +730,8 @@ def test_a_renewal_waiting_for_a_run_being_ended_leaves_it_ended(pg_dsn, pg_role
                                  " decision, heartbeat_at, lease_expires_at) VALUES ('job',"
                                  " 'web1', 1, 'key-1', 'run', now(), now() + interval '30 s')"
                                  " RETURNING id")
-        with ending.cursor() as cursor:       # record_finish, not yet committed
-            cursor.execute("UPDATE cronpolicy.script_run SET status = 'interrupted',"
-                           " finished_at = now(), lease_expires_at = NULL WHERE id = %s",
-                           (run_id,))
+        with other.cursor() as cursor:        # not yet committed
+            cursor.execute(write, (run_id,))
         answers = []
         renewal = threading.Thread(target=lambda: answers.append(query(
             relay, "SELECT * FROM cronpolicy.renew_relayed(%s::bigint[], %s::text[],"
@@ -743,15 +740,29 @@ def test_a_renewal_waiting_for_a_run_being_ended_leaves_it_ended(pg_dsn, pg_role
         relay_pid = relay.get_backend_pid()
         wait_for(lambda: query(dba, "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
                                relay_pid) == [("Lock",)], what="the renewal waiting for the row")
-        ending.commit()
+        other.commit()
         renewal.join(timeout=30)
         assert not renewal.is_alive()
-        assert answers == [[(run_id, True, False)]]       # known, not renewed
-        assert query(dba, "SELECT status, finished_at IS NOT NULL, lease_expires_at"
-                          " FROM cronpolicy.script_run") == [("interrupted", True, None)]
+        [run] = query(dba, "SELECT status, finished_at IS NOT NULL, lease_expires_at"
+                           " FROM cronpolicy.script_run")
+        return [(row[0] == run_id,) + tuple(row[1:]) for row in answers[0]], run
     finally:
-        for connection in (ending, relay, dba):
+        for connection in (other, relay, dba):
             connection.close()
+
+
+def test_a_renewal_waiting_for_a_run_being_ended_leaves_it_ended(pg_dsn, pg_roles):
+    """The relay's batch renewal meets a run whose end is being written
+    (the script's record_finish holds the row): once that commits, the
+    renewal must see the run ended and leave it so.  It read the row as it
+    was before and set it running again, lease and all: the run looked
+    alive to `deploy wait` though its script was gone (one failure in 50
+    runs of the stop test)."""
+    answers, run = renewal_behind(pg_dsn, pg_roles, (
+        "UPDATE cronpolicy.script_run SET status = 'interrupted', finished_at = now(),"
+        " lease_expires_at = NULL WHERE id = %s"))         # record_finish
+    assert answers == [(True, True, False)]                # known, not renewed
+    assert run == ("interrupted", True, None)
 
 
 def test_a_renewal_waiting_for_a_run_being_recorded_abandoned_says_its_lease_was_lost(
@@ -762,36 +773,11 @@ def test_a_renewal_waiting_for_a_run_being_recorded_abandoned_says_its_lease_was
     it was before it waited (still standing), told the script "renewed",
     and the abandonment `deploy wait` may already have counted was undone
     in silence (the relay's stop test failed under load)."""
-    dba = psycopg2.connect(pg_dsn)
-    dba.autocommit = True
-    reaper = psycopg2.connect(pg_dsn)
-    relay = psycopg2.connect(pg_roles("cronpolicy_relay"))
-    relay.autocommit = True
-    try:
-        [(run_id,)] = query(dba, "INSERT INTO cronpolicy.script_run (name, host, pid, spool_id,"
-                                 " decision, heartbeat_at, lease_expires_at) VALUES ('job',"
-                                 " 'web1', 1, 'key-1', 'run', now(), now() + interval '30 s')"
-                                 " RETURNING id")
-        with reaper.cursor() as cursor:       # the abandonment, not yet committed
-            cursor.execute("UPDATE cronpolicy.script_run SET status = 'abandoned',"
-                           " finished_at = now(), lease_expires_at = now() - interval '1 s'"
-                           " WHERE id = %s", (run_id,))
-        answers = []
-        renewal = threading.Thread(target=lambda: answers.append(query(
-            relay, "SELECT * FROM cronpolicy.renew_relayed(%s::bigint[], %s::text[],"
-                   " '{true}', '{0}', '{NULL}', '{NULL}', '{30}')", [run_id], ["key-1"])))
-        renewal.start()
-        relay_pid = relay.get_backend_pid()
-        wait_for(lambda: query(dba, "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
-                               relay_pid) == [("Lock",)], what="the renewal waiting for the row")
-        reaper.commit()
-        renewal.join(timeout=30)
-        assert not renewal.is_alive()
-        assert answers == [[(run_id, True, False)]]       # known, not renewed: lost
-        assert query(dba, "SELECT status FROM cronpolicy.script_run") == [("running",)]
-    finally:
-        for connection in (reaper, relay, dba):
-            connection.close()
+    answers, run = renewal_behind(pg_dsn, pg_roles, (
+        "UPDATE cronpolicy.script_run SET status = 'abandoned', finished_at = now(),"
+        " lease_expires_at = now() - interval '1 s' WHERE id = %s"))    # a reaper
+    assert answers == [(True, True, False)]                # known, not renewed: lost
+    assert run[:2] == ("running", False)                   # shown running: it is
 
 
 def test_renew_relayed_in_plain_sql_and_what_a_relay_login_may_not(pg_dsn, pg_roles, tmp_path):

@@ -99,7 +99,7 @@ def pytest_sessionfinish(session):
     if not footprint.last_to_finish(getattr(session.config, "cronpolicy_run_sharing", 0)):
         return
     try:
-        left = footprint.end_run(admin_connection)
+        left = footprint.end_run(admin_connection, GROUP_ROLES)
     except (psycopg2.Error, pytest.fail.Exception) as error:
         left = "could not check what the run left on the server: %s" % str(error).strip()
     if left:
@@ -238,7 +238,6 @@ def wait_for_drops():
 GROUP_ROLES = ("cronpolicy_admin", "cronpolicy_rollout", "cronpolicy_script", "cronpolicy_reader",
                "cronpolicy_relay",
                "cronpolicy_auditor")
-_created_group_roles = []
 
 
 def upgraded(dsn):
@@ -259,9 +258,6 @@ def pg_database():
         yield dsn
     finally:
         drop_database_soon(name)
-        # The group roles are cluster-wide: the run's first process drops
-        # those this run created once every worker is done with them.
-        footprint.note("group-roles", _created_group_roles)
 
 
 def schema_template():
@@ -278,17 +274,20 @@ def schema_template():
 
 
 def apply_roles(dsn):
+    """roles.sql on ``dsn``'s database; the group roles it created marked
+    as this run's (footprint.mark_roles: the last run out drops them)."""
     with admin_connection() as connection, connection.cursor() as cursor:
         cursor.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (list(GROUP_ROLES),))
         existing = {row[0] for row in cursor.fetchall()}
-    for role in GROUP_ROLES:
-        if role not in existing and role not in _created_group_roles:
-            _created_group_roles.append(role)
     connection = psycopg2.connect(dsn)
     try:
         schema.apply_roles(connection)
     finally:
         connection.close()
+    made = [role for role in GROUP_ROLES if role not in existing]
+    if made:
+        with admin_connection() as connection, connection.cursor() as cursor:
+            footprint.mark_roles(cursor, made)
 
 
 @pytest.fixture

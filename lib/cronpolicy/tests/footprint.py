@@ -12,9 +12,13 @@ and the last of them to finish does the first process's work at the end.
 
 The schema template the workers copy their databases from is dropped by
 the first process at the end.  The group roles of roles.sql
-(cronpolicy_admin, ...) have the product's own names: a worker notes in
-the run's directory those it created, and the first process drops them
-once every worker is done (if no other run's database still uses them).
+(cronpolicy_admin, ...) have the product's own names: a run that creates
+them marks them (a setting of the role, ROLE_MARK), and at its end drops
+every group role so marked that no database uses any more.  Two runs at
+once on one server: the first to finish cannot drop roles the other's
+database still grants to, and the other did not create them; the mark
+lets the last one out drop them (they were left on the server before).
+A role without the mark (a DBA's, for a real fleet) is never touched.
 Then ``end_run`` lists what is left with the run's names, drops it, and
 fails the run naming it: a test that leaks a database or a role is a
 defect the run reports.
@@ -34,6 +38,10 @@ RUN_VARIABLE = "CRONPOLICY_TEST_RUN"
 RUN_DIR_VARIABLE = "CRONPOLICY_TEST_RUN_DIR"
 #: PostgreSQL cuts identifiers at 63 bytes; a longer prefix would collide.
 LONGEST_PREFIX = 30
+#: The mark on a group role a test run created, a setting of the role's own
+#: (roles.sql writes the roles' comments): the last run out drops it.  A
+#: setting of a role that never logs in changes nothing.
+ROLE_MARK = "cronpolicy.made_by_tests=true"
 
 
 def prefix():
@@ -113,25 +121,41 @@ def noted(what):
         return None
 
 
-def end_run(connect):
-    """In the first process, after its workers: drop the group roles the
-    run created and nothing uses now; then drop what is left with the
-    run's names and return a line naming it ('' when nothing was left).
-    ``connect()`` gives an autocommit connection as the server's admin."""
+def end_run(connect, group_roles=()):
+    """In the first process, after its workers: drop the ``group_roles``
+    a test run created (this one or another: marked) that nothing uses
+    now; then drop what is left with the run's names and return a line
+    naming it ('' when nothing was left).  ``connect()`` gives an
+    autocommit connection as the server's admin."""
     try:
         if noted("server") is None:     # no test reached the server
             return ""
         with connect() as connection, connection.cursor() as cursor:
             for template in sorted(noted("templates") or ()):
                 cursor.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % template)
-            for role in sorted(noted("group-roles") or ()):
-                try:
-                    cursor.execute('DROP ROLE IF EXISTS "%s"' % role)
-                except psycopg2.Error:  # another run's database still grants to it
-                    pass
+            drop_marked_roles(cursor, group_roles)
             return _drop_leftovers(cursor)
     finally:
         shutil.rmtree(os.environ[RUN_DIR_VARIABLE], ignore_errors=True)
+
+
+def mark_roles(cursor, roles):
+    """Mark ``roles`` (just created by this run) as a test run's."""
+    setting, value = ROLE_MARK.split("=")
+    for role in roles:
+        cursor.execute('ALTER ROLE "%s" SET %s = %%s' % (role, setting), (value,))
+
+
+def drop_marked_roles(cursor, roles):
+    """Drop those of ``roles`` a test run marked, unless a database still
+    grants to them (another run's, still going: it drops them at its end)."""
+    cursor.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)"
+                   " AND %s = ANY(rolconfig)", (list(roles), ROLE_MARK))
+    for (role,) in sorted(cursor.fetchall()):
+        try:
+            cursor.execute('DROP ROLE IF EXISTS "%s"' % role)
+        except psycopg2.Error:
+            pass
 
 
 def _drop_leftovers(cursor):

@@ -82,3 +82,44 @@ def test_workers_without_a_first_process_share_one_run_and_the_last_checks(
     # Under a controller that configured it, the workers inherit and never check.
     assert footprint.start_run({"testrunuid": "0" * 32, "workercount": 3}) == 0
     assert footprint.last_to_finish(0) is False
+
+
+def test_the_last_run_out_drops_the_group_roles_a_test_run_made(pg_dsn):
+    """Two runs at once on one server: the first to finish could not drop
+    the group roles while the other's database granted to them, and the
+    other had not made them, so neither dropped them.  A run's roles carry
+    a mark; whichever run ends when nothing uses them drops them.  A role
+    without the mark (a DBA's) is never touched.  (Uniquely named roles
+    stand in for roles.sql's.)"""
+    from .conftest import admin_connection
+    used, unused, theirs = (footprint.name(kind) for kind in ("gused", "gunused", "gtheirs"))
+    with admin_connection() as connection, connection.cursor() as cursor:
+        for role in (used, unused, theirs):
+            cursor.execute('CREATE ROLE "%s"' % role)
+        footprint.mark_roles(cursor, [used, unused])
+        with psycopg2.connect(pg_dsn) as other_run, other_run.cursor() as other:
+            other.execute('GRANT USAGE ON SCHEMA cronpolicy TO "%s"' % used)
+        other_run.close()
+        try:
+            footprint.drop_marked_roles(cursor, [used, unused, theirs])
+            cursor.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)",
+                           ([used, unused, theirs],))
+            assert sorted(row[0] for row in cursor.fetchall()) == sorted([used, theirs])
+            with psycopg2.connect(pg_dsn) as other_run, other_run.cursor() as other:
+                other.execute('REVOKE USAGE ON SCHEMA cronpolicy FROM "%s"' % used)
+            other_run.close()
+            footprint.drop_marked_roles(cursor, [used, unused, theirs])     # the last one out
+            cursor.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)",
+                           ([used, unused, theirs],))
+            assert [row[0] for row in cursor.fetchall()] == [theirs]
+        finally:
+            other_run = psycopg2.connect(pg_dsn)
+            other_run.autocommit = True
+            try:
+                other_run.cursor().execute('REVOKE ALL ON SCHEMA cronpolicy FROM "%s"' % used)
+            except psycopg2.Error:
+                pass            # dropped by the test, as it should be
+            finally:
+                other_run.close()
+            for role in (used, unused, theirs):
+                cursor.execute('DROP ROLE IF EXISTS "%s"' % role)

@@ -459,8 +459,9 @@ def test_the_postgresql_set_up_runs_as_written(pg_dsn, tmp_path):
     on two hosts under two logins, each on its own host only, the release
     bot's switch and the administrator's policies."""
     import psycopg2
-    from .conftest import (GROUP_ROLES, _created_group_roles, admin_connection,
-                           create_database, drop_database, server_dsn)
+    from . import footprint
+    from .conftest import (GROUP_ROLES, admin_connection, create_database, drop_database,
+                           server_dsn)
     blocks = indented_blocks(section("Setting up PostgreSQL"))
     lines = "\n".join(blocks[:2]).splitlines()
     assert lines[0] == "createdb cronpolicy" and any("CREATE ROLE" in line for line in lines)
@@ -480,8 +481,7 @@ def test_the_postgresql_set_up_runs_as_written(pg_dsn, tmp_path):
     with admin_connection() as connection, connection.cursor() as cursor:
         cursor.execute("SELECT rolname FROM pg_roles")
         existing = {row[0] for row in cursor.fetchall()}
-    _created_group_roles.extend(role for role in GROUP_ROLES
-                                if role not in existing and role not in _created_group_roles)
+    made = [role for role in GROUP_ROLES if role not in existing]
     env = dict(os.environ, PATH="%s:%s" % (bin_dir, os.environ["PATH"]),
                CRONPOLICY_CONFIG=str(tmp_path / "none.conf"))
     (tmp_path / "none.conf").write_text("[cronpolicy]\n")
@@ -491,6 +491,9 @@ def test_the_postgresql_set_up_runs_as_written(pg_dsn, tmp_path):
                      if line.startswith(("createdb ", "cronpolicy "))]
             result = subprocess.run(["bash", "-ec", "\n".join(shell)], env=env,
                                     capture_output=True, text=True, timeout=300)
+            with admin_connection() as connection, connection.cursor() as cursor:
+                cursor.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (made,))
+                footprint.mark_roles(cursor, [row[0] for row in cursor.fetchall()])
             assert result.returncode == 0, result.stdout + result.stderr
             sql = "\n".join(line for line in lines
                             if not line.startswith(("createdb ", "cronpolicy ")))

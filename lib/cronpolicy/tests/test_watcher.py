@@ -240,6 +240,56 @@ def test_a_change_right_after_the_decision_still_stops_the_run(pg_dsn, tmp_path,
     assert waited.get("seconds", 0) < 5, "the change was heard only by a later re-read"
 
 
+class FlipAfterTheRecheck(PostgresStore):
+    """The switch flips just after the gate's second look at the policy's
+    version (once the start is written), which found nothing moved: main()
+    runs, and only the LISTEN sent with the decision's read can tell the
+    watcher, which no longer re-reads at once."""
+
+    def policy_version(self):
+        version = super().policy_version()
+        DBA(self.dsn).execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true")
+        return version
+
+
+def test_a_change_right_after_the_gates_second_look_is_heard_by_listening(
+        pg_dsn, tmp_path, monkeypatch):
+    """What test_a_change_right_after_the_decision_still_stops_the_run held
+    before the gate looked again once its start was written: the watcher
+    hears the change through LISTEN within a second, not at its next
+    re-read (poll_interval 30 s here)."""
+    import time
+    from cronpolicy import exitcodes
+    from cronpolicy.script import CronScript
+    for key, value in {"CRONPOLICY_CONFIG": str(tmp_path / "none.conf"),
+                       "CRONPOLICY_STATE_DIR": str(tmp_path / "state"),
+                       "CRONPOLICY_LOCK_DIR": str(tmp_path / "locks")}.items():
+        monkeypatch.setenv(key, value)
+    (tmp_path / "none.conf").write_text("[cronpolicy]\nheartbeat_interval = 30s\n"
+                                        "lease_ttl = 90s\npoll_interval = 30s\n")
+    waited = {}
+
+    class Job(CronScript):
+        name = "job"
+
+        def is_safe_to_interrupt(self):
+            return True
+
+        def main(self):
+            started = time.monotonic()
+            try:
+                while not self.stop_requested and time.monotonic() - started < 10:
+                    time.sleep(0.01)
+            finally:
+                waited["seconds"] = time.monotonic() - started
+
+    code = Job(store=FlipAfterTheRecheck(pg_dsn, hold_connection=True)).run(
+        argv=["--dsn", pg_dsn], exit=False)
+    assert code == exitcodes.INTERRUPTED
+    assert "seconds" in waited, "main() never ran: the flip came before the gate's second look"
+    assert waited["seconds"] < 5, "the change was heard only by a later re-read"
+
+
 def test_a_wake_while_the_self_pipe_is_being_made_is_not_lost():
     """The database came back after a start without it: the first sleep on
     its socket makes the self-pipe, and a wake (SIGTERM, a stop) landing

@@ -2,7 +2,8 @@
 -- rollouts begun, renewed and ended (tooling.rollout_rows), windows added
 -- and cancelled (tooling.windows), scripts disabled and enabled
 -- (tooling.policy_edits), what deploy wait saw and the drains it timed
--- (tooling.deploy).  Each statement is introduced by a "-- name: NAME"
+-- (tooling.deploy), the schedules a host registers (tooling.schedules).
+-- Each statement is introduced by a "-- name: NAME"
 -- line; parameters are psycopg2's %(name)s.  Who wrote a
 -- row and when are the database's to say (session_user and now(), and
 -- schema patch 0016's triggers); the reason reaches the audit through
@@ -117,3 +118,28 @@ INSERT INTO cronpolicy.drain (started_at, finished_at, host, quiet, longest_bloc
                               longest_blocker_seconds)
 VALUES (%(started_at)s, %(finished_at)s, %(host)s, %(quiet)s, %(longest_blocker)s,
         %(longest_blocker_seconds)s)
+
+
+-- name: host_schedules
+-- What a host's crontabs registered (schedule import, crontab wrap
+-- --register: tooling.schedules.register).
+SELECT name, schedule, schedule_tz, origin FROM cronpolicy.script_schedule
+ WHERE host = %(host)s
+
+
+-- name: add_schedule
+-- registered_by and registered_at are the database's.
+INSERT INTO cronpolicy.script_schedule (name, host, schedule, schedule_tz, origin)
+VALUES (%(name)s, %(host)s, %(schedule)s, %(schedule_tz)s, %(origin)s)
+
+
+-- name: set_schedule
+-- (Row-level security may hide another host's row: then it changes nothing.)
+UPDATE cronpolicy.script_schedule
+   SET schedule = %(schedule)s, schedule_tz = %(schedule_tz)s, origin = %(origin)s,
+       registered_at = %(now)s
+ WHERE name = %(name)s AND host = %(host)s
+
+
+-- name: drop_schedule
+DELETE FROM cronpolicy.script_schedule WHERE name = %(name)s AND host = %(host)s

@@ -2,7 +2,8 @@
 -- rollouts begun, renewed and ended (tooling.rollout_rows), windows added
 -- and cancelled (tooling.windows), scripts disabled and enabled
 -- (tooling.policy_edits), what deploy wait saw and the drains it timed
--- (tooling.deploy).  Each statement is introduced by a "-- name: NAME"
+-- (tooling.deploy), the schedules a host registers (tooling.schedules).
+-- Each statement is introduced by a "-- name: NAME"
 -- line; parameters are sqlite3's :name.  SQLite's triggers
 -- know no user: the writer names it (owner, ended_by, created_by,
 -- cancelled_by) and signs the audit entries it wrote (sign_audit).
@@ -117,3 +118,27 @@ UPDATE cronpolicy.rollout SET quiet_at = :quiet_at WHERE id = :id AND quiet_at I
 INSERT INTO cronpolicy.drain (started_at, finished_at, host, quiet, longest_blocker,
                               longest_blocker_seconds)
 VALUES (:started_at, :finished_at, :host, :quiet, :longest_blocker, :longest_blocker_seconds)
+
+
+-- name: host_schedules
+-- What a host's crontabs registered (schedule import, crontab wrap
+-- --register: tooling.schedules.register).
+SELECT name, schedule, schedule_tz, origin FROM cronpolicy.script_schedule
+ WHERE host = :host
+
+
+-- name: add_schedule
+INSERT INTO cronpolicy.script_schedule (name, host, schedule, schedule_tz, origin,
+                                        registered_by)
+VALUES (:name, :host, :schedule, :schedule_tz, :origin, :who)
+
+
+-- name: set_schedule
+UPDATE cronpolicy.script_schedule
+   SET schedule = :schedule, schedule_tz = :schedule_tz, origin = :origin,
+       registered_at = :now, registered_by = :who
+ WHERE name = :name AND host = :host
+
+
+-- name: drop_schedule
+DELETE FROM cronpolicy.script_schedule WHERE name = :name AND host = :host

@@ -75,9 +75,9 @@ def register(db, jobs, host, replace=False):
     names added, changed, unchanged, removed and refused (rows of a host
     this login may not write as: row-level security hides them from its
     changes; on PostgreSQL only).  Two jobs of one name on
-    one host are refused: their schedules would fight."""
-    from sqlalchemy import and_, select
-    from cronpolicy.tooling.tables import script_schedule
+    one host are refused: their schedules would fight.  ``db``: the
+    commands' store.writes.Plain, or a tooling Database (plain SQL either way)."""
+    from cronpolicy.store.writes import who
     names = collections.Counter(job.name for job in jobs)
     doubled = sorted(name for name, count in names.items() if count > 1)
     if doubled:
@@ -86,31 +86,26 @@ def register(db, jobs, host, replace=False):
     # refused: rows of a host this login may not write as (row-level
     # security lets it read them, not change them).
     outcome = {"added": [], "changed": [], "unchanged": [], "removed": [], "refused": []}
-    with db.begin("register the schedules of %s" % host) as connection:
-        existing = {row["name"]: row for row in connection.execute(
-            select(script_schedule).where(script_schedule.c.host == host)).mappings()}
+    with db.writing("register the schedules of %s" % host) as writer:
+        existing = {row["name"]: row for row in writer.rows("host_schedules", {"host": host})}
         for job in jobs:
             origin = "%s line %d" % (job.path if job.path == "-" else os.path.abspath(job.path),
                                      job.number)
-            values = {"schedule": job.schedule, "schedule_tz": job.tz, "origin": origin}
-            values.update(db.who_columns("registered_by"))
+            values = {"name": job.name, "host": host, "schedule": job.schedule,
+                      "schedule_tz": job.tz, "origin": origin, "who": who()}
             before = existing.get(job.name)
-            where = and_(script_schedule.c.name == job.name, script_schedule.c.host == host)
             if before is None:
-                connection.execute(script_schedule.insert().values(name=job.name, host=host,
-                                                                   **values))
+                writer.count("add_schedule", values)
                 outcome["added"].append(job.name)
             elif (before["schedule"], before["schedule_tz"], before["origin"]) != (
                     job.schedule, job.tz, origin):
-                done = connection.execute(script_schedule.update().where(where).values(
-                    registered_at=db.now(connection), **values)).rowcount
+                done = writer.count("set_schedule", dict(values, now=writer._time(writer.now())))
                 outcome["changed" if done else "refused"].append(job.name)
             else:
                 outcome["unchanged"].append(job.name)
         if replace:
             for name in sorted(set(existing) - set(names)):
-                done = connection.execute(script_schedule.delete().where(and_(
-                    script_schedule.c.name == name, script_schedule.c.host == host))).rowcount
+                done = writer.count("drop_schedule", {"name": name, "host": host})
                 outcome["removed" if done else "refused"].append(name)
     return outcome
 
@@ -118,13 +113,13 @@ def register(db, jobs, host, replace=False):
 def register_crontabs(settings, crontabs, time_zone=None, replace=False, warn=None):
     """Register the jobs of ``crontabs`` for this host; (outcome, jobs), with
     what was left out said through ``warn``."""
-    from cronpolicy.tooling.database import Database
+    from cronpolicy.store.writes import Plain
     jobs, left = crontab_jobs(crontabs, time_zone or host_time_zone())
     for path, number, name, problem in left:
         if warn is not None:
             warn("%s, line %d: %s: not registered: %s" % (
                 "standard input" if path == "-" else path, number, name, problem))
-    return register(Database(settings), jobs, settings.host, replace=replace), jobs
+    return register(Plain(settings), jobs, settings.host, replace=replace), jobs
 
 
 def fleet_schedules(reader, inputs, warn=None, host="*", script="*", scheduled_only=False,

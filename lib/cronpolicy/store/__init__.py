@@ -17,7 +17,7 @@ Modules:
     memory        MemoryStore, a real provider in memory (tests, library users)
     pgdriver      psycopg2 connections: options, timeouts, errors translated in one place
     reads         what the read commands read, in plain SQL (*-reads.sql)
-    writes        what the rollout commands and schedule import write, in plain SQL (*-writes.sql)
+    writes        what the rollout commands, schedule import and prune write, in plain SQL (*-writes.sql)
 """
 
 import os

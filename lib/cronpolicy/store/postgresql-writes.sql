@@ -2,7 +2,8 @@
 -- rollouts begun, renewed and ended (tooling.rollout_rows), windows added
 -- and cancelled (tooling.windows), scripts disabled and enabled
 -- (tooling.policy_edits), what deploy wait saw and the drains it timed
--- (tooling.deploy), the schedules a host registers (tooling.schedules).
+-- (tooling.deploy), the schedules a host registers (tooling.schedules),
+-- the history pruned (tooling.retention).
 -- Each statement is introduced by a "-- name: NAME"
 -- line; parameters are psycopg2's %(name)s.  Who wrote a
 -- row and when are the database's to say (session_user and now(), and
@@ -143,3 +144,34 @@ UPDATE cronpolicy.script_schedule
 
 -- name: drop_schedule
 DELETE FROM cronpolicy.script_schedule WHERE name = %(name)s AND host = %(host)s
+
+
+-- name: prune_batch
+-- One batch of `cronpolicy prune` (tooling.retention), deleted and added to
+-- pruned_runs (schema patch 0018) in one statement.  The batch: runs that
+-- started before the cut-off, not running, not among the last `keep`
+-- successes of their script (the estimates read them), oldest first.  It
+-- is chosen by the statement's snapshot, each run with the status it had
+-- there; a run is deleted only if it still has that status once the delete
+-- holds its row (READ COMMITTED re-checks the row as it is then, but a list
+-- of ids alone asks nothing of it): a run heard from again meanwhile
+-- (revived: running) stays, and so does an old abandoned run whose end was
+-- written meanwhile (a success, the newest, which keep would have kept).
+WITH gone AS (
+    DELETE FROM cronpolicy.script_run WHERE (id, status) IN (
+        SELECT r.id, r.status FROM cronpolicy.script_run AS r
+         WHERE r.started_at < %(cutoff)s AND r.status <> 'running'
+           AND NOT (r.status = 'succeeded' AND r.id IN (
+                SELECT k.id FROM cronpolicy.script_run AS k
+                 WHERE k.name = r.name AND k.status = 'succeeded' AND NOT k.spooled
+                 ORDER BY k.finished_at DESC LIMIT %(keep)s))
+         ORDER BY r.started_at, r.id LIMIT %(batch)s)
+    RETURNING name, host, status, decision, block),
+tallied AS (
+    INSERT INTO cronpolicy.pruned_runs (name, host, status, decision, blocked, runs)
+    SELECT name, host, status, coalesce(decision, ''), block IS NOT NULL, count(*)
+      FROM gone
+     GROUP BY name, host, status, coalesce(decision, ''), block IS NOT NULL
+    ON CONFLICT (name, host, status, decision, blocked)
+    DO UPDATE SET runs = pruned_runs.runs + excluded.runs)
+SELECT count(*) AS deleted FROM gone

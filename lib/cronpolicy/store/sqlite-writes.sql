@@ -2,7 +2,8 @@
 -- rollouts begun, renewed and ended (tooling.rollout_rows), windows added
 -- and cancelled (tooling.windows), scripts disabled and enabled
 -- (tooling.policy_edits), what deploy wait saw and the drains it timed
--- (tooling.deploy), the schedules a host registers (tooling.schedules).
+-- (tooling.deploy), the schedules a host registers (tooling.schedules),
+-- the history pruned (tooling.retention).
 -- Each statement is introduced by a "-- name: NAME"
 -- line; parameters are sqlite3's :name.  SQLite's triggers
 -- know no user: the writer names it (owner, ended_by, created_by,
@@ -142,3 +143,38 @@ UPDATE cronpolicy.script_schedule
 
 -- name: drop_schedule
 DELETE FROM cronpolicy.script_schedule WHERE name = :name AND host = :host
+
+
+-- name: prune_tally
+-- One batch of `cronpolicy prune` (tooling.retention), added to pruned_runs
+-- (schema patch 0018) before prune_delete deletes the same rows: this
+-- INSERT takes the database's write lock, so no other writer comes between.
+-- The batch: runs that started before the cut-off, not running, not among
+-- the last `keep` successes of their script (the estimates read them),
+-- oldest first.
+INSERT INTO cronpolicy.pruned_runs (name, host, status, decision, blocked, runs)
+SELECT name, host, status, coalesce(decision, ''), block IS NOT NULL, count(*)
+  FROM cronpolicy.script_run
+ WHERE id IN (
+    SELECT r.id FROM cronpolicy.script_run AS r
+     WHERE r.started_at < :cutoff AND r.status <> 'running'
+       AND NOT (r.status = 'succeeded' AND r.id IN (
+            SELECT k.id FROM cronpolicy.script_run AS k
+             WHERE k.name = r.name AND k.status = 'succeeded' AND NOT k.spooled
+             ORDER BY k.finished_at DESC LIMIT :keep))
+     ORDER BY r.started_at, r.id LIMIT :batch)
+ GROUP BY name, host, status, coalesce(decision, ''), block IS NOT NULL
+ON CONFLICT (name, host, status, decision, blocked)
+DO UPDATE SET runs = pruned_runs.runs + excluded.runs
+
+
+-- name: prune_delete
+-- The batch prune_tally counted.
+DELETE FROM cronpolicy.script_run WHERE id IN (
+    SELECT r.id FROM cronpolicy.script_run AS r
+     WHERE r.started_at < :cutoff AND r.status <> 'running'
+       AND NOT (r.status = 'succeeded' AND r.id IN (
+            SELECT k.id FROM cronpolicy.script_run AS k
+             WHERE k.name = r.name AND k.status = 'succeeded' AND NOT k.spooled
+             ORDER BY k.finished_at DESC LIMIT :keep))
+     ORDER BY r.started_at, r.id LIMIT :batch)

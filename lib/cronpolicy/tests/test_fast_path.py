@@ -139,7 +139,7 @@ ROLLOUT_WRITES = [["deploy", "begin", "--reason", "r1"], ["deploy", "end", "--al
                   ["window", "cancel", "1"], ["disable", "job"], ["enable", "job"],
                   ["deploy", "wait", "--timeout", "5s"],
                   ["deploy", "run", "--wait-timeout", "5s", "--", "true"],
-                  ["schedule", "import", "{crontab}"]]
+                  ["schedule", "import", "{crontab}"], ["prune", "--older-than", "30d"]]
 
 
 #: What those commands leave out (schedule import reads crontabs, deploy run runs a command).

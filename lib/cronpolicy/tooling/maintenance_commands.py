@@ -47,11 +47,11 @@ def _say_written(written, settings):
 
 
 def cmd_prune(args, settings):
+    from cronpolicy.store.writes import Plain
     from cronpolicy.tooling import retention
-    from cronpolicy.tooling.database import Database
     older_than = parse_duration(args.older_than)
     keep = settings.estimate_runs
-    total, cutoff = retention.prune(Database(settings), older_than, keep, batch=args.batch)
+    total, cutoff = retention.prune(Plain(settings), older_than, keep, batch=args.batch)
     print("deleted %d run%s that started before %s (kept every running one and the last %d "
           "succeeded runs of each script)" % (total, "" if total == 1 else "s",
                                               format_time(cutoff), keep))

@@ -207,9 +207,11 @@ class FlipAfterTheDecision(PostgresStore):
         return super().record_start(record)
 
 
-def test_a_change_right_after_the_decision_still_stops_the_run(pg_dsn, tmp_path, monkeypatch):
+def flipped_job(store, tmp_path, monkeypatch):
+    """Run a safe job behind ``store`` (which flips the deploy switch at some
+    moment of the start) with re-reads 30 s apart; (exit code, seconds
+    main() ran, or None if it never ran)."""
     import time
-    from cronpolicy import exitcodes
     from cronpolicy.script import CronScript
     for key, value in {"CRONPOLICY_CONFIG": str(tmp_path / "none.conf"),
                        "CRONPOLICY_STATE_DIR": str(tmp_path / "state"),
@@ -233,11 +235,17 @@ def test_a_change_right_after_the_decision_still_stops_the_run(pg_dsn, tmp_path,
             finally:
                 waited["seconds"] = time.monotonic() - started
 
-    code = Job(store=FlipAfterTheDecision(pg_dsn, hold_connection=True)).run(
-        argv=["--dsn", pg_dsn], exit=False)
+    code = Job(store=store).run(argv=["--dsn", store.dsn], exit=False)
+    return code, waited.get("seconds")
+
+
+def test_a_change_right_after_the_decision_still_stops_the_run(pg_dsn, tmp_path, monkeypatch):
+    from cronpolicy import exitcodes
+    code, seconds = flipped_job(FlipAfterTheDecision(pg_dsn, hold_connection=True), tmp_path,
+                                monkeypatch)
     assert code == exitcodes.INTERRUPTED
-    # (0: main() never ran, the gate read the change once the start was written)
-    assert waited.get("seconds", 0) < 5, "the change was heard only by a later re-read"
+    # (None: main() never ran, the gate read the change once the start was written)
+    assert (seconds or 0) < 5, "the change was heard only by a later re-read"
 
 
 class FlipAfterTheRecheck(PostgresStore):
@@ -258,36 +266,12 @@ def test_a_change_right_after_the_gates_second_look_is_heard_by_listening(
     before the gate looked again once its start was written: the watcher
     hears the change through LISTEN within a second, not at its next
     re-read (poll_interval 30 s here)."""
-    import time
     from cronpolicy import exitcodes
-    from cronpolicy.script import CronScript
-    for key, value in {"CRONPOLICY_CONFIG": str(tmp_path / "none.conf"),
-                       "CRONPOLICY_STATE_DIR": str(tmp_path / "state"),
-                       "CRONPOLICY_LOCK_DIR": str(tmp_path / "locks")}.items():
-        monkeypatch.setenv(key, value)
-    (tmp_path / "none.conf").write_text("[cronpolicy]\nheartbeat_interval = 30s\n"
-                                        "lease_ttl = 90s\npoll_interval = 30s\n")
-    waited = {}
-
-    class Job(CronScript):
-        name = "job"
-
-        def is_safe_to_interrupt(self):
-            return True
-
-        def main(self):
-            started = time.monotonic()
-            try:
-                while not self.stop_requested and time.monotonic() - started < 10:
-                    time.sleep(0.01)
-            finally:
-                waited["seconds"] = time.monotonic() - started
-
-    code = Job(store=FlipAfterTheRecheck(pg_dsn, hold_connection=True)).run(
-        argv=["--dsn", pg_dsn], exit=False)
+    code, seconds = flipped_job(FlipAfterTheRecheck(pg_dsn, hold_connection=True), tmp_path,
+                                monkeypatch)
     assert code == exitcodes.INTERRUPTED
-    assert "seconds" in waited, "main() never ran: the flip came before the gate's second look"
-    assert waited["seconds"] < 5, "the change was heard only by a later re-read"
+    assert seconds is not None, "main() never ran: the flip came before the gate's second look"
+    assert seconds < 5, "the change was heard only by a later re-read"
 
 
 def test_a_wake_while_the_self_pipe_is_being_made_is_not_lost():

@@ -323,14 +323,38 @@ def console_errors(driver):
 
 
 def until(condition, what, timeout=30.0):
-    """Wait (bounded) until ``condition()`` is true."""
+    """Wait (bounded) until ``condition()`` is true.  An element the page
+    replaced between finding it and reading it (it refreshes every second:
+    StaleElementReferenceException) is looked for again."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        found = condition()
+        try:
+            found = condition()
+        except Exception as error:
+            if type(error).__name__ != "StaleElementReferenceException":
+                raise
+            found = None
         if found:
             return found
         time.sleep(0.2)
     raise AssertionError("not seen within %ss: %s" % (timeout, what))
+
+
+def test_until_looks_again_for_an_element_the_page_replaced():
+    """The browser test read an element the page had just replaced (its
+    refresh every second) and failed, StaleElementReferenceException."""
+    class StaleElementReferenceException(Exception):
+        pass
+    calls = []
+
+    def condition():
+        calls.append(1)
+        if len(calls) == 1:
+            raise StaleElementReferenceException("stale element reference")
+        return "its text"
+    assert until(condition, "the text", timeout=5) == "its text"
+    with pytest.raises(ValueError):
+        until(lambda: int("not a number"), "anything else", timeout=5)
 
 
 def screenshot(driver, tmp_path, name):
@@ -405,7 +429,8 @@ def test_the_page_in_a_real_browser(reader_env, pg_dsn, tmp_path):
         until(lambda: driver.find_elements(By.CSS_SELECTOR, bar % "running"),
               "the running run on the timeline")
         assert driver.find_elements(By.CSS_SELECTOR, bar % "predicted")
-        assert "publish-distro" in driver.find_element(By.ID, "running").text
+        assert "publish-distro" in until(lambda: driver.find_element(By.ID, "running").text,
+                                         "the running table")
         assert console_errors(driver) == []
 
         began = cli(admin, "deploy", "begin", "--reason", "release <b>4521</b>", "--json")
@@ -423,8 +448,8 @@ def test_the_page_in_a_real_browser(reader_env, pg_dsn, tmp_path):
                     " VALUES (%s, 'web1', 1, 'succeeded', now())", (MARKUP_NAME,))
         label = 'g.row[data-name="%s"] .label' % MARKUP_NAME.replace('"', '\\"')
         until(lambda: driver.find_elements(By.CSS_SELECTOR, label), "the row of the markup")
-        assert driver.find_element(By.CSS_SELECTOR, label).text.startswith(
-            '<img src=x onerror="')
+        assert until(lambda: driver.find_element(By.CSS_SELECTOR, label).text,
+                     "its label").startswith('<img src=x onerror="')
         assert not driver.find_elements(By.CSS_SELECTOR, "img")
         assert driver.title != "1"
 
@@ -438,13 +463,15 @@ def test_the_page_in_a_real_browser(reader_env, pg_dsn, tmp_path):
         assert ended.returncode == 0, ended.stderr
         until(lambda: not driver.find_elements(By.CSS_SELECTOR, article),
               "the rollout gone")
-        assert "Open rollouts: none" in driver.find_element(By.ID, "rollouts").text
+        assert "Open rollouts: none" in until(
+            lambda: driver.find_element(By.ID, "rollouts").text, "the rollouts' text")
 
         driver.get(served.url + "slots?duration=40m&within=6h")
         assert driver.find_elements(By.CSS_SELECTOR, "article.slot")
         screenshot(driver, tmp_path, "serve-slots")
         driver.get(served.url + "script?name=publish-distro")
-        assert driver.find_element(By.ID, "name").text == "publish-distro"
+        assert until(lambda: driver.find_element(By.ID, "name").text,
+                     "the script's name") == "publish-distro"
         screenshot(driver, tmp_path, "serve-script")
         assert console_errors(driver) == []
     finally:
@@ -507,7 +534,8 @@ def test_the_page_without_javascript(served, pg_dsn, tmp_path):
         driver.get(served.url)
         # With scripts off the noscript's refresh is an element (else it is text).
         assert driver.find_elements(By.CSS_SELECTOR, 'noscript meta[http-equiv="refresh"]')
-        assert "#1 full by" in driver.find_element(By.ID, "rollouts").text
+        assert "#1 full by" in until(lambda: driver.find_element(By.ID, "rollouts").text,
+                                     "the rollouts' text")
         assert driver.find_elements(By.CSS_SELECTOR, 'rect.bar.failed')
         assert driver.find_elements(By.CSS_SELECTOR, "svg rect.rollout")
         assert console_errors(driver) == []

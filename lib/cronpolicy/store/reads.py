@@ -478,7 +478,10 @@ class Reader:
     def reap_dead_runs(self):
         """Record runs whose lease ran out as ``abandoned`` (and, on SQLite,
         this host's runs whose process is gone); return their ids.  A write:
-        the caller's transaction must allow it."""
+        the caller's transaction must allow it.  A running run renews its
+        lease with every heartbeat (lease_ttl, 30 s by default), so a killed
+        process or a lost host is given up on within one lease; a lost
+        connection alone never ends a run."""
         if self.backend == config.POSTGRESQL:
             return [row["id"] for row in self.rows("reap_dead_runs")]
         reaped = [row[next(iter(row))] for row in self.rows("reap_stale")]

@@ -25,7 +25,7 @@ UPDATE cronpolicy.policy_audit SET db_user = :who, reason = coalesce(reason, :re
 INSERT INTO cronpolicy.rollout (kind, services, reason, expected_duration, owner_host,
                                 owner_pid, lease_expires_at, owner)
 VALUES (:kind, :services, :reason, :expected_duration, :owner_host, :owner_pid,
-        :lease_expires_at, :owner)
+        :lease_expires_at, :who)
 RETURNING id
 
 

@@ -63,11 +63,6 @@ class Writer(Reader):
             return float(value)
         return datetime.timedelta(seconds=value)
 
-    def who_columns(self, *columns):
-        """{column: who} on SQLite, where no trigger knows the user; {} on PostgreSQL."""
-        if self.backend != config.SQLITE:
-            return {}
-        return {column: who() for column in columns}
 
 
 @contextlib.contextmanager

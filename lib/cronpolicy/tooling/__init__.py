@@ -37,7 +37,7 @@ Modules (a test keeps this list complete):
     schedule_commands schedule import / list
     catch_up          cronpolicy catch-up
     windows           rollout windows
-    fleet             status, running runs, recording dead ones
+    fleet             status: rollouts, the switch, windows, policies, running runs
     policy_edits      enable / disable
     history           history and estimates
     explain           why, and reading the audit's row documents

@@ -170,21 +170,6 @@ class Database:
         if version is None or version < schema.SCHEMA_VERSION:
             raise SchemaError(schema.needs_upgrade_message(version, self.masked_dsn))
 
-    def now(self, connection):
-        """The database clock (aware UTC): the only clock hosts agree on."""
-        return self._reader(connection).now()
-
-    def who(self):
-        """What to record as changed_by/created_by on SQLite (PostgreSQL uses session_user)."""
-        from cronpolicy.store.writes import who
-        return who()
-
-    def who_columns(self, *columns):
-        """{column: who} on SQLite, where no trigger knows the user; {} on PostgreSQL."""
-        if self.backend != config.SQLITE:
-            return {}
-        return {column: self.who() for column in columns}
-
     def inputs(self, connection):
         """The decision inputs (rows.Inputs) as the tooling reads them: every
         policy row, the deploy state and the standing windows, no history."""

@@ -2,12 +2,12 @@
 that stop scripts, what is running now, and recording dead runs as abandoned.
 
 ``status`` is a read command: it reads through ``cronpolicy.store.reads``
-on a connection of its own, without SQLAlchemy.  The other functions serve
-the SQLAlchemy tooling (deploy wait, the dashboard) on its connections,
-through the same Reader, so each statement has one home.
+on a connection of its own, without SQLAlchemy; the dashboard reads the
+same through the Reader beneath its own transaction (``status_of``).
+Recording dead runs is the Reader's (``reap_dead_runs``).
 """
 
-from cronpolicy.store.reads import Reader, reading, window_dict
+from cronpolicy.store.reads import reading, window_dict
 
 
 def status(settings, warn=None, brief=False):
@@ -79,24 +79,3 @@ def status_of(reader, settings, warn=None, host="*", script="*", schedules=None,
         "running": [run for run in reader.live_runs(now, host)
                     if glob_matches(script, run["name"])],
     }, **shown)
-
-
-def reap_dead_runs(db, connection):
-    """Record runs whose lease ran out as ``abandoned``; return their ids.
-
-    A running run renews its lease with every heartbeat (lease_ttl, 30s by
-    default), so a killed process or a lost host is given up on within one
-    lease; a lost connection alone never ends a run.  On SQLite, a run of
-    this host whose process is gone is given up on at once too.
-    """
-    return Reader.of(connection, db).reap_dead_runs()
-
-
-def live_runs(db, connection, now, host="*"):
-    """Running runs on hosts matching ``host`` whose lease stands, oldest first."""
-    return Reader.of(connection, db).live_runs(now, host)
-
-
-def read_deploy_state(db, connection):
-    """The deploy_state row as a dict, or None when it is missing."""
-    return Reader.of(connection, db).deploy_state()

@@ -15,6 +15,7 @@ import datetime
 from cronpolicy import policy
 from cronpolicy.errors import UsageError
 from cronpolicy.matching import parse_needs
+from cronpolicy.store.writes import who
 
 
 def begin(db, services=(), reason="", expect=None, owner_host=None, owner_pid=None,
@@ -29,12 +30,11 @@ def begin(db, services=(), reason="", expect=None, owner_host=None, owner_pid=No
         until = None
         if lease is not None:
             until = writer._time(writer.now() + datetime.timedelta(seconds=lease))
-        [row] = writer.rows("begin_rollout", dict({
+        [row] = writer.rows("begin_rollout", {
             "kind": policy.SERVICES if services else policy.FULL,
             "services": ",".join(services), "reason": reason or "",
             "expected_duration": writer.seconds(expect), "owner_host": owner_host,
-            "owner_pid": owner_pid, "lease_expires_at": until},
-            **writer.who_columns("owner")))
+            "owner_pid": owner_pid, "lease_expires_at": until, "who": who()})
         rows = _open(writer)
     mine = next(found for found in rows if found["id"] == row["id"])
     return mine, [found for found in rows if found["id"] != row["id"]]
@@ -121,6 +121,5 @@ def _by_id(writer, ids):
 
 def _end(writer, ids):
     """End the open rollouts of ``ids``; the ids of those it ended, in order."""
-    from cronpolicy.store.writes import who
     return sorted(row["id"] for row in writer.rows("end_rollouts", {
         "ids": writer._list(ids), "now": writer._time(writer.now()), "who": who()}))

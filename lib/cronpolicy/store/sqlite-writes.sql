@@ -145,36 +145,31 @@ UPDATE cronpolicy.script_schedule
 DELETE FROM cronpolicy.script_schedule WHERE name = :name AND host = :host
 
 
--- name: prune_tally
--- One batch of `cronpolicy prune` (tooling.retention), added to pruned_runs
--- (schema patch 0018) before prune_delete deletes the same rows: this
--- INSERT takes the database's write lock, so no other writer comes between.
--- The batch: runs that started before the cut-off, not running, not among
--- the last `keep` successes of their script (the estimates read them),
--- oldest first.
+-- name: prune_batch_ids
+-- One batch of `cronpolicy prune` (tooling.retention): runs that started
+-- before the cut-off, not running, not among the last `keep` successes of
+-- their script (the estimates read them), oldest first.  tally_pruned and
+-- prune_delete then take these ids in the same write transaction (the
+-- write lock is held: no other writer comes between).
+SELECT r.id FROM cronpolicy.script_run AS r
+ WHERE r.started_at < :cutoff AND r.status <> 'running'
+   AND NOT (r.status = 'succeeded' AND r.id IN (
+        SELECT k.id FROM cronpolicy.script_run AS k
+         WHERE k.name = r.name AND k.status = 'succeeded' AND NOT k.spooled
+         ORDER BY k.finished_at DESC LIMIT :keep))
+ ORDER BY r.started_at, r.id LIMIT :batch
+
+
+-- name: tally_pruned
+-- The runs of a batch, added to pruned_runs (schema patch 0018) before
+-- they go.
 INSERT INTO cronpolicy.pruned_runs (name, host, status, decision, blocked, runs)
 SELECT name, host, status, coalesce(decision, ''), block IS NOT NULL, count(*)
-  FROM cronpolicy.script_run
- WHERE id IN (
-    SELECT r.id FROM cronpolicy.script_run AS r
-     WHERE r.started_at < :cutoff AND r.status <> 'running'
-       AND NOT (r.status = 'succeeded' AND r.id IN (
-            SELECT k.id FROM cronpolicy.script_run AS k
-             WHERE k.name = r.name AND k.status = 'succeeded' AND NOT k.spooled
-             ORDER BY k.finished_at DESC LIMIT :keep))
-     ORDER BY r.started_at, r.id LIMIT :batch)
+  FROM cronpolicy.script_run WHERE id IN (SELECT value FROM json_each(:ids))
  GROUP BY name, host, status, coalesce(decision, ''), block IS NOT NULL
 ON CONFLICT (name, host, status, decision, blocked)
 DO UPDATE SET runs = pruned_runs.runs + excluded.runs
 
 
 -- name: prune_delete
--- The batch prune_tally counted.
-DELETE FROM cronpolicy.script_run WHERE id IN (
-    SELECT r.id FROM cronpolicy.script_run AS r
-     WHERE r.started_at < :cutoff AND r.status <> 'running'
-       AND NOT (r.status = 'succeeded' AND r.id IN (
-            SELECT k.id FROM cronpolicy.script_run AS k
-             WHERE k.name = r.name AND k.status = 'succeeded' AND NOT k.spooled
-             ORDER BY k.finished_at DESC LIMIT :keep))
-     ORDER BY r.started_at, r.id LIMIT :batch)
+DELETE FROM cronpolicy.script_run WHERE id IN (SELECT value FROM json_each(:ids))

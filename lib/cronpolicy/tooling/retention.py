@@ -21,13 +21,14 @@ from cronpolicy.errors import UsageError
 
 def _prune_batch(writer, values):
     """Delete one batch and tally it; how many runs went.  The statements
-    (store/*-writes.sql: prune_batch; on SQLite prune_tally, then
-    prune_delete) say which runs a batch takes."""
-    if writer.backend == "sqlite":
-        writer.count("prune_tally", values)
-        return writer.count("prune_delete", values)
-    [row] = writer.rows("prune_batch", values)
-    return row["deleted"]
+    (store/*-writes.sql: prune_batch; on SQLite prune_batch_ids, then
+    tally_pruned and prune_delete of those ids) say which runs a batch takes."""
+    if writer.backend != "sqlite":
+        [row] = writer.rows("prune_batch", values)
+        return row["deleted"]
+    ids = writer._list(row[0] for row in writer.tuples("prune_batch_ids", values))
+    writer.count("tally_pruned", {"ids": ids})
+    return writer.count("prune_delete", {"ids": ids})
 
 
 def prune(db, older_than, keep, batch=5000, on_batch=None):

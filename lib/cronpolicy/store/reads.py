@@ -109,6 +109,15 @@ class Reader:
         self._in_transaction = False
 
     @classmethod
+    def on(cls, connection, settings, doing=None):
+        """The Reader of a connection made for ``settings`` (config.Settings)."""
+        made = cls(connection, settings.backend, settings.masked_dsn, settings.dsn,
+                   settings.host)
+        if doing is not None:
+            made.doing = doing
+        return made
+
+    @classmethod
     def of(cls, connection, db):
         """The Reader beneath a SQLAlchemy ``connection`` of tooling Database ``db``."""
         return cls(connection.connection.dbapi_connection, db.backend, db.masked_dsn,
@@ -614,8 +623,7 @@ def session(settings, application_name="cronpolicy-cli"):
     made three)."""
     connection = connect(settings, application_name)
     try:
-        yield Reader(connection, settings.backend, settings.masked_dsn, settings.dsn,
-                     settings.host)
+        yield Reader.on(connection, settings)
     finally:
         connection.close()
 

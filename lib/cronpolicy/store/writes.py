@@ -111,7 +111,7 @@ class Plain:
     def writing(self, doing, reason="", held=None):
         """A Writer in one write transaction (SQLite: the write lock at once)."""
         with self._on(held) as connection:
-            writer = self._made(Writer, connection, doing)
+            writer = Writer.on(connection, self.settings, doing)
             with _transaction(writer, write=True), signed(writer, reason):
                 yield writer
 
@@ -119,7 +119,7 @@ class Plain:
     def reading(self, doing, held=None):
         """A Reader in one transaction that only reads (SQLite: no lock)."""
         with self._on(held) as connection:
-            reader = self._made(Reader, connection, doing)
+            reader = Reader.on(connection, self.settings, doing)
             with _transaction(reader):
                 yield reader
 
@@ -133,10 +133,3 @@ class Plain:
             yield connection
         finally:
             connection.close()
-
-    def _made(self, kind, connection, doing):
-        settings = self.settings
-        made = kind(connection, settings.backend, settings.masked_dsn, settings.dsn,
-                    settings.host)
-        made.doing = doing
-        return made

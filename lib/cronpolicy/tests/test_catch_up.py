@@ -376,6 +376,36 @@ def test_a_runner_killed_leaves_its_starts_their_slots_and_its_tickets_to_the_ne
     assert tickets(script_env) == []
 
 
+@pytest.mark.parametrize("dsn", ["sqlite"], indirect=True)
+def test_a_ticket_that_waited_for_a_slot_is_judged_again_before_its_start(
+        scripts, dba, script_env):
+    """catch_up_at_once = 1: the second ticket waits for the first's run to
+    end.  Its script's next scheduled start came meanwhile; the ticket was
+    judged (nothing ran since the skip) before the wait, so it was started
+    all the same: the job ran twice.  A ticket that waited is judged again."""
+    _counting_tickets(scripts, dba, script_env, 1, at_once=1)     # job0, blocks until "go"
+    scripts.write("later")
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, catch_up) VALUES ('later', 'once')")
+    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true")
+    assert scripts.run("later").returncode == 0 and scripts.main_calls("later") == 0
+    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = false")
+    assert tickets(script_env) == ["cronpolicy-job0.ticket", "cronpolicy-later.ticket"]
+    runner = subprocess.Popen([sys.executable, "-m", "cronpolicy.tooling.cli", "catch-up"],
+                              env=script_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        wait_for(lambda: _waiting_on_children(runner.pid), 60, "the runner to wait for job0")
+        assert scripts.run("later").returncode == 0         # its next scheduled start
+        assert scripts.main_calls("later") == 1
+    finally:
+        (scripts.tmp_path / "go").write_text("go")
+        out, err = runner.communicate(timeout=120)
+    assert runner.returncode == 0, err
+    assert scripts.main_calls("later") == 1, out
+    assert "later: dropped" in out and "started since" in out, out
+    assert tickets(script_env) == []
+
+
 def test_a_ticket_left_taken_by_a_dead_runner_is_started_by_the_next(
         scripts, dba, script_env):
     """A runner killed between taking a ticket and starting it left the

@@ -20,8 +20,8 @@ The catch-ups it starts run side by side, at most ``catch_up_at_once``
 (config, default 4) at once on the host for this user: each holds one of
 that many slots (flocked files beside the tickets) for as long as it runs,
 whichever runner started it and even if that runner died; the others wait
-for one of this runner's starts to end, or, when other runners' hold every
-slot, for the next runner.  A ticket is taken (locked, then renamed) only
+for one of this runner's starts to end (and are judged again once one
+has), or, when other runners' hold every slot, for the next runner.  A ticket is taken (locked, then renamed) only
 just before its start; one left taken by a runner that died before it
 started it (nobody holds its lock) is a ticket again for the next runner.
 It waits for its starts and passes their output through (cron mails it as
@@ -39,6 +39,7 @@ import subprocess
 import sys
 
 from cronpolicy import catchup, policy
+from cronpolicy.errors import CronPolicyError
 
 #: What became of a ticket.
 WAITING, DROPPED, STARTED, WOULD_START, FAILED = (
@@ -111,13 +112,16 @@ def free_slot(directory, count):
 
 
 def slot_when_free(directory, count, children):
-    """free_slot, waiting for one of ``children`` (this runner's starts) to
-    end while every slot is held; None when they are held by others' only."""
+    """(descriptor, waited): free_slot, waiting for one of ``children`` (this
+    runner's starts) to end while every slot is held; the descriptor None when
+    they are held by others' only."""
+    waited = False
     while True:
         descriptor = free_slot(directory, count)
         alive = [child for _, child in children if child.poll() is None]   # (reaps the rest)
         if descriptor is not None or not alive:
-            return descriptor
+            return descriptor, waited
+        waited = True
         try:        # until one ends (not reaped here: poll() above reaps it)
             os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOWAIT)
         except ChildProcessError:
@@ -142,12 +146,8 @@ def run(settings, dry_run=False):
         elif action == STARTED and dry_run:
             action = WOULD_START
         elif action == STARTED:
-            slot = slot_when_free(directory, settings.catch_up_at_once, children)
-            if slot is None:
-                action, reason = WAITING, (
-                    "%d catch-up runs are going on this host, as many as catch_up_at_once "
-                    "allows" % settings.catch_up_at_once)
-            else:
+            slot, action, reason = _slot_for(settings, directory, ticket, children, reason)
+            if slot is not None:
                 action, child = _start_taken(ticket, slot)
                 if action is None:
                     continue        # another catch-up took it meanwhile
@@ -163,6 +163,29 @@ def run(settings, dry_run=False):
             if row["name"] == name:
                 row["exit_code"] = code
     return rows, refused, started_all
+
+
+def _slot_for(settings, directory, ticket, children, reason):
+    """(slot descriptor, STARTED, reason) for a ticket judged (``reason``) to start; else
+    (None, action, reason) when no slot is free for it, or when, judged
+    again after waiting for one, it no longer starts: its next scheduled
+    start (or a rollout, or disabling) came during the wait."""
+    slot, waited = slot_when_free(directory, settings.catch_up_at_once, children)
+    if slot is None:
+        return None, WAITING, ("%d catch-up runs are going on this host, as many as "
+                               "catch_up_at_once allows" % settings.catch_up_at_once)
+    if not waited:
+        return slot, STARTED, reason
+    try:
+        [(_, action, reason)] = review(settings, [ticket])
+    except CronPolicyError as error:
+        action, reason = WAITING, "cannot judge it again after waiting for a slot: %s" % error
+    if action == STARTED:
+        return slot, action, reason
+    os.close(slot)
+    if action == DROPPED:
+        catchup.drop(ticket["path"])
+    return None, action, reason
 
 
 def _start_taken(ticket, slot):

@@ -886,18 +886,22 @@ def test_a_relay_no_one_can_find_costs_one_warning(pg_dsn, pg_roles, tmp_path):
     """relay = a name that does not resolve, or a port no one listens on:
     the script runs, watches for itself, warns once, and hears a stop."""
     login = pg_roles("cronpolicy_script")
-    for address in ("relay.invalid:7447", "127.0.0.1:1", "[::1]:1"):
-        scripts = relayed_runner(tmp_path, login, address)
-        [process] = start_jobs(scripts, tmp_path, 1)
-        with dba_at(pg_dsn) as dba:
-            time.sleep(4)       # past a lease: renewed by the script itself
+    addresses = ("relay.invalid:7447", "127.0.0.1:1", "[::1]:1")
+    processes = []
+    for number, address in enumerate(addresses):      # side by side: one lease waited
+        directory = tmp_path / str(number)
+        directory.mkdir()
+        [process] = start_jobs(relayed_runner(directory, login, address), directory, 1)
+        processes.append(process)
+    with dba_at(pg_dsn) as dba:
+        time.sleep(4)       # past a lease: renewed by each script itself
+        for address, process in zip(addresses, processes):
             assert process.poll() is None, (address, process.stderr.read())
-            assert all(seconds < 1.0 for seconds in stop_everything(dba, [process]))
-            query(dba, "DELETE FROM cronpolicy.script_run RETURNING 1")
-            query(dba, "UPDATE cronpolicy.deploy_state SET deploy_pending = false RETURNING 1")
+        assert all(seconds < 1.0 for seconds in stop_everything(dba, processes))
+    for address, process in zip(addresses, processes):
         said = process.stderr.read()
-        assert said.count("watching the policy database directly") == 1, said
-        assert "Traceback" not in said and "relay" in said, said
+        assert said.count("watching the policy database directly") == 1, (address, said)
+        assert "Traceback" not in said and "relay" in said, (address, said)
 
 
 def test_a_relay_in_the_config_costs_a_sqlite_start_nothing(tmp_path):

@@ -318,3 +318,26 @@ def test_the_latest_run_and_estimate_of_a_pair_are_the_higher_id_of_a_tie(cli, d
     assert found[("cronpolicy_last_duration_seconds", pair)] == 300.0
     assert found[("cronpolicy_estimate_seconds", pair)] == 20.0
     assert found[("cronpolicy_last_runtime_vs_estimate_ratio", pair)] == 300.0 / 70.0
+
+
+@pytest.mark.parametrize("dsn", ["sqlite"], indirect=True)
+def test_a_tally_row_with_no_count_is_said_by_the_exports_that_count(cli, dba, sqlite_dsn):
+    """A count SQLite kept as written with its checks off is left out of
+    the counters, with a warning, by the exports that have counters
+    (everything, and the row's host's); --fleet has none and reads none."""
+    import sqlite3
+    fleet_history(dba)
+    connection = sqlite3.connect(sqlite_dsn[len("sqlite:///"):])
+    with connection:
+        connection.execute("PRAGMA ignore_check_constraints = 1")
+        connection.execute("INSERT INTO run_tally (name, host, status, decision, runs)"
+                           " VALUES ('publish', 'web1', 'succeeded', 'run', -5)")
+    connection.close()
+    said = "1 rows of cronpolicy.run_tally hold no count of runs"
+    for options, warned in (((), True), (("--host", "web1"), True), (("--host", "web2"), False),
+                            (("--fleet",), False)):
+        code, out, err = cli("metrics", *options)
+        assert code == exitcodes.OK and "Traceback" not in err, err
+        assert (said in err) == warned, (options, err)
+        assert err.count(said) <= 1, err
+        assert not [key for key in samples(out) if ("script", "publish") in key[1]], options

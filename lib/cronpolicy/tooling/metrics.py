@@ -175,11 +175,13 @@ def _render(reader, settings, warn, host, scope):
     from cronpolicy.tooling.overdue import overdue_of
     out = _Exposition()
     now = reader.now()
-    runs = _read_runs(reader, host)
-    if runs["uncounted"] and warn is not None:
-        warn("%d rows of cronpolicy.run_tally hold no count of runs (written around its "
-             "checks): left out of the counters" % runs["uncounted"])
     if scope != FLEET:
+        # (The fleet-wide families count no runs: --fleet reads none, where
+        # it read every pair's counts and latest runs to show none of them.)
+        runs = _read_runs(reader, host)
+        if runs["uncounted"] and warn is not None:
+            warn("%d rows of cronpolicy.run_tally hold no count of runs (written around its "
+                 "checks): left out of the counters" % runs["uncounted"])
         _host_families(out, reader, settings, warn, host, now, runs)
     if scope != HOST:
         _, reports = overdue_of(reader, include_all=True, details=False)

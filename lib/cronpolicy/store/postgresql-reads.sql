@@ -105,9 +105,11 @@ ORDER BY 1, 2
 -- and the reports of a fleet's schedules need (a line's registration is
 -- since when it is known).  In no order: the callers look rows up by name
 -- and host (sorting a fleet's 5,000 rows by their text took PostgreSQL 10
--- to 25 ms).
+-- to 25 ms).  Of one host when %(host)s is not NULL (`metrics --host H`,
+-- every host each minute: not the fleet's rows each).
 SELECT name, host, schedule, schedule_tz, origin, registered_at
   FROM cronpolicy.script_schedule
+ WHERE %(host)s::text IS NULL OR host = %(host)s
 
 
 -- name: registered_schedule_lines
@@ -119,10 +121,12 @@ SELECT name, host, schedule, schedule_tz, origin FROM cronpolicy.script_schedule
 
 -- name: declared_schedules
 -- What each script declared (CronScript.schedule) at its latest start on
--- each host since a moment (script_run_declared_schedule_idx).
+-- each host (of one host when %(host)s is not NULL) since a moment
+-- (script_run_declared_schedule_idx).
 SELECT DISTINCT ON (name, host) name, host, schedule, schedule_tz, started_at
   FROM cronpolicy.script_run
  WHERE schedule IS NOT NULL AND started_at > %(since)s
+   AND (%(host)s::text IS NULL OR host = %(host)s)
  ORDER BY name, host, started_at DESC
 
 
@@ -167,11 +171,13 @@ SELECT host, max(started_at) AS last_seen FROM cronpolicy.script_run
 -- Every (script, host) seen since a moment: what a rollout may meet.  The
 -- runs that ended as run_tally keeps them (schema patch 0022), the runs
 -- still running from the history (script_run_running_idx): not a pass
--- over the history.
-SELECT name, host FROM cronpolicy.run_tally WHERE last_started_at > %(since)s
+-- over the history.  Of one host when %(host)s is not NULL.
+SELECT name, host FROM cronpolicy.run_tally
+ WHERE last_started_at > %(since)s AND (%(host)s::text IS NULL OR host = %(host)s)
  UNION
 SELECT name, host FROM cronpolicy.script_run
  WHERE status = 'running' AND started_at > %(since)s
+   AND (%(host)s::text IS NULL OR host = %(host)s)
 
 
 

@@ -341,11 +341,12 @@ class Reader:
         registered = {pair: registered_row(*line) for pair, line in self.registered_since().items()}
         return registered, self.declared_schedules(since)
 
-    def declared_schedules(self, since):
+    def declared_schedules(self, since, host=None):
         """What scripts declared at their latest start since ``since``
-        ({(name, host): row})."""
+        ({(name, host): row}), on ``host`` only if given."""
         return {(row["name"], row["host"]): row
-                for row in self.rows("declared_schedules", {"since": self._time(since)},
+                for row in self.rows("declared_schedules",
+                                     {"since": self._time(since), "host": host},
                                      kinds={"started_at": "time"})}
 
     def schedule_lines(self):
@@ -353,13 +354,13 @@ class Reader:
         crontabs registered, as tuples (status counts a fleet's thousands)."""
         return self.tuples("registered_schedule_lines")
 
-    def registered_since(self):
+    def registered_since(self, host=None):
         """{(name, host): (schedule, schedule_tz, origin, registered_at)}:
-        what the host crontabs registered, and since when (tuples: a
-        fleet's planners and reports read thousands)."""
-        return {(name, host): (schedule, tz, origin, to_time(registered_at))
-                for name, host, schedule, tz, origin, registered_at
-                in self.tuples("registered_schedules_since")}
+        what the host crontabs registered (``host``'s only if given), and
+        since when (tuples: a fleet's planners and reports read thousands)."""
+        return {(name, on): (schedule, tz, origin, to_time(registered_at))
+                for name, on, schedule, tz, origin, registered_at
+                in self.tuples("registered_schedules_since", {"host": host})}
 
     def recent_runtimes(self, name, runs):
         """The seconds of ``name``'s last ``runs`` succeeded runs, newest
@@ -381,10 +382,11 @@ class Reader:
         return [(row["host"], row["last_seen"]) for row in self.rows(
             "hosts_of", {"name": name, "since": self._time(since)}, {"last_seen": "time"})]
 
-    def recent_pairs(self, since):
-        """Every (name, host) that started or was skipped since ``since``."""
-        return sorted((row["name"], row["host"])
-                      for row in self.rows("recent_pairs", {"since": self._time(since)}))
+    def recent_pairs(self, since, host=None):
+        """Every (name, host) that started or was skipped since ``since``
+        (on ``host`` only if given)."""
+        return sorted((row["name"], row["host"]) for row in self.rows(
+            "recent_pairs", {"since": self._time(since), "host": host}))
 
     def last_success_on(self, name, host):
         """When the latest succeeded run of ``name`` on ``host`` started, or None."""

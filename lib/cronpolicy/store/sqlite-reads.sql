@@ -84,9 +84,11 @@ SELECT id, pid FROM cronpolicy.script_run WHERE status = 'running' AND host = :h
 -- and the reports of a fleet's schedules need (a line's registration is
 -- since when it is known).  In no order: the callers look rows up by name
 -- and host (sorting a fleet's 5,000 rows by their text took PostgreSQL 10
--- to 25 ms).
+-- to 25 ms).  Of one host when :host is not NULL (`metrics --host H`,
+-- every host each minute: not the fleet's rows each).
 SELECT name, host, schedule, schedule_tz, origin, registered_at
   FROM cronpolicy.script_schedule
+ WHERE :host IS NULL OR host = :host
 
 
 -- name: registered_schedule_lines
@@ -98,10 +100,12 @@ SELECT name, host, schedule, schedule_tz, origin FROM cronpolicy.script_schedule
 
 -- name: declared_schedules
 -- What each script declared (CronScript.schedule) at its latest start on
--- each host since a moment (SQLite: the bare column of the max() row).
+-- each host (of one host when :host is not NULL) since a moment (SQLite:
+-- the bare column of the max() row).
 SELECT name, host, schedule, schedule_tz, max(started_at) AS started_at
   FROM cronpolicy.script_run
  WHERE schedule IS NOT NULL AND julianday(started_at) > julianday(:since)
+   AND (:host IS NULL OR host = :host)
  GROUP BY name, host ORDER BY name, host
 
 
@@ -136,12 +140,14 @@ SELECT host, max(started_at) AS last_seen FROM cronpolicy.script_run
 -- name: recent_pairs
 -- Every (script, host) seen since a moment: what a rollout may meet.  The
 -- runs that ended as run_tally keeps them (schema patch 0022), the runs
--- still running from the history (script_run_running_idx).
+-- still running from the history (script_run_running_idx).  Of one
+-- host when :host is not NULL.
 SELECT name, host FROM cronpolicy.run_tally
- WHERE julianday(last_started_at) > julianday(:since)
+ WHERE julianday(last_started_at) > julianday(:since) AND (:host IS NULL OR host = :host)
  UNION
 SELECT name, host FROM cronpolicy.script_run
  WHERE status = 'running' AND julianday(started_at) > julianday(:since)
+   AND (:host IS NULL OR host = :host)
 
 
 

@@ -171,7 +171,8 @@ def test_the_fleet_reads_as_tuples_say_what_the_rows_say(dsn, tmp_path):
                               in reader.registered_since().items()}
         starts = reader.pair_starts(reader.now() - datetime.timedelta(days=3))
         assert set(starts) == {(row["name"], row["host"]) for row in reader.rows(
-            "recent_pairs", {"since": reader._time(reader.now() - datetime.timedelta(days=90))})}
+            "recent_pairs", {"since": reader._time(reader.now() - datetime.timedelta(days=90)),
+                             "host": None})}
         for (name, host), (recent, started) in starts.items():
             assert started == reader.last_success_on(name, host)
         counted = _read_runs(reader, None)
@@ -217,3 +218,44 @@ def test_sqlite_reads_the_whole_history_in_one_scan(sqlite_dsn, tmp_path, query)
             "EXPLAIN QUERY PLAN " + sql, {name: None for name in ("host", "since", "declared")
                                          if ":" + name in sql}).fetchall()]
     assert not any("script_run_name_started_idx" in step for step in plan), plan
+
+
+def _seen_as(found):
+    """fleet_schedules' answer as plain values."""
+    return {pair: None if schedule is None else (
+        schedule.expression, schedule.tz, schedule.source, schedule.origin, schedule.known_since)
+        for pair, schedule in found.items()}
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_the_schedules_of_one_host_are_the_fleets_of_that_host(dsn, tmp_path, seed):
+    """fleet_schedules for one host (no pattern) reads that host's rows only
+    (`metrics --host H` on every host each minute read the fleet's each
+    time): its answer is the whole fleet's, of that host.  A policy row
+    naming, on that host, a script the host has not seen: the pair is the
+    row's only when no host has seen the script."""
+    from cronpolicy.tooling.schedules import fleet_schedules
+    dba = DBA(dsn)
+    _fill(dba, seed)
+    rng = random.Random(seed)
+    for name in NAMES[:-1]:
+        for host in rng.sample(HOSTS, 2):
+            dba.execute("INSERT INTO cronpolicy.script_schedule (name, host, schedule)"
+                        " VALUES ({}, {}, {})", (name, host, rng.choice(
+                            ["*/5 * * * *", "17 3 * * *", "@hourly", "0 0 1 1 *"])))
+    dba.execute("UPDATE cronpolicy.script_run SET schedule = '30 4 * * 1' WHERE name = 'a'")
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, host, schedule) VALUES"
+                " ('backup', 'h3', NULL), ('publish', 'h9', NULL), ('only-a-row', 'h2', NULL),"
+                " ('mirror-*', 'h1', '@daily'), ('a', '*', NULL)")
+    settings = Settings.load(environ=make_env(tmp_path, dsn))
+    with reading(settings) as reader:
+        inputs = reader.inputs()
+        fleet = _seen_as(fleet_schedules(reader, inputs))
+        for host in HOSTS + ["h9", "nowhere"]:
+            for scheduled_only in (False, True):
+                mine = _seen_as(fleet_schedules(reader, inputs, host=host,
+                                                scheduled_only=scheduled_only))
+                whole = _seen_as(fleet_schedules(reader, inputs, scheduled_only=scheduled_only))
+                assert mine == {pair: found for pair, found in whole.items()
+                                if pair[1] == host}, (host, scheduled_only)
+    assert ("only-a-row", "h2") in fleet and ("publish", "h9") not in fleet

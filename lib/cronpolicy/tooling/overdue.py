@@ -136,6 +136,13 @@ def scheduled_reports_of(reader, settings, grace=DEFAULT_GRACE, starving_after=N
                               if started is not None}
         last_success = {(job.name, job.host): last_successes.get((job.name, job.host))
                         for job in fleet.jobs if job.schedule is not None}
+    elif last_successes is not None:
+        # (metrics --host: the last successes are in its count of the host's
+        # runs, so neither its scripts' recent starts nor, for the pairs
+        # those do not tell, a walk through their runs)
+        fleet = gather_of(reader, settings, host=host, warn=warn, history=False)
+        last_success = {(job.name, job.host): last_successes.get((job.name, job.host))
+                        for job in fleet.jobs if job.schedule is not None}
     else:
         fleet = gather_of(reader, settings, host=host, warn=warn)
         last_success = _last_success(fleet)

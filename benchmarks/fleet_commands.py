@@ -39,6 +39,8 @@ COMMANDS = [
     ("schedule list", ["schedule", "list"], None),
     ("overdue", ["overdue"], None),
     ("metrics", ["metrics"], None),
+    ("metrics --host host-007", ["metrics", "--host", "host-007"], None),
+    ("metrics --fleet", ["metrics", "--fleet"], None),
     ("deploy plan --at +1h", ["deploy", "plan", "--at", "+1h"], ("seconds", 1.0)),
     ("deploy slot --duration 30m --within 24h",
      ["deploy", "slot", "--duration", "30m", "--within", "24h"], ("seconds", 10.0)),

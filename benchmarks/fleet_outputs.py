@@ -17,8 +17,9 @@ first on the search_path by the DSN's options; SQLite's by running the
 command in process with Reader.now frozen (the run command's own writes,
 none for these commands, still see the real clock), from a pristine copy
 of the file each time.  The commands: status (and --json), schedule list
-(and --json), deploy plan --at +1h, overdue (and --all --json), metrics,
-history and check.  Commands that keep files in the state directory
+(and --json), deploy plan --at +1h, overdue (and --all --json), metrics
+(and --host of two hosts, and --fleet), history and check.  Commands
+that keep files in the state directory
 (status keeps next starts) keep them in --state (default: a new directory
 each run): run twice with the same --state into two directories to
 compare with and without what was kept.
@@ -42,8 +43,9 @@ from cronpolicy import schema
 
 COMMANDS = [["status"], ["status", "--json"], ["schedule", "list"],
             ["schedule", "list", "--json"], ["deploy", "plan", "--at", "+1h"],
-            ["overdue"], ["overdue", "--all", "--json"], ["metrics"], ["history"],
-            ["check", "role1-job01"]]
+            ["overdue"], ["overdue", "--all", "--json"], ["metrics"],
+            ["metrics", "--host", "host-007"], ["metrics", "--host", "host-150"],
+            ["metrics", "--fleet"], ["history"], ["check", "role1-job01"]]
 #: Run in process for SQLite: the command with Reader.now frozen (argv[1]: ISO time).
 FROZEN_SQLITE = """
 import datetime, sys

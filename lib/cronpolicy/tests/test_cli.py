@@ -818,3 +818,48 @@ def test_tables_printed_column_by_column_are_those_printed_cell_by_cell():
             _table_cell_by_cell(rows, columns)
         assert printed.getvalue() == before.getvalue()
     same()
+
+
+
+TERMINAL_COLUMNS = """
+import os, shutil, sys
+from cronpolicy.tooling.cli import _terminal_columns
+for columns in (None, "", "abc", "-3", "0", "132"):
+    for lines in (None, "40"):
+        for name, value in (("COLUMNS", columns), ("LINES", lines)):
+            os.environ.pop(name, None)
+            if value is not None:
+                os.environ[name] = value
+        print(repr(columns), repr(lines), _terminal_columns(), shutil.get_terminal_size().columns)
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("terminal", [False, True])
+def test_help_is_as_wide_as_shutil_would_make_it(terminal):
+    """The help formatter's width comes from _terminal_columns, not shutil
+    (whose import cost every command 3 ms): the same columns whatever
+    COLUMNS and LINES say, on a terminal (100 columns) or a pipe."""
+    import fcntl
+    import struct
+    import termios
+    master = slave = None
+    try:
+        if terminal:
+            master, slave = os.openpty()
+            fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+        result = subprocess.run([sys.executable, "-c", TERMINAL_COLUMNS],
+                                stdout=slave if terminal else subprocess.PIPE,
+                                stderr=subprocess.PIPE, timeout=60)
+        said = os.read(master, 10000).decode() if terminal else result.stdout.decode()
+    finally:
+        for descriptor in (master, slave):
+            if descriptor is not None:
+                os.close(descriptor)
+    assert result.returncode == 0, result.stderr
+    lines = said.splitlines()
+    assert len(lines) == 12, said
+    for line in lines:
+        columns, _, mine, theirs = line.split()
+        assert mine == theirs, line
+        assert int(mine) == (132 if columns == "'132'" else 100 if terminal else 80), line

@@ -117,7 +117,7 @@ READ_COMMANDS = [["status"], ["check", "job"], ["history"], ["history", "job"],
                  ["window", "list", "--all"], ["audit", "--since", "now-1d"], ["rollouts"]]
 #: A read command loads neither the tooling's SQLAlchemy nor the gate's
 #: machinery (the watcher, the interruption, the crontab code).
-NEVER_IN_A_READ = {"sqlalchemy", "zope", "cronpolicy.script", "cronpolicy.watcher",
+NEVER_IN_A_READ = {"sqlalchemy", "zope", "shutil", "cronpolicy.script", "cronpolicy.watcher",
                    "cronpolicy.interruption", "cronpolicy.tooling.crontab",
                    "cronpolicy.tooling.tables", "cronpolicy.tooling.database"}
 

@@ -92,8 +92,28 @@ def command_function(func):
 RUN_COMES_FIRST = "`run` must come first: cronpolicy run NAME [options] -- COMMAND"
 
 
+def _terminal_columns():
+    """shutil.get_terminal_size().columns, without importing shutil (and
+    bz2, lzma, zlib and fnmatch with it, 3 ms of every command's start):
+    argparse's help formatter, which every add_argument makes, asks it."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns > 0:
+        return columns
+    try:
+        columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+    except (AttributeError, ValueError, OSError):
+        columns = 0
+    return columns or 80
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with usage errors as one line and exit code 2."""
+
+    def _get_formatter(self):
+        return self.formatter_class(prog=self.prog, width=_terminal_columns() - 2)
 
     #: The words being parsed (for advice an error can give).
     words = ()

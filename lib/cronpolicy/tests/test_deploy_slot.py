@@ -172,11 +172,13 @@ def test_starving_counts_rollouts_not_runs(cli, dba):
     counted as skipped by two (the newest 100 runs were read)."""
     dba.execute("INSERT INTO cronpolicy.script_policy (name, schedule) VALUES ('hourly', "
                 "'* * * * *')")
-    run_row(dba, "succeeded", -4 * 3600)
-    for rollout in range(3):
-        for minute in range(60):
-            run_row(dba, "skipped", -3 * 3600 + rollout * 3600 + minute * 60,
-                    decision="deploy-pending", block="deploy:2026-12-0%dT10:00:00Z" % (rollout + 1))
+    with dba.batch():
+        run_row(dba, "succeeded", -4 * 3600)
+        for rollout in range(3):
+            for minute in range(60):
+                run_row(dba, "skipped", -3 * 3600 + rollout * 3600 + minute * 60,
+                        decision="deploy-pending",
+                        block="deploy:2026-12-0%dT10:00:00Z" % (rollout + 1))
     code, out, _ = cli("overdue", "--json")
     [report] = json.loads(out)["reports"]
     assert report["starving"] == 3 and report["state"] == "starving"
@@ -402,21 +404,22 @@ def _boolean(dba, value):
        commands=st.lists(st.sampled_from(FLEET_COMMANDS), min_size=2, max_size=3, unique=True))
 def test_rows_never_make_a_fleet_wide_command_exit_as_if_its_caller_erred(dba, cli, rows,
                                                                          commands):
-    for table in ("script_policy", "script_run", "script_schedule"):
-        dba.execute("DELETE FROM cronpolicy.%s" % table)
-    registered(dba, "sane", "*/5 * * * *")
-    # One job no generated row can make absurd (its history decides its
-    # runtime), so there is always something to plan and play.
-    registered(dba, "steady", "*/10 * * * *")
-    for back in (1, 2, 3):
-        dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, started_at, finished_at,"
-                    " status) VALUES ('steady', 'web1', 1, %s, %s, 'succeeded')"
-                    % (dba.now_plus(-back * 600), dba.now_plus(-back * 600 + 30)))
-    for row in rows:
-        try:
-            _fleet_row(dba, row)
-        except Exception:
-            pass        # refused by the database (a pair given twice, a range check)
+    with dba.batch():
+        for table in ("script_policy", "script_run", "script_schedule"):
+            dba.execute("DELETE FROM cronpolicy.%s" % table)
+        registered(dba, "sane", "*/5 * * * *")
+        # One job no generated row can make absurd (its history decides its
+        # runtime), so there is always something to plan and play.
+        registered(dba, "steady", "*/10 * * * *")
+        for back in (1, 2, 3):
+            dba.execute("INSERT INTO cronpolicy.script_run (name, host, pid, started_at,"
+                        " finished_at, status) VALUES ('steady', 'web1', 1, %s, %s, 'succeeded')"
+                        % (dba.now_plus(-back * 600), dba.now_plus(-back * 600 + 30)))
+        for row in rows:
+            try:
+                _fleet_row(dba, row)
+            except Exception:
+                pass        # refused by the database (a pair given twice, a range check)
     for argv in commands:
         code, out, err = cli(*argv)
         assert code in (0, 8), (rows, argv, code, err)

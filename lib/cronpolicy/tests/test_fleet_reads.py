@@ -29,7 +29,13 @@ DECISIONS = ["deploy-pending", "service-pending", "in-window", "window-cutoff", 
 
 
 def _fill(dba, seed):
-    """Write generated history (times relative to the database clock)."""
+    """Write generated history (times relative to the database clock), on
+    one connection (each statement still its own transaction)."""
+    with dba.batch():
+        _fill_rows(dba, seed)
+
+
+def _fill_rows(dba, seed):
     rng = random.Random(seed)
     for number in range(120):
         name, host = rng.choice(NAMES[:-1]), rng.choice(HOSTS)
@@ -238,11 +244,12 @@ def test_the_schedules_of_one_host_are_the_fleets_of_that_host(dsn, tmp_path, se
     dba = DBA(dsn)
     _fill(dba, seed)
     rng = random.Random(seed)
-    for name in NAMES[:-1]:
-        for host in rng.sample(HOSTS, 2):
-            dba.execute("INSERT INTO cronpolicy.script_schedule (name, host, schedule)"
-                        " VALUES ({}, {}, {})", (name, host, rng.choice(
-                            ["*/5 * * * *", "17 3 * * *", "@hourly", "0 0 1 1 *"])))
+    with dba.batch():
+        for name in NAMES[:-1]:
+            for host in rng.sample(HOSTS, 2):
+                dba.execute("INSERT INTO cronpolicy.script_schedule (name, host, schedule)"
+                            " VALUES ({}, {}, {})", (name, host, rng.choice(
+                                ["*/5 * * * *", "17 3 * * *", "@hourly", "0 0 1 1 *"])))
     dba.execute("UPDATE cronpolicy.script_run SET schedule = '30 4 * * 1' WHERE name = 'a'")
     dba.execute("INSERT INTO cronpolicy.script_policy (name, host, schedule) VALUES"
                 " ('backup', 'h3', NULL), ('publish', 'h9', NULL), ('only-a-row', 'h2', NULL),"

@@ -138,11 +138,19 @@ def fleet_schedules(reader, inputs, warn=None, host="*", script="*", scheduled_o
     last successes in the same pass)."""
     from cronpolicy.matching import glob_matches, is_pattern
     from cronpolicy.store.reads import registered_row
-    found = None
-    if host != "*" and not is_pattern(host) and recent_pairs is None:
-        found = _pairs_of_host(reader, inputs, host, scheduled_only)
-    registered, declared, pairs = found or _pairs_of_fleet(reader, inputs, scheduled_only,
-                                                           recent_pairs)
+    # One host (no pattern): its rows only (`metrics --host H`, on every
+    # host each minute, read the fleet's 5,000 each time).
+    exact = host if host != "*" and not is_pattern(host) and recent_pairs is None else None
+    registered, declared, pairs = _pairs_seen(reader, inputs, scheduled_only, exact,
+                                              recent_pairs)
+    named = _named_only_by_rows(inputs, pairs)
+    if exact is not None and any(row.host == exact for row in named):
+        # A row names on it a script it has not seen: only the whole
+        # fleet's pairs tell whether any host has.
+        registered, declared, pairs = _pairs_seen(reader, inputs, scheduled_only)
+        named = _named_only_by_rows(inputs, pairs)
+    # A script only a policy row names, on no host seen yet: "*", its hosts.
+    pairs |= {(row.name, row.host if not is_pattern(row.host) else "*") for row in named}
     rows = schedules.schedule_rows(inputs.policies)
     every = script == "*" and host == "*"
     found = {}
@@ -166,38 +174,23 @@ def fleet_schedules(reader, inputs, warn=None, host="*", script="*", scheduled_o
     return found
 
 
-def _pairs_of_fleet(reader, inputs, scheduled_only, recent_pairs=None):
-    """(registered, declared, pairs) of fleet_schedules: every pair seen."""
-    from cronpolicy.matching import is_pattern
-    registered = reader.registered_since()
-    declared = reader.declared_schedules(inputs.now - RECENT)
-    pairs = set(registered) | set(declared)
-    if not scheduled_only or any(row.schedule is not None for row in inputs.policies):
-        pairs |= set((recent_pairs or reader.recent_pairs)(inputs.now - RECENT))
-    # A script only a policy row names, on no host seen yet: "*", its hosts.
-    seen = {name for name, _ in pairs}
-    pairs |= {(row.name, row.host if not is_pattern(row.host) else "*")
-              for row in inputs.policies if not is_pattern(row.name) and row.name not in seen}
-    return registered, declared, pairs
-
-
-def _pairs_of_host(reader, inputs, host, scheduled_only):
-    """_pairs_of_fleet's answer for the one host ``host`` (no pattern), read
-    of that host only (`metrics --host H`, every host each minute, read the
-    fleet's 5,000 rows each); None when a policy row names a script on it
-    that it has not seen, which only the whole fleet's pairs can tell
-    (seen on no host: the pair is the row's)."""
-    from cronpolicy.matching import is_pattern
+def _pairs_seen(reader, inputs, scheduled_only, host=None, recent_pairs=None):
+    """(registered, declared, pairs) of fleet_schedules: the pairs seen (of
+    ``host`` only if given), registered or declared."""
     registered = reader.registered_since(host)
     declared = reader.declared_schedules(inputs.now - RECENT, host)
     pairs = set(registered) | set(declared)
     if not scheduled_only or any(row.schedule is not None for row in inputs.policies):
-        pairs |= set(reader.recent_pairs(inputs.now - RECENT, host))
-    seen = {name for name, _ in pairs}
-    if any(row.host == host and not is_pattern(row.name) and row.name not in seen
-           for row in inputs.policies):
-        return None
+        since = inputs.now - RECENT
+        pairs |= set(recent_pairs(since) if recent_pairs else reader.recent_pairs(since, host))
     return registered, declared, pairs
+
+
+def _named_only_by_rows(inputs, pairs):
+    """The policy rows naming (no pattern) a script none of ``pairs`` has."""
+    from cronpolicy.matching import is_pattern
+    seen = {name for name, _ in pairs}
+    return [row for row in inputs.policies if not is_pattern(row.name) and row.name not in seen]
 
 
 def listed_schedules(reader, now, warn=None, host="*", script="*"):

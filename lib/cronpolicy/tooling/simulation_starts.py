@@ -145,6 +145,11 @@ class _Starts:
             margin, spare = datetime.timedelta(seconds=self.margin), datetime.timedelta(seconds=1)
             far_until = first_window - self._reach(instance) - spare    # (rounding aside)
         switched_off = not self.cronpolicy and plain is not None    # a, b: no rules asked
+        # (c, d) The skip every start of it gets in the deploy pending, once
+        # its verdict there is kept (_pending_verdict): (code, cause, the
+        # block of its catch-up ticket or None), as _allowed records it.
+        pending_skip = None
+        estimates, name = self.estimates, instance.name
         run = running[index]
         for position in range(position, stop):
             moment = starts[position]
@@ -166,8 +171,22 @@ class _Starts:
                     skips.append((index, moment, policy.DEPLOY_PENDING, self.current))
                     continue
                 if plain != "always":
+                    # (_allowed asks the estimate again, by name, once a run
+                    # ended since; then the kept verdict is the skip)
+                    if pending_skip is not None and name in estimates:
+                        code, cause, ticket = pending_skip
+                        skips.append((index, moment, code, cause))
+                        if ticket is not None:
+                            self.tickets[index] = (moment, ticket)
+                        continue
                     self._start(index, instance, position, moment)
                     run = running[index]
+                    if pending_skip is None and run is None:
+                        verdict = self.pending_verdicts.get(index)
+                        if verdict is not None:
+                            pending_skip = (verdict.code, self._cause(verdict),
+                                            verdict.block if policy.catches_up(verdict)
+                                            else None)
                     continue
             if near and moment >= far_until:
                 if near_from is None:
@@ -264,13 +283,17 @@ class _Starts:
                     and not self.ruled[index]:
                 self.pending_verdicts[index] = verdict
         if not verdict.run:
-            kind, _, number = (verdict.block or "").partition(":")
-            cause = self.window_rollout.get(int(number)) if kind == "window" \
-                and number.isdigit() else self.current
-            self.skips.append((index, moment, verdict.code, cause))
+            self.skips.append((index, moment, verdict.code, self._cause(verdict)))
             if policy.catches_up(verdict):      # a later skip rewrites the ticket
                 self.tickets[index] = (moment, verdict.block)
         return verdict.run
+
+    def _cause(self, verdict):
+        """The position of the rollout a skip's ``verdict`` is for: its
+        window's, or the one under way."""
+        kind, _, number = (verdict.block or "").partition(":")
+        return self.window_rollout.get(int(number)) if kind == "window" \
+            and number.isdigit() else self.current
 
     def _pending_verdict(self, index):
         """The verdict of a start of ``index`` in the deploy pending now,

@@ -400,15 +400,22 @@ class _Starts:
 
     def _count_overdue(self, moment):
         """Instances overdue by schedule at ``moment`` (planning.overdue_by_schedule)."""
-        count = 0
-        for index, instance in enumerate(self.fleet.instances):
-            self._settle(index, moment)
-            if self.last_success[index] is None:
+        count, grace, known = 0, self.knobs.grace, self.fleet.known
+        running, last_success, names = self.running, self.last_success, self.names
+        ruled, own_estimates = self.ruled, self.own_estimates
+        for index in range(len(known)):
+            run = running[index]
+            if run is not None and run[3] <= moment:     # (_settle: run.end)
+                self._close(index, run)
+            if last_success[index] is None:
                 continue            # never succeeded yet in the simulation: not counted
-            late, _ = planning.overdue_by_schedule(self.fleet.known[index],
-                                                   self.last_success[index],
-                                                   self._own_estimate(index, moment).seconds,
-                                                   self.knobs.grace, moment)
+            # (_own_estimate's, when it keeps one: looked up here first)
+            kept = None if ruled[index] else own_estimates.get(names[index])
+            estimate = kept.get(index) if kept else None
+            if estimate is None:
+                estimate = self._own_estimate(index, moment)
+            late, _ = planning.overdue_by_schedule(known[index], last_success[index],
+                                                   estimate.seconds, grace, moment)
             count += late
         self.overdue += count
         self.overdue_checks += 1

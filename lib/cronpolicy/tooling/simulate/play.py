@@ -138,30 +138,36 @@ def _pack(state, fleet):
     400000 runs and skips of a strategy's week as objects, each with its
     datetimes, cost more CPU than playing it."""
     import array
+    # (Fields by unpacking and the appends bound once: some 400000 items.)
     runs_at, others = (array.array("q"), array.array("q")), []
+    run_indexes, run_positions = runs_at[0].append, runs_at[1].append
+    all_starts, all_ends, find = fleet.starts, fleet.ends, bisect.bisect_left
     for run in state.runs:
-        starts, ends = fleet.starts[run.index], fleet.ends[run.index]
-        position = bisect.bisect_left(starts, run.start)
-        if position < len(starts) and starts[position] == run.start and run.outcome == \
-                "succeeded" and run.lost == 0.0 and run.end == run.natural_end == ends[position]:
-            runs_at[0].append(run.index)
-            runs_at[1].append(position)
+        index, start, natural_end, end, outcome, lost = run
+        starts = all_starts[index]
+        position = find(starts, start)
+        if position < len(starts) and starts[position] == start and outcome == \
+                "succeeded" and lost == 0.0 and end == natural_end == all_ends[index][position]:
+            run_indexes(index)
+            run_positions(position)
         else:
-            runs_at[0].append(-1)
-            runs_at[1].append(len(others))
+            run_indexes(-1)
+            run_positions(len(others))
             others.append(run)
     skips_at, codes = (array.array("q"), array.array("q")), []
+    skip_indexes, skip_positions, add_code = skips_at[0].append, skips_at[1].append, \
+        codes.append
     for skip in state.skips:
         index, moment, code, cause = skip
-        starts = fleet.starts[index]
-        position = bisect.bisect_left(starts, moment)
+        starts = all_starts[index]
+        position = find(starts, moment)
         if position < len(starts) and starts[position] == moment:
-            skips_at[0].append(index)
-            skips_at[1].append(position)
-            codes.append((code, cause))
+            skip_indexes(index)
+            skip_positions(position)
+            add_code((code, cause))
         else:           # (every skip is of a scheduled start; whole, should one not be)
-            skips_at[0].append(-1)
-            skips_at[1].append(len(others))
+            skip_indexes(-1)
+            skip_positions(len(others))
             others.append(skip)
     return runs_at, others, skips_at, codes
 

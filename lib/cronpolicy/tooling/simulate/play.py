@@ -102,21 +102,30 @@ def run_seeds(instances, settings, days=7.0, rollouts=10, at=(),
 
 
 def _play_one(play, strategy, knobs, settings, restart):
-    # Without the cyclic garbage collector: a play makes some 400000 runs
-    # and skips that live until it ends, and its collections (every 700 of
-    # them, all to be kept) cost a tenth of the play; it makes little
-    # cyclic garbage, collected once it is over.
-    import gc
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        fleet, readies, kinds = play
+    fleet, readies, kinds = play
+    with _no_collection():
         state = simulation.simulate(fleet, strategy, readies, knobs, settings, kinds, restart)
         state.figures = simulation.summary(state)
-    finally:
-        if collecting:
-            gc.enable()
     return state
+
+
+class _no_collection:
+    """Without the cyclic garbage collector, enabled again after (if it
+    was): a play makes some 400000 runs and skips that live until it ends,
+    and its collections (every 700 of them, all to be kept) cost a tenth
+    of the play; it makes little cyclic garbage (a play of d, none),
+    collected once it is over."""
+
+    def __enter__(self):
+        import gc
+        self.collecting = gc.isenabled()
+        gc.disable()
+
+    def __exit__(self, *exc):
+        import gc
+        if self.collecting:
+            gc.enable()
+        return False
 
 
 def random_readies(begin, end, rollouts, seed, knobs):
@@ -232,10 +241,11 @@ def _in_processes(plays, tasks, knobs, settings, restart, workers, detail):
     finally:
         _shut_down(pool)
         _PLAY.clear()
-    for (number, _), state in zip(tasks, played):
-        state.fleet = plays[number][0]
-        if hasattr(state, "packed"):
-            _unpack(state, state.fleet)
+    with _no_collection():          # (400000 runs and skips a strategy, all kept: see _play_one)
+        for (number, _), state in zip(tasks, played):
+            state.fleet = plays[number][0]
+            if hasattr(state, "packed"):
+                _unpack(state, state.fleet)
     return dict(zip(tasks, played))
 
 

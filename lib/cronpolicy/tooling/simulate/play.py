@@ -145,7 +145,8 @@ def _play(task):
                       _PLAY["restart"])
     fleet, state.fleet = state.fleet, None      # the parent has it; only what was played goes back
     if _PLAY["detail"] and not number:      # (the picture draws the first seed's)
-        state.packed = _pack(state, fleet)
+        with _no_collection():
+            state.packed = _pack(state, fleet)
     state.runs = state.skips = None
     return state
 

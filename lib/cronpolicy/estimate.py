@@ -2,6 +2,7 @@
 
 import math
 
+from cronpolicy.rows import MAX_SECONDS, to_seconds     # (clamps absurd stored runtimes)
 from cronpolicy.shapes import shape
 
 #: A runtime estimate in seconds, and a note of where it came from.
@@ -45,9 +46,17 @@ def estimate_runtime(recent_runtimes, policy_runtime=None, script_runtime=None,
     otherwise the policy row's ``expected_runtime``, else the script's own,
     else ``default``.
     """
-    from cronpolicy.rows import to_seconds      # clamps absurd stored runtimes
-    runtimes = [max(0.0, seconds) for seconds in map(to_seconds, recent_runtimes)
-                if seconds is not None]
+    runtimes = None
+    if type(recent_runtimes) in (list, tuple):
+        # The common case first: every runtime a float to_seconds leaves as
+        # it is, above 0 (the simulator asks some 50000 estimates a play).
+        runtimes = [seconds for seconds in recent_runtimes
+                    if type(seconds) is float and 0.0 < seconds <= MAX_SECONDS]
+        if len(runtimes) != len(recent_runtimes):
+            runtimes = None
+    if runtimes is None:
+        runtimes = [max(0.0, seconds) for seconds in map(to_seconds, recent_runtimes)
+                    if seconds is not None]
     policy_runtime, script_runtime = to_seconds(policy_runtime), to_seconds(script_runtime)
     if runtimes and len(runtimes) >= max(1, min_runs):
         return Estimate(quantile(runtimes, q),

@@ -737,7 +737,9 @@ def moment_key(covering, reach, moment):
     the same key have it too (a planner asks a run of starts by its ends).
     (A rule that reads the moment otherwise must add it here;
     tests/test_policy.py holds the two to each other.)"""
-    if len(covering) == 1:      # (the common case, first: a planner asks it millions of times)
+    if not covering:            # (the common cases, first: a planner asks it millions of times)
+        return ()
+    if len(covering) == 1:
         window = covering[0]
         return ((window.id, moment >= window.starts_at, moment + reach >= window.starts_at),) \
             if window.ends_at > moment else ()

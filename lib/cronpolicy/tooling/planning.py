@@ -303,18 +303,24 @@ class Planner:
         def key(index):
             return (policy.moment_key(alone, reach, moments[index]),
                     policy.moment_key(both, reach, moments[index]))
-        found, pending = [], [(0, len(moments))] if moments else []
+        # Each stretch carries the keys of its ends when known: a half
+        # keeps its parent's first or last key (worked out once, not again
+        # at each level of the split).
+        found, pending = [], [(0, len(moments), None, None)] if moments else []
         while pending:
-            first, end = pending.pop()
-            first_key = key(first)      # (what _decide_with reads of the moment, too)
-            if end - first == 1 or first_key == key(end - 1):
+            first, end, first_key, last_key = pending.pop()
+            if first_key is None:
+                first_key = key(first)      # (what _decide_with reads of the moment, too)
+            if end - first > 1 and last_key is None:
+                last_key = key(end - 1)
+            if end - first == 1 or first_key == last_key:
                 found.append((first, end,
                               self._decide_with(job, moments[first], None, alone, first_key[0]),
                               self._decide_with(job, moments[first], window, both,
                                                 first_key[1])))
             else:
                 middle = (first + end) // 2
-                pending += [(middle, end), (first, middle)]
+                pending += [(middle, end, None, last_key), (first, middle, first_key, None)]
         return found
 
     def _skips(self, job, moments, window):
@@ -325,6 +331,14 @@ class Planner:
             if alone.run and not verdict.run and verdict.block == block:
                 found += [(moment, verdict.code) for moment in moments[first:end]]
         return found
+
+    def _skip_count(self, job, moments, window):
+        """len(_skips(job, moments, window)), without the list."""
+        block, count = policy.window_block(window), 0
+        for first, end, alone, verdict in self._stretches(job, moments, window):
+            if alone.run and not verdict.run and verdict.block == block:
+                count += end - first
+        return count
 
     def starts(self, job, start, end):
         """``job``'s scheduled starts in [start, end)."""
@@ -442,8 +456,8 @@ class Planner:
         if job.schedule is None or not self.covers(rollout, job):
             return 0
         window = window or rollout_window(rollout)
-        return len(self._skips(job, self.starts(job, self._earliest(job, rollout),
-                                                window.ends_at), window))
+        return self._skip_count(job, self.starts(job, self._earliest(job, rollout),
+                                                 window.ends_at), window)
 
     def rank_keys(self, template, moments):
         """[(rank_key, moment)] of a rollout like ``template`` starting at
@@ -476,9 +490,9 @@ class Planner:
         candidate: for a job whose starts are many in each (every minute),
         each counted by its stretches."""
         ends = [window.ends_at for window in windows]
-        return {index: len(self._skips(job, starts[
+        return {index: self._skip_count(job, starts[
             bisect.bisect_left(starts, moments[index] - lead):
-            bisect.bisect_left(starts, ends[index])], windows[index]))
+            bisect.bisect_left(starts, ends[index])], windows[index])
             for index in _met(starts, moments, ends, lead)}
 
     def _counts_by_start(self, job, starts, moments, windows, lead):

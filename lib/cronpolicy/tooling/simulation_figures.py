@@ -7,6 +7,7 @@ Apart from the play because it only reads what a play left, after it
 picture read it too.
 """
 
+import collections
 import math
 
 from cronpolicy import policy
@@ -59,17 +60,21 @@ def summary(state):
     fleet = state.fleet
     by_rollout = [0] * len(state.outcomes)
     by_frequency = {kind: {label: 0 for label, _ in FREQUENCIES} for kind in KINDS}
-    rollout_skips = policy.rollout_skips()
+    rollout_skips, played = frozenset(policy.rollout_skips()), len(by_rollout)
+    # The skips counted by (rollout, instance) first (some 100000 a
+    # strategy, of a few thousand pairs), then added up.
+    counted = collections.Counter(
+        (cause, index) for index, _, code, cause in state.skips
+        if cause is not None and code in rollout_skips and cause < played)
     labels = {}         # index -> how often it runs (FREQUENCIES), once asked
-    for index, _, code, cause in state.skips:
-        if cause is not None and code in rollout_skips and cause < len(by_rollout):
-            by_rollout[cause] += 1
-            label = labels.get(index)
-            if label is None:
-                period = fleet.periods[index]
-                label = labels[index] = next(label for label, limit in FREQUENCIES
-                                             if period <= limit)
-            by_frequency[state.outcomes[cause].kind][label] += 1
+    for (cause, index), count in counted.items():
+        by_rollout[cause] += count
+        label = labels.get(index)
+        if label is None:
+            period = fleet.periods[index]
+            label = labels[index] = next(label for label, limit in FREQUENCIES
+                                         if period <= limit)
+        by_frequency[state.outcomes[cause].kind][label] += count
     state.outcomes = [outcome._replace(skipped=count, overdue=state.overdue_at.get(position, 0))
                       for position, (outcome, count) in enumerate(zip(state.outcomes,
                                                                       by_rollout))]

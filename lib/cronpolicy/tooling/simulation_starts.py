@@ -145,6 +145,14 @@ class _Starts:
             margin, spare = datetime.timedelta(seconds=self.margin), datetime.timedelta(seconds=1)
             far_until = first_window - self._reach(instance) - spare    # (rounding aside)
         switched_off = not self.cronpolicy and plain is not None    # a, b: no rules asked
+        # (c, d) The skip every start of it gets in the deploy pending, once
+        # its verdict there is kept (_pending_verdict): (code, cause, the
+        # block of its catch-up ticket or None), as _allowed records it.
+        pending_skip = None
+        estimates, name = self.estimates, instance.name
+        own_estimates, reaches, last_success = self.own_estimates, self.reaches, \
+            self.last_success
+        runs_append, history = self.runs.append, None
         run = running[index]
         for position in range(position, stop):
             moment = starts[position]
@@ -152,7 +160,21 @@ class _Starts:
                 if run[3] > moment:         # (run.end) still running: the lock skips it
                     skips.append((index, moment, policy.LOCKED, None))
                     continue
-                self._close(index, run)
+                # (_close, inline: a strategy's play ends some 130000 runs here)
+                running[index] = None
+                runs_append(run)
+                if run[4] == "succeeded":                       # run.outcome
+                    if history is None:
+                        history = self.history.get(name)
+                        if history is None:
+                            history = self.history[name] = []
+                    history.append((run[3] - run[1]).total_seconds())  # run.end - run.start
+                    if len(history) > HISTORY_RUNS:
+                        del history[:-HISTORY_RUNS]
+                    estimates.pop(name, None)
+                    own_estimates.pop(name, None)
+                    reaches.pop(name, None)
+                    last_success[index] = run[1]
                 if near:
                     far_until = min(far_until,
                                     first_window - (run[3] - run[1]) - margin - spare)
@@ -166,8 +188,22 @@ class _Starts:
                     skips.append((index, moment, policy.DEPLOY_PENDING, self.current))
                     continue
                 if plain != "always":
+                    # (_allowed asks the estimate again, by name, once a run
+                    # ended since; then the kept verdict is the skip)
+                    if pending_skip is not None and name in estimates:
+                        code, cause, ticket = pending_skip
+                        skips.append((index, moment, code, cause))
+                        if ticket is not None:
+                            self.tickets[index] = (moment, ticket)
+                        continue
                     self._start(index, instance, position, moment)
                     run = running[index]
+                    if pending_skip is None and run is None:
+                        verdict = self.pending_verdicts.get(index)
+                        if verdict is not None:
+                            pending_skip = (verdict.code, self._cause(verdict),
+                                            verdict.block if policy.catches_up(verdict)
+                                            else None)
                     continue
             if near and moment >= far_until:
                 if near_from is None:
@@ -264,13 +300,17 @@ class _Starts:
                     and not self.ruled[index]:
                 self.pending_verdicts[index] = verdict
         if not verdict.run:
-            kind, _, number = (verdict.block or "").partition(":")
-            cause = self.window_rollout.get(int(number)) if kind == "window" \
-                and number.isdigit() else self.current
-            self.skips.append((index, moment, verdict.code, cause))
+            self.skips.append((index, moment, verdict.code, self._cause(verdict)))
             if policy.catches_up(verdict):      # a later skip rewrites the ticket
                 self.tickets[index] = (moment, verdict.block)
         return verdict.run
+
+    def _cause(self, verdict):
+        """The position of the rollout a skip's ``verdict`` is for: its
+        window's, or the one under way."""
+        kind, _, number = (verdict.block or "").partition(":")
+        return self.window_rollout.get(int(number)) if kind == "window" \
+            and number.isdigit() else self.current
 
     def _pending_verdict(self, index):
         """The verdict of a start of ``index`` in the deploy pending now,
@@ -320,8 +360,9 @@ class _Starts:
             self._close(index, run)
 
     def _close(self, index, run):
-        # (A run's fields by position: run.end, run.start...; this is called
-        # at the end of each of some 180000 runs a strategy and seed.)
+        # (A run's fields by position: run.end, run.start...; _starts does
+        # the same, inline, at the end of most of some 130000 runs a
+        # strategy and seed: a change here goes there too.)
         self.running[index] = None
         self.runs.append(run)
         if run[4] == "succeeded":                       # run.outcome
@@ -359,15 +400,22 @@ class _Starts:
 
     def _count_overdue(self, moment):
         """Instances overdue by schedule at ``moment`` (planning.overdue_by_schedule)."""
-        count = 0
-        for index, instance in enumerate(self.fleet.instances):
-            self._settle(index, moment)
-            if self.last_success[index] is None:
+        count, grace, known = 0, self.knobs.grace, self.fleet.known
+        running, last_success, names = self.running, self.last_success, self.names
+        ruled, own_estimates = self.ruled, self.own_estimates
+        for index in range(len(known)):
+            run = running[index]
+            if run is not None and run[3] <= moment:     # (_settle: run.end)
+                self._close(index, run)
+            if last_success[index] is None:
                 continue            # never succeeded yet in the simulation: not counted
-            late, _ = planning.overdue_by_schedule(self.fleet.known[index],
-                                                   self.last_success[index],
-                                                   self._own_estimate(index, moment).seconds,
-                                                   self.knobs.grace, moment)
+            # (_own_estimate's, when it keeps one: looked up here first)
+            kept = None if ruled[index] else own_estimates.get(names[index])
+            estimate = kept.get(index) if kept else None
+            if estimate is None:
+                estimate = self._own_estimate(index, moment)
+            late, _ = planning.overdue_by_schedule(known[index], last_success[index],
+                                                   estimate.seconds, grace, moment)
             count += late
         self.overdue += count
         self.overdue_checks += 1

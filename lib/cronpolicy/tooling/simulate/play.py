@@ -103,9 +103,29 @@ def run_seeds(instances, settings, days=7.0, rollouts=10, at=(),
 
 def _play_one(play, strategy, knobs, settings, restart):
     fleet, readies, kinds = play
-    state = simulation.simulate(fleet, strategy, readies, knobs, settings, kinds, restart)
-    state.figures = simulation.summary(state)
+    with _no_collection():
+        state = simulation.simulate(fleet, strategy, readies, knobs, settings, kinds, restart)
+        state.figures = simulation.summary(state)
     return state
+
+
+class _no_collection:
+    """Without the cyclic garbage collector, enabled again after (if it
+    was): a play makes some 400000 runs and skips that live until it ends,
+    and its collections (every 700 of them, all to be kept) cost a tenth
+    of the play; it makes little cyclic garbage (a play of d, none),
+    collected once it is over."""
+
+    def __enter__(self):
+        import gc
+        self.collecting = gc.isenabled()
+        gc.disable()
+
+    def __exit__(self, *exc):
+        import gc
+        if self.collecting:
+            gc.enable()
+        return False
 
 
 def random_readies(begin, end, rollouts, seed, knobs):
@@ -125,7 +145,8 @@ def _play(task):
                       _PLAY["restart"])
     fleet, state.fleet = state.fleet, None      # the parent has it; only what was played goes back
     if _PLAY["detail"] and not number:      # (the picture draws the first seed's)
-        state.packed = _pack(state, fleet)
+        with _no_collection():
+            state.packed = _pack(state, fleet)
     state.runs = state.skips = None
     return state
 
@@ -138,30 +159,36 @@ def _pack(state, fleet):
     400000 runs and skips of a strategy's week as objects, each with its
     datetimes, cost more CPU than playing it."""
     import array
+    # (Fields by unpacking and the appends bound once: some 400000 items.)
     runs_at, others = (array.array("q"), array.array("q")), []
+    run_indexes, run_positions = runs_at[0].append, runs_at[1].append
+    all_starts, all_ends, find = fleet.starts, fleet.ends, bisect.bisect_left
     for run in state.runs:
-        starts, ends = fleet.starts[run.index], fleet.ends[run.index]
-        position = bisect.bisect_left(starts, run.start)
-        if position < len(starts) and starts[position] == run.start and run.outcome == \
-                "succeeded" and run.lost == 0.0 and run.end == run.natural_end == ends[position]:
-            runs_at[0].append(run.index)
-            runs_at[1].append(position)
+        index, start, natural_end, end, outcome, lost = run
+        starts = all_starts[index]
+        position = find(starts, start)
+        if position < len(starts) and starts[position] == start and outcome == \
+                "succeeded" and lost == 0.0 and end == natural_end == all_ends[index][position]:
+            run_indexes(index)
+            run_positions(position)
         else:
-            runs_at[0].append(-1)
-            runs_at[1].append(len(others))
+            run_indexes(-1)
+            run_positions(len(others))
             others.append(run)
     skips_at, codes = (array.array("q"), array.array("q")), []
+    skip_indexes, skip_positions, add_code = skips_at[0].append, skips_at[1].append, \
+        codes.append
     for skip in state.skips:
         index, moment, code, cause = skip
-        starts = fleet.starts[index]
-        position = bisect.bisect_left(starts, moment)
+        starts = all_starts[index]
+        position = find(starts, moment)
         if position < len(starts) and starts[position] == moment:
-            skips_at[0].append(index)
-            skips_at[1].append(position)
-            codes.append((code, cause))
+            skip_indexes(index)
+            skip_positions(position)
+            add_code((code, cause))
         else:           # (every skip is of a scheduled start; whole, should one not be)
-            skips_at[0].append(-1)
-            skips_at[1].append(len(others))
+            skip_indexes(-1)
+            skip_positions(len(others))
             others.append(skip)
     return runs_at, others, skips_at, codes
 
@@ -215,10 +242,11 @@ def _in_processes(plays, tasks, knobs, settings, restart, workers, detail):
     finally:
         _shut_down(pool)
         _PLAY.clear()
-    for (number, _), state in zip(tasks, played):
-        state.fleet = plays[number][0]
-        if hasattr(state, "packed"):
-            _unpack(state, state.fleet)
+    with _no_collection():          # (400000 runs and skips a strategy, all kept: see _play_one)
+        for (number, _), state in zip(tasks, played):
+            state.fleet = plays[number][0]
+            if hasattr(state, "packed"):
+                _unpack(state, state.fleet)
     return dict(zip(tasks, played))
 
 

@@ -406,6 +406,44 @@ def test_a_ticket_that_waited_for_a_slot_is_judged_again_before_its_start(
     assert tickets(script_env) == []
 
 
+@pytest.mark.parametrize("dsn", ["sqlite"], indirect=True)
+def test_a_ticket_rewritten_while_it_waited_for_a_slot_is_not_dropped_for_the_old_one(
+        scripts, dba, script_env):
+    """While the runner waited for a slot, 'later' ran on schedule (so the
+    ticket it had read, of rollout 1, had nothing left to catch up), then a
+    second rollout skipped it again and wrote a new ticket in its place.
+    Judged again from the ticket read before the wait, it was dropped as
+    'started since', and the path unlinked: the new rollout's ticket was
+    lost, its skip never caught up."""
+    _counting_tickets(scripts, dba, script_env, 1, at_once=1)     # job0, blocks until "go"
+    scripts.write("later")
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, catch_up) VALUES ('later', 'once')")
+    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true")
+    assert scripts.run("later").returncode == 0 and scripts.main_calls("later") == 0
+    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = false")
+    runner = subprocess.Popen([sys.executable, "-m", "cronpolicy.tooling.cli", "catch-up"],
+                              env=script_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        wait_for(lambda: _waiting_on_children(runner.pid), 60, "the runner to wait for job0")
+        assert scripts.run("later").returncode == 0         # its next scheduled start
+        assert scripts.main_calls("later") == 1
+        dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true")
+        assert scripts.run("later").returncode == 0         # skipped by a second rollout
+        dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = false")
+        assert scripts.main_calls("later") == 1
+        assert tickets(script_env) == ["cronpolicy-later.ticket"]
+    finally:
+        (scripts.tmp_path / "go").write_text("go")
+        out, err = runner.communicate(timeout=120)
+    assert runner.returncode == 0, err
+    again = catch_up(script_env)
+    assert again.returncode == 0, again.stderr
+    assert scripts.main_calls("later") == 2, (out, again.stdout)
+    assert runs(dba, "later")[-1][:2] == ("succeeded", "catch-up")
+    assert tickets(script_env) == []
+
+
 def test_a_ticket_left_taken_by_a_dead_runner_is_started_by_the_next(
         scripts, dba, script_env):
     """A runner killed between taking a ticket and starting it left the

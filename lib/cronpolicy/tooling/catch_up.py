@@ -146,7 +146,10 @@ def run(settings, dry_run=False):
         elif action == STARTED and dry_run:
             action = WOULD_START
         elif action == STARTED:
-            slot, action, reason = _slot_for(settings, directory, ticket, children, reason)
+            slot, ticket, action, reason = _slot_for(settings, directory, ticket, children,
+                                                     reason)
+            if action is None:
+                continue            # another catch-up took it while this one waited
             if slot is not None:
                 action, child = _start_taken(ticket, slot)
                 if action is None:
@@ -166,26 +169,39 @@ def run(settings, dry_run=False):
 
 
 def _slot_for(settings, directory, ticket, children, reason):
-    """(slot descriptor, STARTED, reason) for a ticket judged (``reason``) to start; else
-    (None, action, reason) when no slot is free for it, or when, judged
-    again after waiting for one, it no longer starts: its next scheduled
-    start (or a rollout, or disabling) came during the wait."""
+    """(slot descriptor, ticket, STARTED, reason) for a ticket judged
+    (``reason``) to start; else (None, ticket, action, reason) when no slot
+    is free for it, or when, judged again after waiting for one, it no
+    longer starts: its next scheduled start (or a rollout, or disabling)
+    came during the wait.  After a wait the ticket is read again and the
+    one found is judged (a new skip may have written another in its place,
+    which the old one's judgement must not drop); action None when it is
+    gone (another runner took it)."""
     slot, waited = slot_when_free(directory, settings.catch_up_at_once, children)
     if slot is None:
-        return None, WAITING, ("%d catch-up runs are going on this host, as many as "
-                               "catch_up_at_once allows" % settings.catch_up_at_once)
+        return None, ticket, WAITING, ("%d catch-up runs are going on this host, as many "
+                                       "as catch_up_at_once allows"
+                                       % settings.catch_up_at_once)
     if not waited:
-        return slot, STARTED, reason
+        return slot, ticket, STARTED, reason
     try:
+        current = catchup.read_ticket(ticket["path"])
+        if current is None:
+            os.close(slot)
+            return None, ticket, None, None
+        ticket = current
         [(_, action, reason)] = review(settings, [ticket])
     except CronPolicyError as error:
         action, reason = WAITING, "cannot judge it again after waiting for a slot: %s" % error
+    except BaseException:
+        os.close(slot)
+        raise
     if action == STARTED:
-        return slot, action, reason
+        return slot, ticket, action, reason
     os.close(slot)
     if action == DROPPED:
         catchup.drop(ticket["path"])
-    return None, action, reason
+    return None, ticket, action, reason
 
 
 def _start_taken(ticket, slot):

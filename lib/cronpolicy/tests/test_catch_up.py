@@ -444,6 +444,39 @@ def test_a_ticket_rewritten_while_it_waited_for_a_slot_is_not_dropped_for_the_ol
     assert tickets(script_env) == []
 
 
+@pytest.mark.parametrize("dsn", ["sqlite"], indirect=True)
+def test_a_ticket_after_one_dropped_once_its_wait_ended_is_judged_again_too(
+        scripts, dba, script_env):
+    """'x-first' and 'x-second' (after job0 in the tickets' order) waited behind job0 (catch_up_at_once = 1) and
+    both ran on schedule meanwhile.  'x-first', which waited for the slot, was
+    judged again and dropped, freeing the slot; 'x-second' then found it free
+    without waiting itself, so it was started on its judgement from before
+    the wait: the job ran twice.  Every ticket judged before a wait is."""
+    _counting_tickets(scripts, dba, script_env, 1, at_once=1)     # job0, blocks until "go"
+    for name in ("x-first", "x-second"):
+        scripts.write(name)
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, catch_up) VALUES ('x-first', 'once'),"
+                " ('x-second', 'once')")
+    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true")
+    for name in ("x-first", "x-second"):
+        assert scripts.run(name).returncode == 0 and scripts.main_calls(name) == 0
+    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = false")
+    runner = subprocess.Popen([sys.executable, "-m", "cronpolicy.tooling.cli", "catch-up"],
+                              env=script_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        wait_for(lambda: _waiting_on_children(runner.pid), 60, "the runner to wait for job0")
+        for name in ("x-first", "x-second"):              # their next scheduled starts
+            assert scripts.run(name).returncode == 0 and scripts.main_calls(name) == 1
+    finally:
+        (scripts.tmp_path / "go").write_text("go")
+        out, err = runner.communicate(timeout=120)
+    assert runner.returncode == 0, err
+    assert (scripts.main_calls("x-first"), scripts.main_calls("x-second")) == (1, 1), out
+    assert "x-first: dropped" in out and "x-second: dropped" in out, out
+    assert tickets(script_env) == []
+
+
 def test_a_ticket_left_taken_by_a_dead_runner_is_started_by_the_next(
         scripts, dba, script_env):
     """A runner killed between taking a ticket and starting it left the

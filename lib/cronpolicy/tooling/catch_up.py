@@ -140,6 +140,7 @@ def run(settings, dry_run=False):
     if not tickets:
         return [], refused, True
     rows, children, started_all = [], [], True
+    stale = [False]     # whether this runner has waited since it judged the tickets
     for ticket, action, reason in review(settings, tickets):
         if action == DROPPED and not dry_run:
             catchup.drop(ticket["path"])
@@ -147,7 +148,7 @@ def run(settings, dry_run=False):
             action = WOULD_START
         elif action == STARTED:
             slot, ticket, action, reason = _slot_for(settings, directory, ticket, children,
-                                                     reason)
+                                                     reason, stale)
             if action is None:
                 continue            # another catch-up took it while this one waited
             if slot is not None:
@@ -168,7 +169,7 @@ def run(settings, dry_run=False):
     return rows, refused, started_all
 
 
-def _slot_for(settings, directory, ticket, children, reason):
+def _slot_for(settings, directory, ticket, children, reason, stale):
     """(slot descriptor, ticket, STARTED, reason) for a ticket judged
     (``reason``) to start; else (None, ticket, action, reason) when no slot
     is free for it, or when, judged again after waiting for one, it no
@@ -176,13 +177,17 @@ def _slot_for(settings, directory, ticket, children, reason):
     came during the wait.  After a wait the ticket is read again and the
     one found is judged (a new skip may have written another in its place,
     which the old one's judgement must not drop); action None when it is
-    gone (another runner took it)."""
+    gone (another runner took it).  ``stale``: [whether this runner has
+    waited since the tickets were judged], set here: a ticket that finds a
+    slot free without waiting itself (one a ticket judged again let go) was
+    judged before that wait all the same."""
     slot, waited = slot_when_free(directory, settings.catch_up_at_once, children)
+    stale[0] = stale[0] or waited
     if slot is None:
         return None, ticket, WAITING, ("%d catch-up runs are going on this host, as many "
                                        "as catch_up_at_once allows"
                                        % settings.catch_up_at_once)
-    if not waited:
+    if not stale[0]:
         return slot, ticket, STARTED, reason
     try:
         current = catchup.read_ticket(ticket["path"])

@@ -13,7 +13,7 @@ import pytest
 
 from cronpolicy import catchup
 
-from .conftest import wait_for
+from .conftest import DBA, wait_for
 
 #: Every test here is integration (they reach a database or start processes):
 #: under -m unit alone the module is not even imported (tests/layers.py).
@@ -475,6 +475,43 @@ def test_a_ticket_after_one_dropped_once_its_wait_ended_is_judged_again_too(
     assert (scripts.main_calls("x-first"), scripts.main_calls("x-second")) == (1, 1), out
     assert "x-first: dropped" in out and "x-second: dropped" in out, out
     assert tickets(script_env) == []
+
+
+@pytest.mark.parametrize("dsn", ["postgresql"], indirect=True)
+def test_a_ticket_that_cannot_be_judged_again_waits_for_the_next_runner(
+        scripts, dba, script_env):
+    """The database refuses connections while the runner waits for a slot:
+    the ticket cannot be judged again, so it waits (kept) and the slot is
+    let go; the runner still ends well, and the next one starts it."""
+    from psycopg2.extensions import parse_dsn
+    database = parse_dsn(dba.dsn)["dbname"]
+    _counting_tickets(scripts, dba, script_env, 1, at_once=1)     # job0, blocks until "go"
+    scripts.write("x-later")
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, catch_up) VALUES ('x-later', 'once')")
+    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true")
+    assert scripts.run("x-later").returncode == 0
+    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = false")
+    runner = subprocess.Popen([sys.executable, "-m", "cronpolicy.tooling.cli", "catch-up", "-v"],
+                              env=script_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    admin = DBA(dba.dsn.rpartition("/")[0] + "/postgres")
+    try:
+        wait_for(lambda: _waiting_on_children(runner.pid) and _running(scripts) == 1, 60,
+                 "the runner to wait for job0, running")
+        admin.execute('ALTER DATABASE "%s" ALLOW_CONNECTIONS false' % database)
+    finally:
+        (scripts.tmp_path / "go").write_text("go")
+        try:
+            out, err = runner.communicate(timeout=120)
+        finally:
+            admin.execute('ALTER DATABASE "%s" ALLOW_CONNECTIONS true' % database)
+    assert runner.returncode == 0, err
+    assert "x-later: waiting" in out and "cannot judge it again" in out, out
+    assert scripts.main_calls("x-later") == 0
+    assert tickets(script_env) == ["cronpolicy-x-later.ticket"]
+    again = catch_up(script_env)
+    assert again.returncode == 0, again.stderr
+    assert scripts.main_calls("x-later") == 1 and tickets(script_env) == []
 
 
 def test_a_ticket_left_taken_by_a_dead_runner_is_started_by_the_next(

@@ -425,7 +425,9 @@ def test_a_ticket_rewritten_while_it_waited_for_a_slot_is_not_dropped_for_the_ol
                               env=script_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)
     try:
-        wait_for(lambda: _waiting_on_children(runner.pid), 60, "the runner to wait for job0")
+        # (job0 past its gate: a deploy pending at its start would skip it)
+        wait_for(lambda: _waiting_on_children(runner.pid) and _running(scripts) == 1, 60,
+                 "the runner to wait for job0, running")
         assert scripts.run("later").returncode == 0         # its next scheduled start
         assert scripts.main_calls("later") == 1
         dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true")

@@ -20,8 +20,9 @@ The catch-ups it starts run side by side, at most ``catch_up_at_once``
 (config, default 4) at once on the host for this user: each holds one of
 that many slots (flocked files beside the tickets) for as long as it runs,
 whichever runner started it and even if that runner died; the others wait
-for one of this runner's starts to end (and are judged again once one
-has), or, when other runners' hold every slot, for the next runner.  A ticket is taken (locked, then renamed) only
+for one of this runner's starts to end (once it has waited, each ticket
+it starts after is read and judged again), or, when other runners' hold
+every slot, for the next runner.  A ticket is taken (locked, then renamed) only
 just before its start; one left taken by a runner that died before it
 started it (nobody holds its lock) is a ticket again for the next runner.
 It waits for its starts and passes their output through (cron mails it as

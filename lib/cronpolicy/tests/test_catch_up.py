@@ -13,7 +13,7 @@ import pytest
 
 from cronpolicy import catchup
 
-from .conftest import wait_for
+from .conftest import DBA, wait_for
 
 #: Every test here is integration (they reach a database or start processes):
 #: under -m unit alone the module is not even imported (tests/layers.py).
@@ -404,6 +404,116 @@ def test_a_ticket_that_waited_for_a_slot_is_judged_again_before_its_start(
     assert scripts.main_calls("later") == 1, out
     assert "later: dropped" in out and "started since" in out, out
     assert tickets(script_env) == []
+
+
+@pytest.mark.parametrize("dsn", ["sqlite"], indirect=True)
+def test_a_ticket_rewritten_while_it_waited_for_a_slot_is_not_dropped_for_the_old_one(
+        scripts, dba, script_env):
+    """While the runner waited for a slot, 'later' ran on schedule (so the
+    ticket it had read, of rollout 1, had nothing left to catch up), then a
+    second rollout skipped it again and wrote a new ticket in its place.
+    Judged again from the ticket read before the wait, it was dropped as
+    'started since', and the path unlinked: the new rollout's ticket was
+    lost, its skip never caught up."""
+    _counting_tickets(scripts, dba, script_env, 1, at_once=1)     # job0, blocks until "go"
+    scripts.write("later")
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, catch_up) VALUES ('later', 'once')")
+    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true")
+    assert scripts.run("later").returncode == 0 and scripts.main_calls("later") == 0
+    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = false")
+    runner = subprocess.Popen([sys.executable, "-m", "cronpolicy.tooling.cli", "catch-up"],
+                              env=script_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        # (job0 past its gate: a deploy pending at its start would skip it)
+        wait_for(lambda: _waiting_on_children(runner.pid) and _running(scripts) == 1, 60,
+                 "the runner to wait for job0, running")
+        assert scripts.run("later").returncode == 0         # its next scheduled start
+        assert scripts.main_calls("later") == 1
+        dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true")
+        assert scripts.run("later").returncode == 0         # skipped by a second rollout
+        dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = false")
+        assert scripts.main_calls("later") == 1
+        assert tickets(script_env) == ["cronpolicy-later.ticket"]
+    finally:
+        (scripts.tmp_path / "go").write_text("go")
+        out, err = runner.communicate(timeout=120)
+    assert runner.returncode == 0, err
+    again = catch_up(script_env)
+    assert again.returncode == 0, again.stderr
+    assert scripts.main_calls("later") == 2, (out, again.stdout)
+    assert runs(dba, "later")[-1][:2] == ("succeeded", "catch-up")
+    assert tickets(script_env) == []
+
+
+@pytest.mark.parametrize("dsn", ["sqlite"], indirect=True)
+def test_a_ticket_after_one_dropped_once_its_wait_ended_is_judged_again_too(
+        scripts, dba, script_env):
+    """'x-first' and 'x-second' (after job0 in the tickets' order) waited behind job0 (catch_up_at_once = 1) and
+    both ran on schedule meanwhile.  'x-first', which waited for the slot, was
+    judged again and dropped, freeing the slot; 'x-second' then found it free
+    without waiting itself, so it was started on its judgement from before
+    the wait: the job ran twice.  Every ticket judged before a wait is."""
+    _counting_tickets(scripts, dba, script_env, 1, at_once=1)     # job0, blocks until "go"
+    for name in ("x-first", "x-second"):
+        scripts.write(name)
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, catch_up) VALUES ('x-first', 'once'),"
+                " ('x-second', 'once')")
+    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true")
+    for name in ("x-first", "x-second"):
+        assert scripts.run(name).returncode == 0 and scripts.main_calls(name) == 0
+    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = false")
+    runner = subprocess.Popen([sys.executable, "-m", "cronpolicy.tooling.cli", "catch-up"],
+                              env=script_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        wait_for(lambda: _waiting_on_children(runner.pid), 60, "the runner to wait for job0")
+        for name in ("x-first", "x-second"):              # their next scheduled starts
+            assert scripts.run(name).returncode == 0 and scripts.main_calls(name) == 1
+    finally:
+        (scripts.tmp_path / "go").write_text("go")
+        out, err = runner.communicate(timeout=120)
+    assert runner.returncode == 0, err
+    assert (scripts.main_calls("x-first"), scripts.main_calls("x-second")) == (1, 1), out
+    assert "x-first: dropped" in out and "x-second: dropped" in out, out
+    assert tickets(script_env) == []
+
+
+@pytest.mark.parametrize("dsn", ["postgresql"], indirect=True)
+def test_a_ticket_that_cannot_be_judged_again_waits_for_the_next_runner(
+        scripts, dba, script_env):
+    """The database refuses connections while the runner waits for a slot:
+    the ticket cannot be judged again, so it waits (kept) and the slot is
+    let go; the runner still ends well, and the next one starts it."""
+    from psycopg2.extensions import parse_dsn
+    database = parse_dsn(dba.dsn)["dbname"]
+    _counting_tickets(scripts, dba, script_env, 1, at_once=1)     # job0, blocks until "go"
+    scripts.write("x-later")
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, catch_up) VALUES ('x-later', 'once')")
+    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true")
+    assert scripts.run("x-later").returncode == 0
+    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = false")
+    runner = subprocess.Popen([sys.executable, "-m", "cronpolicy.tooling.cli", "catch-up", "-v"],
+                              env=script_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    admin = DBA(dba.dsn.rpartition("/")[0] + "/postgres")
+    try:
+        wait_for(lambda: _waiting_on_children(runner.pid) and _running(scripts) == 1, 60,
+                 "the runner to wait for job0, running")
+        admin.execute('ALTER DATABASE "%s" ALLOW_CONNECTIONS false' % database)
+    finally:
+        (scripts.tmp_path / "go").write_text("go")
+        try:
+            out, err = runner.communicate(timeout=120)
+        finally:
+            admin.execute('ALTER DATABASE "%s" ALLOW_CONNECTIONS true' % database)
+    assert runner.returncode == 0, err
+    assert "x-later: waiting" in out and "cannot judge it again" in out, out
+    assert scripts.main_calls("x-later") == 0
+    assert tickets(script_env) == ["cronpolicy-x-later.ticket"]
+    again = catch_up(script_env)
+    assert again.returncode == 0, again.stderr
+    assert scripts.main_calls("x-later") == 1 and tickets(script_env) == []
 
 
 def test_a_ticket_left_taken_by_a_dead_runner_is_started_by_the_next(

@@ -104,6 +104,33 @@ def test_per_host_and_fleet_exports_split_the_fleet_without_overlap(cli, dba):
     assert fleet[("cronpolicy_deploy_pending", ())] == 1
 
 
+def test_a_hosts_schedules_are_reported_by_its_export_as_by_the_whole_one(cli, dba):
+    """`metrics --host H` finds its scheduled pairs' last successes in its
+    own count of H's runs: every scheduled series of H (next start,
+    overdue, starving) as the whole export says it.  Broken (no success
+    found), the split test above still passed: its fleet had no schedule."""
+    fleet_history(dba)
+    for host, schedule in (("web1", "0 * * * *"), ("web2", "*/5 * * * *"),
+                           ("web3", "0 4 * * *")):
+        dba.execute("INSERT INTO cronpolicy.script_schedule (name, host, schedule,"
+                    " registered_at) VALUES ('nightly', {}, {}, %s)" % dba.now_plus(-10 * 86400),
+                    (host, schedule))
+    add_runs(dba, "web2", 0, "succeeded", 1)        # a success a minute ago: not overdue
+    everything = samples(exported(cli))
+    scheduled = {key: value for key, value in everything.items()
+                 if key[0] in ("cronpolicy_schedule_overdue",
+                               "cronpolicy_next_start_timestamp_seconds",
+                               "cronpolicy_starved_rollouts")}
+    assert {dict(labels)["host"] for _, labels in scheduled} == {"web1", "web2", "web3"}
+    overdue = {dict(labels)["host"]: value for (name, labels), value in scheduled.items()
+               if name == "cronpolicy_schedule_overdue"}
+    assert overdue == {"web1": 1, "web2": 0, "web3": 1}     # web3 never ran
+    for host in ("web1", "web2", "web3"):
+        part = samples(exported(cli, "--host", host))
+        assert {key: value for key, value in part.items() if key in scheduled} == {
+            key: value for key, value in scheduled.items() if dict(key[1])["host"] == host}
+
+
 def test_every_family_says_whether_it_is_per_host_or_fleet_wide(cli, dba):
     fleet_history(dba)
     text = exported(cli)

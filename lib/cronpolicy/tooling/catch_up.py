@@ -20,8 +20,9 @@ The catch-ups it starts run side by side, at most ``catch_up_at_once``
 (config, default 4) at once on the host for this user: each holds one of
 that many slots (flocked files beside the tickets) for as long as it runs,
 whichever runner started it and even if that runner died; the others wait
-for one of this runner's starts to end (and are judged again once one
-has), or, when other runners' hold every slot, for the next runner.  A ticket is taken (locked, then renamed) only
+for one of this runner's starts to end (once it has waited, each ticket
+it starts after is read and judged again), or, when other runners' hold
+every slot, for the next runner.  A ticket is taken (locked, then renamed) only
 just before its start; one left taken by a runner that died before it
 started it (nobody holds its lock) is a ticket again for the next runner.
 It waits for its starts and passes their output through (cron mails it as
@@ -140,13 +141,17 @@ def run(settings, dry_run=False):
     if not tickets:
         return [], refused, True
     rows, children, started_all = [], [], True
+    stale = [False]     # whether this runner has waited since it judged the tickets
     for ticket, action, reason in review(settings, tickets):
         if action == DROPPED and not dry_run:
             catchup.drop(ticket["path"])
         elif action == STARTED and dry_run:
             action = WOULD_START
         elif action == STARTED:
-            slot, action, reason = _slot_for(settings, directory, ticket, children, reason)
+            slot, ticket, action, reason = _slot_for(settings, directory, ticket, children,
+                                                     reason, stale)
+            if action is None:
+                continue            # another catch-up took it while this one waited
             if slot is not None:
                 action, child = _start_taken(ticket, slot)
                 if action is None:
@@ -165,27 +170,44 @@ def run(settings, dry_run=False):
     return rows, refused, started_all
 
 
-def _slot_for(settings, directory, ticket, children, reason):
-    """(slot descriptor, STARTED, reason) for a ticket judged (``reason``) to start; else
-    (None, action, reason) when no slot is free for it, or when, judged
-    again after waiting for one, it no longer starts: its next scheduled
-    start (or a rollout, or disabling) came during the wait."""
+def _slot_for(settings, directory, ticket, children, reason, stale):
+    """(slot descriptor, ticket, STARTED, reason) for a ticket judged
+    (``reason``) to start; else (None, ticket, action, reason) when no slot
+    is free for it, or when, judged again after waiting for one, it no
+    longer starts: its next scheduled start (or a rollout, or disabling)
+    came during the wait.  After a wait the ticket is read again and the
+    one found is judged (a new skip may have written another in its place,
+    which the old one's judgement must not drop); action None when it is
+    gone (another runner took it).  ``stale``: [whether this runner has
+    waited since the tickets were judged], set here: a ticket that finds a
+    slot free without waiting itself (one a ticket judged again let go) was
+    judged before that wait all the same."""
     slot, waited = slot_when_free(directory, settings.catch_up_at_once, children)
+    stale[0] = stale[0] or waited
     if slot is None:
-        return None, WAITING, ("%d catch-up runs are going on this host, as many as "
-                               "catch_up_at_once allows" % settings.catch_up_at_once)
-    if not waited:
-        return slot, STARTED, reason
+        return None, ticket, WAITING, ("%d catch-up runs are going on this host, as many "
+                                       "as catch_up_at_once allows"
+                                       % settings.catch_up_at_once)
+    if not stale[0]:
+        return slot, ticket, STARTED, reason
     try:
+        current = catchup.read_ticket(ticket["path"])
+        if current is None:
+            os.close(slot)
+            return None, ticket, None, None
+        ticket = current
         [(_, action, reason)] = review(settings, [ticket])
     except CronPolicyError as error:
         action, reason = WAITING, "cannot judge it again after waiting for a slot: %s" % error
+    except BaseException:
+        os.close(slot)
+        raise
     if action == STARTED:
-        return slot, action, reason
+        return slot, ticket, action, reason
     os.close(slot)
     if action == DROPPED:
         catchup.drop(ticket["path"])
-    return None, action, reason
+    return None, ticket, action, reason
 
 
 def _start_taken(ticket, slot):

@@ -519,8 +519,10 @@ def connect(settings, application_name="cronpolicy-cli"):
     """A DB-API connection to ``settings.dsn`` on a current schema."""
     if settings.backend == config.SQLITE:
         from cronpolicy.store.sqlite import open_sqlite
-        return open_sqlite(config.sqlite_path(settings.dsn), settings.connect_timeout,
-                           settings.dsn_source == "default")
+        connection = open_sqlite(config.sqlite_path(settings.dsn), settings.connect_timeout,
+                                 settings.dsn_source == "default")
+        connection.row_factory = _texts
+        return connection
     from cronpolicy import schema
     from cronpolicy.store import pgdriver
     connection = pgdriver.connect(settings.dsn, settings.connect_timeout, application_name,
@@ -602,6 +604,19 @@ def reap_if_free(reader, busy_timeout=config.DEFAULT_CONNECT_TIMEOUT):
         logging.getLogger("cronpolicy").info("dead runs not recorded now: %s", cause)
     finally:
         connection.execute("PRAGMA busy_timeout = %d" % (busy_timeout * 1000))
+
+
+def _texts(cursor, row):
+    """A SQLite row as the reads take it: SQLite keeps whatever a DBA's
+    plain SQL wrote, a BLOB in a text column too (PostgreSQL's types refuse
+    one), and the commands sorted such a name or host against text in a
+    traceback.  Read as text, U+FFFD for what is not UTF-8, as the
+    connection's text_factory reads text (no column of the schema holds
+    bytes).  A row without bytes is given back as it is."""
+    if bytes in map(type, row):
+        from cronpolicy.store.sqlite import _text
+        return tuple([_text(value) if type(value) is bytes else value for value in row])
+    return row
 
 
 @contextlib.contextmanager

@@ -187,3 +187,34 @@ def _literal(dba, statement, value):
     else:
         literal = "'%s'" % str(value).replace("'", "''")
     return statement.replace("{}", literal)
+
+
+@pytest.mark.parametrize("dsn", ["sqlite"], indirect=True)
+def test_names_and_hosts_written_as_blobs_never_crash_a_read_command(cli, dsn):
+    """SQLite keeps a BLOB a DBA's plain SQL writes into a text column
+    (PostgreSQL's types refuse one): overdue, metrics, deploy plan and slot
+    sorted such a name or host against text and printed a traceback.  The
+    commands read it as text (U+FFFD for what is not UTF-8)."""
+    import sqlite3
+    from cronpolicy.config import sqlite_path
+    assert cli("status")[0] == 0                # (the file made, as the first command makes it)
+    connection = sqlite3.connect(sqlite_path(dsn))
+    with connection:
+        connection.execute(
+            "INSERT INTO script_run (name, host, pid, status, decision, finished_at, schedule)"
+            " VALUES ('job', x'686f73742d61', 1, 'succeeded', 'run',"
+            " strftime('%Y-%m-%d %H:%M:%f', 'now'), x'2a202a202a202a202a'),"
+            " (x'6a6f62', 'web1', 1, 'running', 'run', NULL, NULL),"
+            " (x'6aff', x'ff', 1, 'skipped', 'in-window', strftime('%Y-%m-%d %H:%M:%f', 'now'),"
+            " NULL)")
+        connection.execute("INSERT INTO script_schedule (name, host, schedule)"
+                           " VALUES (x'6a6f62', x'68ff', '* * * * *'), ('job', 'web2', x'40686f75726c79')")
+    connection.close()
+    for argv in READ_COMMANDS + (("metrics", "--host", "h\ufffd"), ("metrics", "--fleet"),
+                                 ("schedule", "list", "--all"), ("schedule", "list", "--json"),
+                                 ("deploy", "slot", "--duration", "30m"),
+                                 ("overdue", "--all", "--json"), ("why", "j\ufffd")):
+        code, out, err = cli(*argv)
+        assert "Traceback" not in err and code in (0, 5, 7, 8), (argv, code, err)
+    code, out, _ = cli("history")
+    assert "host-a" in out and "j\ufffd" in out, out

@@ -244,6 +244,18 @@ def test_serve_on_sqlite_needs_allow_writer_and_then_serves(tmp_path):
         [row] = json.loads(server.get("/api/overview")[2])["rows"]
         assert (row["name"], row["host"], [run["status"] for run in row["runs"]]) == (
             "sync-mirror", "testhost", ["succeeded"])
+        # A name and a host a DBA's plain SQL wrote as BLOBs (SQLite keeps
+        # them): the page and its JSON answered 500, sorting bytes with text.
+        import sqlite3
+        connection = sqlite3.connect(str(tmp_path / "cp.sqlite"))
+        with connection:
+            connection.execute("INSERT INTO script_run (name, host, pid, status, decision,"
+                               " finished_at) VALUES (x'6aff', x'68ff', 1, 'succeeded', 'run',"
+                               " strftime('%Y-%m-%d %H:%M:%f', 'now'))")
+        connection.close()
+        assert server.get("/")[0] == 200
+        status, _, body = server.get("/api/overview")
+        assert status == 200 and "j\ufffd" in json.loads(body)["rows"][0]["name"], body
     finally:
         server.stop()
 

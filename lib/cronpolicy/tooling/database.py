@@ -17,6 +17,14 @@ from cronpolicy.store.reads import BRIEF_WAIT
 from cronpolicy.store.sqlite import open_sqlite
 
 
+def _reading_texts(connection):
+    """A SQLite connection whose rows read a BLOB in a text column as text
+    (store.reads._texts, as the commands read them)."""
+    from cronpolicy.store.reads import _texts
+    connection.row_factory = _texts
+    return connection
+
+
 class Database:
     """One policy database: an engine plus the helpers every command needs."""
 
@@ -34,8 +42,8 @@ class Database:
             path = config.sqlite_path(settings.dsn)
             self.engine = create_engine(
                 "sqlite://", poolclass=NullPool,
-                creator=lambda: open_sqlite(
-                    path, settings.connect_timeout, settings.dsn_source == "default"))
+                creator=lambda: _reading_texts(open_sqlite(
+                    path, settings.connect_timeout, settings.dsn_source == "default")))
 
             # The sqlite3 connection is in autocommit mode; give SQLAlchemy's
             # transactions a real BEGIN: writers take the write lock up

@@ -376,6 +376,28 @@ def test_a_runner_killed_leaves_its_starts_their_slots_and_its_tickets_to_the_ne
     assert tickets(script_env) == []
 
 
+def _skipped_behind_job0(scripts, dba, script_env, *names):
+    """job0's ticket (a job that holds on until "go"), catch_up_at_once = 1,
+    then a ticket of each of ``names``, skipped by a deploy (so they come
+    after job0's and wait for its slot)."""
+    _counting_tickets(scripts, dba, script_env, 1, at_once=1)
+    for name in names:
+        scripts.write(name)
+        dba.execute("INSERT INTO cronpolicy.script_policy (name, catch_up) VALUES ({}, 'once')",
+                    (name,))
+    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true")
+    for name in names:
+        assert scripts.run(name).returncode == 0 and scripts.main_calls(name) == 0
+    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = false")
+
+
+def _runner(script_env, *args):
+    """A `cronpolicy catch-up` process, its output piped."""
+    return subprocess.Popen([sys.executable, "-m", "cronpolicy.tooling.cli", "catch-up"]
+                            + list(args), env=script_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
 @pytest.mark.parametrize("dsn", ["sqlite"], indirect=True)
 def test_a_ticket_that_waited_for_a_slot_is_judged_again_before_its_start(
         scripts, dba, script_env):
@@ -383,16 +405,9 @@ def test_a_ticket_that_waited_for_a_slot_is_judged_again_before_its_start(
     end.  Its script's next scheduled start came meanwhile; the ticket was
     judged (nothing ran since the skip) before the wait, so it was started
     all the same: the job ran twice.  A ticket that waited is judged again."""
-    _counting_tickets(scripts, dba, script_env, 1, at_once=1)     # job0, blocks until "go"
-    scripts.write("later")
-    dba.execute("INSERT INTO cronpolicy.script_policy (name, catch_up) VALUES ('later', 'once')")
-    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true")
-    assert scripts.run("later").returncode == 0 and scripts.main_calls("later") == 0
-    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = false")
+    _skipped_behind_job0(scripts, dba, script_env, "later")
     assert tickets(script_env) == ["cronpolicy-job0.ticket", "cronpolicy-later.ticket"]
-    runner = subprocess.Popen([sys.executable, "-m", "cronpolicy.tooling.cli", "catch-up"],
-                              env=script_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
+    runner = _runner(script_env)
     try:
         wait_for(lambda: _waiting_on_children(runner.pid), 60, "the runner to wait for job0")
         assert scripts.run("later").returncode == 0         # its next scheduled start
@@ -415,15 +430,8 @@ def test_a_ticket_rewritten_while_it_waited_for_a_slot_is_not_dropped_for_the_ol
     Judged again from the ticket read before the wait, it was dropped as
     'started since', and the path unlinked: the new rollout's ticket was
     lost, its skip never caught up."""
-    _counting_tickets(scripts, dba, script_env, 1, at_once=1)     # job0, blocks until "go"
-    scripts.write("later")
-    dba.execute("INSERT INTO cronpolicy.script_policy (name, catch_up) VALUES ('later', 'once')")
-    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true")
-    assert scripts.run("later").returncode == 0 and scripts.main_calls("later") == 0
-    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = false")
-    runner = subprocess.Popen([sys.executable, "-m", "cronpolicy.tooling.cli", "catch-up"],
-                              env=script_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
+    _skipped_behind_job0(scripts, dba, script_env, "later")
+    runner = _runner(script_env)
     try:
         # (job0 past its gate: a deploy pending at its start would skip it)
         wait_for(lambda: _waiting_on_children(runner.pid) and _running(scripts) == 1, 60,
@@ -449,23 +457,13 @@ def test_a_ticket_rewritten_while_it_waited_for_a_slot_is_not_dropped_for_the_ol
 @pytest.mark.parametrize("dsn", ["sqlite"], indirect=True)
 def test_a_ticket_after_one_dropped_once_its_wait_ended_is_judged_again_too(
         scripts, dba, script_env):
-    """'x-first' and 'x-second' (after job0 in the tickets' order) waited behind job0 (catch_up_at_once = 1) and
-    both ran on schedule meanwhile.  'x-first', which waited for the slot, was
+    """'x-first' and 'x-second' (after job0 in the tickets' order) waited
+    behind job0 (catch_up_at_once = 1) and both ran on schedule meanwhile.  'x-first', which waited for the slot, was
     judged again and dropped, freeing the slot; 'x-second' then found it free
     without waiting itself, so it was started on its judgement from before
     the wait: the job ran twice.  Every ticket judged before a wait is."""
-    _counting_tickets(scripts, dba, script_env, 1, at_once=1)     # job0, blocks until "go"
-    for name in ("x-first", "x-second"):
-        scripts.write(name)
-    dba.execute("INSERT INTO cronpolicy.script_policy (name, catch_up) VALUES ('x-first', 'once'),"
-                " ('x-second', 'once')")
-    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true")
-    for name in ("x-first", "x-second"):
-        assert scripts.run(name).returncode == 0 and scripts.main_calls(name) == 0
-    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = false")
-    runner = subprocess.Popen([sys.executable, "-m", "cronpolicy.tooling.cli", "catch-up"],
-                              env=script_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
+    _skipped_behind_job0(scripts, dba, script_env, "x-first", "x-second")
+    runner = _runner(script_env)
     try:
         wait_for(lambda: _waiting_on_children(runner.pid), 60, "the runner to wait for job0")
         for name in ("x-first", "x-second"):              # their next scheduled starts
@@ -487,15 +485,8 @@ def test_a_ticket_that_cannot_be_judged_again_waits_for_the_next_runner(
     let go; the runner still ends well, and the next one starts it."""
     from psycopg2.extensions import parse_dsn
     database = parse_dsn(dba.dsn)["dbname"]
-    _counting_tickets(scripts, dba, script_env, 1, at_once=1)     # job0, blocks until "go"
-    scripts.write("x-later")
-    dba.execute("INSERT INTO cronpolicy.script_policy (name, catch_up) VALUES ('x-later', 'once')")
-    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true")
-    assert scripts.run("x-later").returncode == 0
-    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = false")
-    runner = subprocess.Popen([sys.executable, "-m", "cronpolicy.tooling.cli", "catch-up", "-v"],
-                              env=script_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
+    _skipped_behind_job0(scripts, dba, script_env, "x-later")
+    runner = _runner(script_env, "-v")
     admin = DBA(dba.dsn.rpartition("/")[0] + "/postgres")
     try:
         wait_for(lambda: _waiting_on_children(runner.pid) and _running(scripts) == 1, 60,

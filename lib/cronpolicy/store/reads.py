@@ -521,7 +521,7 @@ def connect(settings, application_name="cronpolicy-cli"):
         from cronpolicy.store.sqlite import open_sqlite
         connection = open_sqlite(config.sqlite_path(settings.dsn), settings.connect_timeout,
                                  settings.dsn_source == "default")
-        connection.row_factory = _texts
+        connection.row_factory = row_as_text
         return connection
     from cronpolicy import schema
     from cronpolicy.store import pgdriver
@@ -606,7 +606,7 @@ def reap_if_free(reader, busy_timeout=config.DEFAULT_CONNECT_TIMEOUT):
         connection.execute("PRAGMA busy_timeout = %d" % (busy_timeout * 1000))
 
 
-def _texts(cursor, row):
+def row_as_text(cursor, row):
     """A SQLite row as the reads take it: SQLite keeps whatever a DBA's
     plain SQL wrote, a BLOB in a text column too (PostgreSQL's types refuse
     one), and the commands sorted such a name or host against text in a

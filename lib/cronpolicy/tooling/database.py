@@ -19,9 +19,9 @@ from cronpolicy.store.sqlite import open_sqlite
 
 def _reading_texts(connection):
     """A SQLite connection whose rows read a BLOB in a text column as text
-    (store.reads._texts, as the commands read them)."""
-    from cronpolicy.store.reads import _texts
-    connection.row_factory = _texts
+    (store.reads.row_as_text, as the commands read them)."""
+    from cronpolicy.store.reads import row_as_text
+    connection.row_factory = row_as_text
     return connection
 
 

@@ -158,6 +158,7 @@ def read_ticket(path):
             and isinstance(ticket.get("skipped_at"), (int, float))):
         raise TicketError("refusing %s: not a ticket of this version" % path)
     ticket["path"] = path
+    ticket["inode"] = info.st_ino       # (which file was read: take() takes only that one)
     return ticket
 
 
@@ -194,7 +195,8 @@ TAKEN = ".taken"
 
 
 def take(ticket):
-    """Take ``ticket`` for starting: a Taken for exactly one taker, else None.
+    """Take ``ticket`` for starting: a Taken for exactly one taker, else None
+    (also when the file there is no longer the one ``ticket`` was read from).
     It is locked (flock) before it is renamed, and the lock lives as long as
     its taker and the start it passes the descriptor to: a taken ticket
     nobody holds was left by a runner that died (kill -9 between taking and
@@ -208,8 +210,11 @@ def take(ticket):
         return None
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        if os.fstat(descriptor).st_ino != os.lstat(path).st_ino:
-            raise FileNotFoundError(path)       # another took it, a new skip wrote it anew
+        inode = os.fstat(descriptor).st_ino
+        if inode != os.lstat(path).st_ino or inode != ticket.get("inode", inode):
+            # Another took it, or a new skip wrote it anew since it was read
+            # and judged: the one there now is the next judgement's to start.
+            raise FileNotFoundError(path)
         taken = "%s.%d-%d%s" % (path, os.getpid(), int(time.time()), TAKEN)
         os.rename(path, taken)
     except OSError:             # held by another taker, or gone

@@ -541,3 +541,42 @@ def test_a_ticket_left_taken_by_a_dead_runner_is_started_by_the_next(
     assert scripts.main_calls("nightly") == 1 and scripts.main_calls("other") == 1
     assert os.listdir(directory) == [] or all(entry.startswith(".slot-")
                                               for entry in os.listdir(directory))
+
+
+@pytest.mark.parametrize("dsn", ["sqlite"], indirect=True)
+def test_a_ticket_rewritten_between_its_judgement_and_its_start_is_left_for_the_next(
+        scripts, dba, script_env, monkeypatch):
+    """A new skip rewrites the ticket just after catch-up judged the old one
+    (no wait between them): the start took the file there now but ran the
+    old ticket's command as the old block's catch-up, and the new skip's
+    ticket went with it.  The ticket taken must be the one judged; the new
+    one stays for the next runner."""
+    from cronpolicy.config import Settings
+    from cronpolicy.tooling import catch_up as runner
+    _skipped_behind_job0(scripts, dba, script_env, "later")
+    os.unlink(os.path.join(catchup.ticket_dir(state_dir(script_env)), "cronpolicy-job0.ticket"))
+    judged = runner.review
+
+    def review_then_a_new_skip(settings, found):
+        verdicts = judged(settings, found)
+        for ticket in found:            # a second rollout's skip, written anew
+            with open(ticket["path"]) as handle:
+                content = json.load(handle)
+            content["block"], content["skipped_at"] = "rollout:99", content["skipped_at"] + 60
+            with open(ticket["path"] + ".new", "w") as handle:
+                json.dump(content, handle)
+            os.chmod(ticket["path"] + ".new", 0o600)
+            os.replace(ticket["path"] + ".new", ticket["path"])
+        return verdicts
+    monkeypatch.setattr(runner, "review", review_then_a_new_skip)
+    for key, value in script_env.items():         # (this process's settings: the test's)
+        if key.startswith(("CRONPOLICY_", "XDG_")):
+            monkeypatch.setenv(key, value)
+    settings = Settings.load()
+    assert settings.state_dir == state_dir(script_env)
+    rows, refused, started_all = runner.run(settings)
+    assert started_all and refused == [] and rows == [], rows
+    assert scripts.main_calls("later") == 0
+    assert tickets(script_env) == ["cronpolicy-later.ticket"]
+    [left] = catchup.tickets(state_dir(script_env), recover=False)[0]
+    assert left["block"] == "rollout:99"

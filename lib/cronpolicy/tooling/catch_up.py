@@ -155,7 +155,7 @@ def run(settings, dry_run=False):
             if slot is not None:
                 action, child = _start_taken(ticket, slot)
                 if action is None:
-                    continue        # another catch-up took it meanwhile
+                    continue        # another catch-up took it, or a new skip rewrote it
                 if child is None:
                     started_all = False
                 else:
@@ -213,7 +213,8 @@ def _slot_for(settings, directory, ticket, children, reason, stale):
 def _start_taken(ticket, slot):
     """Take ``ticket`` and start it holding ``slot`` (a descriptor, closed
     here): (STARTED, Popen), (FAILED, None), or (None, None) when another
-    runner took it first."""
+    runner took it first, or a new skip wrote it anew since it was read
+    (the next runner judges that one)."""
     try:
         taken = catchup.take(ticket)
         if taken is None:

@@ -323,22 +323,23 @@ class Planner:
                 pending += [(middle, end, None, last_key), (first, middle, first_key, None)]
         return found
 
+    def _skipped(self, job, moments, window):
+        """(first, end, code) of each stretch of the ``moments`` the
+        rollout's ``window`` skips and that would run without it."""
+        block = policy.window_block(window)
+        for first, end, alone, verdict in self._stretches(job, moments, window):
+            if alone.run and not verdict.run and verdict.block == block:
+                yield first, end, verdict.code
+
     def _skips(self, job, moments, window):
         """[(moment, code)] of the ``moments`` the rollout's ``window`` skips
         and that would run without it."""
-        block, found = policy.window_block(window), []
-        for first, end, alone, verdict in self._stretches(job, moments, window):
-            if alone.run and not verdict.run and verdict.block == block:
-                found += [(moment, verdict.code) for moment in moments[first:end]]
-        return found
+        return [(moment, code) for first, end, code in self._skipped(job, moments, window)
+                for moment in moments[first:end]]
 
     def _skip_count(self, job, moments, window):
         """len(_skips(job, moments, window)), without the list."""
-        block, count = policy.window_block(window), 0
-        for first, end, alone, verdict in self._stretches(job, moments, window):
-            if alone.run and not verdict.run and verdict.block == block:
-                count += end - first
-        return count
+        return sum(end - first for first, end, _ in self._skipped(job, moments, window))
 
     def starts(self, job, start, end):
         """``job``'s scheduled starts in [start, end)."""

@@ -519,6 +519,12 @@ class DBA:
                           for guard in guards)
         self.execute("BEGIN;" + script + "COMMIT;")
 
+    def counts(self, *tables):
+        """(rows of each of ``tables``), counted in one statement: one
+        connection, not one a table."""
+        return tuple(self.execute("SELECT " + ", ".join(
+            "(SELECT count(*) FROM cronpolicy.%s)" % table for table in tables))[0])
+
     def scalar(self, sql, params=()):
         rows = self.execute(sql, params)
         return rows[0][0] if rows else None

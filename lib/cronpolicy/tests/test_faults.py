@@ -282,10 +282,7 @@ _durations = st.one_of(_text, st.sampled_from(["1h", "0s", "30m", "1.5h", "90d"]
 
 
 def _counts(dba):
-    """The three tables' rows, counted in one statement (one connection)."""
-    return tuple(dba.execute("SELECT " + ", ".join(
-        "(SELECT count(*) FROM cronpolicy.%s)" % table
-        for table in ("rollout_window", "script_policy", "script_run")))[0])
+    return dba.counts("rollout_window", "script_policy", "script_run")
 
 
 @hypothesis_settings(max_examples=60, deadline=None,

@@ -228,17 +228,15 @@ def test_both_backends_refuse_the_same_bad_rows(dba, constraint):
         zero="interval '0 seconds'" if dba.backend == "postgresql" else "0",
         century="interval '100 years'" if dba.backend == "postgresql" else "3155760000",
         role="current_user" if dba.backend == "postgresql" else "'r'")
-    # Every table's rows counted in one statement (one connection, not one a table).
-    counted = "SELECT " + ", ".join("(SELECT count(*) FROM cronpolicy.%s)" % table for table in (
-        "script_policy", "rollout_window", "script_run", "policy_audit", "drain",
-        "deploy_state", "script_owner", "script_schedule", "service_deploy", "rollout",
-        "rollout_awaited", "host_login"))
-    before = dba.execute(counted)
+    tables = ("script_policy", "rollout_window", "script_run", "policy_audit", "drain",
+              "deploy_state", "script_owner", "script_schedule", "service_deploy", "rollout",
+              "rollout_awaited", "host_login")
+    before = dba.counts(*tables)
     with pytest.raises(Exception) as refused:
         dba.execute(sql)
     message = str(refused.value).lower()
     assert "constraint" in message or "unique" in message, message
-    assert dba.execute(counted) == before
+    assert dba.counts(*tables) == before
 
 
 # Every column audited --------------------------------------------------------------

@@ -33,38 +33,44 @@ class Race:
         self.dba = psycopg2.connect(pg_dsn)
         self.dba.autocommit = True
         self.holder = psycopg2.connect(pg_dsn)
-        self.thread = None
-        self.answers, self.errors = [], []
+        self.threads = []
+        self.answers, self.errors = {}, []
 
     def hold(self, sql, *parameters):
         return query(self.holder, sql, *parameters)
 
     def start(self, call, what="the racing statement waiting for a lock"):
-        """Run ``call()`` in a thread; return once a backend other than the
-        DBA's and the holder's waits for a lock."""
+        """Run ``call()`` in a thread; return once it waits for a lock: once
+        as many backends as calls started, other than the DBA's and the
+        holder's, wait for one."""
         others = (self.dba.get_backend_pid(), self.holder.get_backend_pid())
+        number = len(self.threads)
 
         def run():
             try:
-                self.answers.append(call())
+                self.answers[number] = call()
             except Exception as error:          # (said by finish)
                 self.errors.append(error)
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
+        thread = threading.Thread(target=run, daemon=True)
+        self.threads.append(thread)
+        thread.start()
         wait_for(lambda: self.errors or query(
             self.dba, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                      " AND wait_event_type = 'Lock' AND pid NOT IN %s", others)[0][0] == 1,
-                 timeout=30, what=what)
+                      " AND wait_event_type = 'Lock' AND pid NOT IN %s", others)[0][0]
+                 == len(self.threads), timeout=30, what=what)
         assert not self.errors, self.errors
 
     def finish(self):
-        """Commit the holder; the racing call's answer."""
+        """Commit the holder; the racing call's answer (of several, their
+        answers in the order they were started)."""
         self.holder.commit()
-        self.thread.join(timeout=30)
-        assert not self.thread.is_alive()
+        for thread in self.threads:
+            thread.join(timeout=30)
+            assert not thread.is_alive()
         if self.errors:
             raise self.errors[0]
-        return self.answers[0]
+        answers = [self.answers[number] for number in range(len(self.threads))]
+        return answers[0] if len(answers) == 1 else answers
 
     def close(self):
         for connection in (self.holder, self.dba):

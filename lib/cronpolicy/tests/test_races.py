@@ -5,7 +5,9 @@ first tests are defects found so (READ COMMITTED: a statement that waited
 for a row re-checks only its own table's conditions on the row as it is
 then; what it read elsewhere, subqueries and other CTEs, stays as its
 snapshot had it), and one found beside them (a start decided before a
-rollout began); the last are races found safe, which stay so."""
+rollout began); then races found safe, which stay so; the last, two
+statements that locked the same rows in different orders (deadlocks),
+three transactions held so that their orders cross."""
 
 import threading
 
@@ -315,3 +317,98 @@ def test_a_reap_waiting_for_a_heartbeat_leaves_the_run_running(pg_dsn, race):
     race.start(lambda: _autocommit(pg_dsn, "SELECT cronpolicy.reap_dead_runs()"))
     assert race.finish() == []
     assert query(race.dba, "SELECT status FROM cronpolicy.script_run") == [("running",)]
+
+
+# Deadlocks: two statements that lock the same rows must lock them in one order. ---------
+
+def _running(race, key, lease, name="job"):
+    """A running run of ``name`` on web1 whose lease runs out in ``lease``
+    seconds (has run out, if negative)."""
+    return query(race.dba, "INSERT INTO cronpolicy.script_run (name, host, pid, spool_id,"
+                           " decision, started_at, heartbeat_at, lease_expires_at) VALUES"
+                           " (%s, 'web1', 1, %s, 'run', now() - interval '5 min',"
+                           " now() - interval '1 min', now() + %s * interval '1 s')"
+                           " RETURNING id", name, key, lease)[0][0]
+
+
+def _renewal(dsn, ids, keys):
+    """A relay's renewal of runs ``ids`` (keys ``keys``), a word just now, as
+    the relay sends it (autocommit): [(id, known, renewed)]."""
+    count = len(ids)
+    return _autocommit(dsn, "SELECT * FROM cronpolicy.renew_relayed(%s::bigint[], %s::text[],"
+                            " %s::boolean[], %s::float8[], %s::text[], %s::integer[],"
+                            " %s::float8[])", ids, keys, [False] * count, [0.0] * count,
+                       [None] * count, [None] * count, [30.0] * count)
+
+
+def test_a_reap_and_a_renewal_of_the_same_runs_do_not_deadlock(pg_dsn, race):
+    """A relay's renewal locks the runs it renews in the order of their ids
+    (schema 24); the reaper updated every dead run in the order its scan met
+    them, which is the order of the rows in the table, not of their ids (a
+    row updated moves to the table's end).  A reaper that held a later run
+    and waited for an earlier one the renewal held, while the renewal
+    waited for the later one: PostgreSQL killed one of them (40P01,
+    deadlock detected).  Held open here: runs 1 and 3 dead, 1 moved behind
+    3 in the table, run 2 alive and held by a third transaction so that
+    the renewal stops between 1 and 3 while the reaper starts."""
+    first = _running(race, "a", -10)
+    middle = _running(race, "b", 30)
+    last = _running(race, "c", -10)
+    # (the first run's row, rewritten with an indexed column, now comes
+    # after the last's in a scan of the table or of an index)
+    query(race.dba, "UPDATE cronpolicy.script_run SET started_at = started_at"
+                    " - interval '1 s' WHERE id = %s", first)
+    assert [id for id, in query(race.dba, "SELECT id FROM cronpolicy.script_run"
+                                          " WHERE id <> %s", middle)] == [last, first]
+    race.hold("SELECT 1 FROM cronpolicy.script_run WHERE id = %s FOR SHARE", middle)
+    race.start(lambda: _renewal(pg_dsn, [first, middle, last], ["a", "b", "c"]),
+               "the renewal holding the first run, waiting for the middle one")
+    race.start(lambda: _autocommit(pg_dsn, "SELECT cronpolicy.reap_dead_runs()"),
+               "the reaper waiting for the first run")
+    renewed, reaped = race.finish()
+    # The renewal took the rows first: every run is running, none reaped
+    # (the reaper judges each run as it is once it holds it).
+    assert renewed == [(first, True, False), (middle, True, True), (last, True, False)]
+    assert reaped == []
+    assert query(race.dba, "SELECT id, status, lease_expires_at > now()"
+                           " FROM cronpolicy.script_run ORDER BY id") == [
+        (first, "running", True), (middle, "running", True), (last, "running", True)]
+
+
+def test_a_reap_and_a_renewal_reviving_runs_do_not_deadlock_on_the_tally(pg_dsn, race):
+    """A reap of dead runs of several scripts adds each to its script's
+    count of abandoned runs (run_tally, schema 22), and a relay's renewal
+    reviving runs recorded abandoned (their host came back) takes each from
+    its count: each statement's triggers updated those rows in the order it
+    updated the runs, not one order for all.  A reap holding p's count and
+    waiting for r's while a renewal held r's and waited for p's: PostgreSQL
+    killed one of them (40P01).  Held open here: a third transaction holds
+    q's count, which the reap updates between p's and r's."""
+    def abandoned(name, key):
+        return query(race.dba, "INSERT INTO cronpolicy.script_run (name, host, pid, spool_id,"
+                               " decision, started_at, heartbeat_at, status, finished_at)"
+                               " VALUES (%s, 'web1', 1, %s, 'run', now() - interval '5 min',"
+                               " now() - interval '2 min', 'abandoned', now() - interval"
+                               " '2 min') RETURNING id", name, key)[0][0]
+    # The renewal's runs, r's before p's (ids and rows); a run that gives q
+    # a count; then the reap's, in the order of their names, ids and rows
+    # alike (whichever its scan or its sort follows: p, q, r).
+    revived = [abandoned("r", "revived-r"), abandoned("p", "revived-p")]
+    abandoned("q", "old-q")
+    for name in ("p", "q", "r"):
+        _running(race, "dead-" + name, -10, name)
+    race.hold("SELECT 1 FROM cronpolicy.run_tally WHERE name = 'q' FOR UPDATE")
+    race.start(lambda: _autocommit(pg_dsn, "SELECT cronpolicy.reap_dead_runs()"),
+               "the reap holding p's count, waiting for q's")
+    race.start(lambda: _renewal(pg_dsn, revived, ["revived-r", "revived-p"]),
+               "the renewal waiting for p's count")
+    reaped, renewed = race.finish()
+    assert len(reaped) == 3
+    assert renewed == [(revived[0], True, False), (revived[1], True, False)]
+    assert query(race.dba, "SELECT name, status, count(*) FROM cronpolicy.script_run"
+                           " GROUP BY 1, 2 ORDER BY 1, 2") == [
+        ("p", "abandoned", 1), ("p", "running", 1), ("q", "abandoned", 2),
+        ("r", "abandoned", 1), ("r", "running", 1)]
+    assert query(race.dba, "SELECT name, runs FROM cronpolicy.run_tally"
+                           " WHERE status = 'abandoned' ORDER BY name") == [
+        ("p", 1), ("q", 2), ("r", 1)]

@@ -566,3 +566,25 @@ def test_a_lost_terminal_stops_deploy_run_as_sigterm_does(scripts, script_env, d
     assert runner.returncode == exitcodes.STOPPED, out + err
     assert open_rollouts(dba) == 0 and "Traceback" not in err
     assert got.exists() == (when == "running") and started.exists() == (when == "running")
+
+
+# What `deploy begin` says of the others, and ids as the databases hand them out ------------
+
+def test_deploy_begin_says_of_the_other_open_rollouts_what_rollouts_says(cli, dba):
+    """`deploy begin --json` described each other open rollout as of the
+    moment it began: a rollout open for three hours, overdue and whose owner
+    was lost two hours ago came out as open 0s, not overdue, owner not lost."""
+    expected = "interval '600 seconds'" if dba.backend == "postgresql" else "600"
+    dba.execute("INSERT INTO cronpolicy.rollout (kind, reason, began_at, expected_duration,"
+                " owner_host, owner_pid, lease_expires_at) VALUES ('full', 'forgotten', %s, %s,"
+                " 'web1', 4242, %s)" % (dba.now_plus(-3 * 3600), expected,
+                                        dba.now_plus(-2 * 3600)))
+    code, out, err = cli("deploy", "begin", "--reason", "mine", "--json")
+    assert code == 0, err
+    [other] = json.loads(out)["others"]
+    _, listed, _ = cli("rollouts", "--json")
+    [_, then] = json.loads(listed)["rollouts"]
+    assert other["id"] == then["id"] == 1
+    assert other["owner_lost"] and other["overdue"] and then["owner_lost"] and then["overdue"]
+    assert 3 * 3600 - 60 < other["open_seconds"] <= then["open_seconds"]
+

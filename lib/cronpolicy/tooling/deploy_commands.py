@@ -94,31 +94,37 @@ def add_arguments(parsers):
 def cmd_deploy_begin(args, settings):
     from cronpolicy.store.writes import Plain
     from cronpolicy.tooling import rollout_rows
-    from cronpolicy.tooling.rollouts import summary
+    from cronpolicy.tooling.rollouts import problem, summary
     expect = positive_duration(args.expect, "--expect") if args.expect else None
     services = sorted(set(args.service or ()))
     row, others = rollout_rows.begin(Plain(settings), services=services, reason=args.reason,
                                      expect=expect, owner_host=settings.host)
     found = _described(row, settings)
+    # The others as of now, the database's clock in the transaction that
+    # began this one (its began_at): not as of their own beginning.
+    now = found["began_at"]
     if args.json:
-        print_json(dict(found, others=[_described(other, settings) for other in others]))
+        print_json(dict(found, others=[_described(other, settings, now) for other in others]))
     else:
         print("rollout #%d began: %s%s" % (
             found["id"], "every script stops starting" if not services else
             "the scripts that need %s stop starting" % " or ".join(services),
             ": " + args.reason if args.reason else ""))
         for other in others:
-            print("also open: " + summary(_described(other, settings)))
+            described = _described(other, settings, now)
+            trouble = problem(described, now)
+            print("also open: " + summary(described) + (" (%s)" % trouble if trouble else ""))
     _warn_starving(settings, services)
     return exitcodes.OK
 
 
-def _described(row, settings):
-    """A rollout row (a dict of its columns) as the commands show it."""
+def _described(row, settings, now=None):
+    """A rollout row (a dict of its columns) as the commands show it, as of
+    ``now`` (the database's clock; default: when it ended, else began)."""
     from cronpolicy.rows import Rollout, from_mapping
     from cronpolicy.tooling.rollouts import describe
     rollout = from_mapping(Rollout, row)
-    return describe(rollout, rollout.ended_at or rollout.began_at,
+    return describe(rollout, now or rollout.ended_at or rollout.began_at,
                     settings.default_rollout_expect)
 
 

@@ -62,6 +62,23 @@ def positive_int(text):
     return value
 
 
+#: Ids stop where the databases' do (SQLite's rowids, PostgreSQL's bigint):
+#: an id is not a count, and SQLite hands out random ids up to this one
+#: once a row holds it.
+MAX_ID = 2 ** 63 - 1
+
+
+def database_id(text):
+    """A row's id (a rollout's, a window's), from 1 to MAX_ID, for argparse."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not a whole number: %r" % text) from None
+    if not 1 <= value <= MAX_ID:
+        raise argparse.ArgumentTypeError("not an id (1 to %d): %r" % (MAX_ID, text))
+    return value
+
+
 def positive_number(text):
     """A finite number above zero (a ratio such as overdue's --tolerance)."""
     try:

@@ -588,3 +588,27 @@ def test_deploy_begin_says_of_the_other_open_rollouts_what_rollouts_says(cli, db
     assert other["owner_lost"] and other["overdue"] and then["owner_lost"] and then["overdue"]
     assert 3 * 3600 - 60 < other["open_seconds"] <= then["open_seconds"]
 
+
+def test_a_rollout_id_the_database_handed_out_can_be_named(script_env, dba, tmp_path):
+    """Once a rollout holds SQLite's greatest rowid (written by hand), SQLite
+    gives the next ones random ids up to 2^63 - 1; `deploy begin` printed
+    such an id and `deploy end ID` and `deploy wait ID` refused it (exit 2,
+    "must be at most 1000000000"), as they would a PostgreSQL id past 10^9."""
+    big = 2 ** 63 - 1 if dba.backend == "sqlite" else 2 ** 31 - 1
+    dba.execute("INSERT INTO cronpolicy.rollout (id, kind, reason) %s VALUES (%d, 'full', 'big')"
+                % ("OVERRIDING SYSTEM VALUE" if dba.backend == "postgresql" else "", big))
+    for argv in (("deploy", "wait", str(big), "--timeout", "1s"), ("deploy", "end", str(big))):
+        result = cronpolicy(script_env, *argv)
+        assert result.returncode == 0, (argv, result.stderr)
+    assert dba.scalar("SELECT count(*) FROM cronpolicy.rollout WHERE ended_at IS NULL") == 0
+    if dba.backend == "sqlite":
+        began = cronpolicy(script_env, "deploy", "begin", "--json")
+        rollout_id = json.loads(began.stdout)["id"]
+        assert rollout_id > 10 ** 9, began.stdout
+        result = cronpolicy(script_env, "deploy", "end", str(rollout_id))
+        assert result.returncode == 0 and "rollout #%d ended" % rollout_id in result.stdout, (
+            result.stderr)
+    for argv in (("deploy", "end", str(2 ** 63)), ("deploy", "wait", str(2 ** 63))):
+        result = cronpolicy(script_env, *argv)
+        assert result.returncode == exitcodes.USAGE, (argv, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1

@@ -6,7 +6,7 @@ import os
 import sys
 
 from cronpolicy import exitcodes
-from cronpolicy.arguments import positive_int, script_name, service_name
+from cronpolicy.arguments import database_id, positive_int, script_name, service_name
 from cronpolicy.errors import UsageError
 from cronpolicy.timeutil import format_duration, format_time, parse_duration, positive_duration
 from cronpolicy.tooling.output import LiveTable, print_json, print_table, run_table, warn
@@ -28,7 +28,7 @@ def add_arguments(parsers):
                           "and overdue say it is overdue (default: default_rollout_expect, 1h)")
     sub = add("end", "cmd_deploy_end", "end a rollout: its scripts start again",
               subparsers=deploy_commands)
-    sub.add_argument("id", nargs="?", type=positive_int, metavar="ID",
+    sub.add_argument("id", nargs="?", type=database_id, metavar="ID",
                      help="the rollout (default: the only one open)")
     sub.add_argument("--all", action="store_true", help="end every open rollout")
     sub.add_argument("--reason", default="", help="recorded in the audit")
@@ -51,7 +51,7 @@ def add_arguments(parsers):
     sub = add("wait", "cmd_deploy_wait",
               "wait until no running script is in the way (exit 0), or time out (exit 7)",
               (common, reader), subparsers=deploy_commands)
-    sub.add_argument("id", nargs="?", type=positive_int, metavar="ID",
+    sub.add_argument("id", nargs="?", type=database_id, metavar="ID",
                      help="only runs in the way of this rollout (and record what it waited "
                           "for)")
     sub.add_argument("--timeout", default="30m", help="give up after this long (default 30m)")

@@ -1,7 +1,7 @@
 """`cronpolicy window add|list|cancel`: each a plain ``cmd_x(args, settings) -> int``."""
 
 from cronpolicy import exitcodes
-from cronpolicy.arguments import positive_int, script_name, service_name
+from cronpolicy.arguments import database_id, script_name, service_name
 from cronpolicy.timeutil import format_time, parse_duration
 from cronpolicy.tooling.output import print_json, quote, show, window_line
 
@@ -27,7 +27,7 @@ def add_arguments(parsers):
               subparsers=window_commands)
     sub.add_argument("--all", action="store_true", help="include past and cancelled windows")
     sub = add("cancel", "cmd_window_cancel", "cancel a rollout window", subparsers=window_commands)
-    sub.add_argument("id", type=positive_int, help="window id, as window list shows it")
+    sub.add_argument("id", type=database_id, help="window id, as window list shows it")
     sub.add_argument("--reason", default="", help="why; recorded in the audit")
 
 

@@ -338,9 +338,14 @@ SELECT stop_block AS block, count(*) AS runs FROM cronpolicy.script_run
 
 
 -- name: rollout_awaited_runs
--- The runs each rollout waited for, in the order they were first seen.
-SELECT * FROM cronpolicy.rollout_awaited WHERE rollout_id = ANY (%(ids)s)
- ORDER BY rollout_id, first_seen_at, run_id
+-- The runs each rollout waited for, in the order they were first seen,
+-- each with when it started (NULL once pruned): a run that started after
+-- its rollout began did not hold it before.
+SELECT a.*, r.started_at AS run_started_at
+  FROM cronpolicy.rollout_awaited AS a
+  LEFT JOIN cronpolicy.script_run AS r ON r.id = a.run_id
+ WHERE a.rollout_id = ANY (%(ids)s)
+ ORDER BY a.rollout_id, a.first_seen_at, a.run_id
 
 
 -- name: writable_tables

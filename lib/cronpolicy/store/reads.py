@@ -249,7 +249,8 @@ class Reader:
 
     def rollout_costs(self, ids):
         """{rollout id: (starts it skipped, runs it interrupted, [runs it waited for])}:
-        the awaited runs are rows of rollout_awaited, first seen first."""
+        the awaited runs are rows of rollout_awaited, first seen first, each
+        with its run's run_started_at (None once the run is pruned)."""
         blocks = self._list("rollout:%d" % rollout_id for rollout_id in ids)
         skipped = {row["block"]: int(row["starts"])
                    for row in self.rows("rollout_skipped_starts", {"blocks": blocks})}
@@ -257,7 +258,8 @@ class Reader:
                        for row in self.rows("rollout_interrupted_runs", {"blocks": blocks})}
         awaited = {}
         for row in self.rows("rollout_awaited_runs", {"ids": self._list(ids)},
-                             {"first_seen_at": "time", "last_seen_at": "time"}):
+                             {"first_seen_at": "time", "last_seen_at": "time",
+                              "run_started_at": "time"}):
             awaited.setdefault(row["rollout_id"], []).append(row)
         return {rollout_id: (skipped.get("rollout:%d" % rollout_id, 0),
                              interrupted.get("rollout:%d" % rollout_id, 0),

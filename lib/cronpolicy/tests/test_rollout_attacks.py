@@ -612,3 +612,27 @@ def test_a_rollout_id_the_database_handed_out_can_be_named(script_env, dba, tmp_
         result = cronpolicy(script_env, *argv)
         assert result.returncode == exitcodes.USAGE, (argv, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_run_started_after_its_rollout_began_is_not_said_to_have_held_it_longer(
+        cli, dba, script_env):
+    """`rollouts` said how long the rollout waited for each run as from the
+    rollout's beginning: a run started an hour into it (--ignore-policy, a
+    host on an older cronpolicy) and seen at once was said to have held it
+    an hour."""
+    dba.execute("INSERT INTO cronpolicy.rollout (kind, reason, began_at) VALUES"
+                " ('full', 'an hour ago', %s)" % dba.now_plus(-3600))
+    ran = cronpolicy(script_env, "run", "job", "--ignore-policy", "--", "true")
+    assert ran.returncode == 0, ran.stderr
+    [(run_id,)] = dba.execute("SELECT id FROM cronpolicy.script_run")
+    dba.execute("INSERT INTO cronpolicy.rollout_awaited (rollout_id, run_id, name, host,"
+                " first_seen_at, last_seen_at) VALUES (1, {}, 'job', 'testhost', %s, %s)"
+                % (dba.now_plus(0), dba.now_plus(0)), (run_id,))
+    code, out, err = cli("rollouts", "--json")
+    [row] = json.loads(out)["rollouts"]
+    [awaited] = row["awaited"]
+    assert awaited["run_id"] == run_id and awaited["seconds"] < 60, awaited
+    # A run pruned since (no row to say when it started): from the rollout's beginning.
+    dba.execute("DELETE FROM cronpolicy.script_run")
+    code, out, err = cli("rollouts", "--json")
+    assert json.loads(out)["rollouts"][0]["awaited"][0]["seconds"] >= 3600 - 60

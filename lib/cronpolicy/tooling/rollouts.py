@@ -16,7 +16,9 @@ What is said of a rollout, on the database clock:
   run in its way (quiet_at), what the fleet waited before the deploy;
 * ``skipped_starts``, ``interrupted``: the starts it skipped and the runs
   it interrupted (each run records the rollout behind its skip or stop);
-* ``awaited``: the runs it waited for, as `deploy wait` saw them.
+* ``awaited``: the runs it waited for, as `deploy wait` saw them, each
+  with how long it held the rollout: from the rollout's beginning (or the
+  run's start, if later) until it was last seen in its way.
 """
 
 from cronpolicy import exitcodes, policy
@@ -96,11 +98,21 @@ def recorded(settings, limit=20):
             awaited=[{"run_id": run["run_id"], "name": run["name"], "host": run["host"],
                       "first_seen_at": run["first_seen_at"],
                       "last_seen_at": run["last_seen_at"],
-                      "seconds": max(0.0, (run["last_seen_at"] - row.began_at)
-                                     .total_seconds())}
+                      "seconds": _held(row, run)}
                      for run in awaited])
         found.append(described)
     return now, found
+
+
+def _held(rollout, run):
+    """How long ``rollout`` waited for ``run`` (a rollout_awaited row): from
+    the rollout's beginning, or the run's start if later (a run started
+    under the rollout, --ignore-policy say, held it only from then), until
+    it was last seen in its way."""
+    since = rollout.began_at
+    if run.get("run_started_at") is not None:
+        since = max(since, run["run_started_at"])
+    return max(0.0, (run["last_seen_at"] - since).total_seconds())
 
 
 def add_arguments(parsers):

@@ -110,7 +110,10 @@ UPDATE cronpolicy.rollout_awaited SET last_seen_at = %(last_seen_at)s
 
 
 -- name: rollout_quiet
-UPDATE cronpolicy.rollout SET quiet_at = %(quiet_at)s WHERE id = %(id)s AND quiet_at IS NULL
+-- Seen quiet while open: a rollout ended since the look (before this
+-- write) was quiet by its end at the latest (least() passes over NULL).
+UPDATE cronpolicy.rollout SET quiet_at = least(%(quiet_at)s::timestamptz, ended_at)
+ WHERE id = %(id)s AND quiet_at IS NULL
 
 
 -- name: record_drain

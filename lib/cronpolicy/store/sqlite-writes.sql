@@ -111,7 +111,12 @@ UPDATE cronpolicy.rollout_awaited SET last_seen_at = :last_seen_at
 
 
 -- name: rollout_quiet
-UPDATE cronpolicy.rollout SET quiet_at = :quiet_at WHERE id = :id AND quiet_at IS NULL
+-- Seen quiet while open: a rollout ended since the look (before this
+-- write) was quiet by its end at the latest.
+UPDATE cronpolicy.rollout
+   SET quiet_at = CASE WHEN julianday(ended_at) < julianday(:quiet_at) THEN ended_at
+                       ELSE :quiet_at END
+ WHERE id = :id AND quiet_at IS NULL
 
 
 -- name: record_drain

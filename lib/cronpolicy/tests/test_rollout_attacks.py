@@ -636,3 +636,28 @@ def test_a_run_started_after_its_rollout_began_is_not_said_to_have_held_it_longe
     dba.execute("DELETE FROM cronpolicy.script_run")
     code, out, err = cli("rollouts", "--json")
     assert json.loads(out)["rollouts"][0]["awaited"][0]["seconds"] >= 3600 - 60
+
+
+def test_a_rollout_ended_just_after_a_wait_saw_it_quiet_is_not_quiet_after_its_end(
+        cli, dba, monkeypatch):
+    """`deploy wait` records the first quiet it sees in a write of its own,
+    after the look: a rollout ended between the two got a quiet_at after its
+    ended_at, its stall longer than it was open."""
+    from cronpolicy.tooling import deploy
+    cli("deploy", "begin", "--reason", "ended under the wait's feet")
+    saw = deploy._Witness.saw
+
+    def end_then_record(witness, look):
+        # (Between the look and the write of what it saw.)
+        if dba.scalar("SELECT count(*) FROM cronpolicy.rollout WHERE ended_at IS NULL"):
+            dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = %s"
+                        % ("false" if dba.backend == "postgresql" else "0"))
+            time.sleep(0.05)
+        return saw(witness, look)
+    monkeypatch.setattr(deploy._Witness, "saw", end_then_record)
+    code, out, err = cli("deploy", "wait", "--timeout", "2s")
+    assert code == 0, err
+    [(quiet, ended)] = dba.execute("SELECT quiet_at, ended_at FROM cronpolicy.rollout")
+    [row] = json.loads(cli("rollouts", "--json")[1])["rollouts"]
+    assert ended is not None and row["state"] == "ended"
+    assert row["stall_seconds"] is None or row["stall_seconds"] <= row["open_seconds"], row

@@ -661,3 +661,41 @@ def test_a_rollout_ended_just_after_a_wait_saw_it_quiet_is_not_quiet_after_its_e
     [row] = json.loads(cli("rollouts", "--json")[1])["rollouts"]
     assert ended is not None and row["state"] == "ended"
     assert row["stall_seconds"] is None or row["stall_seconds"] <= row["open_seconds"], row
+
+
+@pytest.mark.parametrize("when", ["waiting", "running"])
+def test_deploy_run_whose_rollout_is_deleted_by_hand_keeps_its_exit(scripts, script_env, dba,
+                                                                     tmp_path, when):
+    """A DBA deletes the rollout row of a `deploy run` (cleaning up by
+    hand): ending it at the end found no such rollout, and deploy run
+    exited 2 ("there is no rollout #1"), as for bad usage, the command's own
+    exit status (or 7, not run) lost."""
+    config = tmp_path / "cronpolicy.conf"
+    config.write_text(config.read_text() + "heartbeat_interval = 0.2s\nlease_ttl = 1s\n")
+    job = None
+    if when == "waiting":
+        scripts.write("publisher")
+        ready = tmp_path / "ready"
+        job = scripts.start("publisher", "--sleep", "600", "--ready-file", str(ready))
+        wait_for_file(str(ready), process=job)
+    started = tmp_path / "started"
+    runner = start_cronpolicy(script_env, "deploy", "run", "--reason", "deleted", "--", "sh",
+                              "-c", "echo $$ > %s; sleep 2; exit 5" % started)
+    try:
+        assert read_line(runner.stdout).startswith("rollout #1 began")
+        if when == "running":
+            wait_for_file(str(started), process=runner)
+        else:
+            wait_for(lambda: dba.scalar("SELECT count(*) FROM cronpolicy.rollout_awaited"),
+                     what="the wait to see the publisher")
+        dba.execute("DELETE FROM cronpolicy.rollout")
+        out, err = runner.communicate(timeout=60)
+    finally:
+        if job is not None:
+            job.kill()
+            job.communicate(timeout=30)
+    expected = 5 if when == "running" else exitcodes.WAIT_TIMEOUT
+    assert runner.returncode == expected, out + err
+    assert "Traceback" not in err and "error" not in err, err
+    assert "rollout #1 is gone" in err, err
+    assert started.exists() == (when == "running")

@@ -22,7 +22,9 @@ heartbeat_interval for lease_ttl): killed (kill -9, a lost host), it
 leaves the rollout open, the safe direction, and `status`, `rollouts`,
 `metrics` and `overdue` say its owner is lost within lease_ttl.  When the
 rollout cannot be ended (the database out of reach for END_TIMEOUT), it
-says so, names the rollout to end by hand, and exits 4.
+says so, names the rollout to end by hand, and exits 4; one whose row was
+deleted meanwhile (by hand) is said to be gone, and the exit stays what it
+was.
 """
 
 import os
@@ -259,6 +261,13 @@ def _end(db, rollout_id, code):
         try:
             row, ended = deploy.end(db, rollout_id)
             break
+        except UsageError:
+            # Its row deleted by hand: nothing stops the fleet for it, and
+            # the exit is still the command's (not 2: no bad usage here).
+            _say("rollout #%d is gone (its row was deleted): nothing to end%s" % (
+                rollout_id, "" if code in (None, exitcodes.WAIT_TIMEOUT)
+                else " (the command exited %d)" % code))
+            return code
         except DatabaseError as error:
             if not error.transient or time.monotonic() + pause >= deadline:
                 _say("error: cannot end rollout #%d: %s; it stays open and keeps its scripts "

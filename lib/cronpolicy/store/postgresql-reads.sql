@@ -319,8 +319,13 @@ LISTEN cronpolicy_run
 
 
 -- name: rollouts
--- The newest rollouts, open or ended.
-SELECT * FROM cronpolicy.rollout ORDER BY began_at DESC, id DESC LIMIT %(limit)s
+-- The newest rollouts, open or ended, and the oldest open ones however old
+-- (as many again at most): one forgotten open must not fall off the list.
+SELECT * FROM (SELECT * FROM cronpolicy.rollout ORDER BY began_at DESC, id DESC LIMIT %(limit)s) AS newest
+UNION
+SELECT * FROM (SELECT * FROM cronpolicy.rollout WHERE ended_at IS NULL
+                ORDER BY began_at, id LIMIT %(limit)s) AS still_open
+ORDER BY began_at DESC, id DESC
 
 
 -- name: rollout_skipped_starts

@@ -244,7 +244,8 @@ class Reader:
                 for row in self.rows("rollouts_by_id", {"ids": self._list(ids)})]
 
     def rollouts(self, limit):
-        """The newest ``limit`` rollouts, open or ended, newest first (Rollout rows)."""
+        """The newest ``limit`` rollouts, open or ended, and the oldest
+        ``limit`` open ones however old, newest first (Rollout rows)."""
         return [from_mapping(Rollout, row) for row in self.rows("rollouts", {"limit": limit})]
 
     def rollout_costs(self, ids):

@@ -236,8 +236,13 @@ SELECT * FROM cronpolicy.rollout WHERE id IN (SELECT value FROM json_each(:ids))
 
 
 -- name: rollouts
--- The newest rollouts, open or ended.
-SELECT * FROM cronpolicy.rollout ORDER BY began_at DESC, id DESC LIMIT :limit
+-- The newest rollouts, open or ended, and the oldest open ones however old
+-- (as many again at most): one forgotten open must not fall off the list.
+SELECT * FROM (SELECT * FROM cronpolicy.rollout ORDER BY began_at DESC, id DESC LIMIT :limit) AS newest
+UNION
+SELECT * FROM (SELECT * FROM cronpolicy.rollout WHERE ended_at IS NULL
+                ORDER BY began_at, id LIMIT :limit) AS still_open
+ORDER BY began_at DESC, id DESC
 
 
 -- name: rollout_skipped_starts

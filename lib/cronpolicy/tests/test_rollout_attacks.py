@@ -699,3 +699,21 @@ def test_deploy_run_whose_rollout_is_deleted_by_hand_keeps_its_exit(scripts, scr
     assert "Traceback" not in err and "error" not in err, err
     assert "rollout #1 is gone" in err, err
     assert started.exists() == (when == "running")
+
+
+def test_a_forgotten_open_rollout_is_listed_however_many_came_after(cli, dba):
+    """`rollouts` (and the dashboard's /rollouts) listed the newest --limit
+    (20) by their beginning: a rollout forgotten open (owner lost, overdue,
+    its scripts stopped) fell off the list once 20 more had come and gone,
+    and the listing said every rollout had ended."""
+    dba.execute("INSERT INTO cronpolicy.rollout (kind, services, reason, began_at) VALUES"
+                " ('services', 'xmlrpc', 'forgotten', %s)" % dba.now_plus(-3 * 86400))
+    for number in range(3):
+        cli("deploy", "begin", "--reason", "later %d" % number)
+        assert cli("deploy", "end", str(number + 2))[0] == 0
+    code, out, err = cli("rollouts", "--limit", "2", "--json")
+    listed = json.loads(out)["rollouts"]
+    assert [row["id"] for row in listed] == [4, 3, 1], listed
+    assert listed[-1]["state"] == "open" and listed[-1]["overdue"]
+    code, out, err = cli("rollouts", "--limit", "2")
+    assert "forgotten" in out and "open, overdue" in out, out

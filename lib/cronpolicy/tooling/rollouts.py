@@ -84,7 +84,8 @@ def open_problems(reader, settings):
 
 
 def recorded(settings, limit=20):
-    """(now, the newest ``limit`` rollouts described, each with what it cost)."""
+    """(now, the newest ``limit`` rollouts, and the oldest ``limit`` open
+    ones however old, described, newest first, each with what it cost)."""
     with reading(settings, "read the rollouts") as reader:
         now = reader.now()
         rows = reader.rollouts(limit)
@@ -119,7 +120,9 @@ def add_arguments(parsers):
     """The parser of rollouts (see cli.CommandParsers)."""
     add, common, reader = parsers.add, parsers.common, parsers.reader
     sub = add("rollouts", "cmd_rollouts", parents=(common, reader))
-    sub.add_argument("--limit", type=positive_int, default=20, help="how many (default 20)")
+    sub.add_argument("--limit", type=positive_int, default=20,
+                     help="how many of the newest (default 20); the open ones are listed "
+                          "however old (as many again at most)")
 
 
 def cmd_rollouts(args, settings):

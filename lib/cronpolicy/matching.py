@@ -52,6 +52,21 @@ def service_name_problem(service):
     return None
 
 
+#: What a list of services may hold in all, commas included (schema patch
+#: 0014's service_list_ok: a rollout's services, a policy's needs).
+MAX_SERVICES_LENGTH = 1000
+
+
+def services_problem(services):
+    """Why the services ``services`` (each a service name) cannot be one
+    list, or None: past MAX_SERVICES_LENGTH characters, commas included."""
+    length = len(",".join(services))
+    if length > MAX_SERVICES_LENGTH:
+        return ("%d services make a list of %d characters; at most %d (begin several "
+                "rollouts)" % (len(services), length, MAX_SERVICES_LENGTH))
+    return None
+
+
 def is_pattern(text):
     """True when ``text`` contains a wildcard."""
     return "*" in text or "?" in text

@@ -717,3 +717,20 @@ def test_a_forgotten_open_rollout_is_listed_however_many_came_after(cli, dba):
     assert listed[-1]["state"] == "open" and listed[-1]["overdue"]
     code, out, err = cli("rollouts", "--limit", "2")
     assert "forgotten" in out and "open, overdue" in out, out
+
+
+def test_a_rollout_of_too_many_services_is_bad_input(cli, dba, script_env, tmp_path):
+    """Each --service passed, but together past the 1000 characters a
+    rollout's services may hold: a check violation blamed on the database
+    (exit 4, "cannot begin a rollout"), not bad input (exit 2)."""
+    many = [argument for number in range(300) for argument in ("--service", "s%03d" % number)]
+    ran = tmp_path / "ran"
+    for argv in (("deploy", "begin", *many), ("deploy", "run", *many, "--", "touch", str(ran))):
+        code, out, err = cli(*argv)
+        assert code == exitcodes.USAGE, (argv[:2], code, err)
+        assert len(err.strip().splitlines()) == 1 and "1000" in err, err
+    assert not ran.exists()
+    assert dba.scalar("SELECT count(*) FROM cronpolicy.rollout") == 0
+    # As many as fit: one rollout of them all.
+    fits = [argument for number in range(200) for argument in ("--service", "s%03d" % number)]
+    assert cli("deploy", "begin", *fits)[0] == 0

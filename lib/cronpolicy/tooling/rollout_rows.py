@@ -14,7 +14,7 @@ import datetime
 
 from cronpolicy import policy
 from cronpolicy.errors import UsageError
-from cronpolicy.matching import parse_needs
+from cronpolicy.matching import parse_needs, services_problem
 from cronpolicy.store.writes import who
 
 
@@ -26,6 +26,9 @@ def begin(db, services=(), reason="", expect=None, owner_host=None, owner_pid=No
     owner renews it, see ``renew``).  Returns (the rollout, the other open
     ones), as dicts of their columns."""
     services = sorted(set(services))
+    problem = services_problem(services)
+    if problem:
+        raise UsageError(problem)
     with db.writing("begin a rollout", reason=reason) as writer:
         until = None
         if lease is not None:

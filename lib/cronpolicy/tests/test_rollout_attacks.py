@@ -734,3 +734,34 @@ def test_a_rollout_of_too_many_services_is_bad_input(cli, dba, script_env, tmp_p
     # As many as fit: one rollout of them all.
     fits = [argument for number in range(200) for argument in ("--service", "s%03d" % number)]
     assert cli("deploy", "begin", *fits)[0] == 0
+
+
+def test_deploy_wait_for_a_rollout_and_a_service_waits_for_both_and_says_what_is_open(
+        script_env, dba, tmp_path):
+    """`deploy wait ID --service S` left --service out (it waited for every
+    run of rollout ID, and timed out, exit 7, on one that does not need S),
+    and warned "no rollout is open" with rollout ID open; `deploy wait
+    --service S` with a rollout of another service open warned the same."""
+    pid_file = tmp_path / "pid"
+    job = start_cronpolicy(script_env, "run", "publisher", "--needs", "xmlrpc", "--", "sh", "-c",
+                           "echo $$ > %s; exec sleep 600" % pid_file)
+    try:
+        wait_for_file(str(pid_file), process=job)
+        assert cronpolicy(script_env, "deploy", "begin", "--service", "xmlrpc").returncode == 0
+        waited = cronpolicy(script_env, "deploy", "wait", "1", "--service", "librarian",
+                            "--timeout", "2s")
+        assert waited.returncode == 0, waited.stdout + waited.stderr
+        assert "that rollout #1 stops that needs librarian" in waited.stdout
+        assert "warning" not in waited.stderr, waited.stderr
+        waited = cronpolicy(script_env, "deploy", "wait", "1", "--service", "xmlrpc",
+                            "--timeout", "1s")
+        assert waited.returncode == exitcodes.WAIT_TIMEOUT, waited.stdout + waited.stderr
+        waited = cronpolicy(script_env, "deploy", "wait", "--service", "librarian",
+                            "--timeout", "1s")
+        assert waited.returncode == 0, waited.stderr
+        assert "no rollout is open" not in waited.stderr, waited.stderr
+        assert "librarian" in waited.stderr, waited.stderr
+    finally:
+        if pid_file.exists():
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+        job.communicate(timeout=30)

@@ -65,7 +65,7 @@ def blocking_runs(reader, host="*", reap=True, service=None, release_not=None,
 
     Rollout-exempt scripts never block.  Which runs are in the way:
     ``rollout_id``: those that rollout stops; ``service``: those that need
-    that service; else, while something asks scripts to stop (a rollout
+    that service (both given: both); else, while something asks scripts to stop (a rollout
     open, a window in progress), those it asks; else every live run.  A
     run's needs are the ones in force now (a policy row's win over what it
     declared at its start).  ``release_not``: not the runs that execute
@@ -76,7 +76,9 @@ def blocking_runs(reader, host="*", reap=True, service=None, release_not=None,
     if reap:
         reader.reap_dead_runs()
     inputs = reader.inputs()
-    asked = policy.rollout_under_way(inputs, service)
+    # (Rollout ``rollout_id``, open, asks its scripts to stop, whatever the service.)
+    asked = (policy.rollout_under_way(inputs, service)
+             or any(row.id == rollout_id for row in inputs.rollouts))
     runs, covered = [], {row.id: [] for row in inputs.rollouts}
     for run in reader.live_runs(inputs.now, host):
         if policy.rollout_exempt(inputs.policies, run["name"], run["host"]):
@@ -90,7 +92,7 @@ def blocking_runs(reader, host="*", reap=True, service=None, release_not=None,
         for covering in run["rollouts"]:
             covered[covering].append(run)
         if rollout_id is not None:
-            in_the_way = rollout_id in run["rollouts"]
+            in_the_way = rollout_id in run["rollouts"] and (service is None or service in needs)
         elif service is not None:
             in_the_way = service in needs
         else:

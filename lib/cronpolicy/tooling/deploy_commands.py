@@ -192,7 +192,11 @@ def cmd_deploy_wait(args, settings):
     result = deploy.wait_until_quiet(db, timeout, host=args.host, on_progress=progress,
                                      service=args.service, release_not=release_not,
                                      rollout_id=args.id)
-    if not result.stop_asked:
+    if not result.stop_asked and args.service:
+        print("warning: no rollout of %s (nor a full one) is open and no window is active, so "
+              "nothing asks the scripts that need it to stop (run `cronpolicy deploy begin "
+              "--service %s` first)" % (args.service, args.service), file=sys.stderr)
+    elif not result.stop_asked:
         print("warning: no rollout is open and no window is active, so nothing asks "
               "scripts to stop (run `cronpolicy deploy begin` first)", file=sys.stderr)
     if args.json:

@@ -39,8 +39,12 @@ RETURNING id
 
 
 -- name: renew_rollout
+-- Given an owner (deploy run's host and pid), only the rollout that process
+-- began: not one that took its id after its row was deleted.
 UPDATE cronpolicy.rollout SET lease_expires_at = %(until)s
  WHERE id = %(id)s AND ended_at IS NULL
+   AND (%(owner_pid)s::integer IS NULL
+        OR (owner_pid = %(owner_pid)s AND owner_host IS NOT DISTINCT FROM %(owner_host)s))
 
 
 -- name: add_window

@@ -41,8 +41,12 @@ RETURNING id
 
 
 -- name: renew_rollout
+-- Given an owner (deploy run's host and pid), only the rollout that process
+-- began: not one that took its id (the greatest rowid plus one) after its
+-- row was deleted.
 UPDATE cronpolicy.rollout SET lease_expires_at = :until
  WHERE id = :id AND ended_at IS NULL
+   AND (:owner_pid IS NULL OR (owner_pid = :owner_pid AND owner_host IS :owner_host))
 
 
 -- name: add_window

@@ -765,3 +765,29 @@ def test_deploy_wait_for_a_rollout_and_a_service_waits_for_both_and_says_what_is
         if pid_file.exists():
             os.kill(int(pid_file.read_text()), signal.SIGKILL)
         job.communicate(timeout=30)
+
+
+def test_deploy_run_never_renews_nor_ends_a_rollout_that_took_its_id(script_env, dba,
+                                                                     tmp_path):
+    """SQLite gives a new row the greatest rowid plus one: a `deploy run`
+    whose rollout row was deleted by hand, and a rollout begun after by
+    someone else with the same id, renewed that one's lease as its own and
+    ended it at its end ("rollout #1 ended after 2.52s"), releasing
+    another's fleet in the middle of another's deploy."""
+    config = tmp_path / "cronpolicy.conf"
+    config.write_text(config.read_text() + "heartbeat_interval = 0.2s\nlease_ttl = 1s\n")
+    started = tmp_path / "started"
+    runner = start_cronpolicy(script_env, "deploy", "run", "--reason", "mine", "--", "sh", "-c",
+                              "echo $$ > %s; sleep 2; exit 5" % started)
+    assert read_line(runner.stdout).startswith("rollout #1 began")
+    wait_for_file(str(started), process=runner)
+    dba.execute("DELETE FROM cronpolicy.rollout")
+    began = cronpolicy(script_env, "deploy", "begin", "--reason", "theirs", "--json")
+    theirs = json.loads(began.stdout)["id"]
+    out, err = runner.communicate(timeout=60)
+    assert runner.returncode == 5, out + err
+    assert "rollout #1 is gone" in err and "Traceback" not in err, err
+    [(reason, still_open, lease)] = dba.execute(
+        "SELECT reason, ended_at IS NULL, lease_expires_at FROM cronpolicy.rollout"
+        " WHERE id = {}", (theirs,))
+    assert (reason, bool(still_open), lease) == ("theirs", True, None)

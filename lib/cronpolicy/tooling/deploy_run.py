@@ -92,10 +92,11 @@ class _LeaseKeeper(threading.Thread):
     """Renews the owner's lease of the rollout every heartbeat_interval;
     says once if someone else ended the rollout meanwhile."""
 
-    def __init__(self, db, rollout_id, settings):
+    def __init__(self, db, rollout_id, settings, owner=None):
         super().__init__(name="cronpolicy-rollout-lease", daemon=True)
         self.db = db
         self.rollout_id = rollout_id
+        self.owner = owner
         self.settings = settings
         self.halt = threading.Event()
         self.ended_elsewhere = False
@@ -105,7 +106,8 @@ class _LeaseKeeper(threading.Thread):
         failing = False
         while not self.halt.wait(self.settings.heartbeat_interval):
             try:
-                still_open = deploy.renew(self.db, self.rollout_id, self.settings.lease_ttl)
+                still_open = deploy.renew(self.db, self.rollout_id, self.settings.lease_ttl,
+                                          owner=self.owner)
             except CronPolicyError as error:
                 if not failing:
                     _say("warning: cannot renew the lease of rollout #%d: %s (trying again)"
@@ -154,19 +156,22 @@ def cmd_deploy_run(args, settings):
                                    owner_host=settings.host, owner_pid=os.getpid(),
                                    lease=settings.lease_ttl)
         rollout_id = row["id"]
-        keeper = _LeaseKeeper(db, rollout_id, settings)
+        # Its rollout is the one this process owns: not another that took
+        # its id after its row was deleted (SQLite gives ids again).
+        owner = (row["owner_host"], row["owner_pid"])
+        keeper = _LeaseKeeper(db, rollout_id, settings, owner)
         keeper.start()
         code = None
         try:
             code = _wait_then_run(
                 db, rollout_id, services, others, args.reason, command, wait_timeout, signals,
-                lambda: deploy.renew(db, rollout_id, settings.lease_ttl))
+                lambda: deploy.renew(db, rollout_id, settings.lease_ttl, owner=owner))
         finally:
             # Whatever happened (an error included: it is said after), the
             # rollout ends; a signal now is only noted.
             signals.child = None
             keeper.stop()
-            ended = _end(db, rollout_id, code)
+            ended = _end(db, rollout_id, code, owner)
         return ended
 
 
@@ -252,14 +257,15 @@ def _run(command, signals):
     return 128 - code if code < 0 else code
 
 
-def _end(db, rollout_id, code):
-    """End the rollout, trying for END_TIMEOUT; the exit code."""
+def _end(db, rollout_id, code, owner=None):
+    """End the rollout (the one ``owner`` began), trying for END_TIMEOUT;
+    the exit code."""
     from cronpolicy.tooling import deploy
     deadline = time.monotonic() + END_TIMEOUT
     pause = 0.5
     while True:
         try:
-            row, ended = deploy.end(db, rollout_id)
+            row, ended = deploy.end(db, rollout_id, owner=owner)
             break
         except UsageError:
             # Its row deleted by hand: nothing stops the fleet for it, and

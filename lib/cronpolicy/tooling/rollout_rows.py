@@ -43,11 +43,17 @@ def begin(db, services=(), reason="", expect=None, owner_host=None, owner_pid=No
     return mine, [found for found in rows if found["id"] != row["id"]]
 
 
-def end(db, rollout_id, reason=""):
+def end(db, rollout_id, reason="", owner=None):
     """End rollout ``rollout_id``.  Returns (its row, whether this ended it:
-    False when it had ended already); UsageError when there is no such rollout."""
+    False when it had ended already); UsageError when there is no such
+    rollout.  ``owner``: (host, pid) of the process that began it (`deploy
+    run`): a rollout of that id owned by another is not the one it began
+    (its row deleted, the id given again), so there is no such rollout."""
     with db.writing("end rollout #%d" % rollout_id, reason=reason) as writer:
         found = _by_id(writer, [rollout_id])
+        if found and owner is not None and (
+                found[0]["owner_host"], found[0]["owner_pid"]) != tuple(owner):
+            found = []
         if not found:
             raise UsageError("there is no rollout #%d (cronpolicy rollouts lists them)"
                              % rollout_id)
@@ -76,13 +82,16 @@ def end_open(db, service=None, every=False, reason=""):
         return _by_id(writer, ended) if ended else []
 
 
-def renew(db, rollout_id, lease):
+def renew(db, rollout_id, lease, owner=None):
     """Renew the owner's lease of rollout ``rollout_id`` for ``lease``
-    seconds from now; False when the rollout has ended (someone ended it)."""
+    seconds from now; False when the rollout has ended (someone ended it).
+    ``owner``: (host, pid), as for ``end``: False for a rollout of that id
+    another owns."""
+    host, pid = owner if owner is not None else (None, None)
     with db.writing("renew the lease of rollout #%d" % rollout_id) as writer:
         until = writer.now() + datetime.timedelta(seconds=lease)
-        return writer.count("renew_rollout", {"id": rollout_id,
-                                              "until": writer._time(until)}) == 1
+        return writer.count("renew_rollout", {"id": rollout_id, "until": writer._time(until),
+                                              "owner_host": host, "owner_pid": pid}) == 1
 
 
 def open_rollouts(db):

@@ -165,3 +165,63 @@ def test_bad_usage(script_env):
     assert result.returncode == exitcodes.USAGE and b"soon" in result.stderr
     missing = run(script_env, "x", "--", "/no/such/program")
     assert missing.returncode == 127
+
+
+def _alive(pid):
+    """Whether ``pid`` is a live process (a zombie is not)."""
+    try:
+        with open("/proc/%d/stat" % pid) as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_wrapper_killed_takes_its_command_with_it(script_env, dba, tmp_path):
+    """kill -9 of the wrapper: its command (in a session of its own, so
+    that a stop reaches all it started) ran on unseen, and once the run's
+    lease ran out `deploy wait` said quiet while it still ran.  Now the
+    whole of the command's process group goes with the wrapper: a shell
+    and the pipeline it started."""
+    pids = tmp_path / "pids"
+    wrapper = start(script_env, "shell-job", "--", "sh", "-c",
+                    'sleep 60 | cat & echo "$$ $!" > "$0.tmp"; mv "$0.tmp" "$0"; wait',
+                    str(pids))
+    wait_for_file(str(pids), process=wrapper)
+    group = [int(pid) for pid in pids.read_text().split()]
+    members = [int(pid) for pid in os.listdir("/proc") if pid.isdigit()
+               and _group_of(int(pid)) == group[0]]
+    assert len(members) >= 3            # the shell, sleep and cat
+    try:
+        wrapper.kill()
+        wrapper.wait(timeout=30)
+        from .conftest import wait_for
+        wait_for(lambda: not any(_alive(pid) for pid in members), timeout=10,
+                 what="the command's processes gone with the wrapper")
+    finally:
+        for pid in members:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_a_wrapper_that_ends_leaves_what_its_command_left_running(script_env, tmp_path):
+    """The other side: a wrapper that ends by itself signals nothing (a
+    command may leave a daemon behind, as before)."""
+    pid_file = tmp_path / "daemon"
+    result = run(script_env, "shell-job", "--", "sh", "-c",
+                 'sleep 30 > /dev/null 2>&1 & echo $! > "$0"', str(pid_file))
+    assert result.returncode == 0, result.stderr
+    daemon = int(pid_file.read_text())
+    try:
+        time.sleep(0.3)
+        assert _alive(daemon)
+    finally:
+        os.kill(daemon, signal.SIGKILL)
+
+
+def _group_of(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as stat:
+            return int(stat.read().rsplit(")", 1)[1].split()[2])
+    except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+        return None

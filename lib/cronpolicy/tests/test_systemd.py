@@ -107,9 +107,12 @@ def _start(tmp_path, env, *options):
 
 
 def _command_group(wrapper):
-    """The process group of the wrapper's command (its own session)."""
+    """The process group of the wrapper's command (its own session; the
+    wrapper's other child is the guard that kills it should the wrapper be
+    killed, in a session of its own too)."""
     children = open("/proc/%d/task/%d/children" % (wrapper.pid, wrapper.pid)).read().split()
-    [child] = children
+    [child] = [pid for pid in children
+               if b"read group" not in open("/proc/%s/cmdline" % pid, "rb").read()]
     return os.getpgid(int(child))
 
 

@@ -17,6 +17,13 @@ neither              it is never safe: it runs to completion and rollouts
 
 SIGHUP, SIGUSR1 and SIGQUIT are passed on to the command as they arrive.
 
+The command runs in a session of its own (a stop reaches everything it
+started), so it would outlive a wrapper killed by SIGKILL (or the OOM
+killer): it ran on unseen while its run, no longer renewed, was recorded
+abandoned and `deploy wait` said quiet.  A guard (_Guard: a shell reading a
+pipe only the wrapper writes to) kills the command's process group when the
+wrapper goes without saying its command ended.
+
 SIGTERM (or SIGINT) to the wrapper is a stop request, kept as SIGNALS says
 (the text of ``cronpolicy run --help``).  A command that ends by SIGTERM or
 SIGINT while the wrapper was sent one too (within SIGNAL_SPREAD) was
@@ -57,6 +64,8 @@ SIGTERM gets SIGKILL.
 A stopped run is recorded as interrupted and exits 6; so is one whose command
 ended by SIGTERM when the wrapper got SIGTERM too (a service manager stopping
 the whole unit). SIGHUP, SIGUSR1 and SIGQUIT are passed on as they arrive.
+A wrapper killed (SIGKILL, the OOM killer) takes the command's process group
+with it: a run no longer heard from must not run on unseen.
 """ % {"timeout": STOP_TIMEOUT}
 
 _PASSED_ON = (signal.SIGHUP, signal.SIGUSR1, signal.SIGQUIT)
@@ -77,6 +86,7 @@ class CommandScript(CronScript):
         super().__init__(name=name)
         self.command = list(command)
         self.child = None
+        self._guard = None
         self.stop_timeout = STOP_TIMEOUT
         self.logger = logging.getLogger("cronpolicy:" + name)
         self.parser.prog = "cronpolicy run %s" % name
@@ -163,7 +173,10 @@ class CommandScript(CronScript):
             # command.  (Raised inside Popen, it left the command running on
             # alone, and so did one between the start and the wait.)
             self._hold_stops()
+            self._guard = _Guard.start(self.logger)
             self.child = subprocess.Popen(self.command, start_new_session=True, env=env)
+            if self._guard is not None:
+                self._guard.watch(self.child.pid)
             previous = {signum: signal.signal(signum, self._pass_on) for signum in _PASSED_ON}
             try:
                 self._release_stops()
@@ -178,6 +191,9 @@ class CommandScript(CronScript):
             if self.child is not None:
                 self._stop_child()
             raise
+        finally:
+            if self._guard is not None:
+                self._guard.close(ended=self.child is None or self.child.poll() is not None)
         if code < 0:
             code = 128 - code          # killed by a signal, as a shell reports it
         if code in _ENDED_BY_A_STOP:
@@ -216,6 +232,64 @@ class CommandScript(CronScript):
                                 self.command[0], self.stop_timeout)
             self._signal_group(signal.SIGKILL)
             self.child.wait()
+
+
+#: The guard: told the command's process group, then "ended" once it has;
+#: the pipe closed without it (the wrapper gone), it kills the group.
+_GUARD_SCRIPT = ('read group || exit 0; read word;'
+                 ' [ "$word" = ended ] || kill -s KILL -- "-$group" 2>/dev/null')
+
+
+class _Guard:
+    """A shell in a session of its own, outliving the wrapper: it kills the
+    command's process group unless the wrapper says first that the command
+    ended.  Started before the command, so a wrapper killed at any later
+    moment leaves nothing behind (but the instant between the command's
+    start and its group being told)."""
+
+    def __init__(self, process, writing):
+        self._process, self._writing = process, writing
+
+    @classmethod
+    def start(cls, logger):
+        """A guard, or None (said) when none can be started."""
+        reading, writing = os.pipe()
+        try:
+            process = subprocess.Popen(
+                ["/bin/sh", "-c", _GUARD_SCRIPT], stdin=reading, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL, start_new_session=True, env={})
+        except OSError as error:
+            os.close(writing)
+            logger.warning("cannot start the guard that stops the command should this"
+                           " wrapper be killed (/bin/sh: %s): running it unguarded",
+                           error.strerror)
+            return None
+        finally:
+            os.close(reading)
+        return cls(process, writing)
+
+    def watch(self, group):
+        self._say(b"%d\n" % group)
+
+    def close(self, ended):
+        """The wrapper leaves: with ``ended`` its command has, and the guard
+        goes quietly; without, it kills the command's group."""
+        if self._writing is None:
+            return
+        if ended:
+            self._say(b"ended\n")
+        os.close(self._writing)
+        self._writing = None
+        try:
+            self._process.wait(timeout=5)
+        except subprocess.TimeoutExpired:    # (a stopped shell: init reaps it later)
+            pass
+
+    def _say(self, line):
+        try:
+            os.write(self._writing, line)
+        except OSError:         # the guard is gone: nothing more it can do
+            pass
 
 
 USAGE = "cronpolicy run [options] NAME [options] -- COMMAND [ARGS...]"

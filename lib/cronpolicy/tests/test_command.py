@@ -188,6 +188,11 @@ def test_a_wrapper_killed_takes_its_command_with_it(script_env, dba, tmp_path):
                     'sleep 60 | cat & echo "$$ $!" > "$0.tmp"; mv "$0.tmp" "$0"; wait',
                     str(pids))
     wait_for_file(str(pids), process=wrapper)
+    # Killed once it waits for its command (the guard told the group by
+    # then; the instant between the command's start and that is not guarded).
+    from .conftest import wait_for
+    wait_for(lambda: _wait_channel(wrapper.pid) == "do_wait", timeout=60,
+             what="the wrapper waiting for its command")
     group = [int(pid) for pid in pids.read_text().split()]
     members = [int(pid) for pid in os.listdir("/proc") if pid.isdigit()
                and _group_of(int(pid)) == group[0]]
@@ -195,7 +200,6 @@ def test_a_wrapper_killed_takes_its_command_with_it(script_env, dba, tmp_path):
     try:
         wrapper.kill()
         wrapper.wait(timeout=30)
-        from .conftest import wait_for
         wait_for(lambda: not any(_alive(pid) for pid in members), timeout=10,
                  what="the command's processes gone with the wrapper")
     finally:
@@ -217,6 +221,14 @@ def test_a_wrapper_that_ends_leaves_what_its_command_left_running(script_env, tm
         assert _alive(daemon)
     finally:
         os.kill(daemon, signal.SIGKILL)
+
+
+def _wait_channel(pid):
+    try:
+        with open("/proc/%d/wchan" % pid) as wchan:
+            return wchan.read().strip()
+    except OSError:
+        return None
 
 
 def _group_of(pid):

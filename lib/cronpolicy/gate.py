@@ -24,7 +24,7 @@ from cronpolicy.locking import LockHeld, ScriptLock
 from cronpolicy.rows import FROM_CACHE, FROM_DATABASE, UNAVAILABLE, RunEnd, RunRecord
 from cronpolicy.safety import checked_directory
 from cronpolicy.shapes import shape
-from cronpolicy.timeutil import format_duration
+from cronpolicy.timeutil import format_duration, steady
 
 #: How main() ended: a run status, the exit code, and for an interrupted
 #: run the stop verdict (code, reason, policy and window ids).
@@ -77,7 +77,8 @@ class Gate:
         self.logger = logger
         self.single_instance = single_instance
         self.expected_interval = expected_interval
-        self.clock_offset = datetime.timedelta(0)
+        #: (the database clock, steady()) as of the last read that gave one.
+        self.clock_anchor = None
         self.source = FallbackSource(store, PolicyCache(settings.cache_path,
                                                         settings.cache_max_age), logger)
         self.recorder = FallbackRecorder(store, _SpoolMaker(settings.spool_dir,
@@ -90,8 +91,14 @@ class Gate:
         self.run_handle = None
 
     def database_time(self):
-        """This host's clock moved onto the database's, as last measured."""
-        return _utcnow() + self.clock_offset
+        """The database clock as last read, carried forward by the time that
+        passed since on a clock no step of this host's moves (an NTP step
+        mid-run must not move a spooled end); this host's own clock when no
+        read gave one (such records are marked spooled)."""
+        if self.clock_anchor is None:
+            return _utcnow()
+        read_at, then = self.clock_anchor
+        return read_at + datetime.timedelta(seconds=steady() - then)
 
     # The protocol ------------------------------------------------------------------
 
@@ -147,7 +154,7 @@ class Gate:
         if inputs.source != FROM_DATABASE:
             self.recorder.reachable = False
         if inputs.source != UNAVAILABLE:
-            self.clock_offset = inputs.now - _utcnow()
+            self.clock_anchor = (inputs.now, steady())
         self.verdict = policy.decide(inputs, self.facts, self.settings)
         self._log_decision(inputs, self.verdict)
         return self.verdict

@@ -2,10 +2,11 @@
 
 When a run's record cannot be written (the database is down at the start,
 or lost before the end), it goes to a file in this host's spool directory
-instead, written atomically, with the run's real times: this host's clock
-moved onto the database's by the offset measured at the last successful
-read.  The next run on the host, or `cronpolicy flush`, writes the entries
-and removes them.  A whole run carries the key the host chose for it before
+instead, written atomically, with the run's real times: the database clock
+as the last successful read gave it, carried forward by a clock that no
+step of the host's wall clock moves (Gate.database_time; the host's own
+clock only when no read gave one).  The next run on the host, or
+`cronpolicy flush`, writes the entries and removes them.  A whole run carries the key the host chose for it before
 writing anything (``script_run.spool_id`` is unique), so it makes one row,
 even with its own start had that reached the database late; and a late
 finish only completes a run that is still open, so a flush interrupted

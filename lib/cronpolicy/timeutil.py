@@ -9,10 +9,14 @@ supplies.
 """
 
 import datetime
+import time
 
 from cronpolicy.errors import UsageError
 
 UTC = datetime.timezone.utc
+
+# CLOCK_BOOTTIME (Linux) also counts the time the machine was suspended.
+_STEADY = getattr(time, "CLOCK_BOOTTIME", None)
 
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 #: No duration is longer than this (100 years): longer ones are typing
@@ -24,6 +28,14 @@ _RELATIVE_TIME = r"^(?:now)?\s*(?:([+-])\s*(\S+))?$"
 
 # SQLite keeps timestamps as text in this shape (strftime('%Y-%m-%d %H:%M:%f')).
 SQLITE_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+
+
+def steady():
+    """Seconds on a clock that no step of the wall clock moves (an NTP
+    correction, an operator's `date -s`): the time elapsed between two of
+    its readings in one boot is the time that passed.  CLOCK_BOOTTIME where
+    there is one, else time.monotonic()."""
+    return time.clock_gettime(_STEADY) if _STEADY is not None else time.monotonic()
 
 
 def parse_duration(text):

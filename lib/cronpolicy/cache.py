@@ -14,10 +14,14 @@ beside it (``.fingerprint``) says when it was saved and what it holds
 (the content's repr), and a read that finds the same content only touches
 the cache, whose modification time is when the database last confirmed it
 (writing JSON on every start cost more than the decision).  The cache
-itself stays in the format older versions read.  Ages are measured on
-this host's own clock; the database time in the file is carried forward
-by the time since it was saved, so windows are still judged on (an
-estimate of) the database clock.
+itself stays in the format older versions read.  The database time in
+the file is carried forward by the time since it was saved, so windows
+are still judged on (an estimate of) the database clock: measured within
+one boot on a clock no step of the wall clock moves (CLOCK_BOOTTIME, kept
+in the file with the boot's id), so an NTP step while the database is
+down moves no window; across a reboot, on this host's wall clock.  When
+the cache was last confirmed is its modification time (this host's wall
+clock): a step since is taken out when the boot clock shows one.
 """
 
 import os
@@ -27,6 +31,7 @@ import time
 from cronpolicy.rows import (
     FROM_CACHE, DeployState, Inputs, PolicyRow, Rollout, ServiceDeploy, Window, from_mapping,
     to_mapping, to_time)
+from cronpolicy.timeutil import steady
 
 FORMAT = 2
 
@@ -95,6 +100,8 @@ class PolicyCache:
         data = {
             "format": FORMAT,
             "saved_at": saved_at,
+            "boot": _boot_id(),
+            "boot_clock": steady(),
             "database_now": inputs.now.timestamp(),
             "schema_version": inputs.schema_version,
             "deploy": None if inputs.deploy is None else to_mapping(inputs.deploy),
@@ -135,6 +142,16 @@ class PolicyCache:
             if not -float("inf") < age < float("inf"):
                 raise ValueError("saved_at is not a time: %r" % data["saved_at"])
             confirmed = now - confirmed_at      # when a read last found it current
+            steady_age = _steady_age(data)
+            if steady_age is not None:
+                # The wall clock stepped by (age - steady_age) since the save;
+                # the confirmation came after the step, or before it.
+                # (File times are coarser than the clocks: a little slack.)
+                candidates = [min(max(seconds, 0.0), steady_age)
+                              for seconds in (confirmed, confirmed - (age - steady_age))
+                              if -1.0 <= seconds <= steady_age + 1.0]
+                age = steady_age
+                confirmed = max(candidates) if candidates else -1.0
             if age < 0 or not 0 <= confirmed <= self.max_age:
                 return None
             deploy = data["deploy"]
@@ -165,6 +182,26 @@ class PolicyCache:
             aside = None
         self.rejected = (aside, "%s: %s" % (type(error).__name__, str(error)[:200]))
         return None
+
+
+def _boot_id():
+    """This boot's id (Linux), or None."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
+            return handle.read(64).strip() or None
+    except (OSError, ValueError):
+        return None
+
+
+def _steady_age(data):
+    """Seconds since the cache ``data`` was saved by the boot clock, when it
+    was saved in this boot; else None (the wall clock must do)."""
+    saved = data.get("boot_clock")
+    if data.get("boot") is None or not isinstance(saved, (int, float)) or \
+            isinstance(saved, bool) or data["boot"] != _boot_id():
+        return None
+    age = steady() - saved
+    return age if 0 <= age < float("inf") else None
 
 
 def _fingerprint(inputs):

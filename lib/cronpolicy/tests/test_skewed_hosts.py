@@ -103,3 +103,28 @@ def test_a_clock_stepped_back_mid_run_keeps_the_spooled_end_true(proxied, tmp_pa
         " FROM cronpolicy.script_run")
     assert (status, spooled) == ("succeeded", True)
     assert 2.5 < float(seconds) < 15, seconds
+
+
+@pytest.mark.parametrize("step", [10 * 60.0, -10 * 60.0])
+def test_a_clock_stepped_while_the_database_is_down_keeps_the_cached_window(
+        proxied, tmp_path, step):
+    """The database is down and the policy cache answers: it carried the
+    database time it saved forward by this host's wall clock, so a step of
+    the clock since moved every window.  Stepped ten minutes forward, a
+    window with five minutes left was taken as over and the script ran
+    inside it; stepped back, the cache looked saved in the future and
+    was thrown away (the blind on_database_error decided)."""
+    proxy, env, dba = proxied
+    host = SkewedHost(tmp_path, env)
+    scripts = ScriptRunner(tmp_path, host.env)
+    scripts.write("publish-distro", extra='on_database_error = "run"')
+    dba.execute("INSERT INTO cronpolicy.rollout_window (starts_at, ends_at, reason)"
+                " VALUES (now() - interval '1 minute', now() + interval '5 minutes', 'r42')")
+    first = scripts.run("publish-distro")
+    assert first.returncode == exitcodes.OK and scripts.main_calls("publish-distro") == 0
+    host.step(step)
+    proxy.mode = "refuse"
+    result = scripts.run("publish-distro")
+    assert result.returncode == exitcodes.OK, result.stderr
+    assert "policy cached" in result.stderr and "r42" in result.stderr, result.stderr
+    assert scripts.main_calls("publish-distro") == 0

@@ -128,3 +128,200 @@ def test_a_clock_stepped_while_the_database_is_down_keeps_the_cached_window(
     assert result.returncode == exitcodes.OK, result.stderr
     assert "policy cached" in result.stderr and "r42" in result.stderr, result.stderr
     assert scripts.main_calls("publish-distro") == 0
+
+
+# Attacks that held ----------------------------------------------------------------------
+
+def fast_leases(env, tmp_path):
+    config = tmp_path / "leases.conf"
+    config.write_text(open(env["CRONPOLICY_CONFIG"]).read()
+                      + "heartbeat_interval = 0.5s\nlease_ttl = 3s\n")
+    return dict(env, CRONPOLICY_CONFIG=str(config))
+
+
+def deploy_wait(env, timeout):
+    return subprocess.run([sys.executable, "-m", "cronpolicy", "deploy", "wait", "--timeout",
+                           timeout], env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("skew", [HOUR, -HOUR])
+def test_a_host_an_hour_off_decides_records_and_leases_as_a_true_one(pg_dsn, tmp_path, skew):
+    true_env = fast_leases(make_env(tmp_path, pg_dsn), tmp_path)
+    host = SkewedHost(tmp_path, true_env, skew)
+    scripts = ScriptRunner(tmp_path, host.env)
+    dba = DBA(pg_dsn)
+    # Windows as the database clock has them; the host's own clock would judge
+    # each of these the other way (an hour ahead: inside the second; an hour
+    # behind: the third not yet near).
+    for starts, ends, runtime, decision in (("-1 minute", "5 minutes", 60, "in-window"),
+                                            ("30 minutes", "2 hours", 60, "run"),
+                                            ("10 minutes", "2 hours", 1200, "window-cutoff")):
+        dba.execute("UPDATE cronpolicy.rollout_window SET cancelled_at = now()"
+                    " WHERE cancelled_at IS NULL")
+        dba.execute("INSERT INTO cronpolicy.rollout_window (starts_at, ends_at)"
+                    " VALUES (now() + interval %s, now() + interval %s)", (starts, ends))
+        scripts.write("publish-distro", expected_runtime=runtime)
+        result = scripts.run("publish-distro")
+        assert result.returncode == exitcodes.OK, result.stderr
+        assert dba.scalar("SELECT decision FROM cronpolicy.script_run"
+                          " ORDER BY id DESC LIMIT 1") == decision, result.stderr
+    dba.execute("UPDATE cronpolicy.rollout_window SET cancelled_at = now()")
+    # Its records are on the database clock.
+    assert dba.scalar("SELECT bool_and(started_at BETWEEN now() - interval '1 minute' AND now()"
+                      " AND finished_at BETWEEN started_at AND now() AND NOT spooled)"
+                      " FROM cronpolicy.script_run") is True
+
+    # A live run on it outlives many of its leases; a true host's reaper and
+    # the skewed host's own `deploy wait` both see it running, not dead.
+    until = tmp_path / "until"
+    ready = tmp_path / "ready"
+    job = scripts.start("publish-distro", "--sleep", "120", "--until-file", str(until),
+                        "--ready-file", str(ready))
+    wait_for_file(ready, process=job)
+    time.sleep(4.0)
+    for env in (true_env, host.env):
+        waited = deploy_wait(env, "1s")
+        assert waited.returncode == exitcodes.WAIT_TIMEOUT and "publish-distro" in waited.stdout, (
+            waited.stdout, waited.stderr)
+    assert dba.scalar("SELECT status = 'running' AND lease_expires_at > now()"
+                      " AND lease_expires_at <= now() + interval '3 seconds'"
+                      " AND heartbeat_at > now() - interval '2 seconds'"
+                      " FROM cronpolicy.script_run WHERE finished_at IS NULL") is True
+    until.write_text("")
+    assert job.wait(60) == exitcodes.OK
+    waited = deploy_wait(host.env, "10s")
+    assert waited.returncode == exitcodes.OK and "quiet" in waited.stdout, waited.stdout
+
+    # Killed, it is given up on within its lease on the database clock, from
+    # either host: neither never nor at once.
+    ready.unlink()
+    job = scripts.start("publish-distro", "--sleep", "120", "--ready-file", str(ready))
+    wait_for_file(ready, process=job)
+    job.kill()
+    job.wait(10)
+    killed = time.monotonic()
+    waited = deploy_wait(host.env, "30s")
+    assert waited.returncode == exitcodes.OK, waited.stdout
+    assert time.monotonic() - killed < 3 + 6
+    assert dba.scalar("SELECT status FROM cronpolicy.script_run ORDER BY id DESC LIMIT 1"
+                      ) == "abandoned"
+
+
+@pytest.mark.parametrize("watch", ["listen", "poll"])
+def test_steps_of_the_clock_mid_run_move_no_heartbeat_lease_or_stop(pg_dsn, tmp_path, watch):
+    """NTP steps the clock an hour forward, then two back, while a run
+    lives: it keeps renewing its lease on time, and a window that begins
+    two seconds later (database clock) still stops it then, as does the
+    deploy flag, polled or heard."""
+    env = fast_leases(make_env(tmp_path, pg_dsn), tmp_path)
+    with open(env["CRONPOLICY_CONFIG"], "a") as config:
+        config.write("watch = %s\n" % watch)
+    host = SkewedHost(tmp_path, env)
+    scripts = ScriptRunner(tmp_path, host.env)
+    dba = DBA(pg_dsn)
+    (tmp_path / "safe").write_text("yes")
+    scripts.write("sync-mirror", safe_file=tmp_path / "safe", expected_runtime=1)
+    for stop in ("window", "deploy"):
+        ready = tmp_path / "ready"
+        if ready.exists():
+            ready.unlink()
+        job = scripts.start("sync-mirror", "--sleep", "120", "--ready-file", str(ready))
+        wait_for_file(ready, process=job)
+        for seconds in (HOUR, -HOUR):
+            host.step(seconds)
+            time.sleep(2.0)
+            assert dba.scalar(
+                "SELECT status = 'running' AND heartbeat_at > now() - interval '1.5 seconds'"
+                " AND lease_expires_at > now() + interval '1 second'"
+                " FROM cronpolicy.script_run WHERE finished_at IS NULL") is True, seconds
+        if stop == "window":
+            dba.execute("INSERT INTO cronpolicy.rollout_window (starts_at, ends_at, reason)"
+                        " VALUES (now() + interval '2 seconds', now() + interval '10 minutes',"
+                        " 'nightly')")
+        else:
+            dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true,"
+                        " reason = 'release 42'")
+        started = time.monotonic()
+        job.communicate(timeout=30)
+        assert job.returncode == exitcodes.INTERRUPTED
+        elapsed = time.monotonic() - started
+        assert (1.0 if stop == "window" else 0.0) <= elapsed < 10, elapsed
+        host.step(0)
+        dba.execute("UPDATE cronpolicy.rollout_window SET cancelled_at = now()")
+    [(window,), (deploy,)] = dba.execute("SELECT stop_reason FROM cronpolicy.script_run"
+                                         " ORDER BY id")
+    assert window.startswith("inside rollout window") and deploy.startswith("deploy pending")
+
+
+def catch_up(env, *args):
+    return subprocess.run([sys.executable, "-m", "cronpolicy", "catch-up"] + list(args),
+                          env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("skew", [HOUR, -HOUR])
+def test_a_host_an_hour_off_catches_up_once_and_not_after_a_real_start(pg_dsn, tmp_path, skew):
+    """A ticket's time is the database's: on the host's own clock, an hour
+    ahead would miss the real start after it (caught up twice), an hour
+    behind would take the run before the skip for one after (never)."""
+    host = SkewedHost(tmp_path, make_env(tmp_path, pg_dsn), skew)
+    scripts = ScriptRunner(tmp_path, host.env)
+    dba = DBA(pg_dsn)
+    scripts.write("nightly")
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, catch_up) VALUES ('nightly', 'once')")
+    assert scripts.run("nightly").returncode == exitcodes.OK       # a run just before
+    for real_start in (False, True):
+        dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = true, reason = 'r42'")
+        assert scripts.run("nightly").returncode == exitcodes.OK   # skipped: a ticket
+        dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = false")
+        calls = scripts.main_calls("nightly")
+        if real_start:
+            assert scripts.run("nightly").returncode == exitcodes.OK
+        done = catch_up(host.env, "-v")
+        assert done.returncode == exitcodes.OK, done.stderr
+        assert ("dropped" if real_start else "started") in done.stdout, done.stdout
+        assert scripts.main_calls("nightly") == calls + 1
+        again = catch_up(host.env, "-v")
+        assert again.stdout == "" and scripts.main_calls("nightly") == calls + 1
+    assert [decision for (decision,) in dba.execute(
+        "SELECT decision FROM cronpolicy.script_run ORDER BY id")] == [
+            "run", "deploy-pending", "catch-up", "deploy-pending", "run"]
+
+
+@pytest.mark.parametrize("skew", [HOUR, -HOUR])
+def test_runs_spooled_on_a_host_an_hour_off_are_marked_placed_and_not_timed(
+        proxied, tmp_path, skew):
+    """With a cache, a whole run spooled while the database is down takes its
+    times from the cache's database clock; with none, from the host's own
+    (no database clock to be had): marked spooled, no later than the flush,
+    and kept out of the runtime estimate either way."""
+    proxy, env, dba = proxied
+    host = SkewedHost(tmp_path, env, skew)
+    scripts = ScriptRunner(tmp_path, host.env)
+    scripts.write("publish-distro", extra='on_database_error = "run"')
+    assert scripts.run("publish-distro").returncode == exitcodes.OK      # the cache
+    proxy.mode = "refuse"
+    cached = scripts.run("publish-distro", "--sleep", "1")
+    assert "policy cached" in cached.stderr and scripts.main_calls("publish-distro") == 2
+    for cache in (tmp_path / "state").rglob("*cache*"):
+        cache.unlink()
+    blind = scripts.run("publish-distro", "--sleep", "1")
+    assert "no policy cached" in blind.stderr and scripts.main_calls("publish-distro") == 3
+    proxy.mode = "pass"
+    assert "wrote 2 spooled" in flush(host.env)
+    rows = dba.execute("SELECT spooled, extract(epoch FROM now() - started_at),"
+                       " extract(epoch FROM finished_at - started_at)"
+                       " FROM cronpolicy.script_run ORDER BY id")
+    assert [spooled for spooled, _, _ in rows] == [False, True, True]
+    [_, (_, ago, seconds), (_, blind_ago, blind_seconds)] = rows
+    assert 0 < ago < 30 and 0.9 < seconds < 10         # the cache's clock: true times
+    if skew > 0:                                        # in the future: at the flush
+        assert 0 <= blind_ago < 5 and blind_seconds == 0
+    else:                                               # an hour early, as the host said
+        assert HOUR < blind_ago < HOUR + 30 and 0.9 < blind_seconds < 10
+    from cronpolicy.config import Settings
+    from cronpolicy.store import open_store
+    store = open_store(Settings(dsn=env["CRONPOLICY_DSN"], dsn_source="test"))
+    try:
+        assert len(store.load_inputs("publish-distro", 20).recent_runtimes) == 1
+    finally:
+        store.close()

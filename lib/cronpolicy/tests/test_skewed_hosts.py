@@ -19,7 +19,7 @@ import pytest
 
 from cronpolicy import exitcodes
 
-from .conftest import DBA, ScriptRunner, make_env, wait_for_file
+from .conftest import DBA, ScriptRunner, make_env, wait_for, wait_for_file
 from .test_faults import spool_of, write_config
 
 pytestmark = pytest.mark.integration
@@ -325,3 +325,97 @@ def test_runs_spooled_on_a_host_an_hour_off_are_marked_placed_and_not_timed(
         assert len(store.load_inputs("publish-distro", 20).recent_runtimes) == 1
     finally:
         store.close()
+
+
+@pytest.mark.postgresql
+def test_a_relay_and_its_scripts_on_a_host_whose_clock_steps(pg_dsn, pg_roles, tmp_path,
+                                                             monkeypatch):
+    """The relay renews its scripts' leases on the database clock through
+    steps of the host's (an hour forward, then two back): none runs out
+    while its script lives, a killed one runs out within its lease, and a
+    stop still arrives within a second."""
+    from .test_relay import Relay, leases_left, query, relayed_runner, start_jobs, \
+        stop_everything
+    clock = SkewedHost(tmp_path, dict(os.environ), HOUR, name="relay-host")
+    for key in ("CRONPOLICY_TEST_CLOCK_SKEW", "PYTHONPATH"):
+        monkeypatch.setenv(key, clock.env[key])
+    relay = Relay(pg_roles("cronpolicy_relay"), tmp_path)
+    try:
+        scripts = relayed_runner(tmp_path, pg_roles("cronpolicy_script"), relay.address)
+        assert scripts.env["CRONPOLICY_TEST_CLOCK_SKEW"] == str(clock.path)
+        import psycopg2
+        dba = psycopg2.connect(pg_dsn)
+        dba.autocommit = True
+        try:
+            doomed, *survivors = start_jobs(scripts, tmp_path, 3)
+            time.sleep(1.0)
+            for seconds in (2 * HOUR, -HOUR):
+                clock.step(seconds)
+                time.sleep(2.0)
+                left = leases_left(dba)
+                assert len(left) == 3 and all(0 < each <= 3.0 for each in left), left
+            doomed.kill()
+            doomed.wait(timeout=30)
+            killed = time.monotonic()
+            wait_for(lambda: query(dba, "SELECT count(*) FROM cronpolicy.script_run"
+                                        " WHERE pid = %s AND lease_expires_at < now()",
+                                   doomed.pid) == [(1,)], what="the killed run's lease out",
+                     timeout=10, interval=0.1)
+            assert time.monotonic() - killed < 3.0 + 1.0
+            assert all(process.poll() is None for process in survivors)
+            assert all(seconds < 1.0 for seconds in stop_everything(dba, survivors))
+        finally:
+            dba.close()
+    finally:
+        relay.stop()
+
+
+def test_the_commands_say_the_same_on_a_host_an_hour_off(pg_dsn, tmp_path):
+    """overdue, schedule list, deploy plan, status, estimate, window list
+    and history answer the same from hosts an hour ahead and behind as
+    from a true one (each reads the database clock: on the host's own, the
+    next start of an hourly schedule would move by the hour, and so would
+    what is overdue and what a rollout skips)."""
+    env = make_env(tmp_path, pg_dsn)
+    dba = DBA(pg_dsn)
+    minute = int(dba.scalar("SELECT extract(minute FROM now() + interval '30 minutes')"))
+    scripts = ScriptRunner(tmp_path, env)
+    scripts.write("hourly", extra="schedule = '%d * * * *'\n    expected_interval = 600"
+                  % minute)
+    assert scripts.run("hourly").returncode == exitcodes.OK
+    dba.execute("INSERT INTO cronpolicy.rollout_window (starts_at, ends_at)"
+                " VALUES (now() + interval '50 minutes', now() + interval '2 hours')")
+    dba.execute("UPDATE cronpolicy.script_run SET started_at = started_at - interval '20 minutes',"
+                " finished_at = finished_at - interval '20 minutes'")
+    dba.execute("INSERT INTO cronpolicy.script_run (name, host, status, started_at,"
+                " heartbeat_at, lease_expires_at) VALUES ('hourly', 'other', 'running',"
+                " now() - interval '5 minutes', now(), now() + interval '1 hour')")
+    at = dba.scalar("SELECT to_char(now() + interval '25 minutes', 'YYYY-MM-DD\"T\"HH24:MI:SSZ')")
+    commands = (["overdue", "--all"], ["schedule", "list"], ["deploy", "plan", "--at", at],
+                ["status"], ["estimate", "hourly"], ["window", "list"], ["history"])
+
+    def said(host_env):
+        import json
+        answers = []
+        for argv in commands:
+            result = subprocess.run([sys.executable, "-m", "cronpolicy"] + argv + ["--json"],
+                                    env=host_env, capture_output=True, text=True, timeout=60)
+            assert result.returncode in (exitcodes.OK, exitcodes.OVERDUE), result.stderr
+            answers.append(_without_moments(json.loads(result.stdout)))
+        return answers
+    truth = said(env)
+    for skew in (HOUR, -HOUR):
+        for argv, answer, true_answer in zip(commands, said(SkewedHost(tmp_path, env, skew).env),
+                                             truth):
+            assert answer == true_answer, (skew, argv)
+
+
+def _without_moments(value):
+    """``value`` without what moves between two reads of the database clock."""
+    if isinstance(value, dict):
+        return {key: _without_moments(item) for key, item in value.items()
+                if key not in ("now", "seconds_since", "detail", "running_seconds", "age",
+                               "runtime_seconds", "heard_seconds", "wait_seconds", "cutoff_at")}
+    if isinstance(value, list):
+        return [_without_moments(item) for item in value]
+    return value

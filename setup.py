@@ -35,7 +35,9 @@ setup(
         # and deploy slot's answers before its speed-ups (test_slot_reference).
         "cronpolicy.tests": ["data/crontabs/SOURCES.txt", "data/crontabs/cron.d/*",
                              "data/crontabs/etc/*", "data/crontabs/user/*",
-                             "data/slots-reference.json"],
+                             "data/slots-reference.json",
+                             # On PYTHONPATH for processes of a host whose clock lies.
+                             "skewed_host/sitecustomize.py"],
     },
     # The manual page, generated from the parser (`cronpolicy man`; a test
     # keeps this copy in step): <prefix>/share/man/man1, where man finds it.

@@ -71,6 +71,35 @@ def test_the_wheel_ships_every_package():
 
 
 @needs_checkout
+def test_the_wheel_ships_every_file_of_the_package():
+    """A file beside the modules that is not a module (the tests' crontabs,
+    the skewed host's sitecustomize.py in a folder that is no package) is
+    shipped only if package_data names it: one left out passes every test
+    of an editable checkout and fails the suite of an installed package."""
+    import fnmatch
+    tree = ast.parse(checkout_file("setup.py"))
+    [package_data] = [ast.literal_eval(keyword.value) for node in ast.walk(tree)
+                      if isinstance(node, ast.Call) for keyword in node.keywords
+                      if keyword.arg == "package_data"]
+    source = os.path.join(CHECKOUT, "lib", "cronpolicy")     # (not an installed copy's)
+    left_out = []
+    for folder, folders, files in os.walk(source):
+        folders[:] = [name for name in folders if name != "__pycache__"]
+        for name in files:
+            path = os.path.relpath(os.path.join(folder, name), source)
+            owner = os.path.dirname(path)
+            while owner and not os.path.exists(os.path.join(source, owner, "__init__.py")):
+                owner = os.path.dirname(owner)
+            if name.endswith(".py") and owner == os.path.dirname(path) or name.endswith(".pyc"):
+                continue            # a module of its package
+            package = "cronpolicy" + ("." + owner.replace(os.sep, ".") if owner else "")
+            inside = os.path.relpath(path, owner) if owner else path
+            if not any(fnmatch.fnmatch(inside, pattern) for pattern in package_data.get(package, ())):
+                left_out.append(path)
+    assert left_out == []
+
+
+@needs_checkout
 def test_the_changelog_names_this_release_and_its_schema_version_first():
     changelog = checkout_file("CHANGELOG.txt")
     releases = re.findall(r"^(\d+\.\d+\.\d+)\b.*?schemas? (?:\d+ to )?(\d+)\s*$", changelog,

@@ -257,7 +257,7 @@ class CronScript:
                 raise UsageError(problem)
             self.check_options()
             # (After check_options: it may set them, as `cronpolicy run` does.)
-            problem = _needs_problem(self.needs)
+            problem = _needs_problem(self.needs) or _declared_problem(self)
             if not problem and (self.schedule is not None or self.schedule_tz is not None):
                 from cronpolicy.schedule import schedule_problem     # cronsim: only if declared
                 problem = schedule_problem(self.schedule, self.schedule_tz)
@@ -410,6 +410,27 @@ def _needs_problem(needs):
         return "needs must be a tuple of service names, not the string %r" % needs
     from cronpolicy.matching import service_name_problem
     return next(filter(None, map(service_name_problem, needs or ())), None)
+
+
+#: The longest duration a run may declare (100 years, as the schema holds).
+_LONGEST_SECONDS = 3155760000
+
+
+def _declared_problem(script):
+    """Why a number the class declares is not one the database takes (a
+    string such as '1d' passed the gate, and its refused start record was
+    taken for an outage), or None."""
+    for attribute in ("expected_runtime", "expected_interval"):
+        value = getattr(script, attribute)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not 0 <= value <= _LONGEST_SECONDS):
+            return "%s must be a number of seconds from 0 to %d, not %r" % (
+                attribute, _LONGEST_SECONDS, value)
+    value = script.max_concurrent
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                              or value < 1):
+        return "max_concurrent must be a whole number of at least 1, not %r" % (value,)
+    return None
 
 
 def _catching_up(name):

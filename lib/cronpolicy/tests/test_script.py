@@ -170,6 +170,23 @@ def test_bad_option_is_a_usage_error(scripts, dba):
     assert dba.runs() == [] and scripts.main_calls("publish-distro") == 0
 
 
+@pytest.mark.parametrize("attribute", [
+    "expected_interval = '1d'", "expected_runtime = '20m'", "expected_runtime = -5",
+    "expected_interval = float('nan')", "expected_runtime = True",
+    "expected_interval = 10 ** 12", "max_concurrent = 0", "max_concurrent = '2'"])
+def test_a_declared_value_of_the_wrong_kind_is_a_usage_error(scripts, dba, attribute):
+    """expected_interval = '1d' (the docs say seconds) passed the gate; the
+    database refused the start record ("invalid input syntax for type double
+    precision"), which was taken for an outage: the run was spooled, and the
+    spool refused at every flush.  Now one line, exit 2, nothing recorded."""
+    scripts.write("publish-distro", extra=attribute)
+    result = scripts.run("publish-distro")
+    err = result.stderr.decode() if isinstance(result.stderr, bytes) else result.stderr
+    assert result.returncode == exitcodes.USAGE, err
+    assert len(err.strip().splitlines()) == 1 and attribute.split()[0] in err, err
+    assert dba.runs() == [] and scripts.main_calls("publish-distro") == 0
+
+
 def test_missing_schema_stops_the_script_with_one_line(scripts, empty_pg_dsn):
     scripts.write("publish-distro")
     result = scripts.run("publish-distro", env={"CRONPOLICY_DSN": empty_pg_dsn})

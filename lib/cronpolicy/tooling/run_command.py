@@ -249,6 +249,7 @@ class _Guard:
 
     def __init__(self, process, writing):
         self._process, self._writing = process, writing
+        self._told = False
 
     @classmethod
     def start(cls, logger):
@@ -270,13 +271,14 @@ class _Guard:
 
     def watch(self, group):
         self._say(b"%d\n" % group)
+        self._told = True
 
     def close(self, ended):
         """The wrapper leaves: with ``ended`` its command has, and the guard
         goes quietly; without, it kills the command's group."""
         if self._writing is None:
             return
-        if ended:
+        if ended and self._told:        # (no group told, as when it could not start: EOF)
             self._say(b"ended\n")
         os.close(self._writing)
         self._writing = None

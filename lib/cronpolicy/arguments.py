@@ -49,12 +49,16 @@ def attach_dashed_values(argv, parser):
 MAX_COUNT = 10 ** 9
 
 
-def positive_int(text):
-    """A whole number from 1 to MAX_COUNT, for argparse."""
+def _whole_number(text):
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError("not a whole number: %r" % text) from None
+
+
+def positive_int(text):
+    """A whole number from 1 to MAX_COUNT, for argparse."""
+    value = _whole_number(text)
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1: %r" % text)
     if value > MAX_COUNT:
@@ -70,10 +74,7 @@ MAX_ID = 2 ** 63 - 1
 
 def database_id(text):
     """A row's id (a rollout's, a window's), from 1 to MAX_ID, for argparse."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("not a whole number: %r" % text) from None
+    value = _whole_number(text)
     if not 1 <= value <= MAX_ID:
         raise argparse.ArgumentTypeError("not an id (1 to %d): %r" % (MAX_ID, text))
     return value

@@ -672,6 +672,15 @@ class ScriptRunner:
                                 env=self._env(name, env), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
 
+    def start_never_safe(self, name):
+        """Script ``name``, never safe to interrupt, started and inside its
+        main() (for ten minutes): what holds a rollout's wait."""
+        self.write(name)
+        ready = self.tmp_path / ("%s.ready" % name)
+        job = self.start(name, "--sleep", "600", "--ready-file", str(ready))
+        wait_for_file(str(ready), process=job)
+        return job
+
 
 @pytest.fixture
 def scripts(tmp_path, script_env):

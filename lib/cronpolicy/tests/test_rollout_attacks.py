@@ -218,10 +218,7 @@ def deploy_run_at(when, scripts, script_env, dba, tmp_path, traps):
     ("running"); yields (the process, got, started)."""
     job = None
     if when == "waiting":
-        scripts.write("publisher")
-        ready = tmp_path / "ready"
-        job = scripts.start("publisher", "--sleep", "600", "--ready-file", str(ready))
-        wait_for_file(str(ready), process=job)
+        job = scripts.start_never_safe("publisher")
     got, started = tmp_path / "got", tmp_path / "started"
     # (A command that took its time at each signal would never exit under a
     # barrage of them, and be killed after STOP_TIMEOUT.)
@@ -409,10 +406,7 @@ def test_deploy_run_killed_leaves_its_rollout_open_and_its_owner_lost(scripts, s
     config.write_text(config.read_text() + "heartbeat_interval = 0.5s\nlease_ttl = 2s\n")
     job = None
     if phase == "began":                # held in its wait by a run that is never safe
-        scripts.write("publisher")
-        ready = tmp_path / "ready"
-        job = scripts.start("publisher", "--sleep", "600", "--ready-file", str(ready))
-        wait_for_file(str(ready), process=job)
+        job = scripts.start_never_safe("publisher")
     started = tmp_path / "started"
     runner = start_cronpolicy(script_env, "deploy", "run", "--reason", "doomed", "--", "sh",
                               "-c", "echo $$ > %s; exec sleep 600" % started)
@@ -674,10 +668,7 @@ def test_deploy_run_whose_rollout_is_deleted_by_hand_keeps_its_exit(scripts, scr
     config.write_text(config.read_text() + "heartbeat_interval = 0.2s\nlease_ttl = 1s\n")
     job = None
     if when == "waiting":
-        scripts.write("publisher")
-        ready = tmp_path / "ready"
-        job = scripts.start("publisher", "--sleep", "600", "--ready-file", str(ready))
-        wait_for_file(str(ready), process=job)
+        job = scripts.start_never_safe("publisher")
     started = tmp_path / "started"
     runner = start_cronpolicy(script_env, "deploy", "run", "--reason", "deleted", "--", "sh",
                               "-c", "echo $$ > %s; sleep 2; exit 5" % started)

@@ -223,10 +223,7 @@ def test_deploy_run_times_out_without_running_the_command(scripts, script_env, d
 def test_a_signal_stops_deploy_run_and_ends_the_rollout(scripts, script_env, dba, tmp_path,
                                                          when, signum):
     if when == "waiting":
-        scripts.write("publisher")
-        ready = tmp_path / "ready"
-        job = scripts.start("publisher", "--sleep", "600", "--ready-file", str(ready))
-        wait_for_file(str(ready), process=job)
+        job = scripts.start_never_safe("publisher")
     got = tmp_path / "got"
     started = tmp_path / "started"
     command = ("trap 'echo $1 > %s; exit 9' INT TERM; echo up > %s;"

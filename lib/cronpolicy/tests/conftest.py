@@ -9,6 +9,7 @@ point the suite at a server; none is skipped.
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -76,7 +77,20 @@ def _hypothesis_as_installed(config):
         getattr(hook, "_marked_for_rewrite_cache", {}).clear()
 
 
+def _interrupts_as_a_terminal_gives_them():
+    """A suite started in the background of a shell without job control
+    (`cmd &` in a script, nohup) inherits SIGINT ignored, and every process
+    a test starts would inherit that too: the tests that stop `deploy run`
+    or a simulation with Ctrl-C then waited out their timeouts and failed.
+    A handler is reset to the default across exec, an ignored signal is
+    not: give this process Python's own handler, so its children start as
+    they would from a terminal."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def pytest_configure(config):
+    _interrupts_as_a_terminal_gives_them()
     _hypothesis_as_installed(config)
     _temporary_files_in_memory(config)
     config.addinivalue_line("markers", "slow: spawns many real processes; still run in CI")

@@ -123,3 +123,29 @@ def test_the_last_run_out_drops_the_group_roles_a_test_run_made(pg_dsn):
                 other_run.close()
             for role in (used, unused, theirs):
                 cursor.execute('DROP ROLE IF EXISTS "%s"' % role)
+
+
+@pytest.mark.integration
+def test_a_process_a_test_starts_hears_ctrl_c():
+    """What the tests that stop `deploy run` or a simulation with Ctrl-C
+    rely on: a process a test starts has SIGINT's default disposition (in
+    Python, KeyboardInterrupt), however the suite itself was started."""
+    probe = ("import signal, sys; "
+             "sys.exit(0 if signal.getsignal(signal.SIGINT) is signal.default_int_handler else 3)")
+    assert subprocess.run([sys.executable, "-c", probe]).returncode == 0
+
+
+@pytest.mark.integration
+def test_a_suite_started_with_ctrl_c_ignored_still_starts_processes_that_hear_it(tmp_path):
+    """`pytest ... &` in a script (or nohup) starts the suite with SIGINT
+    ignored, which every process it starts inherits: nine tests waited out
+    their 90 s timeouts and failed.  The suite gives its processes the
+    default back (conftest)."""
+    import signal
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist",
+               "-q", "--pyargs",
+               "cronpolicy.tests.test_layers::test_a_process_a_test_starts_hears_ctrl_c"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "1 passed" in result.stdout

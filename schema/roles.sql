@@ -148,7 +148,8 @@ GRANT INSERT, UPDATE ON cronpolicy.rollout_window TO cronpolicy_rollout;
 -- Deploys of one service: begun (a row) and ended (its deletion).
 GRANT INSERT, UPDATE, DELETE ON cronpolicy.service_deploy TO cronpolicy_rollout;
 -- Rollouts: begun, renewed by their owner, marked quiet, ended; who and when
--- are the database's to say (patch 0016's triggers).
+-- are the database's to say (patch 0016's triggers), and a lease is changed
+-- only by the login that owns the rollout (patch 0026).
 GRANT INSERT (kind, services, reason, owner_host, owner_pid, expected_duration,
               lease_expires_at),
       UPDATE (reason, expected_duration, lease_expires_at, quiet_at, ended_at)

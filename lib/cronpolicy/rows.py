@@ -37,12 +37,15 @@ _warned = set()
 
 
 def _clamped(value, bound):
-    """``bound``, saying once per value and process that ``value`` became it."""
-    if repr(value) not in _warned:
+    """``bound``, saying once per process that ``value`` became it: one
+    line, however many such values a command reads (a row written past the
+    range guards holds several, and each was a line of its own)."""
+    if not _warned:
         _warned.add(repr(value))
         import logging
         logging.getLogger("cronpolicy").warning(
-            "a stored value (%.60r) is beyond what cronpolicy handles; read as %s", value,
+            "a stored value (%.60r) is beyond what cronpolicy handles; read as %s"
+            " (and any other such value as the nearest it handles)", value,
             "unknown" if bound is None else bound)
     return bound
 

@@ -512,7 +512,10 @@ class DBA:
     def execute_unchecked(self, *statements):
         """Run ``statements`` past the range guards of schema patch 0009, as
         if their rows had been written before it, then put the guards back
-        (on PostgreSQL NOT VALID: they hold for new writes only)."""
+        (on PostgreSQL NOT VALID: they hold for new writes only).  On SQLite
+        the CHECK constraints of tables made with one (rollout's
+        rollout_values_in_range) are ignored meanwhile, as a DBA's
+        ``PRAGMA ignore_check_constraints`` would."""
         if self.backend == "sqlite":
             guards = self.execute("SELECT name, sql FROM cronpolicy.sqlite_master"
                                   " WHERE type = 'trigger' AND name LIKE '%values_in_range%'")
@@ -521,7 +524,11 @@ class DBA:
             script += "".join(sql.replace("CREATE TRIGGER ", "CREATE TRIGGER cronpolicy.", 1)
                               + ";" for _, sql in guards)
             with self._cursor() as (cursor, _):
-                cursor.connection.executescript("BEGIN;" + script + "COMMIT;")
+                cursor.connection.execute("PRAGMA ignore_check_constraints = ON")
+                try:
+                    cursor.connection.executescript("BEGIN;" + script + "COMMIT;")
+                finally:
+                    cursor.connection.execute("PRAGMA ignore_check_constraints = OFF")
             return
         guards = self.execute(
             "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid)"

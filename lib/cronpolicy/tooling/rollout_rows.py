@@ -86,7 +86,9 @@ def renew(db, rollout_id, lease, owner=None):
     """Renew the owner's lease of rollout ``rollout_id`` for ``lease``
     seconds from now; False when the rollout has ended (someone ended it).
     ``owner``: (host, pid), as for ``end``: False for a rollout of that id
-    another owns."""
+    another owns.  On PostgreSQL only the login that began the rollout may
+    renew it (schema 26): another login's renewal is a DatabaseError naming
+    the rollout and its owner."""
     host, pid = owner if owner is not None else (None, None)
     with db.writing("renew the lease of rollout #%d" % rollout_id) as writer:
         until = writer.now() + datetime.timedelta(seconds=lease)

@@ -20,7 +20,11 @@ of `deploy wait`), runs COMMAND, and ends the rollout whatever happens:
 While it lives, the process keeps a lease on its rollout (renewed every
 heartbeat_interval for lease_ttl): killed (kill -9, a lost host), it
 leaves the rollout open, the safe direction, and `status`, `rollouts`,
-`metrics` and `overdue` say its owner is lost within lease_ttl.  When the
+`metrics` and `overdue` say its owner is lost within lease_ttl.  A renewal
+the database refuses (PostgreSQL: this process now connects as another
+login than the one that began the rollout, schema 26) before COMMAND
+starts ends the rollout and exits 4 without running it; while COMMAND
+runs it is said once, and the rollout stays open until COMMAND exits.  When the
 rollout cannot be ended (the database out of reach for END_TIMEOUT), it
 says so, names the rollout to end by hand, and exits 4; one whose row was
 deleted meanwhile (by hand) is said to be gone, and the exit stays what it
@@ -88,9 +92,19 @@ class _Signals:
             raise _Stopped()
 
 
+class _LeaseRefused(Exception):
+    """The database refused this process's renewal of its own rollout's
+    lease: on PostgreSQL only the login that began a rollout renews it
+    (schema 26), and this process now connects as another (its DSN names a
+    service, a password file or a config file changed meanwhile)."""
+
+
 class _LeaseKeeper(threading.Thread):
     """Renews the owner's lease of the rollout every heartbeat_interval;
-    says once if someone else ended the rollout meanwhile."""
+    says once if someone else ended the rollout meanwhile.  A renewal the
+    database refuses (``refused``: the data itself, never a passing outage)
+    is noted: while COMMAND has not started, the wait stops on it
+    (``check``); once it runs, it is said once (``command_runs``)."""
 
     def __init__(self, db, rollout_id, settings, owner=None):
         super().__init__(name="cronpolicy-rollout-lease", daemon=True)
@@ -100,6 +114,10 @@ class _LeaseKeeper(threading.Thread):
         self.settings = settings
         self.halt = threading.Event()
         self.ended_elsewhere = False
+        self.refused = None
+        self._running = False
+        self._said_refused = False
+        self._lock = threading.Lock()
 
     def run(self):
         from cronpolicy.tooling import deploy
@@ -109,16 +127,50 @@ class _LeaseKeeper(threading.Thread):
                 still_open = deploy.renew(self.db, self.rollout_id, self.settings.lease_ttl,
                                           owner=self.owner)
             except CronPolicyError as error:
+                if getattr(error, "refused", False):
+                    with self._lock:
+                        self.refused = error
+                        say = self._running
+                    if say:
+                        self._say_refused()
+                    continue
                 if not failing:
                     _say("warning: cannot renew the lease of rollout #%d: %s (trying again)"
                          % (self.rollout_id, error))
                 failing = True
                 continue
             failing = False
+            with self._lock:
+                self.refused = None
             if not still_open and not self.ended_elsewhere:
                 self.ended_elsewhere = True
                 _say("warning: rollout #%d was ended by someone else: the scripts it stopped "
                      "start again (cronpolicy rollouts)" % self.rollout_id)
+
+    def check(self):
+        """Raise _LeaseRefused when the last renewal was refused."""
+        with self._lock:
+            refused = self.refused
+        if refused is not None:
+            raise _LeaseRefused(refused)
+
+    def command_runs(self):
+        """COMMAND has started: a refusal is said from now on (once)."""
+        with self._lock:
+            self._running = True
+            refused = self.refused
+        if refused is not None:
+            self._say_refused()
+
+    def _say_refused(self):
+        with self._lock:
+            if self._said_refused or self.refused is None:
+                return
+            self._said_refused = True
+            error = self.refused
+        _say("warning: %s; rollout #%d stays open until its command exits and this ends it, "
+             "though `cronpolicy rollouts` will say its owner is lost (its lease is not "
+             "renewed)" % (error, self.rollout_id))
 
     def stop(self):
         self.halt.set()
@@ -165,7 +217,7 @@ def cmd_deploy_run(args, settings):
         try:
             code = _wait_then_run(
                 db, rollout_id, services, others, args.reason, command, wait_timeout, signals,
-                lambda: deploy.renew(db, rollout_id, settings.lease_ttl, owner=owner))
+                lambda: deploy.renew(db, rollout_id, settings.lease_ttl, owner=owner), keeper)
         finally:
             # Whatever happened (an error included: it is said after), the
             # rollout ends; a signal now is only noted.
@@ -176,9 +228,10 @@ def cmd_deploy_run(args, settings):
 
 
 def _wait_then_run(db, rollout_id, services, others, reason, command, wait_timeout, signals,
-                   still_open):
-    """The exit code: COMMAND's, WAIT_TIMEOUT, or STOPPED.  ``still_open()``:
-    whether the rollout is still open (renewing its lease)."""
+                   still_open, keeper):
+    """The exit code: COMMAND's, WAIT_TIMEOUT, STOPPED, or GATE_ERROR (its
+    lease refused before COMMAND started).  ``still_open()``: whether the
+    rollout is still open (renewing its lease)."""
     from cronpolicy.tooling import deploy
     from cronpolicy.tooling.output import LiveTable, quote
     _print("rollout #%d began: %s: %s" % (
@@ -190,6 +243,7 @@ def _wait_then_run(db, rollout_id, services, others, reason, command, wait_timeo
 
     def progress(now, runs, waited):
         signals.stop_if_asked()
+        keeper.check()
         try:
             table(now, runs, waited)
         except (BrokenPipeError, ValueError, OSError):
@@ -199,13 +253,20 @@ def _wait_then_run(db, rollout_id, services, others, reason, command, wait_timeo
         signals.stop_if_asked()     # (one may have come while the rollout began)
         result = deploy.wait_until_quiet(db, wait_timeout, rollout_id=rollout_id,
                                          on_progress=progress)
+        reopened = result.quiet and not result.ended_meanwhile and not _renewed(still_open)
     except _Stopped:
         _say("interrupted while waiting for quiet: %s not run" % command[0])
         return exitcodes.STOPPED
+    except _LeaseRefused as refused:
+        # Started, COMMAND would run under a rollout whose lease nobody
+        # renews: within lease_ttl it would look abandoned, and any rollout
+        # login may end an abandoned rollout.  Nothing is done yet: stop.
+        _say("error: %s; %s not run" % (refused.args[0], command[0]))
+        return exitcodes.GATE_ERROR
     # Ended by someone else before quiet (seen by the wait, or since its
     # last look: the renewal finds it ended): nothing stops the fleet for
     # COMMAND any more.
-    if result.ended_meanwhile or (result.quiet and not still_open()):
+    if result.ended_meanwhile or reopened:
         _say("rollout #%d was ended by someone else before the fleet was quiet for it: "
              "%s not run" % (rollout_id, command[0]))
         return exitcodes.WAIT_TIMEOUT
@@ -219,7 +280,18 @@ def _wait_then_run(db, rollout_id, services, others, reason, command, wait_timeo
         return exitcodes.STOPPED
     _print("quiet after %s: running %s" % (format_duration(result.waited_seconds),
                                            " ".join(command)))
+    keeper.command_runs()
     return _run(command, signals)
+
+
+def _renewed(still_open):
+    """``still_open()``, a refusal of the renewal raised as _LeaseRefused."""
+    try:
+        return still_open()
+    except DatabaseError as error:
+        if error.refused:
+            raise _LeaseRefused(error) from None
+        raise
 
 
 def _run(command, signals):

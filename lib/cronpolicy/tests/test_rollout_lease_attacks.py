@@ -1,0 +1,139 @@
+"""Schema patch 0026 attacked: `deploy run` whose own lease renewal is
+refused, and rows the range mending must leave as they were.
+
+`deploy run` connects anew for each renewal, so the login it renews as
+can change under it: a DSN naming a service (pg_service.conf edited
+meanwhile), a password file, a config file rewritten by the deploy tooling.
+Its renewals are then another login's, refused (schema 26).  It must say
+so in one line that is true, keep its command safe (not started when the
+refusal comes before it), and end its rollout.
+
+Real PostgreSQL (logins made per test, dropped after), real processes.
+"""
+
+import subprocess
+import sys
+import time
+
+import psycopg2
+import pytest
+
+from cronpolicy import exitcodes
+
+from .conftest import DBA, ScriptRunner, make_env, read_line, wait_for, wait_for_file
+
+pytestmark = pytest.mark.integration
+
+
+def login_of(dsn):
+    return psycopg2.extensions.parse_dsn(dsn)["user"]
+
+
+def write_service(path, dsn):
+    """pg_service.conf naming ``dsn``'s server, database and login as [cp]."""
+    params = psycopg2.extensions.parse_dsn(dsn)
+    path.write_text("[cp]\n" + "".join("%s=%s\n" % item for item in sorted(params.items())))
+
+
+@pytest.fixture
+def switched(pg_roles, pg_dsn, tmp_path):
+    """(environment of a `deploy run` whose DSN is service=cp, the pg_service
+    file, the owner's DSN, another rollout login's DSN)."""
+    owner, other = pg_roles("cronpolicy_rollout"), pg_roles("cronpolicy_rollout")
+    services = tmp_path / "pg_service.conf"
+    write_service(services, owner)
+    env = make_env(tmp_path, "service=cp")
+    env["PGSERVICEFILE"] = str(services)
+    config = tmp_path / "cronpolicy.conf"
+    config.write_text(config.read_text() + "heartbeat_interval = 0.2s\nlease_ttl = 30s\n")
+    return env, services, owner, other
+
+
+def deploy_run(env, *command):
+    return subprocess.Popen([sys.executable, "-m", "cronpolicy.tooling.cli", "deploy", "run",
+                             "--reason", "release 4521", "--"] + list(command), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(runner, timeout=90):
+    try:
+        return runner.communicate(timeout=timeout)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.communicate(timeout=30)
+
+
+def test_deploy_run_whose_login_changes_while_waiting_runs_nothing_and_says_one_line(
+        switched, pg_dsn, tmp_path):
+    """The login changes while the fleet is not yet quiet: the command is not
+    started (its rollout could not be kept alive: within lease_ttl it would
+    look abandoned, and anyone may end an abandoned rollout), the rollout
+    ends, one line says why, exit 4."""
+    env, services, owner, other = switched
+    (tmp_path / "holder").mkdir()
+    holder = ScriptRunner(tmp_path, make_env(tmp_path / "holder", pg_dsn))
+    holder.write("holder")
+    ready, until = tmp_path / "holder.ready", tmp_path / "holder.until"
+    job = holder.start("holder", "--sleep", "600", "--ready-file", str(ready),
+                       "--until-file", str(until))
+    ran = tmp_path / "ran"
+    try:
+        wait_for_file(str(ready), process=job)
+        runner = deploy_run(env, "sh", "-c", "touch %s" % ran)
+        assert read_line(runner.stdout).startswith("rollout #1 began")
+        dba = DBA(pg_dsn)
+        wait_for(lambda: dba.scalar("SELECT count(*) FROM cronpolicy.rollout_awaited") > 0,
+                 what="the wait to see the holder")
+        write_service(services, other)
+        time.sleep(1.0)                     # five heartbeats, each refused
+        until.write_text("")                # the fleet goes quiet
+        out, err = finish(runner)
+    finally:
+        if job.poll() is None:
+            job.kill()
+        job.communicate(timeout=30)
+    assert not ran.exists(), "the command ran with a lease nobody could renew"
+    assert runner.returncode == exitcodes.GATE_ERROR, (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err and "trying again" not in err
+    assert "rollout #1" in lines[0] and login_of(owner) in lines[0] and "sh not run" in lines[0]
+    assert dba.scalar("SELECT lease_expires_at FROM cronpolicy.rollout") is None
+    assert dba.execute("SELECT owner, ended_by FROM cronpolicy.rollout") == [
+        (login_of(owner), login_of(other))]
+    assert "rollout #1 ended" in out
+
+
+def test_deploy_run_whose_login_changes_while_its_command_runs_says_so_once_truly(
+        switched, pg_dsn, tmp_path):
+    """The login changes while the command runs: the command is left to
+    finish (stopping a release half-way is worse), the rollout stays open
+    until it has, and one line says the lease is refused: no "trying
+    again" that never succeeds."""
+    env, services, owner, other = switched
+    started, done = tmp_path / "started", tmp_path / "done"
+    runner = deploy_run(env, "sh", "-c", "touch %s; while [ ! -e %s ]; do sleep 0.05; done"
+                        % (started, done))
+    try:
+        assert read_line(runner.stdout).startswith("rollout #1 began")
+        wait_for(started.exists, what="the command to start")
+        write_service(services, other)
+        dba = DBA(pg_dsn)
+        time.sleep(1.0)                     # five heartbeats, each refused
+        assert dba.scalar("SELECT ended_at IS NULL FROM cronpolicy.rollout"), \
+            "the rollout ended while its command ran"
+        done.write_text("")
+        out, err = finish(runner)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    assert runner.returncode == 0, (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err and "trying again" not in err
+    assert "rollout #1" in lines[0] and login_of(owner) in lines[0]
+    assert "stays open" in lines[0], lines[0]
+    assert dba.execute("SELECT owner, ended_by FROM cronpolicy.rollout") == [
+        (login_of(owner), login_of(other))]
+    assert "rollout #1 ended" in out and "(exit 0)" in out

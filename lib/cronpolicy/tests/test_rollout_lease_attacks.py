@@ -137,3 +137,100 @@ def test_deploy_run_whose_login_changes_while_its_command_runs_says_so_once_trul
     assert dba.execute("SELECT owner, ended_by FROM cronpolicy.rollout") == [
         (login_of(owner), login_of(other))]
     assert "rollout #1 ended" in out and "(exit 0)" in out
+
+
+def test_deploy_run_whose_login_is_renamed_while_waiting_says_one_error(
+        switched, pg_dsn, tmp_path):
+    """ALTER ROLE ... RENAME while it waits: it can no longer connect at all
+    (its DSN names the old login), so it can neither renew nor end its
+    rollout.  The command is not run, the rollout stays open (the safe
+    direction), and one error line says so and how to end it: not that
+    line and then the connection failure again."""
+    from .conftest import admin_connection
+    env, _, owner, _ = switched
+    (tmp_path / "holder").mkdir()
+    holder = ScriptRunner(tmp_path, make_env(tmp_path / "holder", pg_dsn))
+    holder.write("holder")
+    ready, until = tmp_path / "holder.ready", tmp_path / "holder.until"
+    job = holder.start("holder", "--sleep", "600", "--ready-file", str(ready),
+                       "--until-file", str(until))
+    ran = tmp_path / "ran"
+    login = login_of(owner)
+    renamed = login + "_renamed"
+    dba = DBA(pg_dsn)
+    try:
+        wait_for_file(str(ready), process=job)
+        runner = deploy_run(env, "sh", "-c", "touch %s" % ran)
+        assert read_line(runner.stdout).startswith("rollout #1 began")
+        wait_for(lambda: dba.scalar("SELECT count(*) FROM cronpolicy.rollout_awaited") > 0,
+                 what="the wait to see the holder")
+        with admin_connection() as connection, connection.cursor() as cursor:
+            cursor.execute('ALTER ROLE "%s" RENAME TO "%s"' % (login, renamed))
+        try:
+            time.sleep(1.0)                 # renewals fail: the login is gone
+            until.write_text("")            # the fleet goes quiet
+            out, err = finish(runner, timeout=180)
+        finally:
+            with admin_connection() as connection, connection.cursor() as cursor:
+                cursor.execute('ALTER ROLE "%s" RENAME TO "%s"' % (renamed, login))
+    finally:
+        if job.poll() is None:
+            job.kill()
+        job.communicate(timeout=30)
+    assert not ran.exists()
+    assert runner.returncode == exitcodes.GATE_ERROR, (out, err)
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("cronpolicy: error:")]
+    assert len(errors) == 1, err
+    assert "cronpolicy deploy end 1" in errors[0] and "sh not run" in errors[0], errors[0]
+    assert dba.scalar("SELECT ended_at IS NULL FROM cronpolicy.rollout")
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_a_database_of_schema_25_holding_rollouts_past_the_guards_upgrades_and_ends_them(
+        backend, empty_pg_dsn, sqlite_dsn, tmp_path, monkeypatch):
+    """Upgraded from schema 25 with absurd open rollouts in it (a dump
+    restored with the guards off): the upgrade leaves them be, then
+    `deploy end` and the plain-SQL switch end them, each audited with the
+    values it held, and nothing else of theirs is rewritten."""
+    from cronpolicy import schema
+    from .test_schema import connect_sqlite
+
+    from .test_rollout_leases import PAST_THE_GUARDS, all_in_range, open_ids
+    real_patches = schema.patches
+    monkeypatch.setattr(schema, "patches",
+                        lambda name: [patch for patch in real_patches(name) if patch[0] <= 25])
+    dsn = empty_pg_dsn if backend == "postgresql" else sqlite_dsn
+    if backend == "postgresql":
+        connection = psycopg2.connect(dsn)
+        schema.upgrade_postgres(connection)
+    else:
+        connection = connect_sqlite(dsn[len("sqlite:///"):])
+        schema.upgrade_sqlite(connection)
+    connection.close()
+    dba = DBA(dsn)
+    dba.execute_unchecked(*PAST_THE_GUARDS[backend])
+    monkeypatch.setattr(schema, "patches", real_patches)
+    if backend == "postgresql":
+        connection = psycopg2.connect(dsn)
+        assert schema.upgrade_postgres(connection)[0].startswith("0026")
+        connection.close()
+    env = make_env(tmp_path, dsn)
+    result = subprocess.run([sys.executable, "-m", "cronpolicy.tooling.cli", "deploy", "end",
+                             "2"], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "rollout #2 ended" in result.stdout, result.stderr
+    assert dba.scalar("SELECT max(version) FROM cronpolicy.schema_version") == 26
+    false = "false" if backend == "postgresql" else "0"
+    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = %s" % false)
+    assert open_ids(dba) == [] and all_in_range(dba)
+    audited = [row[0] for row in dba.execute(
+        "SELECT old_row FROM cronpolicy.policy_audit WHERE table_name = 'rollout'"
+        " AND operation = 'UPDATE' ORDER BY id")]
+    import json
+    olds = [json.loads(row) if isinstance(row, str) else row for row in audited]
+    began = {}
+    for old in olds:                # the first change of each: the values it held
+        began.setdefault(old["id"], old["began_at"])
+    assert began[1] in ("-infinity", "0001-01-01 00:00:00"), olds
+    assert began[2] in ("0001-01-01T00:00:00+00:00", "yesterday") or began[2].startswith(
+        "0001-01-01"), olds

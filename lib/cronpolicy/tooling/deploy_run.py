@@ -213,17 +213,30 @@ def cmd_deploy_run(args, settings):
         owner = (row["owner_host"], row["owner_pid"])
         keeper = _LeaseKeeper(db, rollout_id, settings, owner)
         keeper.start()
-        code = None
+        code = failure = None
         try:
-            code = _wait_then_run(
-                db, rollout_id, services, others, args.reason, command, wait_timeout, signals,
-                lambda: deploy.renew(db, rollout_id, settings.lease_ttl, owner=owner), keeper)
+            try:
+                code = _wait_then_run(
+                    db, rollout_id, services, others, args.reason, command, wait_timeout,
+                    signals, lambda: deploy.renew(db, rollout_id, settings.lease_ttl,
+                                                  owner=owner), keeper)
+            except DatabaseError as error:
+                # (The look, once quiet, whether the rollout is still open:
+                # COMMAND was not run.)
+                failure = error
         finally:
             # Whatever happened (an error included: it is said after), the
             # rollout ends; a signal now is only noted.
             signals.child = None
             keeper.stop()
-            ended = _end(db, rollout_id, code, owner)
+            ended = _end(db, rollout_id, code, owner,
+                         not_run=command[0] if failure is not None else None)
+        if failure is not None and ended is None:
+            # Ended: what is left to say is why COMMAND was not run.  (Not
+            # ended, the line saying so said that too, and the cause: the
+            # same database out of reach, it is not said twice.)
+            _say("error: %s; %s not run" % (failure, command[0]))
+            return failure.exit_code
         return ended
 
 
@@ -329,9 +342,11 @@ def _run(command, signals):
     return 128 - code if code < 0 else code
 
 
-def _end(db, rollout_id, code, owner=None):
+def _end(db, rollout_id, code, owner=None, not_run=None):
     """End the rollout (the one ``owner`` began), trying for END_TIMEOUT;
-    the exit code."""
+    the exit code (``code``, or GATE_ERROR when it could not be ended).
+    ``not_run``: COMMAND, when a failure kept it from running (said with
+    the failure to end)."""
     from cronpolicy.tooling import deploy
     deadline = time.monotonic() + END_TIMEOUT
     pause = 0.5
@@ -351,7 +366,8 @@ def _end(db, rollout_id, code, owner=None):
                 _say("error: cannot end rollout #%d: %s; it stays open and keeps its scripts "
                      "stopped: end it with `cronpolicy deploy end %d`%s" % (
                          rollout_id, error, rollout_id,
-                         "" if code is None else " (the command exited %d)" % code))
+                         " (%s not run)" % not_run if not_run is not None
+                         else "" if code is None else " (the command exited %d)" % code))
                 return exitcodes.GATE_ERROR
             time.sleep(pause)
             pause = min(pause * 2, 5.0)

@@ -234,3 +234,57 @@ def test_a_database_of_schema_25_holding_rollouts_past_the_guards_upgrades_and_e
     assert began[1] in ("-infinity", "0001-01-01 00:00:00"), olds
     assert began[2] in ("0001-01-01T00:00:00+00:00", "yesterday") or began[2].startswith(
         "0001-01-01"), olds
+
+
+def _waiting_on_a_lock(dba, login):
+    return dba.scalar("SELECT count(*) FROM pg_stat_activity WHERE usename = {}"
+                      " AND wait_event_type = 'Lock'", (login,)) > 0
+
+
+@pytest.mark.parametrize("first", ["renewal", "end"])
+def test_a_renewal_racing_another_logins_end(pg_roles, pg_dsn, first):
+    """The owner's renewal and another login's end, each held in a
+    transaction while the other waits on it (pg_stat_activity orders them):
+    whichever commits first, the rollout ends, by the other login, its
+    lease cleared; a renewal that waited for the end renews nothing."""
+    import threading
+    owner, other = pg_roles("cronpolicy_rollout"), pg_roles("cronpolicy_rollout")
+    dba = DBA(pg_dsn)
+    seed = psycopg2.connect(owner)
+    seed.autocommit = True
+    with seed.cursor() as cursor:
+        cursor.execute("INSERT INTO cronpolicy.rollout (reason, lease_expires_at)"
+                       " VALUES ('release 4521', now() + interval '30 seconds')")
+    seed.close()
+    renew = ("UPDATE cronpolicy.rollout SET lease_expires_at = now() + interval '40 seconds'"
+             " WHERE id = 1 AND ended_at IS NULL")
+    end = "UPDATE cronpolicy.rollout SET ended_at = now() WHERE id = 1 AND ended_at IS NULL"
+    held_dsn, held_sql, late_dsn, late_sql = (
+        (owner, renew, other, end) if first == "renewal" else (other, end, owner, renew))
+    held = psycopg2.connect(held_dsn)
+    late = psycopg2.connect(late_dsn)
+    late.autocommit = True
+    outcome = {}
+
+    def run_late():
+        try:
+            with late.cursor() as cursor:
+                cursor.execute(late_sql)
+                outcome["rows"] = cursor.rowcount
+        except psycopg2.Error as error:
+            outcome["error"] = error
+    try:
+        with held.cursor() as cursor:
+            cursor.execute(held_sql)
+        thread = threading.Thread(target=run_late)
+        thread.start()
+        wait_for(lambda: _waiting_on_a_lock(dba, login_of(late_dsn)), what="the lock wait")
+        held.commit()
+        thread.join(30)
+    finally:
+        held.close()
+        late.close()
+    assert "error" not in outcome, outcome
+    assert outcome["rows"] == (1 if first == "renewal" else 0)
+    assert dba.execute("SELECT ended_by, lease_expires_at FROM cronpolicy.rollout") == [
+        (login_of(other), None)]

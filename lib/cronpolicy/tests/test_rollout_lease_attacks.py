@@ -288,3 +288,45 @@ def test_a_renewal_racing_another_logins_end(pg_roles, pg_dsn, first):
     assert outcome["rows"] == (1 if first == "renewal" else 0)
     assert dba.execute("SELECT ended_by, lease_expires_at FROM cronpolicy.rollout") == [
         (login_of(other), None)]
+
+
+def test_a_rollout_mended_by_a_change_the_audit_would_pass_over_is_audited(pg_roles, pg_dsn):
+    """Any change of a rollout past the range guards mends it (schema 26):
+    another login's `SET reason = reason` moved its lease ('infinity' to
+    within the hour: a lease only its owner may change) and its beginning
+    ('-infinity' to 1970), and the audit, which passes over an unchanged
+    reason, a beginning and a lease, had no trace of either.  Now such a
+    change is audited with the values the row held; the owner's plain
+    renewal stays unaudited."""
+    owner, other = pg_roles("cronpolicy_rollout"), pg_roles("cronpolicy_rollout")
+    seed = psycopg2.connect(owner)
+    seed.autocommit = True
+    with seed.cursor() as cursor:
+        cursor.execute("INSERT INTO cronpolicy.rollout (reason, lease_expires_at)"
+                       " VALUES ('restored', now() + interval '30 seconds')")
+        cursor.execute("INSERT INTO cronpolicy.rollout (kind, services, reason, lease_expires_at)"
+                       " VALUES ('services', 'mail', 'mine', now() + interval '30 seconds')")
+    dba = DBA(pg_dsn)
+    dba.execute_unchecked("SET LOCAL session_replication_role = replica",
+                          "UPDATE cronpolicy.rollout SET began_at = '-infinity',"
+                          " lease_expires_at = 'infinity' WHERE id = 1")
+
+    def audited():
+        return [(row[0], row[1]) for row in dba.execute(
+            "SELECT old_row->>'began_at', old_row->>'lease_expires_at'"
+            " FROM cronpolicy.policy_audit WHERE table_name = 'rollout'"
+            " AND operation = 'UPDATE' ORDER BY id")]
+    connection = psycopg2.connect(other)
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE cronpolicy.rollout SET reason = reason WHERE id = 1")
+    connection.close()
+    assert dba.scalar("SELECT began_at::text FROM cronpolicy.rollout WHERE id = 1").startswith(
+        "1970-01-01")
+    assert audited() == [("-infinity", "infinity")]
+    # The owner's renewals of a rollout in range: unaudited, as before.
+    with seed.cursor() as cursor:
+        cursor.execute("UPDATE cronpolicy.rollout SET lease_expires_at = now()"
+                       " + interval '40 seconds' WHERE id = 2")
+    seed.close()
+    assert len(audited()) == 1

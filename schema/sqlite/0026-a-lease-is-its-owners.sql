@@ -20,7 +20,8 @@
 -- a lease within the hour): `deploy end` and `deploy wait` (the statements
 -- end_rollouts and rollout_quiet), and, by these BEFORE triggers, the
 -- plain-SQL switches (deploy_pending cleared, a service_deploy row deleted
--- or renamed).  The change is audited (the old values in old_row).  A
+-- or renamed).  The change is audited (the old values in old_row; a
+-- lease mended alone too: see the audit trigger at the end).  A
 -- DBA's own UPDATE of such a row must set the values in range itself: the
 -- refusal names rollout_values_in_range.
 
@@ -80,4 +81,22 @@ BEGIN
            AND (lease_expires_at IS NULL OR (typeof(lease_expires_at) = 'text' AND coalesce(lease_expires_at IN (strftime('%Y-%m-%d %H:%M:%f', lease_expires_at, '+0 days'), strftime('%Y-%m-%d %H:%M:%S', lease_expires_at, '+0 days'), strftime('%Y-%m-%d %H:%M', lease_expires_at, '+0 days'), strftime('%Y-%m-%d', lease_expires_at, '+0 days')), 0) AND coalesce(julianday(lease_expires_at) BETWEEN 2440587.5 AND 5336594.5, 0)))
            AND (quiet_at IS NULL OR (typeof(quiet_at) = 'text' AND coalesce(quiet_at IN (strftime('%Y-%m-%d %H:%M:%f', quiet_at, '+0 days'), strftime('%Y-%m-%d %H:%M:%S', quiet_at, '+0 days'), strftime('%Y-%m-%d %H:%M', quiet_at, '+0 days'), strftime('%Y-%m-%d', quiet_at, '+0 days')), 0) AND coalesce(julianday(quiet_at) BETWEEN 2440587.5 AND 5336594.5, 0)))
            AND (ended_at IS NULL OR (typeof(ended_at) = 'text' AND coalesce(ended_at IN (strftime('%Y-%m-%d %H:%M:%f', ended_at, '+0 days'), strftime('%Y-%m-%d %H:%M:%S', ended_at, '+0 days'), strftime('%Y-%m-%d %H:%M', ended_at, '+0 days'), strftime('%Y-%m-%d', ended_at, '+0 days')), 0) AND coalesce(julianday(ended_at) BETWEEN 2440587.5 AND 5336594.5, 0))));
+END;
+
+-- Audited, but a lease renewed: a lease past the range guards brought into
+-- range is audited too (patch 0016's trigger passed over every lease, so
+-- the switches above mended it unaudited and the end that followed was
+-- audited with the mended lease: the one the row held was nowhere).
+DROP TRIGGER cronpolicy.rollout_audit_update;
+CREATE TRIGGER cronpolicy.rollout_audit_update AFTER UPDATE ON rollout
+    FOR EACH ROW WHEN NOT (NEW.reason IS OLD.reason AND NEW.expected_duration IS OLD.expected_duration
+                           AND NEW.quiet_at IS OLD.quiet_at AND NEW.ended_at IS OLD.ended_at
+                           AND NEW.ended_by IS OLD.ended_by AND NEW.owner IS OLD.owner
+                           AND NEW.owner_host IS OLD.owner_host AND NEW.owner_pid IS OLD.owner_pid
+                           AND NEW.began_at IS OLD.began_at AND NEW.id IS OLD.id)
+                       OR (NEW.lease_expires_at IS NOT OLD.lease_expires_at AND NOT (OLD.lease_expires_at IS NULL OR (typeof(OLD.lease_expires_at) = 'text' AND coalesce(OLD.lease_expires_at IN (strftime('%Y-%m-%d %H:%M:%f', OLD.lease_expires_at, '+0 days'), strftime('%Y-%m-%d %H:%M:%S', OLD.lease_expires_at, '+0 days'), strftime('%Y-%m-%d %H:%M', OLD.lease_expires_at, '+0 days'), strftime('%Y-%m-%d', OLD.lease_expires_at, '+0 days')), 0) AND coalesce(julianday(OLD.lease_expires_at) BETWEEN 2440587.5 AND 5336594.5, 0))))
+BEGIN
+    INSERT INTO policy_audit (table_name, operation, row_id, old_row, new_row)
+    VALUES ('rollout', 'UPDATE', NEW.id, json_object('id', OLD.id, 'kind', OLD.kind, 'services', OLD.services, 'reason', OLD.reason, 'owner', OLD.owner, 'owner_host', OLD.owner_host, 'owner_pid', OLD.owner_pid, 'began_at', OLD.began_at, 'expected_duration', OLD.expected_duration, 'lease_expires_at', OLD.lease_expires_at, 'quiet_at', OLD.quiet_at, 'ended_at', OLD.ended_at, 'ended_by', OLD.ended_by),
+            json_object('id', NEW.id, 'kind', NEW.kind, 'services', NEW.services, 'reason', NEW.reason, 'owner', NEW.owner, 'owner_host', NEW.owner_host, 'owner_pid', NEW.owner_pid, 'began_at', NEW.began_at, 'expected_duration', NEW.expected_duration, 'lease_expires_at', NEW.lease_expires_at, 'quiet_at', NEW.quiet_at, 'ended_at', NEW.ended_at, 'ended_by', NEW.ended_by));
 END;

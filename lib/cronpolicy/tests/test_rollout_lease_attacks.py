@@ -330,3 +330,23 @@ def test_a_rollout_mended_by_a_change_the_audit_would_pass_over_is_audited(pg_ro
                        " + interval '40 seconds' WHERE id = 2")
     seed.close()
     assert len(audited()) == 1
+
+
+def test_a_lease_past_the_guards_ended_by_the_switch_is_audited_as_it_was(dba):
+    """A rollout whose only value past the guards is its lease ('infinity'),
+    ended by the plain-SQL switch: the audit keeps the lease it held.  On
+    SQLite the switch's BEFORE trigger mended it first, an UPDATE the audit
+    passed over (a lease), and the end was audited with the mended lease:
+    'infinity' was nowhere."""
+    dba.execute_unchecked(
+        "INSERT INTO cronpolicy.rollout (kind, reason) VALUES ('full', 'leased for ever')",
+        *(["SET LOCAL session_replication_role = replica"] if dba.backend == "postgresql"
+          else []),
+        "UPDATE cronpolicy.rollout SET lease_expires_at = 'infinity' WHERE id = 1")
+    false = "false" if dba.backend == "postgresql" else "0"
+    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = %s" % false)
+    assert dba.scalar("SELECT ended_at IS NOT NULL FROM cronpolicy.rollout") in (True, 1)
+    leases = [row[0] for row in dba.execute(
+        "SELECT old_row->>'lease_expires_at' FROM cronpolicy.policy_audit"
+        " WHERE table_name = 'rollout' AND operation = 'UPDATE' ORDER BY id")]
+    assert leases and leases[0] == "infinity", leases

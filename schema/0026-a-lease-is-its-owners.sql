@@ -28,11 +28,11 @@
 --   to the nearest bound (an open rollout's beginning to now at the
 --   latest, a quiet_at or ended_at to no later than now), a duration to
 --   100 years, a lease within the hour.  The change that ends it or
---   marks it quiet is audited with the values the row held (old_row), and
---   so is any change that mends a beginning or a lease: the audit passed
---   over both (patch 0016), so another login's `SET reason = reason` moved
---   a lease only the owner may change, and a beginning, without a trace.
---   The owner's renewal of a row in range stays unaudited.
+--   marks it quiet is audited with the values the row held (old_row); an
+--   owner's renewal that mends only began_at is not, as renewals are not.
+--   Another login's change that would mend only a beginning or a lease
+--   (`SET reason = reason`), which the audit passes over, is refused: the
+--   owner's lease would move, and a beginning, without a trace.
 --
 -- The owner's renewal costs a comparison and the range checks more (no
 -- catalog is read; not measurable against an update's own cost: 500
@@ -117,6 +117,23 @@ BEGIN
         NEW.lease_expires_at := greatest(least(NEW.lease_expires_at, now() + interval '1 hour'),
                                          '1970-01-01 00:00:00+00'::timestamptz);
     END IF;
+    -- A row mended by another login's change that the audit passes over
+    -- (patch 0016's audit trigger skips a beginning and a lease, and this
+    -- patch may not replace it: its function is the auditor's): its lease,
+    -- the owner's alone, and its beginning would move without a trace.
+    IF TG_OP = 'UPDATE' AND OLD.owner IS DISTINCT FROM session_user
+       AND (NEW.began_at IS DISTINCT FROM OLD.began_at
+            OR NEW.lease_expires_at IS DISTINCT FROM OLD.lease_expires_at)
+       AND (NEW.reason, NEW.expected_duration, NEW.quiet_at, NEW.ended_at, NEW.owner_host,
+            NEW.owner_pid) IS NOT DISTINCT FROM (OLD.reason, OLD.expected_duration,
+            OLD.quiet_at, OLD.ended_at, OLD.owner_host, OLD.owner_pid) THEN
+        RAISE EXCEPTION 'rollout #% holds a beginning or a lease past the range guards (%, %): '
+                        '% may end it (cronpolicy deploy end %) or change what the audit '
+                        'records, which mends it, audited',
+            OLD.id, OLD.began_at, coalesce(OLD.lease_expires_at::text, 'no lease'),
+            session_user, OLD.id
+            USING ERRCODE = 'check_violation';
+    END IF;
     RETURN NEW;
 END
 $$;
@@ -132,17 +149,3 @@ COMMENT ON COLUMN cronpolicy.rollout.lease_expires_at IS
     'open, the rollout''s owner is lost.  NULL: no process keeps one.  At most an hour ahead.  '
     'Changed only by the owner login (unaudited); ending the rollout, which any rollout login '
     'may, clears it.';
-
--- Audited, but an owner's lease renewed (patch 0016's trigger, which also
--- passed over a beginning mended and another login's lease moved by the
--- mending above).  SQLite's audits a beginning changed already.
-DROP TRIGGER IF EXISTS rollout_audit_update ON cronpolicy.rollout;
-CREATE TRIGGER rollout_audit_update AFTER UPDATE ON cronpolicy.rollout
-    FOR EACH ROW WHEN ((OLD.reason, OLD.expected_duration, OLD.quiet_at, OLD.ended_at,
-                        OLD.owner_host, OLD.owner_pid, OLD.began_at)
-                       IS DISTINCT FROM (NEW.reason, NEW.expected_duration, NEW.quiet_at,
-                                         NEW.ended_at, NEW.owner_host, NEW.owner_pid,
-                                         NEW.began_at)
-                       OR (OLD.lease_expires_at IS DISTINCT FROM NEW.lease_expires_at
-                           AND OLD.owner IS DISTINCT FROM session_user))
-    EXECUTE FUNCTION cronpolicy.audit_change();

@@ -290,14 +290,15 @@ def test_a_renewal_racing_another_logins_end(pg_roles, pg_dsn, first):
         (login_of(other), None)]
 
 
-def test_a_rollout_mended_by_a_change_the_audit_would_pass_over_is_audited(pg_roles, pg_dsn):
+def test_a_rollout_mended_by_a_change_the_audit_would_pass_over_is_refused(pg_roles, pg_dsn):
     """Any change of a rollout past the range guards mends it (schema 26):
     another login's `SET reason = reason` moved its lease ('infinity' to
     within the hour: a lease only its owner may change) and its beginning
     ('-infinity' to 1970), and the audit, which passes over an unchanged
-    reason, a beginning and a lease, had no trace of either.  Now such a
-    change is audited with the values the row held; the owner's plain
-    renewal stays unaudited."""
+    reason, a beginning and a lease, had no trace of either.  (The audit
+    trigger cannot be replaced by the database owner who upgrades: its
+    function is the auditor's.)  Now such a change is refused in one line;
+    the end, audited with the values the row held, still mends it."""
     owner, other = pg_roles("cronpolicy_rollout"), pg_roles("cronpolicy_rollout")
     seed = psycopg2.connect(owner)
     seed.autocommit = True
@@ -316,13 +317,26 @@ def test_a_rollout_mended_by_a_change_the_audit_would_pass_over_is_audited(pg_ro
             "SELECT old_row->>'began_at', old_row->>'lease_expires_at'"
             " FROM cronpolicy.policy_audit WHERE table_name = 'rollout'"
             " AND operation = 'UPDATE' ORDER BY id")]
-    connection = psycopg2.connect(other)
-    connection.autocommit = True
-    with connection.cursor() as cursor:
-        cursor.execute("UPDATE cronpolicy.rollout SET reason = reason WHERE id = 1")
-    connection.close()
-    assert dba.scalar("SELECT began_at::text FROM cronpolicy.rollout WHERE id = 1").startswith(
-        "1970-01-01")
+
+    def as_other(sql):
+        connection = psycopg2.connect(other)
+        connection.autocommit = True
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(sql)
+            return None
+        except psycopg2.Error as error:
+            return error
+        finally:
+            connection.close()
+    refused = as_other("UPDATE cronpolicy.rollout SET reason = reason WHERE id = 1")
+    assert getattr(refused, "pgcode", None) == "23514", refused
+    assert "rollout #1" in str(refused).splitlines()[0]
+    assert dba.execute("SELECT began_at::text, lease_expires_at::text FROM cronpolicy.rollout"
+                       " WHERE id = 1") == [("-infinity", "infinity")]
+    assert audited() == []
+    assert as_other("UPDATE cronpolicy.rollout SET reason = 'restored (ended)',"
+                    " ended_at = now() WHERE id = 1") is None
     assert audited() == [("-infinity", "infinity")]
     # The owner's renewals of a rollout in range: unaudited, as before.
     with seed.cursor() as cursor:
@@ -350,3 +364,53 @@ def test_a_lease_past_the_guards_ended_by_the_switch_is_audited_as_it_was(dba):
         "SELECT old_row->>'lease_expires_at' FROM cronpolicy.policy_audit"
         " WHERE table_name = 'rollout' AND operation = 'UPDATE' ORDER BY id")]
     assert leases and leases[0] == "infinity", leases
+
+
+def test_through_pgbouncer_transaction_pooling_the_lease_stays_its_owners(
+        pg_roles, pg_dsn, tmp_path):
+    """pgbouncer in transaction mode hands each transaction any server
+    connection of its pool: pools are per login, so session_user is still
+    the client's.  `deploy run` as one bot renews its lease through it;
+    another bot's renewal through the same pooler is refused."""
+    from .pgbouncer import Pgbouncer
+    owner, other = pg_roles("cronpolicy_rollout"), pg_roles("cronpolicy_rollout")
+    bouncer = Pgbouncer(pg_dsn, "transaction",
+                        users=(login_of(owner), login_of(other))).start()
+    try:
+        database = psycopg2.extensions.parse_dsn(pg_dsn)["dbname"]
+        pooled_owner = bouncer.dsn(database, user=login_of(owner))
+        pooled_other = bouncer.dsn(database, user=login_of(other))
+        env = make_env(tmp_path, pooled_owner)
+        config = tmp_path / "cronpolicy.conf"
+        config.write_text(config.read_text() + "heartbeat_interval = 0.2s\nlease_ttl = 30s\n")
+        done = tmp_path / "done"
+        runner = deploy_run(env, "sh", "-c", "while [ ! -e %s ]; do sleep 0.05; done" % done)
+        dba = DBA(pg_dsn)
+        try:
+            assert read_line(runner.stdout).startswith("rollout #1 began")
+            wait_for(lambda: dba.scalar("SELECT lease_expires_at FROM cronpolicy.rollout")
+                     is not None, what="a lease")
+            first = dba.scalar("SELECT lease_expires_at FROM cronpolicy.rollout")
+            wait_for(lambda: dba.scalar("SELECT lease_expires_at FROM cronpolicy.rollout")
+                     > first, what="the lease renewed through the pooler")
+            connection = psycopg2.connect(pooled_other)
+            connection.autocommit = True
+            try:
+                with connection.cursor() as cursor:
+                    with pytest.raises(psycopg2.Error) as refused:
+                        cursor.execute("UPDATE cronpolicy.rollout SET lease_expires_at = now()"
+                                       " + interval '50 minutes' WHERE id = 1")
+            finally:
+                connection.close()
+            assert refused.value.pgcode == "23514" and login_of(owner) in str(refused.value)
+            done.write_text("")
+            out, err = finish(runner)
+        finally:
+            if runner.poll() is None:
+                runner.kill()
+                runner.communicate(timeout=30)
+        assert runner.returncode == 0 and err == "", (out, err)
+        assert dba.execute("SELECT owner, ended_by FROM cronpolicy.rollout") == [
+            (login_of(owner), login_of(owner))]
+    finally:
+        bouncer.close()

@@ -8,7 +8,8 @@
 -- `deploy run` renews and ends only the rollout whose row names its own
 -- host and pid (renew_rollout, tooling.deploy_run), and a change of
 -- owner_host or owner_pid is audited.  Nothing more is enforced here, and
--- lease renewals stay unaudited.
+-- lease renewals stay unaudited.  Ending a rollout clears its lease however
+-- it is ended (the switches' ends kept it: rollout_end_clears_lease).
 --
 -- A rollout past the range guards can be ended: rollout_values_in_range
 -- is a CHECK of the table (patch 0016), which SQLite cannot change without
@@ -99,4 +100,14 @@ BEGIN
     INSERT INTO policy_audit (table_name, operation, row_id, old_row, new_row)
     VALUES ('rollout', 'UPDATE', NEW.id, json_object('id', OLD.id, 'kind', OLD.kind, 'services', OLD.services, 'reason', OLD.reason, 'owner', OLD.owner, 'owner_host', OLD.owner_host, 'owner_pid', OLD.owner_pid, 'began_at', OLD.began_at, 'expected_duration', OLD.expected_duration, 'lease_expires_at', OLD.lease_expires_at, 'quiet_at', OLD.quiet_at, 'ended_at', OLD.ended_at, 'ended_by', OLD.ended_by),
             json_object('id', NEW.id, 'kind', NEW.kind, 'services', NEW.services, 'reason', NEW.reason, 'owner', NEW.owner, 'owner_host', NEW.owner_host, 'owner_pid', NEW.owner_pid, 'began_at', NEW.began_at, 'expected_duration', NEW.expected_duration, 'lease_expires_at', NEW.lease_expires_at, 'quiet_at', NEW.quiet_at, 'ended_at', NEW.ended_at, 'ended_by', NEW.ended_by));
+END;
+
+-- Ending a rollout clears its lease, however it is ended (PostgreSQL's
+-- touch_rollout does it for every end): the switches' triggers (patch 0016)
+-- set ended_at alone, and an ended rollout kept a lease running on.
+CREATE TRIGGER cronpolicy.rollout_end_clears_lease AFTER UPDATE OF ended_at ON rollout
+    FOR EACH ROW WHEN OLD.ended_at IS NULL AND NEW.ended_at IS NOT NULL
+        AND NEW.lease_expires_at IS NOT NULL
+BEGIN
+    UPDATE rollout SET lease_expires_at = NULL WHERE id = NEW.id;
 END;

@@ -414,3 +414,27 @@ def test_through_pgbouncer_transaction_pooling_the_lease_stays_its_owners(
             (login_of(owner), login_of(owner))]
     finally:
         bouncer.close()
+
+
+def test_a_rollout_ended_by_the_switches_keeps_no_lease(dba, script_env):
+    """Ending a rollout clears its lease (schema 26 says so, PostgreSQL's
+    trigger does it for every end): on SQLite the plain-SQL switches ended
+    it and left the lease, so `rollouts --json` showed an ended rollout
+    with a lease running on."""
+    false = "false" if dba.backend == "postgresql" else "0"
+    lease = dba.now_plus(600)
+    dba.execute("INSERT INTO cronpolicy.rollout (kind, reason, lease_expires_at)"
+                " VALUES ('full', 'release 4521', %s)" % lease)
+    dba.execute("INSERT INTO cronpolicy.rollout (kind, services, reason, lease_expires_at)"
+                " VALUES ('services', 'mail', 'release 4522', %s)" % lease)
+    dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = %s" % false)
+    dba.execute("DELETE FROM cronpolicy.service_deploy WHERE service = 'mail'")
+    assert dba.execute("SELECT id, ended_at IS NOT NULL, lease_expires_at"
+                       " FROM cronpolicy.rollout ORDER BY id") in (
+        [(1, True, None), (2, True, None)], [(1, 1, None), (2, 1, None)])
+    result = subprocess.run([sys.executable, "-m", "cronpolicy.tooling.cli", "rollouts",
+                             "--json"], env=script_env, capture_output=True, text=True,
+                            timeout=120)
+    import json
+    assert [row["lease_expires_at"] for row in json.loads(result.stdout)["rollouts"]] == [
+        None, None], result.stderr

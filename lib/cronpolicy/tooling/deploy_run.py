@@ -169,8 +169,8 @@ class _LeaseKeeper(threading.Thread):
             self._said_refused = True
             error = self.refused
         _say("warning: %s; rollout #%d stays open until its command exits and this ends it, "
-             "though `cronpolicy rollouts` will say its owner is lost (its lease is not "
-             "renewed)" % (error, self.rollout_id))
+             "though while its lease is refused `cronpolicy rollouts` will say its owner is lost"
+             % (error, self.rollout_id))
 
     def stop(self):
         self.halt.set()

@@ -99,6 +99,11 @@ BEGIN
             NEW.lease_expires_at := NULL;
         ELSE
             NEW.ended_by := OLD.ended_by;
+            -- An ended rollout takes no lease (no process keeps it open).
+            IF OLD.ended_at IS NOT NULL
+               AND NEW.lease_expires_at IS DISTINCT FROM OLD.lease_expires_at THEN
+                NEW.lease_expires_at := NULL;
+            END IF;
             IF NOT cronpolicy.time_in_range(NEW.ended_at) THEN
                 NEW.ended_at := greatest(NEW.began_at, least(NEW.ended_at, now()));
             END IF;
@@ -148,4 +153,4 @@ COMMENT ON COLUMN cronpolicy.rollout.lease_expires_at IS
     'The owning process''s lease (`deploy run` renews it while it lives); past it, and still '
     'open, the rollout''s owner is lost.  NULL: no process keeps one.  At most an hour ahead.  '
     'Changed only by the owner login (unaudited); ending the rollout, which any rollout login '
-    'may, clears it.';
+    'may, clears it, and an ended rollout takes none.';

@@ -9,7 +9,8 @@
 -- host and pid (renew_rollout, tooling.deploy_run), and a change of
 -- owner_host or owner_pid is audited.  Nothing more is enforced here, and
 -- lease renewals stay unaudited.  Ending a rollout clears its lease however
--- it is ended (the switches' ends kept it: rollout_end_clears_lease).
+-- it is ended (the switches' ends kept it), and an ended rollout takes none
+-- (rollout_end_clears_lease).
 --
 -- A rollout past the range guards can be ended: rollout_values_in_range
 -- is a CHECK of the table (patch 0016), which SQLite cannot change without
@@ -104,10 +105,12 @@ END;
 
 -- Ending a rollout clears its lease, however it is ended (PostgreSQL's
 -- touch_rollout does it for every end): the switches' triggers (patch 0016)
--- set ended_at alone, and an ended rollout kept a lease running on.
-CREATE TRIGGER cronpolicy.rollout_end_clears_lease AFTER UPDATE OF ended_at ON rollout
-    FOR EACH ROW WHEN OLD.ended_at IS NULL AND NEW.ended_at IS NOT NULL
-        AND NEW.lease_expires_at IS NOT NULL
+-- set ended_at alone, and an ended rollout kept a lease running on.  Nor
+-- does an ended rollout take one afterwards.
+CREATE TRIGGER cronpolicy.rollout_end_clears_lease AFTER UPDATE OF ended_at, lease_expires_at
+    ON rollout
+    FOR EACH ROW WHEN NEW.ended_at IS NOT NULL AND NEW.lease_expires_at IS NOT NULL
+        AND (OLD.ended_at IS NULL OR NEW.lease_expires_at IS NOT OLD.lease_expires_at)
 BEGIN
     UPDATE rollout SET lease_expires_at = NULL WHERE id = NEW.id;
 END;

@@ -438,3 +438,14 @@ def test_a_rollout_ended_by_the_switches_keeps_no_lease(dba, script_env):
     import json
     assert [row["lease_expires_at"] for row in json.loads(result.stdout)["rollouts"]] == [
         None, None], result.stderr
+
+
+def test_an_ended_rollout_takes_no_lease(dba):
+    """A lease says the owning process lives for an open rollout: its owner's
+    plain UPDATE (or a SQLite writer's) gave an ended rollout one, which
+    `rollouts --json` then showed running on."""
+    dba.execute("INSERT INTO cronpolicy.rollout (kind, reason) VALUES ('full', 'release 4521')")
+    dba.execute("UPDATE cronpolicy.rollout SET ended_at = %s WHERE id = 1" % dba.now_plus(0))
+    dba.execute("UPDATE cronpolicy.rollout SET lease_expires_at = %s WHERE id = 1"
+                % dba.now_plus(600))
+    assert dba.scalar("SELECT lease_expires_at FROM cronpolicy.rollout WHERE id = 1") is None

@@ -11,6 +11,7 @@ will not even send (NUL, text that is not UTF-8, numbers past 64 bits).
 Real processes, real databases, both backends.
 """
 
+import json
 import os
 import random
 import string
@@ -18,6 +19,7 @@ import string
 import pytest
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
+from cronpolicy import exitcodes
 from cronpolicy.errors import DatabaseError
 from cronpolicy.rows import RunEnd, RunRecord
 from cronpolicy.spool import Spool, SpoolEntry
@@ -40,6 +42,159 @@ def rejected_files(env):
 
 def no_traceback(result):
     assert "Traceback" not in result.stderr, result.stderr
+
+
+class SiteRule:
+    """A DBA's own rule on script_run (a CHECK on PostgreSQL, a trigger's
+    RAISE(ABORT) on SQLite): runs of host ``host`` are refused.  Dropped
+    after the test (the PostgreSQL database is shared by the run)."""
+
+    def __init__(self, dba, host):
+        self.dba, self.host = dba, host
+
+    def __enter__(self):
+        if self.dba.backend == "postgresql":
+            self.dba.execute("ALTER TABLE cronpolicy.script_run ADD CONSTRAINT site_rule_%s"
+                             " CHECK (host <> '%s')" % (os.getpid(), self.host))
+        else:
+            self.dba.execute("CREATE TRIGGER cronpolicy.site_rule BEFORE INSERT ON script_run"
+                             " WHEN NEW.host = '%s' BEGIN SELECT RAISE(ABORT, 'site rule:"
+                             " no runs of %s'); END" % (self.host, self.host))
+        return self
+
+    def __exit__(self, *exc):
+        if self.dba.backend == "postgresql":
+            self.dba.execute("ALTER TABLE cronpolicy.script_run DROP CONSTRAINT site_rule_%s"
+                             % os.getpid())
+        else:
+            self.dba.execute("DROP TRIGGER cronpolicy.site_rule")
+
+
+def test_a_start_the_database_refuses_for_its_data_does_not_run(scripts, dba):
+    """It ran, unrecorded (`deploy wait` said quiet meanwhile), its record
+    spooled as if the database were down, and refused at every flush."""
+    scripts.write("nightly-report")
+    with SiteRule(dba, "refused-host"):
+        result = scripts.run("nightly-report", env={"CRONPOLICY_HOST": "refused-host"})
+    no_traceback(result)
+    assert scripts.main_calls("nightly-report") == 0
+    assert result.returncode == exitcodes.GATE_ERROR, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert "not running" in line and "cannot record the start of nightly-report" in line
+    assert len(Spool(spool_dir(scripts.env))) == 0 and rejected_files(scripts.env) == []
+    assert dba.runs() == []
+    # The database is not marked down: the next start runs and is recorded.
+    assert scripts.run("nightly-report").returncode == exitcodes.OK
+    assert [run["status"] for run in dba.runs()] == ["succeeded"]
+
+
+def test_a_skip_the_database_refuses_is_kept_aside_with_one_warning(scripts, dba):
+    scripts.write("nightly-report")
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, enabled, reason)"
+                " VALUES ('nightly-report', {}, 'off for the audit')",
+                (False,))
+    with SiteRule(dba, "refused-host"):
+        result = scripts.run("nightly-report", env={"CRONPOLICY_HOST": "refused-host"})
+    no_traceback(result)
+    assert result.returncode == exitcodes.OK and scripts.main_calls("nightly-report") == 0
+    [line] = result.stderr.strip().splitlines()
+    [kept] = rejected_files(scripts.env)
+    assert "refused the skip's record for its data" in line and kept in line
+    assert len(Spool(spool_dir(scripts.env))) == 0     # never sent again
+    with open(os.path.join(spool_dir(scripts.env), "rejected", kept)) as handle:
+        entry = json.load(handle)
+    assert entry["record"]["host"] == "refused-host" and "site" in entry["refused"]
+    assert dba.runs() == []
+
+
+@pytest.mark.parametrize("dsn", ["postgresql", "sqlite"], indirect=True)
+def test_an_end_the_database_refuses_is_written_with_its_status_alone(scripts, dba):
+    """sys.exit(2**31) (PostgreSQL's integer) or 2**63 (SQLite's): the end
+    was spooled as if the database were down (PostgreSQL) or the gate died
+    in a traceback (SQLite), and the run stayed running in the database
+    until its lease ran out."""
+    huge = 2 ** 31 if dba.backend == "postgresql" else 2 ** 63
+    scripts.write("exit-huge")
+    result = scripts.run("exit-huge", "--exit", str(huge))
+    no_traceback(result)
+    assert scripts.main_calls("exit-huge") == 1
+    # The refusal, then the failed run's own line (a failed run logs an error).
+    refused, failed = result.stderr.strip().splitlines()
+    assert "refused the end of run #1 for its data" in refused
+    assert "status (failed) alone" in refused and "run #1 failed" in failed
+    [run] = dba.runs()
+    assert (run["status"], run["exit_code"]) == ("failed", None)
+    assert len(Spool(spool_dir(scripts.env))) == 0 and rejected_files(scripts.env) == []
+
+
+def test_an_end_refused_even_alone_is_kept_aside_and_left_to_its_lease(scripts, dba):
+    """A DBA's rule that refuses the end itself: the run's end is kept in
+    rejected/, said once, and the run is left to its lease (then abandoned)."""
+    scripts.write("nightly-report")
+    if dba.backend == "postgresql":
+        rule = ("ALTER TABLE cronpolicy.script_run ADD CONSTRAINT no_end_%d"
+                " CHECK (status IN ('running', 'skipped'))" % os.getpid())
+        undo = "ALTER TABLE cronpolicy.script_run DROP CONSTRAINT no_end_%d" % os.getpid()
+    else:
+        rule = ("CREATE TRIGGER cronpolicy.no_end BEFORE UPDATE OF status ON script_run"
+                " WHEN NEW.status <> 'running' BEGIN SELECT RAISE(ABORT, 'no ends'); END")
+        undo = "DROP TRIGGER cronpolicy.no_end"
+    dba.execute(rule)
+    try:
+        result = scripts.run("nightly-report")
+    finally:
+        dba.execute(undo)
+    no_traceback(result)
+    assert result.returncode == exitcodes.OK and scripts.main_calls("nightly-report") == 1
+    lines = result.stderr.strip().splitlines()
+    [kept] = rejected_files(scripts.env)
+    assert len(lines) == 2 and kept in lines[0] and "even its status alone" in lines[0]
+    assert "until its lease runs out" in lines[1]
+    assert len(Spool(spool_dir(scripts.env))) == 0
+    [run] = dba.runs()
+    assert run["status"] == "running"           # for its lease: the reaper ends it
+
+
+def refused_spooled_record(backend):
+    """A whole run, spooled, that the database refuses for its data: too
+    long for an index (PostgreSQL: class 54, taken for an outage) or a pid
+    past 64 bits (SQLite: sqlite3's OverflowError, a traceback)."""
+    if backend == "postgresql":
+        return RunRecord(name="old-spooled", host=LONG_HOST, pid=1)
+    return RunRecord(name="old-spooled", host="web1", pid=2 ** 63)
+
+
+def test_a_spooled_record_the_database_refuses_is_moved_aside_with_one_warning(
+        script_env, dba, cli):
+    spool = Spool(spool_dir(script_env))
+    spool.record_skip(refused_spooled_record(dba.backend))
+    spool.record_skip(RunRecord(name="good-spooled", host="web1", pid=2))
+    code, out, err = cli("flush")
+    assert "Traceback" not in err
+    assert code == exitcodes.OK, err
+    assert "wrote 1 spooled run record" in out
+    [kept] = rejected_files(script_env)
+    [line] = err.strip().splitlines()
+    assert "refused" in line and kept in line
+    assert [run["name"] for run in dba.runs()] == ["good-spooled"]
+    assert len(spool) == 0
+
+
+def test_the_gate_flush_moves_a_refused_record_aside_and_says_so(scripts, dba):
+    spool = Spool(spool_dir(scripts.env))
+    spool.record_skip(refused_spooled_record(dba.backend))
+    spool.record_skip(RunRecord(name="good-spooled", host="web1", pid=2))
+    scripts.write("nightly-report")
+    result = scripts.run("nightly-report")
+    no_traceback(result)
+    assert result.returncode == exitcodes.OK
+    [line] = result.stderr.strip().splitlines()
+    [kept] = rejected_files(scripts.env)
+    assert "refused" in line and kept in line and "database unreachable" not in line
+    assert sorted(run["name"] for run in dba.runs()) == ["good-spooled", "nightly-report"]
+    assert len(spool) == 0
+    again = scripts.run("nightly-report")           # said once: nothing left to refuse
+    assert again.returncode == exitcodes.OK and again.stderr == ""
 
 
 # Generated values, straight at the stores: every one is written, or refused

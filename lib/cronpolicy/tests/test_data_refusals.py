@@ -197,6 +197,29 @@ def test_the_gate_flush_moves_a_refused_record_aside_and_says_so(scripts, dba):
     assert again.returncode == exitcodes.OK and again.stderr == ""
 
 
+@pytest.mark.parametrize("where,host", [
+    ("environment", LONG_HOST[:256]), ("environment", "web1\x7f"), ("environment", "web\n1"),
+    ("config file", LONG_HOST[:256]), ("config file", "web\x001")],
+    ids=["256 characters", "DEL", "newline", "256 in the file", "NUL in the file"])
+def test_a_host_name_no_database_would_take_stops_in_one_line(scripts, dba, host, where):
+    """A host of 3,000 characters was taken for an outage on PostgreSQL (too
+    long for an index); one with NUL (only a config file can hold it) ended
+    the gate in psycopg2's traceback."""
+    scripts.write("nightly-report")
+    env = {"CRONPOLICY_HOST": host}
+    if where == "config file":
+        config = os.path.join(os.path.dirname(scripts.env["CRONPOLICY_CONFIG"]), "host.conf")
+        with open(config, "w") as handle:
+            handle.write("[cronpolicy]\nhost = %s\n" % host)
+        env = {"CRONPOLICY_CONFIG": config, "CRONPOLICY_HOST": None}
+    result = scripts.run("nightly-report", env=env)
+    no_traceback(result)
+    assert result.returncode == exitcodes.USAGE, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert "host" in line
+    assert scripts.main_calls("nightly-report") == 0 and dba.runs() == []
+
+
 # Generated values, straight at the stores: every one is written, or refused
 # as data (never taken for an outage, never an exception of the driver's).
 

@@ -24,6 +24,8 @@ from cronpolicy.errors import DatabaseError
 from cronpolicy.rows import RunEnd, RunRecord
 from cronpolicy.spool import Spool, SpoolEntry
 
+from .conftest import DBA, wait_for_file
+
 pytestmark = pytest.mark.integration
 
 #: A host too long for PostgreSQL's btree indexes once written (run_tally's
@@ -272,3 +274,41 @@ def test_a_record_is_written_or_refused_for_its_data(dsn, tmp_path, field, data)
             None, None)))
     finally:
         store.close()
+
+
+def test_a_run_whose_late_start_is_refused_stops_at_its_next_safe_point(
+        pg_scripts, tmp_path, pg_dsn):
+    """The start's INSERT waits on a lock past the deadline, so the run goes
+    on and its watcher writes the start once it can; the database then
+    refuses that start for its data.  The watcher tried again at every
+    check, never read the policy again, and the run went on to its end
+    unseen by the fleet (deploy wait) and deaf to a deploy; it now stops at
+    its next safe point, as a run that lost its lease does."""
+    import psycopg2
+
+    from .test_faults import lease_config
+    scripts, dba = pg_scripts, DBA(pg_dsn)
+    scripts.env["CRONPOLICY_CONFIG"] = lease_config(tmp_path)
+    (tmp_path / "safe").write_text("")
+    scripts.write("sync-mirror", safe_file=tmp_path / "safe")
+    with SiteRule(dba, "refused-host"):
+        locker = psycopg2.connect(pg_dsn)
+        try:
+            with locker.cursor() as cursor:
+                cursor.execute("LOCK TABLE cronpolicy.script_run IN SHARE MODE")
+            job = scripts.start("sync-mirror", "--sleep", "60", "--ready-file",
+                                str(tmp_path / "ready"), env={"CRONPOLICY_HOST": "refused-host"})
+            wait_for_file(tmp_path / "ready")           # main() runs, its start unwritten
+        finally:
+            locker.rollback()
+            locker.close()
+        try:
+            _, err = job.communicate(timeout=30)
+        finally:
+            if job.poll() is None:
+                job.kill()
+                job.communicate()
+    assert "Traceback" not in err
+    assert job.returncode == exitcodes.INTERRUPTED, err
+    assert "refused its start record for its data" in err
+    assert dba.runs("sync-mirror") == []

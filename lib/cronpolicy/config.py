@@ -215,9 +215,12 @@ class Settings:
             raise ConfigError("lease_ttl (%gs) must be more than twice heartbeat_interval (%gs)"
                               % (self.lease_ttl, self.heartbeat_interval))
         # Bytes that are not UTF-8 (from the environment or --dsn) are bad
-        # input, exit 2: no database takes them.
-        from cronpolicy.matching import text_problem
-        problem = text_problem(self.host, "host")
+        # input, exit 2: no database takes them.  A host name is held to
+        # what a script name is (255 characters, no control character):
+        # PostgreSQL refused the records of a host of 3,000 (too long for
+        # the index of run_tally), which was taken for an outage.
+        from cronpolicy.matching import name_problem, text_problem
+        problem = name_problem(self.host, "host")
         if problem:
             raise UsageError("%s (CRONPOLICY_HOST, or this machine's name)" % problem)
         if text_problem(self.dsn, "DSN"):      # (not shown: it may hold a password)

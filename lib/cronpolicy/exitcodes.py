@@ -18,7 +18,8 @@ USAGE = 2
 LOCKED = 3
 
 #: cronpolicy itself could not decide or record: database unreachable, schema
-#: missing or too old, configuration broken.  main() was not called.
+#: missing or too old, configuration broken, the database refusing the
+#: run's start record (a privilege, or its data).  main() was not called.
 GATE_ERROR = 4
 
 #: `cronpolicy check` and `--dry-run`: the script would be skipped.

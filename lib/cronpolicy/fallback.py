@@ -4,7 +4,14 @@
 is out of reach it answers from the host's policy cache, else with
 ``rows.unavailable_inputs`` (nothing known: on_database_error decides).
 ``FallbackRecorder`` (IRunRecorder) writes to the store; what cannot be
-written there goes to the spool, with the run's real times.  The gate talks
+written there goes to the spool, with the run's real times.  A record the
+database refuses for its data (``DatabaseError.refused``: a constraint, a
+guard trigger, a value out of range or too long) is no outage: the
+database answers, and would refuse the same record at every flush.  Such a
+start raises (the run must not go on unseen: exit 4); such a skip, or an
+end that not even its status alone gets into the database, is kept in the
+spool's rejected/ directory, never sent again, with one warning naming the
+file; and the database stays reachable for what follows.  The gate talks
 to these two and never branches on where an answer came from, except to
 say so in the log.
 """
@@ -12,8 +19,8 @@ say so in the log.
 import datetime
 import os
 
-from cronpolicy.errors import DatabaseError, DeadlineExceeded, SchemaError
-from cronpolicy.rows import unavailable_inputs
+from cronpolicy.errors import CronPolicyError, DatabaseError, DeadlineExceeded, SchemaError
+from cronpolicy.rows import RunEnd, RunHandle, unavailable_inputs
 
 
 class FallbackSource:
@@ -73,6 +80,16 @@ class FallbackRecorder:
         self.reachable = False
         self.logger.warning("%s (%s); %s", what[0], error, what[1])
 
+    def _keep_refused(self, error, what, **record):
+        """Say once that the database refused ``what`` for its data, and keep
+        the record in the spool's rejected/ (never sent again)."""
+        try:
+            kept = "kept in %s" % self.spool.keep_refused(str(error), **record)
+        except (OSError, CronPolicyError) as problem:   # (ConfigError: an unsafe spool)
+            kept = "it is lost (cannot keep it in %s: %s)" % (
+                self.spool.directory, getattr(problem, "strerror", None) or problem)
+        self.logger.warning("the database refused %s for its data (%s); %s", what, error, kept)
+
     def _spool(self, write):
         try:
             return write()
@@ -86,19 +103,27 @@ class FallbackRecorder:
             try:
                 return self.store.record_skip(record)
             except DatabaseError as error:
+                if error.refused:
+                    # Nothing runs: the skip alone is not in the history.
+                    self._keep_refused(error, "the skip's record", record=record)
+                    return RunHandle(None, record)
                 self._failed(error, ("cannot record the skip", "spooling it"))
         return self._spool(lambda: self.spool.record_skip(record))
 
     def record_start(self, record, may_spool=True):
         """A RunHandle; its id is None when the start could not be written
         (the whole run is spooled at its end).  With ``may_spool`` false the
-        store's error is raised instead (a run that must not go unrecorded)."""
+        store's error is raised instead (a run that must not go unrecorded),
+        as it always is when the database refused the start (``denied``:
+        not this login's script; ``refused``: for its data): the database
+        answers, so the run would go on unseen by `deploy wait`, and the
+        spooled start would be refused again at every flush."""
         if self.reachable:
             try:
                 return self.store.record_start(record)
             except DatabaseError as error:
-                if error.denied:
-                    raise       # not this login's script: it must not run unseen
+                if error.denied or error.refused:
+                    raise       # it must not run unseen
                 if not may_spool:
                     self.reachable = False
                     raise
@@ -107,16 +132,49 @@ class FallbackRecorder:
         return self.spool.record_start(record)
 
     def record_finish(self, run, end):
-        """True when the end reached the database, False when it was spooled."""
+        """True when the end reached the database, False when it was
+        spooled, None when the database refused it for its data and not
+        even its status alone could be written (said here).
+
+        An end refused for its data (an exit code past 32 bits, say) is
+        written again with its status alone, so that the run does not stay
+        running in the database, unrenewed, until its lease runs out and it
+        is recorded abandoned: the run's outcome is known, only a detail
+        of it is not taken.  What the database refused is said."""
         if run.id is not None and self.reachable:
             try:
                 self.store.record_finish(run, end)
                 return True
             except DatabaseError as error:
-                self._failed(error, ("cannot record the end of run #%s" % run.id,
-                                     "spooling it"))
+                if not error.refused:
+                    self._failed(error, ("cannot record the end of run #%s" % run.id,
+                                         "spooling it"))
+                else:
+                    return self._finish_refused(run, end, error)
         self._spool(lambda: self.spool.record_finish(run, end))
         return False
+
+    def _finish_refused(self, run, end, error):
+        alone = RunEnd(status=end.status)
+        try:
+            self.store.record_finish(run, alone)
+        except DatabaseError as again:
+            if not again.refused:
+                self.reachable = False      # lost meanwhile: its status waits in the spool
+                self.logger.warning("the database refused the end of run #%s for its data "
+                                    "(%s), and the database was lost before its status alone "
+                                    "was written (%s); spooling the status", run.id, error,
+                                    again)
+                self._spool(lambda: self.spool.record_finish(run, alone))
+                return False
+            self._keep_refused(again, "the end of run #%s, even its status alone" % run.id,
+                               run=run, end=end)
+            self.logger.warning("run #%s stays recorded as running until its lease runs out, "
+                                "then as abandoned", run.id)
+            return None
+        self.logger.warning("the database refused the end of run #%s for its data (%s); "
+                            "recorded its status (%s) alone", run.id, error, end.status)
+        return True
 
     def flush(self, timeout):
         """After a run that reached the database: write what earlier runs on
@@ -133,6 +191,15 @@ class FallbackRecorder:
         except OSError as error:
             self.logger.warning("cannot tidy the spool %s: %s", self.spool.directory,
                                 error.strerror)
+        finally:
+            for line in rejected_lines(self.spool):
+                self.logger.warning("%s", line)
+
+
+def rejected_lines(spool):
+    """One line for each file the last flush of ``spool`` moved aside."""
+    return ["a spooled run record was refused (%s); moved it to %s, where it is not sent "
+            "again" % (why, aside) for aside, why in spool.rejected]
 
 
 def spool_waits(spool):

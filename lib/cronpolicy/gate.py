@@ -217,8 +217,8 @@ class Gate:
         try:
             taken = self.store.claim_slot(self.record, limit)
         except DatabaseError as error:
-            if error.denied:
-                raise       # not this login's script (script_owner)
+            if error.denied or error.refused:
+                raise       # not this login's script (script_owner), or its data refused
             # Whether other hosts run it cannot be known now: do not guess.
             self.recorder.reachable = False
             self._skip(policy.locked("cannot take a fleet-wide slot: %s" % error,
@@ -240,8 +240,8 @@ class Gate:
             self.run_handle = run = self.recorder.record_start(self.record,
                                                                may_spool=not limited)
         except DatabaseError as error:
-            if error.denied:
-                raise
+            if error.denied or error.refused:
+                raise       # the database answers, and refuses this run: it must not go on
             # A limited run must be seen to hold its slot: no unrecorded run.
             # Same key: should the start land after all, the skip replaces it.
             self._skip(policy.locked("cannot record the start, so cannot hold a fleet-wide "
@@ -313,7 +313,10 @@ class Gate:
                      stop_policy_id=stop.policy_id if stop is not None else None,
                      stop_window_id=stop.window_id if stop is not None else None,
                      stop_block=stop.block if stop is not None else None)
-        if not self.recorder.record_finish(run, end):
+        recorded = self.recorder.record_finish(run, end)
+        if recorded is None:
+            return ending.exit_code     # refused for its data (the recorder said so)
+        if not recorded:
             self.logger.warning("%s %s in %s (exit code %d); its record is spooled",
                                 "run #%s" % run.id if run.id else "offline run",
                                 ending.status, elapsed, ending.exit_code)

@@ -39,6 +39,8 @@ class Spool:
     def __init__(self, directory, clock=_now):
         self.directory = directory
         self.clock = clock
+        #: [(path in rejected/, why)] of the last flush.
+        self.rejected = []
 
     # IRunRecorder --------------------------------------------------------------
 
@@ -62,11 +64,29 @@ class Spool:
 
     # The files ---------------------------------------------------------------------
 
-    def _write(self, entry):
+    def keep_refused(self, why, record=None, run=None, end=None):
+        """Keep a record the database refused for its data (``why``: its
+        one-line refusal) in ``rejected/``, where no flush reads it, for
+        someone to look at; the path of its file.  ``record``: a skip or a
+        whole run; ``run`` (a RunHandle with an id) and ``end``: the end of
+        a recorded run."""
+        if record is not None:
+            entry = {"kind": "run", "record": record}
+        else:
+            entry = {"kind": "finish", "run_id": run.id,
+                     "end": end._replace(finished_at=end.finished_at or self.clock())}
+        entry["refused"] = why
+        return self._write(entry, self._rejected_directory())
+
+    def _write(self, entry, directory=None):
         from cronpolicy.safety import checked_directory, write_atomically
-        checked_directory(self.directory, "spool directory", 0o700)
+        if directory is None:
+            checked_directory(self.directory, "spool directory", 0o700)
+            directory = self.directory
         file_id = os.urandom(16).hex()
         data = {"format": FORMAT, "kind": entry["kind"], "run_id": entry.get("run_id")}
+        if "refused" in entry:
+            data["refused"] = entry["refused"]
         if "record" in entry:
             record = entry["record"]
             data["record"] = to_mapping(record._replace(spool_id=record.spool_id or file_id))
@@ -74,7 +94,7 @@ class Spool:
             data["end"] = to_mapping(entry["end"])
         # Sortable by time of writing, so entries are flushed in order.
         import time
-        path = os.path.join(self.directory, "%020d-%s.json" % (time.time_ns(), file_id))
+        path = os.path.join(directory, "%020d-%s.json" % (time.time_ns(), file_id))
         import json     # only when a record is spooled
         write_atomically(path, lambda handle: json.dump(data, handle), durable=True)
         return path
@@ -114,9 +134,11 @@ class Spool:
         """Write pending entries through ``store``; return how many were written
         (at most ``limit``, and only while ``timeout`` seconds have not passed).
 
-        An entry the database refuses for good (a constraint, an impossible
-        value), or a file that is not an entry, is moved to ``rejected/`` so it
-        never blocks the others.  An entry this login may not write (a script
+        An entry the database refuses for its data (a constraint, an
+        impossible value, a value too long: DatabaseError.refused), or a file
+        that is not an entry, is moved to ``rejected/`` so it never blocks
+        the others nor is sent again; ``rejected`` then lists each such
+        (path it was moved to, why), for the caller to say once.  An entry this login may not write (a script
         that belongs to other database roles, a missing grant) stays for when
         an administrator allows it, and the flush goes on with the others;
         the last such error is raised at the end.  Any other database error
@@ -130,13 +152,14 @@ class Spool:
         give_up = None if timeout is None else time.monotonic() + timeout
         written = 0
         denied = None
+        self.rejected = []
         for path, entry in self.entries():
             if limit is not None and written >= limit:
                 break
             if give_up is not None and time.monotonic() >= give_up:
                 break
             if entry is None:
-                self._reject(path)
+                self._reject(path, "not a spool entry (damaged, or of an unknown shape)")
                 continue
             try:
                 store.apply_spooled(entry)
@@ -146,7 +169,7 @@ class Spool:
                     continue
                 if not error.refused:
                     raise
-                self._reject(path)
+                self._reject(path, str(error))
                 continue
             try:
                 os.unlink(path)
@@ -158,14 +181,20 @@ class Spool:
             raise denied
         return written
 
-    def _reject(self, path):
+    def _rejected_directory(self):
         from cronpolicy.safety import checked_directory
-        rejected = checked_directory(os.path.join(self.directory, "rejected"),
-                                     "spool directory", 0o700)
+        checked_directory(self.directory, "spool directory", 0o700)
+        rejected = os.path.join(self.directory, "rejected")
+        checked_directory(rejected, "spool directory", 0o700)
+        return rejected
+
+    def _reject(self, path, why):
+        aside = os.path.join(self._rejected_directory(), os.path.basename(path))
         try:
-            os.replace(path, os.path.join(rejected, os.path.basename(path)))
+            os.replace(path, aside)
         except FileNotFoundError:
-            pass
+            return          # another flush took it (and says so)
+        self.rejected.append((aside, why))
 
 
 def parse_entry(data):

@@ -39,7 +39,7 @@ import os
 import time
 
 from cronpolicy import config
-from cronpolicy.errors import CronPolicyError
+from cronpolicy.errors import CronPolicyError, DatabaseError
 from cronpolicy.policy import lease_lost, next_window_start, stop_verdict
 
 #: While a stop is requested, how often the script is asked whether it is safe.
@@ -271,9 +271,29 @@ class RunWatcher:
         """Write the start that could not be written when the run began;
         True once it is in the database (its key makes it one row with a
         late copy of the first attempt, and with the spooled record)."""
+        if self._lease_stop is not None:
+            return False        # refused for its data (below), or no lease to hold
         sent = time.monotonic()
-        handle = self._guarded("record the start",
-                               lambda: self.store.record_start(self.run.record))
+        refused = []
+
+        def write():
+            try:
+                return self.store.record_start(self.run.record)
+            except DatabaseError as error:
+                if not error.refused:
+                    raise
+                refused.append(error)       # the database answers: no trouble to retry
+                return None
+        handle = self._guarded("record the start", write)
+        if refused:
+            # Never written, so never seen by the fleet (deploy wait) nor
+            # stopped by a deploy: it stops as a run whose lease is lost.
+            self._lease_stop = lease_lost("the database refused its start record for its "
+                                          "data (%s)" % refused[0])
+            self.logger.warning("the fleet cannot see this run: %s; stopping at the next "
+                                "safe point", self._lease_stop.reason)
+            self.stop = self._lease_stop
+            return False
         if handle is None:
             return False
         self.run = handle

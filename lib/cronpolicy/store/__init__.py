@@ -23,6 +23,24 @@ Modules:
 import os
 
 from cronpolicy import config
+from cronpolicy.errors import DatabaseError
+
+#: What a driver raises, before it sends anything, for a value no database
+#: takes: text holding NUL (psycopg2's ValueError) or that is not UTF-8
+#: (lone surrogates: UnicodeEncodeError, a ValueError), a whole number past
+#: 64 bits (sqlite3's OverflowError).
+UNSENDABLE = (ValueError, OverflowError)
+
+
+def unsendable(error, doing, where):
+    """The cronpolicy error for ``error`` (one of UNSENDABLE) raised while
+    ``doing`` something in ``where``: refused for its data, as the
+    database's own refusals of a value are (pgdriver.translate).  One of
+    the two places driver errors become cronpolicy's; pgdriver.translate
+    and SQLiteStore._run call it."""
+    text = str(error).strip().splitlines()
+    return DatabaseError("cannot %s in %s: a value no database takes (%s)" % (
+        doing, where, text[0] if text else type(error).__name__), refused=True)
 
 
 def open_store(settings, application_name="cronpolicy"):

@@ -58,6 +58,13 @@ _PERMANENT_CONNECT_ERRORS = ("password authentication failed", "does not exist",
 # shutting down, connection failures.
 TRANSIENT_SQLSTATES = frozenset(["53300", "53400", "57P01", "57P02", "57P03",
                                  "08000", "08001", "08003", "08004", "08006"])
+# What the database refuses for the data itself, whatever the moment: class
+# 22 (data exception: a number out of range, text that is no timestamp),
+# 23 (integrity constraint violation: a CHECK, a guard trigger's
+# check_violation, NOT NULL, UNIQUE) and 54 (program limit exceeded: a
+# value too long for an index, "index row size exceeds btree maximum";
+# psycopg2 raises class 54 as an OperationalError, yet no retry helps).
+REFUSED_SQLSTATE_CLASSES = ("22", "23", "54")
 # Undefined table, column, schema, function: the schema is missing or old.
 SCHEMA_SQLSTATES = frozenset(["42P01", "42703", "3F000", "42883"])
 # libpq's words for a DSN it cannot parse: configuration, not connectivity.
@@ -131,12 +138,13 @@ def translate(error, doing, dsn, found_version=None):
         version = found_version() if found_version is not None else None
         return SchemaError(schema.needs_upgrade_message(version, config.mask_dsn(dsn)))
     code = getattr(error, "pgcode", None) or ""
-    transient = (isinstance(error, (psycopg2.OperationalError, psycopg2.InterfaceError))
-                 or code in TRANSIENT_SQLSTATES)
+    refused = code[:2] in REFUSED_SQLSTATE_CLASSES
+    transient = not refused and (
+        isinstance(error, (psycopg2.OperationalError, psycopg2.InterfaceError))
+        or code in TRANSIENT_SQLSTATES)
     return DatabaseError("cannot %s in %s: %s" % (
         doing, config.mask_dsn(dsn), config.scrub(first_line(error), dsn)), transient=transient,
-        # Classes 22 and 23: data exceptions and integrity constraint violations.
-        refused=code[:2] in ("22", "23"), denied=code == "42501")
+        refused=refused, denied=code == "42501")
 
 
 def translated(error, doing, dsn):

@@ -38,7 +38,7 @@ from cronpolicy.rows import (
     DeployState, Inputs, PolicyRow, Rollout, RunHandle, ServiceDeploy, Window, from_mapping,
     to_time)
 from cronpolicy.store import pgdriver
-from cronpolicy.store import queries
+from cronpolicy.store import UNSENDABLE, queries, unsendable
 
 
 class PostgresStore:
@@ -108,7 +108,10 @@ class PostgresStore:
             # unannounced, and it costs no round trip of its own.
             statement = self._sql["listen_first"] + "\n" + statement
         try:
-            cursor.execute(statement, parameters)
+            try:
+                cursor.execute(statement, parameters)
+            except UNSENDABLE as error:       # nothing was sent: the connection stays good
+                raise unsendable(error, doing, self.masked_dsn) from error
             pgdriver.wait(self._connection, deadline, doing, self.wake)
             self._listen_due = False
             if cursor.description is None:

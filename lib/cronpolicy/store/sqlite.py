@@ -17,7 +17,7 @@ from cronpolicy.errors import ConfigError, DatabaseError
 from cronpolicy.rows import (
     DeployState, Inputs, PolicyRow, Rollout, RunHandle, ServiceDeploy, Window, from_mapping,
     to_time)
-from cronpolicy.store import queries
+from cronpolicy.store import UNSENDABLE, queries, unsendable
 from cronpolicy.timeutil import to_sqlite
 
 
@@ -141,7 +141,14 @@ class SQLiteStore:
                 raise DatabaseError(
                     "cannot %s in %s: %s" % (doing, self.path, error),
                     transient=isinstance(error, sqlite3.OperationalError),
-                    refused=isinstance(error, sqlite3.IntegrityError)) from error
+                    # A CHECK, NOT NULL or UNIQUE, a guard trigger's
+                    # RAISE(ABORT) (IntegrityError); a value too big (DataError).
+                    refused=isinstance(error, (sqlite3.IntegrityError, sqlite3.DataError))
+                ) from error
+            except UNSENDABLE as error:     # a value sqlite3 would not bind
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                raise unsendable(error, doing, self.path) from error
 
     def _write(self, query, values, doing, durable=False):
         """One statement, its own transaction; its rows (RETURNING).

@@ -37,8 +37,18 @@ def cmd_flush(args, settings):
         raise
     finally:
         store.close()
+        _say_rejected(spool)
     _say_written(written, settings)
     return exitcodes.OK
+
+
+def _say_rejected(spool):
+    """A line on standard error for each entry the database refused for its
+    data (or that is no entry): moved to rejected/, not sent again."""
+    from cronpolicy.fallback import rejected_lines
+    from cronpolicy.tooling.output import warn
+    for line in rejected_lines(spool):
+        warn(line)
 
 
 def _say_written(written, settings):

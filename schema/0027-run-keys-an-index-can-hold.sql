@@ -18,10 +18,11 @@
 -- cronpolicy itself writes: a name and a host of at most 255 characters
 -- (matching.MAX_NAME_LENGTH; config refuses a longer host since 0.2.0)
 -- and a decision of at most 64 (cronpolicy's codes have 20 at most).  At
--- 4 bytes a character that is 2,296 bytes of key at most: every such run
--- fits run_tally's index, and the writer of a longer one is refused when
--- it writes it (23514, naming the constraint: an old cronpolicy's start
--- is not run, exit 4, in one line), not the fleet when the run dies.
+-- 4 bytes a character that is 2,296 bytes of name, host and decision at
+-- most: every such run fits run_tally's index, and the writer of a longer
+-- one is refused when it writes it (23514, naming the constraint; this
+-- cronpolicy takes that as a refusal of its data, not an outage), not the
+-- fleet when the run dies.
 -- Control characters stay allowed here (they fit any index; cronpolicy
 -- writes none).  A CHECK of three lengths is all a start's INSERT pays
 -- (benchmarks/README.txt: not measurable).

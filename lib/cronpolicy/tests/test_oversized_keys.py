@@ -119,8 +119,9 @@ def test_one_run_no_index_can_hold_stops_nobody_once_its_lease_runs_out(
 @pytest.mark.parametrize("too_long", sorted(ROWS))
 def test_a_run_no_index_can_hold_is_refused_when_written(too_long, dsn):
     """After schema 27 such a row is refused when written (its writer's
-    one refusal: the start of an old cronpolicy is not run, exit 4), on
-    both backends; a key of exactly the limits is taken."""
+    refusal, naming script_run_keys_fit, not the fleet's when it dies), on
+    both backends, and so is a change that makes a key too long; keys of
+    exactly the limits, of 4-byte characters too, are taken."""
     dba = DBA(dsn)
     name, host, decision = ROWS[too_long]
     insert = ("INSERT INTO cronpolicy.script_run (name, host, pid, status, decision)"
@@ -128,8 +129,15 @@ def test_a_run_no_index_can_hold_is_refused_when_written(too_long, dsn):
     with pytest.raises(Exception) as refused:
         dba.execute(insert, (name[:3000], host, decision))
     assert "keys_fit" in str(refused.value) or "255" in str(refused.value)
-    dba.execute(insert, ("n" * 255, "\u00e9" * 255, "d" * 64))
+    widest = "".join(random.Random(5).choices([chr(c) for c in range(0x1F300, 0x1FB00)],
+                                              k=255 * 2 + 64))       # 4 bytes each, random
+    dba.execute(insert, (widest[:255], widest[255:510], widest[510:]))
     run_id = dba.scalar("SELECT max(id) FROM cronpolicy.script_run")
+    # (and it ends: run_tally's index holds its key, 2,296 bytes)
+    dba.execute("UPDATE cronpolicy.script_run SET status = 'failed', finished_at = started_at"
+                " WHERE id = {}", (run_id,))
+    assert dba.scalar("SELECT runs FROM cronpolicy.run_tally WHERE host = {}",
+                      (widest[255:510],)) == 1
     with pytest.raises(Exception):
         dba.execute("UPDATE cronpolicy.script_run SET host = host || 'x' WHERE id = {}",
                     (run_id,))

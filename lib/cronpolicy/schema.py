@@ -15,7 +15,7 @@ import os
 from cronpolicy.errors import DatabaseError, SchemaError
 
 #: The schema version this code needs: the number of its newest patch.
-SCHEMA_VERSION = 26
+SCHEMA_VERSION = 27
 
 _PATCH_NAME = r"^(\d{4})-[\w.-]+\.sql$"
 

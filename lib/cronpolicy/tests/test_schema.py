@@ -44,15 +44,16 @@ def _reflect(dsn):
 
 def _add_trigger_checks(connection, reflected):
     """SQLite cannot add a CHECK constraint to a table that exists: patches
-    enforce <table>_values_in_range with a BEFORE INSERT and a BEFORE UPDATE
-    trigger instead.  Where both are present, count it as the constraint."""
+    enforce <table>_values_in_range (and script_run_keys_fit, patch 0027)
+    with a BEFORE INSERT and a BEFORE UPDATE trigger instead.  Where both
+    are present, count it as the constraint."""
     from sqlalchemy import text
     triggers = {name for (name,) in connection.execute(text(
         "SELECT name FROM cronpolicy.sqlite_master WHERE type = 'trigger'"))}
     for table, found in reflected.items():
-        constraint = table + "_values_in_range"
-        if {constraint + "_insert", constraint + "_update"} <= triggers:
-            found["checks"].append({"name": constraint, "sqltext": "(triggers)"})
+        for constraint in (table + "_values_in_range", table + "_keys_fit"):
+            if {constraint + "_insert", constraint + "_update"} <= triggers:
+                found["checks"].append({"name": constraint, "sqltext": "(triggers)"})
 
 
 def _type_sql(type_, dialect):

@@ -206,6 +206,9 @@ BAD_ROWS = {
         "INSERT INTO cronpolicy.pruned_runs (name, host, status, runs) VALUES ('a', 'h', 'failed', -1)",
     "run_tally_runs_not_negative":
         "INSERT INTO cronpolicy.run_tally (name, host, status, runs) VALUES ('a', 'h', 'failed', -1)",
+    # Schema patch 0027 (keys run_tally's index can hold).
+    "script_run_keys_fit":
+        "INSERT INTO cronpolicy.script_run (name, host, pid) VALUES ('a', '%s', 1)" % ("h" * 256),
     # Schema patch 0019 (the policy's version row).
     "policy_version_single_row": "INSERT INTO cronpolicy.policy_version (id) VALUES (2)",
     "drain_finishes_after_start":

@@ -409,6 +409,17 @@ run_tally = Table(
     Column("declared_seconds", SecondsNumber),
 )
 
+#: The names, hosts and decisions of runs too long for run_tally's index
+#: that schema patch 0027 (mend_run_keys) shortened, each with the value it
+#: was.  Never written on SQLite, which mends nothing.
+mended_run_key = Table(
+    "mended_run_key", metadata,
+    Column("column_name", Text, primary_key=True),
+    Column("mended", Text, primary_key=True),
+    Column("original", Text, nullable=False),
+    Column("mended_at", Timestamp, nullable=False, server_default=NOW),
+)
+
 #: Columns that have no default because DBAs' recipes always name them.
 REQUIRED_COLUMNS = {
     "schema_version": {"version", "name"},
@@ -428,4 +439,5 @@ REQUIRED_COLUMNS = {
     "pruned_runs": {"name", "host", "status"},
     "run_tally": {"name", "host", "status"},
     "policy_version": set(),
+    "mended_run_key": {"column_name", "mended", "original"},
 }

@@ -219,7 +219,7 @@ def test_a_database_of_schema_25_holding_rollouts_past_the_guards_upgrades_and_e
     result = subprocess.run([sys.executable, "-m", "cronpolicy.tooling.cli", "deploy", "end",
                              "2"], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "rollout #2 ended" in result.stdout, result.stderr
-    assert dba.scalar("SELECT max(version) FROM cronpolicy.schema_version") == 26
+    assert dba.scalar("SELECT max(version) FROM cronpolicy.schema_version") == schema.SCHEMA_VERSION
     false = "false" if backend == "postgresql" else "0"
     dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = %s" % false)
     assert open_ids(dba) == [] and all_in_range(dba)

@@ -32,6 +32,9 @@ class _Starts:
         self.no_kills = strategy in NO_KILLS
         count = len(fleet.instances)
         self.next = [0] * count                 # index of each instance's next start
+        # (and its moment, or None past the last: what _advance and _cursor
+        # compare, rather than a bisect of each instance at each advance)
+        self.next_moment = [starts[0] if starts else None for starts in fleet.starts]
         self.names = [instance.name for instance in fleet.instances]
         self.running = list(fleet.warm_running)     # its run in flight (a Run), if any
         self.history = {name: list(runtimes)    # name -> durations, newest last
@@ -43,6 +46,8 @@ class _Starts:
         self.reaches = {}                       # name -> how far ahead a window skips it
         self.last_success = list(fleet.warm_last_success)   # start of its last success
         self.margin = getattr(settings, "cutoff_margin", policy.DEFAULT_MARGIN)
+        # (the margin and a second as timedeltas, made once, not at each _starts)
+        self.margin_delta = datetime.timedelta(seconds=self.margin)
         self.windows = []                       # announced (cronpolicy, cronpolicy-slot)
         # (since, until, DeployState, open rollouts, kind): deploy pending
         self.pending = None
@@ -104,13 +109,15 @@ class _Starts:
             cursor = _cursor(self)
             self.windows = [window for window in self.windows if window.ends_at > cursor]
         fleet = self.fleet
-        for index, instance in enumerate(fleet.instances):
-            starts = fleet.starts[index]
-            position = self.next[index]
-            stop = bisect.bisect_left(starts, until, position)
-            if position < stop:
-                self._starts(index, instance, position, stop)
+        next_moment, instances, find = self.next_moment, fleet.instances, bisect.bisect_left
+        for index, moment in enumerate(next_moment):
+            if moment is not None and moment < until:       # (most have nothing to make)
+                starts = fleet.starts[index]
+                position = self.next[index]
+                stop = find(starts, until, position)
+                self._starts(index, instances[index], position, stop)
                 self.next[index] = stop
+                next_moment[index] = starts[stop] if stop < len(starts) else None
 
     def _starts(self, index, instance, position, stop):
         """Make the starts ``position`` to ``stop`` of ``index``.  Most
@@ -141,9 +148,10 @@ class _Starts:
         # from any window, and the reach is not worked out for them.
         near_from = far_until = None
         if near:
-            first_window = self.windows[0].starts_at
-            margin, spare = datetime.timedelta(seconds=self.margin), datetime.timedelta(seconds=1)
-            far_until = first_window - self._reach(instance) - spare    # (rounding aside)
+            # (far_until lowered by each run that ends: first window - its
+            # length - margin - a second, the run's length taken last)
+            far_base = self.windows[0].starts_at - self.margin_delta - _SECOND
+            far_until = self.windows[0].starts_at - self._reach(instance) - _SECOND
         switched_off = not self.cronpolicy and plain is not None    # a, b: no rules asked
         # (c, d) The skip every start of it gets in the deploy pending, once
         # its verdict there is kept (_pending_verdict): (code, cause, the
@@ -153,12 +161,16 @@ class _Starts:
         own_estimates, reaches, last_success = self.own_estimates, self.reaches, \
             self.last_success
         runs_append, history = self.runs.append, None
+        # (A run that ends drops the name's kept estimates and reach: once,
+        # when next read or when the starts are made, not at each of them.)
+        stale = False
+        locked, deploy_pending, skip = policy.LOCKED, policy.DEPLOY_PENDING, skips.append
         run = running[index]
         for position in range(position, stop):
             moment = starts[position]
             if run is not None:
                 if run[3] > moment:         # (run.end) still running: the lock skips it
-                    skips.append((index, moment, policy.LOCKED, None))
+                    skip((index, moment, locked, None))
                     continue
                 # (_close, inline: a strategy's play ends some 130000 runs here)
                 running[index] = None
@@ -171,23 +183,32 @@ class _Starts:
                     history.append((run[3] - run[1]).total_seconds())  # run.end - run.start
                     if len(history) > HISTORY_RUNS:
                         del history[:-HISTORY_RUNS]
+                    stale = True
+                    last_success[index] = run[1]
+                if near:
+                    far = far_base - (run[3] - run[1])
+                    if far < far_until:
+                        far_until = far
+                run = near_from = None
+            if plain is None:
+                if stale:
                     estimates.pop(name, None)
                     own_estimates.pop(name, None)
                     reaches.pop(name, None)
-                    last_success[index] = run[1]
-                if near:
-                    far_until = min(far_until,
-                                    first_window - (run[3] - run[1]) - margin - spare)
-                run = near_from = None
-            if plain is None:
+                    stale = False
                 self._start(index, instance, position, moment)
                 run = running[index]
                 continue
             if pending is not None and pending[0] <= moment < pending[1]:
                 if switched_off:    # crontabs disabled, or the switch off: no start
-                    skips.append((index, moment, policy.DEPLOY_PENDING, self.current))
+                    skip((index, moment, deploy_pending, self.current))
                     continue
                 if plain != "always":
+                    if stale:
+                        estimates.pop(name, None)
+                        own_estimates.pop(name, None)
+                        reaches.pop(name, None)
+                        stale = False
                     # (_allowed asks the estimate again, by name, once a run
                     # ended since; then the kept verdict is the skip)
                     if pending_skip is not None and name in estimates:
@@ -206,6 +227,11 @@ class _Starts:
                                             else None)
                     continue
             if near and moment >= far_until:
+                if stale:
+                    estimates.pop(name, None)
+                    own_estimates.pop(name, None)
+                    reaches.pop(name, None)
+                    stale = False
                 if near_from is None:
                     near_from = self.windows[0].starts_at - self._reach(instance)
                 if near_from <= moment:
@@ -215,6 +241,10 @@ class _Starts:
             end = ends[position]
             run = running[index] = _new_tuple(Run, (index, moment, end, end, "succeeded", 0.0))
             last_start[index] = moment
+        if stale:
+            estimates.pop(name, None)
+            own_estimates.pop(name, None)
+            reaches.pop(name, None)
 
     def _reach(self, instance):
         """How far ahead a window can skip a start of ``instance``: no
@@ -222,7 +252,10 @@ class _Starts:
         little history, the runtime it declares; then the margin."""
         reach = self.reaches.get(instance.name)
         if reach is None:
-            longest = max([instance.model.p95] + self.history.get(instance.name, []))
+            longest = instance.model.p95
+            history = self.history.get(instance.name)
+            if history:
+                longest = max(longest, max(history))
             reach = self.reaches[instance.name] = datetime.timedelta(
                 seconds=longest + self.margin)
         return reach
@@ -424,7 +457,8 @@ class _Starts:
 
 def _cursor(state):
     """The earliest time the simulation has not yet decided a start at."""
-    moments = [state.fleet.starts[index][position]
-               for index, position in enumerate(state.next)
-               if position < len(state.fleet.starts[index])]
+    moments = [moment for moment in state.next_moment if moment is not None]
     return min(moments) if moments else state.fleet.end
+
+
+_SECOND = datetime.timedelta(seconds=1)

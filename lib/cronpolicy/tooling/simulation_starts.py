@@ -13,6 +13,7 @@ import datetime
 import random
 
 from cronpolicy import policy
+from cronpolicy.estimate import DEFAULT_RUNTIME
 from cronpolicy.tooling import planning
 from cronpolicy.matching import matching_policies
 from cronpolicy.rows import FROM_DATABASE, DeployState, Inputs
@@ -91,6 +92,15 @@ class _Starts:
         self.figures = None                     # summary(), once worked out where played
         self.window_count = 0
         self.overdue_at = {}                    # rollout position -> jobs left overdue
+        # Instances whose estimate is at least 0 whatever their history (no
+        # row matches them: the quantile of their runtimes, above 0, or what
+        # they declare, or the default), with a grace at least 0: the bound
+        # _count_overdue reads before their estimate holds for them.
+        default = getattr(settings, "default_runtime", DEFAULT_RUNTIME)
+        self.overdue_bounded = [
+            not ruled and self.knobs.grace >= 0 and default >= 0
+            and facts.expected_runtime is not None and facts.expected_runtime >= 0
+            for ruled, facts in zip(self.ruled, self.facts)]
 
     # Starts --------------------------------------------------------------------------
 
@@ -432,22 +442,42 @@ class _Starts:
         return estimate
 
     def _count_overdue(self, moment):
-        """Instances overdue by schedule at ``moment`` (planning.overdue_by_schedule)."""
+        """Instances overdue by schedule at ``moment`` (planning.overdue_by_schedule).
+
+        An instance whose last success is no more than a minute before the
+        last start of its schedule before ``moment`` and a second is not
+        overdue whatever its estimate: the start overdue_by_schedule weighs
+        (``moment`` less the estimate and the grace, both at least 0, and a
+        second) is that one or an earlier one, and a success so recent is
+        not older than it by more than a minute (missed).  Most are such,
+        and their estimate (worked out again after each run that ends) is
+        not asked for them."""
         count, grace, known = 0, self.knobs.grace, self.fleet.known
         running, last_success, names = self.running, self.last_success, self.names
         ruled, own_estimates = self.ruled, self.own_estimates
+        bounded, latest_of = self.overdue_bounded, {}
+        after, minute = moment + _SECOND, _MINUTE
         for index in range(len(known)):
             run = running[index]
             if run is not None and run[3] <= moment:     # (_settle: run.end)
                 self._close(index, run)
-            if last_success[index] is None:
+            succeeded = last_success[index]
+            if succeeded is None:
                 continue            # never succeeded yet in the simulation: not counted
+            if bounded[index]:
+                schedule = known[index]
+                key = id(schedule.starts)   # (one list per schedule: the Fleet's, shared)
+                latest = latest_of.get(key, latest_of)
+                if latest is latest_of:
+                    latest = latest_of[key] = schedule.previous_before(after)
+                if latest is None or succeeded >= latest - minute:
+                    continue        # not overdue, whatever its estimate
             # (_own_estimate's, when it keeps one: looked up here first)
             kept = None if ruled[index] else own_estimates.get(names[index])
             estimate = kept.get(index) if kept else None
             if estimate is None:
                 estimate = self._own_estimate(index, moment)
-            late, _ = planning.overdue_by_schedule(known[index], last_success[index],
+            late, _ = planning.overdue_by_schedule(known[index], succeeded,
                                                    estimate.seconds, grace, moment)
             count += late
         self.overdue += count
@@ -462,3 +492,4 @@ def _cursor(state):
 
 
 _SECOND = datetime.timedelta(seconds=1)
+_MINUTE = datetime.timedelta(minutes=1)

@@ -92,10 +92,11 @@ class _Starts:
         self.figures = None                     # summary(), once worked out where played
         self.window_count = 0
         self.overdue_at = {}                    # rollout position -> jobs left overdue
-        # Instances whose estimate is at least 0 whatever their history (no
-        # row matches them: the quantile of their runtimes, above 0, or what
-        # they declare, or the default), with a grace at least 0: the bound
-        # _count_overdue reads before their estimate holds for them.
+        # Instances whose estimate is at least 0 and at most the longer of
+        # their longest run and what they declare, whatever their history
+        # (no row matches them: the quantile of their runtimes, above 0, or
+        # what they declare), with a grace at least 0: the bounds
+        # _count_overdue reads before their estimate hold for them.
         default = getattr(settings, "default_runtime", DEFAULT_RUNTIME)
         self.overdue_bounded = [
             not ruled and self.knobs.grace >= 0 and default >= 0
@@ -451,11 +452,15 @@ class _Starts:
         second) is that one or an earlier one, and a success so recent is
         not older than it by more than a minute (missed).  Most are such,
         and their estimate (worked out again after each run that ends) is
-        not asked for them."""
+        not asked for them.  Likewise one whose last success is more than a
+        minute before the start weighed with its longest possible estimate
+        (its longest run in the history, or what it declares: the estimate
+        is one or the other) is overdue whatever its estimate: the start
+        weighed with its real one is that one or a later one."""
         count, grace, known = 0, self.knobs.grace, self.fleet.known
         running, last_success, names = self.running, self.last_success, self.names
         ruled, own_estimates = self.ruled, self.own_estimates
-        bounded, latest_of = self.overdue_bounded, {}
+        bounded, latest_of, history_of = self.overdue_bounded, {}, self.history
         after, minute = moment + _SECOND, _MINUTE
         for index in range(len(known)):
             run = running[index]
@@ -472,6 +477,15 @@ class _Starts:
                     latest = latest_of[key] = schedule.previous_before(after)
                 if latest is None or succeeded >= latest - minute:
                     continue        # not overdue, whatever its estimate
+                longest = self.facts[index].expected_runtime
+                history = history_of.get(names[index])
+                if history:
+                    longest = max(longest, max(history))
+                earliest = schedule.previous_before(
+                    moment - datetime.timedelta(seconds=longest + grace) + _SECOND)
+                if earliest is not None and succeeded < earliest - minute:
+                    count += 1      # overdue, whatever its estimate
+                    continue
             # (_own_estimate's, when it keeps one: looked up here first)
             kept = None if ruled[index] else own_estimates.get(names[index])
             estimate = kept.get(index) if kept else None

@@ -40,6 +40,10 @@ class _Starts:
         self.running = list(fleet.warm_running)     # its run in flight (a Run), if any
         self.history = {name: list(runtimes)    # name -> durations, newest last
                         for name, runtimes in fleet.history.items()}
+        # name -> the longest of its history (kept with it, for _reach and
+        # _count_overdue: a max of 20 at each of their calls otherwise)
+        self.longest = {name: max(runtimes) for name, runtimes in self.history.items()
+                        if runtimes}
         self.estimates = {}                     # name -> its Estimate now (dropped on change)
         self.own_estimates = {}                 # name -> {index: its Estimate}, as well
         self.pending_verdicts = {}              # index -> its verdict in the deploy pending
@@ -171,9 +175,10 @@ class _Starts:
         estimates, name = self.estimates, instance.name
         own_estimates, reaches, last_success = self.own_estimates, self.reaches, \
             self.last_success
-        runs_append, history = self.runs.append, None
-        # (A run that ends drops the name's kept estimates and reach: once,
-        # when next read or when the starts are made, not at each of them.)
+        runs_append, history, longest_of = self.runs.append, None, self.longest
+        # (A run that ends drops the name's kept estimates: once, when next
+        # read or when the starts are made, not at each of them; its reach,
+        # when it changes the longest run of the history.)
         stale = False
         locked, deploy_pending, skip = policy.LOCKED, policy.DEPLOY_PENDING, skips.append
         run = running[index]
@@ -191,9 +196,22 @@ class _Starts:
                         history = self.history.get(name)
                         if history is None:
                             history = self.history[name] = []
-                    history.append((run[3] - run[1]).total_seconds())  # run.end - run.start
+                    # (_add_runtime, inline)
+                    runtime = (run[3] - run[1]).total_seconds()  # run.end - run.start
+                    history.append(runtime)
+                    top = longest_of.get(name)
                     if len(history) > HISTORY_RUNS:
+                        dropped = max(history[:-HISTORY_RUNS])
                         del history[:-HISTORY_RUNS]
+                        if dropped >= top:
+                            longest_of[name] = max(history)
+                            reaches.pop(name, None)
+                        elif runtime > top:
+                            longest_of[name] = runtime
+                            reaches.pop(name, None)
+                    elif top is None or runtime > top:
+                        longest_of[name] = runtime
+                        reaches.pop(name, None)
                     stale = True
                     last_success[index] = run[1]
                 if near:
@@ -205,7 +223,6 @@ class _Starts:
                 if stale:
                     estimates.pop(name, None)
                     own_estimates.pop(name, None)
-                    reaches.pop(name, None)
                     stale = False
                 self._start(index, instance, position, moment)
                 run = running[index]
@@ -218,7 +235,6 @@ class _Starts:
                     if stale:
                         estimates.pop(name, None)
                         own_estimates.pop(name, None)
-                        reaches.pop(name, None)
                         stale = False
                     # (_allowed asks the estimate again, by name, once a run
                     # ended since; then the kept verdict is the skip)
@@ -241,7 +257,6 @@ class _Starts:
                 if stale:
                     estimates.pop(name, None)
                     own_estimates.pop(name, None)
-                    reaches.pop(name, None)
                     stale = False
                 if near_from is None:
                     near_from = self.windows[0].starts_at - self._reach(instance)
@@ -255,7 +270,6 @@ class _Starts:
         if stale:
             estimates.pop(name, None)
             own_estimates.pop(name, None)
-            reaches.pop(name, None)
 
     def _reach(self, instance):
         """How far ahead a window can skip a start of ``instance``: no
@@ -264,9 +278,9 @@ class _Starts:
         reach = self.reaches.get(instance.name)
         if reach is None:
             longest = instance.model.p95
-            history = self.history.get(instance.name)
-            if history:
-                longest = max(longest, max(history))
+            top = self.longest.get(instance.name)
+            if top is not None:
+                longest = max(longest, top)
             reach = self.reaches[instance.name] = datetime.timedelta(
                 seconds=longest + self.margin)
         return reach
@@ -411,16 +425,32 @@ class _Starts:
         self.runs.append(run)
         if run[4] == "succeeded":                       # run.outcome
             name = self.names[index]
-            history = self.history.get(name)
-            if history is None:
-                history = self.history[name] = []
-            history.append((run[3] - run[1]).total_seconds())     # run.end - run.start
-            if len(history) > HISTORY_RUNS:
-                del history[:-HISTORY_RUNS]
+            self._add_runtime(name, (run[3] - run[1]).total_seconds())  # run.end - run.start
             self.estimates.pop(name, None)
             self.own_estimates.pop(name, None)
-            self.reaches.pop(name, None)
             self.last_success[index] = run[1]
+
+    def _add_runtime(self, name, runtime):
+        """A succeeded run of ``runtime`` seconds into ``name``'s history (its
+        last HISTORY_RUNS), its longest kept, its reach dropped when that
+        changes."""
+        history = self.history.get(name)
+        if history is None:
+            history = self.history[name] = []
+        history.append(runtime)
+        top = self.longest.get(name)
+        if len(history) > HISTORY_RUNS:
+            dropped = max(history[:-HISTORY_RUNS])
+            del history[:-HISTORY_RUNS]
+            if dropped >= top:
+                self.longest[name] = max(history)
+                self.reaches.pop(name, None)
+            elif runtime > top:
+                self.longest[name] = runtime
+                self.reaches.pop(name, None)
+        elif top is None or runtime > top:
+            self.longest[name] = runtime
+            self.reaches.pop(name, None)
 
     # The estimates, and the jobs left overdue ----------------------------------------------
 
@@ -460,7 +490,7 @@ class _Starts:
         count, grace, known = 0, self.knobs.grace, self.fleet.known
         running, last_success, names = self.running, self.last_success, self.names
         ruled, own_estimates = self.ruled, self.own_estimates
-        bounded, latest_of, history_of = self.overdue_bounded, {}, self.history
+        bounded, latest_of, longest_of = self.overdue_bounded, {}, self.longest
         after, minute = moment + _SECOND, _MINUTE
         for index in range(len(known)):
             run = running[index]
@@ -478,9 +508,9 @@ class _Starts:
                 if latest is None or succeeded >= latest - minute:
                     continue        # not overdue, whatever its estimate
                 longest = self.facts[index].expected_runtime
-                history = history_of.get(names[index])
-                if history:
-                    longest = max(longest, max(history))
+                top = longest_of.get(names[index])
+                if top is not None:
+                    longest = max(longest, top)
                 earliest = schedule.previous_before(
                     moment - datetime.timedelta(seconds=longest + grace) + _SECOND)
                 if earliest is not None and succeeded < earliest - minute:

@@ -181,6 +181,7 @@ class _Starts:
         # when it changes the longest run of the history.)
         stale = False
         locked, deploy_pending, skip = policy.LOCKED, policy.DEPLOY_PENDING, skips.append
+        current = self.current          # (the rollout under way: set between advances)
         run = running[index]
         for position in range(position, stop):
             moment = starts[position]
@@ -201,8 +202,11 @@ class _Starts:
                     history.append(runtime)
                     top = longest_of.get(name)
                     if len(history) > HISTORY_RUNS:
-                        dropped = max(history[:-HISTORY_RUNS])
-                        del history[:-HISTORY_RUNS]
+                        if len(history) == HISTORY_RUNS + 1:     # (one in, one out)
+                            dropped = history.pop(0)
+                        else:
+                            dropped = max(history[:-HISTORY_RUNS])
+                            del history[:-HISTORY_RUNS]
                         if dropped >= top:
                             longest_of[name] = max(history)
                             reaches.pop(name, None)
@@ -229,7 +233,7 @@ class _Starts:
                 continue
             if pending is not None and pending[0] <= moment < pending[1]:
                 if switched_off:    # crontabs disabled, or the switch off: no start
-                    skip((index, moment, deploy_pending, self.current))
+                    skip((index, moment, deploy_pending, current))
                     continue
                 if plain != "always":
                     if stale:
@@ -491,7 +495,7 @@ class _Starts:
         running, last_success, names = self.running, self.last_success, self.names
         ruled, own_estimates = self.ruled, self.own_estimates
         bounded, latest_of, longest_of = self.overdue_bounded, {}, self.longest
-        after, minute = moment + _SECOND, _MINUTE
+        after, minute, timedelta = moment + _SECOND, _MINUTE, datetime.timedelta
         for index in range(len(known)):
             run = running[index]
             if run is not None and run[3] <= moment:     # (_settle: run.end)
@@ -511,8 +515,7 @@ class _Starts:
                 top = longest_of.get(names[index])
                 if top is not None:
                     longest = max(longest, top)
-                earliest = schedule.previous_before(
-                    moment - datetime.timedelta(seconds=longest + grace) + _SECOND)
+                earliest = schedule.previous_before(after - timedelta(0, longest + grace))
                 if earliest is not None and succeeded < earliest - minute:
                     count += 1      # overdue, whatever its estimate
                     continue

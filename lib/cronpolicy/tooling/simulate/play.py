@@ -91,6 +91,8 @@ def run_seeds(instances, settings, days=7.0, rollouts=10, at=(),
     order = sorted(strategies, key=lambda name: COSTLIEST_FIRST.index(name))
     tasks = [(number, name) for name in order for number in range(len(plays))]
     workers = min(len(tasks), workers or len(os.sched_getaffinity(0)))
+    import gc
+    frozen = gc.get_freeze_count()
     try:
         if workers <= 1:
             states = {task: _play_one(plays[task[0]], task[1], knobs, settings, restart)
@@ -98,8 +100,13 @@ def run_seeds(instances, settings, days=7.0, rollouts=10, at=(),
         else:
             states = _in_processes(plays, tasks, knobs, settings, restart, workers, detail)
     finally:
-        import gc
-        gc.unfreeze()           # (what _no_collection froze: collected as usual again)
+        # What _no_collection froze, collected as usual again; unless this
+        # process had frozen objects of its own before (the CLI and a
+        # CronScript's import freeze theirs on purpose): they stay frozen,
+        # the plays' with them (their objects are freed when dropped, as
+        # ever; only a cycle among them would wait).
+        if not frozen:
+            gc.unfreeze()
     return [Played(fleet.seed, readies, kinds,
                    {name: states[number, name] for name in strategies})
             for number, (fleet, readies, kinds) in enumerate(plays)]
@@ -121,8 +128,8 @@ class _no_collection:
     collected once the plays are over (run_seeds).  What it made is frozen
     (gc.freeze) before the collector is enabled again: else the first
     collections after it go through all of it, young as it is, again and
-    again (about 5% of the README play); run_seeds unfreezes it all when
-    the plays are over (a worker's dies with it)."""
+    again (about 5% of the README play); run_seeds unfreezes it when the
+    plays are over, if nothing was frozen before (a worker's dies with it)."""
 
     def __enter__(self):
         import gc

@@ -494,7 +494,7 @@ class _Starts:
         count, grace, known = 0, self.knobs.grace, self.fleet.known
         running, last_success, names = self.running, self.last_success, self.names
         ruled, own_estimates = self.ruled, self.own_estimates
-        bounded, latest_of, longest_of = self.overdue_bounded, {}, self.longest
+        bounded, latest_of, earliest_of, longest_of = self.overdue_bounded, {}, {}, self.longest
         after, minute, timedelta = moment + _SECOND, _MINUTE, datetime.timedelta
         for index in range(len(known)):
             run = running[index]
@@ -504,19 +504,27 @@ class _Starts:
             if succeeded is None:
                 continue            # never succeeded yet in the simulation: not counted
             if bounded[index]:
+                # (each bound a minute before its start, once per schedule and
+                # longest estimate a check: the copies of a job on several
+                # hosts share both)
                 schedule = known[index]
                 key = id(schedule.starts)   # (one list per schedule: the Fleet's, shared)
-                latest = latest_of.get(key, latest_of)
-                if latest is latest_of:
-                    latest = latest_of[key] = schedule.previous_before(after)
-                if latest is None or succeeded >= latest - minute:
+                recent = latest_of.get(key, latest_of)
+                if recent is latest_of:
+                    latest = schedule.previous_before(after)
+                    recent = latest_of[key] = None if latest is None else latest - minute
+                if recent is None or succeeded >= recent:
                     continue        # not overdue, whatever its estimate
                 longest = self.facts[index].expected_runtime
                 top = longest_of.get(names[index])
                 if top is not None:
                     longest = max(longest, top)
-                earliest = schedule.previous_before(after - timedelta(0, longest + grace))
-                if earliest is not None and succeeded < earliest - minute:
+                early = earliest_of.get((key, longest), earliest_of)
+                if early is earliest_of:
+                    earliest = schedule.previous_before(after - timedelta(0, longest + grace))
+                    early = earliest_of[key, longest] = None if earliest is None \
+                        else earliest - minute
+                if early is not None and succeeded < early:
                     count += 1      # overdue, whatever its estimate
                     continue
             # (_own_estimate's, when it keeps one: looked up here first)

@@ -641,7 +641,7 @@ def test_the_jobs_left_overdue_are_the_same_without_the_bound_that_skips_estimat
     instances = inputs.load_fleet(REFERENCE)
 
     def counts():
-        states, _ = play.run(instances, Settings(), days=1, rollouts=6, seed=5, workers=1,
+        states, _ = play.run(instances, Settings(), days=0.5, rollouts=3, seed=5, workers=1,
                              strategies=("all-stop", "cronpolicy"), warm_up=None)
         return {name: (state.overdue_at, state.overdue) for name, state in states.items()}
     bounded = counts()

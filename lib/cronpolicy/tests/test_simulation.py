@@ -632,6 +632,31 @@ def test_more_than_the_most_rollouts_given_by_at_is_one_line_and_exit_2(
 
 
 @pytest.mark.integration
+def test_the_jobs_left_overdue_are_the_same_without_the_bound_that_skips_estimates(monkeypatch):
+    """_count_overdue leaves out, before asking their estimate, the
+    instances whose last success is within a minute of their last start
+    (they cannot be overdue); asking every instance's estimate and
+    overdue_by_schedule gives the same counts at every check."""
+    from cronpolicy.tooling import simulation_starts
+    instances = inputs.load_fleet(REFERENCE)
+
+    def counts():
+        states, _ = play.run(instances, Settings(), days=0.5, rollouts=3, seed=5, workers=1,
+                             strategies=("all-stop", "cronpolicy"), warm_up=None)
+        return {name: (state.overdue_at, state.overdue) for name, state in states.items()}
+    bounded = counts()
+    original = simulation_starts._Starts.__init__
+
+    def unbounded(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        assert any(self.overdue_bounded)
+        self.overdue_bounded = [False] * len(self.overdue_bounded)
+    monkeypatch.setattr(simulation_starts._Starts, "__init__", unbounded)
+    assert counts() == bounded
+    assert all(overdue > 0 for _, overdue in bounded.values()), bounded
+
+
+@pytest.mark.integration
 def test_jobs_left_overdue_are_counted_at_one_moment_whatever_each_strategy_stalled(
         tmp_path, capsys):
     """A 50-minute unsafe hourly job and a rollout at 09:10 with a deploy of

@@ -63,9 +63,10 @@ def summary(state):
     rollout_skips, played = frozenset(policy.rollout_skips()), len(by_rollout)
     # The skips counted by (rollout, instance) first (some 100000 a
     # strategy, of a few thousand pairs), then added up.
-    counted = collections.Counter(
+    # (A list first: Counter counts a list in C, a generator one item at a time.)
+    counted = collections.Counter([
         (cause, index) for index, _, code, cause in state.skips
-        if cause is not None and code in rollout_skips and cause < played)
+        if cause is not None and code in rollout_skips and cause < played])
     labels = {}         # index -> how often it runs (FREQUENCIES), once asked
     for (cause, index), count in counted.items():
         by_rollout[cause] += count

@@ -190,11 +190,14 @@ class Fleet:
             starts = cache[(tuple(instance.schedule.fields), instance.schedule.tz)]
             generator = random.Random("%s:%s:%s" % (seed, instance.name, instance.host))
             self.starts.append(starts)
+            timedelta = datetime.timedelta
             durations = draws(instance.model, generator, len(starts))
             self.durations.append(durations)
             # When each start's run would end: the same for every strategy,
             # so worked out once here rather than at each start of each play.
-            self.ends.append([start + datetime.timedelta(seconds=duration)
+            # (timedelta(0, duration) is timedelta(seconds=duration), without
+            # the keyword: a third less, 200000 times a seed)
+            self.ends.append([start + timedelta(0, duration)
                               for start, duration in zip(starts, durations)])
             self.periods.append(cache[(tuple(instance.schedule.fields), instance.schedule.tz),
                                       "period"])

@@ -13,6 +13,7 @@ import datetime
 import random
 
 from cronpolicy import policy
+from cronpolicy.estimate import DEFAULT_RUNTIME
 from cronpolicy.tooling import planning
 from cronpolicy.matching import matching_policies
 from cronpolicy.rows import FROM_DATABASE, DeployState, Inputs
@@ -32,10 +33,17 @@ class _Starts:
         self.no_kills = strategy in NO_KILLS
         count = len(fleet.instances)
         self.next = [0] * count                 # index of each instance's next start
+        # (and its moment, or None past the last: what _advance and _cursor
+        # compare, rather than a bisect of each instance at each advance)
+        self.next_moment = [starts[0] if starts else None for starts in fleet.starts]
         self.names = [instance.name for instance in fleet.instances]
         self.running = list(fleet.warm_running)     # its run in flight (a Run), if any
         self.history = {name: list(runtimes)    # name -> durations, newest last
                         for name, runtimes in fleet.history.items()}
+        # name -> the longest of its history (kept with it, for _reach and
+        # _count_overdue: a max of 20 at each of their calls otherwise)
+        self.longest = {name: max(runtimes) for name, runtimes in self.history.items()
+                        if runtimes}
         self.estimates = {}                     # name -> its Estimate now (dropped on change)
         self.own_estimates = {}                 # name -> {index: its Estimate}, as well
         self.pending_verdicts = {}              # index -> its verdict in the deploy pending
@@ -43,6 +51,8 @@ class _Starts:
         self.reaches = {}                       # name -> how far ahead a window skips it
         self.last_success = list(fleet.warm_last_success)   # start of its last success
         self.margin = getattr(settings, "cutoff_margin", policy.DEFAULT_MARGIN)
+        # (the margin and a second as timedeltas, made once, not at each _starts)
+        self.margin_delta = datetime.timedelta(seconds=self.margin)
         self.windows = []                       # announced (cronpolicy, cronpolicy-slot)
         # (since, until, DeployState, open rollouts, kind): deploy pending
         self.pending = None
@@ -86,6 +96,16 @@ class _Starts:
         self.figures = None                     # summary(), once worked out where played
         self.window_count = 0
         self.overdue_at = {}                    # rollout position -> jobs left overdue
+        # Instances whose estimate is at least 0 and at most the longer of
+        # their longest run and what they declare, whatever their history
+        # (no row matches them: the quantile of their runtimes, above 0, or
+        # what they declare), with a grace at least 0: the bounds
+        # _count_overdue reads before their estimate hold for them.
+        default = getattr(settings, "default_runtime", DEFAULT_RUNTIME)
+        self.overdue_bounded = [
+            not ruled and self.knobs.grace >= 0 and default >= 0
+            and facts.expected_runtime is not None and facts.expected_runtime >= 0
+            for ruled, facts in zip(self.ruled, self.facts)]
 
     # Starts --------------------------------------------------------------------------
 
@@ -104,13 +124,15 @@ class _Starts:
             cursor = _cursor(self)
             self.windows = [window for window in self.windows if window.ends_at > cursor]
         fleet = self.fleet
-        for index, instance in enumerate(fleet.instances):
-            starts = fleet.starts[index]
-            position = self.next[index]
-            stop = bisect.bisect_left(starts, until, position)
-            if position < stop:
-                self._starts(index, instance, position, stop)
+        next_moment, instances, find = self.next_moment, fleet.instances, bisect.bisect_left
+        for index, moment in enumerate(next_moment):
+            if moment is not None and moment < until:       # (most have nothing to make)
+                starts = fleet.starts[index]
+                position = self.next[index]
+                stop = find(starts, until, position)
+                self._starts(index, instances[index], position, stop)
                 self.next[index] = stop
+                next_moment[index] = starts[stop] if stop < len(starts) else None
 
     def _starts(self, index, instance, position, stop):
         """Make the starts ``position`` to ``stop`` of ``index``.  Most
@@ -141,9 +163,10 @@ class _Starts:
         # from any window, and the reach is not worked out for them.
         near_from = far_until = None
         if near:
-            first_window = self.windows[0].starts_at
-            margin, spare = datetime.timedelta(seconds=self.margin), datetime.timedelta(seconds=1)
-            far_until = first_window - self._reach(instance) - spare    # (rounding aside)
+            # (far_until lowered by each run that ends: first window - its
+            # length - margin - a second, the run's length taken last)
+            far_base = self.windows[0].starts_at - self.margin_delta - _SECOND
+            far_until = self.windows[0].starts_at - self._reach(instance) - _SECOND
         switched_off = not self.cronpolicy and plain is not None    # a, b: no rules asked
         # (c, d) The skip every start of it gets in the deploy pending, once
         # its verdict there is kept (_pending_verdict): (code, cause, the
@@ -152,13 +175,19 @@ class _Starts:
         estimates, name = self.estimates, instance.name
         own_estimates, reaches, last_success = self.own_estimates, self.reaches, \
             self.last_success
-        runs_append, history = self.runs.append, None
+        runs_append, history, longest_of = self.runs.append, None, self.longest
+        # (A run that ends drops the name's kept estimates: once, when next
+        # read or when the starts are made, not at each of them; its reach,
+        # when it changes the longest run of the history.)
+        stale = False
+        locked, deploy_pending, skip = policy.LOCKED, policy.DEPLOY_PENDING, skips.append
+        current = self.current          # (the rollout under way: set between advances)
         run = running[index]
         for position in range(position, stop):
             moment = starts[position]
             if run is not None:
                 if run[3] > moment:         # (run.end) still running: the lock skips it
-                    skips.append((index, moment, policy.LOCKED, None))
+                    skip((index, moment, locked, None))
                     continue
                 # (_close, inline: a strategy's play ends some 130000 runs here)
                 running[index] = None
@@ -168,26 +197,49 @@ class _Starts:
                         history = self.history.get(name)
                         if history is None:
                             history = self.history[name] = []
-                    history.append((run[3] - run[1]).total_seconds())  # run.end - run.start
+                    # (_add_runtime, inline)
+                    runtime = (run[3] - run[1]).total_seconds()  # run.end - run.start
+                    history.append(runtime)
+                    top = longest_of.get(name)
                     if len(history) > HISTORY_RUNS:
-                        del history[:-HISTORY_RUNS]
-                    estimates.pop(name, None)
-                    own_estimates.pop(name, None)
-                    reaches.pop(name, None)
+                        if len(history) == HISTORY_RUNS + 1:     # (one in, one out)
+                            dropped = history.pop(0)
+                        else:
+                            dropped = max(history[:-HISTORY_RUNS])
+                            del history[:-HISTORY_RUNS]
+                        if dropped >= top:
+                            longest_of[name] = max(history)
+                            reaches.pop(name, None)
+                        elif runtime > top:
+                            longest_of[name] = runtime
+                            reaches.pop(name, None)
+                    elif top is None or runtime > top:
+                        longest_of[name] = runtime
+                        reaches.pop(name, None)
+                    stale = True
                     last_success[index] = run[1]
                 if near:
-                    far_until = min(far_until,
-                                    first_window - (run[3] - run[1]) - margin - spare)
+                    far = far_base - (run[3] - run[1])
+                    if far < far_until:
+                        far_until = far
                 run = near_from = None
             if plain is None:
+                if stale:
+                    estimates.pop(name, None)
+                    own_estimates.pop(name, None)
+                    stale = False
                 self._start(index, instance, position, moment)
                 run = running[index]
                 continue
             if pending is not None and pending[0] <= moment < pending[1]:
                 if switched_off:    # crontabs disabled, or the switch off: no start
-                    skips.append((index, moment, policy.DEPLOY_PENDING, self.current))
+                    skip((index, moment, deploy_pending, current))
                     continue
                 if plain != "always":
+                    if stale:
+                        estimates.pop(name, None)
+                        own_estimates.pop(name, None)
+                        stale = False
                     # (_allowed asks the estimate again, by name, once a run
                     # ended since; then the kept verdict is the skip)
                     if pending_skip is not None and name in estimates:
@@ -206,6 +258,10 @@ class _Starts:
                                             else None)
                     continue
             if near and moment >= far_until:
+                if stale:
+                    estimates.pop(name, None)
+                    own_estimates.pop(name, None)
+                    stale = False
                 if near_from is None:
                     near_from = self.windows[0].starts_at - self._reach(instance)
                 if near_from <= moment:
@@ -215,6 +271,9 @@ class _Starts:
             end = ends[position]
             run = running[index] = _new_tuple(Run, (index, moment, end, end, "succeeded", 0.0))
             last_start[index] = moment
+        if stale:
+            estimates.pop(name, None)
+            own_estimates.pop(name, None)
 
     def _reach(self, instance):
         """How far ahead a window can skip a start of ``instance``: no
@@ -222,7 +281,10 @@ class _Starts:
         little history, the runtime it declares; then the margin."""
         reach = self.reaches.get(instance.name)
         if reach is None:
-            longest = max([instance.model.p95] + self.history.get(instance.name, []))
+            longest = instance.model.p95
+            top = self.longest.get(instance.name)
+            if top is not None:
+                longest = max(longest, top)
             reach = self.reaches[instance.name] = datetime.timedelta(
                 seconds=longest + self.margin)
         return reach
@@ -367,16 +429,32 @@ class _Starts:
         self.runs.append(run)
         if run[4] == "succeeded":                       # run.outcome
             name = self.names[index]
-            history = self.history.get(name)
-            if history is None:
-                history = self.history[name] = []
-            history.append((run[3] - run[1]).total_seconds())     # run.end - run.start
-            if len(history) > HISTORY_RUNS:
-                del history[:-HISTORY_RUNS]
+            self._add_runtime(name, (run[3] - run[1]).total_seconds())  # run.end - run.start
             self.estimates.pop(name, None)
             self.own_estimates.pop(name, None)
-            self.reaches.pop(name, None)
             self.last_success[index] = run[1]
+
+    def _add_runtime(self, name, runtime):
+        """A succeeded run of ``runtime`` seconds into ``name``'s history (its
+        last HISTORY_RUNS), its longest kept, its reach dropped when that
+        changes."""
+        history = self.history.get(name)
+        if history is None:
+            history = self.history[name] = []
+        history.append(runtime)
+        top = self.longest.get(name)
+        if len(history) > HISTORY_RUNS:
+            dropped = max(history[:-HISTORY_RUNS])
+            del history[:-HISTORY_RUNS]
+            if dropped >= top:
+                self.longest[name] = max(history)
+                self.reaches.pop(name, None)
+            elif runtime > top:
+                self.longest[name] = runtime
+                self.reaches.pop(name, None)
+        elif top is None or runtime > top:
+            self.longest[name] = runtime
+            self.reaches.pop(name, None)
 
     # The estimates, and the jobs left overdue ----------------------------------------------
 
@@ -399,22 +477,62 @@ class _Starts:
         return estimate
 
     def _count_overdue(self, moment):
-        """Instances overdue by schedule at ``moment`` (planning.overdue_by_schedule)."""
+        """Instances overdue by schedule at ``moment`` (planning.overdue_by_schedule).
+
+        An instance whose last success is no more than a minute before the
+        last start of its schedule before ``moment`` and a second is not
+        overdue whatever its estimate: the start overdue_by_schedule weighs
+        (``moment`` less the estimate and the grace, both at least 0, and a
+        second) is that one or an earlier one, and a success so recent is
+        not older than it by more than a minute (missed).  Most are such,
+        and their estimate (worked out again after each run that ends) is
+        not asked for them.  Likewise one whose last success is more than a
+        minute before the start weighed with its longest possible estimate
+        (its longest run in the history, or what it declares: the estimate
+        is one or the other) is overdue whatever its estimate: the start
+        weighed with its real one is that one or a later one."""
         count, grace, known = 0, self.knobs.grace, self.fleet.known
         running, last_success, names = self.running, self.last_success, self.names
         ruled, own_estimates = self.ruled, self.own_estimates
+        bounded, latest_of, earliest_of, longest_of = self.overdue_bounded, {}, {}, self.longest
+        after, minute, timedelta = moment + _SECOND, _MINUTE, datetime.timedelta
         for index in range(len(known)):
             run = running[index]
             if run is not None and run[3] <= moment:     # (_settle: run.end)
                 self._close(index, run)
-            if last_success[index] is None:
+            succeeded = last_success[index]
+            if succeeded is None:
                 continue            # never succeeded yet in the simulation: not counted
+            if bounded[index]:
+                # (each bound a minute before its start, once per schedule and
+                # longest estimate a check: the copies of a job on several
+                # hosts share both)
+                schedule = known[index]
+                key = id(schedule.starts)   # (one list per schedule: the Fleet's, shared)
+                recent = latest_of.get(key, latest_of)
+                if recent is latest_of:
+                    latest = schedule.previous_before(after)
+                    recent = latest_of[key] = None if latest is None else latest - minute
+                if recent is None or succeeded >= recent:
+                    continue        # not overdue, whatever its estimate
+                longest = self.facts[index].expected_runtime
+                top = longest_of.get(names[index])
+                if top is not None:
+                    longest = max(longest, top)
+                early = earliest_of.get((key, longest), earliest_of)
+                if early is earliest_of:
+                    earliest = schedule.previous_before(after - timedelta(0, longest + grace))
+                    early = earliest_of[key, longest] = None if earliest is None \
+                        else earliest - minute
+                if early is not None and succeeded < early:
+                    count += 1      # overdue, whatever its estimate
+                    continue
             # (_own_estimate's, when it keeps one: looked up here first)
             kept = None if ruled[index] else own_estimates.get(names[index])
             estimate = kept.get(index) if kept else None
             if estimate is None:
                 estimate = self._own_estimate(index, moment)
-            late, _ = planning.overdue_by_schedule(known[index], last_success[index],
+            late, _ = planning.overdue_by_schedule(known[index], succeeded,
                                                    estimate.seconds, grace, moment)
             count += late
         self.overdue += count
@@ -424,7 +542,9 @@ class _Starts:
 
 def _cursor(state):
     """The earliest time the simulation has not yet decided a start at."""
-    moments = [state.fleet.starts[index][position]
-               for index, position in enumerate(state.next)
-               if position < len(state.fleet.starts[index])]
+    moments = [moment for moment in state.next_moment if moment is not None]
     return min(moments) if moments else state.fleet.end
+
+
+_SECOND = datetime.timedelta(seconds=1)
+_MINUTE = datetime.timedelta(minutes=1)

@@ -91,11 +91,22 @@ def run_seeds(instances, settings, days=7.0, rollouts=10, at=(),
     order = sorted(strategies, key=lambda name: COSTLIEST_FIRST.index(name))
     tasks = [(number, name) for name in order for number in range(len(plays))]
     workers = min(len(tasks), workers or len(os.sched_getaffinity(0)))
-    if workers <= 1:
-        states = {task: _play_one(plays[task[0]], task[1], knobs, settings, restart)
-                  for task in tasks}
-    else:
-        states = _in_processes(plays, tasks, knobs, settings, restart, workers, detail)
+    import gc
+    frozen = gc.get_freeze_count()
+    try:
+        if workers <= 1:
+            states = {task: _play_one(plays[task[0]], task[1], knobs, settings, restart)
+                      for task in tasks}
+        else:
+            states = _in_processes(plays, tasks, knobs, settings, restart, workers, detail)
+    finally:
+        # What _no_collection froze, collected as usual again; unless this
+        # process had frozen objects of its own before (the CLI and a
+        # CronScript's import freeze theirs on purpose): they stay frozen,
+        # the plays' with them (their objects are freed when dropped, as
+        # ever; only a cycle among them would wait).
+        if not frozen:
+            gc.unfreeze()
     return [Played(fleet.seed, readies, kinds,
                    {name: states[number, name] for name in strategies})
             for number, (fleet, readies, kinds) in enumerate(plays)]
@@ -114,7 +125,11 @@ class _no_collection:
     was): a play makes some 400000 runs and skips that live until it ends,
     and its collections (every 700 of them, all to be kept) cost a tenth
     of the play; it makes little cyclic garbage (a play of d, none),
-    collected once it is over."""
+    collected once the plays are over (run_seeds).  What it made is frozen
+    (gc.freeze) before the collector is enabled again: else the first
+    collections after it go through all of it, young as it is, again and
+    again (about 5% of the README play); run_seeds unfreezes it when the
+    plays are over, if nothing was frozen before (a worker's dies with it)."""
 
     def __enter__(self):
         import gc
@@ -124,6 +139,7 @@ class _no_collection:
     def __exit__(self, *exc):
         import gc
         if self.collecting:
+            gc.freeze()
             gc.enable()
         return False
 

@@ -18,7 +18,7 @@ import psycopg2
 import pytest
 
 from cronpolicy import schema
-from cronpolicy.store.sqlite import open_sqlite
+from cronpolicy.store.sqlite import connect_sqlite, open_sqlite
 from cronpolicy.config import sqlite_path
 
 from . import footprint, layers
@@ -254,11 +254,30 @@ GROUP_ROLES = ("cronpolicy_admin", "cronpolicy_rollout", "cronpolicy_script", "c
                "cronpolicy_auditor")
 
 
-def upgraded(dsn):
-    """``dsn``, after applying every schema patch to its database."""
-    connection = psycopg2.connect(dsn)
+@contextlib.contextmanager
+def schema_up_to(version):
+    """While it lasts, the schema's patches end at ``version``: a database
+    upgraded meanwhile is as an older release left it (a SQLite file
+    opened through the store upgrades itself, so keep it for as long as
+    the test writes what that release would have taken)."""
+    every = schema.patches
+    from unittest import mock
+    with mock.patch.object(schema, "patches", lambda backend: [
+            patch for patch in every(backend) if patch[0] <= version]):
+        yield
+
+
+def upgraded(dsn, up_to=None):
+    """``dsn``, after applying the schema patches to its database (PostgreSQL,
+    or a sqlite:/// file): every one, or with ``up_to`` those numbered up to
+    it (schema_up_to), for tests of an upgrade."""
+    if dsn.startswith("sqlite:///"):
+        connection, apply = connect_sqlite(dsn[len("sqlite:///"):]), schema.upgrade_sqlite
+    else:
+        connection, apply = psycopg2.connect(dsn), schema.upgrade_postgres
     try:
-        schema.upgrade_postgres(connection)
+        with schema_up_to(up_to) if up_to is not None else contextlib.nullcontext():
+            apply(connection)
     finally:
         connection.close()
     return dsn

@@ -11,7 +11,7 @@ import pytest
 from cronpolicy import exitcodes, schema
 from cronpolicy.store.sqlite import connect_sqlite
 
-from .conftest import DBA
+from .conftest import DBA, schema_up_to, upgraded
 
 #: Every test here is integration (they reach a database or start processes):
 #: under -m unit alone the module is not even imported (tests/layers.py).
@@ -136,23 +136,12 @@ def test_absurd_stored_values_are_clamped_not_crashed_on(scripts, dba, cli):
 
 
 @pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
-def test_the_patch_brings_rows_written_before_it_into_range(request, backend, monkeypatch):
-    real_patches = schema.patches
-    monkeypatch.setattr(schema, "patches",
-                        lambda name: [patch for patch in real_patches(name) if patch[0] <= 8])
-    if backend == "postgresql":
-        dsn = request.getfixturevalue("empty_pg_dsn")
-        connection = psycopg2.connect(dsn)
-        schema.upgrade_postgres(connection)
-    else:
-        dsn = request.getfixturevalue("sqlite_dsn")
-        connection = connect_sqlite(dsn[len("sqlite:///"):])
-        schema.upgrade_sqlite(connection)
-    connection.close()
-    dba = DBA(dsn)
-    for statement in ABSURD[backend]:
-        dba.execute(statement)
-    monkeypatch.setattr(schema, "patches", real_patches)
+def test_the_patch_brings_rows_written_before_it_into_range(request, backend):
+    dsn = request.getfixturevalue("empty_pg_dsn" if backend == "postgresql" else "sqlite_dsn")
+    with schema_up_to(8):           # (the DBA's SQLite file would upgrade itself)
+        dba = DBA(upgraded(dsn))
+        for statement in ABSURD[backend]:
+            dba.execute(statement)
     if backend == "postgresql":
         connection = psycopg2.connect(dsn)
         assert schema.upgrade_postgres(connection) [0] == "0009-values-in-range.sql"

@@ -7,7 +7,7 @@ import pytest
 
 from cronpolicy import exitcodes, schema
 
-from .conftest import DBA, ScriptRunner, make_env
+from .conftest import DBA, ScriptRunner, make_env, upgraded
 from .test_roles import try_sql
 
 #: Every test here is integration (they reach a database or start processes):
@@ -115,7 +115,7 @@ def test_spooled_records_are_clamped_and_marked_on_both_backends(dsn, dba, cli):
     """Through the store's own statements, as the gate and `flush` write them."""
     import datetime
     from cronpolicy.config import Settings
-    from cronpolicy.rows import RunEnd, RunRecord
+    from cronpolicy.rows import RunRecord
     from cronpolicy.spool import SpoolEntry
     from cronpolicy.store import open_store
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -138,20 +138,13 @@ def test_spooled_records_are_clamped_and_marked_on_both_backends(dsn, dba, cli):
 
 
 def test_the_upgrade_gives_each_name_to_the_logins_that_recorded_it(
-        pg_roles, empty_pg_dsn, monkeypatch):
+        pg_roles, empty_pg_dsn):
     login = user_of(pg_roles("cronpolicy_script"))
-    real_patches = schema.patches
-    monkeypatch.setattr(schema, "patches",
-                        lambda name: [patch for patch in real_patches(name) if patch[0] <= 9])
-    connection = psycopg2.connect(empty_pg_dsn)
-    schema.upgrade_postgres(connection)
-    dba = DBA(empty_pg_dsn)
+    dba = DBA(upgraded(empty_pg_dsn, up_to=9))
     dba.execute("INSERT INTO cronpolicy.script_run (name, host, db_user)"
                 " VALUES ('publish-distro', 'web1', {}), ('by-root', 'web1', current_user)",
                 (login,))
-    monkeypatch.setattr(schema, "patches", real_patches)
-    schema.upgrade_postgres(connection)
-    connection.close()
+    upgraded(empty_pg_dsn)
     assert dba.execute("SELECT name, db_role FROM cronpolicy.script_owner") == [
         ("publish-distro", login)]
 

@@ -9,10 +9,10 @@ import time
 import psycopg2
 import pytest
 
-from cronpolicy import exitcodes, schema
+from cronpolicy import exitcodes
 
 from . import footprint
-from .conftest import DBA, ScriptRunner, make_env
+from .conftest import DBA, ScriptRunner, make_env, upgraded
 from .test_roles import cli, try_sql
 
 #: Every test here is integration (they reach a database or start processes):
@@ -256,14 +256,9 @@ def test_a_claim_of_a_host_in_an_old_snapshot_is_refused(pg_roles, pg_dsn):
 
 
 def test_the_upgrade_gives_each_host_to_the_logins_that_wrote_for_it(
-        pg_roles, empty_pg_dsn, monkeypatch):
+        pg_roles, empty_pg_dsn):
     login, other = user_of(pg_roles("cronpolicy_script")), user_of(pg_roles("cronpolicy_script"))
-    real_patches = schema.patches
-    monkeypatch.setattr(schema, "patches",
-                        lambda name: [patch for patch in real_patches(name) if patch[0] <= 14])
-    connection = psycopg2.connect(empty_pg_dsn)
-    schema.upgrade_postgres(connection)
-    dba = DBA(empty_pg_dsn)
+    dba = DBA(upgraded(empty_pg_dsn, up_to=14))
     dba.execute("INSERT INTO cronpolicy.script_run (name, host, db_user) VALUES"
                 " ('publish-distro', 'web1', {}), ('by-root', 'web9', current_user),"
                 " ('gone', 'web8', 'no_such_role_anywhere'), ('odd', 'web*', {})", (login, login))
@@ -271,9 +266,7 @@ def test_the_upgrade_gives_each_host_to_the_logins_that_wrote_for_it(
                 " VALUES ('publish-distro', 'web2', '@daily', {})", (other,))
     dba.execute("INSERT INTO cronpolicy.run_slot (name, slot, run_key, host, lease_expires_at,"
                 " db_user) VALUES ('publish-distro', 0, 'k', 'web3', now(), {})", (other,))
-    monkeypatch.setattr(schema, "patches", real_patches)
-    schema.upgrade_postgres(connection)
-    connection.close()
+    upgraded(empty_pg_dsn)
     assert sorted(dba.execute("SELECT host, db_role, granted_by FROM cronpolicy.host_login")) == [
         ("web1", login, "schema patch 0015"), ("web2", other, "schema patch 0015"),
         ("web3", other, "schema patch 0015")]

@@ -17,7 +17,7 @@ from cronpolicy import schema
 
 from cronpolicy.store.sqlite import connect_sqlite
 
-from .conftest import DBA, in_process_cli, make_env
+from .conftest import DBA, in_process_cli, make_env, upgraded
 
 pytestmark = pytest.mark.integration
 
@@ -30,21 +30,6 @@ ROWS = {
     "name-and-host": (RANDOM[:1500], RANDOM[1500:], "run"),
     "decision": ("publish", "web9", RANDOM),
 }
-
-
-def _at_schema_26(backend, dsn, monkeypatch):
-    """``dsn``'s database with the patches up to 26 (before this one)."""
-    real = schema.patches
-    monkeypatch.setattr(schema, "patches",
-                        lambda which: [p for p in real(which) if p[0] <= 26])
-    if backend == "postgresql":
-        connection = psycopg2.connect(dsn)
-        schema.upgrade_postgres(connection)
-    else:
-        connection = connect_sqlite(dsn[len("sqlite:///"):])
-        schema.upgrade_sqlite(connection)
-    connection.close()
-    monkeypatch.setattr(schema, "patches", real)
 
 
 def _upgrade(backend, dsn):
@@ -69,7 +54,7 @@ def test_one_run_no_index_can_hold_stops_nobody_once_its_lease_runs_out(
     in mended_run_key.  SQLite, which has no limit on an index entry, keeps the
     row as it is."""
     dsn = empty_pg_dsn if backend == "postgresql" else sqlite_dsn
-    _at_schema_26(backend, dsn, monkeypatch)
+    upgraded(dsn, up_to=26)           # before this patch
     dba = DBA(dsn)
     name, host, decision = ROWS[too_long]
     insert = ("INSERT INTO cronpolicy.script_run (name, host, pid, status, decision, started_at,"
@@ -150,7 +135,7 @@ def test_counts_under_a_key_too_long_join_the_mended_key(empty_pg_dsn, tmp_path,
     since (pruned: its count stays): the patch moves the runs and their
     count to the shortened host, nothing under the old key, no run lost;
     metrics reads it, and mended_run_key keeps the host whole."""
-    _at_schema_26("postgresql", empty_pg_dsn, monkeypatch)
+    upgraded(empty_pg_dsn, up_to=26)
     dba = DBA(empty_pg_dsn)
     host = "rack7-" + "h" * 294
     for hours in (3, 2, 1):

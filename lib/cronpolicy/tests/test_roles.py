@@ -296,22 +296,17 @@ def test_a_script_role_cannot_declare_the_fleet_dead_or_steer_a_start(pg_roles, 
         DBA(pg_dsn).execute('DROP ROLE "%s"' % stranger)
 
 
-def test_an_upgrade_grants_scripts_the_columns_it_adds(pg_roles, pg_dsn, empty_pg_dsn,
-                                                       monkeypatch, tmp_path):
+def test_an_upgrade_grants_scripts_the_columns_it_adds(pg_roles, pg_dsn, empty_pg_dsn, tmp_path):
     """Roles set up before an upgrade keep working after it: the run's end
     (which now records why it stopped) is not refused."""
     from .conftest import upgraded
-    real_patches = schema.patches
-    monkeypatch.setattr(schema, "patches",
-                        lambda backend: [patch for patch in real_patches(backend) if patch[0] <= 5])
-    upgraded(empty_pg_dsn)
+    upgraded(empty_pg_dsn, up_to=5)
     DBA(empty_pg_dsn).execute(          # what roles.sql granted scripts at version 5
         "GRANT USAGE ON SCHEMA cronpolicy TO cronpolicy_script;"
         " GRANT SELECT ON ALL TABLES IN SCHEMA cronpolicy TO cronpolicy_script;"
         " GRANT INSERT ON cronpolicy.script_run TO cronpolicy_script;"
         " GRANT UPDATE (status, exit_code, finished_at, heartbeat_at, safe_to_interrupt,"
         " stop_reason) ON cronpolicy.script_run TO cronpolicy_script")
-    monkeypatch.setattr(schema, "patches", real_patches)
     upgraded(empty_pg_dsn)
     params = psycopg2.extensions.parse_dsn(pg_roles("cronpolicy_script"))
     params["dbname"] = psycopg2.extensions.parse_dsn(empty_pg_dsn)["dbname"]

@@ -20,7 +20,7 @@ import pytest
 
 from cronpolicy import exitcodes
 
-from .conftest import DBA, ScriptRunner, make_env, read_line, wait_for, wait_for_file
+from .conftest import DBA, ScriptRunner, make_env, read_line, schema_up_to, upgraded, wait_for, wait_for_file
 
 pytestmark = pytest.mark.integration
 
@@ -188,29 +188,18 @@ def test_deploy_run_whose_login_is_renamed_while_waiting_says_one_error(
 
 @pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
 def test_a_database_of_schema_25_holding_rollouts_past_the_guards_upgrades_and_ends_them(
-        backend, empty_pg_dsn, sqlite_dsn, tmp_path, monkeypatch):
+        backend, empty_pg_dsn, sqlite_dsn, tmp_path):
     """Upgraded from schema 25 with absurd open rollouts in it (a dump
     restored with the guards off): the upgrade leaves them be, then
     `deploy end` and the plain-SQL switch end them, each audited with the
     values it held, and nothing else of theirs is rewritten."""
     from cronpolicy import schema
-    from .test_schema import connect_sqlite
-
     from .test_rollout_leases import PAST_THE_GUARDS, all_in_range, open_ids
-    real_patches = schema.patches
-    monkeypatch.setattr(schema, "patches",
-                        lambda name: [patch for patch in real_patches(name) if patch[0] <= 25])
     dsn = empty_pg_dsn if backend == "postgresql" else sqlite_dsn
-    if backend == "postgresql":
-        connection = psycopg2.connect(dsn)
-        schema.upgrade_postgres(connection)
-    else:
-        connection = connect_sqlite(dsn[len("sqlite:///"):])
-        schema.upgrade_sqlite(connection)
-    connection.close()
-    dba = DBA(dsn)
-    dba.execute_unchecked(*PAST_THE_GUARDS[backend])
-    monkeypatch.setattr(schema, "patches", real_patches)
+    with schema_up_to(25):          # (the DBA's SQLite file would upgrade itself)
+        dba = DBA(upgraded(dsn))
+        dba.execute_unchecked(*PAST_THE_GUARDS[backend])
+        assert dba.scalar("SELECT max(version) FROM cronpolicy.schema_version") == 25
     if backend == "postgresql":
         connection = psycopg2.connect(dsn)
         assert schema.upgrade_postgres(connection)[0].startswith("0026")

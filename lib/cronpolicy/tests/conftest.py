@@ -467,6 +467,21 @@ def dsn(request):
     return dsn_for(request, request.param)
 
 
+def as_login(dsn, sql):
+    """Run ``sql`` on PostgreSQL as the login of ``dsn``, on its own
+    connection: None, or the psycopg2 error it met."""
+    connection = psycopg2.connect(dsn)
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql)
+        return None
+    except psycopg2.Error as error:
+        return error
+    finally:
+        connection.close()
+
+
 class DBA:
     """Plain SQL against either backend, as a DBA would type it."""
 

@@ -11,6 +11,7 @@ refusal comes before it), and end its rollout.
 Real PostgreSQL (logins made per test, dropped after), real processes.
 """
 
+import contextlib
 import subprocess
 import sys
 import time
@@ -20,7 +21,8 @@ import pytest
 
 from cronpolicy import exitcodes
 
-from .conftest import DBA, ScriptRunner, make_env, read_line, schema_up_to, upgraded, wait_for, wait_for_file
+from .conftest import (DBA, ScriptRunner, as_login, make_env, read_line, schema_up_to, upgraded,
+                       wait_for, wait_for_file)
 
 pytestmark = pytest.mark.integration
 
@@ -64,13 +66,11 @@ def finish(runner, timeout=90):
             runner.communicate(timeout=30)
 
 
-def test_deploy_run_whose_login_changes_while_waiting_runs_nothing_and_says_one_line(
-        switched, pg_dsn, tmp_path):
-    """The login changes while the fleet is not yet quiet: the command is not
-    started (its rollout could not be kept alive: within lease_ttl it would
-    look abandoned, and anyone may end an abandoned rollout), the rollout
-    ends, one line says why, exit 4."""
-    env, services, owner, other = switched
+@contextlib.contextmanager
+def deploy_run_waiting_on_a_holder(env, pg_dsn, tmp_path):
+    """`deploy run -- touch ran` begun while a never-safe script (the
+    holder) runs, once its wait has seen the holder: yields (runner, until,
+    ran, dba); writing ``until`` ends the holder, and the fleet is quiet."""
     (tmp_path / "holder").mkdir()
     holder = ScriptRunner(tmp_path, make_env(tmp_path / "holder", pg_dsn))
     holder.write("holder")
@@ -78,21 +78,32 @@ def test_deploy_run_whose_login_changes_while_waiting_runs_nothing_and_says_one_
     job = holder.start("holder", "--sleep", "600", "--ready-file", str(ready),
                        "--until-file", str(until))
     ran = tmp_path / "ran"
+    dba = DBA(pg_dsn)
     try:
         wait_for_file(str(ready), process=job)
         runner = deploy_run(env, "sh", "-c", "touch %s" % ran)
         assert read_line(runner.stdout).startswith("rollout #1 began")
-        dba = DBA(pg_dsn)
         wait_for(lambda: dba.scalar("SELECT count(*) FROM cronpolicy.rollout_awaited") > 0,
                  what="the wait to see the holder")
-        write_service(services, other)
-        time.sleep(1.0)                     # five heartbeats, each refused
-        until.write_text("")                # the fleet goes quiet
-        out, err = finish(runner)
+        yield runner, until, ran, dba
     finally:
         if job.poll() is None:
             job.kill()
         job.communicate(timeout=30)
+
+
+def test_deploy_run_whose_login_changes_while_waiting_runs_nothing_and_says_one_line(
+        switched, pg_dsn, tmp_path):
+    """The login changes while the fleet is not yet quiet: the command is not
+    started (its rollout could not be kept alive: within lease_ttl it would
+    look abandoned, and anyone may end an abandoned rollout), the rollout
+    ends, one line says why, exit 4."""
+    env, services, owner, other = switched
+    with deploy_run_waiting_on_a_holder(env, pg_dsn, tmp_path) as (runner, until, ran, dba):
+        write_service(services, other)
+        time.sleep(1.0)                     # five heartbeats, each refused
+        until.write_text("")                # the fleet goes quiet
+        out, err = finish(runner)
     assert not ran.exists(), "the command ran with a lease nobody could renew"
     assert runner.returncode == exitcodes.GATE_ERROR, (out, err)
     lines = err.strip().splitlines()
@@ -148,22 +159,9 @@ def test_deploy_run_whose_login_is_renamed_while_waiting_says_one_error(
     line and then the connection failure again."""
     from .conftest import admin_connection
     env, _, owner, _ = switched
-    (tmp_path / "holder").mkdir()
-    holder = ScriptRunner(tmp_path, make_env(tmp_path / "holder", pg_dsn))
-    holder.write("holder")
-    ready, until = tmp_path / "holder.ready", tmp_path / "holder.until"
-    job = holder.start("holder", "--sleep", "600", "--ready-file", str(ready),
-                       "--until-file", str(until))
-    ran = tmp_path / "ran"
     login = login_of(owner)
     renamed = login + "_renamed"
-    dba = DBA(pg_dsn)
-    try:
-        wait_for_file(str(ready), process=job)
-        runner = deploy_run(env, "sh", "-c", "touch %s" % ran)
-        assert read_line(runner.stdout).startswith("rollout #1 began")
-        wait_for(lambda: dba.scalar("SELECT count(*) FROM cronpolicy.rollout_awaited") > 0,
-                 what="the wait to see the holder")
+    with deploy_run_waiting_on_a_holder(env, pg_dsn, tmp_path) as (runner, until, ran, dba):
         with admin_connection() as connection, connection.cursor() as cursor:
             cursor.execute('ALTER ROLE "%s" RENAME TO "%s"' % (login, renamed))
         try:
@@ -173,10 +171,6 @@ def test_deploy_run_whose_login_is_renamed_while_waiting_says_one_error(
         finally:
             with admin_connection() as connection, connection.cursor() as cursor:
                 cursor.execute('ALTER ROLE "%s" RENAME TO "%s"' % (renamed, login))
-    finally:
-        if job.poll() is None:
-            job.kill()
-        job.communicate(timeout=30)
     assert not ran.exists()
     assert runner.returncode == exitcodes.GATE_ERROR, (out, err)
     assert "Traceback" not in err
@@ -307,25 +301,14 @@ def test_a_rollout_mended_by_a_change_the_audit_would_pass_over_is_refused(pg_ro
             " FROM cronpolicy.policy_audit WHERE table_name = 'rollout'"
             " AND operation = 'UPDATE' ORDER BY id")]
 
-    def as_other(sql):
-        connection = psycopg2.connect(other)
-        connection.autocommit = True
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute(sql)
-            return None
-        except psycopg2.Error as error:
-            return error
-        finally:
-            connection.close()
-    refused = as_other("UPDATE cronpolicy.rollout SET reason = reason WHERE id = 1")
+    refused = as_login(other, "UPDATE cronpolicy.rollout SET reason = reason WHERE id = 1")
     assert getattr(refused, "pgcode", None) == "23514", refused
     assert "rollout #1" in str(refused).splitlines()[0]
     assert dba.execute("SELECT began_at::text, lease_expires_at::text FROM cronpolicy.rollout"
                        " WHERE id = 1") == [("-infinity", "infinity")]
     assert audited() == []
-    assert as_other("UPDATE cronpolicy.rollout SET reason = 'restored (ended)',"
-                    " ended_at = now() WHERE id = 1") is None
+    assert as_login(other, "UPDATE cronpolicy.rollout SET reason = 'restored (ended)',"
+                           " ended_at = now() WHERE id = 1") is None
     assert audited() == [("-infinity", "infinity")]
     # The owner's renewals of a rollout in range: unaudited, as before.
     with seed.cursor() as cursor:

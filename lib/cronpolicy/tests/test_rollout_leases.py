@@ -25,7 +25,7 @@ import pytest
 
 from cronpolicy import exitcodes
 
-from .conftest import DBA, make_env, read_line, wait_for
+from .conftest import DBA, as_login, make_env, read_line, wait_for
 
 #: Every test here is integration (they reach a database or start processes):
 #: under -m unit alone the module is not even imported (tests/layers.py).
@@ -41,19 +41,6 @@ def connect(dsn):
     connection = psycopg2.connect(dsn)
     connection.autocommit = True
     return connection
-
-
-def as_login(dsn, sql):
-    """Run ``sql`` as the login of ``dsn``: None, or the error it met."""
-    connection = connect(dsn)
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(sql)
-        return None
-    except psycopg2.Error as error:
-        return error
-    finally:
-        connection.close()
 
 
 def login_of(dsn):

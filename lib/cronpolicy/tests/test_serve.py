@@ -26,7 +26,7 @@ import pytest
 
 from cronpolicy import exitcodes
 
-from .conftest import DBA, ScriptRunner, make_env
+from .conftest import DBA, ScriptRunner, as_login, make_env
 
 #: Every test here is integration (they reach a database or start processes):
 #: under -m unit alone the module is not even imported (tests/layers.py).
@@ -95,16 +95,8 @@ def served(reader_env):
 
 def as_role(dsn, sql):
     """None, or the first line of the error ``sql`` met as that login."""
-    connection = psycopg2.connect(dsn)
-    connection.autocommit = True
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(sql)
-        return None
-    except psycopg2.Error as error:
-        return str(error).strip().splitlines()[0]
-    finally:
-        connection.close()
+    error = as_login(dsn, sql)
+    return None if error is None else str(error).strip().splitlines()[0]
 
 
 @pytest.mark.parametrize("sql", [

@@ -709,13 +709,26 @@ def _status_fleet(dba):
                     (name, host, hour_ago, hour_ago, expression))
 
 
+def _hold_the_database_clock(dba, monkeypatch):
+    """The commands run in this process read the database clock as it is
+    now for the rest of the test (Reader.now): tests that compare one
+    command's next starts with another's failed when a minute passed
+    between them (the next start of '* * * * *' moved; seen in CI)."""
+    from cronpolicy.config import Settings
+    from cronpolicy.store.reads import Reader, reading
+    with reading(Settings.load(environ={"CRONPOLICY_DSN": dba.dsn})) as reader:
+        held = reader.now()
+    monkeypatch.setattr(Reader, "now", lambda self: held)
+
+
 @pytest.mark.parametrize("policy_schedule", [False, True])
 def test_status_text_counts_and_shows_the_first_starts_its_json_lists(
-        dba, cli, policy_schedule):
+        dba, cli, policy_schedule, monkeypatch):
     """status's text works out only the count and the first three starts
     (fleet_starts), which must be those of the JSON's full list, with the
     same warnings, whether or not a policy row sets a schedule."""
     _status_fleet(dba)
+    _hold_the_database_clock(dba, monkeypatch)
     if policy_schedule:
         dba.execute("INSERT INTO cronpolicy.script_policy (name, host, schedule)"
                     " VALUES ('z', '*', '@daily'), ('e', 'h9', '@weekly')")
@@ -734,7 +747,8 @@ def test_status_text_counts_and_shows_the_first_starts_its_json_lists(
 
 
 @pytest.mark.parametrize("policy_schedule", [False, True])
-def test_schedule_list_shows_the_scheduled_rows_of_its_list_of_all(dba, cli, policy_schedule):
+def test_schedule_list_shows_the_scheduled_rows_of_its_list_of_all(dba, cli, policy_schedule,
+                                                                  monkeypatch):
     """Issue 32.3: `schedule list` makes its rows of the crontab lines that
     read, one Schedule per expression and zone (listed_schedules), unless a
     policy row sets a schedule: the same rows, the same order and the same
@@ -743,6 +757,7 @@ def test_schedule_list_shows_the_scheduled_rows_of_its_list_of_all(dba, cli, pol
     from cronpolicy.config import Settings
     from cronpolicy.store.reads import reading
     _status_fleet(dba)
+    _hold_the_database_clock(dba, monkeypatch)
     if policy_schedule:
         dba.execute("INSERT INTO cronpolicy.script_policy (name, host, schedule)"
                     " VALUES ('z', '*', '@daily'), ('e', 'h9', '@weekly')")

@@ -1,0 +1,62 @@
+"""Two starts of a new script on a new host by the same login at once (the
+first time a script is deployed, cron starts it everywhere at :00): the
+second waits for the first's claim, and must then run, not be refused for
+its data, whatever transaction isolation the DBA gave the login."""
+
+import threading
+import time
+import uuid
+
+import psycopg2
+import pytest
+
+from cronpolicy.config import Settings
+from cronpolicy.rows import RunRecord
+from cronpolicy.store import open_store
+from cronpolicy.tests.conftest import admin_connection
+
+
+def user_of(dsn):
+    return psycopg2.extensions.parse_dsn(dsn)["user"]
+
+
+@pytest.mark.parametrize("isolation", ["read committed", "repeatable read", "serializable"])
+def test_a_start_waiting_for_its_own_logins_first_claim_is_written(pg_roles, isolation):
+    login = pg_roles("cronpolicy_script")
+    with admin_connection() as connection, connection.cursor() as cursor:
+        cursor.execute('ALTER ROLE "%s" SET default_transaction_isolation = %%s' % user_of(login),
+                       (isolation,))
+    name, host = "fresh-%s" % uuid.uuid4().hex[:8], "newhost-%s" % uuid.uuid4().hex[:8]
+    first = psycopg2.connect(login)         # holds the claims of name and host, uncommitted
+    store = open_store(Settings(dsn=login))
+    try:
+        with first.cursor() as cursor:
+            cursor.execute("INSERT INTO cronpolicy.script_run (name, host) VALUES (%s, %s)",
+                           (name, host))
+        outcome = []
+
+        def second():
+            try:
+                outcome.append(store.record_start(RunRecord(name=name, host=host, pid=2,
+                                                            spool_id=uuid.uuid4().hex)))
+            except Exception as error:      # noqa: BLE001 (what the test reports)
+                outcome.append(error)
+        thread = threading.Thread(target=second)
+        thread.start()
+        with admin_connection() as watcher, watcher.cursor() as cursor:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s"
+                               " AND wait_event_type = 'Lock'", (user_of(login),))
+                if cursor.fetchone()[0]:
+                    break
+                time.sleep(0.02)
+            else:
+                pytest.fail("the second start never waited for the first's claim")
+        first.commit()
+        thread.join(30)
+        [result] = outcome
+        assert getattr(result, "id", None) is not None, result
+    finally:
+        first.close()
+        store.close()

@@ -21,13 +21,15 @@ def user_of(dsn):
 
 
 @pytest.mark.parametrize("isolation", ["read committed", "repeatable read", "serializable"])
-def test_a_start_waiting_for_its_own_logins_first_claim_is_written(pg_roles, isolation):
+@pytest.mark.parametrize("claimer", ["the same login", "another login"])
+def test_a_start_waiting_for_a_first_claim_is_written_or_denied(pg_roles, isolation, claimer):
     login = pg_roles("cronpolicy_script")
+    other = login if claimer == "the same login" else pg_roles("cronpolicy_script")
     with admin_connection() as connection, connection.cursor() as cursor:
         cursor.execute('ALTER ROLE "%s" SET default_transaction_isolation = %%s' % user_of(login),
                        (isolation,))
     name, host = "fresh-%s" % uuid.uuid4().hex[:8], "newhost-%s" % uuid.uuid4().hex[:8]
-    first = psycopg2.connect(login)         # holds the claims of name and host, uncommitted
+    first = psycopg2.connect(other)         # holds the claims of name and host, uncommitted
     store = open_store(Settings(dsn=login))
     try:
         with first.cursor() as cursor:
@@ -56,7 +58,10 @@ def test_a_start_waiting_for_its_own_logins_first_claim_is_written(pg_roles, iso
         first.commit()
         thread.join(30)
         [result] = outcome
-        assert getattr(result, "id", None) is not None, result
+        if claimer == "the same login":
+            assert getattr(result, "id", None) is not None, result
+        else:       # another's now: refused as a start of another login's script is
+            assert getattr(result, "denied", False) and "belongs to" in str(result), result
     finally:
         first.close()
         store.close()

@@ -276,8 +276,20 @@ class PostgresStore:
             # Held from the moment it is asked for: if the reply is lost, close()
             # still gives it back (it removes only this run's row).
             self._slot = wanted
-            if self._execute("take_slot", dict(wanted, host=record.host, ttl=self.lease_ttl),
-                             "take a fleet-wide slot of %s" % record.name, deadline):
+            while True:
+                try:
+                    taken = self._execute("take_slot",
+                                          dict(wanted, host=record.host, ttl=self.lease_ttl),
+                                          "take a fleet-wide slot of %s" % record.name, deadline)
+                except DatabaseError as error:
+                    # Lost a race to a transaction this one could not see
+                    # (another host freeing the same expired slot, under
+                    # repeatable read): rolled back, so sent again it sees it.
+                    if not error.raced or time.monotonic() >= deadline:
+                        raise
+                    continue
+                break
+            if taken:
                 return True
             self._slot = None
         return False

@@ -65,3 +65,51 @@ def test_a_start_waiting_for_a_first_claim_is_written_or_denied(pg_roles, isolat
     finally:
         first.close()
         store.close()
+
+
+@pytest.mark.parametrize("isolation", ["read committed", "repeatable read", "serializable"])
+def test_a_slot_claim_that_loses_a_race_for_an_expired_slot_takes_the_next(pg_roles, pg_dsn, isolation):
+    login = pg_roles("cronpolicy_script")
+    with admin_connection() as connection, connection.cursor() as cursor:
+        cursor.execute('ALTER ROLE "%s" SET default_transaction_isolation = %%s' % user_of(login),
+                       (isolation,))
+    name = "limited-%s" % uuid.uuid4().hex[:8]
+    with psycopg2.connect(pg_dsn) as connection, connection.cursor() as cursor:
+        cursor.execute("INSERT INTO cronpolicy.run_slot (name, slot, run_key, host,"
+                       " lease_expires_at) VALUES (%s, 0, 'dead', 'web9',"
+                       " now() - interval '1 minute')", (name,))
+    other = psycopg2.connect(pg_dsn)    # another host taking the expired slot, uncommitted
+    store = open_store(Settings(dsn=login))
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("DELETE FROM cronpolicy.run_slot WHERE name = %s AND slot = 0", (name,))
+            cursor.execute("INSERT INTO cronpolicy.run_slot (name, slot, run_key, host,"
+                           " lease_expires_at) VALUES (%s, 0, 'other', 'web8',"
+                           " now() + interval '1 minute')", (name,))
+        outcome = []
+
+        def claim():
+            try:
+                outcome.append(store.claim_slot(RunRecord(name=name, host="web1", pid=1,
+                                                          spool_id=uuid.uuid4().hex), 2))
+            except Exception as error:      # noqa: BLE001 (what the test reports)
+                outcome.append(error)
+        thread = threading.Thread(target=claim)
+        thread.start()
+        with admin_connection() as watcher, watcher.cursor() as cursor:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s"
+                               " AND wait_event_type = 'Lock'", (user_of(login),))
+                if cursor.fetchone()[0]:
+                    break
+                time.sleep(0.02)
+            else:
+                pytest.fail("the claim never waited for the other host's")
+        other.commit()
+        thread.join(30)
+        assert outcome == [True]
+        assert store.held_slot == [name, 1]
+    finally:
+        other.close()
+        store.close()

@@ -38,13 +38,17 @@ class DatabaseError(CronPolicyError):
     ``denied`` is true for a missing privilege, including a script whose
     name belongs to other database roles (script_owner): a run that cannot
     be recorded for that reason must not start.
+    ``raced`` is true when the statement lost a race with a transaction it
+    could not see (a serialization failure, or a claim of a script or host
+    committed while it waited): the same statement, sent again, sees it.
     """
 
-    def __init__(self, message, transient=False, refused=False, denied=False):
+    def __init__(self, message, transient=False, refused=False, denied=False, raced=False):
         super().__init__(message)
         self.transient = transient
         self.refused = refused
         self.denied = denied
+        self.raced = raced
 
 
 class DeadlineExceeded(DatabaseError):

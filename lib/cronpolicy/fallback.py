@@ -188,9 +188,12 @@ class FallbackRecorder:
         except DatabaseError as error:
             self.reachable = not isinstance(error, DeadlineExceeded)
             self.logger.info("spooled run records stay spooled for now: %s", error)
-        except OSError as error:
+        except (OSError, CronPolicyError) as error:
+            # (ConfigError: rejected/ unsafe, so a refused entry stays
+            # where it is.  After a run: main()'s exit code stands, the
+            # run having run, and is not a gate error's "not running".)
             self.logger.warning("cannot tidy the spool %s: %s", self.spool.directory,
-                                error.strerror)
+                                getattr(error, "strerror", None) or error)
         finally:
             for line in rejected_lines(self.spool):
                 self.logger.warning("%s", line)
@@ -199,7 +202,9 @@ class FallbackRecorder:
 def rejected_lines(spool):
     """One line for each file the last flush of ``spool`` moved aside."""
     return ["a spooled run record was refused (%s); moved it to %s, where it is not sent "
-            "again" % (why, aside) for aside, why in spool.rejected]
+            "again" % (why, aside) if aside is not None else
+            "a spooled run record was refused (%s); it stays in the spool" % why
+            for aside, why in spool.rejected]
 
 
 def spool_waits(spool):

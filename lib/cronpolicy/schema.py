@@ -78,38 +78,69 @@ def postgres_version(connection):
         return cursor.fetchone()[0]
 
 
+#: How long a patch waits for a lock before it gives up and tries again
+#: (upgrade_postgres), and for how long it tries.
+LOCK_WAIT_SECONDS = 2
+LOCK_RETRY_SECONDS = 300
+
+
 def upgrade_postgres(connection):
     """Apply missing patches; return the file names applied.  Idempotent.
 
     Each patch is one transaction that first takes a transaction-level lock
     and reads the version again: concurrent upgrades wait for each other,
     and no lock outlives its transaction, so an upgrade made through a
-    pooler in transaction mode cannot leave one behind on a pooled session."""
+    pooler in transaction mode cannot leave one behind on a pooled session.
+
+    A patch waits at most LOCK_WAIT_SECONDS for each lock it takes (a
+    table's, for ALTER TABLE): while it waits, every statement that needs
+    the table queues behind it, the starts of the whole fleet included, so
+    behind a long transaction (pg_dump, a report) it would stop them for
+    that transaction's length.  It gives up, rolls back and tries again
+    after a pause, in which the queue drains, for LOCK_RETRY_SECONDS, then
+    fails in one line (nothing applied of that patch)."""
     import psycopg2
+    import time
     applied = []
     in_progress = None
     try:
         connection.autocommit = False
         for version, filename, sql in patches("postgresql"):
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_UPGRADE_LOCK_KEY,))
-                if version <= (postgres_version(connection) or 0):
+            give_up = time.monotonic() + LOCK_RETRY_SECONDS
+            while True:
+                try:
+                    with connection.cursor() as cursor:
+                        cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_UPGRADE_LOCK_KEY,))
+                        if version <= (postgres_version(connection) or 0):
+                            connection.rollback()
+                            break
+                        in_progress = filename
+                        cursor.execute("SET LOCAL lock_timeout = %s",
+                                       ("%dms" % (LOCK_WAIT_SECONDS * 1000),))
+                        cursor.execute(sql)
+                        cursor.execute(
+                            "INSERT INTO cronpolicy.schema_version (version, name)"
+                            " VALUES (%s, %s)", (version, filename))
+                    connection.commit()
+                except psycopg2.Error as error:
+                    if getattr(error, "pgcode", None) != "55P03" or time.monotonic() >= give_up:
+                        raise
                     connection.rollback()
+                    time.sleep(LOCK_WAIT_SECONDS)
                     continue
-                in_progress = filename
-                cursor.execute(sql)
-                cursor.execute(
-                    "INSERT INTO cronpolicy.schema_version (version, name) VALUES (%s, %s)",
-                    (version, filename))
-            connection.commit()
-            applied.append(filename)
-            in_progress = None
+                applied.append(filename)
+                in_progress = None
+                break
     except psycopg2.Error as error:
         with _suppressed(psycopg2.Error):
             connection.rollback()       # a lost connection has nothing to roll back
         from cronpolicy.errors import first_line
-        raise DatabaseError("schema upgrade failed%s: %s" % (
-            " in " + in_progress if in_progress else "", first_line(error)),
+        waited = (" (for %d s a lock it needs was held by another transaction, such as a "
+                  "long report or pg_dump; nothing of this patch was applied: try again at "
+                  "a quieter moment)" % LOCK_RETRY_SECONDS
+                  if getattr(error, "pgcode", None) == "55P03" else "")
+        raise DatabaseError("schema upgrade failed%s: %s%s" % (
+            " in " + in_progress if in_progress else "", first_line(error), waited),
             denied=getattr(error, "pgcode", None) == "42501") from error
     finally:
         with _suppressed(psycopg2.Error):

@@ -159,7 +159,7 @@ class Spool:
             if give_up is not None and time.monotonic() >= give_up:
                 break
             if entry is None:
-                self._reject(path, "not a spool entry (damaged, or of an unknown shape)")
+                self._set_aside(path, "not a spool entry (damaged, or of an unknown shape)")
                 continue
             try:
                 store.apply_spooled(entry)
@@ -169,7 +169,7 @@ class Spool:
                     continue
                 if not error.refused:
                     raise
-                self._reject(path, str(error))
+                self._set_aside(path, str(error))
                 continue
             try:
                 os.unlink(path)
@@ -187,6 +187,17 @@ class Spool:
         rejected = os.path.join(self.directory, "rejected")
         checked_directory(rejected, "spool directory", 0o700)
         return rejected
+
+    def _set_aside(self, path, why):
+        """_reject, or, when rejected/ cannot take it (unsafe, unwritable),
+        the entry stays where it is, listed with no path, and the flush goes
+        on with the entries behind it (which it held up)."""
+        from cronpolicy.errors import CronPolicyError
+        try:
+            self._reject(path, why)
+        except (OSError, CronPolicyError) as error:
+            self.rejected.append((None, "%s; cannot move it to rejected/: %s" % (
+                why, getattr(error, "strerror", None) or error)))
 
     def _reject(self, path, why):
         aside = os.path.join(self._rejected_directory(), os.path.basename(path))

@@ -65,6 +65,15 @@ TRANSIENT_SQLSTATES = frozenset(["53300", "53400", "57P01", "57P02", "57P03",
 # value too long for an index, "index row size exceeds btree maximum";
 # psycopg2 raises class 54 as an OperationalError, yet no retry helps).
 REFUSED_SQLSTATE_CLASSES = ("22", "23", "54")
+# A race, not the data: a serialization failure, or a claim of a script or
+# a host (claim_script, claim_host) that another transaction committed while
+# this one waited for it, unseen by a snapshot taken before (a login whose
+# default_transaction_isolation is repeatable read): the same statement sent
+# again sees the claim.  Taken for a refusal of the data, it stopped the
+# first starts of a new script by the same login at once (exit 4).
+RACED_SQLSTATES = frozenset(["40001"])
+CLAIM_KEYS = frozenset(["script_owner_name_role_key", "script_owner_first_claim_key",
+                        "host_login_host_role_key", "host_login_first_claim_key"])
 # Undefined table, column, schema, function: the schema is missing or old.
 SCHEMA_SQLSTATES = frozenset(["42P01", "42703", "3F000", "42883"])
 # libpq's words for a DSN it cannot parse: configuration, not connectivity.
@@ -138,13 +147,16 @@ def translate(error, doing, dsn, found_version=None):
         version = found_version() if found_version is not None else None
         return SchemaError(schema.needs_upgrade_message(version, config.mask_dsn(dsn)))
     code = getattr(error, "pgcode", None) or ""
-    refused = code[:2] in REFUSED_SQLSTATE_CLASSES
-    transient = not refused and (
+    diag = getattr(error, "diag", None)
+    raced = code in RACED_SQLSTATES or (
+        code == "23505" and getattr(diag, "constraint_name", None) in CLAIM_KEYS)
+    refused = code[:2] in REFUSED_SQLSTATE_CLASSES and not raced
+    transient = raced or not refused and (
         isinstance(error, (psycopg2.OperationalError, psycopg2.InterfaceError))
         or code in TRANSIENT_SQLSTATES)
     return DatabaseError("cannot %s in %s: %s" % (
         doing, config.mask_dsn(dsn), config.scrub(first_line(error), dsn)), transient=transient,
-        refused=refused, denied=code == "42501")
+        refused=refused, denied=code == "42501", raced=raced)
 
 
 def translated(error, doing, dsn):

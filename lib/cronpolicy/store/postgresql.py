@@ -182,7 +182,8 @@ class PostgresStore:
         """``_execute``, with transient failures retried after a jittered,
         doubling pause until ``timeout`` runs out: for statements that may be
         sent twice.  ``only_when_full``: retry only a server out of
-        connections (one will free up); other failures fail at once."""
+        connections (one will free up) or a race lost to a transaction its
+        snapshot did not see (sent again, it sees it); other failures fail at once."""
         deadline = time.monotonic() + self.timeout
         delay = 0.05
         last = None         # the last failure that said what was wrong
@@ -196,7 +197,7 @@ class PostgresStore:
                 # Time ran out during a retry: the earlier failure tells more.
                 raise (last or error) from None
             except DatabaseError as error:
-                if only_when_full and not pgdriver.out_of_connections(error):
+                if only_when_full and not (error.raced or pgdriver.out_of_connections(error)):
                     raise       # as _execute left it: nothing to wait for
                 self._drop_connection()
                 last = error
@@ -275,8 +276,20 @@ class PostgresStore:
             # Held from the moment it is asked for: if the reply is lost, close()
             # still gives it back (it removes only this run's row).
             self._slot = wanted
-            if self._execute("take_slot", dict(wanted, host=record.host, ttl=self.lease_ttl),
-                             "take a fleet-wide slot of %s" % record.name, deadline):
+            while True:
+                try:
+                    taken = self._execute("take_slot",
+                                          dict(wanted, host=record.host, ttl=self.lease_ttl),
+                                          "take a fleet-wide slot of %s" % record.name, deadline)
+                except DatabaseError as error:
+                    # Lost a race to a transaction this one could not see
+                    # (another host freeing the same expired slot, under
+                    # repeatable read): rolled back, so sent again it sees it.
+                    if not error.raced or time.monotonic() >= deadline:
+                        raise
+                    continue
+                break
+            if taken:
                 return True
             self._slot = None
         return False

@@ -1,0 +1,97 @@
+"""A schema upgrade of a live database whose patch needs a table lock
+(0027 adds script_run_keys_fit: ACCESS EXCLUSIVE on script_run) while a
+long transaction reads the table (pg_dump, a report): starts queue behind
+the upgrade's wait for the lock, so the upgrade must not wait long."""
+
+import threading
+import time
+import uuid
+
+import psycopg2
+
+from cronpolicy import schema
+from cronpolicy.config import Settings
+from cronpolicy.rows import RunRecord
+from cronpolicy.store import open_store
+
+
+def test_starts_go_on_while_an_upgrade_waits_behind_a_long_reader(empty_pg_dsn, monkeypatch):
+    real_patches = schema.patches
+    monkeypatch.setattr(schema, "patches",
+                        lambda name: [patch for patch in real_patches(name)
+                                      if patch[0] < schema.SCHEMA_VERSION])
+    connection = psycopg2.connect(empty_pg_dsn)
+    schema.upgrade_postgres(connection)
+    monkeypatch.setattr(schema, "patches", real_patches)
+    reader = psycopg2.connect(empty_pg_dsn)         # pg_dump's ACCESS SHARE, say
+    with reader.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM cronpolicy.script_run")
+    outcome = []
+
+    def upgrade():
+        try:
+            outcome.append(schema.upgrade_postgres(connection))
+        except Exception as error:      # noqa: BLE001 (what the test reports)
+            outcome.append(error)
+    upgrading = threading.Thread(target=upgrade)
+    upgrading.start()
+    store = open_store(Settings(dsn=empty_pg_dsn, decision_timeout=4))
+    try:
+        with psycopg2.connect(empty_pg_dsn) as watcher, watcher.cursor() as cursor:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted"
+                               " AND relation = 'cronpolicy.script_run'::regclass")
+                if cursor.fetchone()[0]:
+                    break
+                time.sleep(0.02)
+        watcher.close()
+        # The store reads the schema's version first: the newest is not
+        # there yet, so write the start as an older host would, by hand.
+        began = time.monotonic()
+        for number in range(3):
+            store._retrying("record_start", dict(
+                RunRecord(name="job", host="web1", pid=number,
+                          spool_id=uuid.uuid4().hex)._asdict(), ttl=30),
+                "record the start of job", only_when_full=True)
+            time.sleep(0.5)
+        took = time.monotonic() - began
+        assert took < 3 + 1.5 + 1, took
+    finally:
+        store.close()
+        reader.rollback()
+        reader.close()
+        upgrading.join(120)
+        connection.close()
+    [applied] = outcome
+    assert applied == [real_patches("postgresql")[-1][1]], applied
+
+
+def test_an_upgrade_that_never_gets_its_lock_fails_in_one_line_and_applies_nothing(
+        empty_pg_dsn, monkeypatch):
+    from cronpolicy.errors import DatabaseError
+    real_patches = schema.patches
+    monkeypatch.setattr(schema, "patches",
+                        lambda name: [patch for patch in real_patches(name)
+                                      if patch[0] < schema.SCHEMA_VERSION])
+    connection = psycopg2.connect(empty_pg_dsn)
+    schema.upgrade_postgres(connection)
+    monkeypatch.setattr(schema, "patches", real_patches)
+    monkeypatch.setattr(schema, "LOCK_RETRY_SECONDS", 3)
+    reader = psycopg2.connect(empty_pg_dsn)
+    try:
+        with reader.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM cronpolicy.script_run")
+        try:
+            schema.upgrade_postgres(connection)
+        except DatabaseError as error:
+            message = str(error)
+        else:
+            raise AssertionError("the upgrade got a lock another transaction held")
+        assert "\n" not in message and "lock timeout" in message, message
+        assert "try again at a quieter moment" in message, message
+        assert schema.postgres_version(connection) == schema.SCHEMA_VERSION - 1
+    finally:
+        reader.rollback()
+        reader.close()
+        connection.close()

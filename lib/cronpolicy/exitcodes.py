@@ -26,7 +26,9 @@ GATE_ERROR = 4
 WOULD_SKIP = 5
 
 #: main() was stopped at a safe point (rollout, disabled policy, SIGTERM);
-#: recorded as interrupted with the reason.
+#: recorded as interrupted with the reason.  (Also a run begun while its
+#: start could not be written, once the database refused that start for its
+#: data: not recorded, its record kept in spool/rejected/.)
 INTERRUPTED = 6
 
 #: `cronpolicy deploy wait`: the timeout passed with runs still blocking, or

@@ -243,7 +243,9 @@ class Gate:
             if error.denied or error.refused:
                 raise       # the database answers, and refuses this run: it must not go on
             # A limited run must be seen to hold its slot: no unrecorded run.
-            # Same key: should the start land after all, the skip replaces it.
+            # Same key: should the start have landed after all, the skip finds
+            # its row and changes nothing; never renewed, that row is given up
+            # on (abandoned) within its lease, as a run that died would be.
             self._skip(policy.locked("cannot record the start, so cannot hold a fleet-wide "
                                      "slot: %s" % error, verdict.estimate, verdict.max_concurrent),
                        warn=True, spool_id=self.record.spool_id)

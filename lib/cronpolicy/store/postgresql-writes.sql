@@ -100,10 +100,17 @@ SELECT DISTINCT host FROM cronpolicy.script_run
 
 -- name: await_run
 -- deploy wait saw a run in a rollout's way (tooling.deploy's _Witness):
--- written once, whichever wait of the rollout sees it first.
+-- written once, whichever wait of the rollout sees it first.  Only while
+-- the rollout's row is there: one deleted by hand since the look (its
+-- delete committed, or committing while this waits on it) is skipped, as
+-- the next look will find it gone, where the row's foreign key would have
+-- refused the note and ended the wait.
 INSERT INTO cronpolicy.rollout_awaited (rollout_id, run_id, name, host, first_seen_at,
                                         last_seen_at)
-VALUES (%(rollout_id)s, %(run_id)s, %(name)s, %(host)s, %(first_seen_at)s, %(last_seen_at)s)
+SELECT rollout.id, %(run_id)s, %(name)s, %(host)s, %(first_seen_at)s::timestamptz,
+       %(last_seen_at)s::timestamptz
+  FROM cronpolicy.rollout WHERE rollout.id = %(rollout_id)s
+   FOR KEY SHARE
 ON CONFLICT (rollout_id, run_id) DO NOTHING
 
 

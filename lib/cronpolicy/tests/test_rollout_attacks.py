@@ -782,3 +782,37 @@ def test_deploy_run_never_renews_nor_ends_a_rollout_that_took_its_id(script_env,
         "SELECT reason, ended_at IS NULL, lease_expires_at FROM cronpolicy.rollout"
         " WHERE id = {}", (theirs,))
     assert (reason, bool(still_open), lease) == ("theirs", True, None)
+
+
+def test_deploy_wait_whose_rollout_is_deleted_as_it_records_a_run_goes_on(pg_scripts, pg_dsn,
+                                                                         tmp_path):
+    """A DBA deletes the rollout row between deploy wait's look (which saw
+    it open, a run in its way) and its note of that run (rollout_awaited,
+    whose rows reference the rollout): the note met a foreign-key violation,
+    which the wait took for a refusal and ended on (exit 4).  The delete is
+    held uncommitted until the note waits on it, then committed: the note
+    is dropped, and the wait goes on to say the rollout is gone."""
+    dba = DBA(pg_dsn)
+    job = pg_scripts.start_never_safe("publisher")
+    dba.execute("INSERT INTO cronpolicy.rollout (reason) VALUES ('held')")
+    deleting = psycopg2.connect(pg_dsn)
+    try:
+        with deleting.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            [[deleter]] = cursor.fetchall()
+            cursor.execute("DELETE FROM cronpolicy.rollout WHERE id = 1")
+        waiter = start_cronpolicy(make_env(tmp_path, pg_dsn), "deploy", "wait", "1",
+                                  "--timeout", "30s")
+        wait_for(lambda: dba.scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND datname = current_database() AND %s = ANY(pg_blocking_pids(pid))"
+            % deleter), what="the wait's note of the run to wait on the delete")
+        deleting.commit()
+        out, err = waiter.communicate(timeout=60)
+    finally:
+        deleting.close()
+        job.kill()
+        job.communicate(timeout=30)
+    assert "Traceback" not in err and "foreign key" not in err, err
+    assert waiter.returncode == exitcodes.WAIT_TIMEOUT, out + err     # (the rollout is gone)
+    assert dba.scalar("SELECT count(*) FROM cronpolicy.rollout_awaited") == 0

@@ -467,6 +467,11 @@ def dsn(request):
     return dsn_for(request, request.param)
 
 
+def login_of(dsn):
+    """The login a PostgreSQL DSN connects as."""
+    return psycopg2.extensions.parse_dsn(dsn)["user"]
+
+
 def as_login(dsn, sql):
     """Run ``sql`` on PostgreSQL as the login of ``dsn``, on its own
     connection: None, or the psycopg2 error it met."""

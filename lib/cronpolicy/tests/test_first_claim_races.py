@@ -4,7 +4,6 @@ second waits for the first's claim, and must then run, not be refused for
 its data, whatever transaction isolation the DBA gave the login."""
 
 import threading
-import time
 import uuid
 
 import psycopg2
@@ -13,11 +12,17 @@ import pytest
 from cronpolicy.config import Settings
 from cronpolicy.rows import RunRecord
 from cronpolicy.store import open_store
-from cronpolicy.tests.conftest import admin_connection
+from cronpolicy.tests.conftest import admin_connection, login_of, wait_for
 
 
-def user_of(dsn):
-    return psycopg2.extensions.parse_dsn(dsn)["user"]
+def until_waiting_for_a_lock(login, what):
+    """Return once a session of ``login`` waits for a lock (bounded)."""
+    with admin_connection() as watcher, watcher.cursor() as cursor:
+        def waiting():
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s"
+                           " AND wait_event_type = 'Lock'", (login_of(login),))
+            return cursor.fetchone()[0] > 0
+        wait_for(waiting, what=what)
 
 
 @pytest.mark.parametrize("isolation", ["read committed", "repeatable read", "serializable"])
@@ -26,7 +31,7 @@ def test_a_start_waiting_for_a_first_claim_is_written_or_denied(pg_roles, isolat
     login = pg_roles("cronpolicy_script")
     other = login if claimer == "the same login" else pg_roles("cronpolicy_script")
     with admin_connection() as connection, connection.cursor() as cursor:
-        cursor.execute('ALTER ROLE "%s" SET default_transaction_isolation = %%s' % user_of(login),
+        cursor.execute('ALTER ROLE "%s" SET default_transaction_isolation = %%s' % login_of(login),
                        (isolation,))
     name, host = "fresh-%s" % uuid.uuid4().hex[:8], "newhost-%s" % uuid.uuid4().hex[:8]
     first = psycopg2.connect(other)         # holds the claims of name and host, uncommitted
@@ -45,16 +50,7 @@ def test_a_start_waiting_for_a_first_claim_is_written_or_denied(pg_roles, isolat
                 outcome.append(error)
         thread = threading.Thread(target=second)
         thread.start()
-        with admin_connection() as watcher, watcher.cursor() as cursor:
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s"
-                               " AND wait_event_type = 'Lock'", (user_of(login),))
-                if cursor.fetchone()[0]:
-                    break
-                time.sleep(0.02)
-            else:
-                pytest.fail("the second start never waited for the first's claim")
+        until_waiting_for_a_lock(login, "the second start waiting for the first's claim")
         first.commit()
         thread.join(30)
         [result] = outcome
@@ -71,7 +67,7 @@ def test_a_start_waiting_for_a_first_claim_is_written_or_denied(pg_roles, isolat
 def test_a_slot_claim_that_loses_a_race_for_an_expired_slot_takes_the_next(pg_roles, pg_dsn, isolation):
     login = pg_roles("cronpolicy_script")
     with admin_connection() as connection, connection.cursor() as cursor:
-        cursor.execute('ALTER ROLE "%s" SET default_transaction_isolation = %%s' % user_of(login),
+        cursor.execute('ALTER ROLE "%s" SET default_transaction_isolation = %%s' % login_of(login),
                        (isolation,))
     name = "limited-%s" % uuid.uuid4().hex[:8]
     with psycopg2.connect(pg_dsn) as connection, connection.cursor() as cursor:
@@ -96,16 +92,7 @@ def test_a_slot_claim_that_loses_a_race_for_an_expired_slot_takes_the_next(pg_ro
                 outcome.append(error)
         thread = threading.Thread(target=claim)
         thread.start()
-        with admin_connection() as watcher, watcher.cursor() as cursor:
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s"
-                               " AND wait_event_type = 'Lock'", (user_of(login),))
-                if cursor.fetchone()[0]:
-                    break
-                time.sleep(0.02)
-            else:
-                pytest.fail("the claim never waited for the other host's")
+        until_waiting_for_a_lock(login, "the claim waiting for the other host's")
         other.commit()
         thread.join(30)
         assert outcome == [True]

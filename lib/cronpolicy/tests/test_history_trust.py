@@ -7,16 +7,12 @@ import pytest
 
 from cronpolicy import exitcodes, schema
 
-from .conftest import DBA, ScriptRunner, make_env, upgraded
+from .conftest import DBA, ScriptRunner, login_of, make_env, upgraded
 from .test_roles import try_sql
 
 #: Every test here is integration (they reach a database or start processes):
 #: under -m unit alone the module is not even imported (tests/layers.py).
 pytestmark = pytest.mark.integration
-
-
-def user_of(dsn):
-    return psycopg2.extensions.parse_dsn(dsn)["user"]
 
 
 FORGED_SUCCESS = (
@@ -34,14 +30,14 @@ def test_a_login_cannot_write_or_steer_the_runs_of_another_logins_script(
     assert mine.run("publish-distro").returncode == exitcodes.OK
     dba = DBA(pg_dsn)
     assert dba.execute("SELECT name, db_role, granted_by FROM cronpolicy.script_owner") == [
-        ("publish-distro", user_of(owner), "first run")]
+        ("publish-distro", login_of(owner), "first run")]
 
     # Plain SQL: fake successes, a fleet-wide slot, all refused, nothing written.
     for sql in (FORGED_SUCCESS,
                 "INSERT INTO cronpolicy.run_slot (name, slot, run_key, host, lease_expires_at)"
                 " VALUES (%s, 0, 'k', 'web9', now() + interval '1 hour')"):
         count, error = try_sql(intruder, sql, ("publish-distro",))
-        assert count is None and "belongs to database role %s" % user_of(owner) in error, error
+        assert count is None and "belongs to database role %s" % login_of(owner) in error, error
     assert dba.scalar("SELECT count(*) FROM cronpolicy.script_run") == 1
 
     # The intruder's own copy of the script (on its own host) does not run unseen:
@@ -59,12 +55,12 @@ def test_a_login_cannot_write_or_steer_the_runs_of_another_logins_script(
     # An administrator shares the name (a pattern, through a group role would do too).
     admin = pg_roles("cronpolicy_admin")
     count, error = try_sql(admin, "INSERT INTO cronpolicy.script_owner (name, db_role)"
-                                  " VALUES ('publish-*', %s)", (user_of(intruder),))
+                                  " VALUES ('publish-*', %s)", (login_of(intruder),))
     assert count == 1, error
     result = theirs.run("publish-distro")
     assert result.returncode == exitcodes.OK, result.stderr
     assert dba.execute("SELECT db_user, status FROM cronpolicy.script_run ORDER BY id") == [
-        (user_of(owner), "succeeded"), (user_of(intruder), "succeeded")]
+        (login_of(owner), "succeeded"), (login_of(intruder), "succeeded")]
     # Claims and shares are audited.
     assert dba.scalar("SELECT count(*) FROM cronpolicy.policy_audit"
                       " WHERE table_name = 'script_owner' AND operation = 'INSERT'") == 2
@@ -139,7 +135,7 @@ def test_spooled_records_are_clamped_and_marked_on_both_backends(dsn, dba, cli):
 
 def test_the_upgrade_gives_each_name_to_the_logins_that_recorded_it(
         pg_roles, empty_pg_dsn):
-    login = user_of(pg_roles("cronpolicy_script"))
+    login = login_of(pg_roles("cronpolicy_script"))
     dba = DBA(upgraded(empty_pg_dsn, up_to=9))
     dba.execute("INSERT INTO cronpolicy.script_run (name, host, db_user)"
                 " VALUES ('publish-distro', 'web1', {}), ('by-root', 'web1', current_user)",
@@ -197,7 +193,7 @@ def test_a_claim_in_an_old_snapshot_is_refused(pg_roles, pg_dsn):
     finally:
         stale.close()
     assert DBA(pg_dsn).execute("SELECT db_role FROM cronpolicy.script_owner") == [
-        (user_of(early),)]
+        (login_of(early),)]
 
 
 def test_ids_and_who_columns_are_the_databases(pg_roles, pg_dsn):
@@ -210,7 +206,7 @@ def test_ids_and_who_columns_are_the_databases(pg_roles, pg_dsn):
                                   " VALUES ('x', 'cronpolicy_script', 'first run', '1999-01-01')")
     assert count == 1, error
     assert DBA(pg_dsn).execute("SELECT granted_by, granted_at > now() - interval '1 minute'"
-                               " FROM cronpolicy.script_owner") == [(user_of(admin), True)]
+                               " FROM cronpolicy.script_owner") == [(login_of(admin), True)]
     count, error = try_sql(admin, "SELECT setval('cronpolicy.policy_audit_id_seq', 1)")
     assert count is None and "permission denied" in error, error
 

@@ -12,7 +12,7 @@ import pytest
 from cronpolicy import exitcodes
 
 from . import footprint
-from .conftest import DBA, ScriptRunner, make_env, upgraded
+from .conftest import DBA, ScriptRunner, login_of, make_env, upgraded
 from .test_roles import cli, try_sql
 
 #: Every test here is integration (they reach a database or start processes):
@@ -20,13 +20,9 @@ from .test_roles import cli, try_sql
 pytestmark = pytest.mark.integration
 
 
-def user_of(dsn):
-    return psycopg2.extensions.parse_dsn(dsn)["user"]
-
-
 def host_env(tmp_path, dsn, host):
     """The environment of a host: its own directories, its login's DSN, its name."""
-    home = tmp_path / ("%s-%s" % (host, user_of(dsn)))
+    home = tmp_path / ("%s-%s" % (host, login_of(dsn)))
     home.mkdir(exist_ok=True)
     return dict(make_env(home, dsn), CRONPOLICY_HOST=host,
                 CRONPOLICY_STATE_DIR=str(home / "state"))
@@ -40,7 +36,7 @@ def two_hosts(pg_roles, pg_dsn):
     group = footprint.name("publishers")
     dba = DBA(pg_dsn)
     dba.execute('CREATE ROLE "%s" NOLOGIN; GRANT "%s" TO "%s", "%s"'
-                % (group, group, user_of(web1), user_of(web2)))
+                % (group, group, login_of(web1), login_of(web2)))
     dba.execute("INSERT INTO cronpolicy.script_owner (name, db_role) VALUES ('publish-distro', {})",
                 (group,))
     try:
@@ -79,14 +75,14 @@ def test_a_login_cannot_write_rows_as_another_host(two_hosts, pg_dsn, tmp_path):
     imported = cli(env1, "schedule", "import", str(tmp_path / "web1.crontab"))
     assert imported.returncode == exitcodes.OK, imported.stderr
     assert dba.execute("SELECT host, db_role, granted_by FROM cronpolicy.host_login") == [
-        ("web1", user_of(web1), "first run")]
+        ("web1", login_of(web1), "first run")]
     before = dba.execute("SELECT * FROM cronpolicy.script_schedule")
     runs = dba.scalar("SELECT count(*) FROM cronpolicy.script_run")
 
     for sql in SQUATTING:
         count, error = try_sql(web2, sql)
         assert count is None, sql
-        assert "host web1 belongs to database role %s" % user_of(web1) in error, (sql, error)
+        assert "host web1 belongs to database role %s" % login_of(web1) in error, (sql, error)
     # Its own rows, moved to web1: refused too (run_slot and script_schedule),
     # or not its to move at all (script_run: no UPDATE of host granted).
     for sql, moved in (
@@ -139,13 +135,13 @@ def test_through_the_cli_and_the_gate_a_login_posing_as_another_host_is_one_line
         result = cli(posing, *argv)
         assert result.returncode == exitcodes.GATE_ERROR, (argv, result.stderr)
         [line] = result.stderr.strip().splitlines()
-        assert "host web1 belongs to database role %s" % user_of(web1) in line, line
+        assert "host web1 belongs to database role %s" % login_of(web1) in line, line
     theirs = ScriptRunner(tmp_path, posing)
     result = theirs.run("publish-distro")
     assert result.returncode == exitcodes.GATE_ERROR and "Traceback" not in result.stderr
     assert "host web1 belongs to database role" in result.stderr
     assert DBA(pg_dsn).execute("SELECT host, db_user, status FROM cronpolicy.script_run") == [
-        ("web1", user_of(web1), "succeeded")]
+        ("web1", login_of(web1), "succeeded")]
     assert DBA(pg_dsn).scalar("SELECT count(*) FROM cronpolicy.script_schedule") == 0
 
 
@@ -195,15 +191,15 @@ def test_an_administrator_moves_a_host_to_a_new_login(two_hosts, pg_roles, pg_ds
     # docs/dbas.txt's recipe, as an administrator's login (the script name is shared too).
     for sql in ("UPDATE cronpolicy.host_login SET db_role = %s WHERE host = 'web1'",
                 "INSERT INTO cronpolicy.script_owner (name, db_role) VALUES ('publish-distro', %s)"):
-        count, error = try_sql(admin, sql, (user_of(new),))
+        count, error = try_sql(admin, sql, (login_of(new),))
         assert count == 1, error
     (tmp_path / "crontab").write_text("30 * * * * /srv/bin/publish-distro\n")
     moved = cli(host_env(tmp_path, new, "web1"), "schedule", "import", str(tmp_path / "crontab"))
     assert moved.returncode == exitcodes.OK, moved.stderr
     assert DBA(pg_dsn).execute("SELECT schedule, registered_by FROM cronpolicy.script_schedule"
-                               ) == [("30 * * * *", user_of(new))]
+                               ) == [("30 * * * *", login_of(new))]
     count, error = try_sql(web1, SQUATTING[0])
-    assert count is None and "host web1 belongs to database role %s" % user_of(new) in error
+    assert count is None and "host web1 belongs to database role %s" % login_of(new) in error
 
 
 def test_a_host_pattern_or_a_group_role_shares_hosts(pg_roles, pg_dsn):
@@ -211,12 +207,12 @@ def test_a_host_pattern_or_a_group_role_shares_hosts(pg_roles, pg_dsn):
     dba = DBA(pg_dsn)
     dba.execute("INSERT INTO cronpolicy.script_owner (name, db_role) VALUES ('*', 'cronpolicy_script');"
                 " INSERT INTO cronpolicy.host_login (host, db_role) VALUES ('ppa*', {})",
-                (user_of(first),))
+                (login_of(first),))
     assert try_sql(first, "INSERT INTO cronpolicy.script_run (name, host) VALUES ('a', 'ppa3')"
                    ) == (1, None)
     count, error = try_sql(second, "INSERT INTO cronpolicy.script_run (name, host)"
                                    " VALUES ('a', 'ppa4')")
-    assert count is None and "host ppa4 belongs to database role %s" % user_of(first) in error
+    assert count is None and "host ppa4 belongs to database role %s" % login_of(first) in error
     dba.execute("INSERT INTO cronpolicy.host_login (host, db_role) VALUES ('*', 'cronpolicy_script')")
     assert try_sql(second, "INSERT INTO cronpolicy.script_run (name, host) VALUES ('a', 'ppa4')"
                    ) == (1, None)
@@ -252,12 +248,12 @@ def test_a_claim_of_a_host_in_an_old_snapshot_is_refused(pg_roles, pg_dsn):
     finally:
         stale.close()
     assert DBA(pg_dsn).execute("SELECT db_role FROM cronpolicy.host_login") == [
-        (user_of(early),)]
+        (login_of(early),)]
 
 
 def test_the_upgrade_gives_each_host_to_the_logins_that_wrote_for_it(
         pg_roles, empty_pg_dsn):
-    login, other = user_of(pg_roles("cronpolicy_script")), user_of(pg_roles("cronpolicy_script"))
+    login, other = login_of(pg_roles("cronpolicy_script")), login_of(pg_roles("cronpolicy_script"))
     dba = DBA(upgraded(empty_pg_dsn, up_to=14))
     dba.execute("INSERT INTO cronpolicy.script_run (name, host, db_user) VALUES"
                 " ('publish-distro', 'web1', {}), ('by-root', 'web9', current_user),"
@@ -329,7 +325,7 @@ def test_a_scripts_start_and_end_on_its_own_host_ask_no_catalog(pg_roles, pg_dsn
     statements = queries("postgresql")
     login = pg_roles("cronpolicy_script")
     dba = DBA(pg_dsn)
-    dba.execute('ALTER ROLE "%s" SET track_functions = \'all\'' % user_of(login))
+    dba.execute('ALTER ROLE "%s" SET track_functions = \'all\'' % login_of(login))
 
     def one_run(name, key):
         connection = psycopg2.connect(login)
@@ -373,6 +369,6 @@ def test_a_scripts_start_and_end_on_its_own_host_ask_no_catalog(pg_roles, pg_dsn
             is_administrator=1, claim_script=0, claim_host=0)
         assert dba.execute("SELECT status, db_user FROM cronpolicy.script_run"
                            " WHERE name = 'nightly-report'") == [
-            ("succeeded", user_of(login))] * 2
+            ("succeeded", login_of(login))] * 2
     finally:
-        dba.execute('ALTER ROLE "%s" RESET track_functions' % user_of(login))
+        dba.execute('ALTER ROLE "%s" RESET track_functions' % login_of(login))

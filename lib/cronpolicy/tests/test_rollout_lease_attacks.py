@@ -21,14 +21,10 @@ import pytest
 
 from cronpolicy import exitcodes
 
-from .conftest import (DBA, ScriptRunner, as_login, make_env, read_line, schema_up_to, upgraded,
-                       wait_for, wait_for_file)
+from .conftest import (DBA, ScriptRunner, as_login, login_of, make_env, read_line, schema_up_to,
+                       upgraded, wait_for, wait_for_file)
 
 pytestmark = pytest.mark.integration
-
-
-def login_of(dsn):
-    return psycopg2.extensions.parse_dsn(dsn)["user"]
 
 
 def write_service(path, dsn):

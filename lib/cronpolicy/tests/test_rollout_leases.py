@@ -25,7 +25,7 @@ import pytest
 
 from cronpolicy import exitcodes
 
-from .conftest import DBA, as_login, make_env, read_line, wait_for
+from .conftest import DBA, as_login, login_of, make_env, read_line, wait_for
 
 #: Every test here is integration (they reach a database or start processes):
 #: under -m unit alone the module is not even imported (tests/layers.py).
@@ -41,10 +41,6 @@ def connect(dsn):
     connection = psycopg2.connect(dsn)
     connection.autocommit = True
     return connection
-
-
-def login_of(dsn):
-    return psycopg2.extensions.parse_dsn(dsn)["user"]
 
 
 def audit_count(dba):

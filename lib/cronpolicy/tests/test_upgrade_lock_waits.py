@@ -14,15 +14,12 @@ from cronpolicy.config import Settings
 from cronpolicy.rows import RunRecord
 from cronpolicy.store import open_store
 
+from .conftest import DBA, upgraded, wait_for
 
-def test_starts_go_on_while_an_upgrade_waits_behind_a_long_reader(empty_pg_dsn, monkeypatch):
-    real_patches = schema.patches
-    monkeypatch.setattr(schema, "patches",
-                        lambda name: [patch for patch in real_patches(name)
-                                      if patch[0] < schema.SCHEMA_VERSION])
+
+def test_starts_go_on_while_an_upgrade_waits_behind_a_long_reader(empty_pg_dsn):
+    upgraded(empty_pg_dsn, up_to=schema.SCHEMA_VERSION - 1)
     connection = psycopg2.connect(empty_pg_dsn)
-    schema.upgrade_postgres(connection)
-    monkeypatch.setattr(schema, "patches", real_patches)
     reader = psycopg2.connect(empty_pg_dsn)         # pg_dump's ACCESS SHARE, say
     with reader.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM cronpolicy.script_run")
@@ -37,15 +34,10 @@ def test_starts_go_on_while_an_upgrade_waits_behind_a_long_reader(empty_pg_dsn, 
     upgrading.start()
     store = open_store(Settings(dsn=empty_pg_dsn, decision_timeout=4))
     try:
-        with psycopg2.connect(empty_pg_dsn) as watcher, watcher.cursor() as cursor:
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted"
-                               " AND relation = 'cronpolicy.script_run'::regclass")
-                if cursor.fetchone()[0]:
-                    break
-                time.sleep(0.02)
-        watcher.close()
+        dba = DBA(empty_pg_dsn)
+        wait_for(lambda: dba.scalar("SELECT count(*) FROM pg_locks WHERE NOT granted"
+                                    " AND relation = 'cronpolicy.script_run'::regclass"),
+                 what="the upgrade waiting for script_run's lock")
         # The store reads the schema's version first: the newest is not
         # there yet, so write the start as an older host would, by hand.
         began = time.monotonic()
@@ -64,19 +56,14 @@ def test_starts_go_on_while_an_upgrade_waits_behind_a_long_reader(empty_pg_dsn, 
         upgrading.join(120)
         connection.close()
     [applied] = outcome
-    assert applied == [real_patches("postgresql")[-1][1]], applied
+    assert applied == [schema.patches("postgresql")[-1][1]], applied
 
 
 def test_an_upgrade_that_never_gets_its_lock_fails_in_one_line_and_applies_nothing(
         empty_pg_dsn, monkeypatch):
     from cronpolicy.errors import DatabaseError
-    real_patches = schema.patches
-    monkeypatch.setattr(schema, "patches",
-                        lambda name: [patch for patch in real_patches(name)
-                                      if patch[0] < schema.SCHEMA_VERSION])
+    upgraded(empty_pg_dsn, up_to=schema.SCHEMA_VERSION - 1)
     connection = psycopg2.connect(empty_pg_dsn)
-    schema.upgrade_postgres(connection)
-    monkeypatch.setattr(schema, "patches", real_patches)
     monkeypatch.setattr(schema, "LOCK_RETRY_SECONDS", 3)
     reader = psycopg2.connect(empty_pg_dsn)
     try:

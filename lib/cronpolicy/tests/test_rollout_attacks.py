@@ -795,24 +795,15 @@ def test_deploy_wait_whose_rollout_is_deleted_as_it_records_a_run_goes_on(pg_scr
     dba = DBA(pg_dsn)
     job = pg_scripts.start_never_safe("publisher")
     dba.execute("INSERT INTO cronpolicy.rollout (reason) VALUES ('held')")
-    deleting = psycopg2.connect(pg_dsn)
+    deleting = Held(pg_dsn)
     try:
-        with deleting.cursor() as cursor:
-            cursor.execute("SELECT pg_backend_pid()")
-            [[deleter]] = cursor.fetchall()
-            cursor.execute("DELETE FROM cronpolicy.rollout WHERE id = 1")
-        waiter = start_cronpolicy(make_env(tmp_path, pg_dsn), "deploy", "wait", "1",
-                                  "--timeout", "30s")
-        wait_for(lambda: dba.scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-            " AND datname = current_database() AND %s = ANY(pg_blocking_pids(pid))"
-            % deleter), what="the wait's note of the run to wait on the delete")
-        deleting.commit()
-        out, err = waiter.communicate(timeout=60)
+        deleting.execute("DELETE FROM cronpolicy.rollout WHERE id = 1")
+        code, out, err = while_held(dba, deleting, make_env(tmp_path, pg_dsn),
+                                    "deploy", "wait", "1", "--timeout", "30s")
     finally:
-        deleting.close()
+        deleting.connection.close()
         job.kill()
         job.communicate(timeout=30)
     assert "Traceback" not in err and "foreign key" not in err, err
-    assert waiter.returncode == exitcodes.WAIT_TIMEOUT, out + err     # (the rollout is gone)
+    assert code == exitcodes.WAIT_TIMEOUT, out + err     # (the rollout is gone)
     assert dba.scalar("SELECT count(*) FROM cronpolicy.rollout_awaited") == 0

@@ -10,10 +10,7 @@ keys to what cronpolicy writes and shortens the rows written before it."""
 import random
 import string
 
-import psycopg2
 import pytest
-
-from cronpolicy import schema
 
 from cronpolicy.store.sqlite import connect_sqlite
 
@@ -30,16 +27,6 @@ ROWS = {
     "name-and-host": (RANDOM[:1500], RANDOM[1500:], "run"),
     "decision": ("publish", "web9", RANDOM),
 }
-
-
-def _upgrade(backend, dsn):
-    """PostgreSQL's `schema upgrade` (SQLite upgrades itself on first use)."""
-    if backend == "postgresql":
-        connection = psycopg2.connect(dsn)
-        try:
-            schema.upgrade_postgres(connection)
-        finally:
-            connection.close()
 
 
 @pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
@@ -69,7 +56,8 @@ def test_one_run_no_index_can_hold_stops_nobody_once_its_lease_runs_out(
         raw.executemany(insert.replace("{}", "?"), rows)
         raw.commit()
         raw.close()
-    _upgrade(backend, dsn)
+    if backend == "postgresql":      # (SQLite upgrades itself on first use)
+        upgraded(dsn)
     cli = in_process_cli(make_env(tmp_path, dsn), monkeypatch, capsys)
     for argv in (("status",), ("overdue",), ("deploy", "plan", "--at", "+1h")):
         code, out, err = cli(*argv)
@@ -145,7 +133,7 @@ def test_counts_under_a_key_too_long_join_the_mended_key(empty_pg_dsn, tmp_path,
                     " + interval '1 minute', 0)", (host, hours, hours))
     dba.execute("DELETE FROM cronpolicy.script_run WHERE started_at < now() - interval '150 minutes'")
     assert dba.scalar("SELECT runs FROM cronpolicy.run_tally") == 3
-    _upgrade("postgresql", empty_pg_dsn)
+    upgraded(empty_pg_dsn)
     mended = dba.scalar("SELECT cronpolicy.key_that_fits({}, 255)", (host,))
     assert len(mended) == 255 and mended.startswith("rack7-hhh") and mended != host[:255]
     assert dba.execute("SELECT DISTINCT host FROM cronpolicy.script_run") == [(mended,)]

@@ -416,11 +416,11 @@ def test_a_start_and_its_heartbeats_fire_no_tally_and_its_end_one(pg_roles, pg_d
     Counted by the server's function statistics of a script login."""
     import time
     from cronpolicy.store import queries
-    from .test_host_logins import user_of
+    from .conftest import login_of
     statements = queries("postgresql")
     login = pg_roles("cronpolicy_script")
     dba = DBA(pg_dsn)
-    dba.execute('ALTER ROLE "%s" SET track_functions = \'all\'' % user_of(login))
+    dba.execute('ALTER ROLE "%s" SET track_functions = \'all\'' % login_of(login))
 
     def calls():
         rows = dba.execute("SELECT pg_stat_clear_snapshot(); SELECT funcname, calls"
@@ -466,4 +466,4 @@ def test_a_start_and_its_heartbeats_fire_no_tally_and_its_end_one(pg_roles, pg_d
         assert fired == 1
         assert dba.execute("SELECT status, runs FROM cronpolicy.run_tally") == [("succeeded", 1)]
     finally:
-        dba.execute('ALTER ROLE "%s" RESET track_functions' % user_of(login))
+        dba.execute('ALTER ROLE "%s" RESET track_functions' % login_of(login))

@@ -5,8 +5,10 @@ module of its command group, which adds its arguments too (COMMANDS: word
 to module, each imported only when asked for); ``main`` parses the
 arguments, resolves the settings and turns every CronPolicyError into one
 line on standard error and an exit code (2 for bad input, 4 when the
-database or configuration cannot be used; see ``exitcodes``).  Read
-commands take ``--json`` for tooling (output.print_json).
+database or configuration cannot be used; see ``exitcodes``).  Output
+that cannot be written never raises (output.GuardedStream): the command
+runs to its end and ``_said`` gives the exit code (10, or 141 for a reader
+gone).  Read commands take ``--json`` for tooling (output.print_json).
 """
 
 import argparse
@@ -283,16 +285,23 @@ def main(argv=None):
         from cronpolicy.tooling.run_command import run_command
         return run_command(argv[1:])
     from cronpolicy.log import stderr_is_the_journal
-    from cronpolicy.tooling.output import EscapingStream, JournalPriorities
+    from cronpolicy.tooling.output import EscapingStream, GuardedStream, JournalPriorities
     streams = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = EscapingStream(sys.stdout), EscapingStream(sys.stderr)
+    # What cannot be written never raises (see GuardedStream): the command
+    # runs to its end, and its exit status says what was lost (_said).
+    guarded = (GuardedStream(sys.stdout, "standard output"),
+               GuardedStream(sys.stderr, "standard error"))
+    sys.stdout, sys.stderr = EscapingStream(guarded[0]), EscapingStream(guarded[1])
     if stderr_is_the_journal():         # a command run by a systemd timer
         sys.stderr = JournalPriorities(sys.stderr)
     try:
-        code = _main(argv, streams)
+        code = _said(_main(argv), guarded[0])
     finally:
         sys.stdout, sys.stderr = streams
         if program:
+            for stream, guard in zip(streams, guarded):
+                if guard.error is not None:
+                    _stop_writing(stream)   # (what it kept, flushed at exit, raises again)
             # What the command made lives until the exit now: spare the
             # interpreter's last collection the walk over every object the
             # tooling imported (a deploy wait exited about 100 ms after it
@@ -320,7 +329,8 @@ def _end_now(code):
     ends as it always did, with its own exit status for it."""
     for stream in (sys.stdout, sys.stderr):
         try:
-            stream.flush()
+            if stream is not None:      # (closed when the process started)
+                stream.flush()
         except (OSError, ValueError):
             return
     if "logging" in sys.modules:
@@ -328,7 +338,25 @@ def _end_now(code):
     os._exit(code)
 
 
-def _main(argv, streams):
+def _said(code, stdout):
+    """The exit status of a command that returned ``code``, once its standard
+    output (``stdout``, a GuardedStream) is flushed: ``code`` when all was
+    written.  When not, a command that had nothing else to say (0) exits
+    READER_GONE, quietly, for a pipe whose reader left (| head), else
+    OUTPUT_FAILED with one line on standard error saying what it could not
+    write; a command with a code of its own (5: would skip, 7, 8...) keeps
+    it, and says the line too.  Never success for an answer not given."""
+    stdout.flush()
+    if stdout.error is None:
+        return code
+    if stdout.reader_gone:
+        return code or exitcodes.READER_GONE
+    if not stdout.reported:
+        print("cronpolicy: error: %s" % stdout.fault(), file=sys.stderr)
+    return code or exitcodes.OUTPUT_FAILED
+
+
+def _main(argv):
     parser = build_parser(argv)
     _Parser.words = tuple(argv)
     try:
@@ -358,9 +386,6 @@ def _main(argv, streams):
     except KeyboardInterrupt:
         print("cronpolicy: interrupted", file=sys.stderr)
         return exitcodes.STOPPED
-    except BrokenPipeError:
-        _stop_writing(streams[0])       # the reader left (| head): that is all
-        return exitcodes.OK
 
 
 #: Arguments that name files (whatever bytes a file system holds), not text
@@ -413,7 +438,8 @@ def _says_its_database(args):
 
 def _stop_writing(stream):
     """Point ``stream``'s descriptor at /dev/null, so that flushing what is
-    left at exit cannot raise BrokenPipeError again."""
+    left at exit cannot raise again (BrokenPipeError, ENOSPC).  Only once
+    the command is over: a command it started would inherit /dev/null."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, stream.fileno())

@@ -182,14 +182,12 @@ def _say(message):
 
 
 def _print(*args, file=None):
-    """print, flushed, that goes on when its reader has left (| head): the
-    rollout must still end, and the command still run."""
-    stream = file or sys.stdout
-    try:
-        print(*args, file=stream, flush=True)
-    except (BrokenPipeError, ValueError, OSError):
-        from cronpolicy.tooling.cli import _stop_writing
-        _stop_writing(getattr(stream, "raw", stream))     # (nor at exit)
+    """print, flushed.  What cannot be written (| head, a disk full) never
+    raises in the CLI (output.GuardedStream): the rollout still ends, the
+    command still runs, with the standard output it was given (not this
+    process's /dev/null: its output is its own), and the exit status says
+    what was lost (cli._said)."""
+    print(*args, file=file or sys.stdout, flush=True)
 
 
 def cmd_deploy_run(args, settings):
@@ -257,11 +255,7 @@ def _wait_then_run(db, rollout_id, services, others, reason, command, wait_timeo
     def progress(now, runs, waited):
         signals.stop_if_asked()
         keeper.check()
-        try:
-            table(now, runs, waited)
-        except (BrokenPipeError, ValueError, OSError):
-            from cronpolicy.tooling.cli import _stop_writing
-            _stop_writing(getattr(sys.stdout, "raw", sys.stdout))   # nobody reads it any more
+        table(now, runs, waited)
     try:
         signals.stop_if_asked()     # (one may have come while the rollout began)
         result = deploy.wait_until_quiet(db, wait_timeout, rollout_id=rollout_id,

@@ -2,6 +2,7 @@
 `deploy wait`, and one-line summaries of windows and audit entries."""
 
 import datetime
+import errno
 import io
 import json
 import sys
@@ -41,6 +42,140 @@ class EscapingStream:
 
     def __getattr__(self, name):        # flush, isatty, fileno, encoding...
         return getattr(self.raw, name)
+
+
+class GuardedStream:
+    """A text stream that never raises for what it cannot write.
+
+    The CLI puts one beneath each of its own standard output and standard
+    error (cli.main): a disk full, a closed descriptor, a reader gone (|
+    head), an I/O error.  The first failure is kept (``error``) and from
+    then on nothing more is tried (a later write that succeeded would leave
+    a hole in the middle of the output); each write is flushed at once, so
+    the failure belongs to the text that met it.  The command runs on to its
+    end, so a change it makes is made whole, and cli.main says what was
+    lost and turns its exit status into one that is not success
+    (exitcodes.OUTPUT_FAILED, READER_GONE).  Its ``buffer`` (bytes: crontab
+    wrap's exact output) is guarded the same way.  ``raw`` None: the
+    descriptor was closed when the process started."""
+
+    #: At most this many characters of a lost line are kept, to be said.
+    SHOWN = 160
+
+    def __init__(self, raw, name):
+        self.raw = raw
+        self.name = name            # "standard output"
+        self.error = None           # the first OSError met, or None
+        self.lost_lines = 0
+        self.first_lost = self.last_lost = None
+        #: Whether the command said the failure itself (cli.main does not).
+        self.reported = False
+
+    def write(self, text):
+        if self.error is None:
+            try:
+                self._raw().write(text)
+                self.raw.flush()
+                return len(text)
+            except (OSError, ValueError) as error:
+                self._failed(error)
+        self._lose(text)
+        return len(text)
+
+    def flush(self):
+        if self.error is None and self.raw is not None:     # (closed: nothing to flush)
+            try:
+                self.raw.flush()
+            except (OSError, ValueError) as error:
+                self._failed(error)
+
+    def isatty(self):
+        try:
+            return self._raw().isatty()
+        except (OSError, ValueError):
+            return False
+
+    @property
+    def buffer(self):
+        if self.raw is not None and not hasattr(self.raw, "buffer"):
+            raise AttributeError("buffer")      # (a StringIO)
+        return _GuardedBuffer(self)
+
+    def _raw(self):
+        if self.raw is None:
+            raise OSError(errno.EBADF, "it is closed")
+        return self.raw
+
+    def _failed(self, error):
+        if isinstance(error, ValueError):       # "I/O operation on closed file"
+            error = OSError(errno.EBADF, "it is closed")
+        self.error = error
+
+    def _lose(self, text):
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", "replace")
+        for line in text.splitlines():
+            if line.strip():
+                line = line.strip()
+                if len(line) > self.SHOWN:
+                    line = line[:self.SHOWN] + "..."
+                self.first_lost = self.first_lost or line
+                self.last_lost = line
+                self.lost_lines += 1
+
+    @property
+    def reader_gone(self):
+        """Whether the failure is a pipe whose reader has left (EPIPE)."""
+        return isinstance(self.error, BrokenPipeError) or getattr(
+            self.error, "errno", None) == errno.EPIPE
+
+    def fault(self):
+        """The failure, and what it cost, as one line (for standard error)."""
+        reason = getattr(self.error, "strerror", None) or str(self.error)
+        if self.first_lost is None:
+            said = "nothing was lost but its end"
+        elif self.lost_lines == 1:
+            said = 'what it could not write: "%s"' % self.first_lost
+        else:
+            said = 'what it could not write (%d lines): "%s" ... "%s"' % (
+                self.lost_lines, self.first_lost, self.last_lost)
+        return "cannot write %s (%s); the command ran to its end; %s" % (
+            self.name, reason, said)
+
+    def __getattr__(self, name):        # encoding, fileno, errors...
+        return getattr(self._raw(), name)
+
+
+class _GuardedBuffer:
+    """The bytes beneath a GuardedStream, guarded with it."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, data):
+        stream = self.stream
+        if stream.error is None:
+            try:
+                raw = stream._raw().buffer
+                raw.write(data)
+                raw.flush()
+                return len(data)
+            except (OSError, ValueError) as error:
+                stream._failed(error)
+        stream._lose(data)
+        return len(data)
+
+    def flush(self):
+        self.stream.flush()
+
+
+def output_fault(stream=None):
+    """The GuardedStream beneath ``stream`` (default: standard output) when
+    it has failed to write, else None."""
+    stream = sys.stdout if stream is None else stream
+    while stream is not None and not isinstance(stream, GuardedStream):
+        stream = getattr(stream, "raw", None)
+    return stream if stream is not None and stream.error is not None else None
 
 
 class JournalPriorities:

@@ -51,9 +51,9 @@ def _write_stdout(text):
         stream.flush()
         stream.buffer.write(write_crontab(text))
         stream.buffer.flush()
-    except BrokenPipeError:
-        raise
     except (OSError, AttributeError, ValueError) as error:
+        # (In the CLI, what cannot be written never raises: cli._said says
+        # it, exit 10 or 141.  This is a stream with no bytes beneath.)
         raise UsageError("cannot write standard output: %s"
                          % (getattr(error, "strerror", None) or error)) from None
 

@@ -1,0 +1,175 @@
+"""What the cronpolicy command does when its output cannot be written: a
+disk full (/dev/full), a descriptor closed (>&-), a pipe whose reader has
+left (| head).  Never a traceback; a command runs to its end, so what it
+changes is changed whole; its exit status is never success for an answer
+not given: exitcodes.OUTPUT_FAILED (10) with one line on standard error
+saying what could not be written, READER_GONE (141) quietly for a reader
+gone, or the command's own code when it had one (5, 7).  Real processes,
+real /dev/full, real pipes (docs/operators.txt, "The cronpolicy command")."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from cronpolicy import exitcodes
+
+from .conftest import DBA, make_env
+from .test_deploy_wait import running_row
+
+pytestmark = pytest.mark.integration
+
+PROGRAM = os.path.join(os.path.dirname(sys.executable), "cronpolicy")
+
+
+def _env(tmp_path, dsn, buffered=True):
+    """The test's environment; ``buffered``: standard output as cron and a
+    shell give it to Python (block-buffered, failures met at the flush on
+    the way out), not PYTHONUNBUFFERED's (met at each write)."""
+    env = make_env(tmp_path, dsn)
+    if buffered:
+        env.pop("PYTHONUNBUFFERED", None)
+    return env
+
+
+def start(env, argv, redirect="", stdout=subprocess.PIPE, program=(PROGRAM,)):
+    """`cronpolicy ARGV REDIRECT` started through sh (REDIRECT: >/dev/full,
+    >&-, 2>&-...); its standard error piped unless REDIRECT names it."""
+    return subprocess.Popen(
+        ["sh", "-c", 'exec "$@" %s' % redirect, "sh"] + list(program) + list(argv),
+        env=env, stdout=stdout, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+
+
+def finish(process):
+    out, err = process.communicate(timeout=60)
+    return process.returncode, out or "", err or ""
+
+
+def run(env, argv, redirect="", **extra):
+    return finish(start(env, argv, redirect, **extra))
+
+
+def reader_gone(env, argv, **extra):
+    """`cronpolicy ARGV` writing to a pipe whose reader closed it first."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        process = start(env, argv, stdout=write, **extra)
+    finally:
+        os.close(write)
+    return finish(process)
+
+
+def assert_one_line(result, what, *fragments):
+    """Exit 10 (or ``what``'s own code), and one line naming the failure."""
+    code, _, err = result
+    assert "Traceback" not in err and "Exception ignored" not in err, (what, err)
+    # (Before it, the command's own warnings.)
+    assert [line for line in err.splitlines() if "cannot write" in line] == [
+        err.splitlines()[-1]] and err.splitlines()[-1].startswith(
+        "cronpolicy: error: cannot write standard output ("), (what, err)
+    for fragment in fragments:
+        assert fragment in err, (what, fragment, err)
+
+
+#: Commands that read, each with the fault it meets (buffered or not, in turn).
+READS = ((["status"], ">/dev/full"), (["history", "--json"], ">&-"),
+         (["check", "job"], ">/dev/full"), (["schema", "upgrade"], ">&-"),
+         (["metrics"], ">/dev/full"))
+
+
+def test_a_read_whose_output_cannot_be_written_exits_10_with_one_line(tmp_path, dsn):
+    """Was: a traceback (OSError ENOSPC, AttributeError on a closed stdout)
+    and exit 1, or Python's "Exception ignored" and exit 120."""
+    started = [(argv, redirect, start(_env(tmp_path, dsn, buffered=index % 2 == 0), argv,
+                                      redirect))
+               for index, (argv, redirect) in enumerate(READS)]
+    for argv, redirect, process in started:
+        result = finish(process)
+        assert result[0] == exitcodes.OUTPUT_FAILED, (argv, redirect, result)
+        assert_one_line(result, (argv, redirect), "the command ran to its end")
+
+
+def test_help_version_and_the_commands_without_a_database_say_a_lost_output_too(tmp_path):
+    """--help to /dev/full exited 0, silently (argparse hides the error)."""
+    env = _env(tmp_path, "sqlite:///" + str(tmp_path / "unused.sqlite"))
+    crontab = tmp_path / "crontab"
+    crontab.write_text("*/5 * * * * /srv/bin/backup --all\n")
+    commands = ((["--help"], ">/dev/full"), (["--version"], ">&-"),
+                (["completion", "bash"], ">/dev/full"), (["man"], ">&-"),
+                (["crontab", "names", str(crontab)], ">&-"),
+                (["crontab", "wrap", str(crontab)], ">/dev/full"))
+    started = [(argv, redirect, start(env, argv, redirect)) for argv, redirect in commands]
+    # Standard error failing changes nothing: its lines are lost, the code stands.
+    started += [(["status", "--bogus"], "2>/dev/full", start(env, ["status", "--bogus"],
+                                                             "2>/dev/full")),
+                (["--version"], "2>&-", start(env, ["--version"], "2>&-"))]
+    for argv, redirect, process in started:
+        result = finish(process)
+        if redirect.startswith("2"):
+            assert result[0] == (exitcodes.USAGE if "--bogus" in argv else exitcodes.OK), \
+                (argv, result)
+            assert argv != ["--version"] or result[1].startswith("cronpolicy "), result
+            continue
+        # (crontab wrap said exit 2, bad usage, and "'NoneType' object has no
+        # attribute 'flush'" for a closed standard output.)
+        assert result[0] == exitcodes.OUTPUT_FAILED, (argv, redirect, result)
+        assert_one_line(result, (argv, redirect))
+
+
+def test_a_change_whose_confirmation_is_lost_is_made_whole_and_the_line_says_what_was_done(
+        tmp_path, dsn, dba):
+    """Was: the change committed, then a traceback and exit 1 (or Python's
+    "Exception ignored" and exit 120)."""
+    env = _env(tmp_path, dsn)
+    result = run(env, ["disable", "job", "--reason", "lost"], ">/dev/full")
+    assert result[0] == exitcodes.OUTPUT_FAILED, result
+    assert_one_line(result, "disable", '"disabled job on host *')
+    assert dba.scalar("SELECT count(*) FROM cronpolicy.script_policy WHERE name = 'job'"
+                      " AND NOT enabled") == 1
+    result = run(env, ["deploy", "begin", "--reason", "lost"], ">&-")
+    assert result[0] == exitcodes.OUTPUT_FAILED, result
+    rollout = dba.scalar("SELECT id FROM cronpolicy.rollout WHERE ended_at IS NULL")
+    assert_one_line(result, "deploy begin", '"rollout #%d began' % rollout)
+    result = run(env, ["deploy", "end", "--all"], ">/dev/full")
+    assert result[0] == exitcodes.OUTPUT_FAILED, result
+    assert_one_line(result, "deploy end", '"rollout #%d ended' % rollout)
+    assert dba.scalar("SELECT count(*) FROM cronpolicy.rollout WHERE ended_at IS NULL") == 0
+
+
+def test_a_reader_gone_never_turns_an_answer_into_success(tmp_path, sqlite_dsn):
+    """Was: exit 0 whatever the answer: `check` of a disabled script said 0
+    (would run), `deploy wait` with a run in the way stopped waiting at its
+    first line and said 0 (quiet), `status` 0 for a table nobody read."""
+    env = _env(tmp_path, sqlite_dsn)
+    dba = DBA(sqlite_dsn)
+    dba.execute("INSERT INTO cronpolicy.script_policy (name, host, enabled) VALUES"
+                " ('job', '*', 0)")
+    running_row(dba)
+    assert run(env, ["deploy", "begin"])[0] == exitcodes.OK
+    checked = reader_gone(env, ["check", "job"])
+    assert checked == (exitcodes.WOULD_SKIP, "", ""), checked
+    assert reader_gone(env, ["status"]) == (exitcodes.READER_GONE, "", "")
+    code, _, err = reader_gone(env, ["deploy", "wait", "--timeout", "0.2s"])
+    assert code == exitcodes.WAIT_TIMEOUT and err == "", (code, err)
+
+
+def test_deploy_run_gives_its_command_the_output_it_was_given(tmp_path, sqlite_dsn):
+    """Was: the first line deploy run could not write put /dev/null on its
+    descriptor, so COMMAND wrote into /dev/null, believed it had succeeded,
+    and deploy run exited 0."""
+    env = _env(tmp_path, sqlite_dsn)
+    seen = tmp_path / "seen"
+    command = ["deploy", "run", "--reason", "r", "--", "sh", "-c",
+               'echo "$(readlink /proc/$$/fd/1)" > "$0"; echo written', str(seen)]
+    result = run(env, command, ">/dev/full")
+    assert seen.read_text() == "/dev/full\n"
+    # The command's own code, 1 (its echo met ENOSPC); deploy run's lines
+    # lost are said.
+    assert result[0] == 1, result
+    assert "rollout #1 began" in result[2] and "rollout #1 ended" in result[2], result
+    assert "Traceback" not in result[2]
+    code, _, err = reader_gone(env, command)
+    assert seen.read_text().startswith("pipe:"), seen.read_text()
+    assert code == exitcodes.READER_GONE and err == "", (code, err)   # (its SIGPIPE)

@@ -173,3 +173,16 @@ def test_deploy_run_gives_its_command_the_output_it_was_given(tmp_path, sqlite_d
     code, _, err = reader_gone(env, command)
     assert seen.read_text().startswith("pipe:"), seen.read_text()
     assert code == exitcodes.READER_GONE and err == "", (code, err)   # (its SIGPIPE)
+
+
+def test_serve_whose_address_cannot_be_said_does_not_serve(tmp_path, sqlite_dsn):
+    """Was: a traceback, or (its reader gone) serving with the port it chose
+    said nowhere."""
+    pytest.importorskip("waitress")
+    env = _env(tmp_path, sqlite_dsn)
+    result = run(env, ["serve", "--allow-writer", "--listen", "127.0.0.1:0"], ">/dev/full")
+    assert result[0] == exitcodes.OUTPUT_FAILED, result
+    lines = result[2].splitlines()
+    assert "Traceback" not in result[2] and lines[-1].startswith(
+        "cronpolicy serve: error: cannot write standard output (") and lines[-1].endswith(
+        ": not serving"), lines

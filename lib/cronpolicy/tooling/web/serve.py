@@ -110,6 +110,16 @@ def cmd_serve(args, settings):
     print("cronpolicy serve: http://%s:%d/ (database %s)%s" % (
         shown, int(server.effective_port), settings.masked_dsn,
         "; a token is needed" if token else ""), flush=True)
+    from cronpolicy.tooling.output import output_fault
+    lost = output_fault()
+    if lost is not None:
+        # Where it listens (the port --listen :0 chose) is said nowhere
+        # else: a server nobody can be told of does not start.
+        server.close()
+        warn("error: %s: not serving" % lost.fault().replace(
+            "; the command ran to its end", ""))
+        lost.reported = True
+        return exitcodes.OUTPUT_FAILED
     try:
         server.run()
     except KeyboardInterrupt:

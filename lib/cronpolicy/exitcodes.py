@@ -43,8 +43,8 @@ OVERDUE = 8
 #: they would pass cron's command length limit); the rest is wrapped.
 NOT_ALL_WRAPPED = 9
 
-#: A CLI command could not write its standard output (a disk full, the
-#: descriptor closed, an I/O error) though it ran to its end: what it changed
+#: A CLI command (or --dry-run, --help) could not write its standard output
+#: (a disk full, the descriptor closed, an I/O error) though it ran to its end: what it changed
 #: is changed, and one line on standard error says so, with what it could not
 #: write.  A command that had another code to give (5, 7, 8, a command's own)
 #: gives that one, and the line too.
@@ -54,7 +54,8 @@ OUTPUT_FAILED = 10
 #: shell's 128 + SIGINT.
 STOPPED = 130
 
-#: A CLI command whose standard output is a pipe its reader has left
+#: A CLI command (or --dry-run, --help) whose standard output is a pipe its
+#: reader has left
 #: (`cronpolicy history | head`): the shell's 128 + SIGPIPE, as for a command
 #: SIGPIPE killed; nothing said.  The command ran to its end, what it changed
 #: is changed; one that had another code to give (5, 7, 8) gives that one.

@@ -341,9 +341,8 @@ class Gate:
                     lock.acquire()
                     lock.release()
                 except LockHeld as held:
-                    print("%s on %s: would skip: another instance is running (%s)"
-                          % (name, host, held), file=out)
-                    return exitcodes.WOULD_SKIP
+                    return _say(out, "%s on %s: would skip: another instance is running "
+                                "(%s)" % (name, host, held), exitcodes.WOULD_SKIP, name)
             # What the policy says, --ignore-policy or not.
             verdict = policy.decide(self.store.load_inputs(name, self.settings.estimate_runs),
                                     self.facts._replace(ignore_policy=False), self.settings)
@@ -352,8 +351,14 @@ class Gate:
             return exitcodes.GATE_ERROR
         finally:
             self.store.close()
-        print("%s on %s: would %s: %s" % (name, host, "run" if verdict.run else "skip",
-                                           verdict.reason), file=out)
-        print("estimated runtime: %s (%s)" % (format_duration(verdict.estimate.seconds),
-                                              verdict.estimate.source), file=out)
-        return exitcodes.OK if verdict.run else exitcodes.WOULD_SKIP
+        return _say(out, "%s on %s: would %s: %s\nestimated runtime: %s (%s)" % (
+            name, host, "run" if verdict.run else "skip", verdict.reason,
+            format_duration(verdict.estimate.seconds), verdict.estimate.source),
+            exitcodes.OK if verdict.run else exitcodes.WOULD_SKIP, name)
+
+
+def _say(out, text, code, name):
+    """--dry-run's answer written (its exit status ``code``), or what not
+    writing it makes of that status (written.say: never a traceback)."""
+    from cronpolicy.written import say
+    return say(out, text + "\n", code, name)

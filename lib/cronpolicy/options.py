@@ -66,8 +66,27 @@ def standard_options_parser(prog, description):
     """The argparse parser with the standard options, for scripts to extend.
     A usage error is one line (and exit 2), as in the cronpolicy command."""
     import argparse
+    import sys
 
     class OneLineErrors(argparse.ArgumentParser):
+        #: What --help (or --version) could not write on standard output,
+        #: which argparse hides: see written.say.
+        unwritten = None
+
+        def _print_message(self, message, file=None):
+            if message and file is None:    # standard output, closed: not stderr
+                import errno
+                self.unwritten = self.unwritten or OSError(errno.EBADF, "it is closed")
+                return
+            if message and file is sys.stdout:
+                try:
+                    file.write(message)
+                    file.flush()
+                except (OSError, ValueError) as error:
+                    self.unwritten = self.unwritten or error
+                return
+            super()._print_message(message, file)
+
         def error(self, message):
             self.exit(2, "%s: error: %s (see --help)\n" % (
                 self.prog, message.replace("\n", "\\n")))    # (a word may hold one)

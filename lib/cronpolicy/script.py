@@ -232,6 +232,10 @@ class CronScript:
             code = self._run(sys.argv[1:] if argv is None else list(argv))
         except SystemExit as error:  # argparse: --help, bad usage
             code = error.code if isinstance(error.code, int) else exitcodes.USAGE
+            if code == exitcodes.OK:        # --help: was it written?
+                from cronpolicy.written import say
+                code = say(sys.stdout, "", code, self.parser.prog,
+                           getattr(self._parser, "unwritten", None))
         if exit:
             sys.exit(code)
         return code

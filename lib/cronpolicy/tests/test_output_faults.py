@@ -175,6 +175,29 @@ def test_deploy_run_gives_its_command_the_output_it_was_given(tmp_path, sqlite_d
     assert code == exitcodes.READER_GONE and err == "", (code, err)   # (its SIGPIPE)
 
 
+def test_a_script_and_cronpolicy_run_say_a_lost_dry_run_or_help(tmp_path, sqlite_dsn):
+    """Was: --dry-run to /dev/full or a reader gone a traceback and exit 1
+    (or 120), to a closed stdout exit 0, the answer lost; --help anywhere
+    exit 0.  A CronScript's own --help and --dry-run are cronpolicy's."""
+    env = _env(tmp_path, sqlite_dsn)
+    script = tmp_path / "job.py"
+    script.write_text("from cronpolicy import CronScript\n\nclass Job(CronScript):\n"
+                      "    def main(self):\n        pass\n\nJob().run()\n")
+    python = (sys.executable, str(script))
+    started = [("run --dry-run", start(env, ["run", "--dry-run", "job", "--", "true"],
+                                       ">/dev/full")),
+               ("run --help", start(env, ["run", "--help"], ">&-")),
+               ("script --help", start(env, ["--help"], ">/dev/full", program=python)),
+               ("script --dry-run", start(env, ["--dry-run"], ">&-", program=python))]
+    for what, process in started:
+        code, _, err = finish(process)
+        assert code == exitcodes.OUTPUT_FAILED, (what, code, err)
+        assert len(err.splitlines()) == 1 and "cannot write standard output (" in err, \
+            (what, err)
+    assert reader_gone(env, ["run", "--dry-run", "job", "--", "true"]) == (
+        exitcodes.READER_GONE, "", "")
+
+
 def test_serve_whose_address_cannot_be_said_does_not_serve(tmp_path, sqlite_dsn):
     """Was: a traceback, or (its reader gone) serving with the port it chose
     said nowhere."""

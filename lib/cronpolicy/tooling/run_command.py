@@ -306,8 +306,10 @@ def run_command(argv):
     at = _name_index(head)
     name = head[at] if at is not None else None
     if any(word in ("-h", "--help") for word in head):
-        CommandScript(name or "NAME", []).parser.print_help()
-        return exitcodes.OK
+        from cronpolicy.written import say
+        parser = CommandScript(name or "NAME", []).parser
+        parser.print_help()
+        return say(sys.stdout, "", exitcodes.OK, "cronpolicy run", parser.unwritten)
     if name is None:
         return _usage("no NAME: usage: %s" % USAGE)
     problem = name_problem(name)

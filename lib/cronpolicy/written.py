@@ -1,0 +1,56 @@
+"""What a CronScript, or `cronpolicy run`, does when its own standard output
+cannot be written: --dry-run's answer, --help.  (A script's main() writes
+what it likes, as it likes: its failures are its own, recorded as such.
+The other commands of the CLI have output.GuardedStream, see cli._said.)
+
+Never a traceback, nor Python's "Exception ignored" and exit 120 at the
+flush on the way out: a pipe whose reader left exits READER_GONE (141),
+quietly; any other failure (a disk full, the descriptor closed) is one line
+on standard error and OUTPUT_FAILED (10); an answer of its own (5: would
+skip) stays the exit status.  Loaded only when --dry-run or --help is asked.
+"""
+
+import errno
+import os
+import sys
+
+from cronpolicy import exitcodes
+
+
+def say(stream, text, code, prog, unwritten=None):
+    """Write ``text`` on ``stream`` (None: closed when the process began) and
+    flush it; the exit status: ``code``, or what its failure makes of it.
+    ``unwritten``: a failure met before (argparse's help, which it hides)."""
+    error = unwritten
+    if error is None:
+        try:
+            if stream is None:
+                raise OSError(errno.EBADF, "it is closed")
+            if text:
+                stream.write(text)
+            stream.flush()
+            return code
+        except (OSError, ValueError) as failure:
+            error = failure
+    _drop(stream)
+    if getattr(error, "errno", None) == errno.EPIPE:
+        return code or exitcodes.READER_GONE
+    reason = (getattr(error, "strerror", None) if isinstance(error, OSError)
+              else "it is closed") or str(error)
+    try:
+        print("%s: error: cannot write standard output (%s)%s" % (
+            prog, reason, "" if code else ": the answer is lost"), file=sys.stderr, flush=True)
+    except (OSError, ValueError, AttributeError):
+        pass                # (standard error too: the exit status says it)
+    return code or exitcodes.OUTPUT_FAILED
+
+
+def _drop(stream):
+    """What ``stream`` still holds goes to /dev/null: flushed on the way out,
+    it would fail again (Python's "Exception ignored", exit 120)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass

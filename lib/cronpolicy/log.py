@@ -44,6 +44,30 @@ def priority(level):
     return next((number for floor, number in _PRIORITIES if level >= floor), 7)
 
 
+def hold_standard_descriptors():
+    """Open /dev/null on each of descriptors 0, 1 and 2 that is closed (a
+    process started with >&-, 2>&-, <&-), before anything else is opened.
+    Else the next file or socket takes that number: the lock file became
+    standard input, the PostgreSQL connection standard output, and what a
+    script's main() wrote there by os.write, a C library's printf or a
+    command run by os.system went into the lock file or the protocol
+    stream.  Python's own sys.stdout (None) is unchanged: print() is still
+    silent and the CLI still says its output was lost.  The descriptor is
+    not inherited (PEP 446), so a command started keeps the closed stream
+    it was given, as before.  (SQLite does the same for its own files.)"""
+    for descriptor in (0, 1, 2):
+        try:
+            os.fstat(descriptor)
+        except OSError:
+            try:
+                opened = os.open(os.devnull, os.O_RDWR)
+            except OSError:
+                return
+            if opened != descriptor:        # (a lower one taken meanwhile)
+                os.dup2(opened, descriptor, inheritable=False)
+                os.close(opened)
+
+
 def stderr_is_the_journal(environ=None, stream=None):
     """Whether standard error is systemd's journal stream: $JOURNAL_STREAM
     holds its "device:inode", which a redirected stderr (2>file, a pipe)

@@ -111,6 +111,7 @@ from cronpolicy.errors import CronPolicyError, Interrupted, UsageError
 from cronpolicy.gate import Ending, Gate
 from cronpolicy.interruption import Interruption, interrupt_signal_problem
 from cronpolicy.log import FORMAT as LOG_FORMAT, DeferredLogger, LogSetup  # noqa: F401
+from cronpolicy.log import hold_standard_descriptors
 from cronpolicy.matching import name_problem
 from cronpolicy.options import parse_standard_options, standard_options_parser
 from cronpolicy.policy import ScriptFacts, stopped
@@ -228,6 +229,7 @@ class CronScript:
     # Running -------------------------------------------------------------------
 
     def run(self, argv=None, exit=True):
+        hold_standard_descriptors()
         try:
             code = self._run(sys.argv[1:] if argv is None else list(argv))
         except SystemExit as error:  # argparse: --help, bad usage

@@ -209,3 +209,27 @@ def test_serve_whose_address_cannot_be_said_does_not_serve(tmp_path, sqlite_dsn)
     assert "Traceback" not in result[2] and lines[-1].startswith(
         "cronpolicy serve: error: cannot write standard output (") and lines[-1].endswith(
         ": not serving"), lines
+
+
+def test_a_script_started_with_its_standard_streams_closed_writes_nothing_into_its_files(
+        tmp_path, sqlite_dsn):
+    """Was: the lock file took descriptor 0 (on PostgreSQL the connection
+    took 1), and what main() wrote there with os.write (as a C library's
+    printf does) went into the lock file (or the protocol stream).  Now
+    /dev/null holds 0, 1 and 2; sys.stdout stays None (print is silent)."""
+    env = _env(tmp_path, sqlite_dsn)
+    seen = tmp_path / "seen"
+    script = tmp_path / "job.py"
+    script.write_text(
+        "import os, sys\nfrom cronpolicy import CronScript\n\nclass Job(CronScript):\n"
+        "    def main(self):\n"
+        "        held = [os.readlink('/proc/self/fd/%d' % fd) for fd in (0, 1, 2)]\n"
+        "        os.write(1, b'progress 50%\\n')\n"
+        "        with open(SEEN, 'w') as seen:\n"
+        "            seen.write(repr((held, sys.stdout)))\n\nJob().run()\n".replace(
+            "SEEN", repr(str(seen))))
+    code, _, _ = run(env, [], ">&- 2>&- <&-", program=(sys.executable, str(script)))
+    assert code == exitcodes.OK
+    assert seen.read_text() == repr((["/dev/null"] * 3, None))
+    lock = tmp_path / "locks" / "cronpolicy-job.lock"
+    assert b"progress" not in lock.read_bytes(), lock.read_bytes()

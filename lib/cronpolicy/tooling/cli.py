@@ -280,6 +280,9 @@ def main(argv=None):
     process's own arguments, and the process ends when this returns."""
     program = argv is None
     argv = sys.argv[1:] if program else list(argv)
+    if program:
+        from cronpolicy.log import hold_standard_descriptors
+        hold_standard_descriptors()     # (before a file or socket can take 0, 1 or 2)
     if argv and argv[0] == "run":
         # Everything after `run NAME` belongs to the wrapped command's gate.
         from cronpolicy.tooling.run_command import run_command

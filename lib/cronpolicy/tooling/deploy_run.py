@@ -4,7 +4,8 @@ It opens a rollout, waits for the fleet to be quiet for it (the live table
 of `deploy wait`), runs COMMAND, and ends the rollout whatever happens:
 
 * COMMAND's exit status is the command's own (127: not found, 126: not
-  runnable);
+  runnable), but for 0 when this process's own lines could not be written
+  (10; 141 for a reader gone: cli._said);
 * a wait that times out (--wait-timeout) ends the rollout and exits 7
   without running COMMAND; so does a rollout ended by someone else before
   the fleet was quiet for it (its scripts start again: no quiet to wait

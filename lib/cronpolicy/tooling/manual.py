@@ -219,7 +219,8 @@ def manpage():
     for code, meaning in _exit_codes():
         lines += [".TP", ".B %d" % code, _roff(meaning)]
     lines += [".PP", _roff("`cronpolicy run` and `cronpolicy deploy run` exit with their "
-                           "command's code, 127 when it does not exist.")]
+                           "command's code, 127 when it does not exist (`deploy run`: 10 or "
+                           "141 for a 0, when its own lines could not be written).")]
     lines.append(".SH ENVIRONMENT")
     for name, meaning in ENVIRONMENT:
         lines += [".TP", ".B %s" % name, _roff(meaning)]

@@ -27,7 +27,7 @@ def say(stream, text, code, prog, unwritten=None):
             if stream is None:
                 raise OSError(errno.EBADF, "it is closed")
             if text:
-                stream.write(text)
+                _write(stream, text)
             stream.flush()
             return code
         except (OSError, ValueError) as failure:
@@ -43,6 +43,26 @@ def say(stream, text, code, prog, unwritten=None):
     except (OSError, ValueError, AttributeError):
         pass                # (standard error too: the exit status says it)
     return code or exitcodes.OUTPUT_FAILED
+
+
+def _write(stream, text):
+    """``stream.write(text)``, but unbuffered (PYTHONUNBUFFERED), where the
+    text layer would drop the rest of a short write unsaid (a file size
+    limit, a disk filling up), the rest is written again and the failure
+    that stops it raised (as output.GuardedStream does)."""
+    import io
+    beneath = getattr(stream, "buffer", None)
+    if not isinstance(beneath, io.RawIOBase):
+        stream.write(text)
+        return
+    stream.flush()
+    view = memoryview(text.encode(stream.encoding, stream.errors or "strict"))
+    while view:
+        written = beneath.write(view)
+        if not written:
+            raise OSError(errno.EAGAIN if written is None else errno.EIO,
+                          "nothing written")
+        view = view[written:]
 
 
 def _drop(stream):

@@ -33,11 +33,12 @@ def _env(tmp_path, dsn, buffered=True):
     return env
 
 
-def start(env, argv, redirect="", stdout=subprocess.PIPE, program=(PROGRAM,)):
+def start(env, argv, redirect="", stdout=subprocess.PIPE, program=(PROGRAM,), first=""):
     """`cronpolicy ARGV REDIRECT` started through sh (REDIRECT: >/dev/full,
-    >&-, 2>&-...); its standard error piped unless REDIRECT names it."""
+    >&-, 2>&-...; ``first``: what sh does before, ulimit...); its standard
+    error piped unless REDIRECT names it."""
     return subprocess.Popen(
-        ["sh", "-c", 'exec "$@" %s' % redirect, "sh"] + list(program) + list(argv),
+        ["sh", "-c", '%sexec "$@" %s' % (first, redirect), "sh"] + list(program) + list(argv),
         env=env, stdout=stdout, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
 
 
@@ -116,6 +117,20 @@ def test_help_version_and_the_commands_without_a_database_say_a_lost_output_too(
         # attribute 'flush'" for a closed standard output.)
         assert result[0] == exitcodes.OUTPUT_FAILED, (argv, redirect, result)
         assert_one_line(result, (argv, redirect))
+
+
+def test_a_file_cut_short_by_its_size_limit_exits_10_saying_it_is_not_whole(tmp_path):
+    """A disk filling up mid-output, as a file size limit makes it: was a
+    traceback, and unbuffered (PYTHONUNBUFFERED, as many services set it)
+    exit 0 with the file cut at 512 bytes (the text layer drops the rest of
+    a short write, unsaid)."""
+    page = tmp_path / "cronpolicy.1"
+    for buffered in (True, False):
+        env = _env(tmp_path, "sqlite:///" + str(tmp_path / "unused.sqlite"), buffered)
+        result = run(env, ["man"], '> "%s"' % page, first="ulimit -f 1; ")
+        assert result[0] == exitcodes.OUTPUT_FAILED, (buffered, result)
+        assert_one_line(result, buffered, "(File too large)", "or not whole")
+        assert page.stat().st_size == 512
 
 
 def test_a_change_whose_confirmation_is_lost_is_made_whole_and_the_line_says_what_was_done(

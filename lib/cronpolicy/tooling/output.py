@@ -5,6 +5,7 @@ import datetime
 import errno
 import io
 import json
+import os
 import sys
 import time
 
@@ -70,12 +71,23 @@ class GuardedStream:
         self.first_lost = self.last_lost = None
         #: Whether the command said the failure itself (cli.main does not).
         self.reported = False
+        #: Whether the text that met the failure may be written in part.
+        self.partial = False
 
     def write(self, text):
         if self.error is None:
             try:
-                self._raw().write(text)
-                self.raw.flush()
+                raw = self._raw()
+                beneath = getattr(raw, "buffer", None)
+                if isinstance(beneath, io.RawIOBase):
+                    # Unbuffered (PYTHONUNBUFFERED, python -u): the text layer
+                    # ignores a short write (a disk filling up, a file size
+                    # limit) and the rest is lost, unsaid.
+                    raw.flush()
+                    _write_all(beneath, text.encode(raw.encoding, raw.errors or "strict"))
+                else:
+                    raw.write(text)
+                    raw.flush()
                 return len(text)
             except (OSError, ValueError) as error:
                 self._failed(error)
@@ -110,6 +122,13 @@ class GuardedStream:
         if isinstance(error, ValueError):       # "I/O operation on closed file"
             error = OSError(errno.EBADF, "it is closed")
         self.error = error
+        # A plain file may hold the start of the text that failed (a disk
+        # filling up mid-write); a device (/dev/full) or a closed one nothing.
+        try:
+            import stat
+            self.partial = stat.S_ISREG(os.fstat(self.raw.fileno()).st_mode)
+        except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+            self.partial = False
 
     def _lose(self, text):
         if isinstance(text, bytes):
@@ -135,10 +154,12 @@ class GuardedStream:
         if self.first_lost is None:
             said = "nothing was lost but its end"
         elif self.lost_lines == 1:
-            said = 'what it could not write: "%s"' % self.first_lost
+            said = 'what it could not write%s: "%s"' % (
+                ", or not whole" if self.partial else "", self.first_lost)
         else:
-            said = 'what it could not write (%d lines): "%s" ... "%s"' % (
-                self.lost_lines, self.first_lost, self.last_lost)
+            said = 'what it could not write%s (%d lines): "%s" ... "%s"' % (
+                ", or not whole" if self.partial else "", self.lost_lines, self.first_lost,
+                self.last_lost)
         return "cannot write %s (%s); the command ran to its end; %s" % (
             self.name, reason, said)
 
@@ -157,7 +178,7 @@ class _GuardedBuffer:
         if stream.error is None:
             try:
                 raw = stream._raw().buffer
-                raw.write(data)
+                _write_all(raw, data)
                 raw.flush()
                 return len(data)
             except (OSError, ValueError) as error:
@@ -167,6 +188,22 @@ class _GuardedBuffer:
 
     def flush(self):
         self.stream.flush()
+
+
+def _write_all(binary, data):
+    """Write all of ``data`` to ``binary``, a buffered stream (which writes
+    all or raises) or a raw one (which may write part: the rest is written
+    again, and the failure that stopped it raised)."""
+    view = memoryview(data)
+    while view:
+        written = binary.write(view)
+        if written is None:             # (non-blocking, full: EAGAIN)
+            raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+        if not isinstance(binary, io.RawIOBase):
+            return
+        if written <= 0:
+            raise OSError(errno.EIO, "nothing written")
+        view = view[written:]
 
 
 def output_fault(stream=None):

@@ -49,6 +49,7 @@ database providers in ``store``):
     timeutil      times and durations, read and shown
     errors        the one exception root and its kinds
     exitcodes     every exit status, documented
+    written       --dry-run's and --help's output that cannot be written, said
     schema        finding and applying the schema/ patches
     interfaces    zope.interface contracts of the providers (checked in tests)
     __main__      ``python -m cronpolicy``

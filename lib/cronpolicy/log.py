@@ -68,6 +68,26 @@ def hold_standard_descriptors():
                 os.close(opened)
 
 
+def settle_stderr():
+    """Flush standard error now; when it cannot be written (a full disk, a
+    reader gone) put /dev/null under it, so that the flush on the way out
+    does not fail too: Python then exits 120, in place of the run's own
+    exit code (main()'s, the command's).  What was lost is lost; the run's
+    record in the database stands."""
+    stream = sys.stderr
+    if stream is None:
+        return
+    try:
+        stream.flush()
+    except (OSError, ValueError):
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+
+
 def stderr_is_the_journal(environ=None, stream=None):
     """Whether standard error is systemd's journal stream: $JOURNAL_STREAM
     holds its "device:inode", which a redirected stderr (2>file, a pipe)
@@ -112,6 +132,30 @@ def _syslog_handler(path):
                     path, getattr(error, "strerror", None) or error))
 
     return SysLogHandler(path, logging.handlers.SysLogHandler.LOG_CRON)
+
+
+def _failures_said_once(handler, where):
+    """A record ``handler`` cannot write (a log file on a full disk, standard
+    error gone) is one line on standard error, the first time, naming
+    ``where`` (None: standard error itself, where nothing can be said):
+    Python's logging printed a traceback and the record for each one.  The
+    run goes on and its exit code is main()'s: the database has the run."""
+    said = []
+
+    def handleError(record):
+        if said:
+            return
+        said.append(True)
+        error = sys.exc_info()[1]
+        if where is None:
+            return
+        try:
+            sys.stderr.write("cronpolicy: cannot write the log to %s: %s\n" % (
+                where, getattr(error, "strerror", None) or error))
+            sys.stderr.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    handler.handleError = handleError
 
 
 def _journal_formatter():
@@ -188,10 +232,12 @@ class LogSetup:
                 return
             if self.log_file:
                 handler = logging.FileHandler(self.log_file, encoding="utf-8")
+                _failures_said_once(handler, self.log_file)
             elif self.syslog:
                 handler = _syslog_handler(self.syslog)
             else:
                 handler = logging.StreamHandler(sys.stderr)
+                _failures_said_once(handler, None)
             if self.syslog and not self.log_file:
                 formatter = logging.Formatter(SYSLOG_FORMAT)
             elif not self.log_file and stderr_is_the_journal():

@@ -111,7 +111,7 @@ from cronpolicy.errors import CronPolicyError, Interrupted, UsageError
 from cronpolicy.gate import Ending, Gate
 from cronpolicy.interruption import Interruption, interrupt_signal_problem
 from cronpolicy.log import FORMAT as LOG_FORMAT, DeferredLogger, LogSetup  # noqa: F401
-from cronpolicy.log import hold_standard_descriptors
+from cronpolicy.log import hold_standard_descriptors, settle_stderr
 from cronpolicy.matching import name_problem
 from cronpolicy.options import parse_standard_options, standard_options_parser
 from cronpolicy.policy import ScriptFacts, stopped
@@ -238,6 +238,7 @@ class CronScript:
                 from cronpolicy.written import say
                 code = say(sys.stdout, "", code, self.parser.prog,
                            getattr(self._parser, "unwritten", None))
+        settle_stderr()
         if exit:
             sys.exit(code)
         return code

@@ -248,3 +248,24 @@ def test_a_script_started_with_its_standard_streams_closed_writes_nothing_into_i
     assert seen.read_text() == repr((["/dev/null"] * 3, None))
     lock = tmp_path / "locks" / "cronpolicy-job.lock"
     assert b"progress" not in lock.read_bytes(), lock.read_bytes()
+
+
+def test_a_log_that_cannot_be_written_leaves_the_exit_code_the_runs(tmp_path, sqlite_dsn):
+    """Was: --log-file on a full disk printed Python's "--- Logging error ---"
+    and a traceback for every record; standard error on a full disk (or a
+    reader gone) exited 120, Python's failed flush on the way out, in place
+    of main()'s 0 (and `cronpolicy run`'s command's)."""
+    env = _env(tmp_path, sqlite_dsn)
+    scripts = []
+    for name in ("logged", "full"):         # (one lock each: they run at once)
+        scripts.append((sys.executable, str(tmp_path / (name + ".py"))))
+        (tmp_path / (name + ".py")).write_text(
+            "from cronpolicy import CronScript\n\nclass Job(CronScript):\n"
+            "    def main(self):\n        self.logger.warning('half done')\n\nJob().run()\n")
+    started = [start(env, ["-v", "--log-file", "/dev/full"], program=scripts[0]),
+               start(env, ["-v"], "2>/dev/full", program=scripts[1]),
+               start(env, ["run", "-v", "wrapped", "--", "true"], "2>/dev/full")]
+    logged, full, wrapped = [finish(process) for process in started]
+    assert logged == (exitcodes.OK, "", "cronpolicy: cannot write the log to /dev/full: No "
+                      "space left on device\n"), logged
+    assert full[0] == exitcodes.OK and wrapped[0] == exitcodes.OK, (full, wrapped)

@@ -379,7 +379,7 @@ class CronScript:
                           interruption_raised.stop or stopped(interruption_raised.reason))
         except SystemExit as error:
             if error.code is None or error.code == 0:
-                return Ending("succeeded", exitcodes.OK)
+                return self._unless_output_lost(Ending("succeeded", exitcodes.OK))
             if isinstance(error.code, int):
                 return Ending("failed", error.code)
             self._log.error("%s", error.code)
@@ -393,7 +393,25 @@ class CronScript:
         finally:
             watcher.stop_watching()
             interruption.restore()
-        return Ending("succeeded", exitcodes.OK)
+        return self._unless_output_lost(Ending("succeeded", exitcodes.OK))
+
+    def _unless_output_lost(self, ending):
+        """``ending`` (main() succeeded) once what main() printed is written.
+        Block-buffered (as cron gives standard output), a full disk or a
+        reader gone was met only on the way out, after a run recorded as
+        succeeded, and Python exited 120; unbuffered, print() raised in
+        main().  Now both are main()'s failure: recorded failed, exit 1."""
+        stream = sys.stdout
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError) as error:
+            self._log.error("main() failed: its standard output could not be written: %s",
+                            getattr(error, "strerror", None) or error)
+            from cronpolicy.written import _drop
+            _drop(stream)       # (else the way out fails on it again: exit 120)
+            return Ending("failed", exitcodes.FAILED)
+        return ending
 
 
 class _NoWatcher:

@@ -269,3 +269,18 @@ def test_a_log_that_cannot_be_written_leaves_the_exit_code_the_runs(tmp_path, sq
     assert logged == (exitcodes.OK, "", "cronpolicy: cannot write the log to /dev/full: No "
                       "space left on device\n"), logged
     assert full[0] == exitcodes.OK and wrapped[0] == exitcodes.OK, (full, wrapped)
+
+
+def test_what_main_printed_and_could_not_write_is_mains_failure_buffered_too(
+        tmp_path, sqlite_dsn):
+    """Was, block-buffered as cron gives it: the run recorded as succeeded,
+    then Python's "Exception ignored" and exit 120 on the way out (the same
+    print unbuffered raised in main(): failed, exit 1)."""
+    env = _env(tmp_path, sqlite_dsn)
+    script = tmp_path / "printer.py"
+    script.write_text("from cronpolicy import CronScript\n\nclass Job(CronScript):\n"
+                      "    def main(self):\n        print('report')\n\nJob().run()\n")
+    code, _, err = run(env, [], ">/dev/full", program=(sys.executable, str(script)))
+    assert code == exitcodes.FAILED and "Exception ignored" not in err, (code, err)
+    assert "main() failed: its standard output could not be written: No space left" in err
+    assert DBA(sqlite_dsn).runs("printer")[0]["status"] == "failed"

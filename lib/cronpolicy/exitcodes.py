@@ -32,7 +32,7 @@ WOULD_SKIP = 5
 INTERRUPTED = 6
 
 #: `cronpolicy deploy wait`: the timeout passed with runs still blocking, or
-#: the rollout it waited for was ended before quiet; `deploy run`: the same,
+#: the rollout it waited for was ended (or deleted) before quiet; `deploy run`: the same,
 #: its command not run.
 WAIT_TIMEOUT = 7
 

@@ -37,7 +37,7 @@ from cronpolicy import config, policy
 from cronpolicy.errors import DatabaseError, UsageError
 from cronpolicy.matching import parse_needs
 from cronpolicy.tooling.rollout_rows import (  # noqa: F401 (the API's names)
-    begin, deploy_begin, deploy_end, end, end_open, open_rollouts, renew)
+    begin, deploy_begin, deploy_end, end, end_open, open_rollouts, renew, why_not_open)
 
 
 # Waiting for the fleet ---------------------------------------------------------------
@@ -45,10 +45,10 @@ from cronpolicy.tooling.rollout_rows import (  # noqa: F401 (the API's names)
 #: What wait_until_quiet returns.  ``blockers`` are the runs still going;
 #: ``ended_meanwhile``: the rollout waited for was ended (by someone else)
 #: before the fleet was quiet for it, which is not quiet: nothing stops its
-#: scripts any more.
+#: scripts any more; ``rollout_gone``: it was not ended but deleted by hand.
 WaitResult = collections.namedtuple(
-    "WaitResult", "quiet waited_seconds blockers stop_asked ended_meanwhile",
-    defaults=(False,))
+    "WaitResult", "quiet waited_seconds blockers stop_asked ended_meanwhile rollout_gone",
+    defaults=(False, False))
 
 #: One look at the fleet: the database clock, the runs in the way, whether
 #: anything asks scripts to stop, and for each open rollout ({id: Rollout})
@@ -195,7 +195,8 @@ def wait_until_quiet(db, timeout, host="*", poll_interval=None, on_progress=None
         # the last blocker's end and the wait's (issue 32.2).
         witness.done()
         looks.close()
-    return WaitResult(quiet, waited, runs, look.stop_asked, ended)
+    gone = ended and why_not_open(db, rollout_id) == "deleted"
+    return WaitResult(quiet, waited, runs, look.stop_asked, ended, gone)
 
 
 def _check_open(db, rollout_id):

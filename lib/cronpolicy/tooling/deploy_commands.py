@@ -203,11 +203,13 @@ def cmd_deploy_wait(args, settings):
         print_json({"quiet": result.quiet, "waited_seconds": result.waited_seconds,
                     "rollout": args.id, "host": args.host, "service": args.service,
                     "release_not": release_not, "stop_asked": result.stop_asked,
-                    "blockers": result.blockers, "ended_meanwhile": result.ended_meanwhile})
+                    "blockers": result.blockers, "ended_meanwhile": result.ended_meanwhile,
+                    "rollout_gone": result.rollout_gone})
     elif result.ended_meanwhile:
-        print("rollout #%d was ended after %s, before the fleet was quiet for it: its "
+        print("rollout #%d %s after %s, before the fleet was quiet for it: its "
               "scripts start again (cronpolicy rollouts)" % (
-                  args.id, format_duration(result.waited_seconds)), file=sys.stderr)
+                  args.id, "is gone (its row was deleted)" if result.rollout_gone
+                  else "was ended", format_duration(result.waited_seconds)), file=sys.stderr)
     elif result.quiet:
         print("quiet after %s: no run on hosts %s%s%s%s is in the way" % (
             format_duration(result.waited_seconds), args.host,

@@ -106,3 +106,60 @@ def test_a_full_lock_directory_still_gives_the_lock_and_the_job_runs(tmp_path):
         no_traceback(result)
         assert result.returncode == exitcodes.OK, result.stderr
         assert main_ran(tmp_path)
+
+
+# The spool ---------------------------------------------------------------------------
+
+
+FILL_THE_STATE_DIR = ("import cronpolicy.tests.test_host_file_faults as faults; "
+                      "faults.fill(os.environ['CRONPOLICY_STATE_DIR'])")
+
+
+def test_an_end_neither_database_nor_spool_could_take_is_said_lost_not_spooled(tmp_path):
+    """The SQLite file and the spool share a file system that fills up
+    while main() runs: the end is refused by both.  It was said lost, then
+    "its record is spooled" (false); now said lost once, and the run stays
+    recorded as running (its lease then makes it abandoned)."""
+    with tiny_tmpfs(tmp_path / "state", size="1m") as state:
+        env = make_env(tmp_path, "sqlite:///" + os.path.join(state, "cronpolicy.sqlite"))
+        env.update(CRONPOLICY_STATE_DIR=state, PYTHONPATH=os.pathsep.join(sys.path))
+        result = run_job(tmp_path, env, FILL_THE_STATE_DIR)
+        no_traceback(result)
+        assert result.returncode == exitcodes.OK, result.stderr
+        assert main_ran(tmp_path)
+        assert "it is lost" in result.stderr, result.stderr
+        assert "spooled" not in result.stderr.split("it is lost")[1], result.stderr
+        assert not [name for name in os.listdir(os.path.join(state, "spool"))
+                    if not name.startswith("rejected")]
+
+
+def unreachable_env(tmp_path, **extra):
+    """A database that refuses connections, on_database_error = run: every
+    record goes to the spool."""
+    env = make_env(tmp_path, "postgresql://cronpolicy@127.0.0.1:1/none?connect_timeout=1")
+    with open(env["CRONPOLICY_CONFIG"], "a") as config:
+        config.write("on_database_error = run\ndecision_timeout = 0.2s\n")
+    env.update(CRONPOLICY_STATE_DIR=str(tmp_path / "state"), **extra)
+    return env
+
+
+@pytest.mark.parametrize("exit_code", [0, 3])
+def test_a_spool_that_is_no_directory_keeps_mains_exit_code_and_says_the_record_is_lost(
+        tmp_path, exit_code):
+    """A plain file where the spool directory goes, met when the run's end
+    must be spooled: "not running: refusing spool directory" and exit 4
+    came after main() had run; now main()'s code, and one ERROR saying the
+    record is lost."""
+    env = unreachable_env(tmp_path)
+    os.makedirs(env["CRONPOLICY_STATE_DIR"], mode=0o700)
+    spool = os.path.join(env["CRONPOLICY_STATE_DIR"], "spool")
+    with open(spool, "w") as taken:
+        taken.write("not a directory\n")
+    result = run_job(tmp_path, env, "sys.exit(%d)" % exit_code)
+    no_traceback(result)
+    assert main_ran(tmp_path)
+    assert result.returncode == exit_code, result.stderr
+    assert "not running" not in result.stderr and "it is lost" in result.stderr, result.stderr
+    assert "its record is spooled" not in result.stderr, result.stderr
+    with open(spool) as taken:
+        assert taken.read() == "not a directory\n"

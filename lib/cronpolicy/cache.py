@@ -35,6 +35,11 @@ from cronpolicy.timeutil import steady
 
 FORMAT = 2
 
+#: The most a cache file may hold (characters): a fleet's policy rows and
+#: windows are kilobytes; a larger file is damaged, and is not read whole
+#: (on a start, with the database down).
+SIZE_LIMIT = 64 << 20
+
 # Format 1 (cronpolicy up to schema 5) kept rows as arrays in this order.
 _FORMAT_1 = {
     "deploy": ("deploy_pending", "reason", "changed_by", "changed_at"),
@@ -125,12 +130,15 @@ class PolicyCache:
         try:
             with open(open_plain_file(self.path), encoding="utf-8") as handle:
                 confirmed_at = os.fstat(handle.fileno()).st_mtime
-                data = json.load(handle)
+                text = handle.read(SIZE_LIMIT + 1)
+            if len(text) > SIZE_LIMIT:
+                raise ValueError("larger than %d characters" % SIZE_LIMIT)
+            data = json.loads(text)
         except FileNotFoundError:
             return None
         except NotAPlainFile as error:
             return self._reject(error, move_aside=False)    # not ours to move: said
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, RecursionError) as error:  # (nested past recursion)
             return self._reject(error)
         try:
             if data.get("format") == 1:
@@ -166,7 +174,8 @@ class PolicyCache:
                 # (Its deploy and services say what an older version saw open.)
                 rollouts=[from_mapping(Rollout, row) for row in data.get("rollouts", [])],
                 recent_runtimes=[], source=FROM_CACHE, age=confirmed)
-        except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as error:
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError,
+                RecursionError) as error:
             return self._reject(error)
 
     def _reject(self, error, move_aside=True):

@@ -146,7 +146,7 @@ def read_ticket(path):
                               "may write" % path)
         try:
             ticket = json.loads(handle.read(1 << 20))
-        except ValueError as error:
+        except (ValueError, RecursionError) as error:   # (nested past recursion)
             raise TicketError("refusing %s: not a ticket (%s)" % (path, error)) from None
     if not (isinstance(ticket, dict) and ticket.get("format") == FORMAT
             and isinstance(ticket.get("name"), str) and isinstance(ticket.get("block"), str)

@@ -24,6 +24,11 @@ from cronpolicy.shapes import shape
 
 FORMAT = 2
 
+#: The most a spool entry may hold (characters): a run's record is some
+#: hundred bytes, its texts at most what the database took; a larger file
+#: (a log copied here by mistake) is no entry, set aside unread.
+ENTRY_LIMIT = 16 << 20
+
 #: One spooled record: a whole run (``record``, with its key ``spool_id``), or the
 #: ``end`` of the recorded run ``run_id``.
 SpoolEntry = shape("SpoolEntry", "record run_id end")
@@ -122,11 +127,15 @@ class Spool:
             path = os.path.join(self.directory, name)
             try:
                 with open(open_plain_file(path), encoding="utf-8") as handle:
-                    import json
-                    found.append((path, parse_entry(json.load(handle))))
+                    text = handle.read(ENTRY_LIMIT + 1)
+                if len(text) > ENTRY_LIMIT:
+                    raise ValueError("larger than any spool entry")
+                import json
+                found.append((path, parse_entry(json.loads(text))))
             except FileNotFoundError:
                 continue    # another flush took it
-            except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError):
+            except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError,
+                    RecursionError):    # (JSON nested deeper than Python recurses)
                 found.append((path, None))
         return found
 

@@ -163,3 +163,60 @@ def test_a_spool_that_is_no_directory_keeps_mains_exit_code_and_says_the_record_
     assert "its record is spooled" not in result.stderr, result.stderr
     with open(spool) as taken:
         assert taken.read() == "not a directory\n"
+
+
+# Garbage where a file was --------------------------------------------------------------
+
+#: Valid JSON nested past Python's recursion limit: json raises RecursionError.
+TOO_DEEP = "[" * 100000 + "]" * 100000
+
+
+def test_a_cache_nested_too_deep_is_moved_aside_as_damaged(tmp_path):
+    """Read on a start with the database down: a RecursionError was a traceback."""
+    from cronpolicy.cache import PolicyCache
+    path = tmp_path / "policy-cache.json"
+    path.write_text(TOO_DEEP)
+    cache = PolicyCache(str(path), 3600)
+    assert cache.load_inputs("job", 20) is None
+    aside, why = cache.rejected
+    assert aside == str(path) + ".rejected" and "Recursion" in why
+    assert not path.exists()
+
+
+def test_a_spool_entry_nested_too_deep_is_no_entry(tmp_path):
+    """Read by every flush after a run, and by `cronpolicy flush`."""
+    from cronpolicy.spool import Spool
+    spool = Spool(str(tmp_path / "spool"))
+    os.makedirs(spool.directory, mode=0o700)
+    path = os.path.join(spool.directory, "00000000000000000001-deep.json")
+    with open(path, "w") as entry:
+        entry.write(TOO_DEEP)
+    assert spool.entries() == [(path, None)]
+
+
+def test_a_catch_up_ticket_nested_too_deep_is_refused_as_no_ticket(tmp_path):
+    from cronpolicy import catchup
+    from cronpolicy.locking import name_file
+    state = str(tmp_path / "state")
+    directory = safety.checked_directory(catchup.ticket_dir(state), "state_dir", 0o700)
+    path = name_file(directory, "job", catchup.SUFFIX)
+    fd = safety.create_exclusive(path)
+    os.write(fd, TOO_DEEP.encode())
+    os.close(fd)
+    found, refused = catchup.tickets(state, recover=False)
+    assert found == [] and refused[0][0] == path and "not a ticket" in refused[0][1]
+    assert os.path.exists(path + ".rejected")
+
+
+def test_a_spool_file_larger_than_any_entry_is_set_aside_unread(tmp_path):
+    """A flush after every run read each file whole, whatever its size (a
+    log copied into the spool: all of it in memory, after each run)."""
+    from cronpolicy import spool as spool_module
+    from cronpolicy.rows import RunRecord
+    spool = spool_module.Spool(str(tmp_path / "spool"))
+    spool.record_skip(RunRecord(name="job", host="web1", pid=1))
+    [(path, entry)] = spool.entries()
+    assert entry is not None
+    with open(path, "a") as padded:     # still valid JSON: padded with spaces
+        padded.write(" " * (16 << 20))      # (spool.ENTRY_LIMIT)
+    assert spool.entries() == [(path, None)]

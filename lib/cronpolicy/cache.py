@@ -71,7 +71,21 @@ class PolicyCache:
                 return
             except OSError:
                 pass        # not ours to touch (another user wrote it): write it anew
-        self.save(inputs, fingerprint)
+        try:
+            self.save(inputs, fingerprint)
+        except OSError:
+            if saved_at is None:
+                # The database said otherwise than the cache holds (a full
+                # file system took the new one): the old one, confirmed a
+                # moment ago, must not answer for it once the database is
+                # away.  (A read-only one keeps it: said at every start.)
+                self._forget()
+            raise
+
+    def _forget(self):
+        from cronpolicy.safety import remove_quietly, replace_problem
+        if replace_problem(self.path) is None:
+            remove_quietly(self.path)
 
     @property
     def fingerprint_path(self):
@@ -115,8 +129,14 @@ class PolicyCache:
             "services": [to_mapping(service) for service in inputs.services],
             "rollouts": [to_mapping(rollout) for rollout in inputs.rollouts],
         }
-        from cronpolicy.safety import checked_directory, write_atomically
+        from cronpolicy.safety import (
+            checked_directory, remove_quietly, replace_problem, write_atomically)
         checked_directory(os.path.dirname(self.path), "state_dir", 0o700)
+        # The fingerprint names what the cache held: gone before the cache
+        # changes, so that a new cache whose fingerprint cannot be written
+        # (a full file system) is never confirmed as the old content later.
+        if replace_problem(self.fingerprint_path) is None:
+            remove_quietly(self.fingerprint_path)
         write_atomically(self.path, lambda handle: json.dump(data, handle))
         line = "%r %s\n" % (saved_at, fingerprint or _fingerprint(inputs))
         write_atomically(self.fingerprint_path, lambda handle: handle.write(line))

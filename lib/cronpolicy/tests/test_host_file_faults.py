@@ -220,3 +220,55 @@ def test_a_spool_file_larger_than_any_entry_is_set_aside_unread(tmp_path):
     with open(path, "a") as padded:     # still valid JSON: padded with spaces
         padded.write(" " * (16 << 20))      # (spool.ENTRY_LIMIT)
     assert spool.entries() == [(path, None)]
+
+
+# The policy cache ---------------------------------------------------------------------
+
+
+def cached_inputs(reason, enabled=False):
+    """What a read found: one script's policy row (None: no row)."""
+    from cronpolicy.rows import DeployState, Inputs, PolicyRow, to_time
+    policies = [] if reason is None else [PolicyRow(id=1, name="job", enabled=enabled,
+                                                    reason=reason)]
+    return Inputs(now=to_time(time.time()), schema_version=27, deploy=DeployState(False),
+                  policies=policies, windows=[], recent_runtimes=[])
+
+
+def test_a_cache_a_full_disk_kept_from_being_updated_does_not_answer_later(tmp_path):
+    """The database enabled the script again, the new cache could not be
+    written: the old one (disabled), confirmed a moment earlier, answered
+    for the script once the database was away."""
+    from cronpolicy.cache import PolicyCache
+    with tiny_tmpfs(tmp_path / "state") as state:
+        cache = PolicyCache(os.path.join(state, "policy-cache.json"), 3600)
+        cache.keep(cached_inputs("disabled for the migration"))
+        assert cache.load_inputs("job", 20).policies
+        fill(state)
+        with pytest.raises(OSError):        # (pages more than the old files free)
+            cache.keep(cached_inputs("enabled again: " + "x" * 20000, enabled=True))
+        assert cache.load_inputs("job", 20) is None
+
+
+def test_a_cache_whose_fingerprint_could_not_be_written_is_never_confirmed_as_the_old(
+        tmp_path, monkeypatch):
+    """Disabled (cache and fingerprint A), enabled (cache B written, its
+    fingerprint not: the disk filled), disabled again: the fingerprint A
+    still there made the start only touch the cache, which held B, so with
+    the database away the cache said enabled."""
+    from cronpolicy import cache as cache_module
+    os.chmod(tmp_path, 0o700)
+    cache = cache_module.PolicyCache(str(tmp_path / "policy-cache.json"), 3600)
+    disabled, enabled = cached_inputs("disabled"), cached_inputs(None)
+    cache.keep(disabled)
+    real = safety.write_atomically
+
+    def fingerprint_refused(path, write, *args, **kwargs):
+        if path == cache.fingerprint_path:
+            raise OSError(28, "No space left on device", path)
+        return real(path, write, *args, **kwargs)
+    monkeypatch.setattr(safety, "write_atomically", fingerprint_refused)
+    with pytest.raises(OSError):
+        cache.keep(enabled)
+    monkeypatch.setattr(safety, "write_atomically", real)
+    cache.keep(disabled)
+    assert cache.load_inputs("job", 20).policies[0].reason == "disabled"

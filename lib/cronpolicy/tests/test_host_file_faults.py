@@ -272,3 +272,25 @@ def test_a_cache_whose_fingerprint_could_not_be_written_is_never_confirmed_as_th
     monkeypatch.setattr(safety, "write_atomically", real)
     cache.keep(disabled)
     assert cache.load_inputs("job", 20).policies[0].reason == "disabled"
+
+
+# The SQLite file -----------------------------------------------------------------------
+
+
+def test_a_schema_upgrade_on_a_full_disk_says_the_disk_is_full_and_can_be_repeated(tmp_path):
+    """SQLite rolls a transaction back itself on a full disk: the upgrade's
+    own ROLLBACK then failed, and the one line said "cannot rollback - no
+    transaction is active" instead of why.  Once there is room, the
+    upgrade is simply repeated."""
+    with tiny_tmpfs(tmp_path / "db", size="64k") as directory:
+        env = sqlite_env(tmp_path)
+        dsn = "sqlite:///" + os.path.join(directory, "cronpolicy.sqlite")
+        command = [sys.executable, "-m", "cronpolicy", "--dsn", dsn, "schema", "upgrade"]
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+        no_traceback(result)
+        assert result.returncode == exitcodes.GATE_ERROR, result.stderr
+        [line] = result.stderr.strip().splitlines()
+        assert "full" in line and "rollback" not in line, line
+        subprocess.run(["mount", "-o", "remount,size=2m", directory], check=True)
+        again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+        assert again.returncode == exitcodes.OK, again.stderr

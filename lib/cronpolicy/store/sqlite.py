@@ -37,6 +37,7 @@ def connect_sqlite(path, busy_timeout=config.DEFAULT_CONNECT_TIMEOUT, create_dir
         except OSError as error:
             raise ConfigError("cannot create %s for the SQLite database: %s"
                               % (directory, error.strerror)) from error
+    _check_place(path, directory)
     try:
         # The watcher thread uses the connection while main() runs (never both at once).
         connection = sqlite3.connect(":memory:", timeout=busy_timeout, isolation_level=None,
@@ -55,6 +56,25 @@ def connect_sqlite(path, busy_timeout=config.DEFAULT_CONNECT_TIMEOUT, create_dir
     except sqlite3.Error as error:
         raise DatabaseError("cannot open SQLite database %s: %s" % (path, error)) from error
     return connection
+
+
+def _check_place(path, directory):
+    """The SQLite file is written (and its -wal and -shm made beside it) as
+    every file cronpolicy writes: in a directory no other user may write
+    into (cronpolicy.safety), and not through a symbolic link another user
+    planted at its name.  (SQLite follows links: as root it wrote its schema
+    into whatever file such a link named, and made it when missing.)"""
+    import stat
+    from cronpolicy.safety import checked_directory
+    checked_directory(directory, "SQLite database directory")
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return          # none yet: made in the directory just checked
+    if stat.S_ISLNK(info.st_mode) and info.st_uid not in (os.geteuid(), 0):
+        raise ConfigError("refusing the SQLite database %s: it is a symbolic link owned by "
+                          "uid %d; other users could make cronpolicy overwrite files"
+                          % (path, info.st_uid))
 
 
 def _text(value):

@@ -294,3 +294,35 @@ def test_a_schema_upgrade_on_a_full_disk_says_the_disk_is_full_and_can_be_repeat
         subprocess.run(["mount", "-o", "remount,size=2m", directory], check=True)
         again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
         assert again.returncode == exitcodes.OK, again.stderr
+
+
+def nobody():
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to make files owned by another user")
+    return pwd.getpwnam("nobody").pw_uid
+
+
+@pytest.mark.parametrize("place", ["sticky-shared-directory", "directory-of-another-user"])
+def test_a_sqlite_file_is_never_written_through_a_link_another_user_planted(tmp_path, place):
+    """A DSN naming a file in /tmp (sticky, everyone's) or in another
+    user's directory: that user's link there made root's cron job create
+    the victim file, schema and all (SQLite follows links; this host's
+    fs.protected_symlinks may be 0).  Refused in one line, exit 4."""
+    uid = nobody()
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    if place == "sticky-shared-directory":
+        shared.chmod(0o1777)
+    else:
+        os.chown(shared, uid, -1)
+    victim = tmp_path / "victim"
+    database = shared / "cronpolicy.sqlite"
+    os.symlink(victim, database)
+    os.lchown(database, uid, -1)
+    env = make_env(tmp_path, "sqlite:///%s" % database)
+    result = run_job(tmp_path, env)
+    no_traceback(result)
+    assert result.returncode == exitcodes.GATE_ERROR, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not main_ran(tmp_path)
+    assert not victim.exists() and not os.path.exists(str(victim) + "-wal")

@@ -326,3 +326,31 @@ def test_a_sqlite_file_is_never_written_through_a_link_another_user_planted(tmp_
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert not main_ran(tmp_path)
     assert not victim.exists() and not os.path.exists(str(victim) + "-wal")
+
+
+# The config file -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["fifo", "link-to-a-fifo"])
+def test_a_config_file_that_is_a_fifo_is_refused_at_once(tmp_path, how):
+    """Every start of every job waited forever on reading it (and one
+    linked to /dev/zero read without end)."""
+    env = sqlite_env(tmp_path)
+    fifo = str(tmp_path / "fifo.conf")
+    os.mkfifo(fifo, 0o600)
+    if how == "link-to-a-fifo":
+        os.remove(env["CRONPOLICY_CONFIG"])
+        os.symlink(fifo, env["CRONPOLICY_CONFIG"])
+    else:
+        env["CRONPOLICY_CONFIG"] = fifo
+    started = time.monotonic()
+    try:
+        result = run_job(tmp_path, env, timeout=20)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the start still waited on the FIFO after 20s")
+    assert time.monotonic() - started < 10
+    no_traceback(result)
+    assert result.returncode == exitcodes.GATE_ERROR, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert "config file" in line and "FIFO" in line, line
+    assert not main_ran(tmp_path)

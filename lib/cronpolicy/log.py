@@ -90,6 +90,37 @@ def _syslog_handler(path):
     return SysLogHandler(path, logging.handlers.SysLogHandler.LOG_CRON)
 
 
+def _file_handler(path):
+    """A handler appending to the log file at ``path``.  Opened without
+    waiting: a FIFO nobody reads made the start wait forever in open()
+    (now OSError, ENXIO, at once; one a collector reads is fine).  A record
+    it cannot write later (a full file system) is one line on standard
+    error, once, not a traceback per record."""
+    import logging
+
+    class FileHandler(logging.FileHandler):
+        said = False
+
+        def _open(self):
+            descriptor = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT
+                                 | os.O_NONBLOCK | os.O_CLOEXEC, 0o666)
+            try:
+                os.set_blocking(descriptor, True)
+                return open(descriptor, "a", encoding=self.encoding, errors=self.errors)
+            except BaseException:
+                os.close(descriptor)
+                raise
+
+        def handleError(self, record):
+            if not self.said:
+                self.said = True
+                error = sys.exc_info()[1]
+                sys.stderr.write("cronpolicy: cannot write log file %s: %s\n" % (
+                    self.baseFilename, getattr(error, "strerror", None) or error))
+
+    return FileHandler(path, encoding="utf-8")
+
+
 def _journal_formatter():
     import logging
 
@@ -163,7 +194,7 @@ class LogSetup:
                 self.configured = True
                 return
             if self.log_file:
-                handler = logging.FileHandler(self.log_file, encoding="utf-8")
+                handler = _file_handler(self.log_file)
             elif self.syslog:
                 handler = _syslog_handler(self.syslog)
             else:

@@ -354,3 +354,39 @@ def test_a_config_file_that_is_a_fifo_is_refused_at_once(tmp_path, how):
     [line] = result.stderr.strip().splitlines()
     assert "config file" in line and "FIFO" in line, line
     assert not main_ran(tmp_path)
+
+
+# The log file --------------------------------------------------------------------------
+
+
+def test_a_log_file_on_a_full_disk_is_said_once_and_the_job_runs(tmp_path):
+    """Each record printed Python's "--- Logging error ---" and a traceback
+    to standard error (cron mails it)."""
+    with tiny_tmpfs(tmp_path / "logs") as logs:
+        fill(logs)
+        env = sqlite_env(tmp_path)
+        env["JOB_MARKER"] = str(tmp_path / "job.marker")
+        result = subprocess.run([sys.executable, str(job_script(tmp_path)), "--log-file",
+                                 os.path.join(logs, "job.log")], env=env,
+                                capture_output=True, text=True, timeout=60)
+        no_traceback(result)
+        assert result.returncode == exitcodes.OK, result.stderr
+        assert main_ran(tmp_path)
+        [line] = result.stderr.strip().splitlines()
+        assert "cannot write log file" in line and "No space left" in line, line
+
+
+def test_a_log_file_that_is_a_fifo_nobody_reads_is_refused_at_once(tmp_path):
+    """The start waited forever in open()."""
+    fifo = str(tmp_path / "job.log")
+    os.mkfifo(fifo, 0o600)
+    env = sqlite_env(tmp_path)
+    env["JOB_MARKER"] = str(tmp_path / "job.marker")
+    try:
+        result = subprocess.run([sys.executable, str(job_script(tmp_path)), "--log-file", fifo],
+                                env=env, capture_output=True, text=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the start still waited on the FIFO after 20s")
+    no_traceback(result)
+    assert result.returncode == exitcodes.GATE_ERROR, result.stderr
+    assert "cannot open log file" in result.stderr and not main_ran(tmp_path)

@@ -184,6 +184,16 @@ class Spool:
                 os.unlink(path)
             except FileNotFoundError:
                 pass
+            except OSError as error:
+                # (A read-only or failing file system.)  Written, yet it stays:
+                # a later flush finds it written and changes nothing; the
+                # rest wait for then rather than be sent at every flush.
+                from cronpolicy.errors import ConfigError
+                raise ConfigError(
+                    "wrote %d spooled run record%s to the database, but cannot remove %s from "
+                    "the spool: %s; it and the rest stay spooled (a later flush finds it "
+                    "written)" % (written + 1, "" if written == 0 else "s", path,
+                                  error.strerror)) from None
             written += 1
         if denied is not None:
             denied.written = written    # what did go through, for the caller to say

@@ -390,3 +390,30 @@ def test_a_log_file_that_is_a_fifo_nobody_reads_is_refused_at_once(tmp_path):
     no_traceback(result)
     assert result.returncode == exitcodes.GATE_ERROR, result.stderr
     assert "cannot open log file" in result.stderr and not main_ran(tmp_path)
+
+
+def test_a_flush_into_a_read_only_spool_says_what_was_written_in_one_line(tmp_path):
+    """`cronpolicy flush` wrote the first entry, could not remove it, and
+    ended in a traceback; now one line (exit 4), and the entries stay for
+    a later flush, which writes nothing twice."""
+    from cronpolicy.rows import RunRecord
+    from cronpolicy.spool import Spool
+    with tiny_tmpfs(tmp_path / "state") as state:
+        env = sqlite_env(tmp_path, CRONPOLICY_STATE_DIR=state)
+        spool = Spool(os.path.join(state, "spool"))
+        for number in range(2):
+            spool.record_skip(RunRecord(name="spooled-%d" % number, host="web1", pid=1))
+        subprocess.run(["mount", "-o", "remount,ro", state], check=True)
+        command = [sys.executable, "-m", "cronpolicy", "flush"]
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+        no_traceback(result)
+        assert result.returncode == exitcodes.GATE_ERROR, result.stderr
+        [line] = result.stderr.strip().splitlines()
+        assert "wrote 1 spooled run record" in line and "Read-only" in line, line
+        assert len(spool) == 2
+        subprocess.run(["mount", "-o", "remount,rw", state], check=True)
+        again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+        assert again.returncode == exitcodes.OK and len(spool) == 0, again.stderr
+        import sqlite3
+        with contextlib.closing(sqlite3.connect(str(tmp_path / "cronpolicy.sqlite"))) as db:
+            assert db.execute("SELECT count(*) FROM script_run").fetchone()[0] == 2

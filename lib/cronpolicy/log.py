@@ -96,14 +96,32 @@ def _file_handler(path):
     (now OSError, ENXIO, at once; one a collector reads is fine).  A record
     it cannot write later (a full file system) is one line on standard
     error, once, not a traceback per record."""
+    import errno
     import logging
+    import stat
 
     class FileHandler(logging.FileHandler):
         said = False
 
         def _open(self):
-            descriptor = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT
-                                 | os.O_NONBLOCK | os.O_CLOEXEC, 0o666)
+            # A link is followed only when it is this user's or root's
+            # (/var/log/x -> ...); one another user planted (in /tmp) would
+            # have root append to whatever file it names.  No link there
+            # now: none is followed (O_NOFOLLOW), should one be planted
+            # before the open; a link of root's in a sticky directory
+            # cannot be swapped for another.
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC
+            try:
+                info = os.lstat(self.baseFilename)
+            except FileNotFoundError:
+                info = None
+            if info is None or not stat.S_ISLNK(info.st_mode):
+                flags |= os.O_NOFOLLOW
+            elif info.st_uid not in (os.geteuid(), 0):
+                raise OSError(errno.EPERM, "it is a symbolic link owned by uid %d; other users "
+                              "could make cronpolicy write into any file" % info.st_uid,
+                              self.baseFilename)
+            descriptor = os.open(self.baseFilename, flags, 0o666)
             try:
                 os.set_blocking(descriptor, True)
                 return open(descriptor, "a", encoding=self.encoding, errors=self.errors)

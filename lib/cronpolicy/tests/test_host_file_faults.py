@@ -417,3 +417,32 @@ def test_a_flush_into_a_read_only_spool_says_what_was_written_in_one_line(tmp_pa
         import sqlite3
         with contextlib.closing(sqlite3.connect(str(tmp_path / "cronpolicy.sqlite"))) as db:
             assert db.execute("SELECT count(*) FROM script_run").fetchone()[0] == 2
+
+
+def test_a_log_file_is_never_appended_through_a_link_another_user_planted(tmp_path):
+    """--log-file /tmp/job.log, and another user's link there: root's cron
+    job appended its log to the file the link named.  Refused (exit 4); a
+    link of root's own is still followed."""
+    uid = nobody()
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    victim = tmp_path / "victim"
+    victim.write_text("root's file\n")
+    planted = shared / "job.log"
+    os.symlink(victim, planted)
+    os.lchown(planted, uid, -1)
+    env = sqlite_env(tmp_path, JOB_MARKER=str(tmp_path / "job.marker"))
+    command = [sys.executable, str(job_script(tmp_path)), "--log-file"]
+    result = subprocess.run(command + [str(planted)], env=env, capture_output=True, text=True,
+                            timeout=60)
+    no_traceback(result)
+    assert result.returncode == exitcodes.GATE_ERROR, result.stderr
+    assert "symbolic link owned by uid %d" % uid in result.stderr, result.stderr
+    assert victim.read_text() == "root's file\n" and not main_ran(tmp_path)
+    own = shared / "own.log"
+    os.symlink(tmp_path / "own-target.log", own)
+    result = subprocess.run(command + [str(own)], env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == exitcodes.OK, result.stderr
+    assert "policy database" in (tmp_path / "own-target.log").read_text()

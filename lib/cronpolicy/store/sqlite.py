@@ -77,6 +77,19 @@ def _check_place(path, directory):
                           % (path, info.st_uid))
 
 
+#: SQLite's primary result code for a write to a database it opened read-only.
+_SQLITE_READONLY = 8
+
+
+def _read_only(error):
+    """Whether sqlite3's ``error`` says the file may not be written by this
+    process (its mode, or its directory's: SQLITE_READONLY and kin)."""
+    code = getattr(error, "sqlite_errorcode", None)        # Python 3.11+
+    if code is not None:
+        return code & 0xff == _SQLITE_READONLY
+    return "readonly database" in str(error)
+
+
 def _text(value):
     """A text value as SQLite holds it (bytes), as str; never refused."""
     return str(value, "utf-8", "replace")
@@ -158,9 +171,14 @@ class SQLiteStore:
             except sqlite3.Error as error:
                 if connection.in_transaction:
                     connection.execute("ROLLBACK")
+                denied = _read_only(error)
                 raise DatabaseError(
                     "cannot %s in %s: %s" % (doing, self.path, error),
-                    transient=isinstance(error, sqlite3.OperationalError),
+                    transient=isinstance(error, sqlite3.OperationalError) and not denied,
+                    # A file this user may read but not write: as a missing
+                    # privilege on PostgreSQL, no outage to run through
+                    # (the run would go on unseen by `deploy wait`).
+                    denied=denied,
                     # A CHECK, NOT NULL or UNIQUE, a guard trigger's
                     # RAISE(ABORT) (IntegrityError); a value too big (DataError).
                     refused=isinstance(error, (sqlite3.IntegrityError, sqlite3.DataError))

@@ -63,17 +63,20 @@ def no_traceback(result):
     assert "Traceback" not in result.stderr, result.stderr
 
 
-def job_script(tmp_path, body="pass"):
+def job_script_text(body="pass"):
     """A cron script whose main() writes a marker, then runs ``body``."""
+    return ("import os, sys\n"
+            "from cronpolicy import CronScript\n"
+            "class Job(CronScript):\n"
+            "    def main(self):\n"
+            "        open(os.environ['JOB_MARKER'], 'a').write('main\\n')\n"
+            "        %s\n"
+            "Job().run()\n" % body)
+
+
+def job_script(tmp_path, body="pass"):
     path = tmp_path / "job.py"
-    path.write_text(
-        "import os, sys\n"
-        "from cronpolicy import CronScript\n"
-        "class Job(CronScript):\n"
-        "    def main(self):\n"
-        "        open(os.environ['JOB_MARKER'], 'a').write('main\\n')\n"
-        "        %s\n"
-        "Job().run()\n" % body)
+    path.write_text(job_script_text(body))
     return path
 
 
@@ -446,3 +449,64 @@ def test_a_log_file_is_never_appended_through_a_link_another_user_planted(tmp_pa
                             timeout=60)
     assert result.returncode == exitcodes.OK, result.stderr
     assert "policy database" in (tmp_path / "own-target.log").read_text()
+
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+@pytest.fixture
+def world_readable_dir():
+    """A directory others may read (pytest's own are root's only), removed after."""
+    import shutil
+    import tempfile
+    directory = tempfile.mkdtemp(prefix="cronpolicy-faults-", dir="/tmp")
+    os.chmod(directory, 0o755)
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_a_sqlite_file_this_user_may_only_read_stops_the_start_as_a_missing_privilege(
+        world_readable_dir):
+    """The database made by root, the job run as another user: "attempt to
+    write a readonly database" was taken for an outage, so main() ran
+    unseen by `deploy wait` and its record was spooled, to be refused at
+    every flush.  Now as a missing privilege on PostgreSQL: exit 4, main()
+    not run, one line."""
+    uid = nobody()
+    if not os.access(SYSTEM_PYTHON, os.X_OK):
+        pytest.skip("needs %s, which another user may run" % SYSTEM_PYTHON)
+    top = world_readable_dir
+    made = os.path.join(top, "made")
+    os.mkdir(made, 0o755)
+    state = os.path.join(top, "state")
+    os.mkdir(state, 0o700)
+    config = os.path.join(top, "cronpolicy.conf")
+    with open(config, "w") as handle:
+        handle.write("[cronpolicy]\n")
+    library = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": library, "CRONPOLICY_CONFIG": config,
+           "CRONPOLICY_HOST": "web1", "HOME": top, "CRONPOLICY_STATE_DIR": state,
+           "JOB_MARKER": os.path.join(state, "job.marker")}
+    created = subprocess.run(
+        [SYSTEM_PYTHON, "-m", "cronpolicy", "--dsn",
+         "sqlite:///" + os.path.join(made, "cronpolicy.sqlite"), "schema", "upgrade"],
+        env=env, capture_output=True, text=True, timeout=60)
+    if created.returncode != 0:
+        pytest.skip("%s cannot run cronpolicy here: %s" % (SYSTEM_PYTHON, created.stderr))
+    os.rename(os.path.join(made, "cronpolicy.sqlite"), os.path.join(state, "cronpolicy.sqlite"))
+    os.chown(state, uid, -1)
+    script = os.path.join(top, "job.py")
+    with open(script, "w") as handle:
+        handle.write(job_script_text())
+    result = subprocess.run(["setpriv", "--reuid=%d" % uid, "--regid=%d" % uid,
+                             "--clear-groups", SYSTEM_PYTHON, script],
+                            env=env, capture_output=True, text=True, timeout=60)
+    no_traceback(result)
+    assert result.returncode == exitcodes.GATE_ERROR, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert "not running" in line and "readonly" in line, line
+    assert not os.path.exists(env["JOB_MARKER"])
+    spool = os.path.join(state, "spool")
+    assert not os.path.isdir(spool) or not os.listdir(spool)

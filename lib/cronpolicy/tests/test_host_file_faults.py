@@ -111,6 +111,25 @@ def test_a_full_lock_directory_still_gives_the_lock_and_the_job_runs(tmp_path):
         assert main_ran(tmp_path)
 
 
+def test_a_read_only_lock_directory_still_locks_with_the_lock_file_there(tmp_path):
+    """flock() needs no write: a lock file already there is opened read-only
+    (the start was refused, exit 4, "cannot create lock file"); and it
+    still keeps a second instance out."""
+    with tiny_tmpfs(tmp_path / "locks") as locks:
+        env = sqlite_env(tmp_path, CRONPOLICY_LOCK_DIR=locks)
+        assert run_job(tmp_path, env).returncode == exitcodes.OK
+        os.remove(str(tmp_path / "job.marker"))
+        subprocess.run(["mount", "-o", "remount,ro", locks], check=True)
+        result = run_job(tmp_path, env)
+        no_traceback(result)
+        assert result.returncode == exitcodes.OK, result.stderr
+        assert main_ran(tmp_path)
+        from cronpolicy.locking import LockHeld, ScriptLock
+        with ScriptLock(locks, "job"):
+            with pytest.raises(LockHeld):
+                ScriptLock(locks, "job").acquire()
+
+
 # The spool ---------------------------------------------------------------------------
 
 

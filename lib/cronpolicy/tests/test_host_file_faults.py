@@ -271,6 +271,18 @@ def test_a_cache_a_full_disk_kept_from_being_updated_does_not_answer_later(tmp_p
         assert cache.load_inputs("job", 20) is None
 
 
+def test_a_cache_larger_than_any_cache_is_moved_aside_unread(tmp_path):
+    """Read whole on a start with the database down, whatever its size."""
+    from cronpolicy.cache import PolicyCache
+    os.chmod(tmp_path, 0o700)
+    cache = PolicyCache(str(tmp_path / "policy-cache.json"), 3600)
+    cache.keep(cached_inputs("disabled"))
+    with open(cache.path, "a") as padded:       # still valid JSON
+        padded.write(" " * (64 << 20))          # (cache.SIZE_LIMIT)
+    assert cache.load_inputs("job", 20) is None
+    assert cache.rejected[0] == cache.path + ".rejected" and "larger" in cache.rejected[1]
+
+
 def test_a_cache_whose_fingerprint_could_not_be_written_is_never_confirmed_as_the_old(
         tmp_path, monkeypatch):
     """Disabled (cache and fingerprint A), enabled (cache B written, its

@@ -19,6 +19,7 @@ start the same ticket.
 """
 
 import collections
+import errno
 import fcntl
 import os
 import stat
@@ -217,8 +218,10 @@ def take(ticket):
             raise FileNotFoundError(path)
         taken = "%s.%d-%d%s" % (path, os.getpid(), int(time.time()), TAKEN)
         os.rename(path, taken)
-    except OSError:             # held by another taker, or gone
+    except OSError as error:    # held by another taker, or gone
         os.close(descriptor)
+        if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise               # no taker may take it: said by the caller
         return None
     return Taken(taken, descriptor)
 
@@ -266,7 +269,12 @@ def failed(taken):
 
 
 def drop(path):
+    """Remove the ticket at ``path``; None, or why it stays (its file
+    system read-only, say): the next runner judges it again."""
     try:
         os.unlink(path)
     except FileNotFoundError:
         pass
+    except OSError as error:
+        return error.strerror
+    return None

@@ -541,3 +541,39 @@ def test_a_sqlite_file_this_user_may_only_read_stops_the_start_as_a_missing_priv
     assert not os.path.exists(env["JOB_MARKER"])
     spool = os.path.join(state, "spool")
     assert not os.path.isdir(spool) or not os.listdir(spool)
+
+
+# Catch-up tickets ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", ["to-start", "to-drop"])
+def test_catch_up_on_a_read_only_state_dir_says_why_in_one_line(tmp_path, case):
+    """`cronpolicy catch-up`, run from cron every minute: a ticket it could
+    neither start (no slot file can be made, nor the ticket taken) nor drop
+    ended in a traceback, mailed every minute.  Now one line each: the
+    start failed (exit 1), or the ticket stays."""
+    import sqlite3
+    from cronpolicy import catchup
+    from cronpolicy.policy import ScriptFacts
+    env = sqlite_env(tmp_path)
+    command = [sys.executable, "-m", "cronpolicy"]
+    subprocess.run(command + ["schema", "upgrade"], env=env, check=True, capture_output=True)
+    with contextlib.closing(sqlite3.connect(str(tmp_path / "cronpolicy.sqlite"))) as db:
+        db.execute("INSERT INTO script_policy (name, enabled, catch_up) VALUES ('job', ?, "
+                   "'once')", (case == "to-start",))
+        db.commit()
+    with tiny_tmpfs(tmp_path / "state") as state:
+        env["CRONPOLICY_STATE_DIR"] = state
+        catchup.write_ticket(state, ScriptFacts("job", "testhost"), "deploy", time.time())
+        subprocess.run(["mount", "-o", "remount,ro", state], check=True)
+        result = subprocess.run(command + ["catch-up"], env=env, capture_output=True,
+                                text=True, timeout=60)
+        no_traceback(result)
+        [line] = [line for line in (result.stdout + result.stderr).splitlines()
+                  if line.startswith("job:")]
+        if case == "to-start":
+            assert result.returncode == exitcodes.FAILED, result.stderr
+            assert "failed" in line and "Read-only file system" in line, line
+        else:
+            assert result.returncode == exitcodes.OK, result.stderr
+            assert "dropped" in line and "its ticket stays" in line, line

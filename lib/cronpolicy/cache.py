@@ -71,16 +71,7 @@ class PolicyCache:
                 return
             except OSError:
                 pass        # not ours to touch (another user wrote it): write it anew
-        try:
-            self.save(inputs, fingerprint)
-        except OSError:
-            if saved_at is None:
-                # The database said otherwise than the cache holds (a full
-                # file system took the new one): the old one, confirmed a
-                # moment ago, must not answer for it once the database is
-                # away.  (A read-only one keeps it: said at every start.)
-                self._forget()
-            raise
+        self.save(inputs, fingerprint, out_of_date=saved_at is None)
 
     def _forget(self):
         from cronpolicy.safety import remove_quietly, replace_problem
@@ -111,9 +102,11 @@ class PolicyCache:
         except ValueError:
             return None
 
-    def save(self, inputs, fingerprint=None):
+    def save(self, inputs, fingerprint=None, out_of_date=True):
         """Write ``inputs`` (rows.Inputs) atomically, then what it holds
-        beside it; raises OSError."""
+        beside it; raises OSError.  ``out_of_date``: what the file holds
+        differs from ``inputs`` (as far as is known), so it is removed
+        when it cannot be replaced."""
         import json
         saved_at = time.time()
         data = {
@@ -137,7 +130,16 @@ class PolicyCache:
         # (a full file system) is never confirmed as the old content later.
         if replace_problem(self.fingerprint_path) is None:
             remove_quietly(self.fingerprint_path)
-        write_atomically(self.path, lambda handle: json.dump(data, handle))
+        try:
+            write_atomically(self.path, lambda handle: json.dump(data, handle))
+        except OSError:
+            if out_of_date:
+                # The database said otherwise than the cache holds (a full
+                # file system kept the new one out): the old one, confirmed
+                # a moment ago, must not answer for it once the database is
+                # away.  (A read-only one keeps it: said at every start.)
+                self._forget()
+            raise
         line = "%r %s\n" % (saved_at, fingerprint or _fingerprint(inputs))
         write_atomically(self.fingerprint_path, lambda handle: handle.write(line))
 

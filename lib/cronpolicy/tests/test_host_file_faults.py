@@ -271,6 +271,20 @@ def test_a_cache_a_full_disk_kept_from_being_updated_does_not_answer_later(tmp_p
         assert cache.load_inputs("job", 20) is None
 
 
+def test_a_fingerprint_that_is_no_plain_file_leaves_the_cache_usable(tmp_path):
+    """Only a cache the new content could not replace is out of date: one
+    written whole, whose fingerprint cannot be (a FIFO there), stays and
+    answers when the database is away."""
+    from cronpolicy.cache import PolicyCache
+    os.chmod(tmp_path, 0o700)
+    cache = PolicyCache(str(tmp_path / "policy-cache.json"), 3600)
+    os.mkfifo(cache.fingerprint_path)
+    for _ in range(2):
+        with pytest.raises(OSError):
+            cache.keep(cached_inputs("disabled"))
+    assert cache.load_inputs("job", 20).policies[0].reason == "disabled"
+
+
 def test_a_cache_larger_than_any_cache_is_moved_aside_unread(tmp_path):
     """Read whole on a start with the database down, whatever its size."""
     from cronpolicy.cache import PolicyCache

@@ -75,6 +75,12 @@ def _check_place(path, directory):
         raise ConfigError("refusing the SQLite database %s: it is a symbolic link owned by "
                           "uid %d; other users could make cronpolicy overwrite files"
                           % (path, info.st_uid))
+    if stat.S_ISREG(info.st_mode) and info.st_nlink != 1:
+        # (A hard link to another's file, in /tmp, where fs.protected_hardlinks
+        # is 0.  SQLite itself warns of a database with several names.)
+        raise ConfigError("refusing the SQLite database %s: it has %d names (a planted hard "
+                          "link?); other users could make cronpolicy overwrite files"
+                          % (path, info.st_nlink))
 
 
 #: SQLite's primary result code for a write to a database it opened read-only.

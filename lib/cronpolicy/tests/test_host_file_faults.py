@@ -591,3 +591,23 @@ def test_catch_up_on_a_read_only_state_dir_says_why_in_one_line(tmp_path, case):
         else:
             assert result.returncode == exitcodes.OK, result.stderr
             assert "dropped" in line and "its ticket stays" in line, line
+
+
+def test_a_sqlite_file_with_a_second_name_is_refused_as_a_planted_hard_link(tmp_path):
+    """A hard link to root's (empty) file planted in /tmp as the DSN's file
+    (fs.protected_hardlinks = 0 lets any user make one): SQLite wrote its
+    schema into that file."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root, as the cron job it stands for")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"")
+    database = shared / "cronpolicy.sqlite"
+    os.link(victim, database)
+    result = run_job(tmp_path, make_env(tmp_path, "sqlite:///%s" % database))
+    no_traceback(result)
+    assert result.returncode == exitcodes.GATE_ERROR, result.stderr
+    assert "hard link" in result.stderr and not main_ran(tmp_path)
+    assert victim.read_bytes() == b""

@@ -227,8 +227,16 @@ class SQLiteStore:
         checkpoints itself) the WAL file is synced here instead: SQLite
         locks the -shm and the database file, never the -wal, so our own
         descriptor on it disturbs no lock."""
-        busy, frames, copied = connection.execute(
-            "PRAGMA cronpolicy.wal_checkpoint(PASSIVE)").fetchone()
+        import sqlite3
+        try:
+            busy, frames, copied = connection.execute(
+                "PRAGMA cronpolicy.wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.OperationalError:
+            # The database file could not grow (a full disk): the commit is
+            # made all the same, and safe once the WAL is synced, below.
+            # Raising would have the caller spool, or say lost, a record
+            # that is in the database.
+            busy, frames, copied = 1, -1, -1
         if busy == 0 and frames >= 0 and copied == frames:
             return          # all of the WAL is in the database file, synced
         # The file as SQLite named it (its links resolved): the WAL is beside it.

@@ -611,3 +611,27 @@ def test_a_sqlite_file_with_a_second_name_is_refused_as_a_planted_hard_link(tmp_
     assert result.returncode == exitcodes.GATE_ERROR, result.stderr
     assert "hard link" in result.stderr and not main_ran(tmp_path)
     assert victim.read_bytes() == b""
+
+
+def test_a_record_committed_when_the_disk_filled_is_not_taken_for_a_failed_one(tmp_path):
+    """The skip's commit fit in the WAL, the checkpoint after it could not
+    grow the database file: the write raised "database or disk is full",
+    so the record was spooled (or said lost) although it was in the
+    database.  Now the WAL is synced instead and the write succeeds."""
+    import sqlite3
+    from cronpolicy.rows import RunRecord
+    from cronpolicy.store.sqlite import SQLiteStore
+    with tiny_tmpfs(tmp_path / "db", size="2m") as directory:
+        path = os.path.join(directory, "cronpolicy.sqlite")
+        store = SQLiteStore(path)
+        store.record_skip(RunRecord(name="first", host="web1", pid=1, spool_id="a" * 32,
+                                    status="skipped"))
+        free = os.statvfs(directory).f_bavail * os.statvfs(directory).f_frsize
+        with open(os.path.join(directory, "filler"), "wb") as filler:
+            filler.write(b"\0" * (free - 100 * 1024))     # (the WAL, reused, is larger)
+        store.record_skip(RunRecord(name="second", host="web1", pid=1, spool_id="b" * 32,
+                                    status="skipped", skip_reason="x" * (200 * 1024)))
+        store.close()
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            assert [name for name, in db.execute("SELECT name FROM script_run ORDER BY id")] \
+                == ["first", "second"]

@@ -54,8 +54,20 @@ def connect_sqlite(path, busy_timeout=config.DEFAULT_CONNECT_TIMEOUT, create_dir
         # is abandoned anyway.  Final states are written durably (_durable).
         connection.execute("PRAGMA cronpolicy.synchronous = NORMAL")
     except sqlite3.Error as error:
-        raise DatabaseError("cannot open SQLite database %s: %s" % (path, error)) from error
+        raise DatabaseError("cannot open SQLite database %s: %s%s"
+                            % (path, error, _full(directory))) from error
     return connection
+
+
+def _full(directory):
+    """"; its file system is full" when it is: SQLite says "disk I/O
+    error" when it cannot size its -shm file on a full disk, which would
+    send an operator to look at the hardware."""
+    try:
+        space = os.statvfs(directory)
+    except OSError:
+        return ""
+    return "; its file system is full" if space.f_bavail == 0 else ""
 
 
 def _check_place(path, directory):

@@ -613,6 +613,21 @@ def test_a_sqlite_file_with_a_second_name_is_refused_as_a_planted_hard_link(tmp_
     assert victim.read_bytes() == b""
 
 
+def test_a_sqlite_file_on_a_full_disk_is_said_full_not_only_an_io_error(tmp_path):
+    """SQLite cannot size its -shm file: "disk I/O error" alone sent an
+    operator to the hardware."""
+    with tiny_tmpfs(tmp_path / "state", size="2m") as state:
+        env = make_env(tmp_path, "sqlite:///" + os.path.join(state, "cronpolicy.sqlite"))
+        env["CRONPOLICY_STATE_DIR"] = state
+        assert run_job(tmp_path, env).returncode == exitcodes.OK
+        fill(state)
+        result = run_job(tmp_path, env)
+        no_traceback(result)
+        assert result.returncode == exitcodes.GATE_ERROR, result.stderr
+        [line] = result.stderr.strip().splitlines()
+        assert "its file system is full" in line, line
+
+
 def test_a_record_committed_when_the_disk_filled_is_not_taken_for_a_failed_one(tmp_path):
     """The skip's commit fit in the WAL, the checkpoint after it could not
     grow the database file: the write raised "database or disk is full",

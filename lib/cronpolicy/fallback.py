@@ -210,11 +210,14 @@ class FallbackRecorder:
 
 
 def rejected_lines(spool):
-    """One line for each file the last flush of ``spool`` moved aside."""
+    """One line for each file the last flush of ``spool`` moved aside, or
+    could not read."""
     return ["a spooled run record was refused (%s); moved it to %s, where it is not sent "
             "again" % (why, aside) if aside is not None else
             "a spooled run record was refused (%s); it stays in the spool" % why
-            for aside, why in spool.rejected]
+            for aside, why in spool.rejected] + [
+        "cannot read the spooled run record %s (%s); it stays in the spool" % (path, why)
+        for path, why in getattr(spool, "unread", ())]
 
 
 def spool_waits(spool):

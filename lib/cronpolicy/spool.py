@@ -46,6 +46,9 @@ class Spool:
         self.clock = clock
         #: [(path in rejected/, why)] of the last flush.
         self.rejected = []
+        #: [(path, why)]: the files the last look could not read (no
+        #: permission, an I/O error): they stay, and are not called damaged.
+        self.unread = []
 
     # IRunRecorder --------------------------------------------------------------
 
@@ -121,8 +124,10 @@ class Spool:
         """[(path, SpoolEntry or None)], oldest first; None for a file that is
         not a spool entry (damaged, of an unknown shape, or no plain file:
         a FIFO would block the flush)."""
+        from cronpolicy.errors import NotAPlainFile
         from cronpolicy.safety import open_plain_file
         found = []
+        self.unread = []
         for name in self._names():
             path = os.path.join(self.directory, name)
             try:
@@ -134,7 +139,12 @@ class Spool:
                 found.append((path, parse_entry(json.loads(text))))
             except FileNotFoundError:
                 continue    # another flush took it
-            except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError,
+            except OSError as error:
+                if isinstance(error, NotAPlainFile):
+                    found.append((path, None))
+                else:       # not damaged: unreadable for now (a file root copied here)
+                    self.unread.append((path, error.strerror))
+            except (ValueError, KeyError, TypeError, AttributeError, OverflowError,
                     RecursionError):    # (JSON nested deeper than Python recurses)
                 found.append((path, None))
         return found

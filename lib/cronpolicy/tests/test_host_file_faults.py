@@ -650,3 +650,42 @@ def test_a_record_committed_when_the_disk_filled_is_not_taken_for_a_failed_one(t
         with contextlib.closing(sqlite3.connect(path)) as db:
             assert [name for name, in db.execute("SELECT name FROM script_run ORDER BY id")] \
                 == ["first", "second"]
+
+
+def test_a_spool_entry_this_user_cannot_read_stays_and_is_not_called_damaged(
+        world_readable_dir):
+    """An entry root copied into a user's spool (0600, root's): the user's
+    flush called it "not a spool entry (damaged ...)" and moved it to
+    rejected/, never to be sent.  Now it stays, said unreadable."""
+    import shutil
+    from cronpolicy.rows import RunRecord
+    from cronpolicy.spool import Spool
+    uid = nobody()
+    if not os.access(SYSTEM_PYTHON, os.X_OK):
+        pytest.skip("needs %s, which another user may run" % SYSTEM_PYTHON)
+    top = world_readable_dir
+    made = Spool(os.path.join(top, "made"))
+    made.record_skip(RunRecord(name="roots", host="web1", pid=1))
+    made.record_skip(RunRecord(name="theirs", host="web1", pid=1))
+    state = os.path.join(top, "state")
+    shutil.copytree(made.directory, os.path.join(state, "spool"))
+    for directory, _, names in os.walk(state):
+        os.chown(directory, uid, -1)
+        for name in names:
+            if "roots" not in open(os.path.join(directory, name)).read():
+                os.chown(os.path.join(directory, name), uid, -1)
+    config = os.path.join(top, "cronpolicy.conf")
+    with open(config, "w") as handle:
+        handle.write("[cronpolicy]\n")
+    library = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": library, "CRONPOLICY_CONFIG": config,
+           "CRONPOLICY_HOST": "web1", "HOME": top, "CRONPOLICY_STATE_DIR": state}
+    result = subprocess.run(["setpriv", "--reuid=%d" % uid, "--regid=%d" % uid,
+                             "--clear-groups", SYSTEM_PYTHON, "-m", "cronpolicy", "flush"],
+                            env=env, capture_output=True, text=True, timeout=60)
+    no_traceback(result)
+    assert "wrote 1 spooled run record" in result.stdout, result.stdout + result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert "cannot read" in line and "Permission denied" in line and "stays" in line, line
+    assert len(Spool(os.path.join(state, "spool"))) == 1
+    assert not os.path.exists(os.path.join(state, "spool", "rejected"))

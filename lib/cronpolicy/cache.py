@@ -205,10 +205,11 @@ class PolicyCache:
         shape) is moved aside, so it is reported once and then replaced by
         the next successful read; the start goes on as if there were none.
         What is not a plain file (a FIFO, a device) stays where it is."""
+        from cronpolicy.safety import replace_with
         aside = self.path + ".rejected" if move_aside else None
         try:
             if aside is not None:
-                os.replace(self.path, aside)
+                replace_with(self.path, aside)  # (over a plain file only)
         except OSError:
             aside = None
         self.rejected = (aside, "%s: %s" % (type(error).__name__, str(error)[:200]))

@@ -118,8 +118,9 @@ def facts_of(ticket, host):
 
 
 def _move_aside(path, suffix=".rejected"):
+    from cronpolicy.safety import replace_with
     try:
-        os.rename(path, path + suffix)
+        replace_with(path, path + suffix)   # (over a plain file only)
     except OSError:
         pass
 

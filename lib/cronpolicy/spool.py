@@ -229,9 +229,10 @@ class Spool:
                 why, getattr(error, "strerror", None) or error)))
 
     def _reject(self, path, why):
+        from cronpolicy.safety import replace_with
         aside = os.path.join(self._rejected_directory(), os.path.basename(path))
         try:
-            os.replace(path, aside)
+            replace_with(path, aside)       # (over a plain file only)
         except FileNotFoundError:
             return          # another flush took it (and says so)
         self.rejected.append((aside, why))

@@ -12,6 +12,7 @@ unmount.
 import contextlib
 import os
 import pwd
+import stat
 import subprocess
 import sys
 import time
@@ -689,3 +690,39 @@ def test_a_spool_entry_this_user_cannot_read_stays_and_is_not_called_damaged(
     assert "cannot read" in line and "Permission denied" in line and "stays" in line, line
     assert len(Spool(os.path.join(state, "spool"))) == 1
     assert not os.path.exists(os.path.join(state, "spool", "rejected"))
+
+
+@pytest.mark.parametrize("which", ["cache", "spool-entry", "catch-up-ticket"])
+def test_moving_a_damaged_file_aside_never_replaces_what_is_not_a_plain_file(tmp_path, which):
+    """The name a damaged file is moved to (.rejected, rejected/NAME) held
+    a FIFO: the rename destroyed it.  Only a plain file is ever replaced
+    (cronpolicy.safety): the damaged file now stays where it is."""
+    from cronpolicy import catchup
+    from cronpolicy.cache import PolicyCache
+    from cronpolicy.locking import name_file
+    from cronpolicy.spool import Spool
+    os.chmod(tmp_path, 0o700)
+    if which == "cache":
+        path = str(tmp_path / "policy-cache.json")
+        aside = path + ".rejected"
+    elif which == "spool-entry":
+        spool = Spool(str(tmp_path / "spool"))
+        os.makedirs(os.path.join(spool.directory, "rejected"), mode=0o700)
+        path = os.path.join(spool.directory, "00000000000000000001-x.json")
+        aside = os.path.join(spool.directory, "rejected", os.path.basename(path))
+    else:
+        directory = safety.checked_directory(catchup.ticket_dir(str(tmp_path)), "state_dir",
+                                             0o700)
+        path = name_file(directory, "job", catchup.SUFFIX)
+        aside = path + ".rejected"
+    with open(path, "w") as damaged:
+        damaged.write("{not json")
+    os.mkfifo(aside)
+    if which == "cache":
+        assert PolicyCache(path, 3600).load_inputs("job", 20) is None
+    elif which == "spool-entry":
+        spool.flush(store=None)
+        assert spool.rejected[0][0] is None
+    else:
+        catchup.tickets(str(tmp_path), recover=False)
+    assert stat.S_ISFIFO(os.lstat(aside).st_mode) and os.path.exists(path)

@@ -500,6 +500,23 @@ def test_a_log_file_is_never_appended_through_a_link_another_user_planted(tmp_pa
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 
+def as_user(uid, argv, env):
+    """``argv`` run as ``uid`` (setpriv) by SYSTEM_PYTHON, which another user
+    may run (this suite's may live in root's home); skips when that
+    python cannot import cronpolicy as that user."""
+    command = ["setpriv", "--reuid=%d" % uid, "--regid=%d" % uid, "--clear-groups",
+               SYSTEM_PYTHON]
+    if not os.access(SYSTEM_PYTHON, os.X_OK):
+        pytest.skip("needs %s, which another user may run" % SYSTEM_PYTHON)
+    probe = subprocess.run(command + ["-c", "import cronpolicy.tooling.cli"], env=env,
+                           capture_output=True, text=True, timeout=60)
+    if probe.returncode != 0:
+        pytest.skip("%s cannot import cronpolicy as uid %d here: %s"
+                    % (SYSTEM_PYTHON, uid, probe.stderr.strip()[-200:]))
+    return subprocess.run(command + argv, env=env, capture_output=True, text=True,
+                          timeout=60)
+
+
 @pytest.fixture
 def world_readable_dir():
     """A directory others may read (pytest's own are root's only), removed after."""
@@ -522,7 +539,7 @@ def test_a_sqlite_file_this_user_may_only_read_stops_the_start_as_a_missing_priv
     not run, one line."""
     uid = nobody()
     if not os.access(SYSTEM_PYTHON, os.X_OK):
-        pytest.skip("needs %s, which another user may run" % SYSTEM_PYTHON)
+        pytest.skip("needs %s" % SYSTEM_PYTHON)
     top = world_readable_dir
     made = os.path.join(top, "made")
     os.mkdir(made, 0o755)
@@ -546,9 +563,7 @@ def test_a_sqlite_file_this_user_may_only_read_stops_the_start_as_a_missing_priv
     script = os.path.join(top, "job.py")
     with open(script, "w") as handle:
         handle.write(job_script_text())
-    result = subprocess.run(["setpriv", "--reuid=%d" % uid, "--regid=%d" % uid,
-                             "--clear-groups", SYSTEM_PYTHON, script],
-                            env=env, capture_output=True, text=True, timeout=60)
+    result = as_user(uid, [script], env)
     no_traceback(result)
     assert result.returncode == exitcodes.GATE_ERROR, result.stderr
     [line] = result.stderr.strip().splitlines()
@@ -662,8 +677,6 @@ def test_a_spool_entry_this_user_cannot_read_stays_and_is_not_called_damaged(
     from cronpolicy.rows import RunRecord
     from cronpolicy.spool import Spool
     uid = nobody()
-    if not os.access(SYSTEM_PYTHON, os.X_OK):
-        pytest.skip("needs %s, which another user may run" % SYSTEM_PYTHON)
     top = world_readable_dir
     made = Spool(os.path.join(top, "made"))
     made.record_skip(RunRecord(name="roots", host="web1", pid=1))
@@ -681,9 +694,7 @@ def test_a_spool_entry_this_user_cannot_read_stays_and_is_not_called_damaged(
     library = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": library, "CRONPOLICY_CONFIG": config,
            "CRONPOLICY_HOST": "web1", "HOME": top, "CRONPOLICY_STATE_DIR": state}
-    result = subprocess.run(["setpriv", "--reuid=%d" % uid, "--regid=%d" % uid,
-                             "--clear-groups", SYSTEM_PYTHON, "-m", "cronpolicy", "flush"],
-                            env=env, capture_output=True, text=True, timeout=60)
+    result = as_user(uid, ["-m", "cronpolicy", "flush"], env)
     no_traceback(result)
     assert "wrote 1 spooled run record" in result.stdout, result.stdout + result.stderr
     [line] = result.stderr.strip().splitlines()

@@ -437,7 +437,8 @@ def _metrics_lines(tmp_path, script_env):
     collector.mkdir(parents=True)
 
     def check(run, dba):
-        assert [(result.returncode, result.stdout, result.stderr) for result in run()] == [
+        results = run()
+        assert [(result.returncode, result.stdout, result.stderr) for result in results] == [
             (0, "", "")] * 2, results
         assert "cronpolicy_" in (collector / "cronpolicy.prom").read_text()
         assert "cronpolicy_deploy_pending" in (collector / "cronpolicy-fleet.prom").read_text()

@@ -508,6 +508,31 @@ def test_deploy_wait_for_a_rollout_ended_meanwhile_says_so(scripts, script_env, 
         job.communicate(timeout=30)
 
 
+def test_deploy_wait_for_a_rollout_ended_before_it_began_is_the_same_exit_7(script_env, dba):
+    """A rollout someone ends between `deploy begin` and `deploy wait ID`
+    (docs/releases.txt's step-by-step recipe) is the same event as one
+    ended a moment later, during the wait: exit 7, saying so, and no advice
+    to begin a rollout.  It was refused as bad input (exit 2), so the exit
+    code hung on which came first by milliseconds.  One ended after the
+    fleet was quiet for it leaves nothing to wait for: still refused."""
+    assert cronpolicy(script_env, "deploy", "begin").returncode == 0
+    assert cronpolicy(script_env, "deploy", "end", "1").returncode == 0
+    for argv in (("deploy", "wait", "1"), ("deploy", "wait", "1", "--json")):
+        result = cronpolicy(script_env, *argv)
+        assert result.returncode == exitcodes.WAIT_TIMEOUT, result.stdout + result.stderr
+        if "--json" in argv:
+            assert json.loads(result.stdout)["ended_meanwhile"] is True
+        else:
+            [line] = result.stderr.splitlines()
+            assert line.startswith("rollout #1 was ended ") and \
+                "before the fleet was quiet for it" in line, line
+    assert cronpolicy(script_env, "deploy", "begin").returncode == 0
+    assert cronpolicy(script_env, "deploy", "wait", "2").returncode == exitcodes.OK
+    assert cronpolicy(script_env, "deploy", "end", "2").returncode == 0
+    result = cronpolicy(script_env, "deploy", "wait", "2")
+    assert result.returncode == exitcodes.USAGE and "nothing waits for it" in result.stderr
+
+
 def test_a_line_break_in_a_rollout_cannot_forge_lines(cli, dba):
     """A rollout login (or a DBA) writes a reason, an owner host or an
     awaited run's name with a line break: printed as is, it forged lines in

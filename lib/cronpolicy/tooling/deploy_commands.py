@@ -49,7 +49,8 @@ def add_arguments(parsers):
     sub.add_argument("command", nargs="*", metavar="-- COMMAND [ARGS...]",
                      help="what to run once the fleet is quiet, after --")
     sub = add("wait", "cmd_deploy_wait",
-              "wait until no running script is in the way (exit 0), or time out (exit 7)",
+              "wait until no running script is in the way (exit 0), or time out (exit 7; "
+              "also when rollout ID is ended before the fleet is quiet for it)",
               (common, reader), subparsers=deploy_commands)
     sub.add_argument("id", nargs="?", type=database_id, metavar="ID",
                      help="only runs in the way of this rollout (and record what it waited "
@@ -192,7 +193,9 @@ def cmd_deploy_wait(args, settings):
     result = deploy.wait_until_quiet(db, timeout, host=args.host, on_progress=progress,
                                      service=args.service, release_not=release_not,
                                      rollout_id=args.id)
-    if not result.stop_asked and args.service:
+    if result.ended_meanwhile:
+        pass                    # said below: advice to begin a rollout would mislead
+    elif not result.stop_asked and args.service:
         print("warning: no rollout of %s (nor a full one) is open and no window is active, so "
               "nothing asks the scripts that need it to stop (run `cronpolicy deploy begin "
               "--service %s` first)" % (args.service, args.service), file=sys.stderr)
@@ -206,10 +209,11 @@ def cmd_deploy_wait(args, settings):
                     "blockers": result.blockers, "ended_meanwhile": result.ended_meanwhile,
                     "rollout_gone": result.rollout_gone})
     elif result.ended_meanwhile:
-        print("rollout #%d %s after %s, before the fleet was quiet for it: its "
+        print("rollout #%d %s %s, before the fleet was quiet for it: its "
               "scripts start again (cronpolicy rollouts)" % (
                   args.id, "is gone (its row was deleted)" if result.rollout_gone
-                  else "was ended", format_duration(result.waited_seconds)), file=sys.stderr)
+                  else "was ended", "after %s" % format_duration(result.waited_seconds)
+                  if result.waited_seconds else "before this wait began"), file=sys.stderr)
     elif result.quiet:
         print("quiet after %s: no run on hosts %s%s%s%s is in the way" % (
             format_duration(result.waited_seconds), args.host,

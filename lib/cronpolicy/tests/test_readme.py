@@ -796,6 +796,37 @@ def test_every_example_is_run_or_said_why_not():
     assert not twice
 
 
+def test_the_commands_not_run_name_what_is_there():
+    """The checkout's shell commands the manual shows and no test runs
+    (the suite's own commands: running them is running the suite; the
+    benchmarks: minutes each) still hold as far as can be seen without
+    running them: each file they name is in the checkout, and each -m
+    marker is one setup.cfg declares."""
+    import configparser
+    import shlex
+    config = configparser.ConfigParser()
+    config.read(os.path.join(TOP, "setup.cfg"))
+    markers = {line.split(":")[0].strip() for line in
+               config["tool:pytest"]["markers"].strip().splitlines()}
+    examples, checked = manual_examples(), 0
+    for found_by, text, runner in EXAMPLES:
+        for _, _, _, block in _claims(found_by, text, examples):
+            for line in block.splitlines():
+                if not line.startswith((".venv/bin/", "CRONPOLICY_")):
+                    continue            # (not a command of the checkout's)
+                words = shlex.split(line)
+                for index, word in enumerate(words):
+                    if "/" in word and not word.startswith((".venv/", "-", "'")) \
+                            and "=" not in word:
+                        assert os.path.exists(os.path.join(TOP, word)), (line, word)
+                    if word == "-m" and words[index + 1] != "pytest":
+                        named = set(re.findall(r"[a-z]+", words[index + 1])) - {"not", "and",
+                                                                                "or"}
+                        assert named <= markers, (line, named - markers)
+                checked += 1
+    assert checked >= 9
+
+
 def test_readme_is_short_and_maps_every_docs_file():
     """README keeps what a newcomer needs first; its map names each file of
     docs/ (and nothing that is not there); every docs/ path the manual

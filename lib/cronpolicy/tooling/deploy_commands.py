@@ -36,7 +36,9 @@ def add_arguments(parsers):
                      help="end the open rollout of this service")
     sub = add("run", "cronpolicy.tooling.deploy_run:cmd_deploy_run",
               "open a rollout, wait for quiet, run COMMAND, end the rollout whatever happens "
-              "(exit: COMMAND's, 7 when the wait timed out and it did not run)",
+              "(exit: COMMAND's; 7 when the wait timed out, or someone else ended the "
+              "rollout before quiet, and it did not run; 130 when stopped by SIGINT, SIGTERM "
+              "or SIGHUP)",
               subparsers=deploy_commands)
     sub.add_argument("--reason", default="", help="shown in every skip reason")
     sub.add_argument("--service", type=service_name, action="append", metavar="S",

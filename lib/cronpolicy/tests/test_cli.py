@@ -50,7 +50,7 @@ def test_disable_enable_and_check(cli, dba):
     assert "mirror down" in decision["reason"]
     code, out, err = cli("enable", "publish-distro", "--host", "web1")
     # (publish-distro never ran here: a typo would disable nothing, so it asks.)
-    assert code == exitcodes.OK and err.startswith("warning: no script named publish-distro")
+    assert code == exitcodes.OK and err.startswith("cronpolicy: warning: no script named publish-distro")
     assert cli("check", "publish-distro", "--host", "web1")[0] == exitcodes.OK
     assert cli("check", "publish-distro", "--host", "web2")[0] == exitcodes.WOULD_SKIP
     code, out, _ = cli("status", "--json")

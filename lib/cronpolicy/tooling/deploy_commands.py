@@ -198,12 +198,12 @@ def cmd_deploy_wait(args, settings):
     if result.ended_meanwhile:
         pass                    # said below: advice to begin a rollout would mislead
     elif not result.stop_asked and args.service:
-        print("warning: no rollout of %s (nor a full one) is open and no window is active, so "
-              "nothing asks the scripts that need it to stop (run `cronpolicy deploy begin "
-              "--service %s` first)" % (args.service, args.service), file=sys.stderr)
+        warn("no rollout of %s (nor a full one) is open and no window is active, so "
+             "nothing asks the scripts that need it to stop (run `cronpolicy deploy begin "
+             "--service %s` first)" % (args.service, args.service))
     elif not result.stop_asked:
-        print("warning: no rollout is open and no window is active, so nothing asks "
-              "scripts to stop (run `cronpolicy deploy begin` first)", file=sys.stderr)
+        warn("no rollout is open and no window is active, so nothing asks "
+             "scripts to stop (run `cronpolicy deploy begin` first)")
     if args.json:
         print_json({"quiet": result.quiet, "waited_seconds": result.waited_seconds,
                     "rollout": args.id, "host": args.host, "service": args.service,

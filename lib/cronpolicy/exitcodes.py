@@ -9,6 +9,7 @@ monitoring checks and rollout tooling act on them.
 OK = 0
 
 #: main() raised (or exited non-zero); the run is recorded as failed.
+#: (`cronpolicy catch-up`: a ticket's command could not be started.)
 FAILED = 1
 
 #: Bad usage or bad input: unknown option, unparsable time, unknown id.

@@ -20,7 +20,8 @@ LOCKED = 3
 
 #: cronpolicy itself could not decide or record: database unreachable, schema
 #: missing or too old, configuration broken, the database refusing the
-#: run's start record (a privilege, or its data).  main() was not called.
+#: run's start record (a privilege, a database that only reads, or its
+#: data).  main() was not called.
 GATE_ERROR = 4
 
 #: `cronpolicy check` and `--dry-run`: the script would be skipped.

@@ -72,6 +72,13 @@ REFUSED_SQLSTATE_CLASSES = ("22", "23", "54")
 # again sees the claim.  Taken for a refusal of the data, it stopped the
 # first starts of a new script by the same login at once (exit 4).
 RACED_SQLSTATES = frozenset(["40001"])
+# The database answers, and will not let this login write what was asked,
+# whatever the moment: a missing privilege (42501), or a database that only
+# reads (25006: a hot standby, default_transaction_read_only).  Taken for an
+# outage, a start on a standby ran unseen by `deploy wait`, decided on a
+# policy that may lag the primary's (a rollout begun there unseen).
+DENIED_SQLSTATES = frozenset(["42501", "25006"])
+READ_ONLY_SQLSTATE = "25006"
 CLAIM_KEYS = frozenset(["script_owner_name_role_key", "script_owner_first_claim_key",
                         "host_login_host_role_key", "host_login_first_claim_key"])
 # Undefined table, column, schema, function: the schema is missing or old.
@@ -154,9 +161,11 @@ def translate(error, doing, dsn, found_version=None):
     transient = raced or not refused and (
         isinstance(error, (psycopg2.OperationalError, psycopg2.InterfaceError))
         or code in TRANSIENT_SQLSTATES)
-    return DatabaseError("cannot %s in %s: %s" % (
-        doing, config.mask_dsn(dsn), config.scrub(first_line(error), dsn)), transient=transient,
-        refused=refused, denied=code == "42501", raced=raced)
+    hint = ("; the database only reads (a standby, or default_transaction_read_only): point "
+            "the DSN at the primary" if code == READ_ONLY_SQLSTATE else "")
+    return DatabaseError("cannot %s in %s: %s%s" % (
+        doing, config.mask_dsn(dsn), config.scrub(first_line(error), dsn), hint),
+        transient=transient, refused=refused, denied=code in DENIED_SQLSTATES, raced=raced)
 
 
 def translated(error, doing, dsn):

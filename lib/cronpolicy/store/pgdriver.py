@@ -64,7 +64,10 @@ TRANSIENT_SQLSTATES = frozenset(["53300", "53400", "57P01", "57P02", "57P03",
 # check_violation, NOT NULL, UNIQUE) and 54 (program limit exceeded: a
 # value too long for an index, "index row size exceeds btree maximum";
 # psycopg2 raises class 54 as an OperationalError, yet no retry helps).
-REFUSED_SQLSTATE_CLASSES = ("22", "23", "54")
+# And class P0: a trigger of the site's own (a DBA's) that refuses a row
+# with plpgsql's RAISE EXCEPTION (P0001; ASSERT, P0004): taken for an
+# outage, the job ran unseen and its spooled record failed every flush.
+REFUSED_SQLSTATE_CLASSES = ("22", "23", "54", "P0")
 # A race, not the data: a serialization failure, or a claim of a script or
 # a host (claim_script, claim_host) that another transaction committed while
 # this one waited for it, unseen by a snapshot taken before (a login whose

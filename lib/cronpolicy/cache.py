@@ -35,6 +35,11 @@ from cronpolicy.timeutil import steady
 
 FORMAT = 2
 
+#: The most a cache file may hold (characters): a fleet's policy rows and
+#: windows are kilobytes; a larger file is damaged, and is not read whole
+#: (on a start, with the database down).
+SIZE_LIMIT = 64 << 20
+
 # Format 1 (cronpolicy up to schema 5) kept rows as arrays in this order.
 _FORMAT_1 = {
     "deploy": ("deploy_pending", "reason", "changed_by", "changed_at"),
@@ -66,7 +71,12 @@ class PolicyCache:
                 return
             except OSError:
                 pass        # not ours to touch (another user wrote it): write it anew
-        self.save(inputs, fingerprint)
+        self.save(inputs, fingerprint, out_of_date=saved_at is None)
+
+    def _forget(self):
+        from cronpolicy.safety import remove_quietly, replace_problem
+        if replace_problem(self.path) is None:
+            remove_quietly(self.path)
 
     @property
     def fingerprint_path(self):
@@ -92,9 +102,11 @@ class PolicyCache:
         except ValueError:
             return None
 
-    def save(self, inputs, fingerprint=None):
+    def save(self, inputs, fingerprint=None, out_of_date=True):
         """Write ``inputs`` (rows.Inputs) atomically, then what it holds
-        beside it; raises OSError."""
+        beside it; raises OSError.  ``out_of_date``: what the file holds
+        differs from ``inputs`` (as far as is known), so it is removed
+        when it cannot be replaced."""
         import json
         saved_at = time.time()
         data = {
@@ -110,9 +122,24 @@ class PolicyCache:
             "services": [to_mapping(service) for service in inputs.services],
             "rollouts": [to_mapping(rollout) for rollout in inputs.rollouts],
         }
-        from cronpolicy.safety import checked_directory, write_atomically
+        from cronpolicy.safety import (
+            checked_directory, remove_quietly, replace_problem, write_atomically)
         checked_directory(os.path.dirname(self.path), "state_dir", 0o700)
-        write_atomically(self.path, lambda handle: json.dump(data, handle))
+        # The fingerprint names what the cache held: gone before the cache
+        # changes, so that a new cache whose fingerprint cannot be written
+        # (a full file system) is never confirmed as the old content later.
+        if replace_problem(self.fingerprint_path) is None:
+            remove_quietly(self.fingerprint_path)
+        try:
+            write_atomically(self.path, lambda handle: json.dump(data, handle))
+        except OSError:
+            if out_of_date:
+                # The database said otherwise than the cache holds (a full
+                # file system kept the new one out): the old one, confirmed
+                # a moment ago, must not answer for it once the database is
+                # away.  (A read-only one keeps it: said at every start.)
+                self._forget()
+            raise
         line = "%r %s\n" % (saved_at, fingerprint or _fingerprint(inputs))
         write_atomically(self.fingerprint_path, lambda handle: handle.write(line))
 
@@ -125,12 +152,15 @@ class PolicyCache:
         try:
             with open(open_plain_file(self.path), encoding="utf-8") as handle:
                 confirmed_at = os.fstat(handle.fileno()).st_mtime
-                data = json.load(handle)
+                text = handle.read(SIZE_LIMIT + 1)
+            if len(text) > SIZE_LIMIT:
+                raise ValueError("larger than %d characters" % SIZE_LIMIT)
+            data = json.loads(text)
         except FileNotFoundError:
             return None
         except NotAPlainFile as error:
             return self._reject(error, move_aside=False)    # not ours to move: said
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, RecursionError) as error:  # (nested past recursion)
             return self._reject(error)
         try:
             if data.get("format") == 1:
@@ -166,7 +196,8 @@ class PolicyCache:
                 # (Its deploy and services say what an older version saw open.)
                 rollouts=[from_mapping(Rollout, row) for row in data.get("rollouts", [])],
                 recent_runtimes=[], source=FROM_CACHE, age=confirmed)
-        except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as error:
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError,
+                RecursionError) as error:
             return self._reject(error)
 
     def _reject(self, error, move_aside=True):
@@ -174,10 +205,11 @@ class PolicyCache:
         shape) is moved aside, so it is reported once and then replaced by
         the next successful read; the start goes on as if there were none.
         What is not a plain file (a FIFO, a device) stays where it is."""
+        from cronpolicy.safety import replace_with
         aside = self.path + ".rejected" if move_aside else None
         try:
             if aside is not None:
-                os.replace(self.path, aside)
+                replace_with(self.path, aside)  # (over a plain file only)
         except OSError:
             aside = None
         self.rejected = (aside, "%s: %s" % (type(error).__name__, str(error)[:200]))

@@ -19,6 +19,7 @@ start the same ticket.
 """
 
 import collections
+import errno
 import fcntl
 import os
 import stat
@@ -117,8 +118,9 @@ def facts_of(ticket, host):
 
 
 def _move_aside(path, suffix=".rejected"):
+    from cronpolicy.safety import replace_with
     try:
-        os.rename(path, path + suffix)
+        replace_with(path, path + suffix)   # (over a plain file only)
     except OSError:
         pass
 
@@ -146,7 +148,7 @@ def read_ticket(path):
                               "may write" % path)
         try:
             ticket = json.loads(handle.read(1 << 20))
-        except ValueError as error:
+        except (ValueError, RecursionError) as error:   # (nested past recursion)
             raise TicketError("refusing %s: not a ticket (%s)" % (path, error)) from None
     if not (isinstance(ticket, dict) and ticket.get("format") == FORMAT
             and isinstance(ticket.get("name"), str) and isinstance(ticket.get("block"), str)
@@ -217,8 +219,10 @@ def take(ticket):
             raise FileNotFoundError(path)
         taken = "%s.%d-%d%s" % (path, os.getpid(), int(time.time()), TAKEN)
         os.rename(path, taken)
-    except OSError:             # held by another taker, or gone
+    except OSError as error:    # held by another taker, or gone
         os.close(descriptor)
+        if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise               # no taker may take it: said by the caller
         return None
     return Taken(taken, descriptor)
 
@@ -266,7 +270,12 @@ def failed(taken):
 
 
 def drop(path):
+    """Remove the ticket at ``path``; None, or why it stays (its file
+    system read-only, say): the next runner judges it again."""
     try:
         os.unlink(path)
     except FileNotFoundError:
         pass
+    except OSError as error:
+        return error.strerror
+    return None

@@ -9,19 +9,34 @@ from cronpolicy.errors import ConfigError, UsageError, first_line
 
 SCRIPT_SECTION = "script:"
 
+#: The most a config file may hold (characters): a few keys and sections.
+SIZE_LIMIT = 1 << 20
+
 
 def read_config_file(path, keys, script_keys):
     """{setting: value} of the config file at ``path``, its ``[script:NAME]``
     sections under "scripts"; ``keys`` and ``script_keys``: {key: convert}
     of ``[cronpolicy]`` and of the script sections.  ConfigError, naming
     the file, for anything unreadable, unknown or unsafe."""
+    from cronpolicy.errors import NotAPlainFile
     from cronpolicy.ini import read_ini
+    from cronpolicy.safety import open_plain_file
     try:
-        with open(path, encoding="utf-8") as config_file:
-            text = config_file.read()
+        # A plain file only (a link to one is fine): a FIFO there made every
+        # start wait forever, a device (/dev/zero) read without end.  Its
+        # owner and mode are checked on what was read, not on the name
+        # again (which could meanwhile name another file).
+        with open(open_plain_file(path, follow_links=True), encoding="utf-8") as config_file:
+            info = os.fstat(config_file.fileno())
+            text = config_file.read(SIZE_LIMIT + 1)
+    except NotAPlainFile as error:
+        raise ConfigError("cannot read config file %s: %s" % (path, error.strerror)) from None
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError("cannot read config file %s: %s" % (path, first_line(error))) \
             from None
+    if len(text) > SIZE_LIMIT:
+        raise ConfigError("config file %s is larger than any config file (%d characters): "
+                          "refusing it" % (path, SIZE_LIMIT))
     sections = read_ini(text, path)
     if "cronpolicy" not in sections:
         raise ConfigError("config file %s has no [cronpolicy] section" % path)
@@ -29,7 +44,7 @@ def read_config_file(path, keys, script_keys):
     scripts = _script_sections(path, sections, script_keys)
     if scripts:
         values["scripts"] = scripts
-    check_config_file(path, sections)
+    check_config_file(path, sections, info)
     for key, raw in sections["cronpolicy"].items():
         convert = keys.get(key)
         if convert is None:
@@ -66,12 +81,12 @@ def _script_sections(path, sections, script_keys):
     return scripts
 
 
-def check_config_file(path, sections):
+def check_config_file(path, sections, info):
     """Nobody but its owner (this user or root) may change a config file:
     it says which database to trust and where root writes files.  One
-    holding a secret must be readable by its owner only."""
+    holding a secret must be readable by its owner only.  ``info``: the
+    fstat() of the file that was read."""
     import stat
-    info = os.stat(path)
     mode = stat.S_IMODE(info.st_mode)
     if info.st_uid not in (os.geteuid(), 0):
         raise ConfigError("config file %s is owned by uid %d, neither this user nor root: "

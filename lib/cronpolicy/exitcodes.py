@@ -9,6 +9,7 @@ monitoring checks and rollout tooling act on them.
 OK = 0
 
 #: main() raised (or exited non-zero); the run is recorded as failed.
+#: (`cronpolicy catch-up`: a ticket's command could not be started.)
 FAILED = 1
 
 #: Bad usage or bad input: unknown option, unparsable time, unknown id.
@@ -19,7 +20,8 @@ LOCKED = 3
 
 #: cronpolicy itself could not decide or record: database unreachable, schema
 #: missing or too old, configuration broken, the database refusing the
-#: run's start record (a privilege, or its data).  main() was not called.
+#: run's start record (a privilege, a database that only reads, or its
+#: data).  main() was not called.
 GATE_ERROR = 4
 
 #: `cronpolicy check` and `--dry-run`: the script would be skipped.
@@ -32,7 +34,7 @@ WOULD_SKIP = 5
 INTERRUPTED = 6
 
 #: `cronpolicy deploy wait`: the timeout passed with runs still blocking, or
-#: the rollout it waited for was ended before quiet; `deploy run`: the same,
+#: the rollout it waited for was ended (or deleted) before quiet; `deploy run`: the same,
 #: its command not run.
 WAIT_TIMEOUT = 7
 

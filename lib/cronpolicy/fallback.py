@@ -91,11 +91,15 @@ class FallbackRecorder:
         self.logger.warning("the database refused %s for its data (%s); %s", what, error, kept)
 
     def _spool(self, write):
+        """``write()``'s result, or None (said) when the spool could not take
+        the record: a full or read-only file system, or a spool directory
+        that is no safe directory (ConfigError; after main() ran, that must
+        not end the run as a gate error that never ran it)."""
         try:
             return write()
-        except OSError as error:
+        except (OSError, CronPolicyError) as error:
             self.logger.error("cannot spool the run record in %s: %s; it is lost",
-                              self.spool.directory, error.strerror)
+                              self.spool.directory, getattr(error, "strerror", None) or error)
             return None
 
     def record_skip(self, record):
@@ -133,8 +137,9 @@ class FallbackRecorder:
 
     def record_finish(self, run, end):
         """True when the end reached the database, False when it was
-        spooled, None when the database refused it for its data and not
-        even its status alone could be written (said here).
+        spooled, None when it is in neither (said here): the database
+        refused it for its data and not even its status alone could be
+        written, or the spool could not take it.
 
         An end refused for its data (an exit code past 32 bits, say) is
         written again with its status alone, so that the run does not stay
@@ -151,8 +156,14 @@ class FallbackRecorder:
                                          "spooling it"))
                 else:
                     return self._finish_refused(run, end, error)
-        self._spool(lambda: self.spool.record_finish(run, end))
-        return False
+        return self._spooled(lambda: self.spool.record_finish(run, end))
+
+    def _spooled(self, write):
+        """False once ``write`` spooled an end; None when the spool could not
+        take it (said): no one may then read that it is spooled."""
+        done = []
+        self._spool(lambda: done.append(write()))
+        return False if done else None
 
     def _finish_refused(self, run, end, error):
         alone = RunEnd(status=end.status)
@@ -165,8 +176,7 @@ class FallbackRecorder:
                                     "(%s), and the database was lost before its status alone "
                                     "was written (%s); spooling the status", run.id, error,
                                     again)
-                self._spool(lambda: self.spool.record_finish(run, alone))
-                return False
+                return self._spooled(lambda: self.spool.record_finish(run, alone))
             self._keep_refused(again, "the end of run #%s, even its status alone" % run.id,
                                run=run, end=end)
             self.logger.warning("run #%s stays recorded as running until its lease runs out, "
@@ -200,11 +210,14 @@ class FallbackRecorder:
 
 
 def rejected_lines(spool):
-    """One line for each file the last flush of ``spool`` moved aside."""
+    """One line for each file the last flush of ``spool`` moved aside, or
+    could not read."""
     return ["a spooled run record was refused (%s); moved it to %s, where it is not sent "
             "again" % (why, aside) if aside is not None else
             "a spooled run record was refused (%s); it stays in the spool" % why
-            for aside, why in spool.rejected]
+            for aside, why in spool.rejected] + [
+        "cannot read the spooled run record %s (%s); it stays in the spool" % (path, why)
+        for path, why in getattr(spool, "unread", ())]
 
 
 def spool_waits(spool):

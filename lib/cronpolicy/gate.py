@@ -317,7 +317,9 @@ class Gate:
                      stop_block=stop.block if stop is not None else None)
         recorded = self.recorder.record_finish(run, end)
         if recorded is None:
-            return ending.exit_code     # refused for its data (the recorder said so)
+            # Refused for its data, or the spool could not take it: the
+            # recorder said so, and where the record is (or that it is lost).
+            return ending.exit_code
         if not recorded:
             self.logger.warning("%s %s in %s (exit code %d); its record is spooled",
                                 "run #%s" % run.id if run.id else "offline run",

@@ -72,9 +72,14 @@ class ScriptLock:
         """Take the lock or raise LockHeld at once (never waits)."""
         checked_directory(self.lock_dir, "lock_dir")
         fd = self._flock(self.path, fcntl.LOCK_EX)
-        os.ftruncate(fd, 0)
-        os.write(fd, b"%d\n" % os.getpid())
         self._fd = fd
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, b"%d\n" % os.getpid())
+        except OSError:
+            # A full (or failing) file system: the flock is held all the
+            # same, and the pid only names the holder in messages.
+            pass
         if self.legacy_path is not None:
             # An instance started by an older version holds the old file
             # exclusively: while it runs, this one must not.  Shared, so that

@@ -135,11 +135,12 @@ def _syslog_handler(path):
 
 
 def _failures_said_once(handler, where):
-    """A record ``handler`` cannot write (a log file on a full disk, standard
-    error gone) is one line on standard error, the first time, naming
+    """A record ``handler`` cannot write (standard error full, closed or its
+    reader gone) is one line on standard error, the first time, naming
     ``where`` (None: standard error itself, where nothing can be said):
     Python's logging printed a traceback and the record for each one.  The
-    run goes on and its exit code is main()'s: the database has the run."""
+    run goes on and its exit code is main()'s: the database has the run.
+    (A log file's handler says its own: _file_handler.)"""
     said = []
 
     def handleError(record):
@@ -156,6 +157,55 @@ def _failures_said_once(handler, where):
         except (OSError, ValueError, AttributeError):
             pass
     handler.handleError = handleError
+
+
+def _file_handler(path):
+    """A handler appending to the log file at ``path``.  Opened without
+    waiting: a FIFO nobody reads made the start wait forever in open()
+    (now OSError, ENXIO, at once; one a collector reads is fine).  A record
+    it cannot write later (a full file system) is one line on standard
+    error, once, not a traceback per record."""
+    import errno
+    import logging
+    import stat
+
+    class FileHandler(logging.FileHandler):
+        said = False
+
+        def _open(self):
+            # A link is followed only when it is this user's or root's
+            # (/var/log/x -> ...); one another user planted (in /tmp) would
+            # have root append to whatever file it names.  No link there
+            # now: none is followed (O_NOFOLLOW), should one be planted
+            # before the open; a link of root's in a sticky directory
+            # cannot be swapped for another.
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC
+            try:
+                info = os.lstat(self.baseFilename)
+            except FileNotFoundError:
+                info = None
+            if info is None or not stat.S_ISLNK(info.st_mode):
+                flags |= os.O_NOFOLLOW
+            elif info.st_uid not in (os.geteuid(), 0):
+                raise OSError(errno.EPERM, "it is a symbolic link owned by uid %d; other users "
+                              "could make cronpolicy write into any file" % info.st_uid,
+                              self.baseFilename)
+            descriptor = os.open(self.baseFilename, flags, 0o666)
+            try:
+                os.set_blocking(descriptor, True)
+                return open(descriptor, "a", encoding=self.encoding, errors=self.errors)
+            except BaseException:
+                os.close(descriptor)
+                raise
+
+        def handleError(self, record):
+            if not self.said:
+                self.said = True
+                error = sys.exc_info()[1]
+                sys.stderr.write("cronpolicy: cannot write log file %s: %s\n" % (
+                    self.baseFilename, getattr(error, "strerror", None) or error))
+
+    return FileHandler(path, encoding="utf-8")
 
 
 def _journal_formatter():
@@ -231,8 +281,7 @@ class LogSetup:
                 self.configured = True
                 return
             if self.log_file:
-                handler = logging.FileHandler(self.log_file, encoding="utf-8")
-                _failures_said_once(handler, self.log_file)
+                handler = _file_handler(self.log_file)
             elif self.syslog:
                 handler = _syslog_handler(self.syslog)
             else:

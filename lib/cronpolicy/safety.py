@@ -268,8 +268,22 @@ def open_plain_file(path, follow_links=False):
 
 def open_lock_file(path):
     """Open (creating) a lock file read-write without following a link, and
-    make sure it is a plain file with no other name (not a planted hard link)."""
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    make sure it is a plain file with no other name (not a planted hard link).
+    On a read-only file system, or one this user may not write, a lock file
+    already there is opened read-only: flock() needs no write, and only the
+    pid it names would be missing (a FIFO is not waited on: O_NONBLOCK)."""
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                             0o644)
+    except OSError as error:
+        import errno
+        if error.errno not in (errno.EROFS, errno.EACCES):
+            raise
+        try:
+            descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+                                 | os.O_NONBLOCK)
+        except OSError:
+            raise error from None
     info = os.fstat(descriptor)
     if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
         os.close(descriptor)

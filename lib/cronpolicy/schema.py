@@ -195,7 +195,10 @@ def upgrade_sqlite(connection):
                 applied.append(filename)
             connection.execute("COMMIT")
         except BaseException:
-            connection.execute("ROLLBACK")
+            # SQLite may have rolled it back itself (a full disk: SQLITE_FULL);
+            # a ROLLBACK then would raise in place of the error that says why.
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
             raise
     return applied
 

@@ -24,6 +24,11 @@ from cronpolicy.shapes import shape
 
 FORMAT = 2
 
+#: The most a spool entry may hold (characters): a run's record is some
+#: hundred bytes, its texts at most what the database took; a larger file
+#: (a log copied here by mistake) is no entry, set aside unread.
+ENTRY_LIMIT = 16 << 20
+
 #: One spooled record: a whole run (``record``, with its key ``spool_id``), or the
 #: ``end`` of the recorded run ``run_id``.
 SpoolEntry = shape("SpoolEntry", "record run_id end")
@@ -41,6 +46,9 @@ class Spool:
         self.clock = clock
         #: [(path in rejected/, why)] of the last flush.
         self.rejected = []
+        #: [(path, why)]: the files the last look could not read (no
+        #: permission, an I/O error): they stay, and are not called damaged.
+        self.unread = []
 
     # IRunRecorder --------------------------------------------------------------
 
@@ -116,17 +124,28 @@ class Spool:
         """[(path, SpoolEntry or None)], oldest first; None for a file that is
         not a spool entry (damaged, of an unknown shape, or no plain file:
         a FIFO would block the flush)."""
+        from cronpolicy.errors import NotAPlainFile
         from cronpolicy.safety import open_plain_file
         found = []
+        self.unread = []
         for name in self._names():
             path = os.path.join(self.directory, name)
             try:
                 with open(open_plain_file(path), encoding="utf-8") as handle:
-                    import json
-                    found.append((path, parse_entry(json.load(handle))))
+                    text = handle.read(ENTRY_LIMIT + 1)
+                if len(text) > ENTRY_LIMIT:
+                    raise ValueError("larger than any spool entry")
+                import json
+                found.append((path, parse_entry(json.loads(text))))
             except FileNotFoundError:
                 continue    # another flush took it
-            except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError):
+            except OSError as error:
+                if isinstance(error, NotAPlainFile):
+                    found.append((path, None))
+                else:       # not damaged: unreadable for now (a file root copied here)
+                    self.unread.append((path, error.strerror))
+            except (ValueError, KeyError, TypeError, AttributeError, OverflowError,
+                    RecursionError):    # (JSON nested deeper than Python recurses)
                 found.append((path, None))
         return found
 
@@ -175,6 +194,16 @@ class Spool:
                 os.unlink(path)
             except FileNotFoundError:
                 pass
+            except OSError as error:
+                # (A read-only or failing file system.)  Written, yet it stays:
+                # a later flush finds it written and changes nothing; the
+                # rest wait for then rather than be sent at every flush.
+                from cronpolicy.errors import ConfigError
+                raise ConfigError(
+                    "wrote %d spooled run record%s to the database, but cannot remove %s from "
+                    "the spool: %s; it and the rest stay spooled (a later flush finds it "
+                    "written)" % (written + 1, "" if written == 0 else "s", path,
+                                  error.strerror)) from None
             written += 1
         if denied is not None:
             denied.written = written    # what did go through, for the caller to say
@@ -200,9 +229,10 @@ class Spool:
                 why, getattr(error, "strerror", None) or error)))
 
     def _reject(self, path, why):
+        from cronpolicy.safety import replace_with
         aside = os.path.join(self._rejected_directory(), os.path.basename(path))
         try:
-            os.replace(path, aside)
+            replace_with(path, aside)       # (over a plain file only)
         except FileNotFoundError:
             return          # another flush took it (and says so)
         self.rejected.append((aside, why))

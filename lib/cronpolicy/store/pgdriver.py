@@ -64,7 +64,10 @@ TRANSIENT_SQLSTATES = frozenset(["53300", "53400", "57P01", "57P02", "57P03",
 # check_violation, NOT NULL, UNIQUE) and 54 (program limit exceeded: a
 # value too long for an index, "index row size exceeds btree maximum";
 # psycopg2 raises class 54 as an OperationalError, yet no retry helps).
-REFUSED_SQLSTATE_CLASSES = ("22", "23", "54")
+# And class P0: a trigger of the site's own (a DBA's) that refuses a row
+# with plpgsql's RAISE EXCEPTION (P0001; ASSERT, P0004): taken for an
+# outage, the job ran unseen and its spooled record failed every flush.
+REFUSED_SQLSTATE_CLASSES = ("22", "23", "54", "P0")
 # A race, not the data: a serialization failure, or a claim of a script or
 # a host (claim_script, claim_host) that another transaction committed while
 # this one waited for it, unseen by a snapshot taken before (a login whose
@@ -72,6 +75,13 @@ REFUSED_SQLSTATE_CLASSES = ("22", "23", "54")
 # again sees the claim.  Taken for a refusal of the data, it stopped the
 # first starts of a new script by the same login at once (exit 4).
 RACED_SQLSTATES = frozenset(["40001"])
+# The database answers, and will not let this login write what was asked,
+# whatever the moment: a missing privilege (42501), or a database that only
+# reads (25006: a hot standby, default_transaction_read_only).  Taken for an
+# outage, a start on a standby ran unseen by `deploy wait`, decided on a
+# policy that may lag the primary's (a rollout begun there unseen).
+DENIED_SQLSTATES = frozenset(["42501", "25006"])
+READ_ONLY_SQLSTATE = "25006"
 CLAIM_KEYS = frozenset(["script_owner_name_role_key", "script_owner_first_claim_key",
                         "host_login_host_role_key", "host_login_first_claim_key"])
 # Undefined table, column, schema, function: the schema is missing or old.
@@ -154,9 +164,11 @@ def translate(error, doing, dsn, found_version=None):
     transient = raced or not refused and (
         isinstance(error, (psycopg2.OperationalError, psycopg2.InterfaceError))
         or code in TRANSIENT_SQLSTATES)
-    return DatabaseError("cannot %s in %s: %s" % (
-        doing, config.mask_dsn(dsn), config.scrub(first_line(error), dsn)), transient=transient,
-        refused=refused, denied=code == "42501", raced=raced)
+    hint = ("; the database only reads (a standby, or default_transaction_read_only): point "
+            "the DSN at the primary" if code == READ_ONLY_SQLSTATE else "")
+    return DatabaseError("cannot %s in %s: %s%s" % (
+        doing, config.mask_dsn(dsn), config.scrub(first_line(error), dsn), hint),
+        transient=transient, refused=refused, denied=code in DENIED_SQLSTATES, raced=raced)
 
 
 def translated(error, doing, dsn):

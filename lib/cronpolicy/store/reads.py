@@ -42,9 +42,6 @@ UNLEASED_GRACE = datetime.timedelta(seconds=30)
 
 DEPLOY_KINDS = dict(DeployState.kinds, id="int")
 
-#: PostgreSQL's SQLSTATE for "permission denied".
-INSUFFICIENT_PRIVILEGE = "42501"
-
 
 def window_state(window, now):
     """cancelled, over, active or upcoming."""
@@ -581,16 +578,17 @@ def reap_if_free(reader, busy_timeout=config.DEFAULT_CONNECT_TIMEOUT):
     """Record dead runs as abandoned, in a transaction of their own, unless
     the database is busy with a writer (SQLite: a DBA's open transaction)
     for longer than BRIEF_WAIT, or the login may only read (PostgreSQL:
-    cronpolicy_reader): then the read goes on without, and a later one
-    (or another login's) does it."""
+    cronpolicy_reader; or the database only reads, a standby): then the
+    read goes on without, and a later one (or another login's, on the
+    primary) does it."""
     if reader.backend == config.POSTGRESQL:
         try:
             with _transaction(reader, write=True):
                 reader.reap_dead_runs()
         except DatabaseError as error:
-            if getattr(error.__cause__, "pgcode", None) != INSUFFICIENT_PRIVILEGE:
+            if not error.denied:
                 raise
-            import logging      # a login that may only read (cronpolicy_reader)
+            import logging      # a login that may only read (cronpolicy_reader), or a standby
             logging.getLogger("cronpolicy").info("dead runs not recorded: %s", error)
         return
     import sqlite3

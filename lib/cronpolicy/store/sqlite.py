@@ -37,6 +37,7 @@ def connect_sqlite(path, busy_timeout=config.DEFAULT_CONNECT_TIMEOUT, create_dir
         except OSError as error:
             raise ConfigError("cannot create %s for the SQLite database: %s"
                               % (directory, error.strerror)) from error
+    _check_place(path, directory)
     try:
         # The watcher thread uses the connection while main() runs (never both at once).
         connection = sqlite3.connect(":memory:", timeout=busy_timeout, isolation_level=None,
@@ -53,8 +54,58 @@ def connect_sqlite(path, busy_timeout=config.DEFAULT_CONNECT_TIMEOUT, create_dir
         # is abandoned anyway.  Final states are written durably (_durable).
         connection.execute("PRAGMA cronpolicy.synchronous = NORMAL")
     except sqlite3.Error as error:
-        raise DatabaseError("cannot open SQLite database %s: %s" % (path, error)) from error
+        raise DatabaseError("cannot open SQLite database %s: %s%s"
+                            % (path, error, _full(directory))) from error
     return connection
+
+
+def _full(directory):
+    """"; its file system is full" when it is: SQLite says "disk I/O
+    error" when it cannot size its -shm file on a full disk, which would
+    send an operator to look at the hardware."""
+    try:
+        space = os.statvfs(directory)
+    except OSError:
+        return ""
+    return "; its file system is full" if space.f_bavail == 0 else ""
+
+
+def _check_place(path, directory):
+    """The SQLite file is written (and its -wal and -shm made beside it) as
+    every file cronpolicy writes: in a directory no other user may write
+    into (cronpolicy.safety), and not through a symbolic link another user
+    planted at its name.  (SQLite follows links: as root it wrote its schema
+    into whatever file such a link named, and made it when missing.)"""
+    import stat
+    from cronpolicy.safety import checked_directory
+    checked_directory(directory, "SQLite database directory")
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return          # none yet: made in the directory just checked
+    if stat.S_ISLNK(info.st_mode) and info.st_uid not in (os.geteuid(), 0):
+        raise ConfigError("refusing the SQLite database %s: it is a symbolic link owned by "
+                          "uid %d; other users could make cronpolicy overwrite files"
+                          % (path, info.st_uid))
+    if stat.S_ISREG(info.st_mode) and info.st_nlink != 1:
+        # (A hard link to another's file, in /tmp, where fs.protected_hardlinks
+        # is 0.  SQLite itself warns of a database with several names.)
+        raise ConfigError("refusing the SQLite database %s: it has %d names (a planted hard "
+                          "link?); other users could make cronpolicy overwrite files"
+                          % (path, info.st_nlink))
+
+
+#: SQLite's primary result code for a write to a database it opened read-only.
+_SQLITE_READONLY = 8
+
+
+def _read_only(error):
+    """Whether sqlite3's ``error`` says the file may not be written by this
+    process (its mode, or its directory's: SQLITE_READONLY and kin)."""
+    code = getattr(error, "sqlite_errorcode", None)        # Python 3.11+
+    if code is not None:
+        return code & 0xff == _SQLITE_READONLY
+    return "readonly database" in str(error)
 
 
 def _text(value):
@@ -138,9 +189,14 @@ class SQLiteStore:
             except sqlite3.Error as error:
                 if connection.in_transaction:
                     connection.execute("ROLLBACK")
+                denied = _read_only(error)
                 raise DatabaseError(
                     "cannot %s in %s: %s" % (doing, self.path, error),
-                    transient=isinstance(error, sqlite3.OperationalError),
+                    transient=isinstance(error, sqlite3.OperationalError) and not denied,
+                    # A file this user may read but not write: as a missing
+                    # privilege on PostgreSQL, no outage to run through
+                    # (the run would go on unseen by `deploy wait`).
+                    denied=denied,
                     # A CHECK, NOT NULL or UNIQUE, a guard trigger's
                     # RAISE(ABORT) (IntegrityError); a value too big (DataError).
                     refused=isinstance(error, (sqlite3.IntegrityError, sqlite3.DataError))
@@ -183,8 +239,16 @@ class SQLiteStore:
         checkpoints itself) the WAL file is synced here instead: SQLite
         locks the -shm and the database file, never the -wal, so our own
         descriptor on it disturbs no lock."""
-        busy, frames, copied = connection.execute(
-            "PRAGMA cronpolicy.wal_checkpoint(PASSIVE)").fetchone()
+        import sqlite3
+        try:
+            busy, frames, copied = connection.execute(
+                "PRAGMA cronpolicy.wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.OperationalError:
+            # The database file could not grow (a full disk): the commit is
+            # made all the same, and safe once the WAL is synced, below.
+            # Raising would have the caller spool, or say lost, a record
+            # that is in the database.
+            busy, frames, copied = 1, -1, -1
         if busy == 0 and frames >= 0 and copied == frames:
             return          # all of the WAL is in the database file, synced
         # The file as SQLite named it (its links resolved): the WAL is beside it.

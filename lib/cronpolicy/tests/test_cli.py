@@ -50,7 +50,7 @@ def test_disable_enable_and_check(cli, dba):
     assert "mirror down" in decision["reason"]
     code, out, err = cli("enable", "publish-distro", "--host", "web1")
     # (publish-distro never ran here: a typo would disable nothing, so it asks.)
-    assert code == exitcodes.OK and err.startswith("warning: no script named publish-distro")
+    assert code == exitcodes.OK and err.startswith("cronpolicy: warning: no script named publish-distro")
     assert cli("check", "publish-distro", "--host", "web1")[0] == exitcodes.OK
     assert cli("check", "publish-distro", "--host", "web2")[0] == exitcodes.WOULD_SKIP
     code, out, _ = cli("status", "--json")
@@ -707,14 +707,33 @@ def test_a_command_with_no_dsn_configured_says_it_reads_the_local_file(tmp_path)
 
 
 def test_run_after_a_global_option_says_run_comes_first(cli):
-    """`cronpolicy --dsn X run NAME -- CMD` said "unrecognized arguments:
-    NAME -- CMD": main gives `run` its words only when it comes first."""
-    for argv in (("--dsn", "sqlite:////nonexistent/x.db", "run", "job", "--", "true"),
-                 ("-v", "run", "job", "--", "true"), ("--dsn", "x", "run")):
+    """`cronpolicy -v run NAME -- CMD` said "unrecognized arguments:
+    NAME -- CMD": main gives `run` its words only when it comes first (or
+    after --dsn DSN, see the next test)."""
+    for argv in (("-v", "run", "job", "--", "true"), ("--json", "run", "job", "--", "true")):
         code, out, err = cli(*argv)
         assert code == exitcodes.USAGE and out == "", argv
         assert err == "cronpolicy: error: `run` must come first: cronpolicy run NAME " \
             "[options] -- COMMAND (see --help)\n", (argv, err)
+
+
+@pytest.mark.integration
+def test_run_after_dsn_runs_as_the_usage_says(tmp_path):
+    """`cronpolicy --help` shows `cronpolicy [--dsn DSN] COMMAND ...`, and run
+    is one of its commands: `cronpolicy --dsn DSN run NAME -- CMD` was
+    refused (exit 2, "`run` must come first"); it runs, recorded in DSN."""
+    from .conftest import DBA, make_env
+    other = "sqlite:///" + str(tmp_path / "other.sqlite")
+    env = make_env(tmp_path, "sqlite:////nonexistent/x.sqlite")     # what --dsn overrides
+    for argv in (("--dsn", other, "run", "job", "--", "true"),
+                 ("--dsn=" + other, "run", "-v", "job", "--", "true")):
+        result = subprocess.run([sys.executable, "-m", "cronpolicy", *argv], env=env,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == exitcodes.OK, result.stderr
+    assert [run["status"] for run in DBA(other).runs("job")] == ["succeeded"] * 2
+    result = subprocess.run([sys.executable, "-m", "cronpolicy", "--dsn", other, "run"],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == exitcodes.USAGE and "no NAME" in result.stderr, result.stderr
 
 
 def test_deploy_run_without_the_double_dash_says_to_give_it(cli):

@@ -90,6 +90,39 @@ def test_a_start_the_database_refuses_for_its_data_does_not_run(scripts, dba):
     assert [run["status"] for run in dba.runs()] == ["succeeded"]
 
 
+def test_a_start_a_dbas_trigger_raises_on_does_not_run(pg_scripts, pg_dsn):
+    """A DBA's own trigger refusing runs with plpgsql's RAISE EXCEPTION
+    (SQLSTATE P0001, not a constraint's class 23): taken for an outage, the
+    job ran unseen, and its spooled start was sent again at every flush,
+    each failing (exit 4) on it.  Now refused as a CHECK is: not run; and a
+    spooled record it refuses is moved aside."""
+    dba = DBA(pg_dsn)
+    dba.execute("CREATE FUNCTION public.frozen_%d() RETURNS trigger LANGUAGE plpgsql AS $$"
+                " BEGIN IF NEW.host = 'frozen-host' THEN RAISE EXCEPTION 'frozen by the DBA';"
+                " END IF; RETURN NEW; END $$;"
+                " CREATE TRIGGER frozen BEFORE INSERT ON cronpolicy.script_run FOR EACH ROW"
+                " EXECUTE FUNCTION public.frozen_%d()" % (os.getpid(), os.getpid()))
+    try:
+        pg_scripts.write("nightly-report")
+        result = pg_scripts.run("nightly-report", env={"CRONPOLICY_HOST": "frozen-host"})
+        no_traceback(result)
+        assert result.returncode == exitcodes.GATE_ERROR, result.stderr
+        [line] = result.stderr.strip().splitlines()
+        assert "not running" in line and "frozen by the DBA" in line, line
+        assert pg_scripts.main_calls("nightly-report") == 0
+        assert len(Spool(spool_dir(pg_scripts.env))) == 0
+        Spool(spool_dir(pg_scripts.env)).record_skip(
+            RunRecord(name="old-spooled", host="frozen-host", pid=1))
+        flushed = pg_scripts.run("nightly-report")
+        no_traceback(flushed)
+        assert flushed.returncode == exitcodes.OK, flushed.stderr
+        [kept] = rejected_files(pg_scripts.env)
+        assert "frozen by the DBA" in flushed.stderr and kept in flushed.stderr
+    finally:
+        dba.execute("DROP TRIGGER frozen ON cronpolicy.script_run;"
+                    " DROP FUNCTION public.frozen_%d()" % os.getpid())
+
+
 def test_a_skip_the_database_refuses_is_kept_aside_with_one_warning(scripts, dba):
     scripts.write("nightly-report")
     dba.execute("INSERT INTO cronpolicy.script_policy (name, enabled, reason)"

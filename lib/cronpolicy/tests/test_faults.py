@@ -457,11 +457,43 @@ def test_configuration_errors_are_not_outages(scripts, pg_dsn):
     assert result.returncode == exitcodes.GATE_ERROR
     [line] = result.stderr.strip().splitlines()
     assert "does not exist" in line
-    for argv in (["run"], ["run", "x", "--", "true"]):
-        cli = subprocess.run([sys.executable, "-m", "cronpolicy", "--dsn", pg_dsn] + argv,
-                             capture_output=True, text=True, timeout=60)
-        assert cli.returncode == exitcodes.USAGE and len(cli.stderr.strip().splitlines()) == 1
-        assert "Traceback" not in cli.stderr
+    # (`cronpolicy --dsn DSN run x -- true` runs: test_cli.py's
+    # test_run_after_dsn_runs_as_the_usage_says.)
+    cli = subprocess.run([sys.executable, "-m", "cronpolicy", "--dsn", pg_dsn, "run"],
+                         capture_output=True, text=True, timeout=60)
+    assert cli.returncode == exitcodes.USAGE and len(cli.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in cli.stderr
+
+
+@pytest.mark.integration
+def test_a_database_that_only_reads_stops_a_start_and_still_answers_the_reads(tmp_path):
+    """A DSN that names a standby (or a database set
+    default_transaction_read_only): the start's INSERT met 25006, which was
+    taken for an outage, so main() ran unseen by `deploy wait`, decided on
+    what a standby may still hold from before a rollout began on the
+    primary, and its record was spooled to fail at every flush; and `status`
+    failed (exit 4) on recording dead runs.  Now as a missing privilege:
+    main() not run, one line saying so and where to point the DSN (exit 4);
+    the read commands answer without recording dead runs."""
+    from .conftest import admin_connection, schema_template
+    name, dsn = create_database(template=schema_template())
+    try:
+        with admin_connection() as connection, connection.cursor() as cursor:
+            cursor.execute('ALTER DATABASE "%s" SET default_transaction_read_only = on' % name)
+        scripts = ScriptRunner(tmp_path, make_env(tmp_path, dsn))
+        scripts.write("publish-distro")
+        result = scripts.run("publish-distro")
+        assert result.returncode == exitcodes.GATE_ERROR, result.stderr
+        [line] = result.stderr.strip().splitlines()
+        assert "only reads" in line and "primary" in line, line
+        assert scripts.main_calls("publish-distro") == 0
+        assert len(spool_of(scripts)) == 0
+        status = subprocess.run([sys.executable, "-m", "cronpolicy", "status"], env=scripts.env,
+                                capture_output=True, text=True, timeout=60)
+        assert status.returncode == exitcodes.OK, status.stderr
+        assert "Traceback" not in status.stderr
+    finally:
+        drop_database_soon(name)
 
 
 # Liveness by lease ----------------------------------------------------------------------------

@@ -135,6 +135,22 @@ def test_the_commands_lines_carry_priorities_in_the_journal_too(tmp_path, sqlite
                                 journal=True)
     assert code == exitcodes.OK and lines and all(
         line.startswith(("<4>cronpolicy: warning", "<6>")) for line in lines), lines
+    # Each command's warnings and errors, however it words them (docs/operators.txt,
+    # "Logs": <3> for its errors, <4> for its warnings): they were <6>, all but
+    # those starting "cronpolicy: error" or "cronpolicy: warning"; `run`'s own
+    # usage errors had no priority at all.
+    (tmp_path / "crontab").write_text("0 * * * * %s\n" % ("x" * 995))
+    for argv, code, priority, text in (
+            (["disable", "nobody-else"], exitcodes.OK, "<4>", "no script named nobody-else"),
+            (["deploy", "wait", "--timeout", "1s"], exitcodes.OK, "<4>", "no rollout is open"),
+            (["window", "add", "--start", "now"], exitcodes.USAGE, "<3>", "--duration"),
+            (["run", "job"], exitcodes.USAGE, "<3>", "give the command"),
+            (["crontab", "wrap", str(tmp_path / "crontab")], exitcodes.NOT_ALL_WRAPPED, "<4>",
+             "left unwrapped")):
+        result, lines = _stderr_lines(tmp_path, env, [PROGRAM, *argv], journal=True)
+        said = [line for line in lines if text in line]
+        assert result == code and len(said) == 1 and said[0].startswith(priority), (
+            argv, result, lines)
     code, lines = _stderr_lines(tmp_path, env, [PROGRAM, "window", "cancel", "999"],
                                 journal=False)
     assert lines == ["cronpolicy: error: no rollout window with id 999"], lines

@@ -266,7 +266,7 @@ def test_a_log_that_cannot_be_written_leaves_the_exit_code_the_runs(tmp_path, sq
                start(env, ["-v"], "2>/dev/full", program=scripts[1]),
                start(env, ["run", "-v", "wrapped", "--", "true"], "2>/dev/full")]
     logged, full, wrapped = [finish(process) for process in started]
-    assert logged == (exitcodes.OK, "", "cronpolicy: cannot write the log to /dev/full: No "
+    assert logged == (exitcodes.OK, "", "cronpolicy: cannot write log file /dev/full: No "
                       "space left on device\n"), logged
     assert full[0] == exitcodes.OK and wrapped[0] == exitcodes.OK, (full, wrapped)
 

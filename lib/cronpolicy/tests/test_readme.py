@@ -13,6 +13,8 @@ import textwrap
 
 import pytest
 
+from cronpolicy import exitcodes
+
 # The top of a checkout: beside the source tree, or the current directory
 # when the suite runs from an installed copy (README's test command, from
 # the checkout).
@@ -382,6 +384,107 @@ def test_the_pin_example_runs_as_written(script_env, tmp_path):
     assert result.stdout.strip() == str(job)
 
 
+def crontab_command(line):
+    """The command of a crontab line: what cron hands to /bin/sh, past the
+    five time fields (or an @keyword) and the blanks after them."""
+    match = re.match(r"^(?:@\w+|(?:\S+[ \t]+){4}\S+)[ \t]+(.*)$", line)
+    assert match, "not a crontab line: %r" % line
+    return match.group(1)
+
+
+def _shell(command, env, tmp_path, rewrite=()):
+    """``command`` through /bin/sh as cron runs it, but for the top folders
+    in ``rewrite`` (moved under this test's directory), with this Python's
+    bin first on PATH (`cronpolicy`)."""
+    for folder in rewrite:
+        command = re.sub(r"(?<![\w/])/%s/" % folder, "%s/%s/" % (tmp_path, folder), command)
+    env = dict(env, PATH=os.path.dirname(sys.executable) + os.pathsep
+               + os.environ.get("PATH", ""))
+    return subprocess.run(["/bin/sh", "-c", command], env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def _quick_start_line(tmp_path, script_env):
+    """README's crontab line for the quick start's script: the script at
+    /srv/app/cron/publish-distro.py, run by a venv's python; its log file."""
+    app = tmp_path / "srv" / "app"
+    (app / "cron").mkdir(parents=True)
+    _executable(str(app / ".venv" / "bin" / "python"), '#!/bin/sh\nexec "%s" "$@"\n'
+                % sys.executable)           # this test's Python, as the venv's
+    (app / "cron" / "publish-distro.py").write_text(example_after("Quick start for script authors"))
+    (tmp_path / "var" / "log" / "app").mkdir(parents=True)
+
+    def check(run, dba):
+        [result] = run()
+        assert (result.returncode, result.stdout, result.stderr) == (0, "", ""), result
+        log = (tmp_path / "var" / "log" / "app" / "publish-distro.log").read_text()
+        assert "publishing ubuntu" in log, log
+        assert [run["status"] for run in dba.runs("publish-distro")] == ["succeeded"]
+    return ("srv", "var"), check
+
+
+def _catch_up_line(tmp_path, script_env):
+    def check(run, dba):                    # nothing to catch up: says nothing (cron mails it)
+        [result] = run()
+        assert (result.returncode, result.stdout, result.stderr) == (0, "", ""), result
+    return (), check
+
+
+def _metrics_lines(tmp_path, script_env):
+    """Each host's own series, and one host's fleet-wide ones, through the
+    textfile collector's directory."""
+    collector = tmp_path / "var" / "lib" / "prometheus" / "node-exporter"
+    collector.mkdir(parents=True)
+
+    def check(run, dba):
+        results = run()
+        assert [(result.returncode, result.stdout, result.stderr) for result in results] == [
+            (0, "", "")] * 2, results
+        assert "cronpolicy_" in (collector / "cronpolicy.prom").read_text()
+        assert "cronpolicy_deploy_pending" in (collector / "cronpolicy-fleet.prom").read_text()
+    return ("var",), check
+
+
+def _check_line(tmp_path, script_env):
+    """The gated shell line: the command runs when the policy says run, and
+    not while a rollout is open."""
+    synced = tmp_path / "synced"
+    _executable(str(tmp_path / "srv" / "bin" / "sync-mirror"),
+                "#!/bin/sh\necho synced >> %s\n" % synced)
+
+    def check(run, dba):
+        [result] = run()
+        assert (result.returncode, result.stdout, result.stderr) == (0, "", ""), result
+        assert synced.read_text() == "synced\n"
+        dba.execute("INSERT INTO cronpolicy.rollout (reason) VALUES ('release 4521')")
+        [result] = run()
+        assert (result.returncode, result.stdout) == (exitcodes.WOULD_SKIP, ""), result
+        assert synced.read_text() == "synced\n"
+    return ("srv",), check
+
+
+#: The manual's crontab lines, each run as cron would run it (its command
+#: through /bin/sh), in an environment each sets up: (the marker before
+#: it, what it needs).
+CRONTAB_LINES = {
+    "Put it in crontab unchanged": _quick_start_line,
+    "Add the line to the crontab of each user whose scripts catch up": _catch_up_line,
+    "node_exporter's textfile collector": _metrics_lines,
+    "now+2h, now-1h.  `check` can gate a plain shell crontab line": _check_line,
+}
+
+
+@pytest.mark.parametrize("marker", sorted(CRONTAB_LINES))
+def test_the_crontab_lines_run_as_written(marker, script_env, tmp_path, dba):
+    """Each crontab line of the manual (CRONTAB_LINES), verbatim: its
+    command through /bin/sh, as cron runs it, with /srv and /var moved under
+    this test's directory where the line names them."""
+    lines = example_after(marker).splitlines()
+    rewrite, check = CRONTAB_LINES[marker](tmp_path, script_env)
+    commands = [crontab_command(line) for line in lines]
+    check(lambda: [_shell(command, script_env, tmp_path, rewrite) for command in commands], dba)
+
+
 #: README's section with the simulator's headline figures.
 HEADLINE = "What it buys you: a fleet simulated, strategy against strategy"
 
@@ -564,9 +667,7 @@ EXAMPLES = (
     ("Set up", "", "test_ci_runs_the_set_up_commands_of_readme"),
     ("Quick start for script authors", "class PublishDistro(CronScript)",
      "test_the_quick_start_script_runs_against_the_in_memory_store"),
-    ("Put it in crontab unchanged", "*/15 * * * *",
-     NOT_RUN + "a crontab line, for the quick start's script (run by the test of the quick "
-     "start)"),
+    ("Put it in crontab unchanged", "*/15 * * * *", "test_the_crontab_lines_run_as_written"),
     ("Testing a script without a database", "MemoryDatabase",
      "test_the_quick_start_script_runs_against_the_in_memory_store"),
     (HEADLINE, "154 job instances",
@@ -584,15 +685,15 @@ EXAMPLES = (
     ("To choose a name yourself", "# cronpolicy: name=", "test_the_crontab_recipes_run"),
     ("Unique on a host.", "crontab names", "test_the_crontab_recipes_run"),
     ("Add the line to the crontab of each user whose scripts catch up", "cronpolicy catch-up",
-     NOT_RUN + "a crontab line (test_catch_up.py runs the command)"),
+     "test_the_crontab_lines_run_as_written"),
     ("node_exporter's textfile collector", "cronpolicy metrics --host",
-     NOT_RUN + "crontab lines (test_prometheus.py runs the commands)"),
+     "test_the_crontab_lines_run_as_written"),
     ("Passwords are masked (***) in every log", "[cronpolicy]",
      "test_the_config_file_example_loads_as_written"),
     ("The cronpolicy command", "cronpolicy schema upgrade",
      "test_the_command_list_names_every_option_each_command_has"),
     ("now+2h, now-1h.  `check` can gate a plain shell crontab line", "cronpolicy check",
-     NOT_RUN + "a crontab line (test_cli.py runs `cronpolicy check`)"),
+     "test_the_crontab_lines_run_as_written"),
     ("Watching the fleet: cronpolicy serve", "cronpolicy serve --dsn",
      "test_serve.py::test_the_readme_example_serves_as_written"),
     ("Many running scripts: cronpolicy relay", "cronpolicy relay --dsn",
@@ -682,9 +783,10 @@ def test_every_example_is_run_or_said_why_not():
         assert claims, "no example is found by %r holding %r" % (found_by, text)
         for name, index, _, _ in claims:
             claimed.setdefault((name, index + 1), []).append(runner)
-        if not runner.startswith(NOT_RUN):        # named as is, or by a constant here
+        if not runner.startswith(NOT_RUN):        # named as is, or by a constant here (or its keys)
             spellings = [found_by] + [name for name, value in globals().items()
-                                      if value == found_by and name.isupper()]
+                                      if name.isupper() and (value == found_by or (
+                                          isinstance(value, dict) and found_by in value))]
             source = _test_source(runner)
             assert any(spelling in source for spelling in spellings), (runner, found_by)
     unclaimed = ["%s:%d %s" % (name, index + 1, block.splitlines()[0])
@@ -692,6 +794,37 @@ def test_every_example_is_run_or_said_why_not():
     assert not unclaimed, "examples no test runs (add them to EXAMPLES): %s" % unclaimed
     twice = {where: runners for where, runners in claimed.items() if len(runners) > 1}
     assert not twice
+
+
+def test_the_commands_not_run_name_what_is_there():
+    """The checkout's shell commands the manual shows and no test runs
+    (the suite's own commands: running them is running the suite; the
+    benchmarks: minutes each) still hold as far as can be seen without
+    running them: each file they name is in the checkout, and each -m
+    marker is one setup.cfg declares."""
+    import configparser
+    import shlex
+    config = configparser.ConfigParser()
+    config.read(os.path.join(TOP, "setup.cfg"))
+    markers = {line.split(":")[0].strip() for line in
+               config["tool:pytest"]["markers"].strip().splitlines()}
+    examples, checked = manual_examples(), 0
+    for found_by, text, runner in EXAMPLES:
+        for _, _, _, block in _claims(found_by, text, examples):
+            for line in block.splitlines():
+                if not line.startswith((".venv/bin/", "CRONPOLICY_")):
+                    continue            # (not a command of the checkout's)
+                words = shlex.split(line)
+                for index, word in enumerate(words):
+                    if "/" in word and not word.startswith((".venv/", "-", "'")) \
+                            and "=" not in word:
+                        assert os.path.exists(os.path.join(TOP, word)), (line, word)
+                    if word == "-m" and words[index + 1] != "pytest":
+                        named = set(re.findall(r"[a-z]+", words[index + 1])) - {"not", "and",
+                                                                                "or"}
+                        assert named <= markers, (line, named - markers)
+                checked += 1
+    assert checked >= 9
 
 
 def test_readme_is_short_and_maps_every_docs_file():

@@ -359,8 +359,11 @@ def test_generated_arguments_are_one_line_and_exit_2(cli, dba):
     check violation blamed on the database)."""
     for argv in _arguments():
         code, out, err = cli(*argv)
-        assert code in (exitcodes.OK, exitcodes.USAGE), (argv, code, err)
-        if code == exitcodes.USAGE:
+        # (`deploy wait ID` for a rollout an earlier `deploy end --all` ended
+        # before the fleet was quiet for it: 7, as when it ends during the wait.)
+        waited = argv[:2] == ("deploy", "wait") and code == exitcodes.WAIT_TIMEOUT
+        assert code in (exitcodes.OK, exitcodes.USAGE) or waited, (argv, code, err)
+        if code == exitcodes.USAGE or waited:
             assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, (argv, err)
         cli("deploy", "end", "--all")
     assert dba.scalar("SELECT count(*) FROM cronpolicy.rollout WHERE ended_at IS NULL") == 0
@@ -467,33 +470,70 @@ def test_deploy_run_whose_rollout_is_ended_meanwhile_does_not_run_its_command(
 
 def test_deploy_wait_for_a_rollout_ended_meanwhile_says_so(scripts, script_env, dba,
                                                           tmp_path):
-    """It said "quiet" (exit 0) with the publisher still running."""
+    """It said "quiet" (exit 0) with the publisher still running.  And a
+    rollout whose row was deleted by hand, it said "was ended", which
+    nobody did (--json: ended_meanwhile alone): now "is gone", and
+    rollout_gone."""
     scripts.write("publisher")
     ready = tmp_path / "ready"
     job = scripts.start("publisher", "--sleep", "600", "--ready-file", str(ready))
     try:
         wait_for_file(str(ready), process=job)
-        for argv in (("deploy", "wait", "1"), ("deploy", "wait", "2", "--json")):
-            assert cronpolicy(script_env, "deploy", "begin").returncode == 0
-            waiter = start_cronpolicy(script_env, *argv)
+        for how, as_json in (("end", False), ("switch", True), ("delete", False),
+                             ("delete", True)):
+            began = cronpolicy(script_env, "deploy", "begin", "--json")
+            rollout = json.loads(began.stdout)["id"]
+            waiter = start_cronpolicy(script_env, "deploy", "wait", str(rollout),
+                                      *(["--json"] if as_json else []))
             wait_for(lambda: dba.scalar("SELECT count(*) FROM cronpolicy.rollout_awaited"),
                      what="the wait to see the publisher")
-            if argv[-1] == "1":
-                assert cronpolicy(script_env, "deploy", "end", "1").returncode == 0
-            else:
+            if how == "end":
+                assert cronpolicy(script_env, "deploy", "end", str(rollout)).returncode == 0
+            elif how == "switch":
                 dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = %s"
                             % ("false" if dba.backend == "postgresql" else "0"))
+            else:
+                dba.execute("DELETE FROM cronpolicy.rollout WHERE id = %d" % rollout)
             out, err = waiter.communicate(timeout=60)
             assert waiter.returncode == exitcodes.WAIT_TIMEOUT, out + err
             assert "Traceback" not in err
-            if argv[-1] == "--json":
-                assert json.loads(out)["ended_meanwhile"] is True
+            if as_json:
+                said = json.loads(out)
+                assert said["ended_meanwhile"] is True, said
+                assert said["rollout_gone"] is (how == "delete"), said
             else:
-                assert "rollout #1 was ended after" in err and "quiet after" not in out
+                assert "quiet after" not in out
+                assert ("rollout #%d %s after" % (rollout, "is gone (its row was deleted)"
+                                                  if how == "delete" else "was ended")) in err, err
             dba.execute("DELETE FROM cronpolicy.rollout_awaited")
     finally:
         job.kill()
         job.communicate(timeout=30)
+
+
+def test_deploy_wait_for_a_rollout_ended_before_it_began_is_the_same_exit_7(script_env, dba):
+    """A rollout someone ends between `deploy begin` and `deploy wait ID`
+    (docs/releases.txt's step-by-step recipe) is the same event as one
+    ended a moment later, during the wait: exit 7, saying so, and no advice
+    to begin a rollout.  It was refused as bad input (exit 2), so the exit
+    code hung on which came first by milliseconds.  One ended after the
+    fleet was quiet for it leaves nothing to wait for: still refused."""
+    assert cronpolicy(script_env, "deploy", "begin").returncode == 0
+    assert cronpolicy(script_env, "deploy", "end", "1").returncode == 0
+    for argv in (("deploy", "wait", "1"), ("deploy", "wait", "1", "--json")):
+        result = cronpolicy(script_env, *argv)
+        assert result.returncode == exitcodes.WAIT_TIMEOUT, result.stdout + result.stderr
+        if "--json" in argv:
+            assert json.loads(result.stdout)["ended_meanwhile"] is True
+        else:
+            [line] = result.stderr.splitlines()
+            assert line.startswith("rollout #1 was ended ") and \
+                "before the fleet was quiet for it" in line, line
+    assert cronpolicy(script_env, "deploy", "begin").returncode == 0
+    assert cronpolicy(script_env, "deploy", "wait", "2").returncode == exitcodes.OK
+    assert cronpolicy(script_env, "deploy", "end", "2").returncode == 0
+    result = cronpolicy(script_env, "deploy", "wait", "2")
+    assert result.returncode == exitcodes.USAGE and "nothing waits for it" in result.stderr
 
 
 def test_a_line_break_in_a_rollout_cannot_forge_lines(cli, dba):
@@ -688,7 +728,7 @@ def test_deploy_run_whose_rollout_is_deleted_by_hand_keeps_its_exit(scripts, scr
     expected = 5 if when == "running" else exitcodes.WAIT_TIMEOUT
     assert runner.returncode == expected, out + err
     assert "Traceback" not in err and "error" not in err, err
-    assert "rollout #1 is gone" in err, err
+    assert "rollout #1 is gone" in err and "was ended" not in err, err
     assert started.exists() == (when == "running")
 
 
@@ -778,6 +818,7 @@ def test_deploy_run_never_renews_nor_ends_a_rollout_that_took_its_id(script_env,
     out, err = runner.communicate(timeout=60)
     assert runner.returncode == 5, out + err
     assert "rollout #1 is gone" in err and "Traceback" not in err, err
+    assert "was ended" not in err, err
     [(reason, still_open, lease)] = dba.execute(
         "SELECT reason, ended_at IS NULL, lease_expires_at FROM cronpolicy.rollout"
         " WHERE id = {}", (theirs,))
@@ -805,5 +846,6 @@ def test_deploy_wait_whose_rollout_is_deleted_as_it_records_a_run_goes_on(pg_scr
         job.kill()
         job.communicate(timeout=30)
     assert "Traceback" not in err and "foreign key" not in err, err
-    assert code == exitcodes.WAIT_TIMEOUT, out + err     # (the rollout is gone)
+    assert code == exitcodes.WAIT_TIMEOUT, out + err
+    assert "rollout #1 is gone (its row was deleted) after" in err, err
     assert dba.scalar("SELECT count(*) FROM cronpolicy.rollout_awaited") == 0

@@ -144,7 +144,7 @@ def run(settings, dry_run=False):
     stale = [False]     # whether this runner has waited since it judged the tickets
     for ticket, action, reason in review(settings, tickets):
         if action == DROPPED and not dry_run:
-            catchup.drop(ticket["path"])
+            reason = _dropped(ticket, reason)
         elif action == STARTED and dry_run:
             action = WOULD_START
         elif action == STARTED:
@@ -152,8 +152,14 @@ def run(settings, dry_run=False):
                                                      reason, stale)
             if action is None:
                 continue            # another catch-up took it while this one waited
+            if action == FAILED:
+                started_all = False
             if slot is not None:
-                action, child = _start_taken(ticket, slot)
+                try:
+                    action, child = _start_taken(ticket, slot)
+                except OSError as error:    # its file system read-only, say
+                    action, child = FAILED, None
+                    reason = "cannot take its ticket to start it: %s" % error.strerror
                 if action is None:
                     continue        # another catch-up took it, or a new skip rewrote it
                 if child is None:
@@ -182,7 +188,10 @@ def _slot_for(settings, directory, ticket, children, reason, stale):
     waited since the tickets were judged], set here: a ticket that finds a
     slot free without waiting itself (one a ticket judged again let go) was
     judged before that wait all the same."""
-    slot, waited = slot_when_free(directory, settings.catch_up_at_once, children)
+    try:
+        slot, waited = slot_when_free(directory, settings.catch_up_at_once, children)
+    except OSError as error:        # no slot file can be made: a read-only file system
+        return None, ticket, FAILED, "cannot take a catch-up slot: %s" % error.strerror
     stale[0] = stale[0] or waited
     if slot is None:
         return None, ticket, WAITING, ("%d catch-up runs are going on this host, as many "
@@ -206,8 +215,16 @@ def _slot_for(settings, directory, ticket, children, reason, stale):
         return slot, ticket, action, reason
     os.close(slot)
     if action == DROPPED:
-        catchup.drop(ticket["path"])
+        reason = _dropped(ticket, reason)
     return None, ticket, action, reason
+
+
+def _dropped(ticket, reason):
+    """Drop ``ticket``: ``reason``, with why its file stays when it does."""
+    problem = catchup.drop(ticket["path"])
+    if problem is None:
+        return reason
+    return "%s; its ticket stays, cannot remove it: %s" % (reason, problem)
 
 
 def _start_taken(ticket, slot):

@@ -283,6 +283,7 @@ def main(argv=None):
     if program:
         from cronpolicy.log import hold_standard_descriptors
         hold_standard_descriptors()     # (before a file or socket can take 0, 1 or 2)
+    argv = _dsn_after_run(argv)
     if argv and argv[0] == "run":
         # Everything after `run NAME` belongs to the wrapped command's gate.
         from cronpolicy.tooling.run_command import run_command
@@ -315,6 +316,17 @@ def main(argv=None):
     if program and _Parser.ends_at_once and isinstance(code, int):
         _end_now(code)
     return code
+
+
+def _dsn_after_run(argv):
+    """``argv`` with a leading --dsn DSN (or --dsn=DSN) moved past a `run`
+    that follows it: `cronpolicy [--dsn DSN] COMMAND` (the usage --help
+    shows) holds for `run` too, whose own options may come before NAME."""
+    width = 2 if argv[:1] == ["--dsn"] else 1 if argv[:1] and argv[0].startswith("--dsn=") \
+        else 0
+    if width and argv[width:width + 1] == ["run"]:
+        return ["run"] + argv[:width] + argv[width + 1:]
+    return argv
 
 
 #: The commands a caller waits on to the moment their process is gone: a

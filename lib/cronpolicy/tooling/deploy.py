@@ -37,7 +37,7 @@ from cronpolicy import config, policy
 from cronpolicy.errors import DatabaseError, UsageError
 from cronpolicy.matching import parse_needs
 from cronpolicy.tooling.rollout_rows import (  # noqa: F401 (the API's names)
-    begin, deploy_begin, deploy_end, end, end_open, open_rollouts, renew)
+    begin, deploy_begin, deploy_end, end, end_open, open_rollouts, renew, why_not_open)
 
 
 # Waiting for the fleet ---------------------------------------------------------------
@@ -45,10 +45,10 @@ from cronpolicy.tooling.rollout_rows import (  # noqa: F401 (the API's names)
 #: What wait_until_quiet returns.  ``blockers`` are the runs still going;
 #: ``ended_meanwhile``: the rollout waited for was ended (by someone else)
 #: before the fleet was quiet for it, which is not quiet: nothing stops its
-#: scripts any more.
+#: scripts any more; ``rollout_gone``: it was not ended but deleted by hand.
 WaitResult = collections.namedtuple(
-    "WaitResult", "quiet waited_seconds blockers stop_asked ended_meanwhile",
-    defaults=(False,))
+    "WaitResult", "quiet waited_seconds blockers stop_asked ended_meanwhile rollout_gone",
+    defaults=(False, False))
 
 #: One look at the fleet: the database clock, the runs in the way, whether
 #: anything asks scripts to stop, and for each open rollout ({id: Rollout})
@@ -149,8 +149,10 @@ def wait_until_quiet(db, timeout, host="*", poll_interval=None, on_progress=None
     blocker's lease would run out, or every LISTENING_LOOK_EVERY; otherwise
     it looks every ``poll_interval`` (SQLITE_LOOK_EVERY, POLL_LOOK_EVERY).
     """
-    if rollout_id is not None:
-        _check_open(db, rollout_id)
+    if rollout_id is not None and not _check_open(db, rollout_id):
+        # Ended before the fleet was quiet for it, before this wait began: the
+        # same event as an end during the wait, a moment later (exit 7).
+        return WaitResult(False, 0.0, [], False, True)
     started = time.monotonic()
     first_now = None
     blocked = {}     # run id -> [script name, first seen, last seen] (waited seconds)
@@ -195,19 +197,27 @@ def wait_until_quiet(db, timeout, host="*", poll_interval=None, on_progress=None
         # the last blocker's end and the wait's (issue 32.2).
         witness.done()
         looks.close()
-    return WaitResult(quiet, waited, runs, look.stop_asked, ended)
+    gone = ended and why_not_open(db, rollout_id) == "deleted"
+    return WaitResult(quiet, waited, runs, look.stop_asked, ended, gone)
 
 
 def _check_open(db, rollout_id):
+    """True when rollout ``rollout_id`` is open, False when it was ended
+    before the fleet was seen quiet for it; UsageError when there is no
+    such rollout, or it ended after the fleet was quiet for it (nothing
+    to wait for)."""
     with db.reading("read rollout #%d" % rollout_id) as reader:
         found = reader.rollouts_by_id([rollout_id])
     if not found:
         raise UsageError("there is no rollout #%d (cronpolicy rollouts lists them)"
                          % rollout_id)
+    if found[0].ended_at is not None and found[0].quiet_at is None:
+        return False
     if found[0].ended_at is not None:
         from cronpolicy.timeutil import format_time
-        raise UsageError("rollout #%d ended at %s: nothing waits for it"
-                         % (rollout_id, format_time(found[0].ended_at)))
+        raise UsageError("rollout #%d ended at %s, after the fleet was quiet for it: nothing "
+                         "waits for it" % (rollout_id, format_time(found[0].ended_at)))
+    return True
 
 
 class _Looks:

@@ -36,7 +36,9 @@ def add_arguments(parsers):
                      help="end the open rollout of this service")
     sub = add("run", "cronpolicy.tooling.deploy_run:cmd_deploy_run",
               "open a rollout, wait for quiet, run COMMAND, end the rollout whatever happens "
-              "(exit: COMMAND's, 7 when the wait timed out and it did not run)",
+              "(exit: COMMAND's; 7 when the wait timed out, or someone else ended the "
+              "rollout before quiet, and it did not run; 130 when stopped by SIGINT, SIGTERM "
+              "or SIGHUP)",
               subparsers=deploy_commands)
     sub.add_argument("--reason", default="", help="shown in every skip reason")
     sub.add_argument("--service", type=service_name, action="append", metavar="S",
@@ -49,7 +51,8 @@ def add_arguments(parsers):
     sub.add_argument("command", nargs="*", metavar="-- COMMAND [ARGS...]",
                      help="what to run once the fleet is quiet, after --")
     sub = add("wait", "cmd_deploy_wait",
-              "wait until no running script is in the way (exit 0), or time out (exit 7)",
+              "wait until no running script is in the way (exit 0), or time out (exit 7; "
+              "also when rollout ID is ended before the fleet is quiet for it)",
               (common, reader), subparsers=deploy_commands)
     sub.add_argument("id", nargs="?", type=database_id, metavar="ID",
                      help="only runs in the way of this rollout (and record what it waited "
@@ -192,22 +195,27 @@ def cmd_deploy_wait(args, settings):
     result = deploy.wait_until_quiet(db, timeout, host=args.host, on_progress=progress,
                                      service=args.service, release_not=release_not,
                                      rollout_id=args.id)
-    if not result.stop_asked and args.service:
-        print("warning: no rollout of %s (nor a full one) is open and no window is active, so "
-              "nothing asks the scripts that need it to stop (run `cronpolicy deploy begin "
-              "--service %s` first)" % (args.service, args.service), file=sys.stderr)
+    if result.ended_meanwhile:
+        pass                    # said below: advice to begin a rollout would mislead
+    elif not result.stop_asked and args.service:
+        warn("no rollout of %s (nor a full one) is open and no window is active, so "
+             "nothing asks the scripts that need it to stop (run `cronpolicy deploy begin "
+             "--service %s` first)" % (args.service, args.service))
     elif not result.stop_asked:
-        print("warning: no rollout is open and no window is active, so nothing asks "
-              "scripts to stop (run `cronpolicy deploy begin` first)", file=sys.stderr)
+        warn("no rollout is open and no window is active, so nothing asks "
+             "scripts to stop (run `cronpolicy deploy begin` first)")
     if args.json:
         print_json({"quiet": result.quiet, "waited_seconds": result.waited_seconds,
                     "rollout": args.id, "host": args.host, "service": args.service,
                     "release_not": release_not, "stop_asked": result.stop_asked,
-                    "blockers": result.blockers, "ended_meanwhile": result.ended_meanwhile})
+                    "blockers": result.blockers, "ended_meanwhile": result.ended_meanwhile,
+                    "rollout_gone": result.rollout_gone})
     elif result.ended_meanwhile:
-        print("rollout #%d was ended after %s, before the fleet was quiet for it: its "
+        print("rollout #%d %s %s, before the fleet was quiet for it: its "
               "scripts start again (cronpolicy rollouts)" % (
-                  args.id, format_duration(result.waited_seconds)), file=sys.stderr)
+                  args.id, "is gone (its row was deleted)" if result.rollout_gone
+                  else "was ended", "after %s" % format_duration(result.waited_seconds)
+                  if result.waited_seconds else "before this wait began"), file=sys.stderr)
     elif result.quiet:
         print("quiet after %s: no run on hosts %s%s%s%s is in the way" % (
             format_duration(result.waited_seconds), args.host,

@@ -145,8 +145,9 @@ class _LeaseKeeper(threading.Thread):
                 self.refused = None
             if not still_open and not self.ended_elsewhere:
                 self.ended_elsewhere = True
-                _say("warning: rollout #%d was ended by someone else: the scripts it stopped "
-                     "start again (cronpolicy rollouts)" % self.rollout_id)
+                _say("warning: rollout #%d %s: the scripts it stopped start again "
+                     "(cronpolicy rollouts)" % (self.rollout_id,
+                                                _fate(self.db, self.rollout_id, self.owner)))
 
     def check(self):
         """Raise _LeaseRefused when the last renewal was refused."""
@@ -275,8 +276,8 @@ def _wait_then_run(db, rollout_id, services, others, reason, command, wait_timeo
     # last look: the renewal finds it ended): nothing stops the fleet for
     # COMMAND any more.
     if result.ended_meanwhile or reopened:
-        _say("rollout #%d was ended by someone else before the fleet was quiet for it: "
-             "%s not run" % (rollout_id, command[0]))
+        _say("rollout #%d %s before the fleet was quiet for it: %s not run" % (
+            rollout_id, _fate(db, rollout_id, keeper.owner), command[0]))
         return exitcodes.WAIT_TIMEOUT
     if not result.quiet:
         _print("timed out after %s with %d run%s in the way: %s not run" % (
@@ -290,6 +291,18 @@ def _wait_then_run(db, rollout_id, services, others, reason, command, wait_timeo
                                            " ".join(command)))
     keeper.command_runs()
     return _run(command, signals)
+
+
+def _fate(db, rollout_id, owner):
+    """What became of this process's rollout, found no longer open: "was
+    ended by someone else", or "is gone (its row was deleted)"; "is no
+    longer open" when the database cannot tell just now."""
+    from cronpolicy.tooling import deploy
+    try:
+        why = deploy.why_not_open(db, rollout_id, owner=owner)
+    except CronPolicyError:
+        return "is no longer open"
+    return "was ended by someone else" if why == "ended" else "is gone (its row was deleted)"
 
 
 def _renewed(still_open):

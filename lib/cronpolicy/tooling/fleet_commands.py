@@ -1,8 +1,6 @@
 """`cronpolicy status`, `disable` and `enable`: the fleet's state and its
 policies; each a plain ``cmd_x(args, settings) -> int``."""
 
-import sys
-
 from cronpolicy import exitcodes
 from cronpolicy.arguments import script_name
 from cronpolicy.timeutil import format_duration, format_time
@@ -85,7 +83,7 @@ def _policy_change(args, settings, enabled):
     for note in change.notes:
         print(note)
     for warning in change.warnings:
-        print("warning: " + warning, file=sys.stderr)
+        warn(warning)
     return exitcodes.OK
 
 

@@ -217,22 +217,29 @@ def output_fault(stream=None):
 
 class JournalPriorities:
     """Standard error when it is the journal: every line starts with its
-    syslog priority, which journald reads (<3> for "cronpolicy: error: ...",
-    <4> for warnings, <6> for the rest, so that no text a line begins with
-    can pose as a priority)."""
+    syslog priority, which journald reads, so that no text a line begins
+    with can pose as a priority: <3> for errors ("cronpolicy: error: ...",
+    and a command's own, "cronpolicy window add: error: ..."), <4> for
+    warnings ("cronpolicy: warning: ...", "warning: ...", and what a command
+    says in its own name, "cronpolicy crontab: ...: left as it is"), <6>
+    for the rest."""
 
-    _PRIORITIES = (("cronpolicy: error", "<3>"), ("cronpolicy: warning", "<4>"))
+    _PRIORITIES = ((r"cronpolicy(?: [\w-]+)*: error\b", "<3>"),
+                   (r"(?:cronpolicy(?: [\w-]+)*: )?warning\b", "<4>"),
+                   (r"cronpolicy(?: [\w-]+)+: ", "<4>"))
 
     def __init__(self, raw):
+        import re
         self.raw = raw
         self.line_start = True
+        self._priorities = [(re.compile(pattern), prefix) for pattern, prefix in self._PRIORITIES]
 
     def write(self, text):
         pieces = []
         for piece in text.splitlines(keepends=True):
             if self.line_start:
-                pieces.append(next((prefix for start, prefix in self._PRIORITIES
-                                    if piece.startswith(start)), "<6>"))
+                pieces.append(next((prefix for pattern, prefix in self._priorities
+                                    if pattern.match(piece)), "<6>"))
             pieces.append(piece)
             self.line_start = piece.endswith("\n")
         return self.raw.write("".join(pieces))

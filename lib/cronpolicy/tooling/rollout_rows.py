@@ -62,6 +62,20 @@ def end(db, rollout_id, reason="", owner=None):
         return _by_id(writer, [rollout_id])[0], ended
 
 
+def why_not_open(db, rollout_id, owner=None):
+    """Why rollout ``rollout_id``, found no longer open, is not: "ended"
+    (someone ended it), or "deleted" (its row deleted by hand: there is no
+    row of that id, or, with ``owner`` as for ``end``, the row of that id
+    is another's, the id given again).  Said apart, since a wait told a
+    deleted rollout "was ended", which nobody did."""
+    with db.reading("read rollout #%d" % rollout_id) as reader:
+        found = _by_id(reader, [rollout_id])
+    if not found or found[0]["ended_at"] is None or owner is not None and (
+            found[0]["owner_host"], found[0]["owner_pid"]) != tuple(owner):
+        return "deleted"        # (an open row of that id: another's, begun since)
+    return "ended"
+
+
 def end_open(db, service=None, every=False, reason=""):
     """End the open rollout (of ``service``, when given): the only one, or
     with ``every`` all of them.  Returns the rows ended ([] when none was

@@ -336,5 +336,10 @@ def _name_index(head):
 
 
 def _usage(message):
-    print("cronpolicy run: error: %s" % message, file=sys.stderr)
+    from cronpolicy.log import stderr_is_the_journal
+    stream = sys.stderr
+    if stderr_is_the_journal():         # (main() hands run its words before it wraps stderr)
+        from cronpolicy.tooling.output import JournalPriorities
+        stream = JournalPriorities(stream)
+    print("cronpolicy run: error: %s" % message, file=stream)
     return exitcodes.USAGE

@@ -149,10 +149,12 @@ def wait_until_quiet(db, timeout, host="*", poll_interval=None, on_progress=None
     blocker's lease would run out, or every LISTENING_LOOK_EVERY; otherwise
     it looks every ``poll_interval`` (SQLITE_LOOK_EVERY, POLL_LOOK_EVERY).
     """
-    if rollout_id is not None and not _check_open(db, rollout_id):
-        # Ended before the fleet was quiet for it, before this wait began: the
-        # same event as an end during the wait, a moment later (exit 7).
-        return WaitResult(False, 0.0, [], False, True)
+    if rollout_id is not None:
+        first = _check_open(db, rollout_id)
+        if first is None:
+            # Ended before the fleet was quiet for it, before this wait began:
+            # the same event as an end during the wait, a moment later (exit 7).
+            return WaitResult(False, 0.0, [], False, True)
     started = time.monotonic()
     first_now = None
     blocked = {}     # run id -> [script name, first seen, last seen] (waited seconds)
@@ -167,8 +169,12 @@ def wait_until_quiet(db, timeout, host="*", poll_interval=None, on_progress=None
             now, runs = look.now, look.runs
             first_now = first_now or now
             waited = time.monotonic() - started
-            if rollout_id is not None and rollout_id not in look.rollouts:
-                ended = True        # no run is in the way of a rollout that is no more
+            if rollout_id is not None and _identity(look.rollouts.get(rollout_id)) \
+                    != _identity(first):
+                # No run is in the way of a rollout that is no more.  (One
+                # of its id begun since is another: SQLite gives a deleted
+                # row's id again, and its quiet is not this one's.)
+                ended = True
                 break
             for run in runs:
                 blocked.setdefault(run["id"], [run["name"], waited, waited])[2] = waited
@@ -201,8 +207,13 @@ def wait_until_quiet(db, timeout, host="*", poll_interval=None, on_progress=None
     return WaitResult(quiet, waited, runs, look.stop_asked, ended, gone)
 
 
+def _identity(row):
+    """What tells a rollout from another given its id again (None: none)."""
+    return None if row is None else (row.began_at, row.owner_host, row.owner_pid)
+
+
 def _check_open(db, rollout_id):
-    """True when rollout ``rollout_id`` is open, False when it was ended
+    """Rollout ``rollout_id`` when it is open, None when it was ended
     before the fleet was seen quiet for it; UsageError when there is no
     such rollout, or it ended after the fleet was quiet for it (nothing
     to wait for)."""
@@ -212,12 +223,12 @@ def _check_open(db, rollout_id):
         raise UsageError("there is no rollout #%d (cronpolicy rollouts lists them)"
                          % rollout_id)
     if found[0].ended_at is not None and found[0].quiet_at is None:
-        return False
+        return None
     if found[0].ended_at is not None:
         from cronpolicy.timeutil import format_time
         raise UsageError("rollout #%d ended at %s, after the fleet was quiet for it: nothing "
                          "waits for it" % (rollout_id, format_time(found[0].ended_at)))
-    return True
+    return found[0]
 
 
 class _Looks:

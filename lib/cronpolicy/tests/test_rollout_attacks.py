@@ -890,3 +890,22 @@ def test_deploy_wait_never_takes_a_new_rollout_of_a_deleted_ones_id_for_it(tmp_p
     assert waiter.returncode == exitcodes.WAIT_TIMEOUT, out + err
     assert "rollout #%d is gone (its row was deleted)" % rollout in err, err
     assert "quiet after" not in out and "Traceback" not in err, out + err
+
+
+def test_deploy_run_whose_rollout_is_deleted_before_its_wait_says_it_is_gone(
+        cli, dba, monkeypatch, tmp_path):
+    """A DBA's DELETE between deploy run's begin and its wait: it exited 2
+    (bad input, which nobody gave) saying "there is no rollout #N", where
+    the same DELETE a moment later is "is gone", exit 7."""
+    from cronpolicy.tooling import deploy
+    original = deploy._check_open
+
+    def deleted_first(db, rollout_id, *rest):
+        dba.execute("DELETE FROM cronpolicy.rollout WHERE id = %d" % rollout_id)
+        return original(db, rollout_id, *rest)
+    monkeypatch.setattr(deploy, "_check_open", deleted_first)
+    marker = tmp_path / "ran"
+    code, out, err = cli("deploy", "run", "--", "touch", str(marker))
+    assert code == exitcodes.WAIT_TIMEOUT, out + err
+    assert "is gone (its row was deleted)" in err and "there is no rollout" not in err, err
+    assert not marker.exists()

@@ -126,7 +126,7 @@ LOOK_TIMEOUTS = 3
 
 
 def wait_until_quiet(db, timeout, host="*", poll_interval=None, on_progress=None,
-                     service=None, release_not=None, rollout_id=None):
+                     service=None, release_not=None, rollout_id=None, begun_here=False):
     """Wait until no live, non-exempt run in the way remains (see
     blocking_runs for which are: of rollout ``rollout_id``, of ``service``,
     on ``host``, not of release ``release_not``).
@@ -137,6 +137,8 @@ def wait_until_quiet(db, timeout, host="*", poll_interval=None, on_progress=None
     seconds, or when rollout ``rollout_id`` is found ended (by someone
     else: its scripts start again, so there is no quiet to wait for).
     ``on_progress(now, runs, waited)`` is called after every look.
+    ``begun_here``: the caller began rollout ``rollout_id`` (deploy run),
+    so no row of that id means it is gone, not an ID given wrongly.
     Returns a WaitResult.
 
     What it sees is recorded for the open rollouts: each run found in a
@@ -150,11 +152,13 @@ def wait_until_quiet(db, timeout, host="*", poll_interval=None, on_progress=None
     it looks every ``poll_interval`` (SQLITE_LOOK_EVERY, POLL_LOOK_EVERY).
     """
     if rollout_id is not None:
-        first = _check_open(db, rollout_id)
+        first = _check_open(db, rollout_id, begun_here)
         if first is None:
             # Ended before the fleet was quiet for it, before this wait began:
             # the same event as an end during the wait, a moment later (exit 7).
             return WaitResult(False, 0.0, [], False, True)
+        if first is GONE:       # (the caller's own, deleted since it began it)
+            return WaitResult(False, 0.0, [], False, True, True)
     started = time.monotonic()
     first_now = None
     blocked = {}     # run id -> [script name, first seen, last seen] (waited seconds)
@@ -212,13 +216,19 @@ def _identity(row):
     return None if row is None else (row.began_at, row.owner_host, row.owner_pid)
 
 
-def _check_open(db, rollout_id):
+#: What _check_open returns for a rollout the caller began, found deleted.
+GONE = object()
+
+
+def _check_open(db, rollout_id, begun_here=False):
     """Rollout ``rollout_id`` when it is open, None when it was ended
     before the fleet was seen quiet for it; UsageError when there is no
-    such rollout, or it ended after the fleet was quiet for it (nothing
-    to wait for)."""
+    such rollout (GONE when the caller began it), or it ended after the
+    fleet was quiet for it (nothing to wait for)."""
     with db.reading("read rollout #%d" % rollout_id) as reader:
         found = reader.rollouts_by_id([rollout_id])
+    if not found and begun_here:
+        return GONE
     if not found:
         raise UsageError("there is no rollout #%d (cronpolicy rollouts lists them)"
                          % rollout_id)

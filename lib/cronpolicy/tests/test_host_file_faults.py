@@ -789,3 +789,27 @@ def test_a_sqlite_file_of_another_user_in_a_shared_directory_is_refused(tmp_path
             assert len(result.stderr.strip().splitlines()) == 1, result.stderr
             assert "owned by uid %d" % uid in result.stderr and not main_ran(tmp_path)
             assert database.read_bytes() == b""
+
+
+def test_a_log_file_with_a_second_name_is_refused_as_a_planted_hard_link(tmp_path):
+    """--log-file /tmp/job.log, where another user linked root's file
+    (fs.protected_hardlinks = 0 lets any user link a file they cannot
+    write): root's job appended its log to that file, as with the SQLite
+    file and the lock file, which refuse a second name.  Refused, exit 4."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root, as the cron job it stands for")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    victim = tmp_path / "victim"
+    victim.write_text("root's file\n")
+    planted = shared / "job.log"
+    os.link(victim, planted)
+    env = sqlite_env(tmp_path, JOB_MARKER=str(tmp_path / "job.marker"))
+    result = subprocess.run([sys.executable, str(job_script(tmp_path)), "--log-file",
+                             str(planted)], env=env, capture_output=True, text=True, timeout=60)
+    no_traceback(result)
+    assert result.returncode == exitcodes.GATE_ERROR, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "hard link" in result.stderr and not main_ran(tmp_path)
+    assert victim.read_text() == "root's file\n"

@@ -192,6 +192,13 @@ def _file_handler(path):
                               self.baseFilename)
             descriptor = os.open(self.baseFilename, flags, 0o666)
             try:
+                found = os.fstat(descriptor)
+                if stat.S_ISREG(found.st_mode) and found.st_nlink != 1:
+                    # Another user's hard link to root's file (in /tmp, where
+                    # fs.protected_hardlinks is 0), as a lock file refuses.
+                    raise OSError(errno.EPERM, "it has %d names (a planted hard link?); other "
+                                  "users could make cronpolicy write into any file"
+                                  % found.st_nlink, self.baseFilename)
                 os.set_blocking(descriptor, True)
                 return open(descriptor, "a", encoding=self.encoding, errors=self.errors)
             except BaseException:

@@ -97,6 +97,7 @@ class RunWatcher:
         self._wake_read = self._wake_write = None
         self._done = _thread.allocate_lock()
         self._db_trouble = False
+        self._said = set()      # what _guarded said failed, until it works again
         self._recovered = False
         self._rejoin_after = None       # seconds until the relay's next try (None: the first)
         # The decision's own read does not count against the limit on
@@ -185,12 +186,20 @@ class RunWatcher:
         try:
             result = work()
         except CronPolicyError as error:
-            if not self._db_trouble:
+            if not self._db_trouble and what not in self._said:
                 self.logger.warning("cannot %s (will retry): %s", what, error)
+                self._said.add(what)
             self._db_trouble = True
             return None
-        if self._db_trouble:
+        # What was said failing is said again only once it has worked: a
+        # database that answers reads but refuses writes (turned read-only,
+        # a standby) cleared the trouble at every read, and every heartbeat
+        # warned anew.
+        said = what in self._said
+        self._said.discard(what)
+        if (self._db_trouble or said) and not self._said:
             self.logger.info("policy database reachable again")
+        if self._db_trouble:
             self._db_trouble = False
             self._recovered = True   # notifications may have been missed meanwhile
         return result

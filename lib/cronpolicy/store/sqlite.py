@@ -77,13 +77,36 @@ def _check_place(path, directory):
     planted at its name.  (SQLite follows links: as root it wrote its schema
     into whatever file such a link named, and made it when missing.)"""
     import stat
-    from cronpolicy.safety import checked_directory
+    from cronpolicy.safety import checked_directory, create_exclusive
     checked_directory(directory, "SQLite database directory")
     try:
         info = os.lstat(path)
+    except FileNotFoundError:
+        # Made here, a plain file of this user's, so that what SQLite opens
+        # is that file: a link another user planted in /tmp between this
+        # check and SQLite's open would have been followed (and its target
+        # made).  Once made, no other user may rename it away (the
+        # directory is this user's, or sticky).
+        try:
+            os.close(create_exclusive(path, 0o644))     # SQLite's own mode
+            return
+        except FileExistsError:
+            info = os.lstat(path)       # planted meanwhile: judged below
+        except OSError:
+            return      # SQLite says what is wrong, as before
     except OSError:
-        return          # none yet: made in the directory just checked
-    if stat.S_ISLNK(info.st_mode) and info.st_uid not in (os.geteuid(), 0):
+        return
+    own = os.geteuid()
+    if info.st_uid not in (own, 0) and not stat.S_ISLNK(info.st_mode):
+        # Its owner could swap it for a link between this check and
+        # SQLite's open, in a directory others may write (/tmp: sticky
+        # keeps others out of a name, never its owner).
+        mode = os.stat(directory).st_mode
+        if mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise ConfigError("refusing the SQLite database %s: it is owned by uid %d in a "
+                              "directory other users may write into; other users could make "
+                              "cronpolicy overwrite files" % (path, info.st_uid))
+    if stat.S_ISLNK(info.st_mode) and info.st_uid not in (own, 0):
         raise ConfigError("refusing the SQLite database %s: it is a symbolic link owned by "
                           "uid %d; other users could make cronpolicy overwrite files"
                           % (path, info.st_uid))

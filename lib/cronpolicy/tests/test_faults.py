@@ -504,6 +504,35 @@ def lease_config(tmp_path, extra=""):
     return write_config(tmp_path, "heartbeat_interval = 0.5s\nlease_ttl = 60s\n" + extra)
 
 
+@pytest.mark.integration
+def test_a_database_turned_read_only_mid_run_is_said_once_not_at_every_heartbeat(tmp_path):
+    """The database turns read-only while a job runs (a standby now behind
+    the DSN): each heartbeat fails, each read between succeeds.  The read
+    cleared the "trouble", so every heartbeat warned "cannot renew the
+    run's lease (will retry)" again: a line into cron's mail per heartbeat
+    for the rest of the run.  Said once; the job runs on and its end is
+    spooled."""
+    from .conftest import admin_connection, schema_template
+    name, dsn = create_database(template=schema_template())
+    try:
+        scripts = ScriptRunner(tmp_path, make_env(tmp_path, dsn))
+        scripts.env["CRONPOLICY_CONFIG"] = lease_config(tmp_path)
+        scripts.write("publish-distro")
+        ready = tmp_path / "ready"
+        job = scripts.start("publish-distro", "--sleep", "2", "--ready-file", str(ready))
+        wait_for_file(str(ready), process=job)
+        with admin_connection() as connection, connection.cursor() as cursor:
+            cursor.execute('ALTER DATABASE "%s" SET default_transaction_read_only = on' % name)
+            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                           " WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+        out, err = job.communicate(timeout=60)
+        assert job.returncode == exitcodes.OK, err
+        assert err.count("cannot renew the run's lease") == 1, err
+        assert "its record is spooled" in err and "Traceback" not in err, err
+    finally:
+        drop_database_soon(name)
+
+
 def test_a_run_cut_off_from_the_database_still_blocks_deploy_wait(proxied, tmp_path, pg_dsn):
     """Its session died, the run did not: while its lease stands, deploy wait
     must not say quiet (it did within 0.1s when liveness was the session)."""

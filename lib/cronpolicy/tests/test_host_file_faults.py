@@ -737,3 +737,79 @@ def test_moving_a_damaged_file_aside_never_replaces_what_is_not_a_plain_file(tmp
     else:
         catchup.tickets(str(tmp_path), recover=False)
     assert stat.S_ISFIFO(os.lstat(aside).st_mode) and os.path.exists(path)
+
+
+def test_a_link_planted_between_the_check_and_sqlites_open_is_not_followed(tmp_path,
+                                                                          monkeypatch):
+    """The DSN's file, missing when checked, planted as another user's link
+    (in /tmp) before SQLite opens it: SQLite followed the link and root
+    created the file it named.  The check now makes the file itself."""
+    from cronpolicy.errors import ConfigError
+    from cronpolicy.store.sqlite import connect_sqlite
+    uid = nobody()
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    victim = tmp_path / "victim"
+    database = shared / "cronpolicy.sqlite"
+    real_lstat, planted = os.lstat, []
+
+    def lstat(path, *args, **kwargs):
+        try:
+            return real_lstat(path, *args, **kwargs)
+        except FileNotFoundError:
+            if os.fspath(path) == str(database) and not planted:
+                planted.append(True)        # the race, won by the other user
+                os.symlink(victim, database)
+                os.lchown(database, uid, -1)
+            raise
+    monkeypatch.setattr(os, "lstat", lstat)
+    with pytest.raises(ConfigError, match="symbolic link owned by uid %d" % uid):
+        connect_sqlite(str(database)).close()
+    assert planted and not victim.exists()
+
+
+def test_a_sqlite_file_of_another_user_in_a_shared_directory_is_refused(tmp_path):
+    """A plain file another user made at the DSN's name in /tmp (sticky):
+    its owner may swap it for a link at any moment (fs.protected_regular
+    may be 0), between the check and SQLite's open.  Refused, one line,
+    exit 4; such a file in a directory only root may write is used."""
+    uid = nobody()
+    for mode, expected in ((0o1777, exitcodes.GATE_ERROR), (0o755, exitcodes.OK)):
+        shared = tmp_path / ("shared-%o" % mode)
+        shared.mkdir()
+        shared.chmod(mode)
+        database = shared / "cronpolicy.sqlite"
+        database.write_bytes(b"")
+        os.chown(database, uid, -1)
+        result = run_job(tmp_path, make_env(tmp_path, "sqlite:///%s" % database))
+        no_traceback(result)
+        assert result.returncode == expected, (mode, result.stderr)
+        if expected:
+            assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+            assert "owned by uid %d" % uid in result.stderr and not main_ran(tmp_path)
+            assert database.read_bytes() == b""
+
+
+def test_a_log_file_with_a_second_name_is_refused_as_a_planted_hard_link(tmp_path):
+    """--log-file /tmp/job.log, where another user linked root's file
+    (fs.protected_hardlinks = 0 lets any user link a file they cannot
+    write): root's job appended its log to that file, as with the SQLite
+    file and the lock file, which refuse a second name.  Refused, exit 4."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root, as the cron job it stands for")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    victim = tmp_path / "victim"
+    victim.write_text("root's file\n")
+    planted = shared / "job.log"
+    os.link(victim, planted)
+    env = sqlite_env(tmp_path, JOB_MARKER=str(tmp_path / "job.marker"))
+    result = subprocess.run([sys.executable, str(job_script(tmp_path)), "--log-file",
+                             str(planted)], env=env, capture_output=True, text=True, timeout=60)
+    no_traceback(result)
+    assert result.returncode == exitcodes.GATE_ERROR, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "hard link" in result.stderr and not main_ran(tmp_path)
+    assert victim.read_text() == "root's file\n"

@@ -849,3 +849,63 @@ def test_deploy_wait_whose_rollout_is_deleted_as_it_records_a_run_goes_on(pg_scr
     assert code == exitcodes.WAIT_TIMEOUT, out + err
     assert "rollout #1 is gone (its row was deleted) after" in err, err
     assert dba.scalar("SELECT count(*) FROM cronpolicy.rollout_awaited") == 0
+
+
+def test_deploy_wait_never_takes_a_new_rollout_of_a_deleted_ones_id_for_it(tmp_path,
+                                                                          sqlite_dsn):
+    """SQLite gives a new row the id of a deleted one (no AUTOINCREMENT):
+    a rollout deleted by hand and another begun at once, between two looks
+    of `deploy wait ID`, was waited for as the same rollout, and its quiet
+    said "quiet" (exit 0) for a rollout that no longer stopped anything."""
+    import sqlite3
+    from .conftest import ScriptRunner
+    env = make_env(tmp_path, sqlite_dsn)
+    scripts = ScriptRunner(tmp_path, env)
+    scripts.write("publisher")
+    ready = tmp_path / "ready"
+    job = scripts.start("publisher", "--sleep", "600", "--ready-file", str(ready))
+    try:
+        wait_for_file(str(ready), process=job)
+        rollout = json.loads(cronpolicy(env, "deploy", "begin", "--json").stdout)["id"]
+        waiter = start_cronpolicy(env, "deploy", "wait", str(rollout), "--timeout", "60s")
+        dba = DBA(sqlite_dsn)
+        wait_for(lambda: dba.scalar("SELECT count(*) FROM cronpolicy.rollout_awaited"),
+                 what="the wait to see the publisher")
+        # Deleted, and another begun with its id, in one transaction (as
+        # fast as `deploy begin` after a DBA's DELETE, without the race).
+        connection = sqlite3.connect(sqlite_dsn[len("sqlite:///"):], isolation_level=None)
+        connection.executescript(
+            "BEGIN IMMEDIATE;"
+            "CREATE TEMP TABLE later AS SELECT * FROM rollout WHERE id = %d;"
+            "DELETE FROM rollout WHERE id = %d;"
+            "UPDATE later SET began_at = strftime('%%Y-%%m-%%d %%H:%%M:%%f', 'now', '+1 second'),"
+            " reason = 'another';"
+            "INSERT INTO rollout SELECT * FROM later;"
+            "COMMIT;" % (rollout, rollout))
+        connection.close()
+    finally:
+        job.kill()
+        job.communicate(timeout=30)
+    out, err = waiter.communicate(timeout=60)
+    assert waiter.returncode == exitcodes.WAIT_TIMEOUT, out + err
+    assert "rollout #%d is gone (its row was deleted)" % rollout in err, err
+    assert "quiet after" not in out and "Traceback" not in err, out + err
+
+
+def test_deploy_run_whose_rollout_is_deleted_before_its_wait_says_it_is_gone(
+        cli, dba, monkeypatch, tmp_path):
+    """A DBA's DELETE between deploy run's begin and its wait: it exited 2
+    (bad input, which nobody gave) saying "there is no rollout #N", where
+    the same DELETE a moment later is "is gone", exit 7."""
+    from cronpolicy.tooling import deploy
+    original = deploy._check_open
+
+    def deleted_first(db, rollout_id, *rest):
+        dba.execute("DELETE FROM cronpolicy.rollout WHERE id = %d" % rollout_id)
+        return original(db, rollout_id, *rest)
+    monkeypatch.setattr(deploy, "_check_open", deleted_first)
+    marker = tmp_path / "ran"
+    code, out, err = cli("deploy", "run", "--", "touch", str(marker))
+    assert code == exitcodes.WAIT_TIMEOUT, out + err
+    assert "is gone (its row was deleted)" in err and "there is no rollout" not in err, err
+    assert not marker.exists()

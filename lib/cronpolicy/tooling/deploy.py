@@ -126,7 +126,7 @@ LOOK_TIMEOUTS = 3
 
 
 def wait_until_quiet(db, timeout, host="*", poll_interval=None, on_progress=None,
-                     service=None, release_not=None, rollout_id=None):
+                     service=None, release_not=None, rollout_id=None, begun_here=False):
     """Wait until no live, non-exempt run in the way remains (see
     blocking_runs for which are: of rollout ``rollout_id``, of ``service``,
     on ``host``, not of release ``release_not``).
@@ -137,6 +137,8 @@ def wait_until_quiet(db, timeout, host="*", poll_interval=None, on_progress=None
     seconds, or when rollout ``rollout_id`` is found ended (by someone
     else: its scripts start again, so there is no quiet to wait for).
     ``on_progress(now, runs, waited)`` is called after every look.
+    ``begun_here``: the caller began rollout ``rollout_id`` (deploy run),
+    so no row of that id means it is gone, not an ID given wrongly.
     Returns a WaitResult.
 
     What it sees is recorded for the open rollouts: each run found in a
@@ -149,10 +151,14 @@ def wait_until_quiet(db, timeout, host="*", poll_interval=None, on_progress=None
     blocker's lease would run out, or every LISTENING_LOOK_EVERY; otherwise
     it looks every ``poll_interval`` (SQLITE_LOOK_EVERY, POLL_LOOK_EVERY).
     """
-    if rollout_id is not None and not _check_open(db, rollout_id):
-        # Ended before the fleet was quiet for it, before this wait began: the
-        # same event as an end during the wait, a moment later (exit 7).
-        return WaitResult(False, 0.0, [], False, True)
+    if rollout_id is not None:
+        first = _check_open(db, rollout_id, begun_here)
+        if first is None:
+            # Ended before the fleet was quiet for it, before this wait began:
+            # the same event as an end during the wait, a moment later (exit 7).
+            return WaitResult(False, 0.0, [], False, True)
+        if first is GONE:       # (the caller's own, deleted since it began it)
+            return WaitResult(False, 0.0, [], False, True, True)
     started = time.monotonic()
     first_now = None
     blocked = {}     # run id -> [script name, first seen, last seen] (waited seconds)
@@ -167,8 +173,12 @@ def wait_until_quiet(db, timeout, host="*", poll_interval=None, on_progress=None
             now, runs = look.now, look.runs
             first_now = first_now or now
             waited = time.monotonic() - started
-            if rollout_id is not None and rollout_id not in look.rollouts:
-                ended = True        # no run is in the way of a rollout that is no more
+            if rollout_id is not None and _identity(look.rollouts.get(rollout_id)) \
+                    != _identity(first):
+                # No run is in the way of a rollout that is no more.  (One
+                # of its id begun since is another: SQLite gives a deleted
+                # row's id again, and its quiet is not this one's.)
+                ended = True
                 break
             for run in runs:
                 blocked.setdefault(run["id"], [run["name"], waited, waited])[2] = waited
@@ -201,23 +211,34 @@ def wait_until_quiet(db, timeout, host="*", poll_interval=None, on_progress=None
     return WaitResult(quiet, waited, runs, look.stop_asked, ended, gone)
 
 
-def _check_open(db, rollout_id):
-    """True when rollout ``rollout_id`` is open, False when it was ended
+def _identity(row):
+    """What tells a rollout from another given its id again (None: none)."""
+    return None if row is None else (row.began_at, row.owner_host, row.owner_pid)
+
+
+#: What _check_open returns for a rollout the caller began, found deleted.
+GONE = object()
+
+
+def _check_open(db, rollout_id, begun_here=False):
+    """Rollout ``rollout_id`` when it is open, None when it was ended
     before the fleet was seen quiet for it; UsageError when there is no
-    such rollout, or it ended after the fleet was quiet for it (nothing
-    to wait for)."""
+    such rollout (GONE when the caller began it), or it ended after the
+    fleet was quiet for it (nothing to wait for)."""
     with db.reading("read rollout #%d" % rollout_id) as reader:
         found = reader.rollouts_by_id([rollout_id])
+    if not found and begun_here:
+        return GONE
     if not found:
         raise UsageError("there is no rollout #%d (cronpolicy rollouts lists them)"
                          % rollout_id)
     if found[0].ended_at is not None and found[0].quiet_at is None:
-        return False
+        return None
     if found[0].ended_at is not None:
         from cronpolicy.timeutil import format_time
         raise UsageError("rollout #%d ended at %s, after the fleet was quiet for it: nothing "
                          "waits for it" % (rollout_id, format_time(found[0].ended_at)))
-    return True
+    return found[0]
 
 
 class _Looks:

@@ -261,7 +261,7 @@ def _wait_then_run(db, rollout_id, services, others, reason, command, wait_timeo
     try:
         signals.stop_if_asked()     # (one may have come while the rollout began)
         result = deploy.wait_until_quiet(db, wait_timeout, rollout_id=rollout_id,
-                                         on_progress=progress)
+                                         on_progress=progress, begun_here=True)
         reopened = result.quiet and not result.ended_meanwhile and not _renewed(still_open)
     except _Stopped:
         _say("interrupted while waiting for quiet: %s not run" % command[0])

@@ -166,8 +166,9 @@ def write_all(outputs, top=None):
             remove_quietly(temporary)
         if isinstance(error, UsageError) and not isinstance(error, NotAPlainFile):
             raise
+        # (The crontab's name, not its temporary's, which no one gave.)
         raise UsageError("cannot write %s: %s (nothing was changed)"
-                         % (error.filename or (output.path if output else top),
+                         % (output.path if output is not None else error.filename or top,
                             error.strerror)) from None
     done = []
     for index, (temporary, output) in enumerate(temporaries):

@@ -80,12 +80,20 @@ def settle_stderr():
     try:
         stream.flush()
     except (OSError, ValueError):
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, stream.fileno())
-            os.close(devnull)
-        except (OSError, ValueError, AttributeError):
-            pass
+        put_devnull_under(stream)
+
+
+def put_devnull_under(stream):
+    """Point ``stream``'s descriptor at /dev/null: what it still holds,
+    flushed on the way out, would fail again (a full disk, a reader gone:
+    Python's "Exception ignored", exit 120).  Only once nothing more is
+    started: a command started after it would inherit /dev/null."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):      # (io.UnsupportedOperation is both)
+        pass
 
 
 def stderr_is_the_journal(environ=None, stream=None):

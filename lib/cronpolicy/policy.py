@@ -375,7 +375,7 @@ def _deploy_said(block):
     what = _named(block, "deploy")
     if what is None:
         return _rollout_said(block)
-    return "the deploy pending since %s" % what.replace("T", " ")
+    return "the deploy pending" + _since(what)
 
 
 def _deploy_set(entry):
@@ -425,8 +425,17 @@ def _service_said(block):
     what = _named(block, "service")
     if what is None:
         return _rollout_said(block)
-    return "the deploy of service %s pending since %s" % (
-        block_service(block), what.partition(":")[2].replace("T", " "))
+    return "the deploy of service %s pending%s" % (
+        block_service(block), _since(what.partition(":")[2]))
+
+
+def _since(when):
+    """" since T" of a block's time; nothing when the block holds none (a
+    deploy_state row without changed_at: "unknown"; a block a DBA or an
+    older version wrote without one), rather than a dangling "since"."""
+    if not when or when == "unknown":
+        return ""
+    return " since %s" % when.replace("T", " ")
 
 
 def _service_cause(recorded):

@@ -111,7 +111,7 @@ from cronpolicy.errors import CronPolicyError, Interrupted, UsageError
 from cronpolicy.gate import Ending, Gate
 from cronpolicy.interruption import Interruption, interrupt_signal_problem
 from cronpolicy.log import FORMAT as LOG_FORMAT, DeferredLogger, LogSetup  # noqa: F401
-from cronpolicy.log import hold_standard_descriptors, settle_stderr
+from cronpolicy.log import hold_standard_descriptors, put_devnull_under, settle_stderr
 from cronpolicy.matching import name_problem
 from cronpolicy.options import parse_standard_options, standard_options_parser
 from cronpolicy.policy import ScriptFacts, stopped
@@ -408,8 +408,7 @@ class CronScript:
         except (OSError, ValueError) as error:
             self._log.error("main() failed: its standard output could not be written: %s",
                             getattr(error, "strerror", None) or error)
-            from cronpolicy.written import _drop
-            _drop(stream)       # (else the way out fails on it again: exit 120)
+            put_devnull_under(stream)   # (else the way out fails on it again: exit 120)
             return Ending("failed", exitcodes.FAILED)
         return ending
 

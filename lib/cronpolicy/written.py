@@ -11,10 +11,10 @@ skip) stays the exit status.  Loaded only when --dry-run or --help is asked.
 """
 
 import errno
-import os
 import sys
 
 from cronpolicy import exitcodes
+from cronpolicy.log import put_devnull_under
 
 
 def say(stream, text, code, prog, unwritten=None):
@@ -32,7 +32,7 @@ def say(stream, text, code, prog, unwritten=None):
             return code
         except (OSError, ValueError) as failure:
             error = failure
-    _drop(stream)
+    put_devnull_under(stream)
     if getattr(error, "errno", None) == errno.EPIPE:
         return code or exitcodes.READER_GONE
     reason = (getattr(error, "strerror", None) if isinstance(error, OSError)
@@ -63,14 +63,3 @@ def _write(stream, text):
             raise OSError(errno.EAGAIN if written is None else errno.EIO,
                           "nothing written")
         view = view[written:]
-
-
-def _drop(stream):
-    """What ``stream`` still holds goes to /dev/null: flushed on the way out,
-    it would fail again (Python's "Exception ignored", exit 120)."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, stream.fileno())
-        os.close(devnull)
-    except (OSError, ValueError, AttributeError):
-        pass

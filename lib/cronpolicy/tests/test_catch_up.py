@@ -168,6 +168,7 @@ def test_dry_run_starts_nothing_and_keeps_the_ticket(scripts, dba, script_env):
     dba.execute("UPDATE cronpolicy.deploy_state SET deploy_pending = false")
     result = catch_up(script_env, "--dry-run")
     assert "would start" in result.stdout and scripts.main_calls("nightly") == 0
+    assert "nightly: would start (skipped at " in result.stdout, result.stdout
     assert tickets(script_env) == ["cronpolicy-nightly.ticket"]
 
 

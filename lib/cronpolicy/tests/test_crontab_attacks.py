@@ -204,6 +204,34 @@ def test_output_dir_does_not_follow_a_link_beneath_it(tmp_path):
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("owned", ["the directory", "a directory beneath it"])
+def test_output_dir_another_user_may_change_is_refused(tmp_path, owned):
+    """--output-dir DIR owned by another user (or a directory beneath it
+    made by one): its owner could swap a directory on the way for a link
+    between the check for links and the rename, and have root write a
+    crontab wherever it points.  Refused as a state directory is: one
+    line, exit 2, nothing written."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to give a directory to another user")
+    source = tmp_path / "src" / "crontab"
+    source.parent.mkdir()
+    source.write_text("* * * * * /srv/bin/one\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    other = 65534
+    if owned == "the directory":
+        os.chown(str(out), other, other)
+    else:
+        beneath = out / str(source.parent).lstrip("/").split("/")[0]
+        beneath.mkdir()
+        os.chown(str(beneath), other, other)
+    code, _, err = cronpolicy(tmp_path, "wrap", "--output-dir", str(out), str(source))
+    assert code == exitcodes.USAGE, err
+    assert len(err.strip().splitlines()) == 1 and "--output-dir" in err, err
+    assert not [name for _, _, names in os.walk(str(out)) for name in names]
+
+
+@pytest.mark.integration
 def test_crontab_commands_need_no_configuration(tmp_path):
     env = dict(os.environ, CRONPOLICY_DSN="", CRONPOLICY_CONFIG=str(tmp_path / "missing"))
     result = subprocess.run([sys.executable, "-m", "cronpolicy", "crontab", "wrap"],

@@ -813,3 +813,25 @@ def test_a_log_file_with_a_second_name_is_refused_as_a_planted_hard_link(tmp_pat
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "hard link" in result.stderr and not main_ran(tmp_path)
     assert victim.read_text() == "root's file\n"
+
+
+def test_a_crontab_on_a_read_only_file_system_is_named_not_its_temporary(tmp_path):
+    """`crontab wrap --in-place` on a read-only file system said "cannot
+    write /etc/cron.d/.publisher.28462-1fc7c57885c8b2f4.tmp: Read-only file
+    system", a name the operator never gave: the crontab is named."""
+    with tiny_tmpfs(tmp_path / "etc") as etc:
+        crontab = os.path.join(etc, "publisher")
+        with open(crontab, "w") as handle:
+            handle.write("* * * * * /srv/bin/publish --all\n")
+        subprocess.run(["mount", "-o", "remount,ro", etc], check=True)
+        result = subprocess.run(
+            [sys.executable, "-m", "cronpolicy", "crontab", "wrap", "--in-place", "--no-backup",
+             crontab], env=dict(os.environ, CRONPOLICY_CONFIG=str(tmp_path / "none.conf"),
+                                XDG_STATE_HOME=str(tmp_path / "state")),
+            capture_output=True, text=True, timeout=60)
+        no_traceback(result)
+        assert result.returncode == exitcodes.USAGE, result.stderr
+        [line] = result.stderr.strip().splitlines()
+        assert "cannot write %s: Read-only" % crontab in line, line
+        with open(crontab) as handle:
+            assert handle.read() == "* * * * * /srv/bin/publish --all\n"

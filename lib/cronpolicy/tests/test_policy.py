@@ -745,3 +745,19 @@ def test_every_block_the_rules_make_is_described_by_what_made_it():
     for block, said in blocks.items():
         assert policy.describe_block(block) == said, block
     assert [policy.block_service(block) for block in blocks] == [None, "xmlrpc", None, None]
+
+
+@pytest.mark.parametrize("block,said", [
+    ("deploy:2026-12-07T05:00:00Z", "the deploy pending since 2026-12-07 05:00:00Z"),
+    ("deploy:unknown", "the deploy pending"), ("deploy", "the deploy pending"),
+    ("deploy:", "the deploy pending"),
+    ("service:xmlrpc:2026-12-07T05:00:00Z",
+     "the deploy of service xmlrpc pending since 2026-12-07 05:00:00Z"),
+    ("service:xmlrpc:unknown", "the deploy of service xmlrpc pending"),
+    ("service:xmlrpc", "the deploy of service xmlrpc pending")])
+def test_a_block_without_a_time_is_described_without_a_dangling_since(block, said):
+    """A deploy_state row without changed_at gives the block "deploy:unknown"
+    (and a DBA's or an older version's row may say "deploy" alone): they
+    were told as "the deploy pending since unknown" and "... since ", which
+    catch-up then printed as "skipped by the deploy pending since  since T"."""
+    assert policy.describe_block(block) == said

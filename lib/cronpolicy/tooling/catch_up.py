@@ -280,9 +280,9 @@ def cmd_catch_up(args, settings):
         if note:
             print(note)
         for row in said:
-            print("%s: %s (skipped by %s since %s): %s%s" % (
-                row["name"], row["action"], policy.describe_block(row["block"]),
-                format_time(to_time(row["skipped_at"])), row["reason"],
+            print("%s: %s (skipped at %s by %s): %s%s" % (
+                row["name"], row["action"], format_time(to_time(row["skipped_at"])),
+                policy.describe_block(row["block"]), row["reason"],
                 "; exit code %d" % row["exit_code"] if "exit_code" in row else ""))
     return exitcodes.OK if started_all else exitcodes.FAILED
 

@@ -12,7 +12,6 @@ gone).  Read commands take ``--json`` for tooling (output.print_json).
 """
 
 import argparse
-import io
 import os
 import sys
 
@@ -20,6 +19,7 @@ from cronpolicy import exitcodes
 from cronpolicy.arguments import attach_dashed_values
 from cronpolicy.config import Settings
 from cronpolicy.errors import CronPolicyError
+from cronpolicy.log import put_devnull_under
 
 #: Each command word in the order --help lists them, the module that adds
 #: its arguments (its ``add_arguments(parsers)``, given a CommandParsers) and
@@ -305,7 +305,7 @@ def main(argv=None):
         if program:
             for stream, guard in zip(streams, guarded):
                 if guard.error is not None:
-                    _stop_writing(stream)   # (what it kept, flushed at exit, raises again)
+                    put_devnull_under(stream)   # (what it kept, flushed at exit, raises again)
             # What the command made lives until the exit now: spare the
             # interpreter's last collection the walk over every object the
             # tooling imported (a deploy wait exited about 100 ms after it
@@ -449,18 +449,6 @@ def _says_its_database(args):
     if args.func.endswith(_SAY_THEIR_OWN_DATABASE):
         return False
     return not args.func.endswith("cmd_simulate") or args.from_database
-
-
-def _stop_writing(stream):
-    """Point ``stream``'s descriptor at /dev/null, so that flushing what is
-    left at exit cannot raise again (BrokenPipeError, ENOSPC).  Only once
-    the command is over: a command it started would inherit /dev/null."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, stream.fileno())
-        os.close(devnull)
-    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
-        pass
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ import stat
 
 from cronpolicy.errors import NotAPlainFile, UsageError
 from cronpolicy.safety import (
-    check_replaceable, open_plain_file, remove_quietly, replace_with, write_beside)
+    check_replaceable, checked_directory, open_plain_file, remove_quietly, replace_with,
+    write_beside)
 from cronpolicy.tooling.crontab.host import STDIN
 from cronpolicy.tooling.crontab.lines import read_crontab, write_crontab
 
@@ -131,6 +132,19 @@ def make_directories(top, target):
                 current, "a symbolic link" if stat.S_ISLNK(mode) else "not a directory"))
 
 
+def _held_by_no_other_user(directory):
+    """Refuse a directory under --output-dir that another user may change
+    (theirs, or writable by them): they could swap a directory on the way
+    for a link between make_directories' look and the rename, and have
+    root write a crontab wherever it points.  The rule of the state
+    directory (safety.checked_directory)."""
+    from cronpolicy.errors import ConfigError
+    try:
+        checked_directory(directory, "--output-dir's directory")
+    except ConfigError as error:
+        raise UsageError("%s (nothing was changed)" % error) from None
+
+
 def write_all(outputs, top=None):
     """Write every Output, or (on any error) none of them: a target that is
     a directory is refused before anything is renamed, and a rename that
@@ -145,14 +159,16 @@ def write_all(outputs, top=None):
             check_replaceable(output.path)
             if top is not None:
                 make_directories(top, output.path)
+                _held_by_no_other_user(os.path.dirname(output.path))
             temporaries.append((_write_beside(output), output))
     except (OSError, UsageError) as error:
         for temporary, _ in temporaries:
             remove_quietly(temporary)
         if isinstance(error, UsageError) and not isinstance(error, NotAPlainFile):
             raise
+        # (The crontab's name, not its temporary's, which no one gave.)
         raise UsageError("cannot write %s: %s (nothing was changed)"
-                         % (error.filename or (output.path if output else top),
+                         % (output.path if output is not None else error.filename or top,
                             error.strerror)) from None
     done = []
     for index, (temporary, output) in enumerate(temporaries):

@@ -468,31 +468,41 @@ def test_a_flush_into_a_read_only_spool_says_what_was_written_in_one_line(tmp_pa
             assert db.execute("SELECT count(*) FROM script_run").fetchone()[0] == 2
 
 
-def test_a_log_file_is_never_appended_through_a_link_another_user_planted(tmp_path):
-    """--log-file /tmp/job.log, and another user's link there: root's cron
-    job appended its log to the file the link named.  Refused (exit 4); a
-    link of root's own is still followed."""
-    uid = nobody()
+def planted_log_file(tmp_path, plant):
+    """(root's victim file, the name /tmp/job.log would be: ``plant``(victim,
+    name) made it, in a sticky directory every user may write)."""
     shared = tmp_path / "shared"
     shared.mkdir()
     shared.chmod(0o1777)
     victim = tmp_path / "victim"
     victim.write_text("root's file\n")
     planted = shared / "job.log"
-    os.symlink(victim, planted)
-    os.lchown(planted, uid, -1)
+    plant(victim, planted)
+    return victim, planted
+
+
+def run_with_log_file(tmp_path, log_file):
+    """A job run on SQLite with --log-file ``log_file``."""
     env = sqlite_env(tmp_path, JOB_MARKER=str(tmp_path / "job.marker"))
-    command = [sys.executable, str(job_script(tmp_path)), "--log-file"]
-    result = subprocess.run(command + [str(planted)], env=env, capture_output=True, text=True,
-                            timeout=60)
+    return subprocess.run([sys.executable, str(job_script(tmp_path)), "--log-file",
+                           str(log_file)], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_a_log_file_is_never_appended_through_a_link_another_user_planted(tmp_path):
+    """--log-file /tmp/job.log, and another user's link there: root's cron
+    job appended its log to the file the link named.  Refused (exit 4); a
+    link of root's own is still followed."""
+    uid = nobody()
+    victim, planted = planted_log_file(tmp_path, os.symlink)
+    os.lchown(planted, uid, -1)
+    result = run_with_log_file(tmp_path, planted)
     no_traceback(result)
     assert result.returncode == exitcodes.GATE_ERROR, result.stderr
     assert "symbolic link owned by uid %d" % uid in result.stderr, result.stderr
     assert victim.read_text() == "root's file\n" and not main_ran(tmp_path)
-    own = shared / "own.log"
+    own = planted.parent / "own.log"
     os.symlink(tmp_path / "own-target.log", own)
-    result = subprocess.run(command + [str(own)], env=env, capture_output=True, text=True,
-                            timeout=60)
+    result = run_with_log_file(tmp_path, own)
     assert result.returncode == exitcodes.OK, result.stderr
     assert "policy database" in (tmp_path / "own-target.log").read_text()
 
@@ -798,16 +808,8 @@ def test_a_log_file_with_a_second_name_is_refused_as_a_planted_hard_link(tmp_pat
     file and the lock file, which refuse a second name.  Refused, exit 4."""
     if os.geteuid() != 0:
         pytest.skip("needs root, as the cron job it stands for")
-    shared = tmp_path / "shared"
-    shared.mkdir()
-    shared.chmod(0o1777)
-    victim = tmp_path / "victim"
-    victim.write_text("root's file\n")
-    planted = shared / "job.log"
-    os.link(victim, planted)
-    env = sqlite_env(tmp_path, JOB_MARKER=str(tmp_path / "job.marker"))
-    result = subprocess.run([sys.executable, str(job_script(tmp_path)), "--log-file",
-                             str(planted)], env=env, capture_output=True, text=True, timeout=60)
+    victim, planted = planted_log_file(tmp_path, os.link)
+    result = run_with_log_file(tmp_path, planted)
     no_traceback(result)
     assert result.returncode == exitcodes.GATE_ERROR, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -21,6 +21,7 @@ class FaultProxy:
     def __init__(self, upstream_host, upstream_port):
         self.upstream = (upstream_host, upstream_port)
         self.mode = "pass"
+        self.refused = 0            # connections reset by mode "refuse", so far
         self.delay = 0.0
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -42,6 +43,7 @@ class FaultProxy:
             if self.mode == "refuse":
                 client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 client.close()
+                self.refused += 1
                 continue
             if self.mode == "stall":
                 with self._lock:

@@ -383,8 +383,10 @@ def test_deploy_run_through_a_broken_network_ends_its_rollout(fault, pg_scripts,
     dba = DBA(pg_dsn)
     env = make_env(tmp_path, proxied)
     config = tmp_path / "cronpolicy.conf"
+    # (A heartbeat far off: while the proxy refuses, only the wait's
+    # reconnection and the rollout's end connect through it.)
     config.write_text(config.read_text() + "tcp_keepalive = 1s\ntcp_user_timeout = 2s\n"
-                      "decision_timeout = 2s\n")
+                      "decision_timeout = 2s\nheartbeat_interval = 60s\nlease_ttl = 180s\n")
     pg_scripts.write("publisher")
     ready, go = tmp_path / "ready", tmp_path / "go"
     job = pg_scripts.start("publisher", "--sleep", "600", "--ready-file", str(ready),
@@ -399,7 +401,12 @@ def test_deploy_run_through_a_broken_network_ends_its_rollout(fault, pg_scripts,
         if fault == "refused":
             proxy.mode = "refuse"
             proxy.cut()
-            time.sleep(2)                   # it tries to end the rollout meanwhile
+            # Refused until the wait has tried to connect again (it gives
+            # up then, and tries to end the rollout meanwhile): a fixed two
+            # seconds let a wait slowed by a loaded machine reconnect after
+            # them, and wait on for the publisher (CI, once).
+            wait_for(lambda: proxy.refused >= 1, timeout=60,
+                     what="the wait to connect again and be refused")
             proxy.mode = "pass"
             out, err = runner.communicate(timeout=120)
             assert runner.returncode == exitcodes.GATE_ERROR, out + err

@@ -846,6 +846,22 @@ def wait_for_file(path, timeout=None, process=None):
     raise AssertionError("%s did not appear within %ss%s" % (path, timeout, state))
 
 
+def in_a_thread(call):
+    """``call()`` started on a thread of its own: (the thread, a list that
+    holds what it returned, or the exception it raised, once it is done)."""
+    import threading
+    outcome = []
+
+    def run():
+        try:
+            outcome.append(call())
+        except Exception as error:      # noqa: BLE001 (what the test reports)
+            outcome.append(error)
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
 def once_per_run(key, compute):
     """``compute()``, once in the whole run: the first process to ask
     computes it and leaves it pickled in the run's directory; the others

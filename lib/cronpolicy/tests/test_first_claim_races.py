@@ -3,7 +3,6 @@ first time a script is deployed, cron starts it everywhere at :00): the
 second waits for the first's claim, and must then run, not be refused for
 its data, whatever transaction isolation the DBA gave the login."""
 
-import threading
 import uuid
 
 import psycopg2
@@ -12,7 +11,7 @@ import pytest
 from cronpolicy.config import Settings
 from cronpolicy.rows import RunRecord
 from cronpolicy.store import open_store
-from cronpolicy.tests.conftest import admin_connection, login_of, wait_for
+from cronpolicy.tests.conftest import admin_connection, in_a_thread, login_of, wait_for
 
 
 def until_waiting_for_a_lock(login, what):
@@ -40,16 +39,8 @@ def test_a_start_waiting_for_a_first_claim_is_written_or_denied(pg_roles, isolat
         with first.cursor() as cursor:
             cursor.execute("INSERT INTO cronpolicy.script_run (name, host) VALUES (%s, %s)",
                            (name, host))
-        outcome = []
-
-        def second():
-            try:
-                outcome.append(store.record_start(RunRecord(name=name, host=host, pid=2,
-                                                            spool_id=uuid.uuid4().hex)))
-            except Exception as error:      # noqa: BLE001 (what the test reports)
-                outcome.append(error)
-        thread = threading.Thread(target=second)
-        thread.start()
+        thread, outcome = in_a_thread(lambda: store.record_start(RunRecord(
+            name=name, host=host, pid=2, spool_id=uuid.uuid4().hex)))
         until_waiting_for_a_lock(login, "the second start waiting for the first's claim")
         first.commit()
         thread.join(30)
@@ -82,16 +73,8 @@ def test_a_slot_claim_that_loses_a_race_for_an_expired_slot_takes_the_next(pg_ro
             cursor.execute("INSERT INTO cronpolicy.run_slot (name, slot, run_key, host,"
                            " lease_expires_at) VALUES (%s, 0, 'other', 'web8',"
                            " now() + interval '1 minute')", (name,))
-        outcome = []
-
-        def claim():
-            try:
-                outcome.append(store.claim_slot(RunRecord(name=name, host="web1", pid=1,
-                                                          spool_id=uuid.uuid4().hex), 2))
-            except Exception as error:      # noqa: BLE001 (what the test reports)
-                outcome.append(error)
-        thread = threading.Thread(target=claim)
-        thread.start()
+        thread, outcome = in_a_thread(lambda: store.claim_slot(RunRecord(
+            name=name, host="web1", pid=1, spool_id=uuid.uuid4().hex), 2))
         until_waiting_for_a_lock(login, "the claim waiting for the other host's")
         other.commit()
         thread.join(30)

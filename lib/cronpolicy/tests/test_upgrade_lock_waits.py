@@ -3,7 +3,6 @@
 long transaction reads the table (pg_dump, a report): starts queue behind
 the upgrade's wait for the lock, so the upgrade must not wait long."""
 
-import threading
 import time
 import uuid
 
@@ -14,7 +13,7 @@ from cronpolicy.config import Settings
 from cronpolicy.rows import RunRecord
 from cronpolicy.store import open_store
 
-from .conftest import DBA, upgraded, wait_for
+from .conftest import DBA, in_a_thread, upgraded, wait_for
 
 
 def test_starts_go_on_while_an_upgrade_waits_behind_a_long_reader(empty_pg_dsn):
@@ -23,15 +22,7 @@ def test_starts_go_on_while_an_upgrade_waits_behind_a_long_reader(empty_pg_dsn):
     reader = psycopg2.connect(empty_pg_dsn)         # pg_dump's ACCESS SHARE, say
     with reader.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM cronpolicy.script_run")
-    outcome = []
-
-    def upgrade():
-        try:
-            outcome.append(schema.upgrade_postgres(connection))
-        except Exception as error:      # noqa: BLE001 (what the test reports)
-            outcome.append(error)
-    upgrading = threading.Thread(target=upgrade)
-    upgrading.start()
+    upgrading, outcome = in_a_thread(lambda: schema.upgrade_postgres(connection))
     store = open_store(Settings(dsn=empty_pg_dsn, decision_timeout=4))
     try:
         dba = DBA(empty_pg_dsn)

@@ -7,10 +7,13 @@ Never a traceback, nor Python's "Exception ignored" and exit 120 at the
 flush on the way out: a pipe whose reader left exits READER_GONE (141),
 quietly; any other failure (a disk full, the descriptor closed) is one line
 on standard error and OUTPUT_FAILED (10); an answer of its own (5: would
-skip) stays the exit status.  Loaded only when --dry-run or --help is asked.
+skip) stays the exit status.  Loaded by a start only when --dry-run or
+--help is asked; output.GuardedStream writes through write_whole and
+write_all too.
 """
 
 import errno
+import os
 import sys
 
 from cronpolicy import exitcodes
@@ -27,7 +30,7 @@ def say(stream, text, code, prog, unwritten=None):
             if stream is None:
                 raise OSError(errno.EBADF, "it is closed")
             if text:
-                _write(stream, text)
+                write_whole(stream, text)
             stream.flush()
             return code
         except (OSError, ValueError) as failure:
@@ -45,21 +48,32 @@ def say(stream, text, code, prog, unwritten=None):
     return code or exitcodes.OUTPUT_FAILED
 
 
-def _write(stream, text):
-    """``stream.write(text)``, but unbuffered (PYTHONUNBUFFERED), where the
-    text layer would drop the rest of a short write unsaid (a file size
-    limit, a disk filling up), the rest is written again and the failure
-    that stops it raised (as output.GuardedStream does)."""
+def write_whole(stream, text):
+    """``stream.write(text)``, but unbuffered (PYTHONUNBUFFERED, python -u),
+    where the text layer would drop the rest of a short write unsaid (a file
+    size limit, a disk filling up), the rest is written again and the
+    failure that stops it raised.  (output.GuardedStream writes so too.)"""
     import io
     beneath = getattr(stream, "buffer", None)
     if not isinstance(beneath, io.RawIOBase):
         stream.write(text)
         return
     stream.flush()
-    view = memoryview(text.encode(stream.encoding, stream.errors or "strict"))
+    write_all(beneath, text.encode(stream.encoding, stream.errors or "strict"))
+
+
+def write_all(binary, data):
+    """Write all of ``data`` to ``binary``, a buffered stream (which writes
+    all or raises) or a raw one (which may write part: the rest is written
+    again, and the failure that stopped it raised)."""
+    import io
+    view = memoryview(data)
     while view:
-        written = beneath.write(view)
-        if not written:
-            raise OSError(errno.EAGAIN if written is None else errno.EIO,
-                          "nothing written")
+        written = binary.write(view)
+        if written is None:             # (non-blocking, full: EAGAIN)
+            raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+        if not isinstance(binary, io.RawIOBase):
+            return
+        if written <= 0:
+            raise OSError(errno.EIO, "nothing written")
         view = view[written:]

@@ -10,6 +10,7 @@ import sys
 import time
 
 from cronpolicy.timeutil import format_duration, format_time
+from cronpolicy.written import write_all, write_whole
 
 
 def _control_escapes():
@@ -75,24 +76,23 @@ class GuardedStream:
         self.partial = False
 
     def write(self, text):
+        def whole():
+            raw = self._raw()
+            write_whole(raw, text)      # (a short write unbuffered: the rest again)
+            raw.flush()
+        return self._guarded(whole, text)
+
+    def _guarded(self, write, what):
+        """``write()`` (``what``, text or bytes) unless a failure came
+        before; a failure is kept, and what was not written counted lost."""
         if self.error is None:
             try:
-                raw = self._raw()
-                beneath = getattr(raw, "buffer", None)
-                if isinstance(beneath, io.RawIOBase):
-                    # Unbuffered (PYTHONUNBUFFERED, python -u): the text layer
-                    # ignores a short write (a disk filling up, a file size
-                    # limit) and the rest is lost, unsaid.
-                    raw.flush()
-                    _write_all(beneath, text.encode(raw.encoding, raw.errors or "strict"))
-                else:
-                    raw.write(text)
-                    raw.flush()
-                return len(text)
+                write()
+                return len(what)
             except (OSError, ValueError) as error:
                 self._failed(error)
-        self._lose(text)
-        return len(text)
+        self._lose(what)
+        return len(what)
 
     def flush(self):
         if self.error is None and self.raw is not None:     # (closed: nothing to flush)
@@ -174,36 +174,14 @@ class _GuardedBuffer:
         self.stream = stream
 
     def write(self, data):
-        stream = self.stream
-        if stream.error is None:
-            try:
-                raw = stream._raw().buffer
-                _write_all(raw, data)
-                raw.flush()
-                return len(data)
-            except (OSError, ValueError) as error:
-                stream._failed(error)
-        stream._lose(data)
-        return len(data)
+        def whole():
+            raw = self.stream._raw().buffer
+            write_all(raw, data)
+            raw.flush()
+        return self.stream._guarded(whole, data)
 
     def flush(self):
         self.stream.flush()
-
-
-def _write_all(binary, data):
-    """Write all of ``data`` to ``binary``, a buffered stream (which writes
-    all or raises) or a raw one (which may write part: the rest is written
-    again, and the failure that stopped it raised)."""
-    view = memoryview(data)
-    while view:
-        written = binary.write(view)
-        if written is None:             # (non-blocking, full: EAGAIN)
-            raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN))
-        if not isinstance(binary, io.RawIOBase):
-            return
-        if written <= 0:
-            raise OSError(errno.EIO, "nothing written")
-        view = view[written:]
 
 
 def output_fault(stream=None):

@@ -85,6 +85,13 @@ def throwaway_database():
         admin('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
 
 
+def abba(first, second, runs):
+    """``first`` and ``second``, ``runs`` times each, in the order A B B A A
+    B B A ...: neither always goes first, nor always follows the other."""
+    for number in range(runs * 2):
+        yield (first, second)[number % 2 ^ (number // 2) % 2]
+
+
 def percentile(values, q):
     """Nearest-rank-style percentile of a non-empty list."""
     ordered = sorted(values)

@@ -25,7 +25,7 @@ import time
 
 import psycopg2
 
-from common import throwaway_database
+from common import abba, throwaway_database
 from tally_cost import sqlite_run, summary
 
 from cronpolicy.store.sqlite import connect_sqlite, open_sqlite
@@ -78,8 +78,7 @@ def main():
         fresh = {True: [], False: []}
         inserts = {True: [], False: []}
         present = True
-        for number in range(options.runs * 2):
-            wanted = (True, False)[number % 2 ^ (number // 2) % 2]
+        for number, wanted in enumerate(abba(True, False, options.runs)):
             if wanted != present:
                 admin.cursor().execute(
                     CONSTRAINT if wanted
@@ -102,8 +101,7 @@ def main():
         connection.commit()
         connection.close()
         times = {checked: [], unchecked: []}
-        for number in range(options.runs * 2):
-            path = (checked, unchecked)[number % 2 ^ (number // 2) % 2]
+        for path in abba(checked, unchecked, options.runs):
             times[path].append(sqlite_run(path))
         summary("SQLite: open, start, end, close", times[checked], times[unchecked])
     return 0

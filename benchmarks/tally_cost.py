@@ -27,7 +27,7 @@ import time
 
 import psycopg2
 
-from common import throwaway_database
+from common import abba, throwaway_database
 
 from cronpolicy import schema
 from cronpolicy.store.sqlite import connect_sqlite, open_sqlite
@@ -106,8 +106,7 @@ def main():
         for _ in range(20):
             pg_end(dsn)                                 # (warm the server's caches)
         times = {"ENABLE": [], "DISABLE": []}
-        for number in range(options.runs * 2):
-            state = ("ENABLE", "DISABLE")[number % 2 ^ (number // 2) % 2]
+        for state in abba("ENABLE", "DISABLE", options.runs):
             admin.cursor().execute("ALTER TABLE cronpolicy.script_run %s TRIGGER"
                                    " script_run_tally_update" % state)
             times[state].append(pg_end(dsn))
@@ -118,8 +117,7 @@ def main():
         open_sqlite(tallied).close()
         schema_21(untallied)
         times = {tallied: [], untallied: []}
-        for number in range(options.runs * 2):
-            path = (tallied, untallied)[number % 2 ^ (number // 2) % 2]
+        for path in abba(tallied, untallied, options.runs):
             times[path].append(sqlite_run(path))
         summary("SQLite: open, start, end, close", times[tallied], times[untallied])
     return 0

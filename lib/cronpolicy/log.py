@@ -177,6 +177,13 @@ def _file_handler(path):
     import logging
     import stat
 
+    from cronpolicy.safety import planted
+
+    def refuse(problem, filename):
+        if problem:
+            raise OSError(errno.EPERM, problem + "; other users could make cronpolicy write "
+                          "into any file", filename)
+
     class FileHandler(logging.FileHandler):
         said = False
 
@@ -194,19 +201,12 @@ def _file_handler(path):
                 info = None
             if info is None or not stat.S_ISLNK(info.st_mode):
                 flags |= os.O_NOFOLLOW
-            elif info.st_uid not in (os.geteuid(), 0):
-                raise OSError(errno.EPERM, "it is a symbolic link owned by uid %d; other users "
-                              "could make cronpolicy write into any file" % info.st_uid,
-                              self.baseFilename)
+            else:
+                refuse(planted(info), self.baseFilename)
             descriptor = os.open(self.baseFilename, flags, 0o666)
             try:
-                found = os.fstat(descriptor)
-                if stat.S_ISREG(found.st_mode) and found.st_nlink != 1:
-                    # Another user's hard link to root's file (in /tmp, where
-                    # fs.protected_hardlinks is 0), as a lock file refuses.
-                    raise OSError(errno.EPERM, "it has %d names (a planted hard link?); other "
-                                  "users could make cronpolicy write into any file"
-                                  % found.st_nlink, self.baseFilename)
+                # (A hard link to root's file: judged on what was opened.)
+                refuse(planted(os.fstat(descriptor)), self.baseFilename)
                 os.set_blocking(descriptor, True)
                 return open(descriptor, "a", encoding=self.encoding, errors=self.errors)
             except BaseException:

@@ -141,6 +141,20 @@ def _check_links(absolute, what, path):
                               % (what, path, current, info.st_uid))
 
 
+def planted(info):
+    """What makes the file of ``info`` (an lstat, or the fstat of what was
+    opened) one another user may have planted to have cronpolicy write
+    elsewhere: a symbolic link of another user's (root's and this user's
+    own are followed), or a plain file with a second name (a hard link to
+    another's file, in /tmp, where fs.protected_hardlinks is 0); None when
+    neither.  (The SQLite file and --log-file; a lock file takes no link.)"""
+    if stat.S_ISLNK(info.st_mode) and info.st_uid not in (os.geteuid(), 0):
+        return "it is a symbolic link owned by uid %d" % info.st_uid
+    if stat.S_ISREG(info.st_mode) and info.st_nlink != 1:
+        return "it has %d names (a planted hard link?)" % info.st_nlink
+    return None
+
+
 def create_exclusive(path, mode=0o600):
     """A new file at ``path``, never an existing one nor through a link."""
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,

@@ -77,7 +77,7 @@ def _check_place(path, directory):
     planted at its name.  (SQLite follows links: as root it wrote its schema
     into whatever file such a link named, and made it when missing.)"""
     import stat
-    from cronpolicy.safety import checked_directory, create_exclusive
+    from cronpolicy.safety import checked_directory, create_exclusive, planted
     checked_directory(directory, "SQLite database directory")
     try:
         info = os.lstat(path)
@@ -106,16 +106,10 @@ def _check_place(path, directory):
             raise ConfigError("refusing the SQLite database %s: it is owned by uid %d in a "
                               "directory other users may write into; other users could make "
                               "cronpolicy overwrite files" % (path, info.st_uid))
-    if stat.S_ISLNK(info.st_mode) and info.st_uid not in (own, 0):
-        raise ConfigError("refusing the SQLite database %s: it is a symbolic link owned by "
-                          "uid %d; other users could make cronpolicy overwrite files"
-                          % (path, info.st_uid))
-    if stat.S_ISREG(info.st_mode) and info.st_nlink != 1:
-        # (A hard link to another's file, in /tmp, where fs.protected_hardlinks
-        # is 0.  SQLite itself warns of a database with several names.)
-        raise ConfigError("refusing the SQLite database %s: it has %d names (a planted hard "
-                          "link?); other users could make cronpolicy overwrite files"
-                          % (path, info.st_nlink))
+    problem = planted(info)     # (SQLite itself warns of a database with several names)
+    if problem:
+        raise ConfigError("refusing the SQLite database %s: %s; other users could make "
+                          "cronpolicy overwrite files" % (path, problem))
 
 
 #: SQLite's primary result code for a write to a database it opened read-only.

@@ -207,8 +207,14 @@ def wait_until_quiet(db, timeout, host="*", poll_interval=None, on_progress=None
         # the last blocker's end and the wait's (issue 32.2).
         witness.done()
         looks.close()
-    gone = ended and why_not_open(db, rollout_id) == "deleted"
+    gone = ended and why_not_open(db, rollout_id, owner=_owner(first)) == "deleted"
     return WaitResult(quiet, waited, runs, look.stop_asked, ended, gone)
+
+
+def _owner(row):
+    """(host, pid) of the process that began rollout ``row`` (deploy run),
+    or None (begun by `deploy begin`, which keeps no lease)."""
+    return None if row.owner_host is None else (row.owner_host, row.owner_pid)
 
 
 def _identity(row):

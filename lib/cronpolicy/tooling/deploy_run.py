@@ -276,8 +276,12 @@ def _wait_then_run(db, rollout_id, services, others, reason, command, wait_timeo
     # last look: the renewal finds it ended): nothing stops the fleet for
     # COMMAND any more.
     if result.ended_meanwhile or reopened:
+        # (The wait has read what became of it; a renewal that found it not
+        # open after the wait's last look has not.)
+        fate = (FATES[result.rollout_gone] if result.ended_meanwhile
+                else _fate(db, rollout_id, keeper.owner))
         _say("rollout #%d %s before the fleet was quiet for it: %s not run" % (
-            rollout_id, _fate(db, rollout_id, keeper.owner), command[0]))
+            rollout_id, fate, command[0]))
         return exitcodes.WAIT_TIMEOUT
     if not result.quiet:
         _print("timed out after %s with %d run%s in the way: %s not run" % (
@@ -293,16 +297,20 @@ def _wait_then_run(db, rollout_id, services, others, reason, command, wait_timeo
     return _run(command, signals)
 
 
+#: What became of this process's rollout, found no longer open, by whether
+#: its row is gone (deleted by hand) rather than ended.
+FATES = {False: "was ended by someone else", True: "is gone (its row was deleted)"}
+
+
 def _fate(db, rollout_id, owner):
-    """What became of this process's rollout, found no longer open: "was
-    ended by someone else", or "is gone (its row was deleted)"; "is no
-    longer open" when the database cannot tell just now."""
+    """FATES of this process's rollout, found no longer open; "is no longer
+    open" when the database cannot tell just now."""
     from cronpolicy.tooling import deploy
     try:
         why = deploy.why_not_open(db, rollout_id, owner=owner)
     except CronPolicyError:
         return "is no longer open"
-    return "was ended by someone else" if why == "ended" else "is gone (its row was deleted)"
+    return FATES[why == "deleted"]
 
 
 def _renewed(still_open):

@@ -19,7 +19,7 @@ from cronpolicy import exitcodes
 from cronpolicy.arguments import attach_dashed_values
 from cronpolicy.config import Settings
 from cronpolicy.errors import CronPolicyError
-from cronpolicy.log import put_devnull_under
+from cronpolicy.log import hold_standard_descriptors, put_devnull_under, stderr_is_the_journal
 
 #: Each command word in the order --help lists them, the module that adds
 #: its arguments (its ``add_arguments(parsers)``, given a CommandParsers) and
@@ -281,14 +281,12 @@ def main(argv=None):
     program = argv is None
     argv = sys.argv[1:] if program else list(argv)
     if program:
-        from cronpolicy.log import hold_standard_descriptors
         hold_standard_descriptors()     # (before a file or socket can take 0, 1 or 2)
     argv = _dsn_after_run(argv)
     if argv and argv[0] == "run":
         # Everything after `run NAME` belongs to the wrapped command's gate.
         from cronpolicy.tooling.run_command import run_command
         return run_command(argv[1:])
-    from cronpolicy.log import stderr_is_the_journal
     from cronpolicy.tooling.output import EscapingStream, GuardedStream, JournalPriorities
     streams = sys.stdout, sys.stderr
     # What cannot be written never raises (see GuardedStream): the command

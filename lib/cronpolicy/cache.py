@@ -73,10 +73,12 @@ class PolicyCache:
                 pass        # not ours to touch (another user wrote it): write it anew
         self.save(inputs, fingerprint, out_of_date=saved_at is None)
 
-    def _forget(self):
+    @staticmethod
+    def _forget(path):
+        """Remove ``path`` if it is a plain file (nothing else is ours to remove)."""
         from cronpolicy.safety import remove_quietly, replace_problem
-        if replace_problem(self.path) is None:
-            remove_quietly(self.path)
+        if replace_problem(path) is None:
+            remove_quietly(path)
 
     @property
     def fingerprint_path(self):
@@ -122,14 +124,12 @@ class PolicyCache:
             "services": [to_mapping(service) for service in inputs.services],
             "rollouts": [to_mapping(rollout) for rollout in inputs.rollouts],
         }
-        from cronpolicy.safety import (
-            checked_directory, remove_quietly, replace_problem, write_atomically)
+        from cronpolicy.safety import checked_directory, write_atomically
         checked_directory(os.path.dirname(self.path), "state_dir", 0o700)
         # The fingerprint names what the cache held: gone before the cache
         # changes, so that a new cache whose fingerprint cannot be written
         # (a full file system) is never confirmed as the old content later.
-        if replace_problem(self.fingerprint_path) is None:
-            remove_quietly(self.fingerprint_path)
+        self._forget(self.fingerprint_path)
         try:
             write_atomically(self.path, lambda handle: json.dump(data, handle))
         except OSError:
@@ -138,7 +138,7 @@ class PolicyCache:
                 # file system kept the new one out): the old one, confirmed
                 # a moment ago, must not answer for it once the database is
                 # away.  (A read-only one keeps it: said at every start.)
-                self._forget()
+                self._forget(self.path)
             raise
         line = "%r %s\n" % (saved_at, fingerprint or _fingerprint(inputs))
         write_atomically(self.fingerprint_path, lambda handle: handle.write(line))

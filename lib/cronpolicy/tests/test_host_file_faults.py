@@ -11,7 +11,6 @@ unmount.
 
 import contextlib
 import os
-import pwd
 import stat
 import subprocess
 import sys
@@ -22,16 +21,10 @@ import pytest
 from cronpolicy import exitcodes, safety
 
 from .conftest import make_env
+from .test_safety import forget_checked_directories, needs_root  # noqa: F401 (autouse)
 
 #: Mounts and real processes.
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(autouse=True)
-def forget_checked_directories():
-    safety._checked.clear()
-    yield
-    safety._checked.clear()
 
 
 @contextlib.contextmanager
@@ -345,19 +338,13 @@ def test_a_schema_upgrade_on_a_full_disk_says_the_disk_is_full_and_can_be_repeat
         assert again.returncode == exitcodes.OK, again.stderr
 
 
-def nobody():
-    if os.geteuid() != 0:
-        pytest.skip("needs root, to make files owned by another user")
-    return pwd.getpwnam("nobody").pw_uid
-
-
 @pytest.mark.parametrize("place", ["sticky-shared-directory", "directory-of-another-user"])
 def test_a_sqlite_file_is_never_written_through_a_link_another_user_planted(tmp_path, place):
     """A DSN naming a file in /tmp (sticky, everyone's) or in another
     user's directory: that user's link there made root's cron job create
     the victim file, schema and all (SQLite follows links; this host's
     fs.protected_symlinks may be 0).  Refused in one line, exit 4."""
-    uid = nobody()
+    uid = needs_root()
     shared = tmp_path / "shared"
     shared.mkdir()
     if place == "sticky-shared-directory":
@@ -492,7 +479,7 @@ def test_a_log_file_is_never_appended_through_a_link_another_user_planted(tmp_pa
     """--log-file /tmp/job.log, and another user's link there: root's cron
     job appended its log to the file the link named.  Refused (exit 4); a
     link of root's own is still followed."""
-    uid = nobody()
+    uid = needs_root()
     victim, planted = planted_log_file(tmp_path, os.symlink)
     os.lchown(planted, uid, -1)
     result = run_with_log_file(tmp_path, planted)
@@ -547,7 +534,7 @@ def test_a_sqlite_file_this_user_may_only_read_stops_the_start_as_a_missing_priv
     unseen by `deploy wait` and its record was spooled, to be refused at
     every flush.  Now as a missing privilege on PostgreSQL: exit 4, main()
     not run, one line."""
-    uid = nobody()
+    uid = needs_root()
     if not os.access(SYSTEM_PYTHON, os.X_OK):
         pytest.skip("needs %s" % SYSTEM_PYTHON)
     top = world_readable_dir
@@ -686,7 +673,7 @@ def test_a_spool_entry_this_user_cannot_read_stays_and_is_not_called_damaged(
     import shutil
     from cronpolicy.rows import RunRecord
     from cronpolicy.spool import Spool
-    uid = nobody()
+    uid = needs_root()
     top = world_readable_dir
     made = Spool(os.path.join(top, "made"))
     made.record_skip(RunRecord(name="roots", host="web1", pid=1))
@@ -756,7 +743,7 @@ def test_a_link_planted_between_the_check_and_sqlites_open_is_not_followed(tmp_p
     created the file it named.  The check now makes the file itself."""
     from cronpolicy.errors import ConfigError
     from cronpolicy.store.sqlite import connect_sqlite
-    uid = nobody()
+    uid = needs_root()
     shared = tmp_path / "shared"
     shared.mkdir()
     shared.chmod(0o1777)
@@ -784,7 +771,7 @@ def test_a_sqlite_file_of_another_user_in_a_shared_directory_is_refused(tmp_path
     its owner may swap it for a link at any moment (fs.protected_regular
     may be 0), between the check and SQLite's open.  Refused, one line,
     exit 4; such a file in a directory only root may write is used."""
-    uid = nobody()
+    uid = needs_root()
     for mode, expected in ((0o1777, exitcodes.GATE_ERROR), (0o755, exitcodes.OK)):
         shared = tmp_path / ("shared-%o" % mode)
         shared.mkdir()
